@@ -1,0 +1,33 @@
+# Ventros: PGXS build of the extension (and, from src/http, the HTTP front).
+EXTENSION   = ventros
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" ventros.control)
+
+MODULE_big  = ventros
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+SHLIB_LINK  = $(VENTROS_LIBS)
+VENTROS_LIBS ?=
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+              -Wno-sign-compare -Wno-clobbered
+
+# The install script is assembled from sql/ in file-name order (sql/NN_*.sql).
+SQL_SOURCES = $(sort $(wildcard sql/*.sql))
+DATA_built  = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*.sql))
+
+# Isolation specs run with PostgreSQL's own isolation tester against a running,
+# preloaded server (PGHOST/PGPORT): make installcheck.
+ISOLATION      = $(sort $(notdir $(basename $(wildcard test/isolation/specs/*.spec))))
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+
+EXTRA_CLEAN = $(DATA_built) output_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_SOURCES) ventros.control
+	@mkdir -p extension
+	@{ echo "-- Generated from sql/ by make: do not edit. Ventros $(EXTVERSION)."; \
+	   echo "\\echo Use \"CREATE EXTENSION ventros\" to load this file. \\quit"; \
+	   for f in $(SQL_SOURCES); do echo; echo "-- ---- $$f"; cat $$f; done; } > $@

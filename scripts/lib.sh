@@ -1,0 +1,156 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/up, scripts/down and scripts/test: install what is
+# missing, build, and run throwaway PostgreSQL and RabbitMQ servers under a
+# folder of the checkout. Sourced, never run.
+
+VENTROS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+log() { printf '[ventros] %s\n' "$*" >&2; }
+die() { printf '[ventros] error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages every part of Ventros needs, installed when missing.
+VENTROS_PACKAGES=(build-essential pkg-config postgresql-15 postgresql-server-dev-15
+	postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
+	rabbitmq-server librabbitmq-dev libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev
+	libssl-dev wrk curl nodejs npm)
+
+ensure_packages() {
+	local missing=() p
+	for p in "${VENTROS_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	# Node.js may come from outside Debian's packages; accept any node and npm on PATH.
+	if command -v node >/dev/null && command -v npm >/dev/null; then
+		local keep=()
+		for p in "${missing[@]}"; do [[ $p == nodejs || $p == npm ]] || keep+=("$p"); done
+		missing=("${keep[@]}")
+	fi
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing: ${missing[*]}"
+	[ "$(id -u)" -eq 0 ] || die "installing packages needs root"
+	# The packages' services must not start on their own: we run our own servers.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_install() {
+	log "building and installing the extension"
+	make -C "$VENTROS_ROOT" -s -j2 >/dev/null
+	make -C "$VENTROS_ROOT" -s install >/dev/null
+}
+
+# ---- PostgreSQL -------------------------------------------------------------
+# pg_start DIR PORT: a cluster in DIR/pg listening on 127.0.0.1:PORT and on a
+# unix socket in DIR/sock, owned by the postgres user (initdb refuses root).
+pg_start() {
+	local dir=$1 port=$2 data=$1/pg sock=$1/sock
+	mkdir -p "$dir" "$sock"
+	chown postgres: "$dir" "$sock"
+	if [ ! -s "$data/PG_VERSION" ]; then
+		log "initdb in $data"
+		runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust \
+			--auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+		cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$sock'
+shared_preload_libraries = 'ventros, pg_cron'
+cron.database_name = 'ventros'
+cron.host = '$sock'
+cron.use_background_workers = on
+max_worker_processes = 32
+max_connections = 200
+ventros.database = 'ventros'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+log_line_prefix = '%m [%p] %q%u@%d '
+CONF
+		# Local socket: trust for the postgres superuser only; passwords for all others.
+		cat >"$data/pg_hba.conf" <<HBA
+local all postgres trust
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+	fi
+	if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+		log "starting PostgreSQL on port $port"
+		runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -w -t 60 start >/dev/null \
+			|| { tail -20 "$dir/postgresql.log" >&2; die "PostgreSQL did not start"; }
+	fi
+}
+
+pg_stop() {
+	local data=$1/pg
+	[ -s "$data/PG_VERSION" ] || return 0
+	runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# ---- RabbitMQ -----------------------------------------------------------------
+# rabbit_env DIR PORT: the environment of a node whose whole world is DIR/rabbit.
+rabbit_env() {
+	local dir=$1/rabbit port=$2
+	export HOME=$dir/home
+	export RABBITMQ_NODENAME=ventros$port@localhost
+	export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+	export RABBITMQ_NODE_PORT=$port
+	export RABBITMQ_DIST_PORT=$((port + 1))
+	export ERL_EPMD_PORT=$((port + 2))
+	export ERL_EPMD_ADDRESS=127.0.0.1
+	export RABBITMQ_MNESIA_BASE=$dir/mnesia
+	export RABBITMQ_LOG_BASE=$dir/log
+	export RABBITMQ_PID_FILE=$dir/rabbit.pid
+	export RABBITMQ_CONFIG_FILE=$dir/rabbitmq
+	export RABBITMQ_ADVANCED_CONFIG_FILE=$dir/advanced.config
+	export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
+	export RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf
+	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+	unset RABBITMQ_ALLOW_INPUT
+}
+
+rabbitmqctl_() { "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
+
+rabbit_start() {
+	local dir=$1 port=$2
+	(
+		rabbit_env "$dir" "$port"
+		mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+		[ -f "$HOME/.erlang.cookie" ] || { head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOME/.erlang.cookie"; chmod 400 "$HOME/.erlang.cookie"; }
+		echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+		echo '[].' >"$RABBITMQ_ADVANCED_CONFIG_FILE"
+		: >"$RABBITMQ_CONF_ENV_FILE"
+		cat >"$RABBITMQ_CONFIG_FILE.conf" <<CONF
+loopback_users = none
+listeners.tcp.default = 127.0.0.1:$port
+default_user = ventros
+default_pass = ventros
+log.console = false
+log.file.level = warning
+CONF
+		if rabbitmqctl_ -q status >/dev/null 2>&1; then exit 0; fi
+		rm -f "$RABBITMQ_PID_FILE"
+		log "starting RabbitMQ on port $port"
+		setsid "$RABBIT_BIN/rabbitmq-server" >"$dir/rabbit/server.out" 2>&1 </dev/null &
+		rabbitmqctl_ -q -t 60 await_startup >/dev/null 2>&1 \
+			|| { tail -20 "$dir/rabbit/server.out" >&2; exit 1; }
+	) || die "RabbitMQ did not start"
+}
+
+rabbit_stop() {
+	local dir=$1 port=$2
+	[ -d "$dir/rabbit" ] || return 0
+	(
+		rabbit_env "$dir" "$port"
+		rabbitmqctl_ -q stop >/dev/null 2>&1 || true
+		# epmd outlives the node: stop the one that serves this node's port.
+		local pid
+		pid=$(ss -ltnpH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	)
+}

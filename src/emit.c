@@ -1,0 +1,460 @@
+/*-------------------------------------------------------------------------
+ *
+ * emit.c
+ *	  The one path by which events reach ventros.outbox.
+ *
+ * Every event, from the engine's triggers or from ventros.emit(), is written
+ * by vn_emit() as a row of ventros.outbox in the caller's (sub)transaction:
+ * it commits or rolls back with the change it describes.
+ *
+ * Speed: an event is written for every changed row, so it cannot afford an
+ * SPI statement each.  The writer inserts the way logical replication's apply
+ * worker does (ExecSimpleRelationInsert: heap insert, constraints, indexes),
+ * through an EState built once per transaction and closed at pre-commit.  The
+ * relation and its indexes are opened under TopTransactionResourceOwner, so a
+ * subtransaction that aborts does not take them away from the cached writer.
+ * Column defaults of ventros.outbox are evaluated for columns we do not fill.
+ *
+ * Order: seq comes from ventros.outbox_seq, which must keep CACHE 1.  Events
+ * of one aggregate are written while its row is locked, so their seq order is
+ * their commit order; a per-backend sequence cache would break that.
+ *
+ * The event type catalog (ventros.event_types) is cached as a hash of names;
+ * a statement trigger on the catalog tables sends a relcache invalidation for
+ * them, which clears the cache in every backend.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "emit.h"
+#include "tenant.h"
+
+/* the columns the writer fills; any other column gets its default */
+typedef enum VnOutboxColumn
+{
+	OB_TENANT_ID,
+	OB_SEQ,
+	OB_EVENT_ID,
+	OB_EVENT_TYPE,
+	OB_AGGREGATE_TYPE,
+	OB_AGGREGATE_ID,
+	OB_AGGREGATE_VERSION,
+	OB_PAYLOAD,
+	OB_ACTOR,
+	OB_OCCURRED_AT,
+	OB_NCOLUMNS
+} VnOutboxColumn;
+
+static const char *const vn_outbox_column_names[OB_NCOLUMNS] = {
+	"tenant_id", "seq", "event_id", "event_type", "aggregate_type",
+	"aggregate_id", "aggregate_version", "payload", "actor", "occurred_at"
+};
+
+/* The per-transaction writer: lives in TopTransactionContext. */
+typedef struct VnOutboxWriter
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	Relation	rel;
+	TupleTableSlot *slot;
+	Oid			seq_relid;
+	AttrNumber	attnum[OB_NCOLUMNS];
+	int			ndefaults;
+	AttrNumber *default_attnum;
+	ExprState **default_expr;
+	bool		stale;			/* the outbox changed under us: rebuild */
+} VnOutboxWriter;
+
+static VnOutboxWriter *vn_writer = NULL;
+static Oid	vn_outbox_relid = InvalidOid;
+
+/* cache of registered event types: name -> aggregate */
+typedef struct VnEventTypeEntry
+{
+	char		event_type[NAMEDATALEN * 2];
+	char		aggregate[NAMEDATALEN];
+} VnEventTypeEntry;
+
+static HTAB *vn_event_types = NULL;
+static Oid	vn_event_types_relid = InvalidOid;
+
+PG_FUNCTION_INFO_V1(ventros_emit);
+PG_FUNCTION_INFO_V1(ventros_catalog_changed);
+
+/*
+ * vn_relid
+ *		OID of a relation in schema ventros, or an error naming it.
+ */
+Oid
+vn_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("ventros", false);
+	Oid			relid = get_relname_relid(relname, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation ventros.%s does not exist", relname),
+				 errhint("Run CREATE EXTENSION ventros in this database.")));
+	return relid;
+}
+
+static void
+writer_close(void)
+{
+	ResourceOwner saved = CurrentResourceOwner;
+
+	if (vn_writer == NULL)
+		return;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	ExecCloseIndices(vn_writer->rri);
+	ExecResetTupleTable(vn_writer->estate->es_tupleTable, false);
+	table_close(vn_writer->rel, NoLock);
+	FreeExecutorState(vn_writer->estate);
+	CurrentResourceOwner = saved;
+	vn_writer = NULL;
+}
+
+static void
+writer_open(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	ResourceOwner saved = CurrentResourceOwner;
+	VnOutboxWriter *w = palloc0(sizeof(VnOutboxWriter));
+	RangeTblEntry *rte;
+	TupleDesc	desc;
+	bool		filled[MaxHeapAttributeNumber + 1] = {0};
+
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		vn_outbox_relid = vn_relid("outbox");
+		w->seq_relid = vn_relid("outbox_seq");
+		w->rel = table_open(vn_outbox_relid, RowExclusiveLock);
+		desc = RelationGetDescr(w->rel);
+
+		w->estate = CreateExecutorState();
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = vn_outbox_relid;
+		rte->relkind = RELKIND_RELATION;
+		rte->rellockmode = RowExclusiveLock;
+		ExecInitRangeTable(w->estate, list_make1(rte));
+		w->rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
+		ExecOpenIndices(w->rri, false);
+		w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
+
+		for (int c = 0; c < OB_NCOLUMNS; c++)
+		{
+			w->attnum[c] = get_attnum(vn_outbox_relid, vn_outbox_column_names[c]);
+			if (w->attnum[c] == InvalidAttrNumber)
+				elog(ERROR, "ventros.outbox has no column %s", vn_outbox_column_names[c]);
+			filled[w->attnum[c]] = true;
+		}
+		w->default_attnum = palloc(sizeof(AttrNumber) * desc->natts);
+		w->default_expr = palloc(sizeof(ExprState *) * desc->natts);
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			Node	   *expr;
+
+			if (att->attisdropped || filled[att->attnum])
+				continue;
+			expr = build_column_default(w->rel, att->attnum);
+			if (expr == NULL)
+				continue;
+			w->default_attnum[w->ndefaults] = att->attnum;
+			w->default_expr[w->ndefaults] = ExecPrepareExpr((Expr *) expr, w->estate);
+			w->ndefaults++;
+		}
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = saved;
+		MemoryContextSwitchTo(old);
+	}
+	PG_END_TRY();
+	vn_writer = w;
+}
+
+static void
+vn_emit_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			writer_close();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* resource owners release the relations; memory goes with the transaction */
+			vn_writer = NULL;
+			break;
+		default:
+			/* COMMIT and PREPARE come after PRE_*: already closed */
+			vn_writer = NULL;
+			break;
+	}
+}
+
+static void
+vn_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == vn_outbox_relid)
+	{
+		if (vn_writer)
+			vn_writer->stale = true;
+	}
+	if (relid == InvalidOid || relid == vn_event_types_relid)
+	{
+		if (vn_event_types)
+		{
+			hash_destroy(vn_event_types);
+			vn_event_types = NULL;
+		}
+	}
+}
+
+void
+vn_emit_init(void)
+{
+	RegisterXactCallback(vn_emit_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(vn_relcache_callback, (Datum) 0);
+}
+
+static void
+load_event_types(void)
+{
+	HASHCTL		ctl;
+	HTAB	   *h;
+	int			ret;
+
+	ctl.keysize = NAMEDATALEN * 2;
+	ctl.entrysize = sizeof(VnEventTypeEntry);
+	ctl.hcxt = CacheMemoryContext;
+	h = hash_create("ventros event types", 512, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	vn_event_types_relid = vn_relid("event_types");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute("SELECT event_type, aggregate FROM ventros.event_types", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read ventros.event_types: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *aggregate = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		VnEventTypeEntry *e;
+
+		if (strlen(name) >= NAMEDATALEN * 2 || strlen(aggregate) >= NAMEDATALEN)
+			continue;			/* the catalog's CHECK forbids these */
+		e = hash_search(h, name, HASH_ENTER, NULL);
+		strlcpy(e->aggregate, aggregate, NAMEDATALEN);
+	}
+	SPI_finish();
+	vn_event_types = h;
+}
+
+/*
+ * vn_require_event_type
+ *		Error unless event_type is registered (for aggregate_type, when given).
+ */
+void
+vn_require_event_type(const char *event_type, const char *aggregate_type)
+{
+	VnEventTypeEntry *e = NULL;
+
+	if (vn_event_types == NULL)
+		load_event_types();
+	if (strlen(event_type) < NAMEDATALEN * 2)
+		e = hash_search(vn_event_types, event_type, HASH_FIND, NULL);
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown event type \"%s\"", event_type),
+				 errdetail("Every event type must be registered in ventros.event_types."),
+				 errhint("Register it with ventros.register_event_type('%s', ...).", event_type)));
+	if (aggregate_type != NULL && strcmp(e->aggregate, aggregate_type) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event type \"%s\" belongs to aggregate \"%s\", not \"%s\"",
+						event_type, e->aggregate, aggregate_type)));
+}
+
+/*
+ * vn_catalog_invalidate
+ *		Tell every backend that a catalog relation (or a registered aggregate
+ *		table) changed; they drop what they cached from it.
+ */
+void
+vn_catalog_invalidate(Oid relid)
+{
+	CacheInvalidateRelcacheByRelid(relid);
+}
+
+static void
+random_uuid(pg_uuid_t *uuid)
+{
+	if (!pg_strong_random(uuid->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	/* RFC 4122 version 4, variant 1, as gen_random_uuid() */
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x40;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+}
+
+/*
+ * vn_emit
+ *		Write one event into ventros.outbox in the current (sub)transaction.
+ *		The caller has validated the event type.  Allocates in the current
+ *		memory context only transiently.
+ */
+void
+vn_emit(const VnEvent *event)
+{
+	VnOutboxWriter *w;
+	TupleTableSlot *slot;
+	ExprContext *econtext;
+	pg_uuid_t  *event_id;
+	ResourceOwner saved;
+
+	if (vn_writer != NULL && vn_writer->stale)
+		writer_close();
+	if (vn_writer == NULL)
+		writer_open();
+	w = vn_writer;
+	slot = w->slot;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+
+#define SET_COLUMN(col, datum) \
+	do { \
+		slot->tts_values[w->attnum[col] - 1] = (datum); \
+		slot->tts_isnull[w->attnum[col] - 1] = false; \
+	} while (0)
+
+	event_id = palloc(sizeof(pg_uuid_t));
+	random_uuid(event_id);
+	SET_COLUMN(OB_TENANT_ID, CStringGetTextDatum(event->tenant_id));
+	SET_COLUMN(OB_SEQ, Int64GetDatum(nextval_internal(w->seq_relid, false)));
+	SET_COLUMN(OB_EVENT_ID, UUIDPGetDatum(event_id));
+	SET_COLUMN(OB_EVENT_TYPE, CStringGetTextDatum(event->event_type));
+	SET_COLUMN(OB_AGGREGATE_TYPE, CStringGetTextDatum(event->aggregate_type));
+	SET_COLUMN(OB_AGGREGATE_ID, UUIDPGetDatum(event->aggregate_id));
+	if (event->aggregate_version > 0)
+		SET_COLUMN(OB_AGGREGATE_VERSION, Int32GetDatum(event->aggregate_version));
+	SET_COLUMN(OB_PAYLOAD, JsonbPGetDatum(event->payload));
+	SET_COLUMN(OB_ACTOR, CStringGetTextDatum(vn_current_actor()));
+	SET_COLUMN(OB_OCCURRED_AT, TimestampTzGetDatum(GetCurrentStatementStartTimestamp()));
+#undef SET_COLUMN
+
+	econtext = GetPerTupleExprContext(w->estate);
+	for (int i = 0; i < w->ndefaults; i++)
+	{
+		AttrNumber	att = w->default_attnum[i];
+
+		slot->tts_values[att - 1] = ExecEvalExprSwitchContext(w->default_expr[i], econtext,
+															  &slot->tts_isnull[att - 1]);
+	}
+	ExecStoreVirtualTuple(slot);
+
+	saved = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		ExecSimpleRelationInsert(w->rri, w->estate, slot);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = saved;
+	}
+	PG_END_TRY();
+	ExecClearTuple(slot);
+	ResetPerTupleExprContext(w->estate);
+}
+
+/*
+ * ventros.emit(event_type text, aggregate_type text, aggregate_id uuid,
+ *				payload jsonb) RETURNS void
+ *		A business event (contact.merged, ...) through the engine's path.
+ *		The aggregate version is the aggregate row's, when one is registered
+ *		for aggregate_type and the row exists; see ventros.emit in SQL.
+ */
+Datum
+ventros_emit(PG_FUNCTION_ARGS)
+{
+	VnEvent		event;
+	Jsonb	   *payload;
+
+	for (int i = 0; i < 3; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("ventros.emit: %s must not be null",
+							i == 0 ? "event_type" : i == 1 ? "aggregate_type" : "aggregate_id")));
+	event.event_type = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	event.aggregate_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	event.aggregate_id = PG_GETARG_UUID_P(2);
+	if (PG_ARGISNULL(3))
+		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else
+		payload = PG_GETARG_JSONB_P(3);
+	if (!JB_ROOT_IS_OBJECT(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event payload must be a JSON object")));
+	event.payload = payload;
+	event.aggregate_version = PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4);
+	vn_require_event_type(event.event_type, event.aggregate_type);
+	event.tenant_id = pstrdup(vn_require_tenant());
+	vn_emit(&event);
+	PG_RETURN_VOID();
+}
+
+/*
+ * ventros_catalog_changed
+ *		Statement trigger on the catalog tables: invalidate every backend's
+ *		caches built from them.
+ */
+Datum
+ventros_catalog_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ventros_catalog_changed: not called by trigger manager")));
+	vn_catalog_invalidate(RelationGetRelid(trigdata->tg_relation));
+	/* registered aggregate tables cache transitions too: drop them all */
+	CacheInvalidateRelcacheAll();
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * engine.h
+ *	  The aggregate engine: per-relation metadata and the row triggers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VENTROS_ENGINE_H
+#define VENTROS_ENGINE_H
+
+#include "access/attnum.h"
+#include "executor/spi.h"
+#include "payload.h"
+
+typedef struct VnTransition
+{
+	char	   *from_state;		/* NULL: an allowed initial state */
+	char	   *to_state;
+	char	   *event_type;		/* NULL: the aggregate's updated event */
+} VnTransition;
+
+/*
+ * What the engine knows of one registered aggregate table.  Built from
+ * ventros.aggregates and ventros.aggregate_transitions on first use, kept in
+ * its own context under CacheMemoryContext, dropped on a relcache
+ * invalidation of the table (or of the catalog).
+ */
+typedef struct VnAggregate
+{
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext cxt;
+	char	   *name;
+	char	   *event_created;
+	char	   *event_updated;
+	char	   *event_deleted;
+	int			natts;
+	AttrNumber	att_id;
+	AttrNumber	att_tenant;
+	AttrNumber	att_version;
+	AttrNumber	att_created;
+	AttrNumber	att_updated;
+	AttrNumber	att_deleted;
+	AttrNumber	att_state;		/* InvalidAttrNumber: no state machine */
+	bool	   *in_payload;		/* per attribute: part of event payloads */
+	char	  **colnames;
+	VnJsonType **coltypes;
+	FmgrInfo	state_output;
+	int			ntransitions;
+	VnTransition *transitions;
+	bool		has_initial;	/* some transition has from_state NULL */
+	SPIPlanPtr	soft_delete_plan;
+} VnAggregate;
+
+/* in engine.c */
+extern void vn_engine_init(void);
+
+/* in state_machine.c */
+extern void vn_state_machine_load(VnAggregate *agg);
+extern const VnTransition *vn_state_transition(const VnAggregate *agg, const char *from_state,
+											   const char *to_state, const char *id);
+
+#endif							/* VENTROS_ENGINE_H */

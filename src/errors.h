@@ -1,0 +1,22 @@
+/*-------------------------------------------------------------------------
+ *
+ * errors.h
+ *	  Ventros' own SQLSTATEs, defined once.
+ *
+ * Class VN holds only domain outcomes that the standard codes mislabel; every
+ * other case uses the standard SQLSTATE that means exactly it (see the table
+ * in docs/sql.md).  PL/pgSQL raises these as ERRCODE = 'VN001'.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef VENTROS_ERRORS_H
+#define VENTROS_ERRORS_H
+
+#include "utils/elog.h"
+
+/* stale version: the caller's expected version is not the current one */
+#define ERRCODE_VN_STALE_VERSION			MAKE_SQLSTATE('V','N','0','0','1')
+/* a status change that the aggregate's state machine does not allow */
+#define ERRCODE_VN_TRANSITION_NOT_ALLOWED	MAKE_SQLSTATE('V','N','0','0','2')
+
+#endif							/* VENTROS_ERRORS_H */

@@ -1,0 +1,29 @@
+/*-------------------------------------------------------------------------
+ *
+ * ventros.c
+ *	  Module entry point: _PG_init calls each module's init, nothing else.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "emit.h"
+#include "engine.h"
+#include "tenant.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	vn_tenant_init();
+	vn_emit_init();
+	vn_engine_init();
+	MarkGUCPrefixReserved("ventros");
+}
