@@ -29,5 +29,8 @@ include $(PGXS)
 $(DATA_built): $(SQL_SOURCES) ventros.control
 	@mkdir -p extension
 	@{ echo "-- Generated from sql/ by make: do not edit. Ventros $(EXTVERSION)."; \
-	   echo "\\echo Use \"CREATE EXTENSION ventros\" to load this file. \\quit"; \
+	   printf '%s\n' '\echo Use "CREATE EXTENSION ventros" to load this file. \quit'; \
 	   for f in $(SQL_SOURCES); do echo; echo "-- ---- $$f"; cat $$f; done; } > $@
+
+# PGXS does not track header dependencies: every object depends on every header.
+$(OBJS): $(wildcard src/*.h)

@@ -48,6 +48,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -211,7 +212,10 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	}
 	if (agg->att_state != InvalidAttrNumber)
 	{
-		getTypeOutputInfo(TupleDescAttr(desc, agg->att_state - 1)->atttypid, &outfunc, &isvarlena);
+		Oid			state_type = TupleDescAttr(desc, agg->att_state - 1)->atttypid;
+
+		agg->state_is_bool = (state_type == BOOLOID);
+		getTypeOutputInfo(state_type, &outfunc, &isvarlena);
 		fmgr_info_cxt(outfunc, &agg->state_output, agg->cxt);
 	}
 	MemoryContextSwitchTo(old);
@@ -293,10 +297,15 @@ uuid_text(Datum id)
 	return DatumGetCString(DirectFunctionCall1(uuid_out, id));
 }
 
+/* The state as declared in the catalog: text output, booleans spelled out. */
 static char *
 state_text(VnAggregate *agg, Datum value, bool isnull)
 {
-	return isnull ? NULL : OutputFunctionCall(&agg->state_output, value);
+	if (isnull)
+		return NULL;
+	if (agg->state_is_bool)
+		return DatumGetBool(value) ? "true" : "false";
+	return OutputFunctionCall(&agg->state_output, value);
 }
 
 /* ---- BEFORE ---------------------------------------------------------- */
@@ -443,6 +452,8 @@ soft_delete(VnAggregate *agg, TriggerData *td)
 	Datum		args[1];
 	int			ret;
 
+	int			guc_level;
+
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (agg->soft_delete_plan == NULL)
@@ -461,7 +472,17 @@ soft_delete(VnAggregate *agg, TriggerData *td)
 		agg->soft_delete_plan = plan;
 	}
 	args[0] = PointerGetDatum(&td->tg_trigtuple->t_self);
+
+	/*
+	 * The row-level security policies hide soft-deleted rows, and PostgreSQL
+	 * checks the new row of an UPDATE against them: let this one update see
+	 * the row it deletes.  The setting is restored when the update ends.
+	 */
+	guc_level = NewGUCNestLevel();
+	(void) set_config_option("ventros.include_deleted", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	ret = SPI_execute_plan(agg->soft_delete_plan, args, NULL, false, 1);
+	AtEOXact_GUC(true, guc_level);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "soft delete of %s touched %lu rows", agg->name, (unsigned long) SPI_processed);
 	SPI_finish();

@@ -46,6 +46,7 @@ typedef struct VnAggregate
 	char	  **colnames;
 	VnJsonType **coltypes;
 	FmgrInfo	state_output;
+	bool		state_is_bool;	/* spelled true/false in the catalog */
 	int			ntransitions;
 	VnTransition *transitions;
 	bool		has_initial;	/* some transition has from_state NULL */

@@ -178,12 +178,9 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 			push_numeric(state, token, DatumGetNumeric(value));
 			break;
 		case VN_JSON_DATETIME:
-			{
-				char		buf[MAXDATELEN + 1];
-
-				push_string(state, token, JsonEncodeDateTime(buf, value, type->typid, NULL));
-				break;
-			}
+			/* palloc'd: the parse state keeps the pointer until it is serialized */
+			push_string(state, token, JsonEncodeDateTime(NULL, value, type->typid, NULL));
+			break;
 		case VN_JSON_JSONB:
 		case VN_JSON_JSON:
 			{

@@ -13,6 +13,7 @@
 
 #include "emit.h"
 #include "engine.h"
+#include "guc.h"
 #include "tenant.h"
 
 PG_MODULE_MAGIC;
@@ -22,6 +23,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
 	vn_engine_init();

@@ -1,0 +1,118 @@
+-- The engine's catalog: event types, registered aggregates and their state
+-- machines.  Global (not per tenant): every tenant reads it, only the
+-- extension's owner writes it.  A statement trigger invalidates the caches the
+-- C engine builds from these tables in every backend.
+
+CREATE FUNCTION ventros.is_valid_event_name(event_type text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    -- aggregate.action: lowercase words joined by underscores, with a verb in
+    -- the past tense among the action's words (created, sent, logged_in).
+    SELECT event_type ~ '^[a-z][a-z0-9]*(_[a-z0-9]+)*\.[a-z][a-z0-9]*(_[a-z0-9]+)*$'
+       AND pg_catalog.length(event_type) <= 120
+       AND EXISTS (
+           SELECT 1
+           FROM pg_catalog.unnest(pg_catalog.string_to_array(pg_catalog.split_part(event_type, '.', 2), '_')) AS word
+           WHERE word ~ '[a-z]ed$'
+              OR word = ANY (ARRAY['sent', 'read', 'paid', 'left', 'set', 'reset', 'built', 'made',
+                                   'done', 'held', 'lost', 'won', 'sold', 'bought', 'begun', 'run',
+                                   'put', 'cut', 'split', 'shut', 'withdrawn', 'taken', 'given',
+                                   'seen', 'chosen', 'written', 'rewritten', 'undone', 'hidden',
+                                   'shown', 'known', 'thrown', 'sent', 'bound', 'found', 'met',
+                                   'kept', 'spent', 'lent', 'led', 'sped'])
+       )
+$$;
+COMMENT ON FUNCTION ventros.is_valid_event_name(text) IS
+    'True when the name has the form aggregate.action, lowercase, with a past-tense verb';
+
+CREATE TABLE ventros.event_types (
+    event_type  text PRIMARY KEY,
+    aggregate   text NOT NULL,
+    description text,
+    CONSTRAINT event_types_name_valid CHECK (ventros.is_valid_event_name(event_type)),
+    CONSTRAINT event_types_aggregate_prefix CHECK (pg_catalog.split_part(event_type, '.', 1) = aggregate)
+);
+COMMENT ON TABLE ventros.event_types IS
+    'Catalog of every event type Ventros may emit; an unregistered name fails loudly';
+
+CREATE TABLE ventros.aggregates (
+    aggregate        text PRIMARY KEY CHECK (aggregate ~ '^[a-z][a-z0-9]*(_[a-z0-9]+)*$'),
+    table_name       regclass NOT NULL UNIQUE,
+    context          text NOT NULL CHECK (context IN ('crm', 'automation', 'core')),
+    state_column     name,
+    redacted_columns name[] NOT NULL DEFAULT '{}',
+    description      text
+);
+COMMENT ON TABLE ventros.aggregates IS
+    'Aggregates registered with the engine (ventros.register_aggregate)';
+
+CREATE TABLE ventros.aggregate_transitions (
+    aggregate  text NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    from_state text,
+    to_state   text NOT NULL,
+    event_type text REFERENCES ventros.event_types,
+    CONSTRAINT aggregate_transitions_unique UNIQUE NULLS NOT DISTINCT (aggregate, from_state, to_state)
+);
+COMMENT ON TABLE ventros.aggregate_transitions IS
+    'Allowed status transitions per aggregate; from_state NULL lists the allowed initial states';
+
+-- The engine's C entry points.
+CREATE FUNCTION ventros.engine_before() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_before';
+COMMENT ON FUNCTION ventros.engine_before() IS
+    'Aggregate engine, BEFORE ROW: version, timestamps, tenant, state machine, soft delete';
+CREATE FUNCTION ventros.engine_after() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_after';
+COMMENT ON FUNCTION ventros.engine_after() IS
+    'Aggregate engine, AFTER ROW: writes the event of the row that was written';
+CREATE FUNCTION ventros.engine_refuse_truncate() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_refuse_truncate';
+COMMENT ON FUNCTION ventros.engine_refuse_truncate() IS
+    'Refuses TRUNCATE of aggregate tables: rows would change without events';
+CREATE FUNCTION ventros.catalog_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_catalog_changed';
+COMMENT ON FUNCTION ventros.catalog_changed() IS
+    'Invalidates the engine caches in every backend after a catalog change';
+
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.event_types FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregates FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_transitions FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+
+-- Readable by all, written by the owner only (RLS forced: no write policy).
+DO $catalog$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['event_types', 'aggregates', 'aggregate_transitions'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('CREATE POLICY ventros_catalog_read ON ventros.%I FOR SELECT USING (true)', t);
+        EXECUTE pg_catalog.format('GRANT SELECT ON ventros.%I TO ventros_viewer, ventros_anon', t);
+    END LOOP;
+END
+$catalog$;
+
+CREATE FUNCTION ventros.register_event_type(event_type text, description text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT ventros.is_valid_event_name(event_type) THEN
+        RAISE EXCEPTION 'malformed event type "%"', event_type
+            USING ERRCODE = '22023',
+                  DETAIL = 'Event types are aggregate.action, lowercase, with the action in the past tense.',
+                  HINT = 'For example contact.merged or message.delivered.';
+    END IF;
+    INSERT INTO ventros.event_types AS e (event_type, aggregate, description)
+    VALUES (event_type, split_part(event_type, '.', 1), description)
+    ON CONFLICT ON CONSTRAINT event_types_pkey
+    DO UPDATE SET description = coalesce(EXCLUDED.description, e.description);
+END
+$$;
+COMMENT ON FUNCTION ventros.register_event_type(text, text) IS
+    'Adds an event type to the catalog (idempotent); malformed names raise 22023';

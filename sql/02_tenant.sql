@@ -1,0 +1,106 @@
+-- Tenancy: which tenant a transaction acts for (see src/tenant.c for the
+-- rules), and binding logins to tenants.
+
+CREATE FUNCTION ventros.current_tenant() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_current_tenant';
+COMMENT ON FUNCTION ventros.current_tenant() IS
+    'The tenant this transaction acts for: the login''s bound tenant, else (trusted sessions only) ventros.tenant or the JWT tenant_id claim; NULL for none';
+
+CREATE FUNCTION ventros.actor() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_actor';
+COMMENT ON FUNCTION ventros.actor() IS
+    'Who acts: the JWT sub claim when present, else the session user';
+
+CREATE FUNCTION ventros.session_is_trusted() RETURNS boolean
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_session_is_trusted';
+COMMENT ON FUNCTION ventros.session_is_trusted() IS
+    'True when the session user may choose the acting tenant (superuser, authenticator or platform admin, not bound)';
+
+CREATE FUNCTION ventros.include_deleted() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT pg_catalog.current_setting('ventros.include_deleted')::boolean $$;
+COMMENT ON FUNCTION ventros.include_deleted() IS
+    'Whether queries show soft-deleted rows (setting ventros.include_deleted)';
+
+CREATE FUNCTION ventros.require_tenant() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+BEGIN
+    IF tenant IS NULL THEN
+        RAISE EXCEPTION 'no acting tenant'
+            USING ERRCODE = '42501',
+                  HINT = 'Trusted sessions run SET LOCAL ventros.tenant = ''<tenant id>''; logins are bound with ventros.bind_login().';
+    END IF;
+    RETURN tenant;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_tenant() IS
+    'The acting tenant, or 42501 when there is none';
+
+CREATE FUNCTION ventros.require_platform_admin() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT ventros.session_is_trusted()
+       OR NOT (pg_has_role(session_user, 'ventros_platform_admin', 'MEMBER')
+               OR (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)) THEN
+        RAISE EXCEPTION 'permission denied: only platform administrators may do this'
+            USING ERRCODE = '42501',
+                  DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_platform_admin.', session_user);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_platform_admin() IS
+    'Raises 42501 unless the session user is a superuser or a member of ventros_platform_admin';
+
+-- bind_login: create or update a login that acts for one tenant only, with one
+-- of the tenant roles.  SECURITY DEFINER because ventros.bound_tenant is a
+-- superuser setting; it re-checks that the caller is a platform administrator.
+CREATE FUNCTION ventros.bind_login(login name, tenant text, tenant_role name, password text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_role name;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF tenant_role NOT IN ('ventros_admin', 'ventros_agent', 'ventros_viewer') THEN
+        RAISE EXCEPTION 'unknown tenant role "%"', tenant_role
+            USING ERRCODE = '22023', HINT = 'Use ventros_admin, ventros_agent or ventros_viewer.';
+    END IF;
+    IF tenant IS NULL OR tenant !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' THEN
+        RAISE EXCEPTION 'malformed tenant id "%"', tenant USING ERRCODE = '22023';
+    END IF;
+    IF login LIKE 'ventros\_%' THEN
+        RAISE EXCEPTION 'cannot bind Ventros'' own role "%"', login USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = login AND (rolsuper OR rolcreaterole OR rolbypassrls)) THEN
+        RAISE EXCEPTION 'cannot bind privileged role "%"', login USING ERRCODE = '42501',
+            DETAIL = 'Superusers and roles with CREATEROLE or BYPASSRLS would escape the binding.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = login) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN', login);
+    END IF;
+    IF password IS NOT NULL THEN
+        EXECUTE format('ALTER ROLE %I PASSWORD %L', login, password);
+    END IF;
+    FOR old_role IN
+        SELECT r.rolname FROM pg_auth_members m
+        JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+        WHERE u.rolname = login AND r.rolname IN ('ventros_admin', 'ventros_agent', 'ventros_viewer')
+    LOOP
+        EXECUTE format('REVOKE %I FROM %I', old_role, login);
+    END LOOP;
+    EXECUTE format('GRANT %I TO %I', tenant_role, login);
+    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET ventros.bound_tenant = %L',
+                   login, current_database(), tenant);
+END
+$$;
+COMMENT ON FUNCTION ventros.bind_login(name, text, name, text) IS
+    'Creates or updates a login bound to one tenant with one tenant role (platform administrators only)';

@@ -1,0 +1,162 @@
+-- Shared building blocks of the aggregate commands: value normalisation,
+-- limits, and the generic update / delete used by every update_<aggregate>
+-- and delete_<aggregate> command.
+
+CREATE FUNCTION ventros.normalize_phone(phone text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    digits text;
+BEGIN
+    -- Formatting characters go; a leading 00 is the international prefix; a
+    -- WhatsApp id (5511999998888@c.us) keeps its number.
+    digits := regexp_replace(split_part(btrim(phone), '@', 1), '[\s().\-/]', '', 'g');
+    IF digits ~ '^00' THEN
+        digits := '+' || substr(digits, 3);
+    END IF;
+    IF digits !~ '^\+?[1-9][0-9]{7,14}$' THEN
+        RAISE EXCEPTION 'invalid phone number "%"', left(phone, 64)
+            USING ERRCODE = '22P02',
+                  DETAIL = 'A phone number has a country code and 8 to 15 digits in all.',
+                  HINT = 'Write it in E.164 form, for example +5511999998888.';
+    END IF;
+    RETURN '+' || ltrim(digits, '+');
+END
+$$;
+COMMENT ON FUNCTION ventros.normalize_phone(text) IS
+    'Normalises a phone number to E.164 (+ and 8–15 digits); 22P02 when it is not one';
+
+CREATE FUNCTION ventros.normalize_email(email text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    normalized text := lower(btrim(email));
+BEGIN
+    IF length(normalized) > 254 OR normalized !~ '^[^@\s]+@[^@\s]+\.[^@\s.]+$' THEN
+        RAISE EXCEPTION 'invalid email address "%"', left(email, 64)
+            USING ERRCODE = '22P02', HINT = 'An email address looks like name@example.com.';
+    END IF;
+    RETURN normalized;
+END
+$$;
+COMMENT ON FUNCTION ventros.normalize_email(text) IS
+    'Trims and lowercases an email address; 22P02 when it is not one';
+
+CREATE FUNCTION ventros.check_length(value text, max_length integer, what text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF length(value) > max_length THEN
+        RAISE EXCEPTION '% is too long', what
+            USING ERRCODE = '54000',
+                  DETAIL = format('It has %s characters; at most %s are allowed.', length(value), max_length);
+    END IF;
+    RETURN value;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_length(text, integer, text) IS
+    'Returns value, or 54000 naming what when it is longer than max_length';
+
+CREATE FUNCTION ventros.check_page_size(page_size integer) RETURNS integer
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    maximum integer := current_setting('ventros.max_page_size')::integer;
+BEGIN
+    IF page_size IS NULL OR page_size < 1 THEN
+        RAISE EXCEPTION 'page_size must be a positive number' USING ERRCODE = '22023';
+    END IF;
+    IF page_size > maximum THEN
+        RAISE EXCEPTION 'page_size % is over the maximum of %', page_size, maximum
+            USING ERRCODE = '54000', HINT = 'Page with the keyset cursor of the last row.';
+    END IF;
+    RETURN page_size;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_page_size(integer) IS
+    'Returns page_size, or an error when it is not positive (22023) or over ventros.max_page_size (54000)';
+
+-- apply_changes: the generic update behind every update_<aggregate> command.
+-- row_type is NULL::<table> (it fixes the result type), changes a JSON object
+-- of field -> new value, updatable the fields a caller may change.
+CREATE FUNCTION ventros.apply_changes(row_type anyelement, aggregate text, row_id uuid,
+                                      expected_version integer, changes jsonb, updatable text[])
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target      regclass := pg_typeof(row_type)::text::regclass;
+    field       text;
+    assignments text;
+    result      ALIAS FOR $0;
+BEGIN
+    IF row_id IS NULL THEN
+        RAISE EXCEPTION '% id must not be null', aggregate USING ERRCODE = '23502';
+    END IF;
+    IF expected_version IS NULL THEN
+        RAISE EXCEPTION 'expected_version of % % must not be null', aggregate, row_id
+            USING ERRCODE = '23502', HINT = 'Pass the version you read.';
+    END IF;
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'object' THEN
+        RAISE EXCEPTION 'changes to % must be a JSON object', aggregate USING ERRCODE = '22023';
+    END IF;
+    FOR field IN SELECT jsonb_object_keys(changes) LOOP
+        IF NOT field = ANY (updatable) THEN
+            RAISE EXCEPTION 'unknown or read-only % field "%"', aggregate, left(field, 64)
+                USING ERRCODE = '22023',
+                      HINT = format('Fields that can change: %s.', array_to_string(updatable, ', '));
+        END IF;
+    END LOOP;
+    SELECT string_agg(format('%I = r.%I', k, k), ', ') INTO assignments FROM jsonb_object_keys(changes) k;
+    IF assignments IS NULL THEN
+        assignments := 'version = t.version';
+    ELSE
+        assignments := assignments || ', version = $3';
+    END IF;
+    EXECUTE format('UPDATE %s t SET %s FROM jsonb_populate_record($4, $1) r '
+                   'WHERE t.tenant_id = ventros.require_tenant() AND t.id = $2 RETURNING t.*',
+                   target, assignments)
+        INTO result USING changes, row_id, expected_version, row_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]) IS
+    'Generic optimistic update: P0002 when absent, VN001 when expected_version is stale, 22023 for unknown fields';
+
+-- delete_row: the generic soft delete behind every delete_<aggregate> command.
+CREATE FUNCTION ventros.delete_row(target regclass, aggregate text, row_id uuid, expected_version integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_version integer;
+BEGIN
+    EXECUTE format('SELECT version FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1 FOR UPDATE', target)
+        INTO current_version USING row_id;
+    IF current_version IS NULL THEN
+        RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
+    END IF;
+    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
+        RAISE EXCEPTION '% % has changed since version % was read', aggregate, row_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
+                  HINT = format('Read the %s again and retry with its current version.', aggregate);
+    END IF;
+    EXECUTE format('DELETE FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1', target) USING row_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_row(regclass, text, uuid, integer) IS
+    'Generic soft delete: P0002 when absent or deleted, VN001 when expected_version is stale';
+
+CREATE FUNCTION ventros.is_distinct_array(items text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT pg_catalog.cardinality(items) = (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x) $$;
+COMMENT ON FUNCTION ventros.is_distinct_array(text[]) IS 'True when no element repeats (used by CHECKs on tag arrays)';
