@@ -4,7 +4,11 @@
 # folder of the checkout. Sourced, never run.
 
 VENTROS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_BIN=/usr/lib/postgresql/15/bin
+# VENTROS_PG_PREFIX: build against and run a private copy of PostgreSQL 15
+# under this folder (made by pg_copy), so that several checkouts on one
+# machine do not install over each other.  Empty: the system's PostgreSQL.
+VENTROS_PG_PREFIX=${VENTROS_PG_PREFIX:-}
+PG_BIN=$VENTROS_PG_PREFIX/usr/lib/postgresql/15/bin
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 
 log() { printf '[ventros] %s\n' "$*" >&2; }
@@ -38,10 +42,24 @@ ensure_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# PostgreSQL finds its share and lib folders relative to its binaries, so a
+# copy of the installed trees is a private, relocated installation.
+pg_copy() {
+	[ -n "$VENTROS_PG_PREFIX" ] || return 0
+	[ -x "$PG_BIN/postgres" ] && return 0
+	log "copying PostgreSQL 15 to $VENTROS_PG_PREFIX"
+	mkdir -p "$VENTROS_PG_PREFIX/usr/lib/postgresql" "$VENTROS_PG_PREFIX/usr/share/postgresql" "$VENTROS_PG_PREFIX/usr/include"
+	cp -a /usr/lib/postgresql/15 "$VENTROS_PG_PREFIX/usr/lib/postgresql/"
+	cp -a /usr/share/postgresql/15 "$VENTROS_PG_PREFIX/usr/share/postgresql/"
+	cp -a /usr/include/postgresql "$VENTROS_PG_PREFIX/usr/include/"
+	chmod -R a+rX "$VENTROS_PG_PREFIX"
+}
+
 build_install() {
+	pg_copy
 	log "building and installing the extension"
-	make -C "$VENTROS_ROOT" -s -j2 >/dev/null
-	make -C "$VENTROS_ROOT" -s install >/dev/null
+	make -C "$VENTROS_ROOT" -s -j2 PG_CONFIG="$PG_BIN/pg_config" >/dev/null
+	make -C "$VENTROS_ROOT" -s install PG_CONFIG="$PG_BIN/pg_config" >/dev/null
 }
 
 # ---- PostgreSQL -------------------------------------------------------------
@@ -65,7 +83,6 @@ cron.host = '$sock'
 cron.use_background_workers = on
 max_worker_processes = 32
 max_connections = 200
-ventros.database = 'ventros'
 fsync = off
 synchronous_commit = off
 full_page_writes = off
@@ -137,8 +154,13 @@ CONF
 		rm -f "$RABBITMQ_PID_FILE"
 		log "starting RabbitMQ on port $port"
 		setsid "$RABBIT_BIN/rabbitmq-server" >"$dir/rabbit/server.out" 2>&1 </dev/null &
-		rabbitmqctl_ -q -t 60 await_startup >/dev/null 2>&1 \
-			|| { tail -20 "$dir/rabbit/server.out" >&2; exit 1; }
+		# await_startup fails at once while the node is not yet registered: retry.
+		local tries=0
+		until rabbitmqctl_ -q -t 10 await_startup >/dev/null 2>&1; do
+			tries=$((tries + 1))
+			[ $tries -lt 60 ] || { tail -20 "$dir/rabbit/server.out" >&2; exit 1; }
+			sleep 1
+		done
 	) || die "RabbitMQ did not start"
 }
 

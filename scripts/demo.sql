@@ -1,0 +1,32 @@
+-- Demo data for scripts/up: two tenants with a channel and 20 contacts each,
+-- and a login bound to the demo tenant.  Idempotent: run it as often as you like.
+\set ON_ERROR_STOP on
+
+SELECT ventros.create_tenant(t, initcap(t) || ' Inc.')
+FROM unnest(ARRAY[:'demo_tenant', :'other_tenant']) t
+WHERE NOT EXISTS (SELECT 1 FROM ventros.projects p WHERE p.tenant_id = t);
+
+CREATE FUNCTION pg_temp.seed(tenant text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('ventros.tenant', tenant, true);
+    IF NOT EXISTS (SELECT 1 FROM ventros.channels) THEN
+        PERFORM ventros.create_channel('WhatsApp (WAHA)', 'waha',
+            config => jsonb_build_object('base_url', 'http://127.0.0.1:3100', 'session', 'default'));
+    END IF;
+    PERFORM ventros.create_contact(format('%s contact %s', initcap(tenant), lpad(i::text, 2, '0')),
+                                   phone => format('+55119%08s', (i * 7919 + length(tenant))::text),
+                                   email => format('contact%s@%s.example', i, tenant),
+                                   tags => CASE WHEN i % 3 = 0 THEN ARRAY['vip'] ELSE '{}' END)
+    FROM generate_series(1, 20) i
+    WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c WHERE c.email = format('contact%s@%s.example', i, tenant));
+END
+$$;
+
+BEGIN;
+SELECT pg_temp.seed(:'demo_tenant');
+COMMIT;
+BEGIN;
+SELECT pg_temp.seed(:'other_tenant');
+COMMIT;
+
+SELECT ventros.bind_login(:'demo_login', :'demo_tenant', 'ventros_agent', :'demo_password');
