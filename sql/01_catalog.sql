@@ -116,3 +116,7 @@ END
 $$;
 COMMENT ON FUNCTION ventros.register_event_type(text, text) IS
     'Adds an event type to the catalog (idempotent); malformed names raise 22023';
+
+GRANT EXECUTE ON FUNCTION ventros.is_valid_event_name(text)
+    TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.register_event_type(text, text) TO ventros_platform_admin;

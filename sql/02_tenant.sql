@@ -104,3 +104,9 @@ END
 $$;
 COMMENT ON FUNCTION ventros.bind_login(name, text, name, text) IS
     'Creates or updates a login bound to one tenant with one tenant role (platform administrators only)';
+
+GRANT EXECUTE ON FUNCTION ventros.current_tenant(), ventros.actor(), ventros.session_is_trusted(),
+    ventros.include_deleted(), ventros.require_tenant()
+    TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.require_platform_admin(), ventros.bind_login(name, text, name, text)
+    TO ventros_platform_admin;

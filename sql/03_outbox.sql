@@ -69,3 +69,6 @@ RETURNS void
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_emit';
 COMMENT ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) IS
     'Writes a registered business event (contact.merged, ...) to the outbox in the current transaction';
+
+GRANT EXECUTE ON FUNCTION ventros.envelope(ventros.outbox) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) TO ventros_agent;

@@ -119,3 +119,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
     'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
+
+GRANT EXECUTE ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text)
+    TO ventros_platform_admin;

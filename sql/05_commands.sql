@@ -160,3 +160,10 @@ CREATE FUNCTION ventros.is_distinct_array(items text[]) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT pg_catalog.cardinality(items) = (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x) $$;
 COMMENT ON FUNCTION ventros.is_distinct_array(text[]) IS 'True when no element repeats (used by CHECKs on tag arrays)';
+
+GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email(text),
+    ventros.check_length(text, integer, text), ventros.check_page_size(integer), ventros.is_distinct_array(text[])
+    TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
+    ventros.delete_row(regclass, text, uuid, integer)
+    TO ventros_agent;

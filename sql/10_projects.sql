@@ -133,3 +133,10 @@ AS $$
     SELECT * FROM ventros.projects WHERE tenant_id = ventros.require_tenant() ORDER BY created_at, id
 $$;
 COMMENT ON FUNCTION ventros.list_projects() IS 'The acting tenant''s live projects, oldest first';
+
+GRANT EXECUTE ON FUNCTION ventros.default_project(), ventros.get_project(uuid), ventros.list_projects()
+    TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.create_project(text, text, integer, jsonb), ventros.update_project(uuid, integer, jsonb),
+    ventros.delete_project(uuid, integer)
+    TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.create_tenant(text, text, text) TO ventros_platform_admin;

@@ -228,3 +228,12 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.list_contacts(text, text, text, text, text, uuid, integer) IS
     'Live contacts by name prefix, phone, email or tag, in name order, one keyset page at a time';
+
+GRANT EXECUTE ON FUNCTION ventros.get_contact(uuid), ventros.find_contact(text, text, uuid),
+    ventros.list_contacts(text, text, text, text, text, uuid, integer)
+    TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.normalize_contact_changes(jsonb), ventros.raise_contact_duplicate(text, text, text, text),
+    ventros.create_contact(text, text, text, uuid, text, text, text, text, text[]),
+    ventros.update_contact(uuid, integer, jsonb)
+    TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.delete_contact(uuid, integer) TO ventros_admin;

@@ -186,3 +186,9 @@ AS $$
     LIMIT current_setting('ventros.max_page_size')::integer
 $$;
 COMMENT ON FUNCTION ventros.list_channels(text, text) IS 'The acting tenant''s live channels, oldest first';
+
+GRANT EXECUTE ON FUNCTION ventros.get_channel(uuid), ventros.list_channels(text, text) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.create_channel(text, text, uuid, jsonb, text, uuid, integer),
+    ventros.update_channel(uuid, integer, jsonb), ventros.set_channel_status(uuid, integer, text),
+    ventros.delete_channel(uuid, integer)
+    TO ventros_admin;
