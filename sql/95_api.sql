@@ -1,0 +1,168 @@
+-- The HTTP API's views: one per registered aggregate, made generically from
+-- ventros.aggregates, so an aggregate registered in any earlier file is
+-- exposed with no further declaration.  Each view is named like its table,
+-- runs with the caller's rights (security_invoker: the table's grants and
+-- forced RLS policies decide), leaves the aggregate's redacted columns out,
+-- and exposes version for optimistic locking.  A view over one table with
+-- plain columns is automatically updatable: POST, PATCH and DELETE go through
+-- it to the engine's triggers.  Call ventros.expose_api() again after
+-- registering an aggregate at run time.
+
+CREATE FUNCTION ventros.expose_api() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    agg        record;
+    view_name  text;
+    columns    text;
+    role_name  text;
+    privilege  text;
+BEGIN
+    FOR agg IN SELECT a.aggregate, a.table_name, a.redacted_columns, a.description,
+                      c.relname
+               FROM ventros.aggregates a JOIN pg_class c ON c.oid = a.table_name
+               ORDER BY a.aggregate
+    LOOP
+        view_name := pg_catalog.format('api.%I', agg.relname);
+        SELECT string_agg(pg_catalog.format('%I', attname), ', ' ORDER BY attnum) INTO columns
+        FROM pg_attribute
+        WHERE attrelid = agg.table_name AND attnum > 0 AND NOT attisdropped
+          AND NOT attname = ANY (agg.redacted_columns);
+        EXECUTE pg_catalog.format('DROP VIEW IF EXISTS %s', view_name);
+        EXECUTE pg_catalog.format('CREATE VIEW %s WITH (security_invoker = true) AS SELECT %s FROM %s',
+                                  view_name, columns, agg.table_name);
+        -- Rows of a project default to the tenant's default project, as the commands do.
+        IF EXISTS (SELECT 1 FROM pg_attribute a
+                   WHERE a.attrelid = agg.table_name AND a.attname = 'project_id' AND NOT a.attisdropped
+                     AND a.atttypid = 'uuid'::regtype AND NOT a.atthasdef)
+           AND agg.table_name <> 'ventros.projects'::regclass THEN
+            EXECUTE pg_catalog.format('ALTER VIEW %s ALTER COLUMN project_id SET DEFAULT ventros.default_project()', view_name);
+        END IF;
+        EXECUTE pg_catalog.format('COMMENT ON VIEW %s IS %L', view_name,
+                                  coalesce(agg.description, 'Aggregate ' || agg.aggregate));
+        -- The view grants what the table grants; the table's own checks still run.
+        FOREACH role_name IN ARRAY ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin', 'ventros_anon'] LOOP
+            FOREACH privilege IN ARRAY ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] LOOP
+                IF has_table_privilege(role_name, agg.table_name, privilege) THEN
+                    EXECUTE pg_catalog.format('GRANT %s ON %s TO %I', privilege, view_name, role_name);
+                END IF;
+            END LOOP;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.expose_api() IS
+    'Creates or re-creates one security_invoker view in schema api per registered aggregate';
+
+SELECT ventros.expose_api();
+
+-- Helpers of the HTTP front, called in the statements it builds.
+
+-- A version=eq.N filter of PATCH or DELETE: a row that matches the other
+-- filters but has another version is a conflict (VN001), not a silent miss.
+CREATE FUNCTION ventros.http_expect_version(current_version integer, expected_version integer, row_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF current_version IS DISTINCT FROM expected_version THEN
+        RAISE EXCEPTION 'row % has changed since version % was read', row_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
+                  HINT = 'Read the row again and retry with its current version.';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.http_expect_version(integer, integer, uuid) IS
+    'True when the versions agree, else VN001 naming the current version (optimistic locking over HTTP)';
+
+-- CSV (RFC 4180) of a JSON array of flat objects, columns in the first row's order.
+CREATE FUNCTION ventros.http_csv(rows json) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH keys AS (
+        SELECT k, n FROM json_object_keys(rows -> 0) WITH ORDINALITY AS x(k, n)
+    ), quoted AS (
+        SELECT r.n AS rn, string_agg(
+                   CASE WHEN v IS NULL THEN ''
+                        WHEN v ~ '[",\r\n]' OR v <> btrim(v) THEN '"' || replace(v, '"', '""') || '"'
+                        ELSE v END, ',' ORDER BY keys.n) AS line
+        FROM json_array_elements(rows) WITH ORDINALITY AS r(o, n)
+        CROSS JOIN keys
+        CROSS JOIN LATERAL (SELECT r.o ->> keys.k AS v) val
+        GROUP BY r.n
+    )
+    SELECT coalesce((SELECT string_agg(CASE WHEN k ~ '[",\r\n]' THEN '"' || replace(k, '"', '""') || '"' ELSE k END,
+                                       ',' ORDER BY n) FROM keys), '')
+           || coalesce(E'\n' || (SELECT string_agg(line, E'\n' ORDER BY rn) FROM quoted), '')
+$$;
+COMMENT ON FUNCTION ventros.http_csv(json) IS 'CSV with a header line from a JSON array of flat objects (Accept: text/csv)';
+
+-- OpenAPI 3 description of schema api, as the calling role sees it.
+CREATE FUNCTION ventros.http_openapi() RETURNS json
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rels AS (
+        SELECT c.oid, c.relname, coalesce(obj_description(c.oid, 'pg_class'), '') AS description
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm')
+          AND has_table_privilege(c.oid, 'SELECT')
+    ), cols AS (
+        SELECT r.relname, json_object_agg(a.attname, json_build_object(
+                   'type', CASE WHEN t.typcategory = 'N' THEN CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'number' END
+                                WHEN t.typcategory = 'B' THEN 'boolean'
+                                WHEN t.typcategory = 'A' THEN 'array'
+                                WHEN t.typname IN ('json', 'jsonb') THEN 'object'
+                                ELSE 'string' END,
+                   'format', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum) AS props
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_type t ON t.oid = a.atttypid
+        GROUP BY r.relname
+    ), funcs AS (
+        SELECT p.proname, coalesce(obj_description(p.oid, 'pg_proc'), '') AS description,
+               p.provolatile <> 'v' AS stable,
+               coalesce((SELECT json_object_agg(nm, json_build_object('type', 'string', 'format', format_type(ty, NULL)))
+                         FROM unnest(p.proargnames[1:p.pronargs], p.proargtypes::oid[]) AS x(nm, ty)), '{}') AS args
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'api' AND has_function_privilege(p.oid, 'EXECUTE')
+    )
+    , rel_paths AS (
+        SELECT '/' || r.relname AS path, jsonb_build_object(
+            'get', jsonb_build_object('summary', r.description, 'tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK',
+                    'content', jsonb_build_object('application/json', jsonb_build_object('schema',
+                        jsonb_build_object('type', 'array', 'items',
+                            jsonb_build_object('$ref', '#/components/schemas/' || r.relname))))))),
+            'post', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('201', jsonb_build_object('description', 'Created'))),
+            'patch', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK'))),
+            'delete', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK')))) AS item
+        FROM rels r
+    ), rpc_paths AS (
+        SELECT '/rpc/' || f.proname AS path, jsonb_build_object('post', jsonb_build_object(
+            'summary', f.description, 'tags', jsonb_build_array('rpc'),
+            'requestBody', jsonb_build_object('content', jsonb_build_object('application/json',
+                jsonb_build_object('schema', jsonb_build_object('type', 'object', 'properties', f.args::jsonb)))),
+            'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK')))) AS item
+        FROM funcs f
+    )
+    SELECT json_build_object(
+        'openapi', '3.0.3',
+        'info', json_build_object('title', 'Ventros API', 'version', '0.1.0',
+                                  'description', 'PostgREST dialect over schema api (ventros-http)'),
+        'paths', coalesce((SELECT jsonb_object_agg(path, item) FROM (SELECT * FROM rel_paths UNION ALL SELECT * FROM rpc_paths) p),
+                          '{}'::jsonb),
+        'components', json_build_object('schemas', coalesce((SELECT json_object_agg(c.relname,
+                          json_build_object('type', 'object', 'properties', c.props)) FROM cols c), '{}'::json)))
+$$;
+COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema api as the calling role may use it (GET /)';
+
+GRANT EXECUTE ON FUNCTION ventros.http_expect_version(integer, integer, uuid), ventros.http_csv(json),
+    ventros.http_openapi()
+    TO ventros_viewer, ventros_anon;

@@ -1,0 +1,33 @@
+/*
+ * auth.h
+ *	  JWT verification and signing for ventros-http (HS256 only).
+ */
+#ifndef VN_HTTP_AUTH_H
+#define VN_HTTP_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct VnAuthConfig
+{
+	unsigned char *secret;
+	size_t		secret_len;
+	char	   *audience;		/* NULL: aud not checked (but refused if present and unexpected) */
+	long		leeway;			/* seconds of clock skew allowed on exp/nbf */
+} VnAuthConfig;
+
+typedef struct VnIdentity
+{
+	char		role[64];
+	char		tenant[130];
+	char	   *claims;			/* JSON text of the claims, malloc'd; NULL for anonymous */
+} VnIdentity;
+
+extern bool vn_auth_load_secret(VnAuthConfig *cfg, char **error);
+/* verify a bearer token; false with a reason (no secrets in it) on refusal */
+extern bool vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const char **reason);
+/* sign claims (a JSON object) with exp = now + ttl; malloc'd token or NULL */
+extern char *vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl);
+extern bool vn_auth_role_known(const char *role);
+
+#endif

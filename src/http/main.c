@@ -1,0 +1,451 @@
+/*
+ * main.c
+ *	  ventros-http: a PostgREST-compatible HTTP front for Ventros.
+ *
+ * Configuration (environment):
+ *	VENTROS_HTTP_DB              libpq connection string of a login that is a
+ *	                             member of ventros_authenticator (required)
+ *	VENTROS_HTTP_PORT            port (3000); VENTROS_HTTP_HOST (127.0.0.1)
+ *	VENTROS_JWT_SECRET_FILE      file holding the HS256 secret, or
+ *	VENTROS_JWT_SECRET           the secret itself (>= 32 bytes)
+ *	VENTROS_JWT_AUD              expected audience (optional)
+ *	VENTROS_HTTP_POOL            database connections (8, at most 64)
+ *	VENTROS_HTTP_MAX_ROWS        maximum page size (1000)
+ *	VENTROS_HTTP_MAX_BODY        maximum request body in bytes (1 MiB)
+ *	VENTROS_HTTP_STATEMENT_TIMEOUT  per request (10s)
+ *	VENTROS_HTTP_CLIENT_TIMEOUT  seconds a client may stay idle or slow (10)
+ *	VENTROS_HTTP_MAX_CLIENTS     concurrent connections (256)
+ *
+ * One thread per connection (libmicrohttpd); the thread blocks while its
+ * request waits for a pooled database connection and its round trip.  Slow
+ * clients are cut by the connection timeout; bodies over the limit get 413
+ * without being read.  Each request writes one access log line to stderr:
+ * time, method, path, status, duration, tenant — never a token or a body.
+ */
+#include <ctype.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "pg.h"
+#include "router.h"
+#include "schema.h"
+
+typedef struct VnConnState
+{
+	char	   *uri;			/* raw request target */
+	VnBuf		body;
+	bool		too_big;
+	bool		seen;
+	struct timespec start;
+} VnConnState;
+
+static VnRouterConfig router_cfg;
+static VnAuthConfig auth_cfg;
+static size_t max_body = 1024 * 1024;
+
+static long
+env_long(const char *name, long dflt, long min, long max)
+{
+	const char *v = getenv(name);
+	long		n;
+
+	if (v == NULL || *v == '\0')
+		return dflt;
+	n = strtol(v, NULL, 10);
+	if (n < min)
+		n = min;
+	if (n > max)
+		n = max;
+	return n;
+}
+
+static void *
+uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
+{
+	VnConnState *st = vn_alloc(sizeof(VnConnState));
+
+	st->uri = vn_strdup(uri);
+	vn_buf_init(&st->body);
+	clock_gettime(CLOCK_MONOTONIC, &st->start);
+	return st;
+}
+
+static void
+completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	VnConnState *st = *con_cls;
+
+	if (st == NULL)
+		return;
+	free(st->uri);
+	vn_buf_free(&st->body);
+	free(st);
+	*con_cls = NULL;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %-decoding (and + as space in query strings); NULL when malformed or not UTF-8 */
+static char *
+url_decode(const char *s, size_t n, bool plus)
+{
+	char	   *out = vn_alloc(n + 1);
+	size_t		k = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (s[i] == '%')
+		{
+			int			h,
+						l;
+
+			if (i + 2 >= n)
+			{
+				free(out);
+				return NULL;
+			}
+			h = hexval(s[i + 1]);
+			l = hexval(s[i + 2]);
+			if (h < 0 || l < 0)
+			{
+				free(out);
+				return NULL;
+			}
+			out[k++] = (char) (h * 16 + l);
+			i += 2;
+		}
+		else if (plus && s[i] == '+')
+			out[k++] = ' ';
+		else
+			out[k++] = s[i];
+	}
+	out[k] = '\0';
+	if (!vn_utf8_valid(out, k))
+	{
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static bool
+parse_query(const char *qs, VnArgs *args)
+{
+	int			cap = 8;
+	const char *p = qs;
+
+	args->n = 0;
+	args->items = vn_alloc(sizeof(VnArg) * cap);
+	while (*p)
+	{
+		const char *amp = strchr(p, '&');
+		const char *end = amp ? amp : p + strlen(p);
+		const char *eq = memchr(p, '=', end - p);
+		char	   *k,
+				   *v;
+
+		if (end > p)
+		{
+			if (args->n >= 200)
+				return false;
+			k = url_decode(p, (eq ? eq : end) - p, true);
+			v = eq ? url_decode(eq + 1, end - eq - 1, true) : vn_strdup("");
+			if (k == NULL || v == NULL)
+			{
+				free(k);
+				free(v);
+				return false;
+			}
+			if (args->n == cap)
+			{
+				cap *= 2;
+				args->items = realloc(args->items, sizeof(VnArg) * cap);
+				if (args->items == NULL)
+					abort();
+			}
+			args->items[args->n].key = k;
+			args->items[args->n].value = v;
+			args->n++;
+		}
+		p = amp ? amp + 1 : end;
+	}
+	return true;
+}
+
+static void
+free_args(VnArgs *args)
+{
+	for (int i = 0; i < args->n; i++)
+	{
+		free(args->items[i].key);
+		free(args->items[i].value);
+	}
+	free(args->items);
+}
+
+typedef struct HeaderCollect
+{
+	VnBuf	   *buf;
+	bool		first;
+} HeaderCollect;
+
+static enum MHD_Result
+collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	HeaderCollect *h = cls;
+	char		lower[128];
+	size_t		n = strlen(key);
+
+	if (n >= sizeof(lower) || !vn_utf8_valid(key, n) || !vn_utf8_valid(value, strlen(value)))
+		return MHD_YES;
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char) tolower((unsigned char) key[i]);
+	/* credentials never reach the database's settings (nor its logs) */
+	if (strcmp(lower, "authorization") == 0 || strcmp(lower, "cookie") == 0 || strcmp(lower, "apikey") == 0)
+		return MHD_YES;
+	if (!h->first)
+		vn_buf_addc(h->buf, ',');
+	h->first = false;
+	vn_buf_json_string(h->buf, lower);
+	vn_buf_addc(h->buf, ':');
+	vn_buf_json_string(h->buf, value);
+	return MHD_YES;
+}
+
+static enum MHD_Result
+send_response(struct MHD_Connection *con, VnResponse *r)
+{
+	struct MHD_Response *mr;
+	enum MHD_Result ret;
+
+	mr = MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_COPY);
+	if (mr == NULL)
+		return MHD_NO;
+	if (r->content_type && (r->body.len > 0 || r->status >= 400))
+		MHD_add_response_header(mr, "Content-Type", r->content_type);
+	for (int i = 0; i < r->nheaders; i++)
+		MHD_add_response_header(mr, r->header_names[i], r->header_values[i]);
+	ret = MHD_queue_response(con, (unsigned int) r->status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static void
+access_log(const char *method, const char *path, int status, const struct timespec *start, const char *tenant)
+{
+	struct timespec now;
+	time_t		t = time(NULL);
+	struct tm	tm;
+	char		ts[32];
+	double		ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - start->tv_sec) * 1000.0 + (now.tv_nsec - start->tv_nsec) / 1e6;
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(stderr, "%s %s %s %d %.1fms tenant=%s\n", ts, method, path, status, ms, tenant);
+}
+
+static enum MHD_Result
+handler(void *cls, struct MHD_Connection *con, const char *url, const char *method,
+		const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	VnConnState *st = *con_cls;
+	VnResponse	resp;
+	VnRequest	req;
+	const char *q;
+	char	   *path = NULL;
+	VnBuf		headers;
+	HeaderCollect hc;
+	enum MHD_Result ret;
+
+	if (st == NULL)
+		return MHD_NO;
+	if (*upload_data_size > 0)
+	{
+		if (!st->too_big && st->body.len + *upload_data_size > max_body)
+			st->too_big = true;
+		if (!st->too_big)
+			vn_buf_addn(&st->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (!st->seen)
+	{
+		/* the first call, before any body: refuse an announced oversized body unread */
+		const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+
+		st->seen = true;
+		if (cl == NULL || strtoull(cl, NULL, 10) <= max_body)
+			return MHD_YES;
+		st->too_big = true;
+	}
+
+	vn_response_init(&resp);
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	snprintf(req.tenant, sizeof(req.tenant), "-");
+
+	if (st->too_big)
+	{
+		char		msg[96];
+
+		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes", max_body);
+		vn_response_error(&resp, 413, "54000", msg, NULL, NULL);
+		vn_response_header(&resp, "Connection", "close");
+		goto send;
+	}
+
+	q = strchr(st->uri, '?');
+	path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
+	if (path == NULL || path[0] != '/' || !parse_query(q ? q + 1 : "", &req.args))
+	{
+		vn_response_error(&resp, 400, "PGRST100", "malformed URL", NULL,
+						  "Percent-encode the URL as UTF-8; at most 200 query parameters.");
+		goto send;
+	}
+	if (!vn_utf8_valid(st->body.data, st->body.len))
+	{
+		vn_response_error(&resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
+		goto send;
+	}
+	req.path = path;
+	req.authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+	req.apikey = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "apikey");
+	req.prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
+	req.accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
+	req.range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+	req.body = st->body.data;
+	req.body_len = st->body.len;
+	vn_buf_init(&headers);
+	vn_buf_addc(&headers, '{');
+	hc.buf = &headers;
+	hc.first = true;
+	MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hc);
+	vn_buf_addc(&headers, '}');
+	req.headers_json = headers.data;
+	vn_router_handle(&router_cfg, &req, &resp);
+	vn_buf_free(&headers);
+
+send:
+	ret = send_response(con, &resp);
+	access_log(method, path ? path : "(malformed)", resp.status, &st->start, req.tenant);
+	if (req.args.items)
+		free_args(&req.args);
+	free(path);
+	vn_response_free(&resp);
+	return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conninfo = getenv("VENTROS_HTTP_DB");
+	const char *host = getenv("VENTROS_HTTP_HOST");
+	long		port = env_long("VENTROS_HTTP_PORT", 3000, 1, 65535);
+	long		pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
+	char	   *error = NULL;
+	PGconn	   *conn;
+	VnSchema   *schema;
+	struct MHD_Daemon *d;
+	struct sockaddr_in addr;
+	sigset_t	sigs;
+	int			sig;
+	static char timeout[32];
+	const char *t = getenv("VENTROS_HTTP_STATEMENT_TIMEOUT");
+
+	if (conninfo == NULL || *conninfo == '\0')
+	{
+		fprintf(stderr, "ventros-http: VENTROS_HTTP_DB (a libpq connection string) is required\n");
+		return 2;
+	}
+	if (!vn_auth_load_secret(&auth_cfg, &error))
+	{
+		fprintf(stderr, "ventros-http: %s\n", error);
+		return 2;
+	}
+	auth_cfg.audience = getenv("VENTROS_JWT_AUD") && *getenv("VENTROS_JWT_AUD") ? getenv("VENTROS_JWT_AUD") : NULL;
+	auth_cfg.leeway = 0;
+	max_body = (size_t) env_long("VENTROS_HTTP_MAX_BODY", 1024 * 1024, 1024, 64L * 1024 * 1024);
+	snprintf(timeout, sizeof(timeout), "%s", t && *t ? t : "10s");
+
+	conn = vn_pg_connect_one(conninfo, &error);
+	if (conn == NULL)
+	{
+		fprintf(stderr, "ventros-http: cannot connect to PostgreSQL: %s", error);
+		return 1;
+	}
+	schema = vn_schema_load(conn, &error);
+	PQfinish(conn);
+	if (schema == NULL)
+	{
+		fprintf(stderr, "ventros-http: cannot read schema api: %s", error);
+		return 1;
+	}
+	if (!vn_pg_pool_init(conninfo, (int) pool_size, &error))
+	{
+		fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
+		return 1;
+	}
+	router_cfg.schema = schema;
+	router_cfg.auth = &auth_cfg;
+	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
+	router_cfg.statement_timeout = timeout;
+	router_cfg.pool_wait_ms = 5000;
+
+	memset(&addr, 0, sizeof(addr));
+	addr.sin_family = AF_INET;
+	addr.sin_port = htons((uint16_t) port);
+	if (inet_pton(AF_INET, host && *host ? host : "127.0.0.1", &addr.sin_addr) != 1)
+	{
+		fprintf(stderr, "ventros-http: bad VENTROS_HTTP_HOST\n");
+		return 2;
+	}
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+						 (uint16_t) port, NULL, NULL, handler, NULL,
+						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
+						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
+						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000),
+						 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
+						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
+						 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+						 MHD_OPTION_END);
+	if (d == NULL)
+	{
+		fprintf(stderr, "ventros-http: cannot listen on port %ld\n", port);
+		return 1;
+	}
+	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld)\n",
+			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size);
+	sigwait(&sigs, &sig);
+	MHD_stop_daemon(d);
+	return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * pg.h
+ *	  The connection pool of ventros-http and the one-round-trip request.
+ */
+#ifndef VN_HTTP_PG_H
+#define VN_HTTP_PG_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+/* what the first statement of a request sets, transaction-locally */
+typedef struct VnSetup
+{
+	const char *role;			/* NULL with api_key: the key's role */
+	const char *claims;			/* JSON text, "" for anonymous */
+	const char *method;
+	const char *path;
+	const char *headers;		/* JSON object text */
+	const char *timeout;		/* statement_timeout, e.g. "10s" */
+	const char *api_key;		/* an API key to resolve into role and claims, or NULL */
+} VnSetup;
+
+extern bool vn_pg_pool_init(const char *conninfo, int size, char **error);
+/* a connection, waiting at most timeout_ms; NULL when none came free */
+extern PGconn *vn_pg_acquire(int timeout_ms);
+extern void vn_pg_release(PGconn *conn);
+/*
+ * Runs the setup statement and sql in one pipeline (one round trip, one
+ * implicit transaction).  Returns the main statement's result, or the first
+ * error result; NULL when the connection failed.  The caller PQclear()s it.
+ */
+extern PGresult *vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams,
+						   const char *const *values);
+extern PGconn *vn_pg_connect_one(const char *conninfo, char **error);
+
+#endif

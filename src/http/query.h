@@ -1,0 +1,105 @@
+/*
+ * query.h
+ *	  From a request in PostgREST's dialect to one SQL statement with bound
+ *	  parameters.  Identifiers come from the schema cache only, and are
+ *	  quoted; every value from the request is a parameter.
+ */
+#ifndef VN_HTTP_QUERY_H
+#define VN_HTTP_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "schema.h"
+
+#define VN_MAX_PARAMS 256
+#define VN_MAX_DEPTH 8			/* or=/and= nesting */
+
+typedef struct VnArg
+{
+	char	   *key;
+	char	   *value;
+} VnArg;
+
+typedef struct VnArgs
+{
+	int			n;
+	VnArg	   *items;
+} VnArgs;
+
+typedef enum VnShape
+{
+	VN_SHAPE_ROWS,				/* body, n, total */
+	VN_SHAPE_GRANT				/* body, n, total, claims, refresh_token, expires_in */
+} VnShape;
+
+typedef enum VnFormat
+{
+	VN_FORMAT_JSON,
+	VN_FORMAT_OBJECT,			/* application/vnd.pgrst.object+json */
+	VN_FORMAT_CSV
+} VnFormat;
+
+typedef enum VnCount
+{
+	VN_COUNT_NONE,
+	VN_COUNT_EXACT,
+	VN_COUNT_PLANNED,
+	VN_COUNT_ESTIMATED
+} VnCount;
+
+typedef enum VnReturn
+{
+	VN_RETURN_MINIMAL,
+	VN_RETURN_HEADERS,
+	VN_RETURN_REPRESENTATION
+} VnReturn;
+
+/* what the router knows of the request */
+typedef struct VnQueryInput
+{
+	const VnSchema *schema;
+	const char *method;			/* GET HEAD POST PATCH DELETE */
+	const char *target;			/* relation name, or function name when rpc */
+	bool		rpc;
+	const VnArgs *args;
+	const char *body;
+	size_t		body_len;
+	VnFormat	format;
+	VnCount		count;
+	VnReturn	ret;
+	bool		merge_duplicates;
+	bool		ignore_duplicates;
+	long		range_offset;	/* -1: no Range header */
+	long		range_limit;	/* -1: open */
+	long		max_rows;
+} VnQueryInput;
+
+typedef struct VnQuery
+{
+	VnBuf		sql;
+	int			nparams;
+	char	   *params[VN_MAX_PARAMS];
+	VnShape		shape;
+	long		offset;
+	bool		returns_body;	/* false: 204 / 201 without body */
+	bool		void_result;
+	bool		is_read;
+	bool		is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	/* error */
+	int			status;
+	char		code[16];
+	char		message[512];
+	char	   *details;
+	char	   *hint;
+} VnQuery;
+
+extern void vn_query_init(VnQuery *q);
+extern void vn_query_free(VnQuery *q);
+/* true when q holds a statement; false when q holds an error */
+extern bool vn_query_build(const VnQueryInput *in, VnQuery *q);
+/* top-level keys of a JSON object or array of objects; false when malformed */
+extern bool vn_json_scan(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error);
+
+#endif
