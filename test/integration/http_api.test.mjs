@@ -151,10 +151,11 @@ test('Accept: text/csv', async () => {
 });
 
 test('POST: single with return=representation, bulk, minimal and headers-only', async () => {
+  const stamp = Date.now();
   const one = await http('POST', '/contacts?select=name,email,version', {
-    headers: { ...adminA, Prefer: 'return=representation' }, body: { name: 'Post One', email: 'post1@ta.example' } });
+    headers: { ...adminA, Prefer: 'return=representation' }, body: { name: 'Post One', email: `post${stamp}@ta.example` } });
   assert.equal(one.status, 201, one.text);
-  assert.deepEqual(one.json, [{ name: 'Post One', email: 'post1@ta.example', version: 1 }]);
+  assert.deepEqual(one.json, [{ name: 'Post One', email: `post${stamp}@ta.example`, version: 1 }]);
   const bulk = await http('POST', '/contacts?select=name,tags', {
     headers: { ...adminA, Prefer: 'return=representation' },
     body: [{ name: 'Bulk 1' }, { name: 'Bulk 2', tags: ['x'] }] });
