@@ -67,7 +67,7 @@ COMMENT ON TABLE ventros.users IS 'User: a login identity (person or API client)
 
 SELECT ventros.register_aggregate('user', 'ventros.users', 'core',
     redacted_columns => '{password_hash}',
-    privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["UPDATE", "DELETE"]}',
+    privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'A login identity of one home tenant');
 
 CREATE TABLE ventros.user_api_keys (
@@ -95,7 +95,7 @@ COMMENT ON TABLE ventros.user_api_keys IS 'An API key of a user for machine clie
 
 SELECT ventros.register_aggregate('user_api_key', 'ventros.user_api_keys', 'core',
     redacted_columns => '{key_hash}',
-    privileges => '{"ventros_admin": ["SELECT", "UPDATE", "DELETE"]}',
+    privileges => '{"ventros_admin": ["SELECT", "INSERT", "UPDATE", "DELETE"]}',
     description => 'An API key of a user');
 
 SELECT ventros.register_event_type('user.registered', 'A user registered.');
@@ -130,6 +130,28 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.user_db_role(text) IS
     'Maps a user role to its tenant role: admin -> ventros_admin, manager/user -> ventros_agent, readonly -> ventros_viewer';
+
+-- create_user: an administrator adds a user to the acting tenant.
+CREATE FUNCTION ventros.create_user(name text, email text, password text, role text DEFAULT 'user')
+RETURNS ventros.users
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.users;
+BEGIN
+    IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
+        RAISE EXCEPTION 'password must have 8 to 72 characters' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.users (tenant_id, name, email, password_hash, role)
+    VALUES (ventros.require_tenant(), ventros.check_length(btrim(name), 200, 'user name'),
+            ventros.normalize_email(email), ventros.hash_password(password), coalesce(role, 'user'))
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_user(text, text, text, text) IS
+    'Adds a user to the acting tenant (administrators); emits user.created';
 
 -- issue_grant: claims and a new refresh token (in family, or a new family).
 CREATE FUNCTION ventros.issue_grant(u ventros.users, family uuid DEFAULT NULL) RETURNS api.auth_grant
@@ -353,5 +375,6 @@ GRANT EXECUTE ON FUNCTION ventros.token_hash(text), ventros.user_db_role(text) T
 GRANT EXECUTE ON FUNCTION api.register(text, text, text, text), api.login(text, text), api.refresh(text),
     api.logout(text) TO ventros_anon, ventros_viewer;
 GRANT EXECUTE ON FUNCTION api.me() TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION api.create_api_key(text, timestamptz) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION api.create_api_key(text, timestamptz),
+    ventros.create_user(text, text, text, text), ventros.hash_password(text) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.api_key_claims(text) TO ventros_authenticator;
