@@ -11,7 +11,7 @@ let server;
 before(async () => { server = await startServer(); });
 after(async () => { await server.stop(); });
 
-const viewerB = auth('ventros_viewer', 'tb');
+const viewerB = auth('ventros_viewer', 'tr');
 const adminA = auth('ventros_admin', 'ta');
 const names = (r) => r.json.map((x) => x.name);
 
@@ -122,12 +122,12 @@ test('count=planned and count=estimated give a number', async () => {
 
 test('embedding: many-to-one as an object, one-to-many as an array', async () => {
   const r = await get('/contacts?select=name,project:projects(name)&name=eq.Ann');
-  assert.deepEqual(r.json, [{ name: 'Ann', project: { name: 'tb Inc.' } }]);
+  assert.deepEqual(r.json, [{ name: 'Ann', project: { name: 'tr Inc.' } }]);
   const p = await get('/projects?select=name,contacts(name)');
   assert.equal(p.json.length, 1);
   assert.deepEqual(p.json[0].contacts.map((c) => c.name).sort(), ['Ann', 'Bob', 'Carla', 'Dan', 'Eve']);
   const star = await get('/contacts?select=*,projects(*)&name=eq.Bob');
-  assert.equal(star.json[0].projects.tenant_id, 'tb');
+  assert.equal(star.json[0].projects.tenant_id, 'tr');
   assert.equal(star.json[0].version, 1);
 });
 
@@ -147,7 +147,7 @@ test('Accept: text/csv', async () => {
     headers: { ...viewerB, Accept: 'text/csv' } });
   assert.equal(r.status, 200);
   assert.match(r.headers.get('content-type'), /^text\/csv/);
-  assert.equal(r.text, 'name,email,tags\nAnn,ann@tb.example,"[""lead"",""vip""]"\nBob,bob@tb.example,"[""lead""]"\nCarla,,[]');
+  assert.equal(r.text, 'name,email,tags\nAnn,ann@tr.example,"[""lead"",""vip""]"\nBob,bob@tr.example,"[""lead""]"\nCarla,,[]');
 });
 
 test('POST: single with return=representation, bulk, minimal and headers-only', async () => {
@@ -321,7 +321,7 @@ test('postgrest-js: select, filters, order, range and count', async () => {
   const text = await client.from('contacts').select('name').textSearch('name', 'bob', { config: 'simple', type: 'plain' });
   assert.deepEqual(text.data, [{ name: 'Bob' }]);
   const embedded = await client.from('contacts').select('name, projects(name)').eq('name', 'Ann');
-  assert.deepEqual(embedded.data, [{ name: 'Ann', projects: { name: 'tb Inc.' } }]);
+  assert.deepEqual(embedded.data, [{ name: 'Ann', projects: { name: 'tr Inc.' } }]);
   const csv = await client.from('contacts').select('name').eq('name', 'Ann').csv();
   assert.equal(csv.data, 'name\nAnn');
   const err = await client.from('contacts').select('nope');
@@ -352,7 +352,7 @@ test('postgrest-js: insert, update with version, upsert, delete, rpc', async () 
 test('access log: one line per request, no token in it', async () => {
   await get('/contacts?select=name&limit=1');
   const log = server.log.join('');
-  assert.match(log, /GET \/contacts 200 [0-9.]+ms tenant=tb/);
-  assert.ok(!log.includes(token('ventros_viewer', 'tb').split('.')[2]));
+  assert.match(log, /GET \/contacts 200 [0-9.]+ms tenant=tr/);
+  assert.ok(!log.includes(token('ventros_viewer', 'tr').split('.')[2]));
   assert.ok(!log.includes('eyJ'));
 });

@@ -15,6 +15,8 @@ const RUN = process.env.VENTROS_RUN_DIR || path.join(ROOT, '.run/test');
 export const SECRET = 'test-secret-' + 'x'.repeat(40);
 export const AUDIENCE = 'ventros-test';
 export const TENANTS = ['ta', 'tb'];
+// a tenant only read by the tests, so that their expectations hold whatever ran before
+export const READ_TENANT = 'tr';
 export const ROLES = ['ventros_admin', 'ventros_agent', 'ventros_viewer', 'ventros_anon'];
 
 // Contacts of each tenant: name, email, phone, tags, language.
@@ -61,7 +63,7 @@ async function seed() {
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ventros_http_test') THEN
         CREATE ROLE ventros_http_test LOGIN IN ROLE ventros_authenticator PASSWORD 'http-test-password';
       END IF; END $$`);
-    for (const t of TENANTS) {
+    for (const t of [...TENANTS, READ_TENANT]) {
       await c.query('BEGIN');
       const exists = await c.query('SELECT 1 FROM ventros.projects WHERE tenant_id = $1', [t]);
       if (exists.rowCount === 0) {
