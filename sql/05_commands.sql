@@ -94,6 +94,7 @@ DECLARE
     field       text;
     assignments text;
     result      ALIAS FOR $0;
+    updated     bigint;
 BEGIN
     IF row_id IS NULL THEN
         RAISE EXCEPTION '% id must not be null', aggregate USING ERRCODE = '23502';
@@ -122,7 +123,8 @@ BEGIN
                    'WHERE t.tenant_id = ventros.require_tenant() AND t.id = $2 RETURNING t.*',
                    target, assignments)
         INTO result USING changes, row_id, expected_version, row_type;
-    IF NOT FOUND THEN
+    GET DIAGNOSTICS updated = ROW_COUNT;  -- EXECUTE does not set FOUND
+    IF updated = 0 THEN
         RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
     END IF;
     RETURN result;

@@ -4,6 +4,7 @@
 -- tenant contract_b as the neighbour that must see and change nothing.
 BEGIN;
 SELECT * FROM no_plan();
+SET LOCAL client_min_messages = warning;
 
 SELECT ventros.create_tenant('contract_a', 'Contract A');
 SELECT ventros.create_tenant('contract_b', 'Contract B');
