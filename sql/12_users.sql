@@ -95,7 +95,7 @@ COMMENT ON TABLE ventros.user_api_keys IS 'An API key of a user for machine clie
 
 SELECT ventros.register_aggregate('user_api_key', 'ventros.user_api_keys', 'core',
     redacted_columns => '{key_hash}',
-    privileges => '{"ventros_admin": ["SELECT", "INSERT", "UPDATE", "DELETE"]}',
+    privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'An API key of a user');
 
 SELECT ventros.register_event_type('user.registered', 'A user registered.');
