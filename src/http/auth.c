@@ -12,6 +12,7 @@
  * There is no bypass of any kind.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,70 @@
 
 #include "auth.h"
 #include "buf.h"
+
+/*
+ * Verified tokens, remembered until they expire: a client sends the same
+ * token with every request, and checking it again (HMAC, base64, JSON) costs
+ * more than the lookup.  Keyed by the whole token text, so a token that
+ * differs in any byte is verified afresh; entries keep exp and nbf and are
+ * checked against the clock on every hit.
+ */
+#define VN_TOKEN_CACHE 512
+
+typedef struct VnCachedToken
+{
+	char	   *token;
+	VnIdentity	id;
+	long		exp;
+	long		nbf;
+} VnCachedToken;
+
+static VnCachedToken token_cache[VN_TOKEN_CACHE];
+static pthread_mutex_t token_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned long
+token_hash(const char *s)
+{
+	unsigned long h = 1469598103934665603UL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 1099511628211UL;
+	return h;
+}
+
+static bool
+cache_lookup(const VnAuthConfig *cfg, const char *token, VnIdentity *id)
+{
+	VnCachedToken *e = &token_cache[token_hash(token) % VN_TOKEN_CACHE];
+	time_t		now = time(NULL);
+	bool		hit = false;
+
+	pthread_mutex_lock(&token_cache_lock);
+	if (e->token && strcmp(e->token, token) == 0 && now < e->exp + cfg->leeway && now + cfg->leeway >= e->nbf)
+	{
+		*id = e->id;
+		id->claims = vn_strdup(e->id.claims);
+		hit = true;
+	}
+	pthread_mutex_unlock(&token_cache_lock);
+	return hit;
+}
+
+static void
+cache_store(const char *token, const VnIdentity *id, long exp, long nbf)
+{
+	VnCachedToken *e = &token_cache[token_hash(token) % VN_TOKEN_CACHE];
+
+	pthread_mutex_lock(&token_cache_lock);
+	free(e->token);
+	free(e->id.claims);
+	e->token = vn_strdup(token);
+	e->id = *id;
+	e->id.claims = vn_strdup(id->claims);
+	e->exp = exp;
+	e->nbf = nbf;
+	pthread_mutex_unlock(&token_cache_lock);
+}
 
 static const char *known_roles[] = {"ventros_admin", "ventros_agent", "ventros_viewer", "ventros_anon", NULL};
 
@@ -192,6 +257,8 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 
 	memset(id, 0, sizeof(*id));
 	*reason = "malformed token";
+	if (strlen(token) <= 8192 && cache_lookup(cfg, token, id))
+		return true;
 	if (dot1 == NULL || dot2 == NULL || strchr(dot2 + 1, '.') != NULL || strlen(token) > 8192)
 		return false;
 	hlen = b64url_decode(token, dot1 - token, header, sizeof(header) - 1);
@@ -232,7 +299,9 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	}
 	errno = 0;
 	nbf = jwt_get_grant_int(jwt, "nbf");
-	if (errno == 0 && now + cfg->leeway < nbf)
+	if (errno != 0)
+		nbf = 0;
+	if (now + cfg->leeway < nbf)
 	{
 		*reason = "the token is not valid yet (nbf)";
 		goto refuse;
@@ -283,6 +352,7 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	if (id->claims == NULL)
 		goto refuse;
 	jwt_free(jwt);
+	cache_store(token, id, exp, nbf);
 	return true;
 
 refuse:

@@ -24,6 +24,22 @@
 #include "buf.h"
 #include "pg.h"
 
+/*
+ * Prepared statements, per connection: the SQL of a request depends only on
+ * its shape (values are parameters), so the same text comes back again and
+ * again.  The first time a connection sees a text it prepares it in the same
+ * pipeline as its execution (still one round trip); later it only executes.
+ * A full cache stops adding (unnamed statements then); a reset connection
+ * forgets its statements.
+ */
+#define VN_STMT_CACHE 256
+
+typedef struct VnStmt
+{
+	unsigned long hash;
+	char	   *sql;
+} VnStmt;
+
 typedef struct VnPool
 {
 	pthread_mutex_t lock;
@@ -32,9 +48,14 @@ typedef struct VnPool
 	PGconn	  **conns;
 	bool	   *busy;
 	char	   *conninfo;
+	VnStmt	  **stmts;			/* [size][VN_STMT_CACHE] */
+	int		   *nstmts;
 } VnPool;
 
 static VnPool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static int	conn_index(PGconn *conn);
+static void reset(PGconn *conn, int ci);
 
 static const char *setup_sql =
 "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
@@ -69,11 +90,14 @@ vn_pg_pool_init(const char *conninfo, int size, char **error)
 	pool.conninfo = vn_strdup(conninfo);
 	pool.conns = vn_alloc(sizeof(PGconn *) * size);
 	pool.busy = vn_alloc(sizeof(bool) * size);
+	pool.stmts = vn_alloc(sizeof(VnStmt *) * size);
+	pool.nstmts = vn_alloc(sizeof(int) * size);
 	for (int i = 0; i < size; i++)
 	{
 		pool.conns[i] = vn_pg_connect_one(conninfo, error);
 		if (pool.conns[i] == NULL)
 			return false;
+		pool.stmts[i] = vn_alloc(sizeof(VnStmt) * VN_STMT_CACHE);
 	}
 	return true;
 }
@@ -107,7 +131,7 @@ vn_pg_acquire(int timeout_ms)
 	}
 	pthread_mutex_unlock(&pool.lock);
 	if (found && PQstatus(found) != CONNECTION_OK)
-		PQreset(found);
+		reset(found, conn_index(found));
 	if (found && PQstatus(found) != CONNECTION_OK)
 	{
 		vn_pg_release(found);
@@ -127,13 +151,109 @@ vn_pg_release(PGconn *conn)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+static int
+conn_index(PGconn *conn)
+{
+	for (int i = 0; i < pool.size; i++)
+		if (pool.conns[i] == conn)
+			return i;
+	return -1;
+}
+
+static void
+forget_statements(int ci)
+{
+	if (ci < 0)
+		return;
+	for (int k = 0; k < pool.nstmts[ci]; k++)
+		free(pool.stmts[ci][k].sql);
+	pool.nstmts[ci] = 0;
+}
+
+static void
+reset(PGconn *conn, int ci)
+{
+	PQreset(conn);
+	forget_statements(ci);
+}
+
+static unsigned long
+hash_sql(const char *s)
+{
+	unsigned long h = 1469598103934665603UL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 1099511628211UL;
+	return h;
+}
+
+/* the statement's name on this connection, or -1 */
+static int
+find_statement(int ci, const char *sql, unsigned long h)
+{
+	if (ci < 0)
+		return -1;
+	for (int k = 0; k < pool.nstmts[ci]; k++)
+		if (pool.stmts[ci][k].hash == h && strcmp(pool.stmts[ci][k].sql, sql) == 0)
+			return k;
+	return -1;
+}
+
+typedef enum VnItem
+{
+	VN_ITEM_PREPARE,
+	VN_ITEM_EXEC
+} VnItem;
+
+/* queues one statement: prepared, to be prepared, or unnamed; false on send failure */
+static bool
+send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *const *values,
+			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
+{
+	unsigned long h = hash_sql(sql);
+	int			k = find_statement(ci, sql, h);
+	char		name[24];
+
+	if (k < 0 && ci >= 0 && pool.nstmts[ci] < VN_STMT_CACHE)
+	{
+		k = pool.nstmts[ci];
+		snprintf(name, sizeof(name), "vn%d", k);
+		if (!PQsendPrepare(conn, name, sql, nparams, NULL))
+			return false;
+		/* recorded now, dropped again if the prepare fails */
+		pool.stmts[ci][k].hash = h;
+		pool.stmts[ci][k].sql = vn_strdup(sql);
+		pool.nstmts[ci]++;
+		prepared_slot[*nitems] = k;
+		is_main[*nitems] = main;
+		items[(*nitems)++] = VN_ITEM_PREPARE;
+	}
+	if (k >= 0)
+	{
+		snprintf(name, sizeof(name), "vn%d", k);
+		if (!PQsendQueryPrepared(conn, name, nparams, values, NULL, NULL, 0))
+			return false;
+	}
+	else if (!PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0))
+		return false;
+	prepared_slot[*nitems] = -1;
+	is_main[*nitems] = main;
+	items[(*nitems)++] = VN_ITEM_EXEC;
+	return true;
+}
+
 PGresult *
 vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, const char *const *values)
 {
 	PGresult   *res;
 	PGresult   *answer = NULL;
 	bool		ok;
-	int			stage = 0;		/* 0 setup, 1 main, 2 sync */
+	int			ci = conn_index(conn);
+	VnItem		items[4];
+	int			prepared_slot[4];
+	bool		is_main[4];
+	int			nitems = 0;
+	bool		broken = false;
 
 	if (!PQenterPipelineMode(conn))
 		return NULL;
@@ -141,66 +261,77 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	{
 		const char *v[5] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key};
 
-		ok = PQsendQueryParams(conn, setup_key_sql, 5, NULL, v, NULL, NULL, 0);
+		ok = send_statement(conn, ci, setup_key_sql, 5, v, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
 		const char *v[6] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
 		setup->timeout};
 
-		ok = PQsendQueryParams(conn, setup_sql, 6, NULL, v, NULL, NULL, 0);
+		ok = send_statement(conn, ci, setup_sql, 6, v, items, &nitems, prepared_slot, is_main, false);
 	}
-	ok = ok && PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0);
+	ok = ok && send_statement(conn, ci, sql, nparams, values, items, &nitems, prepared_slot, is_main, true);
 	ok = ok && PQpipelineSync(conn);
 	if (!ok)
 	{
 		PQexitPipelineMode(conn);
-		PQreset(conn);
+		reset(conn, ci);
 		return NULL;
 	}
-	/* read: setup result, NULL, main result, NULL, sync */
-	while (stage < 3)
+	/* each item answers with its result(s) and a NULL; then the sync */
+	for (int i = 0; i < nitems && !broken; i++)
 	{
-		res = PQgetResult(conn);
-		if (res == NULL)
+		bool		prepared_ok = false;
+
+		while ((res = PQgetResult(conn)) != NULL)
 		{
-			if (PQstatus(conn) != CONNECTION_OK)
-				break;
-			stage++;
-			continue;
+			ExecStatusType st = PQresultStatus(res);
+
+			if (st == PGRES_FATAL_ERROR && (answer == NULL || PQresultStatus(answer) != PGRES_FATAL_ERROR))
+			{
+				if (answer)
+					PQclear(answer);
+				answer = res;
+			}
+			else if (st == PGRES_TUPLES_OK && is_main[i] && items[i] == VN_ITEM_EXEC && answer == NULL)
+				answer = res;
+			else
+			{
+				if (st == PGRES_COMMAND_OK && items[i] == VN_ITEM_PREPARE)
+					prepared_ok = true;
+				PQclear(res);
+			}
 		}
-		switch (PQresultStatus(res))
+		if (PQstatus(conn) != CONNECTION_OK)
+			broken = true;
+		if (items[i] == VN_ITEM_PREPARE && !prepared_ok && prepared_slot[i] >= 0 && ci >= 0)
 		{
-			case PGRES_PIPELINE_SYNC:
-				stage = 3;
-				PQclear(res);
-				break;
-			case PGRES_FATAL_ERROR:
-				if (answer == NULL || PQresultStatus(answer) != PGRES_FATAL_ERROR)
-				{
-					if (answer)
-						PQclear(answer);
-					answer = res;
-				}
-				else
-					PQclear(res);
-				break;
-			case PGRES_PIPELINE_ABORTED:
-				PQclear(res);
-				break;
-			default:
-				if (stage == 1 && answer == NULL)
-					answer = res;
-				else
-					PQclear(res);
+			/* the last entry is the one this request added: drop it */
+			int			k = prepared_slot[i];
+
+			if (k == pool.nstmts[ci] - 1)
+			{
+				free(pool.stmts[ci][k].sql);
+				pool.nstmts[ci]--;
+			}
+			else
+			{
+				free(pool.stmts[ci][k].sql);
+				pool.stmts[ci][k].sql = vn_strdup("");	/* never matches a statement */
+				pool.stmts[ci][k].hash = 0;
+			}
 		}
 	}
-	if (stage < 3 || !PQexitPipelineMode(conn))
+	res = broken ? NULL : PQgetResult(conn);
+	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC || !PQexitPipelineMode(conn))
 	{
+		if (res)
+			PQclear(res);
 		if (answer)
 			PQclear(answer);
-		PQreset(conn);
+		reset(conn, ci);
 		return NULL;
 	}
+	PQclear(res);
 	return answer;
 }

@@ -1017,6 +1017,25 @@ write_tail(Ctx *c)
 	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM _w _r");
 }
 
+/*
+ * " AS _b(col type, ...)": the body's record with the named columns only,
+ * typed from the catalog (cheaper than populating the view's whole row type).
+ */
+static void
+record_def(VnBuf *b, const VnRelation *r, char **keys, int nkeys)
+{
+	vn_buf_add(b, " AS _b(");
+	for (int i = 0; i < nkeys; i++)
+	{
+		if (i)
+			vn_buf_add(b, ", ");
+		vn_buf_ident(b, keys[i]);
+		vn_buf_addc(b, ' ');
+		vn_buf_add(b, vn_schema_column(r, keys[i])->type);
+	}
+	vn_buf_addc(b, ')');
+}
+
 static bool
 build_insert(Ctx *c, int rel)
 {
@@ -1061,7 +1080,8 @@ build_insert(Ctx *c, int rel)
 	}
 	/*
 	 * A key missing from an object takes the column's default (PostgREST's
-	 * Prefer: missing=default); an explicit null stays null.
+	 * Prefer: missing=default); an explicit null stays null.  One object
+	 * without columns= has every key it names: no test needed.
 	 */
 	vn_buf_add(b, ") SELECT ");
 	for (int i = 0; i < nkeys; i++)
@@ -1070,7 +1090,7 @@ build_insert(Ctx *c, int rel)
 
 		if (i)
 			vn_buf_add(b, ", ");
-		if (strcmp(col->default_expr, "NULL") == 0)
+		if (strcmp(col->default_expr, "NULL") == 0 || (!is_array && columns == NULL))
 			col_ref(b, "_b", keys[i]);
 		else
 		{
@@ -1083,15 +1103,24 @@ build_insert(Ctx *c, int rel)
 			vn_buf_add(b, " END");
 		}
 	}
-	vn_buf_add(b, " FROM pg_catalog.json_array_elements(");
-	if (!is_array)
-		vn_buf_add(b, "pg_catalog.json_build_array(");
-	if (!param(c->q, c->in->body, c->in->body_len))
-		goto out;
-	vn_buf_add(b, is_array ? "::json) _j(o)" : "::json)) _j(o)");
-	vn_buf_add(b, " CROSS JOIN LATERAL pg_catalog.json_populate_record(NULL::api.");
-	vn_buf_ident(b, r->name);
-	vn_buf_add(b, ", _j.o) _b");
+	if (!is_array && columns == NULL)
+	{
+		vn_buf_add(b, " FROM pg_catalog.json_to_record(");
+		if (!param(c->q, c->in->body, c->in->body_len))
+			goto out;
+		vn_buf_add(b, "::json)");
+	}
+	else
+	{
+		vn_buf_add(b, " FROM pg_catalog.json_array_elements(");
+		if (!is_array)
+			vn_buf_add(b, "pg_catalog.json_build_array(");
+		if (!param(c->q, c->in->body, c->in->body_len))
+			goto out;
+		vn_buf_add(b, is_array ? "::json) _j(o)" : "::json)) _j(o)");
+		vn_buf_add(b, " CROSS JOIN LATERAL pg_catalog.json_to_record(_j.o)");
+	}
+	record_def(b, r, keys, nkeys);
 	if (c->in->merge_duplicates || c->in->ignore_duplicates)
 	{
 		char	  **target = NULL;
@@ -1215,12 +1244,12 @@ build_update(Ctx *c, int rel)
 			has_version = true;
 	}
 	set_end = b->len;
-	vn_buf_add(b, " FROM pg_catalog.json_populate_record(NULL::api.");
-	vn_buf_ident(b, r->name);
-	vn_buf_add(b, ", ");
+	vn_buf_add(b, " FROM pg_catalog.json_to_record(");
 	if (!param(c->q, c->in->body, c->in->body_len))
 		goto out;
-	vn_buf_add(b, "::json) _b WHERE ");
+	vn_buf_add(b, "::json)");
+	record_def(b, r, keys, nkeys);
+	vn_buf_add(b, " WHERE ");
 	if (!where(c, r, "_t", true, r->has_id ? &version_param : NULL))
 	{
 		ok = false;

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# bench/http: ventros-http against the floor, in one run on a throwaway server.
+#   read:  GET /contacts?limit=20&order=created_at.desc   (wrk)
+#          vs  SELECT ... ORDER BY created_at DESC LIMIT 20 (pgbench)
+#   write: POST /contacts {"name": ...}                     (wrk)
+#          vs  INSERT INTO ventros.contacts ...              (pgbench)
+# Same concurrency on both sides (BENCH_CLIENTS, default 8).  The floor runs
+# as a login bound to the tenant (so row-level security applies as it does
+# behind the front), over libpq's simple protocol, one statement per
+# transaction.  ventros-http runs with a pool of BENCH_CLIENTS connections.
+# Prints requests/s, p50 and p99 for both sides and the ratios; targets are
+# >= 0.7 x the floor's requests/s and p99 <= 2 x the floor's.  No assertion:
+# read the figures.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+RUN=$VENTROS_ROOT/.run/bench-http
+PORT=${VENTROS_BENCH_PG_PORT:-54359}
+HTTP_PORT=${VENTROS_BENCH_HTTP_PORT:-54369}
+CLIENTS=${BENCH_CLIENTS:-8}
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+ROWS=${BENCH_ROWS:-10000}
+
+ensure_packages
+build_install
+pg_stop "$RUN"; rm -rf "$RUN"
+pg_start "$RUN" "$PORT"
+HTTP_PID=
+trap '[ -n "$HTTP_PID" ] && kill "$HTTP_PID" 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
+export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
+psql -X -q -d postgres -c "CREATE DATABASE ventros"
+psql -X -q -c "CREATE EXTENSION ventros CASCADE" 2>/dev/null
+psql -X -q -v rows="$ROWS" <<'SQL'
+SELECT ventros.create_tenant('bench', 'Bench Inc.');
+BEGIN;
+SET LOCAL ventros.tenant = 'bench';
+INSERT INTO ventros.contacts (project_id, name, email)
+SELECT ventros.default_project(), 'Contact ' || i, 'c' || i || '@bench.example' FROM generate_series(1, :rows) i;
+COMMIT;
+SELECT ventros.bind_login('bench_floor', 'bench', 'ventros_agent', 'bench-floor-password');
+CREATE ROLE bench_http LOGIN IN ROLE ventros_authenticator PASSWORD 'bench-http-password';
+VACUUM ANALYZE;
+SQL
+PROJECT=$(psql -X -tA -c "SELECT id FROM ventros.projects WHERE tenant_id = 'bench'")
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/jwt_secret"
+VENTROS_HTTP_DB="host=$RUN/sock port=$PORT dbname=ventros user=bench_http password=bench-http-password" \
+VENTROS_JWT_SECRET_FILE=$RUN/jwt_secret VENTROS_HTTP_PORT=$HTTP_PORT VENTROS_HTTP_POOL=$CLIENTS \
+	"$VENTROS_ROOT/src/http/ventros-http" 2>/dev/null &
+HTTP_PID=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+TOKEN=$("$VENTROS_ROOT/scripts/http-token" "$RUN/jwt_secret" ventros_agent bench 3600 bench-user)
+URL=http://127.0.0.1:$HTTP_PORT
+
+cat >"$RUN/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"project_id": "$PROJECT", "name": "Bench contact"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat >"$RUN/read.sql" <<'SQL'
+SELECT * FROM ventros.contacts ORDER BY created_at DESC LIMIT 20;
+SQL
+cat >"$RUN/insert.sql" <<SQL
+INSERT INTO ventros.contacts (project_id, name) VALUES ('$PROJECT', 'Bench contact');
+SQL
+
+# wrk: "rps p50_ms p99_ms"
+run_wrk() {
+	local out
+	out=$(wrk -t2 -c"$CLIENTS" -d"${SECONDS_PER_RUN}s" --latency "$@")
+	echo "$out" | awk '
+		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+		/^Requests\/sec:/ { rps = $2 }
+		/^ +50%/ { p50 = ms($2) }
+		/^ +99%/ { p99 = ms($2) }
+		/Non-2xx/ { bad = $NF }
+		END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, bad + 0 }'
+}
+# pgbench as the bound login: "tps p50_ms p99_ms"
+run_pgbench() {
+	local dir=$RUN/pgbench-$1
+	rm -rf "$dir"; mkdir -p "$dir"
+	(cd "$dir" && PGHOST=127.0.0.1 PGUSER=bench_floor PGPASSWORD=bench-floor-password \
+		"$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -f "$RUN/$1.sql" ventros >"$dir/out" 2>&1)
+	local tps
+	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out")
+	cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -g | awk -v tps="$tps" '
+		{ a[NR] = $1 } END { printf "%.0f %.2f %.2f\n", tps, a[int(NR * 0.5) + 1], a[int(NR * 0.99) + 1] }'
+}
+
+# sanity: the answers are what we measure
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")" = 200 ] || die "GET failed"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $TOKEN" -d "{\"project_id\":\"$PROJECT\",\"name\":\"x\"}" "$URL/contacts")" = 201 ] || die "POST failed"
+
+log "warming up"
+run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc" >/dev/null
+read -r g_rps g_p50 g_p99 g_bad < <(run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")
+read -r f_rps f_p50 f_p99 < <(run_pgbench read)
+read -r p_rps p_p50 p_p99 p_bad < <(run_wrk -s "$RUN/post.lua" "$URL/contacts")
+read -r i_rps i_p50 i_p99 < <(run_pgbench insert)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+echo "bench/http: $CLIENTS clients, ${SECONDS_PER_RUN}s per run, $ROWS contacts, $(nproc) CPUs (wrk, ventros-http and PostgreSQL share them)"
+printf '%-38s %10s %9s %9s\n' "" "req/s" "p50 ms" "p99 ms"
+printf '%-38s %10s %9s %9s\n' "GET /contacts?limit=20 (ventros-http)" "$g_rps" "$g_p50" "$g_p99"
+printf '%-38s %10s %9s %9s\n' "SELECT ... LIMIT 20 (pgbench floor)" "$f_rps" "$f_p50" "$f_p99"
+printf '%-38s %10s %9s %9s\n' "POST /contacts (ventros-http)" "$p_rps" "$p_p50" "$p_p99"
+printf '%-38s %10s %9s %9s\n' "INSERT (pgbench floor)" "$i_rps" "$i_p50" "$i_p99"
+echo "read:  req/s ratio $(ratio "$g_rps" "$f_rps") (target >= 0.70), p99 ratio $(ratio "$g_p99" "$f_p99") (target <= 2.00), non-2xx $g_bad"
+echo "write: req/s ratio $(ratio "$p_rps" "$i_rps") (target >= 0.70), p99 ratio $(ratio "$p_p99" "$i_p99") (target <= 2.00), non-2xx $p_bad"
