@@ -888,7 +888,20 @@ paging(Ctx *c)
 	if (limit < 0 || limit > in->max_rows)
 		limit = in->max_rows;	/* an open range is capped silently; Content-Range tells */
 	c->q->offset = offset;
-	vn_buf_addf(&c->q->sql, " LIMIT %ld OFFSET %ld", limit, offset);
+	{
+		char		num[32];
+
+		/* bound too: the statement's text stays the same for every page */
+		vn_buf_add(&c->q->sql, " LIMIT ");
+		snprintf(num, sizeof(num), "%ld", limit);
+		if (!param_s(c->q, num))
+			return false;
+		vn_buf_add(&c->q->sql, "::bigint OFFSET ");
+		snprintf(num, sizeof(num), "%ld", offset);
+		if (!param_s(c->q, num))
+			return false;
+		vn_buf_add(&c->q->sql, "::bigint");
+	}
 	return true;
 }
 
