@@ -425,6 +425,7 @@ main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -445,7 +446,29 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld)\n",
 			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size);
-	sigwait(&sigs, &sig);
+	for (;;)
+	{
+		VnSchema   *fresh;
+
+		sigwait(&sigs, &sig);
+		if (sig != SIGHUP)
+			break;
+		/*
+		 * Reload the schema cache.  Requests in flight may still hold the
+		 * old one, so it is never freed: a reload leaks a few kilobytes.
+		 */
+		conn = vn_pg_connect_one(conninfo, &error);
+		fresh = conn ? vn_schema_load(conn, &error) : NULL;
+		if (conn)
+			PQfinish(conn);
+		if (fresh == NULL)
+		{
+			fprintf(stderr, "ventros-http: schema reload failed, keeping the old one: %s", error);
+			continue;
+		}
+		__atomic_store_n(&router_cfg.schema, fresh, __ATOMIC_RELEASE);
+		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", fresh->nrels, fresh->nfuncs);
+	}
 	MHD_stop_daemon(d);
 	return 0;
 }

@@ -195,7 +195,7 @@ vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 
 	/* what to run */
 	memset(&in, 0, sizeof(in));
-	in.schema = cfg->schema;
+	in.schema = __atomic_load_n(&cfg->schema, __ATOMIC_ACQUIRE);
 	in.method = req->method;
 	in.args = &req->args;
 	in.body = req->body;

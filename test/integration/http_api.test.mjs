@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostgrestClient } from '@supabase/postgrest-js';
-import { startServer, http, auth, token, BASE } from './http_helpers.mjs';
+import { startServer, http, auth, token, db, BASE } from './http_helpers.mjs';
 
 let server;
 before(async () => { server = await startServer(); });
@@ -355,4 +355,25 @@ test('access log: one line per request, no token in it', async () => {
   assert.match(log, /GET \/contacts 200 [0-9.]+ms tenant=tr/);
   assert.ok(!log.includes(token('ventros_viewer', 'tr').split('.')[2]));
   assert.ok(!log.includes('eyJ'));
+});
+
+test('SIGHUP reloads the schema cache: a new api function is served', async () => {
+  const c = await db();
+  try {
+    await c.query("CREATE FUNCTION api.http_test_ping(word text DEFAULT 'pong') RETURNS text LANGUAGE sql STABLE AS $$ SELECT word $$");
+    await c.query('GRANT EXECUTE ON FUNCTION api.http_test_ping(text) TO ventros_anon');
+    assert.equal((await http('GET', '/rpc/http_test_ping')).status, 404, 'unknown before the reload');
+    server.child.kill('SIGHUP');
+    let r;
+    for (let i = 0; i < 100; i++) {
+      r = await http('GET', '/rpc/http_test_ping?word=hello');
+      if (r.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(r.status, 200);
+    assert.equal(r.json, 'hello');
+  } finally {
+    await c.query('DROP FUNCTION IF EXISTS api.http_test_ping(text)');
+    await c.end();
+  }
 });
