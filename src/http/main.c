@@ -10,6 +10,7 @@
  *	VENTROS_JWT_SECRET           the secret itself (>= 32 bytes)
  *	VENTROS_JWT_AUD              expected audience (optional)
  *	VENTROS_HTTP_POOL            database connections (8, at most 64)
+ *	VENTROS_HTTP_POOL_WAIT_MS    how long a request waits for one (5000)
  *	VENTROS_HTTP_MAX_ROWS        maximum page size (1000)
  *	VENTROS_HTTP_MAX_BODY        maximum request body in bytes (1 MiB)
  *	VENTROS_HTTP_STATEMENT_TIMEOUT  per request (10s)
@@ -411,7 +412,7 @@ main(int argc, char **argv)
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
 	router_cfg.statement_timeout = timeout;
-	router_cfg.pool_wait_ms = 5000;
+	router_cfg.pool_wait_ms = (int) env_long("VENTROS_HTTP_POOL_WAIT_MS", 5000, 1, 600000);
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;

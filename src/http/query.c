@@ -1015,19 +1015,25 @@ returning(Ctx *c, int rel, bool *ok)
 	vn_buf_add(b, " RETURNING ");
 	if (c->in->ret == VN_RETURN_REPRESENTATION)
 		*ok = select_list(c, rel, "_t", arg(c->in->args, "select"), 0);
+	else if (c->in->schema->rels[rel].has_id)
+		vn_buf_add(b, "_t.id");
 	else
 		vn_buf_add(b, "1 AS one");
 }
 
 static void
-write_tail(Ctx *c)
+write_tail(Ctx *c, bool location)
 {
 	VnBuf	   *b = &c->q->sql;
 
 	c->q->returns_body = c->in->ret == VN_RETURN_REPRESENTATION;
 	vn_buf_add(b, ") SELECT ");
 	body_expr(c);
-	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM _w _r");
+	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint");
+	/* the id of a single created row, for the Location header */
+	if (location && !c->q->returns_body)
+		vn_buf_add(b, ", pg_catalog.min(_r.id::text)");
+	vn_buf_add(b, " FROM _w _r");
 }
 
 /*
@@ -1206,7 +1212,7 @@ build_insert(Ctx *c, int rel)
 	}
 	returning(c, rel, &ok);
 	if (ok)
-		write_tail(c);
+		write_tail(c, r->has_id);
 out:
 	free_list(keys, nkeys);
 	return ok && c->q->status == 0;
@@ -1271,7 +1277,7 @@ build_update(Ctx *c, int rel)
 	returning(c, rel, &ok);
 	if (!ok)
 		goto out;
-	write_tail(c);
+	write_tail(c, false);
 	/* a version=eq.N filter states the version when the body does not */
 	if (version_param && !has_version)
 	{
@@ -1309,7 +1315,7 @@ build_delete(Ctx *c, int rel)
 	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0))
 		return false;
 	vn_buf_add(b, " FROM _s _t");
-	write_tail(c);
+	write_tail(c, false);
 	return c->q->status == 0;
 }
 

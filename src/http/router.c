@@ -374,6 +374,15 @@ vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 				snprintf(cr, sizeof(cr), "*/%ld", n);
 				vn_response_header(resp, "Content-Range", cr);
 			}
+			if (post && n == 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3))
+			{
+				VnBuf		loc;
+
+				vn_buf_init(&loc);
+				vn_buf_addf(&loc, "/%s?id=eq.%s", in.target, PQgetvalue(res, 0, 3));
+				vn_response_header(resp, "Location", loc.data);
+				vn_buf_free(&loc);
+			}
 		}
 	}
 	PQclear(res);

@@ -168,6 +168,10 @@ test('POST: single with return=representation, bulk, minimal and headers-only', 
   assert.equal(headersOnly.status, 201);
   assert.equal(headersOnly.text, '');
   assert.equal(headersOnly.headers.get('content-range'), '*/1');
+  const location = headersOnly.headers.get('location');
+  assert.match(location, /^\/contacts\?id=eq\.[0-9a-f-]{36}$/);
+  const fetched = await http('GET', `${location}&select=name`, { headers: adminA });
+  assert.deepEqual(fetched.json, [{ name: 'Post Headers' }]);
 });
 
 test('PATCH with the version read; a stale version answers 409 with the conflict, none 400', async () => {
