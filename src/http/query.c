@@ -255,6 +255,103 @@ static const OpDef ops[] = {
 };
 
 /*
+ * An operand of a filter, select item or order term: a column, or a column
+ * with a JSON path (data->a->>b; keys are bound parameters, digits index
+ * arrays).  Resolves it (emit false) or appends its SQL (emit true).
+ */
+typedef struct Operand
+{
+	const VnColumn *col;
+	const char *type;			/* for casts: the column's, or text after ->>, jsonb after -> */
+	char		category;
+	bool		is_tsvector;
+	char		label[64];		/* PostgREST's name for it: the last key, or the column */
+} Operand;
+
+static bool
+operand(Ctx *c, const VnRelation *r, const char *al, const char *spec, Operand *o, bool emit)
+{
+	const char *arrow = strstr(spec, "->");
+	char	   *name;
+	const char *p;
+	bool		text = false;
+	VnBuf	   *b = &c->q->sql;
+
+	memset(o, 0, sizeof(*o));
+	name = arrow ? vn_strndup(spec, arrow - spec) : vn_strdup(spec);
+	o->col = need_column(c, r, name);
+	free(name);
+	if (o->col == NULL)
+		return false;
+	o->type = o->col->type;
+	o->category = o->col->category;
+	o->is_tsvector = o->col->is_tsvector;
+	snprintf(o->label, sizeof(o->label), "%s", o->col->name);
+	if (arrow == NULL)
+	{
+		if (emit)
+			col_ref(b, al, o->col->name);
+		return true;
+	}
+	if (strcmp(o->col->type, "json") != 0 && strcmp(o->col->type, "jsonb") != 0)
+		return fail(c->q, 400, "PGRST100", NULL, NULL, "JSON paths need a json or jsonb column, and %s is %s",
+					o->col->name, o->col->type);
+	if (emit)
+	{
+		vn_buf_addc(b, '(');
+		col_ref(b, al, o->col->name);
+	}
+	for (p = arrow; *p;)
+	{
+		const char *key;
+		const char *end;
+		char	   *k;
+		bool		digits = true;
+
+		if (text)
+			return fail(c->q, 400, "PGRST100", NULL, NULL, "->> ends a JSON path");
+		if (strncmp(p, "->>", 3) == 0)
+		{
+			text = true;
+			p += 3;
+		}
+		else if (strncmp(p, "->", 2) == 0)
+			p += 2;
+		else
+			return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed JSON path \"%.64s\"", spec);
+		key = p;
+		end = strstr(p, "->");
+		if (end == NULL)
+			end = p + strlen(p);
+		if (end == key || end - key > 63)
+			return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed JSON path \"%.64s\"", spec);
+		k = vn_strndup(key, end - key);
+		for (const char *d = k; *d; d++)
+			if (!isdigit((unsigned char) *d))
+				digits = false;
+		snprintf(o->label, sizeof(o->label), "%s", k);
+		if (emit)
+		{
+			vn_buf_add(b, text ? " ->> " : " -> ");
+			if (!param_s(c->q, k))
+			{
+				free(k);
+				return false;
+			}
+			vn_buf_add(b, digits ? "::integer" : "::text");
+		}
+		free(k);
+		p = end;
+	}
+	if (emit)
+		vn_buf_add(b, text ? ")" : ")::jsonb");
+	o->type = text ? "text" : "jsonb";
+	o->category = text ? 'S' : 'U';
+	o->is_tsvector = false;
+	return true;
+}
+
+/*
  * One condition "op.value" or "not.op.value" on column col of relation r
  * (alias al), appended to the statement.
  */
@@ -262,7 +359,8 @@ static bool
 condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, const char *expr)
 {
 	VnBuf	   *b = &c->q->sql;
-	const VnColumn *col;
+	Operand		o;
+	const Operand *col = &o;
 	bool		negate = false;
 	const char *dot;
 	char		op[32];
@@ -270,9 +368,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 
 	if (++c->nconds > 100)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "too many conditions in the request (at most 100)");
-	if (strchr(colname, '-') && (strstr(colname, "->") != NULL))
-		return fail(c->q, 400, "PGRST100", NULL, NULL, "JSON paths in filters are not supported yet");
-	if ((col = need_column(c, r, colname)) == NULL)
+	if (!operand(c, r, al, colname, &o, false))
 		return false;
 	if (strncmp(expr, "not.", 4) == 0)
 	{
@@ -320,7 +416,10 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 			return fail(c->q, 400, "PGRST100", NULL, NULL, "unknown operator \"%.32s\"", op);
 		}
 		if (col->is_tsvector)
-			col_ref(b, al, col->name);
+		{
+			if (!operand(c, r, al, colname, &o, true))
+				return false;
+		}
 		else
 		{
 			vn_buf_add(b, "pg_catalog.to_tsvector(");
@@ -330,7 +429,8 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 					return false;
 				vn_buf_add(b, "::pg_catalog.regconfig, ");
 			}
-			col_ref(b, al, col->name);
+			if (!operand(c, r, al, colname, &o, true))
+				return false;
 			vn_buf_add(b, "::text)");
 		}
 		vn_buf_addf(b, " @@ pg_catalog.%s(", fn);
@@ -362,7 +462,8 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		else
 			return fail(c->q, 400, "PGRST100", NULL, "Use is.null, is.not_null, is.true, is.false or is.unknown.",
 						"unknown value for is: \"%.32s\"", value);
-		col_ref(b, al, col->name);
+		if (!operand(c, r, al, colname, &o, true))
+			return false;
 		vn_buf_addc(b, ' ');
 		vn_buf_add(b, kw);
 	}
@@ -376,7 +477,8 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 			vn_buf_free(&lit);
 			return false;
 		}
-		col_ref(b, al, col->name);
+		if (!operand(c, r, al, colname, &o, true))
+			return false;
 		vn_buf_add(b, " = ANY (");
 		if (!param(c->q, lit.data, lit.len))
 		{
@@ -399,7 +501,8 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 			return fail(c->q, 400, "PGRST100", NULL,
 						"Operators: eq neq gt gte lt lte like ilike match imatch in is isdistinct cs cd ov sl sr nxr nxl adj fts plfts phfts wfts, each optionally after not.",
 						"unknown operator \"%.32s\"", op);
-		col_ref(b, al, col->name);
+		if (!operand(c, r, al, colname, &o, true))
+			return false;
 		if (d->text_only)
 			vn_buf_add(b, "::text");
 		vn_buf_addf(b, " %s ", d->sql);
@@ -761,23 +864,21 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth)
 				break;
 			}
 		}
-		if (strstr(item, "->"))
 		{
-			ok = fail(c->q, 400, "PGRST100", NULL, NULL, "JSON paths in select are not supported yet");
-			break;
-		}
-		if (need_column(c, r, item) == NULL)
-		{
-			ok = false;
-			break;
-		}
-		col_ref(b, al, item);
-		if (cast)
-			vn_buf_addf(b, "::%s", cast);
-		if (alias || cast)
-		{
-			vn_buf_add(b, " AS ");
-			vn_buf_ident(b, alias ? alias : item);
+			Operand		o;
+
+			if (!operand(c, r, al, item, &o, true))
+			{
+				ok = false;
+				break;
+			}
+			if (cast)
+				vn_buf_addf(b, "::%s", cast);
+			if (alias || cast || strstr(item, "->"))
+			{
+				vn_buf_add(b, " AS ");
+				vn_buf_ident(b, alias ? alias : o.label);
+			}
 		}
 	}
 	free_list(items, n);
@@ -819,14 +920,22 @@ order_by(Ctx *c, const VnRelation *r, const char *al)
 
 		for (char *t = strtok_r(term, ".", &save); t && np < 4; t = strtok_r(NULL, ".", &save))
 			parts[np++] = t;
-		if (np == 0 || np > 3 || need_column(c, r, parts[0]) == NULL)
+		if (np == 0 || np > 3)
 		{
-			ok = np == 0 || np > 3 ? fail(c->q, 400, "PGRST100", NULL, NULL, "malformed order term") : false;
+			ok = fail(c->q, 400, "PGRST100", NULL, NULL, "malformed order term");
 			break;
 		}
 		if (i)
 			vn_buf_add(b, ", ");
-		col_ref(b, al, parts[0]);
+		{
+			Operand		o;
+
+			if (!operand(c, r, al, parts[0], &o, true))
+			{
+				ok = false;
+				break;
+			}
+		}
 		for (int k = 1; k < np && ok; k++)
 		{
 			if (strcmp(parts[k], "asc") == 0)

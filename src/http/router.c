@@ -130,8 +130,8 @@ shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
 	vn_response_header(resp, "Cache-Control", "no-store");
 }
 
-void
-vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
+static void
+route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *idp)
 {
 	VnIdentity	id;
 	const char *reason = NULL;
@@ -181,7 +181,10 @@ vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 			return;
 		}
 		else
+		{
 			authenticated = true;
+			idp->claims = id.claims;	/* freed by the caller, whatever happens next */
+		}
 	}
 	else if (req->apikey && strncmp(req->apikey, "vnk_", 4) == 0)
 		api_key = req->apikey;
@@ -289,13 +292,11 @@ vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 		vn_response_error(resp, 503, "PGRST003", "timed out waiting for a database connection", NULL,
 						  "The server is busy; retry shortly.");
 		vn_response_header(resp, "Retry-After", "1");
-		free(id.claims);
 		vn_query_free(&q);
 		return;
 	}
 	res = vn_pg_run(conn, &setup, q.sql.data, q.nparams, (const char *const *) q.params);
 	vn_pg_release(conn);
-	free(id.claims);
 	if (res == NULL)
 	{
 		vn_response_error(resp, 503, "PGRST001", "database connection lost", NULL, "Retry the request.");
@@ -387,4 +388,14 @@ vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	}
 	PQclear(res);
 	vn_query_free(&q);
+}
+
+void
+vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
+{
+	VnIdentity	id;
+
+	memset(&id, 0, sizeof(id));
+	route(cfg, req, resp, &id);
+	free(id.claims);
 }

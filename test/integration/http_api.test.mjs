@@ -381,3 +381,21 @@ test('SIGHUP reloads the schema cache: a new api function is served', async () =
     await c.end();
   }
 });
+
+test('JSON paths in select, filters and order', async () => {
+  const p = await http('GET', '/projects?select=id,version&order=created_at&limit=1', { headers: { ...adminA, Accept: 'application/vnd.pgrst.object+json' } });
+  const set = await http('PATCH', `/projects?id=eq.${p.json.id}`, {
+    headers: adminA, body: { configuration: { plan: 'pro', limits: { seats: 5 }, tags: ['a', 'b'] }, version: p.json.version } });
+  assert.equal(set.status, 204, set.text);
+  const r = await http('GET', '/projects?select=configuration->>plan,seats:configuration->limits->>seats,first:configuration->tags->0,configuration->limits'
+    + '&configuration->>plan=eq.pro&configuration->limits->seats=gt.4&order=configuration->>plan.desc', { headers: adminA });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, [{ plan: 'pro', seats: '5', first: 'a', limits: { seats: 5 } }]);
+  const cs = await http('GET', `/projects?select=name&configuration->limits=cs.${encodeURIComponent('{"seats":5}')}`, { headers: adminA });
+  assert.equal(cs.json.length, 1);
+  const none = await http('GET', '/projects?select=name&or=(configuration->>plan.eq.free,configuration->>plan.eq.enterprise)', { headers: adminA });
+  assert.deepEqual(none.json, []);
+  assert.equal((await http('GET', '/projects?select=name->>x', { headers: adminA })).status, 400, 'paths need json');
+  assert.equal((await http('GET', '/projects?select=configuration->>a->b', { headers: adminA })).status, 400, '->> ends a path');
+  assert.equal((await http('GET', '/projects?select=configuration->', { headers: adminA })).status, 400);
+});
