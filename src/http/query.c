@@ -24,6 +24,7 @@ typedef struct Ctx
 	const VnQueryInput *in;
 	VnQuery    *q;
 	int			nconds;
+	bool	   *consumed;		/* query arguments taken by an embedded resource */
 } Ctx;
 
 static bool
@@ -669,8 +670,16 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 				return false;
 		}
 		else if (strchr(k, '.') != NULL)
-			return fail(c->q, 400, "PGRST100", NULL, NULL,
-						"filters on embedded resources (%.64s) are not supported yet", k);
+		{
+			if (c->consumed && c->consumed[i])
+			{
+				/* taken by an embedded resource: nothing to add here */
+				vn_buf_add(b, "TRUE)");
+				continue;
+			}
+			return fail(c->q, 400, "PGRST108", NULL, "Filters on embedded resources name a resource of select=, as projects.name=eq.x with select=*,projects(*); writes take none.",
+						"no embedded resource for %.64s", k);
+		}
 		else if (writes && strcmp(k, "version") == 0 && strncmp(v, "eq.", 3) == 0 && version_param)
 		{
 			vn_buf_add(b, "ventros.http_expect_version(");
@@ -698,10 +707,93 @@ static const char *casts[] = {
 	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL
 };
 
-static bool select_list(Ctx *c, int rel, const char *al, const char *spec, int depth);
+static bool select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix);
+static bool number(const char *s, long *out);
+static bool order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec);
+static bool logic(Ctx *c, const VnRelation *r, const char *al, const char *op, bool negate,
+				  const char *list, int depth);
+
+/*
+ * Filters, order, limit and offset of an embedded resource: query arguments
+ * named <path>.<column|or|and|not.or|not.and|order|limit|offset>, where path
+ * is the resource's label (alias or name) below its parents'.  Appended to
+ * the embedded subquery's WHERE, then ORDER BY / LIMIT.
+ */
+static bool
+embed_clauses(Ctx *c, int child, const char *sub_al, const char *path)
+{
+	const VnArgs *a = c->in->args;
+	const VnRelation *r = &c->in->schema->rels[child];
+	VnBuf	   *b = &c->q->sql;
+	size_t		n = strlen(path);
+	const char *order = NULL,
+			   *limit = NULL,
+			   *offset = NULL;
+
+	for (int i = 0; i < a->n; i++)
+	{
+		const char *k = a->items[i].key;
+		const char *v = a->items[i].value;
+		const char *rest;
+
+		if (strncmp(k, path, n) != 0)
+			continue;
+		rest = k + n;
+		if (strchr(rest, '.') && strcmp(rest, "not.or") != 0 && strcmp(rest, "not.and") != 0)
+			continue;			/* a deeper resource's */
+		c->consumed[i] = true;
+		if (strcmp(rest, "order") == 0)
+			order = v;
+		else if (strcmp(rest, "limit") == 0)
+			limit = v;
+		else if (strcmp(rest, "offset") == 0)
+			offset = v;
+		else
+		{
+			bool		ok;
+
+			vn_buf_add(b, " AND (");
+			if (strcmp(rest, "or") == 0 || strcmp(rest, "and") == 0)
+				ok = logic(c, r, sub_al, rest[0] == 'o' ? "OR" : "AND", false, v, 1);
+			else if (strcmp(rest, "not.or") == 0 || strcmp(rest, "not.and") == 0)
+				ok = logic(c, r, sub_al, rest[4] == 'o' ? "OR" : "AND", true, v, 1);
+			else if (is_reserved(rest))
+				ok = fail(c->q, 400, "PGRST100", NULL, NULL, "%.64s is not supported on embedded resources", k);
+			else
+				ok = condition(c, r, sub_al, rest, v);
+			if (!ok)
+				return false;
+			vn_buf_addc(b, ')');
+		}
+	}
+	if (order && !order_spec(c, r, sub_al, order))
+		return false;
+	if (limit || offset)
+	{
+		long		l = -1,
+					o = 0;
+		char		num[32];
+
+		if ((limit && !number(limit, &l)) || (offset && !number(offset, &o)))
+			return fail(c->q, 400, "PGRST100", NULL, NULL, "limit and offset are non-negative integers");
+		if (l < 0 || l > c->in->max_rows)
+			l = c->in->max_rows;
+		vn_buf_add(b, " LIMIT ");
+		snprintf(num, sizeof(num), "%ld", l);
+		if (!param_s(c->q, num))
+			return false;
+		vn_buf_add(b, "::bigint OFFSET ");
+		snprintf(num, sizeof(num), "%ld", o);
+		if (!param_s(c->q, num))
+			return false;
+		vn_buf_add(b, "::bigint");
+	}
+	return true;
+}
 
 static bool
-embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *inner, int depth)
+embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *inner, int depth,
+	  const char *prefix)
 {
 	const VnSchema *s = c->in->schema;
 	char	   *hint = strchr(name, '!');
@@ -712,8 +804,8 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	char		sub_al[16];
 	VnBuf	   *b = &c->q->sql;
 
-	if (depth >= 2)
-		return fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests one level deep for now");
+	if (depth >= 3)
+		return fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
 	if (hint)
 		*hint++ = '\0';
 	child = vn_schema_relation_index(s, name);
@@ -757,18 +849,25 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		vn_buf_add(b, "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT ");
 	else
 		vn_buf_add(b, "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
-	if (!select_list(c, child, sub_al, inner, depth + 1))
-		return false;
-	vn_buf_add(b, " FROM api.");
-	vn_buf_ident(b, s->rels[child].name);
-	vn_buf_addf(b, " %s WHERE ", sub_al);
-	for (int j = 0; j < fk->ncols; j++)
 	{
-		if (j)
-			vn_buf_add(b, " AND ");
-		col_ref(b, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
-		vn_buf_add(b, " = ");
-		col_ref(b, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
+		char		path[256];
+
+		snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
+		if (!select_list(c, child, sub_al, inner, depth + 1, path))
+			return false;
+		vn_buf_add(b, " FROM api.");
+		vn_buf_ident(b, s->rels[child].name);
+		vn_buf_addf(b, " %s WHERE ", sub_al);
+		for (int j = 0; j < fk->ncols; j++)
+		{
+			if (j)
+				vn_buf_add(b, " AND ");
+			col_ref(b, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
+			vn_buf_add(b, " = ");
+			col_ref(b, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
+		}
+		if (!embed_clauses(c, child, sub_al, path))
+			return false;
 	}
 	if (to_one)
 		vn_buf_add(b, ") _e) AS ");
@@ -779,7 +878,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 }
 
 static bool
-select_list(Ctx *c, int rel, const char *al, const char *spec, int depth)
+select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
 	char	  **items;
@@ -834,7 +933,7 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth)
 			}
 			*paren = '\0';
 			inner = vn_strndup(paren + 1, len - 2);
-			ok = embed(c, rel, al, alias, trim(item), inner, depth);
+			ok = embed(c, rel, al, alias, trim(item), inner, depth, prefix);
 			free(inner);
 			continue;
 		}
@@ -894,10 +993,17 @@ arg(const VnArgs *a, const char *key)
 	return NULL;
 }
 
+static bool order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec);
+
 static bool
 order_by(Ctx *c, const VnRelation *r, const char *al)
 {
-	const char *spec = arg(c->in->args, "order");
+	return order_spec(c, r, al, arg(c->in->args, "order"));
+}
+
+static bool
+order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
+{
 	char	  **items;
 	int			n;
 	bool		ok = true;
@@ -1046,7 +1152,7 @@ build_read(Ctx *c, int rel)
 	vn_buf_add(b, ", pg_catalog.count(*), ");
 	/* the total is filled in below, once the WHERE clause is known */
 	vn_buf_add(b, "@TOTAL@ FROM (SELECT ");
-	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0))
+	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
 		return false;
 	vn_buf_add(b, " FROM api.");
 	vn_buf_ident(b, r->name);
@@ -1123,7 +1229,7 @@ returning(Ctx *c, int rel, bool *ok)
 
 	vn_buf_add(b, " RETURNING ");
 	if (c->in->ret == VN_RETURN_REPRESENTATION)
-		*ok = select_list(c, rel, "_t", arg(c->in->args, "select"), 0);
+		*ok = select_list(c, rel, "_t", arg(c->in->args, "select"), 0, "");
 	else if (c->in->schema->rels[rel].has_id)
 		vn_buf_add(b, "_t.id");
 	else
@@ -1421,7 +1527,7 @@ build_delete(Ctx *c, int rel)
 	vn_buf_ident(b, r->name);
 	vn_buf_add(b, " _t USING _s WHERE _t.tenant_id = _s.tenant_id AND _t.id = _s.id), _w AS (SELECT ");
 	c->q->returns_body = c->in->ret == VN_RETURN_REPRESENTATION;
-	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0))
+	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
 		return false;
 	vn_buf_add(b, " FROM _s _t");
 	write_tail(c, false);
@@ -1650,24 +1756,28 @@ build_rpc(Ctx *c)
 bool
 vn_query_build(const VnQueryInput *in, VnQuery *q)
 {
-	Ctx			c = {in, q, 0};
+	Ctx			c = {in, q, 0, NULL};
 	int			rel;
+	bool		ok;
 
+	c.consumed = vn_alloc(sizeof(bool) * (in->args->n + 1));
 	if (in->rpc)
-		return build_rpc(&c) && q->status == 0;
-	rel = vn_schema_relation_index(in->schema, in->target);
-	if (rel < 0)
-		return fail(q, 404, "PGRST205", NULL, "Relations are listed at GET /.",
-					"could not find the table api.%.64s", in->target);
-	if (strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0)
-		return build_read(&c, rel) && q->status == 0;
-	if (strcmp(in->method, "POST") == 0)
-		return build_insert(&c, rel);
-	if (strcmp(in->method, "PATCH") == 0)
-		return build_update(&c, rel);
-	if (strcmp(in->method, "DELETE") == 0)
-		return build_delete(&c, rel);
-	return fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
+		ok = build_rpc(&c) && q->status == 0;
+	else if ((rel = vn_schema_relation_index(in->schema, in->target)) < 0)
+		ok = fail(q, 404, "PGRST205", NULL, "Relations are listed at GET /.",
+				  "could not find the table api.%.64s", in->target);
+	else if (strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0)
+		ok = build_read(&c, rel) && q->status == 0;
+	else if (strcmp(in->method, "POST") == 0)
+		ok = build_insert(&c, rel);
+	else if (strcmp(in->method, "PATCH") == 0)
+		ok = build_update(&c, rel);
+	else if (strcmp(in->method, "DELETE") == 0)
+		ok = build_delete(&c, rel);
+	else
+		ok = fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
+	free(c.consumed);
+	return ok;
 }
 
 /* ---- a small JSON scanner: top-level keys, and a well-formedness check ---- */

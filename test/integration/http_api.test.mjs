@@ -399,3 +399,20 @@ test('JSON paths in select, filters and order', async () => {
   assert.equal((await http('GET', '/projects?select=configuration->>a->b', { headers: adminA })).status, 400, '->> ends a path');
   assert.equal((await http('GET', '/projects?select=configuration->', { headers: adminA })).status, 400);
 });
+
+test('embedded resources: filters, logic, order and limit; nested embedding', async () => {
+  const r = await get('/projects?select=name,people:contacts(name)&people.language=eq.pt&people.order=name.desc');
+  assert.deepEqual(r.json, [{ name: 'tr Inc.', people: [{ name: 'Carla' }, { name: 'Bob' }] }]);
+  const l = await get('/projects?select=name,contacts(name)&contacts.or=(name.eq.Ann,name.eq.Eve,name.eq.Dan)&contacts.order=name&contacts.limit=2&contacts.offset=1');
+  assert.deepEqual(l.json[0].contacts, [{ name: 'Dan' }, { name: 'Eve' }]);
+  const nested = await get('/contacts?select=name,projects(name,contacts(name))&name=eq.Ann&projects.contacts.name=eq.Bob');
+  assert.deepEqual(nested.json, [{ name: 'Ann', projects: { name: 'tr Inc.', contacts: [{ name: 'Bob' }] } }]);
+  const orphan = await get('/contacts?select=name&projects.name=eq.x');
+  assert.equal(orphan.status, 400);
+  assert.equal(orphan.json.code, 'PGRST108');
+  const client = new PostgrestClient(BASE, { headers: viewerB });
+  const js = await client.from('projects').select('name, contacts(name)').eq('contacts.language', 'en')
+    .order('name', { referencedTable: 'contacts', ascending: false }).limit(1, { referencedTable: 'contacts' });
+  assert.equal(js.error, null, JSON.stringify(js.error));
+  assert.deepEqual(js.data, [{ name: 'tr Inc.', contacts: [{ name: 'Dan' }] }]);
+});
