@@ -246,6 +246,12 @@ send_response(struct MHD_Connection *con, VnResponse *r)
 		MHD_add_response_header(mr, "Content-Type", r->content_type);
 	for (int i = 0; i < r->nheaders; i++)
 		MHD_add_response_header(mr, r->header_names[i], r->header_values[i]);
+	/*
+	 * CORS, as PostgREST: any origin may call (credentials are bearer
+	 * tokens, never cookies), and may read the paging headers.
+	 */
+	MHD_add_response_header(mr, "Access-Control-Allow-Origin", "*");
+	MHD_add_response_header(mr, "Access-Control-Expose-Headers", "Content-Range, Content-Location, Location, Preference-Applied");
 	ret = MHD_queue_response(con, (unsigned int) r->status, mr);
 	MHD_destroy_response(mr);
 	return ret;

@@ -149,6 +149,18 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	memset(&id, 0, sizeof(id));
 	snprintf(id.role, sizeof(id.role), "ventros_anon");
 
+	if (strcmp(req->method, "OPTIONS") == 0)
+	{
+		/* a CORS preflight: what a browser may send */
+		resp->status = 200;
+		resp->content_type = NULL;
+		vn_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+		vn_response_header(resp, "Access-Control-Allow-Headers",
+						   "Authorization, Content-Type, Accept, Prefer, Range, Range-Unit, apikey, X-Client-Info, Accept-Profile, Content-Profile");
+		vn_response_header(resp, "Access-Control-Max-Age", "86400");
+		vn_response_header(resp, "Allow", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+		return;
+	}
 	if (strcmp(path, "/health") == 0)
 	{
 		run_health(cfg, resp);

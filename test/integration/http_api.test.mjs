@@ -416,3 +416,14 @@ test('embedded resources: filters, logic, order and limit; nested embedding', as
   assert.equal(js.error, null, JSON.stringify(js.error));
   assert.deepEqual(js.data, [{ name: 'tr Inc.', contacts: [{ name: 'Dan' }] }]);
 });
+
+test('CORS: preflight and exposed headers', async () => {
+  const pre = await http('OPTIONS', '/contacts', { headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'PATCH' } });
+  assert.equal(pre.status, 200);
+  assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+  assert.match(pre.headers.get('access-control-allow-methods'), /PATCH/);
+  assert.match(pre.headers.get('access-control-allow-headers'), /Authorization/);
+  const r = await get('/contacts?select=name&limit=1');
+  assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  assert.match(r.headers.get('access-control-expose-headers'), /Content-Range/);
+});
