@@ -2,10 +2,11 @@
  * auth.c
  *	  Bearer tokens: HS256 JWT verification and signing.
  *
- * Verification is ours before it is libjwt's: the header must name HS256
- * exactly (no "none", no algorithm switching), and the signature is
- * recomputed with OpenSSL's HMAC and compared with CRYPTO_memcmp, in
- * constant time.  Only then does libjwt parse the claims.  exp is required,
+ * Verification is ours before it is libjwt's: the header must name the one
+ * pinned algorithm exactly (HS256, or RS256 when VENTROS_JWT_PUBLIC_KEY_FILE
+ * is set; no "none", no switching), and the signature is checked with
+ * OpenSSL: HS256 recomputed with HMAC and compared with CRYPTO_memcmp, in
+ * constant time; RS256 with EVP_DigestVerify.  Only then does libjwt parse the claims.  exp is required,
  * nbf and aud are checked, the role claim must be one of Ventros' tenant
  * roles (anything else, including ventros_authenticator or a superuser name,
  * is refused: no role escalation), and tenant_id must look like a tenant id.
@@ -22,6 +23,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -101,13 +103,81 @@ vn_auth_role_known(const char *role)
 	return false;
 }
 
+static char *
+read_file(const char *path)
+{
+	FILE	   *f = fopen(path, "r");
+	VnBuf		b;
+	char		chunk[4096];
+	size_t		n;
+
+	if (f == NULL)
+		return NULL;
+	vn_buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < 65536)
+		vn_buf_addn(&b, chunk, n);
+	fclose(f);
+	return b.data;
+}
+
+/*
+ * RS256: tokens from an issuer that holds the private key; ours are signed
+ * only when VENTROS_JWT_PRIVATE_KEY_FILE is given too.
+ */
+static bool
+load_rsa(VnAuthConfig *cfg, const char *public_file, char **error)
+{
+	const char *private_file = getenv("VENTROS_JWT_PRIVATE_KEY_FILE");
+	BIO		   *bio;
+
+	cfg->public_pem = read_file(public_file);
+	if (cfg->public_pem == NULL)
+	{
+		*error = vn_strdup("cannot read VENTROS_JWT_PUBLIC_KEY_FILE");
+		return false;
+	}
+	bio = BIO_new_mem_buf(cfg->public_pem, -1);
+	cfg->public_key = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (cfg->public_key == NULL || EVP_PKEY_base_id(cfg->public_key) != EVP_PKEY_RSA)
+	{
+		*error = vn_strdup("VENTROS_JWT_PUBLIC_KEY_FILE is not an RSA public key in PEM");
+		return false;
+	}
+	if (private_file && *private_file)
+	{
+		char	   *pem = read_file(private_file);
+
+		if (pem == NULL)
+		{
+			*error = vn_strdup("cannot read VENTROS_JWT_PRIVATE_KEY_FILE");
+			return false;
+		}
+		bio = BIO_new_mem_buf(pem, -1);
+		cfg->private_key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		free(pem);
+		if (cfg->private_key == NULL)
+		{
+			*error = vn_strdup("VENTROS_JWT_PRIVATE_KEY_FILE is not a private key in PEM");
+			return false;
+		}
+	}
+	cfg->rs256 = true;
+	return true;
+}
+
 bool
 vn_auth_load_secret(VnAuthConfig *cfg, char **error)
 {
 	const char *file = getenv("VENTROS_JWT_SECRET_FILE");
 	const char *env = getenv("VENTROS_JWT_SECRET");
+	const char *public_file = getenv("VENTROS_JWT_PUBLIC_KEY_FILE");
 	char		buf[4096];
 	size_t		n = 0;
+
+	if (public_file && *public_file)
+		return load_rsa(cfg, public_file, error);
 
 	if (file && *file)
 	{
@@ -196,9 +266,9 @@ b64url_encode(const unsigned char *in, size_t len, char *out)
 	out[n] = '\0';
 }
 
-/* does the JSON header say "alg":"HS256" and nothing else for alg? */
+/* does the JSON header name exactly this alg, and only once? */
 static bool
-header_is_hs256(const char *json)
+header_alg_is(const char *json, const char *alg)
 {
 	const char *p = strstr(json, "\"alg\"");
 	const char *q;
@@ -215,7 +285,7 @@ header_is_hs256(const char *json)
 		return false;
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
-	return strncmp(p, "\"HS256\"", 7) == 0;
+	return p[0] == '"' && strncmp(p + 1, alg, strlen(alg)) == 0 && p[1 + strlen(alg)] == '"';
 }
 
 static bool
@@ -242,7 +312,7 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	const char *dot1 = strchr(token, '.');
 	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
 	unsigned char header[1024];
-	unsigned char sig[EVP_MAX_MD_SIZE];
+	unsigned char sig[1024];	/* RSA up to 8192 bits */
 	unsigned char expected[EVP_MAX_MD_SIZE];
 	unsigned int explen = 0;
 	long		hlen,
@@ -265,25 +335,51 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	if (hlen <= 0)
 		return false;
 	header[hlen] = '\0';
-	if (!header_is_hs256((const char *) header))
+	if (!header_alg_is((const char *) header, cfg->rs256 ? "RS256" : "HS256"))
 	{
-		*reason = "the token's algorithm is not HS256";
+		*reason = cfg->rs256 ? "the token's algorithm is not RS256" : "the token's algorithm is not HS256";
 		return false;
 	}
 	slen = b64url_decode(dot2 + 1, strlen(dot2 + 1), sig, sizeof(sig));
-	if (!HMAC(EVP_sha256(), cfg->secret, (int) cfg->secret_len, (const unsigned char *) token,
-			  dot2 - token, expected, &explen) ||
-		slen != (long) explen || CRYPTO_memcmp(sig, expected, explen) != 0)
+	if (cfg->rs256)
 	{
-		*reason = "invalid signature";
-		return false;
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+		bool		good = md != NULL && slen > 0 &&
+			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, cfg->public_key) == 1 &&
+			EVP_DigestVerifyUpdate(md, token, dot2 - token) == 1 &&
+			EVP_DigestVerifyFinal(md, sig, (size_t) slen) == 1;
+
+		EVP_MD_CTX_free(md);
+		if (!good)
+		{
+			*reason = "invalid signature";
+			return false;
+		}
+		if (jwt_decode(&jwt, token, (const unsigned char *) cfg->public_pem, (int) strlen(cfg->public_pem)) != 0 ||
+			jwt == NULL)
+			return false;
+		if (jwt_get_alg(jwt) != JWT_ALG_RS256)
+		{
+			*reason = "the token's algorithm is not RS256";
+			goto refuse;
+		}
 	}
-	if (jwt_decode(&jwt, token, cfg->secret, (int) cfg->secret_len) != 0 || jwt == NULL)
-		return false;
-	if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+	else
 	{
-		*reason = "the token's algorithm is not HS256";
-		goto refuse;
+		if (!HMAC(EVP_sha256(), cfg->secret, (int) cfg->secret_len, (const unsigned char *) token,
+				  dot2 - token, expected, &explen) ||
+			slen != (long) explen || CRYPTO_memcmp(sig, expected, explen) != 0)
+		{
+			*reason = "invalid signature";
+			return false;
+		}
+		if (jwt_decode(&jwt, token, cfg->secret, (int) cfg->secret_len) != 0 || jwt == NULL)
+			return false;
+		if (jwt_get_alg(jwt) != JWT_ALG_HS256)
+		{
+			*reason = "the token's algorithm is not HS256";
+			goto refuse;
+		}
 	}
 	errno = 0;
 	exp = jwt_get_grant_int(jwt, "exp");
@@ -363,7 +459,7 @@ refuse:
 char *
 vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl)
 {
-	static const char header_json[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	const char *header_json = cfg->rs256 ? "{\"alg\":\"RS256\",\"typ\":\"JWT\"}" : "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
 	VnBuf		payload;
 	VnBuf		token;
 	char	   *enc;
@@ -373,7 +469,7 @@ vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl)
 	size_t		n = strlen(claims_json);
 
 	/* claims_json is a JSON object from PostgreSQL: splice exp, iat and aud in */
-	if (n < 2 || claims_json[0] != '{')
+	if (n < 2 || claims_json[0] != '{' || (cfg->rs256 && cfg->private_key == NULL))
 		return NULL;
 	vn_buf_init(&payload);
 	vn_buf_addf(&payload, "{\"iat\":%ld,\"exp\":%ld", (long) now, (long) now + ttl);
@@ -392,15 +488,38 @@ vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl)
 		vn_buf_add(&payload, rest);
 	}
 	vn_buf_init(&token);
-	enc = vn_alloc(4 * (payload.len + sizeof(header_json)) / 3 + 8);
-	b64url_encode((const unsigned char *) header_json, sizeof(header_json) - 1, enc);
+	enc = vn_alloc(4 * (payload.len + strlen(header_json) + 1024) / 3 + 8);
+	b64url_encode((const unsigned char *) header_json, strlen(header_json), enc);
 	vn_buf_add(&token, enc);
 	vn_buf_addc(&token, '.');
 	b64url_encode((const unsigned char *) payload.data, payload.len, enc);
 	vn_buf_add(&token, enc);
-	HMAC(EVP_sha256(), cfg->secret, (int) cfg->secret_len, (const unsigned char *) token.data, token.len,
-		 mac, &maclen);
-	b64url_encode(mac, maclen, enc);
+	if (cfg->rs256)
+	{
+		unsigned char rsig[1024];
+		size_t		rlen = sizeof(rsig);
+		EVP_MD_CTX *md = EVP_MD_CTX_new();
+		bool		good = md != NULL &&
+			EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, cfg->private_key) == 1 &&
+			EVP_DigestSignUpdate(md, token.data, token.len) == 1 &&
+			EVP_DigestSignFinal(md, rsig, &rlen) == 1;
+
+		EVP_MD_CTX_free(md);
+		if (!good)
+		{
+			free(enc);
+			vn_buf_free(&payload);
+			vn_buf_free(&token);
+			return NULL;
+		}
+		b64url_encode(rsig, rlen, enc);
+	}
+	else
+	{
+		HMAC(EVP_sha256(), cfg->secret, (int) cfg->secret_len, (const unsigned char *) token.data, token.len,
+			 mac, &maclen);
+		b64url_encode(mac, maclen, enc);
+	}
 	vn_buf_addc(&token, '.');
 	vn_buf_add(&token, enc);
 	free(enc);

@@ -1,6 +1,7 @@
 /*
  * auth.h
- *	  JWT verification and signing for ventros-http (HS256 only).
+ *	  JWT verification and signing for ventros-http: HS256, or RS256 when a
+ *	  public key is configured (one algorithm, pinned).
  */
 #ifndef VN_HTTP_AUTH_H
 #define VN_HTTP_AUTH_H
@@ -10,8 +11,12 @@
 
 typedef struct VnAuthConfig
 {
-	unsigned char *secret;
+	unsigned char *secret;		/* HS256 */
 	size_t		secret_len;
+	bool		rs256;			/* RS256 pinned instead (VENTROS_JWT_PUBLIC_KEY_FILE) */
+	void	   *public_key;		/* EVP_PKEY * */
+	char	   *public_pem;
+	void	   *private_key;	/* EVP_PKEY *, for signing grants; NULL: sign-in off */
 	char	   *audience;		/* NULL: aud not checked (but refused if present and unexpected) */
 	long		leeway;			/* seconds of clock skew allowed on exp/nbf */
 } VnAuthConfig;

@@ -117,7 +117,11 @@ shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
 	token = vn_auth_sign(cfg->auth, PQgetvalue(res, 0, 3), atol(PQgetvalue(res, 0, 5)));
 	if (token == NULL)
 	{
-		vn_response_error(resp, 500, "PGRST000", "could not sign the access token", NULL, NULL);
+		if (cfg->auth->rs256 && cfg->auth->private_key == NULL)
+			vn_response_error(resp, 501, "PGRST000", "sign-in is off: access tokens come from an external issuer",
+							  NULL, "Set VENTROS_JWT_PRIVATE_KEY_FILE to sign them here.");
+		else
+			vn_response_error(resp, 500, "PGRST000", "could not sign the access token", NULL, NULL);
 		return;
 	}
 	vn_buf_add(&resp->body, "{\"access_token\":");
