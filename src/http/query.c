@@ -25,6 +25,7 @@ typedef struct Ctx
 	VnQuery    *q;
 	int			nconds;
 	bool	   *consumed;		/* query arguments taken by an embedded resource */
+	VnBuf		inner;			/* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
 } Ctx;
 
 static bool
@@ -719,8 +720,22 @@ static bool logic(Ctx *c, const VnRelation *r, const char *al, const char *op, b
  * is the resource's label (alias or name) below its parents'.  Appended to
  * the embedded subquery's WHERE, then ORDER BY / LIMIT.
  */
+static bool embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool filters_only);
+
 static bool
 embed_clauses(Ctx *c, int child, const char *sub_al, const char *path)
+{
+	return embed_clauses_mode(c, child, sub_al, path, false);
+}
+
+static bool
+embed_clauses_filters_only(Ctx *c, int child, const char *sub_al, const char *path)
+{
+	return embed_clauses_mode(c, child, sub_al, path, true);
+}
+
+static bool
+embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool filters_only)
 {
 	const VnArgs *a = c->in->args;
 	const VnRelation *r = &c->in->schema->rels[child];
@@ -766,6 +781,8 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path)
 			vn_buf_addc(b, ')');
 		}
 	}
+	if (filters_only)
+		return true;
 	if (order && !order_spec(c, r, sub_al, order))
 		return false;
 	if (limit || offset)
@@ -806,8 +823,32 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 
 	if (depth >= 3)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
+	bool		inner_join = false;
+
 	if (hint)
+	{
+		char	   *bang;
+
 		*hint++ = '\0';
+		/* rel!inner, rel!left, rel!fk, rel!fk!inner */
+		if ((bang = strchr(hint, '!')) != NULL)
+		{
+			*bang++ = '\0';
+			if (strcmp(bang, "inner") == 0)
+				inner_join = true;
+			else if (strcmp(bang, "left") != 0)
+				return fail(c->q, 400, "PGRST100", NULL, NULL, "unknown embedding hint \"%.32s\"", bang);
+		}
+		if (strcmp(hint, "inner") == 0)
+		{
+			inner_join = true;
+			hint = NULL;
+		}
+		else if (strcmp(hint, "left") == 0)
+			hint = NULL;
+	}
+	if (inner_join && depth > 0)
+		return fail(c->q, 400, "PGRST100", NULL, NULL, "!inner is supported on the first level only");
 	child = vn_schema_relation_index(s, name);
 	if (child < 0)
 		return fail(c->q, 400, "PGRST200", NULL, NULL, "could not find a relationship between %s and %.64s",
@@ -868,6 +909,39 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		}
 		if (!embed_clauses(c, child, sub_al, path))
 			return false;
+		if (inner_join)
+		{
+			/*
+			 * The parent keeps only rows with a matching embedded row: the
+			 * same join and clauses, as EXISTS in the top WHERE (parameters
+			 * are numbered, so the text may go anywhere).
+			 */
+			VnBuf		saved = c->q->sql;
+
+			vn_buf_init(&c->q->sql);
+			vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1 FROM api.");
+			vn_buf_ident(&c->q->sql, s->rels[child].name);
+			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
+			for (int j = 0; j < fk->ncols; j++)
+			{
+				if (j)
+					vn_buf_add(&c->q->sql, " AND ");
+				col_ref(&c->q->sql, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
+				vn_buf_add(&c->q->sql, " = ");
+				col_ref(&c->q->sql, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
+			}
+			if (!embed_clauses_filters_only(c, child, sub_al, path))
+			{
+				vn_buf_free(&c->q->sql);
+				c->q->sql = saved;
+				return false;
+			}
+			vn_buf_addc(&c->q->sql, ')');
+			vn_buf_add(&c->inner, c->q->sql.data);
+			vn_buf_free(&c->q->sql);
+			c->q->sql = saved;
+			b = &c->q->sql;
+		}
 	}
 	if (to_one)
 		vn_buf_add(b, ") _e) AS ");
@@ -1160,6 +1234,7 @@ build_read(Ctx *c, int rel)
 	where_start = b->len;
 	if (!where(c, r, "_t", false, NULL))
 		return false;
+	vn_buf_add(b, c->inner.data);
 	where_end = b->len;
 	if (!order_by(c, r, "_t") || !paging(c))
 		return false;
@@ -1761,6 +1836,7 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 	bool		ok;
 
 	c.consumed = vn_alloc(sizeof(bool) * (in->args->n + 1));
+	vn_buf_init(&c.inner);
 	if (in->rpc)
 		ok = build_rpc(&c) && q->status == 0;
 	else if ((rel = vn_schema_relation_index(in->schema, in->target)) < 0)
@@ -1777,6 +1853,7 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 	else
 		ok = fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
 	free(c.consumed);
+	vn_buf_free(&c.inner);
 	return ok;
 }
 

@@ -427,3 +427,17 @@ test('CORS: preflight and exposed headers', async () => {
   assert.equal(r.headers.get('access-control-allow-origin'), '*');
   assert.match(r.headers.get('access-control-expose-headers'), /Content-Range/);
 });
+
+test('embedding with !inner keeps only parents with a matching embedded row', async () => {
+  const hit = await get('/projects?select=name,contacts!inner(name)&contacts.name=eq.Ann');
+  assert.deepEqual(hit.json, [{ name: 'tr Inc.', contacts: [{ name: 'Ann' }] }]);
+  const miss = await http('GET', '/projects?select=name,contacts!inner(name)&contacts.name=eq.Nobody', {
+    headers: { ...viewerB, Prefer: 'count=exact' } });
+  assert.deepEqual(miss.json, []);
+  assert.equal(miss.headers.get('content-range'), '*/0');
+  const left = await get('/projects?select=name,contacts!left(name)&contacts.name=eq.Nobody');
+  assert.deepEqual(left.json, [{ name: 'tr Inc.', contacts: [] }]);
+  const toOne = await get('/contacts?select=name,projects!inner(name)&projects.name=eq.nope');
+  assert.deepEqual(toOne.json, []);
+  assert.equal((await get('/contacts?select=name,projects!sideways(name)')).status, 400);
+});
