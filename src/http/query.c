@@ -26,6 +26,7 @@ typedef struct Ctx
 	int			nconds;
 	bool	   *consumed;		/* query arguments taken by an embedded resource */
 	VnBuf		inner;			/* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
+	const VnFunction *rpc_get;	/* GET /rpc/f: its arguments are not filters */
 } Ctx;
 
 static bool
@@ -659,6 +660,16 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 
 		if (is_reserved(k))
 			continue;
+		if (c->rpc_get)
+		{
+			bool		is_arg = false;
+
+			for (int j = 0; j < c->rpc_get->nargs; j++)
+				if (strcmp(c->rpc_get->argnames[j], k) == 0)
+					is_arg = true;
+			if (is_arg)
+				continue;
+		}
 		vn_buf_add(b, " AND (");
 		if (strcmp(k, "or") == 0 || strcmp(k, "and") == 0)
 		{
@@ -1668,6 +1679,7 @@ build_rpc(Ctx *c)
 	if (get)
 	{
 		const VnArgs *a = c->in->args;
+		int			written = 0;
 
 		vn_buf_add(&call, "api.");
 		vn_buf_ident(&call, f->name);
@@ -1681,11 +1693,14 @@ build_rpc(Ctx *c)
 					break;
 			if (k == f->nargs)
 			{
+				if (is_reserved(a->items[i].key) ||
+					(f->retset && f->rettypekind == 'c' && strncmp(f->rettype, "api.", 4) == 0))
+					continue;	/* select, order, limit, or a filter on the rows */
 				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s has no argument %.64s", f->name,
 						  a->items[i].key);
 				break;
 			}
-			if (i)
+			if (written++)
 				vn_buf_add(&call, ", ");
 			vn_buf_ident(&call, f->argnames[k]);
 			vn_buf_add(&call, " => ");
@@ -1784,6 +1799,33 @@ build_rpc(Ctx *c)
 		c->q->void_result = true;
 		c->q->returns_body = false;
 		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint FROM (SELECT %s) _x", call.data);
+	}
+	else if (f->retset && f->rettypekind == 'c' && strncmp(f->rettype, "api.", 4) == 0 &&
+			 vn_schema_relation_index(c->in->schema, f->rettype + 4) >= 0)
+	{
+		/* rows of an exposed relation: select, filters, order and paging apply */
+		int			rel = vn_schema_relation_index(c->in->schema, f->rettype + 4);
+		const VnRelation *r = &c->in->schema->rels[rel];
+
+		c->q->is_read = true;
+		c->rpc_get = get ? f : NULL;
+		vn_buf_add(b, "SELECT ");
+		body_expr(c);
+		vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT ");
+		if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
+		{
+			vn_buf_free(&call);
+			return false;
+		}
+		vn_buf_add(b, " FROM ");
+		vn_buf_add(b, call.data);
+		vn_buf_add(b, " _t WHERE ");
+		if (!where(c, r, "_t", false, NULL) || !order_by(c, r, "_t") || !paging(c))
+		{
+			vn_buf_free(&call);
+			return false;
+		}
+		vn_buf_add(b, ") _r");
 	}
 	else if (f->retset)
 	{

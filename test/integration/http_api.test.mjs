@@ -441,3 +441,32 @@ test('embedding with !inner keeps only parents with a matching embedded row', as
   assert.deepEqual(toOne.json, []);
   assert.equal((await get('/contacts?select=name,projects!sideways(name)')).status, 400);
 });
+
+test('rpc returning rows of a view: select, filters, order, paging, embedding', async () => {
+  const c = await db();
+  try {
+    await c.query(`CREATE FUNCTION api.http_test_by_language(lang text) RETURNS SETOF api.contacts
+      LANGUAGE sql STABLE AS $$ SELECT * FROM api.contacts WHERE language = lang $$`);
+    await c.query('GRANT EXECUTE ON FUNCTION api.http_test_by_language(text) TO ventros_viewer');
+    server.child.kill('SIGHUP');
+    let r;
+    for (let i = 0; i < 100; i++) {
+      r = await get('/rpc/http_test_by_language?lang=pt&select=name&order=name.desc');
+      if (r.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(r.json, [{ name: 'Carla' }, { name: 'Bob' }]);
+    const f = await get('/rpc/http_test_by_language?lang=en&select=name,projects(name)&name=neq.Ann&limit=5');
+    assert.deepEqual(f.json, [{ name: 'Dan', projects: { name: 'tr Inc.' } }]);
+    const post = await http('POST', '/rpc/http_test_by_language?select=name&email=is.null', { headers: viewerB, body: { lang: 'pt' } });
+    assert.deepEqual(post.json, [{ name: 'Carla' }]);
+    const paged = await http('GET', '/rpc/http_test_by_language?lang=en&select=name&order=name', {
+      headers: { ...viewerB, Range: '1-1' } });
+    assert.deepEqual(paged.json, [{ name: 'Dan' }]);
+    assert.equal(paged.headers.get('content-range'), '1-1/*');
+    assert.equal((await get('/rpc/http_test_by_language?lang=en&nope=eq.1')).status, 400);
+  } finally {
+    await c.query('DROP FUNCTION IF EXISTS api.http_test_by_language(text)');
+    await c.end();
+  }
+});
