@@ -8,7 +8,8 @@
 # as a login bound to the tenant (so row-level security applies as it does
 # behind the front), over libpq's simple protocol, one statement per
 # transaction.  ventros-http runs with a pool of BENCH_CLIENTS connections.
-# Prints requests/s, p50 and p99 for both sides and the ratios; targets are
+# Prints requests/s, p50 and p99 (medians of BENCH_ROUNDS interleaved rounds,
+# default 3 of BENCH_SECONDS=5) for both sides and the ratios; targets are
 # >= 0.7 x the floor's requests/s and p99 <= 2 x the floor's.  No assertion:
 # read the figures.
 set -euo pipefail
@@ -17,7 +18,8 @@ RUN=$VENTROS_ROOT/.run/bench-http
 PORT=${VENTROS_BENCH_PG_PORT:-54359}
 HTTP_PORT=${VENTROS_BENCH_HTTP_PORT:-54369}
 CLIENTS=${BENCH_CLIENTS:-8}
-SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 ROWS=${BENCH_ROWS:-10000}
 
 ensure_packages
@@ -94,13 +96,31 @@ run_pgbench() {
 
 log "warming up"
 run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc" >/dev/null
-read -r g_rps g_p50 g_p99 g_bad < <(run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")
-read -r f_rps f_p50 f_p99 < <(run_pgbench read)
-read -r p_rps p_p50 p_p99 p_bad < <(run_wrk -s "$RUN/post.lua" "$URL/contacts")
-read -r i_rps i_p50 i_p99 < <(run_pgbench insert)
+# Rounds interleave the four runs, so that noise from the machine falls on
+# both sides; each figure is the median of its rounds.
+declare -A R
+for round in $(seq "$ROUNDS"); do
+	read -r a b c d < <(run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")
+	R[g_rps]+="$a "; R[g_p50]+="$b "; R[g_p99]+="$c "; R[g_bad]+="$d "
+	read -r a b c < <(run_pgbench read)
+	R[f_rps]+="$a "; R[f_p50]+="$b "; R[f_p99]+="$c "
+	read -r a b c d < <(run_wrk -s "$RUN/post.lua" "$URL/contacts")
+	R[p_rps]+="$a "; R[p_p50]+="$b "; R[p_p99]+="$c "; R[p_bad]+="$d "
+	read -r a b c < <(run_pgbench insert)
+	R[i_rps]+="$a "; R[i_p50]+="$b "; R[i_p99]+="$c "
+	log "round $round of $ROUNDS done"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+for k in "${!R[@]}"; do
+	# shellcheck disable=SC2086
+	printf -v "$k" '%s' "$(median ${R[$k]})"
+done
+sum() { printf '%s\n' "$@" | awk '{s += $1} END {print s + 0}'; }
+# shellcheck disable=SC2086
+g_bad=$(sum ${R[g_bad]}); p_bad=$(sum ${R[p_bad]})
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
-echo "bench/http: $CLIENTS clients, ${SECONDS_PER_RUN}s per run, $ROWS contacts, $(nproc) CPUs (wrk, ventros-http and PostgreSQL share them)"
+echo "bench/http: $CLIENTS clients, $ROUNDS rounds of ${SECONDS_PER_RUN}s, medians, $ROWS contacts, $(nproc) CPUs (wrk, ventros-http and PostgreSQL share them; load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-38s %10s %9s %9s\n' "" "req/s" "p50 ms" "p99 ms"
 printf '%-38s %10s %9s %9s\n' "GET /contacts?limit=20 (ventros-http)" "$g_rps" "$g_p50" "$g_p99"
 printf '%-38s %10s %9s %9s\n' "SELECT ... LIMIT 20 (pgbench floor)" "$f_rps" "$f_p50" "$f_p99"
