@@ -16,6 +16,7 @@
  * A connection found broken is reset before it is handed out again.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,18 @@ vn_pg_acquire(int timeout_ms)
 			break;
 	}
 	pthread_mutex_unlock(&pool.lock);
+	if (found && PQstatus(found) == CONNECTION_OK)
+	{
+		/*
+		 * An idle connection has nothing to read unless the server went
+		 * away (it sends its FATAL and closes): find out before sending a
+		 * request into a dead socket, so that writes need no retry.
+		 */
+		struct pollfd p = {PQsocket(found), POLLIN, 0};
+
+		if (p.fd >= 0 && poll(&p, 1, 0) > 0)
+			PQconsumeInput(found);
+	}
 	if (found && PQstatus(found) != CONNECTION_OK)
 		reset(found, conn_index(found));
 	if (found && PQstatus(found) != CONNECTION_OK)
@@ -334,4 +347,10 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	}
 	PQclear(res);
 	return answer;
+}
+
+void
+vn_pg_reset(PGconn *conn)
+{
+	reset(conn, conn_index(conn));
 }

@@ -32,5 +32,7 @@ extern void vn_pg_release(PGconn *conn);
 extern PGresult *vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams,
 						   const char *const *values);
 extern PGconn *vn_pg_connect_one(const char *conninfo, char **error);
+/* reconnects a pooled connection (its prepared statements are forgotten) */
+extern void vn_pg_reset(PGconn *conn);
 
 #endif

@@ -65,6 +65,14 @@ parse_range(const char *h, long *offset, long *limit)
 	return true;
 }
 
+static const char *health_sql =
+"SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers',"
+" (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', a.backend_type,"
+" 'state', coalesce(a.state, 'running')) ORDER BY a.backend_type), '[]')"
+" FROM pg_catalog.pg_stat_activity a WHERE a.backend_type NOT IN ('client backend',"
+" 'autovacuum launcher', 'autovacuum worker', 'logical replication launcher', 'background writer',"
+" 'checkpointer', 'walwriter', 'archiver', 'startup', 'walsender', 'walreceiver')))::text";
+
 static void
 run_health(const VnRouterConfig *cfg, VnResponse *resp)
 {
@@ -76,13 +84,16 @@ run_health(const VnRouterConfig *cfg, VnResponse *resp)
 		vn_response_error(resp, 503, "PGRST001", "PostgreSQL is not reachable", NULL, NULL);
 		return;
 	}
-	res = PQexec(conn,
-				 "SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers',"
-				 " (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', a.backend_type,"
-				 " 'state', coalesce(a.state, 'running')) ORDER BY a.backend_type), '[]')"
-				 " FROM pg_catalog.pg_stat_activity a WHERE a.backend_type NOT IN ('client backend',"
-				 " 'autovacuum launcher', 'autovacuum worker', 'logical replication launcher', 'background writer',"
-				 " 'checkpointer', 'walwriter', 'archiver', 'startup', 'walsender', 'walreceiver')))::text");
+	res = NULL;
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		if (res)
+			PQclear(res);
+		res = PQexec(conn, health_sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(conn) == CONNECTION_OK)
+			break;
+		vn_pg_reset(conn);		/* a connection that broke since its last use: once more */
+	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
 	else
@@ -313,6 +324,16 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	}
 	res = vn_pg_run(conn, &setup, q.sql.data, q.nparams, (const char *const *) q.params);
 	vn_pg_release(conn);
+	if (res == NULL && (strcmp(req->method, "GET") == 0 || head))
+	{
+		/* the connection had broken (it is reset now); a read may safely run again */
+		conn = vn_pg_acquire(cfg->pool_wait_ms);
+		if (conn)
+		{
+			res = vn_pg_run(conn, &setup, q.sql.data, q.nparams, (const char *const *) q.params);
+			vn_pg_release(conn);
+		}
+	}
 	if (res == NULL)
 	{
 		vn_response_error(resp, 503, "PGRST001", "database connection lost", NULL, "Retry the request.");

@@ -40,5 +40,12 @@ test('PostgreSQL down: 503 with PostgREST error JSON; back up: service resumes',
   assert.equal(r.status, 200, r.text);
   assert.deepEqual(r.json, [{ name: 'Ann' }]);
   assert.equal((await http('GET', '/health')).status, 200);
+  // every pooled connection was broken by the restart: each is found dead and
+  // reconnected before use, so reads and writes work at once
+  for (let i = 0; i < 4; i++) {
+    assert.equal((await http('GET', '/contacts?select=name&limit=1', { headers: viewer })).status, 200);
+    const w = await http('POST', '/rpc/login', { body: { email: 'nobody@example.com', password: 'whatever1' } });
+    assert.equal(w.status, 401, `${w.status} ${w.text}`);
+  }
   assert.equal(server.child.exitCode, null, 'the server never exited');
 });
