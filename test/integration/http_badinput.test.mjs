@@ -200,3 +200,36 @@ test('methods and paths outside the dialect', async () => {
   assert.equal((await http('POST', '/contacts', { headers: admin, body: { nope: 1 } })).json.code, 'PGRST204');
   await still_serving();
 });
+
+test('generated garbage (seeded): 600 requests, never a 5xx, always PostgREST error JSON', async () => {
+  let seed = Number(process.env.HTTP_FUZZ_SEED || 20261125);
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  const pick = (a) => a[rnd(a.length)];
+  const cols = ['name', 'email', 'tags', 'version', 'language', 'created_at', 'project_id', 'nope', 'na"me', '', '*'];
+  const ops = ['eq', 'neq', 'gt', 'lt', 'like', 'ilike', 'in', 'is', 'cs', 'cd', 'ov', 'fts', 'wfts(english)', 'not.eq', 'not', 'zz', 'match'];
+  const vals = ['Ann', '1', '(a,b)', '{x}', 'null', "'", '"', '(', ')', ',', '%', '*', '\\', 'true', '2026-01-01', '{"a":1}', '', '..'];
+  const keys = () => pick(['select', 'order', 'limit', 'offset', 'or', 'and', 'not.or', 'on_conflict', 'columns', pick(cols), `${pick(cols)}.${pick(cols)}`]);
+  const value = (k) => {
+    if (k === 'select') return Array.from({ length: 1 + rnd(3) }, () => pick([pick(cols), `a:${pick(cols)}`, `${pick(cols)}::text`, `projects(${pick(cols)})`, `${pick(cols)}->x`, `x!inner(${pick(cols)})`])).join(',');
+    if (k === 'order') return `${pick(cols)}.${pick(['asc', 'desc', 'nullsfirst', 'x', ''])}`;
+    if (k === 'limit' || k === 'offset') return pick(['0', '1', '-1', 'x', '99999999999999', '1000']);
+    if (k === 'or' || k === 'and' || k === 'not.or') return `(${pick(cols)}.${pick(ops)}.${pick(vals)},${pick(['and', 'or'])}(${pick(cols)}.${pick(ops)}.${pick(vals)}))`;
+    return `${pick(ops)}.${pick(vals)}`;
+  };
+  const methods = ['GET', 'GET', 'GET', 'POST', 'PATCH', 'DELETE', 'HEAD'];
+  const bodies = [undefined, '{}', '[]', '{"name":"F"}', '[{"name":1},{"tags":"x"}]', '{"version":"x"}', '{', 'null', '{"nope":1}'];
+  for (let i = 0; i < 600; i++) {
+    const qs = Array.from({ length: rnd(4) }, () => { const k = keys(); return `${encodeURIComponent(k)}=${encodeURIComponent(value(k))}`; }).join('&');
+    const method = pick(methods);
+    const target = pick(['/contacts', '/contacts', '/projects', '/users', '/rpc/login', '/rpc/me', '/nope', '/']);
+    const headers = { ...pick([admin, viewer, {}]), ...(rnd(4) === 0 ? { Prefer: pick(['count=exact', 'return=representation', 'resolution=merge-duplicates']) } : {}),
+      ...(rnd(5) === 0 ? { Accept: pick(['text/csv', 'application/vnd.pgrst.object+json']) } : {}), ...(rnd(6) === 0 ? { Range: pick(['0-1', '5-', 'x']) } : {}) };
+    const body = method === 'GET' || method === 'HEAD' ? undefined : pick(bodies);
+    const r = await http(method, `${target}?${qs}`, { headers, body, raw: true });
+    assert.ok(r.status < 500, `${method} ${target}?${decodeURIComponent(qs)} ${body ?? ''} -> ${r.status} ${r.text}`);
+    if (r.status >= 400 && method !== 'HEAD') {
+      assert.ok(r.json && typeof r.json.code === 'string' && typeof r.json.message === 'string', `${r.status} ${r.text}`);
+    }
+  }
+  await still_serving();
+});
