@@ -131,6 +131,32 @@ $$;
 COMMENT ON FUNCTION ventros.user_db_role(text) IS
     'Maps a user role to its tenant role: admin -> ventros_admin, manager/user -> ventros_agent, readonly -> ventros_viewer';
 
+-- caller_role: the tenant role the caller acts with, as SECURITY DEFINER
+-- functions see it: the JWT role claim in a trusted (HTTP front) session,
+-- else the role SET by the session, else the login itself.  A claim set by
+-- an untrusted session is ignored.
+CREATE FUNCTION ventros.caller_role() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN ventros.session_is_trusted() AND coalesce(current_setting('request.jwt.claims', true), '') <> ''
+            THEN coalesce(current_setting('request.jwt.claims', true)::jsonb->>'role', 'ventros_anon')
+        ELSE coalesce(nullif(current_setting('role'), 'none'), session_user)
+    END::name
+$$;
+COMMENT ON FUNCTION ventros.caller_role() IS
+    'The role the caller acts with: the JWT role claim of a trusted session, else the SET role, else the login';
+
+CREATE FUNCTION ventros.caller_is_admin() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ventros.caller_role())
+       AND pg_has_role(ventros.caller_role(), 'ventros_admin', 'MEMBER')
+$$;
+COMMENT ON FUNCTION ventros.caller_is_admin() IS 'Whether the caller acts as (a member of) ventros_admin';
+
 -- create_user: an administrator adds a user to the acting tenant.
 CREATE FUNCTION ventros.create_user(name text, email text, password text, role text DEFAULT 'user')
 RETURNS ventros.users
@@ -180,13 +206,16 @@ RETURNS api.auth_grant
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET ventros.tenant = ''
 AS $$
 DECLARE
     normalized text := ventros.normalize_email(email);
     acting     text := ventros.current_tenant();
+    -- the caller's choice of tenant, restored on return (a SET clause would
+    -- clear it before acting is read)
+    previous   text := current_setting('ventros.tenant', true);
     new_tenant text;
     u          ventros.users;
+    grant_     api.auth_grant;
 BEGIN
     IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
         RAISE EXCEPTION 'password must have 8 to 72 characters' USING ERRCODE = '22023';
@@ -199,19 +228,15 @@ BEGIN
     IF FOUND THEN
         IF ventros.password_matches(password, u.password_hash) THEN
             PERFORM set_config('ventros.tenant', u.tenant_id, true);
-            RETURN ventros.issue_grant(u);
+            grant_ := ventros.issue_grant(u);
+            PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+            RETURN grant_;
         END IF;
         RAISE EXCEPTION 'a user with email % already exists', normalized USING ERRCODE = '23505';
     END IF;
     IF acting IS NOT NULL THEN
         -- An administrator of a tenant adds a user to it.
-        IF NOT pg_has_role(session_user, 'ventros_authenticator', 'MEMBER')
-           AND NOT pg_has_role(current_setting('role'), 'ventros_admin', 'MEMBER') THEN
-            RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
-        END IF;
-        IF current_setting('request.jwt.claims', true) IS NOT NULL
-           AND current_setting('request.jwt.claims', true) <> ''
-           AND coalesce(current_setting('request.jwt.claims', true)::jsonb->>'role', '') <> 'ventros_admin' THEN
+        IF NOT ventros.caller_is_admin() THEN
             RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
         END IF;
         new_tenant := acting;
@@ -229,7 +254,9 @@ BEGIN
             ventros.hash_password(password), CASE WHEN acting IS NULL THEN 'admin' ELSE 'user' END)
     RETURNING * INTO u;
     PERFORM ventros.emit('user.registered', 'user', u.id, jsonb_build_object('email', u.email, 'role', u.role), u.version);
-    RETURN ventros.issue_grant(u);
+    grant_ := ventros.issue_grant(u);
+    PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+    RETURN grant_;
 END
 $$;
 COMMENT ON FUNCTION api.register(text, text, text, text) IS
@@ -325,11 +352,8 @@ DECLARE
     key    text := ventros.random_token('vnk_');
     k      ventros.user_api_keys;
 BEGIN
-    IF coalesce(current_setting('request.jwt.claims', true), '') = ''
-       OR current_setting('request.jwt.claims', true)::jsonb->>'role' <> 'ventros_admin' THEN
-        IF NOT pg_has_role(current_setting('role'), 'ventros_admin', 'MEMBER') THEN
-            RAISE EXCEPTION 'only administrators create API keys' USING ERRCODE = '42501';
-        END IF;
+    IF NOT ventros.caller_is_admin() THEN
+        RAISE EXCEPTION 'only administrators create API keys' USING ERRCODE = '42501';
     END IF;
     INSERT INTO ventros.user_api_keys (tenant_id, user_id, name, key_hash, key_prefix, expires_at)
     SELECT tenant, u.id, ventros.check_length(create_api_key.name, 200, 'API key name'),
@@ -371,7 +395,8 @@ $$;
 COMMENT ON FUNCTION ventros.api_key_claims(text) IS 'The JWT-style claims of a valid API key; 28000 otherwise';
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA api FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ventros.token_hash(text), ventros.user_db_role(text) TO ventros_viewer, ventros_anon;
+GRANT EXECUTE ON FUNCTION ventros.token_hash(text), ventros.user_db_role(text), ventros.caller_role(),
+    ventros.caller_is_admin() TO ventros_viewer, ventros_anon;
 GRANT EXECUTE ON FUNCTION api.register(text, text, text, text), api.login(text, text), api.refresh(text),
     api.logout(text) TO ventros_anon, ventros_viewer;
 GRANT EXECUTE ON FUNCTION api.me() TO ventros_viewer;

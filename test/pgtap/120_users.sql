@@ -2,7 +2,7 @@
 -- views, login and refresh-token rotation, API keys, and one security_invoker
 -- view per aggregate.
 BEGIN;
-SELECT plan(22);
+SELECT plan(26);
 
 -- the api schema mirrors the aggregates
 SELECT is((SELECT count(*)::int FROM ventros.aggregates a JOIN pg_class t ON t.oid = a.table_name
@@ -17,6 +17,7 @@ SELECT has_column('api', 'contacts', 'version', 'api views expose version');
 
 -- register: a new tenant with its admin
 CREATE TEMP TABLE g AS SELECT * FROM api.register('Ann@Example.com', 'correct horse', 'Ann');
+GRANT SELECT ON g TO PUBLIC;
 SELECT is((SELECT claims->>'role' FROM g), 'ventros_admin', 'a sign-up is the admin of its tenant');
 SELECT ok((SELECT claims->>'tenant_id' FROM g) ~ '^t[0-9a-f]{20}$', 'a sign-up gets a new tenant');
 SELECT ok((SELECT refresh_token FROM g) ~ '^vnr_', 'a refresh token comes with it');
@@ -53,6 +54,20 @@ CREATE TEMP TABLE k AS SELECT api.create_api_key('bot') AS j;
 SELECT is(ventros.api_key_claims((SELECT j->>'key' FROM k))->>'sub', (SELECT claims->>'sub' FROM g),
           'an API key stands for its user');
 SELECT throws_ok($$SELECT ventros.api_key_claims('vnk_nope')$$, '28000', 'invalid API key', 'unknown keys are 28000');
+
+-- adding users to a tenant: admins only, whichever way the caller acts
+SELECT set_config('request.jwt.claims', '', true);
+SET LOCAL ROLE ventros_agent;
+SELECT throws_ok($$SELECT api.register('carl@example.com', 'correct horse', 'Carl')$$, '42501', NULL,
+                 'an agent cannot add users to its tenant');
+SELECT throws_ok($$SELECT api.create_api_key('agent key')$$, '42501', NULL, 'nor create API keys');
+RESET ROLE;
+SET LOCAL ROLE ventros_admin;
+SELECT is((SELECT claims->>'role' FROM api.register('dora@example.com', 'correct horse', 'Dora')), 'ventros_agent',
+          'an admin adds a user (role user: ventros_agent) to its tenant');
+SELECT is((SELECT tenant_id FROM ventros.users WHERE email = 'dora@example.com'), (SELECT claims->>'tenant_id' FROM g),
+          'in the admin''s tenant');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
