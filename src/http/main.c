@@ -444,7 +444,6 @@ main(int argc, char **argv)
 						 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
 						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
 						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
-						 MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 						 MHD_OPTION_END);
 	if (d == NULL)
 	{

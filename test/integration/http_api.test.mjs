@@ -470,3 +470,17 @@ test('rpc returning rows of a view: select, filters, order, paging, embedding', 
     await c.end();
   }
 });
+
+test('rpc register with a token: admins add users to their tenant, agents cannot', async () => {
+  const stamp = Date.now();
+  const added = await http('POST', '/rpc/register', { headers: adminA, body: { email: `added${stamp}@ta.example`, password: 'correct horse', name: 'Added' } });
+  assert.equal(added.status, 200, added.text);
+  const claims = JSON.parse(Buffer.from(added.json.access_token.split('.')[1], 'base64url'));
+  assert.equal(claims.tenant_id, 'ta');
+  assert.equal(claims.role, 'ventros_agent');
+  const agent = await http('POST', '/rpc/register', { headers: auth('ventros_agent', 'ta'), body: { email: `no${stamp}@ta.example`, password: 'correct horse', name: 'No' } });
+  assert.equal(agent.status, 403, agent.text);
+  assert.equal(agent.json.code, '42501');
+  const forged = await http('POST', '/rpc/create_api_key', { headers: auth('ventros_viewer', 'ta'), body: { name: 'k' } });
+  assert.equal(forged.status, 403);
+});

@@ -83,6 +83,9 @@ async function seed() {
 
 // Starts ventros-http for this test file; resolves once /health answers.
 export async function startServer(env = {}) {
+  // nothing may answer on our port yet: the tests must talk to their own server
+  const stranger = await fetch(`${BASE}/health`).then(() => true, () => false);
+  if (stranger) throw new Error(`port ${PORT} is already in use`);
   await seed();
   const secretFile = path.join(RUN, 'http_test_secret');
   fs.writeFileSync(secretFile, SECRET + '\n', { mode: 0o600 });
