@@ -496,7 +496,18 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 	else
 	{
 		const OpDef *d = NULL;
+		const char *quantifier = NULL;	/* eq(any).{a,b}, like(all).{a*,b*} */
+		char	   *paren = strchr(op, '(');
 
+		if (paren && (strcmp(paren, "(any)") == 0 || strcmp(paren, "(all)") == 0))
+		{
+			quantifier = paren[1] == 'a' && paren[2] == 'n' ? "ANY" : "ALL";
+			*paren = '\0';
+			if (strcmp(op, "eq") && strcmp(op, "neq") && strcmp(op, "gt") && strcmp(op, "gte") && strcmp(op, "lt") &&
+				strcmp(op, "lte") && strcmp(op, "like") && strcmp(op, "ilike") && strcmp(op, "match") &&
+				strcmp(op, "imatch"))
+				return fail(c->q, 400, "PGRST100", NULL, NULL, "operator %.32s takes no (any)/(all)", op);
+		}
 		for (int i = 0; ops[i].name; i++)
 			if (strcmp(ops[i].name, op) == 0)
 				d = &ops[i];
@@ -509,6 +520,27 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		if (d->text_only)
 			vn_buf_add(b, "::text");
 		vn_buf_addf(b, " %s ", d->sql);
+		if (quantifier)
+		{
+			/* the value is an array literal {a,b}, bound whole */
+			char	   *v = vn_strdup(value);
+
+			if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
+				for (char *p = v; *p; p++)
+					if (*p == '*')
+						*p = '%';
+			vn_buf_addf(b, "%s (", quantifier);
+			if (!param_s(c->q, v))
+			{
+				free(v);
+				return false;
+			}
+			free(v);
+			vn_buf_addf(b, "::%s[])", d->text_only ? "text" : col->type);
+			if (negate)
+				vn_buf_addc(b, ')');
+			return true;
+		}
 		if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
 		{
 			char	   *v = vn_strdup(value);

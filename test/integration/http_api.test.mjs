@@ -484,3 +484,12 @@ test('rpc register with a token: admins add users to their tenant, agents cannot
   const forged = await http('POST', '/rpc/create_api_key', { headers: auth('ventros_viewer', 'ta'), body: { name: 'k' } });
   assert.equal(forged.status, 403);
 });
+
+test('operator modifiers: eq(any), like(any), ilike(all), not. with them', async () => {
+  assert.deepEqual(names(await get(`/contacts?select=name&order=name&name=eq(any).${encodeURIComponent('{Ann,Eve}')}`)), ['Ann', 'Eve']);
+  assert.deepEqual(names(await get(`/contacts?select=name&order=name&name=like(any).${encodeURIComponent('{A*,*e}')}`)), ['Ann', 'Eve']);
+  assert.deepEqual(names(await get(`/contacts?select=name&order=name&name=ilike(all).${encodeURIComponent('{*a*,*n*}')}`)), ['Ann', 'Dan']);
+  assert.deepEqual(names(await get(`/contacts?select=name&order=name&name=not.eq(any).${encodeURIComponent('{Ann,Eve}')}`)), ['Bob', 'Carla', 'Dan']);
+  assert.equal((await get(`/contacts?name=cs(any).${encodeURIComponent('{a}')}`)).status, 400);
+  assert.equal((await get(`/contacts?version=eq(any).${encodeURIComponent('{1,x}')}`)).status, 400);
+});
