@@ -493,3 +493,15 @@ test('operator modifiers: eq(any), like(any), ilike(all), not. with them', async
   assert.equal((await get(`/contacts?name=cs(any).${encodeURIComponent('{a}')}`)).status, 400);
   assert.equal((await get(`/contacts?version=eq(any).${encodeURIComponent('{1,x}')}`)).status, 400);
 });
+
+test('concurrent PATCHes of one version: exactly one wins, the others get 409', async () => {
+  const created = await http('POST', '/contacts?select=id', {
+    headers: { ...adminA, Prefer: 'return=representation' }, body: { name: 'Race' } });
+  const { id } = created.json[0];
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) =>
+    http('PATCH', `/contacts?id=eq.${id}`, { headers: adminA, body: { name: `Racer ${i}`, version: 1 } })));
+  const statuses = results.map((r) => r.status).sort();
+  assert.deepEqual(statuses, [204, 409, 409, 409, 409, 409, 409, 409]);
+  const row = await http('GET', `/contacts?id=eq.${id}&select=version`, { headers: adminA });
+  assert.deepEqual(row.json, [{ version: 2 }]);
+});
