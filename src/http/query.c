@@ -1752,6 +1752,26 @@ build_rpc(Ctx *c)
 				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s needs argument %s", f->name, f->argnames[k]);
 		vn_buf_addc(&call, ')');
 	}
+	else if (c->in->single_object)
+	{
+		/* the whole body is the one json/jsonb argument */
+		VnBuf		saved = *b;
+
+		if (f->nargs != 1 || (strcmp(f->argtypes[0], "json") != 0 && strcmp(f->argtypes[0], "jsonb") != 0))
+		{
+			vn_buf_free(&call);
+			return fail(c->q, 404, "PGRST202", NULL, "params=single-object needs a function of one json or jsonb argument.",
+						"function api.%s does not take a single JSON object", f->name);
+		}
+		vn_buf_add(&call, "api.");
+		vn_buf_ident(&call, f->name);
+		vn_buf_addc(&call, '(');
+		*b = call;
+		ok = param(c->q, c->in->body_len ? c->in->body : "{}", c->in->body_len ? c->in->body_len : 2);
+		vn_buf_addf(b, "::%s)", f->argtypes[0]);
+		call = *b;
+		*b = saved;
+	}
 	else
 	{
 		if (c->in->body_len > 0)

@@ -71,6 +71,7 @@ typedef struct VnQueryInput
 	VnReturn	ret;
 	bool		merge_duplicates;
 	bool		ignore_duplicates;
+	bool		single_object;	/* Prefer: params=single-object */
 	long		range_offset;	/* -1: no Range header */
 	long		range_limit;	/* -1: open */
 	long		max_rows;

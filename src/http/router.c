@@ -252,6 +252,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		in.ret = VN_RETURN_MINIMAL;
 	in.merge_duplicates = has_token(req->prefer, "resolution=merge-duplicates");
 	in.ignore_duplicates = has_token(req->prefer, "resolution=ignore-duplicates");
+	in.single_object = has_token(req->prefer, "params=single-object");
 	if (!parse_range(req->range, &in.range_offset, &in.range_limit))
 	{
 		vn_response_error(resp, 416, "PGRST103", "malformed Range header", NULL, "Write Range: 0-9.");
@@ -350,6 +351,30 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		return;
 	}
 
+	{
+		/* Preference-Applied: the preferences this answer honoured */
+		VnBuf		applied;
+
+		vn_buf_init(&applied);
+		if (in.count == VN_COUNT_EXACT)
+			vn_buf_add(&applied, ", count=exact");
+		else if (in.count == VN_COUNT_PLANNED)
+			vn_buf_add(&applied, ", count=planned");
+		else if (in.count == VN_COUNT_ESTIMATED)
+			vn_buf_add(&applied, ", count=estimated");
+		if (!q.is_read && !in.rpc && !openapi)
+		{
+			vn_buf_add(&applied, in.ret == VN_RETURN_REPRESENTATION ? ", return=representation" :
+					   in.ret == VN_RETURN_HEADERS ? ", return=headers-only" : ", return=minimal");
+			if (strcmp(req->method, "POST") == 0 && (in.merge_duplicates || in.ignore_duplicates))
+				vn_buf_add(&applied, in.merge_duplicates ? ", resolution=merge-duplicates" : ", resolution=ignore-duplicates");
+		}
+		if (in.rpc && in.single_object)
+			vn_buf_add(&applied, ", params=single-object");
+		if (applied.len > 2)
+			vn_response_header(resp, "Preference-Applied", applied.data + 2);
+		vn_buf_free(&applied);
+	}
 	if (q.shape == VN_SHAPE_GRANT)
 		shape_grant(cfg, res, resp);
 	else

@@ -505,3 +505,30 @@ test('concurrent PATCHes of one version: exactly one wins, the others get 409', 
   const row = await http('GET', `/contacts?id=eq.${id}&select=version`, { headers: adminA });
   assert.deepEqual(row.json, [{ version: 2 }]);
 });
+
+test('Prefer: params=single-object and Preference-Applied', async () => {
+  const c = await db();
+  try {
+    await c.query(`CREATE FUNCTION api.http_test_echo(payload jsonb) RETURNS jsonb LANGUAGE sql STABLE
+      AS $$ SELECT jsonb_build_object('got', payload) $$`);
+    await c.query('GRANT EXECUTE ON FUNCTION api.http_test_echo(jsonb) TO ventros_anon');
+    server.child.kill('SIGHUP');
+    let r;
+    for (let i = 0; i < 100; i++) {
+      r = await http('POST', '/rpc/http_test_echo', { headers: { Prefer: 'params=single-object' }, body: { a: 1, b: [2] } });
+      if (r.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(r.json, { got: { a: 1, b: [2] } });
+    assert.equal(r.headers.get('preference-applied'), 'params=single-object');
+    const wrong = await http('POST', '/rpc/login', { headers: { Prefer: 'params=single-object' }, body: { email: 'x' } });
+    assert.equal(wrong.status, 404);
+  } finally {
+    await c.query('DROP FUNCTION IF EXISTS api.http_test_echo(jsonb)');
+    await c.end();
+  }
+  const counted = await http('GET', '/contacts?select=name&limit=1', { headers: { ...viewerB, Prefer: 'count=exact' } });
+  assert.equal(counted.headers.get('preference-applied'), 'count=exact');
+  const posted = await http('POST', '/contacts', { headers: { ...adminA, Prefer: 'return=representation, resolution=merge-duplicates' }, body: { name: 'Pref' } });
+  assert.equal(posted.headers.get('preference-applied'), 'return=representation, resolution=merge-duplicates');
+});
