@@ -238,6 +238,14 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		in.format = VN_FORMAT_CSV;
 	else
 		in.format = VN_FORMAT_JSON;
+	if (req->accept && *req->accept && !strstr(req->accept, "*/*") && !strstr(req->accept, "application/*") &&
+		!strstr(req->accept, "application/json") && !strstr(req->accept, "text/csv") &&
+		!strstr(req->accept, "application/vnd.pgrst.object") && !strstr(req->accept, "application/openapi+json"))
+	{
+		vn_response_error(resp, 406, "PGRST107", "none of these media types is available",
+						  req->accept, "Ask for application/json, application/vnd.pgrst.object+json or text/csv.");
+		return;
+	}
 	if (has_token(req->prefer, "count=exact"))
 		in.count = VN_COUNT_EXACT;
 	else if (has_token(req->prefer, "count=planned"))

@@ -532,3 +532,11 @@ test('Prefer: params=single-object and Preference-Applied', async () => {
   const posted = await http('POST', '/contacts', { headers: { ...adminA, Prefer: 'return=representation, resolution=merge-duplicates' }, body: { name: 'Pref' } });
   assert.equal(posted.headers.get('preference-applied'), 'return=representation, resolution=merge-duplicates');
 });
+
+test('Accept: a media type we cannot produce is 406', async () => {
+  const r = await http('GET', '/contacts?select=name', { headers: { ...viewerB, Accept: 'application/xml' } });
+  assert.equal(r.status, 406);
+  assert.equal(r.json.code, 'PGRST107');
+  const browserish = await http('GET', '/contacts?select=name&limit=1', { headers: { ...viewerB, Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+  assert.equal(browserish.status, 200);
+});
