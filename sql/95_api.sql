@@ -78,6 +78,22 @@ $$;
 COMMENT ON FUNCTION ventros.http_expect_version(integer, integer, uuid) IS
     'True when the versions agree, else VN001 naming the current version (optimistic locking over HTTP)';
 
+-- Prefer: max-affected=N on PATCH/DELETE: more rows than N rolls everything back.
+CREATE FUNCTION ventros.http_check_affected(affected bigint, maximum bigint) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF affected > maximum THEN
+        RAISE EXCEPTION 'the request affects % rows, more than max-affected=%', affected, maximum
+            USING ERRCODE = 'P0001', HINT = 'Narrow the filters; nothing was changed.';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.http_check_affected(bigint, bigint) IS
+    'True when affected <= maximum, else an error that rolls the request back (Prefer: max-affected)';
+
 -- CSV (RFC 4180) of a JSON array of flat objects, columns in the first row's order.
 CREATE FUNCTION ventros.http_csv(rows json) RETURNS text
 LANGUAGE sql IMMUTABLE
@@ -164,5 +180,6 @@ $$;
 COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema api as the calling role may use it (GET /)';
 
 GRANT EXECUTE ON FUNCTION ventros.http_expect_version(integer, integer, uuid), ventros.http_csv(json),
+    ventros.http_check_affected(bigint, bigint),
     ventros.http_openapi()
     TO ventros_viewer, ventros_anon;

@@ -1367,6 +1367,15 @@ write_tail(Ctx *c, bool location)
 	if (location && !c->q->returns_body)
 		vn_buf_add(b, ", pg_catalog.min(_r.id::text)");
 	vn_buf_add(b, " FROM _w _r");
+	if (c->in->max_affected >= 0 && strcmp(c->in->method, "POST") != 0)
+	{
+		char		num[32];
+
+		vn_buf_add(b, " HAVING ventros.http_check_affected(pg_catalog.count(*), ");
+		snprintf(num, sizeof(num), "%ld", c->in->max_affected);
+		param_s(c->q, num);
+		vn_buf_add(b, "::bigint)");
+	}
 }
 
 /*

@@ -261,6 +261,20 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	in.merge_duplicates = has_token(req->prefer, "resolution=merge-duplicates");
 	in.ignore_duplicates = has_token(req->prefer, "resolution=ignore-duplicates");
 	in.single_object = has_token(req->prefer, "params=single-object");
+	in.max_affected = -1;
+	if (req->prefer && strstr(req->prefer, "max-affected="))
+	{
+		char	   *end;
+		const char *v = strstr(req->prefer, "max-affected=") + strlen("max-affected=");
+		long		n = strtol(v, &end, 10);
+
+		if (end == v || n < 0 || (*end && *end != ',' && *end != ' ' && *end != ';'))
+		{
+			vn_response_error(resp, 400, "PGRST100", "malformed max-affected preference", NULL, "Write Prefer: max-affected=10.");
+			return;
+		}
+		in.max_affected = n;
+	}
 	if (!parse_range(req->range, &in.range_offset, &in.range_limit))
 	{
 		vn_response_error(resp, 416, "PGRST103", "malformed Range header", NULL, "Write Range: 0-9.");
@@ -379,6 +393,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		}
 		if (in.rpc && in.single_object)
 			vn_buf_add(&applied, ", params=single-object");
+		if (in.max_affected >= 0 && !q.is_read && !in.rpc && strcmp(req->method, "POST") != 0)
+			vn_buf_addf(&applied, ", max-affected=%ld", in.max_affected);
 		if (applied.len > 2)
 			vn_response_header(resp, "Preference-Applied", applied.data + 2);
 		vn_buf_free(&applied);

@@ -540,3 +540,19 @@ test('Accept: a media type we cannot produce is 406', async () => {
   const browserish = await http('GET', '/contacts?select=name&limit=1', { headers: { ...viewerB, Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
   assert.equal(browserish.status, 200);
 });
+
+test('Prefer: max-affected rolls back a PATCH or DELETE that would touch more rows', async () => {
+  const tag = `ma${Date.now()}`;
+  await http('POST', '/contacts', { headers: adminA, body: [{ name: 'MA 1', tags: [tag] }, { name: 'MA 2', tags: [tag] }, { name: 'MA 3', tags: [tag] }] });
+  const filter = `/contacts?tags=cs.${encodeURIComponent(`{${tag}}`)}`;
+  const tooMany = await http('DELETE', filter, { headers: { ...adminA, Prefer: 'handling=strict, max-affected=2' } });
+  assert.equal(tooMany.status, 400, tooMany.text);
+  assert.match(tooMany.json.message, /affects 3 rows, more than max-affected=2/);
+  assert.equal((await http('GET', `${filter}&select=name`, { headers: adminA })).json.length, 3, 'nothing was deleted');
+  const patch = await http('PATCH', `${filter}&version=eq.1`, { headers: { ...adminA, Prefer: 'max-affected=5' }, body: { language: 'pt' } });
+  assert.equal(patch.status, 204, patch.text);
+  assert.equal(patch.headers.get('preference-applied'), 'return=minimal, max-affected=5');
+  const ok = await http('DELETE', `${filter}`, { headers: { ...adminA, Prefer: 'max-affected=3' } });
+  assert.equal(ok.status, 204);
+  assert.equal((await http('GET', `${filter}&select=name`, { headers: adminA })).json.length, 0);
+});
