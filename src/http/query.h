@@ -101,7 +101,5 @@ extern void vn_query_init(VnQuery *q);
 extern void vn_query_free(VnQuery *q);
 /* true when q holds a statement; false when q holds an error */
 extern bool vn_query_build(const VnQueryInput *in, VnQuery *q);
-/* top-level keys of a JSON object or array of objects; false when malformed */
-extern bool vn_json_scan(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error);
 
 #endif

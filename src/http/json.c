@@ -1,0 +1,264 @@
+/*
+ * json.c
+ *	  A small JSON scanner for request bodies: checks that a body is well
+ *	  formed (PostgreSQL parses it again, for real) and lists the top-level
+ *	  keys of an object or of an array of objects, which become the column or
+ *	  argument names of the statement.  Nesting is limited to 64 levels and
+ *	  the distinct keys to 1000.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "json.h"
+
+typedef struct Scan
+{
+	const char *p;
+	const char *end;
+	int			depth;
+	char	  **keys;
+	int			nkeys;
+	int			cap;
+	const char *error;
+} Scan;
+
+static void
+ws(Scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static bool
+scan_string(Scan *s, VnBuf *out)
+{
+	if (s->p >= s->end || *s->p != '"')
+		return false;
+	s->p++;
+	while (s->p < s->end && *s->p != '"')
+	{
+		unsigned char ch = (unsigned char) *s->p;
+
+		if (ch < 0x20)
+			return false;
+		if (ch == '\\')
+		{
+			s->p++;
+			if (s->p >= s->end || !strchr("\"\\/bfnrtu", *s->p))
+				return false;
+			if (*s->p == 'u')
+			{
+				for (int i = 1; i <= 4; i++)
+					if (s->p + i >= s->end || !isxdigit((unsigned char) s->p[i]))
+						return false;
+				if (out)
+					vn_buf_add(out, "\\u");	/* keys with escapes never match a column */
+				s->p += 4;
+			}
+			else if (out)
+				vn_buf_addc(out, *s->p == 'n' ? '\n' : *s->p == 't' ? '\t' : *s->p);
+			s->p++;
+			continue;
+		}
+		if (out)
+			vn_buf_addc(out, (char) ch);
+		s->p++;
+	}
+	if (s->p >= s->end)
+		return false;
+	s->p++;
+	return true;
+}
+
+static bool scan_value(Scan *s, bool collect);
+
+static bool
+scan_object(Scan *s, bool collect)
+{
+	s->p++;
+	ws(s);
+	if (s->p < s->end && *s->p == '}')
+	{
+		s->p++;
+		return true;
+	}
+	for (;;)
+	{
+		VnBuf		key;
+		bool		ok;
+
+		ws(s);
+		vn_buf_init(&key);
+		ok = scan_string(s, collect ? &key : NULL);
+		if (ok && collect)
+		{
+			bool		seen = false;
+
+			for (int i = 0; i < s->nkeys; i++)
+				if (strcmp(s->keys[i], key.data) == 0)
+					seen = true;
+			if (!seen)
+			{
+				if (s->nkeys >= 1000)
+				{
+					vn_buf_free(&key);
+					s->error = "Too many distinct keys.";
+					return false;
+				}
+				if (s->nkeys == s->cap)
+				{
+					s->cap = s->cap ? s->cap * 2 : 16;
+					s->keys = realloc(s->keys, sizeof(char *) * s->cap);
+					if (s->keys == NULL)
+						abort();
+				}
+				s->keys[s->nkeys++] = vn_strdup(key.data);
+			}
+		}
+		vn_buf_free(&key);
+		if (!ok)
+			return false;
+		ws(s);
+		if (s->p >= s->end || *s->p != ':')
+			return false;
+		s->p++;
+		if (!scan_value(s, false))
+			return false;
+		ws(s);
+		if (s->p < s->end && *s->p == ',')
+		{
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == '}')
+		{
+			s->p++;
+			return true;
+		}
+		return false;
+	}
+}
+
+static bool
+scan_array(Scan *s, bool collect_objects)
+{
+	s->p++;
+	ws(s);
+	if (s->p < s->end && *s->p == ']')
+	{
+		s->p++;
+		return true;
+	}
+	for (;;)
+	{
+		ws(s);
+		if (collect_objects && (s->p >= s->end || *s->p != '{'))
+		{
+			s->error = "A bulk insert is an array of objects.";
+			return false;
+		}
+		if (!scan_value(s, collect_objects))
+			return false;
+		ws(s);
+		if (s->p < s->end && *s->p == ',')
+		{
+			s->p++;
+			continue;
+		}
+		if (s->p < s->end && *s->p == ']')
+		{
+			s->p++;
+			return true;
+		}
+		return false;
+	}
+}
+
+static bool
+scan_value(Scan *s, bool collect)
+{
+	bool		ok;
+
+	ws(s);
+	if (s->p >= s->end)
+		return false;
+	if (++s->depth > 64)
+	{
+		s->error = "JSON nests at most 64 levels.";
+		return false;
+	}
+	switch (*s->p)
+	{
+		case '{':
+			ok = scan_object(s, collect);
+			break;
+		case '[':
+			ok = scan_array(s, false);
+			break;
+		case '"':
+			ok = scan_string(s, NULL);
+			break;
+		case 't':
+			ok = s->end - s->p >= 4 && strncmp(s->p, "true", 4) == 0;
+			s->p += ok ? 4 : 0;
+			break;
+		case 'f':
+			ok = s->end - s->p >= 5 && strncmp(s->p, "false", 5) == 0;
+			s->p += ok ? 5 : 0;
+			break;
+		case 'n':
+			ok = s->end - s->p >= 4 && strncmp(s->p, "null", 4) == 0;
+			s->p += ok ? 4 : 0;
+			break;
+		default:
+			{
+				const char *start = s->p;
+
+				if (*s->p == '-')
+					s->p++;
+				while (s->p < s->end && (isdigit((unsigned char) *s->p) || *s->p == '.' || *s->p == 'e' ||
+										 *s->p == 'E' || *s->p == '+' || *s->p == '-'))
+					s->p++;
+				ok = s->p > start && isdigit((unsigned char) s->p[-1]);
+			}
+	}
+	s->depth--;
+	return ok;
+}
+
+bool
+vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error)
+{
+	Scan		s = {str, str + len, 0, NULL, 0, 0, NULL};
+	bool		ok;
+
+	ws(&s);
+	*is_array = s.p < s.end && *s.p == '[';
+	if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
+	{
+		*error = "The body must be a JSON object or an array of objects.";
+		return false;
+	}
+	s.depth = 1;
+	if (*is_array)
+		ok = scan_array(&s, true);
+	else
+		ok = scan_object(&s, true);
+	ws(&s);
+	if (ok && s.p != s.end)
+		ok = false;
+	*keys = s.keys;
+	*nkeys = s.nkeys;
+	if (!ok)
+	{
+		*error = s.error ? s.error : "Malformed JSON.";
+		for (int i = 0; i < s.nkeys; i++)
+			free(s.keys[i]);
+		free(s.keys);
+		*keys = NULL;
+		*nkeys = 0;
+	}
+	return ok;
+}

@@ -1,0 +1,14 @@
+/*
+ * json.h
+ *	  The request-body scanner of ventros-http.
+ */
+#ifndef VN_HTTP_JSON_H
+#define VN_HTTP_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* top-level keys of a JSON object or array of objects; false when malformed */
+extern bool vn_json_scan(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error);
+
+#endif
