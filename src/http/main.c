@@ -25,6 +25,8 @@
  */
 #include <ctype.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,6 +81,25 @@ uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
 	vn_buf_init(&st->body);
 	clock_gettime(CLOCK_MONOTONIC, &st->start);
 	return st;
+}
+
+/*
+ * Answers go out at once: headers and body may leave in two writes, and
+ * Nagle's algorithm would hold the second until the client acknowledges the
+ * first (which it delays): tens of milliseconds on a keep-alive connection.
+ */
+static void
+connection_started(void *cls, struct MHD_Connection *con, void **socket_context,
+				   enum MHD_ConnectionNotificationCode toe)
+{
+	const union MHD_ConnectionInfo *info;
+	int			one = 1;
+
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED)
+		return;
+	info = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (info)
+		setsockopt(info->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static void
@@ -443,6 +464,7 @@ main(int argc, char **argv)
 						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000),
 						 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
 						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+						 MHD_OPTION_NOTIFY_CONNECTION, connection_started, NULL,
 						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
 						 MHD_OPTION_END);
 	if (d == NULL)
