@@ -200,7 +200,7 @@ BEGIN
     FOR attempt IN 1..3 LOOP
         SELECT * INTO result FROM ventros.sessions s
         WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
-          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active'
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active' AND s.deleted_at IS NULL
         FOR UPDATE;
         IF FOUND THEN
             IF at <= result.expires_at THEN
@@ -439,7 +439,7 @@ BEGIN
           AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
         ORDER BY CASE WHEN strategy = 'capacity'
                       THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
-                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active') END,
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL) END,
                  m.last_assigned_at NULLS FIRST, m.agent_id
         LIMIT 1
         FOR UPDATE OF m SKIP LOCKED;
@@ -449,7 +449,7 @@ BEGIN
         tried := tried || member.id;
         -- Counted again under the lock: a committed assignment is seen now.
         SELECT count(*) INTO open_count FROM ventros.sessions s
-        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active';
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
         SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
         IF open_count < capacity THEN
             UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version
