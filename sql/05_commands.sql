@@ -183,8 +183,7 @@ COMMENT ON FUNCTION ventros.delete_row(regclass, text, uuid, integer) IS
 
 CREATE FUNCTION ventros.is_distinct_array(items text[]) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pg_catalog.cardinality(items) < 2
-           OR pg_catalog.cardinality(items) = (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x) $$;
+AS $$ SELECT pg_catalog.cardinality(items) = (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x) $$;
 COMMENT ON FUNCTION ventros.is_distinct_array(text[]) IS 'True when no element repeats (used by CHECKs on tag arrays)';
 
 GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email(text),

@@ -104,6 +104,28 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.summarized', 'A summary was set on a session.'),
     ('session.abandoned', 'A session expired with the contact waiting for a first response.')) v(e, d);
 
+-- A status change written directly (not through close_session) still ends
+-- the session consistently: ended_at, end_reason and duration are filled in.
+CREATE FUNCTION ventros.complete_session_end() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF OLD.status = 'active' AND NEW.status <> 'active' THEN
+        NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
+        NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
+                                                                   WHEN 'manually_closed' THEN 'manual_close'
+                                                                   ELSE 'system_close' END);
+        NEW.duration_seconds := extract(epoch FROM NEW.ended_at - NEW.started_at)::integer;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_session_end() IS
+    'Trigger: a session leaving active gets ended_at, end_reason (by status) and duration when the writer did not set them';
+CREATE TRIGGER sessions_complete_end BEFORE UPDATE OF status ON ventros.sessions
+    FOR EACH ROW EXECUTE FUNCTION ventros.complete_session_end();
+
 CREATE TABLE ventros.session_custom_fields (
     id          uuid        NOT NULL DEFAULT gen_random_uuid(),
     tenant_id   text        NOT NULL,
