@@ -1,7 +1,7 @@
 -- Reports from the summary table, and the CRM-screen queries with keyset
 -- paging and the hard maximum page size.
 BEGIN;
-SELECT plan(19);
+SELECT plan(21);
 
 SELECT ventros.create_tenant('crm_r', 'Reports');
 SELECT ventros.create_tenant('crm_r2', 'Other');
@@ -67,6 +67,12 @@ SELECT is((SELECT count(*)::int FROM ventros.open_sessions(NULL::uuid, (SELECT c
 SELECT results_eq($$SELECT channel_message_id FROM ventros.search_messages('frete')$$, $$VALUES (NULL::text), ('r1')$$,
                   'full-text search finds both messages about "frete", newest first');
 SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete -orçamento')), 1, 'web search syntax excludes words');
+SET LOCAL ventros.tenant = 'crm_r2';
+SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete')), 0, 'search (SECURITY DEFINER) stays within the acting tenant');
+SET LOCAL ventros.tenant = 'crm_r';
+RESET ROLE; SET LOCAL ROLE ventros_admin;
+SELECT ventros.delete_message((SELECT id FROM o1));
+SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete')), 1, 'search skips deleted messages');
 
 SELECT * FROM finish();
 ROLLBACK;
