@@ -1,7 +1,7 @@
 -- Reports from the summary table, and the CRM-screen queries with keyset
 -- paging and the hard maximum page size.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 SELECT ventros.create_tenant('crm_r', 'Reports');
 SELECT ventros.create_tenant('crm_r2', 'Other');
@@ -36,6 +36,8 @@ SELECT is((SELECT first_responses::int FROM ventros.crm_report(current_date - 1,
 SELECT ok((SELECT avg_first_response_seconds >= 299 FROM ventros.crm_report(current_date - 1, current_date, 'channel')),
           'with its response time');
 SELECT ventros.close_session((SELECT session_id FROM m1));
+SELECT results_eq($$SELECT sessions_handled, average_response_ms >= 299000 FROM ventros.agents WHERE id = (SELECT agent FROM ids)$$,
+                  $$VALUES (1, true)$$, 'the handling agent''s sessions_handled and running average response time are kept');
 SELECT results_eq($$SELECT sessions_ended, resolutions FROM ventros.crm_report(current_date - 1, current_date, 'channel')$$,
                   $$VALUES (1::bigint, 1::bigint)$$, 'ending an answered session counts a resolution');
 SELECT throws_ok($$SELECT * FROM ventros.crm_report('2026-03-02', '2026-03-01')$$, '22023', NULL, 'a reversed range is refused');
