@@ -137,6 +137,7 @@ SELECT tenant_id, ("timestamp" AT TIME ZONE 'UTC')::date, channel_id,
        count(*) FILTER (WHERE NOT from_me), count(*) FILTER (WHERE from_me)
 FROM ventros.messages WHERE tenant_id = 'report' GROUP BY 1, 2, 3, 4, 5, 6;
 RESET session_replication_role;
+SELECT ventros.compact_crm_daily_stats();   -- the daily job: past days' slots folded
 VACUUM ANALYZE ventros.messages;   -- as autovacuum would: also merges the GIN pending list
 VACUUM ANALYZE ventros.crm_daily_stats;
 SQL
