@@ -164,15 +164,16 @@ RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, bo
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH due AS (
-        (SELECT r.tenant_id, r.id FROM ventros.http_requests r
-          WHERE r.status = 'pending' AND r.next_attempt_at <= now()
-          ORDER BY r.next_attempt_at LIMIT batch_size FOR UPDATE SKIP LOCKED)
-        UNION ALL
-        (SELECT r.tenant_id, r.id FROM ventros.http_requests r
-          WHERE r.status = 'in_flight' AND r.lease_until < now()
-          ORDER BY r.lease_until LIMIT batch_size FOR UPDATE SKIP LOCKED)
-        LIMIT batch_size)
+    WITH due_now AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+         ORDER BY r.next_attempt_at LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    lease_expired AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'in_flight' AND r.lease_until < now()
+         ORDER BY r.lease_until LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    due AS (
+        SELECT * FROM due_now UNION ALL SELECT * FROM lease_expired LIMIT batch_size)
     UPDATE ventros.http_requests r
        SET status = 'in_flight', attempts = r.attempts + 1, lease_until = now() + lease,
            claimed_by = pg_backend_pid(), last_attempt_at = now(), updated_at = now()

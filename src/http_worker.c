@@ -581,33 +581,42 @@ harvest(void)
 
 /* ---- transactions -------------------------------------------------------- */
 
-static void
+/*
+ * begin_xact, end_xact
+ *		One short transaction with SPI; end_xact returns to the memory
+ *		context that was current before begin_xact (the loop's).
+ */
+static MemoryContext
 begin_xact(const char *activity)
 {
+	MemoryContext old = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+	return old;
 }
 
 static void
-end_xact(void)
+end_xact(MemoryContext old)
 {
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(old);
 }
 
 static bool
 schema_ready(void)
 {
 	bool		ready;
+	MemoryContext old = begin_xact("checking for ventros.http_requests");
 
-	begin_xact("checking for ventros.http_requests");
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.http_record_attempt(text,uuid,integer,boolean,boolean,bigint,integer,text,bytea,boolean,text)') IS NOT NULL",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not check for the ventros extension");
@@ -623,7 +632,7 @@ schema_ready(void)
 			ereport(LOG,
 					(errmsg("ventros http dispatcher put %d interrupted requests back in the queue", n)));
 	}
-	end_xact();
+	end_xact(old);
 	return ready;
 }
 
@@ -655,21 +664,22 @@ claim(int n, TimestampTz *next_due)
 	int			count;
 	int			i;
 	bool		isnull;
+	MemoryContext old;
 
 	values[0] = Int32GetDatum(n);
 	values[1] = Float8GetDatum((double) (Max(vn_http_timeout / 1000, VN_HTTP_MAX_ROW_TIMEOUT_S) + VN_HTTP_LEASE_MARGIN_S));
-	begin_xact("claiming http requests");
+	old = begin_xact("claiming http requests");
 	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim http requests");
 	count = SPI_processed;
-	reqs = palloc(sizeof(VnHttpReq *) * Max(count, 1));
+	reqs = MemoryContextAlloc(old, sizeof(VnHttpReq *) * Max(count, 1));
 	for (i = 0; i < count; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		MemoryContext ctx = AllocSetContextCreate(http_ctx, "ventros http request",
 												  ALLOCSET_SMALL_SIZES);
-		MemoryContext old = MemoryContextSwitchTo(ctx);
+		MemoryContext spi = MemoryContextSwitchTo(ctx);
 		VnHttpReq  *req = palloc0(sizeof(VnHttpReq));
 		Datum		d;
 		char	   *policy;
@@ -717,7 +727,7 @@ claim(int n, TimestampTz *next_due)
 		req->timeout_ms = isnull ? 0 : DatumGetInt32(d);
 		policy = copy_text(tup, desc, 9, &isnull);
 		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
-		MemoryContextSwitchTo(old);
+		MemoryContextSwitchTo(spi);
 		reqs[i] = req;
 	}
 	*next_due = 0;
@@ -734,7 +744,7 @@ claim(int n, TimestampTz *next_due)
 				*next_due = DatumGetTimestampTz(d);
 		}
 	}
-	end_xact();
+	end_xact(old);
 
 	for (i = 0; i < count; i++)
 		start_request(reqs[i]);
@@ -749,8 +759,13 @@ claim(int n, TimestampTz *next_due)
 	return count;
 }
 
-/* Records every finished request in one transaction, then frees them. */
-static void
+/*
+ * record_done
+ *		Records every finished request in one transaction, then frees them.
+ *		Returns true when a retry was scheduled (the next claim must look
+ *		for the earliest due time again).
+ */
+static bool
 record_done(void)
 {
 	static const char *sql =
@@ -762,10 +777,12 @@ record_done(void)
 	int64		bad = 0;
 	int64		refused = 0;
 	const char *last_error = NULL;
+	MemoryContext old;
+	bool		retry = false;
 
 	if (done_head == NULL)
-		return;
-	begin_xact("recording http request outcomes");
+		return false;
+	old = begin_xact("recording http request outcomes");
 	for (req = done_head; req != NULL; req = req->next)
 	{
 		Datum		v[11];
@@ -799,6 +816,14 @@ record_done(void)
 			nulls[10] = 'n';
 		if (SPI_execute_with_args(sql, 11, types, v, nulls, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not record an http request outcome");
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull && strcmp(TextDatumGetCString(d), "pending") == 0)
+				retry = true;
+		}
 		if (req->succeeded)
 			ok++;
 		else
@@ -809,7 +834,7 @@ record_done(void)
 			last_error = req->error;
 		}
 	}
-	end_xact();
+	end_xact(old);
 
 	SpinLockAcquire(&vn_http_shared->mutex);
 	vn_http_shared->succeeded += ok;
@@ -830,6 +855,7 @@ record_done(void)
 		done_head = req->next;
 		MemoryContextDelete(req->ctx);
 	}
+	return retry;
 }
 
 /* ---- waiting ------------------------------------------------------------- */
@@ -1003,7 +1029,8 @@ vn_http_worker_main(Datum main_arg)
 					next_claim_at = next_due;
 			}
 		}
-		record_done();
+		if (record_done())
+			next_claim_at = 0;
 
 		now = GetCurrentTimestamp();
 		timeout = vn_http_poll_interval;
@@ -1015,7 +1042,8 @@ vn_http_worker_main(Datum main_arg)
 			timeout = Min(timeout, ms_until(curl_deadline, now));
 		if (wait_and_drive(timeout))
 			next_claim_at = 0;
-		record_done();
+		if (record_done())
+			next_claim_at = 0;
 	}
 }
 
