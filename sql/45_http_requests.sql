@@ -112,9 +112,11 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(url, 200)), 'NULL'));
     END IF;
     IF headers IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_each(headers) h
-                                        WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$') THEN
+                                        WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                                           OR (h.value #>> '{}') ~ '[\r\n]') THEN
         RAISE EXCEPTION 'headers must be an object of header names to string values'
-            USING ERRCODE = '22023';
+            USING ERRCODE = '22023',
+                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,

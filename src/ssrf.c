@@ -504,7 +504,7 @@ vn_ssrf_check_url(const char *url, VnSsrfTarget *target, bool *transient)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	gai = getaddrinfo(host, NULL, &hints, &res);
+	gai = getaddrinfo(name, NULL, &hints, &res);
 	if (gai != 0)
 	{
 		*transient = true;
