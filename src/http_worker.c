@@ -340,7 +340,8 @@ on_body(char *buf, size_t size, size_t n, void *userdata)
 {
 	VnHttpReq  *req = (VnHttpReq *) userdata;
 	size_t		len = size * n;
-	size_t		room = (size_t) vn_http_max_response_size - req->resp_body.len;
+	size_t		cap = (size_t) vn_http_max_response_size;
+	size_t		room = cap > (size_t) req->resp_body.len ? cap - req->resp_body.len : 0;
 
 	if (len > room)
 	{
