@@ -10,8 +10,9 @@
  *	3. its host is not localhost, *.localhost, metadata or
  *	   metadata.google.internal;
  *	4. every address the host resolves to (getaddrinfo, A and AAAA) lies
- *	   outside the refused IPv4 and IPv6 ranges below; IPv4 embedded in
- *	   IPv6 (mapped, compatible, NAT64, 6to4) is checked as IPv4.
+ *	   outside the refused IPv4 and IPv6 ranges below (for IPv6: inside
+ *	   global unicast 2000::/3 and none of its special ranges); IPv4
+ *	   embedded in IPv6 (mapped, NAT64, 6to4) is checked as IPv4.
  * The operator allow-list ventros.http_allow_hosts (superuser only) names
  * hosts (exact, or "*.suffix") that skip rules 1, 3 and 4, and CIDRs whose
  * addresses skip rule 4 (and rule 1 when every address is covered).
@@ -179,6 +180,9 @@ classify6(const unsigned char *a, uint32 *embedded, bool *has_embedded)
 		return "site-local (fec0::/10)";
 	if (prefix_eq(a, mcast, 8))
 		return "multicast (ff00::/8)";
+	/* everything else outside global unicast is reserved or unassigned */
+	if ((a[0] & 0xE0) != 0x20)
+		return "not global unicast (outside 2000::/3)";
 	return NULL;
 }
 
