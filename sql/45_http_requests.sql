@@ -156,6 +156,31 @@ $$;
 COMMENT ON FUNCTION ventros.replay_http_request(uuid, integer) IS
     'Puts a failed or dead request back in the queue with max_attempts more attempts (default ventros.http_max_attempts)';
 
+-- Time is a parameter: pg_cron calls this with now() - a retention period.
+CREATE FUNCTION ventros.prune_http_requests(completed_before timestamptz, batch_size integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- SECURITY DEFINER: across tenants; the caller must be a platform admin
+    PERFORM ventros.require_platform_admin();
+    WITH gone AS (
+        DELETE FROM ventros.http_requests r
+         WHERE (r.tenant_id, r.id) IN (SELECT x.tenant_id, x.id FROM ventros.http_requests x
+                                        WHERE x.status IN ('succeeded', 'failed', 'dead')
+                                          AND x.completed_at < completed_before
+                                        LIMIT batch_size)
+        RETURNING 1)
+    SELECT count(*)::integer INTO n FROM gone;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.prune_http_requests(timestamptz, integer) IS
+    'Platform admins: deletes up to batch_size finished requests completed before the given time; returns how many';
+
 -- ---- the dispatcher's side (called by src/http_worker.c as superuser) -------
 
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
@@ -312,5 +337,6 @@ GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
     TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.prune_http_requests(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.check_url(text) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.http_requests_wake() TO ventros_viewer;

@@ -2,7 +2,7 @@
 -- SQL side (claim with a lease, outcome recording, backoff, Retry-After,
 -- dead letters, replay), exercised without the network.
 BEGIN;
-SELECT plan(40);
+SELECT plan(43);
 
 SELECT has_table('ventros', 'http_requests', 'the queue exists');
 SELECT ok((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'ventros.http_requests'::regclass),
@@ -107,6 +107,13 @@ SELECT is(ventros.http_record_attempt('http_t1', (SELECT id FROM ventros.http_re
           1, false, false, NULL, NULL, NULL, NULL, false, 'refused by the SSRF guard: x'), 'failed', 'a refusal fails for good');
 SELECT results_eq($$SELECT status, last_error FROM ventros.http_requests WHERE url = 'https://example.com/c'$$,
                   $$VALUES ('failed', 'refused by the SSRF guard: x')$$, 'the refusal is the last error');
+
+-- pruning finished requests (time is a parameter)
+SELECT is(ventros.prune_http_requests(clock_timestamp() - interval '1 hour'), 0, 'nothing finished an hour ago');
+SELECT is(ventros.prune_http_requests(clock_timestamp() + interval '1 second'), 2,
+          'the succeeded and the failed request are pruned');
+SELECT is((SELECT count(*)::int FROM ventros.http_requests WHERE url LIKE 'https://example.com/%'), 1,
+          'the pending request stays');
 
 -- backoff: exponential from the base, capped, +-10 % (default settings:
 -- base 5 s, cap 10 h)
