@@ -7,6 +7,7 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SHLIB_LINK  = $(VENTROS_LIBS)
 VENTROS_LIBS ?=
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK += -lcurl
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-clobbered
 
