@@ -87,6 +87,11 @@ BEGIN
         RAISE EXCEPTION 'payment method must be a JSON object with an id' USING ERRCODE = '22023',
             HINT = 'For example {"id": "pm_123", "type": "card"}.';
     END IF;
+    IF current.payment_status <> 'pending' THEN
+        RAISE EXCEPTION 'billing account % is %; payment activation needs a pending account', billing_account_id,
+            current.payment_status
+            USING ERRCODE = 'VN002', HINT = 'Reactivate a suspended account with ventros.reactivate_billing_account().';
+    END IF;
     RETURN ventros.change_row(NULL::ventros.billing_accounts, 'billing_account', billing_account_id, expected_version,
         jsonb_build_object('payment_status', 'active',
                            'payment_methods', current.payment_methods || jsonb_build_array(payment_method)));
@@ -109,11 +114,19 @@ COMMENT ON FUNCTION ventros.suspend_billing_account(uuid, integer, text) IS
 
 CREATE FUNCTION ventros.reactivate_billing_account(billing_account_id uuid, expected_version integer)
 RETURNS ventros.billing_accounts
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ventros.change_row(NULL::ventros.billing_accounts, 'billing_account', billing_account_id, expected_version,
-        jsonb_build_object('payment_status', 'active', 'suspended', false, 'suspended_at', NULL, 'suspension_reason', NULL))
+DECLARE
+    current ventros.billing_accounts := ventros.get_billing_account(billing_account_id);
+BEGIN
+    IF current.payment_status <> 'suspended' THEN
+        RAISE EXCEPTION 'billing account % is %, not suspended', billing_account_id, current.payment_status
+            USING ERRCODE = 'VN002';
+    END IF;
+    RETURN ventros.change_row(NULL::ventros.billing_accounts, 'billing_account', billing_account_id, expected_version,
+        jsonb_build_object('payment_status', 'active', 'suspended', false, 'suspended_at', NULL, 'suspension_reason', NULL));
+END
 $$;
 COMMENT ON FUNCTION ventros.reactivate_billing_account(uuid, integer) IS
     'Reactivates a suspended account; needs a payment method (23514); emits billing_account.reactivated';
