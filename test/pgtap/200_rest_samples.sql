@@ -6,11 +6,9 @@ SELECT ventros.create_tenant('t_samples', 'Samples');
 SET LOCAL ventros.tenant = 't_samples';
 
 CREATE TEMP TABLE rest_aggregates (aggregate text PRIMARY KEY);
-INSERT INTO rest_aggregates
-SELECT aggregate FROM ventros.aggregates
-WHERE aggregate NOT IN ('project', 'contact', 'channel') AND table_name::text IN (
-    SELECT 'ventros.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = 'ventros');
+INSERT INTO rest_aggregates VALUES ('billing_account'), ('subscription'), ('invoice'), ('usage_meter'), ('saga'),
+    ('credential'), ('project_member'), ('webhook_subscription'), ('contact_list'), ('contact_list_filter'),
+    ('contact_list_member'), ('contact_event'), ('event_log');
 GRANT SELECT ON rest_aggregates TO PUBLIC;
 CREATE TEMP TABLE sample_results (aggregate text, created boolean, updated boolean);
 GRANT ALL ON sample_results TO PUBLIC;
