@@ -56,6 +56,7 @@ SELECT ventros.register_aggregate('credential', 'ventros.credentials', 'crm',
     redacted_columns => '{encrypted_value, oauth_access_token, oauth_refresh_token}',
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'An encrypted integration secret');
+UPDATE ventros.aggregates SET quiet_columns = '{last_used_at}' WHERE aggregate = 'credential';
 SELECT ventros.register_event_type('credential.oauth_refreshed', 'The OAuth tokens of a credential were set or refreshed.');
 SELECT ventros.register_event_type('credential.used', 'The secret of a credential was read for use.');
 SELECT ventros.register_event_type('credential.expired', 'A credential passed its expiry and was deactivated.');
@@ -233,7 +234,7 @@ BEGIN
     UPDATE ventros.credentials c SET last_used_at = now(), version = c.version
     WHERE c.tenant_id = tenant AND c.id = credential_id;
     PERFORM ventros.emit('credential.used', 'credential', credential_id, jsonb_build_object('credential_type', current.credential_type),
-                         current.version + 1);
+                         current.version);
     RETURN QUERY SELECT ventros.decrypt_secret(current.encrypted_value),
                         CASE WHEN current.oauth_access_token IS NOT NULL THEN ventros.decrypt_secret(current.oauth_access_token) END,
                         CASE WHEN current.oauth_refresh_token IS NOT NULL THEN ventros.decrypt_secret(current.oauth_refresh_token) END,
@@ -241,7 +242,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.reveal_credential(uuid) IS
-    'Decrypts an active, unexpired credential of the acting tenant for use (55000 otherwise); emits credential.updated and credential.used';
+    'Decrypts an active, unexpired credential of the acting tenant for use (55000 otherwise); sets last_used_at (quiet) and emits credential.used';
 
 -- expire_credentials: deactivates the acting tenant's credentials past expires_at.
 CREATE FUNCTION ventros.expire_credentials() RETURNS integer

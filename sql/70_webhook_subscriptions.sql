@@ -115,6 +115,12 @@ SELECT ventros.register_aggregate('webhook_subscription', 'ventros.webhook_subsc
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'An outbound webhook');
 
+-- Delivery statistics are quiet columns: recording a delivery neither moves
+-- the version nor emits an event.
+UPDATE ventros.aggregates
+SET quiet_columns = '{last_triggered_at,last_success_at,last_failure_at,success_count,failure_count}'
+WHERE aggregate = 'webhook_subscription';
+
 -- Normalises and validates a change set of a subscription (URL and events).
 CREATE FUNCTION ventros.check_webhook_changes(changes jsonb) RETURNS jsonb
 LANGUAGE plpgsql STABLE
@@ -240,7 +246,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.record_webhook_delivery(uuid, boolean) IS
-    'Counts a delivery attempt (no version check: counters commute); emits webhook_subscription.updated';
+    'Counts a delivery attempt (quiet columns: no version check, no event)';
 
 CREATE FUNCTION ventros.get_webhook_subscription(webhook_subscription_id uuid) RETURNS ventros.webhook_subscriptions
 LANGUAGE plpgsql STABLE

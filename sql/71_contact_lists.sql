@@ -78,6 +78,9 @@ COMMENT ON TABLE ventros.contact_list_members IS 'A member of a static contact l
 
 SELECT ventros.register_aggregate('contact_list', 'ventros.contact_lists', 'crm',
     description => 'A static or dynamic set of contacts');
+-- The count is a quiet column: recounting or a member joining does not make
+-- an editor's version stale; contact_list.recalculated / .contact_added say it.
+UPDATE ventros.aggregates SET quiet_columns = '{contact_count,last_calculated_at}' WHERE aggregate = 'contact_list';
 SELECT ventros.register_aggregate('contact_list_filter', 'ventros.contact_list_filters', 'crm',
     description => 'A filter rule of a dynamic contact list (child of contact_list)');
 SELECT ventros.register_aggregate('contact_list_member', 'ventros.contact_list_members', 'crm',
@@ -260,14 +263,14 @@ BEGIN
     UPDATE ventros.contact_lists l SET contact_count = l.contact_count + 1, version = l.version
     WHERE l.tenant_id = list.tenant_id AND l.id = list.id;
     PERFORM ventros.emit('contact_list.contact_added', 'contact_list', list.id,
-                         jsonb_build_object('contact_id', contact_id), list.version + 1);
+                         jsonb_build_object('contact_id', contact_id), list.version);
     RETURN result;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'contact % is in list % already', contact_id, contact_list_id USING ERRCODE = '23505';
 END
 $$;
 COMMENT ON FUNCTION ventros.add_contact_to_list(uuid, uuid) IS
-    'Adds a contact to a static list (dynamic: 23514; twice: 23505); emits contact_list_member.created, contact_list.updated and contact_list.contact_added';
+    'Adds a contact to a static list (dynamic: 23514; twice: 23505); emits contact_list_member.created and contact_list.contact_added';
 
 CREATE FUNCTION ventros.remove_contact_from_list(contact_list_id uuid, contact_id uuid)
 RETURNS void
@@ -287,11 +290,11 @@ BEGIN
     UPDATE ventros.contact_lists l SET contact_count = greatest(l.contact_count - 1, 0), version = l.version
     WHERE l.tenant_id = list.tenant_id AND l.id = list.id;
     PERFORM ventros.emit('contact_list.contact_removed', 'contact_list', list.id,
-                         jsonb_build_object('contact_id', contact_id), list.version + 1);
+                         jsonb_build_object('contact_id', contact_id), list.version);
 END
 $$;
 COMMENT ON FUNCTION ventros.remove_contact_from_list(uuid, uuid) IS
-    'Removes a contact from a static list (P0002 when absent); emits contact_list_member.deleted, contact_list.updated and contact_list.contact_removed';
+    'Removes a contact from a static list (P0002 when absent); emits contact_list_member.deleted and contact_list.contact_removed';
 
 -- contact_list_predicate: the SQL condition over contacts c that a dynamic
 -- list's rules describe.  Values enter as literals (format %L), keys only
@@ -430,7 +433,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.recalculate_contact_list(uuid) IS
-    'Recounts a list''s contacts; emits contact_list.updated and contact_list.recalculated';
+    'Recounts a list''s contacts (a quiet change: the version stays); emits contact_list.recalculated';
 
 CREATE FUNCTION ventros.list_contact_lists(project_id uuid DEFAULT NULL) RETURNS SETOF ventros.contact_lists
 LANGUAGE sql STABLE

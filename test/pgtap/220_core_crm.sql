@@ -43,7 +43,7 @@ SELECT is((SELECT value FROM ventros.reveal_credential(pg_temp.id('c'))), 'top-s
 SELECT throws_ok($$SELECT ventros.create_credential('Meta', 'meta_ads', 'x')$$, '23505', 'a credential named "Meta" exists already', 'unique name');
 SELECT throws_ok($$SELECT ventros.create_credential('Empty', 'api_key', '  ')$$, '23502', 'secret value must not be empty', 'empty value refused');
 SELECT throws_ok($$SELECT ventros.create_credential('Bad', 'ftp', 'x')$$, '22023', NULL, 'unknown type');
-SELECT is((SELECT r.oauth_access_token FROM ventros.set_credential_oauth(pg_temp.id('c'), 2, 'access-1', 'refresh-1', now() + interval '1 hour') s,
+SELECT is((SELECT r.oauth_access_token FROM ventros.set_credential_oauth(pg_temp.id('c'), 1, 'access-1', 'refresh-1', now() + interval '1 hour') s,
            ventros.reveal_credential(s.id) r), 'access-1', 'OAuth tokens set and revealed');
 INSERT INTO ids SELECT 'k', id FROM ventros.create_credential('Key', 'api_key', 'k-value', expires_at => now() - interval '1 minute');
 SELECT throws_ok($$SELECT ventros.set_credential_oauth(pg_temp.id('k'), 1, 'a')$$, '22023', NULL, 'OAuth only for meta/google');
