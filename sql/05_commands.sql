@@ -93,6 +93,7 @@ DECLARE
     target      regclass := pg_typeof(row_type)::text::regclass;
     field       text;
     assignments text;
+    updated     bigint;
     result      ALIAS FOR $0;
 BEGIN
     IF row_id IS NULL THEN
@@ -122,7 +123,8 @@ BEGIN
                    'WHERE t.tenant_id = ventros.require_tenant() AND t.id = $2 RETURNING t.*',
                    target, assignments)
         INTO result USING changes, row_id, expected_version, row_type;
-    IF NOT FOUND THEN
+    GET DIAGNOSTICS updated = ROW_COUNT;   -- EXECUTE does not set FOUND
+    IF updated = 0 THEN
         RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
     END IF;
     RETURN result;

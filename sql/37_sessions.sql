@@ -422,6 +422,7 @@ DECLARE
     tenant text := ventros.require_tenant();
     strategy text;
     member ventros.team_members;
+    tried uuid[] := '{}';
     open_count integer;
     capacity integer;
 BEGIN
@@ -429,17 +430,23 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
     END IF;
-    FOR member IN
-        SELECT m.* FROM ventros.team_members m
+    -- One candidate at a time (LIMIT 1): a cursor would lock every row it
+    -- prefetches and starve concurrent pickers.
+    LOOP
+        SELECT m.* INTO member FROM ventros.team_members m
         JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
-        WHERE m.tenant_id = tenant AND m.team_id = pick_team_agent.team_id
+        WHERE m.tenant_id = tenant AND m.team_id = pick_team_agent.team_id AND m.id <> ALL (tried)
           AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
         ORDER BY CASE WHEN strategy = 'capacity'
                       THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
                             AND s.assigned_agent_id = m.agent_id AND s.status = 'active') END,
                  m.last_assigned_at NULLS FIRST, m.agent_id
-        FOR UPDATE OF m SKIP LOCKED
-    LOOP
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        tried := tried || member.id;
         -- Counted again under the lock: a committed assignment is seen now.
         SELECT count(*) INTO open_count FROM ventros.sessions s
         WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active';
@@ -450,7 +457,6 @@ BEGIN
             RETURN member.agent_id;
         END IF;
     END LOOP;
-    RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS

@@ -89,6 +89,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'agent session % not found', agent_session_id USING ERRCODE = 'P0002';
     END IF;
+    IF NOT current.is_active THEN
+        RAISE EXCEPTION 'agent session % cannot change status from "false" to "false"', agent_session_id
+            USING ERRCODE = 'VN002', DETAIL = 'The agent has left the session already.';
+    END IF;
     UPDATE ventros.agent_sessions a
     SET is_active = false, left_at = greatest(clock_timestamp(), a.joined_at), version = coalesce(expected_version, current.version)
     WHERE a.tenant_id = current.tenant_id AND a.id = current.id
