@@ -61,7 +61,7 @@ CREATE TABLE ventros.campaign_steps (
     CONSTRAINT campaign_steps_config_complete CHECK (CASE type
         WHEN 'broadcast' THEN config ? 'broadcast_id'
         WHEN 'sequence' THEN config ? 'sequence_id'
-        WHEN 'delay' THEN jsonb_typeof(config->'delay_minutes') = 'number' AND (config->>'delay_minutes')::numeric >= 0
+        WHEN 'delay' THEN coalesce(jsonb_typeof(config->'delay_minutes') = 'number' AND (config->>'delay_minutes')::numeric >= 0, false)
         ELSE true END)
 );
 CREATE UNIQUE INDEX campaign_steps_unique_order ON ventros.campaign_steps (tenant_id, campaign_id, "order") WHERE deleted_at IS NULL;
