@@ -175,6 +175,7 @@ DECLARE
     t ventros.trackings;
     existing ventros.tracking_enrichments;
     result ventros.tracking_enrichments;
+    unknown text;
     fields CONSTANT text[] := ARRAY['ad_account_id', 'ad_account_name', 'campaign_id', 'campaign_name', 'adset_id', 'adset_name',
         'ad_id', 'ad_name', 'ad_creative_id', 'creative_type', 'creative_format', 'creative_body', 'creative_title',
         'creative_url', 'targeting_data', 'audience_name', 'impressions', 'clicks', 'spend', 'ctr', 'cpc', 'raw_api_data',
@@ -185,15 +186,24 @@ BEGIN
         PERFORM ventros.not_found('tracking', tracking_id);
     END IF;
     PERFORM ventros.require_json(data, 'object', 'enrichment data');
+    SELECT k INTO unknown FROM jsonb_object_keys(coalesce(data, '{}')) k WHERE NOT k = ANY (fields) LIMIT 1;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown tracking enrichment field "%"', left(unknown, 64)
+            USING ERRCODE = '22023', HINT = format('Fields: %s.', array_to_string(fields, ', '));
+    END IF;
     SELECT * INTO existing FROM ventros.tracking_enrichments e WHERE e.tenant_id = t.tenant_id AND e.tracking_id = t.id;
     IF existing.id IS NULL THEN
-        INSERT INTO ventros.tracking_enrichments (tracking_id, source, enrichment_type)
-        VALUES (t.id, source, coalesce(enrichment_type, 'automatic')) RETURNING * INTO existing;
+        EXECUTE format('INSERT INTO ventros.tracking_enrichments (tracking_id, source, enrichment_type, %s) '
+                       'SELECT $1, $2, $3, %s FROM jsonb_populate_record(NULL::ventros.tracking_enrichments, $4) r RETURNING *',
+                       (SELECT string_agg(format('%I', f), ', ') FROM unnest(fields) f),
+                       (SELECT string_agg(format('r.%I', f), ', ') FROM unnest(fields) f))
+            INTO result USING t.id, source, coalesce(enrichment_type, 'automatic'), coalesce(data, '{}');
+    ELSE
+        result := ventros.apply_changes(NULL::ventros.tracking_enrichments, 'tracking enrichment', existing.id, existing.version,
+            coalesce(data, '{}') || jsonb_build_object('enriched_at', now(), 'source', source,
+                                                       'enrichment_type', coalesce(enrichment_type, 'automatic')),
+            fields || ARRAY['enriched_at', 'source', 'enrichment_type']);
     END IF;
-    result := ventros.apply_changes(NULL::ventros.tracking_enrichments, 'tracking enrichment', existing.id, existing.version,
-        coalesce(data, '{}') || jsonb_build_object('enriched_at', now(), 'source', source,
-                                                   'enrichment_type', coalesce(enrichment_type, 'automatic')),
-        fields || ARRAY['enriched_at', 'source', 'enrichment_type']);
     PERFORM ventros.emit('tracking.enriched', 'tracking', t.id,
         jsonb_build_object('enrichment_id', result.id, 'source', source, 'campaign_name', result.campaign_name,
                            'ad_name', result.ad_name), t.version);

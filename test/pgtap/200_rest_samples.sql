@@ -9,7 +9,9 @@ CREATE TEMP TABLE rest_aggregates (aggregate text PRIMARY KEY);
 INSERT INTO rest_aggregates VALUES ('billing_account'), ('subscription'), ('invoice'), ('usage_meter'), ('saga'),
     ('credential'), ('project_member'), ('webhook_subscription'), ('contact_list'), ('contact_list_filter'),
     ('contact_list_member'), ('contact_event'), ('event_log'), ('campaign'), ('campaign_step'), ('campaign_enrollment'),
-    ('sequence'), ('sequence_step'), ('sequence_enrollment'), ('broadcast'), ('broadcast_execution');
+    ('sequence'), ('sequence_step'), ('sequence_enrollment'), ('broadcast'), ('broadcast_execution'),
+    ('automation'), ('automation_trigger'), ('tracking'), ('tracking_enrichment'), ('message_group'), ('agent_ai_interaction'),
+    ('message_enrichment'), ('ai_process');
 GRANT SELECT ON rest_aggregates TO PUBLIC;
 CREATE TEMP TABLE sample_results (aggregate text, created boolean, updated boolean);
 GRANT ALL ON sample_results TO PUBLIC;
