@@ -38,13 +38,16 @@ COMMENT ON TABLE ventros.sagas IS 'Saga: a multi-step asynchronous process, by c
 SELECT ventros.register_aggregate('saga', 'ventros.sagas', 'core',
     state_column => 'status',
     transitions => '[
-        {"from": null, "to": "running", "event": "saga.started", "description": "A saga started."},
+        {"from": null, "to": "running"},
         {"from": "running", "to": "completed", "event": "saga.completed", "description": "A saga completed all its steps."},
         {"from": "running", "to": "failed", "event": "saga.failed", "description": "A step of a saga failed."},
         {"from": "failed", "to": "compensating", "event": "saga.compensation_started", "description": "A failed saga started compensating its completed steps."},
         {"from": "compensating", "to": "compensated", "event": "saga.compensated", "description": "A saga finished compensating."}
     ]',
     description => 'A multi-step asynchronous process');
+-- saga.created is the row; saga.started, emitted with it by start_saga, is the
+-- process event consumers correlate on (the engine needs both catalogued).
+SELECT ventros.register_event_type('saga.started', 'A saga started.');
 SELECT ventros.register_event_type('saga.step_completed', 'A step of a saga completed.');
 SELECT ventros.register_event_type('saga.compensation_requested',
     'Compensation of one completed step was requested (target: the original compensate.<target>).');
@@ -80,12 +83,15 @@ BEGIN
     VALUES (saga_type, coalesce(correlation_id, gen_random_uuid()), first_step,
             coalesce(ventros.require_json(context, 'object', 'saga context'), '{}'))
     RETURNING * INTO result;
+    PERFORM ventros.emit('saga.started', 'saga', result.id,
+        jsonb_build_object('correlation_id', result.correlation_id, 'saga_type', result.saga_type,
+                           'current_step', result.current_step), result.version);
     RETURN result;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'a saga with correlation id % exists already', correlation_id USING ERRCODE = '23505';
 END
 $$;
-COMMENT ON FUNCTION ventros.start_saga(text, uuid, text, jsonb) IS 'Starts a saga; emits saga.started';
+COMMENT ON FUNCTION ventros.start_saga(text, uuid, text, jsonb) IS 'Starts a saga; emits saga.created and saga.started';
 
 CREATE FUNCTION ventros.complete_saga_step(saga_id uuid, expected_version integer, step text, next_step text DEFAULT NULL)
 RETURNS ventros.sagas

@@ -1,7 +1,7 @@
 -- Aggregate 18, ProjectMember (CRM): a member's role in a project (RBAC).
--- The role column is the state machine: creation in any role is the
--- invitation (project_member.invited) and any change of role is
--- project_member.role_changed.  A member never changes their own role, and a
+-- The role column is the state machine: any change of role is
+-- project_member.role_changed; invite_project_member emits
+-- project_member.invited with the row's project_member.created.  A member never changes their own role, and a
 -- project never loses its last admin; both are checked under a lock of the
 -- project's admin rows, so two concurrent demotions cannot both pass.
 
@@ -32,8 +32,7 @@ SELECT ventros.register_aggregate('project_member', 'ventros.project_members', '
     state_column => 'role',
     transitions => (
         SELECT jsonb_agg(t) FROM (
-            SELECT jsonb_build_object('from', NULL, 'to', r, 'event', 'project_member.invited',
-                                      'description', 'A member was invited to a project.') AS t
+            SELECT jsonb_build_object('from', NULL, 'to', r) AS t
             FROM unnest(ARRAY['admin', 'supervisor', 'agent', 'viewer']) r
             UNION ALL
             SELECT jsonb_build_object('from', a, 'to', b, 'event', 'project_member.role_changed',
@@ -43,6 +42,7 @@ SELECT ventros.register_aggregate('project_member', 'ventros.project_members', '
             WHERE a <> b) s),
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'A member''s role in a project');
+SELECT ventros.register_event_type('project_member.invited', 'A member was invited to a project.');
 SELECT ventros.register_event_type('project_member.removed', 'A member was removed from a project.');
 
 -- The 23 permissions and what each project role holds (no role holds billing).
@@ -99,13 +99,16 @@ BEGIN
     VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(agent_id), 200, 'member id'),
             role, ventros.actor())
     RETURNING * INTO result;
+    PERFORM ventros.emit('project_member.invited', 'project_member', result.id,
+        jsonb_build_object('project_id', result.project_id, 'agent_id', result.agent_id, 'role', result.role,
+                           'invited_by', result.invited_by), result.version);
     RETURN result;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION '% is a member of the project already', agent_id USING ERRCODE = '23505';
 END
 $$;
 COMMENT ON FUNCTION ventros.invite_project_member(text, text, uuid) IS
-    'Adds a member with a role to a project (default project unless given); emits project_member.invited';
+    'Adds a member with a role to a project (default project unless given); emits project_member.created and project_member.invited';
 
 CREATE FUNCTION ventros.change_project_member_role(project_member_id uuid, expected_version integer, role text)
 RETURNS ventros.project_members

@@ -16,7 +16,7 @@ SELECT is((ventros.complete_saga_step(pg_temp.id('s1'), 1, 'create_user', 'creat
 SELECT is((ventros.complete_saga(pg_temp.id('s1'), 2)).status, 'completed', 'running -> completed');
 SELECT throws_ok($$SELECT ventros.fail_saga(pg_temp.id('s1'), 3, 'late')$$, 'VN002', NULL, 'completed -> failed refused');
 SELECT throws_ok($$SELECT ventros.complete_saga_step(pg_temp.id('s1'), 3, 'x')$$, 'VN002', NULL, 'steps only while running');
-SELECT is(pg_temp.events(pg_temp.id('s1')), ARRAY['saga.started', 'saga.updated', 'saga.step_completed', 'saga.completed'], 'saga events');
+SELECT is(pg_temp.events(pg_temp.id('s1')), ARRAY['saga.created', 'saga.started', 'saga.updated', 'saga.step_completed', 'saga.completed'], 'saga events');
 INSERT INTO ids SELECT 's2', id FROM ventros.start_saga('process_inbound_message');
 SELECT throws_ok($$SELECT ventros.start_saga('nonsense')$$, '22023', 'unknown saga type "nonsense"', 'unknown saga type');
 SELECT throws_ok($$SELECT ventros.request_saga_compensation(pg_temp.id('s2'), 1, 'contact.created')$$, 'VN002', NULL,
@@ -65,7 +65,7 @@ SELECT throws_ok($$SELECT ventros.change_project_member_role(pg_temp.id('m1'), 1
 SELECT throws_ok($$SELECT ventros.remove_project_member(pg_temp.id('m1'), 1)$$, '23514', NULL, 'last admin not removed');
 SELECT is((ventros.change_project_member_role(pg_temp.id('m2'), 1, 'admin')).role, 'admin', 'agent -> admin');
 SELECT lives_ok($$SELECT ventros.remove_project_member(pg_temp.id('m1'), 1)$$, 'an admin goes when another remains');
-SELECT is(pg_temp.events(pg_temp.id('m1')), ARRAY['project_member.invited', 'project_member.deleted', 'project_member.removed'], 'member events');
+SELECT is(pg_temp.events(pg_temp.id('m1')), ARRAY['project_member.created', 'project_member.invited', 'project_member.deleted', 'project_member.removed'], 'member events');
 SELECT ok(ventros.has_project_permission(ventros.default_project(), 'bob', 'members.manage'), 'admin permission');
 SELECT ok(NOT ('billing.view' = ANY (ventros.project_role_permissions('admin'))), 'no project role holds billing');
 
