@@ -304,7 +304,7 @@ BEGIN
         RAISE EXCEPTION 'pipeline status % not found', status_id USING ERRCODE = 'P0002';
     END IF;
     IF EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses c
-               WHERE c.tenant_id = st.tenant_id AND c.status_id = st.id AND c.exited_at IS NULL) THEN
+               WHERE c.tenant_id = st.tenant_id AND c.status_id = st.id AND c.exited_at IS NULL AND c.deleted_at IS NULL) THEN
         RAISE EXCEPTION 'pipeline status % still holds contacts', status_id USING ERRCODE = '23503',
             HINT = 'Move the contacts to another status first.';
     END IF;
@@ -347,7 +347,7 @@ BEGIN
     END IF;
     SELECT * INTO previous FROM ventros.contact_pipeline_statuses c
     WHERE c.tenant_id = tenant AND c.contact_id = change_contact_pipeline_status.contact_id
-      AND c.pipeline_id = st.pipeline_id AND c.exited_at IS NULL;
+      AND c.pipeline_id = st.pipeline_id AND c.exited_at IS NULL AND c.deleted_at IS NULL;
     IF FOUND THEN
         IF previous.status_id = st.id THEN
             RETURN previous;    -- already there: nothing happens

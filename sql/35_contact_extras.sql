@@ -271,7 +271,7 @@ BEGIN
     -- Other live contacts with the same identity: suggest merging.
     FOR other IN
         SELECT DISTINCT i.contact_id FROM ventros.contact_identities i
-        WHERE i.tenant_id = tenant AND i.identity_type = add_contact_identity.identity_type AND i.value = normalized
+        WHERE i.tenant_id = tenant AND i.identity_type = add_contact_identity.identity_type AND i.value = normalized AND i.deleted_at IS NULL
           AND i.contact_id <> add_contact_identity.contact_id
     LOOP
         INSERT INTO ventros.contact_merge_suggestions (contact_id, other_contact_id, identity_type, value)
@@ -302,6 +302,7 @@ AS $$
     SELECT i.contact_id FROM ventros.contact_identities i
     WHERE i.tenant_id = ventros.require_tenant() AND i.identity_type = find_contact_by_identity.identity_type
       AND i.value = ventros.normalize_identity(find_contact_by_identity.identity_type, find_contact_by_identity.value)
+      AND i.deleted_at IS NULL  -- states the partial index's predicate (RLS alone does not)
     ORDER BY i.created_at, i.contact_id LIMIT 1
 $$;
 COMMENT ON FUNCTION ventros.find_contact_by_identity(text, text) IS

@@ -104,6 +104,28 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.summarized', 'A summary was set on a session.'),
     ('session.abandoned', 'A session expired with the contact waiting for a first response.')) v(e, d);
 
+-- A status change written directly (not through close_session) still ends
+-- the session consistently: ended_at, end_reason and duration are filled in.
+CREATE FUNCTION ventros.complete_session_end() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF OLD.status = 'active' AND NEW.status <> 'active' THEN
+        NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
+        NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
+                                                                   WHEN 'manually_closed' THEN 'manual_close'
+                                                                   ELSE 'system_close' END);
+        NEW.duration_seconds := extract(epoch FROM NEW.ended_at - NEW.started_at)::integer;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_session_end() IS
+    'Trigger: a session leaving active gets ended_at, end_reason (by status) and duration when the writer did not set them';
+CREATE TRIGGER sessions_complete_end BEFORE UPDATE OF status ON ventros.sessions
+    FOR EACH ROW EXECUTE FUNCTION ventros.complete_session_end();
+
 CREATE TABLE ventros.session_custom_fields (
     id          uuid        NOT NULL DEFAULT gen_random_uuid(),
     tenant_id   text        NOT NULL,
@@ -200,7 +222,7 @@ BEGIN
     FOR attempt IN 1..3 LOOP
         SELECT * INTO result FROM ventros.sessions s
         WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
-          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active'
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active' AND s.deleted_at IS NULL
         FOR UPDATE;
         IF FOUND THEN
             IF at <= result.expires_at THEN
@@ -439,7 +461,7 @@ BEGIN
           AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
         ORDER BY CASE WHEN strategy = 'capacity'
                       THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
-                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active') END,
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL) END,
                  m.last_assigned_at NULLS FIRST, m.agent_id
         LIMIT 1
         FOR UPDATE OF m SKIP LOCKED;
@@ -449,7 +471,7 @@ BEGIN
         tried := tried || member.id;
         -- Counted again under the lock: a committed assignment is seen now.
         SELECT count(*) INTO open_count FROM ventros.sessions s
-        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active';
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
         SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
         IF open_count < capacity THEN
             UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version

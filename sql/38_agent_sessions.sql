@@ -41,6 +41,22 @@ SELECT ventros.register_aggregate('agent_session', 'ventros.agent_sessions', 'cr
     description => 'An agent''s participation in a session');
 SELECT ventros.register_event_type('agent_session.role_changed', 'An agent''s role in a session changed.');
 
+-- Leaving written directly (is_active = false) stamps left_at too.
+CREATE FUNCTION ventros.complete_agent_session_leave() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF OLD.is_active AND NOT NEW.is_active THEN
+        NEW.left_at := coalesce(NEW.left_at, greatest(now(), NEW.joined_at));
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_agent_session_leave() IS 'Trigger: an agent session that ends gets left_at when the writer did not set it';
+CREATE TRIGGER agent_sessions_complete_leave BEFORE UPDATE OF is_active ON ventros.agent_sessions
+    FOR EACH ROW EXECUTE FUNCTION ventros.complete_agent_session_leave();
+
 CREATE FUNCTION ventros.join_session(session_id uuid, agent_id uuid, role_in_session text DEFAULT 'primary',
                                      metadata jsonb DEFAULT NULL)
 RETURNS ventros.agent_sessions

@@ -195,7 +195,7 @@ BEGIN
     IF phone_e164 IS NOT NULL THEN
         SELECT x.id INTO found_id FROM ventros.contacts x
         WHERE x.tenant_id = tenant AND x.project_id = coalesce(upsert_contact_by_identity.project_id, ventros.default_project())
-          AND x.phone = phone_e164;
+          AND x.phone = phone_e164 AND x.deleted_at IS NULL;
     END IF;
     IF found_id IS NULL THEN
         c := ventros.create_contact(coalesce(nullif(btrim(name), ''), sender), phone => phone_e164,
@@ -289,7 +289,8 @@ BEGIN
     END IF;
     IF channel_message_id IS NOT NULL THEN
         SELECT * INTO result FROM ventros.messages m
-        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id;
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
         IF FOUND THEN
             RETURN result;      -- a repeated webhook: nothing happens
         END IF;
@@ -309,7 +310,8 @@ BEGIN
     IF result.id IS NULL THEN
         -- The same provider message was stored by a concurrent transaction.
         SELECT * INTO result FROM ventros.messages m
-        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id;
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
         RETURN result;
     END IF;
     PERFORM ventros.record_message_effects(result, s);
@@ -419,7 +421,7 @@ BEGIN
     ELSIF channel_id IS NOT NULL AND channel_message_id IS NOT NULL THEN
         SELECT * INTO m FROM ventros.messages x
         WHERE x.tenant_id = tenant AND x.channel_id = confirm_message_status.channel_id
-          AND x.channel_message_id = confirm_message_status.channel_message_id FOR UPDATE;
+          AND x.channel_message_id = confirm_message_status.channel_message_id AND x.deleted_at IS NULL FOR UPDATE;
     ELSE
         RAISE EXCEPTION 'confirm a message by its id or by channel and provider id' USING ERRCODE = '22023';
     END IF;
@@ -492,7 +494,7 @@ BEGIN
         RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
     END IF;
     SELECT * INTO result FROM ventros.messages m
-    WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = import_message.channel_message_id;
+    WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = import_message.channel_message_id AND m.deleted_at IS NULL;
     IF FOUND THEN
         RETURN result;
     END IF;

@@ -65,7 +65,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.* FROM ventros.sessions s
-    WHERE s.tenant_id = ventros.require_tenant() AND s.status = 'active'
+    WHERE s.tenant_id = ventros.require_tenant() AND s.status = 'active' AND s.deleted_at IS NULL
       AND s.assigned_agent_id IS NOT DISTINCT FROM open_sessions.agent_id
       AND (open_sessions.channel_id IS NULL OR s.channel_id = open_sessions.channel_id)
       AND (before_id IS NULL OR (s.last_activity_at, s.id) < (before_activity_at, before_id))
@@ -81,7 +81,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT s.assigned_agent_id, s.channel_id, count(*) FROM ventros.sessions s
-    WHERE s.tenant_id = ventros.require_tenant() AND s.status = 'active'
+    WHERE s.tenant_id = ventros.require_tenant() AND s.status = 'active' AND s.deleted_at IS NULL
     GROUP BY 1, 2 ORDER BY 1 NULLS FIRST, 2
     LIMIT current_setting('ventros.max_page_size')::integer
 $$;
@@ -119,7 +119,7 @@ BEGIN
     RETURN QUERY
     SELECT s.id, s.name, s.status_type, s.position, s.color,
            (SELECT count(*) FROM ventros.contact_pipeline_statuses c
-            WHERE c.tenant_id = tenant AND c.pipeline_id = s.pipeline_id AND c.status_id = s.id AND c.exited_at IS NULL)
+            WHERE c.tenant_id = tenant AND c.pipeline_id = s.pipeline_id AND c.status_id = s.id AND c.exited_at IS NULL AND c.deleted_at IS NULL)
     FROM ventros.pipeline_statuses s
     WHERE s.tenant_id = tenant AND s.pipeline_id = pipeline_board.pipeline_id AND s.active
     ORDER BY s.position, s.id;
@@ -140,7 +140,7 @@ AS $$
     JOIN ventros.pipeline_statuses s ON s.tenant_id = c.tenant_id AND s.id = c.status_id
     JOIN ventros.contacts k ON k.tenant_id = c.tenant_id AND k.id = c.contact_id
     WHERE c.tenant_id = ventros.require_tenant() AND c.status_id = pipeline_status_contacts.status_id
-      AND c.pipeline_id = s.pipeline_id AND c.exited_at IS NULL
+      AND c.pipeline_id = s.pipeline_id AND c.exited_at IS NULL AND c.deleted_at IS NULL
       AND (before_id IS NULL OR (c.entered_at, c.id) < (before_entered_at, before_id))
     ORDER BY c.entered_at DESC, c.id DESC
     LIMIT ventros.check_page_size(page_size)
