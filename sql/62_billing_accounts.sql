@@ -53,7 +53,7 @@ SELECT ventros.register_aggregate('billing_account', 'ventros.billing_accounts',
     description => 'The paying customer');
 SELECT ventros.register_event_type('billing_account.stripe_customer_linked', 'A Stripe customer was linked to a billing account.');
 
-CREATE FUNCTION ventros.create_billing_account(name text, billing_email text, user_id uuid)
+CREATE FUNCTION ventros.create_billing_account(name text, billing_email text, user_id uuid, payment_methods jsonb DEFAULT '[]')
 RETURNS ventros.billing_accounts
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -66,14 +66,15 @@ BEGIN
             CASE WHEN name IS NULL THEN 'name' WHEN billing_email IS NULL THEN 'billing_email' ELSE 'user_id' END
             USING ERRCODE = '23502';
     END IF;
-    INSERT INTO ventros.billing_accounts (user_id, name, billing_email)
-    VALUES (user_id, ventros.check_length(btrim(name), 200, 'billing account name'), ventros.normalize_email(billing_email))
+    INSERT INTO ventros.billing_accounts (user_id, name, billing_email, payment_methods)
+    VALUES (user_id, ventros.check_length(btrim(name), 200, 'billing account name'), ventros.normalize_email(billing_email),
+            coalesce(ventros.require_json(payment_methods, 'array', 'payment methods'), '[]'))
     RETURNING * INTO result;
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION ventros.create_billing_account(text, text, uuid) IS
-    'Creates a pending billing account; emits billing_account.created';
+COMMENT ON FUNCTION ventros.create_billing_account(text, text, uuid, jsonb) IS
+    'Creates a pending billing account (with the payment methods known at registration, if any); emits billing_account.created';
 
 CREATE FUNCTION ventros.activate_billing_payment(billing_account_id uuid, expected_version integer, payment_method jsonb)
 RETURNS ventros.billing_accounts
@@ -218,7 +219,7 @@ COMMENT ON FUNCTION ventros.list_billing_accounts(uuid, boolean) IS
     'Billing accounts of the acting tenant, by user and optionally only active ones, oldest first';
 
 GRANT EXECUTE ON FUNCTION ventros.get_billing_account(uuid), ventros.list_billing_accounts(uuid, boolean) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.create_billing_account(text, text, uuid),
+GRANT EXECUTE ON FUNCTION ventros.create_billing_account(text, text, uuid, jsonb),
     ventros.activate_billing_payment(uuid, integer, jsonb), ventros.suspend_billing_account(uuid, integer, text),
     ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
     ventros.update_billing_account(uuid, integer, jsonb), ventros.link_stripe_customer(uuid, integer, text)
