@@ -68,20 +68,26 @@ $$;
 COMMENT ON FUNCTION ventros.project_role_permissions(text) IS
     'The permissions a project role holds (billing.view and billing.manage belong to no project role)';
 
--- Locks the project's live admin rows and returns how many there are.
+-- Locks the project row (serialising membership changes of one project),
+-- then counts its admins.  Two statements on purpose: under READ COMMITTED
+-- the count must take its snapshot after the lock is granted, so that it
+-- sees the demotion that the lock waited for.
 CREATE FUNCTION ventros.lock_project_admins(project_id uuid) RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*)::integer FROM (
-        SELECT 1 FROM ventros.projects p WHERE p.tenant_id = ventros.require_tenant() AND p.id = lock_project_admins.project_id
-        FOR UPDATE) locked,
-    LATERAL (SELECT 1 FROM ventros.project_members m
-             WHERE m.tenant_id = ventros.require_tenant() AND m.project_id = lock_project_admins.project_id
-               AND m.role = 'admin') admins
+DECLARE
+    admins integer;
+BEGIN
+    PERFORM 1 FROM ventros.projects p
+    WHERE p.tenant_id = ventros.require_tenant() AND p.id = lock_project_admins.project_id FOR UPDATE;
+    SELECT count(*) INTO admins FROM ventros.project_members m
+    WHERE m.tenant_id = ventros.require_tenant() AND m.project_id = lock_project_admins.project_id AND m.role = 'admin';
+    RETURN admins;
+END
 $$;
 COMMENT ON FUNCTION ventros.lock_project_admins(uuid) IS
-    'Locks a project row (serialising membership changes of the project) and counts its admins';
+    'Locks a project row (serialising membership changes of the project) and then counts its admins';
 
 CREATE FUNCTION ventros.invite_project_member(agent_id text, role text, project_id uuid DEFAULT NULL)
 RETURNS ventros.project_members
