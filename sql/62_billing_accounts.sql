@@ -53,6 +53,40 @@ SELECT ventros.register_aggregate('billing_account', 'ventros.billing_accounts',
     description => 'The paying customer');
 SELECT ventros.register_event_type('billing_account.stripe_customer_linked', 'A Stripe customer was linked to a billing account.');
 
+-- Invariant of the domain: a project is created (or moved) only under an
+-- active, unsuspended billing account.  The account row is share-locked, so
+-- a concurrent suspension waits for the project or the project sees it.
+ALTER TABLE ventros.projects
+    ADD CONSTRAINT projects_billing_account_fk FOREIGN KEY (tenant_id, billing_account_id)
+        REFERENCES ventros.billing_accounts (tenant_id, id);
+
+CREATE FUNCTION ventros.projects_require_active_billing() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    status text;
+BEGIN
+    IF NEW.billing_account_id IS NULL
+       OR (TG_OP = 'UPDATE' AND NEW.billing_account_id IS NOT DISTINCT FROM OLD.billing_account_id) THEN
+        RETURN NEW;
+    END IF;
+    SELECT b.payment_status INTO status FROM ventros.billing_accounts b
+    WHERE b.tenant_id = coalesce(NEW.tenant_id, ventros.require_tenant()) AND b.id = NEW.billing_account_id
+    FOR SHARE;
+    IF status IS DISTINCT FROM 'active' THEN
+        RAISE EXCEPTION 'billing account % cannot create projects', NEW.billing_account_id
+            USING ERRCODE = '23514', DETAIL = format('Its payment status is %s.', coalesce(status, 'unknown')),
+                  HINT = 'Activate the account''s payment first.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.projects_require_active_billing() IS
+    'Refuses a project under a billing account that is not active (23514)';
+CREATE TRIGGER projects_require_active_billing BEFORE INSERT OR UPDATE OF billing_account_id ON ventros.projects
+    FOR EACH ROW EXECUTE FUNCTION ventros.projects_require_active_billing();
+
 CREATE FUNCTION ventros.create_billing_account(name text, billing_email text, user_id uuid, payment_methods jsonb DEFAULT '[]')
 RETURNS ventros.billing_accounts
 LANGUAGE plpgsql

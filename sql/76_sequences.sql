@@ -391,6 +391,8 @@ DECLARE
     step ventros.sequence_steps;
     following ventros.sequence_steps;
     result ventros.sequence_enrollments;
+    channel uuid;
+    sent uuid;
 BEGIN
     SELECT * INTO e FROM ventros.sequence_enrollments x
     WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_enrollment_id FOR UPDATE;
@@ -409,6 +411,24 @@ BEGIN
         PERFORM ventros.sequence_enrollment_changed(result, 'active');
         RETURN result;
     END IF;
+    -- Send on the channel of the contact's latest session (source sequence,
+    -- its system agent); consent is checked by send_message: an opted-out
+    -- contact leaves the sequence.  Without a session the event carries the
+    -- template for a sender that knows the channel.
+    SELECT s.channel_id INTO channel FROM ventros.sessions s
+    WHERE s.tenant_id = e.tenant_id AND s.contact_id = e.contact_id ORDER BY s.started_at DESC LIMIT 1;
+    IF channel IS NOT NULL AND step.message_template ? 'content' THEN
+        BEGIN
+            sent := (ventros.send_message(channel, e.contact_id, text => step.message_template->>'content', source => 'sequence',
+                                          metadata => jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
+        EXCEPTION WHEN SQLSTATE 'VN010' THEN
+            UPDATE ventros.sequence_enrollments x
+            SET status = 'exited', exited_at = now, exit_reason = 'opted_out', next_scheduled_at = NULL, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+            PERFORM ventros.sequence_enrollment_changed(result, 'active');
+            RETURN result;
+        END;
+    END IF;
     SELECT * INTO following FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
       AND x."order" > step."order" ORDER BY x."order" LIMIT 1;
     UPDATE ventros.sequence_enrollments x
@@ -418,12 +438,12 @@ BEGIN
     WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
     PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
         jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
-                           'message_template', step.message_template), NULL);
+                           'message_template', step.message_template, 'message_id', sent), NULL);
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION ventros.advance_sequence_enrollment(uuid, timestamptz) IS
-    'Sends the due step of an active enrollment (as an event for the sender) and schedules the next, or completes; emits sequence.enrollment_advanced or sequence.enrollment_completed';
+    'Sends the due step of an active enrollment on the contact''s latest session channel (source sequence; an opted-out contact exits) and schedules the next, or completes; emits message.created, sequence.enrollment_advanced, sequence.enrollment_completed or sequence.enrollment_exited';
 
 CREATE FUNCTION ventros.tick_sequences(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
 RETURNS integer

@@ -1,7 +1,7 @@
 -- Billing (aggregates 25-28): commands, every allowed transition, a sample of
 -- refused ones, invariants and bad input.
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 SELECT ventros.create_tenant('t_billing', 'Billing');
 SET LOCAL ventros.tenant = 't_billing';
 SET LOCAL ROLE ventros_admin;
@@ -48,6 +48,10 @@ SELECT is(pg_temp.events(pg_temp.id('a')), ARRAY['billing_account.created', 'bil
     'billing_account.suspended', 'billing_account.reactivated', 'billing_account.updated',
     'billing_account.stripe_customer_linked', 'billing_account.updated'], 'account events in order');
 SELECT ok(pg_temp.events(pg_temp.id('d')) @> ARRAY['billing_account.canceled'], 'active -> canceled');
+SELECT throws_ok($$INSERT INTO ventros.projects (name, billing_account_id) VALUES ('Under B', pg_temp.id('b'))$$, '23514',
+                 NULL, 'no project under an account that is not active');
+SELECT lives_ok($$INSERT INTO ventros.projects (name, billing_account_id) VALUES ('Under A', pg_temp.id('a'))$$,
+                'a project under an active account');
 SELECT ok(NOT EXISTS (SELECT 1 FROM ventros.outbox WHERE aggregate_id = pg_temp.id('a') AND payload::text LIKE '%pm_1%'),
           'payment methods are redacted from events');
 

@@ -1,6 +1,6 @@
 -- Campaigns, sequences and broadcasts: machines, guards, enrollments, ticks.
 BEGIN;
-SELECT plan(55);
+SELECT plan(58);
 SELECT ventros.create_tenant('t_auto', 'Automation');
 SET LOCAL ventros.tenant = 't_auto';
 SET LOCAL ROLE ventros_admin;
@@ -84,6 +84,19 @@ SELECT is((ventros.set_sequence_status(pg_temp.id('q'), pg_temp.v('ventros.seque
 SELECT is((ventros.set_sequence_status(pg_temp.id('q'), pg_temp.v('ventros.sequences', pg_temp.id('q')), 'archived')).status, 'archived', 'active -> archived');
 SELECT throws_ok($$SELECT ventros.set_sequence_status(pg_temp.id('q'), pg_temp.v('ventros.sequences', pg_temp.id('q')), 'active')$$, 'VN002', NULL,
                  'archived is terminal');
+-- a contact with a conversation gets the step on its channel; an opted-out one leaves
+INSERT INTO ids SELECT 'q3', id FROM ventros.create_sequence('Talkers');
+SELECT ventros.add_sequence_step(pg_temp.id('q3'), 0, 'Hi', '{"type": "text", "content": "Hello from the sequence"}');
+SELECT ventros.set_sequence_status(pg_temp.id('q3'), 1, 'active');
+INSERT INTO ids SELECT 'talker', contact_id FROM ventros.receive_message(ventros_test.new_channel(), '+5511977776666', 'hi there');
+INSERT INTO ids SELECT 'quiet', contact_id FROM ventros.receive_message(ventros_test.new_channel(), '+5511977775555', 'stop');
+SELECT ventros.set_contact_consent(pg_temp.id('quiet'), false);
+SELECT ventros.enroll_in_sequence(pg_temp.id('q3'), pg_temp.id('talker')), ventros.enroll_in_sequence(pg_temp.id('q3'), pg_temp.id('quiet'));
+SELECT is(ventros.tick_sequences(now() + interval '1 minute'), 2, 'both due');
+SELECT is((SELECT m.source || '/' || m.text FROM ventros.messages m WHERE m.contact_id = pg_temp.id('talker') AND m.from_me),
+          'sequence/Hello from the sequence', 'the step went out on the contact''s channel as a sequence message');
+SELECT is((SELECT status || '/' || exit_reason FROM ventros.sequence_enrollments WHERE contact_id = pg_temp.id('quiet')), 'exited/opted_out',
+          'an opted-out contact leaves the sequence');
 SELECT ok(pg_temp.events(pg_temp.id('q')) @> ARRAY['sequence.created', 'sequence.step_added', 'sequence.step_updated', 'sequence.step_removed',
     'sequence.activated', 'sequence.contact_enrolled', 'sequence.enrollment_advanced', 'sequence.enrollment_exited',
     'sequence.enrollment_paused', 'sequence.enrollment_resumed', 'sequence.enrollment_completed', 'sequence.paused',
