@@ -164,7 +164,7 @@ BEGIN
                              'media_url = CASE WHEN media_url IS NOT NULL THEN ''https://erased.invalid/'' END, '
                              'metadata = NULL, mentions = ''{}'', error = NULL'],
         ['ventros.sessions', 'summary = NULL, topics = NULL, next_steps = NULL, key_entities = NULL, outcome_tags = NULL'],
-        ['ventros.notes', 'content = ''[erased]'', attachments = NULL'],
+        ['ventros.notes', 'content = ''[erased]'', attachments = ''{}'''],
         ['ventros.contact_events', 'title = NULL, description = NULL, payload = ''{}'', metadata = ''{}'''],
         ['ventros.event_log', 'payload = ''{}'''],
         ['ventros.trackings', 'ad_url = NULL, click_id = NULL, conversion_data = NULL, utm_term = NULL, utm_content = NULL, metadata = ''{}'''],
@@ -181,7 +181,7 @@ BEGIN
                            rule[1], rule[2]) USING tenant, contact_id;
             GET DIAGNOSTICS n = ROW_COUNT;
             total := total + n;
-        EXCEPTION WHEN undefined_column THEN
+        EXCEPTION WHEN undefined_column OR not_null_violation OR check_violation THEN
             NULL;               -- the table's shape differs from the rule's: the value scan still covers it
         END;
     END LOOP;

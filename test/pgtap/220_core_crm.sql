@@ -1,6 +1,6 @@
 -- Sagas, credentials, project members, webhook subscriptions, processed events.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 SELECT ventros.create_tenant('t_core', 'Core');
 SELECT ventros.create_tenant('t_core2', 'Core 2');
 SET LOCAL ventros.tenant = 't_core';
@@ -48,6 +48,13 @@ SELECT is((SELECT r.oauth_access_token FROM ventros.set_credential_oauth(pg_temp
 INSERT INTO ids SELECT 'k', id FROM ventros.create_credential('Key', 'api_key', 'k-value', expires_at => now() - interval '1 minute');
 SELECT throws_ok($$SELECT ventros.set_credential_oauth(pg_temp.id('k'), 1, 'a')$$, '22023', NULL, 'OAuth only for meta/google');
 SELECT throws_ok($$SELECT * FROM ventros.reveal_credential(pg_temp.id('k'))$$, '55000', NULL, 'expired credential not revealed');
+SET LOCAL ventros.tenant = 't_core2';
+SELECT throws_ok($$SELECT * FROM ventros.reveal_credential(pg_temp.id('c'))$$, 'P0002', NULL, 'another tenant cannot reveal it');
+SET LOCAL ventros.tenant = 't_core';
+SET LOCAL ROLE ventros_agent;
+SELECT throws_ok($$SELECT * FROM ventros.reveal_credential(pg_temp.id('c'))$$, '42501', NULL, 'agents cannot reveal secrets');
+SELECT throws_ok($$SELECT ventros.decrypt_secret(encrypted_value) FROM ventros.credentials$$, '42501', NULL, 'nobody calls decrypt_secret');
+SET LOCAL ROLE ventros_admin;
 SELECT is(ventros.expire_credentials(), 1, 'expired credential deactivated');
 SELECT is((ventros.activate_credential(pg_temp.id('k'), 2)).is_active, true, 'false -> true');
 SELECT is((ventros.set_credential_value(pg_temp.id('k'), 3, 'k-value-2')).version, 4, 'value replaced');

@@ -2,7 +2,7 @@
 -- every text, varchar, jsonb and text[] column of every table of schema
 -- ventros (every tenant), outbox included; and the subject export.
 BEGIN;
-SELECT plan(13);
+SELECT plan(15);
 SELECT ventros.create_tenant('t_erase', 'Erase');
 SELECT ventros.create_tenant('t_erase_other', 'Other');
 SET LOCAL ventros.tenant = 't_erase';
@@ -46,6 +46,8 @@ SELECT ventros.set_contact_custom_field(pg_temp.id('zeb'), 'cpf', 'text', '"123.
 SELECT ventros.update_contact(pg_temp.id('zeb'), (ventros.get_contact(pg_temp.id('zeb'))).version, '{"timezone": "America/Sao_Paulo", "name": "Zebulon Q. Quixote"}');
 SELECT ventros.create_contact_event(pg_temp.id('zeb'), 'note.added', 'note', 'Call Zebulon Q. Quixote', 'Prefers zeb.quixote@example.org');
 SELECT ventros.append_event_log('message.received', '{"from": "5511987654321@c.us"}', 'webhook', contact_id => pg_temp.id('zeb'));
+SELECT ventros.add_note(pg_temp.id('zeb'), 'Zebulon Q. Quixote asked for a callback', ventros_test.new_agent(),
+                        attachments => ARRAY['https://files.example.com/zeb.quixote@example.org.pdf']);
 INSERT INTO ids SELECT 'list', id FROM ventros.create_contact_list('VIPs', true);
 SELECT ventros.add_contact_to_list(pg_temp.id('list'), pg_temp.id('zeb'));
 SELECT ventros.start_saga('process_inbound_message', context => '{"sender": "5511987654321@c.us"}');
@@ -71,6 +73,10 @@ SELECT throws_ok($$SELECT ventros.get_contact(pg_temp.id('zeb'))$$, 'P0002', NUL
 SELECT is((SELECT text FROM ventros.messages WHERE id = pg_temp.id('msg')), '[erased]', 'message text blanked');
 SELECT is((ventros.get_contact(pg_temp.id('amy'))).email, 'amy@example.org', 'others keep their data');
 SELECT throws_ok($$SELECT ventros.erase_contact(gen_random_uuid())$$, 'P0002', NULL, 'unknown contact');
+SET LOCAL ventros.tenant = 't_erase_other';
+SELECT throws_ok($$SELECT ventros.erase_contact(pg_temp.id('amy'))$$, 'P0002', NULL, 'another tenant''s contact cannot be erased');
+SELECT throws_ok($$SELECT ventros.export_contact_data(pg_temp.id('amy'))$$, 'P0002', NULL, 'nor exported');
+SET LOCAL ventros.tenant = 't_erase';
 SET LOCAL ROLE ventros_agent;
 SELECT throws_ok($$SELECT ventros.erase_contact(pg_temp.id('amy'))$$, '42501', NULL, 'agents may not erase');
 SELECT * FROM finish();
