@@ -221,20 +221,9 @@ COMMENT ON FUNCTION ventros.link_stripe_customer(uuid, integer, text) IS
     'Links the Stripe customer; emits billing_account.updated and billing_account.stripe_customer_linked';
 
 CREATE FUNCTION ventros.get_billing_account(billing_account_id uuid) RETURNS ventros.billing_accounts
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.billing_accounts;
-BEGIN
-    SELECT * INTO result FROM ventros.billing_accounts b
-    WHERE b.tenant_id = ventros.require_tenant() AND b.id = billing_account_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('billing account', billing_account_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.billing_accounts, 'billing account', billing_account_id) $$;
 COMMENT ON FUNCTION ventros.get_billing_account(uuid) IS 'A live billing account of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_billing_accounts(user_id uuid DEFAULT NULL, only_active boolean DEFAULT false)

@@ -217,20 +217,9 @@ COMMENT ON FUNCTION ventros.reactivate_subscription(uuid, integer) IS
     'Reactivates a canceled subscription; emits subscription.reactivated';
 
 CREATE FUNCTION ventros.get_subscription(subscription_id uuid) RETURNS ventros.subscriptions
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.subscriptions;
-BEGIN
-    SELECT * INTO result FROM ventros.subscriptions s
-    WHERE s.tenant_id = ventros.require_tenant() AND s.id = subscription_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('subscription', subscription_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.subscriptions, 'subscription', subscription_id) $$;
 COMMENT ON FUNCTION ventros.get_subscription(uuid) IS 'A live subscription of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_subscriptions(billing_account_id uuid DEFAULT NULL, status text DEFAULT NULL,

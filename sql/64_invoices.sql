@@ -170,19 +170,9 @@ COMMENT ON FUNCTION ventros.set_invoice_links(uuid, integer, text, text, timesta
     'Sets the hosted and PDF URLs (https, 23514) and the due date; emits invoice.updated';
 
 CREATE FUNCTION ventros.get_invoice(invoice_id uuid) RETURNS ventros.invoices
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.invoices;
-BEGIN
-    SELECT * INTO result FROM ventros.invoices i WHERE i.tenant_id = ventros.require_tenant() AND i.id = invoice_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('invoice', invoice_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.invoices, 'invoice', invoice_id) $$;
 COMMENT ON FUNCTION ventros.get_invoice(uuid) IS 'A live invoice of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_invoices(billing_account_id uuid DEFAULT NULL, status text DEFAULT NULL,

@@ -136,19 +136,9 @@ COMMENT ON FUNCTION ventros.reset_usage_period(uuid, integer, timestamptz, times
     'Starts a new period at zero; emits usage_meter.updated and usage_meter.period_reset';
 
 CREATE FUNCTION ventros.get_usage_meter(usage_meter_id uuid) RETURNS ventros.usage_meters
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.usage_meters;
-BEGIN
-    SELECT * INTO result FROM ventros.usage_meters m WHERE m.tenant_id = ventros.require_tenant() AND m.id = usage_meter_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('usage meter', usage_meter_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.usage_meters, 'usage meter', usage_meter_id) $$;
 COMMENT ON FUNCTION ventros.get_usage_meter(uuid) IS 'A live usage meter of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_usage_meters(billing_account_id uuid DEFAULT NULL, metric_name text DEFAULT NULL,

@@ -180,19 +180,9 @@ AS $$ SELECT ventros.change_row(NULL::ventros.sagas, 'saga', saga_id, expected_v
 COMMENT ON FUNCTION ventros.mark_saga_compensated(uuid, integer) IS 'Ends the compensation of a saga; emits saga.compensated';
 
 CREATE FUNCTION ventros.get_saga(saga_id uuid) RETURNS ventros.sagas
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.sagas;
-BEGIN
-    SELECT * INTO result FROM ventros.sagas s WHERE s.tenant_id = ventros.require_tenant() AND s.id = saga_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('saga', saga_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.sagas, 'saga', saga_id) $$;
 COMMENT ON FUNCTION ventros.get_saga(uuid) IS 'A live saga of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.find_saga(correlation_id uuid) RETURNS SETOF ventros.sagas

@@ -269,19 +269,9 @@ COMMENT ON FUNCTION ventros.expire_credentials() IS
     'Deactivates the acting tenant''s expired credentials; emits credential.deactivated and credential.expired for each; returns how many';
 
 CREATE FUNCTION ventros.get_credential(credential_id uuid) RETURNS ventros.credentials
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.credentials;
-BEGIN
-    SELECT * INTO result FROM ventros.credentials c WHERE c.tenant_id = ventros.require_tenant() AND c.id = credential_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('credential', credential_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.credentials, 'credential', credential_id) $$;
 COMMENT ON FUNCTION ventros.get_credential(uuid) IS 'A live credential (ciphertext only), or P0002';
 
 CREATE FUNCTION ventros.list_credentials(credential_type text DEFAULT NULL, project_id uuid DEFAULT NULL,

@@ -162,20 +162,9 @@ COMMENT ON FUNCTION ventros.remove_project_member(uuid, integer) IS
     'Removes a member (never the last admin: 23514); emits project_member.deleted and project_member.removed';
 
 CREATE FUNCTION ventros.get_project_member(project_member_id uuid) RETURNS ventros.project_members
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.project_members;
-BEGIN
-    SELECT * INTO result FROM ventros.project_members m
-    WHERE m.tenant_id = ventros.require_tenant() AND m.id = project_member_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('project member', project_member_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.project_members, 'project member', project_member_id) $$;
 COMMENT ON FUNCTION ventros.get_project_member(uuid) IS 'A live project member, or P0002';
 
 CREATE FUNCTION ventros.list_project_members(project_id uuid DEFAULT NULL, agent_id text DEFAULT NULL,

@@ -249,20 +249,9 @@ COMMENT ON FUNCTION ventros.record_webhook_delivery(uuid, boolean) IS
     'Counts a delivery attempt (quiet columns: no version check, no event)';
 
 CREATE FUNCTION ventros.get_webhook_subscription(webhook_subscription_id uuid) RETURNS ventros.webhook_subscriptions
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.webhook_subscriptions;
-BEGIN
-    SELECT * INTO result FROM ventros.webhook_subscriptions w
-    WHERE w.tenant_id = ventros.require_tenant() AND w.id = webhook_subscription_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('webhook subscription', webhook_subscription_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.webhook_subscriptions, 'webhook subscription', webhook_subscription_id) $$;
 COMMENT ON FUNCTION ventros.get_webhook_subscription(uuid) IS 'A live webhook subscription, or P0002';
 
 CREATE FUNCTION ventros.list_webhook_subscriptions(event_type text DEFAULT NULL, only_active boolean DEFAULT false)

@@ -248,19 +248,9 @@ $$;
 COMMENT ON FUNCTION ventros.decode_tracking_code(text) IS 'The tracking id hidden in a text by encode_tracking_code, or NULL';
 
 CREATE FUNCTION ventros.get_tracking(tracking_id uuid) RETURNS ventros.trackings
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.trackings;
-BEGIN
-    SELECT * INTO result FROM ventros.trackings t WHERE t.tenant_id = ventros.require_tenant() AND t.id = tracking_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('tracking', tracking_id);
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.trackings, 'tracking', tracking_id) $$;
 COMMENT ON FUNCTION ventros.get_tracking(uuid) IS 'A live tracking, or P0002';
 
 CREATE FUNCTION ventros.list_trackings(contact_id uuid DEFAULT NULL, session_id uuid DEFAULT NULL, source text DEFAULT NULL,
