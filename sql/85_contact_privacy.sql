@@ -254,7 +254,7 @@ BEGIN
 
     -- Ids of the contact's rows, whose outbox events are redacted too.
     FOR t IN SELECT DISTINCT table_name FROM ventros.text_columns() WHERE has_contact LOOP
-        EXECUTE format('SELECT array_agg(id) FROM %s WHERE tenant_id = $1 AND contact_id = $2', t.table_name)
+        EXECUTE format('SELECT array_agg((to_jsonb(x)->>''id'')::uuid) FROM %s x WHERE tenant_id = $1 AND contact_id = $2', t.table_name)
             INTO ids USING tenant, c.id;
         related := related || coalesce(ids, '{}');
     END LOOP;
@@ -320,7 +320,8 @@ BEGIN
                               'contact', contact);
     FOR t IN SELECT DISTINCT table_name FROM ventros.text_columns() WHERE has_contact ORDER BY 1 LOOP
         BEGIN
-            EXECUTE format('SELECT jsonb_agg(to_jsonb(x) ORDER BY x.created_at, x.id), array_agg(x.id) FROM %s x '
+            EXECUTE format('SELECT jsonb_agg(to_jsonb(x) ORDER BY to_jsonb(x)->>''created_at'', to_jsonb(x)->>''id''), '
+                           'array_agg((to_jsonb(x)->>''id'')::uuid) FROM %s x '
                            'WHERE x.tenant_id = $1 AND x.contact_id = $2', t.table_name)
                 INTO rows, ids USING tenant, contact_id;
         EXCEPTION WHEN insufficient_privilege THEN

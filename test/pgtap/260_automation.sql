@@ -1,6 +1,6 @@
 -- Campaigns, sequences and broadcasts: machines, guards, enrollments, ticks.
 BEGIN;
-SELECT plan(58);
+SELECT plan(60);
 SELECT ventros.create_tenant('t_auto', 'Automation');
 SET LOCAL ventros.tenant = 't_auto';
 SET LOCAL ROLE ventros_admin;
@@ -118,6 +118,19 @@ SELECT is((SELECT m.source || '/' || m.text FROM ventros.broadcast_executions e 
            WHERE e.broadcast_id = pg_temp.id('b')), 'broadcast/Sale!', 'the message went out as a broadcast');
 SELECT ok(pg_temp.events(pg_temp.id('b')) @> ARRAY['broadcast.created', 'broadcast.scheduled', 'broadcast.started', 'broadcast.completed'],
           'broadcast events');
+-- funnel: sent, delivered, read, replied from the summary table
+CREATE TEMP TABLE bmsg AS SELECT e.message_id AS id FROM ventros.broadcast_executions e WHERE e.broadcast_id = pg_temp.id('b') AND e.status = 'sent';
+SELECT ventros.confirm_message_status('delivered', (SELECT id FROM bmsg));
+SELECT ventros.confirm_message_status('read', (SELECT id FROM bmsg));
+SELECT ventros.import_message(pg_temp.id('ch'), pg_temp.id('ann'), false, now(), 'reply-1', 'Thanks!');
+SELECT ventros.import_message(pg_temp.id('ch'), pg_temp.id('ann'), false, now(), 'reply-2', 'Really, thanks!');
+SELECT is((SELECT ROW(sent, delivered, read, replied)::text FROM ventros.automation_funnel('broadcast', pg_temp.id('b'))), '(1,1,1,1)',
+          'broadcast funnel: sent, delivered, read, replied once');
+INSERT INTO ids SELECT 'fc', id FROM ventros.create_campaign('Funnel');
+SELECT ventros.add_campaign_step(pg_temp.id('fc'), 0, 'Promo', 'broadcast', jsonb_build_object('broadcast_id', pg_temp.id('b')));
+SELECT ventros.add_campaign_step(pg_temp.id('fc'), 1, 'Drip', 'sequence', jsonb_build_object('sequence_id', pg_temp.id('q3')));
+SELECT is((SELECT ROW(sent, delivered, read, replied)::text FROM ventros.automation_funnel('campaign', pg_temp.id('fc'))), '(2,1,1,1)',
+          'campaign funnel sums its broadcast and sequence steps');
 INSERT INTO ids SELECT 'b2', id FROM ventros.create_broadcast('Two', pg_temp.id('l'), pg_temp.id('ch'), '{"type": "text", "content": "x"}');
 SELECT is((ventros.cancel_broadcast(pg_temp.id('b2'), 1)).status, 'cancelled', 'draft -> cancelled');
 INSERT INTO ids SELECT 'b3', x.id FROM ventros.create_broadcast('Three', pg_temp.id('l'), pg_temp.id('ch'), '{"type": "text", "content": "x"}') b,
