@@ -191,6 +191,16 @@ BEGIN
         ended_at = ended, duration_seconds = extract(epoch FROM ended - t.started_at)::integer, version = s.version
     WHERE t.tenant_id = s.tenant_id AND t.id = s.id
     RETURNING * INTO result;
+    -- The handling agent's running metrics (quiet columns of the agent).
+    IF s.assigned_agent_id IS NOT NULL THEN
+        UPDATE ventros.agents a
+        SET sessions_handled = a.sessions_handled + 1,
+            average_response_ms = CASE WHEN s.agent_response_time_seconds IS NULL THEN a.average_response_ms
+                                       ELSE ((a.average_response_ms::bigint * a.sessions_handled
+                                              + s.agent_response_time_seconds::bigint * 1000) / (a.sessions_handled + 1))::integer END,
+            last_activity_at = greatest(a.last_activity_at, ended), version = a.version
+        WHERE a.tenant_id = s.tenant_id AND a.id = s.assigned_agent_id;
+    END IF;
     IF finish_session.end_reason = 'inactivity_timeout' AND s.first_contact_message_at IS NOT NULL
        AND s.first_agent_response_at IS NULL THEN
         PERFORM ventros.emit('session.abandoned', 'session', s.id,

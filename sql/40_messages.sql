@@ -172,25 +172,29 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
-    value text := ventros.normalize_identity(identity_type, sender);
+    norm_value text := ventros.normalize_identity(identity_type, sender);
     found_id uuid;
     phone_e164 text;
     c ventros.contacts;
 BEGIN
-    IF value IS NULL THEN
+    IF norm_value IS NULL THEN
         RAISE EXCEPTION 'unknown identity type "%"', left(identity_type, 32) USING ERRCODE = '22023';
     END IF;
-    found_id := ventros.find_contact_by_identity(identity_type, value);
+    -- (the lookup of find_contact_by_identity, inline: the hot path of every inbound message)
+    SELECT i.contact_id INTO found_id FROM ventros.contact_identities i
+    WHERE i.tenant_id = tenant AND i.identity_type = upsert_contact_by_identity.identity_type AND i.value = norm_value
+      AND i.deleted_at IS NULL
+    ORDER BY i.created_at, i.contact_id LIMIT 1;
     IF found_id IS NOT NULL THEN
         RETURN found_id;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || identity_type || '/' || value, 0));
-    found_id := ventros.find_contact_by_identity(identity_type, value);
+    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || identity_type || '/' || norm_value, 0));
+    found_id := ventros.find_contact_by_identity(identity_type, norm_value);
     IF found_id IS NOT NULL THEN
         RETURN found_id;
     END IF;
-    phone_e164 := CASE WHEN identity_type = 'phone' THEN value
-                  WHEN identity_type = 'whatsapp' THEN '+' || split_part(value, '@', 1) END;
+    phone_e164 := CASE WHEN identity_type = 'phone' THEN norm_value
+                  WHEN identity_type = 'whatsapp' THEN '+' || split_part(norm_value, '@', 1) END;
     -- A contact with that phone but without the identity yet.
     IF phone_e164 IS NOT NULL THEN
         SELECT x.id INTO found_id FROM ventros.contacts x
@@ -199,11 +203,11 @@ BEGIN
     END IF;
     IF found_id IS NULL THEN
         c := ventros.create_contact(coalesce(nullif(btrim(name), ''), sender), phone => phone_e164,
-                                    email => CASE WHEN identity_type = 'email' THEN value END,
+                                    email => CASE WHEN identity_type = 'email' THEN norm_value END,
                                     project_id => project_id, source_channel => source_channel);
         found_id := c.id;
     END IF;
-    PERFORM ventros.add_contact_identity(found_id, identity_type, value, channel_id);
+    PERFORM ventros.add_contact_identity(found_id, identity_type, norm_value, channel_id);
     RETURN found_id;
 END
 $$;
@@ -239,11 +243,14 @@ BEGIN
     IF s.id IS NOT NULL THEN
         PERFORM ventros.record_session_message(s, m.from_me, m."timestamp", m.id);
     END IF;
+    -- Interaction times are kept to the minute: a burst of messages writes
+    -- the contact once (the session and the message hold the exact times).
     UPDATE ventros.contacts c
     SET first_interaction_at = coalesce(c.first_interaction_at, m."timestamp"),
         last_interaction_at = greatest(c.last_interaction_at, m."timestamp"), version = c.version
     WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
-      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m."timestamp");
+      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m."timestamp" - interval '1 minute'
+           OR c.first_interaction_at > m."timestamp");
     PERFORM ventros.count_channel_message(m.channel_id, m.from_me, m."timestamp");
     IF m.chat_id IS NOT NULL THEN
         UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m."timestamp"), version = c.version

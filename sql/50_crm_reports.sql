@@ -136,6 +136,52 @@ CREATE TRIGGER stats_count_session_change AFTER UPDATE ON ventros.sessions
           OR (OLD.status = 'active' AND NEW.status <> 'active'))
     EXECUTE FUNCTION ventros.stats_count_session_change();
 
+-- compact_crm_daily_stats: folds the slots of past days into slot 0.  Slots
+-- only spread concurrent writers of the current day; once a day is over they
+-- just multiply the rows a report reads.  Run daily (pg_cron) for every
+-- tenant, or by a tenant's session for its own rows.  Returns the slot
+-- rows folded away.
+CREATE FUNCTION ventros.compact_crm_daily_stats(before_day date DEFAULT current_date)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    removed bigint;
+BEGIN
+    IF tenant IS NULL THEN
+        PERFORM ventros.require_platform_admin();
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.crm_daily_stats d
+        WHERE d.day < before_day AND d.slot <> 0 AND (tenant IS NULL OR d.tenant_id = tenant)
+        RETURNING d.*),
+    folded AS (
+        INSERT INTO ventros.crm_daily_stats AS d
+            (tenant_id, day, channel_id, agent_id, team_id, slot, messages_in, messages_out, sessions_started,
+             sessions_ended, first_responses, first_response_seconds, resolutions, resolution_seconds)
+        SELECT g.tenant_id, g.day, g.channel_id, g.agent_id, g.team_id, 0, sum(g.messages_in), sum(g.messages_out),
+               sum(g.sessions_started), sum(g.sessions_ended), sum(g.first_responses), sum(g.first_response_seconds),
+               sum(g.resolutions), sum(g.resolution_seconds)
+        FROM gone g GROUP BY 1, 2, 3, 4, 5
+        ON CONFLICT (tenant_id, day, channel_id, agent_id, team_id, slot) DO UPDATE
+        SET messages_in = d.messages_in + EXCLUDED.messages_in, messages_out = d.messages_out + EXCLUDED.messages_out,
+            sessions_started = d.sessions_started + EXCLUDED.sessions_started,
+            sessions_ended = d.sessions_ended + EXCLUDED.sessions_ended,
+            first_responses = d.first_responses + EXCLUDED.first_responses,
+            first_response_seconds = d.first_response_seconds + EXCLUDED.first_response_seconds,
+            resolutions = d.resolutions + EXCLUDED.resolutions,
+            resolution_seconds = d.resolution_seconds + EXCLUDED.resolution_seconds
+        RETURNING 1)
+    SELECT count(*) INTO removed FROM gone;   -- folded runs too: DML in WITH always does
+    RETURN removed;
+END
+$$;
+COMMENT ON FUNCTION ventros.compact_crm_daily_stats(date) IS
+    'Folds the slots of days before before_day into slot 0 (the acting tenant''s, or every tenant''s for a platform administrator); returns the slot rows folded away';
+
 -- crm_report: the counters summed by day, channel, agent or team over a date
 -- range (UTC days, both ends included), with the average first response and
 -- resolution times in seconds.
@@ -177,3 +223,4 @@ COMMENT ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) IS
     'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_daily_stats';
 
 GRANT EXECUTE ON FUNCTION ventros.stats_slot(), ventros.crm_report(date, date, text, uuid, uuid, uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.compact_crm_daily_stats(date) TO ventros_admin, ventros_platform_admin;

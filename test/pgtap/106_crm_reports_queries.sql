@@ -1,7 +1,7 @@
 -- Reports from the summary table, and the CRM-screen queries with keyset
 -- paging and the hard maximum page size.
 BEGIN;
-SELECT plan(19);
+SELECT plan(25);
 
 SELECT ventros.create_tenant('crm_r', 'Reports');
 SELECT ventros.create_tenant('crm_r2', 'Other');
@@ -36,8 +36,20 @@ SELECT is((SELECT first_responses::int FROM ventros.crm_report(current_date - 1,
 SELECT ok((SELECT avg_first_response_seconds >= 299 FROM ventros.crm_report(current_date - 1, current_date, 'channel')),
           'with its response time');
 SELECT ventros.close_session((SELECT session_id FROM m1));
+SELECT results_eq($$SELECT sessions_handled, average_response_ms >= 299000 FROM ventros.agents WHERE id = (SELECT agent FROM ids)$$,
+                  $$VALUES (1, true)$$, 'the handling agent''s sessions_handled and running average response time are kept');
 SELECT results_eq($$SELECT sessions_ended, resolutions FROM ventros.crm_report(current_date - 1, current_date, 'channel')$$,
                   $$VALUES (1::bigint, 1::bigint)$$, 'ending an answered session counts a resolution');
+RESET ROLE;
+INSERT INTO ventros.crm_daily_stats (tenant_id, day, channel_id, agent_id, slot, messages_in)
+SELECT 'crm_r', '2026-03-01', (SELECT ch FROM ids), '00000000-0000-4000-8000-00000000abcd', s, 10 FROM generate_series(0, 3) s;
+SET LOCAL ROLE ventros_admin;
+CREATE TEMP TABLE before_compaction AS SELECT * FROM ventros.crm_report('2026-03-01', '2026-03-02', 'day_agent');
+SELECT ok(ventros.compact_crm_daily_stats(current_date) >= 3, 'compaction folds the slots of past days');
+SELECT is((SELECT count(*)::int FROM ventros.crm_daily_stats WHERE day < current_date AND slot <> 0), 0, 'no past slot is left');
+SELECT results_eq($$SELECT * FROM ventros.crm_report('2026-03-01', '2026-03-02', 'day_agent')$$, $$SELECT * FROM before_compaction$$,
+                  'and the report is unchanged');
+SET LOCAL ROLE ventros_agent;
 SELECT throws_ok($$SELECT * FROM ventros.crm_report('2026-03-02', '2026-03-01')$$, '22023', NULL, 'a reversed range is refused');
 SELECT throws_ok($$SELECT * FROM ventros.crm_report('2026-03-01', '2026-03-02', 'weekday')$$, '22023', NULL, 'an unknown grouping is refused');
 SET LOCAL ventros.tenant = 'crm_r2';
@@ -67,6 +79,12 @@ SELECT is((SELECT count(*)::int FROM ventros.open_sessions(NULL::uuid, (SELECT c
 SELECT results_eq($$SELECT channel_message_id FROM ventros.search_messages('frete')$$, $$VALUES (NULL::text), ('r1')$$,
                   'full-text search finds both messages about "frete", newest first');
 SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete -orçamento')), 1, 'web search syntax excludes words');
+SET LOCAL ventros.tenant = 'crm_r2';
+SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete')), 0, 'search (SECURITY DEFINER) stays within the acting tenant');
+SET LOCAL ventros.tenant = 'crm_r';
+RESET ROLE; SET LOCAL ROLE ventros_admin;
+SELECT ventros.delete_message((SELECT id FROM o1));
+SELECT is((SELECT count(*)::int FROM ventros.search_messages('frete')), 1, 'search skips deleted messages');
 
 SELECT * FROM finish();
 ROLLBACK;
