@@ -1,6 +1,6 @@
 -- Campaigns, sequences and broadcasts: machines, guards, enrollments, ticks.
 BEGIN;
-SELECT plan(60);
+SELECT plan(62);
 SELECT ventros.create_tenant('t_auto', 'Automation');
 SET LOCAL ventros.tenant = 't_auto';
 SET LOCAL ROLE ventros_admin;
@@ -138,5 +138,10 @@ INSERT INTO ids SELECT 'b3', x.id FROM ventros.create_broadcast('Three', pg_temp
 SELECT is((ventros.fail_broadcast(pg_temp.id('b3'), pg_temp.v('ventros.broadcasts', pg_temp.id('b3')), 'provider down')).status, 'failed', 'running -> failed');
 SELECT ok(pg_temp.events(pg_temp.id('b2')) @> ARRAY['broadcast.cancelled'] AND pg_temp.events(pg_temp.id('b3')) @> ARRAY['broadcast.failed'],
           'cancelled and failed events');
+-- one tick for every tenant (platform administrators only)
+SELECT throws_ok($$SELECT * FROM ventros.tick_automation()$$, '42501', 'permission denied for function tick_automation', 'tenant admins cannot tick every tenant');
+RESET ROLE;
+SELECT is((SELECT ROW(broadcast_sends, error)::text FROM ventros.tick_automation(now() + interval '3 hours') WHERE tenant_id = 't_auto'),
+          '(0,)', 'the platform tick runs each tenant');
 SELECT * FROM finish();
 ROLLBACK;
