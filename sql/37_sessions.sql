@@ -102,7 +102,8 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.resolved', 'A session was marked resolved.'),
     ('session.escalated', 'A session was escalated.'),
     ('session.summarized', 'A summary was set on a session.'),
-    ('session.abandoned', 'A session expired with the contact waiting for a first response.')) v(e, d);
+    ('session.abandoned', 'A session expired with the contact waiting for a first response.'),
+    ('session.consolidated', 'Sessions of one contact and channel were merged into this one after a history import.')) v(e, d);
 
 -- A status change written directly (not through close_session) still ends
 -- the session consistently: ended_at, end_reason and duration are filled in.
@@ -643,6 +644,90 @@ $$;
 COMMENT ON FUNCTION ventros.set_session_custom_field(uuid, text, text, jsonb) IS
     'Sets a custom field of a session; emits session_custom_field.created / .updated';
 
+-- consolidate_sessions: after a history import, the ended sessions of one
+-- contact on one channel whose gap (next start - previous last activity) is
+-- at most the earlier one's timeout are merged: their messages move to the
+-- earliest session of each run, its counters and end are recomputed, and the
+-- emptied sessions are soft-deleted.  Active sessions are left alone.
+CREATE FUNCTION ventros.consolidate_sessions(contact_id uuid, channel_id uuid)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.sessions;
+    keep ventros.sessions;
+    merged uuid[] := '{}';
+    run_merged uuid[] := '{}';
+    total integer := 0;
+BEGIN
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = consolidate_sessions.contact_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    END IF;
+    FOR s IN
+        SELECT * FROM ventros.sessions x
+        WHERE x.tenant_id = tenant AND x.contact_id = consolidate_sessions.contact_id
+          AND x.channel_id = consolidate_sessions.channel_id AND x.status <> 'active' AND x.deleted_at IS NULL
+        ORDER BY x.started_at, x.id
+        FOR UPDATE
+    LOOP
+        IF keep.id IS NOT NULL AND s.started_at - keep.last_activity_at <= make_interval(secs => keep.timeout_seconds) THEN
+            UPDATE ventros.messages m SET session_id = keep.id, version = m.version
+            WHERE m.tenant_id = tenant AND m.session_id = s.id;
+            UPDATE ventros.notes n SET session_id = keep.id, version = n.version
+            WHERE n.tenant_id = tenant AND n.session_id = s.id;
+            DELETE FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = s.id;
+            keep.last_activity_at := greatest(keep.last_activity_at, s.last_activity_at);
+            keep.ended_at := greatest(keep.ended_at, s.ended_at);
+            run_merged := run_merged || s.id;
+            CONTINUE;
+        END IF;
+        IF cardinality(run_merged) > 0 THEN
+            PERFORM ventros.recount_session(keep, run_merged);
+            merged := merged || run_merged;
+        END IF;
+        keep := s;
+        run_merged := '{}';
+    END LOOP;
+    IF cardinality(run_merged) > 0 THEN
+        PERFORM ventros.recount_session(keep, run_merged);
+        merged := merged || run_merged;
+    END IF;
+    RETURN cardinality(merged);
+END
+$$;
+COMMENT ON FUNCTION ventros.consolidate_sessions(uuid, uuid) IS
+    'Merges a contact''s ended sessions on a channel whose gaps are within the timeout (history import); returns how many were merged away; emits message.updated per moved message, session.deleted per emptied session, session.updated and session.consolidated for each kept one';
+
+-- recount_session: a kept session's counters and end after consolidation.
+CREATE FUNCTION ventros.recount_session(keep ventros.sessions, merged_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    UPDATE ventros.sessions t
+    SET (message_count, messages_from_contact, messages_from_agent, first_contact_message_at, last_activity_at) =
+            (SELECT count(*), count(*) FILTER (WHERE NOT m.from_me), count(*) FILTER (WHERE m.from_me),
+                    min(m."timestamp") FILTER (WHERE NOT m.from_me), greatest(t.started_at, max(m."timestamp"))
+             FROM ventros.messages m WHERE m.tenant_id = t.tenant_id AND m.session_id = t.id),
+        ended_at = keep.ended_at,
+        duration_seconds = extract(epoch FROM keep.ended_at - t.started_at)::integer,
+        version = t.version
+    WHERE t.tenant_id = keep.tenant_id AND t.id = keep.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.consolidated', 'session', keep.id,
+                         jsonb_build_object('merged_session_ids', to_jsonb(merged_ids), 'message_count', result.message_count),
+                         result.version);
+END
+$$;
+COMMENT ON FUNCTION ventros.recount_session(ventros.sessions, uuid[]) IS
+    'Recomputes a consolidated session''s counters and end (internal); emits session.consolidated';
+
 CREATE FUNCTION ventros.get_session(session_id uuid) RETURNS ventros.sessions
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -670,3 +755,5 @@ GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timesta
     ventros.escalate_session(uuid, integer, text),
     ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
     ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.consolidate_sessions(uuid, uuid), ventros.recount_session(ventros.sessions, uuid[])
+    TO ventros_admin;

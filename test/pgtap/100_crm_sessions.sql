@@ -1,7 +1,7 @@
 -- Sessions: start or continue, timeout resolution, expiry, ending, resolve,
 -- escalate, assignment (manual, team round-robin and capacity).
 BEGIN;
-SELECT plan(41);
+SELECT plan(45);
 
 SELECT ventros.create_tenant('crm_s', 'Sessions');
 SET LOCAL ventros.tenant = 'crm_s';
@@ -114,6 +114,19 @@ SELECT is((ventros.assign_session_to_team((ventros.start_or_continue_session(ven
                                           (SELECT id FROM team))).assigned_agent_id, NULL,
           'when every member is at capacity the session waits on the team');
 SELECT is((SELECT count(*)::int FROM ventros.open_sessions(NULL::uuid)), 1, 'the waiting session is in the unassigned queue');
+
+-- consolidation after a history import (sessions deleted need the admin role)
+CREATE TEMP TABLE hc AS SELECT ventros_test.new_contact() AS contact, ventros_test.new_channel() AS channel;
+SELECT ventros.import_message((SELECT channel FROM hc), (SELECT contact FROM hc), false, t, 'imp-' || n, 'msg ' || n)
+FROM (VALUES (1, '2025-05-01 10:00Z'::timestamptz), (2, '2025-05-01 10:50Z'), (3, '2025-05-01 12:10Z')) v(n, t);
+SELECT ventros.tick_sessions('2025-05-02');
+UPDATE ventros.sessions SET timeout_seconds = 3600, version = version WHERE contact_id = (SELECT contact FROM hc);
+SELECT is((SELECT count(*)::int FROM ventros.sessions WHERE contact_id = (SELECT contact FROM hc)), 3, 'the import made three sessions (45 minute timeout)');
+SELECT is(ventros.consolidate_sessions((SELECT contact FROM hc), (SELECT channel FROM hc)), 1,
+          'with a one-hour timeout the 50-minute gap is merged, the 80-minute gap is not');
+SELECT results_eq($$SELECT message_count FROM ventros.sessions WHERE contact_id = (SELECT contact FROM hc) ORDER BY started_at$$,
+                  $$VALUES (2), (1)$$, 'the messages moved to the earliest session of the run, counters recomputed');
+SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'session.consolidated'), 1, 'session.consolidated is emitted');
 
 SELECT * FROM finish();
 ROLLBACK;
