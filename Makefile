@@ -19,7 +19,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*
 # Isolation specs run with PostgreSQL's own isolation tester against a running,
 # preloaded server (PGHOST/PGPORT): make installcheck.
 ISOLATION      = $(sort $(notdir $(basename $(wildcard test/isolation/specs/*.spec))))
-ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = $(DATA_built) output_iso
 

@@ -79,6 +79,7 @@ port = $port
 unix_socket_directories = '$sock'
 shared_preload_libraries = 'ventros, pg_cron'
 cron.database_name = 'ventros'
+ventros.secret_key = '$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')'
 cron.host = '$sock'
 cron.use_background_workers = on
 max_worker_processes = 32
