@@ -159,6 +159,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	MemoryContext old;
 	Oid			outfunc;
 	bool		isvarlena;
+	bool		needs_created;
 
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	ret = SPI_execute_with_args("SELECT aggregate, state_column::text, "
@@ -247,10 +248,20 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	}
 	MemoryContextSwitchTo(old);
 
-	vn_require_event_type(agg->event_created, agg->name);
+	vn_state_machine_load(agg);
+	/*
+	 * <aggregate>.created is written for a creation whose initial state has
+	 * no event of its own; when every initial state declares one (session:
+	 * session.started), it is never written and need not be registered.
+	 */
+	needs_created = !agg->has_initial;
+	for (int i = 0; i < agg->ntransitions; i++)
+		if (agg->transitions[i].from_state == NULL && agg->transitions[i].event_type == NULL)
+			needs_created = true;
+	if (needs_created)
+		vn_require_event_type(agg->event_created, agg->name);
 	vn_require_event_type(agg->event_updated, agg->name);
 	vn_require_event_type(agg->event_deleted, agg->name);
-	vn_state_machine_load(agg);
 	for (int i = 0; i < agg->ntransitions; i++)
 		if (agg->transitions[i].event_type)
 			vn_require_event_type(agg->transitions[i].event_type, agg->name);
