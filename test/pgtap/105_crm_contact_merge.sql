@@ -1,7 +1,7 @@
 -- Contact identities and merge suggestions, custom fields, consent, and the
 -- contact merge.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 SELECT ventros.create_tenant('crm_x', 'Contacts');
 SET LOCAL ventros.tenant = 'crm_x';
@@ -54,6 +54,8 @@ SELECT ventros.set_contact_custom_field((SELECT contact_id FROM mb), 'city', 'te
 SELECT ventros.change_contact_pipeline_status((SELECT contact_id FROM mb), ventros_test.new_pipeline_status());
 SELECT ventros.set_contact_consent((SELECT contact_id FROM mb), false, (SELECT ch2 FROM ids));
 
+CREATE TEMP TABLE lst AS SELECT * FROM ventros.create_contact_list('VIPs', is_static => true);
+SELECT ventros.add_contact_to_list((SELECT id FROM lst), (SELECT contact_id FROM mb));
 SELECT throws_ok($$SELECT ventros.merge_contacts((SELECT a FROM ids), ARRAY[(SELECT a FROM ids)])$$, '22023', NULL,
                  'a contact cannot be merged into itself');
 SELECT throws_ok($$SELECT ventros.merge_contacts((SELECT a FROM ids), ARRAY[gen_random_uuid()])$$, 'P0002', NULL, 'unknown contacts are not found');
@@ -69,6 +71,7 @@ SELECT is((SELECT count(*)::int FROM ventros.notes WHERE contact_id = (SELECT a 
 SELECT results_eq($$SELECT field_key, field_value FROM ventros.contact_custom_fields WHERE contact_id = (SELECT a FROM ids) ORDER BY 1$$,
                   $$VALUES ('city'::text, '"Recife"'::jsonb), ('plan', '"silver"')$$, 'custom fields the primary lacked moved; its own won');
 SELECT is(ventros.may_message((SELECT a FROM ids), (SELECT ch2 FROM ids)), false, 'an opt-out of a merged contact survives');
+SELECT ok(ventros.is_in_contact_list((SELECT id FROM lst), (SELECT a FROM ids)), 'list memberships moved to the primary');
 SELECT is((SELECT count(*)::int FROM ventros.contacts WHERE id IN ((SELECT contact_id FROM mb), (SELECT b FROM ids))), 0,
           'the merged contacts are soft-deleted');
 SELECT is((SELECT payload->'merged_ids' FROM ventros.outbox WHERE event_type = 'contact.merged'),
