@@ -14,6 +14,7 @@
 #include "emit.h"
 #include "engine.h"
 #include "guc.h"
+#include "outbox_worker.h"
 #include "tenant.h"
 
 PG_MODULE_MAGIC;
@@ -27,5 +28,6 @@ _PG_init(void)
 	vn_tenant_init();
 	vn_emit_init();
 	vn_engine_init();
+	vn_outbox_init();
 	MarkGUCPrefixReserved("ventros");
 }
