@@ -31,10 +31,11 @@ CREATE TABLE ventros.outbox (
 );
 CREATE INDEX outbox_pending ON ventros.outbox (seq) WHERE status = 'pending';
 CREATE INDEX outbox_aggregate ON ventros.outbox (tenant_id, aggregate_id, seq);
--- The publisher's order check looks only at unpublished rows of an aggregate,
--- and pruning only at published ones (sql/40_outbox_publisher.sql).
-CREATE INDEX outbox_unpublished ON ventros.outbox (tenant_id, aggregate_id, seq)
-    WHERE status <> 'published';
+-- The publisher's order check looks only at rows that may block their
+-- aggregate (dead, leased or waiting to retry), and pruning only at published
+-- ones (sql/40_outbox_publisher.sql).
+CREATE INDEX outbox_blocking ON ventros.outbox (tenant_id, aggregate_id, seq)
+    WHERE status = 'dead' OR (status = 'pending' AND (claimed_until IS NOT NULL OR next_attempt_at IS NOT NULL));
 CREATE INDEX outbox_published ON ventros.outbox (published_at) WHERE status = 'published';
 COMMENT ON TABLE ventros.outbox IS
     'Domain events, written in the transaction of their change, published to RabbitMQ by the outbox publisher';

@@ -33,7 +33,18 @@ BEGIN
     -- 'vnob' 'clai': the claim lock, shared with replay_dead_events
     PERFORM pg_catalog.pg_advisory_xact_lock(1986948706, 1668047209);
     RETURN QUERY
-    WITH candidates AS (
+    WITH blocked AS MATERIALIZED (
+        -- the first blocking row of each aggregate that has one: few rows, from
+        -- the partial index outbox_blocking
+        SELECT b.tenant_id, b.aggregate_id, pg_catalog.min(b.seq) AS seq
+          FROM ventros.outbox b
+         WHERE (b.status = 'dead' OR (b.status = 'pending' AND (b.claimed_until IS NOT NULL
+                                                             OR b.next_attempt_at IS NOT NULL)))
+           AND (b.status = 'dead'
+                OR b.claimed_until >= pg_catalog.now()
+                OR b.next_attempt_at > pg_catalog.now())
+         GROUP BY b.tenant_id, b.aggregate_id
+    ), candidates AS (
         SELECT o.tenant_id, o.seq
           FROM ventros.outbox o
          WHERE o.status = 'pending'
@@ -41,14 +52,10 @@ BEGIN
            AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
            AND NOT EXISTS (
                 SELECT 1
-                  FROM ventros.outbox e
+                  FROM blocked e
                  WHERE e.tenant_id = o.tenant_id
                    AND e.aggregate_id = o.aggregate_id
-                   AND e.seq < o.seq
-                   AND e.status <> 'published'
-                   AND (e.status = 'dead'
-                        OR e.claimed_until >= pg_catalog.now()
-                        OR e.next_attempt_at > pg_catalog.now()))
+                   AND e.seq < o.seq)
          ORDER BY o.seq
          LIMIT batch_size
            FOR UPDATE OF o SKIP LOCKED
@@ -80,7 +87,7 @@ AS $$
         UPDATE ventros.outbox o
            SET status = 'published', published_at = pg_catalog.now(),
                claimed_until = NULL, claimed_by = NULL, next_attempt_at = NULL
-          FROM pg_catalog.unnest(tenants, seqs) AS u(tenant_id, seq)
+          FROM unnest(tenants, seqs) AS u(tenant_id, seq)
          WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
         RETURNING 1)
     SELECT pg_catalog.count(*)::integer FROM done
@@ -106,7 +113,7 @@ AS $$
                    LEAST(backoff_max_ms::float8,
                          backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts - 1, 30)))
                    * (0.5 + pg_catalog.random() / 2) / 1000.0)
-          FROM pg_catalog.unnest(tenants, seqs, errors) AS u(tenant_id, seq, error)
+          FROM unnest(tenants, seqs, errors) AS u(tenant_id, seq, error)
          WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
         RETURNING o.status)
     SELECT pg_catalog.count(*) FILTER (WHERE status = 'dead')::integer FROM failed
