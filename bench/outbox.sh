@@ -51,13 +51,13 @@ queue() {	# queue declare|purge|delete
 }
 (cd "$VENTROS_ROOT" && queue declare)
 
-# the events: 1,000 aggregates, about 630-byte envelopes like operations.md's floor
+# the events: 10,000 aggregates, about 630-byte envelopes like operations.md's floor
 emit_sql() {	# tenant count
 	cat <<SQL
 BEGIN;
 SET LOCAL ventros.tenant = '$1';
 SELECT count(ventros.emit('benchob.happened', 'benchob',
-                          ('00000000-0000-4000-8000-' || lpad((g % 1000)::text, 12, '0'))::uuid,
+                          ('00000000-0000-4000-8000-' || lpad((g % 10000)::text, 12, '0'))::uuid,
                           jsonb_build_object('n', g, 'pad', repeat('x', 200))))
   FROM generate_series(1, $2) g;
 COMMIT;

@@ -25,6 +25,13 @@ RETURNS TABLE (tenant_id text, seq bigint, event_id text, event_type text,
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- 'tenant/aggregate' -> seq of the aggregate's first blocking row (dead,
+    -- leased, or waiting to retry): few rows, from the partial index
+    -- outbox_blocking.  A jsonb object keeps the lookup per candidate cheap
+    -- whatever the planner thinks of its size.  Read under the claim lock, the
+    -- set can only shrink before the next statement (publishes); never grow.
+    blocked jsonb;
 BEGIN
     IF batch_size IS NULL OR batch_size < 1 OR lease IS NULL OR lease <= interval '0' THEN
         RAISE EXCEPTION 'outbox_claim: batch_size and lease must be positive'
@@ -32,30 +39,26 @@ BEGIN
     END IF;
     -- 'vnob' 'clai': the claim lock, shared with replay_dead_events
     PERFORM pg_catalog.pg_advisory_xact_lock(1986948706, 1668047209);
+    SELECT pg_catalog.jsonb_object_agg(b.tenant_id || '/' || b.aggregate_id::text, b.seq)
+      INTO blocked
+      FROM (SELECT o.tenant_id, o.aggregate_id, pg_catalog.min(o.seq) AS seq
+              FROM ventros.outbox o
+             WHERE (o.status = 'dead' OR (o.status = 'pending' AND (o.claimed_until IS NOT NULL
+                                                                 OR o.next_attempt_at IS NOT NULL)))
+               AND (o.status = 'dead'
+                    OR o.claimed_until >= pg_catalog.now()
+                    OR o.next_attempt_at > pg_catalog.now())
+             GROUP BY o.tenant_id, o.aggregate_id) b;
     RETURN QUERY
-    WITH blocked AS MATERIALIZED (
-        -- the first blocking row of each aggregate that has one: few rows, from
-        -- the partial index outbox_blocking
-        SELECT b.tenant_id, b.aggregate_id, pg_catalog.min(b.seq) AS seq
-          FROM ventros.outbox b
-         WHERE (b.status = 'dead' OR (b.status = 'pending' AND (b.claimed_until IS NOT NULL
-                                                             OR b.next_attempt_at IS NOT NULL)))
-           AND (b.status = 'dead'
-                OR b.claimed_until >= pg_catalog.now()
-                OR b.next_attempt_at > pg_catalog.now())
-         GROUP BY b.tenant_id, b.aggregate_id
-    ), candidates AS (
+    WITH candidates AS (
         SELECT o.tenant_id, o.seq
           FROM ventros.outbox o
          WHERE o.status = 'pending'
            AND (o.claimed_until IS NULL OR o.claimed_until < pg_catalog.now())
            AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-           AND NOT EXISTS (
-                SELECT 1
-                  FROM blocked e
-                 WHERE e.tenant_id = o.tenant_id
-                   AND e.aggregate_id = o.aggregate_id
-                   AND e.seq < o.seq)
+           AND (blocked IS NULL
+                OR o.seq < COALESCE((blocked ->> (o.tenant_id || '/' || o.aggregate_id::text))::bigint,
+                                    9223372036854775807))
          ORDER BY o.seq
          LIMIT batch_size
            FOR UPDATE OF o SKIP LOCKED

@@ -7,8 +7,10 @@
  * ventros.events declared on connect.  A batch is published in full, then
  * its confirms are read: basic.ack (possibly "multiple"), basic.nack, and
  * basic.return (a mandatory message nobody could route; its ack follows,
- * and the return wins).  Delivery tags count from 1 per channel, so the
- * i-th message of a batch has tag first_tag + i.
+ * and the return wins).  Delivery tags count from 1 per channel; the
+ * messages in flight are kept in tag order, so a tag is an index.  Up to two
+ * batches are in flight (the worker publishes the next batch while the
+ * broker confirms the previous one); vn_amqp_wait hands back the oldest.
  *
  * Every wait is bounded (connect, login and RPC timeouts; confirms are read
  * in slices of 100 ms with CHECK_FOR_INTERRUPTS between them), so SIGTERM
@@ -45,6 +47,11 @@ struct VnAmqp
 	amqp_connection_state_t conn;
 	uint64		next_tag;		/* delivery tag of the next publish */
 	char		peer[256];		/* host:port/vhost, for messages */
+	/* messages published and not yet handed back by vn_amqp_wait, in tag order */
+	VnAmqpMessage **inflight;
+	int			ninflight;
+	int			inflight_cap;
+	uint64		inflight_base;	/* delivery tag of inflight[0] */
 };
 
 static void
@@ -215,6 +222,8 @@ vn_amqp_disconnect(VnAmqp *a)
 	/* a close on a dead socket fails fast; on a live one it is bounded by the RPC timeout */
 	amqp_connection_close(a->conn, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(a->conn);
+	if (a->inflight)
+		pfree(a->inflight);
 	pfree(a);
 }
 
@@ -224,15 +233,18 @@ vn_amqp_socket(VnAmqp *a)
 	return amqp_get_sockfd(a->conn);
 }
 
-/* find a message of the batch by its message id (returns are rare: linear) */
-static int
-find_message(VnAmqpMessage *msgs, int n, amqp_bytes_t id)
+/* find a message in flight by its message id (returns are rare: linear) */
+static VnAmqpMessage *
+find_message(VnAmqp *a, amqp_bytes_t id)
 {
-	for (int i = 0; i < n; i++)
-		if (strlen(msgs[i].message_id) == id.len &&
-			memcmp(msgs[i].message_id, id.bytes, id.len) == 0)
-			return i;
-	return -1;
+	for (int i = 0; i < a->ninflight; i++)
+	{
+		VnAmqpMessage *m = a->inflight[i];
+
+		if (strlen(m->message_id) == id.len && memcmp(m->message_id, id.bytes, id.len) == 0)
+			return m;
+	}
+	return NULL;
 }
 
 /*
@@ -241,8 +253,7 @@ find_message(VnAmqpMessage *msgs, int n, amqp_bytes_t id)
  *		when the connection or channel is closing (err filled).
  */
 static bool
-handle_frame(VnAmqp *a, amqp_frame_t *frame, VnAmqpMessage *msgs, int n, uint64 first_tag,
-			 int *pending, char *err, size_t errlen)
+handle_frame(VnAmqp *a, amqp_frame_t *frame, char *err, size_t errlen)
 {
 	if (frame->frame_type != AMQP_FRAME_METHOD)
 		return true;			/* heartbeat or stray content: nothing to do */
@@ -272,28 +283,29 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, VnAmqpMessage *msgs, int n, uint64 
 					tag = m->delivery_tag;
 					multiple = m->multiple;
 				}
-				hi = (int64) tag - (int64) first_tag;
+				hi = (int64) tag - (int64) a->inflight_base;
 				lo = multiple ? 0 : hi;
-				if (hi >= n)
-					hi = n - 1;
+				if (hi >= a->ninflight)
+					hi = a->ninflight - 1;
 				for (int64 i = Max(lo, 0); i <= hi; i++)
 				{
-					if (msgs[i].outcome != VN_AMQP_UNCONFIRMED)
+					VnAmqpMessage *m = a->inflight[i];
+
+					if (m->outcome != VN_AMQP_UNCONFIRMED)
 						continue;
 					if (!ack)
 					{
-						msgs[i].outcome = VN_AMQP_FAILED;
-						msgs[i].error = "nacked by the broker";
+						m->outcome = VN_AMQP_FAILED;
+						m->error = "nacked by the broker";
 					}
-					else if (msgs[i].returned)
+					else if (m->returned)
 					{
 						/* the broker confirms a return with an ack: the return decides */
-						msgs[i].outcome = VN_AMQP_FAILED;
-						msgs[i].error = "returned by the broker: no queue bound for its routing key (mandatory)";
+						m->outcome = VN_AMQP_FAILED;
+						m->error = "returned by the broker: no queue bound for its routing key (mandatory)";
 					}
 					else
-						msgs[i].outcome = VN_AMQP_ACKED;
-					(*pending)--;
+						m->outcome = VN_AMQP_ACKED;
 				}
 				return true;
 			}
@@ -301,7 +313,7 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, VnAmqpMessage *msgs, int n, uint64 
 			{
 				amqp_message_t message;
 				amqp_rpc_reply_t r;
-				int			i;
+				VnAmqpMessage *m;
 
 				r = amqp_read_message(a->conn, frame->channel, &message, 0);
 				if (r.reply_type != AMQP_RESPONSE_NORMAL)
@@ -311,9 +323,9 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, VnAmqpMessage *msgs, int n, uint64 
 				}
 				if (message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
 				{
-					i = find_message(msgs, n, message.properties.message_id);
-					if (i >= 0)
-						msgs[i].returned = true;	/* settled by the ack that follows */
+					m = find_message(a, message.properties.message_id);
+					if (m != NULL)
+						m->returned = true; /* settled by the ack that follows */
 				}
 				amqp_destroy_message(&message);
 				return true;
@@ -340,21 +352,35 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, VnAmqpMessage *msgs, int n, uint64 
 }
 
 /*
- * vn_amqp_publish_batch
- *		Publish n messages and wait up to confirm_timeout_ms for all their
- *		confirms.  Each message's outcome says what the broker said; those
- *		still UNCONFIRMED when this returns false were lost with the
- *		connection (or timed out), and the connection must be dropped.
+ * vn_amqp_publish
+ *		Publish n messages (their outcomes reset to UNCONFIRMED) and track
+ *		them until vn_amqp_wait hands them back.  False (err filled) when the
+ *		connection failed: it must be dropped, and every message still
+ *		UNCONFIRMED counts as a failed attempt.
  */
 bool
-vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
-					  int confirm_timeout_ms, char *err, size_t errlen)
+vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err, size_t errlen)
 {
-	uint64		first_tag = a->next_tag;
-	int			pending = n;
-	TimestampTz deadline;
 	amqp_table_entry_t headers[3];
 	amqp_basic_properties_t props;
+
+	for (int i = 0; i < n; i++)
+	{
+		msgs[i].outcome = VN_AMQP_UNCONFIRMED;
+		msgs[i].returned = false;
+		msgs[i].error = NULL;
+	}
+	if (a->ninflight + n > a->inflight_cap)
+	{
+		int			cap = Max(a->inflight_cap * 2, a->ninflight + n);
+
+		a->inflight = a->inflight == NULL
+			? MemoryContextAlloc(TopMemoryContext, sizeof(VnAmqpMessage *) * cap)
+			: repalloc(a->inflight, sizeof(VnAmqpMessage *) * cap);
+		a->inflight_cap = cap;
+	}
+	if (a->ninflight == 0)
+		a->inflight_base = a->next_tag;
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
@@ -375,9 +401,6 @@ vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
 	{
 		int			rc;
 
-		msgs[i].outcome = VN_AMQP_UNCONFIRMED;
-		msgs[i].returned = false;
-		msgs[i].error = NULL;
 		props.message_id = amqp_cstring_bytes(msgs[i].message_id);
 		props.type = amqp_cstring_bytes(msgs[i].routing_key);
 		props.timestamp = (uint64_t) msgs[i].timestamp;
@@ -390,20 +413,44 @@ vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
 		if (rc != AMQP_STATUS_OK)
 		{
 			snprintf(err, errlen, "could not publish to %s: %s", a->peer, amqp_error_string2(rc));
-			/* tags already used stay used: this connection is finished anyway */
-			a->next_tag += i;
 			return false;
 		}
+		a->inflight[a->ninflight++] = &msgs[i];
+		a->next_tag++;
 	}
-	a->next_tag += n;
+	return true;
+}
 
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), confirm_timeout_ms);
-	while (pending > 0)
+/*
+ * vn_amqp_wait
+ *		Wait up to timeout_ms until the broker settled every one of msgs,
+ *		the oldest n messages in flight, and stop tracking them.  False (err
+ *		filled) when the connection failed or the confirms did not come in
+ *		time: the connection must be dropped; UNCONFIRMED ones failed.
+ */
+bool
+vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms, char *err, size_t errlen)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	if (n == 0)
+		return true;
+	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
+	for (;;)
 	{
 		amqp_frame_t frame;
 		struct timeval tv = {0, 100 * 1000};
+		bool		settled = true;
 		int			rc;
 
+		for (int i = n - 1; i >= 0; i--)
+			if (msgs[i].outcome == VN_AMQP_UNCONFIRMED)
+			{
+				settled = false;
+				break;
+			}
+		if (settled)
+			break;
 		CHECK_FOR_INTERRUPTS();
 		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)
@@ -411,7 +458,7 @@ vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
 			if (GetCurrentTimestamp() >= deadline)
 			{
 				snprintf(err, errlen, "no publisher confirm from %s within %d ms",
-						 a->peer, confirm_timeout_ms);
+						 a->peer, timeout_ms);
 				return false;
 			}
 			continue;
@@ -421,10 +468,14 @@ vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
 			snprintf(err, errlen, "connection to %s lost: %s", a->peer, amqp_error_string2(rc));
 			return false;
 		}
-		if (!handle_frame(a, &frame, msgs, n, first_tag, &pending, err, errlen))
+		if (!handle_frame(a, &frame, err, errlen))
 			return false;
 	}
-	amqp_maybe_release_buffers(a->conn);
+	a->ninflight -= n;
+	memmove(a->inflight, a->inflight + n, sizeof(VnAmqpMessage *) * a->ninflight);
+	a->inflight_base += n;
+	if (amqp_release_buffers_ok(a->conn))
+		amqp_release_buffers(a->conn);
 	return true;
 }
 
@@ -454,9 +505,7 @@ vn_amqp_check(VnAmqp *a, char *err, size_t errlen)
 			(frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
 			 frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD))
 		{
-			int			dummy = 0;
-
-			return handle_frame(a, &frame, NULL, 0, 0, &dummy, err, errlen);
+			return handle_frame(a, &frame, err, errlen);
 		}
 		if (!amqp_frames_enqueued(a->conn) && !amqp_data_in_buffer(a->conn))
 			break;

@@ -41,8 +41,10 @@ typedef struct VnAmqp VnAmqp;	/* opaque; palloc'd in TopMemoryContext */
 extern VnAmqp *vn_amqp_connect(const char *url, int timeout_ms, char *err, size_t errlen);
 extern void vn_amqp_disconnect(VnAmqp *a);
 extern int	vn_amqp_socket(VnAmqp *a);
-extern bool vn_amqp_publish_batch(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
-								  int confirm_timeout_ms, char *err, size_t errlen);
+extern bool vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
+							char *err, size_t errlen);
+extern bool vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms,
+						 char *err, size_t errlen);
 extern bool vn_amqp_check(VnAmqp *a, char *err, size_t errlen);
 extern bool vn_amqp_describe_url(const char *url, char *out, size_t outlen);
 

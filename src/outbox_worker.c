@@ -124,7 +124,6 @@ static bool vn_outbox_wake_pending = false;
 static VnOutboxSlot *my_slot = NULL;
 static VnAmqp *my_amqp = NULL;
 static char *my_url = NULL;		/* the URL my_amqp was opened with */
-static MemoryContext batch_ctx = NULL;
 
 PG_FUNCTION_INFO_V1(ventros_outbox_wake);
 PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
@@ -440,106 +439,111 @@ int8_array(int64 *items, int n)
 	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 }
 
-/*
- * publish_batch
- *		Claim, publish and record one batch.  Returns the number of rows
- *		claimed, or -1 when the connection failed (rows recorded as failed
- *		attempts, connection dropped).
- */
-static int
-publish_batch(void)
+/* a claimed batch: rows and their messages, in its own memory context */
+typedef struct VnBatch
 {
-	MemoryContext old;
+	MemoryContext ctx;
+	int			n;
 	VnAmqpMessage *msgs;
 	char	  **tenants;
 	int64	   *seqs;
-	int			n;
-	int			nacked = 0,
-				nfailed = 0,
-				ndead = 0;
-	bool		ok;
-	char		err[VN_OUTBOX_ERRLEN];
-	char	  **ok_tenants,
-			  **bad_tenants,
-			  **bad_errors;
-	int64	   *ok_seqs,
-			   *bad_seqs;
-	int64		now_s;
-	TimestampTz t0,
-				t1,
-				t2;
+	TimestampTz claimed_at;
+	TimestampTz published_at;
+} VnBatch;
 
-	MemoryContextReset(batch_ctx);
-	t0 = GetCurrentTimestamp();
+/*
+ * claim_batch
+ *		Claim up to ventros.outbox_batch_size rows (one transaction) into b.
+ *		Rows of aggregates whose earlier rows are in flight are not claimed:
+ *		their leases block them.
+ */
+static void
+claim_batch(VnBatch *b)
+{
+	MemoryContext old;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		args[2];
+	int64		now_s = (int64) time(NULL);
 
-	/* 1. claim */
+	MemoryContextReset(b->ctx);
+	b->n = 0;
+	b->claimed_at = GetCurrentTimestamp();
 	begin_work("ventros outbox: claiming");
-	{
-		Oid			argtypes[2] = {INT4OID, INT4OID};
-		Datum		args[2];
-
-		args[0] = Int32GetDatum(vn_outbox_batch_size);
-		args[1] = Int32GetDatum(vn_outbox_lease);
-		if (SPI_execute_with_args("SELECT tenant_id, seq, event_id, event_type, aggregate_type, "
-								  "aggregate_id, body FROM ventros.outbox_claim($1, "
-								  "pg_catalog.make_interval(secs => $2))",
-								  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "ventros.outbox_claim failed");
-	}
-	n = (int) SPI_processed;
-	old = MemoryContextSwitchTo(batch_ctx);
-	msgs = palloc0(sizeof(VnAmqpMessage) * Max(n, 1));
-	tenants = palloc(sizeof(char *) * Max(n, 1));
-	seqs = palloc(sizeof(int64) * Max(n, 1));
-	now_s = (int64) time(NULL);
-	for (int i = 0; i < n; i++)
+	args[0] = Int32GetDatum(vn_outbox_batch_size);
+	args[1] = Int32GetDatum(vn_outbox_lease);
+	if (SPI_execute_with_args("SELECT tenant_id, seq, event_id, event_type, aggregate_type, "
+							  "aggregate_id, body FROM ventros.outbox_claim($1, "
+							  "pg_catalog.make_interval(secs => $2))",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "ventros.outbox_claim failed");
+	old = MemoryContextSwitchTo(b->ctx);
+	b->n = (int) SPI_processed;
+	b->msgs = palloc0(sizeof(VnAmqpMessage) * Max(b->n, 1));
+	b->tenants = palloc(sizeof(char *) * Max(b->n, 1));
+	b->seqs = palloc(sizeof(int64) * Max(b->n, 1));
+	for (int i = 0; i < b->n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		tenants[i] = SPI_getvalue(t, d, 1);
-		seqs[i] = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-		msgs[i].message_id = SPI_getvalue(t, d, 3);
-		msgs[i].routing_key = SPI_getvalue(t, d, 4);
-		msgs[i].aggregate_type = SPI_getvalue(t, d, 5);
-		msgs[i].aggregate_id = SPI_getvalue(t, d, 6);
-		msgs[i].body = SPI_getvalue(t, d, 7);
-		msgs[i].tenant_id = tenants[i];
-		msgs[i].timestamp = now_s;
+		b->tenants[i] = SPI_getvalue(t, d, 1);
+		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+		b->msgs[i].message_id = SPI_getvalue(t, d, 3);
+		b->msgs[i].routing_key = SPI_getvalue(t, d, 4);
+		b->msgs[i].aggregate_type = SPI_getvalue(t, d, 5);
+		b->msgs[i].aggregate_id = SPI_getvalue(t, d, 6);
+		b->msgs[i].body = SPI_getvalue(t, d, 7);
+		b->msgs[i].tenant_id = b->tenants[i];
+		b->msgs[i].timestamp = now_s;
 	}
 	MemoryContextSwitchTo(old);
 	end_work();
-	if (n == 0)
-		return 0;
+	b->published_at = GetCurrentTimestamp();
+}
 
-	/* 2. publish and await confirms: no transaction is open */
-	t1 = GetCurrentTimestamp();
-	pgstat_report_activity(STATE_RUNNING, "ventros outbox: publishing");
-	err[0] = '\0';
-	ok = vn_amqp_publish_batch(my_amqp, msgs, n, vn_outbox_mandatory,
-							   Max(vn_outbox_lease * 1000 / 2, 1000), err, sizeof(err));
+/*
+ * record_batch
+ *		Record the outcome of a batch (one transaction): acked rows published,
+ *		the others failed attempts, with their own error or conn_error (the
+ *		connection failed before their confirm came).  Empties the batch.
+ */
+static void
+record_batch(VnBatch *b, const char *conn_error)
+{
+	MemoryContext old;
+	char	  **ok_tenants,
+			  **bad_tenants,
+			  **bad_errors;
+	int64	   *ok_seqs,
+			   *bad_seqs;
+	int			nacked = 0,
+				nfailed = 0,
+				ndead = 0;
+	TimestampTz t_record = GetCurrentTimestamp();
 
-	/* 3. record */
-	t2 = GetCurrentTimestamp();
-	old = MemoryContextSwitchTo(batch_ctx);
-	ok_tenants = palloc(sizeof(char *) * n);
-	ok_seqs = palloc(sizeof(int64) * n);
-	bad_tenants = palloc(sizeof(char *) * n);
-	bad_seqs = palloc(sizeof(int64) * n);
-	bad_errors = palloc(sizeof(char *) * n);
-	for (int i = 0; i < n; i++)
+	if (b->n == 0)
+		return;
+	old = MemoryContextSwitchTo(b->ctx);
+	ok_tenants = palloc(sizeof(char *) * b->n);
+	ok_seqs = palloc(sizeof(int64) * b->n);
+	bad_tenants = palloc(sizeof(char *) * b->n);
+	bad_seqs = palloc(sizeof(int64) * b->n);
+	bad_errors = palloc(sizeof(char *) * b->n);
+	for (int i = 0; i < b->n; i++)
 	{
-		if (msgs[i].outcome == VN_AMQP_ACKED)
+		if (b->msgs[i].outcome == VN_AMQP_ACKED)
 		{
-			ok_tenants[nacked] = tenants[i];
-			ok_seqs[nacked++] = seqs[i];
+			ok_tenants[nacked] = b->tenants[i];
+			ok_seqs[nacked++] = b->seqs[i];
 		}
 		else
 		{
-			bad_tenants[nfailed] = tenants[i];
-			bad_seqs[nfailed] = seqs[i];
-			bad_errors[nfailed++] = (char *) (msgs[i].outcome == VN_AMQP_FAILED ? msgs[i].error : err);
+			bad_tenants[nfailed] = b->tenants[i];
+			bad_seqs[nfailed] = b->seqs[i];
+			bad_errors[nfailed++] = (char *) (b->msgs[i].outcome == VN_AMQP_FAILED
+											  ? b->msgs[i].error
+											  : (conn_error ? conn_error : "not confirmed"));
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -574,8 +578,9 @@ publish_batch(void)
 		ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	end_work();
-	elog(DEBUG1, "ventros outbox publisher: batch of %d: claim %ld us, publish %ld us, record %ld us",
-		 n, (long) (t1 - t0), (long) (t2 - t1), (long) (GetCurrentTimestamp() - t2));
+	elog(DEBUG1, "ventros outbox publisher: batch of %d: claim %ld us, publish and confirm %ld us, record %ld us",
+		 b->n, (long) (b->published_at - b->claimed_at), (long) (t_record - b->published_at),
+		 (long) (GetCurrentTimestamp() - t_record));
 
 	SpinLockAcquire(&vn_outbox_shared->mutex);
 	my_slot->published += nacked;
@@ -589,15 +594,56 @@ publish_batch(void)
 				(errmsg("ventros outbox publisher: %d events dead-lettered after %d attempts",
 						ndead, vn_outbox_max_attempts),
 				 errhint("See ventros.outbox rows with status 'dead'; ventros.replay_dead_events() puts them back.")));
-	if (nfailed > 0 && ok)
+	if (nfailed > 0 && conn_error == NULL)
 		set_error(bad_errors[0]);
-	if (!ok)
+	b->n = 0;
+}
+
+/* the worker's two batches: the one in flight and the next; batches[cur] is claimed next */
+static VnBatch batches[2];
+static int	cur = 0;
+
+/*
+ * publish_step
+ *		One step of the pipeline: claim the next batch, publish it, then wait
+ *		for the confirms of the batch published in the previous step (which
+ *		the broker was persisting meanwhile) and record them.  The next batch
+ *		never holds a row whose aggregate has a row in the previous one (its
+ *		lease blocks it), and one channel keeps publish order, so order per
+ *		aggregate holds.  Returns the number of rows claimed, or -1 when the
+ *		connection failed (rows in flight recorded as failed attempts,
+ *		connection dropped).
+ */
+static int
+publish_step(VnBatch *prev, VnBatch *next)
+{
+	char		err[VN_OUTBOX_ERRLEN];
+	bool		ok = true;
+	int			confirm_ms = Max(vn_outbox_lease * 1000 / 2, 1000);
+
+	err[0] = '\0';
+	claim_batch(next);
+	if (next->n > 0)
 	{
-		set_error(err);
-		disconnect();
-		return -1;
+		pgstat_report_activity(STATE_RUNNING, "ventros outbox: publishing");
+		ok = vn_amqp_publish(my_amqp, next->msgs, next->n, vn_outbox_mandatory, err, sizeof(err));
 	}
-	return n;
+	if (ok && prev->n > 0)
+	{
+		pgstat_report_activity(STATE_RUNNING, "ventros outbox: awaiting confirms");
+		ok = vn_amqp_wait(my_amqp, prev->msgs, prev->n, confirm_ms, err, sizeof(err));
+	}
+	if (ok)
+	{
+		record_batch(prev, NULL);
+		return next->n;
+	}
+	/* the connection failed: whatever was not confirmed failed with it */
+	record_batch(prev, err);
+	record_batch(next, err);
+	set_error(err);
+	disconnect();
+	return -1;
 }
 
 /* delete published rows older than the retention, a chunk per transaction */
@@ -677,8 +723,12 @@ vn_outbox_worker_main(Datum main_arg)
 	SpinLockRelease(&vn_outbox_shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
-	batch_ctx = AllocSetContextCreate(TopMemoryContext, "ventros outbox batch",
-									  ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < 2; i++)
+	{
+		batches[i].ctx = AllocSetContextCreate(TopMemoryContext, "ventros outbox batch",
+											   ALLOCSET_DEFAULT_SIZES);
+		batches[i].n = 0;
+	}
 
 	for (;;)
 	{
@@ -696,6 +746,17 @@ vn_outbox_worker_main(Datum main_arg)
 			/* a new URL (or credentials): reconnect with it now */
 			if (my_url != NULL && strcmp(my_url, vn_amqp_url ? vn_amqp_url : "") != 0)
 			{
+				VnBatch    *inflight = &batches[cur ^ 1];
+
+				if (inflight->n > 0)
+				{
+					char		err[VN_OUTBOX_ERRLEN];
+					bool		ok;
+
+					ok = vn_amqp_wait(my_amqp, inflight->msgs, inflight->n,
+									  Max(vn_outbox_lease * 1000 / 2, 1000), err, sizeof(err));
+					record_batch(inflight, ok ? NULL : err);
+				}
 				disconnect();
 				failures = 0;
 				next_connect_at = 0;
@@ -730,15 +791,22 @@ vn_outbox_worker_main(Datum main_arg)
 
 		if (ready && my_amqp != NULL)
 		{
-			int			n = publish_batch();
+			bool		had_inflight = batches[cur ^ 1].n > 0;
+			int			n = publish_step(&batches[cur ^ 1], &batches[cur]);
 
 			if (n < 0)
 			{
 				failures = 1;
 				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
 			}
-			else if (n >= vn_outbox_batch_size)
-				continue;		/* more is waiting: no sleep */
+			else if (n > 0)
+			{
+				/* its confirms are awaited in the next step, with the next batch in flight */
+				cur ^= 1;
+				continue;
+			}
+			else if (had_inflight)
+				continue;		/* its confirms may have unblocked rows held back by its leases */
 		}
 
 		now = GetCurrentTimestamp();
