@@ -94,6 +94,7 @@ DECLARE
     field       text;
     assignments text;
     result      ALIAS FOR $0;
+    updated     bigint;
 BEGIN
     IF row_id IS NULL THEN
         RAISE EXCEPTION '% id must not be null', aggregate USING ERRCODE = '23502';
@@ -122,7 +123,8 @@ BEGIN
                    'WHERE t.tenant_id = ventros.require_tenant() AND t.id = $2 RETURNING t.*',
                    target, assignments)
         INTO result USING changes, row_id, expected_version, row_type;
-    IF NOT FOUND THEN
+    GET DIAGNOSTICS updated = ROW_COUNT;  -- EXECUTE does not set FOUND
+    IF updated = 0 THEN
         RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
     END IF;
     RETURN result;
@@ -130,6 +132,29 @@ END
 $$;
 COMMENT ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]) IS
     'Generic optimistic update: P0002 when absent, VN001 when expected_version is stale, 22023 for unknown fields';
+
+-- get_row: the generic read behind every get_<aggregate> query.
+CREATE FUNCTION ventros.get_row(row_type anyelement, aggregate text, row_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+    found_rows bigint;
+BEGIN
+    EXECUTE format('SELECT * FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1',
+                   pg_typeof(row_type)::text::regclass)
+        INTO result USING row_id;
+    GET DIAGNOSTICS found_rows = ROW_COUNT;
+    IF found_rows = 0 THEN
+        RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.get_row(anyelement, text, uuid) IS
+    'Generic read of one live row of the acting tenant (row_type is NULL::<table>); P0002 when absent';
 
 -- delete_row: the generic soft delete behind every delete_<aggregate> command.
 CREATE FUNCTION ventros.delete_row(target regclass, aggregate text, row_id uuid, expected_version integer)
@@ -164,6 +189,7 @@ COMMENT ON FUNCTION ventros.is_distinct_array(text[]) IS 'True when no element r
 GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email(text),
     ventros.check_length(text, integer, text), ventros.check_page_size(integer), ventros.is_distinct_array(text[])
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.get_row(anyelement, text, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
     ventros.delete_row(regclass, text, uuid, integer)
     TO ventros_agent;

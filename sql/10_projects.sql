@@ -110,20 +110,9 @@ AS $$ SELECT ventros.delete_row('ventros.projects', 'project', project_id, expec
 COMMENT ON FUNCTION ventros.delete_project(uuid, integer) IS 'Soft-deletes a project; emits project.deleted';
 
 CREATE FUNCTION ventros.get_project(project_id uuid) RETURNS ventros.projects
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.projects;
-BEGIN
-    SELECT * INTO result FROM ventros.projects p
-    WHERE p.tenant_id = ventros.require_tenant() AND p.id = project_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'project % not found', project_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.projects, 'project', project_id) $$;
 COMMENT ON FUNCTION ventros.get_project(uuid) IS 'A project of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_projects() RETURNS SETOF ventros.projects

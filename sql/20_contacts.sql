@@ -166,20 +166,9 @@ COMMENT ON FUNCTION ventros.delete_contact(uuid, integer) IS
     'Soft-deletes a contact (P0002 if absent, VN001 if expected_version is stale); emits contact.deleted';
 
 CREATE FUNCTION ventros.get_contact(contact_id uuid) RETURNS ventros.contacts
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.contacts;
-BEGIN
-    SELECT * INTO result FROM ventros.contacts c
-    WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.contacts, 'contact', contact_id) $$;
 COMMENT ON FUNCTION ventros.get_contact(uuid) IS 'A live contact of the acting tenant, or P0002';
 
 -- find_contact: the one contact with this phone or email (normalised first).

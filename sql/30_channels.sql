@@ -157,20 +157,9 @@ AS $$ SELECT ventros.delete_row('ventros.channels', 'channel', channel_id, expec
 COMMENT ON FUNCTION ventros.delete_channel(uuid, integer) IS 'Soft-deletes a channel; emits channel.deleted';
 
 CREATE FUNCTION ventros.get_channel(channel_id uuid) RETURNS ventros.channels
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.channels;
-BEGIN
-    SELECT * INTO result FROM ventros.channels c
-    WHERE c.tenant_id = ventros.require_tenant() AND c.id = channel_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.channels, 'channel', channel_id) $$;
 COMMENT ON FUNCTION ventros.get_channel(uuid) IS 'A live channel of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_channels(type text DEFAULT NULL, status text DEFAULT NULL)

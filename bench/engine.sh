@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# bench/engine: the aggregate engine against the floor (the same change and
+# event written by hand, one statement) and against a PL/pgSQL trigger doing
+# the same, interleaved in one run on a throwaway server.
+#   single row: pgbench TPS at 1 and 8 clients, UPDATE and INSERT
+#   bulk: UPDATE of BENCH_ROWS rows (default 100,000), microseconds per row
+# Prints one line per measure with the ratios; medians of BENCH_ROUNDS rounds.
+# No assertion: these machines are noisy, read the ratios.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+RUN=$VENTROS_ROOT/.run/bench
+PORT=${VENTROS_BENCH_PG_PORT:-54349}
+ROWS=${BENCH_ROWS:-100000}
+ROUNDS=${BENCH_ROUNDS:-3}
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+HERE=$VENTROS_ROOT/bench
+
+ensure_packages
+build_install
+pg_stop "$RUN"; rm -rf "$RUN"
+pg_start "$RUN" "$PORT"
+trap 'pg_stop "$RUN"' EXIT
+export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
+psql -X -q -d postgres -c "CREATE DATABASE ventros"
+psql -X -q -c "CREATE EXTENSION ventros CASCADE"
+psql -X -q -v rows="$ROWS" -f "$HERE/engine_setup.sql"
+psql -X -q -f "$HERE/engine_bulk.sql"
+PROJECT=$(psql -X -tA -c "SELECT id FROM ventros.projects WHERE tenant_id = 'bench'")
+PGBENCH=$PG_BIN/pgbench
+
+declare -A script
+script[update_floor]="\\set n random(1, $ROWS)
+WITH u AS (UPDATE bench.floor_contacts c SET name = 'N' || (random() * 1e9)::int, version = c.version + 1, updated_at = now()
+           WHERE c.tenant_id = 'bench' AND c.id = (SELECT id FROM bench.ids WHERE n = :n)
+           RETURNING c.tenant_id, c.id, c.version, c.name)
+INSERT INTO bench.floor_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, payload, actor, occurred_at)
+SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), 'contact.updated', 'contact', id, version,
+       jsonb_build_object('changed', jsonb_build_object('name', name)), session_user, statement_timestamp() FROM u;"
+script[update_ventros]="\\set n random(1, $ROWS)
+UPDATE ventros.contacts SET name = 'N' || (random() * 1e9)::int, version = version
+WHERE tenant_id = 'bench' AND id = (SELECT id FROM bench.ids WHERE n = :n);"
+script[update_plpgsql]="\\set n random(1, $ROWS)
+UPDATE bench.plpgsql_contacts SET name = 'N' || (random() * 1e9)::int, version = version
+WHERE tenant_id = 'bench' AND id = (SELECT id FROM bench.ids WHERE n = :n);"
+script[insert_floor]="WITH i AS (INSERT INTO bench.floor_contacts (id, tenant_id, project_id, name, version, created_at, updated_at)
+           VALUES (gen_random_uuid(), 'bench', '$PROJECT', 'New contact', 1, now(), now()) RETURNING *)
+INSERT INTO bench.floor_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, payload, actor, occurred_at)
+SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), 'contact.created', 'contact', id, 1, to_jsonb(i), session_user, statement_timestamp() FROM i;"
+script[insert_ventros]="INSERT INTO ventros.contacts (tenant_id, project_id, name) VALUES ('bench', '$PROJECT', 'New contact');"
+script[insert_plpgsql]="INSERT INTO bench.plpgsql_contacts (id, tenant_id, project_id, name) VALUES (gen_random_uuid(), 'bench', '$PROJECT', 'New contact');"
+
+declare -A results
+tps() {	# tps workload variant clients
+	printf '%s\n' "${script[$1_$2]}" >"$RUN/$1_$2.sql"
+	"$PGBENCH" -n -c "$3" -j "$3" -T "$SECONDS_PER_RUN" -f "$RUN/$1_$2.sql" 2>&1 |
+		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+for round in $(seq "$ROUNDS"); do
+	for workload in update insert; do
+		for clients in 1 8; do
+			for variant in floor ventros plpgsql; do
+				results[$workload.$clients.$variant]+="$(tps $workload $variant $clients) "
+			done
+		done
+	done
+	for variant in floor ventros plpgsql; do
+		results[bulk.$variant]+="$(psql -X -tA -c "BEGIN" -c "SELECT bench.bulk_$variant()" -c "ROLLBACK" | sed -n 2p) "
+	done
+	psql -X -q -c "VACUUM ANALYZE" >/dev/null
+	log "round $round of $ROUNDS done"
+done
+
+echo "bench/engine: $ROWS rows, $ROUNDS rounds of ${SECONDS_PER_RUN}s, median per measure (superuser, no RLS, both sides)"
+for workload in update insert; do
+	for clients in 1 8; do
+		f=$(median ${results[$workload.$clients.floor]})
+		v=$(median ${results[$workload.$clients.ventros]})
+		p=$(median ${results[$workload.$clients.plpgsql]})
+		printf 'engine_%s_%sc  floor %8.0f tps  ventros %8.0f tps  plpgsql %8.0f tps  ventros/floor %.2f  ventros/plpgsql %.2f\n' \
+			"$workload" "$clients" "$f" "$v" "$p" "$(echo "$v / $f" | bc -l)" "$(echo "$v / $p" | bc -l)"
+	done
+done
+f=$(median ${results[bulk.floor]})
+v=$(median ${results[bulk.ventros]})
+p=$(median ${results[bulk.plpgsql]})
+printf 'engine_bulk_update  floor %.2f us/row  ventros %.2f us/row  plpgsql %.2f us/row  ventros/floor %.2f  ventros/plpgsql %.2f\n' \
+	"$f" "$v" "$p" "$(echo "$v / $f" | bc -l)" "$(echo "$v / $p" | bc -l)"
+echo "targets: single-row ventros/floor >= 0.90; bulk ventros/floor <= 1.30 and ventros/plpgsql <= 0.70"

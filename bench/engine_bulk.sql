@@ -1,0 +1,38 @@
+-- Bulk variants for bench/engine: each updates every bench row and writes one
+-- event per row, and returns microseconds per row.  Run inside a transaction
+-- that is rolled back, so every round starts from the same tables.
+CREATE FUNCTION bench.bulk_floor() RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    UPDATE bench.floor_contacts SET name = name || '!', version = version + 1, updated_at = now();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO bench.floor_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id,
+                                    aggregate_version, payload, actor, occurred_at)
+    SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), 'contact.updated', 'contact', id, version,
+           jsonb_build_object('changed', jsonb_build_object('name', name)), session_user, statement_timestamp()
+    FROM bench.floor_contacts;
+    RETURN round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / n, 2);
+END
+$$;
+CREATE FUNCTION bench.bulk_ventros() RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    UPDATE ventros.contacts SET name = name || '!', version = version WHERE tenant_id = 'bench';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / n, 2);
+END
+$$;
+CREATE FUNCTION bench.bulk_plpgsql() RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+    n bigint;
+BEGIN
+    UPDATE bench.plpgsql_contacts SET name = name || '!';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / n, 2);
+END
+$$;

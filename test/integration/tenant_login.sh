@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# A real tenant-bound login over TCP with a password (what VENTROS_DEMO_PGURL
+# gives a user): it sees its tenant only, and every way it might try to act
+# for another tenant is refused.  Prints TAP.
+set -u
+: "${PGHOST:?run through scripts/test}"
+ADMIN=(psql -X -q -v ON_ERROR_STOP=1 -d ventros)
+PASSWORD=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
+URL="postgresql://it_bound:$PASSWORD@127.0.0.1:$PGPORT/ventros"
+n=0
+check() {	# check "description" expected-regex actual
+	n=$((n + 1))
+	if [[ $3 =~ $2 ]]; then echo "ok $n - $1"; else echo "not ok $n - $1"; echo "#   got: $3"; echo "#   want: $2"; fi
+}
+as_login() { PGOPTIONS=${OPTS:-} psql -X -qtA "$URL" -c "$1" 2>&1; }
+
+"${ADMIN[@]}" >/dev/null <<SQL
+SELECT ventros.create_tenant(t, t) FROM unnest(ARRAY['it_a', 'it_b']) t
+WHERE NOT EXISTS (SELECT 1 FROM ventros.projects WHERE tenant_id = t);
+SET ventros.tenant = 'it_a';
+SELECT ventros.create_contact('Alice of A');
+SET ventros.tenant = 'it_b';
+SELECT ventros.create_contact('Bob of B');
+RESET ventros.tenant;
+SELECT ventros.bind_login('it_bound', 'it_a', 'ventros_agent', '$PASSWORD');
+SQL
+
+check "the login acts for its tenant" '^it_a$' "$(as_login 'SELECT ventros.current_tenant()')"
+check "it sees only its tenant's contacts" '^Alice of A$' "$(as_login "SELECT string_agg(name, ',') FROM ventros.contacts")"
+check "SET ventros.tenant is refused" 'permission denied to choose the acting tenant' "$(as_login "SET ventros.tenant = 'it_b'")"
+check "RESET ventros.bound_tenant is refused" 'permission denied to set parameter' "$(as_login 'RESET ventros.bound_tenant')"
+check "SET ventros.bound_tenant is refused" 'permission denied to set parameter' "$(as_login "SET ventros.bound_tenant = 'it_b'")"
+check "SET SESSION AUTHORIZATION is refused" 'permission denied to set session authorization' "$(as_login 'SET SESSION AUTHORIZATION postgres')"
+check "SET ROLE to an admin role is refused" 'permission denied to set role' "$(as_login 'SET ROLE ventros_platform_admin')"
+check "a crafted JWT claim is refused" 'cannot act for tenant "it_b"' \
+	"$(as_login "SELECT set_config('request.jwt.claims', '{\"tenant_id\":\"it_b\"}', false); SELECT count(*) FROM ventros.contacts")"
+check "a tenant in the startup options is refused" 'permission denied to choose the acting tenant' \
+	"$(OPTS="-c ventros.tenant=it_b" as_login 'SELECT ventros.current_tenant()')"
+check "a write for another tenant is refused" 'row-level security' \
+	"$(as_login "INSERT INTO ventros.contacts (tenant_id, project_id, name) SELECT 'it_b', id, 'x' FROM ventros.projects LIMIT 1")"
+check "a write for its own tenant works" '^1$' "$(as_login "SELECT (ventros.create_contact('Carol of A')).version")"
+check "nothing reached the other tenant" '^Bob of B$' \
+	"$("${ADMIN[@]}" -tA -c "SELECT string_agg(name, ',') FROM ventros.contacts WHERE tenant_id = 'it_b'")"
+"${ADMIN[@]}" -c "DROP OWNED BY it_bound; DROP ROLE it_bound" >/dev/null 2>&1
+echo "1..$n"
