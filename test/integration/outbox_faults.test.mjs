@@ -142,15 +142,13 @@ test('broker restarts, a terminated worker and a PostgreSQL restart lose nothing
   assert.deepEqual(problems, []);
   for (const r of rows) assert.ok(unique.has(r.event_id), `event ${r.event_id} lost`);
   assert.equal(unique.size, rows.length);
-  // duplicates only within the unconfirmed window: each one is an event the
-  // worker had to publish again because its confirm was never recorded
-  const seen = new Set();
-  for (const m of mine()) {
-    const id = m.properties.messageId;
-    if (seen.has(id)) assert.ok(attempts.get(id) > 1, `duplicate ${id} of an event published once`);
-    seen.add(id);
-  }
-  assert.ok(duplicates <= retried);
+  // duplicates only within the unconfirmed window: an event arrives at most
+  // as many times as the worker published it (one claim, one attempt, each
+  // after a failure that left its confirm unrecorded)
+  const copies = new Map();
+  for (const m of mine()) copies.set(m.properties.messageId, (copies.get(m.properties.messageId) ?? 0) + 1);
+  for (const [id, n] of copies)
+    assert.ok(n <= attempts.get(id), `event ${id} arrived ${n} times, published ${attempts.get(id)} times`);
 });
 
 test('refused credentials leave rows pending with a clear last_error, without a crash loop', async () => {
