@@ -11,11 +11,16 @@
  *
  *	1. claim a batch in one short transaction (ventros.outbox_claim: SKIP
  *	   LOCKED, a lease, an attempt counted, envelopes built in SQL);
- *	2. publish it and wait for the publisher confirms outside any
- *	   transaction (outbox_amqp.c);
- *	3. record the outcome in the next transaction: acked rows published,
+ *	2. publish it, outside any transaction (outbox_amqp.c);
+ *	3. wait for the publisher confirms of the batch published in the
+ *	   previous step (the broker persisted it while we claimed and published
+ *	   this one) and record them in one transaction: acked rows published,
  *	   nacked, returned or unconfirmed rows failed (retry after backoff,
  *	   dead after ventros.outbox_max_attempts).
+ *
+ * So at most two batches are in flight.  The second never holds a row of an
+ * aggregate that has a row in the first (the first's leases block it), and
+ * one channel keeps publish order: order per aggregate holds.
  *
  * All progress is row state, so the worker may die anywhere: a restarted
  * worker frees the leases of dead claimers and publishes again what was not
