@@ -9,7 +9,7 @@
 #ifndef VENTROS_OUTBOX_WORKER_H
 #define VENTROS_OUTBOX_WORKER_H
 
-#include "postgres.h"
+#include "fmgr.h"
 
 /* in outbox_worker.c */
 extern void vn_outbox_init(void);
