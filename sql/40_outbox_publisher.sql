@@ -24,6 +24,12 @@ RETURNS TABLE (tenant_id text, seq bigint, event_id text, event_type text,
                aggregate_type text, aggregate_id text, attempts integer, body text)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- The outbox swings between empty and a large backlog faster than its
+-- statistics follow; a plan made while it looked empty (seq scan, sort of
+-- every pending row) makes each claim read the whole backlog.  Walk the
+-- partial indexes in seq order, always.
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
 DECLARE
     -- 'tenant/aggregate' -> seq of the aggregate's first blocking row (dead,
