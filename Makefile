@@ -7,6 +7,7 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 SHLIB_LINK  = $(VENTROS_LIBS) -lrabbitmq
 VENTROS_LIBS ?=
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK += -lcurl
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-clobbered
 
@@ -18,7 +19,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*
 # Isolation specs run with PostgreSQL's own isolation tester against a running,
 # preloaded server (PGHOST/PGPORT): make installcheck.
 ISOLATION      = $(sort $(notdir $(basename $(wildcard test/isolation/specs/*.spec))))
-ISOLATION_OPTS = --inputdir=test/isolation --load-extension=$(EXTENSION)
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = $(DATA_built) output_iso
 

@@ -26,6 +26,13 @@
  * explicitly.  An UPDATE that changes no field keeps version and updated_at
  * and emits nothing.
  *
+ * Quiet columns (ventros.aggregates.quiet_columns) are counters and marks the
+ * system keeps up to date under the row lock (a session's message counters,
+ * a channel's last_message_at).  An UPDATE that changes only quiet columns
+ * keeps version and updated_at and emits nothing: the fact is carried by the
+ * event of the row that caused it (message.created), and a busy conversation
+ * does not make every editor's version stale.
+ *
  * Metadata (attribute numbers, payload columns and their JSON types, the
  * state machine, the soft-delete plan) is cached per relation in a hash keyed
  * by relid, as ri_triggers.c caches its plans, and dropped by a relcache
@@ -146,14 +153,17 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 	char	   *state_column;
 	Datum		redacted;
+	Datum		quiet;
 	bool		isnull;
+	bool		quiet_isnull;
 	MemoryContext old;
 	Oid			outfunc;
 	bool		isvarlena;
 
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	ret = SPI_execute_with_args("SELECT aggregate, state_column::text, "
-								"coalesce(redacted_columns, '{}')::text[] "
+								"coalesce(redacted_columns, '{}')::text[], "
+								"coalesce(quiet_columns, '{}')::text[] "
 								"FROM ventros.aggregates WHERE table_name = $1",
 								1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
@@ -168,6 +178,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	agg->name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	state_column = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	redacted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	quiet = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &quiet_isnull);
 
 	agg->event_created = psprintf("%s.created", agg->name);
 	agg->event_updated = psprintf("%s.updated", agg->name);
@@ -183,6 +194,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 		: InvalidAttrNumber;
 
 	agg->in_payload = palloc0(sizeof(bool) * (desc->natts + 1));
+	agg->quiet = palloc0(sizeof(bool) * (desc->natts + 1));
 	agg->colnames = palloc0(sizeof(char *) * (desc->natts + 1));
 	agg->coltypes = palloc0(sizeof(VnJsonType *) * (desc->natts + 1));
 	for (int i = 0; i < desc->natts; i++)
@@ -208,6 +220,21 @@ load_aggregate(VnAggregate *agg, Relation rel)
 			AttrNumber	att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
 
 			agg->in_payload[att] = false;
+		}
+	}
+	if (!quiet_isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(quiet), TEXTOID, -1, false, TYPALIGN_INT,
+						  &names, &nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			AttrNumber	att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
+
+			agg->quiet[att] = true;
 		}
 	}
 	if (agg->att_state != InvalidAttrNumber)
@@ -411,7 +438,7 @@ before_update(VnAggregate *agg, TriggerData *td)
 		AttrNumber	a = att->attnum;
 
 		if (att->attisdropped || a == agg->att_version || a == agg->att_created ||
-			a == agg->att_updated)
+			a == agg->att_updated || agg->quiet[a])
 			continue;
 		oldv = heap_getattr(oldtup, a, desc, &oldnull);
 		newv = heap_getattr(newtup, a, desc, &newnull);

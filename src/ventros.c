@@ -13,6 +13,7 @@
 
 #include "emit.h"
 #include "engine.h"
+#include "http_worker.h"
 #include "guc.h"
 #include "outbox_worker.h"
 #include "tenant.h"
@@ -27,6 +28,7 @@ _PG_init(void)
 	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
+	vn_http_worker_init();
 	vn_engine_init();
 	vn_outbox_init();
 	MarkGUCPrefixReserved("ventros");
