@@ -58,7 +58,7 @@ queue() {	# queue declare|purge|delete
 	await ch.prefetch(5000);
 	await ch.consume('bench.outbox', () => {}, { noAck: true });") &
 drain=$!
-trap 'kill $drain 2>/dev/null; rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT
+trap 'kill $drain 2>/dev/null || true; rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT
 
 # the events: 10,000 aggregates, about 630-byte envelopes like operations.md's floor
 emit_sql() {	# tenant count
