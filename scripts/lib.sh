@@ -89,6 +89,7 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
+ventros.amqp_url = 'amqp://ventros:ventros@127.0.0.1:${VENTROS_AMQP_PORT:-56720}/%2F'
 CONF
 		# Local socket: trust for the postgres superuser only; passwords for all others.
 		cat >"$data/pg_hba.conf" <<HBA

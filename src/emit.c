@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "emit.h"
+#include "outbox_worker.h"
 #include "tenant.h"
 
 /* the columns the writer fills; any other column gets its default */
@@ -408,6 +409,7 @@ vn_emit(const VnEvent *event)
 	PG_END_TRY();
 	ExecClearTuple(slot);
 	ResetPerTupleExprContext(w->estate);
+	vn_outbox_wake_at_commit();
 }
 
 /*

@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "http_worker.h"
 #include "guc.h"
+#include "outbox_worker.h"
 #include "tenant.h"
 
 PG_MODULE_MAGIC;
@@ -29,5 +30,6 @@ _PG_init(void)
 	vn_emit_init();
 	vn_http_worker_init();
 	vn_engine_init();
+	vn_outbox_init();
 	MarkGUCPrefixReserved("ventros");
 }
