@@ -4,9 +4,10 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" ventros.co
 
 MODULE_big  = ventros
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-SHLIB_LINK  = $(VENTROS_LIBS)
+SHLIB_LINK  = $(VENTROS_LIBS) -lrabbitmq
 VENTROS_LIBS ?=
 PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK += -lcurl
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-clobbered
 

@@ -79,6 +79,7 @@ port = $port
 unix_socket_directories = '$sock'
 shared_preload_libraries = 'ventros, pg_cron'
 cron.database_name = 'ventros'
+ventros.secret_key = '$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')'
 cron.host = '$sock'
 cron.use_background_workers = on
 max_worker_processes = 32
@@ -88,6 +89,7 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
+ventros.amqp_url = 'amqp://ventros:ventros@127.0.0.1:${VENTROS_AMQP_PORT:-56720}/%2F'
 CONF
 		# Local socket: trust for the postgres superuser only; passwords for all others.
 		cat >"$data/pg_hba.conf" <<HBA
@@ -151,16 +153,34 @@ log.console = false
 log.file.level = warning
 CONF
 		if rabbitmqctl_ -q status >/dev/null 2>&1; then exit 0; fi
-		rm -f "$RABBITMQ_PID_FILE"
+		local tries=0 starts=0 server=
+		start_node() {
+			rm -f "$RABBITMQ_PID_FILE"
+			setsid "$RABBIT_BIN/rabbitmq-server" >>"$dir/rabbit/server.out" 2>&1 </dev/null &
+			server=$!
+			starts=$((starts + 1))
+		}
 		log "starting RabbitMQ on port $port"
-		setsid "$RABBIT_BIN/rabbitmq-server" >"$dir/rabbit/server.out" 2>&1 </dev/null &
-		# await_startup fails at once while the node is not yet registered: retry.
-		local tries=0
+		start_node
+		# await_startup fails at once while the node is not yet registered:
+		# retry; a node that died while starting (a port still held by its
+		# predecessor, a loaded machine) is started again, up to three times.
 		until rabbitmqctl_ -q -t 10 await_startup >/dev/null 2>&1; do
 			tries=$((tries + 1))
-			[ $tries -lt 60 ] || { tail -20 "$dir/rabbit/server.out" >&2; exit 1; }
+			if ! kill -0 "$server" 2>/dev/null; then
+				[ $starts -lt 3 ] || break
+				log "RabbitMQ exited while starting; starting it again"
+				sleep 3
+				start_node
+			fi
+			[ $tries -lt 120 ] || break
 			sleep 1
 		done
+		if ! rabbitmqctl_ -q status >/dev/null 2>&1; then
+			tail -30 "$dir/rabbit/server.out" >&2
+			tail -30 "$RABBITMQ_LOG_BASE"/*.log >&2 2>/dev/null
+			exit 1
+		fi
 	) || die "RabbitMQ did not start"
 }
 

@@ -42,6 +42,7 @@ CREATE TABLE ventros.aggregates (
     context          text NOT NULL CHECK (context IN ('crm', 'automation', 'core')),
     state_column     name,
     redacted_columns name[] NOT NULL DEFAULT '{}',
+    quiet_columns    name[] NOT NULL DEFAULT '{}',
     description      text
 );
 COMMENT ON TABLE ventros.aggregates IS

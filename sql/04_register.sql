@@ -62,6 +62,11 @@ BEGIN
             description = coalesce(EXCLUDED.description, a.description);
 
     FOREACH event_name IN ARRAY ARRAY['created', 'updated', 'deleted'] LOOP
+        -- <aggregate>.created only when some creation has no initial-state
+        -- event of its own (see engine.c: it would never be written).
+        CONTINUE WHEN event_name = 'created'
+            AND jsonb_path_exists(transitions, '$[*] ? (!exists(@.from) || @.from == null)')
+            AND NOT jsonb_path_exists(transitions, '$[*] ? ((!exists(@.from) || @.from == null) && (!exists(@.event) || @.event == null))');
         PERFORM ventros.register_event_type(aggregate || '.' || event_name,
                                             format('A %s was %s.', aggregate, event_name));
     END LOOP;

@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "emit.h"
+#include "outbox_worker.h"
 #include "tenant.h"
 
 /* the columns the writer fills; any other column gets its default */
@@ -344,6 +345,7 @@ vn_emit(const VnEvent *event)
 	ExprContext *econtext;
 	pg_uuid_t  *event_id;
 	ResourceOwner saved;
+	MemoryContext oldcxt;
 
 	if (vn_writer != NULL && vn_writer->stale)
 		writer_close();
@@ -386,19 +388,28 @@ vn_emit(const VnEvent *event)
 	}
 	ExecStoreVirtualTuple(slot);
 
+	/*
+	 * Insert as the executor does: in the query context of our EState, which
+	 * lives as long as the writer.  Anything the executor sets up lazily on
+	 * first use (a trigger's FmgrInfo on ventros.outbox, say) is allocated in
+	 * the current context and must not land in the caller's per-tuple one.
+	 */
 	saved = CurrentResourceOwner;
 	CurrentResourceOwner = TopTransactionResourceOwner;
+	oldcxt = MemoryContextSwitchTo(w->estate->es_query_cxt);
 	PG_TRY();
 	{
 		ExecSimpleRelationInsert(w->rri, w->estate, slot);
 	}
 	PG_FINALLY();
 	{
+		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = saved;
 	}
 	PG_END_TRY();
 	ExecClearTuple(slot);
 	ResetPerTupleExprContext(w->estate);
+	vn_outbox_wake_at_commit();
 }
 
 /*

@@ -26,6 +26,13 @@
  * explicitly.  An UPDATE that changes no field keeps version and updated_at
  * and emits nothing.
  *
+ * Quiet columns (ventros.aggregates.quiet_columns) are counters and marks the
+ * system keeps up to date under the row lock (a session's message counters,
+ * a channel's last_message_at).  An UPDATE that changes only quiet columns
+ * keeps version and updated_at and emits nothing: the fact is carried by the
+ * event of the row that caused it (message.created), and a busy conversation
+ * does not make every editor's version stale.
+ *
  * Metadata (attribute numbers, payload columns and their JSON types, the
  * state machine, the soft-delete plan) is cached per relation in a hash keyed
  * by relid, as ri_triggers.c caches its plans, and dropped by a relcache
@@ -146,14 +153,18 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 	char	   *state_column;
 	Datum		redacted;
+	Datum		quiet;
 	bool		isnull;
+	bool		quiet_isnull;
 	MemoryContext old;
 	Oid			outfunc;
 	bool		isvarlena;
+	bool		needs_created;
 
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	ret = SPI_execute_with_args("SELECT aggregate, state_column::text, "
-								"coalesce(redacted_columns, '{}')::text[] "
+								"coalesce(redacted_columns, '{}')::text[], "
+								"coalesce(quiet_columns, '{}')::text[] "
 								"FROM ventros.aggregates WHERE table_name = $1",
 								1, argtypes, args, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
@@ -168,6 +179,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	agg->name = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	state_column = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	redacted = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	quiet = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &quiet_isnull);
 
 	agg->event_created = psprintf("%s.created", agg->name);
 	agg->event_updated = psprintf("%s.updated", agg->name);
@@ -183,6 +195,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 		: InvalidAttrNumber;
 
 	agg->in_payload = palloc0(sizeof(bool) * (desc->natts + 1));
+	agg->quiet = palloc0(sizeof(bool) * (desc->natts + 1));
 	agg->colnames = palloc0(sizeof(char *) * (desc->natts + 1));
 	agg->coltypes = palloc0(sizeof(VnJsonType *) * (desc->natts + 1));
 	for (int i = 0; i < desc->natts; i++)
@@ -210,6 +223,21 @@ load_aggregate(VnAggregate *agg, Relation rel)
 			agg->in_payload[att] = false;
 		}
 	}
+	if (!quiet_isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(quiet), TEXTOID, -1, false, TYPALIGN_INT,
+						  &names, &nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			AttrNumber	att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
+
+			agg->quiet[att] = true;
+		}
+	}
 	if (agg->att_state != InvalidAttrNumber)
 	{
 		Oid			state_type = TupleDescAttr(desc, agg->att_state - 1)->atttypid;
@@ -220,10 +248,20 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	}
 	MemoryContextSwitchTo(old);
 
-	vn_require_event_type(agg->event_created, agg->name);
+	vn_state_machine_load(agg);
+	/*
+	 * <aggregate>.created is written for a creation whose initial state has
+	 * no event of its own; when every initial state declares one (session:
+	 * session.started), it is never written and need not be registered.
+	 */
+	needs_created = !agg->has_initial;
+	for (int i = 0; i < agg->ntransitions; i++)
+		if (agg->transitions[i].from_state == NULL && agg->transitions[i].event_type == NULL)
+			needs_created = true;
+	if (needs_created)
+		vn_require_event_type(agg->event_created, agg->name);
 	vn_require_event_type(agg->event_updated, agg->name);
 	vn_require_event_type(agg->event_deleted, agg->name);
-	vn_state_machine_load(agg);
 	for (int i = 0; i < agg->ntransitions; i++)
 		if (agg->transitions[i].event_type)
 			vn_require_event_type(agg->transitions[i].event_type, agg->name);
@@ -411,7 +449,7 @@ before_update(VnAggregate *agg, TriggerData *td)
 		AttrNumber	a = att->attnum;
 
 		if (att->attisdropped || a == agg->att_version || a == agg->att_created ||
-			a == agg->att_updated)
+			a == agg->att_updated || agg->quiet[a])
 			continue;
 		oldv = heap_getattr(oldtup, a, desc, &oldnull);
 		newv = heap_getattr(newtup, a, desc, &newnull);

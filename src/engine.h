@@ -43,6 +43,7 @@ typedef struct VnAggregate
 	AttrNumber	att_deleted;
 	AttrNumber	att_state;		/* InvalidAttrNumber: no state machine */
 	bool	   *in_payload;		/* per attribute: part of event payloads */
+	bool	   *quiet;			/* per attribute: changes alone keep the version */
 	char	  **colnames;
 	VnJsonType **coltypes;
 	FmgrInfo	state_output;

@@ -8,6 +8,9 @@
  *		the duration of its own soft-delete update.
  * ventros.max_page_size (superuser): the hard maximum of rows one query
  *		function returns; a larger page_size is refused with 54000.
+ * ventros.secret_key (superuser, hidden): the key that encrypts credential
+ *		secrets (sql/68_credentials.sql); only superusers can read or set it,
+ *		so it lives in postgresql.conf and never in the data.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +22,7 @@
 
 static bool vn_include_deleted = false;
 static int	vn_max_page_size = 1000;
+static char *vn_secret_key = NULL;
 
 void
 vn_guc_init(void)
@@ -40,4 +44,12 @@ vn_guc_init(void)
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("ventros.secret_key",
+							   "Key that encrypts credential secrets (pgp_sym_encrypt).",
+							   NULL,
+							   &vn_secret_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 }

@@ -13,7 +13,9 @@
 
 #include "emit.h"
 #include "engine.h"
+#include "http_worker.h"
 #include "guc.h"
+#include "outbox_worker.h"
 #include "tenant.h"
 
 PG_MODULE_MAGIC;
@@ -26,6 +28,8 @@ _PG_init(void)
 	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
+	vn_http_worker_init();
 	vn_engine_init();
+	vn_outbox_init();
 	MarkGUCPrefixReserved("ventros");
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# bench/outbox: the outbox publisher against the floor, in one run on
+# throwaway servers (PostgreSQL and RabbitMQ of its own):
+#   (a) floor: bench/outbox_floor.c (built here) publishes the same messages
+#       (same properties, headers and body size) straight to ventros.events
+#       with publisher confirms, batches of BENCH_BATCH (1,000);
+#   (b) ventros: BENCH_EVENTS events (50,000) committed in one transaction,
+#       timed from the commit to the last confirmed publish recorded
+#       (published_at), with ventros.outbox_batch_size = BENCH_BATCH;
+#   (c) latency: pgbench commits one event per transaction at half of (b)'s
+#       rate for BENCH_SECONDS; a consumer measures commit-to-consumer time.
+# (a) and (b) alternate for BENCH_ROUNDS rounds (3); medians.  Both publish
+# into one durable queue bound to ventros.events, which a consumer drains
+# all along (as in production: a queue without readers grows on disk, and
+# purging it keeps the broker busy for whoever publishes next).
+# No assertion: read the ratio.  Targets: b/a >= 0.7, p50 <= 5 ms, p99 <= 25 ms.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+RUN=$VENTROS_ROOT/.run/bench-outbox
+PORT=${VENTROS_BENCH_PG_PORT:-54359}
+AMQP_PORT=${VENTROS_BENCH_AMQP_PORT:-56750}
+EVENTS=${BENCH_EVENTS:-50000}
+BATCH=${BENCH_BATCH:-1000}
+ROUNDS=${BENCH_ROUNDS:-3}
+LAT_SECONDS=${BENCH_SECONDS:-10}
+HERE=$VENTROS_ROOT/bench
+
+ensure_packages
+build_install
+pg_stop "$RUN"; rabbit_stop "$RUN" "$AMQP_PORT"; rm -rf "$RUN"; mkdir -p "$RUN"
+VENTROS_AMQP_PORT=$AMQP_PORT pg_start "$RUN" "$PORT"
+rabbit_start "$RUN" "$AMQP_PORT"
+trap 'rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT
+cc -O2 -Wall -Wextra -Werror -o "$RUN/outbox_floor" "$HERE/outbox_floor.c" -lrabbitmq
+export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
+AMQP_URL="amqp://ventros:ventros@127.0.0.1:$AMQP_PORT/%2F"
+psql -X -q -d postgres -c "CREATE DATABASE ventros"
+psql -X -q -c "CREATE EXTENSION ventros CASCADE"
+psql -X -q -c "ALTER SYSTEM SET ventros.outbox_batch_size = $BATCH" -c "SELECT pg_reload_conf()" \
+	-c "SELECT ventros.register_event_type('benchob.happened', 'benchob')" >/dev/null
+
+# the durable queue both sides publish into
+queue() {	# queue declare|purge|delete
+	node --input-type=module -e "
+		import amqp from 'amqplib';
+		const c = await amqp.connect('$AMQP_URL'); const ch = await c.createChannel();
+		await ch.assertExchange('ventros.events', 'topic', { durable: true });
+		await ch.assertQueue('bench.outbox', { durable: true });
+		await ch.bindQueue('bench.outbox', 'ventros.events', '#');
+		if ('$1' === 'purge') await ch.purgeQueue('bench.outbox');
+		if ('$1' === 'delete') await ch.deleteQueue('bench.outbox');
+		await c.close();" 2>&1
+}
+(cd "$VENTROS_ROOT" && queue declare)
+(cd "$VENTROS_ROOT" && exec node --input-type=module -e "
+	import amqp from 'amqplib';
+	const c = await amqp.connect('$AMQP_URL'); const ch = await c.createChannel();
+	await ch.prefetch(5000);
+	await ch.consume('bench.outbox', () => {}, { noAck: true });") &
+drain=$!
+trap 'kill $drain 2>/dev/null || true; rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT
+
+# the events: 10,000 aggregates, about 630-byte envelopes like operations.md's floor
+emit_sql() {	# tenant count
+	cat <<SQL
+BEGIN;
+SET LOCAL ventros.tenant = '$1';
+SELECT count(ventros.emit('benchob.happened', 'benchob',
+                          ('00000000-0000-4000-8000-' || lpad((g % 10000)::text, 12, '0'))::uuid,
+                          jsonb_build_object('n', g, 'pad', repeat('x', 200))))
+  FROM generate_series(1, $2) g;
+COMMIT;
+SELECT extract(epoch FROM clock_timestamp());
+SQL
+}
+wait_published() {
+	psql -X -q -c "DO \$\$ BEGIN WHILE EXISTS (SELECT 1 FROM ventros.outbox WHERE status = 'pending') LOOP PERFORM pg_sleep(0.01); END LOOP; END \$\$"
+}
+emit_sql benchwarm 2000 | psql -X -q -tA >/dev/null
+wait_published
+psql -X -tA -c "SELECT ventros.envelope(o)::text FROM ventros.outbox o WHERE tenant_id = 'benchwarm' LIMIT 1" | tr -d '\n' >"$RUN/body.json"
+log "message body: $(wc -c <"$RUN/body.json") bytes"
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+floor_rates=()
+ventros_rates=()
+for round in $(seq "$ROUNDS"); do
+	floor_rates+=("$("$RUN/outbox_floor" 127.0.0.1 "$AMQP_PORT" ventros ventros "$EVENTS" "$BATCH" "$RUN/body.json" | awk '{print $3}')")
+	t_commit=$(emit_sql "bench$round" "$EVENTS" | psql -X -q -tA | tail -1)
+	wait_published
+	ventros_rates+=("$(psql -X -tA -c "SELECT round($EVENTS / (extract(epoch FROM max(published_at)) - $t_commit))
+	                                    FROM ventros.outbox WHERE tenant_id = 'bench$round'")")
+	psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox"
+	log "round $round of $ROUNDS: floor ${floor_rates[-1]} msg/s, ventros ${ventros_rates[-1]} events/s"
+done
+kill $drain
+(cd "$VENTROS_ROOT" && queue delete)
+a=$(median "${floor_rates[@]}")
+b=$(median "${ventros_rates[@]}")
+
+# (c) commit-to-consumer latency at half of (b)'s rate, one event per transaction
+rate=$(( ${b%.*} / 2 ))
+expect=$(( rate * LAT_SECONDS ))
+rm -f "$RUN/consumer.ready"
+(cd "$VENTROS_ROOT" && node "$HERE/outbox_consumer.mjs" "$AMQP_URL" "$expect" "$RUN/consumer.ready" $(( (LAT_SECONDS + 30) * 1000 )) >"$RUN/latency.txt") &
+consumer=$!
+until [ -e "$RUN/consumer.ready" ]; do sleep 0.1; done
+cat >"$RUN/latency.sql" <<'SQL'
+SELECT ventros.emit('benchob.happened', 'benchob', gen_random_uuid(),
+                    jsonb_build_object('sent_us', (extract(epoch FROM clock_timestamp()) * 1e6)::bigint, 'pad', repeat('x', 180)));
+SQL
+PGOPTIONS="-c ventros.tenant=benchlat" "$PG_BIN/pgbench" -n -c 4 -j 2 -R "$rate" -T "$LAT_SECONDS" -f "$RUN/latency.sql" >"$RUN/pgbench.txt" 2>&1
+produced=$(psql -X -tA -c "SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'benchlat'")
+wait "$consumer" || true
+read -r got p50 p99 pmax <"$RUN/latency.txt"
+achieved=$(( produced / LAT_SECONDS ))
+
+echo "bench/outbox: $EVENTS events per round, confirm batches of $BATCH, $ROUNDS rounds, medians; body $(wc -c <"$RUN/body.json") bytes"
+printf 'outbox_publish  floor %8.0f msg/s  ventros %8.0f events/s  ratio b/a %.2f\n' "$a" "$b" "$(echo "$b / $a" | bc -l)"
+printf 'outbox_latency  at %d events/s offered (%d achieved, %d received of %d)  p50 %s ms  p99 %s ms  max %s ms\n' \
+	"$rate" "$achieved" "$got" "$produced" "$p50" "$p99" "$pmax"
+echo "targets: b/a >= 0.70; p50 <= 5 ms; p99 <= 25 ms"

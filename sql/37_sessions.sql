@@ -1,0 +1,759 @@
+-- Aggregate 2, Session (CRM): a conversation window between a contact and the
+-- business on one channel.
+--
+-- Invariant: at most one active session per (tenant, contact, channel), held
+-- by the partial unique index sessions_one_active, not by a check that could
+-- race.  start_or_continue_session() inserts with ON CONFLICT DO NOTHING on
+-- that index: of two transactions starting a session for the same pair at
+-- once, the second waits for the first and then continues its session.
+--
+-- Timeout at creation: the channel's pipeline's session_timeout_minutes, else
+-- the channel's, else the project's, else 30 minutes.  expires_at =
+-- last_activity_at + timeout is kept with every message, and
+-- ventros.tick_sessions(now) expires what has passed it.
+--
+-- The counters and response metrics are quiet columns (see engine.c): a
+-- message changes them under the session's row lock without bumping the
+-- session's version; the message's own event and session.message_recorded
+-- carry the fact.
+
+CREATE TABLE ventros.sessions (
+    id                          uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id                   text        NOT NULL,
+    version                     integer     NOT NULL DEFAULT 1,
+    created_at                  timestamptz NOT NULL DEFAULT now(),
+    updated_at                  timestamptz NOT NULL DEFAULT now(),
+    deleted_at                  timestamptz,
+    project_id                  uuid        NOT NULL,
+    contact_id                  uuid        NOT NULL,
+    channel_id                  uuid        NOT NULL,
+    channel_type_id             integer,
+    pipeline_id                 uuid,
+    team_id                     uuid,
+    assigned_agent_id           uuid,
+    started_at                  timestamptz NOT NULL DEFAULT now(),
+    ended_at                    timestamptz,
+    status                      text        NOT NULL DEFAULT 'active',
+    end_reason                  text,
+    timeout_seconds             integer     NOT NULL DEFAULT 1800,
+    last_activity_at            timestamptz NOT NULL DEFAULT now(),
+    expires_at                  timestamptz NOT NULL DEFAULT now() + interval '30 minutes',
+    message_count               integer     NOT NULL DEFAULT 0,
+    messages_from_contact       integer     NOT NULL DEFAULT 0,
+    messages_from_agent         integer     NOT NULL DEFAULT 0,
+    duration_seconds            integer     NOT NULL DEFAULT 0,
+    first_contact_message_at    timestamptz,
+    first_agent_response_at     timestamptz,
+    agent_response_time_seconds integer,
+    contact_wait_time_seconds   integer,
+    agent_ids                   uuid[]      NOT NULL DEFAULT '{}',
+    agent_transfers             integer     NOT NULL DEFAULT 0,
+    summary                     text,
+    sentiment                   text,
+    sentiment_score             numeric,
+    topics                      jsonb,
+    next_steps                  jsonb,
+    key_entities                jsonb,
+    outcome_tags                jsonb,
+    resolved                    boolean     NOT NULL DEFAULT false,
+    escalated                   boolean     NOT NULL DEFAULT false,
+    converted                   boolean     NOT NULL DEFAULT false,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
+    FOREIGN KEY (tenant_id, channel_id) REFERENCES ventros.channels (tenant_id, id),
+    FOREIGN KEY (tenant_id, pipeline_id) REFERENCES ventros.pipelines (tenant_id, id),
+    FOREIGN KEY (tenant_id, team_id) REFERENCES ventros.teams (tenant_id, id),
+    FOREIGN KEY (tenant_id, assigned_agent_id) REFERENCES ventros.agents (tenant_id, id),
+    CONSTRAINT sessions_status_known CHECK (status IN ('active', 'ended', 'expired', 'manually_closed')),
+    CONSTRAINT sessions_end_reason_known CHECK (end_reason IN ('inactivity_timeout', 'manual_close', 'contact_request',
+                                                               'agent_close', 'system_close', 'saga_rollback')),
+    CONSTRAINT sessions_ended_consistent CHECK ((status = 'active') = (ended_at IS NULL)
+                                                AND (status = 'active') = (end_reason IS NULL)),
+    CONSTRAINT sessions_ended_after_start CHECK (ended_at >= started_at),
+    CONSTRAINT sessions_timeout_range CHECK (timeout_seconds BETWEEN 60 AND 86400),
+    CONSTRAINT sessions_resolved_after_end CHECK (NOT resolved OR status <> 'active'),
+    CONSTRAINT sessions_sentiment_known CHECK (sentiment IN ('positive', 'neutral', 'negative', 'mixed')),
+    CONSTRAINT sessions_counters_positive CHECK (message_count >= 0 AND messages_from_contact >= 0
+                                                 AND messages_from_agent >= 0 AND agent_transfers >= 0)
+);
+CREATE UNIQUE INDEX sessions_one_active ON ventros.sessions (tenant_id, contact_id, channel_id)
+    WHERE status = 'active' AND deleted_at IS NULL;
+CREATE INDEX sessions_expiry ON ventros.sessions (expires_at) WHERE status = 'active' AND deleted_at IS NULL;
+CREATE INDEX sessions_by_contact ON ventros.sessions (tenant_id, contact_id, started_at DESC, id DESC);
+CREATE INDEX sessions_open_by_agent ON ventros.sessions (tenant_id, assigned_agent_id, channel_id, last_activity_at DESC, id DESC)
+    WHERE status = 'active' AND deleted_at IS NULL;
+COMMENT ON TABLE ventros.sessions IS 'Session: a conversation window between a contact and the business on one channel';
+
+SELECT ventros.register_aggregate('session', 'ventros.sessions', 'crm',
+    state_column => 'status',
+    transitions => '[
+        {"from": null, "to": "active", "event": "session.started", "description": "A session started."},
+        {"from": "active", "to": "ended", "event": "session.ended", "description": "A session ended (status ended, expired or manually_closed; see end_reason)."},
+        {"from": "active", "to": "expired", "event": "session.ended"},
+        {"from": "active", "to": "manually_closed", "event": "session.ended"}
+    ]',
+    description => 'A conversation window between a contact and the business on one channel');
+UPDATE ventros.aggregates SET quiet_columns = '{last_activity_at,expires_at,message_count,messages_from_contact,messages_from_agent,duration_seconds,first_contact_message_at,first_agent_response_at,agent_response_time_seconds,contact_wait_time_seconds}'
+WHERE aggregate = 'session';
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('session.message_recorded', 'A message was recorded on a session.'),
+    ('session.agent_assigned', 'An agent was assigned to a session (also on a transfer).'),
+    ('session.resolved', 'A session was marked resolved.'),
+    ('session.escalated', 'A session was escalated.'),
+    ('session.summarized', 'A summary was set on a session.'),
+    ('session.abandoned', 'A session expired with the contact waiting for a first response.'),
+    ('session.consolidated', 'Sessions of one contact and channel were merged into this one after a history import.')) v(e, d);
+
+-- A status change written directly (not through close_session) still ends
+-- the session consistently: ended_at, end_reason and duration are filled in.
+CREATE FUNCTION ventros.complete_session_end() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF OLD.status = 'active' AND NEW.status <> 'active' THEN
+        NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
+        NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
+                                                                   WHEN 'manually_closed' THEN 'manual_close'
+                                                                   ELSE 'system_close' END);
+        NEW.duration_seconds := extract(epoch FROM NEW.ended_at - NEW.started_at)::integer;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_session_end() IS
+    'Trigger: a session leaving active gets ended_at, end_reason (by status) and duration when the writer did not set them';
+CREATE TRIGGER sessions_complete_end BEFORE UPDATE OF status ON ventros.sessions
+    FOR EACH ROW EXECUTE FUNCTION ventros.complete_session_end();
+
+CREATE TABLE ventros.session_custom_fields (
+    id          uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   text        NOT NULL,
+    version     integer     NOT NULL DEFAULT 1,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz,
+    session_id  uuid        NOT NULL,
+    field_key   text        NOT NULL,
+    field_type  text        NOT NULL,
+    field_value jsonb,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
+    CONSTRAINT session_custom_fields_key_format CHECK (field_key ~ '^[a-z][a-z0-9_]{0,63}$'),
+    CONSTRAINT session_custom_fields_type_known CHECK (field_type IN ('text', 'number', 'boolean', 'date', 'json', 'url',
+        'email', 'phone', 'select', 'multi_select', 'label'))
+);
+CREATE UNIQUE INDEX session_custom_fields_unique ON ventros.session_custom_fields (tenant_id, session_id, field_key)
+    WHERE deleted_at IS NULL;
+COMMENT ON TABLE ventros.session_custom_fields IS 'A custom field value of a session';
+
+SELECT ventros.register_aggregate('session_custom_field', 'ventros.session_custom_fields', 'crm',
+    description => 'A custom field value of a session');
+
+-- Timeout of a new session on a channel, in seconds.
+CREATE FUNCTION ventros.session_timeout_seconds(channel_id uuid) RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 60 * coalesce(pl.session_timeout_minutes, c.session_timeout_minutes, p.session_timeout_minutes, 30)
+    FROM ventros.channels c
+    JOIN ventros.projects p ON p.tenant_id = c.tenant_id AND p.id = c.project_id
+    LEFT JOIN ventros.pipelines pl ON pl.tenant_id = c.tenant_id AND pl.id = c.pipeline_id
+    WHERE c.tenant_id = ventros.require_tenant() AND c.id = session_timeout_seconds.channel_id
+$$;
+COMMENT ON FUNCTION ventros.session_timeout_seconds(uuid) IS
+    'Session timeout for a channel: its pipeline''s, else its own, else its project''s, else 30 minutes (in seconds)';
+
+-- end_reason -> status
+CREATE FUNCTION ventros.session_status_for(end_reason text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE end_reason WHEN 'inactivity_timeout' THEN 'expired'
+                           WHEN 'manual_close' THEN 'manually_closed'
+                           WHEN 'agent_close' THEN 'manually_closed'
+                           ELSE 'ended' END
+$$;
+COMMENT ON FUNCTION ventros.session_status_for(text) IS
+    'The status a session ends in for an end reason: expired (inactivity_timeout), manually_closed (manual_close, agent_close), else ended';
+
+-- Ends one active session; the caller holds its row lock.
+CREATE FUNCTION ventros.finish_session(s ventros.sessions, end_reason text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+    ended timestamptz := greatest(at, s.started_at);
+BEGIN
+    UPDATE ventros.sessions t
+    SET status = ventros.session_status_for(finish_session.end_reason), end_reason = finish_session.end_reason,
+        ended_at = ended, duration_seconds = extract(epoch FROM ended - t.started_at)::integer, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    -- The handling agent's running metrics (quiet columns of the agent).
+    IF s.assigned_agent_id IS NOT NULL THEN
+        UPDATE ventros.agents a
+        SET sessions_handled = a.sessions_handled + 1,
+            average_response_ms = CASE WHEN s.agent_response_time_seconds IS NULL THEN a.average_response_ms
+                                       ELSE ((a.average_response_ms::bigint * a.sessions_handled
+                                              + s.agent_response_time_seconds::bigint * 1000) / (a.sessions_handled + 1))::integer END,
+            last_activity_at = greatest(a.last_activity_at, ended), version = a.version
+        WHERE a.tenant_id = s.tenant_id AND a.id = s.assigned_agent_id;
+    END IF;
+    IF finish_session.end_reason = 'inactivity_timeout' AND s.first_contact_message_at IS NOT NULL
+       AND s.first_agent_response_at IS NULL THEN
+        PERFORM ventros.emit('session.abandoned', 'session', s.id,
+                             jsonb_build_object('contact_id', s.contact_id, 'channel_id', s.channel_id,
+                                                'waiting_since', s.first_contact_message_at), result.version);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz) IS
+    'Ends a locked active session with an end reason (internal); emits session.ended (and session.abandoned)';
+
+-- start_or_continue_session: the active session of (contact, channel), or a
+-- new one.  An active session past its expiry is expired first.  Race-free:
+-- the insert arbitrates on sessions_one_active.
+CREATE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.sessions;
+    ch ventros.channels;
+    timeout integer;
+BEGIN
+    at := coalesce(at, now());
+    FOR attempt IN 1..3 LOOP
+        SELECT * INTO result FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active' AND s.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF at <= result.expires_at THEN
+                RETURN result;
+            END IF;
+            PERFORM ventros.finish_session(result, 'inactivity_timeout', result.expires_at);
+        END IF;
+        IF ch.id IS NULL THEN
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_session.channel_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+            END IF;
+            timeout := ventros.session_timeout_seconds(ch.id);
+        END IF;
+        INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
+                                      last_activity_at, timeout_seconds, expires_at)
+        VALUES (ch.project_id, contact_id, channel_id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
+                timeout, at + make_interval(secs => timeout))
+        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status = 'active' AND deleted_at IS NULL DO NOTHING
+        RETURNING * INTO result;
+        IF result.id IS NOT NULL THEN
+            RETURN result;
+        END IF;
+        result := NULL;
+        -- Another transaction started it first: continue that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', contact_id, channel_id
+        USING ERRCODE = '40001';
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+END
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
+    'The active session of a contact on a channel, started if there is none or it expired (race-free on sessions_one_active); emits session.started, and session.ended for an expired one';
+
+-- record_session_message: counters, response metrics, last activity.  The
+-- caller holds the session's row lock (start_or_continue_session).
+CREATE FUNCTION ventros.record_session_message(s ventros.sessions, from_me boolean, at timestamptz, message_id uuid)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Messages are recorded on active sessions only.';
+    END IF;
+    UPDATE ventros.sessions t
+    SET message_count = t.message_count + 1,
+        messages_from_contact = t.messages_from_contact + (NOT from_me)::integer,
+        messages_from_agent = t.messages_from_agent + from_me::integer,
+        last_activity_at = greatest(t.last_activity_at, at),
+        expires_at = greatest(t.last_activity_at, at) + make_interval(secs => t.timeout_seconds),
+        duration_seconds = extract(epoch FROM greatest(t.last_activity_at, at) - t.started_at)::integer,
+        first_contact_message_at = CASE WHEN NOT from_me THEN coalesce(t.first_contact_message_at, at)
+                                        ELSE t.first_contact_message_at END,
+        first_agent_response_at = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
+                                       THEN coalesce(t.first_agent_response_at, at) ELSE t.first_agent_response_at END,
+        agent_response_time_seconds = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
+                                            AND t.first_agent_response_at IS NULL
+                                           THEN greatest(0, extract(epoch FROM at - t.first_contact_message_at))::integer
+                                           ELSE t.agent_response_time_seconds END,
+        contact_wait_time_seconds = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
+                                          AND t.first_agent_response_at IS NULL
+                                         THEN greatest(0, extract(epoch FROM at - t.first_contact_message_at))::integer
+                                         ELSE t.contact_wait_time_seconds END,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.message_recorded', 'session', s.id,
+                         jsonb_build_object('message_id', message_id, 'from_me', from_me, 'at', at,
+                                            'message_count', result.message_count), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid) IS
+    'Records a message on a locked active session (internal): counters, first response, last activity, expiry; emits session.message_recorded';
+
+CREATE FUNCTION ventros.lock_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    SELECT * INTO result FROM ventros.sessions s
+    WHERE s.tenant_id = ventros.require_tenant() AND s.id = session_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
+    END IF;
+    IF expected_version IS NOT NULL AND expected_version <> result.version THEN
+        RAISE EXCEPTION 'session % has changed since version % was read', session_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', result.version),
+                  HINT = 'Read the session again and retry with its current version.';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_session(uuid, integer) IS
+    'Locks a session for a command: P0002 when absent, VN001 when expected_version is stale';
+
+CREATE FUNCTION ventros.close_session(session_id uuid, expected_version integer DEFAULT NULL,
+                                      end_reason text DEFAULT 'manual_close', at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+BEGIN
+    IF end_reason IS NULL OR end_reason NOT IN ('inactivity_timeout', 'manual_close', 'contact_request', 'agent_close',
+                                                'system_close', 'saga_rollback') THEN
+        RAISE EXCEPTION 'unknown end reason "%"', left(end_reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual_close, agent_close, contact_request, system_close, inactivity_timeout or saga_rollback.';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "%"', session_id, s.status,
+            ventros.session_status_for(end_reason)
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active session can end.';
+    END IF;
+    RETURN ventros.finish_session(s, end_reason, coalesce(at, now()));
+END
+$$;
+COMMENT ON FUNCTION ventros.close_session(uuid, integer, text, timestamptz) IS
+    'Ends an active session with a reason: expired, manually_closed or ended (VN002 if not active); emits session.ended';
+
+-- tick_sessions: expire every active session of the acting tenant (or, for a
+-- session without a tenant, such as pg_cron's superuser, of every tenant)
+-- whose expiry has passed.  Returns how many ended.
+CREATE FUNCTION ventros.tick_sessions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    tenant text := ventros.current_tenant();
+    n integer := 0;
+BEGIN
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'active' AND t.deleted_at IS NULL AND t.expires_at < tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.expires_at
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_sessions(timestamptz, integer) IS
+    'Expires active sessions whose last activity + timeout is before now (end_reason inactivity_timeout, ended_at = the expiry); returns the count; emits session.ended';
+
+-- ---- assignment ---------------------------------------------------------
+CREATE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
+                                             reason text DEFAULT 'manual')
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason NOT IN ('manual', 'round_robin', 'capacity', 'inactivity', 'no_response', 'workload_balance') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = assign_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id,
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text) IS
+    'Assigns (or transfers, counting agent_transfers) an active session to a human, AI or bot agent; VN001 on a stale version; emits session.updated and session.agent_assigned';
+
+-- pick_team_agent: the next agent of a team by its strategy, its membership
+-- row locked (SKIP LOCKED: two concurrent picks get different agents).
+-- round_robin: assigned longest ago first; capacity: fewest open sessions.
+-- Only available, active agents under their max_open_sessions qualify.
+CREATE FUNCTION ventros.pick_team_agent(team_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    strategy text;
+    member ventros.team_members;
+    tried uuid[] := '{}';
+    open_count integer;
+    capacity integer;
+BEGIN
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = pick_team_agent.team_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    -- One candidate at a time (LIMIT 1): a cursor would lock every row it
+    -- prefetches and starve concurrent pickers.
+    LOOP
+        SELECT m.* INTO member FROM ventros.team_members m
+        JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
+        WHERE m.tenant_id = tenant AND m.team_id = pick_team_agent.team_id AND m.id <> ALL (tried)
+          AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
+        ORDER BY CASE WHEN strategy = 'capacity'
+                      THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL) END,
+                 m.last_assigned_at NULLS FIRST, m.agent_id
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        tried := tried || member.id;
+        -- Counted again under the lock: a committed assignment is seen now.
+        SELECT count(*) INTO open_count FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
+        SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
+        IF open_count < capacity THEN
+            UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version
+            WHERE m.tenant_id = tenant AND m.id = member.id;
+            RETURN member.agent_id;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS
+    'The next available agent of a team under its capacity, by the team''s strategy (round_robin or capacity), or NULL';
+
+CREATE FUNCTION ventros.assign_session_to_team(session_id uuid, team_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    strategy text;
+    picked uuid;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t
+    WHERE t.tenant_id = s.tenant_id AND t.id = assign_session_to_team.team_id AND t.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    IF s.team_id IS DISTINCT FROM team_id THEN
+        UPDATE ventros.sessions t SET team_id = assign_session_to_team.team_id, version = s.version
+        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
+    END IF;
+    IF strategy = 'manual' THEN
+        RETURN s;
+    END IF;
+    picked := ventros.pick_team_agent(team_id);
+    IF picked IS NULL THEN
+        RETURN s;       -- queued on the team: nobody available under capacity
+    END IF;
+    RETURN ventros.assign_session_agent(session_id, picked, NULL, strategy);
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_to_team(uuid, uuid, integer) IS
+    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team); emits session.updated and session.agent_assigned';
+
+CREATE FUNCTION ventros.resolve_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status = 'active' THEN
+        RAISE EXCEPTION 'session % is still active', session_id USING ERRCODE = 'VN002',
+            DETAIL = 'A session can be resolved only after it ends.';
+    END IF;
+    IF s.resolved THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t SET resolved = true, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.resolved', 'session', s.id, jsonb_build_object('ended_at', s.ended_at), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.resolve_session(uuid, integer) IS
+    'Marks an ended session resolved (VN002 while active); emits session.updated and session.resolved';
+
+CREATE FUNCTION ventros.escalate_session(session_id uuid, expected_version integer DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.escalated THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t SET escalated = true, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.escalated', 'session', s.id, jsonb_build_object('reason', reason), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.escalate_session(uuid, integer, text) IS
+    'Marks a session escalated (at any time); emits session.updated and session.escalated';
+
+CREATE FUNCTION ventros.summarize_session(session_id uuid, summary text, sentiment text DEFAULT NULL,
+                                          sentiment_score numeric DEFAULT NULL, topics jsonb DEFAULT NULL,
+                                          next_steps jsonb DEFAULT NULL, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    IF summary IS NULL OR btrim(summary) = '' THEN
+        RAISE EXCEPTION 'session summary must not be empty' USING ERRCODE = '23502';
+    END IF;
+    IF sentiment IS NOT NULL AND sentiment NOT IN ('positive', 'neutral', 'negative', 'mixed') THEN
+        RAISE EXCEPTION 'unknown sentiment "%"', left(sentiment, 32) USING ERRCODE = '22023';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    UPDATE ventros.sessions t
+    SET summary = ventros.check_length(summarize_session.summary, 20000, 'session summary'),
+        sentiment = summarize_session.sentiment, sentiment_score = summarize_session.sentiment_score,
+        topics = summarize_session.topics, next_steps = summarize_session.next_steps, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.summarized', 'session', s.id,
+                         jsonb_build_object('sentiment', sentiment, 'sentiment_score', sentiment_score), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer) IS
+    'Sets the AI summary and sentiment of a session; emits session.updated and session.summarized';
+
+CREATE FUNCTION ventros.set_session_custom_field(session_id uuid, field_key text, field_type text, field_value jsonb)
+RETURNS ventros.session_custom_fields
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    existing ventros.session_custom_fields;
+    result ventros.session_custom_fields;
+BEGIN
+    PERFORM 1 FROM ventros.sessions s WHERE s.tenant_id = tenant AND s.id = set_session_custom_field.session_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO existing FROM ventros.session_custom_fields f
+    WHERE f.tenant_id = tenant AND f.session_id = set_session_custom_field.session_id
+      AND f.field_key = set_session_custom_field.field_key FOR UPDATE;
+    IF FOUND THEN
+        UPDATE ventros.session_custom_fields f SET field_type = set_session_custom_field.field_type,
+            field_value = set_session_custom_field.field_value, version = existing.version
+        WHERE f.tenant_id = tenant AND f.id = existing.id RETURNING * INTO result;
+    ELSE
+        INSERT INTO ventros.session_custom_fields (session_id, field_key, field_type, field_value)
+        VALUES (session_id, field_key, field_type, field_value) RETURNING * INTO result;
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'malformed custom field "%" of type "%"', left(field_key, 64), left(field_type, 32) USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_custom_field(uuid, text, text, jsonb) IS
+    'Sets a custom field of a session; emits session_custom_field.created / .updated';
+
+-- consolidate_sessions: after a history import, the ended sessions of one
+-- contact on one channel whose gap (next start - previous last activity) is
+-- at most the earlier one's timeout are merged: their messages move to the
+-- earliest session of each run, its counters and end are recomputed, and the
+-- emptied sessions are soft-deleted.  Active sessions are left alone.
+CREATE FUNCTION ventros.consolidate_sessions(contact_id uuid, channel_id uuid)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.sessions;
+    keep ventros.sessions;
+    merged uuid[] := '{}';
+    run_merged uuid[] := '{}';
+    total integer := 0;
+BEGIN
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = consolidate_sessions.contact_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    END IF;
+    FOR s IN
+        SELECT * FROM ventros.sessions x
+        WHERE x.tenant_id = tenant AND x.contact_id = consolidate_sessions.contact_id
+          AND x.channel_id = consolidate_sessions.channel_id AND x.status <> 'active' AND x.deleted_at IS NULL
+        ORDER BY x.started_at, x.id
+        FOR UPDATE
+    LOOP
+        IF keep.id IS NOT NULL AND s.started_at - keep.last_activity_at <= make_interval(secs => keep.timeout_seconds) THEN
+            UPDATE ventros.messages m SET session_id = keep.id, version = m.version
+            WHERE m.tenant_id = tenant AND m.session_id = s.id;
+            UPDATE ventros.notes n SET session_id = keep.id, version = n.version
+            WHERE n.tenant_id = tenant AND n.session_id = s.id;
+            DELETE FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = s.id;
+            keep.last_activity_at := greatest(keep.last_activity_at, s.last_activity_at);
+            keep.ended_at := greatest(keep.ended_at, s.ended_at);
+            run_merged := run_merged || s.id;
+            CONTINUE;
+        END IF;
+        IF cardinality(run_merged) > 0 THEN
+            PERFORM ventros.recount_session(keep, run_merged);
+            merged := merged || run_merged;
+        END IF;
+        keep := s;
+        run_merged := '{}';
+    END LOOP;
+    IF cardinality(run_merged) > 0 THEN
+        PERFORM ventros.recount_session(keep, run_merged);
+        merged := merged || run_merged;
+    END IF;
+    RETURN cardinality(merged);
+END
+$$;
+COMMENT ON FUNCTION ventros.consolidate_sessions(uuid, uuid) IS
+    'Merges a contact''s ended sessions on a channel whose gaps are within the timeout (history import); returns how many were merged away; emits message.updated per moved message, session.deleted per emptied session, session.updated and session.consolidated for each kept one';
+
+-- recount_session: a kept session's counters and end after consolidation.
+CREATE FUNCTION ventros.recount_session(keep ventros.sessions, merged_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    UPDATE ventros.sessions t
+    SET (message_count, messages_from_contact, messages_from_agent, first_contact_message_at, last_activity_at) =
+            (SELECT count(*), count(*) FILTER (WHERE NOT m.from_me), count(*) FILTER (WHERE m.from_me),
+                    min(m."timestamp") FILTER (WHERE NOT m.from_me), greatest(t.started_at, max(m."timestamp"))
+             FROM ventros.messages m WHERE m.tenant_id = t.tenant_id AND m.session_id = t.id),
+        ended_at = keep.ended_at,
+        duration_seconds = extract(epoch FROM keep.ended_at - t.started_at)::integer,
+        version = t.version
+    WHERE t.tenant_id = keep.tenant_id AND t.id = keep.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.consolidated', 'session', keep.id,
+                         jsonb_build_object('merged_session_ids', to_jsonb(merged_ids), 'message_count', result.message_count),
+                         result.version);
+END
+$$;
+COMMENT ON FUNCTION ventros.recount_session(ventros.sessions, uuid[]) IS
+    'Recomputes a consolidated session''s counters and end (internal); emits session.consolidated';
+
+CREATE FUNCTION ventros.get_session(session_id uuid) RETURNS ventros.sessions
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    SELECT * INTO result FROM ventros.sessions s WHERE s.tenant_id = ventros.require_tenant() AND s.id = session_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.get_session(uuid) IS 'A session of the acting tenant, or P0002';
+
+GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session_status_for(text),
+    ventros.get_session(uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz),
+    ventros.start_or_continue_session(uuid, uuid, timestamptz),
+    ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid), ventros.lock_session(uuid, integer),
+    ventros.close_session(uuid, integer, text, timestamptz), ventros.tick_sessions(timestamptz, integer),
+    ventros.assign_session_agent(uuid, uuid, integer, text), ventros.pick_team_agent(uuid),
+    ventros.assign_session_to_team(uuid, uuid, integer), ventros.resolve_session(uuid, integer),
+    ventros.escalate_session(uuid, integer, text),
+    ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
+    ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.consolidate_sessions(uuid, uuid), ventros.recount_session(ventros.sessions, uuid[])
+    TO ventros_admin;

@@ -1,0 +1,342 @@
+-- The outbound HTTP queue: every call Ventros makes to the outside world
+-- (channel sends, webhook deliveries, media downloads, AI providers) is a row
+-- here, written in the transaction that decided to make it, and delivered at
+-- least once by the HTTP dispatcher (src/http_worker.c).
+--
+-- Not an aggregate: rows carry no version and no domain events; they are a
+-- work queue like ventros.outbox, updated by the dispatcher on every attempt.
+-- Row-level security is enabled and forced here, with the tenant policies.
+--
+-- Status:
+--   pending    waiting for next_attempt_at (first attempt or a retry)
+--   in_flight  claimed by the dispatcher until lease_until
+--   succeeded  a 2xx answer was received (final)
+--   failed     refused for good: SSRF guard, bad URL, 3xx or 4xx (final)
+--   dead       every allowed attempt failed with a transient error (final)
+
+CREATE TABLE ventros.http_requests (
+    tenant_id          text        NOT NULL DEFAULT ventros.current_tenant(),
+    id                 uuid        NOT NULL DEFAULT gen_random_uuid(),
+    method             text        NOT NULL DEFAULT 'POST',
+    url                text        NOT NULL,
+    headers            jsonb       NOT NULL DEFAULT '{}',
+    body               bytea,
+    purpose            text        NOT NULL DEFAULT 'generic',
+    correlation_id     uuid,
+    retry_policy       text        NOT NULL DEFAULT 'transient',
+    status             text        NOT NULL DEFAULT 'pending',
+    attempts           integer     NOT NULL DEFAULT 0,
+    max_attempts       integer     NOT NULL,
+    timeout_ms         integer,
+    next_attempt_at    timestamptz NOT NULL DEFAULT now(),
+    lease_until        timestamptz,
+    claimed_by         integer,
+    last_attempt_at    timestamptz,
+    response_status    integer,
+    response_headers   jsonb,
+    response_body      bytea,
+    response_truncated boolean     NOT NULL DEFAULT false,
+    last_error         text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    completed_at       timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT http_requests_method_known CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')),
+    CONSTRAINT http_requests_url_http CHECK (url ~* '^https?://' AND length(url) <= 8192),
+    CONSTRAINT http_requests_headers_object CHECK (jsonb_typeof(headers) = 'object'),
+    CONSTRAINT http_requests_purpose_not_blank CHECK (btrim(purpose) <> '' AND length(purpose) <= 100),
+    CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy IN ('transient', 'any')),
+    CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
+    CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
+    CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000)
+);
+-- The dispatcher's two claims: due rows, and leases of a dead dispatcher.
+CREATE INDEX http_requests_due ON ventros.http_requests (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX http_requests_leased ON ventros.http_requests (lease_until) WHERE status = 'in_flight';
+CREATE INDEX http_requests_correlation ON ventros.http_requests (tenant_id, correlation_id)
+    WHERE correlation_id IS NOT NULL;
+COMMENT ON TABLE ventros.http_requests IS
+    'Outbound HTTP calls, delivered at least once by the HTTP dispatcher with retries, an SSRF guard and response capture';
+COMMENT ON COLUMN ventros.http_requests.purpose IS 'What the call is for (message.send, webhook.delivery, media.download, ...)';
+COMMENT ON COLUMN ventros.http_requests.correlation_id IS 'The row the call serves: a message id, a webhook delivery id, ...';
+COMMENT ON COLUMN ventros.http_requests.retry_policy IS
+    'transient: retry network errors, timeouts, 408, 425, 429 and 5xx only; any: retry every non-2xx answer except 410';
+COMMENT ON COLUMN ventros.http_requests.status IS 'pending, in_flight, succeeded, failed (refused for good) or dead (attempts exhausted)';
+COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted when claimed';
+COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
+COMMENT ON COLUMN ventros.http_requests.lease_until IS 'While in_flight: when another dispatcher may take the row back';
+COMMENT ON COLUMN ventros.http_requests.response_body IS 'The last answer''s body, at most ventros.http_max_response_size bytes';
+COMMENT ON COLUMN ventros.http_requests.response_truncated IS 'The last answer''s body was longer than what was kept';
+
+ALTER TABLE ventros.http_requests ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_requests FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.http_requests FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+CREATE POLICY ventros_tenant_insert ON ventros.http_requests FOR INSERT
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()));
+CREATE POLICY ventros_tenant_update ON ventros.http_requests FOR UPDATE
+    USING (tenant_id = (SELECT ventros.current_tenant()))
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()));
+-- Requests carry credentials in their headers: only tenant administrators see them.
+GRANT SELECT, INSERT, UPDATE ON ventros.http_requests TO ventros_admin;
+
+-- Any insert or update of the queue wakes the dispatcher when it commits.
+CREATE FUNCTION ventros.http_requests_wake() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_http_requests_wake';
+COMMENT ON FUNCTION ventros.http_requests_wake() IS
+    'Statement trigger: wakes the HTTP dispatcher when the transaction commits';
+CREATE TRIGGER ventros_http_wake AFTER INSERT OR UPDATE ON ventros.http_requests
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.http_requests_wake();
+
+CREATE FUNCTION ventros.enqueue_http_request(
+    url text,
+    method text DEFAULT 'POST',
+    headers jsonb DEFAULT '{}',
+    body bytea DEFAULT NULL,
+    purpose text DEFAULT 'generic',
+    correlation_id uuid DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    not_before timestamptz DEFAULT NULL,
+    retry_policy text DEFAULT 'transient')
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    new_id uuid;
+BEGIN
+    IF url IS NULL OR url !~* '^https?://[^/?#]' THEN
+        RAISE EXCEPTION 'url must be an http or https URL'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(url, 200)), 'NULL'));
+    END IF;
+    IF headers IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_each(headers) h
+                                        WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                                           OR (h.value #>> '{}') ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'headers must be an object of header names to string values'
+            USING ERRCODE = '22023',
+                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    INSERT INTO ventros.http_requests AS r
+        (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
+         timeout_ms, next_attempt_at)
+    VALUES (tenant, upper(method), url, coalesce(headers, '{}'), body, coalesce(purpose, 'generic'),
+            correlation_id, coalesce(retry_policy, 'transient'),
+            coalesce(max_attempts, current_setting('ventros.http_max_attempts')::integer),
+            timeout_ms, coalesce(not_before, now()))
+    RETURNING r.id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text) IS
+    'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
+
+CREATE FUNCTION ventros.replay_http_request(request_id uuid, max_attempts integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    UPDATE ventros.http_requests r
+       SET status = 'pending', next_attempt_at = now(), lease_until = NULL, claimed_by = NULL,
+           max_attempts = r.attempts + coalesce(replay_http_request.max_attempts,
+                                                current_setting('ventros.http_max_attempts')::integer),
+           completed_at = NULL, updated_at = now()
+     WHERE r.tenant_id = tenant AND r.id = request_id AND r.status IN ('failed', 'dead');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'http request % not found or not finished unsuccessfully', request_id
+            USING ERRCODE = 'P0002',
+                  HINT = 'Only failed and dead requests of the acting tenant can be replayed.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.replay_http_request(uuid, integer) IS
+    'Puts a failed or dead request back in the queue with max_attempts more attempts (default ventros.http_max_attempts)';
+
+-- Time is a parameter: pg_cron calls this with now() - a retention period.
+CREATE FUNCTION ventros.prune_http_requests(completed_before timestamptz, batch_size integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    -- SECURITY DEFINER: across tenants; the caller must be a platform admin
+    PERFORM ventros.require_platform_admin();
+    WITH gone AS (
+        DELETE FROM ventros.http_requests r
+         WHERE (r.tenant_id, r.id) IN (SELECT x.tenant_id, x.id FROM ventros.http_requests x
+                                        WHERE x.status IN ('succeeded', 'failed', 'dead')
+                                          AND x.completed_at < completed_before
+                                        LIMIT batch_size)
+        RETURNING 1)
+    SELECT count(*)::integer INTO n FROM gone;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.prune_http_requests(timestamptz, integer) IS
+    'Platform admins: deletes up to batch_size finished requests completed before the given time; returns how many';
+
+-- ---- the dispatcher's side (called by src/http_worker.c as superuser) -------
+
+-- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
+-- Rows whose lease expired (a dispatcher died mid-flight) are due again.
+CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
+RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
+               attempts integer, timeout_ms integer, retry_policy text)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due_now AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+         ORDER BY r.next_attempt_at LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    lease_expired AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'in_flight' AND r.lease_until < now()
+         ORDER BY r.lease_until LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    due AS (
+        SELECT * FROM due_now UNION ALL SELECT * FROM lease_expired LIMIT batch_size)
+    UPDATE ventros.http_requests r
+       SET status = 'in_flight', attempts = r.attempts + 1, lease_until = now() + lease,
+           claimed_by = pg_backend_pid(), last_attempt_at = now(), updated_at = now()
+      FROM due
+     WHERE r.tenant_id = due.tenant_id AND r.id = due.id
+    RETURNING r.tenant_id, r.id, r.method, r.url, r.headers, r.body, r.attempts, r.timeout_ms, r.retry_policy
+$$;
+COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
+    'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt';
+
+-- Frees the rows a previous dispatcher process left in flight (it died).
+CREATE FUNCTION ventros.http_release_orphans() RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH freed AS (
+        UPDATE ventros.http_requests r
+           SET status = 'pending', lease_until = NULL, claimed_by = NULL, next_attempt_at = now(),
+               last_error = coalesce(r.last_error, 'dispatcher stopped during the attempt'), updated_at = now()
+         WHERE r.status = 'in_flight' AND r.claimed_by IS DISTINCT FROM pg_backend_pid()
+        RETURNING 1)
+    SELECT count(*)::integer FROM freed
+$$;
+COMMENT ON FUNCTION ventros.http_release_orphans() IS
+    'Dispatcher, at start: puts requests a dead dispatcher left in flight back in the queue';
+
+-- The delay before attempt n+1 after n failed attempts: base * 2^(n-1), at most
+-- ventros.http_backoff_max, with +-10 % jitter.
+CREATE FUNCTION ventros.http_backoff(failed_attempts integer) RETURNS interval
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => least(current_setting('ventros.http_backoff_base')::float8
+                                       * power(2::float8, least(greatest(failed_attempts, 1) - 1, 40)),
+                                       current_setting('ventros.http_backoff_max')::float8)
+                                 * (0.9 + random() * 0.2) / 1000.0)
+$$;
+COMMENT ON FUNCTION ventros.http_backoff(integer) IS
+    'Retry delay after n failed attempts: exponential from ventros.http_backoff_base up to ventros.http_backoff_max, +-10 % jitter';
+
+-- Records one attempt's outcome.  Ignored unless the row is still in flight
+-- with this attempt number (a lease taken over by another dispatcher wins).
+CREATE FUNCTION ventros.http_record_attempt(
+    p_tenant_id text, p_id uuid, p_attempt integer,
+    p_succeeded boolean, p_retryable boolean, p_retry_after_ms bigint,
+    p_response_status integer, p_response_headers text, p_response_body bytea,
+    p_response_truncated boolean, p_error text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.http_requests;
+    new_status text;
+    delay interval;
+    hdrs jsonb;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests
+     WHERE tenant_id = p_tenant_id AND id = p_id AND status = 'in_flight' AND attempts = p_attempt
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_response_headers IS NOT NULL THEN
+        SELECT coalesce(jsonb_object_agg(lower(btrim(split_part(l, ':', 1))),
+                                         btrim(substr(l, strpos(l, ':') + 1))), '{}')
+          INTO hdrs
+          FROM regexp_split_to_table(p_response_headers, E'\r?\n') AS l
+         WHERE strpos(l, ':') > 1;
+    END IF;
+    IF p_succeeded THEN
+        new_status := 'succeeded';
+    ELSIF NOT p_retryable THEN
+        new_status := 'failed';
+    ELSIF r.attempts >= r.max_attempts THEN
+        new_status := 'dead';
+    ELSE
+        new_status := 'pending';
+        delay := ventros.http_backoff(r.attempts);
+        IF p_retry_after_ms IS NOT NULL THEN
+            delay := greatest(delay, make_interval(secs => least(p_retry_after_ms / 1000.0,
+                                         current_setting('ventros.http_retry_after_max')::float8)));
+        END IF;
+    END IF;
+    UPDATE ventros.http_requests
+       SET status = new_status,
+           next_attempt_at = CASE WHEN new_status = 'pending' THEN clock_timestamp() + delay ELSE next_attempt_at END,
+           lease_until = NULL, claimed_by = NULL,
+           response_status = p_response_status,
+           response_headers = hdrs,
+           response_body = p_response_body,
+           response_truncated = coalesce(p_response_truncated, false),
+           last_error = CASE WHEN p_succeeded THEN NULL ELSE p_error END,
+           completed_at = CASE WHEN new_status IN ('succeeded', 'failed', 'dead') THEN clock_timestamp() END,
+           updated_at = now()
+     WHERE tenant_id = p_tenant_id AND id = p_id;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION ventros.http_record_attempt(text, uuid, integer, boolean, boolean, bigint, integer, text, bytea, boolean, text) IS
+    'Dispatcher: stores an attempt''s answer and decides succeeded, failed, dead or a retry after backoff (Retry-After honoured)';
+
+-- ---- SSRF guard and status --------------------------------------------------
+
+CREATE FUNCTION ventros.check_url(url text) RETURNS text
+    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'ventros_check_url';
+COMMENT ON FUNCTION ventros.check_url(text) IS
+    'SSRF guard: NULL when the dispatcher may call this URL, else why not (scheme, userinfo, name, or a resolved address in a refused range)';
+
+CREATE FUNCTION ventros.http_dispatcher_state(
+    OUT pid integer, OUT database text, OUT started_at timestamptz, OUT in_flight integer,
+    OUT succeeded bigint, OUT failed_attempts bigint, OUT refused bigint, OUT last_activity_at timestamptz,
+    OUT last_error_at timestamptz, OUT last_error text)
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_http_dispatcher_state';
+COMMENT ON FUNCTION ventros.http_dispatcher_state() IS
+    'The HTTP dispatcher''s shared-memory counters (since server start)';
+
+CREATE VIEW ventros.http_dispatcher_status AS
+    SELECT s.pid, s.database, s.started_at, s.in_flight, s.succeeded, s.failed_attempts, s.refused,
+           s.last_activity_at, s.last_error_at, s.last_error,
+           q.pending, q.due, q.leased, q.oldest_due_at, q.dead, q.failed
+      FROM ventros.http_dispatcher_state() s,
+           LATERAL (SELECT count(*) FILTER (WHERE r.status = 'pending') AS pending,
+                           count(*) FILTER (WHERE r.status = 'pending' AND r.next_attempt_at <= now()) AS due,
+                           count(*) FILTER (WHERE r.status = 'in_flight') AS leased,
+                           min(r.next_attempt_at) FILTER (WHERE r.status = 'pending') AS oldest_due_at,
+                           count(*) FILTER (WHERE r.status = 'dead') AS dead,
+                           count(*) FILTER (WHERE r.status = 'failed') AS failed
+                      FROM ventros.http_requests r) q;
+COMMENT ON VIEW ventros.http_dispatcher_status IS
+    'The HTTP dispatcher: its process, counters since start, last error, and the queue across all tenants';
+
+GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
+    TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.prune_http_requests(timestamptz, integer) TO ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.check_url(text) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.http_requests_wake() TO ventros_viewer;

@@ -1,0 +1,327 @@
+-- Aggregate 8, Automation (CRM): a rule that runs its actions when its
+-- trigger fires and its conditions hold, or on a schedule.  enabled is the
+-- state column (automation.enabled / automation.disabled).  Runs are
+-- recorded by ventros.record_automation_run, which emits
+-- automation.triggered, automation.executed or automation.failed (the
+-- executor belongs to the automation issue).  Custom trigger codes live in
+-- automation_triggers (a child aggregate), unique per tenant.
+
+-- The built-in catalogue (discovery).
+CREATE FUNCTION ventros.automation_catalogue() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '{
+        "types": ["pipeline_based", "follow_up", "reengagement", "onboarding", "event", "scheduled", "scheduled_report",
+                  "time_notification", "webhook", "custom"],
+        "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
+                     "message": ["message.received"],
+                     "pipeline": ["status.changed", "stage.completed"],
+                     "temporal": ["after.delay", "scheduled"],
+                     "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
+                     "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
+        "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
+                    "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email"],
+        "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
+                                "in", "not_in", "is_null", "is_not_null"],
+        "logic_operators": ["AND", "OR"],
+        "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
+    }'::jsonb
+$$;
+COMMENT ON FUNCTION ventros.automation_catalogue() IS
+    'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
+
+-- Shapes of conditions, actions and schedule (used by CHECKs).
+CREATE FUNCTION ventros.automation_rules_valid(conditions jsonb, actions jsonb, schedule jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_typeof(conditions) = 'array' AND pg_catalog.jsonb_typeof(actions) = 'array'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(conditions) c
+                       WHERE pg_catalog.jsonb_typeof(c) <> 'object' OR NOT c ? 'field'
+                          OR NOT coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false)
+                          OR (c ? 'logic' AND NOT (c->'logic') <@ (ventros.automation_catalogue()->'logic_operators')))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(actions) a
+                       WHERE pg_catalog.jsonb_typeof(a) <> 'object'
+                          OR NOT coalesce((a->'type') <@ (ventros.automation_catalogue()->'actions'), false)
+                          OR (a ? 'params' AND pg_catalog.jsonb_typeof(a->'params') <> 'object')
+                          OR (a ? 'delay_minutes' AND NOT (pg_catalog.jsonb_typeof(a->'delay_minutes') = 'number'
+                                                           AND (a->>'delay_minutes')::numeric >= 0)))
+       AND (schedule IS NULL OR (pg_catalog.jsonb_typeof(schedule) = 'object'
+                                 AND coalesce((schedule->'type') <@ (ventros.automation_catalogue()->'schedule_types'), false)))
+$$;
+COMMENT ON FUNCTION ventros.automation_rules_valid(jsonb, jsonb, jsonb) IS
+    'True when conditions, actions and schedule have the documented shapes (field/operator/value, type/params/delay_minutes, type)';
+
+CREATE TABLE ventros.automations (
+    id              uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id       text        NOT NULL,
+    version         integer     NOT NULL DEFAULT 1,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    deleted_at      timestamptz,
+    project_id      uuid        NOT NULL,
+    automation_type text        NOT NULL DEFAULT 'pipeline_based',
+    pipeline_id     uuid,
+    name            text        NOT NULL,
+    description     text,
+    trigger         text        NOT NULL,
+    conditions      jsonb       NOT NULL DEFAULT '[]',
+    actions         jsonb       NOT NULL DEFAULT '[]',
+    priority        integer     NOT NULL DEFAULT 0,
+    enabled         boolean     NOT NULL DEFAULT true,
+    schedule        jsonb,
+    last_executed   timestamptz,
+    next_execution  timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    FOREIGN KEY (tenant_id, pipeline_id) REFERENCES ventros.pipelines (tenant_id, id) ON DELETE SET NULL (pipeline_id),
+    CONSTRAINT automations_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
+    CONSTRAINT automations_type_known CHECK (automation_type IN ('pipeline_based', 'follow_up', 'reengagement', 'onboarding',
+        'event', 'scheduled', 'scheduled_report', 'time_notification', 'webhook', 'custom')),
+    CONSTRAINT automations_pipeline_bound CHECK (automation_type <> 'pipeline_based' OR pipeline_id IS NOT NULL OR deleted_at IS NOT NULL),
+    CONSTRAINT automations_trigger_format CHECK (trigger ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' AND length(trigger) <= 100),
+    CONSTRAINT automations_priority CHECK (priority >= 0),
+    CONSTRAINT automations_rules_valid CHECK (ventros.automation_rules_valid(conditions, actions, schedule))
+);
+CREATE INDEX automations_by_trigger ON ventros.automations (tenant_id, trigger, priority DESC) WHERE enabled AND deleted_at IS NULL;
+COMMENT ON TABLE ventros.automations IS 'Automation: a trigger, conditions and actions';
+
+CREATE TABLE ventros.automation_triggers (
+    id          uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   text        NOT NULL,
+    version     integer     NOT NULL DEFAULT 1,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz,
+    code        text        NOT NULL,
+    name        text        NOT NULL,
+    category    text        NOT NULL DEFAULT 'custom',
+    parameters  jsonb       NOT NULL DEFAULT '{}',
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT automation_triggers_code_format CHECK (code ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' AND length(code) <= 100),
+    CONSTRAINT automation_triggers_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
+    CONSTRAINT automation_triggers_category_known CHECK (category IN ('session', 'message', 'pipeline', 'temporal', 'transaction',
+                                                                      'behavior', 'custom', 'webhook')),
+    CONSTRAINT automation_triggers_parameters_object CHECK (jsonb_typeof(parameters) = 'object')
+);
+CREATE UNIQUE INDEX automation_triggers_unique_code ON ventros.automation_triggers (tenant_id, code) WHERE deleted_at IS NULL;
+COMMENT ON TABLE ventros.automation_triggers IS 'A custom trigger code of a tenant';
+
+SELECT ventros.register_aggregate('automation', 'ventros.automations', 'crm',
+    state_column => 'enabled',
+    transitions => '[
+        {"from": null, "to": "true"},
+        {"from": null, "to": "false"},
+        {"from": "false", "to": "true", "event": "automation.enabled", "description": "An automation was enabled."},
+        {"from": "true", "to": "false", "event": "automation.disabled", "description": "An automation was disabled."}
+    ]',
+    description => 'A trigger, conditions and actions');
+UPDATE ventros.aggregates SET quiet_columns = '{last_executed,next_execution}' WHERE aggregate = 'automation';
+SELECT ventros.register_aggregate('automation_trigger', 'ventros.automation_triggers', 'crm',
+    description => 'A custom automation trigger code');
+SELECT ventros.register_event_type('automation.triggered', 'The trigger of an automation fired and its conditions held.');
+SELECT ventros.register_event_type('automation.executed', 'An automation ran its actions.');
+SELECT ventros.register_event_type('automation.failed', 'An automation failed to run its actions.');
+
+-- Known triggers: the built-in ones and the tenant's custom codes.
+CREATE FUNCTION ventros.is_known_trigger(trigger text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT 1 FROM jsonb_each(ventros.automation_catalogue()->'triggers') c, jsonb_array_elements_text(c.value) t
+                   WHERE t = trigger)
+        OR EXISTS (SELECT 1 FROM ventros.automation_triggers x WHERE x.tenant_id = ventros.require_tenant() AND x.code = trigger)
+$$;
+COMMENT ON FUNCTION ventros.is_known_trigger(text) IS 'Whether a trigger is built in or a custom code of the acting tenant';
+
+CREATE FUNCTION ventros.create_automation(name text, trigger text, actions jsonb, conditions jsonb DEFAULT '[]',
+                                          automation_type text DEFAULT 'pipeline_based', pipeline_id uuid DEFAULT NULL,
+                                          priority integer DEFAULT 0, schedule jsonb DEFAULT NULL,
+                                          description text DEFAULT NULL, project_id uuid DEFAULT NULL)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.automations;
+BEGIN
+    IF name IS NULL OR trigger IS NULL THEN
+        RAISE EXCEPTION 'automation % must not be null', CASE WHEN name IS NULL THEN 'name' ELSE 'trigger' END USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_value(coalesce(automation_type, 'pipeline_based'), ARRAY(
+        SELECT jsonb_array_elements_text(ventros.automation_catalogue()->'types')), 'automation type');
+    IF NOT ventros.is_known_trigger(trigger) THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(trigger, 100) USING ERRCODE = '22023',
+            HINT = 'Use a built-in trigger or register a custom one with ventros.register_automation_trigger().';
+    END IF;
+    IF coalesce(automation_type, 'pipeline_based') = 'pipeline_based' AND pipeline_id IS NULL THEN
+        RAISE EXCEPTION 'a pipeline_based automation needs a pipeline' USING ERRCODE = '23502';
+    END IF;
+    IF NOT ventros.automation_rules_valid(coalesce(conditions, '[]'), coalesce(actions, '[]'), schedule) THEN
+        RAISE EXCEPTION 'malformed automation conditions, actions or schedule' USING ERRCODE = '22023',
+            HINT = 'Conditions are {field, operator, value, logic}; actions {type, params, delay_minutes}; see ventros.automation_catalogue().';
+    END IF;
+    INSERT INTO ventros.automations (project_id, automation_type, pipeline_id, name, description, trigger, conditions, actions,
+                                     priority, schedule)
+    VALUES (coalesce(project_id, ventros.default_project()), coalesce(automation_type, 'pipeline_based'), pipeline_id,
+            ventros.check_length(btrim(name), 200, 'automation name'), description, trigger, coalesce(conditions, '[]'),
+            coalesce(actions, '[]'), coalesce(priority, 0), schedule)
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid) IS
+    'Creates an enabled automation (known trigger, shaped rules: 22023; pipeline_based needs a pipeline: 23502); emits automation.created';
+
+CREATE FUNCTION ventros.update_automation(automation_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
+    END IF;
+    RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
+        ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
+              'automation_type', 'next_execution']);
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid automation: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
+    'Changes an automation (rules shaped, 23514); emits automation.updated, or .enabled / .disabled';
+
+CREATE FUNCTION ventros.set_automation_enabled(automation_id uuid, expected_version integer, enabled boolean)
+RETURNS ventros.automations
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.change_row(NULL::ventros.automations, 'automation', automation_id, expected_version, jsonb_build_object('enabled', enabled)) $$;
+COMMENT ON FUNCTION ventros.set_automation_enabled(uuid, integer, boolean) IS 'Enables or disables an automation; emits automation.enabled or automation.disabled';
+
+CREATE FUNCTION ventros.add_automation_rule(automation_id uuid, expected_version integer, kind text, rule jsonb)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a ventros.automations;
+BEGIN
+    PERFORM ventros.require_value(kind, ARRAY['condition', 'action'], 'rule kind');
+    SELECT * INTO a FROM ventros.automations x WHERE x.tenant_id = ventros.require_tenant() AND x.id = automation_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('automation', automation_id);
+    END IF;
+    RETURN ventros.update_automation(automation_id, expected_version,
+        CASE kind WHEN 'condition' THEN jsonb_build_object('conditions', a.conditions || jsonb_build_array(rule))
+                  ELSE jsonb_build_object('actions', a.actions || jsonb_build_array(rule)) END);
+END
+$$;
+COMMENT ON FUNCTION ventros.add_automation_rule(uuid, integer, text, jsonb) IS
+    'Appends a condition or an action (shaped, 23514); emits automation.updated';
+
+CREATE FUNCTION ventros.delete_automation(automation_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.delete_row('ventros.automations', 'automation', automation_id, expected_version) $$;
+COMMENT ON FUNCTION ventros.delete_automation(uuid, integer) IS 'Soft-deletes an automation; emits automation.deleted';
+
+-- record_automation_run: what the executor reports.
+CREATE FUNCTION ventros.record_automation_run(automation_id uuid, outcome text, details jsonb DEFAULT '{}')
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.automations;
+BEGIN
+    PERFORM ventros.require_value(outcome, ARRAY['triggered', 'executed', 'failed'], 'automation outcome');
+    UPDATE ventros.automations a
+    SET last_executed = CASE WHEN outcome = 'executed' THEN now() ELSE a.last_executed END, version = a.version
+    WHERE a.tenant_id = ventros.require_tenant() AND a.id = automation_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('automation', automation_id);
+    END IF;
+    IF NOT result.enabled THEN
+        RAISE EXCEPTION 'automation % is disabled', automation_id USING ERRCODE = 'VN002';
+    END IF;
+    PERFORM ventros.emit('automation.' || outcome, 'automation', result.id,
+        jsonb_build_object('trigger', result.trigger, 'details', coalesce(ventros.require_json(details, 'object', 'run details'), '{}')),
+        result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_automation_run(uuid, text, jsonb) IS
+    'Records that an enabled automation triggered, executed or failed (VN002 when disabled); emits automation.triggered, .executed or .failed';
+
+CREATE FUNCTION ventros.list_automations(trigger text DEFAULT NULL, pipeline_id uuid DEFAULT NULL, only_enabled boolean DEFAULT false)
+RETURNS SETOF ventros.automations
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.* FROM ventros.automations a
+    WHERE a.tenant_id = ventros.require_tenant()
+      AND (list_automations.trigger IS NULL OR a.trigger = list_automations.trigger)
+      AND (list_automations.pipeline_id IS NULL OR a.pipeline_id = list_automations.pipeline_id)
+      AND (NOT only_enabled OR a.enabled)
+    ORDER BY a.priority DESC, a.created_at, a.id
+    LIMIT current_setting('ventros.max_page_size')::integer
+$$;
+COMMENT ON FUNCTION ventros.list_automations(text, uuid, boolean) IS
+    'Automations by trigger and pipeline, highest priority first (what an event should run)';
+
+CREATE FUNCTION ventros.register_automation_trigger(code text, name text, category text DEFAULT 'custom',
+                                                    parameters jsonb DEFAULT '{}')
+RETURNS ventros.automation_triggers
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.automation_triggers;
+BEGIN
+    IF EXISTS (SELECT 1 FROM jsonb_each(ventros.automation_catalogue()->'triggers') c, jsonb_array_elements_text(c.value) t
+               WHERE t = code) THEN
+        RAISE EXCEPTION 'trigger "%" is built in', code USING ERRCODE = '23505';
+    END IF;
+    INSERT INTO ventros.automation_triggers (code, name, category, parameters)
+    VALUES (code, ventros.check_length(btrim(name), 200, 'trigger name'), coalesce(category, 'custom'),
+            coalesce(ventros.require_json(parameters, 'object', 'trigger parameters'), '{}'))
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'trigger "%" exists already', code USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.register_automation_trigger(text, text, text, jsonb) IS
+    'Registers a custom trigger code (unique per tenant, not a built-in one: 23505); emits automation_trigger.created';
+
+CREATE FUNCTION ventros.unregister_automation_trigger(code text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    trigger_id uuid;
+BEGIN
+    SELECT t.id INTO trigger_id FROM ventros.automation_triggers t WHERE t.tenant_id = ventros.require_tenant() AND t.code = unregister_automation_trigger.code;
+    IF trigger_id IS NULL THEN
+        RAISE EXCEPTION 'trigger "%" not found', code USING ERRCODE = 'P0002';
+    END IF;
+    IF EXISTS (SELECT 1 FROM ventros.automations a WHERE a.tenant_id = ventros.require_tenant() AND a.trigger = unregister_automation_trigger.code) THEN
+        RAISE EXCEPTION 'trigger "%" is used by automations', code USING ERRCODE = '23503';
+    END IF;
+    PERFORM ventros.delete_row('ventros.automation_triggers', 'automation trigger', trigger_id, NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.unregister_automation_trigger(text) IS
+    'Removes a custom trigger no automation uses (23503 otherwise); emits automation_trigger.deleted';
+
+GRANT EXECUTE ON FUNCTION ventros.automation_catalogue(), ventros.automation_rules_valid(jsonb, jsonb, jsonb),
+    ventros.is_known_trigger(text), ventros.list_automations(text, uuid, boolean) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid),
+    ventros.update_automation(uuid, integer, jsonb), ventros.set_automation_enabled(uuid, integer, boolean),
+    ventros.add_automation_rule(uuid, integer, text, jsonb), ventros.record_automation_run(uuid, text, jsonb),
+    ventros.register_automation_trigger(text, text, text, jsonb), ventros.unregister_automation_trigger(text)
+    TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.delete_automation(uuid, integer) TO ventros_admin;

@@ -1,0 +1,501 @@
+-- Aggregate 21, Campaign (automation): a multi-step marketing journey.
+-- Contacts are enrolled and advance through steps (broadcast, sequence,
+-- delay, condition, wait).  Steps and enrollments are child aggregates
+-- (campaign_step, campaign_enrollment) with their own versions; the domain's
+-- events (campaign.step_added, campaign.enrollment_paused, ...) are emitted
+-- on the campaign by the commands.  Steps change only while the campaign is
+-- a draft, checked under a lock of the campaign row.  The enrollment machine:
+-- active <-> paused, active -> completed, active | paused -> exited; at most
+-- one active or paused enrollment per (campaign, contact).  Executing steps
+-- belongs to the automation issue; ventros.tick_campaigns advances due
+-- enrollments through the step list.
+
+CREATE TABLE ventros.campaigns (
+    id                uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id         text        NOT NULL,
+    version           integer     NOT NULL DEFAULT 1,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    deleted_at        timestamptz,
+    project_id        uuid        NOT NULL,
+    name              text        NOT NULL,
+    description       text,
+    status            text        NOT NULL DEFAULT 'draft',
+    goal_type         text        NOT NULL DEFAULT 'reach_contacts',
+    goal_value        integer     NOT NULL DEFAULT 0,
+    contacts_reached  integer     NOT NULL DEFAULT 0,
+    conversions_count integer     NOT NULL DEFAULT 0,
+    start_date        timestamptz,
+    end_date          timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    CONSTRAINT campaigns_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
+    CONSTRAINT campaigns_status_known CHECK (status IN ('draft', 'scheduled', 'active', 'paused', 'completed', 'archived')),
+    CONSTRAINT campaigns_goal_type_known CHECK (goal_type IN ('reach_contacts', 'conversions', 'engagement')),
+    CONSTRAINT campaigns_counts_not_negative CHECK (goal_value >= 0 AND contacts_reached >= 0 AND conversions_count >= 0),
+    CONSTRAINT campaigns_dates_order CHECK (end_date > start_date),
+    CONSTRAINT campaigns_scheduled_start CHECK (status <> 'scheduled' OR start_date IS NOT NULL)
+);
+CREATE INDEX campaigns_by_status ON ventros.campaigns (tenant_id, status, start_date) WHERE deleted_at IS NULL;
+COMMENT ON TABLE ventros.campaigns IS 'Campaign: a multi-step marketing journey';
+
+CREATE TABLE ventros.campaign_steps (
+    id          uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   text        NOT NULL,
+    version     integer     NOT NULL DEFAULT 1,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    deleted_at  timestamptz,
+    campaign_id uuid        NOT NULL,
+    "order"     integer     NOT NULL,
+    name        text        NOT NULL,
+    type        text        NOT NULL,
+    config      jsonb       NOT NULL DEFAULT '{}',
+    conditions  jsonb,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, campaign_id) REFERENCES ventros.campaigns (tenant_id, id) ON DELETE CASCADE,
+    CONSTRAINT campaign_steps_order_not_negative CHECK ("order" >= 0),
+    CONSTRAINT campaign_steps_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
+    CONSTRAINT campaign_steps_type_known CHECK (type IN ('broadcast', 'sequence', 'delay', 'condition', 'wait')),
+    CONSTRAINT campaign_steps_config_object CHECK (jsonb_typeof(config) = 'object'),
+    CONSTRAINT campaign_steps_config_complete CHECK (CASE type
+        WHEN 'broadcast' THEN config ? 'broadcast_id'
+        WHEN 'sequence' THEN config ? 'sequence_id'
+        WHEN 'delay' THEN coalesce(jsonb_typeof(config->'delay_minutes') = 'number' AND (config->>'delay_minutes')::numeric >= 0, false)
+        ELSE true END)
+);
+CREATE UNIQUE INDEX campaign_steps_unique_order ON ventros.campaign_steps (tenant_id, campaign_id, "order") WHERE deleted_at IS NULL;
+COMMENT ON TABLE ventros.campaign_steps IS 'A step of a campaign';
+
+CREATE TABLE ventros.campaign_enrollments (
+    id                 uuid        NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id          text        NOT NULL,
+    version            integer     NOT NULL DEFAULT 1,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    deleted_at         timestamptz,
+    campaign_id        uuid        NOT NULL,
+    contact_id         uuid        NOT NULL,
+    status             text        NOT NULL DEFAULT 'active',
+    current_step_order integer     NOT NULL DEFAULT 0,
+    next_scheduled_at  timestamptz,
+    exited_at          timestamptz,
+    exit_reason        text,
+    completed_at       timestamptz,
+    enrolled_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, campaign_id) REFERENCES ventros.campaigns (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
+    CONSTRAINT campaign_enrollments_status_known CHECK (status IN ('active', 'paused', 'completed', 'exited')),
+    CONSTRAINT campaign_enrollments_exit_reason CHECK (length(exit_reason) <= 500)
+);
+CREATE UNIQUE INDEX campaign_enrollments_one_current ON ventros.campaign_enrollments (tenant_id, campaign_id, contact_id)
+    WHERE status IN ('active', 'paused') AND deleted_at IS NULL;
+CREATE INDEX campaign_enrollments_due ON ventros.campaign_enrollments (tenant_id, next_scheduled_at)
+    WHERE status = 'active' AND deleted_at IS NULL;
+COMMENT ON TABLE ventros.campaign_enrollments IS 'A contact''s way through a campaign';
+
+SELECT ventros.register_aggregate('campaign', 'ventros.campaigns', 'automation',
+    state_column => 'status',
+    transitions => '[
+        {"from": null, "to": "draft"},
+        {"from": "draft", "to": "scheduled", "event": "campaign.scheduled", "description": "A campaign was scheduled to start."},
+        {"from": "draft", "to": "active", "event": "campaign.activated", "description": "A campaign was activated."},
+        {"from": "scheduled", "to": "active", "event": "campaign.activated"},
+        {"from": "active", "to": "paused", "event": "campaign.paused", "description": "A campaign was paused."},
+        {"from": "paused", "to": "active", "event": "campaign.resumed", "description": "A paused campaign was resumed."},
+        {"from": "active", "to": "completed", "event": "campaign.completed", "description": "A campaign was completed."},
+        {"from": "draft", "to": "archived", "event": "campaign.archived", "description": "A campaign was archived."},
+        {"from": "scheduled", "to": "archived", "event": "campaign.archived"},
+        {"from": "active", "to": "archived", "event": "campaign.archived"},
+        {"from": "paused", "to": "archived", "event": "campaign.archived"},
+        {"from": "completed", "to": "archived", "event": "campaign.archived"}
+    ]',
+    description => 'A multi-step marketing journey');
+UPDATE ventros.aggregates SET quiet_columns = '{contacts_reached,conversions_count}' WHERE aggregate = 'campaign';
+SELECT ventros.register_aggregate('campaign_step', 'ventros.campaign_steps', 'automation',
+    description => 'A step of a campaign (child of campaign)');
+SELECT ventros.register_aggregate('campaign_enrollment', 'ventros.campaign_enrollments', 'automation',
+    state_column => 'status',
+    transitions => '[
+        {"from": null, "to": "active"},
+        {"from": "active", "to": "paused"},
+        {"from": "paused", "to": "active"},
+        {"from": "active", "to": "completed"},
+        {"from": "active", "to": "exited"},
+        {"from": "paused", "to": "exited"}
+    ]',
+    description => 'A contact''s enrollment in a campaign (child of campaign; events on the campaign)');
+SELECT ventros.register_event_type('campaign.step_added', 'A step was added to a draft campaign.');
+SELECT ventros.register_event_type('campaign.step_removed', 'A step was removed from a draft campaign.');
+SELECT ventros.register_event_type('campaign.contact_enrolled', 'A contact was enrolled in a campaign.');
+SELECT ventros.register_event_type('campaign.enrollment_advanced', 'An enrollment moved to the next step of a campaign.');
+SELECT ventros.register_event_type('campaign.enrollment_paused', 'A campaign enrollment was paused.');
+SELECT ventros.register_event_type('campaign.enrollment_resumed', 'A campaign enrollment was resumed.');
+SELECT ventros.register_event_type('campaign.enrollment_completed', 'A contact completed a campaign.');
+SELECT ventros.register_event_type('campaign.enrollment_exited', 'A contact left a campaign before its end.');
+
+CREATE FUNCTION ventros.get_campaign(campaign_id uuid, for_update boolean DEFAULT false) RETURNS ventros.campaigns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.campaigns;
+BEGIN
+    IF for_update THEN
+        SELECT * INTO result FROM ventros.campaigns c WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id FOR UPDATE;
+    ELSE
+        SELECT * INTO result FROM ventros.campaigns c WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id;
+    END IF;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign', campaign_id);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.get_campaign(uuid, boolean) IS 'A live campaign (locked when for_update), or P0002';
+
+CREATE FUNCTION ventros.create_campaign(name text, goal_type text DEFAULT 'reach_contacts', goal_value integer DEFAULT 0,
+                                        description text DEFAULT NULL, start_date timestamptz DEFAULT NULL,
+                                        end_date timestamptz DEFAULT NULL, project_id uuid DEFAULT NULL)
+RETURNS ventros.campaigns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.campaigns;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'campaign name must not be null' USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_value(coalesce(goal_type, 'reach_contacts'), ARRAY['reach_contacts', 'conversions', 'engagement'], 'goal type');
+    INSERT INTO ventros.campaigns (project_id, name, description, goal_type, goal_value, start_date, end_date)
+    VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'campaign name'),
+            description, coalesce(goal_type, 'reach_contacts'), coalesce(goal_value, 0), start_date, end_date)
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_campaign(text, text, integer, text, timestamptz, timestamptz, uuid) IS
+    'Creates a draft campaign; emits campaign.created';
+
+CREATE FUNCTION ventros.update_campaign(campaign_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.campaigns
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.campaigns, 'campaign', campaign_id, expected_version, changes,
+                                 ARRAY['name', 'description', 'goal_type', 'goal_value', 'start_date', 'end_date'])
+$$;
+COMMENT ON FUNCTION ventros.update_campaign(uuid, integer, jsonb) IS 'Changes name, description, goal or dates; emits campaign.updated';
+
+CREATE FUNCTION ventros.delete_campaign(campaign_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.delete_row('ventros.campaigns', 'campaign', campaign_id, expected_version) $$;
+COMMENT ON FUNCTION ventros.delete_campaign(uuid, integer) IS 'Soft-deletes a campaign; emits campaign.deleted';
+
+-- set_campaign_status: the one entry for every campaign transition, with the
+-- guards the state machine cannot express (steps, start date).
+CREATE FUNCTION ventros.set_campaign_status(campaign_id uuid, expected_version integer, status text)
+RETURNS ventros.campaigns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
+BEGIN
+    PERFORM ventros.require_value(status, ARRAY['draft', 'scheduled', 'active', 'paused', 'completed', 'archived'], 'campaign status');
+    IF status IN ('scheduled', 'active') AND c.status IN ('draft', 'scheduled') AND NOT EXISTS (
+        SELECT 1 FROM ventros.campaign_steps s WHERE s.tenant_id = c.tenant_id AND s.campaign_id = c.id) THEN
+        RAISE EXCEPTION 'campaign % has no steps', campaign_id USING ERRCODE = '23514',
+            HINT = 'Add a step with ventros.add_campaign_step() first.';
+    END IF;
+    IF status = 'scheduled' AND (c.start_date IS NULL OR c.start_date <= now()) THEN
+        RAISE EXCEPTION 'campaign % needs a future start date to be scheduled', campaign_id USING ERRCODE = '23514';
+    END IF;
+    RETURN ventros.change_row(NULL::ventros.campaigns, 'campaign', campaign_id, expected_version, jsonb_build_object('status', status));
+END
+$$;
+COMMENT ON FUNCTION ventros.set_campaign_status(uuid, integer, text) IS
+    'Moves a campaign along its machine (VN002); scheduling and activation need a step (23514), scheduling a future start date; emits campaign.scheduled, .activated, .paused, .resumed, .completed or .archived';
+
+CREATE FUNCTION ventros.add_campaign_step(campaign_id uuid, "order" integer, name text, type text, config jsonb DEFAULT '{}',
+                                          conditions jsonb DEFAULT NULL)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
+    result ventros.campaign_steps;
+BEGIN
+    IF c.status <> 'draft' THEN
+        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
+    END IF;
+    PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
+    INSERT INTO ventros.campaign_steps (campaign_id, "order", name, type, config, conditions)
+    VALUES (campaign_id, "order", ventros.check_length(btrim(name), 200, 'step name'), type,
+            coalesce(ventros.require_json(config, 'object', 'step config'), '{}'), conditions)
+    RETURNING * INTO result;
+    PERFORM ventros.emit('campaign.step_added', 'campaign', c.id,
+        jsonb_build_object('step_id', result.id, 'order', result."order", 'type', result.type), c.version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'campaign % has a step % already', campaign_id, "order" USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb) IS
+    'Adds a step to a draft campaign (VN002 otherwise; order unique, 23505; config per type, 23514); emits campaign_step.created and campaign.step_added';
+
+CREATE FUNCTION ventros.update_campaign_step(campaign_step_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps;
+    c ventros.campaigns;
+BEGIN
+    SELECT * INTO s FROM ventros.campaign_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_step_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign step', campaign_step_id);
+    END IF;
+    c := ventros.get_campaign(s.campaign_id, true);
+    IF c.status <> 'draft' THEN
+        RAISE EXCEPTION 'campaign % is %; steps change only in draft', c.id, c.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
+                                 ARRAY['order', 'name', 'type', 'config', 'conditions']);
+END
+$$;
+COMMENT ON FUNCTION ventros.update_campaign_step(uuid, integer, jsonb) IS
+    'Changes a step of a draft campaign (VN002 otherwise); emits campaign_step.updated';
+
+CREATE FUNCTION ventros.remove_campaign_step(campaign_step_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps;
+    c ventros.campaigns;
+BEGIN
+    SELECT * INTO s FROM ventros.campaign_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_step_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign step', campaign_step_id);
+    END IF;
+    c := ventros.get_campaign(s.campaign_id, true);
+    IF c.status <> 'draft' THEN
+        RAISE EXCEPTION 'campaign % is %; steps change only in draft', c.id, c.status USING ERRCODE = 'VN002';
+    END IF;
+    PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
+    PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
+                         jsonb_build_object('step_id', s.id, 'order', s."order"), c.version);
+END
+$$;
+COMMENT ON FUNCTION ventros.remove_campaign_step(uuid) IS
+    'Removes a step of a draft campaign (VN002 otherwise); emits campaign_step.deleted and campaign.step_removed';
+
+CREATE FUNCTION ventros.enroll_in_campaign(campaign_id uuid, contact_id uuid)
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.get_campaign(campaign_id);
+    result ventros.campaign_enrollments;
+BEGIN
+    IF c.status NOT IN ('scheduled', 'active') THEN
+        RAISE EXCEPTION 'campaign % is %; contacts enroll in scheduled or active campaigns', campaign_id, c.status
+            USING ERRCODE = 'VN002';
+    END IF;
+    PERFORM ventros.get_contact(contact_id);
+    INSERT INTO ventros.campaign_enrollments (campaign_id, contact_id, next_scheduled_at)
+    VALUES (campaign_id, contact_id, greatest(now(), coalesce(c.start_date, now())))
+    RETURNING * INTO result;
+    UPDATE ventros.campaigns x SET contacts_reached = x.contacts_reached + 1, version = x.version
+    WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
+    PERFORM ventros.emit('campaign.contact_enrolled', 'campaign', c.id,
+        jsonb_build_object('enrollment_id', result.id, 'contact_id', contact_id), c.version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'contact % is enrolled in campaign % already', contact_id, campaign_id USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.enroll_in_campaign(uuid, uuid) IS
+    'Enrolls a contact in a scheduled or active campaign (VN002 otherwise; once at a time, 23505); emits campaign_enrollment.created and campaign.contact_enrolled';
+
+-- set_campaign_enrollment_status: pause, resume or exit one enrollment.
+CREATE FUNCTION ventros.set_campaign_enrollment_status(campaign_enrollment_id uuid, expected_version integer, status text,
+                                                       exit_reason text DEFAULT NULL)
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before ventros.campaign_enrollments;
+    result ventros.campaign_enrollments;
+BEGIN
+    PERFORM ventros.require_value(status, ARRAY['active', 'paused', 'exited'], 'enrollment status');
+    SELECT * INTO before FROM ventros.campaign_enrollments e
+    WHERE e.tenant_id = ventros.require_tenant() AND e.id = campaign_enrollment_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign enrollment', campaign_enrollment_id);
+    END IF;
+    result := ventros.change_row(NULL::ventros.campaign_enrollments, 'campaign enrollment', campaign_enrollment_id, expected_version,
+        jsonb_build_object('status', status)
+        || CASE WHEN status = 'exited' THEN jsonb_build_object('exited_at', now(), 'exit_reason',
+                                                               ventros.check_length(coalesce(exit_reason, 'manual'), 500, 'exit reason'))
+                WHEN status = 'active' THEN jsonb_build_object('next_scheduled_at', now()) ELSE '{}' END);
+    PERFORM ventros.emit(CASE status WHEN 'paused' THEN 'campaign.enrollment_paused' WHEN 'active' THEN 'campaign.enrollment_resumed'
+                                     ELSE 'campaign.enrollment_exited' END,
+        'campaign', result.campaign_id,
+        jsonb_build_object('enrollment_id', result.id, 'contact_id', result.contact_id, 'exit_reason', result.exit_reason), NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_campaign_enrollment_status(uuid, integer, text, text) IS
+    'Pauses, resumes or exits an enrollment (VN002 when the machine refuses); emits campaign_enrollment.updated and campaign.enrollment_paused, _resumed or _exited';
+
+-- advance_campaign_enrollment: the next step, or completion after the last.
+CREATE FUNCTION ventros.advance_campaign_enrollment(campaign_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments;
+    next_step ventros.campaign_steps;
+    result ventros.campaign_enrollments;
+BEGIN
+    SELECT * INTO e FROM ventros.campaign_enrollments x
+    WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_enrollment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign enrollment', campaign_enrollment_id);
+    END IF;
+    IF e.status <> 'active' THEN
+        RAISE EXCEPTION 'campaign enrollment % is %; only active enrollments advance', e.id, e.status USING ERRCODE = 'VN002';
+    END IF;
+    SELECT * INTO next_step FROM ventros.campaign_steps s
+    WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
+    ORDER BY s."order" LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE ventros.campaign_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit('campaign.enrollment_completed', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id), NULL);
+    ELSE
+        UPDATE ventros.campaign_enrollments x
+        SET current_step_order = next_step."order",
+            next_scheduled_at = now + make_interval(mins => coalesce((next_step.config->>'delay_minutes')::integer, 0)),
+            version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', next_step."order",
+                               'step_type', next_step.type), NULL);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.advance_campaign_enrollment(uuid, timestamptz) IS
+    'Moves an active enrollment to the next step (scheduled after a delay step''s minutes) or completes it; emits campaign.enrollment_advanced or campaign.enrollment_completed';
+
+CREATE FUNCTION ventros.tick_campaigns(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e record;
+    n integer := 0;
+BEGIN
+    -- scheduled campaigns whose start has come
+    UPDATE ventros.campaigns c SET status = 'active', version = c.version
+    WHERE c.tenant_id = ventros.require_tenant() AND c.status = 'scheduled' AND c.start_date <= tick_campaigns.now;
+    FOR e IN SELECT x.id FROM ventros.campaign_enrollments x
+             JOIN ventros.campaigns c ON c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+             WHERE x.tenant_id = ventros.require_tenant() AND x.status = 'active' AND x.next_scheduled_at <= tick_campaigns.now
+             ORDER BY x.next_scheduled_at LIMIT batch_size
+             FOR UPDATE OF x SKIP LOCKED
+    LOOP
+        PERFORM ventros.advance_campaign_enrollment(e.id, now);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_campaigns(timestamptz, integer) IS
+    'Starts due scheduled campaigns and advances due enrollments of active campaigns (SKIP LOCKED); returns how many advanced';
+
+CREATE FUNCTION ventros.record_campaign_conversion(campaign_id uuid) RETURNS ventros.campaigns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.campaigns;
+BEGIN
+    UPDATE ventros.campaigns c SET conversions_count = c.conversions_count + 1, version = c.version
+    WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id RETURNING * INTO result;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('campaign', campaign_id);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_campaign_conversion(uuid) IS 'Counts a conversion (quiet: no version change, no event)';
+
+CREATE FUNCTION ventros.campaign_stats(campaign_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('campaign_id', c.id, 'status', c.status, 'goal_type', c.goal_type, 'goal_value', c.goal_value,
+        'contacts_reached', c.contacts_reached, 'conversions', c.conversions_count,
+        'progress', CASE WHEN c.goal_value > 0 THEN round(100.0 * CASE c.goal_type WHEN 'conversions' THEN c.conversions_count
+                                                                     ELSE c.contacts_reached END / c.goal_value, 1) END,
+        'enrollments', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                        FROM (SELECT e.status, count(*) AS n FROM ventros.campaign_enrollments e
+                              WHERE e.tenant_id = c.tenant_id AND e.campaign_id = c.id GROUP BY e.status) s))
+    FROM ventros.get_campaign(campaign_id) c
+$$;
+COMMENT ON FUNCTION ventros.campaign_stats(uuid) IS 'Progress of a campaign against its goal and its enrollments per status';
+
+CREATE FUNCTION ventros.list_campaigns(status text DEFAULT NULL) RETURNS SETOF ventros.campaigns
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.* FROM ventros.campaigns c
+    WHERE c.tenant_id = ventros.require_tenant() AND (list_campaigns.status IS NULL OR c.status = list_campaigns.status)
+    ORDER BY c.created_at, c.id
+    LIMIT current_setting('ventros.max_page_size')::integer
+$$;
+COMMENT ON FUNCTION ventros.list_campaigns(text) IS 'Campaigns of the acting tenant, by status';
+
+CREATE FUNCTION ventros.list_campaign_enrollments(campaign_id uuid, status text DEFAULT NULL, due_before timestamptz DEFAULT NULL,
+                                                  after_id uuid DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS SETOF ventros.campaign_enrollments
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.* FROM ventros.campaign_enrollments e
+    WHERE e.tenant_id = ventros.require_tenant() AND e.campaign_id = list_campaign_enrollments.campaign_id
+      AND (list_campaign_enrollments.status IS NULL OR e.status = list_campaign_enrollments.status)
+      AND (due_before IS NULL OR (e.status = 'active' AND e.next_scheduled_at <= due_before))
+      AND (after_id IS NULL OR e.id > after_id)
+    ORDER BY e.id
+    LIMIT ventros.check_page_size(page_size)
+$$;
+COMMENT ON FUNCTION ventros.list_campaign_enrollments(uuid, text, timestamptz, uuid, integer) IS
+    'Enrollments of a campaign by status, or those due before a time; keyset paging on id';
+
+GRANT EXECUTE ON FUNCTION ventros.get_campaign(uuid, boolean), ventros.campaign_stats(uuid), ventros.list_campaigns(text),
+    ventros.list_campaign_enrollments(uuid, text, timestamptz, uuid, integer) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, timestamptz, timestamptz, uuid),
+    ventros.update_campaign(uuid, integer, jsonb), ventros.set_campaign_status(uuid, integer, text),
+    ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
+    ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
+    ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
+    ventros.tick_campaigns(timestamptz, integer), ventros.record_campaign_conversion(uuid)
+    TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.delete_campaign(uuid, integer) TO ventros_admin;

@@ -1,0 +1,1196 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_worker.c
+ *	  The HTTP dispatcher: delivers ventros.http_requests at least once,
+ *	  concurrently, with libcurl multi, behind the SSRF guard (ssrf.c).
+ *
+ * One background worker for the database ventros.http_database,
+ * registered at preload and restarted by the postmaster after a crash.
+ * Its loop, worker_spi's shape with pg_net's libcurl core:
+ *
+ *	1. claim due rows in one short transaction (ventros.http_claim: SKIP
+ *	   LOCKED, a lease, the attempt counted), as many as there are free
+ *	   slots (ventros.http_concurrency);
+ *	2. outside any transaction, check each URL with the SSRF guard, pin the
+ *	   connection to the checked addresses (CURLOPT_RESOLVE, plus an
+ *	   open-socket callback that checks the real peer), and hand it to the
+ *	   multi handle; wait on the latch and curl's sockets in one
+ *	   WaitEventSet, so a SIGTERM or a wake-up is seen at once;
+ *	3. record finished transfers in the next transaction
+ *	   (ventros.http_record_attempt decides succeeded, failed, dead or a
+ *	   retry after exponential backoff or Retry-After).
+ *
+ * All progress is row state: a worker that dies mid-flight leaves its rows
+ * in_flight; the next one puts them back in the queue when it starts
+ * (ventros.http_release_orphans), so nothing is lost, and a request may be
+ * sent twice (at least once).
+ *
+ * Wake-up (pg_net's pattern): a statement trigger on ventros.http_requests
+ * calls vn_http_wake_at_commit(), which sets a backend-local flag; at
+ * commit the transaction callback sets the worker's latch, found in shared
+ * memory.  An aborted transaction wakes nobody.  The worker also sleeps no
+ * longer than until the next due retry and ventros.http_poll_interval.
+ *
+ * Shared memory: one VnHttpShared, every field protected by the spinlock
+ * "mutex"; the worker writes it, backends read it (wake-up, status view).
+ * SetLatch is called after releasing the spinlock: the latch lives in the
+ * PGPROC array, which outlives any worker.
+ *
+ * Memory: each request lives in its own context under the worker's
+ * http_ctx, deleted once its outcome is committed; curl handles are freed
+ * as soon as the transfer ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/socket.h>
+#include <time.h>
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "http_worker.h"
+#include "ssrf.h"
+
+#define VN_HTTP_RESTART_SECONDS 1
+#define VN_HTTP_ERRLEN 512
+#define VN_HTTP_LEASE_MARGIN_S 60
+#define VN_HTTP_MAX_ROW_TIMEOUT_S 600
+
+typedef struct VnHttpShared
+{
+	slock_t		mutex;
+	pid_t		pid;			/* 0 when no worker runs */
+	Latch	   *latch;
+	TimestampTz started_at;
+	int			in_flight;
+	int64		succeeded;
+	int64		failed_attempts;
+	int64		refused;
+	TimestampTz last_activity_at;
+	TimestampTz last_error_at;
+	char		database[NAMEDATALEN];
+	char		last_error[VN_HTTP_ERRLEN];
+} VnHttpShared;
+
+/* One claimed request, from claim to recorded outcome. */
+typedef struct VnHttpReq
+{
+	MemoryContext ctx;			/* everything below lives here */
+	CURL	   *easy;
+	struct curl_slist *headers;
+	struct curl_slist *resolve;
+	char	   *tenant_id;
+	char	   *id;
+	char	   *method;
+	char	   *url;
+	char	   *body;
+	int			body_len;
+	bool		has_body;
+	int			attempt;
+	int			timeout_ms;
+	bool		retry_any;
+	char	  **header_lines;
+	int			nheaders;
+	VnSsrfTarget target;
+	StringInfoData resp_body;
+	StringInfoData resp_headers;
+	bool		truncated;
+	char	   *refusal;		/* SSRF guard, before or while connecting */
+	bool		refusal_transient;
+	char		errbuf[CURL_ERROR_SIZE];
+	/* the outcome */
+	bool		succeeded;
+	bool		retryable;
+	int64		retry_after_ms; /* -1: none */
+	long		status;
+	char	   *error;
+	struct VnHttpReq *next;		/* in the done list */
+} VnHttpReq;
+
+typedef struct VnSock
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN, _OUT or _INOUT */
+} VnSock;
+
+/* GUCs */
+static char *vn_http_database = NULL;
+static int	vn_http_concurrency = 32;
+static int	vn_http_connect_timeout = 5000;
+static int	vn_http_timeout = 10000;
+static int	vn_http_max_attempts = 8;
+static int	vn_http_backoff_base = 5000;
+static int	vn_http_backoff_max = 36000000;
+static int	vn_http_retry_after_max = 86400;
+static int	vn_http_max_response_size = 65536;
+static int	vn_http_poll_interval = 1000;
+
+/* shared memory */
+static VnHttpShared *vn_http_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* backend: this transaction changed the queue */
+static bool vn_http_wake_pending = false;
+
+/* worker state (the worker process only) */
+static MemoryContext http_ctx = NULL;
+static CURLM *multi = NULL;
+static VnSock *socks = NULL;
+static int	nsocks = 0;
+static int	maxsocks = 0;
+static TimestampTz curl_deadline = 0;	/* 0: no timer */
+static int	in_flight = 0;
+static VnHttpReq *done_head = NULL;
+
+PG_FUNCTION_INFO_V1(ventros_http_requests_wake);
+PG_FUNCTION_INFO_V1(ventros_http_dispatcher_state);
+
+/* ---- shared memory ------------------------------------------------------ */
+
+static void
+vn_http_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(VnHttpShared)));
+}
+
+static void
+vn_http_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	vn_http_shared = ShmemInitStruct("ventros http dispatcher", sizeof(VnHttpShared), &found);
+	if (!found)
+	{
+		memset(vn_http_shared, 0, sizeof(VnHttpShared));
+		SpinLockInit(&vn_http_shared->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+set_error(const char *msg)
+{
+	SpinLockAcquire(&vn_http_shared->mutex);
+	strlcpy(vn_http_shared->last_error, msg, VN_HTTP_ERRLEN);
+	vn_http_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&vn_http_shared->mutex);
+}
+
+/* ---- wake-up at commit --------------------------------------------------- */
+
+void
+vn_http_wake_at_commit(void)
+{
+	vn_http_wake_pending = true;
+}
+
+static void
+vn_http_xact_callback(XactEvent event, void *arg)
+{
+	Latch	   *latch = NULL;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (!vn_http_wake_pending)
+				return;
+			vn_http_wake_pending = false;
+			if (vn_http_shared == NULL)
+				return;
+			SpinLockAcquire(&vn_http_shared->mutex);
+			if (vn_http_shared->pid != 0 && vn_http_shared->pid != MyProcPid)
+				latch = vn_http_shared->latch;
+			SpinLockRelease(&vn_http_shared->mutex);
+			if (latch != NULL)
+				SetLatch(latch);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			vn_http_wake_pending = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * ventros.http_requests_wake(): statement trigger on the queue; the
+ * dispatcher's own updates do not wake it.
+ */
+Datum
+ventros_http_requests_wake(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ventros.http_requests_wake() must be called as a trigger")));
+	if (multi == NULL)
+		vn_http_wake_at_commit();
+	return PointerGetDatum(NULL);
+}
+
+/* ---- libcurl callbacks --------------------------------------------------- */
+
+static int
+on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nsocks; i++)
+		if (socks[i].fd == fd)
+			break;
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nsocks)
+			socks[i] = socks[--nsocks];
+		return 0;
+	}
+	if (i == nsocks)
+	{
+		if (nsocks == maxsocks)
+		{
+			maxsocks *= 2;
+			socks = repalloc(socks, sizeof(VnSock) * maxsocks);
+		}
+		socks[nsocks++].fd = fd;
+	}
+	socks[i].what = what;
+	return 0;
+}
+
+static int
+on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		curl_deadline = 0;
+	else
+		curl_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	return 0;
+}
+
+/* The open-socket callback: the real peer, after any DNS, passes the guard. */
+static curl_socket_t
+on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	VnHttpReq  *req = (VnHttpReq *) clientp;
+	MemoryContext old = MemoryContextSwitchTo(req->ctx);
+	char	   *reason = vn_ssrf_check_peer(&address->addr, req->target.host_allowed);
+
+	MemoryContextSwitchTo(old);
+	if (reason != NULL)
+	{
+		req->refusal = reason;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+static size_t
+on_header(char *buf, size_t size, size_t n, void *userdata)
+{
+	VnHttpReq  *req = (VnHttpReq *) userdata;
+	size_t		len = size * n;
+
+	/* a new status line (after 100 Continue): keep only the final headers */
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0)
+		resetStringInfo(&req->resp_headers);
+	else if (req->resp_headers.len + len <= (size_t) vn_http_max_response_size)
+		appendBinaryStringInfo(&req->resp_headers, buf, (int) len);
+	return len;
+}
+
+/* Keeps the body up to the cap, then stops the transfer (truncated). */
+static size_t
+on_body(char *buf, size_t size, size_t n, void *userdata)
+{
+	VnHttpReq  *req = (VnHttpReq *) userdata;
+	size_t		len = size * n;
+	size_t		cap = (size_t) vn_http_max_response_size;
+	size_t		room = cap > (size_t) req->resp_body.len ? cap - req->resp_body.len : 0;
+
+	if (len > room)
+	{
+		appendBinaryStringInfo(&req->resp_body, buf, (int) room);
+		req->truncated = true;
+		return 0;
+	}
+	appendBinaryStringInfo(&req->resp_body, buf, (int) len);
+	return len;
+}
+
+/* ---- one request --------------------------------------------------------- */
+
+static void
+push_done(VnHttpReq *req)
+{
+	req->next = done_head;
+	done_head = req;
+}
+
+/* Retry-After in milliseconds from now (seconds or an HTTP date), or -1. */
+static int64
+retry_after_ms(const char *headers)
+{
+	const char *line = headers;
+
+	while (line && *line)
+	{
+		const char *eol = strchr(line, '\n');
+		size_t		len = eol ? (size_t) (eol - line) : strlen(line);
+
+		if (len > 12 && pg_strncasecmp(line, "retry-after:", 12) == 0)
+		{
+			char	   *value = pnstrdup(line + 12, len - 12);
+			char	   *p = value;
+			char	   *end;
+			int64		now_ms;
+			time_t		t;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			for (end = p + strlen(p); end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'); end--)
+				;
+			*end = '\0';
+			if (*p == '\0')
+				return -1;
+			if (strspn(p, "0123456789") == strlen(p))
+				return strlen(p) > 9 ? INT64CONST(999999999) * 1000 : (int64) atol(p) * 1000;
+			t = curl_getdate(p, NULL);
+			if (t == -1)
+				return -1;
+			now_ms = GetCurrentTimestamp() / 1000 +
+				(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+			return Max((int64) t * 1000 - now_ms, 0);
+		}
+		line = eol ? eol + 1 : NULL;
+	}
+	return -1;
+}
+
+/* The outcome of a finished transfer (or of a refusal before it). */
+static void
+decide(VnHttpReq *req, CURLcode code)
+{
+	req->succeeded = false;
+	req->retryable = false;
+	req->retry_after_ms = -1;
+	if (req->refusal != NULL)
+	{
+		req->retryable = req->refusal_transient;
+		req->error = req->refusal_transient ? req->refusal :
+			psprintf("refused by the SSRF guard: %s", req->refusal);
+		return;
+	}
+	if ((code == CURLE_OK || (code == CURLE_WRITE_ERROR && req->truncated)) && req->status > 0)
+	{
+		long		s = req->status;
+
+		if (s >= 200 && s < 300)
+		{
+			req->succeeded = true;
+			return;
+		}
+		req->retryable = s == 408 || s == 425 || s == 429 || s >= 500 ||
+			(req->retry_any && s != 410);
+		if (s == 429 || s == 503)
+			req->retry_after_ms = retry_after_ms(req->resp_headers.data);
+		if (s >= 300 && s < 400)
+			req->error = psprintf("HTTP %ld: redirects are not followed", s);
+		else
+			req->error = psprintf("HTTP %ld", s);
+		return;
+	}
+	req->error = psprintf("%s%s%s", curl_easy_strerror(code),
+						  req->errbuf[0] ? ": " : "", req->errbuf);
+	switch (code)
+	{
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+		case CURLE_BAD_FUNCTION_ARGUMENT:
+		case CURLE_TOO_MANY_REDIRECTS:
+			req->retryable = false;
+			break;
+		default:
+			req->retryable = true;	/* timeouts, resets, refused connections */
+			break;
+	}
+}
+
+/*
+ * start_request
+ *		Checks the URL with the SSRF guard and hands the transfer to the
+ *		multi handle, or puts the refused request in the done list.  Runs
+ *		outside any transaction (the guard may query DNS).
+ */
+static void
+start_request(VnHttpReq *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(req->ctx);
+	bool		transient = false;
+	char	   *reason;
+	CURL	   *e;
+	int			i;
+
+	reason = vn_ssrf_check_url(req->url, &req->target, &transient);
+	if (reason != NULL)
+	{
+		req->refusal = reason;
+		req->refusal_transient = transient;
+		decide(req, CURLE_OK);
+		push_done(req);
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	initStringInfo(&req->resp_body);
+	initStringInfo(&req->resp_headers);
+
+	/* pin the name to the addresses just checked */
+	if (!req->target.host_is_literal && req->target.naddrs > 0)
+	{
+		StringInfoData r;
+
+		initStringInfo(&r);
+		appendStringInfo(&r, "%s:%d:", req->target.host, req->target.port);
+		for (i = 0; i < req->target.naddrs; i++)
+		{
+			char		a[INET6_ADDRSTRLEN];
+			struct sockaddr *sa = (struct sockaddr *) &req->target.addrs[i];
+
+			vn_ssrf_format_addr(sa, a, sizeof(a));
+			appendStringInfo(&r, sa->sa_family == AF_INET6 ? "%s[%s]" : "%s%s", i ? "," : "", a);
+		}
+		req->resolve = curl_slist_append(NULL, r.data);
+	}
+	for (i = 0; i < req->nheaders; i++)
+		req->headers = curl_slist_append(req->headers, req->header_lines[i]);
+	/* no "Expect: 100-continue" round trip for large bodies */
+	req->headers = curl_slist_append(req->headers, "Expect:");
+
+	e = curl_easy_init();
+	if (e == NULL)
+		elog(ERROR, "curl_easy_init failed");
+	req->easy = e;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "Ventros-Dispatcher/1.0");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) vn_http_connect_timeout);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+					 (long) (req->timeout_ms > 0 ? req->timeout_ms : vn_http_timeout));
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+	if (req->resolve)
+		curl_easy_setopt(e, CURLOPT_RESOLVE, req->resolve);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+	if (strcmp(req->method, "GET") == 0 && !req->has_body)
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	else if (strcmp(req->method, "HEAD") == 0)
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	else
+	{
+		if (strcmp(req->method, "POST") == 0)
+			curl_easy_setopt(e, CURLOPT_POST, 1L);
+		else
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->has_body || strcmp(req->method, "POST") == 0)
+		{
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->has_body ? req->body : "");
+		}
+	}
+	MemoryContextSwitchTo(old);
+	if (curl_multi_add_handle(multi, e) != CURLM_OK)
+		elog(ERROR, "curl_multi_add_handle failed");
+	in_flight++;
+}
+
+/* Moves every finished transfer to the done list. */
+static void
+harvest(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		CURL	   *e = msg->easy_handle;
+		CURLcode	code = msg->data.result;
+		VnHttpReq  *req = NULL;
+		MemoryContext old;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **) &req);
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &req->status);
+		curl_multi_remove_handle(multi, e);
+		curl_easy_cleanup(e);
+		req->easy = NULL;
+		curl_slist_free_all(req->headers);
+		curl_slist_free_all(req->resolve);
+		req->headers = req->resolve = NULL;
+		in_flight--;
+		old = MemoryContextSwitchTo(req->ctx);
+		decide(req, code);
+		MemoryContextSwitchTo(old);
+		push_done(req);
+	}
+}
+
+/* ---- transactions -------------------------------------------------------- */
+
+/*
+ * begin_xact, end_xact
+ *		One short transaction with SPI; end_xact returns to the memory
+ *		context that was current before begin_xact (the loop's).
+ */
+static MemoryContext
+begin_xact(const char *activity)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return old;
+}
+
+static void
+end_xact(MemoryContext old)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(old);
+}
+
+static bool
+schema_ready(void)
+{
+	bool		ready;
+	MemoryContext old = begin_xact("checking for ventros.http_requests");
+
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.http_record_attempt(text,uuid,integer,boolean,boolean,bigint,integer,text,bytea,boolean,text)') IS NOT NULL",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not check for the ventros extension");
+	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}));
+	if (ready)
+	{
+		int			n;
+
+		if (SPI_execute("SELECT ventros.http_release_orphans()", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not release orphaned http requests");
+		n = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}));
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("ventros http dispatcher put %d interrupted requests back in the queue", n)));
+	}
+	end_xact(old);
+	return ready;
+}
+
+static char *
+copy_text(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
+{
+	Datum		d = SPI_getbinval(tup, desc, col, isnull);
+
+	return *isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * claim
+ *		Claims up to n due requests in one transaction and starts them after
+ *		it commits.  Returns how many were claimed; *next_due gets the time
+ *		of the earliest pending request (0 when none).
+ */
+static int
+claim(int n, TimestampTz *next_due)
+{
+	static const char *sql =
+		"SELECT c.tenant_id, c.id::text, c.method, c.url, "
+		"       ARRAY(SELECT k.key || ': ' || k.value FROM pg_catalog.jsonb_each_text(c.headers) k), "
+		"       c.body, c.attempts, c.timeout_ms, c.retry_policy "
+		"  FROM ventros.http_claim($1, pg_catalog.make_interval(secs => $2)) c";
+	Oid			types[2] = {INT4OID, FLOAT8OID};
+	Datum		values[2];
+	VnHttpReq **reqs;
+	int			count;
+	int			i;
+	bool		isnull;
+	MemoryContext old;
+
+	values[0] = Int32GetDatum(n);
+	values[1] = Float8GetDatum((double) (Max(vn_http_timeout / 1000, VN_HTTP_MAX_ROW_TIMEOUT_S) + VN_HTTP_LEASE_MARGIN_S));
+	old = begin_xact("claiming http requests");
+	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not claim http requests");
+	count = SPI_processed;
+	reqs = MemoryContextAlloc(old, sizeof(VnHttpReq *) * Max(count, 1));
+	for (i = 0; i < count; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext ctx = AllocSetContextCreate(http_ctx, "ventros http request",
+												  ALLOCSET_SMALL_SIZES);
+		MemoryContext spi = MemoryContextSwitchTo(ctx);
+		VnHttpReq  *req = palloc0(sizeof(VnHttpReq));
+		Datum		d;
+		char	   *policy;
+
+		req->ctx = ctx;
+		req->tenant_id = copy_text(tup, desc, 1, &isnull);
+		req->id = copy_text(tup, desc, 2, &isnull);
+		req->method = copy_text(tup, desc, 3, &isnull);
+		req->url = copy_text(tup, desc, 4, &isnull);
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			k;
+			int			m;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, &nulls, &m);
+			req->header_lines = palloc0(sizeof(char *) * Max(m, 1));
+			for (k = 0; k < m; k++)
+			{
+				char	   *line;
+
+				if (nulls[k])
+					continue;
+				line = TextDatumGetCString(elems[k]);
+				/* never let a value smuggle another header or a body */
+				if (strpbrk(line, "\r\n") != NULL)
+					continue;
+				req->header_lines[req->nheaders++] = line;
+			}
+		}
+		d = SPI_getbinval(tup, desc, 6, &isnull);
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPCopy(d);
+
+			req->has_body = true;
+			req->body = VARDATA(b);
+			req->body_len = VARSIZE(b) - VARHDRSZ;
+		}
+		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+		d = SPI_getbinval(tup, desc, 8, &isnull);
+		req->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+		policy = copy_text(tup, desc, 9, &isnull);
+		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
+		MemoryContextSwitchTo(spi);
+		reqs[i] = req;
+	}
+	*next_due = 0;
+	if (count < n)
+	{
+		if (SPI_execute("SELECT min(next_attempt_at) FROM ventros.http_requests WHERE status = 'pending'",
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the next due http request");
+		if (SPI_processed == 1)
+		{
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+				*next_due = DatumGetTimestampTz(d);
+		}
+	}
+	end_xact(old);
+
+	for (i = 0; i < count; i++)
+		start_request(reqs[i]);
+	pfree(reqs);
+	if (count > 0)
+	{
+		SpinLockAcquire(&vn_http_shared->mutex);
+		vn_http_shared->in_flight = in_flight;
+		vn_http_shared->last_activity_at = GetCurrentTimestamp();
+		SpinLockRelease(&vn_http_shared->mutex);
+	}
+	return count;
+}
+
+/*
+ * record_done
+ *		Records every finished request in one transaction, then frees them.
+ *		Returns true when a retry was scheduled (the next claim must look
+ *		for the earliest due time again).
+ */
+static bool
+record_done(void)
+{
+	static const char *sql =
+		"SELECT ventros.http_record_attempt($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+	Oid			types[11] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, BOOLOID, INT8OID, INT4OID,
+	TEXTOID, BYTEAOID, BOOLOID, TEXTOID};
+	VnHttpReq  *req;
+	int64		ok = 0;
+	int64		bad = 0;
+	int64		refused = 0;
+	const char *last_error = NULL;
+	MemoryContext old;
+	bool		retry = false;
+
+	if (done_head == NULL)
+		return false;
+	old = begin_xact("recording http request outcomes");
+	for (req = done_head; req != NULL; req = req->next)
+	{
+		Datum		v[11];
+		char		nulls[11];
+		bool		answered = req->refusal == NULL && req->status > 0;
+
+		memset(nulls, ' ', sizeof(nulls));
+		v[0] = CStringGetTextDatum(req->tenant_id);
+		v[1] = CStringGetTextDatum(req->id);
+		v[2] = Int32GetDatum(req->attempt);
+		v[3] = BoolGetDatum(req->succeeded);
+		v[4] = BoolGetDatum(req->retryable);
+		v[5] = Int64GetDatum(req->retry_after_ms);
+		if (req->retry_after_ms < 0)
+			nulls[5] = 'n';
+		v[6] = Int32GetDatum((int32) req->status);
+		if (!answered)
+			nulls[6] = nulls[7] = nulls[8] = 'n';
+		else
+		{
+			bytea	   *b = palloc(VARHDRSZ + req->resp_body.len);
+
+			SET_VARSIZE(b, VARHDRSZ + req->resp_body.len);
+			memcpy(VARDATA(b), req->resp_body.data, req->resp_body.len);
+			v[7] = CStringGetTextDatum(req->resp_headers.data);
+			v[8] = PointerGetDatum(b);
+		}
+		v[9] = BoolGetDatum(req->truncated);
+		v[10] = req->error ? CStringGetTextDatum(req->error) : (Datum) 0;
+		if (req->error == NULL)
+			nulls[10] = 'n';
+		if (SPI_execute_with_args(sql, 11, types, v, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not record an http request outcome");
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull && strcmp(TextDatumGetCString(d), "pending") == 0)
+				retry = true;
+		}
+		if (req->succeeded)
+			ok++;
+		else
+		{
+			bad++;
+			if (req->refusal != NULL && !req->refusal_transient)
+				refused++;
+			last_error = req->error;
+		}
+	}
+	end_xact(old);
+
+	SpinLockAcquire(&vn_http_shared->mutex);
+	vn_http_shared->succeeded += ok;
+	vn_http_shared->failed_attempts += bad;
+	vn_http_shared->refused += refused;
+	vn_http_shared->in_flight = in_flight;
+	vn_http_shared->last_activity_at = GetCurrentTimestamp();
+	if (last_error != NULL)
+	{
+		strlcpy(vn_http_shared->last_error, last_error, VN_HTTP_ERRLEN);
+		vn_http_shared->last_error_at = vn_http_shared->last_activity_at;
+	}
+	SpinLockRelease(&vn_http_shared->mutex);
+
+	while (done_head != NULL)
+	{
+		req = done_head;
+		done_head = req->next;
+		MemoryContextDelete(req->ctx);
+	}
+	return retry;
+}
+
+/* ---- waiting ------------------------------------------------------------- */
+
+/*
+ * wait_and_drive
+ *		Sleeps on the latch and curl's sockets for at most timeout_ms, then
+ *		lets libcurl act on what fired.  Returns true when the latch was set.
+ */
+static bool
+wait_and_drive(long timeout_ms)
+{
+	WaitEventSet *set;
+	WaitEvent  *occurred;
+	int			nevents = nsocks + 2;
+	int			n;
+	int			i;
+	int			running;
+	bool		woken = false;
+	VnSock	   *fired;
+	int			nfired = 0;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, nevents);
+	occurred = palloc(sizeof(WaitEvent) * nevents);
+	fired = palloc(sizeof(VnSock) * nevents);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (i = 0; i < nsocks; i++)
+	{
+		uint32		ev = 0;
+
+		if (socks[i].what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (socks[i].what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		if (ev != 0)
+			AddWaitEventToSet(set, ev, socks[i].fd, NULL, NULL);
+	}
+	n = WaitEventSetWait(set, timeout_ms, occurred, nevents, PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+	{
+		if (occurred[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			woken = true;
+		}
+		else if (occurred[i].events & WL_SOCKET_MASK)
+		{
+			int			flags = 0;
+
+			if (occurred[i].events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (occurred[i].events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			fired[nfired].fd = occurred[i].fd;
+			fired[nfired++].what = flags;
+		}
+	}
+	FreeWaitEventSet(set);
+
+	for (i = 0; i < nfired; i++)
+		curl_multi_socket_action(multi, fired[i].fd, fired[i].what, &running);
+	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+	harvest();
+	return woken;
+}
+
+static long
+ms_until(TimestampTz t, TimestampTz now)
+{
+	if (t <= now)
+		return 0;
+	return (long) Min((t - now + 999) / 1000, (TimestampTz) INT_MAX);
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	SpinLockAcquire(&vn_http_shared->mutex);
+	vn_http_shared->pid = 0;
+	vn_http_shared->latch = NULL;
+	vn_http_shared->in_flight = 0;
+	SpinLockRelease(&vn_http_shared->mutex);
+}
+
+void
+vn_http_worker_main(Datum main_arg)
+{
+	bool		ready = false;
+	TimestampTz next_ready_check = 0;
+	TimestampTz next_claim_at = 0;
+	MemoryContext loop_ctx;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(vn_http_database, NULL, 0);
+	pgstat_report_appname("ventros http dispatcher");
+
+	if (vn_http_shared == NULL)
+		elog(FATAL, "ventros http dispatcher: shared memory is not set up");
+	SpinLockAcquire(&vn_http_shared->mutex);
+	vn_http_shared->pid = MyProcPid;
+	vn_http_shared->latch = MyLatch;
+	vn_http_shared->started_at = GetCurrentTimestamp();
+	vn_http_shared->in_flight = 0;
+	strlcpy(vn_http_shared->database, vn_http_database, NAMEDATALEN);
+	SpinLockRelease(&vn_http_shared->mutex);
+	before_shmem_exit(worker_exit, (Datum) 0);
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		elog(FATAL, "ventros http dispatcher: curl_global_init failed");
+	http_ctx = AllocSetContextCreate(TopMemoryContext, "ventros http dispatcher",
+									 ALLOCSET_DEFAULT_SIZES);
+	loop_ctx = AllocSetContextCreate(TopMemoryContext, "ventros http loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	maxsocks = 16;
+	socks = MemoryContextAlloc(http_ctx, sizeof(VnSock) * maxsocks);
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(FATAL, "ventros http dispatcher: curl_multi_init failed");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(loop_ctx);
+		MemoryContextSwitchTo(loop_ctx);
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		now = GetCurrentTimestamp();
+		if (!ready && now >= next_ready_check)
+		{
+			ready = schema_ready();
+			if (!ready)
+			{
+				char		msg[VN_HTTP_ERRLEN];
+
+				snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"",
+						 vn_http_database);
+				set_error(msg);
+				next_ready_check = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
+			}
+		}
+
+		if (ready && in_flight < vn_http_concurrency && now >= next_claim_at)
+		{
+			int			want = vn_http_concurrency - in_flight;
+			TimestampTz next_due = 0;
+			int			got = claim(want, &next_due);
+
+			now = GetCurrentTimestamp();
+			if (got == want)
+				next_claim_at = now;	/* more may be due */
+			else
+			{
+				next_claim_at = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
+				if (next_due != 0 && next_due < next_claim_at)
+					next_claim_at = next_due;
+			}
+		}
+		if (record_done())
+			next_claim_at = 0;
+
+		now = GetCurrentTimestamp();
+		timeout = vn_http_poll_interval;
+		if (!ready)
+			timeout = Min(timeout, ms_until(next_ready_check, now));
+		else if (in_flight < vn_http_concurrency)
+			timeout = Min(timeout, ms_until(next_claim_at, now));
+		if (curl_deadline != 0)
+			timeout = Min(timeout, ms_until(curl_deadline, now));
+		if (wait_and_drive(timeout))
+			next_claim_at = 0;
+		if (record_done())
+			next_claim_at = 0;
+	}
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+/*
+ * ventros.http_dispatcher_state(): the worker's shared counters.
+ */
+Datum
+ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		v[10];
+	bool		nulls[10];
+	VnHttpShared copy;
+
+	if (vn_http_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the ventros http dispatcher is not running"),
+				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	SpinLockAcquire(&vn_http_shared->mutex);
+	memcpy(&copy, vn_http_shared, sizeof(copy));
+	SpinLockRelease(&vn_http_shared->mutex);
+
+	memset(nulls, 0, sizeof(nulls));
+	v[0] = Int32GetDatum(copy.pid);
+	nulls[0] = copy.pid == 0;
+	v[1] = CStringGetTextDatum(copy.database[0] ? copy.database : (vn_http_database ? vn_http_database : ""));
+	v[2] = TimestampTzGetDatum(copy.started_at);
+	nulls[2] = copy.pid == 0 || copy.started_at == 0;
+	v[3] = Int32GetDatum(copy.in_flight);
+	v[4] = Int64GetDatum(copy.succeeded);
+	v[5] = Int64GetDatum(copy.failed_attempts);
+	v[6] = Int64GetDatum(copy.refused);
+	v[7] = TimestampTzGetDatum(copy.last_activity_at);
+	nulls[7] = copy.last_activity_at == 0;
+	v[8] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[8] = copy.last_error_at == 0;
+	v[9] = CStringGetTextDatum(copy.last_error);
+	nulls[9] = copy.last_error[0] == '\0';
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls)));
+}
+
+/* ---- registration -------------------------------------------------------- */
+
+/*
+ * vn_http_worker_init
+ *		GUCs and the commit callback always; at preload also shared memory
+ *		and the worker.
+ */
+void
+vn_http_worker_init(void)
+{
+	BackgroundWorker worker;
+
+	vn_ssrf_init();
+	DefineCustomStringVariable("ventros.http_database",
+							   "Database whose ventros.http_requests the HTTP dispatcher delivers.",
+							   NULL,
+							   &vn_http_database,
+							   "ventros",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_concurrency",
+							"Requests the HTTP dispatcher performs at the same time.",
+							NULL,
+							&vn_http_concurrency,
+							32, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_connect_timeout",
+							"Milliseconds an HTTP request may take to connect.",
+							NULL,
+							&vn_http_connect_timeout,
+							5000, 100, 600000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_timeout",
+							"Milliseconds one attempt of an HTTP request may take in total, unless the request sets timeout_ms.",
+							NULL,
+							&vn_http_timeout,
+							10000, 100, 600000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_max_attempts",
+							"Attempts a new HTTP request gets before it is dead, unless it says otherwise.",
+							NULL,
+							&vn_http_max_attempts,
+							8, 1, 100,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_backoff_base",
+							"Milliseconds before the second attempt; each later delay doubles, with +-10 % jitter.",
+							NULL,
+							&vn_http_backoff_base,
+							5000, 1, 86400000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_backoff_max",
+							"Longest delay in milliseconds between two attempts of an HTTP request.",
+							NULL,
+							&vn_http_backoff_max,
+							36000000, 1, INT_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_retry_after_max",
+							"Longest Retry-After in seconds the HTTP dispatcher honours.",
+							NULL,
+							&vn_http_retry_after_max,
+							86400, 0, 604800,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_max_response_size",
+							"Bytes of an answer's body (and of its headers) kept on the request row; the rest is cut.",
+							NULL,
+							&vn_http_max_response_size,
+							65536, 0, 64 * 1024 * 1024,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_poll_interval",
+							"Milliseconds the HTTP dispatcher sleeps at most without a wake-up.",
+							NULL,
+							&vn_http_poll_interval,
+							1000, 10, 3600000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	RegisterXactCallback(vn_http_xact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = vn_http_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = vn_http_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = VN_HTTP_RESTART_SECONDS;
+	strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "vn_http_worker_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "ventros http dispatcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "ventros http dispatcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}

@@ -1,0 +1,184 @@
+// The outbox publisher under faults, with writers running: the broker stopped
+// and started several times, the worker backend terminated, PostgreSQL
+// restarted.  Afterwards every event is in the (durable) queue, in order per
+// aggregate; duplicates are counted and must all be events whose first
+// publish was never recorded as confirmed (attempts > 1).  Then a broker that
+// refuses the credentials: rows stay pending with a clear last_error and the
+// worker does not crash-loop.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import amqp from 'amqplib';
+import {
+  AMQP_URL, RUN_DIR, client, consumer, until, status, setConf, checkOrder, sleep,
+  brokerStop, brokerStart, pgRestart,
+} from './outbox_helpers.mjs';
+
+const TENANT = 'ob_fault';
+const QUEUE = 'ventros.test.faults';
+let db;
+let ids;
+
+before(async () => {
+  db = await client();
+  await db.query(`SELECT ventros.create_tenant($1, 'Outbox faults')`, [TENANT]);
+  await until(async () => (await status(db)).worker_connected, 'the publisher to connect');
+  const q = await consumer(QUEUE, { durable: true, consume: false });
+  await q.ch.purgeQueue(QUEUE);
+  await q.close();
+  await setConf(db, { 'ventros.outbox_backoff_min': '50ms', 'ventros.outbox_backoff_max': '1s',
+                      'ventros.outbox_batch_size': '200' });
+  await db.query(`SET ventros.tenant = '${TENANT}'`);
+  ids = (await db.query(`SELECT (ventros.create_contact('Fault ' || g, email => 'fault' || g || '@outbox.example')).id
+                         FROM generate_series(1, 20) g`)).rows.map((r) => r.id);
+  await db.query('RESET ventros.tenant');
+});
+
+after(async () => {
+  try {
+    await setConf(db, { 'ventros.outbox_backoff_min': null, 'ventros.outbox_backoff_max': null,
+                        'ventros.outbox_batch_size': null, 'ventros.amqp_url': null });
+    const conn = await amqp.connect(AMQP_URL);
+    const ch = await conn.createChannel();
+    await ch.deleteQueue(QUEUE);
+    await conn.close();
+  } finally {
+    await db?.end();
+  }
+});
+
+// Writers updating the tenant's contacts until stopped; errors (a restarting
+// server) are retried on a new connection.
+function startWriters(n) {
+  const state = { stop: false, commits: 0 };
+  state.done = Promise.all(Array.from({ length: n }, async (_, w) => {
+    let c = null;
+    let i = 0;
+    while (!state.stop) {
+      try {
+        if (!c) {
+          c = await client();
+          await c.query(`SET ventros.tenant = '${TENANT}'`);
+        }
+        await c.query('UPDATE ventros.contacts SET name = $2, version = version WHERE id = $1',
+          [ids[(i++ * 3 + w) % ids.length], `Fault ${w}.${i}`]);
+        state.commits++;
+        if (i % 20 === 0) await sleep(2); // a steady stream, not a flood
+      } catch (e) {
+        try { await c?.end(); } catch (e2) { /* gone */ }
+        c = null;
+        await sleep(100);
+      }
+    }
+    try { await c?.end(); } catch (e) { /* gone */ }
+  }));
+  return state;
+}
+
+async function workerPid() {
+  return (await status(db)).worker_pid;
+}
+
+test('broker restarts, a terminated worker and a PostgreSQL restart lose nothing and keep order', async () => {
+  let writers = startWriters(4);
+  for (let round = 0; round < 3; round++) {
+    await until(() => writers.commits > (round + 1) * 300, 'writes before the fault');
+    brokerStop();
+    await sleep(300);
+    brokerStart();
+    await until(async () => (await status(db)).worker_connected, 'the publisher to reconnect', 60000);
+  }
+
+  const pid = await workerPid();
+  await until(() => writers.commits > 1500, 'writes before terminating the worker');
+  // terminate it while a batch is in flight when we can catch one (unconfirmed window)
+  const caught = await until(async () => (await db.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+      WHERE pid = $1 AND query = 'ventros outbox: publishing' AND state = 'active'`, [pid])).rowCount > 0,
+  'a batch in flight', 5000, 1).catch(() => false);
+  if (!caught) await db.query('SELECT pg_terminate_backend($1)', [pid]);
+  console.log(`# terminated the worker ${caught ? 'during a publish' : 'while idle'}`);
+  await until(async () => {
+    const s = await status(db);
+    return s.worker_connected && s.worker_pid !== pid;
+  }, 'a restarted publisher');
+
+  writers.stop = true;
+  await writers.done;
+  await db.end();
+  pgRestart();
+  db = await until(() => client(), 'PostgreSQL after its restart');
+  writers = startWriters(2);
+  await until(() => writers.commits > 200, 'writes after the restart');
+  writers.stop = true;
+  await writers.done;
+
+  await until(async () => (await db.query(`SELECT count(*) FILTER (WHERE status <> 'published')::int AS n
+                                           FROM ventros.outbox WHERE tenant_id = $1`, [TENANT])).rows[0].n === 0,
+  'every event published', 90000);
+  const rows = (await db.query(`SELECT event_id::text, attempts FROM ventros.outbox
+                                WHERE tenant_id = $1 AND event_type LIKE 'contact.%'`, [TENANT])).rows;
+  const attempts = new Map(rows.map((r) => [r.event_id, r.attempts]));
+
+  // drain the durable queue
+  const conn = await amqp.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  const messages = [];
+  await ch.consume(QUEUE, (m) => { messages.push(m); ch.ack(m); });
+  const mine = () => messages.filter((m) => m.properties.headers?.tenant_id === TENANT &&
+                                          m.fields.routingKey.startsWith('contact.'));
+  await until(() => new Set(mine().map((m) => m.properties.messageId)).size >= rows.length,
+    'every event in the queue', 60000);
+  await sleep(200); // let the last duplicates in flight arrive before counting
+  await conn.close();
+
+  const { unique, duplicates, problems } = checkOrder(mine());
+  const retried = rows.filter((r) => r.attempts > 1).length;
+  const summary = `faults: ${rows.length} events, ${unique.size} received, ${duplicates} duplicates, ` +
+                  `${retried} events published more than once by the worker`;
+  console.log(`# ${summary}`);
+  fs.appendFileSync(path.join(RUN_DIR, 'outbox_faults.txt'), `${summary}\n`); // scripts/test keeps only pass/fail
+  assert.deepEqual(problems, []);
+  for (const r of rows) assert.ok(unique.has(r.event_id), `event ${r.event_id} lost`);
+  assert.equal(unique.size, rows.length);
+  // duplicates only within the unconfirmed window: an event arrives at most
+  // as many times as the worker published it (one claim, one attempt, each
+  // after a failure that left its confirm unrecorded)
+  const copies = new Map();
+  for (const m of mine()) copies.set(m.properties.messageId, (copies.get(m.properties.messageId) ?? 0) + 1);
+  for (const [id, n] of copies)
+    assert.ok(n <= attempts.get(id), `event ${id} arrived ${n} times, published ${attempts.get(id)} times`);
+});
+
+test('refused credentials leave rows pending with a clear last_error, without a crash loop', async () => {
+  const url = new URL(AMQP_URL);
+  url.password = 'not-the-password';
+  await setConf(db, { 'ventros.amqp_url': url.toString() });
+  await until(async () => !(await status(db)).worker_connected, 'the publisher to drop its connection');
+  await db.query('BEGIN');
+  await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+  await db.query(`UPDATE ventros.contacts SET name = 'Refused', version = version WHERE id = $1`, [ids[0]]);
+  await db.query('COMMIT');
+  const first = await until(async () => {
+    const s = await status(db);
+    return /ACCESS_REFUSED/.test(s.last_error ?? '') && s;
+  }, 'the refusal in last_error');
+  // retries go on in the same process: last_error_at moves, the pid stays
+  const later = await until(async () => {
+    const s = await status(db);
+    return s.last_error_at > first.last_error_at && s;
+  }, 'another attempt');
+  assert.equal(later.worker_pid, first.worker_pid);
+  assert.equal(later.worker_connected, false);
+  assert.match(later.last_error, /login refused on 127\.0\.0\.1:\d+\/\/: connection closed by broker: 403 ACCESS_REFUSED/);
+  assert.doesNotMatch(later.last_error, /not-the-password|ventros:/);
+  assert.ok(Number(later.pending) >= 1);
+  const pending = (await db.query(`SELECT status, attempts FROM ventros.outbox WHERE tenant_id = $1
+                                   ORDER BY seq DESC LIMIT 1`, [TENANT])).rows[0];
+  assert.deepEqual(pending, { status: 'pending', attempts: 0 });
+
+  await setConf(db, { 'ventros.amqp_url': null });
+  await until(async () => (await status(db)).pending === '0', 'the pending event published after the fix');
+  assert.equal((await status(db)).worker_connected, true);
+});

@@ -1,0 +1,123 @@
+// Helpers for the outbox publisher's integration tests: a real AMQP consumer
+// bound to ventros.events, database clients, and the fault switches (broker
+// and PostgreSQL stop/start through scripts/lib.sh).
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+import pg from 'pg';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const RUN_DIR = process.env.VENTROS_RUN_DIR;
+export const AMQP_URL = process.env.VENTROS_AMQP_URL;
+export const AMQP_PORT = process.env.VENTROS_AMQP_PORT;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function client() {
+  const c = new pg.Client({ connectionString: process.env.VENTROS_PGURL });
+  await c.connect();
+  c.on('error', () => {}); // a restarted server ends the connection: the test reconnects
+  return c;
+}
+
+// Wait until fn() returns a truthy value; fail with `what` after timeoutMs.
+// A bound on a failure, not a timing assertion.
+export async function until(fn, what, timeoutMs = 60000, everyMs = 50) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let v;
+    try {
+      v = await fn();
+    } catch (e) {
+      v = undefined; // servers restarting
+    }
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+function lib(cmd) {
+  execFileSync('bash', ['-c', `source "${ROOT}/scripts/lib.sh"; ${cmd}`], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: process.env,
+  });
+}
+export const brokerStop = () => lib(`rabbit_stop "${RUN_DIR}" ${AMQP_PORT}`);
+export const brokerStart = () => lib(`rabbit_start "${RUN_DIR}" ${AMQP_PORT}`);
+export const pgRestart = () =>
+  lib(`runuser -u postgres -- "$PG_BIN/pg_ctl" -D "${RUN_DIR}/pg" -m fast -w -t 60 restart -l "${RUN_DIR}/postgresql.log" >/dev/null`);
+
+// A queue bound to ventros.events that records every message.  durable: the
+// queue survives broker restarts (fault tests drain it afterwards).
+export async function consumer(queue, { durable = false, bind = '#', consume = true } = {}) {
+  const conn = await amqp.connect(AMQP_URL);
+  conn.on('error', () => {});
+  const ch = await conn.createChannel();
+  ch.on('error', () => {});
+  await ch.assertExchange('ventros.events', 'topic', { durable: true });
+  await ch.assertQueue(queue, durable ? { durable: true } : { exclusive: true, durable: false });
+  await ch.bindQueue(queue, 'ventros.events', bind);
+  const messages = [];
+  if (consume) {
+    await ch.consume(queue, (m) => {
+      messages.push(m);
+      ch.ack(m);
+    });
+  }
+  return {
+    conn,
+    ch,
+    queue,
+    messages,
+    of: (tenant) => messages.filter((m) => m.properties.headers?.tenant_id === tenant),
+    close: async () => {
+      try {
+        await conn.close();
+      } catch (e) {
+        /* already closed by a stopped broker */
+      }
+    },
+  };
+}
+
+export async function status(c) {
+  return (await c.query('SELECT * FROM ventros.outbox_status')).rows[0];
+}
+
+export async function setConf(c, settings) {
+  for (const [k, v] of Object.entries(settings)) {
+    if (v === null) await c.query(`ALTER SYSTEM RESET ${k}`);
+    else await c.query(`ALTER SYSTEM SET ${k} = '${v}'`);
+  }
+  await c.query('SELECT pg_reload_conf()');
+  await sleep(300); // the worker reloads at its next wake-up; SIGHUP sets its latch
+}
+
+// Per aggregate, the first arrival of each event must come in version order
+// without gaps; later copies of a message already seen are duplicates.
+export function checkOrder(messages) {
+  const seen = new Set();
+  const last = new Map();
+  let duplicates = 0;
+  const problems = [];
+  for (const m of messages) {
+    const id = m.properties.messageId;
+    if (seen.has(id)) {
+      duplicates++;
+      continue;
+    }
+    seen.add(id);
+    const body = JSON.parse(m.content.toString());
+    const agg = body.aggregateid;
+    const prev = last.get(agg);
+    if (prev !== undefined && body.sequence <= prev.sequence)
+      problems.push(`${agg}: seq ${body.sequence} after ${prev.sequence}`);
+    if (prev !== undefined && body.aggregateversion != null && prev.aggregateversion != null &&
+        body.aggregateversion !== prev.aggregateversion + 1)
+      problems.push(`${agg}: version ${body.aggregateversion} after ${prev.aggregateversion}`);
+    last.set(agg, body);
+  }
+  return { unique: seen, duplicates, problems };
+}
