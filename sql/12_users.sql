@@ -118,6 +118,11 @@ CREATE INDEX user_refresh_tokens_by_family ON ventros.user_refresh_tokens (famil
 ALTER TABLE ventros.user_refresh_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.user_refresh_tokens FORCE ROW LEVEL SECURITY;
 REVOKE ALL ON ventros.user_refresh_tokens FROM PUBLIC;
+-- Administrators may see their tenant's tokens (hashes and dates only); the
+-- functions below, as the owner, do the rest.
+CREATE POLICY ventros_tenant_select ON ventros.user_refresh_tokens FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.user_refresh_tokens TO ventros_admin;
 COMMENT ON TABLE ventros.user_refresh_tokens IS
     'Refresh tokens (SHA-256 only), rotated on use; a family is revoked when a revoked member is used again';
 

@@ -2,7 +2,7 @@
 -- views, login and refresh-token rotation, API keys, and one security_invoker
 -- view per aggregate.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 -- the api schema mirrors the aggregates
 SELECT is((SELECT count(*)::int FROM ventros.aggregates a JOIN pg_class t ON t.oid = a.table_name
@@ -36,6 +36,8 @@ SELECT throws_ok($$SELECT api.register('ann@example.com', 'another one', 'Ann')$
 SELECT throws_ok($$SELECT api.register('bob@example.com', 'short', 'Bob')$$, '22023', NULL, 'short passwords are refused');
 
 -- login and refresh
+SELECT is((SELECT claims->>'sub' FROM api.login('ann@example.com', 'correct horse')), (SELECT claims->>'sub' FROM g),
+          'login with the right password grants the user (user.logged_in)');
 SELECT throws_ok($$SELECT api.login('ann@example.com', 'wrong horse')$$, '28P01', 'invalid email or password',
                  'a wrong password is 28P01');
 SELECT throws_ok($$SELECT api.login('nobody@example.com', 'correct horse')$$, '28P01', 'invalid email or password',
