@@ -77,6 +77,7 @@
 
 #include "http_worker.h"
 #include "ssrf.h"
+#include "shmem.h"
 
 #define VN_HTTP_RESTART_SECONDS 1
 #define VN_HTTP_ERRLEN 512
@@ -154,8 +155,6 @@ static int	vn_http_poll_interval = 1000;
 
 /* shared memory */
 static VnHttpShared *vn_http_shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* backend: this transaction changed the queue */
 static bool vn_http_wake_pending = false;
@@ -175,29 +174,11 @@ PG_FUNCTION_INFO_V1(ventros_http_dispatcher_state);
 
 /* ---- shared memory ------------------------------------------------------ */
 
+/* A new segment is zeroed by shmem.c; this sets up its spinlock. */
 static void
-vn_http_shmem_request(void)
+vn_http_shmem_init(void *segment)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(VnHttpShared)));
-}
-
-static void
-vn_http_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	vn_http_shared = ShmemInitStruct("ventros http dispatcher", sizeof(VnHttpShared), &found);
-	if (!found)
-	{
-		memset(vn_http_shared, 0, sizeof(VnHttpShared));
-		SpinLockInit(&vn_http_shared->mutex);
-	}
-	LWLockRelease(AddinShmemInitLock);
+	SpinLockInit(&((VnHttpShared *) segment)->mutex);
 }
 
 static void
@@ -1179,10 +1160,8 @@ vn_http_worker_init(void)
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = vn_http_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = vn_http_shmem_startup;
+	vn_shmem_register("ventros http dispatcher", sizeof(VnHttpShared), (void **) &vn_http_shared,
+					  vn_http_shmem_init);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

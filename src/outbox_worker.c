@@ -76,6 +76,7 @@
 
 #include "outbox_amqp.h"
 #include "outbox_worker.h"
+#include "shmem.h"
 
 #define VN_OUTBOX_MAX_DATABASES 8
 #define VN_OUTBOX_RESTART_SECONDS 1
@@ -119,8 +120,6 @@ static bool vn_outbox_mandatory = false;
 
 /* shared memory */
 static VnOutboxShared *vn_outbox_shared = NULL;
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* backend: this transaction wrote events */
 static bool vn_outbox_wake_pending = false;
@@ -135,29 +134,11 @@ PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
 
 /* ---- shared memory ------------------------------------------------------ */
 
+/* A new segment is zeroed by shmem.c; this sets up its spinlock. */
 static void
-vn_outbox_shmem_request(void)
+vn_outbox_shmem_init(void *segment)
 {
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(VnOutboxShared)));
-}
-
-static void
-vn_outbox_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	vn_outbox_shared = ShmemInitStruct("ventros outbox", sizeof(VnOutboxShared), &found);
-	if (!found)
-	{
-		memset(vn_outbox_shared, 0, sizeof(VnOutboxShared));
-		SpinLockInit(&vn_outbox_shared->mutex);
-	}
-	LWLockRelease(AddinShmemInitLock);
+	SpinLockInit(&((VnOutboxShared *) segment)->mutex);
 }
 
 /* ---- wake at commit ----------------------------------------------------- */
@@ -983,9 +964,7 @@ vn_outbox_init(void)
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = vn_outbox_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = vn_outbox_shmem_startup;
+	vn_shmem_register("ventros outbox", sizeof(VnOutboxShared), (void **) &vn_outbox_shared,
+					  vn_outbox_shmem_init);
 	register_workers();
 }

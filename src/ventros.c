@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "http_worker.h"
 #include "guc.h"
+#include "shmem.h"
 #include "outbox_worker.h"
 #include "tenant.h"
 
@@ -25,6 +26,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	vn_shmem_init();
 	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
