@@ -14,7 +14,7 @@ BEGIN
             config => jsonb_build_object('base_url', 'http://127.0.0.1:3100', 'session', 'default'));
     END IF;
     PERFORM ventros.create_contact(format('%s contact %s', initcap(tenant), lpad(i::text, 2, '0')),
-                                   phone => format('+55119%08s', (i * 7919 + length(tenant))::text),
+                                   phone => '+55119' || lpad((i * 7919 + length(tenant))::text, 8, '0'),
                                    email => format('contact%s@%s.example', i, tenant),
                                    tags => CASE WHEN i % 3 = 0 THEN ARRAY['vip'] ELSE '{}' END)
     FROM generate_series(1, 20) i

@@ -189,7 +189,8 @@ rabbit_stop() {
 	[ -d "$dir/rabbit" ] || return 0
 	(
 		rabbit_env "$dir" "$port"
-		rabbitmqctl_ -q stop >/dev/null 2>&1 || true
+		# With the pid file, stop waits until the node has exited (its ports free).
+		rabbitmqctl_ -q stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || true
 		# epmd outlives the node: stop the one that serves this node's port.
 		local pid
 		pid=$(ss -ltnpH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
