@@ -73,13 +73,24 @@ pg_start() {
 		log "initdb in $data"
 		runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U postgres --auth-local=trust \
 			--auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
-		cat >>"$data/postgresql.conf" <<CONF
+		echo "include_if_exists = 'ventros.conf'" >>"$data/postgresql.conf"
+		# The credential key is made once per cluster and kept with it.
+		od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$data/ventros_secret_key"
+		# Local socket: trust for the postgres superuser only; passwords for all others.
+		cat >"$data/pg_hba.conf" <<HBA
+local all postgres trust
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+	fi
+	# Written at every start, so a cluster made by an older checkout gets the
+	# settings of this one (they take effect at the next start).
+	cat >"$data/ventros.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$sock'
 shared_preload_libraries = 'ventros, pg_cron'
 cron.database_name = 'ventros'
-ventros.secret_key = '$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')'
 cron.host = '$sock'
 cron.use_background_workers = on
 max_worker_processes = 32
@@ -89,15 +100,11 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
+ventros.secret_key = '$(cat "$data/ventros_secret_key" 2>/dev/null)'
 ventros.amqp_url = 'amqp://ventros:ventros@127.0.0.1:${VENTROS_AMQP_PORT:-56720}/%2F'
 CONF
-		# Local socket: trust for the postgres superuser only; passwords for all others.
-		cat >"$data/pg_hba.conf" <<HBA
-local all postgres trust
-local all all scram-sha-256
-host all all 127.0.0.1/32 scram-sha-256
-HBA
-	fi
+	chown postgres: "$data/ventros.conf"
+	chmod 600 "$data/ventros.conf"
 	if ! runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then
 		log "starting PostgreSQL on port $port"
 		runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$dir/postgresql.log" -w -t 60 start >/dev/null \
@@ -133,7 +140,8 @@ rabbit_env() {
 	unset RABBITMQ_ALLOW_INPUT
 }
 
-rabbitmqctl_() { "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
+# Every call is bounded: a node that is half up must not hang a script.
+rabbitmqctl_() { timeout 120 "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
 rabbit_start() {
 	local dir=$1 port=$2
@@ -189,8 +197,18 @@ rabbit_stop() {
 	[ -d "$dir/rabbit" ] || return 0
 	(
 		rabbit_env "$dir" "$port"
-		# With the pid file, stop waits until the node has exited (its ports free).
-		rabbitmqctl_ -q stop "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || true
+		local node_pid tries=0
+		node_pid=$(cat "$RABBITMQ_PID_FILE" 2>/dev/null)
+		timeout 60 "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" -q stop >/dev/null 2>&1 || true
+		# stop returns before the node has exited: wait (bounded) so that its
+		# ports are free for the next start, then make sure.
+		if [ -n "$node_pid" ] && grep -q beam "/proc/$node_pid/cmdline" 2>/dev/null; then
+			while kill -0 "$node_pid" 2>/dev/null && [ $tries -lt 30 ]; do
+				sleep 1
+				tries=$((tries + 1))
+			done
+			kill -9 "$node_pid" 2>/dev/null || true
+		fi
 		# epmd outlives the node: stop the one that serves this node's port.
 		local pid
 		pid=$(ss -ltnpH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
