@@ -157,7 +157,7 @@ static int	vn_http_poll_interval = 1000;
 static VnHttpShared *vn_http_shared = NULL;
 
 /* backend: this transaction changed the queue */
-static bool vn_http_wake_pending = false;
+static int	vn_http_wake_target = -1;	/* set in the postmaster, inherited */
 
 /* worker state (the worker process only) */
 static MemoryContext http_ctx = NULL;
@@ -195,38 +195,22 @@ set_error(const char *msg)
 void
 vn_http_wake_at_commit(void)
 {
-	vn_http_wake_pending = true;
+	vn_wake_at_commit(vn_http_wake_target);
 }
 
-static void
-vn_http_xact_callback(XactEvent event, void *arg)
+/* The dispatcher's latch (never our own), for the wake at commit. */
+static Latch *
+vn_http_find_latch(void)
 {
 	Latch	   *latch = NULL;
 
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (!vn_http_wake_pending)
-				return;
-			vn_http_wake_pending = false;
-			if (vn_http_shared == NULL)
-				return;
-			SpinLockAcquire(&vn_http_shared->mutex);
-			if (vn_http_shared->pid != 0 && vn_http_shared->pid != MyProcPid)
-				latch = vn_http_shared->latch;
-			SpinLockRelease(&vn_http_shared->mutex);
-			if (latch != NULL)
-				SetLatch(latch);
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			vn_http_wake_pending = false;
-			break;
-		default:
-			break;
-	}
+	if (vn_http_shared == NULL)
+		return NULL;
+	SpinLockAcquire(&vn_http_shared->mutex);
+	if (vn_http_shared->pid != 0 && vn_http_shared->pid != MyProcPid)
+		latch = vn_http_shared->latch;
+	SpinLockRelease(&vn_http_shared->mutex);
+	return latch;
 }
 
 /*
@@ -1156,10 +1140,10 @@ vn_http_worker_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
-	RegisterXactCallback(vn_http_xact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
+	vn_http_wake_target = vn_wake_register(vn_http_find_latch);
 	vn_shmem_register("ventros http dispatcher", sizeof(VnHttpShared), (void **) &vn_http_shared,
 					  vn_http_shmem_init);
 

@@ -122,7 +122,7 @@ static bool vn_outbox_mandatory = false;
 static VnOutboxShared *vn_outbox_shared = NULL;
 
 /* backend: this transaction wrote events */
-static bool vn_outbox_wake_pending = false;
+static int	vn_outbox_wake_target = -1;	/* set in the postmaster, inherited */
 
 /* worker state (the worker process only) */
 static VnOutboxSlot *my_slot = NULL;
@@ -151,43 +151,30 @@ vn_outbox_shmem_init(void *segment)
 void
 vn_outbox_wake_at_commit(void)
 {
-	vn_outbox_wake_pending = true;
+	vn_wake_at_commit(vn_outbox_wake_target);
 }
 
-static void
-vn_outbox_xact_callback(XactEvent event, void *arg)
+/* The latch of this database's publisher, for the wake at commit. */
+static Latch *
+vn_outbox_find_latch(void)
 {
 	Latch	   *latch = NULL;
 
-	switch (event)
+	if (vn_outbox_shared == NULL)
+		return NULL;
+	SpinLockAcquire(&vn_outbox_shared->mutex);
+	for (int i = 0; i < VN_OUTBOX_MAX_DATABASES; i++)
 	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (!vn_outbox_wake_pending || vn_outbox_shared == NULL)
-				break;
-			SpinLockAcquire(&vn_outbox_shared->mutex);
-			for (int i = 0; i < VN_OUTBOX_MAX_DATABASES; i++)
-			{
-				VnOutboxSlot *s = &vn_outbox_shared->slot[i];
+		VnOutboxSlot *s = &vn_outbox_shared->slot[i];
 
-				if (s->pid != 0 && s->dbid == MyDatabaseId)
-				{
-					latch = s->latch;
-					break;
-				}
-			}
-			SpinLockRelease(&vn_outbox_shared->mutex);
-			if (latch != NULL)
-				SetLatch(latch);
+		if (s->pid != 0 && s->dbid == MyDatabaseId)
+		{
+			latch = s->latch;
 			break;
-		default:
-			break;
+		}
 	}
-	/* commit, abort or prepare: this transaction's events are settled */
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
-		vn_outbox_wake_pending = false;
+	SpinLockRelease(&vn_outbox_shared->mutex);
+	return latch;
 }
 
 /*
@@ -960,10 +947,10 @@ vn_outbox_init(void)
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 
-	RegisterXactCallback(vn_outbox_xact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
+	vn_outbox_wake_target = vn_wake_register(vn_outbox_find_latch);
 	vn_shmem_register("ventros outbox", sizeof(VnOutboxShared), (void **) &vn_outbox_shared,
 					  vn_outbox_shmem_init);
 	register_workers();

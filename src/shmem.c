@@ -13,11 +13,19 @@
  * previous ones.  The registry is filled before any backend exists and never
  * changes after.
  *
+ * Wake at commit (pg_net's pattern): a worker registers how to find its
+ * latch; a transaction that queued work for it calls vn_wake_at_commit(),
+ * which only sets a backend-local flag; at XACT_EVENT_COMMIT the flagged
+ * workers' latches are set, on abort nothing happens, so a worker is never
+ * woken for work that was rolled back.  Polling stays the fallback.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -36,6 +44,12 @@ typedef struct VnSegment
 
 static VnSegment vn_segments[VN_MAX_SEGMENTS];
 static int	vn_nsegments = 0;
+
+#define VN_MAX_WAKE_TARGETS 4
+
+static VnFindLatch vn_wake_targets[VN_MAX_WAKE_TARGETS];
+static int	vn_nwake_targets = 0;
+static bool vn_wake_pending[VN_MAX_WAKE_TARGETS];	/* this backend's transaction */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -71,6 +85,35 @@ vn_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+static void
+vn_wake_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (int i = 0; i < vn_nwake_targets; i++)
+			{
+				struct Latch *latch;
+
+				if (!vn_wake_pending[i])
+					continue;
+				vn_wake_pending[i] = false;
+				latch = vn_wake_targets[i] ();
+				if (latch != NULL)
+					SetLatch(latch);
+			}
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			memset(vn_wake_pending, 0, sizeof(vn_wake_pending));
+			break;
+		default:
+			break;
+	}
+}
+
 /*
  * vn_shmem_init
  *		Install the hooks; _PG_init calls it before the modules register.
@@ -78,6 +121,7 @@ vn_shmem_startup(void)
 void
 vn_shmem_init(void)
 {
+	RegisterXactCallback(vn_wake_xact_callback, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = vn_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -102,4 +146,31 @@ vn_shmem_register(const char *name, Size size, void **segment, VnShmemInit init)
 	vn_segments[vn_nsegments].segment = segment;
 	vn_segments[vn_nsegments].init = init;
 	vn_nsegments++;
+}
+
+/*
+ * vn_wake_register
+ *		Register a worker to wake at commit; returns its handle for
+ *		vn_wake_at_commit (-1 when not preloading: there is no worker).
+ */
+int
+vn_wake_register(VnFindLatch find_latch)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return -1;
+	if (vn_nwake_targets >= VN_MAX_WAKE_TARGETS)
+		elog(ERROR, "too many Ventros wake-up targets");
+	vn_wake_targets[vn_nwake_targets] = find_latch;
+	return vn_nwake_targets++;
+}
+
+/*
+ * vn_wake_at_commit
+ *		Wake the worker registered as target when this transaction commits.
+ */
+void
+vn_wake_at_commit(int target)
+{
+	if (target >= 0 && target < vn_nwake_targets)
+		vn_wake_pending[target] = true;
 }
