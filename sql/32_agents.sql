@@ -316,19 +316,9 @@ AS $$ SELECT ventros.delete_row('ventros.agents', 'agent', agent_id, expected_ve
 COMMENT ON FUNCTION ventros.delete_agent(uuid, integer) IS 'Soft-deletes an agent (not a system agent: 42501); emits agent.deleted';
 
 CREATE FUNCTION ventros.get_agent(agent_id uuid) RETURNS ventros.agents
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.agents;
-BEGIN
-    SELECT * INTO result FROM ventros.agents a WHERE a.tenant_id = ventros.require_tenant() AND a.id = agent_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.agents, 'agent', agent_id) $$;
 COMMENT ON FUNCTION ventros.get_agent(uuid) IS 'A live agent of the acting tenant, or P0002';
 
 CREATE FUNCTION ventros.list_agents(type text DEFAULT NULL, status text DEFAULT NULL, only_active boolean DEFAULT NULL,

@@ -729,19 +729,9 @@ COMMENT ON FUNCTION ventros.recount_session(ventros.sessions, uuid[]) IS
     'Recomputes a consolidated session''s counters and end (internal); emits session.consolidated';
 
 CREATE FUNCTION ventros.get_session(session_id uuid) RETURNS ventros.sessions
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.sessions;
-BEGIN
-    SELECT * INTO result FROM ventros.sessions s WHERE s.tenant_id = ventros.require_tenant() AND s.id = session_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.sessions, 'session', session_id) $$;
 COMMENT ON FUNCTION ventros.get_session(uuid) IS 'A session of the acting tenant, or P0002';
 
 GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session_status_for(text),

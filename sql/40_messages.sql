@@ -532,19 +532,9 @@ AS $$ SELECT ventros.delete_row('ventros.messages', 'message', message_id, expec
 COMMENT ON FUNCTION ventros.delete_message(uuid, integer) IS 'Soft-deletes a message; emits message.deleted';
 
 CREATE FUNCTION ventros.get_message(message_id uuid) RETURNS ventros.messages
-LANGUAGE plpgsql STABLE
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.messages;
-BEGIN
-    SELECT * INTO result FROM ventros.messages m WHERE m.tenant_id = ventros.require_tenant() AND m.id = message_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.get_row(NULL::ventros.messages, 'message', message_id) $$;
 COMMENT ON FUNCTION ventros.get_message(uuid) IS 'A live message of the acting tenant, or P0002';
 
 GRANT EXECUTE ON FUNCTION ventros.sender_identity_type(text, text), ventros.get_message(uuid) TO ventros_viewer;
