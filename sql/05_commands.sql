@@ -156,6 +156,22 @@ $$;
 COMMENT ON FUNCTION ventros.get_row(anyelement, text, uuid) IS
     'Generic read of one live row of the acting tenant (row_type is NULL::<table>); P0002 when absent';
 
+-- lock_row: get_row, with the row locked FOR UPDATE until the transaction ends.
+CREATE FUNCTION ventros.lock_row(row_type anyelement, aggregate text, row_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('SELECT 1 FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1 FOR UPDATE',
+                   pg_typeof(row_type)::text::regclass)
+        USING row_id;
+    RETURN ventros.get_row(row_type, aggregate, row_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_row(anyelement, text, uuid) IS
+    'Generic read of one live row of the acting tenant, locked FOR UPDATE; P0002 when absent';
+
 -- delete_row: the generic soft delete behind every delete_<aggregate> command.
 CREATE FUNCTION ventros.delete_row(target regclass, aggregate text, row_id uuid, expected_version integer)
 RETURNS void
@@ -190,6 +206,7 @@ GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email
     ventros.check_length(text, integer, text), ventros.check_page_size(integer), ventros.is_distinct_array(text[])
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.get_row(anyelement, text, uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.lock_row(anyelement, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
     ventros.delete_row(regclass, text, uuid, integer)
     TO ventros_agent;

@@ -93,23 +93,11 @@ SELECT ventros.register_event_type('contact_list.contact_added', 'A contact was 
 SELECT ventros.register_event_type('contact_list.contact_removed', 'A contact was removed from a static list.');
 
 CREATE FUNCTION ventros.get_contact_list(contact_list_id uuid, for_update boolean DEFAULT false) RETURNS ventros.contact_lists
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    result ventros.contact_lists;
-BEGIN
-    IF for_update THEN
-        SELECT * INTO result FROM ventros.contact_lists l
-        WHERE l.tenant_id = ventros.require_tenant() AND l.id = contact_list_id FOR UPDATE;
-    ELSE
-        SELECT * INTO result FROM ventros.contact_lists l WHERE l.tenant_id = ventros.require_tenant() AND l.id = contact_list_id;
-    END IF;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('contact list', contact_list_id);
-    END IF;
-    RETURN result;
-END
+    SELECT CASE WHEN for_update THEN ventros.lock_row(NULL::ventros.contact_lists, 'contact list', contact_list_id)
+                ELSE ventros.get_row(NULL::ventros.contact_lists, 'contact list', contact_list_id) END
 $$;
 COMMENT ON FUNCTION ventros.get_contact_list(uuid, boolean) IS 'A live contact list (locked when for_update), or P0002';
 

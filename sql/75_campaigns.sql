@@ -136,22 +136,11 @@ SELECT ventros.register_event_type('campaign.enrollment_completed', 'A contact c
 SELECT ventros.register_event_type('campaign.enrollment_exited', 'A contact left a campaign before its end.');
 
 CREATE FUNCTION ventros.get_campaign(campaign_id uuid, for_update boolean DEFAULT false) RETURNS ventros.campaigns
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    result ventros.campaigns;
-BEGIN
-    IF for_update THEN
-        SELECT * INTO result FROM ventros.campaigns c WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id FOR UPDATE;
-    ELSE
-        SELECT * INTO result FROM ventros.campaigns c WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id;
-    END IF;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign', campaign_id);
-    END IF;
-    RETURN result;
-END
+    SELECT CASE WHEN for_update THEN ventros.lock_row(NULL::ventros.campaigns, 'campaign', campaign_id)
+                ELSE ventros.get_row(NULL::ventros.campaigns, 'campaign', campaign_id) END
 $$;
 COMMENT ON FUNCTION ventros.get_campaign(uuid, boolean) IS 'A live campaign (locked when for_update), or P0002';
 

@@ -126,22 +126,11 @@ SELECT ventros.register_event_type('sequence.enrollment_completed', 'A contact c
 SELECT ventros.register_event_type('sequence.enrollment_exited', 'A contact left a sequence before its end (manually or by replying).');
 
 CREATE FUNCTION ventros.get_sequence(sequence_id uuid, for_update boolean DEFAULT false) RETURNS ventros.sequences
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    result ventros.sequences;
-BEGIN
-    IF for_update THEN
-        SELECT * INTO result FROM ventros.sequences s WHERE s.tenant_id = ventros.require_tenant() AND s.id = sequence_id FOR UPDATE;
-    ELSE
-        SELECT * INTO result FROM ventros.sequences s WHERE s.tenant_id = ventros.require_tenant() AND s.id = sequence_id;
-    END IF;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence', sequence_id);
-    END IF;
-    RETURN result;
-END
+    SELECT CASE WHEN for_update THEN ventros.lock_row(NULL::ventros.sequences, 'sequence', sequence_id)
+                ELSE ventros.get_row(NULL::ventros.sequences, 'sequence', sequence_id) END
 $$;
 COMMENT ON FUNCTION ventros.get_sequence(uuid, boolean) IS 'A live sequence (locked when for_update), or P0002';
 

@@ -103,22 +103,11 @@ SELECT ventros.register_aggregate('broadcast_execution', 'ventros.broadcast_exec
     description => 'The send of a broadcast to one contact (child of broadcast)');
 
 CREATE FUNCTION ventros.get_broadcast(broadcast_id uuid, for_update boolean DEFAULT false) RETURNS ventros.broadcasts
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    result ventros.broadcasts;
-BEGIN
-    IF for_update THEN
-        SELECT * INTO result FROM ventros.broadcasts b WHERE b.tenant_id = ventros.require_tenant() AND b.id = broadcast_id FOR UPDATE;
-    ELSE
-        SELECT * INTO result FROM ventros.broadcasts b WHERE b.tenant_id = ventros.require_tenant() AND b.id = broadcast_id;
-    END IF;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('broadcast', broadcast_id);
-    END IF;
-    RETURN result;
-END
+    SELECT CASE WHEN for_update THEN ventros.lock_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id)
+                ELSE ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) END
 $$;
 COMMENT ON FUNCTION ventros.get_broadcast(uuid, boolean) IS 'A live broadcast (locked when for_update), or P0002';
 
