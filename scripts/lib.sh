@@ -143,6 +143,16 @@ rabbit_env() {
 # Every call is bounded: a node that is half up must not hang a script.
 rabbitmqctl_() { timeout 120 "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"; }
 
+# port_free PORT [SECONDS]: wait (bounded) until nothing listens on PORT.
+port_free() {
+	local tries=0
+	while ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; do
+		[ $tries -lt "${2:-30}" ] || return 1
+		sleep 1
+		tries=$((tries + 1))
+	done
+}
+
 rabbit_start() {
 	local dir=$1 port=$2
 	(
@@ -168,6 +178,9 @@ CONF
 			server=$!
 			starts=$((starts + 1))
 		}
+		# A node of an earlier run may still be letting go of its ports.
+		port_free "$port" 30 || log "port $port is still in use"
+		port_free "$RABBITMQ_DIST_PORT" 30 || log "port $RABBITMQ_DIST_PORT is still in use"
 		log "starting RabbitMQ on port $port"
 		start_node
 		# await_startup fails at once while the node is not yet registered:
@@ -178,7 +191,8 @@ CONF
 			if ! kill -0 "$server" 2>/dev/null; then
 				[ $starts -lt 3 ] || break
 				log "RabbitMQ exited while starting; starting it again"
-				sleep 3
+				port_free "$port" 30 || true
+				sleep 1
 				start_node
 			fi
 			[ $tries -lt 120 ] || break
@@ -209,6 +223,7 @@ rabbit_stop() {
 			done
 			kill -9 "$node_pid" 2>/dev/null || true
 		fi
+		port_free "$port" 30 || true
 		# epmd outlives the node: stop the one that serves this node's port.
 		local pid
 		pid=$(ss -ltnpH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)

@@ -125,5 +125,39 @@ $$;
 COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
     'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
 
+-- declare_quiet_columns: the counters and marks of an aggregate that the
+-- system keeps under the row lock (a session's message counts, a channel's
+-- last_message_at).  An update that changes only them keeps version and
+-- updated_at and emits nothing: the event of what caused them says it.
+-- Declared apart from register_aggregate because the aggregate that keeps
+-- them up to date (messages) may load after the one that owns them.
+CREATE FUNCTION ventros.declare_quiet_columns(aggregate text, columns name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+    missing name;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = declare_quiet_columns.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    SELECT c INTO missing FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
+                      WHERE attrelid = target AND attname = c AND attnum > 0 AND NOT attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    UPDATE ventros.aggregates a SET quiet_columns = coalesce(columns, '{}')
+    WHERE a.aggregate = declare_quiet_columns.aggregate;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_quiet_columns(text, name[]) IS
+    'Declares the columns whose changes alone neither bump an aggregate''s version nor emit events';
+GRANT EXECUTE ON FUNCTION ventros.declare_quiet_columns(text, name[]) TO ventros_platform_admin;
+
 GRANT EXECUTE ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text)
     TO ventros_platform_admin;

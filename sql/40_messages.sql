@@ -105,10 +105,8 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('message.voice_processing_requested', 'AI transcription of an inbound voice note was requested.')) v(e, d);
 
 -- Channels, contacts and chats: counters and marks kept by every message.
-UPDATE ventros.aggregates SET quiet_columns = '{messages_received,messages_sent,last_message_at}'
-WHERE aggregate = 'channel';
-UPDATE ventros.aggregates SET quiet_columns = '{first_interaction_at,last_interaction_at}'
-WHERE aggregate = 'contact';
+SELECT ventros.declare_quiet_columns('channel', '{messages_received,messages_sent,last_message_at}');
+SELECT ventros.declare_quiet_columns('contact', '{first_interaction_at,last_interaction_at}');
 
 CREATE FUNCTION ventros.stamp_message_status() RETURNS trigger
 LANGUAGE plpgsql

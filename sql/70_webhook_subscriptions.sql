@@ -117,9 +117,7 @@ SELECT ventros.register_aggregate('webhook_subscription', 'ventros.webhook_subsc
 
 -- Delivery statistics are quiet columns: recording a delivery neither moves
 -- the version nor emits an event.
-UPDATE ventros.aggregates
-SET quiet_columns = '{last_triggered_at,last_success_at,last_failure_at,success_count,failure_count}'
-WHERE aggregate = 'webhook_subscription';
+SELECT ventros.declare_quiet_columns('webhook_subscription', '{last_triggered_at,last_success_at,last_failure_at,success_count,failure_count}');
 
 -- Normalises and validates a change set of a subscription (URL and events).
 CREATE FUNCTION ventros.check_webhook_changes(changes jsonb) RETURNS jsonb

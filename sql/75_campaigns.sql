@@ -112,7 +112,7 @@ SELECT ventros.register_aggregate('campaign', 'ventros.campaigns', 'automation',
         {"from": "completed", "to": "archived", "event": "campaign.archived"}
     ]',
     description => 'A multi-step marketing journey');
-UPDATE ventros.aggregates SET quiet_columns = '{contacts_reached,conversions_count}' WHERE aggregate = 'campaign';
+SELECT ventros.declare_quiet_columns('campaign', '{contacts_reached,conversions_count}');
 SELECT ventros.register_aggregate('campaign_step', 'ventros.campaign_steps', 'automation',
     description => 'A step of a campaign (child of campaign)');
 SELECT ventros.register_aggregate('campaign_enrollment', 'ventros.campaign_enrollments', 'automation',

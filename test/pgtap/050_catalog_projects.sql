@@ -1,6 +1,6 @@
 -- The event catalog, ventros.emit, misuse of the engine, and projects.
 BEGIN;
-SELECT plan(32);
+SELECT plan(35);
 
 SELECT ventros.create_tenant('cat_a', 'Catalog A');
 SET LOCAL ventros.tenant = 'cat_a';
@@ -53,6 +53,14 @@ SELECT throws_ok($$SELECT ventros.register_aggregate('loose', 'pg_temp.loose', '
 CREATE TABLE pg_temp.partial (id uuid, tenant_id text);
 SELECT throws_ok($$SELECT ventros.register_aggregate('partial', 'pg_temp.partial', 'crm')$$, '22023', NULL,
                  'register_aggregate checks the common columns');
+
+-- quiet columns
+SELECT throws_ok($$SELECT ventros.declare_quiet_columns('teleporter', '{x}')$$, '22023', NULL,
+                 'quiet columns of an unregistered aggregate are refused (22023)');
+SELECT throws_ok($$SELECT ventros.declare_quiet_columns('contact', '{no_such_column}')$$, '22023', NULL,
+                 'a quiet column the table does not have is refused (22023)');
+SELECT is((SELECT quiet_columns FROM ventros.aggregates WHERE aggregate = 'channel'),
+          '{messages_received,messages_sent,last_message_at}'::name[], 'channel counters are declared quiet');
 
 -- projects
 SELECT throws_ok($$SELECT ventros.create_tenant('cat_a', 'Again')$$, '23505', NULL, 'a tenant is created once (23505)');
