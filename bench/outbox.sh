@@ -27,7 +27,7 @@ HERE=$VENTROS_ROOT/bench
 
 ensure_packages
 build_install
-pg_stop "$RUN"; rabbit_stop "$RUN" "$AMQP_PORT"; rm -rf "$RUN"; mkdir -p "$RUN"
+pg_stop "$RUN" || true; rabbit_stop "$RUN" "$AMQP_PORT" || true; rm -rf "$RUN"; mkdir -p "$RUN"
 VENTROS_AMQP_PORT=$AMQP_PORT pg_start "$RUN" "$PORT"
 rabbit_start "$RUN" "$AMQP_PORT"
 trap 'rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT

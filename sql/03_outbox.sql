@@ -1,6 +1,8 @@
 -- The transactional outbox: every event, written by the C emitter in the
 -- transaction of the change it describes (src/emit.c).  The publisher's
--- columns (status .. claimed_by) are filled by the outbox publisher.
+-- columns (status .. published_at) are filled by the outbox publisher, which
+-- writes a row once when it is published (and once per failed attempt): the
+-- claim writes nothing (sql/40_outbox_publisher.sql).
 
 -- CACHE 1 is load-bearing: events of one aggregate are written while its row
 -- is locked, so their seq order is commit order only without per-backend
@@ -23,19 +25,23 @@ CREATE TABLE ventros.outbox (
                       CHECK (status IN ('pending', 'published', 'dead')),
     attempts          integer     NOT NULL DEFAULT 0,
     next_attempt_at   timestamptz,
-    claimed_until     timestamptz,
     last_error        text,
     published_at      timestamptz,
-    claimed_by        integer,
     PRIMARY KEY (tenant_id, seq)
-);
+)
+-- Room on each page for the published version of its rows: that update
+-- cannot be HOT (status is in the partial indexes' predicates), but on the
+-- same page it is cheaper and does not extend the table.
+WITH (fillfactor = 70);
 CREATE INDEX outbox_pending ON ventros.outbox (seq) WHERE status = 'pending';
 CREATE INDEX outbox_aggregate ON ventros.outbox (tenant_id, aggregate_id, seq);
 -- The publisher's order check looks only at rows that may block their
--- aggregate (dead, leased or waiting to retry), and pruning only at published
--- ones (sql/40_outbox_publisher.sql).
+-- aggregate (dead, or waiting to retry after a failed attempt), and pruning
+-- only at published ones (sql/40_outbox_publisher.sql).  A published row is
+-- in neither: publishing inserts into the primary key, outbox_aggregate and
+-- outbox_published only.
 CREATE INDEX outbox_blocking ON ventros.outbox (tenant_id, aggregate_id, seq)
-    WHERE status = 'dead' OR (status = 'pending' AND (claimed_until IS NOT NULL OR next_attempt_at IS NOT NULL));
+    WHERE status = 'dead' OR (status = 'pending' AND next_attempt_at IS NOT NULL);
 CREATE INDEX outbox_published ON ventros.outbox (published_at) WHERE status = 'published';
 COMMENT ON TABLE ventros.outbox IS
     'Domain events, written in the transaction of their change, published to RabbitMQ by the outbox publisher';

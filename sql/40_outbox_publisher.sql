@@ -4,88 +4,81 @@
 --
 -- Row states: pending -> published, or pending -> dead after
 -- ventros.outbox_max_attempts failed attempts; replay puts dead rows back to
--- pending.  A pending row is claimed for a lease (claimed_until, claimed_by);
--- the claim counts an attempt.  Progress is this per-row state, never a
--- "last published seq": seq is assigned before commit, so a slow transaction
--- commits a lower seq after a higher one was published.
+-- pending.  Progress is this per-row state, never a "last published seq": seq
+-- is assigned before commit, so a slow transaction commits a lower seq after
+-- a higher one was published.
+--
+-- The claim writes nothing.  A row is written once when it is published
+-- (outbox_published), and once per failed attempt (outbox_failed, which
+-- counts it).  What keeps two publishers from publishing a row at once is
+-- the publisher lock: a session-level advisory lock that the claim takes and
+-- the publisher holds for as long as it runs, so there is one publisher per
+-- database at a time and a second one claims nothing.  It is released when
+-- the publisher's session ends, however it ends.  The rows a publisher has
+-- in flight (published, not yet recorded) it keeps in memory and passes to
+-- each claim, which skips their aggregates.
 --
 -- Order per aggregate: a row is claimable only when no earlier row of its
--- aggregate is dead, leased, or waiting for its retry time.  An earlier row
+-- aggregate is dead, waiting for its retry time, or in flight.  An earlier row
 -- that is itself claimable sorts first (ORDER BY seq), so it is in the same
--- batch, ahead.  Claims (and replays) take one transaction-level advisory lock
--- first, so each claim's snapshot sees every earlier claim committed: two
--- claimers never take the same row, nor the next row of an aggregate whose
--- previous row the other one holds.  The claim transaction is short; the
--- network is used outside it.
+-- batch, ahead.  Rows of one aggregate commit in seq order (sql/03_outbox.sql),
+-- so a claim that sees a row sees every earlier row of its aggregate.
 
-CREATE FUNCTION ventros.outbox_claim(batch_size integer, lease interval,
-                                     claimer integer DEFAULT pg_catalog.pg_backend_pid())
-RETURNS TABLE (tenant_id text, seq bigint, event_id text, event_type text,
-               aggregate_type text, aggregate_id text, attempts integer, body text)
+CREATE FUNCTION ventros.outbox_claim(batch_size integer, in_flight uuid[] DEFAULT '{}')
+RETURNS TABLE (tenant_id text, seq bigint, event_id uuid, event_type text,
+               aggregate_type text, aggregate_id uuid, aggregate_version integer,
+               payload jsonb, actor text, occurred_at timestamptz, attempts integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 -- The outbox swings between empty and a large backlog faster than its
 -- statistics follow; a plan made while it looked empty (seq scan, sort of
 -- every pending row) makes each claim read the whole backlog.  Walk the
--- partial indexes in seq order, always.
+-- partial index of pending rows in seq order, always.
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+-- A plan for the values at hand: in_flight as a constant is a hashed set
+-- (a generic plan would compare each candidate with every element).
+SET plan_cache_mode = force_custom_plan
 AS $$
-DECLARE
-    -- 'tenant/aggregate' -> seq of the aggregate's first blocking row (dead,
-    -- leased, or waiting to retry): few rows, from the partial index
-    -- outbox_blocking.  A jsonb object keeps the lookup per candidate cheap
-    -- whatever the planner thinks of its size.  Read under the claim lock, the
-    -- set can only shrink before the next statement (publishes); never grow.
-    blocked jsonb;
+#variable_conflict use_column
 BEGIN
-    IF batch_size IS NULL OR batch_size < 1 OR lease IS NULL OR lease <= interval '0' THEN
-        RAISE EXCEPTION 'outbox_claim: batch_size and lease must be positive'
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'outbox_claim: batch_size must be positive'
             USING ERRCODE = '22023';
     END IF;
-    -- 'vnob' 'clai': the claim lock, shared with replay_dead_events
-    PERFORM pg_catalog.pg_advisory_xact_lock(1986948706, 1668047209);
-    SELECT pg_catalog.jsonb_object_agg(b.tenant_id || '/' || b.aggregate_id::text, b.seq)
-      INTO blocked
-      FROM (SELECT o.tenant_id, o.aggregate_id, pg_catalog.min(o.seq) AS seq
-              FROM ventros.outbox o
-             WHERE (o.status = 'dead' OR (o.status = 'pending' AND (o.claimed_until IS NOT NULL
-                                                                 OR o.next_attempt_at IS NOT NULL)))
-               AND (o.status = 'dead'
-                    OR o.claimed_until >= pg_catalog.now()
-                    OR o.next_attempt_at > pg_catalog.now())
-             GROUP BY o.tenant_id, o.aggregate_id) b;
+    -- the publisher lock, for the rest of this session; held by another
+    -- session: nothing to claim
+    IF NOT ventros.outbox_publisher_lock() THEN
+        RETURN;
+    END IF;
     RETURN QUERY
-    WITH candidates AS (
-        SELECT o.tenant_id, o.seq
-          FROM ventros.outbox o
-         WHERE o.status = 'pending'
-           AND (o.claimed_until IS NULL OR o.claimed_until < pg_catalog.now())
-           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-           AND (blocked IS NULL
-                OR o.seq < COALESCE((blocked ->> (o.tenant_id || '/' || o.aggregate_id::text))::bigint,
-                                    9223372036854775807))
-         ORDER BY o.seq
-         LIMIT batch_size
-           FOR UPDATE OF o SKIP LOCKED
-    ), claimed AS (
-        UPDATE ventros.outbox o
-           SET claimed_until = pg_catalog.now() + lease,
-               claimed_by = claimer,
-               attempts = o.attempts + 1
-          FROM candidates c
-         WHERE o.tenant_id = c.tenant_id AND o.seq = c.seq
-        RETURNING o.*
-    )
-    SELECT c.tenant_id, c.seq, c.event_id::text, c.event_type, c.aggregate_type,
-           c.aggregate_id::text, c.attempts,
-           ventros.envelope(c::ventros.outbox)::text
-      FROM claimed c
-     ORDER BY c.seq;
+    SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
+           o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
+      FROM ventros.outbox o
+     WHERE o.status = 'pending'
+       AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
+       AND o.aggregate_id <> ALL (COALESCE(in_flight, '{}'))
+       AND NOT EXISTS (SELECT FROM ventros.outbox b
+                        WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
+                          AND b.seq < o.seq
+                          AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
+                          AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
+     ORDER BY o.seq
+     LIMIT batch_size;
 END
 $$;
-COMMENT ON FUNCTION ventros.outbox_claim(integer, interval, integer) IS
-    'Claims up to batch_size pending events for a lease, in order per aggregate, counting an attempt each; returns their CloudEvents envelopes (publisher use)';
+COMMENT ON FUNCTION ventros.outbox_claim(integer, uuid[]) IS
+    'Takes the publisher lock and returns up to batch_size publishable events in seq order, skipping aggregates with an earlier event dead, waiting to retry, or in flight (in_flight: their aggregate ids); writes nothing (publisher use)';
+
+CREATE FUNCTION ventros.outbox_publisher_lock() RETURNS boolean
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_publisher_lock';
+COMMENT ON FUNCTION ventros.outbox_publisher_lock() IS
+    'Takes the publisher lock of this database for the rest of the session, without waiting (the session-level advisory lock 1986948706, 1886741100); whether this session holds it (publisher use)';
+
+CREATE FUNCTION ventros.outbox_release_publisher() RETURNS boolean
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_release_publisher';
+COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
+    'Releases the publisher lock this session holds (taken by ventros.outbox_claim); false when it held none';
 
 CREATE FUNCTION ventros.outbox_published(tenants text[], seqs bigint[])
 RETURNS integer
@@ -94,8 +87,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     WITH done AS (
         UPDATE ventros.outbox o
-           SET status = 'published', published_at = pg_catalog.now(),
-               claimed_until = NULL, claimed_by = NULL, next_attempt_at = NULL
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
           FROM unnest(tenants, seqs) AS u(tenant_id, seq)
          WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
         RETURNING 1)
@@ -111,16 +103,17 @@ RETURNS integer
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- Retry after backoff_min * 2^(attempts-1), capped, with jitter in [50%, 100%];
-    -- dead after max_attempts.  Returns the number of rows dead-lettered.
+    -- Counts the attempt; retry after backoff_min * 2^(attempts-1), capped,
+    -- with jitter in [50%, 100%]; dead at max_attempts.  Returns the number
+    -- of rows dead-lettered.
     WITH failed AS (
         UPDATE ventros.outbox o
-           SET status = CASE WHEN o.attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
+           SET attempts = o.attempts + 1,
+               status = CASE WHEN o.attempts + 1 >= max_attempts THEN 'dead' ELSE 'pending' END,
                last_error = u.error,
-               claimed_until = NULL, claimed_by = NULL,
                next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>
                    LEAST(backoff_max_ms::float8,
-                         backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts - 1, 30)))
+                         backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts, 30)))
                    * (0.5 + pg_catalog.random() / 2) / 1000.0)
           FROM unnest(tenants, seqs, errors) AS u(tenant_id, seq, error)
          WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
@@ -128,27 +121,7 @@ AS $$
     SELECT pg_catalog.count(*) FILTER (WHERE status = 'dead')::integer FROM failed
 $$;
 COMMENT ON FUNCTION ventros.outbox_failed(text[], bigint[], text[], integer, integer, integer) IS
-    'Records a failed publish attempt per event: retry after an exponential backoff with jitter, or dead letter after max_attempts (publisher use)';
-
-CREATE FUNCTION ventros.outbox_release_leases(claimer integer DEFAULT pg_catalog.pg_backend_pid())
-RETURNS integer
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- A publisher that died left its leases behind: a restarted one frees those
-    -- whose holder is no longer a live backend, instead of waiting them out.
-    WITH freed AS (
-        UPDATE ventros.outbox o
-           SET claimed_until = NULL, claimed_by = NULL
-         WHERE o.status = 'pending'
-           AND o.claimed_until IS NOT NULL
-           AND o.claimed_by IS DISTINCT FROM claimer
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.pid = o.claimed_by)
-        RETURNING 1)
-    SELECT pg_catalog.count(*)::integer FROM freed
-$$;
-COMMENT ON FUNCTION ventros.outbox_release_leases(integer) IS
-    'Frees the leases of publishers that are no longer running (publisher use, at start)';
+    'Records a failed publish attempt per event: counts it, then retry after an exponential backoff with jitter, or dead letter at max_attempts (publisher use)';
 
 CREATE FUNCTION ventros.outbox_prune(retention interval, max_rows integer DEFAULT 10000)
 RETURNS integer
@@ -181,11 +154,10 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
-    -- the claim lock: a replay and a claim never interleave
-    PERFORM pg_catalog.pg_advisory_xact_lock(1986948706, 1668047209);
+    -- Dead rows are never in flight, and a claim that still sees them dead
+    -- holds back their aggregates: replay needs no lock of the publisher's.
     UPDATE ventros.outbox o
-       SET status = 'pending', attempts = 0, next_attempt_at = NULL,
-           claimed_until = NULL, claimed_by = NULL
+       SET status = 'pending', attempts = 0, next_attempt_at = NULL
      WHERE o.status = 'dead'
        AND (replay_dead_events.tenant IS NULL OR o.tenant_id = replay_dead_events.tenant)
        AND (replay_dead_events.event_ids IS NULL OR o.event_id = ANY (replay_dead_events.event_ids))

@@ -8,9 +8,11 @@
  * its confirms are read: basic.ack (possibly "multiple"), basic.nack, and
  * basic.return (a mandatory message nobody could route; its ack follows,
  * and the return wins).  Delivery tags count from 1 per channel; the
- * messages in flight are kept in tag order, so a tag is an index.  Up to two
- * batches are in flight (the worker publishes the next batch while the
- * broker confirms the previous one); vn_amqp_wait hands back the oldest.
+ * messages in flight are kept in tag order, so a tag is an index.  Several
+ * batches may be in flight (the worker publishes new batches while the
+ * broker confirms earlier ones): vn_amqp_poll applies the confirms that have
+ * come, without waiting; vn_amqp_settle and vn_amqp_wait hand back the
+ * oldest batch once it is settled.
  *
  * Every wait is bounded (connect, login and RPC timeouts; confirms are read
  * in slices of 100 ms with CHECK_FOR_INTERRUPTS between them), so SIGTERM
@@ -421,6 +423,72 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 	return true;
 }
 
+/* stop tracking the oldest n messages in flight (settled, or given up with the connection) */
+static void
+release_oldest(VnAmqp *a, int n)
+{
+	Assert(n <= a->ninflight);
+	a->ninflight -= n;
+	memmove(a->inflight, a->inflight + n, sizeof(VnAmqpMessage *) * a->ninflight);
+	a->inflight_base += n;
+	if (a->ninflight == 0 && amqp_release_buffers_ok(a->conn))
+		amqp_release_buffers(a->conn);
+}
+
+static bool
+all_settled(VnAmqpMessage *msgs, int n)
+{
+	/* confirms come in publish order: the last one settles last */
+	for (int i = n - 1; i >= 0; i--)
+		if (msgs[i].outcome == VN_AMQP_UNCONFIRMED)
+			return false;
+	return true;
+}
+
+/*
+ * vn_amqp_poll
+ *		Apply every confirm (ack, nack, return) the broker has sent so far,
+ *		without waiting.  False (err filled) when the connection failed.
+ */
+bool
+vn_amqp_poll(VnAmqp *a, char *err, size_t errlen)
+{
+	for (;;)
+	{
+		amqp_frame_t frame;
+		struct timeval tv = {0, 0};
+		int			rc;
+
+		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
+		if (rc == AMQP_STATUS_TIMEOUT)
+			return true;
+		if (rc != AMQP_STATUS_OK)
+		{
+			snprintf(err, errlen, "connection to %s lost: %s", a->peer, amqp_error_string2(rc));
+			return false;
+		}
+		if (!handle_frame(a, &frame, err, errlen))
+			return false;
+	}
+}
+
+/*
+ * vn_amqp_settle
+ *		Whether every one of msgs, the oldest n messages in flight, has its
+ *		confirm; if so, stop tracking them.
+ */
+bool
+vn_amqp_settle(VnAmqp *a, VnAmqpMessage *msgs, int n)
+{
+	if (n == 0)
+		return true;
+	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
+	if (!all_settled(msgs, n))
+		return false;
+	release_oldest(a, n);
+	return true;
+}
+
 /*
  * vn_amqp_wait
  *		Wait up to timeout_ms until the broker settled every one of msgs,
@@ -436,21 +504,12 @@ vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms, char *err, s
 	if (n == 0)
 		return true;
 	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
-	for (;;)
+	while (!all_settled(msgs, n))
 	{
 		amqp_frame_t frame;
 		struct timeval tv = {0, 100 * 1000};
-		bool		settled = true;
 		int			rc;
 
-		for (int i = n - 1; i >= 0; i--)
-			if (msgs[i].outcome == VN_AMQP_UNCONFIRMED)
-			{
-				settled = false;
-				break;
-			}
-		if (settled)
-			break;
 		CHECK_FOR_INTERRUPTS();
 		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)
@@ -471,45 +530,6 @@ vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms, char *err, s
 		if (!handle_frame(a, &frame, err, errlen))
 			return false;
 	}
-	a->ninflight -= n;
-	memmove(a->inflight, a->inflight + n, sizeof(VnAmqpMessage *) * a->ninflight);
-	a->inflight_base += n;
-	if (amqp_release_buffers_ok(a->conn))
-		amqp_release_buffers(a->conn);
-	return true;
-}
-
-/*
- * vn_amqp_check
- *		The socket is readable while we are idle: read what came.  A close
- *		from the broker (it is stopping) or EOF returns false with err.
- */
-bool
-vn_amqp_check(VnAmqp *a, char *err, size_t errlen)
-{
-	for (;;)
-	{
-		amqp_frame_t frame;
-		struct timeval tv = {0, 0};
-		int			rc;
-
-		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
-		if (rc == AMQP_STATUS_TIMEOUT)
-			break;
-		if (rc != AMQP_STATUS_OK)
-		{
-			snprintf(err, errlen, "connection to %s lost: %s", a->peer, amqp_error_string2(rc));
-			return false;
-		}
-		if (frame.frame_type == AMQP_FRAME_METHOD &&
-			(frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD ||
-			 frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD))
-		{
-			return handle_frame(a, &frame, err, errlen);
-		}
-		if (!amqp_frames_enqueued(a->conn) && !amqp_data_in_buffer(a->conn))
-			break;
-	}
-	amqp_maybe_release_buffers(a->conn);
+	release_oldest(a, n);
 	return true;
 }

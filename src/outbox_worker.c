@@ -61,6 +61,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -68,10 +69,14 @@
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 #include "utils/varlena.h"
 
 #include "outbox_amqp.h"
@@ -84,6 +89,7 @@
 #define VN_OUTBOX_PRUNE_EVERY_MS 60000
 #define VN_OUTBOX_PRUNE_CHUNK 10000
 #define VN_OUTBOX_ERRLEN 512
+#define VN_OUTBOX_MAX_BATCHES 16	/* batches in flight at most (a ring) */
 
 typedef struct VnOutboxSlot
 {
@@ -115,7 +121,7 @@ static int	vn_outbox_backoff_min = 100;
 static int	vn_outbox_backoff_max = 30000;
 static int	vn_outbox_max_attempts = 10;
 static int	vn_outbox_retention = 7 * 24 * 3600;
-static int	vn_outbox_lease = 60;
+static int	vn_outbox_confirm_timeout = 30000;
 static bool vn_outbox_mandatory = false;
 
 /* shared memory */
@@ -130,6 +136,8 @@ static VnAmqp *my_amqp = NULL;
 static char *my_url = NULL;		/* the URL my_amqp was opened with */
 
 PG_FUNCTION_INFO_V1(ventros_outbox_wake);
+PG_FUNCTION_INFO_V1(ventros_outbox_publisher_lock);
+PG_FUNCTION_INFO_V1(ventros_outbox_release_publisher);
 PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
 
 /* ---- shared memory ------------------------------------------------------ */
@@ -186,6 +194,60 @@ ventros_outbox_wake(PG_FUNCTION_ARGS)
 {
 	vn_outbox_wake_at_commit();
 	PG_RETURN_VOID();
+}
+
+/* ---- the publisher lock -------------------------------------------------- */
+
+/*
+ * One publisher per database: a session-level advisory lock ('vnob' 'publ',
+ * the same lock as pg_try_advisory_lock(1986948706, 1886741100)), taken by
+ * every claim and kept until the session ends.  This backend remembers that
+ * it holds it, so a claim does not stack another reference on the lock.
+ */
+static bool vn_publisher_locked = false;
+
+static void
+publisher_locktag(LOCKTAG *tag)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 1986948706, 1886741100, 2);
+}
+
+/*
+ * ventros.outbox_publisher_lock() RETURNS boolean
+ *		Take the publisher lock for the rest of the session, without
+ *		waiting; whether this session holds it.
+ */
+Datum
+ventros_outbox_publisher_lock(PG_FUNCTION_ARGS)
+{
+	if (!vn_publisher_locked)
+	{
+		LOCKTAG		tag;
+
+		publisher_locktag(&tag);
+		vn_publisher_locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	}
+	PG_RETURN_BOOL(vn_publisher_locked);
+}
+
+/*
+ * ventros.outbox_release_publisher() RETURNS boolean
+ *		Release the publisher lock; whether this session held it.
+ */
+Datum
+ventros_outbox_release_publisher(PG_FUNCTION_ARGS)
+{
+	bool		held = vn_publisher_locked;
+
+	if (held)
+	{
+		LOCKTAG		tag;
+
+		publisher_locktag(&tag);
+		LockRelease(&tag, ExclusiveLock, true);
+		vn_publisher_locked = false;
+	}
+	PG_RETURN_BOOL(held);
 }
 
 /* ---- status ------------------------------------------------------------- */
@@ -339,7 +401,7 @@ backoff_ms(int failures)
 	return (long) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
 }
 
-/* run one statement of the worker in its own transaction (no result rows) */
+/* run statements of the worker in their own transaction */
 static void
 begin_work(const char *activity)
 {
@@ -363,33 +425,42 @@ end_work(void)
 
 /*
  * schema_ready
- *		Whether this database has the extension (the publisher's functions).
- *		On the first success, frees the leases left by dead publishers.
+ *		Whether this database has the extension (the publisher's functions)
+ *		and this worker holds the publisher lock (one publisher per
+ *		database: another session holding it is an error to show, and a
+ *		reason to try again later).
  */
 static bool
-schema_ready(void)
+schema_ready(const char *dbname)
 {
 	bool		ready;
+	bool		locked = false;
 	bool		isnull;
-	int			freed = 0;
 
 	begin_work("ventros outbox: checking the extension");
 	if (SPI_execute("SELECT pg_catalog.to_regprocedure("
-					"'ventros.outbox_claim(integer,interval,integer)') IS NOT NULL",
+					"'ventros.outbox_claim(integer,uuid[])') IS NOT NULL",
 					true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not look for ventros.outbox_claim");
 	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (ready)
 	{
-		if (SPI_execute("SELECT ventros.outbox_release_leases()", false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not release stale outbox leases");
-		freed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		/* the claim takes it too; taken here, a holder elsewhere is reported */
+		if (SPI_execute("SELECT ventros.outbox_publisher_lock()", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not take the outbox publisher lock");
+		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	end_work();
-	if (freed > 0)
-		ereport(LOG,
-				(errmsg("ventros outbox publisher: released %d leases of a previous publisher", freed)));
-	return ready;
+	if (!ready)
+	{
+		char		msg[VN_OUTBOX_ERRLEN];
+
+		snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"", dbname);
+		set_error(msg);
+	}
+	else if (!locked)
+		set_error("another session holds the outbox publisher lock of this database (ventros.outbox_claim)");
+	return ready && locked;
 }
 
 static ArrayType *
@@ -412,7 +483,11 @@ int8_array(int64 *items, int n)
 	return construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
 }
 
-/* a claimed batch: rows and their messages, in its own memory context */
+/*
+ * A claimed batch: its rows and their messages, in its own memory context.
+ * Batches in flight form a FIFO (ring) in publish order, which is also the
+ * order their confirms come in.
+ */
 typedef struct VnBatch
 {
 	MemoryContext ctx;
@@ -420,33 +495,138 @@ typedef struct VnBatch
 	VnAmqpMessage *msgs;
 	char	  **tenants;
 	int64	   *seqs;
-	TimestampTz claimed_at;
+	Datum	   *aggregates;		/* uuid Datums: the in-flight set of the next claims */
 	TimestampTz published_at;
 } VnBatch;
 
+static VnBatch ring[VN_OUTBOX_MAX_BATCHES];
+static int	ring_head = 0;		/* oldest batch in flight */
+static int	ring_count = 0;		/* batches in flight */
+static int	ring_msgs = 0;		/* messages in flight */
+
+#define RING_AT(i) (&ring[(ring_head + (i)) % VN_OUTBOX_MAX_BATCHES])
+
+/* messages in flight at most: the next claim is limited to what fits */
+static int
+max_in_flight(void)
+{
+	return 2 * vn_outbox_batch_size;
+}
+
+/* a non-null text or uuid column of a claimed row, as a C string in the current context */
+static char *
+col_text(HeapTuple t, TupleDesc d, int col)
+{
+	bool		isnull;
+
+	return TextDatumGetCString(SPI_getbinval(t, d, col, &isnull));
+}
+
+static char *
+col_uuid(HeapTuple t, TupleDesc d, int col)
+{
+	bool		isnull;
+
+	return DatumGetCString(DirectFunctionCall1(uuid_out, SPI_getbinval(t, d, col, &isnull)));
+}
+
 /*
- * claim_batch
- *		Claim up to ventros.outbox_batch_size rows (one transaction) into b.
- *		Rows of aggregates whose earlier rows are in flight are not claimed:
- *		their leases block them.
+ * append_envelope
+ *		The CloudEvents envelope of a claimed row, as ventros.envelope()
+ *		builds it in SQL (same members and values; jsonb's rendering of the
+ *		time), without a jsonb value per event.
  */
 static void
-claim_batch(VnBatch *b)
+append_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *msg)
+{
+	bool		isnull;
+	Datum		v;
+	const char *tenant = msg->tenant_id;
+	const char *aggregate_type = msg->aggregate_type;
+
+	appendStringInfoString(buf, "{\"specversion\": \"1.0\", \"id\": \"");
+	appendStringInfoString(buf, msg->message_id);
+	appendStringInfoString(buf, "\", \"source\": ");
+	{
+		StringInfoData src;
+
+		initStringInfo(&src);
+		appendStringInfo(&src, "/ventros/%s/%s", tenant, aggregate_type);
+		escape_json(buf, src.data);
+		pfree(src.data);
+	}
+	appendStringInfoString(buf, ", \"type\": ");
+	escape_json(buf, msg->routing_key);
+	appendStringInfo(buf, ", \"subject\": \"%s\", \"time\": ", msg->aggregate_id);
+	v = SPI_getbinval(t, d, 10, &isnull);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else
+	{
+		char		ts[MAXDATELEN + 1];
+
+		JsonEncodeDateTime(ts, v, TIMESTAMPTZOID, NULL);
+		appendStringInfo(buf, "\"%s\"", ts);
+	}
+	appendStringInfoString(buf, ", \"datacontenttype\": \"application/json\", \"tenantid\": ");
+	escape_json(buf, tenant);
+	appendStringInfoString(buf, ", \"aggregatetype\": ");
+	escape_json(buf, aggregate_type);
+	appendStringInfo(buf, ", \"aggregateid\": \"%s\", \"aggregateversion\": ", msg->aggregate_id);
+	v = SPI_getbinval(t, d, 7, &isnull);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else
+		appendStringInfo(buf, "%d", DatumGetInt32(v));
+	appendStringInfo(buf, ", \"sequence\": " INT64_FORMAT ", \"actor\": ",
+					 DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
+	v = SPI_getbinval(t, d, 9, &isnull);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else
+		escape_json(buf, TextDatumGetCString(v));
+	appendStringInfoString(buf, ", \"data\": ");
+	v = SPI_getbinval(t, d, 8, &isnull);
+	if (isnull)
+		appendStringInfoString(buf, "null");
+	else
+	{
+		Jsonb	   *jb = DatumGetJsonbP(v);
+
+		JsonbToCString(buf, &jb->root, VARSIZE(jb));
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * claim_batch
+ *		Claim up to limit rows into b (one short transaction, no row
+ *		written): rows of aggregates with a row in flight are skipped.
+ */
+static void
+claim_batch(VnBatch *b, int limit)
 {
 	MemoryContext old;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Oid			argtypes[2] = {INT4OID, UUIDARRAYOID};
 	Datum		args[2];
+	Datum	   *inflight;
+	int			ninflight = 0;
 	int64		now_s = (int64) time(NULL);
 
 	MemoryContextReset(b->ctx);
 	b->n = 0;
-	b->claimed_at = GetCurrentTimestamp();
 	begin_work("ventros outbox: claiming");
-	args[0] = Int32GetDatum(vn_outbox_batch_size);
-	args[1] = Int32GetDatum(vn_outbox_lease);
-	if (SPI_execute_with_args("SELECT tenant_id, seq, event_id, event_type, aggregate_type, "
-							  "aggregate_id, body FROM ventros.outbox_claim($1, "
-							  "pg_catalog.make_interval(secs => $2))",
+	inflight = palloc(sizeof(Datum) * Max(ring_msgs, 1));
+	for (int i = 0; i < ring_count; i++)
+	{
+		VnBatch    *f = RING_AT(i);
+
+		for (int j = 0; j < f->n; j++)
+			inflight[ninflight++] = f->aggregates[j];
+	}
+	args[0] = Int32GetDatum(limit);
+	args[1] = PointerGetDatum(construct_array(inflight, ninflight, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	if (SPI_execute_with_args("SELECT * FROM ventros.outbox_claim($1, $2)",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "ventros.outbox_claim failed");
 	old = MemoryContextSwitchTo(b->ctx);
@@ -454,106 +634,123 @@ claim_batch(VnBatch *b)
 	b->msgs = palloc0(sizeof(VnAmqpMessage) * Max(b->n, 1));
 	b->tenants = palloc(sizeof(char *) * Max(b->n, 1));
 	b->seqs = palloc(sizeof(int64) * Max(b->n, 1));
+	b->aggregates = palloc(sizeof(Datum) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
+		StringInfoData body;
+		pg_uuid_t  *agg;
 
-		b->tenants[i] = SPI_getvalue(t, d, 1);
+		b->tenants[i] = col_text(t, d, 1);
 		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-		b->msgs[i].message_id = SPI_getvalue(t, d, 3);
-		b->msgs[i].routing_key = SPI_getvalue(t, d, 4);
-		b->msgs[i].aggregate_type = SPI_getvalue(t, d, 5);
-		b->msgs[i].aggregate_id = SPI_getvalue(t, d, 6);
-		b->msgs[i].body = SPI_getvalue(t, d, 7);
+		agg = palloc(sizeof(pg_uuid_t));
+		memcpy(agg, DatumGetUUIDP(SPI_getbinval(t, d, 6, &isnull)), sizeof(pg_uuid_t));
+		b->aggregates[i] = UUIDPGetDatum(agg);
+		b->msgs[i].message_id = col_uuid(t, d, 3);
+		b->msgs[i].routing_key = col_text(t, d, 4);
+		b->msgs[i].aggregate_type = col_text(t, d, 5);
+		b->msgs[i].aggregate_id = col_uuid(t, d, 6);
 		b->msgs[i].tenant_id = b->tenants[i];
+		initStringInfo(&body);
+		append_envelope(&body, t, d, &b->msgs[i]);
+		b->msgs[i].body = body.data;
 		b->msgs[i].timestamp = now_s;
 	}
 	MemoryContextSwitchTo(old);
 	end_work();
-	b->published_at = GetCurrentTimestamp();
 }
 
 /*
- * record_batch
- *		Record the outcome of a batch (one transaction): acked rows published,
- *		the others failed attempts, with their own error or conn_error (the
- *		connection failed before their confirm came).  Empties the batch.
+ * record_batches
+ *		Record the outcome of the oldest count batches in flight (one
+ *		transaction): acked rows published, the others failed attempts, with
+ *		their own error or conn_error (the connection failed before their
+ *		confirm came).  Takes them out of the ring.
  */
 static void
-record_batch(VnBatch *b, const char *conn_error)
+record_batches(int count, const char *conn_error)
 {
-	MemoryContext old;
 	char	  **ok_tenants,
 			  **bad_tenants,
 			  **bad_errors;
 	int64	   *ok_seqs,
 			   *bad_seqs;
-	int			nacked = 0,
+	int			total = 0,
+				nacked = 0,
 				nfailed = 0,
 				ndead = 0;
-	TimestampTz t_record = GetCurrentTimestamp();
+	MemoryContext tmp,
+				old;
 
-	if (b->n == 0)
+	if (count == 0)
 		return;
-	old = MemoryContextSwitchTo(b->ctx);
-	ok_tenants = palloc(sizeof(char *) * b->n);
-	ok_seqs = palloc(sizeof(int64) * b->n);
-	bad_tenants = palloc(sizeof(char *) * b->n);
-	bad_seqs = palloc(sizeof(int64) * b->n);
-	bad_errors = palloc(sizeof(char *) * b->n);
-	for (int i = 0; i < b->n; i++)
+	for (int k = 0; k < count; k++)
+		total += RING_AT(k)->n;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "ventros outbox record", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	ok_tenants = palloc(sizeof(char *) * Max(total, 1));
+	ok_seqs = palloc(sizeof(int64) * Max(total, 1));
+	bad_tenants = palloc(sizeof(char *) * Max(total, 1));
+	bad_seqs = palloc(sizeof(int64) * Max(total, 1));
+	bad_errors = palloc(sizeof(char *) * Max(total, 1));
+	for (int k = 0; k < count; k++)
 	{
-		if (b->msgs[i].outcome == VN_AMQP_ACKED)
+		VnBatch    *b = RING_AT(k);
+
+		for (int i = 0; i < b->n; i++)
 		{
-			ok_tenants[nacked] = b->tenants[i];
-			ok_seqs[nacked++] = b->seqs[i];
-		}
-		else
-		{
-			bad_tenants[nfailed] = b->tenants[i];
-			bad_seqs[nfailed] = b->seqs[i];
-			bad_errors[nfailed++] = (char *) (b->msgs[i].outcome == VN_AMQP_FAILED
-											  ? b->msgs[i].error
-											  : (conn_error ? conn_error : "not confirmed"));
+			if (b->msgs[i].outcome == VN_AMQP_ACKED)
+			{
+				ok_tenants[nacked] = b->tenants[i];
+				ok_seqs[nacked++] = b->seqs[i];
+			}
+			else
+			{
+				bad_tenants[nfailed] = b->tenants[i];
+				bad_seqs[nfailed] = b->seqs[i];
+				bad_errors[nfailed++] = pstrdup(b->msgs[i].outcome == VN_AMQP_FAILED
+												? b->msgs[i].error
+												: (conn_error ? conn_error : "not confirmed"));
+			}
 		}
 	}
 	MemoryContextSwitchTo(old);
 
-	begin_work("ventros outbox: recording confirms");
-	if (nacked > 0)
+	if (total > 0)
 	{
-		Oid			argtypes[2] = {TEXTARRAYOID, INT8ARRAYOID};
-		Datum		args[2];
+		begin_work("ventros outbox: recording confirms");
+		if (nacked > 0)
+		{
+			Oid			argtypes[2] = {TEXTARRAYOID, INT8ARRAYOID};
+			Datum		args[2];
 
-		args[0] = PointerGetDatum(text_array(ok_tenants, nacked));
-		args[1] = PointerGetDatum(int8_array(ok_seqs, nacked));
-		if (SPI_execute_with_args("SELECT ventros.outbox_published($1, $2)",
-								  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "ventros.outbox_published failed");
-	}
-	if (nfailed > 0)
-	{
-		Oid			argtypes[6] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
-		Datum		args[6];
-		bool		isnull;
+			args[0] = PointerGetDatum(text_array(ok_tenants, nacked));
+			args[1] = PointerGetDatum(int8_array(ok_seqs, nacked));
+			if (SPI_execute_with_args("SELECT ventros.outbox_published($1, $2)",
+									  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "ventros.outbox_published failed");
+		}
+		if (nfailed > 0)
+		{
+			Oid			argtypes[6] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
+			Datum		args[6];
+			bool		isnull;
 
-		args[0] = PointerGetDatum(text_array(bad_tenants, nfailed));
-		args[1] = PointerGetDatum(int8_array(bad_seqs, nfailed));
-		args[2] = PointerGetDatum(text_array(bad_errors, nfailed));
-		args[3] = Int32GetDatum(vn_outbox_max_attempts);
-		args[4] = Int32GetDatum(vn_outbox_backoff_min);
-		args[5] = Int32GetDatum(vn_outbox_backoff_max);
-		if (SPI_execute_with_args("SELECT ventros.outbox_failed($1, $2, $3, $4, $5, $6)",
-								  6, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "ventros.outbox_failed failed");
-		ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			args[0] = PointerGetDatum(text_array(bad_tenants, nfailed));
+			args[1] = PointerGetDatum(int8_array(bad_seqs, nfailed));
+			args[2] = PointerGetDatum(text_array(bad_errors, nfailed));
+			args[3] = Int32GetDatum(vn_outbox_max_attempts);
+			args[4] = Int32GetDatum(vn_outbox_backoff_min);
+			args[5] = Int32GetDatum(vn_outbox_backoff_max);
+			if (SPI_execute_with_args("SELECT ventros.outbox_failed($1, $2, $3, $4, $5, $6)",
+									  6, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "ventros.outbox_failed failed");
+			ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		end_work();
 	}
-	end_work();
-	elog(DEBUG1, "ventros outbox publisher: batch of %d: claim %ld us, publish and confirm %ld us, record %ld us",
-		 b->n, (long) (b->published_at - b->claimed_at), (long) (t_record - b->published_at),
-		 (long) (GetCurrentTimestamp() - t_record));
 
 	SpinLockAcquire(&vn_outbox_shared->mutex);
 	my_slot->published += nacked;
@@ -569,54 +766,94 @@ record_batch(VnBatch *b, const char *conn_error)
 				 errhint("See ventros.outbox rows with status 'dead'; ventros.replay_dead_events() puts them back.")));
 	if (nfailed > 0 && conn_error == NULL)
 		set_error(bad_errors[0]);
-	b->n = 0;
+	MemoryContextDelete(tmp);
+
+	for (int k = 0; k < count; k++)
+	{
+		ring_msgs -= RING_AT(0)->n;
+		RING_AT(0)->n = 0;
+		ring_head = (ring_head + 1) % VN_OUTBOX_MAX_BATCHES;
+		ring_count--;
+	}
 }
 
-/* the worker's two batches: the one in flight and the next; batches[cur] is claimed next */
-static VnBatch batches[2];
-static int	cur = 0;
+/*
+ * record_settled
+ *		Record the batches at the head of the ring whose every message has
+ *		its confirm; returns how many batches.
+ */
+static int
+record_settled(void)
+{
+	int			k = 0;
+
+	while (k < ring_count && vn_amqp_settle(my_amqp, RING_AT(k)->msgs, RING_AT(k)->n))
+		k++;
+	record_batches(k, NULL);
+	return k;
+}
+
+/* the connection failed (err): what was not confirmed failed with it */
+static void
+connection_failed(const char *err)
+{
+	record_batches(ring_count, err);
+	set_error(err);
+	disconnect();
+}
 
 /*
- * publish_step
- *		One step of the pipeline: claim the next batch, publish it, then wait
- *		for the confirms of the batch published in the previous step (which
- *		the broker was persisting meanwhile) and record them.  The next batch
- *		never holds a row whose aggregate has a row in the previous one (its
- *		lease blocks it), and one channel keeps publish order, so order per
- *		aggregate holds.  Returns the number of rows claimed, or -1 when the
- *		connection failed (rows in flight recorded as failed attempts,
+ * claim_and_publish
+ *		Claim up to limit rows and publish them, without waiting for their
+ *		confirms: the batch joins the ring.  Returns the number of rows, or
+ *		-1 when the connection failed (handled: in-flight rows failed,
  *		connection dropped).
  */
 static int
-publish_step(VnBatch *prev, VnBatch *next)
+claim_and_publish(int limit)
+{
+	VnBatch    *b = RING_AT(ring_count);
+	char		err[VN_OUTBOX_ERRLEN];
+
+	claim_batch(b, limit);
+	if (b->n == 0)
+		return 0;
+	ring_count++;
+	ring_msgs += b->n;
+	b->published_at = GetCurrentTimestamp();
+	pgstat_report_activity(STATE_RUNNING, "ventros outbox: publishing");
+	if (!vn_amqp_publish(my_amqp, b->msgs, b->n, vn_outbox_mandatory, err, sizeof(err)))
+	{
+		connection_failed(err);
+		return -1;
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return b->n;
+}
+
+/*
+ * drain
+ *		Wait (bounded) for the confirms of every batch in flight and record
+ *		them: before a shutdown, or a reconnect with a new URL.  Rows that got
+ *		no confirm count a failed attempt.
+ */
+static void
+drain(void)
 {
 	char		err[VN_OUTBOX_ERRLEN];
-	bool		ok = true;
-	int			confirm_ms = Max(vn_outbox_lease * 1000 / 2, 1000);
 
-	err[0] = '\0';
-	claim_batch(next);
-	if (next->n > 0)
+	while (ring_count > 0)
 	{
-		pgstat_report_activity(STATE_RUNNING, "ventros outbox: publishing");
-		ok = vn_amqp_publish(my_amqp, next->msgs, next->n, vn_outbox_mandatory, err, sizeof(err));
+		VnBatch    *b = RING_AT(0);
+
+		if (my_amqp == NULL ||
+			!vn_amqp_wait(my_amqp, b->msgs, b->n, vn_outbox_confirm_timeout, err, sizeof(err)))
+		{
+			connection_failed(my_amqp == NULL ? "not connected" : err);
+			return;
+		}
+		record_batches(1, NULL);
 	}
-	if (ok && prev->n > 0)
-	{
-		pgstat_report_activity(STATE_RUNNING, "ventros outbox: awaiting confirms");
-		ok = vn_amqp_wait(my_amqp, prev->msgs, prev->n, confirm_ms, err, sizeof(err));
-	}
-	if (ok)
-	{
-		record_batch(prev, NULL);
-		return next->n;
-	}
-	/* the connection failed: whatever was not confirmed failed with it */
-	record_batch(prev, err);
-	record_batch(next, err);
-	set_error(err);
-	disconnect();
-	return -1;
 }
 
 /* delete published rows older than the retention, a chunk per transaction */
@@ -672,6 +909,7 @@ vn_outbox_worker_main(Datum main_arg)
 	int			index = DatumGetInt32(main_arg);
 	char		dbname[NAMEDATALEN];
 	bool		ready = false;
+	bool		want_claim = true;	/* there may be rows to claim */
 	int			failures = 0;	/* consecutive connection failures */
 	TimestampTz next_connect_at = 0;
 	TimestampTz next_prune_at = 0;
@@ -679,10 +917,17 @@ vn_outbox_worker_main(Datum main_arg)
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	/* SIGTERM: stop claiming, record what is in flight, exit (drain) */
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("ventros outbox publisher");
+	/*
+	 * A commit that is lost in a crash loses a published mark (the event is
+	 * published again: at least once) or an attempt count: no reason to wait
+	 * for the WAL flush of every batch.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	if (vn_outbox_shared == NULL || index < 0 || index >= VN_OUTBOX_MAX_DATABASES)
 		elog(FATAL, "ventros outbox publisher: shared memory is not set up");
@@ -696,11 +941,11 @@ vn_outbox_worker_main(Datum main_arg)
 	SpinLockRelease(&vn_outbox_shared->mutex);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < VN_OUTBOX_MAX_BATCHES; i++)
 	{
-		batches[i].ctx = AllocSetContextCreate(TopMemoryContext, "ventros outbox batch",
-											   ALLOCSET_DEFAULT_SIZES);
-		batches[i].n = 0;
+		ring[i].ctx = AllocSetContextCreate(TopMemoryContext, "ventros outbox batch",
+											ALLOCSET_DEFAULT_SIZES);
+		ring[i].n = 0;
 	}
 
 	for (;;)
@@ -712,6 +957,12 @@ vn_outbox_worker_main(Datum main_arg)
 		int			sock = PGINVALID_SOCKET;
 
 		CHECK_FOR_INTERRUPTS();
+		if (ShutdownRequestPending)
+		{
+			drain();
+			/* exit code 1: the postmaster restarts us (pg_terminate_backend) */
+			proc_exit(1);
+		}
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -719,17 +970,7 @@ vn_outbox_worker_main(Datum main_arg)
 			/* a new URL (or credentials): reconnect with it now */
 			if (my_url != NULL && strcmp(my_url, vn_amqp_url ? vn_amqp_url : "") != 0)
 			{
-				VnBatch    *inflight = &batches[cur ^ 1];
-
-				if (inflight->n > 0)
-				{
-					char		err[VN_OUTBOX_ERRLEN];
-					bool		ok;
-
-					ok = vn_amqp_wait(my_amqp, inflight->msgs, inflight->n,
-									  Max(vn_outbox_lease * 1000 / 2, 1000), err, sizeof(err));
-					record_batch(inflight, ok ? NULL : err);
-				}
+				drain();
 				disconnect();
 				failures = 0;
 				next_connect_at = 0;
@@ -739,15 +980,9 @@ vn_outbox_worker_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		if (!ready && now >= next_ready_check)
 		{
-			ready = schema_ready();
+			ready = schema_ready(dbname);
 			if (!ready)
-			{
-				char		msg[VN_OUTBOX_ERRLEN];
-
-				snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"", dbname);
-				set_error(msg);
 				next_ready_check = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
-			}
 		}
 
 		if (ready && my_amqp == NULL && now >= next_connect_at)
@@ -759,27 +994,59 @@ vn_outbox_worker_main(Datum main_arg)
 				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
 			}
 			else
+			{
 				failures = 0;
+				want_claim = true;
+			}
 		}
 
 		if (ready && my_amqp != NULL)
 		{
-			bool		had_inflight = batches[cur ^ 1].n > 0;
-			int			n = publish_step(&batches[cur ^ 1], &batches[cur]);
+			char		err[VN_OUTBOX_ERRLEN];
+			bool		ok = true;
 
-			if (n < 0)
+			/* the confirms that came: record the batches they settle */
+			if (!vn_amqp_poll(my_amqp, err, sizeof(err)))
+			{
+				connection_failed(err);
+				ok = false;
+			}
+			else if (ring_count > 0)
+			{
+				/* recorded rows may unblock later rows of their aggregates */
+				if (record_settled() > 0)
+					want_claim = true;
+				if (ring_count > 0 &&
+					GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
+																	   vn_outbox_confirm_timeout))
+				{
+					snprintf(err, sizeof(err), "no publisher confirm within %d ms", vn_outbox_confirm_timeout);
+					connection_failed(err);
+					ok = false;
+				}
+			}
+			/* claim and publish at once, whatever is in flight, up to a bound */
+			if (ok && want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 &&
+				ring_msgs < max_in_flight())
+			{
+				int			limit = Min(vn_outbox_batch_size, max_in_flight() - ring_msgs);
+				int			n = claim_and_publish(limit);
+
+				if (n < 0)
+					ok = false;
+				else
+				{
+					/* a full batch: there may be more, claim again at once */
+					want_claim = n == limit;
+					if (want_claim)
+						continue;
+				}
+			}
+			if (!ok)
 			{
 				failures = 1;
 				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
 			}
-			else if (n > 0)
-			{
-				/* its confirms are awaited in the next step, with the next batch in flight */
-				cur ^= 1;
-				continue;
-			}
-			else if (had_inflight)
-				continue;		/* its confirms may have unblocked rows held back by its leases */
 		}
 
 		now = GetCurrentTimestamp();
@@ -789,13 +1056,21 @@ vn_outbox_worker_main(Datum main_arg)
 			next_prune_at = TimestampTzPlusMilliseconds(now, VN_OUTBOX_PRUNE_EVERY_MS);
 		}
 
-		/* sleep until a commit, the poll interval, the next reconnect, or the broker speaks */
+		/*
+		 * Sleep until a commit, a confirm (the broker speaks), the poll
+		 * interval, the next reconnect, or the confirm deadline.
+		 */
 		timeout = vn_outbox_poll_interval;
-		if (ready && my_amqp == NULL)
+		if (!ready)
+			timeout = Max(Min(timeout, (long) ((next_ready_check - now) / 1000)), 0);
+		else if (my_amqp == NULL)
+			timeout = Max(Min(timeout, (long) ((next_connect_at - now) / 1000)), 0);
+		else if (ring_count > 0)
 		{
-			long		until = (long) ((next_connect_at - now) / 1000);
+			TimestampTz deadline = TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
+															   vn_outbox_confirm_timeout);
 
-			timeout = Max(Min(timeout, until), 0);
+			timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
 		}
 		events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 		if (my_amqp != NULL)
@@ -805,19 +1080,13 @@ vn_outbox_worker_main(Datum main_arg)
 				events |= WL_SOCKET_READABLE;
 		}
 		rc = WaitLatchOrSocket(MyLatch, events, sock, timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		if ((rc & WL_SOCKET_READABLE) && my_amqp != NULL)
+		if (rc & WL_LATCH_SET)
 		{
-			char		err[VN_OUTBOX_ERRLEN];
-
-			if (!vn_amqp_check(my_amqp, err, sizeof(err)))
-			{
-				set_error(err);
-				disconnect();
-				failures = 1;
-				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
-			}
+			ResetLatch(MyLatch);
+			want_claim = true;
 		}
+		if (rc & WL_TIMEOUT)
+			want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
 	}
 }
 
@@ -932,12 +1201,12 @@ vn_outbox_init(void)
 							7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("ventros.outbox_lease",
-							"How long a claimed batch is reserved for its publisher.",
-							"Confirms are awaited for at most half of it.",
-							&vn_outbox_lease,
-							60, 2, 3600,
-							PGC_SIGHUP, GUC_UNIT_S,
+	DefineCustomIntVariable("ventros.outbox_confirm_timeout",
+							"How long the publisher waits for the broker's confirm of a batch.",
+							"A batch not confirmed in time counts a failed attempt, and the connection is dropped.",
+							&vn_outbox_confirm_timeout,
+							30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("ventros.outbox_mandatory",
 							 "Publish with the mandatory flag: an event no queue is bound for is a failed attempt.",

@@ -1,6 +1,6 @@
--- The outbox publisher's SQL side: recording outcomes (backoff, dead
--- letters), replay, pruning, lease release, the status view, and who may
--- see and call what.  Claims and their races are in the isolation spec
+-- The outbox publisher's SQL side: recording outcomes (attempts, backoff,
+-- dead letters), replay, pruning, the publisher lock, the status view, and
+-- who may see and call what.  Claims and their races are in the isolation spec
 -- outbox_claim; delivery is in test/integration/outbox*.test.mjs.
 BEGIN;
 SELECT plan(16);
@@ -12,24 +12,24 @@ SELECT ventros.emit('tapob.happened', 'tapob', '00000000-0000-4000-8000-00000000
 CREATE TEMP TABLE ev AS
 SELECT row_number() OVER (ORDER BY seq) AS n, tenant_id, seq, event_id FROM ventros.outbox WHERE tenant_id = 'tapob';
 
--- a failed attempt under the maximum: pending, retried after backoff with jitter
-UPDATE ventros.outbox SET attempts = 3, claimed_until = now() + interval '1 minute', claimed_by = 1
+-- a failed attempt under the maximum: counted, pending, retried after backoff with jitter
+UPDATE ventros.outbox SET attempts = 2
  WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
 SELECT is(ventros.outbox_failed(ARRAY['tapob'], ARRAY[(SELECT seq FROM ev WHERE n = 1)], ARRAY['nacked by the broker'], 5, 100, 1000),
           0, 'a failed attempt under max_attempts dead-letters nothing');
-SELECT is((SELECT status || ' ' || last_error || ' ' || (claimed_until IS NULL) FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
-          'pending nacked by the broker true', 'it stays pending with its error, lease released');
+SELECT is((SELECT status || ' ' || last_error || ' ' || attempts FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
+          'pending nacked by the broker 3', 'it stays pending with its error, the attempt counted');
 SELECT ok((SELECT next_attempt_at - now() BETWEEN interval '200 ms' AND interval '400 ms'
              FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
           'retry after backoff_min * 2^(attempts-1) with jitter in [50%, 100%]');
-UPDATE ventros.outbox SET attempts = 40 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 2);
+UPDATE ventros.outbox SET attempts = 39 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 2);
 SELECT is(ventros.outbox_failed(ARRAY['tapob'], ARRAY[(SELECT seq FROM ev WHERE n = 2)], ARRAY['x'], 50, 100, 1000),
           0, 'attempts under a high maximum');
 SELECT ok((SELECT next_attempt_at - now() <= interval '1 second' FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 2),
           'the backoff is capped at backoff_max');
 
--- at the maximum: dead
-UPDATE ventros.outbox SET attempts = 5 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n IN (1, 3));
+-- the attempt that reaches the maximum: dead
+UPDATE ventros.outbox SET attempts = 4 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n IN (1, 3));
 SELECT is(ventros.outbox_failed(ARRAY['tapob', 'tapob'], (SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 3)),
                                 ARRAY['returned', 'returned'], 5, 100, 1000),
           2, 'at max_attempts both are dead-lettered');
@@ -49,10 +49,8 @@ UPDATE ventros.outbox SET published_at = now() - interval '8 days' WHERE (tenant
 SELECT is(ventros.outbox_prune(interval '7 days'), 1, 'pruning deletes what was published before the retention');
 SELECT is((SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'tapob'), 3::bigint, 'and keeps the rest');
 
--- leases of publishers that are gone are released; a live one's are kept
-UPDATE ventros.outbox SET claimed_until = now() + interval '1 hour', claimed_by = CASE WHEN seq = (SELECT seq FROM ev WHERE n = 3) THEN 0 ELSE pg_backend_pid() END
- WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n IN (3, 4));
-SELECT is(ventros.outbox_release_leases(-1), 1, 'a dead claimer''s lease is released, a live one''s kept');
+-- the publisher lock (taken by claims, raced in the isolation spec outbox_claim)
+SELECT is(ventros.outbox_release_publisher(), false, 'a session that never claimed holds no publisher lock');
 
 -- privileges: the URL (credentials) is for superusers only; replay for platform admins
 SET LOCAL ROLE ventros_admin;
