@@ -13,6 +13,8 @@
 # into one durable queue bound to ventros.events, which a consumer drains
 # all along (as in production: a queue without readers grows on disk, and
 # purging it keeps the broker busy for whoever publishes next).
+# Also printed: CPU time per message of the floor client, the publisher
+# worker and the broker (medians), which a busy machine hardly changes.
 # No assertion: read the ratio.  Targets: b/a >= 0.7, p50 <= 5 ms, p99 <= 25 ms.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -81,13 +83,28 @@ wait_published
 psql -X -tA -c "SELECT ventros.envelope(o)::text FROM ventros.outbox o WHERE tenant_id = 'benchwarm' LIMIT 1" | tr -d '\n' >"$RUN/body.json"
 log "message body: $(wc -c <"$RUN/body.json") bytes"
 
+# CPU seconds a process has used so far (user + system), for the per-message
+# costs printed at the end: unlike rates, they hardly depend on what else
+# runs on the machine
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+rabbit_pid=$(cat "$RUN/rabbit/rabbit.pid")
+worker_pid=$(psql -X -tA -c "SELECT worker_pid FROM ventros.outbox_status")
+floor_cpu=() floor_broker_cpu=() ventros_cpu=() ventros_broker_cpu=()
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 floor_rates=()
 ventros_rates=()
 for round in $(seq "$ROUNDS"); do
-	floor_rates+=("$("$RUN/outbox_floor" 127.0.0.1 "$AMQP_PORT" ventros ventros "$EVENTS" "$BATCH" "$RUN/body.json" | awk '{print $3}')")
+	r0=$(cpu_s "$rabbit_pid")
+	read -r _ _ rate cpu < <("$RUN/outbox_floor" 127.0.0.1 "$AMQP_PORT" ventros ventros "$EVENTS" "$BATCH" "$RUN/body.json")
+	floor_rates+=("$rate")
+	floor_cpu+=("$(echo "$cpu * 1000000 / $EVENTS" | bc -l)")
+	floor_broker_cpu+=("$(echo "($(cpu_s "$rabbit_pid") - $r0) * 1000000 / $EVENTS" | bc -l)")
 	t_commit=$(emit_sql "bench$round" "$EVENTS" | psql -X -q -tA | tail -1)
+	r0=$(cpu_s "$rabbit_pid") w0=$(cpu_s "$worker_pid")
 	wait_published
+	ventros_cpu+=("$(echo "($(cpu_s "$worker_pid") - $w0) * 1000000 / $EVENTS" | bc -l)")
+	ventros_broker_cpu+=("$(echo "($(cpu_s "$rabbit_pid") - $r0) * 1000000 / $EVENTS" | bc -l)")
 	ventros_rates+=("$(psql -X -tA -c "SELECT round($EVENTS / (extract(epoch FROM max(published_at)) - $t_commit))
 	                                    FROM ventros.outbox WHERE tenant_id = 'bench$round'")")
 	psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox"
@@ -117,6 +134,8 @@ achieved=$(( produced / LAT_SECONDS ))
 
 echo "bench/outbox: $EVENTS events per round, confirm batches of $BATCH, $ROUNDS rounds, medians; body $(wc -c <"$RUN/body.json") bytes"
 printf 'outbox_publish  floor %8.0f msg/s  ventros %8.0f events/s  ratio b/a %.2f\n' "$a" "$b" "$(echo "$b / $a" | bc -l)"
+printf 'outbox_cpu      per message, us: floor client %.1f + broker %.1f; ventros publisher %.1f + broker %.1f\n' \
+	"$(median "${floor_cpu[@]}")" "$(median "${floor_broker_cpu[@]}")" "$(median "${ventros_cpu[@]}")" "$(median "${ventros_broker_cpu[@]}")"
 printf 'outbox_latency  at %d events/s offered (%d achieved, %d received of %d)  p50 %s ms  p99 %s ms  max %s ms\n' \
 	"$rate" "$achieved" "$got" "$produced" "$p50" "$p99" "$pmax"
 echo "targets: b/a >= 0.70; p50 <= 5 ms; p99 <= 25 ms"

@@ -36,13 +36,15 @@ WITH (fillfactor = 70);
 CREATE INDEX outbox_pending ON ventros.outbox (seq) WHERE status = 'pending';
 CREATE INDEX outbox_aggregate ON ventros.outbox (tenant_id, aggregate_id, seq);
 -- The publisher's order check looks only at rows that may block their
--- aggregate (dead, or waiting to retry after a failed attempt), and pruning
--- only at published ones (sql/40_outbox_publisher.sql).  A published row is
--- in neither: publishing inserts into the primary key, outbox_aggregate and
--- outbox_published only.
+-- aggregate: dead, or waiting to retry after a failed attempt
+-- (sql/40_outbox_publisher.sql).  Publishing a row (pending -> published)
+-- inserts into the primary key and outbox_aggregate only: neither this
+-- index nor outbox_pending takes published rows, and pruning finds old rows
+-- through a BRIN index of occurred_at (an event is published after it
+-- occurred), which costs a write next to nothing.
 CREATE INDEX outbox_blocking ON ventros.outbox (tenant_id, aggregate_id, seq)
     WHERE status = 'dead' OR (status = 'pending' AND next_attempt_at IS NOT NULL);
-CREATE INDEX outbox_published ON ventros.outbox (published_at) WHERE status = 'published';
+CREATE INDEX outbox_occurred ON ventros.outbox USING brin (occurred_at) WITH (autosummarize = on);
 COMMENT ON TABLE ventros.outbox IS
     'Domain events, written in the transaction of their change, published to RabbitMQ by the outbox publisher';
 

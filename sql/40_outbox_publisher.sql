@@ -132,7 +132,8 @@ AS $$
         DELETE FROM ventros.outbox o
          WHERE (o.tenant_id, o.seq) IN (
                 SELECT p.tenant_id, p.seq FROM ventros.outbox p
-                 WHERE p.status = 'published' AND p.published_at < pg_catalog.now() - retention
+                 WHERE p.occurred_at < pg_catalog.now() - retention   -- outbox_occurred
+                   AND p.status = 'published' AND p.published_at < pg_catalog.now() - retention
                  LIMIT max_rows)
         RETURNING 1)
     SELECT pg_catalog.count(*)::integer FROM gone

@@ -45,7 +45,7 @@ SELECT is(ventros.replay_dead_events('tapob'), 1::bigint, 'replay of a tenant pu
 -- published, then pruned after the retention
 SELECT is(ventros.outbox_published(ARRAY['tapob', 'tapob'], (SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 2))),
           2, 'confirmed rows are marked published');
-UPDATE ventros.outbox SET published_at = now() - interval '8 days' WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
+UPDATE ventros.outbox SET occurred_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
 SELECT is(ventros.outbox_prune(interval '7 days'), 1, 'pruning deletes what was published before the retention');
 SELECT is((SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'tapob'), 3::bigint, 'and keeps the rest');
 
