@@ -75,8 +75,14 @@ COMMIT;
 SELECT extract(epoch FROM clock_timestamp());
 SQL
 }
+# A statement per check, each in its own transaction: one long-running
+# statement (a DO loop) would hold back the xmin horizon, so the index
+# entries of rows published meanwhile could not be pruned and every claim
+# would walk all of them again.
 wait_published() {
-	psql -X -q -c "DO \$\$ BEGIN WHILE EXISTS (SELECT 1 FROM ventros.outbox WHERE status = 'pending') LOOP PERFORM pg_sleep(0.01); END LOOP; END \$\$"
+	until [ "$(psql -X -tA -c "SELECT NOT EXISTS (SELECT 1 FROM ventros.outbox WHERE status = 'pending')")" = t ]; do
+		sleep 0.02
+	done
 }
 emit_sql benchwarm 2000 | psql -X -q -tA >/dev/null
 wait_published
