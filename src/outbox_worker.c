@@ -1000,18 +1000,41 @@ vn_outbox_worker_main(Datum main_arg)
 			}
 		}
 
+		/* pruning first: a busy publisher may never sleep */
+		if (ready && now >= next_prune_at)
+		{
+			prune();
+			next_prune_at = TimestampTzPlusMilliseconds(now, VN_OUTBOX_PRUNE_EVERY_MS);
+		}
+
 		if (ready && my_amqp != NULL)
 		{
 			char		err[VN_OUTBOX_ERRLEN];
 			bool		ok = true;
 
-			/* the confirms that came: record the batches they settle */
+			/* the confirms that came so far (no SQL yet) */
 			if (!vn_amqp_poll(my_amqp, err, sizeof(err)))
 			{
 				connection_failed(err);
 				ok = false;
 			}
-			else if (ring_count > 0)
+			/*
+			 * New events first, whatever is in flight (up to a bound): their
+			 * latency does not wait for the recording of earlier confirms.
+			 */
+			if (ok && want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 &&
+				ring_msgs < max_in_flight())
+			{
+				int			limit = Min(vn_outbox_batch_size, max_in_flight() - ring_msgs);
+				int			n = claim_and_publish(limit);
+
+				if (n < 0)
+					ok = false;
+				else
+					want_claim = n == limit;	/* a full batch: there may be more */
+			}
+			/* then record the batches the confirms settled */
+			if (ok && ring_count > 0)
 			{
 				/* recorded rows may unblock later rows of their aggregates */
 				if (record_settled() > 0)
@@ -1025,36 +1048,16 @@ vn_outbox_worker_main(Datum main_arg)
 					ok = false;
 				}
 			}
-			/* claim and publish at once, whatever is in flight, up to a bound */
-			if (ok && want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 &&
-				ring_msgs < max_in_flight())
-			{
-				int			limit = Min(vn_outbox_batch_size, max_in_flight() - ring_msgs);
-				int			n = claim_and_publish(limit);
-
-				if (n < 0)
-					ok = false;
-				else
-				{
-					/* a full batch: there may be more, claim again at once */
-					want_claim = n == limit;
-					if (want_claim)
-						continue;
-				}
-			}
 			if (!ok)
 			{
 				failures = 1;
 				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
 			}
+			else if (want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 && ring_msgs < max_in_flight())
+				continue;
 		}
 
 		now = GetCurrentTimestamp();
-		if (ready && now >= next_prune_at)
-		{
-			prune();
-			next_prune_at = TimestampTzPlusMilliseconds(now, VN_OUTBOX_PRUNE_EVERY_MS);
-		}
 
 		/*
 		 * Sleep until a commit, a confirm (the broker speaks), the poll
