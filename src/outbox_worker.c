@@ -7,35 +7,40 @@
  *
  * One background worker per database named in ventros.outbox_databases,
  * registered at preload, restarted by the postmaster after a crash
- * (bgw_restart_time).  Its loop, worker_spi's shape:
+ * (bgw_restart_time).  An event loop, worker_spi's shape:
  *
- *	1. claim a batch in one short transaction (ventros.outbox_claim: SKIP
- *	   LOCKED, a lease, an attempt counted, envelopes built in SQL);
- *	2. publish it, outside any transaction (outbox_amqp.c);
- *	3. wait for the publisher confirms of the batch published in the
- *	   previous step (the broker persisted it while we claimed and published
- *	   this one) and record them in one transaction: acked rows published,
- *	   nacked, returned or unconfirmed rows failed (retry after backoff,
- *	   dead after ventros.outbox_max_attempts).
+ *	1. claim a batch in one short transaction (ventros.outbox_claim): no row
+ *	   is written; rows of aggregates with a row in flight are skipped (the
+ *	   worker passes their ids, kept in memory); envelopes built here in C;
+ *	2. publish it, outside any transaction (outbox_amqp.c), and go on
+ *	   without waiting for its confirms: new commits are claimed and
+ *	   published at once, up to 2 x ventros.outbox_batch_size messages in
+ *	   flight (a ring of batches, in publish order);
+ *	3. as confirms come in, record the settled batches in one transaction:
+ *	   acked rows published (their one write), nacked, returned or
+ *	   unconfirmed rows failed (an attempt counted; retry after backoff, dead
+ *	   after ventros.outbox_max_attempts).
  *
- * So at most two batches are in flight.  The second never holds a row of an
- * aggregate that has a row in the first (the first's leases block it), and
- * one channel keeps publish order: order per aggregate holds.
+ * Order per aggregate holds: one channel keeps publish order, and a later
+ * row of an aggregate is claimed only once its earlier rows are recorded
+ * (never while one is in flight, whose failure would have to come first).
  *
- * All progress is row state, so the worker may die anywhere: a restarted
- * worker frees the leases of dead claimers and publishes again what was not
- * recorded as confirmed (the only source of duplicates).
+ * One publisher per database: the claim takes the publisher lock, a
+ * session-level advisory lock this worker takes at start and holds while it
+ * lives, so no other session publishes a row at the same time.  All
+ * progress is row state, so the worker may die anywhere: the next one
+ * publishes again what was not recorded as confirmed (the only source of
+ * duplicates).  SIGTERM is a shutdown request: the worker stops claiming,
+ * records the confirms of what it has in flight (bounded wait), and exits.
  *
  * Wake-up (pg_net's pattern): vn_emit() calls vn_outbox_wake_at_commit(),
  * which only sets a backend-local flag; at XACT_EVENT_COMMIT a transaction
  * that wrote events sets the latch of its database's worker, found in
  * shared memory.  An aborted transaction wakes nobody.  The worker also
  * wakes every ventros.outbox_poll_interval (rows waiting for their retry
- * time, or a commit whose wake-up was missed, such as COMMIT PREPARED).
- *
- * While connected and idle, the worker also waits on the broker's socket,
- * so a broker that closes the connection (stopping) is noticed at once and
- * no attempt is wasted on a dead connection.  While disconnected it claims
+ * time, or a commit whose wake-up was missed, such as COMMIT PREPARED), and
+ * whenever the broker's socket is readable (confirms, or a broker that
+ * closes the connection: noticed at once).  While disconnected it claims
  * nothing and reconnects with exponential backoff and jitter.
  *
  * Shared memory: one VnOutboxShared with a slot per configured database;
