@@ -80,28 +80,35 @@ LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_release_publisher';
 COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
     'Releases the publisher lock this session holds (taken by ventros.outbox_claim); false when it held none';
 
-CREATE FUNCTION ventros.outbox_published(tenants text[], seqs bigint[])
+-- Recording finds rows by seq alone (unique: one sequence for all tenants)
+-- through outbox_pending, whatever the outbox's statistics say: a plan made
+-- while the outbox looked empty once probed the primary key by tenant, a
+-- range as large as the tenant's events, for every row.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[])
 RETURNS integer
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
     WITH done AS (
         UPDATE ventros.outbox o
            SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-          FROM unnest(tenants, seqs) AS u(tenant_id, seq)
-         WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
+         WHERE o.seq = ANY (seqs) AND o.status = 'pending'
         RETURNING 1)
     SELECT pg_catalog.count(*)::integer FROM done
 $$;
-COMMENT ON FUNCTION ventros.outbox_published(text[], bigint[]) IS
+COMMENT ON FUNCTION ventros.outbox_published(bigint[]) IS
     'Marks events published after the broker confirmed them (publisher use)';
 
-CREATE FUNCTION ventros.outbox_failed(tenants text[], seqs bigint[], errors text[],
+CREATE FUNCTION ventros.outbox_failed(seqs bigint[], errors text[],
                                       max_attempts integer, backoff_min_ms integer,
                                       backoff_max_ms integer)
 RETURNS integer
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
     -- Counts the attempt; retry after backoff_min * 2^(attempts-1), capped,
     -- with jitter in [50%, 100%]; dead at max_attempts.  Returns the number
@@ -115,12 +122,12 @@ AS $$
                    LEAST(backoff_max_ms::float8,
                          backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts, 30)))
                    * (0.5 + pg_catalog.random() / 2) / 1000.0)
-          FROM unnest(tenants, seqs, errors) AS u(tenant_id, seq, error)
-         WHERE o.tenant_id = u.tenant_id AND o.seq = u.seq AND o.status = 'pending'
+          FROM unnest(seqs, errors) AS u(seq, error)
+         WHERE o.seq = u.seq AND o.status = 'pending'
         RETURNING o.status)
     SELECT pg_catalog.count(*) FILTER (WHERE status = 'dead')::integer FROM failed
 $$;
-COMMENT ON FUNCTION ventros.outbox_failed(text[], bigint[], text[], integer, integer, integer) IS
+COMMENT ON FUNCTION ventros.outbox_failed(bigint[], text[], integer, integer, integer) IS
     'Records a failed publish attempt per event: counts it, then retry after an exponential backoff with jitter, or dead letter at max_attempts (publisher use)';
 
 CREATE FUNCTION ventros.outbox_prune(retention interval, max_rows integer DEFAULT 10000)

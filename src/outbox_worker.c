@@ -677,9 +677,7 @@ claim_batch(VnBatch *b, int limit)
 static void
 record_batches(int count, const char *conn_error)
 {
-	char	  **ok_tenants,
-			  **bad_tenants,
-			  **bad_errors;
+	char	  **bad_errors;
 	int64	   *ok_seqs,
 			   *bad_seqs;
 	int			total = 0,
@@ -695,9 +693,7 @@ record_batches(int count, const char *conn_error)
 		total += RING_AT(k)->n;
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "ventros outbox record", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
-	ok_tenants = palloc(sizeof(char *) * Max(total, 1));
 	ok_seqs = palloc(sizeof(int64) * Max(total, 1));
-	bad_tenants = palloc(sizeof(char *) * Max(total, 1));
 	bad_seqs = palloc(sizeof(int64) * Max(total, 1));
 	bad_errors = palloc(sizeof(char *) * Max(total, 1));
 	for (int k = 0; k < count; k++)
@@ -707,13 +703,9 @@ record_batches(int count, const char *conn_error)
 		for (int i = 0; i < b->n; i++)
 		{
 			if (b->msgs[i].outcome == VN_AMQP_ACKED)
-			{
-				ok_tenants[nacked] = b->tenants[i];
 				ok_seqs[nacked++] = b->seqs[i];
-			}
 			else
 			{
-				bad_tenants[nfailed] = b->tenants[i];
 				bad_seqs[nfailed] = b->seqs[i];
 				bad_errors[nfailed++] = pstrdup(b->msgs[i].outcome == VN_AMQP_FAILED
 												? b->msgs[i].error
@@ -728,29 +720,27 @@ record_batches(int count, const char *conn_error)
 		begin_work("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
-			Oid			argtypes[2] = {TEXTARRAYOID, INT8ARRAYOID};
-			Datum		args[2];
+			Oid			argtypes[1] = {INT8ARRAYOID};
+			Datum		args[1];
 
-			args[0] = PointerGetDatum(text_array(ok_tenants, nacked));
-			args[1] = PointerGetDatum(int8_array(ok_seqs, nacked));
-			if (SPI_execute_with_args("SELECT ventros.outbox_published($1, $2)",
-									  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			args[0] = PointerGetDatum(int8_array(ok_seqs, nacked));
+			if (SPI_execute_with_args("SELECT ventros.outbox_published($1)",
+									  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_published failed");
 		}
 		if (nfailed > 0)
 		{
-			Oid			argtypes[6] = {TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
-			Datum		args[6];
+			Oid			argtypes[5] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
+			Datum		args[5];
 			bool		isnull;
 
-			args[0] = PointerGetDatum(text_array(bad_tenants, nfailed));
-			args[1] = PointerGetDatum(int8_array(bad_seqs, nfailed));
-			args[2] = PointerGetDatum(text_array(bad_errors, nfailed));
-			args[3] = Int32GetDatum(vn_outbox_max_attempts);
-			args[4] = Int32GetDatum(vn_outbox_backoff_min);
-			args[5] = Int32GetDatum(vn_outbox_backoff_max);
-			if (SPI_execute_with_args("SELECT ventros.outbox_failed($1, $2, $3, $4, $5, $6)",
-									  6, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			args[0] = PointerGetDatum(int8_array(bad_seqs, nfailed));
+			args[1] = PointerGetDatum(text_array(bad_errors, nfailed));
+			args[2] = Int32GetDatum(vn_outbox_max_attempts);
+			args[3] = Int32GetDatum(vn_outbox_backoff_min);
+			args[4] = Int32GetDatum(vn_outbox_backoff_max);
+			if (SPI_execute_with_args("SELECT ventros.outbox_failed($1, $2, $3, $4, $5)",
+									  5, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_failed failed");
 			ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}

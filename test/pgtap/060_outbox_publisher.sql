@@ -15,7 +15,7 @@ SELECT row_number() OVER (ORDER BY seq) AS n, tenant_id, seq, event_id FROM vent
 -- a failed attempt under the maximum: counted, pending, retried after backoff with jitter
 UPDATE ventros.outbox SET attempts = 2
  WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
-SELECT is(ventros.outbox_failed(ARRAY['tapob'], ARRAY[(SELECT seq FROM ev WHERE n = 1)], ARRAY['nacked by the broker'], 5, 100, 1000),
+SELECT is(ventros.outbox_failed(ARRAY[(SELECT seq FROM ev WHERE n = 1)], ARRAY['nacked by the broker'], 5, 100, 1000),
           0, 'a failed attempt under max_attempts dead-letters nothing');
 SELECT is((SELECT status || ' ' || last_error || ' ' || attempts FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
           'pending nacked by the broker 3', 'it stays pending with its error, the attempt counted');
@@ -23,14 +23,14 @@ SELECT ok((SELECT next_attempt_at - now() BETWEEN interval '200 ms' AND interval
              FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
           'retry after backoff_min * 2^(attempts-1) with jitter in [50%, 100%]');
 UPDATE ventros.outbox SET attempts = 39 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 2);
-SELECT is(ventros.outbox_failed(ARRAY['tapob'], ARRAY[(SELECT seq FROM ev WHERE n = 2)], ARRAY['x'], 50, 100, 1000),
+SELECT is(ventros.outbox_failed(ARRAY[(SELECT seq FROM ev WHERE n = 2)], ARRAY['x'], 50, 100, 1000),
           0, 'attempts under a high maximum');
 SELECT ok((SELECT next_attempt_at - now() <= interval '1 second' FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 2),
           'the backoff is capped at backoff_max');
 
 -- the attempt that reaches the maximum: dead
 UPDATE ventros.outbox SET attempts = 4 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n IN (1, 3));
-SELECT is(ventros.outbox_failed(ARRAY['tapob', 'tapob'], (SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 3)),
+SELECT is(ventros.outbox_failed((SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 3)),
                                 ARRAY['returned', 'returned'], 5, 100, 1000),
           2, 'at max_attempts both are dead-lettered');
 SELECT is((SELECT dead FROM ventros.outbox_status), 2::bigint, 'the status view counts them as dead');
@@ -43,7 +43,7 @@ SELECT is((SELECT string_agg(status || ':' || attempts, ' ' ORDER BY n) FROM ven
 SELECT is(ventros.replay_dead_events('tapob'), 1::bigint, 'replay of a tenant puts back the rest');
 
 -- published, then pruned after the retention
-SELECT is(ventros.outbox_published(ARRAY['tapob', 'tapob'], (SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 2))),
+SELECT is(ventros.outbox_published((SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 2))),
           2, 'confirmed rows are marked published');
 UPDATE ventros.outbox SET occurred_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
 SELECT is(ventros.outbox_prune(interval '7 days'), 1, 'pruning deletes what was published before the retention');
