@@ -263,6 +263,9 @@ CREATE TABLE ventros.http_retry_classifiers (
 );
 COMMENT ON TABLE ventros.http_retry_classifiers IS
     'Per retry policy, f(response_status integer, response_body bytea, retryable boolean) RETURNS boolean: whether a failed attempt is retried (retryable is the dispatcher''s own verdict by status)';
+ALTER TABLE ventros.http_retry_classifiers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_retry_classifiers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_retry_classifiers FOR SELECT USING (true);
 
 CREATE FUNCTION ventros.declare_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -299,6 +302,11 @@ CREATE TABLE ventros.http_request_handlers (
 );
 COMMENT ON TABLE ventros.http_request_handlers IS
     'Per purpose, the function called with the request row (ventros.http_requests) when it succeeded, failed or died';
+-- Catalogues shared by every tenant: readable by all, written by declarations only.
+ALTER TABLE ventros.http_request_handlers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_handlers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_handlers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_handlers TO ventros_viewer;
 
 CREATE FUNCTION ventros.declare_http_request_handler(purpose text, handler regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -480,7 +488,7 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
     TO ventros_admin;
-GRANT SELECT ON ventros.http_retry_classifiers TO ventros_admin;
+GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.rerun_http_request_handler(uuid) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.prune_http_requests(timestamptz, integer) TO ventros_platform_admin;

@@ -35,6 +35,11 @@ CREATE TABLE ventros.channel_providers (
 COMMENT ON TABLE ventros.channel_providers IS
     'Per channel type, how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none)';
 
+-- A catalogue shared by every tenant: readable by all, written by declarations only.
+ALTER TABLE ventros.channel_providers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.channel_providers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.channel_providers FOR SELECT USING (true);
+
 CREATE FUNCTION ventros.declare_channel_provider(channel_type text, provider text, build_send regprocedure,
                                                  sent_id regprocedure, build_media regprocedure DEFAULT NULL,
                                                  retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL)
