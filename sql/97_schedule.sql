@@ -19,6 +19,12 @@ CREATE TABLE ventros.scheduled_jobs (
 COMMENT ON TABLE ventros.scheduled_jobs IS
     'The pg_cron jobs Ventros needs (name, cron schedule, SQL command); ventros.schedule_jobs() installs them';
 
+-- Readable by all tenant roles (nothing secret), written by the owner only.
+ALTER TABLE ventros.scheduled_jobs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.scheduled_jobs FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.scheduled_jobs FOR SELECT USING (true);
+GRANT SELECT ON ventros.scheduled_jobs TO ventros_viewer;
+
 -- tick_maintenance: the daily housekeeping of every tenant and of the queues.
 -- One subtransaction per tenant, as tick_automation does, so one tenant's
 -- failure neither stops nor undoes the others'.
