@@ -310,6 +310,7 @@ BEGIN
     CASE r.event
         WHEN 'message.any' THEN
             r.dedupe_key := coalesce('msg:' || pid, fallback);
+            r.ref_id := pid;    -- an echo of our own send waits for that id (unmatched)
         WHEN 'message' THEN
             -- The subset of message.any: stored, not processed.  Its own key, so
             -- it never shadows the message.any delivery of the same message.
@@ -388,7 +389,7 @@ BEGIN
                     r.item := ctx || jsonb_build_object('contacts', v->'contacts', 'message', x);
                     r.event := 'messages';
                     r.dedupe_key := coalesce('msg:' || ventros.json_text(x, 'id'), ventros.json_sha256(r.item));
-                    r.ref_id := NULL;
+                    r.ref_id := CASE WHEN x->>'type' = 'reaction' THEN ventros.json_text(x, 'reaction', 'message_id') END;
                     r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'received' END;
                     r.last_error := NULL;
                     RETURN NEXT r;
@@ -468,7 +469,7 @@ BEGIN
                                 WHEN x->>'is_echo' = 'true' THEN 'message_echo' ELSE 'message' END;
                 -- A deletion carries the mid of the message it deletes: its own key.
                 r.dedupe_key := CASE r.event WHEN 'message_deleted' THEN 'del:' ELSE 'msg:' END || ventros.json_text(x, 'mid');
-                r.ref_id := CASE WHEN r.event = 'message_deleted' THEN ventros.json_text(x, 'mid') END;
+                r.ref_id := ventros.json_text(x, 'mid');
             ELSIF jsonb_typeof(m->'message_edit') = 'object' THEN
                 r.event := 'message_edit';
                 r.dedupe_key := 'edit:' || ventros.json_text(m, 'message_edit', 'mid') || ':'
