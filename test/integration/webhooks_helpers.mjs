@@ -13,7 +13,7 @@ const digits = (n) => Array.from(crypto.randomBytes(n), (b) => b % 10).join('').
 // the database without meeting each other's channels
 export function channelConfigs() {
   return {
-    waha: { type: 'waha', config: { base_url: 'http://127.0.0.1:9', session: `s-${secret(4)}`, api_key: secret(8), webhook_secret: secret() } },
+    waha: { type: 'waha', config: { base_url: 'http://127.0.0.1:9', session: 'acme-sales', api_key: secret(8), webhook_secret: secret() } },
     whatsapp: { type: 'whatsapp', config: { phone_number_id: digits(15), waba_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
     instagram: { type: 'instagram', config: { ig_account_id: digits(17), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
     messenger: { type: 'messenger', config: { page_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
