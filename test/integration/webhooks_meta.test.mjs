@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { setup, BASE, asTenant, inboxRows, rejections, messageOf } from './webhooks_helpers.mjs';
 import {
   emitMeta, post, metaHeaders, metaJson, webhookUrl, whatsappMessages, whatsappText, whatsappImage, whatsappAudio,
-  whatsappDocument, whatsappStatuses, wamid, metaMessaging, messagingMessage, messengerDelivery, messengerRead, mid,
+  whatsappDocument, whatsappStatuses, wamid, metaMessaging, messagingMessage, messengerDelivery, messengerRead, instagramRead, mid,
 } from './fakes/emit.mjs';
 
 let env;
@@ -142,7 +142,9 @@ test('Instagram: text with an image attachment, from the IGSID; an echo is outbo
   const [m] = await messageOf(env.c, I, msg.message.mid);
   assert.ok(m);
   assert.equal(m.from_me, false);
-  assert.ok(m.text === 'Oi, tem esse modelo em azul?' || m.media_url, 'text or media kept');
+  assert.equal(m.content_type, 'image');
+  assert.equal(m.text, 'Oi, tem esse modelo em azul?', 'the text is the caption');
+  assert.equal(m.media_url, 'https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=1&signature=x');
   const ids = await asTenant(env.c, 'ta', "SELECT value FROM ventros.contact_identities WHERE contact_id = $1 AND identity_type = 'igsid'", [m.contact_id]);
   assert.deepEqual(ids.map((x) => x.value), [igsid]);
   assert.ok(m.session_id);
@@ -152,6 +154,10 @@ test('Instagram: text with an image attachment, from the IGSID; an echo is outbo
   assert.ok(e, 'echo stored');
   assert.equal(e.from_me, true);
   assert.equal(e.contact_id, m.contact_id);
+  // the user reads our reply (messaging_seen names the mid)
+  const read = instagramRead({ accountId: I.config.ig_account_id, sender: igsid, id: echo.message.mid });
+  assert.equal((await send(I, 'instagram', metaMessaging({ object: 'instagram', accountId: I.config.ig_account_id, events: [read] }))).status, 200);
+  assert.equal(await statusOf(I, echo.message.mid), 'read');
 });
 
 test('Messenger: text from the PSID, file attachment, echo, delivery mids and read watermark', async () => {
