@@ -3,7 +3,7 @@
 -- retries with backoff by process_inbox (time as a parameter), attempts
 -- capped; who may see and drive the inbox.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 
 SELECT ventros.create_tenant('inb_r', 'Inbox retries');
 SET LOCAL ventros.tenant = 'inb_r';
@@ -81,6 +81,14 @@ SELECT results_eq($$SELECT status, items FROM ventros.process_inbox(100, now() +
                   $$VALUES ('processed'::text, 1)$$, 'a failed item is retried when due');
 SELECT results_eq($$SELECT status, last_error, attempts FROM pg_temp.item('msg:wamid.BATCH2')$$,
                   $$VALUES ('processed'::text, NULL::text, 2)$$, 'and is processed, its error cleared');
+
+-- erasure of the contact removes its inbox rows (raw bodies hold its data)
+SELECT ok((SELECT count(*) FROM ventros.inbox WHERE tenant_id = 'inb_r' AND contact_id = (SELECT contact_id FROM ventros.messages
+           WHERE channel_message_id = 'false_5511999998888@c.us_2AF14CD157D1CF76DC78')) > 0, 'the contact''s webhooks are in the inbox');
+SELECT ventros_test.run_as('ventros_admin', 'inb_r', format('SELECT ventros.erase_contact(%L)',
+    (SELECT contact_id FROM ventros.messages WHERE channel_message_id = 'false_5511999998888@c.us_2AF14CD157D1CF76DC78')));
+SELECT is((SELECT count(*)::int FROM ventros.inbox WHERE tenant_id = 'inb_r' AND dedupe_key = 'msg:false_5511999998888@c.us_2AF14CD157D1CF76DC78'), 0,
+          'erasing the contact deletes them');
 
 -- who sees and drives the inbox
 SELECT is(ventros_test.run_as('ventros_agent', 'inb_r', $$SELECT count(*) FROM ventros.inbox$$),
