@@ -740,8 +740,8 @@ $$;
 COMMENT ON FUNCTION ventros.webhook_challenge(text, text, text, text, text) IS
     'Meta''s verification handshake: the challenge to echo when mode is subscribe and the verify token matches the channel''s (constant-time), else NULL (answer 403)';
 
--- process_inbox: the retry loop, across tenants, for a scheduler (pg_cron,
--- see ventros.schedule_inbox_jobs) or an operator.  Time is a parameter.
+-- process_inbox: the retry loop, across tenants, for a scheduler (pg_cron
+-- job ventros-process-inbox, sql/98_inbox_jobs.sql) or an operator.  Time is a parameter.
 -- SECURITY DEFINER to read every tenant's rows; platform admins only.
 CREATE FUNCTION ventros.process_inbox(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
 RETURNS TABLE (status text, items integer)
@@ -826,30 +826,6 @@ $$;
 COMMENT ON FUNCTION ventros.prune_inbox(timestamptz, integer) IS
     'Platform admins: deletes up to batch_size finished inbox rows received before the given time; returns how many. Deleting a row forgets its dedupe key: keep more than the providers'' retry horizon (Meta: days)';
 
--- schedule_inbox_jobs: the pg_cron jobs, when pg_cron is installed (not
--- required: tests call process_inbox directly with their own clock).
-CREATE FUNCTION ventros.schedule_inbox_jobs(every text DEFAULT '30 seconds', retention interval DEFAULT '30 days')
-RETURNS boolean
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s text := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_cron');
-BEGIN
-    PERFORM ventros.require_platform_admin();
-    IF s IS NULL THEN
-        RETURN false;
-    END IF;
-    EXECUTE format('SELECT %I.schedule($1, $2, $3)', s)
-        USING 'ventros-process-inbox', every, 'SELECT ventros.process_inbox(500, now())';
-    EXECUTE format('SELECT %I.schedule($1, $2, $3)', s)
-        USING 'ventros-prune-inbox', '17 3 * * *', format('SELECT ventros.prune_inbox(now() - %L::interval)', retention);
-    RETURN true;
-END
-$$;
-COMMENT ON FUNCTION ventros.schedule_inbox_jobs(text, interval) IS
-    'Schedules process_inbox (every 30 s by default) and a daily prune_inbox with pg_cron when it is installed; false when it is not';
-
 -- Receipts that arrived before the send recorded the provider id become due
 -- as soon as a message gets that id (mark_message_sent, an echo binding it).
 CREATE FUNCTION ventros.inbox_rematch() RETURNS trigger
@@ -873,7 +849,7 @@ CREATE TRIGGER messages_inbox_rematch AFTER INSERT OR UPDATE OF channel_message_
 GRANT EXECUTE ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea),
     ventros.webhook_challenge(text, text, text, text, text) TO ventros_anon, ventros_authenticator;
 GRANT EXECUTE ON FUNCTION ventros.reprocess_inbox_item(uuid) TO ventros_admin;
-GRANT EXECUTE ON FUNCTION ventros.process_inbox(integer, timestamptz), ventros.prune_inbox(timestamptz, integer),
-    ventros.schedule_inbox_jobs(text, interval) TO ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.process_inbox(integer, timestamptz), ventros.prune_inbox(timestamptz, integer)
+    TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.timing_safe_equal(bytea, bytea), ventros.webhook_hmac(bytea, text, text),
     ventros.verify_webhook(text, jsonb, jsonb, bytea) TO ventros_admin;
