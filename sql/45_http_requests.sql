@@ -302,11 +302,6 @@ CREATE TABLE ventros.http_request_handlers (
 );
 COMMENT ON TABLE ventros.http_request_handlers IS
     'Per purpose, the function called with the request row (ventros.http_requests) when it succeeded, failed or died';
--- Catalogues shared by every tenant: readable by all, written by declarations only.
-ALTER TABLE ventros.http_request_handlers ENABLE ROW LEVEL SECURITY;
-ALTER TABLE ventros.http_request_handlers FORCE ROW LEVEL SECURITY;
-CREATE POLICY ventros_catalog_read ON ventros.http_request_handlers FOR SELECT USING (true);
-GRANT SELECT ON ventros.http_request_handlers TO ventros_viewer;
 
 -- Readable by all tenant roles (nothing secret), written by the owner only.
 ALTER TABLE ventros.http_request_handlers ENABLE ROW LEVEL SECURITY;

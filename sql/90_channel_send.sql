@@ -630,30 +630,39 @@ SELECT ventros.declare_http_request_handler('message.send', 'ventros.handle_mess
 
 -- ---- media download (channels.md 1.4, 2.4, 3.1, 4.1) ------------------------------
 
--- The downloaded bytes of a message's media, one row per message.  Kept in
--- the database (TOAST-compressed bytea) so media survive the provider's URL
--- expiry and are served with the same tenancy as the message.
+-- The media of a message and its download, one row per message.  The bytes
+-- are kept in the database (TOAST-compressed bytea, at most
+-- ventros.http_max_response_size): they survive the provider's URL expiry
+-- and are read with the same tenancy as the message.  The message itself is
+-- touched once, when the download ends (metadata.media_download: status,
+-- content type, size, sha256 or the error).
 CREATE TABLE ventros.message_media (
-    tenant_id     text        NOT NULL,
-    message_id    uuid        NOT NULL,
-    content_type  text,
-    size          bigint      NOT NULL,
-    sha256        text        NOT NULL,
-    data          bytea       NOT NULL,
-    downloaded_at timestamptz NOT NULL DEFAULT now(),
+    tenant_id       text        NOT NULL,
+    message_id      uuid        NOT NULL,
+    status          text        NOT NULL DEFAULT 'requested',
+    content_type    text,
+    size            bigint,
+    sha256          text,
+    expected_sha256 text,
+    data            bytea,
+    error           text,
+    requested_at    timestamptz NOT NULL DEFAULT now(),
+    downloaded_at   timestamptz,
     PRIMARY KEY (tenant_id, message_id),
     FOREIGN KEY (tenant_id, message_id) REFERENCES ventros.messages (tenant_id, id) ON DELETE CASCADE,
-    CONSTRAINT message_media_size_matches CHECK (size = length(data))
+    CONSTRAINT message_media_status_known CHECK (status IN ('requested', 'downloaded', 'failed')),
+    CONSTRAINT message_media_downloaded_complete CHECK (status <> 'downloaded'
+                                                        OR (data IS NOT NULL AND size = length(data) AND sha256 IS NOT NULL))
 );
 COMMENT ON TABLE ventros.message_media IS
-    'Downloaded media of a message (bytes, content type, size, sha256 hex); written by the media.download handler';
+    'A message''s media download: requested, downloaded (bytes, content type, size, sha256 hex) or failed (error); the expected sha256 is the provider''s when known';
 ALTER TABLE ventros.message_media ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.message_media FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.message_media FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.message_media TO ventros_viewer;
 
--- Queues the download of an inbound message's media.  SECURITY DEFINER like
+-- Queues the download of a message's media.  SECURITY DEFINER like
 -- queue_message_send (the request may carry the channel's credentials).
 CREATE FUNCTION ventros.request_media_download(message_id uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -685,97 +694,115 @@ BEGIN
         END IF;
         req := jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
     END IF;
-    UPDATE ventros.messages x
-       SET metadata = coalesce(x.metadata, '{}') || jsonb_build_object('media_download', jsonb_build_object('status', 'requested')),
-           version = x.version
-     WHERE x.tenant_id = tenant AND x.id = m.id;
-    RETURN ventros.enqueue_provider_request(req || jsonb_build_object('body', NULL),
-                                            CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
+    INSERT INTO ventros.message_media AS mm (tenant_id, message_id, content_type, expected_sha256)
+    VALUES (tenant, m.id, m.media_mimetype,
+            coalesce(m.metadata->>'media_sha256', m.metadata->'media'->>'sha256'))
+    ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, requested_at = now();
+    RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
                                             m.id, CASE WHEN p.retry_policy = 'graph' THEN 'graph' ELSE 'transient' END);
 END
 $$;
 COMMENT ON FUNCTION ventros.request_media_download(uuid) IS
-    'Queues the download of a message''s media (WAHA: GET its URL on the WAHA host with X-Api-Key; Cloud API: media lookup then download with the Bearer token; Messenger / Instagram: the CDN URL); the handler stores it in ventros.message_media';
+    'Queues the download of a message''s media (WAHA: GET its URL on the WAHA host with X-Api-Key; Cloud API: media lookup then download with the Bearer token; Messenger / Instagram: the CDN URL); the handlers fill ventros.message_media';
+
+-- A download ended: the message says so once (metadata.media_download) and
+-- takes the content type when it had none.
+CREATE FUNCTION ventros.finish_media_download(mm ventros.message_media) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.messages x
+       SET metadata = coalesce(x.metadata, '{}') || jsonb_build_object('media_download', jsonb_strip_nulls(jsonb_build_object(
+               'status', mm.status, 'content_type', mm.content_type, 'size', mm.size, 'sha256', mm.sha256, 'error', mm.error))),
+           media_mimetype = coalesce(x.media_mimetype, mm.content_type), version = x.version
+     WHERE x.tenant_id = mm.tenant_id AND x.id = mm.message_id
+$$;
+COMMENT ON FUNCTION ventros.finish_media_download(ventros.message_media) IS
+    'Records the end of a media download on its message (metadata.media_download; media_mimetype when unknown); emits message.updated';
+
+CREATE FUNCTION ventros.fail_media_download(r ventros.http_requests, why text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mm ventros.message_media;
+BEGIN
+    UPDATE ventros.message_media x SET status = 'failed', error = left(why, 1000)
+     WHERE x.tenant_id = r.tenant_id AND x.message_id = r.correlation_id
+    RETURNING * INTO mm;
+    IF FOUND THEN
+        PERFORM ventros.finish_media_download(mm);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.fail_media_download(ventros.http_requests, text) IS 'Marks a media download failed, with why';
 
 -- Cloud API step 1 answered: queue step 2 at once (the URL expires in about
--- five minutes), with the same Bearer header, remembering the sha256 to check.
+-- five minutes), with the same Bearer header, remembering type and sha256.
 CREATE FUNCTION ventros.handle_media_lookup(r ventros.http_requests) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     answer jsonb := ventros.json_body(r.response_body);
-    info jsonb;
 BEGIN
-    IF r.status = 'succeeded' AND answer->>'url' ~* '^https?://' THEN
-        info := jsonb_strip_nulls(jsonb_build_object('status', 'lookup_done', 'mime_type', answer->>'mime_type',
-                                                     'sha256', answer->>'sha256', 'file_size', answer->>'file_size'));
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
+    ELSIF coalesce(answer->>'url', '') !~* '^https?://' THEN
+        PERFORM ventros.fail_media_download(r, 'the media lookup answer has no url');
+    ELSE
+        UPDATE ventros.message_media mm
+           SET content_type = coalesce(answer->>'mime_type', mm.content_type),
+               expected_sha256 = coalesce(answer->>'sha256', mm.expected_sha256)
+         WHERE mm.tenant_id = r.tenant_id AND mm.message_id = r.correlation_id;
         PERFORM ventros.enqueue_http_request(answer->>'url', 'GET', r.headers, NULL, 'media.download', r.correlation_id,
                                              retry_policy => r.retry_policy);
-    ELSE
-        info := jsonb_build_object('status', 'failed',
-                                   'error', CASE WHEN r.status = 'succeeded' THEN 'media lookup answer has no url'
-                                                 ELSE ventros.provider_error_text(r) END);
     END IF;
-    UPDATE ventros.messages x
-       SET metadata = coalesce(x.metadata, '{}') || jsonb_build_object('media_download', info), version = x.version
-     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id;
 END
 $$;
 COMMENT ON FUNCTION ventros.handle_media_lookup(ventros.http_requests) IS
-    'Completion handler of media.lookup (Cloud API step 1): queues the download of the returned URL with the same headers; keeps mime_type, sha256 and file_size';
+    'Completion handler of media.lookup (Cloud API step 1): queues the download of the returned URL with the same headers, keeping mime_type and sha256';
 
 -- The bytes arrived: stored with their type, size and sha256; a sha256
 -- announced by the provider that does not match fails the download.
--- Base64 sha256 values (Cloud API webhooks) and hex ones are both accepted.
+-- Hex (Cloud API media lookup) and base64 (Cloud API webhooks) are accepted.
 CREATE FUNCTION ventros.handle_media_download(r ventros.http_requests) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    m ventros.messages;
-    expected text;
-    digest_hex text;
-    kind text;
-    info jsonb;
+    mm ventros.message_media;
+    bytes bytea := coalesce(r.response_body, '');
+    digest bytea;
 BEGIN
-    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
+    SELECT * INTO mm FROM ventros.message_media x
+     WHERE x.tenant_id = r.tenant_id AND x.message_id = r.correlation_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    digest := sha256(bytes);
     IF r.status <> 'succeeded' THEN
-        info := jsonb_build_object('status', 'failed', 'error', ventros.provider_error_text(r));
+        PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
     ELSIF r.response_truncated THEN
-        info := jsonb_build_object('status', 'failed',
-                                   'error', 'media larger than ventros.http_max_response_size was cut; raise the setting');
+        PERFORM ventros.fail_media_download(r, 'the media is larger than ventros.http_max_response_size');
+    ELSIF mm.expected_sha256 IS NOT NULL AND lower(mm.expected_sha256) <> encode(digest, 'hex')
+          AND mm.expected_sha256 <> encode(digest, 'base64') THEN
+        PERFORM ventros.fail_media_download(r, format('sha256 mismatch: expected %s, got %s', mm.expected_sha256,
+                                                      encode(digest, 'hex')));
     ELSE
-        digest_hex := encode(sha256(coalesce(r.response_body, '')), 'hex');
-        expected := coalesce(m.metadata->'media_download'->>'sha256', m.metadata->>'media_sha256');
-        kind := coalesce(split_part(r.response_headers->>'content-type', ';', 1), m.metadata->'media_download'->>'mime_type',
-                         m.media_mimetype);
-        IF expected IS NOT NULL AND lower(expected) <> digest_hex
-           AND expected <> encode(sha256(coalesce(r.response_body, '')), 'base64') THEN
-            info := jsonb_build_object('status', 'failed', 'error',
-                                       format('sha256 mismatch: expected %s, got %s', expected, digest_hex));
-        ELSE
-            INSERT INTO ventros.message_media AS mm (tenant_id, message_id, content_type, size, sha256, data)
-            VALUES (r.tenant_id, m.id, nullif(kind, ''), length(coalesce(r.response_body, '')), digest_hex,
-                    coalesce(r.response_body, ''))
-            ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
-               SET content_type = EXCLUDED.content_type, size = EXCLUDED.size, sha256 = EXCLUDED.sha256,
-                   data = EXCLUDED.data, downloaded_at = EXCLUDED.downloaded_at;
-            info := jsonb_build_object('status', 'downloaded', 'content_type', nullif(kind, ''),
-                                       'size', length(coalesce(r.response_body, '')), 'sha256', digest_hex);
-        END IF;
+        UPDATE ventros.message_media x
+           SET status = 'downloaded', data = bytes, size = length(bytes), sha256 = encode(digest, 'hex'), error = NULL,
+               content_type = coalesce(nullif(split_part(r.response_headers->>'content-type', ';', 1), ''), x.content_type),
+               downloaded_at = now()
+         WHERE x.tenant_id = mm.tenant_id AND x.message_id = mm.message_id
+        RETURNING * INTO mm;
+        PERFORM ventros.finish_media_download(mm);
     END IF;
-    UPDATE ventros.messages x
-       SET metadata = coalesce(x.metadata, '{}') || jsonb_build_object('media_download', info),
-           media_mimetype = coalesce(x.media_mimetype, info->>'content_type'), version = x.version
-     WHERE x.tenant_id = m.tenant_id AND x.id = m.id;
 END
 $$;
 COMMENT ON FUNCTION ventros.handle_media_download(ventros.http_requests) IS
-    'Completion handler of media.download: stores the bytes in ventros.message_media with content type, size and sha256 (checked against the provider''s when known); metadata.media_download says downloaded or failed and why';
+    'Completion handler of media.download: stores the bytes in ventros.message_media with content type, size and sha256 (checked against the provider''s when known), or the failure; then metadata.media_download on the message';
 
 SELECT ventros.declare_http_request_handler('media.lookup', 'ventros.handle_media_lookup(ventros.http_requests)');
 SELECT ventros.declare_http_request_handler('media.download', 'ventros.handle_media_download(ventros.http_requests)');

@@ -5,7 +5,7 @@
 -- the dispatcher would), the Graph and WAHA retry classification, and media
 -- downloads.
 BEGIN;
-SELECT plan(87);
+SELECT plan(88);
 
 SELECT ventros.create_tenant('send_t', 'Send');
 SET LOCAL ventros.tenant = 'send_t';
@@ -354,9 +354,11 @@ SELECT pg_temp.answer(ventros.request_media_download((SELECT id FROM mw2)), 200,
                       '{"url": "http://graph.test/media/55", "mime_type": "image/jpeg", "sha256": "00ff"}');
 SELECT pg_temp.answer((SELECT id FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw2) AND purpose = 'media.download'), 200, 'OTHER');
 SELECT results_eq($$SELECT metadata->'media_download'->>'status', metadata->'media_download'->>'error' ~ 'sha256 mismatch',
-                           (SELECT count(*)::int FROM ventros.message_media WHERE message_id = (SELECT id FROM mw2))
+                           (SELECT status || '/' || (data IS NULL) FROM ventros.message_media WHERE message_id = (SELECT id FROM mw2))
                       FROM ventros.messages WHERE id = (SELECT id FROM mw2)$$,
-                  $$VALUES ('failed', true, 0)$$, 'a sha256 mismatch fails the download and stores nothing');
+                  $$VALUES ('failed', true, 'failed/true')$$, 'a sha256 mismatch fails the download and stores no bytes');
+SELECT is(ventros_test.events_of((SELECT id FROM mw2)), '{message.created,message.updated}',
+          'the message is updated once, when the download ends');
 
 -- ---- template sync --------------------------------------------------------------------
 SET LOCAL ROLE ventros_admin;
