@@ -236,7 +236,8 @@ test('media download: a WAHA-served file, fetched with the API key, stored with 
                         media_url => $2, media_mimetype => 'image/jpeg')`, [ch.waha, `${waha.url}/api/files/acme-sales/AC94411C.jpeg`]);
   await q('SELECT ventros.request_media_download($1)', [m.id]);
   const media = await waitFor('the media to be stored', async () =>
-    (await q('SELECT * FROM ventros.message_media WHERE message_id = $1', [m.id]))[0]);
+    (await q(`SELECT * FROM ventros.message_media WHERE message_id = $1 AND status <> 'requested'`, [m.id]))[0]);
+  assert.equal(media.status, 'downloaded', media.error);
   assert.equal(media.content_type, 'image/jpeg');
   assert.equal(Number(media.size), 3000);
   assert.equal(media.sha256, crypto.createHash('sha256').update(bytes).digest('hex'));
@@ -253,7 +254,8 @@ test('media download: Cloud API lookup then the expiring URL, both with the Bear
                       [ch.wa, { media_id: '1003383421387256' }]);
   await q('SELECT ventros.request_media_download($1)', [m.id]);
   const media = await waitFor('the media to be stored', async () =>
-    (await q('SELECT * FROM ventros.message_media WHERE message_id = $1', [m.id]))[0]);
+    (await q(`SELECT * FROM ventros.message_media WHERE message_id = $1 AND status <> 'requested'`, [m.id]))[0]);
+  assert.equal(media.status, 'downloaded', media.error);
   assert.equal(Number(media.size), 2000);
   assert.ok(Buffer.compare(media.data, bytes) === 0);
   const [lookup] = graph.requests('/v23.0/1003383421387256');

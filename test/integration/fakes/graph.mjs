@@ -19,12 +19,16 @@
 // 131056, 2 with 500, 10/2018278, 100/2018001, 613, 190, …).
 // Control (besides recorder's): POST /__fake/tokens {"tokens":[…]}, POST /__fake/media
 // {"id","content_type","base64"}, POST /__fake/templates {"waba_id","templates":[…]},
-// POST /__fake/profile {"id", …fields}, POST /__fake/media_expiry {"ms"}, GET /__fake/sent.
+// POST /__fake/profile {"id", …fields}, POST /__fake/media_expiry {"ms"}, GET /__fake/sent,
+// POST /__fake/emit {"base","provider","channel_id","app_secret","payload"} or, for WhatsApp,
+// {…,"statuses":{"phone_number_id","list":[{"id","status"}]}}: posts a webhook signed with
+// X-Hub-Signature-256 to <base>/webhooks/<provider>/<channel_id>; answers {"status","body"}.
 //
 // In-process: const graph = await startGraph({ tokens: ['tok'] }); graph.url; await graph.close();
 // Standalone: node graph.mjs --port 8090 [--token tok]
 import crypto from 'node:crypto';
 import { startRecorder } from './recorder.mjs';
+import { emitMeta, whatsappStatuses } from './emit.mjs';
 
 const KNOWN_ERRORS = {
   131047: { status: 400, subcode: 2494010, message: '(#131047) Re-engagement message',
@@ -160,6 +164,12 @@ export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['grap
     if (method === 'POST' && path === '/__fake/profile') { profiles.set(String(body.id), body); return { ok: true }; }
     if (method === 'POST' && path === '/__fake/media_expiry') { expiry = body.ms; return { ok: true }; }
     if (method === 'GET' && path === '/__fake/sent') return sent;
+    if (method === 'POST' && path === '/__fake/emit') {
+      const payload = body.payload ?? whatsappStatuses({ phoneNumberId: body.statuses.phone_number_id, statuses: body.statuses.list.map(
+        (st) => ({ ...st, recipient: st.recipient ?? sent.find((x) => x.id === st.id)?.request.to })) });
+      const r = await emitMeta(body.base, body.provider ?? 'whatsapp', body.channel_id, payload, { appSecret: body.app_secret ?? null });
+      return { status: r.status, body: r.json ?? r.text };
+    }
     return undefined;
   }
 
@@ -173,6 +183,7 @@ export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['grap
     setTemplates: (wabaId, list) => control('POST', '/__fake/templates', { waba_id: wabaId, templates: list }),
     setProfile: (id, profile) => control('POST', '/__fake/profile', { id, ...profile }),
     setMediaExpiry: (ms) => control('POST', '/__fake/media_expiry', { ms }),
+    emit: (body) => control('POST', '/__fake/emit', body),
     reset: () => { rec.reset(); sent = []; },
   };
 }

@@ -11,12 +11,16 @@
 //     PUT /api/sessions/<s>, GET /api/<s>/auth/qr (a 1x1 PNG).
 //   GET /api/files/<s>/<name>: seeded media, X-Api-Key required.
 // Control (besides recorder's): POST /__fake/session {"name","status"}, POST /__fake/file
-// {"session","name","content_type","base64"}, GET /__fake/sent (the messages it accepted).
+// {"session","name","content_type","base64"}, GET /__fake/sent (the messages it accepted),
+// POST /__fake/emit {"base","channel_id","hmac_key","payload"} or {…,"ack":{"id","ack"}}: posts a
+// webhook (signed with X-Webhook-Hmac sha512 when hmac_key is given) to
+// <base>/webhooks/waha/<channel_id> and answers {"status","body"} — e.g. the ack of a message it accepted.
 //
 // In-process: const waha = await startWaha({ apiKey: 'k1' }); waha.url; waha.sent(); await waha.close();
 // Standalone: node waha.mjs --port 3000 [--api-key k1]
 import crypto from 'node:crypto';
 import { startRecorder } from './recorder.mjs';
+import { emitWaha, wahaAck } from './emit.mjs';
 
 const PNG_1x1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 const SEND_PATHS = new Set(['sendText', 'sendImage', 'sendFile', 'sendVoice', 'sendVideo', 'sendLocation',
@@ -116,6 +120,16 @@ export async function startWaha({ port = 0, host = '127.0.0.1', apiKey = 'waha-k
       return { ok: true };
     }
     if (method === 'GET' && path === '/__fake/sent') return sent;
+    if (method === 'POST' && path === '/__fake/emit') {
+      let payload = body.payload;
+      if (!payload && body.ack) {
+        const m = sent.find((x) => x.message.id === body.ack.id);
+        payload = wahaAck({ id: body.ack.id, ack: body.ack.ack, to: (m?.message.to ?? '5511999998888@c.us').split('@')[0],
+                            me: me.split('@')[0], session: m?.request.session ?? 'acme-sales' });
+      }
+      const r = await emitWaha(body.base, body.channel_id, payload, { hmacKey: body.hmac_key ?? null });
+      return { status: r.status, body: r.json ?? r.text };
+    }
     return undefined;
   }
 
@@ -126,6 +140,7 @@ export async function startWaha({ port = 0, host = '127.0.0.1', apiKey = 'waha-k
     setSession: (name, status) => control('POST', '/__fake/session', { name, status }),
     addFile: (session, name, contentType, data) =>
       control('POST', '/__fake/file', { session, name, content_type: contentType, base64: Buffer.from(data).toString('base64') }),
+    emit: (body) => control('POST', '/__fake/emit', body),
     reset: () => { rec.reset(); sent = []; },
   };
 }
