@@ -61,7 +61,7 @@ COMMENT ON TABLE ventros.http_requests IS
 COMMENT ON COLUMN ventros.http_requests.purpose IS 'What the call is for (message.send, webhook.delivery, media.download, ...)';
 COMMENT ON COLUMN ventros.http_requests.correlation_id IS 'The row the call serves: a message id, a webhook delivery id, ...';
 COMMENT ON COLUMN ventros.http_requests.retry_policy IS
-    'transient: retry network errors, timeouts, 408, 425, 429 and 5xx only; any: retry every non-2xx answer except 410; another name: the classifier declared for it (ventros.http_retry_classifiers) decides';
+    'transient: retry network errors, timeouts, 408, 425, 429 and 5xx only; any: retry every non-2xx answer except 410';
 COMMENT ON COLUMN ventros.http_requests.status IS 'pending, in_flight, succeeded, failed (refused for good) or dead (attempts exhausted)';
 COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted when claimed';
 COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
@@ -262,7 +262,7 @@ CREATE TABLE ventros.http_retry_classifiers (
                                                          AND policy NOT IN ('transient', 'any'))
 );
 COMMENT ON TABLE ventros.http_retry_classifiers IS
-    'Per retry policy, f(response_status integer, response_body bytea, retryable boolean) RETURNS boolean: whether a failed attempt is retried (retryable is the dispatcher''s own verdict by status)';
+    'Retry policies besides transient and any (http_requests.retry_policy): per policy, f(response_status integer, response_body bytea, retryable boolean) RETURNS boolean: whether a failed attempt is retried (retryable is the dispatcher''s own verdict by status)';
 ALTER TABLE ventros.http_retry_classifiers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.http_retry_classifiers FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.http_retry_classifiers FOR SELECT USING (true);
