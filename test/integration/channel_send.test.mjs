@@ -276,6 +276,29 @@ test('media download: Cloud API lookup then the expiring URL, both with the Bear
   assert.match(failed.error, /sha256 mismatch/);
 });
 
+test('media download: an expired Cloud API media URL fails the download; asking again looks the media up anew', async () => {
+  const bytes = crypto.randomBytes(500);
+  await graph.addMedia('3333', 'audio/ogg', bytes);
+  await graph.setMediaExpiry(-1); // every URL handed out is already expired
+  const [m] = await q(`SELECT * FROM ventros.receive_message($1, '16505551234', NULL, 'voice', 'wamid.MEDIA3',
+                        media_url => 'https://lookaside.fbsbx.com/z', metadata => $2)`, [ch.wa, { media: { id: '3333' } }]);
+  await q('SELECT ventros.request_media_download($1)', [m.id]);
+  const failed = await waitFor('the download to fail', async () =>
+    (await q(`SELECT * FROM ventros.message_media WHERE message_id = $1 AND status = 'failed'`, [m.id]))[0]);
+  assert.equal(failed.error, 'HTTP 404');
+  assert.equal(failed.data, null);
+  assert.equal(graph.requests('/media/3333')[0].response.status, 404);
+  await graph.setMediaExpiry(300000);
+  await q('SELECT ventros.request_media_download($1)', [m.id]);
+  const media = await waitFor('the media to be stored', async () =>
+    (await q(`SELECT * FROM ventros.message_media WHERE message_id = $1 AND status = 'downloaded'`, [m.id]))[0]);
+  assert.ok(Buffer.compare(media.data, bytes) === 0);
+  assert.equal(graph.requests('/v23.0/3333').length, 2, 'the second request looked the media up again');
+  const [after] = await q('SELECT media_mimetype, metadata FROM ventros.messages WHERE id = $1', [m.id]);
+  assert.equal(after.media_mimetype, 'audio/ogg');
+  assert.equal(after.metadata.media_download.size, 500);
+});
+
 test('template sync over two pages, then a template send outside the window with header, body and button variables', async () => {
   const list = [
     { name: 'order_update', language: 'pt_BR', status: 'APPROVED', category: 'UTILITY', id: '9001',
