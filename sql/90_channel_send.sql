@@ -111,8 +111,10 @@ $$;
 COMMENT ON FUNCTION ventros.media_filename(ventros.messages) IS
     'File name sent with a media message: metadata.filename, else the last path segment of media_url';
 
+-- Raising helpers, usable inside CASE.  VOLATILE: an immutable function with
+-- constant arguments could be folded, and raise, while planning.
 CREATE FUNCTION ventros.unsupported_content(provider text, content_type text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -123,7 +125,7 @@ $$;
 COMMENT ON FUNCTION ventros.unsupported_content(text, text) IS 'Raises 22023: this provider does not send this content type';
 
 CREATE FUNCTION ventros.no_recipient(provider text, contact_id uuid, wanted text) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN

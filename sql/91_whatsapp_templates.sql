@@ -240,7 +240,7 @@ AS $$
 DECLARE
     tenant text := ventros.require_tenant();
     tpl ventros.whatsapp_templates;
-    found integer;
+    matches integer;
     c jsonb;
     given jsonb := coalesce(template_components, '[]');
     used integer[] := '{}';
@@ -259,15 +259,15 @@ BEGIN
     IF jsonb_typeof(given) <> 'array' THEN
         RAISE EXCEPTION 'template components must be a JSON array' USING ERRCODE = '22023';
     END IF;
-    SELECT count(*) INTO found FROM ventros.whatsapp_templates t
+    SELECT count(*) INTO matches FROM ventros.whatsapp_templates t
      WHERE t.tenant_id = tenant AND t.channel_id = prepare_template_message.channel_id AND t.name = template_name
        AND (template_language IS NULL OR t.language = template_language) AND t.deleted_at IS NULL;
-    IF found = 0 THEN
+    IF matches = 0 THEN
         RAISE EXCEPTION 'WhatsApp template % (%) not found on channel %', template_name, coalesce(template_language, 'any language'),
                 channel_id
             USING ERRCODE = 'P0002', HINT = 'Sync the channel''s templates (ventros.sync_whatsapp_templates).';
-    ELSIF found > 1 THEN
-        RAISE EXCEPTION 'WhatsApp template % exists in % languages', template_name, found USING ERRCODE = '22023',
+    ELSIF matches > 1 THEN
+        RAISE EXCEPTION 'WhatsApp template % exists in % languages', template_name, matches USING ERRCODE = '22023',
             HINT = 'Pass template_language.';
     END IF;
     SELECT * INTO tpl FROM ventros.whatsapp_templates t

@@ -5,7 +5,7 @@
 -- the dispatcher would), the Graph and WAHA retry classification, and media
 -- downloads.
 BEGIN;
-SELECT plan(88);
+SELECT plan(90);
 
 SELECT ventros.create_tenant('send_t', 'Send');
 SET LOCAL ventros.tenant = 'send_t';
@@ -220,6 +220,12 @@ SELECT throws_ok(format('SELECT ventros.send_message(%L, %L, NULL, %L, template_
                  '22023', 'templates are sent on WhatsApp Cloud channels only', 'no templates on WAHA');
 SELECT results_eq($$SELECT ventros.template_placeholders('Hi {{1}} and {{ 2 }}, {{1}} {{name}}')$$, $$VALUES ('{1,2,name}'::text[])$$,
                   'placeholders are counted once each');
+SELECT ventros.upsert_whatsapp_template(pg_temp.ch('wa'), 'hello_world', 'pt_BR', 'APPROVED', '[{"type": "BODY", "text": "Olá"}]');
+SELECT throws_ok(format('SELECT ventros.send_message(%L, %L, NULL, %L, template_name => %L)', pg_temp.ch('wa'), pg_temp.who('old'), pg_temp.ag(), 'hello_world'),
+                 '22023', 'WhatsApp template hello_world exists in 2 languages', 'a name in several languages needs template_language');
+SELECT is(pg_temp.body((ventros.send_message(pg_temp.ch('wa'), pg_temp.who('old'), NULL, pg_temp.ag(), template_name => 'hello_world',
+                                             template_language => 'pt_BR')).id)->'template'->'language',
+          '{"code": "pt_BR"}', 'with the language it is found');
 
 -- ---- Instagram and Messenger -----------------------------------------------------------
 CREATE TEMP TABLE i1 AS SELECT * FROM ventros.send_message(pg_temp.ch('ig'), pg_temp.who('igu'), 'Temos sim!', pg_temp.ag());
@@ -383,7 +389,7 @@ SELECT results_eq($$SELECT name, language, status, provider_template_id FROM ven
                   'the sync upserts the listed templates and deletes the one no longer listed');
 SELECT results_eq($$SELECT event_type, count(*)::int FROM ventros.outbox WHERE aggregate_type = 'whatsapp_template'
                     GROUP BY event_type ORDER BY event_type$$,
-                  $$VALUES ('whatsapp_template.created', 4), ('whatsapp_template.deleted', 1), ('whatsapp_template.updated', 2)$$,
+                  $$VALUES ('whatsapp_template.created', 5), ('whatsapp_template.deleted', 2), ('whatsapp_template.updated', 2)$$,
                   'created for the new one, updated for the changed ones, deleted for the gone one (unchanged: nothing)');
 SELECT throws_ok(format('SELECT ventros.send_message(%L, %L, NULL, %L, template_name => %L)', pg_temp.ch('wa'), pg_temp.who('old'), pg_temp.ag(), 'order_update'),
                  '22023', 'WhatsApp template order_update (pt_BR) is paused', 'a template Meta paused is no longer sent');
