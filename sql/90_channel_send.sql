@@ -571,7 +571,9 @@ DECLARE
     p ventros.channel_providers;
     req jsonb;
 BEGIN
-    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL;
+    -- Locked: two calls for one message queue one request (the second sees the first's).
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL
+       FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
     END IF;
