@@ -443,6 +443,8 @@ BEGIN
     code := (e->>'code')::integer;
     IF code IN (1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056, 133004) THEN
         RETURN 'retry';
+    ELSIF code = 10 AND (e->>'error_subcode') = '2018278' THEN
+        RETURN 'message';   -- Messenger: outside the messaging window
     ELSIF code IN (190, 10) OR code BETWEEN 200 AND 299 OR (code = 100 AND (e->>'error_subcode') = '33') THEN
         RETURN 'config';
     ELSE
@@ -451,7 +453,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.graph_error_class(integer, bytea) IS
-    'Class of a Graph error answer by error.code: retry (throttling, transient), config (token, permission, missing object), message (this message cannot be sent); NULL without a Graph error body';
+    'Class of a Graph error answer by error.code: retry (throttling, transient), config (token, permission, missing object), message (this message cannot be sent, including Messenger''s 10/2018278 outside the window); NULL without a Graph error body';
 
 CREATE FUNCTION ventros.classify_graph_answer(status integer, body bytea, retryable boolean) RETURNS boolean
 LANGUAGE sql IMMUTABLE
@@ -608,6 +610,7 @@ DECLARE
     m ventros.messages;
     p ventros.channel_providers;
     provider_id text;
+    failure text;
 BEGIN
     SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
     IF NOT FOUND OR m.status <> 'queued' THEN
@@ -623,12 +626,20 @@ BEGIN
         -- empty body) still means sent; the id stays unknown.
         PERFORM ventros.mark_message_sent(m.id, provider_id);
     ELSE
-        PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => ventros.provider_error_text(r));
+        failure := ventros.provider_error_text(r);
+        PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => failure);
+        -- A configuration error (token, permission, API key, session) fails
+        -- every send of the channel: it says so on the channel too.
+        IF ventros.graph_error_class(r.response_status, r.response_body) = 'config'
+           OR (r.retry_policy = 'waha' AND r.response_status IN (401, 404)) THEN
+            UPDATE ventros.channels c SET last_error = left(failure, 1000), last_error_at = now(), version = c.version
+             WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
+        END IF;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION ventros.handle_message_send(ventros.http_requests) IS
-    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed)';
+    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
 
 SELECT ventros.declare_http_request_handler('message.send', 'ventros.handle_message_send(ventros.http_requests)');
 

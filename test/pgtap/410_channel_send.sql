@@ -5,7 +5,7 @@
 -- the dispatcher would), the Graph and WAHA retry classification, and media
 -- downloads.
 BEGIN;
-SELECT plan(90);
+SELECT plan(93);
 
 SELECT ventros.create_tenant('send_t', 'Send');
 SET LOCAL ventros.tenant = 'send_t';
@@ -268,6 +268,8 @@ SELECT is(pg_temp.answer((pg_temp.req((SELECT id FROM s4))).id, 401, '{"statusCo
 SELECT results_eq($$SELECT status, error FROM ventros.messages WHERE id = (SELECT id FROM s4)$$,
                   $$VALUES ('failed', 'HTTP 401: Unauthorized')$$, 'the message failed with WAHA''s message');
 SELECT is(ventros_test.events_of((SELECT id FROM s4)), '{message.created,message.failed}', 'message.failed emitted');
+SELECT results_eq($$SELECT last_error, last_error_at IS NOT NULL FROM ventros.channels WHERE id = pg_temp.ch('waha')$$,
+                  $$VALUES ('HTTP 401: Unauthorized', true)$$, 'a wrong API key is kept on the channel too');
 
 SELECT is(pg_temp.answer((pg_temp.req((SELECT id FROM w1))).id, 200,
                          '{"messaging_product": "whatsapp", "contacts": [{"input": "16505551234", "wa_id": "16505551234"}], "messages": [{"id": "wamid.OUT1", "message_status": "accepted"}]}'),
@@ -295,7 +297,11 @@ SELECT is(pg_temp.graph(4, 400, 613), 'pending', 'Graph 613 is retried');
 SELECT is(pg_temp.graph(5, 500, 2), 'pending', 'Graph code 2 with 500 is retried');
 SELECT is(pg_temp.graph(6, 400, 10, 2018278), 'failed', 'Graph 10/2018278 (outside the Messenger window) is final');
 SELECT is(pg_temp.graph(7, 400, 100, 2018001), 'failed', 'Graph 100/2018001 (no matching user) is final');
+SELECT is((SELECT last_error FROM ventros.channels WHERE id = pg_temp.ch('wa')), NULL,
+          'per-message errors (131047, 10/2018278, 100/2018001) leave the channel alone');
 SELECT is(pg_temp.graph(8, 401, 190), 'failed', 'Graph 190 (token) is final');
+SELECT is((SELECT last_error FROM ventros.channels WHERE id = pg_temp.ch('wa')), 'Graph error 190: (#190) error 190',
+          'a token error is kept on the channel');
 SELECT is((SELECT status FROM ventros.messages WHERE id = (SELECT id FROM g WHERE i = 2)), 'queued', 'a throttled message stays queued');
 -- dead after the last attempt
 UPDATE ventros.http_requests SET max_attempts = 2 WHERE id = (pg_temp.req((SELECT id FROM g WHERE i = 5))).id;
