@@ -20,8 +20,9 @@
  * One thread per connection (libmicrohttpd); the thread blocks while its
  * request waits for a pooled database connection and its round trip.  Slow
  * clients are cut by the connection timeout; bodies over the limit get 413
- * without being read.  Each request writes one access log line to stderr:
- * time, method, path, status, duration, tenant — never a token or a body.
+ * without being read.  Each request writes one access log line to stderr
+ * (buffered, written by a thread of its own: log.c): time, method, path,
+ * status, duration, tenant — never a token or a body.
  */
 #include <ctype.h>
 #include <netinet/in.h>
@@ -39,6 +40,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "log.h"
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
@@ -285,13 +287,24 @@ access_log(const char *method, const char *path, int status, const struct timesp
 	time_t		t = time(NULL);
 	struct tm	tm;
 	char		ts[32];
+	char		safe[256];
+	size_t		k = 0;
 	double		ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (now.tv_sec - start->tv_sec) * 1000.0 + (now.tv_nsec - start->tv_nsec) / 1e6;
 	gmtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s %s %s %d %.1fms tenant=%s\n", ts, method, path, status, ms, tenant);
+	/* a decoded path may hold control characters: no forged log lines */
+	for (const char *p = path; *p && k < sizeof(safe) - 4; p++)
+		safe[k++] = ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ' ') ? '?' : *p;
+	if (path[k] != '\0' && k >= sizeof(safe) - 4)
+	{
+		memcpy(safe + k, "...", 3);
+		k += 3;
+	}
+	safe[k] = '\0';
+	vn_log_line("%s %s %s %d %.1fms tenant=%s", ts, method, safe, status, ms, tenant);
 }
 
 static enum MHD_Result
@@ -472,6 +485,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: cannot listen on port %ld\n", port);
 		return 1;
 	}
+	vn_log_start();
 	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld)\n",
 			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size);
 	for (;;)
@@ -498,5 +512,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", fresh->nrels, fresh->nfuncs);
 	}
 	MHD_stop_daemon(d);
+	vn_log_flush();
 	return 0;
 }
