@@ -376,6 +376,8 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	req.prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
 	req.accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
 	req.range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+	req.accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
+	req.content_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Profile");
 	req.body = st->body.data;
 	req.body_len = st->body.len;
 	vn_buf_init(&headers);

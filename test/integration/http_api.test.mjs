@@ -290,7 +290,7 @@ test('errors: unknown column, table, operator, oversized page', async () => {
   assert.equal((await get('/contacts?nope=eq.1')).status, 400);
   assert.equal((await get('/contacts?order=nope.desc')).status, 400);
   const table = await get('/nope');
-  assert.equal(table.status, 404);
+  assert.equal(table.status, 400);
   assert.equal(table.json.code, 'PGRST205');
   const op = await get('/contacts?name=nope.1');
   assert.equal(op.status, 400);

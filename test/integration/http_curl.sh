@@ -56,7 +56,7 @@ ok "$(code -X DELETE "$URL/contacts?id=eq.$id&version=eq.2" "${A[@]}")" 204 "DEL
 ok "$(curl -s "$URL/contacts?select=name&id=eq.$id" "${V[@]}")" '[]' "deleted rows are gone"
 ok "$(code "$URL/contacts?name=zz.1" "${V[@]}")" 400 "unknown operator"
 ok "$(code "$URL/contacts?select=nope" "${V[@]}")" 400 "unknown column"
-ok "$(code "$URL/nope" "${V[@]}")" 404 "unknown relation"
+ok "$(code "$URL/nope" "${V[@]}")" 400 "unknown relation"
 ok "$(code "$URL/contacts")" 401 "anonymous reads nothing"
 EXPIRED=$("$ROOT/scripts/http-token" "$SECRET" ventros_admin $TENANT -10)
 ok "$(code "$URL/contacts" -H "Authorization: Bearer $EXPIRED")" 401 "expired token"
