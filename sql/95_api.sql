@@ -187,6 +187,8 @@ COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema a
 CREATE FUNCTION ventros.http_plan_rows(query text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- the literals were quoted for it (doubled quotes, backslashes plain)
+SET standard_conforming_strings = on
 AS $$
 DECLARE
     plan json;
