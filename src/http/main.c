@@ -8,6 +8,9 @@
  *	VENTROS_HTTP_PORT            port (3000); VENTROS_HTTP_HOST (127.0.0.1)
  *	VENTROS_JWT_SECRET_FILE      file holding the HS256 secret, or
  *	VENTROS_JWT_SECRET           the secret itself (>= 32 bytes)
+ *	VENTROS_JWT_PUBLIC_KEY_FILE  RS256 instead: the issuer's public key (PEM), or
+ *	VENTROS_JWT_JWKS_FILE        its JWK set (keys chosen by kid); and
+ *	VENTROS_JWT_PRIVATE_KEY_FILE to sign our own grants RS256 (optional)
  *	VENTROS_JWT_AUD              expected audience (optional)
  *	VENTROS_HTTP_POOL            database connections (8, at most 64)
  *	VENTROS_HTTP_POOL_WAIT_MS    how long a request waits for one (5000)
