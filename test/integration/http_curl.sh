@@ -56,6 +56,10 @@ ok "$(code -X DELETE "$URL/contacts?id=eq.$id&version=eq.2" "${A[@]}")" 204 "DEL
 ok "$(curl -s "$URL/contacts?select=name&id=eq.$id" "${V[@]}")" '[]' "deleted rows are gone"
 ok "$(code "$URL/contacts?name=zz.1" "${V[@]}")" 400 "unknown operator"
 ok "$(code "$URL/contacts?select=nope" "${V[@]}")" 400 "unknown column"
+ok "$(code -X POST "$URL/contacts" "${A[@]}" -H 'Prefer: tx=rollback' -d '{"name":"Curl Rolled"}')" 201 "POST with tx=rollback answers 201"
+ok "$(curl -s "$URL/contacts?select=name&name=eq.Curl%20Rolled" "${V[@]}")" '[]' "and leaves nothing"
+ok "$(curl -s "$URL/contacts?select=name,...projects(project:name)&name=eq.Curl%20Two" "${V[@]}")" '[{"name":"Curl Two","project":"Curl Inc."}]' "spread embedding"
+ok "$(code "$URL/contacts" "${V[@]}" -H 'Accept-Profile: ventros')" 406 "Accept-Profile other than api"
 ok "$(code "$URL/nope" "${V[@]}")" 400 "unknown relation"
 ok "$(code "$URL/contacts")" 401 "anonymous reads nothing"
 EXPIRED=$("$ROOT/scripts/http-token" "$SECRET" ventros_admin $TENANT -10)
