@@ -35,14 +35,14 @@
 -- is neither (groups, broadcast, malformed).
 CREATE FUNCTION ventros.canonical_whatsapp_id(jid text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
     SELECT CASE
-        WHEN jid ~ '^\+?[0-9]{8,15}(:[0-9]+)?@(c\.us|s\.whatsapp\.net)$'
-            THEN regexp_replace(jid, '^\+?([0-9]+)(:[0-9]+)?@.*$', '\1') || '@c.us'
-        WHEN jid ~ '^[0-9]{6,20}(:[0-9]+)?@lid$'
-            THEN regexp_replace(jid, '^([0-9]+)(:[0-9]+)?@lid$', '\1') || '@lid'
-        WHEN jid ~ '^[0-9]{8,15}$' THEN jid || '@c.us'
+        WHEN jid OPERATOR(pg_catalog.~) '^\+?[0-9]{8,15}(:[0-9]+)?@(c\.us|s\.whatsapp\.net)$'
+            THEN pg_catalog.regexp_replace(jid, '^\+?([0-9]+)(:[0-9]+)?@.*$', '\1') OPERATOR(pg_catalog.||) '@c.us'
+        WHEN jid OPERATOR(pg_catalog.~) '^[0-9]{6,20}(:[0-9]+)?@lid$'
+            THEN pg_catalog.regexp_replace(jid, '^([0-9]+)(:[0-9]+)?@lid$', '\1') OPERATOR(pg_catalog.||) '@lid'
+        WHEN jid OPERATOR(pg_catalog.~) '^[0-9]{8,15}$' THEN jid OPERATOR(pg_catalog.||) '@c.us'
         END
 $$;
 COMMENT ON FUNCTION ventros.canonical_whatsapp_id(text) IS
@@ -136,18 +136,19 @@ COMMENT ON FUNCTION ventros.inbound_require(text, text) IS 'A required field of 
 -- Unix seconds or milliseconds (number or string) as a timestamp; NULL if absent.
 CREATE FUNCTION ventros.inbound_time(value text) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
-    SELECT CASE WHEN value ~ '^[0-9]{1,16}(\.[0-9]+)?$'
-                THEN to_timestamp(CASE WHEN value::numeric > 100000000000 THEN value::numeric / 1000 ELSE value::numeric END)
+    SELECT CASE WHEN value OPERATOR(pg_catalog.~) '^[0-9]{1,16}(\.[0-9]+)?$'
+                THEN pg_catalog.to_timestamp(CASE WHEN value::numeric OPERATOR(pg_catalog.>) 100000000000
+                                                  THEN value::numeric OPERATOR(pg_catalog./) 1000 ELSE value::numeric END::float8)
            END
 $$;
 COMMENT ON FUNCTION ventros.inbound_time(text) IS 'A provider timestamp (unix seconds or milliseconds) as timestamptz';
 
 CREATE FUNCTION ventros.inbound_http_url(url text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN url ~ '^https?://[^\s]+$' AND length(url) <= 2048 THEN url END $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT CASE WHEN url OPERATOR(pg_catalog.~) '^https?://[^\s]+$' AND pg_catalog.length(url) OPERATOR(pg_catalog.<=) 2048 THEN url END $$;
 COMMENT ON FUNCTION ventros.inbound_http_url(text) IS 'The URL when it is an http(s) URL a message may store, else NULL';
 
 -- The hook for media downloads: the send helper's ventros.request_media_download
