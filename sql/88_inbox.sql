@@ -156,9 +156,11 @@ COMMENT ON FUNCTION ventros.webhook_hmac(bytea, text, text) IS
 -- A hex signature as bytes, or NULL when it is not hex of the expected length.
 CREATE FUNCTION ventros.decode_hex_signature(value text, bytes integer) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
-    SELECT CASE WHEN value ~ ('^[0-9a-fA-F]{' || bytes * 2 || '}$') THEN decode(lower(value), 'hex') END
+    SELECT CASE WHEN value OPERATOR(pg_catalog.~) ('^[0-9a-fA-F]{' OPERATOR(pg_catalog.||) (bytes OPERATOR(pg_catalog.*) 2)
+                                                    OPERATOR(pg_catalog.||) '}$')
+                THEN pg_catalog.decode(pg_catalog.lower(value), 'hex') END
 $$;
 COMMENT ON FUNCTION ventros.decode_hex_signature(text, integer) IS
     'The bytes of a hex-encoded signature of the given length, NULL when malformed';
@@ -264,22 +266,23 @@ COMMENT ON TYPE ventros.inbox_item IS 'One item of a webhook delivery, before it
 
 CREATE FUNCTION ventros.body_sha256(data bytea) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT 'sha256:' || encode(sha256(data), 'hex') $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT 'sha256:' OPERATOR(pg_catalog.||) pg_catalog.encode(pg_catalog.sha256(data), 'hex') $$;
 COMMENT ON FUNCTION ventros.body_sha256(bytea) IS 'The fallback dedupe key of a body or item: sha256:<hex>';
 
 CREATE FUNCTION ventros.json_sha256(item jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ventros.body_sha256(convert_to(item::text, 'UTF8')) $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT ventros.body_sha256(pg_catalog.convert_to(item::text, 'UTF8')) $$;
 COMMENT ON FUNCTION ventros.json_sha256(jsonb) IS 'The fallback dedupe key of a JSON item: sha256:<hex of its canonical text>';
 
 -- A string field, or NULL when absent or not a string/number.
 CREATE FUNCTION ventros.json_text(doc jsonb, VARIADIC path text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
-    SELECT CASE WHEN jsonb_typeof(doc #> path) IN ('string', 'number', 'boolean') THEN doc #>> path END
+    SELECT CASE WHEN pg_catalog.jsonb_typeof(doc OPERATOR(pg_catalog.#>) path) IN ('string', 'number', 'boolean')
+                THEN doc OPERATOR(pg_catalog.#>>) path END
 $$;
 COMMENT ON FUNCTION ventros.json_text(jsonb, text[]) IS 'A scalar at a JSON path as text; NULL for objects, arrays, null or absent';
 
@@ -547,16 +550,18 @@ COMMENT ON FUNCTION ventros.inbox_max_attempts() IS 'Processing attempts of an i
 -- 30 s, 1 min, 2 min, ... doubling, at most 1 h: 8 attempts span about 2 h.
 CREATE FUNCTION ventros.inbox_backoff(attempts integer) RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT make_interval(secs => least(30 * power(2, least(greatest(attempts, 1) - 1, 20)), 3600)) $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT pg_catalog.make_interval(secs => least(30 OPERATOR(pg_catalog.*) pg_catalog.power(2, least(greatest(attempts, 1) OPERATOR(pg_catalog.-) 1, 20)), 3600))
+$$;
 COMMENT ON FUNCTION ventros.inbox_backoff(integer) IS
     'Delay before the next processing attempt after n attempts: 30 s doubling, at most 1 h';
 
 -- Errors that no retry can fix: the item itself is malformed or refused.
 CREATE FUNCTION ventros.inbox_error_is_permanent(sqlstate text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT left(sqlstate, 2) IN ('22', '54') OR sqlstate IN ('23502', '23514', 'VN002') $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT pg_catalog.left(sqlstate, 2) IN ('22', '54') OR sqlstate IN ('23502', '23514', 'VN002') $$;
 COMMENT ON FUNCTION ventros.inbox_error_is_permanent(text) IS
     'Whether a processing error is the item''s own fault (data exceptions, not-null/check violations, size limits, refused transitions): no retry';
 

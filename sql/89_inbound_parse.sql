@@ -35,14 +35,14 @@
 -- is neither (groups, broadcast, malformed).
 CREATE FUNCTION ventros.canonical_whatsapp_id(jid text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
     SELECT CASE
-        WHEN jid ~ '^\+?[0-9]{8,15}(:[0-9]+)?@(c\.us|s\.whatsapp\.net)$'
-            THEN regexp_replace(jid, '^\+?([0-9]+)(:[0-9]+)?@.*$', '\1') || '@c.us'
-        WHEN jid ~ '^[0-9]{6,20}(:[0-9]+)?@lid$'
-            THEN regexp_replace(jid, '^([0-9]+)(:[0-9]+)?@lid$', '\1') || '@lid'
-        WHEN jid ~ '^[0-9]{8,15}$' THEN jid || '@c.us'
+        WHEN jid OPERATOR(pg_catalog.~) '^\+?[0-9]{8,15}(:[0-9]+)?@(c\.us|s\.whatsapp\.net)$'
+            THEN pg_catalog.regexp_replace(jid, '^\+?([0-9]+)(:[0-9]+)?@.*$', '\1') OPERATOR(pg_catalog.||) '@c.us'
+        WHEN jid OPERATOR(pg_catalog.~) '^[0-9]{6,20}(:[0-9]+)?@lid$'
+            THEN pg_catalog.regexp_replace(jid, '^([0-9]+)(:[0-9]+)?@lid$', '\1') OPERATOR(pg_catalog.||) '@lid'
+        WHEN jid OPERATOR(pg_catalog.~) '^[0-9]{8,15}$' THEN jid OPERATOR(pg_catalog.||) '@c.us'
         END
 $$;
 COMMENT ON FUNCTION ventros.canonical_whatsapp_id(text) IS
@@ -136,18 +136,19 @@ COMMENT ON FUNCTION ventros.inbound_require(text, text) IS 'A required field of 
 -- Unix seconds or milliseconds (number or string) as a timestamp; NULL if absent.
 CREATE FUNCTION ventros.inbound_time(value text) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
-    SELECT CASE WHEN value ~ '^[0-9]{1,16}(\.[0-9]+)?$'
-                THEN to_timestamp(CASE WHEN value::numeric > 100000000000 THEN value::numeric / 1000 ELSE value::numeric END)
+    SELECT CASE WHEN value OPERATOR(pg_catalog.~) '^[0-9]{1,16}(\.[0-9]+)?$'
+                THEN pg_catalog.to_timestamp(CASE WHEN value::numeric OPERATOR(pg_catalog.>) 100000000000
+                                                  THEN value::numeric OPERATOR(pg_catalog./) 1000 ELSE value::numeric END::float8)
            END
 $$;
 COMMENT ON FUNCTION ventros.inbound_time(text) IS 'A provider timestamp (unix seconds or milliseconds) as timestamptz';
 
 CREATE FUNCTION ventros.inbound_http_url(url text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN url ~ '^https?://[^\s]+$' AND length(url) <= 2048 THEN url END $$;
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT CASE WHEN url OPERATOR(pg_catalog.~) '^https?://[^\s]+$' AND pg_catalog.length(url) OPERATOR(pg_catalog.<=) 2048 THEN url END $$;
 COMMENT ON FUNCTION ventros.inbound_http_url(text) IS 'The URL when it is an http(s) URL a message may store, else NULL';
 
 -- The hook for media downloads: the send helper's ventros.request_media_download
@@ -734,8 +735,9 @@ COMMENT ON FUNCTION ventros.waha_process(ventros.inbox, ventros.channels) IS
 
 -- ---- Meta ----------------------------------------------------------------------
 
--- The URL a WhatsApp Cloud media id is fetched from (step 1 of channels.md §2.4).
-CREATE FUNCTION ventros.graph_media_url(ch ventros.channels, media_id text) RETURNS text
+-- The Graph URL of an object of the channel's API: a WhatsApp Cloud media id
+-- (step 1 of the download, channels.md §2.4), a PSID or IGSID (profile).
+CREATE FUNCTION ventros.graph_url(ch ventros.channels, media_id text) RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -744,8 +746,8 @@ AS $$
                        CASE ch.type WHEN 'instagram' THEN 'https://graph.instagram.com' ELSE 'https://graph.facebook.com' END), '/')
         || '/' || coalesce(nullif(ch.config->>'graph_version', ''), 'v23.0') || '/' || media_id END
 $$;
-COMMENT ON FUNCTION ventros.graph_media_url(ventros.channels, text) IS
-    'The Graph URL of a media id (<graph_base_url>/<graph_version>/<id>): where the download''s first step asks for the media''s URL';
+COMMENT ON FUNCTION ventros.graph_url(ventros.channels, text) IS
+    'The Graph URL of an object id on the channel''s API (<graph_base_url>/<graph_version>/<id>): media ids, PSIDs, IGSIDs';
 
 CREATE FUNCTION ventros.whatsapp_message(ch ventros.channels, item jsonb) RETURNS ventros.inbox_outcome
 LANGUAGE plpgsql
@@ -781,7 +783,7 @@ BEGIN
             media := x->kind;
             content := CASE WHEN kind = 'audio' AND media->>'voice' = 'true' THEN 'voice' ELSE kind END;
             body := ventros.json_text(media, 'caption');
-            media_url := ventros.graph_media_url(ch, ventros.inbound_require(ventros.json_text(media, 'id'), 'media id'));
+            media_url := ventros.graph_url(ch, ventros.inbound_require(ventros.json_text(media, 'id'), 'media id'));
             meta := jsonb_build_object('media', jsonb_strip_nulls(jsonb_build_object(
                 'provider', 'whatsapp', 'id', media->'id', 'mime_type', media->'mime_type', 'sha256', media->'sha256',
                 'filename', media->'filename', 'voice', media->'voice', 'animated', media->'animated')));
@@ -857,6 +859,83 @@ $$;
 COMMENT ON FUNCTION ventros.whatsapp_status(ventros.channels, jsonb) IS
     'A WhatsApp Cloud statuses[] item: sent, delivered, read, played (read unless audio), failed with "(#code) title: details" stored as the message error';
 
+-- Instagram and Messenger webhooks carry no name: a contact they create is
+-- named by its id, and its profile is asked of the Graph API (a dispatcher
+-- request of purpose contact.profile; ventros.contact_profile_received names
+-- the contact when the answer comes).  Only for a contact created by this
+-- transaction and still named by its id, once, when the channel has a token.
+CREATE FUNCTION ventros.inbound_request_profile(ch ventros.channels, contact uuid, scoped_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text := nullif(ch.config->>'access_token', '');
+    c ventros.contacts;
+    request uuid;
+BEGIN
+    IF ch.type NOT IN ('instagram', 'messenger') OR token IS NULL OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;
+    IF c.name IS DISTINCT FROM scoped_id OR c.created_at <> now()
+       OR EXISTS (SELECT 1 FROM ventros.http_requests r
+                  WHERE r.tenant_id = ch.tenant_id AND r.correlation_id = contact AND r.purpose = 'contact.profile') THEN
+        RETURN NULL;
+    END IF;
+    request := ventros.enqueue_http_request(
+        ventros.graph_url(ch, scoped_id)
+            || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
+        'GET', jsonb_build_object('Authorization', 'Bearer ' || token), NULL, 'contact.profile', contact, 3);
+    RETURN jsonb_build_object('profile_request', request);
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_request_profile(ventros.channels, uuid, text) IS
+    'Queues a Graph profile lookup (purpose contact.profile) for an Instagram/Messenger contact created now and named by its scoped id, when the channel has an access token';
+
+-- The handler of contact.profile requests: names the contact (and sets its
+-- picture) from the Graph answer, unless someone renamed it meanwhile.
+CREATE FUNCTION ventros.contact_profile_received(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    doc jsonb;
+    new_name text;
+    picture text;
+BEGIN
+    IF r.status <> 'succeeded' OR r.response_body IS NULL OR r.correlation_id IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        doc := convert_from(r.response_body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN;             -- not JSON: nothing to learn
+    END;
+    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' THEN
+        RETURN;
+    END IF;
+    new_name := left(coalesce(nullif(btrim(ventros.json_text(doc, 'name')), ''),
+                          nullif(btrim(concat_ws(' ', ventros.json_text(doc, 'first_name'), ventros.json_text(doc, 'last_name'))), ''),
+                          nullif(btrim(ventros.json_text(doc, 'username')), '')), 200);
+    picture := ventros.inbound_http_url(ventros.json_text(doc, 'profile_pic'));
+    IF new_name IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE ventros.contacts c
+    SET name = new_name,
+        profile_picture_url = coalesce(picture, c.profile_picture_url),
+        profile_picture_fetched_at = CASE WHEN picture IS NOT NULL THEN now() ELSE c.profile_picture_fetched_at END,
+        version = c.version
+    WHERE c.tenant_id = r.tenant_id AND c.id = r.correlation_id AND c.deleted_at IS NULL
+      AND EXISTS (SELECT 1 FROM ventros.contact_identities i
+                  WHERE i.tenant_id = c.tenant_id AND i.contact_id = c.id AND i.identity_type IN ('psid', 'igsid')
+                    AND i.value = c.name AND i.deleted_at IS NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.contact_profile_received(ventros.http_requests) IS
+    'Handler of contact.profile requests: names a contact still named by its PSID/IGSID from the Graph profile (name, or first and last name, or username) and sets its picture; emits contact.updated';
+SELECT ventros.declare_http_request_handler('contact.profile', 'ventros.contact_profile_received(ventros.http_requests)');
+
 -- Instagram / Messenger attachments: the first decides the content type.
 CREATE FUNCTION ventros.meta_messaging_message(ch ventros.channels, item jsonb, echo boolean) RETURNS ventros.inbox_outcome
 LANGUAGE plpgsql
@@ -905,6 +984,10 @@ BEGIN
                                  CASE WHEN meta <> '{}' THEN meta END, ventros.json_text(x, 'reply_to', 'mid'));
     IF jsonb_typeof(ref) = 'object' AND NOT echo THEN
         extra := ventros.meta_referral_tracking(ch, o.contact_id, o.message_id, ref);
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    extra := ventros.inbound_request_profile(ch, o.contact_id, counterpart);
+    IF extra IS NOT NULL THEN
         o.result := coalesce(o.result, '{}') || extra;
     END IF;
     RETURN o;

@@ -3,7 +3,7 @@
 -- replies, reactions, referral tracking, unsupported types, batches, echoes,
 -- read watermarks and delivery mids, deletions.
 BEGIN;
-SELECT plan(48);
+SELECT plan(55);
 
 SELECT ventros.create_tenant('inb_meta', 'Inbox Meta');
 SET LOCAL ventros.tenant = 'inb_meta';
@@ -145,6 +145,30 @@ SELECT matches(pg_temp.post('messenger', 'messenger_referral'), '^200 ', 'a refe
 SELECT results_eq($$SELECT t.source, t.platform, t.ad_id, t.campaign FROM ventros.trackings t JOIN ventros.contact_identities i ON i.contact_id = t.contact_id
                     WHERE i.value = '6000000000000002'$$,
                   $$VALUES ('meta_ads'::text, 'facebook'::text, '6045246247433'::text, 'Summer promo'::text)$$, 'is tracked for the new contact');
+
+-- profile lookup of a new PSID, when the channel has a token
+SET LOCAL ventros.tenant = 'inb_meta';
+INSERT INTO o SELECT 'fb2', (ventros.create_channel('FB token', 'messenger',
+    config => '{"page_id": "106000000000001", "access_token": "EAAtoken", "graph_base_url": "http://127.0.0.1:9/graph/"}')).id;
+RESET ventros.tenant;
+SELECT matches(ventros_test.post_fixture('messenger', pg_temp.o('fb2'), 'messenger_text', '{"entry": [{"id": "106000000000001", "messaging": [{"sender": {"id": "6000000000000009"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692752478, "message": {"mid": "m_PROFILE1", "text": "who am I?"}}]}]}'),
+               '^200 ', 'a first message from a new PSID on a channel with a token');
+SELECT results_eq($$SELECT r.method, r.url, r.headers->>'Authorization', r.correlation_id
+                    FROM ventros.http_requests r WHERE r.purpose = 'contact.profile' AND r.tenant_id = 'inb_meta'$$,
+                  $$SELECT 'GET'::text, 'http://127.0.0.1:9/graph/v23.0/6000000000000009?fields=first_name,last_name,profile_pic'::text,
+                           'Bearer EAAtoken'::text, contact_id FROM pg_temp.msg('m_PROFILE1')$$,
+                  'asks the Graph API for the profile, with the page token');
+SELECT matches(ventros_test.post_fixture('messenger', pg_temp.o('fb2'), 'messenger_text', '{"entry": [{"id": "106000000000001", "messaging": [{"sender": {"id": "6000000000000009"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692752479, "message": {"mid": "m_PROFILE2", "text": "again"}}]}]}'),
+               '^200 ', 'a second message');
+SELECT is((SELECT count(*)::int FROM ventros.http_requests WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta'), 1, 'asks only once');
+UPDATE ventros.http_requests SET status = 'succeeded', response_status = 200,
+    response_body = convert_to('{"first_name": "Peter", "last_name": "Chang", "profile_pic": "https://cdn.example/peter.jpg", "id": "6000000000000009"}', 'UTF8')
+WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta';
+SELECT ok(ventros.run_http_request_handler((SELECT r FROM ventros.http_requests r WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta')),
+          'the answer''s handler runs');
+SELECT is((SELECT handler_error FROM ventros.http_requests WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta'), NULL, 'without error');
+SELECT results_eq($$SELECT name, profile_picture_url FROM ventros.contacts WHERE id = (SELECT contact_id FROM pg_temp.msg('m_PROFILE1'))$$,
+                  $$VALUES ('Peter Chang'::text, 'https://cdn.example/peter.jpg'::text)$$, 'and names the contact');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -3,7 +3,7 @@
 -- retries with backoff by process_inbox (time as a parameter), attempts
 -- capped; who may see and drive the inbox.
 BEGIN;
-SELECT plan(29);
+SELECT plan(32);
 
 SELECT ventros.create_tenant('inb_r', 'Inbox retries');
 SET LOCAL ventros.tenant = 'inb_r';
@@ -95,6 +95,15 @@ SELECT is(ventros_test.run_as('ventros_agent', 'inb_r', $$SELECT count(*) FROM v
           'ERROR 42501: permission denied for table inbox', 'agents do not read raw webhooks');
 SELECT matches(ventros_test.run_as('ventros_admin', 'inb_r', $$SELECT ventros.process_inbox(10, now())$$), '^ERROR 42501',
                'process_inbox is for platform administrators');
+
+SELECT ventros_test.run_as('ventros_admin', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('evt_noid'))));
+SELECT results_eq($$SELECT status, attempts, left(last_error, 6), next_attempt_at FROM pg_temp.item('evt_noid')$$,
+                  $$VALUES ('failed'::text, 2, '22023:'::text, NULL::timestamptz)$$,
+                  'an administrator reprocesses a failed item: one more attempt, failed again (its sender was erased meanwhile)');
+SELECT matches(ventros_test.run_as('ventros_agent', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('evt_noid')))),
+               '^ERROR 42501', 'agents may not');
+SELECT matches(ventros_test.run_as('ventros_admin', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('msg:wamid.BATCH2')))),
+               '^ERROR 55000', 'a processed item is not reprocessed');
 
 SELECT * FROM finish();
 ROLLBACK;
