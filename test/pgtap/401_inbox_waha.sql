@@ -4,7 +4,7 @@
 -- edits, revocations, session status, idempotency under repetition, poisoned
 -- items, groups, events stored unparsed.
 BEGIN;
-SELECT plan(54);
+SELECT plan(56);
 
 SELECT ventros.create_tenant('inb_waha', 'Inbox WAHA');
 SET LOCAL ventros.tenant = 'inb_waha';
@@ -162,6 +162,15 @@ SELECT matches(pg_temp.post(NULL, ventros_test.webhook_json('waha_session_status
                                   || '{"payload": {"name": "acme-sales", "status": "SCAN_QR_CODE"}}'), '^200 ', 'then SCAN_QR_CODE');
 SELECT results_eq($$SELECT (SELECT status FROM ventros.channels WHERE id = pg_temp.ch()), status FROM pg_temp.item('evt_qr')$$,
                   $$VALUES ('inactive'::text, 'ignored'::text)$$, 'a move the channel machine does not allow is ignored');
+
+-- groups, on a channel that allows them
+UPDATE ventros.channels SET allow_groups = true, version = version WHERE id = pg_temp.ch();
+SELECT matches(pg_temp.post(NULL, jsonb_set(ventros_test.webhook_json('waha_text'), '{payload}', ventros_test.webhook_json('waha_text')->'payload'
+                   || '{"id": "false_120363000000000001@g.us_G2", "from": "120363000000000001@g.us", "participant": "5511977776666@c.us", "_data": null}')),
+               '^200 ', 'a group message on a channel that allows groups');
+SELECT results_eq($$SELECT c.phone, m.metadata->>'group_id' FROM ventros.messages m JOIN ventros.contacts c ON c.id = m.contact_id
+                    WHERE m.channel_message_id = 'false_120363000000000001@g.us_G2'$$,
+                  $$VALUES ('+5511977776666'::text, '120363000000000001@g.us'::text)$$, 'is recorded from its participant, the group kept');
 
 SELECT * FROM finish();
 ROLLBACK;

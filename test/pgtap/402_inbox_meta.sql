@@ -3,7 +3,7 @@
 -- replies, reactions, referral tracking, unsupported types, batches, echoes,
 -- read watermarks and delivery mids, deletions.
 BEGIN;
-SELECT plan(55);
+SELECT plan(59);
 
 SELECT ventros.create_tenant('inb_meta', 'Inbox Meta');
 SET LOCAL ventros.tenant = 'inb_meta';
@@ -145,6 +145,16 @@ SELECT matches(pg_temp.post('messenger', 'messenger_referral'), '^200 ', 'a refe
 SELECT results_eq($$SELECT t.source, t.platform, t.ad_id, t.campaign FROM ventros.trackings t JOIN ventros.contact_identities i ON i.contact_id = t.contact_id
                     WHERE i.value = '6000000000000002'$$,
                   $$VALUES ('meta_ads'::text, 'facebook'::text, '6045246247433'::text, 'Summer promo'::text)$$, 'is tracked for the new contact');
+
+-- edits and postbacks
+SELECT matches(pg_temp.post('messenger', NULL, '{"object": "page", "entry": [{"id": "106000000000001", "time": 1458692790000, "messaging": [{"sender": {"id": "6000000000000001"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692790000, "message_edit": {"mid": "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6AC8fplw", "text": "hello, edited world!", "num_edit": 1}}]}]}'),
+               '^200 ', 'a message edit');
+SELECT results_eq($$SELECT m.text, m.metadata->>'previous_text' FROM ventros.messages m WHERE m.id = (SELECT id FROM f1)$$,
+                  $$VALUES ('hello, edited world!'::text, 'hello, world!'::text)$$, 'changes the message''s text');
+SELECT matches(pg_temp.post('messenger', NULL, '{"object": "page", "entry": [{"id": "106000000000001", "time": 1458692791000, "messaging": [{"sender": {"id": "6000000000000001"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692791000, "postback": {"mid": "m_POSTBACK1", "title": "Talk to sales", "payload": "SALES"}}]}]}'),
+               '^200 ', 'a postback');
+SELECT results_eq($$SELECT text, from_me, metadata->'postback'->>'payload', contact_id FROM pg_temp.msg('m_POSTBACK1')$$,
+                  $$SELECT 'Talk to sales'::text, false, 'SALES'::text, contact_id FROM f1$$, 'is an inbound message with the button''s title');
 
 -- profile lookup of a new PSID, when the channel has a token
 SET LOCAL ventros.tenant = 'inb_meta';
