@@ -76,7 +76,7 @@ SQL
 while read -r _vn_p _vn_id; do
 	[ -n "$_vn_id" ] || continue
 	ENV_EXTRA+="VENTROS_DEMO_CHANNEL_$_vn_p='$_vn_id'
-VENTROS_DEMO_${_vn_p}_WEBHOOK_URL='http://127.0.0.1:$HTTP_PORT/webhooks/$(echo "$_vn_p" | tr 'A-Z' 'a-z')/$_vn_id'
+VENTROS_DEMO_${_vn_p}_WEBHOOK_URL='http://127.0.0.1:$HTTP_PORT/webhooks/${_vn_p,,}/$_vn_id'
 "
 done <<<"$_vn_channels"
 ENV_EXTRA+="VENTROS_DEMO_WAHA_WEBHOOK_SECRET='$WAHA_WEBHOOK_SECRET'

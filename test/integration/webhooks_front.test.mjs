@@ -121,6 +121,30 @@ test('an empty body is handed over too (not JSON: 400), a missing signature firs
   assert.equal(unsigned.status, 401, unsigned.text);
 });
 
+test('headers reach the database as one JSON object: names lowercased, a repeated header joined', async () => {
+  const msg = wahaMessage({ from: '5511970000005', body: 'cabeçalhos' });
+  const body = Buffer.from(JSON.stringify(msg));
+  const h = wahaHeaders(body, { hmacKey: sec(A.waha), requestId: 'Req-ABC-123' });
+  // a raw request: fetch would merge the repeated header itself
+  const head = [`POST /webhooks/waha/${A.waha.id} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close',
+    ...Object.entries(h).map(([k, v]) => `${k.toUpperCase()}: ${v}`),
+    'X-Forwarded-For: 203.0.113.7', 'x-forwarded-for: 198.51.100.2', `Content-Length: ${body.length}`, '', ''].join('\r\n');
+  const sock = net.connect(PORT, '127.0.0.1');
+  const chunks = [];
+  sock.on('data', (d) => chunks.push(d));
+  const closed = new Promise((resolve) => sock.on('close', resolve));
+  sock.write(Buffer.concat([Buffer.from(head), body]));
+  await closed;
+  const answer = Buffer.concat(chunks).toString();
+  assert.match(answer, /^HTTP\/1\.1 200/, answer);
+  const inboxId = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).inbox_id;
+  const [row] = await asTenant(env.c, 'ta', 'SELECT headers FROM ventros.inbox WHERE id = $1', [inboxId]);
+  assert.equal(row.headers['x-webhook-request-id'], 'Req-ABC-123');
+  assert.equal(row.headers['x-webhook-hmac-algorithm'], 'sha512');
+  assert.equal(row.headers['x-forwarded-for'], '203.0.113.7, 198.51.100.2');
+  assert.ok(Object.keys(row.headers).every((k) => k === k.toLowerCase()));
+});
+
 test('a body over the limit: 413 {"error":"payload_too_large"}, announced or streamed, nothing stored', async () => {
   const before = (await inboxRows(env.c, A.waha)).length;
   const big = JSON.stringify(wahaMessage({ body: 'x'.repeat(MAX_BODY) }));
