@@ -40,12 +40,13 @@ CREATE TABLE ventros.http_requests (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     completed_at       timestamptz,
+    handler_error      text,
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT http_requests_method_known CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')),
     CONSTRAINT http_requests_url_http CHECK (url ~* '^https?://' AND length(url) <= 8192),
     CONSTRAINT http_requests_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     CONSTRAINT http_requests_purpose_not_blank CHECK (btrim(purpose) <> '' AND length(purpose) <= 100),
-    CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy IN ('transient', 'any')),
+    CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
     CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000)
@@ -66,6 +67,8 @@ COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted w
 COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
 COMMENT ON COLUMN ventros.http_requests.lease_until IS 'While in_flight: when another dispatcher may take the row back';
 COMMENT ON COLUMN ventros.http_requests.response_body IS 'The last answer''s body, at most ventros.http_max_response_size bytes';
+COMMENT ON COLUMN ventros.http_requests.handler_error IS
+    'Why the purpose''s completion handler failed (NULL: it ran, or there is none); see rerun_http_request_handler';
 COMMENT ON COLUMN ventros.http_requests.response_truncated IS 'The last answer''s body was longer than what was kept';
 
 ALTER TABLE ventros.http_requests ENABLE ROW LEVEL SECURITY;
@@ -117,6 +120,11 @@ BEGIN
         RAISE EXCEPTION 'headers must be an object of header names to string values'
             USING ERRCODE = '22023',
                   DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
+       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
+        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
+            HINT = 'Use transient, any, or a policy declared with ventros.declare_http_retry_classifier.';
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
@@ -241,6 +249,139 @@ $$;
 COMMENT ON FUNCTION ventros.http_backoff(integer) IS
     'Retry delay after n failed attempts: exponential from ventros.http_backoff_base up to ventros.http_backoff_max, +-10 % jitter';
 
+-- ---- Retry classifiers ------------------------------------------------------
+-- Whether a failed answer is worth another attempt is decided by the HTTP
+-- status (retry_policy transient or any), unless the request names another
+-- policy: then the function declared for it reads the answer (Meta's Graph
+-- API, for one, answers 400 to throttling and says so only in its body).
+
+CREATE TABLE ventros.http_retry_classifiers (
+    policy text PRIMARY KEY,
+    classifier regprocedure NOT NULL,
+    CONSTRAINT http_retry_classifiers_policy_name CHECK (policy ~ '^[a-z][a-z0-9_]{0,62}$'
+                                                         AND policy NOT IN ('transient', 'any'))
+);
+COMMENT ON TABLE ventros.http_retry_classifiers IS
+    'Retry policies besides transient and any (http_requests.retry_policy): per policy, f(response_status integer, response_body bytea, retryable boolean) RETURNS boolean: whether a failed attempt is retried (retryable is the dispatcher''s own verdict by status)';
+ALTER TABLE ventros.http_retry_classifiers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_retry_classifiers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_retry_classifiers FOR SELECT USING (true);
+
+CREATE FUNCTION ventros.declare_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = classifier AND p.prorettype = 'boolean'::regtype
+                      AND p.pronargs = 3 AND p.proargtypes[0] = 'integer'::regtype AND p.proargtypes[1] = 'bytea'::regtype
+                      AND p.proargtypes[2] = 'boolean'::regtype) THEN
+        RAISE EXCEPTION 'classifier % must be f(integer, bytea, boolean) RETURNS boolean', classifier
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.http_retry_classifiers AS c (policy, classifier)
+    VALUES (declare_http_retry_classifier.policy, declare_http_retry_classifier.classifier)
+    ON CONFLICT ON CONSTRAINT http_retry_classifiers_pkey DO UPDATE SET classifier = EXCLUDED.classifier;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_http_retry_classifier(text, regprocedure) IS
+    'Declares the function that decides whether failed answers of requests with this retry_policy are retried';
+
+-- ---- Completion handlers ----------------------------------------------------
+-- What a finished request means is the business of whoever queued it: a
+-- channel send marks its message sent or failed, a webhook delivery updates
+-- its subscription's counters.  Each purpose declares its handler here (one
+-- row, no new dispatcher code); it runs in the transaction that records the
+-- final outcome, as the request's tenant.  A handler that fails does not lose
+-- the outcome: the error is kept on the request (handler_error) and
+-- ventros.rerun_http_request_handler() runs it again.
+
+CREATE TABLE ventros.http_request_handlers (
+    purpose text PRIMARY KEY,
+    handler regprocedure NOT NULL,
+    CONSTRAINT http_request_handlers_purpose_not_blank CHECK (btrim(purpose) <> '' AND length(purpose) <= 100)
+);
+COMMENT ON TABLE ventros.http_request_handlers IS
+    'Per purpose, the function called with the request row (ventros.http_requests) when it succeeded, failed or died';
+
+-- Readable by all tenant roles (nothing secret), written by the owner only.
+ALTER TABLE ventros.http_request_handlers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_handlers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_handlers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_handlers TO ventros_viewer;
+
+CREATE FUNCTION ventros.declare_http_request_handler(purpose text, handler regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = handler AND p.pronargs = 1
+                      AND p.proargtypes[0] = 'ventros.http_requests'::regtype) THEN
+        RAISE EXCEPTION 'handler % must take one argument of type ventros.http_requests', handler
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.http_request_handlers AS h (purpose, handler)
+    VALUES (declare_http_request_handler.purpose, declare_http_request_handler.handler)
+    ON CONFLICT ON CONSTRAINT http_request_handlers_pkey DO UPDATE SET handler = EXCLUDED.handler;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_http_request_handler(text, regprocedure) IS
+    'Declares the function that handles the final outcome of requests of one purpose';
+
+CREATE FUNCTION ventros.run_http_request_handler(r ventros.http_requests) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+    call text;
+    failure text;
+    previous_tenant text := current_setting('ventros.tenant', true);
+BEGIN
+    SELECT h.handler, format('SELECT %I.%I($1)', n.nspname, p.proname) INTO fn, call
+      FROM ventros.http_request_handlers h
+      JOIN pg_proc p ON p.oid = h.handler
+      JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE h.purpose = r.purpose;
+    IF fn IS NULL THEN
+        RETURN true;
+    END IF;
+    PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    BEGIN
+        EXECUTE call USING r;
+    EXCEPTION WHEN OTHERS THEN
+        failure := format('%s: %s', SQLSTATE, SQLERRM);
+    END;
+    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    UPDATE ventros.http_requests q SET handler_error = failure
+     WHERE q.tenant_id = r.tenant_id AND q.id = r.id AND q.handler_error IS DISTINCT FROM failure;
+    RETURN failure IS NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_http_request_handler(ventros.http_requests) IS
+    'Runs the declared handler of a finished request as its tenant; a failure is kept in handler_error, never raised';
+
+CREATE FUNCTION ventros.rerun_http_request_handler(request_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.http_requests;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests q
+     WHERE q.tenant_id = ventros.require_tenant() AND q.id = request_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'http request % not found', request_id USING ERRCODE = 'P0002';
+    END IF;
+    IF r.status NOT IN ('succeeded', 'failed', 'dead') THEN
+        RAISE EXCEPTION 'http request % is still %', request_id, r.status USING ERRCODE = '55000',
+            HINT = 'Handlers run once a request has succeeded, failed or died.';
+    END IF;
+    RETURN ventros.run_http_request_handler(r);
+END
+$$;
+COMMENT ON FUNCTION ventros.rerun_http_request_handler(uuid) IS
+    'Runs a finished request''s handler again (after its handler_error was fixed); true when it succeeded';
+
 -- Records one attempt's outcome.  Ignored unless the row is still in flight
 -- with this attempt number (a lease taken over by another dispatcher wins).
 CREATE FUNCTION ventros.http_record_attempt(
@@ -257,6 +398,7 @@ DECLARE
     new_status text;
     delay interval;
     hdrs jsonb;
+    classify text;
 BEGIN
     SELECT * INTO r FROM ventros.http_requests
      WHERE tenant_id = p_tenant_id AND id = p_id AND status = 'in_flight' AND attempts = p_attempt
@@ -270,6 +412,13 @@ BEGIN
           INTO hdrs
           FROM regexp_split_to_table(p_response_headers, E'\r?\n') AS l
          WHERE strpos(l, ':') > 1;
+    END IF;
+    IF NOT p_succeeded AND r.retry_policy NOT IN ('transient', 'any') THEN
+        SELECT format('SELECT %s($1, $2, $3)', c.classifier::regproc) INTO classify
+          FROM ventros.http_retry_classifiers c WHERE c.policy = r.retry_policy;
+        IF classify IS NOT NULL THEN
+            EXECUTE classify INTO p_retryable USING p_response_status, p_response_body, p_retryable;
+        END IF;
     END IF;
     IF p_succeeded THEN
         new_status := 'succeeded';
@@ -296,7 +445,11 @@ BEGIN
            last_error = CASE WHEN p_succeeded THEN NULL ELSE p_error END,
            completed_at = CASE WHEN new_status IN ('succeeded', 'failed', 'dead') THEN clock_timestamp() END,
            updated_at = now()
-     WHERE tenant_id = p_tenant_id AND id = p_id;
+     WHERE tenant_id = p_tenant_id AND id = p_id
+    RETURNING * INTO r;
+    IF new_status <> 'pending' THEN
+        PERFORM ventros.run_http_request_handler(r);
+    END IF;
     RETURN new_status;
 END
 $$;
@@ -336,7 +489,9 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
     TO ventros_admin;
+GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.rerun_http_request_handler(uuid) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.prune_http_requests(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.check_url(text) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.http_requests_wake() TO ventros_viewer;

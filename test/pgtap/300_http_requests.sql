@@ -2,7 +2,7 @@
 -- SQL side (claim with a lease, outcome recording, backoff, Retry-After,
 -- dead letters, replay), exercised without the network.
 BEGIN;
-SELECT plan(43);
+SELECT plan(51);
 
 SELECT has_table('ventros', 'http_requests', 'the queue exists');
 SELECT ok((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'ventros.http_requests'::regclass),
@@ -114,6 +114,40 @@ SELECT is(ventros.prune_http_requests(clock_timestamp() + interval '1 second'), 
           'the succeeded and the failed request are pruned');
 SELECT is((SELECT count(*)::int FROM ventros.http_requests WHERE url LIKE 'https://example.com/%'), 1,
           'the pending request stays');
+
+-- completion handlers: declared per purpose, run once the outcome is final,
+-- as the request's tenant; a failing handler keeps its error, not the outcome
+CREATE TABLE pg_temp.handled (tenant text, purpose text, status text, response_status integer);
+CREATE FUNCTION pg_temp.note_outcome(r ventros.http_requests) RETURNS void LANGUAGE sql AS
+    $f$INSERT INTO pg_temp.handled VALUES (ventros.current_tenant(), r.purpose, r.status, r.response_status)$f$;
+CREATE FUNCTION pg_temp.fail_outcome(r ventros.http_requests) RETURNS void LANGUAGE plpgsql AS
+    $f$BEGIN INSERT INTO pg_temp.handled VALUES ('never', r.purpose, r.status, NULL); RAISE EXCEPTION 'handler broke'; END$f$;
+CREATE FUNCTION pg_temp.wrong_shape(x integer) RETURNS void LANGUAGE sql AS $f$SELECT$f$;
+SELECT throws_ok($$SELECT ventros.declare_http_request_handler('test.wrong', 'pg_temp.wrong_shape(integer)')$$, '22023', NULL,
+                 'a handler takes the request row');
+SELECT ventros.declare_http_request_handler('test.note', 'pg_temp.note_outcome(ventros.http_requests)');
+SELECT ventros.declare_http_request_handler('test.fail', 'pg_temp.fail_outcome(ventros.http_requests)');
+SET LOCAL ventros.tenant = 'http_t1';
+SELECT ventros.enqueue_http_request('https://example.com/h1', purpose => 'test.note', max_attempts => 2);
+SELECT ventros.enqueue_http_request('https://example.com/h2', purpose => 'test.fail');
+SET LOCAL ventros.tenant = '';
+SELECT is((SELECT count(*)::int FROM ventros.http_claim(100, '1 minute') WHERE url IN ('https://example.com/h1', 'https://example.com/h2')), 2,
+          'handler requests claimed');
+SELECT ventros.http_record_attempt('http_t1', (SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h1'),
+       1, false, true, NULL, 500, NULL, NULL, false, 'HTTP 500');
+SELECT is((SELECT count(*)::int FROM pg_temp.handled), 0, 'a retry is not an outcome: no handler yet');
+UPDATE ventros.http_requests SET next_attempt_at = now() - interval '1 second' WHERE url = 'https://example.com/h1';
+SELECT is((SELECT attempts FROM ventros.http_claim(100, '1 minute') WHERE url = 'https://example.com/h1'), 2, 'claimed again');
+SELECT ventros.http_record_attempt('http_t1', (SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h1'),
+       2, true, false, NULL, 201, NULL, NULL, false, NULL);
+SELECT results_eq($$SELECT tenant, purpose, status, response_status FROM pg_temp.handled$$,
+                  $$VALUES ('http_t1', 'test.note', 'succeeded', 201)$$,
+                  'the handler saw the final row, as the request''s tenant');
+SELECT is(ventros.http_record_attempt('http_t1', (SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h2'),
+          1, false, false, NULL, 400, NULL, NULL, false, 'HTTP 400'), 'failed', 'a failing handler does not undo the outcome');
+SELECT results_eq($$SELECT status, handler_error FROM ventros.http_requests WHERE url = 'https://example.com/h2'$$,
+                  $$VALUES ('failed', 'P0001: handler broke')$$, 'its error is kept on the request');
+SELECT is((SELECT count(*)::int FROM pg_temp.handled WHERE tenant = 'never'), 0, 'and its work was rolled back');
 
 -- backoff: exponential from the base, capped, +-10 % (default settings:
 -- base 5 s, cap 10 h)
