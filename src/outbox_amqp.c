@@ -435,8 +435,9 @@ release_oldest(VnAmqp *a, int n)
 		amqp_release_buffers(a->conn);
 }
 
-static bool
-all_settled(VnAmqpMessage *msgs, int n)
+/* whether every one of msgs has its confirm */
+bool
+vn_amqp_settled(VnAmqpMessage *msgs, int n)
 {
 	/* confirms come in publish order: the last one settles last */
 	for (int i = n - 1; i >= 0; i--)
@@ -483,7 +484,7 @@ vn_amqp_settle(VnAmqp *a, VnAmqpMessage *msgs, int n)
 	if (n == 0)
 		return true;
 	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
-	if (!all_settled(msgs, n))
+	if (!vn_amqp_settled(msgs, n))
 		return false;
 	release_oldest(a, n);
 	return true;
@@ -504,7 +505,7 @@ vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms, char *err, s
 	if (n == 0)
 		return true;
 	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
-	while (!all_settled(msgs, n))
+	while (!vn_amqp_settled(msgs, n))
 	{
 		amqp_frame_t frame;
 		struct timeval tv = {0, 100 * 1000};

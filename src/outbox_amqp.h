@@ -44,6 +44,7 @@ extern int	vn_amqp_socket(VnAmqp *a);
 extern bool vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,
 							char *err, size_t errlen);
 extern bool vn_amqp_poll(VnAmqp *a, char *err, size_t errlen);
+extern bool vn_amqp_settled(VnAmqpMessage *msgs, int n);
 extern bool vn_amqp_settle(VnAmqp *a, VnAmqpMessage *msgs, int n);
 extern bool vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms,
 						 char *err, size_t errlen);

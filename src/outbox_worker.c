@@ -605,7 +605,7 @@ append_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *m
 
 /*
  * claim_batch
- *		Claim up to limit rows into b (one short transaction, no row
+ *		Claim up to limit rows into b, in the caller's transaction (no row
  *		written): rows of aggregates with a row in flight are skipped.
  */
 static void
@@ -620,7 +620,6 @@ claim_batch(VnBatch *b, int limit)
 
 	MemoryContextReset(b->ctx);
 	b->n = 0;
-	begin_work("ventros outbox: claiming");
 	inflight = palloc(sizeof(Datum) * Max(ring_msgs, 1));
 	for (int i = 0; i < ring_count; i++)
 	{
@@ -664,18 +663,18 @@ claim_batch(VnBatch *b, int limit)
 		b->msgs[i].timestamp = now_s;
 	}
 	MemoryContextSwitchTo(old);
-	end_work();
 }
 
 /*
  * record_batches
- *		Record the outcome of the oldest count batches in flight (one
- *		transaction): acked rows published, the others failed attempts, with
- *		their own error or conn_error (the connection failed before their
- *		confirm came).  Takes them out of the ring.
+ *		Record the outcome of the oldest count batches in flight (in the
+ *		caller's transaction when in_xact, else in one of its own): acked
+ *		rows published, the others failed attempts, with their own error or
+ *		conn_error (the connection failed before their confirm came).  Takes
+ *		them out of the ring.
  */
 static void
-record_batches(int count, const char *conn_error)
+record_batches(int count, const char *conn_error, bool in_xact)
 {
 	char	  **bad_errors;
 	int64	   *ok_seqs,
@@ -717,7 +716,8 @@ record_batches(int count, const char *conn_error)
 
 	if (total > 0)
 	{
-		begin_work("ventros outbox: recording confirms");
+		if (!in_xact)
+			begin_work("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
 			Oid			argtypes[1] = {INT8ARRAYOID};
@@ -744,7 +744,8 @@ record_batches(int count, const char *conn_error)
 				elog(ERROR, "ventros.outbox_failed failed");
 			ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
-		end_work();
+		if (!in_xact)
+			end_work();
 	}
 
 	SpinLockAcquire(&vn_outbox_shared->mutex);
@@ -772,46 +773,47 @@ record_batches(int count, const char *conn_error)
 	}
 }
 
-/*
- * record_settled
- *		Record the batches at the head of the ring whose every message has
- *		its confirm; returns how many batches.
- */
-static int
-record_settled(void)
-{
-	int			k = 0;
-
-	while (k < ring_count && vn_amqp_settle(my_amqp, RING_AT(k)->msgs, RING_AT(k)->n))
-		k++;
-	record_batches(k, NULL);
-	return k;
-}
-
 /* the connection failed (err): what was not confirmed failed with it */
 static void
 connection_failed(const char *err)
 {
-	record_batches(ring_count, err);
+	record_batches(ring_count, err, false);
 	set_error(err);
 	disconnect();
 }
 
 /*
- * claim_and_publish
- *		Claim up to limit rows and publish them, without waiting for their
- *		confirms: the batch joins the ring.  Returns the number of rows, or
- *		-1 when the connection failed (handled: in-flight rows failed,
- *		connection dropped).
+ * step
+ *		One transaction: record the batches at the head of the ring that
+ *		the confirms settled, then (when claim) claim up to limit new rows,
+ *		which sees what was just recorded; after the commit, publish them
+ *		without waiting for their confirms: the batch joins the ring.
+ *		Returns the number of rows claimed, or -1 when the connection failed
+ *		(handled: in-flight rows failed, connection dropped).  *recorded
+ *		is set to the number of batches recorded.
  */
 static int
-claim_and_publish(int limit)
+step(bool claim, int limit, int *recorded)
 {
-	VnBatch    *b = RING_AT(ring_count);
+	VnBatch    *b = NULL;
+	int			settled = 0;
 	char		err[VN_OUTBOX_ERRLEN];
 
-	claim_batch(b, limit);
-	if (b->n == 0)
+	while (settled < ring_count &&
+		   vn_amqp_settle(my_amqp, RING_AT(settled)->msgs, RING_AT(settled)->n))
+		settled++;
+	*recorded = settled;
+	if (settled == 0 && !claim)
+		return 0;
+	begin_work(claim ? "ventros outbox: claiming" : "ventros outbox: recording confirms");
+	record_batches(settled, NULL, true);
+	if (claim)
+	{
+		b = RING_AT(ring_count);
+		claim_batch(b, limit);
+	}
+	end_work();
+	if (b == NULL || b->n == 0)
 		return 0;
 	ring_count++;
 	ring_msgs += b->n;
@@ -847,7 +849,7 @@ drain(void)
 			connection_failed(my_amqp == NULL ? "not connected" : err);
 			return;
 		}
-		record_batches(1, NULL);
+		record_batches(1, NULL, false);
 	}
 }
 
@@ -1014,34 +1016,39 @@ vn_outbox_worker_main(Datum main_arg)
 				ok = false;
 			}
 			/*
-			 * New events first, whatever is in flight (up to a bound): their
-			 * latency does not wait for the recording of earlier confirms.
+			 * One transaction records what the confirms settled and claims
+			 * new rows, up to a bound on what is in flight; they are
+			 * published at once, whatever is in flight.
 			 */
-			if (ok && want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 &&
-				ring_msgs < max_in_flight())
+			if (ok)
 			{
-				int			limit = Min(vn_outbox_batch_size, max_in_flight() - ring_msgs);
-				int			n = claim_and_publish(limit);
+				int			settled_msgs = 0;
+				int			settled = 0;
+				int			recorded;
+				bool		claim;
+				int			limit;
+				int			n;
 
+				while (settled < ring_count &&
+					   vn_amqp_settled(RING_AT(settled)->msgs, RING_AT(settled)->n))
+					settled_msgs += RING_AT(settled++)->n;
+				limit = Min(vn_outbox_batch_size, max_in_flight() - (ring_msgs - settled_msgs));
+				claim = want_claim && limit > 0 && ring_count - settled < VN_OUTBOX_MAX_BATCHES - 1;
+				n = step(claim, limit, &recorded);
 				if (n < 0)
 					ok = false;
-				else
+				else if (claim)
 					want_claim = n == limit;	/* a full batch: there may be more */
+				else if (recorded > 0)
+					want_claim = true;	/* room again, and rows may be unblocked */
 			}
-			/* then record the batches the confirms settled */
-			if (ok && ring_count > 0)
+			if (ok && ring_count > 0 &&
+				GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
+																   vn_outbox_confirm_timeout))
 			{
-				/* recorded rows may unblock later rows of their aggregates */
-				if (record_settled() > 0)
-					want_claim = true;
-				if (ring_count > 0 &&
-					GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
-																	   vn_outbox_confirm_timeout))
-				{
-					snprintf(err, sizeof(err), "no publisher confirm within %d ms", vn_outbox_confirm_timeout);
-					connection_failed(err);
-					ok = false;
-				}
+				snprintf(err, sizeof(err), "no publisher confirm within %d ms", vn_outbox_confirm_timeout);
+				connection_failed(err);
+				ok = false;
 			}
 			if (!ok)
 			{
