@@ -36,9 +36,6 @@ SET search_path = pg_catalog, pg_temp
 -- partial index of pending rows in seq order, always.
 SET enable_seqscan = off
 SET enable_bitmapscan = off
--- A plan for the values at hand: in_flight as a constant is a hashed set
--- (a generic plan would compare each candidate with every element).
-SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -49,6 +46,27 @@ BEGIN
     -- the publisher lock, for the rest of this session; held by another
     -- session: nothing to claim
     IF NOT ventros.outbox_publisher_lock() THEN
+        RETURN;
+    END IF;
+    -- Few aggregates in flight (a publisher keeping up, the usual case): a
+    -- cached plan, each candidate compared with each of them.  Many (a
+    -- backlog in full flow): a plan for the values at hand, where in_flight
+    -- is a hashed set; planning it costs less than the comparisons.
+    IF pg_catalog.cardinality(in_flight) > 64 THEN
+        RETURN QUERY EXECUTE $q$
+        SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
+               o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
+          FROM ventros.outbox o
+         WHERE o.status = 'pending'
+           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
+           AND o.aggregate_id <> ALL ($2)
+           AND NOT EXISTS (SELECT FROM ventros.outbox b
+                            WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
+                              AND b.seq < o.seq
+                              AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
+                              AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
+         ORDER BY o.seq
+         LIMIT $1 $q$ USING batch_size, in_flight;
         RETURN;
     END IF;
     RETURN QUERY
