@@ -122,7 +122,7 @@ a=$(median "${floor_rates[@]}")
 b=$(median "${ventros_rates[@]}")
 
 # (c) commit-to-consumer latency at half of (b)'s rate, one event per transaction
-rate=$(( ${b%.*} / 2 ))
+rate=${BENCH_LAT_RATE:-$(( ${b%.*} / 2 ))}	# BENCH_LAT_RATE: another rate, to compare runs
 expect=$(( rate * LAT_SECONDS ))
 rm -f "$RUN/consumer.ready"
 (cd "$VENTROS_ROOT" && node "$HERE/outbox_consumer.mjs" "$AMQP_URL" "$expect" "$RUN/consumer.ready" $(( (LAT_SECONDS + 30) * 1000 )) >"$RUN/latency.txt") &
