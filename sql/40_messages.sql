@@ -346,7 +346,10 @@ CREATE FUNCTION ventros.send_message(
     media_mimetype text  DEFAULT NULL,
     reply_to_id  uuid    DEFAULT NULL,
     chat_id      uuid    DEFAULT NULL,
-    metadata     jsonb   DEFAULT NULL)
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
 RETURNS ventros.messages
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -357,6 +360,7 @@ DECLARE
     sender ventros.agents;
     s ventros.sessions;
     result ventros.messages;
+    tpl jsonb;
 BEGIN
     IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
                                         'scheduled', 'test') THEN
@@ -385,6 +389,17 @@ BEGIN
         RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
             DETAIL = 'Virtual and inactive agents never send.';
     END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
     s := ventros.start_or_continue_session(contact_id, channel_id, now());
     INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
                                   from_me, content_type, text, media_url, media_mimetype, reply_to_id, status, agent_id,
@@ -394,13 +409,15 @@ BEGIN
             sender.id, source, metadata)
     RETURNING * INTO result;
     PERFORM ventros.record_message_effects(result, s);
+    -- The provider request, in this transaction (sql/90_channel_send.sql).
+    PERFORM ventros.queue_message_send(result.id);
     RETURN result;
 EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
 END
 $$;
-COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb) IS
-    'Outbound message, queued for the channel: refuses opted-out contacts (VN010) and virtual or inactive agents (22023); automated sources send as their system agent; emits message.created and session.message_recorded';
+COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'Outbound message, queued for the channel with its provider request (message.send, when the channel type is declared and configured): refuses opted-out contacts (VN010), virtual or inactive agents (22023), free-form WhatsApp Cloud messages outside the 24-hour window (22023) and templates that do not match their definition (22023, P0002); automated sources send as their system agent; emits message.created and session.message_recorded';
 
 -- confirm_message_status: a provider acknowledgement (by message id, or by
 -- channel and provider id).  Repeats and late acks of an earlier status are
@@ -540,7 +557,7 @@ GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamp
     ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text),
     ventros.record_message_effects(ventros.messages, ventros.sessions),
     ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid),
-    ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb),
+    ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),
     ventros.import_message(uuid, uuid, boolean, timestamptz, text, text, text, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_message(uuid, integer) TO ventros_admin;
