@@ -314,8 +314,10 @@ challenge_get(const VnRouterConfig *cfg, const char *provider, const char *chann
 		vn_webhooks_error(resp, 403, "forbidden");
 	else
 	{
+		/* the caller's own text echoed: never to be sniffed as anything else */
 		resp->status = 200;
 		resp->content_type = "text/plain; charset=utf-8";
+		vn_response_header(resp, "X-Content-Type-Options", "nosniff");
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
 	}
 	if (res)

@@ -231,6 +231,7 @@ test('Meta handshake: right token -> 200 text/plain challenge; anything else -> 
     assert.equal(ok.status, 200, p);
     assert.equal(ok.text, '1158201444');
     assert.match(ok.headers.get('content-type'), /^text\/plain/);
+    assert.equal(ok.headers.get('x-content-type-options'), 'nosniff');
     const wrongs = [
       { token: 'wrong', challenge: '1' },
       { token: B[p].config.verify_token, challenge: '1' },	// another tenant's token
