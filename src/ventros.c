@@ -14,6 +14,7 @@
 #include "emit.h"
 #include "engine.h"
 #include "http_worker.h"
+#include "inbox_worker.h"
 #include "guc.h"
 #include "shmem.h"
 #include "outbox_worker.h"
@@ -31,6 +32,7 @@ _PG_init(void)
 	vn_tenant_init();
 	vn_emit_init();
 	vn_http_worker_init();
+	vn_inbox_worker_init();
 	vn_engine_init();
 	vn_outbox_init();
 	MarkGUCPrefixReserved("ventros");

@@ -38,7 +38,9 @@ export async function createChannel(c, tenant, type, config, name = `${type} ${s
 // (100 deliveries at once share 4 pooled connections: on a slow machine the
 // last ones wait a while, which is not what these tests are about)
 export async function setup(env = {}) {
-  const server = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000', ...env });
+  // Processing inline (in accept_webhook's transaction): each answer means the
+  // CRM rows are there.  webhooks_deferred.test.mjs covers the default.
+  const server = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000', PGOPTIONS: '-c ventros.inbox_processing=inline', ...env });
   const c = await db();
   const channels = {};
   for (const t of ['ta', 'tb']) {
