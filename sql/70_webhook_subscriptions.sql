@@ -157,7 +157,6 @@ CREATE TABLE ventros.webhook_subscriptions (
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     CONSTRAINT webhook_subscriptions_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
-    CONSTRAINT webhook_subscriptions_url_public CHECK (ventros.is_public_http_url(url) OR ventros.is_allow_listed_url(url)),
     CONSTRAINT webhook_subscriptions_events_present CHECK (cardinality(events) > 0 OR subscribe_contact_events),
     CONSTRAINT webhook_subscriptions_events_distinct CHECK (ventros.is_distinct_array(events)),
     CONSTRAINT webhook_subscriptions_no_self_events CHECK (NOT events && ARRAY['webhook_subscription.created',
@@ -173,6 +172,28 @@ CREATE TABLE ventros.webhook_subscriptions (
 );
 CREATE INDEX webhook_subscriptions_by_event ON ventros.webhook_subscriptions USING gin (events) WHERE active AND deleted_at IS NULL;
 COMMENT ON TABLE ventros.webhook_subscriptions IS 'WebhookSubscription: an outbound webhook for selected events';
+
+-- The URL rule is a trigger, not a CHECK: it depends on the allow-list, and a
+-- row must stay updatable (counters, deletion) after the allow-list shrinks.
+CREATE FUNCTION ventros.check_webhook_url() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (ventros.is_public_http_url(NEW.url) OR ventros.is_allow_listed_url(NEW.url)) THEN
+        RAISE EXCEPTION 'webhook URL "%" is not a public http(s) URL', left(NEW.url, 200)
+            USING ERRCODE = '23514', CONSTRAINT = 'webhook_subscriptions_url_public',
+                  DETAIL = 'Loopback, private, link-local and localhost addresses are refused, as are URLs with user info.';
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_webhook_url() IS
+    'Trigger: a new or changed subscription URL must be public (SSRF rules) or named by ventros.http_allow_hosts (23514)';
+CREATE TRIGGER webhook_subscriptions_url_public BEFORE INSERT ON ventros.webhook_subscriptions
+    FOR EACH ROW EXECUTE FUNCTION ventros.check_webhook_url();
+CREATE TRIGGER webhook_subscriptions_url_changed BEFORE UPDATE OF url ON ventros.webhook_subscriptions
+    FOR EACH ROW WHEN (OLD.url IS DISTINCT FROM NEW.url) EXECUTE FUNCTION ventros.check_webhook_url();
 
 SELECT ventros.register_aggregate('webhook_subscription', 'ventros.webhook_subscriptions', 'crm',
     state_column => 'active',
@@ -397,7 +418,7 @@ AS $$ SELECT * FROM ventros.event_types WHERE aggregate <> 'webhook_subscription
 COMMENT ON FUNCTION ventros.list_webhook_event_types() IS 'The event types a webhook may subscribe to (the catalogue)';
 
 GRANT EXECUTE ON FUNCTION ventros.is_public_http_url(text), ventros.is_allow_listed_url(text) TO ventros_viewer, ventros_anon;
-GRANT EXECUTE ON FUNCTION ventros.webhook_event_matches(text[], text) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.webhook_event_matches(text[], text), ventros.check_webhook_url() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.get_webhook_subscription(uuid), ventros.list_webhook_subscriptions(text, boolean),
     ventros.list_webhook_event_types() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.check_webhook_changes(jsonb), ventros.record_webhook_delivery(uuid, boolean),

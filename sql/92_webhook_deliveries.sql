@@ -130,17 +130,16 @@ RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT json_build_object(
-        'specversion', '1.0',
-        'id', $2,
-        'source', '/ventros/tenants/' || $1,
-        'type', 'com.ventros.' || $3,
-        'subject', coalesce((SELECT c.relname::text FROM ventros.aggregates a JOIN pg_class c ON c.oid = a.table_name
-                              WHERE a.aggregate = $4), $4) || '/' || $5,
-        'time', to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-        'datacontenttype', 'application/json',
-        'tenantid', $1,
-        'data', $6)::text
+    -- compact JSON in the order of the specification (jsonb would reorder it)
+    SELECT '{"specversion":"1.0","id":' || to_json($2::text)
+        || ',"source":' || to_json('/ventros/tenants/' || $1)
+        || ',"type":' || to_json('com.ventros.' || $3)
+        || ',"subject":' || to_json(coalesce((SELECT c.relname::text FROM ventros.aggregates a
+                                               JOIN pg_class c ON c.oid = a.table_name
+                                              WHERE a.aggregate = $4), $4) || '/' || $5)
+        || ',"time":' || to_json(to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+        || ',"datacontenttype":"application/json","tenantid":' || to_json($1)
+        || ',"data":' || coalesce($6::text, 'null') || '}'
 $$;
 COMMENT ON FUNCTION ventros.webhook_cloudevent(text, uuid, text, text, uuid, jsonb, timestamptz) IS
     'The CloudEvents 1.0 JSON body of a webhook delivery: id = event id, type com.ventros.<event>, source /ventros/tenants/<tenant>';
