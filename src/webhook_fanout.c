@@ -23,10 +23,13 @@
  * table, and our relcache callback drops the whole cache.  PostgreSQL
  * applies it in this backend at the end of the command (so a subscription
  * created earlier in the same transaction is seen by the next statement),
- * undoes it on rollback, and other backends apply it before they next lock
- * a relation (at the latest at the start of their next statement).  A load
- * that ran while an invalidation arrived may be stale: it is used for the
- * event at hand and not kept (fanout_generation).
+ * and undoes it on rollback.  Other backends would only apply it when they
+ * next lock a relation they do not hold yet, which a transaction in READ
+ * COMMITTED writing again to the same tables does not do: so the first
+ * event of each statement accepts pending invalidations itself (a flag test
+ * when there are none), and each statement fans out with the subscriptions
+ * its snapshot sees.  A load that ran while an invalidation arrived may be
+ * stale: it is used for the event at hand and not kept (fanout_generation).
  *
  * Privileges: the cache load and the fan-out run as the owner of
  * ventros.webhook_subscriptions with forced row security off for the owner,
@@ -83,6 +86,7 @@ static Oid	fanout_relid = InvalidOid;
 static Oid	fanout_owner = InvalidOid;
 static SPIPlanPtr load_plan = NULL;
 static SPIPlanPtr fanout_plan = NULL;
+static TimestampTz fanout_statement = 0;	/* invalidations accepted for it */
 
 /* GUC */
 static char *vn_webhook_retry_schedule = NULL;
@@ -344,6 +348,11 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 
 	if (strncmp(event->event_type, VN_FANOUT_SELF_PREFIX, sizeof(VN_FANOUT_SELF_PREFIX) - 1) == 0)
 		return;
+	if (GetCurrentStatementStartTimestamp() != fanout_statement)
+	{
+		AcceptInvalidationMessages();
+		fanout_statement = GetCurrentStatementStartTimestamp();
+	}
 	cacheable = strlen(event->tenant_id) < VN_FANOUT_KEYLEN;
 	if (fanout_tenants != NULL && cacheable)
 	{
