@@ -17,7 +17,8 @@
 // or standalone: node recorder.mjs --port 8099
 import http from 'node:http';
 
-export async function startRecorder({ port = 0, host = '127.0.0.1' } = {}) {
+// onRecord(record, bodyBuffer), when given, may add fields to each record.
+export async function startRecorder({ port = 0, host = '127.0.0.1', onRecord = null } = {}) {
   let records = [];
   let scripts = new Map(); // "METHOD path" -> {responses: [], default}
   let seq = 0;
@@ -95,6 +96,7 @@ export async function startRecorder({ port = 0, host = '127.0.0.1' } = {}) {
         received_at: Date.now(),
         response: null,
       };
+      if (onRecord) onRecord(record, body);
       records.push(record);
       const r = nextResponse(req.method, url.pathname);
       try {
