@@ -224,8 +224,28 @@ $$;
 COMMENT ON FUNCTION ventros.webhook_attempt_headers(ventros.http_requests) IS
     'Dispatcher (preparer of webhook.delivery): stored headers + custom headers + X-Ventros-Attempt + a fresh X-Ventros-Signature';
 
--- Deactivates a subscription (emits webhook_subscription.deactivated) and
--- stops its deliveries still waiting for an attempt.
+-- A subscription deactivated or deleted (by hand, on 410, after 5 days of
+-- failures) stops its deliveries still waiting for an attempt; an attempt
+-- already in flight finishes.
+CREATE FUNCTION ventros.webhook_subscription_stopped() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE ventros.http_requests q
+       SET status = 'failed', completed_at = now(), updated_at = now(),
+           last_error = CASE WHEN NEW.deleted_at IS NOT NULL THEN 'not sent: the subscription was deleted'
+                             ELSE 'not sent: the subscription was deactivated' END
+      FROM ventros.webhook_deliveries d
+     WHERE d.tenant_id = NEW.tenant_id AND d.subscription_id = NEW.id
+       AND q.tenant_id = d.tenant_id AND q.id = d.request_id AND q.status = 'pending';
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.webhook_subscription_stopped() IS
+    'Trigger: a deactivated or deleted subscription''s deliveries waiting for an attempt fail without being sent';
+
+-- Deactivates a subscription (emits webhook_subscription.deactivated).
 CREATE FUNCTION ventros.disable_webhook_subscription(webhook_subscription_id uuid, reason text) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -238,18 +258,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    UPDATE ventros.http_requests q
-       SET status = 'failed', last_error = 'not sent: subscription disabled (' || reason || ')',
-           completed_at = now(), updated_at = now()
-      FROM ventros.webhook_deliveries d
-     WHERE d.tenant_id = tenant AND d.subscription_id = webhook_subscription_id
-       AND q.tenant_id = d.tenant_id AND q.id = d.request_id AND q.status = 'pending';
     RAISE LOG 'webhook subscription % of tenant % disabled: %', webhook_subscription_id, tenant, reason;
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION ventros.disable_webhook_subscription(uuid, text) IS
-    'Internal: deactivates a subscription (webhook_subscription.deactivated) and fails its deliveries not yet attempted';
+    'Deactivates a subscription (webhook_subscription.deactivated), logging why; false when it was not active';
 
 -- Time is a parameter: subscriptions of the acting tenant whose deliveries
 -- have all failed since before now - failing_for are disabled.
@@ -447,7 +461,12 @@ CREATE TRIGGER ventros_webhook_fanout_updated AFTER UPDATE ON ventros.webhook_su
           IS DISTINCT FROM (NEW.tenant_id, NEW.active, NEW.deleted_at, NEW.events, NEW.subscribe_contact_events))
     EXECUTE FUNCTION ventros.webhook_subscriptions_changed();
 
-GRANT EXECUTE ON FUNCTION ventros.webhook_subscriptions_changed() TO ventros_viewer;
+CREATE TRIGGER ventros_webhook_stopped AFTER UPDATE ON ventros.webhook_subscriptions
+    FOR EACH ROW
+    WHEN ((OLD.active AND NOT NEW.active) OR (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL))
+    EXECUTE FUNCTION ventros.webhook_subscription_stopped();
+
+GRANT EXECUTE ON FUNCTION ventros.webhook_subscriptions_changed(), ventros.webhook_subscription_stopped() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.webhook_retry_schedule(),
     ventros.webhook_signature(text, bytea, timestamptz, text), ventros.hmac_sha256_hex(text, bytea),
     ventros.webhook_request_headers(uuid, uuid) TO ventros_viewer;

@@ -6,7 +6,7 @@
 -- delivery log and the SSRF rules of subscription URLs.  The dispatcher is
 -- played by calling its SQL side (http_claim, http_record_attempt).
 BEGIN;
-SELECT plan(113);
+SELECT plan(115);
 
 SELECT ventros.create_tenant('wh_a', 'Webhooks A');
 SELECT ventros.create_tenant('wh_b', 'Webhooks B');
@@ -126,6 +126,13 @@ SELECT ventros.delete_contact(pg_temp.id('c2'), 1);
 SELECT is(pg_temp.delivered('deleted_only'), ARRAY['contact.deleted'], 'an inactive subscription gets no new delivery');
 SELECT ok(NOT (pg_temp.id('c2') IN (SELECT aggregate_id FROM ventros.webhook_deliveries WHERE subscription_id = pg_temp.id('all'))),
           'a deleted subscription gets no new delivery');
+SELECT is((SELECT array_agg(DISTINCT (l.status, l.attempts, l.last_error)::text) FROM ventros.webhook_delivery_log l
+            WHERE l.subscription_id = pg_temp.id('deleted_only')),
+          ARRAY['(failed,0,"not sent: the subscription was deactivated")'],
+          'deactivating a subscription stops its deliveries waiting for an attempt');
+SELECT is((SELECT array_agg(DISTINCT (l.status, l.last_error)::text) FROM ventros.webhook_delivery_log l
+            WHERE l.subscription_id = pg_temp.id('all')),
+          ARRAY['(failed,"not sent: the subscription was deleted")'], 'deleting one stops them too');
 SELECT ventros.set_webhook_subscription_active(pg_temp.id('deleted_only'), 2, true);
 INSERT INTO ids SELECT 'c3', id FROM ventros.create_contact('Carla');
 SELECT ventros.delete_contact(pg_temp.id('c3'), 1);
