@@ -330,6 +330,12 @@ CREATE TABLE ventros.http_request_handlers (
 COMMENT ON TABLE ventros.http_request_handlers IS
     'Per purpose, the function called with the request row (ventros.http_requests) when it succeeded, failed or died';
 
+-- Readable by all tenant roles (nothing secret), written by the owner only.
+ALTER TABLE ventros.http_request_handlers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_handlers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_handlers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_handlers TO ventros_viewer;
+
 CREATE FUNCTION ventros.declare_http_request_handler(purpose text, handler regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp

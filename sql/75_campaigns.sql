@@ -115,25 +115,9 @@ SELECT ventros.register_aggregate('campaign', 'ventros.campaigns', 'automation',
 SELECT ventros.declare_quiet_columns('campaign', '{contacts_reached,conversions_count}');
 SELECT ventros.register_aggregate('campaign_step', 'ventros.campaign_steps', 'automation',
     description => 'A step of a campaign (child of campaign)');
-SELECT ventros.register_aggregate('campaign_enrollment', 'ventros.campaign_enrollments', 'automation',
-    state_column => 'status',
-    transitions => '[
-        {"from": null, "to": "active"},
-        {"from": "active", "to": "paused"},
-        {"from": "paused", "to": "active"},
-        {"from": "active", "to": "completed"},
-        {"from": "active", "to": "exited"},
-        {"from": "paused", "to": "exited"}
-    ]',
-    description => 'A contact''s enrollment in a campaign (child of campaign; events on the campaign)');
+SELECT ventros.register_enrollment('campaign', 'ventros.campaign_enrollments');
 SELECT ventros.register_event_type('campaign.step_added', 'A step was added to a draft campaign.');
 SELECT ventros.register_event_type('campaign.step_removed', 'A step was removed from a draft campaign.');
-SELECT ventros.register_event_type('campaign.contact_enrolled', 'A contact was enrolled in a campaign.');
-SELECT ventros.register_event_type('campaign.enrollment_advanced', 'An enrollment moved to the next step of a campaign.');
-SELECT ventros.register_event_type('campaign.enrollment_paused', 'A campaign enrollment was paused.');
-SELECT ventros.register_event_type('campaign.enrollment_resumed', 'A campaign enrollment was resumed.');
-SELECT ventros.register_event_type('campaign.enrollment_completed', 'A contact completed a campaign.');
-SELECT ventros.register_event_type('campaign.enrollment_exited', 'A contact left a campaign before its end.');
 
 CREATE FUNCTION ventros.get_campaign(campaign_id uuid, for_update boolean DEFAULT false) RETURNS ventros.campaigns
 LANGUAGE sql
@@ -320,30 +304,11 @@ COMMENT ON FUNCTION ventros.enroll_in_campaign(uuid, uuid) IS
 CREATE FUNCTION ventros.set_campaign_enrollment_status(campaign_enrollment_id uuid, expected_version integer, status text,
                                                        exit_reason text DEFAULT NULL)
 RETURNS ventros.campaign_enrollments
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    before ventros.campaign_enrollments;
-    result ventros.campaign_enrollments;
-BEGIN
-    PERFORM ventros.require_value(status, ARRAY['active', 'paused', 'exited'], 'enrollment status');
-    SELECT * INTO before FROM ventros.campaign_enrollments e
-    WHERE e.tenant_id = ventros.require_tenant() AND e.id = campaign_enrollment_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign enrollment', campaign_enrollment_id);
-    END IF;
-    result := ventros.change_row(NULL::ventros.campaign_enrollments, 'campaign enrollment', campaign_enrollment_id, expected_version,
-        jsonb_build_object('status', status)
-        || CASE WHEN status = 'exited' THEN jsonb_build_object('exited_at', now(), 'exit_reason',
-                                                               ventros.check_length(coalesce(exit_reason, 'manual'), 500, 'exit reason'))
-                WHEN status = 'active' THEN jsonb_build_object('next_scheduled_at', now()) ELSE '{}' END);
-    PERFORM ventros.emit(CASE status WHEN 'paused' THEN 'campaign.enrollment_paused' WHEN 'active' THEN 'campaign.enrollment_resumed'
-                                     ELSE 'campaign.enrollment_exited' END,
-        'campaign', result.campaign_id,
-        jsonb_build_object('enrollment_id', result.id, 'contact_id', result.contact_id, 'exit_reason', result.exit_reason), NULL);
-    RETURN result;
-END
+    SELECT (ventros.set_enrollment_status(NULL::ventros.campaign_enrollments, 'campaign', campaign_enrollment_id,
+                                          expected_version, status, exit_reason)).after
 $$;
 COMMENT ON FUNCTION ventros.set_campaign_enrollment_status(uuid, integer, text, text) IS
     'Pauses, resumes or exits an enrollment (VN002 when the machine refuses); emits campaign_enrollment.updated and campaign.enrollment_paused, _resumed or _exited';
@@ -373,8 +338,7 @@ BEGIN
     IF NOT FOUND THEN
         UPDATE ventros.campaign_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
         WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
-        PERFORM ventros.emit('campaign.enrollment_completed', 'campaign', e.campaign_id,
-            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id), NULL);
+        PERFORM ventros.emit_enrollment_event('campaign', result);
     ELSE
         UPDATE ventros.campaign_enrollments x
         SET current_step_order = next_step."order",

@@ -104,26 +104,10 @@ SELECT ventros.register_aggregate('sequence', 'ventros.sequences', 'automation',
 SELECT ventros.declare_quiet_columns('sequence', '{total_enrolled,active_count,completed_count,exited_count}');
 SELECT ventros.register_aggregate('sequence_step', 'ventros.sequence_steps', 'automation',
     description => 'A step of a sequence (child of sequence)');
-SELECT ventros.register_aggregate('sequence_enrollment', 'ventros.sequence_enrollments', 'automation',
-    state_column => 'status',
-    transitions => '[
-        {"from": null, "to": "active"},
-        {"from": "active", "to": "paused"},
-        {"from": "paused", "to": "active"},
-        {"from": "active", "to": "completed"},
-        {"from": "active", "to": "exited"},
-        {"from": "paused", "to": "exited"}
-    ]',
-    description => 'A contact''s enrollment in a sequence (child of sequence; events on the sequence)');
+SELECT ventros.register_enrollment('sequence', 'ventros.sequence_enrollments');
 SELECT ventros.register_event_type('sequence.step_added', 'A step was added to a draft sequence.');
 SELECT ventros.register_event_type('sequence.step_updated', 'A step of a draft sequence was changed.');
 SELECT ventros.register_event_type('sequence.step_removed', 'A step was removed from a draft sequence.');
-SELECT ventros.register_event_type('sequence.contact_enrolled', 'A contact was enrolled in a sequence.');
-SELECT ventros.register_event_type('sequence.enrollment_advanced', 'An enrollment moved to the next step of a sequence.');
-SELECT ventros.register_event_type('sequence.enrollment_paused', 'A sequence enrollment was paused.');
-SELECT ventros.register_event_type('sequence.enrollment_resumed', 'A sequence enrollment was resumed.');
-SELECT ventros.register_event_type('sequence.enrollment_completed', 'A contact completed a sequence.');
-SELECT ventros.register_event_type('sequence.enrollment_exited', 'A contact left a sequence before its end (manually or by replying).');
 
 CREATE FUNCTION ventros.get_sequence(sequence_id uuid, for_update boolean DEFAULT false) RETURNS ventros.sequences
 LANGUAGE sql
@@ -320,23 +304,30 @@ $$;
 COMMENT ON FUNCTION ventros.enroll_in_sequence(uuid, uuid) IS
     'Enrolls a contact in an active sequence (VN002 otherwise; once at a time, 23505), due after the first step''s delay; emits sequence_enrollment.created and sequence.contact_enrolled';
 
--- Counters and business event of an enrollment that left active/paused.
-CREATE FUNCTION ventros.sequence_enrollment_changed(e ventros.sequence_enrollments, from_status text) RETURNS void
-LANGUAGE plpgsql
+-- A sequence's counters after one of its enrollments changed status.
+CREATE FUNCTION ventros.count_sequence_enrollment(e ventros.sequence_enrollments, from_status text) RETURNS void
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
     UPDATE ventros.sequences x
     SET active_count = x.active_count - CASE WHEN from_status = 'active' THEN 1 ELSE 0 END
                                       + CASE WHEN e.status = 'active' THEN 1 ELSE 0 END,
         completed_count = x.completed_count + CASE WHEN e.status = 'completed' THEN 1 ELSE 0 END,
         exited_count = x.exited_count + CASE WHEN e.status = 'exited' THEN 1 ELSE 0 END,
         version = x.version
-    WHERE x.tenant_id = e.tenant_id AND x.id = e.sequence_id;
-    PERFORM ventros.emit('sequence.enrollment_' || CASE e.status WHEN 'paused' THEN 'paused' WHEN 'active' THEN 'resumed'
-                                                                 WHEN 'completed' THEN 'completed' ELSE 'exited' END,
-        'sequence', e.sequence_id,
-        jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'exit_reason', e.exit_reason), NULL);
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.sequence_id
+$$;
+COMMENT ON FUNCTION ventros.count_sequence_enrollment(ventros.sequence_enrollments, text) IS
+    'Keeps a sequence''s active, completed and exited counters after an enrollment left from_status';
+
+-- Counters and business event of an enrollment that completed or exited while advancing.
+CREATE FUNCTION ventros.sequence_enrollment_changed(e ventros.sequence_enrollments, from_status text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.count_sequence_enrollment(e, from_status);
+    PERFORM ventros.emit_enrollment_event('sequence', e);
 END
 $$;
 COMMENT ON FUNCTION ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text) IS
@@ -349,22 +340,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    before ventros.sequence_enrollments;
-    result ventros.sequence_enrollments;
+    changed record := ventros.set_enrollment_status(NULL::ventros.sequence_enrollments, 'sequence', sequence_enrollment_id,
+                                                    expected_version, status, exit_reason);
 BEGIN
-    PERFORM ventros.require_value(status, ARRAY['active', 'paused', 'exited'], 'enrollment status');
-    SELECT * INTO before FROM ventros.sequence_enrollments e
-    WHERE e.tenant_id = ventros.require_tenant() AND e.id = sequence_enrollment_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence enrollment', sequence_enrollment_id);
-    END IF;
-    result := ventros.change_row(NULL::ventros.sequence_enrollments, 'sequence enrollment', sequence_enrollment_id, expected_version,
-        jsonb_build_object('status', status)
-        || CASE WHEN status = 'exited' THEN jsonb_build_object('exited_at', now(), 'exit_reason',
-                                                               ventros.check_length(coalesce(exit_reason, 'manual'), 500, 'exit reason'))
-                WHEN status = 'active' THEN jsonb_build_object('next_scheduled_at', now()) ELSE '{}' END);
-    PERFORM ventros.sequence_enrollment_changed(result, before.status);
-    RETURN result;
+    PERFORM ventros.count_sequence_enrollment(changed.after, (changed.before).status);
+    RETURN changed.after;
 END
 $$;
 COMMENT ON FUNCTION ventros.set_sequence_enrollment_status(uuid, integer, text, text) IS
@@ -528,6 +508,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_sequence(text, text, jsonb, boolean, te
     ventros.require_draft_sequence(uuid), ventros.add_sequence_step(uuid, integer, text, jsonb, integer, text, jsonb),
     ventros.update_sequence_step(uuid, integer, jsonb), ventros.remove_sequence_step(uuid),
     ventros.enroll_in_sequence(uuid, uuid), ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text),
+    ventros.count_sequence_enrollment(ventros.sequence_enrollments, text),
     ventros.set_sequence_enrollment_status(uuid, integer, text, text), ventros.advance_sequence_enrollment(uuid, timestamptz),
     ventros.tick_sequences(timestamptz, integer), ventros.exit_sequences_on_reply(uuid)
     TO ventros_agent;
