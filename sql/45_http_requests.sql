@@ -198,6 +198,10 @@ CREATE TABLE ventros.http_request_preparers (
 );
 COMMENT ON TABLE ventros.http_request_preparers IS
     'Per purpose, the function that gives the headers of each attempt when it is claimed (e.g. a fresh signature)';
+ALTER TABLE ventros.http_request_preparers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_preparers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_preparers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_preparers TO ventros_viewer;
 
 CREATE FUNCTION ventros.declare_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
