@@ -114,6 +114,17 @@ $$;
 COMMENT ON FUNCTION ventros.is_allow_listed_url(text) IS
     'True when the URL''s literal host is named by the operator allow-list ventros.http_allow_hosts (host names or CIDRs)';
 
+-- A subscription URL: https to a public host, or any http(s) URL whose host
+-- the operator allow-listed (channels.md 6.3, rule 1).
+CREATE FUNCTION ventros.is_webhook_url_allowed(url text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((url ~* '^https://' AND ventros.is_public_http_url(url)) OR ventros.is_allow_listed_url(url), false)
+$$;
+COMMENT ON FUNCTION ventros.is_webhook_url_allowed(text) IS
+    'True for an https URL to a public host, or an http(s) URL whose host is in ventros.http_allow_hosts';
+
 -- The one rule for which events a subscription's patterns select.
 CREATE FUNCTION ventros.webhook_event_matches(patterns text[], event_type text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -180,10 +191,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT (ventros.is_public_http_url(NEW.url) OR ventros.is_allow_listed_url(NEW.url)) THEN
-        RAISE EXCEPTION 'webhook URL "%" is not a public http(s) URL', left(NEW.url, 200)
+    IF NOT ventros.is_webhook_url_allowed(NEW.url) THEN
+        RAISE EXCEPTION 'webhook URL "%" is not a public https URL', left(NEW.url, 200)
             USING ERRCODE = '23514', CONSTRAINT = 'webhook_subscriptions_url_public',
-                  DETAIL = 'Loopback, private, link-local and localhost addresses are refused, as are URLs with user info.';
+                  DETAIL = 'Plain http, loopback, private, link-local and localhost addresses are refused, as are URLs with user info.';
     END IF;
     RETURN NEW;
 END
@@ -222,11 +233,10 @@ BEGIN
     IF jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN
         RETURN changes;
     END IF;
-    IF changes ? 'url' AND NOT coalesce(ventros.is_public_http_url(changes->>'url')
-                                        OR ventros.is_allow_listed_url(changes->>'url'), false) THEN
-        RAISE EXCEPTION 'webhook URL "%" is not a public http(s) URL', left(changes->>'url', 200)
+    IF changes ? 'url' AND NOT ventros.is_webhook_url_allowed(changes->>'url') THEN
+        RAISE EXCEPTION 'webhook URL "%" is not a public https URL', left(changes->>'url', 200)
             USING ERRCODE = '22023',
-                  DETAIL = 'Loopback, private, link-local and localhost addresses are refused, as are URLs with user info.',
+                  DETAIL = 'Plain http, loopback, private, link-local and localhost addresses are refused, as are URLs with user info.',
                   HINT = 'Operators allow internal receivers with ventros.http_allow_hosts.';
     END IF;
     IF changes ? 'headers' AND jsonb_typeof(changes->'headers') = 'object' THEN
@@ -417,7 +427,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM ventros.event_types WHERE aggregate <> 'webhook_subscription' ORDER BY event_type $$;
 COMMENT ON FUNCTION ventros.list_webhook_event_types() IS 'The event types a webhook may subscribe to (the catalogue)';
 
-GRANT EXECUTE ON FUNCTION ventros.is_public_http_url(text), ventros.is_allow_listed_url(text) TO ventros_viewer, ventros_anon;
+GRANT EXECUTE ON FUNCTION ventros.is_public_http_url(text), ventros.is_allow_listed_url(text), ventros.is_webhook_url_allowed(text)
+    TO ventros_viewer, ventros_anon;
 GRANT EXECUTE ON FUNCTION ventros.webhook_event_matches(text[], text), ventros.check_webhook_url() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.get_webhook_subscription(uuid), ventros.list_webhook_subscriptions(text, boolean),
     ventros.list_webhook_event_types() TO ventros_viewer;

@@ -6,7 +6,7 @@
 -- delivery log and the SSRF rules of subscription URLs.  The dispatcher is
 -- played by calling its SQL side (http_claim, http_record_attempt).
 BEGIN;
-SELECT plan(115);
+SELECT plan(116);
 
 SELECT ventros.create_tenant('wh_a', 'Webhooks A');
 SELECT ventros.create_tenant('wh_b', 'Webhooks B');
@@ -68,7 +68,7 @@ SELECT throws_ok($$SELECT ventros.create_webhook_subscription('w', 'https://hook
 SELECT throws_ok(format($$SELECT ventros.create_webhook_subscription('w', %L, ARRAY['contact.created'])$$, u), '22023', NULL,
                  'refused without an allow-list: ' || u)
   FROM unnest(ARRAY['http://127.0.0.1:8080/', 'http://[::1]/', 'http://169.254.169.254/latest/meta-data/',
-                    'http://0x7f000001/', 'http://localhost/']) u;
+                    'http://0x7f000001/', 'http://localhost/', 'http://hooks.example.com/plain']) u;
 SET LOCAL ventros.http_allow_hosts = '127.0.0.1/32, ::1/128';
 SELECT lives_ok($$SELECT ventros.create_webhook_subscription('w', 'http://127.0.0.1:8080/hook', ARRAY['contact.created'])$$,
                 'an allow-listed loopback address is accepted');
