@@ -7,7 +7,10 @@
 # Same concurrency on both sides (BENCH_CLIENTS, default 8).  The floor runs
 # as a login bound to the tenant (so row-level security applies as it does
 # behind the front), over libpq's simple protocol, one statement per
-# transaction.  ventros-http runs with a pool of BENCH_CLIENTS connections.
+# transaction.  ventros-http runs as scripts/up runs it: a session of its own
+# (as the postmaster has: with the kernel's autogroups each session gets its
+# own share of the CPUs), its access log going to a file, and a pool of
+# BENCH_CLIENTS connections.
 # Prints requests/s, p50 and p99 (medians of BENCH_ROUNDS interleaved rounds,
 # default 3 of BENCH_SECONDS=5) for both sides and the ratios; targets are
 # >= 0.7 x the floor's requests/s and p99 <= 2 x the floor's.  No assertion:
@@ -51,7 +54,7 @@ PROJECT=$(psql -X -tA -c "SELECT id FROM ventros.projects WHERE tenant_id = 'ben
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/jwt_secret"
 VENTROS_HTTP_DB="host=$RUN/sock port=$PORT dbname=ventros user=bench_http password=bench-http-password" \
 VENTROS_JWT_SECRET_FILE=$RUN/jwt_secret VENTROS_HTTP_PORT=$HTTP_PORT VENTROS_HTTP_POOL=$CLIENTS \
-	"$VENTROS_ROOT/src/http/ventros-http" 2>/dev/null &
+	setsid "$VENTROS_ROOT/src/http/ventros-http" 2>"$RUN/http.log" </dev/null &
 HTTP_PID=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
 TOKEN=$("$VENTROS_ROOT/scripts/http-token" "$RUN/jwt_secret" ventros_agent bench 3600 bench-user)

@@ -98,6 +98,9 @@ SELECT ventros.register_aggregate('user_api_key', 'ventros.user_api_keys', 'core
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'An API key of a user');
 
+-- last_used is marked by the front's requests (api_key_claims): no event each time.
+SELECT ventros.declare_quiet_columns('user_api_key', '{last_used}');
+
 SELECT ventros.register_event_type('user.registered', 'A user registered.');
 SELECT ventros.register_event_type('user.logged_in', 'A user logged in.');
 SELECT ventros.register_event_type('user.api_key_generated', 'An API key was generated for a user.');
@@ -206,7 +209,8 @@ $$;
 COMMENT ON FUNCTION ventros.issue_grant(ventros.users, uuid) IS
     'Access-token claims of a user and a new refresh token (30 days); the front signs the claims';
 
-CREATE FUNCTION api.register(email text, password text, name text, tenant_name text DEFAULT NULL)
+CREATE FUNCTION api.register(email text, password text, name text, tenant_name text DEFAULT NULL,
+                             payment_method jsonb DEFAULT NULL)
 RETURNS api.auth_grant
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -219,7 +223,10 @@ DECLARE
     -- clear it before acting is read)
     previous   text := current_setting('ventros.tenant', true);
     new_tenant text;
+    workspace  text;
     u          ventros.users;
+    account    ventros.billing_accounts;
+    project    ventros.projects;
     grant_     api.auth_grant;
 BEGIN
     IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
@@ -244,28 +251,48 @@ BEGIN
         IF NOT ventros.caller_is_admin() THEN
             RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
         END IF;
+        IF payment_method IS NOT NULL THEN
+            RAISE EXCEPTION 'a payment method is given at sign-up only' USING ERRCODE = '22023',
+                HINT = 'Activate the tenant''s billing account with ventros.activate_billing_payment().';
+        END IF;
         new_tenant := acting;
     ELSE
-        -- Sign-up: a new tenant with its first project; the user is its admin.
         new_tenant := 't' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20);
     END IF;
     PERFORM set_config('ventros.tenant', new_tenant, true);
-    IF acting IS NULL THEN
-        INSERT INTO ventros.projects (tenant_id, name)
-        VALUES (new_tenant, ventros.check_length(coalesce(tenant_name, btrim(name) || '''s workspace'), 200, 'project name'));
-    END IF;
     INSERT INTO ventros.users (tenant_id, name, email, password_hash, role)
     VALUES (new_tenant, ventros.check_length(btrim(name), 200, 'user name'), normalized,
             ventros.hash_password(password), CASE WHEN acting IS NULL THEN 'admin' ELSE 'user' END)
     RETURNING * INTO u;
+    IF acting IS NULL THEN
+        -- Sign-up, in this one transaction: what a new tenant needs (domain
+        -- 29): the owner's billing account (active when a payment method
+        -- comes with the sign-up, else pending until one is added), the
+        -- default project (under the account once it is active), the
+        -- default pipeline, and the owner as a human agent.  API keys are
+        -- made on demand (api.create_api_key): one made here could never be
+        -- shown.
+        workspace := ventros.check_length(coalesce(tenant_name, btrim(name) || '''s workspace'), 200, 'workspace name');
+        account := ventros.create_billing_account(workspace, normalized, u.id);
+        IF payment_method IS NOT NULL THEN
+            account := ventros.activate_billing_payment(account.id, account.version, payment_method);
+        END IF;
+        INSERT INTO ventros.projects (tenant_id, name, user_id, billing_account_id)
+        VALUES (new_tenant, workspace, u.id, CASE WHEN account.payment_status = 'active' THEN account.id END)
+        RETURNING * INTO project;
+        PERFORM ventros.create_pipeline('Default pipeline', project_id => project.id,
+                                        statuses => ARRAY['New', 'In progress', 'Done']);
+        PERFORM ventros.create_agent(u.name, 'human', email => u.email, user_id => u.id, role => 'admin',
+                                     project_id => project.id);
+    END IF;
     PERFORM ventros.emit('user.registered', 'user', u.id, jsonb_build_object('email', u.email, 'role', u.role), u.version);
     grant_ := ventros.issue_grant(u);
     PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
     RETURN grant_;
 END
 $$;
-COMMENT ON FUNCTION api.register(text, text, text, text) IS
-    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin; a tenant admin adds a user to the tenant. Returns a login grant';
+COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
+    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (active when a payment method is given), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant. Returns a login grant';
 
 CREATE FUNCTION api.login(email text, password text) RETURNS api.auth_grant
 LANGUAGE plpgsql
@@ -394,15 +421,25 @@ BEGIN
     IF claims IS NULL THEN
         RAISE EXCEPTION 'invalid API key' USING ERRCODE = '28000';
     END IF;
+    -- last_used, at most once a minute per key (so a busy key is not a write
+    -- per request), and never waiting: a request that finds the row locked
+    -- by another one marking it leaves the mark to that one.  A quiet
+    -- column: no version bump, no event.
+    UPDATE ventros.user_api_keys k SET last_used = now(), version = k.version
+    WHERE (k.tenant_id, k.id) = (SELECT x.tenant_id, x.id FROM ventros.user_api_keys x
+                                 WHERE x.key_hash = ventros.token_hash(key)
+                                   AND (x.last_used IS NULL OR x.last_used < now() - interval '1 minute')
+                                 FOR UPDATE SKIP LOCKED);
     RETURN claims;
 END
 $$;
-COMMENT ON FUNCTION ventros.api_key_claims(text) IS 'The JWT-style claims of a valid API key; 28000 otherwise';
+COMMENT ON FUNCTION ventros.api_key_claims(text) IS
+    'The JWT-style claims of a valid API key, marking its last_used (at most once a minute); 28000 otherwise';
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA api FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ventros.token_hash(text), ventros.user_db_role(text), ventros.caller_role(),
     ventros.caller_is_admin() TO ventros_viewer, ventros_anon;
-GRANT EXECUTE ON FUNCTION api.register(text, text, text, text), api.login(text, text), api.refresh(text),
+GRANT EXECUTE ON FUNCTION api.register(text, text, text, text, jsonb), api.login(text, text), api.refresh(text),
     api.logout(text) TO ventros_anon, ventros_viewer;
 GRANT EXECUTE ON FUNCTION api.me() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION api.create_api_key(text, timestamptz),

@@ -189,7 +189,8 @@ BEGIN
     -- themselves: they go.
     FOREACH rule SLICE 1 IN ARRAY ARRAY[['ventros.contact_identities', 'contact_id = $2'],
                                         ['ventros.contact_custom_fields', 'contact_id = $2'],
-                                        ['ventros.contact_merge_suggestions', '(contact_id = $2 OR other_contact_id = $2)']]
+                                        ['ventros.contact_merge_suggestions', '(contact_id = $2 OR other_contact_id = $2)'],
+                                        ['ventros.inbox', 'contact_id = $2']]
     LOOP
         IF to_regclass(rule[1]) IS NOT NULL THEN
             EXECUTE format('DELETE FROM %s WHERE tenant_id = $1 AND %s', rule[1], rule[2]) USING tenant, contact_id;

@@ -4,7 +4,8 @@
  *
  * Verification is ours before it is libjwt's: the header must name the one
  * pinned algorithm exactly (HS256, or RS256 when VENTROS_JWT_PUBLIC_KEY_FILE
- * is set; no "none", no switching), and the signature is checked with
+ * or VENTROS_JWT_JWKS_FILE is set; no "none", no switching; with a JWK set
+ * the header's kid picks the key), and the signature is checked with
  * OpenSSL: HS256 recomputed with HMAC and compared with CRYPTO_memcmp, in
  * constant time; RS256 with EVP_DigestVerify.  Only then does libjwt parse the claims.  exp is required,
  * nbf and aud are checked, the role claim must be one of Ventros' tenant
@@ -24,6 +25,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/core_names.h>
+#include <openssl/param_build.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -120,6 +123,32 @@ read_file(const char *path)
 	return b.data;
 }
 
+static bool load_jwks(VnAuthConfig *cfg, const char *file, char **error);
+
+/* VENTROS_JWT_PRIVATE_KEY_FILE: the key our own grants are signed RS256 with */
+static bool
+load_private(VnAuthConfig *cfg, char **error)
+{
+	char	   *pem = read_file(getenv("VENTROS_JWT_PRIVATE_KEY_FILE"));
+	BIO		   *bio;
+
+	if (pem == NULL)
+	{
+		*error = vn_strdup("cannot read VENTROS_JWT_PRIVATE_KEY_FILE");
+		return false;
+	}
+	bio = BIO_new_mem_buf(pem, -1);
+	cfg->private_key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	free(pem);
+	if (cfg->private_key == NULL)
+	{
+		*error = vn_strdup("VENTROS_JWT_PRIVATE_KEY_FILE is not a private key in PEM");
+		return false;
+	}
+	return true;
+}
+
 /*
  * RS256: tokens from an issuer that holds the private key; ours are signed
  * only when VENTROS_JWT_PRIVATE_KEY_FILE is given too.
@@ -144,25 +173,8 @@ load_rsa(VnAuthConfig *cfg, const char *public_file, char **error)
 		*error = vn_strdup("VENTROS_JWT_PUBLIC_KEY_FILE is not an RSA public key in PEM");
 		return false;
 	}
-	if (private_file && *private_file)
-	{
-		char	   *pem = read_file(private_file);
-
-		if (pem == NULL)
-		{
-			*error = vn_strdup("cannot read VENTROS_JWT_PRIVATE_KEY_FILE");
-			return false;
-		}
-		bio = BIO_new_mem_buf(pem, -1);
-		cfg->private_key = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-		BIO_free(bio);
-		free(pem);
-		if (cfg->private_key == NULL)
-		{
-			*error = vn_strdup("VENTROS_JWT_PRIVATE_KEY_FILE is not a private key in PEM");
-			return false;
-		}
-	}
+	if (private_file && *private_file && !load_private(cfg, error))
+		return false;
 	cfg->rs256 = true;
 	return true;
 }
@@ -173,9 +185,18 @@ vn_auth_load_secret(VnAuthConfig *cfg, char **error)
 	const char *file = getenv("VENTROS_JWT_SECRET_FILE");
 	const char *env = getenv("VENTROS_JWT_SECRET");
 	const char *public_file = getenv("VENTROS_JWT_PUBLIC_KEY_FILE");
+	const char *jwks_file = getenv("VENTROS_JWT_JWKS_FILE");
 	char		buf[4096];
 	size_t		n = 0;
 
+	if (jwks_file && *jwks_file)
+	{
+		/* signing our own grants, when a private key is given too */
+		if (!load_jwks(cfg, jwks_file, error))
+			return false;
+		return !(getenv("VENTROS_JWT_PRIVATE_KEY_FILE") && *getenv("VENTROS_JWT_PRIVATE_KEY_FILE")) ||
+			load_private(cfg, error);
+	}
 	if (public_file && *public_file)
 		return load_rsa(cfg, public_file, error);
 
@@ -267,6 +288,191 @@ b64url_encode(const unsigned char *in, size_t len, char *out)
 }
 
 /* does the JSON header name exactly this alg, and only once? */
+/*
+ * JWKS (VENTROS_JWT_JWKS_FILE): the RSA signing keys of an issuer, as it
+ * publishes them ({"keys": [{"kty": "RSA", "kid": ..., "n": ..., "e": ...}]}),
+ * RS256 pinned as with one public key.  A token picks its key by the kid of
+ * its header; without a kid only a set of one key will do.  Keys of other
+ * types or uses are skipped.  The file is the operator's: it is read at
+ * start (restart to rotate keys).
+ */
+
+/* the string value of member name in a JSON object text, or NULL (malloc'd) */
+static char *
+json_member_string(const char *obj, size_t len, const char *name)
+{
+	char		pattern[40];
+	const char *p;
+	const char *end = obj + len;
+	const char *q;
+
+	snprintf(pattern, sizeof(pattern), "\"%s\"", name);
+	for (p = obj; p < end && (p = strstr(p, pattern)) != NULL && p < end; p += strlen(pattern))
+	{
+		q = p + strlen(pattern);
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+			q++;
+		if (q >= end || *q != ':')
+			continue;			/* a value that happens to equal the name */
+		q++;
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+			q++;
+		if (q >= end || *q != '"')
+			return NULL;
+		p = q + 1;
+		q = p;
+		while (q < end && *q != '"' && *q != '\\')
+			q++;
+		if (q >= end || *q != '"')
+			return NULL;		/* escapes never occur in the members we read */
+		return vn_strndup(p, q - p);
+	}
+	return NULL;
+}
+
+static EVP_PKEY *
+rsa_from_jwk(const char *n64, const char *e64)
+{
+	unsigned char n[1100];
+	unsigned char e[16];
+	long		nlen = b64url_decode(n64, strlen(n64), n, sizeof(n));
+	long		elen = b64url_decode(e64, strlen(e64), e, sizeof(e));
+	BIGNUM	   *bn_n = NULL,
+			   *bn_e = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY   *key = NULL;
+
+	if (nlen < 128 || elen <= 0)
+		return NULL;			/* RSA keys under 1024 bits are not keys */
+	bn_n = BN_bin2bn(n, (int) nlen, NULL);
+	bn_e = BN_bin2bn(e, (int) elen, NULL);
+	bld = OSSL_PARAM_BLD_new();
+	if (bn_n && bn_e && bld &&
+		OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
+		OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e) &&
+		(params = OSSL_PARAM_BLD_to_param(bld)) != NULL &&
+		(ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) != NULL &&
+		EVP_PKEY_fromdata_init(ctx) == 1)
+	{
+		if (EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
+			key = NULL;
+	}
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn_n);
+	BN_free(bn_e);
+	return key;
+}
+
+static char *
+pem_of(EVP_PKEY *key)
+{
+	BIO		   *bio = BIO_new(BIO_s_mem());
+	char	   *data;
+	long		n;
+	char	   *pem = NULL;
+
+	if (bio && PEM_write_bio_PUBKEY(bio, key) == 1 && (n = BIO_get_mem_data(bio, &data)) > 0)
+		pem = vn_strndup(data, (size_t) n);
+	BIO_free(bio);
+	return pem;
+}
+
+static bool
+load_jwks(VnAuthConfig *cfg, const char *file, char **error)
+{
+	char	   *text = read_file(file);
+	const char *p;
+	int			depth = 0;
+	const char *start = NULL;
+	bool		in_string = false;
+
+	if (text == NULL)
+	{
+		*error = vn_strdup("cannot read VENTROS_JWT_JWKS_FILE");
+		return false;
+	}
+	p = strstr(text, "\"keys\"");
+	p = p ? strchr(p, '[') : NULL;
+	if (p == NULL)
+	{
+		free(text);
+		*error = vn_strdup("VENTROS_JWT_JWKS_FILE is not a JWK set (no \"keys\" array)");
+		return false;
+	}
+	cfg->jwks_keys = vn_alloc(sizeof(void *) * VN_JWKS_MAX);
+	cfg->jwks_pems = vn_alloc(sizeof(char *) * VN_JWKS_MAX);
+	cfg->jwks_kids = vn_alloc(sizeof(char *) * VN_JWKS_MAX);
+	/* each object of the array, found by its braces (strings skipped) */
+	for (p++; *p && !(depth == 0 && *p == ']'); p++)
+	{
+		if (in_string)
+		{
+			if (*p == '\\' && p[1])
+				p++;
+			else if (*p == '"')
+				in_string = false;
+			continue;
+		}
+		if (*p == '"')
+			in_string = true;
+		else if (*p == '{' && depth++ == 0)
+			start = p;
+		else if (*p == '}' && --depth == 0 && start)
+		{
+			size_t		len = p + 1 - start;
+			char	   *kty = json_member_string(start, len, "kty");
+			char	   *use = json_member_string(start, len, "use");
+			char	   *alg = json_member_string(start, len, "alg");
+			char	   *n = json_member_string(start, len, "n");
+			char	   *e = json_member_string(start, len, "e");
+			char	   *kid = json_member_string(start, len, "kid");
+			EVP_PKEY   *key = NULL;
+
+			if (kty && strcmp(kty, "RSA") == 0 && (use == NULL || strcmp(use, "sig") == 0) &&
+				(alg == NULL || strcmp(alg, "RS256") == 0) && n && e && cfg->njwks < VN_JWKS_MAX)
+				key = rsa_from_jwk(n, e);
+			if (key)
+			{
+				cfg->jwks_keys[cfg->njwks] = key;
+				cfg->jwks_pems[cfg->njwks] = pem_of(key);
+				cfg->jwks_kids[cfg->njwks] = kid;
+				kid = NULL;
+				if (cfg->jwks_pems[cfg->njwks])
+					cfg->njwks++;
+			}
+			free(kty);
+			free(use);
+			free(alg);
+			free(n);
+			free(e);
+			free(kid);
+			start = NULL;
+		}
+	}
+	free(text);
+	if (cfg->njwks == 0)
+	{
+		*error = vn_strdup("VENTROS_JWT_JWKS_FILE holds no RSA signing key (kty RSA, alg RS256 or none, use sig or none)");
+		return false;
+	}
+	cfg->rs256 = true;
+	return true;
+}
+
+/* the kid of a token header, or NULL; *dup when the header names two */
+static char *
+header_kid(const char *json, bool *dup)
+{
+	const char *p = strstr(json, "\"kid\"");
+
+	*dup = p != NULL && strstr(p + 5, "\"kid\"") != NULL;
+	return p ? json_member_string(json, strlen(json), "kid") : NULL;
+}
+
 static bool
 header_alg_is(const char *json, const char *alg)
 {
@@ -343,9 +549,32 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	slen = b64url_decode(dot2 + 1, strlen(dot2 + 1), sig, sizeof(sig));
 	if (cfg->rs256)
 	{
-		EVP_MD_CTX *md = EVP_MD_CTX_new();
-		bool		good = md != NULL && slen > 0 &&
-			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, cfg->public_key) == 1 &&
+		EVP_MD_CTX *md;
+		bool		good;
+		void	   *public_key = cfg->public_key;
+		const char *public_pem = cfg->public_pem;
+
+		if (cfg->njwks > 0)
+		{
+			bool		dup;
+			char	   *kid = header_kid((const char *) header, &dup);
+			int			k = -1;
+
+			for (int i = 0; i < cfg->njwks && !dup; i++)
+				if (kid ? (cfg->jwks_kids[i] && strcmp(kid, cfg->jwks_kids[i]) == 0) : cfg->njwks == 1)
+					k = i;
+			free(kid);
+			if (k < 0)
+			{
+				*reason = "the token's key (kid) is not one of the issuer's";
+				return false;
+			}
+			public_key = cfg->jwks_keys[k];
+			public_pem = cfg->jwks_pems[k];
+		}
+		md = EVP_MD_CTX_new();
+		good = md != NULL && slen > 0 &&
+			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, public_key) == 1 &&
 			EVP_DigestVerifyUpdate(md, token, dot2 - token) == 1 &&
 			EVP_DigestVerifyFinal(md, sig, (size_t) slen) == 1;
 
@@ -355,7 +584,7 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 			*reason = "invalid signature";
 			return false;
 		}
-		if (jwt_decode(&jwt, token, (const unsigned char *) cfg->public_pem, (int) strlen(cfg->public_pem)) != 0 ||
+		if (jwt_decode(&jwt, token, (const unsigned char *) public_pem, (int) strlen(public_pem)) != 0 ||
 			jwt == NULL)
 			return false;
 		if (jwt_get_alg(jwt) != JWT_ALG_RS256)

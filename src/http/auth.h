@@ -1,13 +1,15 @@
 /*
  * auth.h
  *	  JWT verification and signing for ventros-http: HS256, or RS256 when a
- *	  public key is configured (one algorithm, pinned).
+ *	  public key or a JWK set is configured (one algorithm, pinned).
  */
 #ifndef VN_HTTP_AUTH_H
 #define VN_HTTP_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#define VN_JWKS_MAX 16
 
 typedef struct VnAuthConfig
 {
@@ -17,6 +19,10 @@ typedef struct VnAuthConfig
 	void	   *public_key;		/* EVP_PKEY * */
 	char	   *public_pem;
 	void	   *private_key;	/* EVP_PKEY *, for signing grants; NULL: sign-in off */
+	int			njwks;			/* VENTROS_JWT_JWKS_FILE: keys chosen by kid */
+	void	  **jwks_keys;		/* EVP_PKEY * */
+	char	  **jwks_pems;
+	char	  **jwks_kids;		/* NULL: a key without kid */
 	char	   *audience;		/* NULL: aud not checked (but refused if present and unexpected) */
 	long		leeway;			/* seconds of clock skew allowed on exp/nbf */
 } VnAuthConfig;

@@ -8,6 +8,9 @@
  *	VENTROS_HTTP_PORT            port (3000); VENTROS_HTTP_HOST (127.0.0.1)
  *	VENTROS_JWT_SECRET_FILE      file holding the HS256 secret, or
  *	VENTROS_JWT_SECRET           the secret itself (>= 32 bytes)
+ *	VENTROS_JWT_PUBLIC_KEY_FILE  RS256 instead: the issuer's public key (PEM), or
+ *	VENTROS_JWT_JWKS_FILE        its JWK set (keys chosen by kid); and
+ *	VENTROS_JWT_PRIVATE_KEY_FILE to sign our own grants RS256 (optional)
  *	VENTROS_JWT_AUD              expected audience (optional)
  *	VENTROS_HTTP_POOL            database connections (8, at most 64)
  *	VENTROS_HTTP_POOL_WAIT_MS    how long a request waits for one (5000)
@@ -20,8 +23,9 @@
  * One thread per connection (libmicrohttpd); the thread blocks while its
  * request waits for a pooled database connection and its round trip.  Slow
  * clients are cut by the connection timeout; bodies over the limit get 413
- * without being read.  Each request writes one access log line to stderr:
- * time, method, path, status, duration, tenant — never a token or a body.
+ * without being read.  Each request writes one access log line to stderr
+ * (buffered, written by a thread of its own: log.c): time, method, path,
+ * status, duration, tenant — never a token or a body.
  */
 #include <ctype.h>
 #include <netinet/in.h>
@@ -39,6 +43,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "log.h"
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
@@ -285,13 +290,24 @@ access_log(const char *method, const char *path, int status, const struct timesp
 	time_t		t = time(NULL);
 	struct tm	tm;
 	char		ts[32];
+	char		safe[256];
+	size_t		k = 0;
 	double		ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (now.tv_sec - start->tv_sec) * 1000.0 + (now.tv_nsec - start->tv_nsec) / 1e6;
 	gmtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s %s %s %d %.1fms tenant=%s\n", ts, method, path, status, ms, tenant);
+	/* a decoded path may hold control characters: no forged log lines */
+	for (const char *p = path; *p && k < sizeof(safe) - 4; p++)
+		safe[k++] = ((unsigned char) *p < 0x20 || *p == 0x7f || *p == ' ') ? '?' : *p;
+	if (path[k] != '\0' && k >= sizeof(safe) - 4)
+	{
+		memcpy(safe + k, "...", 3);
+		k += 3;
+	}
+	safe[k] = '\0';
+	vn_log_line("%s %s %s %d %.1fms tenant=%s", ts, method, safe, status, ms, tenant);
 }
 
 static enum MHD_Result
@@ -363,6 +379,8 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	req.prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
 	req.accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
 	req.range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+	req.accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
+	req.content_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Profile");
 	req.body = st->body.data;
 	req.body_len = st->body.len;
 	vn_buf_init(&headers);
@@ -472,6 +490,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: cannot listen on port %ld\n", port);
 		return 1;
 	}
+	vn_log_start();
 	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld)\n",
 			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size);
 	for (;;)
@@ -498,5 +517,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", fresh->nrels, fresh->nfuncs);
 	}
 	MHD_stop_daemon(d);
+	vn_log_flush();
 	return 0;
 }

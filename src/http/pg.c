@@ -262,28 +262,37 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	PGresult   *answer = NULL;
 	bool		ok;
 	int			ci = conn_index(conn);
-	VnItem		items[4];
-	int			prepared_slot[4];
-	bool		is_main[4];
+	VnItem		items[6];
+	int			prepared_slot[6];
+	bool		is_main[6];
 	int			nitems = 0;
 	bool		broken = false;
 
 	if (!PQenterPipelineMode(conn))
 		return NULL;
+	/*
+	 * Prefer: tx=rollback: an explicit transaction ended by ROLLBACK, still
+	 * one round trip.  An error skips the ROLLBACK (the pipeline is aborted
+	 * up to the Sync) and leaves the failed block open: it is rolled back
+	 * below, an extra round trip on that path only.
+	 */
+	ok = !setup->rollback || send_statement(conn, -1, "BEGIN", 0, NULL, items, &nitems, prepared_slot, is_main, false);
 	if (setup->api_key)
 	{
 		const char *v[5] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key};
 
-		ok = send_statement(conn, ci, setup_key_sql, 5, v, items, &nitems, prepared_slot, is_main, false);
+		ok = ok && send_statement(conn, ci, setup_key_sql, 5, v, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
 		const char *v[6] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
 		setup->timeout};
 
-		ok = send_statement(conn, ci, setup_sql, 6, v, items, &nitems, prepared_slot, is_main, false);
+		ok = ok && send_statement(conn, ci, setup_sql, 6, v, items, &nitems, prepared_slot, is_main, false);
 	}
 	ok = ok && send_statement(conn, ci, sql, nparams, values, items, &nitems, prepared_slot, is_main, true);
+	ok = ok && (!setup->rollback ||
+				send_statement(conn, -1, "ROLLBACK", 0, NULL, items, &nitems, prepared_slot, is_main, false));
 	ok = ok && PQpipelineSync(conn);
 	if (!ok)
 	{
@@ -346,6 +355,18 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 		return NULL;
 	}
 	PQclear(res);
+	if (setup->rollback && PQtransactionStatus(conn) != PQTRANS_IDLE)
+	{
+		res = PQexec(conn, "ROLLBACK");
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			if (answer)
+				PQclear(answer);
+			answer = NULL;
+			reset(conn, ci);
+		}
+		PQclear(res);
+	}
 	return answer;
 }
 

@@ -18,6 +18,7 @@ typedef struct VnSetup
 	const char *headers;		/* JSON object text */
 	const char *timeout;		/* statement_timeout, e.g. "10s" */
 	const char *api_key;		/* an API key to resolve into role and claims, or NULL */
+	bool		rollback;		/* undo the request's changes (Prefer: tx=rollback) */
 } VnSetup;
 
 extern bool vn_pg_pool_init(const char *conninfo, int size, char **error);
@@ -26,7 +27,7 @@ extern PGconn *vn_pg_acquire(int timeout_ms);
 extern void vn_pg_release(PGconn *conn);
 /*
  * Runs the setup statement and sql in one pipeline (one round trip, one
- * implicit transaction).  Returns the main statement's result, or the first
+ * implicit transaction; with setup->rollback, BEGIN ... ROLLBACK around them).  Returns the main statement's result, or the first
  * error result; NULL when the connection failed.  The caller PQclear()s it.
  */
 extern PGresult *vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams,

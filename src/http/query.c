@@ -28,6 +28,9 @@ typedef struct Ctx
 	bool	   *consumed;		/* query arguments taken by an embedded resource */
 	VnBuf		inner;			/* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
 	const VnFunction *rpc_get;	/* GET /rpc/f: its arguments are not filters */
+	bool		spread_ok;		/* a read's top select list may spread (...rel(cols)) */
+	VnBuf		lateral;		/* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
+	int			nspreads;
 } Ctx;
 
 static bool
@@ -854,7 +857,7 @@ embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool
 
 static bool
 embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *inner, int depth,
-	  const char *prefix)
+	  const char *prefix, bool spread)
 {
 	const VnSchema *s = c->in->schema;
 	char	   *hint = strchr(name, '!');
@@ -930,6 +933,53 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		return fail(c->q, 300, "PGRST201", NULL, "Name the foreign key: resource!fk_name(...).",
 					"more than one relationship was found for %s and %.64s", s->rels[rel].name, name);
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
+	if (spread)
+	{
+		/*
+		 * Spread (...rel(cols)): the to-one row's columns become the
+		 * parent's, through a lateral join after the parent's FROM.
+		 */
+		VnBuf		saved = c->q->sql;
+		char		path[256];
+		char		sp_al[16];
+		bool		ok;
+
+		if (!to_one)
+			return fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
+						"cannot spread the to-many relationship %s -> %.64s", s->rels[rel].name, name);
+		if (inner_join || alias)
+			return fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
+		snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
+		snprintf(path, sizeof(path), "%s%s.", prefix, name);
+		vn_buf_init(&c->q->sql);
+		vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+		ok = select_list(c, child, sub_al, inner, depth + 1, path);
+		if (ok)
+		{
+			vn_buf_add(&c->q->sql, " FROM api.");
+			vn_buf_ident(&c->q->sql, s->rels[child].name);
+			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
+			for (int j = 0; j < fk->ncols; j++)
+			{
+				if (j)
+					vn_buf_add(&c->q->sql, " AND ");
+				col_ref(&c->q->sql, sub_al, fk->to_cols[j]);
+				vn_buf_add(&c->q->sql, " = ");
+				col_ref(&c->q->sql, al, fk->from_cols[j]);
+			}
+			ok = embed_clauses(c, child, sub_al, path);
+		}
+		if (ok)
+		{
+			vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
+			vn_buf_add(&c->lateral, c->q->sql.data);
+		}
+		vn_buf_free(&c->q->sql);
+		c->q->sql = saved;
+		if (ok)
+			vn_buf_addf(&c->q->sql, "%s.*", sp_al);
+		return ok;
+	}
 	if (to_one)
 		vn_buf_add(b, "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT ");
 	else
@@ -1051,7 +1101,16 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 			}
 			*paren = '\0';
 			inner = vn_strndup(paren + 1, len - 2);
-			ok = embed(c, rel, al, alias, trim(item), inner, depth, prefix);
+			if (strncmp(item, "...", 3) == 0)
+			{
+				if (!c->spread_ok || depth > 0)
+					ok = fail(c->q, 400, "PGRST100", NULL, NULL,
+							  "spread embeddings (...rel(cols)) are supported at the top of a read only");
+				else
+					ok = embed(c, rel, al, alias, trim(item + 3), inner, depth, prefix, true);
+			}
+			else
+				ok = embed(c, rel, al, alias, trim(item), inner, depth, prefix, false);
 			free(inner);
 			continue;
 		}
@@ -1253,6 +1312,53 @@ body_expr(Ctx *c)
 		vn_buf_add(b, "coalesce(pg_catalog.json_agg(_r)::text, '[]')");
 }
 
+/*
+ * Appends sql with each placeholder $N replaced by the literal of parameter
+ * N (quoted identifiers and literals are copied as they are).  The
+ * statement's own text only ever holds placeholders made by param(),
+ * quoted identifiers and quoted literals, so a $ outside quotes is always a
+ * placeholder.
+ */
+static void
+inline_params(const VnQuery *q, const char *sql, VnBuf *out)
+{
+	for (const char *p = sql; *p;)
+	{
+		if (*p == '"' || *p == '\'')
+		{
+			char		quote = *p;
+			const char *e = p + 1;
+
+			/* to the closing quote; a doubled quote stays inside */
+			for (; *e; e++)
+				if (*e == quote)
+				{
+					if (e[1] == quote)
+						e++;
+					else
+						break;
+				}
+			if (*e)
+				e++;
+			vn_buf_addn(out, p, e - p);
+			p = e;
+		}
+		else if (*p == '$' && isdigit((unsigned char) p[1]))
+		{
+			char	   *end;
+			long		n = strtol(p + 1, &end, 10);
+
+			if (n >= 1 && n <= q->nparams)
+				vn_buf_literal(out, q->params[n - 1]);
+			else
+				vn_buf_add(out, "NULL");
+			p = end;
+		}
+		else
+			vn_buf_addc(out, *p++);
+	}
+}
+
 /* ---- statements -------------------------------------------------------------- */
 
 static bool
@@ -1270,11 +1376,15 @@ build_read(Ctx *c, int rel)
 	vn_buf_add(b, ", pg_catalog.count(*), ");
 	/* the total is filled in below, once the WHERE clause is known */
 	vn_buf_add(b, "@TOTAL@ FROM (SELECT ");
+	c->spread_ok = true;
 	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
 		return false;
+	c->spread_ok = false;
 	vn_buf_add(b, " FROM api.");
 	vn_buf_ident(b, r->name);
-	vn_buf_add(b, " _t WHERE ");
+	vn_buf_add(b, " _t");
+	vn_buf_add(b, c->lateral.data);
+	vn_buf_add(b, " WHERE ");
 	where_start = b->len;
 	if (!where(c, r, "_t", false, NULL))
 		return false;
@@ -1299,8 +1409,51 @@ build_read(Ctx *c, int rel)
 			vn_buf_addf(&total, " _t WHERE %s)", cond);
 		}
 		else if (c->in->count == VN_COUNT_PLANNED || c->in->count == VN_COUNT_ESTIMATED)
-			vn_buf_addf(&total, "(SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END"
-						" FROM pg_catalog.pg_class c WHERE c.oid = %u)", (unsigned) r->base);
+		{
+			/*
+			 * The planner's estimate of the filtered rows, as PostgREST:
+			 * EXPLAIN of the count query, with the values inlined as
+			 * literals (EXPLAIN runs in a function, which cannot take this
+			 * statement's parameters); the text travels as one parameter.
+			 * estimated: the exact count when the estimate is within the
+			 * maximum page size, else the estimate.
+			 */
+			VnBuf		explain;
+			VnBuf		saved = c->q->sql;
+			bool		ok;
+
+			vn_buf_init(&explain);
+			vn_buf_add(&explain, "SELECT 1 FROM api.");
+			vn_buf_ident(&explain, r->name);
+			vn_buf_add(&explain, " _t WHERE ");
+			inline_params(c->q, cond, &explain);
+			c->q->sql = total;
+			if (c->in->count == VN_COUNT_PLANNED)
+			{
+				vn_buf_add(&c->q->sql, "ventros.http_plan_rows(");
+				ok = param_s(c->q, explain.data);
+				vn_buf_add(&c->q->sql, ")");
+			}
+			else
+			{
+				vn_buf_add(&c->q->sql, "(SELECT CASE WHEN _p.n > ");
+				vn_buf_addf(&c->q->sql, "%ld", c->in->max_rows);
+				vn_buf_add(&c->q->sql, " THEN _p.n ELSE (SELECT pg_catalog.count(*) FROM api.");
+				vn_buf_ident(&c->q->sql, r->name);
+				vn_buf_addf(&c->q->sql, " _t WHERE %s) END FROM (SELECT ventros.http_plan_rows(", cond);
+				ok = param_s(c->q, explain.data);
+				vn_buf_add(&c->q->sql, ") AS n) _p)");
+			}
+			total = c->q->sql;
+			c->q->sql = saved;
+			vn_buf_free(&explain);
+			if (!ok)
+			{
+				vn_buf_free(&total);
+				free(cond);
+				return false;
+			}
+		}
 		else
 			vn_buf_add(&total, "NULL::bigint");
 		vn_buf_init(&out);
@@ -1941,10 +2094,11 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 
 	c.consumed = vn_alloc(sizeof(bool) * (in->args->n + 1));
 	vn_buf_init(&c.inner);
+	vn_buf_init(&c.lateral);
 	if (in->rpc)
 		ok = build_rpc(&c) && q->status == 0;
 	else if ((rel = vn_schema_relation_index(in->schema, in->target)) < 0)
-		ok = fail(q, 404, "PGRST205", NULL, "Relations are listed at GET /.",
+		ok = fail(q, 400, "PGRST205", NULL, "Relations are listed at GET /.",
 				  "could not find the table api.%.64s", in->target);
 	else if (strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0)
 		ok = build_read(&c, rel) && q->status == 0;
@@ -1958,5 +2112,6 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 		ok = fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
 	free(c.consumed);
 	vn_buf_free(&c.inner);
+	vn_buf_free(&c.lateral);
 	return ok;
 }

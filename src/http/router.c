@@ -223,6 +223,21 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	else
 		snprintf(req->tenant, sizeof(req->tenant), "%s", id.tenant[0] ? id.tenant : "-");
 
+	/*
+	 * Schema switching, as PostgREST: Accept-Profile for reads,
+	 * Content-Profile for the rest; the one exposed schema is api.
+	 */
+	{
+		bool		read = strcmp(req->method, "GET") == 0 || head;
+		const char *profile = read ? req->accept_profile : req->content_profile;
+
+		if (profile && strcmp(profile, "api") != 0)
+		{
+			vn_response_error(resp, 406, "PGRST106", "The schema must be one of the following: api", NULL, NULL);
+			return;
+		}
+	}
+
 	/* what to run */
 	memset(&in, 0, sizeof(in));
 	in.schema = __atomic_load_n(&cfg->schema, __ATOMIC_ACQUIRE);
@@ -336,6 +351,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	setup.headers = req->headers_json ? req->headers_json : "{}";
 	setup.timeout = cfg->statement_timeout;
 	setup.api_key = api_key;
+	/* Prefer: tx=rollback runs the request and undoes it (PostgREST's override) */
+	setup.rollback = has_token(req->prefer, "tx=rollback");
 	conn = vn_pg_acquire(cfg->pool_wait_ms);
 	if (conn == NULL)
 	{
@@ -395,6 +412,10 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 			vn_buf_add(&applied, ", params=single-object");
 		if (in.max_affected >= 0 && !q.is_read && !in.rpc && strcmp(req->method, "POST") != 0)
 			vn_buf_addf(&applied, ", max-affected=%ld", in.max_affected);
+		if (setup.rollback)
+			vn_buf_add(&applied, ", tx=rollback");
+		else if (has_token(req->prefer, "tx=commit"))
+			vn_buf_add(&applied, ", tx=commit");
 		if (applied.len > 2)
 			vn_response_header(resp, "Preference-Applied", applied.data + 2);
 		vn_buf_free(&applied);

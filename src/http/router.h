@@ -31,6 +31,8 @@ typedef struct VnRequest
 	const char *prefer;
 	const char *accept;
 	const char *range;
+	const char *accept_profile;	/* Accept-Profile (reads), Content-Profile (writes) */
+	const char *content_profile;
 	const char *headers_json;	/* request.headers: no credentials */
 	const char *body;
 	size_t		body_len;
