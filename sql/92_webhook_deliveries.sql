@@ -125,7 +125,8 @@ GRANT SELECT ON ventros.webhook_delivery_log TO ventros_admin;
 
 -- The CloudEvents 1.0 structured-mode body of an event (channels.md 6.1).
 CREATE FUNCTION ventros.webhook_cloudevent(tenant_id text, event_id uuid, event_type text, aggregate_type text,
-                                           aggregate_id uuid, payload jsonb, occurred_at timestamptz)
+                                           aggregate_id uuid, payload jsonb, occurred_at timestamptz,
+                                           aggregate_version integer DEFAULT NULL)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -139,10 +140,11 @@ AS $$
                                               WHERE a.aggregate = $4), $4) || '/' || $5)
         || ',"time":' || to_json(to_char($7 AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
         || ',"datacontenttype":"application/json","tenantid":' || to_json($1)
+        || coalesce(',"aggregateversion":' || $8, '')
         || ',"data":' || coalesce($6::text, 'null') || '}'
 $$;
-COMMENT ON FUNCTION ventros.webhook_cloudevent(text, uuid, text, text, uuid, jsonb, timestamptz) IS
-    'The CloudEvents 1.0 JSON body of a webhook delivery: id = event id, type com.ventros.<event>, source /ventros/tenants/<tenant>';
+COMMENT ON FUNCTION ventros.webhook_cloudevent(text, uuid, text, text, uuid, jsonb, timestamptz, integer) IS
+    'The CloudEvents 1.0 JSON body of a webhook delivery: id = event id, type com.ventros.<event>, source /ventros/tenants/<tenant>, extensions tenantid and aggregateversion';
 
 -- The headers stored on the request; the rest are added per attempt.
 CREATE FUNCTION ventros.webhook_request_headers(event_id uuid, delivery_id uuid) RETURNS jsonb
@@ -178,7 +180,7 @@ AS $$
                     AND (cardinality(w.contact_event_categories) = 0
                          OR $7->>'category' = ANY (w.contact_event_categories))))),
     body AS MATERIALIZED (
-        SELECT convert_to(ventros.webhook_cloudevent($1, $2, $3, $4, $5, $7, $8), 'UTF8') AS bytes,
+        SELECT convert_to(ventros.webhook_cloudevent($1, $2, $3, $4, $5, $7, $8, $6), 'UTF8') AS bytes,
                ventros.webhook_retry_schedule() AS schedule
          WHERE EXISTS (SELECT 1 FROM subs)),
     requests AS (

@@ -157,6 +157,7 @@ test('a contact change arrives signed as a CloudEvents 1.0 event', async () => {
     assert.equal(ce.subject, `contacts/${c.id}`);
     assert.equal(ce.datacontenttype, 'application/json');
     assert.equal(ce.tenantid, 'wh_it_ce');
+    assert.equal(ce.aggregateversion, i + 1, 'the aggregateversion extension attribute');
     assert.equal(new Date(ce.time).getTime(), Math.floor(events[i].occurred_at.getTime()));
     assert.deepEqual(ce.data, events[i].payload);
   }

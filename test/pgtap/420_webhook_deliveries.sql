@@ -6,7 +6,7 @@
 -- delivery log and the SSRF rules of subscription URLs.  The dispatcher is
 -- played by calling its SQL side (http_claim, http_record_attempt).
 BEGIN;
-SELECT plan(116);
+SELECT plan(118);
 
 SELECT ventros.create_tenant('wh_a', 'Webhooks A');
 SELECT ventros.create_tenant('wh_b', 'Webhooks B');
@@ -191,6 +191,12 @@ SELECT is((SELECT body->>'datacontenttype' FROM ce), 'application/json', 'dataco
 SELECT is((SELECT body->>'tenantid' FROM ce), 'wh_a', 'tenantid extension attribute');
 SELECT is((SELECT body->'data' FROM ce), (SELECT payload FROM ce), 'data is the event payload');
 SELECT is((SELECT (body->'data'->>'version')::int FROM ce), 1, 'data carries the aggregate version');
+SELECT is((SELECT (body->>'aggregateversion')::int FROM ce), (SELECT aggregate_version FROM ce),
+          'and so does the aggregateversion extension attribute');
+SELECT is((SELECT (convert_from(r.body, 'UTF8')::jsonb->>'aggregateversion')::int FROM ventros.http_requests r
+             JOIN ventros.webhook_deliveries d ON d.request_id = r.id
+            WHERE d.subscription_id = pg_temp.id('contacts') AND d.event_type = 'contact.updated'), 2,
+          'for an update too, whose data is a diff');
 SELECT ok((SELECT convert_from(raw, 'UTF8') LIKE '{"specversion":"1.0","id":%' FROM ce), 'compact JSON, specversion first');
 SELECT is((SELECT method || ' ' || url FROM ce), 'POST https://hooks.example.com/contacts', 'POST to the subscription URL');
 SELECT is((SELECT timeout_ms FROM ce), 10000, 'a 10 s total timeout by default');
