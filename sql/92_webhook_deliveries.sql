@@ -19,7 +19,9 @@
 -- preparer), so the secret never sits on the queue and every attempt is
 -- signed afresh.  When the request is final, ventros.webhook_delivery_completed
 -- counts it on the subscription and disables the subscription on 410 Gone
--- or after ventros.webhook_failing_period of nothing but failures.
+-- or after 5 days of nothing but failures (also checked by the hourly
+-- ventros.tick_webhooks, sql/98_webhook_jobs.sql).  A deactivated or
+-- deleted subscription stops its deliveries still waiting for an attempt.
 --
 -- A redelivery (ventros.redeliver_webhook) is a new delivery of the same
 -- event (same CloudEvents id and body) with its own attempts, pointing at
