@@ -213,22 +213,108 @@ COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, u
     'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (advisory lock); emits contact.created and contact_identity.created for a new sender';
 
 -- count_channel_message: a channel's message counters.  SECURITY DEFINER:
--- agents receive and send messages but may not update channels; it touches
+-- agents receive and send messages but may not write counters; it touches
 -- the acting tenant's channel only.
+--
+-- Channel counters are slotted.  Every message of a channel used to update
+-- the channel's row, so all messages of one channel queued behind each
+-- other's row lock until commit (one busy WhatsApp number = one lane).  A
+-- message now adds to one of 16 slot rows of its channel, chosen by backend,
+-- so concurrent writers rarely meet; ventros.fold_channel_message_counts()
+-- (a scheduled job, every minute) moves the slots into the channel's quiet
+-- columns, and ventros.channel_message_counts() reads the exact totals.
+CREATE TABLE ventros.channel_message_counts (
+    tenant_id         text        NOT NULL DEFAULT ventros.current_tenant(),
+    channel_id        uuid        NOT NULL,
+    slot              smallint    NOT NULL,
+    messages_received bigint      NOT NULL DEFAULT 0,
+    messages_sent     bigint      NOT NULL DEFAULT 0,
+    last_message_at   timestamptz,
+    PRIMARY KEY (tenant_id, channel_id, slot),
+    CONSTRAINT channel_message_counts_slot_range CHECK (slot BETWEEN 0 AND 15)
+);
+COMMENT ON TABLE ventros.channel_message_counts IS
+    'Messages counted per channel since the last fold, spread over 16 slots so concurrent writers do not queue on one row';
+ALTER TABLE ventros.channel_message_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.channel_message_counts FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.channel_message_counts FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.channel_message_counts TO ventros_viewer;
+
 CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
 RETURNS void
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE ventros.channels c
-    SET messages_received = c.messages_received + (NOT from_me)::integer,
-        messages_sent = c.messages_sent + from_me::integer,
-        last_message_at = greatest(c.last_message_at, at), version = c.version
-    WHERE c.tenant_id = ventros.require_tenant() AND c.id = count_channel_message.channel_id
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (ventros.require_tenant(), count_channel_message.channel_id, (pg_backend_pid() % 16)::smallint,
+            (NOT from_me)::integer, from_me::integer, at)
+    ON CONFLICT (tenant_id, channel_id, slot) DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at)
 $$;
 COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
-    'Counts a message on a channel of the acting tenant (messages_received / messages_sent, last_message_at; quiet columns: no event)';
+    'Counts a message on a channel of the acting tenant, in the channel''s slot rows (see channel_message_counts)';
+
+-- channel_message_counts: a channel's exact totals (folded + not yet folded).
+CREATE FUNCTION ventros.channel_message_counts(channel_id uuid,
+    OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ch.messages_received + coalesce(sum(c.messages_received), 0),
+           ch.messages_sent + coalesce(sum(c.messages_sent), 0),
+           greatest(ch.last_message_at, max(c.last_message_at))
+      FROM ventros.channels ch
+      LEFT JOIN ventros.channel_message_counts c ON c.tenant_id = ch.tenant_id AND c.channel_id = ch.id
+     WHERE ch.tenant_id = ventros.require_tenant() AND ch.id = channel_message_counts.channel_id
+     GROUP BY ch.messages_received, ch.messages_sent, ch.last_message_at
+$$;
+COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
+    'A channel''s exact message totals and last message time: its columns plus the slots not folded yet';
+
+-- fold_channel_message_counts: moves the slots into the channels' quiet
+-- columns (no version, no event).  The acting tenant's channels, or every
+-- tenant's for a platform administrator without a tenant (the scheduled job).
+CREATE FUNCTION ventros.fold_channel_message_counts()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+BEGIN
+    IF tenant IS NULL THEN
+        PERFORM ventros.require_platform_admin();
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.channel_message_counts c
+         WHERE tenant IS NULL OR c.tenant_id = tenant
+        RETURNING c.*),
+    totals AS (
+        SELECT g.tenant_id, g.channel_id, sum(g.messages_received) AS received, sum(g.messages_sent) AS sent,
+               max(g.last_message_at) AS last_at
+          FROM gone g GROUP BY 1, 2),
+    applied AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + t.received,
+               messages_sent = ch.messages_sent + t.sent,
+               last_message_at = greatest(ch.last_message_at, t.last_at),
+               version = ch.version
+          FROM totals t
+         WHERE ch.tenant_id = t.tenant_id AND ch.id = t.channel_id
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM applied;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
+    'Adds the counted slots to their channels'' messages_received, messages_sent and last_message_at (quiet); returns the channels updated';
 
 -- record_message_effects: what every new message does to its session (given,
 -- locked), contact, channel and chat.
@@ -346,7 +432,10 @@ CREATE FUNCTION ventros.send_message(
     media_mimetype text  DEFAULT NULL,
     reply_to_id  uuid    DEFAULT NULL,
     chat_id      uuid    DEFAULT NULL,
-    metadata     jsonb   DEFAULT NULL)
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
 RETURNS ventros.messages
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -357,6 +446,7 @@ DECLARE
     sender ventros.agents;
     s ventros.sessions;
     result ventros.messages;
+    tpl jsonb;
 BEGIN
     IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
                                         'scheduled', 'test') THEN
@@ -385,6 +475,17 @@ BEGIN
         RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
             DETAIL = 'Virtual and inactive agents never send.';
     END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
     s := ventros.start_or_continue_session(contact_id, channel_id, now());
     INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
                                   from_me, content_type, text, media_url, media_mimetype, reply_to_id, status, agent_id,
@@ -394,13 +495,15 @@ BEGIN
             sender.id, source, metadata)
     RETURNING * INTO result;
     PERFORM ventros.record_message_effects(result, s);
+    -- The provider request, in this transaction (sql/90_channel_send.sql).
+    PERFORM ventros.queue_message_send(result.id);
     RETURN result;
 EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
 END
 $$;
-COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb) IS
-    'Outbound message, queued for the channel: refuses opted-out contacts (VN010) and virtual or inactive agents (22023); automated sources send as their system agent; emits message.created and session.message_recorded';
+COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'Outbound message, queued for the channel with its provider request (message.send, when the channel type is declared and configured): refuses opted-out contacts (VN010), virtual or inactive agents (22023), free-form WhatsApp Cloud messages outside the 24-hour window (22023) and templates that do not match their definition (22023, P0002); automated sources send as their system agent; emits message.created and session.message_recorded';
 
 -- confirm_message_status: a provider acknowledgement (by message id, or by
 -- channel and provider id).  Repeats and late acks of an earlier status are
@@ -540,7 +643,9 @@ GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamp
     ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text),
     ventros.record_message_effects(ventros.messages, ventros.sessions),
     ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid),
-    ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb),
+    ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),
     ventros.import_message(uuid, uuid, boolean, timestamptz, text, text, text, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_message(uuid, integer) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.channel_message_counts(uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_agent, ventros_platform_admin;

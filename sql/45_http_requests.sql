@@ -47,7 +47,7 @@ CREATE TABLE ventros.http_requests (
     CONSTRAINT http_requests_url_http CHECK (url ~* '^https?://' AND length(url) <= 8192),
     CONSTRAINT http_requests_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     CONSTRAINT http_requests_purpose_not_blank CHECK (btrim(purpose) <> '' AND length(purpose) <= 100),
-    CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy IN ('transient', 'any')),
+    CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
     CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000)
@@ -123,6 +123,11 @@ BEGIN
         RAISE EXCEPTION 'headers must be an object of header names to string values'
             USING ERRCODE = '22023',
                   DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
+       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
+        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
+            HINT = 'Use transient, any, or a policy declared with ventros.declare_http_retry_classifier.';
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
@@ -317,6 +322,43 @@ $$;
 COMMENT ON FUNCTION ventros.http_backoff(integer) IS
     'Retry delay after n failed attempts: exponential from ventros.http_backoff_base up to ventros.http_backoff_max, +-10 % jitter';
 
+-- ---- Retry classifiers ------------------------------------------------------
+-- Whether a failed answer is worth another attempt is decided by the HTTP
+-- status (retry_policy transient or any), unless the request names another
+-- policy: then the function declared for it reads the answer (Meta's Graph
+-- API, for one, answers 400 to throttling and says so only in its body).
+
+CREATE TABLE ventros.http_retry_classifiers (
+    policy text PRIMARY KEY,
+    classifier regprocedure NOT NULL,
+    CONSTRAINT http_retry_classifiers_policy_name CHECK (policy ~ '^[a-z][a-z0-9_]{0,62}$'
+                                                         AND policy NOT IN ('transient', 'any'))
+);
+COMMENT ON TABLE ventros.http_retry_classifiers IS
+    'Retry policies besides transient and any (http_requests.retry_policy): per policy, f(response_status integer, response_body bytea, retryable boolean) RETURNS boolean: whether a failed attempt is retried (retryable is the dispatcher''s own verdict by status)';
+ALTER TABLE ventros.http_retry_classifiers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_retry_classifiers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_retry_classifiers FOR SELECT USING (true);
+
+CREATE FUNCTION ventros.declare_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = classifier AND p.prorettype = 'boolean'::regtype
+                      AND p.pronargs = 3 AND p.proargtypes[0] = 'integer'::regtype AND p.proargtypes[1] = 'bytea'::regtype
+                      AND p.proargtypes[2] = 'boolean'::regtype) THEN
+        RAISE EXCEPTION 'classifier % must be f(integer, bytea, boolean) RETURNS boolean', classifier
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.http_retry_classifiers AS c (policy, classifier)
+    VALUES (declare_http_retry_classifier.policy, declare_http_retry_classifier.classifier)
+    ON CONFLICT ON CONSTRAINT http_retry_classifiers_pkey DO UPDATE SET classifier = EXCLUDED.classifier;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_http_retry_classifier(text, regprocedure) IS
+    'Declares the function that decides whether failed answers of requests with this retry_policy are retried';
+
 -- ---- Completion handlers ----------------------------------------------------
 -- What a finished request means is the business of whoever queued it: a
 -- channel send marks its message sent or failed, a webhook delivery updates
@@ -429,6 +471,7 @@ DECLARE
     new_status text;
     delay interval;
     hdrs jsonb;
+    classify text;
 BEGIN
     SELECT * INTO r FROM ventros.http_requests
      WHERE tenant_id = p_tenant_id AND id = p_id AND status = 'in_flight' AND attempts = p_attempt
@@ -442,6 +485,13 @@ BEGIN
           INTO hdrs
           FROM regexp_split_to_table(p_response_headers, E'\r?\n') AS l
          WHERE strpos(l, ':') > 1;
+    END IF;
+    IF NOT p_succeeded AND r.retry_policy NOT IN ('transient', 'any') THEN
+        SELECT format('SELECT %s($1, $2, $3)', c.classifier::regproc) INTO classify
+          FROM ventros.http_retry_classifiers c WHERE c.policy = r.retry_policy;
+        IF classify IS NOT NULL THEN
+            EXECUTE classify INTO p_retryable USING p_response_status, p_response_body, p_retryable;
+        END IF;
     END IF;
     IF p_succeeded THEN
         new_status := 'succeeded';
@@ -514,6 +564,7 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
     TO ventros_admin;
+GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.rerun_http_request_handler(uuid) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.prune_http_requests(timestamptz, integer) TO ventros_platform_admin;

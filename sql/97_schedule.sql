@@ -71,7 +71,9 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-tick-automation', '* * * * *', 'SELECT count(*) FROM ventros.tick_automation()',
      'campaign and sequence steps, scheduled and running broadcasts, message groups, credential expiry'),
     ('ventros-tick-maintenance', '17 3 * * *', 'SELECT count(*) FROM ventros.tick_maintenance()',
-     'expired contact events, daily statistics compaction, finished HTTP requests');
+     'expired contact events, daily statistics compaction, finished HTTP requests'),
+    ('ventros-fold-channel-counts', '* * * * *', 'SELECT ventros.fold_channel_message_counts()',
+     'moves the slotted message counts of channels into their counters');
 
 -- schedule_jobs: installs (or updates) every declared job in pg_cron, in the
 -- database pg_cron runs in (cron.database_name; jobs run as the caller).

@@ -168,6 +168,8 @@ static int	maxsocks = 0;
 static TimestampTz curl_deadline = 0;	/* 0: no timer */
 static int	in_flight = 0;
 static VnHttpReq *done_head = NULL;
+/* A completion handler queued a request in the worker's own transaction. */
+static bool queued_by_handler = false;
 
 PG_FUNCTION_INFO_V1(ventros_http_requests_wake);
 PG_FUNCTION_INFO_V1(ventros_http_dispatcher_state);
@@ -226,6 +228,8 @@ ventros_http_requests_wake(PG_FUNCTION_ARGS)
 				 errmsg("ventros.http_requests_wake() must be called as a trigger")));
 	if (multi == NULL)
 		vn_http_wake_at_commit();
+	else if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event))
+		queued_by_handler = true;	/* claim again at once, see record_done */
 	return PointerGetDatum(NULL);
 }
 
@@ -729,7 +733,9 @@ claim(int n, TimestampTz *next_due)
  * record_done
  *		Records every finished request in one transaction, then frees them.
  *		Returns true when a retry was scheduled (the next claim must look
- *		for the earliest due time again).
+ *		for the earliest due time again), or when a completion handler
+ *		queued a new request in this transaction: its own commit does not
+ *		wake the worker, so it claims again at once.
  */
 static bool
 record_done(void)
@@ -748,6 +754,7 @@ record_done(void)
 
 	if (done_head == NULL)
 		return false;
+	queued_by_handler = false;
 	old = begin_xact("recording http request outcomes");
 	for (req = done_head; req != NULL; req = req->next)
 	{
@@ -821,7 +828,8 @@ record_done(void)
 		done_head = req->next;
 		MemoryContextDelete(req->ctx);
 	}
-	return retry;
+	/* A handler's new request (media step 2, next page) is due now. */
+	return retry || queued_by_handler;
 }
 
 /* ---- waiting ------------------------------------------------------------- */

@@ -47,6 +47,7 @@
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
+#include "webhooks.h"
 
 typedef struct VnConnState
 {
@@ -356,6 +357,8 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 
 		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes", max_body);
 		vn_response_error(&resp, 413, "54000", msg, NULL, NULL);
+		if (vn_webhooks_path(st->uri))
+			vn_webhooks_error(&resp, 413, "payload_too_large");
 		vn_response_header(&resp, "Connection", "close");
 		goto send;
 	}
@@ -366,6 +369,12 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	{
 		vn_response_error(&resp, 400, "PGRST100", "malformed URL", NULL,
 						  "Percent-encode the URL as UTF-8; at most 200 query parameters.");
+		goto send;
+	}
+	if (vn_webhooks_path(path))
+	{
+		/* provider webhooks: raw bytes, no JWT (webhooks.c) */
+		vn_webhooks_handle(&router_cfg, con, method, path, &req.args, st->body.data, st->body.len, &resp);
 		goto send;
 	}
 	if (!vn_utf8_valid(st->body.data, st->body.len))

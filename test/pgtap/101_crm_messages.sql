@@ -2,7 +2,7 @@
 -- allowed transition, a sample of disallowed ones), sending with consent and
 -- agent rules, history import, bad input.
 BEGIN;
-SELECT plan(49);
+SELECT plan(53);
 
 SELECT ventros.create_tenant('crm_m', 'Messages');
 SET LOCAL ventros.tenant = 'crm_m';
@@ -27,8 +27,15 @@ SELECT results_eq($$SELECT status, from_me, delivered_at IS NOT NULL FROM m1$$, 
 SELECT results_eq($$SELECT message_count, messages_from_contact, first_contact_message_at IS NOT NULL, version
                     FROM ventros.sessions WHERE id = (SELECT session_id FROM m1)$$,
                   $$VALUES (1, 1, true, 1)$$, 'the session counts it (quiet columns: version unchanged)');
+SELECT results_eq($$SELECT messages_received, messages_sent, last_message_at IS NOT NULL
+                      FROM ventros.channel_message_counts((SELECT channel FROM ids))$$,
+                  $$VALUES (1::bigint, 0::bigint, true)$$, 'the channel counts it (in its slot rows)');
+SELECT is(ventros.fold_channel_message_counts(), 1, 'folding the slots updates the channel');
 SELECT results_eq($$SELECT messages_received, version FROM ventros.channels WHERE id = (SELECT channel FROM ids)$$,
-                  $$VALUES (1, 2)$$, 'the channel counts it without a new version');
+                  $$VALUES (1, 2)$$, 'into its counters, without a new version');
+SELECT is((SELECT count(*)::int FROM ventros.channel_message_counts), 0, 'and empties the slots');
+SELECT results_eq($$SELECT messages_received FROM ventros.channel_message_counts((SELECT channel FROM ids))$$,
+                  $$VALUES (1::bigint)$$, 'the exact total is the same after the fold');
 SELECT isnt((SELECT last_interaction_at FROM ventros.contacts WHERE id = (SELECT contact_id FROM m1)), NULL,
             'the contact''s last interaction is set');
 SELECT is((SELECT id FROM ventros.receive_message((SELECT channel FROM ids), '5511988887777@c.us', 'Olá, preciso de ajuda',

@@ -15,10 +15,13 @@
 //
 // Use in-process: const fake = await startRecorder(); fake.url; await fake.close();
 // or standalone: node recorder.mjs --port 8099
+// Provider fakes build on it (fakes/waha.mjs, fakes/graph.mjs): `handle(record)`
+// answers what no script answers (return undefined for the default), and
+// `control(method, path, json)` serves their own /__fake/ paths.
 import http from 'node:http';
 
 // onRecord(record, bodyBuffer), when given, may add fields to each record.
-export async function startRecorder({ port = 0, host = '127.0.0.1', onRecord = null } = {}) {
+export async function startRecorder({ port = 0, host = '127.0.0.1', handle = null, control = null, onRecord = null } = {}) {
   let records = [];
   let scripts = new Map(); // "METHOD path" -> {responses: [], default}
   let seq = 0;
@@ -30,9 +33,9 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', onRecord = n
 
   function nextResponse(method, path) {
     const s = scripts.get(key(method, path)) ?? scripts.get(key('*', path)) ?? scripts.get(key('*', '*'));
-    if (!s) return { status: 200, body: { ok: true } };
+    if (!s) return undefined;
     if (s.responses.length > 0) return s.responses.shift();
-    return s.default ?? { status: 200, body: { ok: true } };
+    return s.default;
   }
 
   function send(res, r) {
@@ -80,6 +83,8 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', onRecord = n
         if (req.method === 'GET' && url.pathname === '/__fake/stats') {
           return res.end(JSON.stringify({ open, max_open: maxOpen }));
         }
+        const answer = control ? await control(req.method, url.pathname, body.length ? JSON.parse(body.toString('utf8')) : null) : undefined;
+        if (answer !== undefined) return res.end(JSON.stringify(answer));
         res.statusCode = 404;
         return res.end('{"error":"unknown control path"}');
       }
@@ -98,7 +103,8 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', onRecord = n
       };
       if (onRecord) onRecord(record, body);
       records.push(record);
-      const r = nextResponse(req.method, url.pathname);
+      const r = nextResponse(req.method, url.pathname) ?? (handle ? await handle(record) : undefined) ??
+        { status: 200, body: { ok: true } };
       try {
         if (r.delay_ms) await new Promise((ok) => setTimeout(ok, r.delay_ms));
         if (r.drop) {

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# bench/ingest: inbound webhooks from POST to committed message row, against
+# the floor, in one run on a throwaway server.
+#   ventros: bench/ingest_load.c POSTs BENCH_MESSAGES signed WAHA message.any
+#            webhooks (X-Webhook-Hmac sha512, ~900 bytes, BENCH_CONTACTS
+#            senders) to POST /webhooks/waha/<channel> over BENCH_CLIENTS
+#            keep-alive connections; each 200 "accepted" answer comes after the
+#            commit of the inbox row, the contact, the session and the message
+#            (accept_webhook processes in the same transaction), and the run
+#            checks that exactly BENCH_MESSAGES messages were committed.
+#   floor:   the same payloads INSERTed as JSON into a plain table with a
+#            unique key (INSERT ... VALUES ($1, $2::jsonb), one per
+#            transaction) over libpq, same concurrency.
+#   sql:     the same ingestion without HTTP: pgbench calls accept_webhook
+#            with the same payload shape (signed in SQL), to show what the
+#            front itself costs (HTTP / sql) apart from the SQL's processing.
+# Rounds (BENCH_ROUNDS, 3) interleave the three; figures are medians.  Prints
+# both rates, the ratio (target >= 0.5) and the webhook answer latency (p50,
+# p99).  No assertion: read the figures.  ventros-http runs with a pool of
+# BENCH_CLIENTS connections.  Ports: VENTROS_BENCH_PG_PORT (54379),
+# VENTROS_BENCH_HTTP_PORT (54389).
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+RUN=$VENTROS_ROOT/.run/bench-ingest
+PORT=${VENTROS_BENCH_PG_PORT:-54379}
+HTTP_PORT=${VENTROS_BENCH_HTTP_PORT:-54389}
+CLIENTS=${BENCH_CLIENTS:-8}
+MESSAGES=${BENCH_MESSAGES:-2000}
+CONTACTS=${BENCH_CONTACTS:-500}
+ROUNDS=${BENCH_ROUNDS:-3}
+
+ensure_packages
+build_install
+pg_stop "$RUN"; rm -rf "$RUN"; mkdir -p "$RUN"
+pg_start "$RUN" "$PORT"
+HTTP_PID=
+trap '[ -n "$HTTP_PID" ] && kill "$HTTP_PID" 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
+cc -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I"$("$PG_BIN/pg_config" --includedir)" \
+	-o "$RUN/ingest_load" "$VENTROS_ROOT/bench/ingest_load.c" -L"$("$PG_BIN/pg_config" --libdir)" -lpq -lcrypto
+export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
+psql -X -q -d postgres -c "CREATE DATABASE ventros"
+psql -X -q -c "CREATE EXTENSION ventros CASCADE" 2>/dev/null
+SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+CHANNEL=$(psql -X -q -tA -v secret="$SECRET" <<'SQL'
+SELECT ventros.create_tenant('bench', 'Bench Inc.') \gset
+BEGIN;
+SET LOCAL ventros.tenant = 'bench';
+SELECT (ventros.create_channel('Bench WAHA', 'waha',
+        config => jsonb_build_object('base_url', 'http://127.0.0.1:9', 'session', 'bench', 'api_key', 'k',
+                                     'webhook_secret', :'secret'))).id;
+COMMIT;
+SQL
+)
+psql -X -q <<'SQL'
+CREATE ROLE bench_http LOGIN IN ROLE ventros_authenticator PASSWORD 'bench-http-password';
+-- the floor: the raw JSON under a unique key, nothing else
+CREATE TABLE bench_floor (dedupe_key text PRIMARY KEY, body jsonb NOT NULL);
+SQL
+
+# message n of pgbench's run @RUN@: the loader's payload shape, signed in SQL
+cat >"$RUN/accept.sql" <<SQL
+SELECT a.http_status
+FROM (SELECT convert_to(format('{"id":"evt_@RUN@%s","timestamp":%s101,"event":"message.any","session":"bench","me":{"id":"5511988887777@c.us","pushName":"Acme Sales"},"payload":{"id":"false_55119%s@c.us_@RUN@%s","timestamp":%s,"from":"55119%s@c.us","fromMe":false,"source":"app","to":"5511988887777@c.us","participant":null,"body":"Olá! Queria mais informações, por favor. Pedido %s.","hasMedia":false,"media":null,"ack":2,"ackName":"DEVICE","replyTo":null,"_data":{"Info":{"Chat":"55119%s@s.whatsapp.net","Sender":"55119%s@s.whatsapp.net","IsGroup":false,"ID":"@RUN@%s","Type":"text","PushName":"Cliente %s"},"Message":{"conversation":"Olá! Queria mais informações, por favor. Pedido %s."}}},"engine":"GOWS","environment":{"version":"2025.9.5","engine":"GOWS","tier":"PLUS","browser":null}}',
+             n, 1759425214 + n, w, n, 1759425214 + n, w, n, w, w, n, n % $CONTACTS, n), 'UTF8') AS body
+      FROM (SELECT n, lpad((n % $CONTACTS)::text, 8, '0') AS w FROM (SELECT nextval('bench_seq') AS n) s) s) b,
+     LATERAL ventros.accept_webhook('waha', '$CHANNEL',
+         jsonb_build_object('x-webhook-hmac', encode(hmac(b.body, '$SECRET', 'sha512'), 'hex'),
+                            'x-webhook-hmac-algorithm', 'sha512', 'content-type', 'application/json'), b.body) a
+WHERE a.http_status = 200 AND a.response->>'status' = 'accepted';
+SQL
+psql -X -q -c "CREATE SEQUENCE bench_seq"
+
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/jwt_secret"
+VENTROS_HTTP_DB="host=$RUN/sock port=$PORT dbname=ventros user=bench_http password=bench-http-password" \
+VENTROS_JWT_SECRET_FILE=$RUN/jwt_secret VENTROS_HTTP_PORT=$HTTP_PORT VENTROS_HTTP_POOL=$CLIENTS \
+	"$VENTROS_ROOT/src/http/ventros-http" 2>/dev/null &
+HTTP_PID=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+
+messages() { psql -X -tA -c "SELECT count(*) FROM ventros.messages WHERE tenant_id = 'bench' AND channel_id = '$CHANNEL'"; }
+# "<msgs/s> <p50> <p99> <ok> <failed> <s>"; dies unless every message was committed
+run_http() {	# run id, n
+	local before after out
+	before=$(messages)
+	out=$("$RUN/ingest_load" http 127.0.0.1 "$HTTP_PORT" "/webhooks/waha/$CHANNEL" "$SECRET" "$2" "$CLIENTS" "$1" "$CONTACTS") \
+		|| die "webhook load failed: $out"
+	after=$(messages)
+	[ $((after - before)) -eq "$2" ] || die "$2 webhooks answered, $((after - before)) messages committed"
+	echo "$out"
+}
+# the same ingestion without HTTP: accept_webhook called over libpq by
+# pgbench (as the superuser, signature computed in SQL), to show what the
+# front adds; dies unless every call committed a message
+run_sql() {	# run id, n
+	local before after dir=$RUN/pgbench-$1 tps
+	rm -rf "$dir"; mkdir -p "$dir"
+	sed "s/@RUN@/$1/g" "$RUN/accept.sql" >"$dir/accept.sql"
+	before=$(messages)
+	(cd "$dir" && "$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -t $(($2 / CLIENTS)) -l -f "$dir/accept.sql" ventros >"$dir/out" 2>&1) \
+		|| die "pgbench accept_webhook failed: $(tail -3 "$dir/out")"
+	after=$(messages)
+	[ $((after - before)) -eq $(($2 / CLIENTS * CLIENTS)) ] || die "accept_webhook over libpq: $((after - before)) messages committed"
+	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out")
+	cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -g | awk -v tps="$tps" '
+		{ a[NR] = $1 } END { printf "%.0f %.2f %.2f\n", tps, a[int(NR * 0.5) + 1], a[int(NR * 0.99) + 1] }'
+}
+run_floor() {
+	local out
+	out=$("$RUN/ingest_load" pg "host=$RUN/sock port=$PORT dbname=ventros user=postgres" "$2" "$CLIENTS" "$1" "$CONTACTS") \
+		|| die "floor load failed: $out"
+	echo "$out"
+}
+
+log "warming up"
+run_http w 500 >/dev/null
+run_floor w 500 >/dev/null
+run_sql w 496 >/dev/null
+declare -A R
+for round in $(seq "$ROUNDS"); do
+	read -r a b c _ < <(run_http "r$round" "$MESSAGES")
+	R[h_rate]+="$a "; R[h_p50]+="$b "; R[h_p99]+="$c "
+	read -r a b c _ < <(run_sql "s$round" "$MESSAGES")
+	R[s_rate]+="$a "; R[s_p50]+="$b "; R[s_p99]+="$c "
+	read -r a b c _ < <(run_floor "r$round" "$MESSAGES")
+	R[f_rate]+="$a "; R[f_p50]+="$b "; R[f_p99]+="$c "
+	log "round $round of $ROUNDS done"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+for k in "${!R[@]}"; do
+	# shellcheck disable=SC2086
+	printf -v "$k" '%s' "$(median ${R[$k]})"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+echo "bench/ingest: $CLIENTS clients, $ROUNDS rounds of $MESSAGES messages from $CONTACTS senders, medians, $(nproc) CPUs (loader, ventros-http and PostgreSQL share them; load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%-52s %10s %9s %9s\n' "" "msgs/s" "p50 ms" "p99 ms"
+printf '%-52s %10s %9s %9s\n' "POST /webhooks/waha -> committed message (ventros)" "$h_rate" "$h_p50" "$h_p99"
+printf '%-52s %10s %9s %9s\n' "accept_webhook over libpq, no HTTP (pgbench)" "$s_rate" "$s_p50" "$s_p99"
+printf '%-52s %10s %9s %9s\n' "INSERT raw JSON, unique key (libpq floor)" "$f_rate" "$f_p50" "$f_p99"
+echo "ingest: msgs/s ratio $(ratio "$h_rate" "$f_rate") (target >= 0.50), webhook answer p99 $h_p99 ms"
+echo "front: HTTP / accept_webhook over libpq $(ratio "$h_rate" "$s_rate") (what ventros-http keeps of the SQL's rate)"
