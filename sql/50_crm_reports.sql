@@ -44,8 +44,8 @@ GRANT SELECT ON ventros.crm_daily_stats TO ventros_viewer;
 
 CREATE FUNCTION ventros.stats_slot() RETURNS smallint
 LANGUAGE sql VOLATILE PARALLEL SAFE
-AS $$ SELECT (pg_catalog.pg_backend_pid() % 4)::smallint $$;
-COMMENT ON FUNCTION ventros.stats_slot() IS 'The crm_daily_stats slot of this backend (0-3)';
+AS $$ SELECT (pg_catalog.pg_backend_pid() % 16)::smallint $$;
+COMMENT ON FUNCTION ventros.stats_slot() IS 'The crm_daily_stats and automation_funnel_stats slot of this backend (0-15): concurrent writers of one hot key rarely share a row';
 
 -- The triggers run as the extension's owner: tenants read the table only.
 CREATE FUNCTION ventros.stats_count_messages() RETURNS trigger
