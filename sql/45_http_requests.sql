@@ -24,6 +24,7 @@ CREATE TABLE ventros.http_requests (
     purpose            text        NOT NULL DEFAULT 'generic',
     correlation_id     uuid,
     retry_policy       text        NOT NULL DEFAULT 'transient',
+    retry_schedule     interval[],
     status             text        NOT NULL DEFAULT 'pending',
     attempts           integer     NOT NULL DEFAULT 0,
     max_attempts       integer     NOT NULL,
@@ -62,6 +63,8 @@ COMMENT ON COLUMN ventros.http_requests.purpose IS 'What the call is for (messag
 COMMENT ON COLUMN ventros.http_requests.correlation_id IS 'The row the call serves: a message id, a webhook delivery id, ...';
 COMMENT ON COLUMN ventros.http_requests.retry_policy IS
     'transient: retry network errors, timeouts, 408, 425, 429 and 5xx only; any: retry every non-2xx answer except 410';
+COMMENT ON COLUMN ventros.http_requests.retry_schedule IS
+    'Delays before attempts 2, 3, ... (+-10 % jitter; the last repeats); NULL: exponential backoff (ventros.http_backoff)';
 COMMENT ON COLUMN ventros.http_requests.status IS 'pending, in_flight, succeeded, failed (refused for good) or dead (attempts exhausted)';
 COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted when claimed';
 COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
@@ -191,6 +194,73 @@ COMMENT ON FUNCTION ventros.prune_http_requests(timestamptz, integer) IS
 
 -- ---- the dispatcher's side (called by src/http_worker.c as superuser) -------
 
+-- Per purpose, an optional preparer f(r ventros.http_requests) RETURNS jsonb
+-- gives the headers of each attempt when it is claimed (a webhook delivery
+-- is signed anew per attempt with a secret that is not stored on the row).
+CREATE TABLE ventros.http_request_preparers (
+    purpose  text PRIMARY KEY,
+    preparer regprocedure NOT NULL
+);
+COMMENT ON TABLE ventros.http_request_preparers IS
+    'Per purpose, the function that gives the headers of each attempt when it is claimed (e.g. a fresh signature)';
+ALTER TABLE ventros.http_request_preparers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_preparers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_preparers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_preparers TO ventros_viewer;
+
+CREATE FUNCTION ventros.declare_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = preparer AND p.pronargs = 1 AND p.prorettype = 'jsonb'::regtype
+                      AND p.proargtypes[0] = 'ventros.http_requests'::regtype) THEN
+        RAISE EXCEPTION 'preparer % must take one argument of type ventros.http_requests and return jsonb', preparer
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.http_request_preparers AS h (purpose, preparer)
+    VALUES (declare_http_request_preparer.purpose, declare_http_request_preparer.preparer)
+    ON CONFLICT ON CONSTRAINT http_request_preparers_pkey DO UPDATE SET preparer = EXCLUDED.preparer;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_http_request_preparer(text, regprocedure) IS
+    'Declares the function that computes the headers of each attempt of requests of one purpose';
+
+-- The headers of the attempt just claimed (attempts already counted): the
+-- purpose's preparer, run as the request's tenant, or the stored headers.
+-- A failing preparer must not stop the dispatcher's claim: the stored
+-- headers are sent (the receiver refuses them) and a warning is logged.
+CREATE FUNCTION ventros.http_attempt_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    call text;
+    result jsonb;
+    previous_tenant text := current_setting('ventros.tenant', true);
+BEGIN
+    SELECT format('SELECT %I.%I($1)', n.nspname, p.proname) INTO call
+      FROM ventros.http_request_preparers h
+      JOIN pg_proc p ON p.oid = h.preparer
+      JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE h.purpose = r.purpose;
+    IF call IS NULL THEN
+        RETURN r.headers;
+    END IF;
+    PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    BEGIN
+        EXECUTE call INTO result USING r;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'preparer of http request % (%) failed: %', r.id, r.purpose, SQLERRM;
+        result := NULL;
+    END;
+    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    RETURN coalesce(result, r.headers);
+END
+$$;
+COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of a claimed attempt (the purpose''s preparer, else the stored headers)';
+
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
 CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
@@ -214,7 +284,10 @@ AS $$
            claimed_by = pg_backend_pid(), last_attempt_at = now(), updated_at = now()
       FROM due
      WHERE r.tenant_id = due.tenant_id AND r.id = due.id
-    RETURNING r.tenant_id, r.id, r.method, r.url, r.headers, r.body, r.attempts, r.timeout_ms, r.retry_policy
+    RETURNING r.tenant_id, r.id, r.method, r.url,
+              CASE WHEN EXISTS (SELECT 1 FROM ventros.http_request_preparers p WHERE p.purpose = r.purpose)
+                   THEN ventros.http_attempt_headers(r) ELSE r.headers END,
+              r.body, r.attempts, r.timeout_ms, r.retry_policy
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt';
@@ -428,7 +501,9 @@ BEGIN
         new_status := 'dead';
     ELSE
         new_status := 'pending';
-        delay := ventros.http_backoff(r.attempts);
+        delay := CASE WHEN cardinality(r.retry_schedule) > 0
+                      THEN r.retry_schedule[least(r.attempts, cardinality(r.retry_schedule))] * (0.9 + random() * 0.2)
+                      ELSE ventros.http_backoff(r.attempts) END;
         IF p_retry_after_ms IS NOT NULL THEN
             delay := greatest(delay, make_interval(secs => least(p_retry_after_ms / 1000.0,
                                          current_setting('ventros.http_retry_after_max')::float8)));

@@ -19,6 +19,7 @@
 #include "shmem.h"
 #include "outbox_worker.h"
 #include "tenant.h"
+#include "webhook_fanout.h"
 
 PG_MODULE_MAGIC;
 
@@ -35,5 +36,6 @@ _PG_init(void)
 	vn_inbox_worker_init();
 	vn_engine_init();
 	vn_outbox_init();
+	vn_webhook_fanout_init();
 	MarkGUCPrefixReserved("ventros");
 }
