@@ -11,7 +11,10 @@
  * that work: woken at the commit of a transaction that stored items, it
  * calls ventros.process_inbox(ventros.inbox_batch_size) — every due item of
  * every tenant, each in its own subtransaction, SKIP LOCKED — until a call
- * finds fewer items than a batch, then sleeps.  Failed items come back when
+ * finds fewer items than a batch, then sleeps.  ventros.inbox_workers
+ * processors run; the commit wakes the first, and a processor that finds a
+ * full batch wakes the next, so a backlog is worked in parallel while a
+ * trickle costs one process.  Failed items come back when
  * their retry is due, so the worker also runs every
  * ventros.inbox_poll_interval milliseconds.
  *
@@ -22,8 +25,8 @@
  *
  * Wake-up: the statement trigger ventros.inbox_wake on ventros.inbox sets a
  * backend-local flag through vn_wake_at_commit (shmem.c); at commit the
- * worker's latch is set.  Shared memory holds only the worker's pid and
- * latch, under a spinlock.
+ * first processor's latch is set.  Shared memory holds only the processors'
+ * pids and latches, under a spinlock.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,17 +53,19 @@
 #include "shmem.h"
 
 #define VN_INBOX_RESTART_SECONDS 5
+#define VN_INBOX_MAX_WORKERS 8
 
 typedef struct VnInboxShared
 {
 	slock_t		mutex;
-	pid_t		pid;			/* 0: no worker running */
-	Latch	   *latch;
+	pid_t		pid[VN_INBOX_MAX_WORKERS];	/* 0: not running */
+	Latch	   *latch[VN_INBOX_MAX_WORKERS];
 } VnInboxShared;
 
 /* GUCs */
 static char *vn_inbox_database = NULL;
-static int	vn_inbox_batch_size = 100;
+static int	vn_inbox_batch_size = 20;
+static int	vn_inbox_workers = 2;
 static int	vn_inbox_poll_interval = 1000;
 static int	vn_inbox_processing = VN_INBOX_DEFERRED;
 
@@ -81,19 +86,31 @@ vn_inbox_shmem_init(void *segment)
 	SpinLockInit(&((VnInboxShared *) segment)->mutex);
 }
 
-/* The processor's latch (never our own), for the wake at commit. */
+/*
+ * The latch of the first running processor from index `from` on (never our
+ * own process), or NULL.
+ */
 static Latch *
-vn_inbox_find_latch(void)
+find_latch_from(int from)
 {
 	Latch	   *latch = NULL;
+	int			i;
 
 	if (vn_inbox_shared == NULL)
 		return NULL;
 	SpinLockAcquire(&vn_inbox_shared->mutex);
-	if (vn_inbox_shared->pid != 0 && vn_inbox_shared->pid != MyProcPid)
-		latch = vn_inbox_shared->latch;
+	for (i = from; i < VN_INBOX_MAX_WORKERS && latch == NULL; i++)
+		if (vn_inbox_shared->pid[i] != 0 && vn_inbox_shared->pid[i] != MyProcPid)
+			latch = vn_inbox_shared->latch[i];
 	SpinLockRelease(&vn_inbox_shared->mutex);
 	return latch;
+}
+
+/* The wake at commit goes to the first processor; see the loop for the rest. */
+static Latch *
+vn_inbox_find_latch(void)
+{
+	return find_latch_from(0);
 }
 
 /*
@@ -160,15 +177,19 @@ process_batch(void)
 static void
 worker_exit(int code, Datum arg)
 {
+	int			index = DatumGetInt32(arg);
+
 	SpinLockAcquire(&vn_inbox_shared->mutex);
-	vn_inbox_shared->pid = 0;
-	vn_inbox_shared->latch = NULL;
+	vn_inbox_shared->pid[index] = 0;
+	vn_inbox_shared->latch[index] = NULL;
 	SpinLockRelease(&vn_inbox_shared->mutex);
 }
 
 void
 vn_inbox_worker_main(Datum main_arg)
 {
+	int			index = DatumGetInt32(main_arg);
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -177,11 +198,13 @@ vn_inbox_worker_main(Datum main_arg)
 
 	if (vn_inbox_shared == NULL)
 		elog(FATAL, "ventros inbox processor: shared memory is not set up");
+	if (index < 0 || index >= VN_INBOX_MAX_WORKERS)
+		elog(FATAL, "ventros inbox processor: bad worker index %d", index);
 	SpinLockAcquire(&vn_inbox_shared->mutex);
-	vn_inbox_shared->pid = MyProcPid;
-	vn_inbox_shared->latch = MyLatch;
+	vn_inbox_shared->pid[index] = MyProcPid;
+	vn_inbox_shared->latch[index] = MyLatch;
 	SpinLockRelease(&vn_inbox_shared->mutex);
-	before_shmem_exit(worker_exit, (Datum) 0);
+	before_shmem_exit(worker_exit, Int32GetDatum(index));
 
 	for (;;)
 	{
@@ -195,9 +218,22 @@ vn_inbox_worker_main(Datum main_arg)
 		}
 		/* Reset before working: a wake-up during the batch is not lost. */
 		ResetLatch(MyLatch);
-		do
+		for (;;)
+		{
+			Latch	   *next;
+
 			taken = process_batch();
-		while (taken >= vn_inbox_batch_size);
+			if (taken < vn_inbox_batch_size)
+				break;
+			/*
+			 * A full batch: there may be a backlog.  Wake the next processor
+			 * so the items are shared (SKIP LOCKED keeps each item to one);
+			 * it wakes the one after it in turn.
+			 */
+			next = find_latch_from(index + 1);
+			if (next != NULL)
+				SetLatch(next);
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 vn_inbox_poll_interval, PG_WAIT_EXTENSION);
@@ -226,11 +262,18 @@ vn_inbox_worker_init(void)
 							   PGC_POSTMASTER, 0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_batch_size",
-							"Inbox items the processor takes in one transaction.",
-							NULL,
+							"Inbox items a processor takes in one transaction.",
+							"A full batch also wakes the next processor, so a backlog is shared.",
 							&vn_inbox_batch_size,
-							100, 1, 10000,
+							20, 1, 10000,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.inbox_workers",
+							"Inbox processors (background workers) of the database.",
+							NULL,
+							&vn_inbox_workers,
+							2, 1, VN_INBOX_MAX_WORKERS,
+							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_poll_interval",
 							"Milliseconds the inbox processor sleeps at most without a wake-up (retries become due).",
@@ -246,13 +289,17 @@ vn_inbox_worker_init(void)
 	vn_shmem_register("ventros inbox processor", sizeof(VnInboxShared), (void **) &vn_inbox_shared,
 					  vn_inbox_shmem_init);
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = VN_INBOX_RESTART_SECONDS;
-	strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "vn_inbox_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "ventros inbox processor", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "ventros inbox processor", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	for (int i = 0; i < vn_inbox_workers; i++)
+	{
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = VN_INBOX_RESTART_SECONDS;
+		worker.bgw_main_arg = Int32GetDatum(i);
+		strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "vn_inbox_worker_main", BGW_MAXLEN);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ventros inbox processor %d", i + 1);
+		strlcpy(worker.bgw_type, "ventros inbox processor", BGW_MAXLEN);
+		RegisterBackgroundWorker(&worker);
+	}
 }
