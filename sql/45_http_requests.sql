@@ -29,6 +29,7 @@ CREATE TABLE ventros.http_requests (
     attempts           integer     NOT NULL DEFAULT 0,
     max_attempts       integer     NOT NULL,
     timeout_ms         integer,
+    max_response_size  integer,
     next_attempt_at    timestamptz NOT NULL DEFAULT now(),
     lease_until        timestamptz,
     claimed_by         integer,
@@ -50,7 +51,8 @@ CREATE TABLE ventros.http_requests (
     CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
-    CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000)
+    CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000),
+    CONSTRAINT http_requests_max_response_size_range CHECK (max_response_size BETWEEN 0 AND 268435456)
 );
 -- The dispatcher's two claims: due rows, and leases of a dead dispatcher.
 CREATE INDEX http_requests_due ON ventros.http_requests (next_attempt_at) WHERE status = 'pending';
@@ -67,6 +69,8 @@ COMMENT ON COLUMN ventros.http_requests.retry_schedule IS
     'Delays before attempts 2, 3, ... (+-10 % jitter; the last repeats); NULL: exponential backoff (ventros.http_backoff)';
 COMMENT ON COLUMN ventros.http_requests.status IS 'pending, in_flight, succeeded, failed (refused for good) or dead (attempts exhausted)';
 COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted when claimed';
+COMMENT ON COLUMN ventros.http_requests.max_response_size IS
+    'Bytes of the answer''s body kept (the transfer stops beyond, response_truncated); NULL: ventros.http_max_response_size. Media downloads ask for ventros.media_max_size';
 COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
 COMMENT ON COLUMN ventros.http_requests.lease_until IS 'While in_flight: when another dispatcher may take the row back';
 COMMENT ON COLUMN ventros.http_requests.response_body IS 'The last answer''s body, at most ventros.http_max_response_size bytes';
@@ -104,7 +108,8 @@ CREATE FUNCTION ventros.enqueue_http_request(
     max_attempts integer DEFAULT NULL,
     timeout_ms integer DEFAULT NULL,
     not_before timestamptz DEFAULT NULL,
-    retry_policy text DEFAULT 'transient')
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -131,16 +136,16 @@ BEGIN
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
-         timeout_ms, next_attempt_at)
+         timeout_ms, next_attempt_at, max_response_size)
     VALUES (tenant, upper(method), url, coalesce(headers, '{}'), body, coalesce(purpose, 'generic'),
             correlation_id, coalesce(retry_policy, 'transient'),
             coalesce(max_attempts, current_setting('ventros.http_max_attempts')::integer),
-            timeout_ms, coalesce(not_before, now()))
+            timeout_ms, coalesce(not_before, now()), max_response_size)
     RETURNING r.id INTO new_id;
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text) IS
+COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer) IS
     'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
 
 CREATE FUNCTION ventros.replay_http_request(request_id uuid, max_attempts integer DEFAULT NULL)
@@ -265,7 +270,7 @@ COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
 CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
 RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
-               attempts integer, timeout_ms integer, retry_policy text)
+               attempts integer, timeout_ms integer, retry_policy text, max_response_size integer)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -287,7 +292,7 @@ AS $$
     RETURNING r.tenant_id, r.id, r.method, r.url,
               CASE WHEN EXISTS (SELECT 1 FROM ventros.http_request_preparers p WHERE p.purpose = r.purpose)
                    THEN ventros.http_attempt_headers(r) ELSE r.headers END,
-              r.body, r.attempts, r.timeout_ms, r.retry_policy
+              r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt';
@@ -562,7 +567,7 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
     'The HTTP dispatcher: its process, counters since start, last error, and the queue across all tenants';
 
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
-GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
+GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer)
     TO ventros_admin;
 GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;
