@@ -4,21 +4,24 @@
 #   ventros: bench/ingest_load.c POSTs BENCH_MESSAGES signed WAHA message.any
 #            webhooks (X-Webhook-Hmac sha512, ~900 bytes, BENCH_CONTACTS
 #            senders) to POST /webhooks/waha/<channel> over BENCH_CLIENTS
-#            keep-alive connections; each 200 "accepted" answer comes after the
-#            commit of the inbox row, the contact, the session and the message
-#            (accept_webhook processes in the same transaction), and the run
-#            checks that exactly BENCH_MESSAGES messages were committed.
+#            keep-alive connections, twice: to a front whose sessions process
+#            deferred (the default: each answer follows the commit of the
+#            inbox row, the inbox processor makes contact, session and message
+#            right after) and to one processing inline (the answer follows the
+#            message's commit).  The rate runs from the first POST to the
+#            commit of the last message; the run checks that exactly
+#            BENCH_MESSAGES messages were made.  p50/p99: the answers.
 #   floor:   the same payloads INSERTed as JSON into a plain table with a
 #            unique key (INSERT ... VALUES ($1, $2::jsonb), one per
 #            transaction) over libpq, same concurrency.
 #   sql:     the same ingestion without HTTP: pgbench calls accept_webhook
 #            with the same payload shape (signed in SQL), to show what the
 #            front itself costs (HTTP / sql) apart from the SQL's processing.
-# Rounds (BENCH_ROUNDS, 3) interleave the three; figures are medians.  Prints
+# Rounds (BENCH_ROUNDS, 3) interleave the four; figures are medians.  Prints
 # both rates, the ratio (target >= 0.5) and the webhook answer latency (p50,
 # p99).  No assertion: read the figures.  ventros-http runs with a pool of
 # BENCH_CLIENTS connections.  Ports: VENTROS_BENCH_PG_PORT (54379),
-# VENTROS_BENCH_HTTP_PORT (54389).
+# VENTROS_BENCH_HTTP_PORT (54389 and the next).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 RUN=$VENTROS_ROOT/.run/bench-ingest
@@ -34,7 +37,7 @@ build_install
 pg_stop "$RUN"; rm -rf "$RUN"; mkdir -p "$RUN"
 pg_start "$RUN" "$PORT"
 HTTP_PID=
-trap '[ -n "$HTTP_PID" ] && kill "$HTTP_PID" 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
+trap '[ -n "$HTTP_PID" ] && kill $HTTP_PID 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
 cc -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I"$("$PG_BIN/pg_config" --includedir)" \
 	-o "$RUN/ingest_load" "$VENTROS_ROOT/bench/ingest_load.c" -L"$("$PG_BIN/pg_config" --libdir)" -lpq -lcrypto
 export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
@@ -71,22 +74,39 @@ SQL
 psql -X -q -c "CREATE SEQUENCE bench_seq"
 
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/jwt_secret"
-VENTROS_HTTP_DB="host=$RUN/sock port=$PORT dbname=ventros user=bench_http password=bench-http-password" \
-VENTROS_JWT_SECRET_FILE=$RUN/jwt_secret VENTROS_HTTP_PORT=$HTTP_PORT VENTROS_HTTP_POOL=$CLIENTS \
-	"$VENTROS_ROOT/src/http/ventros-http" 2>/dev/null &
-HTTP_PID=$!
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+# Two fronts on one server: deferred processing (the default: the answer
+# follows the inbox row's commit, the inbox processor makes the message right
+# after) on HTTP_PORT, inline processing (the answer follows the message's
+# commit) on HTTP_PORT + 1.
+start_front() {	# port, PGOPTIONS
+	PGOPTIONS=$2 VENTROS_HTTP_DB="host=$RUN/sock port=$PORT dbname=ventros user=bench_http password=bench-http-password" \
+	VENTROS_JWT_SECRET_FILE=$RUN/jwt_secret VENTROS_HTTP_PORT=$1 VENTROS_HTTP_POOL=$CLIENTS \
+		"$VENTROS_ROOT/src/http/ventros-http" 2>/dev/null &
+	HTTP_PID="$HTTP_PID $!"
+	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start_front "$HTTP_PORT" ""
+start_front "$((HTTP_PORT + 1))" "-c ventros.inbox_processing=inline"
 
 messages() { psql -X -tA -c "SELECT count(*) FROM ventros.messages WHERE tenant_id = 'bench' AND channel_id = '$CHANNEL'"; }
-# "<msgs/s> <p50> <p99> <ok> <failed> <s>"; dies unless every message was committed
-run_http() {	# run id, n
-	local before after out
+# "<msgs/s> <p50> <p99>": the answers' latency, and the rate from the first
+# POST to the commit of the last message (for deferred processing: until the
+# inbox processor has made every message); dies unless every message was made
+run_http() {	# run id, n, port
+	local before after out start end
 	before=$(messages)
-	out=$("$RUN/ingest_load" http 127.0.0.1 "$HTTP_PORT" "/webhooks/waha/$CHANNEL" "$SECRET" "$2" "$CLIENTS" "$1" "$CONTACTS") \
+	start=$(date +%s.%N)
+	out=$("$RUN/ingest_load" http 127.0.0.1 "$3" "/webhooks/waha/$CHANNEL" "$SECRET" "$2" "$CLIENTS" "$1" "$CONTACTS") \
 		|| die "webhook load failed: $out"
-	after=$(messages)
+	for _ in $(seq 6000); do
+		after=$(messages)
+		[ $((after - before)) -ge "$2" ] && break
+		sleep 0.01
+	done
+	end=$(date +%s.%N)
 	[ $((after - before)) -eq "$2" ] || die "$2 webhooks answered, $((after - before)) messages committed"
-	echo "$out"
+	read -r _ p50 p99 _ <<<"$out"
+	awk -v n="$2" -v s="$start" -v e="$end" -v p50="$p50" -v p99="$p99" 'BEGIN { printf "%.0f %s %s\n", n / (e - s), p50, p99 }'
 }
 # the same ingestion without HTTP: accept_webhook called over libpq by
 # pgbench (as the superuser, signature computed in SQL), to show what the
@@ -96,7 +116,7 @@ run_sql() {	# run id, n
 	rm -rf "$dir"; mkdir -p "$dir"
 	sed "s/@RUN@/$1/g" "$RUN/accept.sql" >"$dir/accept.sql"
 	before=$(messages)
-	(cd "$dir" && "$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -t $(($2 / CLIENTS)) -l -f "$dir/accept.sql" ventros >"$dir/out" 2>&1) \
+	(cd "$dir" && PGOPTIONS='-c ventros.inbox_processing=inline' "$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -t $(($2 / CLIENTS)) -l -f "$dir/accept.sql" ventros >"$dir/out" 2>&1) \
 		|| die "pgbench accept_webhook failed: $(tail -3 "$dir/out")"
 	after=$(messages)
 	[ $((after - before)) -eq $(($2 / CLIENTS * CLIENTS)) ] || die "accept_webhook over libpq: $((after - before)) messages committed"
@@ -112,13 +132,16 @@ run_floor() {
 }
 
 log "warming up"
-run_http w 500 >/dev/null
+run_http w 500 "$HTTP_PORT" >/dev/null
+run_http wi 500 "$((HTTP_PORT + 1))" >/dev/null
 run_floor w 500 >/dev/null
 run_sql w 496 >/dev/null
 declare -A R
 for round in $(seq "$ROUNDS"); do
-	read -r a b c _ < <(run_http "r$round" "$MESSAGES")
+	read -r a b c _ < <(run_http "r$round" "$MESSAGES" "$HTTP_PORT")
 	R[h_rate]+="$a "; R[h_p50]+="$b "; R[h_p99]+="$c "
+	read -r a b c _ < <(run_http "i$round" "$MESSAGES" "$((HTTP_PORT + 1))")
+	R[i_rate]+="$a "; R[i_p50]+="$b "; R[i_p99]+="$c "
 	read -r a b c _ < <(run_sql "s$round" "$MESSAGES")
 	R[s_rate]+="$a "; R[s_p50]+="$b "; R[s_p99]+="$c "
 	read -r a b c _ < <(run_floor "r$round" "$MESSAGES")
@@ -133,8 +156,9 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 echo "bench/ingest: $CLIENTS clients, $ROUNDS rounds of $MESSAGES messages from $CONTACTS senders, medians, $(nproc) CPUs (loader, ventros-http and PostgreSQL share them; load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-52s %10s %9s %9s\n' "" "msgs/s" "p50 ms" "p99 ms"
-printf '%-52s %10s %9s %9s\n' "POST /webhooks/waha -> committed message (ventros)" "$h_rate" "$h_p50" "$h_p99"
+printf '%-52s %10s %9s %9s\n' "POST /webhooks/waha -> message, deferred (default)" "$h_rate" "$h_p50" "$h_p99"
+printf '%-52s %10s %9s %9s\n' "POST /webhooks/waha -> message, inline" "$i_rate" "$i_p50" "$i_p99"
 printf '%-52s %10s %9s %9s\n' "accept_webhook over libpq, no HTTP (pgbench)" "$s_rate" "$s_p50" "$s_p99"
 printf '%-52s %10s %9s %9s\n' "INSERT raw JSON, unique key (libpq floor)" "$f_rate" "$f_p50" "$f_p99"
-echo "ingest: msgs/s ratio $(ratio "$h_rate" "$f_rate") (target >= 0.50), webhook answer p99 $h_p99 ms"
-echo "front: HTTP / accept_webhook over libpq $(ratio "$h_rate" "$s_rate") (what ventros-http keeps of the SQL's rate)"
+echo "ingest: msgs/s ratio deferred $(ratio "$h_rate" "$f_rate"), inline $(ratio "$i_rate" "$f_rate") (target >= 0.50); webhook answer p99 deferred $h_p99 ms, inline $i_p99 ms"
+echo "front: HTTP inline / accept_webhook over libpq $(ratio "$i_rate" "$s_rate") (what ventros-http keeps of the SQL's rate)"

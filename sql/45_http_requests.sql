@@ -24,10 +24,12 @@ CREATE TABLE ventros.http_requests (
     purpose            text        NOT NULL DEFAULT 'generic',
     correlation_id     uuid,
     retry_policy       text        NOT NULL DEFAULT 'transient',
+    retry_schedule     interval[],
     status             text        NOT NULL DEFAULT 'pending',
     attempts           integer     NOT NULL DEFAULT 0,
     max_attempts       integer     NOT NULL,
     timeout_ms         integer,
+    max_response_size  integer,
     next_attempt_at    timestamptz NOT NULL DEFAULT now(),
     lease_until        timestamptz,
     claimed_by         integer,
@@ -49,7 +51,8 @@ CREATE TABLE ventros.http_requests (
     CONSTRAINT http_requests_retry_policy_known CHECK (retry_policy ~ '^[a-z][a-z0-9_]{0,62}$'),
     CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
-    CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000)
+    CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000),
+    CONSTRAINT http_requests_max_response_size_range CHECK (max_response_size BETWEEN 0 AND 268435456)
 );
 -- The dispatcher's two claims: due rows, and leases of a dead dispatcher.
 CREATE INDEX http_requests_due ON ventros.http_requests (next_attempt_at) WHERE status = 'pending';
@@ -62,8 +65,12 @@ COMMENT ON COLUMN ventros.http_requests.purpose IS 'What the call is for (messag
 COMMENT ON COLUMN ventros.http_requests.correlation_id IS 'The row the call serves: a message id, a webhook delivery id, ...';
 COMMENT ON COLUMN ventros.http_requests.retry_policy IS
     'transient: retry network errors, timeouts, 408, 425, 429 and 5xx only; any: retry every non-2xx answer except 410';
+COMMENT ON COLUMN ventros.http_requests.retry_schedule IS
+    'Delays before attempts 2, 3, ... (+-10 % jitter; the last repeats); NULL: exponential backoff (ventros.http_backoff)';
 COMMENT ON COLUMN ventros.http_requests.status IS 'pending, in_flight, succeeded, failed (refused for good) or dead (attempts exhausted)';
 COMMENT ON COLUMN ventros.http_requests.attempts IS 'Attempts started, counted when claimed';
+COMMENT ON COLUMN ventros.http_requests.max_response_size IS
+    'Bytes of the answer''s body kept (the transfer stops beyond, response_truncated); NULL: ventros.http_max_response_size. Media downloads ask for ventros.media_max_size';
 COMMENT ON COLUMN ventros.http_requests.timeout_ms IS 'Total time limit of one attempt; NULL: ventros.http_timeout';
 COMMENT ON COLUMN ventros.http_requests.lease_until IS 'While in_flight: when another dispatcher may take the row back';
 COMMENT ON COLUMN ventros.http_requests.response_body IS 'The last answer''s body, at most ventros.http_max_response_size bytes';
@@ -101,7 +108,8 @@ CREATE FUNCTION ventros.enqueue_http_request(
     max_attempts integer DEFAULT NULL,
     timeout_ms integer DEFAULT NULL,
     not_before timestamptz DEFAULT NULL,
-    retry_policy text DEFAULT 'transient')
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -128,16 +136,16 @@ BEGIN
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
-         timeout_ms, next_attempt_at)
+         timeout_ms, next_attempt_at, max_response_size)
     VALUES (tenant, upper(method), url, coalesce(headers, '{}'), body, coalesce(purpose, 'generic'),
             correlation_id, coalesce(retry_policy, 'transient'),
             coalesce(max_attempts, current_setting('ventros.http_max_attempts')::integer),
-            timeout_ms, coalesce(not_before, now()))
+            timeout_ms, coalesce(not_before, now()), max_response_size)
     RETURNING r.id INTO new_id;
     RETURN new_id;
 END
 $$;
-COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text) IS
+COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer) IS
     'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
 
 CREATE FUNCTION ventros.replay_http_request(request_id uuid, max_attempts integer DEFAULT NULL)
@@ -191,11 +199,78 @@ COMMENT ON FUNCTION ventros.prune_http_requests(timestamptz, integer) IS
 
 -- ---- the dispatcher's side (called by src/http_worker.c as superuser) -------
 
+-- Per purpose, an optional preparer f(r ventros.http_requests) RETURNS jsonb
+-- gives the headers of each attempt when it is claimed (a webhook delivery
+-- is signed anew per attempt with a secret that is not stored on the row).
+CREATE TABLE ventros.http_request_preparers (
+    purpose  text PRIMARY KEY,
+    preparer regprocedure NOT NULL
+);
+COMMENT ON TABLE ventros.http_request_preparers IS
+    'Per purpose, the function that gives the headers of each attempt when it is claimed (e.g. a fresh signature)';
+ALTER TABLE ventros.http_request_preparers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.http_request_preparers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.http_request_preparers FOR SELECT USING (true);
+GRANT SELECT ON ventros.http_request_preparers TO ventros_viewer;
+
+CREATE FUNCTION ventros.declare_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = preparer AND p.pronargs = 1 AND p.prorettype = 'jsonb'::regtype
+                      AND p.proargtypes[0] = 'ventros.http_requests'::regtype) THEN
+        RAISE EXCEPTION 'preparer % must take one argument of type ventros.http_requests and return jsonb', preparer
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.http_request_preparers AS h (purpose, preparer)
+    VALUES (declare_http_request_preparer.purpose, declare_http_request_preparer.preparer)
+    ON CONFLICT ON CONSTRAINT http_request_preparers_pkey DO UPDATE SET preparer = EXCLUDED.preparer;
+END
+$$;
+COMMENT ON FUNCTION ventros.declare_http_request_preparer(text, regprocedure) IS
+    'Declares the function that computes the headers of each attempt of requests of one purpose';
+
+-- The headers of the attempt just claimed (attempts already counted): the
+-- purpose's preparer, run as the request's tenant, or the stored headers.
+-- A failing preparer must not stop the dispatcher's claim: the stored
+-- headers are sent (the receiver refuses them) and a warning is logged.
+CREATE FUNCTION ventros.http_attempt_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    call text;
+    result jsonb;
+    previous_tenant text := current_setting('ventros.tenant', true);
+BEGIN
+    SELECT format('SELECT %I.%I($1)', n.nspname, p.proname) INTO call
+      FROM ventros.http_request_preparers h
+      JOIN pg_proc p ON p.oid = h.preparer
+      JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE h.purpose = r.purpose;
+    IF call IS NULL THEN
+        RETURN r.headers;
+    END IF;
+    PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    BEGIN
+        EXECUTE call INTO result USING r;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'preparer of http request % (%) failed: %', r.id, r.purpose, SQLERRM;
+        result := NULL;
+    END;
+    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    RETURN coalesce(result, r.headers);
+END
+$$;
+COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of a claimed attempt (the purpose''s preparer, else the stored headers)';
+
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
 CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
 RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
-               attempts integer, timeout_ms integer, retry_policy text)
+               attempts integer, timeout_ms integer, retry_policy text, max_response_size integer)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -214,7 +289,10 @@ AS $$
            claimed_by = pg_backend_pid(), last_attempt_at = now(), updated_at = now()
       FROM due
      WHERE r.tenant_id = due.tenant_id AND r.id = due.id
-    RETURNING r.tenant_id, r.id, r.method, r.url, r.headers, r.body, r.attempts, r.timeout_ms, r.retry_policy
+    RETURNING r.tenant_id, r.id, r.method, r.url,
+              CASE WHEN EXISTS (SELECT 1 FROM ventros.http_request_preparers p WHERE p.purpose = r.purpose)
+                   THEN ventros.http_attempt_headers(r) ELSE r.headers END,
+              r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt';
@@ -428,7 +506,9 @@ BEGIN
         new_status := 'dead';
     ELSE
         new_status := 'pending';
-        delay := ventros.http_backoff(r.attempts);
+        delay := CASE WHEN cardinality(r.retry_schedule) > 0
+                      THEN r.retry_schedule[least(r.attempts, cardinality(r.retry_schedule))] * (0.9 + random() * 0.2)
+                      ELSE ventros.http_backoff(r.attempts) END;
         IF p_retry_after_ms IS NOT NULL THEN
             delay := greatest(delay, make_interval(secs => least(p_retry_after_ms / 1000.0,
                                          current_setting('ventros.http_retry_after_max')::float8)));
@@ -487,7 +567,7 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
     'The HTTP dispatcher: its process, counters since start, last error, and the queue across all tenants';
 
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
-GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text)
+GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer)
     TO ventros_admin;
 GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;

@@ -72,6 +72,14 @@ CREATE TABLE ventros.inbox (
 CREATE INDEX inbox_due ON ventros.inbox (next_attempt_at)
     WHERE status IN ('received', 'failed', 'unmatched') AND next_attempt_at IS NOT NULL;
 -- A message getting a provider id makes the receipts waiting for it due.
+-- Stored items wake the inbox processor when their transaction commits
+-- (only when ventros.inbox_processing is deferred: inline items are done).
+CREATE FUNCTION ventros.inbox_wake() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_inbox_wake';
+COMMENT ON FUNCTION ventros.inbox_wake() IS
+    'Statement trigger: wakes the inbox processor when the transaction commits (deferred processing)';
+CREATE TRIGGER ventros_inbox_wake AFTER INSERT ON ventros.inbox
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.inbox_wake();
 CREATE INDEX inbox_unmatched ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status = 'unmatched';
 CREATE INDEX inbox_by_channel ON ventros.inbox (tenant_id, channel_id, received_at);
 CREATE INDEX inbox_by_contact ON ventros.inbox (tenant_id, contact_id) WHERE contact_id IS NOT NULL;
@@ -704,17 +712,22 @@ BEGIN
         RETURN QUERY SELECT 200, '{"status":"duplicate"}'::jsonb;
         RETURN;
     END IF;
-    -- Process what is new, each item in its own subtransaction (inbox_run).
-    FOR row_ IN SELECT * FROM ventros.inbox i
-                WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
-                ORDER BY i.item_index LOOP
-        PERFORM ventros.inbox_run(row_, now());
-    END LOOP;
+    -- Deferred (the default): the inbox processor takes the new items right
+    -- after this transaction commits (src/inbox_worker.c; the statement
+    -- trigger ventros_inbox_wake wakes it).  Inline: process what is new
+    -- here, each item in its own subtransaction (inbox_run).
+    IF current_setting('ventros.inbox_processing') = 'inline' THEN
+        FOR row_ IN SELECT * FROM ventros.inbox i
+                    WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
+                    ORDER BY i.item_index LOOP
+            PERFORM ventros.inbox_run(row_, now());
+        END LOOP;
+    END IF;
     RETURN QUERY SELECT 200, jsonb_build_object('status', 'accepted', 'inbox_id', head);
 END
 $$;
 COMMENT ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea) IS
-    'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently and processed) or duplicate';
+    'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently; processed here when ventros.inbox_processing is inline, else by the inbox processor after commit) or duplicate';
 
 -- webhook_challenge: Meta's GET verification handshake.
 CREATE FUNCTION ventros.webhook_challenge(provider text, channel_id text, mode text, verify_token text, challenge text)
@@ -763,7 +776,7 @@ BEGIN
     PERFORM ventros.require_platform_admin();
     FOR r IN SELECT * FROM ventros.inbox i
              WHERE i.status IN ('received', 'failed', 'unmatched') AND i.next_attempt_at <= process_inbox.now
-             ORDER BY i.next_attempt_at
+             ORDER BY i.next_attempt_at, i.received_at, i.item_index
              LIMIT batch_size
              FOR UPDATE SKIP LOCKED LOOP
         PERFORM set_config('ventros.tenant', r.tenant_id, true);

@@ -517,7 +517,8 @@ SELECT ventros.declare_channel_provider(t, t, 'ventros.graph_messaging_send_requ
 -- ---- queueing a send ------------------------------------------------------------
 
 -- A request described as jsonb {method, url, headers, body, ...} queued.
-CREATE FUNCTION ventros.enqueue_provider_request(req jsonb, purpose text, correlation_id uuid, retry_policy text)
+CREATE FUNCTION ventros.enqueue_provider_request(req jsonb, purpose text, correlation_id uuid, retry_policy text,
+                                                 max_response_size integer DEFAULT NULL)
 RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -525,9 +526,10 @@ AS $$
     SELECT ventros.enqueue_http_request(req->>'url', coalesce(req->>'method', 'POST'), coalesce(req->'headers', '{}'),
                                         CASE WHEN req->'body' IS NOT NULL AND req->'body' <> 'null'::jsonb
                                              THEN convert_to((req->'body')::text, 'UTF8') END,
-                                        purpose, correlation_id, retry_policy => retry_policy)
+                                        purpose, correlation_id, retry_policy => retry_policy,
+                                        max_response_size => max_response_size)
 $$;
-COMMENT ON FUNCTION ventros.enqueue_provider_request(jsonb, text, uuid, text) IS
+COMMENT ON FUNCTION ventros.enqueue_provider_request(jsonb, text, uuid, text, integer) IS
     'Queues a request built by a provider function ({method, url, headers, body}) for the acting tenant';
 
 -- The 24-hour customer service window: free-form messages need an inbound
@@ -679,6 +681,17 @@ GRANT SELECT ON ventros.message_media TO ventros_viewer;
 
 -- Queues the download of a message's media.  SECURITY DEFINER like
 -- queue_message_send (the request may carry the channel's credentials).
+-- The body size a media request may bring back: the bytes themselves for a
+-- download, the (small) JSON answer for a Cloud API lookup.
+CREATE FUNCTION ventros.media_download_cap(req jsonb) RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN req->>'step' = 'lookup' THEN NULL ELSE current_setting('ventros.media_max_size')::integer END
+$$;
+COMMENT ON FUNCTION ventros.media_download_cap(jsonb) IS
+    'ventros.media_max_size for a media download request, NULL (the dispatcher''s default cap) for a Cloud API media lookup';
+
 CREATE FUNCTION ventros.request_media_download(message_id uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -715,7 +728,8 @@ BEGIN
     ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
        SET status = 'requested', error = NULL, requested_at = now();
     RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
-                                            m.id, CASE WHEN p.retry_policy = 'graph' THEN 'graph' ELSE 'transient' END);
+                                            m.id, CASE WHEN p.retry_policy = 'graph' THEN 'graph' ELSE 'transient' END,
+                                            ventros.media_download_cap(req));
 END
 $$;
 COMMENT ON FUNCTION ventros.request_media_download(uuid) IS
@@ -772,7 +786,8 @@ BEGIN
                expected_sha256 = coalesce(answer->>'sha256', mm.expected_sha256)
          WHERE mm.tenant_id = r.tenant_id AND mm.message_id = r.correlation_id;
         PERFORM ventros.enqueue_http_request(answer->>'url', 'GET', r.headers, NULL, 'media.download', r.correlation_id,
-                                             retry_policy => r.retry_policy);
+                                             retry_policy => r.retry_policy,
+                                             max_response_size => current_setting('ventros.media_max_size')::integer);
     END IF;
 END
 $$;
@@ -800,7 +815,8 @@ BEGIN
     IF r.status <> 'succeeded' THEN
         PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
     ELSIF r.response_truncated THEN
-        PERFORM ventros.fail_media_download(r, 'the media is larger than ventros.http_max_response_size');
+        PERFORM ventros.fail_media_download(r, format('the media is larger than %s bytes (ventros.media_max_size)',
+                                                      coalesce(r.max_response_size, current_setting('ventros.http_max_response_size')::integer)));
     ELSIF mm.expected_sha256 IS NOT NULL AND lower(mm.expected_sha256) <> encode(digest, 'hex')
           AND mm.expected_sha256 <> encode(digest, 'base64') THEN
         PERFORM ventros.fail_media_download(r, format('sha256 mismatch: expected %s, got %s', mm.expected_sha256,

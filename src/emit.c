@@ -52,6 +52,7 @@
 #include "emit.h"
 #include "outbox_worker.h"
 #include "tenant.h"
+#include "webhook_fanout.h"
 
 /* the columns the writer fills; any other column gets its default */
 typedef enum VnOutboxColumn
@@ -410,6 +411,7 @@ vn_emit(const VnEvent *event)
 	ExecClearTuple(slot);
 	ResetPerTupleExprContext(w->estate);
 	vn_outbox_wake_at_commit();
+	vn_webhook_fanout(event, event_id);
 }
 
 /*

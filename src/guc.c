@@ -22,6 +22,7 @@
 
 static bool vn_include_deleted = false;
 static int	vn_max_page_size = 1000;
+static int	vn_media_max_size = 64 * 1024 * 1024;
 static char *vn_secret_key = NULL;
 
 void
@@ -41,6 +42,15 @@ vn_guc_init(void)
 							&vn_max_page_size,
 							1000,
 							1, 100000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.media_max_size",
+							"Largest media download, in bytes, that Ventros stores (the HTTP dispatcher stops beyond).",
+							"Media downloads ask the dispatcher for this much instead of ventros.http_max_response_size.",
+							&vn_media_max_size,
+							64 * 1024 * 1024,
+							0, 256 * 1024 * 1024,
 							PGC_SUSET,
 							0,
 							NULL, NULL, NULL);

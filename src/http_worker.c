@@ -116,6 +116,7 @@ typedef struct VnHttpReq
 	bool		has_body;
 	int			attempt;
 	int			timeout_ms;
+	int			max_response_size;	/* bytes of the body kept */
 	bool		retry_any;
 	char	  **header_lines;
 	int			nheaders;
@@ -309,7 +310,7 @@ on_body(char *buf, size_t size, size_t n, void *userdata)
 {
 	VnHttpReq  *req = (VnHttpReq *) userdata;
 	size_t		len = size * n;
-	size_t		cap = (size_t) vn_http_max_response_size;
+	size_t		cap = (size_t) req->max_response_size;
 	size_t		room = cap > (size_t) req->resp_body.len ? cap - req->resp_body.len : 0;
 
 	if (len > room)
@@ -626,7 +627,7 @@ claim(int n, TimestampTz *next_due)
 	static const char *sql =
 		"SELECT c.tenant_id, c.id::text, c.method, c.url, "
 		"       ARRAY(SELECT k.key || ': ' || k.value FROM pg_catalog.jsonb_each_text(c.headers) k), "
-		"       c.body, c.attempts, c.timeout_ms, c.retry_policy "
+		"       c.body, c.attempts, c.timeout_ms, c.retry_policy, c.max_response_size "
 		"  FROM ventros.http_claim($1, pg_catalog.make_interval(secs => $2)) c";
 	Oid			types[2] = {INT4OID, FLOAT8OID};
 	Datum		values[2];
@@ -695,6 +696,8 @@ claim(int n, TimestampTz *next_due)
 		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 		d = SPI_getbinval(tup, desc, 8, &isnull);
 		req->timeout_ms = isnull ? 0 : DatumGetInt32(d);
+		d = SPI_getbinval(tup, desc, 10, &isnull);
+		req->max_response_size = isnull ? vn_http_max_response_size : DatumGetInt32(d);
 		policy = copy_text(tup, desc, 9, &isnull);
 		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
 		MemoryContextSwitchTo(spi);

@@ -14,10 +14,12 @@
 #include "emit.h"
 #include "engine.h"
 #include "http_worker.h"
+#include "inbox_worker.h"
 #include "guc.h"
 #include "shmem.h"
 #include "outbox_worker.h"
 #include "tenant.h"
+#include "webhook_fanout.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,7 +33,9 @@ _PG_init(void)
 	vn_tenant_init();
 	vn_emit_init();
 	vn_http_worker_init();
+	vn_inbox_worker_init();
 	vn_engine_init();
 	vn_outbox_init();
+	vn_webhook_fanout_init();
 	MarkGUCPrefixReserved("ventros");
 }

@@ -230,7 +230,9 @@ test('a wrong WAHA API key fails the message without retrying', async () => {
 });
 
 test('media download: a WAHA-served file, fetched with the API key, stored with type, size and sha256', async () => {
-  const bytes = crypto.randomBytes(3000);
+  // 300 KB: above the dispatcher's general cap (ventros.http_max_response_size, 64 KB),
+  // within the media cap (ventros.media_max_size) that media downloads ask for
+  const bytes = crypto.randomBytes(300 * 1024);
   await waha.addFile('acme-sales', 'AC94411C.jpeg', 'image/jpeg', bytes);
   const [m] = await q(`SELECT * FROM ventros.receive_message($1, '5511999998888@c.us', 'segue a foto', 'image', 'false_media_1',
                         media_url => $2, media_mimetype => 'image/jpeg')`, [ch.waha, `${waha.url}/api/files/acme-sales/AC94411C.jpeg`]);
@@ -239,7 +241,7 @@ test('media download: a WAHA-served file, fetched with the API key, stored with 
     (await q(`SELECT * FROM ventros.message_media WHERE message_id = $1 AND status <> 'requested'`, [m.id]))[0]);
   assert.equal(media.status, 'downloaded', media.error);
   assert.equal(media.content_type, 'image/jpeg');
-  assert.equal(Number(media.size), 3000);
+  assert.equal(Number(media.size), 300 * 1024);
   assert.equal(media.sha256, crypto.createHash('sha256').update(bytes).digest('hex'));
   assert.ok(Buffer.compare(media.data, bytes) === 0);
   const [got] = waha.requests('/api/files/acme-sales/AC94411C.jpeg');

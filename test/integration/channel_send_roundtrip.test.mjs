@@ -60,7 +60,7 @@ const sentMessage = (id) => waitFor(`message ${id} to be sent`, async () => {
 });
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
   c = await db();
   for (const [k, v] of Object.entries(settings)) await c.query(`ALTER SYSTEM SET ${k} = '${v}'`);
   await c.query('SELECT pg_reload_conf()');

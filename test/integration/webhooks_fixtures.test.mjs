@@ -23,7 +23,7 @@ let server;
 let c;
 const ch = {};
 before(async () => {
-  server = await startServer();
+  server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
   c = await db();
   await c.query("SELECT ventros.create_tenant($1, 'Fixtures Inc.') WHERE NOT EXISTS (SELECT 1 FROM ventros.projects WHERE tenant_id = $1)", [TENANT]);
   ch.waha = await createChannel(c, TENANT, 'waha', { session: 'acme-sales', webhook_secret: secret() });

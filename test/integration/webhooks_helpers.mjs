@@ -10,13 +10,15 @@ export const secret = (n = 24) => crypto.randomBytes(n).toString('hex');
 const digits = (n) => Array.from(crypto.randomBytes(n), (b) => b % 10).join('').replace(/^0/, '1');
 
 // config per contract §A; ids unique per run so that several files can share
-// the database without meeting each other's channels
+// the database without meeting each other's channels.  Provider base URLs
+// point at a closed loopback port: media downloads and profile lookups that
+// inbound messages request never leave the machine.
 export function channelConfigs() {
   return {
     waha: { type: 'waha', config: { base_url: 'http://127.0.0.1:9', session: 'acme-sales', api_key: secret(8), webhook_secret: secret() } },
-    whatsapp: { type: 'whatsapp', config: { phone_number_id: digits(15), waba_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
-    instagram: { type: 'instagram', config: { ig_account_id: digits(17), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
-    messenger: { type: 'messenger', config: { page_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
+    whatsapp: { type: 'whatsapp', config: { graph_base_url: 'http://127.0.0.1:9', phone_number_id: digits(15), waba_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
+    instagram: { type: 'instagram', config: { graph_base_url: 'http://127.0.0.1:9', ig_account_id: digits(17), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
+    messenger: { type: 'messenger', config: { graph_base_url: 'http://127.0.0.1:9', page_id: digits(15), access_token: secret(), app_secret: secret(), verify_token: secret(8) } },
   };
 }
 
@@ -38,7 +40,9 @@ export async function createChannel(c, tenant, type, config, name = `${type} ${s
 // (100 deliveries at once share 4 pooled connections: on a slow machine the
 // last ones wait a while, which is not what these tests are about)
 export async function setup(env = {}) {
-  const server = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000', ...env });
+  // Processing inline (in accept_webhook's transaction): each answer means the
+  // CRM rows are there.  webhooks_deferred.test.mjs covers the default.
+  const server = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000', PGOPTIONS: '-c ventros.inbox_processing=inline', ...env });
   const c = await db();
   const channels = {};
   for (const t of ['ta', 'tb']) {

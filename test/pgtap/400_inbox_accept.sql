@@ -3,6 +3,8 @@
 -- idempotent per (channel, dedupe key), Meta batches split into items, the
 -- foreign rule, the GET handshake, tenant isolation of the inbox.
 BEGIN;
+-- processed inside accept_webhook, so the outcome is visible in this transaction
+SET LOCAL ventros.inbox_processing = inline;
 SELECT plan(42);
 
 SELECT ventros.create_tenant('inb_a', 'Inbox A');

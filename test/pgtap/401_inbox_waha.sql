@@ -4,6 +4,8 @@
 -- edits, revocations, session status, idempotency under repetition, poisoned
 -- items, groups, events stored unparsed.
 BEGIN;
+-- processed inside accept_webhook, so the outcome is visible in this transaction
+SET LOCAL ventros.inbox_processing = inline;
 SELECT plan(56);
 
 SELECT ventros.create_tenant('inb_waha', 'Inbox WAHA');

@@ -3,6 +3,8 @@
 -- replies, reactions, referral tracking, unsupported types, batches, echoes,
 -- read watermarks and delivery mids, deletions.
 BEGIN;
+-- processed inside accept_webhook, so the outcome is visible in this transaction
+SET LOCAL ventros.inbox_processing = inline;
 SELECT plan(59);
 
 SELECT ventros.create_tenant('inb_meta', 'Inbox Meta');

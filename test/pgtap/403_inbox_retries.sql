@@ -3,6 +3,8 @@
 -- retries with backoff by process_inbox (time as a parameter), attempts
 -- capped; who may see and drive the inbox.
 BEGIN;
+-- processed inside accept_webhook, so the outcome is visible in this transaction
+SET LOCAL ventros.inbox_processing = inline;
 SELECT plan(32);
 
 SELECT ventros.create_tenant('inb_r', 'Inbox retries');

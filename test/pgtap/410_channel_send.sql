@@ -328,10 +328,10 @@ GRANT SELECT ON mi TO PUBLIC;
 SET LOCAL ROLE ventros_agent;
 CREATE TEMP TABLE md AS SELECT ventros.request_media_download((SELECT id FROM mi)) AS id;
 RESET ROLE;
-SELECT results_eq($$SELECT method, url, headers, purpose, body FROM ventros.http_requests WHERE id = (SELECT id FROM md)$$,
+SELECT results_eq($$SELECT method, url, headers, purpose, body, max_response_size FROM ventros.http_requests WHERE id = (SELECT id FROM md)$$,
                   $$VALUES ('GET', 'http://waha.test:3000/api/files/acme-sales/AC94.jpeg', '{"X-Api-Key": "k1"}'::jsonb,
-                            'media.download', NULL::bytea)$$,
-                  'WAHA media: GET its URL on the WAHA host with X-Api-Key');
+                            'media.download', NULL::bytea, current_setting('ventros.media_max_size')::integer)$$,
+                  'WAHA media: GET its URL on the WAHA host with X-Api-Key, allowed ventros.media_max_size bytes');
 SELECT pg_temp.answer((SELECT id FROM md), 200, 'JPEGBYTES', E'Content-Type: image/jpeg\r\nContent-Length: 9');
 SELECT results_eq($$SELECT content_type, size, sha256, data FROM ventros.message_media WHERE message_id = (SELECT id FROM mi)$$,
                   $$VALUES ('image/jpeg', 9::bigint, encode(sha256('JPEGBYTES'), 'hex'), 'JPEGBYTES'::bytea)$$,
@@ -348,13 +348,15 @@ SELECT throws_ok(format('SELECT ventros.request_media_download(%L)', pg_temp.inb
 CREATE TEMP TABLE mw AS SELECT * FROM ventros.receive_message(pg_temp.ch('wa'), '16505551234', 'this one', 'image', 'wamid.IMG',
     media_url => 'https://lookaside.fbsbx.com/x', metadata => '{"media_id": "1003383421387256"}');
 CREATE TEMP TABLE ml AS SELECT ventros.request_media_download((SELECT id FROM mw)) AS id;
-SELECT results_eq($$SELECT method, url, headers, purpose FROM ventros.http_requests WHERE id = (SELECT id FROM ml)$$,
-                  $$VALUES ('GET', 'http://graph.test/v23.0/1003383421387256', '{"Authorization": "Bearer tok"}'::jsonb, 'media.lookup')$$,
+SELECT results_eq($$SELECT method, url, headers, purpose, max_response_size FROM ventros.http_requests WHERE id = (SELECT id FROM ml)$$,
+                  $$VALUES ('GET', 'http://graph.test/v23.0/1003383421387256', '{"Authorization": "Bearer tok"}'::jsonb, 'media.lookup',
+                            NULL::integer)$$,
                   'Cloud API media, step 1: GET /<ver>/<media_id> with the Bearer token');
 SELECT pg_temp.answer((SELECT id FROM ml), 200, jsonb_build_object('messaging_product', 'whatsapp', 'url', 'http://graph.test/media/1003383421387256?ext=1',
     'mime_type', 'image/jpeg', 'sha256', encode(sha256('PNGDATA'), 'hex'), 'file_size', '7', 'id', '1003383421387256')::text);
-SELECT results_eq($$SELECT method, url, headers FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'$$,
-                  $$VALUES ('GET', 'http://graph.test/media/1003383421387256?ext=1', '{"Authorization": "Bearer tok"}'::jsonb)$$,
+SELECT results_eq($$SELECT method, url, headers, max_response_size FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'$$,
+                  $$VALUES ('GET', 'http://graph.test/media/1003383421387256?ext=1', '{"Authorization": "Bearer tok"}'::jsonb,
+                            current_setting('ventros.media_max_size')::integer)$$,
                   'step 2 is queued at once: GET the returned URL with the same Bearer');
 SELECT pg_temp.answer((SELECT id FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'), 200, 'PNGDATA',
                       'Content-Type: image/jpeg');

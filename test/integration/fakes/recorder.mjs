@@ -20,7 +20,8 @@
 // `control(method, path, json)` serves their own /__fake/ paths.
 import http from 'node:http';
 
-export async function startRecorder({ port = 0, host = '127.0.0.1', handle = null, control = null } = {}) {
+// onRecord(record, bodyBuffer), when given, may add fields to each record.
+export async function startRecorder({ port = 0, host = '127.0.0.1', handle = null, control = null, onRecord = null } = {}) {
   let records = [];
   let scripts = new Map(); // "METHOD path" -> {responses: [], default}
   let seq = 0;
@@ -100,6 +101,7 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
         received_at: Date.now(),
         response: null,
       };
+      if (onRecord) onRecord(record, body);
       records.push(record);
       const r = nextResponse(req.method, url.pathname) ?? (handle ? await handle(record) : undefined) ??
         { status: 200, body: { ok: true } };
