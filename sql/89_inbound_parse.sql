@@ -293,6 +293,19 @@ $$;
 COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text) IS
     'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device';
 
+-- inbound_lock_message: the live message of a channel with a provider id,
+-- locked for the change a receipt, reaction or edit makes (all NULL: none).
+CREATE FUNCTION ventros.inbound_lock_message(ch ventros.channels, provider_id text) RETURNS ventros.messages
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM ventros.messages x
+     WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.channel_message_id = provider_id AND x.deleted_at IS NULL
+       FOR UPDATE
+$$;
+COMMENT ON FUNCTION ventros.inbound_lock_message(ventros.channels, text) IS
+    'The live message of a channel with a provider message id, locked FOR UPDATE (a row of NULLs when there is none)';
+
 -- inbound_status: a delivery receipt for a message of the channel.
 CREATE FUNCTION ventros.inbound_status(ch ventros.channels, provider_id text, status text, error text DEFAULT NULL)
 RETURNS ventros.inbox_outcome
@@ -303,10 +316,7 @@ DECLARE
     m ventros.messages;
     rank CONSTANT text[] := ARRAY['queued', 'sent', 'delivered', 'read', 'played'];
 BEGIN
-    provider_id := ventros.inbound_require(provider_id, 'message id');
-    SELECT * INTO m FROM ventros.messages x
-    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.channel_message_id = provider_id AND x.deleted_at IS NULL
-    FOR UPDATE;
+    m := ventros.inbound_lock_message(ch, ventros.inbound_require(provider_id, 'message id'));
     IF m.id IS NULL THEN
         RETURN ventros.inbox_outcome('unmatched', NULL, NULL, jsonb_build_object('status', status));
     END IF;
@@ -363,11 +373,8 @@ DECLARE
     m ventros.messages;
     reactions jsonb;
 BEGIN
-    provider_id := ventros.inbound_require(provider_id, 'reacted message id');
+    m := ventros.inbound_lock_message(ch, ventros.inbound_require(provider_id, 'reacted message id'));
     reactor := ventros.inbound_require(reactor, 'reactor');
-    SELECT * INTO m FROM ventros.messages x
-    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.channel_message_id = provider_id AND x.deleted_at IS NULL
-    FOR UPDATE;
     IF m.id IS NULL THEN
         RETURN ventros.inbox_outcome('unmatched', NULL, NULL, jsonb_build_object('reaction', emoji));
     END IF;
@@ -395,11 +402,8 @@ AS $$
 DECLARE
     m ventros.messages;
 BEGIN
-    provider_id := ventros.inbound_require(provider_id, 'edited message id');
+    m := ventros.inbound_lock_message(ch, ventros.inbound_require(provider_id, 'edited message id'));
     new_text := ventros.inbound_require(new_text, 'edited text');
-    SELECT * INTO m FROM ventros.messages x
-    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.channel_message_id = provider_id AND x.deleted_at IS NULL
-    FOR UPDATE;
     IF m.id IS NULL THEN
         RETURN ventros.inbox_outcome('unmatched', NULL, NULL, '{"edit": true}');
     END IF;
