@@ -52,7 +52,7 @@
 #include "inbox_worker.h"
 #include "shmem.h"
 
-#define VN_INBOX_RESTART_SECONDS 5
+#define VN_INBOX_RESTART_SECONDS 1
 #define VN_INBOX_MAX_WORKERS 8
 
 typedef struct VnInboxShared
