@@ -148,6 +148,49 @@ $$;
 COMMENT ON FUNCTION ventros.outbox_failed(bigint[], text[], integer, integer, integer) IS
     'Records a failed publish attempt per event: counts it, then retry after an exponential backoff with jitter, or dead letter at max_attempts (publisher use)';
 
+-- The batches a publisher has sent and not yet recorded, one row per batch
+-- (not per event: one insert when claimed, one delete when recorded, in the
+-- same transactions as the claim and the record).  A publisher that dies
+-- without recording (a crash; SIGTERM drains and records) leaves its rows;
+-- the next one counts a failed attempt for their events before it claims,
+-- so an event that keeps killing the publisher is dead-lettered after
+-- ventros.outbox_max_attempts instead of retried without end.
+CREATE TABLE ventros.outbox_in_flight (
+    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seqs bigint[] NOT NULL
+);
+COMMENT ON TABLE ventros.outbox_in_flight IS
+    'Batches the outbox publisher has sent but not recorded yet (seqs); left over only by a publisher that crashed';
+ALTER TABLE ventros.outbox_in_flight ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.outbox_in_flight FORCE ROW LEVEL SECURITY;
+-- the publisher runs as a superuser; nobody else reads or writes it
+REVOKE ALL ON ventros.outbox_in_flight FROM PUBLIC;
+
+CREATE FUNCTION ventros.outbox_recover_in_flight(max_attempts integer, backoff_min_ms integer, backoff_max_ms integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    left_behind bigint[];
+BEGIN
+    -- One failed attempt for every event of the batches a dead publisher
+    -- left (outbox_failed touches only the ones still pending).
+    WITH gone AS (DELETE FROM ventros.outbox_in_flight f RETURNING f.seqs)
+    SELECT array_agg(DISTINCT s.seq) INTO left_behind FROM gone g, unnest(g.seqs) AS s(seq);
+    IF left_behind IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM ventros.outbox_failed(left_behind,
+                                  array_fill('the publisher stopped before these events were confirmed (a crash)'::text,
+                                             ARRAY[cardinality(left_behind)]),
+                                  max_attempts, backoff_min_ms, backoff_max_ms);
+    RETURN cardinality(left_behind);
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_recover_in_flight(integer, integer, integer) IS
+    'Publisher start: counts a failed attempt (dead letter at max_attempts) for the pending events of batches a crashed publisher left in ventros.outbox_in_flight; returns how many';
+
 CREATE FUNCTION ventros.outbox_prune(retention interval, max_rows integer DEFAULT 10000)
 RETURNS integer
 LANGUAGE sql VOLATILE

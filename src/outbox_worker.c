@@ -455,6 +455,25 @@ schema_ready(const char *dbname)
 			elog(ERROR, "could not take the outbox publisher lock");
 		locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
+	if (ready && locked)
+	{
+		/* batches a crashed predecessor sent but never recorded */
+		Oid			argtypes[3] = {INT4OID, INT4OID, INT4OID};
+		Datum		args[3];
+		int			left_behind;
+
+		args[0] = Int32GetDatum(vn_outbox_max_attempts);
+		args[1] = Int32GetDatum(vn_outbox_backoff_min);
+		args[2] = Int32GetDatum(vn_outbox_backoff_max);
+		if (SPI_execute_with_args("SELECT ventros.outbox_recover_in_flight($1, $2, $3)",
+								  3, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "ventros.outbox_recover_in_flight failed");
+		left_behind = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (left_behind > 0)
+			ereport(LOG,
+					(errmsg("ventros outbox publisher: %d events were in flight when the previous publisher stopped; a failed attempt was counted for those not published",
+							left_behind)));
+	}
 	end_work();
 	if (!ready)
 	{
@@ -501,6 +520,7 @@ typedef struct VnBatch
 	char	  **tenants;
 	int64	   *seqs;
 	Datum	   *aggregates;		/* uuid Datums: the in-flight set of the next claims */
+	int64		flight_id;		/* its ventros.outbox_in_flight row (0: none) */
 	TimestampTz published_at;
 } VnBatch;
 
@@ -663,6 +683,21 @@ claim_batch(VnBatch *b, int limit)
 		b->msgs[i].timestamp = now_s;
 	}
 	MemoryContextSwitchTo(old);
+
+	/* the batch is in flight once this transaction commits: log it */
+	b->flight_id = 0;
+	if (b->n > 0)
+	{
+		Oid			seqtype[1] = {INT8ARRAYOID};
+		Datum		seqarg[1];
+		bool		isnull;
+
+		seqarg[0] = PointerGetDatum(int8_array(b->seqs, b->n));
+		if (SPI_execute_with_args("INSERT INTO ventros.outbox_in_flight (seqs) VALUES ($1) RETURNING id",
+								  1, seqtype, seqarg, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not log the outbox batch in flight");
+		b->flight_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 }
 
 /*
@@ -743,6 +778,21 @@ record_batches(int count, const char *conn_error, bool in_xact)
 									  5, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_failed failed");
 			ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		{
+			Oid			idtype[1] = {INT8ARRAYOID};
+			Datum		idarg[1];
+			int64	   *ids = palloc(sizeof(int64) * count);
+			int			nids = 0;
+
+			for (int k = 0; k < count; k++)
+				if (RING_AT(k)->flight_id != 0)
+					ids[nids++] = RING_AT(k)->flight_id;
+			idarg[0] = PointerGetDatum(int8_array(ids, nids));
+			if (nids > 0 &&
+				SPI_execute_with_args("DELETE FROM ventros.outbox_in_flight WHERE id = ANY ($1)",
+									  1, idtype, idarg, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "could not clear the outbox batches in flight");
 		}
 		if (!in_xact)
 			end_work();

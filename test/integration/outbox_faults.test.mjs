@@ -183,3 +183,30 @@ test('refused credentials leave rows pending with a clear last_error, without a 
   await until(async () => (await status(db)).pending === '0', 'the pending event published after the fix');
   assert.equal((await status(db)).worker_connected, true);
 });
+
+test('a batch a dead publisher left in flight counts a failed attempt when the next one starts', async () => {
+  // A batch logged in ventros.outbox_in_flight and never recorded is what a
+  // crashed publisher leaves; the event is kept from being claimed meanwhile.
+  await db.query('BEGIN');
+  await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+  await db.query(`UPDATE ventros.contacts SET name = 'Left in flight', version = version WHERE id = $1`, [ids[0]]);
+  const { seq } = (await db.query(`UPDATE ventros.outbox SET next_attempt_at = now() + interval '1 hour'
+                                    WHERE seq = (SELECT max(seq) FROM ventros.outbox WHERE tenant_id = $1)
+                                    RETURNING seq`, [TENANT])).rows[0];
+  await db.query('INSERT INTO ventros.outbox_in_flight (seqs) VALUES (ARRAY[$1::bigint])', [seq]);
+  await db.query('COMMIT');
+  const before = (await status(db)).worker_pid;
+  await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ventros outbox publisher'`);
+  const row = await until(async () => {
+    const r = (await db.query('SELECT status, attempts, last_error FROM ventros.outbox WHERE seq = $1', [seq])).rows[0];
+    return r.attempts === 1 && r;
+  }, 'the next publisher to count the attempt');
+  assert.equal(row.status, 'pending');
+  assert.match(row.last_error, /the publisher stopped before these events were confirmed/);
+  assert.notEqual((await status(db)).worker_pid, before, 'a new publisher');
+  assert.equal((await db.query('SELECT count(*)::int AS n FROM ventros.outbox_in_flight WHERE $1 = ANY (seqs)', [seq])).rows[0].n, 0);
+  // let it go: published at its retry
+  await db.query('UPDATE ventros.outbox SET next_attempt_at = now() WHERE seq = $1', [seq]);
+  await until(async () => (await db.query('SELECT status FROM ventros.outbox WHERE seq = $1', [seq])).rows[0].status === 'published',
+    'the event published after all');
+});

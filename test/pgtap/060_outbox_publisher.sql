@@ -3,7 +3,7 @@
 -- who may see and call what.  Claims and their races are in the isolation spec
 -- outbox_claim; delivery is in test/integration/outbox*.test.mjs.
 BEGIN;
-SELECT plan(16);
+SELECT plan(22);
 
 SELECT ventros.register_event_type('tapob.happened', 'tapob');
 SET LOCAL ventros.tenant = 'tapob';
@@ -48,6 +48,26 @@ SELECT is(ventros.outbox_published((SELECT array_agg(seq ORDER BY n) FROM ev WHE
 UPDATE ventros.outbox SET occurred_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
 SELECT is(ventros.outbox_prune(interval '7 days'), 1, 'pruning deletes what was published before the retention');
 SELECT is((SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'tapob'), 3::bigint, 'and keeps the rest');
+
+-- batches a crashed publisher left in flight: a failed attempt each, at start
+SELECT ventros.emit('tapob.happened', 'tapob', '00000000-0000-4000-8000-0000000000a2', jsonb_build_object('n', g))
+  FROM generate_series(5, 7) g;
+CREATE TEMP TABLE fl AS
+SELECT row_number() OVER (ORDER BY seq) AS n, tenant_id, seq FROM ventros.outbox
+ WHERE tenant_id = 'tapob' AND aggregate_id = '00000000-0000-4000-8000-0000000000a2';
+SELECT ventros.outbox_published(ARRAY[(SELECT seq FROM fl WHERE n = 1)]);
+UPDATE ventros.outbox SET attempts = 2 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM fl WHERE n = 3);
+DELETE FROM ventros.outbox_in_flight;
+INSERT INTO ventros.outbox_in_flight (seqs) SELECT array_agg(seq ORDER BY n) FROM fl WHERE n IN (1, 2);
+INSERT INTO ventros.outbox_in_flight (seqs) SELECT array_agg(seq ORDER BY n) FROM fl WHERE n IN (2, 3);
+SELECT is(ventros.outbox_recover_in_flight(3, 100, 1000), 3, 'the events of the batches left in flight are counted once each');
+SELECT is((SELECT string_agg(status || ':' || attempts, ' ' ORDER BY n) FROM ventros.outbox o JOIN fl USING (tenant_id, seq)),
+          'published:0 pending:1 dead:3', 'a published one is untouched, a pending one counts an attempt, the last allowed one is dead');
+SELECT is((SELECT last_error FROM ventros.outbox o JOIN fl USING (tenant_id, seq) WHERE n = 2),
+          'the publisher stopped before these events were confirmed (a crash)', 'with the reason');
+SELECT is((SELECT count(*)::int FROM ventros.outbox_in_flight), 0, 'the log is emptied');
+SELECT is(ventros.outbox_recover_in_flight(3, 100, 1000), 0, 'a second start finds nothing');
+SELECT ok(NOT has_table_privilege('ventros_admin', 'ventros.outbox_in_flight', 'SELECT'), 'the log is the publisher''s alone');
 
 -- the publisher lock (taken by claims, raced in the isolation spec outbox_claim)
 SELECT is(ventros.outbox_release_publisher(), false, 'a session that never claimed holds no publisher lock');
