@@ -293,18 +293,18 @@ $$;
 COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text) IS
     'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device';
 
--- inbound_lock_message: the live message of a channel with a provider id,
--- locked for the change a receipt, reaction or edit makes (all NULL: none).
+-- inbound_lock_message: inbound_find_message's row, locked for the change a
+-- receipt, reaction or edit makes (all NULL: none).  Still live once locked.
 CREATE FUNCTION ventros.inbound_lock_message(ch ventros.channels, provider_id text) RETURNS ventros.messages
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM ventros.messages x
-     WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.channel_message_id = provider_id AND x.deleted_at IS NULL
+    SELECT x.* FROM ventros.messages x
+     WHERE x.tenant_id = ch.tenant_id AND x.id = (ventros.inbound_find_message(ch, provider_id)).id AND x.deleted_at IS NULL
        FOR UPDATE
 $$;
 COMMENT ON FUNCTION ventros.inbound_lock_message(ventros.channels, text) IS
-    'The live message of a channel with a provider message id, locked FOR UPDATE (a row of NULLs when there is none)';
+    'inbound_find_message, locked FOR UPDATE (a row of NULLs when there is none)';
 
 -- inbound_status: a delivery receipt for a message of the channel.
 CREATE FUNCTION ventros.inbound_status(ch ventros.channels, provider_id text, status text, error text DEFAULT NULL)
