@@ -1,7 +1,7 @@
 -- The inbox: every webhook a provider (WAHA, WhatsApp Cloud, Instagram,
 -- Messenger) delivers to POST /webhooks/<provider>/<channel_id>, verified and
 -- stored before anything else, then turned into the domain (contacts,
--- sessions, messages, statuses) by the parsers of sql/89_inbound_parse.sql.
+-- sessions, messages, statuses) by the parsers of sql/89_inbound*.sql.
 --
 -- Not an aggregate: a work queue like ventros.outbox and ventros.http_requests
 -- (no version, no events of its own).  The domain changes an item causes emit
@@ -573,7 +573,7 @@ AS $$ SELECT pg_catalog.left(sqlstate, 2) IN ('22', '54') OR sqlstate IN ('23502
 COMMENT ON FUNCTION ventros.inbox_error_is_permanent(text) IS
     'Whether a processing error is the item''s own fault (data exceptions, not-null/check violations, size limits, refused transitions): no retry';
 
--- What processing one item did (sql/89_inbound_parse.sql: ventros.inbox_process).
+-- What processing one item did (sql/89_inbound.sql: ventros.inbox_process).
 CREATE TYPE ventros.inbox_outcome AS (
     status     text,
     message_id uuid,

@@ -1,0 +1,360 @@
+-- Inbound parsers for Meta's platforms (channels.md sections 2-4): WhatsApp
+-- Cloud messages and statuses, Instagram and Messenger messaging events.  The
+-- entry (ventros.inbox_process) and the shared helpers are in sql/89_inbound.sql.
+
+-- ---- Meta ----------------------------------------------------------------------
+
+-- The Graph URL of an object of the channel's API: a WhatsApp Cloud media id
+-- (step 1 of the download, channels.md §2.4), a PSID or IGSID (profile).
+CREATE FUNCTION ventros.graph_url(ch ventros.channels, media_id text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN media_id ~ '^[A-Za-z0-9_.-]{1,200}$' THEN
+        rtrim(coalesce(nullif(ch.config->>'graph_base_url', ''),
+                       CASE ch.type WHEN 'instagram' THEN 'https://graph.instagram.com' ELSE 'https://graph.facebook.com' END), '/')
+        || '/' || coalesce(nullif(ch.config->>'graph_version', ''), 'v23.0') || '/' || media_id END
+$$;
+COMMENT ON FUNCTION ventros.graph_url(ventros.channels, text) IS
+    'The Graph URL of an object id on the channel''s API (<graph_base_url>/<graph_version>/<id>): media ids, PSIDs, IGSIDs';
+
+CREATE FUNCTION ventros.whatsapp_message(ch ventros.channels, item jsonb) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x jsonb := item->'message';
+    kind text := ventros.json_text(item, 'message', 'type');
+    from_id text := ventros.json_text(item, 'message', 'from');
+    profile jsonb;
+    media jsonb;
+    content text;
+    body text;
+    media_url text;
+    meta jsonb := '{}';
+    ref jsonb := x->'referral';
+    o ventros.inbox_outcome;
+    extra jsonb;
+BEGIN
+    from_id := ventros.inbound_require(from_id, 'sender (messages[].from)');
+    kind := ventros.inbound_require(kind, 'message type');
+    SELECT c INTO profile FROM jsonb_array_elements(CASE WHEN jsonb_typeof(item->'contacts') = 'array' THEN item->'contacts' ELSE '[]' END) c
+    WHERE c->>'wa_id' = from_id LIMIT 1;
+    IF kind = 'reaction' THEN
+        RETURN ventros.inbound_reaction(ch, ventros.json_text(x, 'reaction', 'message_id'),
+                                        ventros.canonical_whatsapp_id(from_id), coalesce(ventros.json_text(x, 'reaction', 'emoji'), ''));
+    END IF;
+    CASE kind
+        WHEN 'text' THEN
+            content := 'text';
+            body := ventros.json_text(x, 'text', 'body');
+        WHEN 'image', 'video', 'audio', 'document', 'sticker' THEN
+            media := x->kind;
+            content := CASE WHEN kind = 'audio' AND media->>'voice' = 'true' THEN 'voice' ELSE kind END;
+            body := ventros.json_text(media, 'caption');
+            media_url := ventros.graph_url(ch, ventros.inbound_require(ventros.json_text(media, 'id'), 'media id'));
+            meta := jsonb_build_object('media', jsonb_strip_nulls(jsonb_build_object(
+                'provider', 'whatsapp', 'id', media->'id', 'mime_type', media->'mime_type', 'sha256', media->'sha256',
+                'filename', media->'filename', 'voice', media->'voice', 'animated', media->'animated')));
+        WHEN 'location' THEN
+            content := 'location';
+            body := coalesce(nullif(ventros.json_text(x, 'location', 'name'), ''), nullif(ventros.json_text(x, 'location', 'address'), ''),
+                             ventros.json_text(x, 'location', 'latitude') || ',' || ventros.json_text(x, 'location', 'longitude'));
+            meta := jsonb_build_object('location', x->'location');
+        WHEN 'contacts' THEN
+            content := 'contact';
+            body := coalesce(ventros.json_text(x, 'contacts', '0', 'name', 'formatted_name'), '[contact]');
+            meta := jsonb_build_object('contacts', x->'contacts');
+        WHEN 'interactive' THEN
+            content := 'text';
+            body := coalesce(ventros.json_text(x, 'interactive', 'button_reply', 'title'),
+                             ventros.json_text(x, 'interactive', 'list_reply', 'title'),
+                             ventros.json_text(x, 'interactive', 'nfm_reply', 'body'));
+            meta := jsonb_build_object('interactive', x->'interactive');
+        WHEN 'button' THEN
+            content := 'text';
+            body := coalesce(ventros.json_text(x, 'button', 'text'), ventros.json_text(x, 'button', 'payload'));
+            meta := jsonb_build_object('button', x->'button');
+        WHEN 'system' THEN
+            content := 'system';
+            body := ventros.json_text(x, 'system', 'body');
+            meta := jsonb_build_object('system', x->'system');
+        ELSE
+            -- order, unsupported, unknown types: stored, not parsed.
+            RETURN ventros.inbox_outcome('unparsed', NULL, NULL,
+                                         jsonb_build_object('type', kind, 'errors', x->'errors'));
+    END CASE;
+    IF jsonb_typeof(ref) = 'object' THEN
+        meta := meta || jsonb_build_object('referral', ref);
+    END IF;
+    o := ventros.inbound_message(ch, from_id || '@c.us', false, ventros.json_text(x, 'id'), content, body,
+                                 ventros.inbound_time(ventros.json_text(x, 'timestamp')),
+                                 ventros.json_text(profile, 'profile', 'name'), media_url,
+                                 ventros.json_text(media, 'mime_type'), CASE WHEN meta <> '{}' THEN meta END,
+                                 ventros.json_text(x, 'context', 'id'));
+    IF jsonb_typeof(ref) = 'object' THEN
+        extra := ventros.inbound_tracking(o.contact_id, (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = o.message_id),
+                                          CASE WHEN ref->>'source_type' = 'ad' OR ref ? 'ctwa_clid' THEN 'meta_ads' ELSE 'referral' END,
+                                          'whatsapp', ventros.json_text(ref, 'source_id'), ventros.json_text(ref, 'source_url'),
+                                          ventros.json_text(ref, 'ctwa_clid'), ventros.json_text(ref, 'headline'), ref);
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION ventros.whatsapp_message(ventros.channels, jsonb) IS
+    'A WhatsApp Cloud messages[] item: contact by wa_id (profile name), text/media (Graph media URL, id, sha256)/location/contacts/interactive/button/system, reactions, context replies, referral tracking';
+
+CREATE FUNCTION ventros.whatsapp_status(ch ventros.channels, item jsonb) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st jsonb := item->'status';
+    status text := ventros.json_text(st, 'status');
+    err jsonb := st->'errors'->0;
+BEGIN
+    status := ventros.inbound_require(status, 'status');
+    IF status NOT IN ('sent', 'delivered', 'read', 'played', 'failed') THEN
+        RETURN ventros.inbox_outcome('unparsed', NULL, NULL, jsonb_build_object('status', status));
+    END IF;
+    RETURN ventros.inbound_status(ch, ventros.json_text(st, 'id'), status,
+        CASE WHEN status = 'failed' THEN
+            left(format('(#%s) %s%s', coalesce(ventros.json_text(err, 'code'), '?'),
+                        coalesce(ventros.json_text(err, 'title'), ventros.json_text(err, 'message'), 'failed'),
+                        coalesce(': ' || ventros.json_text(err, 'error_data', 'details'), '')), 1000) END);
+END
+$$;
+COMMENT ON FUNCTION ventros.whatsapp_status(ventros.channels, jsonb) IS
+    'A WhatsApp Cloud statuses[] item: sent, delivered, read, played (read unless audio), failed with "(#code) title: details" stored as the message error';
+
+-- Instagram and Messenger webhooks carry no name: a contact they create is
+-- named by its id, and its profile is asked of the Graph API (a dispatcher
+-- request of purpose contact.profile; ventros.contact_profile_received names
+-- the contact when the answer comes).  Only for a contact created by this
+-- transaction and still named by its id, once, when the channel has a token.
+CREATE FUNCTION ventros.inbound_request_profile(ch ventros.channels, contact uuid, scoped_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text := nullif(ch.config->>'access_token', '');
+    c ventros.contacts;
+    request uuid;
+BEGIN
+    IF ch.type NOT IN ('instagram', 'messenger') OR token IS NULL OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;
+    IF c.name IS DISTINCT FROM scoped_id OR c.created_at <> now()
+       OR EXISTS (SELECT 1 FROM ventros.http_requests r
+                  WHERE r.tenant_id = ch.tenant_id AND r.correlation_id = contact AND r.purpose = 'contact.profile') THEN
+        RETURN NULL;
+    END IF;
+    request := ventros.enqueue_http_request(
+        ventros.graph_url(ch, scoped_id)
+            || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
+        'GET', jsonb_build_object('Authorization', 'Bearer ' || token), NULL, 'contact.profile', contact, 3);
+    RETURN jsonb_build_object('profile_request', request);
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_request_profile(ventros.channels, uuid, text) IS
+    'Queues a Graph profile lookup (purpose contact.profile) for an Instagram/Messenger contact created now and named by its scoped id, when the channel has an access token';
+
+-- The handler of contact.profile requests: names the contact (and sets its
+-- picture) from the Graph answer, unless someone renamed it meanwhile.
+CREATE FUNCTION ventros.contact_profile_received(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    doc jsonb;
+    new_name text;
+    picture text;
+BEGIN
+    IF r.status <> 'succeeded' OR r.response_body IS NULL OR r.correlation_id IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        doc := convert_from(r.response_body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN;             -- not JSON: nothing to learn
+    END;
+    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' THEN
+        RETURN;
+    END IF;
+    new_name := left(coalesce(nullif(btrim(ventros.json_text(doc, 'name')), ''),
+                          nullif(btrim(concat_ws(' ', ventros.json_text(doc, 'first_name'), ventros.json_text(doc, 'last_name'))), ''),
+                          nullif(btrim(ventros.json_text(doc, 'username')), '')), 200);
+    picture := ventros.inbound_http_url(ventros.json_text(doc, 'profile_pic'));
+    IF new_name IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE ventros.contacts c
+    SET name = new_name,
+        profile_picture_url = coalesce(picture, c.profile_picture_url),
+        profile_picture_fetched_at = CASE WHEN picture IS NOT NULL THEN now() ELSE c.profile_picture_fetched_at END,
+        version = c.version
+    WHERE c.tenant_id = r.tenant_id AND c.id = r.correlation_id AND c.deleted_at IS NULL
+      AND EXISTS (SELECT 1 FROM ventros.contact_identities i
+                  WHERE i.tenant_id = c.tenant_id AND i.contact_id = c.id AND i.identity_type IN ('psid', 'igsid')
+                    AND i.value = c.name AND i.deleted_at IS NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.contact_profile_received(ventros.http_requests) IS
+    'Handler of contact.profile requests: names a contact still named by its PSID/IGSID from the Graph profile (name, or first and last name, or username) and sets its picture; emits contact.updated';
+SELECT ventros.declare_http_request_handler('contact.profile', 'ventros.contact_profile_received(ventros.http_requests)');
+
+-- Instagram / Messenger attachments: the first decides the content type.
+CREATE FUNCTION ventros.meta_messaging_message(ch ventros.channels, item jsonb, echo boolean) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m jsonb := item->'event';
+    x jsonb := item->'event'->'message';
+    att jsonb := x->'attachments'->0;
+    att_type text := ventros.json_text(x, 'attachments', '0', 'type');
+    content text := 'text';
+    body text := ventros.json_text(x, 'text');
+    media_url text;
+    meta jsonb := '{}';
+    ref jsonb := coalesce(x->'referral', m->'referral');
+    o ventros.inbox_outcome;
+    extra jsonb;
+    counterpart text := CASE WHEN echo THEN ventros.json_text(m, 'recipient', 'id') ELSE ventros.json_text(m, 'sender', 'id') END;
+BEGIN
+    IF att IS NOT NULL THEN
+        media_url := ventros.inbound_http_url(ventros.json_text(att, 'payload', 'url'));
+        content := CASE att_type WHEN 'image' THEN 'image' WHEN 'video' THEN 'video' WHEN 'audio' THEN 'audio'
+                                 WHEN 'file' THEN 'document' WHEN 'sticker' THEN 'sticker' ELSE 'text' END;
+        IF content = 'text' THEN
+            -- shares, story mentions, reels, posts, templates, fallbacks: a link.
+            body := coalesce(body, ventros.json_text(att, 'payload', 'title'), ventros.json_text(att, 'title'), media_url,
+                             '[' || coalesce(att_type, 'attachment') || ']');
+            media_url := NULL;
+        END IF;
+        meta := jsonb_build_object('attachments', x->'attachments');
+    END IF;
+    IF jsonb_typeof(x->'quick_reply') = 'object' THEN
+        meta := meta || jsonb_build_object('quick_reply', x->'quick_reply');
+    END IF;
+    IF jsonb_typeof(x->'reply_to'->'story') = 'object' THEN
+        meta := meta || jsonb_build_object('reply_to_story', x->'reply_to'->'story');
+    END IF;
+    IF jsonb_typeof(ref) = 'object' THEN
+        meta := meta || jsonb_build_object('referral', ref);
+    END IF;
+    IF echo AND ventros.json_text(x, 'app_id') IS NOT NULL THEN
+        meta := meta || jsonb_build_object('app_id', x->'app_id');
+    END IF;
+    o := ventros.inbound_message(ch, counterpart, echo, ventros.json_text(x, 'mid'), content, body,
+                                 ventros.inbound_time(ventros.json_text(m, 'timestamp')), NULL, media_url, NULL,
+                                 CASE WHEN meta <> '{}' THEN meta END, ventros.json_text(x, 'reply_to', 'mid'));
+    IF jsonb_typeof(ref) = 'object' AND NOT echo THEN
+        extra := ventros.meta_referral_tracking(ch, o.contact_id, o.message_id, ref);
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    extra := ventros.inbound_request_profile(ch, o.contact_id, counterpart);
+    IF extra IS NOT NULL THEN
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    RETURN o;
+END
+$$;
+
+COMMENT ON FUNCTION ventros.meta_messaging_message(ventros.channels, jsonb, boolean) IS
+    'An Instagram/Messenger message or echo: text, first attachment as media (image, video, audio, file as document, sticker; shares and the like as a link), reply_to, quick_reply, referral tracking';
+
+CREATE FUNCTION ventros.meta_referral_tracking(ch ventros.channels, contact uuid, message_id uuid, ref jsonb) RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.inbound_tracking(contact,
+        (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = message_id),
+        CASE WHEN upper(ref->>'source') = 'ADS' OR ref ? 'ad_id' THEN 'meta_ads' ELSE 'referral' END,
+        CASE ch.type WHEN 'instagram' THEN 'instagram' ELSE 'facebook' END,
+        ventros.json_text(ref, 'ad_id'), ventros.json_text(ref, 'source_url'), NULL,
+        coalesce(ventros.json_text(ref, 'ads_context_data', 'ad_title'), ventros.json_text(ref, 'ref')), ref)
+$$;
+COMMENT ON FUNCTION ventros.meta_referral_tracking(ventros.channels, uuid, uuid, jsonb) IS
+    'Tracking of an Instagram/Messenger referral (ads: meta_ads, else referral; campaign from the ad title or ref)';
+
+CREATE FUNCTION ventros.meta_messaging_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m jsonb := r.item->'event';
+    sender text := ventros.json_text(r.item, 'event', 'sender', 'id');
+    contact uuid;
+    target ventros.messages;
+    o ventros.inbox_outcome;
+    mid text;
+    n integer := 0;
+    pending boolean := false;
+BEGIN
+    IF jsonb_typeof(m) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'Meta messaging item without an event object' USING ERRCODE = '22023';
+    END IF;
+    CASE r.event
+        WHEN 'message' THEN
+            RETURN ventros.meta_messaging_message(ch, r.item, false);
+        WHEN 'message_echo' THEN
+            RETURN ventros.meta_messaging_message(ch, r.item, true);
+        WHEN 'message_deleted' THEN
+            RETURN ventros.inbound_delete(ch, ventros.json_text(m, 'message', 'mid'));
+        WHEN 'message_edit' THEN
+            RETURN ventros.inbound_edit(ch, ventros.json_text(m, 'message_edit', 'mid'), ventros.json_text(m, 'message_edit', 'text'),
+                                        ventros.inbound_time(ventros.json_text(m, 'timestamp')));
+        WHEN 'reaction' THEN
+            RETURN ventros.inbound_reaction(ch, ventros.json_text(m, 'reaction', 'mid'), ventros.inbound_require(sender, 'sender'),
+                CASE WHEN m->'reaction'->>'action' = 'unreact' THEN ''
+                     ELSE coalesce(ventros.json_text(m, 'reaction', 'emoji'), ventros.json_text(m, 'reaction', 'reaction'), '') END);
+        WHEN 'read' THEN
+            contact := ventros.inbound_contact(ch, ventros.inbound_require(sender, 'sender'));
+            mid := ventros.json_text(m, 'read', 'mid');
+            IF mid IS NOT NULL THEN
+                -- Instagram: this message, and every earlier one to the contact, was read.
+                target := ventros.inbound_find_message(ch, mid);
+                IF target.id IS NULL THEN
+                    RETURN ventros.inbox_outcome('unmatched', NULL, contact, '{"status": "read"}');
+                END IF;
+                n := ventros.inbound_read_until(ch, contact, target."timestamp");
+                RETURN ventros.inbox_outcome('processed', target.id, contact, jsonb_build_object('status', 'read', 'messages', n));
+            END IF;
+            n := ventros.inbound_read_until(ch, contact,
+                     ventros.inbound_time(ventros.inbound_require(ventros.json_text(m, 'read', 'watermark'), 'read watermark')));
+            RETURN ventros.inbox_outcome('processed', NULL, contact, jsonb_build_object('status', 'read', 'messages', n));
+        WHEN 'delivery' THEN
+            contact := ventros.inbound_contact(ch, ventros.inbound_require(sender, 'sender'));
+            IF jsonb_typeof(m->'delivery'->'mids') = 'array' AND jsonb_array_length(m->'delivery'->'mids') > 0 THEN
+                FOR mid IN SELECT jsonb_array_elements_text(m->'delivery'->'mids') LOOP
+                    o := ventros.inbound_status(ch, mid, 'delivered');
+                    pending := pending OR o.status = 'unmatched';
+                    n := n + CASE WHEN o.result->>'applied' = 'true' THEN 1 ELSE 0 END;
+                END LOOP;
+                RETURN ventros.inbox_outcome(CASE WHEN pending THEN 'unmatched' ELSE 'processed' END, NULL, contact,
+                                             jsonb_build_object('status', 'delivered', 'messages', n));
+            END IF;
+            n := ventros.inbound_read_until(ch, contact,
+                     ventros.inbound_time(ventros.inbound_require(ventros.json_text(m, 'delivery', 'watermark'), 'delivery watermark')),
+                     'delivered');
+            RETURN ventros.inbox_outcome('processed', NULL, contact, jsonb_build_object('status', 'delivered', 'messages', n));
+        WHEN 'postback' THEN
+            -- A button tapped: an inbound text message with the button's title.
+            RETURN ventros.inbound_message(ch, sender, false,
+                coalesce(ventros.json_text(m, 'postback', 'mid'), 'pb:' || sender || ':' || ventros.json_text(m, 'timestamp')),
+                'text', coalesce(ventros.json_text(m, 'postback', 'title'), ventros.json_text(m, 'postback', 'payload')),
+                ventros.inbound_time(ventros.json_text(m, 'timestamp')), NULL, NULL, NULL,
+                jsonb_build_object('postback', m->'postback'));
+        WHEN 'referral' THEN
+            contact := ventros.inbound_contact(ch, ventros.inbound_require(sender, 'sender'));
+            RETURN ventros.inbox_outcome('processed', NULL, contact, ventros.meta_referral_tracking(ch, contact, NULL, m->'referral'));
+        ELSE
+            RETURN ventros.inbox_outcome('unparsed');
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.meta_messaging_process(ventros.inbox, ventros.channels) IS
+    'Processes an Instagram/Messenger messaging event: message, echo, deletion, edit, reaction, read (mid or watermark), delivery (mids or watermark), postback, referral';
