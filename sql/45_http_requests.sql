@@ -199,6 +199,53 @@ COMMENT ON FUNCTION ventros.prune_http_requests(timestamptz, integer) IS
 
 -- ---- the dispatcher's side (called by src/http_worker.c as superuser) -------
 
+-- The dispatcher's extension points (preparers, retry classifiers,
+-- completion handlers) are functions named in a table; these two helpers
+-- check a declared function's shape and call one for a request.
+
+-- require_function_shape: 22023 unless fn takes exactly argtypes and returns
+-- rettype (any return type when rettype is NULL).
+CREATE FUNCTION ventros.require_function_shape(fn regprocedure, argtypes regtype[], rettype regtype, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p
+                    -- (oidvector subscripts start at 0: compare the lists, not the arrays)
+                    WHERE p.oid = fn AND array_to_string(p.proargtypes::oid[], ',') = array_to_string(argtypes::oid[], ',')
+                      AND (rettype IS NULL OR p.prorettype = rettype)) THEN
+        RAISE EXCEPTION '% % must be f(%)%', what, fn, array_to_string(argtypes, ', '),
+                        CASE WHEN rettype IS NULL THEN '' ELSE ' RETURNS ' || rettype::text END
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_function_shape(regprocedure, regtype[], regtype, text) IS
+    'Raises 22023 unless a declared function takes exactly the given argument types and returns the given type';
+
+-- call_for_request: fn(r) as the request's tenant, in a subtransaction: its
+-- result as text, or why it failed (its work then undone).  The caller
+-- decides what a failure means.
+CREATE FUNCTION ventros.call_for_request(fn regprocedure, r ventros.http_requests, OUT result text, OUT failure text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    previous_tenant text := current_setting('ventros.tenant', true);
+BEGIN
+    PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    BEGIN
+        EXECUTE format('SELECT %s($1)::text', fn::regproc) INTO result USING r;
+    EXCEPTION WHEN OTHERS THEN
+        failure := format('%s: %s', SQLSTATE, SQLERRM);
+    END;
+    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+END
+$$;
+COMMENT ON FUNCTION ventros.call_for_request(regprocedure, ventros.http_requests) IS
+    'Calls a declared function with a request, as its tenant, catching its error: (result as text, failure)';
+
 -- Per purpose, an optional preparer f(r ventros.http_requests) RETURNS jsonb
 -- gives the headers of each attempt when it is claimed (a webhook delivery
 -- is signed anew per attempt with a secret that is not stored on the row).
@@ -218,11 +265,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = preparer AND p.pronargs = 1 AND p.prorettype = 'jsonb'::regtype
-                      AND p.proargtypes[0] = 'ventros.http_requests'::regtype) THEN
-        RAISE EXCEPTION 'preparer % must take one argument of type ventros.http_requests and return jsonb', preparer
-            USING ERRCODE = '22023';
-    END IF;
+    PERFORM ventros.require_function_shape(preparer, ARRAY['ventros.http_requests']::regtype[], 'jsonb', 'preparer');
     INSERT INTO ventros.http_request_preparers AS h (purpose, preparer)
     VALUES (declare_http_request_preparer.purpose, declare_http_request_preparer.preparer)
     ON CONFLICT ON CONSTRAINT http_request_preparers_pkey DO UPDATE SET preparer = EXCLUDED.preparer;
@@ -240,27 +283,18 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    call text;
-    result jsonb;
-    previous_tenant text := current_setting('ventros.tenant', true);
+    fn regprocedure;
+    prepared record;
 BEGIN
-    SELECT format('SELECT %I.%I($1)', n.nspname, p.proname) INTO call
-      FROM ventros.http_request_preparers h
-      JOIN pg_proc p ON p.oid = h.preparer
-      JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE h.purpose = r.purpose;
-    IF call IS NULL THEN
+    SELECT h.preparer INTO fn FROM ventros.http_request_preparers h WHERE h.purpose = r.purpose;
+    IF fn IS NULL THEN
         RETURN r.headers;
     END IF;
-    PERFORM set_config('ventros.tenant', r.tenant_id, true);
-    BEGIN
-        EXECUTE call INTO result USING r;
-    EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'preparer of http request % (%) failed: %', r.id, r.purpose, SQLERRM;
-        result := NULL;
-    END;
-    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
-    RETURN coalesce(result, r.headers);
+    prepared := ventros.call_for_request(fn, r);
+    IF prepared.failure IS NOT NULL THEN
+        RAISE WARNING 'preparer of http request % (%) failed: %', r.id, r.purpose, prepared.failure;
+    END IF;
+    RETURN coalesce(prepared.result::jsonb, r.headers);
 END
 $$;
 COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
@@ -350,12 +384,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = classifier AND p.prorettype = 'boolean'::regtype
-                      AND p.pronargs = 3 AND p.proargtypes[0] = 'integer'::regtype AND p.proargtypes[1] = 'bytea'::regtype
-                      AND p.proargtypes[2] = 'boolean'::regtype) THEN
-        RAISE EXCEPTION 'classifier % must be f(integer, bytea, boolean) RETURNS boolean', classifier
-            USING ERRCODE = '22023';
-    END IF;
+    PERFORM ventros.require_function_shape(classifier, ARRAY['integer', 'bytea', 'boolean']::regtype[], 'boolean',
+                                           'classifier');
     INSERT INTO ventros.http_retry_classifiers AS c (policy, classifier)
     VALUES (declare_http_retry_classifier.policy, declare_http_retry_classifier.classifier)
     ON CONFLICT ON CONSTRAINT http_retry_classifiers_pkey DO UPDATE SET classifier = EXCLUDED.classifier;
@@ -392,11 +422,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = handler AND p.pronargs = 1
-                      AND p.proargtypes[0] = 'ventros.http_requests'::regtype) THEN
-        RAISE EXCEPTION 'handler % must take one argument of type ventros.http_requests', handler
-            USING ERRCODE = '22023';
-    END IF;
+    PERFORM ventros.require_function_shape(handler, ARRAY['ventros.http_requests']::regtype[], NULL, 'handler');
     INSERT INTO ventros.http_request_handlers AS h (purpose, handler)
     VALUES (declare_http_request_handler.purpose, declare_http_request_handler.handler)
     ON CONFLICT ON CONSTRAINT http_request_handlers_pkey DO UPDATE SET handler = EXCLUDED.handler;
@@ -411,25 +437,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn regprocedure;
-    call text;
     failure text;
-    previous_tenant text := current_setting('ventros.tenant', true);
 BEGIN
-    SELECT h.handler, format('SELECT %I.%I($1)', n.nspname, p.proname) INTO fn, call
-      FROM ventros.http_request_handlers h
-      JOIN pg_proc p ON p.oid = h.handler
-      JOIN pg_namespace n ON n.oid = p.pronamespace
-     WHERE h.purpose = r.purpose;
+    SELECT h.handler INTO fn FROM ventros.http_request_handlers h WHERE h.purpose = r.purpose;
     IF fn IS NULL THEN
         RETURN true;
     END IF;
-    PERFORM set_config('ventros.tenant', r.tenant_id, true);
-    BEGIN
-        EXECUTE call USING r;
-    EXCEPTION WHEN OTHERS THEN
-        failure := format('%s: %s', SQLSTATE, SQLERRM);
-    END;
-    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    failure := (ventros.call_for_request(fn, r)).failure;
     UPDATE ventros.http_requests q SET handler_error = failure
      WHERE q.tenant_id = r.tenant_id AND q.id = r.id AND q.handler_error IS DISTINCT FROM failure;
     RETURN failure IS NULL;
