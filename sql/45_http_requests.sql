@@ -234,13 +234,19 @@ AS $$
 DECLARE
     previous_tenant text := current_setting('ventros.tenant', true);
 BEGIN
-    PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    -- only the dispatcher (no tenant) switches; an administrator's rerun
+    -- already acts for the request's tenant
+    IF ventros.current_tenant() IS DISTINCT FROM r.tenant_id THEN
+        PERFORM set_config('ventros.tenant', r.tenant_id, true);
+    END IF;
     BEGIN
         EXECUTE format('SELECT %s($1)::text', fn::regproc) INTO result USING r;
     EXCEPTION WHEN OTHERS THEN
         failure := format('%s: %s', SQLSTATE, SQLERRM);
     END;
-    PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    IF current_setting('ventros.tenant', true) IS DISTINCT FROM coalesce(previous_tenant, '') THEN
+        PERFORM set_config('ventros.tenant', coalesce(previous_tenant, ''), true);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION ventros.call_for_request(regprocedure, ventros.http_requests) IS
@@ -452,8 +458,10 @@ $$;
 COMMENT ON FUNCTION ventros.run_http_request_handler(ventros.http_requests) IS
     'Runs the declared handler of a finished request as its tenant; a failure is kept in handler_error, never raised';
 
+-- SECURITY DEFINER: the handler runs as it does for the dispatcher (as the
+-- owner), for the caller's tenant only (require_tenant below).
 CREATE FUNCTION ventros.rerun_http_request_handler(request_id uuid) RETURNS boolean
-LANGUAGE plpgsql VOLATILE
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -2,7 +2,7 @@
 -- SQL side (claim with a lease, outcome recording, backoff, Retry-After,
 -- dead letters, replay), exercised without the network.
 BEGIN;
-SELECT plan(51);
+SELECT plan(55);
 
 SELECT has_table('ventros', 'http_requests', 'the queue exists');
 SELECT ok((SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE oid = 'ventros.http_requests'::regclass),
@@ -148,6 +148,21 @@ SELECT is(ventros.http_record_attempt('http_t1', (SELECT id FROM ventros.http_re
 SELECT results_eq($$SELECT status, handler_error FROM ventros.http_requests WHERE url = 'https://example.com/h2'$$,
                   $$VALUES ('failed', 'P0001: handler broke')$$, 'its error is kept on the request');
 SELECT is((SELECT count(*)::int FROM pg_temp.handled WHERE tenant = 'never'), 0, 'and its work was rolled back');
+-- once the handler is fixed, the tenant's administrator runs it again
+SELECT ventros.declare_http_request_handler('test.fail', 'pg_temp.note_outcome(ventros.http_requests)');
+SET LOCAL ventros.tenant = 'http_t2';
+SET LOCAL ROLE ventros_admin;
+SELECT throws_ok(format('SELECT ventros.rerun_http_request_handler(%L)', (SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h2')),
+                 'P0002', NULL, 'another tenant cannot rerun it');
+SET LOCAL ventros.tenant = 'http_t1';
+SELECT is(ventros.rerun_http_request_handler((SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h2')), true,
+          'the tenant''s administrator reruns the fixed handler');
+RESET ROLE;
+SELECT results_eq($$SELECT handler_error FROM ventros.http_requests WHERE url = 'https://example.com/h2'$$,
+                  $$VALUES (NULL::text)$$, 'its error is cleared');
+SELECT results_eq($$SELECT tenant, status FROM pg_temp.handled WHERE purpose = 'test.fail'$$,
+                  $$VALUES ('http_t1', 'failed')$$, 'the handler saw the request as its tenant');
+SET LOCAL ventros.tenant = '';
 
 -- backoff: exponential from the base, capped, +-10 % (default settings:
 -- base 5 s, cap 10 h)
