@@ -207,6 +207,13 @@ GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.get_row(anyelement, text, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.lock_row(anyelement, text, uuid) TO ventros_agent;
+-- stats_slot: which of a hot counter's slot rows this backend adds to.
+CREATE FUNCTION ventros.stats_slot() RETURNS smallint
+LANGUAGE sql VOLATILE PARALLEL SAFE
+AS $$ SELECT (pg_catalog.pg_backend_pid() % 16)::smallint $$;
+COMMENT ON FUNCTION ventros.stats_slot() IS 'The counter slot of this backend (0-15) for counters kept in slot rows (channel message counts, crm_daily_stats, automation_funnel_stats): concurrent writers of one hot key rarely share a row';
+
+GRANT EXECUTE ON FUNCTION ventros.stats_slot() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
     ventros.delete_row(regclass, text, uuid, integer)
     TO ventros_agent;

@@ -219,7 +219,7 @@ COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, u
 -- Channel counters are slotted.  Every message of a channel used to update
 -- the channel's row, so all messages of one channel queued behind each
 -- other's row lock until commit (one busy WhatsApp number = one lane).  A
--- message now adds to one of 16 slot rows of its channel, chosen by backend,
+-- message now adds to one of 16 slot rows of its channel (ventros.stats_slot),
 -- so concurrent writers rarely meet; ventros.fold_channel_message_counts()
 -- (a scheduled job, every minute) moves the slots into the channel's quiet
 -- columns, and ventros.channel_message_counts() reads the exact totals.
@@ -249,7 +249,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO ventros.channel_message_counts AS c
         (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
-    VALUES (ventros.require_tenant(), count_channel_message.channel_id, (pg_backend_pid() % 16)::smallint,
+    VALUES (ventros.require_tenant(), count_channel_message.channel_id, ventros.stats_slot(),
             (NOT from_me)::integer, from_me::integer, at)
     ON CONFLICT (tenant_id, channel_id, slot) DO UPDATE
     SET messages_received = c.messages_received + EXCLUDED.messages_received,

@@ -42,10 +42,6 @@ CREATE POLICY ventros_tenant_read ON ventros.crm_daily_stats FOR SELECT
 REVOKE ALL ON ventros.crm_daily_stats FROM PUBLIC;
 GRANT SELECT ON ventros.crm_daily_stats TO ventros_viewer;
 
-CREATE FUNCTION ventros.stats_slot() RETURNS smallint
-LANGUAGE sql VOLATILE PARALLEL SAFE
-AS $$ SELECT (pg_catalog.pg_backend_pid() % 16)::smallint $$;
-COMMENT ON FUNCTION ventros.stats_slot() IS 'The crm_daily_stats and automation_funnel_stats slot of this backend (0-15): concurrent writers of one hot key rarely share a row';
 
 -- The triggers run as the extension's owner: tenants read the table only.
 CREATE FUNCTION ventros.stats_count_messages() RETURNS trigger
@@ -222,5 +218,5 @@ $$;
 COMMENT ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) IS
     'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_daily_stats';
 
-GRANT EXECUTE ON FUNCTION ventros.stats_slot(), ventros.crm_report(date, date, text, uuid, uuid, uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.compact_crm_daily_stats(date) TO ventros_admin, ventros_platform_admin;
