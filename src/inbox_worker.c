@@ -133,10 +133,11 @@ ventros_inbox_wake(PG_FUNCTION_ARGS)
  * process_batch
  *		One transaction: ventros.process_inbox(batch).  Returns how many
  *		items it took (processed, failed, ignored, ... all count), or -1
- *		when the extension is not installed in the database yet.
+ *		when the extension is not installed in the database yet (*ready
+ *		remembers once it is, so the check is not repeated per batch).
  */
 static int
-process_batch(void)
+process_batch(bool *ready)
 {
 	int			taken = 0;
 	bool		isnull;
@@ -148,10 +149,15 @@ process_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "processing ventros.inbox");
 
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.process_inbox(integer,timestamp with time zone)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check for the ventros extension");
-	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	/* until the extension is there (the database may be new), look for it */
+	if (!*ready)
+	{
+		if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.process_inbox(integer,timestamp with time zone)') IS NOT NULL",
+						true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not check for the ventros extension");
+		*ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (!*ready)
 		taken = -1;
 	else
 	{
@@ -189,6 +195,7 @@ void
 vn_inbox_worker_main(Datum main_arg)
 {
 	int			index = DatumGetInt32(main_arg);
+	bool		ready = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -222,7 +229,7 @@ vn_inbox_worker_main(Datum main_arg)
 		{
 			Latch	   *next;
 
-			taken = process_batch();
+			taken = process_batch(&ready);
 			if (taken < vn_inbox_batch_size)
 				break;
 			/*
