@@ -14,9 +14,9 @@ import crypto from 'node:crypto';
 import pg from 'pg';
 import { startWaha } from './fakes/waha.mjs';
 import { startGraph, graphError } from './fakes/graph.mjs';
+import { waitFor as waitUntil } from './wait.mjs';
 
 const TENANT = 'send_it';
-const WAIT_MS = 30000;
 const WAHA_KEY = 'waha-secret';
 const TOKEN = 'EAAG-cloud-token';
 let db;
@@ -39,20 +39,14 @@ async function q(sql, params = []) {
   return (await db.query(sql, params)).rows;
 }
 
-async function waitFor(what, fn) {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > WAIT_MS) {
-      const rows = await q(`SELECT purpose, url, status, attempts, response_status, last_error, handler_error,
-                                   encode(substr(response_body, 1, 300), 'escape') AS body
-                              FROM ventros.http_requests ORDER BY created_at DESC LIMIT 4`);
-      throw new Error(`timed out waiting for ${what}; last requests: ${JSON.stringify(rows).slice(0, 3000)}`);
-    }
-    await new Promise((ok) => setTimeout(ok, 25));
-  }
+// the last requests, to see why a wait timed out
+async function lastRequests() {
+  const rows = await q(`SELECT purpose, url, status, attempts, response_status, last_error, handler_error,
+                               encode(substr(response_body, 1, 300), 'escape') AS body
+                          FROM ventros.http_requests ORDER BY created_at DESC LIMIT 4`);
+  return `last requests: ${JSON.stringify(rows).slice(0, 3000)}`;
 }
+const waitFor = (what, fn) => waitUntil(what, fn, { describe: lastRequests });
 
 async function send(channel, to, text, extra = {}) {
   const names = Object.keys(extra);

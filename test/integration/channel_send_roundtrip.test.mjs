@@ -12,9 +12,9 @@ import { startServer, db, BASE } from './http_helpers.mjs';
 import { emitWaha, emitMeta, wahaMessage, whatsappMessages, whatsappText } from './fakes/emit.mjs';
 import { startWaha } from './fakes/waha.mjs';
 import { startGraph } from './fakes/graph.mjs';
+import { waitFor } from './wait.mjs';
 
 const TENANT = 'ta';
-const WAIT_MS = 30000;
 const settings = {
   'ventros.http_allow_hosts': '127.0.0.1/32',
   'ventros.http_backoff_base': '200',
@@ -42,15 +42,6 @@ async function q(sql, params = []) {
   }
 }
 
-async function waitFor(what, fn) {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > WAIT_MS) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 25));
-  }
-}
 
 const message = async (id) => (await q('SELECT * FROM ventros.messages WHERE id = $1', [id]))[0];
 const sentMessage = (id) => waitFor(`message ${id} to be sent`, async () => {

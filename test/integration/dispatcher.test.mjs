@@ -10,9 +10,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startRecorder } from './fakes/recorder.mjs';
+import { waitFor } from './wait.mjs';
 
 const TENANT = 'dispatcher_it';
-const WAIT_MS = 30000;
 let db;
 let fake;
 let other;
@@ -33,15 +33,6 @@ async function q(sql, params = []) {
   return (await db.query(sql, params)).rows;
 }
 
-async function waitFor(what, fn) {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > WAIT_MS) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 25));
-  }
-}
 
 async function enqueue({ url, method = 'POST', headers = {}, body = null, maxAttempts = 5, timeoutMs = null,
                          retryPolicy = 'transient', purpose = 'test' }) {

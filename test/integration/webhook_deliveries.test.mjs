@@ -13,8 +13,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { HTTP } from 'cloudevents';
 import { startSubscriber, verifySignature } from './fakes/subscriber.mjs';
+import { waitFor } from './wait.mjs';
 
-const WAIT_MS = 30000;
 const SECRET = 'whsec_it_0123456789abcdef';
 const SCHEDULE_MS = [300, 600, 900];
 let db;
@@ -32,15 +32,6 @@ async function q(sql, params = [], client = db) {
   return (await client.query(sql, params)).rows;
 }
 
-async function waitFor(what, fn) {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > WAIT_MS) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 25));
-  }
-}
 
 // A tenant of its own per test: no test sees another's subscriptions.
 async function useTenant(name, client = db) {

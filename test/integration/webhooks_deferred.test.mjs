@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { setup, BASE, asTenant, inboxRows, messageOf } from './webhooks_helpers.mjs';
 import { db } from './http_helpers.mjs';
 import { emitWaha, wahaMessage, wahaAck } from './fakes/emit.mjs';
+import { waitFor } from './wait.mjs';
 
 let env;
 let ch;
@@ -22,24 +23,12 @@ after(async () => { await env.stop(); });
 
 const send = (payload) => emitWaha(BASE, ch.id, payload, { hmacKey: ch.config.webhook_secret });
 
-// Polls until check() is truthy (the worker runs right after commit; the
-// bound only turns a hang into a failure).
-async function eventually(what, check, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 const statusOf = async (inboxId) =>
   (await asTenant(env.c, ch.tenant, 'SELECT status, last_error FROM ventros.inbox WHERE id = $1', [inboxId]))[0];
 
 test('the inbox processors are running (ventros.inbox_workers of them)', async () => {
   // (they start with the server and retry until the database exists)
-  await eventually('the processors', async () => {
+  await waitFor('the processors', async () => {
     const r = await env.c.query(`SELECT count(*)::int AS n, current_setting('ventros.inbox_workers')::int AS want
                                    FROM pg_stat_activity WHERE backend_type = 'ventros inbox processor'`);
     return r.rows[0].want >= 1 && r.rows[0].n === r.rows[0].want;
@@ -60,7 +49,7 @@ test('the answer does not wait for processing: stored and answered while process
     assert.equal((await statusOf(r.json.inbox_id)).status, 'received', 'stored, not processed yet');
     assert.equal((await messageOf(env.c, ch, msg.payload.id)).length, 0, 'no message yet');
     await blocker.query('COMMIT');
-    await eventually('the message', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
+    await waitFor('the message', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
     assert.equal((await statusOf(r.json.inbox_id)).status, 'processed');
   } finally {
     await blocker.end();
@@ -73,7 +62,7 @@ test('a burst of 50 messages: every one processed once, a repeat stays a duplica
   assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
   assert.equal((await send(msgs[0])).json.status, 'duplicate');
   const ids = msgs.map((m) => m.payload.id);
-  await eventually('50 messages', async () => {
+  await waitFor('50 messages', async () => {
     const rows = await asTenant(env.c, ch.tenant,
       'SELECT count(*)::int AS n FROM ventros.messages WHERE channel_id = $1 AND channel_message_id = ANY ($2)', [ch.id, ids]);
     return rows[0].n === 50;
@@ -86,17 +75,17 @@ test('a burst of 50 messages: every one processed once, a repeat stays a duplica
 test('a message then its receipts, each answered before processing: delivered then read', async () => {
   const msg = wahaMessage({ from: '5511974440001', fromMe: true, body: 'nossa resposta' });
   assert.equal((await send(msg)).status, 200);
-  await eventually('the echo', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
+  await waitFor('the echo', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
   assert.equal((await send(wahaAck({ id: msg.payload.id, ack: 3, to: '5511974440001' }))).status, 200);
   assert.equal((await send(wahaAck({ id: msg.payload.id, ack: 2, to: '5511974440001' }))).status, 200);
-  await eventually('read', async () => (await messageOf(env.c, ch, msg.payload.id))[0]?.status === 'read');
+  await waitFor('read', async () => (await messageOf(env.c, ch, msg.payload.id))[0]?.status === 'read');
 });
 
 test('a poisoned item is answered 200 and stored with its error; the processor keeps going', async () => {
   const poisoned = { event: 'message.any', session: 'acme-sales', payload: { id: 'false_x@c.us_POISON', fromMe: false } };
   const r = await send(poisoned);
   assert.equal(r.status, 200, r.text);
-  const row = await eventually('the poisoned item to be settled', async () => {
+  const row = await waitFor('the poisoned item to be settled', async () => {
     const s = await statusOf(r.json.inbox_id);
     return s.status !== 'received' ? s : null;
   });
@@ -104,5 +93,5 @@ test('a poisoned item is answered 200 and stored with its error; the processor k
   assert.ok(row.last_error, 'its error is kept');
   const msg = wahaMessage({ from: '5511975550001', body: 'depois do veneno' });
   assert.equal((await send(msg)).status, 200);
-  await eventually('the next message', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
+  await waitFor('the next message', async () => (await messageOf(env.c, ch, msg.payload.id)).length === 1);
 });
