@@ -84,25 +84,22 @@ vn_loop_wait_fd(int fd, uint32_t events)
 	VnTask	   *task = vn_task_current();
 	struct epoll_event ev;
 
-	if (this_loop == NULL || task == NULL)
-	{
-		struct pollfd p = {fd, (short) ((events & EPOLLIN ? POLLIN : 0) | (events & EPOLLOUT ? POLLOUT : 0)), 0};
-
-		while (poll(&p, 1, -1) < 0 && errno == EINTR)
-			;
-		return;
-	}
 	memset(&ev, 0, sizeof(ev));
 	ev.events = events | EPOLLONESHOT;
 	ev.data.ptr = task;
 	/* re-arm the socket's entry, or add it (a new or reconnected socket) */
-	if (epoll_ctl(this_loop->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 &&
-		(errno != ENOENT || epoll_ctl(this_loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0))
+	if (this_loop != NULL && task != NULL &&
+		(epoll_ctl(this_loop->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ||
+		 (errno == ENOENT && epoll_ctl(this_loop->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)))
+		vn_task_yield();
+	else
 	{
-		/* not a socket epoll can watch (closed?): let the caller find out */
-		return;
+		/* outside a loop task, or epoll refused the socket: block instead */
+		struct pollfd p = {fd, (short) ((events & EPOLLIN ? POLLIN : 0) | (events & EPOLLOUT ? POLLOUT : 0)), 0};
+
+		while (poll(&p, 1, -1) < 0 && errno == EINTR)
+			;
 	}
-	vn_task_yield();
 }
 
 bool

@@ -19,9 +19,9 @@
 typedef struct VnLoop VnLoop;
 
 /*
- * Starts one loop thread: a daemon made by make_daemon (called in the
- * new thread's creator, so that errors come back here) over pool.  NULL
- * with *error set when the daemon could not start.
+ * Starts one loop thread serving daemon (started by the caller with
+ * MHD_USE_EPOLL and MHD_ALLOW_SUSPEND_RESUME, no thread of its own) with
+ * pool's connections.  NULL with *error set when it could not start.
  */
 extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, char **error);
 
