@@ -86,7 +86,7 @@ wait_published() {
 	local ans
 	coproc WAITER { psql -X -q -tA 2>&1; }
 	while :; do
-		echo "SELECT NOT EXISTS (SELECT 1 FROM ventros.outbox WHERE status = 'pending');" >&"${WAITER[1]}"
+		echo "SELECT NOT EXISTS (SELECT 1 FROM ventros.outbox_queue WHERE NOT dead);" >&"${WAITER[1]}"
 		read -r ans <&"${WAITER[0]}"
 		[ "$ans" = t ] && break
 		[ "$ans" = f ] || die "wait_published: $ans"
@@ -124,7 +124,7 @@ for round in $(seq "$ROUNDS"); do
 	ventros_broker_cpu+=("$(echo "($(cpu_s "$rabbit_pid") - $r0) * 1000000 / $EVENTS" | bc -l)")
 	ventros_rates+=("$(psql -X -tA -c "SELECT round($EVENTS / (extract(epoch FROM max(published_at)) - $t_commit))
 	                                    FROM ventros.outbox WHERE tenant_id = 'bench$round'")")
-	psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox"
+	psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox, ventros.outbox_queue"
 	log "round $round of $ROUNDS: floor ${floor_rates[-1]} msg/s, ventros ${ventros_rates[-1]} events/s"
 done
 # (d) the maximum sustainable end-to-end rate: pgbench commits one event per
@@ -146,7 +146,7 @@ read -r max_events max_commit_rate max_rate < <(psql -X -tA -F ' ' -c "
 	       round(count(*) / (extract(epoch FROM max(published_at)) - $t_first))
 	  FROM ventros.outbox WHERE tenant_id = 'benchmax'")
 log "end-to-end: $max_events events, committed at $max_commit_rate/s, committed and published at $max_rate/s"
-psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox"
+psql -X -q -c "DELETE FROM ventros.outbox" -c "VACUUM ANALYZE ventros.outbox, ventros.outbox_queue"
 kill $drain
 (cd "$VENTROS_ROOT" && queue delete)
 a=$(median "${floor_rates[@]}")

@@ -8,9 +8,12 @@
 -- is assigned before commit, so a slow transaction commits a lower seq after
 -- a higher one was published.
 --
--- The claim writes nothing.  A row is written once when it is published
--- (outbox_published), and once per failed attempt (outbox_failed, which
--- counts it).  What keeps two publishers from publishing a row at once is
+-- Pending and dead rows are found through ventros.outbox_queue
+-- (sql/03_outbox.sql), which holds a row per event not yet published; the
+-- functions here keep it in step with ventros.outbox.status.  The claim
+-- writes nothing.  An event is written once when it is published
+-- (outbox_published: its queue row deleted, its outbox row updated HOT), and
+-- once per failed attempt (outbox_failed, which counts it).  What keeps two publishers from publishing a row at once is
 -- the publisher lock: a session-level advisory lock that the claim takes and
 -- the publisher holds for as long as it runs, so there is one publisher per
 -- database at a time and a second one claims nothing.  It is released when
@@ -30,12 +33,16 @@ RETURNS TABLE (tenant_id text, seq bigint, event_id uuid, event_type text,
                payload jsonb, actor text, occurred_at timestamptz, attempts integer)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- The outbox swings between empty and a large backlog faster than its
+-- The queue swings between empty and a large backlog faster than its
 -- statistics follow; a plan made while it looked empty (seq scan, sort of
--- every pending row) makes each claim read the whole backlog.  Walk the
--- partial index of pending rows in seq order, always.
+-- every pending row, a hash of the outbox) makes each claim read the whole
+-- backlog.  Walk the queue's primary key in seq order and fetch each event
+-- by the outbox's primary key, always.
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET enable_sort = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -56,32 +63,34 @@ BEGIN
         RETURN QUERY EXECUTE $q$
         SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
                o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
-          FROM ventros.outbox o
-         WHERE o.status = 'pending'
-           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-           AND o.aggregate_id <> ALL ($2)
-           AND NOT EXISTS (SELECT FROM ventros.outbox b
-                            WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
-                              AND b.seq < o.seq
-                              AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
-                              AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
-         ORDER BY o.seq
+          FROM ventros.outbox_queue q
+          JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+         WHERE NOT q.dead
+           AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now())
+           AND q.aggregate_id <> ALL ($2)
+           AND NOT EXISTS (SELECT FROM ventros.outbox_queue b
+                            WHERE b.tenant_id = q.tenant_id AND b.aggregate_id = q.aggregate_id
+                              AND b.seq < q.seq
+                              AND (b.dead OR b.next_attempt_at IS NOT NULL)
+                              AND (b.dead OR b.next_attempt_at > pg_catalog.now()))
+         ORDER BY q.seq
          LIMIT $1 $q$ USING batch_size, in_flight;
         RETURN;
     END IF;
     RETURN QUERY
     SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
            o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
-      FROM ventros.outbox o
-     WHERE o.status = 'pending'
-       AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-       AND o.aggregate_id <> ALL (COALESCE(in_flight, '{}'))
-       AND NOT EXISTS (SELECT FROM ventros.outbox b
-                        WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
-                          AND b.seq < o.seq
-                          AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
-                          AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
-     ORDER BY o.seq
+      FROM ventros.outbox_queue q
+      JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+     WHERE NOT q.dead
+       AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now())
+       AND q.aggregate_id <> ALL (COALESCE(in_flight, '{}'))
+       AND NOT EXISTS (SELECT FROM ventros.outbox_queue b
+                        WHERE b.tenant_id = q.tenant_id AND b.aggregate_id = q.aggregate_id
+                          AND b.seq < q.seq
+                          AND (b.dead OR b.next_attempt_at IS NOT NULL)
+                          AND (b.dead OR b.next_attempt_at > pg_catalog.now()))
+     ORDER BY q.seq
      LIMIT batch_size;
 END
 $$;
@@ -98,26 +107,34 @@ LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_release_publisher';
 COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
     'Releases the publisher lock this session holds (taken by ventros.outbox_claim); false when it held none';
 
--- Recording finds rows by seq alone (unique: one sequence for all tenants)
--- through outbox_pending, whatever the outbox's statistics say: a plan made
--- while the outbox looked empty once probed the primary key by tenant, a
--- range as large as the tenant's events, for every row.
+-- Recording deletes the events' queue rows (found by seq, unique: one
+-- sequence for all tenants) and updates their outbox rows through its
+-- primary key, whatever the statistics say: a plan made while the tables
+-- looked empty once probed a whole tenant's range for every row.  The outbox
+-- updates are HOT (no index covers the columns they change).
 CREATE FUNCTION ventros.outbox_published(seqs bigint[])
 RETURNS integer
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
-    WITH done AS (
+    WITH gone AS (
+        DELETE FROM ventros.outbox_queue q
+         WHERE q.seq = ANY (seqs) AND NOT q.dead
+        RETURNING q.tenant_id, q.seq),
+    done AS (
         UPDATE ventros.outbox o
            SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-         WHERE o.seq = ANY (seqs) AND o.status = 'pending'
+          FROM gone g
+         WHERE o.tenant_id = g.tenant_id AND o.seq = g.seq
         RETURNING 1)
     SELECT pg_catalog.count(*)::integer FROM done
 $$;
 COMMENT ON FUNCTION ventros.outbox_published(bigint[]) IS
-    'Marks events published after the broker confirmed them (publisher use)';
+    'Marks events published after the broker confirmed them: their queue rows go (publisher use)';
 
 CREATE FUNCTION ventros.outbox_failed(seqs bigint[], errors text[],
                                       max_attempts integer, backoff_min_ms integer,
@@ -127,10 +144,13 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
     -- Counts the attempt; retry after backoff_min * 2^(attempts-1), capped,
     -- with jitter in [50%, 100%]; dead at max_attempts.  Returns the number
-    -- of rows dead-lettered.
+    -- of rows dead-lettered.  The queue row gets the same retry time and
+    -- state (it is what the claim reads).
     WITH failed AS (
         UPDATE ventros.outbox o
            SET attempts = o.attempts + 1,
@@ -141,8 +161,15 @@ AS $$
                          backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts, 30)))
                    * (0.5 + pg_catalog.random() / 2) / 1000.0)
           FROM unnest(seqs, errors) AS u(seq, error)
-         WHERE o.seq = u.seq AND o.status = 'pending'
-        RETURNING o.status)
+          JOIN ventros.outbox_queue q ON q.seq = u.seq AND NOT q.dead
+         WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq AND o.status = 'pending'
+        RETURNING o.seq, o.status, o.next_attempt_at),
+    queued AS (
+        UPDATE ventros.outbox_queue q
+           SET dead = f.status = 'dead', next_attempt_at = f.next_attempt_at
+          FROM failed f
+         WHERE q.seq = f.seq
+        RETURNING 1)
     SELECT pg_catalog.count(*) FILTER (WHERE status = 'dead')::integer FROM failed
 $$;
 COMMENT ON FUNCTION ventros.outbox_failed(bigint[], text[], integer, integer, integer) IS
@@ -225,12 +252,21 @@ DECLARE
 BEGIN
     -- Dead rows are never in flight, and a claim that still sees them dead
     -- holds back their aggregates: replay needs no lock of the publisher's.
-    UPDATE ventros.outbox o
-       SET status = 'pending', attempts = 0, next_attempt_at = NULL
-     WHERE o.status = 'dead'
-       AND (replay_dead_events.tenant IS NULL OR o.tenant_id = replay_dead_events.tenant)
-       AND (replay_dead_events.event_ids IS NULL OR o.event_id = ANY (replay_dead_events.event_ids))
-       AND (replay_dead_events.event_type IS NULL OR o.event_type = replay_dead_events.event_type);
+    -- Dead rows are found through the queue (outbox_queue_blocking).
+    WITH back AS (
+        UPDATE ventros.outbox o
+           SET status = 'pending', attempts = 0, next_attempt_at = NULL
+          FROM ventros.outbox_queue q
+         WHERE q.dead AND o.tenant_id = q.tenant_id AND o.seq = q.seq
+           AND o.status = 'dead'
+           AND (replay_dead_events.tenant IS NULL OR o.tenant_id = replay_dead_events.tenant)
+           AND (replay_dead_events.event_ids IS NULL OR o.event_id = ANY (replay_dead_events.event_ids))
+           AND (replay_dead_events.event_type IS NULL OR o.event_type = replay_dead_events.event_type)
+        RETURNING o.seq)
+    UPDATE ventros.outbox_queue q
+       SET dead = false, next_attempt_at = NULL
+      FROM back b
+     WHERE q.seq = b.seq;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM ventros.outbox_wake();
@@ -251,16 +287,20 @@ COMMENT ON FUNCTION ventros.outbox_worker_state() IS
     'The shared counters of this database''s outbox publisher (55000 when ventros is not preloaded)';
 
 CREATE VIEW ventros.outbox_status AS
-SELECT (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'pending') AS pending,
+SELECT (SELECT pg_catalog.count(*) FROM ventros.outbox_queue WHERE NOT dead) AS pending,
        (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'published') AS published,
-       (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'dead') AS dead,
-       pg_catalog.now() - (SELECT pg_catalog.min(occurred_at) FROM ventros.outbox
-                            WHERE status = 'pending') AS oldest_pending_age,
+       (SELECT pg_catalog.count(*) FROM ventros.outbox_queue WHERE dead) AS dead,
+       pg_catalog.now() - (SELECT pg_catalog.min(o.occurred_at)
+                             FROM ventros.outbox_queue q
+                             JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+                            WHERE NOT q.dead) AS oldest_pending_age,
        w.last_publish_at,
        COALESCE(w.last_error,
-                (SELECT o.last_error FROM ventros.outbox o
-                  WHERE o.status <> 'published' AND o.last_error IS NOT NULL
-                  ORDER BY o.seq DESC LIMIT 1)) AS last_error,
+                (SELECT o.last_error
+                   FROM ventros.outbox_queue q
+                   JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+                  WHERE o.last_error IS NOT NULL
+                  ORDER BY q.seq DESC LIMIT 1)) AS last_error,
        w.last_error_at,
        w.connected AS worker_connected,
        w.pid AS worker_pid,

@@ -3,7 +3,7 @@
 -- who may see and call what.  Claims and their races are in the isolation spec
 -- outbox_claim; delivery is in test/integration/outbox*.test.mjs.
 BEGIN;
-SELECT plan(22);
+SELECT plan(30);
 
 SELECT ventros.register_event_type('tapob.happened', 'tapob');
 SET LOCAL ventros.tenant = 'tapob';
@@ -11,6 +11,20 @@ SELECT ventros.emit('tapob.happened', 'tapob', '00000000-0000-4000-8000-00000000
   FROM generate_series(1, 4) g;
 CREATE TEMP TABLE ev AS
 SELECT row_number() OVER (ORDER BY seq) AS n, tenant_id, seq, event_id FROM ventros.outbox WHERE tenant_id = 'tapob';
+
+-- every event has its queue row (pending rows are found there), and no
+-- index of the outbox covers what the publisher writes: its updates are HOT
+SELECT is((SELECT count(*) FROM ventros.outbox_queue q JOIN ev USING (tenant_id, seq)
+            WHERE NOT q.dead AND q.next_attempt_at IS NULL), 4::bigint,
+          'each emitted event is queued, never failed, not dead');
+SELECT is((SELECT count(*) FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum > 0
+            WHERE i.indrelid = 'ventros.outbox'::regclass
+              AND a.attname IN ('status', 'attempts', 'next_attempt_at', 'last_error', 'published_at')
+              AND (a.attnum = ANY (i.indkey)
+                   OR pg_get_expr(i.indpred, i.indrelid) ~ ('\m' || a.attname || '\M')
+                   OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\m' || a.attname || '\M'))),
+          0::bigint, 'no index of ventros.outbox covers a column the publisher writes (HOT updates)');
 
 -- a failed attempt under the maximum: counted, pending, retried after backoff with jitter
 UPDATE ventros.outbox SET attempts = 2
@@ -22,6 +36,9 @@ SELECT is((SELECT status || ' ' || last_error || ' ' || attempts FROM ventros.ou
 SELECT ok((SELECT next_attempt_at - now() BETWEEN interval '200 ms' AND interval '400 ms'
              FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n = 1),
           'retry after backoff_min * 2^(attempts-1) with jitter in [50%, 100%]');
+SELECT ok((SELECT q.next_attempt_at = o.next_attempt_at AND NOT q.dead
+             FROM ventros.outbox o JOIN ventros.outbox_queue q USING (tenant_id, seq) JOIN ev USING (tenant_id, seq) WHERE n = 1),
+          'its queue row waits for the same retry time (what the claim reads)');
 UPDATE ventros.outbox SET attempts = 39 WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 2);
 SELECT is(ventros.outbox_failed(ARRAY[(SELECT seq FROM ev WHERE n = 2)], ARRAY['x'], 50, 100, 1000),
           0, 'attempts under a high maximum');
@@ -34,6 +51,8 @@ SELECT is(ventros.outbox_failed((SELECT array_agg(seq ORDER BY n) FROM ev WHERE 
                                 ARRAY['returned', 'returned'], 5, 100, 1000),
           2, 'at max_attempts both are dead-lettered');
 SELECT is((SELECT dead FROM ventros.outbox_status), 2::bigint, 'the status view counts them as dead');
+SELECT is((SELECT count(*) FROM ventros.outbox_queue q JOIN ev USING (tenant_id, seq) WHERE n IN (1, 3) AND q.dead),
+          2::bigint, 'their queue rows are dead too');
 
 -- replay
 SELECT is(ventros.replay_dead_events(event_ids => ARRAY[(SELECT event_id FROM ev WHERE n = 3)]), 1::bigint,
@@ -41,13 +60,23 @@ SELECT is(ventros.replay_dead_events(event_ids => ARRAY[(SELECT event_id FROM ev
 SELECT is((SELECT string_agg(status || ':' || attempts, ' ' ORDER BY n) FROM ventros.outbox o JOIN ev USING (tenant_id, seq) WHERE n IN (1, 3)),
           'dead:5 pending:0', 'the replayed row is pending with no attempts; the other is still dead');
 SELECT is(ventros.replay_dead_events('tapob'), 1::bigint, 'replay of a tenant puts back the rest');
+SELECT is((SELECT count(*) FROM ventros.outbox_queue q JOIN ev USING (tenant_id, seq)
+            WHERE n IN (1, 3) AND NOT q.dead AND q.next_attempt_at IS NULL),
+          2::bigint, 'replayed events are queued again, due at once');
 
 -- published, then pruned after the retention
 SELECT is(ventros.outbox_published((SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 2))),
           2, 'confirmed rows are marked published');
+SELECT is((SELECT count(*) FROM ventros.outbox_queue q JOIN ev USING (tenant_id, seq) WHERE n IN (1, 2)),
+          0::bigint, 'and leave the queue');
+SELECT is(ventros.outbox_published((SELECT array_agg(seq ORDER BY n) FROM ev WHERE n IN (1, 2))),
+          0, 'recording them again changes nothing');
 UPDATE ventros.outbox SET occurred_at = now() - interval '8 days', published_at = now() - interval '8 days' WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 1);
 SELECT is(ventros.outbox_prune(interval '7 days'), 1, 'pruning deletes what was published before the retention');
 SELECT is((SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'tapob'), 3::bigint, 'and keeps the rest');
+DELETE FROM ventros.outbox WHERE (tenant_id, seq) IN (SELECT tenant_id, seq FROM ev WHERE n = 4);
+SELECT is((SELECT count(*) FROM ventros.outbox_queue q JOIN ev USING (tenant_id, seq) WHERE n = 4),
+          0::bigint, 'a pending event deleted from the outbox leaves the queue with it');
 
 -- batches a crashed publisher left in flight: a failed attempt each, at start
 SELECT ventros.emit('tapob.happened', 'tapob', '00000000-0000-4000-8000-0000000000a2', jsonb_build_object('n', g))
