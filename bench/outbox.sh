@@ -184,4 +184,6 @@ if [ "${BENCH_OLD_LATENCY:-1}" = 1 ]; then
 	printf 'outbox_latency  at %d events/s offered, half of (b) (%d achieved, %d received of %d)  p50 %s ms  p99 %s ms  max %s ms\n' \
 		"$orate" "$oachieved" "$ogot" "$oproduced" "$op50" "$op99" "$opmax"
 fi
+printf 'outbox_hot      %s of %s updates of ventros.outbox were HOT (no index entry)\n' \
+	$(psql -X -tA -F ' ' -c "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_user_tables WHERE relid = 'ventros.outbox'::regclass")
 echo "targets: b/a >= 0.70; p50 <= 5 ms; p99 <= 25 ms (at half of the e2e max)"
