@@ -1002,6 +1002,13 @@ vn_outbox_worker_main(Datum main_arg)
 	 * for the WAL flush of every batch.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * Its statements handle a batch each, milliseconds of work: compiling
+	 * them with LLVM costs more than it saves.  The functions it calls turn
+	 * plan types off (enable_seqscan = off ...), whose penalty costs push
+	 * plans over jit_above_cost, and JIT then took 40% of the worker's CPU.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	if (vn_outbox_shared == NULL || index < 0 || index >= VN_OUTBOX_MAX_DATABASES)
 		elog(FATAL, "ventros outbox publisher: shared memory is not set up");
