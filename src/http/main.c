@@ -19,11 +19,15 @@
  *	VENTROS_HTTP_STATEMENT_TIMEOUT  per request (10s)
  *	VENTROS_HTTP_CLIENT_TIMEOUT  seconds a client may stay idle or slow (10)
  *	VENTROS_HTTP_MAX_CLIENTS     concurrent connections (256)
+ *	VENTROS_HTTP_THREADS         event loops (one per CPU, at most the pool)
  *
- * One thread per connection (libmicrohttpd); the thread blocks while its
- * request waits for a pooled database connection and its round trip.  Slow
- * clients are cut by the connection timeout; bodies over the limit get 413
- * without being read.  Each request writes one access log line to stderr
+ * A few event-loop threads (loop.c), each with its own libmicrohttpd daemon
+ * on the shared listening socket and its own share of the database
+ * connections.  Each request runs as a task (task.c) that yields while it
+ * waits for a connection or for the database, its HTTP connection
+ * suspended meanwhile; no thread ever blocks on a client or on PostgreSQL.
+ * Slow clients are cut by the connection timeout; bodies over the limit get
+ * 413 without being read.  Each request writes one access log line to stderr
  * (buffered, written by a thread of its own: log.c): time, method, path,
  * status, duration, tenant — never a token or a body.
  */
@@ -38,12 +42,14 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
 #include "auth.h"
 #include "buf.h"
 #include "log.h"
+#include "loop.h"
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
@@ -56,6 +62,16 @@ typedef struct VnConnState
 	bool		too_big;
 	bool		seen;
 	struct timespec start;
+	/* the request being served, by a task of its own (serve()) */
+	struct MHD_Connection *con;
+	const char *method;
+	VnTask	   *task;
+	bool		suspended;		/* the connection waits for the task */
+	bool		done;			/* resp is the answer */
+	VnRequest	req;
+	VnResponse	resp;
+	char	   *path;
+	VnBuf		headers;
 } VnConnState;
 
 static VnRouterConfig router_cfg;
@@ -94,6 +110,8 @@ uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
  * Nagle's algorithm would hold the second until the client acknowledges the
  * first (which it delays): tens of milliseconds on a keep-alive connection.
  */
+static void free_args(VnArgs *args);
+
 static void
 connection_started(void *cls, struct MHD_Connection *con, void **socket_context,
 				   enum MHD_ConnectionNotificationCode toe)
@@ -115,6 +133,21 @@ completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_Reques
 
 	if (st == NULL)
 		return;
+	/*
+	 * A suspended connection is never closed under its task (libmicrohttpd
+	 * does not time out suspended connections, and the daemons are never
+	 * stopped): a live task here would be a bug, and leaking beats freeing
+	 * what it still uses.
+	 */
+	if (st->task && !vn_task_finished(st->task))
+		return;
+	if (st->task)
+		vn_task_free(st->task);
+	if (st->req.args.items)
+		free_args(&st->req.args);
+	free(st->path);
+	vn_buf_free(&st->headers);
+	vn_response_free(&st->resp);
 	free(st->uri);
 	vn_buf_free(&st->body);
 	free(st);
@@ -311,17 +344,84 @@ access_log(const char *method, const char *path, int status, const struct timesp
 	vn_log_line("%s %s %s %d %.1fms tenant=%s", ts, method, safe, status, ms, tenant);
 }
 
+/*
+ * The request itself, on a task of its own: it may wait for the database
+ * (the task yields and the connection is suspended), and ends with the
+ * answer in st->resp.
+ */
+static void
+serve(void *arg)
+{
+	VnConnState *st = arg;
+	struct MHD_Connection *con = st->con;
+	VnRequest  *req = &st->req;
+	VnResponse *resp = &st->resp;
+	const char *q;
+	HeaderCollect hc;
+
+	req->method = st->method;
+	snprintf(req->tenant, sizeof(req->tenant), "-");
+
+	if (st->too_big)
+	{
+		char		msg[96];
+
+		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes", max_body);
+		vn_response_error(resp, 413, "54000", msg, NULL, NULL);
+		if (vn_webhooks_path(st->uri))
+			vn_webhooks_error(resp, 413, "payload_too_large");
+		vn_response_header(resp, "Connection", "close");
+		goto done;
+	}
+
+	q = strchr(st->uri, '?');
+	st->path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
+	if (st->path == NULL || st->path[0] != '/' || !parse_query(q ? q + 1 : "", &req->args))
+	{
+		vn_response_error(resp, 400, "PGRST100", "malformed URL", NULL,
+						  "Percent-encode the URL as UTF-8; at most 200 query parameters.");
+		goto done;
+	}
+	if (vn_webhooks_path(st->path))
+	{
+		/* provider webhooks: raw bytes, no JWT (webhooks.c) */
+		vn_webhooks_handle(&router_cfg, con, st->method, st->path, &req->args, st->body.data, st->body.len, resp);
+		goto done;
+	}
+	if (!vn_utf8_valid(st->body.data, st->body.len))
+	{
+		vn_response_error(resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
+		goto done;
+	}
+	req->path = st->path;
+	req->authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
+	req->apikey = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "apikey");
+	req->prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
+	req->accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
+	req->range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
+	req->accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
+	req->content_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Profile");
+	req->body = st->body.data;
+	req->body_len = st->body.len;
+	vn_buf_addc(&st->headers, '{');
+	hc.buf = &st->headers;
+	hc.first = true;
+	MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hc);
+	vn_buf_addc(&st->headers, '}');
+	req->headers_json = st->headers.data;
+	vn_router_handle(&router_cfg, req, resp);
+
+done:
+	st->done = true;
+	if (st->suspended)
+		MHD_resume_connection(con);		/* the handler is called again: it answers */
+}
+
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *con, const char *url, const char *method,
 		const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	VnConnState *st = *con_cls;
-	VnResponse	resp;
-	VnRequest	req;
-	const char *q;
-	char	   *path = NULL;
-	VnBuf		headers;
-	HeaderCollect hc;
 	enum MHD_Result ret;
 
 	if (st == NULL)
@@ -345,71 +445,47 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 			return MHD_YES;
 		st->too_big = true;
 	}
-
-	vn_response_init(&resp);
-	memset(&req, 0, sizeof(req));
-	req.method = method;
-	snprintf(req.tenant, sizeof(req.tenant), "-");
-
-	if (st->too_big)
+	if (st->task == NULL)
 	{
-		char		msg[96];
-
-		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes", max_body);
-		vn_response_error(&resp, 413, "54000", msg, NULL, NULL);
-		if (vn_webhooks_path(st->uri))
-			vn_webhooks_error(&resp, 413, "payload_too_large");
-		vn_response_header(&resp, "Connection", "close");
-		goto send;
+		st->con = con;
+		st->method = method;
+		vn_response_init(&st->resp);
+		vn_buf_init(&st->headers);
+		st->task = vn_task_start(serve, st);
+		if (!st->done)
+		{
+			/* waiting for the database: serve() resumes the connection */
+			st->suspended = true;
+			MHD_suspend_connection(con);
+			return MHD_YES;
+		}
 	}
-
-	q = strchr(st->uri, '?');
-	path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
-	if (path == NULL || path[0] != '/' || !parse_query(q ? q + 1 : "", &req.args))
-	{
-		vn_response_error(&resp, 400, "PGRST100", "malformed URL", NULL,
-						  "Percent-encode the URL as UTF-8; at most 200 query parameters.");
-		goto send;
-	}
-	if (vn_webhooks_path(path))
-	{
-		/* provider webhooks: raw bytes, no JWT (webhooks.c) */
-		vn_webhooks_handle(&router_cfg, con, method, path, &req.args, st->body.data, st->body.len, &resp);
-		goto send;
-	}
-	if (!vn_utf8_valid(st->body.data, st->body.len))
-	{
-		vn_response_error(&resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
-		goto send;
-	}
-	req.path = path;
-	req.authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
-	req.apikey = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "apikey");
-	req.prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
-	req.accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
-	req.range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
-	req.accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
-	req.content_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Profile");
-	req.body = st->body.data;
-	req.body_len = st->body.len;
-	vn_buf_init(&headers);
-	vn_buf_addc(&headers, '{');
-	hc.buf = &headers;
-	hc.first = true;
-	MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hc);
-	vn_buf_addc(&headers, '}');
-	req.headers_json = headers.data;
-	vn_router_handle(&router_cfg, &req, &resp);
-	vn_buf_free(&headers);
-
-send:
-	ret = send_response(con, &resp);
-	access_log(method, path ? path : "(malformed)", resp.status, &st->start, req.tenant);
-	if (req.args.items)
-		free_args(&req.args);
-	free(path);
-	vn_response_free(&resp);
+	if (!st->done)
+		return MHD_YES;
+	ret = send_response(con, &st->resp);
+	access_log(method, st->path ? st->path : "(malformed)", st->resp.status, &st->start, st->req.tenant);
 	return ret;
+}
+
+/*
+ * The listening socket, made here and shared by every loop's daemon: a
+ * connection goes to whichever loop accepts it first.
+ */
+static int
+listen_on(const struct sockaddr_in *addr)
+{
+	int			fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int			one = 1;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *) addr, sizeof(*addr)) != 0 || listen(fd, 1024) != 0)
+	{
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 int
@@ -419,10 +495,12 @@ main(int argc, char **argv)
 	const char *host = getenv("VENTROS_HTTP_HOST");
 	long		port = env_long("VENTROS_HTTP_PORT", 3000, 1, 65535);
 	long		pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
+	long		nthreads = env_long("VENTROS_HTTP_THREADS", 0, 0, 64);
+	long		max_clients = env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000);
+	int			listen_fd;
 	char	   *error = NULL;
 	PGconn	   *conn;
 	VnSchema   *schema;
-	struct MHD_Daemon *d;
 	struct sockaddr_in addr;
 	sigset_t	sigs;
 	int			sig;
@@ -457,11 +535,6 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: cannot read schema api: %s", error);
 		return 1;
 	}
-	if (!vn_pg_pool_init(conninfo, (int) pool_size, &error))
-	{
-		fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
-		return 1;
-	}
 	router_cfg.schema = schema;
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
@@ -484,24 +557,51 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
-						 (uint16_t) port, NULL, NULL, handler, NULL,
-						 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-						 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
-						 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000),
-						 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
-						 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-						 MHD_OPTION_NOTIFY_CONNECTION, connection_started, NULL,
-						 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
-						 MHD_OPTION_END);
-	if (d == NULL)
+	listen_fd = listen_on(&addr);
+	if (listen_fd < 0)
 	{
 		fprintf(stderr, "ventros-http: cannot listen on port %ld\n", port);
 		return 1;
 	}
+	/*
+	 * The loops: one per CPU unless told, never more than connections; the
+	 * pool's connections and the client limit are shared out among them.
+	 */
+	if (nthreads <= 0)
+		nthreads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	if (nthreads > pool_size)
+		nthreads = pool_size;
+	for (long i = 0; i < nthreads; i++)
+	{
+		int			conns = (int) (pool_size / nthreads + (i < pool_size % nthreads ? 1 : 0));
+		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, &error);
+		struct MHD_Daemon *d;
+
+		if (pool == NULL)
+		{
+			fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
+			return 1;
+		}
+		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+							 0, NULL, NULL, handler, NULL,
+							 MHD_OPTION_LISTEN_SOCKET, listen_fd,
+							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
+							 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) ((max_clients + nthreads - 1) / nthreads),
+							 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
+							 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+							 MHD_OPTION_NOTIFY_CONNECTION, connection_started, NULL,
+							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
+							 MHD_OPTION_END);
+		if (d == NULL || vn_loop_start(d, pool, &error) == NULL)
+		{
+			fprintf(stderr, "ventros-http: cannot start event loop %ld on port %ld%s%s\n", i, port,
+					d ? ": " : "", d ? error : "");
+			return 1;
+		}
+	}
 	vn_log_start();
-	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld)\n",
-			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size);
+	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld, %ld loops)\n",
+			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size, nthreads);
 	for (;;)
 	{
 		VnSchema   *fresh;
@@ -525,7 +625,10 @@ main(int argc, char **argv)
 		__atomic_store_n(&router_cfg.schema, fresh, __ATOMIC_RELEASE);
 		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", fresh->nrels, fresh->nfuncs);
 	}
-	MHD_stop_daemon(d);
+	/*
+	 * The loops are not stopped one by one: requests in flight are cut
+	 * short by the exit, as a client must expect of any server.
+	 */
 	vn_log_flush();
 	return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * pg.c
- *	  A fixed pool of libpq connections, and the request's one round trip.
+ *	  Each loop thread's pool of libpq connections, and the request's one
+ *	  round trip.
  *
  * A request is two statements sent in libpq pipeline mode with one Sync: the
  * setup (SET LOCAL ROLE through set_config('role'), the JWT claims, method,
@@ -11,19 +12,25 @@
  * commits.  Nothing is ever left on a connection between requests: the
  * settings were transaction-local and the transaction is over.
  *
- * The pool is a fixed array guarded by a mutex and a condition variable;
- * a request that waits longer than its timeout for a connection gets 503.
- * A connection found broken is reset before it is handed out again.
+ * Each loop thread (loop.c) has a fixed array of connections that only it
+ * uses, so there is no lock.  The connections are non-blocking: where a
+ * request would block (sending, or waiting for the answer) its task yields
+ * to the loop until the socket is ready.  A request that finds every
+ * connection busy queues for one; after its timeout it gets 503.  A
+ * connection found broken is reset before it is handed out again.
  */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <sys/epoll.h>
+
 #include "buf.h"
+#include "loop.h"
 #include "pg.h"
+#include "task.h"
 
 /*
  * Prepared statements, per connection: the SQL of a request depends only on
@@ -41,19 +48,23 @@ typedef struct VnStmt
 	char	   *sql;
 } VnStmt;
 
-typedef struct VnPool
+typedef struct VnWaiter
 {
-	pthread_mutex_t lock;
-	pthread_cond_t freed;
+	VnTask	   *task;
+	PGconn	   *conn;			/* handed over by vn_pg_release */
+	struct VnWaiter *next;
+} VnWaiter;
+
+struct VnPool
+{
 	int			size;
 	PGconn	  **conns;
 	bool	   *busy;
 	char	   *conninfo;
 	VnStmt	  **stmts;			/* [size][VN_STMT_CACHE] */
 	int		   *nstmts;
-} VnPool;
-
-static VnPool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+	VnWaiter   *waiters;		/* tasks waiting for a connection, first come first served */
+};
 
 static int	conn_index(PGconn *conn);
 static void reset(PGconn *conn, int ci);
@@ -84,54 +95,67 @@ vn_pg_connect_one(const char *conninfo, char **error)
 	return c;
 }
 
-bool
-vn_pg_pool_init(const char *conninfo, int size, char **error)
+VnPool *
+vn_pg_pool_create(const char *conninfo, int size, char **error)
 {
-	pool.size = size;
-	pool.conninfo = vn_strdup(conninfo);
-	pool.conns = vn_alloc(sizeof(PGconn *) * size);
-	pool.busy = vn_alloc(sizeof(bool) * size);
-	pool.stmts = vn_alloc(sizeof(VnStmt *) * size);
-	pool.nstmts = vn_alloc(sizeof(int) * size);
+	VnPool	   *pool = vn_alloc(sizeof(VnPool));
+
+	pool->size = size;
+	pool->conninfo = vn_strdup(conninfo);
+	pool->conns = vn_alloc(sizeof(PGconn *) * size);
+	pool->busy = vn_alloc(sizeof(bool) * size);
+	pool->stmts = vn_alloc(sizeof(VnStmt *) * size);
+	pool->nstmts = vn_alloc(sizeof(int) * size);
 	for (int i = 0; i < size; i++)
 	{
-		pool.conns[i] = vn_pg_connect_one(conninfo, error);
-		if (pool.conns[i] == NULL)
-			return false;
-		pool.stmts[i] = vn_alloc(sizeof(VnStmt) * VN_STMT_CACHE);
+		pool->conns[i] = vn_pg_connect_one(conninfo, error);
+		if (pool->conns[i] == NULL)
+			return NULL;
+		/* a loop thread never blocks on its sockets: it waits in epoll */
+		PQsetnonblocking(pool->conns[i], 1);
+		pool->stmts[i] = vn_alloc(sizeof(VnStmt) * VN_STMT_CACHE);
 	}
-	return true;
+	return pool;
 }
 
 PGconn *
 vn_pg_acquire(int timeout_ms)
 {
-	struct timespec deadline;
+	VnPool	   *pool = vn_loop_pool();
 	PGconn	   *found = NULL;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L)
+	if (pool == NULL)
+		return NULL;
+	for (int i = 0; i < pool->size && found == NULL; i++)
+		if (!pool->busy[i])
+		{
+			pool->busy[i] = true;
+			found = pool->conns[i];
+		}
+	if (found == NULL)
 	{
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
+		/* queue up behind earlier waiters; vn_pg_release hands one over */
+		VnWaiter	w = {vn_task_current(), NULL, NULL};
+		VnWaiter  **tail = &pool->waiters;
+
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = &w;
+		vn_loop_park(timeout_ms);
+		found = w.conn;
+		if (found == NULL)
+		{
+			/* timed out: leave the queue */
+			for (tail = &pool->waiters; *tail; tail = &(*tail)->next)
+				if (*tail == &w)
+				{
+					*tail = w.next;
+					break;
+				}
+			return NULL;
+		}
 	}
-	pthread_mutex_lock(&pool.lock);
-	for (;;)
-	{
-		for (int i = 0; i < pool.size; i++)
-			if (!pool.busy[i])
-			{
-				pool.busy[i] = true;
-				found = pool.conns[i];
-				break;
-			}
-		if (found || pthread_cond_timedwait(&pool.freed, &pool.lock, &deadline) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&pool.lock);
-	if (found && PQstatus(found) == CONNECTION_OK)
+	if (PQstatus(found) == CONNECTION_OK)
 	{
 		/*
 		 * An idle connection has nothing to read unless the server went
@@ -143,9 +167,9 @@ vn_pg_acquire(int timeout_ms)
 		if (p.fd >= 0 && poll(&p, 1, 0) > 0)
 			PQconsumeInput(found);
 	}
-	if (found && PQstatus(found) != CONNECTION_OK)
+	if (PQstatus(found) != CONNECTION_OK)
 		reset(found, conn_index(found));
-	if (found && PQstatus(found) != CONNECTION_OK)
+	if (PQstatus(found) != CONNECTION_OK)
 	{
 		vn_pg_release(found);
 		return NULL;
@@ -156,19 +180,82 @@ vn_pg_acquire(int timeout_ms)
 void
 vn_pg_release(PGconn *conn)
 {
-	pthread_mutex_lock(&pool.lock);
-	for (int i = 0; i < pool.size; i++)
-		if (pool.conns[i] == conn)
-			pool.busy[i] = false;
-	pthread_cond_signal(&pool.freed);
-	pthread_mutex_unlock(&pool.lock);
+	VnPool	   *pool = vn_loop_pool();
+	VnWaiter   *w = pool->waiters;
+
+	if (w)
+	{
+		/* straight to the first waiter: the connection stays busy */
+		pool->waiters = w->next;
+		w->conn = conn;
+		vn_loop_wake(w->task);
+		return;
+	}
+	for (int i = 0; i < pool->size; i++)
+		if (pool->conns[i] == conn)
+			pool->busy[i] = false;
+}
+
+/*
+ * Waits until conn has a whole result to give (or broke), flushing what
+ * the non-blocking sends left unsent: PQgetResult afterwards never blocks.
+ */
+static void
+await_result(PGconn *conn)
+{
+	for (;;)
+	{
+		int			f = PQflush(conn);
+
+		if (f < 0)
+			return;
+		if (f > 0)
+		{
+			vn_loop_wait_fd(PQsocket(conn), EPOLLIN | EPOLLOUT);
+			if (!PQconsumeInput(conn))
+				return;
+			continue;
+		}
+		if (!PQisBusy(conn))
+			return;
+		vn_loop_wait_fd(PQsocket(conn), EPOLLIN);
+		if (!PQconsumeInput(conn))
+			return;
+	}
+}
+
+PGresult *
+vn_pg_get_result(PGconn *conn)
+{
+	if (PQsocket(conn) >= 0 && PQstatus(conn) == CONNECTION_OK)
+		await_result(conn);
+	return PQgetResult(conn);
+}
+
+PGresult *
+vn_pg_exec(PGconn *conn, const char *sql)
+{
+	PGresult   *last = NULL;
+	PGresult   *res;
+
+	if (!PQsendQuery(conn, sql))
+		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+	while ((res = vn_pg_get_result(conn)) != NULL)
+	{
+		if (last)
+			PQclear(last);
+		last = res;
+	}
+	return last ? last : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
 }
 
 static int
 conn_index(PGconn *conn)
 {
-	for (int i = 0; i < pool.size; i++)
-		if (pool.conns[i] == conn)
+	VnPool	   *pool = vn_loop_pool();
+
+	for (int i = 0; pool && i < pool->size; i++)
+		if (pool->conns[i] == conn)
 			return i;
 	return -1;
 }
@@ -176,17 +263,24 @@ conn_index(PGconn *conn)
 static void
 forget_statements(int ci)
 {
+	VnPool	   *pool = vn_loop_pool();
+
 	if (ci < 0)
 		return;
-	for (int k = 0; k < pool.nstmts[ci]; k++)
-		free(pool.stmts[ci][k].sql);
-	pool.nstmts[ci] = 0;
+	for (int k = 0; k < pool->nstmts[ci]; k++)
+		free(pool->stmts[ci][k].sql);
+	pool->nstmts[ci] = 0;
 }
 
+/*
+ * Reconnects.  It blocks the loop thread while it connects: it happens only
+ * after the server went away, when every request waits for it anyway.
+ */
 static void
 reset(PGconn *conn, int ci)
 {
 	PQreset(conn);
+	PQsetnonblocking(conn, 1);
 	forget_statements(ci);
 }
 
@@ -204,10 +298,12 @@ hash_sql(const char *s)
 static int
 find_statement(int ci, const char *sql, unsigned long h)
 {
+	VnPool	   *pool = vn_loop_pool();
+
 	if (ci < 0)
 		return -1;
-	for (int k = 0; k < pool.nstmts[ci]; k++)
-		if (pool.stmts[ci][k].hash == h && strcmp(pool.stmts[ci][k].sql, sql) == 0)
+	for (int k = 0; k < pool->nstmts[ci]; k++)
+		if (pool->stmts[ci][k].hash == h && strcmp(pool->stmts[ci][k].sql, sql) == 0)
 			return k;
 	return -1;
 }
@@ -223,20 +319,21 @@ static bool
 send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *const *values,
 			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
 {
+	VnPool	   *pool = vn_loop_pool();
 	unsigned long h = hash_sql(sql);
 	int			k = find_statement(ci, sql, h);
 	char		name[24];
 
-	if (k < 0 && ci >= 0 && pool.nstmts[ci] < VN_STMT_CACHE)
+	if (k < 0 && ci >= 0 && pool->nstmts[ci] < VN_STMT_CACHE)
 	{
-		k = pool.nstmts[ci];
+		k = pool->nstmts[ci];
 		snprintf(name, sizeof(name), "vn%d", k);
 		if (!PQsendPrepare(conn, name, sql, nparams, NULL))
 			return false;
 		/* recorded now, dropped again if the prepare fails */
-		pool.stmts[ci][k].hash = h;
-		pool.stmts[ci][k].sql = vn_strdup(sql);
-		pool.nstmts[ci]++;
+		pool->stmts[ci][k].hash = h;
+		pool->stmts[ci][k].sql = vn_strdup(sql);
+		pool->nstmts[ci]++;
 		prepared_slot[*nitems] = k;
 		is_main[*nitems] = main;
 		items[(*nitems)++] = VN_ITEM_PREPARE;
@@ -258,6 +355,7 @@ send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *c
 PGresult *
 vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, const char *const *values)
 {
+	VnPool	   *pool = vn_loop_pool();
 	PGresult   *res;
 	PGresult   *answer = NULL;
 	bool		ok;
@@ -305,7 +403,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	{
 		bool		prepared_ok = false;
 
-		while ((res = PQgetResult(conn)) != NULL)
+		while ((res = vn_pg_get_result(conn)) != NULL)
 		{
 			ExecStatusType st = PQresultStatus(res);
 
@@ -331,20 +429,20 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 			/* the last entry is the one this request added: drop it */
 			int			k = prepared_slot[i];
 
-			if (k == pool.nstmts[ci] - 1)
+			if (k == pool->nstmts[ci] - 1)
 			{
-				free(pool.stmts[ci][k].sql);
-				pool.nstmts[ci]--;
+				free(pool->stmts[ci][k].sql);
+				pool->nstmts[ci]--;
 			}
 			else
 			{
-				free(pool.stmts[ci][k].sql);
-				pool.stmts[ci][k].sql = vn_strdup("");	/* never matches a statement */
-				pool.stmts[ci][k].hash = 0;
+				free(pool->stmts[ci][k].sql);
+				pool->stmts[ci][k].sql = vn_strdup("");	/* never matches a statement */
+				pool->stmts[ci][k].hash = 0;
 			}
 		}
 	}
-	res = broken ? NULL : PQgetResult(conn);
+	res = broken ? NULL : vn_pg_get_result(conn);
 	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC || !PQexitPipelineMode(conn))
 	{
 		if (res)
@@ -357,7 +455,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	PQclear(res);
 	if (setup->rollback && PQtransactionStatus(conn) != PQTRANS_IDLE)
 	{
-		res = PQexec(conn, "ROLLBACK");
+		res = vn_pg_exec(conn, "ROLLBACK");
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		{
 			if (answer)

@@ -21,10 +21,18 @@ typedef struct VnSetup
 	bool		rollback;		/* undo the request's changes (Prefer: tx=rollback) */
 } VnSetup;
 
-extern bool vn_pg_pool_init(const char *conninfo, int size, char **error);
-/* a connection, waiting at most timeout_ms; NULL when none came free */
+/* a loop thread's connections (loop.c), opened now; NULL with *error */
+typedef struct VnPool VnPool;
+extern VnPool *vn_pg_pool_create(const char *conninfo, int size, char **error);
+/*
+ * A connection of the calling loop thread's pool, waiting (as a task) at
+ * most timeout_ms; NULL when none came free or it could not reconnect.
+ */
 extern PGconn *vn_pg_acquire(int timeout_ms);
 extern void vn_pg_release(PGconn *conn);
+/* PQgetResult and PQexec that let the loop run while they wait */
+extern PGresult *vn_pg_get_result(PGconn *conn);
+extern PGresult *vn_pg_exec(PGconn *conn, const char *sql);
 /*
  * Runs the setup statement and sql in one pipeline (one round trip, one
  * implicit transaction; with setup->rollback, BEGIN ... ROLLBACK around them).  Returns the main statement's result, or the first

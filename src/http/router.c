@@ -89,7 +89,7 @@ run_health(const VnRouterConfig *cfg, VnResponse *resp)
 	{
 		if (res)
 			PQclear(res);
-		res = PQexec(conn, health_sql);
+		res = vn_pg_exec(conn, health_sql);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(conn) == CONNECTION_OK)
 			break;
 		vn_pg_reset(conn);		/* a connection that broke since its last use: once more */

@@ -182,7 +182,7 @@ run(PGconn *conn, const char *timeout, const char *sql, int nparams, const Oid *
 	}
 	for (int i = 0; i < 2 && !broken; i++)
 	{
-		while ((res = PQgetResult(conn)) != NULL)
+		while ((res = vn_pg_get_result(conn)) != NULL)
 		{
 			ExecStatusType st = PQresultStatus(res);
 
@@ -200,7 +200,7 @@ run(PGconn *conn, const char *timeout, const char *sql, int nparams, const Oid *
 		if (PQstatus(conn) != CONNECTION_OK)
 			broken = true;
 	}
-	res = broken ? NULL : PQgetResult(conn);
+	res = broken ? NULL : vn_pg_get_result(conn);
 	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC || !PQexitPipelineMode(conn))
 	{
 		if (res)
