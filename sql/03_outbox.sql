@@ -78,10 +78,14 @@ COMMENT ON TABLE ventros.outbox_queue IS
     'Events of ventros.outbox not yet published (pending or dead): written with the event, deleted when it is published';
 ALTER TABLE ventros.outbox_queue ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.outbox_queue FORCE ROW LEVEL SECURITY;
--- nobody but the emitter (src/emit.c writes it below the permission checks,
--- as the outbox), the publisher (a superuser) and the extension's SECURITY
--- DEFINER functions reads or writes it
+-- Tenants may read their own queue rows, as their events; nobody but the
+-- emitter (src/emit.c writes it below the permission checks, as the
+-- outbox), the publisher (a superuser) and the extension's SECURITY DEFINER
+-- functions writes it.
 REVOKE ALL ON ventros.outbox_queue FROM PUBLIC;
+CREATE POLICY ventros_tenant_read ON ventros.outbox_queue FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.outbox_queue TO ventros_viewer;
 
 -- Events deleted from the outbox (pruning, tests, a bulk clean-up) leave
 -- the queue with them: a queue row whose event is gone would be pending
