@@ -1,8 +1,9 @@
 -- The transactional outbox: every event, written by the C emitter in the
--- transaction of the change it describes (src/emit.c).  The publisher's
--- columns (status .. published_at) are filled by the outbox publisher, which
--- writes a row once when it is published (and once per failed attempt): the
--- claim writes nothing (sql/40_outbox_publisher.sql).
+-- transaction of the change it describes (src/emit.c), with its entry in
+-- ventros.outbox_queue, the publisher's to-do list.  The publisher's columns
+-- (status .. published_at) are filled by the outbox publisher, which writes
+-- a row once when it is published (and once per failed attempt): the claim
+-- writes nothing (sql/40_outbox_publisher.sql).
 
 -- CACHE 1 is load-bearing: events of one aggregate are written while its row
 -- is locked, so their seq order is commit order only without per-backend
@@ -29,21 +30,18 @@ CREATE TABLE ventros.outbox (
     published_at      timestamptz,
     PRIMARY KEY (tenant_id, seq)
 )
--- Room on each page for the published version of its rows: that update
--- cannot be HOT (status is in the partial indexes' predicates), but on the
--- same page it is cheaper and does not extend the table.
-WITH (fillfactor = 70);
-CREATE INDEX outbox_pending ON ventros.outbox (seq) WHERE status = 'pending';
+-- No index of ventros.outbox covers a column the publisher writes (status,
+-- attempts, next_attempt_at, last_error, published_at), not even in a
+-- predicate, so its updates are HOT: a new version of the row on the same
+-- page and no index entry at all.  Pending rows are found through
+-- ventros.outbox_queue instead.  Half of each page is left free for the
+-- published versions of its rows: a batch marks all the rows of a page
+-- published in one transaction, before the old versions can be pruned.
+WITH (fillfactor = 50);
+-- an aggregate's history (audit, erasure, tests)
 CREATE INDEX outbox_aggregate ON ventros.outbox (tenant_id, aggregate_id, seq);
--- The publisher's order check looks only at rows that may block their
--- aggregate: dead, or waiting to retry after a failed attempt
--- (sql/40_outbox_publisher.sql).  Publishing a row (pending -> published)
--- inserts into the primary key and outbox_aggregate only: neither this
--- index nor outbox_pending takes published rows, and pruning finds old rows
--- through a BRIN index of occurred_at (an event is published after it
--- occurred), which costs a write next to nothing.
-CREATE INDEX outbox_blocking ON ventros.outbox (tenant_id, aggregate_id, seq)
-    WHERE status = 'dead' OR (status = 'pending' AND next_attempt_at IS NOT NULL);
+-- pruning finds old rows through a BRIN index of occurred_at (an event is
+-- published after it occurred): its maintenance costs next to nothing
 CREATE INDEX outbox_occurred ON ventros.outbox USING brin (occurred_at) WITH (autosummarize = on);
 COMMENT ON TABLE ventros.outbox IS
     'Domain events, written in the transaction of their change, published to RabbitMQ by the outbox publisher';
@@ -54,6 +52,64 @@ ALTER TABLE ventros.outbox FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_read ON ventros.outbox FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.outbox TO ventros_viewer;
+
+-- The publisher's to-do list: one row per event not yet published (pending
+-- or dead), written by the emitter with the event and deleted when the
+-- event is published.  What a publish writes in it is a deletion (no index
+-- entry); the claim walks its primary key in seq order, which holds only
+-- what is left to publish (and dead index entries until vacuum or the
+-- claim's own scans remove them).  A row that failed waits here for its
+-- retry time (next_attempt_at); dead rows stay (dead) until replayed.
+-- Invariant: an event has a queue row exactly while its outbox status is
+-- pending or dead (sql/40_outbox_publisher.sql keeps both in one statement).
+CREATE TABLE ventros.outbox_queue (
+    seq             bigint      PRIMARY KEY,
+    tenant_id       text        NOT NULL,
+    aggregate_id    uuid        NOT NULL,
+    next_attempt_at timestamptz,
+    dead            boolean     NOT NULL DEFAULT false
+);
+-- The publisher's order check looks only at rows that may block their
+-- aggregate: dead, or waiting to retry after a failed attempt.  New rows
+-- (never failed) are not in it.
+CREATE INDEX outbox_queue_blocking ON ventros.outbox_queue (tenant_id, aggregate_id, seq)
+    WHERE dead OR next_attempt_at IS NOT NULL;
+COMMENT ON TABLE ventros.outbox_queue IS
+    'Events of ventros.outbox not yet published (pending or dead): written with the event, deleted when it is published';
+ALTER TABLE ventros.outbox_queue ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.outbox_queue FORCE ROW LEVEL SECURITY;
+-- Tenants may read their own queue rows, as their events; nobody but the
+-- emitter (src/emit.c writes it below the permission checks, as the
+-- outbox), the publisher (a superuser) and the extension's SECURITY DEFINER
+-- functions writes it.
+REVOKE ALL ON ventros.outbox_queue FROM PUBLIC;
+CREATE POLICY ventros_tenant_read ON ventros.outbox_queue FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.outbox_queue TO ventros_viewer;
+
+-- Events deleted from the outbox (pruning, tests, a bulk clean-up) leave
+-- the queue with them: a queue row whose event is gone would be pending
+-- for ever.  A statement trigger: pruning deletes published events, which
+-- have no queue row, in chunks.
+CREATE FUNCTION ventros.outbox_forget_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE ventros.outbox_queue;
+    ELSE
+        DELETE FROM ventros.outbox_queue q USING gone g WHERE q.seq = g.seq;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_forget_deleted() IS
+    'Trigger: deleted (or truncated) outbox events leave ventros.outbox_queue too';
+CREATE TRIGGER outbox_forget_deleted AFTER DELETE ON ventros.outbox
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ventros.outbox_forget_deleted();
+CREATE TRIGGER outbox_forget_truncated AFTER TRUNCATE ON ventros.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.outbox_forget_deleted();
 
 -- The CloudEvents 1.0 envelope of an event; o.envelope works as a column.
 CREATE FUNCTION ventros.envelope(o ventros.outbox) RETURNS jsonb

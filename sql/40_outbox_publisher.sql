@@ -8,9 +8,12 @@
 -- is assigned before commit, so a slow transaction commits a lower seq after
 -- a higher one was published.
 --
--- The claim writes nothing.  A row is written once when it is published
--- (outbox_published), and once per failed attempt (outbox_failed, which
--- counts it).  What keeps two publishers from publishing a row at once is
+-- Pending and dead rows are found through ventros.outbox_queue
+-- (sql/03_outbox.sql), which holds a row per event not yet published; the
+-- functions here keep it in step with ventros.outbox.status.  The claim
+-- writes nothing.  An event is written once when it is published
+-- (outbox_published: its queue row deleted, its outbox row updated HOT), and
+-- once per failed attempt (outbox_failed, which counts it).  What keeps two publishers from publishing a row at once is
 -- the publisher lock: a session-level advisory lock that the claim takes and
 -- the publisher holds for as long as it runs, so there is one publisher per
 -- database at a time and a second one claims nothing.  It is released when
@@ -23,19 +26,30 @@
 -- that is itself claimable sorts first (ORDER BY seq), so it is in the same
 -- batch, ahead.  Rows of one aggregate commit in seq order (sql/03_outbox.sql),
 -- so a claim that sees a row sees every earlier row of its aggregate.
+-- The order check runs per row only when some row may block (the first
+-- NOT EXISTS, evaluated once per claim, in the same snapshot): usually none.
 
 CREATE FUNCTION ventros.outbox_claim(batch_size integer, in_flight uuid[] DEFAULT '{}')
 RETURNS TABLE (tenant_id text, seq bigint, event_id uuid, event_type text,
                aggregate_type text, aggregate_id uuid, aggregate_version integer,
-               payload jsonb, actor text, occurred_at timestamptz, attempts integer)
+               payload jsonb, actor text, occurred_at timestamptz, attempts integer,
+               outbox_row tid, queue_row tid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
--- The outbox swings between empty and a large backlog faster than its
+-- The queue swings between empty and a large backlog faster than its
 -- statistics follow; a plan made while it looked empty (seq scan, sort of
--- every pending row) makes each claim read the whole backlog.  Walk the
--- partial index of pending rows in seq order, always.
+-- every pending row, a scan of the whole outbox per queue row) makes each
+-- claim read the whole backlog.  Walk the queue's primary key in seq order
+-- and fetch each event by its key, always (the LATERAL subquery with
+-- OFFSET 0 is planned on its own, for one key at a time; the key is the
+-- whole (tenant_id, aggregate_id, seq), so that either index of the outbox
+-- finds the row in one descent: with seq alone after tenant_id,
+-- outbox_aggregate would be read across the whole tenant).
 SET enable_seqscan = off
 SET enable_bitmapscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET enable_sort = off
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -55,38 +69,44 @@ BEGIN
     IF pg_catalog.cardinality(in_flight) > 64 THEN
         RETURN QUERY EXECUTE $q$
         SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
-               o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
-          FROM ventros.outbox o
-         WHERE o.status = 'pending'
-           AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-           AND o.aggregate_id <> ALL ($2)
-           AND NOT EXISTS (SELECT FROM ventros.outbox b
-                            WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
-                              AND b.seq < o.seq
-                              AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
-                              AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
-         ORDER BY o.seq
+               o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts, o.outbox_row, q.ctid
+          FROM ventros.outbox_queue q
+          CROSS JOIN LATERAL (SELECT o.ctid AS outbox_row, o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = q.tenant_id AND o.aggregate_id = q.aggregate_id AND o.seq = q.seq OFFSET 0) o
+         WHERE NOT q.dead
+           AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now())
+           AND q.aggregate_id <> ALL ($2)
+           AND (NOT EXISTS (SELECT FROM ventros.outbox_queue x WHERE x.dead OR x.next_attempt_at IS NOT NULL)
+                OR NOT EXISTS (SELECT FROM ventros.outbox_queue b
+                                WHERE b.tenant_id = q.tenant_id AND b.aggregate_id = q.aggregate_id
+                                  AND b.seq < q.seq
+                                  AND (b.dead OR b.next_attempt_at IS NOT NULL)
+                                  AND (b.dead OR b.next_attempt_at > pg_catalog.now())))
+         ORDER BY q.seq
          LIMIT $1 $q$ USING batch_size, in_flight;
         RETURN;
     END IF;
     RETURN QUERY
     SELECT o.tenant_id, o.seq, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id,
-           o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts
-      FROM ventros.outbox o
-     WHERE o.status = 'pending'
-       AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
-       AND o.aggregate_id <> ALL (COALESCE(in_flight, '{}'))
-       AND NOT EXISTS (SELECT FROM ventros.outbox b
-                        WHERE b.tenant_id = o.tenant_id AND b.aggregate_id = o.aggregate_id
-                          AND b.seq < o.seq
-                          AND (b.status = 'dead' OR (b.status = 'pending' AND b.next_attempt_at IS NOT NULL))
-                          AND (b.status = 'dead' OR b.next_attempt_at > pg_catalog.now()))
-     ORDER BY o.seq
+           o.aggregate_version, o.payload, o.actor, o.occurred_at, o.attempts, o.outbox_row, q.ctid
+      FROM ventros.outbox_queue q
+      CROSS JOIN LATERAL (SELECT o.ctid AS outbox_row, o.* FROM ventros.outbox o
+                           WHERE o.tenant_id = q.tenant_id AND o.aggregate_id = q.aggregate_id AND o.seq = q.seq OFFSET 0) o
+     WHERE NOT q.dead
+       AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= pg_catalog.now())
+       AND q.aggregate_id <> ALL (COALESCE(in_flight, '{}'))
+       AND (NOT EXISTS (SELECT FROM ventros.outbox_queue x WHERE x.dead OR x.next_attempt_at IS NOT NULL)
+            OR NOT EXISTS (SELECT FROM ventros.outbox_queue b
+                            WHERE b.tenant_id = q.tenant_id AND b.aggregate_id = q.aggregate_id
+                              AND b.seq < q.seq
+                              AND (b.dead OR b.next_attempt_at IS NOT NULL)
+                              AND (b.dead OR b.next_attempt_at > pg_catalog.now())))
+     ORDER BY q.seq
      LIMIT batch_size;
 END
 $$;
 COMMENT ON FUNCTION ventros.outbox_claim(integer, uuid[]) IS
-    'Takes the publisher lock and returns up to batch_size publishable events in seq order, skipping aggregates with an earlier event dead, waiting to retry, or in flight (in_flight: their aggregate ids); writes nothing (publisher use)';
+    'Takes the publisher lock and returns up to batch_size publishable events in seq order, skipping aggregates with an earlier event dead, waiting to retry, or in flight (in_flight: their aggregate ids), with the row addresses of each event in ventros.outbox and ventros.outbox_queue (for ventros.outbox_published); writes nothing (publisher use)';
 
 CREATE FUNCTION ventros.outbox_publisher_lock() RETURNS boolean
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_publisher_lock';
@@ -98,52 +118,141 @@ LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_release_publisher';
 COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
     'Releases the publisher lock this session holds (taken by ventros.outbox_claim); false when it held none';
 
--- Recording finds rows by seq alone (unique: one sequence for all tenants)
--- through outbox_pending, whatever the outbox's statistics say: a plan made
--- while the outbox looked empty once probed the primary key by tenant, a
--- range as large as the tenant's events, for every row.
+-- Recording deletes the events' queue rows (found by seq, unique: one
+-- sequence for all tenants) and updates their outbox rows one by one
+-- through the primary key: a join, planned while the tables looked empty,
+-- could scan the whole outbox for every row.  The outbox updates are HOT
+-- (no index covers the columns they change).  The publisher uses the
+-- faster variant below; this one is its fallback (and the tests').
 CREATE FUNCTION ventros.outbox_published(seqs bigint[])
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
-    WITH done AS (
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN DELETE FROM ventros.outbox_queue q
+              WHERE q.seq = ANY (seqs) AND NOT q.dead
+             RETURNING q.tenant_id, q.aggregate_id, q.seq LOOP
         UPDATE ventros.outbox o
            SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-         WHERE o.seq = ANY (seqs) AND o.status = 'pending'
-        RETURNING 1)
-    SELECT pg_catalog.count(*)::integer FROM done
+         WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
 $$;
 COMMENT ON FUNCTION ventros.outbox_published(bigint[]) IS
-    'Marks events published after the broker confirmed them (publisher use)';
+    'Marks events published after the broker confirmed them: their queue rows go (publisher use)';
+
+-- The publisher's way: the same, finding the rows by the addresses its claim
+-- returned (outbox_row, queue_row), without an index probe.  A row updated
+-- since its claim (its address is then that of a dead version: no match) is
+-- found by its key instead.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], outbox_rows tid[], queue_rows tid[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- row addresses only: whatever the statistics say, a TID scan per row
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_indexscan = off
+SET enable_indexonlyscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    r record;
+DECLARE
+    ndone integer;
+    gone_tenants text[];
+    gone_aggregates uuid[];
+    gone_seqs bigint[];
+BEGIN
+    WITH gone AS (
+        DELETE FROM ventros.outbox_queue q
+         USING unnest(seqs, outbox_rows, queue_rows) AS u(seq, outbox_row, queue_row)
+         WHERE q.ctid = u.queue_row AND q.seq = u.seq AND NOT q.dead
+        RETURNING q.tenant_id, q.aggregate_id, q.seq, u.outbox_row),
+    done AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
+          FROM gone g
+         WHERE o.ctid = g.outbox_row AND o.tenant_id = g.tenant_id AND o.seq = g.seq
+        RETURNING 1)
+    SELECT (SELECT pg_catalog.count(*)::integer FROM done),
+           (SELECT pg_catalog.array_agg(g.tenant_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.aggregate_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.seq) FROM gone g)
+      INTO ndone, gone_tenants, gone_aggregates, gone_seqs;
+    IF ndone < COALESCE(pg_catalog.cardinality(gone_seqs), 0) THEN
+        -- queue rows gone whose outbox rows moved: by the primary key
+        FOR r IN SELECT * FROM unnest(gone_tenants, gone_aggregates, gone_seqs) AS g(tenant_id, aggregate_id, seq) LOOP
+            UPDATE ventros.outbox o
+               SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
+             WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq
+               AND o.status = 'pending';
+        END LOOP;
+    END IF;
+    IF COALESCE(pg_catalog.cardinality(gone_seqs), 0) < pg_catalog.cardinality(seqs) THEN
+        -- queue rows that moved (or are not pending any more): by seq
+        RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0) + ventros.outbox_published(seqs);
+    END IF;
+    RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], tid[], tid[]) IS
+    'Marks events published after the broker confirmed them, found by the row addresses ventros.outbox_claim returned (by seq when they moved) (publisher use)';
 
 CREATE FUNCTION ventros.outbox_failed(seqs bigint[], errors text[],
                                       max_attempts integer, backoff_min_ms integer,
                                       backoff_max_ms integer)
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 AS $$
-    -- Counts the attempt; retry after backoff_min * 2^(attempts-1), capped,
-    -- with jitter in [50%, 100%]; dead at max_attempts.  Returns the number
-    -- of rows dead-lettered.
-    WITH failed AS (
+-- Counts the attempt; retry after backoff_min * 2^(attempts-1), capped,
+-- with jitter in [50%, 100%]; dead at max_attempts.  Returns the number of
+-- rows dead-lettered.  The queue row gets the same retry time and state (it
+-- is what the claim reads).  Row by row through the primary keys, as
+-- outbox_published: failures are few, and no plan can go wrong.
+DECLARE
+    r record;
+    st text;
+    retry timestamptz;
+    ndead integer := 0;
+BEGIN
+    FOR r IN SELECT u.seq, u.error, q.tenant_id, q.aggregate_id
+               FROM unnest(seqs, errors) AS u(seq, error)
+              CROSS JOIN LATERAL (SELECT q.tenant_id, q.aggregate_id FROM ventros.outbox_queue q
+                                   WHERE q.seq = u.seq AND NOT q.dead OFFSET 0) q LOOP
         UPDATE ventros.outbox o
            SET attempts = o.attempts + 1,
                status = CASE WHEN o.attempts + 1 >= max_attempts THEN 'dead' ELSE 'pending' END,
-               last_error = u.error,
+               last_error = r.error,
                next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs =>
                    LEAST(backoff_max_ms::float8,
                          backoff_min_ms * pg_catalog.power(2::float8, LEAST(o.attempts, 30)))
                    * (0.5 + pg_catalog.random() / 2) / 1000.0)
-          FROM unnest(seqs, errors) AS u(seq, error)
-         WHERE o.seq = u.seq AND o.status = 'pending'
-        RETURNING o.status)
-    SELECT pg_catalog.count(*) FILTER (WHERE status = 'dead')::integer FROM failed
+         WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq
+           AND o.status = 'pending'
+        RETURNING o.status, o.next_attempt_at INTO st, retry;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE ventros.outbox_queue q
+           SET dead = st = 'dead', next_attempt_at = retry
+         WHERE q.seq = r.seq;
+        IF st = 'dead' THEN
+            ndead := ndead + 1;
+        END IF;
+    END LOOP;
+    RETURN ndead;
+END
 $$;
 COMMENT ON FUNCTION ventros.outbox_failed(bigint[], text[], integer, integer, integer) IS
     'Records a failed publish attempt per event: counts it, then retry after an exponential backoff with jitter, or dead letter at max_attempts (publisher use)';
@@ -221,17 +330,25 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
+    r record;
+    n bigint := 0;
 BEGIN
     -- Dead rows are never in flight, and a claim that still sees them dead
     -- holds back their aggregates: replay needs no lock of the publisher's.
-    UPDATE ventros.outbox o
-       SET status = 'pending', attempts = 0, next_attempt_at = NULL
-     WHERE o.status = 'dead'
-       AND (replay_dead_events.tenant IS NULL OR o.tenant_id = replay_dead_events.tenant)
-       AND (replay_dead_events.event_ids IS NULL OR o.event_id = ANY (replay_dead_events.event_ids))
-       AND (replay_dead_events.event_type IS NULL OR o.event_type = replay_dead_events.event_type);
-    GET DIAGNOSTICS n = ROW_COUNT;
+    -- Dead rows are found through the queue (outbox_queue_blocking), each
+    -- event by its primary key.
+    FOR r IN SELECT q.tenant_id, q.aggregate_id, q.seq FROM ventros.outbox_queue q WHERE q.dead LOOP
+        UPDATE ventros.outbox o
+           SET status = 'pending', attempts = 0, next_attempt_at = NULL
+         WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq
+           AND o.status = 'dead'
+           AND (replay_dead_events.tenant IS NULL OR o.tenant_id = replay_dead_events.tenant)
+           AND (replay_dead_events.event_ids IS NULL OR o.event_id = ANY (replay_dead_events.event_ids))
+           AND (replay_dead_events.event_type IS NULL OR o.event_type = replay_dead_events.event_type);
+        CONTINUE WHEN NOT FOUND;
+        UPDATE ventros.outbox_queue q SET dead = false, next_attempt_at = NULL WHERE q.seq = r.seq;
+        n := n + 1;
+    END LOOP;
     IF n > 0 THEN
         PERFORM ventros.outbox_wake();
     END IF;
@@ -251,16 +368,22 @@ COMMENT ON FUNCTION ventros.outbox_worker_state() IS
     'The shared counters of this database''s outbox publisher (55000 when ventros is not preloaded)';
 
 CREATE VIEW ventros.outbox_status AS
-SELECT (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'pending') AS pending,
+SELECT (SELECT pg_catalog.count(*) FROM ventros.outbox_queue WHERE NOT dead) AS pending,
        (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'published') AS published,
-       (SELECT pg_catalog.count(*) FROM ventros.outbox WHERE status = 'dead') AS dead,
-       pg_catalog.now() - (SELECT pg_catalog.min(occurred_at) FROM ventros.outbox
-                            WHERE status = 'pending') AS oldest_pending_age,
+       (SELECT pg_catalog.count(*) FROM ventros.outbox_queue WHERE dead) AS dead,
+       pg_catalog.now() - (SELECT pg_catalog.min(o.occurred_at)
+                             FROM ventros.outbox_queue q
+                             CROSS JOIN LATERAL (SELECT o.occurred_at FROM ventros.outbox o
+                                                  WHERE o.tenant_id = q.tenant_id AND o.aggregate_id = q.aggregate_id AND o.seq = q.seq OFFSET 0) o
+                            WHERE NOT q.dead) AS oldest_pending_age,
        w.last_publish_at,
        COALESCE(w.last_error,
-                (SELECT o.last_error FROM ventros.outbox o
-                  WHERE o.status <> 'published' AND o.last_error IS NOT NULL
-                  ORDER BY o.seq DESC LIMIT 1)) AS last_error,
+                (SELECT o.last_error
+                   FROM ventros.outbox_queue q
+                   CROSS JOIN LATERAL (SELECT o.last_error FROM ventros.outbox o
+                                        WHERE o.tenant_id = q.tenant_id AND o.aggregate_id = q.aggregate_id AND o.seq = q.seq OFFSET 0) o
+                  WHERE o.last_error IS NOT NULL
+                  ORDER BY q.seq DESC LIMIT 1)) AS last_error,
        w.last_error_at,
        w.connected AS worker_connected,
        w.pid AS worker_pid,

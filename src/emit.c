@@ -14,6 +14,9 @@
  * relation and its indexes are opened under TopTransactionResourceOwner, so a
  * subtransaction that aborts does not take them away from the cached writer.
  * Column defaults of ventros.outbox are evaluated for columns we do not fill.
+ * Each event also gets its row in ventros.outbox_queue (seq, tenant_id,
+ * aggregate_id; never failed, not dead), the publisher's to-do list
+ * (sql/03_outbox.sql), through the same EState.
  *
  * Order: seq comes from ventros.outbox_seq, which must keep CACHE 1.  Events
  * of one aggregate are written while its row is locked, so their seq order is
@@ -82,6 +85,9 @@ typedef struct VnOutboxWriter
 	ResultRelInfo *rri;
 	Relation	rel;
 	TupleTableSlot *slot;
+	ResultRelInfo *qrri;		/* ventros.outbox_queue */
+	Relation	qrel;
+	TupleTableSlot *qslot;
 	Oid			seq_relid;
 	AttrNumber	attnum[OB_NCOLUMNS];
 	int			ndefaults;
@@ -92,6 +98,15 @@ typedef struct VnOutboxWriter
 
 static VnOutboxWriter *vn_writer = NULL;
 static Oid	vn_outbox_relid = InvalidOid;
+static Oid	vn_outbox_queue_relid = InvalidOid;
+
+/* the columns of ventros.outbox_queue, in order */
+#define OQ_SEQ 0
+#define OQ_TENANT_ID 1
+#define OQ_AGGREGATE_ID 2
+#define OQ_NEXT_ATTEMPT_AT 3
+#define OQ_DEAD 4
+#define OQ_NCOLUMNS 5
 
 /* cache of registered event types: name -> aggregate */
 typedef struct VnEventTypeEntry
@@ -133,8 +148,10 @@ writer_close(void)
 		return;
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	ExecCloseIndices(vn_writer->rri);
+	ExecCloseIndices(vn_writer->qrri);
 	ExecResetTupleTable(vn_writer->estate->es_tupleTable, false);
 	table_close(vn_writer->rel, NoLock);
+	table_close(vn_writer->qrel, NoLock);
 	FreeExecutorState(vn_writer->estate);
 	CurrentResourceOwner = saved;
 	vn_writer = NULL;
@@ -147,6 +164,7 @@ writer_open(void)
 	ResourceOwner saved = CurrentResourceOwner;
 	VnOutboxWriter *w = palloc0(sizeof(VnOutboxWriter));
 	RangeTblEntry *rte;
+	RangeTblEntry *qrte;
 	TupleDesc	desc;
 	bool		filled[MaxHeapAttributeNumber + 1] = {0};
 
@@ -157,6 +175,10 @@ writer_open(void)
 		w->seq_relid = vn_relid("outbox_seq");
 		w->rel = table_open(vn_outbox_relid, RowExclusiveLock);
 		desc = RelationGetDescr(w->rel);
+		vn_outbox_queue_relid = vn_relid("outbox_queue");
+		w->qrel = table_open(vn_outbox_queue_relid, RowExclusiveLock);
+		if (RelationGetDescr(w->qrel)->natts != OQ_NCOLUMNS)
+			elog(ERROR, "ventros.outbox_queue does not have %d columns", OQ_NCOLUMNS);
 
 		w->estate = CreateExecutorState();
 		rte = makeNode(RangeTblEntry);
@@ -164,11 +186,17 @@ writer_open(void)
 		rte->relid = vn_outbox_relid;
 		rte->relkind = RELKIND_RELATION;
 		rte->rellockmode = RowExclusiveLock;
-		ExecInitRangeTable(w->estate, list_make1(rte));
+		qrte = copyObject(rte);
+		qrte->relid = vn_outbox_queue_relid;
+		ExecInitRangeTable(w->estate, list_make2(rte, qrte));
 		w->rri = makeNode(ResultRelInfo);
 		InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
 		ExecOpenIndices(w->rri, false);
 		w->slot = ExecInitExtraTupleSlot(w->estate, desc, &TTSOpsVirtual);
+		w->qrri = makeNode(ResultRelInfo);
+		InitResultRelInfo(w->qrri, w->qrel, 2, NULL, 0);
+		ExecOpenIndices(w->qrri, false);
+		w->qslot = ExecInitExtraTupleSlot(w->estate, RelationGetDescr(w->qrel), &TTSOpsVirtual);
 
 		for (int c = 0; c < OB_NCOLUMNS; c++)
 		{
@@ -228,7 +256,7 @@ vn_emit_xact_callback(XactEvent event, void *arg)
 static void
 vn_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == vn_outbox_relid)
+	if (relid == InvalidOid || relid == vn_outbox_relid || relid == vn_outbox_queue_relid)
 	{
 		if (vn_writer)
 			vn_writer->stale = true;
@@ -347,6 +375,7 @@ vn_emit(const VnEvent *event)
 	pg_uuid_t  *event_id;
 	ResourceOwner saved;
 	MemoryContext oldcxt;
+	TupleTableSlot *qslot;
 
 	if (vn_writer != NULL && vn_writer->stale)
 		writer_close();
@@ -389,6 +418,18 @@ vn_emit(const VnEvent *event)
 	}
 	ExecStoreVirtualTuple(slot);
 
+	/* its queue row: the publisher's to-do list */
+	qslot = w->qslot;
+	ExecClearTuple(qslot);
+	qslot->tts_values[OQ_SEQ] = slot->tts_values[w->attnum[OB_SEQ] - 1];
+	qslot->tts_values[OQ_TENANT_ID] = slot->tts_values[w->attnum[OB_TENANT_ID] - 1];
+	qslot->tts_values[OQ_AGGREGATE_ID] = slot->tts_values[w->attnum[OB_AGGREGATE_ID] - 1];
+	qslot->tts_values[OQ_NEXT_ATTEMPT_AT] = (Datum) 0;
+	qslot->tts_values[OQ_DEAD] = BoolGetDatum(false);
+	memset(qslot->tts_isnull, false, sizeof(bool) * OQ_NCOLUMNS);
+	qslot->tts_isnull[OQ_NEXT_ATTEMPT_AT] = true;
+	ExecStoreVirtualTuple(qslot);
+
 	/*
 	 * Insert as the executor does: in the query context of our EState, which
 	 * lives as long as the writer.  Anything the executor sets up lazily on
@@ -401,6 +442,7 @@ vn_emit(const VnEvent *event)
 	PG_TRY();
 	{
 		ExecSimpleRelationInsert(w->rri, w->estate, slot);
+		ExecSimpleRelationInsert(w->qrri, w->estate, qslot);
 	}
 	PG_FINALLY();
 	{
@@ -409,6 +451,7 @@ vn_emit(const VnEvent *event)
 	}
 	PG_END_TRY();
 	ExecClearTuple(slot);
+	ExecClearTuple(qslot);
 	ResetPerTupleExprContext(w->estate);
 	vn_outbox_wake_at_commit();
 	vn_webhook_fanout(event, event_id);

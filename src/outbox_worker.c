@@ -65,6 +65,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/itemptr.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "storage/lwlock.h"
@@ -498,6 +499,16 @@ text_array(char **items, int n)
 }
 
 static ArrayType *
+tid_array(ItemPointerData *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = PointerGetDatum(&items[i]);
+	return construct_array(d, n, TIDOID, sizeof(ItemPointerData), false, TYPALIGN_SHORT);
+}
+
+static ArrayType *
 int8_array(int64 *items, int n)
 {
 	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
@@ -519,6 +530,8 @@ typedef struct VnBatch
 	VnAmqpMessage *msgs;
 	char	  **tenants;
 	int64	   *seqs;
+	ItemPointerData *outbox_rows;	/* where the claim found each event ... */
+	ItemPointerData *queue_rows;	/* ... and its queue row */
 	Datum	   *aggregates;		/* uuid Datums: the in-flight set of the next claims */
 	int64		flight_id;		/* its ventros.outbox_in_flight row (0: none) */
 	TimestampTz published_at;
@@ -658,6 +671,8 @@ claim_batch(VnBatch *b, int limit)
 	b->msgs = palloc0(sizeof(VnAmqpMessage) * Max(b->n, 1));
 	b->tenants = palloc(sizeof(char *) * Max(b->n, 1));
 	b->seqs = palloc(sizeof(int64) * Max(b->n, 1));
+	b->outbox_rows = palloc(sizeof(ItemPointerData) * Max(b->n, 1));
+	b->queue_rows = palloc(sizeof(ItemPointerData) * Max(b->n, 1));
 	b->aggregates = palloc(sizeof(Datum) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
 	{
@@ -669,6 +684,8 @@ claim_batch(VnBatch *b, int limit)
 
 		b->tenants[i] = col_text(t, d, 1);
 		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 12, &isnull)), &b->outbox_rows[i]);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 13, &isnull)), &b->queue_rows[i]);
 		agg = palloc(sizeof(pg_uuid_t));
 		memcpy(agg, DatumGetUUIDP(SPI_getbinval(t, d, 6, &isnull)), sizeof(pg_uuid_t));
 		b->aggregates[i] = UUIDPGetDatum(agg);
@@ -714,6 +731,8 @@ record_batches(int count, const char *conn_error, bool in_xact)
 	char	  **bad_errors;
 	int64	   *ok_seqs,
 			   *bad_seqs;
+	ItemPointerData *ok_outbox_rows,
+			   *ok_queue_rows;
 	int			total = 0,
 				nacked = 0,
 				nfailed = 0,
@@ -728,6 +747,8 @@ record_batches(int count, const char *conn_error, bool in_xact)
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "ventros outbox record", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
 	ok_seqs = palloc(sizeof(int64) * Max(total, 1));
+	ok_outbox_rows = palloc(sizeof(ItemPointerData) * Max(total, 1));
+	ok_queue_rows = palloc(sizeof(ItemPointerData) * Max(total, 1));
 	bad_seqs = palloc(sizeof(int64) * Max(total, 1));
 	bad_errors = palloc(sizeof(char *) * Max(total, 1));
 	for (int k = 0; k < count; k++)
@@ -737,7 +758,11 @@ record_batches(int count, const char *conn_error, bool in_xact)
 		for (int i = 0; i < b->n; i++)
 		{
 			if (b->msgs[i].outcome == VN_AMQP_ACKED)
+			{
+				ok_outbox_rows[nacked] = b->outbox_rows[i];
+				ok_queue_rows[nacked] = b->queue_rows[i];
 				ok_seqs[nacked++] = b->seqs[i];
+			}
 			else
 			{
 				bad_seqs[nfailed] = b->seqs[i];
@@ -755,12 +780,14 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			begin_work("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
-			Oid			argtypes[1] = {INT8ARRAYOID};
-			Datum		args[1];
+			Oid			argtypes[3] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID};
+			Datum		args[3];
 
 			args[0] = PointerGetDatum(int8_array(ok_seqs, nacked));
-			if (SPI_execute_with_args("SELECT ventros.outbox_published($1)",
-									  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			args[1] = PointerGetDatum(tid_array(ok_outbox_rows, nacked));
+			args[2] = PointerGetDatum(tid_array(ok_queue_rows, nacked));
+			if (SPI_execute_with_args("SELECT ventros.outbox_published($1, $2, $3)",
+									  3, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_published failed");
 		}
 		if (nfailed > 0)
@@ -975,6 +1002,13 @@ vn_outbox_worker_main(Datum main_arg)
 	 * for the WAL flush of every batch.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * Its statements handle a batch each, milliseconds of work: compiling
+	 * them with LLVM costs more than it saves.  The functions it calls turn
+	 * plan types off (enable_seqscan = off ...), whose penalty costs push
+	 * plans over jit_above_cost, and JIT then took 40% of the worker's CPU.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	if (vn_outbox_shared == NULL || index < 0 || index >= VN_OUTBOX_MAX_DATABASES)
 		elog(FATAL, "ventros outbox publisher: shared memory is not set up");
