@@ -74,6 +74,9 @@ typedef struct VnConnState
 	VnBuf		headers;
 } VnConnState;
 
+/* how much of an oversized body is read and discarded before the 413, in limits */
+#define VN_DRAIN_FACTOR 16
+
 static VnRouterConfig router_cfg;
 static VnAuthConfig auth_cfg;
 static size_t max_body = 1024 * 1024;
@@ -437,13 +440,24 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	}
 	if (!st->seen)
 	{
-		/* the first call, before any body: refuse an announced oversized body unread */
+		/*
+		 * The first call, before any body.  An announced oversized body is
+		 * refused without being stored; up to VN_DRAIN_FACTOR times the
+		 * limit it is still read and thrown away before the 413 goes out,
+		 * because closing a socket with unread data resets it, and a
+		 * client still sending would see the reset instead of the answer
+		 * (nginx's lingering close does the same).  A larger one is
+		 * answered at once and the connection closed.
+		 */
 		const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+		unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
 
 		st->seen = true;
-		if (cl == NULL || strtoull(cl, NULL, 10) <= max_body)
+		if (announced <= max_body)
 			return MHD_YES;
 		st->too_big = true;
+		if (announced <= (unsigned long long) max_body * VN_DRAIN_FACTOR)
+			return MHD_YES;
 	}
 	if (st->task == NULL)
 	{
