@@ -1,7 +1,7 @@
 /*
  * loop.h
- *	  The event loops of ventros-http: a few threads (one per CPU by
- *	  default), each running its own libmicrohttpd daemon on the shared
+ *	  The event loops of ventros-http: a few threads (one per two CPUs
+ *	  by default), each running its own libmicrohttpd daemon on the shared
  *	  listening socket and its own database connections, with every request
  *	  a task (task.h) that yields while it waits.
  */
