@@ -207,3 +207,23 @@ GRANT EXECUTE ON FUNCTION ventros.http_expect_version(integer, integer, uuid), v
     ventros.http_check_affected(bigint, bigint), ventros.http_plan_rows(text),
     ventros.http_openapi()
     TO ventros_viewer, ventros_anon;
+
+-- /health: the background workers the front reports.  Their rows in
+-- pg_stat_activity show a backend type only to privileged roles, and
+-- pg_read_all_stats would also show the front every session's queries; this
+-- function shows it names and states, nothing else.
+CREATE FUNCTION ventros.http_worker_status() RETURNS json
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(json_agg(json_build_object('name', a.backend_type, 'state', coalesce(a.state, 'running'))
+                             ORDER BY a.backend_type, a.pid), '[]')
+    FROM pg_stat_activity a
+    WHERE a.backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',
+                                 'logical replication launcher', 'background writer', 'checkpointer',
+                                 'walwriter', 'archiver', 'startup', 'walsender', 'walreceiver')
+$$;
+COMMENT ON FUNCTION ventros.http_worker_status() IS
+    'The background workers (outbox publisher, inbox processors, HTTP dispatcher, pg_cron) and their states, for GET /health';
+REVOKE ALL ON FUNCTION ventros.http_worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.http_worker_status() TO ventros_authenticator;

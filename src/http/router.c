@@ -66,12 +66,7 @@ parse_range(const char *h, long *offset, long *limit)
 }
 
 static const char *health_sql =
-"SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers',"
-" (SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('name', a.backend_type,"
-" 'state', coalesce(a.state, 'running')) ORDER BY a.backend_type), '[]')"
-" FROM pg_catalog.pg_stat_activity a WHERE a.backend_type NOT IN ('client backend',"
-" 'autovacuum launcher', 'autovacuum worker', 'logical replication launcher', 'background writer',"
-" 'checkpointer', 'walwriter', 'archiver', 'startup', 'walsender', 'walreceiver')))::text";
+"SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers', ventros.http_worker_status())::text";
 
 static void
 run_health(const VnRouterConfig *cfg, VnResponse *resp)

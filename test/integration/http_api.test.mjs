@@ -21,7 +21,12 @@ test('GET /health reports PostgreSQL', async () => {
   const r = await http('GET', '/health');
   assert.equal(r.status, 200);
   assert.equal(r.json.postgres, 'ok');
-  assert.ok(Array.isArray(r.json.workers));
+  // the front's login is not privileged: the workers come from ventros.http_worker_status()
+  const workers = r.json.workers.map((w) => w.name);
+  for (const w of ['ventros outbox publisher', 'ventros http dispatcher', 'ventros inbox processor']) {
+    assert.ok(workers.includes(w), `${w} in ${JSON.stringify(r.json.workers)}`);
+  }
+  assert.ok(r.json.workers.every((w) => typeof w.state === 'string'));
 });
 
 test('GET / is an OpenAPI 3 description of schema api', async () => {
