@@ -439,16 +439,28 @@ end_work(void)
 static bool
 schema_ready(const char *dbname)
 {
+	bool		installed;
+	bool		current;
 	bool		ready;
 	bool		locked = false;
 	bool		isnull;
 
 	begin_work("ventros outbox: checking the extension");
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure("
-					"'ventros.outbox_claim(integer,uuid[])') IS NOT NULL",
+	/*
+	 * Installed at all, and with every function this library calls: a
+	 * database whose install script predates the library (the same version
+	 * rebuilt) is reported and waited for, not crashed on in a loop.
+	 */
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.outbox_claim(integer,uuid[])') IS NOT NULL,"
+					" pg_catalog.to_regprocedure('ventros.outbox_published(bigint[],tid[],tid[])') IS NOT NULL"
+					" AND pg_catalog.to_regprocedure('ventros.outbox_recover_in_flight(integer,integer,integer)') IS NOT NULL"
+					" AND pg_catalog.to_regprocedure('ventros.outbox_failed(bigint[],text[],integer,integer,integer)') IS NOT NULL"
+					" AND pg_catalog.to_regprocedure('ventros.outbox_prune(interval,integer)') IS NOT NULL",
 					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for ventros.outbox_claim");
-	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		elog(ERROR, "could not look for the ventros outbox functions");
+	installed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	current = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	ready = installed && current;
 	if (ready)
 	{
 		/* the claim takes it too; taken here, a holder elsewhere is reported */
@@ -476,11 +488,20 @@ schema_ready(const char *dbname)
 							left_behind)));
 	}
 	end_work();
-	if (!ready)
+	if (!installed)
 	{
 		char		msg[VN_OUTBOX_ERRLEN];
 
 		snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"", dbname);
+		set_error(msg);
+	}
+	else if (!ready)
+	{
+		char		msg[VN_OUTBOX_ERRLEN];
+
+		snprintf(msg, sizeof(msg),
+				 "the ventros SQL installed in database \"%s\" is older than the loaded library: update or recreate the extension",
+				 dbname);
 		set_error(msg);
 	}
 	else if (!locked)

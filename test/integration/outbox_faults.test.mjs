@@ -211,3 +211,27 @@ test('a batch a dead publisher left in flight counts a failed attempt when the n
   await until(async () => (await db.query('SELECT status FROM ventros.outbox WHERE seq = $1', [seq])).rows[0].status === 'published',
     'the event published after all');
 });
+
+test('an install script older than the library is reported and waited for, not crashed on', async () => {
+  // what a database whose install script predates a rebuilt library looks like:
+  // a function the publisher calls is missing
+  await db.query('ALTER FUNCTION ventros.outbox_prune(interval, integer) RENAME TO outbox_prune_hidden');
+  try {
+    await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ventros outbox publisher'`);
+    const first = await until(async () => {
+      const s = await status(db);
+      return /older than the loaded library/.test(s.last_error ?? '') && s;
+    }, 'the mismatch in last_error');
+    assert.equal(first.worker_connected, false);
+    // it checks again in the same process: last_error_at moves, the pid stays
+    const later = await until(async () => {
+      const s = await status(db);
+      return s.last_error_at > first.last_error_at && s;
+    }, 'another check');
+    assert.equal(later.worker_pid, first.worker_pid);
+    assert.match(later.last_error, /the ventros SQL installed in database "ventros" is older than the loaded library/);
+  } finally {
+    await db.query('ALTER FUNCTION ventros.outbox_prune_hidden(interval, integer) RENAME TO outbox_prune');
+  }
+  await until(async () => (await status(db)).worker_connected, 'the publisher to connect once the function is back');
+});
