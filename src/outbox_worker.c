@@ -119,6 +119,22 @@ typedef struct VnOutboxShared
 } VnOutboxShared;
 
 /* GUCs */
+/*
+ * The statements of the hot path, prepared once per worker and kept: a
+ * batch of one event (the usual case at low rates) otherwise spends most of
+ * its own time parsing and planning these four statements.
+ */
+typedef enum VnSavedStmt
+{
+	VN_SAVED_CLAIM,
+	VN_SAVED_LOG_FLIGHT,
+	VN_SAVED_PUBLISHED,
+	VN_SAVED_CLEAR_FLIGHT,
+	VN_SAVED_COUNT
+} VnSavedStmt;
+
+static SPIPlanPtr saved_plans[VN_SAVED_COUNT];
+
 static char *vn_amqp_url = NULL;
 static char *vn_outbox_databases = NULL;
 static int	vn_outbox_batch_size = 1000;
@@ -429,6 +445,23 @@ end_work(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* runs one of the saved statements, preparing it the first time */
+static int
+execute_saved(VnSavedStmt which, const char *sql, int nargs, Oid *argtypes, Datum *values, long count)
+{
+	if (saved_plans[which] == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not keep the plan of \"%s\"", sql);
+		saved_plans[which] = plan;
+	}
+	return SPI_execute_plan(saved_plans[which], values, NULL, false, count);
+}
+
 /*
  * schema_ready
  *		Whether this database has the extension (the publisher's functions)
@@ -684,8 +717,8 @@ claim_batch(VnBatch *b, int limit)
 	}
 	args[0] = Int32GetDatum(limit);
 	args[1] = PointerGetDatum(construct_array(inflight, ninflight, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-	if (SPI_execute_with_args("SELECT * FROM ventros.outbox_claim($1, $2)",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+	if (execute_saved(VN_SAVED_CLAIM, "SELECT * FROM ventros.outbox_claim($1, $2)",
+							  2, argtypes, args, 0) != SPI_OK_SELECT)
 		elog(ERROR, "ventros.outbox_claim failed");
 	old = MemoryContextSwitchTo(b->ctx);
 	b->n = (int) SPI_processed;
@@ -731,8 +764,8 @@ claim_batch(VnBatch *b, int limit)
 		bool		isnull;
 
 		seqarg[0] = PointerGetDatum(int8_array(b->seqs, b->n));
-		if (SPI_execute_with_args("INSERT INTO ventros.outbox_in_flight (seqs) VALUES ($1) RETURNING id",
-								  1, seqtype, seqarg, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+		if (execute_saved(VN_SAVED_LOG_FLIGHT, "INSERT INTO ventros.outbox_in_flight (seqs) VALUES ($1) RETURNING id",
+								  1, seqtype, seqarg, 1) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not log the outbox batch in flight");
 		b->flight_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -807,8 +840,8 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			args[0] = PointerGetDatum(int8_array(ok_seqs, nacked));
 			args[1] = PointerGetDatum(tid_array(ok_outbox_rows, nacked));
 			args[2] = PointerGetDatum(tid_array(ok_queue_rows, nacked));
-			if (SPI_execute_with_args("SELECT ventros.outbox_published($1, $2, $3)",
-									  3, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			if (execute_saved(VN_SAVED_PUBLISHED, "SELECT ventros.outbox_published($1, $2, $3)",
+									  3, argtypes, args, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_published failed");
 		}
 		if (nfailed > 0)
@@ -838,8 +871,8 @@ record_batches(int count, const char *conn_error, bool in_xact)
 					ids[nids++] = RING_AT(k)->flight_id;
 			idarg[0] = PointerGetDatum(int8_array(ids, nids));
 			if (nids > 0 &&
-				SPI_execute_with_args("DELETE FROM ventros.outbox_in_flight WHERE id = ANY ($1)",
-									  1, idtype, idarg, NULL, false, 0) != SPI_OK_DELETE)
+				execute_saved(VN_SAVED_CLEAR_FLIGHT, "DELETE FROM ventros.outbox_in_flight WHERE id = ANY ($1)",
+									  1, idtype, idarg, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not clear the outbox batches in flight");
 		}
 		if (!in_xact)
