@@ -316,7 +316,7 @@ typedef enum VnItem
 
 /* queues one statement: prepared, to be prepared, or unnamed; false on send failure */
 static bool
-send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *const *values,
+send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
 			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
 {
 	VnPool	   *pool = vn_loop_pool();
@@ -328,7 +328,7 @@ send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *c
 	{
 		k = pool->nstmts[ci];
 		snprintf(name, sizeof(name), "vn%d", k);
-		if (!PQsendPrepare(conn, name, sql, nparams, NULL))
+		if (!PQsendPrepare(conn, name, sql, p->n, p->types))
 			return false;
 		/* recorded now, dropped again if the prepare fails */
 		pool->stmts[ci][k].hash = h;
@@ -341,10 +341,10 @@ send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *c
 	if (k >= 0)
 	{
 		snprintf(name, sizeof(name), "vn%d", k);
-		if (!PQsendQueryPrepared(conn, name, nparams, values, NULL, NULL, 0))
+		if (!PQsendQueryPrepared(conn, name, p->n, p->values, p->lengths, p->formats, 0))
 			return false;
 	}
-	else if (!PQsendQueryParams(conn, sql, nparams, NULL, values, NULL, NULL, 0))
+	else if (!PQsendQueryParams(conn, sql, p->n, p->types, p->values, p->lengths, p->formats, 0))
 		return false;
 	prepared_slot[*nitems] = -1;
 	is_main[*nitems] = main;
@@ -353,8 +353,9 @@ send_statement(PGconn *conn, int ci, const char *sql, int nparams, const char *c
 }
 
 PGresult *
-vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, const char *const *values)
+vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *params)
 {
+	static const VnParams none = {0, NULL, NULL, NULL, NULL};
 	VnPool	   *pool = vn_loop_pool();
 	PGresult   *res;
 	PGresult   *answer = NULL;
@@ -374,23 +375,25 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams, cons
 	 * up to the Sync) and leaves the failed block open: it is rolled back
 	 * below, an extra round trip on that path only.
 	 */
-	ok = !setup->rollback || send_statement(conn, -1, "BEGIN", 0, NULL, items, &nitems, prepared_slot, is_main, false);
+	ok = !setup->rollback || send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false);
 	if (setup->api_key)
 	{
 		const char *v[5] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key};
+		VnParams	key_params = {5, v, NULL, NULL, NULL};
 
-		ok = ok && send_statement(conn, ci, setup_key_sql, 5, v, items, &nitems, prepared_slot, is_main, false);
+		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
 		const char *v[6] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
 		setup->timeout};
+		VnParams	setup_params = {6, v, NULL, NULL, NULL};
 
-		ok = ok && send_statement(conn, ci, setup_sql, 6, v, items, &nitems, prepared_slot, is_main, false);
+		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
 	}
-	ok = ok && send_statement(conn, ci, sql, nparams, values, items, &nitems, prepared_slot, is_main, true);
+	ok = ok && send_statement(conn, ci, sql, params, items, &nitems, prepared_slot, is_main, true);
 	ok = ok && (!setup->rollback ||
-				send_statement(conn, -1, "ROLLBACK", 0, NULL, items, &nitems, prepared_slot, is_main, false));
+				send_statement(conn, -1, "ROLLBACK", &none, items, &nitems, prepared_slot, is_main, false));
 	ok = ok && PQpipelineSync(conn);
 	if (!ok)
 	{

@@ -33,13 +33,22 @@ extern void vn_pg_release(PGconn *conn);
 /* PQgetResult and PQexec that let the loop run while they wait */
 extern PGresult *vn_pg_get_result(PGconn *conn);
 extern PGresult *vn_pg_exec(PGconn *conn, const char *sql);
+/* a statement's parameters: text, or typed and (with formats) binary */
+typedef struct VnParams
+{
+	int			n;
+	const char *const *values;
+	const Oid  *types;			/* NULL: the server infers them */
+	const int  *lengths;		/* for binary values */
+	const int  *formats;		/* NULL: all text */
+} VnParams;
+
 /*
  * Runs the setup statement and sql in one pipeline (one round trip, one
  * implicit transaction; with setup->rollback, BEGIN ... ROLLBACK around them).  Returns the main statement's result, or the first
  * error result; NULL when the connection failed.  The caller PQclear()s it.
  */
-extern PGresult *vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, int nparams,
-						   const char *const *values);
+extern PGresult *vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *params);
 extern PGconn *vn_pg_connect_one(const char *conninfo, char **error);
 /* reconnects a pooled connection (its prepared statements are forgotten) */
 extern void vn_pg_reset(PGconn *conn);

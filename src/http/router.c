@@ -150,6 +150,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	VnQueryInput in;
 	VnQuery		q;
 	VnSetup		setup;
+	VnParams	params = {0};
 	PGconn	   *conn;
 	PGresult   *res;
 	const char *path = req->path;
@@ -348,6 +349,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	setup.api_key = api_key;
 	/* Prefer: tx=rollback runs the request and undoes it (PostgREST's override) */
 	setup.rollback = has_token(req->prefer, "tx=rollback");
+	params.n = q.nparams;
+	params.values = (const char *const *) q.params;
 	conn = vn_pg_acquire(cfg->pool_wait_ms);
 	if (conn == NULL)
 	{
@@ -357,7 +360,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		vn_query_free(&q);
 		return;
 	}
-	res = vn_pg_run(conn, &setup, q.sql.data, q.nparams, (const char *const *) q.params);
+	res = vn_pg_run(conn, &setup, q.sql.data, &params);
 	vn_pg_release(conn);
 	if (res == NULL && (strcmp(req->method, "GET") == 0 || head))
 	{
@@ -365,7 +368,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		conn = vn_pg_acquire(cfg->pool_wait_ms);
 		if (conn)
 		{
-			res = vn_pg_run(conn, &setup, q.sql.data, q.nparams, (const char *const *) q.params);
+			res = vn_pg_run(conn, &setup, q.sql.data, &params);
 			vn_pg_release(conn);
 		}
 	}

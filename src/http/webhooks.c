@@ -15,9 +15,10 @@
  *	  signature is the authentication and is checked in SQL, and the function
  *	  (SECURITY DEFINER) finds the tenant from the channel.  Authorization,
  *	  Cookie and apikey headers are neither read nor handed over.
- *	- One round trip: the role/timeout statement and the call are pipelined
- *	  with one Sync, so they form one implicit transaction whose settings end
- *	  with it.
+ *	- One round trip, as every request of the front (pg.c): the setup
+ *	  statement (role ventros_anon, no claims, statement timeout) and the
+ *	  call are pipelined with one Sync, so they form one implicit transaction
+ *	  whose settings end with it.
  *	- The answer is the function's (status and JSON).  When nothing could be
  *	  stored (database unreachable, pool exhausted, transaction failed for a
  *	  transient reason) it is 503 {"error":"unavailable"}, so the provider
@@ -44,10 +45,6 @@
 #define VN_WEBHOOK_MAX_ID 128
 
 static const char *const providers[] = {"waha", "whatsapp", "instagram", "messenger"};
-
-static const char *setup_sql =
-"SELECT pg_catalog.set_config('role', 'ventros_anon', true),"
-" pg_catalog.set_config('statement_timeout', $1, true)";
 
 static const char *accept_sql =
 "SELECT w.http_status, w.response::text FROM ventros.accept_webhook($1, $2, $3, $4) w";
@@ -159,66 +156,15 @@ headers_json(struct MHD_Connection *con, VnBuf *out)
 /* ---- the round trip ---- */
 
 /*
- * The setup and the call in one pipeline.  Returns the call's result or the
- * first error result; NULL when the connection failed (it is reset).
+ * The call as ventros_anon, in the front's one round trip (pg.c: setup and
+ * statement pipelined, one implicit transaction), once more on another
+ * connection if the first one broke.  NULL when no connection could run it.
  */
 static PGresult *
-run(PGconn *conn, const char *timeout, const char *sql, int nparams, const Oid *types,
-	const char *const *values, const int *lengths, const int *formats)
+call(const VnRouterConfig *cfg, const char *method, const char *path, const char *sql, const VnParams *params)
 {
-	PGresult   *res;
-	PGresult   *answer = NULL;
-	bool		broken = false;
-
-	if (!PQenterPipelineMode(conn))
-		return NULL;
-	if (!PQsendQueryParams(conn, setup_sql, 1, NULL, &timeout, NULL, NULL, 0) ||
-		!PQsendQueryParams(conn, sql, nparams, types, values, lengths, formats, 0) ||
-		!PQpipelineSync(conn))
-	{
-		PQexitPipelineMode(conn);
-		vn_pg_reset(conn);
-		return NULL;
-	}
-	for (int i = 0; i < 2 && !broken; i++)
-	{
-		while ((res = vn_pg_get_result(conn)) != NULL)
-		{
-			ExecStatusType st = PQresultStatus(res);
-
-			if (st == PGRES_FATAL_ERROR && (answer == NULL || PQresultStatus(answer) != PGRES_FATAL_ERROR))
-			{
-				if (answer)
-					PQclear(answer);
-				answer = res;
-			}
-			else if (i == 1 && st == PGRES_TUPLES_OK && answer == NULL)
-				answer = res;
-			else
-				PQclear(res);
-		}
-		if (PQstatus(conn) != CONNECTION_OK)
-			broken = true;
-	}
-	res = broken ? NULL : vn_pg_get_result(conn);
-	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC || !PQexitPipelineMode(conn))
-	{
-		if (res)
-			PQclear(res);
-		if (answer)
-			PQclear(answer);
-		vn_pg_reset(conn);
-		return NULL;
-	}
-	PQclear(res);
-	return answer;
-}
-
-/* run() on a pooled connection, once more on another if the first one broke */
-static PGresult *
-call(const VnRouterConfig *cfg, const char *sql, int nparams, const Oid *types,
-	 const char *const *values, const int *lengths, const int *formats)
-{
+	VnSetup		setup = {.role = "ventros_anon", .claims = "", .method = method, .path = path,
+	.headers = "{}", .timeout = cfg->statement_timeout};
 	PGresult   *res = NULL;
 
 	for (int attempt = 0; attempt < 2 && res == NULL; attempt++)
@@ -227,7 +173,7 @@ call(const VnRouterConfig *cfg, const char *sql, int nparams, const Oid *types,
 
 		if (conn == NULL)
 			return NULL;
-		res = run(conn, cfg->statement_timeout, sql, nparams, types, values, lengths, formats);
+		res = vn_pg_run(conn, &setup, sql, params);
 		vn_pg_release(conn);
 	}
 	return res;
@@ -260,8 +206,8 @@ arg(const VnArgs *args, const char *key)
 }
 
 static void
-accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *provider, const char *channel,
-			const char *body, size_t body_len, VnResponse *resp)
+accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *path, const char *provider,
+			const char *channel, const char *body, size_t body_len, VnResponse *resp)
 {
 	VnBuf		headers;
 	PGresult   *res;
@@ -269,6 +215,7 @@ accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *p
 	const char *values[4];
 	int			lengths[4] = {0, 0, 0, (int) body_len};
 	const int	formats[4] = {0, 0, 0, 1};
+	VnParams	params = {4, values, types, lengths, formats};
 
 	vn_buf_init(&headers);
 	headers_json(con, &headers);
@@ -276,7 +223,7 @@ accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *p
 	values[1] = channel;
 	values[2] = headers.data;
 	values[3] = body ? body : "";
-	res = call(cfg, accept_sql, 4, types, values, lengths, formats);
+	res = call(cfg, "POST", path, accept_sql, &params);
 	vn_buf_free(&headers);
 	if (res == NULL)
 		unavailable(resp);
@@ -298,14 +245,16 @@ accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *p
 }
 
 static void
-challenge_get(const VnRouterConfig *cfg, const char *provider, const char *channel, const VnArgs *args,
+challenge_get(const VnRouterConfig *cfg, const char *path, const char *provider, const char *channel,
+			  const VnArgs *args,
 			  VnResponse *resp)
 {
 	PGresult   *res;
 	const char *values[5] = {provider, channel, arg(args, "hub.mode"), arg(args, "hub.verify_token"),
 	arg(args, "hub.challenge")};
+	VnParams	params = {5, values, NULL, NULL, NULL};
 
-	res = call(cfg, challenge_sql, 5, NULL, values, NULL, NULL);
+	res = call(cfg, "GET", path, challenge_sql, &params);
 	if (res == NULL)
 		unavailable(resp);
 	else if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -353,9 +302,9 @@ vn_webhooks_handle(const VnRouterConfig *cfg, struct MHD_Connection *con, const 
 		return;
 	}
 	if (strcmp(method, "POST") == 0)
-		accept_post(cfg, con, provider, channel, body, body_len, resp);
+		accept_post(cfg, con, path, provider, channel, body, body_len, resp);
 	else if (strcmp(method, "GET") == 0)
-		challenge_get(cfg, provider, channel, args, resp);
+		challenge_get(cfg, path, provider, channel, args, resp);
 	else
 	{
 		vn_webhooks_error(resp, 405, "method_not_allowed");
