@@ -13,6 +13,7 @@ import { emitWaha, emitMeta, wahaMessage, whatsappMessages, whatsappText } from 
 import { startWaha } from './fakes/waha.mjs';
 import { startGraph } from './fakes/graph.mjs';
 import { waitFor } from './wait.mjs';
+import { asTenant } from './webhooks_helpers.mjs';
 
 const TENANT = 'ta';
 const settings = {
@@ -29,18 +30,7 @@ let agent;
 const ch = {};
 const hex = (n) => crypto.randomBytes(n).toString('hex');
 
-async function q(sql, params = []) {
-  await c.query('BEGIN');
-  try {
-    await c.query("SELECT set_config('ventros.tenant', $1, true)", [TENANT]);
-    const r = await c.query(sql, params);
-    await c.query('COMMIT');
-    return r.rows;
-  } catch (e) {
-    await c.query('ROLLBACK');
-    throw e;
-  }
-}
+const q = (sql, params = []) => asTenant(c, TENANT, sql, params);
 
 
 const message = async (id) => (await q('SELECT * FROM ventros.messages WHERE id = $1', [id]))[0];

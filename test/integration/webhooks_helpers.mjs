@@ -24,16 +24,8 @@ export function channelConfigs() {
 
 // Creates a channel in a tenant; returns {id, tenant, type, config}.
 export async function createChannel(c, tenant, type, config, name = `${type} ${secret(3)}`) {
-  await c.query('BEGIN');
-  try {
-    await c.query("SELECT set_config('ventros.tenant', $1, true)", [tenant]);
-    const r = await c.query('SELECT (ventros.create_channel($1, $2, config => $3)).id', [name, type, config]);
-    await c.query('COMMIT');
-    return { id: r.rows[0].id, tenant, type, config };
-  } catch (e) {
-    await c.query('ROLLBACK');
-    throw e;
-  }
+  const [{ id }] = await asTenant(c, tenant, 'SELECT (ventros.create_channel($1, $2, config => $3)).id', [name, type, config]);
+  return { id, tenant, type, config };
 }
 
 // A server and one channel per provider in tenants ta and tb.
