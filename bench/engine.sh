@@ -17,12 +17,8 @@ HERE=$VENTROS_ROOT/bench
 
 ensure_packages
 build_install
-pg_stop "$RUN"; rm -rf "$RUN"
-pg_start "$RUN" "$PORT"
 trap 'pg_stop "$RUN"' EXIT
-export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
-psql -X -q -d postgres -c "CREATE DATABASE ventros"
-psql -X -q -c "CREATE EXTENSION ventros CASCADE"
+bench_pg "$RUN" "$PORT"
 psql -X -q -v rows="$ROWS" -f "$HERE/engine_setup.sql"
 psql -X -q -f "$HERE/engine_bulk.sql"
 PROJECT=$(psql -X -tA -c "SELECT id FROM ventros.projects WHERE tenant_id = 'bench'")

@@ -27,13 +27,9 @@ ROWS=${BENCH_ROWS:-10000}
 
 ensure_packages
 build_install
-pg_stop "$RUN"; rm -rf "$RUN"
-pg_start "$RUN" "$PORT"
 HTTP_PID=
 trap '[ -n "$HTTP_PID" ] && kill "$HTTP_PID" 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
-export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
-psql -X -q -d postgres -c "CREATE DATABASE ventros"
-psql -X -q -c "CREATE EXTENSION ventros CASCADE" 2>/dev/null
+bench_pg "$RUN" "$PORT"
 psql -X -q -v rows="$ROWS" <<'SQL'
 SELECT ventros.create_tenant('bench', 'Bench Inc.');
 BEGIN;

@@ -19,12 +19,8 @@ CLIENTS=${BENCH_CLIENTS:-1}
 
 ensure_packages
 build_install
-pg_stop "$RUN"; rm -rf "$RUN"
-pg_start "$RUN" "$PORT"
 trap 'pg_stop "$RUN"' EXIT
-export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
-psql -X -q -d postgres -c "CREATE DATABASE ventros"
-psql -X -q -c "CREATE EXTENSION ventros CASCADE"
+bench_pg "$RUN" "$PORT"
 CHANNEL=$(psql -X -tA -v ON_ERROR_STOP=1 <<'SQL'
 SELECT ventros.create_tenant('bench', 'Bench') \gset
 SET ventros.tenant = 'bench';

@@ -34,15 +34,11 @@ ROUNDS=${BENCH_ROUNDS:-3}
 
 ensure_packages
 build_install
-pg_stop "$RUN"; rm -rf "$RUN"; mkdir -p "$RUN"
-pg_start "$RUN" "$PORT"
 HTTP_PID=
 trap '[ -n "$HTTP_PID" ] && kill $HTTP_PID 2>/dev/null; [ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
+bench_pg "$RUN" "$PORT"
 cc -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I"$("$PG_BIN/pg_config" --includedir)" \
 	-o "$RUN/ingest_load" "$VENTROS_ROOT/bench/ingest_load.c" -L"$("$PG_BIN/pg_config" --libdir)" -lpq -lcrypto
-export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
-psql -X -q -d postgres -c "CREATE DATABASE ventros"
-psql -X -q -c "CREATE EXTENSION ventros CASCADE" 2>/dev/null
 SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 CHANNEL=$(psql -X -q -tA -v secret="$SECRET" <<'SQL'
 SELECT ventros.create_tenant('bench', 'Bench Inc.') \gset

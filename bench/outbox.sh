@@ -41,15 +41,12 @@ HERE=$VENTROS_ROOT/bench
 
 ensure_packages
 build_install
-pg_stop "$RUN" || true; rabbit_stop "$RUN" "$AMQP_PORT" || true; rm -rf "$RUN"; mkdir -p "$RUN"
-VENTROS_AMQP_PORT=$AMQP_PORT pg_start "$RUN" "$PORT"
-rabbit_start "$RUN" "$AMQP_PORT"
+rabbit_stop "$RUN" "$AMQP_PORT" || true
 trap 'rabbit_stop "$RUN" "$AMQP_PORT"; pg_stop "$RUN"' EXIT
+VENTROS_AMQP_PORT=$AMQP_PORT bench_pg "$RUN" "$PORT"
+rabbit_start "$RUN" "$AMQP_PORT"
 cc -O2 -Wall -Wextra -Werror -o "$RUN/outbox_floor" "$HERE/outbox_floor.c" -lrabbitmq
-export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres PGDATABASE=ventros
 AMQP_URL="amqp://ventros:ventros@127.0.0.1:$AMQP_PORT/%2F"
-psql -X -q -d postgres -c "CREATE DATABASE ventros"
-psql -X -q -c "CREATE EXTENSION ventros CASCADE"
 psql -X -q -c "ALTER SYSTEM SET ventros.outbox_batch_size = $BATCH" -c "SELECT pg_reload_conf()" \
 	-c "SELECT ventros.register_event_type('benchob.happened', 'benchob')" >/dev/null
 

@@ -112,6 +112,18 @@ CONF
 	fi
 }
 
+# bench_pg RUN PORT: a fresh throwaway cluster under RUN (what was there is
+# removed) with database ventros and the extension, PG* exported for psql.
+# The caller's EXIT trap stops it (set the trap first).
+bench_pg() {
+	local run=$1 port=$2
+	pg_stop "$run"; rm -rf "$run"; mkdir -p "$run"
+	pg_start "$run" "$port"
+	export PGHOST=$run/sock PGPORT=$port PGUSER=postgres PGDATABASE=ventros
+	psql -X -q -d postgres -c "CREATE DATABASE ventros"
+	psql -X -q -c "SET client_min_messages = warning" -c "CREATE EXTENSION ventros CASCADE"
+}
+
 pg_stop() {
 	local data=$1/pg
 	[ -s "$data/PG_VERSION" ] || return 0
