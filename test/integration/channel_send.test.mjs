@@ -15,6 +15,7 @@ import pg from 'pg';
 import { startWaha } from './fakes/waha.mjs';
 import { startGraph, graphError } from './fakes/graph.mjs';
 import { waitFor as waitUntil } from './wait.mjs';
+import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'send_it';
 const WAHA_KEY = 'waha-secret';
@@ -71,8 +72,7 @@ async function request(messageId, purpose = 'message.send') {
 before(async () => {
   db = new pg.Client({ connectionString: process.env.VENTROS_PGURL });
   await db.connect();
-  for (const [k, v] of Object.entries(settings)) await q(`ALTER SYSTEM SET ${k} = '${v}'`);
-  await q('SELECT pg_reload_conf()');
+  await alterSystem(db, settings);
   waha = await startWaha({ apiKey: WAHA_KEY });
   graph = await startGraph({ tokens: [TOKEN] });
   await q(`SELECT ventros.create_tenant('${TENANT}', 'Send IT')`);
@@ -101,8 +101,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const k of Object.keys(settings)) await q(`ALTER SYSTEM RESET ${k}`);
-  await q('SELECT pg_reload_conf()');
+  await resetSystem(db, settings);
   await db.end();
   await waha.close();
   await graph.close();

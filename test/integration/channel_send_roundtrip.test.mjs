@@ -14,6 +14,7 @@ import { startWaha } from './fakes/waha.mjs';
 import { startGraph } from './fakes/graph.mjs';
 import { waitFor } from './wait.mjs';
 import { asTenant } from './webhooks_helpers.mjs';
+import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'ta';
 const settings = {
@@ -43,8 +44,7 @@ const sentMessage = (id) => waitFor(`message ${id} to be sent`, async () => {
 before(async () => {
   server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
   c = await db();
-  for (const [k, v] of Object.entries(settings)) await c.query(`ALTER SYSTEM SET ${k} = '${v}'`);
-  await c.query('SELECT pg_reload_conf()');
+  await alterSystem(c, settings);
   waha = await startWaha({ apiKey: 'rt-key' });
   graph = await startGraph({ tokens: ['rt-token'] });
   ch.waha = { secret: hex(16) };
@@ -68,8 +68,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const k of Object.keys(settings)) await c.query(`ALTER SYSTEM RESET ${k}`);
-  await c.query('SELECT pg_reload_conf()');
+  await resetSystem(c, settings);
   await c.end();
   await server.stop();
   await waha.close();

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { startRecorder } from './fakes/recorder.mjs';
 import { waitFor } from './wait.mjs';
+import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'dispatcher_it';
 let db;
@@ -59,8 +60,7 @@ before(async () => {
   db = new pg.Client({ connectionString: process.env.VENTROS_PGURL });
   await db.connect();
   await q(`SET ventros.tenant = '${TENANT}'`);
-  for (const [k, v] of Object.entries(settings)) await q(`ALTER SYSTEM SET ${k} = '${v}'`);
-  await q('SELECT pg_reload_conf()');
+  await alterSystem(db, settings);
   fake = await startRecorder();
   other = await startRecorder();
   // The worker applies the reload asynchronously: probe until a request to
@@ -74,8 +74,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const k of Object.keys(settings)) await q(`ALTER SYSTEM RESET ${k}`);
-  await q('SELECT pg_reload_conf()');
+  await resetSystem(db, settings);
   await db.end();
   await fake.close();
   await other.close();

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import pg from 'pg';
+import { alterSystem } from './settings.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const RUN_DIR = process.env.VENTROS_RUN_DIR;
@@ -87,11 +88,7 @@ export async function status(c) {
 }
 
 export async function setConf(c, settings) {
-  for (const [k, v] of Object.entries(settings)) {
-    if (v === null) await c.query(`ALTER SYSTEM RESET ${k}`);
-    else await c.query(`ALTER SYSTEM SET ${k} = '${v}'`);
-  }
-  await c.query('SELECT pg_reload_conf()');
+  await alterSystem(c, settings);
   await sleep(300); // the worker reloads at its next wake-up; SIGHUP sets its latch
 }
 

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { HTTP } from 'cloudevents';
 import { startSubscriber, verifySignature } from './fakes/subscriber.mjs';
 import { waitFor } from './wait.mjs';
+import { alterSystem, resetSystem } from './settings.mjs';
 
 const SECRET = 'whsec_it_0123456789abcdef';
 const SCHEDULE_MS = [300, 600, 900];
@@ -80,8 +81,7 @@ before(async () => {
   await db.connect();
   other = new pg.Client({ connectionString: process.env.VENTROS_PGURL });
   await other.connect();
-  for (const [k, v] of Object.entries(settings)) await q(`ALTER SYSTEM SET ${k} = '${v}'`);
-  await q('SELECT pg_reload_conf()');
+  await alterSystem(db, settings);
   // a short schedule for the deliveries this session fans out
   await q(`SET ventros.webhook_retry_schedule = '${SCHEDULE_MS.map((ms) => `${ms}ms`).join(',')}'`);
   sub = await startSubscriber({ secrets: [SECRET] });
@@ -100,8 +100,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const k of Object.keys(settings)) await q(`ALTER SYSTEM RESET ${k}`);
-  await q('SELECT pg_reload_conf()');
+  await resetSystem(db, settings);
   await db.end();
   await other.end();
   await sub.close();
