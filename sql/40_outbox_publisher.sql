@@ -124,6 +124,20 @@ COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
 -- could scan the whole outbox for every row.  The outbox updates are HOT
 -- (no index covers the columns they change).  The publisher uses the
 -- faster variant below; this one is its fallback (and the tests').
+-- An event whose queue row is gone marked published in the outbox, through
+-- its primary key (both ways of recording below come here by key).
+CREATE FUNCTION ventros.outbox_mark_published(tenant text, aggregate uuid, event_seq bigint)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.outbox o
+       SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
+     WHERE o.tenant_id = tenant AND o.aggregate_id = aggregate AND o.seq = event_seq AND o.status = 'pending'
+$$;
+COMMENT ON FUNCTION ventros.outbox_mark_published(text, uuid, bigint) IS
+    'Marks one pending event published by its key (tenant, aggregate, seq); its queue row is already deleted (publisher use)';
+
 CREATE FUNCTION ventros.outbox_published(seqs bigint[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -138,9 +152,7 @@ BEGIN
     FOR r IN DELETE FROM ventros.outbox_queue q
               WHERE q.seq = ANY (seqs) AND NOT q.dead
              RETURNING q.tenant_id, q.aggregate_id, q.seq LOOP
-        UPDATE ventros.outbox o
-           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-         WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq;
+        PERFORM ventros.outbox_mark_published(r.tenant_id, r.aggregate_id, r.seq);
         n := n + 1;
     END LOOP;
     RETURN n;
@@ -166,8 +178,6 @@ SET enable_hashjoin = off
 SET enable_mergejoin = off
 AS $$
 DECLARE
-    r record;
-DECLARE
     ndone integer;
     gone_tenants text[];
     gone_aggregates uuid[];
@@ -191,12 +201,8 @@ BEGIN
       INTO ndone, gone_tenants, gone_aggregates, gone_seqs;
     IF ndone < COALESCE(pg_catalog.cardinality(gone_seqs), 0) THEN
         -- queue rows gone whose outbox rows moved: by the primary key
-        FOR r IN SELECT * FROM unnest(gone_tenants, gone_aggregates, gone_seqs) AS g(tenant_id, aggregate_id, seq) LOOP
-            UPDATE ventros.outbox o
-               SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-             WHERE o.tenant_id = r.tenant_id AND o.aggregate_id = r.aggregate_id AND o.seq = r.seq
-               AND o.status = 'pending';
-        END LOOP;
+        PERFORM ventros.outbox_mark_published(g.tenant_id, g.aggregate_id, g.seq)
+           FROM unnest(gone_tenants, gone_aggregates, gone_seqs) AS g(tenant_id, aggregate_id, seq);
     END IF;
     IF COALESCE(pg_catalog.cardinality(gone_seqs), 0) < pg_catalog.cardinality(seqs) THEN
         -- queue rows that moved (or are not pending any more): by seq
