@@ -170,7 +170,7 @@ AS $$
     )
     SELECT json_build_object(
         'openapi', '3.0.3',
-        'info', json_build_object('title', 'Ventros API', 'version', '0.1.0',
+        'info', json_build_object('title', 'Ventros API', 'version', (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'ventros'),
                                   'description', 'PostgREST dialect over schema api (ventros-http)'),
         'paths', coalesce((SELECT jsonb_object_agg(path, item) FROM (SELECT * FROM rel_paths UNION ALL SELECT * FROM rpc_paths) p),
                           '{}'::jsonb),

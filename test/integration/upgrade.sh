@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Upgrades and dumps: a database made with the released 0.1.0 and filled
+# through its commands is updated with ALTER EXTENSION ventros UPDATE; its
+# catalog must then equal a fresh install's, line for line (test/upgrade/
+# catalog.sql, catalog_rows.sql), and every row it held must still be there
+# (snapshot.sql, check.sql).  Prints TAP.
+set -u
+: "${PGHOST:?run through scripts/test}"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+UP=$ROOT/test/upgrade
+OUT=${VENTROS_RUN_DIR:-$ROOT/.run/test}/upgrade
+mkdir -p "$OUT"
+n=0
+ok() {	# ok "description" command...
+	local d=$1; shift
+	n=$((n + 1))
+	if out=$("$@" 2>&1); then echo "ok $n - $d"; else echo "not ok $n - $d"; printf '%s\n' "$out" | head -30 | sed 's/^/#   /'; fi
+}
+is() {	# is "description" want got
+	n=$((n + 1))
+	if [ "$2" = "$3" ]; then echo "ok $n - $1"; else echo "not ok $n - $1"; echo "#   got: $3"; echo "#   want: $2"; fi
+}
+sql() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+same() {	# same FILE db1 db2: the file's output in both databases, no difference
+	sql "$2" -f "$UP/$1" >"$OUT/$2.$1.txt" && sql "$3" -f "$UP/$1" >"$OUT/$3.$1.txt" &&
+		diff "$OUT/$2.$1.txt" "$OUT/$3.$1.txt"
+}
+
+for db in vn_old vn_fresh; do psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"; done
+ok "0.1.0 installs" sql vn_old -c "SET client_min_messages = warning" -c "CREATE EXTENSION ventros VERSION '0.1.0' CASCADE"
+ok "0.1.0 is filled through its commands" sql vn_old -f "$UP/fill.sql"
+ok "its rows are recorded" sql vn_old -f "$UP/snapshot.sql"
+ok "ALTER EXTENSION ventros UPDATE" sql vn_old -c "ALTER EXTENSION ventros UPDATE"
+want=$(sed -n "s/^default_version *= *'\(.*\)'.*/\1/p" "$ROOT/ventros.control")
+is "the update reaches the current version" "$want" \
+	"$(sql vn_old -tAc "SELECT extversion FROM pg_extension WHERE extname = 'ventros'")"
+ok "a fresh install of the current version" sql vn_fresh -c "SET client_min_messages = warning" -c "CREATE EXTENSION ventros CASCADE"
+ok "the updated catalog equals a fresh install's" same catalog.sql vn_old vn_fresh
+ok "the updated registries equal a fresh install's" same catalog_rows.sql vn_old vn_fresh
+res=$(sql vn_old -f "$UP/check.sql")
+is "no row was lost by the update" "0" "${res%% *}"
+[ "${res##* }" -gt 100 ] 2>/dev/null && is "the check saw the data" yes yes || is "the check saw the data" "over 100 rows" "${res##* }"
+ok "the updated database takes new commands" sql vn_old -c "BEGIN" -c "SET LOCAL ventros.tenant = 'up_a'" \
+	-c "SELECT ventros.create_contact('After the update', phone => '+5511900000001')" -c "COMMIT"
+
+echo "1..$n"
