@@ -8,7 +8,7 @@
 --   6. agents cannot forge events of aggregates they cannot change; custom
 --      events have a namespace of their own.
 BEGIN;
-SELECT plan(44);
+SELECT plan(46);
 
 -- ---- 3. one status check for every token ---------------------------------
 CREATE TEMP TABLE g3 AS SELECT * FROM api.register('sus@example.com', 'correct horse', 'Sus');
@@ -122,6 +122,60 @@ SELECT throws_ok($$SELECT ventros.tick_broadcasts('2999-01-01')$$, '42501', NULL
 SET LOCAL ROLE ventros_platform_admin;
 SELECT lives_ok($$SELECT ventros.tick_sessions('2999-01-01')$$, 'a platform administrator can');
 RESET ROLE;
+RESET ventros.tenant;
+
+-- ---- 6. events: only from those who may change the aggregate ------------
+SET LOCAL ventros.tenant = 'authz_a';
+CREATE TEMP TABLE ch6 AS SELECT ventros_test.new_channel('waha') AS id;
+GRANT SELECT ON ch6 TO PUBLIC;
+SELECT is(has_table_privilege('ventros_agent', 'ventros.invoices', 'UPDATE'), false, 'agents may not change invoices');
+SET LOCAL ROLE ventros_agent;
+SELECT throws_ok($$SELECT ventros.emit('invoice.paid', 'invoice', gen_random_uuid(), '{"amount_paid": 999999}')$$,
+                 '42501', 'permission denied to emit event "invoice.paid"',
+                 'an agent cannot forge invoice.paid');
+SELECT lives_ok($$SELECT ventros.emit('contact.merged', 'contact', gen_random_uuid(), '{"merged_ids": []}')$$,
+                'an agent may emit an event of an aggregate it may change');
+SELECT lives_ok($$SELECT ventros.upsert_channel_label((SELECT id FROM ch6), 'l1', 'Hot')$$,
+                'commands that emit for the agent keep working (channel.label_upserted)');
+SET LOCAL ROLE ventros_viewer;
+SELECT throws_ok($$SELECT ventros.emit('contact.merged', 'contact', gen_random_uuid(), '{}')$$, '42501', NULL,
+                 'a viewer emits nothing');
+SELECT throws_ok($$SELECT ventros.emit_custom_event('order.shipped', '{}')$$, '42501', NULL,
+                 'a viewer emits no custom event either');
+RESET ROLE;
+-- the engine's path is unchanged: an invoice paid by someone who may pay it
+SELECT is(array(SELECT e.r || ' emits ' || f.oid::regprocedure::text || ' on ' || a.table_name::text
+                FROM pg_proc f
+                CROSS JOIN LATERAL (SELECT DISTINCT m[1] AS agg FROM regexp_matches(f.prosrc, 'ventros\.emit\(\s*''([a-z_]+)\.', 'g') m) x
+                JOIN ventros.aggregates a ON a.aggregate = x.agg
+                CROSS JOIN unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) e(r)
+                WHERE NOT f.prosecdef AND has_function_privilege(e.r, f.oid, 'EXECUTE')
+                  AND NOT has_table_privilege(e.r, a.table_name, 'UPDATE') ORDER BY 1),
+          '{}'::text[], 'every command a tenant role may run emits only for aggregates that role may change');
+
+-- custom events: a namespace of their own
+SELECT ventros.create_webhook_subscription('custom', 'https://hooks.example.com/custom', ARRAY['custom.*']);
+SET LOCAL ROLE ventros_agent;
+SELECT is(ventros.emit_custom_event('order.shipped', '{"order": 42}'), 'custom.order.shipped',
+          'an agent emits a custom event, typed custom.<name>');
+SELECT is(ventros.emit_custom_event('order.shipped', '{"order": 43}'), 'custom.order.shipped', 'twice');
+SELECT throws_ok($$SELECT ventros.emit_custom_event('Invoice.Paid', '{}')$$, '22023', NULL, 'names are lowercase words');
+SELECT throws_ok($$SELECT ventros.emit_custom_event('order..shipped', '{}')$$, '22023', NULL, 'joined by single dots');
+SELECT throws_ok($$SELECT ventros.emit_custom_event(repeat('a', 101), '{}')$$, '22023', NULL, 'of at most 100 characters');
+SELECT throws_ok($$SELECT ventros.emit_custom_event('order.shipped', '[1]')$$, '22023', NULL, 'with an object payload');
+RESET ROLE;
+SELECT is((SELECT array_agg(DISTINCT o.aggregate_type || ' ' || (ventros.envelope(o)->>'source') || ' ' || o.actor)
+           FROM ventros.outbox o WHERE o.tenant_id = 'authz_a' AND o.event_type = 'custom.order.shipped'),
+          ARRAY['custom /ventros/authz_a/custom ' || session_user],
+          'a custom event is of aggregate custom, its source says so, and it names who emitted it');
+SELECT is((SELECT count(DISTINCT o.aggregate_id)::int FROM ventros.outbox o WHERE o.event_type = 'custom.order.shipped'), 1,
+          'the events of one custom name are one stream (published in order)');
+SELECT is((SELECT array_agg(d.event_type ORDER BY o.seq) FROM ventros.webhook_deliveries d
+           JOIN ventros.outbox o ON o.event_id = d.event_id
+           JOIN ventros.webhook_subscriptions w ON w.id = d.subscription_id WHERE w.name = 'custom'),
+          ARRAY['custom.order.shipped', 'custom.order.shipped'], 'a custom.* subscription gets them, with their distinct type');
+SELECT throws_ok($$INSERT INTO ventros.event_types VALUES ('custom.happened', 'custom')$$, '23514', NULL,
+                 'no registered event type may take the custom namespace');
 RESET ventros.tenant;
 
 SELECT * FROM finish();

@@ -152,3 +152,118 @@ GRANT EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer), ventros.t
     ventros.tick_sequences(timestamptz, integer), ventros.tick_broadcasts(timestamptz),
     ventros.tick_message_groups(timestamptz, integer), ventros.fold_channel_message_counts()
     TO ventros_platform_admin;
+
+-- 6. Events of an aggregate come from those who may change it (src/emit.c
+-- checks UPDATE on the aggregate's table); tenants' own events are
+-- custom.<name> of the reserved aggregate "custom".
+COMMENT ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) IS
+    'Writes a registered business event (contact.merged, ...) to the outbox in the current transaction; the caller must be allowed to UPDATE the aggregate''s table (42501 otherwise)';
+
+CREATE OR REPLACE FUNCTION ventros.emit_custom_event(name text, payload jsonb DEFAULT '{}')
+RETURNS text
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_emit_custom_event';
+COMMENT ON FUNCTION ventros.emit_custom_event(text, jsonb) IS
+    'Writes a custom event of the acting tenant (type custom.<name>, aggregate custom, one stream per name) to the outbox; returns its type';
+
+
+REVOKE EXECUTE ON FUNCTION ventros.emit_custom_event(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.emit_custom_event(text, jsonb) TO ventros_agent;
+ALTER TABLE ventros.event_types ADD CONSTRAINT event_types_not_custom CHECK (aggregate <> 'custom');
+
+CREATE OR REPLACE FUNCTION ventros.upsert_channel_label(channel_id uuid, label_id text, name text, color integer DEFAULT NULL,
+                                             color_hex text DEFAULT NULL)
+RETURNS ventros.channel_labels
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    channel_type text;
+    existing ventros.channel_labels;
+    result ventros.channel_labels;
+BEGIN
+    SELECT c.type INTO channel_type FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = upsert_channel_label.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_type <> 'waha' THEN
+        RAISE EXCEPTION 'channel % of type % has no labels', channel_id, channel_type USING ERRCODE = '22023',
+            DETAIL = 'Labels exist on WAHA-based channels only.';
+    END IF;
+    IF label_id IS NULL OR name IS NULL THEN
+        RAISE EXCEPTION 'label id and name must not be null' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO existing FROM ventros.channel_labels l
+    WHERE l.tenant_id = tenant AND l.channel_id = upsert_channel_label.channel_id AND l.label_id = upsert_channel_label.label_id
+    FOR UPDATE;
+    IF FOUND THEN
+        UPDATE ventros.channel_labels l SET name = upsert_channel_label.name, color = upsert_channel_label.color,
+            color_hex = upsert_channel_label.color_hex, version = existing.version
+        WHERE l.tenant_id = tenant AND l.id = existing.id RETURNING * INTO result;
+    ELSE
+        INSERT INTO ventros.channel_labels (channel_id, label_id, name, color, color_hex)
+        VALUES (channel_id, label_id, name, color, color_hex) RETURNING * INTO result;
+    END IF;
+    PERFORM ventros.emit('channel.label_upserted', 'channel', channel_id,
+                         jsonb_build_object('label_id', label_id, 'name', name, 'color', color, 'color_hex', color_hex), NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.upsert_channel_label(uuid, text, text, integer, text) IS
+    'Creates or changes a label of a WAHA channel (22023 for other types); emits channel_label.created / .updated and channel.label_upserted';
+
+
+CREATE OR REPLACE FUNCTION ventros.check_webhook_changes(changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    unknown text;
+BEGIN
+    IF jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN
+        RETURN changes;
+    END IF;
+    IF changes ? 'url' AND NOT ventros.is_webhook_url_allowed(changes->>'url') THEN
+        RAISE EXCEPTION 'webhook URL "%" is not a public https URL', left(changes->>'url', 200)
+            USING ERRCODE = '22023',
+                  DETAIL = 'Plain http, loopback, private, link-local and localhost addresses are refused, as are URLs with user info.',
+                  HINT = 'Operators allow internal receivers with ventros.http_allow_hosts.';
+    END IF;
+    IF changes ? 'headers' AND jsonb_typeof(changes->'headers') = 'object' THEN
+        SELECT h.key INTO unknown FROM jsonb_each(changes->'headers') h
+         WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$'
+            OR (h.value #>> '{}') ~ '[\r\n]' OR length(h.value #>> '{}') > 4096
+            OR lower(h.key) IN ('content-type', 'content-length', 'user-agent', 'host', 'transfer-encoding',
+                                'connection', 'expect') OR lower(h.key) LIKE 'x-ventros-%'
+         LIMIT 1;
+        IF unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'webhook header "%" is not allowed', left(unknown, 100)
+                USING ERRCODE = '22023',
+                      DETAIL = 'Custom headers are HTTP tokens with string values without line breaks; Content-Type, User-Agent, Host and X-Ventros-* are set by Ventros.';
+        END IF;
+    END IF;
+    IF changes ? 'events' THEN
+        IF jsonb_typeof(changes->'events') <> 'array' THEN
+            RAISE EXCEPTION 'webhook events must be a JSON array of event types' USING ERRCODE = '22023';
+        END IF;
+        SELECT e INTO unknown FROM jsonb_array_elements_text(changes->'events') e
+        WHERE NOT (e = '*' OR EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.event_type = e)
+                   OR (e ~ '^[a-z][a-z0-9_]*\.\*$'
+                       AND EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.aggregate = left(e, -2)))
+                   -- the tenant's own events (ventros.emit_custom_event)
+                   OR e = 'custom.*' OR e ~ '^custom\.[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$')
+           OR e LIKE 'webhook\_subscription.%'
+        LIMIT 1;
+        IF unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'webhook cannot subscribe to "%"', left(unknown, 120)
+                USING ERRCODE = '22023', HINT = 'Pick event types from ventros.list_webhook_event_types().';
+        END IF;
+    END IF;
+    RETURN changes;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_webhook_changes(jsonb) IS
+    'Validates the URL (SSRF rules) and the event types of a webhook subscription change set (22023)';
+
+
