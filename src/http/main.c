@@ -20,6 +20,7 @@
  *	VENTROS_HTTP_CLIENT_TIMEOUT  seconds a client may stay idle or slow (10)
  *	VENTROS_HTTP_MAX_CLIENTS     concurrent connections (256)
  *	VENTROS_HTTP_THREADS         event loops (one per two CPUs, at most the pool)
+ *	VENTROS_HTTP_PREPARED        prepared statements kept per connection (100)
  *
  * A few event-loop threads (loop.c, one per two CPUs), each with its own libmicrohttpd daemon
  * on the shared listening socket and its own share of the database
@@ -212,6 +213,21 @@ url_decode(const char *s, size_t n, bool plus)
 	return out;
 }
 
+/*
+ * A path is routed by its decoded segments: an encoded slash (%2F) or NUL
+ * (%00) would make one segment look like two, or cut the path short, after
+ * decoding.  Such a path names nothing here.
+ */
+static bool
+path_plain(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 2 < n; i++)
+		if (s[i] == '%' && ((s[i + 1] == '2' && (s[i + 2] == 'F' || s[i + 2] == 'f')) ||
+							(s[i + 1] == '0' && s[i + 2] == '0')))
+			return false;
+	return true;
+}
+
 static bool
 parse_query(const char *qs, VnArgs *args)
 {
@@ -378,6 +394,16 @@ serve(void *arg)
 	}
 
 	q = strchr(st->uri, '?');
+	if (!path_plain(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri)))
+	{
+		/* /webhooks/waha%2F<id> is one segment, never /webhooks/waha/<id> */
+		if (vn_webhooks_path(st->uri))
+			vn_webhooks_error(resp, 404, "channel_not_found");
+		else
+			vn_response_error(resp, 404, "PGRST125", "invalid path", NULL,
+							  "A slash or a NUL byte in a path is never percent-encoded.");
+		goto done;
+	}
 	st->path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
 	if (st->path == NULL || st->path[0] != '/' || !parse_query(q ? q + 1 : "", &req->args))
 	{
@@ -511,6 +537,7 @@ main(int argc, char **argv)
 	long		pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
 	long		nthreads = env_long("VENTROS_HTTP_THREADS", 0, 0, 64);
 	long		max_clients = env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000);
+	long		max_stmts = env_long("VENTROS_HTTP_PREPARED", 100, 2, 10000);
 	int			listen_fd;
 	char	   *error = NULL;
 	PGconn	   *conn;
@@ -519,6 +546,7 @@ main(int argc, char **argv)
 	sigset_t	sigs;
 	int			sig;
 	static char timeout[32];
+	static char plan_cost[32];
 	const char *t = getenv("VENTROS_HTTP_STATEMENT_TIMEOUT");
 
 	if (conninfo == NULL || *conninfo == '\0')
@@ -553,6 +581,10 @@ main(int argc, char **argv)
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
 	router_cfg.statement_timeout = timeout;
+	snprintf(plan_cost, sizeof(plan_cost), "%ld", env_long("VENTROS_HTTP_MAX_PLAN_COST", 1000000, 0, 1000000000000L));
+	router_cfg.max_plan_cost = plan_cost;
+	router_cfg.max_embeds = (int) env_long("VENTROS_HTTP_MAX_EMBEDS", 20, 0, 10000);
+	router_cfg.max_select = (int) env_long("VENTROS_HTTP_MAX_SELECT", 200, 1, 100000);
 	router_cfg.pool_wait_ms = (int) env_long("VENTROS_HTTP_POOL_WAIT_MS", 5000, 1, 600000);
 
 	memset(&addr, 0, sizeof(addr));
@@ -592,7 +624,7 @@ main(int argc, char **argv)
 	for (long i = 0; i < nthreads; i++)
 	{
 		int			conns = (int) (pool_size / nthreads + (i < pool_size % nthreads ? 1 : 0));
-		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, &error);
+		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, (int) max_stmts, &error);
 		struct MHD_Daemon *d;
 
 		if (pool == NULL)
