@@ -40,8 +40,8 @@
  *
  * Each statement costs the backend memory (its plan cache), and a client
  * chooses the shapes: so a connection holds at most VENTROS_HTTP_PREPARED
- * statements, the least recently used one deallocated (DEALLOCATE at the
- * head of the pipeline that needs its place), and a text longer than
+ * statements, the least recently used ones deallocated (DEALLOCATE at the
+ * head of the pipeline that needs their place), and a text longer than
  * VN_STMT_MAX_SQL runs unnamed, never kept.  Names are never reused (vn<n>
  * counts up per connection), so a name always means one text.  A reset
  * connection forgets its statements.
@@ -338,36 +338,73 @@ find_statement(int ci, const char *sql, unsigned long h)
 	return -1;
 }
 
-/*
- * A slot for a new statement on connection ci: a free one, a new one, or the
- * least recently used, whose statement is then deallocated first (queued in
- * this pipeline, ahead of the new PREPARE).  -1 when it cannot queue that.
- */
+/* a free slot for a new statement on connection ci, or -1 (it runs unnamed) */
 static int
-take_slot(PGconn *conn, int ci, VnItem *items, int *nitems, int *prepared_slot, bool *is_main)
+take_slot(int ci)
 {
 	VnPool	   *pool = vn_loop_pool();
-	VnStmt	   *st = pool->stmts[ci];
-	int			victim = -1;
-	char		sql[48];
 
 	for (int k = 0; k < pool->nstmts[ci]; k++)
-		if (st[k].sql == NULL)
+		if (pool->stmts[ci][k].sql == NULL)
 			return k;
 	if (pool->nstmts[ci] < pool->max_stmts)
 		return pool->nstmts[ci]++;
+	return -1;
+}
+
+/* is sql one to keep prepared on ci?  Marks it used when it is there already */
+static bool
+needs_slot(int ci, const char *sql)
+{
+	VnPool	   *pool = vn_loop_pool();
+	int			k = find_statement(ci, sql, hash_sql(sql));
+
+	if (k >= 0)
+		pool->stmts[ci][k].used = ++pool->clock;
+	return k < 0 && strlen(sql) <= VN_STMT_MAX_SQL;
+}
+
+/*
+ * Room for the new statements of this request (the setup's and the main
+ * one's): the least recently used statements of ci are deallocated, at the
+ * head of the pipeline, where nothing before them can fail and skip them
+ * (a skipped DEALLOCATE would leave a statement on the server that the
+ * cache has forgotten).  The request's own statements were just marked
+ * used, so they are never the ones to go.  False on send failure.
+ */
+static bool
+make_room(PGconn *conn, int ci, const char *setup_sql_text, const char *sql,
+		  VnItem *items, int *nitems, int *prepared_slot, bool *is_main)
+{
+	VnPool	   *pool = vn_loop_pool();
+	VnStmt	   *st = pool->stmts[ci];
+	int			need = (needs_slot(ci, setup_sql_text) ? 1 : 0) + (needs_slot(ci, sql) ? 1 : 0);
+	int			room = pool->max_stmts - pool->nstmts[ci];
+
 	for (int k = 0; k < pool->nstmts[ci]; k++)
-		if (victim < 0 || st[k].used < st[victim].used)
-			victim = k;
-	snprintf(sql, sizeof(sql), "DEALLOCATE vn%lu", st[victim].name);
-	if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0))
-		return -1;
-	free(st[victim].sql);
-	st[victim].sql = NULL;
-	prepared_slot[*nitems] = -1;
-	is_main[*nitems] = false;
-	items[(*nitems)++] = VN_ITEM_EXEC;
-	return victim;
+		if (st[k].sql == NULL)
+			room++;
+	while (room < need)
+	{
+		int			victim = -1;
+		char		dealloc[48];
+
+		for (int k = 0; k < pool->nstmts[ci]; k++)
+			if (st[k].sql && (victim < 0 || st[k].used < st[victim].used))
+				victim = k;
+		if (victim < 0)
+			break;
+		snprintf(dealloc, sizeof(dealloc), "DEALLOCATE vn%lu", st[victim].name);
+		if (!PQsendQueryParams(conn, dealloc, 0, NULL, NULL, NULL, NULL, 0))
+			return false;
+		free(st[victim].sql);
+		st[victim].sql = NULL;
+		prepared_slot[*nitems] = -1;
+		is_main[*nitems] = false;
+		items[(*nitems)++] = VN_ITEM_EXEC;
+		room++;
+	}
+	return true;
 }
 
 /* queues one statement: prepared, to be prepared, or unnamed; false on send failure */
@@ -380,11 +417,8 @@ send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
 	int			k = find_statement(ci, sql, h);
 	char		name[32];
 
-	if (k < 0 && ci >= 0 && strlen(sql) <= VN_STMT_MAX_SQL)
+	if (k < 0 && ci >= 0 && strlen(sql) <= VN_STMT_MAX_SQL && (k = take_slot(ci)) >= 0)
 	{
-		k = take_slot(conn, ci, items, nitems, prepared_slot, is_main);
-		if (k < 0)
-			return false;
 		snprintf(name, sizeof(name), "vn%lu", pool->next_name[ci]);
 		if (!PQsendPrepare(conn, name, sql, p->n, p->types))
 			return false;
@@ -434,7 +468,10 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	 * up to the Sync) and leaves the failed block open: it is rolled back
 	 * below, an extra round trip on that path only.
 	 */
-	ok = !setup->rollback || send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false);
+	ok = ci < 0 || make_room(conn, ci, setup->api_key ? setup_key_sql : setup_sql, sql, items, &nitems,
+							 prepared_slot, is_main);
+	ok = ok && (!setup->rollback ||
+				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
 	if (setup->api_key)
 	{
 		const char *v[6] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,

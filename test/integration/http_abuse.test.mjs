@@ -174,6 +174,14 @@ test('prepared statements per pooled connection stay within VENTROS_HTTP_PREPARE
     const r = await http('GET', `/contacts?select=${sel}&limit=1`, { headers: viewer });
     assert.equal(r.status, 200, r.text);
   }
+  // shapes whose pipeline fails early (an API key that does not exist): no
+  // statement may stay on the server that the front has forgotten
+  for (let i = 0; i < PREPARED * 3; i++) {
+    const r = await http('GET', `/contacts?select=name&name=eq.x&limit=${i + 1}&offset=${i}&order=name`, { headers: { apikey: `vnk_nothing${i}` } });
+    assert.equal(r.status, 401, r.text);
+    const sel = cols.filter((_, k) => (i + 7) & (1 << k)).join(',');
+    assert.equal((await http('GET', `/contacts?select=${sel}&name=neq.x${i}&limit=1`, { headers: { apikey: 'vnk_nothing' } })).status, 401);
+  }
   const r = await http('POST', '/rpc/http_test_session', { headers: viewer, body: {} });
   assert.equal(r.status, 200, r.text);
   assert.ok(r.json.prepared <= PREPARED, `${r.json.prepared} prepared statements after ${shapes} shapes`);
