@@ -159,8 +159,9 @@ COMMENT ON FUNCTION ventros.sender_identity_type(text, text) IS
     'The identity type of an inbound sender id on a channel kind (WhatsApp @c.us / @lid, PSID, IGSID, phone, ...)';
 
 -- upsert_contact_by_identity: the contact holding an identity, created with
--- it when there is none.  An advisory lock on the identity serialises two
--- first messages of one new sender, so only one contact is created.
+-- it when there is none.  A lock on the identity within the tenant
+-- (ventros.lock_tenant_key, sql/03_locks.sql) serialises two first messages
+-- of one new sender, so only one contact is created.
 CREATE FUNCTION ventros.upsert_contact_by_identity(identity_type text, sender text, name text DEFAULT NULL,
                                                    project_id uuid DEFAULT NULL, channel_id uuid DEFAULT NULL,
                                                    source_channel text DEFAULT NULL)
@@ -186,7 +187,7 @@ BEGIN
     IF found_id IS NOT NULL THEN
         RETURN found_id;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || identity_type || '/' || norm_value, 0));
+    PERFORM ventros.lock_tenant_key('identity/' || identity_type || '/' || norm_value);
     found_id := ventros.find_contact_by_identity(identity_type, norm_value);
     IF found_id IS NOT NULL THEN
         RETURN found_id;
@@ -210,7 +211,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text) IS
-    'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (advisory lock); emits contact.created and contact_identity.created for a new sender';
+    'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (a tenant key lock); emits contact.created and contact_identity.created for a new sender';
 
 -- count_channel_message: a channel's message counters.  SECURITY DEFINER:
 -- agents receive and send messages but may not write counters; it touches
