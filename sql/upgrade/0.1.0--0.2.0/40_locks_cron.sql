@@ -119,3 +119,237 @@ $$;
 COMMENT ON FUNCTION ventros.event_log_sequence(text, uuid) IS
     'The next sequence number of a contact''s activity log (locks the contact''s log until commit)';
 
+
+-- ---- scheduled work per tenant (sql/97_schedule.sql, 82, 92, 40_messages) ----
+CREATE TABLE ventros.scheduled_job_failures (
+    tenant_id       text        NOT NULL,
+    job             text        NOT NULL,
+    error           text        NOT NULL,
+    sqlstate        text        NOT NULL,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    failed_at       timestamptz NOT NULL DEFAULT now(),
+    failures        integer     NOT NULL DEFAULT 1,
+    PRIMARY KEY (tenant_id, job)
+);
+COMMENT ON TABLE ventros.scheduled_job_failures IS
+    'The tenants whose part of a scheduled job failed at its last run: the error, since when, how many runs in a row (the row goes at the next success)';
+ALTER TABLE ventros.scheduled_job_failures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.scheduled_job_failures FORCE ROW LEVEL SECURITY;
+-- tenant administrators see their own tenant's; the runner writes as the
+-- tenant it acts for
+CREATE POLICY ventros_tenant_all ON ventros.scheduled_job_failures
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.scheduled_job_failures FROM PUBLIC;
+GRANT SELECT ON ventros.scheduled_job_failures TO ventros_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ventros.scheduled_job_failures TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.run_per_tenant(job text, step text, tenants text[] DEFAULT NULL,
+                                       now timestamptz DEFAULT now(), args jsonb DEFAULT '{}')
+RETURNS TABLE (tenant_id text, result jsonb, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    t text;
+    state text;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF job IS NULL OR step IS NULL THEN
+        RAISE EXCEPTION 'run_per_tenant needs a job name and a step' USING ERRCODE = '22023';
+    END IF;
+    FOR t IN SELECT x.t FROM unnest(coalesce(tenants,
+                 ARRAY(SELECT DISTINCT p.tenant_id FROM ventros.projects p WHERE p.deleted_at IS NULL ORDER BY 1))) AS x(t)
+    LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', t, true);
+        tenant_id := t;
+        result := NULL;
+        error := NULL;
+        BEGIN
+            EXECUTE step INTO result USING now, args;
+            DELETE FROM ventros.scheduled_job_failures f
+             WHERE f.tenant_id = t AND f.job = run_per_tenant.job;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS error = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            RAISE WARNING 'scheduled job % failed for tenant %: %', job, t, error;
+            INSERT INTO ventros.scheduled_job_failures AS f (tenant_id, job, error, sqlstate)
+            VALUES (t, job, error, state)
+            ON CONFLICT ON CONSTRAINT scheduled_job_failures_pkey DO UPDATE
+            SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, failed_at = EXCLUDED.failed_at,
+                failures = f.failures + 1;
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) IS
+    'The per-tenant loop of scheduled work: runs step (SQL returning one jsonb; $1 = now, $2 = args) as each tenant (default: every tenant with a live project), each in a subtransaction; a failure is a warning and a row of ventros.scheduled_job_failures, a success clears it; platform administrators only (42501)';
+
+REVOKE EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) TO ventros_platform_admin;
+
+CREATE VIEW ventros.scheduled_job_status AS
+SELECT j.name AS job, j.schedule, f.tenant_id, f.error, f.sqlstate, f.failed_at, f.first_failed_at, f.failures
+  FROM ventros.scheduled_jobs j
+  LEFT JOIN ventros.scheduled_job_failures f ON f.job = j.name;
+COMMENT ON VIEW ventros.scheduled_job_status IS
+    'Every scheduled job, with a row per tenant whose part failed at its last run (error, SQLSTATE, when, since when, runs in a row), or one row without a tenant when none failed (platform administrators)';
+GRANT SELECT ON ventros.scheduled_job_status TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.tick_maintenance(now timestamptz DEFAULT now(),
+                                         http_retention interval DEFAULT interval '7 days')
+RETURNS TABLE (tenant_id text, contact_events_purged integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF http_retention IS NULL OR http_retention < interval '0' THEN
+        RAISE EXCEPTION 'http_retention must be a non-negative interval' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result->>'contact_events_purged')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-maintenance',
+               $s$SELECT pg_catalog.jsonb_build_object(
+                      'contact_events_purged', ventros.purge_expired_contact_events($1),
+                      'crm_daily_stats_compacted', ventros.compact_crm_daily_stats(($1 AT TIME ZONE 'UTC')::date))$s$,
+               now => tick_maintenance.now) r;
+    -- Across tenants: retention of finished requests (no tenant's data can
+    -- make a delete of its own finished rows fail).
+    PERFORM ventros.prune_http_requests(now - http_retention);
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_maintenance(timestamptz, interval) IS
+    'Daily housekeeping: purges expired contact events and compacts past days of crm_daily_stats per tenant (ventros.run_per_tenant), prunes finished HTTP requests older than http_retention; platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.tick_automation(now timestamptz DEFAULT now())
+RETURNS TABLE (tenant_id text, campaign_steps integer, sequence_steps integer, broadcast_sends integer,
+               message_groups integer, credentials_expired integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result->>'campaign_steps')::integer, (r.result->>'sequence_steps')::integer,
+           (r.result->>'broadcast_sends')::integer, (r.result->>'message_groups')::integer,
+           (r.result->>'credentials_expired')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-automation',
+               -- in this order (a CTE each, each evaluated once, in turn)
+               $s$WITH c AS (SELECT ventros.tick_campaigns($1) AS n),
+                       s AS (SELECT ventros.tick_sequences($1) AS n FROM c),
+                       b AS (SELECT ventros.tick_broadcasts($1) AS n FROM s),
+                       g AS (SELECT (SELECT pg_catalog.count(*) FROM ventros.tick_message_groups($1))::integer AS n FROM b),
+                       e AS (SELECT ventros.expire_credentials() AS n FROM g)
+                  SELECT pg_catalog.jsonb_build_object('campaign_steps', c.n, 'sequence_steps', s.n,
+                                                       'broadcast_sends', b.n, 'message_groups', g.n,
+                                                       'credentials_expired', e.n)
+                    FROM c, s, b, g, e$s$,
+               now => tick_automation.now) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_automation(timestamptz) IS
+    'Runs every tenant''s automation ticks (campaigns, sequences, broadcasts, message groups, credential expiry), one subtransaction per tenant (ventros.run_per_tenant); platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.tick_webhooks(now timestamptz DEFAULT now(), failing_for interval DEFAULT '5 days')
+RETURNS TABLE (tenant_id text, disabled integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- the tenants with a subscription due, each through ventros.run_per_tenant
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result #>> '{}')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-webhooks',
+               $s$SELECT pg_catalog.to_jsonb(ventros.disable_failing_webhook_subscriptions($1, ($2->>'failing_for')::interval))$s$,
+               ARRAY(SELECT DISTINCT w.tenant_id FROM ventros.webhook_subscriptions w
+                      WHERE w.active AND w.deleted_at IS NULL AND w.failing_since <= tick_webhooks.now - failing_for
+                      ORDER BY 1),
+               tick_webhooks.now, pg_catalog.jsonb_build_object('failing_for', failing_for)) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_webhooks(timestamptz, interval) IS
+    'Disables, in every tenant, subscriptions failing every delivery for failing_for (default 5 days); platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_message.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_message.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (tenant, count_channel_message.channel_id, ventros.stats_slot(),
+            (NOT from_me)::integer, from_me::integer, at)
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE OR REPLACE FUNCTION ventros.fold_channel_message_counts()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+BEGIN
+    IF tenant IS NULL THEN
+        -- every tenant with slots, each on its own (ventros.run_per_tenant):
+        -- one tenant's bad row fails only its own fold
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-channel-counts',
+                   'SELECT pg_catalog.to_jsonb(ventros.fold_channel_message_counts())',
+                   ARRAY(SELECT DISTINCT c.tenant_id FROM ventros.channel_message_counts c ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    -- The slots of the tenant's live channels; those of a channel deleted
+    -- since wait (folded if it is restored).
+    WITH gone AS (
+        DELETE FROM ventros.channel_message_counts c
+         WHERE c.tenant_id = tenant
+           AND EXISTS (SELECT FROM ventros.channels ch
+                        WHERE ch.tenant_id = c.tenant_id AND ch.id = c.channel_id AND ch.deleted_at IS NULL)
+        RETURNING c.*),
+    totals AS (
+        SELECT g.tenant_id, g.channel_id, sum(g.messages_received) AS received, sum(g.messages_sent) AS sent,
+               max(g.last_message_at) AS last_at
+          FROM gone g GROUP BY 1, 2),
+    applied AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + t.received,
+               messages_sent = ch.messages_sent + t.sent,
+               last_message_at = greatest(ch.last_message_at, t.last_at),
+               version = ch.version
+          FROM totals t
+         WHERE ch.tenant_id = t.tenant_id AND ch.id = t.channel_id
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM applied;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
+    'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
+
+UPDATE ventros.scheduled_jobs
+   SET command = 'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-sessions'', ''SELECT pg_catalog.to_jsonb(ventros.tick_sessions($1))'')'
+ WHERE name = 'ventros-tick-sessions';
