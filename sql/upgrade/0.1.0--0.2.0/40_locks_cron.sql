@@ -353,3 +353,130 @@ COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
 UPDATE ventros.scheduled_jobs
    SET command = 'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-sessions'', ''SELECT pg_catalog.to_jsonb(ventros.tick_sessions($1))'')'
  WHERE name = 'ventros-tick-sessions';
+
+-- ---- Meta channels without an app secret, reprocess_inbox_item's role check (sql/88_inbox.sql) ----
+CREATE OR REPLACE FUNCTION ventros.verify_webhook(provider text, config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text;
+    token text;
+    given text;
+    given_bytes bytea;
+BEGIN
+    IF provider IN ('whatsapp', 'instagram', 'messenger') THEN
+        secret := nullif(config->>'app_secret', '');
+        IF secret IS NULL THEN
+            -- no secret to check against: unsigned only when the channel
+            -- says so explicitly
+            IF config->'allow_unsigned' = 'true'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            RETURN 'no_app_secret';
+        END IF;
+        IF secret IS NOT NULL THEN
+            given := headers->>'x-hub-signature-256';
+            IF given IS NULL THEN
+                RETURN 'missing_signature';
+            END IF;
+            given_bytes := CASE WHEN left(given, 7) = 'sha256=' THEN ventros.decode_hex_signature(substr(given, 8), 32) END;
+            IF given_bytes IS NULL
+               OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha256'), given_bytes) THEN
+                RETURN 'invalid_signature';
+            END IF;
+        END IF;
+        RETURN NULL;
+    END IF;
+    -- waha
+    secret := nullif(config->>'webhook_secret', '');
+    IF secret IS NOT NULL THEN
+        given := headers->>'x-webhook-hmac';
+        IF given IS NULL THEN
+            RETURN 'missing_signature';
+        END IF;
+        IF lower(coalesce(headers->>'x-webhook-hmac-algorithm', 'sha512')) <> 'sha512' THEN
+            RETURN 'bad_algorithm';
+        END IF;
+        given_bytes := ventros.decode_hex_signature(given, 64);
+        IF given_bytes IS NULL
+           OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha512'), given_bytes) THEN
+            RETURN 'invalid_signature';
+        END IF;
+    END IF;
+    token := nullif(config->>'webhook_token', '');
+    IF token IS NOT NULL THEN
+        given := headers->>'x-ventros-token';
+        IF given IS NULL
+           OR NOT ventros.timing_safe_equal(sha256(convert_to(token, 'UTF8')), sha256(convert_to(given, 'UTF8'))) THEN
+            RETURN 'invalid_token';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_webhook(text, jsonb, jsonb, bytea) IS
+    'NULL when a delivery''s signature/token match the channel config (Meta X-Hub-Signature-256, required unless the channel has no app_secret and "allow_unsigned": true; WAHA X-Webhook-Hmac sha512 and X-Ventros-Token), else the reason; constant-time comparisons';
+
+COMMENT ON COLUMN ventros.channel_webhook_rejections.last_reason IS
+    'Why the last one was refused (missing_signature, invalid_signature, bad_algorithm, invalid_token, no_app_secret)';
+
+CREATE OR REPLACE FUNCTION ventros.session_role() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                ELSE pg_catalog.current_setting('role')::name END
+$$;
+COMMENT ON FUNCTION ventros.session_role() IS
+    'The role the session acts as (its SET ROLE, else its login): the caller''s role for checks inside SECURITY DEFINER functions, where current_user is the definer';
+
+REVOKE EXECUTE ON FUNCTION ventros.session_role() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ventros.reprocess_inbox_item(inbox_id uuid) RETURNS ventros.inbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    r ventros.inbox;
+BEGIN
+    -- the caller's role: current_user here is this function's owner
+    IF NOT pg_has_role(ventros.session_role(), 'ventros_admin', 'MEMBER')
+       AND NOT pg_has_role(ventros.session_role(), 'ventros_platform_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only administrators reprocess inbox items' USING ERRCODE = '42501',
+            DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_admin.', ventros.session_role());
+    END IF;
+    SELECT * INTO r FROM ventros.inbox i WHERE i.tenant_id = tenant AND i.id = inbox_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inbox item % not found', inbox_id USING ERRCODE = 'P0002';
+    END IF;
+    IF r.status NOT IN ('failed', 'unmatched', 'unparsed', 'received') OR r.item IS NULL THEN
+        RAISE EXCEPTION 'inbox item % is %', inbox_id, r.status USING ERRCODE = '55000',
+            HINT = 'Only failed, unmatched, unparsed or received items with a parsed JSON item are reprocessed.';
+    END IF;
+    PERFORM ventros.inbox_run(r, now());
+    SELECT * INTO r FROM ventros.inbox i WHERE i.tenant_id = tenant AND i.id = inbox_id;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.reprocess_inbox_item(uuid) IS
+    'Administrators: processes one failed, unmatched or unparsed inbox item of the acting tenant again, now; returns the row';
+
+-- Meta channels without an app secret took unsigned deliveries until now and
+-- refuse them from here on: say so, so the operator sets app_secret (or, for
+-- a channel that must stay open, "allow_unsigned": true).
+DO $$
+DECLARE
+    n integer;
+BEGIN
+    SELECT count(*) INTO n FROM ventros.channels c
+     WHERE c.type IN ('whatsapp', 'whatsapp_business', 'instagram', 'messenger') AND c.deleted_at IS NULL
+       AND nullif(c.config->>'app_secret', '') IS NULL AND c.config->'allow_unsigned' IS DISTINCT FROM 'true'::jsonb;
+    IF n > 0 THEN
+        RAISE NOTICE '% Meta channel(s) without app_secret now refuse unsigned webhook deliveries', n
+            USING HINT = 'Set config.app_secret on each (or "allow_unsigned": true to keep one open); see docs/security.md.';
+    END IF;
+END
+$$;
