@@ -40,7 +40,7 @@ SET search_path = pg_catalog, pg_temp
 -- The queue swings between empty and a large backlog faster than its
 -- statistics follow; a plan made while it looked empty (seq scan, sort of
 -- every pending row, a scan of the whole outbox per queue row) makes each
--- claim read the whole backlog.  Walk the queue's primary key in seq order
+-- claim read the whole backlog.  Walk the queue's seq index in seq order
 -- and fetch each event by its key, always (the LATERAL subquery with
 -- OFFSET 0 is planned on its own, for one key at a time; the key is the
 -- whole (tenant_id, aggregate_id, seq), so that either index of the outbox

@@ -480,3 +480,11 @@ BEGIN
     END IF;
 END
 $$;
+
+-- ---- keys lead with tenant_id (sql/03_outbox.sql, sql/12_users.sql) ----------
+ALTER TABLE ventros.outbox_queue DROP CONSTRAINT outbox_queue_pkey;
+ALTER TABLE ventros.outbox_queue ADD PRIMARY KEY (tenant_id, seq);
+CREATE INDEX outbox_queue_seq ON ventros.outbox_queue (seq);
+ALTER TABLE ventros.user_refresh_tokens DROP CONSTRAINT user_refresh_tokens_pkey;
+ALTER TABLE ventros.user_refresh_tokens ADD PRIMARY KEY (tenant_id, token_hash);
+CREATE INDEX user_refresh_tokens_by_hash ON ventros.user_refresh_tokens (token_hash);
