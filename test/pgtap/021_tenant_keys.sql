@@ -1,11 +1,12 @@
 -- Every key of a tenant's data leads with tenant_id (issue 12, hole 10): the
 -- primary key, unique constraints and unique indexes of every table with a
 -- tenant_id column, in every schema of the extension, walked from the
--- catalog (a new table is checked without being named here).  A key that
+-- catalog (a new table is checked without being named here); and no such
+-- table carries an aggregate's version without the engine.  A key that
 -- does not lead with tenant_id is one tenant's rows colliding with
 -- another's, or a lookup that crosses tenants.
 BEGIN;
-SELECT plan(4);
+SELECT plan(5);
 
 CREATE TEMP VIEW tenant_tables AS
 SELECT c.oid, c.oid::regclass::text AS name
@@ -49,6 +50,19 @@ SELECT is_empty($$
      WHERE NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = t.oid AND i.indisprimary)
      ORDER BY 1$$,
     'every table with tenant_id has a primary key');
+
+-- a version column means the engine keeps it (optimistic locking, events):
+-- a table that carries one without the engine's trigger has a column
+-- nothing maintains (processed_events had version, created_at, updated_at
+-- and deleted_at for nothing; a table keeping updated_at by hand, as
+-- http_requests does, is fine)
+SELECT is_empty($$
+    SELECT t.name FROM tenant_tables t
+     WHERE EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attname = 'version'
+                                                AND NOT a.attisdropped)
+       AND NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = t.oid AND g.tgname = 'ventros_engine_before')
+     ORDER BY 1$$,
+    'every table with a version column has the engine''s trigger');
 
 SELECT * FROM finish();
 ROLLBACK;

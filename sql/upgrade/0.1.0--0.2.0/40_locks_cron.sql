@@ -488,3 +488,8 @@ CREATE INDEX outbox_queue_seq ON ventros.outbox_queue (seq);
 ALTER TABLE ventros.user_refresh_tokens DROP CONSTRAINT user_refresh_tokens_pkey;
 ALTER TABLE ventros.user_refresh_tokens ADD PRIMARY KEY (tenant_id, token_hash);
 CREATE INDEX user_refresh_tokens_by_hash ON ventros.user_refresh_tokens (token_hash);
+
+-- ---- processed_events: an append-only record, not an aggregate
+-- (sql/66_processed_events.sql): the columns no trigger kept go ----------------
+ALTER TABLE ventros.processed_events DROP COLUMN version, DROP COLUMN created_at,
+    DROP COLUMN updated_at, DROP COLUMN deleted_at;
