@@ -934,6 +934,12 @@ vn_http_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(vn_http_database, NULL, 0);
+	/*
+	 * Its statements run on tenants' data (handlers, webhook payloads): an
+	 * LLVM compilation is not interrupted by statement_timeout, so a row
+	 * shaped to make a plan expensive could hold the worker far past it.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("ventros http dispatcher");
 
 	if (vn_http_shared == NULL)

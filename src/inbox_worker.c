@@ -201,6 +201,12 @@ vn_inbox_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(vn_inbox_database, NULL, 0);
+	/*
+	 * Its statements run on tenants' data (handlers, webhook payloads): an
+	 * LLVM compilation is not interrupted by statement_timeout, so a row
+	 * shaped to make a plan expensive could hold the worker far past it.
+	 */
+	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
 	pgstat_report_appname("ventros inbox processor");
 
 	if (vn_inbox_shared == NULL)
