@@ -3,7 +3,7 @@
 -- in ventros.scheduled_job_status, and count_channel_message accepts only
 -- the caller's live channels.
 BEGIN;
-SELECT plan(17);
+SELECT plan(20);
 -- (the failures below are also warnings: expected)
 SET LOCAL client_min_messages = error;
 
@@ -81,6 +81,19 @@ SELECT results_eq($$SELECT tenant_id, error IS NULL FROM ventros.run_per_tenant(
                         $s$SELECT to_jsonb(1 / (ventros.current_tenant() <> 'sched_a')::integer)$s$,
                         ARRAY['sched_a', 'sched_b'])$$,
                   $$VALUES ('sched_a', false), ('sched_b', true)$$, 'run_per_tenant: one tenant fails, the next still runs');
+
+-- a step waits at most 10 s for a lock (a tenant's open transaction must not
+-- stall the job for the others; test/integration/scheduled_jobs.test.mjs
+-- holds one), less when the caller set less; the caller's setting is back after
+SET LOCAL lock_timeout = 0;
+SELECT is((SELECT result #>> '{}' FROM ventros.run_per_tenant('ventros-test', 'SELECT to_jsonb(current_setting(''lock_timeout''))',
+                                                              ARRAY['sched_b'])),
+          '10s', 'a step waits at most 10 s for a lock');
+SELECT is(current_setting('lock_timeout'), '0', 'the caller''s lock_timeout is back after the run');
+SET LOCAL lock_timeout = '150ms';
+SELECT is((SELECT result #>> '{}' FROM ventros.run_per_tenant('ventros-test', 'SELECT to_jsonb(current_setting(''lock_timeout''))',
+                                                              ARRAY['sched_b'])),
+          '150ms', 'a shorter lock_timeout of the caller is kept');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -154,10 +154,18 @@ AS $$
 DECLARE
     t text;
     state text;
+    caller_lock_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     PERFORM ventros.require_platform_admin();
     IF job IS NULL OR step IS NULL THEN
         RAISE EXCEPTION 'run_per_tenant needs a job name and a step' USING ERRCODE = '22023';
+    END IF;
+    -- A tenant's open transaction holding a row lock a step needs (its
+    -- channel, say) must not stall the job for the tenants after it: a step
+    -- waits at most 10 s for a lock (less when the caller set less), then
+    -- fails for its tenant only (55P03).
+    IF caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '10 s' THEN
+        PERFORM pg_catalog.set_config('lock_timeout', '10s', true);
     END IF;
     FOR t IN SELECT x.t FROM unnest(coalesce(tenants,
                  ARRAY(SELECT DISTINCT p.tenant_id FROM ventros.projects p WHERE p.deleted_at IS NULL ORDER BY 1))) AS x(t)
@@ -181,10 +189,11 @@ BEGIN
         END;
         RETURN NEXT;
     END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', caller_lock_timeout, true);
 END
 $$;
 COMMENT ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) IS
-    'The per-tenant loop of scheduled work: runs step (SQL returning one jsonb; $1 = now, $2 = args) as each tenant (default: every tenant with a live project), each in a subtransaction; a failure is a warning and a row of ventros.scheduled_job_failures, a success clears it; platform administrators only (42501)';
+    'The per-tenant loop of scheduled work: runs step (SQL returning one jsonb; $1 = now, $2 = args) as each tenant (default: every tenant with a live project), each in a subtransaction waiting at most 10 s for a lock; a failure is a warning and a row of ventros.scheduled_job_failures, a success clears it; platform administrators only (42501)';
 
 REVOKE EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) TO ventros_platform_admin;
