@@ -55,7 +55,7 @@ CREATE FUNCTION ventros.event_log_sequence(tenant text, contact_id uuid) RETURNS
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(tenant || '/' || contact_id::text, 13));
+    SELECT ventros.lock_tenant_key('event_log/' || contact_id::text, tenant);
     SELECT coalesce(max(l.sequence_number), 0) + 1 FROM ventros.event_log l
     WHERE l.tenant_id = tenant AND l.contact_id = event_log_sequence.contact_id
 $$;
