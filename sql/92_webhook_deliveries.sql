@@ -467,7 +467,8 @@ GRANT EXECUTE ON FUNCTION ventros.webhook_retry_schedule(),
     ventros.webhook_request_headers(uuid, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.redeliver_webhook(uuid), ventros.get_webhook_delivery(uuid),
     ventros.list_webhook_deliveries(uuid, text, uuid, timestamptz, uuid, integer),
-    ventros.disable_failing_webhook_subscriptions(timestamptz, interval),
     ventros.disable_webhook_subscription(uuid, text)
     TO ventros_admin;
+-- Maintenance with a clock of its own, for the scheduler and platform administrators.
+GRANT EXECUTE ON FUNCTION ventros.disable_failing_webhook_subscriptions(timestamptz, interval) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.tick_webhooks(timestamptz, interval) TO ventros_platform_admin;
