@@ -68,6 +68,7 @@ static char *vn_inbox_database = NULL;
 static int	vn_inbox_batch_size = 20;
 static int	vn_inbox_workers = 2;
 static int	vn_inbox_poll_interval = 1000;
+static int	vn_inbox_lock_timeout = 500;
 static int	vn_inbox_processing = VN_INBOX_DEFERRED;
 
 static const struct config_enum_entry vn_inbox_processing_options[] = {
@@ -285,6 +286,15 @@ vn_inbox_worker_init(void)
 							&vn_inbox_workers,
 							2, 1, VN_INBOX_MAX_WORKERS,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.inbox_lock_timeout",
+							"How long processing one inbox item waits for a lock before it is put off.",
+							"A tenant's own open transaction can hold the rows its items need: past this wait the item "
+							"is retried a few seconds later (no attempt is counted), and the tenant's other items of the "
+							"batch with it, so no tenant holds up the others.  0: wait without a limit.",
+							&vn_inbox_lock_timeout,
+							500, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_poll_interval",
 							"Milliseconds the inbox processor sleeps at most without a wake-up (retries become due).",
