@@ -217,3 +217,12 @@ GRANT EXECUTE ON FUNCTION ventros.stats_slot() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
     ventros.delete_row(regclass, text, uuid, integer)
     TO ventros_agent;
+
+-- A numeric ventros.* setting in its base unit (ms, s or bytes): durations
+-- and sizes are declared with units, so current_setting() shows '5s'.
+CREATE FUNCTION ventros.setting_number(name text) RETURNS bigint
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'ventros_setting_number';
+COMMENT ON FUNCTION ventros.setting_number(text) IS
+    'A numeric ventros.* setting in its base unit (milliseconds, seconds or bytes, as declared), for SQL that computes with it';
+GRANT EXECUTE ON FUNCTION ventros.setting_number(text) TO ventros_viewer, ventros_anon;

@@ -359,13 +359,13 @@ CREATE FUNCTION ventros.http_backoff(failed_attempts integer) RETURNS interval
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT make_interval(secs => least(current_setting('ventros.http_backoff_base')::float8
+    SELECT make_interval(secs => least(ventros.setting_number('ventros.http_backoff_min')::float8
                                        * power(2::float8, least(greatest(failed_attempts, 1) - 1, 40)),
-                                       current_setting('ventros.http_backoff_max')::float8)
+                                       ventros.setting_number('ventros.http_backoff_max')::float8)
                                  * (0.9 + random() * 0.2) / 1000.0)
 $$;
 COMMENT ON FUNCTION ventros.http_backoff(integer) IS
-    'Retry delay after n failed attempts: exponential from ventros.http_backoff_base up to ventros.http_backoff_max, +-10 % jitter';
+    'Retry delay after n failed attempts: exponential from ventros.http_backoff_min up to ventros.http_backoff_max, +-10 % jitter';
 
 -- ---- Retry classifiers ------------------------------------------------------
 -- Whether a failed answer is worth another attempt is decided by the HTTP
@@ -533,7 +533,7 @@ BEGIN
                       ELSE ventros.http_backoff(r.attempts) END;
         IF p_retry_after_ms IS NOT NULL THEN
             delay := greatest(delay, make_interval(secs => least(p_retry_after_ms / 1000.0,
-                                         current_setting('ventros.http_retry_after_max')::float8)));
+                                         ventros.setting_number('ventros.http_retry_after_max')::float8)));
         END IF;
     END IF;
     UPDATE ventros.http_requests

@@ -687,7 +687,7 @@ CREATE FUNCTION ventros.media_download_cap(req jsonb) RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN req->>'step' = 'lookup' THEN NULL ELSE current_setting('ventros.media_max_size')::integer END
+    SELECT CASE WHEN req->>'step' = 'lookup' THEN NULL ELSE ventros.setting_number('ventros.media_max_size')::integer END
 $$;
 COMMENT ON FUNCTION ventros.media_download_cap(jsonb) IS
     'ventros.media_max_size for a media download request, NULL (the dispatcher''s default cap) for a Cloud API media lookup';
@@ -787,7 +787,7 @@ BEGIN
          WHERE mm.tenant_id = r.tenant_id AND mm.message_id = r.correlation_id;
         PERFORM ventros.enqueue_http_request(answer->>'url', 'GET', r.headers, NULL, 'media.download', r.correlation_id,
                                              retry_policy => r.retry_policy,
-                                             max_response_size => current_setting('ventros.media_max_size')::integer);
+                                             max_response_size => ventros.setting_number('ventros.media_max_size')::integer);
     END IF;
 END
 $$;
@@ -816,7 +816,7 @@ BEGIN
         PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
     ELSIF r.response_truncated THEN
         PERFORM ventros.fail_media_download(r, format('the media is larger than %s bytes (ventros.media_max_size)',
-                                                      coalesce(r.max_response_size, current_setting('ventros.http_max_response_size')::integer)));
+                                                      coalesce(r.max_response_size, ventros.setting_number('ventros.http_max_response_size')::integer)));
     ELSIF mm.expected_sha256 IS NOT NULL AND lower(mm.expected_sha256) <> encode(digest, 'hex')
           AND mm.expected_sha256 <> encode(digest, 'base64') THEN
         PERFORM ventros.fail_media_download(r, format('sha256 mismatch: expected %s, got %s', mm.expected_sha256,

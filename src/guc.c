@@ -12,13 +12,22 @@
  *		secrets (sql/68_credentials.sql); only superusers can read or set it,
  *		so it lives in postgresql.conf and never in the data.
  *
+ * Durations and sizes carry their unit (GUC_UNIT_MS, _S, _BYTE), so '5s' and
+ * '64MB' are accepted everywhere; current_setting() shows them with a unit
+ * ('5s'), so SQL that computes with one reads ventros.setting_number(), the
+ * value in its base unit.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "guc.h"
+
+PG_FUNCTION_INFO_V1(ventros_setting_number);
 
 static bool vn_include_deleted = false;
 static int	vn_max_page_size = 1000;
@@ -52,7 +61,7 @@ vn_guc_init(void)
 							64 * 1024 * 1024,
 							0, 256 * 1024 * 1024,
 							PGC_SUSET,
-							0,
+							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("ventros.secret_key",
 							   "Key that encrypts credential secrets (pgp_sym_encrypt).",
@@ -62,4 +71,35 @@ vn_guc_init(void)
 							   PGC_SUSET,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+}
+
+/*
+ * ventros.setting_number(name): a numeric ventros.* setting in its base unit
+ * (milliseconds, seconds or bytes, as declared), where current_setting()
+ * would show '5s'.  Other names are refused (22023): this reads Ventros'
+ * settings, not the server's.
+ */
+Datum
+ventros_setting_number(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const char *value;
+	char	   *end;
+	long long	n;
+
+	if (strncmp(name, "ventros.", 8) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" is not a Ventros setting", name),
+				 errhint("Use current_setting() for the server's own settings.")));
+	/* the raw value, without the unit current_setting() would add */
+	value = GetConfigOption(name, false, true);
+	errno = 0;
+	n = strtoll(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("setting \"%s\" is not a number", name),
+				 errdetail("Its value is \"%s\".", value)));
+	PG_RETURN_INT64((int64) n);
 }

@@ -149,7 +149,7 @@ static int	vn_http_concurrency = 32;
 static int	vn_http_connect_timeout = 5000;
 static int	vn_http_timeout = 10000;
 static int	vn_http_max_attempts = 8;
-static int	vn_http_backoff_base = 5000;
+static int	vn_http_backoff_min = 5000;
 static int	vn_http_backoff_max = 36000000;
 static int	vn_http_retry_after_max = 86400;
 static int	vn_http_max_response_size = 65536;
@@ -1100,18 +1100,18 @@ vn_http_worker_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_connect_timeout",
-							"Milliseconds an HTTP request may take to connect.",
+							"How long an HTTP request may take to connect.",
 							NULL,
 							&vn_http_connect_timeout,
 							5000, 100, 600000,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_timeout",
-							"Milliseconds one attempt of an HTTP request may take in total, unless the request sets timeout_ms.",
+							"How long one attempt of an HTTP request may take in total, unless the request sets timeout_ms.",
 							NULL,
 							&vn_http_timeout,
 							10000, 100, 600000,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_max_attempts",
 							"Attempts a new HTTP request gets before it is dead, unless it says otherwise.",
@@ -1120,40 +1120,40 @@ vn_http_worker_init(void)
 							8, 1, 100,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("ventros.http_backoff_base",
-							"Milliseconds before the second attempt; each later delay doubles, with +-10 % jitter.",
+	DefineCustomIntVariable("ventros.http_backoff_min",
+							"Delay before the second attempt; each later delay doubles, with +-10 % jitter.",
 							NULL,
-							&vn_http_backoff_base,
+							&vn_http_backoff_min,
 							5000, 1, 86400000,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_backoff_max",
-							"Longest delay in milliseconds between two attempts of an HTTP request.",
+							"Longest delay between two attempts of an HTTP request.",
 							NULL,
 							&vn_http_backoff_max,
 							36000000, 1, INT_MAX,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_retry_after_max",
-							"Longest Retry-After in seconds the HTTP dispatcher honours.",
+							"Longest Retry-After the HTTP dispatcher honours.",
 							NULL,
 							&vn_http_retry_after_max,
 							86400, 0, 604800,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_max_response_size",
 							"Bytes of an answer's body (and of its headers) kept on the request row; the rest is cut.",
 							NULL,
 							&vn_http_max_response_size,
 							65536, 0, 64 * 1024 * 1024,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_poll_interval",
-							"Milliseconds the HTTP dispatcher sleeps at most without a wake-up.",
+							"Longest sleep of the HTTP dispatcher without a wake-up.",
 							NULL,
 							&vn_http_poll_interval,
 							1000, 10, 3600000,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 

@@ -297,11 +297,11 @@ vn_inbox_worker_init(void)
 							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_poll_interval",
-							"Milliseconds the inbox processor sleeps at most without a wake-up (retries become due).",
+							"Longest sleep of an inbox processor without a wake-up (retries become due).",
 							NULL,
 							&vn_inbox_poll_interval,
 							1000, 10, 3600000,
-							PGC_SIGHUP, 0,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

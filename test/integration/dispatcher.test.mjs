@@ -21,7 +21,7 @@ let probeCount = 0;
 
 const settings = {
   'ventros.http_allow_hosts': '127.0.0.1/32',
-  'ventros.http_backoff_base': '200',
+  'ventros.http_backoff_min': '200ms',
   'ventros.http_backoff_max': '1000',
   'ventros.http_poll_interval': '600000',
   'ventros.http_timeout': '3000',

@@ -330,7 +330,7 @@ CREATE TEMP TABLE md AS SELECT ventros.request_media_download((SELECT id FROM mi
 RESET ROLE;
 SELECT results_eq($$SELECT method, url, headers, purpose, body, max_response_size FROM ventros.http_requests WHERE id = (SELECT id FROM md)$$,
                   $$VALUES ('GET', 'http://waha.test:3000/api/files/acme-sales/AC94.jpeg', '{"X-Api-Key": "k1"}'::jsonb,
-                            'media.download', NULL::bytea, current_setting('ventros.media_max_size')::integer)$$,
+                            'media.download', NULL::bytea, ventros.setting_number('ventros.media_max_size')::integer)$$,
                   'WAHA media: GET its URL on the WAHA host with X-Api-Key, allowed ventros.media_max_size bytes');
 SELECT pg_temp.answer((SELECT id FROM md), 200, 'JPEGBYTES', E'Content-Type: image/jpeg\r\nContent-Length: 9');
 SELECT results_eq($$SELECT content_type, size, sha256, data FROM ventros.message_media WHERE message_id = (SELECT id FROM mi)$$,
@@ -356,7 +356,7 @@ SELECT pg_temp.answer((SELECT id FROM ml), 200, jsonb_build_object('messaging_pr
     'mime_type', 'image/jpeg', 'sha256', encode(sha256('PNGDATA'), 'hex'), 'file_size', '7', 'id', '1003383421387256')::text);
 SELECT results_eq($$SELECT method, url, headers, max_response_size FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'$$,
                   $$VALUES ('GET', 'http://graph.test/media/1003383421387256?ext=1', '{"Authorization": "Bearer tok"}'::jsonb,
-                            current_setting('ventros.media_max_size')::integer)$$,
+                            ventros.setting_number('ventros.media_max_size')::integer)$$,
                   'step 2 is queued at once: GET the returned URL with the same Bearer');
 SELECT pg_temp.answer((SELECT id FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'), 200, 'PNGDATA',
                       'Content-Type: image/jpeg');
