@@ -2,10 +2,8 @@
  * response.c
  *	  Answers and PostgREST's error JSON.
  *
- * The SQLSTATE -> HTTP status table is PostgREST's, with the rows of Ventros'
- * own error table (style.md) taking precedence: VN001 stale version and
- * VN002 forbidden transition -> 409, P0002 not found -> 404, 54000 size limit
- * -> 413, 55000 not preloaded -> 503; 28P01/28000 (bad credentials) -> 401.
+ * The SQLSTATE -> HTTP status table (vn_status_rules) is PostgREST's, with
+ * the rows of Ventros' own error table (style.md) taking precedence.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,65 +65,81 @@ vn_response_error(VnResponse *r, int status, const char *code, const char *messa
 	vn_buf_addc(&r->body, '}');
 }
 
+/*
+ * SQLSTATE -> HTTP status: the first rule that matches wins, a whole code or
+ * a class ("08*": the code's first two characters).  Ventros' own rows come
+ * first (style.md's error table, and what PostgREST leaves to "other"); the
+ * rest is PostgREST 12's table as its documentation prints it.  docs/http.md
+ * prints this table: change both together.  A code no rule names is 400, as
+ * in PostgREST.  42501 depends on the caller (see vn_status_of_sqlstate).
+ */
+typedef struct VnStatusRule
+{
+	const char *sqlstate;		/* "VN001", or a class "08*" */
+	int			status;
+} VnStatusRule;
+
+static const VnStatusRule vn_status_rules[] = {
+	/* Ventros (style.md) */
+	{"VN001", 409},				/* stale version: re-read, then retry */
+	{"VN002", 409},				/* state transition not allowed */
+	{"P0002", 404},				/* aggregate not found (absent, deleted, other tenant) */
+	{"54*", 413},				/* size or count limit: the request is too large */
+	{"55000", 503},				/* not preloaded, worker absent */
+	{"28P01", 401},				/* bad password, refresh token or API key */
+	{"28000", 401},				/* account not active */
+	{"57014", 504},				/* statement timeout */
+	{"57P01", 503},				/* server shutting down: retry */
+	/* PostgREST */
+	{"08*", 503},				/* connection exception */
+	{"09*", 500},				/* triggered action exception */
+	{"0L*", 403},				/* invalid grantor */
+	{"0P*", 403},				/* invalid role specification */
+	{"23503", 409},				/* foreign key violation */
+	{"23505", 409},				/* unique violation */
+	{"25006", 405},				/* read-only transaction */
+	{"25*", 500},				/* invalid transaction state */
+	{"28*", 403},				/* invalid authorization specification */
+	{"2D*", 500},				/* invalid transaction termination */
+	{"38*", 500},				/* external routine exception */
+	{"39*", 500},				/* external routine invocation */
+	{"3B*", 500},				/* savepoint exception */
+	{"40*", 500},				/* transaction rollback, 40001 included */
+	{"53400", 500},				/* configuration limit exceeded */
+	{"53*", 503},				/* insufficient resources */
+	{"55*", 500},				/* object not in prerequisite state */
+	{"57*", 500},				/* operator intervention */
+	{"58*", 500},				/* system error */
+	{"F0*", 500},				/* configuration file error */
+	{"HV*", 500},				/* foreign data wrapper error */
+	{"P0001", 400},				/* RAISE without a code */
+	{"P0*", 500},				/* PL/pgSQL error */
+	{"XX*", 500},				/* internal error */
+	{"42883", 404},				/* undefined function */
+	{"42P01", 404},				/* undefined table */
+	{"42P17", 500},				/* infinite recursion */
+};
+
+static bool
+status_rule_matches(const char *rule, const char *s)
+{
+	if (rule[2] == '*')
+		return strncmp(rule, s, 2) == 0;
+	return strcmp(rule, s) == 0;
+}
+
 int
 vn_status_of_sqlstate(const char *s, bool authenticated)
 {
+	size_t		i;
+
 	if (s == NULL || strlen(s) != 5)
 		return 500;
-	/* Ventros' own table first */
-	if (strcmp(s, "VN001") == 0 || strcmp(s, "VN002") == 0)
-		return 409;
-	if (strcmp(s, "P0002") == 0)
-		return 404;
-	if (strcmp(s, "54000") == 0)
-		return 413;
-	if (strcmp(s, "55000") == 0)
-		return 503;
-	if (strcmp(s, "28P01") == 0 || strcmp(s, "28000") == 0)
-		return 401;
-	/* PostgREST's */
-	if (strncmp(s, "08", 2) == 0)
-		return 503;
-	if (strncmp(s, "09", 2) == 0)
-		return 500;
-	if (strncmp(s, "0L", 2) == 0 || strncmp(s, "0P", 2) == 0)
-		return 403;
-	if (strcmp(s, "23503") == 0 || strcmp(s, "23505") == 0)
-		return 409;
-	if (strcmp(s, "25006") == 0)
-		return 405;
-	if (strncmp(s, "25", 2) == 0)
-		return 500;
-	if (strncmp(s, "28", 2) == 0)
-		return 403;
-	if (strncmp(s, "2D", 2) == 0 || strncmp(s, "38", 2) == 0 || strncmp(s, "39", 2) == 0 ||
-		strncmp(s, "3B", 2) == 0)
-		return 500;
-	if (strcmp(s, "40001") == 0)
-		return 409;				/* serialization failure: retryable */
-	if (strncmp(s, "40", 2) == 0)
-		return 500;
-	if (strncmp(s, "53", 2) == 0)
-		return 503;
-	if (strncmp(s, "54", 2) == 0)
-		return 413;
-	if (strcmp(s, "57014") == 0)
-		return 504;				/* statement timeout */
-	if (strncmp(s, "55", 2) == 0 || strncmp(s, "57", 2) == 0 || strncmp(s, "58", 2) == 0 ||
-		strncmp(s, "F0", 2) == 0 || strncmp(s, "HV", 2) == 0 || strncmp(s, "XX", 2) == 0)
-		return 500;
-	if (strcmp(s, "P0001") == 0)
-		return 400;
-	if (strncmp(s, "P0", 2) == 0)
-		return 500;
-	if (strcmp(s, "42883") == 0)
-		return 404;
-	if (strcmp(s, "42P01") == 0)
-		return 404;
 	if (strcmp(s, "42501") == 0)
-		return authenticated ? 403 : 401;
-	if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0 || strncmp(s, "42", 2) == 0)
-		return 400;
+		return authenticated ? 403 : 401;	/* insufficient privilege */
+	for (i = 0; i < sizeof(vn_status_rules) / sizeof(vn_status_rules[0]); i++)
+		if (status_rule_matches(vn_status_rules[i].sqlstate, s))
+			return vn_status_rules[i].status;
 	return 400;
 }
 
