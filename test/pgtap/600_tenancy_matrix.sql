@@ -38,47 +38,15 @@ SET LOCAL ventros.include_deleted = on;
 SELECT ventros.create_tenant('mx_a', 'Matrix A');
 SELECT ventros.create_tenant('mx_b', 'Matrix B');
 
--- One row of every aggregate for each tenant, through the samples.
+-- One row of every aggregate for each tenant (the contract samples) and of
+-- each table the samples leave empty (test/fixtures/60_tenancy_matrix.sql).
 CREATE TEMP TABLE mx_seed_errors AS
-SELECT t.tenant, s.aggregate, ventros_test.run_as('ventros_admin', t.tenant, s.create_sql) AS result
+SELECT t.tenant, s.aggregate, s.result
 FROM unnest(ARRAY['mx_a', 'mx_b']) AS t(tenant)
-CROSS JOIN ventros_test.aggregate_samples s
-ORDER BY t.tenant, s.aggregate;
+CROSS JOIN LATERAL ventros_test.seed_tenant(t.tenant) s;
 SELECT is((SELECT string_agg(tenant || ' ' || aggregate || ': ' || coalesce(result, 'NULL'), '; ')
            FROM mx_seed_errors WHERE result IS NULL OR result ~ '^ERROR'),
           NULL, 'every contract sample creates its row for both tenants');
-
--- Tables no sample fills: one row each, written as the system writes them
--- (as superuser, for the tenant), from the tenant's sample rows.
-CREATE FUNCTION pg_temp.mx_seed(t text) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    channel uuid := (SELECT id FROM ventros.channels WHERE tenant_id = t LIMIT 1);
-    message uuid := (SELECT id FROM ventros.messages WHERE tenant_id = t LIMIT 1);
-    usr     uuid := (SELECT id FROM ventros.users WHERE tenant_id = t LIMIT 1);
-    contact uuid := (SELECT id FROM ventros.contacts WHERE tenant_id = t LIMIT 1);
-    bcast   uuid := (SELECT id FROM ventros.broadcasts WHERE tenant_id = t LIMIT 1);
-    sub     uuid := (SELECT id FROM ventros.webhook_subscriptions WHERE tenant_id = t LIMIT 1);
-    req     uuid := gen_random_uuid();
-BEGIN
-    INSERT INTO ventros.channel_webhook_rejections (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
-    VALUES (t, channel, 1, now(), 'matrix');
-    INSERT INTO ventros.message_media (tenant_id, message_id) VALUES (t, message);
-    INSERT INTO ventros.user_refresh_tokens (token_hash, tenant_id, user_id, family, expires_at)
-    VALUES (md5(random()::text), t, usr, gen_random_uuid(), now() + interval '1 day');
-    INSERT INTO ventros.processed_events (tenant_id, event_id, consumer_name) VALUES (t, gen_random_uuid(), 'matrix');
-    INSERT INTO ventros.automation_funnel_stats (tenant_id, origin_type, origin_id, sent) VALUES (t, 'broadcast', bcast, 1);
-    INSERT INTO ventros.automation_recipients (tenant_id, origin_type, origin_id, contact_id, sent_at)
-    VALUES (t, 'broadcast', bcast, contact, now());
-    INSERT INTO ventros.inbox (tenant_id, channel_id, provider, event, dedupe_key, delivery_id, status)
-    VALUES (t, channel, 'waha', 'message', md5(random()::text), gen_random_uuid(), 'ignored');
-    INSERT INTO ventros.http_requests (tenant_id, id, url, max_attempts, status)
-    VALUES (t, req, 'https://hooks.example/matrix', 1, 'succeeded');
-    INSERT INTO ventros.webhook_deliveries (tenant_id, subscription_id, event_id, event_type, aggregate_type, aggregate_id, request_id)
-    VALUES (t, sub, gen_random_uuid(), 'contact.created', 'contact', contact, req);
-END
-$$;
-SELECT pg_temp.mx_seed('mx_a');
-SELECT pg_temp.mx_seed('mx_b');
 
 -- The relations: every table or view with a tenant_id column in a schema the
 -- extension owns objects in; base is the table a view writes to.
