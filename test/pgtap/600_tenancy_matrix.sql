@@ -177,13 +177,13 @@ BEGIN
              ORDER BY to_state LIMIT 1));
         IF sample->agg.state_column = 'null' THEN sample := sample - agg.state_column; END IF;
     END IF;
-    SELECT string_agg(format('%I', c.column_name), ', ' ORDER BY c.ordinal_position) INTO cols
-    FROM information_schema.columns c
-    WHERE format('%I.%I', c.table_schema, c.table_name)::regclass = r.rel
-      AND c.is_updatable = 'YES' AND c.is_generated = 'NEVER' AND coalesce(c.identity_generation, '') <> 'ALWAYS'
-      AND NOT EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = r.base AND b.attname = c.column_name AND b.attgenerated <> '')
-      AND sample ? c.column_name
-      AND (c.column_name = 'tenant_id' OR has_column_privilege(role_name, r.rel, c.column_name, 'INSERT'));
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO cols
+    FROM pg_attribute a
+    WHERE a.attrelid = r.rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a'
+      AND NOT EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = r.base AND b.attname = a.attname AND b.attgenerated <> '')
+      AND sample ? a.attname
+      AND (a.attname = 'tenant_id' OR has_column_privilege(role_name, r.rel, a.attnum, 'INSERT'))
+      AND (r.relkind <> 'v' OR pg_relation_is_updatable(r.rel, false) & 8 = 8);
     action := 'insert'; tenant := 'mx_b';
     cols := coalesce(cols, 'tenant_id');	-- a view that is not insertable refuses any INSERT
     sql := format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, %L)', r.rel, cols, cols, r.rel, sample);
