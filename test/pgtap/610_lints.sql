@@ -198,6 +198,21 @@ SELECT is((SELECT array_agg(x ORDER BY 1) FROM (
                WHERE p.pronamespace IN (SELECT nsp FROM lint_schemas) AND p.proowner IN (SELECT oid FROM pg_roles WHERE rolname IN (SELECT role_name FROM lint_tenant_roles))) o),
           NULL, 'lint roles: no tenant role owns a table, view or function of the extension');
 
+-- 9. Foreign keys between tables with tenant_id pair tenant_id with tenant_id,
+--    so no row can reference another tenant's row, whatever a function or a
+--    policy lets through.
+SELECT is((SELECT array_agg(c.conrelid::regclass::text || '.' || c.conname ORDER BY 1)
+           FROM pg_constraint c
+           WHERE c.contype = 'f'
+             AND c.conrelid IN (SELECT oid FROM pg_class WHERE relnamespace IN (SELECT nsp FROM lint_schemas))
+             AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+             AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+             AND NOT EXISTS (SELECT 1 FROM unnest(c.conkey, c.confkey) AS k(a, b)
+                             JOIN pg_attribute x ON x.attrelid = c.conrelid AND x.attnum = k.a
+                             JOIN pg_attribute y ON y.attrelid = c.confrelid AND y.attnum = k.b
+                             WHERE x.attname = 'tenant_id' AND y.attname = 'tenant_id')),
+          NULL, 'lint tenant_foreign_keys: every foreign key between tenant tables pairs tenant_id with tenant_id');
+
 -- The allow-list holds only what exists (a stale exception hides nothing).
 SELECT is((SELECT array_agg(a.lint || ': ' || a.object ORDER BY 1) FROM lint_allow a
            WHERE CASE WHEN a.lint = 'view_security_invoker' THEN to_regclass(a.object) IS NULL
