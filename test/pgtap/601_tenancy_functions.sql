@@ -7,7 +7,9 @@
 -- at (contact_id -> contacts; an argument named id -> the table the function
 -- is named after: update_contact -> contacts), else fx_a's contact; a row
 -- argument gets fx_a's row itself.  Other required arguments get a plain
--- value of their type (the version 1 every seeded row has, 'matrix', {}, now()).
+-- value of their type (the version 1 every seeded row has, 'matrix' or the
+-- first value of the list the function checks the argument against, {}, a
+-- time tomorrow).
 -- The call runs in a subtransaction that is always rolled back.  It passes
 -- when no row of fx_a (in any table, by ctid and xmin) changed and the
 -- answer names neither fx_a nor any id of fx_a's rows it was not given.
@@ -165,12 +167,20 @@ BEGIN
         ELSIF i > p.pronargs - ndef THEN
             CONTINUE;	-- an optional argument keeps its default
         ELSE
+            -- a text argument checked against a list (require_value(arg, ARRAY['a', ...]))
+            -- gets the list's first value, so the call gets past the check to the ids
+            v := quote_literal(substring(p.prosrc from
+                     'require_value\(\s*(?:coalesce\()?\s*(?:\w+\.)?' || name || '\M[^;]*?ARRAY\[\s*''([^'']*)'''));
             v := CASE
                 WHEN typ IN ('integer'::regtype, 'bigint'::regtype, 'smallint'::regtype, 'numeric'::regtype) THEN '1'
+                WHEN typ = 'text'::regtype AND v IS NOT NULL THEN v
+                WHEN typ = 'text'::regtype AND name ~ 'url' THEN '''https://hooks.example/matrix'''
+                WHEN typ = 'text'::regtype AND name ~ 'email' THEN '''matrix@matrix.example'''
+                WHEN typ = 'text'::regtype AND name ~ 'phone' THEN '''+5511977770000'''
                 WHEN typ = 'text'::regtype THEN '''matrix'''
                 WHEN typ = 'boolean'::regtype THEN 'false'
                 WHEN typ IN ('jsonb'::regtype, 'json'::regtype) THEN '''{}''::' || format_type(typ, NULL)
-                WHEN typ = 'timestamptz'::regtype THEN 'now()'
+                WHEN typ = 'timestamptz'::regtype THEN 'now() + interval ''1 day'''
                 WHEN typ = 'date'::regtype THEN 'current_date'
                 WHEN typ = 'interval'::regtype THEN '''1 hour''::interval'
                 WHEN typ = 'text[]'::regtype THEN '''{}''::text[]'
