@@ -93,6 +93,10 @@ before(async () => {
       await pg.query('SELECT ventros.create_tenant($1, $2)', [t, `Matrix ${t}`]);
       await pg.query('INSERT INTO ventros_test.matrix_seed SELECT $1, aggregate, result FROM ventros_test.seed_tenant($1)', [t]);
     }
+    // The seed's events fan out to the sample webhook subscriptions; the
+    // dispatcher finishing those deliveries would update the subscriptions
+    // while the test watches them.  Nobody delivers them: they end here.
+    await pg.query("UPDATE ventros.http_requests SET status = 'dead' WHERE tenant_id = ANY ($1) AND status = 'pending'", [[A, B]]);
     await pg.query('COMMIT');
   }
   const bad = await pg.query(`SELECT * FROM ventros_test.matrix_seed WHERE result IS NULL OR result LIKE 'ERROR%'`);
