@@ -20,7 +20,8 @@
 // called with hm_a's data (its user's email, its ids) and must answer without
 // hm_a's data and change none of hm_a's rows.  The counts are printed.
 //
-// Every write of the front carries RETURNING (for any Prefer: return), so
+// Every write of the front carries RETURNING (at least the id, for any
+// Prefer: return: returning() in src/http/query.c), so
 // PostgreSQL applies the SELECT policy to written rows too: over HTTP a
 // widened SELECT policy shows here, while an INSERT, UPDATE or DELETE policy
 // widened alone is reachable only from a SQL login, where
