@@ -31,7 +31,9 @@ CREATE TABLE ventros.event_types (
     aggregate   text NOT NULL,
     description text,
     CONSTRAINT event_types_name_valid CHECK (ventros.is_valid_event_name(event_type)),
-    CONSTRAINT event_types_aggregate_prefix CHECK (pg_catalog.split_part(event_type, '.', 1) = aggregate)
+    CONSTRAINT event_types_aggregate_prefix CHECK (pg_catalog.split_part(event_type, '.', 1) = aggregate),
+    -- custom.<name> is the tenants' own namespace (ventros.emit_custom_event)
+    CONSTRAINT event_types_not_custom CHECK (aggregate <> 'custom')
 );
 COMMENT ON TABLE ventros.event_types IS
     'Catalog of every event type Ventros may emit; an unregistered name fails loudly';

@@ -9,7 +9,7 @@ COMMENT ON FUNCTION ventros.current_tenant() IS
 CREATE FUNCTION ventros.actor() RETURNS text
     LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_actor';
 COMMENT ON FUNCTION ventros.actor() IS
-    'Who acts: the JWT sub claim when present, else the session user';
+    'Who acts: the JWT sub claim of a trusted session (the front''s), else the session user';
 
 CREATE FUNCTION ventros.session_is_trusted() RETURNS boolean
     LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_session_is_trusted';

@@ -139,7 +139,17 @@ CREATE FUNCTION ventros.emit(event_type text, aggregate_type text, aggregate_id 
 RETURNS void
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_emit';
 COMMENT ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) IS
-    'Writes a registered business event (contact.merged, ...) to the outbox in the current transaction';
+    'Writes a registered business event (contact.merged, ...) to the outbox in the current transaction; the caller must be allowed to UPDATE the aggregate''s table (42501 otherwise)';
+
+-- emit_custom_event: a tenant's own event, as type custom.<name> of the
+-- aggregate "custom" (reserved: no registered event type may use it), so
+-- that no consumer mistakes it for a domain event (docs/events.md).
+CREATE FUNCTION ventros.emit_custom_event(name text, payload jsonb DEFAULT '{}')
+RETURNS text
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_emit_custom_event';
+COMMENT ON FUNCTION ventros.emit_custom_event(text, jsonb) IS
+    'Writes a custom event of the acting tenant (type custom.<name>, aggregate custom, one stream per name) to the outbox; returns its type';
 
 GRANT EXECUTE ON FUNCTION ventros.envelope(ventros.outbox) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.emit_custom_event(text, jsonb) TO ventros_agent;

@@ -187,6 +187,28 @@ $$;
 COMMENT ON FUNCTION ventros.create_user(text, text, text, text) IS
     'Adds a user to the acting tenant (administrators); emits user.created';
 
+-- user_claims: the one place that decides whether a user may hold a token.
+-- Every path that hands out credentials (api.register's "already registered"
+-- answer, api.login, api.refresh through issue_grant, and API keys through
+-- api_key_claims) builds its claims here, so a suspended, inactive or
+-- deleted user gets none, whichever door it knocks on.
+CREATE FUNCTION ventros.user_claims(u ventros.users) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF u.id IS NULL OR u.deleted_at IS NOT NULL OR u.status IS DISTINCT FROM 'active' THEN
+        RAISE EXCEPTION 'user account is not active' USING ERRCODE = '28000',
+            DETAIL = pg_catalog.format('Only active users get tokens; this one is %s.',
+                                       CASE WHEN u.deleted_at IS NOT NULL THEN 'deleted' ELSE coalesce(u.status, 'unknown') END);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('role', ventros.user_db_role(u.role), 'tenant_id', u.tenant_id,
+                                         'sub', u.id::text, 'email', u.email);
+END
+$$;
+COMMENT ON FUNCTION ventros.user_claims(ventros.users) IS
+    'The access-token claims of an active user; 28000 for a suspended, inactive or deleted one (every token-issuing path calls it)';
+
 -- issue_grant: claims and a new refresh token (in family, or a new family).
 CREATE FUNCTION ventros.issue_grant(u ventros.users, family uuid DEFAULT NULL) RETURNS api.auth_grant
 LANGUAGE plpgsql
@@ -196,18 +218,17 @@ DECLARE
     token text := ventros.random_token('vnr_');
     result api.auth_grant;
 BEGIN
+    result.claims := ventros.user_claims(u);
     INSERT INTO ventros.user_refresh_tokens (token_hash, tenant_id, user_id, family, expires_at)
     VALUES (ventros.token_hash(token), u.tenant_id, u.id, coalesce(family, gen_random_uuid()),
             now() + interval '30 days');
-    result.claims := jsonb_build_object('role', ventros.user_db_role(u.role), 'tenant_id', u.tenant_id,
-                                        'sub', u.id::text, 'email', u.email);
     result.refresh_token := token;
     result.expires_in := 900;
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION ventros.issue_grant(ventros.users, uuid) IS
-    'Access-token claims of a user and a new refresh token (30 days); the front signs the claims';
+    'Access-token claims of an active user (ventros.user_claims) and a new refresh token (30 days); the front signs the claims';
 
 CREATE FUNCTION api.register(email text, password text, name text, tenant_name text DEFAULT NULL,
                              payment_method jsonb DEFAULT NULL)
@@ -304,7 +325,7 @@ DECLARE
     u ventros.users;
 BEGIN
     SELECT * INTO u FROM ventros.users x
-    WHERE x.email = lower(btrim(login.email)) AND x.deleted_at IS NULL AND x.status = 'active';
+    WHERE x.email = lower(btrim(login.email)) AND x.deleted_at IS NULL;
     -- The same bcrypt work whether or not the user exists.
     IF NOT coalesce(ventros.password_matches(password, coalesce(u.password_hash,
                     '$2a$08$0000000000000000000000000000000000000000000000000000u')), false)
@@ -340,7 +361,7 @@ BEGIN
     END IF;
     UPDATE ventros.user_refresh_tokens SET revoked_at = now() WHERE token_hash = t.token_hash;
     SELECT * INTO u FROM ventros.users x
-    WHERE x.tenant_id = t.tenant_id AND x.id = t.user_id AND x.deleted_at IS NULL AND x.status = 'active';
+    WHERE x.tenant_id = t.tenant_id AND x.id = t.user_id AND x.deleted_at IS NULL;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'invalid or expired refresh token' USING ERRCODE = '28000';
     END IF;
@@ -411,16 +432,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     claims jsonb;
+    api_key  ventros.user_api_keys;
+    key_user ventros.users;
 BEGIN
-    SELECT jsonb_build_object('role', ventros.user_db_role(u.role), 'tenant_id', u.tenant_id,
-                              'sub', u.id::text, 'api_key_id', k.id::text)
-    INTO claims
-    FROM ventros.user_api_keys k JOIN ventros.users u ON u.tenant_id = k.tenant_id AND u.id = k.user_id
-    WHERE k.key_hash = ventros.token_hash(key) AND k.active AND k.deleted_at IS NULL
-      AND (k.expires_at IS NULL OR k.expires_at > now()) AND u.deleted_at IS NULL AND u.status = 'active';
-    IF claims IS NULL THEN
+    SELECT * INTO api_key FROM ventros.user_api_keys x
+    WHERE x.key_hash = ventros.token_hash(key) AND x.active AND x.deleted_at IS NULL
+      AND (x.expires_at IS NULL OR x.expires_at > now());
+    SELECT * INTO key_user FROM ventros.users x WHERE x.tenant_id = api_key.tenant_id AND x.id = api_key.user_id AND x.deleted_at IS NULL;
+    IF api_key.id IS NULL OR key_user.id IS NULL THEN
         RAISE EXCEPTION 'invalid API key' USING ERRCODE = '28000';
     END IF;
+    -- the user's status is decided where every token's is (no email: a key
+    -- stands for its user without naming them)
+    claims := (ventros.user_claims(key_user) - 'email') || jsonb_build_object('api_key_id', api_key.id::text);
     -- last_used, at most once a minute per key (so a busy key is not a write
     -- per request), and never waiting: a request that finds the row locked
     -- by another one marking it leaves the mark to that one.  A quiet

@@ -30,10 +30,15 @@ SELECT ventros.register_aggregate('channel_label', 'ventros.channel_labels', 'cr
 SELECT ventros.register_event_type('channel.label_upserted', 'A label of a channel was created or changed.');
 SELECT ventros.register_event_type('channel.label_deleted', 'A label of a channel was deleted.');
 
+-- SECURITY DEFINER: agents keep labels in step with the provider, and the
+-- command adds channel.label_upserted to the channel, which they may not
+-- change (ventros.emit wants UPDATE on the aggregate's table).  Every
+-- statement names the acting tenant.
 CREATE FUNCTION ventros.upsert_channel_label(channel_id uuid, label_id text, name text, color integer DEFAULT NULL,
                                              color_hex text DEFAULT NULL)
 RETURNS ventros.channel_labels
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -738,11 +738,14 @@ GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session
 GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz),
     ventros.start_or_continue_session(uuid, uuid, timestamptz),
     ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid), ventros.lock_session(uuid, integer),
-    ventros.close_session(uuid, integer, text, timestamptz), ventros.tick_sessions(timestamptz, integer),
+    ventros.close_session(uuid, integer, text, timestamptz),
     ventros.assign_session_agent(uuid, uuid, integer, text), ventros.pick_team_agent(uuid),
     ventros.assign_session_to_team(uuid, uuid, integer), ventros.resolve_session(uuid, integer),
     ventros.escalate_session(uuid, integer, text),
     ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
     ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
+-- its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.consolidate_sessions(uuid, uuid), ventros.recount_session(ventros.sessions, uuid[])
     TO ventros_admin;

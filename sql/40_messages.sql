@@ -648,4 +648,5 @@ GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamp
     ventros.import_message(uuid, uuid, boolean, timestamptz, text, text, text, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_message(uuid, integer) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.channel_message_counts(uuid) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_agent, ventros_platform_admin;
+-- The scheduler's, never a tenant's (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_platform_admin;

@@ -259,7 +259,9 @@ BEGIN
         SELECT e INTO unknown FROM jsonb_array_elements_text(changes->'events') e
         WHERE NOT (e = '*' OR EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.event_type = e)
                    OR (e ~ '^[a-z][a-z0-9_]*\.\*$'
-                       AND EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.aggregate = left(e, -2))))
+                       AND EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.aggregate = left(e, -2)))
+                   -- the tenant's own events (ventros.emit_custom_event)
+                   OR e = 'custom.*' OR e ~ '^custom\.[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$')
            OR e LIKE 'webhook\_subscription.%'
         LIMIT 1;
         IF unknown IS NOT NULL THEN

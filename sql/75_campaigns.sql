@@ -449,6 +449,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, tim
     ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
     ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
     ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
-    ventros.tick_campaigns(timestamptz, integer), ventros.record_campaign_conversion(uuid)
+    ventros.record_campaign_conversion(uuid)
     TO ventros_agent;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
+-- its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_campaigns(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_campaign(uuid, integer) TO ventros_admin;

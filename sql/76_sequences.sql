@@ -510,6 +510,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_sequence(text, text, jsonb, boolean, te
     ventros.enroll_in_sequence(uuid, uuid), ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text),
     ventros.count_sequence_enrollment(ventros.sequence_enrollments, text),
     ventros.set_sequence_enrollment_status(uuid, integer, text, text), ventros.advance_sequence_enrollment(uuid, timestamptz),
-    ventros.tick_sequences(timestamptz, integer), ventros.exit_sequences_on_reply(uuid)
+    ventros.exit_sequences_on_reply(uuid)
     TO ventros_agent;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
+-- its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_sequences(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_sequence(uuid, integer) TO ventros_admin;

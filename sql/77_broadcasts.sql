@@ -349,6 +349,9 @@ GRANT EXECUTE ON FUNCTION ventros.get_broadcast(uuid, boolean), ventros.broadcas
 GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, integer, uuid),
     ventros.update_broadcast(uuid, integer, jsonb), ventros.schedule_broadcast(uuid, integer, timestamptz),
     ventros.execute_broadcast(uuid, integer), ventros.cancel_broadcast(uuid, integer), ventros.fail_broadcast(uuid, integer, text),
-    ventros.send_broadcast_batch(uuid, integer), ventros.tick_broadcasts(timestamptz)
+    ventros.send_broadcast_batch(uuid, integer)
     TO ventros_agent;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
+-- its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_broadcasts(timestamptz) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_broadcast(uuid, integer) TO ventros_admin;

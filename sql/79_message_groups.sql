@@ -228,5 +228,8 @@ COMMENT ON FUNCTION ventros.list_message_groups(text, uuid, uuid, uuid) IS
 GRANT EXECUTE ON FUNCTION ventros.list_message_groups(text, uuid, uuid, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.add_message_to_group(uuid), ventros.start_message_group_processing(uuid, integer, timestamptz),
     ventros.complete_message_group(uuid, integer, text, text, text, text, integer, integer),
-    ventros.expire_message_group(uuid, integer), ventros.tick_message_groups(timestamptz, integer)
+    ventros.expire_message_group(uuid, integer)
     TO ventros_agent;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
+-- its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_message_groups(timestamptz, integer) TO ventros_platform_admin;

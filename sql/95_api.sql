@@ -179,33 +179,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema api as the calling role may use it (GET /)';
 
--- Prefer: count=planned/estimated: the planner's estimate of the rows of the
--- front's count query (SELECT 1 FROM api.<view> _t WHERE <filters>, values
--- inlined as literals), planned as the caller, so row-level security is in
--- the estimate.  Security invoker: whoever calls it could run the query
--- themselves; only a plain count query over api is accepted.
-CREATE FUNCTION ventros.http_plan_rows(query text) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
--- the literals were quoted for it (doubled quotes, backslashes plain)
-SET standard_conforming_strings = on
-AS $$
-DECLARE
-    plan json;
-BEGIN
-    IF query !~ '^SELECT 1 FROM api\."[^"]+" _t WHERE ' THEN
-        RAISE EXCEPTION 'http_plan_rows plans the front''s count queries only' USING ERRCODE = '22023';
-    END IF;
-    EXECUTE 'EXPLAIN (FORMAT JSON) ' || query INTO plan;
-    RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric::bigint;
-END
-$$;
-COMMENT ON FUNCTION ventros.http_plan_rows(text) IS
-    'The planner''s row estimate of a count query of the HTTP front (Prefer: count=planned/estimated)';
-
 GRANT EXECUTE ON FUNCTION ventros.http_expect_version(integer, integer, uuid), ventros.http_csv(json),
-    ventros.http_check_affected(bigint, bigint), ventros.http_plan_rows(text),
-    ventros.http_openapi()
+    ventros.http_check_affected(bigint, bigint), ventros.http_openapi()
     TO ventros_viewer, ventros_anon;
 
 -- /health: the background workers the front reports.  Their rows in

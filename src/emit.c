@@ -22,9 +22,20 @@
  * of one aggregate are written while its row is locked, so their seq order is
  * their commit order; a per-backend sequence cache would break that.
  *
- * The event type catalog (ventros.event_types) is cached as a hash of names;
- * a statement trigger on the catalog tables sends a relcache invalidation for
- * them, which clears the cache in every backend.
+ * The event type catalog (ventros.event_types) is cached as a hash of names,
+ * each with the table of its aggregate when one is registered; a statement
+ * trigger on the catalog tables sends a relcache invalidation for them, which
+ * clears the cache in every backend.
+ *
+ * Who may emit (docs/events.md, docs/security.md): the engine writes the
+ * events of every change it sees.  ventros.emit(), the path of commands that
+ * add a business event to their change, is checked against the privileges of
+ * the current user (the function's owner inside SECURITY DEFINER commands):
+ * an event of an aggregate needs UPDATE on the aggregate's table, so a caller
+ * who cannot change invoices cannot say that one was paid; an aggregate
+ * without a table is the superuser's.  Anything else a tenant wants to say
+ * goes through ventros.emit_custom_event(), as type custom.<name> of the
+ * aggregate "custom", which no registered event type may use.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,6 +44,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "common/md5.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "common/hashfn.h"
@@ -43,6 +55,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -108,17 +121,23 @@ static Oid	vn_outbox_queue_relid = InvalidOid;
 #define OQ_DEAD 4
 #define OQ_NCOLUMNS 5
 
-/* cache of registered event types: name -> aggregate */
+/* cache of registered event types: name -> aggregate and its table */
 typedef struct VnEventTypeEntry
 {
 	char		event_type[NAMEDATALEN * 2];
 	char		aggregate[NAMEDATALEN];
+	Oid			table_relid;	/* InvalidOid: no registered table */
 } VnEventTypeEntry;
+
+/* custom events: custom.<name>, of this aggregate */
+#define VN_CUSTOM_AGGREGATE "custom"
+#define VN_CUSTOM_NAME_MAX 100
 
 static HTAB *vn_event_types = NULL;
 static Oid	vn_event_types_relid = InvalidOid;
 
 PG_FUNCTION_INFO_V1(ventros_emit);
+PG_FUNCTION_INFO_V1(ventros_emit_custom_event);
 PG_FUNCTION_INFO_V1(ventros_catalog_changed);
 
 /*
@@ -293,30 +312,36 @@ load_event_types(void)
 	vn_event_types_relid = vn_relid("event_types");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute("SELECT event_type, aggregate FROM ventros.event_types", true, 0);
+	ret = SPI_execute("SELECT e.event_type, e.aggregate, a.table_name::oid "
+					  "FROM ventros.event_types e LEFT JOIN ventros.aggregates a ON a.aggregate = e.aggregate",
+					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read ventros.event_types: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char	   *aggregate = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		bool		isnull;
+		Datum		relid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
 		VnEventTypeEntry *e;
 
 		if (strlen(name) >= NAMEDATALEN * 2 || strlen(aggregate) >= NAMEDATALEN)
 			continue;			/* the catalog's CHECK forbids these */
 		e = hash_search(h, name, HASH_ENTER, NULL);
 		strlcpy(e->aggregate, aggregate, NAMEDATALEN);
+		e->table_relid = isnull ? InvalidOid : DatumGetObjectId(relid);
 	}
 	SPI_finish();
 	vn_event_types = h;
 }
 
 /*
- * vn_require_event_type
- *		Error unless event_type is registered (for aggregate_type, when given).
+ * lookup_event_type
+ *		The cache entry of a registered event type (for aggregate_type, when
+ *		given), or an error.
  */
-void
-vn_require_event_type(const char *event_type, const char *aggregate_type)
+static VnEventTypeEntry *
+lookup_event_type(const char *event_type, const char *aggregate_type)
 {
 	VnEventTypeEntry *e = NULL;
 
@@ -335,6 +360,40 @@ vn_require_event_type(const char *event_type, const char *aggregate_type)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event type \"%s\" belongs to aggregate \"%s\", not \"%s\"",
 						event_type, e->aggregate, aggregate_type)));
+	return e;
+}
+
+/*
+ * vn_require_event_type
+ *		Error unless event_type is registered (for aggregate_type, when given).
+ */
+void
+vn_require_event_type(const char *event_type, const char *aggregate_type)
+{
+	(void) lookup_event_type(event_type, aggregate_type);
+}
+
+/*
+ * require_emit_privilege
+ *		42501 unless the current user may change the event's aggregate:
+ *		UPDATE on its table, or superuser when it has none.  The current user,
+ *		not the session user: a SECURITY DEFINER command emits as its owner.
+ */
+static void
+require_emit_privilege(const VnEventTypeEntry *e)
+{
+	Oid			user = GetUserId();
+
+	if (OidIsValid(e->table_relid) ?
+		pg_class_aclcheck(e->table_relid, user, ACL_UPDATE) == ACLCHECK_OK :
+		superuser_arg(user))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to emit event \"%s\"", e->event_type),
+			 errdetail("Events of aggregate \"%s\" come from changes to it, and role \"%s\" may not change it.",
+					   e->aggregate, GetUserNameFromId(user, false)),
+			 errhint("Emit an event of your own with ventros.emit_custom_event(name, payload): its type is custom.<name>.")));
 }
 
 /*
@@ -489,10 +548,103 @@ ventros_emit(PG_FUNCTION_ARGS)
 				 errmsg("event payload must be a JSON object")));
 	event.payload = payload;
 	event.aggregate_version = PG_ARGISNULL(4) ? 0 : PG_GETARG_INT32(4);
-	vn_require_event_type(event.event_type, event.aggregate_type);
+	require_emit_privilege(lookup_event_type(event.event_type, event.aggregate_type));
 	event.tenant_id = pstrdup(vn_require_tenant());
 	vn_emit(&event);
 	PG_RETURN_VOID();
+}
+
+/*
+ * custom_name_is_valid
+ *		Lowercase words of [a-z0-9_], the first starting with a letter, joined
+ *		by dots; at most VN_CUSTOM_NAME_MAX characters.
+ */
+static bool
+custom_name_is_valid(const char *name)
+{
+	size_t		len = strlen(name);
+
+	if (len == 0 || len > VN_CUSTOM_NAME_MAX || name[0] < 'a' || name[0] > 'z' || name[len - 1] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (c == '.')
+		{
+			if (name[i - 1] == '.')
+				return false;
+		}
+		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * custom_aggregate_id
+ *		A name-based UUID (version 3, MD5) of tenant and name: the events of one
+ *		custom name of a tenant form one stream, published in order.
+ */
+static pg_uuid_t *
+custom_aggregate_id(const char *tenant, const char *name)
+{
+	pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+	char	   *key = psprintf("%s/%s", tenant, name);
+	const char *errstr = NULL;
+
+	if (!pg_md5_binary(key, strlen(key), uuid->data, &errstr))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute the id of custom event \"%s\": %s", name, errstr)));
+	uuid->data[6] = (uuid->data[6] & 0x0f) | 0x30;
+	uuid->data[8] = (uuid->data[8] & 0x3f) | 0x80;
+	pfree(key);
+	return uuid;
+}
+
+/*
+ * ventros.emit_custom_event(name text, payload jsonb) RETURNS text
+ *		An event of the tenant's own, as type custom.<name> of aggregate
+ *		"custom": never one of Ventros's domain events (no registered type
+ *		may use that aggregate), so no consumer mistakes it for one.  Returns
+ *		the event type.
+ */
+Datum
+ventros_emit_custom_event(PG_FUNCTION_ARGS)
+{
+	VnEvent		event;
+	char	   *name;
+	Jsonb	   *payload;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("ventros.emit_custom_event: name must not be null")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!custom_name_is_valid(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid custom event name \"%.*s\"", VN_CUSTOM_NAME_MAX, name),
+				 errdetail("A custom event name is lowercase words of letters, digits and underscores joined by dots, at most %d characters.",
+						   VN_CUSTOM_NAME_MAX),
+				 errhint("The event's type is custom.<name>, for example custom.order_shipped.")));
+	if (PG_ARGISNULL(1))
+		payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else
+		payload = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_OBJECT(payload))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event payload must be a JSON object")));
+	event.tenant_id = pstrdup(vn_require_tenant());
+	event.event_type = psprintf(VN_CUSTOM_AGGREGATE ".%s", name);
+	event.aggregate_type = VN_CUSTOM_AGGREGATE;
+	event.aggregate_id = custom_aggregate_id(event.tenant_id, name);
+	event.aggregate_version = 0;
+	event.payload = payload;
+	vn_emit(&event);
+	PG_RETURN_TEXT_P(cstring_to_text(event.event_type));
 }
 
 /*

@@ -16,7 +16,10 @@
  *
  * "Trusted" means that the session user (not the current user: SET ROLE must
  * not help) is a superuser or a member of ventros_authenticator or
- * ventros_platform_admin, and is not bound.  Anyone else who tries to choose
+ * ventros_platform_admin, and is not bound: a bound login stays untrusted
+ * even when it also holds a trusted role.  Only trusted sessions have their
+ * claims read: the tenant_id claim above, and the sub claim that names the
+ * actor (vn_current_actor).  Anyone else who tries to choose
  * a tenant, by SET, set_config or a crafted claim, gets 42501; the check hook
  * on ventros.tenant refuses at SET time, and vn_current_tenant() refuses a
  * claim that disagrees with what the session may act for.
@@ -242,12 +245,18 @@ vn_require_tenant(void)
  * vn_current_actor
  *		Who acts, for the event log: the JWT subject when the front set one,
  *		else the session user's name.  Points into cache memory or palloc'd.
+ *
+ * The subject is read only in a trusted session, as the tenant is: any
+ * login can set request.jwt.claims, and a bound login that could name its
+ * own subject would choose who the event log says acted (and defeat rules
+ * such as "members cannot change their own role").  Elsewhere the claim is
+ * ignored and the login itself is the actor.
  */
 const char *
 vn_current_actor(void)
 {
 	refresh_claims();
-	if (is_set(vn_claims_subject))
+	if (is_set(vn_claims_subject) && vn_session_is_trusted())
 		return vn_claims_subject;
 	return GetUserNameFromId(GetSessionUserId(), false);
 }

@@ -18,6 +18,7 @@
 #include "guc.h"
 #include "shmem.h"
 #include "outbox_worker.h"
+#include "plan_guard.h"
 #include "tenant.h"
 #include "webhook_fanout.h"
 
@@ -37,5 +38,6 @@ _PG_init(void)
 	vn_engine_init();
 	vn_outbox_init();
 	vn_webhook_fanout_init();
+	vn_plan_guard_init();
 	MarkGUCPrefixReserved("ventros");
 }

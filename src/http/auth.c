@@ -30,6 +30,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "json.h"
 
 /*
  * Verified tokens, remembered until they expire: a client sends the same
@@ -512,6 +513,95 @@ tenant_id_valid(const char *t)
 	return true;
 }
 
+static bool
+has_key(char **keys, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(keys[i], name) == 0)
+			return true;
+	return false;
+}
+
+static void
+free_keys(char **keys, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+}
+
+/*
+ * The JSON of the header and of the claims, as we read them: each one
+ * object with every key once (a parser keeping the first of two "role"
+ * keys and one keeping the last would see two different tokens), and no
+ * "crit" header (RFC 7515 4.1.11: a token whose critical extensions the
+ * recipient does not implement is refused; we implement none).  *claims
+ * gets the claims' keys.
+ */
+static bool
+token_json_sound(const char *token, const char *dot1, const char *dot2, const unsigned char *header,
+				 long hlen, char ***claims, int *nclaims, const char **reason)
+{
+	char	  **keys;
+	int			n;
+	size_t		plen = dot2 - dot1 - 1;
+	unsigned char *payload;
+	long		len;
+	bool		crit;
+
+	*claims = NULL;
+	*nclaims = 0;
+	if (!vn_json_object_keys((const char *) header, (size_t) hlen, &keys, &n))
+	{
+		*reason = "the token's header is not a JSON object with distinct keys";
+		return false;
+	}
+	crit = has_key(keys, n, "crit");
+	free_keys(keys, n);
+	if (crit)
+	{
+		*reason = "the token names critical extensions (crit) this API does not implement";
+		return false;
+	}
+	payload = vn_alloc(plen + 4);
+	len = b64url_decode(dot1 + 1, plen, payload, plen + 3);
+	if (len <= 0 || !vn_json_object_keys((const char *) payload, (size_t) len, claims, nclaims))
+	{
+		free(payload);
+		*reason = "the token's claims are not a JSON object with distinct keys";
+		return false;
+	}
+	free(payload);
+	return true;
+}
+
+/*
+ * A NumericDate claim (exp, nbf, iat): absent (*v = dflt), or an integer.
+ * libjwt reads a string or a fraction as 0 without saying so, so the
+ * claim's JSON text is looked at first.
+ */
+static bool
+numeric_date(jwt_t *jwt, char **keys, int n, const char *name, long dflt, long *v)
+{
+	char	   *text;
+	char	   *end;
+	bool		ok;
+
+	*v = dflt;
+	if (!has_key(keys, n, name))
+		return true;
+	text = jwt_get_grants_json(jwt, name);
+	ok = text != NULL && (text[0] == '-' || (text[0] >= '0' && text[0] <= '9'));
+	if (ok)
+	{
+		errno = 0;
+		*v = strtol(text, &end, 10);
+		ok = errno == 0 && *end == '\0';
+	}
+	free(text);
+	return ok;
+}
+
 bool
 vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const char **reason)
 {
@@ -527,9 +617,12 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	const char *role;
 	const char *tenant;
 	long		exp,
-				nbf;
+				nbf,
+				iat;
 	time_t		now = time(NULL);
 	char	   *aud_json;
+	char	  **keys = NULL;
+	int			nkeys = 0;
 
 	memset(id, 0, sizeof(*id));
 	*reason = "malformed token";
@@ -610,9 +703,9 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 			goto refuse;
 		}
 	}
-	errno = 0;
-	exp = jwt_get_grant_int(jwt, "exp");
-	if (errno != 0)
+	if (!token_json_sound(token, dot1, dot2, header, hlen, &keys, &nkeys, reason))
+		goto refuse;
+	if (!has_key(keys, nkeys, "exp") || !numeric_date(jwt, keys, nkeys, "exp", 0, &exp))
 	{
 		*reason = "the token has no exp claim";
 		goto refuse;
@@ -622,10 +715,12 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 		*reason = "JWT expired";
 		goto refuse;
 	}
-	errno = 0;
-	nbf = jwt_get_grant_int(jwt, "nbf");
-	if (errno != 0)
-		nbf = 0;
+	/* a string nbf is not "no nbf": the issuer meant something we cannot read */
+	if (!numeric_date(jwt, keys, nkeys, "nbf", 0, &nbf) || !numeric_date(jwt, keys, nkeys, "iat", 0, &iat))
+	{
+		*reason = "the token's nbf or iat claim is not a number";
+		goto refuse;
+	}
 	if (now + cfg->leeway < nbf)
 	{
 		*reason = "the token is not valid yet (nbf)";
@@ -677,11 +772,13 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	if (id->claims == NULL)
 		goto refuse;
 	jwt_free(jwt);
+	free_keys(keys, nkeys);
 	cache_store(token, id, exp, nbf);
 	return true;
 
 refuse:
 	jwt_free(jwt);
+	free_keys(keys, nkeys);
 	return false;
 }
 

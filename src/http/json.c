@@ -22,6 +22,7 @@ typedef struct Scan
 	int			nkeys;
 	int			cap;
 	const char *error;
+	bool		exact;			/* keys decoded exactly, and a repeated key is an error */
 } Scan;
 
 static void
@@ -29,6 +30,55 @@ ws(Scan *s)
 {
 	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
 		s->p++;
+}
+
+/* appends code point cp as UTF-8 */
+static void
+add_utf8(VnBuf *out, unsigned long cp)
+{
+	if (cp < 0x80)
+		vn_buf_addc(out, (char) cp);
+	else if (cp < 0x800)
+	{
+		vn_buf_addc(out, (char) (0xC0 | (cp >> 6)));
+		vn_buf_addc(out, (char) (0x80 | (cp & 0x3F)));
+	}
+	else if (cp < 0x10000)
+	{
+		vn_buf_addc(out, (char) (0xE0 | (cp >> 12)));
+		vn_buf_addc(out, (char) (0x80 | ((cp >> 6) & 0x3F)));
+		vn_buf_addc(out, (char) (0x80 | (cp & 0x3F)));
+	}
+	else
+	{
+		vn_buf_addc(out, (char) (0xF0 | (cp >> 18)));
+		vn_buf_addc(out, (char) (0x80 | ((cp >> 12) & 0x3F)));
+		vn_buf_addc(out, (char) (0x80 | ((cp >> 6) & 0x3F)));
+		vn_buf_addc(out, (char) (0x80 | (cp & 0x3F)));
+	}
+}
+
+/*
+ * A \u escape, decoded as a JSON parser would (a surrogate pair is one
+ * code point; a lone surrogate stays as it is, its own distinct key).
+ */
+static void
+add_escape(Scan *s, VnBuf *out)
+{
+	unsigned long cp = strtoul((char[5]) {s->p[1], s->p[2], s->p[3], s->p[4], 0}, NULL, 16);
+
+	if (cp >= 0xD800 && cp < 0xDC00 && s->end - s->p >= 11 && s->p[5] == '\\' && s->p[6] == 'u')
+	{
+		unsigned long lo = strtoul((char[5]) {s->p[7], s->p[8], s->p[9], s->p[10], 0}, NULL, 16);
+
+		if (lo >= 0xDC00 && lo < 0xE000)
+		{
+			add_utf8(out, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+			s->p += 6;
+			return;
+		}
+	}
+	add_utf8(out, cp);
 }
 
 static bool
@@ -53,12 +103,15 @@ scan_string(Scan *s, VnBuf *out)
 				for (int i = 1; i <= 4; i++)
 					if (s->p + i >= s->end || !isxdigit((unsigned char) s->p[i]))
 						return false;
-				if (out)
+				if (out && s->exact)
+					add_escape(s, out);
+				else if (out)
 					vn_buf_add(out, "\\u");	/* keys with escapes never match a column */
 				s->p += 4;
 			}
 			else if (out)
-				vn_buf_addc(out, *s->p == 'n' ? '\n' : *s->p == 't' ? '\t' : *s->p);
+				vn_buf_addc(out, *s->p == 'n' ? '\n' : *s->p == 't' ? '\t' : *s->p == 'b' ? '\b' :
+							*s->p == 'f' ? '\f' : *s->p == 'r' ? '\r' : *s->p);
 			s->p++;
 			continue;
 		}
@@ -99,6 +152,12 @@ scan_object(Scan *s, bool collect)
 			for (int i = 0; i < s->nkeys; i++)
 				if (strcmp(s->keys[i], key.data) == 0)
 					seen = true;
+			if (seen && s->exact)
+			{
+				vn_buf_free(&key);
+				s->error = "A key appears twice.";
+				return false;
+			}
 			if (!seen)
 			{
 				if (s->nkeys >= 1000)
@@ -231,7 +290,7 @@ scan_value(Scan *s, bool collect)
 bool
 vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error)
 {
-	Scan		s = {str, str + len, 0, NULL, 0, 0, NULL};
+	Scan		s = {str, str + len, 0, NULL, 0, 0, NULL, false};
 	bool		ok;
 
 	ws(&s);
@@ -254,6 +313,29 @@ vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_arr
 	if (!ok)
 	{
 		*error = s.error ? s.error : "Malformed JSON.";
+		for (int i = 0; i < s.nkeys; i++)
+			free(s.keys[i]);
+		free(s.keys);
+		*keys = NULL;
+		*nkeys = 0;
+	}
+	return ok;
+}
+
+bool
+vn_json_object_keys(const char *str, size_t len, char ***keys, int *nkeys)
+{
+	Scan		s = {str, str + len, 1, NULL, 0, 0, NULL, true};
+	bool		ok;
+
+	ws(&s);
+	ok = s.p < s.end && *s.p == '{' && scan_object(&s, true);
+	ws(&s);
+	ok = ok && s.p == s.end;
+	*keys = s.keys;
+	*nkeys = s.nkeys;
+	if (!ok)
+	{
 		for (int i = 0; i < s.nkeys; i++)
 			free(s.keys[i]);
 		free(s.keys);

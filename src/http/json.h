@@ -11,4 +11,10 @@
 /* top-level keys of a JSON object or array of objects; false when malformed */
 extern bool vn_json_scan(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error);
 
+/*
+ * The top-level keys of one JSON object, decoded exactly (escapes
+ * included); false when the text is not one object or a key appears twice.
+ */
+extern bool vn_json_object_keys(const char *s, size_t len, char ***keys, int *nkeys);
+
 #endif

@@ -33,6 +33,8 @@
 #include "loop.h"
 
 #define VN_LOOP_EVENTS 64
+/* the longest a loop sleeps: its tick cuts slow clients about this often */
+#define VN_LOOP_MAX_WAIT_MS 200
 
 typedef struct VnParked
 {
@@ -52,6 +54,8 @@ struct VnLoop
 	VnTask	  **ready;
 	int			nready;
 	int			capready;
+	void		(*tick) (void *);	/* called every round (guard.c) */
+	void	   *tick_arg;
 };
 
 static __thread VnLoop *this_loop;
@@ -167,7 +171,7 @@ static int
 next_timeout(VnLoop *loop)
 {
 	MHD_UNSIGNED_LONG_LONG mhd;
-	long long	t = 1000;
+	long long	t = VN_LOOP_MAX_WAIT_MS;
 
 	if (MHD_get_timeout(loop->daemon, &mhd) == MHD_YES && (long long) mhd < t)
 		t = (long long) mhd;
@@ -204,12 +208,14 @@ loop_main(void *arg)
 		run_ready(loop);
 		/* new requests, resumed connections, answers to write, timeouts */
 		MHD_run(loop->daemon);
+		if (loop->tick)
+			loop->tick(loop->tick_arg);
 	}
 	return NULL;
 }
 
 VnLoop *
-vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, char **error)
+vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick) (void *), void *tick_arg, char **error)
 {
 	VnLoop	   *loop = vn_alloc(sizeof(VnLoop));
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
@@ -218,6 +224,8 @@ vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, char **error)
 
 	loop->daemon = daemon;
 	loop->pool = pool;
+	loop->tick = tick;
+	loop->tick_arg = tick_arg;
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;

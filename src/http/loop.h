@@ -21,9 +21,11 @@ typedef struct VnLoop VnLoop;
 /*
  * Starts one loop thread serving daemon (started by the caller with
  * MHD_USE_EPOLL and MHD_ALLOW_SUSPEND_RESUME, no thread of its own) with
- * pool's connections.  NULL with *error set when it could not start.
+ * pool's connections; tick(tick_arg), when given, runs after every round
+ * (at least every 200 ms).  NULL with *error set when it could not start.
  */
-extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, char **error);
+extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick) (void *), void *tick_arg,
+							 char **error);
 
 /*
  * Inside a task on a loop thread: waits until fd is ready for events

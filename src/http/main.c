@@ -18,16 +18,27 @@
  *	VENTROS_HTTP_MAX_BODY        maximum request body in bytes (1 MiB)
  *	VENTROS_HTTP_STATEMENT_TIMEOUT  per request (10s)
  *	VENTROS_HTTP_CLIENT_TIMEOUT  seconds a client may stay idle or slow (10)
+ *	VENTROS_HTTP_REQUEST_TIMEOUT seconds from a request's first byte to its last,
+ *	                             and to send an answer (20)
  *	VENTROS_HTTP_MAX_CLIENTS     concurrent connections (256)
+ *	VENTROS_HTTP_PER_IP_LIMIT    connections per client address (half the
+ *	                             above; 0: none, e.g. behind a proxy)
+ *	VENTROS_HTTP_RESERVE         percent of the connections kept for clients
+ *	                             holding fewer than four (20)
+ *	VENTROS_HTTP_MAX_EMBEDS      embedded resources per request (20)
+ *	VENTROS_HTTP_MAX_SELECT      selected columns per request (200)
+ *	VENTROS_HTTP_MAX_PLAN_COST   planner cost a request's statement may have
+ *	                             (1000000; 0: no ceiling)
  *	VENTROS_HTTP_THREADS         event loops (one per two CPUs, at most the pool)
+ *	VENTROS_HTTP_PREPARED        prepared statements kept per connection (100)
  *
  * A few event-loop threads (loop.c, one per two CPUs), each with its own libmicrohttpd daemon
  * on the shared listening socket and its own share of the database
  * connections.  Each request runs as a task (task.c) that yields while it
  * waits for a connection or for the database, its HTTP connection
  * suspended meanwhile; no thread ever blocks on a client or on PostgreSQL.
- * Slow clients are cut by the connection timeout; bodies over the limit get
- * 413 without being read.  Each request writes one access log line to stderr
+ * Slow clients are cut by the connection timeout and by a deadline per
+ * request (guard.c); bodies over the limit get 413 without being read.  Each request writes one access log line to stderr
  * (buffered, written by a thread of its own: log.c): time, method, path,
  * status, duration, tenant — never a token or a body.
  */
@@ -48,6 +59,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "guard.h"
 #include "log.h"
 #include "loop.h"
 #include "pg.h"
@@ -105,35 +117,18 @@ uri_logger(void *cls, const char *uri, struct MHD_Connection *con)
 	st->uri = vn_strdup(uri);
 	vn_buf_init(&st->body);
 	clock_gettime(CLOCK_MONOTONIC, &st->start);
+	vn_guard_phase(con, VN_PHASE_RECEIVING);
 	return st;
 }
 
-/*
- * Answers go out at once: headers and body may leave in two writes, and
- * Nagle's algorithm would hold the second until the client acknowledges the
- * first (which it delays): tens of milliseconds on a keep-alive connection.
- */
 static void free_args(VnArgs *args);
-
-static void
-connection_started(void *cls, struct MHD_Connection *con, void **socket_context,
-				   enum MHD_ConnectionNotificationCode toe)
-{
-	const union MHD_ConnectionInfo *info;
-	int			one = 1;
-
-	if (toe != MHD_CONNECTION_NOTIFY_STARTED)
-		return;
-	info = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (info)
-		setsockopt(info->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
 
 static void
 completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	VnConnState *st = *con_cls;
 
+	vn_guard_phase(con, VN_PHASE_WAITING);
 	if (st == NULL)
 		return;
 	/*
@@ -210,6 +205,21 @@ url_decode(const char *s, size_t n, bool plus)
 		return NULL;
 	}
 	return out;
+}
+
+/*
+ * A path is routed by its decoded segments: an encoded slash (%2F) or NUL
+ * (%00) would make one segment look like two, or cut the path short, after
+ * decoding.  Such a path names nothing here.
+ */
+static bool
+path_plain(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 2 < n; i++)
+		if (s[i] == '%' && ((s[i + 1] == '2' && (s[i + 2] == 'F' || s[i + 2] == 'f')) ||
+							(s[i + 1] == '0' && s[i + 2] == '0')))
+			return false;
+	return true;
 }
 
 static bool
@@ -378,6 +388,16 @@ serve(void *arg)
 	}
 
 	q = strchr(st->uri, '?');
+	if (!path_plain(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri)))
+	{
+		/* /webhooks/waha%2F<id> is one segment, never /webhooks/waha/<id> */
+		if (vn_webhooks_path(st->uri))
+			vn_webhooks_error(resp, 404, "channel_not_found");
+		else
+			vn_response_error(resp, 404, "PGRST125", "invalid path", NULL,
+							  "A slash or a NUL byte in a path is never percent-encoded.");
+		goto done;
+	}
 	st->path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
 	if (st->path == NULL || st->path[0] != '/' || !parse_query(q ? q + 1 : "", &req->args))
 	{
@@ -465,6 +485,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 		st->method = method;
 		vn_response_init(&st->resp);
 		vn_buf_init(&st->headers);
+		vn_guard_phase(con, VN_PHASE_SERVING);
 		st->task = vn_task_start(serve, st);
 		if (!st->done)
 		{
@@ -476,6 +497,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	}
 	if (!st->done)
 		return MHD_YES;
+	vn_guard_phase(con, VN_PHASE_SENDING);
 	ret = send_response(con, &st->resp);
 	access_log(method, st->path ? st->path : "(malformed)", st->resp.status, &st->start, st->req.tenant);
 	return ret;
@@ -511,6 +533,8 @@ main(int argc, char **argv)
 	long		pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
 	long		nthreads = env_long("VENTROS_HTTP_THREADS", 0, 0, 64);
 	long		max_clients = env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000);
+	long		max_stmts = env_long("VENTROS_HTTP_PREPARED", 100, 2, 10000);
+	VnGuardConfig guard_cfg;
 	int			listen_fd;
 	char	   *error = NULL;
 	PGconn	   *conn;
@@ -519,6 +543,7 @@ main(int argc, char **argv)
 	sigset_t	sigs;
 	int			sig;
 	static char timeout[32];
+	static char plan_cost[32];
 	const char *t = getenv("VENTROS_HTTP_STATEMENT_TIMEOUT");
 
 	if (conninfo == NULL || *conninfo == '\0')
@@ -553,6 +578,10 @@ main(int argc, char **argv)
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
 	router_cfg.statement_timeout = timeout;
+	snprintf(plan_cost, sizeof(plan_cost), "%ld", env_long("VENTROS_HTTP_MAX_PLAN_COST", 1000000, 0, 1000000000000L));
+	router_cfg.max_plan_cost = plan_cost;
+	router_cfg.max_embeds = (int) env_long("VENTROS_HTTP_MAX_EMBEDS", 20, 0, 10000);
+	router_cfg.max_select = (int) env_long("VENTROS_HTTP_MAX_SELECT", 200, 1, 100000);
 	router_cfg.pool_wait_ms = (int) env_long("VENTROS_HTTP_POOL_WAIT_MS", 5000, 1, 600000);
 
 	memset(&addr, 0, sizeof(addr));
@@ -589,10 +618,15 @@ main(int argc, char **argv)
 		nthreads = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? (sysconf(_SC_NPROCESSORS_ONLN) + 1) / 2 : 1;
 	if (nthreads > pool_size)
 		nthreads = pool_size;
+	guard_cfg.request_timeout = (int) env_long("VENTROS_HTTP_REQUEST_TIMEOUT", 20, 1, 3600);
+	guard_cfg.per_ip = (int) env_long("VENTROS_HTTP_PER_IP_LIMIT", (max_clients + 1) / 2, 0, 10000);
+	guard_cfg.reserve_pct = (int) env_long("VENTROS_HTTP_RESERVE", 20, 0, 90);
 	for (long i = 0; i < nthreads; i++)
 	{
+		unsigned int slots = (unsigned int) ((max_clients + nthreads - 1) / nthreads);
+		VnGuard    *guard = vn_guard_create(&guard_cfg, slots);
 		int			conns = (int) (pool_size / nthreads + (i < pool_size % nthreads ? 1 : 0));
-		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, &error);
+		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, (int) max_stmts, &error);
 		struct MHD_Daemon *d;
 
 		if (pool == NULL)
@@ -601,16 +635,16 @@ main(int argc, char **argv)
 			return 1;
 		}
 		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-							 0, NULL, NULL, handler, NULL,
+							 0, vn_guard_accept, guard, handler, NULL,
 							 MHD_OPTION_LISTEN_SOCKET, listen_fd,
 							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
-							 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) ((max_clients + nthreads - 1) / nthreads),
+							 MHD_OPTION_CONNECTION_LIMIT, slots,
 							 MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL,
 							 MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-							 MHD_OPTION_NOTIFY_CONNECTION, connection_started, NULL,
+							 MHD_OPTION_NOTIFY_CONNECTION, vn_guard_notify, guard,
 							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
 							 MHD_OPTION_END);
-		if (d == NULL || vn_loop_start(d, pool, &error) == NULL)
+		if (d == NULL || vn_loop_start(d, pool, vn_guard_tick, guard, &error) == NULL)
 		{
 			fprintf(stderr, "ventros-http: cannot start event loop %ld on port %ld%s%s\n", i, port,
 					d ? ": " : "", d ? error : "");

@@ -37,15 +37,23 @@
  * its shape (values are parameters), so the same text comes back again and
  * again.  The first time a connection sees a text it prepares it in the same
  * pipeline as its execution (still one round trip); later it only executes.
- * A full cache stops adding (unnamed statements then); a reset connection
- * forgets its statements.
+ *
+ * Each statement costs the backend memory (its plan cache), and a client
+ * chooses the shapes: so a connection holds at most VENTROS_HTTP_PREPARED
+ * statements, the least recently used ones deallocated (DEALLOCATE at the
+ * head of the pipeline that needs their place), and a text longer than
+ * VN_STMT_MAX_SQL runs unnamed, never kept.  Names are never reused (vn<n>
+ * counts up per connection), so a name always means one text.  A reset
+ * connection forgets its statements.
  */
-#define VN_STMT_CACHE 256
+#define VN_STMT_MAX_SQL (16 * 1024)
 
 typedef struct VnStmt
 {
 	unsigned long hash;
-	char	   *sql;
+	char	   *sql;			/* NULL: a free slot */
+	unsigned long name;			/* vn<name> on the server */
+	unsigned long used;			/* the pool's clock at its last use */
 } VnStmt;
 
 typedef struct VnWaiter
@@ -61,24 +69,35 @@ struct VnPool
 	PGconn	  **conns;
 	bool	   *busy;
 	char	   *conninfo;
-	VnStmt	  **stmts;			/* [size][VN_STMT_CACHE] */
-	int		   *nstmts;
+	VnStmt	  **stmts;			/* [size][max_stmts] */
+	int		   *nstmts;			/* slots in use (free ones included) */
+	int			max_stmts;
+	unsigned long *next_name;	/* per connection */
+	unsigned long clock;
 	VnWaiter   *waiters;		/* tasks waiting for a connection, first come first served */
 };
 
 static int	conn_index(PGconn *conn);
 static void reset(PGconn *conn, int ci);
 
+/*
+ * JIT is off for requests: compiling a large statement's expressions takes
+ * as long as it likes without looking at statement_timeout, and a client
+ * chooses how large the statement is.  ventros.max_plan_cost (plan_guard.c
+ * in the extension) refuses plans over the front's cost ceiling.
+ */
 static const char *setup_sql =
 "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
 " pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
-" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true)";
+" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
+" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true)";
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
 "SELECT pg_catalog.set_config('role', c->>'role', true), pg_catalog.set_config('request.jwt.claims', c::text, true),"
 " pg_catalog.set_config('request.method', $1, true), pg_catalog.set_config('request.path', $2, true),"
-" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true)"
+" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
+" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true)"
 " FROM ventros.api_key_claims($5) c";
 
 PGconn *
@@ -96,11 +115,13 @@ vn_pg_connect_one(const char *conninfo, char **error)
 }
 
 VnPool *
-vn_pg_pool_create(const char *conninfo, int size, char **error)
+vn_pg_pool_create(const char *conninfo, int size, int max_stmts, char **error)
 {
 	VnPool	   *pool = vn_alloc(sizeof(VnPool));
 
 	pool->size = size;
+	pool->max_stmts = max_stmts < 2 ? 2 : max_stmts;
+	pool->next_name = vn_alloc(sizeof(unsigned long) * size);
 	pool->conninfo = vn_strdup(conninfo);
 	pool->conns = vn_alloc(sizeof(PGconn *) * size);
 	pool->busy = vn_alloc(sizeof(bool) * size);
@@ -113,7 +134,7 @@ vn_pg_pool_create(const char *conninfo, int size, char **error)
 			return NULL;
 		/* a loop thread never blocks on its sockets: it waits in epoll */
 		PQsetnonblocking(pool->conns[i], 1);
-		pool->stmts[i] = vn_alloc(sizeof(VnStmt) * VN_STMT_CACHE);
+		pool->stmts[i] = vn_alloc(sizeof(VnStmt) * pool->max_stmts);
 	}
 	return pool;
 }
@@ -268,7 +289,10 @@ forget_statements(int ci)
 	if (ci < 0)
 		return;
 	for (int k = 0; k < pool->nstmts[ci]; k++)
+	{
 		free(pool->stmts[ci][k].sql);
+		pool->stmts[ci][k].sql = NULL;
+	}
 	pool->nstmts[ci] = 0;
 }
 
@@ -294,7 +318,13 @@ hash_sql(const char *s)
 	return h;
 }
 
-/* the statement's name on this connection, or -1 */
+typedef enum VnItem
+{
+	VN_ITEM_PREPARE,
+	VN_ITEM_EXEC
+} VnItem;
+
+/* the statement's slot on this connection, or -1 */
 static int
 find_statement(int ci, const char *sql, unsigned long h)
 {
@@ -303,16 +333,79 @@ find_statement(int ci, const char *sql, unsigned long h)
 	if (ci < 0)
 		return -1;
 	for (int k = 0; k < pool->nstmts[ci]; k++)
-		if (pool->stmts[ci][k].hash == h && strcmp(pool->stmts[ci][k].sql, sql) == 0)
+		if (pool->stmts[ci][k].sql && pool->stmts[ci][k].hash == h && strcmp(pool->stmts[ci][k].sql, sql) == 0)
 			return k;
 	return -1;
 }
 
-typedef enum VnItem
+/* a free slot for a new statement on connection ci, or -1 (it runs unnamed) */
+static int
+take_slot(int ci)
 {
-	VN_ITEM_PREPARE,
-	VN_ITEM_EXEC
-} VnItem;
+	VnPool	   *pool = vn_loop_pool();
+
+	for (int k = 0; k < pool->nstmts[ci]; k++)
+		if (pool->stmts[ci][k].sql == NULL)
+			return k;
+	if (pool->nstmts[ci] < pool->max_stmts)
+		return pool->nstmts[ci]++;
+	return -1;
+}
+
+/* is sql one to keep prepared on ci?  Marks it used when it is there already */
+static bool
+needs_slot(int ci, const char *sql)
+{
+	VnPool	   *pool = vn_loop_pool();
+	int			k = find_statement(ci, sql, hash_sql(sql));
+
+	if (k >= 0)
+		pool->stmts[ci][k].used = ++pool->clock;
+	return k < 0 && strlen(sql) <= VN_STMT_MAX_SQL;
+}
+
+/*
+ * Room for the new statements of this request (the setup's and the main
+ * one's): the least recently used statements of ci are deallocated, at the
+ * head of the pipeline, where nothing before them can fail and skip them
+ * (a skipped DEALLOCATE would leave a statement on the server that the
+ * cache has forgotten).  The request's own statements were just marked
+ * used, so they are never the ones to go.  False on send failure.
+ */
+static bool
+make_room(PGconn *conn, int ci, const char *setup_sql_text, const char *sql,
+		  VnItem *items, int *nitems, int *prepared_slot, bool *is_main)
+{
+	VnPool	   *pool = vn_loop_pool();
+	VnStmt	   *st = pool->stmts[ci];
+	int			need = (needs_slot(ci, setup_sql_text) ? 1 : 0) + (needs_slot(ci, sql) ? 1 : 0);
+	int			room = pool->max_stmts - pool->nstmts[ci];
+
+	for (int k = 0; k < pool->nstmts[ci]; k++)
+		if (st[k].sql == NULL)
+			room++;
+	while (room < need)
+	{
+		int			victim = -1;
+		char		dealloc[48];
+
+		for (int k = 0; k < pool->nstmts[ci]; k++)
+			if (st[k].sql && (victim < 0 || st[k].used < st[victim].used))
+				victim = k;
+		if (victim < 0)
+			break;
+		snprintf(dealloc, sizeof(dealloc), "DEALLOCATE vn%lu", st[victim].name);
+		if (!PQsendQueryParams(conn, dealloc, 0, NULL, NULL, NULL, NULL, 0))
+			return false;
+		free(st[victim].sql);
+		st[victim].sql = NULL;
+		prepared_slot[*nitems] = -1;
+		is_main[*nitems] = false;
+		items[(*nitems)++] = VN_ITEM_EXEC;
+		room++;
+	}
+	return true;
+}
 
 /* queues one statement: prepared, to be prepared, or unnamed; false on send failure */
 static bool
@@ -322,25 +415,25 @@ send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
 	VnPool	   *pool = vn_loop_pool();
 	unsigned long h = hash_sql(sql);
 	int			k = find_statement(ci, sql, h);
-	char		name[24];
+	char		name[32];
 
-	if (k < 0 && ci >= 0 && pool->nstmts[ci] < VN_STMT_CACHE)
+	if (k < 0 && ci >= 0 && strlen(sql) <= VN_STMT_MAX_SQL && (k = take_slot(ci)) >= 0)
 	{
-		k = pool->nstmts[ci];
-		snprintf(name, sizeof(name), "vn%d", k);
+		snprintf(name, sizeof(name), "vn%lu", pool->next_name[ci]);
 		if (!PQsendPrepare(conn, name, sql, p->n, p->types))
 			return false;
-		/* recorded now, dropped again if the prepare fails */
+		/* recorded now, freed again if the prepare fails */
 		pool->stmts[ci][k].hash = h;
 		pool->stmts[ci][k].sql = vn_strdup(sql);
-		pool->nstmts[ci]++;
+		pool->stmts[ci][k].name = pool->next_name[ci]++;
 		prepared_slot[*nitems] = k;
 		is_main[*nitems] = main;
 		items[(*nitems)++] = VN_ITEM_PREPARE;
 	}
 	if (k >= 0)
 	{
-		snprintf(name, sizeof(name), "vn%d", k);
+		pool->stmts[ci][k].used = ++pool->clock;
+		snprintf(name, sizeof(name), "vn%lu", pool->stmts[ci][k].name);
 		if (!PQsendQueryPrepared(conn, name, p->n, p->values, p->lengths, p->formats, 0))
 			return false;
 	}
@@ -361,9 +454,9 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	PGresult   *answer = NULL;
 	bool		ok;
 	int			ci = conn_index(conn);
-	VnItem		items[6];
-	int			prepared_slot[6];
-	bool		is_main[6];
+	VnItem		items[10];		/* up to two DEALLOCATEs, BEGIN, two PREPAREs, three EXECUTEs */
+	int			prepared_slot[10];
+	bool		is_main[10];
 	int			nitems = 0;
 	bool		broken = false;
 
@@ -375,19 +468,23 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	 * up to the Sync) and leaves the failed block open: it is rolled back
 	 * below, an extra round trip on that path only.
 	 */
-	ok = !setup->rollback || send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false);
+	ok = ci < 0 || make_room(conn, ci, setup->api_key ? setup_key_sql : setup_sql, sql, items, &nitems,
+							 prepared_slot, is_main);
+	ok = ok && (!setup->rollback ||
+				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
 	if (setup->api_key)
 	{
-		const char *v[5] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key};
-		VnParams	key_params = {5, v, NULL, NULL, NULL};
+		const char *v[6] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
+		setup->max_plan_cost};
+		VnParams	key_params = {6, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
-		const char *v[6] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
-		setup->timeout};
-		VnParams	setup_params = {6, v, NULL, NULL, NULL};
+		const char *v[7] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
+		setup->timeout, setup->max_plan_cost};
+		VnParams	setup_params = {7, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
 	}
@@ -429,20 +526,11 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 			broken = true;
 		if (items[i] == VN_ITEM_PREPARE && !prepared_ok && prepared_slot[i] >= 0 && ci >= 0)
 		{
-			/* the last entry is the one this request added: drop it */
+			/* not prepared after all (the pipeline failed first): the slot is free */
 			int			k = prepared_slot[i];
 
-			if (k == pool->nstmts[ci] - 1)
-			{
-				free(pool->stmts[ci][k].sql);
-				pool->nstmts[ci]--;
-			}
-			else
-			{
-				free(pool->stmts[ci][k].sql);
-				pool->stmts[ci][k].sql = vn_strdup("");	/* never matches a statement */
-				pool->stmts[ci][k].hash = 0;
-			}
+			free(pool->stmts[ci][k].sql);
+			pool->stmts[ci][k].sql = NULL;
 		}
 	}
 	res = broken ? NULL : vn_pg_get_result(conn);

@@ -17,13 +17,17 @@ typedef struct VnSetup
 	const char *path;
 	const char *headers;		/* JSON object text */
 	const char *timeout;		/* statement_timeout, e.g. "10s" */
+	const char *max_plan_cost;	/* ventros.max_plan_cost, "0": no ceiling */
 	const char *api_key;		/* an API key to resolve into role and claims, or NULL */
 	bool		rollback;		/* undo the request's changes (Prefer: tx=rollback) */
 } VnSetup;
 
-/* a loop thread's connections (loop.c), opened now; NULL with *error */
+/*
+ * A loop thread's connections (loop.c), opened now, each keeping at most
+ * max_stmts prepared statements; NULL with *error.
+ */
 typedef struct VnPool VnPool;
-extern VnPool *vn_pg_pool_create(const char *conninfo, int size, char **error);
+extern VnPool *vn_pg_pool_create(const char *conninfo, int size, int max_stmts, char **error);
 /*
  * A connection of the calling loop thread's pool, waiting (as a task) at
  * most timeout_ms; NULL when none came free or it could not reconnect.

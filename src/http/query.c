@@ -31,6 +31,8 @@ typedef struct Ctx
 	bool		spread_ok;		/* a read's top select list may spread (...rel(cols)) */
 	VnBuf		lateral;		/* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
 	int			nspreads;
+	int			nembeds;		/* embedded resources so far, at every level */
+	int			nselect;		/* select-list items so far, at every level */
 } Ctx;
 
 static bool
@@ -870,6 +872,14 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 
 	if (depth >= 3)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
+	/*
+	 * Each embedding is a subquery: a request with a thousand of them is a
+	 * statement the planner and executor take a long time over, for rows
+	 * no client reads that way.
+	 */
+	if (++c->nembeds > c->in->max_embeds)
+		return fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
+					"a request embeds at most %d resources", c->in->max_embeds);
 	bool		inner_join = false;
 
 	if (hint)
@@ -1060,6 +1070,16 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 	{
 		free_list(items, n);
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed select \"%.64s\"", spec);
+	}
+	/* columns here; embedded resources are counted by embed() */
+	for (int i = 0; i < n; i++)
+		if (strchr(items[i], '(') == NULL)
+			c->nselect++;
+	if (c->nselect > c->in->max_select)
+	{
+		free_list(items, n);
+		return fail(c->q, 400, "54000", NULL, "Select fewer columns, or split the request.",
+					"a request selects at most %d columns (embedded resources' included)", c->in->max_select);
 	}
 	for (int i = 0; i < n && ok; i++)
 	{
@@ -1312,53 +1332,6 @@ body_expr(Ctx *c)
 		vn_buf_add(b, "coalesce(pg_catalog.json_agg(_r)::text, '[]')");
 }
 
-/*
- * Appends sql with each placeholder $N replaced by the literal of parameter
- * N (quoted identifiers and literals are copied as they are).  The
- * statement's own text only ever holds placeholders made by param(),
- * quoted identifiers and quoted literals, so a $ outside quotes is always a
- * placeholder.
- */
-static void
-inline_params(const VnQuery *q, const char *sql, VnBuf *out)
-{
-	for (const char *p = sql; *p;)
-	{
-		if (*p == '"' || *p == '\'')
-		{
-			char		quote = *p;
-			const char *e = p + 1;
-
-			/* to the closing quote; a doubled quote stays inside */
-			for (; *e; e++)
-				if (*e == quote)
-				{
-					if (e[1] == quote)
-						e++;
-					else
-						break;
-				}
-			if (*e)
-				e++;
-			vn_buf_addn(out, p, e - p);
-			p = e;
-		}
-		else if (*p == '$' && isdigit((unsigned char) p[1]))
-		{
-			char	   *end;
-			long		n = strtol(p + 1, &end, 10);
-
-			if (n >= 1 && n <= q->nparams)
-				vn_buf_literal(out, q->params[n - 1]);
-			else
-				vn_buf_add(out, "NULL");
-			p = end;
-		}
-		else
-			vn_buf_addc(out, *p++);
-	}
-}
-
 /* ---- statements -------------------------------------------------------------- */
 
 static bool
@@ -1407,52 +1380,6 @@ build_read(Ctx *c, int rel)
 			vn_buf_add(&total, "(SELECT pg_catalog.count(*) FROM api.");
 			vn_buf_ident(&total, r->name);
 			vn_buf_addf(&total, " _t WHERE %s)", cond);
-		}
-		else if (c->in->count == VN_COUNT_PLANNED || c->in->count == VN_COUNT_ESTIMATED)
-		{
-			/*
-			 * The planner's estimate of the filtered rows, as PostgREST:
-			 * EXPLAIN of the count query, with the values inlined as
-			 * literals (EXPLAIN runs in a function, which cannot take this
-			 * statement's parameters); the text travels as one parameter.
-			 * estimated: the exact count when the estimate is within the
-			 * maximum page size, else the estimate.
-			 */
-			VnBuf		explain;
-			VnBuf		saved = c->q->sql;
-			bool		ok;
-
-			vn_buf_init(&explain);
-			vn_buf_add(&explain, "SELECT 1 FROM api.");
-			vn_buf_ident(&explain, r->name);
-			vn_buf_add(&explain, " _t WHERE ");
-			inline_params(c->q, cond, &explain);
-			c->q->sql = total;
-			if (c->in->count == VN_COUNT_PLANNED)
-			{
-				vn_buf_add(&c->q->sql, "ventros.http_plan_rows(");
-				ok = param_s(c->q, explain.data);
-				vn_buf_add(&c->q->sql, ")");
-			}
-			else
-			{
-				vn_buf_add(&c->q->sql, "(SELECT CASE WHEN _p.n > ");
-				vn_buf_addf(&c->q->sql, "%ld", c->in->max_rows);
-				vn_buf_add(&c->q->sql, " THEN _p.n ELSE (SELECT pg_catalog.count(*) FROM api.");
-				vn_buf_ident(&c->q->sql, r->name);
-				vn_buf_addf(&c->q->sql, " _t WHERE %s) END FROM (SELECT ventros.http_plan_rows(", cond);
-				ok = param_s(c->q, explain.data);
-				vn_buf_add(&c->q->sql, ") AS n) _p)");
-			}
-			total = c->q->sql;
-			c->q->sql = saved;
-			vn_buf_free(&explain);
-			if (!ok)
-			{
-				vn_buf_free(&total);
-				free(cond);
-				return false;
-			}
 		}
 		else
 			vn_buf_add(&total, "NULL::bigint");

@@ -41,12 +41,11 @@ typedef enum VnFormat
 	VN_FORMAT_CSV
 } VnFormat;
 
+/* Prefer: count=planned|estimated are answered exactly (router.c) */
 typedef enum VnCount
 {
 	VN_COUNT_NONE,
-	VN_COUNT_EXACT,
-	VN_COUNT_PLANNED,
-	VN_COUNT_ESTIMATED
+	VN_COUNT_EXACT
 } VnCount;
 
 typedef enum VnReturn
@@ -76,6 +75,8 @@ typedef struct VnQueryInput
 	long		range_offset;	/* -1: no Range header */
 	long		range_limit;	/* -1: open */
 	long		max_rows;
+	int			max_embeds;		/* embedded resources per request (54000 beyond) */
+	int			max_select;		/* select-list items per request, at every level */
 } VnQueryInput;
 
 typedef struct VnQuery

@@ -242,6 +242,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	in.body = req->body;
 	in.body_len = req->body_len;
 	in.max_rows = cfg->max_rows;
+	in.max_embeds = cfg->max_embeds;
+	in.max_select = cfg->max_select;
 	if (has_token(req->accept, "application/vnd.pgrst.object+json") ||
 		has_token(req->accept, "application/vnd.pgrst.object"))
 		in.format = VN_FORMAT_OBJECT;
@@ -257,12 +259,16 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 						  req->accept, "Ask for application/json, application/vnd.pgrst.object+json or text/csv.");
 		return;
 	}
-	if (has_token(req->prefer, "count=exact"))
+	/*
+	 * count=planned and count=estimated answer the exact count.  The
+	 * planner's estimate comes from statistics over every tenant's rows: a
+	 * filter on a value only another tenant has would estimate more rows
+	 * than one on a value nobody has, and every role the front runs as is a
+	 * tenant role (docs/http.md, "Counting").
+	 */
+	if (has_token(req->prefer, "count=exact") || has_token(req->prefer, "count=planned") ||
+		has_token(req->prefer, "count=estimated"))
 		in.count = VN_COUNT_EXACT;
-	else if (has_token(req->prefer, "count=planned"))
-		in.count = VN_COUNT_PLANNED;
-	else if (has_token(req->prefer, "count=estimated"))
-		in.count = VN_COUNT_ESTIMATED;
 	if (has_token(req->prefer, "return=representation"))
 		in.ret = VN_RETURN_REPRESENTATION;
 	else if (has_token(req->prefer, "return=headers-only"))
@@ -346,6 +352,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	setup.path = req->path;
 	setup.headers = req->headers_json ? req->headers_json : "{}";
 	setup.timeout = cfg->statement_timeout;
+	setup.max_plan_cost = cfg->max_plan_cost;
 	setup.api_key = api_key;
 	/* Prefer: tx=rollback runs the request and undoes it (PostgREST's override) */
 	setup.rollback = has_token(req->prefer, "tx=rollback");
@@ -395,10 +402,6 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		vn_buf_init(&applied);
 		if (in.count == VN_COUNT_EXACT)
 			vn_buf_add(&applied, ", count=exact");
-		else if (in.count == VN_COUNT_PLANNED)
-			vn_buf_add(&applied, ", count=planned");
-		else if (in.count == VN_COUNT_ESTIMATED)
-			vn_buf_add(&applied, ", count=estimated");
 		if (!q.is_read && !in.rpc && !openapi)
 		{
 			vn_buf_add(&applied, in.ret == VN_RETURN_REPRESENTATION ? ", return=representation" :

@@ -18,6 +18,9 @@ typedef struct VnRouterConfig
 	const VnAuthConfig *auth;
 	long		max_rows;
 	const char *statement_timeout;
+	const char *max_plan_cost;	/* ventros.max_plan_cost of each request */
+	int			max_embeds;		/* embedded resources per request */
+	int			max_select;		/* select-list items per request, embeds' own included */
 	int			pool_wait_ms;
 } VnRouterConfig;
 

@@ -164,7 +164,7 @@ static PGresult *
 call(const VnRouterConfig *cfg, const char *method, const char *path, const char *sql, const VnParams *params)
 {
 	VnSetup		setup = {.role = "ventros_anon", .claims = "", .method = method, .path = path,
-	.headers = "{}", .timeout = cfg->statement_timeout};
+	.headers = "{}", .timeout = cfg->statement_timeout, .max_plan_cost = cfg->max_plan_cost};
 	PGresult   *res = NULL;
 
 	for (int attempt = 0; attempt < 2 && res == NULL; attempt++)

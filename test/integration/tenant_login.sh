@@ -41,5 +41,28 @@ check "a write for another tenant is refused" 'row-level security' \
 check "a write for its own tenant works" '^1$' "$(as_login "SELECT (ventros.create_contact('Carol of A')).version")"
 check "nothing reached the other tenant" '^Bob of B$' \
 	"$("${ADMIN[@]}" -tA -c "SELECT string_agg(name, ',') FROM ventros.contacts WHERE tenant_id = 'it_b'")"
+check "a crafted sub claim does not choose the actor" '^it_bound$' \
+	"$(as_login "SELECT set_config('request.jwt.claims', '{\"sub\":\"ceo\",\"tenant_id\":\"it_a\"}', false) IS NULL; SELECT ventros.actor()" | tail -1)"
+as_login "SELECT set_config('request.jwt.claims', '{\"sub\":\"ceo\"}', false) IS NULL; SELECT ventros.create_contact('Dora of A')" >/dev/null
+check "nor the actor of its events" '^it_bound$' \
+	"$("${ADMIN[@]}" -tA -c "SELECT string_agg(DISTINCT o.actor, ',') FROM ventros.outbox o JOIN ventros.contacts c ON c.id = o.aggregate_id WHERE c.name = 'Dora of A'")"
+
+# A bound login that is also a member of the trusted roles (the front's and
+# the platform administrators'): the binding wins, it stays untrusted.
+"${ADMIN[@]}" >/dev/null -c "SELECT ventros.bind_login('it_bound', 'it_a', 'ventros_agent', '$PASSWORD')" \
+	-c "GRANT ventros_authenticator, ventros_platform_admin TO it_bound"
+check "a bound member of the trusted roles is not trusted" '^f$' "$(as_login 'SELECT ventros.session_is_trusted()')"
+check "it cannot choose another tenant by SET" 'permission denied to choose the acting tenant' \
+	"$(as_login "SET ventros.tenant = 'it_b'")"
+# (at startup the binding is applied after the client's options, so the
+# refusal may come from the first use of the tenant instead of the SET)
+check "nor in the startup options" 'permission denied to choose the acting tenant|cannot act for tenant "it_b"' \
+	"$(OPTS="-c ventros.tenant=it_b" as_login 'SELECT ventros.current_tenant()')"
+check "nor by a claim" 'cannot act for tenant "it_b"' \
+	"$(as_login "SELECT set_config('request.jwt.claims', '{\"tenant_id\":\"it_b\"}', false); SELECT count(*) FROM ventros.contacts")"
+check "nor choose the actor by a claim" '^it_bound$' \
+	"$(as_login "SELECT set_config('request.jwt.claims', '{\"sub\":\"ceo\"}', false) IS NULL; SELECT ventros.actor()" | tail -1)"
+check "it still sees only its tenant" '^0$' \
+	"$(as_login "SELECT count(*) FROM ventros.contacts WHERE tenant_id <> 'it_a'")"
 "${ADMIN[@]}" -c "DROP OWNED BY it_bound; DROP ROLE it_bound" >/dev/null 2>&1
 echo "1..$n"

@@ -43,8 +43,12 @@ SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'session.
           'session.ended is emitted for the expired session');
 
 -- tick_sessions
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_sessions('2026-01-01 11:05Z'), 0, 'tick before the expiry ends nothing');
+SET LOCAL ROLE ventros_admin;
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_sessions('2026-01-01 11:11Z'), 1, 'tick after the expiry ends the session');
+SET LOCAL ROLE ventros_admin;
 SELECT is((SELECT status FROM ventros.sessions WHERE id = (SELECT id FROM s2)), 'expired', 'tick expires it');
 
 -- close with reasons
@@ -119,7 +123,9 @@ SELECT is((SELECT count(*)::int FROM ventros.open_sessions(NULL::uuid)), 1, 'the
 CREATE TEMP TABLE hc AS SELECT ventros_test.new_contact() AS contact, ventros_test.new_channel() AS channel;
 SELECT ventros.import_message((SELECT channel FROM hc), (SELECT contact FROM hc), false, t, 'imp-' || n, 'msg ' || n)
 FROM (VALUES (1, '2025-05-01 10:00Z'::timestamptz), (2, '2025-05-01 10:50Z'), (3, '2025-05-01 12:10Z')) v(n, t);
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT ventros.tick_sessions('2025-05-02');
+SET LOCAL ROLE ventros_admin;
 UPDATE ventros.sessions SET timeout_seconds = 3600, version = version WHERE contact_id = (SELECT contact FROM hc);
 SELECT is((SELECT count(*)::int FROM ventros.sessions WHERE contact_id = (SELECT contact FROM hc)), 3, 'the import made three sessions (45 minute timeout)');
 SELECT is(ventros.consolidate_sessions((SELECT contact FROM hc), (SELECT channel FROM hc)), 1,

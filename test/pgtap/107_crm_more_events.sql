@@ -81,7 +81,9 @@ SELECT ventros.receive_message((SELECT id FROM ch), '5511977770000@c.us', NULL, 
 FROM unnest(ARRAY['image', 'video', 'audio']) k;
 SELECT is(pg_temp.emitted('message.image_processing_requested') + pg_temp.emitted('message.video_processing_requested')
           + pg_temp.emitted('message.audio_processing_requested'), 3, 'image, video and audio processing requests');
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_sessions('2026-02-01 12:00Z'), 1, 'the unanswered session expires');
+SET LOCAL ROLE ventros_admin;
 SELECT is(pg_temp.emitted('session.abandoned'), 1, 'session.abandoned: it expired with the contact waiting');
 
 SELECT * FROM finish();

@@ -27,7 +27,9 @@ SELECT is((ventros.set_campaign_status(pg_temp.id('c'), 1, 'scheduled')).status,
 SELECT throws_ok($$SELECT ventros.add_campaign_step(pg_temp.id('c'), 5, 'Late', 'wait')$$, 'VN002', NULL, 'steps only in draft');
 SELECT is((ventros.enroll_in_campaign(pg_temp.id('c'), pg_temp.id('ann'))).status, 'active', 'enrolled while scheduled');
 SELECT throws_ok($$SELECT ventros.enroll_in_campaign(pg_temp.id('c'), pg_temp.id('ann'))$$, '23505', NULL, 'one current enrollment');
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_campaigns(now() + interval '2 days'), 1, 'tick starts the campaign and advances the due enrollment');
+SET LOCAL ROLE ventros_admin;
 SELECT is((ventros.get_campaign(pg_temp.id('c'))).status, 'active', 'scheduled -> active by the tick');
 INSERT INTO ids SELECT 'e', id FROM ventros.campaign_enrollments WHERE campaign_id = pg_temp.id('c');
 SELECT is((SELECT current_step_order FROM ventros.campaign_enrollments WHERE id = pg_temp.id('e')), 1, 'at the delay step');
@@ -68,7 +70,9 @@ SELECT is((ventros.set_sequence_status(pg_temp.id('q'), 1, 'active')).status, 'a
 SELECT throws_ok($$SELECT ventros.update_sequence_step(pg_temp.id('q1'), 2, '{"delay_amount": 3}')$$, 'VN002', NULL, 'steps only in draft');
 INSERT INTO ids SELECT 'qe', id FROM ventros.enroll_in_sequence(pg_temp.id('q'), pg_temp.id('ann'));
 INSERT INTO ids SELECT 'qe2', id FROM ventros.enroll_in_sequence(pg_temp.id('q'), pg_temp.id('bob'));
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_sequences(now() + interval '1 minute'), 2, 'first step due at once');
+SET LOCAL ROLE ventros_admin;
 SELECT is((SELECT next_scheduled_at - now() FROM ventros.sequence_enrollments WHERE id = pg_temp.id('qe')), interval '1 day 00:01',
           'next step after its delay');
 SELECT is(ventros.exit_sequences_on_reply(pg_temp.id('bob')), 1, 'a reply exits the enrollment');
@@ -92,7 +96,9 @@ INSERT INTO ids SELECT 'talker', contact_id FROM ventros.receive_message(ventros
 INSERT INTO ids SELECT 'quiet', contact_id FROM ventros.receive_message(ventros_test.new_channel(), '+5511977775555', 'stop');
 SELECT ventros.set_contact_consent(pg_temp.id('quiet'), false);
 SELECT ventros.enroll_in_sequence(pg_temp.id('q3'), pg_temp.id('talker')), ventros.enroll_in_sequence(pg_temp.id('q3'), pg_temp.id('quiet'));
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_sequences(now() + interval '1 minute'), 2, 'both due');
+SET LOCAL ROLE ventros_admin;
 SELECT is((SELECT m.source || '/' || m.text FROM ventros.messages m WHERE m.contact_id = pg_temp.id('talker') AND m.from_me),
           'sequence/Hello from the sequence', 'the step went out on the contact''s channel as a sequence message');
 SELECT is((SELECT status || '/' || exit_reason FROM ventros.sequence_enrollments WHERE contact_id = pg_temp.id('quiet')), 'exited/opted_out',
@@ -111,7 +117,9 @@ INSERT INTO ids SELECT 'b', id FROM ventros.create_broadcast('Promo', pg_temp.id
 SELECT throws_ok($$SELECT ventros.schedule_broadcast(pg_temp.id('b'), 1, now() - interval '1 hour')$$, '22023', NULL, 'schedule in the future');
 SELECT is((ventros.schedule_broadcast(pg_temp.id('b'), 1, now() + interval '1 hour')).status, 'scheduled', 'draft -> scheduled');
 SELECT throws_ok($$SELECT ventros.update_broadcast(pg_temp.id('b'), 2, '{"name": "x"}')$$, 'VN002', NULL, 'edits only in draft');
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is(ventros.tick_broadcasts(now() + interval '2 hours'), 1, 'tick starts it and sends at the rate limit');
+SET LOCAL ROLE ventros_admin;
 SELECT is((ventros.broadcast_stats(pg_temp.id('b')))->>'skipped', '1', 'the opted-out contact is skipped');
 SELECT is((ventros.get_broadcast(pg_temp.id('b'))).status, 'completed', 'running -> completed when nothing is pending');
 SELECT is((SELECT m.source || '/' || m.text FROM ventros.broadcast_executions e JOIN ventros.messages m ON m.id = e.message_id

@@ -70,7 +70,9 @@ INSERT INTO ids SELECT 'm2', id FROM ventros.receive_message((SELECT channel_id 
 SELECT is((ventros.add_message_to_group(pg_temp.id('m2'))).id, pg_temp.id('g'), 'the second message joins the pending group');
 SELECT is(cardinality((ventros.add_message_to_group(pg_temp.id('m2'))).message_ids), 2, 'adding twice changes nothing');
 SELECT throws_ok($$SELECT ventros.start_message_group_processing(pg_temp.id('g'), 2)$$, '55000', NULL, 'still collecting');
+SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
 SELECT is((SELECT count(*)::integer FROM ventros.tick_message_groups(now() + interval '1 hour')), 1, 'due group handed to processing');
+SET LOCAL ROLE ventros_admin;
 INSERT INTO ids SELECT 'out', id FROM ventros.send_message((SELECT channel_id FROM m1), (SELECT contact_id FROM m1), 'out',
     agent_id => ventros_test.new_agent());
 SELECT throws_like($$SELECT ventros.add_message_to_group(pg_temp.id('out'))$$, '%is outbound; groups hold inbound messages',
