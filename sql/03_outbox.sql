@@ -56,19 +56,23 @@ GRANT SELECT ON ventros.outbox TO ventros_viewer;
 -- The publisher's to-do list: one row per event not yet published (pending
 -- or dead), written by the emitter with the event and deleted when the
 -- event is published.  What a publish writes in it is a deletion (no index
--- entry); the claim walks its primary key in seq order, which holds only
+-- entry); the claim walks its seq index in seq order, which holds only
 -- what is left to publish (and dead index entries until vacuum or the
 -- claim's own scans remove them).  A row that failed waits here for its
 -- retry time (next_attempt_at); dead rows stay (dead) until replayed.
 -- Invariant: an event has a queue row exactly while its outbox status is
 -- pending or dead (sql/40_outbox_publisher.sql keeps both in one statement).
+-- The key leads with tenant_id, as every key of a tenant's rows; the claim
+-- walks outbox_queue_seq (seq is unique: one sequence for all tenants).
 CREATE TABLE ventros.outbox_queue (
-    seq             bigint      PRIMARY KEY,
+    seq             bigint      NOT NULL,
     tenant_id       text        NOT NULL,
     aggregate_id    uuid        NOT NULL,
     next_attempt_at timestamptz,
-    dead            boolean     NOT NULL DEFAULT false
+    dead            boolean     NOT NULL DEFAULT false,
+    PRIMARY KEY (tenant_id, seq)
 );
+CREATE INDEX outbox_queue_seq ON ventros.outbox_queue (seq);
 -- The publisher's order check looks only at rows that may block their
 -- aggregate: dead, or waiting to retry after a failed attempt.  New rows
 -- (never failed) are not in it.

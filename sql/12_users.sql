@@ -108,15 +108,19 @@ SELECT ventros.register_event_type('user.api_key_generated', 'An API key was gen
 -- Refresh tokens: not an aggregate (no events, no versions); reached only by
 -- the SECURITY DEFINER functions below.
 CREATE TABLE ventros.user_refresh_tokens (
-    token_hash  text        PRIMARY KEY,
+    token_hash  text        NOT NULL,
     tenant_id   text        NOT NULL,
     user_id     uuid        NOT NULL,
     family      uuid        NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     expires_at  timestamptz NOT NULL,
     revoked_at  timestamptz,
+    PRIMARY KEY (tenant_id, token_hash),
     FOREIGN KEY (tenant_id, user_id) REFERENCES ventros.users (tenant_id, id)
 );
+-- a refresh token names no tenant: api.refresh and api.logout find it by
+-- its hash alone (random 256 bits: no two tenants share one)
+CREATE INDEX user_refresh_tokens_by_hash ON ventros.user_refresh_tokens (token_hash);
 CREATE INDEX user_refresh_tokens_by_family ON ventros.user_refresh_tokens (family);
 ALTER TABLE ventros.user_refresh_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.user_refresh_tokens FORCE ROW LEVEL SECURITY;

@@ -159,8 +159,9 @@ COMMENT ON FUNCTION ventros.sender_identity_type(text, text) IS
     'The identity type of an inbound sender id on a channel kind (WhatsApp @c.us / @lid, PSID, IGSID, phone, ...)';
 
 -- upsert_contact_by_identity: the contact holding an identity, created with
--- it when there is none.  An advisory lock on the identity serialises two
--- first messages of one new sender, so only one contact is created.
+-- it when there is none.  A lock on the identity within the tenant
+-- (ventros.lock_tenant_key, sql/03_locks.sql) serialises two first messages
+-- of one new sender, so only one contact is created.
 CREATE FUNCTION ventros.upsert_contact_by_identity(identity_type text, sender text, name text DEFAULT NULL,
                                                    project_id uuid DEFAULT NULL, channel_id uuid DEFAULT NULL,
                                                    source_channel text DEFAULT NULL)
@@ -186,7 +187,7 @@ BEGIN
     IF found_id IS NOT NULL THEN
         RETURN found_id;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || identity_type || '/' || norm_value, 0));
+    PERFORM ventros.lock_tenant_key('identity/' || identity_type || '/' || norm_value);
     found_id := ventros.find_contact_by_identity(identity_type, norm_value);
     IF found_id IS NOT NULL THEN
         RETURN found_id;
@@ -210,7 +211,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text) IS
-    'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (advisory lock); emits contact.created and contact_identity.created for a new sender';
+    'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (a tenant key lock); emits contact.created and contact_identity.created for a new sender';
 
 -- count_channel_message: a channel's message counters.  SECURITY DEFINER:
 -- agents receive and send messages but may not write counters; it touches
@@ -243,21 +244,32 @@ GRANT SELECT ON ventros.channel_message_counts TO ventros_viewer;
 
 CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_message.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_message.channel_id USING ERRCODE = 'P0002';
+    END IF;
     INSERT INTO ventros.channel_message_counts AS c
         (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
-    VALUES (ventros.require_tenant(), count_channel_message.channel_id, ventros.stats_slot(),
+    VALUES (tenant, count_channel_message.channel_id, ventros.stats_slot(),
             (NOT from_me)::integer, from_me::integer, at)
-    ON CONFLICT (tenant_id, channel_id, slot) DO UPDATE
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
     SET messages_received = c.messages_received + EXCLUDED.messages_received,
         messages_sent = c.messages_sent + EXCLUDED.messages_sent,
-        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at)
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+END
 $$;
 COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
-    'Counts a message on a channel of the acting tenant, in the channel''s slot rows (see channel_message_counts)';
+    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
 
 -- channel_message_counts: a channel's exact totals (folded + not yet folded).
 CREATE FUNCTION ventros.channel_message_counts(channel_id uuid,
@@ -278,7 +290,8 @@ COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
 
 -- fold_channel_message_counts: moves the slots into the channels' quiet
 -- columns (no version, no event).  The acting tenant's channels, or every
--- tenant's for a platform administrator without a tenant (the scheduled job).
+-- tenant's for a platform administrator without a tenant (the scheduled job),
+-- one tenant at a time through ventros.run_per_tenant (sql/97_schedule.sql).
 CREATE FUNCTION ventros.fold_channel_message_counts()
 RETURNS integer
 LANGUAGE plpgsql
@@ -290,11 +303,22 @@ DECLARE
     folded integer;
 BEGIN
     IF tenant IS NULL THEN
+        -- every tenant with slots, each on its own (ventros.run_per_tenant):
+        -- one tenant's bad row fails only its own fold
         PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-channel-counts',
+                   'SELECT pg_catalog.to_jsonb(ventros.fold_channel_message_counts())',
+                   ARRAY(SELECT DISTINCT c.tenant_id FROM ventros.channel_message_counts c ORDER BY 1)) r;
+        RETURN folded;
     END IF;
+    -- The slots of the tenant's live channels; those of a channel deleted
+    -- since wait (folded if it is restored).
     WITH gone AS (
         DELETE FROM ventros.channel_message_counts c
-         WHERE tenant IS NULL OR c.tenant_id = tenant
+         WHERE c.tenant_id = tenant
+           AND EXISTS (SELECT FROM ventros.channels ch
+                        WHERE ch.tenant_id = c.tenant_id AND ch.id = c.channel_id AND ch.deleted_at IS NULL)
         RETURNING c.*),
     totals AS (
         SELECT g.tenant_id, g.channel_id, sum(g.messages_received) AS received, sum(g.messages_sent) AS sent,
@@ -314,7 +338,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
-    'Adds the counted slots to their channels'' messages_received, messages_sent and last_message_at (quiet); returns the channels updated';
+    'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
 
 -- record_message_effects: what every new message does to its session (given,
 -- locked), contact, channel and chat.

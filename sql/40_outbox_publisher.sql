@@ -14,9 +14,10 @@
 -- writes nothing.  An event is written once when it is published
 -- (outbox_published: its queue row deleted, its outbox row updated HOT), and
 -- once per failed attempt (outbox_failed, which counts it).  What keeps two publishers from publishing a row at once is
--- the publisher lock: a session-level advisory lock that the claim takes and
--- the publisher holds for as long as it runs, so there is one publisher per
--- database at a time and a second one claims nothing.  It is released when
+-- the publisher lock: a session lock that the claim takes and the publisher
+-- holds for as long as it runs, so there is one publisher per database at a
+-- time and a second one claims nothing.  It is of a lock class no SQL
+-- function can take (src/locks.c): no other login can hold it or queue for it.  It is released when
 -- the publisher's session ends, however it ends.  The rows a publisher has
 -- in flight (published, not yet recorded) it keeps in memory and passes to
 -- each claim, which skips their aggregates.
@@ -39,7 +40,7 @@ SET search_path = pg_catalog, pg_temp
 -- The queue swings between empty and a large backlog faster than its
 -- statistics follow; a plan made while it looked empty (seq scan, sort of
 -- every pending row, a scan of the whole outbox per queue row) makes each
--- claim read the whole backlog.  Walk the queue's primary key in seq order
+-- claim read the whole backlog.  Walk the queue's seq index in seq order
 -- and fetch each event by its key, always (the LATERAL subquery with
 -- OFFSET 0 is planned on its own, for one key at a time; the key is the
 -- whole (tenant_id, aggregate_id, seq), so that either index of the outbox
@@ -111,7 +112,7 @@ COMMENT ON FUNCTION ventros.outbox_claim(integer, uuid[]) IS
 CREATE FUNCTION ventros.outbox_publisher_lock() RETURNS boolean
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_publisher_lock';
 COMMENT ON FUNCTION ventros.outbox_publisher_lock() IS
-    'Takes the publisher lock of this database for the rest of the session, without waiting (the session-level advisory lock 1986948706, 1886741100); whether this session holds it (publisher use)';
+    'Takes the publisher lock of this database for the rest of the session, without waiting (a session lock of Ventros'' own class, src/locks.c, that pg_advisory_lock cannot take); whether this session holds it (publisher use)';
 
 CREATE FUNCTION ventros.outbox_release_publisher() RETURNS boolean
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_outbox_release_publisher';

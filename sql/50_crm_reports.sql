@@ -219,4 +219,4 @@ COMMENT ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) IS
     'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_daily_stats';
 
 GRANT EXECUTE ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.compact_crm_daily_stats(date) TO ventros_admin, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.compact_crm_daily_stats(date) TO ventros_platform_admin;

@@ -3,15 +3,14 @@
 -- transaction of its work; a second delivery of the same event finds the row
 -- and skips.  This table is deliberately not an engine aggregate: an outbox
 -- event for every consumed event would double the outbox's traffic and
--- describe no business fact.  It has the common columns and forced RLS.
+-- describe no business fact.  A row is written once and never changed, so
+-- it has none of an aggregate's version or update and deletion times (no
+-- engine trigger would keep them): its id, tenant, the event and consumer,
+-- when and how long.  Forced RLS, as every tenant table.
 
 CREATE TABLE ventros.processed_events (
     id                     uuid        NOT NULL DEFAULT gen_random_uuid(),
     tenant_id              text        NOT NULL DEFAULT ventros.require_tenant(),
-    version                integer     NOT NULL DEFAULT 1,
-    created_at             timestamptz NOT NULL DEFAULT now(),
-    updated_at             timestamptz NOT NULL DEFAULT now(),
-    deleted_at             timestamptz,
     event_id               uuid        NOT NULL,
     consumer_name          text        NOT NULL,
     processed_at           timestamptz NOT NULL DEFAULT now(),

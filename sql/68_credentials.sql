@@ -298,5 +298,7 @@ GRANT EXECUTE ON FUNCTION ventros.encrypt_secret(text),
     ventros.update_credential(uuid, integer, jsonb), ventros.set_credential_value(uuid, integer, text),
     ventros.set_credential_oauth(uuid, integer, text, text, timestamptz, text),
     ventros.activate_credential(uuid, integer), ventros.deactivate_credential(uuid, integer),
-    ventros.reveal_credential(uuid), ventros.expire_credentials()
+    ventros.reveal_credential(uuid)
     TO ventros_admin;
+-- Maintenance, for the scheduler (tick_maintenance) and platform administrators.
+GRANT EXECUTE ON FUNCTION ventros.expire_credentials() TO ventros_platform_admin;

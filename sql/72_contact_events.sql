@@ -191,4 +191,5 @@ GRANT EXECUTE ON FUNCTION
     ventros.mark_contact_event_delivered(uuid), ventros.mark_contact_event_read(uuid),
     ventros.update_contact_event(uuid, integer, jsonb)
     TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.purge_expired_contact_events(timestamptz) TO ventros_admin;
+-- Maintenance with a clock of its own, for the scheduler and platform administrators.
+GRANT EXECUTE ON FUNCTION ventros.purge_expired_contact_events(timestamptz) TO ventros_platform_admin;

@@ -51,31 +51,16 @@ SELECT ventros.register_aggregate('event_log', 'ventros.event_log', 'crm',
     description => 'The append-only activity log');
 
 -- Numbers a contact's entries; runs before the engine (trigger name order).
--- Tenant roles may call it (the trigger runs with their rights), so it serves
--- the acting tenant's log only (42501 otherwise): the lock it takes must not
--- be one that another tenant's writers wait on.  A trusted session without an
--- acting tenant (a superuser writing rows for a tenant) may name any tenant.
 CREATE FUNCTION ventros.event_log_sequence(tenant text, contact_id uuid) RETURNS bigint
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    acting text := ventros.current_tenant();
-    seq    bigint;
-BEGIN
-    IF tenant IS DISTINCT FROM acting AND (acting IS NOT NULL OR NOT ventros.session_is_trusted()) THEN
-        RAISE EXCEPTION 'cannot number the activity log of another tenant'
-            USING ERRCODE = '42501',
-                  DETAIL = format('The acting tenant is %s.', coalesce(acting, 'none'));
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || contact_id::text, 13));
-    SELECT coalesce(max(l.sequence_number), 0) + 1 INTO seq FROM ventros.event_log l
-    WHERE l.tenant_id = tenant AND l.contact_id = event_log_sequence.contact_id;
-    RETURN seq;
-END
+    SELECT ventros.lock_tenant_key('event_log/' || contact_id::text, tenant);
+    SELECT coalesce(max(l.sequence_number), 0) + 1 FROM ventros.event_log l
+    WHERE l.tenant_id = tenant AND l.contact_id = event_log_sequence.contact_id
 $$;
 COMMENT ON FUNCTION ventros.event_log_sequence(text, uuid) IS
-    'The next sequence number of a contact''s activity log (locks the contact''s log until commit); the acting tenant''s log only (42501)';
+    'The next sequence number of a contact''s activity log (locks the contact''s log until commit)';
 
 CREATE FUNCTION ventros.event_log_guard() RETURNS trigger
 LANGUAGE plpgsql

@@ -132,7 +132,7 @@ CREATE TABLE ventros.channel_webhook_rejections (
 COMMENT ON TABLE ventros.channel_webhook_rejections IS
     'Webhook deliveries refused with 401 (signature or token missing or wrong), counted per channel';
 COMMENT ON COLUMN ventros.channel_webhook_rejections.last_reason IS
-    'Why the last one was refused (missing_signature, invalid_signature, bad_algorithm, invalid_token)';
+    'Why the last one was refused (missing_signature, invalid_signature, bad_algorithm, invalid_token, no_app_secret)';
 ALTER TABLE ventros.channel_webhook_rejections ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.channel_webhook_rejections FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.channel_webhook_rejections FOR SELECT
@@ -175,8 +175,10 @@ COMMENT ON FUNCTION ventros.decode_hex_signature(text, integer) IS
 
 -- verify_webhook: NULL when the delivery is authentic for the channel, else
 -- why not.  Rules (docs/channels.md):
---   Meta (whatsapp, instagram, messenger): when config.app_secret is set,
---     X-Hub-Signature-256 must be "sha256=" + hex HMAC-SHA256(app_secret, body);
+--   Meta (whatsapp, instagram, messenger): X-Hub-Signature-256 must be
+--     "sha256=" + hex HMAC-SHA256(config.app_secret, body); a channel without
+--     an app secret refuses every delivery (no_app_secret) unless its config
+--     says "allow_unsigned": true;
 --   WAHA: when config.webhook_secret is set, X-Webhook-Hmac must be hex
 --     HMAC-SHA512(webhook_secret, body) and X-Webhook-Hmac-Algorithm, when
 --     sent, sha512; when config.webhook_token is set, X-Ventros-Token must
@@ -196,6 +198,14 @@ DECLARE
 BEGIN
     IF provider IN ('whatsapp', 'instagram', 'messenger') THEN
         secret := nullif(config->>'app_secret', '');
+        IF secret IS NULL THEN
+            -- no secret to check against: unsigned only when the channel
+            -- says so explicitly
+            IF config->'allow_unsigned' = 'true'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            RETURN 'no_app_secret';
+        END IF;
         IF secret IS NOT NULL THEN
             given := headers->>'x-hub-signature-256';
             IF given IS NULL THEN
@@ -237,7 +247,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.verify_webhook(text, jsonb, jsonb, bytea) IS
-    'NULL when a delivery''s signature/token match the channel config (Meta X-Hub-Signature-256, WAHA X-Webhook-Hmac sha512 and X-Ventros-Token), else the reason; constant-time comparisons';
+    'NULL when a delivery''s signature/token match the channel config (Meta X-Hub-Signature-256, required unless the channel has no app_secret and "allow_unsigned": true; WAHA X-Webhook-Hmac sha512 and X-Ventros-Token), else the reason; constant-time comparisons';
 
 -- ---- the channel of a webhook URL -----------------------------------------
 
@@ -789,6 +799,19 @@ $$;
 COMMENT ON FUNCTION ventros.process_inbox(integer, timestamptz) IS
     'Platform admins / scheduler: processes up to batch_size due inbox items of every tenant (received, failed with retries left, unmatched), each in its own subtransaction; returns how many ended in each status';
 
+-- The role the session acts as: its SET ROLE, else its login.  Inside a
+-- SECURITY DEFINER function current_user is the definer (a superuser, a
+-- member of every role), so a role check there asks this instead.
+CREATE FUNCTION ventros.session_role() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                ELSE pg_catalog.current_setting('role')::name END
+$$;
+COMMENT ON FUNCTION ventros.session_role() IS
+    'The role the session acts as (its SET ROLE, else its login): the caller''s role for checks inside SECURITY DEFINER functions, where current_user is the definer';
+
 -- reprocess_inbox_item: an administrator retries one item now (after fixing
 -- a channel's configuration, or an unparsed/failed item after an upgrade).
 CREATE FUNCTION ventros.reprocess_inbox_item(inbox_id uuid) RETURNS ventros.inbox
@@ -800,8 +823,11 @@ DECLARE
     tenant text := ventros.require_tenant();
     r ventros.inbox;
 BEGIN
-    IF NOT pg_has_role(current_user, 'ventros_admin', 'MEMBER') AND NOT ventros.session_is_trusted() THEN
-        RAISE EXCEPTION 'only administrators reprocess inbox items' USING ERRCODE = '42501';
+    -- the caller's role: current_user here is this function's owner
+    IF NOT pg_has_role(ventros.session_role(), 'ventros_admin', 'MEMBER')
+       AND NOT pg_has_role(ventros.session_role(), 'ventros_platform_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only administrators reprocess inbox items' USING ERRCODE = '42501',
+            DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_admin.', ventros.session_role());
     END IF;
     SELECT * INTO r FROM ventros.inbox i WHERE i.tenant_id = tenant AND i.id = inbox_id FOR UPDATE;
     IF NOT FOUND THEN

@@ -101,8 +101,8 @@ BEGIN
         RETURN coalesce(phone_id, lid_id);      -- one form: receive_message upserts it
     END IF;
     FOREACH x IN ARRAY ARRAY[phone_id, lid_id] LOOP
-        PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || CASE WHEN x LIKE '%@lid' THEN 'whatsapp_lid' ELSE 'whatsapp' END
-                                                       || '/' || x, 0));
+        PERFORM ventros.lock_tenant_key('identity/' || CASE WHEN x LIKE '%@lid' THEN 'whatsapp_lid' ELSE 'whatsapp' END
+                                        || '/' || x);
     END LOOP;
     by_phone := ventros.find_contact_by_identity('whatsapp', phone_id);
     by_lid := ventros.find_contact_by_identity('whatsapp_lid', lid_id);

@@ -300,27 +300,18 @@ CREATE FUNCTION ventros.tick_webhooks(now timestamptz DEFAULT now(), failing_for
 RETURNS TABLE (tenant_id text, disabled integer, error text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET ventros.tenant = ''
 AS $$
-DECLARE
-    t text;
 BEGIN
     PERFORM ventros.require_platform_admin();
-    FOR t IN SELECT DISTINCT w.tenant_id FROM ventros.webhook_subscriptions w
-              WHERE w.active AND w.deleted_at IS NULL AND w.failing_since <= tick_webhooks.now - failing_for
-              ORDER BY 1 LOOP
-        PERFORM set_config('ventros.tenant', t, true);
-        tenant_id := t;
-        error := NULL;
-        BEGIN
-            disabled := ventros.disable_failing_webhook_subscriptions(tick_webhooks.now, failing_for);
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS error = MESSAGE_TEXT;
-            disabled := NULL;
-            RAISE WARNING 'webhook tick of tenant % failed: %', t, error;
-        END;
-        RETURN NEXT;
-    END LOOP;
+    -- the tenants with a subscription due, each through ventros.run_per_tenant
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result #>> '{}')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-webhooks',
+               $s$SELECT pg_catalog.to_jsonb(ventros.disable_failing_webhook_subscriptions($1, ($2->>'failing_for')::interval))$s$,
+               ARRAY(SELECT DISTINCT w.tenant_id FROM ventros.webhook_subscriptions w
+                      WHERE w.active AND w.deleted_at IS NULL AND w.failing_since <= tick_webhooks.now - failing_for
+                      ORDER BY 1),
+               tick_webhooks.now, pg_catalog.jsonb_build_object('failing_for', failing_for)) r;
 END
 $$;
 COMMENT ON FUNCTION ventros.tick_webhooks(timestamptz, interval) IS
@@ -476,7 +467,8 @@ GRANT EXECUTE ON FUNCTION ventros.webhook_retry_schedule(),
     ventros.webhook_request_headers(uuid, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.redeliver_webhook(uuid), ventros.get_webhook_delivery(uuid),
     ventros.list_webhook_deliveries(uuid, text, uuid, timestamptz, uuid, integer),
-    ventros.disable_failing_webhook_subscriptions(timestamptz, interval),
     ventros.disable_webhook_subscription(uuid, text)
     TO ventros_admin;
+-- Maintenance with a clock of its own, for the scheduler and platform administrators.
+GRANT EXECUTE ON FUNCTION ventros.disable_failing_webhook_subscriptions(timestamptz, interval) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.tick_webhooks(timestamptz, interval) TO ventros_platform_admin;

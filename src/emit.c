@@ -69,6 +69,7 @@
 #include "outbox_worker.h"
 #include "tenant.h"
 #include "webhook_fanout.h"
+#include "trigger.h"
 
 /* the columns the writer fills; any other column gets its default */
 typedef enum VnOutboxColumn
@@ -655,12 +656,8 @@ ventros_emit_custom_event(PG_FUNCTION_ARGS)
 Datum
 ventros_catalog_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = vn_check_trigger(fcinfo, "ventros_catalog_changed");
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros_catalog_changed: not called by trigger manager")));
 	vn_catalog_invalidate(RelationGetRelid(trigdata->tg_relation));
 	/* registered aggregate tables cache transitions too: drop them all */
 	CacheInvalidateRelcacheAll();

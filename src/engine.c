@@ -68,6 +68,7 @@
 #include "engine.h"
 #include "errors.h"
 #include "tenant.h"
+#include "trigger.h"
 
 static HTAB *vn_aggregates = NULL;
 static List *vn_retired_contexts = NIL;
@@ -315,12 +316,8 @@ aggregate_for(Relation rel)
 static void
 check_trigger_call(FunctionCallInfo fcinfo, const char *name, bool before)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
+	TriggerData *td = vn_check_trigger(fcinfo, name);
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s: not called by trigger manager", name)));
 	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) ||
 		(before ? !TRIGGER_FIRED_BEFORE(td->tg_event) : !TRIGGER_FIRED_AFTER(td->tg_event)))
 		ereport(ERROR,
@@ -695,12 +692,8 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 Datum
 ventros_engine_refuse_truncate(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
+	TriggerData *td = vn_check_trigger(fcinfo, "ventros_engine_refuse_truncate");
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros_engine_refuse_truncate: not called by trigger manager")));
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("cannot truncate aggregate table %s", RelationGetRelationName(td->tg_relation)),

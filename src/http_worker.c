@@ -78,6 +78,7 @@
 #include "http_worker.h"
 #include "ssrf.h"
 #include "shmem.h"
+#include "trigger.h"
 
 #define VN_HTTP_RESTART_SECONDS 1
 #define VN_HTTP_ERRLEN 512
@@ -223,13 +224,11 @@ vn_http_find_latch(void)
 Datum
 ventros_http_requests_wake(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros.http_requests_wake() must be called as a trigger")));
+	TriggerData *td = vn_check_trigger(fcinfo, "ventros_http_requests_wake");
+
 	if (multi == NULL)
 		vn_http_wake_at_commit();
-	else if (TRIGGER_FIRED_BY_INSERT(((TriggerData *) fcinfo->context)->tg_event))
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		queued_by_handler = true;	/* claim again at once, see record_done */
 	return PointerGetDatum(NULL);
 }

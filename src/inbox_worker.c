@@ -51,6 +51,7 @@
 
 #include "inbox_worker.h"
 #include "shmem.h"
+#include "trigger.h"
 
 #define VN_INBOX_RESTART_SECONDS 1
 #define VN_INBOX_MAX_WORKERS 8
@@ -120,10 +121,7 @@ vn_inbox_find_latch(void)
 Datum
 ventros_inbox_wake(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros.inbox_wake() must be called as a trigger")));
+	vn_check_trigger(fcinfo, "ventros_inbox_wake");
 	if (vn_inbox_processing == VN_INBOX_DEFERRED)
 		vn_wake_at_commit(vn_inbox_wake_target);
 	return PointerGetDatum(NULL);

@@ -26,8 +26,9 @@
  * (never while one is in flight, whose failure would have to come first).
  *
  * One publisher per database: the claim takes the publisher lock, a
- * session-level advisory lock this worker takes at start and holds while it
- * lives, so no other session publishes a row at the same time.  All
+ * session lock of a class no SQL function can take (locks.c), which this
+ * worker takes at start and holds while it lives, so no other session
+ * publishes a row at the same time, and no tenant can hold it.  All
  * progress is row state, so the worker may die anywhere: the next one
  * publishes again what was not recorded as confirmed (the only source of
  * duplicates).  SIGTERM is a shutdown request: the worker stops claiming,
@@ -158,8 +159,6 @@ static VnAmqp *my_amqp = NULL;
 static char *my_url = NULL;		/* the URL my_amqp was opened with */
 
 PG_FUNCTION_INFO_V1(ventros_outbox_wake);
-PG_FUNCTION_INFO_V1(ventros_outbox_publisher_lock);
-PG_FUNCTION_INFO_V1(ventros_outbox_release_publisher);
 PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
 
 /* ---- shared memory ------------------------------------------------------ */
@@ -216,60 +215,6 @@ ventros_outbox_wake(PG_FUNCTION_ARGS)
 {
 	vn_outbox_wake_at_commit();
 	PG_RETURN_VOID();
-}
-
-/* ---- the publisher lock -------------------------------------------------- */
-
-/*
- * One publisher per database: a session-level advisory lock ('vnob' 'publ',
- * the same lock as pg_try_advisory_lock(1986948706, 1886741100)), taken by
- * every claim and kept until the session ends.  This backend remembers that
- * it holds it, so a claim does not stack another reference on the lock.
- */
-static bool vn_publisher_locked = false;
-
-static void
-publisher_locktag(LOCKTAG *tag)
-{
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, 1986948706, 1886741100, 2);
-}
-
-/*
- * ventros.outbox_publisher_lock() RETURNS boolean
- *		Take the publisher lock for the rest of the session, without
- *		waiting; whether this session holds it.
- */
-Datum
-ventros_outbox_publisher_lock(PG_FUNCTION_ARGS)
-{
-	if (!vn_publisher_locked)
-	{
-		LOCKTAG		tag;
-
-		publisher_locktag(&tag);
-		vn_publisher_locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
-	}
-	PG_RETURN_BOOL(vn_publisher_locked);
-}
-
-/*
- * ventros.outbox_release_publisher() RETURNS boolean
- *		Release the publisher lock; whether this session held it.
- */
-Datum
-ventros_outbox_release_publisher(PG_FUNCTION_ARGS)
-{
-	bool		held = vn_publisher_locked;
-
-	if (held)
-	{
-		LOCKTAG		tag;
-
-		publisher_locktag(&tag);
-		LockRelease(&tag, ExclusiveLock, true);
-		vn_publisher_locked = false;
-	}
-	PG_RETURN_BOOL(held);
 }
 
 /* ---- status ------------------------------------------------------------- */

@@ -198,12 +198,41 @@ typedef struct VnAllowEntry
 } VnAllowEntry;
 
 /*
- * parse_entry
- *		One allow-list entry: a CIDR (a.b.c.d[/n], x::y[/n]) or a host name
- *		("api.example.com", "*.example.com").  False when malformed.
+ * wildcard_too_broad
+ *		Whether "*.suffix" would cover more than the subdomains of one
+ *		registrable name: "*." (every host), "*.com" (a whole top-level
+ *		domain), a suffix with an empty label, or one ending in digits
+ *		("*.0.1" would name 127.0.0.1: no top-level domain is numeric).
+ *		Two labels are the least a registrable name has; a two-label public
+ *		suffix ("co.uk") needs the public suffix list to be told apart, which
+ *		we do not ship: docs/security.md asks operators not to list one.
  */
 static bool
-parse_entry(const char *text, VnAllowEntry *e)
+wildcard_too_broad(const char *suffix)
+{
+	const char *last;
+	int			labels = 1;
+
+	if (suffix[0] == '\0' || suffix[0] == '.' || strstr(suffix, "..") != NULL)
+		return true;
+	for (const char *p = suffix; *p; p++)
+		if (*p == '.')
+			labels++;
+	last = strrchr(suffix, '.');
+	last = last ? last + 1 : suffix;
+	if (strspn(last, "0123456789") == strlen(last))
+		return true;
+	return labels < 2;
+}
+
+/*
+ * parse_entry
+ *		One allow-list entry: a CIDR (a.b.c.d[/n], x::y[/n]) or a host name
+ *		("api.example.com", "*.example.com").  False when malformed or, for
+ *		a wildcard, too broad (*too_broad set).
+ */
+static bool
+parse_entry(const char *text, VnAllowEntry *e, bool *too_broad)
 {
 	char		buf[256];
 	char	   *slash;
@@ -246,6 +275,12 @@ parse_entry(const char *text, VnAllowEntry *e)
 	len = strlen(buf);
 	if (len > 0 && buf[len - 1] == '.')
 		buf[len - 1] = '\0';
+	if (buf[0] == '*' && wildcard_too_broad(buf + 1 + (buf[1] == '.')))
+	{
+		if (too_broad)
+			*too_broad = true;
+		return false;
+	}
 	strlcpy(e->name, buf, sizeof(e->name));
 	return e->name[0] != '\0';
 }
@@ -264,7 +299,7 @@ allow_entries(void)
 	{
 		VnAllowEntry *e = palloc(sizeof(VnAllowEntry));
 
-		if (parse_entry((const char *) lfirst(lc), e))
+		if (parse_entry((const char *) lfirst(lc), e, NULL))
 			result = lappend(result, e);
 	}
 	return result;
@@ -285,10 +320,16 @@ check_allow_hosts(char **newval, void **extra, GucSource source)
 	}
 	foreach(lc, items)
 	{
-		if (!parse_entry((const char *) lfirst(lc), &e))
+		bool		too_broad = false;
+
+		if (!parse_entry((const char *) lfirst(lc), &e, &too_broad))
 		{
-			GUC_check_errdetail("\"%s\" is neither a CIDR nor a host name.",
-								(const char *) lfirst(lc));
+			if (too_broad)
+				GUC_check_errdetail("\"%s\" covers more than the subdomains of one registrable name.",
+									(const char *) lfirst(lc));
+			else
+				GUC_check_errdetail("\"%s\" is neither a CIDR nor a host name.",
+									(const char *) lfirst(lc));
 			return false;
 		}
 	}

@@ -63,6 +63,7 @@
 #include "utils/timestamp.h"
 
 #include "webhook_fanout.h"
+#include "trigger.h"
 
 /* tenant ids have at most 128 characters (tenant.c); longer ones are not cached */
 #define VN_FANOUT_KEYLEN 129
@@ -422,12 +423,8 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 Datum
 ventros_webhook_subscriptions_changed(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = vn_check_trigger(fcinfo, "ventros_webhook_subscriptions_changed");
 
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros.webhook_subscriptions_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
 	return PointerGetDatum(NULL);
 }

@@ -55,7 +55,9 @@ SET LOCAL ROLE ventros_agent;
 SELECT throws_ok($$SELECT * FROM ventros.reveal_credential(pg_temp.id('c'))$$, '42501', NULL, 'agents cannot reveal secrets');
 SELECT throws_ok($$SELECT ventros.decrypt_secret(encrypted_value) FROM ventros.credentials$$, '42501', NULL, 'nobody calls decrypt_secret');
 SET LOCAL ROLE ventros_admin;
+SET LOCAL ROLE ventros_platform_admin;  -- maintenance is the scheduler's
 SELECT is(ventros.expire_credentials(), 1, 'expired credential deactivated');
+SET LOCAL ROLE ventros_admin;
 SELECT is((ventros.activate_credential(pg_temp.id('k'), 2)).is_active, true, 'false -> true');
 SELECT is((ventros.set_credential_value(pg_temp.id('k'), 3, 'k-value-2')).version, 4, 'value replaced');
 SELECT ok(pg_temp.events(pg_temp.id('k')) @> ARRAY['credential.created', 'credential.deactivated', 'credential.expired',

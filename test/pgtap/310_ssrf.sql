@@ -6,7 +6,7 @@
 -- addresses), then what the operator allow-list permits and no more.
 -- No network is needed: every target is a literal or a local name.
 BEGIN;
-SELECT plan(93);
+SELECT plan(100);
 
 SET LOCAL ventros.http_allow_hosts = '';
 
@@ -135,6 +135,21 @@ SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = '10.0.0.0/99'$$, '22023'
                  'a malformed CIDR in the allow-list is refused');
 SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = 'bad host!'$$, '22023', NULL,
                  'a malformed host name in the allow-list is refused');
+-- a wildcard covers the subdomains of one registrable name, never more
+SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = '*.'$$, '22023', NULL,
+                 'the wildcard "*." (every host) is refused');
+SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = 'localhost, *.com'$$, '22023', NULL,
+                 'a wildcard over a top-level domain is refused');
+SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = '*.com.'$$, '22023', NULL,
+                 'also spelled with a trailing dot');
+SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = '*.0.1'$$, '22023', NULL,
+                 'a wildcard ending in digits (it would name loopback addresses) is refused');
+SELECT throws_ok($$SET LOCAL ventros.http_allow_hosts = '*..example.com'$$, '22023', NULL,
+                 'a wildcard with an empty label is refused');
+SELECT lives_ok($$SET LOCAL ventros.http_allow_hosts = '*.example.com'$$,
+                'a wildcard under a registrable name is accepted');
+SELECT ok(ventros.check_url('http://other.test/') IS NOT NULL AND ventros.check_url('http://127.0.0.1/') ~ 'loopback',
+          'and covers nothing outside it');
 SELECT is((SELECT context FROM pg_settings WHERE name = 'ventros.http_allow_hosts'), 'superuser',
           'only superusers may change the allow-list');
 

@@ -5,7 +5,7 @@
 BEGIN;
 -- processed inside accept_webhook, so the outcome is visible in this transaction
 SET LOCAL ventros.inbox_processing = inline;
-SELECT plan(42);
+SELECT plan(47);
 
 SELECT ventros.create_tenant('inb_a', 'Inbox A');
 SELECT ventros.create_tenant('inb_b', 'Inbox B');
@@ -92,6 +92,26 @@ SELECT is(pg_temp.meta('instagram', 'ig', ventros_test.webhook('instagram_text')
           'Instagram: a signature with another channel''s secret is 401');
 SELECT is(pg_temp.rejected('wa'), 3::bigint, 'Meta refusals are counted per channel');
 SELECT is(pg_temp.rejected('ig'), 1::bigint, 'on the channel they were for');
+
+-- A signature wrong in its first byte only (a comparison that looked at the
+-- last byte alone would take it), and the comparison itself
+CREATE FUNCTION pg_temp.flip(b bytea, i integer) RETURNS bytea LANGUAGE sql AS $$ SELECT set_byte(b, i, get_byte(b, i) # 1) $$;
+SELECT is(pg_temp.post('whatsapp', pg_temp.ch('wa'),
+                       jsonb_build_object('x-hub-signature-256', 'sha256=' || encode(pg_temp.flip(ventros.webhook_hmac(ventros_test.webhook('whatsapp_text'), 'meta-secret', 'sha256'), 0), 'hex')),
+                       ventros_test.webhook('whatsapp_text')), '401 {"error": "invalid_signature"}',
+          'WhatsApp: a signature differing only in its first byte is 401');
+SELECT is(pg_temp.post('waha', pg_temp.ch('waha'),
+                       jsonb_build_object('x-webhook-hmac', encode(pg_temp.flip(ventros.webhook_hmac(ventros_test.webhook('waha_call'), 'waha-secret', 'sha512'), 0), 'hex'),
+                                          'x-ventros-token', 'tok-123'),
+                       ventros_test.webhook('waha_call')), '401 {"error": "invalid_signature"}',
+          'WAHA: a signature differing only in its first byte is 401');
+SELECT is(pg_temp.waha('waha_call', token => 'Tok-123'), '401 {"error": "invalid_signature"}',
+          'WAHA: a token differing only in its first character is 401');
+SELECT results_eq($$SELECT ventros.timing_safe_equal('\x0102030405'::bytea, b) FROM (VALUES
+                        ('\x0102030405'::bytea), ('\x0002030405'), ('\x0102030404'), ('\x0102ff0405'), ('\x01020304'), ('\x'), ('\x010203040500')) v(b)$$,
+                  $$VALUES (true), (false), (false), (false), (false), (false), (false)$$,
+                  'timing_safe_equal: equal only when every byte is: first, last or middle byte differing, or another length, is unequal');
+SELECT ok(ventros.timing_safe_equal('\x'::bytea, '\x'::bytea), 'timing_safe_equal: two empty strings are equal');
 
 -- Storage and idempotency
 SELECT matches(pg_temp.meta('whatsapp', 'wa', ventros_test.webhook('whatsapp_text'), 'meta-secret'), '^200 \{"status": "accepted"',

@@ -5,14 +5,14 @@
 BEGIN;
 -- processed inside accept_webhook, so the outcome is visible in this transaction
 SET LOCAL ventros.inbox_processing = inline;
-SELECT plan(59);
+SELECT plan(64);
 
 SELECT ventros.create_tenant('inb_meta', 'Inbox Meta');
 SET LOCAL ventros.tenant = 'inb_meta';
 CREATE TEMP TABLE ids AS
-SELECT (ventros.create_channel('Cloud', 'whatsapp', config => '{"phone_number_id": "106540352242922"}')).id AS wa,
-       (ventros.create_channel('IG', 'instagram', config => '{"ig_account_id": "17841400000000000", "graph_base_url": "http://127.0.0.1:9/ig"}')).id AS ig,
-       (ventros.create_channel('FB', 'messenger', config => '{"page_id": "106000000000001"}')).id AS fb,
+SELECT (ventros.create_channel('Cloud', 'whatsapp', config => '{"phone_number_id": "106540352242922", "allow_unsigned": true}')).id AS wa,
+       (ventros.create_channel('IG', 'instagram', config => '{"ig_account_id": "17841400000000000", "graph_base_url": "http://127.0.0.1:9/ig", "allow_unsigned": true}')).id AS ig,
+       (ventros.create_channel('FB', 'messenger', config => '{"page_id": "106000000000001", "allow_unsigned": true}')).id AS fb,
        ventros_test.new_agent() AS agent;
 GRANT ALL ON ids TO PUBLIC;
 CREATE FUNCTION pg_temp.post(provider text, name text, doc jsonb DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
@@ -161,7 +161,7 @@ SELECT results_eq($$SELECT text, from_me, metadata->'postback'->>'payload', cont
 -- profile lookup of a new PSID, when the channel has a token
 SET LOCAL ventros.tenant = 'inb_meta';
 INSERT INTO o SELECT 'fb2', (ventros.create_channel('FB token', 'messenger',
-    config => '{"page_id": "106000000000001", "access_token": "EAAtoken", "graph_base_url": "http://127.0.0.1:9/graph/"}')).id;
+    config => '{"page_id": "106000000000001", "access_token": "EAAtoken", "graph_base_url": "http://127.0.0.1:9/graph/", "allow_unsigned": true}')).id;
 RESET ventros.tenant;
 SELECT matches(ventros_test.post_fixture('messenger', pg_temp.o('fb2'), 'messenger_text', '{"entry": [{"id": "106000000000001", "messaging": [{"sender": {"id": "6000000000000009"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692752478, "message": {"mid": "m_PROFILE1", "text": "who am I?"}}]}]}'),
                '^200 ', 'a first message from a new PSID on a channel with a token');
@@ -181,6 +181,25 @@ SELECT ok(ventros.run_http_request_handler((SELECT r FROM ventros.http_requests 
 SELECT is((SELECT handler_error FROM ventros.http_requests WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta'), NULL, 'without error');
 SELECT results_eq($$SELECT name, profile_picture_url FROM ventros.contacts WHERE id = (SELECT contact_id FROM pg_temp.msg('m_PROFILE1'))$$,
                   $$VALUES ('Peter Chang'::text, 'https://cdn.example/peter.jpg'::text)$$, 'and names the contact');
+
+-- a Meta channel without an app secret refuses unsigned deliveries, unless
+-- its config says "allow_unsigned": true (a JSON true, nothing else)
+SET LOCAL ventros.tenant = 'inb_meta';
+INSERT INTO o SELECT 'nosecret', (ventros.create_channel('No secret', 'whatsapp', config => '{"phone_number_id": "106540352242999"}')).id;
+INSERT INTO o SELECT 'strtrue', (ventros.create_channel('String true', 'instagram',
+    config => '{"ig_account_id": "17841400000000999", "allow_unsigned": "true"}')).id;
+RESET ventros.tenant;
+SELECT is(ventros_test.post_fixture('whatsapp', pg_temp.o('nosecret'), 'whatsapp_text'), '401 {"error": "invalid_signature"}',
+          'a Meta channel without app_secret refuses an unsigned delivery');
+SELECT results_eq($$SELECT rejected, last_reason FROM ventros.channel_webhook_rejections WHERE channel_id = pg_temp.o('nosecret')$$,
+                  $$VALUES (1::bigint, 'no_app_secret')$$, 'counted, with the reason');
+SELECT is(ventros_test.post_fixture('instagram', pg_temp.o('strtrue'), 'instagram_text'), '401 {"error": "invalid_signature"}',
+          'allow_unsigned must be the JSON value true');
+SELECT is((SELECT count(*)::int FROM ventros.inbox WHERE channel_id IN (pg_temp.o('nosecret'), pg_temp.o('strtrue'))), 0,
+          'nothing is stored');
+SELECT ok(ventros.verify_webhook('messenger', '{"allow_unsigned": true}', '{}', 'x') IS NULL
+          AND ventros.verify_webhook('messenger', '{}', '{}', 'x') = 'no_app_secret',
+          'verify_webhook: unsigned only with allow_unsigned');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -5,13 +5,13 @@
 BEGIN;
 -- processed inside accept_webhook, so the outcome is visible in this transaction
 SET LOCAL ventros.inbox_processing = inline;
-SELECT plan(32);
+SELECT plan(34);
 
 SELECT ventros.create_tenant('inb_r', 'Inbox retries');
 SET LOCAL ventros.tenant = 'inb_r';
 CREATE TEMP TABLE ids AS
 SELECT (ventros.create_channel('WAHA', 'waha')).id AS waha,
-       (ventros.create_channel('Cloud', 'whatsapp', config => '{"phone_number_id": "106540352242922"}')).id AS wa;
+       (ventros.create_channel('Cloud', 'whatsapp', config => '{"phone_number_id": "106540352242922", "allow_unsigned": true}')).id AS wa;
 GRANT ALL ON ids TO PUBLIC;
 CREATE FUNCTION pg_temp.item(key text) RETURNS ventros.inbox LANGUAGE sql AS $$
     SELECT * FROM ventros.inbox WHERE dedupe_key = key AND tenant_id = 'inb_r'
@@ -104,6 +104,13 @@ SELECT results_eq($$SELECT status, attempts, left(last_error, 6), next_attempt_a
                   'an administrator reprocesses a failed item: one more attempt, failed again (its sender was erased meanwhile)');
 SELECT matches(ventros_test.run_as('ventros_agent', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('evt_noid')))),
                '^ERROR 42501', 'agents may not');
+-- the function's own role check (it is SECURITY DEFINER: it must ask for the
+-- caller's role, not its owner's), with the grant widened by mistake
+GRANT EXECUTE ON FUNCTION ventros.reprocess_inbox_item(uuid) TO ventros_agent;
+SELECT matches(ventros_test.run_as('ventros_agent', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('evt_noid')))),
+               '^ERROR 42501: only administrators reprocess inbox items', 'agents may not, even when granted the function');
+SELECT is((SELECT attempts FROM pg_temp.item('evt_noid')), 2, 'and the item is not processed again');
+REVOKE EXECUTE ON FUNCTION ventros.reprocess_inbox_item(uuid) FROM ventros_agent;
 SELECT matches(ventros_test.run_as('ventros_admin', 'inb_r', format('SELECT ventros.reprocess_inbox_item(%L)', (SELECT id FROM pg_temp.item('msg:wamid.BATCH2')))),
                '^ERROR 55000', 'a processed item is not reprocessed');
 

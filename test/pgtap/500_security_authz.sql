@@ -100,7 +100,8 @@ SELECT set_config('request.jwt.claims', '', true);
 CREATE TEMP TABLE sched8 AS
 SELECT p.oid::regprocedure AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'ventros'
-  AND (p.proname ~ '^(tick|prune|fold|schedule|unschedule|run)_' OR p.proname ~ 'maintenance')
+  AND (p.proname ~ '^(tick|prune|fold|schedule|unschedule|run|purge|compact)_' OR p.proname ~ 'maintenance'
+       OR p.proname IN ('expire_credentials', 'disable_failing_webhook_subscriptions'))
   AND p.oid NOT IN ('ventros.schedule_broadcast(uuid, integer, timestamptz)'::regprocedure,
                     'ventros.schedule_subscription_cancellation(uuid, integer)'::regprocedure);
 SELECT cmp_ok((SELECT count(*)::int FROM sched8), '>=', 14, 'the walk finds the scheduler''s functions');

@@ -259,8 +259,9 @@ SELECT is((SELECT array_agg(a.lint || ': ' || a.object ORDER BY 1) FROM lint_all
                       ELSE to_regprocedure(a.object) IS NULL END),
           NULL, 'every allow-listed object exists');
 
--- The one function it found: event_log_sequence (the activity log's trigger
--- calls it with the caller's rights, so agents may) took any tenant.
+-- The function it found: event_log_sequence (the activity log's trigger calls
+-- it with the caller's rights, so agents may) took any tenant; its lock is now
+-- ventros.lock_tenant_key, which refuses another tenant.
 SELECT matches(ventros_test.run_as('ventros_agent', 'lint_b',
                    format('SELECT ventros.event_log_sequence(%L, %L)', 'lint_a', gen_random_uuid())),
                '^ERROR 42501', 'event_log_sequence refuses another tenant''s log (42501)');

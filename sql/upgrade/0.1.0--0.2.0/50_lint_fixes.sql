@@ -1,31 +1,11 @@
--- Lints over the catalog (test/pgtap/610_lints.sql) flag every function a
--- tenant role may call that takes a tenant argument.  ventros.event_log_sequence
--- took any tenant: a tenant login could take (and hold until its commit) the
--- advisory lock another tenant's activity log waits on.  It now serves the
--- acting tenant only (42501), and the trigger that calls it leaves a row of
+-- Lints over the catalog (test/pgtap/610_lints.sql) call every function a
+-- tenant role may call that takes a tenant, naming another tenant.
+-- ventros.event_log_sequence now refuses (its lock is ventros.lock_tenant_key,
+-- 40_locks_cron.sql), but the activity log's trigger called it for any row,
+-- so a row of another tenant failed on that lock (42501, "permission denied
+-- to lock a key") before the row policy could refuse it: a widened INSERT
+-- policy would have hidden behind the lock.  The trigger leaves a row of
 -- another tenant unnumbered, so the row policy refuses it first.
-
-CREATE OR REPLACE FUNCTION ventros.event_log_sequence(tenant text, contact_id uuid) RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    acting text := ventros.current_tenant();
-    seq    bigint;
-BEGIN
-    IF tenant IS DISTINCT FROM acting AND (acting IS NOT NULL OR NOT ventros.session_is_trusted()) THEN
-        RAISE EXCEPTION 'cannot number the activity log of another tenant'
-            USING ERRCODE = '42501',
-                  DETAIL = format('The acting tenant is %s.', coalesce(acting, 'none'));
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended(tenant || '/' || contact_id::text, 13));
-    SELECT coalesce(max(l.sequence_number), 0) + 1 INTO seq FROM ventros.event_log l
-    WHERE l.tenant_id = tenant AND l.contact_id = event_log_sequence.contact_id;
-    RETURN seq;
-END
-$$;
-COMMENT ON FUNCTION ventros.event_log_sequence(text, uuid) IS
-    'The next sequence number of a contact''s activity log (locks the contact''s log until commit); the acting tenant''s log only (42501)';
 
 CREATE OR REPLACE FUNCTION ventros.event_log_guard() RETURNS trigger
 LANGUAGE plpgsql
