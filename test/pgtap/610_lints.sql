@@ -268,6 +268,14 @@ SELECT matches(ventros_test.run_as('ventros_agent', 'lint_b',
 SELECT is(ventros_test.run_as('ventros_agent', 'lint_b',
               format('SELECT ventros.event_log_sequence(%L, %L)', 'lint_b', gen_random_uuid())),
           '1', 'event_log_sequence numbers the acting tenant''s log');
+-- and the trigger that numbers entries leaves a row of another tenant to the
+-- row policy (it used to meet the lock's 42501 first, so a widened INSERT
+-- policy would have hidden behind the lock)
+SELECT matches(ventros_test.run_as('ventros_agent', 'lint_b',
+                   format('INSERT INTO ventros.event_log (tenant_id, event_type, contact_id) VALUES (%L, %L, %L)',
+                          'lint_a', 'note.added', gen_random_uuid())),
+               '^ERROR 42501: new row violates row-level security policy',
+               'an activity-log row of another tenant is refused by the row policy, not by the lock');
 
 SELECT diag(format('lints: %s tables, %s views, %s functions of the extension checked; %s allow-listed exceptions',
                    (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT nsp FROM lint_schemas) AND relkind IN ('r', 'p')),
