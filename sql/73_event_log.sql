@@ -69,7 +69,10 @@ AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         NEW.tenant_id := coalesce(NEW.tenant_id, ventros.require_tenant());
+        -- A row of another tenant is left unnumbered: the row policy refuses
+        -- it (42501) without this trigger locking that tenant's log.
         NEW.sequence_number := CASE WHEN NEW.contact_id IS NOT NULL
+                                         AND NEW.tenant_id IS NOT DISTINCT FROM coalesce(ventros.current_tenant(), NEW.tenant_id)
                                     THEN ventros.event_log_sequence(NEW.tenant_id, NEW.contact_id) END;
         RETURN NEW;
     END IF;
