@@ -52,20 +52,10 @@ typedef struct VnCachedToken
 static VnCachedToken token_cache[VN_TOKEN_CACHE];
 static pthread_mutex_t token_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static unsigned long
-token_hash(const char *s)
-{
-	unsigned long h = 1469598103934665603UL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char) *s) * 1099511628211UL;
-	return h;
-}
-
 static bool
 cache_lookup(const VnAuthConfig *cfg, const char *token, VnIdentity *id)
 {
-	VnCachedToken *e = &token_cache[token_hash(token) % VN_TOKEN_CACHE];
+	VnCachedToken *e = &token_cache[vn_hash_string(token) % VN_TOKEN_CACHE];
 	time_t		now = time(NULL);
 	bool		hit = false;
 
@@ -83,7 +73,7 @@ cache_lookup(const VnAuthConfig *cfg, const char *token, VnIdentity *id)
 static void
 cache_store(const char *token, const VnIdentity *id, long exp, long nbf)
 {
-	VnCachedToken *e = &token_cache[token_hash(token) % VN_TOKEN_CACHE];
+	VnCachedToken *e = &token_cache[vn_hash_string(token) % VN_TOKEN_CACHE];
 
 	pthread_mutex_lock(&token_cache_lock);
 	free(e->token);

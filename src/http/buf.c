@@ -219,3 +219,26 @@ vn_utf8_valid(const char *str, size_t len)
 	}
 	return true;
 }
+
+/*
+ * FNV-1a over 64 bits: the one hash of the front's tables (the token cache,
+ * prepared statements, per-address counts).  Fast and well spread for short
+ * keys; not keyed, so never a defence by itself against chosen collisions:
+ * every table that uses it bounds its chains.
+ */
+unsigned long long
+vn_hash_bytes(const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	unsigned long long h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h;
+}
+
+unsigned long long
+vn_hash_string(const char *s)
+{
+	return vn_hash_bytes(s, strlen(s));
+}

@@ -116,11 +116,7 @@ addr_of(const struct sockaddr *sa, VnAddr *a)
 static unsigned int
 addr_hash(const VnAddr *a)
 {
-	unsigned int h = 2166136261u;
-
-	for (int i = 0; i < a->len; i++)
-		h = (h ^ a->b[i]) * 16777619u;
-	return h % VN_GUARD_BUCKETS;
+	return vn_hash_bytes(a->b, a->len) % VN_GUARD_BUCKETS;
 }
 
 /* adds delta to the address's count; returns the count before */

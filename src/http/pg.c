@@ -50,7 +50,7 @@
 
 typedef struct VnStmt
 {
-	unsigned long hash;
+	unsigned long long hash;
 	char	   *sql;			/* NULL: a free slot */
 	unsigned long name;			/* vn<name> on the server */
 	unsigned long used;			/* the pool's clock at its last use */
@@ -308,16 +308,6 @@ reset(PGconn *conn, int ci)
 	forget_statements(ci);
 }
 
-static unsigned long
-hash_sql(const char *s)
-{
-	unsigned long h = 1469598103934665603UL;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char) *s) * 1099511628211UL;
-	return h;
-}
-
 typedef enum VnItem
 {
 	VN_ITEM_PREPARE,
@@ -326,7 +316,7 @@ typedef enum VnItem
 
 /* the statement's slot on this connection, or -1 */
 static int
-find_statement(int ci, const char *sql, unsigned long h)
+find_statement(int ci, const char *sql, unsigned long long h)
 {
 	VnPool	   *pool = vn_loop_pool();
 
@@ -357,7 +347,7 @@ static bool
 needs_slot(int ci, const char *sql)
 {
 	VnPool	   *pool = vn_loop_pool();
-	int			k = find_statement(ci, sql, hash_sql(sql));
+	int			k = find_statement(ci, sql, vn_hash_string(sql));
 
 	if (k >= 0)
 		pool->stmts[ci][k].used = ++pool->clock;
@@ -413,7 +403,7 @@ send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
 			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
 {
 	VnPool	   *pool = vn_loop_pool();
-	unsigned long h = hash_sql(sql);
+	unsigned long long h = vn_hash_string(sql);
 	int			k = find_statement(ci, sql, h);
 	char		name[32];
 
