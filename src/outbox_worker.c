@@ -144,6 +144,7 @@ static int	vn_outbox_backoff_max = 30000;
 static int	vn_outbox_max_attempts = 10;
 static int	vn_outbox_retention = 7 * 24 * 3600;
 static int	vn_outbox_confirm_timeout = 30000;
+static int	vn_outbox_heartbeat = 10;
 static bool vn_outbox_mandatory = false;
 
 /* shared memory */
@@ -1018,7 +1019,8 @@ try_connect(void)
 	char		err[VN_OUTBOX_ERRLEN];
 	char		peer[256];
 
-	my_amqp = vn_amqp_connect(vn_amqp_url, VN_OUTBOX_CONNECT_TIMEOUT_MS, err, sizeof(err));
+	my_amqp = vn_amqp_connect(vn_amqp_url, VN_OUTBOX_CONNECT_TIMEOUT_MS, vn_outbox_heartbeat,
+							  err, sizeof(err));
 	if (my_amqp == NULL)
 	{
 		set_error(err);
@@ -1215,6 +1217,9 @@ vn_outbox_worker_main(Datum main_arg)
 
 			timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
 		}
+		/* connected: poll twice per heartbeat interval (ours go out, theirs are checked) */
+		if (ready && my_amqp != NULL && vn_outbox_heartbeat > 0)
+			timeout = Min(timeout, vn_outbox_heartbeat * 500L);
 		events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 		if (my_amqp != NULL)
 		{
@@ -1350,6 +1355,13 @@ vn_outbox_init(void)
 							&vn_outbox_confirm_timeout,
 							30000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.outbox_heartbeat",
+							"AMQP heartbeat interval the outbox publisher asks the broker for (0: none).",
+							"A broker silent for two intervals (frozen, or cut off without a reset) is taken as gone: what is in flight counts a failed attempt and the publisher reconnects. Applies to the next connection.",
+							&vn_outbox_heartbeat,
+							10, 0, 65535,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("ventros.outbox_mandatory",
 							 "Publish with the mandatory flag: an event no queue is bound for is a failed attempt.",
