@@ -164,11 +164,15 @@ export async function runSoak({
     const sendIds = [];
     let stop = false;
     let sendError = null;
+    let allowed = 0; // commits the writers may reach: paced by the faults (below)
     stopWriters = () => { stop = true; };
     const work = Array.from({ length: writers }, async (_, w) => {
       const c = resilient(`SET ventros.tenant = '${tenant}'`);
       let i = 0;
       while (!stop && committed < events) {
+        // no further ahead of the faults than the next one's place
+        while (!stop && committed >= allowed) await sleep(20);
+        if (stop) break;
         const id = ids[(i++ * writers + w) % ids.length];
         try {
           // a restart between the commit and its answer: the outcome is
@@ -202,9 +206,13 @@ export async function runSoak({
       .flatMap(([kind, n]) => Array.from({ length: n }, (_, j) => ({ kind, at: (j + 0.5) / n })))
       .sort((x, y) => x.at - y.at)
       .map((x) => x.kind);
+    // the writes are paced by the faults: each fault starts at its place in
+    // the writes, and the writes go on (up to the next place) while it lasts
+    const place = (f) => Math.floor(((f + 1) * events) / (plan.length + 1));
     let workerTurn = 0;
     for (let f = 0; f < plan.length; f++) {
-      const at = Math.floor(((f + 1) * events) / (plan.length + 1));
+      allowed = place(f + 1);
+      const at = place(f);
       while (committed < at) await sleep(20);
       const kind = plan[f];
       faults[kind]++;
@@ -238,8 +246,9 @@ export async function runSoak({
         default:
           throw new Error(kind);
       }
-      log(`fault ${f + 1}/${plan.length}: ${kind} at ${committed} commits`);
+      log(`fault ${f + 1}/${plan.length}: ${kind} at ${at} commits (${committed} when it ended)`);
     }
+    allowed = events;
     await Promise.all(work);
     log(`writes done: ${committed} commits, ${sent} sends, ${Math.round((Date.now() - started) / 1000)} s`);
 
