@@ -55,6 +55,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -947,6 +948,17 @@ step(bool claim, int limit, int *recorded)
 	end_work();
 	if (b == NULL || b->n == 0)
 		return 0;
+
+	/*
+	 * Publish only what a crash cannot take back.  A writer with
+	 * synchronous_commit = off makes its commit visible before its WAL is
+	 * flushed; a crash then undoes a transaction whose events consumers
+	 * already have (the soak saw one version of an aggregate twice, with
+	 * different contents).  Every commit the claim saw was inserted into the
+	 * WAL before it: flushing up to the current insert position covers them
+	 * (nothing to do when they are flushed already, synchronous_commit on).
+	 */
+	XLogFlush(GetXLogInsertRecPtr());
 	ring_count++;
 	ring_msgs += b->n;
 	b->published_at = GetCurrentTimestamp();

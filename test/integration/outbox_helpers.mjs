@@ -1,7 +1,7 @@
 // Helpers for the outbox publisher's integration tests: a real AMQP consumer
 // bound to ventros.events, database clients, and the fault switches (broker
 // and PostgreSQL stop/start through scripts/lib.sh).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
@@ -45,6 +45,19 @@ function lib(cmd) {
     env: process.env,
   });
 }
+// The same, without blocking the event loop (writers and consumers go on
+// while the broker or PostgreSQL restarts).
+function libAsync(cmd) {
+  return new Promise((ok, ko) => {
+    const p = execFile('bash', ['-c', `source "${ROOT}/scripts/lib.sh"; ${cmd}`], { env: process.env },
+      (e) => (e ? ko(e) : ok()));
+    p.stdout.resume();
+    p.stderr.pipe(process.stderr);
+  });
+}
+export const brokerStartAsync = () => libAsync(`rabbit_start "${RUN_DIR}" ${AMQP_PORT}`);
+export const pgRestartAsync = (mode = 'fast') =>
+  libAsync(`runuser -u postgres -- "$PG_BIN/pg_ctl" -D "${RUN_DIR}/pg" -m ${mode} -w -t 60 restart -l "${RUN_DIR}/postgresql.log" >/dev/null`);
 export const brokerStop = () => lib(`rabbit_stop "${RUN_DIR}" ${AMQP_PORT}`);
 export const brokerStart = () => lib(`rabbit_start "${RUN_DIR}" ${AMQP_PORT}`);
 // SIGSTOP / SIGCONT / SIGKILL to the broker node of this run (its pid file):

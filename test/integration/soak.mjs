@@ -27,7 +27,9 @@
 // VENTROS_AMQP_PORT, VENTROS_RUN_DIR).
 import amqp from 'amqplib';
 import { fileURLToPath } from 'node:url';
-import { AMQP_URL, AMQP_PORT, client, until, status, restartPublisher, sleep, brokerStart, brokerSignal, pgRestart } from './outbox_helpers.mjs';
+import {
+  AMQP_URL, AMQP_PORT, client, until, restartPublisher, sleep, brokerStartAsync, brokerSignal, pgRestartAsync,
+} from './outbox_helpers.mjs';
 import { alterSystem } from './settings.mjs';
 import { startRecorder } from './fakes/recorder.mjs';
 import { startTcpProxy } from './fakes/tcp_proxy.mjs';
@@ -71,7 +73,9 @@ function startConsumer(queue, tenant) {
         st.conn = conn;
         const closed = new Promise((ok) => { conn.on('close', ok); conn.on('error', () => {}); });
         const ch = await conn.createChannel();
-        ch.on('error', () => {});
+        // a channel closed by the broker (the queue not back yet after a
+        // restart) ends this round too
+        const chClosed = new Promise((ok) => { ch.on('close', ok); ch.on('error', () => {}); });
         await ch.prefetch(1000);
         await ch.consume(queue, (m) => {
           if (!m) return;
@@ -89,7 +93,8 @@ function startConsumer(queue, tenant) {
           }
           try { ch.ack(m); } catch (e) { /* the connection went: redelivered */ }
         });
-        await closed;
+        await Promise.race([closed, chClosed]);
+        try { await conn.close(); } catch (e) { /* gone */ }
       } catch (e) { /* broker down: try again */ }
       st.conn = null;
       if (!st.stop) await sleep(250);
@@ -219,7 +224,7 @@ export async function runSoak({
       switch (kind) {
         case 'broker-kill':
           brokerSignal('KILL');
-          brokerStart();
+          await brokerStartAsync();
           break;
         case 'hang':
           brokerSignal('STOP');
@@ -232,7 +237,7 @@ export async function runSoak({
           break;
         }
         case 'pg-restart':
-          pgRestart('immediate');
+          await pgRestartAsync('immediate');
           break;
         case 'proxy-cut':
           brokerProxy.cut();
@@ -268,13 +273,17 @@ export async function runSoak({
     for (const r of rows) duplicates += Math.max((consumer.copies.get(r.id) ?? 0) - 1, 0);
     const got = provider.requests('/send').map((r) => r.headers['x-n']);
     const gotSet = new Set(got);
-    const sendsLost = sendIds.length - [...Array(sendIds.length).keys()].filter((n) => gotSet.has(String(n))).length;
+    const queued = (await db.query(`SELECT id, headers->>'X-N' AS n, status, attempts FROM ventros.http_requests
+                                    WHERE id = ANY ($1)`, [sendIds])).rows;
+    const missing = queued.filter((r) => !gotSet.has(r.n));
+    const sendsLost = missing.length;
+    if (missing.length) log(`sends never received: ${JSON.stringify(missing.slice(0, 5))}`);
     const [a] = (await db.query(`SELECT coalesce(sum(attempts), 0)::int AS n FROM ventros.outbox
                                  WHERE tenant_id = $1 AND seq > $2`, [tenant, since])).rows;
     const result = {
       events: rows.length, received: rows.length - lost, lost, duplicates,
       orderViolations: consumer.violations.length, violations: consumer.violations.slice(0, 10),
-      aggregates, sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size,
+      aggregates, sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size, sendsQueued: queued.length,
       sendsNotSucceeded: await pendingSends(),
       faults, proxy: { broker: brokerProxy.stats(), provider: providerProxy.stats() },
       publisherFailedAttempts: a.n, seconds: Math.round((Date.now() - started) / 1000),
