@@ -9,6 +9,8 @@
 // No test races the publisher: what must be seen before the publisher acts
 // is held back deterministically (a retry time an hour away, a frozen
 // broker), and settings take effect through a new publisher (setConf).
+// Last, an event a consumer has survives a crash right after (the publisher
+// flushes the WAL of what it claimed before publishing).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -342,5 +344,38 @@ test('a broker frozen with nothing in flight is noticed by the heartbeat; the pu
     }, 'a new connection after the thaw', 60000);
   } finally {
     await setConf(db, { 'ventros.outbox_heartbeat': null });
+  }
+});
+
+test('an event goes out only once its commit is durable: a crash right after cannot take it back', async () => {
+  // The commit reaches the disk late (synchronous_commit = off; the WAL
+  // writer every 10 s): only the publisher's own flush before publishing
+  // makes it durable before a consumer has it.
+  await alterSystem(db, { wal_writer_delay: '10s' });
+  const q = await consumer('ventros.test.durable');
+  let eventId;
+  try {
+    await db.query('BEGIN');
+    await db.query('SET LOCAL synchronous_commit = off');
+    await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+    await db.query(`UPDATE ventros.contacts SET name = 'Durable', version = version WHERE id = $1`, [ids[2]]);
+    eventId = (await db.query(`SELECT event_id::text FROM ventros.outbox WHERE tenant_id = $1 AND aggregate_id = $2
+                               ORDER BY seq DESC LIMIT 1`, [TENANT, ids[2]])).rows[0].event_id;
+    await db.query('COMMIT');
+    await until(() => q.messages.some((m) => m.properties.messageId === eventId), 'the event at the consumer');
+  } finally {
+    await q.close();
+  }
+  // a crash: no shutdown checkpoint, only what reached the WAL on disk survives
+  await db.end();
+  pgRestart('immediate');
+  db = await until(() => client(), 'PostgreSQL after the crash');
+  try {
+    const rows = (await db.query('SELECT status FROM ventros.outbox WHERE event_id = $1', [eventId])).rows;
+    assert.equal(rows.length, 1, 'an event a consumer has is still in the outbox after the crash');
+    const c = (await db.query(`SELECT name FROM ventros.contacts WHERE id = $1`, [ids[2]])).rows[0];
+    assert.equal(c.name, 'Durable');
+  } finally {
+    await alterSystem(db, { wal_writer_delay: null });
   }
 });
