@@ -1056,6 +1056,7 @@ vn_outbox_worker_main(Datum main_arg)
 	TimestampTz next_connect_at = 0;
 	TimestampTz next_prune_at = 0;
 	TimestampTz next_ready_check = 0;
+	TimestampTz next_poll_at = 0;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1217,7 +1218,9 @@ vn_outbox_worker_main(Datum main_arg)
 		 * Sleep until a commit, a confirm (the broker speaks), the poll
 		 * interval, the next reconnect, or the confirm deadline.
 		 */
-		timeout = vn_outbox_poll_interval;
+		if (now >= next_poll_at)
+			next_poll_at = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
+		timeout = (long) ((next_poll_at - now) / 1000) + 1;
 		if (!ready)
 			timeout = Max(Min(timeout, (long) ((next_ready_check - now) / 1000)), 0);
 		else if (my_amqp == NULL)
@@ -1229,7 +1232,10 @@ vn_outbox_worker_main(Datum main_arg)
 
 			timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
 		}
-		/* connected: poll twice per heartbeat interval (ours go out, theirs are checked) */
+		/*
+		 * Connected: read twice per heartbeat interval (ours go out, theirs
+		 * are checked); such a wake-up is not the poll (next_poll_at).
+		 */
 		if (ready && my_amqp != NULL && vn_outbox_heartbeat > 0)
 			timeout = Min(timeout, vn_outbox_heartbeat * 500L);
 		events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
@@ -1245,7 +1251,7 @@ vn_outbox_worker_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			want_claim = true;
 		}
-		if (rc & WL_TIMEOUT)
+		if (GetCurrentTimestamp() >= next_poll_at)
 			want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
 	}
 }
