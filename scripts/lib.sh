@@ -149,6 +149,9 @@ rabbit_env() {
 	export RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins
 	export RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf
 	export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+	# Neither the node nor rabbitmqctl starts an epmd of its own (a daemon
+	# whose pid nobody knows): rabbit_start starts it (epmd_start).
+	export ERL_FLAGS="-start_epmd false"
 	unset RABBITMQ_ALLOW_INPUT
 }
 
@@ -182,6 +185,7 @@ default_pass = ventros
 log.console = false
 log.file.level = warning
 CONF
+		epmd_start "$dir"
 		if rabbitmqctl_ -q status >/dev/null 2>&1; then exit 0; fi
 		local tries=0 starts=0 server=
 		start_node() {
@@ -236,9 +240,48 @@ rabbit_stop() {
 			kill -9 "$node_pid" 2>/dev/null || true
 		fi
 		port_free "$port" 30 || true
-		# epmd outlives the node: stop the one that serves this node's port.
+		# epmd outlives the node: stop the one rabbit_start started (its pid
+		# file), never another process that happens to listen on the port.
 		local pid
-		pid=$(ss -ltnpH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-		[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+		pid=$(cat "$dir/rabbit/epmd.pid" 2>/dev/null)
+		if [ -n "$pid" ] && epmd_is_ours "$pid"; then
+			kill "$pid" 2>/dev/null || true
+			port_free "$ERL_EPMD_PORT" 10 || true
+		fi
+		rm -f "$dir/rabbit/epmd.pid"
 	)
+}
+
+# epmd_is_ours PID: PID is an epmd serving this node's epmd port (not a
+# process that reused the number of one that exited).
+epmd_is_ours() {
+	tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qE "epmd .*-port $ERL_EPMD_PORT( |$)"
+}
+
+# epmd_start DIR: Erlang's port mapper for this node, started here in the
+# foreground of its own session (not by the node as a daemon), so that its
+# pid is known (DIR/rabbit/epmd.pid) and rabbit_stop stops exactly it.
+# In rabbit_env's environment.
+epmd_start() {
+	local dir=$1 pidfile=$1/rabbit/epmd.pid tries=0
+	if [ -s "$pidfile" ] && epmd_is_ours "$(cat "$pidfile")"; then return 0; fi
+	if ! port_free "$ERL_EPMD_PORT" 10; then
+		log "port $ERL_EPMD_PORT (epmd) is in use by a process not started here; the node will use it"
+		return 0
+	fi
+	setsid epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 </dev/null >>"$dir/rabbit/epmd.out" 2>&1 &
+	echo $! >"$pidfile"
+	while ! ss -ltnH "sport = :$ERL_EPMD_PORT" 2>/dev/null | grep -q . && [ $tries -lt 50 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+}
+
+# rabbit_signal DIR SIGNAL: send SIGNAL (STOP, CONT, KILL) to the node this
+# checkout started (its pid file), for fault tests.
+rabbit_signal() {
+	local pid
+	pid=$(cat "$1/rabbit/rabbit.pid" 2>/dev/null)
+	[ -n "$pid" ] && grep -q beam "/proc/$pid/cmdline" 2>/dev/null || return 1
+	kill -s "$2" "$pid"
 }

@@ -16,7 +16,9 @@
  *
  * Every wait is bounded (connect, login and RPC timeouts; confirms are read
  * in slices of 100 ms with CHECK_FOR_INTERRUPTS between them), so SIGTERM
- * is noticed.  Any protocol or socket error ends the connection: the caller
+ * is noticed.  AMQP heartbeats are on (ventros.outbox_heartbeat): a broker
+ * that goes silent with the connection open is noticed without a confirm
+ * being awaited.  Any protocol or socket error ends the connection: the caller
  * disconnects and reconnects with backoff.
  *
  * Credentials never reach a message: errors name the broker as
@@ -131,7 +133,7 @@ reply_error(amqp_rpc_reply_t r, const char *what, const char *peer, char *err, s
  *		exchange.  NULL with err filled on failure.
  */
 VnAmqp *
-vn_amqp_connect(const char *url, int timeout_ms, char *err, size_t errlen)
+vn_amqp_connect(const char *url, int timeout_ms, int heartbeat_s, char *err, size_t errlen)
 {
 	struct amqp_connection_info ci;
 	char	   *copy;
@@ -173,7 +175,15 @@ vn_amqp_connect(const char *url, int timeout_ms, char *err, size_t errlen)
 	}
 	amqp_set_handshake_timeout(a->conn, &tv);
 	amqp_set_rpc_timeout(a->conn, &tv);
-	r = amqp_login(a->conn, ci.vhost, 1, VN_AMQP_FRAME_MAX, 0, AMQP_SASL_METHOD_PLAIN,
+	/*
+	 * Heartbeats (the smaller of ours and the broker's interval): a broker
+	 * that stops answering without closing the socket (frozen, or a network
+	 * that drops everything) is noticed by the next read after two silent
+	 * intervals (AMQP_STATUS_HEARTBEAT_TIMEOUT), even when no confirm is
+	 * awaited.  librabbitmq sends ours and checks the broker's whenever a
+	 * frame is read: the worker polls at least twice per interval.
+	 */
+	r = amqp_login(a->conn, ci.vhost, 1, VN_AMQP_FRAME_MAX, heartbeat_s, AMQP_SASL_METHOD_PLAIN,
 				   ci.user, ci.password);
 	if (r.reply_type != AMQP_RESPONSE_NORMAL)
 	{

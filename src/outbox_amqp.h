@@ -38,7 +38,8 @@ typedef struct VnAmqpMessage
 typedef struct VnAmqp VnAmqp;	/* opaque; palloc'd in TopMemoryContext */
 
 /* in outbox_amqp.c */
-extern VnAmqp *vn_amqp_connect(const char *url, int timeout_ms, char *err, size_t errlen);
+extern VnAmqp *vn_amqp_connect(const char *url, int timeout_ms, int heartbeat_s,
+							   char *err, size_t errlen);
 extern void vn_amqp_disconnect(VnAmqp *a);
 extern int	vn_amqp_socket(VnAmqp *a);
 extern bool vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory,

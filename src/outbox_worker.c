@@ -56,6 +56,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -145,6 +146,7 @@ static int	vn_outbox_backoff_max = 30000;
 static int	vn_outbox_max_attempts = 10;
 static int	vn_outbox_retention = 7 * 24 * 3600;
 static int	vn_outbox_confirm_timeout = 30000;
+static int	vn_outbox_heartbeat = 10;
 static bool vn_outbox_mandatory = false;
 
 /* shared memory */
@@ -891,6 +893,17 @@ step(bool claim, int limit, int *recorded)
 	end_work();
 	if (b == NULL || b->n == 0)
 		return 0;
+
+	/*
+	 * Publish only what a crash cannot take back.  A writer with
+	 * synchronous_commit = off makes its commit visible before its WAL is
+	 * flushed; a crash then undoes a transaction whose events consumers
+	 * already have (the soak saw one version of an aggregate twice, with
+	 * different contents).  Every commit the claim saw was inserted into the
+	 * WAL before it: flushing up to the current insert position covers them
+	 * (nothing to do when they are flushed already, synchronous_commit on).
+	 */
+	XLogFlush(GetXLogInsertRecPtr());
 	ring_count++;
 	ring_msgs += b->n;
 	b->published_at = GetCurrentTimestamp();
@@ -963,7 +976,8 @@ try_connect(void)
 	char		err[VN_OUTBOX_ERRLEN];
 	char		peer[256];
 
-	my_amqp = vn_amqp_connect(vn_amqp_url, VN_OUTBOX_CONNECT_TIMEOUT_MS, err, sizeof(err));
+	my_amqp = vn_amqp_connect(vn_amqp_url, VN_OUTBOX_CONNECT_TIMEOUT_MS, vn_outbox_heartbeat,
+							  err, sizeof(err));
 	if (my_amqp == NULL)
 	{
 		set_error(err);
@@ -987,6 +1001,7 @@ vn_outbox_worker_main(Datum main_arg)
 	TimestampTz next_connect_at = 0;
 	TimestampTz next_prune_at = 0;
 	TimestampTz next_ready_check = 0;
+	TimestampTz next_poll_at = 0;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -1148,7 +1163,9 @@ vn_outbox_worker_main(Datum main_arg)
 		 * Sleep until a commit, a confirm (the broker speaks), the poll
 		 * interval, the next reconnect, or the confirm deadline.
 		 */
-		timeout = vn_outbox_poll_interval;
+		if (now >= next_poll_at)
+			next_poll_at = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
+		timeout = (long) ((next_poll_at - now) / 1000) + 1;
 		if (!ready)
 			timeout = Max(Min(timeout, (long) ((next_ready_check - now) / 1000)), 0);
 		else if (my_amqp == NULL)
@@ -1160,6 +1177,12 @@ vn_outbox_worker_main(Datum main_arg)
 
 			timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
 		}
+		/*
+		 * Connected: read twice per heartbeat interval (ours go out, theirs
+		 * are checked); such a wake-up is not the poll (next_poll_at).
+		 */
+		if (ready && my_amqp != NULL && vn_outbox_heartbeat > 0)
+			timeout = Min(timeout, vn_outbox_heartbeat * 500L);
 		events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
 		if (my_amqp != NULL)
 		{
@@ -1173,7 +1196,7 @@ vn_outbox_worker_main(Datum main_arg)
 			ResetLatch(MyLatch);
 			want_claim = true;
 		}
-		if (rc & WL_TIMEOUT)
+		if (GetCurrentTimestamp() >= next_poll_at)
 			want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
 	}
 }
@@ -1295,6 +1318,13 @@ vn_outbox_init(void)
 							&vn_outbox_confirm_timeout,
 							30000, 100, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.outbox_heartbeat",
+							"AMQP heartbeat interval the outbox publisher asks the broker for (0: none).",
+							"A broker silent for two intervals (frozen, or cut off without a reset) is taken as gone: what is in flight counts a failed attempt and the publisher reconnects. Applies to the next connection.",
+							&vn_outbox_heartbeat,
+							10, 0, 65535,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("ventros.outbox_mandatory",
 							 "Publish with the mandatory flag: an event no queue is bound for is a failed attempt.",

@@ -231,7 +231,9 @@ test('many requests complete, several at a time', async () => {
 });
 
 test('the dispatcher killed mid-run loses nothing', async () => {
-  fake.script({ path: '/survive', default: { status: 200, delay_ms: 400 } });
+  // held by the fake until released: the requests are still in flight when
+  // the test looks, however slow the machine
+  fake.script({ path: '/survive', default: { status: 200, hold: true } });
   const n = 40;
   await q('BEGIN');
   const ids = [];
@@ -243,6 +245,9 @@ test('the dispatcher killed mid-run loses nothing', async () => {
   });
   const [k] = await q('SELECT pg_terminate_backend($1) AS ok', [before.pid]);
   assert.equal(k.ok, true);
+  // from now on answered at once; what was held goes too
+  fake.script({ path: '/survive', default: { status: 200 } });
+  fake.release();
   await waitFor('all requests to succeed after the restart', async () => {
     const [c] = await q(`SELECT count(*)::int AS n FROM ventros.http_requests WHERE id = ANY($1) AND status = 'succeeded'`, [ids]);
     return c.n === n;

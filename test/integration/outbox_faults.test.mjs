@@ -4,16 +4,23 @@
 // aggregate; duplicates are counted and must all be events whose first
 // publish was never recorded as confirmed (attempts > 0: failed attempts).
 // Then a broker that refuses the credentials: rows stay pending with a clear
-// last_error and the worker does not crash-loop.
+// last_error and the worker does not crash-loop; a broker frozen (SIGSTOP)
+// past the confirm timeout, and with nothing in flight (the heartbeat).
+// No test races the publisher: what must be seen before the publisher acts
+// is held back deterministically (a retry time an hour away, a frozen
+// broker), and settings take effect through a new publisher (setConf).
+// Last, an event a consumer has survives a crash right after (the publisher
+// flushes the WAL of what it claimed before publishing).
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import amqp from 'amqplib';
 import {
-  AMQP_URL, RUN_DIR, client, consumer, until, status, setConf, checkOrder, sleep,
-  brokerStop, brokerStart, pgRestart,
+  AMQP_URL, RUN_DIR, client, consumer, until, status, setConf, restartPublisher, checkOrder, sleep,
+  brokerStop, brokerStart, brokerSignal, pgRestart,
 } from './outbox_helpers.mjs';
+import { alterSystem } from './settings.mjs';
 
 const TENANT = 'ob_fault';
 const QUEUE = 'ventros.test.faults';
@@ -155,8 +162,7 @@ test('broker restarts, a terminated worker and a PostgreSQL restart lose nothing
 test('refused credentials leave rows pending with a clear last_error, without a crash loop', async () => {
   const url = new URL(AMQP_URL);
   url.password = 'not-the-password';
-  await setConf(db, { 'ventros.amqp_url': url.toString() });
-  await until(async () => !(await status(db)).worker_connected, 'the publisher to drop its connection');
+  await setConf(db, { 'ventros.amqp_url': url.toString() }, { connected: false });
   await db.query('BEGIN');
   await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
   await db.query(`UPDATE ventros.contacts SET name = 'Refused', version = version WHERE id = $1`, [ids[0]]);
@@ -187,25 +193,36 @@ test('refused credentials leave rows pending with a clear last_error, without a 
 test('a batch a dead publisher left in flight counts a failed attempt when the next one starts', async () => {
   // A batch logged in ventros.outbox_in_flight and never recorded is what a
   // crashed publisher leaves; the event is kept from being claimed meanwhile.
-  await db.query('BEGIN');
-  await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
-  await db.query(`UPDATE ventros.contacts SET name = 'Left in flight', version = version WHERE id = $1`, [ids[0]]);
-  // (the claim reads the retry time from the event's queue row)
-  const { seq } = (await db.query(`UPDATE ventros.outbox_queue SET next_attempt_at = now() + interval '1 hour'
-                                    WHERE seq = (SELECT max(seq) FROM ventros.outbox WHERE tenant_id = $1)
-                                    RETURNING seq`, [TENANT])).rows[0];
-  await db.query('INSERT INTO ventros.outbox_in_flight (seqs) VALUES (ARRAY[$1::bigint])', [seq]);
-  await db.query('COMMIT');
-  const before = (await status(db)).worker_pid;
-  await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ventros outbox publisher'`);
-  const row = await until(async () => {
-    const r = (await db.query('SELECT status, attempts, last_error FROM ventros.outbox WHERE seq = $1', [seq])).rows[0];
-    return r.attempts === 1 && r;
-  }, 'the next publisher to count the attempt');
-  assert.equal(row.status, 'pending');
-  assert.match(row.last_error, /the publisher stopped before these events were confirmed/);
-  assert.notEqual((await status(db)).worker_pid, before, 'a new publisher');
-  assert.equal((await db.query('SELECT count(*)::int AS n FROM ventros.outbox_in_flight WHERE $1 = ANY (seqs)', [seq])).rows[0].n, 0);
+  // The next publisher counts the attempt and sets the retry an hour away
+  // (its backoff): the event stays pending until the test lets it go, so
+  // nothing races the publisher between the count and the look.
+  await alterSystem(db, { 'ventros.outbox_backoff_min': '1h', 'ventros.outbox_backoff_max': '1h' });
+  let seq;
+  try {
+    await db.query('BEGIN');
+    await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+    await db.query(`UPDATE ventros.contacts SET name = 'Left in flight', version = version WHERE id = $1`, [ids[0]]);
+    // (the claim reads the retry time from the event's queue row)
+    ({ seq } = (await db.query(`UPDATE ventros.outbox_queue SET next_attempt_at = now() + interval '1 hour'
+                                WHERE seq = (SELECT max(seq) FROM ventros.outbox WHERE tenant_id = $1)
+                                RETURNING seq`, [TENANT])).rows[0]);
+    await db.query('INSERT INTO ventros.outbox_in_flight (seqs) VALUES (ARRAY[$1::bigint])', [seq]);
+    await db.query('COMMIT');
+    const before = (await status(db)).worker_pid;
+    // the next publisher starts with the hour-long backoff (restartPublisher)
+    const next = await restartPublisher(db);
+    assert.notEqual(next.worker_pid, before, 'a new publisher');
+    const row = await until(async () => {
+      const r = (await db.query('SELECT status, attempts, last_error FROM ventros.outbox WHERE seq = $1', [seq])).rows[0];
+      return r.attempts > 0 && r;
+    }, 'the next publisher to count the attempt');
+    assert.equal(row.attempts, 1);
+    assert.equal(row.status, 'pending');
+    assert.match(row.last_error, /the publisher stopped before these events were confirmed/);
+    assert.equal((await db.query('SELECT count(*)::int AS n FROM ventros.outbox_in_flight WHERE $1 = ANY (seqs)', [seq])).rows[0].n, 0);
+  } finally {
+    await setConf(db, { 'ventros.outbox_backoff_min': '50ms', 'ventros.outbox_backoff_max': '1s' });
+  }
   // let it go: published at its retry
   await db.query('UPDATE ventros.outbox_queue SET next_attempt_at = now() WHERE seq = $1', [seq]);
   await until(async () => (await db.query('SELECT status FROM ventros.outbox WHERE seq = $1', [seq])).rows[0].status === 'published',
@@ -234,4 +251,131 @@ test('an install script older than the library is reported and waited for, not c
     await db.query('ALTER FUNCTION ventros.outbox_prune_hidden(interval, integer) RENAME TO outbox_prune');
   }
   await until(async () => (await status(db)).worker_connected, 'the publisher to connect once the function is back');
+});
+
+// Copies of each message id among messages.
+function copiesOf(messages) {
+  const copies = new Map();
+  for (const m of messages) copies.set(m.properties.messageId, (copies.get(m.properties.messageId) ?? 0) + 1);
+  return copies;
+}
+
+test('a broker frozen past the confirm timeout: the batch stays pending with one failed attempt, then is published', async () => {
+  // The confirm timeout, not the heartbeat, must end the wait here.
+  await setConf(db, { 'ventros.outbox_confirm_timeout': '1s', 'ventros.outbox_heartbeat': '1min' });
+  await until(async () => (await status(db)).pending === '0', 'nothing pending');
+  const q = await consumer('ventros.test.frozen');
+  try {
+    await frozenBatch(q);
+  } finally {
+    await q.close(); // an open connection would keep the test process alive
+    await setConf(db, { 'ventros.outbox_confirm_timeout': null, 'ventros.outbox_heartbeat': null });
+  }
+});
+
+async function frozenBatch(q) {
+  const since = (await db.query('SELECT now() AS t')).rows[0].t;
+  let rows;
+  brokerSignal('STOP');
+  try {
+    // five events of one aggregate, published into a broker that reads nothing
+    await db.query('BEGIN');
+    await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+    for (let i = 0; i < 5; i++)
+      await db.query(`UPDATE ventros.contacts SET name = $2, version = version WHERE id = $1`, [ids[1], `Frozen ${i}`]);
+    await db.query('COMMIT');
+    rows = (await db.query(`SELECT seq, event_id::text FROM ventros.outbox
+                            WHERE tenant_id = $1 AND aggregate_id = $2 AND status = 'pending' ORDER BY seq`,
+                           [TENANT, ids[1]])).rows;
+    assert.equal(rows.length, 5);
+    // the broker stays frozen: once the publisher gave up on the confirms,
+    // nothing can change these rows until it thaws
+    await until(async () => {
+      const s = await status(db);
+      return /no publisher confirm within 1000 ms/.test(s.last_error ?? '') && s.last_error_at > since;
+    }, 'the confirm timeout', 60000);
+    const after = (await db.query(`SELECT status, attempts, last_error FROM ventros.outbox
+                                   WHERE seq = ANY ($1) ORDER BY seq`, [rows.map((r) => r.seq)])).rows;
+    for (const r of after) {
+      assert.equal(r.status, 'pending', 'an unconfirmed event is not recorded as published');
+      assert.equal(r.attempts, 1, 'one failed attempt');
+      assert.match(r.last_error, /no publisher confirm within 1000 ms/);
+    }
+  } finally {
+    brokerSignal('CONT');
+  }
+  await until(async () => (await db.query(`SELECT count(*) FILTER (WHERE status = 'published')::int AS n
+                                           FROM ventros.outbox WHERE seq = ANY ($1)`, [rows.map((r) => r.seq)])).rows[0].n === 5,
+  'the events published after the thaw', 60000);
+  const done = (await db.query(`SELECT attempts FROM ventros.outbox WHERE seq = ANY ($1)`, [rows.map((r) => r.seq)])).rows;
+  assert.deepEqual(done.map((r) => r.attempts), [1, 1, 1, 1, 1], 'published by the retry, recorded once');
+  const wanted = new Set(rows.map((r) => r.event_id));
+  const mine = () => q.messages.filter((m) => wanted.has(m.properties.messageId));
+  await until(() => new Set(mine().map((m) => m.properties.messageId)).size === 5, 'every event at the consumer');
+  const { problems } = checkOrder(mine());
+  assert.deepEqual(problems, []);
+  // at least once: the frozen broker may still route what it had read
+  // before the publisher gave up (one copy per attempt at most)
+  const copies = copiesOf(mine());
+  console.log(`# frozen broker: copies per event ${[...copies.values()].join(',')}`);
+  for (const [id, n] of copies) assert.ok(n <= 2, `event ${id} arrived ${n} times after one failed attempt`);
+}
+
+test('a broker frozen with nothing in flight is noticed by the heartbeat; the publisher reconnects after the thaw', async () => {
+  await setConf(db, { 'ventros.outbox_heartbeat': '1s' });
+  try {
+    await until(async () => (await status(db)).pending === '0', 'nothing pending');
+    const since = (await db.query('SELECT now() AS t')).rows[0].t;
+    brokerSignal('STOP');
+    let lost;
+    try {
+      // no confirm is awaited: only the heartbeat can tell a silent broker
+      lost = await until(async () => {
+        const s = await status(db);
+        return /heartbeat timeout/.test(s.last_error ?? '') && s.last_error_at > since && s;
+      }, 'the heartbeat timeout', 60000);
+    } finally {
+      brokerSignal('CONT');
+    }
+    assert.match(lost.last_error, /connection to 127\.0\.0\.1:\d+\/\/ lost: heartbeat timeout/);
+    await until(async () => {
+      const s = await status(db);
+      return s.worker_connected && s.connected_since > lost.last_error_at;
+    }, 'a new connection after the thaw', 60000);
+  } finally {
+    await setConf(db, { 'ventros.outbox_heartbeat': null });
+  }
+});
+
+test('an event goes out only once its commit is durable: a crash right after cannot take it back', async () => {
+  // The commit reaches the disk late (synchronous_commit = off; the WAL
+  // writer every 10 s): only the publisher's own flush before publishing
+  // makes it durable before a consumer has it.
+  await alterSystem(db, { wal_writer_delay: '10s' });
+  const q = await consumer('ventros.test.durable');
+  let eventId;
+  try {
+    await db.query('BEGIN');
+    await db.query('SET LOCAL synchronous_commit = off');
+    await db.query(`SET LOCAL ventros.tenant = '${TENANT}'`);
+    await db.query(`UPDATE ventros.contacts SET name = 'Durable', version = version WHERE id = $1`, [ids[2]]);
+    eventId = (await db.query(`SELECT event_id::text FROM ventros.outbox WHERE tenant_id = $1 AND aggregate_id = $2
+                               ORDER BY seq DESC LIMIT 1`, [TENANT, ids[2]])).rows[0].event_id;
+    await db.query('COMMIT');
+    await until(() => q.messages.some((m) => m.properties.messageId === eventId), 'the event at the consumer');
+  } finally {
+    await q.close();
+  }
+  // a crash: no shutdown checkpoint, only what reached the WAL on disk survives
+  await db.end();
+  pgRestart('immediate');
+  db = await until(() => client(), 'PostgreSQL after the crash');
+  try {
+    const rows = (await db.query('SELECT status FROM ventros.outbox WHERE event_id = $1', [eventId])).rows;
+    assert.equal(rows.length, 1, 'an event a consumer has is still in the outbox after the crash');
+    const c = (await db.query(`SELECT name FROM ventros.contacts WHERE id = $1`, [ids[2]])).rows[0];
+    assert.equal(c.name, 'Durable');
+  } finally {
+    await alterSystem(db, { wal_writer_delay: null });
+  }
 });

@@ -1,7 +1,7 @@
 // Helpers for the outbox publisher's integration tests: a real AMQP consumer
 // bound to ventros.events, database clients, and the fault switches (broker
 // and PostgreSQL stop/start through scripts/lib.sh).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
@@ -45,10 +45,26 @@ function lib(cmd) {
     env: process.env,
   });
 }
+// The same, without blocking the event loop (writers and consumers go on
+// while the broker or PostgreSQL restarts).
+function libAsync(cmd) {
+  return new Promise((ok, ko) => {
+    const p = execFile('bash', ['-c', `source "${ROOT}/scripts/lib.sh"; ${cmd}`], { env: process.env },
+      (e) => (e ? ko(e) : ok()));
+    p.stdout.resume();
+    p.stderr.pipe(process.stderr);
+  });
+}
+export const brokerStartAsync = () => libAsync(`rabbit_start "${RUN_DIR}" ${AMQP_PORT}`);
+export const pgRestartAsync = (mode = 'fast') =>
+  libAsync(`runuser -u postgres -- "$PG_BIN/pg_ctl" -D "${RUN_DIR}/pg" -m ${mode} -w -t 60 restart -l "${RUN_DIR}/postgresql.log" >/dev/null`);
 export const brokerStop = () => lib(`rabbit_stop "${RUN_DIR}" ${AMQP_PORT}`);
 export const brokerStart = () => lib(`rabbit_start "${RUN_DIR}" ${AMQP_PORT}`);
-export const pgRestart = () =>
-  lib(`runuser -u postgres -- "$PG_BIN/pg_ctl" -D "${RUN_DIR}/pg" -m fast -w -t 60 restart -l "${RUN_DIR}/postgresql.log" >/dev/null`);
+// SIGSTOP / SIGCONT / SIGKILL to the broker node of this run (its pid file):
+// a frozen broker keeps its sockets open and answers nothing.
+export const brokerSignal = (sig) => lib(`rabbit_signal "${RUN_DIR}" ${sig}`);
+export const pgRestart = (mode = 'fast') =>
+  lib(`runuser -u postgres -- "$PG_BIN/pg_ctl" -D "${RUN_DIR}/pg" -m ${mode} -w -t 60 restart -l "${RUN_DIR}/postgresql.log" >/dev/null`);
 
 // A queue bound to ventros.events that records every message.  durable: the
 // queue survives broker restarts (fault tests drain it afterwards).
@@ -87,9 +103,25 @@ export async function status(c) {
   return (await c.query('SELECT * FROM ventros.outbox_status')).rows[0];
 }
 
-export async function setConf(c, settings) {
+// Server settings for the publisher, in effect when this returns: a running
+// worker applies a reload at its next wake-up, at a moment no test can know,
+// so the publisher is restarted instead.  The postmaster has reloaded the
+// configuration before it sees the old worker exit (it handles the SIGHUP,
+// sent first, before the SIGCHLD), and the worker it starts inherits it.
+// connected: also wait for the new publisher's broker connection.
+export async function setConf(c, settings, { connected = true } = {}) {
   await alterSystem(c, settings);
-  await sleep(300); // the worker reloads at its next wake-up; SIGHUP sets its latch
+  await restartPublisher(c, { connected });
+}
+
+// Terminate the publisher and wait for the next one (a new pid).
+export async function restartPublisher(c, { connected = true } = {}) {
+  const before = (await status(c)).worker_pid;
+  await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ventros outbox publisher'`);
+  return until(async () => {
+    const s = await status(c);
+    return s.worker_pid && s.worker_pid !== before && (!connected || s.worker_connected) && s;
+  }, 'a new publisher', 60000);
 }
 
 // Per aggregate, the first arrival of each event must come in version order

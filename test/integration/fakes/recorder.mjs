@@ -7,7 +7,9 @@
 //   POST /__fake/script               {"method","path","responses":[...]}
 // A scripted response: {"status", "headers", "body" (JSON or string),
 // "raw" (string sent as is), "body_size" (n bytes of "x"), "delay_ms"
-// (answer later: beyond the client's timeout it is a timeout), "drop"
+// (answer later: beyond the client's timeout it is a timeout), "hold"
+// (answer only once the test calls release(): a request that cannot finish
+// before the test has looked), "drop"
 // (reset the connection without answering), "retry_after_date_s" (send
 // Retry-After as the HTTP date n seconds from now, rounded up to a second)}.
 // Scripts are consumed in order, then "default" (if set on the script) or
@@ -27,6 +29,7 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
   let seq = 0;
   let open = 0;
   let maxOpen = 0;
+  let held = []; // answers waiting for release()
   const sockets = new Set();
 
   const key = (method, path) => `${method.toUpperCase()} ${path}`;
@@ -106,6 +109,7 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
       const r = nextResponse(req.method, url.pathname) ?? (handle ? await handle(record) : undefined) ??
         { status: 200, body: { ok: true } };
       try {
+        if (r.hold) await new Promise((ok) => held.push(ok));
         if (r.delay_ms) await new Promise((ok) => setTimeout(ok, r.delay_ms));
         if (r.drop) {
           record.response = { drop: true };
@@ -138,7 +142,8 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
     script: (s) => scripts.set(key(s.method ?? '*', s.path ?? '*'), { responses: [...(s.responses ?? [])], default: s.default }),
     reset: () => { records = []; scripts = new Map(); maxOpen = open; },
     maxOpen: () => maxOpen,
-    close: () => new Promise((ok) => { for (const s of sockets) s.destroy(); server.close(() => ok()); }),
+    release: () => { for (const ok of held.splice(0)) ok(); },
+    close: () => new Promise((ok) => { for (const ok2 of held.splice(0)) ok2(); for (const s of sockets) s.destroy(); server.close(() => ok()); }),
   };
 }
 

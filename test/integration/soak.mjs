@@ -1,0 +1,327 @@
+// The standing fault proof (docs/reliability.md): a mixed workload while the
+// harness breaks what it runs on, then a count of what arrived.
+//
+// Workload: writers updating a tenant's contacts over SQL (one
+// contact.updated event per commit, published by the outbox publisher), and
+// HTTP sends queued for the dispatcher (ventros.enqueue_http_request) to a
+// recording fake provider.  The publisher reaches the broker, and the
+// dispatcher the provider, through TCP proxies of our own
+// (fakes/tcp_proxy.mjs).
+// Faults, spread evenly over the writes, one at a time:
+//   broker-kill   kill -9 of the RabbitMQ node, then started again
+//   hang          kill -STOP of the node past the publisher's heartbeat, then -CONT
+//   worker-kill   pg_terminate_backend of the outbox publisher, the HTTP
+//                 dispatcher and an inbox processor, in turn
+//   pg-restart    pg_ctl restart -m immediate (a crash: no shutdown checkpoint)
+//   proxy-cut     both proxies reset every connection
+//   proxy-stall   both proxies hold every byte past the heartbeat, then let go
+// A consumer (amqplib, acking after it counts, reconnecting after faults)
+// reads a durable queue bound to every event: per event id, lost (must be
+// 0), duplicates (reported), order violations per aggregate (first arrival
+// of each event, aggregate versions without gap; must be 0).  Sends: lost
+// (must be 0) and duplicates at the provider.
+//
+// runSoak() is used by soak_short.test.mjs (scripts/test) and, through
+// `node test/integration/soak.mjs --events N ...`, by bench/soak.sh.
+// Needs the environment of scripts/test (VENTROS_PGURL, VENTROS_AMQP_URL,
+// VENTROS_AMQP_PORT, VENTROS_RUN_DIR).
+import amqp from 'amqplib';
+import { fileURLToPath } from 'node:url';
+import {
+  AMQP_URL, AMQP_PORT, client, until, restartPublisher, sleep, brokerStartAsync, brokerSignal, pgRestartAsync,
+} from './outbox_helpers.mjs';
+import { alterSystem } from './settings.mjs';
+import { startRecorder } from './fakes/recorder.mjs';
+import { startTcpProxy } from './fakes/tcp_proxy.mjs';
+
+const HEARTBEAT_S = 2;
+const WORKERS = ['ventros outbox publisher', 'ventros http dispatcher', 'ventros inbox processor'];
+
+// A client that comes back after a restart: every query retried on a new
+// connection (set up by init) until it succeeds (bounded).
+function resilient(init = null) {
+  let c = null;
+  return {
+    async query(sql, params) {
+      for (let i = 0; ; i++) {
+        try {
+          if (!c) {
+            c = await client();
+            if (init) await c.query(init);
+          }
+          return await c.query(sql, params);
+        } catch (e) {
+          try { await c?.end(); } catch (e2) { /* gone */ }
+          c = null;
+          if (i > 600) throw e;
+          await sleep(100);
+        }
+      }
+    },
+    async end() { try { await c?.end(); } catch (e) { /* gone */ } },
+  };
+}
+
+// Consumer of a durable queue that reconnects after every fault; counts per
+// event id and checks the order of first arrivals per aggregate.
+function startConsumer(queue, tenant) {
+  const st = { copies: new Map(), last: new Map(), violations: [], stop: false, conn: null };
+  st.done = (async () => {
+    while (!st.stop) {
+      try {
+        const conn = await amqp.connect(`${AMQP_URL}?heartbeat=5`);
+        st.conn = conn;
+        const closed = new Promise((ok) => { conn.on('close', ok); conn.on('error', () => {}); });
+        const ch = await conn.createChannel();
+        // a channel closed by the broker (the queue not back yet after a
+        // restart) ends this round too
+        const chClosed = new Promise((ok) => { ch.on('close', ok); ch.on('error', () => {}); });
+        await ch.prefetch(1000);
+        await ch.consume(queue, (m) => {
+          if (!m) return;
+          if (m.properties.headers?.tenant_id === tenant) {
+            const id = m.properties.messageId;
+            const n = (st.copies.get(id) ?? 0) + 1;
+            st.copies.set(id, n);
+            if (n === 1) {
+              const b = JSON.parse(m.content.toString());
+              const prev = st.last.get(b.aggregateid);
+              if (prev && (b.aggregateversion !== prev.v + 1 || b.sequence <= prev.s))
+                st.violations.push(`${b.aggregateid}: version ${b.aggregateversion} (seq ${b.sequence}) after ${prev.v} (seq ${prev.s})`);
+              st.last.set(b.aggregateid, { v: b.aggregateversion, s: b.sequence });
+            }
+          }
+          try { ch.ack(m); } catch (e) { /* the connection went: redelivered */ }
+        });
+        await Promise.race([closed, chClosed]);
+        try { await conn.close(); } catch (e) { /* gone */ }
+      } catch (e) { /* broker down: try again */ }
+      st.conn = null;
+      if (!st.stop) await sleep(250);
+    }
+  })();
+  st.close = async () => {
+    st.stop = true;
+    try { await st.conn?.close(); } catch (e) { /* gone */ }
+    await st.done;
+  };
+  return st;
+}
+
+export async function runSoak({
+  events = 3000, brokerKills = 1, hangs = 1, workerKills = 3, pgRestarts = 1, proxyCuts = 2, proxyStalls = 1,
+  sends = 200, writers = 4, aggregates = 50, tenant = 'soak', log = (s) => console.log(`# ${s}`),
+} = {}) {
+  const started = Date.now();
+  const db = resilient();
+  const queue = `ventros.soak.${tenant}`;
+  const provider = await startRecorder();
+  const providerProxy = await startTcpProxy({ target: provider.port });
+  const brokerProxy = await startTcpProxy({ target: Number(AMQP_PORT) });
+  const proxied = new URL(AMQP_URL);
+  proxied.port = String(brokerProxy.port);
+  const settings = {
+    'ventros.amqp_url': proxied.toString(),
+    'ventros.outbox_heartbeat': `${HEARTBEAT_S}s`,
+    'ventros.outbox_confirm_timeout': '5s',
+    'ventros.outbox_backoff_min': '50ms',
+    'ventros.outbox_backoff_max': '1s',
+    'ventros.outbox_max_attempts': '1000000',
+    'ventros.http_allow_hosts': '127.0.0.1/32',
+    'ventros.http_backoff_base': '100',
+    'ventros.http_backoff_max': '1000',
+    'ventros.http_timeout': '3000',
+    'ventros.http_connect_timeout': '1000',
+  };
+  const faults = { 'broker-kill': 0, hang: 0, 'worker-kill': 0, 'pg-restart': 0, 'proxy-cut': 0, 'proxy-stall': 0 };
+  let consumer = null;
+  let stopWriters = null;
+  try {
+    const admin = await client();
+    try {
+      await admin.query(`SELECT ventros.create_tenant($1, 'Soak') WHERE NOT EXISTS (SELECT FROM ventros.projects WHERE tenant_id = $1)`, [tenant]);
+      await alterSystem(admin, settings);
+      await restartPublisher(admin); // the settings in effect (outbox_helpers.setConf)
+    } finally {
+      await admin.end();
+    }
+    // the queue exists before the first event
+    {
+      const conn = await amqp.connect(AMQP_URL);
+      const ch = await conn.createChannel();
+      await ch.assertExchange('ventros.events', 'topic', { durable: true });
+      await ch.assertQueue(queue, { durable: true });
+      await ch.purgeQueue(queue);
+      await ch.bindQueue(queue, 'ventros.events', '#');
+      await conn.close();
+    }
+    const since = (await db.query('SELECT coalesce(max(seq), 0) AS s FROM ventros.outbox')).rows[0].s;
+    const setup = await client();
+    await setup.query(`SET ventros.tenant = '${tenant}'`);
+    const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '@' || $2 || '.example')).id
+                                    FROM generate_series(1, $1) g`, [aggregates, tenant])).rows.map((r) => r.id);
+    await setup.end();
+    consumer = startConsumer(queue, tenant);
+
+    // writers: one event per commit, until `events` committed
+    let committed = 0;
+    let sent = 0;
+    const sendIds = [];
+    let stop = false;
+    let sendError = null;
+    let allowed = 0; // commits the writers may reach: paced by the faults (below)
+    stopWriters = () => { stop = true; };
+    const work = Array.from({ length: writers }, async (_, w) => {
+      const c = resilient(`SET ventros.tenant = '${tenant}'`);
+      let i = 0;
+      while (!stop && committed < events) {
+        // no further ahead of the faults than the next one's place
+        while (!stop && committed >= allowed) await sleep(20);
+        if (stop) break;
+        const id = ids[(i++ * writers + w) % ids.length];
+        try {
+          // a restart between the commit and its answer: the outcome is
+          // unknown, the count below comes from the outbox itself
+          await c.query('UPDATE ventros.contacts SET name = $2, version = version WHERE id = $1', [id, `Soak ${w}.${i}`]);
+          committed++;
+        } catch (e) { /* retried by the next round */ }
+        // a send every events/sends commits
+        if (w === 0 && sent < sends && committed >= (sent * events) / sends) {
+          const n = sent++;
+          try {
+            const r = await c.query(`SELECT ventros.enqueue_http_request($1, 'POST', $2::jsonb, convert_to('soak', 'UTF8'),
+                                       max_attempts => 100) AS id`,
+            [`http://127.0.0.1:${providerProxy.port}/send`, JSON.stringify({ 'X-N': String(n) })]);
+            sendIds.push(r.rows[0].id);
+          } catch (e) {
+            sent--;
+            if (!sendError) log(`a send could not be queued: ${(sendError = e.message)}`);
+          }
+        }
+        if (i % 50 === 0) await sleep(1); // a steady stream, room for the faults
+      }
+      await c.end();
+    });
+
+    // the faults, spread evenly over the writes, kinds interleaved
+    // occurrence j of a kind that happens n times sits at (j + 0.5) / n of the run
+    const counts = { 'broker-kill': brokerKills, hang: hangs, 'worker-kill': workerKills, 'pg-restart': pgRestarts,
+                     'proxy-cut': proxyCuts, 'proxy-stall': proxyStalls };
+    const plan = Object.entries(counts)
+      .flatMap(([kind, n]) => Array.from({ length: n }, (_, j) => ({ kind, at: (j + 0.5) / n })))
+      .sort((x, y) => x.at - y.at)
+      .map((x) => x.kind);
+    // the writes are paced by the faults: each fault starts at its place in
+    // the writes, and the writes go on (up to the next place) while it lasts
+    const place = (f) => Math.floor(((f + 1) * events) / (plan.length + 1));
+    let workerTurn = 0;
+    for (let f = 0; f < plan.length; f++) {
+      allowed = place(f + 1);
+      const at = place(f);
+      while (committed < at) await sleep(20);
+      const kind = plan[f];
+      faults[kind]++;
+      switch (kind) {
+        case 'broker-kill':
+          brokerSignal('KILL');
+          await brokerStartAsync();
+          break;
+        case 'hang':
+          brokerSignal('STOP');
+          try { await sleep(HEARTBEAT_S * 3000); } finally { brokerSignal('CONT'); }
+          break;
+        case 'worker-kill': {
+          const type = WORKERS[workerTurn++ % WORKERS.length];
+          await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = $1
+                          ORDER BY pid LIMIT 1`, [type]);
+          break;
+        }
+        case 'pg-restart':
+          await pgRestartAsync('immediate');
+          break;
+        case 'proxy-cut':
+          brokerProxy.cut();
+          providerProxy.cut();
+          break;
+        case 'proxy-stall':
+          brokerProxy.stall();
+          providerProxy.stall();
+          try { await sleep(HEARTBEAT_S * 3000); } finally { brokerProxy.unstall(); providerProxy.unstall(); }
+          break;
+        default:
+          throw new Error(kind);
+      }
+      log(`fault ${f + 1}/${plan.length}: ${kind} at ${at} commits (${committed} when it ended)`);
+    }
+    allowed = events;
+    await Promise.all(work);
+    log(`writes done: ${committed} commits, ${sent} sends, ${Math.round((Date.now() - started) / 1000)} s`);
+
+    // everything published and every send delivered (bounded), then counted
+    await until(async () => (await db.query(`SELECT count(*)::int AS n FROM ventros.outbox
+                                             WHERE tenant_id = $1 AND seq > $2 AND status <> 'published'`, [tenant, since])).rows[0].n === 0,
+    'every event published', 600000, 250);
+    const rows = (await db.query(`SELECT event_id::text AS id FROM ventros.outbox WHERE tenant_id = $1 AND seq > $2`, [tenant, since])).rows;
+    await until(() => rows.every((r) => consumer.copies.has(r.id)), 'every event at the consumer', 120000, 250)
+      .catch(() => false);
+    const pendingSends = async () => (await db.query(`SELECT count(*)::int AS n FROM ventros.http_requests
+                                                     WHERE id = ANY ($1) AND status <> 'succeeded'`, [sendIds])).rows[0].n;
+    await until(async () => (await pendingSends()) === 0, 'every send delivered', 120000, 250).catch(() => false);
+    await sleep(500); // copies still on their way only add to the duplicates
+    const lost = rows.filter((r) => !consumer.copies.has(r.id)).length;
+    let duplicates = 0;
+    for (const r of rows) duplicates += Math.max((consumer.copies.get(r.id) ?? 0) - 1, 0);
+    const got = provider.requests('/send').map((r) => r.headers['x-n']);
+    const gotSet = new Set(got);
+    const queued = (await db.query(`SELECT id, headers->>'X-N' AS n, status, attempts FROM ventros.http_requests
+                                    WHERE id = ANY ($1)`, [sendIds])).rows;
+    const missing = queued.filter((r) => !gotSet.has(r.n));
+    const sendsLost = missing.length;
+    if (missing.length) log(`sends never received: ${JSON.stringify(missing.slice(0, 5))}`);
+    const [a] = (await db.query(`SELECT coalesce(sum(attempts), 0)::int AS n FROM ventros.outbox
+                                 WHERE tenant_id = $1 AND seq > $2`, [tenant, since])).rows;
+    const result = {
+      events: rows.length, received: rows.length - lost, lost, duplicates,
+      orderViolations: consumer.violations.length, violations: consumer.violations.slice(0, 10),
+      aggregates, sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size, sendsQueued: queued.length,
+      sendsNotSucceeded: await pendingSends(),
+      faults, proxy: { broker: brokerProxy.stats(), provider: providerProxy.stats() },
+      publisherFailedAttempts: a.n, seconds: Math.round((Date.now() - started) / 1000),
+    };
+    log(`events ${result.events}, lost ${lost}, duplicates ${duplicates}, order violations ${result.orderViolations}; ` +
+        `sends ${result.sends}, lost ${sendsLost}, duplicates ${result.sendDuplicates}; ${result.seconds} s`);
+    return result;
+  } finally {
+    stopWriters?.();
+    try { brokerSignal('CONT'); } catch (e) { /* running */ }
+    brokerProxy.unstall();
+    providerProxy.unstall();
+    await consumer?.close();
+    const admin = resilient();
+    await alterSystem(admin, Object.fromEntries(Object.keys(settings).map((k) => [k, null])));
+    await restartPublisher(admin).catch(() => {});
+    await admin.end();
+    await db.end();
+    await brokerProxy.close();
+    await providerProxy.close();
+    await provider.close();
+  }
+}
+
+// CLI (bench/soak.sh): node test/integration/soak.mjs --events 100000 --broker-kills 20 ...
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const opts = {};
+  const names = { events: 'events', 'broker-kills': 'brokerKills', hangs: 'hangs', 'worker-kills': 'workerKills',
+                  'pg-restarts': 'pgRestarts', 'proxy-cuts': 'proxyCuts', 'proxy-stalls': 'proxyStalls',
+                  sends: 'sends', writers: 'writers', aggregates: 'aggregates', tenant: 'tenant' };
+  const args = process.argv.slice(2);
+  for (let i = 0; i < args.length; i += 2) {
+    const k = names[args[i].replace(/^--/, '')];
+    if (!k) throw new Error(`unknown option ${args[i]}`);
+    opts[k] = k === 'tenant' ? args[i + 1] : Number(args[i + 1]);
+  }
+  const r = await runSoak(opts);
+  console.log(JSON.stringify(r, null, 2));
+  console.log(`lost ${r.lost}, duplicates ${r.duplicates}, order violations ${r.orderViolations}`);
+  process.exit(r.lost === 0 && r.orderViolations === 0 && r.sendsLost === 0 ? 0 : 1);
+}
