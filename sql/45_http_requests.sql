@@ -132,7 +132,7 @@ BEGIN
     IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
        AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
         RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
-            HINT = 'Use transient, any, or a policy declared with ventros.register_http_retry_classifier.';
+            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
