@@ -2,7 +2,8 @@
 --
 -- This file: the entry (inbox_process, calling the item's provider's process
 -- function, ventros.inbound_providers) and the helpers every provider uses;
--- sql/89_inbound_meta.sql (WhatsApp Cloud, Instagram, Messenger) and
+-- sql/89_inbound_meta.sql (Meta's signature and handshake, Instagram,
+-- Messenger), sql/89_inbound_whatsapp.sql (WhatsApp Cloud) and
 -- sql/89_inbound_waha.sql hold the providers and register them.
 --
 -- Entry: ventros.inbox_process(item, channel) -> ventros.inbox_outcome, run by

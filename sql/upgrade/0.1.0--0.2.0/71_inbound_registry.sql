@@ -217,6 +217,17 @@ $$;
 COMMENT ON FUNCTION ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb) IS
     'The inbox items of a WhatsApp Cloud delivery: one per message (msg:<wamid>) and status (st:<wamid>:<status>); other changes stored unparsed; foreign when phone_number_id is not the channel''s';
 
+CREATE OR REPLACE FUNCTION ventros.whatsapp_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE r.event WHEN 'messages' THEN ventros.whatsapp_message(ch, r.item)
+                        WHEN 'statuses' THEN ventros.whatsapp_status(ch, r.item)
+                        ELSE ventros.inbox_outcome('unparsed') END
+$$;
+COMMENT ON FUNCTION ventros.whatsapp_process(ventros.inbox, ventros.channels) IS
+    'Processes a WhatsApp Cloud inbox item: messages (ventros.whatsapp_message), statuses (ventros.whatsapp_status); anything else unparsed';
+
 CREATE OR REPLACE FUNCTION ventros.split_instagram(config jsonb, doc jsonb, body bytea, headers jsonb)
 RETURNS SETOF ventros.inbox_item
 LANGUAGE sql IMMUTABLE
@@ -233,22 +244,7 @@ AS $$ SELECT * FROM ventros.split_meta_messaging('messenger', config, doc, body)
 COMMENT ON FUNCTION ventros.split_messenger(jsonb, jsonb, bytea, jsonb) IS
     'The inbox items of a Messenger delivery (ventros.split_meta_messaging)';
 
-CREATE OR REPLACE FUNCTION ventros.whatsapp_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE r.event WHEN 'messages' THEN ventros.whatsapp_message(ch, r.item)
-                        WHEN 'statuses' THEN ventros.whatsapp_status(ch, r.item)
-                        ELSE ventros.inbox_outcome('unparsed') END
-$$;
-COMMENT ON FUNCTION ventros.whatsapp_process(ventros.inbox, ventros.channels) IS
-    'Processes a WhatsApp Cloud inbox item: messages (ventros.whatsapp_message), statuses (ventros.whatsapp_status); anything else unparsed';
-
 -- the registrations, as in the providers' files
-SELECT ventros.register_inbound_provider('whatsapp', 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
-           'ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb)', 'ventros.whatsapp_process(ventros.inbox, ventros.channels)',
-           'ventros.meta_webhook_challenge(jsonb, text, text, text)');
-
 SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
            format('ventros.split_%s(jsonb, jsonb, bytea, jsonb)', p)::regprocedure,
            'ventros.meta_messaging_process(ventros.inbox, ventros.channels)',
@@ -257,6 +253,10 @@ SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, 
 
 SELECT ventros.register_inbound_provider('waha', 'ventros.verify_waha_webhook(jsonb, jsonb, bytea)',
            'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)');
+
+SELECT ventros.register_inbound_provider('whatsapp', 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb)', 'ventros.whatsapp_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)');
 
 GRANT EXECUTE ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) TO ventros_admin;
