@@ -6,6 +6,10 @@
  *	    GET  /webhooks/<provider>/<channel_id>?hub.mode=&hub.verify_token=&hub.challenge=
  *	      -> ventros.webhook_challenge(...): 200 text/plain challenge, or 403
  *
+ * Which providers exist is the database's business (ventros.inbound_providers):
+ * no provider is named here, a path segment of the registry's shape is handed
+ * over, and an unregistered one is answered 404 by the database's answer.
+ *
  * Invariants:
  *	- The body reaches the database as the bytes received: a binary bytea
  *	  parameter, never decoded, re-encoded or checked for UTF-8 here, because
