@@ -36,11 +36,13 @@ CREATE TABLE ventros.channel_providers (
     build_media   regprocedure,
     retry_policy  text         NOT NULL DEFAULT 'transient',
     window_hours  integer,
+    config_error  regprocedure,
+    media_retry_policy text    NOT NULL DEFAULT 'transient',
     CONSTRAINT channel_providers_provider_registered FOREIGN KEY (provider) REFERENCES ventros.inbound_providers (provider),
     CONSTRAINT channel_providers_window_positive CHECK (window_hours > 0)
 );
 COMMENT ON TABLE ventros.channel_providers IS
-    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none)';
+    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none); config_error(response_status integer, response_body bytea) -> whether a failed send means the channel is misconfigured (kept on the channel); the retry policy of its media downloads';
 
 -- A catalogue shared by every tenant: readable by all, written by registrations only.
 ALTER TABLE ventros.channel_providers ENABLE ROW LEVEL SECURITY;
@@ -49,19 +51,24 @@ CREATE POLICY ventros_catalog_read ON ventros.channel_providers FOR SELECT USING
 
 CREATE FUNCTION ventros.register_channel_provider(channel_type text, provider text, build_send regprocedure,
                                                  sent_id regprocedure, build_media regprocedure DEFAULT NULL,
-                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL)
+                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL,
+                                                 config_error regprocedure DEFAULT NULL,
+                                                 media_retry_policy text DEFAULT 'transient')
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO ventros.channel_providers AS p
-    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours)
+    INSERT INTO ventros.channel_providers AS p (channel_type, provider, build_send, sent_id, build_media, retry_policy,
+                                                window_hours, config_error, media_retry_policy)
+    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours, config_error,
+            media_retry_policy)
     ON CONFLICT ON CONSTRAINT channel_providers_pkey DO UPDATE
        SET provider = EXCLUDED.provider, build_send = EXCLUDED.build_send, sent_id = EXCLUDED.sent_id,
            build_media = EXCLUDED.build_media, retry_policy = EXCLUDED.retry_policy,
-           window_hours = EXCLUDED.window_hours
+           window_hours = EXCLUDED.window_hours, config_error = EXCLUDED.config_error,
+           media_retry_policy = EXCLUDED.media_retry_policy
 $$;
-COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer) IS
+COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer, regprocedure, text) IS
     'Registers how messages of a channel type are sent (see ventros.channel_providers)';
 
 -- ---- helpers ------------------------------------------------------------------
@@ -272,14 +279,15 @@ DECLARE
     p ventros.channel_providers;
     provider_id text;
     failure text;
+    misconfigured boolean;
 BEGIN
     SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
     IF NOT FOUND OR m.status <> 'queued' THEN
         RETURN;     -- deleted, or already moved on (a status webhook came first)
     END IF;
+    SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
+     WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
     IF r.status = 'succeeded' THEN
-        SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
-         WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
         IF p.sent_id IS NOT NULL THEN
             EXECUTE format('SELECT %s($1)', p.sent_id::regproc) INTO provider_id USING ventros.json_body(r.response_body);
         END IF;
@@ -290,9 +298,13 @@ BEGIN
         failure := ventros.provider_error_text(r);
         PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => failure);
         -- A configuration error (token, permission, API key, session) fails
-        -- every send of the channel: it says so on the channel too.
-        IF ventros.graph_error_class(r.response_status, r.response_body) = 'config'
-           OR (r.retry_policy = 'waha' AND r.response_status IN (401, 404)) THEN
+        -- every send of the channel: it says so on the channel too.  What
+        -- is one is the provider's to say (its config_error function).
+        IF p.config_error IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1, $2)', p.config_error::regproc) INTO misconfigured
+                USING r.response_status, r.response_body;
+        END IF;
+        IF misconfigured THEN
             UPDATE ventros.channels c SET last_error = left(failure, 1000), last_error_at = now(), version = c.version
              WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
         END IF;
@@ -300,7 +312,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.handle_message_send(ventros.http_requests) IS
-    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
+    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (the provider''s config_error function: Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
 
 SELECT ventros.register_http_request_handler('message.send', 'ventros.handle_message_send(ventros.http_requests)');
 
@@ -387,7 +399,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
        SET status = 'requested', error = NULL, requested_at = now();
     RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
-                                            m.id, CASE WHEN p.retry_policy = 'graph' THEN 'graph' ELSE 'transient' END,
+                                            m.id, coalesce(p.media_retry_policy, 'transient'),
                                             ventros.media_download_cap(req));
 END
 $$;

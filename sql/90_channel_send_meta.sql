@@ -218,18 +218,27 @@ $$;
 COMMENT ON FUNCTION ventros.classify_graph_answer(integer, bytea, boolean) IS
     'Retry classifier "graph": retried when error.code is transient (1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056, 133004) whatever the status; final for any other Graph error code; else the dispatcher''s verdict by status';
 
+-- Token, permission or a missing object: every send of the channel fails.
+CREATE FUNCTION ventros.graph_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(ventros.graph_error_class(status, body) = 'config', false) $$;
+COMMENT ON FUNCTION ventros.graph_config_error(integer, bytea) IS
+    'Whether a failed Graph answer means the channel is misconfigured: error class config (190, 10, 200-299, 100/33)';
+
 -- ---- registration ---------------------------------------------------------------
 
 SELECT ventros.register_http_retry_classifier('graph', 'ventros.classify_graph_answer(integer, bytea, boolean)');
 SELECT ventros.register_channel_provider(t, 'whatsapp', 'ventros.whatsapp_send_request(ventros.channels, ventros.messages)',
-           'ventros.whatsapp_sent_id(jsonb)', 'ventros.whatsapp_media_request(ventros.channels, ventros.messages)', 'graph', 24)
+           'ventros.whatsapp_sent_id(jsonb)', 'ventros.whatsapp_media_request(ventros.channels, ventros.messages)', 'graph', 24,
+           'ventros.graph_config_error(integer, bytea)', 'graph')
   FROM unnest('{whatsapp,whatsapp_business}'::text[]) t;
 SELECT ventros.register_channel_provider(t, t, 'ventros.graph_messaging_send_request(ventros.channels, ventros.messages)',
            'ventros.graph_messaging_sent_id(jsonb)', 'ventros.graph_messaging_media_request(ventros.channels, ventros.messages)',
-           'graph')
+           'graph', config_error => 'ventros.graph_config_error(integer, bytea)', media_retry_policy => 'graph')
   FROM unnest('{instagram,messenger}'::text[]) t;
 
 GRANT EXECUTE ON FUNCTION ventros.whatsapp_to(uuid), ventros.whatsapp_sent_id(jsonb),
     ventros.graph_messaging_sent_id(jsonb), ventros.graph_error_class(integer, bytea),
     ventros.classify_graph_answer(integer, bytea, boolean), ventros.graph_base(ventros.channels),
-    ventros.graph_headers(ventros.channels, boolean) TO ventros_viewer;
+    ventros.graph_headers(ventros.channels, boolean), ventros.graph_config_error(integer, bytea) TO ventros_viewer;

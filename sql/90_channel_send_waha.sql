@@ -118,11 +118,20 @@ AS $$ SELECT CASE WHEN status = 422 THEN true ELSE retryable END $$;
 COMMENT ON FUNCTION ventros.classify_waha_answer(integer, bytea, boolean) IS
     'Retry classifier "waha": 422 (session not WORKING) is retried; otherwise the dispatcher''s verdict by status';
 
+-- The API key or the session is wrong: every send of the channel fails.
+CREATE FUNCTION ventros.waha_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(status IN (401, 404), false) $$;
+COMMENT ON FUNCTION ventros.waha_config_error(integer, bytea) IS
+    'Whether a failed WAHA answer means the channel is misconfigured: 401 (API key) or 404 (session)';
+
 -- ---- registration ---------------------------------------------------------------
 
 SELECT ventros.register_http_retry_classifier('waha', 'ventros.classify_waha_answer(integer, bytea, boolean)');
 SELECT ventros.register_channel_provider('waha', 'waha', 'ventros.waha_send_request(ventros.channels, ventros.messages)',
-           'ventros.waha_sent_id(jsonb)', 'ventros.waha_media_request(ventros.channels, ventros.messages)', 'waha');
+           'ventros.waha_sent_id(jsonb)', 'ventros.waha_media_request(ventros.channels, ventros.messages)', 'waha',
+           config_error => 'ventros.waha_config_error(integer, bytea)');
 
 GRANT EXECUTE ON FUNCTION ventros.waha_chat_id(uuid), ventros.waha_sent_id(jsonb),
-    ventros.classify_waha_answer(integer, bytea, boolean) TO ventros_viewer;
+    ventros.classify_waha_answer(integer, bytea, boolean), ventros.waha_config_error(integer, bytea) TO ventros_viewer;

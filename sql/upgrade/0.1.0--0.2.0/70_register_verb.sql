@@ -7,6 +7,7 @@ DROP FUNCTION ventros.declare_http_request_preparer(text, regprocedure);
 DROP FUNCTION ventros.declare_http_retry_classifier(text, regprocedure);
 DROP FUNCTION ventros.declare_http_request_handler(text, regprocedure);
 DROP FUNCTION ventros.declare_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer);
+-- (its successor, register_channel_provider, takes two more arguments: 71_inbound_registry.sql)
 
 CREATE OR REPLACE FUNCTION ventros.register_quiet_columns(aggregate text, columns name[])
 RETURNS void
@@ -79,23 +80,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.register_http_request_handler(text, regprocedure) IS
     'Registers the function that handles the final outcome of requests of one purpose';
-
-CREATE OR REPLACE FUNCTION ventros.register_channel_provider(channel_type text, provider text, build_send regprocedure,
-                                                 sent_id regprocedure, build_media regprocedure DEFAULT NULL,
-                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL)
-RETURNS void
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    INSERT INTO ventros.channel_providers AS p
-    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours)
-    ON CONFLICT ON CONSTRAINT channel_providers_pkey DO UPDATE
-       SET provider = EXCLUDED.provider, build_send = EXCLUDED.build_send, sent_id = EXCLUDED.sent_id,
-           build_media = EXCLUDED.build_media, retry_policy = EXCLUDED.retry_policy,
-           window_hours = EXCLUDED.window_hours
-$$;
-COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer) IS
-    'Registers how messages of a channel type are sent (see ventros.channel_providers)';
 
 -- its hint names the classifier registration
 CREATE OR REPLACE FUNCTION ventros.enqueue_http_request(

@@ -269,7 +269,151 @@ ALTER TABLE ventros.channel_providers DROP CONSTRAINT channel_providers_provider
         REFERENCES ventros.inbound_providers (provider);
 COMMENT ON COLUMN ventros.inbox.provider IS 'The provider of the webhook URL the item came in by (ventros.inbound_providers: waha, whatsapp, instagram, messenger, ...)';
 COMMENT ON TABLE ventros.channel_providers IS
-    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none)';
+    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none); config_error(response_status integer, response_body bytea) -> whether a failed send means the channel is misconfigured (kept on the channel); the retry policy of its media downloads';
+
+-- the outbound registry says what is provider-specific in the shared send
+-- mechanics: which failed answers mean a misconfigured channel, and the
+-- retry policy of media downloads
+ALTER TABLE ventros.channel_providers ADD COLUMN config_error regprocedure,
+    ADD COLUMN media_retry_policy text NOT NULL DEFAULT 'transient';
+CREATE OR REPLACE FUNCTION ventros.register_channel_provider(channel_type text, provider text, build_send regprocedure,
+                                                 sent_id regprocedure, build_media regprocedure DEFAULT NULL,
+                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL,
+                                                 config_error regprocedure DEFAULT NULL,
+                                                 media_retry_policy text DEFAULT 'transient')
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ventros.channel_providers AS p (channel_type, provider, build_send, sent_id, build_media, retry_policy,
+                                                window_hours, config_error, media_retry_policy)
+    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours, config_error,
+            media_retry_policy)
+    ON CONFLICT ON CONSTRAINT channel_providers_pkey DO UPDATE
+       SET provider = EXCLUDED.provider, build_send = EXCLUDED.build_send, sent_id = EXCLUDED.sent_id,
+           build_media = EXCLUDED.build_media, retry_policy = EXCLUDED.retry_policy,
+           window_hours = EXCLUDED.window_hours, config_error = EXCLUDED.config_error,
+           media_retry_policy = EXCLUDED.media_retry_policy
+$$;
+COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer, regprocedure, text) IS
+    'Registers how messages of a channel type are sent (see ventros.channel_providers)';
+
+CREATE OR REPLACE FUNCTION ventros.waha_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(status IN (401, 404), false) $$;
+COMMENT ON FUNCTION ventros.waha_config_error(integer, bytea) IS
+    'Whether a failed WAHA answer means the channel is misconfigured: 401 (API key) or 404 (session)';
+
+CREATE OR REPLACE FUNCTION ventros.graph_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(ventros.graph_error_class(status, body) = 'config', false) $$;
+COMMENT ON FUNCTION ventros.graph_config_error(integer, bytea) IS
+    'Whether a failed Graph answer means the channel is misconfigured: error class config (190, 10, 200-299, 100/33)';
+
+SELECT ventros.register_channel_provider('waha', 'waha', 'ventros.waha_send_request(ventros.channels, ventros.messages)',
+           'ventros.waha_sent_id(jsonb)', 'ventros.waha_media_request(ventros.channels, ventros.messages)', 'waha',
+           config_error => 'ventros.waha_config_error(integer, bytea)');
+
+SELECT ventros.register_channel_provider(t, 'whatsapp', 'ventros.whatsapp_send_request(ventros.channels, ventros.messages)',
+           'ventros.whatsapp_sent_id(jsonb)', 'ventros.whatsapp_media_request(ventros.channels, ventros.messages)', 'graph', 24,
+           'ventros.graph_config_error(integer, bytea)', 'graph')
+  FROM unnest('{whatsapp,whatsapp_business}'::text[]) t;
+
+SELECT ventros.register_channel_provider(t, t, 'ventros.graph_messaging_send_request(ventros.channels, ventros.messages)',
+           'ventros.graph_messaging_sent_id(jsonb)', 'ventros.graph_messaging_media_request(ventros.channels, ventros.messages)',
+           'graph', config_error => 'ventros.graph_config_error(integer, bytea)', media_retry_policy => 'graph')
+  FROM unnest('{instagram,messenger}'::text[]) t;
+
+GRANT EXECUTE ON FUNCTION ventros.waha_config_error(integer, bytea), ventros.graph_config_error(integer, bytea) TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.handle_message_send(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    p ventros.channel_providers;
+    provider_id text;
+    failure text;
+    misconfigured boolean;
+BEGIN
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
+    IF NOT FOUND OR m.status <> 'queued' THEN
+        RETURN;     -- deleted, or already moved on (a status webhook came first)
+    END IF;
+    SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
+     WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
+    IF r.status = 'succeeded' THEN
+        IF p.sent_id IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1)', p.sent_id::regproc) INTO provider_id USING ventros.json_body(r.response_body);
+        END IF;
+        -- An answer without an id (some WAHA releases answer 201 with an
+        -- empty body) still means sent; the id stays unknown.
+        PERFORM ventros.mark_message_sent(m.id, provider_id);
+    ELSE
+        failure := ventros.provider_error_text(r);
+        PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => failure);
+        -- A configuration error (token, permission, API key, session) fails
+        -- every send of the channel: it says so on the channel too.  What
+        -- is one is the provider's to say (its config_error function).
+        IF p.config_error IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1, $2)', p.config_error::regproc) INTO misconfigured
+                USING r.response_status, r.response_body;
+        END IF;
+        IF misconfigured THEN
+            UPDATE ventros.channels c SET last_error = left(failure, 1000), last_error_at = now(), version = c.version
+             WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.handle_message_send(ventros.http_requests) IS
+    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (the provider''s config_error function: Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
+
+CREATE OR REPLACE FUNCTION ventros.request_media_download(message_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    m ventros.messages;
+    ch ventros.channels;
+    p ventros.channel_providers;
+    req jsonb;
+BEGIN
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
+    END IF;
+    IF m.content_type NOT IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') THEN
+        RAISE EXCEPTION 'message % has no media', message_id USING ERRCODE = '22023',
+            DETAIL = format('Its content type is %s.', m.content_type);
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = m.channel_id;
+    SELECT * INTO p FROM ventros.channel_providers x WHERE x.channel_type = ch.type;
+    IF p.build_media IS NOT NULL THEN
+        EXECUTE format('SELECT %s($1, $2)', p.build_media::regproc) INTO req USING ch, m;
+    END IF;
+    IF req IS NULL THEN
+        IF m.media_url IS NULL THEN
+            RAISE EXCEPTION 'message % has no media URL and its channel cannot look it up', message_id USING ERRCODE = '22023';
+        END IF;
+        req := jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
+    END IF;
+    INSERT INTO ventros.message_media AS mm (tenant_id, message_id, content_type, expected_sha256)
+    VALUES (tenant, m.id, m.media_mimetype,
+            coalesce(m.metadata->>'media_sha256', m.metadata->'media'->>'sha256'))
+    ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, requested_at = now();
+    RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
+                                            m.id, coalesce(p.media_retry_policy, 'transient'),
+                                            ventros.media_download_cap(req));
+END
+$$;
+COMMENT ON FUNCTION ventros.request_media_download(uuid) IS
+    'Queues the download of a message''s media (WAHA: GET its URL on the WAHA host with X-Api-Key; Cloud API: media lookup then download with the Bearer token; Messenger / Instagram: the CDN URL); the handlers fill ventros.message_media';
 
 -- the mechanism, dispatching through the registry
 CREATE OR REPLACE FUNCTION ventros.verify_webhook(provider text, config jsonb, headers jsonb, body bytea) RETURNS text
