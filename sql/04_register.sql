@@ -125,13 +125,13 @@ $$;
 COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
     'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
 
--- declare_quiet_columns: the counters and marks of an aggregate that the
+-- register_quiet_columns: the counters and marks of an aggregate that the
 -- system keeps under the row lock (a session's message counts, a channel's
 -- last_message_at).  An update that changes only them keeps version and
 -- updated_at and emits nothing: the event of what caused them says it.
 -- Declared apart from register_aggregate because the aggregate that keeps
 -- them up to date (messages) may load after the one that owns them.
-CREATE FUNCTION ventros.declare_quiet_columns(aggregate text, columns name[])
+CREATE FUNCTION ventros.register_quiet_columns(aggregate text, columns name[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -140,7 +140,7 @@ DECLARE
     target regclass;
     missing name;
 BEGIN
-    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = declare_quiet_columns.aggregate;
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_quiet_columns.aggregate;
     IF target IS NULL THEN
         RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
     END IF;
@@ -152,12 +152,12 @@ BEGIN
         RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
     END IF;
     UPDATE ventros.aggregates a SET quiet_columns = coalesce(columns, '{}')
-    WHERE a.aggregate = declare_quiet_columns.aggregate;
+    WHERE a.aggregate = register_quiet_columns.aggregate;
 END
 $$;
-COMMENT ON FUNCTION ventros.declare_quiet_columns(text, name[]) IS
-    'Declares the columns whose changes alone neither bump an aggregate''s version nor emit events';
-GRANT EXECUTE ON FUNCTION ventros.declare_quiet_columns(text, name[]) TO ventros_platform_admin;
+COMMENT ON FUNCTION ventros.register_quiet_columns(text, name[]) IS
+    'Registers the columns whose changes alone neither bump an aggregate''s version nor emit events';
+GRANT EXECUTE ON FUNCTION ventros.register_quiet_columns(text, name[]) TO ventros_platform_admin;
 
 GRANT EXECUTE ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text)
     TO ventros_platform_admin;

@@ -99,7 +99,7 @@ SELECT ventros.register_aggregate('user_api_key', 'ventros.user_api_keys', 'core
     description => 'An API key of a user');
 
 -- last_used is marked by the front's requests (api_key_claims): no event each time.
-SELECT ventros.declare_quiet_columns('user_api_key', '{last_used}');
+SELECT ventros.register_quiet_columns('user_api_key', '{last_used}');
 
 SELECT ventros.register_event_type('user.registered', 'A user registered.');
 SELECT ventros.register_event_type('user.logged_in', 'A user logged in.');

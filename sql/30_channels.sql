@@ -45,8 +45,6 @@ CREATE TABLE ventros.channels (
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     CONSTRAINT channels_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
-    CONSTRAINT channels_type_known CHECK (type IN ('waha', 'whatsapp_business', 'whatsapp', 'messenger', 'instagram',
-                                                   'telegram', 'wechat', 'twilio_sms', 'web_form')),
     CONSTRAINT channels_status_known CHECK (status IN ('inactive', 'activating', 'active', 'connecting',
                                                        'disconnected', 'error')),
     CONSTRAINT channels_connection_mode_known CHECK (connection_mode IN ('manual', 'auto')),
@@ -106,12 +104,7 @@ BEGIN
         RAISE EXCEPTION 'channel % must not be null', CASE WHEN name IS NULL THEN 'name' ELSE 'type' END
             USING ERRCODE = '23502';
     END IF;
-    IF type NOT IN ('waha', 'whatsapp_business', 'whatsapp', 'messenger', 'instagram', 'telegram', 'wechat',
-                    'twilio_sms', 'web_form') THEN
-        RAISE EXCEPTION 'unknown channel type "%"', left(type, 64)
-            USING ERRCODE = '22023',
-                  HINT = 'Use waha, whatsapp, whatsapp_business, instagram, messenger, telegram, wechat, twilio_sms or web_form.';
-    END IF;
+    PERFORM ventros.require_channel_type(type);     -- sql/31_channel_types.sql
     IF config IS NOT NULL AND jsonb_typeof(config) <> 'object' THEN
         RAISE EXCEPTION 'channel config must be a JSON object' USING ERRCODE = '22023';
     END IF;

@@ -69,6 +69,41 @@ BEGIN
 END
 $seed$;
 
+-- The kinds a channel may be of are the system catalogue's (one list: a new
+-- kind, such as a new provider's, is a row here, not a constraint to alter).
+CREATE FUNCTION ventros.require_channel_type(type text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ventros.channel_types t
+                    WHERE t.tenant_id = 'ventros' AND t.name = require_channel_type.type AND t.deleted_at IS NULL) THEN
+        RAISE EXCEPTION 'unknown channel type "%"', left(type, 64)
+            USING ERRCODE = '22023',
+                  HINT = (SELECT 'Use ' || string_agg(t.name, ', ' ORDER BY t.type_id) || '.' FROM ventros.channel_types t
+                           WHERE t.tenant_id = 'ventros' AND t.deleted_at IS NULL);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_channel_type(text) IS
+    'Raises 22023 unless a channel kind of that name is in the system catalogue (ventros.channel_types of tenant "ventros")';
+
+CREATE FUNCTION ventros.channels_type_known() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.type IS NOT NULL THEN
+        PERFORM ventros.require_channel_type(NEW.type);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.channels_type_known() IS
+    'Trigger: a channel''s type must be a kind of the system catalogue (ventros.require_channel_type)';
+CREATE TRIGGER channels_type_known BEFORE INSERT OR UPDATE OF type ON ventros.channels
+    FOR EACH ROW EXECUTE FUNCTION ventros.channels_type_known();
+
 -- The type_id of a channel kind: the tenant's own row first, then the system's.
 CREATE FUNCTION ventros.channel_type_id(type_name text) RETURNS integer
 LANGUAGE sql STABLE
@@ -153,5 +188,5 @@ COMMENT ON FUNCTION ventros.list_channel_types(boolean) IS
 
 GRANT EXECUTE ON FUNCTION ventros.channel_type_id(text), ventros.list_channel_types(boolean) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.create_channel_type(integer, text, text, text, jsonb),
-    ventros.update_channel_type(uuid, integer, jsonb) TO ventros_admin;
+    ventros.update_channel_type(uuid, integer, jsonb), ventros.require_channel_type(text) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.set_system_channel_type_active(text, boolean) TO ventros_platform_admin;

@@ -64,7 +64,7 @@ SELECT ventros.register_aggregate('agent', 'ventros.agents', 'crm',
         {"from": "true", "to": "false", "event": "agent.deactivated", "description": "An agent was deactivated."}
     ]',
     description => 'Anyone or anything acting in conversations');
-SELECT ventros.declare_quiet_columns('agent', '{sessions_handled,average_response_ms,last_activity_at}');
+SELECT ventros.register_quiet_columns('agent', '{sessions_handled,average_response_ms,last_activity_at}');
 SELECT ventros.register_event_type('agent.logged_in', 'An agent logged in.');
 SELECT ventros.register_event_type('agent.permission_granted', 'A permission was granted to an agent.');
 SELECT ventros.register_event_type('agent.permission_revoked', 'A permission was revoked from an agent.');

@@ -52,7 +52,7 @@ SELECT ventros.register_aggregate('team_member', 'ventros.team_members', 'crm',
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_agent": ["UPDATE"], "ventros_admin": ["INSERT", "DELETE"]}',
     description => 'An agent''s membership in a team');
 -- last_assigned_at is the round-robin cursor, moved by every assignment.
-SELECT ventros.declare_quiet_columns('team_member', '{last_assigned_at}');
+SELECT ventros.register_quiet_columns('team_member', '{last_assigned_at}');
 
 CREATE FUNCTION ventros.create_team(name text, assignment_strategy text DEFAULT 'round_robin',
                                     description text DEFAULT NULL, project_id uuid DEFAULT NULL)

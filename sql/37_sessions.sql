@@ -94,7 +94,7 @@ SELECT ventros.register_aggregate('session', 'ventros.sessions', 'crm',
         {"from": "active", "to": "manually_closed", "event": "session.ended"}
     ]',
     description => 'A conversation window between a contact and the business on one channel');
-SELECT ventros.declare_quiet_columns('session', '{last_activity_at,expires_at,message_count,messages_from_contact,messages_from_agent,duration_seconds,first_contact_message_at,first_agent_response_at,agent_response_time_seconds,contact_wait_time_seconds}');
+SELECT ventros.register_quiet_columns('session', '{last_activity_at,expires_at,message_count,messages_from_contact,messages_from_agent,duration_seconds,first_contact_message_at,first_agent_response_at,agent_response_time_seconds,contact_wait_time_seconds}');
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.message_recorded', 'A message was recorded on a session.'),
     ('session.agent_assigned', 'An agent was assigned to a session (also on a transfer).'),

@@ -48,7 +48,7 @@ SELECT ventros.register_aggregate('chat', 'ventros.chats', 'crm',
         {"from": "archived", "to": "closed", "event": "chat.closed"}
     ]',
     description => 'A conversation container');
-SELECT ventros.declare_quiet_columns('chat', '{last_message_at}');
+SELECT ventros.register_quiet_columns('chat', '{last_message_at}');
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('chat.participant_added', 'A participant joined a chat.'),
     ('chat.participant_removed', 'A participant left or was removed from a chat.'),

@@ -105,8 +105,8 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('message.voice_processing_requested', 'AI transcription of an inbound voice note was requested.')) v(e, d);
 
 -- Channels, contacts and chats: counters and marks kept by every message.
-SELECT ventros.declare_quiet_columns('channel', '{messages_received,messages_sent,last_message_at}');
-SELECT ventros.declare_quiet_columns('contact', '{first_interaction_at,last_interaction_at}');
+SELECT ventros.register_quiet_columns('channel', '{messages_received,messages_sent,last_message_at}');
+SELECT ventros.register_quiet_columns('contact', '{first_interaction_at,last_interaction_at}');
 
 CREATE FUNCTION ventros.stamp_message_status() RETURNS trigger
 LANGUAGE plpgsql

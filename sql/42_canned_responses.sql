@@ -29,7 +29,7 @@ COMMENT ON TABLE ventros.canned_responses IS 'A saved reply that agents insert b
 
 SELECT ventros.register_aggregate('canned_response', 'ventros.canned_responses', 'crm',
     description => 'A saved reply inserted by shortcut');
-SELECT ventros.declare_quiet_columns('canned_response', '{usage_count}');
+SELECT ventros.register_quiet_columns('canned_response', '{usage_count}');
 
 CREATE FUNCTION ventros.create_canned_response(shortcut text, title text, content text, team_id uuid DEFAULT NULL,
                                               tags text[] DEFAULT '{}', project_id uuid DEFAULT NULL)

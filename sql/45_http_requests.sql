@@ -132,7 +132,7 @@ BEGIN
     IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
        AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
         RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
-            HINT = 'Use transient, any, or a policy declared with ventros.declare_http_retry_classifier.';
+            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
     END IF;
     INSERT INTO ventros.http_requests AS r
         (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
@@ -266,19 +266,19 @@ ALTER TABLE ventros.http_request_preparers FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.http_request_preparers FOR SELECT USING (true);
 GRANT SELECT ON ventros.http_request_preparers TO ventros_viewer;
 
-CREATE FUNCTION ventros.declare_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
+CREATE FUNCTION ventros.register_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ventros.require_function_shape(preparer, ARRAY['ventros.http_requests']::regtype[], 'jsonb', 'preparer');
     INSERT INTO ventros.http_request_preparers AS h (purpose, preparer)
-    VALUES (declare_http_request_preparer.purpose, declare_http_request_preparer.preparer)
+    VALUES (register_http_request_preparer.purpose, register_http_request_preparer.preparer)
     ON CONFLICT ON CONSTRAINT http_request_preparers_pkey DO UPDATE SET preparer = EXCLUDED.preparer;
 END
 $$;
-COMMENT ON FUNCTION ventros.declare_http_request_preparer(text, regprocedure) IS
-    'Declares the function that computes the headers of each attempt of requests of one purpose';
+COMMENT ON FUNCTION ventros.register_http_request_preparer(text, regprocedure) IS
+    'Registers the function that computes the headers of each attempt of requests of one purpose';
 
 -- The headers of the attempt just claimed (attempts already counted): the
 -- purpose's preparer, run as the request's tenant, or the stored headers.
@@ -385,7 +385,7 @@ ALTER TABLE ventros.http_retry_classifiers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.http_retry_classifiers FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.http_retry_classifiers FOR SELECT USING (true);
 
-CREATE FUNCTION ventros.declare_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
+CREATE FUNCTION ventros.register_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -393,12 +393,12 @@ BEGIN
     PERFORM ventros.require_function_shape(classifier, ARRAY['integer', 'bytea', 'boolean']::regtype[], 'boolean',
                                            'classifier');
     INSERT INTO ventros.http_retry_classifiers AS c (policy, classifier)
-    VALUES (declare_http_retry_classifier.policy, declare_http_retry_classifier.classifier)
+    VALUES (register_http_retry_classifier.policy, register_http_retry_classifier.classifier)
     ON CONFLICT ON CONSTRAINT http_retry_classifiers_pkey DO UPDATE SET classifier = EXCLUDED.classifier;
 END
 $$;
-COMMENT ON FUNCTION ventros.declare_http_retry_classifier(text, regprocedure) IS
-    'Declares the function that decides whether failed answers of requests with this retry_policy are retried';
+COMMENT ON FUNCTION ventros.register_http_retry_classifier(text, regprocedure) IS
+    'Registers the function that decides whether failed answers of requests with this retry_policy are retried';
 
 -- ---- Completion handlers ----------------------------------------------------
 -- What a finished request means is the business of whoever queued it: a
@@ -423,19 +423,19 @@ ALTER TABLE ventros.http_request_handlers FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.http_request_handlers FOR SELECT USING (true);
 GRANT SELECT ON ventros.http_request_handlers TO ventros_viewer;
 
-CREATE FUNCTION ventros.declare_http_request_handler(purpose text, handler regprocedure) RETURNS void
+CREATE FUNCTION ventros.register_http_request_handler(purpose text, handler regprocedure) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ventros.require_function_shape(handler, ARRAY['ventros.http_requests']::regtype[], NULL, 'handler');
     INSERT INTO ventros.http_request_handlers AS h (purpose, handler)
-    VALUES (declare_http_request_handler.purpose, declare_http_request_handler.handler)
+    VALUES (register_http_request_handler.purpose, register_http_request_handler.handler)
     ON CONFLICT ON CONSTRAINT http_request_handlers_pkey DO UPDATE SET handler = EXCLUDED.handler;
 END
 $$;
-COMMENT ON FUNCTION ventros.declare_http_request_handler(text, regprocedure) IS
-    'Declares the function that handles the final outcome of requests of one purpose';
+COMMENT ON FUNCTION ventros.register_http_request_handler(text, regprocedure) IS
+    'Registers the function that handles the final outcome of requests of one purpose';
 
 CREATE FUNCTION ventros.run_http_request_handler(r ventros.http_requests) RETURNS boolean
 LANGUAGE plpgsql VOLATILE

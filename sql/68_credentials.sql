@@ -56,7 +56,7 @@ SELECT ventros.register_aggregate('credential', 'ventros.credentials', 'crm',
     redacted_columns => '{encrypted_value, oauth_access_token, oauth_refresh_token}',
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'An encrypted integration secret');
-SELECT ventros.declare_quiet_columns('credential', '{last_used_at}');
+SELECT ventros.register_quiet_columns('credential', '{last_used_at}');
 SELECT ventros.register_event_type('credential.oauth_refreshed', 'The OAuth tokens of a credential were set or refreshed.');
 SELECT ventros.register_event_type('credential.used', 'The secret of a credential was read for use.');
 SELECT ventros.register_event_type('credential.expired', 'A credential passed its expiry and was deactivated.');

@@ -220,7 +220,7 @@ SELECT ventros.register_aggregate('webhook_subscription', 'ventros.webhook_subsc
 
 -- Delivery statistics are quiet columns: recording a delivery neither moves
 -- the version nor emits an event.
-SELECT ventros.declare_quiet_columns('webhook_subscription', '{last_triggered_at,last_success_at,last_failure_at,success_count,failure_count,failing_since}');
+SELECT ventros.register_quiet_columns('webhook_subscription', '{last_triggered_at,last_success_at,last_failure_at,success_count,failure_count,failing_since}');
 
 -- Normalises and validates a change set of a subscription (URL and events).
 CREATE FUNCTION ventros.check_webhook_changes(changes jsonb) RETURNS jsonb

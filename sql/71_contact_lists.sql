@@ -80,7 +80,7 @@ SELECT ventros.register_aggregate('contact_list', 'ventros.contact_lists', 'crm'
     description => 'A static or dynamic set of contacts');
 -- The count is a quiet column: recounting or a member joining does not make
 -- an editor's version stale; contact_list.recalculated / .contact_added say it.
-SELECT ventros.declare_quiet_columns('contact_list', '{contact_count,last_calculated_at}');
+SELECT ventros.register_quiet_columns('contact_list', '{contact_count,last_calculated_at}');
 SELECT ventros.register_aggregate('contact_list_filter', 'ventros.contact_list_filters', 'crm',
     description => 'A filter rule of a dynamic contact list (child of contact_list)');
 SELECT ventros.register_aggregate('contact_list_member', 'ventros.contact_list_members', 'crm',

@@ -116,7 +116,7 @@ SELECT ventros.register_aggregate('automation', 'ventros.automations', 'crm',
         {"from": "true", "to": "false", "event": "automation.disabled", "description": "An automation was disabled."}
     ]',
     description => 'A trigger, conditions and actions');
-SELECT ventros.declare_quiet_columns('automation', '{last_executed,next_execution}');
+SELECT ventros.register_quiet_columns('automation', '{last_executed,next_execution}');
 SELECT ventros.register_aggregate('automation_trigger', 'ventros.automation_triggers', 'crm',
     description => 'A custom automation trigger code');
 SELECT ventros.register_event_type('automation.triggered', 'The trigger of an automation fired and its conditions held.');

@@ -112,7 +112,7 @@ SELECT ventros.register_aggregate('campaign', 'ventros.campaigns', 'automation',
         {"from": "completed", "to": "archived", "event": "campaign.archived"}
     ]',
     description => 'A multi-step marketing journey');
-SELECT ventros.declare_quiet_columns('campaign', '{contacts_reached,conversions_count}');
+SELECT ventros.register_quiet_columns('campaign', '{contacts_reached,conversions_count}');
 SELECT ventros.register_aggregate('campaign_step', 'ventros.campaign_steps', 'automation',
     description => 'A step of a campaign (child of campaign)');
 SELECT ventros.register_enrollment('campaign', 'ventros.campaign_enrollments');

@@ -101,7 +101,7 @@ SELECT ventros.register_aggregate('sequence', 'ventros.sequences', 'automation',
         {"from": "paused", "to": "archived", "event": "sequence.archived"}
     ]',
     description => 'A drip sequence');
-SELECT ventros.declare_quiet_columns('sequence', '{total_enrolled,active_count,completed_count,exited_count}');
+SELECT ventros.register_quiet_columns('sequence', '{total_enrolled,active_count,completed_count,exited_count}');
 SELECT ventros.register_aggregate('sequence_step', 'ventros.sequence_steps', 'automation',
     description => 'A step of a sequence (child of sequence)');
 SELECT ventros.register_enrollment('sequence', 'ventros.sequence_enrollments');

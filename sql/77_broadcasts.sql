@@ -89,7 +89,7 @@ SELECT ventros.register_aggregate('broadcast', 'ventros.broadcasts', 'automation
         {"from": "running", "to": "cancelled", "event": "broadcast.cancelled"}
     ]',
     description => 'A rate-limited mass send to a contact list');
-SELECT ventros.declare_quiet_columns('broadcast', '{total_contacts,sent_count,failed_count,pending_count}');
+SELECT ventros.register_quiet_columns('broadcast', '{total_contacts,sent_count,failed_count,pending_count}');
 SELECT ventros.register_aggregate('broadcast_execution', 'ventros.broadcast_executions', 'automation',
     state_column => 'status',
     transitions => '[

@@ -1,8 +1,10 @@
 -- Inbound parsers: one inbox item (sql/88_inbox.sql) into the domain.
 --
--- This file: the entry (inbox_process, dispatching on the provider) and the
--- helpers every provider uses; sql/89_inbound_meta.sql (WhatsApp Cloud,
--- Instagram, Messenger) and sql/89_inbound_waha.sql hold the providers.
+-- This file: the entry (inbox_process, calling the item's provider's process
+-- function, ventros.inbound_providers) and the helpers every provider uses;
+-- sql/89_inbound_meta.sql (Meta's signature and handshake, Instagram,
+-- Messenger), sql/89_inbound_whatsapp.sql (WhatsApp Cloud) and
+-- sql/89_inbound_waha.sql hold the providers and register them.
 --
 -- Entry: ventros.inbox_process(item, channel) -> ventros.inbox_outcome, run by
 -- ventros.inbox_run in a subtransaction as the item's tenant.  An error
@@ -39,6 +41,8 @@ CREATE FUNCTION ventros.inbox_process(r ventros.inbox, ch ventros.channels) RETU
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    o ventros.inbox_outcome;
 BEGIN
     IF ch.id IS NULL THEN
         RAISE EXCEPTION 'channel % of inbox item % not found', r.channel_id, r.id USING ERRCODE = 'P0002';
@@ -46,16 +50,16 @@ BEGIN
     IF r.item IS NULL THEN
         RAISE EXCEPTION 'inbox item % has no parsed JSON', r.id USING ERRCODE = '22P02';
     END IF;
-    RETURN CASE r.provider
-        WHEN 'waha' THEN ventros.waha_process(r, ch)
-        WHEN 'whatsapp' THEN CASE r.event WHEN 'messages' THEN ventros.whatsapp_message(ch, r.item)
-                                          WHEN 'statuses' THEN ventros.whatsapp_status(ch, r.item)
-                                          ELSE ventros.inbox_outcome('unparsed') END
-        ELSE ventros.meta_messaging_process(r, ch) END;
+    -- the provider's process function (ventros.inbound_providers; the
+    -- foreign key of inbox.provider guarantees the row)
+    EXECUTE format('SELECT * FROM %s($1, $2)',
+                   (SELECT p.process FROM ventros.inbound_providers p WHERE p.provider = r.provider)::regproc)
+        INTO o USING r, ch;
+    RETURN o;
 END
 $$;
 COMMENT ON FUNCTION ventros.inbox_process(ventros.inbox, ventros.channels) IS
-    'Turns one inbox item into the domain by provider and event; returns its outcome (processed, unmatched, ignored, unparsed) or raises';
+    'Turns one inbox item into the domain by its provider''s process function (ventros.inbound_providers); returns its outcome (processed, unmatched, ignored, unparsed) or raises';
 
 -- ---- shared helpers -----------------------------------------------------------
 

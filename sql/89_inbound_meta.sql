@@ -1,8 +1,68 @@
--- Inbound parsers for Meta's platforms (channels.md sections 2-4): WhatsApp
--- Cloud messages and statuses, Instagram and Messenger messaging events.  The
--- entry (ventros.inbox_process) and the shared helpers are in sql/89_inbound.sql.
+-- Inbound parsers for Meta's platforms (channels.md sections 2-4): what the
+-- three share (the signature, the handshake, Graph URLs), and Instagram and
+-- Messenger messaging events.  WhatsApp Cloud is in sql/89_inbound_whatsapp.sql;
+-- the entry (ventros.inbox_process) and the shared helpers are in
+-- sql/89_inbound.sql.
 
--- ---- Meta ----------------------------------------------------------------------
+-- ---- webhooks: verification, handshake, items ----------------------------------
+
+-- Meta (whatsapp, instagram, messenger): X-Hub-Signature-256 must be
+-- "sha256=" + hex HMAC-SHA256(config.app_secret, body); a channel without an
+-- app secret refuses every delivery (no_app_secret) unless its config says
+-- "allow_unsigned": true.  The comparison is constant-time
+-- (ventros.timing_safe_equal).
+CREATE FUNCTION ventros.verify_meta_webhook(config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text := nullif(config->>'app_secret', '');
+    given text := headers->>'x-hub-signature-256';
+    given_bytes bytea;
+BEGIN
+    IF secret IS NULL THEN
+        -- no secret to check against: unsigned only when the channel says so explicitly
+        IF config->'allow_unsigned' = 'true'::jsonb THEN
+            RETURN NULL;
+        END IF;
+        RETURN 'no_app_secret';
+    END IF;
+    IF given IS NULL THEN
+        RETURN 'missing_signature';
+    END IF;
+    given_bytes := CASE WHEN left(given, 7) = 'sha256=' THEN ventros.decode_hex_signature(substr(given, 8), 32) END;
+    IF given_bytes IS NULL
+       OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha256'), given_bytes) THEN
+        RETURN 'invalid_signature';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) IS
+    'Meta webhooks: NULL when X-Hub-Signature-256 is the HMAC-SHA256 of the body with config.app_secret (constant-time), or the channel has no app_secret and "allow_unsigned": true; else missing_signature, invalid_signature or no_app_secret';
+
+-- Meta's GET verification handshake: the challenge when mode is subscribe
+-- and the verify token is the channel's (constant-time: both hashed first,
+-- so the comparison reveals nothing about the token's length either).
+CREATE FUNCTION ventros.meta_webhook_challenge(config jsonb, mode text, verify_token text, challenge text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expected text := nullif(config->>'verify_token', '');
+BEGIN
+    IF expected IS NULL OR mode IS DISTINCT FROM 'subscribe' OR verify_token IS NULL
+       OR challenge IS NULL OR length(challenge) > 1024 THEN
+        RETURN NULL;
+    END IF;
+    IF NOT ventros.timing_safe_equal(sha256(convert_to(expected, 'UTF8')), sha256(convert_to(verify_token, 'UTF8'))) THEN
+        RETURN NULL;
+    END IF;
+    RETURN challenge;
+END
+$$;
+COMMENT ON FUNCTION ventros.meta_webhook_challenge(jsonb, text, text, text) IS
+    'Meta''s verification handshake: the challenge to echo when mode is subscribe and the verify token matches config.verify_token (constant-time), else NULL';
 
 -- The Graph URL of an object of the channel's API: a WhatsApp Cloud media id
 -- (step 1 of the download, channels.md §2.4), a PSID or IGSID (profile).
@@ -18,115 +78,123 @@ $$;
 COMMENT ON FUNCTION ventros.graph_url(ventros.channels, text) IS
     'The Graph URL of an object id on the channel''s API (<graph_base_url>/<graph_version>/<id>): media ids, PSIDs, IGSIDs';
 
-CREATE FUNCTION ventros.whatsapp_message(ch ventros.channels, item jsonb) RETURNS ventros.inbox_outcome
-LANGUAGE plpgsql
+-- Instagram and Messenger: one item per entry[].messaging[] event.
+CREATE FUNCTION ventros.split_meta_messaging(provider text, config jsonb, doc jsonb, body bytea)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    x jsonb := item->'message';
-    kind text := ventros.json_text(item, 'message', 'type');
-    from_id text := ventros.json_text(item, 'message', 'from');
-    profile jsonb;
-    media jsonb;
-    content text;
-    body text;
-    media_url text;
-    meta jsonb := '{}';
-    ref jsonb := x->'referral';
-    o ventros.inbox_outcome;
-    extra jsonb;
+    r ventros.inbox_item;
+    e jsonb;
+    m jsonb;
+    x jsonb;
+    expected_object CONSTANT text := CASE provider WHEN 'instagram' THEN 'instagram' ELSE 'page' END;
+    ours text := nullif(CASE provider WHEN 'instagram' THEN config->>'ig_account_id' ELSE config->>'page_id' END, '');
+    foreign_item boolean;
+    sender text;
+    stamp text;
 BEGIN
-    from_id := ventros.inbound_require(from_id, 'sender (messages[].from)');
-    kind := ventros.inbound_require(kind, 'message type');
-    SELECT c INTO profile FROM jsonb_array_elements(CASE WHEN jsonb_typeof(item->'contacts') = 'array' THEN item->'contacts' ELSE '[]' END) c
-    WHERE c->>'wa_id' = from_id LIMIT 1;
-    IF kind = 'reaction' THEN
-        RETURN ventros.inbound_reaction(ch, ventros.json_text(x, 'reaction', 'message_id'),
-                                        ventros.canonical_whatsapp_id(from_id), coalesce(ventros.json_text(x, 'reaction', 'emoji'), ''));
+    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array' THEN
+        r := ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
+                 '22P02: a Meta webhook body must be an object with an entry array');
+        RETURN NEXT r;
+        RETURN;
     END IF;
-    CASE kind
-        WHEN 'text' THEN
-            content := 'text';
-            body := ventros.json_text(x, 'text', 'body');
-        WHEN 'image', 'video', 'audio', 'document', 'sticker' THEN
-            media := x->kind;
-            content := CASE WHEN kind = 'audio' AND media->>'voice' = 'true' THEN 'voice' ELSE kind END;
-            body := ventros.json_text(media, 'caption');
-            media_url := ventros.graph_url(ch, ventros.inbound_require(ventros.json_text(media, 'id'), 'media id'));
-            meta := jsonb_build_object('media', jsonb_strip_nulls(jsonb_build_object(
-                'provider', 'whatsapp', 'id', media->'id', 'mime_type', media->'mime_type', 'sha256', media->'sha256',
-                'filename', media->'filename', 'voice', media->'voice', 'animated', media->'animated')));
-        WHEN 'location' THEN
-            content := 'location';
-            body := coalesce(nullif(ventros.json_text(x, 'location', 'name'), ''), nullif(ventros.json_text(x, 'location', 'address'), ''),
-                             ventros.json_text(x, 'location', 'latitude') || ',' || ventros.json_text(x, 'location', 'longitude'));
-            meta := jsonb_build_object('location', x->'location');
-        WHEN 'contacts' THEN
-            content := 'contact';
-            body := coalesce(ventros.json_text(x, 'contacts', '0', 'name', 'formatted_name'), '[contact]');
-            meta := jsonb_build_object('contacts', x->'contacts');
-        WHEN 'interactive' THEN
-            content := 'text';
-            body := coalesce(ventros.json_text(x, 'interactive', 'button_reply', 'title'),
-                             ventros.json_text(x, 'interactive', 'list_reply', 'title'),
-                             ventros.json_text(x, 'interactive', 'nfm_reply', 'body'));
-            meta := jsonb_build_object('interactive', x->'interactive');
-        WHEN 'button' THEN
-            content := 'text';
-            body := coalesce(ventros.json_text(x, 'button', 'text'), ventros.json_text(x, 'button', 'payload'));
-            meta := jsonb_build_object('button', x->'button');
-        WHEN 'system' THEN
-            content := 'system';
-            body := ventros.json_text(x, 'system', 'body');
-            meta := jsonb_build_object('system', x->'system');
-        ELSE
-            -- order, unsupported, unknown types: stored, not parsed.
-            RETURN ventros.inbox_outcome('unparsed', NULL, NULL,
-                                         jsonb_build_object('type', kind, 'errors', x->'errors'));
-    END CASE;
-    IF jsonb_typeof(ref) = 'object' THEN
-        meta := meta || jsonb_build_object('referral', ref);
+    IF doc->>'object' IS DISTINCT FROM expected_object THEN
+        r := ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
+                 format('unexpected object %s', coalesce(doc->>'object', 'null')));
+        RETURN NEXT r;
+        RETURN;
     END IF;
-    o := ventros.inbound_message(ch, from_id || '@c.us', false, ventros.json_text(x, 'id'), content, body,
-                                 ventros.inbound_time(ventros.json_text(x, 'timestamp')),
-                                 ventros.json_text(profile, 'profile', 'name'), media_url,
-                                 ventros.json_text(media, 'mime_type'), CASE WHEN meta <> '{}' THEN meta END,
-                                 ventros.json_text(x, 'context', 'id'));
-    IF jsonb_typeof(ref) = 'object' THEN
-        extra := ventros.inbound_tracking(o.contact_id, (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = o.message_id),
-                                          CASE WHEN ref->>'source_type' = 'ad' OR ref ? 'ctwa_clid' THEN 'meta_ads' ELSE 'referral' END,
-                                          'whatsapp', ventros.json_text(ref, 'source_id'), ventros.json_text(ref, 'source_url'),
-                                          ventros.json_text(ref, 'ctwa_clid'), ventros.json_text(ref, 'headline'), ref);
-        o.result := coalesce(o.result, '{}') || extra;
-    END IF;
-    RETURN o;
+    FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
+        foreign_item := ours IS NOT NULL AND ventros.json_text(e, 'id') IS DISTINCT FROM ours;
+        FOR m IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e->'messaging') = 'array' THEN e->'messaging' ELSE '[]' END) LOOP
+            r.item := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'event', m);
+            r.ref_id := NULL;
+            r.status := 'received';
+            r.last_error := NULL;
+            sender := ventros.json_text(m, 'sender', 'id');
+            stamp := ventros.json_text(m, 'timestamp');
+            x := NULL;
+            IF jsonb_typeof(m->'message') = 'object' THEN
+                x := m->'message';
+                r.event := CASE WHEN x->>'is_deleted' = 'true' THEN 'message_deleted'
+                                WHEN x->>'is_echo' = 'true' THEN 'message_echo' ELSE 'message' END;
+                -- A deletion carries the mid of the message it deletes: its own key.
+                r.dedupe_key := CASE r.event WHEN 'message_deleted' THEN 'del:' ELSE 'msg:' END || ventros.json_text(x, 'mid');
+                r.ref_id := ventros.json_text(x, 'mid');
+            ELSIF jsonb_typeof(m->'message_edit') = 'object' THEN
+                r.event := 'message_edit';
+                r.dedupe_key := 'edit:' || ventros.json_text(m, 'message_edit', 'mid') || ':'
+                                || coalesce(ventros.json_text(m, 'message_edit', 'num_edit'), stamp);
+                r.ref_id := ventros.json_text(m, 'message_edit', 'mid');
+            ELSIF jsonb_typeof(m->'read') = 'object' THEN
+                r.event := 'read';
+                r.dedupe_key := coalesce('read:' || ventros.json_text(m, 'read', 'mid'),
+                                         'read:' || sender || ':' || ventros.json_text(m, 'read', 'watermark'));
+                r.ref_id := ventros.json_text(m, 'read', 'mid');
+            ELSIF jsonb_typeof(m->'delivery') = 'object' THEN
+                r.event := 'delivery';
+                r.dedupe_key := 'dlv:' || sender || ':' || coalesce(ventros.json_text(m, 'delivery', 'watermark'),
+                                                                     ventros.json_sha256(m->'delivery'));
+            ELSIF jsonb_typeof(m->'reaction') = 'object' THEN
+                r.event := 'reaction';
+                r.dedupe_key := 'react:' || ventros.json_text(m, 'reaction', 'mid') || ':' || sender || ':' || stamp;
+                r.ref_id := ventros.json_text(m, 'reaction', 'mid');
+            ELSIF jsonb_typeof(m->'postback') = 'object' THEN
+                r.event := 'postback';
+                r.dedupe_key := 'pb:' || coalesce(ventros.json_text(m, 'postback', 'mid'), sender || ':' || stamp);
+            ELSIF jsonb_typeof(m->'referral') = 'object' THEN
+                r.event := 'referral';
+                r.dedupe_key := 'ref:' || sender || ':' || stamp;
+            ELSE
+                r.event := 'unknown';
+                r.dedupe_key := NULL;
+                r.status := 'unparsed';
+            END IF;
+            r.dedupe_key := coalesce(r.dedupe_key, ventros.json_sha256(r.item));
+            IF foreign_item THEN
+                r.status := 'foreign';
+            END IF;
+            RETURN NEXT r;
+        END LOOP;
+        IF jsonb_typeof(e->'changes') = 'array' THEN
+            -- comments, mentions and other fields: stored unparsed.
+            FOR x IN SELECT * FROM jsonb_array_elements(e->'changes') LOOP
+                r.item := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'change', x);
+                r.event := left(coalesce(ventros.json_text(x, 'field'), 'unknown'), 200);
+                r.dedupe_key := ventros.json_sha256(r.item);
+                r.ref_id := NULL;
+                r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END;
+                r.last_error := NULL;
+                RETURN NEXT r;
+            END LOOP;
+        END IF;
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION ventros.whatsapp_message(ventros.channels, jsonb) IS
-    'A WhatsApp Cloud messages[] item: contact by wa_id (profile name), text/media (Graph media URL, id, sha256)/location/contacts/interactive/button/system, reactions, context replies, referral tracking';
+COMMENT ON FUNCTION ventros.split_meta_messaging(text, jsonb, jsonb, bytea) IS
+    'The inbox items of an Instagram or Messenger delivery: one per messaging event (msg:, del:, edit:, read:, dlv:, react:, pb:, ref: keys); changes stored unparsed; foreign when the entry is not the channel''s account/page';
 
-CREATE FUNCTION ventros.whatsapp_status(ch ventros.channels, item jsonb) RETURNS ventros.inbox_outcome
-LANGUAGE plpgsql
+-- The registry's shape for each of the two: (config, doc, body, headers).
+CREATE FUNCTION ventros.split_instagram(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    st jsonb := item->'status';
-    status text := ventros.json_text(st, 'status');
-    err jsonb := st->'errors'->0;
-BEGIN
-    status := ventros.inbound_require(status, 'status');
-    IF status NOT IN ('sent', 'delivered', 'read', 'played', 'failed') THEN
-        RETURN ventros.inbox_outcome('unparsed', NULL, NULL, jsonb_build_object('status', status));
-    END IF;
-    RETURN ventros.inbound_status(ch, ventros.json_text(st, 'id'), status,
-        CASE WHEN status = 'failed' THEN
-            left(format('(#%s) %s%s', coalesce(ventros.json_text(err, 'code'), '?'),
-                        coalesce(ventros.json_text(err, 'title'), ventros.json_text(err, 'message'), 'failed'),
-                        coalesce(': ' || ventros.json_text(err, 'error_data', 'details'), '')), 1000) END);
-END
-$$;
-COMMENT ON FUNCTION ventros.whatsapp_status(ventros.channels, jsonb) IS
-    'A WhatsApp Cloud statuses[] item: sent, delivered, read, played (read unless audio), failed with "(#code) title: details" stored as the message error';
+AS $$ SELECT * FROM ventros.split_meta_messaging('instagram', config, doc, body) $$;
+COMMENT ON FUNCTION ventros.split_instagram(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox items of an Instagram delivery (ventros.split_meta_messaging)';
+
+CREATE FUNCTION ventros.split_messenger(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM ventros.split_meta_messaging('messenger', config, doc, body) $$;
+COMMENT ON FUNCTION ventros.split_messenger(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox items of a Messenger delivery (ventros.split_meta_messaging)';
+
+-- ---- processing ----------------------------------------------------------------
 
 -- Instagram and Messenger webhooks carry no name: a contact they create is
 -- named by its id, and its profile is asked of the Graph API (a dispatcher
@@ -203,7 +271,7 @@ END
 $$;
 COMMENT ON FUNCTION ventros.contact_profile_received(ventros.http_requests) IS
     'Handler of contact.profile requests: names a contact still named by its PSID/IGSID from the Graph profile (name, or first and last name, or username) and sets its picture; emits contact.updated';
-SELECT ventros.declare_http_request_handler('contact.profile', 'ventros.contact_profile_received(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('contact.profile', 'ventros.contact_profile_received(ventros.http_requests)');
 
 -- Instagram / Messenger attachments: the first decides the content type.
 CREATE FUNCTION ventros.meta_messaging_message(ch ventros.channels, item jsonb, echo boolean) RETURNS ventros.inbox_outcome
@@ -358,3 +426,13 @@ END
 $$;
 COMMENT ON FUNCTION ventros.meta_messaging_process(ventros.inbox, ventros.channels) IS
     'Processes an Instagram/Messenger messaging event: message, echo, deletion, edit, reaction, read (mid or watermark), delivery (mids or watermark), postback, referral';
+
+-- ---- registration ---------------------------------------------------------------
+
+SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           format('ventros.split_%s(jsonb, jsonb, bytea, jsonb)', p)::regprocedure,
+           'ventros.meta_messaging_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)')
+  FROM unnest('{instagram,messenger}'::text[]) p;
+
+GRANT EXECUTE ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) TO ventros_admin;

@@ -2,7 +2,113 @@
 -- message.reaction, message.revoked, message.edited, session.status.  The
 -- entry (ventros.inbox_process) and the shared helpers are in sql/89_inbound.sql.
 
--- ---- WAHA ----------------------------------------------------------------------
+-- ---- webhooks: verification, items ---------------------------------------------
+
+-- WAHA: when config.webhook_secret is set, X-Webhook-Hmac must be hex
+-- HMAC-SHA512(webhook_secret, body) and X-Webhook-Hmac-Algorithm, when sent,
+-- sha512; when config.webhook_token is set, X-Ventros-Token must equal it.
+-- Every comparison is constant-time (ventros.timing_safe_equal); the expected
+-- token is hashed with SHA-256 first so both sides have the same length and
+-- the comparison reveals nothing about the token's length either.
+CREATE FUNCTION ventros.verify_waha_webhook(config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text := nullif(config->>'webhook_secret', '');
+    token text := nullif(config->>'webhook_token', '');
+    given text;
+    given_bytes bytea;
+BEGIN
+    IF secret IS NOT NULL THEN
+        given := headers->>'x-webhook-hmac';
+        IF given IS NULL THEN
+            RETURN 'missing_signature';
+        END IF;
+        IF lower(coalesce(headers->>'x-webhook-hmac-algorithm', 'sha512')) <> 'sha512' THEN
+            RETURN 'bad_algorithm';
+        END IF;
+        given_bytes := ventros.decode_hex_signature(given, 64);
+        IF given_bytes IS NULL
+           OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha512'), given_bytes) THEN
+            RETURN 'invalid_signature';
+        END IF;
+    END IF;
+    IF token IS NOT NULL THEN
+        given := headers->>'x-ventros-token';
+        IF given IS NULL
+           OR NOT ventros.timing_safe_equal(sha256(convert_to(token, 'UTF8')), sha256(convert_to(given, 'UTF8'))) THEN
+            RETURN 'invalid_token';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) IS
+    'WAHA webhooks: NULL when X-Webhook-Hmac is the HMAC-SHA512 of the body with config.webhook_secret (when set; algorithm sha512) and X-Ventros-Token equals config.webhook_token (when set), constant-time; else missing_signature, bad_algorithm, invalid_signature or invalid_token';
+
+-- WAHA: one item per delivery.
+CREATE FUNCTION ventros.split_waha(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.inbox_item;
+    payload jsonb := CASE WHEN jsonb_typeof(doc) = 'object' THEN doc->'payload' END;
+    pid text := ventros.json_text(payload, 'id');
+    fallback text := coalesce(ventros.json_text(doc, 'id'), nullif(headers->>'x-webhook-request-id', ''),
+                              ventros.body_sha256(body));
+BEGIN
+    r.item := doc;
+    r.status := 'received';
+    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' THEN
+        r.event := 'invalid';
+        r.dedupe_key := ventros.body_sha256(body);
+        r.status := 'failed';
+        r.last_error := '22P02: a WAHA webhook body must be a JSON object';
+        RETURN NEXT r;
+        RETURN;
+    END IF;
+    r.event := coalesce(left(ventros.json_text(doc, 'event'), 200), 'unknown');
+    CASE r.event
+        WHEN 'message.any' THEN
+            r.dedupe_key := coalesce('msg:' || pid, fallback);
+            r.ref_id := pid;    -- an echo of our own send waits for that id (unmatched)
+        WHEN 'message' THEN
+            -- The subset of message.any: stored, not processed.  Its own key, so
+            -- it never shadows the message.any delivery of the same message.
+            r.dedupe_key := coalesce('message:' || pid, fallback);
+            r.status := 'ignored';
+        WHEN 'message.ack' THEN
+            r.dedupe_key := coalesce('ack:' || pid || ':' || ventros.json_text(payload, 'ack'), fallback);
+            r.ref_id := pid;
+        WHEN 'message.reaction' THEN
+            r.dedupe_key := fallback;
+            r.ref_id := ventros.json_text(payload, 'reaction', 'messageId');
+        WHEN 'message.revoked' THEN
+            r.dedupe_key := fallback;
+            r.ref_id := coalesce(ventros.json_text(payload, 'revokedMessageId'), ventros.json_text(payload, 'before', 'id'));
+        WHEN 'message.edited' THEN
+            r.dedupe_key := fallback;
+            r.ref_id := ventros.json_text(payload, 'editedMessageId');
+        WHEN 'session.status' THEN
+            r.dedupe_key := fallback;
+        ELSE
+            r.dedupe_key := fallback;
+            r.status := 'unparsed';
+    END CASE;
+    IF nullif(config->>'session', '') IS NOT NULL AND ventros.json_text(doc, 'session') IS NOT NULL
+       AND config->>'session' <> ventros.json_text(doc, 'session') THEN
+        r.status := 'foreign';
+    END IF;
+    RETURN NEXT r;
+END
+$$;
+COMMENT ON FUNCTION ventros.split_waha(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox item of a WAHA delivery: its event, dedupe key (msg:<id>, ack:<id>:<ack>, else envelope id, X-Webhook-Request-Id or sha256) and initial status';
+
+-- ---- processing ----------------------------------------------------------------
 
 -- The content type of a WAHA message (the original's order, then the mimetype).
 CREATE FUNCTION ventros.waha_content_type(payload jsonb) RETURNS text
@@ -214,3 +320,10 @@ END
 $$;
 COMMENT ON FUNCTION ventros.waha_process(ventros.inbox, ventros.channels) IS
     'Processes a WAHA inbox item: message.any, message.ack (-1 failed, 1 sent, 2 delivered, 3 read, 4 played/read), message.reaction, message.revoked, message.edited, session.status';
+
+-- ---- registration ---------------------------------------------------------------
+
+SELECT ventros.register_inbound_provider('waha', 'ventros.verify_waha_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)');
+
+GRANT EXECUTE ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) TO ventros_admin;

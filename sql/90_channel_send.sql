@@ -6,9 +6,16 @@
 -- (purpose media.download) follow the same path.  Wire formats: design
 -- channels.md sections 1.8, 1.10, 2.3, 2.4, 3.2 and 4.2; docs/channels-outbound.md.
 --
--- One declaration per channel type (ventros.channel_providers) names the
+-- One registration per channel type (ventros.channel_providers) names the
 -- functions that build its requests and read its answers: adding a provider
 -- is a row and three functions, never a branch in send_message.
+--
+-- This file is the mechanism, the same for every provider: the registry,
+-- the helpers the providers' functions share, queueing a send, and the
+-- completion handlers of message.send and the media downloads.  The
+-- providers' functions and registrations are in one file per family:
+-- sql/90_channel_send_meta.sql (Graph API: WhatsApp Cloud, Instagram,
+-- Messenger) and sql/90_channel_send_waha.sql.
 --
 -- Invariants:
 --   - A channel whose type is not declared, or whose config lacks what its
@@ -29,33 +36,40 @@ CREATE TABLE ventros.channel_providers (
     build_media   regprocedure,
     retry_policy  text         NOT NULL DEFAULT 'transient',
     window_hours  integer,
-    CONSTRAINT channel_providers_provider_known CHECK (provider IN ('waha', 'whatsapp', 'instagram', 'messenger')),
+    config_error  regprocedure,
+    media_retry_policy text    NOT NULL DEFAULT 'transient',
+    CONSTRAINT channel_providers_provider_registered FOREIGN KEY (provider) REFERENCES ventros.inbound_providers (provider),
     CONSTRAINT channel_providers_window_positive CHECK (window_hours > 0)
 );
 COMMENT ON TABLE ventros.channel_providers IS
-    'Per channel type, how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none)';
+    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none); config_error(response_status integer, response_body bytea) -> whether a failed send means the channel is misconfigured (kept on the channel); the retry policy of its media downloads';
 
--- A catalogue shared by every tenant: readable by all, written by declarations only.
+-- A catalogue shared by every tenant: readable by all, written by registrations only.
 ALTER TABLE ventros.channel_providers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.channel_providers FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.channel_providers FOR SELECT USING (true);
 
-CREATE FUNCTION ventros.declare_channel_provider(channel_type text, provider text, build_send regprocedure,
+CREATE FUNCTION ventros.register_channel_provider(channel_type text, provider text, build_send regprocedure,
                                                  sent_id regprocedure, build_media regprocedure DEFAULT NULL,
-                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL)
+                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL,
+                                                 config_error regprocedure DEFAULT NULL,
+                                                 media_retry_policy text DEFAULT 'transient')
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO ventros.channel_providers AS p
-    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours)
+    INSERT INTO ventros.channel_providers AS p (channel_type, provider, build_send, sent_id, build_media, retry_policy,
+                                                window_hours, config_error, media_retry_policy)
+    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours, config_error,
+            media_retry_policy)
     ON CONFLICT ON CONSTRAINT channel_providers_pkey DO UPDATE
        SET provider = EXCLUDED.provider, build_send = EXCLUDED.build_send, sent_id = EXCLUDED.sent_id,
            build_media = EXCLUDED.build_media, retry_policy = EXCLUDED.retry_policy,
-           window_hours = EXCLUDED.window_hours
+           window_hours = EXCLUDED.window_hours, config_error = EXCLUDED.config_error,
+           media_retry_policy = EXCLUDED.media_retry_policy
 $$;
-COMMENT ON FUNCTION ventros.declare_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer) IS
-    'Declares how messages of a channel type are sent (see ventros.channel_providers)';
+COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer, regprocedure, text) IS
+    'Registers how messages of a channel type are sent (see ventros.channel_providers)';
 
 -- ---- helpers ------------------------------------------------------------------
 
@@ -135,339 +149,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.no_recipient(text, uuid, text) IS 'Raises 22023: the contact has no address on this provider';
 
--- ---- WAHA (channels.md 1.8) --------------------------------------------------
-
--- chatId: the contact's WhatsApp id as <digits>@c.us, else its @lid, else its phone.
-CREATE FUNCTION ventros.waha_chat_id(contact_id uuid) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(
-        (SELECT CASE WHEN i.identity_type = 'whatsapp' THEN split_part(i.value, '@', 1) || '@c.us' ELSE i.value END
-           FROM ventros.contact_identity_of(contact_id, '{whatsapp,whatsapp_lid}') i WHERE i.id IS NOT NULL),
-        (SELECT ltrim(c.phone, '+') || '@c.us' FROM ventros.contacts c
-          WHERE c.tenant_id = ventros.require_tenant() AND c.id = waha_chat_id.contact_id AND c.phone IS NOT NULL))
-$$;
-COMMENT ON FUNCTION ventros.waha_chat_id(uuid) IS
-    'WAHA chatId of a contact: its WhatsApp id (<digits>@c.us) first, else its @lid id, else <phone digits>@c.us';
-
-CREATE FUNCTION ventros.waha_send_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    base text := rtrim(ch.config->>'base_url', '/');
-    session text := ch.config->>'session';
-    chat text;
-    file jsonb;
-    path text;
-    body jsonb;
-BEGIN
-    IF coalesce(base, '') = '' OR coalesce(session, '') = '' THEN
-        RETURN NULL;
-    END IF;
-    chat := ventros.waha_chat_id(m.contact_id);
-    IF chat IS NULL THEN
-        RETURN ventros.no_recipient('waha', m.contact_id, 'WhatsApp id or phone');
-    END IF;
-    file := jsonb_strip_nulls(jsonb_build_object(
-        'mimetype', coalesce(m.media_mimetype, CASE m.content_type WHEN 'image' THEN 'image/jpeg'
-                                                   WHEN 'voice' THEN 'audio/ogg; codecs=opus' WHEN 'audio' THEN 'audio/ogg; codecs=opus'
-                                                   WHEN 'video' THEN 'video/mp4' ELSE 'application/octet-stream' END),
-        'filename', CASE WHEN m.content_type IN ('image', 'document') THEN ventros.media_filename(m) END,
-        'url', m.media_url));
-    body := jsonb_build_object('session', session, 'chatId', chat);
-    CASE m.content_type
-        WHEN 'text' THEN
-            path := '/api/sendText';
-            body := body || jsonb_build_object('text', m.text, 'reply_to', ventros.reply_provider_id(m), 'linkPreview', true);
-        WHEN 'image' THEN
-            path := '/api/sendImage';
-            body := body || jsonb_build_object('file', file, 'caption', m.text);
-        WHEN 'document' THEN
-            path := '/api/sendFile';
-            body := body || jsonb_build_object('file', file, 'caption', m.text);
-        WHEN 'voice', 'audio' THEN
-            path := '/api/sendVoice';
-            body := body || jsonb_build_object('file', file, 'convert', true);
-        WHEN 'video' THEN
-            path := '/api/sendVideo';
-            body := body || jsonb_build_object('file', file, 'caption', m.text, 'asNote', false, 'convert', true);
-        ELSE
-            RETURN ventros.unsupported_content('WAHA', m.content_type);
-    END CASE;
-    IF m.content_type <> 'text' AND m.reply_to_id IS NOT NULL THEN
-        body := body || jsonb_build_object('reply_to', ventros.reply_provider_id(m));
-    END IF;
-    RETURN jsonb_build_object(
-        'method', 'POST', 'url', base || path, 'body', body,
-        'headers', jsonb_strip_nulls(jsonb_build_object('Content-Type', 'application/json',
-                                                        'X-Api-Key', nullif(ch.config->>'api_key', ''))));
-END
-$$;
-COMMENT ON FUNCTION ventros.waha_send_request(ventros.channels, ventros.messages) IS
-    'The WAHA request sending a message: POST <base_url>/api/sendText|sendImage|sendFile|sendVoice|sendVideo with X-Api-Key; NULL when the channel has no base_url or session';
-
--- The id in WAHA's answer: id (a string), id._serialized, _data.id._serialized,
--- then NOWEB's key.id; NULL for an empty or unknown body.
-CREATE FUNCTION ventros.waha_sent_id(answer jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(CASE WHEN jsonb_typeof(answer->'id') = 'string' THEN answer->>'id' END,
-                    answer->'id'->>'_serialized', answer->'_data'->'id'->>'_serialized', answer->'key'->>'id')
-$$;
-COMMENT ON FUNCTION ventros.waha_sent_id(jsonb) IS
-    'Provider message id in a WAHA send answer (id, id._serialized, _data.id._serialized, NOWEB key.id), NULL if absent';
-
--- Media of an inbound WAHA message is served by the WAHA host itself: fetched
--- with the channel's API key, and only from that host (channels.md 6.3).
-CREATE FUNCTION ventros.waha_media_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    base text := rtrim(ch.config->>'base_url', '/');
-BEGIN
-    IF m.media_url IS NULL THEN
-        RAISE EXCEPTION 'message % has no media URL', m.id USING ERRCODE = '22023';
-    END IF;
-    IF coalesce(base, '') <> '' AND substring(m.media_url FROM '^https?://[^/?#]+') = substring(base FROM '^https?://[^/?#]+') THEN
-        RETURN jsonb_build_object('method', 'GET', 'url', m.media_url,
-                                  'headers', jsonb_strip_nulls(jsonb_build_object('X-Api-Key', nullif(ch.config->>'api_key', ''))));
-    END IF;
-    -- Another host (S3 storage, a CDN): no credentials go there; the
-    -- dispatcher's SSRF guard judges the URL.
-    RETURN jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
-END
-$$;
-COMMENT ON FUNCTION ventros.waha_media_request(ventros.channels, ventros.messages) IS
-    'The request fetching a WAHA message''s media: GET media_url, with X-Api-Key only when it is on the channel''s WAHA host';
-
--- WAHA: 422 (session not WORKING yet) is retried, other 4xx are final.
-CREATE FUNCTION ventros.classify_waha_answer(status integer, body bytea, retryable boolean) RETURNS boolean
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT CASE WHEN status = 422 THEN true ELSE retryable END $$;
-COMMENT ON FUNCTION ventros.classify_waha_answer(integer, bytea, boolean) IS
-    'Retry classifier "waha": 422 (session not WORKING) is retried; otherwise the dispatcher''s verdict by status';
-
--- ---- Meta Graph API: WhatsApp Cloud (2.3), Instagram (3.2), Messenger (4.2) ----
-
-CREATE FUNCTION ventros.graph_base(ch ventros.channels) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT rtrim(coalesce(nullif(ch.config->>'graph_base_url', ''),
-                          CASE WHEN ch.type = 'instagram' THEN 'https://graph.instagram.com' ELSE 'https://graph.facebook.com' END),
-                 '/')
-           || '/' || coalesce(nullif(ch.config->>'graph_version', ''), 'v23.0')
-$$;
-COMMENT ON FUNCTION ventros.graph_base(ventros.channels) IS
-    'A Meta channel''s Graph root with version: graph_base_url (default graph.facebook.com, graph.instagram.com for Instagram) / graph_version (default v23.0)';
-
-CREATE FUNCTION ventros.graph_headers(ch ventros.channels, json boolean DEFAULT true) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT jsonb_build_object('Authorization', 'Bearer ' || (ch.config->>'access_token'))
-           || CASE WHEN json THEN '{"Content-Type": "application/json"}'::jsonb ELSE '{}'::jsonb END
-$$;
-COMMENT ON FUNCTION ventros.graph_headers(ventros.channels, boolean) IS
-    'Headers of a Graph call: Authorization: Bearer <access_token> (never the access_token query parameter), and the JSON content type';
-
--- WhatsApp Cloud "to": the contact's WhatsApp number (digits), else its phone.
-CREATE FUNCTION ventros.whatsapp_to(contact_id uuid) RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(
-        (SELECT split_part(i.value, '@', 1) FROM ventros.contact_identity_of(contact_id, '{whatsapp}') i WHERE i.id IS NOT NULL),
-        (SELECT ltrim(c.phone, '+') FROM ventros.contacts c
-          WHERE c.tenant_id = ventros.require_tenant() AND c.id = whatsapp_to.contact_id AND c.phone IS NOT NULL))
-$$;
-COMMENT ON FUNCTION ventros.whatsapp_to(uuid) IS 'WhatsApp Cloud recipient: the contact''s WhatsApp number (digits), else its phone digits';
-
-CREATE FUNCTION ventros.whatsapp_send_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    phone_number_id text := ch.config->>'phone_number_id';
-    recipient text;
-    kind text;
-    payload jsonb;
-    body jsonb;
-    reply text;
-BEGIN
-    IF coalesce(phone_number_id, '') = '' OR coalesce(ch.config->>'access_token', '') = '' THEN
-        RETURN NULL;
-    END IF;
-    recipient := ventros.whatsapp_to(m.contact_id);
-    IF recipient IS NULL THEN
-        RETURN ventros.no_recipient('whatsapp', m.contact_id, 'WhatsApp number or phone');
-    END IF;
-    IF m.metadata ? 'template' THEN
-        kind := 'template';
-        payload := jsonb_strip_nulls(jsonb_build_object(
-            'name', m.metadata->'template'->>'name',
-            'language', jsonb_build_object('code', m.metadata->'template'->>'language'),
-            'components', nullif(m.metadata->'template'->'components', '[]'::jsonb)));
-    ELSE
-        kind := CASE m.content_type WHEN 'voice' THEN 'audio' ELSE m.content_type END;
-        payload := CASE m.content_type
-            WHEN 'text' THEN jsonb_build_object('preview_url', coalesce((m.metadata->>'preview_url')::boolean, false),
-                                                'body', m.text)
-            WHEN 'image' THEN jsonb_strip_nulls(jsonb_build_object('link', m.media_url, 'caption', m.text))
-            WHEN 'video' THEN jsonb_strip_nulls(jsonb_build_object('link', m.media_url, 'caption', m.text))
-            WHEN 'document' THEN jsonb_strip_nulls(jsonb_build_object('link', m.media_url, 'filename', ventros.media_filename(m),
-                                                                      'caption', m.text))
-            WHEN 'audio' THEN jsonb_build_object('link', m.media_url)
-            WHEN 'voice' THEN jsonb_build_object('link', m.media_url)
-            WHEN 'sticker' THEN jsonb_build_object('link', m.media_url)
-            ELSE ventros.unsupported_content('WhatsApp Cloud', m.content_type) END;
-    END IF;
-    body := jsonb_build_object('messaging_product', 'whatsapp', 'recipient_type', 'individual', 'to', recipient,
-                               'type', kind, kind, payload);
-    reply := ventros.reply_provider_id(m);
-    IF reply IS NOT NULL THEN
-        body := body || jsonb_build_object('context', jsonb_build_object('message_id', reply));
-    END IF;
-    RETURN jsonb_build_object('method', 'POST', 'url', ventros.graph_base(ch) || '/' || phone_number_id || '/messages',
-                              'headers', ventros.graph_headers(ch), 'body', body);
-END
-$$;
-COMMENT ON FUNCTION ventros.whatsapp_send_request(ventros.channels, ventros.messages) IS
-    'The Cloud API request sending a message: POST <graph>/<version>/<phone_number_id>/messages (text, image, audio, video, document, sticker, template; reply context); NULL without phone_number_id and access_token';
-
-CREATE FUNCTION ventros.whatsapp_sent_id(answer jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT answer->'messages'->0->>'id' $$;
-COMMENT ON FUNCTION ventros.whatsapp_sent_id(jsonb) IS 'Provider message id (wamid) in a Cloud API send answer: messages[0].id';
-
--- Step 1 of a Cloud API media download: the media id's metadata (URL, type,
--- sha256, size); the media.download handler queues step 2.
-CREATE FUNCTION ventros.whatsapp_media_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    media_id text := coalesce(m.metadata->>'media_id', m.metadata->'media'->>'id');
-BEGIN
-    IF coalesce(ch.config->>'access_token', '') = '' THEN
-        RETURN NULL;
-    END IF;
-    IF media_id IS NULL THEN
-        RAISE EXCEPTION 'message % has no media id', m.id USING ERRCODE = '22023',
-            HINT = 'Cloud API media is found by metadata.media_id (the webhook''s image.id, audio.id, ...).';
-    END IF;
-    IF media_id !~ '^[0-9A-Za-z_.-]{1,128}$' THEN
-        RAISE EXCEPTION 'malformed media id "%"', left(media_id, 64) USING ERRCODE = '22P02';
-    END IF;
-    RETURN jsonb_build_object('method', 'GET', 'url', ventros.graph_base(ch) || '/' || media_id,
-                              'headers', ventros.graph_headers(ch, false), 'step', 'lookup');
-END
-$$;
-COMMENT ON FUNCTION ventros.whatsapp_media_request(ventros.channels, ventros.messages) IS
-    'Step 1 of a Cloud API media download: GET <graph>/<version>/<metadata.media_id> with the Bearer token';
-
--- Messenger and Instagram share the Send API shape.
-CREATE FUNCTION ventros.graph_messaging_send_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    own_id text := nullif(CASE WHEN ch.type = 'instagram' THEN ch.config->>'ig_account_id' ELSE ch.config->>'page_id' END, '');
-    recipient ventros.contact_identities;
-    message jsonb;
-BEGIN
-    IF coalesce(ch.config->>'access_token', '') = '' THEN
-        RETURN NULL;
-    END IF;
-    recipient := ventros.contact_identity_of(m.contact_id, CASE WHEN ch.type = 'instagram' THEN '{igsid}'::text[] ELSE '{psid}' END);
-    IF recipient.id IS NULL THEN
-        RETURN ventros.no_recipient(ch.type, m.contact_id, CASE WHEN ch.type = 'instagram' THEN 'IGSID' ELSE 'PSID' END);
-    END IF;
-    message := CASE
-        WHEN m.content_type = 'text' THEN jsonb_build_object('text', m.text)
-        WHEN m.content_type IN ('image', 'video', 'audio', 'voice', 'document') THEN
-            jsonb_build_object('attachment', jsonb_build_object(
-                'type', CASE m.content_type WHEN 'voice' THEN 'audio' WHEN 'document' THEN 'file' ELSE m.content_type END,
-                'payload', jsonb_build_object('url', m.media_url, 'is_reusable', true)))
-        ELSE ventros.unsupported_content(ch.type, m.content_type) END;
-    RETURN jsonb_build_object(
-        'method', 'POST', 'url', ventros.graph_base(ch) || '/' || coalesce(own_id, 'me') || '/messages',
-        'headers', ventros.graph_headers(ch),
-        'body', jsonb_build_object('recipient', jsonb_build_object('id', recipient.value),
-                                   'messaging_type', 'RESPONSE', 'message', message));
-END
-$$;
-COMMENT ON FUNCTION ventros.graph_messaging_send_request(ventros.channels, ventros.messages) IS
-    'The Send API request of Messenger and Instagram: POST <graph>/<version>/<page_id or ig_account_id or me>/messages, recipient.id = PSID / IGSID, messaging_type RESPONSE, text or attachment (a media caption is not sent); NULL without access_token';
-
-CREATE FUNCTION ventros.graph_messaging_sent_id(answer jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT answer->>'message_id' $$;
-COMMENT ON FUNCTION ventros.graph_messaging_sent_id(jsonb) IS 'Provider message id (mid) in a Messenger / Instagram send answer: message_id';
-
--- Instagram and Messenger attachments arrive as CDN URLs that need no token.
-CREATE FUNCTION ventros.graph_messaging_media_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF m.media_url IS NULL THEN
-        RAISE EXCEPTION 'message % has no media URL', m.id USING ERRCODE = '22023';
-    END IF;
-    RETURN jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
-END
-$$;
-COMMENT ON FUNCTION ventros.graph_messaging_media_request(ventros.channels, ventros.messages) IS
-    'The request fetching a Messenger / Instagram attachment: GET its CDN URL, no credentials';
-
--- Graph errors: classified by error.code (and subcode), not by HTTP status
--- (channels.md 1.10): Meta answers 400 to throttling.
-CREATE FUNCTION ventros.graph_error_class(status integer, body bytea) RETURNS text
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    e jsonb := ventros.json_body(body)->'error';
-    code integer;
-BEGIN
-    IF jsonb_typeof(e->'code') IS DISTINCT FROM 'number' THEN
-        RETURN NULL;
-    END IF;
-    code := (e->>'code')::integer;
-    IF code IN (1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056, 133004) THEN
-        RETURN 'retry';
-    ELSIF code = 10 AND (e->>'error_subcode') = '2018278' THEN
-        RETURN 'message';   -- Messenger: outside the messaging window
-    ELSIF code IN (190, 10) OR code BETWEEN 200 AND 299 OR (code = 100 AND (e->>'error_subcode') = '33') THEN
-        RETURN 'config';
-    ELSE
-        RETURN 'message';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION ventros.graph_error_class(integer, bytea) IS
-    'Class of a Graph error answer by error.code: retry (throttling, transient), config (token, permission, missing object), message (this message cannot be sent, including Messenger''s 10/2018278 outside the window); NULL without a Graph error body';
-
-CREATE FUNCTION ventros.classify_graph_answer(status integer, body bytea, retryable boolean) RETURNS boolean
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE ventros.graph_error_class(status, body)
-               WHEN 'retry' THEN true
-               WHEN 'config' THEN false
-               WHEN 'message' THEN false
-               ELSE retryable END
-$$;
-COMMENT ON FUNCTION ventros.classify_graph_answer(integer, bytea, boolean) IS
-    'Retry classifier "graph": retried when error.code is transient (1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056, 133004) whatever the status; final for any other Graph error code; else the dispatcher''s verdict by status';
-
 -- A failed request, said in one line for messages.error.
 CREATE FUNCTION ventros.provider_error_text(r ventros.http_requests) RETURNS text
 LANGUAGE plpgsql STABLE
@@ -498,21 +179,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.provider_error_text(ventros.http_requests) IS
     'Why a provider request failed: the Graph error (code/subcode: message (details)), else HTTP status and the provider''s message, else the transport error';
-
--- ---- declarations -------------------------------------------------------------
-
-SELECT ventros.declare_http_retry_classifier('waha', 'ventros.classify_waha_answer(integer, bytea, boolean)');
-SELECT ventros.declare_http_retry_classifier('graph', 'ventros.classify_graph_answer(integer, bytea, boolean)');
-
-SELECT ventros.declare_channel_provider('waha', 'waha', 'ventros.waha_send_request(ventros.channels, ventros.messages)',
-           'ventros.waha_sent_id(jsonb)', 'ventros.waha_media_request(ventros.channels, ventros.messages)', 'waha');
-SELECT ventros.declare_channel_provider(t, 'whatsapp', 'ventros.whatsapp_send_request(ventros.channels, ventros.messages)',
-           'ventros.whatsapp_sent_id(jsonb)', 'ventros.whatsapp_media_request(ventros.channels, ventros.messages)', 'graph', 24)
-  FROM unnest('{whatsapp,whatsapp_business}'::text[]) t;
-SELECT ventros.declare_channel_provider(t, t, 'ventros.graph_messaging_send_request(ventros.channels, ventros.messages)',
-           'ventros.graph_messaging_sent_id(jsonb)', 'ventros.graph_messaging_media_request(ventros.channels, ventros.messages)',
-           'graph')
-  FROM unnest('{instagram,messenger}'::text[]) t;
 
 -- ---- queueing a send ------------------------------------------------------------
 
@@ -613,14 +279,15 @@ DECLARE
     p ventros.channel_providers;
     provider_id text;
     failure text;
+    misconfigured boolean;
 BEGIN
     SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
     IF NOT FOUND OR m.status <> 'queued' THEN
         RETURN;     -- deleted, or already moved on (a status webhook came first)
     END IF;
+    SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
+     WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
     IF r.status = 'succeeded' THEN
-        SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
-         WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
         IF p.sent_id IS NOT NULL THEN
             EXECUTE format('SELECT %s($1)', p.sent_id::regproc) INTO provider_id USING ventros.json_body(r.response_body);
         END IF;
@@ -631,9 +298,13 @@ BEGIN
         failure := ventros.provider_error_text(r);
         PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => failure);
         -- A configuration error (token, permission, API key, session) fails
-        -- every send of the channel: it says so on the channel too.
-        IF ventros.graph_error_class(r.response_status, r.response_body) = 'config'
-           OR (r.retry_policy = 'waha' AND r.response_status IN (401, 404)) THEN
+        -- every send of the channel: it says so on the channel too.  What
+        -- is one is the provider's to say (its config_error function).
+        IF p.config_error IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1, $2)', p.config_error::regproc) INTO misconfigured
+                USING r.response_status, r.response_body;
+        END IF;
+        IF misconfigured THEN
             UPDATE ventros.channels c SET last_error = left(failure, 1000), last_error_at = now(), version = c.version
              WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
         END IF;
@@ -641,9 +312,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.handle_message_send(ventros.http_requests) IS
-    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
+    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (the provider''s config_error function: Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
 
-SELECT ventros.declare_http_request_handler('message.send', 'ventros.handle_message_send(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('message.send', 'ventros.handle_message_send(ventros.http_requests)');
 
 -- ---- media download (channels.md 1.4, 2.4, 3.1, 4.1) ------------------------------
 
@@ -728,7 +399,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
        SET status = 'requested', error = NULL, requested_at = now();
     RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
-                                            m.id, CASE WHEN p.retry_policy = 'graph' THEN 'graph' ELSE 'transient' END,
+                                            m.id, coalesce(p.media_retry_policy, 'transient'),
                                             ventros.media_download_cap(req));
 END
 $$;
@@ -835,16 +506,12 @@ $$;
 COMMENT ON FUNCTION ventros.handle_media_download(ventros.http_requests) IS
     'Completion handler of media.download: stores the bytes in ventros.message_media with content type, size and sha256 (checked against the provider''s when known), or the failure; then metadata.media_download on the message';
 
-SELECT ventros.declare_http_request_handler('media.lookup', 'ventros.handle_media_lookup(ventros.http_requests)');
-SELECT ventros.declare_http_request_handler('media.download', 'ventros.handle_media_download(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('media.lookup', 'ventros.handle_media_lookup(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('media.download', 'ventros.handle_media_download(ventros.http_requests)');
 
 GRANT EXECUTE ON FUNCTION ventros.json_body(bytea), ventros.contact_identity_of(uuid, text[]),
     ventros.reply_provider_id(ventros.messages), ventros.media_filename(ventros.messages),
-    ventros.unsupported_content(text, text), ventros.no_recipient(text, uuid, text), ventros.waha_chat_id(uuid),
-    ventros.waha_sent_id(jsonb), ventros.whatsapp_to(uuid), ventros.whatsapp_sent_id(jsonb),
-    ventros.graph_messaging_sent_id(jsonb), ventros.graph_error_class(integer, bytea),
-    ventros.classify_graph_answer(integer, bytea, boolean), ventros.classify_waha_answer(integer, bytea, boolean),
-    ventros.check_message_window(ventros.messages, integer), ventros.graph_base(ventros.channels),
-    ventros.graph_headers(ventros.channels, boolean) TO ventros_viewer;
+    ventros.unsupported_content(text, text), ventros.no_recipient(text, uuid, text),
+    ventros.check_message_window(ventros.messages, integer) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.queue_message_send(uuid), ventros.request_media_download(uuid) TO ventros_agent;
 GRANT SELECT ON ventros.channel_providers TO ventros_viewer;

@@ -212,7 +212,7 @@ $$;
 COMMENT ON FUNCTION ventros.handle_template_sync(ventros.http_requests) IS
     'Completion handler of template.sync: upserts the listed templates, queues the next page, and deletes templates no longer listed when the listing had one page';
 
-SELECT ventros.declare_http_request_handler('template.sync', 'ventros.handle_template_sync(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('template.sync', 'ventros.handle_template_sync(ventros.http_requests)');
 
 -- ---- sending a template ------------------------------------------------------
 

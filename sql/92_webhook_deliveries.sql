@@ -348,9 +348,9 @@ $$;
 COMMENT ON FUNCTION ventros.webhook_delivery_completed(ventros.http_requests) IS
     'Handler of webhook.delivery: counts the outcome on the subscription; 410 Gone or 5 days of failures disable it';
 
-SELECT ventros.declare_http_request_handler('webhook.delivery',
+SELECT ventros.register_http_request_handler('webhook.delivery',
     'ventros.webhook_delivery_completed(ventros.http_requests)');
-SELECT ventros.declare_http_request_preparer('webhook.delivery',
+SELECT ventros.register_http_request_preparer('webhook.delivery',
     'ventros.webhook_attempt_headers(ventros.http_requests)');
 
 -- ---- commands and queries ----------------------------------------------

@@ -1,4 +1,4 @@
--- The inbox's timed work (sql/88_inbox.sql), declared as jobs of
+-- The inbox's timed work (sql/88_inbox_processing.sql), declared as jobs of
 -- ventros.scheduled_jobs (sql/97_schedule.sql): ventros.schedule_jobs()
 -- installs them into pg_cron when it is there.
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES

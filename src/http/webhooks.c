@@ -6,6 +6,10 @@
  *	    GET  /webhooks/<provider>/<channel_id>?hub.mode=&hub.verify_token=&hub.challenge=
  *	      -> ventros.webhook_challenge(...): 200 text/plain challenge, or 403
  *
+ * Which providers exist is the database's business (ventros.inbound_providers):
+ * no provider is named here, a path segment of the registry's shape is handed
+ * over, and an unregistered one is answered 404 by the database's answer.
+ *
  * Invariants:
  *	- The body reaches the database as the bytes received: a binary bytea
  *	  parameter, never decoded, re-encoded or checked for UTF-8 here, because
@@ -43,8 +47,6 @@
 
 #define VN_WEBHOOK_MAX_HEADERS 100
 #define VN_WEBHOOK_MAX_ID 128
-
-static const char *const providers[] = {"waha", "whatsapp", "instagram", "messenger"};
 
 static const char *accept_sql =
 "SELECT w.http_status, w.response::text FROM ventros.accept_webhook($1, $2, $3, $4) w";
@@ -179,13 +181,22 @@ call(const VnRouterConfig *cfg, const char *method, const char *path, const char
 	return res;
 }
 
-/* a failed transaction: nothing was stored; transient causes ask for a retry */
+/*
+ * A failed transaction: nothing was stored; transient causes ask for a retry.
+ * P0002 is no failure: webhook_challenge names a provider not registered.
+ */
 static void
 failed(VnResponse *resp, const PGresult *res)
 {
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
+	if (state != NULL && strcmp(state, "P0002") == 0)
+	{
+		/* not a failure: a provider the registry does not know (webhook_challenge) */
+		vn_webhooks_error(resp, 404, "channel_not_found");
+		return;
+	}
 	fprintf(stderr, "ventros-http: webhook call failed: %s %s\n", state ? state : "(no sqlstate)",
 			message ? message : "");
 	if (state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
@@ -273,6 +284,18 @@ challenge_get(const VnRouterConfig *cfg, const char *path, const char *provider,
 		PQclear(res);
 }
 
+/* the shape of ventros.inbound_providers.provider: ^[a-z][a-z0-9_]*$ */
+static bool
+provider_name(const char *name)
+{
+	if (name[0] < 'a' || name[0] > 'z')
+		return false;
+	for (const char *c = name; *c != '\0'; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+			return false;
+	return true;
+}
+
 void
 vn_webhooks_handle(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *method,
 				   const char *path, const VnArgs *args, const char *body, size_t body_len, VnResponse *resp)
@@ -281,7 +304,6 @@ vn_webhooks_handle(const VnRouterConfig *cfg, struct MHD_Connection *con, const 
 	const char *slash = strchr(p, '/');
 	char		provider[16];
 	char		channel[VN_WEBHOOK_MAX_ID + 1];
-	bool		known = false;
 
 	vn_response_header(resp, "Cache-Control", "no-store");
 	/* /webhooks/<provider>/<channel_id>, nothing more */
@@ -294,9 +316,13 @@ vn_webhooks_handle(const VnRouterConfig *cfg, struct MHD_Connection *con, const 
 	memcpy(provider, p, slash - p);
 	provider[slash - p] = '\0';
 	snprintf(channel, sizeof(channel), "%s", slash + 1);
-	for (size_t i = 0; i < sizeof(providers) / sizeof(providers[0]); i++)
-		known = known || strcmp(provider, providers[i]) == 0;
-	if (!known)
+	/*
+	 * Which providers exist is the database's business (the registry
+	 * ventros.inbound_providers: accept_webhook answers 404 for another, and
+	 * webhook_challenge raises P0002); here only the shape of a registered
+	 * name: lower case letters, digits and '_'.
+	 */
+	if (!provider_name(provider))
 	{
 		vn_webhooks_error(resp, 404, "channel_not_found");
 		return;

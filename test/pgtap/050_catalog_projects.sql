@@ -55,9 +55,9 @@ SELECT throws_ok($$SELECT ventros.register_aggregate('partial', 'pg_temp.partial
                  'register_aggregate checks the common columns');
 
 -- quiet columns
-SELECT throws_ok($$SELECT ventros.declare_quiet_columns('teleporter', '{x}')$$, '22023', NULL,
+SELECT throws_ok($$SELECT ventros.register_quiet_columns('teleporter', '{x}')$$, '22023', NULL,
                  'quiet columns of an unregistered aggregate are refused (22023)');
-SELECT throws_ok($$SELECT ventros.declare_quiet_columns('contact', '{no_such_column}')$$, '22023', NULL,
+SELECT throws_ok($$SELECT ventros.register_quiet_columns('contact', '{no_such_column}')$$, '22023', NULL,
                  'a quiet column the table does not have is refused (22023)');
 SELECT is((SELECT quiet_columns FROM ventros.aggregates WHERE aggregate = 'channel'),
           '{messages_received,messages_sent,last_message_at}'::name[], 'channel counters are declared quiet');

@@ -123,10 +123,10 @@ CREATE FUNCTION pg_temp.note_outcome(r ventros.http_requests) RETURNS void LANGU
 CREATE FUNCTION pg_temp.fail_outcome(r ventros.http_requests) RETURNS void LANGUAGE plpgsql AS
     $f$BEGIN INSERT INTO pg_temp.handled VALUES ('never', r.purpose, r.status, NULL); RAISE EXCEPTION 'handler broke'; END$f$;
 CREATE FUNCTION pg_temp.wrong_shape(x integer) RETURNS void LANGUAGE sql AS $f$SELECT$f$;
-SELECT throws_ok($$SELECT ventros.declare_http_request_handler('test.wrong', 'pg_temp.wrong_shape(integer)')$$, '22023', NULL,
+SELECT throws_ok($$SELECT ventros.register_http_request_handler('test.wrong', 'pg_temp.wrong_shape(integer)')$$, '22023', NULL,
                  'a handler takes the request row');
-SELECT ventros.declare_http_request_handler('test.note', 'pg_temp.note_outcome(ventros.http_requests)');
-SELECT ventros.declare_http_request_handler('test.fail', 'pg_temp.fail_outcome(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('test.note', 'pg_temp.note_outcome(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('test.fail', 'pg_temp.fail_outcome(ventros.http_requests)');
 SET LOCAL ventros.tenant = 'http_t1';
 SELECT ventros.enqueue_http_request('https://example.com/h1', purpose => 'test.note', max_attempts => 2);
 SELECT ventros.enqueue_http_request('https://example.com/h2', purpose => 'test.fail');
@@ -149,7 +149,7 @@ SELECT results_eq($$SELECT status, handler_error FROM ventros.http_requests WHER
                   $$VALUES ('failed', 'P0001: handler broke')$$, 'its error is kept on the request');
 SELECT is((SELECT count(*)::int FROM pg_temp.handled WHERE tenant = 'never'), 0, 'and its work was rolled back');
 -- once the handler is fixed, the tenant's administrator runs it again
-SELECT ventros.declare_http_request_handler('test.fail', 'pg_temp.note_outcome(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('test.fail', 'pg_temp.note_outcome(ventros.http_requests)');
 SET LOCAL ventros.tenant = 'http_t2';
 SET LOCAL ROLE ventros_admin;
 SELECT throws_ok(format('SELECT ventros.rerun_http_request_handler(%L)', (SELECT id FROM ventros.http_requests WHERE url = 'https://example.com/h2')),
