@@ -2,9 +2,11 @@
 // harness breaks what it runs on, then a count of what arrived.
 //
 // Workload: writers updating a tenant's contacts over SQL (one
-// contact.updated event per commit, published by the outbox publisher), and
+// contact.updated event per commit, published by the outbox publisher),
 // HTTP sends queued for the dispatcher (ventros.enqueue_http_request) to a
-// recording fake provider.  The publisher reaches the broker, and the
+// recording fake provider, and WAHA webhooks posted to ventros-http (the
+// front) as a provider would, again until answered 200, processed by the
+// inbox processors (deferred).  The publisher reaches the broker, and the
 // dispatcher the provider, through TCP proxies of our own
 // (fakes/tcp_proxy.mjs).
 // Faults, spread evenly over the writes, one at a time:
@@ -19,7 +21,8 @@
 // reads a durable queue bound to every event: per event id, lost (must be
 // 0), duplicates (reported), order violations per aggregate (first arrival
 // of each event, aggregate versions without gap; must be 0).  Sends: lost
-// (must be 0) and duplicates at the provider.
+// (must be 0) and duplicates at the provider.  Webhooks: accepted ones
+// without their message (lost, must be 0), and messages stored twice.
 //
 // runSoak() is used by soak_short.test.mjs (scripts/test) and, through
 // `node test/integration/soak.mjs --events N ...`, by bench/soak.sh.
@@ -33,6 +36,9 @@ import {
 import { alterSystem } from './settings.mjs';
 import { startRecorder } from './fakes/recorder.mjs';
 import { startTcpProxy } from './fakes/tcp_proxy.mjs';
+import { emitWaha, wahaMessage } from './fakes/emit.mjs';
+import { startServer, BASE } from './http_helpers.mjs';
+import { createChannel, secret } from './webhooks_helpers.mjs';
 
 const HEARTBEAT_S = 2;
 const WORKERS = ['ventros outbox publisher', 'ventros http dispatcher', 'ventros inbox processor'];
@@ -69,7 +75,11 @@ function startConsumer(queue, tenant) {
   st.done = (async () => {
     while (!st.stop) {
       try {
-        const conn = await amqp.connect(`${AMQP_URL}?heartbeat=5`);
+        const conn = await amqp.connect(`${AMQP_URL}?heartbeat=5`, { timeout: 10000 });
+        if (st.stop) { // closed while it connected
+          await conn.close().catch(() => {});
+          break;
+        }
         st.conn = conn;
         const closed = new Promise((ok) => { conn.on('close', ok); conn.on('error', () => {}); });
         const ch = await conn.createChannel();
@@ -86,7 +96,8 @@ function startConsumer(queue, tenant) {
             if (n === 1) {
               const b = JSON.parse(m.content.toString());
               const prev = st.last.get(b.aggregateid);
-              if (prev && (b.aggregateversion !== prev.v + 1 || b.sequence <= prev.s))
+              if (prev && (b.sequence <= prev.s ||
+                           (b.aggregateversion != null && prev.v != null && b.aggregateversion !== prev.v + 1)))
                 st.violations.push(`${b.aggregateid}: version ${b.aggregateversion} (seq ${b.sequence}) after ${prev.v} (seq ${prev.s})`);
               st.last.set(b.aggregateid, { v: b.aggregateversion, s: b.sequence });
             }
@@ -110,7 +121,7 @@ function startConsumer(queue, tenant) {
 
 export async function runSoak({
   events = 3000, brokerKills = 1, hangs = 1, workerKills = 3, pgRestarts = 1, proxyCuts = 2, proxyStalls = 1,
-  sends = 200, writers = 4, aggregates = 50, tenant = 'soak', log = (s) => console.log(`# ${s}`),
+  sends = 200, webhooks = 0, writers = 4, aggregates = 50, tenant = 'soak', log = (s) => console.log(`# ${s}`),
 } = {}) {
   const started = Date.now();
   const db = resilient();
@@ -136,6 +147,7 @@ export async function runSoak({
   const faults = { 'broker-kill': 0, hang: 0, 'worker-kill': 0, 'pg-restart': 0, 'proxy-cut': 0, 'proxy-stall': 0 };
   let consumer = null;
   let stopWriters = null;
+  let front = null;
   try {
     const admin = await client();
     try {
@@ -161,6 +173,16 @@ export async function runSoak({
     const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '@' || $2 || '.example')).id
                                     FROM generate_series(1, $1) g`, [aggregates, tenant])).rows.map((r) => r.id);
     await setup.end();
+    // the front, and a WAHA channel whose webhooks it takes (deferred processing)
+    const wahaSecret = secret();
+    let channel;
+    if (webhooks > 0) {
+      front = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000' });
+      const c = await client();
+      channel = await createChannel(c, tenant, 'waha', { base_url: 'http://127.0.0.1:9', session: 'acme-sales',
+        api_key: secret(8), webhook_secret: wahaSecret }, `Soak WAHA ${secret(3)}`);
+      await c.end();
+    }
     consumer = startConsumer(queue, tenant);
 
     // writers: one event per commit, until `events` committed
@@ -204,6 +226,27 @@ export async function runSoak({
     });
 
     // the faults, spread evenly over the writes, kinds interleaved
+    // webhooks: one every events/webhooks commits, each posted until answered 200
+    const accepted = [];
+    let hookError = null;
+    const hooks = (async () => {
+      for (let n = 0; n < webhooks && !stop; n++) {
+        while (!stop && committed < (n * events) / webhooks) await sleep(20);
+        const msg = wahaMessage({ from: `55119${String(n % 20).padStart(8, '0')}`, body: `soak ${n}` });
+        for (let i = 0; !stop && i < 600; i++) {
+          try {
+            const r = await emitWaha(BASE, channel.id, msg, { hmacKey: wahaSecret });
+            if (r.status === 200) {
+              accepted.push(msg.payload.id);
+              break;
+            }
+            if (!hookError && r.status < 500) log(`a webhook was refused: ${(hookError = `${r.status} ${r.text}`)}`);
+          } catch (e) { /* the front is restarting its connections */ }
+          await sleep(100);
+        }
+      }
+    })();
+
     // occurrence j of a kind that happens n times sits at (j + 0.5) / n of the run
     const counts = { 'broker-kill': brokerKills, hang: hangs, 'worker-kill': workerKills, 'pg-restart': pgRestarts,
                      'proxy-cut': proxyCuts, 'proxy-stall': proxyStalls };
@@ -255,7 +298,8 @@ export async function runSoak({
     }
     allowed = events;
     await Promise.all(work);
-    log(`writes done: ${committed} commits, ${sent} sends, ${Math.round((Date.now() - started) / 1000)} s`);
+    await hooks;
+    log(`writes done: ${committed} commits, ${sent} sends, ${accepted.length} webhooks, ${Math.round((Date.now() - started) / 1000)} s`);
 
     // everything published and every send delivered (bounded), then counted
     await until(async () => (await db.query(`SELECT count(*)::int AS n FROM ventros.outbox
@@ -278,6 +322,17 @@ export async function runSoak({
     const missing = queued.filter((r) => !gotSet.has(r.n));
     const sendsLost = missing.length;
     if (missing.length) log(`sends never received: ${JSON.stringify(missing.slice(0, 5))}`);
+    // every accepted webhook's message stored once (bounded wait for the processors)
+    const stored = async () => (!channel ? [] : (await db.query(`SELECT m.channel_message_id AS id, count(*)::int AS n
+                                                                 FROM ventros.messages m
+                                                                WHERE m.tenant_id = $1 AND m.channel_id = $2
+                                                                  AND m.channel_message_id = ANY ($3)
+                                                                GROUP BY 1`, [tenant, channel.id, accepted])).rows);
+    await until(async () => (await stored()).length === accepted.length, 'every webhook processed', 120000, 250)
+      .catch(() => false);
+    const kept = await stored();
+    const webhooksLost = accepted.length - kept.length;
+    const webhookDuplicates = kept.reduce((t, r) => t + r.n - 1, 0);
     const [a] = (await db.query(`SELECT coalesce(sum(attempts), 0)::int AS n FROM ventros.outbox
                                  WHERE tenant_id = $1 AND seq > $2`, [tenant, since])).rows;
     const result = {
@@ -285,11 +340,13 @@ export async function runSoak({
       orderViolations: consumer.violations.length, violations: consumer.violations.slice(0, 10),
       aggregates, sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size, sendsQueued: queued.length,
       sendsNotSucceeded: await pendingSends(),
+      webhooks: accepted.length, webhooksLost, webhookDuplicates,
       faults, proxy: { broker: brokerProxy.stats(), provider: providerProxy.stats() },
       publisherFailedAttempts: a.n, seconds: Math.round((Date.now() - started) / 1000),
     };
     log(`events ${result.events}, lost ${lost}, duplicates ${duplicates}, order violations ${result.orderViolations}; ` +
-        `sends ${result.sends}, lost ${sendsLost}, duplicates ${result.sendDuplicates}; ${result.seconds} s`);
+        `sends ${result.sends}, lost ${sendsLost}, duplicates ${result.sendDuplicates}; ` +
+        `webhooks ${result.webhooks}, lost ${webhooksLost}, duplicates ${webhookDuplicates}; ${result.seconds} s`);
     return result;
   } finally {
     stopWriters?.();
@@ -297,6 +354,7 @@ export async function runSoak({
     brokerProxy.unstall();
     providerProxy.unstall();
     await consumer?.close();
+    await front?.stop();
     const admin = resilient();
     await alterSystem(admin, Object.fromEntries(Object.keys(settings).map((k) => [k, null])));
     await restartPublisher(admin).catch(() => {});
@@ -313,7 +371,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const opts = {};
   const names = { events: 'events', 'broker-kills': 'brokerKills', hangs: 'hangs', 'worker-kills': 'workerKills',
                   'pg-restarts': 'pgRestarts', 'proxy-cuts': 'proxyCuts', 'proxy-stalls': 'proxyStalls',
-                  sends: 'sends', writers: 'writers', aggregates: 'aggregates', tenant: 'tenant' };
+                  sends: 'sends', webhooks: 'webhooks', writers: 'writers', aggregates: 'aggregates', tenant: 'tenant' };
   const args = process.argv.slice(2);
   for (let i = 0; i < args.length; i += 2) {
     const k = names[args[i].replace(/^--/, '')];
@@ -323,5 +381,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await runSoak(opts);
   console.log(JSON.stringify(r, null, 2));
   console.log(`lost ${r.lost}, duplicates ${r.duplicates}, order violations ${r.orderViolations}`);
-  process.exit(r.lost === 0 && r.orderViolations === 0 && r.sendsLost === 0 ? 0 : 1);
+  process.exit(r.lost === 0 && r.orderViolations === 0 && r.sendsLost === 0 && r.webhooksLost === 0 ? 0 : 1);
 }

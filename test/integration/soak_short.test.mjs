@@ -4,7 +4,7 @@
 // restarted with -m immediate, and the proxies between the workers and the
 // broker and provider cut and stalled.  Nothing lost, order per aggregate
 // kept; duplicates are reported (at least once).
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,4 +24,14 @@ test('faults at small size: nothing lost, order per aggregate kept', async () =>
   assert.equal(r.sendsNotSucceeded, 0);
   assert.ok(r.events >= 3000);
   assert.deepEqual(r.faults, { 'broker-kill': 1, hang: 1, 'worker-kill': 3, 'pg-restart': 1, 'proxy-cut': 2, 'proxy-stall': 1 });
+});
+
+// Whatever the faults left open (a socket of a connection attempt cut short)
+// must not keep this file running once its test is done: name it, and exit.
+after(() => {
+  setTimeout(() => {
+    const open = process._getActiveHandles().map((h) => h.constructor.name);
+    console.log(`# still open after the soak: ${open.join(', ')}`);
+    process.exit(process.exitCode ?? 0);
+  }, 5000).unref();
 });
