@@ -139,7 +139,7 @@ export async function runSoak({
     'ventros.outbox_backoff_max': '1s',
     'ventros.outbox_max_attempts': '1000000',
     'ventros.http_allow_hosts': '127.0.0.1/32',
-    'ventros.http_backoff_base': '100',
+    'ventros.http_backoff_min': '100ms',
     'ventros.http_backoff_max': '1000',
     'ventros.http_timeout': '3000',
     'ventros.http_connect_timeout': '1000',
