@@ -105,9 +105,18 @@ trim(char *s)
 	return s;
 }
 
+static void
+free_list(char **items, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
 /*
  * Splits s at top-level commas (outside parentheses and double quotes) into
- * malloc'd pieces.  False on unbalanced input.
+ * malloc'd pieces.  False on unbalanced input, with nothing left allocated
+ * (*out NULL, *n 0), so that a caller's early return leaks nothing.
  */
 static bool
 split_top(const char *s, char ***out, int *n)
@@ -145,18 +154,15 @@ split_top(const char *s, char ***out, int *n)
 		else if (!quoted && *p == ')')
 		{
 			if (--depth < 0)
-				return false;
+				break;
 		}
 	}
-	return depth == 0 && !quoted;
-}
-
-static void
-free_list(char **items, int n)
-{
-	for (int i = 0; i < n; i++)
-		free(items[i]);
-	free(items);
+	if (depth == 0 && !quoted)
+		return true;
+	free_list(*out, *n);
+	*out = NULL;
+	*n = 0;
+	return false;
 }
 
 /* a value in double quotes loses them (and its backslash escapes) */
@@ -1644,7 +1650,10 @@ build_insert(Ctx *c, int rel)
 		if (on_conflict)
 		{
 			if (!split_top(on_conflict, &target, &nt))
-				return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed on_conflict");
+			{
+				ok = fail(c->q, 400, "PGRST100", NULL, NULL, "malformed on_conflict");
+				goto out;
+			}
 			for (int i = 0; i < nt; i++)
 			{
 				char	   *t = vn_strdup(trim(target[i]));
@@ -1653,7 +1662,11 @@ build_insert(Ctx *c, int rel)
 				target[i] = t;
 			}
 			if (!check_keys(c, r, target, nt))
-				return false;
+			{
+				free_list(target, nt);
+				ok = false;
+				goto out;
+			}
 		}
 		else if (r->has_id)
 		{
@@ -1663,7 +1676,10 @@ build_insert(Ctx *c, int rel)
 			target[1] = vn_strdup("id");
 		}
 		else
-			return fail(c->q, 400, "PGRST100", NULL, NULL, "upsert needs on_conflict");
+		{
+			ok = fail(c->q, 400, "PGRST100", NULL, NULL, "upsert needs on_conflict");
+			goto out;
+		}
 		vn_buf_add(b, " ON CONFLICT (");
 		for (int i = 0; i < nt; i++)
 		{
