@@ -86,8 +86,8 @@ static VnSchema fuzz_schema = {4, rels, 3, fks, 6, funcs};
 
 /*
  * Query arguments from text: "k=v&k=v", no %-decoding (the query-string
- * harness covers that).  Returns the number of bytes used; keys and values
- * are malloc'd.
+ * harness covers that), at most 200 as the front allows; keys and values
+ * are malloc'd (fuzz_args_free).
  */
 static void
 fuzz_args(const char *s, size_t len, VnArgs *args)
