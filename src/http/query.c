@@ -405,6 +405,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		const char *fn;
 		char	   *lang = NULL;
 		char	   *paren = strchr(op, '(');
+		bool		ok = true;
 
 		if (paren)
 		{
@@ -428,33 +429,28 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 			free(lang);
 			return fail(c->q, 400, "PGRST100", NULL, NULL, "unknown operator \"%.32s\"", op);
 		}
+		/* ok rather than early returns, so that lang is freed on every way out */
 		if (col->is_tsvector)
-		{
-			if (!operand(c, r, al, colname, &o, true))
-				return false;
-		}
+			ok = operand(c, r, al, colname, &o, true);
 		else
 		{
 			vn_buf_add(b, "pg_catalog.to_tsvector(");
 			if (lang)
 			{
-				if (!param_s(c->q, lang))
-					return false;
+				ok = param_s(c->q, lang);
 				vn_buf_add(b, "::pg_catalog.regconfig, ");
 			}
-			if (!operand(c, r, al, colname, &o, true))
-				return false;
+			ok = ok && operand(c, r, al, colname, &o, true);
 			vn_buf_add(b, "::text)");
 		}
 		vn_buf_addf(b, " @@ pg_catalog.%s(", fn);
-		if (lang)
+		if (lang && ok)
 		{
-			if (!param_s(c->q, lang))
-				return false;
+			ok = param_s(c->q, lang);
 			vn_buf_add(b, "::pg_catalog.regconfig, ");
 		}
 		free(lang);
-		if (!param_s(c->q, value))
+		if (!ok || !param_s(c->q, value))
 			return false;
 		vn_buf_addc(b, ')');
 	}
