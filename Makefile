@@ -63,3 +63,18 @@ all: src/http/ventros-http
 src/http/ventros-http: $(HTTP_SRCS) $(wildcard src/http/*.h)
 	$(CC) $(HTTP_CFLAGS) -o $@ $(HTTP_SRCS) $(HTTP_LIBS)
 EXTRA_CLEAN += src/http/ventros-http
+
+# ---- sanitizers and fuzzing (docs/security.md, "Sanitizers and fuzzing") ----
+# ventros-http built by clang with AddressSanitizer and UndefinedBehaviorSanitizer
+# (task.c announces its stack switches to ASan); the integration tests run it
+# when VENTROS_HTTP_BIN names it.  make fuzz: the libFuzzer harnesses of test/fuzz.
+HTTP_ASAN_CC     ?= clang
+HTTP_ASAN_CFLAGS  = $(filter-out -O2,$(HTTP_CFLAGS)) -O1 -fno-omit-frame-pointer \
+                    -fsanitize=address,undefined -fno-sanitize-recover=all
+http-asan: src/http/ventros-http-asan
+src/http/ventros-http-asan: $(HTTP_SRCS) $(wildcard src/http/*.h)
+	$(HTTP_ASAN_CC) $(HTTP_ASAN_CFLAGS) -o $@ $(HTTP_SRCS) $(HTTP_LIBS)
+EXTRA_CLEAN += src/http/ventros-http-asan
+fuzz:
+	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)
+.PHONY: http-asan fuzz

@@ -96,7 +96,8 @@ scan_string(Scan *s, VnBuf *out)
 		if (ch == '\\')
 		{
 			s->p++;
-			if (s->p >= s->end || !strchr("\"\\/bfnrtu", *s->p))
+			/* strchr finds the terminating NUL too: a NUL byte is no escape */
+			if (s->p >= s->end || *s->p == '\0' || !strchr("\"\\/bfnrtu", *s->p))
 				return false;
 			if (*s->p == 'u')
 			{

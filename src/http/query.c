@@ -107,9 +107,18 @@ trim(char *s)
 	return s;
 }
 
+static void
+free_list(char **items, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
 /*
  * Splits s at top-level commas (outside parentheses and double quotes) into
- * malloc'd pieces.  False on unbalanced input.
+ * malloc'd pieces.  False on unbalanced input, with nothing left allocated
+ * (*out NULL, *n 0), so that a caller's early return leaks nothing.
  */
 static bool
 split_top(const char *s, char ***out, int *n)
@@ -147,18 +156,15 @@ split_top(const char *s, char ***out, int *n)
 		else if (!quoted && *p == ')')
 		{
 			if (--depth < 0)
-				return false;
+				break;
 		}
 	}
-	return depth == 0 && !quoted;
-}
-
-static void
-free_list(char **items, int n)
-{
-	for (int i = 0; i < n; i++)
-		free(items[i]);
-	free(items);
+	if (depth == 0 && !quoted)
+		return true;
+	free_list(*out, *n);
+	*out = NULL;
+	*n = 0;
+	return false;
 }
 
 /* a value in double quotes loses them (and its backslash escapes) */
@@ -401,6 +407,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		const char *fn;
 		char	   *lang = NULL;
 		char	   *paren = strchr(op, '(');
+		bool		ok = true;
 
 		if (paren)
 		{
@@ -424,33 +431,28 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 			free(lang);
 			return fail(c->q, 400, "PGRST100", NULL, NULL, "unknown operator \"%.32s\"", op);
 		}
+		/* ok rather than early returns, so that lang is freed on every way out */
 		if (col->is_tsvector)
-		{
-			if (!operand(c, r, al, colname, &o, true))
-				return false;
-		}
+			ok = operand(c, r, al, colname, &o, true);
 		else
 		{
 			vn_buf_add(b, "pg_catalog.to_tsvector(");
 			if (lang)
 			{
-				if (!param_s(c->q, lang))
-					return false;
+				ok = param_s(c->q, lang);
 				vn_buf_add(b, "::pg_catalog.regconfig, ");
 			}
-			if (!operand(c, r, al, colname, &o, true))
-				return false;
+			ok = ok && operand(c, r, al, colname, &o, true);
 			vn_buf_add(b, "::text)");
 		}
 		vn_buf_addf(b, " @@ pg_catalog.%s(", fn);
-		if (lang)
+		if (lang && ok)
 		{
-			if (!param_s(c->q, lang))
-				return false;
+			ok = param_s(c->q, lang);
 			vn_buf_add(b, "::pg_catalog.regconfig, ");
 		}
 		free(lang);
-		if (!param_s(c->q, value))
+		if (!ok || !param_s(c->q, value))
 			return false;
 		vn_buf_addc(b, ')');
 	}
@@ -1571,7 +1573,10 @@ build_insert(Ctx *c, int rel)
 		if (on_conflict)
 		{
 			if (!split_top(on_conflict, &target, &nt))
-				return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed on_conflict");
+			{
+				ok = fail(c->q, 400, "PGRST100", NULL, NULL, "malformed on_conflict");
+				goto out;
+			}
 			for (int i = 0; i < nt; i++)
 			{
 				char	   *t = vn_strdup(trim(target[i]));
@@ -1580,7 +1585,11 @@ build_insert(Ctx *c, int rel)
 				target[i] = t;
 			}
 			if (!check_keys(c, r, target, nt))
-				return false;
+			{
+				free_list(target, nt);
+				ok = false;
+				goto out;
+			}
 		}
 		else if (r->has_id)
 		{
@@ -1590,7 +1599,10 @@ build_insert(Ctx *c, int rel)
 			target[1] = vn_strdup("id");
 		}
 		else
-			return fail(c->q, 400, "PGRST100", NULL, NULL, "upsert needs on_conflict");
+		{
+			ok = fail(c->q, 400, "PGRST100", NULL, NULL, "upsert needs on_conflict");
+			goto out;
+		}
 		vn_buf_add(b, " ON CONFLICT (");
 		for (int i = 0; i < nt; i++)
 		{

@@ -36,7 +36,13 @@ has_token(const char *list, const char *token)
 	return false;
 }
 
-/* Range: 0-9 (items); false when malformed */
+/*
+ * Range: 0-9 (items); false when malformed.  Bounds past VN_RANGE_MAX are
+ * refused too: strtol saturates at LONG_MAX, and b - a + 1 would overflow
+ * (found by test/fuzz/fuzz_headers; regression input in its corpus).
+ */
+#define VN_RANGE_MAX 999999999999L	/* as query.c's limit= and offset= */
+
 static bool
 parse_range(const char *h, long *offset, long *limit)
 {
@@ -51,13 +57,13 @@ parse_range(const char *h, long *offset, long *limit)
 	if (strncmp(h, "items=", 6) == 0)
 		h += 6;
 	a = strtol(h, &end, 10);
-	if (end == h || *end != '-' || a < 0)
+	if (end == h || *end != '-' || a < 0 || a > VN_RANGE_MAX)
 		return false;
 	h = end + 1;
 	if (*h)
 	{
 		b = strtol(h, &end, 10);
-		if (end == h || *end != '\0' || b < a)
+		if (end == h || *end != '\0' || b < a || b > VN_RANGE_MAX)
 			return false;
 	}
 	*offset = a;

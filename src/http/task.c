@@ -16,6 +16,12 @@
  * request; no code here changes the signal mask, the floating-point
  * control words or anything else a switch would have to carry.  Elsewhere
  * the portable ucontext functions do the same job.
+ *
+ * Under AddressSanitizer every switch is announced to it
+ * (__sanitizer_start_switch_fiber before, __sanitizer_finish_switch_fiber
+ * after), or it would take a task's stack for a wild overflow of the
+ * thread's and report or miss errors; a reused stack is unpoisoned first.
+ * Without ASan the VN_ASAN_* macros are empty.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,6 +32,40 @@
 
 #if !defined(__x86_64__)
 #include <ucontext.h>
+#endif
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VN_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(VN_ASAN)
+#define VN_ASAN 1
+#endif
+
+#ifdef VN_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+/* the resumer, about to run the task */
+#define VN_ASAN_ENTER(task) \
+	__sanitizer_start_switch_fiber(&(task)->caller_fake, (task)->stack_lo, VN_TASK_STACK)
+/* the resumer, back from the task */
+#define VN_ASAN_ENTERED_BACK(task) \
+	__sanitizer_finish_switch_fiber((task)->caller_fake, NULL, NULL)
+/* the task, now running: learns whose stack it left */
+#define VN_ASAN_STARTED(task, fake) \
+	__sanitizer_finish_switch_fiber((fake), &(task)->caller_lo, &(task)->caller_size)
+/* the task, about to switch back (fakep NULL: for good, its fake stack goes) */
+#define VN_ASAN_LEAVE(task, fakep) \
+	__sanitizer_start_switch_fiber((fakep), (task)->caller_lo, (task)->caller_size)
+#define VN_ASAN_FRESH(task) \
+	ASAN_UNPOISON_MEMORY_REGION((task)->stack_lo, VN_TASK_STACK)
+#else
+#define VN_ASAN_ENTER(task) ((void) 0)
+#define VN_ASAN_ENTERED_BACK(task) ((void) 0)
+#define VN_ASAN_STARTED(task, fake) ((void) 0)
+#define VN_ASAN_LEAVE(task, fakep) ((void) 0)
+#define VN_ASAN_FRESH(task) ((void) 0)
 #endif
 
 #define VN_TASK_STACK	(256 * 1024)
@@ -45,6 +85,13 @@ struct VnTask
 	bool		finished;
 	char	   *stack;			/* the mapping, guard page included */
 	VnTask	   *next_free;
+#ifdef VN_ASAN
+	void	   *stack_lo;		/* above the guard page */
+	void	   *fake;			/* ASan's fake stack of the task, while switched out */
+	void	   *caller_fake;	/* the resumer's, while the task runs */
+	const void *caller_lo;		/* the resumer's stack */
+	size_t		caller_size;
+#endif
 };
 
 static __thread VnTask *current;
@@ -98,8 +145,10 @@ __asm__(
 void
 vn_task_main(VnTask *task)
 {
+	VN_ASAN_STARTED(task, NULL);
 	task->fn(task->arg);
 	task->finished = true;
+	VN_ASAN_LEAVE(task, NULL);
 	vn_switch(&task->sp, task->caller_sp);
 	abort();					/* a finished task is never switched into */
 }
@@ -131,7 +180,9 @@ switch_in(VnTask *task)
 	VnTask	   *outer = current;
 
 	current = task;
+	VN_ASAN_ENTER(task);
 	vn_switch(&task->caller_sp, task->sp);
+	VN_ASAN_ENTERED_BACK(task);
 	current = outer;
 }
 
@@ -142,7 +193,9 @@ vn_task_yield(void)
 
 	if (task == NULL)
 		abort();				/* nothing to yield to: a programming error */
+	VN_ASAN_LEAVE(task, &task->fake);
 	vn_switch(&task->sp, task->caller_sp);
+	VN_ASAN_STARTED(task, task->fake);
 }
 
 #else							/* portable: ucontext */
@@ -152,8 +205,10 @@ trampoline(unsigned int hi, unsigned int lo)
 {
 	VnTask	   *task = (VnTask *) (((uintptr_t) hi << 32) | (uintptr_t) lo);
 
+	VN_ASAN_STARTED(task, NULL);
 	task->fn(task->arg);
 	task->finished = true;
+	VN_ASAN_LEAVE(task, NULL);
 	/* returning switches to uc_link: the caller's context */
 }
 
@@ -176,8 +231,10 @@ switch_in(VnTask *task)
 	VnTask	   *outer = current;
 
 	current = task;
+	VN_ASAN_ENTER(task);
 	if (swapcontext(&task->caller, &task->context) != 0)
 		abort();
+	VN_ASAN_ENTERED_BACK(task);
 	current = outer;
 }
 
@@ -188,8 +245,10 @@ vn_task_yield(void)
 
 	if (task == NULL)
 		abort();				/* nothing to yield to: a programming error */
+	VN_ASAN_LEAVE(task, &task->fake);
 	if (swapcontext(&task->context, &task->caller) != 0)
 		abort();
+	VN_ASAN_STARTED(task, task->fake);
 }
 
 #endif
@@ -218,6 +277,10 @@ vn_task_start(void (*fn) (void *), void *arg)
 	task->fn = fn;
 	task->arg = arg;
 	task->finished = false;
+#ifdef VN_ASAN
+	task->stack_lo = task->stack + page;
+#endif
+	VN_ASAN_FRESH(task);
 	make_context(task, page);
 	switch_in(task);
 	return task;

@@ -81,7 +81,15 @@ async function seed() {
   }
 }
 
+// The front under test: VENTROS_HTTP_BIN (scripts/test sets it to the
+// ASan+UBSan build, src/http/ventros-http-asan, for its sanitizer pass).
+export const HTTP_BIN = process.env.VENTROS_HTTP_BIN || path.join(ROOT, 'src/http/ventros-http');
+// What a sanitizer prints when it finds something (ASAN_OPTIONS halt_on_error
+// and -fno-sanitize-recover make the front stop there, too).
+export const SANITIZER_REPORT = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/;
+
 // Starts ventros-http for this test file; resolves once /health answers.
+// stop() throws when the front's stderr holds a sanitizer report.
 export async function startServer(env = {}) {
   // nothing may answer on our port yet: the tests must talk to their own server
   const stranger = await fetch(`${BASE}/health`).then(() => true, () => false);
@@ -89,7 +97,7 @@ export async function startServer(env = {}) {
   await seed();
   const secretFile = path.join(RUN, 'http_test_secret');
   fs.writeFileSync(secretFile, SECRET + '\n', { mode: 0o600 });
-  const child = spawn(path.join(ROOT, 'src/http/ventros-http'), [], {
+  const child = spawn(HTTP_BIN, [], {
     env: {
       ...process.env,
       VENTROS_HTTP_DB: `host=${RUN}/sock port=${process.env.PGPORT} dbname=ventros user=ventros_http_test password=http-test-password`,
@@ -107,7 +115,15 @@ export async function startServer(env = {}) {
   for (let i = 0; i < 200; i++) {
     try {
       const r = await fetch(`${BASE}/health`);
-      if (r.ok) return { child, log, stop: async () => { child.kill('SIGTERM'); await exited; } };
+      if (r.ok) {
+        const stop = async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          await exited;
+          const text = log.join('');
+          if (SANITIZER_REPORT.test(text)) throw new Error('ventros-http: sanitizer report\n' + text.slice(-8000));
+        };
+        return { child, log, stop };
+      }
     } catch { /* not listening yet */ }
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 50));
