@@ -552,6 +552,21 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 	return *isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* The columns of claim's statement, in its SELECT order (SPI attribute numbers). */
+typedef enum VnHttpClaimColumn
+{
+	HC_TENANT_ID = 1,
+	HC_ID,
+	HC_METHOD,
+	HC_URL,
+	HC_HEADER_LINES,
+	HC_BODY,
+	HC_ATTEMPTS,
+	HC_TIMEOUT_MS,
+	HC_RETRY_POLICY,
+	HC_MAX_RESPONSE_SIZE
+} VnHttpClaimColumn;
+
 /*
  * claim
  *		Claims up to n due requests in one transaction and starts them after
@@ -593,11 +608,11 @@ claim(int n, TimestampTz *next_due)
 		char	   *policy;
 
 		req->ctx = ctx;
-		req->tenant_id = copy_text(tup, desc, 1, &isnull);
-		req->id = copy_text(tup, desc, 2, &isnull);
-		req->method = copy_text(tup, desc, 3, &isnull);
-		req->url = copy_text(tup, desc, 4, &isnull);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
+		req->tenant_id = copy_text(tup, desc, HC_TENANT_ID, &isnull);
+		req->id = copy_text(tup, desc, HC_ID, &isnull);
+		req->method = copy_text(tup, desc, HC_METHOD, &isnull);
+		req->url = copy_text(tup, desc, HC_URL, &isnull);
+		d = SPI_getbinval(tup, desc, HC_HEADER_LINES, &isnull);
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -621,7 +636,7 @@ claim(int n, TimestampTz *next_due)
 				req->header_lines[req->nheaders++] = line;
 			}
 		}
-		d = SPI_getbinval(tup, desc, 6, &isnull);
+		d = SPI_getbinval(tup, desc, HC_BODY, &isnull);
 		if (!isnull)
 		{
 			bytea	   *b = DatumGetByteaPCopy(d);
@@ -630,12 +645,12 @@ claim(int n, TimestampTz *next_due)
 			req->body = VARDATA(b);
 			req->body_len = VARSIZE(b) - VARHDRSZ;
 		}
-		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-		d = SPI_getbinval(tup, desc, 8, &isnull);
+		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, HC_ATTEMPTS, &isnull));
+		d = SPI_getbinval(tup, desc, HC_TIMEOUT_MS, &isnull);
 		req->timeout_ms = isnull ? 0 : DatumGetInt32(d);
-		d = SPI_getbinval(tup, desc, 10, &isnull);
+		d = SPI_getbinval(tup, desc, HC_MAX_RESPONSE_SIZE, &isnull);
 		req->max_response_size = isnull ? vn_http_max_response_size : DatumGetInt32(d);
-		policy = copy_text(tup, desc, 9, &isnull);
+		policy = copy_text(tup, desc, HC_RETRY_POLICY, &isnull);
 		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
 		MemoryContextSwitchTo(spi);
 		reqs[i] = req;
@@ -1058,9 +1073,6 @@ vn_http_worker_init(void)
 							NULL, NULL, NULL);
 
 
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
-		return;
-	vn_http_wake_target = vn_wake_register(vn_http_find_latch);
-	vn_worker_define(&http_kind, 1);
+	vn_http_wake_target = vn_worker_define(&http_kind, 1, vn_http_find_latch);
 	vn_worker_register(&http_kind, 0, "ventros http dispatcher", vn_http_database);
 }

@@ -230,10 +230,7 @@ vn_inbox_worker_init(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
-		return;
-	vn_inbox_wake_target = vn_wake_register(vn_inbox_find_latch);
-	vn_worker_define(&inbox_kind, vn_inbox_workers);
+	vn_inbox_wake_target = vn_worker_define(&inbox_kind, vn_inbox_workers, vn_inbox_find_latch);
 	for (int i = 0; i < vn_inbox_workers; i++)
 	{
 		char		name[BGW_MAXLEN];

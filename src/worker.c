@@ -86,15 +86,28 @@ vn_worker_shmem_init(void *segment)
 }
 
 /*
- * vn_worker_define
- *		Declare a kind with nslots slots: its shared segment and its place
- *		in ventros.worker_status().  Only from _PG_init while preloading.
+ * vn_worker_preloading
+ *		Whether workers are registered: _PG_init while preloading, except in
+ *		a binary upgrade.
  */
-void
-vn_worker_define(VnWorkerKind *kind, int nslots)
+bool
+vn_worker_preloading(void)
 {
-	if (!process_shared_preload_libraries_in_progress)
-		return;
+	return process_shared_preload_libraries_in_progress && !IsBinaryUpgrade;
+}
+
+/*
+ * vn_worker_define
+ *		Declare a kind with nslots slots: its shared segment, its place in
+ *		ventros.worker_status(), and (find_latch not NULL) the wake at
+ *		commit of its workers.  Returns the wake-up target for
+ *		vn_wake_at_commit (-1: none).  A no-op unless vn_worker_preloading.
+ */
+int
+vn_worker_define(VnWorkerKind *kind, int nslots, VnFindLatch find_latch)
+{
+	if (!vn_worker_preloading())
+		return -1;
 	if (vn_worker_nkinds >= VN_WORKER_MAX_KINDS)
 		elog(ERROR, "too many kinds of Ventros workers");
 	Assert(kind->slot_size >= sizeof(VnWorkerSlot));
@@ -104,17 +117,21 @@ vn_worker_define(VnWorkerKind *kind, int nslots)
 					  offsetof(VnWorkerShared, slots) + kind->slot_size * nslots,
 					  (void **) &kind->shared, vn_worker_shmem_init);
 	vn_worker_kinds[vn_worker_nkinds++] = kind;
+	return find_latch != NULL ? vn_wake_register(find_latch) : -1;
 }
 
 /*
  * vn_worker_register
- *		Register the worker of a slot: named name, connecting to database.
+ *		Register the worker of a slot: named name, connecting to database
+ *		(after vn_worker_define; a no-op unless vn_worker_preloading).
  */
 void
 vn_worker_register(VnWorkerKind *kind, int slot, const char *name, const char *database)
 {
 	BackgroundWorker worker;
 
+	if (!vn_worker_preloading())
+		return;
 	Assert(slot >= 0 && slot < kind->nslots);
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -14,6 +14,8 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
+#include "shmem.h"
+
 #define VN_WORKER_ERRLEN 512
 
 /*
@@ -55,7 +57,8 @@ typedef struct VnWorkerKind
 } VnWorkerKind;
 
 /* in worker.c: in the postmaster (_PG_init) */
-extern void vn_worker_define(VnWorkerKind *kind, int nslots);
+extern bool vn_worker_preloading(void);
+extern int	vn_worker_define(VnWorkerKind *kind, int nslots, VnFindLatch find_latch);
 extern void vn_worker_register(VnWorkerKind *kind, int slot, const char *name, const char *database);
 
 /* in worker.c: in any process */
