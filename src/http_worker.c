@@ -31,10 +31,9 @@
  * memory.  An aborted transaction wakes nobody.  The worker also sleeps no
  * longer than until the next due retry and ventros.http_poll_interval.
  *
- * Shared memory: one VnHttpShared, every field protected by the spinlock
- * "mutex"; the worker writes it, backends read it (wake-up, status view).
- * SetLatch is called after releasing the spinlock: the latch lives in the
- * PGPROC array, which outlives any worker.
+ * The worker runs on the worker kit (worker.c): registration, its shared
+ * slot (the kit's part, then its counters), attach, loop, transaction
+ * steps and the install check are the kit's.
  *
  * Memory: each request lives in its own context under the worker's
  * http_ctx, deleted once its outcome is committed; curl handles are freed
@@ -59,14 +58,9 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
-#include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -79,27 +73,21 @@
 #include "ssrf.h"
 #include "shmem.h"
 #include "trigger.h"
+#include "worker.h"
 
-#define VN_HTTP_RESTART_SECONDS 1
-#define VN_HTTP_ERRLEN 512
 #define VN_HTTP_LEASE_MARGIN_S 60
 #define VN_HTTP_MAX_ROW_TIMEOUT_S 600
 
-typedef struct VnHttpShared
+/* The dispatcher's shared slot: the kit's part, then its counters. */
+typedef struct VnHttpSlot
 {
-	slock_t		mutex;
-	pid_t		pid;			/* 0 when no worker runs */
-	Latch	   *latch;
-	TimestampTz started_at;
+	VnWorkerSlot w;
 	int			in_flight;
 	int64		succeeded;
 	int64		failed_attempts;
 	int64		refused;
 	TimestampTz last_activity_at;
-	TimestampTz last_error_at;
-	char		database[NAMEDATALEN];
-	char		last_error[VN_HTTP_ERRLEN];
-} VnHttpShared;
+} VnHttpSlot;
 
 /* One claimed request, from claim to recorded outcome. */
 typedef struct VnHttpReq
@@ -155,13 +143,22 @@ static int	vn_http_retry_after_max = 86400;
 static int	vn_http_max_response_size = 65536;
 static int	vn_http_poll_interval = 1000;
 
-/* shared memory */
-static VnHttpShared *vn_http_shared = NULL;
+static VnWorkerKind http_kind = {
+	.type = "ventros http dispatcher",
+	.main = "vn_http_worker_main",
+	.slot_size = sizeof(VnHttpSlot),
+};
+
+/* what the dispatcher calls: there once the extension is */
+static const char *const http_functions[] = {
+	"ventros.http_record_attempt(text,uuid,integer,boolean,boolean,bigint,integer,text,bytea,boolean,text)",
+};
 
 /* backend: this transaction changed the queue */
 static int	vn_http_wake_target = -1;	/* set in the postmaster, inherited */
 
 /* worker state (the worker process only) */
+static VnHttpSlot *my_slot = NULL;
 static MemoryContext http_ctx = NULL;
 static CURLM *multi = NULL;
 static VnSock *socks = NULL;
@@ -176,24 +173,6 @@ static bool queued_by_handler = false;
 PG_FUNCTION_INFO_V1(ventros_http_requests_wake);
 PG_FUNCTION_INFO_V1(ventros_http_dispatcher_state);
 
-/* ---- shared memory ------------------------------------------------------ */
-
-/* A new segment is zeroed by shmem.c; this sets up its spinlock. */
-static void
-vn_http_shmem_init(void *segment)
-{
-	SpinLockInit(&((VnHttpShared *) segment)->mutex);
-}
-
-static void
-set_error(const char *msg)
-{
-	SpinLockAcquire(&vn_http_shared->mutex);
-	strlcpy(vn_http_shared->last_error, msg, VN_HTTP_ERRLEN);
-	vn_http_shared->last_error_at = GetCurrentTimestamp();
-	SpinLockRelease(&vn_http_shared->mutex);
-}
-
 /* ---- wake-up at commit --------------------------------------------------- */
 
 void
@@ -206,15 +185,7 @@ vn_http_wake_at_commit(void)
 static Latch *
 vn_http_find_latch(void)
 {
-	Latch	   *latch = NULL;
-
-	if (vn_http_shared == NULL)
-		return NULL;
-	SpinLockAcquire(&vn_http_shared->mutex);
-	if (vn_http_shared->pid != 0 && vn_http_shared->pid != MyProcPid)
-		latch = vn_http_shared->latch;
-	SpinLockRelease(&vn_http_shared->mutex);
-	return latch;
+	return vn_worker_find_latch(&http_kind, 0, InvalidOid);
 }
 
 /*
@@ -551,46 +522,13 @@ harvest(void)
 
 /* ---- transactions -------------------------------------------------------- */
 
-/*
- * begin_xact, end_xact
- *		One short transaction with SPI; end_xact returns to the memory
- *		context that was current before begin_xact (the loop's).
- */
-static MemoryContext
-begin_xact(const char *activity)
-{
-	MemoryContext old = CurrentMemoryContext;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-	return old;
-}
-
-static void
-end_xact(MemoryContext old)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(old);
-}
-
 static bool
 schema_ready(void)
 {
 	bool		ready;
-	MemoryContext old = begin_xact("checking for ventros.http_requests");
+	MemoryContext old = vn_worker_begin("checking for ventros.http_requests");
 
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.http_record_attempt(text,uuid,integer,boolean,boolean,bigint,integer,text,bytea,boolean,text)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not check for the ventros extension");
-	ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &(bool){false}));
+	ready = vn_worker_missing_function(http_functions, lengthof(http_functions)) == NULL;
 	if (ready)
 	{
 		int			n;
@@ -602,7 +540,7 @@ schema_ready(void)
 			ereport(LOG,
 					(errmsg("ventros http dispatcher put %d interrupted requests back in the queue", n)));
 	}
-	end_xact(old);
+	vn_worker_end(old);
 	return ready;
 }
 
@@ -613,6 +551,21 @@ copy_text(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 
 	return *isnull ? NULL : TextDatumGetCString(d);
 }
+
+/* The columns of claim's statement, in its SELECT order (SPI attribute numbers). */
+typedef enum VnHttpClaimColumn
+{
+	HC_TENANT_ID = 1,
+	HC_ID,
+	HC_METHOD,
+	HC_URL,
+	HC_HEADER_LINES,
+	HC_BODY,
+	HC_ATTEMPTS,
+	HC_TIMEOUT_MS,
+	HC_RETRY_POLICY,
+	HC_MAX_RESPONSE_SIZE
+} VnHttpClaimColumn;
 
 /*
  * claim
@@ -638,7 +591,7 @@ claim(int n, TimestampTz *next_due)
 
 	values[0] = Int32GetDatum(n);
 	values[1] = Float8GetDatum((double) (Max(vn_http_timeout / 1000, VN_HTTP_MAX_ROW_TIMEOUT_S) + VN_HTTP_LEASE_MARGIN_S));
-	old = begin_xact("claiming http requests");
+	old = vn_worker_begin("claiming http requests");
 	if (SPI_execute_with_args(sql, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not claim http requests");
 	count = SPI_processed;
@@ -655,11 +608,11 @@ claim(int n, TimestampTz *next_due)
 		char	   *policy;
 
 		req->ctx = ctx;
-		req->tenant_id = copy_text(tup, desc, 1, &isnull);
-		req->id = copy_text(tup, desc, 2, &isnull);
-		req->method = copy_text(tup, desc, 3, &isnull);
-		req->url = copy_text(tup, desc, 4, &isnull);
-		d = SPI_getbinval(tup, desc, 5, &isnull);
+		req->tenant_id = copy_text(tup, desc, HC_TENANT_ID, &isnull);
+		req->id = copy_text(tup, desc, HC_ID, &isnull);
+		req->method = copy_text(tup, desc, HC_METHOD, &isnull);
+		req->url = copy_text(tup, desc, HC_URL, &isnull);
+		d = SPI_getbinval(tup, desc, HC_HEADER_LINES, &isnull);
 		if (!isnull)
 		{
 			Datum	   *elems;
@@ -683,7 +636,7 @@ claim(int n, TimestampTz *next_due)
 				req->header_lines[req->nheaders++] = line;
 			}
 		}
-		d = SPI_getbinval(tup, desc, 6, &isnull);
+		d = SPI_getbinval(tup, desc, HC_BODY, &isnull);
 		if (!isnull)
 		{
 			bytea	   *b = DatumGetByteaPCopy(d);
@@ -692,12 +645,12 @@ claim(int n, TimestampTz *next_due)
 			req->body = VARDATA(b);
 			req->body_len = VARSIZE(b) - VARHDRSZ;
 		}
-		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
-		d = SPI_getbinval(tup, desc, 8, &isnull);
+		req->attempt = DatumGetInt32(SPI_getbinval(tup, desc, HC_ATTEMPTS, &isnull));
+		d = SPI_getbinval(tup, desc, HC_TIMEOUT_MS, &isnull);
 		req->timeout_ms = isnull ? 0 : DatumGetInt32(d);
-		d = SPI_getbinval(tup, desc, 10, &isnull);
+		d = SPI_getbinval(tup, desc, HC_MAX_RESPONSE_SIZE, &isnull);
 		req->max_response_size = isnull ? vn_http_max_response_size : DatumGetInt32(d);
-		policy = copy_text(tup, desc, 9, &isnull);
+		policy = copy_text(tup, desc, HC_RETRY_POLICY, &isnull);
 		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
 		MemoryContextSwitchTo(spi);
 		reqs[i] = req;
@@ -716,17 +669,17 @@ claim(int n, TimestampTz *next_due)
 				*next_due = DatumGetTimestampTz(d);
 		}
 	}
-	end_xact(old);
+	vn_worker_end(old);
 
 	for (i = 0; i < count; i++)
 		start_request(reqs[i]);
 	pfree(reqs);
 	if (count > 0)
 	{
-		SpinLockAcquire(&vn_http_shared->mutex);
-		vn_http_shared->in_flight = in_flight;
-		vn_http_shared->last_activity_at = GetCurrentTimestamp();
-		SpinLockRelease(&vn_http_shared->mutex);
+		vn_worker_lock(&http_kind);
+		my_slot->in_flight = in_flight;
+		my_slot->last_activity_at = GetCurrentTimestamp();
+		vn_worker_unlock(&http_kind);
 	}
 	return count;
 }
@@ -757,7 +710,7 @@ record_done(void)
 	if (done_head == NULL)
 		return false;
 	queued_by_handler = false;
-	old = begin_xact("recording http request outcomes");
+	old = vn_worker_begin("recording http request outcomes");
 	for (req = done_head; req != NULL; req = req->next)
 	{
 		Datum		v[11];
@@ -809,20 +762,18 @@ record_done(void)
 			last_error = req->error;
 		}
 	}
-	end_xact(old);
+	vn_worker_end(old);
 
-	SpinLockAcquire(&vn_http_shared->mutex);
-	vn_http_shared->succeeded += ok;
-	vn_http_shared->failed_attempts += bad;
-	vn_http_shared->refused += refused;
-	vn_http_shared->in_flight = in_flight;
-	vn_http_shared->last_activity_at = GetCurrentTimestamp();
+	/* a request's error is its row's: shown, not logged */
+	vn_worker_lock(&http_kind);
+	my_slot->succeeded += ok;
+	my_slot->failed_attempts += bad;
+	my_slot->refused += refused;
+	my_slot->in_flight = in_flight;
+	my_slot->last_activity_at = GetCurrentTimestamp();
 	if (last_error != NULL)
-	{
-		strlcpy(vn_http_shared->last_error, last_error, VN_HTTP_ERRLEN);
-		vn_http_shared->last_error_at = vn_http_shared->last_activity_at;
-	}
-	SpinLockRelease(&vn_http_shared->mutex);
+		vn_worker_note_error(&my_slot->w, last_error, my_slot->last_activity_at);
+	vn_worker_unlock(&http_kind);
 
 	while (done_head != NULL)
 	{
@@ -911,14 +862,13 @@ ms_until(TimestampTz t, TimestampTz now)
 	return (long) Min((t - now + 999) / 1000, (TimestampTz) INT_MAX);
 }
 
+/* before the kit clears the slot: nothing is in flight any more */
 static void
 worker_exit(int code, Datum arg)
 {
-	SpinLockAcquire(&vn_http_shared->mutex);
-	vn_http_shared->pid = 0;
-	vn_http_shared->latch = NULL;
-	vn_http_shared->in_flight = 0;
-	SpinLockRelease(&vn_http_shared->mutex);
+	vn_worker_lock(&http_kind);
+	my_slot->in_flight = 0;
+	vn_worker_unlock(&http_kind);
 }
 
 void
@@ -927,36 +877,13 @@ vn_http_worker_main(Datum main_arg)
 	bool		ready = false;
 	TimestampTz next_ready_check = 0;
 	TimestampTz next_claim_at = 0;
-	MemoryContext loop_ctx;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(vn_http_database, NULL, 0);
-	/*
-	 * Its statements run on tenants' data (handlers, webhook payloads): an
-	 * LLVM compilation is not interrupted by statement_timeout, so a row
-	 * shaped to make a plan expensive could hold the worker far past it.
-	 */
-	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
-	pgstat_report_appname("ventros http dispatcher");
-
-	if (vn_http_shared == NULL)
-		elog(FATAL, "ventros http dispatcher: shared memory is not set up");
-	SpinLockAcquire(&vn_http_shared->mutex);
-	vn_http_shared->pid = MyProcPid;
-	vn_http_shared->latch = MyLatch;
-	vn_http_shared->started_at = GetCurrentTimestamp();
-	vn_http_shared->in_flight = 0;
-	strlcpy(vn_http_shared->database, vn_http_database, NAMEDATALEN);
-	SpinLockRelease(&vn_http_shared->mutex);
+	my_slot = (VnHttpSlot *) vn_worker_attach(&http_kind, main_arg);
 	before_shmem_exit(worker_exit, (Datum) 0);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		elog(FATAL, "ventros http dispatcher: curl_global_init failed");
 	http_ctx = AllocSetContextCreate(TopMemoryContext, "ventros http dispatcher",
-									 ALLOCSET_DEFAULT_SIZES);
-	loop_ctx = AllocSetContextCreate(TopMemoryContext, "ventros http loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	maxsocks = 16;
 	socks = MemoryContextAlloc(http_ctx, sizeof(VnSock) * maxsocks);
@@ -971,14 +898,7 @@ vn_http_worker_main(Datum main_arg)
 		TimestampTz now;
 		long		timeout;
 
-		CHECK_FOR_INTERRUPTS();
-		MemoryContextReset(loop_ctx);
-		MemoryContextSwitchTo(loop_ctx);
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		(void) vn_worker_loop_top();
 
 		now = GetCurrentTimestamp();
 		if (!ready && now >= next_ready_check)
@@ -986,11 +906,11 @@ vn_http_worker_main(Datum main_arg)
 			ready = schema_ready();
 			if (!ready)
 			{
-				char		msg[VN_HTTP_ERRLEN];
+				char		msg[VN_WORKER_ERRLEN];
 
 				snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"",
 						 vn_http_database);
-				set_error(msg);
+				vn_worker_set_error(msg);
 				next_ready_check = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
 			}
 		}
@@ -1040,35 +960,33 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	Datum		v[10];
 	bool		nulls[10];
-	VnHttpShared copy;
+	VnHttpSlot	copy;
 
-	if (vn_http_shared == NULL)
+	if (http_kind.shared == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the ventros http dispatcher is not running"),
 				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	SpinLockAcquire(&vn_http_shared->mutex);
-	memcpy(&copy, vn_http_shared, sizeof(copy));
-	SpinLockRelease(&vn_http_shared->mutex);
+	vn_worker_copy_slot(&http_kind, 0, InvalidOid, &copy);
 
 	memset(nulls, 0, sizeof(nulls));
-	v[0] = Int32GetDatum(copy.pid);
-	nulls[0] = copy.pid == 0;
-	v[1] = CStringGetTextDatum(copy.database[0] ? copy.database : (vn_http_database ? vn_http_database : ""));
-	v[2] = TimestampTzGetDatum(copy.started_at);
-	nulls[2] = copy.pid == 0 || copy.started_at == 0;
+	v[0] = Int32GetDatum(copy.w.pid);
+	nulls[0] = copy.w.pid == 0;
+	v[1] = CStringGetTextDatum(copy.w.database[0] ? copy.w.database : (vn_http_database ? vn_http_database : ""));
+	v[2] = TimestampTzGetDatum(copy.w.started_at);
+	nulls[2] = copy.w.pid == 0 || copy.w.started_at == 0;
 	v[3] = Int32GetDatum(copy.in_flight);
 	v[4] = Int64GetDatum(copy.succeeded);
 	v[5] = Int64GetDatum(copy.failed_attempts);
 	v[6] = Int64GetDatum(copy.refused);
 	v[7] = TimestampTzGetDatum(copy.last_activity_at);
 	nulls[7] = copy.last_activity_at == 0;
-	v[8] = TimestampTzGetDatum(copy.last_error_at);
-	nulls[8] = copy.last_error_at == 0;
-	v[9] = CStringGetTextDatum(copy.last_error);
-	nulls[9] = copy.last_error[0] == '\0';
+	v[8] = TimestampTzGetDatum(copy.w.last_error_at);
+	nulls[8] = copy.w.last_error_at == 0;
+	v[9] = CStringGetTextDatum(copy.w.last_error);
+	nulls[9] = copy.w.last_error[0] == '\0';
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls)));
 }
 
@@ -1082,8 +1000,6 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 void
 vn_http_worker_init(void)
 {
-	BackgroundWorker worker;
-
 	vn_ssrf_init();
 	DefineCustomStringVariable("ventros.http_database",
 							   "Database whose ventros.http_requests the HTTP dispatcher delivers.",
@@ -1157,19 +1073,6 @@ vn_http_worker_init(void)
 							NULL, NULL, NULL);
 
 
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
-		return;
-	vn_http_wake_target = vn_wake_register(vn_http_find_latch);
-	vn_shmem_register("ventros http dispatcher", sizeof(VnHttpShared), (void **) &vn_http_shared,
-					  vn_http_shmem_init);
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = VN_HTTP_RESTART_SECONDS;
-	strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "vn_http_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "ventros http dispatcher", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "ventros http dispatcher", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	vn_http_wake_target = vn_worker_define(&http_kind, 1, vn_http_find_latch);
+	vn_worker_register(&http_kind, 0, "ventros http dispatcher", vn_http_database);
 }

@@ -25,43 +25,28 @@
  *
  * Wake-up: the statement trigger ventros.inbox_wake on ventros.inbox sets a
  * backend-local flag through vn_wake_at_commit (shmem.c); at commit the
- * first processor's latch is set.  Shared memory holds only the processors'
- * pids and latches, under a spinlock.
+ * first processor's latch is set.  The processors run on the worker kit
+ * (worker.c): their slots hold only the kit's part (pid, latch, last error).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/proc.h"
-#include "storage/spin.h"
-#include "tcop/tcopprot.h"
 #include "utils/guc.h"
-#include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
 #include "inbox_worker.h"
 #include "shmem.h"
 #include "trigger.h"
+#include "worker.h"
 
-#define VN_INBOX_RESTART_SECONDS 1
 #define VN_INBOX_MAX_WORKERS 8
-
-typedef struct VnInboxShared
-{
-	slock_t		mutex;
-	pid_t		pid[VN_INBOX_MAX_WORKERS];	/* 0: not running */
-	Latch	   *latch[VN_INBOX_MAX_WORKERS];
-} VnInboxShared;
 
 /* GUCs */
 static char *vn_inbox_database = NULL;
@@ -77,42 +62,27 @@ static const struct config_enum_entry vn_inbox_processing_options[] = {
 	{NULL, 0, false}
 };
 
-static VnInboxShared *vn_inbox_shared = NULL;
+/* A processor's slot holds only the kit's part. */
+static VnWorkerKind inbox_kind = {
+	.type = "ventros inbox processor",
+	.main = "vn_inbox_worker_main",
+	.slot_size = sizeof(VnWorkerSlot),
+};
+
 static int	vn_inbox_wake_target = -1;	/* set in the postmaster, inherited */
 
+/* what the processor calls: the first is there once the extension is */
+static const char *const inbox_functions[] = {
+	"ventros.process_inbox(integer,timestamp with time zone)",
+};
+
 PG_FUNCTION_INFO_V1(ventros_inbox_wake);
-
-static void
-vn_inbox_shmem_init(void *segment)
-{
-	SpinLockInit(&((VnInboxShared *) segment)->mutex);
-}
-
-/*
- * The latch of the first running processor from index `from` on (never our
- * own process), or NULL.
- */
-static Latch *
-find_latch_from(int from)
-{
-	Latch	   *latch = NULL;
-	int			i;
-
-	if (vn_inbox_shared == NULL)
-		return NULL;
-	SpinLockAcquire(&vn_inbox_shared->mutex);
-	for (i = from; i < VN_INBOX_MAX_WORKERS && latch == NULL; i++)
-		if (vn_inbox_shared->pid[i] != 0 && vn_inbox_shared->pid[i] != MyProcPid)
-			latch = vn_inbox_shared->latch[i];
-	SpinLockRelease(&vn_inbox_shared->mutex);
-	return latch;
-}
 
 /* The wake at commit goes to the first processor; see the loop for the rest. */
 static Latch *
 vn_inbox_find_latch(void)
 {
-	return find_latch_from(0);
+	return vn_worker_find_latch(&inbox_kind, 0, InvalidOid);
 }
 
 /*
@@ -139,22 +109,23 @@ static int
 process_batch(bool *ready)
 {
 	int			taken = 0;
-	bool		isnull;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "processing ventros.inbox");
+	MemoryContext caller = vn_worker_begin("processing ventros.inbox");
 
 	/* until the extension is there (the database may be new), look for it */
 	if (!*ready)
 	{
-		if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.process_inbox(integer,timestamp with time zone)') IS NOT NULL",
-						true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "could not check for the ventros extension");
-		*ready = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		const char *missing = vn_worker_missing_function(inbox_functions, lengthof(inbox_functions));
+
+		*ready = missing == NULL;
+		if (missing != NULL)
+		{
+			char		msg[VN_WORKER_ERRLEN];
+
+			snprintf(msg, sizeof(msg), "function %s is missing in database \"%s\": the extension is not installed, "
+					 "or its SQL is older than the loaded library",
+					 missing, get_database_name(MyDatabaseId));
+			vn_worker_set_error(msg);
+		}
 	}
 	if (!*ready)
 		taken = -1;
@@ -163,6 +134,7 @@ process_batch(bool *ready)
 		Datum		arg = Int32GetDatum(vn_inbox_batch_size);
 		Oid			argtype = INT4OID;
 		Datum		sum;
+		bool		isnull;
 
 		if (SPI_execute_with_args("SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
 								  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
@@ -170,24 +142,8 @@ process_batch(bool *ready)
 		sum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		taken = isnull ? 0 : DatumGetInt32(sum);
 	}
-
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	vn_worker_end(caller);
 	return taken;
-}
-
-static void
-worker_exit(int code, Datum arg)
-{
-	int			index = DatumGetInt32(arg);
-
-	SpinLockAcquire(&vn_inbox_shared->mutex);
-	vn_inbox_shared->pid[index] = 0;
-	vn_inbox_shared->latch[index] = NULL;
-	SpinLockRelease(&vn_inbox_shared->mutex);
 }
 
 void
@@ -196,40 +152,12 @@ vn_inbox_worker_main(Datum main_arg)
 	int			index = DatumGetInt32(main_arg);
 	bool		ready = false;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(vn_inbox_database, NULL, 0);
-	/*
-	 * Its statements run on tenants' data (handlers, webhook payloads): an
-	 * LLVM compilation is not interrupted by statement_timeout, so a row
-	 * shaped to make a plan expensive could hold the worker far past it.
-	 */
-	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
-	pgstat_report_appname("ventros inbox processor");
-
-	if (vn_inbox_shared == NULL)
-		elog(FATAL, "ventros inbox processor: shared memory is not set up");
-	if (index < 0 || index >= VN_INBOX_MAX_WORKERS)
-		elog(FATAL, "ventros inbox processor: bad worker index %d", index);
-	SpinLockAcquire(&vn_inbox_shared->mutex);
-	vn_inbox_shared->pid[index] = MyProcPid;
-	vn_inbox_shared->latch[index] = MyLatch;
-	SpinLockRelease(&vn_inbox_shared->mutex);
-	before_shmem_exit(worker_exit, Int32GetDatum(index));
-
+	vn_worker_attach(&inbox_kind, main_arg);
 	for (;;)
 	{
 		int			taken;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		/* Reset before working: a wake-up during the batch is not lost. */
-		ResetLatch(MyLatch);
+		(void) vn_worker_loop_top();
 		for (;;)
 		{
 			Latch	   *next;
@@ -242,21 +170,19 @@ vn_inbox_worker_main(Datum main_arg)
 			 * so the items are shared (SKIP LOCKED keeps each item to one);
 			 * it wakes the one after it in turn.
 			 */
-			next = find_latch_from(index + 1);
+			next = vn_worker_find_latch(&inbox_kind, index + 1, InvalidOid);
 			if (next != NULL)
 				SetLatch(next);
+			CHECK_FOR_INTERRUPTS();
 		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 vn_inbox_poll_interval, PG_WAIT_EXTENSION);
+		/* the latch is reset when it wakes us: a wake-up during a batch is not lost */
+		(void) vn_worker_wait(vn_inbox_poll_interval, PGINVALID_SOCKET);
 	}
 }
 
 void
 vn_inbox_worker_init(void)
 {
-	BackgroundWorker worker;
-
 	DefineCustomEnumVariable("ventros.inbox_processing",
 							 "When stored webhook items become contacts, sessions and messages.",
 							 "deferred: by the inbox processor right after the webhook's transaction commits "
@@ -304,23 +230,12 @@ vn_inbox_worker_init(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
-		return;
-	vn_inbox_wake_target = vn_wake_register(vn_inbox_find_latch);
-	vn_shmem_register("ventros inbox processor", sizeof(VnInboxShared), (void **) &vn_inbox_shared,
-					  vn_inbox_shmem_init);
-
+	vn_inbox_wake_target = vn_worker_define(&inbox_kind, vn_inbox_workers, vn_inbox_find_latch);
 	for (int i = 0; i < vn_inbox_workers; i++)
 	{
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = VN_INBOX_RESTART_SECONDS;
-		worker.bgw_main_arg = Int32GetDatum(i);
-		strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
-		strlcpy(worker.bgw_function_name, "vn_inbox_worker_main", BGW_MAXLEN);
-		snprintf(worker.bgw_name, BGW_MAXLEN, "ventros inbox processor %d", i + 1);
-		strlcpy(worker.bgw_type, "ventros inbox processor", BGW_MAXLEN);
-		RegisterBackgroundWorker(&worker);
+		char		name[BGW_MAXLEN];
+
+		snprintf(name, sizeof(name), "ventros inbox processor %d", i + 1);
+		vn_worker_register(&inbox_kind, i, name, vn_inbox_database);
 	}
 }

@@ -44,11 +44,12 @@
  * closes the connection: noticed at once).  While disconnected it claims
  * nothing and reconnects with exponential backoff and jitter.
  *
- * Shared memory: one VnOutboxShared with a slot per configured database;
- * every field of every slot is protected by the spinlock "mutex".  Workers
- * write their own slot; backends read it (wake-up, status view).  SetLatch
- * is called after releasing the spinlock: a latch pointer read under it
- * points into the PGPROC array, which outlives any worker.
+ * The publishers run on the worker kit (worker.c): registration, the
+ * shared slot per configured database (the kit's part, then the broker
+ * connection and counters), attach, loop, transaction steps and the
+ * install check are the kit's.  The loop is a few named steps:
+ * ensure_ready, ensure_connected, prune_if_due, claim_and_publish (which
+ * records what the confirms settled), wait_for_work.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,6 +58,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -90,37 +92,47 @@
 #include "outbox_amqp.h"
 #include "outbox_worker.h"
 #include "shmem.h"
+#include "worker.h"
 
 #define VN_OUTBOX_MAX_DATABASES 8
-#define VN_OUTBOX_RESTART_SECONDS 1
 #define VN_OUTBOX_CONNECT_TIMEOUT_MS 5000
 #define VN_OUTBOX_PRUNE_EVERY_MS 60000
 #define VN_OUTBOX_PRUNE_CHUNK 10000
-#define VN_OUTBOX_ERRLEN 512
+#define VN_OUTBOX_ERRLEN VN_WORKER_ERRLEN
 #define VN_OUTBOX_MAX_BATCHES 16	/* batches in flight at most (a ring) */
 
+/* A publisher's shared slot: the kit's part, then the broker's. */
 typedef struct VnOutboxSlot
 {
-	Oid			dbid;			/* InvalidOid until the worker connected */
-	pid_t		pid;			/* 0 when no worker runs */
-	Latch	   *latch;
+	VnWorkerSlot w;
 	bool		connected;		/* to the broker */
 	TimestampTz connected_since;
 	int64		published;		/* messages confirmed, since server start */
 	int64		failed;			/* failed attempts, since server start */
 	TimestampTz last_publish_at;
-	TimestampTz last_error_at;
-	char		database[NAMEDATALEN];
-	char		last_error[VN_OUTBOX_ERRLEN];
 } VnOutboxSlot;
 
-typedef struct VnOutboxShared
+/*
+ * The columns of ventros.outbox_claim, in the order of its RETURNS TABLE
+ * (SPI attribute numbers).
+ */
+typedef enum VnClaimColumn
 {
-	slock_t		mutex;
-	VnOutboxSlot slot[VN_OUTBOX_MAX_DATABASES];
-} VnOutboxShared;
+	CL_TENANT_ID = 1,
+	CL_SEQ,
+	CL_EVENT_ID,
+	CL_EVENT_TYPE,
+	CL_AGGREGATE_TYPE,
+	CL_AGGREGATE_ID,
+	CL_AGGREGATE_VERSION,
+	CL_PAYLOAD,
+	CL_ACTOR,
+	CL_OCCURRED_AT,
+	CL_ATTEMPTS,
+	CL_OUTBOX_ROW,
+	CL_QUEUE_ROW
+} VnClaimColumn;
 
-/* GUCs */
 /*
  * The statements of the hot path, prepared once per worker and kept: a
  * batch of one event (the usual case at low rates) otherwise spends most of
@@ -149,8 +161,24 @@ static int	vn_outbox_confirm_timeout = 30000;
 static int	vn_outbox_heartbeat = 10;
 static bool vn_outbox_mandatory = false;
 
-/* shared memory */
-static VnOutboxShared *vn_outbox_shared = NULL;
+static VnWorkerKind outbox_kind = {
+	.type = "ventros outbox publisher",
+	.main = "vn_outbox_worker_main",
+	.slot_size = sizeof(VnOutboxSlot),
+	.drain_on_sigterm = true,
+};
+
+/*
+ * What the publisher calls: the first is there once the extension is, the
+ * others once its install script is as recent as the library.
+ */
+static const char *const outbox_functions[] = {
+	"ventros.outbox_claim(integer,uuid[])",
+	"ventros.outbox_published(bigint[],tid[],tid[])",
+	"ventros.outbox_recover_in_flight(integer,integer,integer)",
+	"ventros.outbox_failed(bigint[],text[],integer,integer,integer)",
+	"ventros.outbox_prune(interval,integer)",
+};
 
 /* backend: this transaction wrote events */
 static int	vn_outbox_wake_target = -1;	/* set in the postmaster, inherited */
@@ -162,15 +190,6 @@ static char *my_url = NULL;		/* the URL my_amqp was opened with */
 
 PG_FUNCTION_INFO_V1(ventros_outbox_wake);
 PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
-
-/* ---- shared memory ------------------------------------------------------ */
-
-/* A new segment is zeroed by shmem.c; this sets up its spinlock. */
-static void
-vn_outbox_shmem_init(void *segment)
-{
-	SpinLockInit(&((VnOutboxShared *) segment)->mutex);
-}
 
 /* ---- wake at commit ----------------------------------------------------- */
 
@@ -189,23 +208,7 @@ vn_outbox_wake_at_commit(void)
 static Latch *
 vn_outbox_find_latch(void)
 {
-	Latch	   *latch = NULL;
-
-	if (vn_outbox_shared == NULL)
-		return NULL;
-	SpinLockAcquire(&vn_outbox_shared->mutex);
-	for (int i = 0; i < VN_OUTBOX_MAX_DATABASES; i++)
-	{
-		VnOutboxSlot *s = &vn_outbox_shared->slot[i];
-
-		if (s->pid != 0 && s->dbid == MyDatabaseId)
-		{
-			latch = s->latch;
-			break;
-		}
-	}
-	SpinLockRelease(&vn_outbox_shared->mutex);
-	return latch;
+	return vn_worker_find_latch(&outbox_kind, 0, MyDatabaseId);
 }
 
 /*
@@ -233,9 +236,9 @@ ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 	Datum		values[9];
 	bool		nulls[9];
 	VnOutboxSlot copy;
-	bool		found = false;
+	bool		found;
 
-	if (vn_outbox_shared == NULL)
+	if (outbox_kind.shared == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("ventros is not loaded through shared_preload_libraries"),
@@ -243,34 +246,22 @@ ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	SpinLockAcquire(&vn_outbox_shared->mutex);
-	for (int i = 0; i < VN_OUTBOX_MAX_DATABASES; i++)
-	{
-		VnOutboxSlot *s = &vn_outbox_shared->slot[i];
-
-		if (s->dbid == MyDatabaseId && s->database[0] != '\0')
-		{
-			copy = *s;
-			found = true;
-			break;
-		}
-	}
-	SpinLockRelease(&vn_outbox_shared->mutex);
+	found = vn_worker_copy_slot(&outbox_kind, -1, MyDatabaseId, &copy) >= 0;
 
 	memset(nulls, true, sizeof(nulls));
 	values[2] = BoolGetDatum(false);
 	nulls[2] = false;
 	if (found)
 	{
-		values[0] = CStringGetTextDatum(copy.database);
+		values[0] = CStringGetTextDatum(copy.w.database);
 		nulls[0] = false;
-		if (copy.pid != 0)
+		if (copy.w.pid != 0)
 		{
-			values[1] = Int32GetDatum(copy.pid);
+			values[1] = Int32GetDatum(copy.w.pid);
 			nulls[1] = false;
 		}
-		values[2] = BoolGetDatum(copy.pid != 0 && copy.connected);
-		if (copy.pid != 0 && copy.connected)
+		values[2] = BoolGetDatum(copy.w.pid != 0 && copy.connected);
+		if (copy.w.pid != 0 && copy.connected)
 		{
 			values[3] = TimestampTzGetDatum(copy.connected_since);
 			nulls[3] = false;
@@ -283,10 +274,10 @@ ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 			values[6] = TimestampTzGetDatum(copy.last_publish_at);
 			nulls[6] = false;
 		}
-		if (copy.last_error[0] != '\0')
+		if (copy.w.last_error[0] != '\0')
 		{
-			values[7] = CStringGetTextDatum(copy.last_error);
-			values[8] = TimestampTzGetDatum(copy.last_error_at);
+			values[7] = CStringGetTextDatum(copy.w.last_error);
+			values[8] = TimestampTzGetDatum(copy.w.last_error_at);
 			nulls[7] = nulls[8] = false;
 		}
 	}
@@ -295,33 +286,13 @@ ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 
 /* ---- the worker ---------------------------------------------------------- */
 
-/*
- * set_error
- *		Record the worker's last error in its slot; log it when it differs
- *		from the previous one (a broker that stays down logs once).
- */
-static void
-set_error(const char *msg)
-{
-	bool		changed;
-
-	SpinLockAcquire(&vn_outbox_shared->mutex);
-	changed = strcmp(my_slot->last_error, msg) != 0;
-	strlcpy(my_slot->last_error, msg, VN_OUTBOX_ERRLEN);
-	my_slot->last_error_at = GetCurrentTimestamp();
-	SpinLockRelease(&vn_outbox_shared->mutex);
-	if (changed)
-		ereport(LOG,
-				(errmsg("ventros outbox publisher: %s", msg)));
-}
-
 static void
 set_connected(bool connected)
 {
-	SpinLockAcquire(&vn_outbox_shared->mutex);
+	vn_worker_lock(&outbox_kind);
 	my_slot->connected = connected;
 	my_slot->connected_since = connected ? GetCurrentTimestamp() : 0;
-	SpinLockRelease(&vn_outbox_shared->mutex);
+	vn_worker_unlock(&outbox_kind);
 }
 
 static void
@@ -340,6 +311,7 @@ disconnect(void)
 	set_connected(false);
 }
 
+/* before the kit clears the slot: close the broker connection */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -348,11 +320,7 @@ worker_exit(int code, Datum arg)
 		vn_amqp_disconnect(my_amqp);
 		my_amqp = NULL;
 	}
-	SpinLockAcquire(&vn_outbox_shared->mutex);
-	my_slot->pid = 0;
-	my_slot->latch = NULL;
-	my_slot->connected = false;
-	SpinLockRelease(&vn_outbox_shared->mutex);
+	set_connected(false);
 }
 
 /* milliseconds to wait after the n-th consecutive failure: exponential, capped, jittered */
@@ -368,28 +336,6 @@ backoff_ms(int failures)
 		ms = max;
 	/* jitter in [50%, 100%]: publishers of many databases do not reconnect in step */
 	return (long) (ms * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
-}
-
-/* run statements of the worker in their own transaction */
-static void
-begin_work(const char *activity)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-static void
-end_work(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* runs one of the saved statements, preparing it the first time */
@@ -419,28 +365,21 @@ execute_saved(VnSavedStmt which, const char *sql, int nargs, Oid *argtypes, Datu
 static bool
 schema_ready(const char *dbname)
 {
+	const char *missing;
 	bool		installed;
-	bool		current;
 	bool		ready;
 	bool		locked = false;
 	bool		isnull;
+	MemoryContext caller = vn_worker_begin("ventros outbox: checking the extension");
 
-	begin_work("ventros outbox: checking the extension");
 	/*
 	 * Installed at all, and with every function this library calls: a
 	 * database whose install script predates the library (the same version
 	 * rebuilt) is reported and waited for, not crashed on in a loop.
 	 */
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('ventros.outbox_claim(integer,uuid[])') IS NOT NULL,"
-					" pg_catalog.to_regprocedure('ventros.outbox_published(bigint[],tid[],tid[])') IS NOT NULL"
-					" AND pg_catalog.to_regprocedure('ventros.outbox_recover_in_flight(integer,integer,integer)') IS NOT NULL"
-					" AND pg_catalog.to_regprocedure('ventros.outbox_failed(bigint[],text[],integer,integer,integer)') IS NOT NULL"
-					" AND pg_catalog.to_regprocedure('ventros.outbox_prune(interval,integer)') IS NOT NULL",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look for the ventros outbox functions");
-	installed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	current = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	ready = installed && current;
+	missing = vn_worker_missing_function(outbox_functions, lengthof(outbox_functions));
+	installed = missing != outbox_functions[0];
+	ready = missing == NULL;
 	if (ready)
 	{
 		/* the claim takes it too; taken here, a holder elsewhere is reported */
@@ -467,13 +406,13 @@ schema_ready(const char *dbname)
 					(errmsg("ventros outbox publisher: %d events were in flight when the previous publisher stopped; a failed attempt was counted for those not published",
 							left_behind)));
 	}
-	end_work();
+	vn_worker_end(caller);
 	if (!installed)
 	{
 		char		msg[VN_OUTBOX_ERRLEN];
 
 		snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"", dbname);
-		set_error(msg);
+		vn_worker_set_error(msg);
 	}
 	else if (!ready)
 	{
@@ -482,10 +421,10 @@ schema_ready(const char *dbname)
 		snprintf(msg, sizeof(msg),
 				 "the ventros SQL installed in database \"%s\" is older than the loaded library: update or recreate the extension",
 				 dbname);
-		set_error(msg);
+		vn_worker_set_error(msg);
 	}
 	else if (!locked)
-		set_error("another session holds the outbox publisher lock of this database (ventros.outbox_claim)");
+		vn_worker_set_error("another session holds the outbox publisher lock of this database (ventros.outbox_claim)");
 	return ready && locked;
 }
 
@@ -554,7 +493,7 @@ max_in_flight(void)
 
 /* a non-null text or uuid column of a claimed row, as a C string in the current context */
 static char *
-col_text(HeapTuple t, TupleDesc d, int col)
+col_text(HeapTuple t, TupleDesc d, VnClaimColumn col)
 {
 	bool		isnull;
 
@@ -562,7 +501,7 @@ col_text(HeapTuple t, TupleDesc d, int col)
 }
 
 static char *
-col_uuid(HeapTuple t, TupleDesc d, int col)
+col_uuid(HeapTuple t, TupleDesc d, VnClaimColumn col)
 {
 	bool		isnull;
 
@@ -597,7 +536,7 @@ append_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *m
 	appendStringInfoString(buf, ", \"type\": ");
 	escape_json(buf, msg->routing_key);
 	appendStringInfo(buf, ", \"subject\": \"%s\", \"time\": ", msg->aggregate_id);
-	v = SPI_getbinval(t, d, 10, &isnull);
+	v = SPI_getbinval(t, d, CL_OCCURRED_AT, &isnull);
 	if (isnull)
 		appendStringInfoString(buf, "null");
 	else
@@ -612,20 +551,20 @@ append_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *m
 	appendStringInfoString(buf, ", \"aggregatetype\": ");
 	escape_json(buf, aggregate_type);
 	appendStringInfo(buf, ", \"aggregateid\": \"%s\", \"aggregateversion\": ", msg->aggregate_id);
-	v = SPI_getbinval(t, d, 7, &isnull);
+	v = SPI_getbinval(t, d, CL_AGGREGATE_VERSION, &isnull);
 	if (isnull)
 		appendStringInfoString(buf, "null");
 	else
 		appendStringInfo(buf, "%d", DatumGetInt32(v));
 	appendStringInfo(buf, ", \"sequence\": " INT64_FORMAT ", \"actor\": ",
-					 DatumGetInt64(SPI_getbinval(t, d, 2, &isnull)));
-	v = SPI_getbinval(t, d, 9, &isnull);
+					 DatumGetInt64(SPI_getbinval(t, d, CL_SEQ, &isnull)));
+	v = SPI_getbinval(t, d, CL_ACTOR, &isnull);
 	if (isnull)
 		appendStringInfoString(buf, "null");
 	else
 		escape_json(buf, TextDatumGetCString(v));
 	appendStringInfoString(buf, ", \"data\": ");
-	v = SPI_getbinval(t, d, 8, &isnull);
+	v = SPI_getbinval(t, d, CL_PAYLOAD, &isnull);
 	if (isnull)
 		appendStringInfoString(buf, "null");
 	else
@@ -683,17 +622,17 @@ claim_batch(VnBatch *b, int limit)
 		StringInfoData body;
 		pg_uuid_t  *agg;
 
-		b->tenants[i] = col_text(t, d, 1);
-		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 12, &isnull)), &b->outbox_rows[i]);
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, 13, &isnull)), &b->queue_rows[i]);
+		b->tenants[i] = col_text(t, d, CL_TENANT_ID);
+		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, CL_SEQ, &isnull));
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, CL_OUTBOX_ROW, &isnull)), &b->outbox_rows[i]);
+		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, CL_QUEUE_ROW, &isnull)), &b->queue_rows[i]);
 		agg = palloc(sizeof(pg_uuid_t));
-		memcpy(agg, DatumGetUUIDP(SPI_getbinval(t, d, 6, &isnull)), sizeof(pg_uuid_t));
+		memcpy(agg, DatumGetUUIDP(SPI_getbinval(t, d, CL_AGGREGATE_ID, &isnull)), sizeof(pg_uuid_t));
 		b->aggregates[i] = UUIDPGetDatum(agg);
-		b->msgs[i].message_id = col_uuid(t, d, 3);
-		b->msgs[i].routing_key = col_text(t, d, 4);
-		b->msgs[i].aggregate_type = col_text(t, d, 5);
-		b->msgs[i].aggregate_id = col_uuid(t, d, 6);
+		b->msgs[i].message_id = col_uuid(t, d, CL_EVENT_ID);
+		b->msgs[i].routing_key = col_text(t, d, CL_EVENT_TYPE);
+		b->msgs[i].aggregate_type = col_text(t, d, CL_AGGREGATE_TYPE);
+		b->msgs[i].aggregate_id = col_uuid(t, d, CL_AGGREGATE_ID);
 		b->msgs[i].tenant_id = b->tenants[i];
 		initStringInfo(&body);
 		append_envelope(&body, t, d, &b->msgs[i]);
@@ -739,7 +678,8 @@ record_batches(int count, const char *conn_error, bool in_xact)
 				nfailed = 0,
 				ndead = 0;
 	MemoryContext tmp,
-				old;
+				old,
+				caller = NULL;
 
 	if (count == 0)
 		return;
@@ -778,7 +718,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 	if (total > 0)
 	{
 		if (!in_xact)
-			begin_work("ventros outbox: recording confirms");
+			caller = vn_worker_begin("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
 			Oid			argtypes[3] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID};
@@ -823,15 +763,15 @@ record_batches(int count, const char *conn_error, bool in_xact)
 				elog(ERROR, "could not clear the outbox batches in flight");
 		}
 		if (!in_xact)
-			end_work();
+			vn_worker_end(caller);
 	}
 
-	SpinLockAcquire(&vn_outbox_shared->mutex);
+	vn_worker_lock(&outbox_kind);
 	my_slot->published += nacked;
 	my_slot->failed += nfailed;
 	if (nacked > 0)
 		my_slot->last_publish_at = GetCurrentTimestamp();
-	SpinLockRelease(&vn_outbox_shared->mutex);
+	vn_worker_unlock(&outbox_kind);
 
 	if (ndead > 0)
 		ereport(WARNING,
@@ -839,7 +779,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 						ndead, vn_outbox_max_attempts),
 				 errhint("See ventros.outbox rows with status 'dead'; ventros.replay_dead_events() puts them back.")));
 	if (nfailed > 0 && conn_error == NULL)
-		set_error(bad_errors[0]);
+		vn_worker_set_error(bad_errors[0]);
 	MemoryContextDelete(tmp);
 
 	for (int k = 0; k < count; k++)
@@ -856,8 +796,29 @@ static void
 connection_failed(const char *err)
 {
 	record_batches(ring_count, err, false);
-	set_error(err);
+	vn_worker_set_error(err);
 	disconnect();
+}
+
+/*
+ * inserted_wal_end
+ *		Where the WAL inserted so far ends, for XLogFlush.  At the start of a
+ *		page GetXLogInsertRecPtr points past the page header, which nothing
+ *		has written yet; XLogFlush of that position fails ("xlog flush
+ *		request ... is not satisfied"), and killed the publisher with a
+ *		batch in flight (published again: duplicates).  The inserted WAL
+ *		ends at the page boundary then.
+ */
+static XLogRecPtr
+inserted_wal_end(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	return upto;
 }
 
 /*
@@ -876,6 +837,7 @@ step(bool claim, int limit, int *recorded)
 	VnBatch    *b = NULL;
 	int			settled = 0;
 	char		err[VN_OUTBOX_ERRLEN];
+	MemoryContext caller;
 
 	while (settled < ring_count &&
 		   vn_amqp_settle(my_amqp, RING_AT(settled)->msgs, RING_AT(settled)->n))
@@ -883,14 +845,14 @@ step(bool claim, int limit, int *recorded)
 	*recorded = settled;
 	if (settled == 0 && !claim)
 		return 0;
-	begin_work(claim ? "ventros outbox: claiming" : "ventros outbox: recording confirms");
+	caller = vn_worker_begin(claim ? "ventros outbox: claiming" : "ventros outbox: recording confirms");
 	record_batches(settled, NULL, true);
 	if (claim)
 	{
 		b = RING_AT(ring_count);
 		claim_batch(b, limit);
 	}
-	end_work();
+	vn_worker_end(caller);
 	if (b == NULL || b->n == 0)
 		return 0;
 
@@ -903,7 +865,7 @@ step(bool claim, int limit, int *recorded)
 	 * WAL before it: flushing up to the current insert position covers them
 	 * (nothing to do when they are flushed already, synchronous_commit on).
 	 */
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogFlush(inserted_wal_end());
 	ring_count++;
 	ring_msgs += b->n;
 	b->published_at = GetCurrentTimestamp();
@@ -955,15 +917,15 @@ prune(void)
 		Oid			argtypes[2] = {INT4OID, INT4OID};
 		Datum		args[2];
 		bool		isnull;
+		MemoryContext caller = vn_worker_begin("ventros outbox: pruning");
 
-		begin_work("ventros outbox: pruning");
 		args[0] = Int32GetDatum(vn_outbox_retention);
 		args[1] = Int32GetDatum(VN_OUTBOX_PRUNE_CHUNK);
 		if (SPI_execute_with_args("SELECT ventros.outbox_prune(pg_catalog.make_interval(secs => $1), $2)",
 								  2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "ventros.outbox_prune failed");
 		deleted = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		end_work();
+		vn_worker_end(caller);
 		if (deleted < VN_OUTBOX_PRUNE_CHUNK)
 			break;
 		CHECK_FOR_INTERRUPTS();
@@ -980,7 +942,7 @@ try_connect(void)
 							  err, sizeof(err));
 	if (my_amqp == NULL)
 	{
-		set_error(err);
+		vn_worker_set_error(err);
 		return;
 	}
 	my_url = MemoryContextStrdup(TopMemoryContext, vn_amqp_url);
@@ -990,51 +952,188 @@ try_connect(void)
 			(errmsg("ventros outbox publisher: connected to %s", peer)));
 }
 
+/* The publisher's loop state, between the steps of its loop. */
+typedef struct VnPublisher
+{
+	char		database[NAMEDATALEN];
+	bool		ready;			/* extension current, publisher lock held */
+	bool		want_claim;		/* there may be rows to claim */
+	int			failures;		/* consecutive connection failures */
+	TimestampTz next_connect_at;
+	TimestampTz next_prune_at;
+	TimestampTz next_ready_check;
+	TimestampTz next_poll_at;
+} VnPublisher;
+
+static VnPublisher pub;
+
+/* the broker failed (handled: in flight failed, disconnected): retry soon */
+static void
+schedule_reconnect(void)
+{
+	pub.failures = 1;
+	pub.next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(pub.failures));
+}
+
+/* a new URL (or credentials) after a reload: reconnect with it now */
+static void
+reconnect_if_url_changed(void)
+{
+	if (my_url != NULL && strcmp(my_url, vn_amqp_url ? vn_amqp_url : "") != 0)
+	{
+		drain();
+		disconnect();
+		pub.failures = 0;
+		pub.next_connect_at = 0;
+	}
+}
+
+/* until the database is usable, look again every poll interval */
+static void
+ensure_ready(TimestampTz now)
+{
+	if (pub.ready || now < pub.next_ready_check)
+		return;
+	pub.ready = schema_ready(pub.database);
+	if (!pub.ready)
+		pub.next_ready_check = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
+}
+
+/* while disconnected, connect when the backoff allows */
+static void
+ensure_connected(TimestampTz now)
+{
+	if (!pub.ready || my_amqp != NULL || now < pub.next_connect_at)
+		return;
+	try_connect();
+	if (my_amqp == NULL)
+	{
+		pub.failures++;
+		pub.next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(pub.failures));
+	}
+	else
+	{
+		pub.failures = 0;
+		pub.want_claim = true;
+	}
+}
+
+/* pruning comes before claiming: a busy publisher may never sleep */
+static void
+prune_if_due(TimestampTz now)
+{
+	if (!pub.ready || now < pub.next_prune_at)
+		return;
+	prune();
+	pub.next_prune_at = TimestampTzPlusMilliseconds(now, VN_OUTBOX_PRUNE_EVERY_MS);
+}
+
+/*
+ * claim_and_publish
+ *		Read the confirms that came, then one transaction records what they
+ *		settled and claims new rows, up to a bound on what is in flight;
+ *		those are published at once, whatever is in flight.  Returns true
+ *		when there may be more to claim at once (no sleep).
+ */
+static bool
+claim_and_publish(void)
+{
+	char		err[VN_OUTBOX_ERRLEN];
+	int			settled_msgs = 0;
+	int			settled = 0;
+	int			recorded;
+	bool		claim;
+	int			limit;
+	int			n;
+
+	if (!pub.ready || my_amqp == NULL)
+		return false;
+	/* the confirms that came so far (no SQL yet) */
+	if (!vn_amqp_poll(my_amqp, err, sizeof(err)))
+	{
+		connection_failed(err);
+		schedule_reconnect();
+		return false;
+	}
+	while (settled < ring_count &&
+		   vn_amqp_settled(RING_AT(settled)->msgs, RING_AT(settled)->n))
+		settled_msgs += RING_AT(settled++)->n;
+	limit = Min(vn_outbox_batch_size, max_in_flight() - (ring_msgs - settled_msgs));
+	claim = pub.want_claim && limit > 0 && ring_count - settled < VN_OUTBOX_MAX_BATCHES - 1;
+	n = step(claim, limit, &recorded);
+	if (n < 0)
+	{
+		schedule_reconnect();
+		return false;
+	}
+	if (claim)
+		pub.want_claim = n == limit;	/* a full batch: there may be more */
+	else if (recorded > 0)
+		pub.want_claim = true;	/* room again, and rows may be unblocked */
+	if (ring_count > 0 &&
+		GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
+															 vn_outbox_confirm_timeout))
+	{
+		snprintf(err, sizeof(err), "no publisher confirm within %d ms", vn_outbox_confirm_timeout);
+		connection_failed(err);
+		schedule_reconnect();
+		return false;
+	}
+	return pub.want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 && ring_msgs < max_in_flight();
+}
+
+/*
+ * wait_for_work
+ *		Sleep until a commit, a confirm (the broker speaks), the poll
+ *		interval, the next reconnect, or the confirm deadline.
+ */
+static void
+wait_for_work(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		timeout;
+	int			rc;
+
+	if (now >= pub.next_poll_at)
+		pub.next_poll_at = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
+	timeout = (long) ((pub.next_poll_at - now) / 1000) + 1;
+	if (!pub.ready)
+		timeout = Max(Min(timeout, (long) ((pub.next_ready_check - now) / 1000)), 0);
+	else if (my_amqp == NULL)
+		timeout = Max(Min(timeout, (long) ((pub.next_connect_at - now) / 1000)), 0);
+	else if (ring_count > 0)
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
+														   vn_outbox_confirm_timeout);
+
+		timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
+	}
+	/*
+	 * Connected: read twice per heartbeat interval (ours go out, theirs are
+	 * checked); such a wake-up is not the poll (next_poll_at).
+	 */
+	if (pub.ready && my_amqp != NULL && vn_outbox_heartbeat > 0)
+		timeout = Min(timeout, vn_outbox_heartbeat * 500L);
+	rc = vn_worker_wait(timeout, my_amqp != NULL ? vn_amqp_socket(my_amqp) : PGINVALID_SOCKET);
+	if (rc & WL_LATCH_SET)
+		pub.want_claim = true;
+	if (GetCurrentTimestamp() >= pub.next_poll_at)
+		pub.want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
+}
+
 void
 vn_outbox_worker_main(Datum main_arg)
 {
-	int			index = DatumGetInt32(main_arg);
-	char		dbname[NAMEDATALEN];
-	bool		ready = false;
-	bool		want_claim = true;	/* there may be rows to claim */
-	int			failures = 0;	/* consecutive connection failures */
-	TimestampTz next_connect_at = 0;
-	TimestampTz next_prune_at = 0;
-	TimestampTz next_ready_check = 0;
-	TimestampTz next_poll_at = 0;
-
-	strlcpy(dbname, MyBgworkerEntry->bgw_extra, sizeof(dbname));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	/* SIGTERM: stop claiming, record what is in flight, exit (drain) */
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
-	pgstat_report_appname("ventros outbox publisher");
+	my_slot = (VnOutboxSlot *) vn_worker_attach(&outbox_kind, main_arg);
+	before_shmem_exit(worker_exit, (Datum) 0);
+	strlcpy(pub.database, MyBgworkerEntry->bgw_extra, sizeof(pub.database));
+	pub.want_claim = true;
 	/*
 	 * A commit that is lost in a crash loses a published mark (the event is
 	 * published again: at least once) or an attempt count: no reason to wait
 	 * for the WAL flush of every batch.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-	/*
-	 * Its statements handle a batch each, milliseconds of work: compiling
-	 * them with LLVM costs more than it saves.  The functions it calls turn
-	 * plan types off (enable_seqscan = off ...), whose penalty costs push
-	 * plans over jit_above_cost, and JIT then took 40% of the worker's CPU.
-	 */
-	SetConfigOption("jit", "off", PGC_USERSET, PGC_S_SESSION);
-
-	if (vn_outbox_shared == NULL || index < 0 || index >= VN_OUTBOX_MAX_DATABASES)
-		elog(FATAL, "ventros outbox publisher: shared memory is not set up");
-	my_slot = &vn_outbox_shared->slot[index];
-	SpinLockAcquire(&vn_outbox_shared->mutex);
-	my_slot->dbid = MyDatabaseId;
-	my_slot->pid = MyProcPid;
-	my_slot->latch = MyLatch;
-	my_slot->connected = false;
-	strlcpy(my_slot->database, dbname, NAMEDATALEN);
-	SpinLockRelease(&vn_outbox_shared->mutex);
-	before_shmem_exit(worker_exit, (Datum) 0);
 
 	for (int i = 0; i < VN_OUTBOX_MAX_BATCHES; i++)
 	{
@@ -1046,158 +1145,23 @@ vn_outbox_worker_main(Datum main_arg)
 	for (;;)
 	{
 		TimestampTz now;
-		long		timeout;
-		int			events;
-		int			rc;
-		int			sock = PGINVALID_SOCKET;
 
-		CHECK_FOR_INTERRUPTS();
+		if (vn_worker_loop_top())
+			reconnect_if_url_changed();
+		/* SIGTERM: stop claiming, record what is in flight, exit */
 		if (ShutdownRequestPending)
 		{
 			drain();
 			/* exit code 1: the postmaster restarts us (pg_terminate_backend) */
 			proc_exit(1);
 		}
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			/* a new URL (or credentials): reconnect with it now */
-			if (my_url != NULL && strcmp(my_url, vn_amqp_url ? vn_amqp_url : "") != 0)
-			{
-				drain();
-				disconnect();
-				failures = 0;
-				next_connect_at = 0;
-			}
-		}
-
 		now = GetCurrentTimestamp();
-		if (!ready && now >= next_ready_check)
-		{
-			ready = schema_ready(dbname);
-			if (!ready)
-				next_ready_check = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
-		}
-
-		if (ready && my_amqp == NULL && now >= next_connect_at)
-		{
-			try_connect();
-			if (my_amqp == NULL)
-			{
-				failures++;
-				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
-			}
-			else
-			{
-				failures = 0;
-				want_claim = true;
-			}
-		}
-
-		/* pruning first: a busy publisher may never sleep */
-		if (ready && now >= next_prune_at)
-		{
-			prune();
-			next_prune_at = TimestampTzPlusMilliseconds(now, VN_OUTBOX_PRUNE_EVERY_MS);
-		}
-
-		if (ready && my_amqp != NULL)
-		{
-			char		err[VN_OUTBOX_ERRLEN];
-			bool		ok = true;
-
-			/* the confirms that came so far (no SQL yet) */
-			if (!vn_amqp_poll(my_amqp, err, sizeof(err)))
-			{
-				connection_failed(err);
-				ok = false;
-			}
-			/*
-			 * One transaction records what the confirms settled and claims
-			 * new rows, up to a bound on what is in flight; they are
-			 * published at once, whatever is in flight.
-			 */
-			if (ok)
-			{
-				int			settled_msgs = 0;
-				int			settled = 0;
-				int			recorded;
-				bool		claim;
-				int			limit;
-				int			n;
-
-				while (settled < ring_count &&
-					   vn_amqp_settled(RING_AT(settled)->msgs, RING_AT(settled)->n))
-					settled_msgs += RING_AT(settled++)->n;
-				limit = Min(vn_outbox_batch_size, max_in_flight() - (ring_msgs - settled_msgs));
-				claim = want_claim && limit > 0 && ring_count - settled < VN_OUTBOX_MAX_BATCHES - 1;
-				n = step(claim, limit, &recorded);
-				if (n < 0)
-					ok = false;
-				else if (claim)
-					want_claim = n == limit;	/* a full batch: there may be more */
-				else if (recorded > 0)
-					want_claim = true;	/* room again, and rows may be unblocked */
-			}
-			if (ok && ring_count > 0 &&
-				GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
-																   vn_outbox_confirm_timeout))
-			{
-				snprintf(err, sizeof(err), "no publisher confirm within %d ms", vn_outbox_confirm_timeout);
-				connection_failed(err);
-				ok = false;
-			}
-			if (!ok)
-			{
-				failures = 1;
-				next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), backoff_ms(failures));
-			}
-			else if (want_claim && ring_count < VN_OUTBOX_MAX_BATCHES - 1 && ring_msgs < max_in_flight())
-				continue;
-		}
-
-		now = GetCurrentTimestamp();
-
-		/*
-		 * Sleep until a commit, a confirm (the broker speaks), the poll
-		 * interval, the next reconnect, or the confirm deadline.
-		 */
-		if (now >= next_poll_at)
-			next_poll_at = TimestampTzPlusMilliseconds(now, vn_outbox_poll_interval);
-		timeout = (long) ((next_poll_at - now) / 1000) + 1;
-		if (!ready)
-			timeout = Max(Min(timeout, (long) ((next_ready_check - now) / 1000)), 0);
-		else if (my_amqp == NULL)
-			timeout = Max(Min(timeout, (long) ((next_connect_at - now) / 1000)), 0);
-		else if (ring_count > 0)
-		{
-			TimestampTz deadline = TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
-															   vn_outbox_confirm_timeout);
-
-			timeout = Max(Min(timeout, (long) ((deadline - now) / 1000) + 1), 0);
-		}
-		/*
-		 * Connected: read twice per heartbeat interval (ours go out, theirs
-		 * are checked); such a wake-up is not the poll (next_poll_at).
-		 */
-		if (ready && my_amqp != NULL && vn_outbox_heartbeat > 0)
-			timeout = Min(timeout, vn_outbox_heartbeat * 500L);
-		events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-		if (my_amqp != NULL)
-		{
-			sock = vn_amqp_socket(my_amqp);
-			if (sock >= 0)
-				events |= WL_SOCKET_READABLE;
-		}
-		rc = WaitLatchOrSocket(MyLatch, events, sock, timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
-		{
-			ResetLatch(MyLatch);
-			want_claim = true;
-		}
-		if (GetCurrentTimestamp() >= next_poll_at)
-			want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
+		ensure_ready(now);
+		ensure_connected(now);
+		prune_if_due(now);
+		if (claim_and_publish())
+			continue;
+		wait_for_work();
 	}
 }
 
@@ -1209,7 +1173,8 @@ register_workers(void)
 	char	   *raw = pstrdup(vn_outbox_databases ? vn_outbox_databases : "");
 	List	   *names = NIL;
 	ListCell   *lc;
-	int			i = 0;
+	const char *databases[VN_OUTBOX_MAX_DATABASES];
+	int			n = 0;
 
 	if (!SplitGUCList(raw, ',', &names))
 		ereport(ERROR,
@@ -1218,11 +1183,10 @@ register_workers(void)
 	foreach(lc, names)
 	{
 		const char *name = lfirst(lc);
-		BackgroundWorker worker;
 
 		if (name[0] == '\0')
 			continue;
-		if (i >= VN_OUTBOX_MAX_DATABASES)
+		if (n >= VN_OUTBOX_MAX_DATABASES)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("ventros.outbox_databases names more than %d databases",
@@ -1231,18 +1195,15 @@ register_workers(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("database name \"%s\" in ventros.outbox_databases is too long", name)));
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = VN_OUTBOX_RESTART_SECONDS;
-		strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
-		strlcpy(worker.bgw_function_name, "vn_outbox_worker_main", BGW_MAXLEN);
-		snprintf(worker.bgw_name, BGW_MAXLEN, "ventros outbox publisher for %s", name);
-		strlcpy(worker.bgw_type, "ventros outbox publisher", BGW_MAXLEN);
-		worker.bgw_main_arg = Int32GetDatum(i);
-		strlcpy(worker.bgw_extra, name, BGW_EXTRALEN);
-		RegisterBackgroundWorker(&worker);
-		i++;
+		databases[n++] = name;
+	}
+	vn_outbox_wake_target = vn_worker_define(&outbox_kind, n, vn_outbox_find_latch);
+	for (int i = 0; i < n; i++)
+	{
+		char		name[BGW_MAXLEN];
+
+		snprintf(name, sizeof(name), "ventros outbox publisher for %s", databases[i]);
+		vn_worker_register(&outbox_kind, i, name, databases[i]);
 	}
 }
 
@@ -1335,10 +1296,6 @@ vn_outbox_init(void)
 							 NULL, NULL, NULL);
 
 
-	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
-		return;
-	vn_outbox_wake_target = vn_wake_register(vn_outbox_find_latch);
-	vn_shmem_register("ventros outbox", sizeof(VnOutboxShared), (void **) &vn_outbox_shared,
-					  vn_outbox_shmem_init);
-	register_workers();
+	if (vn_worker_preloading())
+		register_workers();
 }

@@ -3,10 +3,10 @@
  * shmem.c
  *	  Requests and attaches the shared memory segments of Ventros' modules.
  *
- * Each module that needs shared memory (the outbox publisher, the HTTP
- * dispatcher) registers its segment from its init function, during
- * _PG_init in the postmaster: a name, a size, where to store the pointer,
- * and how to initialise it.  One shmem_request_hook asks for the sum, one
+ * Each module that needs shared memory (every kind of background worker,
+ * through the worker kit, worker.c) registers its segment from its init
+ * function, during _PG_init in the postmaster: a name, a size, where to
+ * store the pointer, and how to initialise it.  One shmem_request_hook asks for the sum, one
  * shmem_startup_hook creates or attaches every segment under
  * AddinShmemInitLock, running the initialiser only when the segment is new
  * (found = false), as pg_stat_statements does.  Both hooks chain to the
