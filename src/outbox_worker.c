@@ -56,6 +56,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -916,6 +917,26 @@ connection_failed(const char *err)
 }
 
 /*
+ * inserted_wal_end
+ *		The end of the WAL inserted so far, as XLogFlush takes it.  At the
+ *		start of a page the insert position points past the page's header,
+ *		which nobody has written yet (flushing there is an error: "xlog flush
+ *		request ... is not satisfied"); what was inserted ends at the page
+ *		boundary.
+ */
+static XLogRecPtr
+inserted_wal_end(void)
+{
+	XLogRecPtr	pos = GetXLogInsertRecPtr();
+	uint32		header = XLogSegmentOffset(pos, wal_segment_size) < XLOG_BLCKSZ
+		? SizeOfXLogLongPHD : SizeOfXLogShortPHD;
+
+	if (pos % XLOG_BLCKSZ == header)
+		pos -= header;
+	return pos;
+}
+
+/*
  * step
  *		One transaction: record the batches at the head of the ring that
  *		the confirms settled, then (when claim) claim up to limit new rows,
@@ -958,7 +979,7 @@ step(bool claim, int limit, int *recorded)
 	 * WAL before it: flushing up to the current insert position covers them
 	 * (nothing to do when they are flushed already, synchronous_commit on).
 	 */
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogFlush(inserted_wal_end());
 	ring_count++;
 	ring_msgs += b->n;
 	b->published_at = GetCurrentTimestamp();
