@@ -12,19 +12,14 @@ PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
               -Wno-sign-compare -Wno-clobbered
 
 # The install script is assembled from sql/ in file-name order (sql/NN_*.sql);
-# the folders are prerequisites too, so removing a file rebuilds.
-# The upgrade script from the previous release is assembled the same way from
-# sql/upgrade/<previous>--<this>/ (a fragment per change, in name order).
-# Released scripts are committed under extension/ and never edited: the full
-# install script of each earlier release, and the upgrade scripts between
-# earlier releases.  Cutting a release: commit the assembled upgrade script
-# under extension/, empty sql/upgrade/, and set PREV_VERSION.
-PREV_VERSION = 0.1.0
+# the folder is a prerequisite too, so removing a file rebuilds.  Committed
+# under extension/ and never edited once released: the full install script of
+# each earlier release, and the hand-written upgrade scripts
+# (extension/ventros--<from>--<to>.sql; the one to this version is edited
+# until it is released).
 SQL_SOURCES = $(sort $(wildcard sql/*.sql))
-UPGRADE_SOURCES = $(sort $(wildcard sql/upgrade/$(PREV_VERSION)--$(EXTVERSION)/*.sql))
-UPGRADE_built = extension/$(EXTENSION)--$(PREV_VERSION)--$(EXTVERSION).sql
 INSTALL_built = extension/$(EXTENSION)--$(EXTVERSION).sql
-DATA_built  = $(INSTALL_built) $(UPGRADE_built)
+DATA_built  = $(INSTALL_built)
 DATA        = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*.sql))
 
 # Isolation specs run with PostgreSQL's own isolation tester against a running,
@@ -44,11 +39,6 @@ $(INSTALL_built): $(SQL_SOURCES) sql ventros.control
 	   printf '%s\n' '\echo Use "CREATE EXTENSION ventros" to load this file. \quit'; \
 	   for f in $(SQL_SOURCES); do echo; echo "-- ---- $$f"; cat $$f; done; } > $@
 
-$(UPGRADE_built): $(UPGRADE_SOURCES) sql/upgrade/$(PREV_VERSION)--$(EXTVERSION) ventros.control
-	@mkdir -p extension
-	@{ echo "-- Generated from sql/upgrade/ by make: do not edit. Ventros $(PREV_VERSION) to $(EXTVERSION)."; \
-	   printf '%s\n' '\echo Use "ALTER EXTENSION ventros UPDATE" to load this file. \quit'; \
-	   for f in $(UPGRADE_SOURCES); do echo; echo "-- ---- $$f"; cat $$f; done; } > $@
 
 # PGXS does not track header dependencies: every object depends on every header.
 $(OBJS): $(wildcard src/*.h)

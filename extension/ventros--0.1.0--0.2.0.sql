@@ -1,0 +1,2060 @@
+-- Ventros 0.1.0 to 0.2.0: ALTER EXTENSION ventros UPDATE.
+--
+-- Hand-written, one section per change; each change is written twice, in sql/
+-- for a fresh install and here for a database that has 0.1.0.  The upgrade
+-- test (test/integration/upgrade.sh) compares the catalog after the update
+-- with a fresh install and fails on any difference.  Edit this file until
+-- 0.2.0 is released; never after.
+\echo Use "ALTER EXTENSION ventros UPDATE" to load this file. \quit
+
+-- ---- openapi_version
+-- The OpenAPI document names the installed version instead of a constant.
+
+CREATE OR REPLACE FUNCTION ventros.http_openapi() RETURNS json
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH rels AS (
+        SELECT c.oid, c.relname, coalesce(obj_description(c.oid, 'pg_class'), '') AS description
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm')
+          AND has_table_privilege(c.oid, 'SELECT')
+    ), cols AS (
+        SELECT r.relname, json_object_agg(a.attname, json_build_object(
+                   'type', CASE WHEN t.typcategory = 'N' THEN CASE WHEN t.typname IN ('int2', 'int4', 'int8') THEN 'integer' ELSE 'number' END
+                                WHEN t.typcategory = 'B' THEN 'boolean'
+                                WHEN t.typcategory = 'A' THEN 'array'
+                                WHEN t.typname IN ('json', 'jsonb') THEN 'object'
+                                ELSE 'string' END,
+                   'format', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum) AS props
+        FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+        JOIN pg_type t ON t.oid = a.atttypid
+        GROUP BY r.relname
+    ), funcs AS (
+        SELECT p.proname, coalesce(obj_description(p.oid, 'pg_proc'), '') AS description,
+               p.provolatile <> 'v' AS stable,
+               coalesce((SELECT json_object_agg(nm, json_build_object('type', 'string', 'format', format_type(ty, NULL)))
+                         FROM unnest(p.proargnames[1:p.pronargs], p.proargtypes::oid[]) AS x(nm, ty)), '{}') AS args
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'api' AND has_function_privilege(p.oid, 'EXECUTE')
+    )
+    , rel_paths AS (
+        SELECT '/' || r.relname AS path, jsonb_build_object(
+            'get', jsonb_build_object('summary', r.description, 'tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK',
+                    'content', jsonb_build_object('application/json', jsonb_build_object('schema',
+                        jsonb_build_object('type', 'array', 'items',
+                            jsonb_build_object('$ref', '#/components/schemas/' || r.relname))))))),
+            'post', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('201', jsonb_build_object('description', 'Created'))),
+            'patch', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK'))),
+            'delete', jsonb_build_object('tags', jsonb_build_array(r.relname),
+                'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK')))) AS item
+        FROM rels r
+    ), rpc_paths AS (
+        SELECT '/rpc/' || f.proname AS path, jsonb_build_object('post', jsonb_build_object(
+            'summary', f.description, 'tags', jsonb_build_array('rpc'),
+            'requestBody', jsonb_build_object('content', jsonb_build_object('application/json',
+                jsonb_build_object('schema', jsonb_build_object('type', 'object', 'properties', f.args::jsonb)))),
+            'responses', jsonb_build_object('200', jsonb_build_object('description', 'OK')))) AS item
+        FROM funcs f
+    )
+    SELECT json_build_object(
+        'openapi', '3.0.3',
+        'info', json_build_object('title', 'Ventros API', 'version', (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'ventros'),
+                                  'description', 'PostgREST dialect over schema api (ventros-http)'),
+        'paths', coalesce((SELECT jsonb_object_agg(path, item) FROM (SELECT * FROM rel_paths UNION ALL SELECT * FROM rpc_paths) p),
+                          '{}'::jsonb),
+        'components', json_build_object('schemas', coalesce((SELECT json_object_agg(c.relname,
+                          json_build_object('type', 'object', 'properties', c.props)) FROM cols c), '{}'::json)))
+$$;
+COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema api as the calling role may use it (GET /)';
+
+-- ---- http_plan_rows
+-- Prefer: count=planned/estimated are answered with the exact count (planner
+-- estimates reveal other tenants' values): the estimate function goes.
+DROP FUNCTION ventros.http_plan_rows(text);
+
+-- ---- authz
+-- Tenant users and admins (docs/security.md): issue 12, holes 3, 6, 7 and 8.
+
+-- 3. One status check for every token: ventros.user_claims, called by every
+-- path that issues a grant or API-key claims.
+CREATE OR REPLACE FUNCTION ventros.user_claims(u ventros.users) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF u.id IS NULL OR u.deleted_at IS NOT NULL OR u.status IS DISTINCT FROM 'active' THEN
+        RAISE EXCEPTION 'user account is not active' USING ERRCODE = '28000',
+            DETAIL = pg_catalog.format('Only active users get tokens; this one is %s.',
+                                       CASE WHEN u.deleted_at IS NOT NULL THEN 'deleted' ELSE coalesce(u.status, 'unknown') END);
+    END IF;
+    RETURN pg_catalog.jsonb_build_object('role', ventros.user_db_role(u.role), 'tenant_id', u.tenant_id,
+                                         'sub', u.id::text, 'email', u.email);
+END
+$$;
+COMMENT ON FUNCTION ventros.user_claims(ventros.users) IS
+    'The access-token claims of an active user; 28000 for a suspended, inactive or deleted one (every token-issuing path calls it)';
+
+
+CREATE OR REPLACE FUNCTION ventros.issue_grant(u ventros.users, family uuid DEFAULT NULL) RETURNS api.auth_grant
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text := ventros.random_token('vnr_');
+    result api.auth_grant;
+BEGIN
+    result.claims := ventros.user_claims(u);
+    INSERT INTO ventros.user_refresh_tokens (token_hash, tenant_id, user_id, family, expires_at)
+    VALUES (ventros.token_hash(token), u.tenant_id, u.id, coalesce(family, gen_random_uuid()),
+            now() + interval '30 days');
+    result.refresh_token := token;
+    result.expires_in := 900;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.issue_grant(ventros.users, uuid) IS
+    'Access-token claims of an active user (ventros.user_claims) and a new refresh token (30 days); the front signs the claims';
+
+
+CREATE OR REPLACE FUNCTION api.login(email text, password text) RETURNS api.auth_grant
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    u ventros.users;
+BEGIN
+    SELECT * INTO u FROM ventros.users x
+    WHERE x.email = lower(btrim(login.email)) AND x.deleted_at IS NULL;
+    -- The same bcrypt work whether or not the user exists.
+    IF NOT coalesce(ventros.password_matches(password, coalesce(u.password_hash,
+                    '$2a$08$0000000000000000000000000000000000000000000000000000u')), false)
+       OR u.id IS NULL THEN
+        RAISE EXCEPTION 'invalid email or password' USING ERRCODE = '28P01';
+    END IF;
+    PERFORM set_config('ventros.tenant', u.tenant_id, true);
+    PERFORM ventros.emit('user.logged_in', 'user', u.id, '{}', u.version);
+    RETURN ventros.issue_grant(u);
+END
+$$;
+COMMENT ON FUNCTION api.login(text, text) IS 'Checks email and password (bcrypt); returns a login grant; 28P01 when they do not match';
+
+
+CREATE OR REPLACE FUNCTION api.refresh(refresh_token text) RETURNS api.auth_grant
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    t ventros.user_refresh_tokens;
+    u ventros.users;
+BEGIN
+    SELECT * INTO t FROM ventros.user_refresh_tokens r
+    WHERE r.token_hash = ventros.token_hash(refresh_token) FOR UPDATE;
+    IF NOT FOUND OR t.expires_at < now() THEN
+        RAISE EXCEPTION 'invalid or expired refresh token' USING ERRCODE = '28000';
+    END IF;
+    IF t.revoked_at IS NOT NULL THEN
+        -- Reuse of a rotated token: revoke the family.
+        UPDATE ventros.user_refresh_tokens SET revoked_at = now() WHERE family = t.family AND revoked_at IS NULL;
+        RETURN NULL;  -- committed: the caller gets no grant (the front answers 401 on a null grant)
+    END IF;
+    UPDATE ventros.user_refresh_tokens SET revoked_at = now() WHERE token_hash = t.token_hash;
+    SELECT * INTO u FROM ventros.users x
+    WHERE x.tenant_id = t.tenant_id AND x.id = t.user_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid or expired refresh token' USING ERRCODE = '28000';
+    END IF;
+    PERFORM set_config('ventros.tenant', u.tenant_id, true);
+    RETURN ventros.issue_grant(u, t.family);
+END
+$$;
+COMMENT ON FUNCTION api.refresh(text) IS
+    'Rotates a refresh token: revokes it and returns a new grant; a revoked token revokes its whole family and gets none';
+
+
+CREATE OR REPLACE FUNCTION ventros.api_key_claims(key text) RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    claims jsonb;
+    api_key  ventros.user_api_keys;
+    key_user ventros.users;
+BEGIN
+    SELECT * INTO api_key FROM ventros.user_api_keys x
+    WHERE x.key_hash = ventros.token_hash(key) AND x.active AND x.deleted_at IS NULL
+      AND (x.expires_at IS NULL OR x.expires_at > now());
+    SELECT * INTO key_user FROM ventros.users x WHERE x.tenant_id = api_key.tenant_id AND x.id = api_key.user_id AND x.deleted_at IS NULL;
+    IF api_key.id IS NULL OR key_user.id IS NULL THEN
+        RAISE EXCEPTION 'invalid API key' USING ERRCODE = '28000';
+    END IF;
+    -- the user's status is decided where every token's is (no email: a key
+    -- stands for its user without naming them)
+    claims := (ventros.user_claims(key_user) - 'email') || jsonb_build_object('api_key_id', api_key.id::text);
+    -- last_used, at most once a minute per key (so a busy key is not a write
+    -- per request), and never waiting: a request that finds the row locked
+    -- by another one marking it leaves the mark to that one.  A quiet
+    -- column: no version bump, no event.
+    UPDATE ventros.user_api_keys k SET last_used = now(), version = k.version
+    WHERE (k.tenant_id, k.id) = (SELECT x.tenant_id, x.id FROM ventros.user_api_keys x
+                                 WHERE x.key_hash = ventros.token_hash(key)
+                                   AND (x.last_used IS NULL OR x.last_used < now() - interval '1 minute')
+                                 FOR UPDATE SKIP LOCKED);
+    RETURN claims;
+END
+$$;
+COMMENT ON FUNCTION ventros.api_key_claims(text) IS
+    'The JWT-style claims of a valid API key, marking its last_used (at most once a minute); 28000 otherwise';
+
+
+REVOKE EXECUTE ON FUNCTION ventros.user_claims(ventros.users) FROM PUBLIC;
+
+-- 7. Claims are read only in trusted sessions (src/tenant.c): the actor too.
+COMMENT ON FUNCTION ventros.actor() IS
+    'Who acts: the JWT sub claim of a trusted session (the front''s), else the session user';
+
+-- 8. The scheduler's functions are not for tenant roles (their `now` is the
+-- caller's to choose): platform administrators and pg_cron only.
+REVOKE EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer), ventros.tick_campaigns(timestamptz, integer),
+    ventros.tick_sequences(timestamptz, integer), ventros.tick_broadcasts(timestamptz),
+    ventros.tick_message_groups(timestamptz, integer), ventros.fold_channel_message_counts()
+    FROM ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer), ventros.tick_campaigns(timestamptz, integer),
+    ventros.tick_sequences(timestamptz, integer), ventros.tick_broadcasts(timestamptz),
+    ventros.tick_message_groups(timestamptz, integer), ventros.fold_channel_message_counts()
+    TO ventros_platform_admin;
+
+-- 6. Events of an aggregate come from those who may change it (src/emit.c
+-- checks UPDATE on the aggregate's table); tenants' own events are
+-- custom.<name> of the reserved aggregate "custom".
+COMMENT ON FUNCTION ventros.emit(text, text, uuid, jsonb, integer) IS
+    'Writes a registered business event (contact.merged, ...) to the outbox in the current transaction; the caller must be allowed to UPDATE the aggregate''s table (42501 otherwise)';
+
+CREATE OR REPLACE FUNCTION ventros.emit_custom_event(name text, payload jsonb DEFAULT '{}')
+RETURNS text
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_emit_custom_event';
+COMMENT ON FUNCTION ventros.emit_custom_event(text, jsonb) IS
+    'Writes a custom event of the acting tenant (type custom.<name>, aggregate custom, one stream per name) to the outbox; returns its type';
+
+
+REVOKE EXECUTE ON FUNCTION ventros.emit_custom_event(text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.emit_custom_event(text, jsonb) TO ventros_agent;
+ALTER TABLE ventros.event_types ADD CONSTRAINT event_types_not_custom CHECK (aggregate <> 'custom');
+
+CREATE OR REPLACE FUNCTION ventros.upsert_channel_label(channel_id uuid, label_id text, name text, color integer DEFAULT NULL,
+                                             color_hex text DEFAULT NULL)
+RETURNS ventros.channel_labels
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    channel_type text;
+    existing ventros.channel_labels;
+    result ventros.channel_labels;
+BEGIN
+    SELECT c.type INTO channel_type FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = upsert_channel_label.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_type <> 'waha' THEN
+        RAISE EXCEPTION 'channel % of type % has no labels', channel_id, channel_type USING ERRCODE = '22023',
+            DETAIL = 'Labels exist on WAHA-based channels only.';
+    END IF;
+    IF label_id IS NULL OR name IS NULL THEN
+        RAISE EXCEPTION 'label id and name must not be null' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO existing FROM ventros.channel_labels l
+    WHERE l.tenant_id = tenant AND l.channel_id = upsert_channel_label.channel_id AND l.label_id = upsert_channel_label.label_id
+    FOR UPDATE;
+    IF FOUND THEN
+        UPDATE ventros.channel_labels l SET name = upsert_channel_label.name, color = upsert_channel_label.color,
+            color_hex = upsert_channel_label.color_hex, version = existing.version
+        WHERE l.tenant_id = tenant AND l.id = existing.id RETURNING * INTO result;
+    ELSE
+        INSERT INTO ventros.channel_labels (channel_id, label_id, name, color, color_hex)
+        VALUES (channel_id, label_id, name, color, color_hex) RETURNING * INTO result;
+    END IF;
+    PERFORM ventros.emit('channel.label_upserted', 'channel', channel_id,
+                         jsonb_build_object('label_id', label_id, 'name', name, 'color', color, 'color_hex', color_hex), NULL);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.upsert_channel_label(uuid, text, text, integer, text) IS
+    'Creates or changes a label of a WAHA channel (22023 for other types); emits channel_label.created / .updated and channel.label_upserted';
+
+
+CREATE OR REPLACE FUNCTION ventros.check_webhook_changes(changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    unknown text;
+BEGIN
+    IF jsonb_typeof(changes) IS DISTINCT FROM 'object' THEN
+        RETURN changes;
+    END IF;
+    IF changes ? 'url' AND NOT ventros.is_webhook_url_allowed(changes->>'url') THEN
+        RAISE EXCEPTION 'webhook URL "%" is not a public https URL', left(changes->>'url', 200)
+            USING ERRCODE = '22023',
+                  DETAIL = 'Plain http, loopback, private, link-local and localhost addresses are refused, as are URLs with user info.',
+                  HINT = 'Operators allow internal receivers with ventros.http_allow_hosts.';
+    END IF;
+    IF changes ? 'headers' AND jsonb_typeof(changes->'headers') = 'object' THEN
+        SELECT h.key INTO unknown FROM jsonb_each(changes->'headers') h
+         WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$'
+            OR (h.value #>> '{}') ~ '[\r\n]' OR length(h.value #>> '{}') > 4096
+            OR lower(h.key) IN ('content-type', 'content-length', 'user-agent', 'host', 'transfer-encoding',
+                                'connection', 'expect') OR lower(h.key) LIKE 'x-ventros-%'
+         LIMIT 1;
+        IF unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'webhook header "%" is not allowed', left(unknown, 100)
+                USING ERRCODE = '22023',
+                      DETAIL = 'Custom headers are HTTP tokens with string values without line breaks; Content-Type, User-Agent, Host and X-Ventros-* are set by Ventros.';
+        END IF;
+    END IF;
+    IF changes ? 'events' THEN
+        IF jsonb_typeof(changes->'events') <> 'array' THEN
+            RAISE EXCEPTION 'webhook events must be a JSON array of event types' USING ERRCODE = '22023';
+        END IF;
+        SELECT e INTO unknown FROM jsonb_array_elements_text(changes->'events') e
+        WHERE NOT (e = '*' OR EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.event_type = e)
+                   OR (e ~ '^[a-z][a-z0-9_]*\.\*$'
+                       AND EXISTS (SELECT 1 FROM ventros.event_types t WHERE t.aggregate = left(e, -2)))
+                   -- the tenant's own events (ventros.emit_custom_event)
+                   OR e = 'custom.*' OR e ~ '^custom\.[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$')
+           OR e LIKE 'webhook\_subscription.%'
+        LIMIT 1;
+        IF unknown IS NOT NULL THEN
+            RAISE EXCEPTION 'webhook cannot subscribe to "%"', left(unknown, 120)
+                USING ERRCODE = '22023', HINT = 'Pick event types from ventros.list_webhook_event_types().';
+        END IF;
+    END IF;
+    RETURN changes;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_webhook_changes(jsonb) IS
+    'Validates the URL (SSRF rules) and the event types of a webhook subscription change set (22023)';
+
+
+
+-- ---- maintenance_grants
+-- The maintenance steps the scheduler runs (some with a clock of their own)
+-- are for the scheduler and platform administrators, not tenant admins.
+REVOKE EXECUTE ON FUNCTION ventros.expire_credentials(),
+    ventros.disable_failing_webhook_subscriptions(timestamptz, interval),
+    ventros.purge_expired_contact_events(timestamptz),
+    ventros.compact_crm_daily_stats(date)
+    FROM ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.expire_credentials(),
+    ventros.disable_failing_webhook_subscriptions(timestamptz, interval),
+    ventros.purge_expired_contact_events(timestamptz)
+    TO ventros_platform_admin;
+
+-- ---- locks_cron
+-- Issue 12 (4, 5, 10): locks no tenant can take, scheduled work per tenant,
+-- keys leading with tenant_id, and smaller fixes.  Each change is made in
+-- sql/ too (see the files named).
+
+-- ---- locks (sql/03_locks.sql, src/locks.c) ----------------------------------
+CREATE FUNCTION ventros.lock_tenant_key(key text, tenant text DEFAULT NULL) RETURNS void
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_lock_tenant_key';
+COMMENT ON FUNCTION ventros.lock_tenant_key(text, text) IS
+    'Waits for and takes, until the transaction ends, the lock of key within the acting tenant (a lock class SQL''s pg_advisory_* functions cannot take); tenant may only name the acting tenant, or any tenant in a trusted session without one (42501)';
+
+REVOKE EXECUTE ON FUNCTION ventros.lock_tenant_key(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.lock_tenant_key(text, text)
+    TO ventros_viewer, ventros_authenticator, ventros_platform_admin;
+
+-- the publisher lock moved to a lock class of its own (same C symbols)
+COMMENT ON FUNCTION ventros.outbox_publisher_lock() IS
+    'Takes the publisher lock of this database for the rest of the session, without waiting (a session lock of Ventros'' own class, src/locks.c, that pg_advisory_lock cannot take); whether this session holds it (publisher use)';
+
+CREATE OR REPLACE FUNCTION ventros.upsert_contact_by_identity(identity_type text, sender text, name text DEFAULT NULL,
+                                                   project_id uuid DEFAULT NULL, channel_id uuid DEFAULT NULL,
+                                                   source_channel text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    norm_value text := ventros.normalize_identity(identity_type, sender);
+    found_id uuid;
+    phone_e164 text;
+    c ventros.contacts;
+BEGIN
+    IF norm_value IS NULL THEN
+        RAISE EXCEPTION 'unknown identity type "%"', left(identity_type, 32) USING ERRCODE = '22023';
+    END IF;
+    -- (the lookup of find_contact_by_identity, inline: the hot path of every inbound message)
+    SELECT i.contact_id INTO found_id FROM ventros.contact_identities i
+    WHERE i.tenant_id = tenant AND i.identity_type = upsert_contact_by_identity.identity_type AND i.value = norm_value
+      AND i.deleted_at IS NULL
+    ORDER BY i.created_at, i.contact_id LIMIT 1;
+    IF found_id IS NOT NULL THEN
+        RETURN found_id;
+    END IF;
+    PERFORM ventros.lock_tenant_key('identity/' || identity_type || '/' || norm_value);
+    found_id := ventros.find_contact_by_identity(identity_type, norm_value);
+    IF found_id IS NOT NULL THEN
+        RETURN found_id;
+    END IF;
+    phone_e164 := CASE WHEN identity_type = 'phone' THEN norm_value
+                  WHEN identity_type = 'whatsapp' THEN '+' || split_part(norm_value, '@', 1) END;
+    -- A contact with that phone but without the identity yet.
+    IF phone_e164 IS NOT NULL THEN
+        SELECT x.id INTO found_id FROM ventros.contacts x
+        WHERE x.tenant_id = tenant AND x.project_id = coalesce(upsert_contact_by_identity.project_id, ventros.default_project())
+          AND x.phone = phone_e164 AND x.deleted_at IS NULL;
+    END IF;
+    IF found_id IS NULL THEN
+        c := ventros.create_contact(coalesce(nullif(btrim(name), ''), sender), phone => phone_e164,
+                                    email => CASE WHEN identity_type = 'email' THEN norm_value END,
+                                    project_id => project_id, source_channel => source_channel);
+        found_id := c.id;
+    END IF;
+    PERFORM ventros.add_contact_identity(found_id, identity_type, norm_value, channel_id);
+    RETURN found_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text) IS
+    'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (a tenant key lock); emits contact.created and contact_identity.created for a new sender';
+
+CREATE OR REPLACE FUNCTION ventros.inbound_whatsapp_sender(ch ventros.channels, jids text[], name text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ids text[] := ARRAY(SELECT DISTINCT ventros.canonical_whatsapp_id(j) FROM unnest(jids) j
+                        WHERE ventros.canonical_whatsapp_id(j) IS NOT NULL ORDER BY 1);
+    phone_id text := (SELECT i FROM unnest(ids) i WHERE i LIKE '%@c.us' LIMIT 1);
+    lid_id text := (SELECT i FROM unnest(ids) i WHERE i LIKE '%@lid' LIMIT 1);
+    by_phone uuid;
+    by_lid uuid;
+    x text;
+BEGIN
+    IF phone_id IS NULL AND lid_id IS NULL THEN
+        RAISE EXCEPTION 'no WhatsApp sender id in %', array_to_string(jids, ', ') USING ERRCODE = '22023';
+    END IF;
+    IF phone_id IS NULL OR lid_id IS NULL THEN
+        RETURN coalesce(phone_id, lid_id);      -- one form: receive_message upserts it
+    END IF;
+    FOREACH x IN ARRAY ARRAY[phone_id, lid_id] LOOP
+        PERFORM ventros.lock_tenant_key('identity/' || CASE WHEN x LIKE '%@lid' THEN 'whatsapp_lid' ELSE 'whatsapp' END
+                                        || '/' || x);
+    END LOOP;
+    by_phone := ventros.find_contact_by_identity('whatsapp', phone_id);
+    by_lid := ventros.find_contact_by_identity('whatsapp_lid', lid_id);
+    IF by_phone IS NULL AND by_lid IS NULL THEN
+        by_phone := ventros.upsert_contact_by_identity('whatsapp', phone_id, name, ch.project_id, ch.id, ch.type);
+    END IF;
+    IF by_phone IS NULL THEN
+        PERFORM ventros.add_contact_identity(by_lid, 'whatsapp', phone_id, ch.id);
+    ELSIF by_lid IS DISTINCT FROM by_phone THEN
+        -- (another contact with the @lid: add_contact_identity opens a merge suggestion)
+        PERFORM ventros.add_contact_identity(by_phone, 'whatsapp_lid', lid_id, ch.id);
+    END IF;
+    RETURN phone_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_whatsapp_sender(ventros.channels, text[], text) IS
+    'Links the phone (@c.us) and privacy (@lid) ids of one WhatsApp sender to one contact (creating it if new); returns the id to record the message under';
+
+CREATE OR REPLACE FUNCTION ventros.event_log_sequence(tenant text, contact_id uuid) RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.lock_tenant_key('event_log/' || contact_id::text, tenant);
+    SELECT coalesce(max(l.sequence_number), 0) + 1 FROM ventros.event_log l
+    WHERE l.tenant_id = tenant AND l.contact_id = event_log_sequence.contact_id
+$$;
+COMMENT ON FUNCTION ventros.event_log_sequence(text, uuid) IS
+    'The next sequence number of a contact''s activity log (locks the contact''s log until commit)';
+
+
+-- ---- scheduled work per tenant (sql/97_schedule.sql, 82, 92, 40_messages) ----
+CREATE TABLE ventros.scheduled_job_failures (
+    tenant_id       text        NOT NULL,
+    job             text        NOT NULL,
+    error           text        NOT NULL,
+    sqlstate        text        NOT NULL,
+    first_failed_at timestamptz NOT NULL DEFAULT now(),
+    failed_at       timestamptz NOT NULL DEFAULT now(),
+    failures        integer     NOT NULL DEFAULT 1,
+    PRIMARY KEY (tenant_id, job)
+);
+COMMENT ON TABLE ventros.scheduled_job_failures IS
+    'The tenants whose part of a scheduled job failed at its last run: the error, since when, how many runs in a row (the row goes at the next success)';
+ALTER TABLE ventros.scheduled_job_failures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.scheduled_job_failures FORCE ROW LEVEL SECURITY;
+-- tenant administrators see their own tenant's; the runner writes as the
+-- tenant it acts for
+CREATE POLICY ventros_tenant_all ON ventros.scheduled_job_failures
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.scheduled_job_failures FROM PUBLIC;
+GRANT SELECT ON ventros.scheduled_job_failures TO ventros_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ventros.scheduled_job_failures TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.run_per_tenant(job text, step text, tenants text[] DEFAULT NULL,
+                                       now timestamptz DEFAULT now(), args jsonb DEFAULT '{}')
+RETURNS TABLE (tenant_id text, result jsonb, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    t text;
+    state text;
+    caller_lock_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF job IS NULL OR step IS NULL THEN
+        RAISE EXCEPTION 'run_per_tenant needs a job name and a step' USING ERRCODE = '22023';
+    END IF;
+    -- A tenant's open transaction holding a row lock a step needs (its
+    -- channel, say) must not stall the job for the tenants after it: a step
+    -- waits at most 10 s for a lock (less when the caller set less), then
+    -- fails for its tenant only (55P03).
+    IF caller_lock_timeout::interval = interval '0' OR caller_lock_timeout::interval > interval '10 s' THEN
+        PERFORM pg_catalog.set_config('lock_timeout', '10s', true);
+    END IF;
+    FOR t IN SELECT x.t FROM unnest(coalesce(tenants,
+                 ARRAY(SELECT DISTINCT p.tenant_id FROM ventros.projects p WHERE p.deleted_at IS NULL ORDER BY 1))) AS x(t)
+    LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', t, true);
+        tenant_id := t;
+        result := NULL;
+        error := NULL;
+        BEGIN
+            EXECUTE step INTO result USING now, args;
+            DELETE FROM ventros.scheduled_job_failures f
+             WHERE f.tenant_id = t AND f.job = run_per_tenant.job;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS error = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            RAISE WARNING 'scheduled job % failed for tenant %: %', job, t, error;
+            INSERT INTO ventros.scheduled_job_failures AS f (tenant_id, job, error, sqlstate)
+            VALUES (t, job, error, state)
+            ON CONFLICT ON CONSTRAINT scheduled_job_failures_pkey DO UPDATE
+            SET error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, failed_at = EXCLUDED.failed_at,
+                failures = f.failures + 1;
+        END;
+        RETURN NEXT;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', caller_lock_timeout, true);
+END
+$$;
+COMMENT ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) IS
+    'The per-tenant loop of scheduled work: runs step (SQL returning one jsonb; $1 = now, $2 = args) as each tenant (default: every tenant with a live project), each in a subtransaction waiting at most 10 s for a lock; a failure is a warning and a row of ventros.scheduled_job_failures, a success clears it; platform administrators only (42501)';
+
+REVOKE EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.run_per_tenant(text, text, text[], timestamptz, jsonb) TO ventros_platform_admin;
+
+CREATE VIEW ventros.scheduled_job_status AS
+SELECT j.name AS job, j.schedule, f.tenant_id, f.error, f.sqlstate, f.failed_at, f.first_failed_at, f.failures
+  FROM ventros.scheduled_jobs j
+  LEFT JOIN ventros.scheduled_job_failures f ON f.job = j.name;
+COMMENT ON VIEW ventros.scheduled_job_status IS
+    'Every scheduled job, with a row per tenant whose part failed at its last run (error, SQLSTATE, when, since when, runs in a row), or one row without a tenant when none failed (platform administrators)';
+GRANT SELECT ON ventros.scheduled_job_status TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.tick_maintenance(now timestamptz DEFAULT now(),
+                                         http_retention interval DEFAULT interval '7 days')
+RETURNS TABLE (tenant_id text, contact_events_purged integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF http_retention IS NULL OR http_retention < interval '0' THEN
+        RAISE EXCEPTION 'http_retention must be a non-negative interval' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result->>'contact_events_purged')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-maintenance',
+               $s$SELECT pg_catalog.jsonb_build_object(
+                      'contact_events_purged', ventros.purge_expired_contact_events($1),
+                      'crm_daily_stats_compacted', ventros.compact_crm_daily_stats(($1 AT TIME ZONE 'UTC')::date))$s$,
+               now => tick_maintenance.now) r;
+    -- Across tenants: retention of finished requests (no tenant's data can
+    -- make a delete of its own finished rows fail).
+    PERFORM ventros.prune_http_requests(now - http_retention);
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_maintenance(timestamptz, interval) IS
+    'Daily housekeeping: purges expired contact events and compacts past days of crm_daily_stats per tenant (ventros.run_per_tenant), prunes finished HTTP requests older than http_retention; platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.tick_automation(now timestamptz DEFAULT now())
+RETURNS TABLE (tenant_id text, campaign_steps integer, sequence_steps integer, broadcast_sends integer,
+               message_groups integer, credentials_expired integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result->>'campaign_steps')::integer, (r.result->>'sequence_steps')::integer,
+           (r.result->>'broadcast_sends')::integer, (r.result->>'message_groups')::integer,
+           (r.result->>'credentials_expired')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-automation',
+               -- in this order (a CTE each, each evaluated once, in turn)
+               $s$WITH c AS (SELECT ventros.tick_campaigns($1) AS n),
+                       s AS (SELECT ventros.tick_sequences($1) AS n FROM c),
+                       b AS (SELECT ventros.tick_broadcasts($1) AS n FROM s),
+                       g AS (SELECT (SELECT pg_catalog.count(*) FROM ventros.tick_message_groups($1))::integer AS n FROM b),
+                       e AS (SELECT ventros.expire_credentials() AS n FROM g)
+                  SELECT pg_catalog.jsonb_build_object('campaign_steps', c.n, 'sequence_steps', s.n,
+                                                       'broadcast_sends', b.n, 'message_groups', g.n,
+                                                       'credentials_expired', e.n)
+                    FROM c, s, b, g, e$s$,
+               now => tick_automation.now) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_automation(timestamptz) IS
+    'Runs every tenant''s automation ticks (campaigns, sequences, broadcasts, message groups, credential expiry), one subtransaction per tenant (ventros.run_per_tenant); platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.tick_webhooks(now timestamptz DEFAULT now(), failing_for interval DEFAULT '5 days')
+RETURNS TABLE (tenant_id text, disabled integer, error text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- the tenants with a subscription due, each through ventros.run_per_tenant
+    RETURN QUERY
+    SELECT r.tenant_id, (r.result #>> '{}')::integer, r.error
+      FROM ventros.run_per_tenant('ventros-tick-webhooks',
+               $s$SELECT pg_catalog.to_jsonb(ventros.disable_failing_webhook_subscriptions($1, ($2->>'failing_for')::interval))$s$,
+               ARRAY(SELECT DISTINCT w.tenant_id FROM ventros.webhook_subscriptions w
+                      WHERE w.active AND w.deleted_at IS NULL AND w.failing_since <= tick_webhooks.now - failing_for
+                      ORDER BY 1),
+               tick_webhooks.now, pg_catalog.jsonb_build_object('failing_for', failing_for)) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_webhooks(timestamptz, interval) IS
+    'Disables, in every tenant, subscriptions failing every delivery for failing_for (default 5 days); platform administrators only (42501)';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_message.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_message.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (tenant, count_channel_message.channel_id, ventros.stats_slot(),
+            (NOT from_me)::integer, from_me::integer, at)
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE OR REPLACE FUNCTION ventros.fold_channel_message_counts()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+BEGIN
+    IF tenant IS NULL THEN
+        -- every tenant with slots, each on its own (ventros.run_per_tenant):
+        -- one tenant's bad row fails only its own fold
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-channel-counts',
+                   'SELECT pg_catalog.to_jsonb(ventros.fold_channel_message_counts())',
+                   ARRAY(SELECT DISTINCT c.tenant_id FROM ventros.channel_message_counts c ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    -- The slots of the tenant's live channels; those of a channel deleted
+    -- since wait (folded if it is restored).
+    WITH gone AS (
+        DELETE FROM ventros.channel_message_counts c
+         WHERE c.tenant_id = tenant
+           AND EXISTS (SELECT FROM ventros.channels ch
+                        WHERE ch.tenant_id = c.tenant_id AND ch.id = c.channel_id AND ch.deleted_at IS NULL)
+        RETURNING c.*),
+    totals AS (
+        SELECT g.tenant_id, g.channel_id, sum(g.messages_received) AS received, sum(g.messages_sent) AS sent,
+               max(g.last_message_at) AS last_at
+          FROM gone g GROUP BY 1, 2),
+    applied AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + t.received,
+               messages_sent = ch.messages_sent + t.sent,
+               last_message_at = greatest(ch.last_message_at, t.last_at),
+               version = ch.version
+          FROM totals t
+         WHERE ch.tenant_id = t.tenant_id AND ch.id = t.channel_id
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM applied;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
+    'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
+
+UPDATE ventros.scheduled_jobs
+   SET command = 'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-sessions'', ''SELECT pg_catalog.to_jsonb(ventros.tick_sessions($1))'')'
+ WHERE name = 'ventros-tick-sessions';
+
+-- ---- Meta channels without an app secret, reprocess_inbox_item's role check (sql/88_inbox.sql) ----
+CREATE OR REPLACE FUNCTION ventros.verify_webhook(provider text, config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text;
+    token text;
+    given text;
+    given_bytes bytea;
+BEGIN
+    IF provider IN ('whatsapp', 'instagram', 'messenger') THEN
+        secret := nullif(config->>'app_secret', '');
+        IF secret IS NULL THEN
+            -- no secret to check against: unsigned only when the channel
+            -- says so explicitly
+            IF config->'allow_unsigned' = 'true'::jsonb THEN
+                RETURN NULL;
+            END IF;
+            RETURN 'no_app_secret';
+        END IF;
+        IF secret IS NOT NULL THEN
+            given := headers->>'x-hub-signature-256';
+            IF given IS NULL THEN
+                RETURN 'missing_signature';
+            END IF;
+            given_bytes := CASE WHEN left(given, 7) = 'sha256=' THEN ventros.decode_hex_signature(substr(given, 8), 32) END;
+            IF given_bytes IS NULL
+               OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha256'), given_bytes) THEN
+                RETURN 'invalid_signature';
+            END IF;
+        END IF;
+        RETURN NULL;
+    END IF;
+    -- waha
+    secret := nullif(config->>'webhook_secret', '');
+    IF secret IS NOT NULL THEN
+        given := headers->>'x-webhook-hmac';
+        IF given IS NULL THEN
+            RETURN 'missing_signature';
+        END IF;
+        IF lower(coalesce(headers->>'x-webhook-hmac-algorithm', 'sha512')) <> 'sha512' THEN
+            RETURN 'bad_algorithm';
+        END IF;
+        given_bytes := ventros.decode_hex_signature(given, 64);
+        IF given_bytes IS NULL
+           OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha512'), given_bytes) THEN
+            RETURN 'invalid_signature';
+        END IF;
+    END IF;
+    token := nullif(config->>'webhook_token', '');
+    IF token IS NOT NULL THEN
+        given := headers->>'x-ventros-token';
+        IF given IS NULL
+           OR NOT ventros.timing_safe_equal(sha256(convert_to(token, 'UTF8')), sha256(convert_to(given, 'UTF8'))) THEN
+            RETURN 'invalid_token';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_webhook(text, jsonb, jsonb, bytea) IS
+    'NULL when a delivery''s signature/token match the channel config (Meta X-Hub-Signature-256, required unless the channel has no app_secret and "allow_unsigned": true; WAHA X-Webhook-Hmac sha512 and X-Ventros-Token), else the reason; constant-time comparisons';
+
+COMMENT ON COLUMN ventros.channel_webhook_rejections.last_reason IS
+    'Why the last one was refused (missing_signature, invalid_signature, bad_algorithm, invalid_token, no_app_secret)';
+
+CREATE OR REPLACE FUNCTION ventros.session_role() RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.current_setting('role') = 'none' THEN session_user
+                ELSE pg_catalog.current_setting('role')::name END
+$$;
+COMMENT ON FUNCTION ventros.session_role() IS
+    'The role the session acts as (its SET ROLE, else its login): the caller''s role for checks inside SECURITY DEFINER functions, where current_user is the definer';
+
+REVOKE EXECUTE ON FUNCTION ventros.session_role() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ventros.reprocess_inbox_item(inbox_id uuid) RETURNS ventros.inbox
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    r ventros.inbox;
+BEGIN
+    -- the caller's role: current_user here is this function's owner
+    IF NOT pg_has_role(ventros.session_role(), 'ventros_admin', 'MEMBER')
+       AND NOT pg_has_role(ventros.session_role(), 'ventros_platform_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only administrators reprocess inbox items' USING ERRCODE = '42501',
+            DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_admin.', ventros.session_role());
+    END IF;
+    SELECT * INTO r FROM ventros.inbox i WHERE i.tenant_id = tenant AND i.id = inbox_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inbox item % not found', inbox_id USING ERRCODE = 'P0002';
+    END IF;
+    IF r.status NOT IN ('failed', 'unmatched', 'unparsed', 'received') OR r.item IS NULL THEN
+        RAISE EXCEPTION 'inbox item % is %', inbox_id, r.status USING ERRCODE = '55000',
+            HINT = 'Only failed, unmatched, unparsed or received items with a parsed JSON item are reprocessed.';
+    END IF;
+    PERFORM ventros.inbox_run(r, now());
+    SELECT * INTO r FROM ventros.inbox i WHERE i.tenant_id = tenant AND i.id = inbox_id;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.reprocess_inbox_item(uuid) IS
+    'Administrators: processes one failed, unmatched or unparsed inbox item of the acting tenant again, now; returns the row';
+
+-- Meta channels without an app secret took unsigned deliveries until now and
+-- refuse them from here on: say so, so the operator sets app_secret (or, for
+-- a channel that must stay open, "allow_unsigned": true).
+DO $$
+DECLARE
+    n integer;
+BEGIN
+    SELECT count(*) INTO n FROM ventros.channels c
+     WHERE c.type IN ('whatsapp', 'whatsapp_business', 'instagram', 'messenger') AND c.deleted_at IS NULL
+       AND nullif(c.config->>'app_secret', '') IS NULL AND c.config->'allow_unsigned' IS DISTINCT FROM 'true'::jsonb;
+    IF n > 0 THEN
+        RAISE NOTICE '% Meta channel(s) without app_secret now refuse unsigned webhook deliveries', n
+            USING HINT = 'Set config.app_secret on each (or "allow_unsigned": true to keep one open); see docs/security.md.';
+    END IF;
+END
+$$;
+
+-- ---- keys lead with tenant_id (sql/03_outbox.sql, sql/12_users.sql) ----------
+ALTER TABLE ventros.outbox_queue DROP CONSTRAINT outbox_queue_pkey;
+ALTER TABLE ventros.outbox_queue ADD PRIMARY KEY (tenant_id, seq);
+CREATE INDEX outbox_queue_seq ON ventros.outbox_queue (seq);
+ALTER TABLE ventros.user_refresh_tokens DROP CONSTRAINT user_refresh_tokens_pkey;
+ALTER TABLE ventros.user_refresh_tokens ADD PRIMARY KEY (tenant_id, token_hash);
+CREATE INDEX user_refresh_tokens_by_hash ON ventros.user_refresh_tokens (token_hash);
+
+-- ---- processed_events: an append-only record, not an aggregate
+-- (sql/66_processed_events.sql): the columns no trigger kept go ----------------
+ALTER TABLE ventros.processed_events DROP COLUMN version, DROP COLUMN created_at,
+    DROP COLUMN updated_at, DROP COLUMN deleted_at;
+
+-- ---- inbox_lock_wait
+-- No tenant holds up the inbox processors for the others: an item that waits
+-- for a lock past ventros.inbox_lock_timeout is put off (no attempt counted),
+-- with the rest of its tenant's batch.
+
+CREATE OR REPLACE FUNCTION ventros.inbox_run(r ventros.inbox, now timestamptz) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o ventros.inbox_outcome;
+    ch ventros.channels;
+    state text;
+    message text;
+    tries integer := r.attempts + 1;
+BEGIN
+    BEGIN
+        SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = r.channel_id;
+        o := ventros.inbox_process(r, ch);
+        UPDATE ventros.inbox i
+        SET status = o.status, attempts = tries, message_id = coalesce(o.message_id, i.message_id),
+            contact_id = coalesce(o.contact_id, i.contact_id), result = o.result, last_error = NULL,
+            processed_at = CASE WHEN o.status <> 'unmatched' THEN now END,
+            next_attempt_at = CASE WHEN o.status = 'unmatched' AND tries < ventros.inbox_max_attempts()
+                                   THEN now + ventros.inbox_backoff(tries) END
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN o.status;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    END;
+    IF state = '55P03' THEN
+        -- a lock held past ventros.inbox_lock_timeout (a tenant's own open
+        -- transaction): not the item's fault, so no attempt is counted
+        UPDATE ventros.inbox i
+        SET last_error = left(state || ': ' || message, 2000), next_attempt_at = now + interval '5 seconds'
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN 'deferred';
+    END IF;
+    UPDATE ventros.inbox i
+    SET status = 'failed', attempts = tries, last_error = left(state || ': ' || message, 2000),
+        next_attempt_at = CASE WHEN NOT ventros.inbox_error_is_permanent(state) AND tries < ventros.inbox_max_attempts()
+                               THEN now + ventros.inbox_backoff(tries) END
+    WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+    RETURN 'failed';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.process_inbox(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS TABLE (status text, items integer)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    r ventros.inbox;
+    outcome text;
+    counts jsonb := '{}';
+    held_up text[] := '{}';     -- tenants whose item waited past the lock timeout
+    wait text := pg_catalog.current_setting('ventros.inbox_lock_timeout', true);
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- No tenant holds up the others: an item waits for a lock at most this
+    -- long, and then the rest of its tenant's items in the batch are put off
+    -- with it, so one tenant's open transaction costs a processor one wait
+    -- every few seconds, not one per item.
+    IF wait IS NOT NULL AND wait NOT IN ('0', '0ms') THEN
+        PERFORM pg_catalog.set_config('lock_timeout', wait, true);
+    END IF;
+    FOR r IN SELECT * FROM ventros.inbox i
+             WHERE i.status IN ('received', 'failed', 'unmatched') AND i.next_attempt_at <= process_inbox.now
+             ORDER BY i.next_attempt_at, i.received_at, i.item_index
+             LIMIT batch_size
+             FOR UPDATE SKIP LOCKED LOOP
+        IF r.tenant_id = ANY (held_up) THEN
+            UPDATE ventros.inbox i SET next_attempt_at = process_inbox.now + interval '5 seconds'
+            WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+            outcome := 'deferred';
+        ELSE
+            PERFORM set_config('ventros.tenant', r.tenant_id, true);
+            outcome := ventros.inbox_run(r, process_inbox.now);
+            IF outcome = 'deferred' THEN
+                held_up := held_up || r.tenant_id;
+            END IF;
+        END IF;
+        counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts->>outcome)::integer, 0) + 1));
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN QUERY SELECT c.key, c.value::text::integer FROM jsonb_each(counts) c ORDER BY c.key;
+END
+$$;
+COMMENT ON FUNCTION ventros.process_inbox(integer, timestamptz) IS
+    'Platform admins / scheduler: processes up to batch_size due inbox items of every tenant (received, failed with retries left, unmatched), each in its own subtransaction; an item that waits for a lock past ventros.inbox_lock_timeout is put off 5 s with the rest of its tenant''s batch (status deferred, no attempt counted); returns how many ended in each status';
+
+-- ---- lint_fixes
+-- Lints over the catalog (test/pgtap/610_lints.sql) call every function a
+-- tenant role may call that takes a tenant, naming another tenant.
+-- ventros.event_log_sequence now refuses (its lock is ventros.lock_tenant_key,
+-- 40_locks_cron.sql), but the activity log's trigger called it for any row,
+-- so a row of another tenant failed on that lock (42501, "permission denied
+-- to lock a key") before the row policy could refuse it: a widened INSERT
+-- policy would have hidden behind the lock.  The trigger leaves a row of
+-- another tenant unnumbered, so the row policy refuses it first.
+
+CREATE OR REPLACE FUNCTION ventros.event_log_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.tenant_id := coalesce(NEW.tenant_id, ventros.require_tenant());
+        -- A row of another tenant is left unnumbered: the row policy refuses
+        -- it (42501) without this trigger locking that tenant's log.
+        NEW.sequence_number := CASE WHEN NEW.contact_id IS NOT NULL
+                                         AND NEW.tenant_id IS NOT DISTINCT FROM coalesce(ventros.current_tenant(), NEW.tenant_id)
+                                    THEN ventros.event_log_sequence(NEW.tenant_id, NEW.contact_id) END;
+        RETURN NEW;
+    END IF;
+    IF (NEW.event_type, NEW.aggregate_type, NEW.aggregate_id, NEW.project_id, NEW.user_id, NEW.source, NEW.occurred_at)
+       IS DISTINCT FROM (OLD.event_type, OLD.aggregate_type, OLD.aggregate_id, OLD.project_id, OLD.user_id, OLD.source,
+                         OLD.occurred_at)
+       OR (NEW.payload IS DISTINCT FROM OLD.payload
+           AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+       OR (OLD.contact_id IS NOT NULL AND NEW.contact_id IS DISTINCT FROM OLD.contact_id)
+       OR (OLD.session_id IS NOT NULL AND NEW.session_id IS DISTINCT FROM OLD.session_id)
+       OR (OLD.message_id IS NOT NULL AND NEW.message_id IS DISTINCT FROM OLD.message_id)
+       OR (OLD.sequence_number IS NOT NULL AND NEW.sequence_number IS DISTINCT FROM OLD.sequence_number) THEN
+        RAISE EXCEPTION 'event log entry % is append-only', OLD.id
+            USING ERRCODE = '55000',
+                  DETAIL = 'Only a missing contact, session or message and published_at can be added to an entry.';
+    END IF;
+    IF OLD.contact_id IS NULL AND NEW.contact_id IS NOT NULL THEN
+        NEW.sequence_number := ventros.event_log_sequence(NEW.tenant_id, NEW.contact_id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.event_log_guard() IS
+    'Keeps the activity log append-only (55000) and numbers each contact''s entries';
+
+-- ---- setting_units
+-- Durations and sizes of the dispatcher, the inbox processors and media carry
+-- their units ('5s', '64MB'); ventros.http_backoff_base is now
+-- ventros.http_backoff_min, as the outbox's; SQL reads them in base units
+-- through ventros.setting_number().
+
+-- A numeric ventros.* setting in its base unit (ms, s or bytes): durations
+-- and sizes are declared with units, so current_setting() shows '5s'.
+CREATE FUNCTION ventros.setting_number(name text) RETURNS bigint
+LANGUAGE c STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'ventros_setting_number';
+COMMENT ON FUNCTION ventros.setting_number(text) IS
+    'A numeric ventros.* setting in its base unit (milliseconds, seconds or bytes, as declared), for SQL that computes with it';
+GRANT EXECUTE ON FUNCTION ventros.setting_number(text) TO ventros_viewer, ventros_anon;
+
+CREATE OR REPLACE FUNCTION ventros.http_backoff(failed_attempts integer) RETURNS interval
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT make_interval(secs => least(ventros.setting_number('ventros.http_backoff_min')::float8
+                                       * power(2::float8, least(greatest(failed_attempts, 1) - 1, 40)),
+                                       ventros.setting_number('ventros.http_backoff_max')::float8)
+                                 * (0.9 + random() * 0.2) / 1000.0)
+$$;
+COMMENT ON FUNCTION ventros.http_backoff(integer) IS
+    'Retry delay after n failed attempts: exponential from ventros.http_backoff_min up to ventros.http_backoff_max, +-10 % jitter';
+
+CREATE OR REPLACE FUNCTION ventros.http_record_attempt(
+    p_tenant_id text, p_id uuid, p_attempt integer,
+    p_succeeded boolean, p_retryable boolean, p_retry_after_ms bigint,
+    p_response_status integer, p_response_headers text, p_response_body bytea,
+    p_response_truncated boolean, p_error text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.http_requests;
+    new_status text;
+    delay interval;
+    hdrs jsonb;
+    classify text;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests
+     WHERE tenant_id = p_tenant_id AND id = p_id AND status = 'in_flight' AND attempts = p_attempt
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF p_response_headers IS NOT NULL THEN
+        SELECT coalesce(jsonb_object_agg(lower(btrim(split_part(l, ':', 1))),
+                                         btrim(substr(l, strpos(l, ':') + 1))), '{}')
+          INTO hdrs
+          FROM regexp_split_to_table(p_response_headers, E'\r?\n') AS l
+         WHERE strpos(l, ':') > 1;
+    END IF;
+    IF NOT p_succeeded AND r.retry_policy NOT IN ('transient', 'any') THEN
+        SELECT format('SELECT %s($1, $2, $3)', c.classifier::regproc) INTO classify
+          FROM ventros.http_retry_classifiers c WHERE c.policy = r.retry_policy;
+        IF classify IS NOT NULL THEN
+            EXECUTE classify INTO p_retryable USING p_response_status, p_response_body, p_retryable;
+        END IF;
+    END IF;
+    IF p_succeeded THEN
+        new_status := 'succeeded';
+    ELSIF NOT p_retryable THEN
+        new_status := 'failed';
+    ELSIF r.attempts >= r.max_attempts THEN
+        new_status := 'dead';
+    ELSE
+        new_status := 'pending';
+        delay := CASE WHEN cardinality(r.retry_schedule) > 0
+                      THEN r.retry_schedule[least(r.attempts, cardinality(r.retry_schedule))] * (0.9 + random() * 0.2)
+                      ELSE ventros.http_backoff(r.attempts) END;
+        IF p_retry_after_ms IS NOT NULL THEN
+            delay := greatest(delay, make_interval(secs => least(p_retry_after_ms / 1000.0,
+                                         ventros.setting_number('ventros.http_retry_after_max')::float8)));
+        END IF;
+    END IF;
+    UPDATE ventros.http_requests
+       SET status = new_status,
+           next_attempt_at = CASE WHEN new_status = 'pending' THEN clock_timestamp() + delay ELSE next_attempt_at END,
+           lease_until = NULL, claimed_by = NULL,
+           response_status = p_response_status,
+           response_headers = hdrs,
+           response_body = p_response_body,
+           response_truncated = coalesce(p_response_truncated, false),
+           last_error = CASE WHEN p_succeeded THEN NULL ELSE p_error END,
+           completed_at = CASE WHEN new_status IN ('succeeded', 'failed', 'dead') THEN clock_timestamp() END,
+           updated_at = now()
+     WHERE tenant_id = p_tenant_id AND id = p_id
+    RETURNING * INTO r;
+    IF new_status <> 'pending' THEN
+        PERFORM ventros.run_http_request_handler(r);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION ventros.http_record_attempt(text, uuid, integer, boolean, boolean, bigint, integer, text, bytea, boolean, text) IS
+    'Dispatcher: stores an attempt''s answer and decides succeeded, failed, dead or a retry after backoff (Retry-After honoured)';
+
+CREATE OR REPLACE FUNCTION ventros.media_download_cap(req jsonb) RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN req->>'step' = 'lookup' THEN NULL ELSE ventros.setting_number('ventros.media_max_size')::integer END
+$$;
+COMMENT ON FUNCTION ventros.media_download_cap(jsonb) IS
+    'ventros.media_max_size for a media download request, NULL (the dispatcher''s default cap) for a Cloud API media lookup';
+
+CREATE OR REPLACE FUNCTION ventros.handle_media_lookup(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer jsonb := ventros.json_body(r.response_body);
+BEGIN
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
+    ELSIF coalesce(answer->>'url', '') !~* '^https?://' THEN
+        PERFORM ventros.fail_media_download(r, 'the media lookup answer has no url');
+    ELSE
+        UPDATE ventros.message_media mm
+           SET content_type = coalesce(answer->>'mime_type', mm.content_type),
+               expected_sha256 = coalesce(answer->>'sha256', mm.expected_sha256)
+         WHERE mm.tenant_id = r.tenant_id AND mm.message_id = r.correlation_id;
+        PERFORM ventros.enqueue_http_request(answer->>'url', 'GET', r.headers, NULL, 'media.download', r.correlation_id,
+                                             retry_policy => r.retry_policy,
+                                             max_response_size => ventros.setting_number('ventros.media_max_size')::integer);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.handle_media_lookup(ventros.http_requests) IS
+    'Completion handler of media.lookup (Cloud API step 1): queues the download of the returned URL with the same headers, keeping mime_type and sha256';
+
+CREATE OR REPLACE FUNCTION ventros.handle_media_download(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mm ventros.message_media;
+    bytes bytea := coalesce(r.response_body, '');
+    digest bytea;
+BEGIN
+    SELECT * INTO mm FROM ventros.message_media x
+     WHERE x.tenant_id = r.tenant_id AND x.message_id = r.correlation_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    digest := sha256(bytes);
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.fail_media_download(r, ventros.provider_error_text(r));
+    ELSIF r.response_truncated THEN
+        PERFORM ventros.fail_media_download(r, format('the media is larger than %s bytes (ventros.media_max_size)',
+                                                      coalesce(r.max_response_size, ventros.setting_number('ventros.http_max_response_size')::integer)));
+    ELSIF mm.expected_sha256 IS NOT NULL AND lower(mm.expected_sha256) <> encode(digest, 'hex')
+          AND mm.expected_sha256 <> encode(digest, 'base64') THEN
+        PERFORM ventros.fail_media_download(r, format('sha256 mismatch: expected %s, got %s', mm.expected_sha256,
+                                                      encode(digest, 'hex')));
+    ELSE
+        UPDATE ventros.message_media x
+           SET status = 'downloaded', data = bytes, size = length(bytes), sha256 = encode(digest, 'hex'), error = NULL,
+               content_type = coalesce(nullif(split_part(r.response_headers->>'content-type', ';', 1), ''), x.content_type),
+               downloaded_at = now()
+         WHERE x.tenant_id = mm.tenant_id AND x.message_id = mm.message_id
+        RETURNING * INTO mm;
+        PERFORM ventros.finish_media_download(mm);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.handle_media_download(ventros.http_requests) IS
+    'Completion handler of media.download: stores the bytes in ventros.message_media with content type, size and sha256 (checked against the provider''s when known), or the failure; then metadata.media_download on the message';
+
+
+-- ---- register_verb
+-- One verb for declaring things to the catalog: register_* (as
+-- register_aggregate, register_event_type).  The declare_* functions of 0.1.0
+-- are dropped and their register_* successors created; the rows they wrote
+-- stay.
+DROP FUNCTION ventros.declare_quiet_columns(text, name[]);
+DROP FUNCTION ventros.declare_http_request_preparer(text, regprocedure);
+DROP FUNCTION ventros.declare_http_retry_classifier(text, regprocedure);
+DROP FUNCTION ventros.declare_http_request_handler(text, regprocedure);
+DROP FUNCTION ventros.declare_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer);
+-- (its successor, register_channel_provider, takes two more arguments: 71_inbound_registry.sql)
+
+CREATE OR REPLACE FUNCTION ventros.register_quiet_columns(aggregate text, columns name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+    missing name;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_quiet_columns.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    SELECT c INTO missing FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
+                      WHERE attrelid = target AND attname = c AND attnum > 0 AND NOT attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    UPDATE ventros.aggregates a SET quiet_columns = coalesce(columns, '{}')
+    WHERE a.aggregate = register_quiet_columns.aggregate;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_quiet_columns(text, name[]) IS
+    'Registers the columns whose changes alone neither bump an aggregate''s version nor emit events';
+
+GRANT EXECUTE ON FUNCTION ventros.register_quiet_columns(text, name[]) TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.register_http_request_preparer(purpose text, preparer regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(preparer, ARRAY['ventros.http_requests']::regtype[], 'jsonb', 'preparer');
+    INSERT INTO ventros.http_request_preparers AS h (purpose, preparer)
+    VALUES (register_http_request_preparer.purpose, register_http_request_preparer.preparer)
+    ON CONFLICT ON CONSTRAINT http_request_preparers_pkey DO UPDATE SET preparer = EXCLUDED.preparer;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_http_request_preparer(text, regprocedure) IS
+    'Registers the function that computes the headers of each attempt of requests of one purpose';
+
+CREATE OR REPLACE FUNCTION ventros.register_http_retry_classifier(policy text, classifier regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(classifier, ARRAY['integer', 'bytea', 'boolean']::regtype[], 'boolean',
+                                           'classifier');
+    INSERT INTO ventros.http_retry_classifiers AS c (policy, classifier)
+    VALUES (register_http_retry_classifier.policy, register_http_retry_classifier.classifier)
+    ON CONFLICT ON CONSTRAINT http_retry_classifiers_pkey DO UPDATE SET classifier = EXCLUDED.classifier;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_http_retry_classifier(text, regprocedure) IS
+    'Registers the function that decides whether failed answers of requests with this retry_policy are retried';
+
+CREATE OR REPLACE FUNCTION ventros.register_http_request_handler(purpose text, handler regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(handler, ARRAY['ventros.http_requests']::regtype[], NULL, 'handler');
+    INSERT INTO ventros.http_request_handlers AS h (purpose, handler)
+    VALUES (register_http_request_handler.purpose, register_http_request_handler.handler)
+    ON CONFLICT ON CONSTRAINT http_request_handlers_pkey DO UPDATE SET handler = EXCLUDED.handler;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_http_request_handler(text, regprocedure) IS
+    'Registers the function that handles the final outcome of requests of one purpose';
+
+-- its hint names the classifier registration
+CREATE OR REPLACE FUNCTION ventros.enqueue_http_request(
+    url text,
+    method text DEFAULT 'POST',
+    headers jsonb DEFAULT '{}',
+    body bytea DEFAULT NULL,
+    purpose text DEFAULT 'generic',
+    correlation_id uuid DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    not_before timestamptz DEFAULT NULL,
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    new_id uuid;
+BEGIN
+    IF url IS NULL OR url !~* '^https?://[^/?#]' THEN
+        RAISE EXCEPTION 'url must be an http or https URL'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(url, 200)), 'NULL'));
+    END IF;
+    IF headers IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_each(headers) h
+                                        WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                                           OR (h.value #>> '{}') ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'headers must be an object of header names to string values'
+            USING ERRCODE = '22023',
+                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
+       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
+        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
+            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
+    END IF;
+    INSERT INTO ventros.http_requests AS r
+        (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
+         timeout_ms, next_attempt_at, max_response_size)
+    VALUES (tenant, upper(method), url, coalesce(headers, '{}'), body, coalesce(purpose, 'generic'),
+            correlation_id, coalesce(retry_policy, 'transient'),
+            coalesce(max_attempts, current_setting('ventros.http_max_attempts')::integer),
+            timeout_ms, coalesce(not_before, now()), max_response_size)
+    RETURNING r.id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer) IS
+    'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
+
+
+-- ---- inbound_registry
+-- The inbound provider registry (sql/88_inbox.sql): per provider, its verify,
+-- split, process and challenge functions as data, instead of CASE branches
+-- on provider names; the registry is the one list of providers, which the
+-- inbox and ventros.channel_providers refer to by foreign key instead of
+-- repeating the names in CHECK constraints.
+
+CREATE TABLE ventros.inbound_providers (
+    provider  text PRIMARY KEY,
+    verify    regprocedure NOT NULL,
+    split     regprocedure NOT NULL,
+    process   regprocedure NOT NULL,
+    challenge regprocedure,
+    -- the URL segment: lower case, and short enough for the front (15 bytes)
+    CONSTRAINT inbound_providers_name_format CHECK (provider ~ '^[a-z][a-z0-9_]{0,14}$')
+);
+COMMENT ON TABLE ventros.inbound_providers IS
+    'Per webhook provider: verify(config jsonb, headers jsonb, body bytea) -> NULL or why not authentic; split(config jsonb, doc jsonb, body bytea, headers jsonb) -> SETOF ventros.inbox_item; process(ventros.inbox, ventros.channels) -> ventros.inbox_outcome; challenge(config jsonb, mode text, verify_token text, challenge text) -> the text to echo or NULL (no handshake when NULL)';
+
+-- A catalogue shared by every tenant: readable by all, written by registrations only.
+ALTER TABLE ventros.inbound_providers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.inbound_providers FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.inbound_providers FOR SELECT USING (true);
+GRANT SELECT ON ventros.inbound_providers TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.register_inbound_provider(provider text, verify regprocedure, split regprocedure,
+                                                  process regprocedure, challenge regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(verify, ARRAY['jsonb', 'jsonb', 'bytea']::regtype[], 'text', 'verify');
+    PERFORM ventros.require_function_shape(split, ARRAY['jsonb', 'jsonb', 'bytea', 'jsonb']::regtype[],
+                                           'ventros.inbox_item', 'split');
+    PERFORM ventros.require_function_shape(process, ARRAY['ventros.inbox', 'ventros.channels']::regtype[],
+                                           'ventros.inbox_outcome', 'process');
+    IF challenge IS NOT NULL THEN
+        PERFORM ventros.require_function_shape(challenge, ARRAY['jsonb', 'text', 'text', 'text']::regtype[], 'text',
+                                               'challenge');
+    END IF;
+    INSERT INTO ventros.inbound_providers AS p (provider, verify, split, process, challenge)
+    VALUES (register_inbound_provider.provider, register_inbound_provider.verify, register_inbound_provider.split,
+            register_inbound_provider.process, register_inbound_provider.challenge)
+    ON CONFLICT ON CONSTRAINT inbound_providers_pkey DO UPDATE
+       SET verify = EXCLUDED.verify, split = EXCLUDED.split, process = EXCLUDED.process, challenge = EXCLUDED.challenge;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_inbound_provider(text, regprocedure, regprocedure, regprocedure, regprocedure) IS
+    'Registers how the webhooks of a provider are verified, split into inbox items, processed and (optionally) subscribed to (see ventros.inbound_providers)';
+
+-- the providers' functions (sql/89_inbound_meta.sql, sql/89_inbound_waha.sql)
+CREATE OR REPLACE FUNCTION ventros.verify_meta_webhook(config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text := nullif(config->>'app_secret', '');
+    given text := headers->>'x-hub-signature-256';
+    given_bytes bytea;
+BEGIN
+    IF secret IS NULL THEN
+        -- no secret to check against: unsigned only when the channel says so explicitly
+        IF config->'allow_unsigned' = 'true'::jsonb THEN
+            RETURN NULL;
+        END IF;
+        RETURN 'no_app_secret';
+    END IF;
+    IF given IS NULL THEN
+        RETURN 'missing_signature';
+    END IF;
+    given_bytes := CASE WHEN left(given, 7) = 'sha256=' THEN ventros.decode_hex_signature(substr(given, 8), 32) END;
+    IF given_bytes IS NULL
+       OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha256'), given_bytes) THEN
+        RETURN 'invalid_signature';
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) IS
+    'Meta webhooks: NULL when X-Hub-Signature-256 is the HMAC-SHA256 of the body with config.app_secret (constant-time), or the channel has no app_secret and "allow_unsigned": true; else missing_signature, invalid_signature or no_app_secret';
+
+CREATE OR REPLACE FUNCTION ventros.meta_webhook_challenge(config jsonb, mode text, verify_token text, challenge text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expected text := nullif(config->>'verify_token', '');
+BEGIN
+    IF expected IS NULL OR mode IS DISTINCT FROM 'subscribe' OR verify_token IS NULL
+       OR challenge IS NULL OR length(challenge) > 1024 THEN
+        RETURN NULL;
+    END IF;
+    IF NOT ventros.timing_safe_equal(sha256(convert_to(expected, 'UTF8')), sha256(convert_to(verify_token, 'UTF8'))) THEN
+        RETURN NULL;
+    END IF;
+    RETURN challenge;
+END
+$$;
+COMMENT ON FUNCTION ventros.meta_webhook_challenge(jsonb, text, text, text) IS
+    'Meta''s verification handshake: the challenge to echo when mode is subscribe and the verify token matches config.verify_token (constant-time), else NULL';
+
+CREATE OR REPLACE FUNCTION ventros.verify_waha_webhook(config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secret text := nullif(config->>'webhook_secret', '');
+    token text := nullif(config->>'webhook_token', '');
+    given text;
+    given_bytes bytea;
+BEGIN
+    IF secret IS NOT NULL THEN
+        given := headers->>'x-webhook-hmac';
+        IF given IS NULL THEN
+            RETURN 'missing_signature';
+        END IF;
+        IF lower(coalesce(headers->>'x-webhook-hmac-algorithm', 'sha512')) <> 'sha512' THEN
+            RETURN 'bad_algorithm';
+        END IF;
+        given_bytes := ventros.decode_hex_signature(given, 64);
+        IF given_bytes IS NULL
+           OR NOT ventros.timing_safe_equal(ventros.webhook_hmac(body, secret, 'sha512'), given_bytes) THEN
+            RETURN 'invalid_signature';
+        END IF;
+    END IF;
+    IF token IS NOT NULL THEN
+        given := headers->>'x-ventros-token';
+        IF given IS NULL
+           OR NOT ventros.timing_safe_equal(sha256(convert_to(token, 'UTF8')), sha256(convert_to(given, 'UTF8'))) THEN
+            RETURN 'invalid_token';
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) IS
+    'WAHA webhooks: NULL when X-Webhook-Hmac is the HMAC-SHA512 of the body with config.webhook_secret (when set; algorithm sha512) and X-Ventros-Token equals config.webhook_token (when set), constant-time; else missing_signature, bad_algorithm, invalid_signature or invalid_token';
+
+-- split_whatsapp takes the headers argument of the registry's shape
+DROP FUNCTION ventros.split_whatsapp(jsonb, jsonb, bytea);
+CREATE OR REPLACE FUNCTION ventros.split_whatsapp(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.inbox_item;
+    e jsonb;
+    c jsonb;
+    v jsonb;
+    x jsonb;
+    ctx jsonb;
+    ours text := nullif(config->>'phone_number_id', '');
+    foreign_item boolean;
+    emitted boolean;
+BEGIN
+    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array' THEN
+        r := ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
+                 '22P02: a WhatsApp webhook body must be an object with an entry array');
+        RETURN NEXT r;
+        RETURN;
+    END IF;
+    IF doc->>'object' IS DISTINCT FROM 'whatsapp_business_account' THEN
+        r := ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
+                 format('unexpected object %s', coalesce(doc->>'object', 'null')));
+        RETURN NEXT r;
+        RETURN;
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
+        FOR c IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e->'changes') = 'array' THEN e->'changes' ELSE '[]' END) LOOP
+            v := c->'value';
+            ctx := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'field', c->'field',
+                                      'metadata', v->'metadata');
+            -- Ours unless it names another number (or, without metadata, another WABA).
+            foreign_item := CASE WHEN jsonb_typeof(v->'metadata'->'phone_number_id') = 'string'
+                                 THEN ours IS NOT NULL AND v->'metadata'->>'phone_number_id' <> ours
+                                 ELSE nullif(config->>'waba_id', '') IS NOT NULL AND ventros.json_text(e, 'id') IS NOT NULL
+                                      AND ventros.json_text(e, 'id') <> config->>'waba_id' END;
+            emitted := false;
+            IF c->>'field' = 'messages' AND jsonb_typeof(v) = 'object' THEN
+                FOR x IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v->'messages') = 'array' THEN v->'messages' ELSE '[]' END) LOOP
+                    r.item := ctx || jsonb_build_object('contacts', v->'contacts', 'message', x);
+                    r.event := 'messages';
+                    r.dedupe_key := coalesce('msg:' || ventros.json_text(x, 'id'), ventros.json_sha256(r.item));
+                    r.ref_id := CASE WHEN x->>'type' = 'reaction' THEN ventros.json_text(x, 'reaction', 'message_id') END;
+                    r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'received' END;
+                    r.last_error := NULL;
+                    RETURN NEXT r;
+                    emitted := true;
+                END LOOP;
+                FOR x IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v->'statuses') = 'array' THEN v->'statuses' ELSE '[]' END) LOOP
+                    r.item := ctx || jsonb_build_object('status', x);
+                    r.event := 'statuses';
+                    r.dedupe_key := coalesce('st:' || ventros.json_text(x, 'id') || ':' || ventros.json_text(x, 'status'),
+                                             ventros.json_sha256(r.item));
+                    r.ref_id := ventros.json_text(x, 'id');
+                    r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'received' END;
+                    r.last_error := NULL;
+                    RETURN NEXT r;
+                    emitted := true;
+                END LOOP;
+            END IF;
+            IF NOT emitted THEN
+                -- errors, other fields (templates, account updates, ...): stored.
+                r.item := ctx || jsonb_build_object('value', v);
+                r.event := left(coalesce(ventros.json_text(c, 'field'), 'unknown'), 200);
+                r.dedupe_key := ventros.json_sha256(r.item);
+                r.ref_id := NULL;
+                r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END;
+                r.last_error := NULL;
+                RETURN NEXT r;
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox items of a WhatsApp Cloud delivery: one per message (msg:<wamid>) and status (st:<wamid>:<status>); other changes stored unparsed; foreign when phone_number_id is not the channel''s';
+
+CREATE OR REPLACE FUNCTION ventros.whatsapp_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE r.event WHEN 'messages' THEN ventros.whatsapp_message(ch, r.item)
+                        WHEN 'statuses' THEN ventros.whatsapp_status(ch, r.item)
+                        ELSE ventros.inbox_outcome('unparsed') END
+$$;
+COMMENT ON FUNCTION ventros.whatsapp_process(ventros.inbox, ventros.channels) IS
+    'Processes a WhatsApp Cloud inbox item: messages (ventros.whatsapp_message), statuses (ventros.whatsapp_status); anything else unparsed';
+
+CREATE OR REPLACE FUNCTION ventros.split_instagram(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM ventros.split_meta_messaging('instagram', config, doc, body) $$;
+COMMENT ON FUNCTION ventros.split_instagram(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox items of an Instagram delivery (ventros.split_meta_messaging)';
+
+CREATE OR REPLACE FUNCTION ventros.split_messenger(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM ventros.split_meta_messaging('messenger', config, doc, body) $$;
+COMMENT ON FUNCTION ventros.split_messenger(jsonb, jsonb, bytea, jsonb) IS
+    'The inbox items of a Messenger delivery (ventros.split_meta_messaging)';
+
+-- the registrations, as in the providers' files
+SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           format('ventros.split_%s(jsonb, jsonb, bytea, jsonb)', p)::regprocedure,
+           'ventros.meta_messaging_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)')
+  FROM unnest('{instagram,messenger}'::text[]) p;
+
+SELECT ventros.register_inbound_provider('waha', 'ventros.verify_waha_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)');
+
+SELECT ventros.register_inbound_provider('whatsapp', 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb)', 'ventros.whatsapp_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)');
+
+GRANT EXECUTE ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) TO ventros_admin;
+
+-- one list of providers
+ALTER TABLE ventros.inbox DROP CONSTRAINT inbox_provider_known,
+    ADD CONSTRAINT inbox_provider_registered FOREIGN KEY (provider) REFERENCES ventros.inbound_providers (provider);
+ALTER TABLE ventros.channel_providers DROP CONSTRAINT channel_providers_provider_known,
+    ADD CONSTRAINT channel_providers_provider_registered FOREIGN KEY (provider)
+        REFERENCES ventros.inbound_providers (provider);
+COMMENT ON COLUMN ventros.inbox.provider IS 'The provider of the webhook URL the item came in by (ventros.inbound_providers: waha, whatsapp, instagram, messenger, ...)';
+COMMENT ON TABLE ventros.channel_providers IS
+    'Per channel type, its provider (ventros.inbound_providers: the webhook URL serving the type) and how its messages are sent: build_send(channels, messages) -> request jsonb {method,url,headers,body} or NULL (not configured); sent_id(jsonb answer) -> provider message id; build_media(channels, messages) -> media download request; the retry policy of its requests; the free-form window in hours (NULL: none); config_error(response_status integer, response_body bytea) -> whether a failed send means the channel is misconfigured (kept on the channel); the retry policy of its media downloads';
+
+-- the outbound registry says what is provider-specific in the shared send
+-- mechanics: which failed answers mean a misconfigured channel, and the
+-- retry policy of media downloads
+ALTER TABLE ventros.channel_providers ADD COLUMN config_error regprocedure,
+    ADD COLUMN media_retry_policy text NOT NULL DEFAULT 'transient';
+CREATE OR REPLACE FUNCTION ventros.register_channel_provider(channel_type text, provider text, build_send regprocedure,
+                                                 sent_id regprocedure, build_media regprocedure DEFAULT NULL,
+                                                 retry_policy text DEFAULT 'transient', window_hours integer DEFAULT NULL,
+                                                 config_error regprocedure DEFAULT NULL,
+                                                 media_retry_policy text DEFAULT 'transient')
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ventros.channel_providers AS p (channel_type, provider, build_send, sent_id, build_media, retry_policy,
+                                                window_hours, config_error, media_retry_policy)
+    VALUES (channel_type, provider, build_send, sent_id, build_media, retry_policy, window_hours, config_error,
+            media_retry_policy)
+    ON CONFLICT ON CONSTRAINT channel_providers_pkey DO UPDATE
+       SET provider = EXCLUDED.provider, build_send = EXCLUDED.build_send, sent_id = EXCLUDED.sent_id,
+           build_media = EXCLUDED.build_media, retry_policy = EXCLUDED.retry_policy,
+           window_hours = EXCLUDED.window_hours, config_error = EXCLUDED.config_error,
+           media_retry_policy = EXCLUDED.media_retry_policy
+$$;
+COMMENT ON FUNCTION ventros.register_channel_provider(text, text, regprocedure, regprocedure, regprocedure, text, integer, regprocedure, text) IS
+    'Registers how messages of a channel type are sent (see ventros.channel_providers)';
+
+CREATE OR REPLACE FUNCTION ventros.waha_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(status IN (401, 404), false) $$;
+COMMENT ON FUNCTION ventros.waha_config_error(integer, bytea) IS
+    'Whether a failed WAHA answer means the channel is misconfigured: 401 (API key) or 404 (session)';
+
+CREATE OR REPLACE FUNCTION ventros.graph_config_error(status integer, body bytea) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(ventros.graph_error_class(status, body) = 'config', false) $$;
+COMMENT ON FUNCTION ventros.graph_config_error(integer, bytea) IS
+    'Whether a failed Graph answer means the channel is misconfigured: error class config (190, 10, 200-299, 100/33)';
+
+SELECT ventros.register_channel_provider('waha', 'waha', 'ventros.waha_send_request(ventros.channels, ventros.messages)',
+           'ventros.waha_sent_id(jsonb)', 'ventros.waha_media_request(ventros.channels, ventros.messages)', 'waha',
+           config_error => 'ventros.waha_config_error(integer, bytea)');
+
+SELECT ventros.register_channel_provider(t, 'whatsapp', 'ventros.whatsapp_send_request(ventros.channels, ventros.messages)',
+           'ventros.whatsapp_sent_id(jsonb)', 'ventros.whatsapp_media_request(ventros.channels, ventros.messages)', 'graph', 24,
+           'ventros.graph_config_error(integer, bytea)', 'graph')
+  FROM unnest('{whatsapp,whatsapp_business}'::text[]) t;
+
+SELECT ventros.register_channel_provider(t, t, 'ventros.graph_messaging_send_request(ventros.channels, ventros.messages)',
+           'ventros.graph_messaging_sent_id(jsonb)', 'ventros.graph_messaging_media_request(ventros.channels, ventros.messages)',
+           'graph', config_error => 'ventros.graph_config_error(integer, bytea)', media_retry_policy => 'graph')
+  FROM unnest('{instagram,messenger}'::text[]) t;
+
+GRANT EXECUTE ON FUNCTION ventros.waha_config_error(integer, bytea), ventros.graph_config_error(integer, bytea) TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.handle_message_send(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    p ventros.channel_providers;
+    provider_id text;
+    failure text;
+    misconfigured boolean;
+BEGIN
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id FOR UPDATE;
+    IF NOT FOUND OR m.status <> 'queued' THEN
+        RETURN;     -- deleted, or already moved on (a status webhook came first)
+    END IF;
+    SELECT x.* INTO p FROM ventros.channel_providers x JOIN ventros.channels c ON c.type = x.channel_type
+     WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
+    IF r.status = 'succeeded' THEN
+        IF p.sent_id IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1)', p.sent_id::regproc) INTO provider_id USING ventros.json_body(r.response_body);
+        END IF;
+        -- An answer without an id (some WAHA releases answer 201 with an
+        -- empty body) still means sent; the id stays unknown.
+        PERFORM ventros.mark_message_sent(m.id, provider_id);
+    ELSE
+        failure := ventros.provider_error_text(r);
+        PERFORM ventros.confirm_message_status('failed', message_id => m.id, error => failure);
+        -- A configuration error (token, permission, API key, session) fails
+        -- every send of the channel: it says so on the channel too.  What
+        -- is one is the provider's to say (its config_error function).
+        IF p.config_error IS NOT NULL THEN
+            EXECUTE format('SELECT %s($1, $2)', p.config_error::regproc) INTO misconfigured
+                USING r.response_status, r.response_body;
+        END IF;
+        IF misconfigured THEN
+            UPDATE ventros.channels c SET last_error = left(failure, 1000), last_error_at = now(), version = c.version
+             WHERE c.tenant_id = m.tenant_id AND c.id = m.channel_id;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.handle_message_send(ventros.http_requests) IS
+    'Completion handler of message.send: succeeded -> mark_message_sent with the provider id from the answer (message.sent); failed or dead -> the message fails with the provider''s error (message.failed), and a configuration error (the provider''s config_error function: Graph 190, 10, 200-299, 100/33; WAHA 401, 404) is kept on the channel (last_error, channel.updated)';
+
+CREATE OR REPLACE FUNCTION ventros.request_media_download(message_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    m ventros.messages;
+    ch ventros.channels;
+    p ventros.channel_providers;
+    req jsonb;
+BEGIN
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
+    END IF;
+    IF m.content_type NOT IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') THEN
+        RAISE EXCEPTION 'message % has no media', message_id USING ERRCODE = '22023',
+            DETAIL = format('Its content type is %s.', m.content_type);
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = m.channel_id;
+    SELECT * INTO p FROM ventros.channel_providers x WHERE x.channel_type = ch.type;
+    IF p.build_media IS NOT NULL THEN
+        EXECUTE format('SELECT %s($1, $2)', p.build_media::regproc) INTO req USING ch, m;
+    END IF;
+    IF req IS NULL THEN
+        IF m.media_url IS NULL THEN
+            RAISE EXCEPTION 'message % has no media URL and its channel cannot look it up', message_id USING ERRCODE = '22023';
+        END IF;
+        req := jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
+    END IF;
+    INSERT INTO ventros.message_media AS mm (tenant_id, message_id, content_type, expected_sha256)
+    VALUES (tenant, m.id, m.media_mimetype,
+            coalesce(m.metadata->>'media_sha256', m.metadata->'media'->>'sha256'))
+    ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, requested_at = now();
+    RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
+                                            m.id, coalesce(p.media_retry_policy, 'transient'),
+                                            ventros.media_download_cap(req));
+END
+$$;
+COMMENT ON FUNCTION ventros.request_media_download(uuid) IS
+    'Queues the download of a message''s media (WAHA: GET its URL on the WAHA host with X-Api-Key; Cloud API: media lookup then download with the Bearer token; Messenger / Instagram: the CDN URL); the handlers fill ventros.message_media';
+
+-- the mechanism, dispatching through the registry
+CREATE OR REPLACE FUNCTION ventros.verify_webhook(provider text, config jsonb, headers jsonb, body bytea) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure := (SELECT p.verify FROM ventros.inbound_providers p WHERE p.provider = verify_webhook.provider);
+    failure text;
+BEGIN
+    IF fn IS NULL THEN
+        RETURN 'unknown_provider';
+    END IF;
+    EXECUTE format('SELECT %s($1, $2, $3)', fn::regproc) INTO failure USING config, headers, body;
+    RETURN failure;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_webhook(text, jsonb, jsonb, bytea) IS
+    'NULL when a delivery''s signature/token match the channel config by its provider''s verify function (ventros.inbound_providers), else the reason; unknown_provider for a provider not registered';
+
+CREATE OR REPLACE FUNCTION ventros.webhook_channel(provider text, channel_id text) RETURNS ventros.channels
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch ventros.channels;
+BEGIN
+    SELECT c.* INTO ch FROM ventros.channels c
+    WHERE c.id = CASE WHEN channel_id ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$'
+                      THEN channel_id::uuid END
+      AND c.deleted_at IS NULL
+      AND c.type IN (SELECT p.channel_type FROM ventros.channel_providers p WHERE p.provider = webhook_channel.provider);
+    RETURN ch;
+END
+$$;
+COMMENT ON FUNCTION ventros.webhook_channel(text, text) IS
+    'The live channel a webhook URL names (its channel type must be one the provider serves, ventros.channel_providers), of any tenant; NULL when none';
+
+CREATE OR REPLACE FUNCTION ventros.accept_webhook(provider text, channel_id text, headers jsonb, body bytea)
+RETURNS TABLE (http_status integer, response jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    ch ventros.channels;
+    hdrs jsonb;
+    failure text;
+    doc jsonb;
+    parse_error text;
+    it ventros.inbox_item;
+    new_id uuid;
+    head uuid;
+    n integer := 0;
+    stored uuid[] := '{}';
+    kept jsonb;
+    row_ ventros.inbox;
+    p ventros.inbound_providers;
+BEGIN
+    provider := lower(provider);
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = accept_webhook.provider;
+    ch := ventros.webhook_channel(provider, channel_id);
+    IF p.provider IS NULL OR ch.id IS NULL THEN
+        RETURN QUERY SELECT 404, '{"error":"channel_not_found"}'::jsonb;
+        RETURN;
+    END IF;
+    PERFORM set_config('ventros.tenant', ch.tenant_id, true);
+    SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}') INTO hdrs
+    FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+    WHERE jsonb_typeof(h.value) = 'string';
+    body := coalesce(body, ''::bytea);
+
+    failure := ventros.verify_webhook(provider, ch.config, hdrs, body);
+    IF failure IS NOT NULL THEN
+        INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
+        VALUES (ch.tenant_id, ch.id, 1, now(), failure)
+        ON CONFLICT ON CONSTRAINT channel_webhook_rejections_pkey DO UPDATE
+            SET rejected = x.rejected + 1, last_rejected_at = now(), last_reason = EXCLUDED.last_reason;
+        RETURN QUERY SELECT 401, '{"error":"invalid_signature"}'::jsonb;
+        RETURN;
+    END IF;
+
+    kept := ventros.webhook_headers_to_keep(hdrs);
+    BEGIN
+        doc := convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        parse_error := SQLERRM;
+    END;
+    IF parse_error IS NOT NULL OR doc IS NULL THEN
+        -- Stored with its error (nothing is lost), answered 400.
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, body, headers,
+                                   status, last_error)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, 'invalid', ventros.body_sha256(body), new_id, body, kept,
+                'failed', left('22P02: body is not JSON: ' || coalesce(parse_error, 'empty'), 2000))
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING;
+        RETURN QUERY SELECT 400, '{"error":"invalid_json"}'::jsonb;
+        RETURN;
+    END IF;
+
+    FOR it IN EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', p.split::regproc) USING ch.config, doc, body, hdrs
+    LOOP
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox AS i (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, item_index,
+                                        body, item, headers, ref_id, status, last_error, next_attempt_at)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, it.event, left(it.dedupe_key, 1024), coalesce(head, new_id), n,
+                CASE WHEN head IS NULL THEN body END, it.item, kept, it.ref_id, it.status, it.last_error,
+                CASE WHEN it.status = 'received' THEN now() END)
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING
+        RETURNING i.id INTO new_id;
+        n := n + 1;
+        IF FOUND THEN
+            head := coalesce(head, new_id);
+            stored := stored || new_id;
+        END IF;
+    END LOOP;
+
+    IF head IS NULL THEN
+        RETURN QUERY SELECT 200, '{"status":"duplicate"}'::jsonb;
+        RETURN;
+    END IF;
+    -- Deferred (the default): the inbox processor takes the new items right
+    -- after this transaction commits (src/inbox_worker.c; the statement
+    -- trigger ventros_inbox_wake wakes it).  Inline: process what is new
+    -- here, each item in its own subtransaction (inbox_run).
+    IF current_setting('ventros.inbox_processing') = 'inline' THEN
+        FOR row_ IN SELECT * FROM ventros.inbox i
+                    WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
+                    ORDER BY i.item_index LOOP
+            PERFORM ventros.inbox_run(row_, now());
+        END LOOP;
+    END IF;
+    RETURN QUERY SELECT 200, jsonb_build_object('status', 'accepted', 'inbox_id', head);
+END
+$$;
+COMMENT ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea) IS
+    'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently; processed here when ventros.inbox_processing is inline, else by the inbox processor after commit) or duplicate';
+
+CREATE OR REPLACE FUNCTION ventros.webhook_challenge(provider text, channel_id text, mode text, verify_token text, challenge text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p ventros.inbound_providers;
+    ch ventros.channels;
+    answer text;
+BEGIN
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = lower(webhook_challenge.provider);
+    IF NOT FOUND THEN
+        -- the front answers 404, as accept_webhook does for an unknown provider
+        RAISE EXCEPTION 'unknown webhook provider "%"', left(provider, 64) USING ERRCODE = 'P0002';
+    END IF;
+    IF p.challenge IS NULL THEN
+        RETURN NULL;
+    END IF;
+    ch := ventros.webhook_channel(p.provider, channel_id);
+    IF ch.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', p.challenge::regproc) INTO answer USING ch.config, mode, verify_token, challenge;
+    RETURN answer;
+END
+$$;
+COMMENT ON FUNCTION ventros.webhook_challenge(text, text, text, text, text) IS
+    'A provider''s verification handshake (Meta''s): the challenge to echo when the provider''s challenge function accepts mode and verify token for the channel, else NULL (answer 403); P0002 for a provider not registered (answer 404)';
+
+CREATE OR REPLACE FUNCTION ventros.inbox_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o ventros.inbox_outcome;
+BEGIN
+    IF ch.id IS NULL THEN
+        RAISE EXCEPTION 'channel % of inbox item % not found', r.channel_id, r.id USING ERRCODE = 'P0002';
+    END IF;
+    IF r.item IS NULL THEN
+        RAISE EXCEPTION 'inbox item % has no parsed JSON', r.id USING ERRCODE = '22P02';
+    END IF;
+    -- the provider's process function (ventros.inbound_providers; the
+    -- foreign key of inbox.provider guarantees the row)
+    EXECUTE format('SELECT * FROM %s($1, $2)',
+                   (SELECT p.process FROM ventros.inbound_providers p WHERE p.provider = r.provider)::regproc)
+        INTO o USING r, ch;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbox_process(ventros.inbox, ventros.channels) IS
+    'Turns one inbox item into the domain by its provider''s process function (ventros.inbound_providers); returns its outcome (processed, unmatched, ignored, unparsed) or raises';
+
+
+-- ---- channel_kinds
+-- The kinds a channel may be of are the system catalogue's
+-- (ventros.channel_types of tenant "ventros"), checked by one function and a
+-- trigger, instead of a CHECK constraint and create_channel both repeating
+-- the list.
+
+CREATE OR REPLACE FUNCTION ventros.require_channel_type(type text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ventros.channel_types t
+                    WHERE t.tenant_id = 'ventros' AND t.name = require_channel_type.type AND t.deleted_at IS NULL) THEN
+        RAISE EXCEPTION 'unknown channel type "%"', left(type, 64)
+            USING ERRCODE = '22023',
+                  HINT = (SELECT 'Use ' || string_agg(t.name, ', ' ORDER BY t.type_id) || '.' FROM ventros.channel_types t
+                           WHERE t.tenant_id = 'ventros' AND t.deleted_at IS NULL);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_channel_type(text) IS
+    'Raises 22023 unless a channel kind of that name is in the system catalogue (ventros.channel_types of tenant "ventros")';
+
+CREATE OR REPLACE FUNCTION ventros.channels_type_known() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.type IS NOT NULL THEN
+        PERFORM ventros.require_channel_type(NEW.type);
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.channels_type_known() IS
+    'Trigger: a channel''s type must be a kind of the system catalogue (ventros.require_channel_type)';
+
+CREATE TRIGGER channels_type_known BEFORE INSERT OR UPDATE OF type ON ventros.channels
+    FOR EACH ROW EXECUTE FUNCTION ventros.channels_type_known();
+ALTER TABLE ventros.channels DROP CONSTRAINT channels_type_known;
+GRANT EXECUTE ON FUNCTION ventros.require_channel_type(text) TO ventros_admin;
+
+CREATE OR REPLACE FUNCTION ventros.create_channel(
+    name        text,
+    type        text,
+    project_id  uuid    DEFAULT NULL,
+    config      jsonb   DEFAULT '{}',
+    external_id text    DEFAULT NULL,
+    pipeline_id uuid    DEFAULT NULL,
+    session_timeout_minutes integer DEFAULT NULL)
+RETURNS ventros.channels
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.channels;
+BEGIN
+    IF name IS NULL OR type IS NULL THEN
+        RAISE EXCEPTION 'channel % must not be null', CASE WHEN name IS NULL THEN 'name' ELSE 'type' END
+            USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_channel_type(type);     -- sql/31_channel_types.sql
+    IF config IS NOT NULL AND jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION 'channel config must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.channels (project_id, name, type, config, external_id, pipeline_id, session_timeout_minutes)
+    VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'channel name'),
+            type, coalesce(config, '{}'), ventros.check_length(external_id, 200, 'channel external id'),
+            pipeline_id, session_timeout_minutes)
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_channel(text, text, uuid, jsonb, text, uuid, integer) IS
+    'Creates an inactive channel in the acting tenant; emits channel.created';
+
+
+-- ---- worker_kit
+-- Issue 13: the worker kit (src/worker.c) and its status function (sql/03_workers.sql).
+
+CREATE FUNCTION ventros.worker_status(
+    OUT kind text, OUT slot integer, OUT pid integer, OUT database text,
+    OUT started_at timestamptz, OUT last_error text, OUT last_error_at timestamptz)
+RETURNS SETOF record
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'ventros_worker_status';
+COMMENT ON FUNCTION ventros.worker_status() IS
+    'Every background worker of the kit (src/worker.c), one row per slot: its kind (the backend_type in pg_stat_activity), pid (NULL when not running), database, start, and last error (55000 when ventros is not preloaded)';
+
+REVOKE ALL ON FUNCTION ventros.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ventros.worker_status() TO ventros_authenticator, ventros_platform_admin;
+
+-- ---- dump
+-- pg_dump keeps the tenants' data: every tenant table and sequence is marked
+-- with pg_extension_config_dump (sql/99_dump.sql).
+
+CREATE FUNCTION ventros.mark_dumped_tables() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT c.oid::regclass AS rel, c.relkind
+        FROM pg_catalog.pg_depend d
+        JOIN pg_catalog.pg_class c ON c.oid = d.objid AND d.classid = 'pg_catalog.pg_class'::regclass
+        WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+          AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'ventros')
+          AND (c.relkind = 'S'
+               OR (c.relkind IN ('r', 'p') AND EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)))
+          AND c.oid <> 'ventros.outbox_in_flight_id_seq'::regclass
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(r.rel,
+            CASE WHEN r.rel = 'ventros.channel_types'::regclass THEN 'WHERE type_id >= 100' ELSE '' END);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.mark_dumped_tables() IS
+    'Install and upgrade use: marks every tenant table and sequence of the extension for pg_dump (pg_extension_config_dump)';
+REVOKE ALL ON FUNCTION ventros.mark_dumped_tables() FROM PUBLIC;
+SELECT ventros.mark_dumped_tables();
+
+-- ---- grants
+-- Last fragment, as sql/99_grants.sql is the last file of the install:
+-- nothing in schema ventros is executable by PUBLIC, whatever the fragments
+-- before created.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA ventros FROM PUBLIC;

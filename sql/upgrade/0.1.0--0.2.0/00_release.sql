@@ -1,6 +1,0 @@
--- Ventros 0.1.0 to 0.2.0.
---
--- Each fragment of this folder is one change, written twice: in sql/ for a
--- fresh install, and here for a database that has 0.1.0.  The upgrade test
--- (test/integration/upgrade.sh) compares the catalog after ALTER EXTENSION
--- ventros UPDATE with a fresh install and fails on any difference.
