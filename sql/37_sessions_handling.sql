@@ -1,0 +1,259 @@
+-- Handling a session (CRM): assigning it to an agent or to a team (by the
+-- team's rule), resolving and escalating it, its summary and its custom
+-- fields.  The session itself, its life cycle and timeouts: 37_sessions.sql.
+
+-- ---- assignment -----------------------------------------------------------
+CREATE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
+                                             reason text DEFAULT 'manual')
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason NOT IN ('manual', 'round_robin', 'capacity', 'inactivity', 'no_response', 'workload_balance') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = assign_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id,
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text) IS
+    'Assigns (or transfers, counting agent_transfers) an active session to a human, AI or bot agent; VN001 on a stale version; emits session.updated and session.agent_assigned';
+
+-- pick_team_agent: the next agent of a team by its strategy, its membership
+-- row locked (SKIP LOCKED: two concurrent picks get different agents).
+-- round_robin: assigned longest ago first; capacity: fewest open sessions.
+-- Only available, active agents under their max_open_sessions qualify.
+CREATE FUNCTION ventros.pick_team_agent(team_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    strategy text;
+    member ventros.team_members;
+    tried uuid[] := '{}';
+    open_count integer;
+    capacity integer;
+BEGIN
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = pick_team_agent.team_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    -- One candidate at a time (LIMIT 1): a cursor would lock every row it
+    -- prefetches and starve concurrent pickers.
+    LOOP
+        SELECT m.* INTO member FROM ventros.team_members m
+        JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
+        WHERE m.tenant_id = tenant AND m.team_id = pick_team_agent.team_id AND m.id <> ALL (tried)
+          AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
+        ORDER BY CASE WHEN strategy = 'capacity'
+                      THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL) END,
+                 m.last_assigned_at NULLS FIRST, m.agent_id
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        tried := tried || member.id;
+        -- Counted again under the lock: a committed assignment is seen now.
+        SELECT count(*) INTO open_count FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
+        SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
+        IF open_count < capacity THEN
+            UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version
+            WHERE m.tenant_id = tenant AND m.id = member.id;
+            RETURN member.agent_id;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS
+    'The next available agent of a team under its capacity, by the team''s strategy (round_robin or capacity), or NULL';
+
+CREATE FUNCTION ventros.assign_session_to_team(session_id uuid, team_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    strategy text;
+    picked uuid;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t
+    WHERE t.tenant_id = s.tenant_id AND t.id = assign_session_to_team.team_id AND t.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    IF s.team_id IS DISTINCT FROM team_id THEN
+        UPDATE ventros.sessions t SET team_id = assign_session_to_team.team_id, version = s.version
+        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
+    END IF;
+    IF strategy = 'manual' THEN
+        RETURN s;
+    END IF;
+    picked := ventros.pick_team_agent(team_id);
+    IF picked IS NULL THEN
+        RETURN s;       -- queued on the team: nobody available under capacity
+    END IF;
+    RETURN ventros.assign_session_agent(session_id, picked, NULL, strategy);
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_to_team(uuid, uuid, integer) IS
+    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team); emits session.updated and session.agent_assigned';
+
+CREATE FUNCTION ventros.resolve_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status = 'active' THEN
+        RAISE EXCEPTION 'session % is still active', session_id USING ERRCODE = 'VN002',
+            DETAIL = 'A session can be resolved only after it ends.';
+    END IF;
+    IF s.resolved THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t SET resolved = true, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.resolved', 'session', s.id, jsonb_build_object('ended_at', s.ended_at), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.resolve_session(uuid, integer) IS
+    'Marks an ended session resolved (VN002 while active); emits session.updated and session.resolved';
+
+CREATE FUNCTION ventros.escalate_session(session_id uuid, expected_version integer DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.escalated THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t SET escalated = true, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.escalated', 'session', s.id, jsonb_build_object('reason', reason), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.escalate_session(uuid, integer, text) IS
+    'Marks a session escalated (at any time); emits session.updated and session.escalated';
+
+CREATE FUNCTION ventros.summarize_session(session_id uuid, summary text, sentiment text DEFAULT NULL,
+                                          sentiment_score numeric DEFAULT NULL, topics jsonb DEFAULT NULL,
+                                          next_steps jsonb DEFAULT NULL, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    IF summary IS NULL OR btrim(summary) = '' THEN
+        RAISE EXCEPTION 'session summary must not be empty' USING ERRCODE = '23502';
+    END IF;
+    IF sentiment IS NOT NULL AND sentiment NOT IN ('positive', 'neutral', 'negative', 'mixed') THEN
+        RAISE EXCEPTION 'unknown sentiment "%"', left(sentiment, 32) USING ERRCODE = '22023';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    UPDATE ventros.sessions t
+    SET summary = ventros.check_length(summarize_session.summary, 20000, 'session summary'),
+        sentiment = summarize_session.sentiment, sentiment_score = summarize_session.sentiment_score,
+        topics = summarize_session.topics, next_steps = summarize_session.next_steps, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO result;
+    PERFORM ventros.emit('session.summarized', 'session', s.id,
+                         jsonb_build_object('sentiment', sentiment, 'sentiment_score', sentiment_score), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer) IS
+    'Sets the AI summary and sentiment of a session; emits session.updated and session.summarized';
+
+CREATE FUNCTION ventros.set_session_custom_field(session_id uuid, field_key text, field_type text, field_value jsonb)
+RETURNS ventros.session_custom_fields
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    existing ventros.session_custom_fields;
+    result ventros.session_custom_fields;
+BEGIN
+    PERFORM 1 FROM ventros.sessions s WHERE s.tenant_id = tenant AND s.id = set_session_custom_field.session_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO existing FROM ventros.session_custom_fields f
+    WHERE f.tenant_id = tenant AND f.session_id = set_session_custom_field.session_id
+      AND f.field_key = set_session_custom_field.field_key FOR UPDATE;
+    IF FOUND THEN
+        UPDATE ventros.session_custom_fields f SET field_type = set_session_custom_field.field_type,
+            field_value = set_session_custom_field.field_value, version = existing.version
+        WHERE f.tenant_id = tenant AND f.id = existing.id RETURNING * INTO result;
+    ELSE
+        INSERT INTO ventros.session_custom_fields (session_id, field_key, field_type, field_value)
+        VALUES (session_id, field_key, field_type, field_value) RETURNING * INTO result;
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'malformed custom field "%" of type "%"', left(field_key, 64), left(field_type, 32) USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_custom_field(uuid, text, text, jsonb) IS
+    'Sets a custom field of a session; emits session_custom_field.created / .updated';
+
+GRANT EXECUTE ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text), ventros.pick_team_agent(uuid),
+    ventros.assign_session_to_team(uuid, uuid, integer), ventros.resolve_session(uuid, integer),
+    ventros.escalate_session(uuid, integer, text),
+    ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
+    ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;

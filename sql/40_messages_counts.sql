@@ -1,0 +1,131 @@
+-- Message counts per channel (CRM): how many messages a channel received and
+-- sent, kept without a shared row lock on the channel.  The messages
+-- themselves: 40_messages.sql.
+
+-- Channel counters are slotted.  Every message of a channel used to update
+-- the channel's row, so all messages of one channel queued behind each
+-- other's row lock until commit (one busy WhatsApp number = one lane).  A
+-- message now adds to one of 16 slot rows of its channel (ventros.stats_slot),
+-- so concurrent writers rarely meet; ventros.fold_channel_message_counts()
+-- (a scheduled job, every minute) moves the slots into the channel's quiet
+-- columns, and ventros.channel_message_counts() reads the exact totals.
+CREATE TABLE ventros.channel_message_counts (
+    tenant_id         text        NOT NULL DEFAULT ventros.current_tenant(),
+    channel_id        uuid        NOT NULL,
+    slot              smallint    NOT NULL,
+    messages_received bigint      NOT NULL DEFAULT 0,
+    messages_sent     bigint      NOT NULL DEFAULT 0,
+    last_message_at   timestamptz,
+    PRIMARY KEY (tenant_id, channel_id, slot),
+    CONSTRAINT channel_message_counts_slot_range CHECK (slot BETWEEN 0 AND 15)
+);
+COMMENT ON TABLE ventros.channel_message_counts IS
+    'Messages counted per channel since the last fold, spread over 16 slots so concurrent writers do not queue on one row';
+ALTER TABLE ventros.channel_message_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.channel_message_counts FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.channel_message_counts FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.channel_message_counts TO ventros_viewer;
+
+CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_message.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_message.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (tenant, count_channel_message.channel_id, ventros.stats_slot(),
+            (NOT from_me)::integer, from_me::integer, at)
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+-- channel_message_counts: a channel's exact totals (folded + not yet folded).
+CREATE FUNCTION ventros.channel_message_counts(channel_id uuid,
+    OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ch.messages_received + coalesce(sum(c.messages_received), 0),
+           ch.messages_sent + coalesce(sum(c.messages_sent), 0),
+           greatest(ch.last_message_at, max(c.last_message_at))
+      FROM ventros.channels ch
+      LEFT JOIN ventros.channel_message_counts c ON c.tenant_id = ch.tenant_id AND c.channel_id = ch.id
+     WHERE ch.tenant_id = ventros.require_tenant() AND ch.id = channel_message_counts.channel_id
+     GROUP BY ch.messages_received, ch.messages_sent, ch.last_message_at
+$$;
+COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
+    'A channel''s exact message totals and last message time: its columns plus the slots not folded yet';
+
+-- fold_channel_message_counts: moves the slots into the channels' quiet
+-- columns (no version, no event).  The acting tenant's channels, or every
+-- tenant's for a platform administrator without a tenant (the scheduled job),
+-- one tenant at a time through ventros.run_per_tenant (sql/97_schedule.sql).
+CREATE FUNCTION ventros.fold_channel_message_counts()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+BEGIN
+    IF tenant IS NULL THEN
+        -- every tenant with slots, each on its own (ventros.run_per_tenant):
+        -- one tenant's bad row fails only its own fold
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-channel-counts',
+                   'SELECT pg_catalog.to_jsonb(ventros.fold_channel_message_counts())',
+                   ARRAY(SELECT DISTINCT c.tenant_id FROM ventros.channel_message_counts c ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    -- The slots of the tenant's live channels; those of a channel deleted
+    -- since wait (folded if it is restored).
+    WITH gone AS (
+        DELETE FROM ventros.channel_message_counts c
+         WHERE c.tenant_id = tenant
+           AND EXISTS (SELECT FROM ventros.channels ch
+                        WHERE ch.tenant_id = c.tenant_id AND ch.id = c.channel_id AND ch.deleted_at IS NULL)
+        RETURNING c.*),
+    totals AS (
+        SELECT g.tenant_id, g.channel_id, sum(g.messages_received) AS received, sum(g.messages_sent) AS sent,
+               max(g.last_message_at) AS last_at
+          FROM gone g GROUP BY 1, 2),
+    applied AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + t.received,
+               messages_sent = ch.messages_sent + t.sent,
+               last_message_at = greatest(ch.last_message_at, t.last_at),
+               version = ch.version
+          FROM totals t
+         WHERE ch.tenant_id = t.tenant_id AND ch.id = t.channel_id
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM applied;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
+    'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
+
+GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.channel_message_counts(uuid) TO ventros_viewer;
+-- The scheduler's, never a tenant's (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_platform_admin;
