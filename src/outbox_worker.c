@@ -90,6 +90,7 @@
 #include "utils/varlena.h"
 
 #include "outbox_amqp.h"
+#include "outbox_envelope.h"
 #include "outbox_worker.h"
 #include "shmem.h"
 #include "worker.h"
@@ -112,26 +113,6 @@ typedef struct VnOutboxSlot
 	TimestampTz last_publish_at;
 } VnOutboxSlot;
 
-/*
- * The columns of ventros.outbox_claim, in the order of its RETURNS TABLE
- * (SPI attribute numbers).
- */
-typedef enum VnClaimColumn
-{
-	CL_TENANT_ID = 1,
-	CL_SEQ,
-	CL_EVENT_ID,
-	CL_EVENT_TYPE,
-	CL_AGGREGATE_TYPE,
-	CL_AGGREGATE_ID,
-	CL_AGGREGATE_VERSION,
-	CL_PAYLOAD,
-	CL_ACTOR,
-	CL_OCCURRED_AT,
-	CL_ATTEMPTS,
-	CL_OUTBOX_ROW,
-	CL_QUEUE_ROW
-} VnClaimColumn;
 
 /*
  * The statements of the hot path, prepared once per worker and kept: a
@@ -491,91 +472,6 @@ max_in_flight(void)
 	return 2 * vn_outbox_batch_size;
 }
 
-/* a non-null text or uuid column of a claimed row, as a C string in the current context */
-static char *
-col_text(HeapTuple t, TupleDesc d, VnClaimColumn col)
-{
-	bool		isnull;
-
-	return TextDatumGetCString(SPI_getbinval(t, d, col, &isnull));
-}
-
-static char *
-col_uuid(HeapTuple t, TupleDesc d, VnClaimColumn col)
-{
-	bool		isnull;
-
-	return DatumGetCString(DirectFunctionCall1(uuid_out, SPI_getbinval(t, d, col, &isnull)));
-}
-
-/*
- * append_envelope
- *		The CloudEvents envelope of a claimed row, as ventros.envelope()
- *		builds it in SQL (same members and values; jsonb's rendering of the
- *		time), without a jsonb value per event.
- */
-static void
-append_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *msg)
-{
-	bool		isnull;
-	Datum		v;
-	const char *tenant = msg->tenant_id;
-	const char *aggregate_type = msg->aggregate_type;
-
-	appendStringInfoString(buf, "{\"specversion\": \"1.0\", \"id\": \"");
-	appendStringInfoString(buf, msg->message_id);
-	appendStringInfoString(buf, "\", \"source\": ");
-	{
-		StringInfoData src;
-
-		initStringInfo(&src);
-		appendStringInfo(&src, "/ventros/%s/%s", tenant, aggregate_type);
-		escape_json(buf, src.data);
-		pfree(src.data);
-	}
-	appendStringInfoString(buf, ", \"type\": ");
-	escape_json(buf, msg->routing_key);
-	appendStringInfo(buf, ", \"subject\": \"%s\", \"time\": ", msg->aggregate_id);
-	v = SPI_getbinval(t, d, CL_OCCURRED_AT, &isnull);
-	if (isnull)
-		appendStringInfoString(buf, "null");
-	else
-	{
-		char		ts[MAXDATELEN + 1];
-
-		JsonEncodeDateTime(ts, v, TIMESTAMPTZOID, NULL);
-		appendStringInfo(buf, "\"%s\"", ts);
-	}
-	appendStringInfoString(buf, ", \"datacontenttype\": \"application/json\", \"tenantid\": ");
-	escape_json(buf, tenant);
-	appendStringInfoString(buf, ", \"aggregatetype\": ");
-	escape_json(buf, aggregate_type);
-	appendStringInfo(buf, ", \"aggregateid\": \"%s\", \"aggregateversion\": ", msg->aggregate_id);
-	v = SPI_getbinval(t, d, CL_AGGREGATE_VERSION, &isnull);
-	if (isnull)
-		appendStringInfoString(buf, "null");
-	else
-		appendStringInfo(buf, "%d", DatumGetInt32(v));
-	appendStringInfo(buf, ", \"sequence\": " INT64_FORMAT ", \"actor\": ",
-					 DatumGetInt64(SPI_getbinval(t, d, CL_SEQ, &isnull)));
-	v = SPI_getbinval(t, d, CL_ACTOR, &isnull);
-	if (isnull)
-		appendStringInfoString(buf, "null");
-	else
-		escape_json(buf, TextDatumGetCString(v));
-	appendStringInfoString(buf, ", \"data\": ");
-	v = SPI_getbinval(t, d, CL_PAYLOAD, &isnull);
-	if (isnull)
-		appendStringInfoString(buf, "null");
-	else
-	{
-		Jsonb	   *jb = DatumGetJsonbP(v);
-
-		JsonbToCString(buf, &jb->root, VARSIZE(jb));
-	}
-	appendStringInfoChar(buf, '}');
-}
-
 /*
  * claim_batch
  *		Claim up to limit rows into b, in the caller's transaction (no row
@@ -622,20 +518,20 @@ claim_batch(VnBatch *b, int limit)
 		StringInfoData body;
 		pg_uuid_t  *agg;
 
-		b->tenants[i] = col_text(t, d, CL_TENANT_ID);
+		b->tenants[i] = vn_claimed_text(t, d, CL_TENANT_ID);
 		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, CL_SEQ, &isnull));
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, CL_OUTBOX_ROW, &isnull)), &b->outbox_rows[i]);
 		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(t, d, CL_QUEUE_ROW, &isnull)), &b->queue_rows[i]);
 		agg = palloc(sizeof(pg_uuid_t));
 		memcpy(agg, DatumGetUUIDP(SPI_getbinval(t, d, CL_AGGREGATE_ID, &isnull)), sizeof(pg_uuid_t));
 		b->aggregates[i] = UUIDPGetDatum(agg);
-		b->msgs[i].message_id = col_uuid(t, d, CL_EVENT_ID);
-		b->msgs[i].routing_key = col_text(t, d, CL_EVENT_TYPE);
-		b->msgs[i].aggregate_type = col_text(t, d, CL_AGGREGATE_TYPE);
-		b->msgs[i].aggregate_id = col_uuid(t, d, CL_AGGREGATE_ID);
+		b->msgs[i].message_id = vn_claimed_uuid(t, d, CL_EVENT_ID);
+		b->msgs[i].routing_key = vn_claimed_text(t, d, CL_EVENT_TYPE);
+		b->msgs[i].aggregate_type = vn_claimed_text(t, d, CL_AGGREGATE_TYPE);
+		b->msgs[i].aggregate_id = vn_claimed_uuid(t, d, CL_AGGREGATE_ID);
 		b->msgs[i].tenant_id = b->tenants[i];
 		initStringInfo(&body);
-		append_envelope(&body, t, d, &b->msgs[i]);
+		vn_outbox_envelope(&body, t, d, &b->msgs[i]);
 		b->msgs[i].body = body.data;
 		b->msgs[i].timestamp = now_s;
 	}
