@@ -41,6 +41,7 @@
 
 #include "buf.h"
 #include "guard.h"
+#include "loop.h"
 
 #define VN_GUARD_BUCKETS 1024
 /* "new" clients, for the reserved share: addresses holding fewer connections */
@@ -82,15 +83,6 @@ struct VnGuard
 
 static VnAddrCount *addr_counts[VN_GUARD_BUCKETS];
 static pthread_mutex_t addr_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool
 addr_of(const struct sockaddr *sa, VnAddr *a)
@@ -206,7 +198,7 @@ vn_guard_notify(void *cls, struct MHD_Connection *con, void **socket_context,
 		if (ca && addr_of(ca->client_addr, &s->addr))
 			addr_count(&s->addr, 1);
 		s->phase = VN_PHASE_WAITING;
-		s->since_ms = now_ms();
+		s->since_ms = vn_loop_now_ms();
 		s->next = g->socks;
 		if (g->socks)
 			g->socks->prev = s;
@@ -242,7 +234,7 @@ vn_guard_phase(struct MHD_Connection *con, VnPhase phase)
 	if (phase == VN_PHASE_RECEIVING && s->phase == VN_PHASE_RECEIVING)
 		return;
 	s->phase = phase;
-	s->since_ms = now_ms();
+	s->since_ms = vn_loop_now_ms();
 }
 
 /*
@@ -270,7 +262,7 @@ void
 vn_guard_tick(void *arg)
 {
 	VnGuard    *g = arg;
-	long long	now = now_ms();
+	long long	now = vn_loop_now_ms();
 	long long	limit = (long long) g->cfg.request_timeout * 1000;
 
 	if (now - g->last_tick_ms < VN_GUARD_TICK_MS)

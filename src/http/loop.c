@@ -60,8 +60,9 @@ struct VnLoop
 
 static __thread VnLoop *this_loop;
 
-static long long
-now_ms(void)
+/* The front's clock for deadlines and timers: monotonic milliseconds. */
+long long
+vn_loop_now_ms(void)
 {
 	struct timespec ts;
 
@@ -115,7 +116,7 @@ vn_loop_park(long timeout_ms)
 	if (this_loop == NULL || vn_task_current() == NULL)
 		return false;
 	p.task = vn_task_current();
-	p.deadline_ms = now_ms() + timeout_ms;
+	p.deadline_ms = vn_loop_now_ms() + timeout_ms;
 	p.woken = false;
 	p.scheduled = false;
 	p.next = this_loop->parked;
@@ -153,7 +154,7 @@ vn_loop_pool(void)
 static void
 run_ready(VnLoop *loop)
 {
-	long long	now = loop->parked ? now_ms() : 0;
+	long long	now = loop->parked ? vn_loop_now_ms() : 0;
 
 	for (VnParked *p = loop->parked; p; p = p->next)
 		if (!p->scheduled && p->deadline_ms <= now)
@@ -177,7 +178,7 @@ next_timeout(VnLoop *loop)
 		t = (long long) mhd;
 	if (loop->parked)
 	{
-		long long	now = now_ms();
+		long long	now = vn_loop_now_ms();
 
 		for (VnParked *p = loop->parked; p; p = p->next)
 			if (!p->scheduled && p->deadline_ms - now < t)

@@ -33,6 +33,7 @@ extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tic
  * in poll() instead.
  */
 extern void vn_loop_wait_fd(int fd, uint32_t events);
+extern long long vn_loop_now_ms(void);
 /*
  * Inside a task: sleeps until vn_loop_wake() or timeout_ms passed; true
  * when woken.  Outside a task it returns false at once.
