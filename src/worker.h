@@ -39,7 +39,8 @@ typedef struct VnWorkerSlot
 typedef struct VnWorkerShared
 {
 	slock_t		mutex;
-	char		slots[FLEXIBLE_ARRAY_MEMBER];	/* nslots of slot_size bytes */
+	/* nslots of slot_size bytes; aligned, as each starts a VnWorkerSlot */
+	char		slots[FLEXIBLE_ARRAY_MEMBER] pg_attribute_aligned(MAXIMUM_ALIGNOF);
 } VnWorkerShared;
 
 /*
