@@ -55,11 +55,20 @@ pg_copy() {
 	chmod -R a+rX "$VENTROS_PG_PREFIX"
 }
 
+# build_install: build the extension with the extra compiler options of
+# VENTROS_EXT_COPT (scripts/test passes UBSan's; scripts/up none) and install
+# it.  Objects built with other options are not reused: the options of the
+# last build are kept in .build-copt and a change cleans first.
 build_install() {
+	local copt=${VENTROS_EXT_COPT:-} stamp=$VENTROS_ROOT/.build-copt
 	pg_copy
-	log "building and installing the extension"
-	make -C "$VENTROS_ROOT" -s -j2 PG_CONFIG="$PG_BIN/pg_config" >/dev/null
-	make -C "$VENTROS_ROOT" -s install PG_CONFIG="$PG_BIN/pg_config" >/dev/null
+	if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$copt" ]; then
+		make -C "$VENTROS_ROOT" -s clean PG_CONFIG="$PG_BIN/pg_config" >/dev/null
+		printf '%s' "$copt" >"$stamp"
+	fi
+	log "building and installing the extension${copt:+ (COPT=$copt)}"
+	make -C "$VENTROS_ROOT" -s -j2 PG_CONFIG="$PG_BIN/pg_config" COPT="$copt" >/dev/null
+	make -C "$VENTROS_ROOT" -s install PG_CONFIG="$PG_BIN/pg_config" COPT="$copt" >/dev/null
 }
 
 # ---- PostgreSQL -------------------------------------------------------------
