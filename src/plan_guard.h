@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * plan_guard.h
- *	  A ceiling on the planner's cost of one statement (ventros.max_plan_cost).
+ *	  A ceiling on the planner's cost of one statement (ventros.max_plan_cost),
+ *	  and no planner estimates over tenants' tables for untrusted sessions.
  *
  *-------------------------------------------------------------------------
  */

@@ -82,7 +82,7 @@ test('a plan over the cost ceiling is refused (54000) while another tenant keeps
   for (const h of hs) {
     assert.equal(h.status, 413, h.text);
     assert.equal(h.json.code, '54000');
-    assert.match(h.json.message, /estimated cost \d+ exceeds the limit 500/);
+    assert.match(h.json.message, /estimated cost exceeds the limit 500/);
     assert.ok(h.json.hint);
   }
   for (const l of ls) {

@@ -47,11 +47,24 @@ as_login "SELECT set_config('request.jwt.claims', '{\"sub\":\"ceo\"}', false) IS
 check "nor the actor of its events" '^it_bound$' \
 	"$("${ADMIN[@]}" -tA -c "SELECT string_agg(DISTINCT o.actor, ',') FROM ventros.outbox o JOIN ventros.contacts c ON c.id = o.aggregate_id WHERE c.name = 'Dora of A'")"
 
+# Planner estimates come from every tenant's rows: no EXPLAIN over RLS tables.
+check "EXPLAIN over a tenant table is refused" 'permission denied to explain a statement over a table under row-level security' \
+	"$(as_login "EXPLAIN SELECT * FROM ventros.contacts WHERE name = 'Bob of B'")"
+check "EXPLAIN ANALYZE too" 'permission denied to explain' \
+	"$(as_login "EXPLAIN (ANALYZE) SELECT count(*) FROM ventros.contacts")"
+check "and through a view over it" 'permission denied to explain' \
+	"$(as_login "EXPLAIN SELECT * FROM api.contacts")"
+check "EXPLAIN without tenant tables works" 'Result' "$(as_login 'EXPLAIN SELECT 1')"
+check "the administrator still explains" 'Seq Scan|Index' \
+	"$("${ADMIN[@]}" -tA -c "EXPLAIN SELECT * FROM ventros.contacts WHERE name = 'Bob of B'")"
+
 # A bound login that is also a member of the trusted roles (the front's and
 # the platform administrators'): the binding wins, it stays untrusted.
 "${ADMIN[@]}" >/dev/null -c "SELECT ventros.bind_login('it_bound', 'it_a', 'ventros_agent', '$PASSWORD')" \
 	-c "GRANT ventros_authenticator, ventros_platform_admin TO it_bound"
 check "a bound member of the trusted roles is not trusted" '^f$' "$(as_login 'SELECT ventros.session_is_trusted()')"
+check "nor may it EXPLAIN tenant tables" 'permission denied to explain' \
+	"$(as_login "EXPLAIN SELECT * FROM ventros.contacts")"
 check "it cannot choose another tenant by SET" 'permission denied to choose the acting tenant' \
 	"$(as_login "SET ventros.tenant = 'it_b'")"
 # (at startup the binding is applied after the client's options, so the
