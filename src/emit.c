@@ -89,7 +89,7 @@ typedef enum VnOutboxColumn
 
 static const char *const vn_outbox_column_names[OB_NCOLUMNS] = {
 	"tenant_id", "seq", "event_id", "event_type", "aggregate_type",
-	"aggregate_id", "aggregate_version", "payload", "actor", "occurred_at"
+	"aggregate_id", "aggregate_version", "payload", "actor", "occurred_at",
 };
 
 /* The per-transaction writer: lives in TopTransactionContext. */

@@ -59,7 +59,7 @@ static int	vn_inbox_processing = VN_INBOX_DEFERRED;
 static const struct config_enum_entry vn_inbox_processing_options[] = {
 	{"deferred", VN_INBOX_DEFERRED, false},
 	{"inline", VN_INBOX_INLINE, false},
-	{NULL, 0, false}
+	{NULL, 0, false},
 };
 
 /* A processor's slot holds only the kit's part. */

@@ -266,7 +266,7 @@ static const OpDef ops[] = {
 	{"match", "~", true}, {"imatch", "~*", true}, {"cs", "@>", false}, {"cd", "<@", false},
 	{"ov", "&&", false}, {"sl", "<<", false}, {"sr", ">>", false}, {"nxr", "&<", false},
 	{"nxl", "&>", false}, {"adj", "-|-", false}, {"isdistinct", "IS DISTINCT FROM", false},
-	{NULL, NULL, false}
+	{NULL, NULL, false},
 };
 
 /*
@@ -756,7 +756,7 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 static const char *casts[] = {
 	"text", "integer", "int", "int4", "bigint", "int8", "smallint", "int2", "numeric", "real", "float4",
 	"double precision", "float8", "boolean", "bool", "date", "time", "timestamp", "timestamptz",
-	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL
+	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL,
 };
 
 static bool select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix);

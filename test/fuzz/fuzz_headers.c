@@ -15,7 +15,7 @@
 
 static const char *tokens[] = {
 	"count=exact", "count=planned", "return=representation", "resolution=merge-duplicates",
-	"params=single-object", "text/csv", "application/vnd.pgrst.object+json", NULL
+	"params=single-object", "text/csv", "application/vnd.pgrst.object+json", NULL,
 };
 
 int
