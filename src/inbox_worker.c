@@ -50,11 +50,11 @@
 
 /* GUCs */
 static char *vn_inbox_database = NULL;
-static int	vn_inbox_batch_size = 20;
-static int	vn_inbox_workers = 2;
-static int	vn_inbox_poll_interval = 1000;
-static int	vn_inbox_lock_timeout = 500;
-static int	vn_inbox_processing = VN_INBOX_DEFERRED;
+static int	 vn_inbox_batch_size = 20;
+static int	 vn_inbox_workers = 2;
+static int	 vn_inbox_poll_interval = 1000;
+static int	 vn_inbox_lock_timeout = 500;
+static int	 vn_inbox_processing = VN_INBOX_DEFERRED;
 
 static const struct config_enum_entry vn_inbox_processing_options[] = {
 	{"deferred", VN_INBOX_DEFERRED, false},
@@ -69,7 +69,7 @@ static VnWorkerKind inbox_kind = {
 	.slot_size = sizeof(VnWorkerSlot),
 };
 
-static int	vn_inbox_wake_target = -1;	/* set in the postmaster, inherited */
+static int vn_inbox_wake_target = -1; /* set in the postmaster, inherited */
 
 /* what the processor calls: the first is there once the extension is */
 static const char *const inbox_functions[] = {
@@ -108,7 +108,7 @@ ventros_inbox_wake(PG_FUNCTION_ARGS)
 static int
 process_batch(bool *ready)
 {
-	int			taken = 0;
+	int			  taken = 0;
 	MemoryContext caller = vn_worker_begin("processing ventros.inbox");
 
 	/* until the extension is there (the database may be new), look for it */
@@ -119,10 +119,10 @@ process_batch(bool *ready)
 		*ready = missing == NULL;
 		if (missing != NULL)
 		{
-			char		msg[VN_WORKER_ERRLEN];
+			char msg[VN_WORKER_ERRLEN];
 
 			snprintf(msg, sizeof(msg), "function %s is missing in database \"%s\": the extension is not installed, "
-					 "or its SQL is older than the loaded library",
+									   "or its SQL is older than the loaded library",
 					 missing, get_database_name(MyDatabaseId));
 			vn_worker_set_error(msg);
 		}
@@ -131,10 +131,10 @@ process_batch(bool *ready)
 		taken = -1;
 	else
 	{
-		Datum		arg = Int32GetDatum(vn_inbox_batch_size);
-		Oid			argtype = INT4OID;
-		Datum		sum;
-		bool		isnull;
+		Datum arg = Int32GetDatum(vn_inbox_batch_size);
+		Oid	  argtype = INT4OID;
+		Datum sum;
+		bool  isnull;
 
 		if (SPI_execute_with_args("SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
 								  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
@@ -149,18 +149,18 @@ process_batch(bool *ready)
 void
 vn_inbox_worker_main(Datum main_arg)
 {
-	int			index = DatumGetInt32(main_arg);
-	bool		ready = false;
+	int	 index = DatumGetInt32(main_arg);
+	bool ready = false;
 
 	vn_worker_attach(&inbox_kind, main_arg);
 	for (;;)
 	{
-		int			taken;
+		int taken;
 
 		(void) vn_worker_loop_top();
 		for (;;)
 		{
-			Latch	   *next;
+			Latch *next;
 
 			taken = process_batch(&ready);
 			if (taken < vn_inbox_batch_size)
@@ -233,7 +233,7 @@ vn_inbox_worker_init(void)
 	vn_inbox_wake_target = vn_worker_define(&inbox_kind, vn_inbox_workers, vn_inbox_find_latch);
 	for (int i = 0; i < vn_inbox_workers; i++)
 	{
-		char		name[BGW_MAXLEN];
+		char name[BGW_MAXLEN];
 
 		snprintf(name, sizeof(name), "ventros inbox processor %d", i + 1);
 		vn_worker_register(&inbox_kind, i, name, vn_inbox_database);

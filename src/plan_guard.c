@@ -32,7 +32,7 @@
 
 #include "plan_guard.h"
 
-static double vn_max_plan_cost = 0;
+static double			 vn_max_plan_cost = 0;
 static planner_hook_type prev_planner_hook = NULL;
 
 static PlannedStmt *

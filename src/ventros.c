@@ -13,18 +13,18 @@
 
 #include "emit.h"
 #include "engine.h"
+#include "guc.h"
 #include "http_worker.h"
 #include "inbox_worker.h"
-#include "guc.h"
-#include "shmem.h"
 #include "outbox_worker.h"
 #include "plan_guard.h"
+#include "shmem.h"
 #include "tenant.h"
 #include "webhook_fanout.h"
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+void _PG_init(void);
 
 void
 _PG_init(void)

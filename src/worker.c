@@ -67,7 +67,7 @@
 
 /* the kinds defined at preload, for ventros.worker_status() */
 static VnWorkerKind *vn_worker_kinds[VN_WORKER_MAX_KINDS];
-static int	vn_worker_nkinds = 0;
+static int			 vn_worker_nkinds = 0;
 
 /* the worker process: its kind, slot and loop context */
 static VnWorkerKind *my_kind = NULL;
@@ -175,7 +175,7 @@ vn_worker_unlock(VnWorkerKind *kind)
 int
 vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy)
 {
-	int			found = -1;
+	int found = -1;
 
 	vn_worker_lock(kind);
 	for (int i = Max(slot, 0); i < kind->nslots && found < 0; i++)
@@ -199,7 +199,7 @@ vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy)
 Latch *
 vn_worker_find_latch(VnWorkerKind *kind, int from, Oid dbid)
 {
-	Latch	   *latch = NULL;
+	Latch *latch = NULL;
 
 	if (kind->shared == NULL)
 		return NULL;
@@ -235,8 +235,8 @@ vn_worker_detach(int code, Datum arg)
 VnWorkerSlot *
 vn_worker_attach(VnWorkerKind *kind, Datum main_arg)
 {
-	int			slot = DatumGetInt32(main_arg);
-	char		database[NAMEDATALEN];
+	int	 slot = DatumGetInt32(main_arg);
+	char database[NAMEDATALEN];
 
 	strlcpy(database, MyBgworkerEntry->bgw_extra, sizeof(database));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -304,8 +304,8 @@ vn_worker_loop_top(void)
 int
 vn_worker_wait(long timeout_ms, pgsocket sock)
 {
-	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-	int			rc;
+	int events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	int rc;
 
 	if (sock != PGINVALID_SOCKET)
 		events |= WL_SOCKET_READABLE;
@@ -354,12 +354,12 @@ vn_worker_end(MemoryContext caller)
 const char *
 vn_worker_missing_function(const char *const *signatures, int n)
 {
-	Oid			argtype = TEXTOID;
+	Oid argtype = TEXTOID;
 
 	for (int i = 0; i < n; i++)
 	{
-		Datum		arg = CStringGetTextDatum(signatures[i]);
-		bool		isnull;
+		Datum arg = CStringGetTextDatum(signatures[i]);
+		bool  isnull;
 
 		if (SPI_execute_with_args("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
 								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -390,7 +390,7 @@ vn_worker_note_error(VnWorkerSlot *slot, const char *msg, TimestampTz at)
 void
 vn_worker_set_error(const char *msg)
 {
-	bool		changed;
+	bool changed;
 
 	vn_worker_lock(my_kind);
 	changed = strncmp(my_slot->last_error, msg, VN_WORKER_ERRLEN - 1) != 0;
@@ -426,8 +426,8 @@ ventros_worker_status(PG_FUNCTION_ARGS)
 
 		for (int i = 0; i < kind->nslots; i++)
 		{
-			Datum		v[7];
-			bool		nulls[7];
+			Datum v[7];
+			bool  nulls[7];
 
 			vn_worker_copy_slot(kind, i, InvalidOid, copy);
 			memset(nulls, 0, sizeof(nulls));

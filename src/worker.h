@@ -26,11 +26,11 @@
  */
 typedef struct VnWorkerSlot
 {
-	pid_t		pid;			/* 0 when no worker runs */
+	pid_t		pid; /* 0 when no worker runs */
 	Latch	   *latch;
-	Oid			dbid;			/* InvalidOid until the worker connected */
+	Oid			dbid; /* InvalidOid until the worker connected */
 	char		database[NAMEDATALEN];
-	TimestampTz started_at;		/* when the worker connected to it */
+	TimestampTz started_at; /* when the worker connected to it */
 	TimestampTz last_error_at;
 	char		last_error[VN_WORKER_ERRLEN];
 } VnWorkerSlot;
@@ -38,8 +38,8 @@ typedef struct VnWorkerSlot
 /* A kind's shared segment: the slots follow the spinlock. */
 typedef struct VnWorkerShared
 {
-	slock_t		mutex;
-	char		slots[FLEXIBLE_ARRAY_MEMBER];	/* nslots of slot_size bytes */
+	slock_t mutex;
+	char	slots[FLEXIBLE_ARRAY_MEMBER]; /* nslots of slot_size bytes */
 } VnWorkerShared;
 
 /*
@@ -48,12 +48,12 @@ typedef struct VnWorkerShared
  */
 typedef struct VnWorkerKind
 {
-	const char *type;			/* bgw_type, application_name, log prefix */
-	const char *main;			/* the worker's main function (bgw_function_name) */
-	Size		slot_size;		/* sizeof its slot struct (VnWorkerSlot first) */
-	bool		drain_on_sigterm;	/* SIGTERM sets ShutdownRequestPending, not die */
-	int			nslots;
-	VnWorkerShared *shared;		/* NULL unless preloaded */
+	const char	   *type;			  /* bgw_type, application_name, log prefix */
+	const char	   *main;			  /* the worker's main function (bgw_function_name) */
+	Size			slot_size;		  /* sizeof its slot struct (VnWorkerSlot first) */
+	bool			drain_on_sigterm; /* SIGTERM sets ShutdownRequestPending, not die */
+	int				nslots;
+	VnWorkerShared *shared; /* NULL unless preloaded */
 } VnWorkerKind;
 
 /* in worker.c: in the postmaster (_PG_init) */
@@ -63,19 +63,19 @@ extern void vn_worker_register(VnWorkerKind *kind, int slot, const char *name, c
 
 /* in worker.c: in any process */
 extern VnWorkerSlot *vn_worker_slot(VnWorkerKind *kind, int slot);
-extern void vn_worker_lock(VnWorkerKind *kind);
-extern void vn_worker_unlock(VnWorkerKind *kind);
-extern int	vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy);
-extern Latch *vn_worker_find_latch(VnWorkerKind *kind, int from, Oid dbid);
+extern void			 vn_worker_lock(VnWorkerKind *kind);
+extern void			 vn_worker_unlock(VnWorkerKind *kind);
+extern int			 vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy);
+extern Latch		*vn_worker_find_latch(VnWorkerKind *kind, int from, Oid dbid);
 
 /* in worker.c: in the worker */
 extern VnWorkerSlot *vn_worker_attach(VnWorkerKind *kind, Datum main_arg);
-extern bool vn_worker_loop_top(void);
-extern int	vn_worker_wait(long timeout_ms, pgsocket sock);
+extern bool			 vn_worker_loop_top(void);
+extern int			 vn_worker_wait(long timeout_ms, pgsocket sock);
 extern MemoryContext vn_worker_begin(const char *activity);
-extern void vn_worker_end(MemoryContext caller);
-extern const char *vn_worker_missing_function(const char *const *signatures, int n);
-extern void vn_worker_set_error(const char *msg);
-extern void vn_worker_note_error(VnWorkerSlot *slot, const char *msg, TimestampTz at);
+extern void			 vn_worker_end(MemoryContext caller);
+extern const char	*vn_worker_missing_function(const char *const *signatures, int n);
+extern void			 vn_worker_set_error(const char *msg);
+extern void			 vn_worker_note_error(VnWorkerSlot *slot, const char *msg, TimestampTz at);
 
-#endif							/* VENTROS_WORKER_H */
+#endif /* VENTROS_WORKER_H */
