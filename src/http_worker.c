@@ -4,7 +4,7 @@
  *	  The HTTP dispatcher: delivers ventros.http_requests at least once,
  *	  concurrently, with libcurl multi, behind the SSRF guard (ssrf.c).
  *
- * One background worker for the database ventros.http_database,
+ * One background worker for each database of ventros.databases,
  * registered at preload and restarted by the postmaster after a crash.
  * Its loop, worker_spi's shape with pg_net's libcurl core:
  *
@@ -132,21 +132,21 @@ typedef struct VnSock
 } VnSock;
 
 /* GUCs */
-static char *vn_http_database = NULL;
-static int	 vn_http_concurrency = 32;
-static int	 vn_http_connect_timeout = 5000;
-static int	 vn_http_timeout = 10000;
-static int	 vn_http_max_attempts = 8;
-static int	 vn_http_backoff_min = 5000;
-static int	 vn_http_backoff_max = 36000000;
-static int	 vn_http_retry_after_max = 86400;
-static int	 vn_http_max_response_size = 65536;
-static int	 vn_http_poll_interval = 1000;
+static int vn_http_concurrency = 32;
+static int vn_http_connect_timeout = 5000;
+static int vn_http_timeout = 10000;
+static int vn_http_max_attempts = 8;
+static int vn_http_backoff_min = 5000;
+static int vn_http_backoff_max = 36000000;
+static int vn_http_retry_after_max = 86400;
+static int vn_http_max_response_size = 65536;
+static int vn_http_poll_interval = 1000;
 
 static VnWorkerKind http_kind = {
 	.type = "ventros http dispatcher",
 	.main = "vn_http_worker_main",
 	.slot_size = sizeof(VnHttpSlot),
+	.old_databases = "ventros.http_database",
 };
 
 /* what the dispatcher calls: there once the extension is */
@@ -181,11 +181,11 @@ vn_http_wake_at_commit(void)
 	vn_wake_at_commit(vn_http_wake_target);
 }
 
-/* The dispatcher's latch (never our own), for the wake at commit. */
+/* The latch of this database's dispatcher (never our own), for the wake at commit. */
 static Latch *
 vn_http_find_latch(void)
 {
-	return vn_worker_find_latch(&http_kind, 0, InvalidOid);
+	return vn_worker_find_latch(&http_kind, 0, MyDatabaseId);
 }
 
 /*
@@ -909,7 +909,7 @@ vn_http_worker_main(Datum main_arg)
 				char msg[VN_WORKER_ERRLEN];
 
 				snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"",
-						 vn_http_database);
+						 my_slot->w.database);
 				vn_worker_set_error(msg);
 				next_ready_check = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
 			}
@@ -952,7 +952,8 @@ vn_http_worker_main(Datum main_arg)
 /* ---- status -------------------------------------------------------------- */
 
 /*
- * ventros.http_dispatcher_state(): the worker's shared counters.
+ * ventros.http_dispatcher_state(): the shared counters of the dispatcher
+ * of the current database (a row of NULLs and zeros when none serves it).
  */
 Datum
 ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
@@ -969,12 +970,14 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	vn_worker_copy_slot(&http_kind, 0, InvalidOid, &copy);
+	if (vn_worker_copy_slot(&http_kind, -1, MyDatabaseId, &copy) < 0)
+		memset(&copy, 0, sizeof(copy)); /* no dispatcher serves this database */
 
 	memset(nulls, 0, sizeof(nulls));
 	v[0] = Int32GetDatum(copy.w.pid);
 	nulls[0] = copy.w.pid == 0;
-	v[1] = CStringGetTextDatum(copy.w.database[0] ? copy.w.database : (vn_http_database ? vn_http_database : ""));
+	v[1] = CStringGetTextDatum(copy.w.database);
+	nulls[1] = copy.w.database[0] == '\0';
 	v[2] = TimestampTzGetDatum(copy.w.started_at);
 	nulls[2] = copy.w.pid == 0 || copy.w.started_at == 0;
 	v[3] = Int32GetDatum(copy.in_flight);
@@ -995,19 +998,12 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 /*
  * vn_http_worker_init
  *		GUCs and the commit callback always; at preload also shared memory
- *		and the worker.
+ *		and a worker for each database of ventros.databases.
  */
 void
 vn_http_worker_init(void)
 {
 	vn_ssrf_init();
-	DefineCustomStringVariable("ventros.http_database",
-							   "Database whose ventros.http_requests the HTTP dispatcher delivers.",
-							   NULL,
-							   &vn_http_database,
-							   "ventros",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_concurrency",
 							"Requests the HTTP dispatcher performs at the same time.",
 							NULL,
@@ -1074,5 +1070,4 @@ vn_http_worker_init(void)
 
 
 	vn_http_wake_target = vn_worker_define(&http_kind, 1, vn_http_find_latch);
-	vn_worker_register(&http_kind, 0, "ventros http dispatcher", vn_http_database);
 }

@@ -5,7 +5,7 @@
  *	  the RabbitMQ exchange ventros.events, at least once, in order per
  *	  aggregate, within milliseconds of its commit.
  *
- * One background worker per database named in ventros.outbox_databases,
+ * One background worker per database named in ventros.databases,
  * registered at preload, restarted by the postmaster after a crash
  * (bgw_restart_time).  An event loop, worker_spi's shape:
  *
@@ -87,7 +87,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
-#include "utils/varlena.h"
 
 #include "outbox_amqp.h"
 #include "outbox_envelope.h"
@@ -95,7 +94,6 @@
 #include "shmem.h"
 #include "worker.h"
 
-#define VN_OUTBOX_MAX_DATABASES 8
 #define VN_OUTBOX_CONNECT_TIMEOUT_MS 5000
 #define VN_OUTBOX_PRUNE_EVERY_MS 60000
 #define VN_OUTBOX_PRUNE_CHUNK 10000
@@ -131,7 +129,6 @@ typedef enum VnSavedStmt
 static SPIPlanPtr saved_plans[VN_SAVED_COUNT];
 
 static char *vn_amqp_url = NULL;
-static char *vn_outbox_databases = NULL;
 static int	 vn_outbox_batch_size = 1000;
 static int	 vn_outbox_poll_interval = 1000;
 static int	 vn_outbox_backoff_min = 100;
@@ -147,6 +144,8 @@ static VnWorkerKind outbox_kind = {
 	.main = "vn_outbox_worker_main",
 	.slot_size = sizeof(VnOutboxSlot),
 	.drain_on_sigterm = true,
+	.old_databases = "ventros.outbox_databases",
+	.old_databases_list = true,
 };
 
 /*
@@ -1059,52 +1058,10 @@ vn_outbox_worker_main(Datum main_arg)
 	}
 }
 
-/* ---- registration -------------------------------------------------------- */
-
-static void
-register_workers(void)
-{
-	char	   *raw = pstrdup(vn_outbox_databases ? vn_outbox_databases : "");
-	List	   *names = NIL;
-	ListCell   *lc;
-	const char *databases[VN_OUTBOX_MAX_DATABASES];
-	int			n = 0;
-
-	if (!SplitGUCList(raw, ',', &names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in ventros.outbox_databases")));
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-
-		if (name[0] == '\0')
-			continue;
-		if (n >= VN_OUTBOX_MAX_DATABASES)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("ventros.outbox_databases names more than %d databases",
-							VN_OUTBOX_MAX_DATABASES)));
-		if (strlen(name) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("database name \"%s\" in ventros.outbox_databases is too long", name)));
-		databases[n++] = name;
-	}
-	vn_outbox_wake_target = vn_worker_define(&outbox_kind, n, vn_outbox_find_latch);
-	for (int i = 0; i < n; i++)
-	{
-		char name[BGW_MAXLEN];
-
-		snprintf(name, sizeof(name), "ventros outbox publisher for %s", databases[i]);
-		vn_worker_register(&outbox_kind, i, name, databases[i]);
-	}
-}
-
 /*
  * vn_outbox_init
  *		GUCs always; at preload also shared memory and one worker per
- *		database of ventros.outbox_databases.
+ *		database of ventros.databases.
  */
 void
 vn_outbox_init(void)
@@ -1116,14 +1073,6 @@ vn_outbox_init(void)
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("ventros.outbox_databases",
-							   "Databases whose outbox is published, one publisher each.",
-							   NULL,
-							   &vn_outbox_databases,
-							   "ventros",
-							   PGC_POSTMASTER,
-							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.outbox_batch_size",
 							"Events claimed, published and confirmed per batch.",
@@ -1190,6 +1139,5 @@ vn_outbox_init(void)
 							 NULL, NULL, NULL);
 
 
-	if (vn_worker_preloading())
-		register_workers();
+	vn_outbox_wake_target = vn_worker_define(&outbox_kind, 1, vn_outbox_find_latch);
 }

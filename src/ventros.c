@@ -21,6 +21,7 @@
 #include "shmem.h"
 #include "tenant.h"
 #include "webhook_fanout.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -33,6 +34,7 @@ _PG_init(void)
 	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
+	vn_worker_init();
 	vn_http_worker_init();
 	vn_inbox_worker_init();
 	vn_engine_init();

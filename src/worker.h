@@ -43,23 +43,32 @@ typedef struct VnWorkerShared
 } VnWorkerShared;
 
 /*
- * One kind of worker, a static struct in its file: the first four fields
- * are declared there, the rest is filled by vn_worker_define.
+ * One kind of worker, a static struct in its file: the fields up to
+ * old_databases_list are declared there, the rest is filled by the kit.
+ * The workers of a kind serve the databases of ventros.databases,
+ * per_database workers each; old_databases names the kind's setting of
+ * 0.1.0 that named its database(s), still read (deprecated) when set.
  */
 typedef struct VnWorkerKind
 {
-	const char	   *type;			  /* bgw_type, application_name, log prefix */
-	const char	   *main;			  /* the worker's main function (bgw_function_name) */
-	Size			slot_size;		  /* sizeof its slot struct (VnWorkerSlot first) */
-	bool			drain_on_sigterm; /* SIGTERM sets ShutdownRequestPending, not die */
-	int				nslots;
-	VnWorkerShared *shared; /* NULL unless preloaded */
+	const char	   *type;				 /* bgw_type, application_name, log prefix */
+	const char	   *main;				 /* the worker's main function (bgw_function_name) */
+	Size			slot_size;			 /* sizeof its slot struct (VnWorkerSlot first) */
+	bool			drain_on_sigterm;	 /* SIGTERM sets ShutdownRequestPending, not die */
+	const char	   *old_databases;		 /* e.g. "ventros.http_database"; NULL: none */
+	bool			old_databases_list;	 /* that setting is a list (else one name) */
+	char		   *old_databases_value; /* its value; NULL when not set */
+	int				per_database;
+	int				ndatabases;
+	char		  **databases; /* postmaster: the databases served, in slot order */
+	int				nslots;	   /* ndatabases * per_database */
+	VnWorkerShared *shared;	   /* NULL unless preloaded */
 } VnWorkerKind;
 
-/* in worker.c: in the postmaster (_PG_init) */
+/* in worker.c: in _PG_init */
+extern void vn_worker_init(void);
 extern bool vn_worker_preloading(void);
-extern int	vn_worker_define(VnWorkerKind *kind, int nslots, VnFindLatch find_latch);
-extern void vn_worker_register(VnWorkerKind *kind, int slot, const char *name, const char *database);
+extern int	vn_worker_define(VnWorkerKind *kind, int per_database, VnFindLatch find_latch);
 
 /* in worker.c: in any process */
 extern VnWorkerSlot *vn_worker_slot(VnWorkerKind *kind, int slot);
