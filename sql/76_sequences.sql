@@ -225,15 +225,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step ventros.sequence_steps;
-    s ventros.sequences;
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
     result ventros.sequence_steps;
 BEGIN
-    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence step', sequence_step_id);
-    END IF;
-    s := ventros.require_draft_sequence(step.sequence_id);
     result := ventros.apply_changes(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id, expected_version, changes,
                                     ARRAY['order', 'name', 'delay_amount', 'delay_unit', 'message_template', 'conditions']);
     PERFORM ventros.emit('sequence.step_updated', 'sequence', s.id,
@@ -250,14 +245,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step ventros.sequence_steps;
-    s ventros.sequences;
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
 BEGIN
-    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence step', sequence_step_id);
-    END IF;
-    s := ventros.require_draft_sequence(step.sequence_id);
     PERFORM ventros.delete_row('ventros.sequence_steps', 'sequence step', sequence_step_id, NULL);
     PERFORM ventros.emit('sequence.step_removed', 'sequence', s.id, jsonb_build_object('step_id', step.id, 'order', step."order"), s.version);
 END
