@@ -2021,13 +2021,64 @@ REVOKE ALL ON FUNCTION ventros.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ventros.worker_status() TO ventros_authenticator, ventros_platform_admin;
 
 -- ---- shared_helpers
--- Issue 13: logic that stood twice in sql/ becomes one helper each (the
--- duplicates tool over sql/): the Meta envelope check and unparsed change
--- of WhatsApp Cloud, Instagram and Messenger (sql/89_inbound_meta.sql), the
--- draft campaign of a step (sql/75_campaigns.sql, as sequences had it), the
--- step lookups of campaigns and sequences and the agent session lock
--- (ventros.get_row, ventros.lock_row), a template component's parameter
--- count (sql/91_whatsapp_templates.sql).  Behaviour and messages unchanged.
+-- Issue 13: logic that stood in several places of sql/ becomes one helper
+-- each (the duplicates tool over sql/): the optimistic lock of commands that
+-- check the version themselves (ventros.require_version), the locks and
+-- lookups by id that copied ventros.lock_row / get_row, the draft campaign of
+-- a step (as sequences had it), the active enrollment a step starts from
+-- (sql/74_enrollments.sql), the Meta envelope check and unparsed change of
+-- WhatsApp Cloud, Instagram and Messenger (sql/89_inbound_meta.sql), and a
+-- template component's parameter count.  Messages and codes are unchanged
+-- (VN001 now always carries its hint).
+
+CREATE FUNCTION ventros.require_version(aggregate text, row_id uuid, expected_version integer, current_version integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
+        RAISE EXCEPTION '% % has changed since version % was read', aggregate, row_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
+                  HINT = format('Read the %s again and retry with its current version.', aggregate);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_version(text, uuid, integer, integer) IS
+    'Raises VN001 when expected_version is given and is not the current version';
+
+CREATE FUNCTION ventros.lock_active_enrollment(row_type anyelement, parent text, enrollment_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ALIAS FOR $0;
+BEGIN
+    e := ventros.lock_row(row_type, parent || ' enrollment', enrollment_id);
+    IF e.status <> 'active' THEN
+        RAISE EXCEPTION '% enrollment % is %; only active enrollments advance', parent, e.id, e.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN e;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) IS
+    'Locks an enrollment of the acting tenant (P0002 when absent) and checks it is active (VN002 otherwise)';
+
+CREATE FUNCTION ventros.require_draft_campaign(campaign_id uuid) RETURNS ventros.campaigns
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
+BEGIN
+    IF c.status <> 'draft' THEN
+        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_draft_campaign(uuid) IS 'Locks a campaign and checks it is a draft (VN002 otherwise)';
 
 CREATE FUNCTION ventros.meta_envelope_refusal(doc jsonb, body bytea, expected_object text, what text)
 RETURNS SETOF ventros.inbox_item
@@ -2056,6 +2107,467 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.meta_unparsed_change(jsonb, jsonb, boolean) IS
     'The inbox item of a Meta change no parser reads: unparsed (foreign when the entry is not the channel''s), keyed by its content';
+
+CREATE FUNCTION ventros.require_template_params(template_name text, component text, want integer, params jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(jsonb_array_length(params), 0) <> want THEN
+        RAISE EXCEPTION 'template % % expects % parameter(s), got %', template_name, component, want,
+                coalesce(jsonb_array_length(params), 0)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) IS
+    'Refuses (22023) the parameters of a template component when they are not as many as its variables';
+
+CREATE OR REPLACE FUNCTION ventros.delete_row(target regclass, aggregate text, row_id uuid, expected_version integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_version integer;
+BEGIN
+    EXECUTE format('SELECT version FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1 FOR UPDATE', target)
+        INTO current_version USING row_id;
+    IF current_version IS NULL THEN
+        RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM ventros.require_version(aggregate, row_id, expected_version, current_version);
+    EXECUTE format('DELETE FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1', target) USING row_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_pipeline_status(status_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st ventros.pipeline_statuses;
+BEGIN
+    st := ventros.get_row(NULL::ventros.pipeline_statuses, 'pipeline status', status_id);
+    IF EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses c
+               WHERE c.tenant_id = st.tenant_id AND c.status_id = st.id AND c.exited_at IS NULL AND c.deleted_at IS NULL) THEN
+        RAISE EXCEPTION 'pipeline status % still holds contacts', status_id USING ERRCODE = '23503',
+            HINT = 'Move the contacts to another status first.';
+    END IF;
+    PERFORM ventros.delete_row('ventros.pipeline_statuses', 'pipeline status', status_id, expected_version);
+    PERFORM ventros.emit('pipeline.status_removed', 'pipeline', st.pipeline_id,
+                         jsonb_build_object('status_id', status_id, 'name', st.name), NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.lock_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions := ventros.lock_row(NULL::ventros.sessions, 'session', session_id);
+BEGIN
+    PERFORM ventros.require_version('session', session_id, expected_version, result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.leave_session(agent_session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.agent_sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.agent_sessions;
+    result ventros.agent_sessions;
+BEGIN
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
+    IF NOT current.is_active THEN
+        RAISE EXCEPTION 'agent session % cannot change status from "false" to "false"', agent_session_id
+            USING ERRCODE = 'VN002', DETAIL = 'The agent has left the session already.';
+    END IF;
+    UPDATE ventros.agent_sessions a
+    SET is_active = false, left_at = greatest(clock_timestamp(), a.joined_at), version = coalesce(expected_version, current.version)
+    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.change_agent_session_role(agent_session_id uuid, role_in_session text,
+                                                  expected_version integer DEFAULT NULL)
+RETURNS ventros.agent_sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.agent_sessions;
+    result ventros.agent_sessions;
+BEGIN
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
+    IF NOT current.is_active THEN
+        RAISE EXCEPTION 'agent session % has ended', agent_session_id USING ERRCODE = 'VN002';
+    END IF;
+    UPDATE ventros.agent_sessions a
+    SET role_in_session = change_agent_session_role.role_in_session, version = coalesce(expected_version, current.version)
+    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('agent_session.role_changed', 'agent_session', agent_session_id,
+                         jsonb_build_object('from', current.role_in_session, 'to', role_in_session), result.version);
+    RETURN result;
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'session % already has an active primary agent', current.session_id USING ERRCODE = '23505';
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'unknown role in session "%"', left(role_in_session, 32) USING ERRCODE = '22023';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.lock_chat(chat_id uuid) RETURNS ventros.chats
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_row(NULL::ventros.chats, 'chat', chat_id) $$;
+
+CREATE OR REPLACE FUNCTION ventros.merge_contacts(primary_id uuid, merged_ids uuid[], strategy text DEFAULT 'keep_primary',
+                                       expected_version integer DEFAULT NULL)
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p ventros.contacts;
+    other ventros.contacts;
+    locked integer;
+    s ventros.sessions;
+    moved_sessions integer := 0;
+    moved_messages integer := 0;
+    moved_notes integer := 0;
+    moved_lists integer := 0;
+    n integer;
+    all_tags text[];
+    fill jsonb := '{}';
+    result ventros.contacts;
+BEGIN
+    IF primary_id IS NULL OR merged_ids IS NULL OR cardinality(merged_ids) = 0 THEN
+        RAISE EXCEPTION 'a merge needs a primary contact and at least one other' USING ERRCODE = '23502';
+    END IF;
+    IF primary_id = ANY (merged_ids) OR NOT ventros.is_distinct_array(merged_ids::text[]) THEN
+        RAISE EXCEPTION 'merged contacts must be distinct and other than the primary' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(merged_ids) > 100 THEN
+        RAISE EXCEPTION 'at most 100 contacts are merged at once' USING ERRCODE = '54000';
+    END IF;
+    IF strategy NOT IN ('keep_primary', 'fill_empty') THEN
+        RAISE EXCEPTION 'unknown merge strategy "%"', left(strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use keep_primary (the primary''s fields win) or fill_empty (empty fields of the primary are filled).';
+    END IF;
+    SELECT count(*) INTO locked FROM (
+        SELECT c.id FROM ventros.contacts c
+        WHERE c.tenant_id = tenant AND (c.id = primary_id OR c.id = ANY (merged_ids))
+        ORDER BY c.id FOR UPDATE) l;
+    IF locked <> 1 + cardinality(merged_ids) THEN
+        RAISE EXCEPTION 'contact % not found', (SELECT x FROM unnest(primary_id || merged_ids) x
+                                                WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c
+                                                                  WHERE c.tenant_id = tenant AND c.id = x) LIMIT 1)
+            USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO p FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = primary_id;
+    PERFORM ventros.require_version('contact', primary_id, expected_version, p.version);
+    all_tags := p.tags;
+
+    FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP
+        -- Sessions: an active one where the primary has one on the same channel ends first.
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status = 'active'
+                   AND EXISTS (SELECT 1 FROM ventros.sessions y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                               AND y.channel_id = x.channel_id AND y.status = 'active')
+                 FOR UPDATE LOOP
+            PERFORM ventros.finish_session(s, 'system_close', now());
+        END LOOP;
+        UPDATE ventros.sessions x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_sessions := moved_sessions + n;
+        UPDATE ventros.messages x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_messages := moved_messages + n;
+        UPDATE ventros.notes x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_notes := moved_notes + n;
+        -- Pipeline stays: the primary's open row in a pipeline wins; the other's closes.
+        UPDATE ventros.contact_pipeline_statuses x
+        SET exited_at = greatest(now(), x.entered_at), duration = extract(epoch FROM greatest(now(), x.entered_at) - x.entered_at)::bigint,
+            version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.exited_at IS NULL
+          AND EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.pipeline_id = x.pipeline_id AND y.exited_at IS NULL);
+        UPDATE ventros.contact_pipeline_statuses x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Identities, custom fields, consents: what the primary lacks moves, duplicates go.
+        DELETE FROM ventros.contact_identities x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_identities y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.identity_type = x.identity_type AND y.value = x.value);
+        UPDATE ventros.contact_identities x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        DELETE FROM ventros.contact_custom_fields x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_custom_fields y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.field_key = x.field_key);
+        UPDATE ventros.contact_custom_fields x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Consent: an opt-out of either contact survives.
+        UPDATE ventros.contact_consents y SET status = 'opted_out', source = 'manual', reason = 'merged', version = y.version
+        WHERE y.tenant_id = tenant AND y.contact_id = p.id AND y.status = 'opted_in'
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+                      AND x.channel_id IS NOT DISTINCT FROM y.channel_id AND x.status = 'opted_out');
+        DELETE FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.channel_id IS NOT DISTINCT FROM x.channel_id);
+        UPDATE ventros.contact_consents x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        UPDATE ventros.chat_participants x SET participant_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.participant_id = other.id AND x.participant_type = 'contact'
+          AND NOT EXISTS (SELECT 1 FROM ventros.chat_participants y WHERE y.tenant_id = tenant AND y.chat_id = x.chat_id
+                          AND y.participant_id = p.id AND y.left_at IS NULL);
+        -- List memberships belong to another part of the domain; moved when it is installed.
+        IF to_regclass('ventros.contact_list_members') IS NOT NULL THEN
+            EXECUTE 'DELETE FROM ventros.contact_list_members x WHERE x.tenant_id = $1 AND x.contact_id = $2
+                     AND EXISTS (SELECT 1 FROM ventros.contact_list_members y WHERE y.tenant_id = $1
+                                 AND y.contact_id = $3 AND y.contact_list_id = x.contact_list_id)'
+                USING tenant, other.id, p.id;
+            EXECUTE 'UPDATE ventros.contact_list_members x SET contact_id = $3, version = x.version
+                     WHERE x.tenant_id = $1 AND x.contact_id = $2'
+                USING tenant, other.id, p.id;
+            GET DIAGNOSTICS n = ROW_COUNT; moved_lists := moved_lists + n;
+        END IF;
+        UPDATE ventros.contact_merge_suggestions x SET status = 'accepted', version = x.version
+        WHERE x.tenant_id = tenant AND x.status = 'open'
+          AND ((x.contact_id = least(p.id, other.id) AND x.other_contact_id = greatest(p.id, other.id)));
+        all_tags := all_tags || other.tags;
+        IF strategy = 'fill_empty' THEN
+            fill := jsonb_strip_nulls(jsonb_build_object(
+                        'email', CASE WHEN p.email IS NULL AND NOT fill ? 'email' THEN other.email END,
+                        'phone', CASE WHEN p.phone IS NULL AND NOT fill ? 'phone' THEN other.phone END,
+                        'external_id', CASE WHEN p.external_id IS NULL AND NOT fill ? 'external_id' THEN other.external_id END,
+                        'timezone', CASE WHEN p.timezone IS NULL AND NOT fill ? 'timezone' THEN other.timezone END)) || fill;
+        END IF;
+        DELETE FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = other.id;
+    END LOOP;
+
+    UPDATE ventros.contacts c
+    SET tags = ARRAY(SELECT DISTINCT t FROM unnest(all_tags) t ORDER BY t),
+        email = coalesce(c.email, fill->>'email'), phone = coalesce(c.phone, fill->>'phone'),
+        external_id = coalesce(c.external_id, fill->>'external_id'), timezone = coalesce(c.timezone, fill->>'timezone'),
+        first_interaction_at = (SELECT min(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        last_interaction_at = (SELECT max(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        version = p.version
+    WHERE c.tenant_id = tenant AND c.id = p.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('contact.merged', 'contact', p.id,
+                         jsonb_build_object('primary_id', p.id, 'merged_ids', to_jsonb(merged_ids), 'strategy', strategy,
+                                            'moved', jsonb_build_object('sessions', moved_sessions, 'messages', moved_messages,
+                                                                        'notes', moved_notes, 'list_memberships', moved_lists)),
+                         result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.request_saga_compensation(saga_id uuid, expected_version integer, target text,
+                                                  target_id uuid DEFAULT NULL, details jsonb DEFAULT '{}')
+RETURNS ventros.sagas
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.sagas := ventros.get_saga(saga_id);
+    result ventros.sagas := current;
+BEGIN
+    PERFORM ventros.require_value(target, ventros.saga_compensation_targets(), 'compensation target');
+    PERFORM ventros.require_json(details, 'object', 'compensation details');
+    IF current.status = 'failed' THEN
+        result := ventros.change_row(NULL::ventros.sagas, 'saga', saga_id, expected_version, '{"status": "compensating"}');
+    ELSIF current.status <> 'compensating' THEN
+        RAISE EXCEPTION 'saga % is %; only failed sagas compensate', saga_id, current.status USING ERRCODE = 'VN002';
+    ELSE
+        PERFORM ventros.require_version('saga', saga_id, expected_version, current.version);
+    END IF;
+    PERFORM ventros.emit('saga.compensation_requested', 'saga', result.id,
+        jsonb_build_object('correlation_id', result.correlation_id, 'saga_type', result.saga_type,
+                           'target', target, 'target_id', target_id, 'details', coalesce(details, '{}')),
+        result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.add_campaign_step(campaign_id uuid, "order" integer, name text, type text, config jsonb DEFAULT '{}',
+                                          conditions jsonb DEFAULT NULL)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.require_draft_campaign(campaign_id);
+    result ventros.campaign_steps;
+BEGIN
+    PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
+    INSERT INTO ventros.campaign_steps (campaign_id, "order", name, type, config, conditions)
+    VALUES (campaign_id, "order", ventros.check_length(btrim(name), 200, 'step name'), type,
+            coalesce(ventros.require_json(config, 'object', 'step config'), '{}'), conditions)
+    RETURNING * INTO result;
+    PERFORM ventros.emit('campaign.step_added', 'campaign', c.id,
+        jsonb_build_object('step_id', result.id, 'order', result."order", 'type', result.type), c.version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'campaign % has a step % already', campaign_id, "order" USING ERRCODE = '23505';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.update_campaign_step(campaign_step_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
+BEGIN
+    PERFORM ventros.require_draft_campaign(s.campaign_id);
+    RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
+                                 ARRAY['order', 'name', 'type', 'config', 'conditions']);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_campaign_step(campaign_step_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
+    c ventros.campaigns := ventros.require_draft_campaign(s.campaign_id);
+BEGIN
+    PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
+    PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
+                         jsonb_build_object('step_id', s.id, 'order', s."order"), c.version);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.advance_campaign_enrollment(campaign_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
+                                                                     campaign_enrollment_id);
+    next_step ventros.campaign_steps;
+    result ventros.campaign_enrollments;
+BEGIN
+    SELECT * INTO next_step FROM ventros.campaign_steps s
+    WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
+    ORDER BY s."order" LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE ventros.campaign_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit_enrollment_event('campaign', result);
+    ELSE
+        UPDATE ventros.campaign_enrollments x
+        SET current_step_order = next_step."order",
+            next_scheduled_at = now + make_interval(mins => coalesce((next_step.config->>'delay_minutes')::integer, 0)),
+            version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', next_step."order",
+                               'step_type', next_step.type), NULL);
+    END IF;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.update_sequence_step(sequence_step_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.sequence_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
+    result ventros.sequence_steps;
+BEGIN
+    result := ventros.apply_changes(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id, expected_version, changes,
+                                    ARRAY['order', 'name', 'delay_amount', 'delay_unit', 'message_template', 'conditions']);
+    PERFORM ventros.emit('sequence.step_updated', 'sequence', s.id,
+        jsonb_build_object('step_id', result.id, 'fields', (SELECT jsonb_agg(k) FROM jsonb_object_keys(changes) k)), s.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_sequence_step(sequence_step_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequence_steps', 'sequence step', sequence_step_id, NULL);
+    PERFORM ventros.emit('sequence.step_removed', 'sequence', s.id, jsonb_build_object('step_id', step.id, 'order', step."order"), s.version);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.advance_sequence_enrollment(sequence_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
+                                                                     sequence_enrollment_id);
+    step ventros.sequence_steps;
+    following ventros.sequence_steps;
+    result ventros.sequence_enrollments;
+    channel uuid;
+    sent uuid;
+BEGIN
+    -- the step now due (its message goes out with source = sequence when the sender runs)
+    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
+      AND x."order" > e.current_step_order ORDER BY x."order" LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE ventros.sequence_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.sequence_enrollment_changed(result, 'active');
+        RETURN result;
+    END IF;
+    -- Send on the channel of the contact's latest session (source sequence,
+    -- its system agent); consent is checked by send_message: an opted-out
+    -- contact leaves the sequence.  Without a session the event carries the
+    -- template for a sender that knows the channel.
+    SELECT s.channel_id INTO channel FROM ventros.sessions s
+    WHERE s.tenant_id = e.tenant_id AND s.contact_id = e.contact_id ORDER BY s.started_at DESC LIMIT 1;
+    IF channel IS NOT NULL AND step.message_template ? 'content' THEN
+        BEGIN
+            sent := (ventros.send_message(channel, e.contact_id, text => step.message_template->>'content', source => 'sequence',
+                                          metadata => jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
+        EXCEPTION WHEN SQLSTATE 'VN010' THEN
+            UPDATE ventros.sequence_enrollments x
+            SET status = 'exited', exited_at = now, exit_reason = 'opted_out', next_scheduled_at = NULL, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+            PERFORM ventros.sequence_enrollment_changed(result, 'active');
+            RETURN result;
+        END;
+    END IF;
+    SELECT * INTO following FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
+      AND x."order" > step."order" ORDER BY x."order" LIMIT 1;
+    UPDATE ventros.sequence_enrollments x
+    SET current_step_order = step."order",
+        next_scheduled_at = now + coalesce(ventros.sequence_step_delay(following), '0'),
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
+        jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
+                           'message_template', step.message_template, 'message_id', sent), NULL);
+    RETURN result;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION ventros.split_meta_messaging(provider text, config jsonb, doc jsonb, body bytea)
 RETURNS SETOF ventros.inbox_item
@@ -2204,172 +2716,6 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION ventros.require_draft_campaign(campaign_id uuid) RETURNS ventros.campaigns
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
-BEGIN
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
-    END IF;
-    RETURN c;
-END
-$$;
-COMMENT ON FUNCTION ventros.require_draft_campaign(uuid) IS 'Locks a campaign and checks it is a draft (VN002 otherwise)';
-
-CREATE OR REPLACE FUNCTION ventros.add_campaign_step(campaign_id uuid, "order" integer, name text, type text, config jsonb DEFAULT '{}',
-                                          conditions jsonb DEFAULT NULL)
-RETURNS ventros.campaign_steps
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c ventros.campaigns := ventros.require_draft_campaign(campaign_id);
-    result ventros.campaign_steps;
-BEGIN
-    PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
-    INSERT INTO ventros.campaign_steps (campaign_id, "order", name, type, config, conditions)
-    VALUES (campaign_id, "order", ventros.check_length(btrim(name), 200, 'step name'), type,
-            coalesce(ventros.require_json(config, 'object', 'step config'), '{}'), conditions)
-    RETURNING * INTO result;
-    PERFORM ventros.emit('campaign.step_added', 'campaign', c.id,
-        jsonb_build_object('step_id', result.id, 'order', result."order", 'type', result.type), c.version);
-    RETURN result;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'campaign % has a step % already', campaign_id, "order" USING ERRCODE = '23505';
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.update_campaign_step(campaign_step_id uuid, expected_version integer, changes jsonb)
-RETURNS ventros.campaign_steps
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
-BEGIN
-    PERFORM ventros.require_draft_campaign(s.campaign_id);
-    RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
-                                 ARRAY['order', 'name', 'type', 'config', 'conditions']);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.remove_campaign_step(campaign_step_id uuid)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
-    c ventros.campaigns := ventros.require_draft_campaign(s.campaign_id);
-BEGIN
-    PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
-    PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
-                         jsonb_build_object('step_id', s.id, 'order', s."order"), c.version);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.update_sequence_step(sequence_step_id uuid, expected_version integer, changes jsonb)
-RETURNS ventros.sequence_steps
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
-    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
-    result ventros.sequence_steps;
-BEGIN
-    result := ventros.apply_changes(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id, expected_version, changes,
-                                    ARRAY['order', 'name', 'delay_amount', 'delay_unit', 'message_template', 'conditions']);
-    PERFORM ventros.emit('sequence.step_updated', 'sequence', s.id,
-        jsonb_build_object('step_id', result.id, 'fields', (SELECT jsonb_agg(k) FROM jsonb_object_keys(changes) k)), s.version);
-    RETURN result;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.remove_sequence_step(sequence_step_id uuid)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
-    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
-BEGIN
-    PERFORM ventros.delete_row('ventros.sequence_steps', 'sequence step', sequence_step_id, NULL);
-    PERFORM ventros.emit('sequence.step_removed', 'sequence', s.id, jsonb_build_object('step_id', step.id, 'order', step."order"), s.version);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.leave_session(agent_session_id uuid, expected_version integer DEFAULT NULL)
-RETURNS ventros.agent_sessions
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    current ventros.agent_sessions;
-    result ventros.agent_sessions;
-BEGIN
-    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
-    IF NOT current.is_active THEN
-        RAISE EXCEPTION 'agent session % cannot change status from "false" to "false"', agent_session_id
-            USING ERRCODE = 'VN002', DETAIL = 'The agent has left the session already.';
-    END IF;
-    UPDATE ventros.agent_sessions a
-    SET is_active = false, left_at = greatest(clock_timestamp(), a.joined_at), version = coalesce(expected_version, current.version)
-    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
-    RETURNING * INTO result;
-    RETURN result;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION ventros.change_agent_session_role(agent_session_id uuid, role_in_session text,
-                                                  expected_version integer DEFAULT NULL)
-RETURNS ventros.agent_sessions
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    current ventros.agent_sessions;
-    result ventros.agent_sessions;
-BEGIN
-    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
-    IF NOT current.is_active THEN
-        RAISE EXCEPTION 'agent session % has ended', agent_session_id USING ERRCODE = 'VN002';
-    END IF;
-    UPDATE ventros.agent_sessions a
-    SET role_in_session = change_agent_session_role.role_in_session, version = coalesce(expected_version, current.version)
-    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
-    RETURNING * INTO result;
-    PERFORM ventros.emit('agent_session.role_changed', 'agent_session', agent_session_id,
-                         jsonb_build_object('from', current.role_in_session, 'to', role_in_session), result.version);
-    RETURN result;
-EXCEPTION
-    WHEN unique_violation THEN
-        RAISE EXCEPTION 'session % already has an active primary agent', current.session_id USING ERRCODE = '23505';
-    WHEN check_violation THEN
-        RAISE EXCEPTION 'unknown role in session "%"', left(role_in_session, 32) USING ERRCODE = '22023';
-END
-$$;
-
-CREATE FUNCTION ventros.require_template_params(template_name text, component text, want integer, params jsonb)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF coalesce(jsonb_array_length(params), 0) <> want THEN
-        RAISE EXCEPTION 'template % % expects % parameter(s), got %', template_name, component, want,
-                coalesce(jsonb_array_length(params), 0)
-            USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) IS
-    'Refuses (22023) the parameters of a template component when they are not as many as its variables';
-
 CREATE OR REPLACE FUNCTION ventros.prepare_template_message(channel_id uuid, template_name text, template_language text,
                                                  template_components jsonb)
 RETURNS jsonb
@@ -2485,6 +2831,9 @@ BEGIN
 END
 $$;
 
+GRANT EXECUTE ON FUNCTION ventros.require_version(text, uuid, integer, integer)
+    TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.require_draft_campaign(uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) TO ventros_viewer;
 

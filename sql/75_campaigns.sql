@@ -316,18 +316,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e ventros.campaign_enrollments;
+    e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
+                                                                     campaign_enrollment_id);
     next_step ventros.campaign_steps;
     result ventros.campaign_enrollments;
 BEGIN
-    SELECT * INTO e FROM ventros.campaign_enrollments x
-    WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_enrollment_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign enrollment', campaign_enrollment_id);
-    END IF;
-    IF e.status <> 'active' THEN
-        RAISE EXCEPTION 'campaign enrollment % is %; only active enrollments advance', e.id, e.status USING ERRCODE = 'VN002';
-    END IF;
     SELECT * INTO next_step FROM ventros.campaign_steps s
     WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
     ORDER BY s."order" LIMIT 1;

@@ -346,21 +346,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e ventros.sequence_enrollments;
+    e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
+                                                                     sequence_enrollment_id);
     step ventros.sequence_steps;
     following ventros.sequence_steps;
     result ventros.sequence_enrollments;
     channel uuid;
     sent uuid;
 BEGIN
-    SELECT * INTO e FROM ventros.sequence_enrollments x
-    WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_enrollment_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence enrollment', sequence_enrollment_id);
-    END IF;
-    IF e.status <> 'active' THEN
-        RAISE EXCEPTION 'sequence enrollment % is %; only active enrollments advance', e.id, e.status USING ERRCODE = 'VN002';
-    END IF;
     -- the step now due (its message goes out with source = sequence when the sender runs)
     SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
       AND x."order" > e.current_step_order ORDER BY x."order" LIMIT 1;
