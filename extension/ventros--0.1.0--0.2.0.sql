@@ -2024,10 +2024,10 @@ GRANT EXECUTE ON FUNCTION ventros.worker_status() TO ventros_authenticator, vent
 -- Issue 13: logic that stood in several places of sql/ becomes one helper
 -- each (the duplicates tool over sql/): the optimistic lock of commands that
 -- check the version themselves (ventros.require_version), the locks and
--- lookups by id that copied ventros.lock_row / get_row, the draft campaign of
--- a step (as sequences had it), the active enrollment a step starts from
--- (sql/74_enrollments.sql), the Meta envelope check and unparsed change of
--- WhatsApp Cloud, Instagram and Messenger (sql/89_inbound_meta.sql), and a
+-- lookups by id that copied ventros.lock_row / get_row, the draft campaign
+-- or sequence whose steps change and the active enrollment a step starts
+-- from (sql/74_enrollments.sql), the Meta envelope check and unparsed change
+-- of WhatsApp Cloud, Instagram and Messenger (sql/89_inbound_meta.sql), and a
 -- template component's parameter count.  Messages and codes are unchanged
 -- (VN001 now always carries its hint).
 
@@ -2047,6 +2047,24 @@ $$;
 COMMENT ON FUNCTION ventros.require_version(text, uuid, integer, integer) IS
     'Raises VN001 when expected_version is given and is not the current version';
 
+CREATE FUNCTION ventros.lock_draft(row_type anyelement, aggregate text, row_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ALIAS FOR $0;
+BEGIN
+    r := ventros.lock_row(row_type, aggregate, row_id);
+    IF r.status <> 'draft' THEN
+        RAISE EXCEPTION '% % is %; steps change only in draft', aggregate, row_id, r.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_draft(anyelement, text, uuid) IS
+    'Locks a campaign or sequence of the acting tenant (P0002 when absent) and checks it is a draft (VN002 otherwise)';
+
 CREATE FUNCTION ventros.lock_active_enrollment(row_type anyelement, parent text, enrollment_id uuid)
 RETURNS anyelement
 LANGUAGE plpgsql
@@ -2064,21 +2082,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) IS
     'Locks an enrollment of the acting tenant (P0002 when absent) and checks it is active (VN002 otherwise)';
-
-CREATE FUNCTION ventros.require_draft_campaign(campaign_id uuid) RETURNS ventros.campaigns
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
-BEGIN
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
-    END IF;
-    RETURN c;
-END
-$$;
-COMMENT ON FUNCTION ventros.require_draft_campaign(uuid) IS 'Locks a campaign and checks it is a draft (VN002 otherwise)';
 
 CREATE FUNCTION ventros.meta_envelope_refusal(doc jsonb, body bytea, expected_object text, what text)
 RETURNS SETOF ventros.inbox_item
@@ -2405,7 +2408,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c ventros.campaigns := ventros.require_draft_campaign(campaign_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', campaign_id);
     result ventros.campaign_steps;
 BEGIN
     PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
@@ -2429,7 +2432,7 @@ AS $$
 DECLARE
     s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
 BEGIN
-    PERFORM ventros.require_draft_campaign(s.campaign_id);
+    PERFORM ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
     RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
                                  ARRAY['order', 'name', 'type', 'config', 'conditions']);
 END
@@ -2442,7 +2445,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
-    c ventros.campaigns := ventros.require_draft_campaign(s.campaign_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
 BEGIN
     PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
     PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
@@ -2481,6 +2484,11 @@ BEGIN
     RETURN result;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION ventros.require_draft_sequence(sequence_id uuid) RETURNS ventros.sequences
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_draft(NULL::ventros.sequences, 'sequence', sequence_id) $$;
 
 CREATE OR REPLACE FUNCTION ventros.update_sequence_step(sequence_step_id uuid, expected_version integer, changes jsonb)
 RETURNS ventros.sequence_steps
@@ -2833,8 +2841,8 @@ $$;
 
 GRANT EXECUTE ON FUNCTION ventros.require_version(text, uuid, integer, integer)
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
-GRANT EXECUTE ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.require_draft_campaign(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.lock_draft(anyelement, text, uuid), ventros.lock_active_enrollment(anyelement, text, uuid)
+    TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) TO ventros_viewer;
 
 -- ---- dump

@@ -194,21 +194,6 @@ $$;
 COMMENT ON FUNCTION ventros.set_campaign_status(uuid, integer, text) IS
     'Moves a campaign along its machine (VN002); scheduling and activation need a step (23514), scheduling a future start date; emits campaign.scheduled, .activated, .paused, .resumed, .completed or .archived';
 
-CREATE FUNCTION ventros.require_draft_campaign(campaign_id uuid) RETURNS ventros.campaigns
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
-BEGIN
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
-    END IF;
-    RETURN c;
-END
-$$;
-COMMENT ON FUNCTION ventros.require_draft_campaign(uuid) IS 'Locks a campaign and checks it is a draft (VN002 otherwise)';
-
 CREATE FUNCTION ventros.add_campaign_step(campaign_id uuid, "order" integer, name text, type text, config jsonb DEFAULT '{}',
                                           conditions jsonb DEFAULT NULL)
 RETURNS ventros.campaign_steps
@@ -216,7 +201,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c ventros.campaigns := ventros.require_draft_campaign(campaign_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', campaign_id);
     result ventros.campaign_steps;
 BEGIN
     PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
@@ -242,7 +227,7 @@ AS $$
 DECLARE
     s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
 BEGIN
-    PERFORM ventros.require_draft_campaign(s.campaign_id);
+    PERFORM ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
     RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
                                  ARRAY['order', 'name', 'type', 'config', 'conditions']);
 END
@@ -257,7 +242,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
-    c ventros.campaigns := ventros.require_draft_campaign(s.campaign_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
 BEGIN
     PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
     PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
@@ -435,7 +420,7 @@ GRANT EXECUTE ON FUNCTION ventros.get_campaign(uuid, boolean), ventros.campaign_
     ventros.list_campaign_enrollments(uuid, text, timestamptz, uuid, integer) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, timestamptz, timestamptz, uuid),
     ventros.update_campaign(uuid, integer, jsonb), ventros.set_campaign_status(uuid, integer, text),
-    ventros.require_draft_campaign(uuid), ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
+    ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
     ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
     ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
     ventros.record_campaign_conversion(uuid)

@@ -179,18 +179,9 @@ COMMENT ON FUNCTION ventros.set_sequence_status(uuid, integer, text) IS
     'Moves a sequence along its machine (VN002; archived is terminal); activation needs a step (23514); emits sequence.activated, .paused, .resumed or .archived';
 
 CREATE FUNCTION ventros.require_draft_sequence(sequence_id uuid) RETURNS ventros.sequences
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s ventros.sequences := ventros.get_sequence(sequence_id, true);
-BEGIN
-    IF s.status <> 'draft' THEN
-        RAISE EXCEPTION 'sequence % is %; steps change only in draft', sequence_id, s.status USING ERRCODE = 'VN002';
-    END IF;
-    RETURN s;
-END
-$$;
+AS $$ SELECT ventros.lock_draft(NULL::ventros.sequences, 'sequence', sequence_id) $$;
 COMMENT ON FUNCTION ventros.require_draft_sequence(uuid) IS 'Locks a sequence and checks it is a draft (VN002 otherwise)';
 
 CREATE FUNCTION ventros.add_sequence_step(sequence_id uuid, "order" integer, name text, message_template jsonb,
