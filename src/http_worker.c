@@ -963,16 +963,7 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 	bool	   nulls[10];
 	VnHttpSlot copy;
 
-	if (http_kind.shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the ventros http dispatcher is not running"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (vn_worker_copy_slot(&http_kind, -1, MyDatabaseId, &copy) < 0)
-		memset(&copy, 0, sizeof(copy)); /* no dispatcher serves this database */
-
+	(void) vn_worker_database_state(&http_kind, fcinfo, &desc, &copy);
 	memset(nulls, 0, sizeof(nulls));
 	v[0] = Int32GetDatum(copy.w.pid);
 	nulls[0] = copy.w.pid == 0;

@@ -218,15 +218,7 @@ ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 	VnOutboxSlot copy;
 	bool		 found;
 
-	if (outbox_kind.shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("ventros is not loaded through shared_preload_libraries"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	found = vn_worker_copy_slot(&outbox_kind, -1, MyDatabaseId, &copy) >= 0;
+	found = vn_worker_database_state(&outbox_kind, fcinfo, &desc, &copy);
 
 	memset(nulls, true, sizeof(nulls));
 	values[2] = BoolGetDatum(false);

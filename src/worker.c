@@ -509,6 +509,36 @@ vn_worker_set_error(const char *msg)
 
 /* ---- status ------------------------------------------------------------- */
 
+/* The status functions of a library that was not preloaded have nothing to show. */
+static void
+require_preloaded(bool preloaded)
+{
+	if (!preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ventros is not loaded through shared_preload_libraries"),
+				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * vn_worker_database_state
+ *		The start of a kind's own status function (one row, for the current
+ *		database): 55000 unless preloaded, the function's row type into
+ *		*desc, and into copy the slot of the worker serving this database,
+ *		zeroed when none does.  Returns whether one does.
+ */
+bool
+vn_worker_database_state(VnWorkerKind *kind, FunctionCallInfo fcinfo, TupleDesc *desc, void *copy)
+{
+	require_preloaded(kind->shared != NULL);
+	if (get_call_result_type(fcinfo, NULL, desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (vn_worker_copy_slot(kind, -1, MyDatabaseId, copy) >= 0)
+		return true;
+	memset(copy, 0, kind->slot_size);
+	return false;
+}
+
 /*
  * ventros.worker_status()
  *		One row per slot of every kind of worker: kind, slot, pid (NULL
@@ -519,11 +549,7 @@ ventros_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	if (vn_worker_nkinds == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("ventros is not loaded through shared_preload_libraries"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
+	require_preloaded(vn_worker_nkinds > 0);
 	InitMaterializedSRF(fcinfo, 0);
 	for (int k = 0; k < vn_worker_nkinds; k++)
 	{

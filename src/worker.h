@@ -10,7 +10,9 @@
 #ifndef VENTROS_WORKER_H
 #define VENTROS_WORKER_H
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 
@@ -76,6 +78,7 @@ extern void			 vn_worker_lock(VnWorkerKind *kind);
 extern void			 vn_worker_unlock(VnWorkerKind *kind);
 extern int			 vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy);
 extern Latch		*vn_worker_find_latch(VnWorkerKind *kind, int from, Oid dbid);
+extern bool			 vn_worker_database_state(VnWorkerKind *kind, FunctionCallInfo fcinfo, TupleDesc *desc, void *copy);
 
 /* in worker.c: in the worker */
 extern VnWorkerSlot *vn_worker_attach(VnWorkerKind *kind, Datum main_arg);
