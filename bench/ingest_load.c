@@ -35,25 +35,25 @@
 
 typedef struct Job
 {
-	int			t;
+	int t;
 	/* out */
-	double	   *lat_ms;
-	long		nlat;
-	long		ok;
-	long		failed;
-	char		error[256];
+	double *lat_ms;
+	long	nlat;
+	long	ok;
+	long	failed;
+	char	error[256];
 } Job;
 
 static const char *mode;
 static const char *host;
-static int	port;
+static int		   port;
 static const char *path;
 static const char *key;
 static const char *conninfo;
-static long n;
-static int	clients;
+static long		   n;
+static int		   clients;
 static const char *run_id;
-static long contacts;
+static long		   contacts;
 
 static double
 now_ms(void)
@@ -68,9 +68,9 @@ now_ms(void)
 static int
 payload(long i, char *buf, size_t size, char *dedupe, size_t dsize)
 {
-	long		who = i % contacts;
-	long		ts = 1759425214 + i;
-	int			len;
+	long who = i % contacts;
+	long ts = 1759425214 + i;
+	int	 len;
 
 	snprintf(dedupe, dsize, "false_55119%08ld@c.us_%s%012lX", who, run_id, i);
 	len = snprintf(buf, size,
@@ -78,11 +78,13 @@ payload(long i, char *buf, size_t size, char *dedupe, size_t dsize)
 				   "\"me\":{\"id\":\"5511988887777@c.us\",\"pushName\":\"Acme Sales\"},"
 				   "\"payload\":{\"id\":\"%s\",\"timestamp\":%ld,\"from\":\"55119%08ld@c.us\",\"fromMe\":false,"
 				   "\"source\":\"app\",\"to\":\"5511988887777@c.us\",\"participant\":null,"
-				   "\"body\":\"Ol\xc3\xa1! Queria mais informa\xc3\xa7\xc3\xb5" "es, por favor. Pedido %ld.\",\"hasMedia\":false,"
+				   "\"body\":\"Ol\xc3\xa1! Queria mais informa\xc3\xa7\xc3\xb5"
+				   "es, por favor. Pedido %ld.\",\"hasMedia\":false,"
 				   "\"media\":null,\"ack\":2,\"ackName\":\"DEVICE\",\"replyTo\":null,"
 				   "\"_data\":{\"Info\":{\"Chat\":\"55119%08ld@s.whatsapp.net\",\"Sender\":\"55119%08ld@s.whatsapp.net\","
 				   "\"IsGroup\":false,\"ID\":\"%s%012lX\",\"Type\":\"text\",\"PushName\":\"Cliente %ld\"},"
-				   "\"Message\":{\"conversation\":\"Ol\xc3\xa1! Queria mais informa\xc3\xa7\xc3\xb5" "es, por favor. Pedido %ld.\"}}},"
+				   "\"Message\":{\"conversation\":\"Ol\xc3\xa1! Queria mais informa\xc3\xa7\xc3\xb5"
+				   "es, por favor. Pedido %ld.\"}}},"
 				   "\"engine\":\"GOWS\",\"environment\":{\"version\":\"2025.9.5\",\"engine\":\"GOWS\",\"tier\":\"PLUS\",\"browser\":null}}",
 				   run_id, i, ts, dedupe, ts, who, i, who, who, run_id, i, who, i);
 	return len;
@@ -92,8 +94,8 @@ static int
 dial(void)
 {
 	struct sockaddr_in a;
-	int			fd = socket(AF_INET, SOCK_STREAM, 0);
-	int			one = 1;
+	int				   fd = socket(AF_INET, SOCK_STREAM, 0);
+	int				   one = 1;
 
 	memset(&a, 0, sizeof(a));
 	a.sin_family = AF_INET;
@@ -114,7 +116,7 @@ write_all(int fd, const char *p, size_t len)
 {
 	while (len > 0)
 	{
-		ssize_t		w = write(fd, p, len);
+		ssize_t w = write(fd, p, len);
 
 		if (w < 0 && errno == EINTR)
 			continue;
@@ -130,14 +132,14 @@ write_all(int fd, const char *p, size_t len)
 static bool
 read_answer(int fd, int *status, bool *accepted, bool *closing)
 {
-	char		buf[8192];
-	size_t		have = 0;
-	char	   *end = NULL;
-	long		clen = 0;
+	char   buf[8192];
+	size_t have = 0;
+	char  *end = NULL;
+	long   clen = 0;
 
 	while (end == NULL)
 	{
-		ssize_t		r;
+		ssize_t r;
 
 		if (have >= sizeof(buf) - 1)
 			return false;
@@ -152,7 +154,7 @@ read_answer(int fd, int *status, bool *accepted, bool *closing)
 	}
 	*status = atoi(buf + 9);
 	{
-		char	   *cl = strcasestr(buf, "\r\nContent-Length:");
+		char *cl = strcasestr(buf, "\r\nContent-Length:");
 
 		if (cl && cl < end)
 			clen = atol(cl + 17);
@@ -161,7 +163,7 @@ read_answer(int fd, int *status, bool *accepted, bool *closing)
 	end += 4;
 	while ((long) (have - (size_t) (end - buf)) < clen)
 	{
-		ssize_t		r;
+		ssize_t r;
 
 		if (have >= sizeof(buf) - 1)
 			return false;
@@ -178,23 +180,23 @@ read_answer(int fd, int *status, bool *accepted, bool *closing)
 static void *
 http_worker(void *arg)
 {
-	Job		   *job = arg;
-	int			fd = dial();
-	char		body[4096];
-	char		dedupe[128];
-	char		head[1024];
+	Job			 *job = arg;
+	int			  fd = dial();
+	char		  body[4096];
+	char		  dedupe[128];
+	char		  head[1024];
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen;
-	char		hex[EVP_MAX_MD_SIZE * 2 + 1];
+	unsigned int  maclen;
+	char		  hex[EVP_MAX_MD_SIZE * 2 + 1];
 
 	for (long i = job->t; i < n; i += clients)
 	{
-		int			blen = payload(i, body, sizeof(body), dedupe, sizeof(dedupe));
-		int			hlen;
-		int			status = 0;
-		bool		accepted = false,
-					closing = false;
-		double		t0;
+		int	 blen = payload(i, body, sizeof(body), dedupe, sizeof(dedupe));
+		int	 hlen;
+		int	 status = 0;
+		bool accepted = false,
+			 closing = false;
+		double t0;
 
 		HMAC(EVP_sha512(), key, (int) strlen(key), (unsigned char *) body, (size_t) blen, mac, &maclen);
 		for (unsigned int k = 0; k < maclen; k++)
@@ -237,10 +239,10 @@ http_worker(void *arg)
 static void *
 pg_worker(void *arg)
 {
-	Job		   *job = arg;
-	PGconn	   *conn = PQconnectdb(conninfo);
-	char		body[4096];
-	char		dedupe[128];
+	Job	   *job = arg;
+	PGconn *conn = PQconnectdb(conninfo);
+	char	body[4096];
+	char	dedupe[128];
 
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
@@ -278,8 +280,8 @@ pg_worker(void *arg)
 static int
 cmp(const void *a, const void *b)
 {
-	double		x = *(const double *) a,
-				y = *(const double *) b;
+	double x = *(const double *) a,
+		   y = *(const double *) b;
 
 	return x < y ? -1 : x > y;
 }
@@ -287,15 +289,15 @@ cmp(const void *a, const void *b)
 int
 main(int argc, char **argv)
 {
-	pthread_t  *threads;
-	Job		   *jobs;
-	double	   *all;
-	long		nall = 0,
-				ok = 0,
-				failed = 0;
-	double		t0,
-				secs;
-	bool		http;
+	pthread_t *threads;
+	Job		  *jobs;
+	double	  *all;
+	long	   nall = 0,
+		 ok = 0,
+		 failed = 0;
+	double t0,
+		secs;
+	bool http;
 
 	if (argc < 2)
 		goto usage;
@@ -356,6 +358,6 @@ main(int argc, char **argv)
 
 usage:
 	fprintf(stderr, "usage: ingest_load http <host> <port> <path> <hmac key> <n> <clients> <run id (<= 8 chars)> <contacts>\n"
-			"       ingest_load pg <conninfo> <n> <clients> <run id> <contacts>\n");
+					"       ingest_load pg <conninfo> <n> <clients> <run id> <contacts>\n");
 	return 2;
 }

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -40,18 +40,18 @@ int
 main(int argc, char **argv)
 {
 	amqp_connection_state_t conn;
-	amqp_socket_t *sock;
+	amqp_socket_t		   *sock;
 	amqp_basic_properties_t props;
-	amqp_table_entry_t headers[3];
-	char	   *body;
-	long		len;
-	FILE	   *f;
-	int			count,
-				batch;
-	uint64_t	tag = 0;
-	double		t0,
-				t1;
-	char		id[64];
+	amqp_table_entry_t		headers[3];
+	char				   *body;
+	long					len;
+	FILE				   *f;
+	int						count,
+		batch;
+	uint64_t tag = 0;
+	double	 t0,
+		t1;
+	char id[64];
 
 	if (argc != 8)
 	{
@@ -93,8 +93,8 @@ main(int argc, char **argv)
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-		AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
-		AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG;
+				   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
+				   AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG;
 	props.content_type = amqp_cstring_bytes("application/cloudevents+json");
 	props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
 	props.app_id = amqp_cstring_bytes("ventros");
@@ -113,8 +113,8 @@ main(int argc, char **argv)
 	t0 = now_s();
 	for (int sent = 0; sent < count;)
 	{
-		int			n = count - sent < batch ? count - sent : batch;
-		uint64_t	want;
+		int		 n = count - sent < batch ? count - sent : batch;
+		uint64_t want;
 
 		for (int i = 0; i < n; i++)
 		{

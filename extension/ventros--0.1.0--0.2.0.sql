@@ -2020,6 +2020,831 @@ COMMENT ON FUNCTION ventros.worker_status() IS
 REVOKE ALL ON FUNCTION ventros.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ventros.worker_status() TO ventros_authenticator, ventros_platform_admin;
 
+-- ---- shared_helpers
+-- Issue 13: logic that stood in several places of sql/ becomes one helper
+-- each (the duplicates tool over sql/): the optimistic lock of commands that
+-- check the version themselves (ventros.require_version), the locks and
+-- lookups by id that copied ventros.lock_row / get_row, the draft campaign
+-- or sequence whose steps change and the active enrollment a step starts
+-- from (sql/74_enrollments.sql), the Meta envelope check and unparsed change
+-- of WhatsApp Cloud, Instagram and Messenger (sql/89_inbound_meta.sql), and a
+-- template component's parameter count.  Messages and codes are unchanged
+-- (VN001 now always carries its hint).
+
+CREATE FUNCTION ventros.require_version(aggregate text, row_id uuid, expected_version integer, current_version integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
+        RAISE EXCEPTION '% % has changed since version % was read', aggregate, row_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
+                  HINT = format('Read the %s again and retry with its current version.', aggregate);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_version(text, uuid, integer, integer) IS
+    'Raises VN001 when expected_version is given and is not the current version';
+
+CREATE FUNCTION ventros.lock_draft(row_type anyelement, aggregate text, row_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ALIAS FOR $0;
+BEGIN
+    r := ventros.lock_row(row_type, aggregate, row_id);
+    IF r.status <> 'draft' THEN
+        RAISE EXCEPTION '% % is %; steps change only in draft', aggregate, row_id, r.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_draft(anyelement, text, uuid) IS
+    'Locks a campaign or sequence of the acting tenant (P0002 when absent) and checks it is a draft (VN002 otherwise)';
+
+CREATE FUNCTION ventros.lock_active_enrollment(row_type anyelement, parent text, enrollment_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ALIAS FOR $0;
+BEGIN
+    e := ventros.lock_row(row_type, parent || ' enrollment', enrollment_id);
+    IF e.status <> 'active' THEN
+        RAISE EXCEPTION '% enrollment % is %; only active enrollments advance', parent, e.id, e.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN e;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) IS
+    'Locks an enrollment of the acting tenant (P0002 when absent) and checks it is active (VN002 otherwise)';
+
+CREATE FUNCTION ventros.meta_envelope_refusal(doc jsonb, body bytea, expected_object text, what text)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
+               format('22P02: a %s webhook body must be an object with an entry array', what))::ventros.inbox_item
+     WHERE jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array'
+    UNION ALL
+    SELECT ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
+               format('unexpected object %s', coalesce(doc->>'object', 'null')))::ventros.inbox_item
+     WHERE jsonb_typeof(doc) = 'object' AND jsonb_typeof(doc->'entry') = 'array'
+       AND doc->>'object' IS DISTINCT FROM expected_object
+$$;
+COMMENT ON FUNCTION ventros.meta_envelope_refusal(jsonb, bytea, text, text) IS
+    'The one item of a Meta delivery that is not an object with an entry array (invalid) or is about another kind of object (unknown); none for a good envelope';
+
+CREATE FUNCTION ventros.meta_unparsed_change(item jsonb, change jsonb, foreign_item boolean)
+RETURNS ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(left(coalesce(ventros.json_text(change, 'field'), 'unknown'), 200), ventros.json_sha256(item), item, NULL,
+               CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END, NULL)::ventros.inbox_item
+$$;
+COMMENT ON FUNCTION ventros.meta_unparsed_change(jsonb, jsonb, boolean) IS
+    'The inbox item of a Meta change no parser reads: unparsed (foreign when the entry is not the channel''s), keyed by its content';
+
+CREATE FUNCTION ventros.require_template_params(template_name text, component text, want integer, params jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(jsonb_array_length(params), 0) <> want THEN
+        RAISE EXCEPTION 'template % % expects % parameter(s), got %', template_name, component, want,
+                coalesce(jsonb_array_length(params), 0)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) IS
+    'Refuses (22023) the parameters of a template component when they are not as many as its variables';
+
+CREATE OR REPLACE FUNCTION ventros.delete_row(target regclass, aggregate text, row_id uuid, expected_version integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_version integer;
+BEGIN
+    EXECUTE format('SELECT version FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1 FOR UPDATE', target)
+        INTO current_version USING row_id;
+    IF current_version IS NULL THEN
+        RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM ventros.require_version(aggregate, row_id, expected_version, current_version);
+    EXECUTE format('DELETE FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1', target) USING row_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_pipeline_status(status_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st ventros.pipeline_statuses;
+BEGIN
+    st := ventros.get_row(NULL::ventros.pipeline_statuses, 'pipeline status', status_id);
+    IF EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses c
+               WHERE c.tenant_id = st.tenant_id AND c.status_id = st.id AND c.exited_at IS NULL AND c.deleted_at IS NULL) THEN
+        RAISE EXCEPTION 'pipeline status % still holds contacts', status_id USING ERRCODE = '23503',
+            HINT = 'Move the contacts to another status first.';
+    END IF;
+    PERFORM ventros.delete_row('ventros.pipeline_statuses', 'pipeline status', status_id, expected_version);
+    PERFORM ventros.emit('pipeline.status_removed', 'pipeline', st.pipeline_id,
+                         jsonb_build_object('status_id', status_id, 'name', st.name), NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.lock_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions := ventros.lock_row(NULL::ventros.sessions, 'session', session_id);
+BEGIN
+    PERFORM ventros.require_version('session', session_id, expected_version, result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.leave_session(agent_session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.agent_sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.agent_sessions;
+    result ventros.agent_sessions;
+BEGIN
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
+    IF NOT current.is_active THEN
+        RAISE EXCEPTION 'agent session % cannot change status from "false" to "false"', agent_session_id
+            USING ERRCODE = 'VN002', DETAIL = 'The agent has left the session already.';
+    END IF;
+    UPDATE ventros.agent_sessions a
+    SET is_active = false, left_at = greatest(clock_timestamp(), a.joined_at), version = coalesce(expected_version, current.version)
+    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.change_agent_session_role(agent_session_id uuid, role_in_session text,
+                                                  expected_version integer DEFAULT NULL)
+RETURNS ventros.agent_sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.agent_sessions;
+    result ventros.agent_sessions;
+BEGIN
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
+    IF NOT current.is_active THEN
+        RAISE EXCEPTION 'agent session % has ended', agent_session_id USING ERRCODE = 'VN002';
+    END IF;
+    UPDATE ventros.agent_sessions a
+    SET role_in_session = change_agent_session_role.role_in_session, version = coalesce(expected_version, current.version)
+    WHERE a.tenant_id = current.tenant_id AND a.id = current.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('agent_session.role_changed', 'agent_session', agent_session_id,
+                         jsonb_build_object('from', current.role_in_session, 'to', role_in_session), result.version);
+    RETURN result;
+EXCEPTION
+    WHEN unique_violation THEN
+        RAISE EXCEPTION 'session % already has an active primary agent', current.session_id USING ERRCODE = '23505';
+    WHEN check_violation THEN
+        RAISE EXCEPTION 'unknown role in session "%"', left(role_in_session, 32) USING ERRCODE = '22023';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.lock_chat(chat_id uuid) RETURNS ventros.chats
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_row(NULL::ventros.chats, 'chat', chat_id) $$;
+
+CREATE OR REPLACE FUNCTION ventros.merge_contacts(primary_id uuid, merged_ids uuid[], strategy text DEFAULT 'keep_primary',
+                                       expected_version integer DEFAULT NULL)
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p ventros.contacts;
+    other ventros.contacts;
+    locked integer;
+    s ventros.sessions;
+    moved_sessions integer := 0;
+    moved_messages integer := 0;
+    moved_notes integer := 0;
+    moved_lists integer := 0;
+    n integer;
+    all_tags text[];
+    fill jsonb := '{}';
+    result ventros.contacts;
+BEGIN
+    IF primary_id IS NULL OR merged_ids IS NULL OR cardinality(merged_ids) = 0 THEN
+        RAISE EXCEPTION 'a merge needs a primary contact and at least one other' USING ERRCODE = '23502';
+    END IF;
+    IF primary_id = ANY (merged_ids) OR NOT ventros.is_distinct_array(merged_ids::text[]) THEN
+        RAISE EXCEPTION 'merged contacts must be distinct and other than the primary' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(merged_ids) > 100 THEN
+        RAISE EXCEPTION 'at most 100 contacts are merged at once' USING ERRCODE = '54000';
+    END IF;
+    IF strategy NOT IN ('keep_primary', 'fill_empty') THEN
+        RAISE EXCEPTION 'unknown merge strategy "%"', left(strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use keep_primary (the primary''s fields win) or fill_empty (empty fields of the primary are filled).';
+    END IF;
+    SELECT count(*) INTO locked FROM (
+        SELECT c.id FROM ventros.contacts c
+        WHERE c.tenant_id = tenant AND (c.id = primary_id OR c.id = ANY (merged_ids))
+        ORDER BY c.id FOR UPDATE) l;
+    IF locked <> 1 + cardinality(merged_ids) THEN
+        RAISE EXCEPTION 'contact % not found', (SELECT x FROM unnest(primary_id || merged_ids) x
+                                                WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c
+                                                                  WHERE c.tenant_id = tenant AND c.id = x) LIMIT 1)
+            USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO p FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = primary_id;
+    PERFORM ventros.require_version('contact', primary_id, expected_version, p.version);
+    all_tags := p.tags;
+
+    FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP
+        -- Sessions: an active one where the primary has one on the same channel ends first.
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status = 'active'
+                   AND EXISTS (SELECT 1 FROM ventros.sessions y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                               AND y.channel_id = x.channel_id AND y.status = 'active')
+                 FOR UPDATE LOOP
+            PERFORM ventros.finish_session(s, 'system_close', now());
+        END LOOP;
+        UPDATE ventros.sessions x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_sessions := moved_sessions + n;
+        UPDATE ventros.messages x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_messages := moved_messages + n;
+        UPDATE ventros.notes x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_notes := moved_notes + n;
+        -- Pipeline stays: the primary's open row in a pipeline wins; the other's closes.
+        UPDATE ventros.contact_pipeline_statuses x
+        SET exited_at = greatest(now(), x.entered_at), duration = extract(epoch FROM greatest(now(), x.entered_at) - x.entered_at)::bigint,
+            version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.exited_at IS NULL
+          AND EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.pipeline_id = x.pipeline_id AND y.exited_at IS NULL);
+        UPDATE ventros.contact_pipeline_statuses x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Identities, custom fields, consents: what the primary lacks moves, duplicates go.
+        DELETE FROM ventros.contact_identities x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_identities y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.identity_type = x.identity_type AND y.value = x.value);
+        UPDATE ventros.contact_identities x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        DELETE FROM ventros.contact_custom_fields x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_custom_fields y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.field_key = x.field_key);
+        UPDATE ventros.contact_custom_fields x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Consent: an opt-out of either contact survives.
+        UPDATE ventros.contact_consents y SET status = 'opted_out', source = 'manual', reason = 'merged', version = y.version
+        WHERE y.tenant_id = tenant AND y.contact_id = p.id AND y.status = 'opted_in'
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+                      AND x.channel_id IS NOT DISTINCT FROM y.channel_id AND x.status = 'opted_out');
+        DELETE FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.channel_id IS NOT DISTINCT FROM x.channel_id);
+        UPDATE ventros.contact_consents x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        UPDATE ventros.chat_participants x SET participant_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.participant_id = other.id AND x.participant_type = 'contact'
+          AND NOT EXISTS (SELECT 1 FROM ventros.chat_participants y WHERE y.tenant_id = tenant AND y.chat_id = x.chat_id
+                          AND y.participant_id = p.id AND y.left_at IS NULL);
+        -- List memberships belong to another part of the domain; moved when it is installed.
+        IF to_regclass('ventros.contact_list_members') IS NOT NULL THEN
+            EXECUTE 'DELETE FROM ventros.contact_list_members x WHERE x.tenant_id = $1 AND x.contact_id = $2
+                     AND EXISTS (SELECT 1 FROM ventros.contact_list_members y WHERE y.tenant_id = $1
+                                 AND y.contact_id = $3 AND y.contact_list_id = x.contact_list_id)'
+                USING tenant, other.id, p.id;
+            EXECUTE 'UPDATE ventros.contact_list_members x SET contact_id = $3, version = x.version
+                     WHERE x.tenant_id = $1 AND x.contact_id = $2'
+                USING tenant, other.id, p.id;
+            GET DIAGNOSTICS n = ROW_COUNT; moved_lists := moved_lists + n;
+        END IF;
+        UPDATE ventros.contact_merge_suggestions x SET status = 'accepted', version = x.version
+        WHERE x.tenant_id = tenant AND x.status = 'open'
+          AND ((x.contact_id = least(p.id, other.id) AND x.other_contact_id = greatest(p.id, other.id)));
+        all_tags := all_tags || other.tags;
+        IF strategy = 'fill_empty' THEN
+            fill := jsonb_strip_nulls(jsonb_build_object(
+                        'email', CASE WHEN p.email IS NULL AND NOT fill ? 'email' THEN other.email END,
+                        'phone', CASE WHEN p.phone IS NULL AND NOT fill ? 'phone' THEN other.phone END,
+                        'external_id', CASE WHEN p.external_id IS NULL AND NOT fill ? 'external_id' THEN other.external_id END,
+                        'timezone', CASE WHEN p.timezone IS NULL AND NOT fill ? 'timezone' THEN other.timezone END)) || fill;
+        END IF;
+        DELETE FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = other.id;
+    END LOOP;
+
+    UPDATE ventros.contacts c
+    SET tags = ARRAY(SELECT DISTINCT t FROM unnest(all_tags) t ORDER BY t),
+        email = coalesce(c.email, fill->>'email'), phone = coalesce(c.phone, fill->>'phone'),
+        external_id = coalesce(c.external_id, fill->>'external_id'), timezone = coalesce(c.timezone, fill->>'timezone'),
+        first_interaction_at = (SELECT min(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        last_interaction_at = (SELECT max(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        version = p.version
+    WHERE c.tenant_id = tenant AND c.id = p.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('contact.merged', 'contact', p.id,
+                         jsonb_build_object('primary_id', p.id, 'merged_ids', to_jsonb(merged_ids), 'strategy', strategy,
+                                            'moved', jsonb_build_object('sessions', moved_sessions, 'messages', moved_messages,
+                                                                        'notes', moved_notes, 'list_memberships', moved_lists)),
+                         result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.request_saga_compensation(saga_id uuid, expected_version integer, target text,
+                                                  target_id uuid DEFAULT NULL, details jsonb DEFAULT '{}')
+RETURNS ventros.sagas
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current ventros.sagas := ventros.get_saga(saga_id);
+    result ventros.sagas := current;
+BEGIN
+    PERFORM ventros.require_value(target, ventros.saga_compensation_targets(), 'compensation target');
+    PERFORM ventros.require_json(details, 'object', 'compensation details');
+    IF current.status = 'failed' THEN
+        result := ventros.change_row(NULL::ventros.sagas, 'saga', saga_id, expected_version, '{"status": "compensating"}');
+    ELSIF current.status <> 'compensating' THEN
+        RAISE EXCEPTION 'saga % is %; only failed sagas compensate', saga_id, current.status USING ERRCODE = 'VN002';
+    ELSE
+        PERFORM ventros.require_version('saga', saga_id, expected_version, current.version);
+    END IF;
+    PERFORM ventros.emit('saga.compensation_requested', 'saga', result.id,
+        jsonb_build_object('correlation_id', result.correlation_id, 'saga_type', result.saga_type,
+                           'target', target, 'target_id', target_id, 'details', coalesce(details, '{}')),
+        result.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.add_campaign_step(campaign_id uuid, "order" integer, name text, type text, config jsonb DEFAULT '{}',
+                                          conditions jsonb DEFAULT NULL)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', campaign_id);
+    result ventros.campaign_steps;
+BEGIN
+    PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
+    INSERT INTO ventros.campaign_steps (campaign_id, "order", name, type, config, conditions)
+    VALUES (campaign_id, "order", ventros.check_length(btrim(name), 200, 'step name'), type,
+            coalesce(ventros.require_json(config, 'object', 'step config'), '{}'), conditions)
+    RETURNING * INTO result;
+    PERFORM ventros.emit('campaign.step_added', 'campaign', c.id,
+        jsonb_build_object('step_id', result.id, 'order', result."order", 'type', result.type), c.version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'campaign % has a step % already', campaign_id, "order" USING ERRCODE = '23505';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.update_campaign_step(campaign_step_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.campaign_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
+BEGIN
+    PERFORM ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
+    RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
+                                 ARRAY['order', 'name', 'type', 'config', 'conditions']);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_campaign_step(campaign_step_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
+BEGIN
+    PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
+    PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
+                         jsonb_build_object('step_id', s.id, 'order', s."order"), c.version);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.advance_campaign_enrollment(campaign_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
+                                                                     campaign_enrollment_id);
+    next_step ventros.campaign_steps;
+    result ventros.campaign_enrollments;
+BEGIN
+    SELECT * INTO next_step FROM ventros.campaign_steps s
+    WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
+    ORDER BY s."order" LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE ventros.campaign_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit_enrollment_event('campaign', result);
+    ELSE
+        UPDATE ventros.campaign_enrollments x
+        SET current_step_order = next_step."order",
+            next_scheduled_at = now + make_interval(mins => coalesce((next_step.config->>'delay_minutes')::integer, 0)),
+            version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', next_step."order",
+                               'step_type', next_step.type), NULL);
+    END IF;
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.require_draft_sequence(sequence_id uuid) RETURNS ventros.sequences
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_draft(NULL::ventros.sequences, 'sequence', sequence_id) $$;
+
+CREATE OR REPLACE FUNCTION ventros.update_sequence_step(sequence_step_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.sequence_steps
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
+    result ventros.sequence_steps;
+BEGIN
+    result := ventros.apply_changes(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id, expected_version, changes,
+                                    ARRAY['order', 'name', 'delay_amount', 'delay_unit', 'message_template', 'conditions']);
+    PERFORM ventros.emit('sequence.step_updated', 'sequence', s.id,
+        jsonb_build_object('step_id', result.id, 'fields', (SELECT jsonb_agg(k) FROM jsonb_object_keys(changes) k)), s.version);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.remove_sequence_step(sequence_step_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequence_steps', 'sequence step', sequence_step_id, NULL);
+    PERFORM ventros.emit('sequence.step_removed', 'sequence', s.id, jsonb_build_object('step_id', step.id, 'order', step."order"), s.version);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.advance_sequence_enrollment(sequence_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
+                                                                     sequence_enrollment_id);
+    step ventros.sequence_steps;
+    following ventros.sequence_steps;
+    result ventros.sequence_enrollments;
+    channel uuid;
+    sent uuid;
+BEGIN
+    -- the step now due (its message goes out with source = sequence when the sender runs)
+    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
+      AND x."order" > e.current_step_order ORDER BY x."order" LIMIT 1;
+    IF NOT FOUND THEN
+        UPDATE ventros.sequence_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        PERFORM ventros.sequence_enrollment_changed(result, 'active');
+        RETURN result;
+    END IF;
+    -- Send on the channel of the contact's latest session (source sequence,
+    -- its system agent); consent is checked by send_message: an opted-out
+    -- contact leaves the sequence.  Without a session the event carries the
+    -- template for a sender that knows the channel.
+    SELECT s.channel_id INTO channel FROM ventros.sessions s
+    WHERE s.tenant_id = e.tenant_id AND s.contact_id = e.contact_id ORDER BY s.started_at DESC LIMIT 1;
+    IF channel IS NOT NULL AND step.message_template ? 'content' THEN
+        BEGIN
+            sent := (ventros.send_message(channel, e.contact_id, text => step.message_template->>'content', source => 'sequence',
+                                          metadata => jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
+        EXCEPTION WHEN SQLSTATE 'VN010' THEN
+            UPDATE ventros.sequence_enrollments x
+            SET status = 'exited', exited_at = now, exit_reason = 'opted_out', next_scheduled_at = NULL, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+            PERFORM ventros.sequence_enrollment_changed(result, 'active');
+            RETURN result;
+        END;
+    END IF;
+    SELECT * INTO following FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
+      AND x."order" > step."order" ORDER BY x."order" LIMIT 1;
+    UPDATE ventros.sequence_enrollments x
+    SET current_step_order = step."order",
+        next_scheduled_at = now + coalesce(ventros.sequence_step_delay(following), '0'),
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
+        jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
+                           'message_template', step.message_template, 'message_id', sent), NULL);
+    RETURN result;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.split_meta_messaging(provider text, config jsonb, doc jsonb, body bytea)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.inbox_item;
+    e jsonb;
+    m jsonb;
+    x jsonb;
+    expected_object CONSTANT text := CASE provider WHEN 'instagram' THEN 'instagram' ELSE 'page' END;
+    ours text := nullif(CASE provider WHEN 'instagram' THEN config->>'ig_account_id' ELSE config->>'page_id' END, '');
+    foreign_item boolean;
+    sender text;
+    stamp text;
+BEGIN
+    RETURN QUERY SELECT * FROM ventros.meta_envelope_refusal(doc, body, expected_object, 'Meta');
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
+        foreign_item := ours IS NOT NULL AND ventros.json_text(e, 'id') IS DISTINCT FROM ours;
+        FOR m IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e->'messaging') = 'array' THEN e->'messaging' ELSE '[]' END) LOOP
+            r.item := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'event', m);
+            r.ref_id := NULL;
+            r.status := 'received';
+            r.last_error := NULL;
+            sender := ventros.json_text(m, 'sender', 'id');
+            stamp := ventros.json_text(m, 'timestamp');
+            x := NULL;
+            IF jsonb_typeof(m->'message') = 'object' THEN
+                x := m->'message';
+                r.event := CASE WHEN x->>'is_deleted' = 'true' THEN 'message_deleted'
+                                WHEN x->>'is_echo' = 'true' THEN 'message_echo' ELSE 'message' END;
+                -- A deletion carries the mid of the message it deletes: its own key.
+                r.dedupe_key := CASE r.event WHEN 'message_deleted' THEN 'del:' ELSE 'msg:' END || ventros.json_text(x, 'mid');
+                r.ref_id := ventros.json_text(x, 'mid');
+            ELSIF jsonb_typeof(m->'message_edit') = 'object' THEN
+                r.event := 'message_edit';
+                r.dedupe_key := 'edit:' || ventros.json_text(m, 'message_edit', 'mid') || ':'
+                                || coalesce(ventros.json_text(m, 'message_edit', 'num_edit'), stamp);
+                r.ref_id := ventros.json_text(m, 'message_edit', 'mid');
+            ELSIF jsonb_typeof(m->'read') = 'object' THEN
+                r.event := 'read';
+                r.dedupe_key := coalesce('read:' || ventros.json_text(m, 'read', 'mid'),
+                                         'read:' || sender || ':' || ventros.json_text(m, 'read', 'watermark'));
+                r.ref_id := ventros.json_text(m, 'read', 'mid');
+            ELSIF jsonb_typeof(m->'delivery') = 'object' THEN
+                r.event := 'delivery';
+                r.dedupe_key := 'dlv:' || sender || ':' || coalesce(ventros.json_text(m, 'delivery', 'watermark'),
+                                                                     ventros.json_sha256(m->'delivery'));
+            ELSIF jsonb_typeof(m->'reaction') = 'object' THEN
+                r.event := 'reaction';
+                r.dedupe_key := 'react:' || ventros.json_text(m, 'reaction', 'mid') || ':' || sender || ':' || stamp;
+                r.ref_id := ventros.json_text(m, 'reaction', 'mid');
+            ELSIF jsonb_typeof(m->'postback') = 'object' THEN
+                r.event := 'postback';
+                r.dedupe_key := 'pb:' || coalesce(ventros.json_text(m, 'postback', 'mid'), sender || ':' || stamp);
+            ELSIF jsonb_typeof(m->'referral') = 'object' THEN
+                r.event := 'referral';
+                r.dedupe_key := 'ref:' || sender || ':' || stamp;
+            ELSE
+                r.event := 'unknown';
+                r.dedupe_key := NULL;
+                r.status := 'unparsed';
+            END IF;
+            r.dedupe_key := coalesce(r.dedupe_key, ventros.json_sha256(r.item));
+            IF foreign_item THEN
+                r.status := 'foreign';
+            END IF;
+            RETURN NEXT r;
+        END LOOP;
+        IF jsonb_typeof(e->'changes') = 'array' THEN
+            -- comments, mentions and other fields: stored unparsed.
+            FOR x IN SELECT * FROM jsonb_array_elements(e->'changes') LOOP
+                RETURN NEXT ventros.meta_unparsed_change(
+                    jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'change', x),
+                    x, foreign_item);
+            END LOOP;
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.split_whatsapp(config jsonb, doc jsonb, body bytea, headers jsonb)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.inbox_item;
+    e jsonb;
+    c jsonb;
+    v jsonb;
+    x jsonb;
+    ctx jsonb;
+    ours text := nullif(config->>'phone_number_id', '');
+    foreign_item boolean;
+    emitted boolean;
+BEGIN
+    RETURN QUERY SELECT * FROM ventros.meta_envelope_refusal(doc, body, 'whatsapp_business_account', 'WhatsApp');
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
+        FOR c IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(e->'changes') = 'array' THEN e->'changes' ELSE '[]' END) LOOP
+            v := c->'value';
+            ctx := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'field', c->'field',
+                                      'metadata', v->'metadata');
+            -- Ours unless it names another number (or, without metadata, another WABA).
+            foreign_item := CASE WHEN jsonb_typeof(v->'metadata'->'phone_number_id') = 'string'
+                                 THEN ours IS NOT NULL AND v->'metadata'->>'phone_number_id' <> ours
+                                 ELSE nullif(config->>'waba_id', '') IS NOT NULL AND ventros.json_text(e, 'id') IS NOT NULL
+                                      AND ventros.json_text(e, 'id') <> config->>'waba_id' END;
+            emitted := false;
+            IF c->>'field' = 'messages' AND jsonb_typeof(v) = 'object' THEN
+                FOR x IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v->'messages') = 'array' THEN v->'messages' ELSE '[]' END) LOOP
+                    r.item := ctx || jsonb_build_object('contacts', v->'contacts', 'message', x);
+                    r.event := 'messages';
+                    r.dedupe_key := coalesce('msg:' || ventros.json_text(x, 'id'), ventros.json_sha256(r.item));
+                    r.ref_id := CASE WHEN x->>'type' = 'reaction' THEN ventros.json_text(x, 'reaction', 'message_id') END;
+                    r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'received' END;
+                    r.last_error := NULL;
+                    RETURN NEXT r;
+                    emitted := true;
+                END LOOP;
+                FOR x IN SELECT * FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v->'statuses') = 'array' THEN v->'statuses' ELSE '[]' END) LOOP
+                    r.item := ctx || jsonb_build_object('status', x);
+                    r.event := 'statuses';
+                    r.dedupe_key := coalesce('st:' || ventros.json_text(x, 'id') || ':' || ventros.json_text(x, 'status'),
+                                             ventros.json_sha256(r.item));
+                    r.ref_id := ventros.json_text(x, 'id');
+                    r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'received' END;
+                    r.last_error := NULL;
+                    RETURN NEXT r;
+                    emitted := true;
+                END LOOP;
+            END IF;
+            IF NOT emitted THEN
+                -- errors, other fields (templates, account updates, ...): stored.
+                RETURN NEXT ventros.meta_unparsed_change(ctx || jsonb_build_object('value', v), c, foreign_item);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.prepare_template_message(channel_id uuid, template_name text, template_language text,
+                                                 template_components jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    tpl ventros.whatsapp_templates;
+    matches integer;
+    c jsonb;
+    given jsonb := coalesce(template_components, '[]');
+    used integer[] := '{}';
+    idx integer;
+    want integer;
+    what text;
+    fmt text;
+    params jsonb;
+    body_text text;
+    b jsonb;
+    b_index integer;
+    body_params jsonb := '[]';
+    p text;
+    pos integer;
+BEGIN
+    IF jsonb_typeof(given) <> 'array' THEN
+        RAISE EXCEPTION 'template components must be a JSON array' USING ERRCODE = '22023';
+    END IF;
+    SELECT count(*) INTO matches FROM ventros.whatsapp_templates t
+     WHERE t.tenant_id = tenant AND t.channel_id = prepare_template_message.channel_id AND t.name = template_name
+       AND (template_language IS NULL OR t.language = template_language) AND t.deleted_at IS NULL;
+    IF matches = 0 THEN
+        RAISE EXCEPTION 'WhatsApp template % (%) not found on channel %', template_name, coalesce(template_language, 'any language'),
+                channel_id
+            USING ERRCODE = 'P0002', HINT = 'Sync the channel''s templates (ventros.sync_whatsapp_templates).';
+    ELSIF matches > 1 THEN
+        RAISE EXCEPTION 'WhatsApp template % exists in % languages', template_name, matches USING ERRCODE = '22023',
+            HINT = 'Pass template_language.';
+    END IF;
+    SELECT * INTO tpl FROM ventros.whatsapp_templates t
+     WHERE t.tenant_id = tenant AND t.channel_id = prepare_template_message.channel_id AND t.name = template_name
+       AND (template_language IS NULL OR t.language = template_language) AND t.deleted_at IS NULL;
+    IF tpl.status <> 'APPROVED' THEN
+        RAISE EXCEPTION 'WhatsApp template % (%) is %', tpl.name, tpl.language, lower(tpl.status) USING ERRCODE = '22023',
+            HINT = 'Only approved templates are sent.';
+    END IF;
+    -- Each component the template defines with variables must be given once,
+    -- with exactly its number of parameters; nothing else may be given.
+    FOR c IN SELECT * FROM jsonb_array_elements(tpl.components) LOOP
+        CASE upper(c->>'type')
+            WHEN 'HEADER' THEN
+                fmt := upper(coalesce(c->>'format', 'TEXT'));
+                want := CASE WHEN fmt = 'TEXT' THEN cardinality(ventros.template_placeholders(c->>'text'))
+                             WHEN fmt IN ('IMAGE', 'VIDEO', 'DOCUMENT') THEN 1 ELSE 0 END;
+                what := 'header';
+                SELECT x.n - 1, x.e->'parameters' INTO idx, params FROM jsonb_array_elements(given) WITH ORDINALITY x(e, n)
+                 WHERE lower(x.e->>'type') = 'header';
+                IF fmt IN ('IMAGE', 'VIDEO', 'DOCUMENT') AND params IS NOT NULL
+                   AND (lower(params->0->>'type') IS DISTINCT FROM lower(fmt)
+                        OR NOT (params->0->lower(fmt) ? 'link' OR params->0->lower(fmt) ? 'id')) THEN
+                    RAISE EXCEPTION 'template % header needs a % parameter with a link or id', tpl.name, lower(fmt)
+                        USING ERRCODE = '22023';
+                END IF;
+            WHEN 'BODY' THEN
+                body_text := c->>'text';
+                want := cardinality(ventros.template_placeholders(body_text));
+                what := 'body';
+                SELECT x.n - 1, x.e->'parameters' INTO idx, params FROM jsonb_array_elements(given) WITH ORDINALITY x(e, n)
+                 WHERE lower(x.e->>'type') = 'body';
+                body_params := coalesce(params, '[]');
+            WHEN 'BUTTONS' THEN
+                FOR b, b_index IN SELECT x.e, x.n - 1 FROM jsonb_array_elements(c->'buttons') WITH ORDINALITY x(e, n) LOOP
+                    want := CASE upper(b->>'type') WHEN 'URL' THEN cardinality(ventros.template_placeholders(b->>'url'))
+                                                   WHEN 'COPY_CODE' THEN 1 ELSE 0 END;
+                    what := format('button %s', b_index);
+                    idx := NULL;
+                    params := NULL;
+                    SELECT x.n - 1, x.e->'parameters' INTO idx, params FROM jsonb_array_elements(given) WITH ORDINALITY x(e, n)
+                     WHERE lower(x.e->>'type') = 'button' AND (x.e->>'index')::integer = b_index;
+                    PERFORM ventros.require_template_params(tpl.name, what, want, params);
+                    IF idx IS NOT NULL THEN
+                        used := used || idx;
+                    END IF;
+                END LOOP;
+                CONTINUE;
+            ELSE
+                CONTINUE;   -- FOOTER and others take no parameters
+        END CASE;
+        PERFORM ventros.require_template_params(tpl.name, what, want, params);
+        IF idx IS NOT NULL THEN
+            used := used || idx;
+        END IF;
+        idx := NULL;
+        params := NULL;
+    END LOOP;
+    SELECT min(x.n - 1) INTO idx FROM jsonb_array_elements(given) WITH ORDINALITY x(e, n)
+     WHERE NOT ((x.n - 1)::integer = ANY (used));
+    IF idx IS NOT NULL THEN
+        RAISE EXCEPTION 'template % has no variables for component %', tpl.name, given->idx USING ERRCODE = '22023';
+    END IF;
+    -- The text kept on the message: the body with its variables filled in.
+    pos := 0;
+    FOREACH p IN ARRAY ventros.template_placeholders(body_text) LOOP
+        body_text := replace(body_text, '{{' || p || '}}',
+                             coalesce((SELECT e->>'text' FROM jsonb_array_elements(body_params) e WHERE e->>'parameter_name' = p),
+                                      body_params->(CASE WHEN p ~ '^[0-9]+$' THEN p::integer - 1 ELSE pos END)->>'text',
+                                      ''));
+        pos := pos + 1;
+    END LOOP;
+    RETURN jsonb_build_object('text', coalesce(nullif(body_text, ''), tpl.name),
+                              'template', jsonb_build_object('name', tpl.name, 'language', tpl.language,
+                                                             'components', given));
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION ventros.require_version(text, uuid, integer, integer)
+    TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.lock_draft(anyelement, text, uuid), ventros.lock_active_enrollment(anyelement, text, uuid)
+    TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) TO ventros_viewer;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

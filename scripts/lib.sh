@@ -109,6 +109,7 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
+ventros.databases = 'ventros'
 ventros.secret_key = '$(cat "$data/ventros_secret_key" 2>/dev/null)'
 ventros.amqp_url = 'amqp://ventros:ventros@127.0.0.1:${VENTROS_AMQP_PORT:-56720}/%2F'
 CONF

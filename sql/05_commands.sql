@@ -190,11 +190,7 @@ BEGIN
     IF current_version IS NULL THEN
         RAISE EXCEPTION '% % not found', aggregate, row_id USING ERRCODE = 'P0002';
     END IF;
-    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
-        RAISE EXCEPTION '% % has changed since version % was read', aggregate, row_id, expected_version
-            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
-                  HINT = format('Read the %s again and retry with its current version.', aggregate);
-    END IF;
+    PERFORM ventros.require_version(aggregate, row_id, expected_version, current_version);
     EXECUTE format('DELETE FROM %s WHERE tenant_id = ventros.require_tenant() AND id = $1', target) USING row_id;
 END
 $$;
@@ -296,7 +292,25 @@ END
 $$;
 COMMENT ON FUNCTION ventros.not_found(text, uuid) IS 'Raises P0002: aggregate id not found';
 
+-- require_version: the optimistic lock of a command that checks the version
+-- itself (the engine checks it for apply_changes and change_row).
+CREATE FUNCTION ventros.require_version(aggregate text, row_id uuid, expected_version integer, current_version integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
+        RAISE EXCEPTION '% % has changed since version % was read', aggregate, row_id, expected_version
+            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current_version),
+                  HINT = format('Read the %s again and retry with its current version.', aggregate);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_version(text, uuid, integer, integer) IS
+    'Raises VN001 when expected_version is given and is not the current version';
+
 GRANT EXECUTE ON FUNCTION ventros.require_value(text, text[], text), ventros.require_json(jsonb, text, text),
-    ventros.not_found(text, uuid)
+    ventros.not_found(text, uuid), ventros.require_version(text, uuid, integer, integer)
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.change_row(anyelement, text, uuid, integer, jsonb) TO ventros_agent;

@@ -299,10 +299,7 @@ AS $$
 DECLARE
     st ventros.pipeline_statuses;
 BEGIN
-    SELECT * INTO st FROM ventros.pipeline_statuses s WHERE s.tenant_id = ventros.require_tenant() AND s.id = status_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pipeline status % not found', status_id USING ERRCODE = 'P0002';
-    END IF;
+    st := ventros.get_row(NULL::ventros.pipeline_statuses, 'pipeline status', status_id);
     IF EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses c
                WHERE c.tenant_id = st.tenant_id AND c.status_id = st.id AND c.exited_at IS NULL AND c.deleted_at IS NULL) THEN
         RAISE EXCEPTION 'pipeline status % still holds contacts', status_id USING ERRCODE = '23503',

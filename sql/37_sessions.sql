@@ -319,18 +319,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    result ventros.sessions;
+    result ventros.sessions := ventros.lock_row(NULL::ventros.sessions, 'session', session_id);
 BEGIN
-    SELECT * INTO result FROM ventros.sessions s
-    WHERE s.tenant_id = ventros.require_tenant() AND s.id = session_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'session % not found', session_id USING ERRCODE = 'P0002';
-    END IF;
-    IF expected_version IS NOT NULL AND expected_version <> result.version THEN
-        RAISE EXCEPTION 'session % has changed since version % was read', session_id, expected_version
-            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', result.version),
-                  HINT = 'Read the session again and retry with its current version.';
-    END IF;
+    PERFORM ventros.require_version('session', session_id, expected_version, result.version);
     RETURN result;
 END
 $$;

@@ -100,11 +100,7 @@ DECLARE
     current ventros.agent_sessions;
     result ventros.agent_sessions;
 BEGIN
-    SELECT * INTO current FROM ventros.agent_sessions a
-    WHERE a.tenant_id = ventros.require_tenant() AND a.id = agent_session_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent session % not found', agent_session_id USING ERRCODE = 'P0002';
-    END IF;
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
     IF NOT current.is_active THEN
         RAISE EXCEPTION 'agent session % cannot change status from "false" to "false"', agent_session_id
             USING ERRCODE = 'VN002', DETAIL = 'The agent has left the session already.';
@@ -129,11 +125,7 @@ DECLARE
     current ventros.agent_sessions;
     result ventros.agent_sessions;
 BEGIN
-    SELECT * INTO current FROM ventros.agent_sessions a
-    WHERE a.tenant_id = ventros.require_tenant() AND a.id = agent_session_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent session % not found', agent_session_id USING ERRCODE = 'P0002';
-    END IF;
+    current := ventros.lock_row(NULL::ventros.agent_sessions, 'agent session', agent_session_id);
     IF NOT current.is_active THEN
         RAISE EXCEPTION 'agent session % has ended', agent_session_id USING ERRCODE = 'VN002';
     END IF;

@@ -106,19 +106,9 @@ SELECT ventros.register_aggregate('chat_participant', 'ventros.chat_participants
     description => 'A contact or agent in a chat');
 
 CREATE FUNCTION ventros.lock_chat(chat_id uuid) RETURNS ventros.chats
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.chats;
-BEGIN
-    SELECT * INTO result FROM ventros.chats c WHERE c.tenant_id = ventros.require_tenant() AND c.id = chat_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'chat % not found', chat_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
+AS $$ SELECT ventros.lock_row(NULL::ventros.chats, 'chat', chat_id) $$;
 COMMENT ON FUNCTION ventros.lock_chat(uuid) IS 'Locks a chat for a command, or P0002';
 
 CREATE FUNCTION ventros.create_chat(chat_type text, channel_id uuid DEFAULT NULL, contact_id uuid DEFAULT NULL,

@@ -56,10 +56,7 @@ BEGIN
             USING ERRCODE = 'P0002';
     END IF;
     SELECT * INTO p FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = primary_id;
-    IF expected_version IS NOT NULL AND expected_version <> p.version THEN
-        RAISE EXCEPTION 'contact % has changed since version % was read', primary_id, expected_version
-            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', p.version);
-    END IF;
+    PERFORM ventros.require_version('contact', primary_id, expected_version, p.version);
     all_tags := p.tags;
 
     FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP

@@ -158,9 +158,8 @@ BEGIN
         result := ventros.change_row(NULL::ventros.sagas, 'saga', saga_id, expected_version, '{"status": "compensating"}');
     ELSIF current.status <> 'compensating' THEN
         RAISE EXCEPTION 'saga % is %; only failed sagas compensate', saga_id, current.status USING ERRCODE = 'VN002';
-    ELSIF current.version <> expected_version THEN
-        RAISE EXCEPTION 'saga % has changed since version % was read', saga_id, expected_version
-            USING ERRCODE = 'VN001', DETAIL = format('Current version is %s.', current.version);
+    ELSE
+        PERFORM ventros.require_version('saga', saga_id, expected_version, current.version);
     END IF;
     PERFORM ventros.emit('saga.compensation_requested', 'saga', result.id,
         jsonb_build_object('correlation_id', result.correlation_id, 'saga_type', result.saga_type,

@@ -86,5 +86,46 @@ $$;
 COMMENT ON FUNCTION ventros.set_enrollment_status(anyelement, text, uuid, integer, text, text) IS
     'Pauses, resumes (due now) or exits (with a reason, default manual) an enrollment; emits <enrollment>.updated and the parent''s enrollment event';
 
+-- lock_draft: a campaign or a sequence changes its steps only in draft; the
+-- row of the acting tenant, locked, and a draft (VN002 otherwise).
+CREATE FUNCTION ventros.lock_draft(row_type anyelement, aggregate text, row_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ALIAS FOR $0;
+BEGIN
+    r := ventros.lock_row(row_type, aggregate, row_id);
+    IF r.status <> 'draft' THEN
+        RAISE EXCEPTION '% % is %; steps change only in draft', aggregate, row_id, r.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_draft(anyelement, text, uuid) IS
+    'Locks a campaign or sequence of the acting tenant (P0002 when absent) and checks it is a draft (VN002 otherwise)';
+
+-- lock_active_enrollment: the start of a step of an enrollment: the row of
+-- the acting tenant, locked, and active (VN002 otherwise).
+CREATE FUNCTION ventros.lock_active_enrollment(row_type anyelement, parent text, enrollment_id uuid)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ALIAS FOR $0;
+BEGIN
+    e := ventros.lock_row(row_type, parent || ' enrollment', enrollment_id);
+    IF e.status <> 'active' THEN
+        RAISE EXCEPTION '% enrollment % is %; only active enrollments advance', parent, e.id, e.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN e;
+END
+$$;
+COMMENT ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) IS
+    'Locks an enrollment of the acting tenant (P0002 when absent) and checks it is active (VN002 otherwise)';
+
 GRANT EXECUTE ON FUNCTION ventros.emit_enrollment_event(text, anyelement),
-    ventros.set_enrollment_status(anyelement, text, uuid, integer, text, text) TO ventros_agent;
+    ventros.set_enrollment_status(anyelement, text, uuid, integer, text, text),
+    ventros.lock_draft(anyelement, text, uuid), ventros.lock_active_enrollment(anyelement, text, uuid) TO ventros_agent;

@@ -201,12 +201,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c ventros.campaigns := ventros.get_campaign(campaign_id, true);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', campaign_id);
     result ventros.campaign_steps;
 BEGIN
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', campaign_id, c.status USING ERRCODE = 'VN002';
-    END IF;
     PERFORM ventros.require_value(type, ARRAY['broadcast', 'sequence', 'delay', 'condition', 'wait'], 'campaign step type');
     INSERT INTO ventros.campaign_steps (campaign_id, "order", name, type, config, conditions)
     VALUES (campaign_id, "order", ventros.check_length(btrim(name), 200, 'step name'), type,
@@ -228,17 +225,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s ventros.campaign_steps;
-    c ventros.campaigns;
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
 BEGIN
-    SELECT * INTO s FROM ventros.campaign_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign step', campaign_step_id);
-    END IF;
-    c := ventros.get_campaign(s.campaign_id, true);
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', c.id, c.status USING ERRCODE = 'VN002';
-    END IF;
+    PERFORM ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
     RETURN ventros.apply_changes(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id, expected_version, changes,
                                  ARRAY['order', 'name', 'type', 'config', 'conditions']);
 END
@@ -252,17 +241,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s ventros.campaign_steps;
-    c ventros.campaigns;
+    s ventros.campaign_steps := ventros.get_row(NULL::ventros.campaign_steps, 'campaign step', campaign_step_id);
+    c ventros.campaigns := ventros.lock_draft(NULL::ventros.campaigns, 'campaign', s.campaign_id);
 BEGIN
-    SELECT * INTO s FROM ventros.campaign_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign step', campaign_step_id);
-    END IF;
-    c := ventros.get_campaign(s.campaign_id, true);
-    IF c.status <> 'draft' THEN
-        RAISE EXCEPTION 'campaign % is %; steps change only in draft', c.id, c.status USING ERRCODE = 'VN002';
-    END IF;
     PERFORM ventros.delete_row('ventros.campaign_steps', 'campaign step', campaign_step_id, NULL);
     PERFORM ventros.emit('campaign.step_removed', 'campaign', c.id,
                          jsonb_build_object('step_id', s.id, 'order', s."order"), c.version);
@@ -320,18 +301,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e ventros.campaign_enrollments;
+    e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
+                                                                     campaign_enrollment_id);
     next_step ventros.campaign_steps;
     result ventros.campaign_enrollments;
 BEGIN
-    SELECT * INTO e FROM ventros.campaign_enrollments x
-    WHERE x.tenant_id = ventros.require_tenant() AND x.id = campaign_enrollment_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign enrollment', campaign_enrollment_id);
-    END IF;
-    IF e.status <> 'active' THEN
-        RAISE EXCEPTION 'campaign enrollment % is %; only active enrollments advance', e.id, e.status USING ERRCODE = 'VN002';
-    END IF;
     SELECT * INTO next_step FROM ventros.campaign_steps s
     WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
     ORDER BY s."order" LIMIT 1;

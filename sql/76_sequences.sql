@@ -179,18 +179,9 @@ COMMENT ON FUNCTION ventros.set_sequence_status(uuid, integer, text) IS
     'Moves a sequence along its machine (VN002; archived is terminal); activation needs a step (23514); emits sequence.activated, .paused, .resumed or .archived';
 
 CREATE FUNCTION ventros.require_draft_sequence(sequence_id uuid) RETURNS ventros.sequences
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s ventros.sequences := ventros.get_sequence(sequence_id, true);
-BEGIN
-    IF s.status <> 'draft' THEN
-        RAISE EXCEPTION 'sequence % is %; steps change only in draft', sequence_id, s.status USING ERRCODE = 'VN002';
-    END IF;
-    RETURN s;
-END
-$$;
+AS $$ SELECT ventros.lock_draft(NULL::ventros.sequences, 'sequence', sequence_id) $$;
 COMMENT ON FUNCTION ventros.require_draft_sequence(uuid) IS 'Locks a sequence and checks it is a draft (VN002 otherwise)';
 
 CREATE FUNCTION ventros.add_sequence_step(sequence_id uuid, "order" integer, name text, message_template jsonb,
@@ -225,15 +216,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step ventros.sequence_steps;
-    s ventros.sequences;
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
     result ventros.sequence_steps;
 BEGIN
-    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence step', sequence_step_id);
-    END IF;
-    s := ventros.require_draft_sequence(step.sequence_id);
     result := ventros.apply_changes(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id, expected_version, changes,
                                     ARRAY['order', 'name', 'delay_amount', 'delay_unit', 'message_template', 'conditions']);
     PERFORM ventros.emit('sequence.step_updated', 'sequence', s.id,
@@ -250,14 +236,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    step ventros.sequence_steps;
-    s ventros.sequences;
+    step ventros.sequence_steps := ventros.get_row(NULL::ventros.sequence_steps, 'sequence step', sequence_step_id);
+    s ventros.sequences := ventros.require_draft_sequence(step.sequence_id);
 BEGIN
-    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_step_id;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence step', sequence_step_id);
-    END IF;
-    s := ventros.require_draft_sequence(step.sequence_id);
     PERFORM ventros.delete_row('ventros.sequence_steps', 'sequence step', sequence_step_id, NULL);
     PERFORM ventros.emit('sequence.step_removed', 'sequence', s.id, jsonb_build_object('step_id', step.id, 'order', step."order"), s.version);
 END
@@ -356,21 +337,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e ventros.sequence_enrollments;
+    e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
+                                                                     sequence_enrollment_id);
     step ventros.sequence_steps;
     following ventros.sequence_steps;
     result ventros.sequence_enrollments;
     channel uuid;
     sent uuid;
 BEGIN
-    SELECT * INTO e FROM ventros.sequence_enrollments x
-    WHERE x.tenant_id = ventros.require_tenant() AND x.id = sequence_enrollment_id FOR UPDATE;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('sequence enrollment', sequence_enrollment_id);
-    END IF;
-    IF e.status <> 'active' THEN
-        RAISE EXCEPTION 'sequence enrollment % is %; only active enrollments advance', e.id, e.status USING ERRCODE = 'VN002';
-    END IF;
     -- the step now due (its message goes out with source = sequence when the sender runs)
     SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
       AND x."order" > e.current_step_order ORDER BY x."order" LIMIT 1;

@@ -78,6 +78,39 @@ $$;
 COMMENT ON FUNCTION ventros.graph_url(ventros.channels, text) IS
     'The Graph URL of an object id on the channel''s API (<graph_base_url>/<graph_version>/<id>): media ids, PSIDs, IGSIDs';
 
+-- Every Meta delivery (WhatsApp Cloud, Instagram, Messenger) is an object
+-- with an entry array, for one kind of object.  One item saying why when a
+-- body is not that (what: the delivery's name in the error); none when it is.
+CREATE FUNCTION ventros.meta_envelope_refusal(doc jsonb, body bytea, expected_object text, what text)
+RETURNS SETOF ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
+               format('22P02: a %s webhook body must be an object with an entry array', what))::ventros.inbox_item
+     WHERE jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array'
+    UNION ALL
+    SELECT ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
+               format('unexpected object %s', coalesce(doc->>'object', 'null')))::ventros.inbox_item
+     WHERE jsonb_typeof(doc) = 'object' AND jsonb_typeof(doc->'entry') = 'array'
+       AND doc->>'object' IS DISTINCT FROM expected_object
+$$;
+COMMENT ON FUNCTION ventros.meta_envelope_refusal(jsonb, bytea, text, text) IS
+    'The one item of a Meta delivery that is not an object with an entry array (invalid) or is about another kind of object (unknown); none for a good envelope';
+
+-- A change of a Meta entry that no parser reads (comments, templates, account
+-- updates, errors, ...): stored unparsed, under the key of its content.
+CREATE FUNCTION ventros.meta_unparsed_change(item jsonb, change jsonb, foreign_item boolean)
+RETURNS ventros.inbox_item
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ROW(left(coalesce(ventros.json_text(change, 'field'), 'unknown'), 200), ventros.json_sha256(item), item, NULL,
+               CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END, NULL)::ventros.inbox_item
+$$;
+COMMENT ON FUNCTION ventros.meta_unparsed_change(jsonb, jsonb, boolean) IS
+    'The inbox item of a Meta change no parser reads: unparsed (foreign when the entry is not the channel''s), keyed by its content';
+
 -- Instagram and Messenger: one item per entry[].messaging[] event.
 CREATE FUNCTION ventros.split_meta_messaging(provider text, config jsonb, doc jsonb, body bytea)
 RETURNS SETOF ventros.inbox_item
@@ -95,16 +128,8 @@ DECLARE
     sender text;
     stamp text;
 BEGIN
-    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array' THEN
-        r := ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
-                 '22P02: a Meta webhook body must be an object with an entry array');
-        RETURN NEXT r;
-        RETURN;
-    END IF;
-    IF doc->>'object' IS DISTINCT FROM expected_object THEN
-        r := ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
-                 format('unexpected object %s', coalesce(doc->>'object', 'null')));
-        RETURN NEXT r;
+    RETURN QUERY SELECT * FROM ventros.meta_envelope_refusal(doc, body, expected_object, 'Meta');
+    IF FOUND THEN
         RETURN;
     END IF;
     FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
@@ -162,13 +187,9 @@ BEGIN
         IF jsonb_typeof(e->'changes') = 'array' THEN
             -- comments, mentions and other fields: stored unparsed.
             FOR x IN SELECT * FROM jsonb_array_elements(e->'changes') LOOP
-                r.item := jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'change', x);
-                r.event := left(coalesce(ventros.json_text(x, 'field'), 'unknown'), 200);
-                r.dedupe_key := ventros.json_sha256(r.item);
-                r.ref_id := NULL;
-                r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END;
-                r.last_error := NULL;
-                RETURN NEXT r;
+                RETURN NEXT ventros.meta_unparsed_change(
+                    jsonb_build_object('object', doc->'object', 'entry_id', e->'id', 'entry_time', e->'time', 'change', x),
+                    x, foreign_item);
             END LOOP;
         END IF;
     END LOOP;

@@ -22,16 +22,8 @@ DECLARE
     foreign_item boolean;
     emitted boolean;
 BEGIN
-    IF jsonb_typeof(doc) IS DISTINCT FROM 'object' OR jsonb_typeof(doc->'entry') IS DISTINCT FROM 'array' THEN
-        r := ROW('invalid', ventros.body_sha256(body), doc, NULL, 'failed',
-                 '22P02: a WhatsApp webhook body must be an object with an entry array');
-        RETURN NEXT r;
-        RETURN;
-    END IF;
-    IF doc->>'object' IS DISTINCT FROM 'whatsapp_business_account' THEN
-        r := ROW('unknown', ventros.body_sha256(body), doc, NULL, 'unparsed',
-                 format('unexpected object %s', coalesce(doc->>'object', 'null')));
-        RETURN NEXT r;
+    RETURN QUERY SELECT * FROM ventros.meta_envelope_refusal(doc, body, 'whatsapp_business_account', 'WhatsApp');
+    IF FOUND THEN
         RETURN;
     END IF;
     FOR e IN SELECT * FROM jsonb_array_elements(doc->'entry') LOOP
@@ -70,13 +62,7 @@ BEGIN
             END IF;
             IF NOT emitted THEN
                 -- errors, other fields (templates, account updates, ...): stored.
-                r.item := ctx || jsonb_build_object('value', v);
-                r.event := left(coalesce(ventros.json_text(c, 'field'), 'unknown'), 200);
-                r.dedupe_key := ventros.json_sha256(r.item);
-                r.ref_id := NULL;
-                r.status := CASE WHEN foreign_item THEN 'foreign' ELSE 'unparsed' END;
-                r.last_error := NULL;
-                RETURN NEXT r;
+                RETURN NEXT ventros.meta_unparsed_change(ctx || jsonb_build_object('value', v), c, foreign_item);
             END IF;
         END LOOP;
     END LOOP;

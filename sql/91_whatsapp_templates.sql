@@ -231,6 +231,23 @@ COMMENT ON FUNCTION ventros.template_placeholders(text) IS 'The distinct {{n}} /
 -- Validates the components of a template send against the stored template
 -- and returns {"text": the body with its variables, "template": {name,
 -- language, components}} for send_message.
+-- A component given with as many parameters as its template has variables.
+CREATE FUNCTION ventros.require_template_params(template_name text, component text, want integer, params jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(jsonb_array_length(params), 0) <> want THEN
+        RAISE EXCEPTION 'template % % expects % parameter(s), got %', template_name, component, want,
+                coalesce(jsonb_array_length(params), 0)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_template_params(text, text, integer, jsonb) IS
+    'Refuses (22023) the parameters of a template component when they are not as many as its variables';
+
 CREATE FUNCTION ventros.prepare_template_message(channel_id uuid, template_name text, template_language text,
                                                  template_components jsonb)
 RETURNS jsonb
@@ -310,11 +327,7 @@ BEGIN
                     params := NULL;
                     SELECT x.n - 1, x.e->'parameters' INTO idx, params FROM jsonb_array_elements(given) WITH ORDINALITY x(e, n)
                      WHERE lower(x.e->>'type') = 'button' AND (x.e->>'index')::integer = b_index;
-                    IF coalesce(jsonb_array_length(params), 0) <> want THEN
-                        RAISE EXCEPTION 'template % % expects % parameter(s), got %', tpl.name, what, want,
-                                coalesce(jsonb_array_length(params), 0)
-                            USING ERRCODE = '22023';
-                    END IF;
+                    PERFORM ventros.require_template_params(tpl.name, what, want, params);
                     IF idx IS NOT NULL THEN
                         used := used || idx;
                     END IF;
@@ -323,11 +336,7 @@ BEGIN
             ELSE
                 CONTINUE;   -- FOOTER and others take no parameters
         END CASE;
-        IF coalesce(jsonb_array_length(params), 0) <> want THEN
-            RAISE EXCEPTION 'template % % expects % parameter(s), got %', tpl.name, what, want,
-                    coalesce(jsonb_array_length(params), 0)
-                USING ERRCODE = '22023';
-        END IF;
+        PERFORM ventros.require_template_params(tpl.name, what, want, params);
         IF idx IS NOT NULL THEN
             used := used || idx;
         END IF;
@@ -357,7 +366,7 @@ COMMENT ON FUNCTION ventros.prepare_template_message(uuid, text, text, jsonb) IS
     'Validates a template send (template exists for the channel and language, APPROVED, each component with as many parameters as the template has variables, media headers with a link or id) and returns {text, template} for send_message';
 
 GRANT EXECUTE ON FUNCTION ventros.list_whatsapp_templates(uuid), ventros.template_placeholders(text),
-    ventros.prepare_template_message(uuid, text, text, jsonb), ventros.template_sync_url(ventros.channels, text)
+    ventros.require_template_params(text, text, integer, jsonb), ventros.prepare_template_message(uuid, text, text, jsonb), ventros.template_sync_url(ventros.channels, text)
     TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.upsert_whatsapp_template(uuid, text, text, text, jsonb, text, text, text),
     ventros.delete_whatsapp_template(uuid, integer), ventros.sync_whatsapp_templates(uuid) TO ventros_admin;

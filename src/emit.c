@@ -44,13 +44,13 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "common/md5.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
+#include "common/md5.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
-#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parsetree.h"
@@ -68,8 +68,8 @@
 #include "emit.h"
 #include "outbox_worker.h"
 #include "tenant.h"
-#include "webhook_fanout.h"
 #include "trigger.h"
+#include "webhook_fanout.h"
 
 /* the columns the writer fills; any other column gets its default */
 typedef enum VnOutboxColumn
@@ -88,31 +88,39 @@ typedef enum VnOutboxColumn
 } VnOutboxColumn;
 
 static const char *const vn_outbox_column_names[OB_NCOLUMNS] = {
-	"tenant_id", "seq", "event_id", "event_type", "aggregate_type",
-	"aggregate_id", "aggregate_version", "payload", "actor", "occurred_at"
+	"tenant_id",
+	"seq",
+	"event_id",
+	"event_type",
+	"aggregate_type",
+	"aggregate_id",
+	"aggregate_version",
+	"payload",
+	"actor",
+	"occurred_at",
 };
 
 /* The per-transaction writer: lives in TopTransactionContext. */
 typedef struct VnOutboxWriter
 {
-	EState	   *estate;
-	ResultRelInfo *rri;
-	Relation	rel;
+	EState		   *estate;
+	ResultRelInfo  *rri;
+	Relation		rel;
 	TupleTableSlot *slot;
-	ResultRelInfo *qrri;		/* ventros.outbox_queue */
-	Relation	qrel;
+	ResultRelInfo  *qrri; /* ventros.outbox_queue */
+	Relation		qrel;
 	TupleTableSlot *qslot;
-	Oid			seq_relid;
-	AttrNumber	attnum[OB_NCOLUMNS];
-	int			ndefaults;
-	AttrNumber *default_attnum;
-	ExprState **default_expr;
-	bool		stale;			/* the outbox changed under us: rebuild */
+	Oid				seq_relid;
+	AttrNumber		attnum[OB_NCOLUMNS];
+	int				ndefaults;
+	AttrNumber	   *default_attnum;
+	ExprState	  **default_expr;
+	bool			stale; /* the outbox changed under us: rebuild */
 } VnOutboxWriter;
 
 static VnOutboxWriter *vn_writer = NULL;
-static Oid	vn_outbox_relid = InvalidOid;
-static Oid	vn_outbox_queue_relid = InvalidOid;
+static Oid			   vn_outbox_relid = InvalidOid;
+static Oid			   vn_outbox_queue_relid = InvalidOid;
 
 /* the columns of ventros.outbox_queue, in order */
 #define OQ_SEQ 0
@@ -125,9 +133,9 @@ static Oid	vn_outbox_queue_relid = InvalidOid;
 /* cache of registered event types: name -> aggregate and its table */
 typedef struct VnEventTypeEntry
 {
-	char		event_type[NAMEDATALEN * 2];
-	char		aggregate[NAMEDATALEN];
-	Oid			table_relid;	/* InvalidOid: no registered table */
+	char event_type[NAMEDATALEN * 2];
+	char aggregate[NAMEDATALEN];
+	Oid	 table_relid; /* InvalidOid: no registered table */
 } VnEventTypeEntry;
 
 /* custom events: custom.<name>, of this aggregate */
@@ -135,7 +143,7 @@ typedef struct VnEventTypeEntry
 #define VN_CUSTOM_NAME_MAX 100
 
 static HTAB *vn_event_types = NULL;
-static Oid	vn_event_types_relid = InvalidOid;
+static Oid	 vn_event_types_relid = InvalidOid;
 
 PG_FUNCTION_INFO_V1(ventros_emit);
 PG_FUNCTION_INFO_V1(ventros_emit_custom_event);
@@ -148,8 +156,8 @@ PG_FUNCTION_INFO_V1(ventros_catalog_changed);
 Oid
 vn_relid(const char *relname)
 {
-	Oid			nsp = get_namespace_oid("ventros", false);
-	Oid			relid = get_relname_relid(relname, nsp);
+	Oid nsp = get_namespace_oid("ventros", false);
+	Oid relid = get_relname_relid(relname, nsp);
 
 	if (!OidIsValid(relid))
 		ereport(ERROR,
@@ -180,13 +188,13 @@ writer_close(void)
 static void
 writer_open(void)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	ResourceOwner saved = CurrentResourceOwner;
+	MemoryContext	old = MemoryContextSwitchTo(TopTransactionContext);
+	ResourceOwner	saved = CurrentResourceOwner;
 	VnOutboxWriter *w = palloc0(sizeof(VnOutboxWriter));
-	RangeTblEntry *rte;
-	RangeTblEntry *qrte;
-	TupleDesc	desc;
-	bool		filled[MaxHeapAttributeNumber + 1] = {0};
+	RangeTblEntry  *rte;
+	RangeTblEntry  *qrte;
+	TupleDesc		desc;
+	bool			filled[MaxHeapAttributeNumber + 1] = {0};
 
 	CurrentResourceOwner = TopTransactionResourceOwner;
 	PG_TRY();
@@ -230,7 +238,7 @@ writer_open(void)
 		for (int i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
-			Node	   *expr;
+			Node			 *expr;
 
 			if (att->attisdropped || filled[att->attnum])
 				continue;
@@ -301,9 +309,9 @@ vn_emit_init(void)
 static void
 load_event_types(void)
 {
-	HASHCTL		ctl;
-	HTAB	   *h;
-	int			ret;
+	HASHCTL ctl;
+	HTAB   *h;
+	int		ret;
 
 	ctl.keysize = NAMEDATALEN * 2;
 	ctl.entrysize = sizeof(VnEventTypeEntry);
@@ -320,14 +328,14 @@ load_event_types(void)
 		elog(ERROR, "could not read ventros.event_types: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char	   *aggregate = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		bool		isnull;
-		Datum		relid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		char			 *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char			 *aggregate = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		bool			  isnull;
+		Datum			  relid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
 		VnEventTypeEntry *e;
 
 		if (strlen(name) >= NAMEDATALEN * 2 || strlen(aggregate) >= NAMEDATALEN)
-			continue;			/* the catalog's CHECK forbids these */
+			continue; /* the catalog's CHECK forbids these */
 		e = hash_search(h, name, HASH_ENTER, NULL);
 		strlcpy(e->aggregate, aggregate, NAMEDATALEN);
 		e->table_relid = isnull ? InvalidOid : DatumGetObjectId(relid);
@@ -383,11 +391,11 @@ vn_require_event_type(const char *event_type, const char *aggregate_type)
 static void
 require_emit_privilege(const VnEventTypeEntry *e)
 {
-	Oid			user = GetUserId();
+	Oid user = GetUserId();
 
 	if (OidIsValid(e->table_relid) ?
-		pg_class_aclcheck(e->table_relid, user, ACL_UPDATE) == ACLCHECK_OK :
-		superuser_arg(user))
+			pg_class_aclcheck(e->table_relid, user, ACL_UPDATE) == ACLCHECK_OK :
+			superuser_arg(user))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -431,10 +439,10 @@ vn_emit(const VnEvent *event)
 {
 	VnOutboxWriter *w;
 	TupleTableSlot *slot;
-	ExprContext *econtext;
-	pg_uuid_t  *event_id;
-	ResourceOwner saved;
-	MemoryContext oldcxt;
+	ExprContext	   *econtext;
+	pg_uuid_t	   *event_id;
+	ResourceOwner	saved;
+	MemoryContext	oldcxt;
 	TupleTableSlot *qslot;
 
 	if (vn_writer != NULL && vn_writer->stale)
@@ -448,7 +456,8 @@ vn_emit(const VnEvent *event)
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
 
 #define SET_COLUMN(col, datum) \
-	do { \
+	do \
+	{ \
 		slot->tts_values[w->attnum[col] - 1] = (datum); \
 		slot->tts_isnull[w->attnum[col] - 1] = false; \
 	} while (0)
@@ -471,7 +480,7 @@ vn_emit(const VnEvent *event)
 	econtext = GetPerTupleExprContext(w->estate);
 	for (int i = 0; i < w->ndefaults; i++)
 	{
-		AttrNumber	att = w->default_attnum[i];
+		AttrNumber att = w->default_attnum[i];
 
 		slot->tts_values[att - 1] = ExecEvalExprSwitchContext(w->default_expr[i], econtext,
 															  &slot->tts_isnull[att - 1]);
@@ -527,15 +536,16 @@ vn_emit(const VnEvent *event)
 Datum
 ventros_emit(PG_FUNCTION_ARGS)
 {
-	VnEvent		event;
-	Jsonb	   *payload;
+	VnEvent event;
+	Jsonb  *payload;
 
 	for (int i = 0; i < 3; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),
 					 errmsg("ventros.emit: %s must not be null",
-							i == 0 ? "event_type" : i == 1 ? "aggregate_type" : "aggregate_id")));
+							i == 0 ? "event_type" : i == 1 ? "aggregate_type" :
+															 "aggregate_id")));
 	event.event_type = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	event.aggregate_type = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	event.aggregate_id = PG_GETARG_UUID_P(2);
@@ -563,13 +573,13 @@ ventros_emit(PG_FUNCTION_ARGS)
 static bool
 custom_name_is_valid(const char *name)
 {
-	size_t		len = strlen(name);
+	size_t len = strlen(name);
 
 	if (len == 0 || len > VN_CUSTOM_NAME_MAX || name[0] < 'a' || name[0] > 'z' || name[len - 1] == '.')
 		return false;
 	for (size_t i = 0; i < len; i++)
 	{
-		char		c = name[i];
+		char c = name[i];
 
 		if (c == '.')
 		{
@@ -614,9 +624,9 @@ custom_aggregate_id(const char *tenant, const char *name)
 Datum
 ventros_emit_custom_event(PG_FUNCTION_ARGS)
 {
-	VnEvent		event;
-	char	   *name;
-	Jsonb	   *payload;
+	VnEvent event;
+	char   *name;
+	Jsonb  *payload;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,

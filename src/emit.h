@@ -17,7 +17,7 @@ typedef struct VnEvent
 	const char *event_type;
 	const char *aggregate_type;
 	pg_uuid_t  *aggregate_id;
-	int32		aggregate_version;	/* 0 when unknown */
+	int32		aggregate_version; /* 0 when unknown */
 	Jsonb	   *payload;
 } VnEvent;
 
@@ -28,4 +28,4 @@ extern void vn_require_event_type(const char *event_type, const char *aggregate_
 extern void vn_catalog_invalidate(Oid relid);
 extern Oid	vn_relid(const char *relname);
 
-#endif							/* VENTROS_EMIT_H */
+#endif /* VENTROS_EMIT_H */

@@ -81,7 +81,7 @@ static void
 engine_relcache_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	VnAggregate *agg;
+	VnAggregate	   *agg;
 
 	if (vn_aggregates == NULL)
 		return;
@@ -100,7 +100,7 @@ engine_relcache_callback(Datum arg, Oid relid)
 static void
 engine_xact_callback(XactEvent event, void *arg)
 {
-	ListCell   *lc;
+	ListCell *lc;
 
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT &&
@@ -122,7 +122,7 @@ vn_engine_init(void)
 static AttrNumber
 required_column(Relation rel, const char *aggregate, const char *column, Oid type)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
+	TupleDesc desc = RelationGetDescr(rel);
 
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -148,19 +148,19 @@ required_column(Relation rel, const char *aggregate, const char *column, Oid typ
 static void
 load_aggregate(VnAggregate *agg, Relation rel)
 {
-	Oid			argtypes[1] = {OIDOID};
-	Datum		args[1];
-	int			ret;
-	TupleDesc	desc = RelationGetDescr(rel);
-	char	   *state_column;
-	Datum		redacted;
-	Datum		quiet;
-	bool		isnull;
-	bool		quiet_isnull;
+	Oid			  argtypes[1] = {OIDOID};
+	Datum		  args[1];
+	int			  ret;
+	TupleDesc	  desc = RelationGetDescr(rel);
+	char		 *state_column;
+	Datum		  redacted;
+	Datum		  quiet;
+	bool		  isnull;
+	bool		  quiet_isnull;
 	MemoryContext old;
-	Oid			outfunc;
-	bool		isvarlena;
-	bool		needs_created;
+	Oid			  outfunc;
+	bool		  isvarlena;
+	bool		  needs_created;
 
 	args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 	ret = SPI_execute_with_args("SELECT aggregate, state_column::text, "
@@ -192,8 +192,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	agg->att_created = required_column(rel, agg->name, "created_at", TIMESTAMPTZOID);
 	agg->att_updated = required_column(rel, agg->name, "updated_at", TIMESTAMPTZOID);
 	agg->att_deleted = required_column(rel, agg->name, "deleted_at", TIMESTAMPTZOID);
-	agg->att_state = state_column ? required_column(rel, agg->name, state_column, InvalidOid)
-		: InvalidAttrNumber;
+	agg->att_state = state_column ? required_column(rel, agg->name, state_column, InvalidOid) : InvalidAttrNumber;
 
 	agg->in_payload = palloc0(sizeof(bool) * (desc->natts + 1));
 	agg->quiet = palloc0(sizeof(bool) * (desc->natts + 1));
@@ -211,37 +210,37 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	}
 	if (!isnull)
 	{
-		Datum	   *names;
-		bool	   *nulls;
-		int			n;
+		Datum *names;
+		bool  *nulls;
+		int	   n;
 
 		deconstruct_array(DatumGetArrayTypeP(redacted), TEXTOID, -1, false, TYPALIGN_INT,
 						  &names, &nulls, &n);
 		for (int i = 0; i < n; i++)
 		{
-			AttrNumber	att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
+			AttrNumber att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
 
 			agg->in_payload[att] = false;
 		}
 	}
 	if (!quiet_isnull)
 	{
-		Datum	   *names;
-		bool	   *nulls;
-		int			n;
+		Datum *names;
+		bool  *nulls;
+		int	   n;
 
 		deconstruct_array(DatumGetArrayTypeP(quiet), TEXTOID, -1, false, TYPALIGN_INT,
 						  &names, &nulls, &n);
 		for (int i = 0; i < n; i++)
 		{
-			AttrNumber	att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
+			AttrNumber att = required_column(rel, agg->name, TextDatumGetCString(names[i]), InvalidOid);
 
 			agg->quiet[att] = true;
 		}
 	}
 	if (agg->att_state != InvalidAttrNumber)
 	{
-		Oid			state_type = TupleDescAttr(desc, agg->att_state - 1)->atttypid;
+		Oid state_type = TupleDescAttr(desc, agg->att_state - 1)->atttypid;
 
 		agg->state_is_bool = (state_type == BOOLOID);
 		getTypeOutputInfo(state_type, &outfunc, &isvarlena);
@@ -275,13 +274,13 @@ load_aggregate(VnAggregate *agg, Relation rel)
 static VnAggregate *
 aggregate_for(Relation rel)
 {
-	Oid			relid = RelationGetRelid(rel);
+	Oid			 relid = RelationGetRelid(rel);
 	VnAggregate *agg;
-	bool		found;
+	bool		 found;
 
 	if (vn_aggregates == NULL)
 	{
-		HASHCTL		ctl;
+		HASHCTL ctl;
 
 		ctl.keysize = sizeof(Oid);
 		ctl.entrysize = sizeof(VnAggregate);
@@ -348,14 +347,14 @@ state_text(VnAggregate *agg, Datum value, bool isnull)
 static HeapTuple
 before_insert(VnAggregate *agg, TriggerData *td)
 {
-	HeapTuple	tuple = td->tg_trigtuple;
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	int			cols[4];
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-	int			n = 0;
-	bool		isnull;
+	HeapTuple tuple = td->tg_trigtuple;
+	TupleDesc desc = RelationGetDescr(td->tg_relation);
+	Datum	  now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	int		  cols[4];
+	Datum	  values[4];
+	bool	  nulls[4] = {false, false, false, false};
+	int		  n = 0;
+	bool	  isnull;
 
 	(void) heap_getattr(tuple, agg->att_deleted, desc, &isnull);
 	if (!isnull)
@@ -366,7 +365,7 @@ before_insert(VnAggregate *agg, TriggerData *td)
 
 	if (agg->att_state != InvalidAttrNumber)
 	{
-		Datum		state = heap_getattr(tuple, agg->att_state, desc, &isnull);
+		Datum state = heap_getattr(tuple, agg->att_state, desc, &isnull);
 
 		if (!isnull)
 			(void) vn_state_transition(agg, NULL, state_text(agg, state, false), NULL);
@@ -390,20 +389,20 @@ before_insert(VnAggregate *agg, TriggerData *td)
 static HeapTuple
 before_update(VnAggregate *agg, TriggerData *td)
 {
-	HeapTuple	oldtup = td->tg_trigtuple;
-	HeapTuple	newtup = td->tg_newtuple;
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	Datum		oldv,
-				newv;
-	bool		oldnull,
-				newnull;
-	int32		old_version,
-				new_version;
-	bool		changed = false;
-	int			cols[3];
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	Datum		id = heap_getattr(oldtup, agg->att_id, desc, &oldnull);
+	HeapTuple oldtup = td->tg_trigtuple;
+	HeapTuple newtup = td->tg_newtuple;
+	TupleDesc desc = RelationGetDescr(td->tg_relation);
+	Datum	  oldv,
+		newv;
+	bool oldnull,
+		newnull;
+	int32 old_version,
+		new_version;
+	bool  changed = false;
+	int	  cols[3];
+	Datum values[3];
+	bool  nulls[3] = {false, false, false};
+	Datum id = heap_getattr(oldtup, agg->att_id, desc, &oldnull);
 
 	(void) heap_getattr(oldtup, agg->att_deleted, desc, &oldnull);
 	if (!oldnull)
@@ -443,7 +442,7 @@ before_update(VnAggregate *agg, TriggerData *td)
 	for (int i = 0; i < desc->natts && !changed; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		AttrNumber	a = att->attnum;
+		AttrNumber		  a = att->attnum;
 
 		if (att->attisdropped || a == agg->att_version || a == agg->att_created ||
 			a == agg->att_updated || agg->quiet[a])
@@ -457,8 +456,8 @@ before_update(VnAggregate *agg, TriggerData *td)
 
 	if (changed && agg->att_state != InvalidAttrNumber)
 	{
-		char	   *from;
-		char	   *to;
+		char *from;
+		char *to;
 
 		oldv = heap_getattr(oldtup, agg->att_state, desc, &oldnull);
 		newv = heap_getattr(newtup, agg->att_state, desc, &newnull);
@@ -483,22 +482,22 @@ before_update(VnAggregate *agg, TriggerData *td)
 static void
 soft_delete(VnAggregate *agg, TriggerData *td)
 {
-	Relation	rel = td->tg_relation;
-	Datum		args[1];
-	int			ret;
+	Relation rel = td->tg_relation;
+	Datum	 args[1];
+	int		 ret;
 
-	int			guc_level;
+	int guc_level;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (agg->soft_delete_plan == NULL)
 	{
-		Oid			argtypes[1] = {TIDOID};
-		char	   *sql = psprintf("UPDATE ONLY %s SET deleted_at = pg_catalog.now(), version = version "
-								   "WHERE ctid OPERATOR(pg_catalog.=) $1",
-								   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															  RelationGetRelationName(rel)));
-		SPIPlanPtr	plan = SPI_prepare(sql, 1, argtypes);
+		Oid		   argtypes[1] = {TIDOID};
+		char	  *sql = psprintf("UPDATE ONLY %s SET deleted_at = pg_catalog.now(), version = version "
+									   "WHERE ctid OPERATOR(pg_catalog.=) $1",
+								  quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															 RelationGetRelationName(rel)));
+		SPIPlanPtr plan = SPI_prepare(sql, 1, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for soft delete of %s: %s", agg->name,
@@ -538,9 +537,9 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 		return PointerGetDatum(before_update(agg, td));
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		TupleDesc	desc = RelationGetDescr(td->tg_relation);
-		bool		isnull;
-		Datum		id = heap_getattr(td->tg_trigtuple, agg->att_id, desc, &isnull);
+		TupleDesc desc = RelationGetDescr(td->tg_relation);
+		bool	  isnull;
+		Datum	  id = heap_getattr(td->tg_trigtuple, agg->att_id, desc, &isnull);
 
 		(void) heap_getattr(td->tg_trigtuple, agg->att_deleted, desc, &isnull);
 		if (!isnull)
@@ -549,7 +548,7 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 					 errmsg("%s %s not found", agg->name, uuid_text(id)),
 					 errdetail("It was deleted already.")));
 		soft_delete(agg, td);
-		return PointerGetDatum(NULL);	/* the row stays, with deleted_at set */
+		return PointerGetDatum(NULL); /* the row stays, with deleted_at set */
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -563,7 +562,7 @@ static Jsonb *
 row_payload(VnAggregate *agg, Datum *values, bool *nulls)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	JsonbValue		*result;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int a = 1; a <= agg->natts; a++)
@@ -582,8 +581,8 @@ static Jsonb *
 diff_payload(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue *result;
-	bool	   *changed = palloc0(sizeof(bool) * (agg->natts + 1));
+	JsonbValue		*result;
+	bool			*changed = palloc0(sizeof(bool) * (agg->natts + 1));
 
 	for (int a = 1; a <= agg->natts; a++)
 	{
@@ -593,7 +592,7 @@ diff_payload(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *n
 			a == agg->att_updated)
 			continue;
 		changed[a] = oldn[a - 1] != newn[a - 1] ||
-			(!oldn[a - 1] && !datumIsEqual(oldv[a - 1], newv[a - 1], att->attbyval, att->attlen));
+					 (!oldn[a - 1] && !datumIsEqual(oldv[a - 1], newv[a - 1], att->attbyval, att->attlen));
 	}
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
@@ -621,12 +620,12 @@ Datum
 ventros_engine_after(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	TupleDesc	desc;
+	TupleDesc	 desc;
 	VnAggregate *agg;
-	VnEvent		event;
-	HeapTuple	newtup;
-	Datum	   *newv;
-	bool	   *newn;
+	VnEvent		 event;
+	HeapTuple	 newtup;
+	Datum		*newv;
+	bool		*newn;
 
 	check_trigger_call(fcinfo, "ventros_engine_after", false);
 	agg = aggregate_for(td->tg_relation);
@@ -655,20 +654,20 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 	{
-		Datum	   *oldv = palloc(sizeof(Datum) * desc->natts);
-		bool	   *oldn = palloc(sizeof(bool) * desc->natts);
+		Datum *oldv = palloc(sizeof(Datum) * desc->natts);
+		bool  *oldn = palloc(sizeof(bool) * desc->natts);
 
 		heap_deform_tuple(td->tg_trigtuple, desc, oldv, oldn);
 		if (DatumGetInt32(oldv[agg->att_version - 1]) == event.aggregate_version)
-			return PointerGetDatum(NULL);	/* nothing changed */
+			return PointerGetDatum(NULL); /* nothing changed */
 
 		event.event_type = agg->event_updated;
 		if (oldn[agg->att_deleted - 1] && !newn[agg->att_deleted - 1])
 			event.event_type = agg->event_deleted;
 		else if (agg->att_state != InvalidAttrNumber)
 		{
-			char	   *from = state_text(agg, oldv[agg->att_state - 1], oldn[agg->att_state - 1]);
-			char	   *to = state_text(agg, newv[agg->att_state - 1], newn[agg->att_state - 1]);
+			char *from = state_text(agg, oldv[agg->att_state - 1], oldn[agg->att_state - 1]);
+			char *to = state_text(agg, newv[agg->att_state - 1], newn[agg->att_state - 1]);
 
 			if (from && to && strcmp(from, to) != 0)
 			{

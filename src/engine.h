@@ -14,9 +14,9 @@
 
 typedef struct VnTransition
 {
-	char	   *from_state;		/* NULL: an allowed initial state */
-	char	   *to_state;
-	char	   *event_type;		/* NULL: the aggregate's updated event */
+	char *from_state; /* NULL: an allowed initial state */
+	char *to_state;
+	char *event_type; /* NULL: the aggregate's updated event */
 } VnTransition;
 
 /*
@@ -27,39 +27,39 @@ typedef struct VnTransition
  */
 typedef struct VnAggregate
 {
-	Oid			relid;			/* hash key */
-	bool		valid;
+	Oid			  relid; /* hash key */
+	bool		  valid;
 	MemoryContext cxt;
-	char	   *name;
-	char	   *event_created;
-	char	   *event_updated;
-	char	   *event_deleted;
-	int			natts;
-	AttrNumber	att_id;
-	AttrNumber	att_tenant;
-	AttrNumber	att_version;
-	AttrNumber	att_created;
-	AttrNumber	att_updated;
-	AttrNumber	att_deleted;
-	AttrNumber	att_state;		/* InvalidAttrNumber: no state machine */
-	bool	   *in_payload;		/* per attribute: part of event payloads */
-	bool	   *quiet;			/* per attribute: changes alone keep the version */
-	char	  **colnames;
-	VnJsonType **coltypes;
-	FmgrInfo	state_output;
-	bool		state_is_bool;	/* spelled true/false in the catalog */
-	int			ntransitions;
+	char		 *name;
+	char		 *event_created;
+	char		 *event_updated;
+	char		 *event_deleted;
+	int			  natts;
+	AttrNumber	  att_id;
+	AttrNumber	  att_tenant;
+	AttrNumber	  att_version;
+	AttrNumber	  att_created;
+	AttrNumber	  att_updated;
+	AttrNumber	  att_deleted;
+	AttrNumber	  att_state;  /* InvalidAttrNumber: no state machine */
+	bool		 *in_payload; /* per attribute: part of event payloads */
+	bool		 *quiet;	  /* per attribute: changes alone keep the version */
+	char		**colnames;
+	VnJsonType	**coltypes;
+	FmgrInfo	  state_output;
+	bool		  state_is_bool; /* spelled true/false in the catalog */
+	int			  ntransitions;
 	VnTransition *transitions;
-	bool		has_initial;	/* some transition has from_state NULL */
-	SPIPlanPtr	soft_delete_plan;
+	bool		  has_initial; /* some transition has from_state NULL */
+	SPIPlanPtr	  soft_delete_plan;
 } VnAggregate;
 
 /* in engine.c */
 extern void vn_engine_init(void);
 
 /* in state_machine.c */
-extern void vn_state_machine_load(VnAggregate *agg);
+extern void				   vn_state_machine_load(VnAggregate *agg);
 extern const VnTransition *vn_state_transition(const VnAggregate *agg, const char *from_state,
 											   const char *to_state, const char *id);
 
-#endif							/* VENTROS_ENGINE_H */
+#endif /* VENTROS_ENGINE_H */

@@ -15,10 +15,10 @@
 #include "utils/elog.h"
 
 /* stale version: the caller's expected version is not the current one */
-#define ERRCODE_VN_STALE_VERSION			MAKE_SQLSTATE('V','N','0','0','1')
+#define ERRCODE_VN_STALE_VERSION MAKE_SQLSTATE('V', 'N', '0', '0', '1')
 /* a status change that the aggregate's state machine does not allow */
-#define ERRCODE_VN_TRANSITION_NOT_ALLOWED	MAKE_SQLSTATE('V','N','0','0','2')
+#define ERRCODE_VN_TRANSITION_NOT_ALLOWED MAKE_SQLSTATE('V', 'N', '0', '0', '2')
 /* a send to a contact who opted out of the channel (consent withheld) */
-#define ERRCODE_VN_OPTED_OUT				MAKE_SQLSTATE('V','N','0','1','0')
+#define ERRCODE_VN_OPTED_OUT MAKE_SQLSTATE('V', 'N', '0', '1', '0')
 
-#endif							/* VENTROS_ERRORS_H */
+#endif /* VENTROS_ERRORS_H */

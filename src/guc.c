@@ -29,9 +29,9 @@
 
 PG_FUNCTION_INFO_V1(ventros_setting_number);
 
-static bool vn_include_deleted = false;
-static int	vn_max_page_size = 1000;
-static int	vn_media_max_size = 64 * 1024 * 1024;
+static bool	 vn_include_deleted = false;
+static int	 vn_max_page_size = 1000;
+static int	 vn_media_max_size = 64 * 1024 * 1024;
 static char *vn_secret_key = NULL;
 
 void

@@ -12,4 +12,4 @@
 /* in guc.c */
 extern void vn_guc_init(void);
 
-#endif							/* VENTROS_GUC_H */
+#endif /* VENTROS_GUC_H */

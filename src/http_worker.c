@@ -4,7 +4,7 @@
  *	  The HTTP dispatcher: delivers ventros.http_requests at least once,
  *	  concurrently, with libcurl multi, behind the SSRF guard (ssrf.c).
  *
- * One background worker for the database ventros.http_database,
+ * One background worker for each database of ventros.databases,
  * registered at preload and restarted by the postmaster after a crash.
  * Its loop, worker_spi's shape with pg_net's libcurl core:
  *
@@ -43,9 +43,9 @@
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <curl/curl.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -70,8 +70,8 @@
 #include "utils/uuid.h"
 
 #include "http_worker.h"
-#include "ssrf.h"
 #include "shmem.h"
+#include "ssrf.h"
 #include "trigger.h"
 #include "worker.h"
 
@@ -82,71 +82,71 @@
 typedef struct VnHttpSlot
 {
 	VnWorkerSlot w;
-	int			in_flight;
-	int64		succeeded;
-	int64		failed_attempts;
-	int64		refused;
-	TimestampTz last_activity_at;
+	int			 in_flight;
+	int64		 succeeded;
+	int64		 failed_attempts;
+	int64		 refused;
+	TimestampTz	 last_activity_at;
 } VnHttpSlot;
 
 /* One claimed request, from claim to recorded outcome. */
 typedef struct VnHttpReq
 {
-	MemoryContext ctx;			/* everything below lives here */
-	CURL	   *easy;
+	MemoryContext	   ctx; /* everything below lives here */
+	CURL			  *easy;
 	struct curl_slist *headers;
 	struct curl_slist *resolve;
-	char	   *tenant_id;
-	char	   *id;
-	char	   *method;
-	char	   *url;
-	char	   *body;
-	int			body_len;
-	bool		has_body;
-	int			attempt;
-	int			timeout_ms;
-	int			max_response_size;	/* bytes of the body kept */
-	bool		retry_any;
-	char	  **header_lines;
-	int			nheaders;
-	VnSsrfTarget target;
-	StringInfoData resp_body;
-	StringInfoData resp_headers;
-	bool		truncated;
-	char	   *refusal;		/* SSRF guard, before or while connecting */
-	bool		refusal_transient;
-	char		errbuf[CURL_ERROR_SIZE];
+	char			  *tenant_id;
+	char			  *id;
+	char			  *method;
+	char			  *url;
+	char			  *body;
+	int				   body_len;
+	bool			   has_body;
+	int				   attempt;
+	int				   timeout_ms;
+	int				   max_response_size; /* bytes of the body kept */
+	bool			   retry_any;
+	char			 **header_lines;
+	int				   nheaders;
+	VnSsrfTarget	   target;
+	StringInfoData	   resp_body;
+	StringInfoData	   resp_headers;
+	bool			   truncated;
+	char			  *refusal; /* SSRF guard, before or while connecting */
+	bool			   refusal_transient;
+	char			   errbuf[CURL_ERROR_SIZE];
 	/* the outcome */
-	bool		succeeded;
-	bool		retryable;
-	int64		retry_after_ms; /* -1: none */
-	long		status;
-	char	   *error;
-	struct VnHttpReq *next;		/* in the done list */
+	bool			  succeeded;
+	bool			  retryable;
+	int64			  retry_after_ms; /* -1: none */
+	long			  status;
+	char			 *error;
+	struct VnHttpReq *next; /* in the done list */
 } VnHttpReq;
 
 typedef struct VnSock
 {
 	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN, _OUT or _INOUT */
+	int			  what; /* CURL_POLL_IN, _OUT or _INOUT */
 } VnSock;
 
 /* GUCs */
-static char *vn_http_database = NULL;
-static int	vn_http_concurrency = 32;
-static int	vn_http_connect_timeout = 5000;
-static int	vn_http_timeout = 10000;
-static int	vn_http_max_attempts = 8;
-static int	vn_http_backoff_min = 5000;
-static int	vn_http_backoff_max = 36000000;
-static int	vn_http_retry_after_max = 86400;
-static int	vn_http_max_response_size = 65536;
-static int	vn_http_poll_interval = 1000;
+static int vn_http_concurrency = 32;
+static int vn_http_connect_timeout = 5000;
+static int vn_http_timeout = 10000;
+static int vn_http_max_attempts = 8;
+static int vn_http_backoff_min = 5000;
+static int vn_http_backoff_max = 36000000;
+static int vn_http_retry_after_max = 86400;
+static int vn_http_max_response_size = 65536;
+static int vn_http_poll_interval = 1000;
 
 static VnWorkerKind http_kind = {
 	.type = "ventros http dispatcher",
 	.main = "vn_http_worker_main",
 	.slot_size = sizeof(VnHttpSlot),
+	.old_databases = "ventros.http_database",
 };
 
 /* what the dispatcher calls: there once the extension is */
@@ -155,18 +155,18 @@ static const char *const http_functions[] = {
 };
 
 /* backend: this transaction changed the queue */
-static int	vn_http_wake_target = -1;	/* set in the postmaster, inherited */
+static int vn_http_wake_target = -1; /* set in the postmaster, inherited */
 
 /* worker state (the worker process only) */
-static VnHttpSlot *my_slot = NULL;
+static VnHttpSlot	*my_slot = NULL;
 static MemoryContext http_ctx = NULL;
-static CURLM *multi = NULL;
-static VnSock *socks = NULL;
-static int	nsocks = 0;
-static int	maxsocks = 0;
-static TimestampTz curl_deadline = 0;	/* 0: no timer */
-static int	in_flight = 0;
-static VnHttpReq *done_head = NULL;
+static CURLM		*multi = NULL;
+static VnSock		*socks = NULL;
+static int			 nsocks = 0;
+static int			 maxsocks = 0;
+static TimestampTz	 curl_deadline = 0; /* 0: no timer */
+static int			 in_flight = 0;
+static VnHttpReq	*done_head = NULL;
 /* A completion handler queued a request in the worker's own transaction. */
 static bool queued_by_handler = false;
 
@@ -181,11 +181,11 @@ vn_http_wake_at_commit(void)
 	vn_wake_at_commit(vn_http_wake_target);
 }
 
-/* The dispatcher's latch (never our own), for the wake at commit. */
+/* The latch of this database's dispatcher (never our own), for the wake at commit. */
 static Latch *
 vn_http_find_latch(void)
 {
-	return vn_worker_find_latch(&http_kind, 0, InvalidOid);
+	return vn_worker_find_latch(&http_kind, 0, MyDatabaseId);
 }
 
 /*
@@ -200,7 +200,7 @@ ventros_http_requests_wake(PG_FUNCTION_ARGS)
 	if (multi == NULL)
 		vn_http_wake_at_commit();
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		queued_by_handler = true;	/* claim again at once, see record_done */
+		queued_by_handler = true; /* claim again at once, see record_done */
 	return PointerGetDatum(NULL);
 }
 
@@ -209,7 +209,7 @@ ventros_http_requests_wake(PG_FUNCTION_ARGS)
 static int
 on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < nsocks; i++)
 		if (socks[i].fd == fd)
@@ -247,9 +247,9 @@ on_timer(CURLM *m, long timeout_ms, void *userp)
 static curl_socket_t
 on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
-	VnHttpReq  *req = (VnHttpReq *) clientp;
+	VnHttpReq	 *req = (VnHttpReq *) clientp;
 	MemoryContext old = MemoryContextSwitchTo(req->ctx);
-	char	   *reason = vn_ssrf_check_peer(&address->addr, req->target.host_allowed);
+	char		 *reason = vn_ssrf_check_peer(&address->addr, req->target.host_allowed);
 
 	MemoryContextSwitchTo(old);
 	if (reason != NULL)
@@ -263,8 +263,8 @@ on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addres
 static size_t
 on_header(char *buf, size_t size, size_t n, void *userdata)
 {
-	VnHttpReq  *req = (VnHttpReq *) userdata;
-	size_t		len = size * n;
+	VnHttpReq *req = (VnHttpReq *) userdata;
+	size_t	   len = size * n;
 
 	/* a new status line (after 100 Continue): keep only the final headers */
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0)
@@ -278,10 +278,10 @@ on_header(char *buf, size_t size, size_t n, void *userdata)
 static size_t
 on_body(char *buf, size_t size, size_t n, void *userdata)
 {
-	VnHttpReq  *req = (VnHttpReq *) userdata;
-	size_t		len = size * n;
-	size_t		cap = (size_t) req->max_response_size;
-	size_t		room = cap > (size_t) req->resp_body.len ? cap - req->resp_body.len : 0;
+	VnHttpReq *req = (VnHttpReq *) userdata;
+	size_t	   len = size * n;
+	size_t	   cap = (size_t) req->max_response_size;
+	size_t	   room = cap > (size_t) req->resp_body.len ? cap - req->resp_body.len : 0;
 
 	if (len > room)
 	{
@@ -315,11 +315,11 @@ retry_after_ms(const char *headers)
 
 		if (len > 12 && pg_strncasecmp(line, "retry-after:", 12) == 0)
 		{
-			char	   *value = pnstrdup(line + 12, len - 12);
-			char	   *p = value;
-			char	   *end;
-			int64		now_ms;
-			time_t		t;
+			char  *value = pnstrdup(line + 12, len - 12);
+			char  *p = value;
+			char  *end;
+			int64  now_ms;
+			time_t t;
 
 			while (*p == ' ' || *p == '\t')
 				p++;
@@ -334,7 +334,7 @@ retry_after_ms(const char *headers)
 			if (t == -1)
 				return -1;
 			now_ms = GetCurrentTimestamp() / 1000 +
-				(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+					 (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 			return Max((int64) t * 1000 - now_ms, 0);
 		}
 		line = eol ? eol + 1 : NULL;
@@ -353,12 +353,12 @@ decide(VnHttpReq *req, CURLcode code)
 	{
 		req->retryable = req->refusal_transient;
 		req->error = req->refusal_transient ? req->refusal :
-			psprintf("refused by the SSRF guard: %s", req->refusal);
+											  psprintf("refused by the SSRF guard: %s", req->refusal);
 		return;
 	}
 	if ((code == CURLE_OK || (code == CURLE_WRITE_ERROR && req->truncated)) && req->status > 0)
 	{
-		long		s = req->status;
+		long s = req->status;
 
 		if (s >= 200 && s < 300)
 		{
@@ -366,7 +366,7 @@ decide(VnHttpReq *req, CURLcode code)
 			return;
 		}
 		req->retryable = s == 408 || s == 425 || s == 429 || s >= 500 ||
-			(req->retry_any && s != 410);
+						 (req->retry_any && s != 410);
 		if (s == 429 || s == 503)
 			req->retry_after_ms = retry_after_ms(req->resp_headers.data);
 		if (s >= 300 && s < 400)
@@ -386,7 +386,7 @@ decide(VnHttpReq *req, CURLcode code)
 			req->retryable = false;
 			break;
 		default:
-			req->retryable = true;	/* timeouts, resets, refused connections */
+			req->retryable = true; /* timeouts, resets, refused connections */
 			break;
 	}
 }
@@ -401,10 +401,10 @@ static void
 start_request(VnHttpReq *req)
 {
 	MemoryContext old = MemoryContextSwitchTo(req->ctx);
-	bool		transient = false;
-	char	   *reason;
-	CURL	   *e;
-	int			i;
+	bool		  transient = false;
+	char		 *reason;
+	CURL		 *e;
+	int			  i;
 
 	reason = vn_ssrf_check_url(req->url, &req->target, &transient);
 	if (reason != NULL)
@@ -428,7 +428,7 @@ start_request(VnHttpReq *req)
 		appendStringInfo(&r, "%s:%d:", req->target.host, req->target.port);
 		for (i = 0; i < req->target.naddrs; i++)
 		{
-			char		a[INET6_ADDRSTRLEN];
+			char			 a[INET6_ADDRSTRLEN];
 			struct sockaddr *sa = (struct sockaddr *) &req->target.addrs[i];
 
 			vn_ssrf_format_addr(sa, a, sizeof(a));
@@ -492,14 +492,14 @@ start_request(VnHttpReq *req)
 static void
 harvest(void)
 {
-	CURLMsg    *msg;
-	int			left;
+	CURLMsg *msg;
+	int		 left;
 
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
-		CURL	   *e = msg->easy_handle;
-		CURLcode	code = msg->data.result;
-		VnHttpReq  *req = NULL;
+		CURL		 *e = msg->easy_handle;
+		CURLcode	  code = msg->data.result;
+		VnHttpReq	 *req = NULL;
 		MemoryContext old;
 
 		if (msg->msg != CURLMSG_DONE)
@@ -525,13 +525,13 @@ harvest(void)
 static bool
 schema_ready(void)
 {
-	bool		ready;
+	bool		  ready;
 	MemoryContext old = vn_worker_begin("checking for ventros.http_requests");
 
 	ready = vn_worker_missing_function(http_functions, lengthof(http_functions)) == NULL;
 	if (ready)
 	{
-		int			n;
+		int n;
 
 		if (SPI_execute("SELECT ventros.http_release_orphans()", false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not release orphaned http requests");
@@ -547,7 +547,7 @@ schema_ready(void)
 static char *
 copy_text(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 {
-	Datum		d = SPI_getbinval(tup, desc, col, isnull);
+	Datum d = SPI_getbinval(tup, desc, col, isnull);
 
 	return *isnull ? NULL : TextDatumGetCString(d);
 }
@@ -581,12 +581,12 @@ claim(int n, TimestampTz *next_due)
 		"       ARRAY(SELECT k.key || ': ' || k.value FROM pg_catalog.jsonb_each_text(c.headers) k), "
 		"       c.body, c.attempts, c.timeout_ms, c.retry_policy, c.max_response_size "
 		"  FROM ventros.http_claim($1, pg_catalog.make_interval(secs => $2)) c";
-	Oid			types[2] = {INT4OID, FLOAT8OID};
-	Datum		values[2];
-	VnHttpReq **reqs;
-	int			count;
-	int			i;
-	bool		isnull;
+	Oid			  types[2] = {INT4OID, FLOAT8OID};
+	Datum		  values[2];
+	VnHttpReq	**reqs;
+	int			  count;
+	int			  i;
+	bool		  isnull;
 	MemoryContext old;
 
 	values[0] = Int32GetDatum(n);
@@ -598,14 +598,14 @@ claim(int n, TimestampTz *next_due)
 	reqs = MemoryContextAlloc(old, sizeof(VnHttpReq *) * Max(count, 1));
 	for (i = 0; i < count; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	  tup = SPI_tuptable->vals[i];
+		TupleDesc	  desc = SPI_tuptable->tupdesc;
 		MemoryContext ctx = AllocSetContextCreate(http_ctx, "ventros http request",
 												  ALLOCSET_SMALL_SIZES);
 		MemoryContext spi = MemoryContextSwitchTo(ctx);
-		VnHttpReq  *req = palloc0(sizeof(VnHttpReq));
-		Datum		d;
-		char	   *policy;
+		VnHttpReq	 *req = palloc0(sizeof(VnHttpReq));
+		Datum		  d;
+		char		 *policy;
 
 		req->ctx = ctx;
 		req->tenant_id = copy_text(tup, desc, HC_TENANT_ID, &isnull);
@@ -615,17 +615,17 @@ claim(int n, TimestampTz *next_due)
 		d = SPI_getbinval(tup, desc, HC_HEADER_LINES, &isnull);
 		if (!isnull)
 		{
-			Datum	   *elems;
-			bool	   *nulls;
-			int			k;
-			int			m;
+			Datum *elems;
+			bool  *nulls;
+			int	   k;
+			int	   m;
 
 			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
 							  &elems, &nulls, &m);
 			req->header_lines = palloc0(sizeof(char *) * Max(m, 1));
 			for (k = 0; k < m; k++)
 			{
-				char	   *line;
+				char *line;
 
 				if (nulls[k])
 					continue;
@@ -639,7 +639,7 @@ claim(int n, TimestampTz *next_due)
 		d = SPI_getbinval(tup, desc, HC_BODY, &isnull);
 		if (!isnull)
 		{
-			bytea	   *b = DatumGetByteaPCopy(d);
+			bytea *b = DatumGetByteaPCopy(d);
 
 			req->has_body = true;
 			req->body = VARDATA(b);
@@ -663,7 +663,7 @@ claim(int n, TimestampTz *next_due)
 			elog(ERROR, "could not read the next due http request");
 		if (SPI_processed == 1)
 		{
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 			if (!isnull)
 				*next_due = DatumGetTimestampTz(d);
@@ -697,15 +697,15 @@ record_done(void)
 {
 	static const char *sql =
 		"SELECT ventros.http_record_attempt($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-	Oid			types[11] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, BOOLOID, INT8OID, INT4OID,
-	TEXTOID, BYTEAOID, BOOLOID, TEXTOID};
-	VnHttpReq  *req;
-	int64		ok = 0;
-	int64		bad = 0;
-	int64		refused = 0;
-	const char *last_error = NULL;
+	Oid			  types[11] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, BOOLOID, INT8OID, INT4OID,
+							   TEXTOID, BYTEAOID, BOOLOID, TEXTOID};
+	VnHttpReq	 *req;
+	int64		  ok = 0;
+	int64		  bad = 0;
+	int64		  refused = 0;
+	const char	 *last_error = NULL;
 	MemoryContext old;
-	bool		retry = false;
+	bool		  retry = false;
 
 	if (done_head == NULL)
 		return false;
@@ -713,9 +713,9 @@ record_done(void)
 	old = vn_worker_begin("recording http request outcomes");
 	for (req = done_head; req != NULL; req = req->next)
 	{
-		Datum		v[11];
-		char		nulls[11];
-		bool		answered = req->refusal == NULL && req->status > 0;
+		Datum v[11];
+		char  nulls[11];
+		bool  answered = req->refusal == NULL && req->status > 0;
 
 		memset(nulls, ' ', sizeof(nulls));
 		v[0] = CStringGetTextDatum(req->tenant_id);
@@ -731,7 +731,7 @@ record_done(void)
 			nulls[6] = nulls[7] = nulls[8] = 'n';
 		else
 		{
-			bytea	   *b = palloc(VARHDRSZ + req->resp_body.len);
+			bytea *b = palloc(VARHDRSZ + req->resp_body.len);
 
 			SET_VARSIZE(b, VARHDRSZ + req->resp_body.len);
 			memcpy(VARDATA(b), req->resp_body.data, req->resp_body.len);
@@ -746,8 +746,8 @@ record_done(void)
 			elog(ERROR, "could not record an http request outcome");
 		if (SPI_processed == 1)
 		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			bool  isnull;
+			Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
 			if (!isnull && strcmp(TextDatumGetCString(d), "pending") == 0)
 				retry = true;
@@ -796,14 +796,14 @@ static bool
 wait_and_drive(long timeout_ms)
 {
 	WaitEventSet *set;
-	WaitEvent  *occurred;
-	int			nevents = nsocks + 2;
-	int			n;
-	int			i;
-	int			running;
-	bool		woken = false;
-	VnSock	   *fired;
-	int			nfired = 0;
+	WaitEvent	 *occurred;
+	int			  nevents = nsocks + 2;
+	int			  n;
+	int			  i;
+	int			  running;
+	bool		  woken = false;
+	VnSock		 *fired;
+	int			  nfired = 0;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, nevents);
 	occurred = palloc(sizeof(WaitEvent) * nevents);
@@ -812,7 +812,7 @@ wait_and_drive(long timeout_ms)
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (i = 0; i < nsocks; i++)
 	{
-		uint32		ev = 0;
+		uint32 ev = 0;
 
 		if (socks[i].what & CURL_POLL_IN)
 			ev |= WL_SOCKET_READABLE;
@@ -831,7 +831,7 @@ wait_and_drive(long timeout_ms)
 		}
 		else if (occurred[i].events & WL_SOCKET_MASK)
 		{
-			int			flags = 0;
+			int flags = 0;
 
 			if (occurred[i].events & WL_SOCKET_READABLE)
 				flags |= CURL_CSELECT_IN;
@@ -906,10 +906,10 @@ vn_http_worker_main(Datum main_arg)
 			ready = schema_ready();
 			if (!ready)
 			{
-				char		msg[VN_WORKER_ERRLEN];
+				char msg[VN_WORKER_ERRLEN];
 
 				snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"",
-						 vn_http_database);
+						 my_slot->w.database);
 				vn_worker_set_error(msg);
 				next_ready_check = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
 			}
@@ -923,7 +923,7 @@ vn_http_worker_main(Datum main_arg)
 
 			now = GetCurrentTimestamp();
 			if (got == want)
-				next_claim_at = now;	/* more may be due */
+				next_claim_at = now; /* more may be due */
 			else
 			{
 				next_claim_at = TimestampTzPlusMilliseconds(now, vn_http_poll_interval);
@@ -952,29 +952,23 @@ vn_http_worker_main(Datum main_arg)
 /* ---- status -------------------------------------------------------------- */
 
 /*
- * ventros.http_dispatcher_state(): the worker's shared counters.
+ * ventros.http_dispatcher_state(): the shared counters of the dispatcher
+ * of the current database (a row of NULLs and zeros when none serves it).
  */
 Datum
 ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 {
-	TupleDesc	desc;
-	Datum		v[10];
-	bool		nulls[10];
-	VnHttpSlot	copy;
+	TupleDesc  desc;
+	Datum	   v[10];
+	bool	   nulls[10];
+	VnHttpSlot copy;
 
-	if (http_kind.shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the ventros http dispatcher is not running"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	vn_worker_copy_slot(&http_kind, 0, InvalidOid, &copy);
-
+	(void) vn_worker_database_state(&http_kind, fcinfo, &desc, &copy);
 	memset(nulls, 0, sizeof(nulls));
 	v[0] = Int32GetDatum(copy.w.pid);
 	nulls[0] = copy.w.pid == 0;
-	v[1] = CStringGetTextDatum(copy.w.database[0] ? copy.w.database : (vn_http_database ? vn_http_database : ""));
+	v[1] = CStringGetTextDatum(copy.w.database);
+	nulls[1] = copy.w.database[0] == '\0';
 	v[2] = TimestampTzGetDatum(copy.w.started_at);
 	nulls[2] = copy.w.pid == 0 || copy.w.started_at == 0;
 	v[3] = Int32GetDatum(copy.in_flight);
@@ -995,19 +989,12 @@ ventros_http_dispatcher_state(PG_FUNCTION_ARGS)
 /*
  * vn_http_worker_init
  *		GUCs and the commit callback always; at preload also shared memory
- *		and the worker.
+ *		and a worker for each database of ventros.databases.
  */
 void
 vn_http_worker_init(void)
 {
 	vn_ssrf_init();
-	DefineCustomStringVariable("ventros.http_database",
-							   "Database whose ventros.http_requests the HTTP dispatcher delivers.",
-							   NULL,
-							   &vn_http_database,
-							   "ventros",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_concurrency",
 							"Requests the HTTP dispatcher performs at the same time.",
 							NULL,
@@ -1074,5 +1061,4 @@ vn_http_worker_init(void)
 
 
 	vn_http_wake_target = vn_worker_define(&http_kind, 1, vn_http_find_latch);
-	vn_worker_register(&http_kind, 0, "ventros http dispatcher", vn_http_database);
 }

@@ -12,7 +12,8 @@
  * calls ventros.process_inbox(ventros.inbox_batch_size) — every due item of
  * every tenant, each in its own subtransaction, SKIP LOCKED — until a call
  * finds fewer items than a batch, then sleeps.  ventros.inbox_workers
- * processors run; the commit wakes the first, and a processor that finds a
+ * processors run in each database of ventros.databases; the commit wakes
+ * the database's first, and a processor that finds a
  * full batch wakes the next, so a backlog is worked in parallel while a
  * trickle costs one process.  Failed items come back when
  * their retry is due, so the worker also runs every
@@ -25,7 +26,7 @@
  *
  * Wake-up: the statement trigger ventros.inbox_wake on ventros.inbox sets a
  * backend-local flag through vn_wake_at_commit (shmem.c); at commit the
- * first processor's latch is set.  The processors run on the worker kit
+ * database's first processor's latch is set.  The processors run on the worker kit
  * (worker.c): their slots hold only the kit's part (pid, latch, last error).
  *
  *-------------------------------------------------------------------------
@@ -49,17 +50,16 @@
 #define VN_INBOX_MAX_WORKERS 8
 
 /* GUCs */
-static char *vn_inbox_database = NULL;
-static int	vn_inbox_batch_size = 20;
-static int	vn_inbox_workers = 2;
-static int	vn_inbox_poll_interval = 1000;
-static int	vn_inbox_lock_timeout = 500;
-static int	vn_inbox_processing = VN_INBOX_DEFERRED;
+static int vn_inbox_batch_size = 20;
+static int vn_inbox_workers = 2;
+static int vn_inbox_poll_interval = 1000;
+static int vn_inbox_lock_timeout = 500;
+static int vn_inbox_processing = VN_INBOX_DEFERRED;
 
 static const struct config_enum_entry vn_inbox_processing_options[] = {
 	{"deferred", VN_INBOX_DEFERRED, false},
 	{"inline", VN_INBOX_INLINE, false},
-	{NULL, 0, false}
+	{NULL, 0, false},
 };
 
 /* A processor's slot holds only the kit's part. */
@@ -67,9 +67,10 @@ static VnWorkerKind inbox_kind = {
 	.type = "ventros inbox processor",
 	.main = "vn_inbox_worker_main",
 	.slot_size = sizeof(VnWorkerSlot),
+	.old_databases = "ventros.inbox_database",
 };
 
-static int	vn_inbox_wake_target = -1;	/* set in the postmaster, inherited */
+static int vn_inbox_wake_target = -1; /* set in the postmaster, inherited */
 
 /* what the processor calls: the first is there once the extension is */
 static const char *const inbox_functions[] = {
@@ -78,11 +79,14 @@ static const char *const inbox_functions[] = {
 
 PG_FUNCTION_INFO_V1(ventros_inbox_wake);
 
-/* The wake at commit goes to the first processor; see the loop for the rest. */
+/*
+ * The wake at commit goes to the first processor of this database; see the
+ * loop for the rest.
+ */
 static Latch *
 vn_inbox_find_latch(void)
 {
-	return vn_worker_find_latch(&inbox_kind, 0, InvalidOid);
+	return vn_worker_find_latch(&inbox_kind, 0, MyDatabaseId);
 }
 
 /*
@@ -108,7 +112,7 @@ ventros_inbox_wake(PG_FUNCTION_ARGS)
 static int
 process_batch(bool *ready)
 {
-	int			taken = 0;
+	int			  taken = 0;
 	MemoryContext caller = vn_worker_begin("processing ventros.inbox");
 
 	/* until the extension is there (the database may be new), look for it */
@@ -119,10 +123,10 @@ process_batch(bool *ready)
 		*ready = missing == NULL;
 		if (missing != NULL)
 		{
-			char		msg[VN_WORKER_ERRLEN];
+			char msg[VN_WORKER_ERRLEN];
 
 			snprintf(msg, sizeof(msg), "function %s is missing in database \"%s\": the extension is not installed, "
-					 "or its SQL is older than the loaded library",
+									   "or its SQL is older than the loaded library",
 					 missing, get_database_name(MyDatabaseId));
 			vn_worker_set_error(msg);
 		}
@@ -131,10 +135,10 @@ process_batch(bool *ready)
 		taken = -1;
 	else
 	{
-		Datum		arg = Int32GetDatum(vn_inbox_batch_size);
-		Oid			argtype = INT4OID;
-		Datum		sum;
-		bool		isnull;
+		Datum arg = Int32GetDatum(vn_inbox_batch_size);
+		Oid	  argtype = INT4OID;
+		Datum sum;
+		bool  isnull;
 
 		if (SPI_execute_with_args("SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
 								  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
@@ -149,18 +153,18 @@ process_batch(bool *ready)
 void
 vn_inbox_worker_main(Datum main_arg)
 {
-	int			index = DatumGetInt32(main_arg);
-	bool		ready = false;
+	int	 index = DatumGetInt32(main_arg);
+	bool ready = false;
 
 	vn_worker_attach(&inbox_kind, main_arg);
 	for (;;)
 	{
-		int			taken;
+		int taken;
 
 		(void) vn_worker_loop_top();
 		for (;;)
 		{
-			Latch	   *next;
+			Latch *next;
 
 			taken = process_batch(&ready);
 			if (taken < vn_inbox_batch_size)
@@ -170,7 +174,7 @@ vn_inbox_worker_main(Datum main_arg)
 			 * so the items are shared (SKIP LOCKED keeps each item to one);
 			 * it wakes the one after it in turn.
 			 */
-			next = vn_worker_find_latch(&inbox_kind, index + 1, InvalidOid);
+			next = vn_worker_find_latch(&inbox_kind, index + 1, MyDatabaseId);
 			if (next != NULL)
 				SetLatch(next);
 			CHECK_FOR_INTERRUPTS();
@@ -192,13 +196,6 @@ vn_inbox_worker_init(void)
 							 VN_INBOX_DEFERRED, vn_inbox_processing_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
-	DefineCustomStringVariable("ventros.inbox_database",
-							   "Database whose ventros.inbox the inbox processor works through.",
-							   NULL,
-							   &vn_inbox_database,
-							   "ventros",
-							   PGC_POSTMASTER, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_batch_size",
 							"Inbox items a processor takes in one transaction.",
 							"A full batch also wakes the next processor, so a backlog is shared.",
@@ -207,7 +204,7 @@ vn_inbox_worker_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.inbox_workers",
-							"Inbox processors (background workers) of the database.",
+							"Inbox processors (background workers) of each database.",
 							NULL,
 							&vn_inbox_workers,
 							2, 1, VN_INBOX_MAX_WORKERS,
@@ -231,11 +228,4 @@ vn_inbox_worker_init(void)
 							NULL, NULL, NULL);
 
 	vn_inbox_wake_target = vn_worker_define(&inbox_kind, vn_inbox_workers, vn_inbox_find_latch);
-	for (int i = 0; i < vn_inbox_workers; i++)
-	{
-		char		name[BGW_MAXLEN];
-
-		snprintf(name, sizeof(name), "ventros inbox processor %d", i + 1);
-		vn_worker_register(&inbox_kind, i, name, vn_inbox_database);
-	}
 }

@@ -14,7 +14,7 @@
 #define VN_INBOX_INLINE 1
 
 /* in inbox_worker.c */
-extern void vn_inbox_worker_init(void);
+extern void				vn_inbox_worker_init(void);
 extern PGDLLEXPORT void vn_inbox_worker_main(Datum main_arg);
 
-#endif							/* VENTROS_INBOX_WORKER_H */
+#endif /* VENTROS_INBOX_WORKER_H */

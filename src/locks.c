@@ -68,7 +68,7 @@ vn_lock_publisher_try(void)
 {
 	if (!vn_publisher_locked)
 	{
-		LOCKTAG		tag;
+		LOCKTAG tag;
 
 		publisher_locktag(&tag);
 		vn_publisher_locked = LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
@@ -83,11 +83,11 @@ vn_lock_publisher_try(void)
 bool
 vn_lock_publisher_release(void)
 {
-	bool		held = vn_publisher_locked;
+	bool held = vn_publisher_locked;
 
 	if (held)
 	{
-		LOCKTAG		tag;
+		LOCKTAG tag;
 
 		publisher_locktag(&tag);
 		LockRelease(&tag, ExclusiveLock, true);
@@ -125,9 +125,9 @@ static void
 tenant_key_locktag(LOCKTAG *tag, const char *tenant, const char *key, int keylen)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
-	uint32		key1;
-	uint32		key2;
+	uint8			   digest[PG_SHA256_DIGEST_LENGTH];
+	uint32			   key1;
+	uint32			   key2;
 
 	if (pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) tenant, strlen(tenant) + 1) < 0 ||
@@ -162,7 +162,7 @@ ventros_lock_tenant_key(PG_FUNCTION_ARGS)
 	key = PG_GETARG_TEXT_PP(0);
 	if (!PG_ARGISNULL(1))
 	{
-		char	   *named = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		char *named = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
 		if (acting != NULL ? strcmp(named, acting) != 0 : !vn_session_is_trusted())
 			ereport(ERROR,

@@ -49,13 +49,13 @@
 struct VnAmqp
 {
 	amqp_connection_state_t conn;
-	uint64		next_tag;		/* delivery tag of the next publish */
-	char		peer[256];		/* host:port/vhost, for messages */
+	uint64					next_tag;  /* delivery tag of the next publish */
+	char					peer[256]; /* host:port/vhost, for messages */
 	/* messages published and not yet handed back by vn_amqp_wait, in tag order */
 	VnAmqpMessage **inflight;
-	int			ninflight;
-	int			inflight_cap;
-	uint64		inflight_base;	/* delivery tag of inflight[0] */
+	int				ninflight;
+	int				inflight_cap;
+	uint64			inflight_base; /* delivery tag of inflight[0] */
 };
 
 static void
@@ -74,8 +74,8 @@ bool
 vn_amqp_describe_url(const char *url, char *out, size_t outlen)
 {
 	struct amqp_connection_info ci;
-	char	   *copy = pstrdup(url);
-	bool		ok;
+	char					   *copy = pstrdup(url);
+	bool						ok;
 
 	amqp_default_connection_info(&ci);
 	ok = amqp_parse_url(copy, &ci) == AMQP_STATUS_OK;
@@ -136,12 +136,12 @@ VnAmqp *
 vn_amqp_connect(const char *url, int timeout_ms, int heartbeat_s, char *err, size_t errlen)
 {
 	struct amqp_connection_info ci;
-	char	   *copy;
-	VnAmqp	   *a;
-	amqp_socket_t *sock;
-	struct timeval tv;
-	amqp_rpc_reply_t r;
-	int			rc;
+	char					   *copy;
+	VnAmqp					   *a;
+	amqp_socket_t			   *sock;
+	struct timeval				tv;
+	amqp_rpc_reply_t			r;
+	int							rc;
 
 	if (url == NULL || url[0] == '\0')
 	{
@@ -268,18 +268,18 @@ static bool
 handle_frame(VnAmqp *a, amqp_frame_t *frame, char *err, size_t errlen)
 {
 	if (frame->frame_type != AMQP_FRAME_METHOD)
-		return true;			/* heartbeat or stray content: nothing to do */
+		return true; /* heartbeat or stray content: nothing to do */
 
 	switch (frame->payload.method.id)
 	{
 		case AMQP_BASIC_ACK_METHOD:
 		case AMQP_BASIC_NACK_METHOD:
 			{
-				bool		ack = frame->payload.method.id == AMQP_BASIC_ACK_METHOD;
-				uint64		tag;
-				bool		multiple;
-				int64		lo,
-							hi;
+				bool   ack = frame->payload.method.id == AMQP_BASIC_ACK_METHOD;
+				uint64 tag;
+				bool   multiple;
+				int64  lo,
+					hi;
 
 				if (ack)
 				{
@@ -323,9 +323,9 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, char *err, size_t errlen)
 			}
 		case AMQP_BASIC_RETURN_METHOD:
 			{
-				amqp_message_t message;
+				amqp_message_t	 message;
 				amqp_rpc_reply_t r;
-				VnAmqpMessage *m;
+				VnAmqpMessage	*m;
 
 				r = amqp_read_message(a->conn, frame->channel, &message, 0);
 				if (r.reply_type != AMQP_RESPONSE_NORMAL)
@@ -373,7 +373,7 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, char *err, size_t errlen)
 bool
 vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err, size_t errlen)
 {
-	amqp_table_entry_t headers[3];
+	amqp_table_entry_t		headers[3];
 	amqp_basic_properties_t props;
 
 	for (int i = 0; i < n; i++)
@@ -384,11 +384,9 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 	}
 	if (a->ninflight + n > a->inflight_cap)
 	{
-		int			cap = Max(a->inflight_cap * 2, a->ninflight + n);
+		int cap = Max(a->inflight_cap * 2, a->ninflight + n);
 
-		a->inflight = a->inflight == NULL
-			? MemoryContextAlloc(TopMemoryContext, sizeof(VnAmqpMessage *) * cap)
-			: repalloc(a->inflight, sizeof(VnAmqpMessage *) * cap);
+		a->inflight = a->inflight == NULL ? MemoryContextAlloc(TopMemoryContext, sizeof(VnAmqpMessage *) * cap) : repalloc(a->inflight, sizeof(VnAmqpMessage *) * cap);
 		a->inflight_cap = cap;
 	}
 	if (a->ninflight == 0)
@@ -396,8 +394,8 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 
 	memset(&props, 0, sizeof(props));
 	props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-		AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
-		AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG;
+				   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG |
+				   AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG;
 	props.content_type = amqp_cstring_bytes("application/cloudevents+json");
 	props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
 	props.app_id = amqp_cstring_bytes("ventros");
@@ -411,7 +409,7 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 
 	for (int i = 0; i < n; i++)
 	{
-		int			rc;
+		int rc;
 
 		props.message_id = amqp_cstring_bytes(msgs[i].message_id);
 		props.type = amqp_cstring_bytes(msgs[i].routing_key);
@@ -466,9 +464,9 @@ vn_amqp_poll(VnAmqp *a, char *err, size_t errlen)
 {
 	for (;;)
 	{
-		amqp_frame_t frame;
+		amqp_frame_t   frame;
 		struct timeval tv = {0, 0};
-		int			rc;
+		int			   rc;
 
 		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);
 		if (rc == AMQP_STATUS_TIMEOUT)
@@ -517,9 +515,9 @@ vn_amqp_wait(VnAmqp *a, VnAmqpMessage *msgs, int n, int timeout_ms, char *err, s
 	Assert(a->ninflight >= n && a->inflight[0] == &msgs[0]);
 	while (!vn_amqp_settled(msgs, n))
 	{
-		amqp_frame_t frame;
+		amqp_frame_t   frame;
 		struct timeval tv = {0, 100 * 1000};
-		int			rc;
+		int			   rc;
 
 		CHECK_FOR_INTERRUPTS();
 		rc = amqp_simple_wait_frame_noblock(a->conn, &frame, &tv);

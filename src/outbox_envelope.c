@@ -23,7 +23,7 @@
 char *
 vn_claimed_text(HeapTuple t, TupleDesc d, VnClaimColumn col)
 {
-	bool		isnull;
+	bool isnull;
 
 	return TextDatumGetCString(SPI_getbinval(t, d, col, &isnull));
 }
@@ -31,7 +31,7 @@ vn_claimed_text(HeapTuple t, TupleDesc d, VnClaimColumn col)
 char *
 vn_claimed_uuid(HeapTuple t, TupleDesc d, VnClaimColumn col)
 {
-	bool		isnull;
+	bool isnull;
 
 	return DatumGetCString(DirectFunctionCall1(uuid_out, SPI_getbinval(t, d, col, &isnull)));
 }
@@ -69,7 +69,7 @@ vn_outbox_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage
 		appendStringInfoString(buf, "null");
 	else
 	{
-		char		ts[MAXDATELEN + 1];
+		char ts[MAXDATELEN + 1];
 
 		JsonEncodeDateTime(ts, v, TIMESTAMPTZOID, NULL);
 		appendStringInfo(buf, "\"%s\"", ts);
@@ -97,7 +97,7 @@ vn_outbox_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage
 		appendStringInfoString(buf, "null");
 	else
 	{
-		Jsonb	   *jb = DatumGetJsonbP(v);
+		Jsonb *jb = DatumGetJsonbP(v);
 
 		JsonbToCString(buf, &jb->root, VARSIZE(jb));
 	}

@@ -38,6 +38,6 @@ typedef enum VnClaimColumn
 /* in outbox_envelope.c; strings in the current memory context */
 extern char *vn_claimed_text(HeapTuple t, TupleDesc d, VnClaimColumn col);
 extern char *vn_claimed_uuid(HeapTuple t, TupleDesc d, VnClaimColumn col);
-extern void vn_outbox_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *msg);
+extern void	 vn_outbox_envelope(StringInfo buf, HeapTuple t, TupleDesc d, const VnAmqpMessage *msg);
 
-#endif							/* VENTROS_OUTBOX_ENVELOPE_H */
+#endif /* VENTROS_OUTBOX_ENVELOPE_H */

@@ -5,7 +5,7 @@
  *	  the RabbitMQ exchange ventros.events, at least once, in order per
  *	  aggregate, within milliseconds of its commit.
  *
- * One background worker per database named in ventros.outbox_databases,
+ * One background worker per database named in ventros.databases,
  * registered at preload, restarted by the postmaster after a crash
  * (bgw_restart_time).  An event loop, worker_spi's shape:
  *
@@ -87,7 +87,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
-#include "utils/varlena.h"
 
 #include "outbox_amqp.h"
 #include "outbox_envelope.h"
@@ -95,22 +94,21 @@
 #include "shmem.h"
 #include "worker.h"
 
-#define VN_OUTBOX_MAX_DATABASES 8
 #define VN_OUTBOX_CONNECT_TIMEOUT_MS 5000
 #define VN_OUTBOX_PRUNE_EVERY_MS 60000
 #define VN_OUTBOX_PRUNE_CHUNK 10000
 #define VN_OUTBOX_ERRLEN VN_WORKER_ERRLEN
-#define VN_OUTBOX_MAX_BATCHES 16	/* batches in flight at most (a ring) */
+#define VN_OUTBOX_MAX_BATCHES 16 /* batches in flight at most (a ring) */
 
 /* A publisher's shared slot: the kit's part, then the broker's. */
 typedef struct VnOutboxSlot
 {
 	VnWorkerSlot w;
-	bool		connected;		/* to the broker */
-	TimestampTz connected_since;
-	int64		published;		/* messages confirmed, since server start */
-	int64		failed;			/* failed attempts, since server start */
-	TimestampTz last_publish_at;
+	bool		 connected; /* to the broker */
+	TimestampTz	 connected_since;
+	int64		 published; /* messages confirmed, since server start */
+	int64		 failed;	/* failed attempts, since server start */
+	TimestampTz	 last_publish_at;
 } VnOutboxSlot;
 
 
@@ -131,22 +129,23 @@ typedef enum VnSavedStmt
 static SPIPlanPtr saved_plans[VN_SAVED_COUNT];
 
 static char *vn_amqp_url = NULL;
-static char *vn_outbox_databases = NULL;
-static int	vn_outbox_batch_size = 1000;
-static int	vn_outbox_poll_interval = 1000;
-static int	vn_outbox_backoff_min = 100;
-static int	vn_outbox_backoff_max = 30000;
-static int	vn_outbox_max_attempts = 10;
-static int	vn_outbox_retention = 7 * 24 * 3600;
-static int	vn_outbox_confirm_timeout = 30000;
-static int	vn_outbox_heartbeat = 10;
-static bool vn_outbox_mandatory = false;
+static int	 vn_outbox_batch_size = 1000;
+static int	 vn_outbox_poll_interval = 1000;
+static int	 vn_outbox_backoff_min = 100;
+static int	 vn_outbox_backoff_max = 30000;
+static int	 vn_outbox_max_attempts = 10;
+static int	 vn_outbox_retention = 7 * 24 * 3600;
+static int	 vn_outbox_confirm_timeout = 30000;
+static int	 vn_outbox_heartbeat = 10;
+static bool	 vn_outbox_mandatory = false;
 
 static VnWorkerKind outbox_kind = {
 	.type = "ventros outbox publisher",
 	.main = "vn_outbox_worker_main",
 	.slot_size = sizeof(VnOutboxSlot),
 	.drain_on_sigterm = true,
+	.old_databases = "ventros.outbox_databases",
+	.old_databases_list = true,
 };
 
 /*
@@ -162,12 +161,12 @@ static const char *const outbox_functions[] = {
 };
 
 /* backend: this transaction wrote events */
-static int	vn_outbox_wake_target = -1;	/* set in the postmaster, inherited */
+static int vn_outbox_wake_target = -1; /* set in the postmaster, inherited */
 
 /* worker state (the worker process only) */
 static VnOutboxSlot *my_slot = NULL;
-static VnAmqp *my_amqp = NULL;
-static char *my_url = NULL;		/* the URL my_amqp was opened with */
+static VnAmqp		*my_amqp = NULL;
+static char			*my_url = NULL; /* the URL my_amqp was opened with */
 
 PG_FUNCTION_INFO_V1(ventros_outbox_wake);
 PG_FUNCTION_INFO_V1(ventros_outbox_worker_state);
@@ -213,21 +212,13 @@ ventros_outbox_wake(PG_FUNCTION_ARGS)
 Datum
 ventros_outbox_worker_state(PG_FUNCTION_ARGS)
 {
-	TupleDesc	desc;
-	Datum		values[9];
-	bool		nulls[9];
+	TupleDesc	 desc;
+	Datum		 values[9];
+	bool		 nulls[9];
 	VnOutboxSlot copy;
-	bool		found;
+	bool		 found;
 
-	if (outbox_kind.shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("ventros is not loaded through shared_preload_libraries"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	found = vn_worker_copy_slot(&outbox_kind, -1, MyDatabaseId, &copy) >= 0;
+	found = vn_worker_database_state(&outbox_kind, fcinfo, &desc, &copy);
 
 	memset(nulls, true, sizeof(nulls));
 	values[2] = BoolGetDatum(false);
@@ -308,8 +299,8 @@ worker_exit(int code, Datum arg)
 static long
 backoff_ms(int failures)
 {
-	double		ms = vn_outbox_backoff_min;
-	int			max = Max(vn_outbox_backoff_max, vn_outbox_backoff_min);
+	double ms = vn_outbox_backoff_min;
+	int	   max = Max(vn_outbox_backoff_max, vn_outbox_backoff_min);
 
 	for (int i = 1; i < failures && ms < max; i++)
 		ms *= 2;
@@ -325,7 +316,7 @@ execute_saved(VnSavedStmt which, const char *sql, int nargs, Oid *argtypes, Datu
 {
 	if (saved_plans[which] == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr plan = SPI_prepare(sql, nargs, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -346,11 +337,11 @@ execute_saved(VnSavedStmt which, const char *sql, int nargs, Oid *argtypes, Datu
 static bool
 schema_ready(const char *dbname)
 {
-	const char *missing;
-	bool		installed;
-	bool		ready;
-	bool		locked = false;
-	bool		isnull;
+	const char	 *missing;
+	bool		  installed;
+	bool		  ready;
+	bool		  locked = false;
+	bool		  isnull;
 	MemoryContext caller = vn_worker_begin("ventros outbox: checking the extension");
 
 	/*
@@ -371,9 +362,9 @@ schema_ready(const char *dbname)
 	if (ready && locked)
 	{
 		/* batches a crashed predecessor sent but never recorded */
-		Oid			argtypes[3] = {INT4OID, INT4OID, INT4OID};
-		Datum		args[3];
-		int			left_behind;
+		Oid	  argtypes[3] = {INT4OID, INT4OID, INT4OID};
+		Datum args[3];
+		int	  left_behind;
 
 		args[0] = Int32GetDatum(vn_outbox_max_attempts);
 		args[1] = Int32GetDatum(vn_outbox_backoff_min);
@@ -390,14 +381,14 @@ schema_ready(const char *dbname)
 	vn_worker_end(caller);
 	if (!installed)
 	{
-		char		msg[VN_OUTBOX_ERRLEN];
+		char msg[VN_OUTBOX_ERRLEN];
 
 		snprintf(msg, sizeof(msg), "extension ventros is not installed in database \"%s\"", dbname);
 		vn_worker_set_error(msg);
 	}
 	else if (!ready)
 	{
-		char		msg[VN_OUTBOX_ERRLEN];
+		char msg[VN_OUTBOX_ERRLEN];
 
 		snprintf(msg, sizeof(msg),
 				 "the ventros SQL installed in database \"%s\" is older than the loaded library: update or recreate the extension",
@@ -412,7 +403,7 @@ schema_ready(const char *dbname)
 static ArrayType *
 text_array(char **items, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 		d[i] = CStringGetTextDatum(items[i]);
@@ -422,7 +413,7 @@ text_array(char **items, int n)
 static ArrayType *
 tid_array(ItemPointerData *items, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 		d[i] = PointerGetDatum(&items[i]);
@@ -432,7 +423,7 @@ tid_array(ItemPointerData *items, int n)
 static ArrayType *
 int8_array(int64 *items, int n)
 {
-	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	Datum *d = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
 		d[i] = Int64GetDatum(items[i]);
@@ -446,22 +437,22 @@ int8_array(int64 *items, int n)
  */
 typedef struct VnBatch
 {
-	MemoryContext ctx;
-	int			n;
-	VnAmqpMessage *msgs;
-	char	  **tenants;
-	int64	   *seqs;
-	ItemPointerData *outbox_rows;	/* where the claim found each event ... */
-	ItemPointerData *queue_rows;	/* ... and its queue row */
-	Datum	   *aggregates;		/* uuid Datums: the in-flight set of the next claims */
-	int64		flight_id;		/* its ventros.outbox_in_flight row (0: none) */
-	TimestampTz published_at;
+	MemoryContext	 ctx;
+	int				 n;
+	VnAmqpMessage	*msgs;
+	char		   **tenants;
+	int64			*seqs;
+	ItemPointerData *outbox_rows; /* where the claim found each event ... */
+	ItemPointerData *queue_rows;  /* ... and its queue row */
+	Datum			*aggregates;  /* uuid Datums: the in-flight set of the next claims */
+	int64			 flight_id;	  /* its ventros.outbox_in_flight row (0: none) */
+	TimestampTz		 published_at;
 } VnBatch;
 
 static VnBatch ring[VN_OUTBOX_MAX_BATCHES];
-static int	ring_head = 0;		/* oldest batch in flight */
-static int	ring_count = 0;		/* batches in flight */
-static int	ring_msgs = 0;		/* messages in flight */
+static int	   ring_head = 0;  /* oldest batch in flight */
+static int	   ring_count = 0; /* batches in flight */
+static int	   ring_msgs = 0;  /* messages in flight */
 
 #define RING_AT(i) (&ring[(ring_head + (i)) % VN_OUTBOX_MAX_BATCHES])
 
@@ -481,18 +472,18 @@ static void
 claim_batch(VnBatch *b, int limit)
 {
 	MemoryContext old;
-	Oid			argtypes[2] = {INT4OID, UUIDARRAYOID};
-	Datum		args[2];
-	Datum	   *inflight;
-	int			ninflight = 0;
-	int64		now_s = (int64) time(NULL);
+	Oid			  argtypes[2] = {INT4OID, UUIDARRAYOID};
+	Datum		  args[2];
+	Datum		 *inflight;
+	int			  ninflight = 0;
+	int64		  now_s = (int64) time(NULL);
 
 	MemoryContextReset(b->ctx);
 	b->n = 0;
 	inflight = palloc(sizeof(Datum) * Max(ring_msgs, 1));
 	for (int i = 0; i < ring_count; i++)
 	{
-		VnBatch    *f = RING_AT(i);
+		VnBatch *f = RING_AT(i);
 
 		for (int j = 0; j < f->n; j++)
 			inflight[ninflight++] = f->aggregates[j];
@@ -500,7 +491,7 @@ claim_batch(VnBatch *b, int limit)
 	args[0] = Int32GetDatum(limit);
 	args[1] = PointerGetDatum(construct_array(inflight, ninflight, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	if (execute_saved(VN_SAVED_CLAIM, "SELECT * FROM ventros.outbox_claim($1, $2)",
-							  2, argtypes, args, 0) != SPI_OK_SELECT)
+					  2, argtypes, args, 0) != SPI_OK_SELECT)
 		elog(ERROR, "ventros.outbox_claim failed");
 	old = MemoryContextSwitchTo(b->ctx);
 	b->n = (int) SPI_processed;
@@ -512,11 +503,11 @@ claim_batch(VnBatch *b, int limit)
 	b->aggregates = palloc(sizeof(Datum) * Max(b->n, 1));
 	for (int i = 0; i < b->n; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
+		HeapTuple	   t = SPI_tuptable->vals[i];
+		TupleDesc	   d = SPI_tuptable->tupdesc;
+		bool		   isnull;
 		StringInfoData body;
-		pg_uuid_t  *agg;
+		pg_uuid_t	  *agg;
 
 		b->tenants[i] = vn_claimed_text(t, d, CL_TENANT_ID);
 		b->seqs[i] = DatumGetInt64(SPI_getbinval(t, d, CL_SEQ, &isnull));
@@ -541,13 +532,13 @@ claim_batch(VnBatch *b, int limit)
 	b->flight_id = 0;
 	if (b->n > 0)
 	{
-		Oid			seqtype[1] = {INT8ARRAYOID};
-		Datum		seqarg[1];
-		bool		isnull;
+		Oid	  seqtype[1] = {INT8ARRAYOID};
+		Datum seqarg[1];
+		bool  isnull;
 
 		seqarg[0] = PointerGetDatum(int8_array(b->seqs, b->n));
 		if (execute_saved(VN_SAVED_LOG_FLIGHT, "INSERT INTO ventros.outbox_in_flight (seqs) VALUES ($1) RETURNING id",
-								  1, seqtype, seqarg, 1) != SPI_OK_INSERT_RETURNING)
+						  1, seqtype, seqarg, 1) != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not log the outbox batch in flight");
 		b->flight_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	}
@@ -564,18 +555,18 @@ claim_batch(VnBatch *b, int limit)
 static void
 record_batches(int count, const char *conn_error, bool in_xact)
 {
-	char	  **bad_errors;
-	int64	   *ok_seqs,
-			   *bad_seqs;
+	char **bad_errors;
+	int64 *ok_seqs,
+		*bad_seqs;
 	ItemPointerData *ok_outbox_rows,
-			   *ok_queue_rows;
-	int			total = 0,
-				nacked = 0,
-				nfailed = 0,
-				ndead = 0;
+		*ok_queue_rows;
+	int total = 0,
+		nacked = 0,
+		nfailed = 0,
+		ndead = 0;
 	MemoryContext tmp,
-				old,
-				caller = NULL;
+		old,
+		caller = NULL;
 
 	if (count == 0)
 		return;
@@ -590,7 +581,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 	bad_errors = palloc(sizeof(char *) * Max(total, 1));
 	for (int k = 0; k < count; k++)
 	{
-		VnBatch    *b = RING_AT(k);
+		VnBatch *b = RING_AT(k);
 
 		for (int i = 0; i < b->n; i++)
 		{
@@ -603,9 +594,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			else
 			{
 				bad_seqs[nfailed] = b->seqs[i];
-				bad_errors[nfailed++] = pstrdup(b->msgs[i].outcome == VN_AMQP_FAILED
-												? b->msgs[i].error
-												: (conn_error ? conn_error : "not confirmed"));
+				bad_errors[nfailed++] = pstrdup(b->msgs[i].outcome == VN_AMQP_FAILED ? b->msgs[i].error : (conn_error ? conn_error : "not confirmed"));
 			}
 		}
 	}
@@ -617,21 +606,21 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			caller = vn_worker_begin("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
-			Oid			argtypes[3] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID};
-			Datum		args[3];
+			Oid	  argtypes[3] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID};
+			Datum args[3];
 
 			args[0] = PointerGetDatum(int8_array(ok_seqs, nacked));
 			args[1] = PointerGetDatum(tid_array(ok_outbox_rows, nacked));
 			args[2] = PointerGetDatum(tid_array(ok_queue_rows, nacked));
 			if (execute_saved(VN_SAVED_PUBLISHED, "SELECT ventros.outbox_published($1, $2, $3)",
-									  3, argtypes, args, 1) != SPI_OK_SELECT)
+							  3, argtypes, args, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_published failed");
 		}
 		if (nfailed > 0)
 		{
-			Oid			argtypes[5] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
-			Datum		args[5];
-			bool		isnull;
+			Oid	  argtypes[5] = {INT8ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID, INT4OID};
+			Datum args[5];
+			bool  isnull;
 
 			args[0] = PointerGetDatum(int8_array(bad_seqs, nfailed));
 			args[1] = PointerGetDatum(text_array(bad_errors, nfailed));
@@ -644,10 +633,10 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			ndead = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		{
-			Oid			idtype[1] = {INT8ARRAYOID};
-			Datum		idarg[1];
-			int64	   *ids = palloc(sizeof(int64) * count);
-			int			nids = 0;
+			Oid	   idtype[1] = {INT8ARRAYOID};
+			Datum  idarg[1];
+			int64 *ids = palloc(sizeof(int64) * count);
+			int	   nids = 0;
 
 			for (int k = 0; k < count; k++)
 				if (RING_AT(k)->flight_id != 0)
@@ -655,7 +644,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			idarg[0] = PointerGetDatum(int8_array(ids, nids));
 			if (nids > 0 &&
 				execute_saved(VN_SAVED_CLEAR_FLIGHT, "DELETE FROM ventros.outbox_in_flight WHERE id = ANY ($1)",
-									  1, idtype, idarg, 0) != SPI_OK_DELETE)
+							  1, idtype, idarg, 0) != SPI_OK_DELETE)
 				elog(ERROR, "could not clear the outbox batches in flight");
 		}
 		if (!in_xact)
@@ -708,7 +697,7 @@ connection_failed(const char *err)
 static XLogRecPtr
 inserted_wal_end(void)
 {
-	XLogRecPtr	upto = GetXLogInsertRecPtr();
+	XLogRecPtr upto = GetXLogInsertRecPtr();
 
 	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
 		upto -= SizeOfXLogLongPHD;
@@ -730,9 +719,9 @@ inserted_wal_end(void)
 static int
 step(bool claim, int limit, int *recorded)
 {
-	VnBatch    *b = NULL;
-	int			settled = 0;
-	char		err[VN_OUTBOX_ERRLEN];
+	VnBatch		 *b = NULL;
+	int			  settled = 0;
+	char		  err[VN_OUTBOX_ERRLEN];
 	MemoryContext caller;
 
 	while (settled < ring_count &&
@@ -784,11 +773,11 @@ step(bool claim, int limit, int *recorded)
 static void
 drain(void)
 {
-	char		err[VN_OUTBOX_ERRLEN];
+	char err[VN_OUTBOX_ERRLEN];
 
 	while (ring_count > 0)
 	{
-		VnBatch    *b = RING_AT(0);
+		VnBatch *b = RING_AT(0);
 
 		if (my_amqp == NULL ||
 			!vn_amqp_wait(my_amqp, b->msgs, b->n, vn_outbox_confirm_timeout, err, sizeof(err)))
@@ -804,15 +793,15 @@ drain(void)
 static void
 prune(void)
 {
-	int			deleted;
+	int deleted;
 
 	if (vn_outbox_retention <= 0)
 		return;
 	for (int round = 0; round < 10; round++)
 	{
-		Oid			argtypes[2] = {INT4OID, INT4OID};
-		Datum		args[2];
-		bool		isnull;
+		Oid			  argtypes[2] = {INT4OID, INT4OID};
+		Datum		  args[2];
+		bool		  isnull;
 		MemoryContext caller = vn_worker_begin("ventros outbox: pruning");
 
 		args[0] = Int32GetDatum(vn_outbox_retention);
@@ -831,8 +820,8 @@ prune(void)
 static void
 try_connect(void)
 {
-	char		err[VN_OUTBOX_ERRLEN];
-	char		peer[256];
+	char err[VN_OUTBOX_ERRLEN];
+	char peer[256];
 
 	my_amqp = vn_amqp_connect(vn_amqp_url, VN_OUTBOX_CONNECT_TIMEOUT_MS, vn_outbox_heartbeat,
 							  err, sizeof(err));
@@ -852,9 +841,9 @@ try_connect(void)
 typedef struct VnPublisher
 {
 	char		database[NAMEDATALEN];
-	bool		ready;			/* extension current, publisher lock held */
-	bool		want_claim;		/* there may be rows to claim */
-	int			failures;		/* consecutive connection failures */
+	bool		ready;		/* extension current, publisher lock held */
+	bool		want_claim; /* there may be rows to claim */
+	int			failures;	/* consecutive connection failures */
 	TimestampTz next_connect_at;
 	TimestampTz next_prune_at;
 	TimestampTz next_ready_check;
@@ -934,13 +923,13 @@ prune_if_due(TimestampTz now)
 static bool
 claim_and_publish(void)
 {
-	char		err[VN_OUTBOX_ERRLEN];
-	int			settled_msgs = 0;
-	int			settled = 0;
-	int			recorded;
-	bool		claim;
-	int			limit;
-	int			n;
+	char err[VN_OUTBOX_ERRLEN];
+	int	 settled_msgs = 0;
+	int	 settled = 0;
+	int	 recorded;
+	bool claim;
+	int	 limit;
+	int	 n;
 
 	if (!pub.ready || my_amqp == NULL)
 		return false;
@@ -963,9 +952,9 @@ claim_and_publish(void)
 		return false;
 	}
 	if (claim)
-		pub.want_claim = n == limit;	/* a full batch: there may be more */
+		pub.want_claim = n == limit; /* a full batch: there may be more */
 	else if (recorded > 0)
-		pub.want_claim = true;	/* room again, and rows may be unblocked */
+		pub.want_claim = true; /* room again, and rows may be unblocked */
 	if (ring_count > 0 &&
 		GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(RING_AT(0)->published_at,
 															 vn_outbox_confirm_timeout))
@@ -1014,7 +1003,7 @@ wait_for_work(void)
 	if (rc & WL_LATCH_SET)
 		pub.want_claim = true;
 	if (GetCurrentTimestamp() >= pub.next_poll_at)
-		pub.want_claim = true;	/* the poll: rows due for a retry, a missed wake-up */
+		pub.want_claim = true; /* the poll: rows due for a retry, a missed wake-up */
 }
 
 void
@@ -1061,52 +1050,10 @@ vn_outbox_worker_main(Datum main_arg)
 	}
 }
 
-/* ---- registration -------------------------------------------------------- */
-
-static void
-register_workers(void)
-{
-	char	   *raw = pstrdup(vn_outbox_databases ? vn_outbox_databases : "");
-	List	   *names = NIL;
-	ListCell   *lc;
-	const char *databases[VN_OUTBOX_MAX_DATABASES];
-	int			n = 0;
-
-	if (!SplitGUCList(raw, ',', &names))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in ventros.outbox_databases")));
-	foreach(lc, names)
-	{
-		const char *name = lfirst(lc);
-
-		if (name[0] == '\0')
-			continue;
-		if (n >= VN_OUTBOX_MAX_DATABASES)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("ventros.outbox_databases names more than %d databases",
-							VN_OUTBOX_MAX_DATABASES)));
-		if (strlen(name) >= NAMEDATALEN)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("database name \"%s\" in ventros.outbox_databases is too long", name)));
-		databases[n++] = name;
-	}
-	vn_outbox_wake_target = vn_worker_define(&outbox_kind, n, vn_outbox_find_latch);
-	for (int i = 0; i < n; i++)
-	{
-		char		name[BGW_MAXLEN];
-
-		snprintf(name, sizeof(name), "ventros outbox publisher for %s", databases[i]);
-		vn_worker_register(&outbox_kind, i, name, databases[i]);
-	}
-}
-
 /*
  * vn_outbox_init
  *		GUCs always; at preload also shared memory and one worker per
- *		database of ventros.outbox_databases.
+ *		database of ventros.databases.
  */
 void
 vn_outbox_init(void)
@@ -1118,14 +1065,6 @@ vn_outbox_init(void)
 							   "",
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
-	DefineCustomStringVariable("ventros.outbox_databases",
-							   "Databases whose outbox is published, one publisher each.",
-							   NULL,
-							   &vn_outbox_databases,
-							   "ventros",
-							   PGC_POSTMASTER,
-							   GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.outbox_batch_size",
 							"Events claimed, published and confirmed per batch.",
@@ -1192,6 +1131,5 @@ vn_outbox_init(void)
 							 NULL, NULL, NULL);
 
 
-	if (vn_worker_preloading())
-		register_workers();
+	vn_outbox_wake_target = vn_worker_define(&outbox_kind, 1, vn_outbox_find_latch);
 }

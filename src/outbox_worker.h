@@ -12,8 +12,8 @@
 #include "fmgr.h"
 
 /* in outbox_worker.c */
-extern void vn_outbox_init(void);
-extern void vn_outbox_wake_at_commit(void);
+extern void				vn_outbox_init(void);
+extern void				vn_outbox_wake_at_commit(void);
 extern PGDLLEXPORT void vn_outbox_worker_main(Datum main_arg);
 
-#endif							/* VENTROS_OUTBOX_WORKER_H */
+#endif /* VENTROS_OUTBOX_WORKER_H */

@@ -90,7 +90,7 @@ vn_json_type_for(Oid typid, MemoryContext cxt)
 static void
 push_string(JsonbParseState **state, JsonbIteratorToken token, const char *s)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	v.type = jbvString;
 	v.val.string.val = (char *) s;
@@ -107,7 +107,7 @@ vn_json_push_key(JsonbParseState **state, const char *key)
 static void
 push_numeric(JsonbParseState **state, JsonbIteratorToken token, Numeric n)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	/* jsonb has no NaN or infinity: to_jsonb() writes them as strings */
 	if (numeric_is_nan(n) || numeric_is_inf(n))
@@ -130,7 +130,7 @@ void
 vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 				   Datum value, bool isnull, const VnJsonType *type)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	if (isnull)
 	{
@@ -148,7 +148,7 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 			break;
 		case VN_JSON_INTEGER:
 			{
-				int64		i;
+				int64 i;
 
 				if (type->typid == INT2OID)
 					i = DatumGetInt16(value);
@@ -161,7 +161,7 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 			}
 		case VN_JSON_FLOAT:
 			{
-				char	   *text = OutputFunctionCall((FmgrInfo *) &type->output, value);
+				char *text = OutputFunctionCall((FmgrInfo *) &type->output, value);
 
 				if (strcmp(text, "NaN") == 0 || strcmp(text, "Infinity") == 0 ||
 					strcmp(text, "-Infinity") == 0)
@@ -184,7 +184,7 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 		case VN_JSON_JSONB:
 		case VN_JSON_JSON:
 			{
-				Jsonb	   *jb;
+				Jsonb *jb;
 
 				if (type->kind == VN_JSON_JSONB)
 					jb = DatumGetJsonbP(value);
@@ -193,7 +193,7 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 															CStringGetDatum(TextDatumGetCString(value))));
 				if (JB_ROOT_IS_SCALAR(jb))
 				{
-					JsonbValue	scalar;
+					JsonbValue scalar;
 
 					JsonbExtractScalar(&jb->root, &scalar);
 					pushJsonbValue(state, token, &scalar);
@@ -210,10 +210,10 @@ vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
 			}
 		case VN_JSON_ARRAY:
 			{
-				ArrayType  *array = DatumGetArrayTypeP(value);
-				Datum	   *elems;
-				bool	   *nulls;
-				int			n;
+				ArrayType *array = DatumGetArrayTypeP(value);
+				Datum	  *elems;
+				bool	  *nulls;
+				int		   n;
 
 				deconstruct_array(array, ARR_ELEMTYPE(array), type->elmlen,
 								  type->elmbyval, type->elmalign, &elems, &nulls, &n);

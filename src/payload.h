@@ -25,25 +25,25 @@ typedef enum VnJsonKind
 	VN_JSON_JSONB,
 	VN_JSON_JSON,
 	VN_JSON_ARRAY,
-	VN_JSON_TEXT				/* anything else: its text output */
+	VN_JSON_TEXT /* anything else: its text output */
 } VnJsonKind;
 
 typedef struct VnJsonType
 {
-	Oid			typid;			/* base type (domains resolved) */
-	VnJsonKind	kind;
-	FmgrInfo	output;			/* for VN_JSON_TEXT and floats */
+	Oid		   typid; /* base type (domains resolved) */
+	VnJsonKind kind;
+	FmgrInfo   output; /* for VN_JSON_TEXT and floats */
 	/* arrays only */
-	int16		elmlen;
-	bool		elmbyval;
-	char		elmalign;
+	int16			   elmlen;
+	bool			   elmbyval;
+	char			   elmalign;
 	struct VnJsonType *element;
 } VnJsonType;
 
 /* in payload.c */
 extern VnJsonType *vn_json_type_for(Oid typid, MemoryContext cxt);
-extern void vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
-							   Datum value, bool isnull, const VnJsonType *type);
-extern void vn_json_push_key(JsonbParseState **state, const char *key);
+extern void		   vn_json_push_datum(JsonbParseState **state, JsonbIteratorToken token,
+									  Datum value, bool isnull, const VnJsonType *type);
+extern void		   vn_json_push_key(JsonbParseState **state, const char *key);
 
-#endif							/* VENTROS_PAYLOAD_H */
+#endif /* VENTROS_PAYLOAD_H */

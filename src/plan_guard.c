@@ -53,8 +53,8 @@
 #include "plan_guard.h"
 #include "tenant.h"
 
-static double vn_max_plan_cost = 0;
-static planner_hook_type prev_planner_hook = NULL;
+static double					 vn_max_plan_cost = 0;
+static planner_hook_type		 prev_planner_hook = NULL;
 static ExplainOneQuery_hook_type prev_explain_hook = NULL;
 
 static PlannedStmt *
@@ -86,11 +86,11 @@ vn_plan_guard_planner(Query *parse, const char *query_string, int cursorOptions,
 static void
 refuse_estimates_under_rls(PlannedStmt *plan)
 {
-	ListCell   *lc;
+	ListCell *lc;
 
 	foreach(lc, plan->relationOids)
 	{
-		Oid			relid = lfirst_oid(lc);
+		Oid relid = lfirst_oid(lc);
 
 		if (check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED)
 			continue;
@@ -115,10 +115,10 @@ vn_plan_guard_explain(Query *query, int cursorOptions, IntoClause *into,
 					  ParamListInfo params, QueryEnvironment *queryEnv)
 {
 	PlannedStmt *plan;
-	instr_time	planstart,
-				planduration;
-	BufferUsage bufusage_start,
-				bufusage;
+	instr_time	 planstart;
+	instr_time	 planduration;
+	BufferUsage	 bufusage_start;
+	BufferUsage	 bufusage;
 
 	if (es->buffers)
 		bufusage_start = pgBufferUsage;

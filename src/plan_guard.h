@@ -11,4 +11,4 @@
 
 extern void vn_plan_guard_init(void);
 
-#endif							/* VENTROS_PLAN_GUARD_H */
+#endif /* VENTROS_PLAN_GUARD_H */

@@ -25,8 +25,8 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
@@ -43,13 +43,13 @@ typedef struct VnSegment
 } VnSegment;
 
 static VnSegment vn_segments[VN_MAX_SEGMENTS];
-static int	vn_nsegments = 0;
+static int		 vn_nsegments = 0;
 
 #define VN_MAX_WAKE_TARGETS 4
 
 static VnFindLatch vn_wake_targets[VN_MAX_WAKE_TARGETS];
-static int	vn_nwake_targets = 0;
-static bool vn_wake_pending[VN_MAX_WAKE_TARGETS];	/* this backend's transaction */
+static int		   vn_nwake_targets = 0;
+static bool		   vn_wake_pending[VN_MAX_WAKE_TARGETS]; /* this backend's transaction */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -71,8 +71,8 @@ vn_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	for (int i = 0; i < vn_nsegments; i++)
 	{
-		VnSegment  *s = &vn_segments[i];
-		bool		found;
+		VnSegment *s = &vn_segments[i];
+		bool	   found;
 
 		*s->segment = ShmemInitStruct(s->name, s->size, &found);
 		if (!found)
@@ -99,7 +99,7 @@ vn_wake_xact_callback(XactEvent event, void *arg)
 				if (!vn_wake_pending[i])
 					continue;
 				vn_wake_pending[i] = false;
-				latch = vn_wake_targets[i] ();
+				latch = vn_wake_targets[i]();
 				if (latch != NULL)
 					SetLatch(latch);
 			}

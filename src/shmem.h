@@ -9,10 +9,10 @@
 #define VENTROS_SHMEM_H
 
 /* Called once, in the postmaster, when the segment is first created. */
-typedef void (*VnShmemInit) (void *segment);
+typedef void (*VnShmemInit)(void *segment);
 
 /* Finds the latch of the worker to wake (NULL: none running), in a backend. */
-typedef struct Latch *(*VnFindLatch) (void);
+typedef struct Latch *(*VnFindLatch)(void);
 
 /* in shmem.c */
 extern void vn_shmem_init(void);
@@ -20,4 +20,4 @@ extern void vn_shmem_register(const char *name, Size size, void **segment, VnShm
 extern int	vn_wake_register(VnFindLatch find_latch);
 extern void vn_wake_at_commit(int target);
 
-#endif							/* VENTROS_SHMEM_H */
+#endif /* VENTROS_SHMEM_H */

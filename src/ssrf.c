@@ -33,9 +33,9 @@
 #include "postgres.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <curl/curl.h>
 
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -82,12 +82,12 @@ check_allow_hosts(char **newval, void **extra, GucSource source);
 static const char *
 classify4(uint32 a)
 {
-	int			i;
+	int i;
 
 	for (i = 0; i < lengthof(refused4); i++)
 	{
-		uint32		mask = refused4[i].bits == 0 ? 0 :
-			(uint32) (0xFFFFFFFFu << (32 - refused4[i].bits));
+		uint32 mask = refused4[i].bits == 0 ? 0 :
+											  (uint32) (0xFFFFFFFFu << (32 - refused4[i].bits));
 
 		if ((a & mask) == refused4[i].net)
 			return refused4[i].label;
@@ -104,8 +104,8 @@ v4_at(const unsigned char *p)
 static bool
 prefix_eq(const unsigned char *a, const unsigned char *p, int bits)
 {
-	int			bytes = bits / 8;
-	int			rest = bits % 8;
+	int bytes = bits / 8;
+	int rest = bits % 8;
 
 	if (memcmp(a, p, bytes) != 0)
 		return false;
@@ -190,11 +190,11 @@ classify6(const unsigned char *a, uint32 *embedded, bool *has_embedded)
 
 typedef struct VnAllowEntry
 {
-	bool		is_cidr;
-	int			family;
-	int			bits;
+	bool		  is_cidr;
+	int			  family;
+	int			  bits;
 	unsigned char addr[16];
-	char		name[256];
+	char		  name[256];
 } VnAllowEntry;
 
 /*
@@ -234,9 +234,9 @@ wildcard_too_broad(const char *suffix)
 static bool
 parse_entry(const char *text, VnAllowEntry *e, bool *too_broad)
 {
-	char		buf[256];
-	char	   *slash;
-	size_t		len = strlen(text);
+	char   buf[256];
+	char  *slash;
+	size_t len = strlen(text);
 
 	memset(e, 0, sizeof(*e));
 	if (len == 0 || len >= sizeof(buf))
@@ -254,8 +254,8 @@ parse_entry(const char *text, VnAllowEntry *e, bool *too_broad)
 		e->is_cidr = true;
 		if (slash)
 		{
-			char	   *end;
-			long		b = strtol(slash + 1, &end, 10);
+			char *end;
+			long  b = strtol(slash + 1, &end, 10);
 
 			if (*end != '\0' || end == slash + 1 || b < 0 || b > e->bits)
 				return false;
@@ -288,10 +288,10 @@ parse_entry(const char *text, VnAllowEntry *e, bool *too_broad)
 static List *
 allow_entries(void)
 {
-	char	   *raw = pstrdup(vn_http_allow_hosts ? vn_http_allow_hosts : "");
-	List	   *items = NIL;
-	List	   *result = NIL;
-	ListCell   *lc;
+	char	 *raw = pstrdup(vn_http_allow_hosts ? vn_http_allow_hosts : "");
+	List	 *items = NIL;
+	List	 *result = NIL;
+	ListCell *lc;
 
 	if (!SplitGUCList(raw, ',', &items))
 		return NIL;
@@ -308,9 +308,9 @@ allow_entries(void)
 static bool
 check_allow_hosts(char **newval, void **extra, GucSource source)
 {
-	char	   *raw = pstrdup(*newval ? *newval : "");
-	List	   *items = NIL;
-	ListCell   *lc;
+	char		*raw = pstrdup(*newval ? *newval : "");
+	List		*items = NIL;
+	ListCell	*lc;
 	VnAllowEntry e;
 
 	if (!SplitGUCList(raw, ',', &items))
@@ -320,7 +320,7 @@ check_allow_hosts(char **newval, void **extra, GucSource source)
 	}
 	foreach(lc, items)
 	{
-		bool		too_broad = false;
+		bool too_broad = false;
 
 		if (!parse_entry((const char *) lfirst(lc), &e, &too_broad))
 		{
@@ -339,8 +339,8 @@ check_allow_hosts(char **newval, void **extra, GucSource source)
 static bool
 host_allowed(List *entries, const char *host)
 {
-	ListCell   *lc;
-	size_t		hlen = strlen(host);
+	ListCell *lc;
+	size_t	  hlen = strlen(host);
 
 	foreach(lc, entries)
 	{
@@ -350,7 +350,7 @@ host_allowed(List *entries, const char *host)
 			continue;
 		if (e->name[0] == '*')
 		{
-			size_t		slen = strlen(e->name + 1);	/* ".suffix" */
+			size_t slen = strlen(e->name + 1); /* ".suffix" */
 
 			if (hlen > slen && strcmp(host + hlen - slen, e->name + 1) == 0)
 				return true;
@@ -364,7 +364,7 @@ host_allowed(List *entries, const char *host)
 static bool
 addr_allowed(List *entries, const struct sockaddr *sa)
 {
-	ListCell   *lc;
+	ListCell *lc;
 
 	foreach(lc, entries)
 	{
@@ -390,8 +390,8 @@ void
 vn_ssrf_format_addr(const struct sockaddr *sa, char *buf, size_t len)
 {
 	const void *src = sa->sa_family == AF_INET6 ?
-		(const void *) &((const struct sockaddr_in6 *) sa)->sin6_addr :
-		(const void *) &((const struct sockaddr_in *) sa)->sin_addr;
+						  (const void *) &((const struct sockaddr_in6 *) sa)->sin6_addr :
+						  (const void *) &((const struct sockaddr_in *) sa)->sin_addr;
 
 	if (inet_ntop(sa->sa_family, src, buf, len) == NULL)
 		strlcpy(buf, "?", len);
@@ -445,8 +445,8 @@ vn_ssrf_check_peer(const struct sockaddr *sa, bool host_ok)
 static char *
 curl_part(CURLU *u, CURLUPart part, unsigned int flags)
 {
-	char	   *s = NULL;
-	char	   *copy;
+	char *s = NULL;
+	char *copy;
 
 	if (curl_url_get(u, part, &s, flags) != CURLUE_OK || s == NULL)
 		return NULL;
@@ -465,24 +465,24 @@ curl_part(CURLU *u, CURLUPart part, unsigned int flags)
 char *
 vn_ssrf_check_url(const char *url, VnSsrfTarget *target, bool *transient)
 {
-	CURLU	   *u;
-	CURLUcode	rc;
-	char	   *scheme;
-	char	   *host;
-	char	   *port;
-	char	   *user;
-	char	   *password;
-	char	   *zone;
-	char		name[256];
-	size_t		len;
-	List	   *entries;
-	bool		name_ok;
-	bool		all_covered = true;
-	struct addrinfo hints;
+	CURLU			*u;
+	CURLUcode		 rc;
+	char			*scheme;
+	char			*host;
+	char			*port;
+	char			*user;
+	char			*password;
+	char			*zone;
+	char			 name[256];
+	size_t			 len;
+	List			*entries;
+	bool			 name_ok;
+	bool			 all_covered = true;
+	struct addrinfo	 hints;
 	struct addrinfo *res = NULL;
 	struct addrinfo *ai;
-	int			gai;
-	char	   *reason = NULL;
+	int				 gai;
+	char			*reason = NULL;
 
 	memset(target, 0, sizeof(*target));
 	*transient = false;
@@ -571,11 +571,11 @@ vn_ssrf_check_url(const char *url, VnSsrfTarget *target, bool *transient)
 		r = addr_refusal(ai->ai_addr);
 		if (!name_ok)
 		{
-			bool		covered = addr_allowed(entries, ai->ai_addr);
+			bool covered = addr_allowed(entries, ai->ai_addr);
 
 			if (r != NULL && !covered)
 			{
-				char		a[INET6_ADDRSTRLEN];
+				char a[INET6_ADDRSTRLEN];
 
 				vn_ssrf_format_addr(ai->ai_addr, a, sizeof(a));
 				reason = psprintf("host \"%s\" resolves to %s, a %s address", host, a, r);
@@ -608,10 +608,10 @@ PG_FUNCTION_INFO_V1(ventros_check_url);
 Datum
 ventros_check_url(PG_FUNCTION_ARGS)
 {
-	char	   *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char		*url = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	VnSsrfTarget target;
-	bool		transient;
-	char	   *reason = vn_ssrf_check_url(url, &target, &transient);
+	bool		 transient;
+	char		*reason = vn_ssrf_check_url(url, &target, &transient);
 
 	if (reason == NULL)
 		PG_RETURN_NULL();

@@ -29,9 +29,9 @@
 void
 vn_state_machine_load(VnAggregate *agg)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
-	int			ret;
+	Oid	  argtypes[1] = {TEXTOID};
+	Datum args[1];
+	int	  ret;
 
 	args[0] = CStringGetTextDatum(agg->name);
 	ret = SPI_execute_with_args("SELECT from_state, to_state, event_type "
@@ -45,11 +45,11 @@ vn_state_machine_load(VnAggregate *agg)
 	agg->transitions = MemoryContextAllocZero(agg->cxt, sizeof(VnTransition) * Max(agg->ntransitions, 1));
 	for (int i = 0; i < agg->ntransitions; i++)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *from = SPI_getvalue(tuple, desc, 1);
-		char	   *to = SPI_getvalue(tuple, desc, 2);
-		char	   *event = SPI_getvalue(tuple, desc, 3);
+		HeapTuple tuple = SPI_tuptable->vals[i];
+		TupleDesc desc = SPI_tuptable->tupdesc;
+		char	 *from = SPI_getvalue(tuple, desc, 1);
+		char	 *to = SPI_getvalue(tuple, desc, 2);
+		char	 *event = SPI_getvalue(tuple, desc, 3);
 
 		agg->transitions[i].from_state = from ? MemoryContextStrdup(agg->cxt, from) : NULL;
 		agg->transitions[i].to_state = MemoryContextStrdup(agg->cxt, to);
@@ -93,5 +93,5 @@ vn_state_transition(const VnAggregate *agg, const char *from_state, const char *
 			 errmsg("%s %s cannot change status from \"%s\" to \"%s\"", agg->name, id, from_state, to_state),
 			 errdetail("The transition %s -> %s is not allowed for %s.", from_state, to_state, agg->name),
 			 errhint("See ventros.aggregate_transitions for the allowed transitions.")));
-	return NULL;				/* keep compiler quiet */
+	return NULL; /* keep compiler quiet */
 }

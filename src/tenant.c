@@ -73,8 +73,8 @@ is_set(const char *value)
 bool
 vn_session_is_trusted(void)
 {
-	Oid			session_user = GetSessionUserId();
-	Oid			role;
+	Oid session_user = GetSessionUserId();
+	Oid role;
 
 	if (is_set(vn_bound_tenant))
 		return false;
@@ -93,7 +93,7 @@ static bool
 check_tenant(char **newval, void **extra, GucSource source)
 {
 	if (!is_set(*newval))
-		return true;			/* clearing the choice is always allowed */
+		return true; /* clearing the choice is always allowed */
 	if (strlen(*newval) > VN_TENANT_MAX_LEN)
 	{
 		GUC_check_errdetail("A tenant id has at most %d characters.", VN_TENANT_MAX_LEN);
@@ -103,7 +103,7 @@ check_tenant(char **newval, void **extra, GucSource source)
 	if (source < PGC_S_DATABASE)
 		return true;
 	if (is_set(vn_bound_tenant) && strcmp(*newval, vn_bound_tenant) == 0)
-		return true;			/* a bound login naming its own tenant */
+		return true; /* a bound login naming its own tenant */
 	if (IsTransactionState() && vn_session_is_trusted())
 		return true;
 	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
@@ -140,11 +140,11 @@ vn_tenant_init(void)
 static void
 refresh_claims(void)
 {
-	const char *claims = GetConfigOption("request.jwt.claims", true, false);
+	const char	 *claims = GetConfigOption("request.jwt.claims", true, false);
 	MemoryContext old;
-	Jsonb	   *jb;
-	JsonbValue	key;
-	JsonbValue *v;
+	Jsonb		 *jb;
+	JsonbValue	  key;
+	JsonbValue	 *v;
 
 	if (!is_set(claims))
 		claims = "";

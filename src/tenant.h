@@ -9,10 +9,10 @@
 #define VENTROS_TENANT_H
 
 /* in tenant.c */
-extern void vn_tenant_init(void);
+extern void		   vn_tenant_init(void);
 extern const char *vn_current_tenant(void);
 extern const char *vn_require_tenant(void);
 extern const char *vn_current_actor(void);
-extern bool vn_session_is_trusted(void);
+extern bool		   vn_session_is_trusted(void);
 
-#endif							/* VENTROS_TENANT_H */
+#endif /* VENTROS_TENANT_H */

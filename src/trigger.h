@@ -28,4 +28,4 @@ vn_check_trigger(FunctionCallInfo fcinfo, const char *funcname)
 	return (TriggerData *) fcinfo->context;
 }
 
-#endif							/* VENTROS_TRIGGER_H */
+#endif /* VENTROS_TRIGGER_H */

@@ -13,18 +13,19 @@
 
 #include "emit.h"
 #include "engine.h"
+#include "guc.h"
 #include "http_worker.h"
 #include "inbox_worker.h"
-#include "guc.h"
-#include "shmem.h"
 #include "outbox_worker.h"
 #include "plan_guard.h"
+#include "shmem.h"
 #include "tenant.h"
 #include "webhook_fanout.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
-void		_PG_init(void);
+void _PG_init(void);
 
 void
 _PG_init(void)
@@ -33,6 +34,7 @@ _PG_init(void)
 	vn_guc_init();
 	vn_tenant_init();
 	vn_emit_init();
+	vn_worker_init();
 	vn_http_worker_init();
 	vn_inbox_worker_init();
 	vn_engine_init();

@@ -32,7 +32,7 @@ bool
 vn_webhook_auth_equal(const unsigned char *a, const unsigned char *b, size_t len)
 {
 	volatile unsigned char diff = 0;
-	size_t		i;
+	size_t				   i;
 
 	for (i = 0; i < len; i++)
 		diff |= a[i] ^ b[i];
@@ -45,9 +45,9 @@ vn_webhook_auth_equal(const unsigned char *a, const unsigned char *b, size_t len
 Datum
 ventros_timing_safe_equal(PG_FUNCTION_ARGS)
 {
-	bytea	   *a = PG_GETARG_BYTEA_PP(0);
-	bytea	   *b = PG_GETARG_BYTEA_PP(1);
-	size_t		len = VARSIZE_ANY_EXHDR(a);
+	bytea *a = PG_GETARG_BYTEA_PP(0);
+	bytea *b = PG_GETARG_BYTEA_PP(1);
+	size_t len = VARSIZE_ANY_EXHDR(a);
 
 	if (len != VARSIZE_ANY_EXHDR(b))
 		PG_RETURN_BOOL(false);

@@ -14,4 +14,4 @@
 extern bool vn_webhook_auth_equal(const unsigned char *a, const unsigned char *b,
 								  size_t len);
 
-#endif							/* VENTROS_WEBHOOK_AUTH_H */
+#endif /* VENTROS_WEBHOOK_AUTH_H */

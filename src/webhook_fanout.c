@@ -62,8 +62,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "webhook_fanout.h"
 #include "trigger.h"
+#include "webhook_fanout.h"
 
 /* tenant ids have at most 128 characters (tenant.c); longer ones are not cached */
 #define VN_FANOUT_KEYLEN 129
@@ -74,20 +74,20 @@
 /* One tenant: the union of its active subscriptions' event patterns. */
 typedef struct VnFanoutTenant
 {
-	char		tenant_id[VN_FANOUT_KEYLEN];	/* hash key */
-	int			npatterns;
-	char	  **patterns;
-	bool		contact_events; /* some subscription wants contact events */
+	char   tenant_id[VN_FANOUT_KEYLEN]; /* hash key */
+	int	   npatterns;
+	char **patterns;
+	bool   contact_events; /* some subscription wants contact events */
 } VnFanoutTenant;
 
 static MemoryContext fanout_cxt = NULL;
-static HTAB *fanout_tenants = NULL;
-static uint64 fanout_generation = 0;
-static Oid	fanout_relid = InvalidOid;
-static Oid	fanout_owner = InvalidOid;
-static SPIPlanPtr load_plan = NULL;
-static SPIPlanPtr fanout_plan = NULL;
-static TimestampTz fanout_statement = 0;	/* invalidations accepted for it */
+static HTAB			*fanout_tenants = NULL;
+static uint64		 fanout_generation = 0;
+static Oid			 fanout_relid = InvalidOid;
+static Oid			 fanout_owner = InvalidOid;
+static SPIPlanPtr	 load_plan = NULL;
+static SPIPlanPtr	 fanout_plan = NULL;
+static TimestampTz	 fanout_statement = 0; /* invalidations accepted for it */
 
 /* GUC */
 static char *vn_webhook_retry_schedule = NULL;
@@ -195,9 +195,9 @@ vn_webhook_fanout_init(void)
 static bool
 lookup_table(void)
 {
-	Oid			nsp = get_namespace_oid("ventros", true);
-	Oid			relid;
-	HeapTuple	tup;
+	Oid		  nsp = get_namespace_oid("ventros", true);
+	Oid		  relid;
+	HeapTuple tup;
 
 	if (!OidIsValid(nsp))
 		return false;
@@ -216,7 +216,7 @@ lookup_table(void)
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, Oid *types)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+	SPIPlanPtr plan = SPI_prepare(sql, nargs, types);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
@@ -233,14 +233,14 @@ keep_plan(const char *sql, int nargs, Oid *types)
 static void
 load_tenant(const char *tenant_id, VnFanoutTenant *entry, MemoryContext cxt)
 {
-	Datum		arg = CStringGetTextDatum(tenant_id);
-	bool		isnull;
-	Datum		d;
-	int			ret;
+	Datum arg = CStringGetTextDatum(tenant_id);
+	bool  isnull;
+	Datum d;
+	int	  ret;
 
 	if (load_plan == NULL)
 	{
-		Oid			types[1] = {TEXTOID};
+		Oid types[1] = {TEXTOID};
 
 		load_plan = keep_plan("SELECT coalesce(array_agg(DISTINCT e) FILTER (WHERE e IS NOT NULL), '{}'), "
 							  "       coalesce(bool_or(w.subscribe_contact_events), false) "
@@ -259,10 +259,10 @@ load_tenant(const char *tenant_id, VnFanoutTenant *entry, MemoryContext cxt)
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 	{
-		ArrayType  *a = DatumGetArrayTypeP(d);
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
+		ArrayType *a = DatumGetArrayTypeP(d);
+		Datum	  *elems;
+		bool	  *nulls;
+		int		   n;
 
 		deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 		entry->patterns = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
@@ -276,7 +276,7 @@ load_tenant(const char *tenant_id, VnFanoutTenant *entry, MemoryContext cxt)
 static bool
 pattern_matches(const char *pattern, const char *event_type)
 {
-	size_t		len = strlen(pattern);
+	size_t len = strlen(pattern);
 
 	if (len == 1 && pattern[0] == '*')
 		return true;
@@ -304,13 +304,13 @@ tenant_may_want(const VnFanoutTenant *entry, const char *event_type)
 static void
 call_fanout(const VnEvent *event, pg_uuid_t *event_id)
 {
-	Datum		v[8];
-	char		nulls[8];
-	int			ret;
+	Datum v[8];
+	char  nulls[8];
+	int	  ret;
 
 	if (fanout_plan == NULL)
 	{
-		Oid			types[8] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, INT4OID, JSONBOID, TIMESTAMPTZOID};
+		Oid types[8] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID, UUIDOID, INT4OID, JSONBOID, TIMESTAMPTZOID};
 
 		fanout_plan = keep_plan("SELECT ventros.webhook_fanout($1, $2, $3, $4, $5, $6, $7, $8)", 8, types);
 	}
@@ -341,11 +341,11 @@ void
 vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 {
 	VnFanoutTenant *entry = NULL;
-	VnFanoutTenant loaded;
-	bool		cacheable;
-	Oid			save_userid;
-	int			save_sec;
-	uint64		generation;
+	VnFanoutTenant	loaded;
+	bool			cacheable;
+	Oid				save_userid;
+	int				save_sec;
+	uint64			generation;
 
 	if (strncmp(event->event_type, VN_FANOUT_SELF_PREFIX, sizeof(VN_FANOUT_SELF_PREFIX) - 1) == 0)
 		return;
@@ -378,13 +378,13 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 		if (cacheable && generation == fanout_generation)
 		{
 			MemoryContext old;
-			bool		found;
+			bool		  found;
 
 			/* keep it: copy into the cache's context */
 			old = MemoryContextSwitchTo(fanout_cxt);
 			if (fanout_tenants == NULL)
 			{
-				HASHCTL		ctl;
+				HASHCTL ctl;
 
 				ctl.keysize = VN_FANOUT_KEYLEN;
 				ctl.entrysize = sizeof(VnFanoutTenant);

@@ -15,4 +15,4 @@
 extern void vn_webhook_fanout_init(void);
 extern void vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id);
 
-#endif							/* VENTROS_WEBHOOK_FANOUT_H */
+#endif /* VENTROS_WEBHOOK_FANOUT_H */

@@ -7,10 +7,13 @@
  * Modelled on PostgreSQL's worker_spi and pg_cron's launcher.  A kind of
  * worker is a static VnWorkerKind in its own file; the kit owns:
  *
- *	- registration (postmaster): vn_worker_define asks shmem.c for the
- *	  kind's segment, {spinlock; slots[]}, and lists the kind for
- *	  ventros.worker_status(); vn_worker_register registers one worker per
- *	  slot, its slot index as main argument and its database in bgw_extra;
+ *	- registration (postmaster): every kind serves the databases of one
+ *	  setting, ventros.databases (a kind's own setting of 0.1.0 still
+ *	  overrides it, with a warning); vn_worker_define asks shmem.c for the
+ *	  kind's segment, {spinlock; slots[]}, per_database slots a database,
+ *	  lists the kind for ventros.worker_status() and registers one worker
+ *	  per slot, its slot index as main argument and its database in
+ *	  bgw_extra;
  *	- the slot: each kind's slot struct starts with a VnWorkerSlot (pid,
  *	  latch, database, started_at, last error); every field of every slot
  *	  is protected by the kind's spinlock.  A worker writes its own slot,
@@ -42,6 +45,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -58,16 +62,21 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "shmem.h"
 #include "worker.h"
 
 #define VN_WORKER_MAX_KINDS 4
+#define VN_WORKER_MAX_DATABASES 8
 #define VN_WORKER_RESTART_SECONDS 1
+
+/* ventros.databases */
+static char *vn_worker_databases = NULL;
 
 /* the kinds defined at preload, for ventros.worker_status() */
 static VnWorkerKind *vn_worker_kinds[VN_WORKER_MAX_KINDS];
-static int	vn_worker_nkinds = 0;
+static int			 vn_worker_nkinds = 0;
 
 /* the worker process: its kind, slot and loop context */
 static VnWorkerKind *my_kind = NULL;
@@ -78,11 +87,43 @@ PG_FUNCTION_INFO_V1(ventros_worker_status);
 
 /* ---- registration (postmaster) ------------------------------------------ */
 
-/* A new segment is zeroed by shmem.c; this sets up its spinlock. */
+/*
+ * A new segment is zeroed by shmem.c; this sets up its spinlock and names
+ * each slot's database, so that ventros.worker_status() shows it before
+ * the worker connects (or when it cannot).
+ */
 static void
 vn_worker_shmem_init(void *segment)
 {
 	SpinLockInit(&((VnWorkerShared *) segment)->mutex);
+	for (int k = 0; k < vn_worker_nkinds; k++)
+	{
+		VnWorkerKind *kind = vn_worker_kinds[k];
+
+		if ((void *) kind->shared != segment)
+			continue;
+		for (int i = 0; i < kind->nslots; i++)
+			strlcpy(vn_worker_slot(kind, i)->database,
+					kind->databases[i / kind->per_database], NAMEDATALEN);
+	}
+}
+
+/*
+ * vn_worker_init
+ *		The kit's setting, before any kind is defined: ventros.databases.
+ */
+void
+vn_worker_init(void)
+{
+	DefineCustomStringVariable("ventros.databases",
+							   "Databases the Ventros background workers serve.",
+							   "Each gets an outbox publisher, an HTTP dispatcher and ventros.inbox_workers "
+							   "inbox processors.",
+							   &vn_worker_databases,
+							   "ventros",
+							   PGC_POSTMASTER,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
 }
 
 /*
@@ -97,53 +138,116 @@ vn_worker_preloading(void)
 }
 
 /*
- * vn_worker_define
- *		Declare a kind with nslots slots: its shared segment, its place in
- *		ventros.worker_status(), and (find_latch not NULL) the wake at
- *		commit of its workers.  Returns the wake-up target for
- *		vn_wake_at_commit (-1: none).  A no-op unless vn_worker_preloading.
+ * list_databases
+ *		The databases kind serves into kind->databases: those of
+ *		ventros.databases, or those of the kind's setting of 0.1.0 when that
+ *		is set, with a warning.  An error (the server does not start) on a
+ *		list that is not one.
  */
-int
-vn_worker_define(VnWorkerKind *kind, int nslots, VnFindLatch find_latch)
+static void
+list_databases(VnWorkerKind *kind)
 {
-	if (!vn_worker_preloading())
-		return -1;
-	if (vn_worker_nkinds >= VN_WORKER_MAX_KINDS)
-		elog(ERROR, "too many kinds of Ventros workers");
-	Assert(kind->slot_size >= sizeof(VnWorkerSlot));
-	kind->slot_size = MAXALIGN(kind->slot_size);
-	kind->nslots = nslots;
-	vn_shmem_register(kind->type,
-					  offsetof(VnWorkerShared, slots) + kind->slot_size * nslots,
-					  (void **) &kind->shared, vn_worker_shmem_init);
-	vn_worker_kinds[vn_worker_nkinds++] = kind;
-	return find_latch != NULL ? vn_wake_register(find_latch) : -1;
+	bool		old = kind->old_databases != NULL && kind->old_databases_value != NULL;
+	const char *setting = old ? kind->old_databases : "ventros.databases";
+	char	   *raw = pstrdup(old ? kind->old_databases_value : vn_worker_databases);
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (old)
+		ereport(WARNING,
+				(errmsg("%s is deprecated: use ventros.databases", setting),
+				 errdetail("The %s serves the database%s %s names, as in Ventros 0.1.0, "
+						   "not those of ventros.databases.",
+						   kind->type, kind->old_databases_list ? "s" : "", setting),
+				 errhint("Name the databases in ventros.databases and remove %s.", setting)));
+	if (old && !kind->old_databases_list)
+		names = list_make1(raw); /* one name, as 0.1.0 took it */
+	else if (!SplitGUCList(raw, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in %s", setting)));
+	kind->databases = MemoryContextAlloc(TopMemoryContext, sizeof(char *) * VN_WORKER_MAX_DATABASES);
+	kind->ndatabases = 0;
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (name[0] == '\0')
+			continue;
+		if (kind->ndatabases >= VN_WORKER_MAX_DATABASES)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("%s names more than %d databases", setting, VN_WORKER_MAX_DATABASES)));
+		if (strlen(name) >= NAMEDATALEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("database name \"%s\" in %s is too long", name, setting)));
+		kind->databases[kind->ndatabases++] = MemoryContextStrdup(TopMemoryContext, name);
+	}
 }
 
-/*
- * vn_worker_register
- *		Register the worker of a slot: named name, connecting to database
- *		(after vn_worker_define; a no-op unless vn_worker_preloading).
- */
-void
-vn_worker_register(VnWorkerKind *kind, int slot, const char *name, const char *database)
+/* Register the worker of a slot, connecting to its database. */
+static void
+register_worker(VnWorkerKind *kind, int slot)
 {
 	BackgroundWorker worker;
+	const char		*database = kind->databases[slot / kind->per_database];
 
-	if (!vn_worker_preloading())
-		return;
-	Assert(slot >= 0 && slot < kind->nslots);
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = VN_WORKER_RESTART_SECONDS;
 	strlcpy(worker.bgw_library_name, "ventros", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, kind->main, BGW_MAXLEN);
-	strlcpy(worker.bgw_name, name, BGW_MAXLEN);
+	if (kind->per_database == 1)
+		snprintf(worker.bgw_name, BGW_MAXLEN, "%s for %s", kind->type, database);
+	else
+		snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d for %s",
+				 kind->type, slot % kind->per_database + 1, database);
 	strlcpy(worker.bgw_type, kind->type, BGW_MAXLEN);
 	worker.bgw_main_arg = Int32GetDatum(slot);
 	strlcpy(worker.bgw_extra, database, BGW_EXTRALEN);
 	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * vn_worker_define
+ *		Declare a kind whose workers serve each database per_database at a
+ *		time: its setting of 0.1.0 (always, so that SET and SHOW know it);
+ *		then, only when vn_worker_preloading, its shared segment (a slot a
+ *		worker, database by database), its place in ventros.worker_status(),
+ *		(find_latch not NULL) the wake at commit of its workers, and the
+ *		workers.  Returns the wake-up target for vn_wake_at_commit (-1:
+ *		none).
+ */
+int
+vn_worker_define(VnWorkerKind *kind, int per_database, VnFindLatch find_latch)
+{
+	if (kind->old_databases != NULL)
+		DefineCustomStringVariable(kind->old_databases,
+								   "Deprecated: ventros.databases names the databases of every worker.",
+								   "When set, the databases this kind of worker serves, as in Ventros 0.1.0.",
+								   &kind->old_databases_value,
+								   NULL,
+								   PGC_POSTMASTER,
+								   kind->old_databases_list ? GUC_LIST_INPUT : 0,
+								   NULL, NULL, NULL);
+	if (!vn_worker_preloading())
+		return -1;
+	if (vn_worker_nkinds >= VN_WORKER_MAX_KINDS)
+		elog(ERROR, "too many kinds of Ventros workers");
+	Assert(kind->slot_size >= sizeof(VnWorkerSlot) && per_database >= 1);
+	list_databases(kind);
+	kind->slot_size = MAXALIGN(kind->slot_size);
+	kind->per_database = per_database;
+	kind->nslots = kind->ndatabases * per_database;
+	vn_shmem_register(kind->type,
+					  offsetof(VnWorkerShared, slots) + kind->slot_size * kind->nslots,
+					  (void **) &kind->shared, vn_worker_shmem_init);
+	vn_worker_kinds[vn_worker_nkinds++] = kind;
+	for (int i = 0; i < kind->nslots; i++)
+		register_worker(kind, i);
+	return find_latch != NULL ? vn_wake_register(find_latch) : -1;
 }
 
 /* ---- slots (any process) ------------------------------------------------ */
@@ -169,20 +273,22 @@ vn_worker_unlock(VnWorkerKind *kind)
 /*
  * vn_worker_copy_slot
  *		Copy a kind's slot (slot_size bytes) into copy, under the lock: slot
- *		when it is >= 0, else the first slot that served the database dbid.
+ *		when it is >= 0, else the first slot serving the database dbid (its
+ *		worker connected to it, or is to connect to a database of its name).
  *		Returns the slot's index, or -1 (none: copy untouched).
  */
 int
 vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy)
 {
-	int			found = -1;
+	int	  found = -1;
+	char *name = slot < 0 ? get_database_name(dbid) : NULL;
 
 	vn_worker_lock(kind);
 	for (int i = Max(slot, 0); i < kind->nslots && found < 0; i++)
 	{
 		VnWorkerSlot *s = vn_worker_slot(kind, i);
 
-		if (slot >= 0 || (s->dbid == dbid && s->database[0] != '\0'))
+		if (slot >= 0 || (OidIsValid(s->dbid) ? s->dbid == dbid : name != NULL && strcmp(s->database, name) == 0))
 			found = i;
 	}
 	if (found >= 0)
@@ -199,7 +305,7 @@ vn_worker_copy_slot(VnWorkerKind *kind, int slot, Oid dbid, void *copy)
 Latch *
 vn_worker_find_latch(VnWorkerKind *kind, int from, Oid dbid)
 {
-	Latch	   *latch = NULL;
+	Latch *latch = NULL;
 
 	if (kind->shared == NULL)
 		return NULL;
@@ -235,8 +341,8 @@ vn_worker_detach(int code, Datum arg)
 VnWorkerSlot *
 vn_worker_attach(VnWorkerKind *kind, Datum main_arg)
 {
-	int			slot = DatumGetInt32(main_arg);
-	char		database[NAMEDATALEN];
+	int	 slot = DatumGetInt32(main_arg);
+	char database[NAMEDATALEN];
 
 	strlcpy(database, MyBgworkerEntry->bgw_extra, sizeof(database));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -304,8 +410,8 @@ vn_worker_loop_top(void)
 int
 vn_worker_wait(long timeout_ms, pgsocket sock)
 {
-	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-	int			rc;
+	int events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+	int rc;
 
 	if (sock != PGINVALID_SOCKET)
 		events |= WL_SOCKET_READABLE;
@@ -354,12 +460,12 @@ vn_worker_end(MemoryContext caller)
 const char *
 vn_worker_missing_function(const char *const *signatures, int n)
 {
-	Oid			argtype = TEXTOID;
+	Oid argtype = TEXTOID;
 
 	for (int i = 0; i < n; i++)
 	{
-		Datum		arg = CStringGetTextDatum(signatures[i]);
-		bool		isnull;
+		Datum arg = CStringGetTextDatum(signatures[i]);
+		bool  isnull;
 
 		if (SPI_execute_with_args("SELECT pg_catalog.to_regprocedure($1) IS NOT NULL",
 								  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
@@ -390,7 +496,7 @@ vn_worker_note_error(VnWorkerSlot *slot, const char *msg, TimestampTz at)
 void
 vn_worker_set_error(const char *msg)
 {
-	bool		changed;
+	bool changed;
 
 	vn_worker_lock(my_kind);
 	changed = strncmp(my_slot->last_error, msg, VN_WORKER_ERRLEN - 1) != 0;
@@ -403,6 +509,36 @@ vn_worker_set_error(const char *msg)
 
 /* ---- status ------------------------------------------------------------- */
 
+/* The status functions of a library that was not preloaded have nothing to show. */
+static void
+require_preloaded(bool preloaded)
+{
+	if (!preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ventros is not loaded through shared_preload_libraries"),
+				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
+}
+
+/*
+ * vn_worker_database_state
+ *		The start of a kind's own status function (one row, for the current
+ *		database): 55000 unless preloaded, the function's row type into
+ *		*desc, and into copy the slot of the worker serving this database,
+ *		zeroed when none does.  Returns whether one does.
+ */
+bool
+vn_worker_database_state(VnWorkerKind *kind, FunctionCallInfo fcinfo, TupleDesc *desc, void *copy)
+{
+	require_preloaded(kind->shared != NULL);
+	if (get_call_result_type(fcinfo, NULL, desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (vn_worker_copy_slot(kind, -1, MyDatabaseId, copy) >= 0)
+		return true;
+	memset(copy, 0, kind->slot_size);
+	return false;
+}
+
 /*
  * ventros.worker_status()
  *		One row per slot of every kind of worker: kind, slot, pid (NULL
@@ -413,11 +549,7 @@ ventros_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
-	if (vn_worker_nkinds == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("ventros is not loaded through shared_preload_libraries"),
-				 errhint("Add ventros to shared_preload_libraries and restart the server.")));
+	require_preloaded(vn_worker_nkinds > 0);
 	InitMaterializedSRF(fcinfo, 0);
 	for (int k = 0; k < vn_worker_nkinds; k++)
 	{
@@ -426,8 +558,8 @@ ventros_worker_status(PG_FUNCTION_ARGS)
 
 		for (int i = 0; i < kind->nslots; i++)
 		{
-			Datum		v[7];
-			bool		nulls[7];
+			Datum v[7];
+			bool  nulls[7];
 
 			vn_worker_copy_slot(kind, i, InvalidOid, copy);
 			memset(nulls, 0, sizeof(nulls));

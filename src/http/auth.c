@@ -21,12 +21,12 @@
 #include <time.h>
 
 #include <jwt.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/pem.h>
-#include <openssl/core_names.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 
 #include "auth.h"
 #include "buf.h"
@@ -43,21 +43,21 @@
 
 typedef struct VnCachedToken
 {
-	char	   *token;
-	VnIdentity	id;
-	long		exp;
-	long		nbf;
+	char	  *token;
+	VnIdentity id;
+	long	   exp;
+	long	   nbf;
 } VnCachedToken;
 
-static VnCachedToken token_cache[VN_TOKEN_CACHE];
+static VnCachedToken   token_cache[VN_TOKEN_CACHE];
 static pthread_mutex_t token_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static bool
 cache_lookup(const VnAuthConfig *cfg, const char *token, VnIdentity *id)
 {
 	VnCachedToken *e = &token_cache[vn_hash_string(token) % VN_TOKEN_CACHE];
-	time_t		now = time(NULL);
-	bool		hit = false;
+	time_t		   now = time(NULL);
+	bool		   hit = false;
 
 	pthread_mutex_lock(&token_cache_lock);
 	if (e->token && strcmp(e->token, token) == 0 && now < e->exp + cfg->leeway && now + cfg->leeway >= e->nbf)
@@ -100,10 +100,10 @@ vn_auth_role_known(const char *role)
 static char *
 read_file(const char *path)
 {
-	FILE	   *f = fopen(path, "r");
-	VnBuf		b;
-	char		chunk[4096];
-	size_t		n;
+	FILE  *f = fopen(path, "r");
+	VnBuf  b;
+	char   chunk[4096];
+	size_t n;
 
 	if (f == NULL)
 		return NULL;
@@ -120,8 +120,8 @@ static bool load_jwks(VnAuthConfig *cfg, const char *file, char **error);
 static bool
 load_private(VnAuthConfig *cfg, char **error)
 {
-	char	   *pem = read_file(getenv("VENTROS_JWT_PRIVATE_KEY_FILE"));
-	BIO		   *bio;
+	char *pem = read_file(getenv("VENTROS_JWT_PRIVATE_KEY_FILE"));
+	BIO	 *bio;
 
 	if (pem == NULL)
 	{
@@ -186,14 +186,14 @@ vn_auth_load_secret(VnAuthConfig *cfg, char **error)
 		if (!load_jwks(cfg, jwks_file, error))
 			return false;
 		return !(getenv("VENTROS_JWT_PRIVATE_KEY_FILE") && *getenv("VENTROS_JWT_PRIVATE_KEY_FILE")) ||
-			load_private(cfg, error);
+			   load_private(cfg, error);
 	}
 	if (public_file && *public_file)
 		return load_rsa(cfg, public_file, error);
 
 	if (file && *file)
 	{
-		FILE	   *f = fopen(file, "r");
+		FILE *f = fopen(file, "r");
 
 		if (f == NULL)
 		{
@@ -227,16 +227,16 @@ vn_auth_load_secret(VnAuthConfig *cfg, char **error)
 static long
 b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap)
 {
-	char	   *tmp;
-	size_t		padded = (len + 3) / 4 * 4;
-	int			n;
+	char  *tmp;
+	size_t padded = (len + 3) / 4 * 4;
+	int	   n;
 
 	if (padded / 4 * 3 > outcap)
 		return -1;
 	tmp = vn_alloc(padded + 1);
 	for (size_t i = 0; i < len; i++)
 	{
-		char		c = in[i];
+		char c = in[i];
 
 		if (c == '-')
 			c = '+';
@@ -261,7 +261,7 @@ b64url_decode(const char *in, size_t len, unsigned char *out, size_t outcap)
 static void
 b64url_encode(const unsigned char *in, size_t len, char *out)
 {
-	int			n = EVP_EncodeBlock((unsigned char *) out, in, (int) len);
+	int n = EVP_EncodeBlock((unsigned char *) out, in, (int) len);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -304,7 +304,7 @@ json_member_string(const char *obj, size_t len, const char *name)
 		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
 			q++;
 		if (q >= end || *q != ':')
-			continue;			/* a value that happens to equal the name */
+			continue; /* a value that happens to equal the name */
 		q++;
 		while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
 			q++;
@@ -315,7 +315,7 @@ json_member_string(const char *obj, size_t len, const char *name)
 		while (q < end && *q != '"' && *q != '\\')
 			q++;
 		if (q >= end || *q != '"')
-			return NULL;		/* escapes never occur in the members we read */
+			return NULL; /* escapes never occur in the members we read */
 		return vn_strndup(p, q - p);
 	}
 	return NULL;
@@ -326,17 +326,17 @@ rsa_from_jwk(const char *n64, const char *e64)
 {
 	unsigned char n[1100];
 	unsigned char e[16];
-	long		nlen = b64url_decode(n64, strlen(n64), n, sizeof(n));
-	long		elen = b64url_decode(e64, strlen(e64), e, sizeof(e));
-	BIGNUM	   *bn_n = NULL,
-			   *bn_e = NULL;
+	long		  nlen = b64url_decode(n64, strlen(n64), n, sizeof(n));
+	long		  elen = b64url_decode(e64, strlen(e64), e, sizeof(e));
+	BIGNUM		 *bn_n = NULL,
+		   *bn_e = NULL;
 	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY   *key = NULL;
+	OSSL_PARAM	   *params = NULL;
+	EVP_PKEY_CTX   *ctx = NULL;
+	EVP_PKEY	   *key = NULL;
 
 	if (nlen < 128 || elen <= 0)
-		return NULL;			/* RSA keys under 1024 bits are not keys */
+		return NULL; /* RSA keys under 1024 bits are not keys */
 	bn_n = BN_bin2bn(n, (int) nlen, NULL);
 	bn_e = BN_bin2bn(e, (int) elen, NULL);
 	bld = OSSL_PARAM_BLD_new();
@@ -361,10 +361,10 @@ rsa_from_jwk(const char *n64, const char *e64)
 static char *
 pem_of(EVP_PKEY *key)
 {
-	BIO		   *bio = BIO_new(BIO_s_mem());
-	char	   *data;
-	long		n;
-	char	   *pem = NULL;
+	BIO	 *bio = BIO_new(BIO_s_mem());
+	char *data;
+	long  n;
+	char *pem = NULL;
 
 	if (bio && PEM_write_bio_PUBKEY(bio, key) == 1 && (n = BIO_get_mem_data(bio, &data)) > 0)
 		pem = vn_strndup(data, (size_t) n);
@@ -414,14 +414,14 @@ load_jwks(VnAuthConfig *cfg, const char *file, char **error)
 			start = p;
 		else if (*p == '}' && --depth == 0 && start)
 		{
-			size_t		len = p + 1 - start;
-			char	   *kty = json_member_string(start, len, "kty");
-			char	   *use = json_member_string(start, len, "use");
-			char	   *alg = json_member_string(start, len, "alg");
-			char	   *n = json_member_string(start, len, "n");
-			char	   *e = json_member_string(start, len, "e");
-			char	   *kid = json_member_string(start, len, "kid");
-			EVP_PKEY   *key = NULL;
+			size_t	  len = p + 1 - start;
+			char	 *kty = json_member_string(start, len, "kty");
+			char	 *use = json_member_string(start, len, "use");
+			char	 *alg = json_member_string(start, len, "alg");
+			char	 *n = json_member_string(start, len, "n");
+			char	 *e = json_member_string(start, len, "e");
+			char	 *kid = json_member_string(start, len, "kid");
+			EVP_PKEY *key = NULL;
 
 			if (kty && strcmp(kty, "RSA") == 0 && (use == NULL || strcmp(use, "sig") == 0) &&
 				(alg == NULL || strcmp(alg, "RS256") == 0) && n && e && cfg->njwks < VN_JWKS_MAX)
@@ -474,7 +474,7 @@ header_alg_is(const char *json, const char *alg)
 		return false;
 	q = strstr(p + 5, "\"alg\"");
 	if (q != NULL)
-		return false;			/* duplicated alg: refuse rather than guess */
+		return false; /* duplicated alg: refuse rather than guess */
 	p += 5;
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
 		p++;
@@ -488,13 +488,13 @@ header_alg_is(const char *json, const char *alg)
 static bool
 tenant_id_valid(const char *t)
 {
-	size_t		n = strlen(t);
+	size_t n = strlen(t);
 
 	if (n == 0 || n > 128)
 		return false;
 	for (size_t i = 0; i < n; i++)
 	{
-		char		c = t[i];
+		char c = t[i];
 
 		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 			  (i > 0 && (c == '_' || c == '.' || c == '-'))))
@@ -532,12 +532,12 @@ static bool
 token_json_sound(const char *token, const char *dot1, const char *dot2, const unsigned char *header,
 				 long hlen, char ***claims, int *nclaims, const char **reason)
 {
-	char	  **keys;
-	int			n;
-	size_t		plen = dot2 - dot1 - 1;
+	char		 **keys;
+	int			   n;
+	size_t		   plen = dot2 - dot1 - 1;
 	unsigned char *payload;
-	long		len;
-	bool		crit;
+	long		   len;
+	bool		   crit;
 
 	*claims = NULL;
 	*nclaims = 0;
@@ -573,9 +573,9 @@ token_json_sound(const char *token, const char *dot1, const char *dot2, const un
 static bool
 numeric_date(jwt_t *jwt, char **keys, int n, const char *name, long dflt, long *v)
 {
-	char	   *text;
-	char	   *end;
-	bool		ok;
+	char *text;
+	char *end;
+	bool  ok;
 
 	*v = dflt;
 	if (!has_key(keys, n, name))
@@ -595,24 +595,24 @@ numeric_date(jwt_t *jwt, char **keys, int n, const char *name, long dflt, long *
 bool
 vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const char **reason)
 {
-	const char *dot1 = strchr(token, '.');
-	const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	const char	 *dot1 = strchr(token, '.');
+	const char	 *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
 	unsigned char header[1024];
-	unsigned char sig[1024];	/* RSA up to 8192 bits */
+	unsigned char sig[1024]; /* RSA up to 8192 bits */
 	unsigned char expected[EVP_MAX_MD_SIZE];
-	unsigned int explen = 0;
-	long		hlen,
-				slen;
+	unsigned int  explen = 0;
+	long		  hlen,
+		slen;
 	jwt_t	   *jwt = NULL;
 	const char *role;
 	const char *tenant;
 	long		exp,
-				nbf,
-				iat;
-	time_t		now = time(NULL);
-	char	   *aud_json;
-	char	  **keys = NULL;
-	int			nkeys = 0;
+		nbf,
+		iat;
+	time_t now = time(NULL);
+	char  *aud_json;
+	char **keys = NULL;
+	int	   nkeys = 0;
 
 	memset(id, 0, sizeof(*id));
 	*reason = "malformed token";
@@ -639,9 +639,9 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 
 		if (cfg->njwks > 0)
 		{
-			bool		dup;
-			char	   *kid = header_kid((const char *) header, &dup);
-			int			k = -1;
+			bool  dup;
+			char *kid = header_kid((const char *) header, &dup);
+			int	  k = -1;
 
 			for (int i = 0; i < cfg->njwks && !dup; i++)
 				if (kid ? (cfg->jwks_kids[i] && strcmp(kid, cfg->jwks_kids[i]) == 0) : cfg->njwks == 1)
@@ -657,9 +657,9 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 		}
 		md = EVP_MD_CTX_new();
 		good = md != NULL && slen > 0 &&
-			EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, public_key) == 1 &&
-			EVP_DigestVerifyUpdate(md, token, dot2 - token) == 1 &&
-			EVP_DigestVerifyFinal(md, sig, (size_t) slen) == 1;
+			   EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, public_key) == 1 &&
+			   EVP_DigestVerifyUpdate(md, token, dot2 - token) == 1 &&
+			   EVP_DigestVerifyFinal(md, sig, (size_t) slen) == 1;
 
 		EVP_MD_CTX_free(md);
 		if (!good)
@@ -719,17 +719,17 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 	aud_json = jwt_get_grants_json(jwt, "aud");
 	if (aud_json != NULL || cfg->audience != NULL)
 	{
-		bool		ok = false;
+		bool ok = false;
 
 		if (aud_json != NULL && cfg->audience != NULL)
 		{
-			VnBuf		want;
+			VnBuf want;
 
 			vn_buf_init(&want);
 			vn_buf_json_string(&want, cfg->audience);
 			/* a string, or an array of strings, holding our audience */
 			ok = strcmp(aud_json, want.data) == 0 ||
-				(aud_json[0] == '[' && strstr(aud_json, want.data) != NULL);
+				 (aud_json[0] == '[' && strstr(aud_json, want.data) != NULL);
 			vn_buf_free(&want);
 		}
 		free(aud_json);
@@ -775,14 +775,14 @@ refuse:
 char *
 vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl)
 {
-	const char *header_json = cfg->rs256 ? "{\"alg\":\"RS256\",\"typ\":\"JWT\"}" : "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-	VnBuf		payload;
-	VnBuf		token;
-	char	   *enc;
+	const char	 *header_json = cfg->rs256 ? "{\"alg\":\"RS256\",\"typ\":\"JWT\"}" : "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	VnBuf		  payload;
+	VnBuf		  token;
+	char		 *enc;
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0;
-	time_t		now = time(NULL);
-	size_t		n = strlen(claims_json);
+	unsigned int  maclen = 0;
+	time_t		  now = time(NULL);
+	size_t		  n = strlen(claims_json);
 
 	/* claims_json is a JSON object from PostgreSQL: splice exp, iat and aud in */
 	if (n < 2 || claims_json[0] != '{' || (cfg->rs256 && cfg->private_key == NULL))
@@ -813,12 +813,12 @@ vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl)
 	if (cfg->rs256)
 	{
 		unsigned char rsig[1024];
-		size_t		rlen = sizeof(rsig);
-		EVP_MD_CTX *md = EVP_MD_CTX_new();
-		bool		good = md != NULL &&
-			EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, cfg->private_key) == 1 &&
-			EVP_DigestSignUpdate(md, token.data, token.len) == 1 &&
-			EVP_DigestSignFinal(md, rsig, &rlen) == 1;
+		size_t		  rlen = sizeof(rsig);
+		EVP_MD_CTX	 *md = EVP_MD_CTX_new();
+		bool		  good = md != NULL &&
+					EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, cfg->private_key) == 1 &&
+					EVP_DigestSignUpdate(md, token.data, token.len) == 1 &&
+					EVP_DigestSignFinal(md, rsig, &rlen) == 1;
 
 		EVP_MD_CTX_free(md);
 		if (!good)

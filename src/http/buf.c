@@ -11,7 +11,7 @@
 void *
 vn_alloc(size_t n)
 {
-	void	   *p = calloc(1, n ? n : 1);
+	void *p = calloc(1, n ? n : 1);
 
 	if (p == NULL)
 		abort();
@@ -21,7 +21,7 @@ vn_alloc(size_t n)
 char *
 vn_strndup(const char *s, size_t n)
 {
-	char	   *p = vn_alloc(n + 1);
+	char *p = vn_alloc(n + 1);
 
 	memcpy(p, s, n);
 	p[n] = '\0';
@@ -93,8 +93,8 @@ vn_buf_addc(VnBuf *b, char c)
 void
 vn_buf_addf(VnBuf *b, const char *fmt, ...)
 {
-	va_list		ap;
-	int			n;
+	va_list ap;
+	int		n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
@@ -174,13 +174,13 @@ bool
 vn_utf8_valid(const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *) str;
-	size_t		i = 0;
+	size_t				 i = 0;
 
 	while (i < len)
 	{
 		unsigned char c = s[i];
-		int			n;
-		unsigned int cp;
+		int			  n;
+		unsigned int  cp;
 
 		if (c == 0)
 			return false;
@@ -230,7 +230,7 @@ unsigned long long
 vn_hash_bytes(const void *p, size_t len)
 {
 	const unsigned char *b = p;
-	unsigned long long h = 1469598103934665603ULL;
+	unsigned long long	 h = 1469598103934665603ULL;
 
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ b[i]) * 1099511628211ULL;

@@ -15,9 +15,9 @@
 
 typedef struct VnBuf
 {
-	char	   *data;
-	size_t		len;
-	size_t		cap;
+	char  *data;
+	size_t len;
+	size_t cap;
 } VnBuf;
 
 extern void vn_buf_init(VnBuf *b);
@@ -32,11 +32,11 @@ extern void vn_buf_ident(VnBuf *b, const char *ident);
 /* 'literal' with doubled quotes (standard_conforming_strings) */
 extern void vn_buf_literal(VnBuf *b, const char *s);
 /* "json string" with escapes */
-extern void vn_buf_json_string(VnBuf *b, const char *s);
+extern void	 vn_buf_json_string(VnBuf *b, const char *s);
 extern char *vn_strdup(const char *s);
 extern char *vn_strndup(const char *s, size_t n);
 extern void *vn_alloc(size_t n);
-extern bool vn_utf8_valid(const char *s, size_t len);
+extern bool	 vn_utf8_valid(const char *s, size_t len);
 /* FNV-1a, 64 bits: the front's one hash (caches, tables); not for secrets */
 extern unsigned long long vn_hash_bytes(const void *p, size_t len);
 extern unsigned long long vn_hash_string(const char *s);

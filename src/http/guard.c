@@ -56,18 +56,18 @@ typedef struct VnAddr
 
 typedef struct VnAddrCount
 {
-	VnAddr		addr;
-	int			count;
+	VnAddr				addr;
+	int					count;
 	struct VnAddrCount *next;
 } VnAddrCount;
 
 typedef struct VnSock
 {
-	int			fd;
-	VnAddr		addr;
-	VnPhase		phase;
-	long long	since_ms;		/* the phase's start (CLOCK_MONOTONIC) */
-	bool		cut;
+	int			   fd;
+	VnAddr		   addr;
+	VnPhase		   phase;
+	long long	   since_ms; /* the phase's start (CLOCK_MONOTONIC) */
+	bool		   cut;
 	struct VnSock *prev;
 	struct VnSock *next;
 } VnSock;
@@ -75,13 +75,13 @@ typedef struct VnSock
 struct VnGuard
 {
 	VnGuardConfig cfg;
-	unsigned int mark;			/* slots open to everyone; the rest to new addresses */
-	unsigned int nconns;
-	VnSock	   *socks;
-	long long	last_tick_ms;
+	unsigned int  mark; /* slots open to everyone; the rest to new addresses */
+	unsigned int  nconns;
+	VnSock		 *socks;
+	long long	  last_tick_ms;
 };
 
-static VnAddrCount *addr_counts[VN_GUARD_BUCKETS];
+static VnAddrCount	  *addr_counts[VN_GUARD_BUCKETS];
 static pthread_mutex_t addr_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static bool
@@ -116,7 +116,7 @@ static int
 addr_count(const VnAddr *a, int delta)
 {
 	VnAddrCount **link = &addr_counts[addr_hash(a)];
-	int			before = 0;
+	int			  before = 0;
 
 	pthread_mutex_lock(&addr_lock);
 	while (*link && !((*link)->addr.len == a->len && memcmp((*link)->addr.b, a->b, a->len) == 0))
@@ -146,7 +146,7 @@ addr_count(const VnAddr *a, int delta)
 VnGuard *
 vn_guard_create(const VnGuardConfig *cfg, unsigned int slots)
 {
-	VnGuard    *g = vn_alloc(sizeof(VnGuard));
+	VnGuard *g = vn_alloc(sizeof(VnGuard));
 
 	g->cfg = *cfg;
 	g->mark = slots - slots * (unsigned int) cfg->reserve_pct / 100;
@@ -158,9 +158,9 @@ vn_guard_create(const VnGuardConfig *cfg, unsigned int slots)
 enum MHD_Result
 vn_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
-	VnGuard    *g = cls;
-	VnAddr		a;
-	int			held;
+	VnGuard *g = cls;
+	VnAddr	 a;
+	int		 held;
 
 	if (!addr_of(addr, &a))
 		return MHD_YES;
@@ -168,7 +168,7 @@ vn_guard_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 	if (g->cfg.per_ip > 0 && held >= g->cfg.per_ip)
 		return MHD_NO;
 	if (g->nconns >= g->mark && held >= VN_GUARD_FEW)
-		return MHD_NO;			/* the reserved share is for addresses holding few */
+		return MHD_NO; /* the reserved share is for addresses holding few */
 	return MHD_YES;
 }
 
@@ -176,14 +176,14 @@ void
 vn_guard_notify(void *cls, struct MHD_Connection *con, void **socket_context,
 				enum MHD_ConnectionNotificationCode toe)
 {
-	VnGuard    *g = cls;
-	VnSock	   *s = *socket_context;
+	VnGuard *g = cls;
+	VnSock	*s = *socket_context;
 
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
 	{
 		const union MHD_ConnectionInfo *fd = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
 		const union MHD_ConnectionInfo *ca = MHD_get_connection_info(con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-		int			one = 1;
+		int								one = 1;
 
 		s = vn_alloc(sizeof(VnSock));
 		s->fd = fd ? fd->connect_fd : -1;
@@ -226,7 +226,7 @@ void
 vn_guard_phase(struct MHD_Connection *con, VnPhase phase)
 {
 	const union MHD_ConnectionInfo *info = MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	VnSock	   *s = info ? info->socket_context : NULL;
+	VnSock						   *s = info ? info->socket_context : NULL;
 
 	if (s == NULL)
 		return;
@@ -247,7 +247,7 @@ static void
 notice_first_byte(VnSock *s, long long now)
 {
 	struct tcp_info ti;
-	socklen_t	len = sizeof(ti);
+	socklen_t		len = sizeof(ti);
 
 	if (s->fd < 0 || getsockopt(s->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
 		return;
@@ -261,9 +261,9 @@ notice_first_byte(VnSock *s, long long now)
 void
 vn_guard_tick(void *arg)
 {
-	VnGuard    *g = arg;
-	long long	now = vn_loop_now_ms();
-	long long	limit = (long long) g->cfg.request_timeout * 1000;
+	VnGuard	 *g = arg;
+	long long now = vn_loop_now_ms();
+	long long limit = (long long) g->cfg.request_timeout * 1000;
 
 	if (now - g->last_tick_ms < VN_GUARD_TICK_MS)
 		return;

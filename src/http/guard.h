@@ -13,18 +13,18 @@
 
 typedef struct VnGuardConfig
 {
-	int			request_timeout;	/* seconds from a request's first byte to its last, and to send an answer */
-	int			per_ip;			/* connections per client address, 0: no limit */
-	int			reserve_pct;	/* share of a loop's slots for addresses holding few */
+	int request_timeout; /* seconds from a request's first byte to its last, and to send an answer */
+	int per_ip;			 /* connections per client address, 0: no limit */
+	int reserve_pct;	 /* share of a loop's slots for addresses holding few */
 } VnGuardConfig;
 
 /* where a connection is: only receiving and sending have a deadline */
 typedef enum VnPhase
 {
-	VN_PHASE_WAITING,			/* before a request's first byte (the idle timeout's) */
-	VN_PHASE_RECEIVING,			/* headers and body */
-	VN_PHASE_SERVING,			/* the request's task (statement_timeout's) */
-	VN_PHASE_SENDING			/* the answer */
+	VN_PHASE_WAITING,	/* before a request's first byte (the idle timeout's) */
+	VN_PHASE_RECEIVING, /* headers and body */
+	VN_PHASE_SERVING,	/* the request's task (statement_timeout's) */
+	VN_PHASE_SENDING	/* the answer */
 } VnPhase;
 
 typedef struct VnGuard VnGuard;

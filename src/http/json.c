@@ -22,7 +22,7 @@ typedef struct Scan
 	int			nkeys;
 	int			cap;
 	const char *error;
-	bool		exact;			/* keys decoded exactly, and a repeated key is an error */
+	bool		exact; /* keys decoded exactly, and a repeated key is an error */
 } Scan;
 
 static void
@@ -65,11 +65,11 @@ add_utf8(VnBuf *out, unsigned long cp)
 static void
 add_escape(Scan *s, VnBuf *out)
 {
-	unsigned long cp = strtoul((char[5]) {s->p[1], s->p[2], s->p[3], s->p[4], 0}, NULL, 16);
+	unsigned long cp = strtoul((char[5]){s->p[1], s->p[2], s->p[3], s->p[4], 0}, NULL, 16);
 
 	if (cp >= 0xD800 && cp < 0xDC00 && s->end - s->p >= 11 && s->p[5] == '\\' && s->p[6] == 'u')
 	{
-		unsigned long lo = strtoul((char[5]) {s->p[7], s->p[8], s->p[9], s->p[10], 0}, NULL, 16);
+		unsigned long lo = strtoul((char[5]){s->p[7], s->p[8], s->p[9], s->p[10], 0}, NULL, 16);
 
 		if (lo >= 0xDC00 && lo < 0xE000)
 		{
@@ -107,12 +107,15 @@ scan_string(Scan *s, VnBuf *out)
 				if (out && s->exact)
 					add_escape(s, out);
 				else if (out)
-					vn_buf_add(out, "\\u");	/* keys with escapes never match a column */
+					vn_buf_add(out, "\\u"); /* keys with escapes never match a column */
 				s->p += 4;
 			}
 			else if (out)
-				vn_buf_addc(out, *s->p == 'n' ? '\n' : *s->p == 't' ? '\t' : *s->p == 'b' ? '\b' :
-							*s->p == 'f' ? '\f' : *s->p == 'r' ? '\r' : *s->p);
+				vn_buf_addc(out, *s->p == 'n' ? '\n' : *s->p == 't' ? '\t' :
+												   *s->p == 'b'		? '\b' :
+												   *s->p == 'f'		? '\f' :
+												   *s->p == 'r'		? '\r' :
+																	  *s->p);
 			s->p++;
 			continue;
 		}
@@ -140,15 +143,15 @@ scan_object(Scan *s, bool collect)
 	}
 	for (;;)
 	{
-		VnBuf		key;
-		bool		ok;
+		VnBuf key;
+		bool  ok;
 
 		ws(s);
 		vn_buf_init(&key);
 		ok = scan_string(s, collect ? &key : NULL);
 		if (ok && collect)
 		{
-			bool		seen = false;
+			bool seen = false;
 
 			for (int i = 0; i < s->nkeys; i++)
 				if (strcmp(s->keys[i], key.data) == 0)
@@ -239,7 +242,7 @@ scan_array(Scan *s, bool collect_objects)
 static bool
 scan_value(Scan *s, bool collect)
 {
-	bool		ok;
+	bool ok;
 
 	ws(s);
 	if (s->p >= s->end)
@@ -291,8 +294,8 @@ scan_value(Scan *s, bool collect)
 bool
 vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error)
 {
-	Scan		s = {str, str + len, 0, NULL, 0, 0, NULL, false};
-	bool		ok;
+	Scan s = {str, str + len, 0, NULL, 0, 0, NULL, false};
+	bool ok;
 
 	ws(&s);
 	*is_array = s.p < s.end && *s.p == '[';
@@ -326,8 +329,8 @@ vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_arr
 bool
 vn_json_object_keys(const char *str, size_t len, char ***keys, int *nkeys)
 {
-	Scan		s = {str, str + len, 1, NULL, 0, 0, NULL, true};
-	bool		ok;
+	Scan s = {str, str + len, 1, NULL, 0, 0, NULL, true};
+	bool ok;
 
 	ws(&s);
 	ok = s.p < s.end && *s.p == '{' && scan_object(&s, true);

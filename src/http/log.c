@@ -23,20 +23,20 @@
 #include "buf.h"
 #include "log.h"
 
-#define VN_LOG_WAKE		(32 * 1024)
-#define VN_LOG_MAX		(4 * 1024 * 1024)
+#define VN_LOG_WAKE (32 * 1024)
+#define VN_LOG_MAX (4 * 1024 * 1024)
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t log_wake = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t  log_wake = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static VnBuf pending;
-static unsigned long dropped;
+static VnBuf		   pending;
+static unsigned long   dropped;
 
 /* takes the buffer and writes it; write_lock keeps flushes in order */
 static void
 flush_pending(void)
 {
-	VnBuf		out;
+	VnBuf		  out;
 	unsigned long lost;
 
 	pthread_mutex_lock(&write_lock);
@@ -52,12 +52,12 @@ flush_pending(void)
 		vn_buf_addf(&out, "ventros-http: %lu access log lines dropped (the log could not keep up)\n", lost);
 	for (size_t off = 0; off < out.len;)
 	{
-		ssize_t		n = write(STDERR_FILENO, out.data + off, out.len - off);
+		ssize_t n = write(STDERR_FILENO, out.data + off, out.len - off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			break;				/* nowhere to log to: drop */
+			break; /* nowhere to log to: drop */
 		off += (size_t) n;
 	}
 	vn_buf_free(&out);
@@ -91,7 +91,7 @@ writer(void *arg)
 void
 vn_log_start(void)
 {
-	pthread_t	t;
+	pthread_t t;
 
 	if (pthread_create(&t, NULL, writer, NULL) == 0)
 		pthread_detach(t);
@@ -100,9 +100,9 @@ vn_log_start(void)
 void
 vn_log_line(const char *fmt, ...)
 {
-	char		line[1024];
-	va_list		ap;
-	int			n;
+	char	line[1024];
+	va_list ap;
+	int		n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);

@@ -38,24 +38,24 @@
 
 typedef struct VnParked
 {
-	VnTask	   *task;
-	long long	deadline_ms;	/* CLOCK_MONOTONIC */
-	bool		woken;
-	bool		scheduled;		/* on the ready list already */
+	VnTask			*task;
+	long long		 deadline_ms; /* CLOCK_MONOTONIC */
+	bool			 woken;
+	bool			 scheduled; /* on the ready list already */
 	struct VnParked *next;
 } VnParked;
 
 struct VnLoop
 {
-	int			epfd;
+	int				   epfd;
 	struct MHD_Daemon *daemon;
-	VnPool	   *pool;
-	VnParked   *parked;
-	VnTask	  **ready;
-	int			nready;
-	int			capready;
-	void		(*tick) (void *);	/* called every round (guard.c) */
-	void	   *tick_arg;
+	VnPool			  *pool;
+	VnParked		  *parked;
+	VnTask			 **ready;
+	int				   nready;
+	int				   capready;
+	void (*tick)(void *); /* called every round (guard.c) */
+	void *tick_arg;
 };
 
 static __thread VnLoop *this_loop;
@@ -86,7 +86,7 @@ push_ready(VnLoop *loop, VnTask *task)
 void
 vn_loop_wait_fd(int fd, uint32_t events)
 {
-	VnTask	   *task = vn_task_current();
+	VnTask			  *task = vn_task_current();
 	struct epoll_event ev;
 
 	memset(&ev, 0, sizeof(ev));
@@ -110,8 +110,8 @@ vn_loop_wait_fd(int fd, uint32_t events)
 bool
 vn_loop_park(long timeout_ms)
 {
-	VnParked	p;
-	VnParked  **link;
+	VnParked   p;
+	VnParked **link;
 
 	if (this_loop == NULL || vn_task_current() == NULL)
 		return false;
@@ -154,7 +154,7 @@ vn_loop_pool(void)
 static void
 run_ready(VnLoop *loop)
 {
-	long long	now = loop->parked ? vn_loop_now_ms() : 0;
+	long long now = loop->parked ? vn_loop_now_ms() : 0;
 
 	for (VnParked *p = loop->parked; p; p = p->next)
 		if (!p->scheduled && p->deadline_ms <= now)
@@ -172,13 +172,13 @@ static int
 next_timeout(VnLoop *loop)
 {
 	MHD_UNSIGNED_LONG_LONG mhd;
-	long long	t = VN_LOOP_MAX_WAIT_MS;
+	long long			   t = VN_LOOP_MAX_WAIT_MS;
 
 	if (MHD_get_timeout(loop->daemon, &mhd) == MHD_YES && (long long) mhd < t)
 		t = (long long) mhd;
 	if (loop->parked)
 	{
-		long long	now = vn_loop_now_ms();
+		long long now = vn_loop_now_ms();
 
 		for (VnParked *p = loop->parked; p; p = p->next)
 			if (!p->scheduled && p->deadline_ms - now < t)
@@ -190,13 +190,13 @@ next_timeout(VnLoop *loop)
 static void *
 loop_main(void *arg)
 {
-	VnLoop	   *loop = arg;
+	VnLoop			  *loop = arg;
 	struct epoll_event events[VN_LOOP_EVENTS];
 
 	this_loop = loop;
 	for (;;)
 	{
-		int			n = epoll_wait(loop->epfd, events, VN_LOOP_EVENTS, loop->nready ? 0 : next_timeout(loop));
+		int n = epoll_wait(loop->epfd, events, VN_LOOP_EVENTS, loop->nready ? 0 : next_timeout(loop));
 
 		if (n < 0 && errno != EINTR)
 		{
@@ -216,12 +216,12 @@ loop_main(void *arg)
 }
 
 VnLoop *
-vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick) (void *), void *tick_arg, char **error)
+vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick)(void *), void *tick_arg, char **error)
 {
-	VnLoop	   *loop = vn_alloc(sizeof(VnLoop));
+	VnLoop					   *loop = vn_alloc(sizeof(VnLoop));
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	struct epoll_event ev;
-	pthread_t	thread;
+	struct epoll_event			ev;
+	pthread_t					thread;
 
 	loop->daemon = daemon;
 	loop->pool = pool;
@@ -230,7 +230,7 @@ vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick) (void *), vo
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;
-	ev.data.ptr = NULL;			/* the daemon's own epoll set */
+	ev.data.ptr = NULL; /* the daemon's own epoll set */
 	if (loop->epfd < 0 || info == NULL || epoll_ctl(loop->epfd, EPOLL_CTL_ADD, info->epoll_fd, &ev) != 0)
 	{
 		*error = vn_strdup("cannot set up the event loop's epoll set");

@@ -24,7 +24,7 @@ typedef struct VnLoop VnLoop;
  * pool's connections; tick(tick_arg), when given, runs after every round
  * (at least every 200 ms).  NULL with *error set when it could not start.
  */
-extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick) (void *), void *tick_arg,
+extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tick)(void *), void *tick_arg,
 							 char **error);
 
 /*
@@ -32,7 +32,7 @@ extern VnLoop *vn_loop_start(struct MHD_Daemon *daemon, VnPool *pool, void (*tic
  * (EPOLLIN, EPOLLOUT).  Outside one (start-up, the main thread), it blocks
  * in poll() instead.
  */
-extern void vn_loop_wait_fd(int fd, uint32_t events);
+extern void		 vn_loop_wait_fd(int fd, uint32_t events);
 extern long long vn_loop_now_ms(void);
 /*
  * Inside a task: sleeps until vn_loop_wake() or timeout_ms passed; true

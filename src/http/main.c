@@ -42,16 +42,16 @@
  * (buffered, written by a thread of its own: log.c): time, method, path,
  * status, duration, tenant — never a token or a body.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,29 +69,29 @@
 
 typedef struct VnConnState
 {
-	char	   *uri;			/* raw request target */
-	VnBuf		body;
-	bool		too_big;
-	bool		seen;
+	char		   *uri; /* raw request target */
+	VnBuf			body;
+	bool			too_big;
+	bool			seen;
 	struct timespec start;
 	/* the request being served, by a task of its own (serve()) */
 	struct MHD_Connection *con;
-	const char *method;
-	VnTask	   *task;
-	bool		suspended;		/* the connection waits for the task */
-	bool		done;			/* resp is the answer */
-	VnRequest	req;
-	VnResponse	resp;
-	char	   *path;
-	VnBuf		headers;
+	const char			  *method;
+	VnTask				  *task;
+	bool				   suspended; /* the connection waits for the task */
+	bool				   done;	  /* resp is the answer */
+	VnRequest			   req;
+	VnResponse			   resp;
+	char				  *path;
+	VnBuf				   headers;
 } VnConnState;
 
 /* how much of an oversized body is read and discarded before the 413, in limits */
 #define VN_DRAIN_FACTOR 16
 
 static VnRouterConfig router_cfg;
-static VnAuthConfig auth_cfg;
-static size_t max_body = 1024 * 1024;
+static VnAuthConfig	  auth_cfg;
+static size_t		  max_body = 1024 * 1024;
 
 static long
 env_long(const char *name, long dflt, long min, long max)
@@ -168,15 +168,15 @@ hexval(char c)
 static char *
 url_decode(const char *s, size_t n, bool plus)
 {
-	char	   *out = vn_alloc(n + 1);
-	size_t		k = 0;
+	char  *out = vn_alloc(n + 1);
+	size_t k = 0;
 
 	for (size_t i = 0; i < n; i++)
 	{
 		if (s[i] == '%')
 		{
-			int			h,
-						l;
+			int h,
+				l;
 
 			if (i + 2 >= n)
 			{
@@ -236,7 +236,7 @@ parse_query(const char *qs, VnArgs *args)
 		const char *end = amp ? amp : p + strlen(p);
 		const char *eq = memchr(p, '=', end - p);
 		char	   *k,
-				   *v;
+			*v;
 
 		if (end > p)
 		{
@@ -279,16 +279,16 @@ free_args(VnArgs *args)
 
 typedef struct HeaderCollect
 {
-	VnBuf	   *buf;
-	bool		first;
+	VnBuf *buf;
+	bool   first;
 } HeaderCollect;
 
 static enum MHD_Result
 collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	HeaderCollect *h = cls;
-	char		lower[128];
-	size_t		n = strlen(key);
+	char		   lower[128];
+	size_t		   n = strlen(key);
 
 	if (n >= sizeof(lower) || !vn_utf8_valid(key, n) || !vn_utf8_valid(value, strlen(value)))
 		return MHD_YES;
@@ -310,7 +310,7 @@ static enum MHD_Result
 send_response(struct MHD_Connection *con, VnResponse *r)
 {
 	struct MHD_Response *mr;
-	enum MHD_Result ret;
+	enum MHD_Result		 ret;
 
 	mr = MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_COPY);
 	if (mr == NULL)
@@ -334,12 +334,12 @@ static void
 access_log(const char *method, const char *path, int status, const struct timespec *start, const char *tenant)
 {
 	struct timespec now;
-	time_t		t = time(NULL);
-	struct tm	tm;
-	char		ts[32];
-	char		safe[256];
-	size_t		k = 0;
-	double		ms;
+	time_t			t = time(NULL);
+	struct tm		tm;
+	char			ts[32];
+	char			safe[256];
+	size_t			k = 0;
+	double			ms;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	ms = (now.tv_sec - start->tv_sec) * 1000.0 + (now.tv_nsec - start->tv_nsec) / 1e6;
@@ -365,19 +365,19 @@ access_log(const char *method, const char *path, int status, const struct timesp
 static void
 serve(void *arg)
 {
-	VnConnState *st = arg;
+	VnConnState			  *st = arg;
 	struct MHD_Connection *con = st->con;
-	VnRequest  *req = &st->req;
-	VnResponse *resp = &st->resp;
-	const char *q;
-	HeaderCollect hc;
+	VnRequest			  *req = &st->req;
+	VnResponse			  *resp = &st->resp;
+	const char			  *q;
+	HeaderCollect		   hc;
 
 	req->method = st->method;
 	snprintf(req->tenant, sizeof(req->tenant), "-");
 
 	if (st->too_big)
 	{
-		char		msg[96];
+		char msg[96];
 
 		snprintf(msg, sizeof(msg), "the request body is larger than %zu bytes", max_body);
 		vn_response_error(resp, 413, "54000", msg, NULL, NULL);
@@ -437,14 +437,14 @@ serve(void *arg)
 done:
 	st->done = true;
 	if (st->suspended)
-		MHD_resume_connection(con);		/* the handler is called again: it answers */
+		MHD_resume_connection(con); /* the handler is called again: it answers */
 }
 
 static enum MHD_Result
 handler(void *cls, struct MHD_Connection *con, const char *url, const char *method,
 		const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
-	VnConnState *st = *con_cls;
+	VnConnState	   *st = *con_cls;
 	enum MHD_Result ret;
 
 	if (st == NULL)
@@ -469,7 +469,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 		 * (nginx's lingering close does the same).  A larger one is
 		 * answered at once and the connection closed.
 		 */
-		const char *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
+		const char		  *cl = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Length");
 		unsigned long long announced = cl ? strtoull(cl, NULL, 10) : 0;
 
 		st->seen = true;
@@ -510,8 +510,8 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 static int
 listen_on(const struct sockaddr_in *addr)
 {
-	int			fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int			one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
 
 	if (fd < 0)
 		return -1;
@@ -527,24 +527,24 @@ listen_on(const struct sockaddr_in *addr)
 int
 main(int argc, char **argv)
 {
-	const char *conninfo = getenv("VENTROS_HTTP_DB");
-	const char *host = getenv("VENTROS_HTTP_HOST");
-	long		port = env_long("VENTROS_HTTP_PORT", 3000, 1, 65535);
-	long		pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
-	long		nthreads = env_long("VENTROS_HTTP_THREADS", 0, 0, 64);
-	long		max_clients = env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000);
-	long		max_stmts = env_long("VENTROS_HTTP_PREPARED", 100, 2, 10000);
-	VnGuardConfig guard_cfg;
-	int			listen_fd;
-	char	   *error = NULL;
-	PGconn	   *conn;
-	VnSchema   *schema;
+	const char		  *conninfo = getenv("VENTROS_HTTP_DB");
+	const char		  *host = getenv("VENTROS_HTTP_HOST");
+	long			   port = env_long("VENTROS_HTTP_PORT", 3000, 1, 65535);
+	long			   pool_size = env_long("VENTROS_HTTP_POOL", 8, 1, 64);
+	long			   nthreads = env_long("VENTROS_HTTP_THREADS", 0, 0, 64);
+	long			   max_clients = env_long("VENTROS_HTTP_MAX_CLIENTS", 256, 1, 10000);
+	long			   max_stmts = env_long("VENTROS_HTTP_PREPARED", 100, 2, 10000);
+	VnGuardConfig	   guard_cfg;
+	int				   listen_fd;
+	char			  *error = NULL;
+	PGconn			  *conn;
+	VnSchema		  *schema;
 	struct sockaddr_in addr;
-	sigset_t	sigs;
-	int			sig;
-	static char timeout[32];
-	static char plan_cost[32];
-	const char *t = getenv("VENTROS_HTTP_STATEMENT_TIMEOUT");
+	sigset_t		   sigs;
+	int				   sig;
+	static char		   timeout[32];
+	static char		   plan_cost[32];
+	const char		  *t = getenv("VENTROS_HTTP_STATEMENT_TIMEOUT");
 
 	if (conninfo == NULL || *conninfo == '\0')
 	{
@@ -623,10 +623,10 @@ main(int argc, char **argv)
 	guard_cfg.reserve_pct = (int) env_long("VENTROS_HTTP_RESERVE", 20, 0, 90);
 	for (long i = 0; i < nthreads; i++)
 	{
-		unsigned int slots = (unsigned int) ((max_clients + nthreads - 1) / nthreads);
-		VnGuard    *guard = vn_guard_create(&guard_cfg, slots);
-		int			conns = (int) (pool_size / nthreads + (i < pool_size % nthreads ? 1 : 0));
-		VnPool	   *pool = vn_pg_pool_create(conninfo, conns, (int) max_stmts, &error);
+		unsigned int	   slots = (unsigned int) ((max_clients + nthreads - 1) / nthreads);
+		VnGuard			  *guard = vn_guard_create(&guard_cfg, slots);
+		int				   conns = (int) (pool_size / nthreads + (i < pool_size % nthreads ? 1 : 0));
+		VnPool			  *pool = vn_pg_pool_create(conninfo, conns, (int) max_stmts, &error);
 		struct MHD_Daemon *d;
 
 		if (pool == NULL)
@@ -656,7 +656,7 @@ main(int argc, char **argv)
 			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size, nthreads);
 	for (;;)
 	{
-		VnSchema   *fresh;
+		VnSchema *fresh;
 
 		sigwait(&sigs, &sig);
 		if (sig != SIGHUP)

@@ -51,30 +51,30 @@
 typedef struct VnStmt
 {
 	unsigned long long hash;
-	char	   *sql;			/* NULL: a free slot */
-	unsigned long name;			/* vn<name> on the server */
-	unsigned long used;			/* the pool's clock at its last use */
+	char			  *sql;	 /* NULL: a free slot */
+	unsigned long	   name; /* vn<name> on the server */
+	unsigned long	   used; /* the pool's clock at its last use */
 } VnStmt;
 
 typedef struct VnWaiter
 {
-	VnTask	   *task;
-	PGconn	   *conn;			/* handed over by vn_pg_release */
+	VnTask			*task;
+	PGconn			*conn; /* handed over by vn_pg_release */
 	struct VnWaiter *next;
 } VnWaiter;
 
 struct VnPool
 {
-	int			size;
-	PGconn	  **conns;
-	bool	   *busy;
-	char	   *conninfo;
-	VnStmt	  **stmts;			/* [size][max_stmts] */
-	int		   *nstmts;			/* slots in use (free ones included) */
-	int			max_stmts;
-	unsigned long *next_name;	/* per connection */
-	unsigned long clock;
-	VnWaiter   *waiters;		/* tasks waiting for a connection, first come first served */
+	int			   size;
+	PGconn		 **conns;
+	bool		  *busy;
+	char		  *conninfo;
+	VnStmt		 **stmts;  /* [size][max_stmts] */
+	int			  *nstmts; /* slots in use (free ones included) */
+	int			   max_stmts;
+	unsigned long *next_name; /* per connection */
+	unsigned long  clock;
+	VnWaiter	  *waiters; /* tasks waiting for a connection, first come first served */
 };
 
 static int	conn_index(PGconn *conn);
@@ -87,23 +87,23 @@ static void reset(PGconn *conn, int ci);
  * in the extension) refuses plans over the front's cost ceiling.
  */
 static const char *setup_sql =
-"SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
-" pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
-" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
-" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true)";
+	"SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
+	" pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
+	" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
+	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true)";
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
-"SELECT pg_catalog.set_config('role', c->>'role', true), pg_catalog.set_config('request.jwt.claims', c::text, true),"
-" pg_catalog.set_config('request.method', $1, true), pg_catalog.set_config('request.path', $2, true),"
-" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
-" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true)"
-" FROM ventros.api_key_claims($5) c";
+	"SELECT pg_catalog.set_config('role', c->>'role', true), pg_catalog.set_config('request.jwt.claims', c::text, true),"
+	" pg_catalog.set_config('request.method', $1, true), pg_catalog.set_config('request.path', $2, true),"
+	" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
+	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true)"
+	" FROM ventros.api_key_claims($5) c";
 
 PGconn *
 vn_pg_connect_one(const char *conninfo, char **error)
 {
-	PGconn	   *c = PQconnectdb(conninfo);
+	PGconn *c = PQconnectdb(conninfo);
 
 	if (PQstatus(c) != CONNECTION_OK)
 	{
@@ -117,7 +117,7 @@ vn_pg_connect_one(const char *conninfo, char **error)
 VnPool *
 vn_pg_pool_create(const char *conninfo, int size, int max_stmts, char **error)
 {
-	VnPool	   *pool = vn_alloc(sizeof(VnPool));
+	VnPool *pool = vn_alloc(sizeof(VnPool));
 
 	pool->size = size;
 	pool->max_stmts = max_stmts < 2 ? 2 : max_stmts;
@@ -142,8 +142,8 @@ vn_pg_pool_create(const char *conninfo, int size, int max_stmts, char **error)
 PGconn *
 vn_pg_acquire(int timeout_ms)
 {
-	VnPool	   *pool = vn_loop_pool();
-	PGconn	   *found = NULL;
+	VnPool *pool = vn_loop_pool();
+	PGconn *found = NULL;
 
 	if (pool == NULL)
 		return NULL;
@@ -156,8 +156,8 @@ vn_pg_acquire(int timeout_ms)
 	if (found == NULL)
 	{
 		/* queue up behind earlier waiters; vn_pg_release hands one over */
-		VnWaiter	w = {vn_task_current(), NULL, NULL};
-		VnWaiter  **tail = &pool->waiters;
+		VnWaiter   w = {vn_task_current(), NULL, NULL};
+		VnWaiter **tail = &pool->waiters;
 
 		while (*tail)
 			tail = &(*tail)->next;
@@ -201,8 +201,8 @@ vn_pg_acquire(int timeout_ms)
 void
 vn_pg_release(PGconn *conn)
 {
-	VnPool	   *pool = vn_loop_pool();
-	VnWaiter   *w = pool->waiters;
+	VnPool	 *pool = vn_loop_pool();
+	VnWaiter *w = pool->waiters;
 
 	if (w)
 	{
@@ -226,7 +226,7 @@ await_result(PGconn *conn)
 {
 	for (;;)
 	{
-		int			f = PQflush(conn);
+		int f = PQflush(conn);
 
 		if (f < 0)
 			return;
@@ -256,8 +256,8 @@ vn_pg_get_result(PGconn *conn)
 PGresult *
 vn_pg_exec(PGconn *conn, const char *sql)
 {
-	PGresult   *last = NULL;
-	PGresult   *res;
+	PGresult *last = NULL;
+	PGresult *res;
 
 	if (!PQsendQuery(conn, sql))
 		return PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
@@ -273,7 +273,7 @@ vn_pg_exec(PGconn *conn, const char *sql)
 static int
 conn_index(PGconn *conn)
 {
-	VnPool	   *pool = vn_loop_pool();
+	VnPool *pool = vn_loop_pool();
 
 	for (int i = 0; pool && i < pool->size; i++)
 		if (pool->conns[i] == conn)
@@ -284,7 +284,7 @@ conn_index(PGconn *conn)
 static void
 forget_statements(int ci)
 {
-	VnPool	   *pool = vn_loop_pool();
+	VnPool *pool = vn_loop_pool();
 
 	if (ci < 0)
 		return;
@@ -318,7 +318,7 @@ typedef enum VnItem
 static int
 find_statement(int ci, const char *sql, unsigned long long h)
 {
-	VnPool	   *pool = vn_loop_pool();
+	VnPool *pool = vn_loop_pool();
 
 	if (ci < 0)
 		return -1;
@@ -332,7 +332,7 @@ find_statement(int ci, const char *sql, unsigned long long h)
 static int
 take_slot(int ci)
 {
-	VnPool	   *pool = vn_loop_pool();
+	VnPool *pool = vn_loop_pool();
 
 	for (int k = 0; k < pool->nstmts[ci]; k++)
 		if (pool->stmts[ci][k].sql == NULL)
@@ -346,8 +346,8 @@ take_slot(int ci)
 static bool
 needs_slot(int ci, const char *sql)
 {
-	VnPool	   *pool = vn_loop_pool();
-	int			k = find_statement(ci, sql, vn_hash_string(sql));
+	VnPool *pool = vn_loop_pool();
+	int		k = find_statement(ci, sql, vn_hash_string(sql));
 
 	if (k >= 0)
 		pool->stmts[ci][k].used = ++pool->clock;
@@ -366,18 +366,18 @@ static bool
 make_room(PGconn *conn, int ci, const char *setup_sql_text, const char *sql,
 		  VnItem *items, int *nitems, int *prepared_slot, bool *is_main)
 {
-	VnPool	   *pool = vn_loop_pool();
-	VnStmt	   *st = pool->stmts[ci];
-	int			need = (needs_slot(ci, setup_sql_text) ? 1 : 0) + (needs_slot(ci, sql) ? 1 : 0);
-	int			room = pool->max_stmts - pool->nstmts[ci];
+	VnPool *pool = vn_loop_pool();
+	VnStmt *st = pool->stmts[ci];
+	int		need = (needs_slot(ci, setup_sql_text) ? 1 : 0) + (needs_slot(ci, sql) ? 1 : 0);
+	int		room = pool->max_stmts - pool->nstmts[ci];
 
 	for (int k = 0; k < pool->nstmts[ci]; k++)
 		if (st[k].sql == NULL)
 			room++;
 	while (room < need)
 	{
-		int			victim = -1;
-		char		dealloc[48];
+		int	 victim = -1;
+		char dealloc[48];
 
 		for (int k = 0; k < pool->nstmts[ci]; k++)
 			if (st[k].sql && (victim < 0 || st[k].used < st[victim].used))
@@ -402,10 +402,10 @@ static bool
 send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
 			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
 {
-	VnPool	   *pool = vn_loop_pool();
+	VnPool			  *pool = vn_loop_pool();
 	unsigned long long h = vn_hash_string(sql);
-	int			k = find_statement(ci, sql, h);
-	char		name[32];
+	int				   k = find_statement(ci, sql, h);
+	char			   name[32];
 
 	if (k < 0 && ci >= 0 && strlen(sql) <= VN_STMT_MAX_SQL && (k = take_slot(ci)) >= 0)
 	{
@@ -439,16 +439,16 @@ PGresult *
 vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *params)
 {
 	static const VnParams none = {0, NULL, NULL, NULL, NULL};
-	VnPool	   *pool = vn_loop_pool();
-	PGresult   *res;
-	PGresult   *answer = NULL;
-	bool		ok;
-	int			ci = conn_index(conn);
-	VnItem		items[10];		/* up to two DEALLOCATEs, BEGIN, two PREPAREs, three EXECUTEs */
-	int			prepared_slot[10];
-	bool		is_main[10];
-	int			nitems = 0;
-	bool		broken = false;
+	VnPool				 *pool = vn_loop_pool();
+	PGresult			 *res;
+	PGresult			 *answer = NULL;
+	bool				  ok;
+	int					  ci = conn_index(conn);
+	VnItem				  items[10]; /* up to two DEALLOCATEs, BEGIN, two PREPAREs, three EXECUTEs */
+	int					  prepared_slot[10];
+	bool				  is_main[10];
+	int					  nitems = 0;
+	bool				  broken = false;
 
 	if (!PQenterPipelineMode(conn))
 		return NULL;
@@ -465,7 +465,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	if (setup->api_key)
 	{
 		const char *v[6] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
-		setup->max_plan_cost};
+							setup->max_plan_cost};
 		VnParams	key_params = {6, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
@@ -473,7 +473,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	else
 	{
 		const char *v[7] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
-		setup->timeout, setup->max_plan_cost};
+							setup->timeout, setup->max_plan_cost};
 		VnParams	setup_params = {7, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
@@ -491,7 +491,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	/* each item answers with its result(s) and a NULL; then the sync */
 	for (int i = 0; i < nitems && !broken; i++)
 	{
-		bool		prepared_ok = false;
+		bool prepared_ok = false;
 
 		while ((res = vn_pg_get_result(conn)) != NULL)
 		{
@@ -517,7 +517,7 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 		if (items[i] == VN_ITEM_PREPARE && !prepared_ok && prepared_slot[i] >= 0 && ci >= 0)
 		{
 			/* not prepared after all (the pipeline failed first): the slot is free */
-			int			k = prepared_slot[i];
+			int k = prepared_slot[i];
 
 			free(pool->stmts[ci][k].sql);
 			pool->stmts[ci][k].sql = NULL;

@@ -23,29 +23,29 @@
 typedef struct Ctx
 {
 	const VnQueryInput *in;
-	VnQuery    *q;
-	int			nconds;
-	bool	   *consumed;		/* query arguments taken by an embedded resource */
-	VnBuf		inner;			/* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
-	const VnFunction *rpc_get;	/* GET /rpc/f: its arguments are not filters */
-	bool		spread_ok;		/* a read's top select list may spread (...rel(cols)) */
-	VnBuf		lateral;		/* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
-	int			nspreads;
-	int			nembeds;		/* embedded resources so far, at every level */
-	int			nselect;		/* select-list items so far, at every level */
+	VnQuery			   *q;
+	int					nconds;
+	bool			   *consumed;  /* query arguments taken by an embedded resource */
+	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
+	const VnFunction   *rpc_get;   /* GET /rpc/f: its arguments are not filters */
+	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
+	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
+	int					nspreads;
+	int					nembeds; /* embedded resources so far, at every level */
+	int					nselect; /* select-list items so far, at every level */
 } Ctx;
 
 static bool
 fail(VnQuery *q, int status, const char *code, const char *details, const char *hint, const char *fmt, ...)
-__attribute__((format(printf, 6, 7)));
+	__attribute__((format(printf, 6, 7)));
 
 static bool
 fail(VnQuery *q, int status, const char *code, const char *details, const char *hint, const char *fmt, ...)
 {
-	va_list		ap;
+	va_list ap;
 
 	if (q->status)
-		return false;			/* keep the first error */
+		return false; /* keep the first error */
 	q->status = status;
 	snprintf(q->code, sizeof(q->code), "%s", code);
 	va_start(ap, fmt);
@@ -97,7 +97,7 @@ param_s(VnQuery *q, const char *value)
 static char *
 trim(char *s)
 {
-	char	   *e;
+	char *e;
 
 	while (*s == ' ')
 		s++;
@@ -171,9 +171,9 @@ split_top(const char *s, char ***out, int *n)
 static char *
 unquote(const char *s)
 {
-	size_t		n = strlen(s);
-	char	   *out;
-	size_t		k = 0;
+	size_t n = strlen(s);
+	char  *out;
+	size_t k = 0;
 
 	if (n < 2 || s[0] != '"' || s[n - 1] != '"')
 		return vn_strdup(s);
@@ -195,7 +195,7 @@ need_column(Ctx *c, const VnRelation *r, const char *name)
 
 	if (col == NULL)
 	{
-		char		hint[256];
+		char hint[256];
 
 		snprintf(hint, sizeof(hint), "Columns of %s are listed at GET /.", r->name);
 		fail(c->q, 400, "42703", NULL, hint, "column %s.%.64s does not exist", r->name, name);
@@ -217,10 +217,10 @@ col_ref(VnBuf *b, const char *alias, const char *name)
 static bool
 in_list_literal(Ctx *c, const char *value, VnBuf *lit)
 {
-	size_t		n = strlen(value);
-	char	   *inner;
-	char	  **items;
-	int			nitems;
+	size_t n = strlen(value);
+	char  *inner;
+	char **items;
+	int	   nitems;
 
 	if (n < 2 || value[0] != '(' || value[n - 1] != ')')
 		return fail(c->q, 400, "PGRST100", NULL, "Write in.(a,b,c).", "malformed in list \"%.64s\"", value);
@@ -233,7 +233,7 @@ in_list_literal(Ctx *c, const char *value, VnBuf *lit)
 	vn_buf_addc(lit, '{');
 	for (int i = 0; i < nitems && inner[0]; i++)
 	{
-		char	   *v = unquote(trim(items[i]));
+		char *v = unquote(trim(items[i]));
 
 		if (i)
 			vn_buf_addc(lit, ',');
@@ -257,16 +257,30 @@ typedef struct OpDef
 {
 	const char *name;
 	const char *sql;
-	bool		text_only;		/* compare the column as text */
+	bool		text_only; /* compare the column as text */
 } OpDef;
 
 static const OpDef ops[] = {
-	{"eq", "=", false}, {"neq", "<>", false}, {"gt", ">", false}, {"gte", ">=", false},
-	{"lt", "<", false}, {"lte", "<=", false}, {"like", "LIKE", true}, {"ilike", "ILIKE", true},
-	{"match", "~", true}, {"imatch", "~*", true}, {"cs", "@>", false}, {"cd", "<@", false},
-	{"ov", "&&", false}, {"sl", "<<", false}, {"sr", ">>", false}, {"nxr", "&<", false},
-	{"nxl", "&>", false}, {"adj", "-|-", false}, {"isdistinct", "IS DISTINCT FROM", false},
-	{NULL, NULL, false}
+	{"eq", "=", false},
+	{"neq", "<>", false},
+	{"gt", ">", false},
+	{"gte", ">=", false},
+	{"lt", "<", false},
+	{"lte", "<=", false},
+	{"like", "LIKE", true},
+	{"ilike", "ILIKE", true},
+	{"match", "~", true},
+	{"imatch", "~*", true},
+	{"cs", "@>", false},
+	{"cd", "<@", false},
+	{"ov", "&&", false},
+	{"sl", "<<", false},
+	{"sr", ">>", false},
+	{"nxr", "&<", false},
+	{"nxl", "&>", false},
+	{"adj", "-|-", false},
+	{"isdistinct", "IS DISTINCT FROM", false},
+	{NULL, NULL, false},
 };
 
 /*
@@ -277,10 +291,10 @@ static const OpDef ops[] = {
 typedef struct Operand
 {
 	const VnColumn *col;
-	const char *type;			/* for casts: the column's, or text after ->>, jsonb after -> */
-	char		category;
-	bool		is_tsvector;
-	char		label[64];		/* PostgREST's name for it: the last key, or the column */
+	const char	   *type; /* for casts: the column's, or text after ->>, jsonb after -> */
+	char			category;
+	bool			is_tsvector;
+	char			label[64]; /* PostgREST's name for it: the last key, or the column */
 } Operand;
 
 static bool
@@ -373,13 +387,13 @@ operand(Ctx *c, const VnRelation *r, const char *al, const char *spec, Operand *
 static bool
 condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, const char *expr)
 {
-	VnBuf	   *b = &c->q->sql;
-	Operand		o;
+	VnBuf		  *b = &c->q->sql;
+	Operand		   o;
 	const Operand *col = &o;
-	bool		negate = false;
-	const char *dot;
-	char		op[32];
-	const char *value;
+	bool		   negate = false;
+	const char	  *dot;
+	char		   op[32];
+	const char	  *value;
 
 	if (++c->nconds > 100)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "too many conditions in the request (at most 100)");
@@ -411,7 +425,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 
 		if (paren)
 		{
-			size_t		ln = strlen(paren);
+			size_t ln = strlen(paren);
 
 			if (ln < 3 || paren[ln - 1] != ')')
 				return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed text search configuration in \"%s\"", op);
@@ -480,7 +494,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 	}
 	else if (strcmp(op, "in") == 0)
 	{
-		VnBuf		lit;
+		VnBuf lit;
 
 		vn_buf_init(&lit);
 		if (!in_list_literal(c, value, &lit))
@@ -504,8 +518,8 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 	else
 	{
 		const OpDef *d = NULL;
-		const char *quantifier = NULL;	/* eq(any).{a,b}, like(all).{a*,b*} */
-		char	   *paren = strchr(op, '(');
+		const char	*quantifier = NULL; /* eq(any).{a,b}, like(all).{a*,b*} */
+		char		*paren = strchr(op, '(');
 
 		if (paren && (strcmp(paren, "(any)") == 0 || strcmp(paren, "(all)") == 0))
 		{
@@ -531,7 +545,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		if (quantifier)
 		{
 			/* the value is an array literal {a,b}, bound whole */
-			char	   *v = vn_strdup(value);
+			char *v = vn_strdup(value);
 
 			if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
 				for (char *p = v; *p; p++)
@@ -551,7 +565,7 @@ condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, cons
 		}
 		if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
 		{
-			char	   *v = vn_strdup(value);
+			char *v = vn_strdup(value);
 
 			for (char *p = v; *p; p++)
 				if (*p == '*')
@@ -580,8 +594,8 @@ static bool logic(Ctx *c, const VnRelation *r, const char *al, const char *op, b
 static bool
 logic_item(Ctx *c, const VnRelation *r, const char *al, char *item, int depth)
 {
-	bool		negate = false;
-	char	   *dot;
+	bool  negate = false;
+	char *dot;
 
 	item = trim(item);
 	if (strncmp(item, "not.", 4) == 0 && (strncmp(item + 4, "or(", 3) == 0 || strncmp(item + 4, "and(", 4) == 0))
@@ -599,21 +613,21 @@ logic_item(Ctx *c, const VnRelation *r, const char *al, char *item, int depth)
 					"malformed logic item \"%.64s\"", item);
 	*dot = '\0';
 	{
-		char	   *v = unquote(dot + 1);
-		bool		ok;
+		char *v = unquote(dot + 1);
+		bool  ok;
 
 		/* a quoted value keeps its operator: op."a,b" -> op.a,b */
 		if (strchr(dot + 1, '"'))
 		{
-			char	   *op_end = strchr(dot + 1, '.');
-			VnBuf		e;
+			char *op_end = strchr(dot + 1, '.');
+			VnBuf e;
 
 			vn_buf_init(&e);
 			if (op_end && strncmp(dot + 1, "not.", 4) == 0)
 				op_end = strchr(op_end + 1, '.');
 			if (op_end)
 			{
-				char	   *uv = unquote(op_end + 1);
+				char *uv = unquote(op_end + 1);
 
 				vn_buf_addn(&e, dot + 1, op_end + 1 - (dot + 1));
 				vn_buf_add(&e, uv);
@@ -635,11 +649,11 @@ logic_item(Ctx *c, const VnRelation *r, const char *al, char *item, int depth)
 static bool
 logic(Ctx *c, const VnRelation *r, const char *al, const char *op, bool negate, const char *list, int depth)
 {
-	size_t		n = strlen(list);
-	char	   *inner;
-	char	  **items;
-	int			nitems;
-	bool		ok = true;
+	size_t n = strlen(list);
+	char  *inner;
+	char **items;
+	int	   nitems;
+	bool   ok = true;
 
 	if (depth > VN_MAX_DEPTH)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "logic trees nest at most %d levels", VN_MAX_DEPTH);
@@ -690,7 +704,7 @@ static bool
 where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_param)
 {
 	const VnArgs *a = c->in->args;
-	VnBuf	   *b = &c->q->sql;
+	VnBuf		 *b = &c->q->sql;
 
 	vn_buf_add(b, "TRUE");
 	for (int i = 0; i < a->n; i++)
@@ -702,7 +716,7 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 			continue;
 		if (c->rpc_get)
 		{
-			bool		is_arg = false;
+			bool is_arg = false;
 
 			for (int j = 0; j < c->rpc_get->nargs; j++)
 				if (strcmp(c->rpc_get->argnames[j], k) == 0)
@@ -754,9 +768,34 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 /* ---- select ---------------------------------------------------------------- */
 
 static const char *casts[] = {
-	"text", "integer", "int", "int4", "bigint", "int8", "smallint", "int2", "numeric", "real", "float4",
-	"double precision", "float8", "boolean", "bool", "date", "time", "timestamp", "timestamptz",
-	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL
+	"text",
+	"integer",
+	"int",
+	"int4",
+	"bigint",
+	"int8",
+	"smallint",
+	"int2",
+	"numeric",
+	"real",
+	"float4",
+	"double precision",
+	"float8",
+	"boolean",
+	"bool",
+	"date",
+	"time",
+	"timestamp",
+	"timestamptz",
+	"timestamp with time zone",
+	"interval",
+	"uuid",
+	"json",
+	"jsonb",
+	"varchar",
+	"char",
+	"text[]",
+	NULL,
 };
 
 static bool select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix);
@@ -788,11 +827,11 @@ embed_clauses_filters_only(Ctx *c, int child, const char *sub_al, const char *pa
 static bool
 embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool filters_only)
 {
-	const VnArgs *a = c->in->args;
+	const VnArgs	 *a = c->in->args;
 	const VnRelation *r = &c->in->schema->rels[child];
-	VnBuf	   *b = &c->q->sql;
-	size_t		n = strlen(path);
-	const char *order = NULL,
+	VnBuf			 *b = &c->q->sql;
+	size_t			  n = strlen(path);
+	const char		 *order = NULL,
 			   *limit = NULL,
 			   *offset = NULL;
 
@@ -806,7 +845,7 @@ embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool
 			continue;
 		rest = k + n;
 		if (strchr(rest, '.') && strcmp(rest, "not.or") != 0 && strcmp(rest, "not.and") != 0)
-			continue;			/* a deeper resource's */
+			continue; /* a deeper resource's */
 		c->consumed[i] = true;
 		if (strcmp(rest, "order") == 0)
 			order = v;
@@ -816,7 +855,7 @@ embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool
 			offset = v;
 		else
 		{
-			bool		ok;
+			bool ok;
 
 			vn_buf_add(b, " AND (");
 			if (strcmp(rest, "or") == 0 || strcmp(rest, "and") == 0)
@@ -838,9 +877,9 @@ embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool
 		return false;
 	if (limit || offset)
 	{
-		long		l = -1,
-					o = 0;
-		char		num[32];
+		long l = -1,
+			 o = 0;
+		char num[32];
 
 		if ((limit && !number(limit, &l)) || (offset && !number(offset, &o)))
 			return fail(c->q, 400, "PGRST100", NULL, NULL, "limit and offset are non-negative integers");
@@ -863,14 +902,14 @@ static bool
 embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *inner, int depth,
 	  const char *prefix, bool spread)
 {
-	const VnSchema *s = c->in->schema;
-	char	   *hint = strchr(name, '!');
-	int			child;
+	const VnSchema	   *s = c->in->schema;
+	char			   *hint = strchr(name, '!');
+	int					child;
 	const VnForeignKey *fk = NULL;
-	bool		to_one = false;
-	int			matches = 0;
-	char		sub_al[16];
-	VnBuf	   *b = &c->q->sql;
+	bool				to_one = false;
+	int					matches = 0;
+	char				sub_al[16];
+	VnBuf			   *b = &c->q->sql;
 
 	if (depth >= 3)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
@@ -882,11 +921,11 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (++c->nembeds > c->in->max_embeds)
 		return fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
 					"a request embeds at most %d resources", c->in->max_embeds);
-	bool		inner_join = false;
+	bool inner_join = false;
 
 	if (hint)
 	{
-		char	   *bang;
+		char *bang;
 
 		*hint++ = '\0';
 		/* rel!inner, rel!left, rel!fk, rel!fk!inner */
@@ -915,7 +954,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	for (int i = 0; i < s->nfks; i++)
 	{
 		const VnForeignKey *k = &s->fks[i];
-		bool		one;
+		bool				one;
 
 		if (k->from == rel && k->to == child)
 			one = true;
@@ -926,7 +965,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		if (hint && strcmp(hint, k->name) != 0)
 		{
 			/* the hint may name the referencing column instead of the key */
-			bool		named = false;
+			bool named = false;
 
 			for (int j = 0; j < k->ncols; j++)
 				if (strcmp(k->from_cols[j], hint) == 0 && strcmp(k->from_cols[j], "tenant_id") != 0)
@@ -951,10 +990,10 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		 * Spread (...rel(cols)): the to-one row's columns become the
 		 * parent's, through a lateral join after the parent's FROM.
 		 */
-		VnBuf		saved = c->q->sql;
-		char		path[256];
-		char		sp_al[16];
-		bool		ok;
+		VnBuf saved = c->q->sql;
+		char  path[256];
+		char  sp_al[16];
+		bool  ok;
 
 		if (!to_one)
 			return fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
@@ -997,7 +1036,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	else
 		vn_buf_add(b, "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
 	{
-		char		path[256];
+		char path[256];
 
 		snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
 		if (!select_list(c, child, sub_al, inner, depth + 1, path))
@@ -1022,7 +1061,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 			 * same join and clauses, as EXISTS in the top WHERE (parameters
 			 * are numbered, so the text may go anywhere).
 			 */
-			VnBuf		saved = c->q->sql;
+			VnBuf saved = c->q->sql;
 
 			vn_buf_init(&c->q->sql);
 			vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1 FROM api.");
@@ -1061,10 +1100,10 @@ static bool
 select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
-	char	  **items;
-	int			n;
-	bool		ok = true;
-	VnBuf	   *b = &c->q->sql;
+	char			**items;
+	int				  n;
+	bool			  ok = true;
+	VnBuf			 *b = &c->q->sql;
 
 	if (spec == NULL || *spec == '\0')
 		spec = "*";
@@ -1085,11 +1124,11 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 	}
 	for (int i = 0; i < n && ok; i++)
 	{
-		char	   *item = trim(items[i]);
-		char	   *alias = NULL;
-		char	   *colon = NULL;
-		char	   *paren = strchr(item, '(');
-		char	   *cast = NULL;
+		char *item = trim(items[i]);
+		char *alias = NULL;
+		char *colon = NULL;
+		char *paren = strchr(item, '(');
+		char *cast = NULL;
 
 		if (i)
 			vn_buf_add(b, ", ");
@@ -1113,8 +1152,8 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 		}
 		if (paren)
 		{
-			size_t		len = strlen(paren);
-			char	   *inner;
+			size_t len = strlen(paren);
+			char  *inner;
 
 			if (paren[len - 1] != ')')
 			{
@@ -1148,7 +1187,7 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 		}
 		if ((cast = strstr(item, "::")) != NULL)
 		{
-			bool		known = false;
+			bool known = false;
 
 			*cast = '\0';
 			cast += 2;
@@ -1163,7 +1202,7 @@ select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const 
 			}
 		}
 		{
-			Operand		o;
+			Operand o;
 
 			if (!operand(c, r, al, item, &o, true))
 			{
@@ -1203,10 +1242,10 @@ order_by(Ctx *c, const VnRelation *r, const char *al)
 static bool
 order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
 {
-	char	  **items;
-	int			n;
-	bool		ok = true;
-	VnBuf	   *b = &c->q->sql;
+	char **items;
+	int	   n;
+	bool   ok = true;
+	VnBuf *b = &c->q->sql;
 
 	if (spec == NULL)
 		return true;
@@ -1218,10 +1257,10 @@ order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
 	vn_buf_add(b, " ORDER BY ");
 	for (int i = 0; i < n && ok; i++)
 	{
-		char	   *term = trim(items[i]);
-		char	   *parts[4] = {NULL};
-		int			np = 0;
-		char	   *save = NULL;
+		char *term = trim(items[i]);
+		char *parts[4] = {NULL};
+		int	  np = 0;
+		char *save = NULL;
 
 		for (char *t = strtok_r(term, ".", &save); t && np < 4; t = strtok_r(NULL, ".", &save))
 			parts[np++] = t;
@@ -1233,7 +1272,7 @@ order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
 		if (i)
 			vn_buf_add(b, ", ");
 		{
-			Operand		o;
+			Operand o;
 
 			if (!operand(c, r, al, parts[0], &o, true))
 			{
@@ -1263,7 +1302,7 @@ order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
 static bool
 number(const char *s, long *out)
 {
-	char	   *end;
+	char *end;
 
 	if (s == NULL || !isdigit((unsigned char) s[0]) || strlen(s) > 12)
 		return false;
@@ -1276,8 +1315,8 @@ static bool
 paging(Ctx *c)
 {
 	const VnQueryInput *in = c->in;
-	long		limit = -1,
-				offset = 0;
+	long				limit = -1,
+		 offset = 0;
 	const char *l = arg(in->args, "limit");
 	const char *o = arg(in->args, "offset");
 
@@ -1287,7 +1326,7 @@ paging(Ctx *c)
 		return fail(c->q, 400, "PGRST100", NULL, NULL, "offset must be a non-negative integer");
 	if (limit > in->max_rows)
 	{
-		char		hint[128];
+		char hint[128];
 
 		snprintf(hint, sizeof(hint), "Page through the rows with offset or Range; at most %ld per page.", in->max_rows);
 		return fail(c->q, 400, "54000", NULL, hint, "limit %ld is over the maximum page size of %ld", limit, in->max_rows);
@@ -1300,10 +1339,10 @@ paging(Ctx *c)
 			limit = in->range_limit;
 	}
 	if (limit < 0 || limit > in->max_rows)
-		limit = in->max_rows;	/* an open range is capped silently; Content-Range tells */
+		limit = in->max_rows; /* an open range is capped silently; Content-Range tells */
 	c->q->offset = offset;
 	{
-		char		num[32];
+		char num[32];
 
 		/* bound too: the statement's text stays the same for every page */
 		vn_buf_add(&c->q->sql, " LIMIT ");
@@ -1322,7 +1361,7 @@ paging(Ctx *c)
 static void
 body_expr(Ctx *c)
 {
-	VnBuf	   *b = &c->q->sql;
+	VnBuf *b = &c->q->sql;
 
 	if (!c->q->returns_body)
 		vn_buf_add(b, "''");
@@ -1340,10 +1379,10 @@ static bool
 build_read(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
-	VnBuf	   *b = &c->q->sql;
-	size_t		where_start,
-				where_end;
-	char	   *cond;
+	VnBuf			 *b = &c->q->sql;
+	size_t			  where_start,
+		where_end;
+	char *cond;
 
 	c->q->is_read = true;
 	vn_buf_add(b, "SELECT ");
@@ -1372,9 +1411,9 @@ build_read(Ctx *c, int rel)
 	/* splice the total in */
 	cond = vn_strndup(b->data + where_start, where_end - where_start);
 	{
-		VnBuf		total;
-		char	   *at = strstr(b->data, "@TOTAL@");
-		VnBuf		out;
+		VnBuf total;
+		char *at = strstr(b->data, "@TOTAL@");
+		VnBuf out;
 
 		vn_buf_init(&total);
 		if (c->in->count == VN_COUNT_EXACT)
@@ -1403,7 +1442,7 @@ check_keys(Ctx *c, const VnRelation *r, char **keys, int nkeys)
 	for (int i = 0; i < nkeys; i++)
 		if (!vn_schema_column(r, keys[i]))
 		{
-			char		msg[200];
+			char msg[200];
 
 			snprintf(msg, sizeof(msg), "Could not find the '%.64s' column of '%s'", keys[i], r->name);
 			return fail(c->q, 400, "PGRST204", NULL, "Columns are listed at GET /.", "%s", msg);
@@ -1426,7 +1465,7 @@ scan_body(Ctx *c, char ***keys, int *nkeys, bool *is_array)
 static void
 returning(Ctx *c, int rel, bool *ok)
 {
-	VnBuf	   *b = &c->q->sql;
+	VnBuf *b = &c->q->sql;
 
 	vn_buf_add(b, " RETURNING ");
 	if (c->in->ret == VN_RETURN_REPRESENTATION)
@@ -1440,7 +1479,7 @@ returning(Ctx *c, int rel, bool *ok)
 static void
 write_tail(Ctx *c, bool location)
 {
-	VnBuf	   *b = &c->q->sql;
+	VnBuf *b = &c->q->sql;
 
 	c->q->returns_body = c->in->ret == VN_RETURN_REPRESENTATION;
 	vn_buf_add(b, ") SELECT ");
@@ -1452,7 +1491,7 @@ write_tail(Ctx *c, bool location)
 	vn_buf_add(b, " FROM _w _r");
 	if (c->in->max_affected >= 0 && strcmp(c->in->method, "POST") != 0)
 	{
-		char		num[32];
+		char num[32];
 
 		vn_buf_add(b, " HAVING ventros.http_check_affected(pg_catalog.count(*), ");
 		snprintf(num, sizeof(num), "%ld", c->in->max_affected);
@@ -1484,13 +1523,13 @@ static bool
 build_insert(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
-	VnBuf	   *b = &c->q->sql;
-	char	  **keys = NULL;
-	int			nkeys = 0;
-	bool		is_array = false;
-	bool		ok = true;
-	const char *columns = arg(c->in->args, "columns");
-	const char *on_conflict = arg(c->in->args, "on_conflict");
+	VnBuf			 *b = &c->q->sql;
+	char			**keys = NULL;
+	int				  nkeys = 0;
+	bool			  is_array = false;
+	bool			  ok = true;
+	const char		 *columns = arg(c->in->args, "columns");
+	const char		 *on_conflict = arg(c->in->args, "on_conflict");
 
 	if (!scan_body(c, &keys, &nkeys, &is_array))
 		return false;
@@ -1501,7 +1540,7 @@ build_insert(Ctx *c, int rel)
 			return fail(c->q, 400, "PGRST100", NULL, NULL, "malformed columns");
 		for (int i = 0; i < nkeys; i++)
 		{
-			char	   *t = vn_strdup(trim(keys[i]));
+			char *t = vn_strdup(trim(keys[i]));
 
 			free(keys[i]);
 			keys[i] = t;
@@ -1567,8 +1606,8 @@ build_insert(Ctx *c, int rel)
 	record_def(b, r, keys, nkeys);
 	if (c->in->merge_duplicates || c->in->ignore_duplicates)
 	{
-		char	  **target = NULL;
-		int			nt = 0;
+		char **target = NULL;
+		int	   nt = 0;
 
 		if (on_conflict)
 		{
@@ -1579,7 +1618,7 @@ build_insert(Ctx *c, int rel)
 			}
 			for (int i = 0; i < nt; i++)
 			{
-				char	   *t = vn_strdup(trim(target[i]));
+				char *t = vn_strdup(trim(target[i]));
 
 				free(target[i]);
 				target[i] = t;
@@ -1615,7 +1654,7 @@ build_insert(Ctx *c, int rel)
 			vn_buf_add(b, " DO NOTHING");
 		else
 		{
-			bool		first = true;
+			bool first = true;
 
 			/*
 			 * The engine wants every UPDATE to state the version: an upsert
@@ -1624,7 +1663,7 @@ build_insert(Ctx *c, int rel)
 			vn_buf_add(b, " DO UPDATE SET ");
 			for (int i = 0; i < nkeys; i++)
 			{
-				bool		in_target = false;
+				bool in_target = false;
 
 				for (int k = 0; k < nt; k++)
 					if (strcmp(keys[i], target[k]) == 0)
@@ -1641,7 +1680,7 @@ build_insert(Ctx *c, int rel)
 			if (vn_schema_column(r, "version"))
 				vn_buf_addf(b, "%sversion = _t.version", first ? "" : ", ");
 			else if (first)
-				vn_buf_add(b, "1 = 1");	/* unreachable for aggregates */
+				vn_buf_add(b, "1 = 1"); /* unreachable for aggregates */
 		}
 		free_list(target, nt);
 	}
@@ -1657,15 +1696,15 @@ static bool
 build_update(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
-	VnBuf	   *b = &c->q->sql;
-	char	  **keys = NULL;
-	int			nkeys = 0;
-	bool		is_array = false;
-	bool		ok = true;
-	bool		has_version = false;
-	int			version_param = 0;
-	size_t		set_end;
-	VnBuf		tail;
+	VnBuf			 *b = &c->q->sql;
+	char			**keys = NULL;
+	int				  nkeys = 0;
+	bool			  is_array = false;
+	bool			  ok = true;
+	bool			  has_version = false;
+	int				  version_param = 0;
+	size_t			  set_end;
+	VnBuf			  tail;
 
 	if (!scan_body(c, &keys, &nkeys, &is_array))
 		return false;
@@ -1732,8 +1771,8 @@ static bool
 build_delete(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
-	VnBuf	   *b = &c->q->sql;
-	int			version_param = 0;
+	VnBuf			 *b = &c->q->sql;
+	int				  version_param = 0;
 
 	if (!r->has_id)
 		return fail(c->q, 405, "PGRST105", NULL, NULL, "%s cannot be deleted over HTTP", r->name);
@@ -1788,14 +1827,14 @@ static bool
 build_rpc(Ctx *c)
 {
 	const VnFunction *f = vn_schema_function(c->in->schema, c->in->target);
-	VnBuf	   *b = &c->q->sql;
-	VnBuf		call;
-	char	  **keys = NULL;
-	int			nkeys = 0;
-	bool		is_array = false;
-	bool		get = strcmp(c->in->method, "GET") == 0 || strcmp(c->in->method, "HEAD") == 0;
-	int			body_param = 0;
-	bool		ok = true;
+	VnBuf			 *b = &c->q->sql;
+	VnBuf			  call;
+	char			**keys = NULL;
+	int				  nkeys = 0;
+	bool			  is_array = false;
+	bool			  get = strcmp(c->in->method, "GET") == 0 || strcmp(c->in->method, "HEAD") == 0;
+	int				  body_param = 0;
+	bool			  ok = true;
 
 	if (f == NULL)
 		return fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
@@ -1813,14 +1852,14 @@ build_rpc(Ctx *c)
 	if (get)
 	{
 		const VnArgs *a = c->in->args;
-		int			written = 0;
+		int			  written = 0;
 
 		vn_buf_add(&call, "api.");
 		vn_buf_ident(&call, f->name);
 		vn_buf_addc(&call, '(');
 		for (int i = 0; i < a->n && ok; i++)
 		{
-			int			k;
+			int k;
 
 			for (k = 0; k < f->nargs; k++)
 				if (strcmp(f->argnames[k], a->items[i].key) == 0)
@@ -1829,7 +1868,7 @@ build_rpc(Ctx *c)
 			{
 				if (is_reserved(a->items[i].key) ||
 					(f->retset && f->rettypekind == 'c' && strncmp(f->rettype, "api.", 4) == 0))
-					continue;	/* select, order, limit, or a filter on the rows */
+					continue; /* select, order, limit, or a filter on the rows */
 				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s has no argument %.64s", f->name,
 						  a->items[i].key);
 				break;
@@ -1840,7 +1879,7 @@ build_rpc(Ctx *c)
 			vn_buf_add(&call, " => ");
 			{
 				/* the placeholder goes to call, not to the statement */
-				VnBuf		saved = *b;
+				VnBuf saved = *b;
 
 				*b = call;
 				ok = param_s(c->q, a->items[i].value);
@@ -1857,7 +1896,7 @@ build_rpc(Ctx *c)
 	else if (c->in->single_object)
 	{
 		/* the whole body is the one json/jsonb argument */
-		VnBuf		saved = *b;
+		VnBuf saved = *b;
 
 		if (f->nargs != 1 || (strcmp(f->argtypes[0], "json") != 0 && strcmp(f->argtypes[0], "jsonb") != 0))
 		{
@@ -1888,7 +1927,7 @@ build_rpc(Ctx *c)
 		}
 		for (int i = 0; i < nkeys && ok; i++)
 		{
-			int			k;
+			int k;
 
 			for (k = 0; k < f->nargs; k++)
 				if (strcmp(f->argnames[k], keys[i]) == 0)
@@ -1898,7 +1937,7 @@ build_rpc(Ctx *c)
 		}
 		for (int k = 0; k < f->nrequired && ok; k++)
 		{
-			bool		given = false;
+			bool given = false;
 
 			for (int i = 0; i < nkeys; i++)
 				if (strcmp(keys[i], f->argnames[k]) == 0)
@@ -1908,7 +1947,7 @@ build_rpc(Ctx *c)
 		}
 		if (ok && nkeys > 0)
 		{
-			VnBuf		saved = *b;
+			VnBuf saved = *b;
 
 			*b = call;
 			ok = param(c->q, c->in->body, c->in->body_len);
@@ -1922,7 +1961,7 @@ build_rpc(Ctx *c)
 		vn_buf_addc(&call, '(');
 		for (int i = 0; i < nkeys && ok; i++)
 		{
-			int			k;
+			int k;
 
 			for (k = 0; k < f->nargs; k++)
 				if (strcmp(f->argnames[k], keys[i]) == 0)
@@ -1946,7 +1985,8 @@ build_rpc(Ctx *c)
 	{
 		c->q->shape = VN_SHAPE_GRANT;
 		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint, (_g).claims::text, (_g).refresh_token, (_g).expires_in"
-					" FROM (SELECT %s AS _g) _x", call.data);
+					   " FROM (SELECT %s AS _g) _x",
+					call.data);
 	}
 	else if (f->returns_void)
 	{
@@ -1958,7 +1998,7 @@ build_rpc(Ctx *c)
 			 vn_schema_relation_index(c->in->schema, f->rettype + 4) >= 0)
 	{
 		/* rows of an exposed relation: select, filters, order and paging apply */
-		int			rel = vn_schema_relation_index(c->in->schema, f->rettype + 4);
+		int				  rel = vn_schema_relation_index(c->in->schema, f->rettype + 4);
 		const VnRelation *r = &c->in->schema->rels[rel];
 
 		c->q->is_read = true;
@@ -2000,11 +2040,11 @@ build_rpc(Ctx *c)
 		if (f->rettypekind != 'c')
 		{
 			/* scalar sets: an array of the values, not of one-column objects */
-			char	   *at = strstr(b->data, "pg_catalog.json_agg(_r)");
+			char *at = strstr(b->data, "pg_catalog.json_agg(_r)");
 
 			if (at)
 			{
-				VnBuf		out;
+				VnBuf out;
 
 				vn_buf_init(&out);
 				vn_buf_addn(&out, b->data, at - b->data);
@@ -2027,9 +2067,9 @@ build_rpc(Ctx *c)
 bool
 vn_query_build(const VnQueryInput *in, VnQuery *q)
 {
-	Ctx			c = {in, q, 0, NULL};
-	int			rel;
-	bool		ok;
+	Ctx	 c = {in, q, 0, NULL};
+	int	 rel;
+	bool ok;
 
 	c.consumed = vn_alloc(sizeof(bool) * (in->args->n + 1));
 	vn_buf_init(&c.inner);

@@ -14,30 +14,30 @@
 #include "schema.h"
 
 #define VN_MAX_PARAMS 256
-#define VN_MAX_DEPTH 8			/* or=/and= nesting */
+#define VN_MAX_DEPTH 8 /* or=/and= nesting */
 
 typedef struct VnArg
 {
-	char	   *key;
-	char	   *value;
+	char *key;
+	char *value;
 } VnArg;
 
 typedef struct VnArgs
 {
-	int			n;
-	VnArg	   *items;
+	int	   n;
+	VnArg *items;
 } VnArgs;
 
 typedef enum VnShape
 {
-	VN_SHAPE_ROWS,				/* body, n, total */
-	VN_SHAPE_GRANT				/* body, n, total, claims, refresh_token, expires_in */
+	VN_SHAPE_ROWS, /* body, n, total */
+	VN_SHAPE_GRANT /* body, n, total, claims, refresh_token, expires_in */
 } VnShape;
 
 typedef enum VnFormat
 {
 	VN_FORMAT_JSON,
-	VN_FORMAT_OBJECT,			/* application/vnd.pgrst.object+json */
+	VN_FORMAT_OBJECT, /* application/vnd.pgrst.object+json */
 	VN_FORMAT_CSV
 } VnFormat;
 
@@ -59,43 +59,43 @@ typedef enum VnReturn
 typedef struct VnQueryInput
 {
 	const VnSchema *schema;
-	const char *method;			/* GET HEAD POST PATCH DELETE */
-	const char *target;			/* relation name, or function name when rpc */
-	bool		rpc;
-	const VnArgs *args;
-	const char *body;
-	size_t		body_len;
-	VnFormat	format;
-	VnCount		count;
-	VnReturn	ret;
-	bool		merge_duplicates;
-	bool		ignore_duplicates;
-	bool		single_object;	/* Prefer: params=single-object */
-	long		max_affected;	/* Prefer: max-affected=N on PATCH/DELETE, -1: none */
-	long		range_offset;	/* -1: no Range header */
-	long		range_limit;	/* -1: open */
-	long		max_rows;
-	int			max_embeds;		/* embedded resources per request (54000 beyond) */
-	int			max_select;		/* select-list items per request, at every level */
+	const char	   *method; /* GET HEAD POST PATCH DELETE */
+	const char	   *target; /* relation name, or function name when rpc */
+	bool			rpc;
+	const VnArgs   *args;
+	const char	   *body;
+	size_t			body_len;
+	VnFormat		format;
+	VnCount			count;
+	VnReturn		ret;
+	bool			merge_duplicates;
+	bool			ignore_duplicates;
+	bool			single_object; /* Prefer: params=single-object */
+	long			max_affected;  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
+	long			range_offset;  /* -1: no Range header */
+	long			range_limit;   /* -1: open */
+	long			max_rows;
+	int				max_embeds; /* embedded resources per request (54000 beyond) */
+	int				max_select; /* select-list items per request, at every level */
 } VnQueryInput;
 
 typedef struct VnQuery
 {
-	VnBuf		sql;
-	int			nparams;
-	char	   *params[VN_MAX_PARAMS];
-	VnShape		shape;
-	long		offset;
-	bool		returns_body;	/* false: 204 / 201 without body */
-	bool		void_result;
-	bool		is_read;
-	bool		is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	VnBuf	sql;
+	int		nparams;
+	char   *params[VN_MAX_PARAMS];
+	VnShape shape;
+	long	offset;
+	bool	returns_body; /* false: 204 / 201 without body */
+	bool	void_result;
+	bool	is_read;
+	bool	is_rpc_scalar; /* single (non-set) rpc result: no Content-Range */
 	/* error */
-	int			status;
-	char		code[16];
-	char		message[512];
-	char	   *details;
-	char	   *hint;
+	int	  status;
+	char  code[16];
+	char  message[512];
+	char *details;
+	char *hint;
 } VnQuery;
 
 extern void vn_query_init(VnQuery *q);

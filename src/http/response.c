@@ -75,49 +75,49 @@ vn_response_error(VnResponse *r, int status, const char *code, const char *messa
  */
 typedef struct VnStatusRule
 {
-	const char *sqlstate;		/* "VN001", or a class "08*" */
+	const char *sqlstate; /* "VN001", or a class "08*" */
 	int			status;
 } VnStatusRule;
 
 static const VnStatusRule vn_status_rules[] = {
 	/* Ventros (style.md) */
-	{"VN001", 409},				/* stale version: re-read, then retry */
-	{"VN002", 409},				/* state transition not allowed */
-	{"P0002", 404},				/* aggregate not found (absent, deleted, other tenant) */
-	{"54*", 413},				/* size or count limit: the request is too large */
-	{"55000", 503},				/* not preloaded, worker absent */
-	{"28P01", 401},				/* bad password, refresh token or API key */
-	{"28000", 401},				/* account not active */
-	{"57014", 504},				/* statement timeout */
-	{"57P01", 503},				/* server shutting down: retry */
+	{"VN001", 409}, /* stale version: re-read, then retry */
+	{"VN002", 409}, /* state transition not allowed */
+	{"P0002", 404}, /* aggregate not found (absent, deleted, other tenant) */
+	{"54*", 413},	/* size or count limit: the request is too large */
+	{"55000", 503}, /* not preloaded, worker absent */
+	{"28P01", 401}, /* bad password, refresh token or API key */
+	{"28000", 401}, /* account not active */
+	{"57014", 504}, /* statement timeout */
+	{"57P01", 503}, /* server shutting down: retry */
 	/* PostgREST */
-	{"08*", 503},				/* connection exception */
-	{"09*", 500},				/* triggered action exception */
-	{"0L*", 403},				/* invalid grantor */
-	{"0P*", 403},				/* invalid role specification */
-	{"23503", 409},				/* foreign key violation */
-	{"23505", 409},				/* unique violation */
-	{"25006", 405},				/* read-only transaction */
-	{"25*", 500},				/* invalid transaction state */
-	{"28*", 403},				/* invalid authorization specification */
-	{"2D*", 500},				/* invalid transaction termination */
-	{"38*", 500},				/* external routine exception */
-	{"39*", 500},				/* external routine invocation */
-	{"3B*", 500},				/* savepoint exception */
-	{"40*", 500},				/* transaction rollback, 40001 included */
-	{"53400", 500},				/* configuration limit exceeded */
-	{"53*", 503},				/* insufficient resources */
-	{"55*", 500},				/* object not in prerequisite state */
-	{"57*", 500},				/* operator intervention */
-	{"58*", 500},				/* system error */
-	{"F0*", 500},				/* configuration file error */
-	{"HV*", 500},				/* foreign data wrapper error */
-	{"P0001", 400},				/* RAISE without a code */
-	{"P0*", 500},				/* PL/pgSQL error */
-	{"XX*", 500},				/* internal error */
-	{"42883", 404},				/* undefined function */
-	{"42P01", 404},				/* undefined table */
-	{"42P17", 500},				/* infinite recursion */
+	{"08*", 503},	/* connection exception */
+	{"09*", 500},	/* triggered action exception */
+	{"0L*", 403},	/* invalid grantor */
+	{"0P*", 403},	/* invalid role specification */
+	{"23503", 409}, /* foreign key violation */
+	{"23505", 409}, /* unique violation */
+	{"25006", 405}, /* read-only transaction */
+	{"25*", 500},	/* invalid transaction state */
+	{"28*", 403},	/* invalid authorization specification */
+	{"2D*", 500},	/* invalid transaction termination */
+	{"38*", 500},	/* external routine exception */
+	{"39*", 500},	/* external routine invocation */
+	{"3B*", 500},	/* savepoint exception */
+	{"40*", 500},	/* transaction rollback, 40001 included */
+	{"53400", 500}, /* configuration limit exceeded */
+	{"53*", 503},	/* insufficient resources */
+	{"55*", 500},	/* object not in prerequisite state */
+	{"57*", 500},	/* operator intervention */
+	{"58*", 500},	/* system error */
+	{"F0*", 500},	/* configuration file error */
+	{"HV*", 500},	/* foreign data wrapper error */
+	{"P0001", 400}, /* RAISE without a code */
+	{"P0*", 500},	/* PL/pgSQL error */
+	{"XX*", 500},	/* internal error */
+	{"42883", 404}, /* undefined function */
+	{"42P01", 404}, /* undefined table */
+	{"42P17", 500}, /* infinite recursion */
 };
 
 static bool
@@ -131,12 +131,12 @@ status_rule_matches(const char *rule, const char *s)
 int
 vn_status_of_sqlstate(const char *s, bool authenticated)
 {
-	size_t		i;
+	size_t i;
 
 	if (s == NULL || strlen(s) != 5)
 		return 500;
 	if (strcmp(s, "42501") == 0)
-		return authenticated ? 403 : 401;	/* insufficient privilege */
+		return authenticated ? 403 : 401; /* insufficient privilege */
 	for (i = 0; i < sizeof(vn_status_rules) / sizeof(vn_status_rules[0]); i++)
 		if (status_rule_matches(vn_status_rules[i].sqlstate, s))
 			return vn_status_rules[i].status;

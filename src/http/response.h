@@ -6,8 +6,8 @@
 #ifndef VN_HTTP_RESPONSE_H
 #define VN_HTTP_RESPONSE_H
 
-#include <stdbool.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 #include "buf.h"
 

@@ -26,8 +26,8 @@ has_token(const char *list, const char *token)
 		return false;
 	while ((p = strstr(p, token)) != NULL)
 	{
-		bool		start_ok = p == list || p[-1] == ',' || p[-1] == ' ' || p[-1] == ';';
-		bool		end_ok = p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == ';';
+		bool start_ok = p == list || p[-1] == ',' || p[-1] == ' ' || p[-1] == ';';
+		bool end_ok = p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == ';';
 
 		if (start_ok && end_ok)
 			return true;
@@ -41,14 +41,14 @@ has_token(const char *list, const char *token)
  * refused too: strtol saturates at LONG_MAX, and b - a + 1 would overflow
  * (found by test/fuzz/fuzz_headers; regression input in its corpus).
  */
-#define VN_RANGE_MAX 999999999999L	/* as query.c's limit= and offset= */
+#define VN_RANGE_MAX 999999999999L /* as query.c's limit= and offset= */
 
 static bool
 parse_range(const char *h, long *offset, long *limit)
 {
-	long		a,
-				b = -1;
-	char	   *end;
+	long a,
+		b = -1;
+	char *end;
 
 	*offset = -1;
 	*limit = -1;
@@ -72,13 +72,13 @@ parse_range(const char *h, long *offset, long *limit)
 }
 
 static const char *health_sql =
-"SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers', ventros.http_worker_status())::text";
+	"SELECT pg_catalog.json_build_object('status', 'ok', 'postgres', 'ok', 'workers', ventros.http_worker_status())::text";
 
 static void
 run_health(const VnRouterConfig *cfg, VnResponse *resp)
 {
-	PGconn	   *conn = vn_pg_acquire(cfg->pool_wait_ms);
-	PGresult   *res;
+	PGconn	 *conn = vn_pg_acquire(cfg->pool_wait_ms);
+	PGresult *res;
 
 	if (conn == NULL)
 	{
@@ -93,7 +93,7 @@ run_health(const VnRouterConfig *cfg, VnResponse *resp)
 		res = vn_pg_exec(conn, health_sql);
 		if (PQresultStatus(res) == PGRES_TUPLES_OK || PQstatus(conn) == CONNECTION_OK)
 			break;
-		vn_pg_reset(conn);		/* a connection that broke since its last use: once more */
+		vn_pg_reset(conn); /* a connection that broke since its last use: once more */
 	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
@@ -106,7 +106,7 @@ run_health(const VnRouterConfig *cfg, VnResponse *resp)
 static void
 content_range(VnResponse *resp, long offset, long n, const char *total)
 {
-	char		buf[96];
+	char buf[96];
 
 	if (n > 0)
 		snprintf(buf, sizeof(buf), "%ld-%ld/%s", offset, offset + n - 1, total ? total : "*");
@@ -118,7 +118,7 @@ content_range(VnResponse *resp, long offset, long n, const char *total)
 static void
 shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
 {
-	char	   *token;
+	char *token;
 
 	if (PQgetisnull(res, 0, 3) || PQgetisnull(res, 0, 4))
 	{
@@ -149,19 +149,19 @@ shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
 static void
 route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *idp)
 {
-	VnIdentity	id;
-	const char *reason = NULL;
-	const char *api_key = NULL;
-	bool		authenticated = false;
+	VnIdentity	 id;
+	const char	*reason = NULL;
+	const char	*api_key = NULL;
+	bool		 authenticated = false;
 	VnQueryInput in;
-	VnQuery		q;
-	VnSetup		setup;
-	VnParams	params = {0};
-	PGconn	   *conn;
-	PGresult   *res;
-	const char *path = req->path;
-	bool		head = strcmp(req->method, "HEAD") == 0;
-	bool		openapi = false;
+	VnQuery		 q;
+	VnSetup		 setup;
+	VnParams	 params = {0};
+	PGconn		*conn;
+	PGresult	*res;
+	const char	*path = req->path;
+	bool		 head = strcmp(req->method, "HEAD") == 0;
+	bool		 openapi = false;
 
 	memset(&id, 0, sizeof(id));
 	snprintf(id.role, sizeof(id.role), "ventros_anon");
@@ -202,7 +202,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 			api_key = a;
 		else if (!vn_auth_verify(cfg->auth, a, &id, &reason))
 		{
-			char		www[200];
+			char www[200];
 
 			vn_response_error(resp, 401, "PGRST301", reason, NULL, NULL);
 			snprintf(www, sizeof(www), "Bearer error=\"invalid_token\", error_description=\"%s\"", reason);
@@ -212,7 +212,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		else
 		{
 			authenticated = true;
-			idp->claims = id.claims;	/* freed by the caller, whatever happens next */
+			idp->claims = id.claims; /* freed by the caller, whatever happens next */
 		}
 	}
 	else if (req->apikey && strncmp(req->apikey, "vnk_", 4) == 0)
@@ -403,7 +403,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 
 	{
 		/* Preference-Applied: the preferences this answer honoured */
-		VnBuf		applied;
+		VnBuf applied;
 
 		vn_buf_init(&applied);
 		if (in.count == VN_COUNT_EXACT)
@@ -411,7 +411,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		if (!q.is_read && !in.rpc && !openapi)
 		{
 			vn_buf_add(&applied, in.ret == VN_RETURN_REPRESENTATION ? ", return=representation" :
-					   in.ret == VN_RETURN_HEADERS ? ", return=headers-only" : ", return=minimal");
+								 in.ret == VN_RETURN_HEADERS		? ", return=headers-only" :
+																	  ", return=minimal");
 			if (strcmp(req->method, "POST") == 0 && (in.merge_duplicates || in.ignore_duplicates))
 				vn_buf_add(&applied, in.merge_duplicates ? ", resolution=merge-duplicates" : ", resolution=ignore-duplicates");
 		}
@@ -442,7 +443,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 			resp->content_type = "application/vnd.pgrst.object+json; charset=utf-8";
 		if (in.format == VN_FORMAT_OBJECT && q.returns_body && !q.is_rpc_scalar && !openapi && n != 1)
 		{
-			char		details[96];
+			char details[96];
 
 			snprintf(details, sizeof(details), "The result contains %ld rows", n);
 			vn_response_error(resp, 406, "PGRST116", "JSON object requested, multiple (or no) rows returned",
@@ -450,7 +451,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		}
 		else if (q.is_read && !openapi)
 		{
-			long		t = total ? atol(total) : -1;
+			long t = total ? atol(total) : -1;
 
 			if (t >= 0 && n == 0 && q.offset > 0 && q.offset >= t)
 			{
@@ -476,7 +477,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 		else
 		{
 			/* writes */
-			bool		post = strcmp(req->method, "POST") == 0;
+			bool post = strcmp(req->method, "POST") == 0;
 
 			resp->status = post ? 201 : (q.returns_body ? 200 : 204);
 			if (q.returns_body)
@@ -484,14 +485,14 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 			else if (post)
 				resp->content_type = NULL;
 			{
-				char		cr[64];
+				char cr[64];
 
 				snprintf(cr, sizeof(cr), "*/%ld", n);
 				vn_response_header(resp, "Content-Range", cr);
 			}
 			if (post && n == 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3))
 			{
-				VnBuf		loc;
+				VnBuf loc;
 
 				vn_buf_init(&loc);
 				vn_buf_addf(&loc, "/%s?id=eq.%s", in.target, PQgetvalue(res, 0, 3));
@@ -507,7 +508,7 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 void
 vn_router_handle(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 {
-	VnIdentity	id;
+	VnIdentity id;
 
 	memset(&id, 0, sizeof(id));
 	route(cfg, req, resp, &id);

@@ -15,51 +15,51 @@
 #include "schema.h"
 
 static const char *columns_sql =
-"WITH rels AS ("
-"  SELECT c.oid, c.relname, coalesce(pg_catalog.obj_description(c.oid, 'pg_class'), '') AS description,"
-"         coalesce((SELECT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d"
-"                     ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid"
-"                    WHERE r.ev_class = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-"                      AND d.refobjid <> c.oid LIMIT 1), c.oid) AS base"
-"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-"   WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
-"SELECT r.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,"
-"       t.typname = 'tsvector', r.description, r.base,"
-"       coalesce((SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
-"                  WHERE d.adrelid = r.oid AND d.adnum = a.attnum),"
-"                (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
-"                   JOIN pg_catalog.pg_attribute ba ON ba.attrelid = d.adrelid AND ba.attnum = d.adnum"
-"                  WHERE d.adrelid = r.base AND ba.attname = a.attname), 'NULL')"
-"  FROM rels r"
-"  JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped"
-"  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
-" ORDER BY r.relname, a.attnum";
+	"WITH rels AS ("
+	"  SELECT c.oid, c.relname, coalesce(pg_catalog.obj_description(c.oid, 'pg_class'), '') AS description,"
+	"         coalesce((SELECT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d"
+	"                     ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid"
+	"                    WHERE r.ev_class = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+	"                      AND d.refobjid <> c.oid LIMIT 1), c.oid) AS base"
+	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
+	"SELECT r.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,"
+	"       t.typname = 'tsvector', r.description, r.base,"
+	"       coalesce((SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
+	"                  WHERE d.adrelid = r.oid AND d.adnum = a.attnum),"
+	"                (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
+	"                   JOIN pg_catalog.pg_attribute ba ON ba.attrelid = d.adrelid AND ba.attnum = d.adnum"
+	"                  WHERE d.adrelid = r.base AND ba.attname = a.attname), 'NULL')"
+	"  FROM rels r"
+	"  JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped"
+	"  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+	" ORDER BY r.relname, a.attnum";
 
 static const char *fks_sql =
-"SELECT k.conname, k.conrelid, k.confrelid,"
-"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
-"          FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY i(att, n)"
-"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = i.att),"
-"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
-"          FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY i(att, n)"
-"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = i.att)"
-"  FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' ORDER BY k.conname";
+	"SELECT k.conname, k.conrelid, k.confrelid,"
+	"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
+	"          FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY i(att, n)"
+	"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = i.att),"
+	"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
+	"          FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY i(att, n)"
+	"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = i.att)"
+	"  FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' ORDER BY k.conname";
 
 static const char *funcs_sql =
-"SELECT p.proname, p.pronargs, p.pronargdefaults,"
-"       coalesce(pg_catalog.array_to_string(p.proargnames[1:p.pronargs], chr(31)), ''),"
-"       coalesce((SELECT pg_catalog.array_to_string(pg_catalog.array_agg(pg_catalog.format_type(x.t, NULL) ORDER BY x.n), chr(31))"
-"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n)), ''),"
-"       coalesce((SELECT pg_catalog.string_agg(ty.typcategory::text, '' ORDER BY x.n)"
-"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n) JOIN pg_catalog.pg_type ty ON ty.oid = x.t), ''),"
-"       pg_catalog.format_type(p.prorettype, NULL), rt.typtype, p.proretset, p.provolatile <> 'v',"
-"       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')"
-"  FROM pg_catalog.pg_proc p"
-"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-"  JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype"
-" WHERE n.nspname = 'api' AND p.prokind = 'f'"
-"   AND (p.proargmodes IS NULL OR NOT ('o' = ANY (p.proargmodes) OR 'b' = ANY (p.proargmodes) OR 't' = ANY (p.proargmodes)))"
-" ORDER BY p.proname, p.pronargs";
+	"SELECT p.proname, p.pronargs, p.pronargdefaults,"
+	"       coalesce(pg_catalog.array_to_string(p.proargnames[1:p.pronargs], chr(31)), ''),"
+	"       coalesce((SELECT pg_catalog.array_to_string(pg_catalog.array_agg(pg_catalog.format_type(x.t, NULL) ORDER BY x.n), chr(31))"
+	"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n)), ''),"
+	"       coalesce((SELECT pg_catalog.string_agg(ty.typcategory::text, '' ORDER BY x.n)"
+	"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n) JOIN pg_catalog.pg_type ty ON ty.oid = x.t), ''),"
+	"       pg_catalog.format_type(p.prorettype, NULL), rt.typtype, p.proretset, p.provolatile <> 'v',"
+	"       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')"
+	"  FROM pg_catalog.pg_proc p"
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+	"  JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype"
+	" WHERE n.nspname = 'api' AND p.prokind = 'f'"
+	"   AND (p.proargmodes IS NULL OR NOT ('o' = ANY (p.proargmodes) OR 'b' = ANY (p.proargmodes) OR 't' = ANY (p.proargmodes)))"
+	" ORDER BY p.proname, p.pronargs";
 
 static char **
 split(const char *s, int *n)
@@ -97,7 +97,7 @@ split(const char *s, int *n)
 static PGresult *
 run(PGconn *conn, const char *sql, char **error)
 {
-	PGresult   *res = PQexec(conn, sql);
+	PGresult *res = PQexec(conn, sql);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -120,9 +120,9 @@ rel_by_base(VnSchema *s, Oid base)
 VnSchema *
 vn_schema_load(PGconn *conn, char **error)
 {
-	VnSchema   *s = vn_alloc(sizeof(VnSchema));
-	PGresult   *res;
-	int			n;
+	VnSchema *s = vn_alloc(sizeof(VnSchema));
+	PGresult *res;
+	int		  n;
 
 	/* relations and columns */
 	if ((res = run(conn, columns_sql, error)) == NULL)
@@ -137,7 +137,7 @@ vn_schema_load(PGconn *conn, char **error)
 
 		if (s->nrels == 0 || strcmp(s->rels[s->nrels - 1].name, relname) != 0)
 		{
-			int			k = i;
+			int k = i;
 
 			r = &s->rels[s->nrels++];
 			r->name = vn_strdup(relname);
@@ -166,11 +166,11 @@ vn_schema_load(PGconn *conn, char **error)
 	s->fks = vn_alloc(sizeof(VnForeignKey) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
-		int			from = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 1), NULL, 10));
-		int			to = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 2), NULL, 10));
+		int			 from = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 1), NULL, 10));
+		int			 to = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 2), NULL, 10));
 		VnForeignKey fk;
-		int			n2;
-		bool		ok = true;
+		int			 n2;
+		bool		 ok = true;
 
 		if (from < 0 || to < 0)
 			continue;
@@ -199,10 +199,10 @@ vn_schema_load(PGconn *conn, char **error)
 	{
 		VnFunction *f = &s->funcs[s->nfuncs];
 		int			nn,
-					nt;
+			nt;
 
 		if (s->nfuncs > 0 && strcmp(s->funcs[s->nfuncs - 1].name, PQgetvalue(res, i, 0)) == 0)
-			continue;			/* overloads: the one with the fewest arguments */
+			continue; /* overloads: the one with the fewest arguments */
 		f->name = vn_strdup(PQgetvalue(res, i, 0));
 		f->nargs = atoi(PQgetvalue(res, i, 1));
 		f->nrequired = f->nargs - atoi(PQgetvalue(res, i, 2));
@@ -237,7 +237,7 @@ vn_schema_relation_index(const VnSchema *s, const char *name)
 const VnRelation *
 vn_schema_relation(const VnSchema *s, const char *name)
 {
-	int			i = vn_schema_relation_index(s, name);
+	int i = vn_schema_relation_index(s, name);
 
 	return i < 0 ? NULL : &s->rels[i];
 }

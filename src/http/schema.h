@@ -8,70 +8,70 @@
 #ifndef VN_HTTP_SCHEMA_H
 #define VN_HTTP_SCHEMA_H
 
-#include <stdbool.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 typedef struct VnColumn
 {
-	char	   *name;
-	char	   *type;			/* format_type(): trusted catalog text */
-	char		category;		/* pg_type.typcategory: A array, S string, ... */
-	bool		is_tsvector;
-	char	   *default_expr;	/* the table column's default (catalog text), "NULL" for none */
+	char *name;
+	char *type;		/* format_type(): trusted catalog text */
+	char  category; /* pg_type.typcategory: A array, S string, ... */
+	bool  is_tsvector;
+	char *default_expr; /* the table column's default (catalog text), "NULL" for none */
 } VnColumn;
 
 typedef struct VnRelation
 {
-	char	   *name;
-	char	   *description;
-	Oid			base;			/* the table under the view */
-	bool		has_id;			/* tenant_id and id: aggregate key */
-	int			ncols;
-	VnColumn   *cols;
+	char	 *name;
+	char	 *description;
+	Oid		  base;	  /* the table under the view */
+	bool	  has_id; /* tenant_id and id: aggregate key */
+	int		  ncols;
+	VnColumn *cols;
 } VnRelation;
 
 /* a foreign key from one exposed relation's table to another's */
 typedef struct VnForeignKey
 {
-	char	   *name;
-	int			from;			/* index into relations */
-	int			to;
-	int			ncols;
-	char	  **from_cols;
-	char	  **to_cols;
+	char  *name;
+	int	   from; /* index into relations */
+	int	   to;
+	int	   ncols;
+	char **from_cols;
+	char **to_cols;
 } VnForeignKey;
 
 typedef struct VnFunction
 {
-	char	   *name;
-	char	   *description;
-	int			nargs;
-	int			nrequired;		/* the first nrequired args have no default */
-	char	  **argnames;
-	char	  **argtypes;
-	char	   *argcategories;
-	char	   *rettype;
-	char		rettypekind;	/* pg_type.typtype of the result: c composite, b base, p pseudo */
-	bool		retset;
-	bool		stable;			/* callable with GET */
-	bool		returns_void;
-	bool		returns_grant;	/* api.auth_grant: the front signs the claims */
+	char  *name;
+	char  *description;
+	int	   nargs;
+	int	   nrequired; /* the first nrequired args have no default */
+	char **argnames;
+	char **argtypes;
+	char  *argcategories;
+	char  *rettype;
+	char   rettypekind; /* pg_type.typtype of the result: c composite, b base, p pseudo */
+	bool   retset;
+	bool   stable; /* callable with GET */
+	bool   returns_void;
+	bool   returns_grant; /* api.auth_grant: the front signs the claims */
 } VnFunction;
 
 typedef struct VnSchema
 {
-	int			nrels;
-	VnRelation *rels;
-	int			nfks;
+	int			  nrels;
+	VnRelation	 *rels;
+	int			  nfks;
 	VnForeignKey *fks;
-	int			nfuncs;
-	VnFunction *funcs;
+	int			  nfuncs;
+	VnFunction	 *funcs;
 } VnSchema;
 
-extern VnSchema *vn_schema_load(PGconn *conn, char **error);
+extern VnSchema			*vn_schema_load(PGconn *conn, char **error);
 extern const VnRelation *vn_schema_relation(const VnSchema *s, const char *name);
-extern int	vn_schema_relation_index(const VnSchema *s, const char *name);
-extern const VnColumn *vn_schema_column(const VnRelation *r, const char *name);
+extern int				 vn_schema_relation_index(const VnSchema *s, const char *name);
+extern const VnColumn	*vn_schema_column(const VnRelation *r, const char *name);
 extern const VnFunction *vn_schema_function(const VnSchema *s, const char *name);
 
 #endif

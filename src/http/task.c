@@ -68,35 +68,35 @@
 #define VN_ASAN_FRESH(task) ((void) 0)
 #endif
 
-#define VN_TASK_STACK	(256 * 1024)
+#define VN_TASK_STACK (256 * 1024)
 #define VN_TASK_FREE_MAX 64
 
 struct VnTask
 {
 #if defined(__x86_64__)
-	void	   *sp;				/* the task's saved stack pointer */
-	void	   *caller_sp;		/* the resumer's, while the task runs */
+	void *sp;		 /* the task's saved stack pointer */
+	void *caller_sp; /* the resumer's, while the task runs */
 #else
-	ucontext_t	context;
-	ucontext_t	caller;
+	ucontext_t context;
+	ucontext_t caller;
 #endif
-	void		(*fn) (void *);
-	void	   *arg;
-	bool		finished;
-	char	   *stack;			/* the mapping, guard page included */
-	VnTask	   *next_free;
+	void (*fn)(void *);
+	void   *arg;
+	bool	finished;
+	char   *stack; /* the mapping, guard page included */
+	VnTask *next_free;
 #ifdef VN_ASAN
-	void	   *stack_lo;		/* above the guard page */
-	void	   *fake;			/* ASan's fake stack of the task, while switched out */
-	void	   *caller_fake;	/* the resumer's, while the task runs */
-	const void *caller_lo;		/* the resumer's stack */
+	void	   *stack_lo;	 /* above the guard page */
+	void	   *fake;		 /* ASan's fake stack of the task, while switched out */
+	void	   *caller_fake; /* the resumer's, while the task runs */
+	const void *caller_lo;	 /* the resumer's stack */
 	size_t		caller_size;
 #endif
 };
 
 static __thread VnTask *current;
 static __thread VnTask *free_tasks;
-static __thread int nfree;
+static __thread int		nfree;
 
 #if defined(__x86_64__)
 
@@ -107,40 +107,40 @@ static __thread int nfree;
  * prepared (make_context) so that this return lands in vn_task_boot, which
  * passes the task (in r12) to vn_task_main.
  */
-void		vn_switch(void **save, void *to);
-void		vn_task_boot(void);
-void		vn_task_main(VnTask *task) __attribute__((used, noreturn));
+void vn_switch(void **save, void *to);
+void vn_task_boot(void);
+void vn_task_main(VnTask *task) __attribute__((used, noreturn));
 
 __asm__(
-		".text\n"
-		".p2align 4\n"
-		".globl vn_switch\n"
-		".type vn_switch, @function\n"
-		"vn_switch:\n"
-		"	pushq %rbp\n"
-		"	pushq %rbx\n"
-		"	pushq %r12\n"
-		"	pushq %r13\n"
-		"	pushq %r14\n"
-		"	pushq %r15\n"
-		"	movq %rsp, (%rdi)\n"
-		"	movq %rsi, %rsp\n"
-		"	popq %r15\n"
-		"	popq %r14\n"
-		"	popq %r13\n"
-		"	popq %r12\n"
-		"	popq %rbx\n"
-		"	popq %rbp\n"
-		"	ret\n"
-		".size vn_switch, .-vn_switch\n"
-		".p2align 4\n"
-		".globl vn_task_boot\n"
-		".type vn_task_boot, @function\n"
-		"vn_task_boot:\n"
-		"	movq %r12, %rdi\n"
-		"	call vn_task_main\n"
-		"	ud2\n"
-		".size vn_task_boot, .-vn_task_boot\n");
+	".text\n"
+	".p2align 4\n"
+	".globl vn_switch\n"
+	".type vn_switch, @function\n"
+	"vn_switch:\n"
+	"	pushq %rbp\n"
+	"	pushq %rbx\n"
+	"	pushq %r12\n"
+	"	pushq %r13\n"
+	"	pushq %r14\n"
+	"	pushq %r15\n"
+	"	movq %rsp, (%rdi)\n"
+	"	movq %rsi, %rsp\n"
+	"	popq %r15\n"
+	"	popq %r14\n"
+	"	popq %r13\n"
+	"	popq %r12\n"
+	"	popq %rbx\n"
+	"	popq %rbp\n"
+	"	ret\n"
+	".size vn_switch, .-vn_switch\n"
+	".p2align 4\n"
+	".globl vn_task_boot\n"
+	".type vn_task_boot, @function\n"
+	"vn_task_boot:\n"
+	"	movq %r12, %rdi\n"
+	"	call vn_task_main\n"
+	"	ud2\n"
+	".size vn_task_boot, .-vn_task_boot\n");
 
 void
 vn_task_main(VnTask *task)
@@ -150,7 +150,7 @@ vn_task_main(VnTask *task)
 	task->finished = true;
 	VN_ASAN_LEAVE(task, NULL);
 	vn_switch(&task->sp, task->caller_sp);
-	abort();					/* a finished task is never switched into */
+	abort(); /* a finished task is never switched into */
 }
 
 /*
@@ -161,15 +161,15 @@ vn_task_main(VnTask *task)
 static void
 make_context(VnTask *task, long page)
 {
-	uintptr_t	top = ((uintptr_t) (task->stack + page + VN_TASK_STACK)) & ~(uintptr_t) 15;
-	void	  **frame = (void **) (top - 56);
+	uintptr_t top = ((uintptr_t) (task->stack + page + VN_TASK_STACK)) & ~(uintptr_t) 15;
+	void	**frame = (void **) (top - 56);
 
-	frame[0] = NULL;			/* r15 */
-	frame[1] = NULL;			/* r14 */
-	frame[2] = NULL;			/* r13 */
-	frame[3] = task;			/* r12 */
-	frame[4] = NULL;			/* rbx */
-	frame[5] = NULL;			/* rbp */
+	frame[0] = NULL; /* r15 */
+	frame[1] = NULL; /* r14 */
+	frame[2] = NULL; /* r13 */
+	frame[3] = task; /* r12 */
+	frame[4] = NULL; /* rbx */
+	frame[5] = NULL; /* rbp */
 	frame[6] = (void *) vn_task_boot;
 	task->sp = frame;
 }
@@ -177,7 +177,7 @@ make_context(VnTask *task, long page)
 static void
 switch_in(VnTask *task)
 {
-	VnTask	   *outer = current;
+	VnTask *outer = current;
 
 	current = task;
 	VN_ASAN_ENTER(task);
@@ -189,21 +189,21 @@ switch_in(VnTask *task)
 void
 vn_task_yield(void)
 {
-	VnTask	   *task = current;
+	VnTask *task = current;
 
 	if (task == NULL)
-		abort();				/* nothing to yield to: a programming error */
+		abort(); /* nothing to yield to: a programming error */
 	VN_ASAN_LEAVE(task, &task->fake);
 	vn_switch(&task->sp, task->caller_sp);
 	VN_ASAN_STARTED(task, task->fake);
 }
 
-#else							/* portable: ucontext */
+#else /* portable: ucontext */
 
 static void
 trampoline(unsigned int hi, unsigned int lo)
 {
-	VnTask	   *task = (VnTask *) (((uintptr_t) hi << 32) | (uintptr_t) lo);
+	VnTask *task = (VnTask *) (((uintptr_t) hi << 32) | (uintptr_t) lo);
 
 	VN_ASAN_STARTED(task, NULL);
 	task->fn(task->arg);
@@ -221,14 +221,14 @@ make_context(VnTask *task, long page)
 	task->context.uc_stack.ss_sp = task->stack + page;
 	task->context.uc_stack.ss_size = VN_TASK_STACK;
 	task->context.uc_link = &task->caller;
-	makecontext(&task->context, (void (*) (void)) trampoline, 2,
+	makecontext(&task->context, (void (*)(void)) trampoline, 2,
 				(unsigned int) ((uintptr_t) task >> 32), (unsigned int) ((uintptr_t) task & 0xffffffffu));
 }
 
 static void
 switch_in(VnTask *task)
 {
-	VnTask	   *outer = current;
+	VnTask *outer = current;
 
 	current = task;
 	VN_ASAN_ENTER(task);
@@ -241,10 +241,10 @@ switch_in(VnTask *task)
 void
 vn_task_yield(void)
 {
-	VnTask	   *task = current;
+	VnTask *task = current;
 
 	if (task == NULL)
-		abort();				/* nothing to yield to: a programming error */
+		abort(); /* nothing to yield to: a programming error */
 	VN_ASAN_LEAVE(task, &task->fake);
 	if (swapcontext(&task->context, &task->caller) != 0)
 		abort();
@@ -254,10 +254,10 @@ vn_task_yield(void)
 #endif
 
 VnTask *
-vn_task_start(void (*fn) (void *), void *arg)
+vn_task_start(void (*fn)(void *), void *arg)
 {
-	VnTask	   *task = free_tasks;
-	long		page = sysconf(_SC_PAGESIZE);
+	VnTask *task = free_tasks;
+	long	page = sysconf(_SC_PAGESIZE);
 
 	if (task)
 	{

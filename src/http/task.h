@@ -16,7 +16,7 @@ typedef struct VnTask VnTask;
  * Starts fn(arg) on a new task and runs it until it yields or returns.
  * Never NULL (an allocation failure aborts, as everywhere in the front).
  */
-extern VnTask *vn_task_start(void (*fn) (void *), void *arg);
+extern VnTask *vn_task_start(void (*fn)(void *), void *arg);
 /* runs a yielded task again, until it yields or returns */
 extern void vn_task_resume(VnTask *task);
 /* true once the task's function has returned */

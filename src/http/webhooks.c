@@ -41,18 +41,18 @@
 #include "pg.h"
 #include "webhooks.h"
 
-#define BYTEAOID	17
-#define TEXTOID		25
-#define JSONBOID	3802
+#define BYTEAOID 17
+#define TEXTOID 25
+#define JSONBOID 3802
 
 #define VN_WEBHOOK_MAX_HEADERS 100
 #define VN_WEBHOOK_MAX_ID 128
 
 static const char *accept_sql =
-"SELECT w.http_status, w.response::text FROM ventros.accept_webhook($1, $2, $3, $4) w";
+	"SELECT w.http_status, w.response::text FROM ventros.accept_webhook($1, $2, $3, $4) w";
 
 static const char *challenge_sql =
-"SELECT ventros.webhook_challenge($1, $2, $3, $4, $5)";
+	"SELECT ventros.webhook_challenge($1, $2, $3, $4, $5)";
 
 bool
 vn_webhooks_path(const char *path)
@@ -119,16 +119,16 @@ collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 static void
 headers_json(struct MHD_Connection *con, VnBuf *out)
 {
-	HeaderList	h;
-	bool		first = true;
+	HeaderList h;
+	bool	   first = true;
 
 	h.n = 0;
 	MHD_get_connection_values(con, MHD_HEADER_KIND, collect, &h);
 	vn_buf_addc(out, '{');
 	for (int i = 0; i < h.n; i++)
 	{
-		VnBuf		v;
-		bool		seen = false;
+		VnBuf v;
+		bool  seen = false;
 
 		for (int j = 0; j < i && !seen; j++)
 			seen = strcmp(h.names[j], h.names[i]) == 0;
@@ -165,13 +165,12 @@ headers_json(struct MHD_Connection *con, VnBuf *out)
 static PGresult *
 call(const VnRouterConfig *cfg, const char *method, const char *path, const char *sql, const VnParams *params)
 {
-	VnSetup		setup = {.role = "ventros_anon", .claims = "", .method = method, .path = path,
-	.headers = "{}", .timeout = cfg->statement_timeout, .max_plan_cost = cfg->max_plan_cost};
-	PGresult   *res = NULL;
+	VnSetup	  setup = {.role = "ventros_anon", .claims = "", .method = method, .path = path, .headers = "{}", .timeout = cfg->statement_timeout, .max_plan_cost = cfg->max_plan_cost};
+	PGresult *res = NULL;
 
 	for (int attempt = 0; attempt < 2 && res == NULL; attempt++)
 	{
-		PGconn	   *conn = vn_pg_acquire(cfg->pool_wait_ms);
+		PGconn *conn = vn_pg_acquire(cfg->pool_wait_ms);
 
 		if (conn == NULL)
 			return NULL;
@@ -258,11 +257,11 @@ accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *p
 static void
 challenge_get(const VnRouterConfig *cfg, const char *path, const char *provider, const char *channel,
 			  const VnArgs *args,
-			  VnResponse *resp)
+			  VnResponse   *resp)
 {
 	PGresult   *res;
 	const char *values[5] = {provider, channel, arg(args, "hub.mode"), arg(args, "hub.verify_token"),
-	arg(args, "hub.challenge")};
+							 arg(args, "hub.challenge")};
 	VnParams	params = {5, values, NULL, NULL, NULL};
 
 	res = call(cfg, "GET", path, challenge_sql, &params);

@@ -19,7 +19,15 @@
 
 #include "buf.h"
 
-#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "fuzz invariant failed: %s (line %d)\n", #cond, __LINE__); abort(); } } while (0)
+#define CHECK(cond) \
+	do \
+	{ \
+		if (!(cond)) \
+		{ \
+			fprintf(stderr, "fuzz invariant failed: %s (line %d)\n", #cond, __LINE__); \
+			abort(); \
+		} \
+	} while (0)
 
 /* RFC 3629 section 4, UTF8-char, as ranges of each byte */
 static bool
@@ -28,10 +36,10 @@ utf8_reference(const unsigned char *s, size_t len)
 	static const struct
 	{
 		unsigned char lo[4],
-					hi[4];
-		int			n;
-	}			forms[] = {
-		{{0x01}, {0x7F}, 1},	/* NUL refused on purpose */
+			hi[4];
+		int n;
+	} forms[] = {
+		{{0x01}, {0x7F}, 1}, /* NUL refused on purpose */
 		{{0xC2, 0x80}, {0xDF, 0xBF}, 2},
 		{{0xE0, 0xA0, 0x80}, {0xE0, 0xBF, 0xBF}, 3},
 		{{0xE1, 0x80, 0x80}, {0xEC, 0xBF, 0xBF}, 3},
@@ -41,15 +49,15 @@ utf8_reference(const unsigned char *s, size_t len)
 		{{0xF1, 0x80, 0x80, 0x80}, {0xF3, 0xBF, 0xBF, 0xBF}, 4},
 		{{0xF4, 0x80, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}, 4},
 	};
-	size_t		i = 0;
+	size_t i = 0;
 
 	while (i < len)
 	{
-		bool		matched = false;
+		bool matched = false;
 
 		for (size_t f = 0; f < sizeof(forms) / sizeof(forms[0]) && !matched; f++)
 		{
-			int			k;
+			int k;
 
 			if (i + forms[f].n > len)
 				continue;
@@ -72,8 +80,8 @@ utf8_reference(const unsigned char *s, size_t len)
 static char *
 undouble(const char *s, size_t len, char q)
 {
-	char	   *out = malloc(len + 1);
-	size_t		k = 0;
+	char  *out = malloc(len + 1);
+	size_t k = 0;
 
 	CHECK(len >= 2 && s[0] == q && s[len - 1] == q);
 	for (size_t i = 1; i < len - 1; i++)
@@ -92,14 +100,16 @@ undouble(const char *s, size_t len, char q)
 static int
 hex(char c)
 {
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+										c >= 'A' && c <= 'F'	 ? c - 'A' + 10 :
+																   -1;
 }
 
 static char *
 json_decode(const char *s, size_t len)
 {
-	char	   *out = malloc(len + 1);
-	size_t		k = 0;
+	char  *out = malloc(len + 1);
+	size_t k = 0;
 
 	CHECK(len >= 2 && s[0] == '"' && s[len - 1] == '"');
 	for (size_t i = 1; i < len - 1; i++)
@@ -115,17 +125,33 @@ json_decode(const char *s, size_t len)
 		CHECK(i + 1 < len - 1);
 		switch (s[++i])
 		{
-			case '"': out[k++] = '"'; break;
-			case '\\': out[k++] = '\\'; break;
-			case '/': out[k++] = '/'; break;
-			case 'n': out[k++] = '\n'; break;
-			case 'r': out[k++] = '\r'; break;
-			case 't': out[k++] = '\t'; break;
-			case 'b': out[k++] = '\b'; break;
-			case 'f': out[k++] = '\f'; break;
+			case '"':
+				out[k++] = '"';
+				break;
+			case '\\':
+				out[k++] = '\\';
+				break;
+			case '/':
+				out[k++] = '/';
+				break;
+			case 'n':
+				out[k++] = '\n';
+				break;
+			case 'r':
+				out[k++] = '\r';
+				break;
+			case 't':
+				out[k++] = '\t';
+				break;
+			case 'b':
+				out[k++] = '\b';
+				break;
+			case 'f':
+				out[k++] = '\f';
+				break;
 			case 'u':
 				{
-					int			v = 0;
+					int v = 0;
 
 					CHECK(i + 4 < len - 1);
 					for (int j = 1; j <= 4; j++)
@@ -133,7 +159,7 @@ json_decode(const char *s, size_t len)
 						CHECK(hex(s[i + j]) >= 0);
 						v = v * 16 + hex(s[i + j]);
 					}
-					CHECK(v > 0 && v < 0x20);	/* only control characters are escaped so */
+					CHECK(v > 0 && v < 0x20); /* only control characters are escaped so */
 					out[k++] = (char) v;
 					i += 4;
 					break;
@@ -149,10 +175,10 @@ json_decode(const char *s, size_t len)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char	   *s = malloc(size + 1);
-	VnBuf		b;
-	size_t		start;
-	char	   *back;
+	char  *s = malloc(size + 1);
+	VnBuf  b;
+	size_t start;
+	char  *back;
 
 	memcpy(s, data, size);
 	s[size] = '\0';
@@ -180,7 +206,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	CHECK(strlen(b.data) == b.len && b.len < b.cap);
 	start = b.len;
-	vn_buf_addn(&b, (const char *) data, size);	/* raw bytes, NULs included */
+	vn_buf_addn(&b, (const char *) data, size); /* raw bytes, NULs included */
 	CHECK(b.len == start + size && memcmp(b.data + start, data, size) == 0 && b.data[b.len] == '\0');
 	vn_buf_reset(&b);
 	CHECK(b.len == 0 && b.data[0] == '\0');

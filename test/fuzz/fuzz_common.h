@@ -17,7 +17,8 @@
 #include "schema.h"
 
 #define FUZZ_CHECK(cond) \
-	do { \
+	do \
+	{ \
 		if (!(cond)) \
 		{ \
 			fprintf(stderr, "fuzz invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
@@ -63,17 +64,17 @@ static VnRelation rels[] = {
 	{"messages", "Messages.", 1003, true, 7, message_cols},
 	{"notes", NULL, 1004, false, 3, note_cols},
 };
-static char *fk1_from[] = {"contact_id"}, *fk1_to[] = {"id"};
-static char *fk2_from[] = {"channel_id"}, *fk2_to[] = {"id"};
-static char *fk3_from[] = {"contact_id"}, *fk3_to[] = {"id"};
+static char		   *fk1_from[] = {"contact_id"}, *fk1_to[] = {"id"};
+static char		   *fk2_from[] = {"channel_id"}, *fk2_to[] = {"id"};
+static char		   *fk3_from[] = {"contact_id"}, *fk3_to[] = {"id"};
 static VnForeignKey fks[] = {
 	{"messages_contact_id_fkey", 2, 0, 1, fk1_from, fk1_to},
 	{"messages_channel_id_fkey", 2, 1, 1, fk2_from, fk2_to},
 	{"notes_contact_id_fkey", 3, 0, 1, fk3_from, fk3_to},
 };
-static char *f1_names[] = {"name", "phone"}, *f1_types[] = {"text", "text"};
-static char *f3_names[] = {"email", "password"}, *f3_types[] = {"text", "text"};
-static char *f4_names[] = {"n", "tags", "doc"}, *f4_types[] = {"integer", "text[]", "jsonb"};
+static char		 *f1_names[] = {"name", "phone"}, *f1_types[] = {"text", "text"};
+static char		 *f3_names[] = {"email", "password"}, *f3_types[] = {"text", "text"};
+static char		 *f4_names[] = {"n", "tags", "doc"}, *f4_types[] = {"integer", "text[]", "jsonb"};
 static VnFunction funcs[] = {
 	{"create_contact", NULL, 2, 1, f1_names, f1_types, "SS", "api.contacts", 'c', false, false, false, false},
 	{"list_contacts", NULL, 0, 0, NULL, NULL, "", "api.contacts", 'c', true, true, false, false},
@@ -92,14 +93,14 @@ static VnSchema fuzz_schema = {4, rels, 3, fks, 6, funcs};
 static void
 fuzz_args(const char *s, size_t len, VnArgs *args)
 {
-	size_t		i = 0;
+	size_t i = 0;
 
 	args->n = 0;
 	args->items = calloc(len / 2 + 2, sizeof(VnArg));
 	while (i <= len && args->n < 200)
 	{
-		size_t		end = i;
-		size_t		eq;
+		size_t end = i;
+		size_t eq;
 
 		while (end < len && s[end] != '&')
 			end++;
@@ -151,7 +152,7 @@ fuzz_check_sql(const VnQuery *q)
 			if (s[i] == quote)
 			{
 				if (s[i + 1] == quote)
-					i++;		/* a doubled quote stays inside */
+					i++; /* a doubled quote stays inside */
 				else
 					quote = 0;
 			}
@@ -166,7 +167,7 @@ fuzz_check_sql(const VnQuery *q)
 		}
 		else if (s[i] == '$' && s[i + 1] >= '0' && s[i + 1] <= '9')
 		{
-			long		k = strtol(s + i + 1, NULL, 10);
+			long k = strtol(s + i + 1, NULL, 10);
 
 			FUZZ_CHECK(k >= 1 && k <= q->nparams);
 		}

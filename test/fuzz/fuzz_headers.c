@@ -14,8 +14,14 @@
 #include "fuzz_common.h"
 
 static const char *tokens[] = {
-	"count=exact", "count=planned", "return=representation", "resolution=merge-duplicates",
-	"params=single-object", "text/csv", "application/vnd.pgrst.object+json", NULL
+	"count=exact",
+	"count=planned",
+	"return=representation",
+	"resolution=merge-duplicates",
+	"params=single-object",
+	"text/csv",
+	"application/vnd.pgrst.object+json",
+	NULL,
 };
 
 int
@@ -24,7 +30,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char	   *text;
 	const char *prefer;
 	long		offset,
-				limit;
+		limit;
 
 	if (size < 1)
 		return 0;
@@ -41,9 +47,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (parse_range(text, &offset, &limit))
 	{
 		VnQueryInput in;
-		VnQuery		q;
-		VnArg		offset_arg = {"offset", "999999999999"};
-		VnArgs		args = {(data[0] & 4) ? 1 : 0, &offset_arg};
+		VnQuery		 q;
+		VnArg		 offset_arg = {"offset", "999999999999"};
+		VnArgs		 args = {(data[0] & 4) ? 1 : 0, &offset_arg};
 
 		FUZZ_CHECK(offset >= 0);
 		FUZZ_CHECK(limit == -1 || limit >= 1);

@@ -29,12 +29,12 @@
 static VnAuthConfig hs;
 static VnAuthConfig rs;
 static VnAuthConfig rs_jwks;
-static const char secret[] = "fuzzing-secret-of-at-least-32-bytes!";
+static const char	secret[] = "fuzzing-secret-of-at-least-32-bytes!";
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	EVP_PKEY   *key = EVP_RSA_gen(2048);
+	EVP_PKEY *key = EVP_RSA_gen(2048);
 
 	hs.secret = (unsigned char *) vn_strdup(secret);
 	hs.secret_len = strlen(secret);
@@ -77,11 +77,11 @@ verify(const VnAuthConfig *cfg, const char *token)
 static void
 signed_token(const VnAuthConfig *cfg, const char *header, size_t hlen, const char *claims, size_t clen)
 {
-	VnBuf		t;
-	char	   *enc = vn_alloc(4 * (hlen + clen + 1024) / 3 + 8);
+	VnBuf		  t;
+	char		 *enc = vn_alloc(4 * (hlen + clen + 1024) / 3 + 8);
 	unsigned char sig[1024];
-	unsigned int siglen = 0;
-	size_t		rlen = sizeof(sig);
+	unsigned int  siglen = 0;
+	size_t		  rlen = sizeof(sig);
 
 	vn_buf_init(&t);
 	b64url_encode((const unsigned char *) header, hlen, enc);
@@ -112,10 +112,10 @@ signed_token(const VnAuthConfig *cfg, const char *header, size_t hlen, const cha
 static void
 jwks_file(const char *text, size_t len)
 {
-	int			fd = memfd_create("jwks", 0);
-	char		path[64];
+	int			 fd = memfd_create("jwks", 0);
+	char		 path[64];
 	VnAuthConfig cfg;
-	char	   *error = NULL;
+	char		*error = NULL;
 
 	FUZZ_CHECK(fd >= 0);
 	FUZZ_CHECK(write(fd, text, len) == (ssize_t) len);
@@ -177,7 +177,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		case 3:
 			{
-				char	   *token = vn_auth_sign(&hs, s, 60);
+				char *token = vn_auth_sign(&hs, s, 60);
 
 				if (token)
 				{
@@ -188,9 +188,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		case 4:
 			{
-				char	   *enc = malloc(4 * n / 3 + 8);
+				char		  *enc = malloc(4 * n / 3 + 8);
 				unsigned char *dec = malloc(n + 4);
-				long		m;
+				long		   m;
 
 				b64url_encode(data + 1, n, enc);
 				FUZZ_CHECK(strlen(enc) <= 4 * n / 3 + 3);
@@ -206,9 +206,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		case 5:
 			{
-				bool		dup;
-				char	   *kid = header_kid(s, &dup);
-				char	   *alg = json_member_string(s, n, "alg");
+				bool  dup;
+				char *kid = header_kid(s, &dup);
+				char *alg = json_member_string(s, n, "alg");
 
 				if (kid)
 					FUZZ_CHECK(strstr(s, kid) != NULL);

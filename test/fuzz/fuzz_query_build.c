@@ -17,12 +17,12 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	VnQueryInput in;
-	VnQuery		q;
-	VnArgs		args;
-	const char *text;
-	const char *nul;
-	size_t		qlen;
-	char	   *copy;
+	VnQuery		 q;
+	VnArgs		 args;
+	const char	*text;
+	const char	*nul;
+	size_t		 qlen;
+	char		*copy;
 
 	if (size < 4)
 		return 0;

@@ -16,23 +16,23 @@
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char	   *qs = malloc(size + 1);
-	VnArgs		args;
-	bool		plain;
+	char  *qs = malloc(size + 1);
+	VnArgs args;
+	bool   plain;
 
 	memcpy(qs, data, size);
 	qs[size] = '\0';
 	plain = memchr(qs, '%', size) == NULL && memchr(qs, '+', size) == NULL &&
-		memchr(qs, '\0', size) == NULL && vn_utf8_valid(qs, size);
+			memchr(qs, '\0', size) == NULL && vn_utf8_valid(qs, size);
 	if (parse_query(qs, &args))
 	{
-		size_t		total = 0;
+		size_t total = 0;
 
 		FUZZ_CHECK(args.n <= 200);
 		for (int i = 0; i < args.n; i++)
 		{
-			size_t		kl = strlen(args.items[i].key);
-			size_t		vl = strlen(args.items[i].value);
+			size_t kl = strlen(args.items[i].key);
+			size_t vl = strlen(args.items[i].value);
 
 			FUZZ_CHECK(vn_utf8_valid(args.items[i].key, kl));
 			FUZZ_CHECK(vn_utf8_valid(args.items[i].value, vl));

@@ -14,10 +14,10 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	VnQueryInput in;
-	VnQuery		q;
-	VnArgs		args;
-	char	   *text;
-	char	   *nul;
+	VnQuery		 q;
+	VnArgs		 args;
+	char		*text;
+	char		*nul;
 
 	if (size < 1)
 		return 0;

@@ -22,10 +22,10 @@
 #include <netinet/in.h>
 
 static const uint8_t *fake_addrs;
-static size_t fake_naddrs;
-static int	fuzz_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-							 struct addrinfo **res);
-static void fuzz_freeaddrinfo(struct addrinfo *res);
+static size_t		  fake_naddrs;
+static int			  fuzz_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+									   struct addrinfo **res);
+static void			  fuzz_freeaddrinfo(struct addrinfo *res);
 
 #define getaddrinfo fuzz_getaddrinfo
 #define freeaddrinfo fuzz_freeaddrinfo
@@ -35,12 +35,20 @@ static void fuzz_freeaddrinfo(struct addrinfo *res);
 
 #include "pg_shim.h"
 
-#define FUZZ_ASSERT(cond) do { if (!(cond)) { fprintf(stderr, "fuzz invariant failed: %s (line %d)\n", #cond, __LINE__); abort(); } } while (0)
+#define FUZZ_ASSERT(cond) \
+	do \
+	{ \
+		if (!(cond)) \
+		{ \
+			fprintf(stderr, "fuzz invariant failed: %s (line %d)\n", #cond, __LINE__); \
+			abort(); \
+		} \
+	} while (0)
 
 static struct addrinfo *
 fake_entry(int family, const uint8_t *bytes)
 {
-	struct addrinfo *ai = calloc(1, sizeof(*ai));
+	struct addrinfo			*ai = calloc(1, sizeof(*ai));
 	struct sockaddr_storage *ss = calloc(1, sizeof(*ss));
 
 	ai->ai_family = family;
@@ -70,11 +78,11 @@ static int
 fuzz_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
 				 struct addrinfo **res)
 {
-	unsigned char lit[16];
-	struct addrinfo *head = NULL;
+	unsigned char	  lit[16];
+	struct addrinfo	 *head = NULL;
 	struct addrinfo **tail = &head;
-	size_t		i = 0;
-	int			n = 0;
+	size_t			  i = 0;
+	int				  n = 0;
 
 	if (inet_pton(AF_INET, node, lit) == 1)
 		*res = fake_entry(AF_INET, lit);
@@ -84,8 +92,8 @@ fuzz_getaddrinfo(const char *node, const char *service, const struct addrinfo *h
 	{
 		while (i < fake_naddrs && n < 24)
 		{
-			bool		v4 = (fake_addrs[i] & 1) == 0;
-			size_t		len = v4 ? 4 : 16;
+			bool   v4 = (fake_addrs[i] & 1) == 0;
+			size_t len = v4 ? 4 : 16;
 
 			if (i + 1 + len > fake_naddrs)
 				break;
@@ -119,11 +127,11 @@ static bool
 v4_must_refuse(uint32 a)
 {
 	return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 ||
-		(a >> 16) == 0xA9FE ||	/* 169.254/16, metadata included */
-		(a >> 20) == 0xAC1 ||	/* 172.16/12 */
-		(a >> 16) == 0xC0A8 ||	/* 192.168/16 */
-		(a >> 22) == (0x64400000u >> 22) ||	/* 100.64/10 */
-		(a >> 28) >= 0xE;		/* multicast, reserved, broadcast */
+		   (a >> 16) == 0xA9FE ||			   /* 169.254/16, metadata included */
+		   (a >> 20) == 0xAC1 ||			   /* 172.16/12 */
+		   (a >> 16) == 0xC0A8 ||			   /* 192.168/16 */
+		   (a >> 22) == (0x64400000u >> 22) || /* 100.64/10 */
+		   (a >> 28) >= 0xE;				   /* multicast, reserved, broadcast */
 }
 
 static bool
@@ -133,19 +141,19 @@ must_refuse(const struct sockaddr *sa)
 		return v4_must_refuse(ntohl(((const struct sockaddr_in *) sa)->sin_addr.s_addr));
 	else
 	{
-		const unsigned char *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+		const unsigned char		  *b = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
 		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
 		static const unsigned char nat64[12] = {0, 0x64, 0xFF, 0x9B};
-		int			zeros = 0;
+		int						   zeros = 0;
 
 		for (int i = 0; i < 15; i++)
 			zeros += b[i] == 0;
 		if (zeros == 15 && b[15] <= 1)
-			return true;		/* :: and ::1 */
+			return true; /* :: and ::1 */
 		if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
 			return v4_must_refuse(v4_at(b + 12));
 		if (b[0] == 0x20 && b[1] == 0x02)
-			return v4_must_refuse(v4_at(b + 2));	/* 6to4 */
+			return v4_must_refuse(v4_at(b + 2)); /* 6to4 */
 		return (b[0] & 0xFE) == 0xFC || (b[0] == 0xFE && (b[1] & 0xC0) == 0x80) || b[0] == 0xFF;
 	}
 }
@@ -153,15 +161,15 @@ must_refuse(const struct sockaddr *sa)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char	   *text = malloc(size + 2);
-	char	   *allow = text;
-	char	   *url;
-	size_t		alen,
-				ulen;
+	char  *text = malloc(size + 2);
+	char  *allow = text;
+	char  *url;
+	size_t alen,
+		ulen;
 	VnSsrfTarget target;
-	bool		transient;
-	char	   *reason;
-	bool		allow_ok;
+	bool		 transient;
+	char		*reason;
+	bool		 allow_ok;
 
 	memcpy(text, data, size);
 	text[size] = text[size + 1] = '\0';
@@ -180,7 +188,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	{
-		char	   *value = pstrdup(allow);
+		char *value = pstrdup(allow);
 
 		allow_ok = check_allow_hosts(&value, NULL, PGC_S_SESSION);
 	}
@@ -194,7 +202,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(!transient);
 		for (int i = 0; i < target.naddrs; i++)
 		{
-			char		buf[INET6_ADDRSTRLEN];
+			char buf[INET6_ADDRSTRLEN];
 
 			vn_ssrf_format_addr((struct sockaddr *) &target.addrs[i], buf, sizeof(buf));
 			FUZZ_ASSERT(strlen(buf) < sizeof(buf));
@@ -208,10 +216,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the peer check on each input address, with and without the host allowed */
 	for (size_t i = 0; fake_addrs && i < fake_naddrs;)
 	{
-		bool		v4 = (fake_addrs[i] & 1) == 0;
-		size_t		len = v4 ? 4 : 16;
+		bool			 v4 = (fake_addrs[i] & 1) == 0;
+		size_t			 len = v4 ? 4 : 16;
 		struct addrinfo *ai;
-		char	   *peer;
+		char			*peer;
 
 		if (i + 1 + len > fake_naddrs)
 			break;

@@ -24,7 +24,7 @@
 static bytea *
 make_bytea(const uint8_t *p, size_t n, bool shortform)
 {
-	bytea	   *b;
+	bytea *b;
 
 	if (shortform && n + VARHDRSZ_SHORT <= VARATT_SHORT_MAX)
 	{
@@ -45,12 +45,12 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *a,
-			   *b;
-	size_t		alen,
-				blen;
-	uint8_t    *changed = NULL;
-	bool		expected;
-	Datum		result;
+		*b;
+	size_t alen,
+		blen;
+	uint8_t *changed = NULL;
+	bool	 expected;
+	Datum	 result;
 
 	if (size < 2)
 		return 0;
@@ -68,7 +68,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else
 	{
-		size_t		cut = alen ? (size_t) data[1] % (alen + 1) : 0;
+		size_t cut = alen ? (size_t) data[1] % (alen + 1) : 0;
 
 		b = a + cut;
 		blen = alen - cut;

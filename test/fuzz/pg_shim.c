@@ -25,17 +25,17 @@ typedef struct Chunk
 {
 	struct Chunk *prev;
 	struct Chunk *next;
-	max_align_t pad[];			/* the caller's bytes, suitably aligned */
+	max_align_t	  pad[]; /* the caller's bytes, suitably aligned */
 } Chunk;
 
 static Chunk *chunks;
 
-char	   *GUC_check_errdetail_string;
+char *GUC_check_errdetail_string;
 
 void *
 palloc(Size size)
 {
-	Chunk	   *c = malloc(sizeof(Chunk) + size);
+	Chunk *c = malloc(sizeof(Chunk) + size);
 
 	if (c == NULL)
 		abort();
@@ -50,7 +50,7 @@ palloc(Size size)
 void *
 palloc0(Size size)
 {
-	void	   *p = palloc(size);
+	void *p = palloc(size);
 
 	memset(p, 0, size);
 	return p;
@@ -59,7 +59,7 @@ palloc0(Size size)
 void
 pfree(void *pointer)
 {
-	Chunk	   *c = (Chunk *) ((char *) pointer - offsetof(Chunk, pad));
+	Chunk *c = (Chunk *) ((char *) pointer - offsetof(Chunk, pad));
 
 	if (c->prev)
 		c->prev->next = c->next;
@@ -75,7 +75,7 @@ shim_reset(void)
 {
 	while (chunks)
 	{
-		Chunk	   *next = chunks->next;
+		Chunk *next = chunks->next;
 
 		free(chunks);
 		chunks = next;
@@ -85,19 +85,19 @@ shim_reset(void)
 char *
 pstrdup(const char *in)
 {
-	size_t		n = strlen(in);
-	char	   *out = palloc(n + 1);
+	size_t n = strlen(in);
+	char  *out = palloc(n + 1);
 
 	memcpy(out, in, n + 1);
 	return out;
 }
 
 char *
-psprintf(const char *fmt,...)
+psprintf(const char *fmt, ...)
 {
-	va_list		ap;
-	int			n;
-	char	   *out;
+	va_list ap;
+	int		n;
+	char   *out;
 
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
@@ -117,10 +117,10 @@ pre_format_elog_string(int errnumber, const char *domain)
 }
 
 char *
-format_elog_string(const char *fmt,...)
+format_elog_string(const char *fmt, ...)
 {
-	va_list		ap;
-	char		buf[1024];
+	va_list ap;
+	char	buf[1024];
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
@@ -141,7 +141,7 @@ lappend(List *list, void *datum)
 	}
 	else if (list->length == list->max_length)
 	{
-		ListCell   *more = palloc(sizeof(ListCell) * list->max_length * 2);
+		ListCell *more = palloc(sizeof(ListCell) * list->max_length * 2);
 
 		memcpy(more, list->elements, sizeof(ListCell) * list->length);
 		list->elements = more;
@@ -159,7 +159,7 @@ lappend(List *list, void *datum)
 bool
 SplitGUCList(char *rawstring, char separator, List **namelist)
 {
-	char	   *p = rawstring;
+	char *p = rawstring;
 
 	*namelist = NIL;
 	while (isspace((unsigned char) *p))
@@ -168,14 +168,14 @@ SplitGUCList(char *rawstring, char separator, List **namelist)
 		return true;
 	for (;;)
 	{
-		char	   *start;
-		char	   *end;
+		char *start;
+		char *end;
 
 		while (isspace((unsigned char) *p))
 			p++;
 		if (*p == '"')
 		{
-			char	   *w;
+			char *w;
 
 			start = w = ++p;
 			for (;;)
@@ -218,8 +218,8 @@ SplitGUCList(char *rawstring, char separator, List **namelist)
 char *
 text_to_cstring(const text *t)
 {
-	size_t		n = VARSIZE_ANY_EXHDR(t);
-	char	   *out = palloc(n + 1);
+	size_t n = VARSIZE_ANY_EXHDR(t);
+	char  *out = palloc(n + 1);
 
 	memcpy(out, VARDATA_ANY(t), n);
 	out[n] = '\0';
@@ -229,8 +229,8 @@ text_to_cstring(const text *t)
 text *
 cstring_to_text(const char *s)
 {
-	size_t		n = strlen(s);
-	text	   *t = palloc(VARHDRSZ + n);
+	size_t n = strlen(s);
+	text  *t = palloc(VARHDRSZ + n);
 
 	SET_VARSIZE(t, VARHDRSZ + n);
 	memcpy(VARDATA(t), s, n);
