@@ -65,6 +65,8 @@ typedef struct VnQueryInput
 	const VnArgs *args;
 	const char *body;
 	size_t		body_len;
+	const char *content_type;	/* rpc: text/csv or text/plain is a raw body */
+	const char *accept;			/* rpc: a media-type result answers as itself when accepted */
 	VnFormat	format;
 	VnCount		count;
 	VnReturn	ret;
@@ -90,6 +92,7 @@ typedef struct VnQuery
 	bool		void_result;
 	bool		is_read;
 	bool		is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	char		media_type[64];	/* the body is a document of this type, not JSON */
 	/* error */
 	int			status;
 	char		code[16];
