@@ -79,27 +79,28 @@ COMMENT ON VIEW ventros.http_rpc_functions IS
 GRANT SELECT ON ventros.http_rpc_functions TO ventros_viewer, ventros_anon, ventros_authenticator;
 
 -- The JSON Schema of a value of a PostgreSQL type, for the OpenAPI document:
--- {type, format}, items for arrays; json and jsonb take any JSON value.
-CREATE FUNCTION ventros.http_json_schema(type_name text) RETURNS jsonb
+-- {type, format}, items for arrays; json and jsonb take any JSON value.  By
+-- oid: a type's name would have to be parsed, and a caller may send any text.
+CREATE FUNCTION ventros.http_json_schema(type_oid oid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN t.typname IN ('json', 'jsonb') THEN jsonb_build_object('format', type_name)
-        WHEN t.typcategory = 'A' THEN jsonb_build_object('type', 'array', 'format', type_name,
-                                                         'items', ventros.http_json_schema(format_type(t.typelem, NULL)))
+        WHEN t.typname IN ('json', 'jsonb') THEN jsonb_build_object('format', format_type(t.oid, NULL))
+        WHEN t.typcategory = 'A' THEN jsonb_build_object('type', 'array', 'format', format_type(t.oid, NULL),
+                                                         'items', ventros.http_json_schema(t.typelem))
         ELSE jsonb_build_object('type', CASE
                  WHEN b.typname IN ('int2', 'int4', 'int8') THEN 'integer'
                  WHEN b.typname IN ('numeric', 'float4', 'float8') THEN 'number'
                  WHEN b.typname = 'bool' THEN 'boolean'
                  WHEN b.typtype = 'c' THEN 'object'
-                 ELSE 'string' END, 'format', type_name) END
+                 ELSE 'string' END, 'format', format_type(t.oid, NULL)) END
     FROM pg_type t
     JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-    WHERE t.oid = to_regtype(type_name)
+    WHERE t.oid = type_oid
 $$;
-COMMENT ON FUNCTION ventros.http_json_schema(text) IS
-    'The JSON Schema ({type, format}, items for arrays) of a value of the named PostgreSQL type, for the OpenAPI document';
+COMMENT ON FUNCTION ventros.http_json_schema(oid) IS
+    'The JSON Schema ({type, format}, items for arrays) of a value of a PostgreSQL type, for the OpenAPI document';
 
 -- OpenAPI 3 description of what the calling role may use: the views of
 -- schema api it may read, and the functions of ventros.http_rpc_functions it
@@ -119,7 +120,7 @@ AS $$
         WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm')
           AND has_table_privilege(c.oid, 'SELECT')
     ), cols AS (
-        SELECT r.relname, jsonb_object_agg(a.attname, ventros.http_json_schema(format_type(a.atttypid, a.atttypmod))) AS props
+        SELECT r.relname, jsonb_object_agg(a.attname, ventros.http_json_schema(a.atttypid)) AS props
         FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
         GROUP BY r.relname
     ), funcs AS (
@@ -134,10 +135,10 @@ AS $$
                CASE
                    WHEN f.result_rel IS NOT NULL THEN jsonb_build_object('$ref', '#/components/schemas/' || f.result_rel)
                    WHEN f.result_columns IS NOT NULL THEN jsonb_build_object('type', 'object', 'properties',
-                       (SELECT jsonb_object_agg(c ->> 'name', ventros.http_json_schema(c ->> 'type'))
+                       (SELECT jsonb_object_agg(c ->> 'name', ventros.http_json_schema(to_regtype(c ->> 'type')))
                         FROM json_array_elements(f.result_columns) c))
-                   ELSE ventros.http_json_schema(f.result_type) END AS item,
-               (SELECT jsonb_object_agg(x.name, ventros.http_json_schema(x.type))
+                   ELSE ventros.http_json_schema(to_regtype(f.result_type)) END AS item,
+               (SELECT jsonb_object_agg(x.name, ventros.http_json_schema(to_regtype(x.type)))
                 FROM unnest(f.arg_names, f.arg_types) AS x(name, type)) AS props,
                to_jsonb(f.arg_names[1:f.required_args]) AS required,
                split_part(f.description, E'\n', 1) AS summary
@@ -183,7 +184,7 @@ AS $$
                       ELSE '{}'::jsonb END)))
                || CASE WHEN o.read_only THEN jsonb_build_object('get', o.common || jsonb_build_object('parameters',
                       (SELECT coalesce(jsonb_agg(jsonb_build_object('name', x.name, 'in', 'query', 'required', x.n <= o.required_args,
-                                                                    'schema', ventros.http_json_schema(x.type)) ORDER BY x.n), '[]')
+                                                                    'schema', ventros.http_json_schema(to_regtype(x.type))) ORDER BY x.n), '[]')
                        FROM unnest(o.arg_names, o.arg_types) WITH ORDINALITY AS x(name, type, n))))
                   ELSE '{}'::jsonb END AS item
         FROM ops o
@@ -199,4 +200,4 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.http_openapi() IS 'OpenAPI 3 description of schema api and the /rpc/ commands as the calling role may use them (GET /)';
 
-GRANT EXECUTE ON FUNCTION ventros.http_json_schema(text), ventros.http_openapi() TO ventros_viewer, ventros_anon;
+GRANT EXECUTE ON FUNCTION ventros.http_json_schema(oid), ventros.http_openapi() TO ventros_viewer, ventros_anon;

@@ -468,22 +468,25 @@ shape(VnQueryCtx *c, const Call *k)
 	const VnFunction *f = k->f;
 	VnBuf	   *b = &c->q->sql;
 
+	/*
+	 * These two call in FROM, where the function always runs: an unused
+	 * output column of a subquery, the old form, is dropped by the planner
+	 * when the function is not volatile, and the call (with its checks and
+	 * its privilege check) would never happen.
+	 */
 	if (f->returns_grant)
 	{
 		c->q->shape = VN_SHAPE_GRANT;
-		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint, (_g).claims::text, (_g).refresh_token, (_g).expires_in"
-					" FROM (SELECT %s AS _g", k->call.data);
-		values_from(b, k);
-		vn_buf_add(b, ") _x");
+		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint, _g.claims::text, _g.refresh_token, _g.expires_in");
+		call_from(b, k, "_g");
 		return true;
 	}
 	if (f->returns_void)
 	{
 		c->q->void_result = true;
 		c->q->returns_body = false;
-		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint FROM (SELECT %s AS _v", k->call.data);
-		values_from(b, k);
-		vn_buf_add(b, ") _x");
+		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		call_from(b, k, "_v");
 		return true;
 	}
 	if (f->result_rel >= 0)
