@@ -23,8 +23,9 @@
  *     json or jsonb argument.
  * Overloads are told apart by the names of the arguments given (PostgREST's
  * rule): a call fits a function when it names only its arguments and all of
- * its required ones; of several that fit, the one taking exactly the given
- * arguments wins, else the call is ambiguous (300, PGRST203).
+ * its required ones; when several fit, the call is ambiguous (300,
+ * PGRST203), as PostgreSQL would find it: f(a) and f(a, b DEFAULT 1) both
+ * take f(a => x).
  *
  * Results: a scalar answers its JSON value; a set answers a JSON array;
  * rows (of a view of api, of an aggregate's table, OUT/TABLE columns or any
@@ -175,20 +176,6 @@ misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_
 	return result;
 }
 
-/* how many arguments the call gives f */
-static int
-given_count(const VnQueryCtx *c, const Call *k, const VnFunction *f)
-{
-	int			n = k->src == ARGS_RAW ? 1 : 0;
-
-	if (k->src == ARGS_JSON)
-		return k->nkeys;
-	for (int i = 0; i < c->in->args->n; i++)
-		if (arg_index(f, c->in->args->items[i].key) >= 0)
-			n++;
-	return n;
-}
-
 static void
 signature(VnBuf *b, const VnFunction *f)
 {
@@ -205,8 +192,7 @@ resolve(VnQueryCtx *c, Call *k)
 	int			n;
 	const VnFunction *fs = vn_schema_functions(c->in->schema, c->in->target, &n);
 	const VnFunction *fit = NULL;
-	int			nfit = 0,
-				nexact = 0;
+	int			nfit = 0;
 	char		why[160];
 	VnBuf		list;
 
@@ -217,15 +203,9 @@ resolve(VnQueryCtx *c, Call *k)
 		if (misfit(c, k, &fs[i], why, sizeof(why)) == NULL)
 		{
 			nfit++;
-			if (given_count(c, k, &fs[i]) == fs[i].nargs)
-			{
-				nexact++;
-				fit = &fs[i];
-			}
-			else if (fit == NULL || nexact == 0)
-				fit = &fs[i];
+			fit = &fs[i];
 		}
-	if (nfit == 1 || (nfit > 1 && nexact == 1))
+	if (nfit == 1)
 	{
 		k->f = fit;
 		return true;
