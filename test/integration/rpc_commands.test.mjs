@@ -82,6 +82,11 @@ test('postgrest-js: rpc send_message queues the reply as SQL does', async () => 
   const refused = await client.rpc('send_message', { channel_id: channelId, contact_id: contact, text: 'x' });
   assert.equal(refused.status, 400);
   assert.equal(refused.error.code, '23502');
+  // a contact who opted out: VN010, 409 as docs/sql.md documents it
+  await asTenant('SELECT ventros.set_contact_consent($1, false)', [contact]);
+  const optedOut = await client.rpc('send_message', { channel_id: channelId, contact_id: contact, text: 'x', agent_id: agentId });
+  assert.equal(optedOut.error?.code, 'VN010', JSON.stringify(optedOut.error));
+  assert.equal(optedOut.status, 409);
   const missing = await client.rpc('send_message', { channel_id: channelId, text: 'x' });
   assert.equal(missing.status, 404);
   assert.equal(missing.error.code, 'PGRST202');
