@@ -2102,6 +2102,8 @@ LEFT JOIN LATERAL (
 WHERE p.prokind = 'f'
   AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
   AND NOT coalesce(a.unservable, false)
+  AND p.provariadic = 0
+  AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.columns IS NULL)
   AND (n.nspname = 'api'
        OR (n.nspname = 'ventros'
            AND EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r

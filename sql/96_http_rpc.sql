@@ -12,9 +12,11 @@
 -- no tenant role, so it is not served.  Schema api's functions (the sign-in
 -- flows) are served as before, and a name in api hides the same name in
 -- ventros.  Left out because no call with named JSON arguments can reach
--- them: trigger functions, and functions with an unnamed or polymorphic
--- (pseudo-type) argument, the engine's plumbing that invoker-rights commands
--- need EXECUTE on (ventros.get_row, lock_row, apply_changes ...).
+-- them: trigger functions, functions with an unnamed, polymorphic
+-- (pseudo-type) or VARIADIC argument, and those returning record without
+-- OUT columns (a call needs a column list) -- today the engine's plumbing
+-- that invoker-rights commands need EXECUTE on (ventros.get_row, lock_row,
+-- apply_changes ...) and trigger functions.
 
 CREATE VIEW ventros.http_rpc_functions AS
 SELECT p.oid::pg_catalog.regprocedure AS function,
@@ -68,6 +70,8 @@ LEFT JOIN LATERAL (
 WHERE p.prokind = 'f'
   AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
   AND NOT coalesce(a.unservable, false)
+  AND p.provariadic = 0
+  AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.columns IS NULL)
   AND (n.nspname = 'api'
        OR (n.nspname = 'ventros'
            AND EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r

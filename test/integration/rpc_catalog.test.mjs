@@ -19,7 +19,8 @@
 //
 // The same catalog bounds what is served: a function a tenant role may
 // execute and that is not served must be one no named-argument call can
-// reach (a trigger function, a polymorphic or unnamed argument), and the
+// reach (a trigger function; a polymorphic, unnamed or variadic argument; a
+// record result without columns), and the
 // functions only platform admins, the scheduler or the workers may run are
 // not served at all.  A role below the grant gets 403 (42501).
 import { test, before, after } from 'node:test';
@@ -216,7 +217,8 @@ test('every function a tenant role may execute is served, or no named-argument c
   const executable = (await pg.query(`
     SELECT p.oid::regprocedure::text AS function, format_type(p.prorettype, NULL) AS result,
            ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) t) AS types,
-           coalesce(p.proargnames[1:p.pronargs], '{}') AS names, p.pronargs
+           coalesce(p.proargnames[1:p.pronargs], '{}') AS names, p.pronargs, p.provariadic <> 0 AS variadic,
+           p.proargmodes IS NOT NULL AND 'o' = ANY (p.proargmodes) OR 't' = ANY (coalesce(p.proargmodes, '{}')) AS out_columns
     FROM pg_proc p
     WHERE p.pronamespace = 'ventros'::regnamespace AND p.prokind = 'f'
       AND EXISTS (SELECT 1 FROM unnest($1::text[]) r WHERE has_function_privilege(r, p.oid, 'EXECUTE'))`, [ROLE_ORDER])).rows;
@@ -226,7 +228,9 @@ test('every function a tenant role may execute is served, or no named-argument c
     if (served.has(e.function)) continue;
     const why = e.result === 'trigger' ? 'trigger'
       : e.types.some((t) => /^any/.test(t)) ? 'polymorphic argument'
-      : e.names.length < e.pronargs || e.names.some((n) => n === '') ? 'unnamed argument' : null;
+      : e.names.length < e.pronargs || e.names.some((n) => n === '') ? 'unnamed argument'
+      : e.variadic ? 'variadic argument'
+      : e.result === 'record' && !e.out_columns ? 'record without columns' : null;
     assert.ok(why, `${e.function} may be executed by a tenant role but is not served`);
     unreachable.push(`${e.function} (${why})`);
   }
