@@ -2050,7 +2050,7 @@ $$;
 COMMENT ON FUNCTION ventros.export_contacts_csv(uuid, text) IS 'Live contacts as one CSV document with a header line';
 GRANT EXECUTE ON FUNCTION ventros.export_contacts_csv(uuid, text) TO ventros_admin;
 
-CREATE VIEW ventros.http_rpc_functions AS
+CREATE VIEW ventros.http_rpc_functions WITH (security_invoker = true) AS
 SELECT p.oid::pg_catalog.regprocedure AS function,
        p.proname::text AS name,
        n.nspname::text AS schema_name,

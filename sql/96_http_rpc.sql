@@ -18,7 +18,7 @@
 -- that invoker-rights commands need EXECUTE on (ventros.get_row, lock_row,
 -- apply_changes ...) and trigger functions.
 
-CREATE VIEW ventros.http_rpc_functions AS
+CREATE VIEW ventros.http_rpc_functions WITH (security_invoker = true) AS
 SELECT p.oid::pg_catalog.regprocedure AS function,
        p.proname::text AS name,
        n.nspname::text AS schema_name,
