@@ -21,3 +21,11 @@ CREATE TYPE api.auth_grant AS (
 );
 COMMENT ON TYPE api.auth_grant IS
     'Claims for the front to sign into an access token, with a refresh token; the front never returns the claims as such';
+
+-- ventros."text/csv": a result that is a document of this media type rather
+-- than JSON (PostgREST's media type handlers).  The front answers it as is,
+-- with Content-Type text/csv, when the request accepts text/csv or anything
+-- (sql/96_http_rpc.sql).
+CREATE DOMAIN ventros."text/csv" AS text;
+COMMENT ON DOMAIN ventros."text/csv" IS
+    'A CSV document: a function returning it answers /rpc/<name> with the document itself (Content-Type text/csv)';

@@ -256,7 +256,7 @@ $$;
 COMMENT ON FUNCTION ventros.csv_field(text) IS 'One CSV field, quoted when it needs to be (NULL is empty)';
 
 CREATE FUNCTION ventros.export_contacts_csv(project_id uuid DEFAULT NULL, tag text DEFAULT NULL)
-RETURNS text
+RETURNS ventros."text/csv"
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$

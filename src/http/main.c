@@ -424,6 +424,7 @@ serve(void *arg)
 	req->range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
 	req->accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
 	req->content_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Profile");
+	req->content_type = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type");
 	req->body = st->body.data;
 	req->body_len = st->body.len;
 	vn_buf_addc(&st->headers, '{');

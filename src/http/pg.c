@@ -90,14 +90,18 @@ static const char *setup_sql =
 	"SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
 	" pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
 	" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
-	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true)";
+	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true),"
+	" pg_catalog.set_config('transaction_read_only',"
+	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)";
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
 	"SELECT pg_catalog.set_config('role', c->>'role', true), pg_catalog.set_config('request.jwt.claims', c::text, true),"
 	" pg_catalog.set_config('request.method', $1, true), pg_catalog.set_config('request.path', $2, true),"
 	" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
-	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true)"
+	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true),"
+	" pg_catalog.set_config('transaction_read_only',"
+	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)"
 	" FROM ventros.api_key_claims($5) c";
 
 PGconn *
@@ -445,10 +449,16 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	bool				  ok;
 	int					  ci = conn_index(conn);
 	VnItem				  items[10]; /* up to two DEALLOCATEs, BEGIN, two PREPAREs, three EXECUTEs */
-	int					  prepared_slot[10];
-	bool				  is_main[10];
-	int					  nitems = 0;
-	bool				  broken = false;
+	/*
+	 * GET and HEAD: the transaction is read-only (25006 on a write).  A
+	 * read-write request keeps the server's default rather than setting
+	 * off, which a default_transaction_read_only server would refuse.
+	 */
+	const char *read_only = setup->read_only ? "on" : "off";
+	int			prepared_slot[10];
+	bool		is_main[10];
+	int			nitems = 0;
+	bool		broken = false;
 
 	if (!PQenterPipelineMode(conn))
 		return NULL;
@@ -464,17 +474,17 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
 	if (setup->api_key)
 	{
-		const char *v[6] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
-							setup->max_plan_cost};
-		VnParams	key_params = {6, v, NULL, NULL, NULL};
+		const char *v[7] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
+							setup->max_plan_cost, read_only};
+		VnParams	key_params = {7, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
-		const char *v[7] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
-							setup->timeout, setup->max_plan_cost};
-		VnParams	setup_params = {7, v, NULL, NULL, NULL};
+		const char *v[8] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
+							setup->timeout, setup->max_plan_cost, read_only};
+		VnParams	setup_params = {8, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
 	}

@@ -20,6 +20,7 @@ typedef struct VnSetup
 	const char *max_plan_cost; /* ventros.max_plan_cost, "0": no ceiling */
 	const char *api_key;	   /* an API key to resolve into role and claims, or NULL */
 	bool		rollback;	   /* undo the request's changes (Prefer: tx=rollback) */
+	bool		read_only;	   /* a read-only transaction (GET, HEAD) */
 } VnSetup;
 
 /*

@@ -1,7 +1,8 @@
 /*
  * query.c
  *	  PostgREST's dialect to SQL: filters, logic trees, select with renames,
- *	  casts and embedding, order, paging, writes and rpc.
+ *	  casts and embedding, order, paging and writes; rpc.c builds the calls
+ *	  of /rpc/ with the parts it borrows from here (query_shared.h).
  *
  * Invariants: an identifier reaches the SQL text only after it was found in
  * the schema cache (or it is an alias, which is quoted); a cast reaches it
@@ -19,21 +20,10 @@
 
 #include "json.h"
 #include "query.h"
+#include "query_shared.h"
+#include "rpc.h"
 
-typedef struct Ctx
-{
-	const VnQueryInput *in;
-	VnQuery			   *q;
-	int					nconds;
-	bool			   *consumed;  /* query arguments taken by an embedded resource */
-	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
-	const VnFunction   *rpc_get;   /* GET /rpc/f: its arguments are not filters */
-	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
-	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
-	int					nspreads;
-	int					nembeds; /* embedded resources so far, at every level */
-	int					nselect; /* select-list items so far, at every level */
-} Ctx;
+typedef VnQueryCtx Ctx;
 
 static bool
 fail(VnQuery *q, int status, const char *code, const char *details, const char *hint, const char *fmt, ...)
@@ -261,27 +251,7 @@ typedef struct OpDef
 } OpDef;
 
 static const OpDef ops[] = {
-	{"eq", "=", false},
-	{"neq", "<>", false},
-	{"gt", ">", false},
-	{"gte", ">=", false},
-	{"lt", "<", false},
-	{"lte", "<=", false},
-	{"like", "LIKE", true},
-	{"ilike", "ILIKE", true},
-	{"match", "~", true},
-	{"imatch", "~*", true},
-	{"cs", "@>", false},
-	{"cd", "<@", false},
-	{"ov", "&&", false},
-	{"sl", "<<", false},
-	{"sr", ">>", false},
-	{"nxr", "&<", false},
-	{"nxl", "&>", false},
-	{"adj", "-|-", false},
-	{"isdistinct", "IS DISTINCT FROM", false},
-	{NULL, NULL, false},
-};
+	{"eq", "=", false}, {"neq", "<>", false}, {"gt", ">", false}, {"gte", ">=", false}, {"lt", "<", false}, {"lte", "<=", false}, {"like", "LIKE", true}, {"ilike", "ILIKE", true}, {"match", "~", true}, {"imatch", "~*", true}, {"cs", "@>", false}, {"cd", "<@", false}, {"ov", "&&", false}, {"sl", "<<", false}, {"sr", ">>", false}, {"nxr", "&<", false}, {"nxl", "&>", false}, {"adj", "-|-", false}, {"isdistinct", "IS DISTINCT FROM", false}, {NULL, NULL, false}};
 
 /*
  * An operand of a filter, select item or order term: a column, or a column
@@ -768,35 +738,9 @@ where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *version_par
 /* ---- select ---------------------------------------------------------------- */
 
 static const char *casts[] = {
-	"text",
-	"integer",
-	"int",
-	"int4",
-	"bigint",
-	"int8",
-	"smallint",
-	"int2",
-	"numeric",
-	"real",
-	"float4",
-	"double precision",
-	"float8",
-	"boolean",
-	"bool",
-	"date",
-	"time",
-	"timestamp",
-	"timestamptz",
-	"timestamp with time zone",
-	"interval",
-	"uuid",
-	"json",
-	"jsonb",
-	"varchar",
-	"char",
-	"text[]",
-	NULL,
-};
+	"text", "integer", "int", "int4", "bigint", "int8", "smallint", "int2", "numeric", "real", "float4",
+	"double precision", "float8", "boolean", "bool", "date", "time", "timestamp", "timestamptz",
+	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL};
 
 static bool select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix);
 static bool number(const char *s, long *out);
@@ -1793,275 +1737,75 @@ build_delete(Ctx *c, int rel)
 	return c->q->status == 0;
 }
 
-static void
-rpc_arg_expr(VnBuf *b, const VnFunction *f, int k, int body_param)
-{
-	char		cat = f->argcategories[k];
-	const char *type = f->argtypes[k];
+/* ---- what rpc.c borrows (query_shared.h) ------------------------------------ */
 
-	if (cat == 'A')
-	{
-		vn_buf_addf(b, "ARRAY(SELECT pg_catalog.json_array_elements_text($%d::json -> ", body_param);
-		vn_buf_addc(b, '\'');
-		vn_buf_add(b, f->argnames[k]);
-		vn_buf_addf(b, "'))::%s", type);
-	}
-	else if (strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0)
-	{
-		vn_buf_addf(b, "($%d::json -> '%s')::%s", body_param, f->argnames[k], type);
-	}
-	else
-		vn_buf_addf(b, "($%d::json ->> '%s')::%s", body_param, f->argnames[k], type);
+bool
+vn_query_fail(VnQuery *q, int status, const char *code, const char *details, const char *hint,
+			  const char *fmt, ...)
+{
+	char	message[sizeof(q->message)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	return fail(q, status, code, details, hint, "%s", message);
 }
 
-static bool
-arg_name_plain(const char *n)
+bool
+vn_query_param(VnQuery *q, const char *value, size_t len)
 {
-	for (; *n; n++)
-		if (!(isalnum((unsigned char) *n) || *n == '_'))
-			return false;
-	return true;
+	return param(q, value, len);
 }
 
-static bool
-build_rpc(Ctx *c)
+bool
+vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array)
 {
-	const VnFunction *f = vn_schema_function(c->in->schema, c->in->target);
+	return scan_body(c, keys, nkeys, is_array);
+}
+
+void
+vn_query_free_list(char **items, int n)
+{
+	free_list(items, n);
+}
+
+const char *
+vn_query_arg(const VnArgs *a, const char *key)
+{
+	return arg(a, key);
+}
+
+bool
+vn_query_is_reserved(const char *key)
+{
+	return is_reserved(key);
+}
+
+bool
+vn_query_rows(VnQueryCtx *c, int rel, const char *from)
+{
+	const VnRelation *r = &c->in->schema->rels[rel];
 	VnBuf			 *b = &c->q->sql;
-	VnBuf			  call;
-	char			**keys = NULL;
-	int				  nkeys = 0;
-	bool			  is_array = false;
-	bool			  get = strcmp(c->in->method, "GET") == 0 || strcmp(c->in->method, "HEAD") == 0;
-	int				  body_param = 0;
-	bool			  ok = true;
 
-	if (f == NULL)
-		return fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
-					"could not find the function api.%.64s", c->in->target);
-	if (get && !f->stable)
-		return fail(c->q, 405, "PGRST101", NULL, "Call it with POST.",
-					"function api.%s changes data and cannot be called with GET", f->name);
-	if (!get && strcmp(c->in->method, "POST") != 0)
-		return fail(c->q, 405, "PGRST101", NULL, NULL, "functions are called with GET or POST");
-	for (int k = 0; k < f->nargs; k++)
-		if (!arg_name_plain(f->argnames[k]))
-			return fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of api.%s are not plain", f->name);
-
-	vn_buf_init(&call);
-	if (get)
-	{
-		const VnArgs *a = c->in->args;
-		int			  written = 0;
-
-		vn_buf_add(&call, "api.");
-		vn_buf_ident(&call, f->name);
-		vn_buf_addc(&call, '(');
-		for (int i = 0; i < a->n && ok; i++)
-		{
-			int k;
-
-			for (k = 0; k < f->nargs; k++)
-				if (strcmp(f->argnames[k], a->items[i].key) == 0)
-					break;
-			if (k == f->nargs)
-			{
-				if (is_reserved(a->items[i].key) ||
-					(f->retset && f->rettypekind == 'c' && strncmp(f->rettype, "api.", 4) == 0))
-					continue; /* select, order, limit, or a filter on the rows */
-				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s has no argument %.64s", f->name,
-						  a->items[i].key);
-				break;
-			}
-			if (written++)
-				vn_buf_add(&call, ", ");
-			vn_buf_ident(&call, f->argnames[k]);
-			vn_buf_add(&call, " => ");
-			{
-				/* the placeholder goes to call, not to the statement */
-				VnBuf saved = *b;
-
-				*b = call;
-				ok = param_s(c->q, a->items[i].value);
-				vn_buf_addf(b, "::%s", f->argtypes[k]);
-				call = *b;
-				*b = saved;
-			}
-		}
-		for (int k = 0; k < f->nrequired && ok; k++)
-			if (arg(a, f->argnames[k]) == NULL)
-				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s needs argument %s", f->name, f->argnames[k]);
-		vn_buf_addc(&call, ')');
-	}
-	else if (c->in->single_object)
-	{
-		/* the whole body is the one json/jsonb argument */
-		VnBuf saved = *b;
-
-		if (f->nargs != 1 || (strcmp(f->argtypes[0], "json") != 0 && strcmp(f->argtypes[0], "jsonb") != 0))
-		{
-			vn_buf_free(&call);
-			return fail(c->q, 404, "PGRST202", NULL, "params=single-object needs a function of one json or jsonb argument.",
-						"function api.%s does not take a single JSON object", f->name);
-		}
-		vn_buf_add(&call, "api.");
-		vn_buf_ident(&call, f->name);
-		vn_buf_addc(&call, '(');
-		*b = call;
-		ok = param(c->q, c->in->body_len ? c->in->body : "{}", c->in->body_len ? c->in->body_len : 2);
-		vn_buf_addf(b, "::%s)", f->argtypes[0]);
-		call = *b;
-		*b = saved;
-	}
-	else
-	{
-		if (c->in->body_len > 0)
-		{
-			if (!scan_body(c, &keys, &nkeys, &is_array))
-			{
-				vn_buf_free(&call);
-				return false;
-			}
-			if (is_array)
-				ok = fail(c->q, 400, "PGRST102", NULL, NULL, "functions take a JSON object of named arguments");
-		}
-		for (int i = 0; i < nkeys && ok; i++)
-		{
-			int k;
-
-			for (k = 0; k < f->nargs; k++)
-				if (strcmp(f->argnames[k], keys[i]) == 0)
-					break;
-			if (k == f->nargs)
-				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s has no argument %.64s", f->name, keys[i]);
-		}
-		for (int k = 0; k < f->nrequired && ok; k++)
-		{
-			bool given = false;
-
-			for (int i = 0; i < nkeys; i++)
-				if (strcmp(keys[i], f->argnames[k]) == 0)
-					given = true;
-			if (!given)
-				ok = fail(c->q, 404, "PGRST202", NULL, NULL, "function api.%s needs argument %s", f->name, f->argnames[k]);
-		}
-		if (ok && nkeys > 0)
-		{
-			VnBuf saved = *b;
-
-			*b = call;
-			ok = param(c->q, c->in->body, c->in->body_len);
-			call = *b;
-			*b = saved;
-			body_param = c->q->nparams;
-			vn_buf_reset(&call);
-		}
-		vn_buf_add(&call, "api.");
-		vn_buf_ident(&call, f->name);
-		vn_buf_addc(&call, '(');
-		for (int i = 0; i < nkeys && ok; i++)
-		{
-			int k;
-
-			for (k = 0; k < f->nargs; k++)
-				if (strcmp(f->argnames[k], keys[i]) == 0)
-					break;
-			if (i)
-				vn_buf_add(&call, ", ");
-			vn_buf_ident(&call, f->argnames[k]);
-			vn_buf_add(&call, " => ");
-			rpc_arg_expr(&call, f, k, body_param);
-		}
-		vn_buf_addc(&call, ')');
-	}
-	free_list(keys, nkeys);
-	if (!ok)
-	{
-		vn_buf_free(&call);
+	if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
 		return false;
-	}
+	vn_buf_add(b, " FROM ");
+	vn_buf_add(b, from);
+	vn_buf_add(b, " WHERE ");
+	return where(c, r, "_t", false, NULL) && order_by(c, r, "_t");
+}
 
-	if (f->returns_grant)
-	{
-		c->q->shape = VN_SHAPE_GRANT;
-		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint, (_g).claims::text, (_g).refresh_token, (_g).expires_in"
-					   " FROM (SELECT %s AS _g) _x",
-					call.data);
-	}
-	else if (f->returns_void)
-	{
-		c->q->void_result = true;
-		c->q->returns_body = false;
-		vn_buf_addf(b, "SELECT '', 1::bigint, NULL::bigint FROM (SELECT %s) _x", call.data);
-	}
-	else if (f->retset && f->rettypekind == 'c' && strncmp(f->rettype, "api.", 4) == 0 &&
-			 vn_schema_relation_index(c->in->schema, f->rettype + 4) >= 0)
-	{
-		/* rows of an exposed relation: select, filters, order and paging apply */
-		int				  rel = vn_schema_relation_index(c->in->schema, f->rettype + 4);
-		const VnRelation *r = &c->in->schema->rels[rel];
+bool
+vn_query_paging(VnQueryCtx *c)
+{
+	return paging(c);
+}
 
-		c->q->is_read = true;
-		c->rpc_get = get ? f : NULL;
-		vn_buf_add(b, "SELECT ");
-		body_expr(c);
-		vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT ");
-		if (!select_list(c, rel, "_t", arg(c->in->args, "select"), 0, ""))
-		{
-			vn_buf_free(&call);
-			return false;
-		}
-		vn_buf_add(b, " FROM ");
-		vn_buf_add(b, call.data);
-		vn_buf_add(b, " _t WHERE ");
-		if (!where(c, r, "_t", false, NULL) || !order_by(c, r, "_t") || !paging(c))
-		{
-			vn_buf_free(&call);
-			return false;
-		}
-		vn_buf_add(b, ") _r");
-	}
-	else if (f->retset)
-	{
-		vn_buf_add(b, "SELECT ");
-		body_expr(c);
-		vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT * FROM ");
-		vn_buf_add(b, call.data);
-		if (f->rettypekind == 'c')
-			vn_buf_add(b, " _t");
-		else
-			vn_buf_add(b, " AS _t(_v)");
-		if (!paging(c))
-		{
-			vn_buf_free(&call);
-			return false;
-		}
-		vn_buf_add(b, ") _r");
-		if (f->rettypekind != 'c')
-		{
-			/* scalar sets: an array of the values, not of one-column objects */
-			char *at = strstr(b->data, "pg_catalog.json_agg(_r)");
-
-			if (at)
-			{
-				VnBuf out;
-
-				vn_buf_init(&out);
-				vn_buf_addn(&out, b->data, at - b->data);
-				vn_buf_add(&out, "pg_catalog.json_agg(_r._v)");
-				vn_buf_add(&out, at + strlen("pg_catalog.json_agg(_r)"));
-				vn_buf_free(b);
-				*b = out;
-			}
-		}
-	}
-	else
-	{
-		c->q->is_rpc_scalar = true;
-		vn_buf_addf(b, "SELECT coalesce(pg_catalog.to_json(%s)::text, 'null'), 1::bigint, NULL::bigint", call.data);
-	}
-	vn_buf_free(&call);
-	return true;
+void
+vn_query_body_expr(VnQueryCtx *c)
+{
+	body_expr(c);
 }
 
 bool
@@ -2075,7 +1819,7 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 	vn_buf_init(&c.inner);
 	vn_buf_init(&c.lateral);
 	if (in->rpc)
-		ok = build_rpc(&c) && q->status == 0;
+		ok = vn_rpc_build(&c) && q->status == 0;
 	else if ((rel = vn_schema_relation_index(in->schema, in->target)) < 0)
 		ok = fail(q, 400, "PGRST205", NULL, "Relations are listed at GET /.",
 				  "could not find the table api.%.64s", in->target);

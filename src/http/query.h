@@ -65,6 +65,8 @@ typedef struct VnQueryInput
 	const VnArgs   *args;
 	const char	   *body;
 	size_t			body_len;
+	const char	   *content_type; /* rpc: text/csv or text/plain is a raw body */
+	const char	   *accept;		  /* rpc: a media-type result answers as itself when accepted */
 	VnFormat		format;
 	VnCount			count;
 	VnReturn		ret;
@@ -89,7 +91,8 @@ typedef struct VnQuery
 	bool	returns_body; /* false: 204 / 201 without body */
 	bool	void_result;
 	bool	is_read;
-	bool	is_rpc_scalar; /* single (non-set) rpc result: no Content-Range */
+	bool	is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	char	media_type[64]; /* the body is a document of this type, not JSON */
 	/* error */
 	int	  status;
 	char  code[16];

@@ -247,6 +247,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	in.args = &req->args;
 	in.body = req->body;
 	in.body_len = req->body_len;
+	in.content_type = req->content_type;
+	in.accept = req->accept;
 	in.max_rows = cfg->max_rows;
 	in.max_embeds = cfg->max_embeds;
 	in.max_select = cfg->max_select;
@@ -362,6 +364,8 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 	setup.api_key = api_key;
 	/* Prefer: tx=rollback runs the request and undoes it (PostgREST's override) */
 	setup.rollback = has_token(req->prefer, "tx=rollback");
+	/* GET and HEAD read: a function called so may not write (PostgREST's rule) */
+	setup.read_only = strcmp(req->method, "GET") == 0 || head;
 	params.n = q.nparams;
 	params.values = (const char *const *) q.params;
 	conn = vn_pg_acquire(cfg->pool_wait_ms);
@@ -437,6 +441,14 @@ route(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, VnIdentity *i
 
 		if (openapi)
 			resp->content_type = "application/openapi+json; charset=utf-8";
+		else if (q.media_type[0])
+		{
+			char ct[96];
+
+			snprintf(ct, sizeof(ct), "%s; charset=utf-8", q.media_type);
+			vn_response_header(resp, "Content-Type", ct);
+			resp->content_type = NULL;
+		}
 		else if (in.format == VN_FORMAT_CSV && q.returns_body)
 			resp->content_type = "text/csv; charset=utf-8";
 		else if (in.format == VN_FORMAT_OBJECT && q.returns_body)

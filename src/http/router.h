@@ -36,6 +36,7 @@ typedef struct VnRequest
 	const char *range;
 	const char *accept_profile; /* Accept-Profile (reads), Content-Profile (writes) */
 	const char *content_profile;
+	const char *content_type;
 	const char *headers_json; /* request.headers: no credentials */
 	const char *body;
 	size_t		body_len;

@@ -2,8 +2,8 @@
  * schema.c
  *	  Reads schema api from the catalog into a VnSchema (see schema.h).
  *
- * Only pg_catalog is read, so the front's login needs no privilege on
- * Ventros' own tables.  A view's table is found through its rewrite rule's
+ * Only pg_catalog is read (and ventros.http_rpc_functions, a view over it),
+ * so the front's login needs no privilege on Ventros' own tables.  A view's table is found through its rewrite rule's
  * dependencies; foreign keys between two tables are offered for embedding
  * when every column of the key is exposed by both views.  The cache is
  * loaded once at start: restart the front after changing schema api.
@@ -24,7 +24,7 @@ static const char *columns_sql =
 	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"   WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
 	"SELECT r.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,"
-	"       t.typname = 'tsvector', r.description, r.base,"
+	"       t.typname = 'tsvector', r.description, r.base, r.oid,"
 	"       coalesce((SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
 	"                  WHERE d.adrelid = r.oid AND d.adnum = a.attnum),"
 	"                (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
@@ -45,21 +45,26 @@ static const char *fks_sql =
 	"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = i.att)"
 	"  FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' ORDER BY k.conname";
 
+/*
+ * The functions served under /rpc/: ventros.http_rpc_functions decides which
+ * (sql/96_http_rpc.sql), the same view the OpenAPI document reads.  Lists
+ * are joined with chr(31); the result's columns (OUT/TABLE arguments or a
+ * composite's attributes) come with their type categories.
+ */
 static const char *funcs_sql =
-	"SELECT p.proname, p.pronargs, p.pronargdefaults,"
-	"       coalesce(pg_catalog.array_to_string(p.proargnames[1:p.pronargs], chr(31)), ''),"
-	"       coalesce((SELECT pg_catalog.array_to_string(pg_catalog.array_agg(pg_catalog.format_type(x.t, NULL) ORDER BY x.n), chr(31))"
-	"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n)), ''),"
-	"       coalesce((SELECT pg_catalog.string_agg(ty.typcategory::text, '' ORDER BY x.n)"
-	"          FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY x(t, n) JOIN pg_catalog.pg_type ty ON ty.oid = x.t), ''),"
-	"       pg_catalog.format_type(p.prorettype, NULL), rt.typtype, p.proretset, p.provolatile <> 'v',"
-	"       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')"
-	"  FROM pg_catalog.pg_proc p"
-	"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-	"  JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype"
-	" WHERE n.nspname = 'api' AND p.prokind = 'f'"
-	"   AND (p.proargmodes IS NULL OR NOT ('o' = ANY (p.proargmodes) OR 'b' = ANY (p.proargmodes) OR 't' = ANY (p.proargmodes)))"
-	" ORDER BY p.proname, p.pronargs";
+	"SELECT f.name, f.schema_name, pg_catalog.cardinality(f.arg_names), f.required_args,"
+	"       pg_catalog.array_to_string(f.arg_names, chr(31)), pg_catalog.array_to_string(f.arg_types, chr(31)),"
+	"       f.arg_categories, f.result_type, f.result_kind, f.returns_set, f.read_only, f.description,"
+	"       f.result_relid, coalesce(f.result_media_type, ''), f.result_columns IS NOT NULL,"
+	"       coalesce((SELECT pg_catalog.string_agg(c.value->>'name', chr(31) ORDER BY c.n)"
+	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)), ''),"
+	"       coalesce((SELECT pg_catalog.string_agg(c.value->>'type', chr(31) ORDER BY c.n)"
+	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)), ''),"
+	"       coalesce((SELECT pg_catalog.string_agg(coalesce(t.typcategory::text, 'X'), '' ORDER BY c.n)"
+	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)"
+	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), '')"
+	"  FROM ventros.http_rpc_functions f"
+	" ORDER BY f.name, f.schema_name, pg_catalog.cardinality(f.arg_names), f.function::pg_catalog.text";
 
 static char **
 split(const char *s, int *n)
@@ -117,6 +122,52 @@ rel_by_base(VnSchema *s, Oid base)
 	return -1;
 }
 
+/*
+ * The relation rows of a function's result are answered as.  Rows of a view
+ * of schema api, or of the table under one (an aggregate's row), take that
+ * view's columns, so the aggregate's redacted columns (secrets, hashes) stay
+ * out of rpc answers as they stay out of GET /<view>.  Any other row (OUT
+ * and TABLE arguments, other composite types) gets a hidden relation of its
+ * own columns, so select=, filters and order apply to it as well.
+ */
+static int
+result_relation(VnSchema *s, PGresult *res, int row, const char *fname)
+{
+	Oid			relid = (Oid) strtoul(PQgetvalue(res, row, 12), NULL, 10);
+	VnRelation *r;
+	char	  **names;
+	char	  **types;
+	const char *cats = PQgetvalue(res, row, 17);
+	int			nn,
+		nt;
+
+	for (int i = 0; relid != InvalidOid && i < s->nrels; i++)
+		if (!s->rels[i].hidden && (s->rels[i].oid == relid || s->rels[i].base == relid))
+			return i;
+	names = split(PQgetvalue(res, row, 15), &nn);
+	types = split(PQgetvalue(res, row, 16), &nt);
+	if (nn == 0 || nn != nt || (int) strlen(cats) != nn)
+		return -1;
+	r = &s->rels[s->nrels];
+	r->name = vn_strdup(fname);
+	r->description = vn_strdup("");
+	r->base = InvalidOid; /* no foreign key names it: nothing embeds */
+	r->hidden = true;
+	r->ncols = nn;
+	r->cols = vn_alloc(sizeof(VnColumn) * nn);
+	for (int k = 0; k < nn; k++)
+	{
+		r->cols[k].name = names[k];
+		r->cols[k].type = types[k];
+		r->cols[k].category = cats[k];
+		r->cols[k].is_tsvector = strcmp(types[k], "tsvector") == 0;
+		r->cols[k].default_expr = vn_strdup("NULL");
+	}
+	free(names);
+	free(types);
+	return s->nrels++;
+}
+
 VnSchema *
 vn_schema_load(PGconn *conn, char **error)
 {
@@ -143,6 +194,7 @@ vn_schema_load(PGconn *conn, char **error)
 			r->name = vn_strdup(relname);
 			r->description = vn_strdup(PQgetvalue(res, i, 5));
 			r->base = (Oid) strtoul(PQgetvalue(res, i, 6), NULL, 10);
+			r->oid = (Oid) strtoul(PQgetvalue(res, i, 7), NULL, 10);
 			while (k < n && strcmp(PQgetvalue(res, k, 0), relname) == 0)
 				k++;
 			r->cols = vn_alloc(sizeof(VnColumn) * (k - i));
@@ -153,7 +205,7 @@ vn_schema_load(PGconn *conn, char **error)
 		c->type = vn_strdup(PQgetvalue(res, i, 2));
 		c->category = PQgetvalue(res, i, 3)[0];
 		c->is_tsvector = PQgetvalue(res, i, 4)[0] == 't';
-		c->default_expr = vn_strdup(PQgetvalue(res, i, 7));
+		c->default_expr = vn_strdup(PQgetvalue(res, i, 8));
 	}
 	PQclear(res);
 	for (int i = 0; i < s->nrels; i++)
@@ -190,35 +242,44 @@ vn_schema_load(PGconn *conn, char **error)
 	}
 	PQclear(res);
 
-	/* functions */
+	/* functions, and the relations their rows are answered as */
 	if ((res = run(conn, funcs_sql, error)) == NULL)
 		return NULL;
 	n = PQntuples(res);
 	s->funcs = vn_alloc(sizeof(VnFunction) * (n + 1));
+	{
+		VnRelation *all = vn_alloc(sizeof(VnRelation) * (s->nrels + n + 1));
+
+		memcpy(all, s->rels, sizeof(VnRelation) * s->nrels);
+		free(s->rels);
+		s->rels = all;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		VnFunction *f = &s->funcs[s->nfuncs];
 		int			nn,
 			nt;
 
-		if (s->nfuncs > 0 && strcmp(s->funcs[s->nfuncs - 1].name, PQgetvalue(res, i, 0)) == 0)
-			continue; /* overloads: the one with the fewest arguments */
 		f->name = vn_strdup(PQgetvalue(res, i, 0));
-		f->nargs = atoi(PQgetvalue(res, i, 1));
-		f->nrequired = f->nargs - atoi(PQgetvalue(res, i, 2));
-		f->argnames = split(PQgetvalue(res, i, 3), &nn);
-		f->argtypes = split(PQgetvalue(res, i, 4), &nt);
-		f->argcategories = vn_strdup(PQgetvalue(res, i, 5));
-		f->rettype = vn_strdup(PQgetvalue(res, i, 6));
-		f->rettypekind = PQgetvalue(res, i, 7)[0];
-		f->retset = PQgetvalue(res, i, 8)[0] == 't';
-		f->stable = PQgetvalue(res, i, 9)[0] == 't';
-		f->description = vn_strdup(PQgetvalue(res, i, 10));
+		f->schema = vn_strdup(PQgetvalue(res, i, 1));
+		f->nargs = atoi(PQgetvalue(res, i, 2));
+		f->nrequired = atoi(PQgetvalue(res, i, 3));
+		f->argnames = split(PQgetvalue(res, i, 4), &nn);
+		f->argtypes = split(PQgetvalue(res, i, 5), &nt);
+		f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
+		f->rettype = vn_strdup(PQgetvalue(res, i, 7));
+		f->rettypekind = PQgetvalue(res, i, 8)[0];
+		f->retset = PQgetvalue(res, i, 9)[0] == 't';
+		f->stable = PQgetvalue(res, i, 10)[0] == 't';
+		f->description = vn_strdup(PQgetvalue(res, i, 11));
 		f->returns_void = strcmp(f->rettype, "void") == 0;
 		f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
-		/* unnamed arguments cannot be passed by name: leave such functions out */
-		if (nn != f->nargs || nt != f->nargs)
-			continue;
+		f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
+		f->result_rel = -1;
+		if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
+			continue; /* cannot happen: the view names every argument */
+		if (PQgetvalue(res, i, 14)[0] == 't' && !f->returns_grant)
+			f->result_rel = result_relation(s, res, i, f->name);
 		s->nfuncs++;
 	}
 	PQclear(res);
@@ -229,7 +290,7 @@ int
 vn_schema_relation_index(const VnSchema *s, const char *name)
 {
 	for (int i = 0; i < s->nrels; i++)
-		if (strcmp(s->rels[i].name, name) == 0)
+		if (!s->rels[i].hidden && strcmp(s->rels[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -257,5 +318,19 @@ vn_schema_function(const VnSchema *s, const char *name)
 	for (int i = 0; i < s->nfuncs; i++)
 		if (strcmp(s->funcs[i].name, name) == 0)
 			return &s->funcs[i];
+	return NULL;
+}
+
+const VnFunction *
+vn_schema_functions(const VnSchema *s, const char *name, int *n)
+{
+	*n = 0;
+	for (int i = 0; i < s->nfuncs; i++)
+		if (strcmp(s->funcs[i].name, name) == 0)
+		{
+			while (i + *n < s->nfuncs && strcmp(s->funcs[i + *n].name, name) == 0)
+				(*n)++;
+			return &s->funcs[i];
+		}
 	return NULL;
 }

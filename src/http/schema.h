@@ -1,9 +1,11 @@
 /*
  * schema.h
  *	  The schema cache of ventros-http: what schema api exposes (views, their
- *	  columns, the foreign keys between their tables, and functions), read
- *	  from the catalog at start.  Every identifier of a request is looked up
- *	  here before it is quoted into SQL; anything not found is a 4xx.
+ *	  columns, the foreign keys between their tables), and the functions
+ *	  served under /rpc/ (ventros.http_rpc_functions: api's and the commands
+ *	  of ventros a tenant role may execute), read from the catalog at start.
+ *	  Every identifier of a request is looked up here before it is quoted
+ *	  into SQL; anything not found is a 4xx.
  */
 #ifndef VN_HTTP_SCHEMA_H
 #define VN_HTTP_SCHEMA_H
@@ -28,6 +30,8 @@ typedef struct VnRelation
 	bool	  has_id; /* tenant_id and id: aggregate key */
 	int		  ncols;
 	VnColumn *cols;
+	Oid		  oid;	  /* the view itself */
+	bool	  hidden; /* an rpc result's columns, not a path */
 } VnRelation;
 
 /* a foreign key from one exposed relation's table to another's */
@@ -43,19 +47,22 @@ typedef struct VnForeignKey
 
 typedef struct VnFunction
 {
-	char  *name;
-	char  *description;
-	int	   nargs;
-	int	   nrequired; /* the first nrequired args have no default */
-	char **argnames;
-	char **argtypes;
-	char  *argcategories;
-	char  *rettype;
-	char   rettypekind; /* pg_type.typtype of the result: c composite, b base, p pseudo */
-	bool   retset;
-	bool   stable; /* callable with GET */
-	bool   returns_void;
-	bool   returns_grant; /* api.auth_grant: the front signs the claims */
+	char	   *name;
+	char	   *description;
+	int			nargs;
+	int			nrequired; /* the first nrequired args have no default */
+	char	  **argnames;
+	char	  **argtypes;
+	char	   *argcategories;
+	char	   *rettype;
+	char		rettypekind; /* pg_type.typtype of the result: c composite, b base, p pseudo */
+	bool		retset;
+	bool		stable; /* callable with GET */
+	bool		returns_void;
+	bool		returns_grant; /* api.auth_grant: the front signs the claims */
+	const char *schema;		   /* "api" or "ventros"; NULL: api */
+	int			result_rel;	   /* rows of the result: index into rels, -1 for scalars */
+	char	   *media_type;	   /* a result answered as is, e.g. "text/csv"; NULL: JSON */
 } VnFunction;
 
 typedef struct VnSchema
@@ -65,7 +72,7 @@ typedef struct VnSchema
 	int			  nfks;
 	VnForeignKey *fks;
 	int			  nfuncs;
-	VnFunction	 *funcs;
+	VnFunction	 *funcs; /* by name: the overloads of a name are adjacent */
 } VnSchema;
 
 extern VnSchema			*vn_schema_load(PGconn *conn, char **error);
@@ -73,5 +80,7 @@ extern const VnRelation *vn_schema_relation(const VnSchema *s, const char *name)
 extern int				 vn_schema_relation_index(const VnSchema *s, const char *name);
 extern const VnColumn	*vn_schema_column(const VnRelation *r, const char *name);
 extern const VnFunction *vn_schema_function(const VnSchema *s, const char *name);
+/* the overloads of name: the first one, and how many follow it */
+extern const VnFunction *vn_schema_functions(const VnSchema *s, const char *name, int *n);
 
 #endif

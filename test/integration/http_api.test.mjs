@@ -276,8 +276,13 @@ test('rpc: API keys stand for their user', async () => {
   assert.equal(bad.status, 401);
 });
 
-test('rpc: GET refused for volatile functions, unknown function and arguments', async () => {
-  assert.equal((await http('GET', '/rpc/login?email=a&password=b')).status, 405);
+test('rpc: GET runs read-only (a write answers 405), unknown function and arguments', async () => {
+  // PostgREST's rule: GET and HEAD run in a read-only transaction, so a
+  // volatile function may be read with GET but a write is refused (25006)
+  const write = await http('GET', '/rpc/logout?refresh_token=vnr_nobody');
+  assert.equal(write.status, 405, write.text);
+  assert.equal(write.json.code, '25006');
+  assert.equal((await http('POST', '/rpc/logout', { body: { refresh_token: 'vnr_nobody' } })).status, 204);
   const unknown = await http('POST', '/rpc/nope', { body: {} });
   assert.equal(unknown.status, 404);
   assert.equal(unknown.json.code, 'PGRST202');

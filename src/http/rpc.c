@@ -1,0 +1,524 @@
+/*
+ * rpc.c
+ *	  /rpc/<name>: the call of a function served by the front, in
+ *	  PostgREST's dialect.
+ *
+ * Which functions: the schema cache's (ventros.http_rpc_functions: those of
+ * schema api, then those of ventros a tenant role may execute).  The
+ * caller's own grants are PostgreSQL's to check at the call, as its row
+ * policies are; the front adds no rule of its own.
+ *
+ * Arguments come, by name, from one of:
+ *   - a JSON object body (POST): json_to_record() turns it into typed
+ *     values, as PostgREST does, so arrays, rows and json are given as JSON;
+ *   - the query string (GET and HEAD, which run read-only): one bound
+ *     parameter per argument, cast to its type;
+ *   - a raw body (POST with Content-Type text/csv or text/plain): it goes to
+ *     the function's one argument without a default, which must be text;
+ *     the other arguments come from the query string.  PostgREST passes a
+ *     raw body to a function of a single unnamed text parameter; a named
+ *     one with optional companions is the closest equivalent that leaves the
+ *     SQL signature as it is (import_contacts(csv, project_id)).
+ *   - Prefer: params=single-object: the whole body to a function of one
+ *     json or jsonb argument.
+ * Overloads are told apart by the names of the arguments given (PostgREST's
+ * rule): a call fits a function when it names only its arguments and all of
+ * its required ones; when several fit, the call is ambiguous (300,
+ * PGRST203), as PostgreSQL would find it: f(a) and f(a, b DEFAULT 1) both
+ * take f(a => x).
+ *
+ * Results: a scalar answers its JSON value; a set answers a JSON array;
+ * rows (of a view of api, of an aggregate's table, OUT/TABLE columns or any
+ * composite type) go through select=, filters, order and paging as reads do,
+ * an aggregate's row with its view's columns only (redacted columns stay
+ * out).  A result whose type is a domain named like a media type
+ * (ventros."text/csv") answers the value itself with that Content-Type when
+ * the request accepts it.  void answers 204.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rpc.h"
+
+typedef enum ArgSource
+{
+	ARGS_JSON,	/* a JSON object body */
+	ARGS_QUERY, /* the query string */
+	ARGS_RAW,	/* a raw text body, and the query string */
+	ARGS_SINGLE /* the whole body, one json argument */
+} ArgSource;
+
+typedef struct Call
+{
+	ArgSource		  src;
+	char			**keys; /* ARGS_JSON: the body's keys */
+	int				  nkeys;
+	const VnFunction *f;		 /* the function chosen */
+	int				  raw_arg;	 /* ARGS_RAW: the argument the body goes to */
+	VnBuf			  call;		 /* schema.name(arg => value, ...) */
+	VnBuf			  args_from; /* a FROM item the values come from, or "" */
+} Call;
+
+static bool
+plain_name(const char *n)
+{
+	for (; *n; n++)
+		if (!(isalnum((unsigned char) *n) || *n == '_'))
+			return false;
+	return true;
+}
+
+static int
+arg_index(const VnFunction *f, const char *name)
+{
+	for (int k = 0; k < f->nargs; k++)
+		if (strcmp(f->argnames[k], name) == 0)
+			return k;
+	return -1;
+}
+
+/* the request's Content-Type is text/csv or text/plain (parameters aside) */
+static bool
+raw_body(const char *content_type)
+{
+	static const char *types[] = {"text/csv", "text/plain", NULL};
+
+	if (content_type == NULL)
+		return false;
+	while (*content_type == ' ')
+		content_type++;
+	for (int i = 0; types[i]; i++)
+	{
+		size_t n = strlen(types[i]);
+
+		if (strncasecmp(content_type, types[i], n) == 0 &&
+			(content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' '))
+			return true;
+	}
+	return false;
+}
+
+/* the one argument without a default, when it is text: where a raw body goes */
+static int
+raw_arg(const VnFunction *f)
+{
+	if (f->nrequired != 1 || strcmp(f->argtypes[0], "text") != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Why the call does not fit f (a message for PGRST202), or NULL when it
+ * does.  In the query string, a key that is no argument is a filter on the
+ * rows of the result, so only functions with rows take one.
+ */
+static const char *
+misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_t len)
+{
+	const VnArgs *a = c->in->args;
+	bool		 *given = calloc(f->nargs + 1, sizeof(bool));
+	const char	 *result = NULL;
+
+	if (given == NULL)
+		abort();
+	if (k->src == ARGS_SINGLE)
+	{
+		if (f->nargs != 1 || (strcmp(f->argtypes[0], "json") != 0 && strcmp(f->argtypes[0], "jsonb") != 0))
+			result = "does not take a single JSON object";
+		free(given);
+		return result;
+	}
+	if (k->src == ARGS_RAW)
+	{
+		if (raw_arg(f) < 0)
+			result = "does not take a raw body: it needs exactly one argument without a default, of type text";
+		else
+			given[raw_arg(f)] = true;
+	}
+	for (int i = 0; k->src == ARGS_JSON && i < k->nkeys && !result; i++)
+	{
+		int n = arg_index(f, k->keys[i]);
+
+		if (n < 0)
+		{
+			snprintf(why, len, "has no argument %.64s", k->keys[i]);
+			result = why;
+		}
+		else
+			given[n] = true;
+	}
+	for (int i = 0; k->src != ARGS_JSON && i < a->n && !result; i++)
+	{
+		int n = arg_index(f, a->items[i].key);
+
+		if (n >= 0 && given[n])
+			snprintf(why, len, "is given argument %.64s twice", a->items[i].key);
+		else if (n < 0 && !vn_query_is_reserved(a->items[i].key) && f->result_rel < 0)
+			snprintf(why, len, "has no argument %.64s", a->items[i].key);
+		else
+		{
+			if (n >= 0)
+				given[n] = true;
+			continue;
+		}
+		result = why;
+	}
+	for (int n = 0; n < f->nrequired && !result; n++)
+		if (!given[n])
+		{
+			snprintf(why, len, "needs argument %s", f->argnames[n]);
+			result = why;
+		}
+	free(given);
+	return result;
+}
+
+static void
+signature(VnBuf *b, const VnFunction *f)
+{
+	vn_buf_addf(b, "%s.%s(", f->schema ? f->schema : "api", f->name);
+	for (int n = 0; n < f->nargs; n++)
+		vn_buf_addf(b, "%s%s", n ? ", " : "", f->argnames[n]);
+	vn_buf_addc(b, ')');
+}
+
+/* the overload the call names (PostgREST's rule, see the file header) */
+static bool
+resolve(VnQueryCtx *c, Call *k)
+{
+	int				  n;
+	const VnFunction *fs = vn_schema_functions(c->in->schema, c->in->target, &n);
+	const VnFunction *fit = NULL;
+	int				  nfit = 0;
+	char			  why[160];
+	VnBuf			  list;
+
+	if (fs == NULL)
+		return vn_query_fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
+							 "could not find the function %.64s", c->in->target);
+	for (int i = 0; i < n; i++)
+		if (misfit(c, k, &fs[i], why, sizeof(why)) == NULL)
+		{
+			nfit++;
+			fit = &fs[i];
+		}
+	if (nfit == 1)
+	{
+		k->f = fit;
+		return true;
+	}
+	vn_buf_init(&list);
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			vn_buf_add(&list, ", ");
+		signature(&list, &fs[i]);
+	}
+	if (nfit > 1)
+		vn_query_fail(c->q, 300, "PGRST203", list.data, "Name the arguments of one of them, and only those.",
+					  "could not choose the best candidate function for %s", fs[0].name);
+	else if (n == 1)
+		vn_query_fail(c->q, 404, "PGRST202", list.data, "The function's arguments are listed at GET /.",
+					  "function %s.%s %s", fs[0].schema ? fs[0].schema : "api", fs[0].name,
+					  misfit(c, k, &fs[0], why, sizeof(why)));
+	else
+		vn_query_fail(c->q, 404, "PGRST202", list.data, "Name the arguments of one of these.",
+					  "could not find a function %s taking the arguments given", fs[0].name);
+	vn_buf_free(&list);
+	return false;
+}
+
+/* appends $n for value to dst instead of the statement */
+static bool
+param_into(VnQueryCtx *c, VnBuf *dst, const char *value, size_t len)
+{
+	VnBuf saved = c->q->sql;
+	bool  ok;
+
+	c->q->sql = *dst;
+	ok = vn_query_param(c->q, value, len);
+	*dst = c->q->sql;
+	c->q->sql = saved;
+	return ok;
+}
+
+static void
+named(Call *k, int n, bool *first)
+{
+	if (!*first)
+		vn_buf_add(&k->call, ", ");
+	*first = false;
+	vn_buf_ident(&k->call, k->f->argnames[n]);
+	vn_buf_add(&k->call, " => ");
+}
+
+/*
+ * k->call, and k->args_from for a JSON body: json_to_record() of the body
+ * with a column per argument given.
+ */
+static bool
+build_call(VnQueryCtx *c, Call *k)
+{
+	const VnFunction *f = k->f;
+	bool			  first = true;
+	bool			  ok = true;
+
+	vn_buf_ident(&k->call, f->schema ? f->schema : "api");
+	vn_buf_addc(&k->call, '.');
+	vn_buf_ident(&k->call, f->name);
+	vn_buf_addc(&k->call, '(');
+	if (k->src == ARGS_SINGLE)
+	{
+		const char *body = c->in->body_len ? c->in->body : "{}";
+
+		ok = param_into(c, &k->call, body, c->in->body_len ? c->in->body_len : 2);
+		vn_buf_addf(&k->call, "::%s", f->argtypes[0]);
+	}
+	else if (k->src == ARGS_JSON && k->nkeys > 0)
+	{
+		vn_buf_add(&k->args_from, "pg_catalog.json_to_record(");
+		ok = param_into(c, &k->args_from, c->in->body, c->in->body_len);
+		vn_buf_add(&k->args_from, "::json) AS _a(");
+		for (int n = 0; n < f->nargs; n++)
+		{
+			bool given = false;
+
+			for (int i = 0; i < k->nkeys; i++)
+				given = given || strcmp(k->keys[i], f->argnames[n]) == 0;
+			if (!given)
+				continue;
+			if (!first)
+				vn_buf_add(&k->args_from, ", ");
+			vn_buf_ident(&k->args_from, f->argnames[n]);
+			vn_buf_addf(&k->args_from, " %s", f->argtypes[n]);
+			named(k, n, &first);
+			vn_buf_add(&k->call, "_a.");
+			vn_buf_ident(&k->call, f->argnames[n]);
+		}
+		vn_buf_addc(&k->args_from, ')');
+	}
+	else if (k->src != ARGS_JSON)
+	{
+		if (k->src == ARGS_RAW)
+		{
+			named(k, k->raw_arg, &first);
+			ok = param_into(c, &k->call, c->in->body ? c->in->body : "", c->in->body_len);
+			vn_buf_addf(&k->call, "::%s", f->argtypes[k->raw_arg]);
+		}
+		for (int i = 0; i < c->in->args->n && ok; i++)
+		{
+			int n = arg_index(f, c->in->args->items[i].key);
+
+			if (n < 0)
+				continue; /* a filter on the rows, or select, order ... */
+			named(k, n, &first);
+			ok = param_into(c, &k->call, c->in->args->items[i].value, strlen(c->in->args->items[i].value));
+			vn_buf_addf(&k->call, "::%s", f->argtypes[n]);
+		}
+	}
+	vn_buf_addc(&k->call, ')');
+	return ok;
+}
+
+/* " FROM <values>, LATERAL <call> alias" or " FROM <call> alias" */
+static void
+call_from(VnBuf *b, const Call *k, const char *alias)
+{
+	vn_buf_add(b, " FROM ");
+	if (k->args_from.len > 0)
+	{
+		vn_buf_add(b, k->args_from.data);
+		vn_buf_add(b, " CROSS JOIN LATERAL ");
+	}
+	vn_buf_add(b, k->call.data);
+	vn_buf_addc(b, ' ');
+	vn_buf_add(b, alias);
+}
+
+/* " FROM <values>" after a select list that holds the call, or nothing */
+static void
+values_from(VnBuf *b, const Call *k)
+{
+	if (k->args_from.len > 0)
+	{
+		vn_buf_add(b, " FROM ");
+		vn_buf_add(b, k->args_from.data);
+	}
+}
+
+/*
+ * Rows: the call's columns as its relation shows them (an aggregate's
+ * view's columns, not the table's), then select=, filters, order, paging.
+ */
+static bool
+shape_rows(VnQueryCtx *c, const Call *k)
+{
+	const VnFunction *f = k->f;
+	const VnRelation *r = &c->in->schema->rels[f->result_rel];
+	VnBuf			 *b = &c->q->sql;
+	VnBuf			  src;
+	bool			  ok;
+
+	vn_buf_init(&src);
+	vn_buf_add(&src, "(SELECT ");
+	for (int i = 0; i < r->ncols; i++)
+	{
+		if (i)
+			vn_buf_add(&src, ", ");
+		vn_buf_add(&src, "_f.");
+		vn_buf_ident(&src, r->cols[i].name);
+	}
+	call_from(&src, k, "_f");
+	if (!f->retset)
+		vn_buf_add(&src, " WHERE NOT (_f IS NULL)"); /* a NULL row is no row */
+	vn_buf_add(&src, ") _t");
+
+	vn_buf_add(b, "SELECT ");
+	if (f->retset || c->in->format == VN_FORMAT_CSV)
+		vn_query_body_expr(c);
+	else
+		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r) -> 0)::text, 'null')");
+	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT ");
+	ok = vn_query_rows(c, f->result_rel, src.data) && (!f->retset || vn_query_paging(c));
+	vn_buf_add(b, ") _r");
+	vn_buf_free(&src);
+	c->q->is_read = f->retset;
+	c->q->is_rpc_scalar = !f->retset;
+	return ok;
+}
+
+/* a set of scalars: a JSON array of the values */
+static bool
+shape_values(VnQueryCtx *c, const Call *k)
+{
+	VnBuf *b = &c->q->sql;
+	bool   ok;
+
+	vn_buf_add(b, "SELECT ");
+	if (c->in->format == VN_FORMAT_CSV)
+	{
+		vn_buf_add(b, "ventros.http_csv(pg_catalog.json_agg(pg_catalog.json_build_object(");
+		vn_buf_literal(b, k->f->name);
+		vn_buf_add(b, ", _r._v)))");
+	}
+	else if (c->in->format == VN_FORMAT_OBJECT)
+		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r._v) -> 0)::text, '')");
+	else
+		vn_buf_add(b, "coalesce(pg_catalog.json_agg(_r._v)::text, '[]')");
+	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT _f._v");
+	call_from(b, k, "AS _f(_v)");
+	ok = vn_query_paging(c);
+	vn_buf_add(b, ") _r");
+	c->q->is_read = true;
+	return ok;
+}
+
+/* one value: JSON, a one-column CSV, or the document of a media type */
+static void
+shape_value(VnQueryCtx *c, const Call *k)
+{
+	const VnFunction *f = k->f;
+	const char		 *accept = c->in->accept;
+	VnBuf			 *b = &c->q->sql;
+
+	c->q->is_rpc_scalar = true;
+	if (f->media_type &&
+		(accept == NULL || *accept == '\0' || strstr(accept, f->media_type) || strstr(accept, "*/*")))
+	{
+		snprintf(c->q->media_type, sizeof(c->q->media_type), "%s", f->media_type);
+		vn_buf_addf(b, "SELECT coalesce((%s)::text, ''), 1::bigint, NULL::bigint", k->call.data);
+	}
+	else if (c->in->format == VN_FORMAT_CSV)
+	{
+		vn_buf_add(b, "SELECT ventros.http_csv(pg_catalog.json_build_array(pg_catalog.json_build_object(");
+		vn_buf_literal(b, f->name);
+		vn_buf_addf(b, ", %s))), 1::bigint, NULL::bigint", k->call.data);
+	}
+	else
+		vn_buf_addf(b, "SELECT coalesce(pg_catalog.to_json(%s)::text, 'null'), 1::bigint, NULL::bigint", k->call.data);
+	values_from(b, k);
+}
+
+static bool
+shape(VnQueryCtx *c, const Call *k)
+{
+	const VnFunction *f = k->f;
+	VnBuf			 *b = &c->q->sql;
+
+	/*
+	 * These two call in FROM, where the function always runs: an unused
+	 * output column of a subquery, the old form, is dropped by the planner
+	 * when the function is not volatile, and the call (with its checks and
+	 * its privilege check) would never happen.
+	 */
+	if (f->returns_grant)
+	{
+		c->q->shape = VN_SHAPE_GRANT;
+		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint, _g.claims::text, _g.refresh_token, _g.expires_in");
+		call_from(b, k, "_g");
+		return true;
+	}
+	if (f->returns_void)
+	{
+		c->q->void_result = true;
+		c->q->returns_body = false;
+		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		call_from(b, k, "_v");
+		return true;
+	}
+	if (f->result_rel >= 0)
+		return shape_rows(c, k);
+	if (f->retset)
+		return shape_values(c, k);
+	shape_value(c, k);
+	return true;
+}
+
+bool
+vn_rpc_build(VnQueryCtx *c)
+{
+	const VnQueryInput *in = c->in;
+	bool				get = strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0;
+	Call				k;
+	bool				ok = true;
+
+	if (!get && strcmp(in->method, "POST") != 0)
+		return vn_query_fail(c->q, 405, "PGRST101", NULL, NULL, "functions are called with GET or POST");
+	memset(&k, 0, sizeof(k));
+	k.src = get ? ARGS_QUERY : in->single_object	  ? ARGS_SINGLE :
+						   raw_body(in->content_type) ? ARGS_RAW :
+														ARGS_JSON;
+	if (k.src == ARGS_JSON && in->body_len > 0)
+	{
+		bool is_array = false;
+
+		if (!vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array))
+			return false;
+		if (is_array)
+		{
+			vn_query_free_list(k.keys, k.nkeys);
+			return vn_query_fail(c->q, 400, "PGRST102", NULL, NULL, "functions take a JSON object of named arguments");
+		}
+	}
+	if (!resolve(c, &k))
+	{
+		vn_query_free_list(k.keys, k.nkeys);
+		return false;
+	}
+	for (int n = 0; n < k.f->nargs; n++)
+		if (!plain_name(k.f->argnames[n]))
+			ok = vn_query_fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of %s are not plain", k.f->name);
+	k.raw_arg = raw_arg(k.f);
+	/* arguments in the query string are not filters on the result's rows */
+	c->rpc_get = k.src == ARGS_QUERY || k.src == ARGS_RAW ? k.f : NULL;
+	vn_buf_init(&k.call);
+	vn_buf_init(&k.args_from);
+	ok = ok && build_call(c, &k) && shape(c, &k);
+	vn_buf_free(&k.call);
+	vn_buf_free(&k.args_from);
+	vn_query_free_list(k.keys, k.nkeys);
+	return ok;
+}
