@@ -1082,7 +1082,7 @@ GRANT EXECUTE ON FUNCTION ventros.automation_settings_of(text), ventros.automati
     ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz),
     ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz),
     ventros.automation_next_occurrence(jsonb, text, timestamptz),
-    ventros.test_automation(uuid, uuid, timestamptz) TO ventros_viewer;
+    ventros.automation_context(ventros.outbox, timestamptz), ventros.test_automation(uuid, uuid, timestamptz) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.set_automation_settings(boolean, text, integer) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.run_automations(integer, timestamptz), ventros.tick_automation_rules(timestamptz)
     TO ventros_platform_admin;
