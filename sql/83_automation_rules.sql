@@ -48,15 +48,15 @@ REVOKE ALL ON ventros.automation_settings FROM PUBLIC;
 GRANT SELECT ON ventros.automation_settings TO ventros_viewer;
 GRANT INSERT, UPDATE ON ventros.automation_settings TO ventros_admin;
 
-CREATE FUNCTION ventros.automation_settings_of(tenant text) RETURNS ventros.automation_settings
+CREATE FUNCTION ventros.current_automation_settings() RETURNS ventros.automation_settings
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT s FROM ventros.automation_settings s WHERE s.tenant_id = tenant),
-                    ROW(tenant, true, 'UTC', 5, NULL)::ventros.automation_settings)
+    SELECT coalesce((SELECT s FROM ventros.automation_settings s WHERE s.tenant_id = ventros.require_tenant()),
+                    ROW(ventros.require_tenant(), true, 'UTC', 5, NULL)::ventros.automation_settings)
 $$;
-COMMENT ON FUNCTION ventros.automation_settings_of(text) IS
-    'A tenant''s automation settings (enabled, timezone UTC, max_depth 5 when never set)';
+COMMENT ON FUNCTION ventros.current_automation_settings() IS
+    'The acting tenant''s automation settings (enabled, timezone UTC, max_depth 5 when never set)';
 
 CREATE FUNCTION ventros.set_automation_settings(enabled boolean DEFAULT NULL, timezone text DEFAULT NULL,
                                                 max_depth integer DEFAULT NULL)
@@ -66,7 +66,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
-    cur ventros.automation_settings := ventros.automation_settings_of(tenant);
+    cur ventros.automation_settings := ventros.current_automation_settings();
     result ventros.automation_settings;
 BEGIN
     IF timezone IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = timezone) THEN
@@ -119,7 +119,7 @@ CREATE TABLE ventros.automation_runs (
     event_type      text        NOT NULL,
     origin_event_id uuid        NOT NULL,
     depth           integer     NOT NULL,
-    outcome         text        NOT NULL,
+    outcome         text        NOT NULL DEFAULT 'waiting',
     actions_done    jsonb       NOT NULL DEFAULT '[]',
     error           text,
     started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -143,7 +143,7 @@ CREATE TABLE ventros.automation_waits (
     tenant_id text        NOT NULL,
     run_id    uuid        NOT NULL,
     due_at    timestamptz NOT NULL,
-    actions   jsonb       NOT NULL,
+    actions   jsonb       NOT NULL DEFAULT '[]',
     PRIMARY KEY (tenant_id, run_id),
     FOREIGN KEY (tenant_id, run_id) REFERENCES ventros.automation_runs (tenant_id, id) ON DELETE CASCADE,
     CONSTRAINT automation_waits_actions_array CHECK (jsonb_typeof(actions) = 'array')
@@ -708,7 +708,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    settings ventros.automation_settings := ventros.automation_settings_of(ev.tenant_id);
+    settings ventros.automation_settings := ventros.current_automation_settings();
     run ventros.automation_runs;
     ctx jsonb;
     holds boolean;
@@ -781,7 +781,7 @@ DECLARE
     outcome text;
     n integer := 0;
 BEGIN
-    IF NOT (ventros.automation_settings_of(q.tenant_id)).enabled THEN
+    IF NOT (ventros.current_automation_settings()).enabled THEN
         RETURN 0;
     END IF;
     SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq;
@@ -822,7 +822,7 @@ BEGIN
     SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = w.tenant_id AND o.event_id = run.event_id;
     PERFORM ventros.automation_mark_cascade(run.depth, run.origin_event_id);
     IF NOT rule.enabled OR rule.deleted_at IS NOT NULL OR ev.event_id IS NULL
-       OR NOT (ventros.automation_settings_of(w.tenant_id)).enabled THEN
+       OR NOT (ventros.current_automation_settings()).enabled THEN
         UPDATE ventros.automation_runs x SET outcome = 'failed', finished_at = clock_timestamp(),
                error = CASE WHEN ev.event_id IS NULL THEN 'the triggering event is gone' ELSE 'the rule was disabled while waiting' END
          WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
@@ -899,7 +899,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
-    settings ventros.automation_settings := ventros.automation_settings_of(tenant);
+    settings ventros.automation_settings := ventros.current_automation_settings();
     rule ventros.automations;
     ev ventros.outbox;
     ctx jsonb;
@@ -1002,7 +1002,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
-    settings ventros.automation_settings := ventros.automation_settings_of(tenant);
+    settings ventros.automation_settings := ventros.current_automation_settings();
     tz text := settings.timezone;
     rule ventros.automations;
     due timestamptz;
@@ -1077,7 +1077,7 @@ $$;
 COMMENT ON FUNCTION ventros.tick_automation_rules(timestamptz) IS
     'Scheduler (platform admins, per tenant through run_per_tenant): fires the acting tenant''s time triggers due at now, each once (scheduled: next_execution in the tenant''s timezone; no_response.timeout: trigger_config.minutes since the contact''s unanswered message; date_field.reached: trigger_config.field + days); returns how many fired';
 
-GRANT EXECUTE ON FUNCTION ventros.automation_settings_of(text), ventros.automation_uuid(text),
+GRANT EXECUTE ON FUNCTION ventros.current_automation_settings(), ventros.automation_uuid(text),
     ventros.automation_compare(jsonb, text, jsonb), ventros.automation_field(jsonb, text),
     ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz),
     ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz),
