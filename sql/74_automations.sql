@@ -16,14 +16,17 @@ AS $$
         "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
                      "message": ["message.received"],
                      "pipeline": ["status.changed", "stage.completed"],
-                     "temporal": ["after.delay", "scheduled"],
+                     "temporal": ["after.delay", "scheduled", "date_field.reached"],
                      "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
                      "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
         "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
                     "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
-                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email"],
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
+                    "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
+                    "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
+                    "call_webhook", "emit_event", "notify_agents", "wait"],
         "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
-                                "in", "not_in", "is_null", "is_not_null"],
+                                "in", "not_in", "is_null", "is_not_null", "matches"],
         "logic_operators": ["AND", "OR"],
         "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
     }'::jsonb
@@ -31,14 +34,53 @@ $$;
 COMMENT ON FUNCTION ventros.automation_catalogue() IS
     'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
 
+-- One condition: a leaf {field, operator, value} (field: payload.<path>,
+-- contact.<column>, contact.custom.<key>, session.<column>, message.<column>,
+-- channel.<column>, event.<attribute>, pipeline.status; a bare name is a
+-- payload field), a typed leaf ({keyword: [...]}, {regex: "..."}, {tag: "..."},
+-- {time_window: {from, to, weekdays}}, {weekdays: [1..7]}), or a combination
+-- ({all: [...]}, {any: [...]}, {not: {...}}).  docs/automation.md.
+CREATE FUNCTION ventros.automation_condition_valid(c jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(c) <> 'object' THEN
+        RETURN false;
+    ELSIF c ? 'all' OR c ? 'any' THEN
+        RETURN jsonb_typeof(coalesce(c->'all', c->'any')) = 'array'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(c->'all', c->'any')) x
+                           WHERE NOT ventros.automation_condition_valid(x));
+    ELSIF c ? 'not' THEN
+        RETURN ventros.automation_condition_valid(c->'not');
+    ELSIF c ? 'keyword' THEN
+        RETURN jsonb_typeof(c->'keyword') IN ('string', 'array');
+    ELSIF c ? 'regex' THEN
+        RETURN jsonb_typeof(c->'regex') = 'string';
+    ELSIF c ? 'tag' THEN
+        RETURN jsonb_typeof(c->'tag') = 'string';
+    ELSIF c ? 'time_window' THEN
+        RETURN jsonb_typeof(c->'time_window') = 'object'
+           AND coalesce(c->'time_window'->>'from', '') ~ '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$'
+           AND coalesce(c->'time_window'->>'to', '') ~ '^([01][0-9]|2[0-4]):[0-5][0-9](:[0-5][0-9])?$'
+           AND (NOT c->'time_window' ? 'weekdays' OR jsonb_typeof(c->'time_window'->'weekdays') = 'array');
+    ELSIF c ? 'weekdays' THEN
+        RETURN jsonb_typeof(c->'weekdays') = 'array';
+    END IF;
+    RETURN c ? 'field' AND jsonb_typeof(c->'field') = 'string'
+       AND coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_valid(jsonb) IS
+    'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, or {all}/{any}/{not} of conditions';
+
 -- Shapes of conditions, actions and schedule (used by CHECKs).
 CREATE FUNCTION ventros.automation_rules_valid(conditions jsonb, actions jsonb, schedule jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT pg_catalog.jsonb_typeof(conditions) = 'array' AND pg_catalog.jsonb_typeof(actions) = 'array'
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(conditions) c
-                       WHERE pg_catalog.jsonb_typeof(c) <> 'object' OR NOT c ? 'field'
-                          OR NOT coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false)
+                       WHERE NOT ventros.automation_condition_valid(c)
                           OR (c ? 'logic' AND NOT (c->'logic') <@ (ventros.automation_catalogue()->'logic_operators')))
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(actions) a
                        WHERE pg_catalog.jsonb_typeof(a) <> 'object'
@@ -72,6 +114,8 @@ CREATE TABLE ventros.automations (
     schedule        jsonb,
     last_executed   timestamptz,
     next_execution  timestamptz,
+    stop_processing boolean     NOT NULL DEFAULT false,
+    trigger_config  jsonb       NOT NULL DEFAULT '{}',
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     FOREIGN KEY (tenant_id, pipeline_id) REFERENCES ventros.pipelines (tenant_id, id) ON DELETE SET NULL (pipeline_id),
@@ -79,7 +123,8 @@ CREATE TABLE ventros.automations (
     CONSTRAINT automations_type_known CHECK (automation_type IN ('pipeline_based', 'follow_up', 'reengagement', 'onboarding',
         'event', 'scheduled', 'scheduled_report', 'time_notification', 'webhook', 'custom')),
     CONSTRAINT automations_pipeline_bound CHECK (automation_type <> 'pipeline_based' OR pipeline_id IS NOT NULL OR deleted_at IS NOT NULL),
-    CONSTRAINT automations_trigger_format CHECK (trigger ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$' AND length(trigger) <= 100),
+    CONSTRAINT automations_trigger_format CHECK (trigger ~ '^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$' AND length(trigger) <= 100),
+    CONSTRAINT automations_trigger_config_object CHECK (jsonb_typeof(trigger_config) = 'object'),
     CONSTRAINT automations_priority CHECK (priority >= 0),
     CONSTRAINT automations_rules_valid CHECK (ventros.automation_rules_valid(conditions, actions, schedule))
 );
@@ -123,7 +168,22 @@ SELECT ventros.register_event_type('automation.triggered', 'The trigger of an au
 SELECT ventros.register_event_type('automation.executed', 'An automation ran its actions.');
 SELECT ventros.register_event_type('automation.failed', 'An automation failed to run its actions.');
 
--- Known triggers: the built-in ones and the tenant's custom codes.
+-- Whether a rule's trigger selects an event type: "*" every event,
+-- "message.*" every message.<action>, else equality (the patterns of
+-- webhook subscriptions, src/webhook_fanout.c).
+CREATE FUNCTION ventros.automation_trigger_matches(trigger text, event_type text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT trigger = '*' OR trigger = event_type
+        OR (pg_catalog.right(trigger, 2) = '.*' AND pg_catalog.starts_with(event_type, pg_catalog.left(trigger, -1)))
+        -- the built-in message.received: an inbound message.created (the executor checks from_me)
+        OR (trigger = 'message.received' AND event_type = 'message.created')
+$$;
+COMMENT ON FUNCTION ventros.automation_trigger_matches(text, text) IS
+    'Whether an automation trigger selects an event type: "*" all, "message.*" every message.<action>, message.received the message.created of inbound messages, else equality';
+
+-- Known triggers: the built-in ones, the tenant's custom codes, and any
+-- event type of the catalog or pattern of them ("message.*", "*").
 CREATE FUNCTION ventros.is_known_trigger(trigger text) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -131,13 +191,17 @@ AS $$
     SELECT EXISTS (SELECT 1 FROM jsonb_each(ventros.automation_catalogue()->'triggers') c, jsonb_array_elements_text(c.value) t
                    WHERE t = trigger)
         OR EXISTS (SELECT 1 FROM ventros.automation_triggers x WHERE x.tenant_id = ventros.require_tenant() AND x.code = trigger)
+        OR EXISTS (SELECT 1 FROM ventros.event_types e WHERE ventros.automation_trigger_matches(trigger, e.event_type))
+        OR trigger LIKE 'custom.%'
 $$;
-COMMENT ON FUNCTION ventros.is_known_trigger(text) IS 'Whether a trigger is built in or a custom code of the acting tenant';
+COMMENT ON FUNCTION ventros.is_known_trigger(text) IS
+    'Whether a trigger is built in, a custom code of the acting tenant, a custom.<name> event, or an event type of the catalog or a pattern matching one ("message.*", "*")';
 
 CREATE FUNCTION ventros.create_automation(name text, trigger text, actions jsonb, conditions jsonb DEFAULT '[]',
                                           automation_type text DEFAULT 'pipeline_based', pipeline_id uuid DEFAULT NULL,
                                           priority integer DEFAULT 0, schedule jsonb DEFAULT NULL,
-                                          description text DEFAULT NULL, project_id uuid DEFAULT NULL)
+                                          description text DEFAULT NULL, project_id uuid DEFAULT NULL,
+                                          stop_processing boolean DEFAULT false, trigger_config jsonb DEFAULT '{}')
 RETURNS ventros.automations
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -162,16 +226,17 @@ BEGIN
             HINT = 'Conditions are {field, operator, value, logic}; actions {type, params, delay_minutes}; see ventros.automation_catalogue().';
     END IF;
     INSERT INTO ventros.automations (project_id, automation_type, pipeline_id, name, description, trigger, conditions, actions,
-                                     priority, schedule)
+                                     priority, schedule, stop_processing, trigger_config)
     VALUES (coalesce(project_id, ventros.default_project()), coalesce(automation_type, 'pipeline_based'), pipeline_id,
             ventros.check_length(btrim(name), 200, 'automation name'), description, trigger, coalesce(conditions, '[]'),
-            coalesce(actions, '[]'), coalesce(priority, 0), schedule)
+            coalesce(actions, '[]'), coalesce(priority, 0), schedule, coalesce(stop_processing, false),
+            coalesce(ventros.require_json(trigger_config, 'object', 'trigger configuration'), '{}'))
     RETURNING * INTO result;
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid) IS
-    'Creates an enabled automation (known trigger, shaped rules: 22023; pipeline_based needs a pipeline: 23502); emits automation.created';
+COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid, boolean, jsonb) IS
+    'Creates an enabled automation (known trigger or event pattern, shaped rules: 22023; pipeline_based needs a pipeline: 23502; stop_processing: no lower-priority rule runs after it for the same event; trigger_config: parameters of time triggers); emits automation.created';
 
 CREATE FUNCTION ventros.update_automation(automation_id uuid, expected_version integer, changes jsonb)
 RETURNS ventros.automations
@@ -184,7 +249,7 @@ BEGIN
     END IF;
     RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
         ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
-              'automation_type', 'next_execution']);
+              'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
 EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid automation: %', SQLERRM USING ERRCODE = '23514';
 END
@@ -318,8 +383,9 @@ COMMENT ON FUNCTION ventros.unregister_automation_trigger(text) IS
     'Removes a custom trigger no automation uses (23503 otherwise); emits automation_trigger.deleted';
 
 GRANT EXECUTE ON FUNCTION ventros.automation_catalogue(), ventros.automation_rules_valid(jsonb, jsonb, jsonb),
+    ventros.automation_condition_valid(jsonb), ventros.automation_trigger_matches(text, text),
     ventros.is_known_trigger(text), ventros.list_automations(text, uuid, boolean) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid),
+GRANT EXECUTE ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid, boolean, jsonb),
     ventros.update_automation(uuid, integer, jsonb), ventros.set_automation_enabled(uuid, integer, boolean),
     ventros.add_automation_rule(uuid, integer, text, jsonb), ventros.record_automation_run(uuid, text, jsonb),
     ventros.register_automation_trigger(text, text, text, jsonb), ventros.unregister_automation_trigger(text)

@@ -154,7 +154,12 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-tick-maintenance', '17 3 * * *', 'SELECT count(*) FROM ventros.tick_maintenance()',
      'expired contact events, daily statistics compaction, finished HTTP requests'),
     ('ventros-fold-channel-counts', '* * * * *', 'SELECT ventros.fold_channel_message_counts()',
-     'moves the slotted message counts of channels into their counters');
+     'moves the slotted message counts of channels into their counters'),
+    ('ventros-tick-automation-rules', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-automation-rules'', ''SELECT pg_catalog.to_jsonb(ventros.tick_automation_rules($1))'')',
+     'time triggers of automation rules: schedules, no reply for N minutes, contact dates'),
+    ('ventros-run-automations', '* * * * *', 'SELECT ventros.run_automations(1000)',
+     'the automation executor''s fallback when its background worker is not running');
 
 -- schedule_jobs: installs (or updates) every declared job in pg_cron, in the
 -- database pg_cron runs in (cron.database_name; jobs run as the caller).

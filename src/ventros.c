@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "automation_worker.h"
 #include "emit.h"
 #include "engine.h"
 #include "guc.h"
@@ -37,6 +38,7 @@ _PG_init(void)
 	vn_worker_init();
 	vn_http_worker_init();
 	vn_inbox_worker_init();
+	vn_automation_worker_init();
 	vn_engine_init();
 	vn_outbox_init();
 	vn_webhook_fanout_init();

@@ -40,6 +40,15 @@
  * Events of webhook subscriptions themselves are never delivered (a
  * delivery updates its subscription's counters, which would feed back).
  *
+ * Automation rules ask the same question of every event ("may a rule of
+ * this tenant want it?"), so the same cache holds, per tenant, the triggers
+ * of its enabled rules too, loaded and invalidated with the subscriptions
+ * (ventros.automations has the same invalidation triggers).  When one
+ * matches, ventros.automation_enqueue() writes the event into the
+ * automation executor's queue (sql/83_automation_rules.sql), before the
+ * webhook deliveries: it reads the event's seq with currval(), and a
+ * delivery may emit events of its own.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -78,15 +87,20 @@ typedef struct VnFanoutTenant
 	int	   npatterns;
 	char **patterns;
 	bool   contact_events; /* some subscription wants contact events */
+	int	   nrules;
+	char **rules; /* triggers of the tenant's enabled automation rules */
 } VnFanoutTenant;
 
 static MemoryContext fanout_cxt = NULL;
 static HTAB			*fanout_tenants = NULL;
 static uint64		 fanout_generation = 0;
 static Oid			 fanout_relid = InvalidOid;
+static Oid			 fanout_rules_relid = InvalidOid;
 static Oid			 fanout_owner = InvalidOid;
 static SPIPlanPtr	 load_plan = NULL;
 static SPIPlanPtr	 fanout_plan = NULL;
+static SPIPlanPtr	 rules_plan = NULL;
+static SPIPlanPtr	 enqueue_plan = NULL;
 static TimestampTz	 fanout_statement = 0; /* invalidations accepted for it */
 
 /* GUC */
@@ -106,7 +120,7 @@ fanout_reset(void)
 static void
 fanout_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == fanout_relid)
+	if (relid == InvalidOid || relid == fanout_relid || relid == fanout_rules_relid)
 		fanout_reset();
 }
 
@@ -204,6 +218,7 @@ lookup_table(void)
 	relid = get_relname_relid("webhook_subscriptions", nsp);
 	if (!OidIsValid(relid))
 		return false;
+	fanout_rules_relid = get_relname_relid("automations", nsp);
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		return false;
@@ -223,6 +238,28 @@ keep_plan(const char *sql, int nargs, Oid *types)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
+}
+
+/* The non-null elements of a text[] datum, copied into cxt. */
+static char **
+text_array_strings(Datum d, bool isnull, int *count, MemoryContext cxt)
+{
+	ArrayType *a;
+	Datum	  *elems;
+	bool	  *nulls;
+	int		   n;
+	char	 **result;
+
+	*count = 0;
+	if (isnull)
+		return NULL;
+	a = DatumGetArrayTypeP(d);
+	deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	result = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			result[(*count)++] = MemoryContextStrdup(cxt, TextDatumGetCString(elems[i]));
+	return result;
 }
 
 /*
@@ -253,23 +290,29 @@ load_tenant(const char *tenant_id, VnFanoutTenant *entry, MemoryContext cxt)
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read the webhook subscriptions of tenant \"%s\"", tenant_id);
 
-	entry->npatterns = 0;
-	entry->patterns = NULL;
 	entry->contact_events = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-	{
-		ArrayType *a = DatumGetArrayTypeP(d);
-		Datum	  *elems;
-		bool	  *nulls;
-		int		   n;
+	entry->patterns = text_array_strings(d, isnull, &entry->npatterns, cxt);
 
-		deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-		entry->patterns = MemoryContextAlloc(cxt, sizeof(char *) * Max(n, 1));
-		for (int i = 0; i < n; i++)
-			if (!nulls[i])
-				entry->patterns[entry->npatterns++] = MemoryContextStrdup(cxt, TextDatumGetCString(elems[i]));
+	entry->nrules = 0;
+	entry->rules = NULL;
+	if (!OidIsValid(fanout_rules_relid))
+		return;
+	if (rules_plan == NULL)
+	{
+		Oid types[1] = {TEXTOID};
+
+		rules_plan = keep_plan("SELECT coalesce(array_agg(DISTINCT CASE a.trigger WHEN 'message.received' "
+							   "       THEN 'message.created' ELSE a.trigger END), '{}') "
+							   "  FROM ventros.automations a "
+							   " WHERE a.tenant_id = $1 AND a.enabled AND a.deleted_at IS NULL",
+							   1, types);
 	}
+	ret = SPI_execute_plan(rules_plan, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the automation rules of tenant \"%s\"", tenant_id);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	entry->rules = text_array_strings(d, isnull, &entry->nrules, cxt);
 }
 
 /* "*" matches every event, "contact.*" every contact.<action>, else equality. */
@@ -286,8 +329,19 @@ pattern_matches(const char *pattern, const char *event_type)
 }
 
 static bool
+rules_may_want(const VnFanoutTenant *entry, const char *event_type)
+{
+	for (int i = 0; i < entry->nrules; i++)
+		if (pattern_matches(entry->rules[i], event_type))
+			return true;
+	return false;
+}
+
+static bool
 tenant_may_want(const VnFanoutTenant *entry, const char *event_type)
 {
+	if (strncmp(event_type, VN_FANOUT_SELF_PREFIX, sizeof(VN_FANOUT_SELF_PREFIX) - 1) == 0)
+		return false;
 	if (entry->contact_events && strcmp(event_type, VN_FANOUT_CONTACT_EVENT) == 0)
 		return true;
 	for (int i = 0; i < entry->npatterns; i++)
@@ -332,6 +386,43 @@ call_fanout(const VnEvent *event, pg_uuid_t *event_id)
 }
 
 /*
+ * call_enqueue
+ *		ventros.automation_enqueue() for one event.  Called with SPI
+ *		connected, as the table owner, right after the event's outbox row was
+ *		written (the function reads its seq with currval).
+ */
+static void
+call_enqueue(const VnEvent *event, pg_uuid_t *event_id)
+{
+	Datum v[4];
+	int	  ret;
+
+	if (enqueue_plan == NULL)
+	{
+		Oid types[4] = {TEXTOID, UUIDOID, TEXTOID, UUIDOID};
+
+		enqueue_plan = keep_plan("SELECT ventros.automation_enqueue($1, $2, $3, $4)", 4, types);
+	}
+	v[0] = CStringGetTextDatum(event->tenant_id);
+	v[1] = UUIDPGetDatum(event_id);
+	v[2] = CStringGetTextDatum(event->event_type);
+	v[3] = UUIDPGetDatum(event->aggregate_id);
+	ret = SPI_execute_plan(enqueue_plan, v, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "ventros.automation_enqueue failed: %s", SPI_result_code_string(ret));
+}
+
+/* Whatever a tenant's cache entry says this event needs: deliveries, a queue row. */
+static void
+fan_out(const VnFanoutTenant *entry, const VnEvent *event, pg_uuid_t *event_id)
+{
+	if (rules_may_want(entry, event->event_type))
+		call_enqueue(event, event_id);
+	if (tenant_may_want(entry, event->event_type))
+		call_fanout(event, event_id);
+}
+
+/*
  * vn_webhook_fanout
  *		Called by vn_emit() after it wrote an event: when an active
  *		subscription of the event's tenant may want it, write the deliveries.
@@ -347,8 +438,6 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 	int				save_sec;
 	uint64			generation;
 
-	if (strncmp(event->event_type, VN_FANOUT_SELF_PREFIX, sizeof(VN_FANOUT_SELF_PREFIX) - 1) == 0)
-		return;
 	if (GetCurrentStatementStartTimestamp() != fanout_statement)
 	{
 		AcceptInvalidationMessages();
@@ -358,7 +447,7 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 	if (fanout_tenants != NULL && cacheable)
 	{
 		entry = hash_search(fanout_tenants, event->tenant_id, HASH_FIND, NULL);
-		if (entry != NULL && !tenant_may_want(entry, event->event_type))
+		if (entry != NULL && !tenant_may_want(entry, event->event_type) && !rules_may_want(entry, event->event_type))
 			return;
 	}
 
@@ -398,19 +487,19 @@ vn_webhook_fanout(const VnEvent *event, pg_uuid_t *event_id)
 			entry->patterns = palloc(sizeof(char *) * Max(loaded.npatterns, 1));
 			for (int i = 0; i < loaded.npatterns; i++)
 				entry->patterns[i] = pstrdup(loaded.patterns[i]);
+			entry->nrules = loaded.nrules;
+			entry->rules = palloc(sizeof(char *) * Max(loaded.nrules, 1));
+			for (int i = 0; i < loaded.nrules; i++)
+				entry->rules[i] = pstrdup(loaded.rules[i]);
 			MemoryContextSwitchTo(old);
 		}
-		if (!tenant_may_want(&loaded, event->event_type))
-		{
-			SetUserIdAndSecContext(save_userid, save_sec);
-			SPI_finish();
-			return;
-		}
+		fan_out(&loaded, event, event_id);
 	}
 	else
+	{
 		SetUserIdAndSecContext(fanout_owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-
-	call_fanout(event, event_id);
+		fan_out(entry, event, event_id);
+	}
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 }

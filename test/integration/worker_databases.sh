@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One setting names the databases of every kind of worker: with
 # ventros.databases = 'vn_one, vn_two', each database gets its outbox
-# publisher, its HTTP dispatcher and ventros.inbox_workers inbox processors,
+# publisher, its HTTP dispatcher, ventros.inbox_workers inbox processors and
+# ventros.automation_workers automation executors,
 # each connected to it (pg_stat_activity), and each database's status
 # functions show its own worker.  The settings of 0.1.0
 # (ventros.outbox_databases, ventros.http_database, ventros.inbox_database)
@@ -68,7 +69,9 @@ server stop
 
 settings "ventros.databases = 'vn_one, vn_two'"
 tap_ok "ventros.databases = 'vn_one, vn_two'" server start "$DIR/new.log"
-want="ventros http dispatcher 0 vn_one vn_one, ventros http dispatcher 1 vn_two vn_two"
+want="ventros automation executor 0 vn_one vn_one, ventros automation executor 1 vn_one vn_one"
+want+=", ventros automation executor 2 vn_two vn_two, ventros automation executor 3 vn_two vn_two"
+want+=", ventros http dispatcher 0 vn_one vn_one, ventros http dispatcher 1 vn_two vn_two"
 want+=", ventros inbox processor 0 vn_one vn_one, ventros inbox processor 1 vn_one vn_one"
 want+=", ventros inbox processor 2 vn_two vn_two, ventros inbox processor 3 vn_two vn_two"
 want+=", ventros outbox publisher 0 vn_one vn_one, ventros outbox publisher 1 vn_two vn_two"
@@ -83,9 +86,12 @@ server stop
 # the settings of 0.1.0, each kind on its own; ventros.databases is left at its
 # default (ventros, a database this cluster does not have)
 settings "ventros.outbox_databases = 'vn_two'" "ventros.http_database = 'vn_one'" \
-	"ventros.inbox_database = 'vn_two'" "ventros.inbox_workers = 1"
+	"ventros.inbox_database = 'vn_two'" "ventros.inbox_workers = 1" "ventros.automation_workers = 1"
 tap_ok "the settings of 0.1.0" server start "$DIR/old.log"
-want="ventros http dispatcher 0 vn_one vn_one, ventros inbox processor 0 vn_two vn_two"
+# (the automation executor, new in 0.2.0, has no old setting: it serves
+# ventros.databases, whose default database does not exist here)
+want="ventros automation executor 0 ventros -"
+want+=", ventros http dispatcher 0 vn_one vn_one, ventros inbox processor 0 vn_two vn_two"
 want+=", ventros outbox publisher 0 vn_two vn_two"
 tap_is "each kind serves the database its 0.1.0 setting names" "$want" "$(until_same "$want" vn_one "$SLOTS")"
 for name in outbox_databases http_database inbox_database; do

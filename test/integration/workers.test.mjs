@@ -9,7 +9,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { client, until } from './outbox_helpers.mjs';
 
-const KINDS = ['ventros http dispatcher', 'ventros inbox processor', 'ventros outbox publisher'];
+const KINDS = ['ventros automation executor', 'ventros http dispatcher', 'ventros inbox processor', 'ventros outbox publisher'];
 let db;
 
 before(async () => {
@@ -37,9 +37,9 @@ test('every kind of worker reports through ventros.worker_status(), with the pid
     return r.length > 0 && r.every((w) => w.pid !== null) && r;
   }, 'every worker of the kit running');
   assert.deepEqual([...new Set(rows.map((w) => w.kind))], KINDS);
-  // one dispatcher, ventros.inbox_workers processors (2), one publisher per database
+  // ventros.automation_workers executors (2), one dispatcher, ventros.inbox_workers processors (2), one publisher per database
   assert.deepEqual(rows.map((w) => [w.kind, w.slot]), [
-    ['ventros http dispatcher', 0], ['ventros inbox processor', 0], ['ventros inbox processor', 1],
+    ['ventros automation executor', 0], ['ventros automation executor', 1], ['ventros http dispatcher', 0], ['ventros inbox processor', 0], ['ventros inbox processor', 1],
     ['ventros outbox publisher', 0],
   ]);
   for (const w of rows) {
