@@ -2020,6 +2020,129 @@ COMMENT ON FUNCTION ventros.worker_status() IS
 REVOKE ALL ON FUNCTION ventros.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ventros.worker_status() TO ventros_authenticator, ventros_platform_admin;
 
+-- ---- broadcast_accounting
+-- Issue 14: broadcast accounting tells the truth (sql/77_broadcasts.sql).  An
+-- execution stays sending until its message's outcome: a trigger on messages
+-- makes it sent or failed (a sent one may fail later) and keeps the counts;
+-- a broadcast completes when nothing is pending or sending.  Executions a
+-- 0.1.0 database counted as sent stay sent unless their message fails.
+
+CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
+    WHERE message_id IS NOT NULL;
+INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type)
+VALUES ('broadcast_execution', 'sent', 'failed', NULL);
+
+CREATE FUNCTION ventros.finish_broadcast(b ventros.broadcasts) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id AND x.status = 'running'
+      AND NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions e
+                      WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status IN ('pending', 'sending'))
+$$;
+COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
+    'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+    m ventros.messages;
+    n integer := 0;
+    failed integer := 0;
+    message text;
+BEGIN
+    IF b.status <> 'running' THEN
+        RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    FOR e IN SELECT * FROM ventros.broadcast_executions x
+             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+             ORDER BY x.created_at, x.id
+             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+             FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        BEGIN
+            m := ventros.send_message(b.channel_id, e.contact_id, text => b.message_template->>'content', source => 'broadcast',
+                                      metadata => jsonb_build_object('broadcast_id', b.id, 'template', b.message_template));
+            UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+            failed := failed + 1;
+        END;
+        n := n + 1;
+    END LOOP;
+    UPDATE ventros.broadcasts x
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+CREATE FUNCTION ventros.broadcast_message_outcome() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome text := CASE WHEN NEW.status = 'failed' THEN 'failed' ELSE 'sent' END;
+    e ventros.broadcast_executions;
+    b ventros.broadcasts;
+BEGIN
+    SELECT * INTO e FROM ventros.broadcast_executions x WHERE x.tenant_id = NEW.tenant_id AND x.message_id = NEW.id;
+    IF NOT FOUND OR e.status = outcome OR e.status NOT IN ('sending', 'sent') THEN
+        RETURN NULL;    -- not a broadcast's send, or its outcome is known
+    END IF;
+    -- The broadcast's row lock first, as send_broadcast_batch takes it.
+    SELECT * INTO b FROM ventros.broadcasts x WHERE x.tenant_id = e.tenant_id AND x.id = e.broadcast_id FOR UPDATE;
+    UPDATE ventros.broadcast_executions x
+    SET status = outcome,
+        sent_at = CASE WHEN outcome = 'sent' THEN coalesce(NEW.sent_at, now()) ELSE x.sent_at END,
+        error = CASE WHEN outcome = 'failed' THEN left(coalesce(NEW.error, 'the provider did not send the message'), 1000) END,
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    UPDATE ventros.broadcasts x
+    SET sent_count = x.sent_count + CASE WHEN outcome = 'sent' THEN 1 WHEN e.status = 'sent' THEN -1 ELSE 0 END,
+        failed_count = x.failed_count + (outcome = 'failed')::integer, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
+    'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
+CREATE TRIGGER broadcast_message_outcome AFTER UPDATE OF status ON ventros.messages
+    FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION ventros.broadcast_message_outcome();
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_broadcast(broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
+
+GRANT EXECUTE ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) TO ventros_agent;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
