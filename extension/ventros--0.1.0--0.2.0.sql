@@ -2122,7 +2122,10 @@ END
 $$;
 COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
     'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
-CREATE TRIGGER broadcast_message_outcome AFTER UPDATE OF status ON ventros.messages
+-- Named to fire after messages_inbox_rematch (triggers fire in name order):
+-- that one may wait for an inbox processor, which may need this broadcast's
+-- row for another of its messages; holding it while waiting would deadlock.
+CREATE TRIGGER messages_settle_broadcast AFTER UPDATE OF status ON ventros.messages
     FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION ventros.broadcast_message_outcome();
 
@@ -2143,6 +2146,39 @@ COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
 
 GRANT EXECUTE ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) TO ventros_agent;
 
+-- ---- inbox_rematch_race
+-- Issue 14 (found by the demo round trip): a receipt processed while the
+-- send's answer recorded the provider id was left unmatched for 30 s; the
+-- rematch trigger now also takes received receipts, waiting for a processor
+-- that holds one (sql/88_inbox.sql, sql/88_inbox_processing.sql).
+
+DROP INDEX ventros.inbox_unmatched;
+-- Receipts by the provider id they wait for: unmatched ones, and received
+-- ones (which a processor may be about to find unmatched: inbox_rematch).
+CREATE INDEX inbox_waiting_ref ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status IN ('received', 'unmatched');
+
+-- Receipts that arrived before the send recorded the provider id become due
+-- as soon as a message gets that id (mark_message_sent, an echo binding it).
+-- A receipt still 'received' may be in a processor's hands right now: it
+-- cannot see this uncommitted id and is about to record it unmatched (for
+-- 30 s).  Updating received ones too waits for that processor's row lock;
+-- the update then re-reads the row (READ COMMITTED) and finds it unmatched,
+-- so no wake-up is lost (test/isolation/specs/inbox_receipt_before_id.spec).
+-- A received row nobody holds stays due.
+CREATE OR REPLACE FUNCTION ventros.inbox_rematch() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE ventros.inbox i SET next_attempt_at = now()
+    WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
+      AND i.status IN ('received', 'unmatched');
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbox_rematch() IS
+    'Trigger: a message got a provider id; receipts for it that were unmatched, or are being processed, are due now';
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -10,8 +10,9 @@ CREATE FUNCTION pg_temp.seed(tenant text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('ventros.tenant', tenant, true);
     IF NOT EXISTS (SELECT 1 FROM ventros.channels) THEN
-        PERFORM ventros.create_channel('WhatsApp (WAHA)', 'waha',
-            config => jsonb_build_object('base_url', 'http://127.0.0.1:3100', 'session', 'default'));
+        -- the demo tenant's sends go to the WAHA stand-in (scripts/demo_channels.sql sets
+        -- base_url); the other tenant's stay queued, with no provider to send them
+        PERFORM ventros.create_channel('WhatsApp (WAHA)', 'waha', config => jsonb_build_object('session', 'default'));
     END IF;
     PERFORM ventros.create_contact(format('%s contact %s', initcap(tenant), lpad(i::text, 2, '0')),
                                    phone => '+55119' || lpad((i * 7919 + length(tenant))::text, 8, '0'),

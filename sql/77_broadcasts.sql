@@ -351,7 +351,10 @@ END
 $$;
 COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
     'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
-CREATE TRIGGER broadcast_message_outcome AFTER UPDATE OF status ON ventros.messages
+-- Named to fire after messages_inbox_rematch (triggers fire in name order):
+-- that one may wait for an inbox processor, which may need this broadcast's
+-- row for another of its messages; holding it while waiting would deadlock.
+CREATE TRIGGER messages_settle_broadcast AFTER UPDATE OF status ON ventros.messages
     FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION ventros.broadcast_message_outcome();
 

@@ -209,6 +209,12 @@ COMMENT ON FUNCTION ventros.prune_inbox(timestamptz, integer) IS
 
 -- Receipts that arrived before the send recorded the provider id become due
 -- as soon as a message gets that id (mark_message_sent, an echo binding it).
+-- A receipt still 'received' may be in a processor's hands right now: it
+-- cannot see this uncommitted id and is about to record it unmatched (for
+-- 30 s).  Updating received ones too waits for that processor's row lock;
+-- the update then re-reads the row (READ COMMITTED) and finds it unmatched,
+-- so no wake-up is lost (test/isolation/specs/inbox_receipt_before_id.spec).
+-- A received row nobody holds stays due.
 CREATE FUNCTION ventros.inbox_rematch() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -217,12 +223,12 @@ AS $$
 BEGIN
     UPDATE ventros.inbox i SET next_attempt_at = now()
     WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
-      AND i.status = 'unmatched';
+      AND i.status IN ('received', 'unmatched');
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION ventros.inbox_rematch() IS
-    'Trigger: a message got a provider id; receipts for it that were unmatched are due now';
+    'Trigger: a message got a provider id; receipts for it that were unmatched, or are being processed, are due now';
 CREATE TRIGGER messages_inbox_rematch AFTER INSERT OR UPDATE OF channel_message_id ON ventros.messages
     FOR EACH ROW WHEN (NEW.channel_message_id IS NOT NULL AND NEW.from_me)
     EXECUTE FUNCTION ventros.inbox_rematch();
