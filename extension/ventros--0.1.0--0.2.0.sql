@@ -2147,38 +2147,94 @@ COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
 GRANT EXECUTE ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) TO ventros_agent;
 
 -- ---- inbox_rematch_race
--- Issue 14 (found by the demo round trip): a receipt processed while the
--- send's answer recorded the provider id was left unmatched for 30 s; the
--- rematch trigger now also takes received receipts, waiting for a processor
--- that holds one (sql/88_inbox.sql, sql/88_inbox_processing.sql).
+-- Issue 14 (found by the demo round trip): a receipt a processor found
+-- unmatched while the send's answer recorded the provider id waited for its
+-- 30 s retry.  The processor and the rematch trigger now take the id's lock
+-- before they look (sql/88_inbox_processing.sql).
 
-DROP INDEX ventros.inbox_unmatched;
--- Receipts by the provider id they wait for: unmatched ones, and received
--- ones (which a processor may be about to find unmatched: inbox_rematch).
-CREATE INDEX inbox_waiting_ref ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status IN ('received', 'unmatched');
+-- A receipt waits (unmatched) for the provider id of our send, which the
+-- send's answer records (mark_message_sent) in the dispatcher's transaction
+-- while a processor may be deciding, unable to see it, that the receipt is
+-- unmatched.  Both sides take this lock before they look at the other's
+-- side (inbox_run, inbox_rematch): whichever comes second sees what the first
+-- committed, so no receipt waits for its backoff while its message has the id
+-- (test/isolation/specs/inbox_receipt_before_id.spec).
+CREATE FUNCTION ventros.lock_inbox_ref(tenant text, channel_id uuid, ref_id text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_tenant_key('inbox_ref:' || channel_id || ':' || ref_id, tenant) $$;
+COMMENT ON FUNCTION ventros.lock_inbox_ref(text, uuid, text) IS
+    'Takes the lock of a provider message id on a channel (ventros.lock_tenant_key) that a receipt found unmatched and the send recording that id share';
+
+CREATE OR REPLACE FUNCTION ventros.inbox_run(r ventros.inbox, now timestamptz) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o ventros.inbox_outcome;
+    ch ventros.channels;
+    state text;
+    message text;
+    tries integer := r.attempts + 1;
+    id_arrived boolean := false;
+BEGIN
+    BEGIN
+        SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = r.channel_id;
+        o := ventros.inbox_process(r, ch);
+        IF o.status = 'unmatched' AND r.ref_id IS NOT NULL THEN
+            -- the send recording this id now may have committed while we looked
+            PERFORM ventros.lock_inbox_ref(r.tenant_id, r.channel_id, r.ref_id);
+            id_arrived := EXISTS (SELECT 1 FROM ventros.messages m
+                                  WHERE m.tenant_id = r.tenant_id AND m.channel_id = r.channel_id
+                                    AND m.channel_message_id = r.ref_id AND m.deleted_at IS NULL);
+        END IF;
+        UPDATE ventros.inbox i
+        SET status = o.status, attempts = tries, message_id = coalesce(o.message_id, i.message_id),
+            contact_id = coalesce(o.contact_id, i.contact_id), result = o.result, last_error = NULL,
+            processed_at = CASE WHEN o.status <> 'unmatched' THEN now END,
+            next_attempt_at = CASE WHEN o.status = 'unmatched' AND tries < ventros.inbox_max_attempts()
+                                   THEN CASE WHEN id_arrived THEN now ELSE now + ventros.inbox_backoff(tries) END END
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN o.status;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    END;
+    IF state = '55P03' THEN
+        -- a lock held past ventros.inbox_lock_timeout (a tenant's own open
+        -- transaction): not the item's fault, so no attempt is counted
+        UPDATE ventros.inbox i
+        SET last_error = left(state || ': ' || message, 2000), next_attempt_at = now + interval '5 seconds'
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN 'deferred';
+    END IF;
+    UPDATE ventros.inbox i
+    SET status = 'failed', attempts = tries, last_error = left(state || ': ' || message, 2000),
+        next_attempt_at = CASE WHEN NOT ventros.inbox_error_is_permanent(state) AND tries < ventros.inbox_max_attempts()
+                               THEN now + ventros.inbox_backoff(tries) END
+    WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+    RETURN 'failed';
+END
+$$;
 
 -- Receipts that arrived before the send recorded the provider id become due
 -- as soon as a message gets that id (mark_message_sent, an echo binding it).
--- A receipt still 'received' may be in a processor's hands right now: it
--- cannot see this uncommitted id and is about to record it unmatched (for
--- 30 s).  Updating received ones too waits for that processor's row lock;
--- the update then re-reads the row (READ COMMITTED) and finds it unmatched,
--- so no wake-up is lost (test/isolation/specs/inbox_receipt_before_id.spec).
--- A received row nobody holds stays due.
+-- The id's lock first (lock_inbox_ref): a processor deciding right now that
+-- a receipt for it is unmatched has committed when we look.
 CREATE OR REPLACE FUNCTION ventros.inbox_rematch() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM ventros.lock_inbox_ref(NEW.tenant_id, NEW.channel_id, NEW.channel_message_id);
     UPDATE ventros.inbox i SET next_attempt_at = now()
     WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
-      AND i.status IN ('received', 'unmatched');
+      AND i.status = 'unmatched';
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION ventros.inbox_rematch() IS
-    'Trigger: a message got a provider id; receipts for it that were unmatched, or are being processed, are due now';
+    'Trigger: a message got a provider id; receipts for it that were unmatched are due now (after the id''s lock, lock_inbox_ref)';
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -143,9 +143,7 @@ COMMENT ON FUNCTION ventros.inbox_wake() IS
     'Statement trigger: wakes the inbox processor when the transaction commits (deferred processing)';
 CREATE TRIGGER ventros_inbox_wake AFTER INSERT ON ventros.inbox
     FOR EACH STATEMENT EXECUTE FUNCTION ventros.inbox_wake();
--- Receipts by the provider id they wait for: unmatched ones, and received
--- ones (which a processor may be about to find unmatched: inbox_rematch).
-CREATE INDEX inbox_waiting_ref ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status IN ('received', 'unmatched');
+CREATE INDEX inbox_unmatched ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status = 'unmatched';
 CREATE INDEX inbox_by_channel ON ventros.inbox (tenant_id, channel_id, received_at);
 CREATE INDEX inbox_by_contact ON ventros.inbox (tenant_id, contact_id) WHERE contact_id IS NOT NULL;
 COMMENT ON TABLE ventros.inbox IS

@@ -23,6 +23,7 @@ import { startServer, db, BASE, PORT, ROOT, token } from './http_helpers.mjs';
 import { consumer } from './outbox_helpers.mjs';
 import { waitFor } from './wait.mjs';
 import { resetSystem } from './settings.mjs';
+import { emitMeta, whatsappMessages, whatsappText } from './fakes/emit.mjs';
 
 const RUN = process.env.VENTROS_RUN_DIR || path.join(ROOT, '.run/test');
 const TENANT = 'rt_demo';
@@ -118,7 +119,9 @@ before(async () => {
     .map((l) => l.split('=')));
   const ids = Object.fromEntries(rows.trim().split('\n').map((l) => l.split(' ')));
   env = {
-    VENTROS_DEMO_CHANNEL_WAHA: ids.WAHA, VENTROS_DEMO_AGENT: ids.AGENT,
+    VENTROS_DEMO_CHANNEL_WAHA: ids.WAHA, VENTROS_DEMO_AGENT: ids.AGENT, VENTROS_DEMO_CHANNEL_WHATSAPP: ids.WHATSAPP,
+    VENTROS_DEMO_META_APP_SECRET: secrets.META_APP_SECRET,
+    VENTROS_DEMO_WHATSAPP_PHONE_NUMBER_ID: secrets.WHATSAPP_PHONE_NUMBER_ID,
     VENTROS_DEMO_WAHA_WEBHOOK_URL: `${BASE}/webhooks/waha/${ids.WAHA}`,
     VENTROS_DEMO_WAHA_WEBHOOK_SECRET: secrets.WAHA_WEBHOOK_SECRET,
     VENTROS_WAHA_STANDIN_URL: shell('standin_url', standins, 'waha').trim(),
@@ -188,7 +191,9 @@ test('README round trip: inbound webhook, POST /rpc/send_message, the provider r
   });
   assert.equal(done.channel_message_id, sent.answer.id, 'the provider\'s id');
   assert.ok(done.sent_at && done.delivered_at);
-  const ack = logOf('waha').find((l) => l.kind === 'webhook' && l.id === sent.answer.id);
+  // (the stand-in logs its webhook once ventros-http has answered it, which may be after the processing)
+  const ack = await waitFor('the status webhook in the log', async () =>
+    logOf('waha').find((l) => l.kind === 'webhook' && l.id === sent.answer.id));
   assert.equal(ack.status, 'delivered');
   assert.equal(ack.answer_status, 200, 'ventros-http took the signed status webhook');
 
@@ -196,6 +201,34 @@ test('README round trip: inbound webhook, POST /rpc/send_message, the provider r
                 { describe: async () => JSON.stringify(routingKeys(reply.id)) });
   assert.deepEqual(routingKeys(reply.id), ['message.created', 'message.sent', 'message.delivered']);
   assert.ok(routingKeys(first.id).includes('message.created'), 'the customer\'s message too');
+});
+
+test('the Graph API stand-in: a WhatsApp Cloud reply inside the window, delivered by its signed status', async () => {
+  const msg = whatsappText({ body: 'Tem em azul?' });
+  const r = await emitMeta(BASE, 'whatsapp', env.VENTROS_DEMO_CHANNEL_WHATSAPP,
+    whatsappMessages({ phoneNumberId: env.VENTROS_DEMO_WHATSAPP_PHONE_NUMBER_ID, waId: '16505551234', name: 'Sheena',
+                       messages: [msg] }), { appSecret: env.VENTROS_DEMO_META_APP_SECRET });
+  assert.equal(r.status, 200, r.text);
+  const [first] = await waitFor('the WhatsApp conversation', async () => {
+    const rows = await get(`/messages?select=id,contact_id&channel_message_id=eq.${encodeURIComponent(msg.id)}`);
+    return rows.length ? rows : null;
+  });
+  const reply = await rpc('send_message', { channel_id: env.VENTROS_DEMO_CHANNEL_WHATSAPP, contact_id: first.contact_id,
+                                           text: 'Temos sim!', agent_id: env.VENTROS_DEMO_AGENT, reply_to_id: first.id });
+  const done = await waitFor('the WhatsApp reply to be delivered', async () => {
+    const [m] = await get(`/messages?select=status,channel_message_id,error&id=eq.${reply.id}`);
+    assert.notEqual(m.status, 'failed', m.error);
+    return m.status === 'delivered' ? m : null;
+  });
+  const sent = await waitFor('the request in the log', async () =>
+    logOf('graph').find((l) => l.kind === 'request' && l.body?.text?.body === 'Temos sim!'));
+  assert.equal(sent.path, `/v23.0/${env.VENTROS_DEMO_WHATSAPP_PHONE_NUMBER_ID}/messages`);
+  assert.equal(sent.headers.authorization, '(redacted)');
+  assert.deepEqual(sent.body.context, { message_id: msg.id });
+  assert.equal(done.channel_message_id, sent.answer.messages[0].id);
+  const status = await waitFor('the status webhook in the log', async () =>
+    logOf('graph').find((l) => l.kind === 'webhook' && l.id === done.channel_message_id));
+  assert.equal(status.answer_status, 200);
 });
 
 test('README broadcast: the demo contacts, one provider request each, all delivered, counted sent', async () => {
@@ -213,7 +246,11 @@ test('README broadcast: the demo contacts, one provider request each, all delive
   });
   assert.deepEqual({ sent: stats.sent, failed: stats.failed, sending: stats.sending, pending: stats.pending },
                    { sent: 20, failed: 0, sending: 0, pending: 0 });
-  const requests = logOf('waha').filter((l) => l.kind === 'request' && l.body?.text === 'Novidades da semana!');
+  // (a stand-in logs a request right after writing its answer)
+  const requests = await waitFor('20 requests in the log', async () => {
+    const got = logOf('waha').filter((l) => l.kind === 'request' && l.body?.text === 'Novidades da semana!');
+    return got.length === 20 ? got : null;
+  });
   const phones = (await get(`/contacts?select=phone&email=like.*@${TENANT}.example`)).map((x) => `${x.phone.slice(1)}@c.us`);
   assert.deepEqual(requests.map((l) => l.body.chatId).sort(), phones.sort(), 'one request per demo contact');
   const providerIds = new Set(requests.map((l) => l.answer.id));
@@ -221,8 +258,12 @@ test('README broadcast: the demo contacts, one provider request each, all delive
     const { rows: [{ n }] } = await c.query(`SELECT count(*)::int AS n FROM ventros.messages WHERE tenant_id = $1
                                               AND metadata->>'broadcast_id' = $2 AND status = 'delivered'`, [TENANT, b.id]);
     return n === 20;
-  });
-  assert.equal(logOf('waha').filter((l) => l.kind === 'webhook' && providerIds.has(l.id) && l.answer_status === 200).length, 20);
+  }, { describe: async () => JSON.stringify((await c.query(`SELECT m.status AS message, m.channel_message_id IS NOT NULL AS has_id,
+        i.status AS receipt, i.attempts, i.next_attempt_at - now() AS due_in, i.last_error
+      FROM ventros.messages m LEFT JOIN ventros.inbox i ON i.tenant_id = m.tenant_id AND i.ref_id = m.channel_message_id
+      WHERE m.tenant_id = $1 AND m.metadata->>'broadcast_id' = $2 AND m.status <> 'delivered'`, [TENANT, b.id])).rows) });
+  await waitFor('20 status webhooks in the log', async () =>
+    logOf('waha').filter((l) => l.kind === 'webhook' && providerIds.has(l.id) && l.answer_status === 200).length === 20);
   await waitFor('broadcast.completed on RabbitMQ', async () => routingKeys(b.id).includes('broadcast.completed'));
   assert.ok(routingKeys(b.id).includes('broadcast.started'));
 });
@@ -245,7 +286,8 @@ test('a broadcast the provider refuses: four sends, four failed, none counted se
     });
     assert.deepEqual({ sent: stats.sent, failed: stats.failed, sending: stats.sending },
                      { sent: 0, failed: 4, sending: 0 });
-    assert.equal(logOf('waha').filter((l) => l.kind === 'request' && l.body?.text === 'Isto não sai' && l.status === 400).length, 4);
+    await waitFor('four refused requests in the log', async () =>
+      logOf('waha').filter((l) => l.kind === 'request' && l.body?.text === 'Isto não sai' && l.status === 400).length === 4);
     const { rows } = await c.query(`SELECT DISTINCT error FROM ventros.broadcast_executions WHERE tenant_id = $1 AND broadcast_id = $2`,
                                    [TENANT, b.id]);
     assert.deepEqual(rows, [{ error: 'HTTP 400: chatId is not a WhatsApp user' }]);
