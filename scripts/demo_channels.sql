@@ -13,7 +13,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     ch ventros.channels;
 BEGIN
-    SELECT * INTO ch FROM ventros.channels c WHERE c.type = kind AND c.deleted_at IS NULL ORDER BY c.created_at, c.id LIMIT 1;
+    -- (a superuser's session: row-level security does not scope it to the tenant)
+    SELECT * INTO ch FROM ventros.channels c
+    WHERE c.tenant_id = ventros.current_tenant() AND c.type = kind AND c.deleted_at IS NULL ORDER BY c.created_at, c.id LIMIT 1;
     IF ch.id IS NULL THEN
         ch := ventros.create_channel(name, kind, config => wanted);
     ELSIF NOT ch.config @> wanted THEN
@@ -24,7 +26,8 @@ END
 $$;
 CREATE FUNCTION pg_temp.demo_agent(tenant text) RETURNS uuid
 LANGUAGE sql AS $$
-    SELECT coalesce((SELECT a.id FROM ventros.agents a WHERE a.email = format('agent@%s.example', tenant) AND a.deleted_at IS NULL),
+    SELECT coalesce((SELECT a.id FROM ventros.agents a
+                     WHERE a.tenant_id = tenant AND a.email = format('agent@%s.example', tenant) AND a.deleted_at IS NULL),
                     (ventros.create_agent('Demo Agent', email => format('agent@%s.example', tenant))).id)
 $$;
 BEGIN;

@@ -154,6 +154,12 @@ test('the stand-ins run as scripts/up starts them: on their own loopback address
   assert.equal((await c.query(`SELECT current_setting('ventros.http_allow_hosts') AS v`)).rows[0].v, '127.0.0.2/32');
   assert.equal((await c.query(`SELECT ventros.check_url($1) AS why`, [`http://127.0.0.1:${PORT}/`])).rows[0].why !== null, true,
                'loopback other than the stand-ins stays refused');
+  // demo.sql and demo_channels.sql run as a superuser, whom row-level security does not
+  // scope: each tenant gets its own channel although other tenants' exist here
+  const { rows } = await c.query(`SELECT tenant_id, type, count(*)::int AS n FROM ventros.channels
+                                   WHERE tenant_id IN ($1, $2) GROUP BY 1, 2 ORDER BY 1, 2`, [TENANT, OTHER]);
+  assert.deepEqual(rows.map((r) => `${r.tenant_id} ${r.type} ${r.n}`),
+                   [`${TENANT} instagram 1`, `${TENANT} messenger 1`, `${TENANT} waha 1`, `${TENANT} whatsapp 1`, `${OTHER} waha 1`]);
   for (const name of ['waha', 'graph']) {
     assert.ok(fs.existsSync(path.join(RUN, `standin-${name}.pid`)), `${name}: pid file`);
     assert.equal(logOf(name)[0].kind, 'listening', `${name}: its log`);
