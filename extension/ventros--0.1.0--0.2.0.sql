@@ -4316,6 +4316,221 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-run-automations', '* * * * *', 'SELECT ventros.run_automations(1000)',
      'the automation executor''s fallback when its background worker is not running');
 
+-- ---- broadcast_accounting
+-- Issue 14: broadcast accounting tells the truth (sql/77_broadcasts.sql).  An
+-- execution stays sending until its message's outcome: a trigger on messages
+-- makes it sent or failed (a sent one may fail later) and keeps the counts;
+-- a broadcast completes when nothing is pending or sending.  Executions a
+-- 0.1.0 database counted as sent stay sent unless their message fails.
+
+CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
+    WHERE message_id IS NOT NULL;
+INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type)
+VALUES ('broadcast_execution', 'sent', 'failed', NULL);
+
+CREATE FUNCTION ventros.finish_broadcast(b ventros.broadcasts) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id AND x.status = 'running'
+      AND NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions e
+                      WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status IN ('pending', 'sending'))
+$$;
+COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
+    'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+    m ventros.messages;
+    n integer := 0;
+    failed integer := 0;
+    message text;
+BEGIN
+    IF b.status <> 'running' THEN
+        RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    FOR e IN SELECT * FROM ventros.broadcast_executions x
+             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+             ORDER BY x.created_at, x.id
+             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+             FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        BEGIN
+            m := ventros.send_message(b.channel_id, e.contact_id, text => b.message_template->>'content', source => 'broadcast',
+                                      metadata => jsonb_build_object('broadcast_id', b.id, 'template', b.message_template));
+            UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+            failed := failed + 1;
+        END;
+        n := n + 1;
+    END LOOP;
+    UPDATE ventros.broadcasts x
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+CREATE FUNCTION ventros.broadcast_message_outcome() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome text := CASE WHEN NEW.status = 'failed' THEN 'failed' ELSE 'sent' END;
+    e ventros.broadcast_executions;
+    b ventros.broadcasts;
+BEGIN
+    SELECT * INTO e FROM ventros.broadcast_executions x WHERE x.tenant_id = NEW.tenant_id AND x.message_id = NEW.id;
+    IF NOT FOUND OR e.status = outcome OR e.status NOT IN ('sending', 'sent') THEN
+        RETURN NULL;    -- not a broadcast's send, or its outcome is known
+    END IF;
+    -- The broadcast's row lock first, as send_broadcast_batch takes it.
+    SELECT * INTO b FROM ventros.broadcasts x WHERE x.tenant_id = e.tenant_id AND x.id = e.broadcast_id FOR UPDATE;
+    UPDATE ventros.broadcast_executions x
+    SET status = outcome,
+        sent_at = CASE WHEN outcome = 'sent' THEN coalesce(NEW.sent_at, now()) ELSE x.sent_at END,
+        error = CASE WHEN outcome = 'failed' THEN left(coalesce(NEW.error, 'the provider did not send the message'), 1000) END,
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    UPDATE ventros.broadcasts x
+    SET sent_count = x.sent_count + CASE WHEN outcome = 'sent' THEN 1 WHEN e.status = 'sent' THEN -1 ELSE 0 END,
+        failed_count = x.failed_count + (outcome = 'failed')::integer, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
+    'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
+-- Named to fire after messages_inbox_rematch (triggers fire in name order):
+-- that one may wait for an inbox processor, which may need this broadcast's
+-- row for another of its messages; holding it while waiting would deadlock.
+CREATE TRIGGER messages_settle_broadcast AFTER UPDATE OF status ON ventros.messages
+    FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION ventros.broadcast_message_outcome();
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_broadcast(broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
+
+GRANT EXECUTE ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) TO ventros_agent;
+
+-- ---- inbox_rematch_race
+-- Issue 14 (found by the demo round trip): a receipt a processor found
+-- unmatched while the send's answer recorded the provider id waited for its
+-- 30 s retry.  The processor and the rematch trigger now take the id's lock
+-- before they look (sql/88_inbox_processing.sql).
+
+-- A receipt waits (unmatched) for the provider id of our send, which the
+-- send's answer records (mark_message_sent) in the dispatcher's transaction
+-- while a processor may be deciding, unable to see it, that the receipt is
+-- unmatched.  Both sides take this lock before they look at the other's
+-- side (inbox_run, inbox_rematch): whichever comes second sees what the first
+-- committed, so no receipt waits for its backoff while its message has the id
+-- (test/isolation/specs/inbox_receipt_before_id.spec).
+CREATE FUNCTION ventros.lock_inbox_ref(tenant text, channel_id uuid, ref_id text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_tenant_key('inbox_ref:' || channel_id || ':' || ref_id, tenant) $$;
+COMMENT ON FUNCTION ventros.lock_inbox_ref(text, uuid, text) IS
+    'Takes the lock of a provider message id on a channel (ventros.lock_tenant_key) that a receipt found unmatched and the send recording that id share';
+
+CREATE OR REPLACE FUNCTION ventros.inbox_run(r ventros.inbox, now timestamptz) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o ventros.inbox_outcome;
+    ch ventros.channels;
+    state text;
+    message text;
+    tries integer := r.attempts + 1;
+    id_arrived boolean := false;
+BEGIN
+    BEGIN
+        SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = r.channel_id;
+        o := ventros.inbox_process(r, ch);
+        IF o.status = 'unmatched' AND r.ref_id IS NOT NULL THEN
+            -- the send recording this id now may have committed while we looked
+            PERFORM ventros.lock_inbox_ref(r.tenant_id, r.channel_id, r.ref_id);
+            id_arrived := EXISTS (SELECT 1 FROM ventros.messages m
+                                  WHERE m.tenant_id = r.tenant_id AND m.channel_id = r.channel_id
+                                    AND m.channel_message_id = r.ref_id AND m.deleted_at IS NULL);
+        END IF;
+        UPDATE ventros.inbox i
+        SET status = o.status, attempts = tries, message_id = coalesce(o.message_id, i.message_id),
+            contact_id = coalesce(o.contact_id, i.contact_id), result = o.result, last_error = NULL,
+            processed_at = CASE WHEN o.status <> 'unmatched' THEN now END,
+            next_attempt_at = CASE WHEN o.status = 'unmatched' AND tries < ventros.inbox_max_attempts()
+                                   THEN CASE WHEN id_arrived THEN now ELSE now + ventros.inbox_backoff(tries) END END
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN o.status;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    END;
+    IF state = '55P03' THEN
+        -- a lock held past ventros.inbox_lock_timeout (a tenant's own open
+        -- transaction): not the item's fault, so no attempt is counted
+        UPDATE ventros.inbox i
+        SET last_error = left(state || ': ' || message, 2000), next_attempt_at = now + interval '5 seconds'
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN 'deferred';
+    END IF;
+    UPDATE ventros.inbox i
+    SET status = 'failed', attempts = tries, last_error = left(state || ': ' || message, 2000),
+        next_attempt_at = CASE WHEN NOT ventros.inbox_error_is_permanent(state) AND tries < ventros.inbox_max_attempts()
+                               THEN now + ventros.inbox_backoff(tries) END
+    WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+    RETURN 'failed';
+END
+$$;
+
+-- Receipts that arrived before the send recorded the provider id become due
+-- as soon as a message gets that id (mark_message_sent, an echo binding it).
+-- The id's lock first (lock_inbox_ref): a processor deciding right now that
+-- a receipt for it is unmatched has committed when we look.
+CREATE OR REPLACE FUNCTION ventros.inbox_rematch() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.lock_inbox_ref(NEW.tenant_id, NEW.channel_id, NEW.channel_message_id);
+    UPDATE ventros.inbox i SET next_attempt_at = now()
+    WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
+      AND i.status = 'unmatched';
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbox_rematch() IS
+    'Trigger: a message got a provider id; receipts for it that were unmatched are due now (after the id''s lock, lock_inbox_ref)';
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
