@@ -9,10 +9,7 @@
 // events reach RabbitMQ; the same for a broadcast to the demo contacts; and a
 // broadcast the provider refuses counts its sends as failed.
 //
-// Until POST /rpc/<command> is exposed for every command (issue 14, "All
-// commands over HTTP"), rpc() below calls a command the OpenAPI document does
-// not list through SQL, as the same tenant and role as the token, and says so
-// in a diagnostic line.
+// Every command goes over HTTP, as the README's round trip does.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -36,7 +33,6 @@ let c;
 let events;
 let env;            // what scripts/up would have written to .run/env for this tenant
 let standins;       // DIR/standins.json
-const sqlFallbacks = new Set();
 const auth = () => ({ Authorization: `Bearer ${token('ventros_admin', TENANT)}` });
 
 // A shell function of scripts/ (lib.sh, standins.sh), as scripts/up calls it.
@@ -51,39 +47,13 @@ async function get(p) {
   return r.json();
 }
 
-// POST /rpc/<name> with named arguments; a command the OpenAPI document does
-// not list yet runs through SQL as the token's tenant and role instead.
-let exposed;
+// POST /rpc/<name> with named arguments, as the token's tenant and role.
 async function rpc(name, args) {
-  exposed ??= new Set(Object.keys((await get('/')).paths ?? {}));
-  if (exposed.has(`/rpc/${name}`)) {
-    const r = await fetch(`${BASE}/rpc/${name}`, { method: 'POST', headers: { ...auth(), 'Content-Type': 'application/json' },
-                                                  body: JSON.stringify(args) });
-    const text = await r.text();
-    assert.equal(r.status, 200, `POST /rpc/${name}: ${r.status} ${text}`);
-    return JSON.parse(text);
-  }
-  sqlFallbacks.add(name);
-  // each argument as its declared type, JSON ones from their JSON text (as PostgREST does)
-  const { rows: types } = await c.query(`SELECT a.name, format_type(a.type, NULL) AS type
-      FROM pg_proc p, unnest(p.proargnames[1:p.pronargs], p.proargtypes::oid[]) AS a(name, type)
-     WHERE p.pronamespace = 'ventros'::regnamespace AND p.proname = $1`, [name]);
-  const typeOf = Object.fromEntries(types.map((t) => [t.name, t.type]));
-  const keys = Object.keys(args);
-  const json = (k) => ['json', 'jsonb'].includes(typeOf[k]);
-  const call = `ventros.${name}(${keys.map((k, i) => `${k} => $${i + 1}::${typeOf[k]}`).join(', ')})`;
-  const values = keys.map((k) => (json(k) ? JSON.stringify(args[k]) : args[k]));
-  await c.query('BEGIN');
-  try {
-    await c.query("SELECT set_config('ventros.tenant', $1, true)", [TENANT]);
-    await c.query('SET LOCAL ROLE ventros_admin');
-    const { rows } = await c.query(`SELECT to_jsonb(x) AS r FROM ${call} x`, values);
-    await c.query('COMMIT');
-    return rows[0].r;
-  } catch (e) {
-    await c.query('ROLLBACK');
-    throw e;
-  }
+  const r = await fetch(`${BASE}/rpc/${name}`, { method: 'POST', headers: { ...auth(), 'Content-Type': 'application/json' },
+                                                body: JSON.stringify(args) });
+  const text = await r.text();
+  assert.equal(r.status, 200, `POST /rpc/${name}: ${r.status} ${text}`);
+  return JSON.parse(text);
 }
 
 // The stand-in's log: one JSON object per line.
@@ -140,7 +110,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (sqlFallbacks.size) console.log(`not exposed over HTTP yet, called through SQL: ${[...sqlFallbacks].sort().join(', ')}`);
   shell('standins_stop', RUN);
   await resetSystem(c, { 'ventros.http_allow_hosts': null });
   await events?.close();
