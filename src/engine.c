@@ -64,6 +64,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "direct_writes.h"
 #include "emit.h"
 #include "engine.h"
 #include "errors.h"
@@ -250,6 +251,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	MemoryContextSwitchTo(old);
 
 	vn_state_machine_load(agg);
+	vn_direct_writes_load(agg, rel);
 	/*
 	 * <aggregate>.created is written for a creation whose initial state has
 	 * no event of its own; when every initial state declares one (session:
@@ -516,7 +518,17 @@ soft_delete(VnAggregate *agg, TriggerData *td)
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("ventros.include_deleted", "on", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute_plan(agg->soft_delete_plan, args, NULL, false, 1);
+	/* The DELETE was checked as the caller's; its UPDATE is the engine's. */
+	vn_system_write_begin();
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(agg->soft_delete_plan, args, NULL, false, 1);
+	}
+	PG_FINALLY();
+	{
+		vn_system_write_end();
+	}
+	PG_END_TRY();
 	AtEOXact_GUC(true, guc_level);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "soft delete of %s touched %lu rows", agg->name, (unsigned long) SPI_processed);
@@ -531,6 +543,7 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 
 	check_trigger_call(fcinfo, "ventros_engine_before", true);
 	agg = aggregate_for(td->tg_relation);
+	vn_direct_write_check(agg, td);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		return PointerGetDatum(before_insert(agg, td));

@@ -20,6 +20,22 @@ typedef struct VnTransition
 } VnTransition;
 
 /*
+ * The declared outcome of a direct write of one operation (INSERT, UPDATE,
+ * DELETE) by a tenant role: ventros.aggregate_writes, see direct_writes.c.
+ */
+#define VN_WRITE_OPERATIONS 3
+
+typedef struct VnWriteRule
+{
+	bool		declared;		/* false: no row, refused */
+	bool		direct;			/* the same as the command: allowed */
+	char	   *commands;		/* "ventros.x() or ventros.y()"; NULL: none */
+	char	   *first_command;	/* "ventros.x()": the one a direct write is */
+	bool	   *columns;		/* per attribute, may be set (INSERT) or
+								 * changed (UPDATE); NULL: any */
+} VnWriteRule;
+
+/*
  * What the engine knows of one registered aggregate table.  Built from
  * ventros.aggregates and ventros.aggregate_transitions on first use, kept in
  * its own context under CacheMemoryContext, dropped on a relcache
@@ -52,6 +68,7 @@ typedef struct VnAggregate
 	VnTransition *transitions;
 	bool		has_initial;	/* some transition has from_state NULL */
 	SPIPlanPtr	soft_delete_plan;
+	VnWriteRule writes[VN_WRITE_OPERATIONS];	/* INSERT, UPDATE, DELETE */
 } VnAggregate;
 
 /* in engine.c */

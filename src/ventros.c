@@ -11,6 +11,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "direct_writes.h"
 #include "emit.h"
 #include "engine.h"
 #include "http_worker.h"
@@ -36,6 +37,7 @@ _PG_init(void)
 	vn_http_worker_init();
 	vn_inbox_worker_init();
 	vn_engine_init();
+	vn_direct_writes_init();
 	vn_outbox_init();
 	vn_webhook_fanout_init();
 	vn_plan_guard_init();
