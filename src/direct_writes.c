@@ -71,6 +71,7 @@
 
 #include "direct_writes.h"
 #include "engine.h"
+#include "tenant.h"
 
 /* Commands of the extension now running in this backend. */
 static int	vn_command_depth = 0;
@@ -321,7 +322,7 @@ refuse(VnAggregate *agg, VnWriteRule *rule, const char *operation)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("a direct %s of a %s is refused", operation, agg->name),
+			 errmsg("direct %s of %s rows are refused", operation, agg->name),
 			 errdetail("A %s changes only through its commands, which apply its rules and effects.", agg->name),
 			 rule->commands
 			 ? errhint("Use %s.", rule->commands)
@@ -361,15 +362,26 @@ check_columns(VnAggregate *agg, VnWriteRule *rule, TriggerData *td, bool insert)
 		}
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("a direct %s of a %s may not %s %s", insert ? "insert" : "update", agg->name,
+				 errmsg("direct %s of %s rows may not %s %s", insert ? "inserts" : "updates", agg->name,
 						insert ? "set" : "change", NameStr(att->attname)),
-				 errdetail("A direct %s of a %s is the same as %s, which does not %s %s.",
-						   insert ? "insert" : "update", agg->name, rule->first_command,
+				 errdetail("Direct %s of %s rows are the same as %s, which does not %s %s.",
+						   insert ? "inserts" : "updates", agg->name, rule->first_command,
 						   insert ? "set" : "change", NameStr(att->attname)),
 				 insert
 				 ? errhint("Create it with %s and set %s afterwards.", rule->first_command, NameStr(att->attname))
 				 : errhint("Use %s.", rule->commands)));
 	}
+}
+
+static bool
+other_tenant(VnAggregate *agg, TriggerData *td)
+{
+	bool		isnull;
+	Datum		tenant = heap_getattr(td->tg_trigtuple, agg->att_tenant,
+									  RelationGetDescr(td->tg_relation), &isnull);
+	const char *acting = vn_current_tenant();
+
+	return !isnull && acting != NULL && strcmp(TextDatumGetCString(tenant), acting) != 0;
 }
 
 /*
@@ -392,8 +404,15 @@ vn_direct_write_check(VnAggregate *agg, TriggerData *td)
 	else
 		op = 2;
 	rule = &agg->writes[op];
+	/*
+	 * A new row of another tenant is left to the INSERT policy, which
+	 * PostgreSQL checks after the BEFORE triggers: it refuses the row for
+	 * commands and direct writes alike, and the tenancy tests see it do so.
+	 */
+	if (op == 0 && other_tenant(agg, td))
+		return;
 	if (!rule->declared || !rule->direct)
-		refuse(agg, rule, op == 0 ? "insert" : op == 1 ? "update" : "delete");
+		refuse(agg, rule, op == 0 ? "inserts" : op == 1 ? "updates" : "deletes");
 	if (op != 2 && rule->columns != NULL)
 		check_columns(agg, rule, td, op == 0);
 }
