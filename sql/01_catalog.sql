@@ -102,6 +102,10 @@ CREATE FUNCTION ventros.engine_after() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_after';
 COMMENT ON FUNCTION ventros.engine_after() IS
     'Aggregate engine, AFTER ROW: writes the event of the row that was written';
+CREATE FUNCTION ventros.engine_direct_writes() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_direct_writes';
+COMMENT ON FUNCTION ventros.engine_direct_writes() IS
+    'Aggregate engine, BEFORE ROW, first of all: a tenant role''s direct write gets its declared outcome (ventros.aggregate_writes)';
 CREATE FUNCTION ventros.engine_refuse_truncate() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_refuse_truncate';
 COMMENT ON FUNCTION ventros.engine_refuse_truncate() IS

@@ -86,6 +86,10 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_before ON %s', table_name);
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_after ON %s', table_name);
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_truncate ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS _ventros_direct_writes ON %s', table_name);
+    -- named to fire before every other trigger of the table (name order)
+    EXECUTE format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', table_name);
     EXECUTE format('CREATE TRIGGER ventros_engine_before BEFORE INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION ventros.engine_before()', table_name);
     EXECUTE format('CREATE TRIGGER ventros_engine_after AFTER INSERT OR UPDATE ON %s '

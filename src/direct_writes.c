@@ -72,6 +72,7 @@
 #include "direct_writes.h"
 #include "engine.h"
 #include "tenant.h"
+#include "trigger.h"
 
 /* Commands of the extension now running in this backend. */
 static int	vn_command_depth = 0;
@@ -90,6 +91,8 @@ static needs_fmgr_hook_type prev_needs_fmgr_hook = NULL;
 static fmgr_hook_type prev_fmgr_hook = NULL;
 
 static const char *const vn_write_operations[VN_WRITE_OPERATIONS] = {"INSERT", "UPDATE", "DELETE"};
+
+PG_FUNCTION_INFO_V1(ventros_engine_direct_writes);
 
 static void
 command_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
@@ -385,12 +388,12 @@ other_tenant(VnAggregate *agg, TriggerData *td)
 }
 
 /*
- * vn_direct_write_check
- *		Called by the engine's BEFORE trigger for every row: a direct write by
- *		a tenant role gets the declared outcome of its aggregate.
+ * direct_write_check
+ *		A direct write by a tenant role gets the declared outcome of its
+ *		aggregate.
  */
-void
-vn_direct_write_check(VnAggregate *agg, TriggerData *td)
+static void
+direct_write_check(VnAggregate *agg, TriggerData *td)
 {
 	int			op;
 	VnWriteRule *rule;
@@ -415,4 +418,27 @@ vn_direct_write_check(VnAggregate *agg, TriggerData *td)
 		refuse(agg, rule, op == 0 ? "inserts" : op == 1 ? "updates" : "deletes");
 	if (op != 2 && rule->columns != NULL)
 		check_columns(agg, rule, td, op == 0);
+}
+
+/*
+ * ventros_engine_direct_writes
+ *		BEFORE INSERT OR UPDATE OR DELETE, FOR EACH ROW, attached by
+ *		ventros.register_aggregate as "_ventros_direct_writes": the name sorts
+ *		before every other trigger (PostgreSQL fires them in name order), so a
+ *		refused write meets its declared refusal before any guard of the
+ *		aggregate or the engine itself.  The row goes on unchanged.
+ */
+Datum
+ventros_engine_direct_writes(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = vn_check_trigger(fcinfo, "ventros_engine_direct_writes");
+
+	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BEFORE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ventros_engine_direct_writes: must be fired before, for each row"),
+				 errhint("Attach the engine with ventros.register_aggregate(), never by hand.")));
+	if (vn_command_depth == 0)
+		direct_write_check(vn_aggregate_for(td->tg_relation), td);
+	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
 }

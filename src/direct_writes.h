@@ -22,7 +22,5 @@ extern void vn_system_write_end(void);
 /* While the engine loads an aggregate (SPI connected). */
 extern void vn_direct_writes_load(struct VnAggregate *agg, Relation rel);
 
-/* In the engine's BEFORE row trigger: refuses what the declaration refuses. */
-extern void vn_direct_write_check(struct VnAggregate *agg, TriggerData *td);
 
 #endif							/* VENTROS_DIRECT_WRITES_H */

@@ -271,11 +271,11 @@ load_aggregate(VnAggregate *agg, Relation rel)
 }
 
 /*
- * aggregate_for
+ * vn_aggregate_for
  *		The engine's metadata for rel, built on first use.
  */
-static VnAggregate *
-aggregate_for(Relation rel)
+VnAggregate *
+vn_aggregate_for(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	VnAggregate *agg;
@@ -518,7 +518,7 @@ soft_delete(VnAggregate *agg, TriggerData *td)
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("ventros.include_deleted", "on", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	/* The DELETE was checked as the caller's; its UPDATE is the engine's. */
+	/* The caller's DELETE was checked (direct_writes.c); its UPDATE is the engine's. */
 	vn_system_write_begin();
 	PG_TRY();
 	{
@@ -542,8 +542,7 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 	VnAggregate *agg;
 
 	check_trigger_call(fcinfo, "ventros_engine_before", true);
-	agg = aggregate_for(td->tg_relation);
-	vn_direct_write_check(agg, td);
+	agg = vn_aggregate_for(td->tg_relation);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		return PointerGetDatum(before_insert(agg, td));
@@ -642,7 +641,7 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 	bool	   *newn;
 
 	check_trigger_call(fcinfo, "ventros_engine_after", false);
-	agg = aggregate_for(td->tg_relation);
+	agg = vn_aggregate_for(td->tg_relation);
 	desc = RelationGetDescr(td->tg_relation);
 
 	newtup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;

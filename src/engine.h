@@ -9,6 +9,7 @@
 #define VENTROS_ENGINE_H
 
 #include "access/attnum.h"
+#include "utils/relcache.h"
 #include "executor/spi.h"
 #include "payload.h"
 
@@ -73,6 +74,7 @@ typedef struct VnAggregate
 
 /* in engine.c */
 extern void vn_engine_init(void);
+extern VnAggregate *vn_aggregate_for(Relation rel);
 
 /* in state_machine.c */
 extern void vn_state_machine_load(VnAggregate *agg);
