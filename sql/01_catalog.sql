@@ -123,6 +123,8 @@ CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
     ON ventros.aggregate_transitions FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON ventros.aggregate_writes FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_guards FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 
 -- Readable by all, written by the owner only (RLS forced: no write policy).
 DO $catalog$

@@ -271,6 +271,17 @@ vn_direct_writes_load(VnAggregate *agg, Relation rel)
 	int			ret;
 	MemoryContext old;
 
+	/*
+	 * A catalog without the table predates direct writes (a 0.1.0 install
+	 * script running on this library, before ALTER EXTENSION UPDATE): it
+	 * declares nothing, and nothing is refused, as then.
+	 */
+	if (!OidIsValid(get_relname_relid("aggregate_writes", get_namespace_oid("ventros", false))))
+	{
+		for (int op = 0; op < VN_WRITE_OPERATIONS; op++)
+			agg->writes[op].declared = agg->writes[op].direct = true;
+		return;
+	}
 	args[0] = CStringGetTextDatum(agg->name);
 	ret = SPI_execute_with_args("SELECT operation, direct, commands, columns::text[] "
 								"FROM ventros.aggregate_writes WHERE aggregate = $1",

@@ -61,6 +61,7 @@ async function lastSeq() {
 }
 
 async function oneCase(c) {
+  if (!c.http) return `${c.aggregate} ${c.operation} as ${c.role_name}: ${c.kind}`;
   const granted = (await pg.query('SELECT has_table_privilege($1, $2::regclass, $3) AS g', [c.role_name, c.path, c.operation])).rows[0].g;
   let expected;
   if (granted && c.kind === 'direct') {
