@@ -183,21 +183,35 @@ vn_needs_fmgr_hook(Oid fn_oid)
 }
 
 /*
- * A call of a hooked function starts, ends or is left by an error.  *private
- * is left to the hooks chained before this one; the count never goes below
- * zero (a command that started before the library was loaded ends here
- * uncounted).
+ * A call of a hooked function starts, ends or is left by an error.  The
+ * call's *private remembers that its start was counted, so its end needs no
+ * catalog lookup (it may run while an error unwinds) and a command that
+ * started before the library was loaded is not counted out.  *private
+ * belongs to the hook chained before this one when there is one (sepgsql
+ * keeps a pointer there): then the end asks is_command again, and the count
+ * never goes below zero.
  */
+#define VN_COUNTED ((Datum) 0x76656e74)	/* "vent" */
+
 static void
 vn_fmgr_hook(FmgrHookEventType event, FmgrInfo *flinfo, Datum *private)
 {
 	if (prev_fmgr_hook)
 		prev_fmgr_hook(event, flinfo, private);
-	if (!is_command(flinfo->fn_oid))
-		return;
 	if (event == FHET_START)
+	{
+		if (!is_command(flinfo->fn_oid))
+			return;
 		vn_command_depth++;
-	else if (vn_command_depth > 0)
+		if (prev_fmgr_hook == NULL)
+			*private = VN_COUNTED;
+		return;
+	}
+	if (prev_fmgr_hook == NULL ? *private != VN_COUNTED : !is_command(flinfo->fn_oid))
+		return;
+	if (prev_fmgr_hook == NULL)
+		*private = (Datum) 0;
+	if (vn_command_depth > 0)
 		vn_command_depth--;
 }
 

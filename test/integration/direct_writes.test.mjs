@@ -104,7 +104,8 @@ async function oneCase(c) {
   const diffs = [];
   if (JSON.stringify(got.row_after) !== JSON.stringify(expected.row_after)) diffs.push(`row ${JSON.stringify(got.row_after)} <> ${JSON.stringify(expected.row_after)}`);
   if (JSON.stringify(got.events) !== JSON.stringify(expected.events)) diffs.push(`events ${JSON.stringify(got.events)} <> ${JSON.stringify(expected.events)}`);
-  if (JSON.stringify(got.counts) !== JSON.stringify(expected.counts)) diffs.push('rows of other tables differ');
+  const tables = Object.keys(expected.counts).filter((k) => JSON.stringify(got.counts[k]) !== JSON.stringify(expected.counts[k]));
+  if (tables.length) diffs.push(`rows of ${tables.map((k) => `${k} ${JSON.stringify(got.counts[k])} <> ${JSON.stringify(expected.counts[k])}`).join(', ')}`);
   if (got.events.length === 0) diffs.push('no event');
   return diffs.length ? `${label}: ${diffs.join('; ')}` : null;
 }
