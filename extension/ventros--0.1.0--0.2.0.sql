@@ -4531,6 +4531,490 @@ END
 $$;
 COMMENT ON FUNCTION ventros.inbox_rematch() IS
     'Trigger: a message got a provider id; receipts for it that were unmatched are due now (after the id''s lock, lock_inbox_ref)';
+-- ---- direct_writes
+-- Issue 14, "No write that skips a rule": what a tenant role's direct INSERT,
+-- UPDATE or DELETE of an aggregate is, declared per aggregate
+-- (ventros.aggregate_writes, register_writes) and enforced by the engine's
+-- first trigger, _ventros_direct_writes (src/direct_writes.c); declared
+-- parent guards (campaign and sequence steps change only in draft); the
+-- contact's normalisation on every write (sql/01_catalog.sql,
+-- sql/04_register.sql, sql/20_contacts.sql and each aggregate's file).
+
+-- What a direct write of an aggregate's table by a tenant role is, per
+-- operation (ventros.register_writes; src/direct_writes.c): the same as its
+-- first command (direct), or refused with 42501 and a hint naming the
+-- commands.  columns: the fields a direct write may set (INSERT: the others
+-- stay NULL) or change (UPDATE), those of that command.  An operation
+-- without a row is refused.
+CREATE TABLE ventros.aggregate_writes (
+    aggregate text    NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    operation text    NOT NULL CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE')),
+    direct    boolean NOT NULL,
+    commands  text[]  NOT NULL,
+    columns   name[],
+    PRIMARY KEY (aggregate, operation),
+    CONSTRAINT aggregate_writes_direct_command CHECK (NOT direct OR cardinality(commands) >= 1),
+    CONSTRAINT aggregate_writes_columns_direct CHECK (columns IS NULL OR (direct AND operation <> 'DELETE'))
+);
+COMMENT ON TABLE ventros.aggregate_writes IS
+    'Per aggregate and operation, what a direct write by a tenant role is: the same as its first command (direct), or refused naming the commands';
+
+-- Rules of a child aggregate that belong to its parent's state ("steps change
+-- only while the campaign is a draft"), checked on every write of the child,
+-- whoever writes it (ventros.register_parent_guard).
+CREATE TABLE ventros.aggregate_guards (
+    aggregate        text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    parent_column    name   NOT NULL,
+    parent_aggregate text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    states           text[] NOT NULL CHECK (cardinality(states) > 0),
+    rule             text   NOT NULL,
+    PRIMARY KEY (aggregate, parent_column)
+);
+COMMENT ON TABLE ventros.aggregate_guards IS
+    'A child aggregate changes only while the parent its column names is in one of states (VN002 otherwise, with rule)';
+
+CREATE FUNCTION ventros.engine_direct_writes() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_direct_writes';
+COMMENT ON FUNCTION ventros.engine_direct_writes() IS
+    'Aggregate engine, BEFORE ROW, first of all: a tenant role''s direct write gets its declared outcome (ventros.aggregate_writes)';
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_writes FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_guards FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+DO $catalog$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['aggregate_writes', 'aggregate_guards'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('CREATE POLICY ventros_catalog_read ON ventros.%I FOR SELECT USING (true)', t);
+        EXECUTE pg_catalog.format('GRANT SELECT ON ventros.%I TO ventros_viewer, ventros_anon', t);
+    END LOOP;
+END
+$catalog$;
+
+CREATE OR REPLACE FUNCTION ventros.register_aggregate(
+    aggregate        text,
+    table_name       regclass,
+    context          text,
+    state_column     name    DEFAULT NULL,
+    transitions      jsonb   DEFAULT '[]',
+    redacted_columns name[]  DEFAULT '{}',
+    privileges       jsonb   DEFAULT '{"ventros_viewer": ["SELECT"], "ventros_agent": ["INSERT", "UPDATE"], "ventros_admin": ["DELETE"]}',
+    description      text    DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    required   CONSTANT text[][] := ARRAY[['id', 'uuid'], ['tenant_id', 'text'], ['version', 'integer'],
+                                          ['created_at', 'timestamp with time zone'],
+                                          ['updated_at', 'timestamp with time zone'],
+                                          ['deleted_at', 'timestamp with time zone']];
+    col        text[];
+    found_type text;
+    t          jsonb;
+    event_name text;
+    role_name  text;
+    privilege  text;
+    tenant_expr CONSTANT text := 'tenant_id = (SELECT ventros.current_tenant())';
+BEGIN
+    FOREACH col SLICE 1 IN ARRAY required LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) INTO found_type
+        FROM pg_attribute a
+        WHERE a.attrelid = table_name AND a.attname = col[1] AND NOT a.attisdropped;
+        IF found_type IS DISTINCT FROM col[2] THEN
+            RAISE EXCEPTION 'aggregate table % needs column % %', table_name, col[1], col[2]
+                USING ERRCODE = '22023', DETAIL = coalesce('It has type ' || found_type || '.', 'It is missing.');
+        END IF;
+    END LOOP;
+    IF (SELECT a.attname FROM pg_index i JOIN pg_attribute a
+          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = table_name AND i.indisprimary) IS DISTINCT FROM 'tenant_id' THEN
+        RAISE EXCEPTION 'primary key of % must lead with tenant_id', table_name
+            USING ERRCODE = '22023', HINT = 'Declare PRIMARY KEY (tenant_id, id).';
+    END IF;
+    IF state_column IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute WHERE attrelid = table_name AND attname = state_column AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'aggregate table % has no state column %', table_name, state_column USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(transitions) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'transitions of % must be a JSON array', aggregate USING ERRCODE = '22023';
+    END IF;
+
+    INSERT INTO ventros.aggregates AS a (aggregate, table_name, context, state_column, redacted_columns, description)
+    VALUES (aggregate, table_name, context, state_column, redacted_columns, description)
+    ON CONFLICT ON CONSTRAINT aggregates_pkey DO UPDATE
+        SET table_name = EXCLUDED.table_name, context = EXCLUDED.context,
+            state_column = EXCLUDED.state_column, redacted_columns = EXCLUDED.redacted_columns,
+            description = coalesce(EXCLUDED.description, a.description);
+
+    FOREACH event_name IN ARRAY ARRAY['created', 'updated', 'deleted'] LOOP
+        -- <aggregate>.created only when some creation has no initial-state
+        -- event of its own (see engine.c: it would never be written).
+        CONTINUE WHEN event_name = 'created'
+            AND jsonb_path_exists(transitions, '$[*] ? (!exists(@.from) || @.from == null)')
+            AND NOT jsonb_path_exists(transitions, '$[*] ? ((!exists(@.from) || @.from == null) && (!exists(@.event) || @.event == null))');
+        PERFORM ventros.register_event_type(aggregate || '.' || event_name,
+                                            format('A %s was %s.', aggregate, event_name));
+    END LOOP;
+
+    DELETE FROM ventros.aggregate_transitions tr WHERE tr.aggregate = register_aggregate.aggregate;
+    FOR t IN SELECT * FROM jsonb_array_elements(transitions) LOOP
+        IF t->>'to' IS NULL THEN
+            RAISE EXCEPTION 'transition % of % has no "to" state', t, aggregate USING ERRCODE = '22023';
+        END IF;
+        IF t->>'event' IS NOT NULL THEN
+            PERFORM ventros.register_event_type(t->>'event', t->>'description');
+        END IF;
+        INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type)
+        VALUES (aggregate, t->>'from', t->>'to', t->>'event');
+    END LOOP;
+
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_before ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_after ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_truncate ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS _ventros_direct_writes ON %s', table_name);
+    -- named to fire before every other trigger of the table (name order)
+    EXECUTE format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_before BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_before()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_after AFTER INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_after()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION ventros.engine_refuse_truncate()', table_name);
+
+    -- Tenancy: forced row-level security, owner included.  Soft-deleted rows
+    -- are hidden unless ventros.include_deleted is on.
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', table_name);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_select ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_insert ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_update ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_delete ON %s', table_name);
+    EXECUTE format('CREATE POLICY ventros_tenant_select ON %s FOR SELECT USING (%s AND '
+                   '(deleted_at IS NULL OR (SELECT ventros.include_deleted())))', table_name, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_insert ON %s FOR INSERT WITH CHECK (%s)', table_name, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_update ON %s FOR UPDATE USING (%s) WITH CHECK (%s)',
+                   table_name, tenant_expr, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_delete ON %s FOR DELETE USING (%s)', table_name, tenant_expr);
+
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', table_name);
+    FOR role_name IN SELECT jsonb_object_keys(privileges) LOOP
+        IF role_name NOT IN ('ventros_admin', 'ventros_agent', 'ventros_viewer', 'ventros_anon') THEN
+            RAISE EXCEPTION 'unknown tenant role "%" in privileges of %', role_name, aggregate USING ERRCODE = '22023';
+        END IF;
+        FOR privilege IN SELECT jsonb_array_elements_text(privileges->role_name) LOOP
+            IF privilege NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') THEN
+                RAISE EXCEPTION 'unknown privilege "%" in privileges of %', privilege, aggregate USING ERRCODE = '22023';
+            END IF;
+            EXECUTE format('GRANT %s ON %s TO %I', privilege, table_name, role_name);
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
+    'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
+
+-- the aggregates registered by 0.1.0 get the new first trigger
+DO $direct$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT a.table_name FROM ventros.aggregates a ORDER BY a.aggregate LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                                  'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', t);
+    END LOOP;
+END
+$direct$;
+
+-- register_writes: what a direct write of an aggregate's table by a tenant
+-- role is (SQL, or the api views over HTTP), declared next to the aggregate.
+-- inserts, updates and deletes name the commands that do each operation
+-- (functions of schema ventros, or api.<name>, which may be defined later in
+-- the install script: test/pgtap/620_direct_writes.sql checks they exist;
+-- '{}': only the system does it).  direct lists the operations whose direct write is the same as the
+-- first command named: every rule and effect of that command lives in the
+-- data, so the write is allowed.  insert_columns and update_columns are that
+-- command's fields: a direct INSERT may set only those (the others stay
+-- NULL), a direct UPDATE change only those.  Every other operation is refused
+-- with 42501 and a hint naming its commands (src/direct_writes.c;
+-- docs/sql.md, "Direct writes").
+CREATE FUNCTION ventros.register_writes(
+    aggregate      text,
+    inserts        text[],
+    updates        text[],
+    deletes        text[],
+    direct         text[] DEFAULT '{}',
+    insert_columns name[] DEFAULT NULL,
+    update_columns name[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target    regclass;
+    operation text;
+    commands  text[];
+    columns   name[];
+    missing   text;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_writes.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    direct := coalesce(direct, '{}');
+    SELECT d INTO missing FROM unnest(direct) d WHERE d NOT IN ('INSERT', 'UPDATE', 'DELETE') LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown operation "%" in direct writes of %', missing, aggregate
+            USING ERRCODE = '22023', HINT = 'Use INSERT, UPDATE or DELETE.';
+    END IF;
+    SELECT c INTO missing FROM unnest(coalesce(insert_columns, '{}') || coalesce(update_columns, '{}')) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    -- a direct INSERT leaves the columns it may not set NULL: they must allow it
+    SELECT a.attname INTO missing FROM pg_attribute a
+    WHERE 'INSERT' = ANY (direct) AND insert_columns IS NOT NULL
+      AND a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at')
+      AND NOT a.attname = ANY (insert_columns) AND (a.attnotnull OR a.atthasdef)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is left out of its direct inserts but has a default or is NOT NULL', missing, target
+            USING ERRCODE = '22023', HINT = 'List it in insert_columns.';
+    END IF;
+    DELETE FROM ventros.aggregate_writes w WHERE w.aggregate = register_writes.aggregate;
+    FOREACH operation IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+        commands := coalesce(CASE operation WHEN 'INSERT' THEN inserts WHEN 'UPDATE' THEN updates ELSE deletes END, '{}');
+        IF operation = ANY (direct) AND cardinality(commands) = 0 THEN
+            RAISE EXCEPTION 'a direct % of % must name the command it is the same as', operation, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        columns := CASE WHEN operation = ANY (direct) THEN
+                       CASE operation WHEN 'INSERT' THEN insert_columns WHEN 'UPDATE' THEN update_columns END END;
+        INSERT INTO ventros.aggregate_writes (aggregate, operation, direct, commands, columns)
+        VALUES (aggregate, operation, operation = ANY (direct), commands, columns);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) IS
+    'Declares what direct INSERT, UPDATE and DELETE of an aggregate''s table by tenant roles are: the same as its first command, or refused naming the commands';
+GRANT EXECUTE ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) TO ventros_platform_admin;
+
+-- guard_parent_state: the trigger of ventros.aggregate_guards.  The row's
+-- parent (old and new, when an update moves it) is read FOR SHARE, so its
+-- state cannot change until the writer commits, and must be in one of the
+-- declared states.
+CREATE FUNCTION ventros.guard_parent_state() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g       record;
+    rows    jsonb[];
+    r       jsonb;
+    parent  uuid;
+    state   text;
+BEGIN
+    rows := CASE TG_OP WHEN 'INSERT' THEN ARRAY[to_jsonb(NEW)] WHEN 'DELETE' THEN ARRAY[to_jsonb(OLD)]
+                       ELSE ARRAY[to_jsonb(NEW), to_jsonb(OLD)] END;
+    FOR g IN SELECT gd.parent_column, gd.parent_aggregate, gd.states, gd.rule, p.table_name, p.state_column
+             FROM ventros.aggregate_guards gd
+             JOIN ventros.aggregates a ON a.aggregate = gd.aggregate
+             JOIN ventros.aggregates p ON p.aggregate = gd.parent_aggregate
+             WHERE a.table_name = TG_RELID
+    LOOP
+        FOREACH r IN ARRAY rows LOOP
+            CONTINUE WHEN r IS DISTINCT FROM rows[1] AND (r->>g.parent_column) IS NOT DISTINCT FROM (rows[1]->>g.parent_column);
+            parent := (r->>g.parent_column)::uuid;
+            EXECUTE format('SELECT %I::text FROM %s WHERE tenant_id = $1 AND id = $2 FOR SHARE', g.state_column, g.table_name)
+                INTO state USING r->>'tenant_id', parent;
+            -- no parent in sight: the foreign key, or the row policy for a row of
+            -- another tenant, refuses the write after this trigger
+            IF state IS NOT NULL AND NOT state = ANY (g.states) THEN
+                RAISE EXCEPTION '% % is %; %', g.parent_aggregate, parent, state, g.rule USING ERRCODE = 'VN002';
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION ventros.guard_parent_state() IS
+    'Trigger: refuses (VN002) a write of a child aggregate while its parent is not in a declared state (ventros.aggregate_guards)';
+
+-- register_parent_guard: a child aggregate changes (insert, update, delete)
+-- only while the parent its column references is in one of states; rule is
+-- the reason the refusal gives.  Holds on every path: commands, direct
+-- writes, HTTP and the system's workers.
+CREATE FUNCTION ventros.register_parent_guard(aggregate text, parent_column name, parent_aggregate text,
+                                              states text[], rule text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_parent_guard.aggregate;
+    IF target IS NULL OR NOT EXISTS (SELECT 1 FROM ventros.aggregates p
+                                     WHERE p.aggregate = parent_aggregate AND p.state_column IS NOT NULL) THEN
+        RAISE EXCEPTION 'aggregates % and % must be registered, the parent with a state column', aggregate, parent_aggregate
+            USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = parent_column AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, parent_column USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.aggregate_guards AS g (aggregate, parent_column, parent_aggregate, states, rule)
+    VALUES (aggregate, parent_column, parent_aggregate, states, rule)
+    ON CONFLICT ON CONSTRAINT aggregate_guards_pkey DO UPDATE
+        SET parent_aggregate = EXCLUDED.parent_aggregate, states = EXCLUDED.states, rule = EXCLUDED.rule;
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_parent_guard ON %s', target);
+    EXECUTE format('CREATE TRIGGER ventros_parent_guard BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.guard_parent_state()', target);
+END
+$$;
+COMMENT ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) IS
+    'Declares that a child aggregate changes only while its parent is in one of the given states, on every path';
+GRANT EXECUTE ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) TO ventros_platform_admin;
+
+-- normalize_contact: the contact's own rules on every write, whoever writes:
+-- the name trimmed, the phone in E.164, the email lowercased (22P02 when they
+-- are not one), tags distinct and sorted, sizes checked (54000), the language
+-- 'en' unless given.  create_contact and update_contact store the same, so a
+-- direct write is the same as them (register_writes below).  Fires before
+-- the engine (trigger names sort), which then sees the stored values.
+CREATE FUNCTION ventros.normalize_contact() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name THEN
+        NEW.name := ventros.check_length(btrim(NEW.name), 200, 'contact name');
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.phone IS DISTINCT FROM OLD.phone THEN
+        NEW.phone := ventros.normalize_phone(NEW.phone);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.email IS DISTINCT FROM OLD.email THEN
+        NEW.email := ventros.normalize_email(NEW.email);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.external_id IS DISTINCT FROM OLD.external_id THEN
+        NEW.external_id := ventros.check_length(NEW.external_id, 200, 'contact external id');
+    END IF;
+    IF NEW.tags IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.tags IS DISTINCT FROM OLD.tags) THEN
+        NEW.tags := ARRAY(SELECT DISTINCT t FROM unnest(NEW.tags) t ORDER BY t);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        NEW.language := coalesce(NEW.language, 'en');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.normalize_contact() IS
+    'Trigger: trims the name, normalises phone (E.164) and email, makes tags distinct and sorted, on every write of a contact';
+CREATE TRIGGER contacts_normalize BEFORE INSERT OR UPDATE ON ventros.contacts
+    FOR EACH ROW EXECUTE FUNCTION ventros.normalize_contact();
+ALTER TABLE ventros.contacts ALTER COLUMN project_id SET DEFAULT ventros.default_project();
+-- the table's default now serves the api view too (sql/95_api.sql sets one only where the table has none)
+ALTER VIEW api.contacts ALTER COLUMN project_id DROP DEFAULT;
+
+SELECT ventros.register_parent_guard('campaign_step', 'campaign_id', 'campaign', '{draft}', 'steps change only in draft');
+SELECT ventros.register_parent_guard('sequence_step', 'sequence_id', 'sequence', '{draft}', 'steps change only in draft');
+
+SELECT ventros.register_writes('project', inserts => '{create_project}', updates => '{update_project}', deletes => '{delete_project}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,configuration,active,session_timeout_minutes,agent_assignment}');
+SELECT ventros.register_writes('user', inserts => '{create_user,api.register}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('user_api_key', inserts => '{api.create_api_key}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('contact', inserts => '{create_contact}', updates => '{update_contact,merge_contacts,erase_contact}', deletes => '{delete_contact,merge_contacts}',
+    direct => '{INSERT,UPDATE,DELETE}',
+    insert_columns => '{name,phone,email,project_id,external_id,source_channel,language,timezone,tags}',
+    update_columns => '{name,email,phone,external_id,source_channel,language,timezone,tags,profile_picture_url,profile_picture_fetched_at,first_interaction_at,last_interaction_at}');
+SELECT ventros.register_writes('channel', inserts => '{create_channel}', updates => '{update_channel,set_channel_status}', deletes => '{delete_channel}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('channel_type', inserts => '{create_channel_type}', updates => '{update_channel_type}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{description,configuration,active,provider}');
+SELECT ventros.register_writes('agent', inserts => '{create_agent,create_virtual_agent}', updates => '{update_agent,set_agent_presence,set_agent_permission,end_virtual_period}', deletes => '{delete_agent}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('team', inserts => '{create_team}', updates => '{update_team}', deletes => '{delete_team}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,assignment_strategy,active}');
+SELECT ventros.register_writes('team_member', inserts => '{add_team_member}', updates => '{}', deletes => '{remove_team_member}');
+SELECT ventros.register_writes('pipeline', inserts => '{create_pipeline}', updates => '{update_pipeline}', deletes => '{delete_pipeline}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('pipeline_status', inserts => '{add_pipeline_status}', updates => '{update_pipeline_status}', deletes => '{remove_pipeline_status}');
+SELECT ventros.register_writes('pipeline_custom_field', inserts => '{set_pipeline_custom_field}', updates => '{set_pipeline_custom_field}', deletes => '{}');
+SELECT ventros.register_writes('contact_pipeline_status', inserts => '{change_contact_pipeline_status}', updates => '{change_contact_pipeline_status,remove_contact_from_pipeline}', deletes => '{}');
+SELECT ventros.register_writes('contact_custom_field', inserts => '{set_contact_custom_field}', updates => '{set_contact_custom_field}', deletes => '{remove_contact_custom_field}');
+SELECT ventros.register_writes('contact_identity', inserts => '{add_contact_identity}', updates => '{merge_contacts}', deletes => '{remove_contact_identity}');
+SELECT ventros.register_writes('contact_merge_suggestion', inserts => '{add_contact_identity}', updates => '{dismiss_merge_suggestion,merge_contacts}', deletes => '{}');
+SELECT ventros.register_writes('contact_consent', inserts => '{set_contact_consent}', updates => '{set_contact_consent}', deletes => '{}');
+SELECT ventros.register_writes('channel_label', inserts => '{upsert_channel_label}', updates => '{upsert_channel_label}', deletes => '{delete_channel_label}');
+SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session}', deletes => '{}');
+SELECT ventros.register_writes('session_custom_field', inserts => '{set_session_custom_field}', updates => '{set_session_custom_field}', deletes => '{}');
+SELECT ventros.register_writes('agent_session', inserts => '{join_session}', updates => '{leave_session,change_agent_session_role}', deletes => '{}');
+SELECT ventros.register_writes('chat', inserts => '{create_chat}', updates => '{update_chat,set_chat_status,set_chat_label}', deletes => '{}');
+SELECT ventros.register_writes('chat_participant', inserts => '{add_chat_participant}', updates => '{set_chat_participant_admin,remove_chat_participant}', deletes => '{}');
+SELECT ventros.register_writes('message', inserts => '{send_message,receive_message,import_message}', updates => '{confirm_message_status,mark_message_sent}', deletes => '{delete_message}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('note', inserts => '{add_note}', updates => '{update_note,set_note_pinned}', deletes => '{delete_note}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{content,priority,visible_to_client,pinned,tags,mentions,attachments,note_type}');
+SELECT ventros.register_writes('canned_response', inserts => '{create_canned_response}', updates => '{update_canned_response}', deletes => '{delete_canned_response}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{shortcut,title,content,tags,team_id}');
+SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account,activate_billing_payment,suspend_billing_account,reactivate_billing_account,cancel_billing_account,link_stripe_customer}', deletes => '{}');
+SELECT ventros.register_writes('subscription', inserts => '{create_subscription}', updates => '{set_subscription_status,update_subscription_period,change_subscription_price,schedule_subscription_cancellation,cancel_subscription,reactivate_subscription}', deletes => '{}');
+SELECT ventros.register_writes('invoice', inserts => '{create_invoice}', updates => '{finalize_invoice,pay_invoice,record_invoice_payment_failure,mark_invoice_uncollectible,void_invoice,set_invoice_links}', deletes => '{}');
+SELECT ventros.register_writes('usage_meter', inserts => '{create_usage_meter}', updates => '{increment_usage,report_usage,reset_usage_period}', deletes => '{}');
+SELECT ventros.register_writes('saga', inserts => '{start_saga}', updates => '{complete_saga_step,complete_saga,fail_saga,request_saga_compensation,mark_saga_compensated}', deletes => '{}');
+SELECT ventros.register_writes('credential', inserts => '{create_credential}', updates => '{update_credential,set_credential_value,set_credential_oauth,activate_credential,deactivate_credential}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{name,description,metadata,project_id,expires_at}');
+SELECT ventros.register_writes('project_member', inserts => '{invite_project_member}', updates => '{change_project_member_role}', deletes => '{remove_project_member}');
+SELECT ventros.register_writes('webhook_subscription', inserts => '{create_webhook_subscription}', updates => '{update_webhook_subscription,set_webhook_subscription_active,rotate_webhook_secret}', deletes => '{delete_webhook_subscription}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('contact_list', inserts => '{create_contact_list}', updates => '{update_contact_list}', deletes => '{delete_contact_list}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,logical_operator}');
+SELECT ventros.register_writes('contact_list_filter', inserts => '{add_contact_list_filter}', updates => '{}', deletes => '{remove_contact_list_filter,clear_contact_list_filters}');
+SELECT ventros.register_writes('contact_list_member', inserts => '{add_contact_to_list}', updates => '{}', deletes => '{remove_contact_from_list}');
+SELECT ventros.register_writes('contact_event', inserts => '{create_contact_event}', updates => '{update_contact_event,mark_contact_event_delivered,mark_contact_event_read}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,visible_to_client,visible_to_agent,expires_at,priority,metadata}');
+SELECT ventros.register_writes('event_log', inserts => '{append_event_log}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('automation', inserts => '{create_automation}', updates => '{update_automation,set_automation_enabled,add_automation_rule}', deletes => '{delete_automation}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('automation_trigger', inserts => '{register_automation_trigger}', updates => '{}', deletes => '{unregister_automation_trigger}');
+SELECT ventros.register_writes('campaign', inserts => '{create_campaign}', updates => '{update_campaign,set_campaign_status}', deletes => '{delete_campaign}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,goal_type,goal_value,start_date,end_date}');
+SELECT ventros.register_writes('campaign_step', inserts => '{add_campaign_step}', updates => '{update_campaign_step}', deletes => '{remove_campaign_step}');
+SELECT ventros.register_writes('campaign_enrollment', inserts => '{enroll_in_campaign}', updates => '{set_campaign_enrollment_status,advance_campaign_enrollment}', deletes => '{}');
+SELECT ventros.register_writes('sequence', inserts => '{create_sequence}', updates => '{update_sequence,set_sequence_status}', deletes => '{delete_sequence}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,trigger_type,trigger_data,exit_on_reply}');
+SELECT ventros.register_writes('sequence_step', inserts => '{add_sequence_step}', updates => '{update_sequence_step}', deletes => '{remove_sequence_step}');
+SELECT ventros.register_writes('sequence_enrollment', inserts => '{enroll_in_sequence}', updates => '{set_sequence_enrollment_status,advance_sequence_enrollment}', deletes => '{}');
+SELECT ventros.register_writes('broadcast', inserts => '{create_broadcast}', updates => '{update_broadcast,schedule_broadcast,execute_broadcast,cancel_broadcast}', deletes => '{delete_broadcast}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('broadcast_execution', inserts => '{execute_broadcast}', updates => '{cancel_broadcast}', deletes => '{}');
+SELECT ventros.register_writes('tracking', inserts => '{create_tracking}', updates => '{update_tracking}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,campaign,ad_id,ad_url,click_id,utm_source,utm_medium,utm_campaign,utm_term,utm_content,metadata}');
+SELECT ventros.register_writes('tracking_enrichment', inserts => '{enrich_tracking}', updates => '{enrich_tracking}', deletes => '{}');
+SELECT ventros.register_writes('message_group', inserts => '{add_message_to_group}', updates => '{start_message_group_processing,complete_message_group,expire_message_group}', deletes => '{}');
+SELECT ventros.register_writes('agent_ai_interaction', inserts => '{complete_message_group}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('message_enrichment', inserts => '{create_message_enrichment}', updates => '{start_message_enrichment,complete_message_enrichment,fail_message_enrichment}', deletes => '{}');
+SELECT ventros.register_writes('ai_process', inserts => '{create_ai_process}', updates => '{finish_ai_process}', deletes => '{}');
+SELECT ventros.register_writes('whatsapp_template', inserts => '{upsert_whatsapp_template,sync_whatsapp_templates}', updates => '{upsert_whatsapp_template}', deletes => '{delete_whatsapp_template}',
+    direct => '{DELETE}');
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -424,3 +424,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, inte
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_broadcasts(timestamptz) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_broadcast(uuid, integer) TO ventros_admin;
+
+-- Direct writes of broadcast, broadcast_execution by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('broadcast', inserts => '{create_broadcast}', updates => '{update_broadcast,schedule_broadcast,execute_broadcast,cancel_broadcast}', deletes => '{delete_broadcast}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('broadcast_execution', inserts => '{execute_broadcast}', updates => '{cancel_broadcast}', deletes => '{}');
