@@ -42,6 +42,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -344,6 +346,35 @@ vn_worker_end(MemoryContext caller)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * vn_worker_flush_wal
+ *		Flush the WAL inserted so far: every commit this worker has seen is
+ *		on disk when it returns.  A worker calls it after a transaction step
+ *		that claimed work and before acting on it outside the database
+ *		(publishing, sending): a writer with synchronous_commit = off makes
+ *		its commit visible before its WAL is flushed, and a crash would then
+ *		undo a transaction whose effect is already out (the soak saw one
+ *		aggregate version twice, with different contents).  Nothing to do
+ *		when all is flushed already (synchronous_commit on).
+ *
+ *		At the start of a page GetXLogInsertRecPtr points past the page
+ *		header, which nothing has written yet; XLogFlush of that position
+ *		fails ("xlog flush request ... is not satisfied"), and killed the
+ *		publisher with a batch in flight (published again: duplicates).  The
+ *		inserted WAL ends at the page boundary then.
+ */
+void
+vn_worker_flush_wal(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
 }
 
 /*
