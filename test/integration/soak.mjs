@@ -132,8 +132,10 @@ export async function runSoak({
     const since = (await db.query('SELECT coalesce(max(seq), 0) AS s FROM ventros.outbox')).rows[0].s;
     const setup = await client();
     await setup.query(`SET ventros.tenant = '${tenant}'`);
-    const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '@' || $2 || '.example')).id
-                                    FROM generate_series(1, $1) g`, [aggregates, tenant])).rows.map((r) => r.id);
+    // emails of this run: a run again in the same database makes new contacts
+    const run = Date.now().toString(36);
+    const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '.' || $3 || '@' || $2 || '.example')).id
+                                    FROM generate_series(1, $1) g`, [aggregates, tenant, run])).rows.map((r) => r.id);
     // the HTTP commands' own contacts: no SQL writer conflicts with them
     const commandIds = (await setup.query(`SELECT (ventros.create_contact('Soak HTTP ' || g)).id
                                            FROM generate_series(1, $1) g`, [commands > 0 ? commandAggregates : 0]))

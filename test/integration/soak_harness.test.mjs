@@ -1,11 +1,19 @@
-// The soak's consumer (soak_consumer.mjs) through what stopped it before:
-// a round must end, and the next one start, whatever the broker does; and
-// close() must return whatever the broker does.  Both failed with a bare
-// `await conn.close()` (amqplib's close never settles when the connection
-// dies while closing) and with a cancelled consumer taken for a live one.
-// The order checker the soak and the outbox tests share (orderChecker).
+// The soak's own machinery (soak.mjs), through what broke it before:
+//   - its consumer (soak_consumer.mjs): a round must end, and the next one
+//     start, whatever the broker does, and close() must return whatever the
+//     broker does.  Both failed with a bare `await conn.close()` (amqplib's
+//     close never settles when the connection dies while closing) and with a
+//     cancelled consumer taken for a live one;
+//   - its TCP proxy (fakes/tcp_proxy.mjs): closing a socket it had ended
+//     must leave nothing behind (Node's resetAndDestroy() then leaks the
+//     handle, and the process spins at exit forever: a finished soak's
+//     process never ended);
+//   - the order checker the soak and the outbox tests share (orderChecker).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { AMQP_URL, brokerSignal, until, orderChecker } from './outbox_helpers.mjs';
 import { startConsumer, dropConnection } from './soak_consumer.mjs';
@@ -93,4 +101,23 @@ test('the order check: outbox order per aggregate, versions never back nor skipp
   assert.match(o.see(e(6, 5)), /skipped/);
   assert.equal(o.see(e(1, 9, 'y')), null, 'another aggregate');
   assert.match(o.see(e(7, 4, 'y')), /went back/);
+});
+
+test('a socket the proxy ended and then closes with a reset leaves nothing open: the process ends', () => {
+  const proxy = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fakes/tcp_proxy.mjs');
+  // end(), then the close in the same tick, while the shutdown is under way
+  const script = `
+    import net from 'node:net';
+    import { closeSocket } from ${JSON.stringify(proxy)};
+    const server = net.createServer((s) => s.on('error', () => {}));
+    await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+    const c = net.connect(server.address().port, '127.0.0.1');
+    await new Promise((ok) => c.on('connect', ok));
+    c.on('error', () => {});
+    c.end();
+    closeSocket(c, true);
+    server.close();`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 20000, encoding: 'utf8' });
+  assert.equal(r.error?.code, undefined, 'the process did not end by itself (killed after 20 s)');
+  assert.equal(r.status, 0, r.stderr);
 });
