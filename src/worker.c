@@ -27,6 +27,8 @@
  *	  and reloads the configuration; vn_worker_wait sleeps on the latch;
  *	- a transaction step: vn_worker_begin / vn_worker_end, worker_spi's
  *	  sequence, back in the caller's memory context after the commit;
+ *	- the flush before acting outside the database: vn_worker_flush_wal,
+ *	  so that nothing a crash can take back is published or sent;
  *	- the install check: vn_worker_missing_function names the first SQL
  *	  function a worker calls that the database lacks (the install script
  *	  may predate the library), so the worker reports and waits instead of
