@@ -671,6 +671,16 @@ claim(int n, TimestampTz *next_due)
 	}
 	vn_worker_end(old);
 
+	/*
+	 * Send only what a crash cannot take back (worker.c): a request queued
+	 * by a transaction with synchronous_commit = off would otherwise reach
+	 * its receiver although a crash then undid it.  The flush makes the
+	 * claim durable too.  Outcomes are recorded without a flush: a crash
+	 * that takes one back leaves the row claimed, and it is sent again (at
+	 * least once).
+	 */
+	if (count > 0)
+		vn_worker_flush_wal();
 	for (i = 0; i < count; i++)
 		start_request(reqs[i]);
 	pfree(reqs);

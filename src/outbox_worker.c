@@ -57,8 +57,6 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "access/xlog.h"
-#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -686,27 +684,6 @@ connection_failed(const char *err)
 }
 
 /*
- * inserted_wal_end
- *		Where the WAL inserted so far ends, for XLogFlush.  At the start of a
- *		page GetXLogInsertRecPtr points past the page header, which nothing
- *		has written yet; XLogFlush of that position fails ("xlog flush
- *		request ... is not satisfied"), and killed the publisher with a
- *		batch in flight (published again: duplicates).  The inserted WAL
- *		ends at the page boundary then.
- */
-static XLogRecPtr
-inserted_wal_end(void)
-{
-	XLogRecPtr upto = GetXLogInsertRecPtr();
-
-	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
-		upto -= SizeOfXLogLongPHD;
-	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
-		upto -= SizeOfXLogShortPHD;
-	return upto;
-}
-
-/*
  * step
  *		One transaction: record the batches at the head of the ring that
  *		the confirms settled, then (when claim) claim up to limit new rows,
@@ -742,15 +719,10 @@ step(bool claim, int limit, int *recorded)
 		return 0;
 
 	/*
-	 * Publish only what a crash cannot take back.  A writer with
-	 * synchronous_commit = off makes its commit visible before its WAL is
-	 * flushed; a crash then undoes a transaction whose events consumers
-	 * already have (the soak saw one version of an aggregate twice, with
-	 * different contents).  Every commit the claim saw was inserted into the
-	 * WAL before it: flushing up to the current insert position covers them
-	 * (nothing to do when they are flushed already, synchronous_commit on).
+	 * Publish only what a crash cannot take back (worker.c): every commit
+	 * the claim saw was inserted into the WAL before it.
 	 */
-	XLogFlush(inserted_wal_end());
+	vn_worker_flush_wal();
 	ring_count++;
 	ring_msgs += b->n;
 	b->published_at = GetCurrentTimestamp();

@@ -30,6 +30,8 @@
  *	  and reloads the configuration; vn_worker_wait sleeps on the latch;
  *	- a transaction step: vn_worker_begin / vn_worker_end, worker_spi's
  *	  sequence, back in the caller's memory context after the commit;
+ *	- the flush before acting outside the database: vn_worker_flush_wal,
+ *	  so that nothing a crash can take back is published or sent;
  *	- the install check: vn_worker_missing_function names the first SQL
  *	  function a worker calls that the database lacks (the install script
  *	  may predate the library), so the worker reports and waits instead of
@@ -45,6 +47,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -450,6 +454,35 @@ vn_worker_end(MemoryContext caller)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextSwitchTo(caller);
+}
+
+/*
+ * vn_worker_flush_wal
+ *		Flush the WAL inserted so far: every commit this worker has seen is
+ *		on disk when it returns.  A worker calls it after a transaction step
+ *		that claimed work and before acting on it outside the database
+ *		(publishing, sending): a writer with synchronous_commit = off makes
+ *		its commit visible before its WAL is flushed, and a crash would then
+ *		undo a transaction whose effect is already out (the soak saw one
+ *		aggregate version twice, with different contents).  Nothing to do
+ *		when all is flushed already (synchronous_commit on).
+ *
+ *		At the start of a page GetXLogInsertRecPtr points past the page
+ *		header, which nothing has written yet; XLogFlush of that position
+ *		fails ("xlog flush request ... is not satisfied"), and killed the
+ *		publisher with a batch in flight (published again: duplicates).  The
+ *		inserted WAL ends at the page boundary then.
+ */
+void
+vn_worker_flush_wal(void)
+{
+	XLogRecPtr upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	XLogFlush(upto);
 }
 
 /*

@@ -87,6 +87,7 @@ extern bool			 vn_worker_loop_top(void);
 extern int			 vn_worker_wait(long timeout_ms, pgsocket sock);
 extern MemoryContext vn_worker_begin(const char *activity);
 extern void			 vn_worker_end(MemoryContext caller);
+extern void			 vn_worker_flush_wal(void);
 extern const char	*vn_worker_missing_function(const char *const *signatures, int n);
 extern void			 vn_worker_set_error(const char *msg);
 extern void			 vn_worker_note_error(VnWorkerSlot *slot, const char *msg, TimestampTz at);

@@ -85,14 +85,26 @@ static void reset(PGconn *conn, int ci);
  * as long as it likes without looking at statement_timeout, and a client
  * chooses how large the statement is.  ventros.max_plan_cost (plan_guard.c
  * in the extension) refuses plans over the front's cost ceiling.
+ *
+ * An answer means durable: a server running synchronous_commit = off makes
+ * a commit visible before its WAL is on disk, and a crash then takes back a
+ * write the front already answered (a webhook answered 200, which its
+ * provider never sends again, was lost so).  The request's transaction
+ * commits with synchronous_commit = on instead; local and the stronger
+ * remote_* settings are kept.  A request that writes nothing waits for
+ * nothing.
  */
+#define VN_SYNC_COMMIT \
+	" pg_catalog.set_config('synchronous_commit', CASE pg_catalog.current_setting('synchronous_commit')" \
+	" WHEN 'off' THEN 'on' ELSE pg_catalog.current_setting('synchronous_commit') END, true)"
+
 static const char *setup_sql =
 	"SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
 	" pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
 	" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true),"
 	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)";
+	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)," VN_SYNC_COMMIT;
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
@@ -101,7 +113,7 @@ static const char *setup_key_sql =
 	" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true),"
 	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)"
+	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)," VN_SYNC_COMMIT
 	" FROM ventros.api_key_claims($5) c";
 
 PGconn *

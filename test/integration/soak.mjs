@@ -1,14 +1,21 @@
 // The standing fault proof (docs/reliability.md): a mixed workload while the
 // harness breaks what it runs on, then a count of what arrived.
 //
-// Workload: writers updating a tenant's contacts over SQL (one
-// contact.updated event per commit, published by the outbox publisher),
-// HTTP sends queued for the dispatcher (ventros.enqueue_http_request) to a
-// recording fake provider, and WAHA webhooks posted to ventros-http (the
-// front) as a provider would, again until answered 200, processed by the
-// inbox processors (deferred).  The publisher reaches the broker, and the
-// dispatcher the provider, through TCP proxies of our own
-// (fakes/tcp_proxy.mjs).
+// Workload:
+//   - commands over SQL: writers updating a tenant's contacts (one
+//     contact.updated event per commit, published by the outbox publisher);
+//   - commands over HTTP: PATCH /contacts through ventros-http (the front)
+//     with a tenant admin's token, on contacts of their own, each retried
+//     until answered 200 (a 409 after an attempt whose answer was lost reads
+//     the version again); every command answered 200 must be in the outbox
+//     after the faults (lost, must be 0);
+//   - webhooks in: WAHA webhooks posted to the front as a provider would,
+//     each until answered 200, processed by the inbox processors (deferred);
+//     every accepted one must become one message (lost, must be 0);
+//   - sends out: HTTP requests queued for the dispatcher
+//     (ventros.enqueue_http_request) to a recording fake provider.
+// The publisher reaches the broker, and the dispatcher the provider, through
+// TCP proxies of our own (fakes/tcp_proxy.mjs).
 // Faults, spread evenly over the writes, one at a time:
 //   broker-kill   kill -9 of the RabbitMQ node, then started again
 //   hang          kill -STOP of the node past the publisher's heartbeat, then -CONT
@@ -17,18 +24,23 @@
 //   pg-restart    pg_ctl restart -m immediate (a crash: no shutdown checkpoint)
 //   proxy-cut     both proxies reset every connection
 //   proxy-stall   both proxies hold every byte past the heartbeat, then let go
-// A consumer (amqplib, acking after it counts, reconnecting after faults)
-// reads a durable queue bound to every event: per event id, lost (must be
-// 0), duplicates (reported), order violations per aggregate (first arrival
-// of each event, aggregate versions without gap; must be 0).  Sends: lost
-// (must be 0) and duplicates at the provider.  Webhooks: accepted ones
-// without their message (lost, must be 0), and messages stored twice.
+// A consumer (soak_consumer.mjs: amqplib, acking after it counts,
+// reconnecting after faults) reads a durable queue bound to every event:
+// per event id of the outbox, lost (must be 0) and duplicates (reported);
+// order violations (orderChecker: per aggregate, first arrivals in outbox
+// order, versions never back nor skipped; must be 0); phantoms, events a
+// consumer got that the outbox no longer has (a crash took back what was
+// published; must be 0).  Sends: lost (must be 0) and duplicates at the
+// provider.  Webhooks: accepted ones without their message (lost, must be
+// 0), and messages stored twice.
 //
-// runSoak() is used by soak_short.test.mjs (scripts/test) and, through
-// `node test/integration/soak.mjs --events N ...`, by bench/soak.sh.
+// runSoak() is used through `node test/integration/soak.mjs --events N ...`
+// by soak_short.test.mjs (scripts/test) and bench/soak.sh; the process ends
+// by itself once it has printed its result (nothing left open).
 // Needs the environment of scripts/test (VENTROS_PGURL, VENTROS_AMQP_URL,
-// VENTROS_AMQP_PORT, VENTROS_RUN_DIR).
+// VENTROS_AMQP_PORT, VENTROS_RUN_DIR, VENTROS_HTTP_PORT).
 import amqp from 'amqplib';
+import { startConsumer } from './soak_consumer.mjs';
 import { fileURLToPath } from 'node:url';
 import {
   AMQP_URL, AMQP_PORT, client, until, restartPublisher, sleep, brokerStartAsync, brokerSignal, pgRestartAsync,
@@ -37,7 +49,7 @@ import { alterSystem } from './settings.mjs';
 import { startRecorder } from './fakes/recorder.mjs';
 import { startTcpProxy } from './fakes/tcp_proxy.mjs';
 import { emitWaha, wahaMessage } from './fakes/emit.mjs';
-import { startServer, BASE } from './http_helpers.mjs';
+import { startServer, BASE, auth } from './http_helpers.mjs';
 import { createChannel, secret } from './webhooks_helpers.mjs';
 
 const HEARTBEAT_S = 2;
@@ -68,60 +80,10 @@ function resilient(init = null) {
   };
 }
 
-// Consumer of a durable queue that reconnects after every fault; counts per
-// event id and checks the order of first arrivals per aggregate.
-function startConsumer(queue, tenant) {
-  const st = { copies: new Map(), last: new Map(), violations: [], stop: false, conn: null };
-  st.done = (async () => {
-    while (!st.stop) {
-      try {
-        const conn = await amqp.connect(`${AMQP_URL}?heartbeat=5`, { timeout: 10000 });
-        if (st.stop) { // closed while it connected
-          await conn.close().catch(() => {});
-          break;
-        }
-        st.conn = conn;
-        const closed = new Promise((ok) => { conn.on('close', ok); conn.on('error', () => {}); });
-        const ch = await conn.createChannel();
-        // a channel closed by the broker (the queue not back yet after a
-        // restart) ends this round too
-        const chClosed = new Promise((ok) => { ch.on('close', ok); ch.on('error', () => {}); });
-        await ch.prefetch(1000);
-        await ch.consume(queue, (m) => {
-          if (!m) return;
-          if (m.properties.headers?.tenant_id === tenant) {
-            const id = m.properties.messageId;
-            const n = (st.copies.get(id) ?? 0) + 1;
-            st.copies.set(id, n);
-            if (n === 1) {
-              const b = JSON.parse(m.content.toString());
-              const prev = st.last.get(b.aggregateid);
-              if (prev && (b.sequence <= prev.s ||
-                           (b.aggregateversion != null && prev.v != null && b.aggregateversion !== prev.v + 1)))
-                st.violations.push(`${b.aggregateid}: version ${b.aggregateversion} (seq ${b.sequence}) after ${prev.v} (seq ${prev.s})`);
-              st.last.set(b.aggregateid, { v: b.aggregateversion, s: b.sequence });
-            }
-          }
-          try { ch.ack(m); } catch (e) { /* the connection went: redelivered */ }
-        });
-        await Promise.race([closed, chClosed]);
-        try { await conn.close(); } catch (e) { /* gone */ }
-      } catch (e) { /* broker down: try again */ }
-      st.conn = null;
-      if (!st.stop) await sleep(250);
-    }
-  })();
-  st.close = async () => {
-    st.stop = true;
-    try { await st.conn?.close(); } catch (e) { /* gone */ }
-    await st.done;
-  };
-  return st;
-}
-
 export async function runSoak({
   events = 3000, brokerKills = 1, hangs = 1, workerKills = 3, pgRestarts = 1, proxyCuts = 2, proxyStalls = 1,
-  sends = 200, webhooks = 0, writers = 4, aggregates = 50, tenant = 'soak', log = (s) => console.log(`# ${s}`),
+  sends = 200, webhooks = 0, commands = 0, writers = 4, aggregates = 50, commandAggregates = 10, tenant = 'soak',
+  log = (s) => console.log(`# ${s}`),
 } = {}) {
   const started = Date.now();
   const db = resilient();
@@ -170,14 +132,21 @@ export async function runSoak({
     const since = (await db.query('SELECT coalesce(max(seq), 0) AS s FROM ventros.outbox')).rows[0].s;
     const setup = await client();
     await setup.query(`SET ventros.tenant = '${tenant}'`);
-    const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '@' || $2 || '.example')).id
-                                    FROM generate_series(1, $1) g`, [aggregates, tenant])).rows.map((r) => r.id);
+    // emails of this run: a run again in the same database makes new contacts
+    const run = Date.now().toString(36);
+    const ids = (await setup.query(`SELECT (ventros.create_contact('Soak ' || g, email => 'soak' || g || '.' || $3 || '@' || $2 || '.example')).id
+                                    FROM generate_series(1, $1) g`, [aggregates, tenant, run])).rows.map((r) => r.id);
+    // the HTTP commands' own contacts: no SQL writer conflicts with them
+    const commandIds = (await setup.query(`SELECT (ventros.create_contact('Soak HTTP ' || g)).id
+                                           FROM generate_series(1, $1) g`, [commands > 0 ? commandAggregates : 0]))
+      .rows.map((r) => r.id);
     await setup.end();
     // the front, and a WAHA channel whose webhooks it takes (deferred processing)
     const wahaSecret = secret();
     let channel;
-    if (webhooks > 0) {
+    if (webhooks > 0 || commands > 0)
       front = await startServer({ VENTROS_HTTP_POOL_WAIT_MS: '60000' });
+    if (webhooks > 0) {
       const c = await client();
       channel = await createChannel(c, tenant, 'waha', { base_url: 'http://127.0.0.1:9', session: 'acme-sales',
         api_key: secret(8), webhook_secret: wahaSecret }, `Soak WAHA ${secret(3)}`);
@@ -247,6 +216,49 @@ export async function runSoak({
       }
     })();
 
+    // commands over HTTP: one every events/commands commits, each until
+    // answered 200 (a token per request: a long run outlives any one token)
+    const acked = [];
+    let commandError = null;
+    const frontCall = async (method, p, body) => {
+      const r = await fetch(`${BASE}${p}`, {
+        method,
+        headers: { ...auth('ventros_admin', tenant), 'Content-Type': 'application/json', Prefer: 'return=representation' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(90000),
+      });
+      const text = await r.text();
+      let json;
+      try { json = JSON.parse(text); } catch (e) { json = undefined; }
+      return { status: r.status, text, json };
+    };
+    const httpCommands = (async () => {
+      const versions = new Map(commandIds.map((id) => [id, 1]));
+      for (let n = 0; n < commands && !stop; n++) {
+        while (!stop && committed < (n * events) / commands) await sleep(20);
+        const id = commandIds[n % commandIds.length];
+        const name = `Soak HTTP ${n}`;
+        for (let i = 0; !stop && i < 600; i++) {
+          try {
+            const r = await frontCall('PATCH', `/contacts?id=eq.${id}&select=version`, { name, version: versions.get(id) });
+            if (r.status === 200 && r.json?.length === 1) {
+              versions.set(id, r.json[0].version);
+              acked.push({ id, version: r.json[0].version, name });
+              break;
+            }
+            if (r.status === 409) {
+              // an attempt committed and its answer was lost: where does it stand
+              const g = await frontCall('GET', `/contacts?id=eq.${id}&select=version`);
+              if (g.status === 200 && g.json?.length === 1) versions.set(id, g.json[0].version);
+              continue;
+            }
+            if (!commandError && r.status < 500) log(`a command was refused: ${(commandError = `${r.status} ${r.text}`)}`);
+          } catch (e) { /* the front is restarting its connections */ }
+          await sleep(100);
+        }
+      }
+    })();
+
     // occurrence j of a kind that happens n times sits at (j + 0.5) / n of the run
     const counts = { 'broker-kill': brokerKills, hang: hangs, 'worker-kill': workerKills, 'pg-restart': pgRestarts,
                      'proxy-cut': proxyCuts, 'proxy-stall': proxyStalls };
@@ -299,7 +311,9 @@ export async function runSoak({
     allowed = events;
     await Promise.all(work);
     await hooks;
-    log(`writes done: ${committed} commits, ${sent} sends, ${accepted.length} webhooks, ${Math.round((Date.now() - started) / 1000)} s`);
+    await httpCommands;
+    log(`writes done: ${committed} commits, ${acked.length} HTTP commands, ${sent} sends, ${accepted.length} webhooks, ` +
+        `${Math.round((Date.now() - started) / 1000)} s`);
 
     // everything published and every send delivered (bounded), then counted
     await until(async () => (await db.query(`SELECT count(*)::int AS n FROM ventros.outbox
@@ -333,18 +347,34 @@ export async function runSoak({
     const kept = await stored();
     const webhooksLost = accepted.length - kept.length;
     const webhookDuplicates = kept.reduce((t, r) => t + r.n - 1, 0);
+    // phantoms: events a consumer got that the outbox no longer has
+    const inOutbox = new Set(rows.map((r) => r.id));
+    let phantoms = 0;
+    for (const [id, seq] of consumer.seqs) if (seq > Number(since) && !inOutbox.has(id)) phantoms++;
+    // every HTTP command answered 200 is in the outbox, as answered
+    const updated = new Set((await db.query(`SELECT aggregate_id::text || '/' || aggregate_version || '/' ||
+                                                    (payload #>> '{changed,name}') AS k
+                                               FROM ventros.outbox
+                                              WHERE tenant_id = $1 AND seq > $2 AND aggregate_id = ANY ($3::uuid[])
+                                                AND event_type = 'contact.updated'`, [tenant, since, commandIds])).rows
+      .map((r) => r.k));
+    const commandsMissing = acked.filter((c) => !updated.has(`${c.id}/${c.version}/${c.name}`));
+    if (commandsMissing.length) log(`commands answered 200 and not in the outbox: ${JSON.stringify(commandsMissing.slice(0, 5))}`);
     const [a] = (await db.query(`SELECT coalesce(sum(attempts), 0)::int AS n FROM ventros.outbox
                                  WHERE tenant_id = $1 AND seq > $2`, [tenant, since])).rows;
     const result = {
       events: rows.length, received: rows.length - lost, lost, duplicates,
-      orderViolations: consumer.violations.length, violations: consumer.violations.slice(0, 10),
-      aggregates, sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size, sendsQueued: queued.length,
+      orderViolations: consumer.violations.length, violations: consumer.violations.slice(0, 10), phantoms,
+      aggregates, commands: acked.length, commandsLost: commandsMissing.length,
+      sends: sendIds.length, sendsLost, sendDuplicates: got.length - gotSet.size, sendsQueued: queued.length,
       sendsNotSucceeded: await pendingSends(),
       webhooks: accepted.length, webhooksLost, webhookDuplicates,
       faults, proxy: { broker: brokerProxy.stats(), provider: providerProxy.stats() },
+      consumer: { rounds: consumer.rounds, ends: consumer.ends },
       publisherFailedAttempts: a.n, seconds: Math.round((Date.now() - started) / 1000),
     };
-    log(`events ${result.events}, lost ${lost}, duplicates ${duplicates}, order violations ${result.orderViolations}; ` +
+    log(`events ${result.events}, lost ${lost}, duplicates ${duplicates}, order violations ${result.orderViolations}, ` +
+        `phantoms ${phantoms}; HTTP commands ${result.commands}, lost ${result.commandsLost}; ` +
         `sends ${result.sends}, lost ${sendsLost}, duplicates ${result.sendDuplicates}; ` +
         `webhooks ${result.webhooks}, lost ${webhooksLost}, duplicates ${webhookDuplicates}; ${result.seconds} s`);
     return result;
@@ -366,12 +396,24 @@ export async function runSoak({
   }
 }
 
-// CLI (bench/soak.sh): node test/integration/soak.mjs --events 100000 --broker-kills 20 ...
+// The verdict: nothing lost anywhere, nothing out of order, nothing taken back.
+export function passed(r) {
+  return r.lost === 0 && r.orderViolations === 0 && r.phantoms === 0 && r.commandsLost === 0 &&
+    r.sendsLost === 0 && r.webhooksLost === 0;
+}
+
+// CLI (bench/soak.sh, soak_short.test.mjs):
+//   node test/integration/soak.mjs --events 100000 --broker-kills 20 ...
+// Prints the result (JSON between a line "{" and a line "}") and ends by
+// itself: the exit code is 0 when passed.  Should anything stay open after
+// the result, the process names it and exits 3 after 20 s (soak_short fails
+// on that).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const opts = {};
   const names = { events: 'events', 'broker-kills': 'brokerKills', hangs: 'hangs', 'worker-kills': 'workerKills',
                   'pg-restarts': 'pgRestarts', 'proxy-cuts': 'proxyCuts', 'proxy-stalls': 'proxyStalls',
-                  sends: 'sends', webhooks: 'webhooks', writers: 'writers', aggregates: 'aggregates', tenant: 'tenant' };
+                  sends: 'sends', webhooks: 'webhooks', commands: 'commands', writers: 'writers',
+                  aggregates: 'aggregates', tenant: 'tenant' };
   const args = process.argv.slice(2);
   for (let i = 0; i < args.length; i += 2) {
     const k = names[args[i].replace(/^--/, '')];
@@ -380,6 +422,12 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const r = await runSoak(opts);
   console.log(JSON.stringify(r, null, 2));
-  console.log(`lost ${r.lost}, duplicates ${r.duplicates}, order violations ${r.orderViolations}`);
-  process.exit(r.lost === 0 && r.orderViolations === 0 && r.sendsLost === 0 && r.webhooksLost === 0 ? 0 : 1);
+  console.log(`lost ${r.lost}, duplicates ${r.duplicates}, order violations ${r.orderViolations}, phantoms ${r.phantoms}, ` +
+              `HTTP commands lost ${r.commandsLost}, webhooks lost ${r.webhooksLost}, sends lost ${r.sendsLost}`);
+  process.exitCode = passed(r) ? 0 : 1;
+  setTimeout(() => {
+    const open = process._getActiveHandles().map((h) => h.constructor.name);
+    console.error(`soak: still open 20 s after the result: ${open.join(', ')}`);
+    process.exit(3);
+  }, 20000).unref();
 }

@@ -9,6 +9,19 @@
 //   const p = await startTcpProxy({ target: 5672 }); p.port; await p.close();
 import net from 'node:net';
 
+// Close a socket, with a reset when asked and possible.  Not after end():
+// Node's resetAndDestroy() on a socket whose shutdown is still under way
+// fails (EINVAL) and leaves its handle marked closing but never closed, and
+// the process then spins at 100% CPU at exit, forever, waiting for it (a
+// soak that had printed its result never ended so).  The proxy ends a socket
+// when the other side of its pair ends, and resets pairs on errors and cuts:
+// such a socket is destroyed instead (its peer sees the close).
+export function closeSocket(s, reset) {
+  if (s.destroyed) return;
+  if (reset && !s.writableEnded && typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
+  else s.destroy();
+}
+
 export async function startTcpProxy({ target, targetHost = '127.0.0.1', port = 0, host = '127.0.0.1' } = {}) {
   const pairs = new Set();
   let stalled = false;
@@ -28,11 +41,7 @@ export async function startTcpProxy({ target, targetHost = '127.0.0.1', port = 0
     if (pair.closed) return;
     pair.closed = true;
     pairs.delete(pair);
-    for (const s of [pair.client, pair.upstream]) {
-      if (s.destroyed) continue;
-      if (reset && typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
-      else s.destroy();
-    }
+    for (const s of [pair.client, pair.upstream]) closeSocket(s, reset);
   }
 
   const server = net.createServer((client) => {
