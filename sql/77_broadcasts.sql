@@ -276,6 +276,7 @@ RETURNS ventros.broadcast_executions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
     e ventros.broadcast_executions;
