@@ -4374,8 +4374,8 @@ $$;
 COMMENT ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text) IS
     'Enrolls a contact in a campaign or sequence (once at a time, 23505), due at a time; keeps the parent''s counters; emits <parent>_enrollment.created and <parent>.contact_enrolled';
 
--- schedule_enrollment: an active enrollment done with a step, due again at a time.
-CREATE OR REPLACE FUNCTION ventros.schedule_enrollment(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
+-- set_enrollment_due: an active enrollment done with a step, due again at a time.
+CREATE OR REPLACE FUNCTION ventros.set_enrollment_due(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
                                             due timestamptz)
 RETURNS anyelement
 LANGUAGE plpgsql
@@ -4391,7 +4391,7 @@ BEGIN
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION ventros.schedule_enrollment(anyelement, text, uuid, integer, timestamptz) IS
+COMMENT ON FUNCTION ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz) IS
     'Records the step an enrollment reached (NULL: unchanged) and when it is due again';
 
 -- finish_enrollment: an active enrollment completed or exited (with a reason)
@@ -4764,7 +4764,7 @@ $$;
 COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, timestamptz) IS
     'Counts an enrollment''s contact in its campaign''s contacts_reached, once';
 
--- run_campaign_step: one step for one enrollment.  Returns what happened:
+-- execute_campaign_step: one step for one enrollment.  Returns what happened:
 -- {"outcome": "done" | "skipped" | "wait" | "exit" | "goto", "minutes",
 -- "to" (the order a goto or skip goes on before), "message_id"}.
 --   broadcast  config.broadcast_id: the broadcast's message to the contact;
@@ -4773,7 +4773,7 @@ COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, times
 --              hold: go on; else config.else: "exit" (default), "continue",
 --              "skip" (the next step), or {"goto": order};
 --   wait, delay  config.minutes or config.delay_minutes, then go on.
-CREATE OR REPLACE FUNCTION ventros.run_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
+CREATE OR REPLACE FUNCTION ventros.execute_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -4819,7 +4819,7 @@ BEGIN
     END CASE;
 END
 $$;
-COMMENT ON FUNCTION ventros.run_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
+COMMENT ON FUNCTION ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
     'Runs one campaign step for an enrollment (broadcast to the contact, sequence enrollment, condition, wait or delay; passed over when its conditions do not hold); returns the outcome';
 
 -- advance_campaign_enrollment: the enrollment's steps from the next one on,
@@ -4841,7 +4841,7 @@ BEGIN
         IF step.id IS NULL THEN
             RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'completed', NULL, now);
         END IF;
-        r := ventros.run_campaign_step(e, step, now);
+        r := ventros.execute_campaign_step(e, step, now);
         PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
             jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
                                'step_type', step.type) || r, NULL);
@@ -4849,7 +4849,7 @@ BEGIN
         WHEN 'exit' THEN
             RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'exited', 'condition', now);
         WHEN 'wait' THEN
-            RETURN ventros.schedule_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
+            RETURN ventros.set_enrollment_due(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
                                                now + make_interval(secs => (r->>'minutes')::numeric * 60));
         WHEN 'goto' THEN
             after_order := (r->>'to')::integer - 1;
@@ -5017,7 +5017,7 @@ BEGIN
     END IF;
     opening := ventros.journey_window_open(s.send_window, ventros.journey_timezone(e.contact_id), now);
     IF opening IS DISTINCT FROM now THEN
-        RETURN ventros.schedule_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
+        RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
     END IF;
     held := ventros.journey_conditions_hold(step.conditions, e.contact_id, now);
     IF held AND channel IS NOT NULL THEN
@@ -5027,7 +5027,7 @@ BEGIN
     PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
         jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
                            'message_template', step.message_template, 'message_id', sent, 'skipped', NOT held), NULL);
-    RETURN ventros.schedule_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
+    RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
         now + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id,
                                                                      step."order")), '0'));
 END
@@ -5547,13 +5547,13 @@ GRANT EXECUTE ON FUNCTION ventros.next_step(anyelement, text, uuid, integer), ve
     ventros.sequence_trigger_rule(ventros.sequences)
     TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text),
-    ventros.schedule_enrollment(anyelement, text, uuid, integer, timestamptz),
+    ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz),
     ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz),
     ventros.journey_send(uuid, uuid, jsonb, text, jsonb),
     ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
     ventros.broadcast_to_contact(uuid, uuid, jsonb),
     ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
-    ventros.run_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz),
+    ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz),
     ventros.end_sequence_enrollment(ventros.sequence_enrollments, text, text, timestamptz),
     ventros.exit_sequences(uuid, text, boolean, uuid, timestamptz),
     ventros.sync_sequence_rule(ventros.sequences), ventros.journey_reply(uuid, timestamptz),

@@ -137,7 +137,7 @@ GRANT EXECUTE ON FUNCTION ventros.emit_enrollment_event(text, anyelement),
 -- made by enroll_contact, found due by tick_enrollments, which locks the
 -- contact before the enrollment (the order every writer of an enrollment
 -- keeps: an inbound reply does too, ventros.journey_reply), advanced by the
--- parent's advance_<parent>_enrollment, moved on by schedule_enrollment and
+-- parent's advance_<parent>_enrollment, moved on by set_enrollment_due and
 -- ended by finish_enrollment.  Steps send through journey_send; their
 -- conditions are the rule conditions of the automation executor, evaluated
 -- on the contact (journey_conditions_hold).
@@ -173,8 +173,8 @@ $$;
 COMMENT ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text) IS
     'Enrolls a contact in a campaign or sequence (once at a time, 23505), due at a time; keeps the parent''s counters; emits <parent>_enrollment.created and <parent>.contact_enrolled';
 
--- schedule_enrollment: an active enrollment done with a step, due again at a time.
-CREATE FUNCTION ventros.schedule_enrollment(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
+-- set_enrollment_due: an active enrollment done with a step, due again at a time.
+CREATE FUNCTION ventros.set_enrollment_due(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
                                             due timestamptz)
 RETURNS anyelement
 LANGUAGE plpgsql
@@ -190,7 +190,7 @@ BEGIN
     RETURN result;
 END
 $$;
-COMMENT ON FUNCTION ventros.schedule_enrollment(anyelement, text, uuid, integer, timestamptz) IS
+COMMENT ON FUNCTION ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz) IS
     'Records the step an enrollment reached (NULL: unchanged) and when it is due again';
 
 -- finish_enrollment: an active enrollment completed or exited (with a reason)
@@ -407,7 +407,7 @@ GRANT EXECUTE ON FUNCTION ventros.next_step(anyelement, text, uuid, integer), ve
     ventros.journey_conditions_hold(jsonb, uuid, timestamptz), ventros.journey_exit_reason(uuid, uuid, jsonb)
     TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text),
-    ventros.schedule_enrollment(anyelement, text, uuid, integer, timestamptz),
+    ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz),
     ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz),
     ventros.journey_send(uuid, uuid, jsonb, text, jsonb) TO ventros_agent;
 -- The scheduler's, as every tick: its `now` is the caller's to choose.

@@ -318,7 +318,7 @@ $$;
 COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, timestamptz) IS
     'Counts an enrollment''s contact in its campaign''s contacts_reached, once';
 
--- run_campaign_step: one step for one enrollment.  Returns what happened:
+-- execute_campaign_step: one step for one enrollment.  Returns what happened:
 -- {"outcome": "done" | "skipped" | "wait" | "exit" | "goto", "minutes",
 -- "to" (the order a goto or skip goes on before), "message_id"}.
 --   broadcast  config.broadcast_id: the broadcast's message to the contact;
@@ -327,7 +327,7 @@ COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, times
 --              hold: go on; else config.else: "exit" (default), "continue",
 --              "skip" (the next step), or {"goto": order};
 --   wait, delay  config.minutes or config.delay_minutes, then go on.
-CREATE FUNCTION ventros.run_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
+CREATE FUNCTION ventros.execute_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -373,7 +373,7 @@ BEGIN
     END CASE;
 END
 $$;
-COMMENT ON FUNCTION ventros.run_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
+COMMENT ON FUNCTION ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
     'Runs one campaign step for an enrollment (broadcast to the contact, sequence enrollment, condition, wait or delay; passed over when its conditions do not hold); returns the outcome';
 
 -- advance_campaign_enrollment: the enrollment's steps from the next one on,
@@ -395,7 +395,7 @@ BEGIN
         IF step.id IS NULL THEN
             RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'completed', NULL, now);
         END IF;
-        r := ventros.run_campaign_step(e, step, now);
+        r := ventros.execute_campaign_step(e, step, now);
         PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
             jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
                                'step_type', step.type) || r, NULL);
@@ -403,7 +403,7 @@ BEGIN
         WHEN 'exit' THEN
             RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'exited', 'condition', now);
         WHEN 'wait' THEN
-            RETURN ventros.schedule_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
+            RETURN ventros.set_enrollment_due(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
                                                now + make_interval(secs => (r->>'minutes')::numeric * 60));
         WHEN 'goto' THEN
             after_order := (r->>'to')::integer - 1;
@@ -501,7 +501,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, tim
     ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
     ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
     ventros.record_campaign_conversion(uuid), ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
-    ventros.run_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz)
+    ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).

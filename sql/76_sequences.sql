@@ -385,7 +385,7 @@ BEGIN
     END IF;
     opening := ventros.journey_window_open(s.send_window, ventros.journey_timezone(e.contact_id), now);
     IF opening IS DISTINCT FROM now THEN
-        RETURN ventros.schedule_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
+        RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
     END IF;
     held := ventros.journey_conditions_hold(step.conditions, e.contact_id, now);
     IF held AND channel IS NOT NULL THEN
@@ -395,7 +395,7 @@ BEGIN
     PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
         jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
                            'message_template', step.message_template, 'message_id', sent, 'skipped', NOT held), NULL);
-    RETURN ventros.schedule_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
+    RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
         now + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id,
                                                                      step."order")), '0'));
 END
