@@ -4537,7 +4537,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN ventros.automation_context(jsonb_populate_record(NULL::ventros.outbox,
-        jsonb_build_object('tenant_id', ventros.require_tenant(), 'seq', 0, 'event_id', gen_random_uuid(),
+        jsonb_build_object('tenant_id', ventros.require_tenant(), 'seq', 0, 'event_id', contact_id,
                            'event_type', 'journey.step', 'aggregate_type', 'contact', 'aggregate_id', contact_id,
                            'payload', '{}'::jsonb, 'occurred_at', at)), at);
 END
