@@ -2,8 +2,12 @@
 # bench/broadcast: a broadcast to $CONTACTS contacts (default 100,000) on a
 # WAHA channel, against the floor, on a throwaway server.
 #   ventros  ventros.execute_broadcast (one execution per contact of the list,
-#            opted-out ones skipped) then ventros.send_broadcast_batch for
-#            all of them: per contact the step engine's send (journey_send ->
+#            opted-out ones skipped) then ventros.send_broadcast_batch, $BATCH
+#            sends per transaction as the tick sends a rate limit's worth
+#            (one transaction for all would update the channel's and the
+#            report's counter rows $CONTACTS times in one transaction: a
+#            version chain that grows with every send); per contact the step
+#            engine's send (journey_send ->
 #            send_message: consent, session, message, counters, events) and
 #            its provider request (http_requests, message.send);
 #   floor    a plain INSERT ... SELECT of the same rows (the executions, the
@@ -11,13 +15,15 @@
 #            into copies of those tables (same columns, CHECKs and indexes;
 #            no triggers, RLS or foreign keys), in the same run.
 # Prints both times and the ratio (target <= 3).  The contacts and the list
-# are generated with triggers off (setup, not timed).  No assertion: the
+# are generated with triggers off (setup, not timed).  BENCH_PROFILE=1 also
+# prints the functions with the most self time.  No assertion: the
 # machine may be shared and noisy; read the ratio.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 RUN=$VENTROS_ROOT/.run/bench-broadcast
 PORT=${VENTROS_BENCH_PG_PORT:-54369}
 CONTACTS=${CONTACTS:-100000}
+BATCH=${BATCH:-1000}
 
 build_install
 trap 'pg_stop "$RUN"' EXIT
@@ -51,8 +57,12 @@ B=$(P -tAc "SELECT id FROM ventros.broadcasts WHERE tenant_id = 'bench'")
 
 log "ventros: a broadcast to $CONTACTS contacts"
 t0=$(now)
-P -c "SET ventros.tenant = 'bench'" -c "SELECT 1 FROM ventros.execute_broadcast('$B')" \
-  -c "SELECT ventros.send_broadcast_batch('$B', $CONTACTS)" >/dev/null
+{
+	[ -z "${BENCH_PROFILE:-}" ] || echo "SET track_functions = 'all';"
+	echo "SET ventros.tenant = 'bench';"
+	echo "SELECT 1 FROM ventros.execute_broadcast('$B');"
+	for _ in $(seq $(((CONTACTS + BATCH - 1) / BATCH))); do echo "SELECT ventros.send_broadcast_batch('$B', $BATCH);"; done
+} | P >/dev/null
 t1=$(now)
 VEN=$(echo "$t1 - $t0" | bc -l)
 WROTE=$(P -tAc "SELECT (SELECT count(*) FROM ventros.broadcast_executions WHERE tenant_id = 'bench') || ' executions, '
@@ -62,6 +72,11 @@ WROTE=$(P -tAc "SELECT (SELECT count(*) FROM ventros.broadcast_executions WHERE 
              || (SELECT count(*) FROM ventros.outbox WHERE tenant_id = 'bench') || ' events; '
              || (SELECT ventros.broadcast_stats('$B')::text FROM (SELECT set_config('ventros.tenant', 'bench', false)) s)")
 log "ventros wrote $WROTE"
+if [ -n "${BENCH_PROFILE:-}" ]; then   # where the time goes: self time per function
+	sleep 1   # the statistics collector's flush
+	P -c "SELECT funcname, calls, round(self_time::numeric, 1) AS self_ms, round(total_time::numeric, 1) AS total_ms
+	      FROM pg_stat_user_functions ORDER BY self_time DESC LIMIT 25"
+fi
 
 log "floor: INSERT ... SELECT of the same rows"
 P -c "CHECKPOINT" >/dev/null
@@ -76,5 +91,5 @@ SQL
 t1=$(now)
 FLOOR=$(echo "$t1 - $t0" | bc -l)
 log "floor wrote $(P -tAc "SELECT (SELECT count(*) FROM raw.broadcast_executions) || ' executions, ' || (SELECT count(*) FROM raw.messages) || ' messages, ' || (SELECT count(*) FROM raw.http_requests) || ' provider requests'")"
-printf 'broadcast %s contacts: floor %.2f s  ventros %.2f s  ratio %.1f (target <= 3; same run)\n' \
-	"$CONTACTS" "$FLOOR" "$VEN" "$(echo "$VEN / $FLOOR" | bc -l)"
+printf 'broadcast %s contacts (%s sends a transaction): floor %.2f s  ventros %.2f s  ratio %.1f (target <= 3; same run)\n' \
+	"$CONTACTS" "$BATCH" "$FLOOR" "$VEN" "$(echo "$VEN / $FLOOR" | bc -l)"
