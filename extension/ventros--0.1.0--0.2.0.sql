@@ -4316,6 +4316,705 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-run-automations', '* * * * *', 'SELECT ventros.run_automations(1000)',
      'the automation executor''s fallback when its background worker is not running');
 
+-- ---- broadcast_accounting
+-- Issue 14: broadcast accounting tells the truth (sql/77_broadcasts.sql).  An
+-- execution stays sending until its message's outcome: a trigger on messages
+-- makes it sent or failed (a sent one may fail later) and keeps the counts;
+-- a broadcast completes when nothing is pending or sending.  Executions a
+-- 0.1.0 database counted as sent stay sent unless their message fails.
+
+CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
+    WHERE message_id IS NOT NULL;
+INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type)
+VALUES ('broadcast_execution', 'sent', 'failed', NULL);
+
+CREATE FUNCTION ventros.finish_broadcast(b ventros.broadcasts) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id AND x.status = 'running'
+      AND NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions e
+                      WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status IN ('pending', 'sending'))
+$$;
+COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
+    'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+    m ventros.messages;
+    n integer := 0;
+    failed integer := 0;
+    message text;
+BEGIN
+    IF b.status <> 'running' THEN
+        RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    FOR e IN SELECT * FROM ventros.broadcast_executions x
+             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+             ORDER BY x.created_at, x.id
+             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+             FOR UPDATE SKIP LOCKED
+    LOOP
+        UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        BEGIN
+            m := ventros.send_message(b.channel_id, e.contact_id, text => b.message_template->>'content', source => 'broadcast',
+                                      metadata => jsonb_build_object('broadcast_id', b.id, 'template', b.message_template));
+            UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+            UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
+            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+            failed := failed + 1;
+        END;
+        n := n + 1;
+    END LOOP;
+    UPDATE ventros.broadcasts x
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+CREATE FUNCTION ventros.broadcast_message_outcome() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome text := CASE WHEN NEW.status = 'failed' THEN 'failed' ELSE 'sent' END;
+    e ventros.broadcast_executions;
+    b ventros.broadcasts;
+BEGIN
+    SELECT * INTO e FROM ventros.broadcast_executions x WHERE x.tenant_id = NEW.tenant_id AND x.message_id = NEW.id;
+    IF NOT FOUND OR e.status = outcome OR e.status NOT IN ('sending', 'sent') THEN
+        RETURN NULL;    -- not a broadcast's send, or its outcome is known
+    END IF;
+    -- The broadcast's row lock first, as send_broadcast_batch takes it.
+    SELECT * INTO b FROM ventros.broadcasts x WHERE x.tenant_id = e.tenant_id AND x.id = e.broadcast_id FOR UPDATE;
+    UPDATE ventros.broadcast_executions x
+    SET status = outcome,
+        sent_at = CASE WHEN outcome = 'sent' THEN coalesce(NEW.sent_at, now()) ELSE x.sent_at END,
+        error = CASE WHEN outcome = 'failed' THEN left(coalesce(NEW.error, 'the provider did not send the message'), 1000) END,
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    UPDATE ventros.broadcasts x
+    SET sent_count = x.sent_count + CASE WHEN outcome = 'sent' THEN 1 WHEN e.status = 'sent' THEN -1 ELSE 0 END,
+        failed_count = x.failed_count + (outcome = 'failed')::integer, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
+    'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
+-- Named to fire after messages_inbox_rematch (triggers fire in name order):
+-- that one may wait for an inbox processor, which may need this broadcast's
+-- row for another of its messages; holding it while waiting would deadlock.
+CREATE TRIGGER messages_settle_broadcast AFTER UPDATE OF status ON ventros.messages
+    FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION ventros.broadcast_message_outcome();
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_broadcast(broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
+
+GRANT EXECUTE ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) TO ventros_agent;
+
+-- ---- inbox_rematch_race
+-- Issue 14 (found by the demo round trip): a receipt a processor found
+-- unmatched while the send's answer recorded the provider id waited for its
+-- 30 s retry.  The processor and the rematch trigger now take the id's lock
+-- before they look (sql/88_inbox_processing.sql).
+
+-- A receipt waits (unmatched) for the provider id of our send, which the
+-- send's answer records (mark_message_sent) in the dispatcher's transaction
+-- while a processor may be deciding, unable to see it, that the receipt is
+-- unmatched.  Both sides take this lock before they look at the other's
+-- side (inbox_run, inbox_rematch): whichever comes second sees what the first
+-- committed, so no receipt waits for its backoff while its message has the id
+-- (test/isolation/specs/inbox_receipt_before_id.spec).
+CREATE FUNCTION ventros.lock_inbox_ref(tenant text, channel_id uuid, ref_id text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_tenant_key('inbox_ref:' || channel_id || ':' || ref_id, tenant) $$;
+COMMENT ON FUNCTION ventros.lock_inbox_ref(text, uuid, text) IS
+    'Takes the lock of a provider message id on a channel (ventros.lock_tenant_key) that a receipt found unmatched and the send recording that id share';
+
+CREATE OR REPLACE FUNCTION ventros.inbox_run(r ventros.inbox, now timestamptz) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    o ventros.inbox_outcome;
+    ch ventros.channels;
+    state text;
+    message text;
+    tries integer := r.attempts + 1;
+    id_arrived boolean := false;
+BEGIN
+    BEGIN
+        SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = r.channel_id;
+        o := ventros.inbox_process(r, ch);
+        IF o.status = 'unmatched' AND r.ref_id IS NOT NULL THEN
+            -- the send recording this id now may have committed while we looked
+            PERFORM ventros.lock_inbox_ref(r.tenant_id, r.channel_id, r.ref_id);
+            id_arrived := EXISTS (SELECT 1 FROM ventros.messages m
+                                  WHERE m.tenant_id = r.tenant_id AND m.channel_id = r.channel_id
+                                    AND m.channel_message_id = r.ref_id AND m.deleted_at IS NULL);
+        END IF;
+        UPDATE ventros.inbox i
+        SET status = o.status, attempts = tries, message_id = coalesce(o.message_id, i.message_id),
+            contact_id = coalesce(o.contact_id, i.contact_id), result = o.result, last_error = NULL,
+            processed_at = CASE WHEN o.status <> 'unmatched' THEN now END,
+            next_attempt_at = CASE WHEN o.status = 'unmatched' AND tries < ventros.inbox_max_attempts()
+                                   THEN CASE WHEN id_arrived THEN now ELSE now + ventros.inbox_backoff(tries) END END
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN o.status;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+    END;
+    IF state = '55P03' THEN
+        -- a lock held past ventros.inbox_lock_timeout (a tenant's own open
+        -- transaction): not the item's fault, so no attempt is counted
+        UPDATE ventros.inbox i
+        SET last_error = left(state || ': ' || message, 2000), next_attempt_at = now + interval '5 seconds'
+        WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+        RETURN 'deferred';
+    END IF;
+    UPDATE ventros.inbox i
+    SET status = 'failed', attempts = tries, last_error = left(state || ': ' || message, 2000),
+        next_attempt_at = CASE WHEN NOT ventros.inbox_error_is_permanent(state) AND tries < ventros.inbox_max_attempts()
+                               THEN now + ventros.inbox_backoff(tries) END
+    WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+    RETURN 'failed';
+END
+$$;
+
+-- Receipts that arrived before the send recorded the provider id become due
+-- as soon as a message gets that id (mark_message_sent, an echo binding it).
+-- The id's lock first (lock_inbox_ref): a processor deciding right now that
+-- a receipt for it is unmatched has committed when we look.
+CREATE OR REPLACE FUNCTION ventros.inbox_rematch() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.lock_inbox_ref(NEW.tenant_id, NEW.channel_id, NEW.channel_message_id);
+    UPDATE ventros.inbox i SET next_attempt_at = now()
+    WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
+      AND i.status = 'unmatched';
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbox_rematch() IS
+    'Trigger: a message got a provider id; receipts for it that were unmatched are due now (after the id''s lock, lock_inbox_ref)';
+-- ---- direct_writes
+-- Issue 14, "No write that skips a rule": what a tenant role's direct INSERT,
+-- UPDATE or DELETE of an aggregate is, declared per aggregate
+-- (ventros.aggregate_writes, register_writes) and enforced by the engine's
+-- first trigger, _ventros_direct_writes (src/direct_writes.c); declared
+-- parent guards (campaign and sequence steps change only in draft); the
+-- contact's normalisation on every write (sql/01_catalog.sql,
+-- sql/04_register.sql, sql/20_contacts.sql and each aggregate's file).
+
+-- What a direct write of an aggregate's table by a tenant role is, per
+-- operation (ventros.register_writes; src/direct_writes.c): the same as its
+-- first command (direct), or refused with 42501 and a hint naming the
+-- commands.  columns: the fields a direct write may set (INSERT: the others
+-- stay NULL) or change (UPDATE), those of that command.  An operation
+-- without a row is refused.
+CREATE TABLE ventros.aggregate_writes (
+    aggregate text    NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    operation text    NOT NULL CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE')),
+    direct    boolean NOT NULL,
+    commands  text[]  NOT NULL,
+    columns   name[],
+    PRIMARY KEY (aggregate, operation),
+    CONSTRAINT aggregate_writes_direct_command CHECK (NOT direct OR cardinality(commands) >= 1),
+    CONSTRAINT aggregate_writes_columns_direct CHECK (columns IS NULL OR (direct AND operation <> 'DELETE'))
+);
+COMMENT ON TABLE ventros.aggregate_writes IS
+    'Per aggregate and operation, what a direct write by a tenant role is: the same as its first command (direct), or refused naming the commands';
+
+-- Rules of a child aggregate that belong to its parent's state ("steps change
+-- only while the campaign is a draft"), checked on every write of the child,
+-- whoever writes it (ventros.register_parent_guard).
+CREATE TABLE ventros.aggregate_guards (
+    aggregate        text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    parent_column    name   NOT NULL,
+    parent_aggregate text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    states           text[] NOT NULL CHECK (cardinality(states) > 0),
+    rule             text   NOT NULL,
+    PRIMARY KEY (aggregate, parent_column)
+);
+COMMENT ON TABLE ventros.aggregate_guards IS
+    'A child aggregate changes only while the parent its column names is in one of states (VN002 otherwise, with rule)';
+
+CREATE FUNCTION ventros.engine_direct_writes() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_direct_writes';
+COMMENT ON FUNCTION ventros.engine_direct_writes() IS
+    'Aggregate engine, BEFORE ROW, first of all: a tenant role''s direct write gets its declared outcome (ventros.aggregate_writes)';
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_writes FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_guards FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+DO $catalog$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['aggregate_writes', 'aggregate_guards'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('ALTER TABLE ventros.%I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE pg_catalog.format('CREATE POLICY ventros_catalog_read ON ventros.%I FOR SELECT USING (true)', t);
+        EXECUTE pg_catalog.format('GRANT SELECT ON ventros.%I TO ventros_viewer, ventros_anon', t);
+    END LOOP;
+END
+$catalog$;
+
+CREATE OR REPLACE FUNCTION ventros.register_aggregate(
+    aggregate        text,
+    table_name       regclass,
+    context          text,
+    state_column     name    DEFAULT NULL,
+    transitions      jsonb   DEFAULT '[]',
+    redacted_columns name[]  DEFAULT '{}',
+    privileges       jsonb   DEFAULT '{"ventros_viewer": ["SELECT"], "ventros_agent": ["INSERT", "UPDATE"], "ventros_admin": ["DELETE"]}',
+    description      text    DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    required   CONSTANT text[][] := ARRAY[['id', 'uuid'], ['tenant_id', 'text'], ['version', 'integer'],
+                                          ['created_at', 'timestamp with time zone'],
+                                          ['updated_at', 'timestamp with time zone'],
+                                          ['deleted_at', 'timestamp with time zone']];
+    col        text[];
+    found_type text;
+    t          jsonb;
+    event_name text;
+    role_name  text;
+    privilege  text;
+    tenant_expr CONSTANT text := 'tenant_id = (SELECT ventros.current_tenant())';
+BEGIN
+    FOREACH col SLICE 1 IN ARRAY required LOOP
+        SELECT format_type(a.atttypid, a.atttypmod) INTO found_type
+        FROM pg_attribute a
+        WHERE a.attrelid = table_name AND a.attname = col[1] AND NOT a.attisdropped;
+        IF found_type IS DISTINCT FROM col[2] THEN
+            RAISE EXCEPTION 'aggregate table % needs column % %', table_name, col[1], col[2]
+                USING ERRCODE = '22023', DETAIL = coalesce('It has type ' || found_type || '.', 'It is missing.');
+        END IF;
+    END LOOP;
+    IF (SELECT a.attname FROM pg_index i JOIN pg_attribute a
+          ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = table_name AND i.indisprimary) IS DISTINCT FROM 'tenant_id' THEN
+        RAISE EXCEPTION 'primary key of % must lead with tenant_id', table_name
+            USING ERRCODE = '22023', HINT = 'Declare PRIMARY KEY (tenant_id, id).';
+    END IF;
+    IF state_column IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_attribute WHERE attrelid = table_name AND attname = state_column AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'aggregate table % has no state column %', table_name, state_column USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(transitions) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'transitions of % must be a JSON array', aggregate USING ERRCODE = '22023';
+    END IF;
+
+    INSERT INTO ventros.aggregates AS a (aggregate, table_name, context, state_column, redacted_columns, description)
+    VALUES (aggregate, table_name, context, state_column, redacted_columns, description)
+    ON CONFLICT ON CONSTRAINT aggregates_pkey DO UPDATE
+        SET table_name = EXCLUDED.table_name, context = EXCLUDED.context,
+            state_column = EXCLUDED.state_column, redacted_columns = EXCLUDED.redacted_columns,
+            description = coalesce(EXCLUDED.description, a.description);
+
+    FOREACH event_name IN ARRAY ARRAY['created', 'updated', 'deleted'] LOOP
+        -- <aggregate>.created only when some creation has no initial-state
+        -- event of its own (see engine.c: it would never be written).
+        CONTINUE WHEN event_name = 'created'
+            AND jsonb_path_exists(transitions, '$[*] ? (!exists(@.from) || @.from == null)')
+            AND NOT jsonb_path_exists(transitions, '$[*] ? ((!exists(@.from) || @.from == null) && (!exists(@.event) || @.event == null))');
+        PERFORM ventros.register_event_type(aggregate || '.' || event_name,
+                                            format('A %s was %s.', aggregate, event_name));
+    END LOOP;
+
+    DELETE FROM ventros.aggregate_transitions tr WHERE tr.aggregate = register_aggregate.aggregate;
+    FOR t IN SELECT * FROM jsonb_array_elements(transitions) LOOP
+        IF t->>'to' IS NULL THEN
+            RAISE EXCEPTION 'transition % of % has no "to" state', t, aggregate USING ERRCODE = '22023';
+        END IF;
+        IF t->>'event' IS NOT NULL THEN
+            PERFORM ventros.register_event_type(t->>'event', t->>'description');
+        END IF;
+        INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type)
+        VALUES (aggregate, t->>'from', t->>'to', t->>'event');
+    END LOOP;
+
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_before ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_after ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_truncate ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS _ventros_direct_writes ON %s', table_name);
+    -- named to fire before every other trigger of the table (name order)
+    EXECUTE format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_before BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_before()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_after AFTER INSERT OR UPDATE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_after()', table_name);
+    EXECUTE format('CREATE TRIGGER ventros_engine_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION ventros.engine_refuse_truncate()', table_name);
+
+    -- Tenancy: forced row-level security, owner included.  Soft-deleted rows
+    -- are hidden unless ventros.include_deleted is on.
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', table_name);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_select ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_insert ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_update ON %s', table_name);
+    EXECUTE format('DROP POLICY IF EXISTS ventros_tenant_delete ON %s', table_name);
+    EXECUTE format('CREATE POLICY ventros_tenant_select ON %s FOR SELECT USING (%s AND '
+                   '(deleted_at IS NULL OR (SELECT ventros.include_deleted())))', table_name, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_insert ON %s FOR INSERT WITH CHECK (%s)', table_name, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_update ON %s FOR UPDATE USING (%s) WITH CHECK (%s)',
+                   table_name, tenant_expr, tenant_expr);
+    EXECUTE format('CREATE POLICY ventros_tenant_delete ON %s FOR DELETE USING (%s)', table_name, tenant_expr);
+
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', table_name);
+    FOR role_name IN SELECT jsonb_object_keys(privileges) LOOP
+        IF role_name NOT IN ('ventros_admin', 'ventros_agent', 'ventros_viewer', 'ventros_anon') THEN
+            RAISE EXCEPTION 'unknown tenant role "%" in privileges of %', role_name, aggregate USING ERRCODE = '22023';
+        END IF;
+        FOR privilege IN SELECT jsonb_array_elements_text(privileges->role_name) LOOP
+            IF privilege NOT IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') THEN
+                RAISE EXCEPTION 'unknown privilege "%" in privileges of %', privilege, aggregate USING ERRCODE = '22023';
+            END IF;
+            EXECUTE format('GRANT %s ON %s TO %I', privilege, table_name, role_name);
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
+    'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
+
+-- the aggregates registered by 0.1.0 get the new first trigger
+DO $direct$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT a.table_name FROM ventros.aggregates a ORDER BY a.aggregate LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                                  'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', t);
+    END LOOP;
+END
+$direct$;
+
+-- register_writes: what a direct write of an aggregate's table by a tenant
+-- role is (SQL, or the api views over HTTP), declared next to the aggregate.
+-- inserts, updates and deletes name the commands that do each operation
+-- (functions of schema ventros, or api.<name>, which may be defined later in
+-- the install script: test/pgtap/620_direct_writes.sql checks they exist;
+-- '{}': only the system does it).  direct lists the operations whose direct write is the same as the
+-- first command named: every rule and effect of that command lives in the
+-- data, so the write is allowed.  insert_columns and update_columns are that
+-- command's fields: a direct INSERT may set only those (the others stay
+-- NULL), a direct UPDATE change only those.  Every other operation is refused
+-- with 42501 and a hint naming its commands (src/direct_writes.c;
+-- docs/sql.md, "Direct writes").
+CREATE FUNCTION ventros.register_writes(
+    aggregate      text,
+    inserts        text[],
+    updates        text[],
+    deletes        text[],
+    direct         text[] DEFAULT '{}',
+    insert_columns name[] DEFAULT NULL,
+    update_columns name[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target    regclass;
+    operation text;
+    commands  text[];
+    columns   name[];
+    missing   text;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_writes.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    direct := coalesce(direct, '{}');
+    SELECT d INTO missing FROM unnest(direct) d WHERE d NOT IN ('INSERT', 'UPDATE', 'DELETE') LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown operation "%" in direct writes of %', missing, aggregate
+            USING ERRCODE = '22023', HINT = 'Use INSERT, UPDATE or DELETE.';
+    END IF;
+    SELECT c INTO missing FROM unnest(coalesce(insert_columns, '{}') || coalesce(update_columns, '{}')) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    -- a direct INSERT leaves the columns it may not set NULL: they must allow it
+    SELECT a.attname INTO missing FROM pg_attribute a
+    WHERE 'INSERT' = ANY (direct) AND insert_columns IS NOT NULL
+      AND a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at')
+      AND NOT a.attname = ANY (insert_columns) AND (a.attnotnull OR a.atthasdef)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is left out of its direct inserts but has a default or is NOT NULL', missing, target
+            USING ERRCODE = '22023', HINT = 'List it in insert_columns.';
+    END IF;
+    DELETE FROM ventros.aggregate_writes w WHERE w.aggregate = register_writes.aggregate;
+    FOREACH operation IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+        commands := coalesce(CASE operation WHEN 'INSERT' THEN inserts WHEN 'UPDATE' THEN updates ELSE deletes END, '{}');
+        IF operation = ANY (direct) AND cardinality(commands) = 0 THEN
+            RAISE EXCEPTION 'a direct % of % must name the command it is the same as', operation, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        columns := CASE WHEN operation = ANY (direct) THEN
+                       CASE operation WHEN 'INSERT' THEN insert_columns WHEN 'UPDATE' THEN update_columns END END;
+        INSERT INTO ventros.aggregate_writes (aggregate, operation, direct, commands, columns)
+        VALUES (aggregate, operation, operation = ANY (direct), commands, columns);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) IS
+    'Declares what direct INSERT, UPDATE and DELETE of an aggregate''s table by tenant roles are: the same as its first command, or refused naming the commands';
+GRANT EXECUTE ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) TO ventros_platform_admin;
+
+-- guard_parent_state: the trigger of ventros.aggregate_guards.  The row's
+-- parent (old and new, when an update moves it) is read FOR SHARE, so its
+-- state cannot change until the writer commits, and must be in one of the
+-- declared states.
+CREATE FUNCTION ventros.guard_parent_state() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g       record;
+    rows    jsonb[];
+    r       jsonb;
+    parent  uuid;
+    state   text;
+BEGIN
+    rows := CASE TG_OP WHEN 'INSERT' THEN ARRAY[to_jsonb(NEW)] WHEN 'DELETE' THEN ARRAY[to_jsonb(OLD)]
+                       ELSE ARRAY[to_jsonb(NEW), to_jsonb(OLD)] END;
+    FOR g IN SELECT gd.parent_column, gd.parent_aggregate, gd.states, gd.rule, p.table_name, p.state_column
+             FROM ventros.aggregate_guards gd
+             JOIN ventros.aggregates a ON a.aggregate = gd.aggregate
+             JOIN ventros.aggregates p ON p.aggregate = gd.parent_aggregate
+             WHERE a.table_name = TG_RELID
+    LOOP
+        FOREACH r IN ARRAY rows LOOP
+            CONTINUE WHEN r IS DISTINCT FROM rows[1] AND (r->>g.parent_column) IS NOT DISTINCT FROM (rows[1]->>g.parent_column);
+            parent := (r->>g.parent_column)::uuid;
+            EXECUTE format('SELECT %I::text FROM %s WHERE tenant_id = $1 AND id = $2 FOR SHARE', g.state_column, g.table_name)
+                INTO state USING r->>'tenant_id', parent;
+            -- no parent in sight: the foreign key, or the row policy for a row of
+            -- another tenant, refuses the write after this trigger
+            IF state IS NOT NULL AND NOT state = ANY (g.states) THEN
+                RAISE EXCEPTION '% % is %; %', g.parent_aggregate, parent, state, g.rule USING ERRCODE = 'VN002';
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION ventros.guard_parent_state() IS
+    'Trigger: refuses (VN002) a write of a child aggregate while its parent is not in a declared state (ventros.aggregate_guards)';
+
+-- register_parent_guard: a child aggregate changes (insert, update, delete)
+-- only while the parent its column references is in one of states; rule is
+-- the reason the refusal gives.  Holds on every path: commands, direct
+-- writes, HTTP and the system's workers.
+CREATE FUNCTION ventros.register_parent_guard(aggregate text, parent_column name, parent_aggregate text,
+                                              states text[], rule text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_parent_guard.aggregate;
+    IF target IS NULL OR NOT EXISTS (SELECT 1 FROM ventros.aggregates p
+                                     WHERE p.aggregate = parent_aggregate AND p.state_column IS NOT NULL) THEN
+        RAISE EXCEPTION 'aggregates % and % must be registered, the parent with a state column', aggregate, parent_aggregate
+            USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = parent_column AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, parent_column USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.aggregate_guards AS g (aggregate, parent_column, parent_aggregate, states, rule)
+    VALUES (aggregate, parent_column, parent_aggregate, states, rule)
+    ON CONFLICT ON CONSTRAINT aggregate_guards_pkey DO UPDATE
+        SET parent_aggregate = EXCLUDED.parent_aggregate, states = EXCLUDED.states, rule = EXCLUDED.rule;
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_parent_guard ON %s', target);
+    EXECUTE format('CREATE TRIGGER ventros_parent_guard BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.guard_parent_state()', target);
+END
+$$;
+COMMENT ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) IS
+    'Declares that a child aggregate changes only while its parent is in one of the given states, on every path';
+GRANT EXECUTE ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) TO ventros_platform_admin;
+
+-- normalize_contact: the contact's own rules on every write, whoever writes:
+-- the name trimmed, the phone in E.164, the email lowercased (22P02 when they
+-- are not one), tags distinct and sorted, sizes checked (54000), the language
+-- 'en' unless given.  create_contact and update_contact store the same, so a
+-- direct write is the same as them (register_writes below).  Fires before
+-- the engine (trigger names sort), which then sees the stored values.
+CREATE FUNCTION ventros.normalize_contact() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name THEN
+        NEW.name := ventros.check_length(btrim(NEW.name), 200, 'contact name');
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.phone IS DISTINCT FROM OLD.phone THEN
+        NEW.phone := ventros.normalize_phone(NEW.phone);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.email IS DISTINCT FROM OLD.email THEN
+        NEW.email := ventros.normalize_email(NEW.email);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.external_id IS DISTINCT FROM OLD.external_id THEN
+        NEW.external_id := ventros.check_length(NEW.external_id, 200, 'contact external id');
+    END IF;
+    IF NEW.tags IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.tags IS DISTINCT FROM OLD.tags) THEN
+        NEW.tags := ARRAY(SELECT DISTINCT t FROM unnest(NEW.tags) t ORDER BY t);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        NEW.language := coalesce(NEW.language, 'en');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.normalize_contact() IS
+    'Trigger: trims the name, normalises phone (E.164) and email, makes tags distinct and sorted, on every write of a contact';
+CREATE TRIGGER contacts_normalize BEFORE INSERT OR UPDATE ON ventros.contacts
+    FOR EACH ROW EXECUTE FUNCTION ventros.normalize_contact();
+ALTER TABLE ventros.contacts ALTER COLUMN project_id SET DEFAULT ventros.default_project();
+-- the table's default now serves the api view too (sql/95_api.sql sets one only where the table has none)
+ALTER VIEW api.contacts ALTER COLUMN project_id DROP DEFAULT;
+
+SELECT ventros.register_parent_guard('campaign_step', 'campaign_id', 'campaign', '{draft}', 'steps change only in draft');
+SELECT ventros.register_parent_guard('sequence_step', 'sequence_id', 'sequence', '{draft}', 'steps change only in draft');
+
+SELECT ventros.register_writes('project', inserts => '{create_project}', updates => '{update_project}', deletes => '{delete_project}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,configuration,active,session_timeout_minutes,agent_assignment}');
+SELECT ventros.register_writes('user', inserts => '{create_user,api.register}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('user_api_key', inserts => '{api.create_api_key}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('contact', inserts => '{create_contact}', updates => '{update_contact,merge_contacts,erase_contact}', deletes => '{delete_contact,merge_contacts}',
+    direct => '{INSERT,UPDATE,DELETE}',
+    insert_columns => '{name,phone,email,project_id,external_id,source_channel,language,timezone,tags}',
+    update_columns => '{name,email,phone,external_id,source_channel,language,timezone,tags,profile_picture_url,profile_picture_fetched_at,first_interaction_at,last_interaction_at}');
+SELECT ventros.register_writes('channel', inserts => '{create_channel}', updates => '{update_channel,set_channel_status}', deletes => '{delete_channel}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('channel_type', inserts => '{create_channel_type}', updates => '{update_channel_type}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{description,configuration,active,provider}');
+SELECT ventros.register_writes('agent', inserts => '{create_agent,create_virtual_agent}', updates => '{update_agent,set_agent_presence,set_agent_permission,end_virtual_period}', deletes => '{delete_agent}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('team', inserts => '{create_team}', updates => '{update_team}', deletes => '{delete_team}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,assignment_strategy,active}');
+SELECT ventros.register_writes('team_member', inserts => '{add_team_member}', updates => '{}', deletes => '{remove_team_member}');
+SELECT ventros.register_writes('pipeline', inserts => '{create_pipeline}', updates => '{update_pipeline}', deletes => '{delete_pipeline}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('pipeline_status', inserts => '{add_pipeline_status}', updates => '{update_pipeline_status}', deletes => '{remove_pipeline_status}');
+SELECT ventros.register_writes('pipeline_custom_field', inserts => '{set_pipeline_custom_field}', updates => '{set_pipeline_custom_field}', deletes => '{}');
+SELECT ventros.register_writes('contact_pipeline_status', inserts => '{change_contact_pipeline_status}', updates => '{change_contact_pipeline_status,remove_contact_from_pipeline}', deletes => '{}');
+SELECT ventros.register_writes('contact_custom_field', inserts => '{set_contact_custom_field}', updates => '{set_contact_custom_field}', deletes => '{remove_contact_custom_field}');
+SELECT ventros.register_writes('contact_identity', inserts => '{add_contact_identity}', updates => '{merge_contacts}', deletes => '{remove_contact_identity}');
+SELECT ventros.register_writes('contact_merge_suggestion', inserts => '{add_contact_identity}', updates => '{dismiss_merge_suggestion,merge_contacts}', deletes => '{}');
+SELECT ventros.register_writes('contact_consent', inserts => '{set_contact_consent}', updates => '{set_contact_consent}', deletes => '{}');
+SELECT ventros.register_writes('channel_label', inserts => '{upsert_channel_label}', updates => '{upsert_channel_label}', deletes => '{delete_channel_label}');
+SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session}', deletes => '{}');
+SELECT ventros.register_writes('session_custom_field', inserts => '{set_session_custom_field}', updates => '{set_session_custom_field}', deletes => '{}');
+SELECT ventros.register_writes('agent_session', inserts => '{join_session}', updates => '{leave_session,change_agent_session_role}', deletes => '{}');
+SELECT ventros.register_writes('chat', inserts => '{create_chat}', updates => '{update_chat,set_chat_status,set_chat_label}', deletes => '{}');
+SELECT ventros.register_writes('chat_participant', inserts => '{add_chat_participant}', updates => '{set_chat_participant_admin,remove_chat_participant}', deletes => '{}');
+SELECT ventros.register_writes('message', inserts => '{send_message,receive_message,import_message}', updates => '{confirm_message_status,mark_message_sent}', deletes => '{delete_message}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('note', inserts => '{add_note}', updates => '{update_note,set_note_pinned}', deletes => '{delete_note}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{content,priority,visible_to_client,pinned,tags,mentions,attachments,note_type}');
+SELECT ventros.register_writes('canned_response', inserts => '{create_canned_response}', updates => '{update_canned_response}', deletes => '{delete_canned_response}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{shortcut,title,content,tags,team_id}');
+SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account,activate_billing_payment,suspend_billing_account,reactivate_billing_account,cancel_billing_account,link_stripe_customer}', deletes => '{}');
+SELECT ventros.register_writes('subscription', inserts => '{create_subscription}', updates => '{set_subscription_status,update_subscription_period,change_subscription_price,schedule_subscription_cancellation,cancel_subscription,reactivate_subscription}', deletes => '{}');
+SELECT ventros.register_writes('invoice', inserts => '{create_invoice}', updates => '{finalize_invoice,pay_invoice,record_invoice_payment_failure,mark_invoice_uncollectible,void_invoice,set_invoice_links}', deletes => '{}');
+SELECT ventros.register_writes('usage_meter', inserts => '{create_usage_meter}', updates => '{increment_usage,report_usage,reset_usage_period}', deletes => '{}');
+SELECT ventros.register_writes('saga', inserts => '{start_saga}', updates => '{complete_saga_step,complete_saga,fail_saga,request_saga_compensation,mark_saga_compensated}', deletes => '{}');
+SELECT ventros.register_writes('credential', inserts => '{create_credential}', updates => '{update_credential,set_credential_value,set_credential_oauth,activate_credential,deactivate_credential}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{name,description,metadata,project_id,expires_at}');
+SELECT ventros.register_writes('project_member', inserts => '{invite_project_member}', updates => '{change_project_member_role}', deletes => '{remove_project_member}');
+SELECT ventros.register_writes('webhook_subscription', inserts => '{create_webhook_subscription}', updates => '{update_webhook_subscription,set_webhook_subscription_active,rotate_webhook_secret}', deletes => '{delete_webhook_subscription}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('contact_list', inserts => '{create_contact_list}', updates => '{update_contact_list}', deletes => '{delete_contact_list}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,logical_operator}');
+SELECT ventros.register_writes('contact_list_filter', inserts => '{add_contact_list_filter}', updates => '{}', deletes => '{remove_contact_list_filter,clear_contact_list_filters}');
+SELECT ventros.register_writes('contact_list_member', inserts => '{add_contact_to_list}', updates => '{}', deletes => '{remove_contact_from_list}');
+SELECT ventros.register_writes('contact_event', inserts => '{create_contact_event}', updates => '{update_contact_event,mark_contact_event_delivered,mark_contact_event_read}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,visible_to_client,visible_to_agent,expires_at,priority,metadata}');
+SELECT ventros.register_writes('event_log', inserts => '{append_event_log}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('automation', inserts => '{create_automation}', updates => '{update_automation,set_automation_enabled,add_automation_rule}', deletes => '{delete_automation}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('automation_trigger', inserts => '{register_automation_trigger}', updates => '{}', deletes => '{unregister_automation_trigger}');
+SELECT ventros.register_writes('campaign', inserts => '{create_campaign}', updates => '{update_campaign,set_campaign_status}', deletes => '{delete_campaign}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,goal_type,goal_value,start_date,end_date}');
+SELECT ventros.register_writes('campaign_step', inserts => '{add_campaign_step}', updates => '{update_campaign_step}', deletes => '{remove_campaign_step}');
+SELECT ventros.register_writes('campaign_enrollment', inserts => '{enroll_in_campaign}', updates => '{set_campaign_enrollment_status,advance_campaign_enrollment}', deletes => '{}');
+SELECT ventros.register_writes('sequence', inserts => '{create_sequence}', updates => '{update_sequence,set_sequence_status}', deletes => '{delete_sequence}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,trigger_type,trigger_data,exit_on_reply}');
+SELECT ventros.register_writes('sequence_step', inserts => '{add_sequence_step}', updates => '{update_sequence_step}', deletes => '{remove_sequence_step}');
+SELECT ventros.register_writes('sequence_enrollment', inserts => '{enroll_in_sequence}', updates => '{set_sequence_enrollment_status,advance_sequence_enrollment}', deletes => '{}');
+SELECT ventros.register_writes('broadcast', inserts => '{create_broadcast}', updates => '{update_broadcast,schedule_broadcast,execute_broadcast,cancel_broadcast}', deletes => '{delete_broadcast}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('broadcast_execution', inserts => '{execute_broadcast}', updates => '{cancel_broadcast}', deletes => '{}');
+SELECT ventros.register_writes('tracking', inserts => '{create_tracking}', updates => '{update_tracking}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,campaign,ad_id,ad_url,click_id,utm_source,utm_medium,utm_campaign,utm_term,utm_content,metadata}');
+SELECT ventros.register_writes('tracking_enrichment', inserts => '{enrich_tracking}', updates => '{enrich_tracking}', deletes => '{}');
+SELECT ventros.register_writes('message_group', inserts => '{add_message_to_group}', updates => '{start_message_group_processing,complete_message_group,expire_message_group}', deletes => '{}');
+SELECT ventros.register_writes('agent_ai_interaction', inserts => '{complete_message_group}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('message_enrichment', inserts => '{create_message_enrichment}', updates => '{start_message_enrichment,complete_message_enrichment,fail_message_enrichment}', deletes => '{}');
+SELECT ventros.register_writes('ai_process', inserts => '{create_ai_process}', updates => '{finish_ai_process}', deletes => '{}');
+SELECT ventros.register_writes('whatsapp_template', inserts => '{upsert_whatsapp_template,sync_whatsapp_templates}', updates => '{upsert_whatsapp_template}', deletes => '{delete_whatsapp_template}',
+    direct => '{DELETE}');
+
 -- ---- journeys
 -- Issue 15: sequences, campaigns and broadcasts run on one step engine
 -- (sql/74_enrollments.sql): sequences enroll by their own automation rule,
@@ -4604,8 +5303,9 @@ COMMENT ON FUNCTION ventros.journey_send(uuid, uuid, jsonb, text, jsonb) IS
     'Sends a step''s message template (content, or template_name/template_id with language and components) to a contact through send_message';
 
 -- send_broadcast_execution: one pending execution sent (the step of the
--- journey engine, ventros.journey_send, source broadcast): sent with its
--- message, or failed with the error (opt-outs included); the caller counts.
+-- journey engine, ventros.journey_send, source broadcast): sending with its
+-- message until the message's outcome (broadcast_message_outcome), or failed
+-- at once with the error (opt-outs included); the caller counts.
 CREATE OR REPLACE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
 RETURNS ventros.broadcast_executions
 LANGUAGE plpgsql
@@ -4620,7 +5320,7 @@ BEGIN
     BEGIN
         m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
                                   jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
-        UPDATE ventros.broadcast_executions x SET status = 'sent', message_id = m.id, sent_at = now(), version = x.version
+        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
         WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
@@ -4631,11 +5331,12 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
-    'Sends one pending broadcast execution through journey_send (source broadcast): sent with its message, or failed with the error';
+    'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
 
 -- broadcast_to_contact: a campaign's broadcast step: the broadcast's message
 -- to one contact, once per broadcast and contact (its execution), counted on
--- the broadcast; an opted-out contact is skipped.  Returns the execution.
+-- the broadcast (sent when the provider accepts it, as every execution);
+-- an opted-out contact is skipped.  Returns the execution.
 CREATE OR REPLACE FUNCTION ventros.broadcast_to_contact(broadcast_id uuid, contact_id uuid, metadata jsonb DEFAULT NULL)
 RETURNS ventros.broadcast_executions
 LANGUAGE plpgsql
@@ -4662,8 +5363,8 @@ BEGIN
         e := ventros.send_broadcast_execution(b, e, metadata);
     END IF;
     UPDATE ventros.broadcasts x
-    SET total_contacts = x.total_contacts + 1, sent_count = x.sent_count + CASE WHEN e.status = 'sent' THEN 1 ELSE 0 END,
-        failed_count = x.failed_count + CASE WHEN e.status = 'failed' THEN 1 ELSE 0 END, version = x.version
+    SET total_contacts = x.total_contacts + 1, failed_count = x.failed_count + (e.status = 'failed')::integer,
+        version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
     RETURN e;
 END
@@ -4672,6 +5373,8 @@ COMMENT ON FUNCTION ventros.broadcast_to_contact(uuid, uuid, jsonb) IS
     'A campaign''s broadcast step: sends a broadcast''s template to one contact, once per broadcast and contact (opted out: skipped), counted on the broadcast; VN002 for a cancelled or failed broadcast';
 
 -- send_broadcast_batch: up to limit pending sends of one running broadcast.
+-- Each send queues its message (and its provider request); the execution
+-- stays sending until the message's outcome (broadcast_message_outcome).
 CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
@@ -4681,7 +5384,6 @@ DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
     e ventros.broadcast_executions;
     n integer := 0;
-    sent integer := 0;
     failed integer := 0;
 BEGIN
     IF b.status <> 'running' THEN
@@ -4693,27 +5395,20 @@ BEGIN
              LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
              FOR UPDATE SKIP LOCKED
     LOOP
-        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'sent' THEN
-            sent := sent + 1;
-        ELSE
+        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
             failed := failed + 1;
         END IF;
         n := n + 1;
     END LOOP;
     UPDATE ventros.broadcasts x
-    SET sent_count = x.sent_count + sent, failed_count = x.failed_count + failed,
-        pending_count = greatest(x.pending_count - n, 0), version = x.version
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
-    IF NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions x
-                   WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status IN ('pending', 'sending')) THEN
-        UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
-        WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
-    END IF;
+    PERFORM ventros.finish_broadcast(b);
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
-    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast); failures, opt-outs included, mark the execution failed; completes the broadcast when nothing is pending (broadcast.completed)';
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
 
 CREATE OR REPLACE FUNCTION ventros.update_campaign(campaign_id uuid, expected_version integer, changes jsonb)
 RETURNS ventros.campaigns

@@ -9,16 +9,19 @@ WHERE NOT EXISTS (SELECT 1 FROM ventros.projects p WHERE p.tenant_id = t);
 CREATE FUNCTION pg_temp.seed(tenant text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('ventros.tenant', tenant, true);
-    IF NOT EXISTS (SELECT 1 FROM ventros.channels) THEN
-        PERFORM ventros.create_channel('WhatsApp (WAHA)', 'waha',
-            config => jsonb_build_object('base_url', 'http://127.0.0.1:3100', 'session', 'default'));
+    -- (run by a superuser, whom row-level security does not scope to the tenant)
+    IF NOT EXISTS (SELECT 1 FROM ventros.channels c WHERE c.tenant_id = tenant) THEN
+        -- the demo tenant's sends go to the WAHA stand-in (scripts/demo_channels.sql sets
+        -- base_url); the other tenant's stay queued, with no provider to send them
+        PERFORM ventros.create_channel('WhatsApp (WAHA)', 'waha', config => jsonb_build_object('session', 'default'));
     END IF;
     PERFORM ventros.create_contact(format('%s contact %s', initcap(tenant), lpad(i::text, 2, '0')),
                                    phone => '+55119' || lpad((i * 7919 + length(tenant))::text, 8, '0'),
                                    email => format('contact%s@%s.example', i, tenant),
                                    tags => CASE WHEN i % 3 = 0 THEN ARRAY['vip'] ELSE '{}' END)
     FROM generate_series(1, 20) i
-    WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c WHERE c.email = format('contact%s@%s.example', i, tenant));
+    WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c
+                      WHERE c.tenant_id = tenant AND c.email = format('contact%s@%s.example', i, tenant));
 END
 $$;
 

@@ -60,6 +60,39 @@ CREATE TABLE ventros.aggregate_transitions (
 COMMENT ON TABLE ventros.aggregate_transitions IS
     'Allowed status transitions per aggregate; from_state NULL lists the allowed initial states';
 
+-- What a direct write of an aggregate's table by a tenant role is, per
+-- operation (ventros.register_writes; src/direct_writes.c): the same as its
+-- first command (direct), or refused with 42501 and a hint naming the
+-- commands.  columns: the fields a direct write may set (INSERT: the others
+-- stay NULL) or change (UPDATE), those of that command.  An operation
+-- without a row is refused.
+CREATE TABLE ventros.aggregate_writes (
+    aggregate text    NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    operation text    NOT NULL CHECK (operation IN ('INSERT', 'UPDATE', 'DELETE')),
+    direct    boolean NOT NULL,
+    commands  text[]  NOT NULL,
+    columns   name[],
+    PRIMARY KEY (aggregate, operation),
+    CONSTRAINT aggregate_writes_direct_command CHECK (NOT direct OR cardinality(commands) >= 1),
+    CONSTRAINT aggregate_writes_columns_direct CHECK (columns IS NULL OR (direct AND operation <> 'DELETE'))
+);
+COMMENT ON TABLE ventros.aggregate_writes IS
+    'Per aggregate and operation, what a direct write by a tenant role is: the same as its first command (direct), or refused naming the commands';
+
+-- Rules of a child aggregate that belong to its parent's state ("steps change
+-- only while the campaign is a draft"), checked on every write of the child,
+-- whoever writes it (ventros.register_parent_guard).
+CREATE TABLE ventros.aggregate_guards (
+    aggregate        text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    parent_column    name   NOT NULL,
+    parent_aggregate text   NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    states           text[] NOT NULL CHECK (cardinality(states) > 0),
+    rule             text   NOT NULL,
+    PRIMARY KEY (aggregate, parent_column)
+);
+COMMENT ON TABLE ventros.aggregate_guards IS
+    'A child aggregate changes only while the parent its column names is in one of states (VN002 otherwise, with rule)';
+
 -- The engine's C entry points.
 CREATE FUNCTION ventros.engine_before() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_before';
@@ -69,6 +102,10 @@ CREATE FUNCTION ventros.engine_after() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_after';
 COMMENT ON FUNCTION ventros.engine_after() IS
     'Aggregate engine, AFTER ROW: writes the event of the row that was written';
+CREATE FUNCTION ventros.engine_direct_writes() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_direct_writes';
+COMMENT ON FUNCTION ventros.engine_direct_writes() IS
+    'Aggregate engine, BEFORE ROW, first of all: a tenant role''s direct write gets its declared outcome (ventros.aggregate_writes)';
 CREATE FUNCTION ventros.engine_refuse_truncate() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_refuse_truncate';
 COMMENT ON FUNCTION ventros.engine_refuse_truncate() IS
@@ -84,13 +121,17 @@ CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
     ON ventros.aggregates FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON ventros.aggregate_transitions FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_writes FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_guards FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 
 -- Readable by all, written by the owner only (RLS forced: no write policy).
 DO $catalog$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['event_types', 'aggregates', 'aggregate_transitions'] LOOP
+    FOREACH t IN ARRAY ARRAY['event_types', 'aggregates', 'aggregate_transitions', 'aggregate_writes', 'aggregate_guards'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE ventros.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format('ALTER TABLE ventros.%I FORCE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format('CREATE POLICY ventros_catalog_read ON ventros.%I FOR SELECT USING (true)', t);

@@ -86,6 +86,10 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_before ON %s', table_name);
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_after ON %s', table_name);
     EXECUTE format('DROP TRIGGER IF EXISTS ventros_engine_truncate ON %s', table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS _ventros_direct_writes ON %s', table_name);
+    -- named to fire before every other trigger of the table (name order)
+    EXECUTE format('CREATE TRIGGER _ventros_direct_writes BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.engine_direct_writes()', table_name);
     EXECUTE format('CREATE TRIGGER ventros_engine_before BEFORE INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION ventros.engine_before()', table_name);
     EXECUTE format('CREATE TRIGGER ventros_engine_after AFTER INSERT OR UPDATE ON %s '
@@ -161,3 +165,155 @@ GRANT EXECUTE ON FUNCTION ventros.register_quiet_columns(text, name[]) TO ventro
 
 GRANT EXECUTE ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text)
     TO ventros_platform_admin;
+
+-- register_writes: what a direct write of an aggregate's table by a tenant
+-- role is (SQL, or the api views over HTTP), declared next to the aggregate.
+-- inserts, updates and deletes name the commands that do each operation
+-- (functions of schema ventros, or api.<name>, which may be defined later in
+-- the install script: test/pgtap/620_direct_writes.sql checks they exist;
+-- '{}': only the system does it).  direct lists the operations whose direct write is the same as the
+-- first command named: every rule and effect of that command lives in the
+-- data, so the write is allowed.  insert_columns and update_columns are that
+-- command's fields: a direct INSERT may set only those (the others stay
+-- NULL), a direct UPDATE change only those.  Every other operation is refused
+-- with 42501 and a hint naming its commands (src/direct_writes.c;
+-- docs/sql.md, "Direct writes").
+CREATE FUNCTION ventros.register_writes(
+    aggregate      text,
+    inserts        text[],
+    updates        text[],
+    deletes        text[],
+    direct         text[] DEFAULT '{}',
+    insert_columns name[] DEFAULT NULL,
+    update_columns name[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target    regclass;
+    operation text;
+    commands  text[];
+    columns   name[];
+    missing   text;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_writes.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    direct := coalesce(direct, '{}');
+    SELECT d INTO missing FROM unnest(direct) d WHERE d NOT IN ('INSERT', 'UPDATE', 'DELETE') LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown operation "%" in direct writes of %', missing, aggregate
+            USING ERRCODE = '22023', HINT = 'Use INSERT, UPDATE or DELETE.';
+    END IF;
+    SELECT c INTO missing FROM unnest(coalesce(insert_columns, '{}') || coalesce(update_columns, '{}')) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    -- a direct INSERT leaves the columns it may not set NULL: they must allow it
+    SELECT a.attname INTO missing FROM pg_attribute a
+    WHERE 'INSERT' = ANY (direct) AND insert_columns IS NOT NULL
+      AND a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at')
+      AND NOT a.attname = ANY (insert_columns) AND (a.attnotnull OR a.atthasdef)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is left out of its direct inserts but has a default or is NOT NULL', missing, target
+            USING ERRCODE = '22023', HINT = 'List it in insert_columns.';
+    END IF;
+    DELETE FROM ventros.aggregate_writes w WHERE w.aggregate = register_writes.aggregate;
+    FOREACH operation IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+        commands := coalesce(CASE operation WHEN 'INSERT' THEN inserts WHEN 'UPDATE' THEN updates ELSE deletes END, '{}');
+        IF operation = ANY (direct) AND cardinality(commands) = 0 THEN
+            RAISE EXCEPTION 'a direct % of % must name the command it is the same as', operation, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        columns := CASE WHEN operation = ANY (direct) THEN
+                       CASE operation WHEN 'INSERT' THEN insert_columns WHEN 'UPDATE' THEN update_columns END END;
+        INSERT INTO ventros.aggregate_writes (aggregate, operation, direct, commands, columns)
+        VALUES (aggregate, operation, operation = ANY (direct), commands, columns);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) IS
+    'Declares what direct INSERT, UPDATE and DELETE of an aggregate''s table by tenant roles are: the same as its first command, or refused naming the commands';
+GRANT EXECUTE ON FUNCTION ventros.register_writes(text, text[], text[], text[], text[], name[], name[]) TO ventros_platform_admin;
+
+-- guard_parent_state: the trigger of ventros.aggregate_guards.  The row's
+-- parent (old and new, when an update moves it) is read FOR SHARE, so its
+-- state cannot change until the writer commits, and must be in one of the
+-- declared states.
+CREATE FUNCTION ventros.guard_parent_state() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g       record;
+    rows    jsonb[];
+    r       jsonb;
+    parent  uuid;
+    state   text;
+BEGIN
+    rows := CASE TG_OP WHEN 'INSERT' THEN ARRAY[to_jsonb(NEW)] WHEN 'DELETE' THEN ARRAY[to_jsonb(OLD)]
+                       ELSE ARRAY[to_jsonb(NEW), to_jsonb(OLD)] END;
+    FOR g IN SELECT gd.parent_column, gd.parent_aggregate, gd.states, gd.rule, p.table_name, p.state_column
+             FROM ventros.aggregate_guards gd
+             JOIN ventros.aggregates a ON a.aggregate = gd.aggregate
+             JOIN ventros.aggregates p ON p.aggregate = gd.parent_aggregate
+             WHERE a.table_name = TG_RELID
+    LOOP
+        FOREACH r IN ARRAY rows LOOP
+            CONTINUE WHEN r IS DISTINCT FROM rows[1] AND (r->>g.parent_column) IS NOT DISTINCT FROM (rows[1]->>g.parent_column);
+            parent := (r->>g.parent_column)::uuid;
+            EXECUTE format('SELECT %I::text FROM %s WHERE tenant_id = $1 AND id = $2 FOR SHARE', g.state_column, g.table_name)
+                INTO state USING r->>'tenant_id', parent;
+            -- no parent in sight: the foreign key, or the row policy for a row of
+            -- another tenant, refuses the write after this trigger
+            IF state IS NOT NULL AND NOT state = ANY (g.states) THEN
+                RAISE EXCEPTION '% % is %; %', g.parent_aggregate, parent, state, g.rule USING ERRCODE = 'VN002';
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION ventros.guard_parent_state() IS
+    'Trigger: refuses (VN002) a write of a child aggregate while its parent is not in a declared state (ventros.aggregate_guards)';
+
+-- register_parent_guard: a child aggregate changes (insert, update, delete)
+-- only while the parent its column references is in one of states; rule is
+-- the reason the refusal gives.  Holds on every path: commands, direct
+-- writes, HTTP and the system's workers.
+CREATE FUNCTION ventros.register_parent_guard(aggregate text, parent_column name, parent_aggregate text,
+                                              states text[], rule text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_parent_guard.aggregate;
+    IF target IS NULL OR NOT EXISTS (SELECT 1 FROM ventros.aggregates p
+                                     WHERE p.aggregate = parent_aggregate AND p.state_column IS NOT NULL) THEN
+        RAISE EXCEPTION 'aggregates % and % must be registered, the parent with a state column', aggregate, parent_aggregate
+            USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = parent_column AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, parent_column USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.aggregate_guards AS g (aggregate, parent_column, parent_aggregate, states, rule)
+    VALUES (aggregate, parent_column, parent_aggregate, states, rule)
+    ON CONFLICT ON CONSTRAINT aggregate_guards_pkey DO UPDATE
+        SET parent_aggregate = EXCLUDED.parent_aggregate, states = EXCLUDED.states, rule = EXCLUDED.rule;
+    EXECUTE format('DROP TRIGGER IF EXISTS ventros_parent_guard ON %s', target);
+    EXECUTE format('CREATE TRIGGER ventros_parent_guard BEFORE INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION ventros.guard_parent_state()', target);
+END
+$$;
+COMMENT ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) IS
+    'Declares that a child aggregate changes only while its parent is in one of the given states, on every path';
+GRANT EXECUTE ON FUNCTION ventros.register_parent_guard(text, name, text, text[], text) TO ventros_platform_admin;

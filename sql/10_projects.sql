@@ -129,3 +129,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_project(text, text, integer, jsonb), ve
     ventros.delete_project(uuid, integer)
     TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.create_tenant(text, text, text) TO ventros_platform_admin;
+
+-- Direct writes of project by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('project', inserts => '{create_project}', updates => '{update_project}', deletes => '{delete_project}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,configuration,active,session_timeout_minutes,agent_assignment}');

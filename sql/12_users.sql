@@ -473,3 +473,8 @@ GRANT EXECUTE ON FUNCTION api.me() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION api.create_api_key(text, timestamptz),
     ventros.create_user(text, text, text, text), ventros.hash_password(text) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.api_key_claims(text) TO ventros_authenticator;
+
+-- Direct writes of user, user_api_key by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('user', inserts => '{create_user,api.register}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('user_api_key', inserts => '{api.create_api_key}', updates => '{}', deletes => '{}');

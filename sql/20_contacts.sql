@@ -9,7 +9,7 @@ CREATE TABLE ventros.contacts (
     created_at                 timestamptz NOT NULL DEFAULT now(),
     updated_at                 timestamptz NOT NULL DEFAULT now(),
     deleted_at                 timestamptz,
-    project_id                 uuid        NOT NULL,
+    project_id                 uuid        NOT NULL DEFAULT ventros.default_project(),
     name                       text        NOT NULL,
     email                      text,
     phone                      text,
@@ -44,6 +44,43 @@ COMMENT ON TABLE ventros.contacts IS 'Contact: a person the business talks to ov
 
 SELECT ventros.register_aggregate('contact', 'ventros.contacts', 'crm',
     description => 'A person the business talks to over any channel');
+
+-- normalize_contact: the contact's own rules on every write, whoever writes:
+-- the name trimmed, the phone in E.164, the email lowercased (22P02 when they
+-- are not one), tags distinct and sorted, sizes checked (54000), the language
+-- 'en' unless given.  create_contact and update_contact store the same, so a
+-- direct write is the same as them (register_writes below).  Fires before
+-- the engine (trigger names sort), which then sees the stored values.
+CREATE FUNCTION ventros.normalize_contact() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.name IS DISTINCT FROM OLD.name THEN
+        NEW.name := ventros.check_length(btrim(NEW.name), 200, 'contact name');
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.phone IS DISTINCT FROM OLD.phone THEN
+        NEW.phone := ventros.normalize_phone(NEW.phone);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.email IS DISTINCT FROM OLD.email THEN
+        NEW.email := ventros.normalize_email(NEW.email);
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.external_id IS DISTINCT FROM OLD.external_id THEN
+        NEW.external_id := ventros.check_length(NEW.external_id, 200, 'contact external id');
+    END IF;
+    IF NEW.tags IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.tags IS DISTINCT FROM OLD.tags) THEN
+        NEW.tags := ARRAY(SELECT DISTINCT t FROM unnest(NEW.tags) t ORDER BY t);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        NEW.language := coalesce(NEW.language, 'en');
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.normalize_contact() IS
+    'Trigger: trims the name, normalises phone (E.164) and email, makes tags distinct and sorted, on every write of a contact';
+CREATE TRIGGER contacts_normalize BEFORE INSERT OR UPDATE ON ventros.contacts
+    FOR EACH ROW EXECUTE FUNCTION ventros.normalize_contact();
 
 -- Normalises the fields of a contact change set (phone, email, name, tags).
 CREATE FUNCTION ventros.normalize_contact_changes(changes jsonb) RETURNS jsonb
@@ -226,3 +263,10 @@ GRANT EXECUTE ON FUNCTION ventros.normalize_contact_changes(jsonb), ventros.rais
     ventros.update_contact(uuid, integer, jsonb)
     TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_contact(uuid, integer) TO ventros_admin;
+
+-- Direct writes of contact by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('contact', inserts => '{create_contact}', updates => '{update_contact,merge_contacts,erase_contact}', deletes => '{delete_contact,merge_contacts}',
+    direct => '{INSERT,UPDATE,DELETE}',
+    insert_columns => '{name,phone,email,project_id,external_id,source_channel,language,timezone,tags}',
+    update_columns => '{name,email,phone,external_id,source_channel,language,timezone,tags,profile_picture_url,profile_picture_fetched_at,first_interaction_at,last_interaction_at}');

@@ -174,3 +174,8 @@ GRANT EXECUTE ON FUNCTION ventros.create_channel(text, text, uuid, jsonb, text, 
     ventros.update_channel(uuid, integer, jsonb), ventros.set_channel_status(uuid, integer, text),
     ventros.delete_channel(uuid, integer)
     TO ventros_admin;
+
+-- Direct writes of channel by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('channel', inserts => '{create_channel}', updates => '{update_channel,set_channel_status}', deletes => '{delete_channel}',
+    direct => '{DELETE}');

@@ -190,3 +190,9 @@ GRANT EXECUTE ON FUNCTION ventros.channel_type_id(text), ventros.list_channel_ty
 GRANT EXECUTE ON FUNCTION ventros.create_channel_type(integer, text, text, text, jsonb),
     ventros.update_channel_type(uuid, integer, jsonb), ventros.require_channel_type(text) TO ventros_admin;
 GRANT EXECUTE ON FUNCTION ventros.set_system_channel_type_active(text, boolean) TO ventros_platform_admin;
+
+-- Direct writes of channel_type by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('channel_type', inserts => '{create_channel_type}', updates => '{update_channel_type}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{description,configuration,active,provider}');

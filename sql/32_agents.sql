@@ -347,3 +347,8 @@ GRANT EXECUTE ON FUNCTION ventros.create_agent(text, text, text, uuid, text, uui
     ventros.update_agent(uuid, integer, jsonb), ventros.set_agent_permission(uuid, text, boolean),
     ventros.delete_agent(uuid, integer)
     TO ventros_admin;
+
+-- Direct writes of agent by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('agent', inserts => '{create_agent,create_virtual_agent}', updates => '{update_agent,set_agent_presence,set_agent_permission,end_virtual_period}', deletes => '{delete_agent}',
+    direct => '{DELETE}');

@@ -152,3 +152,10 @@ COMMENT ON FUNCTION ventros.remove_team_member(uuid, uuid) IS 'Removes an agent 
 GRANT EXECUTE ON FUNCTION ventros.create_team(text, text, text, uuid), ventros.update_team(uuid, integer, jsonb),
     ventros.delete_team(uuid, integer), ventros.add_team_member(uuid, uuid, text), ventros.remove_team_member(uuid, uuid)
     TO ventros_admin;
+
+-- Direct writes of team, team_member by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('team', inserts => '{create_team}', updates => '{update_team}', deletes => '{delete_team}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,assignment_strategy,active}');
+SELECT ventros.register_writes('team_member', inserts => '{add_team_member}', updates => '{}', deletes => '{remove_team_member}');

@@ -470,3 +470,11 @@ GRANT EXECUTE ON FUNCTION ventros.create_pipeline(text, text, text, integer, uui
     ventros.update_pipeline_status(uuid, integer, jsonb), ventros.remove_pipeline_status(uuid, integer),
     ventros.set_pipeline_custom_field(uuid, text, text, jsonb)
     TO ventros_admin;
+
+-- Direct writes of pipeline, pipeline_status, pipeline_custom_field, contact_pipeline_status by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('pipeline', inserts => '{create_pipeline}', updates => '{update_pipeline}', deletes => '{delete_pipeline}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('pipeline_status', inserts => '{add_pipeline_status}', updates => '{update_pipeline_status}', deletes => '{remove_pipeline_status}');
+SELECT ventros.register_writes('pipeline_custom_field', inserts => '{set_pipeline_custom_field}', updates => '{set_pipeline_custom_field}', deletes => '{}');
+SELECT ventros.register_writes('contact_pipeline_status', inserts => '{change_contact_pipeline_status}', updates => '{change_contact_pipeline_status,remove_contact_from_pipeline}', deletes => '{}');

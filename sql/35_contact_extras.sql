@@ -415,3 +415,10 @@ GRANT EXECUTE ON FUNCTION ventros.set_contact_custom_field(uuid, text, text, jso
     ventros.remove_contact_custom_field(uuid, text), ventros.add_contact_identity(uuid, text, text, uuid),
     ventros.remove_contact_identity(uuid), ventros.dismiss_merge_suggestion(uuid, integer),
     ventros.set_contact_consent(uuid, boolean, uuid, text, text) TO ventros_agent;
+
+-- Direct writes of contact_custom_field, contact_identity, contact_merge_suggestion, contact_consent by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('contact_custom_field', inserts => '{set_contact_custom_field}', updates => '{set_contact_custom_field}', deletes => '{remove_contact_custom_field}');
+SELECT ventros.register_writes('contact_identity', inserts => '{add_contact_identity}', updates => '{merge_contacts}', deletes => '{remove_contact_identity}');
+SELECT ventros.register_writes('contact_merge_suggestion', inserts => '{add_contact_identity}', updates => '{dismiss_merge_suggestion,merge_contacts}', deletes => '{}');
+SELECT ventros.register_writes('contact_consent', inserts => '{set_contact_consent}', updates => '{set_contact_consent}', deletes => '{}');

@@ -100,3 +100,7 @@ COMMENT ON FUNCTION ventros.delete_channel_label(uuid, text) IS
 
 GRANT EXECUTE ON FUNCTION ventros.upsert_channel_label(uuid, text, text, integer, text) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_channel_label(uuid, text) TO ventros_admin;
+
+-- Direct writes of channel_label by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('channel_label', inserts => '{upsert_channel_label}', updates => '{upsert_channel_label}', deletes => '{delete_channel_label}');

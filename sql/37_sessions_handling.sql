@@ -257,3 +257,8 @@ GRANT EXECUTE ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text
     ventros.escalate_session(uuid, integer, text),
     ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
     ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;
+
+-- Direct writes of session, session_custom_field by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session}', deletes => '{}');
+SELECT ventros.register_writes('session_custom_field', inserts => '{set_session_custom_field}', updates => '{set_session_custom_field}', deletes => '{}');

@@ -148,3 +148,7 @@ COMMENT ON FUNCTION ventros.change_agent_session_role(uuid, text, integer) IS
 
 GRANT EXECUTE ON FUNCTION ventros.join_session(uuid, uuid, text, jsonb), ventros.leave_session(uuid, integer),
     ventros.change_agent_session_role(uuid, text, integer) TO ventros_agent;
+
+-- Direct writes of agent_session by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('agent_session', inserts => '{join_session}', updates => '{leave_session,change_agent_session_role}', deletes => '{}');

@@ -325,3 +325,8 @@ GRANT EXECUTE ON FUNCTION ventros.lock_chat(uuid), ventros.create_chat(text, uui
     ventros.add_chat_participant(uuid, uuid, text, boolean), ventros.remove_chat_participant(uuid, uuid),
     ventros.set_chat_participant_admin(uuid, uuid, boolean), ventros.set_chat_status(uuid, integer, text),
     ventros.update_chat(uuid, integer, text, text), ventros.set_chat_label(uuid, text, boolean) TO ventros_agent;
+
+-- Direct writes of chat, chat_participant by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('chat', inserts => '{create_chat}', updates => '{update_chat,set_chat_status,set_chat_label}', deletes => '{}');
+SELECT ventros.register_writes('chat_participant', inserts => '{add_chat_participant}', updates => '{set_chat_participant_admin,remove_chat_participant}', deletes => '{}');

@@ -549,3 +549,8 @@ GRANT EXECUTE ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, u
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),
     ventros.import_message(uuid, uuid, boolean, timestamptz, text, text, text, text, uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_message(uuid, integer) TO ventros_admin;
+
+-- Direct writes of message by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('message', inserts => '{send_message,receive_message,import_message}', updates => '{confirm_message_status,mark_message_sent}', deletes => '{delete_message}',
+    direct => '{DELETE}');

@@ -140,3 +140,9 @@ GRANT EXECUTE ON FUNCTION ventros.list_notes(uuid, boolean, timestamptz, uuid, i
 GRANT EXECUTE ON FUNCTION ventros.add_note(uuid, text, uuid, text, text, text, uuid, text, boolean, boolean, text[], uuid[], text[]),
     ventros.update_note(uuid, integer, jsonb), ventros.set_note_pinned(uuid, integer, boolean),
     ventros.delete_note(uuid, integer) TO ventros_agent;
+
+-- Direct writes of note by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('note', inserts => '{add_note}', updates => '{update_note,set_note_pinned}', deletes => '{delete_note}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{content,priority,visible_to_client,pinned,tags,mentions,attachments,note_type}');

@@ -122,3 +122,9 @@ GRANT EXECUTE ON FUNCTION ventros.list_canned_responses(text, text, integer) TO 
 GRANT EXECUTE ON FUNCTION ventros.create_canned_response(text, text, text, uuid, text[], uuid),
     ventros.update_canned_response(uuid, integer, jsonb), ventros.delete_canned_response(uuid, integer),
     ventros.render_canned_response(text, uuid) TO ventros_agent;
+
+-- Direct writes of canned_response by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('canned_response', inserts => '{create_canned_response}', updates => '{update_canned_response}', deletes => '{delete_canned_response}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{shortcut,title,content,tags,team_id}');

@@ -247,3 +247,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_billing_account(text, text, uuid, jsonb
     ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
     ventros.update_billing_account(uuid, integer, jsonb), ventros.link_stripe_customer(uuid, integer, text)
     TO ventros_admin;
+
+-- Direct writes of billing_account by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account,activate_billing_payment,suspend_billing_account,reactivate_billing_account,cancel_billing_account,link_stripe_customer}', deletes => '{}');

@@ -249,3 +249,7 @@ GRANT EXECUTE ON FUNCTION
     ventros.change_subscription_price(uuid, integer, text), ventros.schedule_subscription_cancellation(uuid, integer),
     ventros.cancel_subscription(uuid, integer), ventros.reactivate_subscription(uuid, integer)
     TO ventros_admin;
+
+-- Direct writes of subscription by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('subscription', inserts => '{create_subscription}', updates => '{set_subscription_status,update_subscription_period,change_subscription_price,schedule_subscription_cancellation,cancel_subscription,reactivate_subscription}', deletes => '{}');

@@ -203,3 +203,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_invoice(uuid, text, bigint, text, text,
     ventros.record_invoice_payment_failure(uuid, integer, text), ventros.mark_invoice_uncollectible(uuid, integer),
     ventros.void_invoice(uuid, integer), ventros.set_invoice_links(uuid, integer, text, text, timestamptz)
     TO ventros_admin;
+
+-- Direct writes of invoice by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('invoice', inserts => '{create_invoice}', updates => '{finalize_invoice,pay_invoice,record_invoice_payment_failure,mark_invoice_uncollectible,void_invoice,set_invoice_links}', deletes => '{}');

@@ -164,3 +164,7 @@ GRANT EXECUTE ON FUNCTION ventros.increment_usage(uuid, bigint) TO ventros_agent
 GRANT EXECUTE ON FUNCTION ventros.create_usage_meter(uuid, text, text, text, timestamptz, timestamptz),
     ventros.report_usage(uuid, integer), ventros.reset_usage_period(uuid, integer, timestamptz, timestamptz)
     TO ventros_admin;
+
+-- Direct writes of usage_meter by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('usage_meter', inserts => '{create_usage_meter}', updates => '{increment_usage,report_usage,reset_usage_period}', deletes => '{}');

@@ -199,3 +199,7 @@ GRANT EXECUTE ON FUNCTION ventros.start_saga(text, uuid, text, jsonb), ventros.c
     ventros.complete_saga(uuid, integer), ventros.fail_saga(uuid, integer, text),
     ventros.request_saga_compensation(uuid, integer, text, uuid, jsonb), ventros.mark_saga_compensated(uuid, integer)
     TO ventros_agent;
+
+-- Direct writes of saga by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('saga', inserts => '{start_saga}', updates => '{complete_saga_step,complete_saga,fail_saga,request_saga_compensation,mark_saga_compensated}', deletes => '{}');

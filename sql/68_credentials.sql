@@ -302,3 +302,9 @@ GRANT EXECUTE ON FUNCTION ventros.encrypt_secret(text),
     TO ventros_admin;
 -- Maintenance, for the scheduler (tick_maintenance) and platform administrators.
 GRANT EXECUTE ON FUNCTION ventros.expire_credentials() TO ventros_platform_admin;
+
+-- Direct writes of credential by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('credential', inserts => '{create_credential}', updates => '{update_credential,set_credential_value,set_credential_oauth,activate_credential,deactivate_credential}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{name,description,metadata,project_id,expires_at}');

@@ -199,3 +199,7 @@ GRANT EXECUTE ON FUNCTION ventros.project_role_permissions(text), ventros.get_pr
 GRANT EXECUTE ON FUNCTION ventros.lock_project_admins(uuid), ventros.invite_project_member(text, text, uuid),
     ventros.change_project_member_role(uuid, integer, text), ventros.remove_project_member(uuid, integer)
     TO ventros_admin;
+
+-- Direct writes of project_member by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('project_member', inserts => '{invite_project_member}', updates => '{change_project_member_role}', deletes => '{remove_project_member}');

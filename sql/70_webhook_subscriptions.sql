@@ -439,3 +439,8 @@ GRANT EXECUTE ON FUNCTION ventros.check_webhook_changes(jsonb), ventros.record_w
     ventros.update_webhook_subscription(uuid, integer, jsonb), ventros.set_webhook_subscription_active(uuid, integer, boolean),
     ventros.delete_webhook_subscription(uuid, integer), ventros.rotate_webhook_secret(uuid, integer, text, interval)
     TO ventros_admin;
+
+-- Direct writes of webhook_subscription by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('webhook_subscription', inserts => '{create_webhook_subscription}', updates => '{update_webhook_subscription,set_webhook_subscription_active,rotate_webhook_secret}', deletes => '{delete_webhook_subscription}',
+    direct => '{DELETE}');

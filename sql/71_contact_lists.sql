@@ -445,3 +445,11 @@ GRANT EXECUTE ON FUNCTION ventros.create_contact_list(text, boolean, text, text,
     ventros.recalculate_contact_list(uuid)
     TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_contact_list(uuid, integer) TO ventros_admin;
+
+-- Direct writes of contact_list, contact_list_filter, contact_list_member by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('contact_list', inserts => '{create_contact_list}', updates => '{update_contact_list}', deletes => '{delete_contact_list}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,logical_operator}');
+SELECT ventros.register_writes('contact_list_filter', inserts => '{add_contact_list_filter}', updates => '{}', deletes => '{remove_contact_list_filter,clear_contact_list_filters}');
+SELECT ventros.register_writes('contact_list_member', inserts => '{add_contact_to_list}', updates => '{}', deletes => '{remove_contact_from_list}');

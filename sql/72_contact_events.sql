@@ -193,3 +193,9 @@ GRANT EXECUTE ON FUNCTION
     TO ventros_agent;
 -- Maintenance with a clock of its own, for the scheduler and platform administrators.
 GRANT EXECUTE ON FUNCTION ventros.purge_expired_contact_events(timestamptz) TO ventros_platform_admin;
+
+-- Direct writes of contact_event by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('contact_event', inserts => '{create_contact_event}', updates => '{update_contact_event,mark_contact_event_delivered,mark_contact_event_read}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,visible_to_client,visible_to_agent,expires_at,priority,metadata}');

@@ -194,3 +194,7 @@ GRANT EXECUTE ON FUNCTION ventros.event_log_sequence(text, uuid),
     ventros.append_event_log(text, jsonb, text, uuid, uuid, uuid, text, uuid, timestamptz),
     ventros.attach_event_log(uuid, uuid, uuid, uuid)
     TO ventros_agent;
+
+-- Direct writes of event_log by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('event_log', inserts => '{append_event_log}', updates => '{}', deletes => '{}');

@@ -391,3 +391,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, te
     ventros.register_automation_trigger(text, text, text, jsonb), ventros.unregister_automation_trigger(text)
     TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_automation(uuid, integer) TO ventros_admin;
+
+-- Direct writes of automation, automation_trigger by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('automation', inserts => '{create_automation}', updates => '{update_automation,set_automation_enabled,add_automation_rule}', deletes => '{delete_automation}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('automation_trigger', inserts => '{register_automation_trigger}', updates => '{}', deletes => '{unregister_automation_trigger}');

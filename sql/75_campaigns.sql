@@ -507,3 +507,15 @@ GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, tim
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_campaigns(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_campaign(uuid, integer) TO ventros_admin;
+
+-- Steps change only while their campaign is a draft, on every path (commands, direct
+-- writes, workers).
+SELECT ventros.register_parent_guard('campaign_step', 'campaign_id', 'campaign', '{draft}', 'steps change only in draft');
+
+-- Direct writes of campaign, campaign_step, campaign_enrollment by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('campaign', inserts => '{create_campaign}', updates => '{update_campaign,set_campaign_status}', deletes => '{delete_campaign}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,goal_type,goal_value,start_date,end_date}');
+SELECT ventros.register_writes('campaign_step', inserts => '{add_campaign_step}', updates => '{update_campaign_step}', deletes => '{remove_campaign_step}');
+SELECT ventros.register_writes('campaign_enrollment', inserts => '{enroll_in_campaign}', updates => '{set_campaign_enrollment_status,advance_campaign_enrollment}', deletes => '{}');

@@ -678,3 +678,15 @@ GRANT EXECUTE ON FUNCTION ventros.sequence_trigger_rule(ventros.sequences) TO ve
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_sequences(timestamptz, integer) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_sequence(uuid, integer) TO ventros_admin;
+
+-- Steps change only while their sequence is a draft, on every path (commands, direct
+-- writes, workers).
+SELECT ventros.register_parent_guard('sequence_step', 'sequence_id', 'sequence', '{draft}', 'steps change only in draft');
+
+-- Direct writes of sequence, sequence_step, sequence_enrollment by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('sequence', inserts => '{create_sequence}', updates => '{update_sequence,set_sequence_status}', deletes => '{delete_sequence}',
+    direct => '{UPDATE,DELETE}',
+    update_columns => '{name,description,trigger_type,trigger_data,exit_on_reply}');
+SELECT ventros.register_writes('sequence_step', inserts => '{add_sequence_step}', updates => '{update_sequence_step}', deletes => '{remove_sequence_step}');
+SELECT ventros.register_writes('sequence_enrollment', inserts => '{enroll_in_sequence}', updates => '{set_sequence_enrollment_status,advance_sequence_enrollment}', deletes => '{}');

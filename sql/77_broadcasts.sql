@@ -5,11 +5,19 @@
 --   cancelled.  Name, template and rate limit change only in draft.
 -- Executing expands the list into broadcast_executions (one per contact,
 -- unique), skipping contacts who opted out of the channel.  Execution
--- machine: pending -> sending -> sent | failed; pending -> skipped.
--- ventros.tick_broadcasts starts due scheduled broadcasts and sends up to
--- rate_limit pending executions per call (one call a minute) through
--- ventros.send_message (source broadcast, its system agent); a broadcast
--- completes when nothing is pending.  Counters are quiet columns.
+-- machine: pending -> sending -> sent | failed; sent -> failed; pending ->
+-- skipped.  ventros.tick_broadcasts starts due scheduled broadcasts and sends
+-- up to rate_limit pending executions per call (one call a minute) through
+-- ventros.send_message (source broadcast, its system agent).  An execution is
+-- sending while its message waits for the provider: the message's outcome
+-- moves it (a trigger on messages, whatever path changed the message: the
+-- dispatcher's answer, a status webhook, confirm_message_status), to sent
+-- when the provider accepted the message, to failed with the provider's
+-- error when it refused it or reported it failed later.  A send refused
+-- before any request (opt-out, no recipient) fails at once.  A broadcast
+-- completes when nothing is pending or sending.  Counters (sent, failed,
+-- pending) are quiet columns, kept with the executions under the
+-- broadcast's row lock.
 
 CREATE TABLE ventros.broadcasts (
     id               uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -72,6 +80,8 @@ CREATE TABLE ventros.broadcast_executions (
 CREATE UNIQUE INDEX broadcast_executions_unique ON ventros.broadcast_executions (tenant_id, broadcast_id, contact_id);
 CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at)
     WHERE status = 'pending';
+CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
+    WHERE message_id IS NOT NULL;
 COMMENT ON TABLE ventros.broadcast_executions IS 'The send of a broadcast to one contact';
 
 SELECT ventros.register_aggregate('broadcast', 'ventros.broadcasts', 'automation',
@@ -98,6 +108,7 @@ SELECT ventros.register_aggregate('broadcast_execution', 'ventros.broadcast_exec
         {"from": "pending", "to": "sending"},
         {"from": "sending", "to": "sent"},
         {"from": "sending", "to": "failed"},
+        {"from": "sent", "to": "failed"},
         {"from": "pending", "to": "skipped"}
     ]',
     description => 'The send of a broadcast to one contact (child of broadcast)');
@@ -239,8 +250,9 @@ $$;
 COMMENT ON FUNCTION ventros.fail_broadcast(uuid, integer, text) IS 'Marks a scheduled or running broadcast failed; emits broadcast.failed';
 
 -- send_broadcast_execution: one pending execution sent (the step of the
--- journey engine, ventros.journey_send, source broadcast): sent with its
--- message, or failed with the error (opt-outs included); the caller counts.
+-- journey engine, ventros.journey_send, source broadcast): sending with its
+-- message until the message's outcome (broadcast_message_outcome), or failed
+-- at once with the error (opt-outs included); the caller counts.
 CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
 RETURNS ventros.broadcast_executions
 LANGUAGE plpgsql
@@ -255,7 +267,7 @@ BEGIN
     BEGIN
         m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
                                   jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
-        UPDATE ventros.broadcast_executions x SET status = 'sent', message_id = m.id, sent_at = now(), version = x.version
+        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
         WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
@@ -266,11 +278,12 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
-    'Sends one pending broadcast execution through journey_send (source broadcast): sent with its message, or failed with the error';
+    'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
 
 -- broadcast_to_contact: a campaign's broadcast step: the broadcast's message
 -- to one contact, once per broadcast and contact (its execution), counted on
--- the broadcast; an opted-out contact is skipped.  Returns the execution.
+-- the broadcast (sent when the provider accepts it, as every execution);
+-- an opted-out contact is skipped.  Returns the execution.
 CREATE FUNCTION ventros.broadcast_to_contact(broadcast_id uuid, contact_id uuid, metadata jsonb DEFAULT NULL)
 RETURNS ventros.broadcast_executions
 LANGUAGE plpgsql
@@ -297,8 +310,8 @@ BEGIN
         e := ventros.send_broadcast_execution(b, e, metadata);
     END IF;
     UPDATE ventros.broadcasts x
-    SET total_contacts = x.total_contacts + 1, sent_count = x.sent_count + CASE WHEN e.status = 'sent' THEN 1 ELSE 0 END,
-        failed_count = x.failed_count + CASE WHEN e.status = 'failed' THEN 1 ELSE 0 END, version = x.version
+    SET total_contacts = x.total_contacts + 1, failed_count = x.failed_count + (e.status = 'failed')::integer,
+        version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
     RETURN e;
 END
@@ -306,7 +319,24 @@ $$;
 COMMENT ON FUNCTION ventros.broadcast_to_contact(uuid, uuid, jsonb) IS
     'A campaign''s broadcast step: sends a broadcast''s template to one contact, once per broadcast and contact (opted out: skipped), counted on the broadcast; VN002 for a cancelled or failed broadcast';
 
+-- finish_broadcast: a running broadcast whose every execution has its
+-- outcome (none pending or sending) completes.  Called under the broadcast's
+-- row lock, so the last of two concurrent outcomes sees the other's.
+CREATE FUNCTION ventros.finish_broadcast(b ventros.broadcasts) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id AND x.status = 'running'
+      AND NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions e
+                      WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status IN ('pending', 'sending'))
+$$;
+COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
+    'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
+
 -- send_broadcast_batch: up to limit pending sends of one running broadcast.
+-- Each send queues its message (and its provider request); the execution
+-- stays sending until the message's outcome (broadcast_message_outcome).
 CREATE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
@@ -316,7 +346,6 @@ DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
     e ventros.broadcast_executions;
     n integer := 0;
-    sent integer := 0;
     failed integer := 0;
 BEGIN
     IF b.status <> 'running' THEN
@@ -328,27 +357,65 @@ BEGIN
              LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
              FOR UPDATE SKIP LOCKED
     LOOP
-        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'sent' THEN
-            sent := sent + 1;
-        ELSE
+        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
             failed := failed + 1;
         END IF;
         n := n + 1;
     END LOOP;
     UPDATE ventros.broadcasts x
-    SET sent_count = x.sent_count + sent, failed_count = x.failed_count + failed,
-        pending_count = greatest(x.pending_count - n, 0), version = x.version
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
-    IF NOT EXISTS (SELECT 1 FROM ventros.broadcast_executions x
-                   WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status IN ('pending', 'sending')) THEN
-        UPDATE ventros.broadcasts x SET status = 'completed', completed_at = now(), version = x.version
-        WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
-    END IF;
+    PERFORM ventros.finish_broadcast(b);
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
-    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast); failures, opt-outs included, mark the execution failed; completes the broadcast when nothing is pending (broadcast.completed)';
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+-- broadcast_message_outcome: the provider's outcome of a broadcast message
+-- becomes its execution's.  A trigger, so that every path that moves a
+-- message (the dispatcher's completion handler, a status webhook,
+-- confirm_message_status) counts the same.  SECURITY DEFINER: whoever moved
+-- the message may not write broadcasts (a webhook's processor, an agent);
+-- it acts on the message's own tenant and rows only.
+CREATE FUNCTION ventros.broadcast_message_outcome() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome text := CASE WHEN NEW.status = 'failed' THEN 'failed' ELSE 'sent' END;
+    e ventros.broadcast_executions;
+    b ventros.broadcasts;
+BEGIN
+    SELECT * INTO e FROM ventros.broadcast_executions x WHERE x.tenant_id = NEW.tenant_id AND x.message_id = NEW.id;
+    IF NOT FOUND OR e.status = outcome OR e.status NOT IN ('sending', 'sent') THEN
+        RETURN NULL;    -- not a broadcast's send, or its outcome is known
+    END IF;
+    -- The broadcast's row lock first, as send_broadcast_batch takes it.
+    SELECT * INTO b FROM ventros.broadcasts x WHERE x.tenant_id = e.tenant_id AND x.id = e.broadcast_id FOR UPDATE;
+    UPDATE ventros.broadcast_executions x
+    SET status = outcome,
+        sent_at = CASE WHEN outcome = 'sent' THEN coalesce(NEW.sent_at, now()) ELSE x.sent_at END,
+        error = CASE WHEN outcome = 'failed' THEN left(coalesce(NEW.error, 'the provider did not send the message'), 1000) END,
+        version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    UPDATE ventros.broadcasts x
+    SET sent_count = x.sent_count + CASE WHEN outcome = 'sent' THEN 1 WHEN e.status = 'sent' THEN -1 ELSE 0 END,
+        failed_count = x.failed_count + (outcome = 'failed')::integer, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_message_outcome() IS
+    'Trigger on broadcast messages: sent (or further) makes the execution sent, failed makes it failed with the message''s error (a sent one too); keeps the broadcast''s counts and completes it when nothing is pending or sending';
+-- Named to fire after messages_inbox_rematch (triggers fire in name order):
+-- that one may wait for an inbox processor, which may need this broadcast's
+-- row for another of its messages; holding it while waiting would deadlock.
+CREATE TRIGGER messages_settle_broadcast AFTER UPDATE OF status ON ventros.messages
+    FOR EACH ROW WHEN (NEW.from_me AND NEW.source = 'broadcast' AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION ventros.broadcast_message_outcome();
 
 CREATE FUNCTION ventros.tick_broadcasts(now timestamptz DEFAULT now()) RETURNS integer
 LANGUAGE plpgsql
@@ -382,11 +449,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
                               'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
                               'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
                                           WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
     FROM ventros.get_broadcast(broadcast_id) b
 $$;
-COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS 'Counts of a broadcast''s sends';
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
 
 CREATE FUNCTION ventros.list_broadcasts(status text DEFAULT NULL, due_before timestamptz DEFAULT NULL)
 RETURNS SETOF ventros.broadcasts
@@ -407,7 +477,7 @@ GRANT EXECUTE ON FUNCTION ventros.get_broadcast(uuid, boolean), ventros.broadcas
 GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, integer, uuid),
     ventros.update_broadcast(uuid, integer, jsonb), ventros.schedule_broadcast(uuid, integer, timestamptz),
     ventros.execute_broadcast(uuid, integer), ventros.cancel_broadcast(uuid, integer), ventros.fail_broadcast(uuid, integer, text),
-    ventros.send_broadcast_batch(uuid, integer),
+    ventros.send_broadcast_batch(uuid, integer), ventros.finish_broadcast(ventros.broadcasts),
     ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
     ventros.broadcast_to_contact(uuid, uuid, jsonb)
     TO ventros_agent;
@@ -415,3 +485,9 @@ GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, inte
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_broadcasts(timestamptz) TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.delete_broadcast(uuid, integer) TO ventros_admin;
+
+-- Direct writes of broadcast, broadcast_execution by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('broadcast', inserts => '{create_broadcast}', updates => '{update_broadcast,schedule_broadcast,execute_broadcast,cancel_broadcast}', deletes => '{delete_broadcast}',
+    direct => '{DELETE}');
+SELECT ventros.register_writes('broadcast_execution', inserts => '{execute_broadcast}', updates => '{cancel_broadcast}', deletes => '{}');

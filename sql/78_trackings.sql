@@ -282,3 +282,10 @@ GRANT EXECUTE ON FUNCTION ventros.encrypt_secret(text) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.create_tracking(uuid, text, text, text, text, text, text, jsonb, uuid, text, jsonb),
     ventros.update_tracking(uuid, integer, jsonb), ventros.enrich_tracking(uuid, text, jsonb, text)
     TO ventros_agent;
+
+-- Direct writes of tracking, tracking_enrichment by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('tracking', inserts => '{create_tracking}', updates => '{update_tracking}', deletes => '{}',
+    direct => '{UPDATE}',
+    update_columns => '{session_id,campaign,ad_id,ad_url,click_id,utm_source,utm_medium,utm_campaign,utm_term,utm_content,metadata}');
+SELECT ventros.register_writes('tracking_enrichment', inserts => '{enrich_tracking}', updates => '{enrich_tracking}', deletes => '{}');

@@ -233,3 +233,8 @@ GRANT EXECUTE ON FUNCTION ventros.add_message_to_group(uuid), ventros.start_mess
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_message_groups(timestamptz, integer) TO ventros_platform_admin;
+
+-- Direct writes of message_group, agent_ai_interaction by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('message_group', inserts => '{add_message_to_group}', updates => '{start_message_group_processing,complete_message_group,expire_message_group}', deletes => '{}');
+SELECT ventros.register_writes('agent_ai_interaction', inserts => '{complete_message_group}', updates => '{}', deletes => '{}');

@@ -240,3 +240,8 @@ GRANT EXECUTE ON FUNCTION ventros.create_message_enrichment(uuid, uuid, text, te
     ventros.create_ai_process(text, uuid, text, text, text, jsonb, uuid, uuid, uuid),
     ventros.finish_ai_process(uuid, integer, text, jsonb, integer, numeric, text)
     TO ventros_agent;
+
+-- Direct writes of message_enrichment, ai_process by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('message_enrichment', inserts => '{create_message_enrichment}', updates => '{start_message_enrichment,complete_message_enrichment,fail_message_enrichment}', deletes => '{}');
+SELECT ventros.register_writes('ai_process', inserts => '{create_ai_process}', updates => '{finish_ai_process}', deletes => '{}');

@@ -40,6 +40,20 @@ CREATE TYPE ventros.inbox_outcome AS (
 );
 COMMENT ON TYPE ventros.inbox_outcome IS 'The outcome of processing an inbox item: its new status, the message and contact it concerned, details';
 
+-- A receipt waits (unmatched) for the provider id of our send, which the
+-- send's answer records (mark_message_sent) in the dispatcher's transaction
+-- while a processor may be deciding, unable to see it, that the receipt is
+-- unmatched.  Both sides take this lock before they look at the other's
+-- side (inbox_run, inbox_rematch): whichever comes second sees what the first
+-- committed, so no receipt waits for its backoff while its message has the id
+-- (test/isolation/specs/inbox_receipt_before_id.spec).
+CREATE FUNCTION ventros.lock_inbox_ref(tenant text, channel_id uuid, ref_id text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.lock_tenant_key('inbox_ref:' || channel_id || ':' || ref_id, tenant) $$;
+COMMENT ON FUNCTION ventros.lock_inbox_ref(text, uuid, text) IS
+    'Takes the lock of a provider message id on a channel (ventros.lock_tenant_key) that a receipt found unmatched and the send recording that id share';
+
 -- inbox_run: processes one stored item in a subtransaction and records the
 -- outcome on its row.  The caller has chosen the item's tenant and holds
 -- (or just inserted) the row.  Never raises for the item's own errors.
@@ -53,16 +67,24 @@ DECLARE
     state text;
     message text;
     tries integer := r.attempts + 1;
+    id_arrived boolean := false;
 BEGIN
     BEGIN
         SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = r.channel_id;
         o := ventros.inbox_process(r, ch);
+        IF o.status = 'unmatched' AND r.ref_id IS NOT NULL THEN
+            -- the send recording this id now may have committed while we looked
+            PERFORM ventros.lock_inbox_ref(r.tenant_id, r.channel_id, r.ref_id);
+            id_arrived := EXISTS (SELECT 1 FROM ventros.messages m
+                                  WHERE m.tenant_id = r.tenant_id AND m.channel_id = r.channel_id
+                                    AND m.channel_message_id = r.ref_id AND m.deleted_at IS NULL);
+        END IF;
         UPDATE ventros.inbox i
         SET status = o.status, attempts = tries, message_id = coalesce(o.message_id, i.message_id),
             contact_id = coalesce(o.contact_id, i.contact_id), result = o.result, last_error = NULL,
             processed_at = CASE WHEN o.status <> 'unmatched' THEN now END,
             next_attempt_at = CASE WHEN o.status = 'unmatched' AND tries < ventros.inbox_max_attempts()
-                                   THEN now + ventros.inbox_backoff(tries) END
+                                   THEN CASE WHEN id_arrived THEN now ELSE now + ventros.inbox_backoff(tries) END END
         WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
         RETURN o.status;
     EXCEPTION WHEN OTHERS THEN
@@ -209,12 +231,15 @@ COMMENT ON FUNCTION ventros.prune_inbox(timestamptz, integer) IS
 
 -- Receipts that arrived before the send recorded the provider id become due
 -- as soon as a message gets that id (mark_message_sent, an echo binding it).
+-- The id's lock first (lock_inbox_ref): a processor deciding right now that
+-- a receipt for it is unmatched has committed when we look.
 CREATE FUNCTION ventros.inbox_rematch() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    PERFORM ventros.lock_inbox_ref(NEW.tenant_id, NEW.channel_id, NEW.channel_message_id);
     UPDATE ventros.inbox i SET next_attempt_at = now()
     WHERE i.tenant_id = NEW.tenant_id AND i.channel_id = NEW.channel_id AND i.ref_id = NEW.channel_message_id
       AND i.status = 'unmatched';
@@ -222,7 +247,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.inbox_rematch() IS
-    'Trigger: a message got a provider id; receipts for it that were unmatched are due now';
+    'Trigger: a message got a provider id; receipts for it that were unmatched are due now (after the id''s lock, lock_inbox_ref)';
 CREATE TRIGGER messages_inbox_rematch AFTER INSERT OR UPDATE OF channel_message_id ON ventros.messages
     FOR EACH ROW WHEN (NEW.channel_message_id IS NOT NULL AND NEW.from_me)
     EXECUTE FUNCTION ventros.inbox_rematch();

@@ -370,3 +370,8 @@ GRANT EXECUTE ON FUNCTION ventros.list_whatsapp_templates(uuid), ventros.templat
     TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.upsert_whatsapp_template(uuid, text, text, text, jsonb, text, text, text),
     ventros.delete_whatsapp_template(uuid, integer), ventros.sync_whatsapp_templates(uuid) TO ventros_admin;
+
+-- Direct writes of whatsapp_template by tenant roles: the same as the first
+-- command named, or refused naming them (docs/sql.md, "Direct writes").
+SELECT ventros.register_writes('whatsapp_template', inserts => '{upsert_whatsapp_template,sync_whatsapp_templates}', updates => '{upsert_whatsapp_template}', deletes => '{delete_whatsapp_template}',
+    direct => '{DELETE}');

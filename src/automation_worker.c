@@ -31,10 +31,7 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -44,6 +41,7 @@
 #include "shmem.h"
 #include "trigger.h"
 #include "worker.h"
+#include "worker_queue.h"
 
 #define VN_AUTOMATION_MAX_WORKERS 8
 
@@ -90,79 +88,25 @@ ventros_automation_wake(PG_FUNCTION_ARGS)
 }
 
 /*
- * run_batch
- *		One transaction: ventros.run_automations(batch).  Returns how many
- *		queued events and due waits it took, or -1 when the extension is not
- *		installed in the database yet (*ready remembers once it is).
+ * The loop: worker_queue.c.  A call takes only the first queued event of
+ * each aggregate (order per aggregate), so a short batch does not mean the
+ * queue is empty: the executor calls again until a call takes nothing.
  */
-static int
-run_batch(bool *ready)
-{
-	int			  taken = 0;
-	MemoryContext caller = vn_worker_begin("running automation rules");
-
-	if (!*ready)
-	{
-		const char *missing = vn_worker_missing_function(automation_functions, lengthof(automation_functions));
-
-		*ready = missing == NULL;
-		if (missing != NULL)
-		{
-			char msg[VN_WORKER_ERRLEN];
-
-			snprintf(msg, sizeof(msg), "function %s is missing in database \"%s\": the extension is not installed, "
-									   "or its SQL is older than the loaded library",
-					 missing, get_database_name(MyDatabaseId));
-			vn_worker_set_error(msg);
-		}
-	}
-	if (!*ready)
-		taken = -1;
-	else
-	{
-		Datum arg = Int32GetDatum(vn_automation_batch_size);
-		Oid	  argtype = INT4OID;
-		bool  isnull;
-		Datum n;
-
-		if (SPI_execute_with_args("SELECT ventros.run_automations($1)",
-								  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "ventros.run_automations failed");
-		n = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		taken = isnull ? 0 : DatumGetInt32(n);
-	}
-	vn_worker_end(caller);
-	return taken;
-}
+static const VnQueueWorker automation_queue = {
+	.kind = &automation_kind,
+	.activity = "running automation rules",
+	.functions = automation_functions,
+	.nfunctions = lengthof(automation_functions),
+	.batch_sql = "SELECT ventros.run_automations($1)",
+	.batch_size = &vn_automation_batch_size,
+	.poll_interval = &vn_automation_poll_interval,
+	.again_on_any = true,
+};
 
 void
 vn_automation_worker_main(Datum main_arg)
 {
-	int	 index = DatumGetInt32(main_arg);
-	bool ready = false;
-
-	vn_worker_attach(&automation_kind, main_arg);
-	for (;;)
-	{
-		(void) vn_worker_loop_top();
-
-		/*
-		 * Until a call finds nothing: a call takes only the first queued
-		 * event of each aggregate (order per aggregate), so a short batch
-		 * does not mean the queue is empty.
-		 */
-		while (run_batch(&ready) > 0)
-		{
-			Latch *next = vn_worker_find_latch(&automation_kind, index + 1, MyDatabaseId);
-
-			/* there was work: the next executor shares it (SKIP LOCKED) */
-			if (next != NULL)
-				SetLatch(next);
-			CHECK_FOR_INTERRUPTS();
-		}
-		/* the latch is reset when it wakes us: a wake-up during a batch is not lost */
-		(void) vn_worker_wait(vn_automation_poll_interval, PGINVALID_SOCKET);
-	}
+	vn_queue_worker_main(&automation_queue, main_arg);
 }
 
 void

@@ -64,6 +64,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "direct_writes.h"
 #include "emit.h"
 #include "engine.h"
 #include "errors.h"
@@ -249,6 +250,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 	MemoryContextSwitchTo(old);
 
 	vn_state_machine_load(agg);
+	vn_direct_writes_load(agg, rel);
 	/*
 	 * <aggregate>.created is written for a creation whose initial state has
 	 * no event of its own; when every initial state declares one (session:
@@ -268,11 +270,11 @@ load_aggregate(VnAggregate *agg, Relation rel)
 }
 
 /*
- * aggregate_for
+ * vn_aggregate_for
  *		The engine's metadata for rel, built on first use.
  */
-static VnAggregate *
-aggregate_for(Relation rel)
+VnAggregate *
+vn_aggregate_for(Relation rel)
 {
 	Oid			 relid = RelationGetRelid(rel);
 	VnAggregate *agg;
@@ -515,7 +517,17 @@ soft_delete(VnAggregate *agg, TriggerData *td)
 	guc_level = NewGUCNestLevel();
 	(void) set_config_option("ventros.include_deleted", "on", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	ret = SPI_execute_plan(agg->soft_delete_plan, args, NULL, false, 1);
+	/* The caller's DELETE was checked (direct_writes.c); its UPDATE is the engine's. */
+	vn_system_write_begin();
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(agg->soft_delete_plan, args, NULL, false, 1);
+	}
+	PG_FINALLY();
+	{
+		vn_system_write_end();
+	}
+	PG_END_TRY();
 	AtEOXact_GUC(true, guc_level);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "soft delete of %s touched %lu rows", agg->name, (unsigned long) SPI_processed);
@@ -529,7 +541,7 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 	VnAggregate *agg;
 
 	check_trigger_call(fcinfo, "ventros_engine_before", true);
-	agg = aggregate_for(td->tg_relation);
+	agg = vn_aggregate_for(td->tg_relation);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		return PointerGetDatum(before_insert(agg, td));
@@ -628,7 +640,7 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 	bool		*newn;
 
 	check_trigger_call(fcinfo, "ventros_engine_after", false);
-	agg = aggregate_for(td->tg_relation);
+	agg = vn_aggregate_for(td->tg_relation);
 	desc = RelationGetDescr(td->tg_relation);
 
 	newtup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;

@@ -11,6 +11,7 @@
 #include "access/attnum.h"
 #include "executor/spi.h"
 #include "payload.h"
+#include "utils/relcache.h"
 
 typedef struct VnTransition
 {
@@ -18,6 +19,22 @@ typedef struct VnTransition
 	char *to_state;
 	char *event_type; /* NULL: the aggregate's updated event */
 } VnTransition;
+
+/*
+ * The declared outcome of a direct write of one operation (INSERT, UPDATE,
+ * DELETE) by a tenant role: ventros.aggregate_writes, see direct_writes.c.
+ */
+#define VN_WRITE_OPERATIONS 3
+
+typedef struct VnWriteRule
+{
+	bool  declared;		 /* false: no row, refused */
+	bool  direct;		 /* the same as the command: allowed */
+	char *commands;		 /* "ventros.x() or ventros.y()"; NULL: none */
+	char *first_command; /* "ventros.x()": the one a direct write is */
+	bool *columns;		 /* per attribute, may be set (INSERT) or
+								 * changed (UPDATE); NULL: any */
+} VnWriteRule;
 
 /*
  * What the engine knows of one registered aggregate table.  Built from
@@ -52,10 +69,12 @@ typedef struct VnAggregate
 	VnTransition *transitions;
 	bool		  has_initial; /* some transition has from_state NULL */
 	SPIPlanPtr	  soft_delete_plan;
+	VnWriteRule	  writes[VN_WRITE_OPERATIONS]; /* INSERT, UPDATE, DELETE */
 } VnAggregate;
 
 /* in engine.c */
-extern void vn_engine_init(void);
+extern void			vn_engine_init(void);
+extern VnAggregate *vn_aggregate_for(Relation rel);
 
 /* in state_machine.c */
 extern void				   vn_state_machine_load(VnAggregate *agg);

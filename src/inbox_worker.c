@@ -33,10 +33,7 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "commands/trigger.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
@@ -46,6 +43,7 @@
 #include "shmem.h"
 #include "trigger.h"
 #include "worker.h"
+#include "worker_queue.h"
 
 #define VN_INBOX_MAX_WORKERS 8
 
@@ -102,86 +100,22 @@ ventros_inbox_wake(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-/*
- * process_batch
- *		One transaction: ventros.process_inbox(batch).  Returns how many
- *		items it took (processed, failed, ignored, ... all count), or -1
- *		when the extension is not installed in the database yet (*ready
- *		remembers once it is, so the check is not repeated per batch).
- */
-static int
-process_batch(bool *ready)
-{
-	int			  taken = 0;
-	MemoryContext caller = vn_worker_begin("processing ventros.inbox");
-
-	/* until the extension is there (the database may be new), look for it */
-	if (!*ready)
-	{
-		const char *missing = vn_worker_missing_function(inbox_functions, lengthof(inbox_functions));
-
-		*ready = missing == NULL;
-		if (missing != NULL)
-		{
-			char msg[VN_WORKER_ERRLEN];
-
-			snprintf(msg, sizeof(msg), "function %s is missing in database \"%s\": the extension is not installed, "
-									   "or its SQL is older than the loaded library",
-					 missing, get_database_name(MyDatabaseId));
-			vn_worker_set_error(msg);
-		}
-	}
-	if (!*ready)
-		taken = -1;
-	else
-	{
-		Datum arg = Int32GetDatum(vn_inbox_batch_size);
-		Oid	  argtype = INT4OID;
-		Datum sum;
-		bool  isnull;
-
-		if (SPI_execute_with_args("SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
-								  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "ventros.process_inbox failed");
-		sum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		taken = isnull ? 0 : DatumGetInt32(sum);
-	}
-	vn_worker_end(caller);
-	return taken;
-}
+/* the loop: worker_queue.c */
+static const VnQueueWorker inbox_queue = {
+	.kind = &inbox_kind,
+	.activity = "processing ventros.inbox",
+	.functions = inbox_functions,
+	.nfunctions = lengthof(inbox_functions),
+	.batch_sql = "SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
+	.batch_size = &vn_inbox_batch_size,
+	.poll_interval = &vn_inbox_poll_interval,
+	.again_on_any = false, /* a short batch: nothing more is due */
+};
 
 void
 vn_inbox_worker_main(Datum main_arg)
 {
-	int	 index = DatumGetInt32(main_arg);
-	bool ready = false;
-
-	vn_worker_attach(&inbox_kind, main_arg);
-	for (;;)
-	{
-		int taken;
-
-		(void) vn_worker_loop_top();
-		for (;;)
-		{
-			Latch *next;
-
-			taken = process_batch(&ready);
-			if (taken < vn_inbox_batch_size)
-				break;
-			/*
-			 * A full batch: there may be a backlog.  Wake the next processor
-			 * so the items are shared (SKIP LOCKED keeps each item to one);
-			 * it wakes the one after it in turn.
-			 */
-			next = vn_worker_find_latch(&inbox_kind, index + 1, MyDatabaseId);
-			if (next != NULL)
-				SetLatch(next);
-			CHECK_FOR_INTERRUPTS();
-		}
-		/* the latch is reset when it wakes us: a wake-up during a batch is not lost */
-		(void) vn_worker_wait(vn_inbox_poll_interval, PGINVALID_SOCKET);
-	}
+	vn_queue_worker_main(&inbox_queue, main_arg);
 }
 
 void

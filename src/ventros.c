@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "automation_worker.h"
+#include "direct_writes.h"
 #include "emit.h"
 #include "engine.h"
 #include "guc.h"
@@ -40,6 +41,7 @@ _PG_init(void)
 	vn_inbox_worker_init();
 	vn_automation_worker_init();
 	vn_engine_init();
+	vn_direct_writes_init();
 	vn_outbox_init();
 	vn_webhook_fanout_init();
 	vn_plan_guard_init();

@@ -31,6 +31,9 @@ before(async () => {
       const u = await c.query(`SELECT id FROM ventros.create_user($1, $2, 'x-password') u
         WHERE NOT EXISTS (SELECT 1 FROM ventros.users WHERE email = $2)`, [`User ${t}`, `user@${t}.example`]);
       if (u.rowCount) {
+        // a key the test knows, so written as the owner: api.create_api_key draws
+        // keys at random, and a tenant role's direct insert is refused
+        await c.query('RESET ROLE');
         await c.query(`INSERT INTO ventros.user_api_keys (user_id, name, key_hash, key_prefix)
           VALUES ($1, 'k', ventros.token_hash('vnk_' || $2), 'vnk_')`, [u.rows[0].id, t]);
       }

@@ -15,13 +15,15 @@ SELECT results_eq($$SELECT id FROM ventros.agents WHERE type = 'system' ORDER BY
                       '00000000-0000-0000-0000-000000000005', '00000000-0000-0000-0000-000000000010',
                       '00000000-0000-0000-0000-000000000099']) x$$,
                   'every tenant has the seven system agents with fixed ids');
+RESET ROLE;	-- the guard holds for the owner too
 SELECT throws_ok($$UPDATE ventros.agents SET name = 'hacked', version = version WHERE id = '00000000-0000-0000-0000-000000000001'$$,
                  '42501', NULL, 'a system agent cannot be changed');
+SET LOCAL ROLE ventros_admin;
 SELECT throws_ok($$DELETE FROM ventros.agents WHERE id = '00000000-0000-0000-0000-000000000099'$$, '42501', NULL,
                  'a system agent cannot be deleted');
 SELECT throws_ok($$SELECT ventros.create_agent('Sys', 'system')$$, '22023', NULL, 'create_agent refuses type system');
 SELECT throws_ok($$INSERT INTO ventros.agents (id, project_id, name, type) VALUES ('00000000-0000-0000-0000-000000000042', ventros.default_project(), 'x', 'system')$$,
-                 '42501', 'system agents cannot be created', 'a system agent cannot be inserted');
+                 '42501', 'direct inserts of agent rows are refused', 'a system agent cannot be inserted (agents are created by their commands)');
 
 CREATE TEMP TABLE a AS SELECT * FROM ventros.create_agent('Ana', email => 'Ana@Example.com', role => 'human_agent');
 SELECT is((SELECT email FROM a), 'ana@example.com', 'the email is normalised');

@@ -1,6 +1,8 @@
 -- Every sample of the billing, integration, list, automation and messaging
--- aggregates (test/fixtures/samples) creates, updates and deletes its row
--- through the engine as ventros_admin, and the outbox gets the events.
+-- aggregates (test/fixtures/samples) creates its row as ventros_admin, then
+-- updates and deletes it through the engine as the table's owner (a tenant
+-- role's direct write meets the declared outcome: 620_direct_writes.sql),
+-- and the outbox gets the events.
 BEGIN;
 SELECT plan(3);
 SELECT ventros.create_tenant('t_samples', 'Samples');
@@ -25,9 +27,11 @@ DECLARE
 BEGIN
     FOR s IN SELECT a.* FROM ventros_test.aggregate_samples a JOIN sampled_aggregates r USING (aggregate) LOOP
         EXECUTE s.create_sql INTO row_id;
+        RESET ROLE;
         EXECUTE s.update_sql USING row_id, 1;
         EXECUTE format('DELETE FROM %s WHERE id = $1', (SELECT table_name FROM ventros.aggregates a WHERE a.aggregate = s.aggregate))
             USING row_id;
+        SET LOCAL ROLE ventros_admin;
         INSERT INTO sample_results VALUES (s.aggregate,
             EXISTS (SELECT 1 FROM ventros.outbox o WHERE o.aggregate_id = row_id AND o.aggregate_version = 1),
             EXISTS (SELECT 1 FROM ventros.outbox o WHERE o.aggregate_id = row_id AND o.event_type = s.aggregate || '.updated'),

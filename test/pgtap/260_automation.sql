@@ -1,6 +1,6 @@
 -- Campaigns, sequences and broadcasts: machines, guards, enrollments, ticks.
 BEGIN;
-SELECT plan(62);
+SELECT plan(63);
 SELECT ventros.create_tenant('t_auto', 'Automation');
 SET LOCAL ventros.tenant = 't_auto';
 SET LOCAL ROLE ventros_admin;
@@ -121,14 +121,15 @@ SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.s
 SELECT is(ventros.tick_broadcasts(now() + interval '2 hours'), 1, 'tick starts it and sends at the rate limit');
 SET LOCAL ROLE ventros_admin;
 SELECT is((ventros.broadcast_stats(pg_temp.id('b')))->>'skipped', '1', 'the opted-out contact is skipped');
-SELECT is((ventros.get_broadcast(pg_temp.id('b'))).status, 'completed', 'running -> completed when nothing is pending');
+SELECT is((ventros.get_broadcast(pg_temp.id('b'))).status, 'running', 'still running while its message waits for the provider');
 SELECT is((SELECT m.source || '/' || m.text FROM ventros.broadcast_executions e JOIN ventros.messages m ON m.id = e.message_id
            WHERE e.broadcast_id = pg_temp.id('b')), 'broadcast/Sale!', 'the message went out as a broadcast');
+-- funnel: sent, delivered, read, replied from the summary table
+CREATE TEMP TABLE bmsg AS SELECT e.message_id AS id FROM ventros.broadcast_executions e WHERE e.broadcast_id = pg_temp.id('b') AND e.status = 'sending';
+SELECT ventros.confirm_message_status('delivered', (SELECT id FROM bmsg));
+SELECT is((ventros.get_broadcast(pg_temp.id('b'))).status, 'completed', 'running -> completed when every send has its outcome');
 SELECT ok(pg_temp.events(pg_temp.id('b')) @> ARRAY['broadcast.created', 'broadcast.scheduled', 'broadcast.started', 'broadcast.completed'],
           'broadcast events');
--- funnel: sent, delivered, read, replied from the summary table
-CREATE TEMP TABLE bmsg AS SELECT e.message_id AS id FROM ventros.broadcast_executions e WHERE e.broadcast_id = pg_temp.id('b') AND e.status = 'sent';
-SELECT ventros.confirm_message_status('delivered', (SELECT id FROM bmsg));
 SELECT ventros.confirm_message_status('read', (SELECT id FROM bmsg));
 SELECT ventros.import_message(pg_temp.id('ch'), pg_temp.id('ann'), false, now(), 'reply-1', 'Thanks!');
 SELECT ventros.import_message(pg_temp.id('ch'), pg_temp.id('ann'), false, now(), 'reply-2', 'Really, thanks!');

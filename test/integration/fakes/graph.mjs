@@ -22,7 +22,9 @@
 // POST /__fake/profile {"id", …fields}, POST /__fake/media_expiry {"ms"}, GET /__fake/sent,
 // POST /__fake/emit {"base","provider","channel_id","app_secret","payload"} or, for WhatsApp,
 // {…,"statuses":{"phone_number_id","list":[{"id","status"}]}}: posts a webhook signed with
-// X-Hub-Signature-256 to <base>/webhooks/<provider>/<channel_id>; answers {"status","body"}.
+// X-Hub-Signature-256 to <base>/webhooks/<provider>/<channel_id>; answers {"status","body"};
+// emitDefaults (startGraph's option) fills the fields a body leaves out.
+// onAnswer: see recorder.mjs.  scripts/up runs it as a stand-in through standin.mjs.
 //
 // In-process: const graph = await startGraph({ tokens: ['tok'] }); graph.url; await graph.close();
 // Standalone: node graph.mjs --port 8090 [--token tok]
@@ -59,7 +61,8 @@ export function graphError(code, { status, subcode, message, details, headers } 
 const invalid = (message) => graphError(100, { status: 400, subcode: undefined, message: `(#100) ${message}` });
 const MEDIA_TYPES = ['image', 'audio', 'video', 'document', 'sticker'];
 
-export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['graph-token'], mediaExpiryMs = 300000 } = {}) {
+export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['graph-token'], mediaExpiryMs = 300000,
+                                   onAnswer = null, emitDefaults = {} } = {}) {
   let valid = new Set(tokens);
   let expiry = mediaExpiryMs;
   const media = new Map();     // id -> {content_type, data, sha256}
@@ -165,6 +168,7 @@ export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['grap
     if (method === 'POST' && path === '/__fake/media_expiry') { expiry = body.ms; return { ok: true }; }
     if (method === 'GET' && path === '/__fake/sent') return sent;
     if (method === 'POST' && path === '/__fake/emit') {
+      body = { ...emitDefaults, ...body };
       const payload = body.payload ?? whatsappStatuses({ phoneNumberId: body.statuses.phone_number_id, statuses: body.statuses.list.map(
         (st) => ({ ...st, recipient: st.recipient ?? sent.find((x) => x.id === st.id)?.request.to })) });
       const r = await emitMeta(body.base, body.provider ?? 'whatsapp', body.channel_id, payload, { appSecret: body.app_secret ?? null });
@@ -173,7 +177,7 @@ export async function startGraph({ port = 0, host = '127.0.0.1', tokens = ['grap
     return undefined;
   }
 
-  const rec = await startRecorder({ port, host, handle, control });
+  const rec = await startRecorder({ port, host, handle, control, onAnswer });
   base = rec.url;
   return {
     ...rec,

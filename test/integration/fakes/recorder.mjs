@@ -15,6 +15,11 @@
 // Scripts are consumed in order, then "default" (if set on the script) or
 // 200 {"ok":true}.  Every record keeps the response that was given.
 //
+// onAnswer(record), when given, is called once the answer is written (the
+// record's response then holds status, headers and body_text): the
+// stand-ins of scripts/up log with it and post their status webhooks after
+// the answer, as a provider does.
+//
 // Use in-process: const fake = await startRecorder(); fake.url; await fake.close();
 // or standalone: node recorder.mjs --port 8099
 // Provider fakes build on it (fakes/waha.mjs, fakes/graph.mjs): `handle(record)`
@@ -23,7 +28,8 @@
 import http from 'node:http';
 
 // onRecord(record, bodyBuffer), when given, may add fields to each record.
-export async function startRecorder({ port = 0, host = '127.0.0.1', handle = null, control = null, onRecord = null } = {}) {
+export async function startRecorder({ port = 0, host = '127.0.0.1', handle = null, control = null, onRecord = null,
+                                      onAnswer = null } = {}) {
   let records = [];
   let scripts = new Map(); // "METHOD path" -> {responses: [], default}
   let seq = 0;
@@ -57,7 +63,9 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
     }
     res.writeHead(r.status ?? 200, headers);
     res.end(body);
-    return headers;
+    // the first 64 KiB of the body, for onAnswer and /__fake/requests
+    const text = Buffer.isBuffer(body) ? body.subarray(0, 65536).toString('utf8') : body.slice(0, 65536);
+    return { headers, body_text: text };
   }
 
   const server = http.createServer((req, res) => {
@@ -121,9 +129,10 @@ export async function startRecorder({ port = 0, host = '127.0.0.1', handle = nul
           record.response = { client_gone: true };
           return;
         }
-        record.response = { status: r.status ?? 200, headers: send(res, r) };
+        record.response = { status: r.status ?? 200, ...send(res, r) };
       } finally {
         open--;
+        if (onAnswer) onAnswer(record);
       }
     });
   });

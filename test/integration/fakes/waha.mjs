@@ -14,7 +14,9 @@
 // {"session","name","content_type","base64"}, GET /__fake/sent (the messages it accepted),
 // POST /__fake/emit {"base","channel_id","hmac_key","payload"} or {…,"ack":{"id","ack"}}: posts a
 // webhook (signed with X-Webhook-Hmac sha512 when hmac_key is given) to
-// <base>/webhooks/waha/<channel_id> and answers {"status","body"} — e.g. the ack of a message it accepted.
+// <base>/webhooks/waha/<channel_id> and answers {"status","body"} — e.g. the ack of a message it accepted;
+// emitDefaults (startWaha's option) fills the fields a body leaves out.
+// onAnswer: see recorder.mjs.  scripts/up runs it as a stand-in through standin.mjs.
 //
 // In-process: const waha = await startWaha({ apiKey: 'k1' }); waha.url; waha.sent(); await waha.close();
 // Standalone: node waha.mjs --port 3000 [--api-key k1]
@@ -31,7 +33,7 @@ const json = (status, body) => ({ status, body });
 const badRequest = (message) => json(400, { statusCode: 400, message: [message], error: 'Bad Request' });
 
 export async function startWaha({ port = 0, host = '127.0.0.1', apiKey = 'waha-key', me = '5511988887777@c.us',
-                                  sessions = { 'acme-sales': 'WORKING' } } = {}) {
+                                  sessions = { 'acme-sales': 'WORKING' }, onAnswer = null, emitDefaults = {} } = {}) {
   const state = new Map(Object.entries(sessions).map(([name, status]) => [name, { name, status, config: {} }]));
   const files = new Map(); // "<session>/<name>" -> {content_type, data}
   let sent = [];
@@ -121,6 +123,7 @@ export async function startWaha({ port = 0, host = '127.0.0.1', apiKey = 'waha-k
     }
     if (method === 'GET' && path === '/__fake/sent') return sent;
     if (method === 'POST' && path === '/__fake/emit') {
+      body = { ...emitDefaults, ...body };
       let payload = body.payload;
       if (!payload && body.ack) {
         const m = sent.find((x) => x.message.id === body.ack.id);
@@ -133,7 +136,7 @@ export async function startWaha({ port = 0, host = '127.0.0.1', apiKey = 'waha-k
     return undefined;
   }
 
-  const rec = await startRecorder({ port, host, handle, control });
+  const rec = await startRecorder({ port, host, handle, control, onAnswer });
   return {
     ...rec,
     sent: () => [...sent],
