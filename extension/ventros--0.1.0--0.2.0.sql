@@ -5619,6 +5619,26 @@ $$;
 COMMENT ON FUNCTION ventros.update_sequence(uuid, integer, jsonb) IS
     'Changes a sequence''s name, description, trigger, exit_on_reply, exit_on ({"tags": [...], "status_ids": [...]}) or send_window ({"from", "to", "weekdays"}; 23514); keeps its enrollment rule; emits sequence.updated';
 
+CREATE OR REPLACE FUNCTION ventros.delete_sequence(sequence_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule uuid;
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version);
+    -- the rule that enrolled contacts in it goes with it (ventros.sync_sequence_rule)
+    FOR rule IN SELECT a.id FROM ventros.automations a
+                WHERE a.tenant_id = ventros.require_tenant() AND a.trigger_config->>'sequence_id' = delete_sequence.sequence_id::text
+                  AND a.deleted_at IS NULL LOOP
+        PERFORM ventros.delete_automation(rule);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS
+    'Soft-deletes a sequence and the automation rule that enrolled contacts in it; emits sequence.deleted and automation.deleted';
+
 CREATE OR REPLACE FUNCTION ventros.set_sequence_status(sequence_id uuid, expected_version integer, status text)
 RETURNS ventros.sequences
 LANGUAGE plpgsql

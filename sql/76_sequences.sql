@@ -178,10 +178,23 @@ COMMENT ON FUNCTION ventros.update_sequence(uuid, integer, jsonb) IS
 
 CREATE FUNCTION ventros.delete_sequence(sequence_id uuid, expected_version integer DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version) $$;
-COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS 'Soft-deletes a sequence; emits sequence.deleted';
+AS $$
+DECLARE
+    rule uuid;
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version);
+    -- the rule that enrolled contacts in it goes with it (ventros.sync_sequence_rule)
+    FOR rule IN SELECT a.id FROM ventros.automations a
+                WHERE a.tenant_id = ventros.require_tenant() AND a.trigger_config->>'sequence_id' = delete_sequence.sequence_id::text
+                  AND a.deleted_at IS NULL LOOP
+        PERFORM ventros.delete_automation(rule);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS
+    'Soft-deletes a sequence and the automation rule that enrolled contacts in it; emits sequence.deleted and automation.deleted';
 
 CREATE FUNCTION ventros.set_sequence_status(sequence_id uuid, expected_version integer, status text)
 RETURNS ventros.sequences

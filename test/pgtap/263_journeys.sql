@@ -4,7 +4,7 @@
 -- wait, condition, sequence), reach and conversions.  Every tick is called
 -- with a chosen instant.
 BEGIN;
-SELECT plan(76);
+SELECT plan(77);
 SELECT ventros.create_tenant('t_journeys', 'Journeys');
 SET LOCAL ventros.tenant = 't_journeys';
 SET LOCAL ROLE ventros_admin;
@@ -114,6 +114,10 @@ SELECT is((SELECT enabled FROM ventros.automations WHERE trigger_config->>'seque
 SELECT lives_ok($$SELECT ventros.add_contact_to_list(pg_temp.id('list'), pg_temp.id('bob'))$$, 'bob joins the list');
 SELECT pg_temp.run();
 SELECT is((pg_temp.enrollment('s_list', 'bob')).status, NULL, 'a paused sequence enrolls no one');
+INSERT INTO ids VALUES ('s_gone', pg_temp.sequence('Gone', 'custom', '{"event": "gone"}'));
+SELECT ventros.delete_sequence(pg_temp.id('s_gone'));
+SELECT is((SELECT count(*)::int FROM ventros.automations WHERE trigger_config->>'sequence_id' = pg_temp.id('s_gone')::text
+            AND deleted_at IS NULL), 0, 'a deleted sequence''s rule is deleted with it');
 
 -- ---- exit on reply, in the reply's transaction; no step after it
 INSERT INTO ids SELECT 'e_ana', id FROM ventros.enroll_in_sequence(pg_temp.id('s_manual'), pg_temp.id('ana'));
