@@ -101,7 +101,7 @@ SELECT is((SELECT array_agg(outcome ORDER BY depth) FROM ventros.automation_runs
 SELECT matches((SELECT error FROM ventros.automation_runs WHERE automation_id = pg_temp.id('selfloop') AND outcome = 'failed'),
                '^loop: rule already ran for the originating event', 'with a clear reason');
 SELECT ventros.set_automation_enabled(pg_temp.id('selfloop'), 1, false);
-UPDATE ventros.automations SET enabled = false, version = version WHERE name LIKE 'Step %';
+SELECT count(ventros.set_automation_enabled(id, version, false)) FROM ventros.automations WHERE name LIKE 'Step %';
 
 -- conditions, each kind, on a context
 CREATE TEMP TABLE ctx AS SELECT '{"event": {"type": "message.created"}, "payload": {"amount": 150, "text": "Quero saber o preço", "nested": {"k": "v"}},
