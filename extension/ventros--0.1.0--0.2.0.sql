@@ -5015,6 +5015,1267 @@ SELECT ventros.register_writes('ai_process', inserts => '{create_ai_process}', u
 SELECT ventros.register_writes('whatsapp_template', inserts => '{upsert_whatsapp_template,sync_whatsapp_templates}', updates => '{upsert_whatsapp_template}', deletes => '{delete_whatsapp_template}',
     direct => '{DELETE}');
 
+-- ---- journeys
+-- Issue 15: sequences, campaigns and broadcasts run on one step engine
+-- (sql/74_enrollments.sql): sequences enroll by their own automation rule,
+-- exit on a reply in the reply's transaction, on an exit tag, status or an
+-- opt-out; step conditions and send windows; campaign steps (broadcast,
+-- sequence, condition, wait) run over ticks; reach and conversions counted.
+
+ALTER TABLE ventros.sequences ADD COLUMN exit_on jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE ventros.sequences ADD COLUMN send_window jsonb;
+ALTER TABLE ventros.sequences ADD CONSTRAINT sequences_exit_on_object CHECK (jsonb_typeof(exit_on) = 'object');
+ALTER TABLE ventros.sequences ADD CONSTRAINT sequences_send_window
+    CHECK (send_window IS NULL OR ventros.automation_condition_valid(jsonb_build_object('time_window', send_window)));
+ALTER TABLE ventros.sequences DROP CONSTRAINT sequences_trigger_known;
+ALTER TABLE ventros.sequences ADD CONSTRAINT sequences_trigger_known
+    CHECK (trigger_type IN ('manual', 'tag_added', 'list_joined', 'form_submit', 'pipeline_entered', 'contact_created', 'custom'));
+ALTER TABLE ventros.campaigns ADD COLUMN conversion_status_id uuid;
+ALTER TABLE ventros.campaign_enrollments ALTER COLUMN current_step_order SET DEFAULT -1;
+ALTER TABLE ventros.campaign_enrollments ADD COLUMN reached_at timestamptz;
+ALTER TABLE ventros.campaign_enrollments ADD COLUMN converted_at timestamptz;
+-- the HTTP API's views show the new columns
+SELECT ventros.expose_api();
+CREATE INDEX campaign_enrollments_by_contact ON ventros.campaign_enrollments (tenant_id, contact_id) WHERE converted_at IS NULL;
+SELECT ventros.register_event_type('campaign.contact_converted',
+                                   'A contact of a campaign converted (a reply, a tracking conversion, its conversion status).');
+SELECT ventros.register_quiet_columns('campaign_enrollment', '{reached_at,converted_at}');
+DROP FUNCTION ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text);
+
+-- enroll_contact: a contact's enrollment in a parent, due at a time; counts
+-- it with the parent's counters (an SQL assignment list, or NULL) and emits
+-- <parent>.contact_enrolled.  One current enrollment per contact (23505).
+CREATE OR REPLACE FUNCTION ventros.enroll_contact(row_type anyelement, parent text, parent_id uuid, parent_version integer,
+                                       contact_id uuid, due timestamptz, counters text)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    PERFORM ventros.get_contact(contact_id);
+    EXECUTE format('INSERT INTO %s (%I, contact_id, next_scheduled_at) VALUES ($1, $2, $3) RETURNING *',
+                   pg_typeof(row_type)::text::regclass, parent || '_id')
+        INTO result USING parent_id, contact_id, due;
+    IF counters IS NOT NULL THEN
+        EXECUTE format('UPDATE ventros.%I x SET %s, version = x.version WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1',
+                       parent || 's', counters)
+            USING parent_id;
+    END IF;
+    PERFORM ventros.emit(parent || '.contact_enrolled', parent, parent_id,
+        jsonb_build_object('enrollment_id', (to_jsonb(result))->'id', 'contact_id', contact_id), parent_version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'contact % is enrolled in % % already', contact_id, parent, parent_id USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text) IS
+    'Enrolls a contact in a campaign or sequence (once at a time, 23505), due at a time; keeps the parent''s counters; emits <parent>_enrollment.created and <parent>.contact_enrolled';
+
+-- set_enrollment_due: an active enrollment done with a step, due again at a time.
+CREATE OR REPLACE FUNCTION ventros.set_enrollment_due(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
+                                            due timestamptz)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    EXECUTE format('UPDATE %s x SET current_step_order = coalesce($2, x.current_step_order), next_scheduled_at = $3, '
+                   'version = x.version WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 RETURNING *',
+                   pg_typeof(row_type)::text::regclass)
+        INTO result USING enrollment_id, step_order, due;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz) IS
+    'Records the step an enrollment reached (NULL: unchanged) and when it is due again';
+
+-- finish_enrollment: an active enrollment completed or exited (with a reason)
+-- at an instant; emits the parent's enrollment event.
+CREATE OR REPLACE FUNCTION ventros.finish_enrollment(row_type anyelement, parent text, enrollment_id uuid, status text,
+                                          exit_reason text, at timestamptz)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    PERFORM ventros.require_value(status, ARRAY['completed', 'exited'], 'enrollment end');
+    EXECUTE format('UPDATE %s x SET status = $2, next_scheduled_at = NULL, '
+                   'completed_at = CASE $2 WHEN ''completed'' THEN $4 END, exited_at = CASE $2 WHEN ''exited'' THEN $4 END, '
+                   'exit_reason = CASE $2 WHEN ''exited'' THEN $3 END, version = x.version '
+                   'WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 RETURNING *',
+                   pg_typeof(row_type)::text::regclass)
+        INTO result USING enrollment_id, status, left(exit_reason, 500), at;
+    PERFORM ventros.emit_enrollment_event(parent, result);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz) IS
+    'Completes or exits (with a reason) an enrollment at an instant; emits <enrollment>.updated and the parent''s enrollment_completed or _exited';
+
+-- next_step: the first step of a parent after an order (NULL fields: none).
+CREATE OR REPLACE FUNCTION ventros.next_step(row_type anyelement, parent text, parent_id uuid, after_order integer)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    EXECUTE format('SELECT * FROM %s x WHERE x.tenant_id = ventros.require_tenant() AND %I = $1 AND x."order" > $2 '
+                   'AND x.deleted_at IS NULL ORDER BY x."order" LIMIT 1',
+                   pg_typeof(row_type)::text::regclass, parent || '_id')
+        INTO result USING parent_id, after_order;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.next_step(anyelement, text, uuid, integer) IS
+    'The first live step of a campaign or sequence after an order (all NULL when none)';
+
+-- tick_enrollments: the due active enrollments of active parents, each
+-- advanced by ventros.advance_<parent>_enrollment(id, now).  The contact is
+-- locked first (FOR SHARE, the lock a send takes), then the enrollment, both
+-- SKIP LOCKED: a contact or enrollment being written (a reply exiting it)
+-- waits for the next tick, and a reply and a step never deadlock.
+CREATE OR REPLACE FUNCTION ventros.tick_enrollments(parent text, now timestamptz, batch_size integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e record;
+    n integer := 0;
+    got uuid;
+BEGIN
+    FOR e IN EXECUTE format('SELECT x.id, x.contact_id FROM ventros.%I x '
+                            'JOIN ventros.%I p ON p.tenant_id = x.tenant_id AND p.id = x.%I AND p.status = ''active'' '
+                            'WHERE x.tenant_id = ventros.require_tenant() AND x.status = ''active'' AND x.next_scheduled_at <= $1 '
+                            'ORDER BY x.next_scheduled_at LIMIT $2',
+                            parent || '_enrollments', parent || 's', parent || '_id')
+             USING now, batch_size
+    LOOP
+        got := NULL;
+        SELECT c.id INTO got FROM ventros.contacts c
+        WHERE c.tenant_id = ventros.require_tenant() AND c.id = e.contact_id FOR SHARE SKIP LOCKED;
+        CONTINUE WHEN got IS NULL;
+        got := NULL;
+        EXECUTE format('SELECT x.id FROM ventros.%I x WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 '
+                       'AND x.status = ''active'' AND x.next_scheduled_at <= $2 FOR UPDATE SKIP LOCKED', parent || '_enrollments')
+            INTO got USING e.id, now;
+        CONTINUE WHEN got IS NULL;
+        EXECUTE format('SELECT ventros.%I($1, $2)', 'advance_' || parent || '_enrollment') USING e.id, now;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) IS
+    'Advances the due active enrollments of active campaigns or sequences (contact then enrollment locked, SKIP LOCKED); returns how many';
+
+-- journey_timezone: the contact's timezone when it is a known one, else the
+-- tenant's automation timezone.
+CREATE OR REPLACE FUNCTION ventros.journey_timezone(contact_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tz text;
+BEGIN
+    SELECT c.timezone INTO tz FROM ventros.contacts c WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id;
+    IF tz IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE tz;
+            RETURN tz;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;   -- not a timezone: the tenant's
+        END;
+    END IF;
+    RETURN (ventros.current_automation_settings()).timezone;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_timezone(uuid) IS
+    'The timezone of a contact''s send window: its own when known, else the tenant''s automation timezone';
+
+-- journey_window_open: at itself when inside a send window ({"from": "09:00",
+-- "to": "18:00", "weekdays": [1..5]}, in tz; no window: always), else the
+-- window's next opening.
+CREATE OR REPLACE FUNCTION ventros.journey_window_open(send_window jsonb, tz text, at timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    opening timestamptz;
+    day date := (at AT TIME ZONE tz)::date;
+BEGIN
+    IF send_window IS NULL OR ventros.automation_condition_holds(jsonb_build_object('time_window', send_window), '{}', tz, at) THEN
+        RETURN at;
+    END IF;
+    FOR d IN 0..7 LOOP
+        opening := ((day + d) + (send_window->>'from')::time) AT TIME ZONE tz;
+        IF opening > at AND (NOT send_window ? 'weekdays'
+                             OR (send_window->'weekdays') @> to_jsonb(extract(isodow FROM day + d)::integer)) THEN
+            RETURN opening;
+        END IF;
+    END LOOP;
+    RETURN NULL;    -- a window without any weekday never opens
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_window_open(jsonb, text, timestamptz) IS
+    'An instant inside a send window (from included, to excluded, ISO weekdays, in a timezone): at itself, or the next opening';
+
+-- journey_context: what a step condition sees of a contact, the context of
+-- an automation rule for an event on the contact (ventros.automation_context).
+CREATE OR REPLACE FUNCTION ventros.journey_context(contact_id uuid, at timestamptz) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ventros.automation_context(jsonb_populate_record(NULL::ventros.outbox,
+        jsonb_build_object('tenant_id', ventros.require_tenant(), 'seq', 0, 'event_id', contact_id,
+                           'event_type', 'journey.step', 'aggregate_type', 'contact', 'aggregate_id', contact_id,
+                           'payload', '{}'::jsonb, 'occurred_at', at)), at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_context(uuid, timestamptz) IS
+    'The context a step condition is evaluated in: the contact, its custom fields and pipeline statuses (as for an automation rule)';
+
+-- journey_conditions_hold: a step's conditions (a list or one condition, in
+-- the language of automation rules, docs/automation.md) on a contact at an
+-- instant, in the contact's timezone; none: true.
+CREATE OR REPLACE FUNCTION ventros.journey_conditions_hold(conditions jsonb, contact_id uuid, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF conditions IS NULL OR conditions IN ('[]', '{}', 'null') THEN
+        RETURN true;
+    END IF;
+    RETURN coalesce(ventros.automation_conditions_hold(CASE jsonb_typeof(conditions) WHEN 'array' THEN conditions
+                                                                                     ELSE jsonb_build_array(conditions) END,
+                                                       ventros.journey_context(contact_id, at),
+                                                       ventros.journey_timezone(contact_id), at), false);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_conditions_hold(jsonb, uuid, timestamptz) IS
+    'Whether a step''s conditions (automation rule conditions) hold for a contact at an instant; none: true';
+
+-- journey_exit_reason: why a contact leaves a journey before its next step:
+-- opted out of the channel, one of the exit tags, one of the exit pipeline
+-- statuses ({"tags": [...], "status_ids": [...]}); NULL: it stays.
+CREATE OR REPLACE FUNCTION ventros.journey_exit_reason(contact_id uuid, channel_id uuid, exit_on jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN channel_id IS NOT NULL AND NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
+        WHEN jsonb_typeof(exit_on->'tags') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contacts c, jsonb_array_elements_text(exit_on->'tags') t
+            WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id AND t = ANY (c.tags)) THEN 'tag'
+        WHEN jsonb_typeof(exit_on->'status_ids') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contact_pipeline_statuses p
+            WHERE p.tenant_id = ventros.require_tenant() AND p.contact_id = journey_exit_reason.contact_id
+              AND p.exited_at IS NULL AND p.deleted_at IS NULL AND exit_on->'status_ids' ? p.status_id::text) THEN 'status'
+        END
+$$;
+COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
+    'Why a contact leaves a journey before a step: opted_out (of the channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
+
+-- journey_send: a step's message to a contact, through send_message (the
+-- template's content as text, or a provider template by name); an opt-out
+-- raises VN010 as for any send.
+CREATE OR REPLACE FUNCTION ventros.journey_send(channel_id uuid, contact_id uuid, template jsonb, source text, metadata jsonb)
+RETURNS ventros.messages
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.send_message(channel_id, contact_id, text => template->>'content', source => source, metadata => metadata,
+                                template_name => CASE WHEN template->>'content' IS NULL
+                                                      THEN coalesce(template->>'template_name', template->>'template_id') END,
+                                template_language => template->>'language',
+                                template_components => template->'components')
+$$;
+COMMENT ON FUNCTION ventros.journey_send(uuid, uuid, jsonb, text, jsonb) IS
+    'Sends a step''s message template (content, or template_name/template_id with language and components) to a contact through send_message';
+
+-- send_broadcast_execution: one pending execution sent (the step of the
+-- journey engine, ventros.journey_send, source broadcast): sending with its
+-- message until the message's outcome (broadcast_message_outcome), or failed
+-- at once with the error (opt-outs included); the caller counts.
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
+RETURNS ventros.broadcast_executions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    message text;
+    result ventros.broadcast_executions;
+BEGIN
+    UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    BEGIN
+        m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
+                                  jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
+        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    END;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
+    'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
+
+-- broadcast_to_contact: a campaign's broadcast step: the broadcast's message
+-- to one contact, once per broadcast and contact (its execution), counted on
+-- the broadcast (sent when the provider accepts it, as every execution);
+-- an opted-out contact is skipped.  Returns the execution.
+CREATE OR REPLACE FUNCTION ventros.broadcast_to_contact(broadcast_id uuid, contact_id uuid, metadata jsonb DEFAULT NULL)
+RETURNS ventros.broadcast_executions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+BEGIN
+    IF b.status IN ('cancelled', 'failed') THEN
+        RAISE EXCEPTION 'broadcast % is %', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    INSERT INTO ventros.broadcast_executions (broadcast_id, contact_id, status)
+    VALUES (b.id, contact_id, CASE WHEN ventros.may_message(contact_id, b.channel_id) THEN 'pending' ELSE 'skipped' END)
+    ON CONFLICT (tenant_id, broadcast_id, contact_id) DO NOTHING
+    RETURNING * INTO e;
+    IF e.id IS NULL THEN
+        SELECT * INTO e FROM ventros.broadcast_executions x
+        WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.contact_id = broadcast_to_contact.contact_id;
+        RETURN e;   -- sent (or tried) once already
+    END IF;
+    IF e.status = 'pending' THEN
+        e := ventros.send_broadcast_execution(b, e, metadata);
+    END IF;
+    UPDATE ventros.broadcasts x
+    SET total_contacts = x.total_contacts + 1, failed_count = x.failed_count + (e.status = 'failed')::integer,
+        version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    RETURN e;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_to_contact(uuid, uuid, jsonb) IS
+    'A campaign''s broadcast step: sends a broadcast''s template to one contact, once per broadcast and contact (opted out: skipped), counted on the broadcast; VN002 for a cancelled or failed broadcast';
+
+-- send_broadcast_batch: up to limit pending sends of one running broadcast.
+-- Each send queues its message (and its provider request); the execution
+-- stays sending until the message's outcome (broadcast_message_outcome).
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+    n integer := 0;
+    failed integer := 0;
+BEGIN
+    IF b.status <> 'running' THEN
+        RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    FOR e IN SELECT * FROM ventros.broadcast_executions x
+             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+             ORDER BY x.created_at, x.id
+             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+             FOR UPDATE SKIP LOCKED
+    LOOP
+        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
+            failed := failed + 1;
+        END IF;
+        n := n + 1;
+    END LOOP;
+    UPDATE ventros.broadcasts x
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+CREATE OR REPLACE FUNCTION ventros.update_campaign(campaign_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.campaigns
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.campaigns, 'campaign', campaign_id, expected_version, changes,
+                                 ARRAY['name', 'description', 'goal_type', 'goal_value', 'start_date', 'end_date',
+                                       'conversion_status_id'])
+$$;
+COMMENT ON FUNCTION ventros.update_campaign(uuid, integer, jsonb) IS
+    'Changes name, description, goal, dates or conversion_status_id (the pipeline status that counts as a conversion); emits campaign.updated';
+
+CREATE OR REPLACE FUNCTION ventros.enroll_in_campaign(campaign_id uuid, contact_id uuid)
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.campaigns := ventros.get_campaign(campaign_id);
+BEGIN
+    IF c.status NOT IN ('scheduled', 'active') THEN
+        RAISE EXCEPTION 'campaign % is %; contacts enroll in scheduled or active campaigns', campaign_id, c.status
+            USING ERRCODE = 'VN002';
+    END IF;
+    RETURN ventros.enroll_contact(NULL::ventros.campaign_enrollments, 'campaign', c.id, c.version, contact_id,
+                                  greatest(now(), coalesce(c.start_date, now())), NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.enroll_in_campaign(uuid, uuid) IS
+    'Enrolls a contact in a scheduled or active campaign (VN002 otherwise; once at a time, 23505), due at the start; emits campaign_enrollment.created and campaign.contact_enrolled';
+
+-- campaign_reached: the first broadcast or sequence step that acts on an
+-- enrollment's contact counts it in contacts_reached.
+CREATE OR REPLACE FUNCTION ventros.campaign_reached(e ventros.campaign_enrollments, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE ventros.campaign_enrollments x SET reached_at = at, version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id AND x.reached_at IS NULL;
+    IF FOUND THEN
+        UPDATE ventros.campaigns c SET contacts_reached = c.contacts_reached + 1, version = c.version
+        WHERE c.tenant_id = e.tenant_id AND c.id = e.campaign_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, timestamptz) IS
+    'Counts an enrollment''s contact in its campaign''s contacts_reached, once';
+
+-- execute_campaign_step: one step for one enrollment.  Returns what happened:
+-- {"outcome": "done" | "skipped" | "wait" | "exit" | "goto", "minutes",
+-- "to" (the order a goto or skip goes on before), "message_id"}.
+--   broadcast  config.broadcast_id: the broadcast's message to the contact;
+--   sequence   config.sequence_id: enrolls the contact unless enrolled;
+--   condition  config.conditions (automation rule conditions on the contact)
+--              hold: go on; else config.else: "exit" (default), "continue",
+--              "skip" (the next step), or {"goto": order};
+--   wait, delay  config.minutes or config.delay_minutes, then go on.
+CREATE OR REPLACE FUNCTION ventros.execute_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg jsonb := step.config;
+    x ventros.broadcast_executions;
+    following ventros.campaign_steps;
+    minutes numeric;
+BEGIN
+    IF NOT ventros.journey_conditions_hold(step.conditions, e.contact_id, at) THEN
+        RETURN '{"outcome": "skipped"}';
+    END IF;
+    CASE step.type
+    WHEN 'broadcast' THEN
+        x := ventros.broadcast_to_contact((cfg->>'broadcast_id')::uuid, e.contact_id,
+                                          jsonb_build_object('campaign_id', e.campaign_id, 'step_order', step."order"));
+        PERFORM ventros.campaign_reached(e, at);
+        RETURN jsonb_build_object('outcome', 'done', 'message_id', x.message_id, 'send', x.status);
+    WHEN 'sequence' THEN
+        IF NOT EXISTS (SELECT 1 FROM ventros.sequence_enrollments s
+                       WHERE s.tenant_id = e.tenant_id AND s.sequence_id = (cfg->>'sequence_id')::uuid
+                         AND s.contact_id = e.contact_id AND s.status IN ('active', 'paused')) THEN
+            PERFORM ventros.enroll_in_sequence((cfg->>'sequence_id')::uuid, e.contact_id);
+        END IF;
+        PERFORM ventros.campaign_reached(e, at);
+        RETURN '{"outcome": "done"}';
+    WHEN 'condition' THEN
+        IF ventros.journey_conditions_hold(coalesce(cfg->'conditions', '[]'), e.contact_id, at) THEN
+            RETURN '{"outcome": "done", "held": true}';
+        ELSIF cfg->>'else' = 'continue' THEN
+            RETURN '{"outcome": "done", "held": false}';
+        ELSIF cfg->>'else' = 'skip' THEN
+            following := ventros.next_step(NULL::ventros.campaign_steps, 'campaign', e.campaign_id, step."order");
+            RETURN jsonb_build_object('outcome', 'goto', 'held', false, 'to', coalesce(following."order" + 1, step."order" + 1));
+        ELSIF jsonb_typeof(cfg->'else'->'goto') = 'number' THEN
+            RETURN jsonb_build_object('outcome', 'goto', 'held', false, 'to', (cfg->'else'->>'goto')::integer);
+        END IF;
+        RETURN '{"outcome": "exit", "held": false}';
+    ELSE
+        minutes := coalesce((cfg->>'minutes')::numeric, (cfg->>'delay_minutes')::numeric, 0);
+        RETURN jsonb_build_object('outcome', CASE WHEN minutes > 0 THEN 'wait' ELSE 'done' END, 'minutes', minutes);
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
+    'Runs one campaign step for an enrollment (broadcast to the contact, sequence enrollment, condition, wait or delay; passed over when its conditions do not hold); returns the outcome';
+
+-- advance_campaign_enrollment: the enrollment's steps from the next one on,
+-- until a wait (due again after its minutes), an exit, or the end.
+CREATE OR REPLACE FUNCTION ventros.advance_campaign_enrollment(campaign_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.campaign_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
+                                                                     campaign_enrollment_id);
+    step ventros.campaign_steps;
+    after_order integer := e.current_step_order;
+    r jsonb;
+BEGIN
+    FOR n IN 1..100 LOOP
+        step := ventros.next_step(NULL::ventros.campaign_steps, 'campaign', e.campaign_id, after_order);
+        IF step.id IS NULL THEN
+            RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'completed', NULL, now);
+        END IF;
+        r := ventros.execute_campaign_step(e, step, now);
+        PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
+                               'step_type', step.type) || r, NULL);
+        CASE r->>'outcome'
+        WHEN 'exit' THEN
+            RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'exited', 'condition', now);
+        WHEN 'wait' THEN
+            RETURN ventros.set_enrollment_due(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
+                                               now + make_interval(secs => (r->>'minutes')::numeric * 60));
+        WHEN 'goto' THEN
+            after_order := (r->>'to')::integer - 1;
+        ELSE
+            after_order := step."order";
+        END CASE;
+    END LOOP;
+    RAISE EXCEPTION 'campaign % ran 100 steps in one advance of enrollment %: a condition step loops', e.campaign_id, e.id
+        USING ERRCODE = '54000', HINT = 'Put a wait step in the loop, or change the goto.';
+END
+$$;
+COMMENT ON FUNCTION ventros.advance_campaign_enrollment(uuid, timestamptz) IS
+    'Runs an active enrollment''s steps from the next one on until a wait step (due again after its minutes), a condition''s exit, or the end (completed); more than 100 steps at once is a loop (54000); emits campaign.enrollment_advanced per step, campaign.enrollment_completed or _exited';
+
+CREATE OR REPLACE FUNCTION ventros.tick_campaigns(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- scheduled campaigns whose start has come
+    UPDATE ventros.campaigns c SET status = 'active', version = c.version
+    WHERE c.tenant_id = ventros.require_tenant() AND c.status = 'scheduled' AND c.start_date <= tick_campaigns.now;
+    RETURN ventros.tick_enrollments('campaign', now, batch_size);
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_campaigns(timestamptz, integer) IS
+    'Starts due scheduled campaigns and advances due enrollments of active campaigns (ventros.tick_enrollments); returns how many advanced';
+
+CREATE OR REPLACE FUNCTION ventros.create_sequence(name text, trigger_type text DEFAULT 'manual', trigger_data jsonb DEFAULT NULL,
+                                        exit_on_reply boolean DEFAULT true, description text DEFAULT NULL,
+                                        project_id uuid DEFAULT NULL)
+RETURNS ventros.sequences
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sequences;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'sequence name must not be null' USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_value(coalesce(trigger_type, 'manual'), ARRAY['manual', 'tag_added', 'list_joined', 'form_submit',
+                                                                          'pipeline_entered', 'contact_created', 'custom'],
+                                  'sequence trigger');
+    INSERT INTO ventros.sequences (project_id, name, description, trigger_type, trigger_data, exit_on_reply)
+    VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'sequence name'),
+            description, coalesce(trigger_type, 'manual'), trigger_data, coalesce(exit_on_reply, true))
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_sequence(text, text, jsonb, boolean, text, uuid) IS 'Creates a draft sequence; emits sequence.created';
+
+CREATE OR REPLACE FUNCTION ventros.update_sequence(sequence_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.sequences
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sequences;
+BEGIN
+    result := ventros.apply_changes(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, changes,
+                                    ARRAY['name', 'description', 'trigger_type', 'trigger_data', 'exit_on_reply', 'exit_on',
+                                          'send_window']);
+    PERFORM ventros.sync_sequence_rule(result);
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid sequence: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.update_sequence(uuid, integer, jsonb) IS
+    'Changes a sequence''s name, description, trigger, exit_on_reply, exit_on ({"tags": [...], "status_ids": [...]}) or send_window ({"from", "to", "weekdays"}; 23514); keeps its enrollment rule; emits sequence.updated';
+
+CREATE OR REPLACE FUNCTION ventros.delete_sequence(sequence_id uuid, expected_version integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule uuid;
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version);
+    -- the rule that enrolled contacts in it goes with it (ventros.sync_sequence_rule)
+    FOR rule IN SELECT a.id FROM ventros.automations a
+                WHERE a.tenant_id = ventros.require_tenant() AND a.trigger_config->>'sequence_id' = delete_sequence.sequence_id::text
+                  AND a.deleted_at IS NULL LOOP
+        PERFORM ventros.delete_automation(rule);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS
+    'Soft-deletes a sequence and the automation rule that enrolled contacts in it; emits sequence.deleted and automation.deleted';
+
+CREATE OR REPLACE FUNCTION ventros.set_sequence_status(sequence_id uuid, expected_version integer, status text)
+RETURNS ventros.sequences
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sequences := ventros.get_sequence(sequence_id, true);
+BEGIN
+    PERFORM ventros.require_value(status, ARRAY['draft', 'active', 'paused', 'archived'], 'sequence status');
+    IF status = 'active' AND NOT EXISTS (SELECT 1 FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id) THEN
+        RAISE EXCEPTION 'sequence % has no steps', sequence_id USING ERRCODE = '23514',
+            HINT = 'Add a step with ventros.add_sequence_step() first.';
+    END IF;
+    s := ventros.change_row(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, jsonb_build_object('status', status));
+    PERFORM ventros.sync_sequence_rule(s);
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_sequence_status(uuid, integer, text) IS
+    'Moves a sequence along its machine (VN002; archived is terminal); activation needs a step (23514); enables its enrollment rule while active; emits sequence.activated, .paused, .resumed or .archived';
+
+CREATE OR REPLACE FUNCTION ventros.enroll_in_sequence(sequence_id uuid, contact_id uuid)
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sequences := ventros.get_sequence(sequence_id);
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'sequence % is %; contacts enroll in active sequences', sequence_id, s.status USING ERRCODE = 'VN002';
+    END IF;
+    RETURN ventros.enroll_contact(NULL::ventros.sequence_enrollments, 'sequence', s.id, s.version, contact_id,
+        now() + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', s.id, -1)), '0'),
+        'total_enrolled = x.total_enrolled + 1, active_count = x.active_count + 1');
+END
+$$;
+COMMENT ON FUNCTION ventros.enroll_in_sequence(uuid, uuid) IS
+    'Enrolls a contact in an active sequence (VN002 otherwise; once at a time, 23505), due after the first step''s delay; emits sequence_enrollment.created and sequence.contact_enrolled';
+
+-- end_sequence_enrollment: an active enrollment completed or exited at an
+-- instant, with the sequence's counters.
+CREATE OR REPLACE FUNCTION ventros.end_sequence_enrollment(e ventros.sequence_enrollments, status text, exit_reason text, at timestamptz)
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sequence_enrollments := ventros.finish_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id,
+                                                                     status, exit_reason, at);
+BEGIN
+    PERFORM ventros.count_sequence_enrollment(result, e.status);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.end_sequence_enrollment(ventros.sequence_enrollments, text, text, timestamptz) IS
+    'Completes or exits an enrollment and keeps its sequence''s counters; emits sequence.enrollment_completed or _exited';
+
+-- advance_sequence_enrollment: the due step of an active enrollment.  In
+-- this order: no step left completes it; an opt-out of the channel, an exit
+-- tag or an exit status exits it; outside the send window it is due again
+-- at the window's opening; a step whose conditions do not hold is passed
+-- over; else the step's message is sent on the channel of the contact's
+-- latest session (source sequence; without a session the event carries the
+-- template for a sender that knows the channel).  Then the next step is due
+-- after its delay.
+CREATE OR REPLACE FUNCTION ventros.advance_sequence_enrollment(sequence_enrollment_id uuid, now timestamptz DEFAULT now())
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
+                                                                     sequence_enrollment_id);
+    s ventros.sequences := ventros.get_sequence(e.sequence_id);
+    step ventros.sequence_steps := ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id, e.current_step_order);
+    channel uuid;
+    reason text;
+    opening timestamptz;
+    held boolean;
+    sent uuid;
+BEGIN
+    IF step.id IS NULL THEN
+        RETURN ventros.end_sequence_enrollment(e, 'completed', NULL, now);
+    END IF;
+    SELECT x.channel_id INTO channel FROM ventros.sessions x
+    WHERE x.tenant_id = e.tenant_id AND x.contact_id = e.contact_id ORDER BY x.started_at DESC LIMIT 1;
+    reason := ventros.journey_exit_reason(e.contact_id, channel, s.exit_on);
+    IF reason IS NOT NULL THEN
+        RETURN ventros.end_sequence_enrollment(e, 'exited', reason, now);
+    END IF;
+    opening := ventros.journey_window_open(s.send_window, ventros.journey_timezone(e.contact_id), now);
+    IF opening IS DISTINCT FROM now THEN
+        RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
+    END IF;
+    held := ventros.journey_conditions_hold(step.conditions, e.contact_id, now);
+    IF held AND channel IS NOT NULL THEN
+        sent := (ventros.journey_send(channel, e.contact_id, step.message_template, 'sequence',
+                                      jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
+    END IF;
+    PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
+        jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
+                           'message_template', step.message_template, 'message_id', sent, 'skipped', NOT held), NULL);
+    RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
+        now + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id,
+                                                                     step."order")), '0'));
+END
+$$;
+COMMENT ON FUNCTION ventros.advance_sequence_enrollment(uuid, timestamptz) IS
+    'Runs the due step of an active enrollment: completes it past the last step; exits it on an opt-out, exit tag or exit status; waits for the send window; passes over a step whose conditions do not hold; sends the step on the contact''s latest session channel (source sequence); schedules the next; emits message.created, sequence.enrollment_advanced, _completed or _exited';
+
+CREATE OR REPLACE FUNCTION ventros.tick_sequences(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.tick_enrollments('sequence', now, batch_size) $$;
+COMMENT ON FUNCTION ventros.tick_sequences(timestamptz, integer) IS
+    'Advances the due enrollments of active sequences (ventros.tick_enrollments: contact and enrollment locked, SKIP LOCKED); returns how many';
+
+-- exit_sequences: the contact's active or paused enrollments of the
+-- sequences a filter selects, exited with a reason.
+CREATE OR REPLACE FUNCTION ventros.exit_sequences(contact_id uuid, reason text, exit_on_reply boolean DEFAULT NULL,
+                                       status_id uuid DEFAULT NULL, at timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.sequence_enrollments;
+    n integer := 0;
+BEGIN
+    FOR e IN SELECT x.* FROM ventros.sequence_enrollments x
+             JOIN ventros.sequences s ON s.tenant_id = x.tenant_id AND s.id = x.sequence_id
+             WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = exit_sequences.contact_id
+               AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               AND (exit_sequences.exit_on_reply IS NULL OR (s.exit_on_reply AND x.status = 'active'))
+               AND (exit_sequences.status_id IS NULL OR coalesce(s.exit_on->'status_ids' ? exit_sequences.status_id::text, false))
+             ORDER BY x.id
+             FOR UPDATE OF x
+    LOOP
+        PERFORM ventros.end_sequence_enrollment(e, 'exited', reason, at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.exit_sequences(uuid, text, boolean, uuid, timestamptz) IS
+    'Exits a contact''s current enrollments of the sequences with exit_on_reply (when exit_on_reply) or with a status in exit_on.status_ids (when status_id); returns how many';
+
+CREATE OR REPLACE FUNCTION ventros.exit_sequences_on_reply(contact_id uuid) RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.exit_sequences(contact_id, 'replied', exit_on_reply => true) $$;
+COMMENT ON FUNCTION ventros.exit_sequences_on_reply(uuid) IS
+    'An inbound reply: exits the contact''s active enrollments of sequences with exit_on_reply; emits sequence.enrollment_exited for each; returns how many';
+
+-- sequence_trigger_rule: the trigger and conditions of the automation rule
+-- that enrolls contacts in a sequence, from its trigger_type and
+-- trigger_data (plus trigger_data.conditions, more rule conditions).
+CREATE OR REPLACE FUNCTION ventros.sequence_trigger_rule(s ventros.sequences, OUT trigger text, OUT conditions jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := coalesce(s.trigger_data, '{}');
+    what text;
+BEGIN
+    what := CASE s.trigger_type WHEN 'tag_added' THEN 'tag' WHEN 'list_joined' THEN 'list_id' WHEN 'custom' THEN 'event'
+                                WHEN 'pipeline_entered' THEN CASE WHEN d ? 'pipeline_id' THEN 'pipeline_id' ELSE 'status_id' END END;
+    IF what IS NOT NULL AND coalesce(d->>what, '') = '' THEN
+        RAISE EXCEPTION 'a % sequence needs trigger_data.%', s.trigger_type, what USING ERRCODE = '22023';
+    END IF;
+    conditions := '[]';
+    CASE s.trigger_type
+    WHEN 'tag_added' THEN
+        trigger := 'contact.updated';
+        conditions := jsonb_build_array(
+            jsonb_build_object('field', 'payload.changed.tags', 'operator', 'contains', 'value', d->'tag'),
+            jsonb_build_object('field', 'payload.previous.tags', 'operator', 'not_contains', 'value', d->'tag'));
+    WHEN 'list_joined' THEN
+        trigger := 'contact_list.contact_added';
+        conditions := jsonb_build_array(jsonb_build_object('field', 'event.aggregate_id', 'operator', 'eq', 'value', d->'list_id'));
+    WHEN 'pipeline_entered' THEN
+        trigger := 'contact.pipeline_status_changed';
+        conditions := jsonb_build_array(jsonb_build_object('field', 'payload.' || what, 'operator', 'eq', 'value', d->what))
+            || CASE WHEN what = 'pipeline_id'
+                    THEN jsonb_build_array(jsonb_build_object('field', 'payload.previous_status_id', 'operator', 'is_null'))
+                    ELSE '[]' END;
+    WHEN 'contact_created' THEN
+        trigger := 'contact.created';
+    WHEN 'form_submit' THEN
+        trigger := 'custom.' || coalesce(d->>'event', 'form_submitted');
+        IF d ? 'form_id' THEN
+            conditions := jsonb_build_array(jsonb_build_object('field', 'payload.form_id', 'operator', 'eq', 'value', d->'form_id'));
+        END IF;
+    WHEN 'custom' THEN
+        trigger := 'custom.' || (d->>'event');
+    ELSE
+        trigger := NULL;    -- manual: no rule
+    END CASE;
+    IF jsonb_typeof(d->'conditions') = 'array' THEN
+        conditions := conditions || (d->'conditions');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.sequence_trigger_rule(ventros.sequences) IS
+    'The trigger and conditions of the rule enrolling contacts in a sequence: tag_added (contact.updated adding trigger_data.tag), list_joined (contact_list.contact_added of list_id), pipeline_entered (contact.pipeline_status_changed to status_id, or into pipeline_id), contact_created, form_submit (custom.form_submitted or custom.<event>, form_id), custom (custom.<event>); 22023 when the trigger_data it needs is missing';
+
+-- sync_sequence_rule: an active sequence with a trigger owns one enabled
+-- automation rule (trigger_config.sequence_id) whose action enrolls the
+-- event's contact unless it is enrolled; otherwise that rule is disabled.
+-- Made and changed through the automation commands, so the executor runs
+-- it after the triggering write commits, once per event (docs/automation.md).
+CREATE OR REPLACE FUNCTION ventros.sync_sequence_rule(s ventros.sequences) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule ventros.automations;
+    t record;
+    actions jsonb := jsonb_build_array(jsonb_build_object('type', 'enroll_sequence',
+                                                          'params', jsonb_build_object('sequence_id', s.id, 'unless_enrolled', true)));
+BEGIN
+    SELECT * INTO rule FROM ventros.automations a
+    WHERE a.tenant_id = s.tenant_id AND a.trigger_config->>'sequence_id' = s.id::text AND a.deleted_at IS NULL
+    ORDER BY a.created_at LIMIT 1
+    FOR UPDATE;
+    IF s.status <> 'active' OR s.trigger_type = 'manual' OR s.deleted_at IS NOT NULL THEN
+        IF rule.id IS NOT NULL AND rule.enabled THEN
+            PERFORM ventros.set_automation_enabled(rule.id, rule.version, false);
+        END IF;
+        RETURN;
+    END IF;
+    t := ventros.sequence_trigger_rule(s);
+    IF rule.id IS NULL THEN
+        PERFORM ventros.create_automation(left('sequence ' || s.name, 200), t.trigger, actions, t.conditions,
+                                          automation_type => 'event', project_id => s.project_id,
+                                          description => 'Enrolls contacts in the sequence (kept by the sequence)',
+                                          trigger_config => jsonb_build_object('sequence_id', s.id));
+    ELSIF NOT rule.enabled OR rule.trigger <> t.trigger OR rule.conditions <> t.conditions OR rule.actions <> actions THEN
+        PERFORM ventros.update_automation(rule.id, rule.version,
+            jsonb_build_object('trigger', t.trigger, 'conditions', t.conditions, 'actions', actions, 'enabled', true));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.sync_sequence_rule(ventros.sequences) IS
+    'Keeps the automation rule that enrolls contacts in a sequence: enabled with the trigger''s event and conditions while the sequence is active and not manual, disabled otherwise; emits automation.created, .updated, .enabled or .disabled';
+
+-- journey_converted: counts a conversion of the contact's current and
+-- completed enrollments of active campaigns, once per enrollment: a reply,
+-- a tracking conversion, or (kind status) the campaign's conversion status.
+CREATE OR REPLACE FUNCTION ventros.journey_converted(contact_id uuid, kind text, status_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments;
+    n integer := 0;
+BEGIN
+    FOR e IN UPDATE ventros.campaign_enrollments x SET converted_at = at, version = x.version
+             FROM ventros.campaigns c
+             WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = journey_converted.contact_id
+               AND x.converted_at IS NULL AND x.status IN ('active', 'completed') AND x.deleted_at IS NULL
+               AND c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+               AND (kind <> 'status' OR c.conversion_status_id = journey_converted.status_id)
+             RETURNING x.*
+    LOOP
+        UPDATE ventros.campaigns c SET conversions_count = c.conversions_count + 1, version = c.version
+        WHERE c.tenant_id = e.tenant_id AND c.id = e.campaign_id;
+        PERFORM ventros.emit('campaign.contact_converted', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'kind', kind), NULL);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_converted(uuid, text, uuid, timestamptz) IS
+    'Counts a conversion (reply, tracking, status) of a contact''s unconverted enrollments of active campaigns (status: those whose conversion_status_id it is); emits campaign.contact_converted; returns how many';
+
+-- journey_reply: an inbound message of a contact, in receive_message's
+-- transaction before the session is touched.  When the contact has a
+-- current enrollment, the contact is locked first (the order of a tick:
+-- contact, then enrollment), then its enrollments of sequences with
+-- exit_on_reply exit and its campaigns count the conversion.  A step being
+-- sent holds the contact: the reply waits and exits after it; a reply
+-- first makes the tick pass the enrollment over (isolation spec
+-- sequence_reply_exit).
+CREATE OR REPLACE FUNCTION ventros.journey_reply(contact_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ventros.sequence_enrollments x
+                   WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.status = 'active')
+       AND NOT EXISTS (SELECT 1 FROM ventros.campaign_enrollments x
+                       JOIN ventros.campaigns c ON c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+                       WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.converted_at IS NULL
+                         AND x.status IN ('active', 'completed')) THEN
+        RETURN;     -- the hot path of every inbound message
+    END IF;
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = journey_reply.contact_id FOR NO KEY UPDATE;
+    PERFORM ventros.exit_sequences(contact_id, 'replied', exit_on_reply => true, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'reply', NULL, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_reply(uuid, timestamptz) IS
+    'An inbound message: exits the contact''s enrollments of sequences with exit_on_reply and counts the reply as a conversion of its campaigns (contact locked first, as a tick)';
+
+-- journey_status_reached: a contact moved to a pipeline status (in
+-- change_contact_pipeline_status, which holds the contact): exits the
+-- sequences that list it in exit_on.status_ids, counts the campaigns'
+-- conversions whose conversion status it is.
+CREATE OR REPLACE FUNCTION ventros.journey_status_reached(contact_id uuid, status_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.exit_sequences(contact_id, 'status', status_id => status_id, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'status', status_id, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_status_reached(uuid, uuid, timestamptz) IS
+    'A contact reached a pipeline status: exits the sequences with it in exit_on.status_ids, counts conversions of the campaigns with it as conversion status';
+
+-- receive_message: the inbound pipeline, in one transaction.
+CREATE OR REPLACE FUNCTION ventros.receive_message(
+    channel_id         uuid,
+    sender             text,
+    text               text        DEFAULT NULL,
+    content_type       text        DEFAULT 'text',
+    channel_message_id text        DEFAULT NULL,
+    sent_at            timestamptz DEFAULT NULL,
+    sender_name        text        DEFAULT NULL,
+    media_url          text        DEFAULT NULL,
+    media_mimetype     text        DEFAULT NULL,
+    metadata           jsonb       DEFAULT NULL,
+    chat_id            uuid        DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    contact uuid;
+    s ventros.sessions;
+    result ventros.messages;
+    at timestamptz := coalesce(sent_at, now());
+BEGIN
+    IF sender IS NULL OR btrim(sender) = '' THEN
+        RAISE EXCEPTION 'sender of an inbound message must not be empty' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = receive_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_message_id IS NOT NULL THEN
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        IF FOUND THEN
+            RETURN result;      -- a repeated webhook: nothing happens
+        END IF;
+    END IF;
+    contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
+                                                  ch.project_id, ch.id, ch.type);
+    -- a reply exits sequences and converts campaigns (before the session: the lock order of a tick)
+    PERFORM ventros.journey_reply(contact, at);
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
+                                  from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact, false, coalesce(content_type, 'text'),
+            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, channel_message_id, 'delivered',
+            'manual', metadata)
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    IF result.id IS NULL THEN
+        -- The same provider message was stored by a concurrent transaction.
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        RETURN result;
+    END IF;
+    PERFORM ventros.record_message_effects(result, s);
+    IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
+       AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
+        PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
+                             jsonb_build_object('session_id', s.id, 'media_url', result.media_url,
+                                                'media_mimetype', result.media_mimetype), result.version);
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid inbound message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
+    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued, message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
+
+-- change_contact_pipeline_status: closes the contact's open row in the
+-- pipeline (exited_at, duration) and opens one in the new status.  The
+-- contact row is locked first, so two moves of one contact serialise.
+CREATE OR REPLACE FUNCTION ventros.change_contact_pipeline_status(contact_id uuid, status_id uuid, notes text DEFAULT NULL,
+                                                       metadata jsonb DEFAULT NULL)
+RETURNS ventros.contact_pipeline_statuses
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    st ventros.pipeline_statuses;
+    previous ventros.contact_pipeline_statuses;
+    result ventros.contact_pipeline_statuses;
+    contact_version integer;
+    at timestamptz := clock_timestamp();
+BEGIN
+    SELECT c.version INTO contact_version FROM ventros.contacts c
+    WHERE c.tenant_id = tenant AND c.id = change_contact_pipeline_status.contact_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO st FROM ventros.pipeline_statuses s WHERE s.tenant_id = tenant AND s.id = change_contact_pipeline_status.status_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pipeline status % not found', status_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT st.active THEN
+        RAISE EXCEPTION 'pipeline status % is inactive', status_id USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO previous FROM ventros.contact_pipeline_statuses c
+    WHERE c.tenant_id = tenant AND c.contact_id = change_contact_pipeline_status.contact_id
+      AND c.pipeline_id = st.pipeline_id AND c.exited_at IS NULL AND c.deleted_at IS NULL;
+    IF FOUND THEN
+        IF previous.status_id = st.id THEN
+            RETURN previous;    -- already there: nothing happens
+        END IF;
+        UPDATE ventros.contact_pipeline_statuses c
+        SET exited_at = greatest(at, c.entered_at),
+            duration = extract(epoch FROM greatest(at, c.entered_at) - c.entered_at)::bigint, version = previous.version
+        WHERE c.tenant_id = tenant AND c.id = previous.id;
+    END IF;
+    INSERT INTO ventros.contact_pipeline_statuses (contact_id, pipeline_id, status_id, entered_at, notes, metadata)
+    VALUES (change_contact_pipeline_status.contact_id, st.pipeline_id, st.id, at, notes, metadata)
+    RETURNING * INTO result;
+    PERFORM ventros.emit('contact.pipeline_status_changed', 'contact', contact_id,
+                         jsonb_build_object('pipeline_id', st.pipeline_id, 'status_id', st.id, 'status_name', st.name,
+                                            'previous_status_id', previous.status_id, 'entered_at', at,
+                                            'notes', notes), contact_version);
+    IF previous.id IS NULL THEN
+        PERFORM ventros.emit('contact.entered_pipeline', 'contact', contact_id,
+                             jsonb_build_object('pipeline_id', st.pipeline_id, 'status_id', st.id), contact_version);
+    END IF;
+    PERFORM ventros.journey_status_reached(contact_id, st.id, at);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.change_contact_pipeline_status(uuid, uuid, text, jsonb) IS
+    'Moves a contact to a status: closes the open row of that pipeline, opens a new one, exits the sequences and converts the campaigns that name the status (ventros.journey_status_reached); emits contact.pipeline_status_changed (with previous_status_id) and, on first entry, contact.entered_pipeline';
+
+CREATE OR REPLACE FUNCTION ventros.create_tracking(contact_id uuid, source text, platform text, campaign text DEFAULT NULL,
+                                        ad_id text DEFAULT NULL, ad_url text DEFAULT NULL, click_id text DEFAULT NULL,
+                                        utm jsonb DEFAULT '{}', session_id uuid DEFAULT NULL,
+                                        conversion_data text DEFAULT NULL, metadata jsonb DEFAULT '{}')
+RETURNS ventros.trackings
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.contacts := ventros.get_contact(contact_id);
+    result ventros.trackings;
+BEGIN
+    PERFORM ventros.require_value(source, ARRAY(SELECT jsonb_array_elements_text(ventros.tracking_enums()->'sources')), 'tracking source');
+    PERFORM ventros.require_value(platform, ARRAY(SELECT jsonb_array_elements_text(ventros.tracking_enums()->'platforms')), 'tracking platform');
+    PERFORM ventros.require_json(utm, 'object', 'utm parameters');
+    INSERT INTO ventros.trackings (contact_id, session_id, project_id, source, platform, campaign, ad_id, ad_url, click_id,
+                                   conversion_data, utm_source, utm_medium, utm_campaign, utm_term, utm_content, metadata)
+    VALUES (contact_id, session_id, c.project_id, source, platform, campaign, ad_id, ad_url, click_id,
+            CASE WHEN conversion_data IS NOT NULL THEN ventros.encrypt_secret(conversion_data) END,
+            utm->>'utm_source', utm->>'utm_medium', utm->>'utm_campaign', utm->>'utm_term', utm->>'utm_content',
+            coalesce(ventros.require_json(metadata, 'object', 'tracking metadata'), '{}'))
+    RETURNING * INTO result;
+    IF source IN ('meta_ads', 'google_ads', 'tiktok_ads') THEN
+        PERFORM ventros.emit('contact.ad_conversion_tracked', 'contact', contact_id,
+            jsonb_build_object('tracking_id', result.id, 'source', source, 'platform', platform, 'campaign', campaign,
+                               'ad_id', ad_id, 'click_id', click_id), c.version);
+        PERFORM ventros.journey_converted(contact_id, 'tracking', NULL, now());
+    END IF;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'click id % is tracked already', click_id USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.create_tracking(uuid, text, text, text, text, text, text, jsonb, uuid, text, jsonb) IS
+    'Records a contact''s attribution (click id unique, 23505); emits tracking.created and, from an ad, contact.ad_conversion_tracked (a conversion of the contact''s campaigns, ventros.journey_converted)';
+
+-- One action, through the command a user would call.  Returns what it did.
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+GRANT EXECUTE ON FUNCTION ventros.next_step(anyelement, text, uuid, integer), ventros.journey_timezone(uuid),
+    ventros.journey_window_open(jsonb, text, timestamptz), ventros.journey_context(uuid, timestamptz),
+    ventros.journey_conditions_hold(jsonb, uuid, timestamptz), ventros.journey_exit_reason(uuid, uuid, jsonb),
+    ventros.sequence_trigger_rule(ventros.sequences)
+    TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text),
+    ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz),
+    ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz),
+    ventros.journey_send(uuid, uuid, jsonb, text, jsonb),
+    ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
+    ventros.broadcast_to_contact(uuid, uuid, jsonb),
+    ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
+    ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz),
+    ventros.end_sequence_enrollment(ventros.sequence_enrollments, text, text, timestamptz),
+    ventros.exit_sequences(uuid, text, boolean, uuid, timestamptz),
+    ventros.sync_sequence_rule(ventros.sequences), ventros.journey_reply(uuid, timestamptz),
+    ventros.journey_converted(uuid, text, uuid, timestamptz), ventros.journey_status_reached(uuid, uuid, timestamptz)
+    TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) TO ventros_platform_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -365,11 +365,12 @@ BEGIN
         PERFORM ventros.emit('contact.entered_pipeline', 'contact', contact_id,
                              jsonb_build_object('pipeline_id', st.pipeline_id, 'status_id', st.id), contact_version);
     END IF;
+    PERFORM ventros.journey_status_reached(contact_id, st.id, at);
     RETURN result;
 END
 $$;
 COMMENT ON FUNCTION ventros.change_contact_pipeline_status(uuid, uuid, text, jsonb) IS
-    'Moves a contact to a status: closes the open row of that pipeline, opens a new one; emits contact.pipeline_status_changed (with previous_status_id) and, on first entry, contact.entered_pipeline';
+    'Moves a contact to a status: closes the open row of that pipeline, opens a new one, exits the sequences and converts the campaigns that name the status (ventros.journey_status_reached); emits contact.pipeline_status_changed (with previous_status_id) and, on first entry, contact.entered_pipeline';
 
 CREATE FUNCTION ventros.remove_contact_from_pipeline(contact_id uuid, pipeline_id uuid)
 RETURNS void

@@ -289,6 +289,8 @@ BEGIN
     END IF;
     contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
                                                   ch.project_id, ch.id, ch.type);
+    -- a reply exits sequences and converts campaigns (before the session: the lock order of a tick)
+    PERFORM ventros.journey_reply(contact, at);
     s := ventros.start_or_continue_session(contact, ch.id, at);
     INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
                                   from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
@@ -319,7 +321,7 @@ EXCEPTION WHEN check_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
-    'Inbound message: contact by sender identity (created if new), session started or continued, message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, message.*_processing_requested when they apply)';
+    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued, message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
 
 -- send_message: an outbound message, queued for the channel's sender.
 CREATE FUNCTION ventros.send_message(

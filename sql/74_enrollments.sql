@@ -129,3 +129,286 @@ COMMENT ON FUNCTION ventros.lock_active_enrollment(anyelement, text, uuid) IS
 GRANT EXECUTE ON FUNCTION ventros.emit_enrollment_event(text, anyelement),
     ventros.set_enrollment_status(anyelement, text, uuid, integer, text, text),
     ventros.lock_draft(anyelement, text, uuid), ventros.lock_active_enrollment(anyelement, text, uuid) TO ventros_agent;
+
+-- ---- the step engine: enrolling, due steps, exits, windows, conditions --------
+--
+-- Sequences, campaigns and broadcasts walk contacts through steps the same
+-- way: an enrollment (a broadcast's execution is a one-step enrollment) is
+-- made by enroll_contact, found due by tick_enrollments, which locks the
+-- contact before the enrollment (the order every writer of an enrollment
+-- keeps: an inbound reply does too, ventros.journey_reply), advanced by the
+-- parent's advance_<parent>_enrollment, moved on by set_enrollment_due and
+-- ended by finish_enrollment.  Steps send through journey_send; their
+-- conditions are the rule conditions of the automation executor, evaluated
+-- on the contact (journey_conditions_hold).
+
+-- enroll_contact: a contact's enrollment in a parent, due at a time; counts
+-- it with the parent's counters (an SQL assignment list, or NULL) and emits
+-- <parent>.contact_enrolled.  One current enrollment per contact (23505).
+CREATE FUNCTION ventros.enroll_contact(row_type anyelement, parent text, parent_id uuid, parent_version integer,
+                                       contact_id uuid, due timestamptz, counters text)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    PERFORM ventros.get_contact(contact_id);
+    EXECUTE format('INSERT INTO %s (%I, contact_id, next_scheduled_at) VALUES ($1, $2, $3) RETURNING *',
+                   pg_typeof(row_type)::text::regclass, parent || '_id')
+        INTO result USING parent_id, contact_id, due;
+    IF counters IS NOT NULL THEN
+        EXECUTE format('UPDATE ventros.%I x SET %s, version = x.version WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1',
+                       parent || 's', counters)
+            USING parent_id;
+    END IF;
+    PERFORM ventros.emit(parent || '.contact_enrolled', parent, parent_id,
+        jsonb_build_object('enrollment_id', (to_jsonb(result))->'id', 'contact_id', contact_id), parent_version);
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'contact % is enrolled in % % already', contact_id, parent, parent_id USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text) IS
+    'Enrolls a contact in a campaign or sequence (once at a time, 23505), due at a time; keeps the parent''s counters; emits <parent>_enrollment.created and <parent>.contact_enrolled';
+
+-- set_enrollment_due: an active enrollment done with a step, due again at a time.
+CREATE FUNCTION ventros.set_enrollment_due(row_type anyelement, parent text, enrollment_id uuid, step_order integer,
+                                            due timestamptz)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    EXECUTE format('UPDATE %s x SET current_step_order = coalesce($2, x.current_step_order), next_scheduled_at = $3, '
+                   'version = x.version WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 RETURNING *',
+                   pg_typeof(row_type)::text::regclass)
+        INTO result USING enrollment_id, step_order, due;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz) IS
+    'Records the step an enrollment reached (NULL: unchanged) and when it is due again';
+
+-- finish_enrollment: an active enrollment completed or exited (with a reason)
+-- at an instant; emits the parent's enrollment event.
+CREATE FUNCTION ventros.finish_enrollment(row_type anyelement, parent text, enrollment_id uuid, status text,
+                                          exit_reason text, at timestamptz)
+RETURNS anyelement
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    PERFORM ventros.require_value(status, ARRAY['completed', 'exited'], 'enrollment end');
+    EXECUTE format('UPDATE %s x SET status = $2, next_scheduled_at = NULL, '
+                   'completed_at = CASE $2 WHEN ''completed'' THEN $4 END, exited_at = CASE $2 WHEN ''exited'' THEN $4 END, '
+                   'exit_reason = CASE $2 WHEN ''exited'' THEN $3 END, version = x.version '
+                   'WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 RETURNING *',
+                   pg_typeof(row_type)::text::regclass)
+        INTO result USING enrollment_id, status, left(exit_reason, 500), at;
+    PERFORM ventros.emit_enrollment_event(parent, result);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz) IS
+    'Completes or exits (with a reason) an enrollment at an instant; emits <enrollment>.updated and the parent''s enrollment_completed or _exited';
+
+-- next_step: the first step of a parent after an order (NULL fields: none).
+CREATE FUNCTION ventros.next_step(row_type anyelement, parent text, parent_id uuid, after_order integer)
+RETURNS anyelement
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ALIAS FOR $0;
+BEGIN
+    EXECUTE format('SELECT * FROM %s x WHERE x.tenant_id = ventros.require_tenant() AND %I = $1 AND x."order" > $2 '
+                   'AND x.deleted_at IS NULL ORDER BY x."order" LIMIT 1',
+                   pg_typeof(row_type)::text::regclass, parent || '_id')
+        INTO result USING parent_id, after_order;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.next_step(anyelement, text, uuid, integer) IS
+    'The first live step of a campaign or sequence after an order (all NULL when none)';
+
+-- tick_enrollments: the due active enrollments of active parents, each
+-- advanced by ventros.advance_<parent>_enrollment(id, now).  The contact is
+-- locked first (FOR SHARE, the lock a send takes), then the enrollment, both
+-- SKIP LOCKED: a contact or enrollment being written (a reply exiting it)
+-- waits for the next tick, and a reply and a step never deadlock.
+CREATE FUNCTION ventros.tick_enrollments(parent text, now timestamptz, batch_size integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e record;
+    n integer := 0;
+    got uuid;
+BEGIN
+    FOR e IN EXECUTE format('SELECT x.id, x.contact_id FROM ventros.%I x '
+                            'JOIN ventros.%I p ON p.tenant_id = x.tenant_id AND p.id = x.%I AND p.status = ''active'' '
+                            'WHERE x.tenant_id = ventros.require_tenant() AND x.status = ''active'' AND x.next_scheduled_at <= $1 '
+                            'ORDER BY x.next_scheduled_at LIMIT $2',
+                            parent || '_enrollments', parent || 's', parent || '_id')
+             USING now, batch_size
+    LOOP
+        got := NULL;
+        SELECT c.id INTO got FROM ventros.contacts c
+        WHERE c.tenant_id = ventros.require_tenant() AND c.id = e.contact_id FOR SHARE SKIP LOCKED;
+        CONTINUE WHEN got IS NULL;
+        got := NULL;
+        EXECUTE format('SELECT x.id FROM ventros.%I x WHERE x.tenant_id = ventros.require_tenant() AND x.id = $1 '
+                       'AND x.status = ''active'' AND x.next_scheduled_at <= $2 FOR UPDATE SKIP LOCKED', parent || '_enrollments')
+            INTO got USING e.id, now;
+        CONTINUE WHEN got IS NULL;
+        EXECUTE format('SELECT ventros.%I($1, $2)', 'advance_' || parent || '_enrollment') USING e.id, now;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) IS
+    'Advances the due active enrollments of active campaigns or sequences (contact then enrollment locked, SKIP LOCKED); returns how many';
+
+-- journey_timezone: the contact's timezone when it is a known one, else the
+-- tenant's automation timezone.
+CREATE FUNCTION ventros.journey_timezone(contact_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tz text;
+BEGIN
+    SELECT c.timezone INTO tz FROM ventros.contacts c WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id;
+    IF tz IS NOT NULL THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE tz;
+            RETURN tz;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;   -- not a timezone: the tenant's
+        END;
+    END IF;
+    RETURN (ventros.current_automation_settings()).timezone;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_timezone(uuid) IS
+    'The timezone of a contact''s send window: its own when known, else the tenant''s automation timezone';
+
+-- journey_window_open: at itself when inside a send window ({"from": "09:00",
+-- "to": "18:00", "weekdays": [1..5]}, in tz; no window: always), else the
+-- window's next opening.
+CREATE FUNCTION ventros.journey_window_open(send_window jsonb, tz text, at timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    opening timestamptz;
+    day date := (at AT TIME ZONE tz)::date;
+BEGIN
+    IF send_window IS NULL OR ventros.automation_condition_holds(jsonb_build_object('time_window', send_window), '{}', tz, at) THEN
+        RETURN at;
+    END IF;
+    FOR d IN 0..7 LOOP
+        opening := ((day + d) + (send_window->>'from')::time) AT TIME ZONE tz;
+        IF opening > at AND (NOT send_window ? 'weekdays'
+                             OR (send_window->'weekdays') @> to_jsonb(extract(isodow FROM day + d)::integer)) THEN
+            RETURN opening;
+        END IF;
+    END LOOP;
+    RETURN NULL;    -- a window without any weekday never opens
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_window_open(jsonb, text, timestamptz) IS
+    'An instant inside a send window (from included, to excluded, ISO weekdays, in a timezone): at itself, or the next opening';
+
+-- journey_context: what a step condition sees of a contact, the context of
+-- an automation rule for an event on the contact (ventros.automation_context).
+CREATE FUNCTION ventros.journey_context(contact_id uuid, at timestamptz) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN ventros.automation_context(jsonb_populate_record(NULL::ventros.outbox,
+        jsonb_build_object('tenant_id', ventros.require_tenant(), 'seq', 0, 'event_id', contact_id,
+                           'event_type', 'journey.step', 'aggregate_type', 'contact', 'aggregate_id', contact_id,
+                           'payload', '{}'::jsonb, 'occurred_at', at)), at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_context(uuid, timestamptz) IS
+    'The context a step condition is evaluated in: the contact, its custom fields and pipeline statuses (as for an automation rule)';
+
+-- journey_conditions_hold: a step's conditions (a list or one condition, in
+-- the language of automation rules, docs/automation.md) on a contact at an
+-- instant, in the contact's timezone; none: true.
+CREATE FUNCTION ventros.journey_conditions_hold(conditions jsonb, contact_id uuid, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF conditions IS NULL OR conditions IN ('[]', '{}', 'null') THEN
+        RETURN true;
+    END IF;
+    RETURN coalesce(ventros.automation_conditions_hold(CASE jsonb_typeof(conditions) WHEN 'array' THEN conditions
+                                                                                     ELSE jsonb_build_array(conditions) END,
+                                                       ventros.journey_context(contact_id, at),
+                                                       ventros.journey_timezone(contact_id), at), false);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_conditions_hold(jsonb, uuid, timestamptz) IS
+    'Whether a step''s conditions (automation rule conditions) hold for a contact at an instant; none: true';
+
+-- journey_exit_reason: why a contact leaves a journey before its next step:
+-- opted out of the channel, one of the exit tags, one of the exit pipeline
+-- statuses ({"tags": [...], "status_ids": [...]}); NULL: it stays.
+CREATE FUNCTION ventros.journey_exit_reason(contact_id uuid, channel_id uuid, exit_on jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN channel_id IS NOT NULL AND NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
+        WHEN jsonb_typeof(exit_on->'tags') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contacts c, jsonb_array_elements_text(exit_on->'tags') t
+            WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id AND t = ANY (c.tags)) THEN 'tag'
+        WHEN jsonb_typeof(exit_on->'status_ids') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contact_pipeline_statuses p
+            WHERE p.tenant_id = ventros.require_tenant() AND p.contact_id = journey_exit_reason.contact_id
+              AND p.exited_at IS NULL AND p.deleted_at IS NULL AND exit_on->'status_ids' ? p.status_id::text) THEN 'status'
+        END
+$$;
+COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
+    'Why a contact leaves a journey before a step: opted_out (of the channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
+
+-- journey_send: a step's message to a contact, through send_message (the
+-- template's content as text, or a provider template by name); an opt-out
+-- raises VN010 as for any send.
+CREATE FUNCTION ventros.journey_send(channel_id uuid, contact_id uuid, template jsonb, source text, metadata jsonb)
+RETURNS ventros.messages
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.send_message(channel_id, contact_id, text => template->>'content', source => source, metadata => metadata,
+                                template_name => CASE WHEN template->>'content' IS NULL
+                                                      THEN coalesce(template->>'template_name', template->>'template_id') END,
+                                template_language => template->>'language',
+                                template_components => template->'components')
+$$;
+COMMENT ON FUNCTION ventros.journey_send(uuid, uuid, jsonb, text, jsonb) IS
+    'Sends a step''s message template (content, or template_name/template_id with language and components) to a contact through send_message';
+
+GRANT EXECUTE ON FUNCTION ventros.next_step(anyelement, text, uuid, integer), ventros.journey_timezone(uuid),
+    ventros.journey_window_open(jsonb, text, timestamptz), ventros.journey_context(uuid, timestamptz),
+    ventros.journey_conditions_hold(jsonb, uuid, timestamptz), ventros.journey_exit_reason(uuid, uuid, jsonb)
+    TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text),
+    ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz),
+    ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz),
+    ventros.journey_send(uuid, uuid, jsonb, text, jsonb) TO ventros_agent;
+-- The scheduler's, as every tick: its `now` is the caller's to choose.
+GRANT EXECUTE ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) TO ventros_platform_admin;

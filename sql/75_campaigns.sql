@@ -6,9 +6,16 @@
 -- on the campaign by the commands.  Steps change only while the campaign is
 -- a draft, checked under a lock of the campaign row.  The enrollment machine:
 -- active <-> paused, active -> completed, active | paused -> exited; at most
--- one active or paused enrollment per (campaign, contact).  Executing steps
--- belongs to the automation issue; ventros.tick_campaigns advances due
--- enrollments through the step list.
+-- one active or paused enrollment per (campaign, contact).
+-- ventros.tick_campaigns runs the due enrollments' steps with the step engine
+-- of sql/74_enrollments.sql: a broadcast step sends the broadcast to the
+-- contact, a sequence step enrolls it, a condition step goes on, skips,
+-- jumps or exits, a wait or delay step is due again after its minutes; a
+-- step whose own conditions do not hold is passed over.  contacts_reached
+-- counts an enrollment when a broadcast or sequence step first acts on its
+-- contact; conversions (a reply, a tracking conversion, the campaign's
+-- conversion_status_id reached) are counted once per enrollment by
+-- ventros.journey_converted, in the transaction that records them.
 
 CREATE TABLE ventros.campaigns (
     id                uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -27,6 +34,7 @@ CREATE TABLE ventros.campaigns (
     conversions_count integer     NOT NULL DEFAULT 0,
     start_date        timestamptz,
     end_date          timestamptz,
+    conversion_status_id uuid,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     CONSTRAINT campaigns_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
@@ -77,12 +85,14 @@ CREATE TABLE ventros.campaign_enrollments (
     campaign_id        uuid        NOT NULL,
     contact_id         uuid        NOT NULL,
     status             text        NOT NULL DEFAULT 'active',
-    current_step_order integer     NOT NULL DEFAULT 0,
+    current_step_order integer     NOT NULL DEFAULT -1,
     next_scheduled_at  timestamptz,
     exited_at          timestamptz,
     exit_reason        text,
     completed_at       timestamptz,
     enrolled_at        timestamptz NOT NULL DEFAULT now(),
+    reached_at         timestamptz,
+    converted_at       timestamptz,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, campaign_id) REFERENCES ventros.campaigns (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
@@ -93,6 +103,7 @@ CREATE UNIQUE INDEX campaign_enrollments_one_current ON ventros.campaign_enrollm
     WHERE status IN ('active', 'paused') AND deleted_at IS NULL;
 CREATE INDEX campaign_enrollments_due ON ventros.campaign_enrollments (tenant_id, next_scheduled_at)
     WHERE status = 'active' AND deleted_at IS NULL;
+CREATE INDEX campaign_enrollments_by_contact ON ventros.campaign_enrollments (tenant_id, contact_id) WHERE converted_at IS NULL;
 COMMENT ON TABLE ventros.campaign_enrollments IS 'A contact''s way through a campaign';
 
 SELECT ventros.register_aggregate('campaign', 'ventros.campaigns', 'automation',
@@ -118,6 +129,9 @@ SELECT ventros.register_aggregate('campaign_step', 'ventros.campaign_steps', 'au
 SELECT ventros.register_enrollment('campaign', 'ventros.campaign_enrollments');
 SELECT ventros.register_event_type('campaign.step_added', 'A step was added to a draft campaign.');
 SELECT ventros.register_event_type('campaign.step_removed', 'A step was removed from a draft campaign.');
+SELECT ventros.register_event_type('campaign.contact_converted',
+                                   'A contact of a campaign converted (a reply, a tracking conversion, its conversion status).');
+SELECT ventros.register_quiet_columns('campaign_enrollment', '{reached_at,converted_at}');
 
 CREATE FUNCTION ventros.get_campaign(campaign_id uuid, for_update boolean DEFAULT false) RETURNS ventros.campaigns
 LANGUAGE sql
@@ -158,9 +172,11 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ventros.apply_changes(NULL::ventros.campaigns, 'campaign', campaign_id, expected_version, changes,
-                                 ARRAY['name', 'description', 'goal_type', 'goal_value', 'start_date', 'end_date'])
+                                 ARRAY['name', 'description', 'goal_type', 'goal_value', 'start_date', 'end_date',
+                                       'conversion_status_id'])
 $$;
-COMMENT ON FUNCTION ventros.update_campaign(uuid, integer, jsonb) IS 'Changes name, description, goal or dates; emits campaign.updated';
+COMMENT ON FUNCTION ventros.update_campaign(uuid, integer, jsonb) IS
+    'Changes name, description, goal, dates or conversion_status_id (the pipeline status that counts as a conversion); emits campaign.updated';
 
 CREATE FUNCTION ventros.delete_campaign(campaign_id uuid, expected_version integer DEFAULT NULL)
 RETURNS void
@@ -259,27 +275,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c ventros.campaigns := ventros.get_campaign(campaign_id);
-    result ventros.campaign_enrollments;
 BEGIN
     IF c.status NOT IN ('scheduled', 'active') THEN
         RAISE EXCEPTION 'campaign % is %; contacts enroll in scheduled or active campaigns', campaign_id, c.status
             USING ERRCODE = 'VN002';
     END IF;
-    PERFORM ventros.get_contact(contact_id);
-    INSERT INTO ventros.campaign_enrollments (campaign_id, contact_id, next_scheduled_at)
-    VALUES (campaign_id, contact_id, greatest(now(), coalesce(c.start_date, now())))
-    RETURNING * INTO result;
-    UPDATE ventros.campaigns x SET contacts_reached = x.contacts_reached + 1, version = x.version
-    WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
-    PERFORM ventros.emit('campaign.contact_enrolled', 'campaign', c.id,
-        jsonb_build_object('enrollment_id', result.id, 'contact_id', contact_id), c.version);
-    RETURN result;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'contact % is enrolled in campaign % already', contact_id, campaign_id USING ERRCODE = '23505';
+    RETURN ventros.enroll_contact(NULL::ventros.campaign_enrollments, 'campaign', c.id, c.version, contact_id,
+                                  greatest(now(), coalesce(c.start_date, now())), NULL);
 END
 $$;
 COMMENT ON FUNCTION ventros.enroll_in_campaign(uuid, uuid) IS
-    'Enrolls a contact in a scheduled or active campaign (VN002 otherwise; once at a time, 23505); emits campaign_enrollment.created and campaign.contact_enrolled';
+    'Enrolls a contact in a scheduled or active campaign (VN002 otherwise; once at a time, 23505), due at the start; emits campaign_enrollment.created and campaign.contact_enrolled';
 
 -- set_campaign_enrollment_status: pause, resume or exit one enrollment.
 CREATE FUNCTION ventros.set_campaign_enrollment_status(campaign_enrollment_id uuid, expected_version integer, status text,
@@ -294,7 +300,84 @@ $$;
 COMMENT ON FUNCTION ventros.set_campaign_enrollment_status(uuid, integer, text, text) IS
     'Pauses, resumes or exits an enrollment (VN002 when the machine refuses); emits campaign_enrollment.updated and campaign.enrollment_paused, _resumed or _exited';
 
--- advance_campaign_enrollment: the next step, or completion after the last.
+-- campaign_reached: the first broadcast or sequence step that acts on an
+-- enrollment's contact counts it in contacts_reached.
+CREATE FUNCTION ventros.campaign_reached(e ventros.campaign_enrollments, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE ventros.campaign_enrollments x SET reached_at = at, version = x.version
+    WHERE x.tenant_id = e.tenant_id AND x.id = e.id AND x.reached_at IS NULL;
+    IF FOUND THEN
+        UPDATE ventros.campaigns c SET contacts_reached = c.contacts_reached + 1, version = c.version
+        WHERE c.tenant_id = e.tenant_id AND c.id = e.campaign_id;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.campaign_reached(ventros.campaign_enrollments, timestamptz) IS
+    'Counts an enrollment''s contact in its campaign''s contacts_reached, once';
+
+-- execute_campaign_step: one step for one enrollment.  Returns what happened:
+-- {"outcome": "done" | "skipped" | "wait" | "exit" | "goto", "minutes",
+-- "to" (the order a goto or skip goes on before), "message_id"}.
+--   broadcast  config.broadcast_id: the broadcast's message to the contact;
+--   sequence   config.sequence_id: enrolls the contact unless enrolled;
+--   condition  config.conditions (automation rule conditions on the contact)
+--              hold: go on; else config.else: "exit" (default), "continue",
+--              "skip" (the next step), or {"goto": order};
+--   wait, delay  config.minutes or config.delay_minutes, then go on.
+CREATE FUNCTION ventros.execute_campaign_step(e ventros.campaign_enrollments, step ventros.campaign_steps, at timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cfg jsonb := step.config;
+    x ventros.broadcast_executions;
+    following ventros.campaign_steps;
+    minutes numeric;
+BEGIN
+    IF NOT ventros.journey_conditions_hold(step.conditions, e.contact_id, at) THEN
+        RETURN '{"outcome": "skipped"}';
+    END IF;
+    CASE step.type
+    WHEN 'broadcast' THEN
+        x := ventros.broadcast_to_contact((cfg->>'broadcast_id')::uuid, e.contact_id,
+                                          jsonb_build_object('campaign_id', e.campaign_id, 'step_order', step."order"));
+        PERFORM ventros.campaign_reached(e, at);
+        RETURN jsonb_build_object('outcome', 'done', 'message_id', x.message_id, 'send', x.status);
+    WHEN 'sequence' THEN
+        IF NOT EXISTS (SELECT 1 FROM ventros.sequence_enrollments s
+                       WHERE s.tenant_id = e.tenant_id AND s.sequence_id = (cfg->>'sequence_id')::uuid
+                         AND s.contact_id = e.contact_id AND s.status IN ('active', 'paused')) THEN
+            PERFORM ventros.enroll_in_sequence((cfg->>'sequence_id')::uuid, e.contact_id);
+        END IF;
+        PERFORM ventros.campaign_reached(e, at);
+        RETURN '{"outcome": "done"}';
+    WHEN 'condition' THEN
+        IF ventros.journey_conditions_hold(coalesce(cfg->'conditions', '[]'), e.contact_id, at) THEN
+            RETURN '{"outcome": "done", "held": true}';
+        ELSIF cfg->>'else' = 'continue' THEN
+            RETURN '{"outcome": "done", "held": false}';
+        ELSIF cfg->>'else' = 'skip' THEN
+            following := ventros.next_step(NULL::ventros.campaign_steps, 'campaign', e.campaign_id, step."order");
+            RETURN jsonb_build_object('outcome', 'goto', 'held', false, 'to', coalesce(following."order" + 1, step."order" + 1));
+        ELSIF jsonb_typeof(cfg->'else'->'goto') = 'number' THEN
+            RETURN jsonb_build_object('outcome', 'goto', 'held', false, 'to', (cfg->'else'->>'goto')::integer);
+        END IF;
+        RETURN '{"outcome": "exit", "held": false}';
+    ELSE
+        minutes := coalesce((cfg->>'minutes')::numeric, (cfg->>'delay_minutes')::numeric, 0);
+        RETURN jsonb_build_object('outcome', CASE WHEN minutes > 0 THEN 'wait' ELSE 'done' END, 'minutes', minutes);
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz) IS
+    'Runs one campaign step for an enrollment (broadcast to the contact, sequence enrollment, condition, wait or delay; passed over when its conditions do not hold); returns the outcome';
+
+-- advance_campaign_enrollment: the enrollment's steps from the next one on,
+-- until a wait (due again after its minutes), an exit, or the end.
 CREATE FUNCTION ventros.advance_campaign_enrollment(campaign_enrollment_id uuid, now timestamptz DEFAULT now())
 RETURNS ventros.campaign_enrollments
 LANGUAGE plpgsql
@@ -303,58 +386,52 @@ AS $$
 DECLARE
     e ventros.campaign_enrollments := ventros.lock_active_enrollment(NULL::ventros.campaign_enrollments, 'campaign',
                                                                      campaign_enrollment_id);
-    next_step ventros.campaign_steps;
-    result ventros.campaign_enrollments;
+    step ventros.campaign_steps;
+    after_order integer := e.current_step_order;
+    r jsonb;
 BEGIN
-    SELECT * INTO next_step FROM ventros.campaign_steps s
-    WHERE s.tenant_id = e.tenant_id AND s.campaign_id = e.campaign_id AND s."order" > e.current_step_order
-    ORDER BY s."order" LIMIT 1;
-    IF NOT FOUND THEN
-        UPDATE ventros.campaign_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
-        PERFORM ventros.emit_enrollment_event('campaign', result);
-    ELSE
-        UPDATE ventros.campaign_enrollments x
-        SET current_step_order = next_step."order",
-            next_scheduled_at = now + make_interval(mins => coalesce((next_step.config->>'delay_minutes')::integer, 0)),
-            version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    FOR n IN 1..100 LOOP
+        step := ventros.next_step(NULL::ventros.campaign_steps, 'campaign', e.campaign_id, after_order);
+        IF step.id IS NULL THEN
+            RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'completed', NULL, now);
+        END IF;
+        r := ventros.execute_campaign_step(e, step, now);
         PERFORM ventros.emit('campaign.enrollment_advanced', 'campaign', e.campaign_id,
-            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', next_step."order",
-                               'step_type', next_step.type), NULL);
-    END IF;
-    RETURN result;
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
+                               'step_type', step.type) || r, NULL);
+        CASE r->>'outcome'
+        WHEN 'exit' THEN
+            RETURN ventros.finish_enrollment(NULL::ventros.campaign_enrollments, 'campaign', e.id, 'exited', 'condition', now);
+        WHEN 'wait' THEN
+            RETURN ventros.set_enrollment_due(NULL::ventros.campaign_enrollments, 'campaign', e.id, step."order",
+                                               now + make_interval(secs => (r->>'minutes')::numeric * 60));
+        WHEN 'goto' THEN
+            after_order := (r->>'to')::integer - 1;
+        ELSE
+            after_order := step."order";
+        END CASE;
+    END LOOP;
+    RAISE EXCEPTION 'campaign % ran 100 steps in one advance of enrollment %: a condition step loops', e.campaign_id, e.id
+        USING ERRCODE = '54000', HINT = 'Put a wait step in the loop, or change the goto.';
 END
 $$;
 COMMENT ON FUNCTION ventros.advance_campaign_enrollment(uuid, timestamptz) IS
-    'Moves an active enrollment to the next step (scheduled after a delay step''s minutes) or completes it; emits campaign.enrollment_advanced or campaign.enrollment_completed';
+    'Runs an active enrollment''s steps from the next one on until a wait step (due again after its minutes), a condition''s exit, or the end (completed); more than 100 steps at once is a loop (54000); emits campaign.enrollment_advanced per step, campaign.enrollment_completed or _exited';
 
 CREATE FUNCTION ventros.tick_campaigns(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    e record;
-    n integer := 0;
 BEGIN
     -- scheduled campaigns whose start has come
     UPDATE ventros.campaigns c SET status = 'active', version = c.version
     WHERE c.tenant_id = ventros.require_tenant() AND c.status = 'scheduled' AND c.start_date <= tick_campaigns.now;
-    FOR e IN SELECT x.id FROM ventros.campaign_enrollments x
-             JOIN ventros.campaigns c ON c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
-             WHERE x.tenant_id = ventros.require_tenant() AND x.status = 'active' AND x.next_scheduled_at <= tick_campaigns.now
-             ORDER BY x.next_scheduled_at LIMIT batch_size
-             FOR UPDATE OF x SKIP LOCKED
-    LOOP
-        PERFORM ventros.advance_campaign_enrollment(e.id, now);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
+    RETURN ventros.tick_enrollments('campaign', now, batch_size);
 END
 $$;
 COMMENT ON FUNCTION ventros.tick_campaigns(timestamptz, integer) IS
-    'Starts due scheduled campaigns and advances due enrollments of active campaigns (SKIP LOCKED); returns how many advanced';
+    'Starts due scheduled campaigns and advances due enrollments of active campaigns (ventros.tick_enrollments); returns how many advanced';
 
 CREATE FUNCTION ventros.record_campaign_conversion(campaign_id uuid) RETURNS ventros.campaigns
 LANGUAGE plpgsql
@@ -423,7 +500,8 @@ GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, tim
     ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
     ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
     ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
-    ventros.record_campaign_conversion(uuid)
+    ventros.record_campaign_conversion(uuid), ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
+    ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).

@@ -2,10 +2,18 @@
 -- steps for enrolled contacts.  draft | paused -> active (needs a step),
 -- active -> paused, draft | active | paused -> archived (terminal: the
 -- original could reactivate archived sequences).  Steps change only in
--- draft.  Enrollments follow the campaign machine; an inbound reply exits
--- the active enrollments of sequences with exit_on_reply
--- (ventros.exit_sequences_on_reply).  Steps and enrollments are child
--- aggregates; the domain's events are emitted on the sequence.
+-- draft.  Enrollments follow the campaign machine and the step engine of
+-- sql/74_enrollments.sql.  An active sequence with a trigger other than
+-- manual owns an automation rule that enrolls the contacts the trigger
+-- names (ventros.sync_sequence_rule; run by the automation executor after
+-- the triggering write commits).  An inbound reply exits the active
+-- enrollments of sequences with exit_on_reply in the reply's own
+-- transaction (ventros.journey_reply); a pipeline status of exit_on exits
+-- in the status change's; before each step the contact's opt-out, exit tags
+-- and exit statuses are checked, the step's conditions evaluated and the
+-- send window (the contact's timezone, else the tenant's) respected.  Steps
+-- and enrollments are child aggregates; the domain's events are emitted on
+-- the sequence.
 
 CREATE TABLE ventros.sequences (
     id              uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -25,11 +33,16 @@ CREATE TABLE ventros.sequences (
     active_count    integer     NOT NULL DEFAULT 0,
     completed_count integer     NOT NULL DEFAULT 0,
     exited_count    integer     NOT NULL DEFAULT 0,
+    exit_on         jsonb       NOT NULL DEFAULT '{}',
+    send_window     jsonb,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    CONSTRAINT sequences_exit_on_object CHECK (jsonb_typeof(exit_on) = 'object'),
+    CONSTRAINT sequences_send_window CHECK (send_window IS NULL OR ventros.automation_condition_valid(jsonb_build_object('time_window', send_window))),
     CONSTRAINT sequences_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
     CONSTRAINT sequences_status_known CHECK (status IN ('draft', 'active', 'paused', 'archived')),
-    CONSTRAINT sequences_trigger_known CHECK (trigger_type IN ('manual', 'tag_added', 'list_joined', 'form_submit', 'pipeline_entered')),
+    CONSTRAINT sequences_trigger_known CHECK (trigger_type IN ('manual', 'tag_added', 'list_joined', 'form_submit', 'pipeline_entered',
+                                                               'contact_created', 'custom')),
     CONSTRAINT sequences_counts_not_negative CHECK (total_enrolled >= 0 AND active_count >= 0 AND completed_count >= 0
                                                     AND exited_count >= 0)
 );
@@ -132,7 +145,8 @@ BEGIN
         RAISE EXCEPTION 'sequence name must not be null' USING ERRCODE = '23502';
     END IF;
     PERFORM ventros.require_value(coalesce(trigger_type, 'manual'), ARRAY['manual', 'tag_added', 'list_joined', 'form_submit',
-                                                                          'pipeline_entered'], 'sequence trigger');
+                                                                          'pipeline_entered', 'contact_created', 'custom'],
+                                  'sequence trigger');
     INSERT INTO ventros.sequences (project_id, name, description, trigger_type, trigger_data, exit_on_reply)
     VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'sequence name'),
             description, coalesce(trigger_type, 'manual'), trigger_data, coalesce(exit_on_reply, true))
@@ -144,20 +158,43 @@ COMMENT ON FUNCTION ventros.create_sequence(text, text, jsonb, boolean, text, uu
 
 CREATE FUNCTION ventros.update_sequence(sequence_id uuid, expected_version integer, changes jsonb)
 RETURNS ventros.sequences
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ventros.apply_changes(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, changes,
-                                 ARRAY['name', 'description', 'trigger_type', 'trigger_data', 'exit_on_reply'])
+DECLARE
+    result ventros.sequences;
+BEGIN
+    result := ventros.apply_changes(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, changes,
+                                    ARRAY['name', 'description', 'trigger_type', 'trigger_data', 'exit_on_reply', 'exit_on',
+                                          'send_window']);
+    PERFORM ventros.sync_sequence_rule(result);
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid sequence: %', SQLERRM USING ERRCODE = '23514';
+END
 $$;
-COMMENT ON FUNCTION ventros.update_sequence(uuid, integer, jsonb) IS 'Changes a sequence''s name, description, trigger or exit_on_reply; emits sequence.updated';
+COMMENT ON FUNCTION ventros.update_sequence(uuid, integer, jsonb) IS
+    'Changes a sequence''s name, description, trigger, exit_on_reply, exit_on ({"tags": [...], "status_ids": [...]}) or send_window ({"from", "to", "weekdays"}; 23514); keeps its enrollment rule; emits sequence.updated';
 
 CREATE FUNCTION ventros.delete_sequence(sequence_id uuid, expected_version integer DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version) $$;
-COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS 'Soft-deletes a sequence; emits sequence.deleted';
+AS $$
+DECLARE
+    rule uuid;
+BEGIN
+    PERFORM ventros.delete_row('ventros.sequences', 'sequence', sequence_id, expected_version);
+    -- the rule that enrolled contacts in it goes with it (ventros.sync_sequence_rule)
+    FOR rule IN SELECT a.id FROM ventros.automations a
+                WHERE a.tenant_id = ventros.require_tenant() AND a.trigger_config->>'sequence_id' = delete_sequence.sequence_id::text
+                  AND a.deleted_at IS NULL LOOP
+        PERFORM ventros.delete_automation(rule);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_sequence(uuid, integer) IS
+    'Soft-deletes a sequence and the automation rule that enrolled contacts in it; emits sequence.deleted and automation.deleted';
 
 CREATE FUNCTION ventros.set_sequence_status(sequence_id uuid, expected_version integer, status text)
 RETURNS ventros.sequences
@@ -172,11 +209,13 @@ BEGIN
         RAISE EXCEPTION 'sequence % has no steps', sequence_id USING ERRCODE = '23514',
             HINT = 'Add a step with ventros.add_sequence_step() first.';
     END IF;
-    RETURN ventros.change_row(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, jsonb_build_object('status', status));
+    s := ventros.change_row(NULL::ventros.sequences, 'sequence', sequence_id, expected_version, jsonb_build_object('status', status));
+    PERFORM ventros.sync_sequence_rule(s);
+    RETURN s;
 END
 $$;
 COMMENT ON FUNCTION ventros.set_sequence_status(uuid, integer, text) IS
-    'Moves a sequence along its machine (VN002; archived is terminal); activation needs a step (23514); emits sequence.activated, .paused, .resumed or .archived';
+    'Moves a sequence along its machine (VN002; archived is terminal); activation needs a step (23514); enables its enrollment rule while active; emits sequence.activated, .paused, .resumed or .archived';
 
 CREATE FUNCTION ventros.require_draft_sequence(sequence_id uuid) RETURNS ventros.sequences
 LANGUAGE sql
@@ -261,25 +300,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s ventros.sequences := ventros.get_sequence(sequence_id);
-    first_step ventros.sequence_steps;
-    result ventros.sequence_enrollments;
 BEGIN
     IF s.status <> 'active' THEN
         RAISE EXCEPTION 'sequence % is %; contacts enroll in active sequences', sequence_id, s.status USING ERRCODE = 'VN002';
     END IF;
-    PERFORM ventros.get_contact(contact_id);
-    SELECT * INTO first_step FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id
-    ORDER BY x."order" LIMIT 1;
-    INSERT INTO ventros.sequence_enrollments (sequence_id, contact_id, next_scheduled_at)
-    VALUES (sequence_id, contact_id, now() + ventros.sequence_step_delay(first_step))
-    RETURNING * INTO result;
-    UPDATE ventros.sequences x SET total_enrolled = x.total_enrolled + 1, active_count = x.active_count + 1, version = x.version
-    WHERE x.tenant_id = s.tenant_id AND x.id = s.id;
-    PERFORM ventros.emit('sequence.contact_enrolled', 'sequence', s.id,
-        jsonb_build_object('enrollment_id', result.id, 'contact_id', contact_id), s.version);
-    RETURN result;
-EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'contact % is enrolled in sequence % already', contact_id, sequence_id USING ERRCODE = '23505';
+    RETURN ventros.enroll_contact(NULL::ventros.sequence_enrollments, 'sequence', s.id, s.version, contact_id,
+        now() + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', s.id, -1)), '0'),
+        'total_enrolled = x.total_enrolled + 1, active_count = x.active_count + 1');
 END
 $$;
 COMMENT ON FUNCTION ventros.enroll_in_sequence(uuid, uuid) IS
@@ -301,19 +328,6 @@ $$;
 COMMENT ON FUNCTION ventros.count_sequence_enrollment(ventros.sequence_enrollments, text) IS
     'Keeps a sequence''s active, completed and exited counters after an enrollment left from_status';
 
--- Counters and business event of an enrollment that completed or exited while advancing.
-CREATE FUNCTION ventros.sequence_enrollment_changed(e ventros.sequence_enrollments, from_status text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM ventros.count_sequence_enrollment(e, from_status);
-    PERFORM ventros.emit_enrollment_event('sequence', e);
-END
-$$;
-COMMENT ON FUNCTION ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text) IS
-    'Keeps a sequence''s counters and emits the enrollment''s event after a status change';
-
 CREATE FUNCTION ventros.set_sequence_enrollment_status(sequence_enrollment_id uuid, expected_version integer, status text,
                                                        exit_reason text DEFAULT NULL)
 RETURNS ventros.sequence_enrollments
@@ -331,6 +345,32 @@ $$;
 COMMENT ON FUNCTION ventros.set_sequence_enrollment_status(uuid, integer, text, text) IS
     'Pauses, resumes or exits an enrollment (VN002 when the machine refuses); emits sequence_enrollment.updated and sequence.enrollment_paused, _resumed or _exited';
 
+-- end_sequence_enrollment: an active enrollment completed or exited at an
+-- instant, with the sequence's counters.
+CREATE FUNCTION ventros.end_sequence_enrollment(e ventros.sequence_enrollments, status text, exit_reason text, at timestamptz)
+RETURNS ventros.sequence_enrollments
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sequence_enrollments := ventros.finish_enrollment(NULL::ventros.sequence_enrollments, 'sequence', e.id,
+                                                                     status, exit_reason, at);
+BEGIN
+    PERFORM ventros.count_sequence_enrollment(result, e.status);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.end_sequence_enrollment(ventros.sequence_enrollments, text, text, timestamptz) IS
+    'Completes or exits an enrollment and keeps its sequence''s counters; emits sequence.enrollment_completed or _exited';
+
+-- advance_sequence_enrollment: the due step of an active enrollment.  In
+-- this order: no step left completes it; an opt-out of the channel, an exit
+-- tag or an exit status exits it; outside the send window it is due again
+-- at the window's opening; a step whose conditions do not hold is passed
+-- over; else the step's message is sent on the channel of the contact's
+-- latest session (source sequence; without a session the event carries the
+-- template for a sender that knows the channel).  Then the next step is due
+-- after its delay.
 CREATE FUNCTION ventros.advance_sequence_enrollment(sequence_enrollment_id uuid, now timestamptz DEFAULT now())
 RETURNS ventros.sequence_enrollments
 LANGUAGE plpgsql
@@ -339,80 +379,56 @@ AS $$
 DECLARE
     e ventros.sequence_enrollments := ventros.lock_active_enrollment(NULL::ventros.sequence_enrollments, 'sequence',
                                                                      sequence_enrollment_id);
-    step ventros.sequence_steps;
-    following ventros.sequence_steps;
-    result ventros.sequence_enrollments;
+    s ventros.sequences := ventros.get_sequence(e.sequence_id);
+    step ventros.sequence_steps := ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id, e.current_step_order);
     channel uuid;
+    reason text;
+    opening timestamptz;
+    held boolean;
     sent uuid;
 BEGIN
-    -- the step now due (its message goes out with source = sequence when the sender runs)
-    SELECT * INTO step FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
-      AND x."order" > e.current_step_order ORDER BY x."order" LIMIT 1;
-    IF NOT FOUND THEN
-        UPDATE ventros.sequence_enrollments x SET status = 'completed', completed_at = now, next_scheduled_at = NULL, version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
-        PERFORM ventros.sequence_enrollment_changed(result, 'active');
-        RETURN result;
+    IF step.id IS NULL THEN
+        RETURN ventros.end_sequence_enrollment(e, 'completed', NULL, now);
     END IF;
-    -- Send on the channel of the contact's latest session (source sequence,
-    -- its system agent); consent is checked by send_message: an opted-out
-    -- contact leaves the sequence.  Without a session the event carries the
-    -- template for a sender that knows the channel.
-    SELECT s.channel_id INTO channel FROM ventros.sessions s
-    WHERE s.tenant_id = e.tenant_id AND s.contact_id = e.contact_id ORDER BY s.started_at DESC LIMIT 1;
-    IF channel IS NOT NULL AND step.message_template ? 'content' THEN
-        BEGIN
-            sent := (ventros.send_message(channel, e.contact_id, text => step.message_template->>'content', source => 'sequence',
-                                          metadata => jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
-        EXCEPTION WHEN SQLSTATE 'VN010' THEN
-            UPDATE ventros.sequence_enrollments x
-            SET status = 'exited', exited_at = now, exit_reason = 'opted_out', next_scheduled_at = NULL, version = x.version
-            WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
-            PERFORM ventros.sequence_enrollment_changed(result, 'active');
-            RETURN result;
-        END;
+    SELECT x.channel_id INTO channel FROM ventros.sessions x
+    WHERE x.tenant_id = e.tenant_id AND x.contact_id = e.contact_id ORDER BY x.started_at DESC LIMIT 1;
+    reason := ventros.journey_exit_reason(e.contact_id, channel, s.exit_on);
+    IF reason IS NOT NULL THEN
+        RETURN ventros.end_sequence_enrollment(e, 'exited', reason, now);
     END IF;
-    SELECT * INTO following FROM ventros.sequence_steps x WHERE x.tenant_id = e.tenant_id AND x.sequence_id = e.sequence_id
-      AND x."order" > step."order" ORDER BY x."order" LIMIT 1;
-    UPDATE ventros.sequence_enrollments x
-    SET current_step_order = step."order",
-        next_scheduled_at = now + coalesce(ventros.sequence_step_delay(following), '0'),
-        version = x.version
-    WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    opening := ventros.journey_window_open(s.send_window, ventros.journey_timezone(e.contact_id), now);
+    IF opening IS DISTINCT FROM now THEN
+        RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, NULL, opening);
+    END IF;
+    held := ventros.journey_conditions_hold(step.conditions, e.contact_id, now);
+    IF held AND channel IS NOT NULL THEN
+        sent := (ventros.journey_send(channel, e.contact_id, step.message_template, 'sequence',
+                                      jsonb_build_object('sequence_id', e.sequence_id, 'step_order', step."order"))).id;
+    END IF;
     PERFORM ventros.emit('sequence.enrollment_advanced', 'sequence', e.sequence_id,
         jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'step_order', step."order",
-                           'message_template', step.message_template, 'message_id', sent), NULL);
-    RETURN result;
+                           'message_template', step.message_template, 'message_id', sent, 'skipped', NOT held), NULL);
+    RETURN ventros.set_enrollment_due(NULL::ventros.sequence_enrollments, 'sequence', e.id, step."order",
+        now + coalesce(ventros.sequence_step_delay(ventros.next_step(NULL::ventros.sequence_steps, 'sequence', e.sequence_id,
+                                                                     step."order")), '0'));
 END
 $$;
 COMMENT ON FUNCTION ventros.advance_sequence_enrollment(uuid, timestamptz) IS
-    'Sends the due step of an active enrollment on the contact''s latest session channel (source sequence; an opted-out contact exits) and schedules the next, or completes; emits message.created, sequence.enrollment_advanced, sequence.enrollment_completed or sequence.enrollment_exited';
+    'Runs the due step of an active enrollment: completes it past the last step; exits it on an opt-out, exit tag or exit status; waits for the send window; passes over a step whose conditions do not hold; sends the step on the contact''s latest session channel (source sequence); schedules the next; emits message.created, sequence.enrollment_advanced, _completed or _exited';
 
 CREATE FUNCTION ventros.tick_sequences(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    e record;
-    n integer := 0;
-BEGIN
-    FOR e IN SELECT x.id FROM ventros.sequence_enrollments x
-             JOIN ventros.sequences s ON s.tenant_id = x.tenant_id AND s.id = x.sequence_id AND s.status = 'active'
-             WHERE x.tenant_id = ventros.require_tenant() AND x.status = 'active' AND x.next_scheduled_at <= tick_sequences.now
-             ORDER BY x.next_scheduled_at LIMIT batch_size
-             FOR UPDATE OF x SKIP LOCKED
-    LOOP
-        PERFORM ventros.advance_sequence_enrollment(e.id, now);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
+AS $$ SELECT ventros.tick_enrollments('sequence', now, batch_size) $$;
 COMMENT ON FUNCTION ventros.tick_sequences(timestamptz, integer) IS
-    'Advances the due enrollments of active sequences (SKIP LOCKED); returns how many';
+    'Advances the due enrollments of active sequences (ventros.tick_enrollments: contact and enrollment locked, SKIP LOCKED); returns how many';
 
-CREATE FUNCTION ventros.exit_sequences_on_reply(contact_id uuid) RETURNS integer
+-- exit_sequences: the contact's active or paused enrollments of the
+-- sequences a filter selects, exited with a reason.
+CREATE FUNCTION ventros.exit_sequences(contact_id uuid, reason text, exit_on_reply boolean DEFAULT NULL,
+                                       status_id uuid DEFAULT NULL, at timestamptz DEFAULT now())
+RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -420,20 +436,28 @@ DECLARE
     e ventros.sequence_enrollments;
     n integer := 0;
 BEGIN
-    FOR e IN
-        UPDATE ventros.sequence_enrollments x
-        SET status = 'exited', exited_at = now(), exit_reason = 'replied', next_scheduled_at = NULL, version = x.version
-        FROM ventros.sequences s
-        WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = exit_sequences_on_reply.contact_id
-          AND x.status = 'active' AND s.tenant_id = x.tenant_id AND s.id = x.sequence_id AND s.exit_on_reply
-        RETURNING x.*
+    FOR e IN SELECT x.* FROM ventros.sequence_enrollments x
+             JOIN ventros.sequences s ON s.tenant_id = x.tenant_id AND s.id = x.sequence_id
+             WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = exit_sequences.contact_id
+               AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               AND (exit_sequences.exit_on_reply IS NULL OR (s.exit_on_reply AND x.status = 'active'))
+               AND (exit_sequences.status_id IS NULL OR coalesce(s.exit_on->'status_ids' ? exit_sequences.status_id::text, false))
+             ORDER BY x.id
+             FOR UPDATE OF x
     LOOP
-        PERFORM ventros.sequence_enrollment_changed(e, 'active');
+        PERFORM ventros.end_sequence_enrollment(e, 'exited', reason, at);
         n := n + 1;
     END LOOP;
     RETURN n;
 END
 $$;
+COMMENT ON FUNCTION ventros.exit_sequences(uuid, text, boolean, uuid, timestamptz) IS
+    'Exits a contact''s current enrollments of the sequences with exit_on_reply (when exit_on_reply) or with a status in exit_on.status_ids (when status_id); returns how many';
+
+CREATE FUNCTION ventros.exit_sequences_on_reply(contact_id uuid) RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.exit_sequences(contact_id, 'replied', exit_on_reply => true) $$;
 COMMENT ON FUNCTION ventros.exit_sequences_on_reply(uuid) IS
     'An inbound reply: exits the contact''s active enrollments of sequences with exit_on_reply; emits sequence.enrollment_exited for each; returns how many';
 
@@ -474,6 +498,180 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.list_sequence_enrollments(uuid, text, uuid, integer) IS 'Enrollments of a sequence; keyset paging on id';
 
+-- ---- automatic enrollment: the sequence's own automation rule ----------------
+
+-- sequence_trigger_rule: the trigger and conditions of the automation rule
+-- that enrolls contacts in a sequence, from its trigger_type and
+-- trigger_data (plus trigger_data.conditions, more rule conditions).
+CREATE FUNCTION ventros.sequence_trigger_rule(s ventros.sequences, OUT trigger text, OUT conditions jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := coalesce(s.trigger_data, '{}');
+    what text;
+BEGIN
+    what := CASE s.trigger_type WHEN 'tag_added' THEN 'tag' WHEN 'list_joined' THEN 'list_id' WHEN 'custom' THEN 'event'
+                                WHEN 'pipeline_entered' THEN CASE WHEN d ? 'pipeline_id' THEN 'pipeline_id' ELSE 'status_id' END END;
+    IF what IS NOT NULL AND coalesce(d->>what, '') = '' THEN
+        RAISE EXCEPTION 'a % sequence needs trigger_data.%', s.trigger_type, what USING ERRCODE = '22023';
+    END IF;
+    conditions := '[]';
+    CASE s.trigger_type
+    WHEN 'tag_added' THEN
+        trigger := 'contact.updated';
+        conditions := jsonb_build_array(
+            jsonb_build_object('field', 'payload.changed.tags', 'operator', 'contains', 'value', d->'tag'),
+            jsonb_build_object('field', 'payload.previous.tags', 'operator', 'not_contains', 'value', d->'tag'));
+    WHEN 'list_joined' THEN
+        trigger := 'contact_list.contact_added';
+        conditions := jsonb_build_array(jsonb_build_object('field', 'event.aggregate_id', 'operator', 'eq', 'value', d->'list_id'));
+    WHEN 'pipeline_entered' THEN
+        trigger := 'contact.pipeline_status_changed';
+        conditions := jsonb_build_array(jsonb_build_object('field', 'payload.' || what, 'operator', 'eq', 'value', d->what))
+            || CASE WHEN what = 'pipeline_id'
+                    THEN jsonb_build_array(jsonb_build_object('field', 'payload.previous_status_id', 'operator', 'is_null'))
+                    ELSE '[]' END;
+    WHEN 'contact_created' THEN
+        trigger := 'contact.created';
+    WHEN 'form_submit' THEN
+        trigger := 'custom.' || coalesce(d->>'event', 'form_submitted');
+        IF d ? 'form_id' THEN
+            conditions := jsonb_build_array(jsonb_build_object('field', 'payload.form_id', 'operator', 'eq', 'value', d->'form_id'));
+        END IF;
+    WHEN 'custom' THEN
+        trigger := 'custom.' || (d->>'event');
+    ELSE
+        trigger := NULL;    -- manual: no rule
+    END CASE;
+    IF jsonb_typeof(d->'conditions') = 'array' THEN
+        conditions := conditions || (d->'conditions');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.sequence_trigger_rule(ventros.sequences) IS
+    'The trigger and conditions of the rule enrolling contacts in a sequence: tag_added (contact.updated adding trigger_data.tag), list_joined (contact_list.contact_added of list_id), pipeline_entered (contact.pipeline_status_changed to status_id, or into pipeline_id), contact_created, form_submit (custom.form_submitted or custom.<event>, form_id), custom (custom.<event>); 22023 when the trigger_data it needs is missing';
+
+-- sync_sequence_rule: an active sequence with a trigger owns one enabled
+-- automation rule (trigger_config.sequence_id) whose action enrolls the
+-- event's contact unless it is enrolled; otherwise that rule is disabled.
+-- Made and changed through the automation commands, so the executor runs
+-- it after the triggering write commits, once per event (docs/automation.md).
+CREATE FUNCTION ventros.sync_sequence_rule(s ventros.sequences) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule ventros.automations;
+    t record;
+    actions jsonb := jsonb_build_array(jsonb_build_object('type', 'enroll_sequence',
+                                                          'params', jsonb_build_object('sequence_id', s.id, 'unless_enrolled', true)));
+BEGIN
+    SELECT * INTO rule FROM ventros.automations a
+    WHERE a.tenant_id = s.tenant_id AND a.trigger_config->>'sequence_id' = s.id::text AND a.deleted_at IS NULL
+    ORDER BY a.created_at LIMIT 1
+    FOR UPDATE;
+    IF s.status <> 'active' OR s.trigger_type = 'manual' OR s.deleted_at IS NOT NULL THEN
+        IF rule.id IS NOT NULL AND rule.enabled THEN
+            PERFORM ventros.set_automation_enabled(rule.id, rule.version, false);
+        END IF;
+        RETURN;
+    END IF;
+    t := ventros.sequence_trigger_rule(s);
+    IF rule.id IS NULL THEN
+        PERFORM ventros.create_automation(left('sequence ' || s.name, 200), t.trigger, actions, t.conditions,
+                                          automation_type => 'event', project_id => s.project_id,
+                                          description => 'Enrolls contacts in the sequence (kept by the sequence)',
+                                          trigger_config => jsonb_build_object('sequence_id', s.id));
+    ELSIF NOT rule.enabled OR rule.trigger <> t.trigger OR rule.conditions <> t.conditions OR rule.actions <> actions THEN
+        PERFORM ventros.update_automation(rule.id, rule.version,
+            jsonb_build_object('trigger', t.trigger, 'conditions', t.conditions, 'actions', actions, 'enabled', true));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.sync_sequence_rule(ventros.sequences) IS
+    'Keeps the automation rule that enrolls contacts in a sequence: enabled with the trigger''s event and conditions while the sequence is active and not manual, disabled otherwise; emits automation.created, .updated, .enabled or .disabled';
+
+-- ---- what contacts do to their journeys, in the same transaction ---------------
+
+-- journey_converted: counts a conversion of the contact's current and
+-- completed enrollments of active campaigns, once per enrollment: a reply,
+-- a tracking conversion, or (kind status) the campaign's conversion status.
+CREATE FUNCTION ventros.journey_converted(contact_id uuid, kind text, status_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments;
+    n integer := 0;
+BEGIN
+    FOR e IN UPDATE ventros.campaign_enrollments x SET converted_at = at, version = x.version
+             FROM ventros.campaigns c
+             WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = journey_converted.contact_id
+               AND x.converted_at IS NULL AND x.status IN ('active', 'completed') AND x.deleted_at IS NULL
+               AND c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+               AND (kind <> 'status' OR c.conversion_status_id = journey_converted.status_id)
+             RETURNING x.*
+    LOOP
+        UPDATE ventros.campaigns c SET conversions_count = c.conversions_count + 1, version = c.version
+        WHERE c.tenant_id = e.tenant_id AND c.id = e.campaign_id;
+        PERFORM ventros.emit('campaign.contact_converted', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'kind', kind), NULL);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_converted(uuid, text, uuid, timestamptz) IS
+    'Counts a conversion (reply, tracking, status) of a contact''s unconverted enrollments of active campaigns (status: those whose conversion_status_id it is); emits campaign.contact_converted; returns how many';
+
+-- journey_reply: an inbound message of a contact, in receive_message's
+-- transaction before the session is touched.  When the contact has a
+-- current enrollment, the contact is locked first (the order of a tick:
+-- contact, then enrollment), then its enrollments of sequences with
+-- exit_on_reply exit and its campaigns count the conversion.  A step being
+-- sent holds the contact: the reply waits and exits after it; a reply
+-- first makes the tick pass the enrollment over (isolation spec
+-- sequence_reply_exit).
+CREATE FUNCTION ventros.journey_reply(contact_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ventros.sequence_enrollments x
+                   WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.status = 'active')
+       AND NOT EXISTS (SELECT 1 FROM ventros.campaign_enrollments x
+                       JOIN ventros.campaigns c ON c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+                       WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.converted_at IS NULL
+                         AND x.status IN ('active', 'completed')) THEN
+        RETURN;     -- the hot path of every inbound message
+    END IF;
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = journey_reply.contact_id FOR NO KEY UPDATE;
+    PERFORM ventros.exit_sequences(contact_id, 'replied', exit_on_reply => true, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'reply', NULL, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_reply(uuid, timestamptz) IS
+    'An inbound message: exits the contact''s enrollments of sequences with exit_on_reply and counts the reply as a conversion of its campaigns (contact locked first, as a tick)';
+
+-- journey_status_reached: a contact moved to a pipeline status (in
+-- change_contact_pipeline_status, which holds the contact): exits the
+-- sequences that list it in exit_on.status_ids, counts the campaigns'
+-- conversions whose conversion status it is.
+CREATE FUNCTION ventros.journey_status_reached(contact_id uuid, status_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.exit_sequences(contact_id, 'status', status_id => status_id, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'status', status_id, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_status_reached(uuid, uuid, timestamptz) IS
+    'A contact reached a pipeline status: exits the sequences with it in exit_on.status_ids, counts conversions of the campaigns with it as conversion status';
+
 GRANT EXECUTE ON FUNCTION ventros.get_sequence(uuid, boolean), ventros.sequence_stats(uuid), ventros.list_sequences(text),
     ventros.list_sequence_enrollments(uuid, text, uuid, integer), ventros.sequence_step_delay(ventros.sequence_steps)
     TO ventros_viewer;
@@ -481,11 +679,14 @@ GRANT EXECUTE ON FUNCTION ventros.create_sequence(text, text, jsonb, boolean, te
     ventros.update_sequence(uuid, integer, jsonb), ventros.set_sequence_status(uuid, integer, text),
     ventros.require_draft_sequence(uuid), ventros.add_sequence_step(uuid, integer, text, jsonb, integer, text, jsonb),
     ventros.update_sequence_step(uuid, integer, jsonb), ventros.remove_sequence_step(uuid),
-    ventros.enroll_in_sequence(uuid, uuid), ventros.sequence_enrollment_changed(ventros.sequence_enrollments, text),
+    ventros.enroll_in_sequence(uuid, uuid), ventros.end_sequence_enrollment(ventros.sequence_enrollments, text, text, timestamptz),
     ventros.count_sequence_enrollment(ventros.sequence_enrollments, text),
     ventros.set_sequence_enrollment_status(uuid, integer, text, text), ventros.advance_sequence_enrollment(uuid, timestamptz),
-    ventros.exit_sequences_on_reply(uuid)
+    ventros.exit_sequences_on_reply(uuid), ventros.exit_sequences(uuid, text, boolean, uuid, timestamptz),
+    ventros.sync_sequence_rule(ventros.sequences), ventros.journey_reply(uuid, timestamptz),
+    ventros.journey_converted(uuid, text, uuid, timestamptz), ventros.journey_status_reached(uuid, uuid, timestamptz)
     TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.sequence_trigger_rule(ventros.sequences) TO ventros_viewer;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_sequences(timestamptz, integer) TO ventros_platform_admin;

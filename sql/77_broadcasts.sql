@@ -249,6 +249,76 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.fail_broadcast(uuid, integer, text) IS 'Marks a scheduled or running broadcast failed; emits broadcast.failed';
 
+-- send_broadcast_execution: one pending execution sent (the step of the
+-- journey engine, ventros.journey_send, source broadcast): sending with its
+-- message until the message's outcome (broadcast_message_outcome), or failed
+-- at once with the error (opt-outs included); the caller counts.
+CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
+RETURNS ventros.broadcast_executions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    message text;
+    result ventros.broadcast_executions;
+BEGIN
+    UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    BEGIN
+        m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
+                                  jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
+        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
+        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+    END;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
+    'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
+
+-- broadcast_to_contact: a campaign's broadcast step: the broadcast's message
+-- to one contact, once per broadcast and contact (its execution), counted on
+-- the broadcast (sent when the provider accepts it, as every execution);
+-- an opted-out contact is skipped.  Returns the execution.
+CREATE FUNCTION ventros.broadcast_to_contact(broadcast_id uuid, contact_id uuid, metadata jsonb DEFAULT NULL)
+RETURNS ventros.broadcast_executions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    e ventros.broadcast_executions;
+BEGIN
+    IF b.status IN ('cancelled', 'failed') THEN
+        RAISE EXCEPTION 'broadcast % is %', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    INSERT INTO ventros.broadcast_executions (broadcast_id, contact_id, status)
+    VALUES (b.id, contact_id, CASE WHEN ventros.may_message(contact_id, b.channel_id) THEN 'pending' ELSE 'skipped' END)
+    ON CONFLICT (tenant_id, broadcast_id, contact_id) DO NOTHING
+    RETURNING * INTO e;
+    IF e.id IS NULL THEN
+        SELECT * INTO e FROM ventros.broadcast_executions x
+        WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.contact_id = broadcast_to_contact.contact_id;
+        RETURN e;   -- sent (or tried) once already
+    END IF;
+    IF e.status = 'pending' THEN
+        e := ventros.send_broadcast_execution(b, e, metadata);
+    END IF;
+    UPDATE ventros.broadcasts x
+    SET total_contacts = x.total_contacts + 1, failed_count = x.failed_count + (e.status = 'failed')::integer,
+        version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    RETURN e;
+END
+$$;
+COMMENT ON FUNCTION ventros.broadcast_to_contact(uuid, uuid, jsonb) IS
+    'A campaign''s broadcast step: sends a broadcast''s template to one contact, once per broadcast and contact (opted out: skipped), counted on the broadcast; VN002 for a cancelled or failed broadcast';
+
 -- finish_broadcast: a running broadcast whose every execution has its
 -- outcome (none pending or sending) completes.  Called under the broadcast's
 -- row lock, so the last of two concurrent outcomes sees the other's.
@@ -275,10 +345,8 @@ AS $$
 DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
     e ventros.broadcast_executions;
-    m ventros.messages;
     n integer := 0;
     failed integer := 0;
-    message text;
 BEGIN
     IF b.status <> 'running' THEN
         RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
@@ -289,18 +357,9 @@ BEGIN
              LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
              FOR UPDATE SKIP LOCKED
     LOOP
-        UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
-        BEGIN
-            m := ventros.send_message(b.channel_id, e.contact_id, text => b.message_template->>'content', source => 'broadcast',
-                                      metadata => jsonb_build_object('broadcast_id', b.id, 'template', b.message_template));
-            UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
-            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-            UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
-            WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
             failed := failed + 1;
-        END;
+        END IF;
         n := n + 1;
     END LOOP;
     UPDATE ventros.broadcasts x
@@ -418,7 +477,9 @@ GRANT EXECUTE ON FUNCTION ventros.get_broadcast(uuid, boolean), ventros.broadcas
 GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, integer, uuid),
     ventros.update_broadcast(uuid, integer, jsonb), ventros.schedule_broadcast(uuid, integer, timestamptz),
     ventros.execute_broadcast(uuid, integer), ventros.cancel_broadcast(uuid, integer), ventros.fail_broadcast(uuid, integer, text),
-    ventros.send_broadcast_batch(uuid, integer), ventros.finish_broadcast(ventros.broadcasts)
+    ventros.send_broadcast_batch(uuid, integer), ventros.finish_broadcast(ventros.broadcasts),
+    ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
+    ventros.broadcast_to_contact(uuid, uuid, jsonb)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).

@@ -146,6 +146,7 @@ BEGIN
         PERFORM ventros.emit('contact.ad_conversion_tracked', 'contact', contact_id,
             jsonb_build_object('tracking_id', result.id, 'source', source, 'platform', platform, 'campaign', campaign,
                                'ad_id', ad_id, 'click_id', click_id), c.version);
+        PERFORM ventros.journey_converted(contact_id, 'tracking', NULL, now());
     END IF;
     RETURN result;
 EXCEPTION WHEN unique_violation THEN
@@ -153,7 +154,7 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.create_tracking(uuid, text, text, text, text, text, text, jsonb, uuid, text, jsonb) IS
-    'Records a contact''s attribution (click id unique, 23505); emits tracking.created and, from an ad, contact.ad_conversion_tracked';
+    'Records a contact''s attribution (click id unique, 23505); emits tracking.created and, from an ad, contact.ad_conversion_tracked (a conversion of the contact''s campaigns, ventros.journey_converted)';
 
 CREATE FUNCTION ventros.update_tracking(tracking_id uuid, expected_version integer, changes jsonb)
 RETURNS ventros.trackings

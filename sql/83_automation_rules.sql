@@ -525,8 +525,16 @@ BEGIN
                                                   author_name => 'automation ' || rule.name, session_id => session) n;
         RETURN jsonb_build_object('type', kind, 'note_id', id);
     WHEN 'enroll_sequence' THEN
-        PERFORM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
-                                           ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
     WHEN 'unenroll_sequence' THEN
         FOR e IN SELECT * FROM ventros.sequence_enrollments x
                   WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
