@@ -4477,6 +4477,435 @@ COMMENT ON FUNCTION ventros.qualify_contact_lead(uuid, uuid, numeric, jsonb) IS
 
 GRANT EXECUTE ON FUNCTION ventros.qualify_contact_lead(uuid, uuid, numeric, jsonb) TO ventros_agent;
 
+-- ---- assignment (sql/30_channels.sql, 33_teams.sql, 37_sessions.sql, 37_sessions_handling.sql, 40_messages.sql, 97_schedule.sql)
+-- New inbound sessions are assigned by their channel's rule (channels.team_id,
+-- channels.assignment_strategy, else the team's strategy: round_robin,
+-- capacity, least_open); teams store reassignment rules (agent offline, no
+-- first response in N minutes) that tick_assignments applies; sessions record
+-- when their agent got them (assigned_at).
+ALTER TABLE ventros.teams ADD COLUMN reassign_when_offline boolean NOT NULL DEFAULT false,
+    ADD COLUMN reassign_after_minutes integer,
+    ADD COLUMN max_reassignments integer NOT NULL DEFAULT 3,
+    DROP CONSTRAINT teams_strategy_known,
+    ADD CONSTRAINT teams_strategy_known CHECK (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual')),
+    ADD CONSTRAINT teams_reassign_after_range CHECK (reassign_after_minutes BETWEEN 1 AND 10080),
+    ADD CONSTRAINT teams_max_reassignments_range CHECK (max_reassignments BETWEEN 0 AND 100);
+ALTER TABLE ventros.channels ADD COLUMN team_id uuid,
+    ADD COLUMN assignment_strategy text,
+    ADD CONSTRAINT channels_assignment_strategy_known CHECK (assignment_strategy IS NULL
+        OR (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual') AND team_id IS NOT NULL)),
+    ADD CONSTRAINT channels_team_fk FOREIGN KEY (tenant_id, team_id) REFERENCES ventros.teams (tenant_id, id);
+ALTER TABLE ventros.sessions ADD COLUMN assigned_at timestamptz;
+-- the HTTP API's views of teams, channels and sessions show the new columns
+SELECT ventros.expose_api();
+
+CREATE OR REPLACE FUNCTION ventros.create_team(name text, assignment_strategy text DEFAULT 'round_robin',
+                                    description text DEFAULT NULL, project_id uuid DEFAULT NULL)
+RETURNS ventros.teams
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.teams;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'team name must not be null' USING ERRCODE = '23502';
+    END IF;
+    IF assignment_strategy NOT IN ('round_robin', 'capacity', 'least_open', 'manual') THEN
+        RAISE EXCEPTION 'unknown assignment strategy "%"', left(assignment_strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use round_robin, capacity, least_open or manual.';
+    END IF;
+    INSERT INTO ventros.teams (project_id, name, assignment_strategy, description)
+    VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'team name'),
+            assignment_strategy, description)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'a team named "%" already exists', name USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.create_team(text, text, text, uuid) IS 'Creates a team; emits team.created';
+
+CREATE OR REPLACE FUNCTION ventros.update_team(team_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.teams
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.teams, 'team', team_id, expected_version, changes,
+                                 ARRAY['name', 'description', 'assignment_strategy', 'active', 'reassign_when_offline',
+                                       'reassign_after_minutes', 'max_reassignments'])
+$$;
+COMMENT ON FUNCTION ventros.update_team(uuid, integer, jsonb) IS
+    'Changes fields of a team (name, description, strategy, active, reassignment rules: reassign_when_offline, reassign_after_minutes, max_reassignments); emits team.updated';
+
+CREATE OR REPLACE FUNCTION ventros.update_channel(channel_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.channels
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.channels, 'channel', channel_id, expected_version, changes,
+        ARRAY['name', 'status', 'connection_mode', 'external_id', 'config', 'webhook_url', 'webhook_configured_at',
+              'webhook_active', 'pipeline_id', 'session_timeout_minutes', 'ai_enabled', 'ai_agents_enabled',
+              'allow_groups', 'tracking_enabled', 'debounce_timeout_ms', 'custom_field_definitions',
+              'last_error_at', 'last_error', 'history_import_enabled', 'default_agent_id',
+              'history_import_max_days', 'history_import_max_messages_per_chat', 'team_id', 'assignment_strategy'])
+$$;
+COMMENT ON FUNCTION ventros.update_channel(uuid, integer, jsonb) IS
+    'Changes fields of a channel; a status change must follow the channel state machine (VN002); emits channel.updated or the transition''s event';
+
+-- One way an agent gets a session: set_session_agent (the lock held by the
+-- caller).  assign_session_agent is the user's command; auto_assign_session
+-- (a new inbound session, by its channel's or team's rule) and
+-- tick_assignments (the stored reassignment rules) call it with their instant.
+SELECT ventros.register_event_type('session.queued',
+    'A session was put on a team with no agent available to take it; it waits for one (tick_assignments).');
+
+CREATE FUNCTION ventros.set_session_agent(s ventros.sessions, agent_id uuid, reason text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
+                                        'agent_offline', 'workload_balance') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline or workload_balance.';
+    END IF;
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = set_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id, assigned_at = coalesce(at, now()),
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it); emits session.updated and session.agent_assigned with the reason';
+
+CREATE OR REPLACE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
+                                             reason text DEFAULT 'manual')
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.set_session_agent(ventros.lock_session(session_id, expected_version), agent_id, reason, now())
+$$;
+COMMENT ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text) IS
+    'Assigns (or transfers, counting agent_transfers) an active session to a human, AI or bot agent; VN001 on a stale version; emits session.updated and session.agent_assigned';
+
+-- next_team_agent: the next agent of a team by a strategy, its membership
+-- row locked (SKIP LOCKED: two concurrent picks get different agents).
+-- round_robin: assigned longest ago first; capacity: the lowest load (open
+-- sessions / max_open_sessions); least_open: the fewest open sessions.  Only
+-- available, active agents under their max_open_sessions qualify; excluded
+-- agents (the one a session is taken from) never.
+CREATE FUNCTION ventros.next_team_agent(team_id uuid, strategy text, excluded uuid[] DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    member ventros.team_members;
+    tried uuid[] := '{}';
+    open_count integer;
+    capacity integer;
+BEGIN
+    IF strategy IS NULL THEN
+        SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = next_team_agent.team_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+    -- One candidate at a time (LIMIT 1): a cursor would lock every row it
+    -- prefetches and starve concurrent pickers.
+    LOOP
+        SELECT m.* INTO member FROM ventros.team_members m
+        JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM ventros.sessions s WHERE s.tenant_id = tenant
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL
+                            AND strategy IN ('capacity', 'least_open')) open
+        WHERE m.tenant_id = tenant AND m.team_id = next_team_agent.team_id AND m.id <> ALL (tried)
+          AND m.agent_id <> ALL (coalesce(excluded, '{}'))
+          AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
+        ORDER BY CASE strategy WHEN 'least_open' THEN open.n::numeric
+                               WHEN 'capacity' THEN open.n::numeric / greatest(a.max_open_sessions, 1) END,
+                 m.last_assigned_at NULLS FIRST, m.agent_id
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        tried := tried || member.id;
+        -- Counted again under the lock: a committed assignment is seen now.
+        SELECT count(*) INTO open_count FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
+        SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
+        IF open_count < capacity THEN
+            UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version
+            WHERE m.tenant_id = tenant AND m.id = member.id;
+            RETURN member.agent_id;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.next_team_agent(uuid, text, uuid[]) IS
+    'The next available agent of a team under its capacity by a strategy (round_robin, capacity, least_open; NULL: the team''s), never one of excluded, or NULL';
+
+CREATE OR REPLACE FUNCTION ventros.pick_team_agent(team_id uuid)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.next_team_agent(team_id, NULL, '{}') $$;
+COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS
+    'The next available agent of a team under its capacity, by the team''s strategy (round_robin, capacity or least_open), or NULL';
+
+-- put_session_on_team: the locked session on a team, and the team's next
+-- agent by strategy assigned at the instant; none available: session.queued.
+CREATE FUNCTION ventros.put_session_on_team(s ventros.sessions, team_id uuid, strategy text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    picked uuid;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    IF s.team_id IS DISTINCT FROM team_id THEN
+        UPDATE ventros.sessions t SET team_id = put_session_on_team.team_id, version = s.version
+        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
+    END IF;
+    IF strategy = 'manual' THEN
+        RETURN s;
+    END IF;
+    picked := ventros.next_team_agent(team_id, strategy, '{}');
+    IF picked IS NULL THEN
+        PERFORM ventros.emit('session.queued', 'session', s.id,
+                             jsonb_build_object('team_id', team_id, 'strategy', strategy, 'at', at), s.version);
+        RETURN s;       -- queued on the team: nobody available under capacity
+    END IF;
+    RETURN ventros.set_session_agent(s, picked, strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz) IS
+    'Puts a locked session on a team and assigns its next agent by strategy (manual: none); nobody available: emits session.queued (internal)';
+
+CREATE OR REPLACE FUNCTION ventros.assign_session_to_team(session_id uuid, team_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
+    strategy text;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t
+    WHERE t.tenant_id = s.tenant_id AND t.id = assign_session_to_team.team_id AND t.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN ventros.put_session_on_team(s, team_id, strategy, now());
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_to_team(uuid, uuid, integer) IS
+    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team, session.queued); emits session.updated and session.agent_assigned';
+
+-- auto_assign_session: a new inbound session by its channel's rule (the
+-- channel's team, with the channel's strategy, else the team's).  A channel
+-- without a team, or an inactive team, leaves the session unassigned.
+CREATE FUNCTION ventros.auto_assign_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule record;
+BEGIN
+    SELECT c.team_id, coalesce(c.assignment_strategy, t.assignment_strategy) AS strategy INTO rule
+    FROM ventros.channels c JOIN ventros.teams t ON t.tenant_id = c.tenant_id AND t.id = c.team_id
+    WHERE c.tenant_id = s.tenant_id AND c.id = s.channel_id AND t.active AND t.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN s;
+    END IF;
+    RETURN ventros.put_session_on_team(s, rule.team_id, rule.strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.auto_assign_session(ventros.sessions, timestamptz) IS
+    'Assigns a new inbound session (locked) by its channel''s rule: the channel''s team, by the channel''s strategy else the team''s (internal; receive_message calls it)';
+
+-- tick_assignments: the stored reassignment rules of the acting tenant's
+-- teams at an instant, then the sessions waiting on a team.  An active session
+-- on a team is reassigned to another agent of the team when its agent is
+-- offline or inactive (reassign_when_offline), or when the contact's first
+-- message has waited reassign_after_minutes since it arrived or since the
+-- agent got it, unanswered; at most max_reassignments transfers per session.
+-- Returns how many sessions got an agent.
+CREATE FUNCTION ventros.tick_assignments(now timestamptz DEFAULT now(), batch_size integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    job record;
+    picked uuid;
+    n integer := 0;
+BEGIN
+    FOR job IN
+        SELECT s.id, t.assignment_strategy AS strategy,
+               CASE WHEN s.assigned_agent_id IS NULL THEN NULL
+                    WHEN t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active) THEN 'agent_offline'
+                    ELSE 'no_response' END AS reason
+        FROM ventros.sessions s
+        JOIN ventros.teams t ON t.tenant_id = s.tenant_id AND t.id = s.team_id
+        LEFT JOIN ventros.agents a ON a.tenant_id = s.tenant_id AND a.id = s.assigned_agent_id
+        WHERE s.tenant_id = tenant AND s.status = 'active' AND s.deleted_at IS NULL
+          AND t.active AND t.deleted_at IS NULL AND t.assignment_strategy <> 'manual'
+          AND (s.assigned_agent_id IS NULL
+               OR (s.agent_transfers < t.max_reassignments
+                   AND ((t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active))
+                        OR (s.first_contact_message_at IS NOT NULL AND s.first_agent_response_at IS NULL
+                            AND greatest(s.first_contact_message_at, s.assigned_at)
+                                + make_interval(mins => t.reassign_after_minutes) <= tick_assignments.now))))
+        ORDER BY s.started_at, s.id
+        LIMIT batch_size
+    LOOP
+        DECLARE
+            s ventros.sessions;
+        BEGIN
+            SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = job.id AND x.status = 'active'
+            FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            picked := ventros.next_team_agent(s.team_id, job.strategy, CASE WHEN s.assigned_agent_id IS NULL THEN '{}'::uuid[]
+                                                                            ELSE ARRAY[s.assigned_agent_id] END);
+            CONTINUE WHEN picked IS NULL;
+            PERFORM ventros.set_session_agent(s, picked, coalesce(job.reason, job.strategy), tick_assignments.now);
+            n := n + 1;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_assignments(timestamptz, integer) IS
+    'Applies the acting tenant''s teams'' reassignment rules at now (agent offline or inactive: reason agent_offline; first message unanswered reassign_after_minutes after it came or the agent got it: no_response; at most max_reassignments) and assigns sessions waiting on a team; returns how many got an agent; emits session.agent_assigned';
+
+CREATE OR REPLACE FUNCTION ventros.receive_message(
+    channel_id         uuid,
+    sender             text,
+    text               text        DEFAULT NULL,
+    content_type       text        DEFAULT 'text',
+    channel_message_id text        DEFAULT NULL,
+    sent_at            timestamptz DEFAULT NULL,
+    sender_name        text        DEFAULT NULL,
+    media_url          text        DEFAULT NULL,
+    media_mimetype     text        DEFAULT NULL,
+    metadata           jsonb       DEFAULT NULL,
+    chat_id            uuid        DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    contact uuid;
+    s ventros.sessions;
+    result ventros.messages;
+    at timestamptz := coalesce(sent_at, now());
+BEGIN
+    IF sender IS NULL OR btrim(sender) = '' THEN
+        RAISE EXCEPTION 'sender of an inbound message must not be empty' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = receive_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_message_id IS NOT NULL THEN
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        IF FOUND THEN
+            RETURN result;      -- a repeated webhook: nothing happens
+        END IF;
+    END IF;
+    contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
+                                                  ch.project_id, ch.id, ch.type);
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    IF s.message_count = 0 AND s.assigned_agent_id IS NULL AND s.team_id IS NULL AND ch.team_id IS NOT NULL THEN
+        s := ventros.auto_assign_session(s, at);     -- a new inbound session: the channel's rule
+    END IF;
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
+                                  from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact, false, coalesce(content_type, 'text'),
+            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, channel_message_id, 'delivered',
+            'manual', metadata)
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    IF result.id IS NULL THEN
+        -- The same provider message was stored by a concurrent transaction.
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        RETURN result;
+    END IF;
+    PERFORM ventros.record_message_effects(result, s);
+    IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
+       AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
+        PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
+                             jsonb_build_object('session_id', s.id, 'media_url', result.media_url,
+                                                'media_mimetype', result.media_mimetype), result.version);
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid inbound message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
+    'Inbound message: contact by sender identity (created if new), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested when they apply)';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-tick-assignments', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-assignments'', ''SELECT pg_catalog.to_jsonb(ventros.tick_assignments($1))'')',
+     'reassignment rules of teams (agent offline, no first response in N minutes) and sessions waiting on a team');
+GRANT EXECUTE ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz),
+    ventros.next_team_agent(uuid, text, uuid[]), ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz),
+    ventros.auto_assign_session(ventros.sessions, timestamptz) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.tick_assignments(timestamptz, integer) TO ventros_platform_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

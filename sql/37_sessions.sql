@@ -58,6 +58,7 @@ CREATE TABLE ventros.sessions (
     resolved                    boolean     NOT NULL DEFAULT false,
     escalated                   boolean     NOT NULL DEFAULT false,
     converted                   boolean     NOT NULL DEFAULT false,
+    assigned_at                 timestamptz,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
