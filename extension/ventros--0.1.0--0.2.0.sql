@@ -4906,6 +4906,275 @@ GRANT EXECUTE ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text
     ventros.auto_assign_session(ventros.sessions, timestamptz) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.tick_assignments(timestamptz, integer) TO ventros_platform_admin;
 
+-- ---- group chats (sql/89_inbound.sql, sql/89_inbound_waha.sql)
+-- WAHA group messages create or update their chat (chats.external_id = the
+-- @g.us id) and participants; inbound_message gains chat_id, which the
+-- message points at.
+DROP FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text);
+CREATE FUNCTION ventros.inbound_message(
+    ch             ventros.channels,
+    sender         text,
+    from_me        boolean,
+    provider_id    text,
+    content_type   text,
+    body           text,
+    at             timestamptz,
+    sender_name    text DEFAULT NULL,
+    media_url      text DEFAULT NULL,
+    media_mimetype text DEFAULT NULL,
+    metadata       jsonb DEFAULT NULL,
+    replied_id     text DEFAULT NULL,
+    chat_id        uuid DEFAULT NULL)
+RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    contact uuid;
+    s ventros.sessions;
+    extra jsonb;
+    placeholder text;
+BEGIN
+    provider_id := ventros.inbound_require(provider_id, 'message id');
+    sender := ventros.inbound_require(sender, CASE WHEN from_me THEN 'recipient' ELSE 'sender' END);
+    at := coalesce(at, now());
+    body := nullif(body, '');
+    -- Media without a usable URL (not downloaded by WAHA, expired, ...): the
+    -- message is kept as text saying so, the media details in metadata.
+    IF content_type IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') AND media_url IS NULL THEN
+        placeholder := '[' || content_type || ']';
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('media_missing', true, 'media_type', content_type);
+        content_type := 'text';
+        body := coalesce(body, placeholder);
+    END IF;
+    IF content_type = 'text' AND body IS NULL THEN
+        RAISE EXCEPTION 'webhook message % has no text', provider_id USING ERRCODE = '22023';
+    END IF;
+    IF NOT from_me THEN
+        m := ventros.receive_message(ch.id, sender, body, content_type, provider_id, at, sender_name, media_url,
+                                     media_mimetype, metadata, chat_id);
+        m := ventros.inbound_link_reply(ch, m, replied_id);
+        extra := ventros.inbound_media_hook(m);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, extra);
+    END IF;
+
+    -- An echo: ours (known id), ours still being sent, or sent from another device.
+    m := ventros.inbound_find_message(ch, provider_id);
+    IF m.id IS NOT NULL THEN
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    contact := ventros.inbound_contact(ch, sender);
+    SELECT * INTO m FROM ventros.messages x
+    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.contact_id = contact AND x.from_me
+      AND x.channel_message_id IS NULL AND x.deleted_at IS NULL AND x.status IN ('queued', 'sent')
+      AND x.text IS NOT DISTINCT FROM body
+      -- sent moments ago (by our clock or the provider's, whichever is earlier)
+      AND x."timestamp" BETWEEN least(at, now()) - interval '10 minutes' AND greatest(at, now()) + interval '10 minutes'
+    ORDER BY x."timestamp", x.id LIMIT 1
+    FOR UPDATE;
+    IF m.id IS NOT NULL AND m.status = 'queued' THEN
+        -- Our send has not recorded its answer yet: wait for it (the id will match).
+        RETURN ventros.inbox_outcome('unmatched', m.id, contact, '{"echo": "send in progress"}');
+    ELSIF m.id IS NOT NULL THEN
+        -- Sent, but the provider answered without an id: this echo tells it.
+        UPDATE ventros.messages x SET channel_message_id = provider_id, version = m.version
+        WHERE x.tenant_id = m.tenant_id AND x.id = m.id RETURNING * INTO m;
+        RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "bound"}');
+    END IF;
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, session_id, contact_id, from_me,
+                                  content_type, text, media_url, media_mimetype, channel_message_id, status, agent_id,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, s.id, contact, true, content_type,
+            ventros.check_length(body, 4096, 'message text'), media_url, media_mimetype, provider_id, 'sent',
+            coalesce(ch.default_agent_id, ventros.system_agent_id('default')), 'manual',
+            coalesce(metadata, '{}') || '{"echo": true}')
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO m;
+    IF m.id IS NULL THEN
+        m := ventros.inbound_find_message(ch, provider_id);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    PERFORM ventros.record_message_effects(m, s);
+    m := ventros.inbound_link_reply(ch, m, replied_id);
+    RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "other_device"}');
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid webhook message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text, uuid) IS
+    'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device; chat_id: the group chat an inbound message belongs to';
+
+CREATE FUNCTION ventros.inbound_group_chat(ch ventros.channels, group_id text, at timestamptz) RETURNS ventros.chats
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.chats;
+BEGIN
+    group_id := ventros.check_length(ventros.inbound_require(group_id, 'group id'), 200, 'group id');
+    FOR attempt IN 1..2 LOOP
+        SELECT * INTO c FROM ventros.chats x
+        WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.external_id = group_id AND x.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF c.status <> 'closed' AND (c.last_message_at IS NULL OR c.last_message_at < at) THEN
+                UPDATE ventros.chats x SET last_message_at = at, version = c.version
+                WHERE x.tenant_id = c.tenant_id AND x.id = c.id RETURNING * INTO c;
+            END IF;
+            RETURN c;
+        END IF;
+        INSERT INTO ventros.chats (project_id, channel_id, chat_type, external_id, subject, created_by, last_message_at, metadata)
+        VALUES (ch.project_id, ch.id, 'group', group_id, group_id,
+                coalesce(ch.default_agent_id, ventros.system_agent_id('default')), at,
+                jsonb_build_object('provider', ch.type))
+        ON CONFLICT (tenant_id, channel_id, external_id) WHERE deleted_at IS NULL AND external_id IS NOT NULL DO NOTHING
+        RETURNING * INTO c;
+        IF c.id IS NOT NULL THEN
+            RETURN c;
+        END IF;
+        -- Another transaction created it first: take that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not create the chat of group %', group_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_group_chat(ventros.channels, text, timestamptz) IS
+    'The live group chat of a channel with a provider group id, created at its first message (emits chat.created), last_message_at kept; race-free on chats_unique_external_id';
+
+CREATE FUNCTION ventros.inbound_chat_participant(c ventros.chats, contact_id uuid, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added uuid;
+BEGIN
+    IF c.status = 'closed' OR contact_id IS NULL THEN
+        RETURN false;
+    END IF;
+    INSERT INTO ventros.chat_participants (chat_id, participant_id, participant_type, joined_at)
+    VALUES (c.id, contact_id, 'contact', at)
+    ON CONFLICT (tenant_id, chat_id, participant_id) WHERE left_at IS NULL AND deleted_at IS NULL DO NOTHING
+    RETURNING id INTO added;
+    IF added IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM ventros.emit('chat.participant_added', 'chat', c.id,
+                         jsonb_build_object('participant_id', contact_id, 'participant_type', 'contact', 'is_admin', false,
+                                            'source', 'inbound'), c.version);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_chat_participant(ventros.chats, uuid, timestamptz) IS
+    'Adds the contact who wrote in a group chat as a participant when not one yet (emits chat_participant.created and chat.participant_added); returns whether it was added';
+
+CREATE OR REPLACE FUNCTION ventros.waha_message(ch ventros.channels, doc jsonb) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p jsonb := doc->'payload';
+    info jsonb := p->'_data'->'Info';
+    msg jsonb := p->'_data'->'Message';
+    from_me boolean;
+    chat text;
+    sender text;
+    jids text[];
+    kind text;
+    body text;
+    media_url text;
+    mime text;
+    meta jsonb := '{}';
+    loc jsonb;
+    ctx jsonb;
+    ad jsonb;
+    o ventros.inbox_outcome;
+    extra jsonb;
+    at timestamptz;
+    grp ventros.chats;
+BEGIN
+    IF jsonb_typeof(p) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'WAHA message.any without a payload object' USING ERRCODE = '22023';
+    END IF;
+    from_me := coalesce(p->>'fromMe' = 'true', false);
+    chat := CASE WHEN from_me THEN coalesce(ventros.json_text(p, 'to'), ventros.json_text(info, 'Chat'))
+                 ELSE ventros.json_text(p, 'from') END;
+    chat := ventros.inbound_require(chat, CASE WHEN from_me THEN 'recipient (payload.to)' ELSE 'sender (payload.from)' END);
+    IF chat = 'status@broadcast' OR chat LIKE '%@broadcast' OR chat LIKE '%@newsletter' THEN
+        RETURN ventros.inbox_outcome('ignored', NULL, NULL, '{"reason": "status or broadcast, not a conversation"}');
+    END IF;
+    IF chat LIKE '%@g.us' THEN
+        IF NOT ch.allow_groups OR from_me THEN
+            RETURN ventros.inbox_outcome('ignored', NULL, NULL, '{"reason": "group message on a channel without groups"}');
+        END IF;
+        meta := meta || jsonb_build_object('group_id', chat);
+        jids := ARRAY[ventros.json_text(p, 'participant'), ventros.json_text(info, 'Sender'), ventros.json_text(info, 'SenderAlt')];
+    ELSIF from_me THEN
+        jids := ARRAY[chat, ventros.json_text(info, 'Chat'), ventros.json_text(info, 'RecipientAlt'), ventros.json_text(info, 'ChatAlt')];
+    ELSE
+        jids := ARRAY[chat, ventros.json_text(info, 'Sender'), ventros.json_text(info, 'SenderAlt'), ventros.json_text(info, 'Chat')];
+    END IF;
+    sender := ventros.inbound_whatsapp_sender(ch, array_remove(jids, NULL),
+                                              CASE WHEN NOT from_me THEN coalesce(ventros.json_text(info, 'PushName'),
+                                                                                  ventros.json_text(p, '_data', 'notifyName')) END);
+    kind := ventros.waha_content_type(p);
+    body := coalesce(nullif(ventros.json_text(p, 'body'), ''), ventros.json_text(msg, 'conversation'),
+                     ventros.json_text(msg, 'extendedTextMessage', 'text'), ventros.json_text(msg, 'imageMessage', 'caption'),
+                     ventros.json_text(msg, 'videoMessage', 'caption'), ventros.json_text(msg, 'documentMessage', 'caption'));
+    IF kind IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') THEN
+        media_url := CASE WHEN p->>'hasMedia' = 'true' OR jsonb_typeof(p->'media') = 'object'
+                          THEN ventros.inbound_http_url(p->'media'->>'url') END;
+        mime := coalesce(ventros.json_text(p, 'media', 'mimetype'), ventros.json_text(msg, kind || 'Message', 'mimetype'));
+        meta := meta || jsonb_build_object('media', jsonb_strip_nulls(jsonb_build_object(
+            'provider', 'waha', 'url', p->'media'->'url', 'mimetype', mime,
+            'filename', coalesce(p->'media'->'filename', msg->'documentMessage'->'fileName'),
+            's3', p->'media'->'s3', 'error', p->'media'->'error')));
+    ELSIF kind = 'location' THEN
+        loc := coalesce(msg->'locationMessage', msg->'liveLocationMessage', p->'location');
+        meta := meta || jsonb_build_object('location', jsonb_strip_nulls(jsonb_build_object(
+            'latitude', coalesce(loc->'degreesLatitude', loc->'latitude'), 'longitude', coalesce(loc->'degreesLongitude', loc->'longitude'),
+            'name', loc->'name', 'address', coalesce(loc->'address', loc->'description'))));
+        body := coalesce(nullif(ventros.json_text(loc, 'name'), ''), nullif(ventros.json_text(loc, 'address'), ''),
+                         nullif(ventros.json_text(loc, 'description'), ''), body);
+    ELSIF kind = 'contact' THEN
+        meta := meta || jsonb_build_object('vcard', coalesce(msg->'contactMessage'->'vcard', p->'vCards'));
+        body := coalesce(ventros.json_text(msg, 'contactMessage', 'displayName'), body, '[contact]');
+    END IF;
+    -- Click-to-WhatsApp ads (the original kept them as tracking data).
+    ctx := coalesce(msg->'extendedTextMessage'->'contextInfo', msg->'imageMessage'->'contextInfo',
+                    msg->'videoMessage'->'contextInfo');
+    ad := ctx->'externalAdReply';
+    IF jsonb_typeof(ad) = 'object' THEN
+        meta := meta || jsonb_build_object('ad', jsonb_strip_nulls(jsonb_build_object(
+            'conversion_source', ctx->'conversionSource', 'entry_point', ctx->'entryPointConversionSource',
+            'entry_point_app', ctx->'entryPointConversionApp', 'source_type', ad->'sourceType', 'source_id', ad->'sourceID',
+            'source_app', ad->'sourceApp', 'source_url', ad->'sourceURL', 'ctwa_clid', ad->'ctwaClid', 'title', ad->'title')));
+    END IF;
+    at := coalesce(ventros.inbound_time(ventros.json_text(p, 'timestamp')), ventros.inbound_time(ventros.json_text(doc, 'timestamp')));
+    IF chat LIKE '%@g.us' THEN
+        grp := ventros.inbound_group_chat(ch, chat, coalesce(at, now()));
+    END IF;
+    o := ventros.inbound_message(ch, sender, from_me, ventros.json_text(p, 'id'), kind, body, at,
+                                 CASE WHEN NOT from_me THEN coalesce(ventros.json_text(info, 'PushName'), ventros.json_text(p, '_data', 'notifyName')) END,
+                                 media_url, mime, CASE WHEN meta <> '{}' THEN meta END,
+                                 coalesce(ventros.json_text(p, 'replyTo', 'id'), ventros.json_text(p, 'replyTo'),
+                                          ventros.json_text(ctx, 'stanzaId')), grp.id);
+    IF grp.id IS NOT NULL THEN
+        PERFORM ventros.inbound_chat_participant(grp, o.contact_id, coalesce(at, now()));
+    END IF;
+    IF jsonb_typeof(ad) = 'object' AND NOT from_me AND o.message_id IS NOT NULL THEN
+        extra := ventros.inbound_tracking(o.contact_id, (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = o.message_id),
+                                          'meta_ads', 'whatsapp', ventros.json_text(ad, 'sourceID'), ventros.json_text(ad, 'sourceURL'),
+                                          ventros.json_text(ad, 'ctwaClid'), ventros.json_text(ad, 'title'), ad);
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_message(ventros.channels, jsonb) IS
+    'A WAHA message.any: sender (@c.us / @lid linked), content type, text, media URL and mimetype, location, contact card, reply, click-to-WhatsApp ad tracking; fromMe echoes matched to our sends; a group message (@g.us) creates or updates its chat and participant, the message points at the chat';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
