@@ -5175,6 +5175,574 @@ $$;
 COMMENT ON FUNCTION ventros.waha_message(ventros.channels, jsonb) IS
     'A WAHA message.any: sender (@c.us / @lid linked), content type, text, media URL and mimetype, location, contact card, reply, click-to-WhatsApp ad tracking; fromMe echoes matched to our sends; a group message (@g.us) creates or updates its chat and participant, the message points at the chat';
 
+-- ---- session snooze (sql/37_sessions.sql, 45_contact_merge.sql, 50_crm_reports.sql, 74_automations.sql, 83_automation_rules.sql)
+-- Sessions can be snoozed: a state of the session machine (active -> snoozed
+-- -> active, session.snoozed / session.unsnoozed; a snoozed one can end),
+-- woken by tick_sessions at snoozed_until, by a message, or by hand.  A
+-- snoozed session stays the contact's one open session on its channel.
+ALTER TABLE ventros.sessions ADD COLUMN snoozed_until timestamptz,
+    DROP CONSTRAINT sessions_status_known,
+    ADD CONSTRAINT sessions_status_known CHECK (status IN ('active', 'snoozed', 'ended', 'expired', 'manually_closed')),
+    DROP CONSTRAINT sessions_ended_consistent,
+    ADD CONSTRAINT sessions_ended_consistent CHECK ((status IN ('active', 'snoozed')) = (ended_at IS NULL)
+                                                    AND (status IN ('active', 'snoozed')) = (end_reason IS NULL)),
+    ADD CONSTRAINT sessions_snoozed_until_set CHECK ((status = 'snoozed') = (snoozed_until IS NOT NULL)),
+    DROP CONSTRAINT sessions_resolved_after_end,
+    ADD CONSTRAINT sessions_resolved_after_end CHECK (NOT resolved OR status NOT IN ('active', 'snoozed'));
+DROP INDEX ventros.sessions_one_active;
+CREATE UNIQUE INDEX sessions_one_active ON ventros.sessions (tenant_id, contact_id, channel_id)
+    WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL;
+CREATE INDEX sessions_snoozed ON ventros.sessions (snoozed_until) WHERE status = 'snoozed' AND deleted_at IS NULL;
+SELECT ventros.expose_api();
+SELECT ventros.register_event_type('session.snoozed', 'A session was snoozed until an instant (snoozed_until).');
+SELECT ventros.register_event_type('session.unsnoozed', 'A snoozed session woke up: its time came (tick_sessions), a message arrived, or it was woken by hand.');
+INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type) VALUES
+    ('session', 'active', 'snoozed', 'session.snoozed'),
+    ('session', 'snoozed', 'active', 'session.unsnoozed'),
+    ('session', 'snoozed', 'ended', 'session.ended'),
+    ('session', 'snoozed', 'expired', 'session.ended'),
+    ('session', 'snoozed', 'manually_closed', 'session.ended');
+
+CREATE OR REPLACE FUNCTION ventros.complete_session_end() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.status <> 'snoozed' THEN
+        NEW.snoozed_until := NULL;
+    END IF;
+    IF OLD.status IN ('active', 'snoozed') AND NEW.status NOT IN ('active', 'snoozed') THEN
+        NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
+        NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
+                                                                   WHEN 'manually_closed' THEN 'manual_close'
+                                                                   ELSE 'system_close' END);
+        NEW.duration_seconds := extract(epoch FROM NEW.ended_at - NEW.started_at)::integer;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_session_end() IS
+    'Trigger: a session ending (leaving active or snoozed) gets ended_at, end_reason (by status) and duration when the writer did not set them; one not snoozed has no snoozed_until';
+
+CREATE FUNCTION ventros.wake_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    UPDATE ventros.sessions t
+    SET status = 'active', snoozed_until = NULL,
+        expires_at = greatest(t.expires_at, at + make_interval(secs => t.timeout_seconds)), version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz) IS
+    'Makes a locked snoozed session active again at an instant, expiring no earlier than a timeout later (internal); emits session.unsnoozed';
+
+CREATE OR REPLACE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.sessions;
+    ch ventros.channels;
+    timeout integer;
+BEGIN
+    at := coalesce(at, now());
+    FOR attempt IN 1..3 LOOP
+        SELECT * INTO result FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status IN ('active', 'snoozed')
+          AND s.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF result.status = 'snoozed' THEN
+                result := ventros.wake_session(result, at);     -- a message wakes it
+            END IF;
+            IF at <= result.expires_at THEN
+                RETURN result;
+            END IF;
+            PERFORM ventros.finish_session(result, 'inactivity_timeout', result.expires_at);
+        END IF;
+        IF ch.id IS NULL THEN
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_session.channel_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+            END IF;
+            timeout := ventros.session_timeout_seconds(ch.id);
+        END IF;
+        INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
+                                      last_activity_at, timeout_seconds, expires_at)
+        VALUES (ch.project_id, contact_id, channel_id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
+                timeout, at + make_interval(secs => timeout))
+        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL DO NOTHING
+        RETURNING * INTO result;
+        IF result.id IS NOT NULL THEN
+            RETURN result;
+        END IF;
+        result := NULL;
+        -- Another transaction started it first: continue that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', contact_id, channel_id
+        USING ERRCODE = '40001';
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+END
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
+    'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';
+
+CREATE OR REPLACE FUNCTION ventros.close_session(session_id uuid, expected_version integer DEFAULT NULL,
+                                      end_reason text DEFAULT 'manual_close', at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+BEGIN
+    IF end_reason IS NULL OR end_reason NOT IN ('inactivity_timeout', 'manual_close', 'contact_request', 'agent_close',
+                                                'system_close', 'saga_rollback') THEN
+        RAISE EXCEPTION 'unknown end reason "%"', left(end_reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual_close, agent_close, contact_request, system_close, inactivity_timeout or saga_rollback.';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status NOT IN ('active', 'snoozed') THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "%"', session_id, s.status,
+            ventros.session_status_for(end_reason)
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active or snoozed session can end.';
+    END IF;
+    RETURN ventros.finish_session(s, end_reason, coalesce(at, now()));
+END
+$$;
+COMMENT ON FUNCTION ventros.close_session(uuid, integer, text, timestamptz) IS
+    'Ends an active or snoozed session with a reason: expired, manually_closed or ended (VN002 otherwise); emits session.ended';
+
+CREATE FUNCTION ventros.snooze_session(session_id uuid, until timestamptz, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    IF until IS NULL OR until <= now() THEN
+        RAISE EXCEPTION 'a session is snoozed until a later instant' USING ERRCODE = '22023',
+            DETAIL = format('until %s is not after now (%s).', until, now());
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "snoozed"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active session can be snoozed.';
+    END IF;
+    UPDATE ventros.sessions t SET status = 'snoozed', snoozed_until = until, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.snooze_session(uuid, timestamptz, integer) IS
+    'Snoozes an active session until a later instant (22023 otherwise; VN002 unless active); tick_sessions or a message wakes it; emits session.snoozed';
+
+CREATE FUNCTION ventros.unsnooze_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
+BEGIN
+    IF s.status <> 'snoozed' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "active"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only a snoozed session can be woken.';
+    END IF;
+    RETURN ventros.wake_session(s, now());
+END
+$$;
+COMMENT ON FUNCTION ventros.unsnooze_session(uuid, integer) IS
+    'Wakes a snoozed session before its time (VN002 unless snoozed); emits session.unsnoozed';
+
+CREATE OR REPLACE FUNCTION ventros.tick_sessions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    tenant text := ventros.current_tenant();
+    n integer := 0;
+BEGIN
+    -- Snoozed sessions whose time came wake up first (and expire no earlier
+    -- than a timeout later).
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'snoozed' AND t.deleted_at IS NULL AND t.snoozed_until <= tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.snoozed_until
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.wake_session(s, s.snoozed_until);
+        n := n + 1;
+    END LOOP;
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'active' AND t.deleted_at IS NULL AND t.expires_at < tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.expires_at
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_sessions(timestamptz, integer) IS
+    'Wakes snoozed sessions whose snoozed_until is at or before now (session.unsnoozed), then expires active sessions whose last activity + timeout is before now (end_reason inactivity_timeout, ended_at = the expiry; session.ended); returns how many it woke or ended';
+
+CREATE OR REPLACE FUNCTION ventros.stats_count_session_change() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    first_response boolean := OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL;
+    ended boolean := OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL;     -- not a snooze
+BEGIN
+    IF first_response THEN
+        INSERT INTO ventros.crm_daily_stats AS d (tenant_id, day, channel_id, agent_id, team_id, slot,
+                                                  first_responses, first_response_seconds)
+        VALUES (NEW.tenant_id, (NEW.first_agent_response_at AT TIME ZONE 'UTC')::date, NEW.channel_id,
+                coalesce(NEW.assigned_agent_id, '00000000-0000-0000-0000-000000000000'),
+                coalesce(NEW.team_id, '00000000-0000-0000-0000-000000000000'), ventros.stats_slot(),
+                1, coalesce(NEW.agent_response_time_seconds, 0))
+        ON CONFLICT (tenant_id, day, channel_id, agent_id, team_id, slot) DO UPDATE
+        SET first_responses = d.first_responses + 1,
+            first_response_seconds = d.first_response_seconds + EXCLUDED.first_response_seconds;
+    END IF;
+    IF ended THEN
+        INSERT INTO ventros.crm_daily_stats AS d (tenant_id, day, channel_id, agent_id, team_id, slot,
+                                                  sessions_ended, resolutions, resolution_seconds)
+        VALUES (NEW.tenant_id, (NEW.ended_at AT TIME ZONE 'UTC')::date, NEW.channel_id,
+                coalesce(NEW.assigned_agent_id, '00000000-0000-0000-0000-000000000000'),
+                coalesce(NEW.team_id, '00000000-0000-0000-0000-000000000000'), ventros.stats_slot(),
+                1, (NEW.first_agent_response_at IS NOT NULL)::integer,
+                CASE WHEN NEW.first_agent_response_at IS NOT NULL
+                     THEN extract(epoch FROM NEW.ended_at - NEW.started_at)::bigint ELSE 0 END)
+        ON CONFLICT (tenant_id, day, channel_id, agent_id, team_id, slot) DO UPDATE
+        SET sessions_ended = d.sessions_ended + 1, resolutions = d.resolutions + EXCLUDED.resolutions,
+            resolution_seconds = d.resolution_seconds + EXCLUDED.resolution_seconds;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.stats_count_session_change() IS
+    'Row trigger: counts a session''s first agent response and its end (resolution time = end - start of sessions that got a response)';
+
+DROP TRIGGER stats_count_session_change ON ventros.sessions;
+CREATE TRIGGER stats_count_session_change AFTER UPDATE ON ventros.sessions
+    FOR EACH ROW
+    WHEN ((OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL)
+          OR (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL))
+    EXECUTE FUNCTION ventros.stats_count_session_change();
+
+CREATE OR REPLACE FUNCTION ventros.merge_contacts(primary_id uuid, merged_ids uuid[], strategy text DEFAULT 'keep_primary',
+                                       expected_version integer DEFAULT NULL)
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p ventros.contacts;
+    other ventros.contacts;
+    locked integer;
+    s ventros.sessions;
+    moved_sessions integer := 0;
+    moved_messages integer := 0;
+    moved_notes integer := 0;
+    moved_lists integer := 0;
+    n integer;
+    all_tags text[];
+    fill jsonb := '{}';
+    result ventros.contacts;
+BEGIN
+    IF primary_id IS NULL OR merged_ids IS NULL OR cardinality(merged_ids) = 0 THEN
+        RAISE EXCEPTION 'a merge needs a primary contact and at least one other' USING ERRCODE = '23502';
+    END IF;
+    IF primary_id = ANY (merged_ids) OR NOT ventros.is_distinct_array(merged_ids::text[]) THEN
+        RAISE EXCEPTION 'merged contacts must be distinct and other than the primary' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(merged_ids) > 100 THEN
+        RAISE EXCEPTION 'at most 100 contacts are merged at once' USING ERRCODE = '54000';
+    END IF;
+    IF strategy NOT IN ('keep_primary', 'fill_empty') THEN
+        RAISE EXCEPTION 'unknown merge strategy "%"', left(strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use keep_primary (the primary''s fields win) or fill_empty (empty fields of the primary are filled).';
+    END IF;
+    SELECT count(*) INTO locked FROM (
+        SELECT c.id FROM ventros.contacts c
+        WHERE c.tenant_id = tenant AND (c.id = primary_id OR c.id = ANY (merged_ids))
+        ORDER BY c.id FOR UPDATE) l;
+    IF locked <> 1 + cardinality(merged_ids) THEN
+        RAISE EXCEPTION 'contact % not found', (SELECT x FROM unnest(primary_id || merged_ids) x
+                                                WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c
+                                                                  WHERE c.tenant_id = tenant AND c.id = x) LIMIT 1)
+            USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO p FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = primary_id;
+    PERFORM ventros.require_version('contact', primary_id, expected_version, p.version);
+    all_tags := p.tags;
+
+    FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP
+        -- Sessions: an open one (active or snoozed) where the primary has one on the same channel ends first.
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status IN ('active', 'snoozed')
+                   AND EXISTS (SELECT 1 FROM ventros.sessions y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                               AND y.channel_id = x.channel_id AND y.status IN ('active', 'snoozed'))
+                 FOR UPDATE LOOP
+            PERFORM ventros.finish_session(s, 'system_close', now());
+        END LOOP;
+        UPDATE ventros.sessions x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_sessions := moved_sessions + n;
+        UPDATE ventros.messages x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_messages := moved_messages + n;
+        UPDATE ventros.notes x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_notes := moved_notes + n;
+        -- Pipeline stays: the primary's open row in a pipeline wins; the other's closes.
+        UPDATE ventros.contact_pipeline_statuses x
+        SET exited_at = greatest(now(), x.entered_at), duration = extract(epoch FROM greatest(now(), x.entered_at) - x.entered_at)::bigint,
+            version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.exited_at IS NULL
+          AND EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.pipeline_id = x.pipeline_id AND y.exited_at IS NULL);
+        UPDATE ventros.contact_pipeline_statuses x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Identities, custom fields, consents: what the primary lacks moves, duplicates go.
+        DELETE FROM ventros.contact_identities x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_identities y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.identity_type = x.identity_type AND y.value = x.value);
+        UPDATE ventros.contact_identities x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        DELETE FROM ventros.contact_custom_fields x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_custom_fields y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.field_key = x.field_key);
+        UPDATE ventros.contact_custom_fields x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Consent: an opt-out of either contact survives.
+        UPDATE ventros.contact_consents y SET status = 'opted_out', source = 'manual', reason = 'merged', version = y.version
+        WHERE y.tenant_id = tenant AND y.contact_id = p.id AND y.status = 'opted_in'
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+                      AND x.channel_id IS NOT DISTINCT FROM y.channel_id AND x.status = 'opted_out');
+        DELETE FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.channel_id IS NOT DISTINCT FROM x.channel_id);
+        UPDATE ventros.contact_consents x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        UPDATE ventros.chat_participants x SET participant_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.participant_id = other.id AND x.participant_type = 'contact'
+          AND NOT EXISTS (SELECT 1 FROM ventros.chat_participants y WHERE y.tenant_id = tenant AND y.chat_id = x.chat_id
+                          AND y.participant_id = p.id AND y.left_at IS NULL);
+        -- List memberships belong to another part of the domain; moved when it is installed.
+        IF to_regclass('ventros.contact_list_members') IS NOT NULL THEN
+            EXECUTE 'DELETE FROM ventros.contact_list_members x WHERE x.tenant_id = $1 AND x.contact_id = $2
+                     AND EXISTS (SELECT 1 FROM ventros.contact_list_members y WHERE y.tenant_id = $1
+                                 AND y.contact_id = $3 AND y.contact_list_id = x.contact_list_id)'
+                USING tenant, other.id, p.id;
+            EXECUTE 'UPDATE ventros.contact_list_members x SET contact_id = $3, version = x.version
+                     WHERE x.tenant_id = $1 AND x.contact_id = $2'
+                USING tenant, other.id, p.id;
+            GET DIAGNOSTICS n = ROW_COUNT; moved_lists := moved_lists + n;
+        END IF;
+        UPDATE ventros.contact_merge_suggestions x SET status = 'accepted', version = x.version
+        WHERE x.tenant_id = tenant AND x.status = 'open'
+          AND ((x.contact_id = least(p.id, other.id) AND x.other_contact_id = greatest(p.id, other.id)));
+        all_tags := all_tags || other.tags;
+        IF strategy = 'fill_empty' THEN
+            fill := jsonb_strip_nulls(jsonb_build_object(
+                        'email', CASE WHEN p.email IS NULL AND NOT fill ? 'email' THEN other.email END,
+                        'phone', CASE WHEN p.phone IS NULL AND NOT fill ? 'phone' THEN other.phone END,
+                        'external_id', CASE WHEN p.external_id IS NULL AND NOT fill ? 'external_id' THEN other.external_id END,
+                        'timezone', CASE WHEN p.timezone IS NULL AND NOT fill ? 'timezone' THEN other.timezone END)) || fill;
+        END IF;
+        DELETE FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = other.id;
+    END LOOP;
+
+    UPDATE ventros.contacts c
+    SET tags = ARRAY(SELECT DISTINCT t FROM unnest(all_tags) t ORDER BY t),
+        email = coalesce(c.email, fill->>'email'), phone = coalesce(c.phone, fill->>'phone'),
+        external_id = coalesce(c.external_id, fill->>'external_id'), timezone = coalesce(c.timezone, fill->>'timezone'),
+        first_interaction_at = (SELECT min(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        last_interaction_at = (SELECT max(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        version = p.version
+    WHERE c.tenant_id = tenant AND c.id = p.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('contact.merged', 'contact', p.id,
+                         jsonb_build_object('primary_id', p.id, 'merged_ids', to_jsonb(merged_ids), 'strategy', strategy,
+                                            'moved', jsonb_build_object('sessions', moved_sessions, 'messages', moved_messages,
+                                                                        'notes', moved_notes, 'list_memberships', moved_lists)),
+                         result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.merge_contacts(uuid, uuid[], text, integer) IS
+    'Merges contacts into a primary: moves sessions (ending an active one that would collide), messages, notes, pipeline history, identities, custom fields, consents (an opt-out survives), chat and list memberships, unions tags; soft-deletes the others; emits contact.merged (and the moved rows'' events, contact.deleted per merged contact)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_catalogue() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '{
+        "types": ["pipeline_based", "follow_up", "reengagement", "onboarding", "event", "scheduled", "scheduled_report",
+                  "time_notification", "webhook", "custom"],
+        "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
+                     "message": ["message.received"],
+                     "pipeline": ["status.changed", "stage.completed"],
+                     "temporal": ["after.delay", "scheduled", "date_field.reached"],
+                     "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
+                     "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
+        "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
+                    "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
+                    "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
+                    "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session"],
+        "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
+                                "in", "not_in", "is_null", "is_not_null", "matches"],
+        "logic_operators": ["AND", "OR"],
+        "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
+    }'::jsonb
+$$;
+COMMENT ON FUNCTION ventros.automation_catalogue() IS
+    'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
+
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        PERFORM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                           ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+GRANT EXECUTE ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz),
+    ventros.snooze_session(uuid, timestamptz, integer), ventros.unsnooze_session(uuid, integer) TO ventros_agent;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
