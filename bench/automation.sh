@@ -59,8 +59,9 @@ write_rate() {
 # by the client's clock (polled every 20 ms).
 executor_rate() {
 	local n=$1 t0 t1
+	# (the arguments depend on i: a function of constants would run once)
 	psql -X -q -v ON_ERROR_STOP=1 -c "SELECT count(*) FROM generate_series(1, $n) i,
-	    LATERAL ventros.emit('contact.lead_qualified', 'contact', gen_random_uuid(), '{\"score\": 8}')" >/dev/null
+	    LATERAL ventros.emit('contact.lead_qualified', 'contact', gen_random_uuid(), jsonb_build_object('score', 8, 'i', i))" >/dev/null
 	t0=$(date +%s.%N)
 	until [ "$(q "SELECT count(*) FROM ventros.automation_queue")" = 0 ]; do sleep 0.02; done
 	t1=$(date +%s.%N)
