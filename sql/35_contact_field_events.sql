@@ -6,6 +6,9 @@
 -- profiles, a direct UPDATE) gets them alike.  Soft deletes and erasure emit
 -- none (contact.deleted / contact.erased say it).  last_interaction_at and
 -- first_interaction_at are quiet columns: their change is the message's event.
+-- These events carry no aggregate_version (NULL, as business events emitted
+-- without one): the contact's engine events keep consecutive versions, which
+-- consumers check (docs/outbox.md).
 
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('contact.name_changed', 'A contact''s name changed.'),
@@ -33,7 +36,7 @@ DECLARE
 BEGIN
     IF TG_OP = 'INSERT' THEN
         FOR t IN SELECT x FROM unnest(NEW.tags) x ORDER BY x LOOP
-            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t), NEW.version);
+            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
         END LOOP;
         RETURN NULL;
     END IF;
@@ -51,19 +54,18 @@ BEGIN
         WHERE f.value IS DISTINCT FROM f.previous
     LOOP
         PERFORM ventros.emit(field.event_type, 'contact', NEW.id,
-                             jsonb_build_object(field.name, field.value, 'previous_' || field.name, field.previous),
-                             NEW.version);
+                             jsonb_build_object(field.name, field.value, 'previous_' || field.name, field.previous));
     END LOOP;
     IF NEW.tags IS DISTINCT FROM OLD.tags THEN
         FOR t IN SELECT x FROM unnest(NEW.tags) x EXCEPT SELECT y FROM unnest(OLD.tags) y ORDER BY 1 LOOP
-            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t), NEW.version);
+            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
         END LOOP;
         FOR t IN SELECT y FROM unnest(OLD.tags) y EXCEPT SELECT x FROM unnest(NEW.tags) x ORDER BY 1 LOOP
-            PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t), NEW.version);
+            PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t));
         END LOOP;
         IF cardinality(NEW.tags) = 0 AND cardinality(OLD.tags) > 0 THEN
             PERFORM ventros.emit('contact.tags_cleared', 'contact', NEW.id,
-                                 jsonb_build_object('previous_tags', to_jsonb(OLD.tags)), NEW.version);
+                                 jsonb_build_object('previous_tags', to_jsonb(OLD.tags)));
         END IF;
     END IF;
     RETURN NULL;
@@ -85,20 +87,15 @@ CREATE FUNCTION ventros.emit_contact_custom_field_set() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    contact_version integer;
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.field_value IS NOT DISTINCT FROM OLD.field_value
        AND NEW.field_type IS NOT DISTINCT FROM OLD.field_type THEN
         RETURN NULL;
     END IF;
-    SELECT c.version INTO contact_version FROM ventros.contacts c
-    WHERE c.tenant_id = NEW.tenant_id AND c.id = NEW.contact_id;
     PERFORM ventros.emit('contact.custom_field_set', 'contact', NEW.contact_id,
                          jsonb_build_object('field_key', NEW.field_key, 'field_type', NEW.field_type,
                                             'value', NEW.field_value,
-                                            'previous_value', CASE WHEN TG_OP = 'UPDATE' THEN OLD.field_value END),
-                         contact_version);
+                                            'previous_value', CASE WHEN TG_OP = 'UPDATE' THEN OLD.field_value END));
     RETURN NULL;
 END
 $$;
@@ -120,7 +117,6 @@ AS $$
 DECLARE
     tenant text := ventros.require_tenant();
     config jsonb;
-    contact_version integer;
     min_score numeric;
 BEGIN
     IF score IS NULL OR score < 0 OR score > 10 THEN
@@ -138,7 +134,7 @@ BEGIN
         RAISE EXCEPTION 'pipeline % has no lead qualification enabled', pipeline_id USING ERRCODE = 'VN002',
             HINT = 'Enable it with update_pipeline(..., ''{"lead_qualification": {"enabled": true, "min_score": 7}}'').';
     END IF;
-    SELECT c.version INTO contact_version FROM ventros.contacts c
+    PERFORM 1 FROM ventros.contacts c
     WHERE c.tenant_id = tenant AND c.id = qualify_contact_lead.contact_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
@@ -149,7 +145,7 @@ BEGIN
     END IF;
     PERFORM ventros.emit('contact.lead_qualified', 'contact', contact_id,
                          jsonb_build_object('pipeline_id', pipeline_id, 'score', score, 'min_score', min_score,
-                                            'answers', coalesce(answers, '{}')), contact_version);
+                                            'answers', coalesce(answers, '{}')));
     RETURN true;
 END
 $$;
