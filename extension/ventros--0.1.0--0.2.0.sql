@@ -6276,6 +6276,1636 @@ GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer
     TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) TO ventros_platform_admin;
 
+-- ---- contact_field_events (sql/35_contact_field_events.sql)
+-- Granular contact events: besides contact.updated (which keeps its
+-- changed/previous payload), a change of a contact's field emits the event
+-- that names it, in the transaction of the change, so automation rules and
+-- sequences can trigger on "a tag was added" without reading change sets.
+-- Triggers, not the commands: every writer (update_contact, merge, inbound
+-- profiles, a direct UPDATE) gets them alike.  Soft deletes and erasure emit
+-- none (contact.deleted / contact.erased say it).  last_interaction_at and
+-- first_interaction_at are quiet columns: their change is the message's event.
+-- These events carry no aggregate_version (NULL, as business events emitted
+-- without one): the contact's engine events keep consecutive versions, which
+-- consumers check (docs/outbox.md).
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('contact.name_changed', 'A contact''s name changed.'),
+    ('contact.email_set', 'A contact''s email was set, changed or cleared.'),
+    ('contact.phone_set', 'A contact''s phone was set, changed or cleared.'),
+    ('contact.external_id_set', 'A contact''s external id was set, changed or cleared.'),
+    ('contact.source_channel_set', 'A contact''s source channel was set or changed.'),
+    ('contact.language_changed', 'A contact''s language changed.'),
+    ('contact.timezone_set', 'A contact''s timezone was set, changed or cleared.'),
+    ('contact.tag_added', 'A tag was added to a contact (one event per tag, also at creation).'),
+    ('contact.tag_removed', 'A tag was removed from a contact (one event per tag).'),
+    ('contact.tags_cleared', 'Every tag of a contact was removed at once.'),
+    ('contact.profile_picture_updated', 'A contact''s profile picture URL changed.'),
+    ('contact.custom_field_set', 'A custom field of a contact was set or changed.'),
+    ('contact.lead_qualified', 'A contact qualified as a lead of a pipeline (score at or above its min_score).')) v(e, d);
+
+-- The field events of one changed contact row (OLD NULL: an insert).
+CREATE FUNCTION ventros.emit_contact_field_events() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+    field record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        FOR t IN SELECT x FROM unnest(NEW.tags) x ORDER BY x LOOP
+            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
+        END LOOP;
+        RETURN NULL;
+    END IF;
+    FOR field IN
+        SELECT * FROM (VALUES
+            ('contact.name_changed', 'name', to_jsonb(NEW.name), to_jsonb(OLD.name)),
+            ('contact.email_set', 'email', to_jsonb(NEW.email), to_jsonb(OLD.email)),
+            ('contact.phone_set', 'phone', to_jsonb(NEW.phone), to_jsonb(OLD.phone)),
+            ('contact.external_id_set', 'external_id', to_jsonb(NEW.external_id), to_jsonb(OLD.external_id)),
+            ('contact.source_channel_set', 'source_channel', to_jsonb(NEW.source_channel), to_jsonb(OLD.source_channel)),
+            ('contact.language_changed', 'language', to_jsonb(NEW.language), to_jsonb(OLD.language)),
+            ('contact.timezone_set', 'timezone', to_jsonb(NEW.timezone), to_jsonb(OLD.timezone)),
+            ('contact.profile_picture_updated', 'profile_picture_url', to_jsonb(NEW.profile_picture_url),
+             to_jsonb(OLD.profile_picture_url))) f(event_type, name, value, previous)
+        WHERE f.value IS DISTINCT FROM f.previous
+    LOOP
+        PERFORM ventros.emit(field.event_type, 'contact', NEW.id,
+                             jsonb_build_object(field.name, field.value, 'previous_' || field.name, field.previous));
+    END LOOP;
+    IF NEW.tags IS DISTINCT FROM OLD.tags THEN
+        FOR t IN SELECT x FROM unnest(NEW.tags) x EXCEPT SELECT y FROM unnest(OLD.tags) y ORDER BY 1 LOOP
+            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
+        END LOOP;
+        FOR t IN SELECT y FROM unnest(OLD.tags) y EXCEPT SELECT x FROM unnest(NEW.tags) x ORDER BY 1 LOOP
+            PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t));
+        END LOOP;
+        IF cardinality(NEW.tags) = 0 AND cardinality(OLD.tags) > 0 THEN
+            PERFORM ventros.emit('contact.tags_cleared', 'contact', NEW.id,
+                                 jsonb_build_object('previous_tags', to_jsonb(OLD.tags)));
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.emit_contact_field_events() IS
+    'Trigger: emits contact.name_changed, .email_set, .phone_set, .external_id_set, .source_channel_set, .language_changed, .timezone_set, .profile_picture_updated, .tag_added/.tag_removed (one per tag) and .tags_cleared for a live contact''s changed fields (tag_added also at creation)';
+-- Named to fire after ventros_engine_after (triggers fire in name order):
+-- contact.updated comes first in the stream, then its granular events.
+CREATE TRIGGER ventros_events_contact_fields AFTER UPDATE ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION ventros.emit_contact_field_events();
+CREATE TRIGGER ventros_events_contact_tags AFTER INSERT ON ventros.contacts
+    FOR EACH ROW WHEN (cardinality(NEW.tags) > 0)
+    EXECUTE FUNCTION ventros.emit_contact_field_events();
+
+-- contact.custom_field_set: on the contact's stream, whoever wrote the field.
+CREATE FUNCTION ventros.emit_contact_custom_field_set() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.field_value IS NOT DISTINCT FROM OLD.field_value
+       AND NEW.field_type IS NOT DISTINCT FROM OLD.field_type THEN
+        RETURN NULL;
+    END IF;
+    PERFORM ventros.emit('contact.custom_field_set', 'contact', NEW.contact_id,
+                         jsonb_build_object('field_key', NEW.field_key, 'field_type', NEW.field_type,
+                                            'value', NEW.field_value,
+                                            'previous_value', CASE WHEN TG_OP = 'UPDATE' THEN OLD.field_value END));
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.emit_contact_custom_field_set() IS
+    'Trigger: emits contact.custom_field_set (key, type, value, previous value) on the contact when a live custom field is written with a new value';
+CREATE TRIGGER ventros_events_contact_custom_field AFTER INSERT OR UPDATE ON ventros.contact_custom_fields
+    FOR EACH ROW WHEN (NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION ventros.emit_contact_custom_field_set();
+
+-- qualify_contact_lead: records the score of a contact against a pipeline's
+-- lead qualification (its min_score, 0-10); at or above it, the contact is a
+-- qualified lead: contact.lead_qualified.  Returns whether it qualified.
+CREATE FUNCTION ventros.qualify_contact_lead(contact_id uuid, pipeline_id uuid, score numeric,
+                                             answers jsonb DEFAULT '{}')
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    config jsonb;
+    min_score numeric;
+BEGIN
+    IF score IS NULL OR score < 0 OR score > 10 THEN
+        RAISE EXCEPTION 'lead score must be between 0 and 10' USING ERRCODE = '22023';
+    END IF;
+    IF answers IS NOT NULL AND jsonb_typeof(answers) <> 'object' THEN
+        RAISE EXCEPTION 'lead qualification answers must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    SELECT p.lead_qualification INTO config FROM ventros.pipelines p
+    WHERE p.tenant_id = tenant AND p.id = qualify_contact_lead.pipeline_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'pipeline % not found', pipeline_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT coalesce((config->>'enabled')::boolean, false) THEN
+        RAISE EXCEPTION 'pipeline % has no lead qualification enabled', pipeline_id USING ERRCODE = 'VN002',
+            HINT = 'Enable it with update_pipeline(..., ''{"lead_qualification": {"enabled": true, "min_score": 7}}'').';
+    END IF;
+    PERFORM 1 FROM ventros.contacts c
+    WHERE c.tenant_id = tenant AND c.id = qualify_contact_lead.contact_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    END IF;
+    min_score := coalesce((config->>'min_score')::numeric, 0);
+    IF score < min_score THEN
+        RETURN false;
+    END IF;
+    PERFORM ventros.emit('contact.lead_qualified', 'contact', contact_id,
+                         jsonb_build_object('pipeline_id', pipeline_id, 'score', score, 'min_score', min_score,
+                                            'answers', coalesce(answers, '{}')));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.qualify_contact_lead(uuid, uuid, numeric, jsonb) IS
+    'Scores a contact against a pipeline''s lead qualification (VN002 when not enabled); at or above min_score emits contact.lead_qualified and returns true';
+
+GRANT EXECUTE ON FUNCTION ventros.qualify_contact_lead(uuid, uuid, numeric, jsonb) TO ventros_agent;
+
+-- ---- assignment (sql/30_channels.sql, 33_teams.sql, 37_sessions.sql, 37_sessions_handling.sql, 40_messages.sql, 97_schedule.sql)
+-- New inbound sessions are assigned by their channel's rule (channels.team_id,
+-- channels.assignment_strategy, else the team's strategy: round_robin,
+-- capacity, least_open); teams store reassignment rules (agent offline, no
+-- first response in N minutes) that tick_assignments applies; sessions record
+-- when their agent got them (assigned_at).
+ALTER TABLE ventros.teams ADD COLUMN reassign_when_offline boolean NOT NULL DEFAULT false,
+    ADD COLUMN reassign_after_minutes integer,
+    ADD COLUMN max_reassignments integer NOT NULL DEFAULT 3,
+    DROP CONSTRAINT teams_strategy_known,
+    ADD CONSTRAINT teams_strategy_known CHECK (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual')),
+    ADD CONSTRAINT teams_reassign_after_range CHECK (reassign_after_minutes BETWEEN 1 AND 10080),
+    ADD CONSTRAINT teams_max_reassignments_range CHECK (max_reassignments BETWEEN 0 AND 100);
+ALTER TABLE ventros.channels ADD COLUMN team_id uuid,
+    ADD COLUMN assignment_strategy text,
+    ADD CONSTRAINT channels_assignment_strategy_known CHECK (assignment_strategy IS NULL
+        OR (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual') AND team_id IS NOT NULL)),
+    ADD CONSTRAINT channels_team_fk FOREIGN KEY (tenant_id, team_id) REFERENCES ventros.teams (tenant_id, id);
+ALTER TABLE ventros.sessions ADD COLUMN assigned_at timestamptz;
+-- the HTTP API's views of teams, channels and sessions show the new columns
+SELECT ventros.expose_api();
+
+CREATE OR REPLACE FUNCTION ventros.create_team(name text, assignment_strategy text DEFAULT 'round_robin',
+                                    description text DEFAULT NULL, project_id uuid DEFAULT NULL)
+RETURNS ventros.teams
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.teams;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'team name must not be null' USING ERRCODE = '23502';
+    END IF;
+    IF assignment_strategy NOT IN ('round_robin', 'capacity', 'least_open', 'manual') THEN
+        RAISE EXCEPTION 'unknown assignment strategy "%"', left(assignment_strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use round_robin, capacity, least_open or manual.';
+    END IF;
+    INSERT INTO ventros.teams (project_id, name, assignment_strategy, description)
+    VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'team name'),
+            assignment_strategy, description)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'a team named "%" already exists', name USING ERRCODE = '23505';
+END
+$$;
+COMMENT ON FUNCTION ventros.create_team(text, text, text, uuid) IS 'Creates a team; emits team.created';
+
+CREATE OR REPLACE FUNCTION ventros.update_team(team_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.teams
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.teams, 'team', team_id, expected_version, changes,
+                                 ARRAY['name', 'description', 'assignment_strategy', 'active', 'reassign_when_offline',
+                                       'reassign_after_minutes', 'max_reassignments'])
+$$;
+COMMENT ON FUNCTION ventros.update_team(uuid, integer, jsonb) IS
+    'Changes fields of a team (name, description, strategy, active, reassignment rules: reassign_when_offline, reassign_after_minutes, max_reassignments); emits team.updated';
+
+CREATE OR REPLACE FUNCTION ventros.update_channel(channel_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.channels
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.apply_changes(NULL::ventros.channels, 'channel', channel_id, expected_version, changes,
+        ARRAY['name', 'status', 'connection_mode', 'external_id', 'config', 'webhook_url', 'webhook_configured_at',
+              'webhook_active', 'pipeline_id', 'session_timeout_minutes', 'ai_enabled', 'ai_agents_enabled',
+              'allow_groups', 'tracking_enabled', 'debounce_timeout_ms', 'custom_field_definitions',
+              'last_error_at', 'last_error', 'history_import_enabled', 'default_agent_id',
+              'history_import_max_days', 'history_import_max_messages_per_chat', 'team_id', 'assignment_strategy'])
+$$;
+COMMENT ON FUNCTION ventros.update_channel(uuid, integer, jsonb) IS
+    'Changes fields of a channel; a status change must follow the channel state machine (VN002); emits channel.updated or the transition''s event';
+
+-- One way an agent gets a session: set_session_agent (the lock held by the
+-- caller).  assign_session_agent is the user's command; auto_assign_session
+-- (a new inbound session, by its channel's or team's rule) and
+-- tick_assignments (the stored reassignment rules) call it with their instant.
+SELECT ventros.register_event_type('session.queued',
+    'A session was put on a team with no agent available to take it; it waits for one (tick_assignments).');
+
+CREATE FUNCTION ventros.set_session_agent(s ventros.sessions, agent_id uuid, reason text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
+                                        'agent_offline', 'workload_balance') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline or workload_balance.';
+    END IF;
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = set_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id, assigned_at = coalesce(at, now()),
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it); emits session.updated and session.agent_assigned with the reason';
+
+CREATE OR REPLACE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
+                                             reason text DEFAULT 'manual')
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.set_session_agent(ventros.lock_session(session_id, expected_version), agent_id, reason, now())
+$$;
+COMMENT ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text) IS
+    'Assigns (or transfers, counting agent_transfers) an active session to a human, AI or bot agent; VN001 on a stale version; emits session.updated and session.agent_assigned';
+
+-- next_team_agent: the next agent of a team by a strategy, its membership
+-- row locked (SKIP LOCKED: two concurrent picks get different agents).
+-- round_robin: assigned longest ago first; capacity: the lowest load (open
+-- sessions / max_open_sessions); least_open: the fewest open sessions.  Only
+-- available, active agents under their max_open_sessions qualify; excluded
+-- agents (the one a session is taken from) never.
+CREATE FUNCTION ventros.next_team_agent(team_id uuid, strategy text, excluded uuid[] DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    member ventros.team_members;
+    tried uuid[] := '{}';
+    open_count integer;
+    capacity integer;
+BEGIN
+    IF strategy IS NULL THEN
+        SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = next_team_agent.team_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+    -- One candidate at a time (LIMIT 1): a cursor would lock every row it
+    -- prefetches and starve concurrent pickers.
+    LOOP
+        SELECT m.* INTO member FROM ventros.team_members m
+        JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM ventros.sessions s WHERE s.tenant_id = tenant
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL
+                            AND strategy IN ('capacity', 'least_open')) open
+        WHERE m.tenant_id = tenant AND m.team_id = next_team_agent.team_id AND m.id <> ALL (tried)
+          AND m.agent_id <> ALL (coalesce(excluded, '{}'))
+          AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
+        ORDER BY CASE strategy WHEN 'least_open' THEN open.n::numeric
+                               WHEN 'capacity' THEN open.n::numeric / greatest(a.max_open_sessions, 1) END,
+                 m.last_assigned_at NULLS FIRST, m.agent_id
+        LIMIT 1
+        FOR UPDATE OF m SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+        tried := tried || member.id;
+        -- Counted again under the lock: a committed assignment is seen now.
+        SELECT count(*) INTO open_count FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.assigned_agent_id = member.agent_id AND s.status = 'active' AND s.deleted_at IS NULL;
+        SELECT a.max_open_sessions INTO capacity FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = member.agent_id;
+        IF open_count < capacity THEN
+            UPDATE ventros.team_members m SET last_assigned_at = clock_timestamp(), version = m.version
+            WHERE m.tenant_id = tenant AND m.id = member.id;
+            RETURN member.agent_id;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.next_team_agent(uuid, text, uuid[]) IS
+    'The next available agent of a team under its capacity by a strategy (round_robin, capacity, least_open; NULL: the team''s), never one of excluded, or NULL';
+
+CREATE OR REPLACE FUNCTION ventros.pick_team_agent(team_id uuid)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.next_team_agent(team_id, NULL, '{}') $$;
+COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS
+    'The next available agent of a team under its capacity, by the team''s strategy (round_robin, capacity or least_open), or NULL';
+
+-- put_session_on_team: the locked session on a team, and the team's next
+-- agent by strategy assigned at the instant; none available: session.queued.
+CREATE FUNCTION ventros.put_session_on_team(s ventros.sessions, team_id uuid, strategy text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    picked uuid;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    IF s.team_id IS DISTINCT FROM team_id THEN
+        UPDATE ventros.sessions t SET team_id = put_session_on_team.team_id, version = s.version
+        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
+    END IF;
+    IF strategy = 'manual' THEN
+        RETURN s;
+    END IF;
+    picked := ventros.next_team_agent(team_id, strategy, '{}');
+    IF picked IS NULL THEN
+        PERFORM ventros.emit('session.queued', 'session', s.id,
+                             jsonb_build_object('team_id', team_id, 'strategy', strategy, 'at', at), s.version);
+        RETURN s;       -- queued on the team: nobody available under capacity
+    END IF;
+    RETURN ventros.set_session_agent(s, picked, strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz) IS
+    'Puts a locked session on a team and assigns its next agent by strategy (manual: none); nobody available: emits session.queued (internal)';
+
+CREATE OR REPLACE FUNCTION ventros.assign_session_to_team(session_id uuid, team_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
+    strategy text;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t
+    WHERE t.tenant_id = s.tenant_id AND t.id = assign_session_to_team.team_id AND t.active;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN ventros.put_session_on_team(s, team_id, strategy, now());
+END
+$$;
+COMMENT ON FUNCTION ventros.assign_session_to_team(uuid, uuid, integer) IS
+    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team, session.queued); emits session.updated and session.agent_assigned';
+
+-- auto_assign_session: a new inbound session by its channel's rule (the
+-- channel's team, with the channel's strategy, else the team's).  A channel
+-- without a team, or an inactive team, leaves the session unassigned.
+CREATE FUNCTION ventros.auto_assign_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule record;
+BEGIN
+    SELECT c.team_id, coalesce(c.assignment_strategy, t.assignment_strategy) AS strategy INTO rule
+    FROM ventros.channels c JOIN ventros.teams t ON t.tenant_id = c.tenant_id AND t.id = c.team_id
+    WHERE c.tenant_id = s.tenant_id AND c.id = s.channel_id AND t.active AND t.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN s;
+    END IF;
+    RETURN ventros.put_session_on_team(s, rule.team_id, rule.strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.auto_assign_session(ventros.sessions, timestamptz) IS
+    'Assigns a new inbound session (locked) by its channel''s rule: the channel''s team, by the channel''s strategy else the team''s (internal; receive_message calls it)';
+
+-- tick_assignments: the stored reassignment rules of the acting tenant's
+-- teams at an instant, then the sessions waiting on a team.  An active session
+-- on a team is reassigned to another agent of the team when its agent is
+-- offline or inactive (reassign_when_offline), or when the contact's first
+-- message has waited reassign_after_minutes since it arrived or since the
+-- agent got it, unanswered; at most max_reassignments transfers per session.
+-- Returns how many sessions got an agent.
+CREATE FUNCTION ventros.tick_assignments(now timestamptz DEFAULT now(), batch_size integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    job record;
+    picked uuid;
+    n integer := 0;
+BEGIN
+    FOR job IN
+        SELECT s.id, t.assignment_strategy AS strategy,
+               CASE WHEN s.assigned_agent_id IS NULL THEN NULL
+                    WHEN t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active) THEN 'agent_offline'
+                    ELSE 'no_response' END AS reason
+        FROM ventros.sessions s
+        JOIN ventros.teams t ON t.tenant_id = s.tenant_id AND t.id = s.team_id
+        LEFT JOIN ventros.agents a ON a.tenant_id = s.tenant_id AND a.id = s.assigned_agent_id
+        WHERE s.tenant_id = tenant AND s.status = 'active' AND s.deleted_at IS NULL
+          AND t.active AND t.deleted_at IS NULL AND t.assignment_strategy <> 'manual'
+          AND (s.assigned_agent_id IS NULL
+               OR (s.agent_transfers < t.max_reassignments
+                   AND ((t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active))
+                        OR (s.first_contact_message_at IS NOT NULL AND s.first_agent_response_at IS NULL
+                            AND greatest(s.first_contact_message_at, s.assigned_at)
+                                + make_interval(mins => t.reassign_after_minutes) <= tick_assignments.now))))
+        ORDER BY s.started_at, s.id
+        LIMIT batch_size
+    LOOP
+        DECLARE
+            s ventros.sessions;
+        BEGIN
+            SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = job.id AND x.status = 'active'
+            FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            picked := ventros.next_team_agent(s.team_id, job.strategy, CASE WHEN s.assigned_agent_id IS NULL THEN '{}'::uuid[]
+                                                                            ELSE ARRAY[s.assigned_agent_id] END);
+            CONTINUE WHEN picked IS NULL;
+            PERFORM ventros.set_session_agent(s, picked, coalesce(job.reason, job.strategy), tick_assignments.now);
+            n := n + 1;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_assignments(timestamptz, integer) IS
+    'Applies the acting tenant''s teams'' reassignment rules at now (agent offline or inactive: reason agent_offline; first message unanswered reassign_after_minutes after it came or the agent got it: no_response; at most max_reassignments) and assigns sessions waiting on a team; returns how many got an agent; emits session.agent_assigned';
+
+CREATE OR REPLACE FUNCTION ventros.receive_message(
+    channel_id         uuid,
+    sender             text,
+    text               text        DEFAULT NULL,
+    content_type       text        DEFAULT 'text',
+    channel_message_id text        DEFAULT NULL,
+    sent_at            timestamptz DEFAULT NULL,
+    sender_name        text        DEFAULT NULL,
+    media_url          text        DEFAULT NULL,
+    media_mimetype     text        DEFAULT NULL,
+    metadata           jsonb       DEFAULT NULL,
+    chat_id            uuid        DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    contact uuid;
+    s ventros.sessions;
+    result ventros.messages;
+    at timestamptz := coalesce(sent_at, now());
+BEGIN
+    IF sender IS NULL OR btrim(sender) = '' THEN
+        RAISE EXCEPTION 'sender of an inbound message must not be empty' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = receive_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_message_id IS NOT NULL THEN
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        IF FOUND THEN
+            RETURN result;      -- a repeated webhook: nothing happens
+        END IF;
+    END IF;
+    contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
+                                                  ch.project_id, ch.id, ch.type);
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    IF s.message_count = 0 AND s.assigned_agent_id IS NULL AND s.team_id IS NULL AND ch.team_id IS NOT NULL THEN
+        s := ventros.auto_assign_session(s, at);     -- a new inbound session: the channel's rule
+    END IF;
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
+                                  from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact, false, coalesce(content_type, 'text'),
+            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, channel_message_id, 'delivered',
+            'manual', metadata)
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    IF result.id IS NULL THEN
+        -- The same provider message was stored by a concurrent transaction.
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        RETURN result;
+    END IF;
+    PERFORM ventros.record_message_effects(result, s);
+    IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
+       AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
+        PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
+                             jsonb_build_object('session_id', s.id, 'media_url', result.media_url,
+                                                'media_mimetype', result.media_mimetype), result.version);
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid inbound message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
+    'Inbound message: contact by sender identity (created if new), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested when they apply)';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-tick-assignments', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-assignments'', ''SELECT pg_catalog.to_jsonb(ventros.tick_assignments($1))'')',
+     'reassignment rules of teams (agent offline, no first response in N minutes) and sessions waiting on a team');
+GRANT EXECUTE ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz),
+    ventros.next_team_agent(uuid, text, uuid[]), ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz),
+    ventros.auto_assign_session(ventros.sessions, timestamptz) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.tick_assignments(timestamptz, integer) TO ventros_platform_admin;
+
+-- ---- group chats (sql/89_inbound.sql, sql/89_inbound_waha.sql)
+-- WAHA group messages create or update their chat (chats.external_id = the
+-- @g.us id) and participants; inbound_message gains chat_id, which the
+-- message points at.
+DROP FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text);
+CREATE FUNCTION ventros.inbound_message(
+    ch             ventros.channels,
+    sender         text,
+    from_me        boolean,
+    provider_id    text,
+    content_type   text,
+    body           text,
+    at             timestamptz,
+    sender_name    text DEFAULT NULL,
+    media_url      text DEFAULT NULL,
+    media_mimetype text DEFAULT NULL,
+    metadata       jsonb DEFAULT NULL,
+    replied_id     text DEFAULT NULL,
+    chat_id        uuid DEFAULT NULL)
+RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    contact uuid;
+    s ventros.sessions;
+    extra jsonb;
+    placeholder text;
+BEGIN
+    provider_id := ventros.inbound_require(provider_id, 'message id');
+    sender := ventros.inbound_require(sender, CASE WHEN from_me THEN 'recipient' ELSE 'sender' END);
+    at := coalesce(at, now());
+    body := nullif(body, '');
+    -- Media without a usable URL (not downloaded by WAHA, expired, ...): the
+    -- message is kept as text saying so, the media details in metadata.
+    IF content_type IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') AND media_url IS NULL THEN
+        placeholder := '[' || content_type || ']';
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('media_missing', true, 'media_type', content_type);
+        content_type := 'text';
+        body := coalesce(body, placeholder);
+    END IF;
+    IF content_type = 'text' AND body IS NULL THEN
+        RAISE EXCEPTION 'webhook message % has no text', provider_id USING ERRCODE = '22023';
+    END IF;
+    IF NOT from_me THEN
+        m := ventros.receive_message(ch.id, sender, body, content_type, provider_id, at, sender_name, media_url,
+                                     media_mimetype, metadata, chat_id);
+        m := ventros.inbound_link_reply(ch, m, replied_id);
+        extra := ventros.inbound_media_hook(m);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, extra);
+    END IF;
+
+    -- An echo: ours (known id), ours still being sent, or sent from another device.
+    m := ventros.inbound_find_message(ch, provider_id);
+    IF m.id IS NOT NULL THEN
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    contact := ventros.inbound_contact(ch, sender);
+    SELECT * INTO m FROM ventros.messages x
+    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.contact_id = contact AND x.from_me
+      AND x.channel_message_id IS NULL AND x.deleted_at IS NULL AND x.status IN ('queued', 'sent')
+      AND x.text IS NOT DISTINCT FROM body
+      -- sent moments ago (by our clock or the provider's, whichever is earlier)
+      AND x."timestamp" BETWEEN least(at, now()) - interval '10 minutes' AND greatest(at, now()) + interval '10 minutes'
+    ORDER BY x."timestamp", x.id LIMIT 1
+    FOR UPDATE;
+    IF m.id IS NOT NULL AND m.status = 'queued' THEN
+        -- Our send has not recorded its answer yet: wait for it (the id will match).
+        RETURN ventros.inbox_outcome('unmatched', m.id, contact, '{"echo": "send in progress"}');
+    ELSIF m.id IS NOT NULL THEN
+        -- Sent, but the provider answered without an id: this echo tells it.
+        UPDATE ventros.messages x SET channel_message_id = provider_id, version = m.version
+        WHERE x.tenant_id = m.tenant_id AND x.id = m.id RETURNING * INTO m;
+        RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "bound"}');
+    END IF;
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, session_id, contact_id, from_me,
+                                  content_type, text, media_url, media_mimetype, channel_message_id, status, agent_id,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, s.id, contact, true, content_type,
+            ventros.check_length(body, 4096, 'message text'), media_url, media_mimetype, provider_id, 'sent',
+            coalesce(ch.default_agent_id, ventros.system_agent_id('default')), 'manual',
+            coalesce(metadata, '{}') || '{"echo": true}')
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO m;
+    IF m.id IS NULL THEN
+        m := ventros.inbound_find_message(ch, provider_id);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    PERFORM ventros.record_message_effects(m, s);
+    m := ventros.inbound_link_reply(ch, m, replied_id);
+    RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "other_device"}');
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid webhook message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text, uuid) IS
+    'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device; chat_id: the group chat an inbound message belongs to';
+
+CREATE FUNCTION ventros.inbound_group_chat(ch ventros.channels, group_id text, at timestamptz) RETURNS ventros.chats
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.chats;
+BEGIN
+    group_id := ventros.check_length(ventros.inbound_require(group_id, 'group id'), 200, 'group id');
+    FOR attempt IN 1..2 LOOP
+        SELECT * INTO c FROM ventros.chats x
+        WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.external_id = group_id AND x.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF c.status <> 'closed' AND (c.last_message_at IS NULL OR c.last_message_at < at) THEN
+                UPDATE ventros.chats x SET last_message_at = at, version = c.version
+                WHERE x.tenant_id = c.tenant_id AND x.id = c.id RETURNING * INTO c;
+            END IF;
+            RETURN c;
+        END IF;
+        INSERT INTO ventros.chats (project_id, channel_id, chat_type, external_id, subject, created_by, last_message_at, metadata)
+        VALUES (ch.project_id, ch.id, 'group', group_id, group_id,
+                coalesce(ch.default_agent_id, ventros.system_agent_id('default')), at,
+                jsonb_build_object('provider', ch.type))
+        ON CONFLICT (tenant_id, channel_id, external_id) WHERE deleted_at IS NULL AND external_id IS NOT NULL DO NOTHING
+        RETURNING * INTO c;
+        IF c.id IS NOT NULL THEN
+            RETURN c;
+        END IF;
+        -- Another transaction created it first: take that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not create the chat of group %', group_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_group_chat(ventros.channels, text, timestamptz) IS
+    'The live group chat of a channel with a provider group id, created at its first message (emits chat.created), last_message_at kept; race-free on chats_unique_external_id';
+
+CREATE FUNCTION ventros.inbound_chat_participant(c ventros.chats, contact_id uuid, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added uuid;
+BEGIN
+    IF c.status = 'closed' OR contact_id IS NULL THEN
+        RETURN false;
+    END IF;
+    INSERT INTO ventros.chat_participants (chat_id, participant_id, participant_type, joined_at)
+    VALUES (c.id, contact_id, 'contact', at)
+    ON CONFLICT (tenant_id, chat_id, participant_id) WHERE left_at IS NULL AND deleted_at IS NULL DO NOTHING
+    RETURNING id INTO added;
+    IF added IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM ventros.emit('chat.participant_added', 'chat', c.id,
+                         jsonb_build_object('participant_id', contact_id, 'participant_type', 'contact', 'is_admin', false,
+                                            'source', 'inbound'), c.version);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_chat_participant(ventros.chats, uuid, timestamptz) IS
+    'Adds the contact who wrote in a group chat as a participant when not one yet (emits chat_participant.created and chat.participant_added); returns whether it was added';
+
+CREATE OR REPLACE FUNCTION ventros.waha_message(ch ventros.channels, doc jsonb) RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p jsonb := doc->'payload';
+    info jsonb := p->'_data'->'Info';
+    msg jsonb := p->'_data'->'Message';
+    from_me boolean;
+    chat text;
+    sender text;
+    jids text[];
+    kind text;
+    body text;
+    media_url text;
+    mime text;
+    meta jsonb := '{}';
+    loc jsonb;
+    ctx jsonb;
+    ad jsonb;
+    o ventros.inbox_outcome;
+    extra jsonb;
+    at timestamptz;
+    grp ventros.chats;
+BEGIN
+    IF jsonb_typeof(p) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'WAHA message.any without a payload object' USING ERRCODE = '22023';
+    END IF;
+    from_me := coalesce(p->>'fromMe' = 'true', false);
+    chat := CASE WHEN from_me THEN coalesce(ventros.json_text(p, 'to'), ventros.json_text(info, 'Chat'))
+                 ELSE ventros.json_text(p, 'from') END;
+    chat := ventros.inbound_require(chat, CASE WHEN from_me THEN 'recipient (payload.to)' ELSE 'sender (payload.from)' END);
+    IF chat = 'status@broadcast' OR chat LIKE '%@broadcast' OR chat LIKE '%@newsletter' THEN
+        RETURN ventros.inbox_outcome('ignored', NULL, NULL, '{"reason": "status or broadcast, not a conversation"}');
+    END IF;
+    IF chat LIKE '%@g.us' THEN
+        IF NOT ch.allow_groups OR from_me THEN
+            RETURN ventros.inbox_outcome('ignored', NULL, NULL, '{"reason": "group message on a channel without groups"}');
+        END IF;
+        meta := meta || jsonb_build_object('group_id', chat);
+        jids := ARRAY[ventros.json_text(p, 'participant'), ventros.json_text(info, 'Sender'), ventros.json_text(info, 'SenderAlt')];
+    ELSIF from_me THEN
+        jids := ARRAY[chat, ventros.json_text(info, 'Chat'), ventros.json_text(info, 'RecipientAlt'), ventros.json_text(info, 'ChatAlt')];
+    ELSE
+        jids := ARRAY[chat, ventros.json_text(info, 'Sender'), ventros.json_text(info, 'SenderAlt'), ventros.json_text(info, 'Chat')];
+    END IF;
+    sender := ventros.inbound_whatsapp_sender(ch, array_remove(jids, NULL),
+                                              CASE WHEN NOT from_me THEN coalesce(ventros.json_text(info, 'PushName'),
+                                                                                  ventros.json_text(p, '_data', 'notifyName')) END);
+    kind := ventros.waha_content_type(p);
+    body := coalesce(nullif(ventros.json_text(p, 'body'), ''), ventros.json_text(msg, 'conversation'),
+                     ventros.json_text(msg, 'extendedTextMessage', 'text'), ventros.json_text(msg, 'imageMessage', 'caption'),
+                     ventros.json_text(msg, 'videoMessage', 'caption'), ventros.json_text(msg, 'documentMessage', 'caption'));
+    IF kind IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') THEN
+        media_url := CASE WHEN p->>'hasMedia' = 'true' OR jsonb_typeof(p->'media') = 'object'
+                          THEN ventros.inbound_http_url(p->'media'->>'url') END;
+        mime := coalesce(ventros.json_text(p, 'media', 'mimetype'), ventros.json_text(msg, kind || 'Message', 'mimetype'));
+        meta := meta || jsonb_build_object('media', jsonb_strip_nulls(jsonb_build_object(
+            'provider', 'waha', 'url', p->'media'->'url', 'mimetype', mime,
+            'filename', coalesce(p->'media'->'filename', msg->'documentMessage'->'fileName'),
+            's3', p->'media'->'s3', 'error', p->'media'->'error')));
+    ELSIF kind = 'location' THEN
+        loc := coalesce(msg->'locationMessage', msg->'liveLocationMessage', p->'location');
+        meta := meta || jsonb_build_object('location', jsonb_strip_nulls(jsonb_build_object(
+            'latitude', coalesce(loc->'degreesLatitude', loc->'latitude'), 'longitude', coalesce(loc->'degreesLongitude', loc->'longitude'),
+            'name', loc->'name', 'address', coalesce(loc->'address', loc->'description'))));
+        body := coalesce(nullif(ventros.json_text(loc, 'name'), ''), nullif(ventros.json_text(loc, 'address'), ''),
+                         nullif(ventros.json_text(loc, 'description'), ''), body);
+    ELSIF kind = 'contact' THEN
+        meta := meta || jsonb_build_object('vcard', coalesce(msg->'contactMessage'->'vcard', p->'vCards'));
+        body := coalesce(ventros.json_text(msg, 'contactMessage', 'displayName'), body, '[contact]');
+    END IF;
+    -- Click-to-WhatsApp ads (the original kept them as tracking data).
+    ctx := coalesce(msg->'extendedTextMessage'->'contextInfo', msg->'imageMessage'->'contextInfo',
+                    msg->'videoMessage'->'contextInfo');
+    ad := ctx->'externalAdReply';
+    IF jsonb_typeof(ad) = 'object' THEN
+        meta := meta || jsonb_build_object('ad', jsonb_strip_nulls(jsonb_build_object(
+            'conversion_source', ctx->'conversionSource', 'entry_point', ctx->'entryPointConversionSource',
+            'entry_point_app', ctx->'entryPointConversionApp', 'source_type', ad->'sourceType', 'source_id', ad->'sourceID',
+            'source_app', ad->'sourceApp', 'source_url', ad->'sourceURL', 'ctwa_clid', ad->'ctwaClid', 'title', ad->'title')));
+    END IF;
+    at := coalesce(ventros.inbound_time(ventros.json_text(p, 'timestamp')), ventros.inbound_time(ventros.json_text(doc, 'timestamp')));
+    IF chat LIKE '%@g.us' THEN
+        grp := ventros.inbound_group_chat(ch, chat, coalesce(at, now()));
+    END IF;
+    o := ventros.inbound_message(ch, sender, from_me, ventros.json_text(p, 'id'), kind, body, at,
+                                 CASE WHEN NOT from_me THEN coalesce(ventros.json_text(info, 'PushName'), ventros.json_text(p, '_data', 'notifyName')) END,
+                                 media_url, mime, CASE WHEN meta <> '{}' THEN meta END,
+                                 coalesce(ventros.json_text(p, 'replyTo', 'id'), ventros.json_text(p, 'replyTo'),
+                                          ventros.json_text(ctx, 'stanzaId')), grp.id);
+    IF grp.id IS NOT NULL THEN
+        PERFORM ventros.inbound_chat_participant(grp, o.contact_id, coalesce(at, now()));
+    END IF;
+    IF jsonb_typeof(ad) = 'object' AND NOT from_me AND o.message_id IS NOT NULL THEN
+        extra := ventros.inbound_tracking(o.contact_id, (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = o.message_id),
+                                          'meta_ads', 'whatsapp', ventros.json_text(ad, 'sourceID'), ventros.json_text(ad, 'sourceURL'),
+                                          ventros.json_text(ad, 'ctwaClid'), ventros.json_text(ad, 'title'), ad);
+        o.result := coalesce(o.result, '{}') || extra;
+    END IF;
+    RETURN o;
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_message(ventros.channels, jsonb) IS
+    'A WAHA message.any: sender (@c.us / @lid linked), content type, text, media URL and mimetype, location, contact card, reply, click-to-WhatsApp ad tracking; fromMe echoes matched to our sends; a group message (@g.us) creates or updates its chat and participant, the message points at the chat';
+
+-- ---- session snooze (sql/37_sessions.sql, 45_contact_merge.sql, 50_crm_reports.sql, 74_automations.sql, 83_automation_rules.sql)
+-- Sessions can be snoozed: a state of the session machine (active -> snoozed
+-- -> active, session.snoozed / session.unsnoozed; a snoozed one can end),
+-- woken by tick_sessions at snoozed_until, by a message, or by hand.  A
+-- snoozed session stays the contact's one open session on its channel.
+ALTER TABLE ventros.sessions ADD COLUMN snoozed_until timestamptz,
+    DROP CONSTRAINT sessions_status_known,
+    ADD CONSTRAINT sessions_status_known CHECK (status IN ('active', 'snoozed', 'ended', 'expired', 'manually_closed')),
+    DROP CONSTRAINT sessions_ended_consistent,
+    ADD CONSTRAINT sessions_ended_consistent CHECK ((status IN ('active', 'snoozed')) = (ended_at IS NULL)
+                                                    AND (status IN ('active', 'snoozed')) = (end_reason IS NULL)),
+    ADD CONSTRAINT sessions_snoozed_until_set CHECK ((status = 'snoozed') = (snoozed_until IS NOT NULL)),
+    DROP CONSTRAINT sessions_resolved_after_end,
+    ADD CONSTRAINT sessions_resolved_after_end CHECK (NOT resolved OR status NOT IN ('active', 'snoozed'));
+DROP INDEX ventros.sessions_one_active;
+CREATE UNIQUE INDEX sessions_one_active ON ventros.sessions (tenant_id, contact_id, channel_id)
+    WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL;
+CREATE INDEX sessions_snoozed ON ventros.sessions (snoozed_until) WHERE status = 'snoozed' AND deleted_at IS NULL;
+SELECT ventros.expose_api();
+SELECT ventros.register_event_type('session.snoozed', 'A session was snoozed until an instant (snoozed_until).');
+SELECT ventros.register_event_type('session.unsnoozed', 'A snoozed session woke up: its time came (tick_sessions), a message arrived, or it was woken by hand.');
+INSERT INTO ventros.aggregate_transitions (aggregate, from_state, to_state, event_type) VALUES
+    ('session', 'active', 'snoozed', 'session.snoozed'),
+    ('session', 'snoozed', 'active', 'session.unsnoozed'),
+    ('session', 'snoozed', 'ended', 'session.ended'),
+    ('session', 'snoozed', 'expired', 'session.ended'),
+    ('session', 'snoozed', 'manually_closed', 'session.ended');
+
+CREATE OR REPLACE FUNCTION ventros.complete_session_end() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.status <> 'snoozed' THEN
+        NEW.snoozed_until := NULL;
+    END IF;
+    IF OLD.status IN ('active', 'snoozed') AND NEW.status NOT IN ('active', 'snoozed') THEN
+        NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
+        NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
+                                                                   WHEN 'manually_closed' THEN 'manual_close'
+                                                                   ELSE 'system_close' END);
+        NEW.duration_seconds := extract(epoch FROM NEW.ended_at - NEW.started_at)::integer;
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.complete_session_end() IS
+    'Trigger: a session ending (leaving active or snoozed) gets ended_at, end_reason (by status) and duration when the writer did not set them; one not snoozed has no snoozed_until';
+
+CREATE FUNCTION ventros.wake_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    UPDATE ventros.sessions t
+    SET status = 'active', snoozed_until = NULL,
+        expires_at = greatest(t.expires_at, at + make_interval(secs => t.timeout_seconds)), version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz) IS
+    'Makes a locked snoozed session active again at an instant, expiring no earlier than a timeout later (internal); emits session.unsnoozed';
+
+CREATE OR REPLACE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.sessions;
+    ch ventros.channels;
+    timeout integer;
+BEGIN
+    at := coalesce(at, now());
+    FOR attempt IN 1..3 LOOP
+        SELECT * INTO result FROM ventros.sessions s
+        WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status IN ('active', 'snoozed')
+          AND s.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF result.status = 'snoozed' THEN
+                result := ventros.wake_session(result, at);     -- a message wakes it
+            END IF;
+            IF at <= result.expires_at THEN
+                RETURN result;
+            END IF;
+            PERFORM ventros.finish_session(result, 'inactivity_timeout', result.expires_at);
+        END IF;
+        IF ch.id IS NULL THEN
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_session.channel_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+            END IF;
+            timeout := ventros.session_timeout_seconds(ch.id);
+        END IF;
+        INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
+                                      last_activity_at, timeout_seconds, expires_at)
+        VALUES (ch.project_id, contact_id, channel_id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
+                timeout, at + make_interval(secs => timeout))
+        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL DO NOTHING
+        RETURNING * INTO result;
+        IF result.id IS NOT NULL THEN
+            RETURN result;
+        END IF;
+        result := NULL;
+        -- Another transaction started it first: continue that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', contact_id, channel_id
+        USING ERRCODE = '40001';
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+END
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
+    'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';
+
+CREATE OR REPLACE FUNCTION ventros.close_session(session_id uuid, expected_version integer DEFAULT NULL,
+                                      end_reason text DEFAULT 'manual_close', at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+BEGIN
+    IF end_reason IS NULL OR end_reason NOT IN ('inactivity_timeout', 'manual_close', 'contact_request', 'agent_close',
+                                                'system_close', 'saga_rollback') THEN
+        RAISE EXCEPTION 'unknown end reason "%"', left(end_reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual_close, agent_close, contact_request, system_close, inactivity_timeout or saga_rollback.';
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status NOT IN ('active', 'snoozed') THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "%"', session_id, s.status,
+            ventros.session_status_for(end_reason)
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active or snoozed session can end.';
+    END IF;
+    RETURN ventros.finish_session(s, end_reason, coalesce(at, now()));
+END
+$$;
+COMMENT ON FUNCTION ventros.close_session(uuid, integer, text, timestamptz) IS
+    'Ends an active or snoozed session with a reason: expired, manually_closed or ended (VN002 otherwise); emits session.ended';
+
+CREATE FUNCTION ventros.snooze_session(session_id uuid, until timestamptz, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    IF until IS NULL OR until <= now() THEN
+        RAISE EXCEPTION 'a session is snoozed until a later instant' USING ERRCODE = '22023',
+            DETAIL = format('until %s is not after now (%s).', until, now());
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "snoozed"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active session can be snoozed.';
+    END IF;
+    UPDATE ventros.sessions t SET status = 'snoozed', snoozed_until = until, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.snooze_session(uuid, timestamptz, integer) IS
+    'Snoozes an active session until a later instant (22023 otherwise; VN002 unless active); tick_sessions or a message wakes it; emits session.snoozed';
+
+CREATE FUNCTION ventros.unsnooze_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
+BEGIN
+    IF s.status <> 'snoozed' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "active"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only a snoozed session can be woken.';
+    END IF;
+    RETURN ventros.wake_session(s, now());
+END
+$$;
+COMMENT ON FUNCTION ventros.unsnooze_session(uuid, integer) IS
+    'Wakes a snoozed session before its time (VN002 unless snoozed); emits session.unsnoozed';
+
+CREATE OR REPLACE FUNCTION ventros.tick_sessions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 1000)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    tenant text := ventros.current_tenant();
+    n integer := 0;
+BEGIN
+    -- Snoozed sessions whose time came wake up first (and expire no earlier
+    -- than a timeout later).
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'snoozed' AND t.deleted_at IS NULL AND t.snoozed_until <= tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.snoozed_until
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.wake_session(s, s.snoozed_until);
+        n := n + 1;
+    END LOOP;
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'active' AND t.deleted_at IS NULL AND t.expires_at < tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.expires_at
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_sessions(timestamptz, integer) IS
+    'Wakes snoozed sessions whose snoozed_until is at or before now (session.unsnoozed), then expires active sessions whose last activity + timeout is before now (end_reason inactivity_timeout, ended_at = the expiry; session.ended); returns how many it woke or ended';
+
+CREATE OR REPLACE FUNCTION ventros.stats_count_session_change() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    first_response boolean := OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL;
+    ended boolean := OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL;     -- not a snooze
+BEGIN
+    IF first_response THEN
+        INSERT INTO ventros.crm_daily_stats AS d (tenant_id, day, channel_id, agent_id, team_id, slot,
+                                                  first_responses, first_response_seconds)
+        VALUES (NEW.tenant_id, (NEW.first_agent_response_at AT TIME ZONE 'UTC')::date, NEW.channel_id,
+                coalesce(NEW.assigned_agent_id, '00000000-0000-0000-0000-000000000000'),
+                coalesce(NEW.team_id, '00000000-0000-0000-0000-000000000000'), ventros.stats_slot(),
+                1, coalesce(NEW.agent_response_time_seconds, 0))
+        ON CONFLICT (tenant_id, day, channel_id, agent_id, team_id, slot) DO UPDATE
+        SET first_responses = d.first_responses + 1,
+            first_response_seconds = d.first_response_seconds + EXCLUDED.first_response_seconds;
+    END IF;
+    IF ended THEN
+        INSERT INTO ventros.crm_daily_stats AS d (tenant_id, day, channel_id, agent_id, team_id, slot,
+                                                  sessions_ended, resolutions, resolution_seconds)
+        VALUES (NEW.tenant_id, (NEW.ended_at AT TIME ZONE 'UTC')::date, NEW.channel_id,
+                coalesce(NEW.assigned_agent_id, '00000000-0000-0000-0000-000000000000'),
+                coalesce(NEW.team_id, '00000000-0000-0000-0000-000000000000'), ventros.stats_slot(),
+                1, (NEW.first_agent_response_at IS NOT NULL)::integer,
+                CASE WHEN NEW.first_agent_response_at IS NOT NULL
+                     THEN extract(epoch FROM NEW.ended_at - NEW.started_at)::bigint ELSE 0 END)
+        ON CONFLICT (tenant_id, day, channel_id, agent_id, team_id, slot) DO UPDATE
+        SET sessions_ended = d.sessions_ended + 1, resolutions = d.resolutions + EXCLUDED.resolutions,
+            resolution_seconds = d.resolution_seconds + EXCLUDED.resolution_seconds;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.stats_count_session_change() IS
+    'Row trigger: counts a session''s first agent response and its end (resolution time = end - start of sessions that got a response)';
+
+DROP TRIGGER stats_count_session_change ON ventros.sessions;
+CREATE TRIGGER stats_count_session_change AFTER UPDATE ON ventros.sessions
+    FOR EACH ROW
+    WHEN ((OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL)
+          OR (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL))
+    EXECUTE FUNCTION ventros.stats_count_session_change();
+
+CREATE OR REPLACE FUNCTION ventros.merge_contacts(primary_id uuid, merged_ids uuid[], strategy text DEFAULT 'keep_primary',
+                                       expected_version integer DEFAULT NULL)
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p ventros.contacts;
+    other ventros.contacts;
+    locked integer;
+    s ventros.sessions;
+    moved_sessions integer := 0;
+    moved_messages integer := 0;
+    moved_notes integer := 0;
+    moved_lists integer := 0;
+    n integer;
+    all_tags text[];
+    fill jsonb := '{}';
+    result ventros.contacts;
+BEGIN
+    IF primary_id IS NULL OR merged_ids IS NULL OR cardinality(merged_ids) = 0 THEN
+        RAISE EXCEPTION 'a merge needs a primary contact and at least one other' USING ERRCODE = '23502';
+    END IF;
+    IF primary_id = ANY (merged_ids) OR NOT ventros.is_distinct_array(merged_ids::text[]) THEN
+        RAISE EXCEPTION 'merged contacts must be distinct and other than the primary' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(merged_ids) > 100 THEN
+        RAISE EXCEPTION 'at most 100 contacts are merged at once' USING ERRCODE = '54000';
+    END IF;
+    IF strategy NOT IN ('keep_primary', 'fill_empty') THEN
+        RAISE EXCEPTION 'unknown merge strategy "%"', left(strategy, 32) USING ERRCODE = '22023',
+            HINT = 'Use keep_primary (the primary''s fields win) or fill_empty (empty fields of the primary are filled).';
+    END IF;
+    SELECT count(*) INTO locked FROM (
+        SELECT c.id FROM ventros.contacts c
+        WHERE c.tenant_id = tenant AND (c.id = primary_id OR c.id = ANY (merged_ids))
+        ORDER BY c.id FOR UPDATE) l;
+    IF locked <> 1 + cardinality(merged_ids) THEN
+        RAISE EXCEPTION 'contact % not found', (SELECT x FROM unnest(primary_id || merged_ids) x
+                                                WHERE NOT EXISTS (SELECT 1 FROM ventros.contacts c
+                                                                  WHERE c.tenant_id = tenant AND c.id = x) LIMIT 1)
+            USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO p FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = primary_id;
+    PERFORM ventros.require_version('contact', primary_id, expected_version, p.version);
+    all_tags := p.tags;
+
+    FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP
+        -- Sessions: an open one (active or snoozed) where the primary has one on the same channel ends first.
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status IN ('active', 'snoozed')
+                   AND EXISTS (SELECT 1 FROM ventros.sessions y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                               AND y.channel_id = x.channel_id AND y.status IN ('active', 'snoozed'))
+                 FOR UPDATE LOOP
+            PERFORM ventros.finish_session(s, 'system_close', now());
+        END LOOP;
+        UPDATE ventros.sessions x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_sessions := moved_sessions + n;
+        UPDATE ventros.messages x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_messages := moved_messages + n;
+        UPDATE ventros.notes x SET contact_id = p.id, version = x.version WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        GET DIAGNOSTICS n = ROW_COUNT; moved_notes := moved_notes + n;
+        -- Pipeline stays: the primary's open row in a pipeline wins; the other's closes.
+        UPDATE ventros.contact_pipeline_statuses x
+        SET exited_at = greatest(now(), x.entered_at), duration = extract(epoch FROM greatest(now(), x.entered_at) - x.entered_at)::bigint,
+            version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.exited_at IS NULL
+          AND EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.pipeline_id = x.pipeline_id AND y.exited_at IS NULL);
+        UPDATE ventros.contact_pipeline_statuses x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Identities, custom fields, consents: what the primary lacks moves, duplicates go.
+        DELETE FROM ventros.contact_identities x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_identities y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.identity_type = x.identity_type AND y.value = x.value);
+        UPDATE ventros.contact_identities x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        DELETE FROM ventros.contact_custom_fields x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_custom_fields y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.field_key = x.field_key);
+        UPDATE ventros.contact_custom_fields x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        -- Consent: an opt-out of either contact survives.
+        UPDATE ventros.contact_consents y SET status = 'opted_out', source = 'manual', reason = 'merged', version = y.version
+        WHERE y.tenant_id = tenant AND y.contact_id = p.id AND y.status = 'opted_in'
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+                      AND x.channel_id IS NOT DISTINCT FROM y.channel_id AND x.status = 'opted_out');
+        DELETE FROM ventros.contact_consents x WHERE x.tenant_id = tenant AND x.contact_id = other.id
+          AND EXISTS (SELECT 1 FROM ventros.contact_consents y WHERE y.tenant_id = tenant AND y.contact_id = p.id
+                      AND y.channel_id IS NOT DISTINCT FROM x.channel_id);
+        UPDATE ventros.contact_consents x SET contact_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.contact_id = other.id;
+        UPDATE ventros.chat_participants x SET participant_id = p.id, version = x.version
+        WHERE x.tenant_id = tenant AND x.participant_id = other.id AND x.participant_type = 'contact'
+          AND NOT EXISTS (SELECT 1 FROM ventros.chat_participants y WHERE y.tenant_id = tenant AND y.chat_id = x.chat_id
+                          AND y.participant_id = p.id AND y.left_at IS NULL);
+        -- List memberships belong to another part of the domain; moved when it is installed.
+        IF to_regclass('ventros.contact_list_members') IS NOT NULL THEN
+            EXECUTE 'DELETE FROM ventros.contact_list_members x WHERE x.tenant_id = $1 AND x.contact_id = $2
+                     AND EXISTS (SELECT 1 FROM ventros.contact_list_members y WHERE y.tenant_id = $1
+                                 AND y.contact_id = $3 AND y.contact_list_id = x.contact_list_id)'
+                USING tenant, other.id, p.id;
+            EXECUTE 'UPDATE ventros.contact_list_members x SET contact_id = $3, version = x.version
+                     WHERE x.tenant_id = $1 AND x.contact_id = $2'
+                USING tenant, other.id, p.id;
+            GET DIAGNOSTICS n = ROW_COUNT; moved_lists := moved_lists + n;
+        END IF;
+        UPDATE ventros.contact_merge_suggestions x SET status = 'accepted', version = x.version
+        WHERE x.tenant_id = tenant AND x.status = 'open'
+          AND ((x.contact_id = least(p.id, other.id) AND x.other_contact_id = greatest(p.id, other.id)));
+        all_tags := all_tags || other.tags;
+        IF strategy = 'fill_empty' THEN
+            fill := jsonb_strip_nulls(jsonb_build_object(
+                        'email', CASE WHEN p.email IS NULL AND NOT fill ? 'email' THEN other.email END,
+                        'phone', CASE WHEN p.phone IS NULL AND NOT fill ? 'phone' THEN other.phone END,
+                        'external_id', CASE WHEN p.external_id IS NULL AND NOT fill ? 'external_id' THEN other.external_id END,
+                        'timezone', CASE WHEN p.timezone IS NULL AND NOT fill ? 'timezone' THEN other.timezone END)) || fill;
+        END IF;
+        DELETE FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = other.id;
+    END LOOP;
+
+    UPDATE ventros.contacts c
+    SET tags = ARRAY(SELECT DISTINCT t FROM unnest(all_tags) t ORDER BY t),
+        email = coalesce(c.email, fill->>'email'), phone = coalesce(c.phone, fill->>'phone'),
+        external_id = coalesce(c.external_id, fill->>'external_id'), timezone = coalesce(c.timezone, fill->>'timezone'),
+        first_interaction_at = (SELECT min(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        last_interaction_at = (SELECT max(m."timestamp") FROM ventros.messages m WHERE m.tenant_id = tenant AND m.contact_id = p.id),
+        version = p.version
+    WHERE c.tenant_id = tenant AND c.id = p.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('contact.merged', 'contact', p.id,
+                         jsonb_build_object('primary_id', p.id, 'merged_ids', to_jsonb(merged_ids), 'strategy', strategy,
+                                            'moved', jsonb_build_object('sessions', moved_sessions, 'messages', moved_messages,
+                                                                        'notes', moved_notes, 'list_memberships', moved_lists)),
+                         result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.merge_contacts(uuid, uuid[], text, integer) IS
+    'Merges contacts into a primary: moves sessions (ending an active one that would collide), messages, notes, pipeline history, identities, custom fields, consents (an opt-out survives), chat and list memberships, unions tags; soft-deletes the others; emits contact.merged (and the moved rows'' events, contact.deleted per merged contact)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_catalogue() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '{
+        "types": ["pipeline_based", "follow_up", "reengagement", "onboarding", "event", "scheduled", "scheduled_report",
+                  "time_notification", "webhook", "custom"],
+        "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
+                     "message": ["message.received"],
+                     "pipeline": ["status.changed", "stage.completed"],
+                     "temporal": ["after.delay", "scheduled", "date_field.reached"],
+                     "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
+                     "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
+        "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
+                    "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
+                    "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
+                    "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session"],
+        "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
+                                "in", "not_in", "is_null", "is_not_null", "matches"],
+        "logic_operators": ["AND", "OR"],
+        "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
+    }'::jsonb
+$$;
+COMMENT ON FUNCTION ventros.automation_catalogue() IS
+    'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
+
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        PERFORM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                           ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+GRANT EXECUTE ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz),
+    ventros.snooze_session(uuid, timestamptz, integer), ventros.unsnooze_session(uuid, integer) TO ventros_agent;
+
+-- ---- journeys_and_assignment
+-- receive_message and automation_act were changed by two sections above (the
+-- journeys: a reply exits sequences; assignment: a new inbound session is
+-- assigned; snooze is an action): their final text, as in sql/.
+
+CREATE OR REPLACE FUNCTION ventros.receive_message(
+    channel_id         uuid,
+    sender             text,
+    text               text        DEFAULT NULL,
+    content_type       text        DEFAULT 'text',
+    channel_message_id text        DEFAULT NULL,
+    sent_at            timestamptz DEFAULT NULL,
+    sender_name        text        DEFAULT NULL,
+    media_url          text        DEFAULT NULL,
+    media_mimetype     text        DEFAULT NULL,
+    metadata           jsonb       DEFAULT NULL,
+    chat_id            uuid        DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    contact uuid;
+    s ventros.sessions;
+    result ventros.messages;
+    at timestamptz := coalesce(sent_at, now());
+BEGIN
+    IF sender IS NULL OR btrim(sender) = '' THEN
+        RAISE EXCEPTION 'sender of an inbound message must not be empty' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = receive_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_message_id IS NOT NULL THEN
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        IF FOUND THEN
+            RETURN result;      -- a repeated webhook: nothing happens
+        END IF;
+    END IF;
+    contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
+                                                  ch.project_id, ch.id, ch.type);
+    -- a reply exits sequences and converts campaigns (before the session: the lock order of a tick)
+    PERFORM ventros.journey_reply(contact, at);
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    IF s.message_count = 0 AND s.assigned_agent_id IS NULL AND s.team_id IS NULL AND ch.team_id IS NOT NULL THEN
+        s := ventros.auto_assign_session(s, at);     -- a new inbound session: the channel's rule
+    END IF;
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
+                                  from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact, false, coalesce(content_type, 'text'),
+            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, channel_message_id, 'delivered',
+            'manual', metadata)
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    IF result.id IS NULL THEN
+        -- The same provider message was stored by a concurrent transaction.
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        RETURN result;
+    END IF;
+    PERFORM ventros.record_message_effects(result, s);
+    IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
+       AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
+        PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
+                             jsonb_build_object('session_id', s.id, 'media_url', result.media_url,
+                                                'media_mimetype', result.media_mimetype), result.version);
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid inbound message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
+    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -42,6 +42,8 @@ CREATE TABLE ventros.channels (
     default_agent_id                      uuid,
     history_import_max_days               integer,
     history_import_max_messages_per_chat  integer,
+    team_id                               uuid,
+    assignment_strategy                   text,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     CONSTRAINT channels_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
@@ -53,7 +55,9 @@ CREATE TABLE ventros.channels (
     CONSTRAINT channels_debounce_range CHECK (debounce_timeout_ms BETWEEN 0 AND 300000),
     CONSTRAINT channels_history_import_status_known CHECK (history_import_status IN ('idle', 'importing', 'completed', 'failed')),
     CONSTRAINT channels_history_limits_positive CHECK (history_import_max_days > 0 AND history_import_max_messages_per_chat > 0),
-    CONSTRAINT channels_counters_positive CHECK (messages_received >= 0 AND messages_sent >= 0)
+    CONSTRAINT channels_counters_positive CHECK (messages_received >= 0 AND messages_sent >= 0),
+    CONSTRAINT channels_assignment_strategy_known CHECK (assignment_strategy IS NULL
+        OR (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual') AND team_id IS NOT NULL))
 );
 CREATE UNIQUE INDEX channels_unique_webhook_id ON ventros.channels (tenant_id, webhook_id);
 CREATE UNIQUE INDEX channels_id ON ventros.channels (id);
@@ -129,7 +133,7 @@ AS $$
               'webhook_active', 'pipeline_id', 'session_timeout_minutes', 'ai_enabled', 'ai_agents_enabled',
               'allow_groups', 'tracking_enabled', 'debounce_timeout_ms', 'custom_field_definitions',
               'last_error_at', 'last_error', 'history_import_enabled', 'default_agent_id',
-              'history_import_max_days', 'history_import_max_messages_per_chat'])
+              'history_import_max_days', 'history_import_max_messages_per_chat', 'team_id', 'assignment_strategy'])
 $$;
 COMMENT ON FUNCTION ventros.update_channel(uuid, integer, jsonb) IS
     'Changes fields of a channel; a status change must follow the channel state machine (VN002); emits channel.updated or the transition''s event';

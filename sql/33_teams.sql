@@ -1,8 +1,11 @@
 -- Teams (CRM, new): groups of agents that sessions are assigned to.  A team
 -- picks the next agent by its strategy: round_robin (the member assigned
--- longest ago) or capacity (the member with the fewest open sessions); both
--- skip members who are not available, inactive, virtual, or at their
--- max_open_sessions.  team_members is a child aggregate (team_member).
+-- longest ago), capacity (the member with the most room: open sessions /
+-- max_open_sessions lowest) or least_open (the member with the fewest open
+-- sessions); all skip members who are not available, inactive, virtual, or at
+-- their max_open_sessions.  A team also stores its reassignment rules (agent
+-- offline, no first response in N minutes), applied by tick_assignments
+-- (37_sessions_handling.sql).  team_members is a child aggregate (team_member).
 
 CREATE TABLE ventros.teams (
     id                  uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -16,10 +19,15 @@ CREATE TABLE ventros.teams (
     description         text,
     assignment_strategy text        NOT NULL DEFAULT 'round_robin',
     active              boolean     NOT NULL DEFAULT true,
+    reassign_when_offline       boolean NOT NULL DEFAULT false,
+    reassign_after_minutes      integer,
+    max_reassignments           integer NOT NULL DEFAULT 3,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     CONSTRAINT teams_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
-    CONSTRAINT teams_strategy_known CHECK (assignment_strategy IN ('round_robin', 'capacity', 'manual'))
+    CONSTRAINT teams_strategy_known CHECK (assignment_strategy IN ('round_robin', 'capacity', 'least_open', 'manual')),
+    CONSTRAINT teams_reassign_after_range CHECK (reassign_after_minutes BETWEEN 1 AND 10080),
+    CONSTRAINT teams_max_reassignments_range CHECK (max_reassignments BETWEEN 0 AND 100)
 );
 CREATE UNIQUE INDEX teams_unique_name ON ventros.teams (tenant_id, project_id, lower(name)) WHERE deleted_at IS NULL;
 COMMENT ON TABLE ventros.teams IS 'Team: a group of agents that sessions are assigned to, with an assignment strategy';
@@ -48,6 +56,12 @@ CREATE UNIQUE INDEX team_members_unique ON ventros.team_members (tenant_id, team
 CREATE INDEX team_members_by_agent ON ventros.team_members (tenant_id, agent_id) WHERE deleted_at IS NULL;
 COMMENT ON TABLE ventros.team_members IS 'Membership of an agent in a team';
 
+-- A channel's assignment rule: its new inbound sessions go to this team, and
+-- are assigned by the channel's strategy, else the team's (declared here,
+-- where teams exist).
+ALTER TABLE ventros.channels ADD CONSTRAINT channels_team_fk
+    FOREIGN KEY (tenant_id, team_id) REFERENCES ventros.teams (tenant_id, id);
+
 SELECT ventros.register_aggregate('team_member', 'ventros.team_members', 'crm',
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_agent": ["UPDATE"], "ventros_admin": ["INSERT", "DELETE"]}',
     description => 'An agent''s membership in a team');
@@ -66,9 +80,9 @@ BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION 'team name must not be null' USING ERRCODE = '23502';
     END IF;
-    IF assignment_strategy NOT IN ('round_robin', 'capacity', 'manual') THEN
+    IF assignment_strategy NOT IN ('round_robin', 'capacity', 'least_open', 'manual') THEN
         RAISE EXCEPTION 'unknown assignment strategy "%"', left(assignment_strategy, 32) USING ERRCODE = '22023',
-            HINT = 'Use round_robin, capacity or manual.';
+            HINT = 'Use round_robin, capacity, least_open or manual.';
     END IF;
     INSERT INTO ventros.teams (project_id, name, assignment_strategy, description)
     VALUES (coalesce(project_id, ventros.default_project()), ventros.check_length(btrim(name), 200, 'team name'),
@@ -87,9 +101,11 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ventros.apply_changes(NULL::ventros.teams, 'team', team_id, expected_version, changes,
-                                 ARRAY['name', 'description', 'assignment_strategy', 'active'])
+                                 ARRAY['name', 'description', 'assignment_strategy', 'active', 'reassign_when_offline',
+                                       'reassign_after_minutes', 'max_reassignments'])
 $$;
-COMMENT ON FUNCTION ventros.update_team(uuid, integer, jsonb) IS 'Changes fields of a team; emits team.updated';
+COMMENT ON FUNCTION ventros.update_team(uuid, integer, jsonb) IS
+    'Changes fields of a team (name, description, strategy, active, reassignment rules: reassign_when_offline, reassign_after_minutes, max_reassignments); emits team.updated';
 
 CREATE FUNCTION ventros.delete_team(team_id uuid, expected_version integer DEFAULT NULL)
 RETURNS void

@@ -58,6 +58,8 @@ CREATE TABLE ventros.sessions (
     resolved                    boolean     NOT NULL DEFAULT false,
     escalated                   boolean     NOT NULL DEFAULT false,
     converted                   boolean     NOT NULL DEFAULT false,
+    assigned_at                 timestamptz,
+    snoozed_until               timestamptz,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
     FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
@@ -65,20 +67,22 @@ CREATE TABLE ventros.sessions (
     FOREIGN KEY (tenant_id, pipeline_id) REFERENCES ventros.pipelines (tenant_id, id),
     FOREIGN KEY (tenant_id, team_id) REFERENCES ventros.teams (tenant_id, id),
     FOREIGN KEY (tenant_id, assigned_agent_id) REFERENCES ventros.agents (tenant_id, id),
-    CONSTRAINT sessions_status_known CHECK (status IN ('active', 'ended', 'expired', 'manually_closed')),
+    CONSTRAINT sessions_status_known CHECK (status IN ('active', 'snoozed', 'ended', 'expired', 'manually_closed')),
     CONSTRAINT sessions_end_reason_known CHECK (end_reason IN ('inactivity_timeout', 'manual_close', 'contact_request',
                                                                'agent_close', 'system_close', 'saga_rollback')),
-    CONSTRAINT sessions_ended_consistent CHECK ((status = 'active') = (ended_at IS NULL)
-                                                AND (status = 'active') = (end_reason IS NULL)),
+    CONSTRAINT sessions_ended_consistent CHECK ((status IN ('active', 'snoozed')) = (ended_at IS NULL)
+                                                AND (status IN ('active', 'snoozed')) = (end_reason IS NULL)),
+    CONSTRAINT sessions_snoozed_until_set CHECK ((status = 'snoozed') = (snoozed_until IS NOT NULL)),
     CONSTRAINT sessions_ended_after_start CHECK (ended_at >= started_at),
     CONSTRAINT sessions_timeout_range CHECK (timeout_seconds BETWEEN 60 AND 86400),
-    CONSTRAINT sessions_resolved_after_end CHECK (NOT resolved OR status <> 'active'),
+    CONSTRAINT sessions_resolved_after_end CHECK (NOT resolved OR status NOT IN ('active', 'snoozed')),
     CONSTRAINT sessions_sentiment_known CHECK (sentiment IN ('positive', 'neutral', 'negative', 'mixed')),
     CONSTRAINT sessions_counters_positive CHECK (message_count >= 0 AND messages_from_contact >= 0
                                                  AND messages_from_agent >= 0 AND agent_transfers >= 0)
 );
 CREATE UNIQUE INDEX sessions_one_active ON ventros.sessions (tenant_id, contact_id, channel_id)
-    WHERE status = 'active' AND deleted_at IS NULL;
+    WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL;
+CREATE INDEX sessions_snoozed ON ventros.sessions (snoozed_until) WHERE status = 'snoozed' AND deleted_at IS NULL;
 CREATE INDEX sessions_expiry ON ventros.sessions (expires_at) WHERE status = 'active' AND deleted_at IS NULL;
 CREATE INDEX sessions_by_contact ON ventros.sessions (tenant_id, contact_id, started_at DESC, id DESC);
 CREATE INDEX sessions_open_by_agent ON ventros.sessions (tenant_id, assigned_agent_id, channel_id, last_activity_at DESC, id DESC)
@@ -91,7 +95,12 @@ SELECT ventros.register_aggregate('session', 'ventros.sessions', 'crm',
         {"from": null, "to": "active", "event": "session.started", "description": "A session started."},
         {"from": "active", "to": "ended", "event": "session.ended", "description": "A session ended (status ended, expired or manually_closed; see end_reason)."},
         {"from": "active", "to": "expired", "event": "session.ended"},
-        {"from": "active", "to": "manually_closed", "event": "session.ended"}
+        {"from": "active", "to": "manually_closed", "event": "session.ended"},
+        {"from": "active", "to": "snoozed", "event": "session.snoozed", "description": "A session was snoozed until an instant (snoozed_until)."},
+        {"from": "snoozed", "to": "active", "event": "session.unsnoozed", "description": "A snoozed session woke up: its time came (tick_sessions), a message arrived, or it was woken by hand."},
+        {"from": "snoozed", "to": "ended", "event": "session.ended"},
+        {"from": "snoozed", "to": "expired", "event": "session.ended"},
+        {"from": "snoozed", "to": "manually_closed", "event": "session.ended"}
     ]',
     description => 'A conversation window between a contact and the business on one channel');
 SELECT ventros.register_quiet_columns('session', '{last_activity_at,expires_at,message_count,messages_from_contact,messages_from_agent,duration_seconds,first_contact_message_at,first_agent_response_at,agent_response_time_seconds,contact_wait_time_seconds}');
@@ -111,7 +120,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF OLD.status = 'active' AND NEW.status <> 'active' THEN
+    IF NEW.status <> 'snoozed' THEN
+        NEW.snoozed_until := NULL;
+    END IF;
+    IF OLD.status IN ('active', 'snoozed') AND NEW.status NOT IN ('active', 'snoozed') THEN
         NEW.ended_at := coalesce(NEW.ended_at, greatest(now(), NEW.started_at));
         NEW.end_reason := coalesce(NEW.end_reason, CASE NEW.status WHEN 'expired' THEN 'inactivity_timeout'
                                                                    WHEN 'manually_closed' THEN 'manual_close'
@@ -122,7 +134,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.complete_session_end() IS
-    'Trigger: a session leaving active gets ended_at, end_reason (by status) and duration when the writer did not set them';
+    'Trigger: a session ending (leaving active or snoozed) gets ended_at, end_reason (by status) and duration when the writer did not set them; one not snoozed has no snoozed_until';
 CREATE TRIGGER sessions_complete_end BEFORE UPDATE OF status ON ventros.sessions
     FOR EACH ROW EXECUTE FUNCTION ventros.complete_session_end();
 
@@ -213,9 +225,31 @@ $$;
 COMMENT ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz) IS
     'Ends a locked active session with an end reason (internal); emits session.ended (and session.abandoned)';
 
+-- wake_session: a locked snoozed session active again at an instant (its
+-- time came, a message arrived, or by hand); it expires no earlier than a
+-- full timeout after waking.  The engine emits session.unsnoozed.
+CREATE FUNCTION ventros.wake_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.sessions;
+BEGIN
+    UPDATE ventros.sessions t
+    SET status = 'active', snoozed_until = NULL,
+        expires_at = greatest(t.expires_at, at + make_interval(secs => t.timeout_seconds)), version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz) IS
+    'Makes a locked snoozed session active again at an instant, expiring no earlier than a timeout later (internal); emits session.unsnoozed';
+
 -- start_or_continue_session: the active session of (contact, channel), or a
--- new one.  An active session past its expiry is expired first.  Race-free:
--- the insert arbitrates on sessions_one_active.
+-- new one.  A snoozed one wakes up; an active session past its expiry is
+-- expired first.  Race-free: the insert arbitrates on sessions_one_active.
 CREATE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
 RETURNS ventros.sessions
 LANGUAGE plpgsql
@@ -232,9 +266,13 @@ BEGIN
     FOR attempt IN 1..3 LOOP
         SELECT * INTO result FROM ventros.sessions s
         WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
-          AND s.channel_id = start_or_continue_session.channel_id AND s.status = 'active' AND s.deleted_at IS NULL
+          AND s.channel_id = start_or_continue_session.channel_id AND s.status IN ('active', 'snoozed')
+          AND s.deleted_at IS NULL
         FOR UPDATE;
         IF FOUND THEN
+            IF result.status = 'snoozed' THEN
+                result := ventros.wake_session(result, at);     -- a message wakes it
+            END IF;
             IF at <= result.expires_at THEN
                 RETURN result;
             END IF;
@@ -251,7 +289,7 @@ BEGIN
                                       last_activity_at, timeout_seconds, expires_at)
         VALUES (ch.project_id, contact_id, channel_id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
                 timeout, at + make_interval(secs => timeout))
-        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status = 'active' AND deleted_at IS NULL DO NOTHING
+        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL DO NOTHING
         RETURNING * INTO result;
         IF result.id IS NOT NULL THEN
             RETURN result;
@@ -266,7 +304,7 @@ EXCEPTION WHEN foreign_key_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
-    'The active session of a contact on a channel, started if there is none or it expired (race-free on sessions_one_active); emits session.started, and session.ended for an expired one';
+    'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';
 
 -- record_session_message: counters, response metrics, last activity.  The
 -- caller holds the session's row lock (start_or_continue_session).
@@ -343,16 +381,64 @@ BEGIN
             HINT = 'Use manual_close, agent_close, contact_request, system_close, inactivity_timeout or saga_rollback.';
     END IF;
     s := ventros.lock_session(session_id, expected_version);
-    IF s.status <> 'active' THEN
+    IF s.status NOT IN ('active', 'snoozed') THEN
         RAISE EXCEPTION 'session % cannot change status from "%" to "%"', session_id, s.status,
             ventros.session_status_for(end_reason)
-            USING ERRCODE = 'VN002', DETAIL = 'Only an active session can end.';
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active or snoozed session can end.';
     END IF;
     RETURN ventros.finish_session(s, end_reason, coalesce(at, now()));
 END
 $$;
 COMMENT ON FUNCTION ventros.close_session(uuid, integer, text, timestamptz) IS
-    'Ends an active session with a reason: expired, manually_closed or ended (VN002 if not active); emits session.ended';
+    'Ends an active or snoozed session with a reason: expired, manually_closed or ended (VN002 otherwise); emits session.ended';
+
+-- snooze_session: an active session put aside until an instant; tick_sessions
+-- wakes it then, and any message on it (either way) wakes it before.  A
+-- snoozed session does not expire.
+CREATE FUNCTION ventros.snooze_session(session_id uuid, until timestamptz, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+    result ventros.sessions;
+BEGIN
+    IF until IS NULL OR until <= now() THEN
+        RAISE EXCEPTION 'a session is snoozed until a later instant' USING ERRCODE = '22023',
+            DETAIL = format('until %s is not after now (%s).', until, now());
+    END IF;
+    s := ventros.lock_session(session_id, expected_version);
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "snoozed"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only an active session can be snoozed.';
+    END IF;
+    UPDATE ventros.sessions t SET status = 'snoozed', snoozed_until = until, version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.snooze_session(uuid, timestamptz, integer) IS
+    'Snoozes an active session until a later instant (22023 otherwise; VN002 unless active); tick_sessions or a message wakes it; emits session.snoozed';
+
+CREATE FUNCTION ventros.unsnooze_session(session_id uuid, expected_version integer DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
+BEGIN
+    IF s.status <> 'snoozed' THEN
+        RAISE EXCEPTION 'session % cannot change status from "%" to "active"', session_id, s.status
+            USING ERRCODE = 'VN002', DETAIL = 'Only a snoozed session can be woken.';
+    END IF;
+    RETURN ventros.wake_session(s, now());
+END
+$$;
+COMMENT ON FUNCTION ventros.unsnooze_session(uuid, integer) IS
+    'Wakes a snoozed session before its time (VN002 unless snoozed); emits session.unsnoozed';
 
 -- tick_sessions: expire every active session of the acting tenant (or, for a
 -- session without a tenant, such as pg_cron's superuser, of every tenant)
@@ -367,6 +453,19 @@ DECLARE
     tenant text := ventros.current_tenant();
     n integer := 0;
 BEGIN
+    -- Snoozed sessions whose time came wake up first (and expire no earlier
+    -- than a timeout later).
+    FOR s IN
+        SELECT * FROM ventros.sessions t
+        WHERE t.status = 'snoozed' AND t.deleted_at IS NULL AND t.snoozed_until <= tick_sessions.now
+          AND (tenant IS NULL OR t.tenant_id = tenant)
+        ORDER BY t.snoozed_until
+        LIMIT batch_size
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM ventros.wake_session(s, s.snoozed_until);
+        n := n + 1;
+    END LOOP;
     FOR s IN
         SELECT * FROM ventros.sessions t
         WHERE t.status = 'active' AND t.deleted_at IS NULL AND t.expires_at < tick_sessions.now
@@ -382,7 +481,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.tick_sessions(timestamptz, integer) IS
-    'Expires active sessions whose last activity + timeout is before now (end_reason inactivity_timeout, ended_at = the expiry); returns the count; emits session.ended';
+    'Wakes snoozed sessions whose snoozed_until is at or before now (session.unsnoozed), then expires active sessions whose last activity + timeout is before now (end_reason inactivity_timeout, ended_at = the expiry; session.ended); returns how many it woke or ended';
 
 -- consolidate_sessions: after a history import, the ended sessions of one
 -- contact on one channel whose gap (next start - previous last activity) is
@@ -479,7 +578,8 @@ GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session
 GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz),
     ventros.start_or_continue_session(uuid, uuid, timestamptz),
     ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid), ventros.lock_session(uuid, integer),
-    ventros.close_session(uuid, integer, text, timestamptz) TO ventros_agent;
+    ventros.close_session(uuid, integer, text, timestamptz), ventros.wake_session(ventros.sessions, timestamptz),
+    ventros.snooze_session(uuid, timestamptz, integer), ventros.unsnooze_session(uuid, integer) TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer) TO ventros_platform_admin;

@@ -3,26 +3,32 @@
 -- fields.  The session itself, its life cycle and timeouts: 37_sessions.sql.
 
 -- ---- assignment -----------------------------------------------------------
-CREATE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
-                                             reason text DEFAULT 'manual')
+-- One way an agent gets a session: set_session_agent (the lock held by the
+-- caller).  assign_session_agent is the user's command; auto_assign_session
+-- (a new inbound session, by its channel's or team's rule) and
+-- tick_assignments (the stored reassignment rules) call it with their instant.
+SELECT ventros.register_event_type('session.queued',
+    'A session was put on a team with no agent available to take it; it waits for one (tick_assignments).');
+
+CREATE FUNCTION ventros.set_session_agent(s ventros.sessions, agent_id uuid, reason text, at timestamptz)
 RETURNS ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s ventros.sessions;
     a ventros.agents;
     result ventros.sessions;
 BEGIN
-    IF reason NOT IN ('manual', 'round_robin', 'capacity', 'inactivity', 'no_response', 'workload_balance') THEN
-        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023';
+    IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
+                                        'agent_offline', 'workload_balance') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline or workload_balance.';
     END IF;
-    s := ventros.lock_session(session_id, expected_version);
     IF s.status <> 'active' THEN
-        RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
             DETAIL = 'Agents are assigned to active sessions only.';
     END IF;
-    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = assign_session_agent.agent_id;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = set_session_agent.agent_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
     END IF;
@@ -34,7 +40,7 @@ BEGIN
         RETURN s;
     END IF;
     UPDATE ventros.sessions t
-    SET assigned_agent_id = a.id,
+    SET assigned_agent_id = a.id, assigned_at = coalesce(at, now()),
         agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
         agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
         version = s.version
@@ -47,40 +53,57 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it); emits session.updated and session.agent_assigned with the reason';
+
+CREATE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
+                                             reason text DEFAULT 'manual')
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.set_session_agent(ventros.lock_session(session_id, expected_version), agent_id, reason, now())
+$$;
 COMMENT ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text) IS
     'Assigns (or transfers, counting agent_transfers) an active session to a human, AI or bot agent; VN001 on a stale version; emits session.updated and session.agent_assigned';
 
--- pick_team_agent: the next agent of a team by its strategy, its membership
+-- next_team_agent: the next agent of a team by a strategy, its membership
 -- row locked (SKIP LOCKED: two concurrent picks get different agents).
--- round_robin: assigned longest ago first; capacity: fewest open sessions.
--- Only available, active agents under their max_open_sessions qualify.
-CREATE FUNCTION ventros.pick_team_agent(team_id uuid)
+-- round_robin: assigned longest ago first; capacity: the lowest load (open
+-- sessions / max_open_sessions); least_open: the fewest open sessions.  Only
+-- available, active agents under their max_open_sessions qualify; excluded
+-- agents (the one a session is taken from) never.
+CREATE FUNCTION ventros.next_team_agent(team_id uuid, strategy text, excluded uuid[] DEFAULT '{}')
 RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
-    strategy text;
     member ventros.team_members;
     tried uuid[] := '{}';
     open_count integer;
     capacity integer;
 BEGIN
-    SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = pick_team_agent.team_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+    IF strategy IS NULL THEN
+        SELECT t.assignment_strategy INTO strategy FROM ventros.teams t WHERE t.tenant_id = tenant AND t.id = next_team_agent.team_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
+        END IF;
     END IF;
     -- One candidate at a time (LIMIT 1): a cursor would lock every row it
     -- prefetches and starve concurrent pickers.
     LOOP
         SELECT m.* INTO member FROM ventros.team_members m
         JOIN ventros.agents a ON a.tenant_id = m.tenant_id AND a.id = m.agent_id
-        WHERE m.tenant_id = tenant AND m.team_id = pick_team_agent.team_id AND m.id <> ALL (tried)
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM ventros.sessions s WHERE s.tenant_id = tenant
+                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL
+                            AND strategy IN ('capacity', 'least_open')) open
+        WHERE m.tenant_id = tenant AND m.team_id = next_team_agent.team_id AND m.id <> ALL (tried)
+          AND m.agent_id <> ALL (coalesce(excluded, '{}'))
           AND a.active AND a.status = 'available' AND a.type NOT IN ('virtual', 'system')
-        ORDER BY CASE WHEN strategy = 'capacity'
-                      THEN (SELECT count(*) FROM ventros.sessions s WHERE s.tenant_id = tenant
-                            AND s.assigned_agent_id = m.agent_id AND s.status = 'active' AND s.deleted_at IS NULL) END,
+        ORDER BY CASE strategy WHEN 'least_open' THEN open.n::numeric
+                               WHEN 'capacity' THEN open.n::numeric / greatest(a.max_open_sessions, 1) END,
                  m.last_assigned_at NULLS FIRST, m.agent_id
         LIMIT 1
         FOR UPDATE OF m SKIP LOCKED;
@@ -100,8 +123,49 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION ventros.next_team_agent(uuid, text, uuid[]) IS
+    'The next available agent of a team under its capacity by a strategy (round_robin, capacity, least_open; NULL: the team''s), never one of excluded, or NULL';
+
+CREATE FUNCTION ventros.pick_team_agent(team_id uuid)
+RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.next_team_agent(team_id, NULL, '{}') $$;
 COMMENT ON FUNCTION ventros.pick_team_agent(uuid) IS
-    'The next available agent of a team under its capacity, by the team''s strategy (round_robin or capacity), or NULL';
+    'The next available agent of a team under its capacity, by the team''s strategy (round_robin, capacity or least_open), or NULL';
+
+-- put_session_on_team: the locked session on a team, and the team's next
+-- agent by strategy assigned at the instant; none available: session.queued.
+CREATE FUNCTION ventros.put_session_on_team(s ventros.sessions, team_id uuid, strategy text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    picked uuid;
+BEGIN
+    IF s.status <> 'active' THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    IF s.team_id IS DISTINCT FROM team_id THEN
+        UPDATE ventros.sessions t SET team_id = put_session_on_team.team_id, version = s.version
+        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
+    END IF;
+    IF strategy = 'manual' THEN
+        RETURN s;
+    END IF;
+    picked := ventros.next_team_agent(team_id, strategy, '{}');
+    IF picked IS NULL THEN
+        PERFORM ventros.emit('session.queued', 'session', s.id,
+                             jsonb_build_object('team_id', team_id, 'strategy', strategy, 'at', at), s.version);
+        RETURN s;       -- queued on the team: nobody available under capacity
+    END IF;
+    RETURN ventros.set_session_agent(s, picked, strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz) IS
+    'Puts a locked session on a team and assigns its next agent by strategy (manual: none); nobody available: emits session.queued (internal)';
 
 CREATE FUNCTION ventros.assign_session_to_team(session_id uuid, team_id uuid, expected_version integer DEFAULT NULL)
 RETURNS ventros.sessions
@@ -109,11 +173,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s ventros.sessions;
+    s ventros.sessions := ventros.lock_session(session_id, expected_version);
     strategy text;
-    picked uuid;
 BEGIN
-    s := ventros.lock_session(session_id, expected_version);
     IF s.status <> 'active' THEN
         RAISE EXCEPTION 'session % is %', session_id, s.status USING ERRCODE = 'VN002',
             DETAIL = 'Agents are assigned to active sessions only.';
@@ -123,22 +185,91 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'team % not found', team_id USING ERRCODE = 'P0002';
     END IF;
-    IF s.team_id IS DISTINCT FROM team_id THEN
-        UPDATE ventros.sessions t SET team_id = assign_session_to_team.team_id, version = s.version
-        WHERE t.tenant_id = s.tenant_id AND t.id = s.id RETURNING * INTO s;
-    END IF;
-    IF strategy = 'manual' THEN
-        RETURN s;
-    END IF;
-    picked := ventros.pick_team_agent(team_id);
-    IF picked IS NULL THEN
-        RETURN s;       -- queued on the team: nobody available under capacity
-    END IF;
-    RETURN ventros.assign_session_agent(session_id, picked, NULL, strategy);
+    RETURN ventros.put_session_on_team(s, team_id, strategy, now());
 END
 $$;
 COMMENT ON FUNCTION ventros.assign_session_to_team(uuid, uuid, integer) IS
-    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team); emits session.updated and session.agent_assigned';
+    'Puts a session on a team and assigns the team''s next agent by its strategy (none when nobody is available: the session waits on the team, session.queued); emits session.updated and session.agent_assigned';
+
+-- auto_assign_session: a new inbound session by its channel's rule (the
+-- channel's team, with the channel's strategy, else the team's).  A channel
+-- without a team, or an inactive team, leaves the session unassigned.
+CREATE FUNCTION ventros.auto_assign_session(s ventros.sessions, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule record;
+BEGIN
+    SELECT c.team_id, coalesce(c.assignment_strategy, t.assignment_strategy) AS strategy INTO rule
+    FROM ventros.channels c JOIN ventros.teams t ON t.tenant_id = c.tenant_id AND t.id = c.team_id
+    WHERE c.tenant_id = s.tenant_id AND c.id = s.channel_id AND t.active AND t.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RETURN s;
+    END IF;
+    RETURN ventros.put_session_on_team(s, rule.team_id, rule.strategy, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.auto_assign_session(ventros.sessions, timestamptz) IS
+    'Assigns a new inbound session (locked) by its channel''s rule: the channel''s team, by the channel''s strategy else the team''s (internal; receive_message calls it)';
+
+-- tick_assignments: the stored reassignment rules of the acting tenant's
+-- teams at an instant, then the sessions waiting on a team.  An active session
+-- on a team is reassigned to another agent of the team when its agent is
+-- offline or inactive (reassign_when_offline), or when the contact's first
+-- message has waited reassign_after_minutes since it arrived or since the
+-- agent got it, unanswered; at most max_reassignments transfers per session.
+-- Returns how many sessions got an agent.
+CREATE FUNCTION ventros.tick_assignments(now timestamptz DEFAULT now(), batch_size integer DEFAULT 500)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    job record;
+    picked uuid;
+    n integer := 0;
+BEGIN
+    FOR job IN
+        SELECT s.id, t.assignment_strategy AS strategy,
+               CASE WHEN s.assigned_agent_id IS NULL THEN NULL
+                    WHEN t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active) THEN 'agent_offline'
+                    ELSE 'no_response' END AS reason
+        FROM ventros.sessions s
+        JOIN ventros.teams t ON t.tenant_id = s.tenant_id AND t.id = s.team_id
+        LEFT JOIN ventros.agents a ON a.tenant_id = s.tenant_id AND a.id = s.assigned_agent_id
+        WHERE s.tenant_id = tenant AND s.status = 'active' AND s.deleted_at IS NULL
+          AND t.active AND t.deleted_at IS NULL AND t.assignment_strategy <> 'manual'
+          AND (s.assigned_agent_id IS NULL
+               OR (s.agent_transfers < t.max_reassignments
+                   AND ((t.reassign_when_offline AND (a.status = 'offline' OR NOT a.active))
+                        OR (s.first_contact_message_at IS NOT NULL AND s.first_agent_response_at IS NULL
+                            AND greatest(s.first_contact_message_at, s.assigned_at)
+                                + make_interval(mins => t.reassign_after_minutes) <= tick_assignments.now))))
+        ORDER BY s.started_at, s.id
+        LIMIT batch_size
+    LOOP
+        DECLARE
+            s ventros.sessions;
+        BEGIN
+            SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = job.id AND x.status = 'active'
+            FOR UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
+            picked := ventros.next_team_agent(s.team_id, job.strategy, CASE WHEN s.assigned_agent_id IS NULL THEN '{}'::uuid[]
+                                                                            ELSE ARRAY[s.assigned_agent_id] END);
+            CONTINUE WHEN picked IS NULL;
+            PERFORM ventros.set_session_agent(s, picked, coalesce(job.reason, job.strategy), tick_assignments.now);
+            n := n + 1;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_assignments(timestamptz, integer) IS
+    'Applies the acting tenant''s teams'' reassignment rules at now (agent offline or inactive: reason agent_offline; first message unanswered reassign_after_minutes after it came or the agent got it: no_response; at most max_reassignments) and assigns sessions waiting on a team; returns how many got an agent; emits session.agent_assigned';
+
 
 CREATE FUNCTION ventros.resolve_session(session_id uuid, expected_version integer DEFAULT NULL)
 RETURNS ventros.sessions
@@ -256,9 +387,13 @@ GRANT EXECUTE ON FUNCTION ventros.assign_session_agent(uuid, uuid, integer, text
     ventros.assign_session_to_team(uuid, uuid, integer), ventros.resolve_session(uuid, integer),
     ventros.escalate_session(uuid, integer, text),
     ventros.summarize_session(uuid, text, text, numeric, jsonb, jsonb, integer),
-    ventros.set_session_custom_field(uuid, text, text, jsonb) TO ventros_agent;
+    ventros.set_session_custom_field(uuid, text, text, jsonb),
+    ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz), ventros.next_team_agent(uuid, text, uuid[]),
+    ventros.put_session_on_team(ventros.sessions, uuid, text, timestamptz),
+    ventros.auto_assign_session(ventros.sessions, timestamptz) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.tick_assignments(timestamptz, integer) TO ventros_platform_admin;
 
 -- Direct writes of session, session_custom_field by tenant roles: the same as the first
 -- command named, or refused naming them (docs/sql.md, "Direct writes").
-SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session}', deletes => '{}');
+SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session,snooze_session,unsnooze_session}', deletes => '{}');
 SELECT ventros.register_writes('session_custom_field', inserts => '{set_session_custom_field}', updates => '{set_session_custom_field}', deletes => '{}');

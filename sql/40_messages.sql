@@ -292,6 +292,9 @@ BEGIN
     -- a reply exits sequences and converts campaigns (before the session: the lock order of a tick)
     PERFORM ventros.journey_reply(contact, at);
     s := ventros.start_or_continue_session(contact, ch.id, at);
+    IF s.message_count = 0 AND s.assigned_agent_id IS NULL AND s.team_id IS NULL AND ch.team_id IS NOT NULL THEN
+        s := ventros.auto_assign_session(s, at);     -- a new inbound session: the channel's rule
+    END IF;
     INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
                                   from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
                                   source, metadata)
@@ -321,7 +324,7 @@ EXCEPTION WHEN check_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
-    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued, message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
+    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
 
 -- send_message: an outbound message, queued for the channel's sender.
 CREATE FUNCTION ventros.send_message(

@@ -60,11 +60,11 @@ BEGIN
     all_tags := p.tags;
 
     FOR other IN SELECT * FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (merged_ids) ORDER BY c.created_at, c.id LOOP
-        -- Sessions: an active one where the primary has one on the same channel ends first.
+        -- Sessions: an open one (active or snoozed) where the primary has one on the same channel ends first.
         FOR s IN SELECT * FROM ventros.sessions x
-                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status = 'active'
+                 WHERE x.tenant_id = tenant AND x.contact_id = other.id AND x.status IN ('active', 'snoozed')
                    AND EXISTS (SELECT 1 FROM ventros.sessions y WHERE y.tenant_id = tenant AND y.contact_id = p.id
-                               AND y.channel_id = x.channel_id AND y.status = 'active')
+                               AND y.channel_id = x.channel_id AND y.status IN ('active', 'snoozed'))
                  FOR UPDATE LOOP
             PERFORM ventros.finish_session(s, 'system_close', now());
         END LOOP;

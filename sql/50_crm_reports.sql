@@ -95,7 +95,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     first_response boolean := OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL;
-    ended boolean := OLD.status = 'active' AND NEW.status <> 'active';
+    ended boolean := OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL;     -- not a snooze
 BEGIN
     IF first_response THEN
         INSERT INTO ventros.crm_daily_stats AS d (tenant_id, day, channel_id, agent_id, team_id, slot,
@@ -129,7 +129,7 @@ COMMENT ON FUNCTION ventros.stats_count_session_change() IS
 CREATE TRIGGER stats_count_session_change AFTER UPDATE ON ventros.sessions
     FOR EACH ROW
     WHEN ((OLD.first_agent_response_at IS NULL AND NEW.first_agent_response_at IS NOT NULL)
-          OR (OLD.status = 'active' AND NEW.status <> 'active'))
+          OR (OLD.ended_at IS NULL AND NEW.ended_at IS NOT NULL))
     EXECUTE FUNCTION ventros.stats_count_session_change();
 
 -- compact_crm_daily_stats: folds the slots of past days into slot 0.  Slots

@@ -24,7 +24,7 @@ AS $$
                     "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
                     "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
                     "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
-                    "call_webhook", "emit_event", "notify_agents", "wait"],
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session"],
         "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
                                 "in", "not_in", "is_null", "is_not_null", "matches"],
         "logic_operators": ["AND", "OR"],

@@ -550,6 +550,11 @@ BEGIN
     WHEN 'close_session' THEN
         PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
                                       end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
     WHEN 'call_webhook', 'send_webhook' THEN
         RETURN ventros.automation_call_webhook(p, ctx, rule);
     WHEN 'emit_event' THEN

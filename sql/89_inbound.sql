@@ -242,7 +242,8 @@ CREATE FUNCTION ventros.inbound_message(
     media_url      text DEFAULT NULL,
     media_mimetype text DEFAULT NULL,
     metadata       jsonb DEFAULT NULL,
-    replied_id     text DEFAULT NULL)
+    replied_id     text DEFAULT NULL,
+    chat_id        uuid DEFAULT NULL)
 RETURNS ventros.inbox_outcome
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -271,7 +272,7 @@ BEGIN
     END IF;
     IF NOT from_me THEN
         m := ventros.receive_message(ch.id, sender, body, content_type, provider_id, at, sender_name, media_url,
-                                     media_mimetype, metadata);
+                                     media_mimetype, metadata, chat_id);
         m := ventros.inbound_link_reply(ch, m, replied_id);
         extra := ventros.inbound_media_hook(m);
         RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, extra);
@@ -322,8 +323,78 @@ EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid webhook message: %', SQLERRM USING ERRCODE = '23514';
 END
 $$;
-COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text) IS
-    'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device';
+COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text, uuid) IS
+    'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device; chat_id: the group chat an inbound message belongs to';
+
+-- ---- group chats ------------------------------------------------------------
+-- inbound_group_chat: the live group chat of a channel with this provider id
+-- (a WhatsApp @g.us id), created at its first message (subject: the id, until
+-- the provider names it; creator: the channel's default agent, else the
+-- default system agent), its last_message_at kept.  Race-free: the insert
+-- arbitrates on chats_unique_external_id.
+CREATE FUNCTION ventros.inbound_group_chat(ch ventros.channels, group_id text, at timestamptz) RETURNS ventros.chats
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.chats;
+BEGIN
+    group_id := ventros.check_length(ventros.inbound_require(group_id, 'group id'), 200, 'group id');
+    FOR attempt IN 1..2 LOOP
+        SELECT * INTO c FROM ventros.chats x
+        WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.external_id = group_id AND x.deleted_at IS NULL
+        FOR UPDATE;
+        IF FOUND THEN
+            IF c.status <> 'closed' AND (c.last_message_at IS NULL OR c.last_message_at < at) THEN
+                UPDATE ventros.chats x SET last_message_at = at, version = c.version
+                WHERE x.tenant_id = c.tenant_id AND x.id = c.id RETURNING * INTO c;
+            END IF;
+            RETURN c;
+        END IF;
+        INSERT INTO ventros.chats (project_id, channel_id, chat_type, external_id, subject, created_by, last_message_at, metadata)
+        VALUES (ch.project_id, ch.id, 'group', group_id, group_id,
+                coalesce(ch.default_agent_id, ventros.system_agent_id('default')), at,
+                jsonb_build_object('provider', ch.type))
+        ON CONFLICT (tenant_id, channel_id, external_id) WHERE deleted_at IS NULL AND external_id IS NOT NULL DO NOTHING
+        RETURNING * INTO c;
+        IF c.id IS NOT NULL THEN
+            RETURN c;
+        END IF;
+        -- Another transaction created it first: take that one.
+    END LOOP;
+    RAISE EXCEPTION 'could not create the chat of group %', group_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_group_chat(ventros.channels, text, timestamptz) IS
+    'The live group chat of a channel with a provider group id, created at its first message (emits chat.created), last_message_at kept; race-free on chats_unique_external_id';
+
+-- inbound_chat_participant: the contact who wrote in a group becomes (or
+-- stays) one of its participants; a closed chat changes no more.
+CREATE FUNCTION ventros.inbound_chat_participant(c ventros.chats, contact_id uuid, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added uuid;
+BEGIN
+    IF c.status = 'closed' OR contact_id IS NULL THEN
+        RETURN false;
+    END IF;
+    INSERT INTO ventros.chat_participants (chat_id, participant_id, participant_type, joined_at)
+    VALUES (c.id, contact_id, 'contact', at)
+    ON CONFLICT (tenant_id, chat_id, participant_id) WHERE left_at IS NULL AND deleted_at IS NULL DO NOTHING
+    RETURNING id INTO added;
+    IF added IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM ventros.emit('chat.participant_added', 'chat', c.id,
+                         jsonb_build_object('participant_id', contact_id, 'participant_type', 'contact', 'is_admin', false,
+                                            'source', 'inbound'), c.version);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_chat_participant(ventros.chats, uuid, timestamptz) IS
+    'Adds the contact who wrote in a group chat as a participant when not one yet (emits chat_participant.created and chat.participant_added); returns whether it was added';
 
 -- inbound_lock_message: inbound_find_message's row, locked for the change a
 -- receipt, reaction or edit makes (all NULL: none).  Still live once locked.

@@ -198,6 +198,7 @@ DECLARE
     o ventros.inbox_outcome;
     extra jsonb;
     at timestamptz;
+    grp ventros.chats;
 BEGIN
     IF jsonb_typeof(p) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'WAHA message.any without a payload object' USING ERRCODE = '22023';
@@ -257,11 +258,17 @@ BEGIN
             'source_app', ad->'sourceApp', 'source_url', ad->'sourceURL', 'ctwa_clid', ad->'ctwaClid', 'title', ad->'title')));
     END IF;
     at := coalesce(ventros.inbound_time(ventros.json_text(p, 'timestamp')), ventros.inbound_time(ventros.json_text(doc, 'timestamp')));
+    IF chat LIKE '%@g.us' THEN
+        grp := ventros.inbound_group_chat(ch, chat, coalesce(at, now()));
+    END IF;
     o := ventros.inbound_message(ch, sender, from_me, ventros.json_text(p, 'id'), kind, body, at,
                                  CASE WHEN NOT from_me THEN coalesce(ventros.json_text(info, 'PushName'), ventros.json_text(p, '_data', 'notifyName')) END,
                                  media_url, mime, CASE WHEN meta <> '{}' THEN meta END,
                                  coalesce(ventros.json_text(p, 'replyTo', 'id'), ventros.json_text(p, 'replyTo'),
-                                          ventros.json_text(ctx, 'stanzaId')));
+                                          ventros.json_text(ctx, 'stanzaId')), grp.id);
+    IF grp.id IS NOT NULL THEN
+        PERFORM ventros.inbound_chat_participant(grp, o.contact_id, coalesce(at, now()));
+    END IF;
     IF jsonb_typeof(ad) = 'object' AND NOT from_me AND o.message_id IS NOT NULL THEN
         extra := ventros.inbound_tracking(o.contact_id, (SELECT m.session_id FROM ventros.messages m WHERE m.tenant_id = ch.tenant_id AND m.id = o.message_id),
                                           'meta_ads', 'whatsapp', ventros.json_text(ad, 'sourceID'), ventros.json_text(ad, 'sourceURL'),
@@ -272,7 +279,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.waha_message(ventros.channels, jsonb) IS
-    'A WAHA message.any: sender (@c.us / @lid linked), content type, text, media URL and mimetype, location, contact card, reply, click-to-WhatsApp ad tracking; fromMe echoes matched to our sends';
+    'A WAHA message.any: sender (@c.us / @lid linked), content type, text, media URL and mimetype, location, contact card, reply, click-to-WhatsApp ad tracking; fromMe echoes matched to our sends; a group message (@g.us) creates or updates its chat and participant, the message points at the chat';
 
 CREATE FUNCTION ventros.waha_process(r ventros.inbox, ch ventros.channels) RETURNS ventros.inbox_outcome
 LANGUAGE plpgsql

@@ -116,11 +116,13 @@ test('a contact change arrives signed as a CloudEvents 1.0 event', async () => {
   const c = await createContact('Ana', other);
   await q(`SELECT ventros.update_contact($1, $2, '{"name": "Ana Maria"}')`, [c.id, c.version], other);
 
-  const ds = await settled(hook, 2);
+  // the rename: contact.updated, then contact.name_changed (no version)
+  const ds = await settled(hook, 3);
   const events = await q(`SELECT event_id, event_type, occurred_at, payload FROM ventros.outbox
                            WHERE tenant_id = 'wh_it_ce' AND aggregate_id = $1 ORDER BY seq`, [c.id]);
   assert.deepEqual(ds.map((d) => [d.event_type, d.status, d.attempts, d.response_status]),
-                   [['contact.created', 'succeeded', 1, 200], ['contact.updated', 'succeeded', 1, 200]]);
+                   [['contact.created', 'succeeded', 1, 200], ['contact.updated', 'succeeded', 1, 200],
+                    ['contact.name_changed', 'succeeded', 1, 200]]);
   for (const [i, d] of ds.entries()) {
     const [req] = ofDelivery('/ce', d.id);
     assert.ok(req, `delivery ${d.id} arrived`);
@@ -147,12 +149,12 @@ test('a contact change arrives signed as a CloudEvents 1.0 event', async () => {
     assert.equal(ce.subject, `contacts/${c.id}`);
     assert.equal(ce.datacontenttype, 'application/json');
     assert.equal(ce.tenantid, 'wh_it_ce');
-    assert.equal(ce.aggregateversion, i + 1, 'the aggregateversion extension attribute');
+    if (i < 2) assert.equal(ce.aggregateversion, i + 1, 'the aggregateversion extension attribute');
     assert.equal(new Date(ce.time).getTime(), Math.floor(events[i].occurred_at.getTime()));
     assert.deepEqual(ce.data, events[i].payload);
   }
   const w = await subscription(hook);
-  assert.equal(w.success_count, 2);
+  assert.equal(w.success_count, 3);
   assert.equal(w.failure_count, 0);
 });
 

@@ -81,9 +81,11 @@ BEGIN
     RETURN NEXT is(ventros_test.run_as('postgres', 'contract_a', upd), '2',
                    a || ': an update stating the current version bumps it by one');
     events := ventros_test.events_of(id::uuid);
-    RETURN NEXT is(events[cardinality(events)], a || '.updated', a || ': the update emitted ' || a || '.updated');
+    -- The update's first event (granular ones, such as contact.name_changed, may follow it).
+    RETURN NEXT is((SELECT event_type FROM ventros.outbox WHERE aggregate_id = id::uuid AND aggregate_version = 2
+                    ORDER BY seq LIMIT 1), a || '.updated', a || ': the update emitted ' || a || '.updated');
     RETURN NEXT ok((SELECT payload ? 'changed' AND payload ? 'previous' AND payload->'changed' <> '{}'
-                    FROM ventros.outbox WHERE aggregate_id = id::uuid ORDER BY seq DESC LIMIT 1),
+                    FROM ventros.outbox WHERE aggregate_id = id::uuid AND aggregate_version = 2 ORDER BY seq LIMIT 1),
                    a || ': the updated event carries the changed fields and their previous values');
     RETURN NEXT ok(ventros_test.run_as('postgres', 'contract_a', upd) LIKE 'ERROR VN001%',
                    a || ': a stale version is refused with VN001');

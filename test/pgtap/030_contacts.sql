@@ -23,8 +23,9 @@ SELECT is(ventros.normalize_phone('005511987654321'), '+5511987654321', '00 is t
 SELECT is(ventros.normalize_phone('5511987654321@c.us'), '+5511987654321', 'a WhatsApp id yields its number');
 SELECT is(c.tags, ARRAY['a', 'b'], 'tags are made distinct')
 FROM ventros.create_contact('Tagged', tags => ARRAY['b', 'a', 'b']) c;
-SELECT is((SELECT event_type FROM ventros.outbox ORDER BY seq DESC LIMIT 1), 'contact.created',
-          'create_contact emits contact.created');
+SELECT is((SELECT array_agg(event_type ORDER BY seq) FROM ventros.outbox WHERE aggregate_id = (SELECT id FROM ventros.contacts WHERE name = 'Tagged')),
+          ARRAY['contact.created', 'contact.tag_added', 'contact.tag_added'],
+          'create_contact emits contact.created (then contact.tag_added per tag)');
 
 -- lookups
 SELECT is((SELECT name FROM ventros.find_contact(phone => '55 11 98765 4321')), 'Maria Silva',

@@ -103,7 +103,7 @@ SELECT is(pg_temp.delivered('deleted_only'), '{}'::text[], 'an exact pattern doe
 SELECT ventros.update_contact(pg_temp.id('c1'), 1, '{"name": "Ana Maria"}');
 INSERT INTO ids SELECT 'pipeline', id FROM ventros.create_pipeline('Sales');
 SELECT ventros.delete_contact(pg_temp.id('c1'), 2);
-SELECT is(pg_temp.delivered('contacts'), ARRAY['contact.created', 'contact.updated', 'contact.deleted'],
+SELECT is(pg_temp.delivered('contacts'), ARRAY['contact.created', 'contact.updated', 'contact.name_changed', 'contact.deleted'],
           'contact.* selects every contact event and nothing else');
 SELECT is(pg_temp.delivered('deleted_only'), ARRAY['contact.deleted'], 'the exact pattern gets its event');
 SELECT ok('pipeline.created' = ANY (pg_temp.delivered('all')) AND 'contact.updated' = ANY (pg_temp.delivered('all')),
