@@ -7906,6 +7906,9 @@ $$;
 COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
     'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
 
+-- the session's direct writes name the snooze commands too (sql/37_sessions_handling.sql)
+SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session,snooze_session,unsnooze_session}', deletes => '{}');
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
