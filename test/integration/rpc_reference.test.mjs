@@ -1,4 +1,4 @@
-// docs/http.md's reference of the command endpoints is current: it equals
+// docs/http-rpc.md's reference of the command endpoints is current: it equals
 // what scripts/http-reference.mjs generates from this database's catalog
 // (run it with --write after changing a served function, its COMMENT or its
 // grants).  The generator follows the catalog: a changed COMMENT changes it.
@@ -7,25 +7,25 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { db, ROOT } from './http_helpers.mjs';
-import { render, splice } from '../../scripts/http-reference.mjs';
+import { DOC, render, splice } from '../../scripts/http-reference.mjs';
 
 let pg;
 before(async () => { pg = await db(); });
 after(async () => { await pg?.end(); });
 
-test('the committed rpc reference in docs/http.md is the generated one', async () => {
-  const doc = fs.readFileSync(path.join(ROOT, 'docs/http.md'), 'utf8');
+test('the committed rpc reference in docs/http-rpc.md is the generated one', async () => {
+  const doc = fs.readFileSync(path.join(ROOT, DOC), 'utf8');
   const ref = await render(pg);
   const fresh = splice(doc, ref);
   if (fresh !== doc) {
     const a = doc.split('\n');
     const b = fresh.split('\n');
     const i = a.findIndex((line, n) => line !== b[n]);
-    assert.fail(`docs/http.md is stale (scripts/http-reference.mjs --write); first difference at line ${i + 1}:\n` +
+    assert.fail(`${DOC} is stale (scripts/http-reference.mjs --write); first difference at line ${i + 1}:\n` +
       `committed: ${a[i]}\ngenerated: ${b[i]}`);
   }
   const count = Number(/^(\d+) functions\./m.exec(ref)[1]);
-  console.log(`# rpc reference: ${count} command endpoints in docs/http.md, current`);
+  console.log(`# rpc reference: ${count} command endpoints in ${DOC}, current`);
   assert.ok(count >= 390);
 });
 
