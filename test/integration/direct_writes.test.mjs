@@ -9,7 +9,7 @@
 //   direct    2xx, and the same row, events and rows per tenant table as the
 //             command produces from the same state (run just before in SQL,
 //             as the same role, in a transaction rolled back).
-// docs/sql.md's table of direct writes is generated from the same catalog
+// docs/sql-direct-writes.md's table of direct writes is generated from the same catalog
 // and checked here (VENTROS_WRITE_DOCS=1 rewrites it).  The counts are printed.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -166,20 +166,20 @@ test('outbound messages: POST /messages with from_me true is refused (403), nami
   assert.equal(after, ids.requests, 'no provider request');
 });
 
-// docs/sql.md, "Direct writes": the table between the markers is the catalog's.
-test('docs/sql.md lists what every direct write does, as the catalog declares it', async () => {
-  const file = path.join(ROOT, 'docs/sql.md');
+// docs/sql-direct-writes.md: the table between the markers is the catalog's.
+test('docs/sql-direct-writes.md lists what every direct write does, as the catalog declares it', async () => {
+  const file = path.join(ROOT, 'docs/sql-direct-writes.md');
   const doc = fs.readFileSync(file, 'utf8');
   const begin = '<!-- direct-writes:begin (generated from ventros.aggregate_writes by test/integration/direct_writes.test.mjs) -->';
   const end = '<!-- direct-writes:end -->';
   const table = (await pg.query('SELECT ventros_test.direct_writes_markdown() AS t')).rows[0].t;
   const i = doc.indexOf(begin);
   const j = doc.indexOf(end);
-  assert.ok(i >= 0 && j > i, 'docs/sql.md has the markers of the direct writes table');
+  assert.ok(i >= 0 && j > i, 'docs/sql-direct-writes.md has the markers of the direct writes table');
   const current = doc.slice(i + begin.length, j).trim();
   if (process.env.VENTROS_WRITE_DOCS === '1' && current !== table.trim()) {
     fs.writeFileSync(file, doc.slice(0, i + begin.length) + '\n' + table.trim() + '\n' + doc.slice(j));
     return;
   }
-  assert.equal(current, table.trim(), 'docs/sql.md is stale: run with VENTROS_WRITE_DOCS=1 to rewrite the table');
+  assert.equal(current, table.trim(), 'docs/sql-direct-writes.md is stale: run with VENTROS_WRITE_DOCS=1 to rewrite the table');
 });
