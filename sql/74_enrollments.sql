@@ -9,6 +9,8 @@
 -- so a consumer of campaign.* or sequence.* sees its whole story in order.
 -- This file is that one mechanism; a parent declares itself with
 -- ventros.register_enrollment and its commands call the functions below.
+-- At its end: what a contact's own doings (a reply, a conversion, a pipeline
+-- status reached) do to its enrollments, in the same transaction.
 
 -- register_enrollment: the enrollment aggregate of a parent and its events.
 CREATE FUNCTION ventros.register_enrollment(parent text, enrollment_table regclass)
@@ -412,3 +414,87 @@ GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer
     ventros.journey_send(uuid, uuid, jsonb, text, jsonb) TO ventros_agent;
 -- The scheduler's, as every tick: its `now` is the caller's to choose.
 GRANT EXECUTE ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) TO ventros_platform_admin;
+
+-- ---- what contacts do to their journeys, in the same transaction ---------------
+
+-- journey_converted: counts a conversion of the contact's current and
+-- completed enrollments of active campaigns, once per enrollment: a reply,
+-- a tracking conversion, or (kind status) the campaign's conversion status.
+CREATE FUNCTION ventros.journey_converted(contact_id uuid, kind text, status_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.campaign_enrollments;
+    n integer := 0;
+BEGIN
+    FOR e IN UPDATE ventros.campaign_enrollments x SET converted_at = at, version = x.version
+             FROM ventros.campaigns c
+             WHERE x.tenant_id = ventros.require_tenant() AND x.contact_id = journey_converted.contact_id
+               AND x.converted_at IS NULL AND x.status IN ('active', 'completed') AND x.deleted_at IS NULL
+               AND c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+               AND (kind <> 'status' OR c.conversion_status_id = journey_converted.status_id)
+             RETURNING x.*
+    LOOP
+        UPDATE ventros.campaigns c SET conversions_count = c.conversions_count + 1, version = c.version
+        WHERE c.tenant_id = e.tenant_id AND c.id = e.campaign_id;
+        PERFORM ventros.emit('campaign.contact_converted', 'campaign', e.campaign_id,
+            jsonb_build_object('enrollment_id', e.id, 'contact_id', e.contact_id, 'kind', kind), NULL);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_converted(uuid, text, uuid, timestamptz) IS
+    'Counts a conversion (reply, tracking, status) of a contact''s unconverted enrollments of active campaigns (status: those whose conversion_status_id it is); emits campaign.contact_converted; returns how many';
+
+-- journey_reply: an inbound message of a contact, in receive_message's
+-- transaction before the session is touched.  When the contact has a
+-- current enrollment, the contact is locked first (the order of a tick:
+-- contact, then enrollment), then its enrollments of sequences with
+-- exit_on_reply exit and its campaigns count the conversion.  A step being
+-- sent holds the contact: the reply waits and exits after it; a reply
+-- first makes the tick pass the enrollment over (isolation spec
+-- sequence_reply_exit).
+CREATE FUNCTION ventros.journey_reply(contact_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ventros.sequence_enrollments x
+                   WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.status = 'active')
+       AND NOT EXISTS (SELECT 1 FROM ventros.campaign_enrollments x
+                       JOIN ventros.campaigns c ON c.tenant_id = x.tenant_id AND c.id = x.campaign_id AND c.status = 'active'
+                       WHERE x.tenant_id = tenant AND x.contact_id = journey_reply.contact_id AND x.converted_at IS NULL
+                         AND x.status IN ('active', 'completed')) THEN
+        RETURN;     -- the hot path of every inbound message
+    END IF;
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = journey_reply.contact_id FOR NO KEY UPDATE;
+    PERFORM ventros.exit_sequences(contact_id, 'replied', exit_on_reply => true, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'reply', NULL, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_reply(uuid, timestamptz) IS
+    'An inbound message: exits the contact''s enrollments of sequences with exit_on_reply and counts the reply as a conversion of its campaigns (contact locked first, as a tick)';
+
+-- journey_status_reached: a contact moved to a pipeline status (in
+-- change_contact_pipeline_status, which holds the contact): exits the
+-- sequences that list it in exit_on.status_ids, counts the campaigns'
+-- conversions whose conversion status it is.
+CREATE FUNCTION ventros.journey_status_reached(contact_id uuid, status_id uuid, at timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.exit_sequences(contact_id, 'status', status_id => status_id, at => at);
+    PERFORM ventros.journey_converted(contact_id, 'status', status_id, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_status_reached(uuid, uuid, timestamptz) IS
+    'A contact reached a pipeline status: exits the sequences with it in exit_on.status_ids, counts conversions of the campaigns with it as conversion status';
+
+GRANT EXECUTE ON FUNCTION ventros.journey_reply(uuid, timestamptz),
+    ventros.journey_converted(uuid, text, uuid, timestamptz), ventros.journey_status_reached(uuid, uuid, timestamptz)
+    TO ventros_agent;

@@ -15,8 +15,8 @@
  * rule in its own subtransaction and deletes the queue row, all in one
  * transaction: a crash re-runs nothing twice, and the run log's key
  * (tenant, rule, event) makes a second run impossible anyway.  Everything
- * the executor does is in SQL (sql/83_automation_rules.sql); this file is
- * only the loop.
+ * the executor does is in SQL (sql/83_automation_rules.sql and the
+ * sql/84_automation_*.sql files); this file is only the loop.
  *
  * ventros.automation_workers executors run; the commit wakes the first, and
  * one that finds work wakes the next, so a backlog is shared.  Waits ("wait

@@ -1,0 +1,225 @@
+-- Automation rules (sql/83_automation_rules.sql): what a rule sees of an
+-- event (its context) and the conditions evaluated on it.
+
+-- ---- what a rule sees: the event's context ------------------------------------
+
+CREATE FUNCTION ventros.automation_uuid(value text) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN value ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN value::uuid END
+$$;
+COMMENT ON FUNCTION ventros.automation_uuid(text) IS 'A text as a uuid, NULL when it is not one';
+
+-- The event, its payload, and the contact, custom fields, pipeline statuses,
+-- message, session and channel it concerns, as one JSON document; a
+-- condition's field is a path into it.  Called with the event's tenant acting.
+CREATE FUNCTION ventros.automation_context(ev ventros.outbox, at timestamptz) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    s ventros.sessions;
+    c ventros.contacts;
+    ch ventros.channels;
+    message_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'message' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'message_id'));
+    session_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'session' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'session_id'));
+    contact_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'contact' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'contact_id'));
+    channel_id uuid := ventros.automation_uuid(ev.payload->>'channel_id');
+    ctx jsonb;
+BEGIN
+    IF message_id IS NOT NULL THEN
+        SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = ev.tenant_id AND x.id = message_id;
+        session_id := coalesce(session_id, m.session_id);
+        contact_id := coalesce(contact_id, m.contact_id);
+        channel_id := coalesce(channel_id, m.channel_id);
+    END IF;
+    IF session_id IS NOT NULL THEN
+        SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = ev.tenant_id AND x.id = session_id;
+        contact_id := coalesce(contact_id, s.contact_id);
+        channel_id := coalesce(channel_id, s.channel_id);
+    END IF;
+    IF contact_id IS NOT NULL THEN
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ev.tenant_id AND x.id = contact_id;
+    END IF;
+    IF channel_id IS NOT NULL THEN
+        SELECT * INTO ch FROM ventros.channels x WHERE x.tenant_id = ev.tenant_id AND x.id = channel_id;
+    END IF;
+    ctx := jsonb_build_object(
+        'event', jsonb_build_object('id', ev.event_id, 'type', ev.event_type, 'aggregate_type', ev.aggregate_type,
+                                    'aggregate_id', ev.aggregate_id, 'actor', ev.actor, 'occurred_at', ev.occurred_at),
+        'payload', ev.payload);
+    IF c.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('contact', to_jsonb(c) - 'tenant_id'
+            || jsonb_build_object('custom', coalesce((SELECT jsonb_object_agg(f.field_key, f.field_value)
+                                                       FROM ventros.contact_custom_fields f
+                                                      WHERE f.tenant_id = ev.tenant_id AND f.contact_id = c.id
+                                                        AND f.deleted_at IS NULL), '{}')),
+            'pipeline', (SELECT jsonb_build_object('status_ids', coalesce(jsonb_agg(p.status_id), '[]'),
+                                                   'statuses', coalesce(jsonb_agg(st.name), '[]'),
+                                                   'pipeline_ids', coalesce(jsonb_agg(p.pipeline_id), '[]'))
+                           FROM ventros.contact_pipeline_statuses p
+                           JOIN ventros.pipeline_statuses st ON st.tenant_id = p.tenant_id AND st.id = p.status_id
+                          WHERE p.tenant_id = ev.tenant_id AND p.contact_id = c.id AND p.exited_at IS NULL
+                            AND p.deleted_at IS NULL));
+    END IF;
+    IF m.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('message', to_jsonb(m) - 'tenant_id');
+    END IF;
+    IF s.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session', to_jsonb(s) - 'tenant_id'
+            || jsonb_build_object('duration_minutes',
+                   round(extract(epoch FROM coalesce(s.ended_at, at) - s.started_at) / 60, 2)));
+    END IF;
+    IF ch.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('channel', jsonb_build_object('id', ch.id, 'name', ch.name, 'type', ch.type,
+                                                                       'status', ch.status));
+    END IF;
+    RETURN ctx;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_context(ventros.outbox, timestamptz) IS
+    'What an automation rule sees of an event: event, payload, contact (with custom fields), pipeline statuses, message, session (with duration_minutes) and channel';
+
+-- ---- conditions ----------------------------------------------------------------
+
+CREATE FUNCTION ventros.automation_compare(actual jsonb, op text, expected jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a text := actual #>> '{}';
+    e text := expected #>> '{}';
+    missing boolean := actual IS NULL OR jsonb_typeof(actual) = 'null';
+BEGIN
+    CASE op
+    WHEN 'is_null' THEN RETURN missing;
+    WHEN 'is_not_null' THEN RETURN NOT missing;
+    WHEN 'ne' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'eq', expected);
+    WHEN 'not_in' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'in', expected);
+    WHEN 'not_contains' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'contains', expected);
+    ELSE
+        IF missing THEN
+            RETURN false;
+        END IF;
+    END CASE;
+    CASE op
+    WHEN 'eq' THEN RETURN actual = expected OR a = e;
+    WHEN 'gt', 'lt', 'gte', 'lte' THEN
+        IF jsonb_typeof(actual) = 'number' AND jsonb_typeof(expected) = 'number' THEN
+            RETURN CASE op WHEN 'gt' THEN a::numeric > e::numeric WHEN 'lt' THEN a::numeric < e::numeric
+                           WHEN 'gte' THEN a::numeric >= e::numeric ELSE a::numeric <= e::numeric END;
+        END IF;
+        RETURN CASE op WHEN 'gt' THEN a > e WHEN 'lt' THEN a < e WHEN 'gte' THEN a >= e ELSE a <= e END;
+    WHEN 'contains' THEN
+        IF jsonb_typeof(actual) = 'array' THEN
+            RETURN actual @> CASE WHEN jsonb_typeof(expected) = 'array' THEN expected ELSE jsonb_build_array(expected) END;
+        END IF;
+        RETURN strpos(lower(a), lower(e)) > 0;
+    WHEN 'starts_with' THEN RETURN starts_with(lower(a), lower(e));
+    WHEN 'ends_with' THEN RETURN right(lower(a), length(e)) = lower(e);
+    WHEN 'in' THEN
+        RETURN jsonb_typeof(expected) = 'array'
+           AND (expected @> jsonb_build_array(actual) OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(expected) x WHERE x = a));
+    WHEN 'matches' THEN RETURN a ~* e;
+    ELSE
+        RAISE EXCEPTION 'unknown condition operator "%"', left(op, 32) USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_compare(jsonb, text, jsonb) IS
+    'One condition operator (eq, ne, gt, lt, gte, lte, contains, not_contains, starts_with, ends_with, in, not_in, is_null, is_not_null, matches) on JSON values';
+
+-- A condition's field as a path of the context: a bare name is a payload field.
+CREATE FUNCTION ventros.automation_field(ctx jsonb, field text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ctx #> CASE WHEN split_part(field, '.', 1) IN ('payload', 'event', 'contact', 'message', 'session', 'channel', 'pipeline')
+                       THEN string_to_array(field, '.')
+                       ELSE ARRAY['payload'] || string_to_array(field, '.') END
+$$;
+COMMENT ON FUNCTION ventros.automation_field(jsonb, text) IS
+    'The value of a condition field in a rule''s context (payload.<path>, contact.<column>, contact.custom.<key>, session.<column>, message.<column>, channel.<column>, event.<attribute>, pipeline.statuses; a bare name is payload.<name>)';
+
+CREATE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    local timestamp := at AT TIME ZONE tz;
+    t time := (at AT TIME ZONE tz)::time;
+    txt text := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
+    w jsonb;
+BEGIN
+    IF c ? 'all' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
+                           WHERE NOT ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'any' THEN
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements(c->'any') x
+                       WHERE ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'not' THEN
+        RETURN NOT ventros.automation_condition_holds(c->'not', ctx, tz, at);
+    ELSIF c ? 'keyword' THEN
+        -- whole words, case-insensitive; any of a list
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'keyword') WHEN 'array' THEN c->'keyword'
+                                                                    ELSE jsonb_build_array(c->'keyword') END) k
+                       WHERE btrim(k) <> ''
+                         AND strpos(' ' || regexp_replace(txt, '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                                    ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0);
+    ELSIF c ? 'regex' THEN
+        RETURN txt ~* (c->>'regex');
+    ELSIF c ? 'tag' THEN
+        RETURN coalesce(ctx #> '{contact,tags}' ? (c->>'tag'), false);
+    ELSIF c ? 'time_window' THEN
+        w := c->'time_window';
+        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM local)::integer) THEN
+            RETURN false;
+        END IF;
+        RETURN CASE WHEN (w->>'from')::time <= (w->>'to')::time
+                    THEN t >= (w->>'from')::time AND (t < (w->>'to')::time OR w->>'to' LIKE '24:%')
+                    ELSE t >= (w->>'from')::time OR t < (w->>'to')::time END;
+    ELSIF c ? 'weekdays' THEN
+        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM local)::integer);
+    END IF;
+    RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz) IS
+    'Whether one condition holds in a rule''s context at an instant, in the tenant''s timezone (time windows and weekdays: ISO, 1 = Monday)';
+
+-- A rule's list of conditions: all of them, except that an element with
+-- "logic": "OR" is or-ed with what precedes it (the stored shape).
+CREATE FUNCTION ventros.automation_conditions_hold(conditions jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result boolean := true;
+    c jsonb;
+    first boolean := true;
+BEGIN
+    FOR c IN SELECT x FROM jsonb_array_elements(conditions) x LOOP
+        IF first THEN
+            result := ventros.automation_condition_holds(c, ctx, tz, at);
+            first := false;
+        ELSIF upper(coalesce(c->>'logic', 'AND')) = 'OR' THEN
+            result := result OR ventros.automation_condition_holds(c, ctx, tz, at);
+        ELSE
+            result := result AND ventros.automation_condition_holds(c, ctx, tz, at);
+        END IF;
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz) IS
+    'Whether a rule''s conditions hold: all of them, an element with "logic": "OR" or-ed with what precedes it; none: true';
+
+GRANT EXECUTE ON FUNCTION ventros.automation_uuid(text),
+    ventros.automation_compare(jsonb, text, jsonb), ventros.automation_field(jsonb, text),
+    ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz),
+    ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz),
+    ventros.automation_context(ventros.outbox, timestamptz) TO ventros_viewer;

@@ -1,0 +1,514 @@
+-- Automation rules (sql/83_automation_rules.sql): the actions, each through
+-- the command a user would call; one rule run for one event; the
+-- executor's entry point; the dry run.
+
+-- ---- actions -------------------------------------------------------------------
+
+CREATE FUNCTION ventros.automation_require(value text, what text, action text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL OR value = '' THEN
+        RAISE EXCEPTION 'action % needs %', action, what USING ERRCODE = '23502';
+    END IF;
+    RETURN value;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_require(text, text, text) IS
+    'A value an action needs (its parameter or the contact/session of the event), or 23502 naming it';
+
+-- One action, through the command a user would call.  Returns what it did.
+CREATE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+-- call_webhook: a delivery of the triggering event to one of the tenant's
+-- webhook subscriptions, through the dispatcher, signed per attempt with the
+-- subscription's secret as every delivery (sql/92_webhook_deliveries.sql).
+CREATE FUNCTION ventros.automation_call_webhook(p jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w ventros.webhook_subscriptions;
+    delivery uuid := gen_random_uuid();
+    request uuid := gen_random_uuid();
+    ev_id uuid := (ctx #>> '{event,id}')::uuid;
+    body bytea;
+BEGIN
+    SELECT * INTO w FROM ventros.webhook_subscriptions x
+     WHERE x.tenant_id = rule.tenant_id AND x.deleted_at IS NULL
+       AND x.id = ventros.automation_require(p->>'webhook_subscription_id', 'params.webhook_subscription_id', 'call_webhook')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook subscription % not found', p->>'webhook_subscription_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF w.secret IS NULL THEN
+        RAISE EXCEPTION 'webhook subscription % has no secret: automation calls are signed', w.id USING ERRCODE = '22023';
+    END IF;
+    body := convert_to(ventros.webhook_cloudevent(rule.tenant_id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+                                                  (ctx #>> '{event,aggregate_id}')::uuid,
+                                                  coalesce(p->'body', ctx->'payload') || jsonb_build_object('automation_id', rule.id),
+                                                  (ctx #>> '{event,occurred_at}')::timestamptz), 'UTF8');
+    INSERT INTO ventros.http_requests (tenant_id, id, method, url, headers, body, purpose, correlation_id,
+                                       retry_policy, retry_schedule, max_attempts, timeout_ms)
+    VALUES (rule.tenant_id, request, 'POST', w.url, ventros.webhook_request_headers(ev_id, delivery), body,
+            'webhook.delivery', delivery, 'any', ventros.webhook_retry_schedule(),
+            1 + least(w.retry_count, cardinality(ventros.webhook_retry_schedule())), w.timeout_seconds * 1000);
+    INSERT INTO ventros.webhook_deliveries (tenant_id, id, subscription_id, event_id, event_type, aggregate_type,
+                                            aggregate_id, request_id)
+    VALUES (rule.tenant_id, delivery, w.id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+            (ctx #>> '{event,aggregate_id}')::uuid, request);
+    RETURN jsonb_build_object('type', 'call_webhook', 'delivery_id', delivery);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automations) IS
+    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to a webhook subscription of the tenant, through the HTTP dispatcher';
+
+-- ---- running one rule for one event ---------------------------------------------
+
+-- The run's events: automation.triggered, .executed or .failed.
+CREATE FUNCTION ventros.automation_report(rule ventros.automations, outcome text, run ventros.automation_runs) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.emit('automation.' || outcome, 'automation', rule.id,
+        jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                             'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                             'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+        rule.version)
+$$;
+COMMENT ON FUNCTION ventros.automation_report(ventros.automations, text, ventros.automation_runs) IS
+    'Emits automation.triggered, .executed or .failed for a run';
+
+-- Runs a list of actions in order until a wait: the rest is stored as the
+-- run's continuation.  Returns the actions done and whether it waits.
+CREATE FUNCTION ventros.automation_run_actions(rule ventros.automations, ctx jsonb, actions jsonb, run_id uuid,
+                                               at timestamptz, OUT done jsonb, OUT waiting boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a jsonb;
+    i integer := 0;
+    n integer := jsonb_array_length(actions);
+    minutes numeric;
+BEGIN
+    done := '[]';
+    waiting := false;
+    WHILE i < n LOOP
+        a := actions->i;
+        minutes := CASE WHEN a->>'type' = 'wait' THEN coalesce((a->'params'->>'minutes')::numeric, (a->>'delay_minutes')::numeric, 0)
+                        ELSE coalesce((a->>'delay_minutes')::numeric, 0) END;
+        IF minutes > 0 THEN
+            -- the rest, with this action's own delay spent
+            INSERT INTO ventros.automation_waits (tenant_id, run_id, due_at, actions)
+            VALUES (rule.tenant_id, run_id, at + make_interval(secs => minutes * 60),
+                    CASE WHEN a->>'type' = 'wait' THEN '[]'::jsonb ELSE jsonb_build_array(a - 'delay_minutes') END
+                    || coalesce((SELECT jsonb_agg(x ORDER BY o) FROM jsonb_array_elements(actions) WITH ORDINALITY r(x, o)
+                                  WHERE o > i + 1), '[]'));
+            done := done || jsonb_build_object('type', 'wait', 'minutes', minutes);
+            waiting := true;
+            RETURN;
+        END IF;
+        IF a->>'type' <> 'wait' THEN
+            done := done || ventros.automation_act(a, ctx, rule);
+        END IF;
+        i := i + 1;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_actions(ventros.automations, jsonb, jsonb, uuid, timestamptz) IS
+    'Runs actions in order; a wait (or an action''s delay_minutes) stores the rest in ventros.automation_waits and stops';
+
+-- The actions of a run, in a subtransaction; finishes the run row and
+-- reports it.
+CREATE FUNCTION ventros.automation_execute(rule ventros.automations, run ventros.automation_runs, ctx jsonb,
+                                           actions jsonb, at timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    err text;
+    state text;
+BEGIN
+    BEGIN
+        r := ventros.automation_run_actions(rule, ctx, actions, run.id, at);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+    END;
+    IF err IS NOT NULL THEN
+        UPDATE ventros.automation_runs x SET outcome = 'failed', error = left(state || ': ' || err, 2000),
+                                             finished_at = clock_timestamp()
+         WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        PERFORM ventros.automation_report(rule, 'failed', run);
+    ELSE
+        UPDATE ventros.automation_runs x
+           SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = x.actions_done || r.done,
+               finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
+         WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        IF NOT r.waiting THEN
+            PERFORM ventros.automation_report(rule, 'executed', run);
+        END IF;
+    END IF;
+    RETURN run.outcome;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_execute(ventros.automations, ventros.automation_runs, jsonb, jsonb, timestamptz) IS
+    'Runs a run''s actions in a subtransaction (a failure rolls them back and fails the run with its error), reports automation.executed or .failed';
+
+CREATE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros.outbox, depth integer,
+                                            origin_event_id uuid, at timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    settings ventros.automation_settings := ventros.current_automation_settings();
+    run ventros.automation_runs;
+    ctx jsonb;
+    holds boolean;
+    reason text;
+    err text;
+    state text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.automation_runs x
+                WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id AND x.event_id = ev.event_id) THEN
+        RETURN 'duplicate';
+    END IF;
+    IF depth >= settings.max_depth THEN
+        reason := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                         settings.max_depth, ev.event_type, depth, origin_event_id);
+    ELSIF depth > 0 AND EXISTS (SELECT 1 FROM ventros.automation_runs x
+                                 WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id
+                                   AND x.origin_event_id = automation_run_rule.origin_event_id) THEN
+        reason := format('loop: rule already ran for the originating event %s', origin_event_id);
+    END IF;
+    IF reason IS NULL THEN
+        BEGIN
+            ctx := ventros.automation_context(ev, at);
+            holds := ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            reason := 'conditions failed: ' || state || ': ' || err;
+        END;
+    END IF;
+    INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                         error, finished_at)
+    VALUES (ev.tenant_id, rule.id, ev.event_id, ev.event_type, origin_event_id, depth,
+            CASE WHEN reason IS NOT NULL THEN 'failed' WHEN holds THEN 'waiting' ELSE 'skipped' END,
+            left(reason, 2000), CASE WHEN reason IS NOT NULL OR NOT holds THEN clock_timestamp() END)
+    RETURNING * INTO run;
+    IF reason IS NOT NULL THEN
+        PERFORM ventros.automation_report(rule, 'failed', run);
+        RETURN 'failed';
+    ELSIF NOT holds THEN
+        RETURN 'skipped';
+    END IF;
+    PERFORM ventros.automation_report(rule, 'triggered', run);
+    RETURN ventros.automation_execute(rule, run, ctx, rule.actions, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, integer, uuid, timestamptz) IS
+    'Runs one rule for one event once: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped), runs its actions (executed, waiting, failed); returns the outcome';
+
+-- The cascade marks of the events emitted from here on (the queue rows
+-- ventros.automation_enqueue writes): one level deeper, the same origin.
+-- NULL depth clears them.
+CREATE FUNCTION ventros.automation_mark_cascade(depth integer, origin_event_id uuid) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT FROM set_config('ventros.automation_depth', coalesce(depth + 1, 0)::text, true) d,
+                set_config('ventros.automation_origin', CASE WHEN depth IS NOT NULL THEN origin_event_id::text ELSE '' END, true) o
+$$;
+COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
+    'Marks the events emitted from now on in this transaction as a cascade one level below depth from an originating event (NULL: unmarks)';
+
+-- One queued event: every rule it triggers, highest priority first, until a
+-- rule that ran with stop_processing.
+CREATE FUNCTION ventros.automation_process(q ventros.automation_queue, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev ventros.outbox;
+    rule ventros.automations;
+    outcome text;
+    n integer := 0;
+BEGIN
+    IF NOT (ventros.current_automation_settings()).enabled THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq;
+    IF NOT FOUND THEN
+        RETURN 0;   -- pruned or erased meanwhile
+    END IF;
+    -- everything the rules emit (their actions', their own reports) is one level deeper
+    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    FOR rule IN SELECT * FROM ventros.automations a
+                 WHERE a.tenant_id = q.tenant_id AND a.enabled AND a.deleted_at IS NULL
+                   AND (ventros.automation_trigger_matches(a.trigger, ev.event_type) OR a.id = q.automation_id)
+                   AND NOT (a.trigger = 'message.received' AND coalesce((ev.payload->>'from_me')::boolean, false))
+                 ORDER BY a.priority DESC, a.created_at, a.id LOOP
+        outcome := ventros.automation_run_rule(rule, ev, q.depth, q.origin_event_id, at);
+        n := n + 1;
+        EXIT WHEN rule.stop_processing AND outcome IN ('executed', 'waiting');
+    END LOOP;
+    PERFORM ventros.automation_mark_cascade(NULL, NULL);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_process(ventros.automation_queue, timestamptz) IS
+    'Runs the rules a queued event triggers, highest priority first, stopping after a rule with stop_processing that ran; nothing when the tenant disabled its automations';
+
+-- A due wait: the rest of the run's actions.
+CREATE FUNCTION ventros.automation_resume(w ventros.automation_waits, at timestamptz) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run ventros.automation_runs;
+    rule ventros.automations;
+    ev ventros.outbox;
+BEGIN
+    DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
+    SELECT * INTO run FROM ventros.automation_runs x WHERE x.tenant_id = w.tenant_id AND x.id = w.run_id;
+    SELECT * INTO rule FROM ventros.automations a WHERE a.tenant_id = w.tenant_id AND a.id = run.automation_id;
+    SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = w.tenant_id AND o.event_id = run.event_id;
+    PERFORM ventros.automation_mark_cascade(run.depth, run.origin_event_id);
+    IF NOT rule.enabled OR rule.deleted_at IS NOT NULL OR ev.event_id IS NULL
+       OR NOT (ventros.current_automation_settings()).enabled THEN
+        UPDATE ventros.automation_runs x SET outcome = 'failed', finished_at = clock_timestamp(),
+               error = CASE WHEN ev.event_id IS NULL THEN 'the triggering event is gone' ELSE 'the rule was disabled while waiting' END
+         WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        PERFORM ventros.automation_report(rule, 'failed', run);
+        PERFORM ventros.automation_mark_cascade(NULL, NULL);
+        RETURN 'failed';
+    END IF;
+    run.outcome := ventros.automation_execute(rule, run, ventros.automation_context(ev, at), w.actions, at);
+    PERFORM ventros.automation_mark_cascade(NULL, NULL);
+    RETURN run.outcome;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
+    'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
+
+-- ---- the executor's entry point ---------------------------------------------------
+
+CREATE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    q ventros.automation_queue;
+    w ventros.automation_waits;
+    n integer := 0;
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- a tenant's open transaction holding a row a rule needs fails that
+    -- rule's run (55P03), not the executor
+    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+    FOR q IN SELECT * FROM ventros.automation_queue x
+              WHERE NOT EXISTS (SELECT 1 FROM ventros.automation_queue y
+                                 WHERE y.tenant_id = x.tenant_id AND y.aggregate_id = x.aggregate_id AND y.seq < x.seq)
+              ORDER BY x.seq
+              LIMIT batch_size
+              FOR UPDATE SKIP LOCKED LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', q.tenant_id, true);
+        BEGIN
+            PERFORM ventros.automation_process(q, run_automations.now);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
+        END;
+        DELETE FROM ventros.automation_queue x WHERE x.tenant_id = q.tenant_id AND x.seq = q.seq;
+        n := n + 1;
+    END LOOP;
+    FOR w IN SELECT * FROM ventros.automation_waits x WHERE x.due_at <= run_automations.now
+              ORDER BY x.due_at LIMIT batch_size FOR UPDATE SKIP LOCKED LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', w.tenant_id, true);
+        BEGIN
+            PERFORM ventros.automation_resume(w, run_automations.now);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'automation executor: wait of run % of tenant % failed: %', w.run_id, w.tenant_id, SQLERRM;
+            DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
+        END;
+        n := n + 1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
+    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED) and due waits, each tenant''s as that tenant, in this transaction; returns how many it took';
+
+-- ---- dry run ------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.test_automation(automation_id uuid, event_id uuid, at timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    settings ventros.automation_settings := ventros.current_automation_settings();
+    rule ventros.automations;
+    ev ventros.outbox;
+    ctx jsonb;
+    holds boolean;
+BEGIN
+    SELECT * INTO rule FROM ventros.automations a WHERE a.tenant_id = tenant AND a.id = test_automation.automation_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('automation', automation_id);
+    END IF;
+    SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = tenant AND o.event_id = test_automation.event_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % not found', event_id USING ERRCODE = 'P0002';
+    END IF;
+    ctx := ventros.automation_context(ev, at);
+    holds := ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at);
+    RETURN jsonb_build_object(
+        'trigger_matches', ventros.automation_trigger_matches(rule.trigger, ev.event_type),
+        'conditions_hold', holds,
+        'conditions', coalesce((SELECT jsonb_agg(jsonb_build_object('condition', c,
+                                     'holds', ventros.automation_condition_holds(c, ctx, settings.timezone, at)) ORDER BY o)
+                                  FROM jsonb_array_elements(rule.conditions) WITH ORDINALITY x(c, o)), '[]'),
+        'enabled', rule.enabled AND settings.enabled,
+        'would_run', rule.enabled AND settings.enabled AND holds
+                     AND ventros.automation_trigger_matches(rule.trigger, ev.event_type),
+        'actions', rule.actions,
+        'already_ran', EXISTS (SELECT 1 FROM ventros.automation_runs r
+                                WHERE r.tenant_id = tenant AND r.automation_id = rule.id AND r.event_id = ev.event_id),
+        'context', ctx);
+END
+$$;
+COMMENT ON FUNCTION ventros.test_automation(uuid, uuid, timestamptz) IS
+    'Dry run: whether an automation of the acting tenant would run for one of its past events (trigger, each condition, enabled) and the actions it would take, without doing them';
+
+GRANT EXECUTE ON FUNCTION ventros.test_automation(uuid, uuid, timestamptz) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.run_automations(integer, timestamptz) TO ventros_platform_admin;
