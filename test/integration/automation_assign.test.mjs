@@ -6,37 +6,23 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startServer, db, BASE } from './http_helpers.mjs';
+import { BASE } from './http_helpers.mjs';
+import { wahaTenant } from './waha_tenant.mjs';
 import { emitWaha, wahaMessage } from './fakes/emit.mjs';
-import { startWaha } from './fakes/waha.mjs';
 import { waitFor } from './wait.mjs';
-import { asTenant } from './webhooks_helpers.mjs';
-import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'tassign';
-const settings = {
-  'ventros.http_allow_hosts': '127.0.0.1/32',
-  'ventros.http_backoff_min': '200ms',
-  'ventros.http_backoff_max': '1000',
-};
-let server;
-let c;
+let t;
 let waha;
+let q;
+let secret;
 let channel;
 let team;
 let agents;
-const secret = crypto.randomBytes(16).toString('hex');
-const q = (sql, params = []) => asTenant(c, TENANT, sql, params);
 
 before(async () => {
-  server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
-  c = await db();
-  await alterSystem(c, settings);
-  await c.query(`SELECT ventros.create_tenant($1, 'Assignment rules') WHERE NOT EXISTS
-                   (SELECT 1 FROM ventros.projects WHERE tenant_id = $1)`, [TENANT]);
-  waha = await startWaha({ apiKey: 'as-key' });
-  [{ id: channel }] = await q(`SELECT id FROM ventros.create_channel('AS WAHA', 'waha', config => $1)`,
-    [{ base_url: waha.url, session: 'acme-sales', api_key: 'as-key', webhook_secret: secret }]);
+  t = await wahaTenant({ tenant: TENANT, name: 'Assignment rules', channelName: 'AS WAHA', apiKey: 'as-key' });
+  ({ q, waha, channel, secret } = t);
   [{ id: team }] = await q(`SELECT id FROM ventros.create_team('Support ' || gen_random_uuid(), 'round_robin')`);
   agents = [];
   for (const name of ['Ana', 'Bruno']) {
@@ -53,10 +39,7 @@ before(async () => {
 });
 
 after(async () => {
-  await resetSystem(c, settings);
-  await c.end();
-  await server.stop();
-  await waha.close();
+  await t?.close();
 });
 
 async function inbound(body, pushName) {

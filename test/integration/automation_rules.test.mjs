@@ -6,36 +6,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startServer, db, BASE } from './http_helpers.mjs';
+import { BASE } from './http_helpers.mjs';
+import { wahaTenant } from './waha_tenant.mjs';
 import { emitWaha, wahaMessage } from './fakes/emit.mjs';
-import { startWaha } from './fakes/waha.mjs';
 import { waitFor } from './wait.mjs';
-import { asTenant } from './webhooks_helpers.mjs';
-import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'tauto';
-const settings = {
-  'ventros.http_allow_hosts': '127.0.0.1/32',
-  'ventros.http_backoff_min': '200ms',
-  'ventros.http_backoff_max': '1000',
-};
-let server;
-let c;
+let t;
 let waha;
+let q;
+let secret;
 let channel;
 let rule;
-const secret = crypto.randomBytes(16).toString('hex');
-const q = (sql, params = []) => asTenant(c, TENANT, sql, params);
 
 before(async () => {
-  server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
-  c = await db();
-  await alterSystem(c, settings);
-  await c.query(`SELECT ventros.create_tenant($1, 'Automation rules') WHERE NOT EXISTS
-                   (SELECT 1 FROM ventros.projects WHERE tenant_id = $1)`, [TENANT]);
-  waha = await startWaha({ apiKey: 'ar-key' });
-  [{ id: channel }] = await q(`SELECT id FROM ventros.create_channel('AR WAHA', 'waha', config => $1)`,
-    [{ base_url: waha.url, session: 'acme-sales', api_key: 'ar-key', webhook_secret: secret }]);
+  t = await wahaTenant({ tenant: TENANT, name: 'Automation rules', channelName: 'AR WAHA', apiKey: 'ar-key' });
+  ({ q, waha, channel, secret } = t);
   [{ id: rule }] = await q(`SELECT id FROM ventros.create_automation('Price keyword', 'message.received', $1, $2, automation_type => 'event')`,
     [JSON.stringify([{ type: 'add_tag', params: { tag: 'price_lead' } },
                      { type: 'send_message', params: { text: 'Hi {{contact.name}}! Our price list is on its way.' } }]),
@@ -43,10 +29,7 @@ before(async () => {
 });
 
 after(async () => {
-  await resetSystem(c, settings);
-  await c.end();
-  await server.stop();
-  await waha.close();
+  await t?.close();
 });
 
 test('a WhatsApp message with a keyword: the rule tags the contact and replies, and WAHA receives the reply', async () => {

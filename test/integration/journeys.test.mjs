@@ -10,25 +10,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startServer, db, BASE } from './http_helpers.mjs';
+import { BASE } from './http_helpers.mjs';
+import { wahaTenant } from './waha_tenant.mjs';
 import { emitWaha, wahaMessage } from './fakes/emit.mjs';
-import { startWaha } from './fakes/waha.mjs';
 import { waitFor } from './wait.mjs';
-import { asTenant } from './webhooks_helpers.mjs';
-import { alterSystem, resetSystem } from './settings.mjs';
 
 const TENANT = 'tjourney';
-const settings = {
-  'ventros.http_allow_hosts': '127.0.0.1/32',
-  'ventros.http_backoff_min': '200ms',
-  'ventros.http_backoff_max': '1000',
-};
-let server;
-let c;
+let t;
 let waha;
+let q;
+let secret;
 let channel;
-const secret = crypto.randomBytes(16).toString('hex');
-const q = (sql, params = []) => asTenant(c, TENANT, sql, params);
 
 // A customer writes in on WhatsApp: its contact, with a session on the channel.
 async function customer(name) {
@@ -53,21 +45,12 @@ async function sequence(name, trigger, triggerData, steps) {
 const wahaTexts = (phone) => waha.sent().filter((x) => x.request.chatId === `${phone}@c.us`).map((x) => x.request.text);
 
 before(async () => {
-  server = await startServer({ PGOPTIONS: '-c ventros.inbox_processing=inline' });
-  c = await db();
-  await alterSystem(c, settings);
-  await c.query(`SELECT ventros.create_tenant($1, 'Journeys') WHERE NOT EXISTS
-                   (SELECT 1 FROM ventros.projects WHERE tenant_id = $1)`, [TENANT]);
-  waha = await startWaha({ apiKey: 'jr-key' });
-  [{ id: channel }] = await q(`SELECT id FROM ventros.create_channel('Journeys WAHA', 'waha', config => $1)`,
-    [{ base_url: waha.url, session: 'acme-sales', api_key: 'jr-key', webhook_secret: secret }]);
+  t = await wahaTenant({ tenant: TENANT, name: 'Journeys', channelName: 'Journeys WAHA', apiKey: 'jr-key' });
+  ({ q, waha, channel, secret } = t);
 });
 
 after(async () => {
-  await resetSystem(c, settings);
-  await c.end();
-  await server.stop();
-  await waha.close();
+  await t?.close();
 });
 
 test('a tag starts a sequence, its first step is sent at its time, the reply exits it', async () => {
