@@ -72,7 +72,6 @@
 #include "direct_writes.h"
 #include "engine.h"
 #include "tenant.h"
-#include "trigger.h"
 
 /* Commands of the extension now running in this backend. */
 static int vn_command_depth = 0;
@@ -411,7 +410,7 @@ other_tenant(VnAggregate *agg, TriggerData *td)
 /*
  * direct_write_check
  *		A direct write by a tenant role gets the declared outcome of its
- *		aggregate.
+ *		aggregate.  The caller has seen that no command is running.
  */
 static void
 direct_write_check(VnAggregate *agg, TriggerData *td)
@@ -419,7 +418,7 @@ direct_write_check(VnAggregate *agg, TriggerData *td)
 	int			 op;
 	VnWriteRule *rule;
 
-	if (vn_command_depth > 0 || pg_class_ownercheck(RelationGetRelid(td->tg_relation), GetUserId()))
+	if (pg_class_ownercheck(RelationGetRelid(td->tg_relation), GetUserId()))
 		return;
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		op = 0;
@@ -453,13 +452,8 @@ direct_write_check(VnAggregate *agg, TriggerData *td)
 Datum
 ventros_engine_direct_writes(PG_FUNCTION_ARGS)
 {
-	TriggerData *td = vn_check_trigger(fcinfo, "ventros_engine_direct_writes");
+	TriggerData *td = vn_engine_check_trigger(fcinfo, "ventros_engine_direct_writes", true);
 
-	if (!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BEFORE(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("ventros_engine_direct_writes: must be fired before, for each row"),
-				 errhint("Attach the engine with ventros.register_aggregate(), never by hand.")));
 	if (vn_command_depth == 0)
 		direct_write_check(vn_aggregate_for(td->tg_relation), td);
 	return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);

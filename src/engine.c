@@ -314,8 +314,14 @@ vn_aggregate_for(Relation rel)
 	return agg;
 }
 
-static void
-check_trigger_call(FunctionCallInfo fcinfo, const char *name, bool before)
+/*
+ * vn_engine_check_trigger
+ *		The trigger data of one of the engine's row triggers, fired before
+ *		(or after) the write as register_aggregate attaches it; 39P01 when
+ *		attached any other way.
+ */
+TriggerData *
+vn_engine_check_trigger(FunctionCallInfo fcinfo, const char *name, bool before)
 {
 	TriggerData *td = vn_check_trigger(fcinfo, name);
 
@@ -325,6 +331,7 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *name, bool before)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("%s: must be fired %s, for each row", name, before ? "before" : "after"),
 				 errhint("Attach the engine with ventros.register_aggregate(), never by hand.")));
+	return td;
 }
 
 static char *
@@ -540,7 +547,7 @@ ventros_engine_before(PG_FUNCTION_ARGS)
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	VnAggregate *agg;
 
-	check_trigger_call(fcinfo, "ventros_engine_before", true);
+	vn_engine_check_trigger(fcinfo, "ventros_engine_before", true);
 	agg = vn_aggregate_for(td->tg_relation);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -639,7 +646,7 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 	Datum		*newv;
 	bool		*newn;
 
-	check_trigger_call(fcinfo, "ventros_engine_after", false);
+	vn_engine_check_trigger(fcinfo, "ventros_engine_after", false);
 	agg = vn_aggregate_for(td->tg_relation);
 	desc = RelationGetDescr(td->tg_relation);
 

@@ -9,6 +9,7 @@
 #define VENTROS_ENGINE_H
 
 #include "access/attnum.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "payload.h"
 #include "utils/relcache.h"
@@ -75,6 +76,7 @@ typedef struct VnAggregate
 /* in engine.c */
 extern void			vn_engine_init(void);
 extern VnAggregate *vn_aggregate_for(Relation rel);
+extern TriggerData *vn_engine_check_trigger(FunctionCallInfo fcinfo, const char *name, bool before);
 
 /* in state_machine.c */
 extern void				   vn_state_machine_load(VnAggregate *agg);
