@@ -7,18 +7,6 @@ SET LOCAL ROLE ventros_admin;
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id uuid);
 GRANT ALL ON ids TO PUBLIC;
 CREATE FUNCTION pg_temp.id(n text) RETURNS uuid LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = n $$;
-CREATE FUNCTION pg_temp.run() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE n integer; total integer := 0;
-BEGIN
-    SET LOCAL ROLE ventros_platform_admin;
-    LOOP
-        n := ventros.run_automations(100, now());
-        total := total + n;
-        EXIT WHEN n = 0;
-    END LOOP;
-    SET LOCAL ROLE ventros_admin;
-    RETURN total;
-END $$;
 INSERT INTO ids SELECT 'ch', ventros_test.new_channel();
 INSERT INTO ids SELECT 'price', id FROM ventros.create_automation('Price question', 'message.received',
     '[{"type": "add_tag", "params": {"tag": "lead"}}, {"type": "send_message", "params": {"text": "Hi {{contact.name}}, our prices: ..."}}]',
@@ -27,7 +15,7 @@ INSERT INTO ids SELECT 'm1', id FROM ventros.receive_message(pg_temp.id('ch'), '
 INSERT INTO ids SELECT 'ana', contact_id FROM ventros.messages WHERE id = pg_temp.id('m1');
 SELECT is((SELECT count(*)::int FROM ventros.automation_queue), 1, 'the inbound message is queued for the executor');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('ana')), '{}'::text[], 'nothing runs in the writer''s transaction');
-SELECT ok(pg_temp.run() >= 1, 'the executor takes it');
+SELECT ok(ventros_test.run_automations() >= 1, 'the executor takes it');
 SELECT is((SELECT outcome FROM ventros.automation_runs WHERE automation_id = pg_temp.id('price')), 'executed', 'run executed');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('ana')), '{lead}'::text[], 'the rule tagged the contact');
 SELECT is((SELECT text FROM ventros.messages WHERE contact_id = pg_temp.id('ana') AND from_me), 'Hi Ana, our prices: ...', 'the rule replied');
@@ -35,7 +23,7 @@ SELECT is((SELECT array_agg(event_type ORDER BY seq) FROM ventros.outbox WHERE a
           '{automation.created,automation.triggered,automation.executed}', 'automation.triggered and .executed');
 SELECT is((SELECT count(*)::int FROM ventros.automation_queue), 0, 'queue drained');
 INSERT INTO ids SELECT 'm2', id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000002', 'hello there');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT outcome FROM ventros.automation_runs r JOIN ventros.outbox o ON o.event_id = r.event_id WHERE o.aggregate_id = pg_temp.id('m2')),
           'skipped', 'no keyword: skipped by condition');
 
@@ -44,7 +32,7 @@ INSERT INTO ids SELECT 'bad', id FROM ventros.create_automation('Broken', 'messa
     '[{"type": "add_tag", "params": {"tag": "half_done"}}, {"type": "create_task", "params": {}}]', priority => 10, automation_type => 'event');
 INSERT INTO ids SELECT 'm3', id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000003', 'price please');
 INSERT INTO ids SELECT 'c3', contact_id FROM ventros.messages WHERE id = pg_temp.id('m3');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT outcome || ': ' || error FROM ventros.automation_runs WHERE automation_id = pg_temp.id('bad') AND event_type = 'message.created'
            ORDER BY started_at DESC LIMIT 1), 'failed: 0A000: action "create_task" is not supported by the automation executor', 'the failing rule is logged failed with its reason');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c3')), '{lead}'::text[], 'its first action rolled back; the other rule tagged');
@@ -59,7 +47,7 @@ RESET ROLE;
 INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, origin_event_id)
 SELECT tenant_id, seq, event_id, aggregate_id, event_id FROM ventros.outbox WHERE aggregate_id = pg_temp.id('m3') AND event_type = 'message.created';
 SET LOCAL ROLE ventros_admin;
-SELECT is(pg_temp.run(), 1, 'the repeated queue row is taken');
+SELECT is(ventros_test.run_automations(), 1, 'the repeated queue row is taken');
 SELECT is((SELECT count(*)::int FROM ventros.automation_runs r JOIN ventros.outbox o ON o.event_id = r.event_id WHERE o.aggregate_id = pg_temp.id('m3')),
           2, 'still one run per rule and event');
 SELECT is((SELECT count(*)::int FROM ventros.messages WHERE contact_id = pg_temp.id('c3') AND from_me), 1, 'one reply only');
@@ -68,11 +56,11 @@ SELECT is((SELECT count(*)::int FROM ventros.messages WHERE contact_id = pg_temp
 SELECT ventros.update_automation(pg_temp.id('bad'), 1, '{"actions": [{"type": "add_tag", "params": {"tag": "first"}}], "stop_processing": true}');
 INSERT INTO ids SELECT 'm4', id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000004', 'price?');
 INSERT INTO ids SELECT 'c4', contact_id FROM ventros.messages WHERE id = pg_temp.id('m4');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c4')), '{first}'::text[], 'the higher-priority rule ran and stopped the rest');
 SELECT set_automation_settings FROM ventros.set_automation_settings(enabled => false);
 INSERT INTO ids SELECT 'm5', id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000005', 'price?');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT count(*)::int FROM ventros.automation_runs r JOIN ventros.outbox o ON o.event_id = r.event_id WHERE o.aggregate_id = pg_temp.id('m5')),
           0, 'a tenant that disabled its automations runs none');
 SELECT ventros.set_automation_settings(enabled => true);
@@ -84,7 +72,7 @@ SELECT ventros.create_automation('Step ' || i, 'custom.step' || i,
     jsonb_build_array(jsonb_build_object('type', 'emit_event', 'params', jsonb_build_object('name', 'step' || (i + 1)))),
     automation_type => 'custom') FROM generate_series(1, 7) i;
 SELECT ventros.emit_custom_event('step1');
-SELECT ok(pg_temp.run() >= 5, 'executor follows the cascade');
+SELECT ok(ventros_test.run_automations() >= 5, 'executor follows the cascade');
 SELECT is((SELECT array_agg(a.name || '=' || r.outcome || '@' || r.depth ORDER BY r.depth) FROM ventros.automation_runs r JOIN ventros.automations a ON a.id = r.automation_id
             WHERE a.name LIKE 'Step %'),
           '{Step 1=executed@0,Step 2=executed@1,Step 3=executed@2,Step 4=executed@3,Step 5=executed@4,Step 6=failed@5}', 'the chain stops at depth 5');
@@ -95,7 +83,7 @@ SELECT is((SELECT count(*)::int FROM ventros.automation_queue), 0, 'nothing left
 INSERT INTO ids SELECT 'selfloop', id FROM ventros.create_automation('Self', 'custom.ping',
     '[{"type": "emit_event", "params": {"name": "ping"}}]', automation_type => 'custom');
 SELECT ventros.emit_custom_event('ping');
-SELECT ok(pg_temp.run() >= 2, 'executor');
+SELECT ok(ventros_test.run_automations() >= 2, 'executor');
 SELECT is((SELECT array_agg(outcome ORDER BY depth) FROM ventros.automation_runs WHERE automation_id = pg_temp.id('selfloop')),
           '{executed,failed}', 'a rule triggered by its own event fails the second time');
 SELECT matches((SELECT error FROM ventros.automation_runs WHERE automation_id = pg_temp.id('selfloop') AND outcome = 'failed'),
@@ -176,7 +164,7 @@ INSERT INTO ids SELECT 'all', id FROM ventros.create_automation('Everything', 'm
 INSERT INTO ids SELECT 'm6', id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000006', 'do everything');
 INSERT INTO ids SELECT 'c6', contact_id FROM ventros.messages WHERE id = pg_temp.id('m6');
 INSERT INTO ids SELECT 's6', session_id FROM ventros.messages WHERE id = pg_temp.id('m6');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT outcome || coalesce(': ' || error, '') FROM ventros.automation_runs WHERE automation_id = pg_temp.id('all')), 'waiting', 'the run waits after 12 actions');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c6')), '{handled}'::text[], 'add_tag / remove_tag');
 SELECT is((SELECT language FROM ventros.contacts WHERE id = pg_temp.id('c6')), 'pt', 'set_field');
@@ -217,7 +205,7 @@ SELECT is(ventros.tick_automation_rules('2026-03-02 11:59:59+00'), 0, '1 s befor
 SELECT is(ventros.tick_automation_rules('2026-03-02 12:00:00+00'), 1, 'at 09:00: fired (and the unanswered messages, older than 15 min, not yet: they are newer)');
 SELECT is(ventros.tick_automation_rules('2026-03-02 12:00:01+00'), 0, 'once');
 SELECT ok(ventros.tick_automation_rules(now() + interval '16 minutes') >= 1, 'no reply for 15 minutes fires');
-SELECT ok(pg_temp.run() >= 1, 'executor');
+SELECT ok(ventros_test.run_automations() >= 1, 'executor');
 SELECT is((SELECT count(*)::int FROM ventros.automation_runs WHERE automation_id = pg_temp.id('daily') AND outcome = 'executed'), 2, 'the scheduled rule ran: at 09:00, and once for the next occurrence the later tick found past (one catch-up, then the next from now)');
 SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c4')), '{first,waiting}'::text[], 'the unanswered contact is tagged');
 

@@ -11,19 +11,6 @@ SET LOCAL ROLE ventros_admin;
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id uuid);
 GRANT ALL ON ids TO PUBLIC;
 CREATE FUNCTION pg_temp.id(n text) RETURNS uuid LANGUAGE sql AS $$ SELECT id FROM ids WHERE name = n $$;
--- the executor, until the queue is empty
-CREATE FUNCTION pg_temp.run() RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE n integer; total integer := 0;
-BEGIN
-    SET LOCAL ROLE ventros_platform_admin;
-    LOOP
-        n := ventros.run_automations(100, now());
-        total := total + n;
-        EXIT WHEN n = 0;
-    END LOOP;
-    SET LOCAL ROLE ventros_admin;
-    RETURN total;
-END $$;
 -- a tick of sequences or campaigns at an instant, as the scheduler
 CREATE FUNCTION pg_temp.tick(what text, at timestamptz) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE n integer;
@@ -61,7 +48,7 @@ INSERT INTO ids SELECT 'lost', id FROM ventros.pipeline_statuses WHERE pipeline_
 -- Ana writes in (a session on the channel: the steps have a channel)
 INSERT INTO ids SELECT 'ana', contact_id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000101', 'hi', sender_name => 'Ana');
 INSERT INTO ids SELECT 'bob', contact_id FROM ventros.receive_message(pg_temp.id('ch'), '+5511900000102', 'hi', sender_name => 'Bob');
-SELECT pg_temp.run();
+SELECT ventros_test.run_automations();
 
 -- ---- every trigger enrolls by itself (the sequence's own rule, run by the executor)
 SELECT throws_ok($$SELECT pg_temp.sequence('No tag', 'tag_added', '{}')$$, '22023', 'a tag_added sequence needs trigger_data.tag',
@@ -77,10 +64,10 @@ SELECT is((SELECT count(*)::int FROM ventros.automations WHERE trigger_config ? 
           'each active sequence with a trigger keeps one enabled rule; manual ones none');
 SELECT is((SELECT trigger FROM ventros.automations WHERE trigger_config->>'sequence_id' = pg_temp.id('s_tag')::text), 'contact.updated',
           'tag_added listens to contact.updated');
-SELECT pg_temp.run();
+SELECT ventros_test.run_automations();
 INSERT INTO ids SELECT 'cid', id FROM ventros.create_contact('Cid', email => 'cid@example.com');
 SELECT is(pg_temp.enrollment('s_new', 'cid') IS NULL, true, 'nothing is enrolled in the writer''s transaction');
-SELECT ok(pg_temp.run() >= 1, 'the executor runs');
+SELECT ok(ventros_test.run_automations() >= 1, 'the executor runs');
 SELECT is((pg_temp.enrollment('s_new', 'cid')).status, 'active', 'contact_created: a new contact is enrolled');
 SELECT is((pg_temp.enrollment('s_tag', 'cid')).status, NULL, 'no tag, no enrollment');
 SELECT lives_ok($$SELECT ventros.update_contact(pg_temp.id('cid'), (ventros.get_contact(pg_temp.id('cid'))).version, '{"tags": ["vip"]}')$$,
@@ -90,7 +77,7 @@ SELECT lives_ok($$SELECT ventros.change_contact_pipeline_status(pg_temp.id('cid'
 SELECT lives_ok($$SELECT ventros.emit_custom_event('quiz_done', jsonb_build_object('contact_id', pg_temp.id('cid')))$$, 'custom event');
 SELECT lives_ok($$SELECT ventros.emit_custom_event('form_submitted', jsonb_build_object('contact_id', pg_temp.id('cid'), 'form_id', 'f2'))$$,
                 'another form');
-SELECT ok(pg_temp.run() >= 4, 'the executor runs');
+SELECT ok(ventros_test.run_automations() >= 4, 'the executor runs');
 SELECT is((pg_temp.enrollment('s_tag', 'cid')).status, 'active', 'tag_added enrolls');
 SELECT is((pg_temp.enrollment('s_list', 'cid')).status, 'active', 'list_joined enrolls');
 SELECT is((pg_temp.enrollment('s_pipe', 'cid')).status, 'active', 'pipeline_entered enrolls');
@@ -100,7 +87,7 @@ SELECT lives_ok($$SELECT ventros.emit_custom_event('form_submitted', jsonb_build
                 'the form');
 SELECT lives_ok($$SELECT ventros.update_contact(pg_temp.id('cid'), (ventros.get_contact(pg_temp.id('cid'))).version, '{"tags": ["vip", "x"]}')$$,
                 'another tag (vip was there)');
-SELECT ok(pg_temp.run() >= 1, 'the executor runs');
+SELECT ok(ventros_test.run_automations() >= 1, 'the executor runs');
 SELECT is((pg_temp.enrollment('s_form', 'cid')).status, 'active', 'form_submit of the form enrolls');
 SELECT is((SELECT count(*)::int FROM ventros.automation_runs r JOIN ventros.automations a ON a.id = r.automation_id
             WHERE a.trigger_config->>'sequence_id' = pg_temp.id('s_tag')::text AND r.outcome = 'failed'), 0,
@@ -112,7 +99,7 @@ SELECT is((ventros.set_sequence_status(pg_temp.id('s_list'), (ventros.get_sequen
 SELECT is((SELECT enabled FROM ventros.automations WHERE trigger_config->>'sequence_id' = pg_temp.id('s_list')::text), false,
           'its rule is disabled');
 SELECT lives_ok($$SELECT ventros.add_contact_to_list(pg_temp.id('list'), pg_temp.id('bob'))$$, 'bob joins the list');
-SELECT pg_temp.run();
+SELECT ventros_test.run_automations();
 SELECT is((pg_temp.enrollment('s_list', 'bob')).status, NULL, 'a paused sequence enrolls no one');
 INSERT INTO ids VALUES ('s_gone', pg_temp.sequence('Gone', 'custom', '{"event": "gone"}'));
 SELECT ventros.delete_sequence(pg_temp.id('s_gone'));
