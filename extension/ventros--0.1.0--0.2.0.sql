@@ -7069,6 +7069,112 @@ COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
 -- the session's direct writes name the snooze commands too (sql/37_sessions_handling.sql)
 SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session,snooze_session,unsnooze_session}', deletes => '{}');
 
+-- ---- one snapshot per answer (sql/71_contact_lists.sql, 75_campaigns.sql, 76_sequences.sql, 77_broadcasts.sql)
+-- These STABLE queries read their aggregate through get_<aggregate>, which is
+-- VOLATILE (it can lock) and so reads in a newer snapshot than the rest of
+-- the query: broadcast_stats could say "completed" beside sends still
+-- "sending".  They read with the stable get_row now.
+
+CREATE OR REPLACE FUNCTION ventros.contact_list_predicate(contact_list_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    list ventros.contact_lists := ventros.get_row(NULL::ventros.contact_lists, 'contact list', contact_list_id);
+    f ventros.contact_list_filters;
+    subject text;
+    v text;
+    cond text;
+    parts text[] := '{}';
+BEGIN
+    IF list.is_static THEN
+        RETURN format('EXISTS (SELECT 1 FROM ventros.contact_list_members m WHERE m.tenant_id = c.tenant_id '
+                      'AND m.contact_list_id = %L AND m.contact_id = c.id AND m.deleted_at IS NULL)', list.id);
+    END IF;
+    FOR f IN SELECT * FROM ventros.contact_list_filters x
+             WHERE x.tenant_id = list.tenant_id AND x.contact_list_id = list.id ORDER BY x.created_at, x.id LOOP
+        v := f.value #>> '{}';
+        IF f.filter_type = 'tag' THEN
+            cond := CASE f.operator
+                WHEN 'eq' THEN format('c.tags @> ARRAY[%L]', v)
+                WHEN 'contains' THEN format('c.tags @> ARRAY[%L]', v)
+                WHEN 'ne' THEN format('NOT c.tags @> ARRAY[%L]', v)
+                WHEN 'not_contains' THEN format('NOT c.tags @> ARRAY[%L]', v)
+                WHEN 'in' THEN format('c.tags && ARRAY(SELECT jsonb_array_elements_text(%L::jsonb))', f.value)
+                WHEN 'not_in' THEN format('NOT c.tags && ARRAY(SELECT jsonb_array_elements_text(%L::jsonb))', f.value)
+                WHEN 'is_null' THEN 'cardinality(c.tags) = 0'
+                WHEN 'is_not_null' THEN 'cardinality(c.tags) > 0'
+                ELSE format('EXISTS (SELECT 1 FROM unnest(c.tags) t WHERE %s)',
+                            ventros.filter_condition('t', f.operator, f.value)) END;
+        ELSE
+            IF f.filter_type = 'attribute' THEN
+                subject := format('c.%I::text', f.field_key);
+                cond := ventros.filter_condition(subject, f.operator, f.value);
+            ELSIF f.filter_type = 'custom_field' AND to_regclass('ventros.contact_custom_fields') IS NOT NULL THEN
+                cond := format('EXISTS (SELECT 1 FROM ventros.contact_custom_fields cf WHERE cf.tenant_id = c.tenant_id '
+                               'AND cf.contact_id = c.id AND cf.field_key = %L AND cf.deleted_at IS NULL AND %s)',
+                               f.field_key, ventros.filter_condition('(cf.field_value #>> ''{}'')', f.operator, f.value));
+            ELSIF f.filter_type = 'pipeline_status' AND to_regclass('ventros.contact_pipeline_statuses') IS NOT NULL THEN
+                cond := format('EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses ps WHERE ps.tenant_id = c.tenant_id '
+                               'AND ps.contact_id = c.id AND ps.exited_at IS NULL AND ps.deleted_at IS NULL '
+                               'AND (%L::uuid IS NULL OR ps.pipeline_id = %L::uuid) AND %s)',
+                               f.pipeline_id, f.pipeline_id, ventros.filter_condition('ps.status_id::text', f.operator, f.value));
+            ELSE
+                RAISE EXCEPTION '% filters cannot be evaluated in this installation', f.filter_type USING ERRCODE = '0A000';
+            END IF;
+        END IF;
+        parts := parts || ('(' || cond || ')');
+    END LOOP;
+    IF cardinality(parts) = 0 THEN
+        RETURN 'false';         -- a dynamic list without rules is empty
+    END IF;
+    RETURN array_to_string(parts, ' ' || list.logical_operator || ' ');
+END
+$$;
+COMMENT ON FUNCTION ventros.contact_list_predicate(uuid) IS
+    'The SQL condition over contacts c described by a list (members, or filter rules joined by its operator)';
+
+CREATE OR REPLACE FUNCTION ventros.campaign_stats(campaign_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('campaign_id', c.id, 'status', c.status, 'goal_type', c.goal_type, 'goal_value', c.goal_value,
+        'contacts_reached', c.contacts_reached, 'conversions', c.conversions_count,
+        'progress', CASE WHEN c.goal_value > 0 THEN round(100.0 * CASE c.goal_type WHEN 'conversions' THEN c.conversions_count
+                                                                     ELSE c.contacts_reached END / c.goal_value, 1) END,
+        'enrollments', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                        FROM (SELECT e.status, count(*) AS n FROM ventros.campaign_enrollments e
+                              WHERE e.tenant_id = c.tenant_id AND e.campaign_id = c.id GROUP BY e.status) s))
+    FROM ventros.get_row(NULL::ventros.campaigns, 'campaign', campaign_id) c
+$$;
+COMMENT ON FUNCTION ventros.campaign_stats(uuid) IS 'Progress of a campaign against its goal and its enrollments per status';
+
+CREATE OR REPLACE FUNCTION ventros.sequence_stats(sequence_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('sequence_id', s.id, 'status', s.status, 'total_enrolled', s.total_enrolled,
+                              'active', s.active_count, 'completed', s.completed_count, 'exited', s.exited_count,
+                              'steps', (SELECT count(*) FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id))
+    FROM ventros.get_row(NULL::ventros.sequences, 'sequence', sequence_id) s
+$$;
+COMMENT ON FUNCTION ventros.sequence_stats(uuid) IS 'Enrollment counts and step count of a sequence';
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -461,7 +461,7 @@ AS $$
         'enrollments', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
                         FROM (SELECT e.status, count(*) AS n FROM ventros.campaign_enrollments e
                               WHERE e.tenant_id = c.tenant_id AND e.campaign_id = c.id GROUP BY e.status) s))
-    FROM ventros.get_campaign(campaign_id) c
+    FROM ventros.get_row(NULL::ventros.campaigns, 'campaign', campaign_id) c
 $$;
 COMMENT ON FUNCTION ventros.campaign_stats(uuid) IS 'Progress of a campaign against its goal and its enrollments per status';
 

@@ -468,7 +468,7 @@ AS $$
     SELECT jsonb_build_object('sequence_id', s.id, 'status', s.status, 'total_enrolled', s.total_enrolled,
                               'active', s.active_count, 'completed', s.completed_count, 'exited', s.exited_count,
                               'steps', (SELECT count(*) FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id))
-    FROM ventros.get_sequence(sequence_id) s
+    FROM ventros.get_row(NULL::ventros.sequences, 'sequence', sequence_id) s
 $$;
 COMMENT ON FUNCTION ventros.sequence_stats(uuid) IS 'Enrollment counts and step count of a sequence';
 
