@@ -42,6 +42,8 @@ INSERT INTO lint_allow VALUES
      'Encrypts the caller''s own plaintext with the cluster key; reads no table.'),
     ('definer_without_tenant_check', 'ventros.accept_webhook(text,text,jsonb,bytea)',
      'Anonymous webhook endpoint: the channel (and its tenant) is found by the path id and the delivery must carry the channel''s signature.'),
+    ('definer_without_tenant_check', 'ventros.accept_platform_webhook(text,jsonb,bytea)',
+     'Anonymous platform webhook endpoint (Stripe): the delivery must carry the endpoint''s signature; the tenant is found from the verified event.'),
     ('definer_without_tenant_check', 'ventros.webhook_challenge(text,text,text,text,text)',
      'Anonymous webhook handshake: answers only with the challenge when the channel''s verify token matches.'),
     ('stable_calls_volatile', 'ventros.require_tenant()',
