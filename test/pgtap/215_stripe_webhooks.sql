@@ -79,6 +79,8 @@ SELECT is(ventros.verify_stripe_signature('t=' || extract(epoch FROM now())::big
           'malformed_signature', 'a v1 that is not hex of 32 bytes');
 SELECT is(ventros.verify_stripe_signature(replace(pg_temp.sign('{}', 'whsec_k1'), 'v1=', 'v0=' || repeat('00', 32) || ',v1=' || repeat('11', 32) || ',v1='),
                                           '{}', '{whsec_k1}', now()), NULL, 'one of several v1 signatures matches (v0 ignored)');
+SELECT is(ventros.verify_stripe_signature(pg_temp.sign('{}', 'whsec_k1') || repeat(',v1=' || repeat('ab', 32), 8), '{}', '{whsec_k1}', now()),
+          'malformed_signature', 'more than 8 v1 signatures: refused before any HMAC is computed');
 SELECT is(ventros.verify_stripe_signature(pg_temp.sign('{}', 'whsec_k2'), '{}', '{whsec_k1,whsec_k2}', now()), NULL,
           'one of several secrets (a rolled secret) verifies');
 
