@@ -7568,6 +7568,52 @@ CREATE TRIGGER ventros_journeys_contact_opted_out AFTER INSERT OR UPDATE OF stat
     EXECUTE FUNCTION ventros.journey_contact_opted_out();
 GRANT EXECUTE ON FUNCTION ventros.journey_exits(uuid, timestamptz) TO ventros_agent;
 
+-- call_webhook: an inactive subscription is not called (sql/84_automation_executor.sql)
+CREATE OR REPLACE FUNCTION ventros.automation_call_webhook(p jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w ventros.webhook_subscriptions;
+    delivery uuid := gen_random_uuid();
+    request uuid := gen_random_uuid();
+    ev_id uuid := (ctx #>> '{event,id}')::uuid;
+    body bytea;
+BEGIN
+    SELECT * INTO w FROM ventros.webhook_subscriptions x
+     WHERE x.tenant_id = rule.tenant_id AND x.deleted_at IS NULL
+       AND x.id = ventros.automation_require(p->>'webhook_subscription_id', 'params.webhook_subscription_id', 'call_webhook')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook subscription % not found', p->>'webhook_subscription_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF w.secret IS NULL THEN
+        RAISE EXCEPTION 'webhook subscription % has no secret: automation calls are signed', w.id USING ERRCODE = '22023';
+    END IF;
+    -- deactivated (by hand, on 410 Gone, after days of failures): no more deliveries, as for events
+    IF NOT w.active THEN
+        RAISE EXCEPTION 'webhook subscription % is inactive', w.id USING ERRCODE = '55000',
+            HINT = 'Activate it again with ventros.set_webhook_subscription_active.';
+    END IF;
+    body := convert_to(ventros.webhook_cloudevent(rule.tenant_id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+                                                  (ctx #>> '{event,aggregate_id}')::uuid,
+                                                  coalesce(p->'body', ctx->'payload') || jsonb_build_object('automation_id', rule.id),
+                                                  (ctx #>> '{event,occurred_at}')::timestamptz), 'UTF8');
+    INSERT INTO ventros.http_requests (tenant_id, id, method, url, headers, body, purpose, correlation_id,
+                                       retry_policy, retry_schedule, max_attempts, timeout_ms)
+    VALUES (rule.tenant_id, request, 'POST', w.url, ventros.webhook_request_headers(ev_id, delivery), body,
+            'webhook.delivery', delivery, 'any', ventros.webhook_retry_schedule(),
+            1 + least(w.retry_count, cardinality(ventros.webhook_retry_schedule())), w.timeout_seconds * 1000);
+    INSERT INTO ventros.webhook_deliveries (tenant_id, id, subscription_id, event_id, event_type, aggregate_type,
+                                            aggregate_id, request_id)
+    VALUES (rule.tenant_id, delivery, w.id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+            (ctx #>> '{event,aggregate_id}')::uuid, request);
+    RETURN jsonb_build_object('type', 'call_webhook', 'delivery_id', delivery);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automations) IS
+    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to an active webhook subscription of the tenant (inactive: 55000), through the HTTP dispatcher';
+
+
 -- campaigns.conversion_status_id references a pipeline status of the tenant.
 -- A campaign naming a status that does not exist (or another tenant's) could
 -- never count a conversion by status: its conversion_status_id is cleared,
