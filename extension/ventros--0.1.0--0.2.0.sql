@@ -7241,6 +7241,31 @@ COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uu
     'Creates an enabled automation (known trigger or event pattern, shaped rules: 22023; pipeline_based needs a pipeline: 23502; stop_processing: no lower-priority rule runs after it for the same event; trigger_config: parameters of time triggers); emits automation.created';
 
 
+-- a new schedule is armed again by the next tick
+CREATE OR REPLACE FUNCTION ventros.update_automation(automation_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
+    END IF;
+    -- a new schedule: the next tick arms it again (next_execution of the old one means nothing)
+    IF changes ? 'schedule' AND NOT changes ? 'next_execution' THEN
+        changes := changes || '{"next_execution": null}';
+    END IF;
+    RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
+        ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
+              'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid automation: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
+    'Changes an automation (rules shaped, 23514; a new schedule is armed again by the next tick); emits automation.updated, or .enabled / .disabled';
+
+
 GRANT EXECUTE ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]), ventros.cron_parse(text),
     ventros.cron_valid(text) TO ventros_viewer;
 

@@ -362,6 +362,10 @@ BEGIN
     IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
         RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
     END IF;
+    -- a new schedule: the next tick arms it again (next_execution of the old one means nothing)
+    IF changes ? 'schedule' AND NOT changes ? 'next_execution' THEN
+        changes := changes || '{"next_execution": null}';
+    END IF;
     RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
         ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
               'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
@@ -370,7 +374,7 @@ EXCEPTION WHEN check_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
-    'Changes an automation (rules shaped, 23514); emits automation.updated, or .enabled / .disabled';
+    'Changes an automation (rules shaped, 23514; a new schedule is armed again by the next tick); emits automation.updated, or .enabled / .disabled';
 
 CREATE FUNCTION ventros.set_automation_enabled(automation_id uuid, expected_version integer, enabled boolean)
 RETURNS ventros.automations

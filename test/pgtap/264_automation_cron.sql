@@ -2,7 +2,7 @@
 -- refused expressions, and ticks at chosen instants in the tenant's
 -- timezone: boundary +/- 1 s, late and repeated ticks, both DST changes.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 SELECT ventros.create_tenant('t_cron', 'Cron');
 SET LOCAL ventros.tenant = 't_cron';
 SET LOCAL ROLE ventros_admin;
@@ -75,6 +75,13 @@ SELECT ok(ventros_test.run_automations() >= 2, 'executor');
 SELECT is((SELECT count(*)::integer FROM ventros.automation_runs WHERE automation_id = pg_temp.id('weekdays') AND outcome = 'executed'), 2,
           'the rule ran once per firing');
 SELECT is((SELECT count(*)::integer FROM ventros.outbox WHERE event_type = 'custom.cron_fired'), 2, 'its action twice');
+
+-- a new schedule is armed again: the old next_execution means nothing
+SELECT ventros_test.run_as('ventros_admin', 't_cron', format($$SELECT ventros.update_automation(%L, %s, '{"schedule": {"type": "cron", "expression": "30 9 * * *"}}')$$,
+                                                             pg_temp.id('weekdays'), (SELECT version FROM ventros.automations WHERE id = pg_temp.id('weekdays'))));
+SELECT is(pg_temp.next('weekdays'), NULL, 'a schedule changed: next_execution cleared');
+SELECT is(pg_temp.tick('2026-03-09 13:25:00+00'), 0, 'the next tick arms it');
+SELECT is(pg_temp.next('weekdays'), '2026-03-09 13:30:00+00'::timestamptz, 'next: 09:30 today');
 
 -- a late tick fires every minute it missed, but not more than an hour back
 SELECT pg_temp.cron_rule('every5', '*/5 * * * *');
