@@ -180,6 +180,11 @@ BEGIN
             END IF;
             due := ventros.cron_next(cron, tz, due.at);
         END LOOP;
+        -- the keys no tick reaches any more (it looks an hour back) go: a
+        -- rule firing every minute would otherwise keep 1,440 a day
+        DELETE FROM ventros.automation_timers t
+         WHERE t.tenant_id = rule.tenant_id AND t.automation_id = rule.id AND t.fire_key LIKE 'cron:%'
+           AND t.fire_key < 'cron:' || to_char((now - interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"');
     END IF;
     UPDATE ventros.automations a SET next_execution = due.at,
                                      last_executed = CASE WHEN n > 0 THEN now ELSE a.last_executed END, version = a.version
@@ -188,7 +193,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_tick_cron(ventros.automations, text, timestamptz) IS
-    'A tick for a cron-scheduled rule: fires once each minute it matched in the tenant''s timezone since next_execution (at most an hour back), keyed by the minute; sets next_execution; returns how many fired';
+    'A tick for a cron-scheduled rule: fires once each minute it matched in the tenant''s timezone since next_execution (at most an hour back), keyed by the minute (keys older than two hours pruned); sets next_execution; returns how many fired';
 
 CREATE FUNCTION ventros.tick_automation_rules(now timestamptz DEFAULT now()) RETURNS integer
 LANGUAGE plpgsql
