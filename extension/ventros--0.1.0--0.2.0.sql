@@ -7789,6 +7789,612 @@ $$;
 COMMENT ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea) IS
     'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently; processed here when ventros.inbox_processing is inline, else by the inbox processor after commit) or duplicate';
 
+-- ---- actions: cron schedules, exits at the moment, run records, campaign conversion status
+-- (sql/74_automations.sql, 74_enrollments.sql, 75_campaigns.sql, 76_sequences.sql,
+-- 84_automation_time_triggers.sql; docs/automation.md, docs/security.md)
+--
+-- record_automation_run let an agent write automation.triggered/.executed/
+-- .failed with any details and set last_executed, as if the executor had run
+-- the rule: the executor records runs itself (ventros.automation_runs and
+-- ventros.automation_report), so the function is gone.
+DROP FUNCTION ventros.record_automation_run(uuid, text, jsonb);
+
+-- cron schedules: parsed (refused at create with 22023), and fired by the tick
+
+CREATE OR REPLACE FUNCTION ventros.cron_field(field text, what text, lo integer, hi integer, names text[] DEFAULT NULL)
+RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item text;
+    m text[];
+    bounds integer[];
+    step integer;
+    result integer[] := '{}';
+BEGIN
+    FOREACH item IN ARRAY string_to_array(lower(field), ',') LOOP
+        m := regexp_match(item, '^(\*|([a-z]{3}|[0-9]{1,2})(-([a-z]{3}|[0-9]{1,2}))?)(/([0-9]{1,2}))?$');
+        IF m IS NULL OR (m[2] IS NOT NULL AND m[4] IS NULL AND m[6] IS NOT NULL) THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                HINT = 'Each field is a list of *, n, a-b, */step or a-b/step.';
+        END IF;
+        bounds := ARRAY[lo, hi];
+        IF m[1] <> '*' THEN
+            SELECT array_agg(CASE WHEN v ~ '^[0-9]+$' THEN v::integer ELSE array_position(names, v) - 1 + lo END ORDER BY o)
+              INTO bounds FROM unnest(ARRAY[m[2], coalesce(m[4], m[2])]) WITH ORDINALITY x(v, o);
+        END IF;
+        step := coalesce(m[6]::integer, 1);
+        IF bounds[1] IS NULL OR bounds[2] IS NULL OR bounds[1] < lo OR bounds[2] > hi OR bounds[1] > bounds[2] OR step < 1 THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                DETAIL = format('Values of the %s field go from %s to %s, ranges upwards, steps from 1.', what, lo, hi);
+        END IF;
+        result := result || ARRAY(SELECT generate_series(bounds[1], bounds[2], step));
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT x FROM unnest(result) x ORDER BY x);
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]) IS
+    'The values one field of a cron expression selects (lists, ranges, steps, names), or 22023';
+
+CREATE OR REPLACE FUNCTION ventros.cron_parse(expression text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text := lower(btrim(coalesce(expression, '')));
+    f text[];
+    dow integer[];
+    dom integer[];
+    month integer[];
+BEGIN
+    IF length(expr) > 200 THEN
+        RAISE EXCEPTION 'cron expression is longer than 200 characters' USING ERRCODE = '22023';
+    END IF;
+    expr := CASE expr WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *' WHEN '@monthly' THEN '0 0 1 * *'
+                      WHEN '@weekly' THEN '0 0 * * 0' WHEN '@daily' THEN '0 0 * * *' WHEN '@midnight' THEN '0 0 * * *'
+                      WHEN '@hourly' THEN '0 * * * *' ELSE expr END;
+    f := regexp_split_to_array(expr, '\s+');
+    IF expr = '' OR cardinality(f) <> 5 THEN
+        RAISE EXCEPTION 'invalid cron expression "%"', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'A cron expression has five fields: minute hour day-of-month month day-of-week (or @hourly, @daily, @weekly, @monthly, @yearly).',
+            HINT = 'For example "*/15 9-17 * * MON-FRI".';
+    END IF;
+    dow := ventros.cron_field(f[5], 'day-of-week', 0, 7, '{sun,mon,tue,wed,thu,fri,sat}');
+    dom := ventros.cron_field(f[3], 'day-of-month', 1, 31);
+    month := ventros.cron_field(f[4], 'month', 1, 12, '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+    -- days matched by day-of-month alone (the weekday field "*..."): one must exist
+    IF left(f[5], 1) = '*' AND NOT EXISTS (
+        SELECT 1 FROM unnest(month) m, unnest(dom) d
+         WHERE d <= ('{31,29,31,30,31,30,31,31,30,31,30,31}'::integer[])[m]) THEN
+        RAISE EXCEPTION 'cron expression "%" never matches', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'None of its months has one of its days of the month.';
+    END IF;
+    RETURN jsonb_build_object(
+        'minute', ventros.cron_field(f[1], 'minute', 0, 59),
+        'hour', ventros.cron_field(f[2], 'hour', 0, 23),
+        'dom', dom,
+        'month', month,
+        'dow', ARRAY(SELECT DISTINCT x % 7 FROM unnest(dow) x ORDER BY 1),
+        'dom_star', left(f[3], 1) = '*', 'dow_star', left(f[5], 1) = '*',
+        'fixed', left(f[1], 1) <> '*' AND left(f[2], 1) <> '*');
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_parse(text) IS
+    'Parses a cron expression (5 fields as pg_cron: lists, ranges, steps, month and weekday names, @hourly..@yearly) into the sets of values it matches; 22023 when invalid';
+
+CREATE OR REPLACE FUNCTION ventros.cron_valid(expression text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.cron_parse(expression);
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_valid(text) IS 'Whether a cron expression parses (ventros.cron_parse)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_rules_valid(conditions jsonb, actions jsonb, schedule jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_typeof(conditions) = 'array' AND pg_catalog.jsonb_typeof(actions) = 'array'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(conditions) c
+                       WHERE NOT ventros.automation_condition_valid(c)
+                          OR (c ? 'logic' AND NOT (c->'logic') <@ (ventros.automation_catalogue()->'logic_operators')))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(actions) a
+                       WHERE pg_catalog.jsonb_typeof(a) <> 'object'
+                          OR NOT coalesce((a->'type') <@ (ventros.automation_catalogue()->'actions'), false)
+                          OR (a ? 'params' AND pg_catalog.jsonb_typeof(a->'params') <> 'object')
+                          OR (a ? 'delay_minutes' AND NOT (pg_catalog.jsonb_typeof(a->'delay_minutes') = 'number'
+                                                           AND (a->>'delay_minutes')::numeric >= 0)))
+       AND (schedule IS NULL OR (pg_catalog.jsonb_typeof(schedule) = 'object'
+                                 AND coalesce((schedule->'type') <@ (ventros.automation_catalogue()->'schedule_types'), false)
+                                 AND (schedule->>'type' <> 'cron' OR ventros.cron_valid(schedule->>'expression'))))
+$$;
+COMMENT ON FUNCTION ventros.automation_rules_valid(jsonb, jsonb, jsonb) IS
+    'True when conditions, actions and schedule have the documented shapes (field/operator/value, type/params/delay_minutes, type; a cron schedule''s expression parses)';
+
+CREATE OR REPLACE FUNCTION ventros.create_automation(name text, trigger text, actions jsonb, conditions jsonb DEFAULT '[]',
+                                          automation_type text DEFAULT 'pipeline_based', pipeline_id uuid DEFAULT NULL,
+                                          priority integer DEFAULT 0, schedule jsonb DEFAULT NULL,
+                                          description text DEFAULT NULL, project_id uuid DEFAULT NULL,
+                                          stop_processing boolean DEFAULT false, trigger_config jsonb DEFAULT '{}')
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.automations;
+BEGIN
+    IF name IS NULL OR trigger IS NULL THEN
+        RAISE EXCEPTION 'automation % must not be null', CASE WHEN name IS NULL THEN 'name' ELSE 'trigger' END USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_value(coalesce(automation_type, 'pipeline_based'), ARRAY(
+        SELECT jsonb_array_elements_text(ventros.automation_catalogue()->'types')), 'automation type');
+    IF NOT ventros.is_known_trigger(trigger) THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(trigger, 100) USING ERRCODE = '22023',
+            HINT = 'Use a built-in trigger or register a custom one with ventros.register_automation_trigger().';
+    END IF;
+    IF coalesce(automation_type, 'pipeline_based') = 'pipeline_based' AND pipeline_id IS NULL THEN
+        RAISE EXCEPTION 'a pipeline_based automation needs a pipeline' USING ERRCODE = '23502';
+    END IF;
+    IF jsonb_typeof(schedule) = 'object' AND schedule->>'type' = 'cron' THEN
+        PERFORM ventros.cron_parse(schedule->>'expression');   -- 22023 saying what is wrong
+    END IF;
+    IF NOT ventros.automation_rules_valid(coalesce(conditions, '[]'), coalesce(actions, '[]'), schedule) THEN
+        RAISE EXCEPTION 'malformed automation conditions, actions or schedule' USING ERRCODE = '22023',
+            HINT = 'Conditions are {field, operator, value, logic}; actions {type, params, delay_minutes}; see ventros.automation_catalogue().';
+    END IF;
+    INSERT INTO ventros.automations (project_id, automation_type, pipeline_id, name, description, trigger, conditions, actions,
+                                     priority, schedule, stop_processing, trigger_config)
+    VALUES (coalesce(project_id, ventros.default_project()), coalesce(automation_type, 'pipeline_based'), pipeline_id,
+            ventros.check_length(btrim(name), 200, 'automation name'), description, trigger, coalesce(conditions, '[]'),
+            coalesce(actions, '[]'), coalesce(priority, 0), schedule, coalesce(stop_processing, false),
+            coalesce(ventros.require_json(trigger_config, 'object', 'trigger configuration'), '{}'))
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid, boolean, jsonb) IS
+    'Creates an enabled automation (known trigger or event pattern, shaped rules: 22023; pipeline_based needs a pipeline: 23502; stop_processing: no lower-priority rule runs after it for the same event; trigger_config: parameters of time triggers); emits automation.created';
+
+
+-- a new schedule is armed again by the next tick
+CREATE OR REPLACE FUNCTION ventros.update_automation(automation_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
+    END IF;
+    -- a new schedule: the next tick arms it again (next_execution of the old one means nothing)
+    IF changes ? 'schedule' AND NOT changes ? 'next_execution' THEN
+        changes := changes || '{"next_execution": null}';
+    END IF;
+    RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
+        ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
+              'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid automation: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
+    'Changes an automation (rules shaped, 23514; a new schedule is armed again by the next tick); emits automation.updated, or .enabled / .disabled';
+
+
+GRANT EXECUTE ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]), ventros.cron_parse(text),
+    ventros.cron_valid(text) TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.cron_day_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'month') @> to_jsonb(extract(month FROM local)::integer)
+       AND CASE WHEN (cron->>'dom_star')::boolean OR (cron->>'dow_star')::boolean
+                THEN (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     AND (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer)
+                ELSE (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     OR (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer) END
+$$;
+COMMENT ON FUNCTION ventros.cron_day_matches(jsonb, timestamp) IS
+    'Whether the day of a local time matches a parsed cron expression (month; day of month and weekday: both when either field is "*...", else either)';
+
+CREATE OR REPLACE FUNCTION ventros.cron_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'minute') @> to_jsonb(extract(minute FROM local)::integer)
+       AND (cron->'hour') @> to_jsonb(extract(hour FROM local)::integer)
+       AND ventros.cron_day_matches(cron, local)
+$$;
+COMMENT ON FUNCTION ventros.cron_matches(jsonb, timestamp) IS
+    'Whether a local wall-clock minute matches a parsed cron expression';
+
+CREATE OR REPLACE FUNCTION ventros.cron_next(cron jsonb, tz text, after timestamptz, OUT at timestamptz, OUT local_at timestamp)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fixed boolean := (cron->>'fixed')::boolean;
+    m timestamptz := to_timestamp(floor(extract(epoch FROM after) / 60) * 60 + 60);
+    l timestamp;
+    p timestamp;
+BEGIN
+    FOR i IN 1..20000 LOOP
+        l := m AT TIME ZONE tz;
+        IF fixed THEN
+            -- the clocks went forward just before m: the skipped local minutes fire now
+            p := (m - interval '1 minute') AT TIME ZONE tz;
+            IF l - p > interval '1 minute' THEN
+                SELECT g INTO local_at FROM generate_series(p + interval '1 minute', l - interval '1 minute', interval '1 minute') g
+                 WHERE ventros.cron_matches(cron, g) LIMIT 1;
+                IF local_at IS NOT NULL THEN
+                    at := m;
+                    RETURN;
+                END IF;
+            END IF;
+        END IF;
+        -- skip to the next local day or hour: the earlier of the real minutes
+        -- left in it and its start in tz (which is the later instant of an
+        -- ambiguous local time)
+        IF NOT ventros.cron_day_matches(cron, l) THEN
+            m := greatest(m + interval '1 minute', least(m + ((l::date + 1) - l), (l::date + 1)::timestamp AT TIME ZONE tz));
+        ELSIF NOT (cron->'hour') @> to_jsonb(extract(hour FROM l)::integer) THEN
+            m := greatest(m + interval '1 minute', least(m + (date_trunc('hour', l) + interval '1 hour' - l),
+                                                          (date_trunc('hour', l) + interval '1 hour') AT TIME ZONE tz));
+        ELSIF (cron->'minute') @> to_jsonb(extract(minute FROM l)::integer)
+              -- a fixed time fires at the first occurrence of a repeated local minute only
+              AND NOT (fixed AND EXISTS (SELECT 1 FROM generate_series(1, 180) k
+                                          WHERE (m - make_interval(mins => k)) AT TIME ZONE tz >= l)) THEN
+            at := m;
+            local_at := l;
+            RETURN;
+        ELSE
+            m := m + interval '1 minute';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_next(jsonb, text, timestamptz) IS
+    'The first minute after an instant''s minute at which a parsed cron expression fires in a timezone, and the local minute it fires for (a fixed time skipped by a spring-forward gap fires right after it; a repeated local minute fires once); NULL when none';
+
+CREATE OR REPLACE FUNCTION ventros.automation_next_occurrence(schedule jsonb, tz text, after timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    local_day date := (after AT TIME ZONE tz)::date;
+    at_time time := coalesce(nullif(schedule->>'at', '')::time, '00:00');
+    candidate timestamptz;
+BEGIN
+    IF schedule->>'type' = 'once' THEN
+        candidate := (schedule->>'at')::timestamptz;
+        RETURN CASE WHEN candidate > after THEN candidate END;
+    ELSIF schedule->>'type' = 'cron' THEN
+        RETURN (ventros.cron_next(ventros.cron_parse(schedule->>'expression'), tz, after)).at;
+    END IF;
+    FOR i IN 0..62 LOOP
+        candidate := ((local_day + i) + at_time) AT TIME ZONE tz;
+        CONTINUE WHEN candidate <= after;
+        IF schedule->>'type' = 'weekly' AND NOT coalesce(schedule->'weekdays', '[1,2,3,4,5,6,7]')
+                                                   @> to_jsonb(extract(isodow FROM local_day + i)::integer) THEN
+            CONTINUE;
+        END IF;
+        IF schedule->>'type' = 'monthly' AND extract(day FROM local_day + i) <> coalesce((schedule->>'day')::integer, 1) THEN
+            CONTINUE;
+        END IF;
+        RETURN candidate;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_next_occurrence(jsonb, text, timestamptz) IS
+    'The next instant after a given one at which a schedule (once, daily, weekly with ISO weekdays, monthly on a day, cron) falls, in a timezone';
+
+CREATE OR REPLACE FUNCTION ventros.automation_tick_cron(rule ventros.automations, tz text, now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron jsonb := ventros.cron_parse(rule.schedule->>'expression');
+    due record;
+    n integer := 0;
+BEGIN
+    IF rule.next_execution IS NULL THEN
+        due := ventros.cron_next(cron, tz, now);
+    ELSE
+        due := ventros.cron_next(cron, tz, greatest(rule.next_execution, now - interval '1 hour') - interval '1 minute');
+        WHILE due.at <= now LOOP
+            IF ventros.automation_fire(rule, 'cron:' || to_char(due.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+                                       jsonb_build_object('reason', 'schedule', 'due_at', due.at, 'local_time', due.local_at,
+                                                          'timezone', tz, 'expression', rule.schedule->>'expression')) THEN
+                n := n + 1;
+            END IF;
+            due := ventros.cron_next(cron, tz, due.at);
+        END LOOP;
+        -- the keys no tick reaches any more (it looks an hour back) go: a
+        -- rule firing every minute would otherwise keep 1,440 a day
+        DELETE FROM ventros.automation_timers t
+         WHERE t.tenant_id = rule.tenant_id AND t.automation_id = rule.id AND t.fire_key LIKE 'cron:%'
+           AND t.fire_key < 'cron:' || to_char((now - interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"');
+    END IF;
+    UPDATE ventros.automations a SET next_execution = due.at,
+                                     last_executed = CASE WHEN n > 0 THEN now ELSE a.last_executed END, version = a.version
+     WHERE a.tenant_id = rule.tenant_id AND a.id = rule.id;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_tick_cron(ventros.automations, text, timestamptz) IS
+    'A tick for a cron-scheduled rule: fires once each minute it matched in the tenant''s timezone since next_execution (at most an hour back), keyed by the minute (keys older than two hours pruned); sets next_execution; returns how many fired';
+
+
+CREATE OR REPLACE FUNCTION ventros.tick_automation_rules(now timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    settings ventros.automation_settings := ventros.current_automation_settings();
+    tz text := settings.timezone;
+    rule ventros.automations;
+    due timestamptz;
+    minutes integer;
+    days integer;
+    field text;
+    x record;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF NOT settings.enabled THEN
+        RETURN 0;
+    END IF;
+    FOR rule IN SELECT * FROM ventros.automations a
+                 WHERE a.tenant_id = tenant AND a.enabled AND a.deleted_at IS NULL
+                   AND a.trigger IN ('scheduled', 'no_response.timeout', 'date_field.reached')
+                 ORDER BY a.priority DESC, a.created_at, a.id LOOP
+        IF rule.trigger = 'scheduled' AND rule.schedule->>'type' = 'cron' THEN
+            n := n + ventros.automation_tick_cron(rule, tz, now);
+        ELSIF rule.trigger = 'scheduled' AND rule.schedule IS NOT NULL THEN
+            due := rule.next_execution;
+            IF due IS NOT NULL AND due <= now THEN
+                IF ventros.automation_fire(rule, 'schedule:' || due::text, jsonb_build_object('reason', 'schedule', 'due_at', due)) THEN
+                    n := n + 1;
+                END IF;
+            END IF;
+            IF due IS NULL OR due <= now THEN
+                UPDATE ventros.automations a SET next_execution = ventros.automation_next_occurrence(rule.schedule, tz, now),
+                                                 last_executed = CASE WHEN due IS NOT NULL THEN now ELSE a.last_executed END,
+                                                 version = a.version
+                 WHERE a.tenant_id = tenant AND a.id = rule.id;
+            END IF;
+        ELSIF rule.trigger = 'no_response.timeout' THEN
+            -- active sessions whose last message is the contact's, older than N minutes
+            minutes := coalesce((rule.trigger_config->>'minutes')::integer, 60);
+            FOR x IN SELECT s.id AS session_id, s.contact_id, s.channel_id, m.id AS message_id, m."timestamp"
+                       FROM ventros.sessions s
+                       CROSS JOIN LATERAL (SELECT mm.id, mm.from_me, mm."timestamp" FROM ventros.messages mm
+                                            WHERE mm.tenant_id = s.tenant_id AND mm.session_id = s.id AND mm.deleted_at IS NULL
+                                            ORDER BY mm."timestamp" DESC, mm.id DESC LIMIT 1) m
+                      WHERE s.tenant_id = tenant AND s.status = 'active' AND s.deleted_at IS NULL
+                        AND NOT m.from_me AND m."timestamp" <= now - make_interval(mins => minutes) LOOP
+                IF ventros.automation_fire(rule, 'no_reply:' || x.message_id,
+                       jsonb_build_object('reason', 'no_reply', 'session_id', x.session_id, 'contact_id', x.contact_id,
+                                          'channel_id', x.channel_id, 'message_id', x.message_id, 'minutes', minutes)) THEN
+                    n := n + 1;
+                END IF;
+            END LOOP;
+        ELSIF rule.trigger = 'date_field.reached' THEN
+            -- contacts whose date (a custom field, or created_at) plus N days is today, at "at" local time
+            days := coalesce((rule.trigger_config->>'days')::integer, 0);
+            field := coalesce(rule.trigger_config->>'field', 'created_at');
+            CONTINUE WHEN (now AT TIME ZONE tz)::time < coalesce(nullif(rule.trigger_config->>'at', '')::time, '00:00');
+            FOR x IN SELECT c.id AS contact_id, d.day
+                       FROM ventros.contacts c
+                       CROSS JOIN LATERAL (SELECT CASE WHEN field = 'created_at' THEN (c.created_at AT TIME ZONE tz)::date
+                                                       ELSE (SELECT (f.field_value #>> '{}')::date FROM ventros.contact_custom_fields f
+                                                              WHERE f.tenant_id = c.tenant_id AND f.contact_id = c.id
+                                                                AND f.field_key = field AND f.deleted_at IS NULL
+                                                                AND f.field_type = 'date' LIMIT 1) END AS day) d
+                      WHERE c.tenant_id = tenant AND c.deleted_at IS NULL
+                        AND d.day + days = (now AT TIME ZONE tz)::date LOOP
+                IF ventros.automation_fire(rule, 'date:' || x.contact_id || ':' || (x.day + days),
+                       jsonb_build_object('reason', 'date_field', 'contact_id', x.contact_id, 'field', field,
+                                          'date', x.day, 'days', days)) THEN
+                    n := n + 1;
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_automation_rules(timestamptz) IS
+    'Scheduler (platform admins, per tenant through run_per_tenant): fires the acting tenant''s time triggers due at now, each once (scheduled: next_execution in the tenant''s timezone, every matching minute of a cron schedule; no_response.timeout: trigger_config.minutes since the contact''s unanswered message; date_field.reached: trigger_config.field + days); returns how many fired';
+
+
+GRANT EXECUTE ON FUNCTION ventros.cron_day_matches(jsonb, timestamp), ventros.cron_matches(jsonb, timestamp),
+    ventros.cron_next(jsonb, text, timestamptz) TO ventros_viewer;
+
+-- a tag of exit_on added, a consent withdrawn: the enrollments exit at that moment
+
+CREATE OR REPLACE FUNCTION ventros.journey_exit_reason(contact_id uuid, channel_id uuid, exit_on jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        -- no channel (no session yet): an opt-out of every channel still counts
+        WHEN NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
+        WHEN jsonb_typeof(exit_on->'tags') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contacts c, jsonb_array_elements_text(exit_on->'tags') t
+            WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id AND t = ANY (c.tags)) THEN 'tag'
+        WHEN jsonb_typeof(exit_on->'status_ids') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contact_pipeline_statuses p
+            WHERE p.tenant_id = ventros.require_tenant() AND p.contact_id = journey_exit_reason.contact_id
+              AND p.exited_at IS NULL AND p.deleted_at IS NULL AND exit_on->'status_ids' ? p.status_id::text) THEN 'status'
+        END
+$$;
+COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
+    'Why a contact leaves a journey before a step: opted_out (of the channel, or of every channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
+
+CREATE OR REPLACE FUNCTION ventros.journey_exits(contact_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    channel uuid;
+    e ventros.sequence_enrollments;
+    reason text;
+    n integer := 0;
+BEGIN
+    -- the channel a step sends on (advance_sequence_enrollment): the latest session's
+    SELECT x.channel_id INTO channel FROM ventros.sessions x
+     WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id ORDER BY x.started_at DESC LIMIT 1;
+    FOR e IN SELECT x.* FROM ventros.sequence_enrollments x
+              WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id
+                AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+              ORDER BY x.id
+              FOR UPDATE OF x
+    LOOP
+        reason := ventros.journey_exit_reason(contact_id, channel,
+                      (SELECT s.exit_on FROM ventros.sequences s WHERE s.tenant_id = tenant AND s.id = e.sequence_id));
+        CONTINUE WHEN reason IS NULL;
+        PERFORM ventros.end_sequence_enrollment(e, 'exited', reason, at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_exits(uuid, timestamptz) IS
+    'Exits a contact''s current sequence enrollments that must end now (opted out, exit tag, exit status: journey_exit_reason) with that reason; emits sequence.enrollment_exited for each; returns how many';
+
+CREATE OR REPLACE FUNCTION ventros.journey_contact_tagged() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id AND jsonb_typeof(s.exit_on->'tags') = 'array'
+                 AND s.exit_on->'tags' ?| ARRAY(SELECT unnest(NEW.tags) EXCEPT SELECT unnest(OLD.tags))) THEN
+        PERFORM ventros.journey_exits(NEW.id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_tagged() IS
+    'Trigger: a tag added to a contact exits its current enrollments of sequences with that tag in exit_on.tags, at once (ventros.journey_exits)';
+
+
+CREATE TRIGGER ventros_journeys_contact_tagged AFTER UPDATE OF tags ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL AND NOT (OLD.tags @> NEW.tags))
+    EXECUTE FUNCTION ventros.journey_contact_tagged();
+
+CREATE OR REPLACE FUNCTION ventros.journey_contact_opted_out() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.contact_id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id) THEN
+        PERFORM ventros.journey_exits(NEW.contact_id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_opted_out() IS
+    'Trigger: a contact''s consent withdrawn exits its current sequence enrollments whose next step it forbids, at once (ventros.journey_exits)';
+
+
+CREATE TRIGGER ventros_journeys_contact_opted_out AFTER INSERT OR UPDATE OF status ON ventros.contact_consents
+    FOR EACH ROW WHEN (NEW.status = 'opted_out' AND NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION ventros.journey_contact_opted_out();
+GRANT EXECUTE ON FUNCTION ventros.journey_exits(uuid, timestamptz) TO ventros_agent;
+
+-- call_webhook: an inactive subscription is not called (sql/84_automation_executor.sql)
+CREATE OR REPLACE FUNCTION ventros.automation_call_webhook(p jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w ventros.webhook_subscriptions;
+    delivery uuid := gen_random_uuid();
+    request uuid := gen_random_uuid();
+    ev_id uuid := (ctx #>> '{event,id}')::uuid;
+    body bytea;
+BEGIN
+    SELECT * INTO w FROM ventros.webhook_subscriptions x
+     WHERE x.tenant_id = rule.tenant_id AND x.deleted_at IS NULL
+       AND x.id = ventros.automation_require(p->>'webhook_subscription_id', 'params.webhook_subscription_id', 'call_webhook')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook subscription % not found', p->>'webhook_subscription_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF w.secret IS NULL THEN
+        RAISE EXCEPTION 'webhook subscription % has no secret: automation calls are signed', w.id USING ERRCODE = '22023';
+    END IF;
+    -- deactivated (by hand, on 410 Gone, after days of failures): no more deliveries, as for events
+    IF NOT w.active THEN
+        RAISE EXCEPTION 'webhook subscription % is inactive', w.id USING ERRCODE = '55000',
+            HINT = 'Activate it again with ventros.set_webhook_subscription_active.';
+    END IF;
+    body := convert_to(ventros.webhook_cloudevent(rule.tenant_id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+                                                  (ctx #>> '{event,aggregate_id}')::uuid,
+                                                  coalesce(p->'body', ctx->'payload') || jsonb_build_object('automation_id', rule.id),
+                                                  (ctx #>> '{event,occurred_at}')::timestamptz), 'UTF8');
+    INSERT INTO ventros.http_requests (tenant_id, id, method, url, headers, body, purpose, correlation_id,
+                                       retry_policy, retry_schedule, max_attempts, timeout_ms)
+    VALUES (rule.tenant_id, request, 'POST', w.url, ventros.webhook_request_headers(ev_id, delivery), body,
+            'webhook.delivery', delivery, 'any', ventros.webhook_retry_schedule(),
+            1 + least(w.retry_count, cardinality(ventros.webhook_retry_schedule())), w.timeout_seconds * 1000);
+    INSERT INTO ventros.webhook_deliveries (tenant_id, id, subscription_id, event_id, event_type, aggregate_type,
+                                            aggregate_id, request_id)
+    VALUES (rule.tenant_id, delivery, w.id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+            (ctx #>> '{event,aggregate_id}')::uuid, request);
+    RETURN jsonb_build_object('type', 'call_webhook', 'delivery_id', delivery);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automations) IS
+    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to an active webhook subscription of the tenant (inactive: 55000), through the HTTP dispatcher';
+
+
+-- campaigns.conversion_status_id references a pipeline status of the tenant.
+-- A campaign naming a status that does not exist (or another tenant's) could
+-- never count a conversion by status: its conversion_status_id is cleared,
+-- as the campaign's own change (campaign.updated), and the operator is told.
+DO $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN SELECT c.tenant_id, c.id FROM ventros.campaigns c
+              WHERE c.conversion_status_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM ventros.pipeline_statuses p
+                                 WHERE p.tenant_id = c.tenant_id AND p.id = c.conversion_status_id)
+              ORDER BY c.tenant_id, c.id LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', r.tenant_id, true);
+        UPDATE ventros.campaigns c SET conversion_status_id = NULL, version = c.version
+         WHERE c.tenant_id = r.tenant_id AND c.id = r.id;
+        n := n + 1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    IF n > 0 THEN
+        RAISE NOTICE '% campaign(s) named a conversion status that is not a pipeline status of their tenant: conversion_status_id cleared', n
+            USING HINT = 'Set it again with ventros.update_campaign to a status of the tenant''s pipelines.';
+    END IF;
+END
+$$;
+ALTER TABLE ventros.campaigns
+    ADD FOREIGN KEY (tenant_id, conversion_status_id) REFERENCES ventros.pipeline_statuses (tenant_id, id)
+        ON DELETE SET NULL (conversion_status_id);
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

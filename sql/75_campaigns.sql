@@ -37,6 +37,9 @@ CREATE TABLE ventros.campaigns (
     conversion_status_id uuid,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    -- the conversion status is one of the tenant's pipeline statuses
+    FOREIGN KEY (tenant_id, conversion_status_id) REFERENCES ventros.pipeline_statuses (tenant_id, id)
+        ON DELETE SET NULL (conversion_status_id),
     CONSTRAINT campaigns_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
     CONSTRAINT campaigns_status_known CHECK (status IN ('draft', 'scheduled', 'active', 'paused', 'completed', 'archived')),
     CONSTRAINT campaigns_goal_type_known CHECK (goal_type IN ('reach_contacts', 'conversions', 'engagement')),

@@ -9,9 +9,11 @@
 -- the triggering write commits).  An inbound reply exits the active
 -- enrollments of sequences with exit_on_reply in the reply's own
 -- transaction (ventros.journey_reply); a pipeline status of exit_on exits
--- in the status change's; before each step the contact's opt-out, exit tags
--- and exit statuses are checked, the step's conditions evaluated and the
--- send window (the contact's timezone, else the tenant's) respected.  Steps
+-- in the status change's, a tag of exit_on in the tag's and an opt-out in
+-- the consent's (sql/74_enrollments.sql, triggers); before each step the
+-- contact's opt-out, exit tags and exit statuses are checked again, the
+-- step's conditions evaluated and the send window (the contact's timezone,
+-- else the tenant's) respected.  Steps
 -- and enrollments are child aggregates; the domain's events are emitted on
 -- the sequence.
 
