@@ -8395,6 +8395,139 @@ ALTER TABLE ventros.campaigns
     ADD FOREIGN KEY (tenant_id, conversion_status_id) REFERENCES ventros.pipeline_statuses (tenant_id, id)
         ON DELETE SET NULL (conversion_status_id);
 
+-- ---- billing states are the platform's (sql/12_users.sql, 62_billing_accounts.sql .. 65_usage_meters.sql)
+-- A tenant's admins could activate their own billing account, claim any
+-- Stripe customer, mark invoices paid, move subscriptions and reset their
+-- usage.  These commands now belong to platform admins (and to the Stripe
+-- webhook, which runs as the extension owner); tenants keep naming the
+-- account and reading everything (docs/billing.md).
+REVOKE EXECUTE ON FUNCTION ventros.activate_billing_payment(uuid, integer, jsonb), ventros.suspend_billing_account(uuid, integer, text),
+    ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
+    ventros.link_stripe_customer(uuid, integer, text),
+    ventros.create_subscription(uuid, text, text, text, timestamptz, timestamptz, timestamptz, ventros.product, jsonb),
+    ventros.set_subscription_status(uuid, integer, text),
+    ventros.update_subscription_period(uuid, integer, timestamptz, timestamptz),
+    ventros.change_subscription_price(uuid, integer, text), ventros.schedule_subscription_cancellation(uuid, integer),
+    ventros.cancel_subscription(uuid, integer), ventros.reactivate_subscription(uuid, integer),
+    ventros.create_invoice(uuid, text, bigint, text, text, uuid, timestamptz, jsonb),
+    ventros.finalize_invoice(uuid, integer), ventros.pay_invoice(uuid, integer),
+    ventros.record_invoice_payment_failure(uuid, integer, text), ventros.mark_invoice_uncollectible(uuid, integer),
+    ventros.void_invoice(uuid, integer), ventros.set_invoice_links(uuid, integer, text, text, timestamptz),
+    ventros.create_usage_meter(uuid, text, text, text, timestamptz, timestamptz),
+    ventros.report_usage(uuid, integer), ventros.reset_usage_period(uuid, integer, timestamptz, timestamptz)
+    FROM ventros_admin;
+REVOKE EXECUTE ON FUNCTION ventros.increment_usage(uuid, bigint) FROM ventros_agent;
+-- Their tables: written by the platform only; a tenant role with a write
+-- privilege could also emit their events (ventros.emit's check).
+REVOKE INSERT, UPDATE, DELETE ON ventros.subscriptions, ventros.invoices, ventros.usage_meters FROM ventros_admin, ventros_agent;
+GRANT INSERT, UPDATE, DELETE ON ventros.subscriptions, ventros.invoices, ventros.usage_meters TO ventros_platform_admin;
+REVOKE INSERT, UPDATE, DELETE ON api.subscriptions, api.invoices, api.usage_meters FROM ventros_admin, ventros_agent;
+-- Their direct writes: only the system's (a tenant's hint names no command it cannot call).
+SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account}', deletes => '{}');
+SELECT ventros.register_writes('subscription', inserts => '{}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('invoice', inserts => '{}', updates => '{}', deletes => '{}');
+SELECT ventros.register_writes('usage_meter', inserts => '{}', updates => '{}', deletes => '{}');
+GRANT EXECUTE ON FUNCTION ventros.activate_billing_payment(uuid, integer, jsonb), ventros.suspend_billing_account(uuid, integer, text),
+    ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
+    ventros.link_stripe_customer(uuid, integer, text),
+    ventros.create_subscription(uuid, text, text, text, timestamptz, timestamptz, timestamptz, ventros.product, jsonb),
+    ventros.set_subscription_status(uuid, integer, text),
+    ventros.update_subscription_period(uuid, integer, timestamptz, timestamptz),
+    ventros.change_subscription_price(uuid, integer, text), ventros.schedule_subscription_cancellation(uuid, integer),
+    ventros.cancel_subscription(uuid, integer), ventros.reactivate_subscription(uuid, integer),
+    ventros.create_invoice(uuid, text, bigint, text, text, uuid, timestamptz, jsonb),
+    ventros.finalize_invoice(uuid, integer), ventros.pay_invoice(uuid, integer),
+    ventros.record_invoice_payment_failure(uuid, integer, text), ventros.mark_invoice_uncollectible(uuid, integer),
+    ventros.void_invoice(uuid, integer), ventros.set_invoice_links(uuid, integer, text, text, timestamptz),
+    ventros.create_usage_meter(uuid, text, text, text, timestamptz, timestamptz),
+    ventros.report_usage(uuid, integer), ventros.reset_usage_period(uuid, integer, timestamptz, timestamptz),
+    ventros.increment_usage(uuid, bigint)
+    TO ventros_platform_admin;
+CREATE OR REPLACE FUNCTION api.register(email text, password text, name text, tenant_name text DEFAULT NULL,
+                             payment_method jsonb DEFAULT NULL)
+RETURNS api.auth_grant
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    normalized text := ventros.normalize_email(email);
+    acting     text := ventros.current_tenant();
+    -- the caller's choice of tenant, restored on return (a SET clause would
+    -- clear it before acting is read)
+    previous   text := current_setting('ventros.tenant', true);
+    new_tenant text;
+    workspace  text;
+    u          ventros.users;
+    account    ventros.billing_accounts;
+    project    ventros.projects;
+    grant_     api.auth_grant;
+BEGIN
+    IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
+        RAISE EXCEPTION 'password must have 8 to 72 characters' USING ERRCODE = '22023';
+    END IF;
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'user name must not be null' USING ERRCODE = '23502';
+    END IF;
+    -- Idempotent by email: the same email and password answer as a login.
+    SELECT * INTO u FROM ventros.users x WHERE x.email = normalized AND x.deleted_at IS NULL;
+    IF FOUND THEN
+        IF ventros.password_matches(password, u.password_hash) THEN
+            PERFORM set_config('ventros.tenant', u.tenant_id, true);
+            grant_ := ventros.issue_grant(u);
+            PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+            RETURN grant_;
+        END IF;
+        RAISE EXCEPTION 'a user with email % already exists', normalized USING ERRCODE = '23505';
+    END IF;
+    IF acting IS NOT NULL THEN
+        -- An administrator of a tenant adds a user to it.
+        IF NOT ventros.caller_is_admin() THEN
+            RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
+        END IF;
+        IF payment_method IS NOT NULL THEN
+            RAISE EXCEPTION 'a payment method is given at sign-up only' USING ERRCODE = '22023',
+                HINT = 'The billing account is activated from Stripe (a completed checkout; docs/billing.md).';
+        END IF;
+        new_tenant := acting;
+    ELSE
+        new_tenant := 't' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20);
+    END IF;
+    PERFORM set_config('ventros.tenant', new_tenant, true);
+    INSERT INTO ventros.users (tenant_id, name, email, password_hash, role)
+    VALUES (new_tenant, ventros.check_length(btrim(name), 200, 'user name'), normalized,
+            ventros.hash_password(password), CASE WHEN acting IS NULL THEN 'admin' ELSE 'user' END)
+    RETURNING * INTO u;
+    IF acting IS NULL THEN
+        -- Sign-up, in this one transaction: what a new tenant needs (domain
+        -- 29): the owner's billing account (active when a payment method
+        -- comes with the sign-up, else pending until one is added), the
+        -- default project (under the account once it is active), the
+        -- default pipeline, and the owner as a human agent.  API keys are
+        -- made on demand (api.create_api_key): one made here could never be
+        -- shown.
+        workspace := ventros.check_length(coalesce(tenant_name, btrim(name) || '''s workspace'), 200, 'workspace name');
+        account := ventros.create_billing_account(workspace, normalized, u.id);
+        IF payment_method IS NOT NULL THEN
+            account := ventros.activate_billing_payment(account.id, account.version, payment_method);
+        END IF;
+        INSERT INTO ventros.projects (tenant_id, name, user_id, billing_account_id)
+        VALUES (new_tenant, workspace, u.id, CASE WHEN account.payment_status = 'active' THEN account.id END)
+        RETURNING * INTO project;
+        PERFORM ventros.create_pipeline('Default pipeline', project_id => project.id,
+                                        statuses => ARRAY['New', 'In progress', 'Done']);
+        PERFORM ventros.create_agent(u.name, 'human', email => u.email, user_id => u.id, role => 'admin',
+                                     project_id => project.id);
+    END IF;
+    PERFORM ventros.emit('user.registered', 'user', u.id, jsonb_build_object('email', u.email, 'role', u.role), u.version);
+    grant_ := ventros.issue_grant(u);
+    PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+    RETURN grant_;
+END
+$$;
+COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
+    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (active when a payment method is given), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant. Returns a login grant';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -278,7 +278,7 @@ BEGIN
         END IF;
         IF payment_method IS NOT NULL THEN
             RAISE EXCEPTION 'a payment method is given at sign-up only' USING ERRCODE = '22023',
-                HINT = 'Activate the tenant''s billing account with ventros.activate_billing_payment().';
+                HINT = 'The billing account is activated from Stripe (a completed checkout; docs/billing.md).';
         END IF;
         new_tenant := acting;
     ELSE

@@ -242,12 +242,19 @@ COMMENT ON FUNCTION ventros.list_billing_accounts(uuid, boolean) IS
     'Billing accounts of the acting tenant, by user and optionally only active ones, oldest first';
 
 GRANT EXECUTE ON FUNCTION ventros.get_billing_account(uuid), ventros.list_billing_accounts(uuid, boolean) TO ventros_viewer;
+-- A tenant's admins name the account and its billing email; its payment
+-- state and its Stripe customer are the platform's, set from Stripe
+-- (sql/66_stripe_webhooks.sql) or by a platform admin: a tenant that could
+-- activate its own account, or claim another's Stripe customer, would forge
+-- what it paid (docs/billing.md).
 GRANT EXECUTE ON FUNCTION ventros.create_billing_account(text, text, uuid, jsonb),
-    ventros.activate_billing_payment(uuid, integer, jsonb), ventros.suspend_billing_account(uuid, integer, text),
-    ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
-    ventros.update_billing_account(uuid, integer, jsonb), ventros.link_stripe_customer(uuid, integer, text)
+    ventros.update_billing_account(uuid, integer, jsonb)
     TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.activate_billing_payment(uuid, integer, jsonb), ventros.suspend_billing_account(uuid, integer, text),
+    ventros.reactivate_billing_account(uuid, integer), ventros.cancel_billing_account(uuid, integer),
+    ventros.link_stripe_customer(uuid, integer, text)
+    TO ventros_platform_admin;
 
 -- Direct writes of billing_account by tenant roles: the same as the first
 -- command named, or refused naming them (docs/sql.md, "Direct writes").
-SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account,activate_billing_payment,suspend_billing_account,reactivate_billing_account,cancel_billing_account,link_stripe_customer}', deletes => '{}');
+SELECT ventros.register_writes('billing_account', inserts => '{create_billing_account}', updates => '{update_billing_account}', deletes => '{}');

@@ -62,8 +62,12 @@ SELECT ventros.register_aggregate('subscription', 'ventros.subscriptions', 'core
         {"from": "paused", "to": "canceled", "event": "subscription.canceled"},
         {"from": "canceled", "to": "active", "event": "subscription.reactivated", "description": "A canceled subscription was reactivated."}
     ]',
-    privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
+    privileges => '{"ventros_viewer": ["SELECT"]}',
     description => 'A Stripe subscription of a billing account');
+-- Written by the platform only (Stripe's webhook, platform admins): a tenant
+-- role with a write privilege here could also emit this aggregate's events
+-- (ventros.emit's check), e.g. a forged subscription event (docs/billing.md).
+GRANT INSERT, UPDATE, DELETE ON ventros.subscriptions TO ventros_platform_admin;
 SELECT ventros.register_event_type('subscription.trial_started', 'A subscription started a trial.');
 SELECT ventros.register_event_type('subscription.period_updated', 'The billing period of a subscription moved.');
 SELECT ventros.register_event_type('subscription.price_changed', 'The price of a subscription changed.');
@@ -248,8 +252,8 @@ GRANT EXECUTE ON FUNCTION
     ventros.update_subscription_period(uuid, integer, timestamptz, timestamptz),
     ventros.change_subscription_price(uuid, integer, text), ventros.schedule_subscription_cancellation(uuid, integer),
     ventros.cancel_subscription(uuid, integer), ventros.reactivate_subscription(uuid, integer)
-    TO ventros_admin;
+    TO ventros_platform_admin;   -- Stripe's states, not the tenant's to set (docs/billing.md)
 
 -- Direct writes of subscription by tenant roles: the same as the first
 -- command named, or refused naming them (docs/sql.md, "Direct writes").
-SELECT ventros.register_writes('subscription', inserts => '{create_subscription}', updates => '{set_subscription_status,update_subscription_period,change_subscription_price,schedule_subscription_cancellation,cancel_subscription,reactivate_subscription}', deletes => '{}');
+SELECT ventros.register_writes('subscription', inserts => '{}', updates => '{}', deletes => '{}');

@@ -53,8 +53,12 @@ SELECT ventros.register_aggregate('invoice', 'ventros.invoices', 'core',
         {"from": "uncollectible", "to": "paid", "event": "invoice.paid"},
         {"from": "uncollectible", "to": "void", "event": "invoice.voided"}
     ]',
-    privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
+    privileges => '{"ventros_viewer": ["SELECT"]}',
     description => 'A Stripe invoice');
+-- Written by the platform only (Stripe's webhook, platform admins): a tenant
+-- role with a write privilege here could also emit this aggregate's events
+-- (ventros.emit's check), e.g. a forged invoice event (docs/billing.md).
+GRANT INSERT, UPDATE, DELETE ON ventros.invoices TO ventros_platform_admin;
 SELECT ventros.register_event_type('invoice.payment_failed', 'A payment of an open invoice failed; it stays open.');
 
 CREATE FUNCTION ventros.create_invoice(
@@ -202,8 +206,8 @@ GRANT EXECUTE ON FUNCTION ventros.create_invoice(uuid, text, bigint, text, text,
     ventros.finalize_invoice(uuid, integer), ventros.pay_invoice(uuid, integer),
     ventros.record_invoice_payment_failure(uuid, integer, text), ventros.mark_invoice_uncollectible(uuid, integer),
     ventros.void_invoice(uuid, integer), ventros.set_invoice_links(uuid, integer, text, text, timestamptz)
-    TO ventros_admin;
+    TO ventros_platform_admin;   -- Stripe's states, not the tenant's to set (docs/billing.md)
 
 -- Direct writes of invoice by tenant roles: the same as the first
 -- command named, or refused naming them (docs/sql.md, "Direct writes").
-SELECT ventros.register_writes('invoice', inserts => '{create_invoice}', updates => '{finalize_invoice,pay_invoice,record_invoice_payment_failure,mark_invoice_uncollectible,void_invoice,set_invoice_links}', deletes => '{}');
+SELECT ventros.register_writes('invoice', inserts => '{}', updates => '{}', deletes => '{}');

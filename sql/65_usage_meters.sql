@@ -34,8 +34,12 @@ CREATE INDEX usage_meters_by_event ON ventros.usage_meters (tenant_id, event_nam
 COMMENT ON TABLE ventros.usage_meters IS 'UsageMeter: metered usage of one metric in one billing period';
 
 SELECT ventros.register_aggregate('usage_meter', 'ventros.usage_meters', 'core',
-    privileges => '{"ventros_viewer": ["SELECT"], "ventros_agent": ["UPDATE"], "ventros_admin": ["INSERT", "DELETE"]}',
+    privileges => '{"ventros_viewer": ["SELECT"]}',
     description => 'A metered-usage counter for one metric and period');
+-- Written by the platform only (Stripe's webhook, platform admins): a tenant
+-- role with a write privilege here could also emit this aggregate's events
+-- (ventros.emit's check), e.g. a forged usage_meter event (docs/billing.md).
+GRANT INSERT, UPDATE, DELETE ON ventros.usage_meters TO ventros_platform_admin;
 SELECT ventros.register_event_type('usage_meter.incremented', 'Usage of a metric was counted.');
 SELECT ventros.register_event_type('usage_meter.reported', 'Usage of a metric was reported to Stripe.');
 SELECT ventros.register_event_type('usage_meter.period_reset', 'A usage meter started a new period at zero.');
@@ -160,11 +164,12 @@ COMMENT ON FUNCTION ventros.list_usage_meters(uuid, text, boolean, boolean) IS
     'Usage meters by account and metric; the current period only, or only those with unreported usage';
 
 GRANT EXECUTE ON FUNCTION ventros.get_usage_meter(uuid), ventros.list_usage_meters(uuid, text, boolean, boolean) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.increment_usage(uuid, bigint) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.create_usage_meter(uuid, text, text, text, timestamptz, timestamptz),
+-- Usage is counted by the platform, never by the tenant it bills (docs/billing.md).
+GRANT EXECUTE ON FUNCTION ventros.increment_usage(uuid, bigint),
+    ventros.create_usage_meter(uuid, text, text, text, timestamptz, timestamptz),
     ventros.report_usage(uuid, integer), ventros.reset_usage_period(uuid, integer, timestamptz, timestamptz)
-    TO ventros_admin;
+    TO ventros_platform_admin;
 
 -- Direct writes of usage_meter by tenant roles: the same as the first
 -- command named, or refused naming them (docs/sql.md, "Direct writes").
-SELECT ventros.register_writes('usage_meter', inserts => '{create_usage_meter}', updates => '{increment_usage,report_usage,reset_usage_period}', deletes => '{}');
+SELECT ventros.register_writes('usage_meter', inserts => '{}', updates => '{}', deletes => '{}');

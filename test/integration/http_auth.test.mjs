@@ -22,12 +22,16 @@ before(async () => {
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'api' ORDER BY 1`)).rows;
     // one row of every aggregate in each tenant, from the engine's samples
     // (test/fixtures/samples), and a user with a known API key
-    const samples = (await c.query('SELECT aggregate, create_sql FROM ventros_test.aggregate_samples ORDER BY 1')).rows;
+    const samples = (await c.query('SELECT aggregate, create_sql, role FROM ventros_test.aggregate_samples ORDER BY 1')).rows;
     for (const t of TENANTS) {
       await c.query('BEGIN');
       await c.query("SELECT set_config('ventros.tenant', $1, true)", [t]);
       await c.query('SET LOCAL ROLE ventros_admin');
-      for (const sample of samples) await c.query(sample.create_sql);
+      for (const sample of samples) {
+        await c.query(`SET LOCAL ROLE ${sample.role}`);
+        await c.query(sample.create_sql);
+      }
+      await c.query('SET LOCAL ROLE ventros_admin');
       const u = await c.query(`SELECT id FROM ventros.create_user($1, $2, 'x-password') u
         WHERE NOT EXISTS (SELECT 1 FROM ventros.users WHERE email = $2)`, [`User ${t}`, `user@${t}.example`]);
       if (u.rowCount) {

@@ -26,6 +26,7 @@ DECLARE
     row_id uuid;
 BEGIN
     FOR s IN SELECT a.* FROM ventros_test.aggregate_samples a JOIN sampled_aggregates r USING (aggregate) LOOP
+        EXECUTE format('SET LOCAL ROLE %I', s.role);
         EXECUTE s.create_sql INTO row_id;
         RESET ROLE;
         EXECUTE s.update_sql USING row_id, 1;

@@ -1,10 +1,12 @@
 -- Billing (aggregates 25-28): commands, every allowed transition, a sample of
--- refused ones, invariants and bad input.
+-- refused ones, invariants and bad input.  The billing states are the
+-- platform's (docs/billing.md): the commands run as ventros_platform_admin,
+-- and the end checks that a tenant's admin and agent are refused each one.
 BEGIN;
-SELECT plan(57);
+SELECT plan(84);
 SELECT ventros.create_tenant('t_billing', 'Billing');
 SET LOCAL ventros.tenant = 't_billing';
-SET LOCAL ROLE ventros_admin;
+SET LOCAL ROLE ventros_platform_admin;
 
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id uuid);
 INSERT INTO ids SELECT 'a', id FROM ventros.create_billing_account('Acme', ' Pay@Acme.Example ', gen_random_uuid());
@@ -54,7 +56,7 @@ SELECT throws_ok($$INSERT INTO ventros.projects (name, billing_account_id) VALUE
                  NULL, 'no project under an account that is not active');
 SELECT lives_ok($$INSERT INTO ventros.projects (name, billing_account_id) VALUES ('Under A', pg_temp.id('a'))$$,
                 'a project under an active account');
-SET LOCAL ROLE ventros_admin;
+SET LOCAL ROLE ventros_platform_admin;
 SELECT ok(NOT EXISTS (SELECT 1 FROM ventros.outbox WHERE aggregate_id = pg_temp.id('a') AND payload::text LIKE '%pm_1%'),
           'payment methods are redacted from events');
 
@@ -113,5 +115,43 @@ SELECT is((ventros.reset_usage_period(pg_temp.id('m'), 4, date_trunc('month', no
           date_trunc('month', now()) + interval '2 months')).quantity, 0::bigint, 'period reset');
 SELECT ok(pg_temp.events(pg_temp.id('m')) @> ARRAY['usage_meter.created', 'usage_meter.incremented', 'usage_meter.reported',
     'usage_meter.period_reset'], 'meter events');
+
+-- A tenant's own roles may name their account, never set what they paid.
+RESET ROLE;
+CREATE FUNCTION pg_temp.refused(role_name text, call text) RETURNS text LANGUAGE sql AS
+    $$ SELECT ventros_test.run_as(role_name, 't_billing', call) $$;
+SELECT matches(pg_temp.refused('ventros_admin', c), '^ERROR 42501: permission denied for function ', 'a tenant admin is refused ' || split_part(c, '(', 1))
+FROM unnest(ARRAY[
+    format('SELECT ventros.activate_billing_payment(%L, 1, ''{"id": "pm_x"}'')', pg_temp.id('b')),
+    format('SELECT ventros.suspend_billing_account(%L, 1, ''x'')', pg_temp.id('b')),
+    format('SELECT ventros.reactivate_billing_account(%L, 1)', pg_temp.id('b')),
+    format('SELECT ventros.cancel_billing_account(%L, 1)', pg_temp.id('b')),
+    format('SELECT ventros.link_stripe_customer(%L, 1, ''cus_Other'')', pg_temp.id('b')),
+    format('SELECT ventros.create_subscription(%L, ''sub_X'', ''price_x'', ''active'', now(), now() + interval ''1 month'')', pg_temp.id('b')),
+    'SELECT ventros.set_subscription_status(gen_random_uuid(), 1, ''active'')',
+    'SELECT ventros.update_subscription_period(gen_random_uuid(), 1, now(), now() + interval ''1 day'')',
+    'SELECT ventros.change_subscription_price(gen_random_uuid(), 1, ''price_x'')',
+    'SELECT ventros.schedule_subscription_cancellation(gen_random_uuid(), 1)',
+    'SELECT ventros.cancel_subscription(gen_random_uuid(), 1)',
+    'SELECT ventros.reactivate_subscription(gen_random_uuid(), 1)',
+    format('SELECT ventros.create_invoice(%L, ''in_X'', 100, ''usd'')', pg_temp.id('b')),
+    'SELECT ventros.finalize_invoice(gen_random_uuid(), 1)',
+    'SELECT ventros.pay_invoice(gen_random_uuid(), 1)',
+    'SELECT ventros.record_invoice_payment_failure(gen_random_uuid(), 1, ''x'')',
+    'SELECT ventros.mark_invoice_uncollectible(gen_random_uuid(), 1)',
+    'SELECT ventros.void_invoice(gen_random_uuid(), 1)',
+    'SELECT ventros.set_invoice_links(gen_random_uuid(), 1, ''https://a'', ''https://b'', NULL)',
+    format('SELECT ventros.create_usage_meter(%L, ''m'', ''message.sent'', ''mtr_x'', now(), now() + interval ''1 day'')', pg_temp.id('b')),
+    'SELECT ventros.report_usage(gen_random_uuid(), 1)',
+    'SELECT ventros.reset_usage_period(gen_random_uuid(), 1, now(), now() + interval ''1 day'')']) c;
+SELECT matches(pg_temp.refused('ventros_agent', 'SELECT ventros.increment_usage(gen_random_uuid(), 1)'),
+               '^ERROR 42501: permission denied for function ', 'an agent is refused increment_usage');
+SELECT isnt(pg_temp.refused('ventros_admin', format('SELECT ventros.update_billing_account(%L, (SELECT version FROM ventros.billing_accounts WHERE id = %L), ''{"name": "Renamed"}'')',
+                                                    pg_temp.id('b'), pg_temp.id('b'))) ~ '^ERROR', true, 'a tenant admin still names its account');
+SELECT matches(pg_temp.refused(r, 'SELECT ventros.emit(''invoice.paid'', ''invoice'', gen_random_uuid(), ''{}'', NULL)'),
+               '^ERROR 42501: ', r || ' cannot emit an invoice event (no write privilege on invoices)')
+FROM unnest(ARRAY['ventros_admin', 'ventros_agent']) r;
+SELECT matches(pg_temp.refused('ventros_admin', format('UPDATE ventros.invoices SET status = ''paid'' WHERE billing_account_id = %L', pg_temp.id('a'))),
+               '^ERROR 42501: ', 'nor write invoices directly');
 SELECT * FROM finish();
 ROLLBACK;
