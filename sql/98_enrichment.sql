@@ -745,17 +745,17 @@ AS $$
 DECLARE
     e ventros.message_enrichments := ventros.enrichment_for_request(r);
     p ventros.enrichment_providers;
-    cost numeric;
+    attempt_cost numeric;
 BEGIN
     IF e.id IS NULL THEN
         RETURN;
     END IF;
     SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = e.provider;
-    cost := ventros.enrichment_cost(p.prices, coalesce(result->'usage', '{}'));
+    attempt_cost := ventros.enrichment_cost(p.prices, coalesce(result->'usage', '{}'));
     e := ventros.enrichment_note(e, 'succeeded', NULL);
     UPDATE ventros.message_enrichments x
        SET status = 'completed', extracted_text = result->>'text', language = left(result->>'language', 35),
-           confidence = (result->>'confidence')::numeric, usage = result->'usage', cost = enrichment_attempt_succeeded.cost,
+           confidence = (result->>'confidence')::numeric, usage = result->'usage', cost = attempt_cost,
            model = coalesce(result->>'model', x.model),
            metadata = coalesce(x.metadata, '{}') || coalesce(result->'metadata', '{}'),
            request_id = NULL, processed_at = now(), version = x.version,
