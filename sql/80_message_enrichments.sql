@@ -116,7 +116,6 @@ SELECT ventros.register_aggregate('message_enrichment', 'ventros.message_enrichm
         {"from": "pending", "to": "processing"},
         {"from": "processing", "to": "completed", "event": "message_enrichment.completed", "description": "Text was extracted from a media message."},
         {"from": "processing", "to": "failed", "event": "message_enrichment.failed", "description": "Extracting text from a media message failed."},
-        {"from": "pending", "to": "failed", "event": "message_enrichment.failed"},
         {"from": "failed", "to": "pending", "event": "message_enrichment.retried", "description": "A failed enrichment was queued again."},
         {"from": "completed", "to": "pending", "event": "message_enrichment.retried"}
     ]',

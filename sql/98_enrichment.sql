@@ -374,6 +374,11 @@ AS $$
 DECLARE
     result ventros.message_enrichments;
 BEGIN
+    -- (failed is reached through processing, the aggregate's state machine)
+    IF e.status = 'pending' THEN
+        UPDATE ventros.message_enrichments x SET status = 'processing', version = x.version
+         WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    END IF;
     UPDATE ventros.message_enrichments x
        SET status = 'failed', error_code = code, error = left(why, 2000), retry_at = enrichment_fail.retry_at,
            request_id = NULL, processed_at = now(), version = x.version,
