@@ -281,13 +281,16 @@ COMMENT ON FUNCTION ventros.set_enrichment_route(text, text[]) IS
     'Sets the tenant''s route of a media kind (audio, image, document, profile_picture) to these providers in order; NULL: back to the default route';
 
 CREATE FUNCTION ventros.enrichment_route(media_kind text) RETURNS text[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT o.providers FROM ventros.enrichment_route_overrides o
+BEGIN
+    -- plpgsql: its plans are kept (it runs for every enrichment)
+    RETURN coalesce((SELECT o.providers FROM ventros.enrichment_route_overrides o
                       WHERE o.tenant_id = ventros.require_tenant() AND o.media_kind = enrichment_route.media_kind),
                     ARRAY(SELECT r.provider FROM ventros.enrichment_routes r
-                           WHERE r.media_kind = enrichment_route.media_kind ORDER BY r.position))
+                           WHERE r.media_kind = enrichment_route.media_kind ORDER BY r.position));
+END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_route(text) IS 'The providers the acting tenant''s enrichments of a media kind try, in order';
 
@@ -295,14 +298,14 @@ COMMENT ON FUNCTION ventros.enrichment_route(text) IS 'The providers the acting 
 -- spreadsheets, presentations, text), or NULL (video, stickers: not routed).
 CREATE FUNCTION ventros.enrichment_media_kind(content_type text, mimetype text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
     SELECT CASE
-        WHEN content_type IN ('audio', 'voice') THEN 'audio'
-        WHEN content_type = 'image' THEN 'image'
-        WHEN content_type = 'document' THEN 'document'
-        WHEN content_type IS NULL AND mimetype LIKE 'audio/%' THEN 'audio'
-        WHEN content_type IS NULL AND mimetype LIKE 'image/%' THEN 'image'
+        WHEN content_type OPERATOR(pg_catalog.=) ANY (ARRAY['audio', 'voice']) THEN 'audio'
+        WHEN content_type OPERATOR(pg_catalog.=) 'image' THEN 'image'
+        WHEN content_type OPERATOR(pg_catalog.=) 'document' THEN 'document'
+        WHEN content_type IS NULL AND mimetype OPERATOR(pg_catalog.~~) 'audio/%' THEN 'audio'
+        WHEN content_type IS NULL AND mimetype OPERATOR(pg_catalog.~~) 'image/%' THEN 'image'
     END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_media_kind(text, text) IS
@@ -353,14 +356,19 @@ COMMENT ON FUNCTION ventros.enrichment_config(ventros.enrichment_providers, vent
 
 -- The cost of an attempt from its usage and the provider's prices.
 CREATE FUNCTION ventros.enrichment_cost(prices jsonb, usage jsonb) RETURNS numeric
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT round(coalesce((usage->>'seconds')::numeric * (prices->>'per_second')::numeric, 0)
-               + coalesce((usage->>'input_tokens')::numeric * (prices->>'per_input_token')::numeric, 0)
-               + coalesce((usage->>'output_tokens')::numeric * (prices->>'per_output_token')::numeric, 0)
-               + coalesce((usage->>'pages')::numeric * (prices->>'per_page')::numeric, 0)
-               + coalesce((prices->>'per_request')::numeric, 0), 8)
+DECLARE
+    total numeric := coalesce((prices->>'per_request')::numeric, 0);
+    k text;
+BEGIN
+    FOREACH k IN ARRAY ARRAY['seconds:per_second', 'input_tokens:per_input_token', 'output_tokens:per_output_token',
+                             'pages:per_page'] LOOP
+        total := total + coalesce((usage->>split_part(k, ':', 1))::numeric * (prices->>split_part(k, ':', 2))::numeric, 0);
+    END LOOP;
+    RETURN round(total, 8);
+END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_cost(jsonb, jsonb) IS 'USD: usage (seconds, input_tokens, output_tokens, pages) times prices';
 
@@ -394,19 +402,31 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_fail(ventros.message_enrichments, text, text, timestamptz) IS
     'Fails an enrichment with an error code, a message and a retry time; emits message.enrichment_failed';
 
+-- One entry of an enrichment's trail: the current attempt's outcome.
+CREATE FUNCTION ventros.enrichment_attempt(e ventros.message_enrichments, outcome text, detail text) RETURNS jsonb
+LANGUAGE sql STABLE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT pg_catalog.jsonb_build_array(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+        'provider', e.provider, 'request_id', e.request_id, 'outcome', outcome, 'error', pg_catalog.left(detail, 500),
+        'at', pg_catalog.now())))
+$$;
+COMMENT ON FUNCTION ventros.enrichment_attempt(ventros.message_enrichments, text, text) IS
+    'An entry of an enrichment''s trail (a one-element array): provider, request, outcome, error, time';
+
 -- Records the outcome of the current attempt in the enrichment's trail.
 CREATE FUNCTION ventros.enrichment_note(e ventros.message_enrichments, outcome text, detail text)
 RETURNS ventros.message_enrichments
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     UPDATE ventros.message_enrichments x
-       SET attempts = x.attempts || jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-               'provider', e.provider, 'request_id', e.request_id, 'outcome', outcome, 'error', left(detail, 500),
-               'at', now()))),
-           version = x.version
+       SET attempts = x.attempts || ventros.enrichment_attempt(e, outcome, detail), version = x.version
      WHERE x.tenant_id = e.tenant_id AND x.id = e.id
-    RETURNING *
+    RETURNING * INTO e;
+    RETURN e;
+END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_note(ventros.message_enrichments, text, text) IS
     'Appends an attempt (provider, request, outcome, error) to an enrichment''s trail';
@@ -501,7 +521,9 @@ BEGIN
     IF NOT coalesce(s.enabled, false) THEN
         RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
     END IF;
-    SELECT * INTO mm FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    -- (not the bytes: only the dispatcher reads them)
+    SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+      FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
     IF mm.status IS DISTINCT FROM 'downloaded' THEN
         RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
                                                                'the media is not downloaded'), NULL);
@@ -566,19 +588,22 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    mm ventros.message_media;
+    download text;
 BEGIN
-    UPDATE ventros.message_enrichments x
-       SET status = 'pending', route = ventros.enrichment_route(ventros.enrichment_media_kind(x.content_type, NULL)),
-           route_position = 0, request_id = NULL, attempts = '[]', error = NULL, error_code = NULL, retry_at = NULL,
-           version = x.version
-     WHERE x.tenant_id = e.tenant_id AND x.id = e.id
-    RETURNING * INTO e;
-    SELECT * INTO mm FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
+    -- a new enrichment (pending, nothing tried) is at the start already
+    IF NOT (e.status = 'pending' AND e.route_position = 0 AND e.attempts = '[]') THEN
+        UPDATE ventros.message_enrichments x
+           SET status = 'pending', route = ventros.enrichment_route(ventros.enrichment_media_kind(x.content_type, NULL)),
+               route_position = 0, request_id = NULL, attempts = '[]', error = NULL, error_code = NULL, retry_at = NULL,
+               version = x.version
+         WHERE x.tenant_id = e.tenant_id AND x.id = e.id
+        RETURNING * INTO e;
+    END IF;
+    SELECT x.status INTO download FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
     IF NOT FOUND THEN
         PERFORM ventros.request_media_download(e.message_id);
         RETURN e;       -- the download's end moves it on (trigger below)
-    ELSIF mm.status = 'requested' THEN
+    ELSIF download = 'requested' THEN
         RETURN e;
     END IF;
     RETURN ventros.enrichment_advance(e.id);
@@ -691,12 +716,17 @@ CREATE TRIGGER ventros_enrichment_on_media AFTER UPDATE OF status ON ventros.mes
 -- The enrichment a finished request served, locked, while that request is
 -- still its current attempt (an answer to an older attempt is ignored).
 CREATE FUNCTION ventros.enrichment_for_request(r ventros.http_requests) RETURNS ventros.message_enrichments
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM ventros.message_enrichments x
+DECLARE
+    e ventros.message_enrichments;
+BEGIN
+    SELECT * INTO e FROM ventros.message_enrichments x
      WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
-     FOR UPDATE
+     FOR UPDATE;
+    RETURN e;
+END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_for_request(ventros.http_requests) IS
     'The processing enrichment whose current attempt is this request (NULL for an older attempt)';
@@ -748,25 +778,26 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e ventros.message_enrichments := ventros.enrichment_for_request(r);
-    p ventros.enrichment_providers;
-    attempt_cost numeric;
+    e ventros.message_enrichments;
 BEGIN
-    IF e.id IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = e.provider;
-    attempt_cost := ventros.enrichment_cost(p.prices, coalesce(result->'usage', '{}'));
-    e := ventros.enrichment_note(e, 'succeeded', NULL);
+    -- one statement (the dispatcher runs this for every answer): only while
+    -- this request is the enrichment's current attempt
     UPDATE ventros.message_enrichments x
        SET status = 'completed', extracted_text = result->>'text', language = left(result->>'language', 35),
-           confidence = (result->>'confidence')::numeric, usage = result->'usage', cost = attempt_cost,
+           attempts = x.attempts || jsonb_build_array(jsonb_build_object('provider', x.provider, 'request_id', r.id,
+                                                                         'outcome', 'succeeded', 'at', now())),
+           confidence = (result->>'confidence')::numeric, usage = result->'usage',
+           cost = ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider),
+                                          coalesce(result->'usage', '{}')),
            model = coalesce(result->>'model', x.model),
            metadata = coalesce(x.metadata, '{}') || coalesce(result->'metadata', '{}'),
            request_id = NULL, processed_at = now(), version = x.version,
            processing_time_ms = (extract(epoch FROM now() - x.created_at) * 1000)::integer
-     WHERE x.tenant_id = e.tenant_id AND x.id = e.id
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
     RETURNING * INTO e;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
     PERFORM ventros.emit('message.enriched', 'message', e.message_id,
         jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'kind', e.kind, 'provider', e.provider, 'model', e.model,
                            'language', e.language, 'confidence', e.confidence, 'usage', e.usage, 'cost', e.cost,
@@ -786,6 +817,7 @@ DECLARE
     p ventros.enrichment_providers;
     cred uuid;
     secret text;
+    slot text;
 BEGIN
     SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = substr(r.purpose, length('enrichment.') + 1);
     SELECT ps.credential_id INTO cred FROM ventros.enrichment_provider_settings ps
@@ -793,7 +825,16 @@ BEGIN
     IF cred IS NULL THEN
         RETURN r.headers;
     END IF;
-    secret := (ventros.reveal_credential(cred)).value;
+    -- A claim prepares many attempts in one transaction: the key is
+    -- decrypted (and its use recorded, credential.used) once per credential
+    -- and transaction, and kept only until that transaction ends (is_local),
+    -- in the dispatcher's own backend.
+    slot := 'ventros_enrichment_keys.k' || replace(cred::text, '-', '');   -- (ventros.* is reserved)
+    secret := nullif(current_setting(slot, true), '');
+    IF secret IS NULL THEN
+        secret := (ventros.reveal_credential(cred)).value;
+        PERFORM set_config(slot, secret, true);
+    END IF;
     RETURN r.headers || jsonb_build_object(p.auth_header, concat_ws(' ', p.auth_scheme, secret));
 END
 $$;

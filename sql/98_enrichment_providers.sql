@@ -20,14 +20,16 @@ COMMENT ON FUNCTION ventros.enrichment_media_marker() IS
 
 -- The downloaded media's content type (type/subtype, without parameters).
 CREATE FUNCTION ventros.enrichment_media_type(e ventros.message_enrichments) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(nullif(btrim(split_part(coalesce(mm.content_type, m.media_mimetype), ';', 1)), ''),
-                    'application/octet-stream')
-      FROM ventros.messages m
-      LEFT JOIN ventros.message_media mm ON mm.tenant_id = m.tenant_id AND mm.message_id = m.id
-     WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id
+BEGIN
+    RETURN (SELECT coalesce(nullif(btrim(split_part(coalesce(mm.content_type, m.media_mimetype), ';', 1)), ''),
+                            'application/octet-stream')
+              FROM ventros.messages m
+              LEFT JOIN ventros.message_media mm ON mm.tenant_id = m.tenant_id AND mm.message_id = m.id
+             WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id);
+END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_media_type(ventros.message_enrichments) IS
     'The content type of an enrichment''s media (the download''s, else the message''s), without parameters';
@@ -71,11 +73,11 @@ COMMENT ON FUNCTION ventros.whisper_request(ventros.message_enrichments, jsonb) 
 -- the common ones, else as given.
 CREATE FUNCTION ventros.whisper_language(name text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+-- (no SET clause: small enough to be inlined; every name is qualified)
 AS $$
-    SELECT CASE lower(name) WHEN 'portuguese' THEN 'pt' WHEN 'english' THEN 'en' WHEN 'spanish' THEN 'es'
+    SELECT CASE pg_catalog.lower(name) WHEN 'portuguese' THEN 'pt' WHEN 'english' THEN 'en' WHEN 'spanish' THEN 'es'
                             WHEN 'french' THEN 'fr' WHEN 'german' THEN 'de' WHEN 'italian' THEN 'it'
-                            ELSE lower(name) END
+                            ELSE pg_catalog.lower(name) END
 $$;
 COMMENT ON FUNCTION ventros.whisper_language(text) IS 'Whisper''s language name as an ISO-639-1 code for common languages';
 
