@@ -7075,29 +7075,33 @@ SELECT ventros.register_writes('session', inserts => '{start_or_continue_session
 -- enrichment rows get the provider chain's columns and a full-text vector,
 -- and the routes, providers, per-tenant settings, chain and answer handlers
 -- are new.
-ALTER TABLE ventros.http_requests ADD COLUMN body_form jsonb, ADD COLUMN media_message_id uuid,
+ALTER TABLE ventros.http_requests ADD COLUMN body_form jsonb, ADD COLUMN media_id uuid,
     ADD CONSTRAINT http_requests_body_form_shape CHECK (body_form IS NULL
-        OR (media_message_id IS NOT NULL
+        OR (media_id IS NOT NULL
             AND (jsonb_typeof(body_form->'multipart') = 'array' OR jsonb_typeof(body_form->'inline_base64') = 'string')));
 COMMENT ON COLUMN ventros.http_requests.body_form IS
     'NULL: body is sent as is. {"multipart": [{name, value} | {name, media: true, filename, content_type}]}: a multipart/form-data body whose media part is the message''s downloaded media; {"inline_base64": marker}: body with marker replaced by the media''s base64. Built by the dispatcher at each attempt';
-COMMENT ON COLUMN ventros.http_requests.media_message_id IS
-    'The message whose downloaded media (ventros.message_media) the body_form streams; never copied into the row';
+COMMENT ON COLUMN ventros.http_requests.media_id IS
+    'Whose downloaded media the body_form streams: a message (ventros.message_media) or an enrichment (ventros.enrichment_media, e.g. a profile picture); never copied into the row';
 
--- The bytes a body_form streams: the message's media as its download stored
--- it (sql/90_channel_send.sql; plpgsql, so that table may come later).
-CREATE FUNCTION ventros.http_request_media(tenant_id text, message_id uuid) RETURNS bytea
+-- The bytes a body_form streams: a message's media as its download stored
+-- it (sql/90_channel_send.sql), or an enrichment's own download (a profile
+-- picture, sql/98_enrichment.sql).  plpgsql, so those tables may come later.
+CREATE FUNCTION ventros.http_request_media(tenant_id text, media_id uuid) RETURNS bytea
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT mm.data FROM ventros.message_media mm
-             WHERE mm.tenant_id = http_request_media.tenant_id AND mm.message_id = http_request_media.message_id
-               AND mm.status = 'downloaded');
+    RETURN coalesce((SELECT mm.data FROM ventros.message_media mm
+                      WHERE mm.tenant_id = http_request_media.tenant_id AND mm.message_id = http_request_media.media_id
+                        AND mm.status = 'downloaded'),
+                    (SELECT em.data FROM ventros.enrichment_media em
+                      WHERE em.tenant_id = http_request_media.tenant_id AND em.enrichment_id = http_request_media.media_id
+                        AND em.status = 'downloaded'));
 END
 $$;
 COMMENT ON FUNCTION ventros.http_request_media(text, uuid) IS
-    'Dispatcher: the downloaded media of a message (NULL when it is not downloaded), streamed by a request''s body_form';
+    'Dispatcher: the downloaded media of a message or of an enrichment (NULL when it is not downloaded), streamed by a request''s body_form';
 
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
@@ -7129,12 +7133,12 @@ AS $$
                    THEN ventros.http_attempt_headers(r) ELSE r.headers END,
               r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size, r.body_form,
               -- the media a body_form streams, as the media download stored it
-              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_message_id) END
+              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_id) END
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
 
-ALTER TABLE ventros.message_enrichments ALTER COLUMN message_group_id DROP NOT NULL,
+ALTER TABLE ventros.message_enrichments ALTER COLUMN message_group_id DROP NOT NULL, ALTER COLUMN message_id DROP NOT NULL,
     ADD COLUMN kind text, ADD COLUMN model text, ADD COLUMN language text, ADD COLUMN confidence numeric,
     ADD COLUMN usage jsonb, ADD COLUMN cost numeric, ADD COLUMN route text[], ADD COLUMN route_position integer,
     ADD COLUMN request_id uuid, ADD COLUMN job_id text, ADD COLUMN error_code text, ADD COLUMN retry_at timestamptz,
@@ -7146,7 +7150,8 @@ ALTER TABLE ventros.message_enrichments ALTER COLUMN message_group_id DROP NOT N
     ADD CONSTRAINT message_enrichments_kind CHECK (kind IN ('transcription', 'vision', 'document', 'profile_score')),
     ADD CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap',
                                                                     'disabled', 'no_media')),
-    ADD CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0);
+    ADD CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0),
+    ADD CONSTRAINT message_enrichments_subject CHECK (message_id IS NOT NULL OR context = 'profile_picture');
 CREATE INDEX message_enrichments_search ON ventros.message_enrichments USING gin (search_vector);
 CREATE INDEX message_enrichments_retry ON ventros.message_enrichments (retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
 COMMENT ON COLUMN ventros.message_enrichments.kind IS 'transcription (audio), vision (image: text in it and a description), document (parsed to markdown), profile_score';
@@ -7229,7 +7234,7 @@ COMMENT ON FUNCTION ventros.create_message_enrichment(uuid, uuid, text, text) IS
 --
 -- Media: the request row names the message whose downloaded bytes
 -- (ventros.message_media) are its body's file part (multipart) or its inline
--- base64 (body_form, media_message_id on ventros.http_requests); the
+-- base64 (body_form, media_id on ventros.http_requests); the
 -- dispatcher reads them at claim time and streams them to libcurl, never
 -- copying them into the queue.
 
@@ -7365,6 +7370,34 @@ CREATE POLICY ventros_tenant_select ON ventros.enrichment_route_overrides FOR SE
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.enrichment_route_overrides TO ventros_viewer;
 
+-- The media an enrichment downloads itself (a contact's profile picture; a
+-- message's media is ventros.message_media, the channels' download).
+CREATE TABLE ventros.enrichment_media (
+    tenant_id     text        NOT NULL,
+    enrichment_id uuid        NOT NULL,
+    status        text        NOT NULL DEFAULT 'requested',
+    content_type  text,
+    size          bigint,
+    sha256        text,
+    data          bytea,
+    error         text,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    downloaded_at timestamptz,
+    PRIMARY KEY (tenant_id, enrichment_id),
+    FOREIGN KEY (tenant_id, enrichment_id) REFERENCES ventros.message_enrichments (tenant_id, id) ON DELETE CASCADE,
+    CONSTRAINT enrichment_media_status_known CHECK (status IN ('requested', 'downloaded', 'failed')),
+    CONSTRAINT enrichment_media_downloaded_complete CHECK (status <> 'downloaded'
+                                                           OR (data IS NOT NULL AND size = length(data) AND sha256 IS NOT NULL))
+);
+COMMENT ON TABLE ventros.enrichment_media IS
+    'Media an enrichment downloads itself (a contact''s profile picture): requested, downloaded (bytes, type, size, sha256) or failed';
+ALTER TABLE ventros.enrichment_media ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.enrichment_media FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.enrichment_media FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.enrichment_media TO ventros_viewer;
+
+SELECT ventros.register_event_type('contact.profile_picture_scored', 'A contact''s profile picture was scored 0-10 by a vision provider.');
 SELECT ventros.register_event_type('message.enriched', 'A media message''s text was extracted by an AI provider (transcript, image text, document).');
 SELECT ventros.register_event_type('message.enrichment_failed', 'Every provider of a media message''s route failed or was refused; the error code and the retry time say why and when.');
 SELECT ventros.register_event_type('message_enrichment.spending_cap_reached', 'The tenant''s monthly enrichment spending reached its cap: no new provider request this month.');
@@ -7596,9 +7629,11 @@ BEGIN
            processing_time_ms = (extract(epoch FROM now() - x.updated_at) * 1000)::integer
      WHERE x.tenant_id = e.tenant_id AND x.id = e.id
     RETURNING * INTO result;
-    PERFORM ventros.emit('message.enrichment_failed', 'message', result.message_id,
-        jsonb_build_object('enrichment_id', result.id, 'kind', result.kind, 'error_code', code, 'error', result.error,
-                           'retry_at', result.retry_at, 'attempts', result.attempts));
+    IF result.message_id IS NOT NULL THEN     -- (a profile picture: message_enrichment.failed says it)
+        PERFORM ventros.emit('message.enrichment_failed', 'message', result.message_id,
+            jsonb_build_object('enrichment_id', result.id, 'kind', result.kind, 'error_code', code, 'error', result.error,
+                               'retry_at', result.retry_at, 'attempts', result.attempts));
+    END IF;
     RETURN result;
 END
 $$;
@@ -7683,13 +7718,13 @@ BEGIN
     form := CASE WHEN req ? 'form' THEN jsonb_build_object('multipart', req->'form')
                  WHEN req ? 'inline_base64' THEN jsonb_build_object('inline_base64', req->>'inline_base64') END;
     INSERT INTO ventros.http_requests AS r (tenant_id, method, url, headers, body, purpose, correlation_id, max_attempts,
-                                            timeout_ms, next_attempt_at, body_form, media_message_id)
+                                            timeout_ms, next_attempt_at, body_form, media_id)
     VALUES (e.tenant_id, coalesce(req->>'method', 'POST'), req->>'url', coalesce(req->'headers', '{}'),
             CASE WHEN req ? 'body' THEN convert_to(CASE jsonb_typeof(req->'body') WHEN 'string' THEN req->>'body'
                                                         ELSE (req->'body')::text END, 'UTF8') END,
             'enrichment.' || p.provider, e.id, p.max_attempts,
             coalesce((cfg->>'timeout_ms')::integer, p.timeout_ms), coalesce(not_before, now()), form,
-            CASE WHEN form IS NOT NULL THEN e.message_id END)
+            CASE WHEN form IS NOT NULL THEN coalesce(e.message_id, e.id) END)
     RETURNING r.id INTO new_id;
     RETURN new_id;
 END
@@ -7725,8 +7760,13 @@ BEGIN
         RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
     END IF;
     -- (not the bytes: only the dispatcher reads them)
-    SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
-      FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
     IF mm.status IS DISTINCT FROM 'downloaded' THEN
         RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
                                                                'the media is not downloaded'), NULL);
@@ -7784,6 +7824,52 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
     'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the spending cap is reached; fails it when none is left';
 
+-- A profile picture's download (purpose enrichment.picture): the contact's
+-- picture URL, its bytes kept in ventros.enrichment_media.
+CREATE FUNCTION ventros.enrichment_download_picture(e ventros.message_enrichments) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO ventros.enrichment_media AS em (tenant_id, enrichment_id) VALUES (e.tenant_id, e.id)
+    ON CONFLICT ON CONSTRAINT enrichment_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, data = NULL, size = NULL, sha256 = NULL, requested_at = now();
+    RETURN ventros.enqueue_http_request(e.media_url, 'GET', '{}', NULL, 'enrichment.picture', e.id,
+                                        max_response_size => ventros.setting_number('ventros.media_max_size')::integer);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_download_picture(ventros.message_enrichments) IS
+    'Queues the download of a profile picture enrichment''s image (purpose enrichment.picture) into ventros.enrichment_media';
+
+CREATE FUNCTION ventros.enrichment_picture_downloaded(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bytes bytea := coalesce(r.response_body, '');
+    why text;
+    e ventros.message_enrichments;
+BEGIN
+    why := CASE WHEN r.status <> 'succeeded' THEN 'the picture download failed: ' || ventros.enrichment_error_text(r)
+                WHEN r.response_truncated THEN 'the picture is larger than ventros.media_max_size' END;
+    UPDATE ventros.enrichment_media x
+       SET status = CASE WHEN why IS NULL THEN 'downloaded' ELSE 'failed' END, error = why,
+           data = CASE WHEN why IS NULL THEN bytes END, size = CASE WHEN why IS NULL THEN length(bytes) END,
+           sha256 = CASE WHEN why IS NULL THEN encode(sha256(bytes), 'hex') END,
+           content_type = nullif(split_part(r.response_headers->>'content-type', ';', 1), ''),
+           downloaded_at = CASE WHEN why IS NULL THEN now() END
+     WHERE x.tenant_id = r.tenant_id AND x.enrichment_id = r.correlation_id;
+    SELECT * INTO e FROM ventros.message_enrichments x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.status = 'pending' FOR UPDATE;
+    IF FOUND THEN
+        PERFORM ventros.enrichment_advance(e.id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_picture_downloaded(ventros.http_requests) IS
+    'Completion handler of enrichment.picture: keeps the picture (or why it failed) and moves the enrichment to its first provider';
+SELECT ventros.register_http_request_handler('enrichment.picture', 'ventros.enrichment_picture_downloaded(ventros.http_requests)');
+
 -- Starts (or restarts) the chain of an enrichment from the route's first provider.
 CREATE FUNCTION ventros.enrichment_start(e ventros.message_enrichments)
 RETURNS ventros.message_enrichments
@@ -7801,6 +7887,14 @@ BEGIN
                version = x.version
          WHERE x.tenant_id = e.tenant_id AND x.id = e.id
         RETURNING * INTO e;
+    END IF;
+    IF e.message_id IS NULL THEN
+        SELECT x.status INTO download FROM ventros.enrichment_media x WHERE x.tenant_id = e.tenant_id AND x.enrichment_id = e.id;
+        IF download IS DISTINCT FROM 'downloaded' THEN
+            PERFORM ventros.enrichment_download_picture(e);
+            RETURN e;       -- the download's handler moves it on
+        END IF;
+        RETURN ventros.enrichment_advance(e.id);
     END IF;
     SELECT x.status INTO download FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
     IF NOT FOUND THEN
@@ -7874,6 +7968,53 @@ END
 $$;
 COMMENT ON FUNCTION ventros.enrich_message(uuid) IS
     'Enriches a media message (audio: transcript; image: text and description; document: markdown) through its route''s providers, again when it failed or completed; 55000 when enrichment is off; emits message.enriched or message.enrichment_failed when done';
+
+CREATE FUNCTION ventros.enrich_profile_picture(contact_id uuid) RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.contacts;
+    e ventros.message_enrichments;
+    route text[];
+BEGIN
+    -- SECURITY DEFINER: queues provider requests for the acting tenant's contact
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = tenant AND x.id = contact_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('contact', contact_id);
+    END IF;
+    IF c.profile_picture_url !~* '^https?://' THEN
+        RAISE EXCEPTION 'contact % has no profile picture URL', contact_id USING ERRCODE = '22023';
+    END IF;
+    IF NOT coalesce((SELECT s.enabled FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant), false) THEN
+        RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
+            HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';
+    END IF;
+    SELECT * INTO e FROM ventros.message_enrichments x
+     WHERE x.tenant_id = tenant AND x.contact_id = c.id AND x.context = 'profile_picture' AND x.kind IS NOT NULL
+       AND x.deleted_at IS NULL
+     FOR UPDATE;
+    IF FOUND AND e.status = 'processing' THEN
+        RETURN e;
+    ELSIF FOUND THEN
+        UPDATE ventros.message_enrichments x SET media_url = c.profile_picture_url, version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id AND x.media_url IS DISTINCT FROM c.profile_picture_url;
+        SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = e.id;
+        DELETE FROM ventros.enrichment_media em WHERE em.tenant_id = tenant AND em.enrichment_id = e.id;
+    ELSE
+        route := ventros.enrichment_route('profile_picture');
+        INSERT INTO ventros.message_enrichments (tenant_id, contact_id, content_type, provider, media_url, context, kind, route,
+                                                 route_position)
+        VALUES (tenant, c.id, 'image', coalesce(route[1], 'gemini'), c.profile_picture_url, 'profile_picture',
+                'profile_score', route, 0)
+        RETURNING * INTO e;
+    END IF;
+    RETURN ventros.enrichment_start(e);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrich_profile_picture(uuid) IS
+    'Scores a contact''s profile picture 0-10 (metadata.score) through the profile_picture route: downloads it, then asks the vision provider; 55000 when enrichment is off; emits contact.profile_picture_scored';
 
 -- A media download ended: the enrichment waiting for it goes on, or a new
 -- one starts when the tenant enriches automatically.
@@ -8001,6 +8142,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    IF e.message_id IS NULL THEN
+        PERFORM ventros.emit('contact.profile_picture_scored', 'contact', e.contact_id,
+            jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'score', e.metadata->'score', 'provider', e.provider,
+                                                 'model', e.model, 'text', left(e.extracted_text, 500), 'cost', e.cost)));
+        RETURN;
+    END IF;
     PERFORM ventros.emit('message.enriched', 'message', e.message_id,
         jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'kind', e.kind, 'provider', e.provider, 'model', e.model,
                            'language', e.language, 'confidence', e.confidence, 'usage', e.usage, 'cost', e.cost,
@@ -8083,7 +8230,7 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
 
 GRANT EXECUTE ON FUNCTION ventros.enrichment_route(text), ventros.enrichment_spending(date),
     ventros.enrichment_media_kind(text, text) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.enrich_message(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.enrich_message(uuid), ventros.enrich_profile_picture(uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.configure_enrichment(boolean, numeric, text, boolean, interval, boolean),
     ventros.configure_enrichment_provider(text, uuid, boolean, text, text, jsonb),
     ventros.set_enrichment_route(text, text[]), ventros.retry_enrichments(timestamptz, integer) TO ventros_admin;
@@ -8114,6 +8261,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF e.message_id IS NULL THEN
+        RETURN coalesce((SELECT nullif(btrim(split_part(em.content_type, ';', 1)), '') FROM ventros.enrichment_media em
+                          WHERE em.tenant_id = e.tenant_id AND em.enrichment_id = e.id), 'image/jpeg');
+    END IF;
     RETURN (SELECT coalesce(nullif(btrim(split_part(coalesce(mm.content_type, m.media_mimetype), ';', 1)), ''),
                             'application/octet-stream')
               FROM ventros.messages m

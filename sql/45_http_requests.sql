@@ -44,7 +44,7 @@ CREATE TABLE ventros.http_requests (
     completed_at       timestamptz,
     handler_error      text,
     body_form          jsonb,
-    media_message_id   uuid,
+    media_id   uuid,
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT http_requests_method_known CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')),
     CONSTRAINT http_requests_url_http CHECK (url ~* '^https?://' AND length(url) <= 8192),
@@ -56,7 +56,7 @@ CREATE TABLE ventros.http_requests (
     CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000),
     CONSTRAINT http_requests_max_response_size_range CHECK (max_response_size BETWEEN 0 AND 268435456),
     CONSTRAINT http_requests_body_form_shape CHECK (body_form IS NULL
-        OR (media_message_id IS NOT NULL
+        OR (media_id IS NOT NULL
             AND (jsonb_typeof(body_form->'multipart') = 'array' OR jsonb_typeof(body_form->'inline_base64') = 'string')))
 );
 -- The dispatcher's two claims: due rows, and leases of a dead dispatcher.
@@ -83,8 +83,8 @@ COMMENT ON COLUMN ventros.http_requests.handler_error IS
     'Why the purpose''s completion handler failed (NULL: it ran, or there is none); see rerun_http_request_handler';
 COMMENT ON COLUMN ventros.http_requests.body_form IS
     'NULL: body is sent as is. {"multipart": [{name, value} | {name, media: true, filename, content_type}]}: a multipart/form-data body whose media part is the message''s downloaded media; {"inline_base64": marker}: body with marker replaced by the media''s base64. Built by the dispatcher at each attempt';
-COMMENT ON COLUMN ventros.http_requests.media_message_id IS
-    'The message whose downloaded media (ventros.message_media) the body_form streams; never copied into the row';
+COMMENT ON COLUMN ventros.http_requests.media_id IS
+    'Whose downloaded media the body_form streams: a message (ventros.message_media) or an enrichment (ventros.enrichment_media, e.g. a profile picture); never copied into the row';
 COMMENT ON COLUMN ventros.http_requests.response_truncated IS 'The last answer''s body was longer than what was kept';
 
 ALTER TABLE ventros.http_requests ENABLE ROW LEVEL SECURITY;
@@ -315,20 +315,24 @@ $$;
 COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
     'Dispatcher: the headers of a claimed attempt (the purpose''s preparer, else the stored headers)';
 
--- The bytes a body_form streams: the message's media as its download stored
--- it (sql/90_channel_send.sql; plpgsql, so that table may come later).
-CREATE FUNCTION ventros.http_request_media(tenant_id text, message_id uuid) RETURNS bytea
+-- The bytes a body_form streams: a message's media as its download stored
+-- it (sql/90_channel_send.sql), or an enrichment's own download (a profile
+-- picture, sql/98_enrichment.sql).  plpgsql, so those tables may come later.
+CREATE FUNCTION ventros.http_request_media(tenant_id text, media_id uuid) RETURNS bytea
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN (SELECT mm.data FROM ventros.message_media mm
-             WHERE mm.tenant_id = http_request_media.tenant_id AND mm.message_id = http_request_media.message_id
-               AND mm.status = 'downloaded');
+    RETURN coalesce((SELECT mm.data FROM ventros.message_media mm
+                      WHERE mm.tenant_id = http_request_media.tenant_id AND mm.message_id = http_request_media.media_id
+                        AND mm.status = 'downloaded'),
+                    (SELECT em.data FROM ventros.enrichment_media em
+                      WHERE em.tenant_id = http_request_media.tenant_id AND em.enrichment_id = http_request_media.media_id
+                        AND em.status = 'downloaded'));
 END
 $$;
 COMMENT ON FUNCTION ventros.http_request_media(text, uuid) IS
-    'Dispatcher: the downloaded media of a message (NULL when it is not downloaded), streamed by a request''s body_form';
+    'Dispatcher: the downloaded media of a message or of an enrichment (NULL when it is not downloaded), streamed by a request''s body_form';
 
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
@@ -359,7 +363,7 @@ AS $$
                    THEN ventros.http_attempt_headers(r) ELSE r.headers END,
               r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size, r.body_form,
               -- the media a body_form streams, as the media download stored it
-              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_message_id) END
+              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_id) END
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';

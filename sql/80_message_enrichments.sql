@@ -11,7 +11,7 @@ CREATE TABLE ventros.message_enrichments (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     deleted_at         timestamptz,
-    message_id         uuid        NOT NULL,
+    message_id         uuid,
     message_group_id   uuid,
     contact_id         uuid        NOT NULL,
     content_type       text        NOT NULL,
@@ -53,7 +53,8 @@ CREATE TABLE ventros.message_enrichments (
     CONSTRAINT message_enrichments_kind CHECK (kind IN ('transcription', 'vision', 'document', 'profile_score')),
     CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap',
                                                                     'disabled', 'no_media')),
-    CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0)
+    CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0),
+    CONSTRAINT message_enrichments_subject CHECK (message_id IS NOT NULL OR context = 'profile_picture')
 );
 CREATE UNIQUE INDEX message_enrichments_one_per_message ON ventros.message_enrichments (tenant_id, message_id, provider)
     WHERE deleted_at IS NULL;

@@ -26,7 +26,7 @@
 --
 -- Media: the request row names the message whose downloaded bytes
 -- (ventros.message_media) are its body's file part (multipart) or its inline
--- base64 (body_form, media_message_id on ventros.http_requests); the
+-- base64 (body_form, media_id on ventros.http_requests); the
 -- dispatcher reads them at claim time and streams them to libcurl, never
 -- copying them into the queue.
 
@@ -162,6 +162,34 @@ CREATE POLICY ventros_tenant_select ON ventros.enrichment_route_overrides FOR SE
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.enrichment_route_overrides TO ventros_viewer;
 
+-- The media an enrichment downloads itself (a contact's profile picture; a
+-- message's media is ventros.message_media, the channels' download).
+CREATE TABLE ventros.enrichment_media (
+    tenant_id     text        NOT NULL,
+    enrichment_id uuid        NOT NULL,
+    status        text        NOT NULL DEFAULT 'requested',
+    content_type  text,
+    size          bigint,
+    sha256        text,
+    data          bytea,
+    error         text,
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    downloaded_at timestamptz,
+    PRIMARY KEY (tenant_id, enrichment_id),
+    FOREIGN KEY (tenant_id, enrichment_id) REFERENCES ventros.message_enrichments (tenant_id, id) ON DELETE CASCADE,
+    CONSTRAINT enrichment_media_status_known CHECK (status IN ('requested', 'downloaded', 'failed')),
+    CONSTRAINT enrichment_media_downloaded_complete CHECK (status <> 'downloaded'
+                                                           OR (data IS NOT NULL AND size = length(data) AND sha256 IS NOT NULL))
+);
+COMMENT ON TABLE ventros.enrichment_media IS
+    'Media an enrichment downloads itself (a contact''s profile picture): requested, downloaded (bytes, type, size, sha256) or failed';
+ALTER TABLE ventros.enrichment_media ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.enrichment_media FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.enrichment_media FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.enrichment_media TO ventros_viewer;
+
+SELECT ventros.register_event_type('contact.profile_picture_scored', 'A contact''s profile picture was scored 0-10 by a vision provider.');
 SELECT ventros.register_event_type('message.enriched', 'A media message''s text was extracted by an AI provider (transcript, image text, document).');
 SELECT ventros.register_event_type('message.enrichment_failed', 'Every provider of a media message''s route failed or was refused; the error code and the retry time say why and when.');
 SELECT ventros.register_event_type('message_enrichment.spending_cap_reached', 'The tenant''s monthly enrichment spending reached its cap: no new provider request this month.');
@@ -393,9 +421,11 @@ BEGIN
            processing_time_ms = (extract(epoch FROM now() - x.updated_at) * 1000)::integer
      WHERE x.tenant_id = e.tenant_id AND x.id = e.id
     RETURNING * INTO result;
-    PERFORM ventros.emit('message.enrichment_failed', 'message', result.message_id,
-        jsonb_build_object('enrichment_id', result.id, 'kind', result.kind, 'error_code', code, 'error', result.error,
-                           'retry_at', result.retry_at, 'attempts', result.attempts));
+    IF result.message_id IS NOT NULL THEN     -- (a profile picture: message_enrichment.failed says it)
+        PERFORM ventros.emit('message.enrichment_failed', 'message', result.message_id,
+            jsonb_build_object('enrichment_id', result.id, 'kind', result.kind, 'error_code', code, 'error', result.error,
+                               'retry_at', result.retry_at, 'attempts', result.attempts));
+    END IF;
     RETURN result;
 END
 $$;
@@ -480,13 +510,13 @@ BEGIN
     form := CASE WHEN req ? 'form' THEN jsonb_build_object('multipart', req->'form')
                  WHEN req ? 'inline_base64' THEN jsonb_build_object('inline_base64', req->>'inline_base64') END;
     INSERT INTO ventros.http_requests AS r (tenant_id, method, url, headers, body, purpose, correlation_id, max_attempts,
-                                            timeout_ms, next_attempt_at, body_form, media_message_id)
+                                            timeout_ms, next_attempt_at, body_form, media_id)
     VALUES (e.tenant_id, coalesce(req->>'method', 'POST'), req->>'url', coalesce(req->'headers', '{}'),
             CASE WHEN req ? 'body' THEN convert_to(CASE jsonb_typeof(req->'body') WHEN 'string' THEN req->>'body'
                                                         ELSE (req->'body')::text END, 'UTF8') END,
             'enrichment.' || p.provider, e.id, p.max_attempts,
             coalesce((cfg->>'timeout_ms')::integer, p.timeout_ms), coalesce(not_before, now()), form,
-            CASE WHEN form IS NOT NULL THEN e.message_id END)
+            CASE WHEN form IS NOT NULL THEN coalesce(e.message_id, e.id) END)
     RETURNING r.id INTO new_id;
     RETURN new_id;
 END
@@ -522,8 +552,13 @@ BEGIN
         RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
     END IF;
     -- (not the bytes: only the dispatcher reads them)
-    SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
-      FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
     IF mm.status IS DISTINCT FROM 'downloaded' THEN
         RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
                                                                'the media is not downloaded'), NULL);
@@ -581,6 +616,52 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
     'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the spending cap is reached; fails it when none is left';
 
+-- A profile picture's download (purpose enrichment.picture): the contact's
+-- picture URL, its bytes kept in ventros.enrichment_media.
+CREATE FUNCTION ventros.enrichment_download_picture(e ventros.message_enrichments) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO ventros.enrichment_media AS em (tenant_id, enrichment_id) VALUES (e.tenant_id, e.id)
+    ON CONFLICT ON CONSTRAINT enrichment_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, data = NULL, size = NULL, sha256 = NULL, requested_at = now();
+    RETURN ventros.enqueue_http_request(e.media_url, 'GET', '{}', NULL, 'enrichment.picture', e.id,
+                                        max_response_size => ventros.setting_number('ventros.media_max_size')::integer);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_download_picture(ventros.message_enrichments) IS
+    'Queues the download of a profile picture enrichment''s image (purpose enrichment.picture) into ventros.enrichment_media';
+
+CREATE FUNCTION ventros.enrichment_picture_downloaded(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bytes bytea := coalesce(r.response_body, '');
+    why text;
+    e ventros.message_enrichments;
+BEGIN
+    why := CASE WHEN r.status <> 'succeeded' THEN 'the picture download failed: ' || ventros.enrichment_error_text(r)
+                WHEN r.response_truncated THEN 'the picture is larger than ventros.media_max_size' END;
+    UPDATE ventros.enrichment_media x
+       SET status = CASE WHEN why IS NULL THEN 'downloaded' ELSE 'failed' END, error = why,
+           data = CASE WHEN why IS NULL THEN bytes END, size = CASE WHEN why IS NULL THEN length(bytes) END,
+           sha256 = CASE WHEN why IS NULL THEN encode(sha256(bytes), 'hex') END,
+           content_type = nullif(split_part(r.response_headers->>'content-type', ';', 1), ''),
+           downloaded_at = CASE WHEN why IS NULL THEN now() END
+     WHERE x.tenant_id = r.tenant_id AND x.enrichment_id = r.correlation_id;
+    SELECT * INTO e FROM ventros.message_enrichments x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.status = 'pending' FOR UPDATE;
+    IF FOUND THEN
+        PERFORM ventros.enrichment_advance(e.id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_picture_downloaded(ventros.http_requests) IS
+    'Completion handler of enrichment.picture: keeps the picture (or why it failed) and moves the enrichment to its first provider';
+SELECT ventros.register_http_request_handler('enrichment.picture', 'ventros.enrichment_picture_downloaded(ventros.http_requests)');
+
 -- Starts (or restarts) the chain of an enrichment from the route's first provider.
 CREATE FUNCTION ventros.enrichment_start(e ventros.message_enrichments)
 RETURNS ventros.message_enrichments
@@ -598,6 +679,14 @@ BEGIN
                version = x.version
          WHERE x.tenant_id = e.tenant_id AND x.id = e.id
         RETURNING * INTO e;
+    END IF;
+    IF e.message_id IS NULL THEN
+        SELECT x.status INTO download FROM ventros.enrichment_media x WHERE x.tenant_id = e.tenant_id AND x.enrichment_id = e.id;
+        IF download IS DISTINCT FROM 'downloaded' THEN
+            PERFORM ventros.enrichment_download_picture(e);
+            RETURN e;       -- the download's handler moves it on
+        END IF;
+        RETURN ventros.enrichment_advance(e.id);
     END IF;
     SELECT x.status INTO download FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
     IF NOT FOUND THEN
@@ -671,6 +760,53 @@ END
 $$;
 COMMENT ON FUNCTION ventros.enrich_message(uuid) IS
     'Enriches a media message (audio: transcript; image: text and description; document: markdown) through its route''s providers, again when it failed or completed; 55000 when enrichment is off; emits message.enriched or message.enrichment_failed when done';
+
+CREATE FUNCTION ventros.enrich_profile_picture(contact_id uuid) RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.contacts;
+    e ventros.message_enrichments;
+    route text[];
+BEGIN
+    -- SECURITY DEFINER: queues provider requests for the acting tenant's contact
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = tenant AND x.id = contact_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('contact', contact_id);
+    END IF;
+    IF c.profile_picture_url !~* '^https?://' THEN
+        RAISE EXCEPTION 'contact % has no profile picture URL', contact_id USING ERRCODE = '22023';
+    END IF;
+    IF NOT coalesce((SELECT s.enabled FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant), false) THEN
+        RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
+            HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';
+    END IF;
+    SELECT * INTO e FROM ventros.message_enrichments x
+     WHERE x.tenant_id = tenant AND x.contact_id = c.id AND x.context = 'profile_picture' AND x.kind IS NOT NULL
+       AND x.deleted_at IS NULL
+     FOR UPDATE;
+    IF FOUND AND e.status = 'processing' THEN
+        RETURN e;
+    ELSIF FOUND THEN
+        UPDATE ventros.message_enrichments x SET media_url = c.profile_picture_url, version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id AND x.media_url IS DISTINCT FROM c.profile_picture_url;
+        SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = e.id;
+        DELETE FROM ventros.enrichment_media em WHERE em.tenant_id = tenant AND em.enrichment_id = e.id;
+    ELSE
+        route := ventros.enrichment_route('profile_picture');
+        INSERT INTO ventros.message_enrichments (tenant_id, contact_id, content_type, provider, media_url, context, kind, route,
+                                                 route_position)
+        VALUES (tenant, c.id, 'image', coalesce(route[1], 'gemini'), c.profile_picture_url, 'profile_picture',
+                'profile_score', route, 0)
+        RETURNING * INTO e;
+    END IF;
+    RETURN ventros.enrichment_start(e);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrich_profile_picture(uuid) IS
+    'Scores a contact''s profile picture 0-10 (metadata.score) through the profile_picture route: downloads it, then asks the vision provider; 55000 when enrichment is off; emits contact.profile_picture_scored';
 
 -- A media download ended: the enrichment waiting for it goes on, or a new
 -- one starts when the tenant enriches automatically.
@@ -798,6 +934,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    IF e.message_id IS NULL THEN
+        PERFORM ventros.emit('contact.profile_picture_scored', 'contact', e.contact_id,
+            jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'score', e.metadata->'score', 'provider', e.provider,
+                                                 'model', e.model, 'text', left(e.extracted_text, 500), 'cost', e.cost)));
+        RETURN;
+    END IF;
     PERFORM ventros.emit('message.enriched', 'message', e.message_id,
         jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'kind', e.kind, 'provider', e.provider, 'model', e.model,
                            'language', e.language, 'confidence', e.confidence, 'usage', e.usage, 'cost', e.cost,
@@ -880,7 +1022,7 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
 
 GRANT EXECUTE ON FUNCTION ventros.enrichment_route(text), ventros.enrichment_spending(date),
     ventros.enrichment_media_kind(text, text) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.enrich_message(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.enrich_message(uuid), ventros.enrich_profile_picture(uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.configure_enrichment(boolean, numeric, text, boolean, interval, boolean),
     ventros.configure_enrichment_provider(text, uuid, boolean, text, text, jsonb),
     ventros.set_enrichment_route(text, text[]), ventros.retry_enrichments(timestamptz, integer) TO ventros_admin;

@@ -24,6 +24,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF e.message_id IS NULL THEN
+        RETURN coalesce((SELECT nullif(btrim(split_part(em.content_type, ';', 1)), '') FROM ventros.enrichment_media em
+                          WHERE em.tenant_id = e.tenant_id AND em.enrichment_id = e.id), 'image/jpeg');
+    END IF;
     RETURN (SELECT coalesce(nullif(btrim(split_part(coalesce(mm.content_type, m.media_mimetype), ';', 1)), ''),
                             'application/octet-stream')
               FROM ventros.messages m

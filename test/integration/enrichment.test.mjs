@@ -449,3 +449,38 @@ test('keys: never in a request row, a view, an event or the server log; the stat
   // and the keys did reach the providers
   assert.ok(ai.requests().length >= 0);
 });
+
+test('profile picture: downloaded from its URL, sent to Gemini inline, scored 0-10; contact.profile_picture_scored', async () => {
+  await resetProviders();
+  const picture = Buffer.from(bytesOf(5000, 'profile picture'));
+  const [{ id: contact }] = await q(`SELECT contact_id AS id FROM ventros.messages WHERE channel_id = $1 LIMIT 1`, [channel]);
+  await q(`UPDATE ventros.contacts SET profile_picture_url = $2, version = version WHERE id = $1`,
+          [contact, `${waha.url}/api/files/acme-sales/profile.jpeg`]);
+  // a picture URL is public (a CDN's): the fake WAHA serves it without a key here
+  ai.configure({ vision_text: '8\nUma foto nítida do rosto, bem iluminada.' });
+  const wahaKey = WAHA_KEY;
+  try {
+    await waha.close();
+    waha = await startWaha({ apiKey: null, port: waha.port });
+    await waha.addFile('acme-sales', 'profile.jpeg', 'image/jpeg', picture);
+    await q('SELECT ventros.enrich_profile_picture($1)', [contact]);
+    const e = await waitFor('the picture to be scored', async () => {
+      const [x] = await q(`SELECT * FROM ventros.message_enrichments WHERE contact_id = $1 AND context = 'profile_picture'
+                             AND status IN ('completed', 'failed')`, [contact]);
+      return x;
+    });
+    assert.equal(e.status, 'completed', e.error);
+    assert.equal(e.kind, 'profile_score');
+    assert.equal(e.message_id, null);
+    assert.equal(Number(e.metadata.score), 8);
+    const [got] = ai.requests('/v1beta/models/gemini-2.5-flash:generateContent');
+    assert.equal(got.inline.sha256, crypto.createHash('sha256').update(picture).digest('hex'));
+    assert.match(got.json.contents[0].parts[0].text, /Rate this profile picture from 0 to 10/);
+    const [ev] = await q(`SELECT payload FROM ventros.outbox WHERE aggregate_id = $1 AND event_type = 'contact.profile_picture_scored'`, [contact]);
+    assert.equal(Number(ev.payload.score), 8);
+  } finally {
+    ai.configure({ vision_text: 'Texto: PROMOÇÃO 20% OFF\nDescrição: um cartaz amarelo com letras pretas.' });
+    await waha.close();
+    waha = await startWaha({ apiKey: wahaKey, port: waha.port });
+  }
+});
