@@ -351,16 +351,18 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.enrichment_spending(date) IS 'What the acting tenant''s enrichments cost in a month (default: this one), USD';
 
-CREATE VIEW ventros.enrichment_status AS
-    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, ventros.enrichment_spending() AS spent_this_month,
-           s.monthly_cap IS NOT NULL AND ventros.enrichment_spending() >= s.monthly_cap AS cap_reached,
+CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
+    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
+           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
            (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
                    'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
                    'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
               FROM ventros.enrichment_providers p
               LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
-      FROM ventros.enrichment_settings s
-     WHERE s.tenant_id = ventros.current_tenant();
+      FROM ventros.enrichment_settings s,
+           LATERAL (SELECT coalesce(sum(e.cost), 0) AS spent FROM ventros.message_enrichments e
+                     WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
+                       AND e.processed_at >= date_trunc('month', now())) sp;
 COMMENT ON VIEW ventros.enrichment_status IS
     'The acting tenant''s enrichment: on or off, cap and this month''s spending, per provider whether it is enabled and has a key (never the key)';
 GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;
