@@ -600,6 +600,15 @@ typedef enum VnHttpClaimColumn
 	HC_MEDIA
 } VnHttpClaimColumn;
 
+/*
+ * The parts of a multipart body_form, in order, for claim's statement; not
+ * an array (a row written by hand) gives none rather than an error that
+ * would stop every claim.
+ */
+#define VN_FORM_PARTS \
+	"pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(c.body_form->'multipart') " \
+	"= 'array' THEN c.body_form->'multipart' END) WITH ORDINALITY x(p, n) ORDER BY n"
+
 /* A text[] column as C strings (NULL elements stay NULL); *n gets its length. */
 static char **
 copy_text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
@@ -639,16 +648,22 @@ read_form(VnHttpReq *req, HeapTuple tup, TupleDesc desc)
 	char **kinds;
 	int	   n;
 	int	   k;
+	int	   m;
 
 	req->form.present = !isnull && DatumGetBool(d);
 	if (!req->form.present)
 		return;
 	req->inline_marker = copy_text(tup, desc, HC_FORM_MARKER, &isnull);
+	/* the five lists come from one array; never index past the shortest */
 	names = copy_text_array(tup, desc, HC_FORM_NAMES, &n);
-	values = copy_text_array(tup, desc, HC_FORM_VALUES, &k);
-	files = copy_text_array(tup, desc, HC_FORM_FILENAMES, &k);
-	types = copy_text_array(tup, desc, HC_FORM_TYPES, &k);
-	kinds = copy_text_array(tup, desc, HC_FORM_KINDS, &k);
+	values = copy_text_array(tup, desc, HC_FORM_VALUES, &m);
+	n = Min(n, m);
+	files = copy_text_array(tup, desc, HC_FORM_FILENAMES, &m);
+	n = Min(n, m);
+	types = copy_text_array(tup, desc, HC_FORM_TYPES, &m);
+	n = Min(n, m);
+	kinds = copy_text_array(tup, desc, HC_FORM_KINDS, &m);
+	n = Min(n, m);
 	req->form.parts = palloc0(sizeof(VnHttpPart) * Max(n, 1));
 	for (k = 0; k < n; k++)
 	{
@@ -687,16 +702,11 @@ claim(int n, TimestampTz *next_due)
 		"       ARRAY(SELECT k.key || ': ' || k.value FROM pg_catalog.jsonb_each_text(c.headers) k), "
 		"       c.body, c.attempts, c.timeout_ms, c.retry_policy, c.max_response_size, "
 		"       c.body_form IS NOT NULL, c.body_form->>'inline_base64', "
-		"       ARRAY(SELECT p->>'name' FROM pg_catalog.jsonb_array_elements(c.body_form->'multipart') "
-		"             WITH ORDINALITY x(p, n) ORDER BY n), "
-		"       ARRAY(SELECT p->>'value' FROM pg_catalog.jsonb_array_elements(c.body_form->'multipart') "
-		"             WITH ORDINALITY x(p, n) ORDER BY n), "
-		"       ARRAY(SELECT p->>'filename' FROM pg_catalog.jsonb_array_elements(c.body_form->'multipart') "
-		"             WITH ORDINALITY x(p, n) ORDER BY n), "
-		"       ARRAY(SELECT p->>'content_type' FROM pg_catalog.jsonb_array_elements(c.body_form->'multipart') "
-		"             WITH ORDINALITY x(p, n) ORDER BY n), "
-		"       ARRAY(SELECT CASE WHEN p->>'media' = 'true' THEN 'media' ELSE 'value' END "
-		"               FROM pg_catalog.jsonb_array_elements(c.body_form->'multipart') WITH ORDINALITY x(p, n) ORDER BY n), "
+		"       ARRAY(SELECT p->>'name' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'value' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'filename' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'content_type' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT CASE WHEN p->>'media' = 'true' THEN 'media' ELSE 'value' END FROM " VN_FORM_PARTS "), "
 		"       c.media "
 		"  FROM ventros.http_claim($1, pg_catalog.make_interval(secs => $2)) c";
 	Oid			  types[2] = {INT4OID, FLOAT8OID};
