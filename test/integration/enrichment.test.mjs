@@ -357,7 +357,7 @@ test('spending cap: once this month\'s costs reach it, no new request; a clear s
   const capEvents = await q(`SELECT payload FROM ventros.outbox WHERE event_type = 'message_enrichment.spending_cap_reached'
                                AND tenant_id = $1`, [TENANT]);
   assert.equal(capEvents.length, 1, 'one event a month');
-  const [status] = await q('SELECT * FROM ventros.enrichment_status');
+  const [status] = await q('SELECT * FROM ventros.enrichment_status WHERE tenant_id = $1', [TENANT]);
   assert.equal(status.cap_reached, true);
   await q('SELECT ventros.configure_enrichment(remove_cap => true)');
   assert.equal((await enrich(m2)).status, 'completed', 'asking again after the cap is lifted works');
@@ -433,7 +433,7 @@ test('keys: never in a request row, a view, an event or the server log; the stat
     assert.deepEqual(has(out[0].t), [], `view ${v}`);
   }
   assert.ok(seen > 10);
-  const [status] = await q('SELECT providers FROM ventros.enrichment_status');
+  const [status] = await q('SELECT providers FROM ventros.enrichment_status WHERE tenant_id = $1', [TENANT]);
   assert.equal(status.providers.groq.has_key, true);
   // every event of the tenant
   const evs = await q('SELECT string_agg(payload::text, E\'\\n\') AS t FROM ventros.outbox WHERE tenant_id = $1', [TENANT]);
@@ -483,4 +483,29 @@ test('profile picture: downloaded from its URL, sent to Gemini inline, scored 0-
     await waha.close();
     waha = await startWaha({ apiKey: wahaKey, port: waha.port });
   }
+});
+
+test('a body_form written by hand that the dispatcher cannot build fails its own request only, with why', async () => {
+  await resetProviders();
+  const m = await mediaMessage('voice', 'audio/ogg');
+  await q('SELECT ventros.request_media_download($1)', [m.id]);
+  await waitFor('the download', async () => (await q(`SELECT 1 FROM ventros.message_media WHERE message_id = $1 AND status = 'downloaded'`, [m.id]))[0]);
+  const url = `${ai.url}/v1/audio/transcriptions`;
+  const [{ id: bad }] = await q(`INSERT INTO ventros.http_requests (tenant_id, url, max_attempts, body_form, media_id, body)
+                                 VALUES ($1, $2, 1, '{"inline_base64": "@@missing@@", "multipart": {"not": "an array"}}', $3, 'no marker here')
+                                 RETURNING id`, [TENANT, url, m.id]);
+  const [{ id: ok }] = await q(`INSERT INTO ventros.http_requests (tenant_id, url, max_attempts, body_form, media_id, headers)
+                                VALUES ($1, $2, 1, '{"multipart": [{"name": "file", "media": true, "filename": "audio.ogg", "content_type": "audio/ogg"},
+                                                                   {"name": "model", "value": "whisper-1"}]}', $3, $4)
+                                RETURNING id`, [TENANT, url, m.id, { Authorization: `Bearer ${KEYS.openai}` }]);
+  const done = await waitFor('both requests to finish', async () => {
+    const rows = await q(`SELECT id, status, last_error, response_status FROM ventros.http_requests WHERE id IN ($1, $2)
+                            AND status IN ('succeeded', 'failed', 'dead')`, [bad, ok]);
+    return rows.length === 2 ? Object.fromEntries(rows.map((r) => [r.id, r])) : null;
+  });
+  assert.equal(done[bad].status, 'failed');
+  assert.match(done[bad].last_error, /no place for the media \(inline_base64 marker missing\)/);
+  assert.equal(done[ok].status, 'succeeded', done[ok].last_error);
+  assert.equal(ai.requests('/v1/audio/transcriptions').find((r) => r.headers.authorization === `Bearer ${KEYS.openai}`)
+    .multipart.find((p) => p.name === 'file').sha256, m.sha256);
 });

@@ -189,7 +189,7 @@ SELECT is((SELECT count(*)::int FROM ventros.http_requests r WHERE row_to_json(r
 SELECT is((SELECT count(*)::int FROM ventros.outbox o WHERE o.payload::text ~ 'pgtap.secret'), 0, 'no event holds a key');
 SELECT is((SELECT count(*)::int FROM ventros.enrichment_status s WHERE row_to_json(s)::text ~ 'pgtap.secret'), 0,
           'the status view shows no key');
-SELECT is((SELECT providers->'groq'->>'has_key' FROM ventros.enrichment_status), 'true', 'only that there is one');
+SELECT is((SELECT providers->'groq'->>'has_key' FROM ventros.enrichment_status WHERE tenant_id = 'enr_t1'), 'true', 'only that there is one');
 
 SELECT * FROM finish();
 ROLLBACK;
