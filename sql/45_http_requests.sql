@@ -43,6 +43,8 @@ CREATE TABLE ventros.http_requests (
     updated_at         timestamptz NOT NULL DEFAULT now(),
     completed_at       timestamptz,
     handler_error      text,
+    body_form          jsonb,
+    media_id   uuid,
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT http_requests_method_known CHECK (method IN ('GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')),
     CONSTRAINT http_requests_url_http CHECK (url ~* '^https?://' AND length(url) <= 8192),
@@ -52,7 +54,10 @@ CREATE TABLE ventros.http_requests (
     CONSTRAINT http_requests_status_known CHECK (status IN ('pending', 'in_flight', 'succeeded', 'failed', 'dead')),
     CONSTRAINT http_requests_attempts_range CHECK (attempts >= 0 AND max_attempts BETWEEN 1 AND 100),
     CONSTRAINT http_requests_timeout_range CHECK (timeout_ms BETWEEN 100 AND 600000),
-    CONSTRAINT http_requests_max_response_size_range CHECK (max_response_size BETWEEN 0 AND 268435456)
+    CONSTRAINT http_requests_max_response_size_range CHECK (max_response_size BETWEEN 0 AND 268435456),
+    CONSTRAINT http_requests_body_form_shape CHECK (body_form IS NULL
+        OR (media_id IS NOT NULL
+            AND (jsonb_typeof(body_form->'multipart') = 'array' OR jsonb_typeof(body_form->'inline_base64') = 'string')))
 );
 -- The dispatcher's two claims: due rows, and leases of a dead dispatcher.
 CREATE INDEX http_requests_due ON ventros.http_requests (next_attempt_at) WHERE status = 'pending';
@@ -76,6 +81,10 @@ COMMENT ON COLUMN ventros.http_requests.lease_until IS 'While in_flight: when an
 COMMENT ON COLUMN ventros.http_requests.response_body IS 'The last answer''s body, at most ventros.http_max_response_size bytes';
 COMMENT ON COLUMN ventros.http_requests.handler_error IS
     'Why the purpose''s completion handler failed (NULL: it ran, or there is none); see rerun_http_request_handler';
+COMMENT ON COLUMN ventros.http_requests.body_form IS
+    'NULL: body is sent as is. {"multipart": [{name, value} | {name, media: true, filename, content_type}]}: a multipart/form-data body whose media part is the message''s downloaded media; {"inline_base64": marker}: body with marker replaced by the media''s base64. Built by the dispatcher at each attempt';
+COMMENT ON COLUMN ventros.http_requests.media_id IS
+    'Whose downloaded media the body_form streams: a message (ventros.message_media) or an enrichment (ventros.enrichment_media, e.g. a profile picture); never copied into the row';
 COMMENT ON COLUMN ventros.http_requests.response_truncated IS 'The last answer''s body was longer than what was kept';
 
 ALTER TABLE ventros.http_requests ENABLE ROW LEVEL SECURITY;
@@ -306,11 +315,31 @@ $$;
 COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
     'Dispatcher: the headers of a claimed attempt (the purpose''s preparer, else the stored headers)';
 
+-- The bytes a body_form streams: a message's media as its download stored
+-- it (sql/90_channel_send.sql), or an enrichment's own download (a profile
+-- picture, sql/98_enrichment.sql).  plpgsql, so those tables may come later.
+CREATE FUNCTION ventros.http_request_media(tenant_id text, media_id uuid) RETURNS bytea
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN coalesce((SELECT mm.data FROM ventros.message_media mm
+                      WHERE mm.tenant_id = http_request_media.tenant_id AND mm.message_id = http_request_media.media_id
+                        AND mm.status = 'downloaded'),
+                    (SELECT em.data FROM ventros.enrichment_media em
+                      WHERE em.tenant_id = http_request_media.tenant_id AND em.enrichment_id = http_request_media.media_id
+                        AND em.status = 'downloaded'));
+END
+$$;
+COMMENT ON FUNCTION ventros.http_request_media(text, uuid) IS
+    'Dispatcher: the downloaded media of a message or of an enrichment (NULL when it is not downloaded), streamed by a request''s body_form';
+
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
 CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
 RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
-               attempts integer, timeout_ms integer, retry_policy text, max_response_size integer)
+               attempts integer, timeout_ms integer, retry_policy text, max_response_size integer,
+               body_form jsonb, media bytea)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -332,10 +361,12 @@ AS $$
     RETURNING r.tenant_id, r.id, r.method, r.url,
               CASE WHEN EXISTS (SELECT 1 FROM ventros.http_request_preparers p WHERE p.purpose = r.purpose)
                    THEN ventros.http_attempt_headers(r) ELSE r.headers END,
-              r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size
+              r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size, r.body_form,
+              -- the media a body_form streams, as the media download stored it
+              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_id) END
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
-    'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt';
+    'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
 
 -- Frees the rows a previous dispatcher process left in flight (it died).
 CREATE FUNCTION ventros.http_release_orphans() RETURNS integer

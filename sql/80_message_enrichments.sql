@@ -11,8 +11,8 @@ CREATE TABLE ventros.message_enrichments (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     deleted_at         timestamptz,
-    message_id         uuid        NOT NULL,
-    message_group_id   uuid        NOT NULL,
+    message_id         uuid,
+    message_group_id   uuid,
     contact_id         uuid        NOT NULL,
     content_type       text        NOT NULL,
     provider           text        NOT NULL,
@@ -24,22 +24,54 @@ CREATE TABLE ventros.message_enrichments (
     error              text,
     context            text        NOT NULL DEFAULT 'chat_message',
     processed_at       timestamptz,
+    -- the provider fallback chain (sql/98_enrichment.sql, docs/ai.md)
+    kind               text,
+    model              text,
+    language           text,
+    confidence         numeric,
+    usage              jsonb,
+    cost               numeric,
+    route              text[],
+    route_position     integer,
+    request_id         uuid,
+    job_id             text,
+    error_code         text,
+    retry_at           timestamptz,
+    attempts           jsonb       NOT NULL DEFAULT '[]',
+    search_vector      tsvector    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, coalesce(extracted_text, ''))) STORED,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, message_id) REFERENCES ventros.messages (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, message_group_id) REFERENCES ventros.message_groups (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, contact_id) REFERENCES ventros.contacts (tenant_id, id),
     CONSTRAINT message_enrichments_content_type CHECK (content_type IN ('audio', 'voice', 'image', 'video', 'document')),
-    CONSTRAINT message_enrichments_provider CHECK (provider IN ('whisper', 'deepgram', 'vision', 'llamaparse', 'ffmpeg', 'tesseract')),
+    CONSTRAINT message_enrichments_provider CHECK (provider IN ('whisper', 'deepgram', 'vision', 'llamaparse', 'ffmpeg', 'tesseract',
+                                                                'groq', 'openai', 'gemini')),
     CONSTRAINT message_enrichments_status CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
     CONSTRAINT message_enrichments_context CHECK (context IN ('chat_message', 'profile_picture')),
     CONSTRAINT message_enrichments_outcome CHECK ((status <> 'completed' OR extracted_text IS NOT NULL)
-                                                  AND (status <> 'failed' OR error IS NOT NULL))
+                                                  AND (status <> 'failed' OR error IS NOT NULL)),
+    CONSTRAINT message_enrichments_kind CHECK (kind IN ('transcription', 'vision', 'document', 'profile_score')),
+    CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap',
+                                                                    'disabled', 'no_media')),
+    CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0),
+    CONSTRAINT message_enrichments_subject CHECK (message_id IS NOT NULL OR context = 'profile_picture')
 );
 CREATE UNIQUE INDEX message_enrichments_one_per_message ON ventros.message_enrichments (tenant_id, message_id, provider)
     WHERE deleted_at IS NULL;
 CREATE INDEX message_enrichments_pending ON ventros.message_enrichments (tenant_id, status, created_at)
     WHERE status IN ('pending', 'processing');
+CREATE INDEX message_enrichments_search ON ventros.message_enrichments USING gin (search_vector);
+CREATE INDEX message_enrichments_retry ON ventros.message_enrichments (retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
 COMMENT ON TABLE ventros.message_enrichments IS 'MessageEnrichment: text extracted from a media message';
+COMMENT ON COLUMN ventros.message_enrichments.kind IS 'transcription (audio), vision (image: text in it and a description), document (parsed to markdown), profile_score';
+COMMENT ON COLUMN ventros.message_enrichments.usage IS 'What the provider counted: seconds (audio), input_tokens / output_tokens (vision), pages (documents)';
+COMMENT ON COLUMN ventros.message_enrichments.cost IS 'US dollars, from usage and the provider''s declared prices (ventros.enrichment_providers.prices)';
+COMMENT ON COLUMN ventros.message_enrichments.route IS 'The providers tried in order (the route of the media kind, the tenant''s override first)';
+COMMENT ON COLUMN ventros.message_enrichments.request_id IS 'The http_requests row of the current attempt: answers of older attempts are ignored';
+COMMENT ON COLUMN ventros.message_enrichments.error_code IS 'Why it failed: providers_failed, no_provider, too_large, spending_cap, disabled, no_media';
+COMMENT ON COLUMN ventros.message_enrichments.retry_at IS 'When a failed enrichment is tried again (ventros.retry_enrichments); NULL: never by itself';
+COMMENT ON COLUMN ventros.message_enrichments.attempts IS 'One entry per provider tried: provider, request id, outcome, error';
+COMMENT ON COLUMN ventros.message_enrichments.search_vector IS 'Full-text vector of extracted_text (simple configuration), for search over messages';
 
 CREATE TABLE ventros.ai_processes (
     id              uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -84,7 +116,9 @@ SELECT ventros.register_aggregate('message_enrichment', 'ventros.message_enrichm
         {"from": null, "to": "pending"},
         {"from": "pending", "to": "processing"},
         {"from": "processing", "to": "completed", "event": "message_enrichment.completed", "description": "Text was extracted from a media message."},
-        {"from": "processing", "to": "failed", "event": "message_enrichment.failed", "description": "Extracting text from a media message failed."}
+        {"from": "processing", "to": "failed", "event": "message_enrichment.failed", "description": "Extracting text from a media message failed."},
+        {"from": "failed", "to": "pending", "event": "message_enrichment.retried", "description": "A failed enrichment was queued again."},
+        {"from": "completed", "to": "pending", "event": "message_enrichment.retried"}
     ]',
     description => 'Text extracted from a media message');
 SELECT ventros.register_aggregate('ai_process', 'ventros.ai_processes', 'crm',
@@ -115,7 +149,8 @@ BEGIN
     IF m.content_type NOT IN ('audio', 'voice', 'image', 'video', 'document') OR m.media_url IS NULL THEN
         RAISE EXCEPTION 'message % has no media to enrich', message_id USING ERRCODE = '22023';
     END IF;
-    PERFORM ventros.require_value(provider, ARRAY['whisper', 'deepgram', 'vision', 'llamaparse', 'ffmpeg', 'tesseract'], 'enrichment provider');
+    PERFORM ventros.require_value(provider, ARRAY['whisper', 'deepgram', 'vision', 'llamaparse', 'ffmpeg', 'tesseract',
+                                                  'groq', 'openai', 'gemini'], 'enrichment provider');
     INSERT INTO ventros.message_enrichments (message_id, message_group_id, contact_id, content_type, provider, media_url, context)
     VALUES (m.id, message_group_id, m.contact_id, m.content_type, provider, m.media_url, coalesce(context, 'chat_message'))
     RETURNING * INTO result;

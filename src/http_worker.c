@@ -69,6 +69,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "http_body.h"
 #include "http_worker.h"
 #include "shmem.h"
 #include "ssrf.h"
@@ -113,7 +114,10 @@ typedef struct VnHttpReq
 	StringInfoData	   resp_body;
 	StringInfoData	   resp_headers;
 	bool			   truncated;
-	char			  *refusal; /* SSRF guard, before or while connecting */
+	VnHttpBody		   form; /* a body built from media (body_form) */
+	char			  *inline_marker;
+	char			  *local_error; /* refused before sending: the body cannot be built */
+	char			  *refusal;		/* SSRF guard, before or while connecting */
 	bool			   refusal_transient;
 	char			   errbuf[CURL_ERROR_SIZE];
 	/* the outcome */
@@ -141,6 +145,7 @@ static int vn_http_backoff_max = 36000000;
 static int vn_http_retry_after_max = 86400;
 static int vn_http_max_response_size = 65536;
 static int vn_http_poll_interval = 1000;
+static int vn_http_max_body_size = 32 * 1024 * 1024;
 
 static VnWorkerKind http_kind = {
 	.type = "ventros http dispatcher",
@@ -349,6 +354,11 @@ decide(VnHttpReq *req, CURLcode code)
 	req->succeeded = false;
 	req->retryable = false;
 	req->retry_after_ms = -1;
+	if (req->local_error != NULL)
+	{
+		req->error = req->local_error;
+		return;
+	}
 	if (req->refusal != NULL)
 	{
 		req->retryable = req->refusal_transient;
@@ -416,6 +426,18 @@ start_request(VnHttpReq *req)
 		MemoryContextSwitchTo(old);
 		return;
 	}
+	if (req->form.present)
+	{
+		req->local_error = vn_http_body_prepare(&req->form, req->body, req->body_len, req->inline_marker,
+												(Size) vn_http_max_body_size);
+		if (req->local_error != NULL)
+		{
+			decide(req, CURLE_OK);
+			push_done(req);
+			MemoryContextSwitchTo(old);
+			return;
+		}
+	}
 	initStringInfo(&req->resp_body);
 	initStringInfo(&req->resp_headers);
 
@@ -466,7 +488,9 @@ start_request(VnHttpReq *req)
 	if (req->resolve)
 		curl_easy_setopt(e, CURLOPT_RESOLVE, req->resolve);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
-	if (strcmp(req->method, "GET") == 0 && !req->has_body)
+	if (req->form.present)
+		vn_http_body_attach(&req->form, e);
+	else if (strcmp(req->method, "GET") == 0 && !req->has_body)
 		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	else if (strcmp(req->method, "HEAD") == 0)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -508,6 +532,7 @@ harvest(void)
 		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &req->status);
 		curl_multi_remove_handle(multi, e);
 		curl_easy_cleanup(e);
+		vn_http_body_free(&req->form);
 		req->easy = NULL;
 		curl_slist_free_all(req->headers);
 		curl_slist_free_all(req->resolve);
@@ -564,8 +589,104 @@ typedef enum VnHttpClaimColumn
 	HC_ATTEMPTS,
 	HC_TIMEOUT_MS,
 	HC_RETRY_POLICY,
-	HC_MAX_RESPONSE_SIZE
+	HC_MAX_RESPONSE_SIZE,
+	HC_FORM_PRESENT,
+	HC_FORM_MARKER,
+	HC_FORM_NAMES,
+	HC_FORM_VALUES,
+	HC_FORM_FILENAMES,
+	HC_FORM_TYPES,
+	HC_FORM_KINDS,
+	HC_MEDIA
 } VnHttpClaimColumn;
+
+/*
+ * The parts of a multipart body_form, in order, for claim's statement; not
+ * an array (a row written by hand) gives none rather than an error that
+ * would stop every claim.
+ */
+#define VN_FORM_PARTS \
+	"pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(c.body_form->'multipart') " \
+	"= 'array' THEN c.body_form->'multipart' END) WITH ORDINALITY x(p, n) ORDER BY n"
+
+/* A text[] column as C strings (NULL elements stay NULL); *n gets its length. */
+static char **
+copy_text_array(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+	bool   isnull;
+	Datum  d = SPI_getbinval(tup, desc, col, &isnull);
+	Datum *elems;
+	bool  *nulls;
+	char **out;
+	int	   k;
+
+	*n = 0;
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	out = palloc0(sizeof(char *) * Max(*n, 1));
+	for (k = 0; k < *n; k++)
+		out[k] = nulls[k] ? NULL : TextDatumGetCString(elems[k]);
+	return out;
+}
+
+/*
+ * read_form
+ *		The body_form of a claimed request: its multipart parts or inline
+ *		marker, and a copy of the media it streams (the claim's SPI memory
+ *		is gone once the transaction ends).  In the request's context.
+ */
+static void
+read_form(VnHttpReq *req, HeapTuple tup, TupleDesc desc)
+{
+	bool   isnull;
+	Datum  d = SPI_getbinval(tup, desc, HC_FORM_PRESENT, &isnull);
+	char **names;
+	char **values;
+	char **files;
+	char **types;
+	char **kinds;
+	int	   n;
+	int	   k;
+	int	   m;
+
+	req->form.present = !isnull && DatumGetBool(d);
+	if (!req->form.present)
+		return;
+	req->inline_marker = copy_text(tup, desc, HC_FORM_MARKER, &isnull);
+	/* the five lists come from one array; never index past the shortest */
+	names = copy_text_array(tup, desc, HC_FORM_NAMES, &n);
+	values = copy_text_array(tup, desc, HC_FORM_VALUES, &m);
+	n = Min(n, m);
+	files = copy_text_array(tup, desc, HC_FORM_FILENAMES, &m);
+	n = Min(n, m);
+	types = copy_text_array(tup, desc, HC_FORM_TYPES, &m);
+	n = Min(n, m);
+	kinds = copy_text_array(tup, desc, HC_FORM_KINDS, &m);
+	n = Min(n, m);
+	req->form.parts = palloc0(sizeof(VnHttpPart) * Max(n, 1));
+	for (k = 0; k < n; k++)
+	{
+		VnHttpPart *p = &req->form.parts[req->form.nparts];
+
+		if (names[k] == NULL)
+			continue;
+		p->name = names[k];
+		p->value = values[k];
+		p->filename = files[k];
+		p->content_type = types[k];
+		p->media = kinds[k] != NULL && strcmp(kinds[k], "media") == 0;
+		req->form.nparts++;
+	}
+	d = SPI_getbinval(tup, desc, HC_MEDIA, &isnull);
+	if (!isnull)
+	{
+		bytea *b = DatumGetByteaPCopy(d);
+
+		req->form.media = VARDATA(b);
+		req->form.media_len = VARSIZE(b) - VARHDRSZ;
+	}
+}
 
 /*
  * claim
@@ -579,7 +700,14 @@ claim(int n, TimestampTz *next_due)
 	static const char *sql =
 		"SELECT c.tenant_id, c.id::text, c.method, c.url, "
 		"       ARRAY(SELECT k.key || ': ' || k.value FROM pg_catalog.jsonb_each_text(c.headers) k), "
-		"       c.body, c.attempts, c.timeout_ms, c.retry_policy, c.max_response_size "
+		"       c.body, c.attempts, c.timeout_ms, c.retry_policy, c.max_response_size, "
+		"       c.body_form IS NOT NULL, c.body_form->>'inline_base64', "
+		"       ARRAY(SELECT p->>'name' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'value' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'filename' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT p->>'content_type' FROM " VN_FORM_PARTS "), "
+		"       ARRAY(SELECT CASE WHEN p->>'media' = 'true' THEN 'media' ELSE 'value' END FROM " VN_FORM_PARTS "), "
+		"       c.media "
 		"  FROM ventros.http_claim($1, pg_catalog.make_interval(secs => $2)) c";
 	Oid			  types[2] = {INT4OID, FLOAT8OID};
 	Datum		  values[2];
@@ -652,6 +780,7 @@ claim(int n, TimestampTz *next_due)
 		req->max_response_size = isnull ? vn_http_max_response_size : DatumGetInt32(d);
 		policy = copy_text(tup, desc, HC_RETRY_POLICY, &isnull);
 		req->retry_any = policy != NULL && strcmp(policy, "any") == 0;
+		read_form(req, tup, desc);
 		MemoryContextSwitchTo(spi);
 		reqs[i] = req;
 	}
@@ -1059,6 +1188,13 @@ vn_http_worker_init(void)
 							NULL,
 							&vn_http_max_response_size,
 							65536, 0, 64 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("ventros.http_max_body_size",
+							"Largest request body the HTTP dispatcher builds from media (multipart or inline base64); larger ones are refused.",
+							NULL,
+							&vn_http_max_body_size,
+							32 * 1024 * 1024, 1024, 256 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("ventros.http_poll_interval",
