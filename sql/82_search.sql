@@ -159,7 +159,8 @@ COMMENT ON FUNCTION ventros.search_after(text) IS 'Reads a search cursor token (
 
 -- search: the hits of a query over the acting tenant's messages, enrichment
 -- text, notes and contacts, best first (rank, then id), one page per call.
---   rank: 1 + ts_rank_cd(...) / (1 + ts_rank_cd(...)) for a full-text match,
+--   rank: 1 + r / (1 + r) for a full-text match, r = ts_rank_cd divided by
+--   1 + log(length) (normalization 1|32: denser and shorter texts first),
 --   1 + word similarity for a contact whose name, email or phone contains the
 --   query, word similarity alone (0.4 .. 1) for a typo match (pg_trgm).
 --   fuzzy: true adds typo matches, false never; NULL (default) adds them when
@@ -206,7 +207,7 @@ BEGIN
     WITH exact AS MATERIALIZED (
         SELECT 'message'::text AS kind, m.id, m.contact_id, m.session_id, m.id AS message_id, m."timestamp" AS at,
                (1 + ts_rank_cd(to_tsvector(ventros.search_config(m.language), m.text),
-                               websearch_to_tsquery(ventros.search_config(m.language), q), 32))::real AS rank,
+                               websearch_to_tsquery(ventros.search_config(m.language), q), 33))::real AS rank,
                ventros.search_config(m.language) AS cfg, m.text AS body
         FROM ventros.messages m
         WHERE 'message' = ANY (k) AND m.tenant_id = tenant AND m.deleted_at IS NULL
@@ -216,7 +217,7 @@ BEGIN
           AND (search.contact IS NULL OR m.contact_id = search.contact)
         UNION ALL
         SELECT 'enrichment', e.id, e.contact_id, m.session_id, e.message_id, m."timestamp",
-               (1 + ts_rank_cd(to_tsvector('simple'::regconfig, e.extracted_text), q_simple, 32))::real,
+               (1 + ts_rank_cd(to_tsvector('simple'::regconfig, e.extracted_text), q_simple, 33))::real,
                'simple'::regconfig, e.extracted_text
         FROM ventros.message_enrichments e
         JOIN ventros.messages m ON m.tenant_id = e.tenant_id AND m.id = e.message_id AND m.deleted_at IS NULL
@@ -225,7 +226,7 @@ BEGIN
           AND (search.contact IS NULL OR e.contact_id = search.contact)
         UNION ALL
         SELECT 'note', x.id, x.contact_id, x.session_id, NULL::uuid, x.created_at,
-               (1 + ts_rank_cd(to_tsvector('simple'::regconfig, x.content), q_simple, 32))::real,
+               (1 + ts_rank_cd(to_tsvector('simple'::regconfig, x.content), q_simple, 33))::real,
                'simple'::regconfig, x.content
         FROM ventros.notes x
         WHERE 'note' = ANY (k) AND x.tenant_id = tenant AND x.deleted_at IS NULL
