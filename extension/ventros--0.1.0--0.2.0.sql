@@ -7257,14 +7257,14 @@ BEGIN
     RETURN QUERY
     WITH exact AS MATERIALIZED (
         SELECT 'message'::text AS kind, m.id, m.contact_id, m.session_id, m.id AS message_id, m."timestamp" AS at,
-               (1 + ts_rank_cd(to_tsvector(ventros.search_config(m.language), m.text),
-                               websearch_to_tsquery(ventros.search_config(m.language), q), 33))::real AS rank,
-               ventros.search_config(m.language) AS cfg, m.text AS body
+               (1 + ts_rank_cd(v.tsv, v.tsq, 33))::real AS rank, v.cfg, m.text AS body
         FROM ventros.messages m
+        -- each candidate's vector and query once, in its own language (OFFSET 0: not flattened into copies)
+        CROSS JOIN LATERAL (SELECT c.cfg, to_tsvector(c.cfg, coalesce(m.text, '')) AS tsv, websearch_to_tsquery(c.cfg, q) AS tsq
+                            FROM (SELECT ventros.search_config(m.language) AS cfg) c OFFSET 0) v
         WHERE 'message' = ANY (k) AND m.tenant_id = tenant AND m.deleted_at IS NULL
           AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, '')) @@ q_any
-          AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, ''))
-              @@ websearch_to_tsquery(ventros.search_config(m.language), q)
+          AND v.tsv @@ v.tsq
           AND (search.contact IS NULL OR m.contact_id = search.contact)
         UNION ALL
         SELECT 'enrichment', e.id, e.contact_id, m.session_id, e.message_id, m."timestamp",
