@@ -25,7 +25,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*.sq
 # Isolation specs run with PostgreSQL's own isolation tester against a running,
 # preloaded server (PGHOST/PGPORT): make installcheck.
 ISOLATION      = $(sort $(notdir $(basename $(wildcard test/isolation/specs/*.spec))))
-ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=$(EXTENSION)
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=pgcrypto --load-extension=pg_trgm --load-extension=$(EXTENSION)
 
 EXTRA_CLEAN = $(DATA_built) output_iso
 

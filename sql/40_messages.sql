@@ -73,8 +73,7 @@ CREATE UNIQUE INDEX messages_unique_channel_message_id ON ventros.messages (tena
     WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL;
 CREATE INDEX messages_by_session ON ventros.messages (tenant_id, session_id, "timestamp", id);
 CREATE INDEX messages_by_contact ON ventros.messages (tenant_id, contact_id, "timestamp" DESC, id DESC);
-CREATE INDEX messages_text_search ON ventros.messages USING gin (to_tsvector('simple'::regconfig, coalesce(text, '')))
-    WITH (fastupdate = on);
+-- Full-text and trigram indexes: sql/82_search.sql.
 COMMENT ON TABLE ventros.messages IS 'Message: one inbound or outbound message on a channel';
 
 SELECT ventros.register_aggregate('message', 'ventros.messages', 'crm',

@@ -148,9 +148,12 @@ $$;
 COMMENT ON FUNCTION ventros.pipeline_status_contacts(uuid, timestamptz, uuid, integer) IS
     'The contacts currently in a pipeline status (a board column), most recent entry first, keyset paged by (entered_at, id)';
 
--- search_messages: full-text search over message text (GIN index
--- messages_text_search, 'simple' configuration: no stemming, any language),
--- newest first.  The query is in web search syntax ("a b", a OR b, -a).
+-- search_messages: full-text search over message text, newest first.  The
+-- query is in web search syntax ("a b", a OR b, -a), matched with each
+-- message's own language (index messages_search, sql/82_search.sql: the
+-- query parsed in every language finds the candidates, then each is matched
+-- with its own configuration).  Ranked search over messages, media text,
+-- notes and contacts: ventros.search.
 -- SECURITY DEFINER: under row-level security the planner may not use the GIN
 -- index for @@ (not leakproof, so it must run after the policy's filter);
 -- the function states the tenant and live-row conditions itself instead.
@@ -163,17 +166,19 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    q tsquery;
+    q_any tsquery;
     tenant text := ventros.require_tenant();
 BEGIN
     IF query IS NULL OR btrim(query) = '' THEN
         RAISE EXCEPTION 'search query must not be empty' USING ERRCODE = '22023';
     END IF;
-    q := websearch_to_tsquery('simple', ventros.check_length(query, 500, 'search query'));
+    q_any := ventros.search_tsquery(ventros.check_length(query, 500, 'search query'));
     RETURN QUERY
     SELECT m.* FROM ventros.messages m
     WHERE m.tenant_id = tenant AND m.deleted_at IS NULL
-      AND to_tsvector('simple'::regconfig, coalesce(m.text, '')) @@ q
+      AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, '')) @@ q_any
+      AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, ''))
+          @@ websearch_to_tsquery(ventros.search_config(m.language), query)
       AND (search_messages.channel_id IS NULL OR m.channel_id = search_messages.channel_id)
       AND (search_messages.contact_id IS NULL OR m.contact_id = search_messages.contact_id)
       AND (before_id IS NULL OR (m."timestamp", m.id) < (before_timestamp, before_id))
@@ -182,7 +187,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.search_messages(text, uuid, uuid, timestamptz, uuid, integer) IS
-    'Messages whose text matches a web-search style query (full text, GIN), newest first, keyset paged by (timestamp, id)';
+    'Messages whose text matches a web-search style query (full text in each message''s language, GIN), newest first, keyset paged by (timestamp, id)';
 
 GRANT EXECUTE ON FUNCTION ventros.contact_timeline(uuid, timestamptz, uuid, integer),
     ventros.open_sessions(uuid, uuid, timestamptz, uuid, integer), ventros.open_session_counts(),

@@ -11,7 +11,8 @@
 -- argument gets fx_a's row itself.  Other required arguments get a plain
 -- value of their type (the version 1 every seeded row has, 'matrix' or the
 -- first value of the list the function checks the argument against, {}, a
--- time tomorrow).
+-- time tomorrow); a search (a function with a query argument) is called with
+-- the name of fx_a's first contact as its query and nothing else.
 -- The call runs in a subtransaction that is always rolled back.  It passes
 -- when no row of fx_a (in any table, by ctid and xmin) changed and the
 -- answer names neither fx_a nor any id of fx_a's rows it was not given.
@@ -152,7 +153,9 @@ BEGIN
     FOR i IN 1 .. p.pronargs LOOP
         typ := p.proargtypes[i - 1];
         name := coalesce(p.proargnames[i], '');
-        IF typ IN ('uuid'::regtype, 'uuid[]'::regtype) THEN
+        IF i > p.pronargs - ndef AND 'query' = ANY (p.proargnames) THEN
+            CONTINUE;	-- a search keeps its optional filters: any id of fx_a in its answer was not given
+        ELSIF typ IN ('uuid'::regtype, 'uuid[]'::regtype) THEN
             tbl := pg_temp.fx_arg_table(name, f.fname);
             SELECT x.id INTO id FROM fx_ids x WHERE x.relname = tbl;
             given := given || id::text;
@@ -173,6 +176,9 @@ BEGIN
             v := CASE
                 WHEN typ IN ('integer'::regtype, 'bigint'::regtype, 'smallint'::regtype, 'numeric'::regtype) THEN '1'
                 WHEN typ = 'text'::regtype AND v IS NOT NULL THEN v
+                -- a search query: the name of fx_a's contact (search, search_contacts, search_messages)
+                WHEN typ = 'text'::regtype AND name = 'query' THEN
+                    quote_literal((SELECT c.name FROM ventros.contacts c WHERE c.tenant_id = 'fx_a' ORDER BY c.created_at, c.id LIMIT 1))
                 WHEN typ = 'text'::regtype AND name ~ 'url' THEN '''https://hooks.example/matrix'''
                 WHEN typ = 'text'::regtype AND name ~ 'email' THEN '''matrix@matrix.example'''
                 WHEN typ = 'text'::regtype AND name ~ 'phone' THEN '''+5511977770000'''
