@@ -78,6 +78,15 @@ vn_query_param_s(VnQuery *q, const char *value)
 	return vn_query_param(q, value, strlen(value));
 }
 
+/* "schema"."relation" */
+void
+vn_query_relation_ref(VnQueryCtx *c, VnBuf *b, const VnRelation *r)
+{
+	vn_buf_ident(b, c->in->schema->name);
+	vn_buf_addc(b, '.');
+	vn_buf_ident(b, r->name);
+}
+
 bool
 vn_query_build(const VnQueryInput *in, VnQuery *q)
 {

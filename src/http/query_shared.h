@@ -42,6 +42,8 @@ extern bool vn_query_fail(VnQuery *q, int status, const char *code, const char *
 /* appends $n for value to q's statement; false when there are too many */
 extern bool vn_query_param(VnQuery *q, const char *value, size_t len);
 extern bool vn_query_param_s(VnQuery *q, const char *value);
+/* "schema"."relation" of the request's schema */
+extern void vn_query_relation_ref(VnQueryCtx *c, VnBuf *b, const VnRelation *r);
 
 /* parse.c: syntax */
 extern char *vn_query_trim(char *s);

@@ -47,8 +47,8 @@ vn_query_build_read(Ctx *c, int rel)
 	if (!vn_query_select_list(c, rel, "_t", vn_query_arg(c->in->args, "select"), 0, ""))
 		return false;
 	c->spread_ok = false;
-	vn_buf_add(b, " FROM api.");
-	vn_buf_ident(b, r->name);
+	vn_buf_add(b, " FROM ");
+	vn_query_relation_ref(c, b, r);
 	vn_buf_add(b, " _t");
 	vn_buf_add(b, c->lateral.data);
 	vn_buf_add(b, " WHERE ");
@@ -71,8 +71,8 @@ vn_query_build_read(Ctx *c, int rel)
 		vn_buf_init(&total);
 		if (c->in->count == VN_COUNT_EXACT)
 		{
-			vn_buf_add(&total, "(SELECT pg_catalog.count(*) FROM api.");
-			vn_buf_ident(&total, r->name);
+			vn_buf_add(&total, "(SELECT pg_catalog.count(*) FROM ");
+			vn_query_relation_ref(c, &total, r);
 			vn_buf_addf(&total, " _t WHERE %s)", cond);
 		}
 		else

@@ -6,7 +6,8 @@
  *	  round trip, the answer (answer.c).
  *
  * Invariants: a request with a token that does not verify is answered 401
- * before any database work; a request without a token runs as ventros_anon;
+ * before any database work; a request without a token runs as the anonymous
+ * role (VENTROS_HTTP_DB_ANON_ROLE, ventros_anon by default);
  * the role is never taken from anywhere but a verified token or a valid API
  * key.  Errors of our own and of PostgreSQL have PostgREST's JSON shape.
  */
@@ -16,6 +17,7 @@
 #include <strings.h>
 
 #include "answer.h"
+#include "catalog.h"
 #include "pg.h"
 #include "request.h"
 #include "router.h"
@@ -26,6 +28,7 @@ typedef struct Caller
 	VnIdentity	id;
 	const char *api_key; /* vnk_...: the database resolves it */
 	bool		authenticated;
+	const char *search_path; /* of the chosen schema */
 } Caller;
 
 typedef enum Endpoint
@@ -92,7 +95,7 @@ authenticate(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Caller
 {
 	const char *reason = NULL;
 
-	snprintf(who->id.role, sizeof(who->id.role), "ventros_anon");
+	snprintf(who->id.role, sizeof(who->id.role), "%s", cfg->auth->anon_role);
 	if (req->authorization)
 	{
 		const char *a = req->authorization;
@@ -134,20 +137,27 @@ authenticate(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Caller
 
 /*
  * Schema switching, as PostgREST: Accept-Profile for reads,
- * Content-Profile for the rest; the one exposed schema is api.
+ * Content-Profile for the rest, among the exposed schemas (catalog.c); none
+ * named: the first.  The request's search_path is that schema's.
  */
 static bool
-choose_schema(const VnRouterConfig *cfg, const VnRequest *req, VnQueryInput *in, VnResponse *resp)
+choose_schema(const VnRequest *req, VnQueryInput *in, const char **search_path, VnResponse *resp)
 {
-	bool		read = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-	const char *profile = read ? req->accept_profile : req->content_profile;
+	bool			 read = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+	const char		*profile = read ? req->accept_profile : req->content_profile;
+	const VnCatalog *cat = vn_catalog_current();
+	int				 i = vn_catalog_find(cat, profile);
 
-	if (profile && strcmp(profile, "api") != 0)
+	if (i < 0)
 	{
-		vn_response_error(resp, 406, "PGRST106", "The schema must be one of the following: api", NULL, NULL);
+		char msg[600];
+
+		snprintf(msg, sizeof(msg), "The schema must be one of the following: %.500s", cat->names);
+		vn_response_error(resp, 406, "PGRST106", msg, NULL, NULL);
 		return false;
 	}
-	in->schema = __atomic_load_n(&cfg->schema, __ATOMIC_ACQUIRE);
+	in->schema = cat->schemas[i];
+	*search_path = cat->search_paths[i];
 	return true;
 }
 
@@ -214,6 +224,7 @@ execute(const VnRouterConfig *cfg, const VnRequest *req, const Caller *who, cons
 	setup.rollback = vn_request_has_token(req->prefer, "tx=rollback");
 	/* GET and HEAD read: a function called so may not write (PostgREST's rule) */
 	setup.read_only = read;
+	setup.search_path = who->search_path;
 	params.n = q->nparams;
 	params.values = (const char *const *) q->params;
 	conn = vn_pg_acquire(cfg->pool_wait_ms);
@@ -263,7 +274,7 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	in.max_embeds = cfg->max_embeds;
 	in.max_select = cfg->max_select;
 	vn_query_init(&q);
-	if (choose_schema(cfg, req, &in, resp) && vn_request_input(req, &in, resp) &&
+	if (choose_schema(req, &in, &who.search_path, resp) && vn_request_input(req, &in, resp) &&
 		statement(req, ep, &in, &q, resp) && (res = execute(cfg, req, &who, &q, resp)) != NULL)
 	{
 		a.cfg = cfg;

@@ -222,8 +222,8 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		ok = vn_query_select_list(c, child, sub_al, inner, depth + 1, path);
 		if (ok)
 		{
-			vn_buf_add(&c->q->sql, " FROM api.");
-			vn_buf_ident(&c->q->sql, s->rels[child].name);
+			vn_buf_add(&c->q->sql, " FROM ");
+			vn_query_relation_ref(c, &c->q->sql, &s->rels[child]);
 			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
 			for (int j = 0; j < fk->ncols; j++)
 			{
@@ -256,8 +256,8 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
 		if (!vn_query_select_list(c, child, sub_al, inner, depth + 1, path))
 			return false;
-		vn_buf_add(b, " FROM api.");
-		vn_buf_ident(b, s->rels[child].name);
+		vn_buf_add(b, " FROM ");
+		vn_query_relation_ref(c, b, &s->rels[child]);
 		vn_buf_addf(b, " %s WHERE ", sub_al);
 		for (int j = 0; j < fk->ncols; j++)
 		{
@@ -279,8 +279,8 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 			VnBuf saved = c->q->sql;
 
 			vn_buf_init(&c->q->sql);
-			vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1 FROM api.");
-			vn_buf_ident(&c->q->sql, s->rels[child].name);
+			vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1 FROM ");
+			vn_query_relation_ref(c, &c->q->sql, &s->rels[child]);
 			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
 			for (int j = 0; j < fk->ncols; j++)
 			{

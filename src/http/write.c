@@ -116,8 +116,8 @@ vn_query_build_insert(Ctx *c, int rel)
 		vn_query_free_list(keys, nkeys);
 		return false;
 	}
-	vn_buf_add(b, "WITH _w AS (INSERT INTO api.");
-	vn_buf_ident(b, r->name);
+	vn_buf_add(b, "WITH _w AS (INSERT INTO ");
+	vn_query_relation_ref(c, b, r);
 	vn_buf_add(b, " AS _t (");
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -287,8 +287,8 @@ vn_query_build_update(Ctx *c, int rel)
 		vn_query_free_list(keys, nkeys);
 		return vn_query_fail(c->q, 400, "PGRST102", NULL, NULL, "the request body names no column");
 	}
-	vn_buf_add(b, "WITH _w AS (UPDATE api.");
-	vn_buf_ident(b, r->name);
+	vn_buf_add(b, "WITH _w AS (UPDATE ");
+	vn_query_relation_ref(c, b, r);
 	vn_buf_add(b, " AS _t SET ");
 	for (int i = 0; i < nkeys; i++)
 	{
@@ -341,13 +341,13 @@ vn_query_build_delete(Ctx *c, int rel)
 	if (!r->has_id)
 		return vn_query_fail(c->q, 405, "PGRST105", NULL, NULL, "%s cannot be deleted over HTTP", r->name);
 	/* the engine turns a DELETE into a soft delete and returns no row: keep the rows selected */
-	vn_buf_add(b, "WITH _s AS (SELECT _t.* FROM api.");
-	vn_buf_ident(b, r->name);
+	vn_buf_add(b, "WITH _s AS (SELECT _t.* FROM ");
+	vn_query_relation_ref(c, b, r);
 	vn_buf_add(b, " _t WHERE ");
 	if (!vn_query_where(c, r, "_t", true, &version_param))
 		return false;
-	vn_buf_add(b, " FOR UPDATE), _d AS (DELETE FROM api.");
-	vn_buf_ident(b, r->name);
+	vn_buf_add(b, " FOR UPDATE), _d AS (DELETE FROM ");
+	vn_query_relation_ref(c, b, r);
 	vn_buf_add(b, " _t USING _s WHERE _t.tenant_id = _s.tenant_id AND _t.id = _s.id), _w AS (SELECT ");
 	c->q->returns_body = c->in->ret == VN_RETURN_REPRESENTATION;
 	if (!vn_query_select_list(c, rel, "_t", vn_query_arg(c->in->args, "select"), 0, ""))
