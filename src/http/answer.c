@@ -147,7 +147,7 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 		VnBuf loc;
 
 		vn_buf_init(&loc);
-		vn_buf_addf(&loc, "/%s?id=eq.%s", a->in->target, PQgetvalue(res, 0, 3));
+		vn_buf_addf(&loc, "/%s?%s", a->in->target, PQgetvalue(res, 0, 3));
 		vn_response_header(resp, "Location", loc.data);
 		vn_buf_free(&loc);
 	}
