@@ -172,6 +172,169 @@ vn_query_operand(Ctx *c, const VnRelation *r, const char *al, const char *spec, 
 	return true;
 }
 
+/* full-text search: fts, plfts, phfts, wfts, with an optional (config) */
+static bool
+cond_fts(Ctx *c, const VnRelation *r, const char *al, const char *colname, char *op, const char *value)
+{
+	VnBuf	   *b = &c->q->sql;
+	Operand		o;
+	const char *fn;
+	char	   *lang = NULL;
+	char	   *paren = strchr(op, '(');
+	bool		ok;
+
+	if (!vn_query_operand(c, r, al, colname, &o, false))
+		return false;
+	if (paren)
+	{
+		size_t ln = strlen(paren);
+
+		if (ln < 3 || paren[ln - 1] != ')')
+			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed text search configuration in \"%s\"", op);
+		*paren = '\0';
+	}
+	if (strcmp(op, "fts") == 0)
+		fn = "to_tsquery";
+	else if (strcmp(op, "plfts") == 0)
+		fn = "plainto_tsquery";
+	else if (strcmp(op, "phfts") == 0)
+		fn = "phraseto_tsquery";
+	else if (strcmp(op, "wfts") == 0)
+		fn = "websearch_to_tsquery";
+	else
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "unknown operator \"%.32s\"", op);
+	if (paren)
+		lang = vn_strndup(paren + 1, strlen(paren + 1) - 1);
+	/* ok rather than early returns, so that lang is freed on every way out */
+	if (o.is_tsvector)
+		ok = vn_query_operand(c, r, al, colname, &o, true);
+	else
+	{
+		vn_buf_add(b, "pg_catalog.to_tsvector(");
+		ok = lang == NULL || vn_query_param_s(c->q, lang);
+		vn_buf_add(b, lang ? "::pg_catalog.regconfig, " : "");
+		ok = ok && vn_query_operand(c, r, al, colname, &o, true);
+		vn_buf_add(b, "::text)");
+	}
+	vn_buf_addf(b, " @@ pg_catalog.%s(", fn);
+	if (lang && ok)
+	{
+		ok = vn_query_param_s(c->q, lang);
+		vn_buf_add(b, "::pg_catalog.regconfig, ");
+	}
+	free(lang);
+	if (!ok || !vn_query_param_s(c->q, value))
+		return false;
+	vn_buf_addc(b, ')');
+	return true;
+}
+
+/* is.null, is.not_null, is.true, is.false, is.unknown */
+static bool
+cond_is(Ctx *c, const VnRelation *r, const char *al, const char *colname, const char *value)
+{
+	static const char *const kws[][2] = {{"null", "IS NULL"}, {"not_null", "IS NOT NULL"}, {"true", "IS TRUE"}, {"false", "IS FALSE"}, {"unknown", "IS UNKNOWN"}, {NULL, NULL}};
+	Operand					 o;
+
+	for (int i = 0; kws[i][0]; i++)
+		if (strcmp(value, kws[i][0]) == 0)
+		{
+			if (!vn_query_operand(c, r, al, colname, &o, true))
+				return false;
+			vn_buf_addc(&c->q->sql, ' ');
+			vn_buf_add(&c->q->sql, kws[i][1]);
+			return true;
+		}
+	return vn_query_fail(c->q, 400, "PGRST100", NULL, "Use is.null, is.not_null, is.true, is.false or is.unknown.",
+						 "unknown value for is: \"%.32s\"", value);
+}
+
+/* in.(a,b,"c d"): = ANY of one bound array */
+static bool
+cond_in(Ctx *c, const VnRelation *r, const char *al, const char *colname, const char *value)
+{
+	VnBuf  *b = &c->q->sql;
+	VnBuf	lit;
+	Operand o;
+	bool	ok;
+
+	vn_buf_init(&lit);
+	ok = in_list_literal(c, value, &lit) && vn_query_operand(c, r, al, colname, &o, true);
+	if (ok)
+	{
+		vn_buf_add(b, " = ANY (");
+		ok = vn_query_param(c->q, lit.data, lit.len);
+		if (o.category != 'A')
+			vn_buf_addf(b, "::%s[]", o.type);
+		vn_buf_addc(b, ')');
+	}
+	vn_buf_free(&lit);
+	return ok;
+}
+
+/* a value bound as a parameter; like and ilike take * for % */
+static bool
+bind_value(Ctx *c, const char *op, const char *value)
+{
+	char *v = vn_strdup(value);
+	bool  ok;
+
+	if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
+		for (char *p = v; *p; p++)
+			if (*p == '*')
+				*p = '%';
+	ok = vn_query_param_s(c->q, v);
+	free(v);
+	return ok;
+}
+
+/* the operators of ops[], with an optional (any)/(all) quantifier */
+static bool
+cond_op(Ctx *c, const VnRelation *r, const char *al, const char *colname, char *op, const char *value)
+{
+	VnBuf		*b = &c->q->sql;
+	Operand		 o;
+	const OpDef *d = NULL;
+	const char	*quantifier = NULL; /* eq(any).{a,b}, like(all).{a*,b*} */
+	char		*paren = strchr(op, '(');
+
+	if (paren && (strcmp(paren, "(any)") == 0 || strcmp(paren, "(all)") == 0))
+	{
+		quantifier = paren[1] == 'a' && paren[2] == 'n' ? "ANY" : "ALL";
+		*paren = '\0';
+		if (strcmp(op, "eq") && strcmp(op, "neq") && strcmp(op, "gt") && strcmp(op, "gte") && strcmp(op, "lt") &&
+			strcmp(op, "lte") && strcmp(op, "like") && strcmp(op, "ilike") && strcmp(op, "match") &&
+			strcmp(op, "imatch"))
+			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "operator %.32s takes no (any)/(all)", op);
+	}
+	for (int i = 0; ops[i].name; i++)
+		if (strcmp(ops[i].name, op) == 0)
+			d = &ops[i];
+	if (d == NULL)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL,
+							 "Operators: eq neq gt gte lt lte like ilike match imatch in is isdistinct cs cd ov sl sr nxr nxl adj fts plfts phfts wfts, each optionally after not.",
+							 "unknown operator \"%.32s\"", op);
+	if (!vn_query_operand(c, r, al, colname, &o, true))
+		return false;
+	if (d->text_only)
+		vn_buf_add(b, "::text");
+	vn_buf_addf(b, " %s ", d->sql);
+	if (quantifier)
+	{
+		/* the value is an array literal {a,b}, bound whole */
+		vn_buf_addf(b, "%s (", quantifier);
+		if (!bind_value(c, op, value))
+			return false;
+		vn_buf_addf(b, "::%s[])", d->text_only ? "text" : o.type);
+		return true;
+	}
+	if (!bind_value(c, op, value))
+		return false;
+	if (!d->text_only && strcmp(d->sql, "@>") != 0 && strcmp(d->sql, "<@") != 0 && strcmp(d->sql, "&&") != 0)
+		vn_buf_addf(b, "::%s", o.type);
+	return true;
+}
+
 /*
  * One condition "op.value" or "not.op.value" on column col of relation r
  * (alias al), appended to the statement.
@@ -179,13 +342,13 @@ vn_query_operand(Ctx *c, const VnRelation *r, const char *al, const char *spec, 
 bool
 vn_query_condition(Ctx *c, const VnRelation *r, const char *al, const char *colname, const char *expr)
 {
-	VnBuf		  *b = &c->q->sql;
-	Operand		   o;
-	const Operand *col = &o;
-	bool		   negate = false;
-	const char	  *dot;
-	char		   op[32];
-	const char	  *value;
+	VnBuf	   *b = &c->q->sql;
+	Operand		o;
+	bool		negate = false;
+	const char *dot;
+	char		op[32];
+	const char *value;
+	bool		ok;
 
 	if (++c->nconds > 100)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "too many conditions in the request (at most 100)");
@@ -205,178 +368,18 @@ vn_query_condition(Ctx *c, const VnRelation *r, const char *al, const char *coln
 	value = dot + 1;
 	if (negate)
 		vn_buf_add(b, "NOT (");
-
-	/* full-text search: fts, plfts, phfts, wfts, with an optional (config) */
 	if (strncmp(op, "fts", 3) == 0 || strncmp(op, "plfts", 5) == 0 || strncmp(op, "phfts", 5) == 0 ||
 		strncmp(op, "wfts", 4) == 0)
-	{
-		const char *fn;
-		char	   *lang = NULL;
-		char	   *paren = strchr(op, '(');
-		bool		ok = true;
-
-		if (paren)
-		{
-			size_t ln = strlen(paren);
-
-			if (ln < 3 || paren[ln - 1] != ')')
-				return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed text search configuration in \"%s\"", op);
-			lang = vn_strndup(paren + 1, ln - 2);
-			*paren = '\0';
-		}
-		if (strcmp(op, "fts") == 0)
-			fn = "to_tsquery";
-		else if (strcmp(op, "plfts") == 0)
-			fn = "plainto_tsquery";
-		else if (strcmp(op, "phfts") == 0)
-			fn = "phraseto_tsquery";
-		else if (strcmp(op, "wfts") == 0)
-			fn = "websearch_to_tsquery";
-		else
-		{
-			free(lang);
-			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "unknown operator \"%.32s\"", op);
-		}
-		/* ok rather than early returns, so that lang is freed on every way out */
-		if (col->is_tsvector)
-			ok = vn_query_operand(c, r, al, colname, &o, true);
-		else
-		{
-			vn_buf_add(b, "pg_catalog.to_tsvector(");
-			if (lang)
-			{
-				ok = vn_query_param_s(c->q, lang);
-				vn_buf_add(b, "::pg_catalog.regconfig, ");
-			}
-			ok = ok && vn_query_operand(c, r, al, colname, &o, true);
-			vn_buf_add(b, "::text)");
-		}
-		vn_buf_addf(b, " @@ pg_catalog.%s(", fn);
-		if (lang && ok)
-		{
-			ok = vn_query_param_s(c->q, lang);
-			vn_buf_add(b, "::pg_catalog.regconfig, ");
-		}
-		free(lang);
-		if (!ok || !vn_query_param_s(c->q, value))
-			return false;
-		vn_buf_addc(b, ')');
-	}
+		ok = cond_fts(c, r, al, colname, op, value);
 	else if (strcmp(op, "is") == 0)
-	{
-		const char *kw;
-
-		if (strcmp(value, "null") == 0)
-			kw = "IS NULL";
-		else if (strcmp(value, "not_null") == 0)
-			kw = "IS NOT NULL";
-		else if (strcmp(value, "true") == 0)
-			kw = "IS TRUE";
-		else if (strcmp(value, "false") == 0)
-			kw = "IS FALSE";
-		else if (strcmp(value, "unknown") == 0)
-			kw = "IS UNKNOWN";
-		else
-			return vn_query_fail(c->q, 400, "PGRST100", NULL, "Use is.null, is.not_null, is.true, is.false or is.unknown.",
-								 "unknown value for is: \"%.32s\"", value);
-		if (!vn_query_operand(c, r, al, colname, &o, true))
-			return false;
-		vn_buf_addc(b, ' ');
-		vn_buf_add(b, kw);
-	}
+		ok = cond_is(c, r, al, colname, value);
 	else if (strcmp(op, "in") == 0)
-	{
-		VnBuf lit;
-
-		vn_buf_init(&lit);
-		if (!in_list_literal(c, value, &lit))
-		{
-			vn_buf_free(&lit);
-			return false;
-		}
-		if (!vn_query_operand(c, r, al, colname, &o, true))
-			return false;
-		vn_buf_add(b, " = ANY (");
-		if (!vn_query_param(c->q, lit.data, lit.len))
-		{
-			vn_buf_free(&lit);
-			return false;
-		}
-		vn_buf_free(&lit);
-		if (col->category != 'A')
-			vn_buf_addf(b, "::%s[]", col->type);
-		vn_buf_addc(b, ')');
-	}
+		ok = cond_in(c, r, al, colname, value);
 	else
-	{
-		const OpDef *d = NULL;
-		const char	*quantifier = NULL; /* eq(any).{a,b}, like(all).{a*,b*} */
-		char		*paren = strchr(op, '(');
-
-		if (paren && (strcmp(paren, "(any)") == 0 || strcmp(paren, "(all)") == 0))
-		{
-			quantifier = paren[1] == 'a' && paren[2] == 'n' ? "ANY" : "ALL";
-			*paren = '\0';
-			if (strcmp(op, "eq") && strcmp(op, "neq") && strcmp(op, "gt") && strcmp(op, "gte") && strcmp(op, "lt") &&
-				strcmp(op, "lte") && strcmp(op, "like") && strcmp(op, "ilike") && strcmp(op, "match") &&
-				strcmp(op, "imatch"))
-				return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "operator %.32s takes no (any)/(all)", op);
-		}
-		for (int i = 0; ops[i].name; i++)
-			if (strcmp(ops[i].name, op) == 0)
-				d = &ops[i];
-		if (d == NULL)
-			return vn_query_fail(c->q, 400, "PGRST100", NULL,
-								 "Operators: eq neq gt gte lt lte like ilike match imatch in is isdistinct cs cd ov sl sr nxr nxl adj fts plfts phfts wfts, each optionally after not.",
-								 "unknown operator \"%.32s\"", op);
-		if (!vn_query_operand(c, r, al, colname, &o, true))
-			return false;
-		if (d->text_only)
-			vn_buf_add(b, "::text");
-		vn_buf_addf(b, " %s ", d->sql);
-		if (quantifier)
-		{
-			/* the value is an array literal {a,b}, bound whole */
-			char *v = vn_strdup(value);
-
-			if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
-				for (char *p = v; *p; p++)
-					if (*p == '*')
-						*p = '%';
-			vn_buf_addf(b, "%s (", quantifier);
-			if (!vn_query_param_s(c->q, v))
-			{
-				free(v);
-				return false;
-			}
-			free(v);
-			vn_buf_addf(b, "::%s[])", d->text_only ? "text" : col->type);
-			if (negate)
-				vn_buf_addc(b, ')');
-			return true;
-		}
-		if (strcmp(op, "like") == 0 || strcmp(op, "ilike") == 0)
-		{
-			char *v = vn_strdup(value);
-
-			for (char *p = v; *p; p++)
-				if (*p == '*')
-					*p = '%';
-			if (!vn_query_param_s(c->q, v))
-			{
-				free(v);
-				return false;
-			}
-			free(v);
-		}
-		else if (!vn_query_param_s(c->q, value))
-			return false;
-		if (!d->text_only && strcmp(d->sql, "@>") != 0 && strcmp(d->sql, "<@") != 0 && strcmp(d->sql, "&&") != 0)
-			vn_buf_addf(b, "::%s", col->type);
-	}
-	if (negate)
+		ok = cond_op(c, r, al, colname, op, value);
+	if (ok && negate)
 		vn_buf_addc(b, ')');
-	return true;
+	return ok;
 }
 
 static bool

@@ -113,18 +113,165 @@ embed_clauses_mode(Ctx *c, int child, const char *sub_al, const char *path, bool
 	return true;
 }
 
+/* name!hint!inner, name!inner, name!left: *hint (NULL: none) and *inner_join */
+static bool
+embed_hint(Ctx *c, char *name, char **hint, bool *inner_join)
+{
+	char *bang;
+
+	*hint = strchr(name, '!');
+	*inner_join = false;
+	if (*hint == NULL)
+		return true;
+	*(*hint)++ = '\0';
+	/* rel!inner, rel!left, rel!fk, rel!fk!inner */
+	if ((bang = strchr(*hint, '!')) != NULL)
+	{
+		*bang++ = '\0';
+		if (strcmp(bang, "inner") == 0)
+			*inner_join = true;
+		else if (strcmp(bang, "left") != 0)
+			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "unknown embedding hint \"%.32s\"", bang);
+	}
+	if (strcmp(*hint, "inner") == 0)
+	{
+		*inner_join = true;
+		*hint = NULL;
+	}
+	else if (strcmp(*hint, "left") == 0)
+		*hint = NULL;
+	return true;
+}
+
+/*
+ * The one foreign key between rel and child (either way), the hint naming
+ * it or its referencing column; 400 PGRST200 for none, 300 PGRST201 for
+ * several.
+ */
+static bool
+embed_key(Ctx *c, int rel, int child, const char *name, const char *hint, const VnForeignKey **fk, bool *to_one)
+{
+	const VnSchema *s = c->in->schema;
+	int				matches = 0;
+
+	for (int i = 0; i < s->nfks; i++)
+	{
+		const VnForeignKey *k = &s->fks[i];
+		bool				one;
+		bool				named = hint == NULL || strcmp(hint, k->name) == 0;
+
+		if (k->from == rel && k->to == child)
+			one = true;
+		else if (k->from == child && k->to == rel)
+			one = false;
+		else
+			continue;
+		/* the hint may name the referencing column instead of the key */
+		for (int j = 0; j < k->ncols && !named; j++)
+			named = strcmp(k->from_cols[j], hint) == 0 && strcmp(k->from_cols[j], "tenant_id") != 0;
+		if (!named)
+			continue;
+		*fk = k;
+		*to_one = one;
+		matches++;
+	}
+	if (matches == 0)
+		return vn_query_fail(c->q, 400, "PGRST200", NULL, NULL, "could not find a relationship between %s and %.64s",
+							 s->rels[rel].name, name);
+	if (matches > 1)
+		return vn_query_fail(c->q, 300, "PGRST201", NULL, "Name the foreign key: resource!fk_name(...).",
+							 "more than one relationship was found for %s and %.64s", s->rels[rel].name, name);
+	return true;
+}
+
+/* "FROM "schema"."child" sub_al WHERE <the key's columns match the parent's>" */
+static void
+embed_from(Ctx *c, VnBuf *b, int child, const char *sub_al, const char *al, const VnForeignKey *fk, bool to_one)
+{
+	vn_buf_add(b, " FROM ");
+	vn_query_relation_ref(c, b, &c->in->schema->rels[child]);
+	vn_buf_addf(b, " %s WHERE ", sub_al);
+	for (int j = 0; j < fk->ncols; j++)
+	{
+		if (j)
+			vn_buf_add(b, " AND ");
+		vn_query_col_ref(b, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
+		vn_buf_add(b, " = ");
+		vn_query_col_ref(b, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
+	}
+}
+
+/*
+ * Spread (...rel(cols)): the to-one row's columns become the parent's,
+ * through a lateral join after the parent's FROM (c->lateral).
+ */
+static bool
+embed_spread(Ctx *c, int child, const char *al, const char *sub_al, const char *inner, int depth, const char *path,
+			 const VnForeignKey *fk)
+{
+	VnBuf saved = c->q->sql;
+	char  sp_al[16];
+	bool  ok;
+
+	snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+	ok = vn_query_select_list(c, child, sub_al, inner, depth + 1, path);
+	if (ok)
+	{
+		embed_from(c, &c->q->sql, child, sub_al, al, fk, true);
+		ok = embed_clauses(c, child, sub_al, path);
+	}
+	if (ok)
+	{
+		vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
+		vn_buf_add(&c->lateral, c->q->sql.data);
+	}
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	if (ok)
+		vn_buf_addf(&c->q->sql, "%s.*", sp_al);
+	return ok;
+}
+
+/*
+ * !inner: the parent keeps only rows with a matching embedded row: the
+ * same join and clauses, as EXISTS in the top WHERE (c->inner; parameters
+ * are numbered, so the text may go anywhere).
+ */
+static bool
+embed_inner(Ctx *c, int child, const char *al, const char *sub_al, const char *path, const VnForeignKey *fk,
+			bool to_one)
+{
+	VnBuf saved = c->q->sql;
+	bool  ok;
+
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1");
+	embed_from(c, &c->q->sql, child, sub_al, al, fk, to_one);
+	ok = embed_clauses_filters_only(c, child, sub_al, path);
+	if (ok)
+	{
+		vn_buf_addc(&c->q->sql, ')');
+		vn_buf_add(&c->inner, c->q->sql.data);
+	}
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	return ok;
+}
+
 static bool
 embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *inner, int depth,
 	  const char *prefix, bool spread)
 {
 	const VnSchema	   *s = c->in->schema;
-	char			   *hint = strchr(name, '!');
+	char			   *hint;
 	int					child;
 	const VnForeignKey *fk = NULL;
 	bool				to_one = false;
-	int					matches = 0;
+	bool				inner_join;
 	char				sub_al[16];
-	VnBuf			   *b = &c->q->sql;
+	char				path[256];
 
 	if (depth >= 3)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
@@ -136,189 +283,135 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (++c->nembeds > c->in->max_embeds)
 		return vn_query_fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
 							 "a request embeds at most %d resources", c->in->max_embeds);
-	bool inner_join = false;
-
-	if (hint)
-	{
-		char *bang;
-
-		*hint++ = '\0';
-		/* rel!inner, rel!left, rel!fk, rel!fk!inner */
-		if ((bang = strchr(hint, '!')) != NULL)
-		{
-			*bang++ = '\0';
-			if (strcmp(bang, "inner") == 0)
-				inner_join = true;
-			else if (strcmp(bang, "left") != 0)
-				return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "unknown embedding hint \"%.32s\"", bang);
-		}
-		if (strcmp(hint, "inner") == 0)
-		{
-			inner_join = true;
-			hint = NULL;
-		}
-		else if (strcmp(hint, "left") == 0)
-			hint = NULL;
-	}
+	if (!embed_hint(c, name, &hint, &inner_join))
+		return false;
 	if (inner_join && depth > 0)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "!inner is supported on the first level only");
 	child = vn_schema_relation_index(s, name);
 	if (child < 0)
 		return vn_query_fail(c->q, 400, "PGRST200", NULL, NULL, "could not find a relationship between %s and %.64s",
 							 s->rels[rel].name, name);
-	for (int i = 0; i < s->nfks; i++)
-	{
-		const VnForeignKey *k = &s->fks[i];
-		bool				one;
-
-		if (k->from == rel && k->to == child)
-			one = true;
-		else if (k->from == child && k->to == rel)
-			one = false;
-		else
-			continue;
-		if (hint && strcmp(hint, k->name) != 0)
-		{
-			/* the hint may name the referencing column instead of the key */
-			bool named = false;
-
-			for (int j = 0; j < k->ncols; j++)
-				if (strcmp(k->from_cols[j], hint) == 0 && strcmp(k->from_cols[j], "tenant_id") != 0)
-					named = true;
-			if (!named)
-				continue;
-		}
-		fk = k;
-		to_one = one;
-		matches++;
-	}
-	if (matches == 0)
-		return vn_query_fail(c->q, 400, "PGRST200", NULL, NULL, "could not find a relationship between %s and %.64s",
-							 s->rels[rel].name, name);
-	if (matches > 1)
-		return vn_query_fail(c->q, 300, "PGRST201", NULL, "Name the foreign key: resource!fk_name(...).",
-							 "more than one relationship was found for %s and %.64s", s->rels[rel].name, name);
+	if (!embed_key(c, rel, child, name, hint, &fk, &to_one))
+		return false;
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
 	if (spread)
 	{
-		/*
-		 * Spread (...rel(cols)): the to-one row's columns become the
-		 * parent's, through a lateral join after the parent's FROM.
-		 */
-		VnBuf saved = c->q->sql;
-		char  path[256];
-		char  sp_al[16];
-		bool  ok;
-
 		if (!to_one)
-			return vn_query_fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
+			return vn_query_fail(c->q, 400, "PGRST100", NULL,
+								 "Spread a to-one relationship (the row a foreign key points to).",
 								 "cannot spread the to-many relationship %s -> %.64s", s->rels[rel].name, name);
 		if (inner_join || alias)
 			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
-		snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
 		snprintf(path, sizeof(path), "%s%s.", prefix, name);
-		vn_buf_init(&c->q->sql);
-		vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
-		ok = vn_query_select_list(c, child, sub_al, inner, depth + 1, path);
-		if (ok)
-		{
-			vn_buf_add(&c->q->sql, " FROM ");
-			vn_query_relation_ref(c, &c->q->sql, &s->rels[child]);
-			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
-			for (int j = 0; j < fk->ncols; j++)
-			{
-				if (j)
-					vn_buf_add(&c->q->sql, " AND ");
-				vn_query_col_ref(&c->q->sql, sub_al, fk->to_cols[j]);
-				vn_buf_add(&c->q->sql, " = ");
-				vn_query_col_ref(&c->q->sql, al, fk->from_cols[j]);
-			}
-			ok = embed_clauses(c, child, sub_al, path);
-		}
-		if (ok)
-		{
-			vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
-			vn_buf_add(&c->lateral, c->q->sql.data);
-		}
-		vn_buf_free(&c->q->sql);
-		c->q->sql = saved;
-		if (ok)
-			vn_buf_addf(&c->q->sql, "%s.*", sp_al);
-		return ok;
+		return embed_spread(c, child, al, sub_al, inner, depth, path, fk);
 	}
-	if (to_one)
-		vn_buf_add(b, "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT ");
-	else
-		vn_buf_add(b, "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
-	{
-		char path[256];
-
-		snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
-		if (!vn_query_select_list(c, child, sub_al, inner, depth + 1, path))
-			return false;
-		vn_buf_add(b, " FROM ");
-		vn_query_relation_ref(c, b, &s->rels[child]);
-		vn_buf_addf(b, " %s WHERE ", sub_al);
-		for (int j = 0; j < fk->ncols; j++)
-		{
-			if (j)
-				vn_buf_add(b, " AND ");
-			vn_query_col_ref(b, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
-			vn_buf_add(b, " = ");
-			vn_query_col_ref(b, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
-		}
-		if (!embed_clauses(c, child, sub_al, path))
-			return false;
-		if (inner_join)
-		{
-			/*
-			 * The parent keeps only rows with a matching embedded row: the
-			 * same join and clauses, as EXISTS in the top WHERE (parameters
-			 * are numbered, so the text may go anywhere).
-			 */
-			VnBuf saved = c->q->sql;
-
-			vn_buf_init(&c->q->sql);
-			vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1 FROM ");
-			vn_query_relation_ref(c, &c->q->sql, &s->rels[child]);
-			vn_buf_addf(&c->q->sql, " %s WHERE ", sub_al);
-			for (int j = 0; j < fk->ncols; j++)
-			{
-				if (j)
-					vn_buf_add(&c->q->sql, " AND ");
-				vn_query_col_ref(&c->q->sql, sub_al, to_one ? fk->to_cols[j] : fk->from_cols[j]);
-				vn_buf_add(&c->q->sql, " = ");
-				vn_query_col_ref(&c->q->sql, al, to_one ? fk->from_cols[j] : fk->to_cols[j]);
-			}
-			if (!embed_clauses_filters_only(c, child, sub_al, path))
-			{
-				vn_buf_free(&c->q->sql);
-				c->q->sql = saved;
-				return false;
-			}
-			vn_buf_addc(&c->q->sql, ')');
-			vn_buf_add(&c->inner, c->q->sql.data);
-			vn_buf_free(&c->q->sql);
-			c->q->sql = saved;
-			b = &c->q->sql;
-		}
-	}
-	if (to_one)
-		vn_buf_add(b, ") _e) AS ");
-	else
-		vn_buf_add(b, ") _e), '[]') AS ");
-	vn_buf_ident(b, alias ? alias : name);
+	vn_buf_add(&c->q->sql, to_one ? "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT " : "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
+	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
+	if (!vn_query_select_list(c, child, sub_al, inner, depth + 1, path))
+		return false;
+	embed_from(c, &c->q->sql, child, sub_al, al, fk, to_one);
+	if (!embed_clauses(c, child, sub_al, path))
+		return false;
+	if (inner_join && !embed_inner(c, child, al, sub_al, path, fk, to_one))
+		return false;
+	vn_buf_add(&c->q->sql, to_one ? ") _e) AS " : ") _e), '[]') AS ");
+	vn_buf_ident(&c->q->sql, alias ? alias : name);
 	return true;
+}
+
+/* an embedded resource of a select list: rel(...), alias:rel(...), ...rel(...) */
+static bool
+select_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, char *paren, int depth,
+			 const char *prefix)
+{
+	size_t len = strlen(paren);
+	char  *inner;
+	bool   ok;
+
+	if (paren[len - 1] != ')')
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed embedding \"%.64s\"", item);
+	*paren = '\0';
+	inner = vn_strndup(paren + 1, len - 2);
+	if (strncmp(item, "...", 3) != 0)
+		ok = embed(c, rel, al, alias, vn_query_trim(item), inner, depth, prefix, false);
+	else if (!c->spread_ok || depth > 0)
+		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
+						   "spread embeddings (...rel(cols)) are supported at the top of a read only");
+	else
+		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), inner, depth, prefix, true);
+	free(inner);
+	return ok;
+}
+
+/* a column or JSON path of a select list, with its cast (from casts[]) and alias */
+static bool
+select_column(Ctx *c, int rel, const char *al, const char *alias, char *item)
+{
+	VnBuf  *b = &c->q->sql;
+	char   *cast = strstr(item, "::");
+	Operand o;
+
+	if (cast)
+	{
+		bool known = false;
+
+		*cast = '\0';
+		cast += 2;
+		for (int k = 0; casts[k]; k++)
+			known |= strcmp(casts[k], cast) == 0;
+		if (!known)
+			return vn_query_fail(c->q, 400, "PGRST100", NULL,
+								 "Casts: text, integer, bigint, numeric, boolean, date, timestamptz, uuid, json, jsonb and a few more.",
+								 "unsupported cast \"%.32s\"", cast);
+	}
+	if (!vn_query_operand(c, &c->in->schema->rels[rel], al, item, &o, true))
+		return false;
+	if (cast)
+		vn_buf_addf(b, "::%s", cast);
+	if (alias || cast || strstr(item, "->"))
+	{
+		vn_buf_add(b, " AS ");
+		vn_buf_ident(b, alias ? alias : o.label);
+	}
+	return true;
+}
+
+/* one item of a select list: [alias:]column[::cast], [alias:]rel(...), ...rel(...), * */
+static bool
+select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *prefix)
+{
+	char *alias = NULL;
+	char *paren = strchr(item, '(');
+
+	/* alias:... (but not the :: of a cast) */
+	for (char *p = item; *p && (paren == NULL || p < paren); p++)
+		if (*p == ':' && p[1] != ':' && (p == item || p[-1] != ':'))
+		{
+			*p = '\0';
+			alias = vn_query_trim(item);
+			item = vn_query_trim(p + 1);
+			if (*alias == '\0' || strlen(alias) > 63)
+				return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed alias in select");
+			break;
+		}
+	if (paren)
+		return select_embed(c, rel, al, alias, item, paren, depth, prefix);
+	if (strcmp(item, "*") == 0)
+	{
+		if (alias)
+			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "* cannot be renamed");
+		vn_buf_addf(&c->q->sql, "%s.*", al);
+		return true;
+	}
+	return select_column(c, rel, al, alias, item);
 }
 
 bool
 vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int depth, const char *prefix)
 {
-	const VnRelation *r = &c->in->schema->rels[rel];
-	char			**items;
-	int				  n;
-	bool			  ok = true;
-	VnBuf			 *b = &c->q->sql;
+	char **items;
+	int	   n;
+	bool   ok = true;
 
 	if (spec == NULL || *spec == '\0')
 		spec = "*";
@@ -339,99 +432,9 @@ vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int dept
 	}
 	for (int i = 0; i < n && ok; i++)
 	{
-		char *item = vn_query_trim(items[i]);
-		char *alias = NULL;
-		char *colon = NULL;
-		char *paren = strchr(item, '(');
-		char *cast = NULL;
-
 		if (i)
-			vn_buf_add(b, ", ");
-		/* alias:... (but not the :: of a cast) */
-		for (char *p = item; *p && (paren == NULL || p < paren); p++)
-			if (*p == ':' && p[1] != ':' && (p == item || p[-1] != ':'))
-			{
-				colon = p;
-				break;
-			}
-		if (colon)
-		{
-			*colon = '\0';
-			alias = vn_query_trim(item);
-			item = vn_query_trim(colon + 1);
-			if (*alias == '\0' || strlen(alias) > 63)
-			{
-				ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed alias in select");
-				break;
-			}
-		}
-		if (paren)
-		{
-			size_t len = strlen(paren);
-			char  *inner;
-
-			if (paren[len - 1] != ')')
-			{
-				ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed embedding \"%.64s\"", item);
-				break;
-			}
-			*paren = '\0';
-			inner = vn_strndup(paren + 1, len - 2);
-			if (strncmp(item, "...", 3) == 0)
-			{
-				if (!c->spread_ok || depth > 0)
-					ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
-									   "spread embeddings (...rel(cols)) are supported at the top of a read only");
-				else
-					ok = embed(c, rel, al, alias, vn_query_trim(item + 3), inner, depth, prefix, true);
-			}
-			else
-				ok = embed(c, rel, al, alias, vn_query_trim(item), inner, depth, prefix, false);
-			free(inner);
-			continue;
-		}
-		if (strcmp(item, "*") == 0)
-		{
-			if (alias)
-			{
-				ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "* cannot be renamed");
-				break;
-			}
-			vn_buf_addf(b, "%s.*", al);
-			continue;
-		}
-		if ((cast = strstr(item, "::")) != NULL)
-		{
-			bool known = false;
-
-			*cast = '\0';
-			cast += 2;
-			for (int k = 0; casts[k]; k++)
-				if (strcmp(casts[k], cast) == 0)
-					known = true;
-			if (!known)
-			{
-				ok = vn_query_fail(c->q, 400, "PGRST100", NULL, "Casts: text, integer, bigint, numeric, boolean, date, timestamptz, uuid, json, jsonb and a few more.",
-								   "unsupported cast \"%.32s\"", cast);
-				break;
-			}
-		}
-		{
-			Operand o;
-
-			if (!vn_query_operand(c, r, al, item, &o, true))
-			{
-				ok = false;
-				break;
-			}
-			if (cast)
-				vn_buf_addf(b, "::%s", cast);
-			if (alias || cast || strstr(item, "->"))
-			{
-				vn_buf_add(b, " AS ");
-				vn_buf_ident(b, alias ? alias : o.label);
-			}
-		}
+			vn_buf_add(&c->q->sql, ", ");
+		ok = select_item(c, rel, al, vn_query_trim(items[i]), depth, prefix);
 	}
 	vn_query_free_list(items, n);
 	return ok;
