@@ -177,18 +177,15 @@ result_relation(VnSchema *s, PGresult *res, int row, const char *fname)
 	return s->nrels++;
 }
 
-VnSchema *
-vn_schema_load(PGconn *conn, const char *name, char **error)
+/* the relations of the schema and their columns */
+static bool
+load_relations(VnSchema *s, PGconn *conn, char **error)
 {
-	VnSchema *s = vn_alloc(sizeof(VnSchema));
 	PGresult *res;
 	int		  n;
 
-	s->name = vn_strdup(name);
-	s->ventros = strcmp(name, "api") == 0;
-	/* relations and columns */
-	if ((res = run(conn, columns_sql, name, error)) == NULL)
-		return NULL;
+	if ((res = run(conn, columns_sql, s->name, error)) == NULL)
+		return false;
 	n = PQntuples(res);
 	s->rels = vn_alloc(sizeof(VnRelation) * (n + 1));
 	for (int i = 0; i < n; i++)
@@ -225,10 +222,18 @@ vn_schema_load(PGconn *conn, const char *name, char **error)
 	for (int i = 0; i < s->nrels; i++)
 		s->rels[i].has_id = s->rels[i].aggregate && vn_schema_column(&s->rels[i], "tenant_id") &&
 							vn_schema_column(&s->rels[i], "id");
+	return true;
+}
 
-	/* foreign keys between exposed tables, all of whose columns are exposed */
+/* foreign keys between the schema's tables, all of whose columns are exposed */
+static bool
+load_keys(VnSchema *s, PGconn *conn, char **error)
+{
+	PGresult *res;
+	int		  n;
+
 	if ((res = run(conn, fks_sql, NULL, error)) == NULL)
-		return NULL;
+		return false;
 	n = PQntuples(res);
 	s->fks = vn_alloc(sizeof(VnForeignKey) * (n + 1));
 	for (int i = 0; i < n; i++)
@@ -256,54 +261,79 @@ vn_schema_load(PGconn *conn, const char *name, char **error)
 			s->fks[s->nfks++] = fk;
 	}
 	PQclear(res);
+	return true;
+}
 
-	/*
-	 * Functions, and the relations their rows are answered as: those of
-	 * ventros.http_rpc_functions are Ventros' api's; another schema serves
-	 * none yet (docs/http.md).
-	 */
+/* one row of funcs_sql into s->funcs[s->nfuncs]; false when it cannot be served */
+static bool
+load_function(VnSchema *s, PGresult *res, int i)
+{
+	VnFunction *f = &s->funcs[s->nfuncs];
+	int			nn,
+		nt;
+
+	f->name = vn_strdup(PQgetvalue(res, i, 0));
+	f->schema = vn_strdup(PQgetvalue(res, i, 1));
+	f->nargs = atoi(PQgetvalue(res, i, 2));
+	f->nrequired = atoi(PQgetvalue(res, i, 3));
+	f->argnames = split(PQgetvalue(res, i, 4), &nn);
+	f->argtypes = split(PQgetvalue(res, i, 5), &nt);
+	f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
+	f->rettype = vn_strdup(PQgetvalue(res, i, 7));
+	f->rettypekind = PQgetvalue(res, i, 8)[0];
+	f->retset = PQgetvalue(res, i, 9)[0] == 't';
+	f->stable = PQgetvalue(res, i, 10)[0] == 't';
+	f->description = vn_strdup(PQgetvalue(res, i, 11));
+	f->returns_void = strcmp(f->rettype, "void") == 0;
+	f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
+	f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
+	f->result_rel = -1;
+	if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
+		return false; /* cannot happen: the view names every argument */
+	if (PQgetvalue(res, i, 14)[0] == 't' && !f->returns_grant)
+		f->result_rel = result_relation(s, res, i, f->name);
+	return true;
+}
+
+/*
+ * Functions, and the relations their rows are answered as: those of
+ * ventros.http_rpc_functions are Ventros' api's; another schema serves
+ * none yet (docs/http.md).
+ */
+static bool
+load_functions(VnSchema *s, PGconn *conn, char **error)
+{
+	PGresult   *res;
+	int			n;
+	VnRelation *all;
+
 	if (!s->ventros)
-		return s;
+		return true;
 	if ((res = run(conn, funcs_sql, NULL, error)) == NULL)
-		return NULL;
+		return false;
 	n = PQntuples(res);
 	s->funcs = vn_alloc(sizeof(VnFunction) * (n + 1));
-	{
-		VnRelation *all = vn_alloc(sizeof(VnRelation) * (s->nrels + n + 1));
-
-		memcpy(all, s->rels, sizeof(VnRelation) * s->nrels);
-		free(s->rels);
-		s->rels = all;
-	}
+	/* room for the hidden relations of results */
+	all = vn_alloc(sizeof(VnRelation) * (s->nrels + n + 1));
+	memcpy(all, s->rels, sizeof(VnRelation) * s->nrels);
+	free(s->rels);
+	s->rels = all;
 	for (int i = 0; i < n; i++)
-	{
-		VnFunction *f = &s->funcs[s->nfuncs];
-		int			nn,
-			nt;
-
-		f->name = vn_strdup(PQgetvalue(res, i, 0));
-		f->schema = vn_strdup(PQgetvalue(res, i, 1));
-		f->nargs = atoi(PQgetvalue(res, i, 2));
-		f->nrequired = atoi(PQgetvalue(res, i, 3));
-		f->argnames = split(PQgetvalue(res, i, 4), &nn);
-		f->argtypes = split(PQgetvalue(res, i, 5), &nt);
-		f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
-		f->rettype = vn_strdup(PQgetvalue(res, i, 7));
-		f->rettypekind = PQgetvalue(res, i, 8)[0];
-		f->retset = PQgetvalue(res, i, 9)[0] == 't';
-		f->stable = PQgetvalue(res, i, 10)[0] == 't';
-		f->description = vn_strdup(PQgetvalue(res, i, 11));
-		f->returns_void = strcmp(f->rettype, "void") == 0;
-		f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
-		f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
-		f->result_rel = -1;
-		if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
-			continue; /* cannot happen: the view names every argument */
-		if (PQgetvalue(res, i, 14)[0] == 't' && !f->returns_grant)
-			f->result_rel = result_relation(s, res, i, f->name);
-		s->nfuncs++;
-	}
+		if (load_function(s, res, i))
+			s->nfuncs++;
 	PQclear(res);
+	return true;
+}
+
+VnSchema *
+vn_schema_load(PGconn *conn, const char *name, char **error)
+{
+	VnSchema *s = vn_alloc(sizeof(VnSchema));
+
+	s->name = vn_strdup(name);
+	s->ventros = strcmp(name, "api") == 0;
+	if (!load_relations(s, conn, error) || !load_keys(s, conn, error) || !load_functions(s, conn, error))
+		return NULL;
 	return s;
 }
 
