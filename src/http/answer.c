@@ -169,6 +169,7 @@ vn_answer(const VnAnswerInput *a, PGresult *res, VnResponse *resp)
 	n = atol(PQgetvalue(res, 0, 1));
 	total = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
 	media_type(a, resp);
+	resp->type_without_body = a->head; /* HEAD answers GET's headers, as PostgREST */
 	if (a->in->format == VN_FORMAT_OBJECT && q->returns_body && !q->is_rpc_scalar && !a->openapi && n != 1)
 	{
 		char details[96];

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "query_shared.h"
 
@@ -100,7 +101,13 @@ vn_query_operand(Ctx *c, const VnRelation *r, const char *al, const char *spec, 
 
 	memset(o, 0, sizeof(*o));
 	name = arrow ? vn_strndup(spec, arrow - spec) : vn_strdup(spec);
-	o->col = vn_query_need_column(c, r, name);
+	{
+		/* "Key Part": a double-quoted column name, as PostgREST's clients write one */
+		char *unquoted = vn_query_unquote(name);
+
+		o->col = vn_query_need_column(c, r, unquoted);
+		free(unquoted);
+	}
 	free(name);
 	if (o->col == NULL)
 		return false;
@@ -236,8 +243,9 @@ cond_is(Ctx *c, const VnRelation *r, const char *al, const char *colname, const 
 	static const char *const kws[][2] = {{"null", "IS NULL"}, {"not_null", "IS NOT NULL"}, {"true", "IS TRUE"}, {"false", "IS FALSE"}, {"unknown", "IS UNKNOWN"}, {NULL, NULL}};
 	Operand					 o;
 
+	/* case-insensitive, as PostgREST: is.NULL, is.True */
 	for (int i = 0; kws[i][0]; i++)
-		if (strcmp(value, kws[i][0]) == 0)
+		if (strcasecmp(value, kws[i][0]) == 0)
 		{
 			if (!vn_query_operand(c, r, al, colname, &o, true))
 				return false;

@@ -85,6 +85,7 @@ typedef struct VnConnState
 	VnResponse			   resp;
 	char				  *path;
 	VnBuf				   headers;
+	VnBuf				   prefer; /* every Prefer header, joined by commas */
 } VnConnState;
 
 /* how much of an oversized body is read and discarded before the 413, in limits */
@@ -146,6 +147,7 @@ completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_Reques
 		free_args(&st->req.args);
 	free(st->path);
 	vn_buf_free(&st->headers);
+	vn_buf_free(&st->prefer);
 	vn_response_free(&st->resp);
 	free(st->uri);
 	vn_buf_free(&st->body);
@@ -282,6 +284,7 @@ typedef struct HeaderCollect
 {
 	VnBuf *buf;
 	bool   first;
+	VnBuf *prefer; /* several Prefer headers are one list, as PostgREST reads them */
 } HeaderCollect;
 
 static enum MHD_Result
@@ -298,6 +301,11 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
 	/* credentials never reach the database's settings (nor its logs) */
 	if (strcmp(lower, "authorization") == 0 || strcmp(lower, "cookie") == 0 || strcmp(lower, "apikey") == 0)
 		return MHD_YES;
+	if (strcmp(lower, "prefer") == 0)
+	{
+		vn_buf_add(h->prefer, h->prefer->len ? ", " : "");
+		vn_buf_add(h->prefer, value);
+	}
 	if (!h->first)
 		vn_buf_addc(h->buf, ',');
 	h->first = false;
@@ -316,7 +324,7 @@ send_response(struct MHD_Connection *con, VnResponse *r)
 	mr = MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_COPY);
 	if (mr == NULL)
 		return MHD_NO;
-	if (r->content_type && (r->body.len > 0 || r->status >= 400))
+	if (r->content_type && (r->body.len > 0 || r->status >= 400 || r->type_without_body))
 		MHD_add_response_header(mr, "Content-Type", r->content_type);
 	for (int i = 0; i < r->nheaders; i++)
 		MHD_add_response_header(mr, r->header_names[i], r->header_values[i]);
@@ -420,7 +428,6 @@ serve(void *arg)
 	req->path = st->path;
 	req->authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
 	req->apikey = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "apikey");
-	req->prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
 	req->accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
 	req->range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
 	req->accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
@@ -431,9 +438,11 @@ serve(void *arg)
 	vn_buf_addc(&st->headers, '{');
 	hc.buf = &st->headers;
 	hc.first = true;
+	hc.prefer = &st->prefer;
 	MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hc);
 	vn_buf_addc(&st->headers, '}');
 	req->headers_json = st->headers.data;
+	req->prefer = st->prefer.len ? st->prefer.data : NULL;
 	vn_router_handle(&router_cfg, req, resp);
 
 done:
@@ -487,6 +496,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 		st->method = method;
 		vn_response_init(&st->resp);
 		vn_buf_init(&st->headers);
+		vn_buf_init(&st->prefer);
 		vn_guard_phase(con, VN_PHASE_SERVING);
 		st->task = vn_task_start(serve, st);
 		if (!st->done)

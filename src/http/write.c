@@ -167,7 +167,15 @@ column_list(Ctx *c, const VnRelation *r, const char *list, const char *what, cha
 		*n = 0;
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed %s", what);
 	}
-	return check_keys(c, r, *out, *n);
+	if (!check_keys(c, r, *out, *n))
+	{
+		/* nothing left allocated for the caller to free on the way out */
+		vn_query_free_list(*out, *n);
+		*out = NULL;
+		*n = 0;
+		return false;
+	}
+	return true;
 }
 
 /*

@@ -69,6 +69,10 @@ CREATE TABLE conformance.contacts (
 GRANT USAGE ON SCHEMA conformance TO conformance_anon, conformance_user;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA conformance TO conformance_anon, conformance_user;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA conformance TO conformance_anon, conformance_user;
+-- what the front's statements call in any schema: CSV answers, Prefer: max-affected (docs/http.md)
+GRANT USAGE ON SCHEMA ventros TO conformance_anon, conformance_user;
+GRANT EXECUTE ON FUNCTION ventros.http_csv(json), ventros.http_check_affected(bigint, bigint)
+    TO conformance_anon, conformance_user;
 
 INSERT INTO conformance.boards (title, rank) VALUES ('alpha', 3), ('beta', 1), ('gamma', 2);
 INSERT INTO conformance.labels (code, color) VALUES ('bug', 'red'), ('idea', 'green');
