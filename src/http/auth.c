@@ -88,11 +88,23 @@ cache_store(const char *token, const VnIdentity *id, long exp, long nbf)
 
 static const char *known_roles[] = {"ventros_admin", "ventros_agent", "ventros_viewer", "ventros_anon", NULL};
 
+/*
+ * A role a token may name: one of Ventros' tenant roles, the anonymous
+ * role, or one of VENTROS_HTTP_DB_ROLES (the roles of another exposed
+ * schema).  PostgreSQL would refuse a role the authenticator is not a
+ * member of anyway; this list keeps a login granted more (by mistake) from
+ * becoming a way up.
+ */
 bool
-vn_auth_role_known(const char *role)
+vn_auth_role_known(const VnAuthConfig *cfg, const char *role)
 {
 	for (int i = 0; known_roles[i]; i++)
 		if (strcmp(role, known_roles[i]) == 0)
+			return true;
+	if (cfg->anon_role && strcmp(role, cfg->anon_role) == 0)
+		return true;
+	for (int i = 0; i < cfg->nroles; i++)
+		if (strcmp(role, cfg->roles[i]) == 0)
 			return true;
 	return false;
 }
@@ -739,12 +751,13 @@ vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const
 			goto refuse;
 		}
 	}
-	role = jwt_get_grant(jwt, "role");
+	/* the claim named by VENTROS_HTTP_JWT_ROLE_CLAIM_KEY (PostgREST's jwt-role-claim-key) */
+	role = jwt_get_grant(jwt, cfg->role_claim ? cfg->role_claim : "role");
 	if (role == NULL)
-		role = "ventros_anon";
-	if (!vn_auth_role_known(role))
+		role = cfg->anon_role ? cfg->anon_role : "ventros_anon";
+	if (!vn_auth_role_known(cfg, role))
 	{
-		*reason = "the token's role is not a Ventros role";
+		*reason = "the token's role is not a role of this API";
 		goto refuse;
 	}
 	snprintf(id->role, sizeof(id->role), "%s", role);

@@ -22,9 +22,13 @@ typedef struct VnAuthConfig
 	int			   njwks;		/* VENTROS_JWT_JWKS_FILE: keys chosen by kid */
 	void		 **jwks_keys;	/* EVP_PKEY * */
 	char		 **jwks_pems;
-	char		 **jwks_kids; /* NULL: a key without kid */
-	char		  *audience;  /* NULL: aud not checked (but refused if present and unexpected) */
-	long		   leeway;	  /* seconds of clock skew allowed on exp/nbf */
+	char		 **jwks_kids;  /* NULL: a key without kid */
+	char		  *audience;   /* NULL: aud not checked (but refused if present and unexpected) */
+	long		   leeway;	   /* seconds of clock skew allowed on exp/nbf */
+	const char	  *anon_role;  /* a request without a token (db-anon-role) */
+	const char	  *role_claim; /* the claim naming the role (jwt-role-claim-key, without its dot) */
+	int			   nroles;	   /* VENTROS_HTTP_DB_ROLES: roles a token may name besides Ventros' */
+	char		 **roles;
 } VnAuthConfig;
 
 typedef struct VnIdentity
@@ -39,6 +43,6 @@ extern bool vn_auth_load_secret(VnAuthConfig *cfg, char **error);
 extern bool vn_auth_verify(const VnAuthConfig *cfg, const char *token, VnIdentity *id, const char **reason);
 /* sign claims (a JSON object) with exp = now + ttl; malloc'd token or NULL */
 extern char *vn_auth_sign(const VnAuthConfig *cfg, const char *claims_json, long ttl);
-extern bool	 vn_auth_role_known(const char *role);
+extern bool	 vn_auth_role_known(const VnAuthConfig *cfg, const char *role);
 
 #endif

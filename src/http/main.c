@@ -59,6 +59,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "catalog.h"
 #include "guard.h"
 #include "log.h"
 #include "loop.h"
@@ -84,6 +85,7 @@ typedef struct VnConnState
 	VnResponse			   resp;
 	char				  *path;
 	VnBuf				   headers;
+	VnBuf				   prefer; /* every Prefer header, joined by commas */
 } VnConnState;
 
 /* how much of an oversized body is read and discarded before the 413, in limits */
@@ -145,6 +147,7 @@ completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_Reques
 		free_args(&st->req.args);
 	free(st->path);
 	vn_buf_free(&st->headers);
+	vn_buf_free(&st->prefer);
 	vn_response_free(&st->resp);
 	free(st->uri);
 	vn_buf_free(&st->body);
@@ -281,6 +284,7 @@ typedef struct HeaderCollect
 {
 	VnBuf *buf;
 	bool   first;
+	VnBuf *prefer; /* several Prefer headers are one list, as PostgREST reads them */
 } HeaderCollect;
 
 static enum MHD_Result
@@ -297,6 +301,11 @@ collect_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *
 	/* credentials never reach the database's settings (nor its logs) */
 	if (strcmp(lower, "authorization") == 0 || strcmp(lower, "cookie") == 0 || strcmp(lower, "apikey") == 0)
 		return MHD_YES;
+	if (strcmp(lower, "prefer") == 0)
+	{
+		vn_buf_add(h->prefer, h->prefer->len ? ", " : "");
+		vn_buf_add(h->prefer, value);
+	}
 	if (!h->first)
 		vn_buf_addc(h->buf, ',');
 	h->first = false;
@@ -315,7 +324,7 @@ send_response(struct MHD_Connection *con, VnResponse *r)
 	mr = MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_COPY);
 	if (mr == NULL)
 		return MHD_NO;
-	if (r->content_type && (r->body.len > 0 || r->status >= 400))
+	if (r->content_type && (r->body.len > 0 || r->status >= 400 || r->type_without_body))
 		MHD_add_response_header(mr, "Content-Type", r->content_type);
 	for (int i = 0; i < r->nheaders; i++)
 		MHD_add_response_header(mr, r->header_names[i], r->header_values[i]);
@@ -419,7 +428,6 @@ serve(void *arg)
 	req->path = st->path;
 	req->authorization = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Authorization");
 	req->apikey = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "apikey");
-	req->prefer = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Prefer");
 	req->accept = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept");
 	req->range = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Range");
 	req->accept_profile = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Accept-Profile");
@@ -430,9 +438,11 @@ serve(void *arg)
 	vn_buf_addc(&st->headers, '{');
 	hc.buf = &st->headers;
 	hc.first = true;
+	hc.prefer = &st->prefer;
 	MHD_get_connection_values(con, MHD_HEADER_KIND, collect_header, &hc);
 	vn_buf_addc(&st->headers, '}');
 	req->headers_json = st->headers.data;
+	req->prefer = st->prefer.len ? st->prefer.data : NULL;
 	vn_router_handle(&router_cfg, req, resp);
 
 done:
@@ -486,6 +496,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 		st->method = method;
 		vn_response_init(&st->resp);
 		vn_buf_init(&st->headers);
+		vn_buf_init(&st->prefer);
 		vn_guard_phase(con, VN_PHASE_SERVING);
 		st->task = vn_task_start(serve, st);
 		if (!st->done)
@@ -525,6 +536,41 @@ listen_on(const struct sockaddr_in *addr)
 	return fd;
 }
 
+/*
+ * The roles (PostgREST's db-anon-role and jwt-role-claim-key): the role of
+ * a request without a token, the claim naming a token's role (a top-level
+ * claim: ".role" or "role"), and the roles a token may name besides
+ * Ventros' tenant roles.
+ */
+static bool
+roles_configure(VnAuthConfig *cfg, char **error)
+{
+	const char *anon = getenv("VENTROS_HTTP_DB_ANON_ROLE");
+	const char *claim = getenv("VENTROS_HTTP_JWT_ROLE_CLAIM_KEY");
+	const char *roles = getenv("VENTROS_HTTP_DB_ROLES");
+
+	cfg->anon_role = anon && *anon ? anon : "ventros_anon";
+	if (claim && *claim == '.')
+		claim++;
+	cfg->role_claim = claim && *claim ? claim : "role";
+	if (strpbrk(cfg->role_claim, ".[]\"") != NULL || strlen(cfg->anon_role) > 63)
+	{
+		*error = vn_strdup("VENTROS_HTTP_JWT_ROLE_CLAIM_KEY names a top-level claim (.role); nested paths are not supported\n");
+		return false;
+	}
+	if (roles && *roles)
+	{
+		char *copy = vn_strdup(roles);
+		char *save = NULL;
+
+		cfg->roles = vn_alloc(sizeof(char *) * (strlen(roles) + 1));
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+			cfg->roles[cfg->nroles++] = vn_strdup(t);
+		free(copy);
+	}
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -538,8 +584,7 @@ main(int argc, char **argv)
 	VnGuardConfig	   guard_cfg;
 	int				   listen_fd;
 	char			  *error = NULL;
-	PGconn			  *conn;
-	VnSchema		  *schema;
+	const VnSchema	  *schema;
 	struct sockaddr_in addr;
 	sigset_t		   sigs;
 	int				   sig;
@@ -562,20 +607,16 @@ main(int argc, char **argv)
 	max_body = (size_t) env_long("VENTROS_HTTP_MAX_BODY", 1024 * 1024, 1024, 64L * 1024 * 1024);
 	snprintf(timeout, sizeof(timeout), "%s", t && *t ? t : "10s");
 
-	conn = vn_pg_connect_one(conninfo, &error);
-	if (conn == NULL)
+	if (!roles_configure(&auth_cfg, &error) || !vn_catalog_configure(conninfo, &error))
 	{
-		fprintf(stderr, "ventros-http: cannot connect to PostgreSQL: %s", error);
+		fprintf(stderr, "ventros-http: %s", error);
+		return 2;
+	}
+	if (!vn_catalog_reload(&error))
+	{
+		fprintf(stderr, "ventros-http: cannot read the exposed schemas: %s", error);
 		return 1;
 	}
-	schema = vn_schema_load(conn, &error);
-	PQfinish(conn);
-	if (schema == NULL)
-	{
-		fprintf(stderr, "ventros-http: cannot read schema api: %s", error);
-		return 1;
-	}
-	router_cfg.schema = schema;
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
 	router_cfg.statement_timeout = timeout;
@@ -600,6 +641,12 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* after the mask: the listener thread must not take SIGHUP or SIGTERM */
+	if (!vn_catalog_listen(&error))
+	{
+		fprintf(stderr, "ventros-http: %s", error);
+		return 1;
+	}
 
 	listen_fd = listen_on(&addr);
 	if (listen_fd < 0)
@@ -653,30 +700,24 @@ main(int argc, char **argv)
 		}
 	}
 	vn_log_start();
-	fprintf(stderr, "ventros-http: listening on %s:%ld (%d relations, %d functions, pool %ld, %ld loops)\n",
-			host && *host ? host : "127.0.0.1", port, schema->nrels, schema->nfuncs, pool_size, nthreads);
+	schema = vn_catalog_current()->schemas[0];
+	fprintf(stderr, "ventros-http: listening on %s:%ld (%s: %d relations, %d functions, pool %ld, %ld loops)\n",
+			host && *host ? host : "127.0.0.1", port, vn_catalog_current()->names, schema->nrels, schema->nfuncs,
+			pool_size, nthreads);
 	for (;;)
 	{
-		VnSchema *fresh;
-
 		sigwait(&sigs, &sig);
 		if (sig != SIGHUP)
 			break;
-		/*
-		 * Reload the schema cache.  Requests in flight may still hold the
-		 * old one, so it is never freed: a reload leaks a few kilobytes.
-		 */
-		conn = vn_pg_connect_one(conninfo, &error);
-		fresh = conn ? vn_schema_load(conn, &error) : NULL;
-		if (conn)
-			PQfinish(conn);
-		if (fresh == NULL)
+		/* reload the schema cache (catalog.c; also on NOTIFY pgrst) */
+		if (!vn_catalog_reload(&error))
 		{
 			fprintf(stderr, "ventros-http: schema reload failed, keeping the old one: %s", error);
+			free(error);
 			continue;
 		}
-		__atomic_store_n(&router_cfg.schema, fresh, __ATOMIC_RELEASE);
-		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", fresh->nrels, fresh->nfuncs);
+		schema = vn_catalog_current()->schemas[0];
+		fprintf(stderr, "ventros-http: schema reloaded (%d relations, %d functions)\n", schema->nrels, schema->nfuncs);
 	}
 	/*
 	 * The loops are not stopped one by one: requests in flight are cut

@@ -104,7 +104,8 @@ static const char *setup_sql =
 	" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true),"
 	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)," VN_SYNC_COMMIT;
+	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
+	" pg_catalog.set_config('search_path', coalesce($9, pg_catalog.current_setting('search_path')), true)," VN_SYNC_COMMIT;
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
@@ -113,7 +114,8 @@ static const char *setup_key_sql =
 	" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true),"
 	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true)," VN_SYNC_COMMIT
+	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
+	" pg_catalog.set_config('search_path', coalesce($8, pg_catalog.current_setting('search_path')), true)," VN_SYNC_COMMIT
 	" FROM ventros.api_key_claims($5) c";
 
 PGconn *
@@ -486,17 +488,17 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
 	if (setup->api_key)
 	{
-		const char *v[7] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
-							setup->max_plan_cost, read_only};
-		VnParams	key_params = {7, v, NULL, NULL, NULL};
+		const char *v[8] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
+							setup->max_plan_cost, read_only, setup->search_path};
+		VnParams	key_params = {8, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
-		const char *v[8] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
-							setup->timeout, setup->max_plan_cost, read_only};
-		VnParams	setup_params = {8, v, NULL, NULL, NULL};
+		const char *v[9] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
+							setup->timeout, setup->max_plan_cost, read_only, setup->search_path};
+		VnParams	setup_params = {9, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
 	}

@@ -21,6 +21,7 @@ typedef struct VnSetup
 	const char *api_key;	   /* an API key to resolve into role and claims, or NULL */
 	bool		rollback;	   /* undo the request's changes (Prefer: tx=rollback) */
 	bool		read_only;	   /* a read-only transaction (GET, HEAD) */
+	const char *search_path;   /* the request's schema and the extra ones; NULL: the login's */
 } VnSetup;
 
 /*

@@ -1,8 +1,9 @@
 /*
  * query_shared.h
- *	  What query.c lends to rpc.c: the state of one statement being built,
- *	  and the parts of PostgREST's dialect a call's rows go through (select=,
- *	  filters, order, paging, the answer's format).  Not for other files.
+ *	  The statement builder's own interface, between query.c, its parts
+ *	  (parse.c, filter.c, select.c, order.c) and its kinds (read.c, write.c,
+ *	  rpc.c): the state of one statement being built and the pieces of
+ *	  PostgREST's dialect.  Not for other files.
  */
 #ifndef VN_HTTP_QUERY_SHARED_H
 #define VN_HTTP_QUERY_SHARED_H
@@ -24,20 +25,69 @@ typedef struct VnQueryCtx
 	int					nselect; /* select-list items so far, at every level */
 } VnQueryCtx;
 
+/* An operand of a filter, select item or order term (filter.c) */
+typedef struct Operand
+{
+	const VnColumn *col;
+	const char	   *type; /* for casts: the column's, or text after ->>, jsonb after -> */
+	char			category;
+	bool			is_tsvector;
+	char			label[64]; /* PostgREST's name for it: the last key, or the column */
+} Operand;
+
+/* query.c: the statement's state */
 /* records the first error in q (status, PostgREST code, message); false */
 extern bool vn_query_fail(VnQuery *q, int status, const char *code, const char *details, const char *hint,
 						  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* appends $n for value to q's statement; false when there are too many */
 extern bool vn_query_param(VnQuery *q, const char *value, size_t len);
-/* the top-level keys of the JSON body (malloc'd, vn_query_free_list) */
-extern bool		   vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array);
+extern bool vn_query_param_s(VnQuery *q, const char *value);
+/* "schema"."relation" of the request's schema */
+extern void vn_query_relation_ref(VnQueryCtx *c, VnBuf *b, const VnRelation *r);
+
+/* parse.c: syntax */
+extern char *vn_query_trim(char *s);
+/* splits at top-level commas into malloc'd items (vn_query_free_list) */
+extern bool		   vn_query_split(const char *s, char ***out, int *n);
 extern void		   vn_query_free_list(char **items, int n);
+extern char		  *vn_query_unquote(const char *s);
 extern const char *vn_query_arg(const VnArgs *a, const char *key);
 extern bool		   vn_query_is_reserved(const char *key);
-/* "<select list> FROM <from> WHERE <filters> ORDER BY ...": rows aliased _t */
-extern bool vn_query_rows(VnQueryCtx *c, int rel, const char *from);
+extern bool		   vn_query_number(const char *s, long *out);
+/* the top-level keys of the JSON body (malloc'd, vn_query_free_list) */
+extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array);
+
+/* filter.c: operands and WHERE */
+extern const VnColumn *vn_query_need_column(VnQueryCtx *c, const VnRelation *r, const char *name);
+extern void			   vn_query_col_ref(VnBuf *b, const char *alias, const char *name);
+extern bool			   vn_query_operand(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec, Operand *o,
+										bool emit);
+extern bool			   vn_query_condition(VnQueryCtx *c, const VnRelation *r, const char *al, const char *colname,
+										  const char *expr);
+extern bool			   vn_query_logic(VnQueryCtx *c, const VnRelation *r, const char *al, const char *op, bool negate,
+									  const char *list, int depth);
+/* "TRUE AND (...)": writes turn version=eq.N into a version check */
+extern bool vn_query_where(VnQueryCtx *c, const VnRelation *r, const char *al, bool writes, int *version_param);
+
+/* select.c */
+extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const char *spec, int depth,
+								 const char *prefix);
+
+/* order.c */
+extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);
+extern bool vn_query_order_spec(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec);
 extern bool vn_query_paging(VnQueryCtx *c);
+
+/* read.c */
 /* the answer's text from the rows _r: JSON array, object or CSV */
 extern void vn_query_body_expr(VnQueryCtx *c);
+/* "<select list> FROM <from> WHERE <filters> ORDER BY ...": rows aliased _t */
+extern bool vn_query_rows(VnQueryCtx *c, int rel, const char *from);
+extern bool vn_query_build_read(VnQueryCtx *c, int rel);
+
+/* write.c */
+extern bool vn_query_build_insert(VnQueryCtx *c, int rel);
+extern bool vn_query_build_update(VnQueryCtx *c, int rel);
+extern bool vn_query_build_delete(VnQueryCtx *c, int rel);
 
 #endif

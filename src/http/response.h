@@ -17,6 +17,7 @@ typedef struct VnResponse
 {
 	int			status;
 	const char *content_type;
+	bool		type_without_body; /* HEAD: the Content-Type GET would have */
 	VnBuf		body;
 	int			nheaders;
 	char	   *header_names[VN_MAX_HEADERS];

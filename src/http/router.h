@@ -14,7 +14,6 @@
 
 typedef struct VnRouterConfig
 {
-	const VnSchema	   *schema;
 	const VnAuthConfig *auth;
 	long				max_rows;
 	const char		   *statement_timeout;

@@ -1,12 +1,15 @@
 /*
  * schema.c
- *	  Reads schema api from the catalog into a VnSchema (see schema.h).
+ *	  Reads one exposed schema from the catalog into a VnSchema (schema.h).
  *
  * Only pg_catalog is read (and ventros.http_rpc_functions, a view over it),
- * so the front's login needs no privilege on Ventros' own tables.  A view's table is found through its rewrite rule's
- * dependencies; foreign keys between two tables are offered for embedding
- * when every column of the key is exposed by both views.  The cache is
- * loaded once at start: restart the front after changing schema api.
+ * so the front's login needs no privilege on Ventros' own tables.  A view's
+ * table is found through its rewrite rule's dependencies; foreign keys
+ * between two tables are offered for embedding when every column of the key
+ * is exposed by both views.  A relation whose table carries the engine's
+ * trigger is one of Ventros' aggregates, with its rules (version, soft
+ * delete); a column is part of the primary key when its table's key has a
+ * column of that name.  catalog.c loads every exposed schema and reloads.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +25,19 @@ static const char *columns_sql =
 	"                    WHERE r.ev_class = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
 	"                      AND d.refobjid <> c.oid LIMIT 1), c.oid) AS base"
 	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"   WHERE n.nspname = 'api' AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
+	"   WHERE n.nspname = $1 AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
 	"SELECT r.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,"
 	"       t.typname = 'tsvector', r.description, r.base, r.oid,"
 	"       coalesce((SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
 	"                  WHERE d.adrelid = r.oid AND d.adnum = a.attnum),"
 	"                (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d"
 	"                   JOIN pg_catalog.pg_attribute ba ON ba.attrelid = d.adrelid AND ba.attnum = d.adnum"
-	"                  WHERE d.adrelid = r.base AND ba.attname = a.attname), 'NULL')"
+	"                  WHERE d.adrelid = r.base AND ba.attname = a.attname), 'NULL'),"
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute ba"
+	"                 ON ba.attrelid = i.indrelid AND ba.attnum = ANY (i.indkey)"
+	"                WHERE i.indrelid = r.base AND i.indisprimary AND ba.attname = a.attname),"
+	"       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
+	"                WHERE g.tgrelid = r.base AND g.tgname = 'ventros_engine_before')"
 	"  FROM rels r"
 	"  JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped"
 	"  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
@@ -100,9 +108,10 @@ split(const char *s, int *n)
 }
 
 static PGresult *
-run(PGconn *conn, const char *sql, char **error)
+run(PGconn *conn, const char *sql, const char *schema, char **error)
 {
-	PGresult *res = PQexec(conn, sql);
+	const char *values[1] = {schema};
+	PGresult   *res = PQexecParams(conn, sql, schema ? 1 : 0, NULL, values, NULL, NULL, 0);
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -168,16 +177,15 @@ result_relation(VnSchema *s, PGresult *res, int row, const char *fname)
 	return s->nrels++;
 }
 
-VnSchema *
-vn_schema_load(PGconn *conn, char **error)
+/* the relations of the schema and their columns */
+static bool
+load_relations(VnSchema *s, PGconn *conn, char **error)
 {
-	VnSchema *s = vn_alloc(sizeof(VnSchema));
 	PGresult *res;
 	int		  n;
 
-	/* relations and columns */
-	if ((res = run(conn, columns_sql, error)) == NULL)
-		return NULL;
+	if ((res = run(conn, columns_sql, s->name, error)) == NULL)
+		return false;
 	n = PQntuples(res);
 	s->rels = vn_alloc(sizeof(VnRelation) * (n + 1));
 	for (int i = 0; i < n; i++)
@@ -195,6 +203,7 @@ vn_schema_load(PGconn *conn, char **error)
 			r->description = vn_strdup(PQgetvalue(res, i, 5));
 			r->base = (Oid) strtoul(PQgetvalue(res, i, 6), NULL, 10);
 			r->oid = (Oid) strtoul(PQgetvalue(res, i, 7), NULL, 10);
+			r->aggregate = PQgetvalue(res, i, 10)[0] == 't';
 			while (k < n && strcmp(PQgetvalue(res, k, 0), relname) == 0)
 				k++;
 			r->cols = vn_alloc(sizeof(VnColumn) * (k - i));
@@ -206,14 +215,25 @@ vn_schema_load(PGconn *conn, char **error)
 		c->category = PQgetvalue(res, i, 3)[0];
 		c->is_tsvector = PQgetvalue(res, i, 4)[0] == 't';
 		c->default_expr = vn_strdup(PQgetvalue(res, i, 8));
+		c->is_pk = PQgetvalue(res, i, 9)[0] == 't';
+		r->npk += c->is_pk;
 	}
 	PQclear(res);
 	for (int i = 0; i < s->nrels; i++)
-		s->rels[i].has_id = vn_schema_column(&s->rels[i], "tenant_id") && vn_schema_column(&s->rels[i], "id");
+		s->rels[i].has_id = s->rels[i].aggregate && vn_schema_column(&s->rels[i], "tenant_id") &&
+							vn_schema_column(&s->rels[i], "id");
+	return true;
+}
 
-	/* foreign keys between exposed tables, all of whose columns are exposed */
-	if ((res = run(conn, fks_sql, error)) == NULL)
-		return NULL;
+/* foreign keys between the schema's tables, all of whose columns are exposed */
+static bool
+load_keys(VnSchema *s, PGconn *conn, char **error)
+{
+	PGresult *res;
+	int		  n;
+
+	if ((res = run(conn, fks_sql, NULL, error)) == NULL)
+		return false;
 	n = PQntuples(res);
 	s->fks = vn_alloc(sizeof(VnForeignKey) * (n + 1));
 	for (int i = 0; i < n; i++)
@@ -241,48 +261,79 @@ vn_schema_load(PGconn *conn, char **error)
 			s->fks[s->nfks++] = fk;
 	}
 	PQclear(res);
+	return true;
+}
 
-	/* functions, and the relations their rows are answered as */
-	if ((res = run(conn, funcs_sql, error)) == NULL)
-		return NULL;
+/* one row of funcs_sql into s->funcs[s->nfuncs]; false when it cannot be served */
+static bool
+load_function(VnSchema *s, PGresult *res, int i)
+{
+	VnFunction *f = &s->funcs[s->nfuncs];
+	int			nn,
+		nt;
+
+	f->name = vn_strdup(PQgetvalue(res, i, 0));
+	f->schema = vn_strdup(PQgetvalue(res, i, 1));
+	f->nargs = atoi(PQgetvalue(res, i, 2));
+	f->nrequired = atoi(PQgetvalue(res, i, 3));
+	f->argnames = split(PQgetvalue(res, i, 4), &nn);
+	f->argtypes = split(PQgetvalue(res, i, 5), &nt);
+	f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
+	f->rettype = vn_strdup(PQgetvalue(res, i, 7));
+	f->rettypekind = PQgetvalue(res, i, 8)[0];
+	f->retset = PQgetvalue(res, i, 9)[0] == 't';
+	f->stable = PQgetvalue(res, i, 10)[0] == 't';
+	f->description = vn_strdup(PQgetvalue(res, i, 11));
+	f->returns_void = strcmp(f->rettype, "void") == 0;
+	f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
+	f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
+	f->result_rel = -1;
+	if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
+		return false; /* cannot happen: the view names every argument */
+	if (PQgetvalue(res, i, 14)[0] == 't' && !f->returns_grant)
+		f->result_rel = result_relation(s, res, i, f->name);
+	return true;
+}
+
+/*
+ * Functions, and the relations their rows are answered as: those of
+ * ventros.http_rpc_functions are Ventros' api's; another schema serves
+ * none yet (docs/http.md).
+ */
+static bool
+load_functions(VnSchema *s, PGconn *conn, char **error)
+{
+	PGresult   *res;
+	int			n;
+	VnRelation *all;
+
+	if (!s->ventros)
+		return true;
+	if ((res = run(conn, funcs_sql, NULL, error)) == NULL)
+		return false;
 	n = PQntuples(res);
 	s->funcs = vn_alloc(sizeof(VnFunction) * (n + 1));
-	{
-		VnRelation *all = vn_alloc(sizeof(VnRelation) * (s->nrels + n + 1));
-
-		memcpy(all, s->rels, sizeof(VnRelation) * s->nrels);
-		free(s->rels);
-		s->rels = all;
-	}
+	/* room for the hidden relations of results */
+	all = vn_alloc(sizeof(VnRelation) * (s->nrels + n + 1));
+	memcpy(all, s->rels, sizeof(VnRelation) * s->nrels);
+	free(s->rels);
+	s->rels = all;
 	for (int i = 0; i < n; i++)
-	{
-		VnFunction *f = &s->funcs[s->nfuncs];
-		int			nn,
-			nt;
-
-		f->name = vn_strdup(PQgetvalue(res, i, 0));
-		f->schema = vn_strdup(PQgetvalue(res, i, 1));
-		f->nargs = atoi(PQgetvalue(res, i, 2));
-		f->nrequired = atoi(PQgetvalue(res, i, 3));
-		f->argnames = split(PQgetvalue(res, i, 4), &nn);
-		f->argtypes = split(PQgetvalue(res, i, 5), &nt);
-		f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
-		f->rettype = vn_strdup(PQgetvalue(res, i, 7));
-		f->rettypekind = PQgetvalue(res, i, 8)[0];
-		f->retset = PQgetvalue(res, i, 9)[0] == 't';
-		f->stable = PQgetvalue(res, i, 10)[0] == 't';
-		f->description = vn_strdup(PQgetvalue(res, i, 11));
-		f->returns_void = strcmp(f->rettype, "void") == 0;
-		f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
-		f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
-		f->result_rel = -1;
-		if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
-			continue; /* cannot happen: the view names every argument */
-		if (PQgetvalue(res, i, 14)[0] == 't' && !f->returns_grant)
-			f->result_rel = result_relation(s, res, i, f->name);
-		s->nfuncs++;
-	}
+		if (load_function(s, res, i))
+			s->nfuncs++;
 	PQclear(res);
+	return true;
+}
+
+VnSchema *
+vn_schema_load(PGconn *conn, const char *name, char **error)
+{
+	VnSchema *s = vn_alloc(sizeof(VnSchema));
+
+	s->name = vn_strdup(name);
+	s->ventros = strcmp(name, "api") == 0;
+	if (!load_relations(s, conn, error) || !load_keys(s, conn, error) || !load_functions(s, conn, error))
+		return NULL;
 	return s;
 }
 

@@ -1,9 +1,10 @@
 /*
  * schema.h
- *	  The schema cache of ventros-http: what schema api exposes (views, their
- *	  columns, the foreign keys between their tables), and the functions
- *	  served under /rpc/ (ventros.http_rpc_functions: api's and the commands
- *	  of ventros a tenant role may execute), read from the catalog at start.
+ *	  The schema cache of ventros-http, one VnSchema per exposed schema: its
+ *	  relations (views and tables, their columns and primary keys), the
+ *	  foreign keys between their tables, and for api the functions served
+ *	  under /rpc/ (ventros.http_rpc_functions: api's and the commands of
+ *	  ventros a tenant role may execute); catalog.c holds them all.
  *	  Every identifier of a request is looked up here before it is quoted
  *	  into SQL; anything not found is a 4xx.
  */
@@ -20,14 +21,17 @@ typedef struct VnColumn
 	char  category; /* pg_type.typcategory: A array, S string, ... */
 	bool  is_tsvector;
 	char *default_expr; /* the table column's default (catalog text), "NULL" for none */
+	bool  is_pk;		/* part of the table's primary key */
 } VnColumn;
 
 typedef struct VnRelation
 {
 	char	 *name;
 	char	 *description;
-	Oid		  base;	  /* the table under the view */
-	bool	  has_id; /* tenant_id and id: aggregate key */
+	Oid		  base;		 /* the table under the view */
+	bool	  aggregate; /* a Ventros aggregate's: the engine's rules apply */
+	bool	  has_id;	 /* an aggregate's, with tenant_id and id: its key */
+	int		  npk;		 /* columns of the primary key */
 	int		  ncols;
 	VnColumn *cols;
 	Oid		  oid;	  /* the view itself */
@@ -67,6 +71,8 @@ typedef struct VnFunction
 
 typedef struct VnSchema
 {
+	char		 *name;	   /* the exposed schema */
+	bool		  ventros; /* Ventros' api: its functions, its roles */
 	int			  nrels;
 	VnRelation	 *rels;
 	int			  nfks;
@@ -75,7 +81,7 @@ typedef struct VnSchema
 	VnFunction	 *funcs; /* by name: the overloads of a name are adjacent */
 } VnSchema;
 
-extern VnSchema			*vn_schema_load(PGconn *conn, char **error);
+extern VnSchema			*vn_schema_load(PGconn *conn, const char *name, char **error);
 extern const VnRelation *vn_schema_relation(const VnSchema *s, const char *name);
 extern int				 vn_schema_relation_index(const VnSchema *s, const char *name);
 extern const VnColumn	*vn_schema_column(const VnRelation *r, const char *name);

@@ -65,11 +65,12 @@ static VnColumn trail_cols[] = {
 	{"new_value", "jsonb", 'U', false, "NULL"},
 };
 static VnRelation rels[] = {
-	{"contacts", "People.", 1001, true, 9, contact_cols, 2001, false},
-	{"channels", "Channels.", 1002, true, 5, channel_cols, 2002, false},
-	{"messages", "Messages.", 1003, true, 7, message_cols, 2003, false},
-	{"notes", NULL, 1004, false, 3, note_cols, 2004, false},
-	{"trail", "", 0, false, 3, trail_cols, 0, true},
+	/* name, description, base, aggregate, has_id, npk, ncols, cols, oid, hidden */
+	{"contacts", "People.", 1001, true, true, 0, 9, contact_cols, 2001, false},
+	{"channels", "Channels.", 1002, true, true, 0, 5, channel_cols, 2002, false},
+	{"messages", "Messages.", 1003, true, true, 0, 7, message_cols, 2003, false},
+	{"notes", NULL, 1004, false, false, 0, 3, note_cols, 2004, false},
+	{"trail", "", 0, false, false, 0, 3, trail_cols, 0, true},
 };
 static char		   *fk1_from[] = {"contact_id"}, *fk1_to[] = {"id"};
 static char		   *fk2_from[] = {"channel_id"}, *fk2_to[] = {"id"};
@@ -100,7 +101,7 @@ static VnFunction funcs[] = {
 	{"square", NULL, 1, 0, f4_names, f4_types, "N", "integer", 'b', false, true, false, false, "ventros", -1, NULL},
 	{"trail", NULL, 2, 0, f6_names, f6_types, "US", "record", 'p', true, true, false, false, "ventros", 4, NULL},
 };
-static VnSchema fuzz_schema = {5, rels, 3, fks, 10, funcs};
+static VnSchema fuzz_schema = {"api", true, 5, rels, 3, fks, 10, funcs};
 
 /*
  * Query arguments from text: "k=v&k=v", no %-decoding (the query-string

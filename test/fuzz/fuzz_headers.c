@@ -1,7 +1,7 @@
 /*
  * fuzz_headers.c
- *	  The request headers the router parses itself (src/http/router.c, static
- *	  parse_range and has_token: the file is included): Range and the tokens
+ *	  The request headers the front parses itself (src/http/request.c, static
+ *	  parse_range and vn_request_has_token: the file is included): Range and the tokens
  *	  of Prefer and Accept.  A Range it accepts is then paged through
  *	  vn_query_build, as the router does, so huge offsets and limits reach
  *	  the SQL builder.
@@ -9,7 +9,7 @@
  * Input: byte 0 chooses max-rows, count and an offset= argument; the rest up to a NUL is the
  * Range header, what follows it a Prefer header.
  */
-#include "../../src/http/router.c"
+#include "../../src/http/request.c"
 
 #include "fuzz_common.h"
 
@@ -40,9 +40,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	prefer = text + strlen(text) + (strlen(text) < size - 1 ? 1 : 0);
 
 	for (int i = 0; tokens[i]; i++)
-		if (has_token(prefer, tokens[i]))
+		if (vn_request_has_token(prefer, tokens[i]))
 			FUZZ_CHECK(strstr(prefer, tokens[i]) != NULL);
-	FUZZ_CHECK(!has_token(NULL, "count=exact"));
+	FUZZ_CHECK(!vn_request_has_token(NULL, "count=exact"));
 
 	if (parse_range(text, &offset, &limit))
 	{

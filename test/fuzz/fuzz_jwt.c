@@ -64,7 +64,7 @@ verify(const VnAuthConfig *cfg, const char *token)
 
 	if (vn_auth_verify(cfg, token, &id, &reason))
 	{
-		FUZZ_CHECK(vn_auth_role_known(id.role));
+		FUZZ_CHECK(vn_auth_role_known(cfg, id.role));
 		FUZZ_CHECK(id.tenant[0] == '\0' || tenant_id_valid(id.tenant));
 		FUZZ_CHECK(id.claims != NULL);
 		free(id.claims);

@@ -1,0 +1,192 @@
+/*
+ * answer.c
+ *	  PostgREST's response to a statement that ran: the status (200, 201,
+ *	  204, 206, 406, 416), Content-Range, Preference-Applied, Location, the
+ *	  media type, and the body the statement made (or a token it granted).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "answer.h"
+#include "request.h"
+
+static void
+content_range(VnResponse *resp, long offset, long n, const char *total)
+{
+	char buf[96];
+
+	if (n > 0)
+		snprintf(buf, sizeof(buf), "%ld-%ld/%s", offset, offset + n - 1, total ? total : "*");
+	else
+		snprintf(buf, sizeof(buf), "*/%s", total ? total : "*");
+	vn_response_header(resp, "Content-Range", buf);
+}
+
+static void
+shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
+{
+	char *token;
+
+	if (PQgetisnull(res, 0, 3) || PQgetisnull(res, 0, 4))
+	{
+		vn_response_error(resp, 401, "28000", "invalid or revoked refresh token", NULL, "Log in again.");
+		return;
+	}
+	token = vn_auth_sign(cfg->auth, PQgetvalue(res, 0, 3), atol(PQgetvalue(res, 0, 5)));
+	if (token == NULL)
+	{
+		if (cfg->auth->rs256 && cfg->auth->private_key == NULL)
+			vn_response_error(resp, 501, "PGRST000", "sign-in is off: access tokens come from an external issuer",
+							  NULL, "Set VENTROS_JWT_PRIVATE_KEY_FILE to sign them here.");
+		else
+			vn_response_error(resp, 500, "PGRST000", "could not sign the access token", NULL, NULL);
+		return;
+	}
+	vn_buf_add(&resp->body, "{\"access_token\":");
+	vn_buf_json_string(&resp->body, token);
+	vn_buf_addf(&resp->body, ",\"token_type\":\"bearer\",\"expires_in\":%s,\"refresh_token\":",
+				PQgetvalue(res, 0, 5));
+	vn_buf_json_string(&resp->body, PQgetvalue(res, 0, 4));
+	vn_buf_addc(&resp->body, '}');
+	free(token);
+	vn_response_header(resp, "Cache-Control", "no-store");
+}
+
+/* Preference-Applied: the preferences this answer honoured */
+static void
+preference_applied(const VnAnswerInput *a, VnResponse *resp)
+{
+	const VnQueryInput *in = a->in;
+	const char		   *prefer = a->req->prefer;
+	bool				write = !a->q->is_read && !in->rpc && !a->openapi;
+	VnBuf				applied;
+
+	vn_buf_init(&applied);
+	if (in->count == VN_COUNT_EXACT)
+		vn_buf_add(&applied, ", count=exact");
+	if (write)
+	{
+		vn_buf_add(&applied, in->ret == VN_RETURN_REPRESENTATION ? ", return=representation" :
+							 in->ret == VN_RETURN_HEADERS		 ? ", return=headers-only" :
+																   ", return=minimal");
+		if (strcmp(in->method, "POST") == 0 && (in->merge_duplicates || in->ignore_duplicates))
+			vn_buf_add(&applied,
+					   in->merge_duplicates ? ", resolution=merge-duplicates" : ", resolution=ignore-duplicates");
+	}
+	if (in->rpc && in->single_object)
+		vn_buf_add(&applied, ", params=single-object");
+	if (in->max_affected >= 0 && write && strcmp(in->method, "POST") != 0)
+		vn_buf_addf(&applied, ", max-affected=%ld", in->max_affected);
+	if (vn_request_has_token(prefer, "tx=rollback"))
+		vn_buf_add(&applied, ", tx=rollback");
+	else if (vn_request_has_token(prefer, "tx=commit"))
+		vn_buf_add(&applied, ", tx=commit");
+	if (applied.len > 2)
+		vn_response_header(resp, "Preference-Applied", applied.data + 2);
+	vn_buf_free(&applied);
+}
+
+/* the Content-Type of a body that is not plain JSON */
+static void
+media_type(const VnAnswerInput *a, VnResponse *resp)
+{
+	const VnQuery *q = a->q;
+
+	if (a->openapi)
+		resp->content_type = "application/openapi+json; charset=utf-8";
+	else if (q->media_type[0])
+	{
+		char ct[96];
+
+		snprintf(ct, sizeof(ct), "%s; charset=utf-8", q->media_type);
+		vn_response_header(resp, "Content-Type", ct);
+		resp->content_type = NULL;
+	}
+	else if (a->in->format == VN_FORMAT_CSV && q->returns_body)
+		resp->content_type = "text/csv; charset=utf-8";
+	else if (a->in->format == VN_FORMAT_OBJECT && q->returns_body)
+		resp->content_type = "application/vnd.pgrst.object+json; charset=utf-8";
+}
+
+/* a read's page: 200, 206 when partial, 416 past the end */
+static void
+answer_read(const VnAnswerInput *a, PGresult *res, long n, const char *total, VnResponse *resp)
+{
+	long t = total ? atol(total) : -1;
+
+	if (t >= 0 && n == 0 && a->q->offset > 0 && a->q->offset >= t)
+	{
+		vn_response_error(resp, 416, "PGRST103", "requested range not satisfiable", NULL, NULL);
+		content_range(resp, 0, 0, total);
+		return;
+	}
+	content_range(resp, a->q->offset, n, total);
+	if (t >= 0 && n < t)
+		resp->status = 206;
+	if (!a->head)
+		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
+}
+
+/* a write's: 201 or 200/204, Content-Range */
+static void
+answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
+{
+	bool post = strcmp(a->in->method, "POST") == 0;
+	char cr[64];
+
+	resp->status = post ? 201 : (a->q->returns_body ? 200 : 204);
+	if (a->q->returns_body)
+		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
+	else if (post)
+		resp->content_type = NULL;
+	snprintf(cr, sizeof(cr), "*/%ld", n);
+	vn_response_header(resp, "Content-Range", cr);
+	if (post && n == 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3))
+	{
+		VnBuf loc;
+
+		vn_buf_init(&loc);
+		vn_buf_addf(&loc, "/%s?%s", a->in->target, PQgetvalue(res, 0, 3));
+		vn_response_header(resp, "Location", loc.data);
+		vn_buf_free(&loc);
+	}
+}
+
+void
+vn_answer(const VnAnswerInput *a, PGresult *res, VnResponse *resp)
+{
+	const VnQuery *q = a->q;
+	long		   n;
+	const char	  *total;
+
+	preference_applied(a, resp);
+	if (q->shape == VN_SHAPE_GRANT)
+	{
+		shape_grant(a->cfg, res, resp);
+		return;
+	}
+	n = atol(PQgetvalue(res, 0, 1));
+	total = PQgetisnull(res, 0, 2) ? NULL : PQgetvalue(res, 0, 2);
+	media_type(a, resp);
+	resp->type_without_body = a->head; /* HEAD answers GET's headers, as PostgREST */
+	if (a->in->format == VN_FORMAT_OBJECT && q->returns_body && !q->is_rpc_scalar && !a->openapi && n != 1)
+	{
+		char details[96];
+
+		snprintf(details, sizeof(details), "The result contains %ld rows", n);
+		vn_response_error(resp, 406, "PGRST116", "JSON object requested, multiple (or no) rows returned",
+						  details, NULL);
+	}
+	else if (q->is_read && !a->openapi)
+		answer_read(a, res, n, total, resp);
+	else if (a->in->rpc || a->openapi)
+	{
+		if (q->void_result)
+			resp->status = 204;
+		else if (!a->head)
+			vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
+	}
+	else
+		answer_write(a, res, n, resp);
+}
