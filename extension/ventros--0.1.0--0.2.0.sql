@@ -7100,6 +7100,52 @@ $$;
 COMMENT ON FUNCTION ventros.automation_enqueue(text, uuid, text, uuid) IS
     'Internal (the emitter, as table owner): queues the event just written for the automation executor when an enabled rule of its tenant selects it; returns 1 or 0';
 
+CREATE OR REPLACE FUNCTION ventros.automation_compare(actual jsonb, op text, expected jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    a text := actual #>> '{}';
+    e text := expected #>> '{}';
+    missing boolean := actual IS NULL OR jsonb_typeof(actual) = 'null';
+BEGIN
+    CASE op
+    WHEN 'is_null' THEN RETURN missing;
+    WHEN 'is_not_null' THEN RETURN NOT missing;
+    WHEN 'ne' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'eq', expected);
+    WHEN 'not_in' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'in', expected);
+    WHEN 'not_contains' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'contains', expected);
+    ELSE
+        IF missing THEN
+            RETURN false;
+        END IF;
+    END CASE;
+    CASE op
+    WHEN 'eq' THEN RETURN actual = expected OR a = e;
+    WHEN 'gt', 'lt', 'gte', 'lte' THEN
+        IF jsonb_typeof(actual) = 'number' AND jsonb_typeof(expected) = 'number' THEN
+            RETURN CASE op WHEN 'gt' THEN a::numeric > e::numeric WHEN 'lt' THEN a::numeric < e::numeric
+                           WHEN 'gte' THEN a::numeric >= e::numeric ELSE a::numeric <= e::numeric END;
+        END IF;
+        RETURN CASE op WHEN 'gt' THEN a > e WHEN 'lt' THEN a < e WHEN 'gte' THEN a >= e ELSE a <= e END;
+    WHEN 'contains' THEN
+        IF jsonb_typeof(actual) = 'array' THEN
+            RETURN actual @> CASE WHEN jsonb_typeof(expected) = 'array' THEN expected ELSE jsonb_build_array(expected) END;
+        END IF;
+        RETURN strpos(lower(a), lower(e)) > 0;
+    WHEN 'starts_with' THEN RETURN starts_with(lower(a), lower(e));
+    WHEN 'ends_with' THEN RETURN right(lower(a), length(e)) = lower(e);
+    WHEN 'in' THEN
+        RETURN jsonb_typeof(expected) = 'array'
+           AND (expected @> jsonb_build_array(actual) OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(expected) x WHERE x = a));
+    WHEN 'matches' THEN RETURN a ~* e;
+    ELSE
+        RAISE EXCEPTION 'unknown condition operator "%"', left(op, 32) USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_compare(jsonb, text, jsonb) IS
+    'One condition operator (eq, ne, gt, lt, gte, lte, contains, not_contains, starts_with, ends_with, in, not_in, is_null, is_not_null, matches) on JSON values';
+
 CREATE OR REPLACE FUNCTION ventros.automation_field(ctx jsonb, field text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -7113,7 +7159,6 @@ COMMENT ON FUNCTION ventros.automation_field(jsonb, text) IS
 
 CREATE OR REPLACE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     txt text;
@@ -7162,7 +7207,6 @@ COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, times
 
 CREATE OR REPLACE FUNCTION ventros.automation_conditions_hold(conditions jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result boolean := true;
@@ -7283,7 +7327,7 @@ COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
 
 CREATE OR REPLACE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
                                              settings ventros.automation_settings, at timestamptz)
-RETURNS integer
+RETURNS uuid[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -7293,12 +7337,10 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
-    n integer := 0;
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
     FOREACH rule IN ARRAY rules LOOP
-        n := n + 1;
         IF q.depth = 0 AND rule.conditions <> '[]' THEN
             -- the common case first: no cascade to check, conditions to evaluate
             ctx := coalesce(ctx, ventros.automation_context(ev, at));
@@ -7348,17 +7390,11 @@ BEGIN
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;
-    IF cardinality(skipped) > 0 THEN
-        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
-                                             finished_at)
-        SELECT q.tenant_id, s, ev.event_id, ev.event_type, q.origin_event_id, q.depth, 'skipped', clock_timestamp()
-          FROM unnest(skipped) s;
-    END IF;
-    RETURN n;
+    RETURN skipped;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of a rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns how many rules ran';
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
 
 CREATE OR REPLACE FUNCTION ventros.automation_run_event_carefully(q ventros.automation_queue, ev ventros.outbox,
                                                        rules ventros.automations[],
@@ -7394,6 +7430,26 @@ $$;
 COMMENT ON FUNCTION ventros.automation_run_event_carefully(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
     'Runs the rules a queued event triggers as ventros.automation_run_event does, each rule in its own subtransactions, so a failing rule is its own failed run and a rule that ran for the event already is left alone; returns how many rules ran';
 
+CREATE OR REPLACE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
+                                               skipped_of integer[], skipped_at timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(skipped_rule) > 0 THEN
+        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                             started_at, finished_at)
+        SELECT (qs[s.i]).tenant_id, s.rule, (evs[s.i]).event_id, (evs[s.i]).event_type, (qs[s.i]).origin_event_id,
+               (qs[s.i]).depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+        ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
+
 CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql
@@ -7408,6 +7464,10 @@ DECLARE
     rules ventros.automations[];
     k integer := 1;
     j integer;
+    skipped uuid[];
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -7453,9 +7513,19 @@ BEGIN
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
+            -- the loop check of a cascade reads the runs: write those waiting
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
+        END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             BEGIN
-                PERFORM ventros.automation_run_event(q, ev, rules[k:j - 1], settings, run_automations.now);
+                skipped := ventros.automation_run_event(q, ev, rules[k:j - 1], settings, run_automations.now);
+                skipped_rule := skipped_rule || skipped;
+                skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+                skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
             EXCEPTION WHEN OTHERS THEN
                 -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
                 BEGIN
@@ -7467,6 +7537,7 @@ BEGIN
         END IF;
         k := j;
     END LOOP;
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
     DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
     n := cardinality(qs);
     PERFORM ventros.automation_mark_cascade(NULL, NULL);

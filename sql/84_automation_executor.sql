@@ -374,16 +374,17 @@ COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
 -- order, ventros.run_automations matched them for the whole batch at once),
 -- until a rule with stop_processing that ran, with no subtransaction of its
 -- own.  The context is built once for all the rules (they all see the event
--- as it was when its rules started); the runs skipped by their conditions
--- are written at once; the run of a rule that acts is written once, after
--- its actions (before them when it may wait: the wait refers to it).  Any
--- error propagates, a second run of a rule for the event too (the run log's
--- key): the caller rolls the whole event back and runs it again with
+-- as it was when its rules started); the run of a rule that acts is written
+-- once, after its actions (before them when it may wait: the wait refers to
+-- it); the rules its conditions skipped are returned, and the caller writes
+-- their runs with those of the whole batch.  Any error propagates, a second
+-- run of an acting rule for the event too (the run log's key): the caller
+-- rolls the whole event back and runs it again with
 -- ventros.automation_run_event_carefully, so the outcome is the same as if
 -- every rule had had its own subtransaction.
 CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
                                              settings ventros.automation_settings, at timestamptz)
-RETURNS integer
+RETURNS uuid[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -393,12 +394,10 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
-    n integer := 0;
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
     FOREACH rule IN ARRAY rules LOOP
-        n := n + 1;
         IF q.depth = 0 AND rule.conditions <> '[]' THEN
             -- the common case first: no cascade to check, conditions to evaluate
             ctx := coalesce(ctx, ventros.automation_context(ev, at));
@@ -448,17 +447,11 @@ BEGIN
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;
-    IF cardinality(skipped) > 0 THEN
-        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
-                                             finished_at)
-        SELECT q.tenant_id, s, ev.event_id, ev.event_type, q.origin_event_id, q.depth, 'skipped', clock_timestamp()
-          FROM unnest(skipped) s;
-    END IF;
-    RETURN n;
+    RETURN skipped;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of a rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns how many rules ran';
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
 
 -- One queued event, the careful way: the same, each rule in its own
 -- subtransactions (ventros.automation_run_rule), a rule that ran for the
@@ -530,6 +523,29 @@ $$;
 COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
+-- The runs of the rules skipped by their conditions, of many events at once
+-- (rule skipped_rule[i] for the event qs[skipped_of[i]], evaluated at
+-- skipped_at[i]).  A run already there (an event queued again) stays.
+CREATE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
+                                               skipped_of integer[], skipped_at timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(skipped_rule) > 0 THEN
+        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                             started_at, finished_at)
+        SELECT (qs[s.i]).tenant_id, s.rule, (evs[s.i]).event_id, (evs[s.i]).event_type, (qs[s.i]).origin_event_id,
+               (qs[s.i]).depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+        ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
+
 -- ---- the executor's entry point ---------------------------------------------------
 
 -- A batch is one transaction: the first queued event of each aggregate
@@ -550,6 +566,10 @@ DECLARE
     rules ventros.automations[];
     k integer := 1;
     j integer;
+    skipped uuid[];
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -595,9 +615,19 @@ BEGIN
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
+            -- the loop check of a cascade reads the runs: write those waiting
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
+        END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             BEGIN
-                PERFORM ventros.automation_run_event(q, ev, rules[k:j - 1], settings, run_automations.now);
+                skipped := ventros.automation_run_event(q, ev, rules[k:j - 1], settings, run_automations.now);
+                skipped_rule := skipped_rule || skipped;
+                skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+                skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
             EXCEPTION WHEN OTHERS THEN
                 -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
                 BEGIN
@@ -609,6 +639,7 @@ BEGIN
         END IF;
         k := j;
     END LOOP;
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
     DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
     n := cardinality(qs);
     PERFORM ventros.automation_mark_cascade(NULL, NULL);
