@@ -536,9 +536,10 @@ BEGIN
     IF cardinality(skipped_rule) > 0 THEN
         INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
                                              started_at, finished_at)
-        SELECT (qs[s.i]).tenant_id, s.rule, (evs[s.i]).event_id, (evs[s.i]).event_type, (qs[s.i]).origin_event_id,
-               (qs[s.i]).depth, 'skipped', s.at, s.at
+        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
           FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
+          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
         ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
     END IF;
 END
@@ -563,7 +564,9 @@ DECLARE
     qs ventros.automation_queue[];
     evs ventros.outbox[];
     of_event integer[];
+    at_rule integer[];
     rules ventros.automations[];
+    event_rules ventros.automations[];
     k integer := 1;
     j integer;
     skipped uuid[];
@@ -591,21 +594,30 @@ BEGIN
              LIMIT batch_size
              FOR UPDATE SKIP LOCKED) c
       LEFT JOIN ventros.outbox o ON o.tenant_id = (c.x).tenant_id AND o.seq = (c.x).seq;
-    -- the rules of every event of the batch, in one query: of_event[k] is
-    -- the event of rules[k]; each event's rules in priority order
-    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, a.priority DESC, a.created_at, a.id), '{}'),
-           coalesce(array_agg(a ORDER BY bq.ordinality, a.priority DESC, a.created_at, a.id), '{}')
-      INTO of_event, rules
+    -- the rules of every event of the batch: rules holds the enabled rules
+    -- of the batch's tenants (each tenant's in priority order), one query
+    -- matches them with the events: of_event[m] is the event of
+    -- rules[at_rule[m]], each event's in priority order
+    SELECT coalesce(array_agg(a ORDER BY a.tenant_id, a.priority DESC, a.created_at, a.id), '{}') INTO rules
+      FROM ventros.automations a
+     WHERE a.tenant_id IN (SELECT DISTINCT x.tenant_id FROM unnest(qs) x) AND a.enabled AND a.deleted_at IS NULL;
+    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, r.ordinality), '{}'),
+           coalesce(array_agg(r.ordinality ORDER BY bq.ordinality, r.ordinality), '{}')
+      INTO of_event, at_rule
       FROM unnest(qs) WITH ORDINALITY bq
       JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = bq.ordinality
-      JOIN ventros.automations a ON a.tenant_id = bq.tenant_id AND a.enabled AND a.deleted_at IS NULL
-     WHERE (ventros.automation_trigger_matches(a.trigger, bo.event_type) OR a.id = bq.automation_id)
-       AND NOT (a.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
+      JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
+     WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
+       AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
     FOR i IN 1 .. cardinality(qs) LOOP
         q := qs[i];
         ev := evs[i];
+        -- this event's rules (element by element: a slice of a big array
+        -- would flatten all of it for every event)
+        event_rules := '{}';
         j := k;
         WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
+            event_rules := event_rules || rules[at_rule[j]];
             j := j + 1;
         END LOOP;
         IF tenant IS DISTINCT FROM q.tenant_id THEN
@@ -624,14 +636,14 @@ BEGIN
         END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             BEGIN
-                skipped := ventros.automation_run_event(q, ev, rules[k:j - 1], settings, run_automations.now);
+                skipped := ventros.automation_run_event(q, ev, event_rules, settings, run_automations.now);
                 skipped_rule := skipped_rule || skipped;
                 skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
                 skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
             EXCEPTION WHEN OTHERS THEN
                 -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
                 BEGIN
-                    PERFORM ventros.automation_run_event_carefully(q, ev, rules[k:j - 1], settings, run_automations.now);
+                    PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, run_automations.now);
                 EXCEPTION WHEN OTHERS THEN
                     RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
                 END;
