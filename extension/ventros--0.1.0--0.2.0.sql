@@ -7451,6 +7451,79 @@ $$;
 COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
     'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
 
+CREATE OR REPLACE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
+                                             rules ventros.automations[], of_event integer[], at_rule integer[],
+                                             per_event boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event_rules ventros.automations[];
+    k integer := 1;
+    j integer;
+    skipped uuid[];
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
+    q ventros.automation_queue;
+    ev ventros.outbox;
+    settings ventros.automation_settings;
+    tenant text;
+BEGIN
+    FOR i IN 1 .. cardinality(qs) LOOP
+        q := qs[i];
+        ev := evs[i];
+        -- this event's rules (element by element: a slice of a big array
+        -- would flatten all of it for every event)
+        event_rules := '{}';
+        j := k;
+        WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
+            event_rules := event_rules || rules[at_rule[j]];
+            j := j + 1;
+        END LOOP;
+        IF tenant IS DISTINCT FROM q.tenant_id THEN
+            tenant := q.tenant_id;
+            PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+            settings := ventros.current_automation_settings();
+        END IF;
+        -- nothing when no rule wants it (any more), the tenant disabled its
+        -- rules, or the event was pruned or erased meanwhile
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
+            -- the loop check of a cascade reads the runs: write those waiting
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
+        END IF;
+        IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
+            IF NOT per_event THEN
+                skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+            ELSE
+                BEGIN
+                    skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                EXCEPTION WHEN OTHERS THEN
+                    -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
+                    skipped := '{}';
+                    BEGIN
+                        PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, at);
+                    EXCEPTION WHEN OTHERS THEN
+                        RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
+                    END;
+                END;
+            END IF;
+            skipped_rule := skipped_rule || skipped;
+            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
+        END IF;
+        k := j;
+    END LOOP;
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
+    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed; writes the skipped runs';
+
 CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
 RETURNS integer
 LANGUAGE plpgsql
@@ -7464,17 +7537,6 @@ DECLARE
     of_event integer[];
     at_rule integer[];
     rules ventros.automations[];
-    event_rules ventros.automations[];
-    k integer := 1;
-    j integer;
-    skipped uuid[];
-    skipped_rule uuid[] := '{}';
-    skipped_of integer[] := '{}';
-    skipped_at timestamptz[] := '{}';
-    q ventros.automation_queue;
-    ev ventros.outbox;
-    settings ventros.automation_settings;
-    tenant text;
     w ventros.automation_waits;
     n integer := 0;
     saved_wait text := pg_catalog.current_setting('lock_timeout');
@@ -7507,49 +7569,13 @@ BEGIN
       JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
      WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
        AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
-    FOR i IN 1 .. cardinality(qs) LOOP
-        q := qs[i];
-        ev := evs[i];
-        -- this event's rules (element by element: a slice of a big array
-        -- would flatten all of it for every event)
-        event_rules := '{}';
-        j := k;
-        WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
-            event_rules := event_rules || rules[at_rule[j]];
-            j := j + 1;
-        END LOOP;
-        IF tenant IS DISTINCT FROM q.tenant_id THEN
-            tenant := q.tenant_id;
-            PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
-            settings := ventros.current_automation_settings();
-        END IF;
-        -- nothing when no rule wants it (any more), the tenant disabled its
-        -- rules, or the event was pruned or erased meanwhile
-        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
-            -- the loop check of a cascade reads the runs: write those waiting
-            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
-            skipped_rule := '{}';
-            skipped_of := '{}';
-            skipped_at := '{}';
-        END IF;
-        IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
-            BEGIN
-                skipped := ventros.automation_run_event(q, ev, event_rules, settings, run_automations.now);
-                skipped_rule := skipped_rule || skipped;
-                skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
-                skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
-            EXCEPTION WHEN OTHERS THEN
-                -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
-                BEGIN
-                    PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, run_automations.now);
-                EXCEPTION WHEN OTHERS THEN
-                    RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
-                END;
-            END;
-        END IF;
-        k := j;
-    END LOOP;
-    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+    -- the whole batch in one subtransaction; if anything in it fails, it
+    -- is rolled back and run again with a subtransaction per event
+    BEGIN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, false, run_automations.now);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, true, run_automations.now);
+    END;
     DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
     n := cardinality(qs);
     PERFORM ventros.automation_mark_cascade(NULL, NULL);

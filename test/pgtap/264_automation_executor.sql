@@ -1,10 +1,11 @@
 -- The automation executor's batches (sql/84_automation_executor.sql): many
--- events in one call, one subtransaction per event and a per-rule second
--- pass only for an event whose fast run failed; a failing rule in a batch;
+-- events in one call, in one subtransaction; when a rule fails, the batch
+-- again with one per event and that event with one per rule; a failing
+-- rule in a batch;
 -- order per aggregate; one context per event; an event queued again after a
 -- rule with stop_processing ran; the loop check between events of one batch.
 BEGIN;
-SELECT plan(23);
+SELECT plan(24);
 SELECT ventros.create_tenant('t_exec', 'Executor');
 SET LOCAL ventros.tenant = 't_exec';
 SET LOCAL ROLE ventros_admin;
@@ -67,6 +68,8 @@ SELECT is(pg_temp.reports(pg_temp.id('e1')) || pg_temp.reports(pg_temp.id('e3'))
           'the events around it (fast pass): the same shape');
 SELECT is((SELECT array_agg(payload->>'tag') FROM ventros.outbox WHERE aggregate_id = pg_temp.id('c2') AND event_type = 'contact.tag_added'),
           '{qualified}', 'no event of the rolled-back action remains');
+SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE aggregate_id = pg_temp.id('c1') AND event_type = 'contact.tag_added'), 1,
+          'the event before it, run again after the batch''s first pass rolled back, acted once');
 SELECT is((SELECT count(*)::int FROM ventros.automation_queue), 0, 'the batch''s queue rows are gone');
 
 -- 2. Order per aggregate: a call takes only the first queued event of each
