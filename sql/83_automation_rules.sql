@@ -9,9 +9,11 @@
 --   2. the automation executor (src/automation_worker.c), woken at that
 --      commit, calls ventros.run_automations: it takes the first queued
 --      event of each aggregate (order per aggregate; SKIP LOCKED between
---      executors), runs each matching rule in priority order, each in its
---      own subtransaction, records each run in ventros.automation_runs and
---      deletes the queue row, all in one transaction.  The run log's key
+--      executors), runs each matching rule in priority order (a failing
+--      rule's actions roll back alone: the batch runs in one
+--      subtransaction, and again per event and per rule when a rule failed
+--      in it), records each run in ventros.automation_runs and deletes the
+--      queue rows, all in one transaction.  The run log's key
 --      (tenant, rule, event) makes a second run of a rule for an event
 --      impossible; a crash loses the whole transaction and re-runs nothing
 --      twice.
