@@ -453,7 +453,7 @@ AS $$
                                           WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
                               'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
                                           WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
-    FROM ventros.get_broadcast(broadcast_id) b
+    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
 $$;
 COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
     'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
