@@ -2,10 +2,17 @@
 # bench/automation: the automation executor (its background workers, as in
 # production) against the floor, in one run on a throwaway server.  The
 # events: contact.lead_qualified, one per transaction, each of its own
-# aggregate (as many contacts would), written by ventros.emit.  Each rule
-# triggers on it, has one condition that holds (score >= 5) and one action
-# (notify_agents: an event written by the rule).  For 0, 10 and 100 rules of
-# the tenant:
+# aggregate (as many contacts would), written by ventros.emit.  Every rule
+# triggers on it and has one condition (score >= N) and one action
+# (notify_agents: an event written by the rule).  Two sets of rules, as
+# BENCH_MATCH says (default: both, "one" then "all"):
+#   one        the rules mostly do not match: the first rule's condition holds
+#              and it acts, the others' do not (each is a run skipped by its
+#              condition, in the run log) -- a tenant whose rules each handle
+#              some case of the event
+#   all        every rule's condition holds and every rule acts (three events
+#              and a run-log row per rule and event): the worst case
+# For 0 (the floor, once), 10 and 100 rules of the tenant:
 #   write      the rate at which the events are written: pgbench, BENCH_CLIENTS
 #              (2) clients, BENCH_SECONDS (5) each; with 0 rules this is the
 #              floor (nothing is queued), with rules it includes queueing
@@ -16,12 +23,12 @@
 #   end to end the sustainable rate with writers and executor running together
 #              on the same cores: the events of the write run over the time
 #              from its start until the executor ran the last of them
-# Then, with 10 rules, the lag from commit to action (the event's last run
-# finished minus the time it was written): pgbench at half the end-to-end
-# sustainable rate for BENCH_SECONDS; p50 / p99.
-# Medians of BENCH_ROUNDS (3) rounds.  No assertion: the machine may be
-# shared and noisy; read the ratios.  Targets: ratio >= 1.0 at 10 rules,
-# p99 <= 100 ms.
+# Then, with 10 rules of each set, the lag from commit to action (the event's
+# last run finished minus the time it was written): pgbench at half the
+# end-to-end sustainable rate for BENCH_SECONDS; p50 / p99.
+# Medians of BENCH_ROUNDS (3) rounds; the load average is printed beside the
+# figures.  No assertion: the machine may be shared and noisy; read the
+# ratios.  Targets: ratio >= 1.0 at 10 rules, p99 <= 100 ms.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 RUN=$VENTROS_ROOT/.run/bench-automation
@@ -30,6 +37,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 CLIENTS=${BENCH_CLIENTS:-2}
 EVENTS=${BENCH_EVENTS:-2000}
+MATCH=${BENCH_MATCH:-one all}
 
 ensure_packages
 build_install
@@ -43,12 +51,18 @@ printf '%s\n' "$EMIT" >"$RUN/emit.sql"
 
 q() { psql -X -tA -v ON_ERROR_STOP=1 -c "$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# set_rules N MODE: N rules on the event; MODE one: only the first one's
+# condition holds; all: every one's does
 set_rules() {
+	local hold=5
+	[ "${2:-all}" = all ] || hold=100
 	q "SELECT count(*) FROM (SELECT ventros.delete_automation(id) FROM ventros.automations WHERE deleted_at IS NULL) x" >/dev/null
 	[ "$1" -eq 0 ] || q "SELECT count(*) FROM generate_series(1, $1) i, LATERAL ventros.create_automation('Bench rule ' || i,
 		'contact.lead_qualified', '[{\"type\": \"notify_agents\", \"params\": {\"message\": \"qualified\"}}]',
-		'[{\"field\": \"score\", \"operator\": \"gte\", \"value\": 5}]', automation_type => 'event')" >/dev/null
+		jsonb_build_array(jsonb_build_object('field', 'score', 'operator', 'gte', 'value', CASE WHEN i = 1 THEN 5 ELSE $hold END)),
+		automation_type => 'event')" >/dev/null
 }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
 drained() {
 	until [ "$(q "SELECT count(*) FROM ventros.automation_queue")" = 0 ]; do sleep 0.1; done
 }
@@ -68,45 +82,59 @@ executor_rate() {
 	printf '%.1f' "$(echo "$n / ($t1 - $t0)" | bc -l)"
 }
 
-declare -A writes execs ends
-for rules in 0 10 100; do
-	set_rules "$rules"
-	n=$EVENTS
+declare -A writes execs ends loads
+# run_set MODE RULES: the rounds of one set of rules
+run_set() {
+	local mode=$1 rules=$2 n=$EVENTS key="$1 $2" t0 t1 w
+	set_rules "$rules" "$mode"
 	[ "$rules" -le 10 ] || n=$((EVENTS * 10 / rules))
 	for round in $(seq "$ROUNDS"); do
 		t0=$(date +%s.%N)
 		w=$(write_rate)
 		drained
 		t1=$(date +%s.%N)
-		writes[$rules]="${writes[$rules]:-} $w"
+		writes[$key]="${writes[$key]:-} $w"
 		# end to end: the events written over the time until the last one ran
-		ends[$rules]="${ends[$rules]:-} $(printf '%.1f' "$(echo "$w * $SECONDS_PER_RUN / ($t1 - $t0)" | bc -l)")"
-		[ "$rules" -eq 0 ] || execs[$rules]="${execs[$rules]:-} $(executor_rate "$n")"
+		ends[$key]="${ends[$key]:-} $(printf '%.1f' "$(echo "$w * $SECONDS_PER_RUN / ($t1 - $t0)" | bc -l)")"
+		[ "$rules" -eq 0 ] || execs[$key]="${execs[$key]:-} $(executor_rate "$n")"
 	done
-done
-floor=$(median ${writes[0]})
-printf 'automation floor     write %9.1f events/s  (0 rules: nothing queued; clients %s, rounds:%s)\n' "$floor" "$CLIENTS" "${writes[0]}"
-sustainable10=
-for rules in 10 100; do
-	w=$(median ${writes[$rules]})
-	e=$(median ${execs[$rules]})
-	x=$(median ${ends[$rules]})
-	printf 'automation %3s rules write %9.1f events/s (%.3f of the floor)  executor %9.1f events/s  ratio executor/write %.3f  end to end %9.1f events/s  (rounds: write%s; executor%s; end to end%s)\n' \
-		"$rules" "$w" "$(echo "$w / $floor" | bc -l)" "$e" "$(echo "$e / $w" | bc -l)" "$x" "${writes[$rules]}" "${execs[$rules]}" "${ends[$rules]}"
-	[ "$rules" -ne 10 ] || sustainable10=$x
-done
+	loads[$key]=$(load)
+}
+# lag MODE RATE: commit -> action at RATE events/s with 10 rules of the set
+lag() {
+	local mode=$1 rate=$2 mark
+	set_rules 10 "$mode"
+	mark=$(q "SELECT coalesce(max(seq), 0) FROM ventros.outbox")
+	"$PGBENCH" -n -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -R "$rate" -f "$RUN/emit.sql" >/dev/null 2>&1
+	drained
+	q "SELECT format('automation lag commit->action at %s events/s (10 rules, %s): p50 %s ms  p99 %s ms  max %s ms  (%s events; load %s)',
+	                 $rate, '$mode', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+	                 round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1), count(*),
+	                 '$(load)')
+	   FROM (SELECT extract(epoch FROM max(r.finished_at) - o.occurred_at) * 1000 AS ms
+	         FROM ventros.outbox o JOIN ventros.automation_runs r ON r.tenant_id = o.tenant_id AND r.event_id = o.event_id
+	         WHERE o.seq > $mark AND o.event_type = 'contact.lead_qualified'
+	         GROUP BY o.event_id, o.occurred_at) x"
+}
 
-# Lag at half the sustainable rate, 10 rules.
-set_rules 10
-rate=$(printf '%.0f' "$(echo "$sustainable10 / 2" | bc -l)")
-mark=$(q "SELECT coalesce(max(seq), 0) FROM ventros.outbox")
-"$PGBENCH" -n -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -R "$rate" -f "$RUN/emit.sql" >/dev/null 2>&1
-drained
-q "SELECT format('automation lag commit->action at %s events/s (10 rules): p50 %s ms  p99 %s ms  max %s ms  (%s events)',
-                 $rate, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-                 round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1), count(*))
-   FROM (SELECT extract(epoch FROM max(r.finished_at) - o.occurred_at) * 1000 AS ms
-         FROM ventros.outbox o JOIN ventros.automation_runs r ON r.tenant_id = o.tenant_id AND r.event_id = o.event_id
-         WHERE o.seq > $mark AND o.event_type = 'contact.lead_qualified'
-         GROUP BY o.event_id, o.occurred_at) x"
-q "SELECT 'runs not executed: ' || count(*) FROM ventros.automation_runs WHERE outcome <> 'executed'"
+run_set all 0
+floor=$(median ${writes[all 0]})
+printf 'automation floor     write %9.1f events/s  (0 rules: nothing queued; clients %s, rounds:%s; load %s)\n' \
+	"$floor" "$CLIENTS" "${writes[all 0]}" "${loads[all 0]}"
+for mode in $MATCH; do
+	for rules in 10 100; do
+		run_set "$mode" "$rules"
+		key="$mode $rules"
+		w=$(median ${writes[$key]})
+		e=$(median ${execs[$key]})
+		x=$(median ${ends[$key]})
+		printf 'automation %3s rules (%s) write %9.1f events/s (%.3f of the floor)  executor %9.1f events/s  ratio executor/write %.3f  end to end %9.1f events/s  (rounds: write%s; executor%s; end to end%s; load %s)\n' \
+			"$rules" "$mode" "$w" "$(echo "$w / $floor" | bc -l)" "$e" "$(echo "$e / $w" | bc -l)" "$x" \
+			"${writes[$key]}" "${execs[$key]}" "${ends[$key]}" "${loads[$key]}"
+		[ "$rules" -ne 10 ] || sustainable10=$x
+	done
+	# lag at half the sustainable rate, 10 rules
+	lag "$mode" "$(printf '%.0f' "$(echo "$sustainable10 / 2" | bc -l)")"
+done
+q "SELECT 'runs not executed: ' || count(*) FILTER (WHERE outcome NOT IN ('executed', 'skipped')) || ', skipped: ' || count(*) FILTER (WHERE outcome = 'skipped')
+   FROM ventros.automation_runs"

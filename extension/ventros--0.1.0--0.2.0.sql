@@ -10470,6 +10470,534 @@ COMMENT ON FUNCTION ventros.score_contact_lead(uuid, uuid, numeric) IS
 GRANT EXECUTE ON FUNCTION ventros.lead_engagement(uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.score_contact_lead(uuid, uuid, numeric) TO ventros_agent;
 
+-- ---- automation executor (sql/83_automation_rules.sql, 84_automation_conditions.sql, 84_automation_executor.sql)
+-- The executor, made fast with the same guarantees (docs/automation.md,
+-- "Throughput and lag"): the rules of a whole batch matched in one query,
+-- the context built once per event, one subtransaction per event with a
+-- second, per-rule pass only when it fails, skipped runs written at once,
+-- the hot helpers planned once; the loop check's index by origin, partial.
+DROP FUNCTION ventros.automation_process(ventros.automation_queue, timestamptz);
+DROP FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, integer, uuid, timestamptz);
+DROP INDEX ventros.automation_runs_origin;
+CREATE INDEX automation_runs_origin ON ventros.automation_runs (tenant_id, origin_event_id, automation_id) WHERE depth > 0;
+
+CREATE OR REPLACE FUNCTION ventros.automation_enqueue(event_tenant text, event_id uuid, event_type text, aggregate_id uuid)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, depth, origin_event_id)
+    SELECT event_tenant, currval('ventros.outbox_seq'), automation_enqueue.event_id, automation_enqueue.aggregate_id,
+           coalesce(nullif(current_setting('ventros.automation_depth', true), '')::integer, 0),
+           coalesce(nullif(current_setting('ventros.automation_origin', true), '')::uuid, automation_enqueue.event_id)
+     WHERE EXISTS (SELECT 1 FROM ventros.automations a
+                    WHERE a.tenant_id = event_tenant AND a.enabled AND a.deleted_at IS NULL
+                      AND ventros.automation_trigger_matches(a.trigger, automation_enqueue.event_type))
+    ON CONFLICT (tenant_id, seq) DO NOTHING;
+    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_enqueue(text, uuid, text, uuid) IS
+    'Internal (the emitter, as table owner): queues the event just written for the automation executor when an enabled rule of its tenant selects it; returns 1 or 0';
+
+CREATE OR REPLACE FUNCTION ventros.automation_compare(actual jsonb, op text, expected jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    a text := actual #>> '{}';
+    e text := expected #>> '{}';
+    missing boolean := actual IS NULL OR jsonb_typeof(actual) = 'null';
+BEGIN
+    CASE op
+    WHEN 'is_null' THEN RETURN missing;
+    WHEN 'is_not_null' THEN RETURN NOT missing;
+    WHEN 'ne' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'eq', expected);
+    WHEN 'not_in' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'in', expected);
+    WHEN 'not_contains' THEN RETURN missing OR NOT ventros.automation_compare(actual, 'contains', expected);
+    ELSE
+        IF missing THEN
+            RETURN false;
+        END IF;
+    END CASE;
+    CASE op
+    WHEN 'eq' THEN RETURN actual = expected OR a = e;
+    WHEN 'gt', 'lt', 'gte', 'lte' THEN
+        IF jsonb_typeof(actual) = 'number' AND jsonb_typeof(expected) = 'number' THEN
+            RETURN CASE op WHEN 'gt' THEN a::numeric > e::numeric WHEN 'lt' THEN a::numeric < e::numeric
+                           WHEN 'gte' THEN a::numeric >= e::numeric ELSE a::numeric <= e::numeric END;
+        END IF;
+        RETURN CASE op WHEN 'gt' THEN a > e WHEN 'lt' THEN a < e WHEN 'gte' THEN a >= e ELSE a <= e END;
+    WHEN 'contains' THEN
+        IF jsonb_typeof(actual) = 'array' THEN
+            RETURN actual @> CASE WHEN jsonb_typeof(expected) = 'array' THEN expected ELSE jsonb_build_array(expected) END;
+        END IF;
+        RETURN strpos(lower(a), lower(e)) > 0;
+    WHEN 'starts_with' THEN RETURN starts_with(lower(a), lower(e));
+    WHEN 'ends_with' THEN RETURN right(lower(a), length(e)) = lower(e);
+    WHEN 'in' THEN
+        RETURN jsonb_typeof(expected) = 'array'
+           AND (expected @> jsonb_build_array(actual) OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(expected) x WHERE x = a));
+    WHEN 'matches' THEN RETURN a ~* e;
+    ELSE
+        RAISE EXCEPTION 'unknown condition operator "%"', left(op, 32) USING ERRCODE = '22023';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_compare(jsonb, text, jsonb) IS
+    'One condition operator (eq, ne, gt, lt, gte, lte, contains, not_contains, starts_with, ends_with, in, not_in, is_null, is_not_null, matches) on JSON values';
+
+CREATE OR REPLACE FUNCTION ventros.automation_field(ctx jsonb, field text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ctx OPERATOR(pg_catalog.#>)
+           CASE WHEN pg_catalog.split_part(field, '.', 1) IN ('payload', 'event', 'contact', 'message', 'session', 'channel', 'pipeline')
+                THEN pg_catalog.string_to_array(field, '.')
+                ELSE ARRAY['payload'] OPERATOR(pg_catalog.||) pg_catalog.string_to_array(field, '.') END
+$$;
+COMMENT ON FUNCTION ventros.automation_field(jsonb, text) IS
+    'The value of a condition field in a rule''s context (payload.<path>, contact.<column>, contact.custom.<key>, session.<column>, message.<column>, channel.<column>, event.<attribute>, pipeline.statuses; a bare name is payload.<name>)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    txt text;
+    w jsonb;
+BEGIN
+    -- the common shape first: a field, an operator, a value (and no other kind)
+    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays'] THEN
+        RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+    ELSIF c ? 'all' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
+                           WHERE NOT ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'any' THEN
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements(c->'any') x
+                       WHERE ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'not' THEN
+        RETURN NOT ventros.automation_condition_holds(c->'not', ctx, tz, at);
+    ELSIF c ? 'keyword' THEN
+        -- whole words, case-insensitive; any of a list
+        txt := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'keyword') WHEN 'array' THEN c->'keyword'
+                                                                    ELSE jsonb_build_array(c->'keyword') END) k
+                       WHERE btrim(k) <> ''
+                         AND strpos(' ' || regexp_replace(txt, '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                                    ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0);
+    ELSIF c ? 'regex' THEN
+        RETURN lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', '')) ~* (c->>'regex');
+    ELSIF c ? 'tag' THEN
+        RETURN coalesce(ctx #> '{contact,tags}' ? (c->>'tag'), false);
+    ELSIF c ? 'time_window' THEN
+        w := c->'time_window';
+        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer) THEN
+            RETURN false;
+        END IF;
+        RETURN CASE WHEN (w->>'from')::time <= (w->>'to')::time
+                    THEN (at AT TIME ZONE tz)::time >= (w->>'from')::time
+                         AND ((at AT TIME ZONE tz)::time < (w->>'to')::time OR w->>'to' LIKE '24:%')
+                    ELSE (at AT TIME ZONE tz)::time >= (w->>'from')::time OR (at AT TIME ZONE tz)::time < (w->>'to')::time END;
+    ELSIF c ? 'weekdays' THEN
+        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer);
+    END IF;
+    RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz) IS
+    'Whether one condition holds in a rule''s context at an instant, in the tenant''s timezone (time windows and weekdays: ISO, 1 = Monday)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_conditions_hold(conditions jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    result boolean := true;
+    c jsonb;
+    n integer := coalesce(jsonb_array_length(conditions), 0);
+BEGIN
+    -- an index loop, not a query over jsonb_array_elements: this runs for
+    -- every rule of every event
+    FOR i IN 0 .. n - 1 LOOP
+        c := conditions->i;
+        IF i = 0 THEN
+            result := ventros.automation_condition_holds(c, ctx, tz, at);
+        ELSIF upper(coalesce(c->>'logic', 'AND')) = 'OR' THEN
+            result := result OR ventros.automation_condition_holds(c, ctx, tz, at);
+        ELSE
+            result := result AND ventros.automation_condition_holds(c, ctx, tz, at);
+        END IF;
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz) IS
+    'Whether a rule''s conditions hold: all of them, an element with "logic": "OR" or-ed with what precedes it; none: true';
+
+CREATE OR REPLACE FUNCTION ventros.automation_report(rule ventros.automations, outcome text, run ventros.automation_runs) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.emit('automation.' || outcome, 'automation', rule.id,
+        jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                             'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                             'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+        rule.version);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_report(ventros.automations, text, ventros.automation_runs) IS
+    'Emits automation.triggered, .executed or .failed for a run';
+
+CREATE OR REPLACE FUNCTION ventros.automation_ran_for_origin(tenant text, automation_id uuid, origin_event_id uuid) RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT EXISTS (SELECT 1 FROM ventros.automation_runs x
+                    WHERE x.tenant_id OPERATOR(pg_catalog.=) $1 AND x.automation_id OPERATOR(pg_catalog.=) $2
+                      AND x.event_id OPERATOR(pg_catalog.=) $3)
+        OR EXISTS (SELECT 1 FROM ventros.automation_runs x
+                    WHERE x.tenant_id OPERATOR(pg_catalog.=) $1 AND x.origin_event_id OPERATOR(pg_catalog.=) $3
+                      AND x.automation_id OPERATOR(pg_catalog.=) $2 AND x.depth OPERATOR(pg_catalog.>) 0)
+$$;
+COMMENT ON FUNCTION ventros.automation_ran_for_origin(text, uuid, uuid) IS
+    'Whether an automation rule ran (any outcome) for an originating event: for the event itself or for an event of its cascade';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros.outbox, ctx jsonb, ctx_error text,
+                                            settings ventros.automation_settings, depth integer,
+                                            origin_event_id uuid, at timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    run ventros.automation_runs;
+    holds boolean;
+    reason text;
+    err text;
+    state text;
+BEGIN
+    -- ran already (the event was queued again): nothing twice
+    SELECT * INTO run FROM ventros.automation_runs x
+     WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id AND x.event_id = ev.event_id;
+    IF FOUND THEN
+        RETURN 'ran ' || run.outcome;
+    END IF;
+    IF depth >= settings.max_depth THEN
+        reason := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                         settings.max_depth, ev.event_type, depth, origin_event_id);
+    ELSIF depth > 0 AND ventros.automation_ran_for_origin(ev.tenant_id, rule.id, origin_event_id) THEN
+        reason := format('loop: rule already ran for the originating event %s', origin_event_id);
+    ELSIF ctx_error IS NOT NULL THEN
+        reason := 'conditions failed: ' || ctx_error;
+    ELSE
+        BEGIN
+            holds := coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            reason := 'conditions failed: ' || state || ': ' || err;
+        END;
+    END IF;
+    INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                         error, finished_at)
+    VALUES (ev.tenant_id, rule.id, ev.event_id, ev.event_type, origin_event_id, depth,
+            CASE WHEN reason IS NOT NULL THEN 'failed' WHEN holds THEN 'waiting' ELSE 'skipped' END,
+            left(reason, 2000), CASE WHEN reason IS NOT NULL OR NOT holds THEN clock_timestamp() END)
+    RETURNING * INTO run;
+    IF reason IS NOT NULL THEN
+        PERFORM ventros.automation_report(rule, 'failed', run);
+        RETURN 'failed';
+    ELSIF NOT holds THEN
+        RETURN 'skipped';
+    END IF;
+    PERFORM ventros.automation_report(rule, 'triggered', run);
+    RETURN ventros.automation_execute(rule, run, ctx, rule.actions, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, jsonb, text, ventros.automation_settings, integer, uuid, timestamptz) IS
+    'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
+
+CREATE OR REPLACE FUNCTION ventros.automation_mark_cascade(depth integer, origin_event_id uuid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM set_config('ventros.automation_depth', coalesce(depth + 1, 0)::text, true),
+            set_config('ventros.automation_origin', CASE WHEN depth IS NOT NULL THEN origin_event_id::text ELSE '' END, true);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
+    'Marks the events emitted from now on in this transaction as a cascade one level below depth from an originating event (NULL: unmarks)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
+                                             settings ventros.automation_settings, at timestamptz)
+RETURNS uuid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule ventros.automations;
+    ctx jsonb;
+    run ventros.automation_runs;
+    r record;
+    skipped uuid[] := '{}';
+BEGIN
+    -- everything the rules emit (their actions', their own reports) is one level deeper
+    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    FOREACH rule IN ARRAY rules LOOP
+        IF q.depth = 0 AND rule.conditions <> '[]' THEN
+            -- the common case first: no cascade to check, conditions to evaluate
+            ctx := coalesce(ctx, ventros.automation_context(ev, at));
+            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+                skipped := skipped || rule.id;
+                CONTINUE;
+            END IF;
+        END IF;
+        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
+        IF q.depth >= settings.max_depth THEN
+            run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                                settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
+        ELSIF q.depth > 0 AND ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
+            run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
+        END IF;
+        IF run.error IS NOT NULL THEN
+            run.outcome := 'failed';
+            run.finished_at := clock_timestamp();
+            INSERT INTO ventros.automation_runs VALUES (run.*);
+            PERFORM ventros.automation_report(rule, 'failed', run);
+            CONTINUE;
+        END IF;
+        ctx := coalesce(ctx, ventros.automation_context(ev, at));
+        IF q.depth > 0
+           AND NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+            skipped := skipped || rule.id;
+            CONTINUE;
+        END IF;
+        PERFORM ventros.automation_report(rule, 'triggered', run);
+        IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
+            INSERT INTO ventros.automation_runs VALUES (run.*);
+            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            UPDATE ventros.automation_runs x
+               SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = r.done,
+                   finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
+             WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        ELSE
+            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            run.outcome := 'executed';
+            run.actions_done := r.done;
+            run.finished_at := clock_timestamp();
+            INSERT INTO ventros.automation_runs VALUES (run.*);
+        END IF;
+        IF run.outcome = 'executed' THEN
+            PERFORM ventros.automation_report(rule, 'executed', run);
+        END IF;
+        EXIT WHEN rule.stop_processing;
+    END LOOP;
+    RETURN skipped;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_event_carefully(q ventros.automation_queue, ev ventros.outbox,
+                                                       rules ventros.automations[],
+                                                       settings ventros.automation_settings, at timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule ventros.automations;
+    ctx jsonb;
+    ctx_error text;
+    outcome text;
+    n integer := 0;
+    err text;
+    state text;
+BEGIN
+    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    BEGIN
+        ctx := ventros.automation_context(ev, at);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+        ctx_error := state || ': ' || err;
+    END;
+    FOREACH rule IN ARRAY rules LOOP
+        outcome := ventros.automation_run_rule(rule, ev, ctx, ctx_error, settings, q.depth, q.origin_event_id, at);
+        n := n + 1;
+        EXIT WHEN rule.stop_processing AND outcome IN ('executed', 'waiting', 'ran executed', 'ran waiting');
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_event_carefully(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
+    'Runs the rules a queued event triggers as ventros.automation_run_event does, each rule in its own subtransactions, so a failing rule is its own failed run and a rule that ran for the event already is left alone; returns how many rules ran';
+
+CREATE OR REPLACE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
+                                               skipped_of integer[], skipped_at timestamptz[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(skipped_rule) > 0 THEN
+        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                             started_at, finished_at)
+        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
+          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
+        ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
+                                             rules ventros.automations[], of_event integer[], at_rule integer[],
+                                             per_event boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event_rules ventros.automations[];
+    k integer := 1;
+    j integer;
+    skipped uuid[];
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
+    q ventros.automation_queue;
+    ev ventros.outbox;
+    settings ventros.automation_settings;
+    tenant text;
+BEGIN
+    FOR i IN 1 .. cardinality(qs) LOOP
+        q := qs[i];
+        ev := evs[i];
+        -- this event's rules (element by element: a slice of a big array
+        -- would flatten all of it for every event)
+        event_rules := '{}';
+        j := k;
+        WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
+            event_rules := event_rules || rules[at_rule[j]];
+            j := j + 1;
+        END LOOP;
+        IF tenant IS DISTINCT FROM q.tenant_id THEN
+            tenant := q.tenant_id;
+            PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+            settings := ventros.current_automation_settings();
+        END IF;
+        -- nothing when no rule wants it (any more), the tenant disabled its
+        -- rules, or the event was pruned or erased meanwhile
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
+            -- the loop check of a cascade reads the runs: write those waiting
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
+        END IF;
+        IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
+            IF NOT per_event THEN
+                skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+            ELSE
+                BEGIN
+                    skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                EXCEPTION WHEN OTHERS THEN
+                    -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
+                    skipped := '{}';
+                    BEGIN
+                        PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, at);
+                    EXCEPTION WHEN OTHERS THEN
+                        RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
+                    END;
+                END;
+            END IF;
+            skipped_rule := skipped_rule || skipped;
+            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
+        END IF;
+        k := j;
+    END LOOP;
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
+    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed; writes the skipped runs';
+
+CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    qs ventros.automation_queue[];
+    evs ventros.outbox[];
+    of_event integer[];
+    at_rule integer[];
+    rules ventros.automations[];
+    w ventros.automation_waits;
+    n integer := 0;
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- a tenant's open transaction holding a row a rule needs fails that
+    -- rule's run (55P03), not the executor
+    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+    SELECT coalesce(array_agg(c.x ORDER BY (c.x).seq), '{}'), coalesce(array_agg(o ORDER BY (c.x).seq), '{}')
+      INTO qs, evs
+      FROM (SELECT x FROM ventros.automation_queue x
+             WHERE NOT EXISTS (SELECT 1 FROM ventros.automation_queue y
+                                WHERE y.tenant_id = x.tenant_id AND y.aggregate_id = x.aggregate_id AND y.seq < x.seq)
+             ORDER BY x.seq
+             LIMIT batch_size
+             FOR UPDATE SKIP LOCKED) c
+      LEFT JOIN ventros.outbox o ON o.tenant_id = (c.x).tenant_id AND o.seq = (c.x).seq;
+    -- the rules of every event of the batch: rules holds the enabled rules
+    -- of the batch's tenants (each tenant's in priority order), one query
+    -- matches them with the events: of_event[m] is the event of
+    -- rules[at_rule[m]], each event's in priority order
+    SELECT coalesce(array_agg(a ORDER BY a.tenant_id, a.priority DESC, a.created_at, a.id), '{}') INTO rules
+      FROM ventros.automations a
+     WHERE a.tenant_id IN (SELECT DISTINCT x.tenant_id FROM unnest(qs) x) AND a.enabled AND a.deleted_at IS NULL;
+    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, r.ordinality), '{}'),
+           coalesce(array_agg(r.ordinality ORDER BY bq.ordinality, r.ordinality), '{}')
+      INTO of_event, at_rule
+      FROM unnest(qs) WITH ORDINALITY bq
+      JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = bq.ordinality
+      JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
+     WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
+       AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
+    -- the whole batch in one subtransaction; if anything in it fails, it
+    -- is rolled back and run again with a subtransaction per event
+    BEGIN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, false, run_automations.now);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, true, run_automations.now);
+    END;
+    DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
+    n := cardinality(qs);
+    PERFORM ventros.automation_mark_cascade(NULL, NULL);
+    FOR w IN SELECT * FROM ventros.automation_waits x WHERE x.due_at <= run_automations.now
+              ORDER BY x.due_at LIMIT batch_size FOR UPDATE SKIP LOCKED LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', w.tenant_id, true);
+        BEGIN
+            PERFORM ventros.automation_resume(w, run_automations.now);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'automation executor: wait of run % of tenant % failed: %', w.run_id, w.tenant_id, SQLERRM;
+            DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
+        END;
+        n := n + 1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
+    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED) and due waits, each tenant''s as that tenant, in this transaction; returns how many it took';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -9,9 +9,11 @@
 --   2. the automation executor (src/automation_worker.c), woken at that
 --      commit, calls ventros.run_automations: it takes the first queued
 --      event of each aggregate (order per aggregate; SKIP LOCKED between
---      executors), runs each matching rule in priority order, each in its
---      own subtransaction, records each run in ventros.automation_runs and
---      deletes the queue row, all in one transaction.  The run log's key
+--      executors), runs each matching rule in priority order (a failing
+--      rule's actions roll back alone: the batch runs in one
+--      subtransaction, and again per event and per rule when a rule failed
+--      in it), records each run in ventros.automation_runs and deletes the
+--      queue rows, all in one transaction.  The run log's key
 --      (tenant, rule, event) makes a second run of a rule for an event
 --      impossible; a crash loses the whole transaction and re-runs nothing
 --      twice.
@@ -135,7 +137,12 @@ CREATE TABLE ventros.automation_runs (
     CONSTRAINT automation_runs_once UNIQUE (tenant_id, automation_id, event_id),
     CONSTRAINT automation_runs_outcome_known CHECK (outcome IN ('executed', 'skipped', 'failed', 'waiting'))
 );
-CREATE INDEX automation_runs_origin ON ventros.automation_runs (tenant_id, automation_id, origin_event_id);
+-- The loop check's index: the runs of a cascade (depth > 0) by originating
+-- event; a run at depth 0 is its own origin, found by automation_runs_once.
+-- Not (tenant, rule, origin): with the rule first, a generic plan of the
+-- executor's "did this rule run for this event" probe could take it over
+-- automation_runs_once and read every run of the rule.
+CREATE INDEX automation_runs_origin ON ventros.automation_runs (tenant_id, origin_event_id, automation_id) WHERE depth > 0;
 COMMENT ON TABLE ventros.automation_runs IS
     'Run log: one row per rule and event (executed, skipped by its conditions, failed with its error, waiting to continue), with the actions done';
 ALTER TABLE ventros.automation_runs ENABLE ROW LEVEL SECURITY;
@@ -188,22 +195,24 @@ SELECT ventros.register_event_type('automation.agents_notified', 'An automation 
 
 -- Called by src/webhook_fanout.c, as the table owner, right after the event's
 -- outbox row was written (currval of ventros.outbox_seq is its seq).
+-- PL/pgSQL, not SQL: it runs in every writer's transaction, and a SQL
+-- function with a SET clause is planned again at every call.
 CREATE FUNCTION ventros.automation_enqueue(event_tenant text, event_id uuid, event_type text, aggregate_id uuid)
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH q AS (
-        INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, depth, origin_event_id)
-        SELECT $1, currval('ventros.outbox_seq'), $2, $4,
-               coalesce(nullif(current_setting('ventros.automation_depth', true), '')::integer, 0),
-               coalesce(nullif(current_setting('ventros.automation_origin', true), '')::uuid, $2)
-         WHERE EXISTS (SELECT 1 FROM ventros.automations a
-                        WHERE a.tenant_id = $1 AND a.enabled AND a.deleted_at IS NULL
-                          AND ventros.automation_trigger_matches(a.trigger, $3))
-        ON CONFLICT (tenant_id, seq) DO NOTHING
-        RETURNING 1)
-    SELECT count(*)::integer FROM q
+BEGIN
+    INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, depth, origin_event_id)
+    SELECT event_tenant, currval('ventros.outbox_seq'), automation_enqueue.event_id, automation_enqueue.aggregate_id,
+           coalesce(nullif(current_setting('ventros.automation_depth', true), '')::integer, 0),
+           coalesce(nullif(current_setting('ventros.automation_origin', true), '')::uuid, automation_enqueue.event_id)
+     WHERE EXISTS (SELECT 1 FROM ventros.automations a
+                    WHERE a.tenant_id = event_tenant AND a.enabled AND a.deleted_at IS NULL
+                      AND ventros.automation_trigger_matches(a.trigger, automation_enqueue.event_type))
+    ON CONFLICT (tenant_id, seq) DO NOTHING;
+    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+END
 $$;
 COMMENT ON FUNCTION ventros.automation_enqueue(text, uuid, text, uuid) IS
     'Internal (the emitter, as table owner): queues the event just written for the automation executor when an enabled rule of its tenant selects it; returns 1 or 0';

@@ -86,9 +86,16 @@ COMMENT ON FUNCTION ventros.automation_context(ventros.outbox, timestamptz) IS
 
 -- ---- conditions ----------------------------------------------------------------
 
+-- The three functions that evaluate conditions run for every rule of every
+-- event, so they have no SET search_path: with one, every call saves and
+-- restores the setting and invalidates the cached search path (a few
+-- microseconds each, three calls per condition).  They are not SECURITY
+-- DEFINER (they run with their caller's rights, and the executor pins its
+-- own path), and no tenant can create a function or an operator in a
+-- schema they would find.
+
 CREATE FUNCTION ventros.automation_compare(actual jsonb, op text, expected jsonb) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     a text := actual #>> '{}';
@@ -134,28 +141,32 @@ COMMENT ON FUNCTION ventros.automation_compare(jsonb, text, jsonb) IS
     'One condition operator (eq, ne, gt, lt, gte, lte, contains, not_contains, starts_with, ends_with, in, not_in, is_null, is_not_null, matches) on JSON values';
 
 -- A condition's field as a path of the context: a bare name is a payload field.
+-- No SET search_path: a plain SQL expression, inlined into the conditions'
+-- evaluation (a SQL function that is not inlined is planned at every call,
+-- some 0.1 ms, once per condition of every rule and event); it calls only
+-- pg_catalog and runs with its caller's rights.
 CREATE FUNCTION ventros.automation_field(ctx jsonb, field text) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ctx #> CASE WHEN split_part(field, '.', 1) IN ('payload', 'event', 'contact', 'message', 'session', 'channel', 'pipeline')
-                       THEN string_to_array(field, '.')
-                       ELSE ARRAY['payload'] || string_to_array(field, '.') END
+    SELECT ctx OPERATOR(pg_catalog.#>)
+           CASE WHEN pg_catalog.split_part(field, '.', 1) IN ('payload', 'event', 'contact', 'message', 'session', 'channel', 'pipeline')
+                THEN pg_catalog.string_to_array(field, '.')
+                ELSE ARRAY['payload'] OPERATOR(pg_catalog.||) pg_catalog.string_to_array(field, '.') END
 $$;
 COMMENT ON FUNCTION ventros.automation_field(jsonb, text) IS
     'The value of a condition field in a rule''s context (payload.<path>, contact.<column>, contact.custom.<key>, session.<column>, message.<column>, channel.<column>, event.<attribute>, pipeline.statuses; a bare name is payload.<name>)';
 
 CREATE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    local timestamp := at AT TIME ZONE tz;
-    t time := (at AT TIME ZONE tz)::time;
-    txt text := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
+    txt text;
     w jsonb;
 BEGIN
-    IF c ? 'all' THEN
+    -- the common shape first: a field, an operator, a value (and no other kind)
+    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays'] THEN
+        RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+    ELSIF c ? 'all' THEN
         RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
                            WHERE NOT ventros.automation_condition_holds(x, ctx, tz, at));
     ELSIF c ? 'any' THEN
@@ -165,25 +176,27 @@ BEGIN
         RETURN NOT ventros.automation_condition_holds(c->'not', ctx, tz, at);
     ELSIF c ? 'keyword' THEN
         -- whole words, case-insensitive; any of a list
+        txt := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
         RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'keyword') WHEN 'array' THEN c->'keyword'
                                                                     ELSE jsonb_build_array(c->'keyword') END) k
                        WHERE btrim(k) <> ''
                          AND strpos(' ' || regexp_replace(txt, '[^[:alnum:]_]+', ' ', 'g') || ' ',
                                     ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0);
     ELSIF c ? 'regex' THEN
-        RETURN txt ~* (c->>'regex');
+        RETURN lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', '')) ~* (c->>'regex');
     ELSIF c ? 'tag' THEN
         RETURN coalesce(ctx #> '{contact,tags}' ? (c->>'tag'), false);
     ELSIF c ? 'time_window' THEN
         w := c->'time_window';
-        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM local)::integer) THEN
+        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer) THEN
             RETURN false;
         END IF;
         RETURN CASE WHEN (w->>'from')::time <= (w->>'to')::time
-                    THEN t >= (w->>'from')::time AND (t < (w->>'to')::time OR w->>'to' LIKE '24:%')
-                    ELSE t >= (w->>'from')::time OR t < (w->>'to')::time END;
+                    THEN (at AT TIME ZONE tz)::time >= (w->>'from')::time
+                         AND ((at AT TIME ZONE tz)::time < (w->>'to')::time OR w->>'to' LIKE '24:%')
+                    ELSE (at AT TIME ZONE tz)::time >= (w->>'from')::time OR (at AT TIME ZONE tz)::time < (w->>'to')::time END;
     ELSIF c ? 'weekdays' THEN
-        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM local)::integer);
+        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer);
     END IF;
     RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
 END
@@ -195,17 +208,18 @@ COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, times
 -- "logic": "OR" is or-ed with what precedes it (the stored shape).
 CREATE FUNCTION ventros.automation_conditions_hold(conditions jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     result boolean := true;
     c jsonb;
-    first boolean := true;
+    n integer := coalesce(jsonb_array_length(conditions), 0);
 BEGIN
-    FOR c IN SELECT x FROM jsonb_array_elements(conditions) x LOOP
-        IF first THEN
+    -- an index loop, not a query over jsonb_array_elements: this runs for
+    -- every rule of every event
+    FOR i IN 0 .. n - 1 LOOP
+        c := conditions->i;
+        IF i = 0 THEN
             result := ventros.automation_condition_holds(c, ctx, tz, at);
-            first := false;
         ELSIF upper(coalesce(c->>'logic', 'AND')) = 'OR' THEN
             result := result OR ventros.automation_condition_holds(c, ctx, tz, at);
         ELSE

@@ -11,10 +11,12 @@
  * cache of webhook_fanout.c answers that question), in the event's own
  * transaction; this worker, woken at that commit, calls
  * ventros.run_automations(ventros.automation_batch_size), which takes the
- * first queued event of each aggregate (SKIP LOCKED), runs every matching
- * rule in its own subtransaction and deletes the queue row, all in one
- * transaction: a crash re-runs nothing twice, and the run log's key
- * (tenant, rule, event) makes a second run impossible anyway.  Everything
+ * first queued event of each aggregate (SKIP LOCKED), matches the batch's
+ * rules in one query, runs them (the whole batch in one subtransaction; per
+ * event, then per rule, only when a rule failed in it) and deletes the
+ * queue rows, all in one transaction: a crash re-runs nothing twice, and
+ * the run log's key (tenant, rule, event) makes a second run impossible
+ * anyway.  Everything
  * the executor does is in SQL (sql/83_automation_rules.sql and the
  * sql/84_automation_*.sql files); this file is only the loop.
  *
