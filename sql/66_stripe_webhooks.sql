@@ -223,9 +223,13 @@ COMMENT ON FUNCTION ventros.verify_stripe_signature(text, bytea, text[], timesta
 
 -- ---- the events received -------------------------------------------------------
 
+-- A platform table: an event is received before its tenant is known (and
+-- some never have one), so its key is Stripe's id alone and the tenant is
+-- what the customer matched (matched_tenant).  A tenant's admins read their
+-- own events with ventros.list_stripe_events().
 CREATE TABLE ventros.stripe_events (
-    id          text        PRIMARY KEY,
-    tenant_id   text,
+    id             text        PRIMARY KEY,
+    matched_tenant text,
     type        text        NOT NULL,
     object_id   text,
     created     timestamptz NOT NULL,
@@ -236,15 +240,29 @@ CREATE TABLE ventros.stripe_events (
     CONSTRAINT stripe_events_outcome_known CHECK (outcome IN ('received', 'applied', 'ignored', 'stale', 'unmatched', 'failed'))
 );
 CREATE INDEX stripe_events_by_object ON ventros.stripe_events (object_id, created) WHERE outcome = 'applied';
-CREATE INDEX stripe_events_by_tenant ON ventros.stripe_events (tenant_id, received_at);
+CREATE INDEX stripe_events_by_tenant ON ventros.stripe_events (matched_tenant, received_at);
 COMMENT ON TABLE ventros.stripe_events IS
     'Stripe events received, once each (the id is the idempotency key): type, object, Stripe''s creation time, the tenant matched and the outcome (applied, ignored, stale, unmatched, failed)';
 ALTER TABLE ventros.stripe_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.stripe_events FORCE ROW LEVEL SECURITY;
-CREATE POLICY ventros_tenant_select ON ventros.stripe_events FOR SELECT
-    USING (tenant_id = (SELECT ventros.current_tenant()));
 REVOKE ALL ON ventros.stripe_events FROM PUBLIC;
-GRANT SELECT ON ventros.stripe_events TO ventros_admin;
+
+CREATE FUNCTION ventros.list_stripe_events(received_before timestamptz DEFAULT NULL, page_size integer DEFAULT 50)
+RETURNS TABLE (id text, type text, object_id text, created timestamptz, received_at timestamptz, outcome text, detail text)
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT e.id, e.type, e.object_id, e.created, e.received_at, e.outcome, e.detail
+    FROM ventros.stripe_events e
+    WHERE e.matched_tenant = ventros.require_tenant()
+      AND (received_before IS NULL OR e.received_at < received_before)
+    ORDER BY e.received_at DESC, e.id
+    LIMIT ventros.check_page_size(page_size)
+$$;
+COMMENT ON FUNCTION ventros.list_stripe_events(timestamptz, integer) IS
+    'The acting tenant''s Stripe events, newest first (received before a time): type, object, Stripe''s time, outcome and reason';
+GRANT EXECUTE ON FUNCTION ventros.list_stripe_events(timestamptz, integer) TO ventros_admin;
 
 -- ---- state order -----------------------------------------------------------------
 
@@ -432,7 +450,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE ventros.stripe_events e SET tenant_id = tenant, outcome = stripe_answer.outcome, detail = left(stripe_answer.detail, 1000)
+    UPDATE ventros.stripe_events e SET matched_tenant = tenant, outcome = stripe_answer.outcome, detail = left(stripe_answer.detail, 1000)
     WHERE e.id = event_id;
     RETURN ROW(200, jsonb_build_object('received', true, 'outcome', outcome))::ventros.webhook_answer;
 END

@@ -168,7 +168,7 @@ SELECT is((SELECT name || ' ' || billing_email FROM ventros.billing_accounts WHE
           'the account''s name and email follow');
 SELECT is(pg_temp.send('evt_u1', 'invoice.paid', '{"object": "invoice", "id": "in_Z", "customer": "cus_Nobody", "status": "paid"}')->>'outcome',
           'unmatched', 'a customer no account carries: unmatched');
-SELECT is((SELECT tenant_id FROM ventros.stripe_events WHERE id = 'evt_u1'), NULL, 'kept without a tenant');
+SELECT is((SELECT matched_tenant FROM ventros.stripe_events WHERE id = 'evt_u1'), NULL, 'kept without a tenant');
 SET LOCAL ventros.tenant = 't_stripe_a';
 SELECT ventros.link_stripe_customer(b.id, b.version, 'cus_Shared') FROM ventros.create_billing_account('A2', 'a2@acme.example', gen_random_uuid()) b;
 SET LOCAL ventros.tenant = 't_stripe_b';
@@ -182,9 +182,10 @@ SELECT is(pg_temp.send('evt_x1', 'charge.succeeded', '{"object": "charge", "id":
 -- ---- who sees the events ---------------------------------------------------------------------
 SET LOCAL ROLE ventros_admin;
 SET LOCAL ventros.tenant = 't_stripe_b';
-SELECT is(ARRAY(SELECT id FROM ventros.stripe_events ORDER BY id), '{evt_x1}', 'a tenant admin sees its own Stripe events only');
+SELECT is(ARRAY(SELECT id || ' ' || outcome FROM ventros.list_stripe_events()), '{"evt_x1 ignored"}', 'a tenant admin lists its own Stripe events only');
+SELECT throws_ok($$SELECT * FROM ventros.stripe_events$$, '42501', NULL, 'not the platform''s table');
 SET LOCAL ROLE ventros_agent;
-SELECT throws_ok($$SELECT * FROM ventros.stripe_events$$, '42501', NULL, 'an agent does not read billing events');
+SELECT throws_ok($$SELECT * FROM ventros.list_stripe_events()$$, '42501', NULL, 'an agent does not read billing events');
 RESET ROLE;
 RESET ventros.tenant;
 
