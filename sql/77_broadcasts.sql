@@ -249,33 +249,70 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.fail_broadcast(uuid, integer, text) IS 'Marks a scheduled or running broadcast failed; emits broadcast.failed';
 
--- send_broadcast_execution: one pending execution sent (the step of the
--- journey engine, ventros.journey_send, source broadcast): sending with its
--- message until the message's outcome (broadcast_message_outcome), or failed
--- at once with the error (opt-outs included); the caller counts.
-CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
-RETURNS ventros.broadcast_executions
+-- send_broadcast_executions: pending executions of one broadcast sent as a
+-- set (the step of the journey engine, ventros.journey_sends, source
+-- broadcast: one statement per table for the whole set).  Each becomes
+-- sending with its message until the message's outcome
+-- (broadcast_message_outcome), or sending then failed at once with its
+-- refusal (opted out, no address on the provider).  A failure of the set as a
+-- whole (the template, the system agent, anything unexpected) is retried
+-- contact by contact, so that it fails only the sends it concerns.  The
+-- caller holds the executions' row locks and counts.
+CREATE FUNCTION ventros.send_broadcast_executions(b ventros.broadcasts, es ventros.broadcast_executions[], metadata jsonb)
+RETURNS SETOF ventros.broadcast_executions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    m ventros.messages;
-    message text;
-    result ventros.broadcast_executions;
+    meta jsonb := jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}');
+    ids uuid[] := ARRAY(SELECT e.id FROM unnest(es) e WHERE e.status = 'pending');
+    contacts uuid[] := ARRAY(SELECT e.contact_id FROM unnest(es) e WHERE e.status = 'pending' ORDER BY e.contact_id);
+    sends ventros.message_send[];
+    one ventros.message_send[];
+    contact uuid;
+    failure text;
 BEGIN
-    UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
     BEGIN
-        m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
-                                  jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
-        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        sends := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, contacts, b.message_template, 'broadcast', meta) s);
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        sends := '{}';
+        FOREACH contact IN ARRAY contacts LOOP
+            BEGIN
+                one := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, ARRAY[contact], b.message_template,
+                                                                   'broadcast', meta) s);
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+                one := ARRAY[ROW(contact, NULL, NULL, 'XX000', failure, NULL, NULL)::ventros.message_send];
+            END;
+            sends := sends || one;
+        END LOOP;
     END;
-    RETURN result;
+    -- pending -> sending, with the message queued for it
+    UPDATE ventros.broadcast_executions x SET status = 'sending', message_id = (s.message).id, version = x.version
+    FROM unnest(es) e LEFT JOIN unnest(sends) s ON s.contact_id = e.contact_id
+    WHERE x.tenant_id = b.tenant_id AND x.id = e.id AND x.id = ANY (ids);
+    -- sending -> failed, with the refusal (or the send that was never answered)
+    UPDATE ventros.broadcast_executions x
+    SET status = 'failed', error = left(coalesce(s.error, 'the message was not sent'), 1000), version = x.version
+    FROM unnest(es) e LEFT JOIN unnest(sends) s ON s.contact_id = e.contact_id
+    WHERE x.tenant_id = b.tenant_id AND x.id = e.id AND x.id = ANY (ids) AND (s.message).id IS NULL;
+    RETURN QUERY SELECT x.* FROM ventros.broadcast_executions x WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids)
+                 ORDER BY x.created_at, x.id;
 END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb) IS
+    'Sends pending executions of a broadcast as one set through journey_sends (source broadcast): each sending with its message until the provider''s outcome, or failed with its refusal (opt-out, no recipient)';
+
+-- send_broadcast_execution: the one-execution case.
+CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
+RETURNS ventros.broadcast_executions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x FROM ventros.send_broadcast_executions(b, ARRAY[e], metadata) x
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
     'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
@@ -334,9 +371,10 @@ $$;
 COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
     'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
 
--- send_broadcast_batch: up to limit pending sends of one running broadcast.
--- Each send queues its message (and its provider request); the execution
--- stays sending until the message's outcome (broadcast_message_outcome).
+-- send_broadcast_batch: up to limit pending sends of one running broadcast,
+-- as one set (send_broadcast_executions).  Each send queues its message (and
+-- its provider request); the execution stays sending until the message's
+-- outcome (broadcast_message_outcome).
 CREATE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
@@ -344,24 +382,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
-    e ventros.broadcast_executions;
-    n integer := 0;
-    failed integer := 0;
+    es ventros.broadcast_executions[];
+    n integer;
+    failed integer;
 BEGIN
     IF b.status <> 'running' THEN
         RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
     END IF;
-    FOR e IN SELECT * FROM ventros.broadcast_executions x
-             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
-             ORDER BY x.created_at, x.id
-             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
-             FOR UPDATE SKIP LOCKED
-    LOOP
-        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
-            failed := failed + 1;
-        END IF;
-        n := n + 1;
-    END LOOP;
+    es := ARRAY(SELECT x FROM ventros.broadcast_executions x
+                WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+                ORDER BY x.created_at, x.id
+                LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+                FOR UPDATE SKIP LOCKED);
+    SELECT count(*), count(*) FILTER (WHERE x.status = 'failed') INTO n, failed
+    FROM ventros.send_broadcast_executions(b, es, NULL) x;
     UPDATE ventros.broadcasts x
     SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
@@ -370,7 +404,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
-    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast as one set through send_messages (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
 
 -- broadcast_message_outcome: the provider's outcome of a broadcast message
 -- becomes its execution's.  A trigger, so that every path that moves a
@@ -479,6 +513,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, inte
     ventros.execute_broadcast(uuid, integer), ventros.cancel_broadcast(uuid, integer), ventros.fail_broadcast(uuid, integer, text),
     ventros.send_broadcast_batch(uuid, integer), ventros.finish_broadcast(ventros.broadcasts),
     ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
+    ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb),
     ventros.broadcast_to_contact(uuid, uuid, jsonb)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
