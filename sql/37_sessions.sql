@@ -290,7 +290,7 @@ BEGIN
                 PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
             END IF;
         END LOOP;
-        todo := ARRAY(SELECT x FROM unnest(todo) x WHERE x IS NULL OR x <> ALL (kept) ORDER BY 1);
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT unnest(kept)) d(x) ORDER BY 1);
         IF cardinality(todo) = 0 THEN
             RETURN;
         END IF;
@@ -313,8 +313,7 @@ BEGIN
         SELECT coalesce(array_agg(i), '{}') INTO started FROM inserted i;
         RETURN QUERY SELECT * FROM unnest(started);
         -- Those another transaction started first: continue theirs next round.
-        todo := ARRAY(SELECT x FROM unnest(todo) x
-                      WHERE x IS NULL OR x <> ALL (ARRAY(SELECT i.contact_id FROM unnest(started) i)) ORDER BY 1);
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT i.contact_id FROM unnest(started) i) d(x) ORDER BY 1);
         IF cardinality(todo) = 0 THEN
             RETURN;
         END IF;
@@ -390,14 +389,12 @@ BEGIN
             version = t.version
         FROM m
         WHERE t.tenant_id = tenant AND t.id = m.session_id
-        RETURNING t.*)
-    SELECT coalesce(array_agg(u), '{}') INTO recorded FROM updated u;
-    PERFORM ventros.emit('session.message_recorded', 'session', u.id,
-                         jsonb_build_object('message_id', m.message_id, 'from_me', m.from_me, 'at', m.at,
-                                            'message_count', u.message_count), u.version)
-    FROM unnest(recorded) u
-    JOIN unnest(session_ids, from_me, ats, message_ids) AS m(session_id, from_me, at, message_id) ON m.session_id = u.id
-    ORDER BY u.id;
+        RETURNING t, m.message_id, m.from_me, m.at)
+    SELECT coalesce(array_agg(u.t ORDER BY (u.t).id), '{}') INTO recorded
+    FROM updated u
+    CROSS JOIN LATERAL ventros.emit('session.message_recorded', 'session', (u.t).id,
+                                    jsonb_build_object('message_id', u.message_id, 'from_me', u.from_me, 'at', u.at,
+                                                       'message_count', (u.t).message_count), (u.t).version) e;
     RETURN QUERY SELECT * FROM unnest(recorded);
 END
 $$;

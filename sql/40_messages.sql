@@ -217,11 +217,11 @@ COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, u
 -- agents receive and send messages but may not write counters; it touches
 -- the acting tenant's channel only.
 --
--- record_messages_effects: what new messages do to their sessions (given,
--- locked; one message per session), contacts, channels and chats, one
+-- record_messages_effects: what new messages do to their sessions (locked
+-- by the caller; one message per session), contacts, channels and chats, one
 -- statement per table for the set (a broadcast's batch); the one-message case
 -- is record_message_effects.
-CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[], ss ventros.sessions[])
+CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -236,7 +236,7 @@ BEGIN
     SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
            array_agg(m.id ORDER BY s.id)
     INTO sessions, from_me, ats, ids
-    FROM unnest(ms) m JOIN unnest(ss) s ON s.id = m.session_id;
+    FROM unnest(ms) m JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id;
     IF sessions IS NOT NULL THEN
         PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
     END IF;
@@ -262,8 +262,8 @@ BEGIN
     WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
 END
 $$;
-COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[], ventros.sessions[]) IS
-    'Records new messages on their sessions (locked, one message each), contacts (interaction times), channels (counters) and chats, one statement per table (internal)';
+COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
+    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times), channels (counters) and chats, one statement per table (internal)';
 
 -- record_message_effects: what every new message does to its session (given,
 -- locked), contact, channel and chat: the one-message case.
@@ -271,7 +271,7 @@ CREATE FUNCTION ventros.record_message_effects(m ventros.messages, s ventros.ses
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ventros.record_messages_effects(ARRAY[m], ARRAY[s]) $$;
+AS $$ SELECT ventros.record_messages_effects(ARRAY[m]) $$;
 COMMENT ON FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions) IS
     'Records a new message on its session, contact (interaction times), channel (counters) and chat (internal)';
 
@@ -564,7 +564,7 @@ GRANT EXECUTE ON FUNCTION ventros.sender_identity_type(text, text), ventros.get_
     ventros.raise_refusal(ventros.message_send) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text),
     ventros.record_message_effects(ventros.messages, ventros.sessions),
-    ventros.record_messages_effects(ventros.messages[], ventros.sessions[]),
+    ventros.record_messages_effects(ventros.messages[]),
     ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid),
     ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),

@@ -90,26 +90,39 @@ $$;
 COMMENT ON FUNCTION ventros.json_body(bytea) IS 'A response body parsed as JSON, NULL when empty or not JSON';
 
 -- The first live identity of a contact among the given types, in that order.
+-- PL/pgSQL, as the helpers below: a provider builds one request per message
+-- of a batch, and a PL/pgSQL function keeps its plans for the session where a
+-- SQL function nested in another would be planned again at every call.
 CREATE FUNCTION ventros.contact_identity_of(contact_id uuid, types text[]) RETURNS ventros.contact_identities
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT i.* FROM ventros.contact_identities i
+DECLARE
+    result ventros.contact_identities;
+BEGIN
+    SELECT i.* INTO result FROM ventros.contact_identities i
      WHERE i.tenant_id = ventros.require_tenant() AND i.contact_id = contact_identity_of.contact_id
        AND i.identity_type = ANY (types) AND i.deleted_at IS NULL
      ORDER BY array_position(types, i.identity_type), i.created_at, i.id
-     LIMIT 1
+     LIMIT 1;
+    RETURN result;
+END
 $$;
 COMMENT ON FUNCTION ventros.contact_identity_of(uuid, text[]) IS
     'A contact''s first live identity among the given types, preferring earlier types, then older identities';
 
 -- The provider id of the message a reply refers to (NULL if none or unknown).
 CREATE FUNCTION ventros.reply_provider_id(m ventros.messages) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.channel_message_id FROM ventros.messages r
-     WHERE r.tenant_id = m.tenant_id AND r.id = m.reply_to_id AND r.channel_id = m.channel_id
+BEGIN
+    IF m.reply_to_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT r.channel_message_id FROM ventros.messages r
+             WHERE r.tenant_id = m.tenant_id AND r.id = m.reply_to_id AND r.channel_id = m.channel_id);
+END
 $$;
 COMMENT ON FUNCTION ventros.reply_provider_id(ventros.messages) IS
     'The provider message id of the message m replies to, when it is on the same channel';
@@ -266,8 +279,6 @@ AS $$
 DECLARE
     tenant text := ventros.require_tenant();
     ms ventros.messages[];
-    built ventros.message_send[];
-    requests jsonb;
 BEGIN
     -- Locked in id order: two calls for one message queue one request (the second sees the first's).
     WITH locked AS (SELECT x.* FROM ventros.messages x
@@ -275,38 +286,34 @@ BEGIN
                     ORDER BY x.id FOR UPDATE)
     SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
     RETURN QUERY
-        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(x::text, '<NULL>')),
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
                NULL::text, NULL::text
-        FROM (SELECT DISTINCT x FROM unnest(message_ids) x) u
-        WHERE x IS NULL OR x <> ALL (ARRAY(SELECT m.id FROM unnest(ms) m));
-    -- One request per queued outbound message that has none yet.
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    RETURN QUERY
     WITH todo AS (
-        SELECT m, ch, p
+        SELECT m, ch, p,
+               m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                               WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
         FROM unnest(ms) m
         JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
-        JOIN ventros.channel_providers p ON p.channel_type = ch.type
-        WHERE m.from_me AND m.status = 'queued'
-          AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
-                          WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send')),
-    tried AS (SELECT t.m, t.p, r.* FROM todo t, LATERAL ventros.try_message_send_request(t.ch, t.p, t.m) r)
-    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, t.error_code, t.error, t.error_detail, t.error_hint)::ventros.message_send
-                              ORDER BY (t.m).id), '{}'),
-           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', t.request, 'retry_policy', (t.p).retry_policy))
-                        FILTER (WHERE t.request IS NOT NULL), '{}')
-    INTO built, requests
-    FROM tried t;
-    RETURN QUERY SELECT b.* FROM unnest(built) b WHERE b.error_code IS NOT NULL;
-    RETURN QUERY
-        SELECT b.contact_id, b.message,
-               ventros.enqueue_provider_request(requests->(b.message).id::text->'request', 'message.send', (b.message).id,
-                                                requests->(b.message).id::text->>'retry_policy'),
-               NULL::text, NULL::text, NULL::text, NULL::text
-        FROM unnest(built) b WHERE b.error_code IS NULL AND requests ? (b.message).id::text
-        ORDER BY (b.message).id;
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type),
+    tried AS (
+        SELECT t.m, t.p, r.*
+        FROM todo t
+        LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true)
+    SELECT (t.m).contact_id, t.m,
+           CASE WHEN t.request IS NOT NULL
+                THEN ventros.enqueue_provider_request(t.request, 'message.send', (t.m).id, (t.p).retry_policy) END,
+           t.error_code, t.error, t.error_detail, t.error_hint
+    FROM tried t
+    ORDER BY (t.m).id;
 END
 $$;
 COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
-    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns the requests queued and the refusals (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message), nothing for a channel type not declared or not configured';
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
 
 -- The provider request of one message, or why it cannot be built (as data).
 CREATE FUNCTION ventros.try_message_send_request(ch ventros.channels, p ventros.channel_providers, m ventros.messages,
@@ -430,12 +437,12 @@ BEGIN
     RETURN QUERY
         SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
                NULL::text, NULL::text
-        FROM (SELECT DISTINCT x FROM unnest(contact_ids) x) u WHERE u.x IS NULL OR u.x <> ALL (known);
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
     -- Consent: those who opted out are refused (VN010).
     refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
                      WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
     RETURN QUERY SELECT * FROM unnest(refused);
-    ready := ARRAY(SELECT x FROM unnest(known) x WHERE x <> ALL (ARRAY(SELECT r.contact_id FROM unnest(refused) r)) ORDER BY x);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
     IF cardinality(ready) = 0 THEN
         RETURN;
     END IF;
@@ -482,17 +489,14 @@ BEGIN
                 FROM unnest(sessions) s ORDER BY s.contact_id
                 RETURNING *)
             SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
-            PERFORM ventros.record_messages_effects(sent, sessions);
+            PERFORM ventros.record_messages_effects(sent);
             -- The provider requests, in this transaction (queue_message_sends).
             queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
             refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
             IF cardinality(refused) > 0 THEN
                 RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
             END IF;
-            RETURN QUERY
-                SELECT m.contact_id, m, q.request_id, NULL::text, NULL::text, NULL::text, NULL::text
-                FROM unnest(sent) m LEFT JOIN unnest(queued) q ON (q.message).id = m.id
-                ORDER BY m.contact_id;
+            RETURN QUERY SELECT * FROM unnest(queued);
             RETURN;
         EXCEPTION
             WHEN raise_exception THEN
@@ -506,8 +510,8 @@ BEGIN
         RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
                             r.error_hint
                      FROM unnest(refused) r;
-        ready := ARRAY(SELECT x FROM unnest(ready) x WHERE x <> ALL (ARRAY(SELECT r.contact_id FROM unnest(refused) r))
-                       ORDER BY x);
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
         IF cardinality(ready) = 0 THEN
             RETURN;
         END IF;
