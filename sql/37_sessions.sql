@@ -269,6 +269,7 @@ DECLARE
     s ventros.sessions;
     ch ventros.channels;
     timeout integer;
+    type_id integer;
 BEGIN
     at := coalesce(at, now());
     FOR attempt IN 1..3 LOOP
@@ -300,11 +301,12 @@ BEGIN
                 RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
             END IF;
             timeout := ventros.session_timeout_seconds(ch.id);
+            type_id := ventros.channel_type_id(ch.type);
         END IF;
         WITH inserted AS (
             INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
                                           last_activity_at, timeout_seconds, expires_at)
-            SELECT ch.project_id, x, ch.id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
+            SELECT ch.project_id, x, ch.id, type_id, ch.pipeline_id, at, at,
                    timeout, at + make_interval(secs => timeout)
             FROM unnest(todo) x ORDER BY x
             ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL

@@ -271,6 +271,7 @@ DECLARE
     one ventros.message_send[];
     contact uuid;
     failure text;
+    outcome jsonb;
 BEGIN
     IF cardinality(ids) = 0 THEN
         RETURN;
@@ -290,19 +291,17 @@ BEGIN
             sends := sends || one;
         END LOOP;
     END;
-    -- pending -> sending, with the message queued for it (by broadcast and
-    -- contact: one execution each)
-    UPDATE ventros.broadcast_executions x SET status = 'sending', message_id = s.message_id, version = x.version
-    FROM (SELECT s.contact_id, (s.message).id AS message_id FROM unnest(sends) s) s
-    WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.contact_id = s.contact_id AND x.status = 'pending';
-    -- sending -> failed, with the refusal
-    UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(s.error, 1000), version = x.version
-    FROM (SELECT s.contact_id, s.error FROM unnest(sends) s WHERE (s.message).id IS NULL) s
-    WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.contact_id = s.contact_id AND x.status = 'sending';
-    -- (a send with no answer at all is a failure too, never a send left hanging)
-    UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version
+    -- Each execution's outcome by its contact (a map: no join of two sets).
+    SELECT coalesce(jsonb_object_agg(s.contact_id, jsonb_build_object('message_id', (s.message).id, 'error', s.error)), '{}')
+    INTO outcome FROM unnest(sends) s;
+    -- pending -> sending, with the message queued for it
+    UPDATE ventros.broadcast_executions x
+    SET status = 'sending', message_id = (outcome->(x.contact_id::text)->>'message_id')::uuid, version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'pending';
-    UPDATE ventros.broadcast_executions x SET status = 'failed', error = 'the message was not sent', version = x.version
+    -- sending -> failed, with the refusal (a send with no answer at all fails too, never left hanging)
+    UPDATE ventros.broadcast_executions x
+    SET status = 'failed', error = left(coalesce(outcome->(x.contact_id::text)->>'error', 'the message was not sent'), 1000),
+        version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'sending' AND x.message_id IS NULL;
     RETURN QUERY SELECT x.* FROM ventros.broadcast_executions x WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids)
                  ORDER BY x.created_at, x.id;

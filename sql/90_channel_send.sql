@@ -195,18 +195,36 @@ COMMENT ON FUNCTION ventros.provider_error_text(ventros.http_requests) IS
 
 -- ---- queueing a send ------------------------------------------------------------
 
--- A request described as jsonb {method, url, headers, body, ...} queued.
+-- Requests described as jsonb {method, url, headers, body, ...} queued in
+-- one INSERT (one correlation id each); the one-request case is
+-- enqueue_provider_request.
+CREATE FUNCTION ventros.enqueue_provider_requests(reqs jsonb[], purpose text, correlation_ids uuid[], retry_policy text,
+                                                  max_response_size integer DEFAULT NULL)
+RETURNS TABLE (id uuid, correlation_id uuid)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.id, r.correlation_id
+    FROM ventros.enqueue_http_requests(
+             ARRAY(SELECT q->>'url' FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->>'method', 'POST') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->'headers', '{}') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT CASE WHEN q->'body' IS NOT NULL AND q->'body' <> 'null'::jsonb
+                               THEN convert_to((q->'body')::text, 'UTF8') END
+                   FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             correlation_ids, purpose, retry_policy => retry_policy, max_response_size => max_response_size) r
+$$;
+COMMENT ON FUNCTION ventros.enqueue_provider_requests(jsonb[], text, uuid[], text, integer) IS
+    'Queues requests built by a provider function ({method, url, headers, body}) for the acting tenant, in one INSERT; returns each id with its correlation id';
+
 CREATE FUNCTION ventros.enqueue_provider_request(req jsonb, purpose text, correlation_id uuid, retry_policy text,
                                                  max_response_size integer DEFAULT NULL)
 RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ventros.enqueue_http_request(req->>'url', coalesce(req->>'method', 'POST'), coalesce(req->'headers', '{}'),
-                                        CASE WHEN req->'body' IS NOT NULL AND req->'body' <> 'null'::jsonb
-                                             THEN convert_to((req->'body')::text, 'UTF8') END,
-                                        purpose, correlation_id, retry_policy => retry_policy,
-                                        max_response_size => max_response_size)
+    SELECT r.id FROM ventros.enqueue_provider_requests(ARRAY[req], purpose, ARRAY[correlation_id], retry_policy,
+                                                       max_response_size) r
 $$;
 COMMENT ON FUNCTION ventros.enqueue_provider_request(jsonb, text, uuid, text, integer) IS
     'Queues a request built by a provider function ({method, url, headers, body}) for the acting tenant';
@@ -279,6 +297,10 @@ AS $$
 DECLARE
     tenant text := ventros.require_tenant();
     ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb;
+    queued jsonb := '{}';
+    policy text;
 BEGIN
     -- Locked in id order: two calls for one message queue one request (the second sees the first's).
     WITH locked AS (SELECT x.* FROM ventros.messages x
@@ -291,7 +313,6 @@ BEGIN
         FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
     -- One request per queued outbound message that has none yet, on a
     -- channel whose type is declared; the others are answered without one.
-    RETURN QUERY
     WITH todo AS (
         SELECT m, ch, p,
                m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
@@ -299,17 +320,27 @@ BEGIN
                                WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
         FROM unnest(ms) m
         JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
-        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type),
-    tried AS (
-        SELECT t.m, t.p, r.*
-        FROM todo t
-        LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true)
-    SELECT (t.m).contact_id, t.m,
-           CASE WHEN t.request IS NOT NULL
-                THEN ventros.enqueue_provider_request(t.request, 'message.send', (t.m).id, (t.p).retry_policy) END,
-           t.error_code, t.error, t.error_detail, t.error_hint
-    FROM tried t
-    ORDER BY (t.m).id;
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                              ORDER BY (t.m).id), '{}'),
+           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                        FILTER (WHERE r.request IS NOT NULL), '{}')
+    INTO built, requests
+    FROM todo t
+    LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
 END
 $$;
 COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
