@@ -7076,7 +7076,8 @@ SELECT ventros.register_writes('session', inserts => '{start_or_continue_session
 -- count_channel_message, queue_message_send, enqueue_provider_request and
 -- enqueue_http_request become the one-row cases of set-based functions that
 -- write one statement per table; the address helpers become PL/pgSQL (plans
--- kept across calls).
+-- kept across calls).  broadcast_stats reads the broadcast and its
+-- executions with one snapshot.
 
 CREATE OR REPLACE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_id uuid, at timestamptz DEFAULT now())
 RETURNS SETOF ventros.sessions
@@ -7941,6 +7942,21 @@ END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
     'Sends up to batch (default: the rate limit) pending executions of a running broadcast as one set through send_messages (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
 
 GRANT EXECUTE ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz),
     ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]),

@@ -481,6 +481,10 @@ $$;
 COMMENT ON FUNCTION ventros.tick_broadcasts(timestamptz) IS
     'Starts due scheduled broadcasts and sends one rate-limited batch of each running one (call once a minute); returns sends attempted';
 
+-- One snapshot for the broadcast's row and its executions' counts: the row
+-- is read by get_row (STABLE), not get_broadcast (VOLATILE: it would read
+-- with a newer snapshot than the counts, and a caller could see the
+-- broadcast completed, counted, while its executions still look sending).
 CREATE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -491,7 +495,7 @@ AS $$
                                           WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
                               'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
                                           WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
-    FROM ventros.get_broadcast(broadcast_id) b
+    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
 $$;
 COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
     'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
