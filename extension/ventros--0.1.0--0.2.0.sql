@@ -7077,7 +7077,12 @@ SELECT ventros.register_writes('session', inserts => '{start_or_continue_session
 -- enqueue_http_request become the one-row cases of set-based functions that
 -- write one statement per table; the address helpers become PL/pgSQL (plans
 -- kept across calls).  broadcast_stats reads the broadcast and its
--- executions with one snapshot.
+-- executions with one snapshot.  A batch reads its pending executions in
+-- order off the index (created_at, id), not all of them sorted.
+
+DROP INDEX ventros.broadcast_executions_pending;
+CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at, id)
+    WHERE status = 'pending';
 
 CREATE OR REPLACE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_id uuid, at timestamptz DEFAULT now())
 RETURNS SETOF ventros.sessions

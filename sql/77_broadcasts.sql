@@ -78,7 +78,10 @@ CREATE TABLE ventros.broadcast_executions (
     CONSTRAINT broadcast_executions_error_size CHECK (length(error) <= 1000)
 );
 CREATE UNIQUE INDEX broadcast_executions_unique ON ventros.broadcast_executions (tenant_id, broadcast_id, contact_id);
-CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at)
+-- The batch order (created_at, id): a batch reads its executions off the
+-- index (one list's executions share created_at; without id a batch would
+-- read and sort every pending one).
+CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at, id)
     WHERE status = 'pending';
 CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
     WHERE message_id IS NOT NULL;
