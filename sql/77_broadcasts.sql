@@ -7,11 +7,13 @@
 -- unique), skipping contacts who opted out of the channel.  Execution
 -- machine: pending -> sending -> sent | failed; sent -> failed; pending ->
 -- skipped.  ventros.tick_broadcasts starts due scheduled broadcasts and sends
--- up to rate_limit pending executions per call (one call a minute) through
--- ventros.send_message (source broadcast, its system agent).  An execution is
--- sending while its message waits for the provider: the message's outcome
--- moves it (a trigger on messages, whatever path changed the message: the
--- dispatcher's answer, a status webhook, confirm_message_status), to sent
+-- up to rate_limit pending executions per call (one call a minute) as one set
+-- through ventros.send_messages (source broadcast, its system agent; one
+-- statement per table for the batch; send_message is its one-contact case).
+-- An execution is sending while its message waits for the provider: the
+-- message's outcome moves it (a trigger on messages, whatever path changed
+-- the message: the dispatcher's answer, a status webhook,
+-- confirm_message_status), to sent
 -- when the provider accepted the message, to failed with the provider's
 -- error when it refused it or reported it failed later.  A send refused
 -- before any request (opt-out, no recipient) fails at once.  A broadcast
