@@ -7069,6 +7069,1332 @@ COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
 -- the session's direct writes name the snooze commands too (sql/37_sessions_handling.sql)
 SELECT ventros.register_writes('session', inserts => '{start_or_continue_session}', updates => '{close_session,resolve_session,assign_session_agent,assign_session_to_team,escalate_session,summarize_session,snooze_session,unsnooze_session}', deletes => '{}');
 
+-- ---- one snapshot per answer (sql/71_contact_lists.sql, 75_campaigns.sql, 76_sequences.sql, 77_broadcasts.sql)
+-- These STABLE queries read their aggregate through get_<aggregate>, which is
+-- VOLATILE (it can lock) and so reads in a newer snapshot than the rest of
+-- the query: broadcast_stats could say "completed" beside sends still
+-- "sending".  They read with the stable get_row now.
+
+CREATE OR REPLACE FUNCTION ventros.contact_list_predicate(contact_list_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    list ventros.contact_lists := ventros.get_row(NULL::ventros.contact_lists, 'contact list', contact_list_id);
+    f ventros.contact_list_filters;
+    subject text;
+    v text;
+    cond text;
+    parts text[] := '{}';
+BEGIN
+    IF list.is_static THEN
+        RETURN format('EXISTS (SELECT 1 FROM ventros.contact_list_members m WHERE m.tenant_id = c.tenant_id '
+                      'AND m.contact_list_id = %L AND m.contact_id = c.id AND m.deleted_at IS NULL)', list.id);
+    END IF;
+    FOR f IN SELECT * FROM ventros.contact_list_filters x
+             WHERE x.tenant_id = list.tenant_id AND x.contact_list_id = list.id ORDER BY x.created_at, x.id LOOP
+        v := f.value #>> '{}';
+        IF f.filter_type = 'tag' THEN
+            cond := CASE f.operator
+                WHEN 'eq' THEN format('c.tags @> ARRAY[%L]', v)
+                WHEN 'contains' THEN format('c.tags @> ARRAY[%L]', v)
+                WHEN 'ne' THEN format('NOT c.tags @> ARRAY[%L]', v)
+                WHEN 'not_contains' THEN format('NOT c.tags @> ARRAY[%L]', v)
+                WHEN 'in' THEN format('c.tags && ARRAY(SELECT jsonb_array_elements_text(%L::jsonb))', f.value)
+                WHEN 'not_in' THEN format('NOT c.tags && ARRAY(SELECT jsonb_array_elements_text(%L::jsonb))', f.value)
+                WHEN 'is_null' THEN 'cardinality(c.tags) = 0'
+                WHEN 'is_not_null' THEN 'cardinality(c.tags) > 0'
+                ELSE format('EXISTS (SELECT 1 FROM unnest(c.tags) t WHERE %s)',
+                            ventros.filter_condition('t', f.operator, f.value)) END;
+        ELSE
+            IF f.filter_type = 'attribute' THEN
+                subject := format('c.%I::text', f.field_key);
+                cond := ventros.filter_condition(subject, f.operator, f.value);
+            ELSIF f.filter_type = 'custom_field' AND to_regclass('ventros.contact_custom_fields') IS NOT NULL THEN
+                cond := format('EXISTS (SELECT 1 FROM ventros.contact_custom_fields cf WHERE cf.tenant_id = c.tenant_id '
+                               'AND cf.contact_id = c.id AND cf.field_key = %L AND cf.deleted_at IS NULL AND %s)',
+                               f.field_key, ventros.filter_condition('(cf.field_value #>> ''{}'')', f.operator, f.value));
+            ELSIF f.filter_type = 'pipeline_status' AND to_regclass('ventros.contact_pipeline_statuses') IS NOT NULL THEN
+                cond := format('EXISTS (SELECT 1 FROM ventros.contact_pipeline_statuses ps WHERE ps.tenant_id = c.tenant_id '
+                               'AND ps.contact_id = c.id AND ps.exited_at IS NULL AND ps.deleted_at IS NULL '
+                               'AND (%L::uuid IS NULL OR ps.pipeline_id = %L::uuid) AND %s)',
+                               f.pipeline_id, f.pipeline_id, ventros.filter_condition('ps.status_id::text', f.operator, f.value));
+            ELSE
+                RAISE EXCEPTION '% filters cannot be evaluated in this installation', f.filter_type USING ERRCODE = '0A000';
+            END IF;
+        END IF;
+        parts := parts || ('(' || cond || ')');
+    END LOOP;
+    IF cardinality(parts) = 0 THEN
+        RETURN 'false';         -- a dynamic list without rules is empty
+    END IF;
+    RETURN array_to_string(parts, ' ' || list.logical_operator || ' ');
+END
+$$;
+COMMENT ON FUNCTION ventros.contact_list_predicate(uuid) IS
+    'The SQL condition over contacts c described by a list (members, or filter rules joined by its operator)';
+
+CREATE OR REPLACE FUNCTION ventros.campaign_stats(campaign_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('campaign_id', c.id, 'status', c.status, 'goal_type', c.goal_type, 'goal_value', c.goal_value,
+        'contacts_reached', c.contacts_reached, 'conversions', c.conversions_count,
+        'progress', CASE WHEN c.goal_value > 0 THEN round(100.0 * CASE c.goal_type WHEN 'conversions' THEN c.conversions_count
+                                                                     ELSE c.contacts_reached END / c.goal_value, 1) END,
+        'enrollments', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
+                        FROM (SELECT e.status, count(*) AS n FROM ventros.campaign_enrollments e
+                              WHERE e.tenant_id = c.tenant_id AND e.campaign_id = c.id GROUP BY e.status) s))
+    FROM ventros.get_row(NULL::ventros.campaigns, 'campaign', campaign_id) c
+$$;
+COMMENT ON FUNCTION ventros.campaign_stats(uuid) IS 'Progress of a campaign against its goal and its enrollments per status';
+
+CREATE OR REPLACE FUNCTION ventros.sequence_stats(sequence_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('sequence_id', s.id, 'status', s.status, 'total_enrolled', s.total_enrolled,
+                              'active', s.active_count, 'completed', s.completed_count, 'exited', s.exited_count,
+                              'steps', (SELECT count(*) FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id))
+    FROM ventros.get_row(NULL::ventros.sequences, 'sequence', sequence_id) s
+$$;
+COMMENT ON FUNCTION ventros.sequence_stats(uuid) IS 'Enrollment counts and step count of a sequence';
+
+CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
+                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
+                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
+                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
+                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
+    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
+$$;
+COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
+    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
+
+-- ---- Stripe webhooks (sql/66_stripe_webhooks.sql, sql/88_inbox.sql)
+-- POST /webhooks/stripe: platform webhooks (a registry beside the channels'
+-- providers), the Stripe endpoint's signing secrets, its events received
+-- once, applied in state order to billing accounts, subscriptions and
+-- invoices.  accept_webhook reads its headers through webhook_headers.
+
+-- ---- platform webhooks: endpoints of the platform, not of a channel ----------
+
+-- What a webhook entry point answers: the HTTP status and a JSON body.
+CREATE TYPE ventros.webhook_answer AS (
+    http_status integer,
+    response    jsonb
+);
+COMMENT ON TYPE ventros.webhook_answer IS 'The answer of a webhook entry point: HTTP status and JSON body';
+
+-- POST /webhooks/<name> (one segment): webhooks of the platform itself, not
+-- of a tenant's channel (those are ventros.inbound_providers').  Adding one
+-- is a row (ventros.register_platform_webhook) and its accept function.
+CREATE TABLE ventros.platform_webhooks (
+    name   text PRIMARY KEY,
+    accept regprocedure NOT NULL,
+    CONSTRAINT platform_webhooks_name_format CHECK (name ~ '^[a-z][a-z0-9_]{0,14}$')
+);
+COMMENT ON TABLE ventros.platform_webhooks IS
+    'Webhook endpoints of the platform (POST /webhooks/<name>): accept(headers jsonb, body bytea) -> ventros.webhook_answer, run as the extension owner';
+ALTER TABLE ventros.platform_webhooks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.platform_webhooks FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.platform_webhooks FOR SELECT USING (true);
+GRANT SELECT ON ventros.platform_webhooks TO ventros_viewer;
+
+CREATE FUNCTION ventros.register_platform_webhook(name text, accept regprocedure) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(accept, ARRAY['jsonb', 'bytea']::regtype[], 'ventros.webhook_answer', 'accept');
+    INSERT INTO ventros.platform_webhooks AS w (name, accept)
+    VALUES (register_platform_webhook.name, register_platform_webhook.accept)
+    ON CONFLICT ON CONSTRAINT platform_webhooks_pkey DO UPDATE SET accept = EXCLUDED.accept;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_platform_webhook(text, regprocedure) IS
+    'Registers the accept function of a platform webhook endpoint POST /webhooks/<name> (see ventros.platform_webhooks)';
+
+-- A webhook's headers as the front hands them over ({"Name": "value"}), with
+-- lower-case names and only string values: what every verifier reads.
+CREATE FUNCTION ventros.webhook_headers(headers jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}')
+    FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+    WHERE jsonb_typeof(h.value) = 'string'
+$$;
+COMMENT ON FUNCTION ventros.webhook_headers(jsonb) IS
+    'A webhook''s headers with lower-case names and only string values (non-objects: {})';
+
+-- The front's entry: the endpoint's answer, or 404 for a name not registered.
+CREATE FUNCTION ventros.accept_platform_webhook(name text, headers jsonb, body bytea)
+RETURNS TABLE (http_status integer, response jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    fn regprocedure := (SELECT w.accept FROM ventros.platform_webhooks w WHERE w.name = lower(accept_platform_webhook.name));
+    answer ventros.webhook_answer;
+BEGIN
+    IF fn IS NULL THEN
+        RETURN QUERY SELECT 404, '{"error":"not_found"}'::jsonb;
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT * FROM %s($1, $2)', fn::regproc) INTO answer
+        USING ventros.webhook_headers(headers), coalesce(body, ''::bytea);
+    RETURN QUERY SELECT answer.http_status, answer.response;
+END
+$$;
+COMMENT ON FUNCTION ventros.accept_platform_webhook(text, jsonb, bytea) IS
+    'Anonymous entry of POST /webhooks/<name>: the registered endpoint''s answer (ventros.platform_webhooks), 404 for another name';
+
+-- ---- the signing secrets -------------------------------------------------------
+
+-- The endpoint's signing secrets (whsec_...), encrypted with
+-- ventros.secret_key.  Rolling a secret in Stripe keeps the old one valid
+-- for a while: add the new one and give the old one an expiry.  Only the
+-- extension owner reads this table (no policy); platform admins manage it
+-- through the functions below, which never return a secret.
+CREATE TABLE ventros.stripe_webhook_secrets (
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    secret     bytea       NOT NULL,
+    added_at   timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz
+);
+COMMENT ON TABLE ventros.stripe_webhook_secrets IS
+    'Signing secrets of the Stripe webhook endpoint (encrypted); several while one is rolled; read by accept_stripe_webhook only';
+ALTER TABLE ventros.stripe_webhook_secrets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.stripe_webhook_secrets FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON ventros.stripe_webhook_secrets FROM PUBLIC;
+
+CREATE FUNCTION ventros.add_stripe_webhook_secret(secret text, expire_others_in interval DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result uuid;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF secret IS NULL OR secret !~ '^whsec_[A-Za-z0-9+/=_-]{8,200}$' THEN
+        RAISE EXCEPTION 'a Stripe webhook signing secret looks like whsec_...' USING ERRCODE = '22023',
+            HINT = 'Copy it from the endpoint''s page in the Stripe dashboard (Signing secret).';
+    END IF;
+    IF expire_others_in IS NOT NULL THEN
+        UPDATE ventros.stripe_webhook_secrets s SET expires_at = least(coalesce(s.expires_at, 'infinity'), now() + expire_others_in);
+    END IF;
+    INSERT INTO ventros.stripe_webhook_secrets (secret) VALUES (ventros.encrypt_secret(secret)) RETURNING id INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.add_stripe_webhook_secret(text, interval) IS
+    'Platform admins: adds a signing secret of the Stripe endpoint (whsec_..., 22023 otherwise); expire_others_in gives the others an expiry (rolling a secret); returns its id';
+
+CREATE FUNCTION ventros.remove_stripe_webhook_secret(secret_id uuid) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    DELETE FROM ventros.stripe_webhook_secrets s WHERE s.id = secret_id;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION ventros.remove_stripe_webhook_secret(uuid) IS
+    'Platform admins: removes a signing secret of the Stripe endpoint; false when there was none';
+
+CREATE FUNCTION ventros.stripe_webhook_secrets()
+RETURNS TABLE (id uuid, added_at timestamptz, expires_at timestamptz, active boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    RETURN QUERY SELECT s.id, s.added_at, s.expires_at, coalesce(s.expires_at > now(), true)
+                 FROM ventros.stripe_webhook_secrets s ORDER BY s.added_at, s.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_webhook_secrets() IS
+    'Platform admins: the Stripe endpoint''s signing secrets, without the secrets: when added, when they expire, whether they still verify';
+
+-- ---- the signature ---------------------------------------------------------------
+
+-- NULL when header signs body under one of secrets at a time within
+-- tolerance seconds of now; else missing_signature, malformed_signature,
+-- timestamp_outside_tolerance or invalid_signature.  Every v1 (at most 8)
+-- is compared with every secret's HMAC in constant time
+-- (ventros.timing_safe_equal).
+CREATE FUNCTION ventros.verify_stripe_signature(header text, body bytea, secrets text[], now timestamptz,
+                                                tolerance integer DEFAULT 300)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item text;
+    t text;
+    given bytea[] := '{}';
+    signed bytea;
+    secret text;
+    matched boolean := false;
+BEGIN
+    IF header IS NULL OR btrim(header) = '' THEN
+        RETURN 'missing_signature';
+    END IF;
+    FOREACH item IN ARRAY string_to_array(left(header, 4096), ',') LOOP
+        item := btrim(item);
+        IF item ~ '^t=[0-9]{1,12}$' AND t IS NULL THEN
+            t := substr(item, 3);
+        ELSIF item LIKE 'v1=%' THEN
+            given := given || ventros.decode_hex_signature(substr(item, 4), 32);
+        END IF;
+    END LOOP;
+    -- (Stripe sends one v1 per secret of the endpoint: a few.  More would
+    -- make an anonymous caller buy many HMACs of the body for one request.)
+    IF t IS NULL OR cardinality(given) NOT BETWEEN 1 AND 8 OR array_position(given, NULL) IS NOT NULL THEN
+        RETURN 'malformed_signature';
+    END IF;
+    IF abs(extract(epoch FROM now) - t::bigint) > tolerance THEN
+        RETURN 'timestamp_outside_tolerance';
+    END IF;
+    signed := convert_to(t || '.', 'UTF8') || body;
+    FOREACH secret IN ARRAY coalesce(secrets, '{}') LOOP
+        FOR i IN 1 .. cardinality(given) LOOP
+            matched := ventros.timing_safe_equal(ventros.webhook_hmac(signed, secret, 'sha256'), given[i]) OR matched;
+        END LOOP;
+    END LOOP;
+    RETURN CASE WHEN matched THEN NULL ELSE 'invalid_signature' END;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_stripe_signature(text, bytea, text[], timestamptz, integer) IS
+    'NULL when a Stripe-Signature header (t=..., v1=...) signs the body under one of the secrets within tolerance seconds (default 300) of now; else missing_signature, malformed_signature, timestamp_outside_tolerance or invalid_signature';
+
+-- ---- the events received -------------------------------------------------------
+
+CREATE TABLE ventros.stripe_events (
+    id          text        PRIMARY KEY,
+    tenant_id   text,
+    type        text        NOT NULL,
+    object_id   text,
+    created     timestamptz NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    outcome     text        NOT NULL DEFAULT 'received',
+    detail      text,
+    CONSTRAINT stripe_events_id_format CHECK (id ~ '^evt_[A-Za-z0-9]{1,200}$'),
+    CONSTRAINT stripe_events_outcome_known CHECK (outcome IN ('received', 'applied', 'ignored', 'stale', 'unmatched', 'failed'))
+);
+CREATE INDEX stripe_events_by_object ON ventros.stripe_events (object_id, created) WHERE outcome = 'applied';
+CREATE INDEX stripe_events_by_tenant ON ventros.stripe_events (tenant_id, received_at);
+COMMENT ON TABLE ventros.stripe_events IS
+    'Stripe events received, once each (the id is the idempotency key): type, object, Stripe''s creation time, the tenant matched and the outcome (applied, ignored, stale, unmatched, failed)';
+ALTER TABLE ventros.stripe_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.stripe_events FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.stripe_events FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.stripe_events FROM PUBLIC;
+GRANT SELECT ON ventros.stripe_events TO ventros_admin;
+
+-- ---- state order -----------------------------------------------------------------
+
+-- The shortest walk of allowed transitions of an aggregate from one state to
+-- another (the states after from, in order; '{}' when equal; NULL when no
+-- walk exists).  Stripe reports where an object is now; this says which
+-- transitions, each with its event, lead there.
+CREATE FUNCTION ventros.transition_path(aggregate text, from_state text, to_state text) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE walk (state, path) AS (
+        SELECT from_state, ARRAY[]::text[]
+        UNION ALL
+        SELECT t.to_state, w.path || t.to_state
+        FROM walk w JOIN ventros.aggregate_transitions t ON t.aggregate = transition_path.aggregate AND t.from_state = w.state
+        WHERE NOT t.to_state = ANY (w.path) AND t.to_state <> from_state AND cardinality(w.path) < 10
+    )
+    SELECT w.path FROM walk w WHERE w.state = to_state ORDER BY cardinality(w.path) LIMIT 1
+$$;
+COMMENT ON FUNCTION ventros.transition_path(text, text, text) IS
+    'The shortest walk of declared transitions of an aggregate from one state to another (states after from; {} when equal; NULL when none)';
+
+-- ---- applying each kind of event ----------------------------------------------
+
+CREATE FUNCTION ventros.stripe_time(value jsonb) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN jsonb_typeof(value) = 'number' THEN to_timestamp((value #>> '{}')::double precision) END $$;
+COMMENT ON FUNCTION ventros.stripe_time(jsonb) IS 'A Stripe timestamp (Unix seconds) as timestamptz; NULL when absent';
+
+-- checkout.session.completed: the account has a payment method now.
+CREATE FUNCTION ventros.apply_stripe_checkout(b ventros.billing_accounts, obj jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF b.payment_status <> 'pending' THEN
+        RETURN 'ignored';
+    END IF;
+    PERFORM ventros.activate_billing_payment(b.id, b.version,
+        jsonb_build_object('id', obj->>'id', 'type', 'stripe_checkout', 'subscription', obj->>'subscription'));
+    RETURN 'applied';
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_stripe_checkout(ventros.billing_accounts, jsonb) IS
+    'checkout.session.completed: a pending billing account gets the checkout as its payment method (billing_account.payment_activated)';
+
+-- customer.updated: the account's name and billing email follow Stripe's.
+CREATE FUNCTION ventros.apply_stripe_customer(b ventros.billing_accounts, obj jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changes jsonb := '{}';
+BEGIN
+    IF nullif(obj->>'email', '') IS NOT NULL AND lower(obj->>'email') <> b.billing_email THEN
+        changes := changes || jsonb_build_object('billing_email', obj->>'email');
+    END IF;
+    IF nullif(obj->>'name', '') IS NOT NULL AND obj->>'name' <> b.name THEN
+        changes := changes || jsonb_build_object('name', obj->>'name');
+    END IF;
+    IF changes = '{}' THEN
+        RETURN 'ignored';
+    END IF;
+    PERFORM ventros.update_billing_account(b.id, b.version, changes);
+    RETURN 'applied';
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_stripe_customer(ventros.billing_accounts, jsonb) IS
+    'customer.updated: the billing account''s name and email follow the Stripe customer''s';
+
+-- customer.subscription.created / updated / deleted: the subscription is
+-- mirrored (created when new), walked to Stripe's status, and its period,
+-- price and scheduled cancellation follow.  Newer API versions keep the
+-- period on the items.
+CREATE FUNCTION ventros.apply_stripe_subscription(b ventros.billing_accounts, obj jsonb, deleted boolean) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.subscriptions;
+    target text := CASE WHEN deleted THEN 'canceled' ELSE obj->>'status' END;
+    item jsonb := obj #> '{items,data,0}';
+    price text := coalesce(item #>> '{price,id}', obj #>> '{plan,id}');
+    period_start timestamptz := ventros.stripe_time(coalesce(obj->'current_period_start', item->'current_period_start'));
+    period_end timestamptz := ventros.stripe_time(coalesce(obj->'current_period_end', item->'current_period_end'));
+    walk text[];
+    state text;
+BEGIN
+    SELECT * INTO s FROM ventros.subscriptions x
+    WHERE x.tenant_id = b.tenant_id AND x.stripe_subscription_id = obj->>'id' AND x.deleted_at IS NULL FOR UPDATE;
+    IF s.id IS NULL THEN
+        s := ventros.create_subscription(b.id, obj->>'id', price,
+                 CASE WHEN target IN ('trialing', 'active') THEN target ELSE 'incomplete' END,
+                 period_start, period_end, ventros.stripe_time(obj->'trial_end'),
+                 metadata => jsonb_build_object('stripe_customer', obj->>'customer'));
+    END IF;
+    walk := ventros.transition_path('subscription', s.status, target);
+    IF walk IS NULL THEN
+        RAISE EXCEPTION 'subscription % cannot go from % to %', s.id, s.status, target USING ERRCODE = 'VN002';
+    END IF;
+    FOREACH state IN ARRAY walk LOOP
+        s := ventros.set_subscription_status(s.id, s.version, state);
+    END LOOP;
+    IF period_start IS NOT NULL AND period_end IS NOT NULL
+       AND (period_start, period_end) IS DISTINCT FROM (s.current_period_start, s.current_period_end) THEN
+        s := ventros.update_subscription_period(s.id, s.version, period_start, period_end);
+    END IF;
+    IF price IS NOT NULL AND price <> s.stripe_price_id THEN
+        s := ventros.change_subscription_price(s.id, s.version, price);
+    END IF;
+    IF obj->'cancel_at_period_end' = 'true'::jsonb AND NOT s.cancel_at_period_end AND s.status <> 'canceled' THEN
+        s := ventros.schedule_subscription_cancellation(s.id, s.version);
+    END IF;
+    RETURN 'applied';
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_stripe_subscription(ventros.billing_accounts, jsonb, boolean) IS
+    'customer.subscription.created/updated/deleted: the subscription mirrored (created when new), walked through its allowed transitions to Stripe''s status, with its period, price and scheduled cancellation';
+
+-- invoice.finalized / paid / payment_failed (and the other invoice events):
+-- the invoice is mirrored (created when new), walked to Stripe's status; a
+-- failed payment is recorded on the open invoice.
+CREATE FUNCTION ventros.apply_stripe_invoice(b ventros.billing_accounts, obj jsonb, event_type text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i ventros.invoices;
+    sub uuid;
+    target text := obj->>'status';
+    state text;
+BEGIN
+    SELECT * INTO i FROM ventros.invoices x
+    WHERE x.tenant_id = b.tenant_id AND x.stripe_invoice_id = obj->>'id' AND x.deleted_at IS NULL FOR UPDATE;
+    IF i.id IS NULL THEN
+        SELECT x.id INTO sub FROM ventros.subscriptions x
+        WHERE x.tenant_id = b.tenant_id AND x.stripe_subscription_id = obj->>'subscription' AND x.deleted_at IS NULL;
+        i := ventros.create_invoice(b.id, obj->>'id', (obj->>'amount_due')::bigint, obj->>'currency', 'draft', sub,
+                                    ventros.stripe_time(obj->'due_date'));
+    END IF;
+    FOREACH state IN ARRAY coalesce(ventros.transition_path('invoice', i.status, target), ARRAY['(none)']) LOOP
+        i := CASE state WHEN 'open' THEN ventros.finalize_invoice(i.id, i.version)
+                        WHEN 'paid' THEN ventros.pay_invoice(i.id, i.version)
+                        WHEN 'uncollectible' THEN ventros.mark_invoice_uncollectible(i.id, i.version)
+                        WHEN 'void' THEN ventros.void_invoice(i.id, i.version) END;
+        IF i.id IS NULL THEN
+            RAISE EXCEPTION 'invoice % cannot become %', obj->>'id', target USING ERRCODE = 'VN002';
+        END IF;
+    END LOOP;
+    IF event_type = 'invoice.payment_failed' AND i.status = 'open' THEN
+        i := ventros.record_invoice_payment_failure(i.id, i.version,
+                 coalesce(obj #>> '{last_finalization_error,message}', 'the payment failed at Stripe'));
+    END IF;
+    IF (obj->>'hosted_invoice_url', obj->>'invoice_pdf') IS DISTINCT FROM (i.hosted_invoice_url, i.invoice_pdf)
+       AND obj->>'hosted_invoice_url' LIKE 'https://%' AND obj->>'invoice_pdf' LIKE 'https://%' THEN
+        i := ventros.set_invoice_links(i.id, i.version, obj->>'hosted_invoice_url', obj->>'invoice_pdf',
+                                       coalesce(ventros.stripe_time(obj->'due_date'), i.due_date));
+    END IF;
+    RETURN 'applied';
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_stripe_invoice(ventros.billing_accounts, jsonb, text) IS
+    'invoice.*: the invoice mirrored (created when new) and walked through its allowed transitions to Stripe''s status (finalized, paid, uncollectible, void); a failed payment recorded on the open invoice; links kept';
+
+-- ---- the endpoint ------------------------------------------------------------------
+
+-- The billing account of a Stripe customer: the one live account of all
+-- tenants that carries it, or NULL (none, or more than one).
+CREATE FUNCTION ventros.stripe_customer_account(customer text) RETURNS ventros.billing_accounts
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN count(*) = 1 THEN (array_agg(b))[1] END
+    FROM ventros.billing_accounts b
+    WHERE b.stripe_customer_id = customer AND b.deleted_at IS NULL
+$$;
+COMMENT ON FUNCTION ventros.stripe_customer_account(text) IS
+    'The one live billing account (any tenant) linked to a Stripe customer; NULL when none or several claim it';
+
+-- Records the outcome of an event on its row, with the tenant matched.
+CREATE FUNCTION ventros.stripe_answer(event_id text, tenant text, outcome text, detail text) RETURNS ventros.webhook_answer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE ventros.stripe_events e SET tenant_id = tenant, outcome = stripe_answer.outcome, detail = left(stripe_answer.detail, 1000)
+    WHERE e.id = event_id;
+    RETURN ROW(200, jsonb_build_object('received', true, 'outcome', outcome))::ventros.webhook_answer;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_answer(text, text, text, text) IS
+    'Keeps an event''s outcome (and tenant) on ventros.stripe_events and answers Stripe 200 with it';
+
+CREATE FUNCTION ventros.apply_stripe_event(b ventros.billing_accounts, event_type text, obj jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN CASE
+        WHEN event_type = 'checkout.session.completed' THEN ventros.apply_stripe_checkout(b, obj)
+        WHEN event_type = 'customer.updated' THEN ventros.apply_stripe_customer(b, obj)
+        WHEN event_type IN ('customer.subscription.created', 'customer.subscription.updated', 'customer.subscription.deleted')
+            THEN ventros.apply_stripe_subscription(b, obj, event_type = 'customer.subscription.deleted')
+        WHEN event_type LIKE 'invoice.%' AND obj->>'object' = 'invoice' THEN ventros.apply_stripe_invoice(b, obj, event_type)
+        ELSE 'ignored' END;
+END
+$$;
+COMMENT ON FUNCTION ventros.apply_stripe_event(ventros.billing_accounts, text, jsonb) IS
+    'Applies a Stripe event to a tenant''s billing: checkout.session.completed, customer.updated, customer.subscription.*, invoice.*; other types are ignored';
+
+CREATE FUNCTION ventros.accept_stripe_webhook(headers jsonb, body bytea) RETURNS ventros.webhook_answer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    secrets text[] := ARRAY(SELECT ventros.decrypt_secret(s.secret) FROM ventros.stripe_webhook_secrets s
+                            WHERE s.expires_at IS NULL OR s.expires_at > now());
+    failure text;
+    doc jsonb;
+    obj jsonb;
+    event_at timestamptz;
+    b ventros.billing_accounts;
+    outcome text;
+    state text;
+    message text;
+BEGIN
+    IF cardinality(secrets) = 0 THEN
+        -- not configured yet: Stripe keeps retrying for days
+        RETURN ROW(503, '{"error":"not_configured"}')::ventros.webhook_answer;
+    END IF;
+    failure := ventros.verify_stripe_signature(headers->>'stripe-signature', body, secrets, now());
+    IF failure IS NOT NULL THEN
+        RETURN ROW(400, jsonb_build_object('error', failure))::ventros.webhook_answer;
+    END IF;
+    BEGIN
+        doc := convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN data_exception OR invalid_text_representation OR character_not_in_repertoire THEN
+        doc := NULL;
+    END;
+    obj := doc #> '{data,object}';
+    event_at := ventros.stripe_time(doc->'created');
+    IF jsonb_typeof(obj) IS DISTINCT FROM 'object' OR coalesce(doc->>'id', '') !~ '^evt_[A-Za-z0-9]{1,200}$'
+       OR jsonb_typeof(doc->'type') IS DISTINCT FROM 'string' OR event_at IS NULL THEN
+        RETURN ROW(400, '{"error":"malformed_event"}')::ventros.webhook_answer;
+    END IF;
+    INSERT INTO ventros.stripe_events AS e (id, type, object_id, created)
+    VALUES (doc->>'id', left(doc->>'type', 200), left(obj->>'id', 255), event_at)
+    ON CONFLICT ON CONSTRAINT stripe_events_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN ROW(200, '{"received":true,"duplicate":true}')::ventros.webhook_answer;
+    END IF;
+
+    b := ventros.stripe_customer_account(CASE WHEN obj->>'object' = 'customer' THEN obj->>'id' ELSE obj->>'customer' END);
+    IF b.id IS NULL THEN
+        RETURN ventros.stripe_answer(doc->>'id', NULL, 'unmatched', 'no single billing account is linked to this customer');
+    END IF;
+    PERFORM set_config('ventros.tenant', b.tenant_id, true);
+    IF EXISTS (SELECT 1 FROM ventros.stripe_events e
+               WHERE e.object_id = obj->>'id' AND e.outcome = 'applied' AND e.created > event_at) THEN
+        RETURN ventros.stripe_answer(doc->>'id', b.tenant_id, 'stale', 'a newer event of this object was applied');
+    END IF;
+    BEGIN
+        outcome := ventros.apply_stripe_event(b, doc->>'type', obj);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
+        IF state IN ('40001', '40P01', '55P03', '57014') THEN
+            RAISE;  -- transient: the front answers 503 and Stripe retries
+        END IF;
+        RETURN ventros.stripe_answer(doc->>'id', b.tenant_id, 'failed', state || ': ' || message);
+    END;
+    RETURN ventros.stripe_answer(doc->>'id', b.tenant_id, outcome, NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.accept_stripe_webhook(jsonb, bytea) IS
+    'POST /webhooks/stripe: a signed Stripe event (Stripe-Signature, the endpoint''s secrets), recorded once, matched to its tenant by the customer and applied in state order to billing accounts, subscriptions and invoices; 400 unsigned or malformed, 503 when no secret is configured, else 200 with the outcome';
+
+SELECT ventros.register_platform_webhook('stripe', 'ventros.accept_stripe_webhook(jsonb, bytea)');
+
+GRANT EXECUTE ON FUNCTION ventros.accept_platform_webhook(text, jsonb, bytea) TO ventros_anon;
+GRANT EXECUTE ON FUNCTION ventros.add_stripe_webhook_secret(text, interval), ventros.remove_stripe_webhook_secret(uuid),
+    ventros.stripe_webhook_secrets() TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.accept_webhook(provider text, channel_id text, headers jsonb, body bytea)
+RETURNS TABLE (http_status integer, response jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    ch ventros.channels;
+    hdrs jsonb;
+    failure text;
+    doc jsonb;
+    parse_error text;
+    it ventros.inbox_item;
+    new_id uuid;
+    head uuid;
+    n integer := 0;
+    stored uuid[] := '{}';
+    kept jsonb;
+    row_ ventros.inbox;
+    p ventros.inbound_providers;
+BEGIN
+    provider := lower(provider);
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = accept_webhook.provider;
+    ch := ventros.webhook_channel(provider, channel_id);
+    IF p.provider IS NULL OR ch.id IS NULL THEN
+        RETURN QUERY SELECT 404, '{"error":"channel_not_found"}'::jsonb;
+        RETURN;
+    END IF;
+    PERFORM set_config('ventros.tenant', ch.tenant_id, true);
+    hdrs := ventros.webhook_headers(headers);
+    body := coalesce(body, ''::bytea);
+
+    failure := ventros.verify_webhook(provider, ch.config, hdrs, body);
+    IF failure IS NOT NULL THEN
+        INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
+        VALUES (ch.tenant_id, ch.id, 1, now(), failure)
+        ON CONFLICT ON CONSTRAINT channel_webhook_rejections_pkey DO UPDATE
+            SET rejected = x.rejected + 1, last_rejected_at = now(), last_reason = EXCLUDED.last_reason;
+        RETURN QUERY SELECT 401, '{"error":"invalid_signature"}'::jsonb;
+        RETURN;
+    END IF;
+
+    kept := ventros.webhook_headers_to_keep(hdrs);
+    BEGIN
+        doc := convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        parse_error := SQLERRM;
+    END;
+    IF parse_error IS NOT NULL OR doc IS NULL THEN
+        -- Stored with its error (nothing is lost), answered 400.
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, body, headers,
+                                   status, last_error)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, 'invalid', ventros.body_sha256(body), new_id, body, kept,
+                'failed', left('22P02: body is not JSON: ' || coalesce(parse_error, 'empty'), 2000))
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING;
+        RETURN QUERY SELECT 400, '{"error":"invalid_json"}'::jsonb;
+        RETURN;
+    END IF;
+
+    FOR it IN EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', p.split::regproc) USING ch.config, doc, body, hdrs
+    LOOP
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox AS i (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, item_index,
+                                        body, item, headers, ref_id, status, last_error, next_attempt_at)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, it.event, left(it.dedupe_key, 1024), coalesce(head, new_id), n,
+                CASE WHEN head IS NULL THEN body END, it.item, kept, it.ref_id, it.status, it.last_error,
+                CASE WHEN it.status = 'received' THEN now() END)
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING
+        RETURNING i.id INTO new_id;
+        n := n + 1;
+        IF FOUND THEN
+            head := coalesce(head, new_id);
+            stored := stored || new_id;
+        END IF;
+    END LOOP;
+
+    IF head IS NULL THEN
+        RETURN QUERY SELECT 200, '{"status":"duplicate"}'::jsonb;
+        RETURN;
+    END IF;
+    -- Deferred (the default): the inbox processor takes the new items right
+    -- after this transaction commits (src/inbox_worker.c; the statement
+    -- trigger ventros_inbox_wake wakes it).  Inline: process what is new
+    -- here, each item in its own subtransaction (inbox_run).
+    IF current_setting('ventros.inbox_processing') = 'inline' THEN
+        FOR row_ IN SELECT * FROM ventros.inbox i
+                    WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
+                    ORDER BY i.item_index LOOP
+            PERFORM ventros.inbox_run(row_, now());
+        END LOOP;
+    END IF;
+    RETURN QUERY SELECT 200, jsonb_build_object('status', 'accepted', 'inbox_id', head);
+END
+$$;
+COMMENT ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea) IS
+    'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently; processed here when ventros.inbox_processing is inline, else by the inbox processor after commit) or duplicate';
+
+-- ---- actions: cron schedules, exits at the moment, run records, campaign conversion status
+-- (sql/74_automations.sql, 74_enrollments.sql, 75_campaigns.sql, 76_sequences.sql,
+-- 84_automation_time_triggers.sql; docs/automation.md, docs/security.md)
+--
+-- record_automation_run let an agent write automation.triggered/.executed/
+-- .failed with any details and set last_executed, as if the executor had run
+-- the rule: the executor records runs itself (ventros.automation_runs and
+-- ventros.automation_report), so the function is gone.
+DROP FUNCTION ventros.record_automation_run(uuid, text, jsonb);
+
+-- cron schedules: parsed (refused at create with 22023), and fired by the tick
+
+CREATE OR REPLACE FUNCTION ventros.cron_field(field text, what text, lo integer, hi integer, names text[] DEFAULT NULL)
+RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item text;
+    m text[];
+    bounds integer[];
+    step integer;
+    result integer[] := '{}';
+BEGIN
+    FOREACH item IN ARRAY string_to_array(lower(field), ',') LOOP
+        m := regexp_match(item, '^(\*|([a-z]{3}|[0-9]{1,2})(-([a-z]{3}|[0-9]{1,2}))?)(/([0-9]{1,2}))?$');
+        IF m IS NULL OR (m[2] IS NOT NULL AND m[4] IS NULL AND m[6] IS NOT NULL) THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                HINT = 'Each field is a list of *, n, a-b, */step or a-b/step.';
+        END IF;
+        bounds := ARRAY[lo, hi];
+        IF m[1] <> '*' THEN
+            SELECT array_agg(CASE WHEN v ~ '^[0-9]+$' THEN v::integer ELSE array_position(names, v) - 1 + lo END ORDER BY o)
+              INTO bounds FROM unnest(ARRAY[m[2], coalesce(m[4], m[2])]) WITH ORDINALITY x(v, o);
+        END IF;
+        step := coalesce(m[6]::integer, 1);
+        IF bounds[1] IS NULL OR bounds[2] IS NULL OR bounds[1] < lo OR bounds[2] > hi OR bounds[1] > bounds[2] OR step < 1 THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                DETAIL = format('Values of the %s field go from %s to %s, ranges upwards, steps from 1.', what, lo, hi);
+        END IF;
+        result := result || ARRAY(SELECT generate_series(bounds[1], bounds[2], step));
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT x FROM unnest(result) x ORDER BY x);
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]) IS
+    'The values one field of a cron expression selects (lists, ranges, steps, names), or 22023';
+
+CREATE OR REPLACE FUNCTION ventros.cron_parse(expression text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text := lower(btrim(coalesce(expression, '')));
+    f text[];
+    dow integer[];
+    dom integer[];
+    month integer[];
+BEGIN
+    IF length(expr) > 200 THEN
+        RAISE EXCEPTION 'cron expression is longer than 200 characters' USING ERRCODE = '22023';
+    END IF;
+    expr := CASE expr WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *' WHEN '@monthly' THEN '0 0 1 * *'
+                      WHEN '@weekly' THEN '0 0 * * 0' WHEN '@daily' THEN '0 0 * * *' WHEN '@midnight' THEN '0 0 * * *'
+                      WHEN '@hourly' THEN '0 * * * *' ELSE expr END;
+    f := regexp_split_to_array(expr, '\s+');
+    IF expr = '' OR cardinality(f) <> 5 THEN
+        RAISE EXCEPTION 'invalid cron expression "%"', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'A cron expression has five fields: minute hour day-of-month month day-of-week (or @hourly, @daily, @weekly, @monthly, @yearly).',
+            HINT = 'For example "*/15 9-17 * * MON-FRI".';
+    END IF;
+    dow := ventros.cron_field(f[5], 'day-of-week', 0, 7, '{sun,mon,tue,wed,thu,fri,sat}');
+    dom := ventros.cron_field(f[3], 'day-of-month', 1, 31);
+    month := ventros.cron_field(f[4], 'month', 1, 12, '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+    -- days matched by day-of-month alone (the weekday field "*..."): one must exist
+    IF left(f[5], 1) = '*' AND NOT EXISTS (
+        SELECT 1 FROM unnest(month) m, unnest(dom) d
+         WHERE d <= ('{31,29,31,30,31,30,31,31,30,31,30,31}'::integer[])[m]) THEN
+        RAISE EXCEPTION 'cron expression "%" never matches', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'None of its months has one of its days of the month.';
+    END IF;
+    RETURN jsonb_build_object(
+        'minute', ventros.cron_field(f[1], 'minute', 0, 59),
+        'hour', ventros.cron_field(f[2], 'hour', 0, 23),
+        'dom', dom,
+        'month', month,
+        'dow', ARRAY(SELECT DISTINCT x % 7 FROM unnest(dow) x ORDER BY 1),
+        'dom_star', left(f[3], 1) = '*', 'dow_star', left(f[5], 1) = '*',
+        'fixed', left(f[1], 1) <> '*' AND left(f[2], 1) <> '*');
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_parse(text) IS
+    'Parses a cron expression (5 fields as pg_cron: lists, ranges, steps, month and weekday names, @hourly..@yearly) into the sets of values it matches; 22023 when invalid';
+
+CREATE OR REPLACE FUNCTION ventros.cron_valid(expression text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.cron_parse(expression);
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_valid(text) IS 'Whether a cron expression parses (ventros.cron_parse)';
+
+CREATE OR REPLACE FUNCTION ventros.automation_rules_valid(conditions jsonb, actions jsonb, schedule jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_typeof(conditions) = 'array' AND pg_catalog.jsonb_typeof(actions) = 'array'
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(conditions) c
+                       WHERE NOT ventros.automation_condition_valid(c)
+                          OR (c ? 'logic' AND NOT (c->'logic') <@ (ventros.automation_catalogue()->'logic_operators')))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(actions) a
+                       WHERE pg_catalog.jsonb_typeof(a) <> 'object'
+                          OR NOT coalesce((a->'type') <@ (ventros.automation_catalogue()->'actions'), false)
+                          OR (a ? 'params' AND pg_catalog.jsonb_typeof(a->'params') <> 'object')
+                          OR (a ? 'delay_minutes' AND NOT (pg_catalog.jsonb_typeof(a->'delay_minutes') = 'number'
+                                                           AND (a->>'delay_minutes')::numeric >= 0)))
+       AND (schedule IS NULL OR (pg_catalog.jsonb_typeof(schedule) = 'object'
+                                 AND coalesce((schedule->'type') <@ (ventros.automation_catalogue()->'schedule_types'), false)
+                                 AND (schedule->>'type' <> 'cron' OR ventros.cron_valid(schedule->>'expression'))))
+$$;
+COMMENT ON FUNCTION ventros.automation_rules_valid(jsonb, jsonb, jsonb) IS
+    'True when conditions, actions and schedule have the documented shapes (field/operator/value, type/params/delay_minutes, type; a cron schedule''s expression parses)';
+
+CREATE OR REPLACE FUNCTION ventros.create_automation(name text, trigger text, actions jsonb, conditions jsonb DEFAULT '[]',
+                                          automation_type text DEFAULT 'pipeline_based', pipeline_id uuid DEFAULT NULL,
+                                          priority integer DEFAULT 0, schedule jsonb DEFAULT NULL,
+                                          description text DEFAULT NULL, project_id uuid DEFAULT NULL,
+                                          stop_processing boolean DEFAULT false, trigger_config jsonb DEFAULT '{}')
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.automations;
+BEGIN
+    IF name IS NULL OR trigger IS NULL THEN
+        RAISE EXCEPTION 'automation % must not be null', CASE WHEN name IS NULL THEN 'name' ELSE 'trigger' END USING ERRCODE = '23502';
+    END IF;
+    PERFORM ventros.require_value(coalesce(automation_type, 'pipeline_based'), ARRAY(
+        SELECT jsonb_array_elements_text(ventros.automation_catalogue()->'types')), 'automation type');
+    IF NOT ventros.is_known_trigger(trigger) THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(trigger, 100) USING ERRCODE = '22023',
+            HINT = 'Use a built-in trigger or register a custom one with ventros.register_automation_trigger().';
+    END IF;
+    IF coalesce(automation_type, 'pipeline_based') = 'pipeline_based' AND pipeline_id IS NULL THEN
+        RAISE EXCEPTION 'a pipeline_based automation needs a pipeline' USING ERRCODE = '23502';
+    END IF;
+    IF jsonb_typeof(schedule) = 'object' AND schedule->>'type' = 'cron' THEN
+        PERFORM ventros.cron_parse(schedule->>'expression');   -- 22023 saying what is wrong
+    END IF;
+    IF NOT ventros.automation_rules_valid(coalesce(conditions, '[]'), coalesce(actions, '[]'), schedule) THEN
+        RAISE EXCEPTION 'malformed automation conditions, actions or schedule' USING ERRCODE = '22023',
+            HINT = 'Conditions are {field, operator, value, logic}; actions {type, params, delay_minutes}; see ventros.automation_catalogue().';
+    END IF;
+    INSERT INTO ventros.automations (project_id, automation_type, pipeline_id, name, description, trigger, conditions, actions,
+                                     priority, schedule, stop_processing, trigger_config)
+    VALUES (coalesce(project_id, ventros.default_project()), coalesce(automation_type, 'pipeline_based'), pipeline_id,
+            ventros.check_length(btrim(name), 200, 'automation name'), description, trigger, coalesce(conditions, '[]'),
+            coalesce(actions, '[]'), coalesce(priority, 0), schedule, coalesce(stop_processing, false),
+            coalesce(ventros.require_json(trigger_config, 'object', 'trigger configuration'), '{}'))
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid, boolean, jsonb) IS
+    'Creates an enabled automation (known trigger or event pattern, shaped rules: 22023; pipeline_based needs a pipeline: 23502; stop_processing: no lower-priority rule runs after it for the same event; trigger_config: parameters of time triggers); emits automation.created';
+
+
+-- a new schedule is armed again by the next tick
+CREATE OR REPLACE FUNCTION ventros.update_automation(automation_id uuid, expected_version integer, changes jsonb)
+RETURNS ventros.automations
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
+        RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
+    END IF;
+    -- a new schedule: the next tick arms it again (next_execution of the old one means nothing)
+    IF changes ? 'schedule' AND NOT changes ? 'next_execution' THEN
+        changes := changes || '{"next_execution": null}';
+    END IF;
+    RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
+        ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
+              'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid automation: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
+    'Changes an automation (rules shaped, 23514; a new schedule is armed again by the next tick); emits automation.updated, or .enabled / .disabled';
+
+
+GRANT EXECUTE ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]), ventros.cron_parse(text),
+    ventros.cron_valid(text) TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.cron_day_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'month') @> to_jsonb(extract(month FROM local)::integer)
+       AND CASE WHEN (cron->>'dom_star')::boolean OR (cron->>'dow_star')::boolean
+                THEN (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     AND (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer)
+                ELSE (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     OR (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer) END
+$$;
+COMMENT ON FUNCTION ventros.cron_day_matches(jsonb, timestamp) IS
+    'Whether the day of a local time matches a parsed cron expression (month; day of month and weekday: both when either field is "*...", else either)';
+
+CREATE OR REPLACE FUNCTION ventros.cron_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'minute') @> to_jsonb(extract(minute FROM local)::integer)
+       AND (cron->'hour') @> to_jsonb(extract(hour FROM local)::integer)
+       AND ventros.cron_day_matches(cron, local)
+$$;
+COMMENT ON FUNCTION ventros.cron_matches(jsonb, timestamp) IS
+    'Whether a local wall-clock minute matches a parsed cron expression';
+
+CREATE OR REPLACE FUNCTION ventros.cron_next(cron jsonb, tz text, after timestamptz, OUT at timestamptz, OUT local_at timestamp)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fixed boolean := (cron->>'fixed')::boolean;
+    m timestamptz := to_timestamp(floor(extract(epoch FROM after) / 60) * 60 + 60);
+    l timestamp;
+    p timestamp;
+BEGIN
+    FOR i IN 1..20000 LOOP
+        l := m AT TIME ZONE tz;
+        IF fixed THEN
+            -- the clocks went forward just before m: the skipped local minutes fire now
+            p := (m - interval '1 minute') AT TIME ZONE tz;
+            IF l - p > interval '1 minute' THEN
+                SELECT g INTO local_at FROM generate_series(p + interval '1 minute', l - interval '1 minute', interval '1 minute') g
+                 WHERE ventros.cron_matches(cron, g) LIMIT 1;
+                IF local_at IS NOT NULL THEN
+                    at := m;
+                    RETURN;
+                END IF;
+            END IF;
+        END IF;
+        -- skip to the next local day or hour: the earlier of the real minutes
+        -- left in it and its start in tz (which is the later instant of an
+        -- ambiguous local time)
+        IF NOT ventros.cron_day_matches(cron, l) THEN
+            m := greatest(m + interval '1 minute', least(m + ((l::date + 1) - l), (l::date + 1)::timestamp AT TIME ZONE tz));
+        ELSIF NOT (cron->'hour') @> to_jsonb(extract(hour FROM l)::integer) THEN
+            m := greatest(m + interval '1 minute', least(m + (date_trunc('hour', l) + interval '1 hour' - l),
+                                                          (date_trunc('hour', l) + interval '1 hour') AT TIME ZONE tz));
+        ELSIF (cron->'minute') @> to_jsonb(extract(minute FROM l)::integer)
+              -- a fixed time fires at the first occurrence of a repeated local minute only
+              AND NOT (fixed AND EXISTS (SELECT 1 FROM generate_series(1, 180) k
+                                          WHERE (m - make_interval(mins => k)) AT TIME ZONE tz >= l)) THEN
+            at := m;
+            local_at := l;
+            RETURN;
+        ELSE
+            m := m + interval '1 minute';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_next(jsonb, text, timestamptz) IS
+    'The first minute after an instant''s minute at which a parsed cron expression fires in a timezone, and the local minute it fires for (a fixed time skipped by a spring-forward gap fires right after it; a repeated local minute fires once); NULL when none';
+
+CREATE OR REPLACE FUNCTION ventros.automation_next_occurrence(schedule jsonb, tz text, after timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    local_day date := (after AT TIME ZONE tz)::date;
+    at_time time := coalesce(nullif(schedule->>'at', '')::time, '00:00');
+    candidate timestamptz;
+BEGIN
+    IF schedule->>'type' = 'once' THEN
+        candidate := (schedule->>'at')::timestamptz;
+        RETURN CASE WHEN candidate > after THEN candidate END;
+    ELSIF schedule->>'type' = 'cron' THEN
+        RETURN (ventros.cron_next(ventros.cron_parse(schedule->>'expression'), tz, after)).at;
+    END IF;
+    FOR i IN 0..62 LOOP
+        candidate := ((local_day + i) + at_time) AT TIME ZONE tz;
+        CONTINUE WHEN candidate <= after;
+        IF schedule->>'type' = 'weekly' AND NOT coalesce(schedule->'weekdays', '[1,2,3,4,5,6,7]')
+                                                   @> to_jsonb(extract(isodow FROM local_day + i)::integer) THEN
+            CONTINUE;
+        END IF;
+        IF schedule->>'type' = 'monthly' AND extract(day FROM local_day + i) <> coalesce((schedule->>'day')::integer, 1) THEN
+            CONTINUE;
+        END IF;
+        RETURN candidate;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_next_occurrence(jsonb, text, timestamptz) IS
+    'The next instant after a given one at which a schedule (once, daily, weekly with ISO weekdays, monthly on a day, cron) falls, in a timezone';
+
+CREATE OR REPLACE FUNCTION ventros.automation_tick_cron(rule ventros.automations, tz text, now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron jsonb := ventros.cron_parse(rule.schedule->>'expression');
+    due record;
+    n integer := 0;
+BEGIN
+    IF rule.next_execution IS NULL THEN
+        due := ventros.cron_next(cron, tz, now);
+    ELSE
+        due := ventros.cron_next(cron, tz, greatest(rule.next_execution, now - interval '1 hour') - interval '1 minute');
+        WHILE due.at <= now LOOP
+            IF ventros.automation_fire(rule, 'cron:' || to_char(due.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+                                       jsonb_build_object('reason', 'schedule', 'due_at', due.at, 'local_time', due.local_at,
+                                                          'timezone', tz, 'expression', rule.schedule->>'expression')) THEN
+                n := n + 1;
+            END IF;
+            due := ventros.cron_next(cron, tz, due.at);
+        END LOOP;
+        -- the keys no tick reaches any more (it looks an hour back) go: a
+        -- rule firing every minute would otherwise keep 1,440 a day
+        DELETE FROM ventros.automation_timers t
+         WHERE t.tenant_id = rule.tenant_id AND t.automation_id = rule.id AND t.fire_key LIKE 'cron:%'
+           AND t.fire_key < 'cron:' || to_char((now - interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"');
+    END IF;
+    UPDATE ventros.automations a SET next_execution = due.at,
+                                     last_executed = CASE WHEN n > 0 THEN now ELSE a.last_executed END, version = a.version
+     WHERE a.tenant_id = rule.tenant_id AND a.id = rule.id;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_tick_cron(ventros.automations, text, timestamptz) IS
+    'A tick for a cron-scheduled rule: fires once each minute it matched in the tenant''s timezone since next_execution (at most an hour back), keyed by the minute (keys older than two hours pruned); sets next_execution; returns how many fired';
+
+
+CREATE OR REPLACE FUNCTION ventros.tick_automation_rules(now timestamptz DEFAULT now()) RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    settings ventros.automation_settings := ventros.current_automation_settings();
+    tz text := settings.timezone;
+    rule ventros.automations;
+    due timestamptz;
+    minutes integer;
+    days integer;
+    field text;
+    x record;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF NOT settings.enabled THEN
+        RETURN 0;
+    END IF;
+    FOR rule IN SELECT * FROM ventros.automations a
+                 WHERE a.tenant_id = tenant AND a.enabled AND a.deleted_at IS NULL
+                   AND a.trigger IN ('scheduled', 'no_response.timeout', 'date_field.reached')
+                 ORDER BY a.priority DESC, a.created_at, a.id LOOP
+        IF rule.trigger = 'scheduled' AND rule.schedule->>'type' = 'cron' THEN
+            n := n + ventros.automation_tick_cron(rule, tz, now);
+        ELSIF rule.trigger = 'scheduled' AND rule.schedule IS NOT NULL THEN
+            due := rule.next_execution;
+            IF due IS NOT NULL AND due <= now THEN
+                IF ventros.automation_fire(rule, 'schedule:' || due::text, jsonb_build_object('reason', 'schedule', 'due_at', due)) THEN
+                    n := n + 1;
+                END IF;
+            END IF;
+            IF due IS NULL OR due <= now THEN
+                UPDATE ventros.automations a SET next_execution = ventros.automation_next_occurrence(rule.schedule, tz, now),
+                                                 last_executed = CASE WHEN due IS NOT NULL THEN now ELSE a.last_executed END,
+                                                 version = a.version
+                 WHERE a.tenant_id = tenant AND a.id = rule.id;
+            END IF;
+        ELSIF rule.trigger = 'no_response.timeout' THEN
+            -- active sessions whose last message is the contact's, older than N minutes
+            minutes := coalesce((rule.trigger_config->>'minutes')::integer, 60);
+            FOR x IN SELECT s.id AS session_id, s.contact_id, s.channel_id, m.id AS message_id, m."timestamp"
+                       FROM ventros.sessions s
+                       CROSS JOIN LATERAL (SELECT mm.id, mm.from_me, mm."timestamp" FROM ventros.messages mm
+                                            WHERE mm.tenant_id = s.tenant_id AND mm.session_id = s.id AND mm.deleted_at IS NULL
+                                            ORDER BY mm."timestamp" DESC, mm.id DESC LIMIT 1) m
+                      WHERE s.tenant_id = tenant AND s.status = 'active' AND s.deleted_at IS NULL
+                        AND NOT m.from_me AND m."timestamp" <= now - make_interval(mins => minutes) LOOP
+                IF ventros.automation_fire(rule, 'no_reply:' || x.message_id,
+                       jsonb_build_object('reason', 'no_reply', 'session_id', x.session_id, 'contact_id', x.contact_id,
+                                          'channel_id', x.channel_id, 'message_id', x.message_id, 'minutes', minutes)) THEN
+                    n := n + 1;
+                END IF;
+            END LOOP;
+        ELSIF rule.trigger = 'date_field.reached' THEN
+            -- contacts whose date (a custom field, or created_at) plus N days is today, at "at" local time
+            days := coalesce((rule.trigger_config->>'days')::integer, 0);
+            field := coalesce(rule.trigger_config->>'field', 'created_at');
+            CONTINUE WHEN (now AT TIME ZONE tz)::time < coalesce(nullif(rule.trigger_config->>'at', '')::time, '00:00');
+            FOR x IN SELECT c.id AS contact_id, d.day
+                       FROM ventros.contacts c
+                       CROSS JOIN LATERAL (SELECT CASE WHEN field = 'created_at' THEN (c.created_at AT TIME ZONE tz)::date
+                                                       ELSE (SELECT (f.field_value #>> '{}')::date FROM ventros.contact_custom_fields f
+                                                              WHERE f.tenant_id = c.tenant_id AND f.contact_id = c.id
+                                                                AND f.field_key = field AND f.deleted_at IS NULL
+                                                                AND f.field_type = 'date' LIMIT 1) END AS day) d
+                      WHERE c.tenant_id = tenant AND c.deleted_at IS NULL
+                        AND d.day + days = (now AT TIME ZONE tz)::date LOOP
+                IF ventros.automation_fire(rule, 'date:' || x.contact_id || ':' || (x.day + days),
+                       jsonb_build_object('reason', 'date_field', 'contact_id', x.contact_id, 'field', field,
+                                          'date', x.day, 'days', days)) THEN
+                    n := n + 1;
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_automation_rules(timestamptz) IS
+    'Scheduler (platform admins, per tenant through run_per_tenant): fires the acting tenant''s time triggers due at now, each once (scheduled: next_execution in the tenant''s timezone, every matching minute of a cron schedule; no_response.timeout: trigger_config.minutes since the contact''s unanswered message; date_field.reached: trigger_config.field + days); returns how many fired';
+
+
+GRANT EXECUTE ON FUNCTION ventros.cron_day_matches(jsonb, timestamp), ventros.cron_matches(jsonb, timestamp),
+    ventros.cron_next(jsonb, text, timestamptz) TO ventros_viewer;
+
+-- a tag of exit_on added, a consent withdrawn: the enrollments exit at that moment
+
+CREATE OR REPLACE FUNCTION ventros.journey_exit_reason(contact_id uuid, channel_id uuid, exit_on jsonb) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        -- no channel (no session yet): an opt-out of every channel still counts
+        WHEN NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
+        WHEN jsonb_typeof(exit_on->'tags') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contacts c, jsonb_array_elements_text(exit_on->'tags') t
+            WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id AND t = ANY (c.tags)) THEN 'tag'
+        WHEN jsonb_typeof(exit_on->'status_ids') = 'array' AND EXISTS (
+            SELECT 1 FROM ventros.contact_pipeline_statuses p
+            WHERE p.tenant_id = ventros.require_tenant() AND p.contact_id = journey_exit_reason.contact_id
+              AND p.exited_at IS NULL AND p.deleted_at IS NULL AND exit_on->'status_ids' ? p.status_id::text) THEN 'status'
+        END
+$$;
+COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
+    'Why a contact leaves a journey before a step: opted_out (of the channel, or of every channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
+
+CREATE OR REPLACE FUNCTION ventros.journey_exits(contact_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    channel uuid;
+    e ventros.sequence_enrollments;
+    reason text;
+    n integer := 0;
+BEGIN
+    -- the channel a step sends on (advance_sequence_enrollment): the latest session's
+    SELECT x.channel_id INTO channel FROM ventros.sessions x
+     WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id ORDER BY x.started_at DESC LIMIT 1;
+    FOR e IN SELECT x.* FROM ventros.sequence_enrollments x
+              WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id
+                AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+              ORDER BY x.id
+              FOR UPDATE OF x
+    LOOP
+        reason := ventros.journey_exit_reason(contact_id, channel,
+                      (SELECT s.exit_on FROM ventros.sequences s WHERE s.tenant_id = tenant AND s.id = e.sequence_id));
+        CONTINUE WHEN reason IS NULL;
+        PERFORM ventros.end_sequence_enrollment(e, 'exited', reason, at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_exits(uuid, timestamptz) IS
+    'Exits a contact''s current sequence enrollments that must end now (opted out, exit tag, exit status: journey_exit_reason) with that reason; emits sequence.enrollment_exited for each; returns how many';
+
+CREATE OR REPLACE FUNCTION ventros.journey_contact_tagged() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id AND jsonb_typeof(s.exit_on->'tags') = 'array'
+                 AND s.exit_on->'tags' ?| ARRAY(SELECT unnest(NEW.tags) EXCEPT SELECT unnest(OLD.tags))) THEN
+        PERFORM ventros.journey_exits(NEW.id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_tagged() IS
+    'Trigger: a tag added to a contact exits its current enrollments of sequences with that tag in exit_on.tags, at once (ventros.journey_exits)';
+
+
+CREATE TRIGGER ventros_journeys_contact_tagged AFTER UPDATE OF tags ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL AND NOT (OLD.tags @> NEW.tags))
+    EXECUTE FUNCTION ventros.journey_contact_tagged();
+
+CREATE OR REPLACE FUNCTION ventros.journey_contact_opted_out() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.contact_id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id) THEN
+        PERFORM ventros.journey_exits(NEW.contact_id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_opted_out() IS
+    'Trigger: a contact''s consent withdrawn exits its current sequence enrollments whose next step it forbids, at once (ventros.journey_exits)';
+
+
+CREATE TRIGGER ventros_journeys_contact_opted_out AFTER INSERT OR UPDATE OF status ON ventros.contact_consents
+    FOR EACH ROW WHEN (NEW.status = 'opted_out' AND NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION ventros.journey_contact_opted_out();
+GRANT EXECUTE ON FUNCTION ventros.journey_exits(uuid, timestamptz) TO ventros_agent;
+
+-- call_webhook: an inactive subscription is not called (sql/84_automation_executor.sql)
+CREATE OR REPLACE FUNCTION ventros.automation_call_webhook(p jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    w ventros.webhook_subscriptions;
+    delivery uuid := gen_random_uuid();
+    request uuid := gen_random_uuid();
+    ev_id uuid := (ctx #>> '{event,id}')::uuid;
+    body bytea;
+BEGIN
+    SELECT * INTO w FROM ventros.webhook_subscriptions x
+     WHERE x.tenant_id = rule.tenant_id AND x.deleted_at IS NULL
+       AND x.id = ventros.automation_require(p->>'webhook_subscription_id', 'params.webhook_subscription_id', 'call_webhook')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook subscription % not found', p->>'webhook_subscription_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF w.secret IS NULL THEN
+        RAISE EXCEPTION 'webhook subscription % has no secret: automation calls are signed', w.id USING ERRCODE = '22023';
+    END IF;
+    -- deactivated (by hand, on 410 Gone, after days of failures): no more deliveries, as for events
+    IF NOT w.active THEN
+        RAISE EXCEPTION 'webhook subscription % is inactive', w.id USING ERRCODE = '55000',
+            HINT = 'Activate it again with ventros.set_webhook_subscription_active.';
+    END IF;
+    body := convert_to(ventros.webhook_cloudevent(rule.tenant_id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+                                                  (ctx #>> '{event,aggregate_id}')::uuid,
+                                                  coalesce(p->'body', ctx->'payload') || jsonb_build_object('automation_id', rule.id),
+                                                  (ctx #>> '{event,occurred_at}')::timestamptz), 'UTF8');
+    INSERT INTO ventros.http_requests (tenant_id, id, method, url, headers, body, purpose, correlation_id,
+                                       retry_policy, retry_schedule, max_attempts, timeout_ms)
+    VALUES (rule.tenant_id, request, 'POST', w.url, ventros.webhook_request_headers(ev_id, delivery), body,
+            'webhook.delivery', delivery, 'any', ventros.webhook_retry_schedule(),
+            1 + least(w.retry_count, cardinality(ventros.webhook_retry_schedule())), w.timeout_seconds * 1000);
+    INSERT INTO ventros.webhook_deliveries (tenant_id, id, subscription_id, event_id, event_type, aggregate_type,
+                                            aggregate_id, request_id)
+    VALUES (rule.tenant_id, delivery, w.id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
+            (ctx #>> '{event,aggregate_id}')::uuid, request);
+    RETURN jsonb_build_object('type', 'call_webhook', 'delivery_id', delivery);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automations) IS
+    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to an active webhook subscription of the tenant (inactive: 55000), through the HTTP dispatcher';
+
+
+-- campaigns.conversion_status_id references a pipeline status of the tenant.
+-- A campaign naming a status that does not exist (or another tenant's) could
+-- never count a conversion by status: its conversion_status_id is cleared,
+-- as the campaign's own change (campaign.updated), and the operator is told.
+DO $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN SELECT c.tenant_id, c.id FROM ventros.campaigns c
+              WHERE c.conversion_status_id IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM ventros.pipeline_statuses p
+                                 WHERE p.tenant_id = c.tenant_id AND p.id = c.conversion_status_id)
+              ORDER BY c.tenant_id, c.id LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', r.tenant_id, true);
+        UPDATE ventros.campaigns c SET conversion_status_id = NULL, version = c.version
+         WHERE c.tenant_id = r.tenant_id AND c.id = r.id;
+        n := n + 1;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    IF n > 0 THEN
+        RAISE NOTICE '% campaign(s) named a conversion status that is not a pipeline status of their tenant: conversion_status_id cleared', n
+            USING HINT = 'Set it again with ventros.update_campaign to a status of the tenant''s pipelines.';
+    END IF;
+END
+$$;
+ALTER TABLE ventros.campaigns
+    ADD FOREIGN KEY (tenant_id, conversion_status_id) REFERENCES ventros.pipeline_statuses (tenant_id, id)
+        ON DELETE SET NULL (conversion_status_id);
+
 -- ---- set-based send
 -- Issue 15: a broadcast sends each batch as one set (sql/90_channel_send.sql
 -- send_messages; sql/77_broadcasts.sql).  send_message, journey_send,
@@ -7076,8 +8402,7 @@ SELECT ventros.register_writes('session', inserts => '{start_or_continue_session
 -- count_channel_message, queue_message_send, enqueue_provider_request and
 -- enqueue_http_request become the one-row cases of set-based functions that
 -- write one statement per table; the address helpers become PL/pgSQL (plans
--- kept across calls).  broadcast_stats reads the broadcast and its
--- executions with one snapshot.  A batch reads its pending executions in
+-- kept across calls).  A batch reads its pending executions in
 -- order off the index (created_at, id), not all of them sorted.
 
 DROP INDEX ventros.broadcast_executions_pending;
@@ -7947,21 +9272,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
     'Sends up to batch (default: the rate limit) pending executions of a running broadcast as one set through send_messages (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
-
-CREATE OR REPLACE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT jsonb_build_object('broadcast_id', b.id, 'status', b.status, 'total_contacts', b.total_contacts,
-                              'sent', b.sent_count, 'failed', b.failed_count, 'pending', b.pending_count,
-                              'sending', (SELECT count(*) FROM ventros.broadcast_executions e
-                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'sending'),
-                              'skipped', (SELECT count(*) FROM ventros.broadcast_executions e
-                                          WHERE e.tenant_id = b.tenant_id AND e.broadcast_id = b.id AND e.status = 'skipped'))
-    FROM ventros.get_row(NULL::ventros.broadcasts, 'broadcast', broadcast_id) b
-$$;
-COMMENT ON FUNCTION ventros.broadcast_stats(uuid) IS
-    'Counts of a broadcast''s sends: sent (accepted by the provider), failed (refused, or reported failed by the provider), sending (waiting for the provider), pending (not sent yet), skipped';
 
 GRANT EXECUTE ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz),
     ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]),

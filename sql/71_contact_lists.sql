@@ -292,7 +292,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    list ventros.contact_lists := ventros.get_contact_list(contact_list_id);
+    list ventros.contact_lists := ventros.get_row(NULL::ventros.contact_lists, 'contact list', contact_list_id);
     f ventros.contact_list_filters;
     subject text;
     v text;

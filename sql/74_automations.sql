@@ -1,10 +1,11 @@
 -- Aggregate 8, Automation (CRM): a rule that runs its actions when its
 -- trigger fires and its conditions hold, or on a schedule.  enabled is the
 -- state column (automation.enabled / automation.disabled).  Runs are
--- recorded by ventros.record_automation_run, which emits
--- automation.triggered, automation.executed or automation.failed (the
--- executor belongs to the automation issue).  Custom trigger codes live in
--- automation_triggers (a child aggregate), unique per tenant.
+-- recorded by the automation executor alone (sql/83_automation_rules.sql:
+-- the run log ventros.automation_runs and the events automation.triggered,
+-- .executed, .failed); no tenant role can write a run (docs/security.md).
+-- Custom trigger codes live in automation_triggers (a child aggregate),
+-- unique per tenant.
 
 -- The built-in catalogue (discovery).
 CREATE FUNCTION ventros.automation_catalogue() RETURNS jsonb
@@ -74,6 +75,116 @@ $$;
 COMMENT ON FUNCTION ventros.automation_condition_valid(jsonb) IS
     'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, or {all}/{any}/{not} of conditions';
 
+-- ---- cron expressions (schedule {"type": "cron", "expression": "..."}) ------
+--
+-- The syntax pg_cron accepts for its minute schedules (docs/automation.md):
+-- five fields, minute hour day-of-month month day-of-week, each a list of
+-- "*", "n", "a-b", "*/s" or "a-b/s"; months JAN..DEC and weekdays SUN..SAT
+-- by name (any case), weekday 7 = Sunday; the macros @yearly, @annually,
+-- @monthly, @weekly, @daily, @midnight, @hourly.  As in cron, when both
+-- day fields are restricted (neither starts with "*") a day matching either
+-- one matches.  Not accepted: @reboot, pg_cron's "N seconds", "$" (last day
+-- of the month), L/W/#, and a step after a single number ("5/15").
+
+-- One field: the sorted set of its values, or 22023 naming the field.
+CREATE FUNCTION ventros.cron_field(field text, what text, lo integer, hi integer, names text[] DEFAULT NULL)
+RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    item text;
+    m text[];
+    bounds integer[];
+    step integer;
+    result integer[] := '{}';
+BEGIN
+    FOREACH item IN ARRAY string_to_array(lower(field), ',') LOOP
+        m := regexp_match(item, '^(\*|([a-z]{3}|[0-9]{1,2})(-([a-z]{3}|[0-9]{1,2}))?)(/([0-9]{1,2}))?$');
+        IF m IS NULL OR (m[2] IS NOT NULL AND m[4] IS NULL AND m[6] IS NOT NULL) THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                HINT = 'Each field is a list of *, n, a-b, */step or a-b/step.';
+        END IF;
+        bounds := ARRAY[lo, hi];
+        IF m[1] <> '*' THEN
+            SELECT array_agg(CASE WHEN v ~ '^[0-9]+$' THEN v::integer ELSE array_position(names, v) - 1 + lo END ORDER BY o)
+              INTO bounds FROM unnest(ARRAY[m[2], coalesce(m[4], m[2])]) WITH ORDINALITY x(v, o);
+        END IF;
+        step := coalesce(m[6]::integer, 1);
+        IF bounds[1] IS NULL OR bounds[2] IS NULL OR bounds[1] < lo OR bounds[2] > hi OR bounds[1] > bounds[2] OR step < 1 THEN
+            RAISE EXCEPTION 'invalid % field "%" in cron expression', what, left(field, 40) USING ERRCODE = '22023',
+                DETAIL = format('Values of the %s field go from %s to %s, ranges upwards, steps from 1.', what, lo, hi);
+        END IF;
+        result := result || ARRAY(SELECT generate_series(bounds[1], bounds[2], step));
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT x FROM unnest(result) x ORDER BY x);
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_field(text, text, integer, integer, text[]) IS
+    'The values one field of a cron expression selects (lists, ranges, steps, names), or 22023';
+
+-- A cron expression as the sets a minute is matched against:
+-- {"minute", "hour", "dom", "month", "dow": [...], "dom_star", "dow_star",
+-- "fixed": neither minute nor hour starts with "*"}, or 22023.
+CREATE FUNCTION ventros.cron_parse(expression text) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    expr text := lower(btrim(coalesce(expression, '')));
+    f text[];
+    dow integer[];
+    dom integer[];
+    month integer[];
+BEGIN
+    IF length(expr) > 200 THEN
+        RAISE EXCEPTION 'cron expression is longer than 200 characters' USING ERRCODE = '22023';
+    END IF;
+    expr := CASE expr WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *' WHEN '@monthly' THEN '0 0 1 * *'
+                      WHEN '@weekly' THEN '0 0 * * 0' WHEN '@daily' THEN '0 0 * * *' WHEN '@midnight' THEN '0 0 * * *'
+                      WHEN '@hourly' THEN '0 * * * *' ELSE expr END;
+    f := regexp_split_to_array(expr, '\s+');
+    IF expr = '' OR cardinality(f) <> 5 THEN
+        RAISE EXCEPTION 'invalid cron expression "%"', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'A cron expression has five fields: minute hour day-of-month month day-of-week (or @hourly, @daily, @weekly, @monthly, @yearly).',
+            HINT = 'For example "*/15 9-17 * * MON-FRI".';
+    END IF;
+    dow := ventros.cron_field(f[5], 'day-of-week', 0, 7, '{sun,mon,tue,wed,thu,fri,sat}');
+    dom := ventros.cron_field(f[3], 'day-of-month', 1, 31);
+    month := ventros.cron_field(f[4], 'month', 1, 12, '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+    -- days matched by day-of-month alone (the weekday field "*..."): one must exist
+    IF left(f[5], 1) = '*' AND NOT EXISTS (
+        SELECT 1 FROM unnest(month) m, unnest(dom) d
+         WHERE d <= ('{31,29,31,30,31,30,31,31,30,31,30,31}'::integer[])[m]) THEN
+        RAISE EXCEPTION 'cron expression "%" never matches', left(expression, 60) USING ERRCODE = '22023',
+            DETAIL = 'None of its months has one of its days of the month.';
+    END IF;
+    RETURN jsonb_build_object(
+        'minute', ventros.cron_field(f[1], 'minute', 0, 59),
+        'hour', ventros.cron_field(f[2], 'hour', 0, 23),
+        'dom', dom,
+        'month', month,
+        'dow', ARRAY(SELECT DISTINCT x % 7 FROM unnest(dow) x ORDER BY 1),
+        'dom_star', left(f[3], 1) = '*', 'dow_star', left(f[5], 1) = '*',
+        'fixed', left(f[1], 1) <> '*' AND left(f[2], 1) <> '*');
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_parse(text) IS
+    'Parses a cron expression (5 fields as pg_cron: lists, ranges, steps, month and weekday names, @hourly..@yearly) into the sets of values it matches; 22023 when invalid';
+
+CREATE FUNCTION ventros.cron_valid(expression text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.cron_parse(expression);
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_valid(text) IS 'Whether a cron expression parses (ventros.cron_parse)';
+
 -- Shapes of conditions, actions and schedule (used by CHECKs).
 CREATE FUNCTION ventros.automation_rules_valid(conditions jsonb, actions jsonb, schedule jsonb) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -89,10 +200,11 @@ AS $$
                           OR (a ? 'delay_minutes' AND NOT (pg_catalog.jsonb_typeof(a->'delay_minutes') = 'number'
                                                            AND (a->>'delay_minutes')::numeric >= 0)))
        AND (schedule IS NULL OR (pg_catalog.jsonb_typeof(schedule) = 'object'
-                                 AND coalesce((schedule->'type') <@ (ventros.automation_catalogue()->'schedule_types'), false)))
+                                 AND coalesce((schedule->'type') <@ (ventros.automation_catalogue()->'schedule_types'), false)
+                                 AND (schedule->>'type' <> 'cron' OR ventros.cron_valid(schedule->>'expression'))))
 $$;
 COMMENT ON FUNCTION ventros.automation_rules_valid(jsonb, jsonb, jsonb) IS
-    'True when conditions, actions and schedule have the documented shapes (field/operator/value, type/params/delay_minutes, type)';
+    'True when conditions, actions and schedule have the documented shapes (field/operator/value, type/params/delay_minutes, type; a cron schedule''s expression parses)';
 
 CREATE TABLE ventros.automations (
     id              uuid        NOT NULL DEFAULT gen_random_uuid(),
@@ -221,6 +333,9 @@ BEGIN
     IF coalesce(automation_type, 'pipeline_based') = 'pipeline_based' AND pipeline_id IS NULL THEN
         RAISE EXCEPTION 'a pipeline_based automation needs a pipeline' USING ERRCODE = '23502';
     END IF;
+    IF jsonb_typeof(schedule) = 'object' AND schedule->>'type' = 'cron' THEN
+        PERFORM ventros.cron_parse(schedule->>'expression');   -- 22023 saying what is wrong
+    END IF;
     IF NOT ventros.automation_rules_valid(coalesce(conditions, '[]'), coalesce(actions, '[]'), schedule) THEN
         RAISE EXCEPTION 'malformed automation conditions, actions or schedule' USING ERRCODE = '22023',
             HINT = 'Conditions are {field, operator, value, logic}; actions {type, params, delay_minutes}; see ventros.automation_catalogue().';
@@ -247,6 +362,10 @@ BEGIN
     IF jsonb_typeof(changes->'trigger') = 'string' AND NOT ventros.is_known_trigger(changes->>'trigger') THEN
         RAISE EXCEPTION 'unknown automation trigger "%"', left(changes->>'trigger', 100) USING ERRCODE = '22023';
     END IF;
+    -- a new schedule: the next tick arms it again (next_execution of the old one means nothing)
+    IF changes ? 'schedule' AND NOT changes ? 'next_execution' THEN
+        changes := changes || '{"next_execution": null}';
+    END IF;
     RETURN ventros.apply_changes(NULL::ventros.automations, 'automation', automation_id, expected_version, changes,
         ARRAY['name', 'description', 'trigger', 'conditions', 'actions', 'priority', 'enabled', 'schedule', 'pipeline_id',
               'automation_type', 'next_execution', 'stop_processing', 'trigger_config']);
@@ -255,7 +374,7 @@ EXCEPTION WHEN check_violation THEN
 END
 $$;
 COMMENT ON FUNCTION ventros.update_automation(uuid, integer, jsonb) IS
-    'Changes an automation (rules shaped, 23514); emits automation.updated, or .enabled / .disabled';
+    'Changes an automation (rules shaped, 23514; a new schedule is armed again by the next tick); emits automation.updated, or .enabled / .disabled';
 
 CREATE FUNCTION ventros.set_automation_enabled(automation_id uuid, expected_version integer, enabled boolean)
 RETURNS ventros.automations
@@ -291,35 +410,6 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ventros.delete_row('ventros.automations', 'automation', automation_id, expected_version) $$;
 COMMENT ON FUNCTION ventros.delete_automation(uuid, integer) IS 'Soft-deletes an automation; emits automation.deleted';
-
--- record_automation_run: what the executor reports.
-CREATE FUNCTION ventros.record_automation_run(automation_id uuid, outcome text, details jsonb DEFAULT '{}')
-RETURNS ventros.automations
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.automations;
-BEGIN
-    PERFORM ventros.require_value(outcome, ARRAY['triggered', 'executed', 'failed'], 'automation outcome');
-    UPDATE ventros.automations a
-    SET last_executed = CASE WHEN outcome = 'executed' THEN now() ELSE a.last_executed END, version = a.version
-    WHERE a.tenant_id = ventros.require_tenant() AND a.id = automation_id
-    RETURNING * INTO result;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('automation', automation_id);
-    END IF;
-    IF NOT result.enabled THEN
-        RAISE EXCEPTION 'automation % is disabled', automation_id USING ERRCODE = 'VN002';
-    END IF;
-    PERFORM ventros.emit('automation.' || outcome, 'automation', result.id,
-        jsonb_build_object('trigger', result.trigger, 'details', coalesce(ventros.require_json(details, 'object', 'run details'), '{}')),
-        result.version);
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION ventros.record_automation_run(uuid, text, jsonb) IS
-    'Records that an enabled automation triggered, executed or failed (VN002 when disabled); emits automation.triggered, .executed or .failed';
 
 CREATE FUNCTION ventros.list_automations(trigger text DEFAULT NULL, pipeline_id uuid DEFAULT NULL, only_enabled boolean DEFAULT false)
 RETURNS SETOF ventros.automations
@@ -383,11 +473,12 @@ COMMENT ON FUNCTION ventros.unregister_automation_trigger(text) IS
     'Removes a custom trigger no automation uses (23503 otherwise); emits automation_trigger.deleted';
 
 GRANT EXECUTE ON FUNCTION ventros.automation_catalogue(), ventros.automation_rules_valid(jsonb, jsonb, jsonb),
+    ventros.cron_field(text, text, integer, integer, text[]), ventros.cron_parse(text), ventros.cron_valid(text),
     ventros.automation_condition_valid(jsonb), ventros.automation_trigger_matches(text, text),
     ventros.is_known_trigger(text), ventros.list_automations(text, uuid, boolean) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.create_automation(text, text, jsonb, jsonb, text, uuid, integer, jsonb, text, uuid, boolean, jsonb),
     ventros.update_automation(uuid, integer, jsonb), ventros.set_automation_enabled(uuid, integer, boolean),
-    ventros.add_automation_rule(uuid, integer, text, jsonb), ventros.record_automation_run(uuid, text, jsonb),
+    ventros.add_automation_rule(uuid, integer, text, jsonb),
     ventros.register_automation_trigger(text, text, text, jsonb), ventros.unregister_automation_trigger(text)
     TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.delete_automation(uuid, integer) TO ventros_admin;

@@ -10,7 +10,8 @@
 -- This file is that one mechanism; a parent declares itself with
 -- ventros.register_enrollment and its commands call the functions below.
 -- At its end: what a contact's own doings (a reply, a conversion, a pipeline
--- status reached) do to its enrollments, in the same transaction.
+-- status reached, a tag added, a consent withdrawn) do to its enrollments,
+-- in the same transaction.
 
 -- register_enrollment: the enrollment aggregate of a parent and its events.
 CREATE FUNCTION ventros.register_enrollment(parent text, enrollment_table regclass)
@@ -374,7 +375,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE
-        WHEN channel_id IS NOT NULL AND NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
+        -- no channel (no session yet): an opt-out of every channel still counts
+        WHEN NOT ventros.may_message(contact_id, channel_id) THEN 'opted_out'
         WHEN jsonb_typeof(exit_on->'tags') = 'array' AND EXISTS (
             SELECT 1 FROM ventros.contacts c, jsonb_array_elements_text(exit_on->'tags') t
             WHERE c.tenant_id = ventros.require_tenant() AND c.id = contact_id AND t = ANY (c.tags)) THEN 'tag'
@@ -385,7 +387,7 @@ AS $$
         END
 $$;
 COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
-    'Why a contact leaves a journey before a step: opted_out (of the channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
+    'Why a contact leaves a journey before a step: opted_out (of the channel, or of every channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
 
 -- journey_sends: a step's message to a set of contacts, through
 -- send_messages (the template's content as text, or a provider template by
@@ -516,6 +518,93 @@ $$;
 COMMENT ON FUNCTION ventros.journey_status_reached(uuid, uuid, timestamptz) IS
     'A contact reached a pipeline status: exits the sequences with it in exit_on.status_ids, counts conversions of the campaigns with it as conversion status';
 
+-- journey_exits: the contact's current (active or paused) sequence
+-- enrollments that must end now, exited with their journey_exit_reason
+-- (opted out of the channel the next step would use, an exit tag, an exit
+-- status) at an instant.  Called when a tag is added or a consent withdrawn,
+-- in that write's transaction, so an enrollment leaves at that moment
+-- rather than at its next step (which checks again).  The enrollments are
+-- locked in id order, as exit_sequences does: a step being sent holds its
+-- enrollment, and the exit waits for it (isolation spec sequence_tag_exit).
+CREATE FUNCTION ventros.journey_exits(contact_id uuid, at timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    channel uuid;
+    e ventros.sequence_enrollments;
+    reason text;
+    n integer := 0;
+BEGIN
+    -- the channel a step sends on (advance_sequence_enrollment): the latest session's
+    SELECT x.channel_id INTO channel FROM ventros.sessions x
+     WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id ORDER BY x.started_at DESC LIMIT 1;
+    FOR e IN SELECT x.* FROM ventros.sequence_enrollments x
+              WHERE x.tenant_id = tenant AND x.contact_id = journey_exits.contact_id
+                AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+              ORDER BY x.id
+              FOR UPDATE OF x
+    LOOP
+        reason := ventros.journey_exit_reason(contact_id, channel,
+                      (SELECT s.exit_on FROM ventros.sequences s WHERE s.tenant_id = tenant AND s.id = e.sequence_id));
+        CONTINUE WHEN reason IS NULL;
+        PERFORM ventros.end_sequence_enrollment(e, 'exited', reason, at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_exits(uuid, timestamptz) IS
+    'Exits a contact''s current sequence enrollments that must end now (opted out, exit tag, exit status: journey_exit_reason) with that reason; emits sequence.enrollment_exited for each; returns how many';
+
+-- A tag added to a contact: its enrollments of sequences with that tag in
+-- exit_on.tags exit now (the trigger fires within the contact's UPDATE,
+-- which holds the contact: the lock order of a tick and of a reply).
+CREATE FUNCTION ventros.journey_contact_tagged() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id AND jsonb_typeof(s.exit_on->'tags') = 'array'
+                 AND s.exit_on->'tags' ?| ARRAY(SELECT unnest(NEW.tags) EXCEPT SELECT unnest(OLD.tags))) THEN
+        PERFORM ventros.journey_exits(NEW.id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_tagged() IS
+    'Trigger: a tag added to a contact exits its current enrollments of sequences with that tag in exit_on.tags, at once (ventros.journey_exits)';
+CREATE TRIGGER ventros_journeys_contact_tagged AFTER UPDATE OF tags ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL AND NOT (OLD.tags @> NEW.tags))
+    EXECUTE FUNCTION ventros.journey_contact_tagged();
+
+-- A consent withdrawn: the contact's enrollments whose next step could no
+-- longer be sent exit now.
+CREATE FUNCTION ventros.journey_contact_opted_out() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.sequences s
+                JOIN ventros.sequence_enrollments x ON x.tenant_id = s.tenant_id AND x.sequence_id = s.id
+                 AND x.contact_id = NEW.contact_id AND x.status IN ('active', 'paused') AND x.deleted_at IS NULL
+               WHERE s.tenant_id = NEW.tenant_id) THEN
+        PERFORM ventros.journey_exits(NEW.contact_id, now());
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_contact_opted_out() IS
+    'Trigger: a contact''s consent withdrawn exits its current sequence enrollments whose next step it forbids, at once (ventros.journey_exits)';
+CREATE TRIGGER ventros_journeys_contact_opted_out AFTER INSERT OR UPDATE OF status ON ventros.contact_consents
+    FOR EACH ROW WHEN (NEW.status = 'opted_out' AND NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION ventros.journey_contact_opted_out();
+
 GRANT EXECUTE ON FUNCTION ventros.journey_reply(uuid, timestamptz),
-    ventros.journey_converted(uuid, text, uuid, timestamptz), ventros.journey_status_reached(uuid, uuid, timestamptz)
+    ventros.journey_converted(uuid, text, uuid, timestamptz), ventros.journey_status_reached(uuid, uuid, timestamptz),
+    ventros.journey_exits(uuid, timestamptz)
     TO ventros_agent;

@@ -37,6 +37,9 @@ CREATE TABLE ventros.campaigns (
     conversion_status_id uuid,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, project_id) REFERENCES ventros.projects (tenant_id, id),
+    -- the conversion status is one of the tenant's pipeline statuses
+    FOREIGN KEY (tenant_id, conversion_status_id) REFERENCES ventros.pipeline_statuses (tenant_id, id)
+        ON DELETE SET NULL (conversion_status_id),
     CONSTRAINT campaigns_name_not_blank CHECK (btrim(name) <> '' AND length(name) <= 200),
     CONSTRAINT campaigns_status_known CHECK (status IN ('draft', 'scheduled', 'active', 'paused', 'completed', 'archived')),
     CONSTRAINT campaigns_goal_type_known CHECK (goal_type IN ('reach_contacts', 'conversions', 'engagement')),
@@ -461,7 +464,7 @@ AS $$
         'enrollments', (SELECT coalesce(jsonb_object_agg(s.status, s.n), '{}')
                         FROM (SELECT e.status, count(*) AS n FROM ventros.campaign_enrollments e
                               WHERE e.tenant_id = c.tenant_id AND e.campaign_id = c.id GROUP BY e.status) s))
-    FROM ventros.get_campaign(campaign_id) c
+    FROM ventros.get_row(NULL::ventros.campaigns, 'campaign', campaign_id) c
 $$;
 COMMENT ON FUNCTION ventros.campaign_stats(uuid) IS 'Progress of a campaign against its goal and its enrollments per status';
 

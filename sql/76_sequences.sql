@@ -9,9 +9,11 @@
 -- the triggering write commits).  An inbound reply exits the active
 -- enrollments of sequences with exit_on_reply in the reply's own
 -- transaction (ventros.journey_reply); a pipeline status of exit_on exits
--- in the status change's; before each step the contact's opt-out, exit tags
--- and exit statuses are checked, the step's conditions evaluated and the
--- send window (the contact's timezone, else the tenant's) respected.  Steps
+-- in the status change's, a tag of exit_on in the tag's and an opt-out in
+-- the consent's (sql/74_enrollments.sql, triggers); before each step the
+-- contact's opt-out, exit tags and exit statuses are checked again, the
+-- step's conditions evaluated and the send window (the contact's timezone,
+-- else the tenant's) respected.  Steps
 -- and enrollments are child aggregates; the domain's events are emitted on
 -- the sequence.
 
@@ -468,7 +470,7 @@ AS $$
     SELECT jsonb_build_object('sequence_id', s.id, 'status', s.status, 'total_enrolled', s.total_enrolled,
                               'active', s.active_count, 'completed', s.completed_count, 'exited', s.exited_count,
                               'steps', (SELECT count(*) FROM ventros.sequence_steps x WHERE x.tenant_id = s.tenant_id AND x.sequence_id = s.id))
-    FROM ventros.get_sequence(sequence_id) s
+    FROM ventros.get_row(NULL::ventros.sequences, 'sequence', sequence_id) s
 $$;
 COMMENT ON FUNCTION ventros.sequence_stats(uuid) IS 'Enrollment counts and step count of a sequence';
 

@@ -165,6 +165,11 @@ BEGIN
     IF w.secret IS NULL THEN
         RAISE EXCEPTION 'webhook subscription % has no secret: automation calls are signed', w.id USING ERRCODE = '22023';
     END IF;
+    -- deactivated (by hand, on 410 Gone, after days of failures): no more deliveries, as for events
+    IF NOT w.active THEN
+        RAISE EXCEPTION 'webhook subscription % is inactive', w.id USING ERRCODE = '55000',
+            HINT = 'Activate it again with ventros.set_webhook_subscription_active.';
+    END IF;
     body := convert_to(ventros.webhook_cloudevent(rule.tenant_id, ev_id, ctx #>> '{event,type}', ctx #>> '{event,aggregate_type}',
                                                   (ctx #>> '{event,aggregate_id}')::uuid,
                                                   coalesce(p->'body', ctx->'payload') || jsonb_build_object('automation_id', rule.id),
@@ -182,7 +187,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automations) IS
-    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to a webhook subscription of the tenant, through the HTTP dispatcher';
+    'Action call_webhook: one signed delivery of the triggering event (CloudEvents body, or params.body) to an active webhook subscription of the tenant (inactive: 55000), through the HTTP dispatcher';
 
 -- ---- running one rule for one event ---------------------------------------------
 

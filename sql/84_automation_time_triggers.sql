@@ -3,6 +3,96 @@
 
 -- ---- time triggers --------------------------------------------------------------------
 
+-- ---- cron schedules ---------------------------------------------------------------
+--
+-- A cron expression (ventros.cron_parse, sql/74_automations.sql) is matched
+-- against the tenant's wall-clock time of each real minute.  Around a change
+-- of the clocks it behaves as cron does for "fixed" expressions (neither
+-- minute nor hour starts with "*"): a local time skipped when the clocks go
+-- forward fires at the first minute after the gap, and a local time that
+-- occurs twice when they go back fires at its first occurrence only.  Other
+-- expressions ("*/15 * * * *") follow real time: nothing to catch up in the
+-- gap, both occurrences of a repeated hour.
+
+-- Whether a local wall-clock minute's day (month, and day of month or
+-- weekday as cron combines them) and time match a parsed expression.
+CREATE FUNCTION ventros.cron_day_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'month') @> to_jsonb(extract(month FROM local)::integer)
+       AND CASE WHEN (cron->>'dom_star')::boolean OR (cron->>'dow_star')::boolean
+                THEN (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     AND (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer)
+                ELSE (cron->'dom') @> to_jsonb(extract(day FROM local)::integer)
+                     OR (cron->'dow') @> to_jsonb(extract(dow FROM local)::integer) END
+$$;
+COMMENT ON FUNCTION ventros.cron_day_matches(jsonb, timestamp) IS
+    'Whether the day of a local time matches a parsed cron expression (month; day of month and weekday: both when either field is "*...", else either)';
+
+CREATE FUNCTION ventros.cron_matches(cron jsonb, local timestamp) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (cron->'minute') @> to_jsonb(extract(minute FROM local)::integer)
+       AND (cron->'hour') @> to_jsonb(extract(hour FROM local)::integer)
+       AND ventros.cron_day_matches(cron, local)
+$$;
+COMMENT ON FUNCTION ventros.cron_matches(jsonb, timestamp) IS
+    'Whether a local wall-clock minute matches a parsed cron expression';
+
+-- The first minute strictly after an instant's minute at which a parsed
+-- expression fires in a timezone (NULL: none within about 50 years), and
+-- the local minute it fires for (not the same in a spring-forward gap).
+-- Walks real minutes, skipping non-matching days and hours at once.
+CREATE FUNCTION ventros.cron_next(cron jsonb, tz text, after timestamptz, OUT at timestamptz, OUT local_at timestamp)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fixed boolean := (cron->>'fixed')::boolean;
+    m timestamptz := to_timestamp(floor(extract(epoch FROM after) / 60) * 60 + 60);
+    l timestamp;
+    p timestamp;
+BEGIN
+    FOR i IN 1..20000 LOOP
+        l := m AT TIME ZONE tz;
+        IF fixed THEN
+            -- the clocks went forward just before m: the skipped local minutes fire now
+            p := (m - interval '1 minute') AT TIME ZONE tz;
+            IF l - p > interval '1 minute' THEN
+                SELECT g INTO local_at FROM generate_series(p + interval '1 minute', l - interval '1 minute', interval '1 minute') g
+                 WHERE ventros.cron_matches(cron, g) LIMIT 1;
+                IF local_at IS NOT NULL THEN
+                    at := m;
+                    RETURN;
+                END IF;
+            END IF;
+        END IF;
+        -- skip to the next local day or hour: the earlier of the real minutes
+        -- left in it and its start in tz (which is the later instant of an
+        -- ambiguous local time)
+        IF NOT ventros.cron_day_matches(cron, l) THEN
+            m := greatest(m + interval '1 minute', least(m + ((l::date + 1) - l), (l::date + 1)::timestamp AT TIME ZONE tz));
+        ELSIF NOT (cron->'hour') @> to_jsonb(extract(hour FROM l)::integer) THEN
+            m := greatest(m + interval '1 minute', least(m + (date_trunc('hour', l) + interval '1 hour' - l),
+                                                          (date_trunc('hour', l) + interval '1 hour') AT TIME ZONE tz));
+        ELSIF (cron->'minute') @> to_jsonb(extract(minute FROM l)::integer)
+              -- a fixed time fires at the first occurrence of a repeated local minute only
+              AND NOT (fixed AND EXISTS (SELECT 1 FROM generate_series(1, 180) k
+                                          WHERE (m - make_interval(mins => k)) AT TIME ZONE tz >= l)) THEN
+            at := m;
+            local_at := l;
+            RETURN;
+        ELSE
+            m := m + interval '1 minute';
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.cron_next(jsonb, text, timestamptz) IS
+    'The first minute after an instant''s minute at which a parsed cron expression fires in a timezone, and the local minute it fires for (a fixed time skipped by a spring-forward gap fires right after it; a repeated local minute fires once); NULL when none';
+
 -- The next occurrence of a schedule after an instant, in a timezone:
 -- {"type": "daily", "at": "09:00"}, {"type": "weekly", "at": "09:00",
 -- "weekdays": [1, 5]}, {"type": "monthly", "at": "09:00", "day": 1},
@@ -19,6 +109,8 @@ BEGIN
     IF schedule->>'type' = 'once' THEN
         candidate := (schedule->>'at')::timestamptz;
         RETURN CASE WHEN candidate > after THEN candidate END;
+    ELSIF schedule->>'type' = 'cron' THEN
+        RETURN (ventros.cron_next(ventros.cron_parse(schedule->>'expression'), tz, after)).at;
     END IF;
     FOR i IN 0..62 LOOP
         candidate := ((local_day + i) + at_time) AT TIME ZONE tz;
@@ -36,7 +128,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_next_occurrence(jsonb, text, timestamptz) IS
-    'The next instant after a given one at which a schedule (once, daily, weekly with ISO weekdays, monthly on a day) falls, in a timezone';
+    'The next instant after a given one at which a schedule (once, daily, weekly with ISO weekdays, monthly on a day, cron) falls, in a timezone';
 
 -- Fires a time trigger once per key: automation.time_reached, queued for the rule.
 CREATE FUNCTION ventros.automation_fire(rule ventros.automations, fire_key text, payload jsonb) RETURNS boolean
@@ -63,6 +155,46 @@ $$;
 COMMENT ON FUNCTION ventros.automation_fire(ventros.automations, text, jsonb) IS
     'Fires a time trigger of a rule once per key: emits automation.time_reached and queues it for that rule';
 
+-- A cron rule at a tick: every minute it matched since the last tick
+-- (next_execution) up to now fires once, keyed by the minute (a late,
+-- repeated or concurrent tick fires nothing twice); minutes more than an
+-- hour old are not replayed.  The first tick only arms next_execution.
+CREATE FUNCTION ventros.automation_tick_cron(rule ventros.automations, tz text, now timestamptz) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cron jsonb := ventros.cron_parse(rule.schedule->>'expression');
+    due record;
+    n integer := 0;
+BEGIN
+    IF rule.next_execution IS NULL THEN
+        due := ventros.cron_next(cron, tz, now);
+    ELSE
+        due := ventros.cron_next(cron, tz, greatest(rule.next_execution, now - interval '1 hour') - interval '1 minute');
+        WHILE due.at <= now LOOP
+            IF ventros.automation_fire(rule, 'cron:' || to_char(due.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'),
+                                       jsonb_build_object('reason', 'schedule', 'due_at', due.at, 'local_time', due.local_at,
+                                                          'timezone', tz, 'expression', rule.schedule->>'expression')) THEN
+                n := n + 1;
+            END IF;
+            due := ventros.cron_next(cron, tz, due.at);
+        END LOOP;
+        -- the keys no tick reaches any more (it looks an hour back) go: a
+        -- rule firing every minute would otherwise keep 1,440 a day
+        DELETE FROM ventros.automation_timers t
+         WHERE t.tenant_id = rule.tenant_id AND t.automation_id = rule.id AND t.fire_key LIKE 'cron:%'
+           AND t.fire_key < 'cron:' || to_char((now - interval '2 hours') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"');
+    END IF;
+    UPDATE ventros.automations a SET next_execution = due.at,
+                                     last_executed = CASE WHEN n > 0 THEN now ELSE a.last_executed END, version = a.version
+     WHERE a.tenant_id = rule.tenant_id AND a.id = rule.id;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_tick_cron(ventros.automations, text, timestamptz) IS
+    'A tick for a cron-scheduled rule: fires once each minute it matched in the tenant''s timezone since next_execution (at most an hour back), keyed by the minute (keys older than two hours pruned); sets next_execution; returns how many fired';
+
 CREATE FUNCTION ventros.tick_automation_rules(now timestamptz DEFAULT now()) RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -88,7 +220,9 @@ BEGIN
                  WHERE a.tenant_id = tenant AND a.enabled AND a.deleted_at IS NULL
                    AND a.trigger IN ('scheduled', 'no_response.timeout', 'date_field.reached')
                  ORDER BY a.priority DESC, a.created_at, a.id LOOP
-        IF rule.trigger = 'scheduled' AND rule.schedule IS NOT NULL THEN
+        IF rule.trigger = 'scheduled' AND rule.schedule->>'type' = 'cron' THEN
+            n := n + ventros.automation_tick_cron(rule, tz, now);
+        ELSIF rule.trigger = 'scheduled' AND rule.schedule IS NOT NULL THEN
             due := rule.next_execution;
             IF due IS NOT NULL AND due <= now THEN
                 IF ventros.automation_fire(rule, 'schedule:' || due::text, jsonb_build_object('reason', 'schedule', 'due_at', due)) THEN
@@ -143,7 +277,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.tick_automation_rules(timestamptz) IS
-    'Scheduler (platform admins, per tenant through run_per_tenant): fires the acting tenant''s time triggers due at now, each once (scheduled: next_execution in the tenant''s timezone; no_response.timeout: trigger_config.minutes since the contact''s unanswered message; date_field.reached: trigger_config.field + days); returns how many fired';
+    'Scheduler (platform admins, per tenant through run_per_tenant): fires the acting tenant''s time triggers due at now, each once (scheduled: next_execution in the tenant''s timezone, every matching minute of a cron schedule; no_response.timeout: trigger_config.minutes since the contact''s unanswered message; date_field.reached: trigger_config.field + days); returns how many fired';
 
-GRANT EXECUTE ON FUNCTION ventros.automation_next_occurrence(jsonb, text, timestamptz) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.automation_next_occurrence(jsonb, text, timestamptz), ventros.cron_day_matches(jsonb, timestamp),
+    ventros.cron_matches(jsonb, timestamp), ventros.cron_next(jsonb, text, timestamptz) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.tick_automation_rules(timestamptz) TO ventros_platform_admin;

@@ -367,9 +367,7 @@ BEGIN
         RETURN;
     END IF;
     PERFORM set_config('ventros.tenant', ch.tenant_id, true);
-    SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}') INTO hdrs
-    FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
-    WHERE jsonb_typeof(h.value) = 'string';
+    hdrs := ventros.webhook_headers(headers);
     body := coalesce(body, ''::bytea);
 
     failure := ventros.verify_webhook(provider, ch.config, hdrs, body);

@@ -5,6 +5,9 @@
  *	      -> ventros.accept_webhook(provider, channel_id, headers, body)
  *	    GET  /webhooks/<provider>/<channel_id>?hub.mode=&hub.verify_token=&hub.challenge=
  *	      -> ventros.webhook_challenge(...): 200 text/plain challenge, or 403
+ *	    POST /webhooks/<name>
+ *	      -> ventros.accept_platform_webhook(name, headers, body): webhooks of
+ *	         the platform itself, such as Stripe's (ventros.platform_webhooks)
  *
  * Which providers exist is the database's business (ventros.inbound_providers):
  * no provider is named here, a path segment of the registry's shape is handed
@@ -50,6 +53,9 @@
 
 static const char *accept_sql =
 	"SELECT w.http_status, w.response::text FROM ventros.accept_webhook($1, $2, $3, $4) w";
+
+static const char *platform_sql =
+	"SELECT w.http_status, w.response::text FROM ventros.accept_platform_webhook($1, $3, $4) w";
 
 static const char *challenge_sql =
 	"SELECT ventros.webhook_challenge($1, $2, $3, $4, $5)";
@@ -230,10 +236,10 @@ accept_post(const VnRouterConfig *cfg, struct MHD_Connection *con, const char *p
 	vn_buf_init(&headers);
 	headers_json(con, &headers);
 	values[0] = provider;
-	values[1] = channel;
+	values[1] = channel; /* NULL: a platform webhook, /webhooks/<name> */
 	values[2] = headers.data;
 	values[3] = body ? body : "";
-	res = call(cfg, "POST", path, accept_sql, &params);
+	res = call(cfg, "POST", path, channel ? accept_sql : platform_sql, &params);
 	vn_buf_free(&headers);
 	if (res == NULL)
 		unavailable(resp);
@@ -305,6 +311,12 @@ vn_webhooks_handle(const VnRouterConfig *cfg, struct MHD_Connection *con, const 
 	char		channel[VN_WEBHOOK_MAX_ID + 1];
 
 	vn_response_header(resp, "Cache-Control", "no-store");
+	/* /webhooks/<name>: a platform webhook (POST only) */
+	if (slash == NULL && strcmp(method, "POST") == 0 && strlen(p) < sizeof(provider) && provider_name(p))
+	{
+		accept_post(cfg, con, path, p, NULL, body, body_len, resp);
+		return;
+	}
 	/* /webhooks/<provider>/<channel_id>, nothing more */
 	if (slash == NULL || (size_t) (slash - p) >= sizeof(provider) || slash[1] == '\0' ||
 		strchr(slash + 1, '/') != NULL || strlen(slash + 1) > VN_WEBHOOK_MAX_ID)

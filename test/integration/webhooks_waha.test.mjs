@@ -177,7 +177,7 @@ test('bad or missing signatures: 401 {"error":"invalid_signature"}, counted, not
   const variants = [
     wahaHeaders(body),																// unsigned
     wahaHeaders(body, { hmacKey: 'not-the-secret' }),								// wrong key
-    { ...good, 'X-Webhook-Hmac': good['X-Webhook-Hmac'].slice(0, -2) + '00' },		// one byte off
+    { ...good, 'X-Webhook-Hmac': good['X-Webhook-Hmac'].slice(0, -2) + (parseInt(good['X-Webhook-Hmac'].slice(-2), 16) ^ 1).toString(16).padStart(2, '0') },		// one bit off
     { ...good, 'X-Webhook-Hmac': good['X-Webhook-Hmac'].toUpperCase().replace(/[0-9]/g, 'G') },	// not hex
     { ...good, 'X-Webhook-Hmac-Algorithm': 'sha256' },								// algorithm we do not accept
     { ...good, 'X-Webhook-Hmac': '' },

@@ -24,14 +24,14 @@ INSERT INTO ids SELECT 'a', id FROM ventros.create_automation('Follow up', 'sess
 SELECT is((ventros.add_automation_rule(pg_temp.id('a'), 1, 'action', '{"type": "add_tag", "params": {"tag": "closed"}}')).actions->1->>'type',
           'add_tag', 'action appended');
 SELECT throws_ok($$SELECT ventros.add_automation_rule(pg_temp.id('a'), 2, 'action', '{"type": "nope"}')$$, '23514', NULL, 'malformed action refused');
-SELECT is((ventros.record_automation_run(pg_temp.id('a'), 'triggered', '{"session_id": "s1"}')).version, 2, 'run recorded without a version change');
-SELECT lives_ok($$SELECT ventros.record_automation_run(pg_temp.id('a'), 'executed'), ventros.record_automation_run(pg_temp.id('a'), 'failed', '{"error": "x"}')$$,
-                'executed and failed recorded');
+SELECT ok(to_regprocedure('ventros.record_automation_run(uuid, text, jsonb)') IS NULL, 'runs are recorded by the executor only (266_automation_records.sql)');
+SELECT throws_ok($$INSERT INTO ventros.automation_runs (automation_id, event_id, event_type, origin_event_id, depth)
+                   VALUES (pg_temp.id('a'), gen_random_uuid(), 'session.ended', gen_random_uuid(), 0)$$, '42501', NULL, 'nor written directly');
 SELECT is((ventros.set_automation_enabled(pg_temp.id('a'), 2, false)).enabled, false, 'true -> false');
-SELECT throws_ok($$SELECT ventros.record_automation_run(pg_temp.id('a'), 'triggered')$$, 'VN002', NULL, 'disabled automations do not run');
+SELECT throws_ok($$SELECT ventros.set_automation_enabled(pg_temp.id('a'), 2, true)$$, 'VN001', NULL, 'a stale version');
 SELECT is((ventros.set_automation_enabled(pg_temp.id('a'), 3, true)).enabled, true, 'false -> true');
-SELECT ok(pg_temp.events(pg_temp.id('a')) @> ARRAY['automation.created', 'automation.updated', 'automation.triggered', 'automation.executed',
-    'automation.failed', 'automation.disabled', 'automation.enabled'], 'automation events');
+SELECT ok(pg_temp.events(pg_temp.id('a')) @> ARRAY['automation.created', 'automation.updated', 'automation.disabled', 'automation.enabled'],
+          'automation events');
 SELECT is((SELECT count(*)::integer FROM ventros.list_automations('session.ended', only_enabled => true)), 1, 'automations for a trigger');
 INSERT INTO ids SELECT 't', id FROM ventros.register_automation_trigger('crm.vip_joined', 'VIP joined', 'custom', '{"tag": "vip"}');
 SELECT throws_ok($$SELECT ventros.register_automation_trigger('session.ended', 'x')$$, '23505', NULL, 'built-in codes are taken');

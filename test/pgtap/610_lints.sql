@@ -42,8 +42,14 @@ INSERT INTO lint_allow VALUES
      'Encrypts the caller''s own plaintext with the cluster key; reads no table.'),
     ('definer_without_tenant_check', 'ventros.accept_webhook(text,text,jsonb,bytea)',
      'Anonymous webhook endpoint: the channel (and its tenant) is found by the path id and the delivery must carry the channel''s signature.'),
+    ('definer_without_tenant_check', 'ventros.accept_platform_webhook(text,jsonb,bytea)',
+     'Anonymous platform webhook endpoint (Stripe): the delivery must carry the endpoint''s signature; the tenant is found from the verified event.'),
     ('definer_without_tenant_check', 'ventros.webhook_challenge(text,text,text,text,text)',
-     'Anonymous webhook handshake: answers only with the challenge when the channel''s verify token matches.');
+     'Anonymous webhook handshake: answers only with the challenge when the channel''s verify token matches.'),
+    ('stable_calls_volatile', 'ventros.require_tenant()',
+     'Names ventros.bind_login() in its hint; calls no volatile function.'),
+    ('stable_calls_volatile', 'ventros.require_consent(uuid,uuid)',
+     'Names ventros.set_contact_consent() in its hint; calls no volatile function.');
 
 CREATE FUNCTION pg_temp.allowed(l text, o text) RETURNS boolean LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM lint_allow WHERE lint = l AND object = o)
@@ -251,6 +257,26 @@ SELECT is((SELECT array_agg(c.conrelid::regclass::text || '.' || c.conname ORDER
                              JOIN pg_attribute y ON y.attrelid = c.confrelid AND y.attnum = k.b
                              WHERE x.attname = 'tenant_id' AND y.attname = 'tenant_id')),
           NULL, 'lint tenant_foreign_keys: every foreign key between tenant tables pairs tenant_id with tenant_id');
+
+-- 10. A STABLE (or IMMUTABLE) function reads in its caller's snapshot; a
+--     VOLATILE function that it calls takes a newer one of its own.  The two
+--     halves of one answer then disagree: broadcast_stats read the broadcast
+--     through get_broadcast (volatile, as it can lock) and counted its
+--     executions in the query's snapshot, so a reading that raced the last
+--     send's outcome said "completed" beside sends still "sending"
+--     (test/isolation/specs/broadcast_stats_snapshot.spec).  Read with the
+--     stable ventros.get_row instead.  Volatile callees that run no statement
+--     (they only raise) cannot skew and are not counted.
+SELECT is((SELECT array_agg(DISTINCT s.oid::regprocedure::text ORDER BY s.oid::regprocedure::text)
+           FROM pg_proc s, pg_proc v
+           WHERE s.pronamespace IN (SELECT nsp FROM lint_schemas) AND s.provolatile IN ('s', 'i')
+             AND s.prolang IN (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
+             AND v.pronamespace IN (SELECT nsp FROM lint_schemas) AND v.provolatile = 'v'
+             AND (v.prolang NOT IN (SELECT oid FROM pg_language WHERE lanname IN ('sql', 'plpgsql'))
+                  OR v.prosrc ~* '\m(select|insert|update|delete|perform|execute)\M')
+             AND s.prosrc ~ ('\m(ventros|api)\.' || v.proname || '\s*\(')
+             AND NOT pg_temp.allowed('stable_calls_volatile', s.oid::regprocedure::text)),
+          NULL, 'lint stable_calls_volatile: no STABLE or IMMUTABLE function reads through a VOLATILE one (one snapshot per answer)');
 
 -- The allow-list holds only what exists (a stale exception hides nothing).
 SELECT is((SELECT array_agg(a.lint || ': ' || a.object ORDER BY 1) FROM lint_allow a
