@@ -8413,6 +8413,7 @@ CREATE OR REPLACE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[]
 RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -8500,6 +8501,7 @@ CREATE OR REPLACE FUNCTION ventros.record_session_messages(sessions ventros.sess
 RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
@@ -8604,6 +8606,7 @@ CREATE OR REPLACE FUNCTION ventros.record_messages_effects(ms ventros.messages[]
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     counted record;
@@ -8732,6 +8735,7 @@ CREATE OR REPLACE FUNCTION ventros.enqueue_http_requests(
 RETURNS TABLE (id uuid, correlation_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
@@ -8836,9 +8840,11 @@ COMMENT ON FUNCTION ventros.reply_provider_id(ventros.messages) IS
 CREATE OR REPLACE FUNCTION ventros.enqueue_provider_requests(reqs jsonb[], purpose text, correlation_ids uuid[], retry_policy text,
                                                   max_response_size integer DEFAULT NULL)
 RETURNS TABLE (id uuid, correlation_id uuid)
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT r.id, r.correlation_id
     FROM ventros.enqueue_http_requests(
              ARRAY(SELECT q->>'url' FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
@@ -8847,7 +8853,9 @@ AS $$
              ARRAY(SELECT CASE WHEN q->'body' IS NOT NULL AND q->'body' <> 'null'::jsonb
                                THEN convert_to((q->'body')::text, 'UTF8') END
                    FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
-             correlation_ids, purpose, retry_policy => retry_policy, max_response_size => max_response_size) r
+             correlation_ids, purpose, retry_policy => enqueue_provider_requests.retry_policy,
+             max_response_size => enqueue_provider_requests.max_response_size) r;
+END
 $$;
 COMMENT ON FUNCTION ventros.enqueue_provider_requests(jsonb[], text, uuid[], text, integer) IS
     'Queues requests built by a provider function ({method, url, headers, body}) for the acting tenant, in one INSERT; returns each id with its correlation id';
@@ -8889,6 +8897,7 @@ COMMENT ON FUNCTION ventros.message_send_request(ventros.channels, ventros.chann
 CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
@@ -9014,6 +9023,7 @@ CREATE OR REPLACE FUNCTION ventros.send_messages(
 RETURNS SETOF ventros.message_send
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
@@ -9184,6 +9194,7 @@ CREATE OR REPLACE FUNCTION ventros.send_broadcast_executions(b ventros.broadcast
 RETURNS SETOF ventros.broadcast_executions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     meta jsonb := jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}');

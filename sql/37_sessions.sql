@@ -259,6 +259,7 @@ CREATE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_i
 RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -352,6 +353,7 @@ CREATE FUNCTION ventros.record_session_messages(sessions ventros.sessions[], fro
 RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();

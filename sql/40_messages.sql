@@ -225,6 +225,7 @@ CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     counted record;

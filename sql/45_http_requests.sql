@@ -117,6 +117,7 @@ CREATE FUNCTION ventros.enqueue_http_requests(
 RETURNS TABLE (id uuid, correlation_id uuid)
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();

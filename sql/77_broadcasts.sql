@@ -267,6 +267,7 @@ CREATE FUNCTION ventros.send_broadcast_executions(b ventros.broadcasts, es ventr
 RETURNS SETOF ventros.broadcast_executions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     meta jsonb := jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}');

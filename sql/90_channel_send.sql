@@ -201,9 +201,11 @@ COMMENT ON FUNCTION ventros.provider_error_text(ventros.http_requests) IS
 CREATE FUNCTION ventros.enqueue_provider_requests(reqs jsonb[], purpose text, correlation_ids uuid[], retry_policy text,
                                                   max_response_size integer DEFAULT NULL)
 RETURNS TABLE (id uuid, correlation_id uuid)
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT r.id, r.correlation_id
     FROM ventros.enqueue_http_requests(
              ARRAY(SELECT q->>'url' FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
@@ -212,7 +214,9 @@ AS $$
              ARRAY(SELECT CASE WHEN q->'body' IS NOT NULL AND q->'body' <> 'null'::jsonb
                                THEN convert_to((q->'body')::text, 'UTF8') END
                    FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
-             correlation_ids, purpose, retry_policy => retry_policy, max_response_size => max_response_size) r
+             correlation_ids, purpose, retry_policy => enqueue_provider_requests.retry_policy,
+             max_response_size => enqueue_provider_requests.max_response_size) r;
+END
 $$;
 COMMENT ON FUNCTION ventros.enqueue_provider_requests(jsonb[], text, uuid[], text, integer) IS
     'Queues requests built by a provider function ({method, url, headers, body}) for the acting tenant, in one INSERT; returns each id with its correlation id';
@@ -293,6 +297,7 @@ COMMENT ON FUNCTION ventros.message_send_request(ventros.channels, ventros.chann
 CREATE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
@@ -419,7 +424,12 @@ COMMENT ON FUNCTION ventros.consent_refusal(uuid, uuid) IS
 -- message.created; the reports' statement triggers run once), the sessions'
 -- counters (session.message_recorded), the contacts' interaction times, the
 -- channel's counters folded once, the provider requests.  send_message is its
--- one-contact case; a broadcast sends each batch through it.
+-- one-contact case; a broadcast sends each batch through it.  The set-based
+-- functions plan once per session (plan_cache_mode = force_generic_plan): a
+-- custom plan, sized for the array at hand, looks cheaper every time and
+-- would be planned again at every call of the one-contact case; the
+-- statements are written so that the generic plan stays linear in the set
+-- (index lookups per element, no join of two arrays).
 CREATE FUNCTION ventros.send_messages(
     channel_id   uuid,
     contact_ids  uuid[],
@@ -438,6 +448,7 @@ CREATE FUNCTION ventros.send_messages(
 RETURNS SETOF ventros.message_send
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
