@@ -8409,6 +8409,15 @@ DROP INDEX ventros.broadcast_executions_pending;
 CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at, id)
     WHERE status = 'pending';
 
+CREATE OR REPLACE FUNCTION ventros.plan_for_set(n integer) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN n > 1 THEN pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true) END;
+    SELECT NULL::void
+$$;
+COMMENT ON FUNCTION ventros.plan_for_set(integer) IS
+    'In a set-based function declared with SET plan_cache_mode = force_generic_plan: custom plans for a set of more than one row, the generic ones (planned once per session) for one row';
+
 CREATE OR REPLACE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_id uuid, at timestamptz DEFAULT now())
 RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
@@ -8426,6 +8435,7 @@ DECLARE
     timeout integer;
     type_id integer;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
     at := coalesce(at, now());
     FOR attempt IN 1..3 LOOP
         kept := '{}';
@@ -8509,6 +8519,7 @@ DECLARE
     bad ventros.sessions;
     recorded ventros.sessions[];
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(sessions));
     IF (SELECT count(DISTINCT x) <> count(*) FROM unnest(session_ids) x) THEN
         RAISE EXCEPTION 'a session is recorded at most once per call' USING ERRCODE = '22023';
     END IF;
@@ -8615,6 +8626,7 @@ DECLARE
     ats timestamptz[];
     ids uuid[];
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(ms));
     SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
            array_agg(m.id ORDER BY s.id)
     INTO sessions, from_me, ats, ids
@@ -8741,6 +8753,7 @@ DECLARE
     tenant text := ventros.require_tenant();
     bad text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(urls));
     IF cardinality(urls) IS DISTINCT FROM cardinality(methods) OR cardinality(urls) IS DISTINCT FROM cardinality(headers)
        OR cardinality(urls) IS DISTINCT FROM cardinality(bodies)
        OR cardinality(urls) IS DISTINCT FROM cardinality(correlation_ids) THEN
@@ -8907,6 +8920,7 @@ DECLARE
     queued jsonb := '{}';
     policy text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
     -- Locked in id order: two calls for one message queue one request (the second sees the first's).
     WITH locked AS (SELECT x.* FROM ventros.messages x
                     WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
@@ -9039,6 +9053,7 @@ DECLARE
     refused ventros.message_send[];
     state text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
     IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
                                         'scheduled', 'test') THEN
         RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
@@ -9206,6 +9221,7 @@ DECLARE
     failure text;
     outcome jsonb;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(es));
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;
@@ -9292,7 +9308,8 @@ GRANT EXECUTE ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, times
     ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.journey_sends(uuid, uuid[], jsonb, text, jsonb),
     ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.raise_refusal(ventros.message_send), ventros.consent_refusal(uuid, uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.raise_refusal(ventros.message_send), ventros.consent_refusal(uuid, uuid),
+    ventros.plan_for_set(integer) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer)
     TO ventros_admin;
 

@@ -272,6 +272,7 @@ DECLARE
     timeout integer;
     type_id integer;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
     at := coalesce(at, now());
     FOR attempt IN 1..3 LOOP
         kept := '{}';
@@ -361,6 +362,7 @@ DECLARE
     bad ventros.sessions;
     recorded ventros.sessions[];
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(sessions));
     IF (SELECT count(DISTINCT x) <> count(*) FROM unnest(session_ids) x) THEN
         RAISE EXCEPTION 'a session is recorded at most once per call' USING ERRCODE = '22023';
     END IF;

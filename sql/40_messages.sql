@@ -234,6 +234,7 @@ DECLARE
     ats timestamptz[];
     ids uuid[];
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(ms));
     SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
            array_agg(m.id ORDER BY s.id)
     INTO sessions, from_me, ats, ids

@@ -123,6 +123,7 @@ DECLARE
     tenant text := ventros.require_tenant();
     bad text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(urls));
     IF cardinality(urls) IS DISTINCT FROM cardinality(methods) OR cardinality(urls) IS DISTINCT FROM cardinality(headers)
        OR cardinality(urls) IS DISTINCT FROM cardinality(bodies)
        OR cardinality(urls) IS DISTINCT FROM cardinality(correlation_ids) THEN

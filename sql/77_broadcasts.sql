@@ -279,6 +279,7 @@ DECLARE
     failure text;
     outcome jsonb;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(es));
     IF cardinality(ids) = 0 THEN
         RETURN;
     END IF;

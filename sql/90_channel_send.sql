@@ -307,6 +307,7 @@ DECLARE
     queued jsonb := '{}';
     policy text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
     -- Locked in id order: two calls for one message queue one request (the second sees the first's).
     WITH locked AS (SELECT x.* FROM ventros.messages x
                     WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
@@ -424,12 +425,10 @@ COMMENT ON FUNCTION ventros.consent_refusal(uuid, uuid) IS
 -- message.created; the reports' statement triggers run once), the sessions'
 -- counters (session.message_recorded), the contacts' interaction times, the
 -- channel's counters folded once, the provider requests.  send_message is its
--- one-contact case; a broadcast sends each batch through it.  The set-based
--- functions plan once per session (plan_cache_mode = force_generic_plan): a
--- custom plan, sized for the array at hand, looks cheaper every time and
--- would be planned again at every call of the one-contact case; the
--- statements are written so that the generic plan stays linear in the set
--- (index lookups per element, no join of two arrays).
+-- one-contact case; a broadcast sends each batch through it.  Plans: the
+-- generic ones for one contact (planned once per session), custom ones for a
+-- batch (ventros.plan_for_set); the statements join no two arrays, so that
+-- either stays linear in the set.
 CREATE FUNCTION ventros.send_messages(
     channel_id   uuid,
     contact_ids  uuid[],
@@ -464,6 +463,7 @@ DECLARE
     refused ventros.message_send[];
     state text;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
     IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
                                         'scheduled', 'test') THEN
         RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
