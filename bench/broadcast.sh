@@ -6,10 +6,11 @@
 #            sends per transaction as the tick sends a rate limit's worth
 #            (one transaction for all would update the channel's and the
 #            report's counter rows $CONTACTS times in one transaction: a
-#            version chain that grows with every send); per contact the step
-#            engine's send (journey_send ->
-#            send_message: consent, session, message, counters, events) and
-#            its provider request (http_requests, message.send);
+#            version chain that grows with every send); each batch is one
+#            set (send_broadcast_executions -> journey_sends ->
+#            send_messages: consent, sessions, messages, counters, events and
+#            the provider requests (http_requests, message.send), one
+#            statement per table for the batch);
 #   floor    a plain INSERT ... SELECT of the same rows (the executions, the
 #            messages and the provider requests Ventros wrote, read back)
 #            into copies of those tables (same columns, CHECKs and indexes;

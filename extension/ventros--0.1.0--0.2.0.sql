@@ -11016,6 +11016,924 @@ $$;
 COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
     'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED) and due waits, each tenant''s as that tenant, in this transaction; returns how many it took';
 
+-- ---- set-based send
+-- Issue 15: a broadcast sends each batch as one set (sql/90_channel_send.sql
+-- send_messages; sql/77_broadcasts.sql).  send_message, journey_send,
+-- start_or_continue_session, record_session_message, record_message_effects,
+-- count_channel_message, queue_message_send, enqueue_provider_request and
+-- enqueue_http_request become the one-row cases of set-based functions that
+-- write one statement per table; the address helpers become PL/pgSQL (plans
+-- kept across calls).  A batch reads its pending executions in
+-- order off the index (created_at, id), not all of them sorted.
+
+DROP INDEX ventros.broadcast_executions_pending;
+CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at, id)
+    WHERE status = 'pending';
+
+CREATE OR REPLACE FUNCTION ventros.plan_for_set(n integer) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN n > 1 THEN pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true) END;
+    SELECT NULL::void
+$$;
+COMMENT ON FUNCTION ventros.plan_for_set(integer) IS
+    'In a set-based function declared with SET plan_cache_mode = force_generic_plan: custom plans for a set of more than one row, the generic ones (planned once per session) for one row';
+
+CREATE OR REPLACE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_id uuid, at timestamptz DEFAULT now())
+RETURNS SETOF ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    todo uuid[] := ARRAY(SELECT DISTINCT x FROM unnest(contact_ids) x ORDER BY 1);
+    kept uuid[];
+    started ventros.sessions[];
+    s ventros.sessions;
+    ch ventros.channels;
+    timeout integer;
+    type_id integer;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    at := coalesce(at, now());
+    FOR attempt IN 1..3 LOOP
+        kept := '{}';
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = ANY (todo)
+                   AND x.channel_id = start_or_continue_sessions.channel_id AND x.status IN ('active', 'snoozed')
+                   AND x.deleted_at IS NULL
+                 ORDER BY x.contact_id
+                 FOR UPDATE
+        LOOP
+            IF s.status = 'snoozed' THEN
+                s := ventros.wake_session(s, at);     -- a message wakes it
+            END IF;
+            IF at <= s.expires_at THEN
+                kept := kept || s.contact_id;
+                RETURN NEXT s;
+            ELSE
+                PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
+            END IF;
+        END LOOP;
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT unnest(kept)) d(x) ORDER BY 1);
+        IF cardinality(todo) = 0 THEN
+            RETURN;
+        END IF;
+        IF ch.id IS NULL THEN
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_sessions.channel_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+            END IF;
+            timeout := ventros.session_timeout_seconds(ch.id);
+            type_id := ventros.channel_type_id(ch.type);
+        END IF;
+        WITH inserted AS (
+            INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
+                                          last_activity_at, timeout_seconds, expires_at)
+            SELECT ch.project_id, x, ch.id, type_id, ch.pipeline_id, at, at,
+                   timeout, at + make_interval(secs => timeout)
+            FROM unnest(todo) x ORDER BY x
+            ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL
+            DO NOTHING
+            RETURNING *)
+        SELECT coalesce(array_agg(i), '{}') INTO started FROM inserted i;
+        RETURN QUERY SELECT * FROM unnest(started);
+        -- Those another transaction started first: continue theirs next round.
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT i.contact_id FROM unnest(started) i) d(x) ORDER BY 1);
+        IF cardinality(todo) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', todo[1], channel_id
+        USING ERRCODE = '40001';
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'contact % not found', CASE WHEN cardinality(contact_ids) = 1 THEN contact_ids[1]::text
+                                                 ELSE 'of ' || cardinality(contact_ids) END
+        USING ERRCODE = 'P0002';
+END
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz) IS
+    'The active session of each contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active; set-based, locked in contact order); emits session.started, session.unsnoozed, and session.ended for an expired one';
+
+CREATE OR REPLACE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s FROM ventros.start_or_continue_sessions(ARRAY[contact_id], channel_id, at) s
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
+    'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';
+
+CREATE OR REPLACE FUNCTION ventros.record_session_messages(sessions ventros.sessions[], from_me boolean[], ats timestamptz[],
+                                                message_ids uuid[])
+RETURNS SETOF ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    session_ids uuid[] := ARRAY(SELECT s.id FROM unnest(sessions) s);
+    bad ventros.sessions;
+    recorded ventros.sessions[];
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(sessions));
+    IF (SELECT count(DISTINCT x) <> count(*) FROM unnest(session_ids) x) THEN
+        RAISE EXCEPTION 'a session is recorded at most once per call' USING ERRCODE = '22023';
+    END IF;
+    SELECT s.* INTO bad FROM unnest(sessions) s WHERE s.status IS DISTINCT FROM 'active' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'session % is %', bad.id, bad.status USING ERRCODE = 'VN002',
+            DETAIL = 'Messages are recorded on active sessions only.';
+    END IF;
+    WITH m AS (SELECT * FROM unnest(session_ids, from_me, ats, message_ids) AS m(session_id, from_me, at, message_id)),
+    updated AS (
+        UPDATE ventros.sessions t
+        SET message_count = t.message_count + 1,
+            messages_from_contact = t.messages_from_contact + (NOT m.from_me)::integer,
+            messages_from_agent = t.messages_from_agent + m.from_me::integer,
+            last_activity_at = greatest(t.last_activity_at, m.at),
+            expires_at = greatest(t.last_activity_at, m.at) + make_interval(secs => t.timeout_seconds),
+            duration_seconds = extract(epoch FROM greatest(t.last_activity_at, m.at) - t.started_at)::integer,
+            first_contact_message_at = CASE WHEN NOT m.from_me THEN coalesce(t.first_contact_message_at, m.at)
+                                            ELSE t.first_contact_message_at END,
+            first_agent_response_at = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                           THEN coalesce(t.first_agent_response_at, m.at) ELSE t.first_agent_response_at END,
+            agent_response_time_seconds = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                                AND t.first_agent_response_at IS NULL
+                                               THEN greatest(0, extract(epoch FROM m.at - t.first_contact_message_at))::integer
+                                               ELSE t.agent_response_time_seconds END,
+            contact_wait_time_seconds = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                              AND t.first_agent_response_at IS NULL
+                                             THEN greatest(0, extract(epoch FROM m.at - t.first_contact_message_at))::integer
+                                             ELSE t.contact_wait_time_seconds END,
+            version = t.version
+        FROM m
+        WHERE t.tenant_id = tenant AND t.id = m.session_id
+        RETURNING t, m.message_id, m.from_me, m.at)
+    SELECT coalesce(array_agg(u.t ORDER BY (u.t).id), '{}') INTO recorded
+    FROM updated u
+    CROSS JOIN LATERAL ventros.emit('session.message_recorded', 'session', (u.t).id,
+                                    jsonb_build_object('message_id', u.message_id, 'from_me', u.from_me, 'at', u.at,
+                                                       'message_count', (u.t).message_count), (u.t).version) e;
+    RETURN QUERY SELECT * FROM unnest(recorded);
+END
+$$;
+COMMENT ON FUNCTION ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]) IS
+    'Records one message on each of a set of locked active sessions (internal; VN002 for one that is not active): counters, first response, last activity, expiry; emits session.message_recorded per session';
+
+CREATE OR REPLACE FUNCTION ventros.record_session_message(s ventros.sessions, from_me boolean, at timestamptz, message_id uuid)
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r FROM ventros.record_session_messages(ARRAY[s], ARRAY[from_me], ARRAY[at], ARRAY[message_id]) r
+$$;
+COMMENT ON FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid) IS
+    'Records a message on a locked active session (internal): counters, first response, last activity, expiry; emits session.message_recorded';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_messages(channel_id uuid, received bigint, sent bigint, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_messages.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_messages.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF received < 0 OR sent < 0 THEN
+        RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (tenant, count_channel_messages.channel_id, ventros.stats_slot(), received, sent, at)
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+END
+$$;
+COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.count_channel_messages(channel_id, (NOT from_me)::integer, from_me::integer, at) $$;
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE OR REPLACE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    counted record;
+    sessions ventros.sessions[];
+    from_me boolean[];
+    ats timestamptz[];
+    ids uuid[];
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(ms));
+    SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
+           array_agg(m.id ORDER BY s.id)
+    INTO sessions, from_me, ats, ids
+    FROM unnest(ms) m JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id;
+    IF sessions IS NOT NULL THEN
+        PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
+    END IF;
+    -- Interaction times are kept to the minute: a burst of messages writes
+    -- the contact once (the session and the message hold the exact times).
+    UPDATE ventros.contacts c
+    SET first_interaction_at = coalesce(c.first_interaction_at, m.first_at),
+        last_interaction_at = greatest(c.last_interaction_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.contact_id, min(m."timestamp") AS first_at, max(m."timestamp") AS last_at
+          FROM unnest(ms) m GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
+      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m.last_at - interval '1 minute'
+           OR c.first_interaction_at > m.first_at);
+    FOR counted IN SELECT m.channel_id, count(*) FILTER (WHERE NOT m.from_me) AS received,
+                          count(*) FILTER (WHERE m.from_me) AS sent, max(m."timestamp") AS last_at
+                   FROM unnest(ms) m GROUP BY 1 ORDER BY 1
+    LOOP
+        PERFORM ventros.count_channel_messages(counted.channel_id, counted.received, counted.sent, counted.last_at);
+    END LOOP;
+    UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
+          WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
+    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times), channels (counters) and chats, one statement per table (internal)';
+
+CREATE OR REPLACE FUNCTION ventros.record_message_effects(m ventros.messages, s ventros.sessions)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.record_messages_effects(ARRAY[m]) $$;
+COMMENT ON FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions) IS
+    'Records a new message on its session, contact (interaction times), channel (counters) and chat (internal)';
+
+CREATE TYPE ventros.message_send AS (
+    contact_id   uuid,
+    message      ventros.messages,
+    request_id   uuid,
+    error_code   text,
+    error        text,
+    error_detail text,
+    error_hint   text
+);
+COMMENT ON TYPE ventros.message_send IS
+    'One send of a set (ventros.send_messages, ventros.queue_message_sends): the contact, its queued message and provider request, or the refusal (SQLSTATE, message, detail, hint)';
+
+CREATE OR REPLACE FUNCTION ventros.raise_refusal(r ventros.message_send) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF r.error_code IS NULL THEN
+        RETURN;
+    ELSIF r.error_detail IS NOT NULL AND r.error_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, DETAIL = r.error_detail, HINT = r.error_hint;
+    ELSIF r.error_detail IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, DETAIL = r.error_detail;
+    ELSIF r.error_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, HINT = r.error_hint;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.raise_refusal(ventros.message_send) IS
+    'Raises the refusal of a send (its SQLSTATE, message, detail and hint); nothing when it was not refused';
+
+CREATE OR REPLACE FUNCTION ventros.send_message(
+    channel_id   uuid,
+    contact_id   uuid,
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    SELECT * INTO r FROM ventros.send_messages(channel_id, ARRAY[contact_id], text, agent_id, source, content_type,
+                                               media_url, media_mimetype, reply_to_id, chat_id, metadata,
+                                               template_name, template_language, template_components) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.message;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'Outbound message, queued for the channel with its provider request (message.send, when the channel type is declared and configured): refuses opted-out contacts (VN010), virtual or inactive agents (22023), free-form WhatsApp Cloud messages outside the 24-hour window (22023) and templates that do not match their definition (22023, P0002); automated sources send as their system agent; emits message.created and session.message_recorded';
+
+CREATE OR REPLACE FUNCTION ventros.enqueue_http_requests(
+    urls text[],
+    methods text[],
+    headers jsonb[],
+    bodies bytea[],
+    correlation_ids uuid[],
+    purpose text DEFAULT 'generic',
+    max_attempts integer DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    not_before timestamptz DEFAULT NULL,
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
+RETURNS TABLE (id uuid, correlation_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    bad text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(urls));
+    IF cardinality(urls) IS DISTINCT FROM cardinality(methods) OR cardinality(urls) IS DISTINCT FROM cardinality(headers)
+       OR cardinality(urls) IS DISTINCT FROM cardinality(bodies)
+       OR cardinality(urls) IS DISTINCT FROM cardinality(correlation_ids) THEN
+        RAISE EXCEPTION 'urls, methods, headers, bodies and correlation_ids must have one element per call'
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT coalesce(quote_literal(left(u, 200)), 'NULL') INTO bad FROM unnest(urls) u
+    WHERE u IS NULL OR u !~* '^https?://[^/?#]' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'url must be an http or https URL'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', bad);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(headers) x, jsonb_each(x) h
+                WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                   OR (h.value #>> '{}') ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'headers must be an object of header names to string values'
+            USING ERRCODE = '22023',
+                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
+       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
+        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
+            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
+    END IF;
+    RETURN QUERY
+    INSERT INTO ventros.http_requests AS r
+        (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
+         timeout_ms, next_attempt_at, max_response_size)
+    SELECT tenant, upper(coalesce(c.method, 'POST')), c.url, coalesce(c.headers, '{}'), c.body,
+           coalesce(enqueue_http_requests.purpose, 'generic'), c.correlation_id,
+           coalesce(enqueue_http_requests.retry_policy, 'transient'),
+           coalesce(enqueue_http_requests.max_attempts, current_setting('ventros.http_max_attempts')::integer),
+           enqueue_http_requests.timeout_ms, coalesce(not_before, now()), enqueue_http_requests.max_response_size
+    FROM unnest(urls, methods, headers, bodies, correlation_ids) AS c(url, method, headers, body, correlation_id)
+    RETURNING r.id, r.correlation_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer) IS
+    'Queues a set of outbound HTTP calls for the acting tenant in one INSERT (one element per call in each array; the other arguments shared); the dispatcher sends them after commit. Returns each id with its correlation id';
+
+CREATE OR REPLACE FUNCTION ventros.enqueue_http_request(
+    url text,
+    method text DEFAULT 'POST',
+    headers jsonb DEFAULT '{}',
+    body bytea DEFAULT NULL,
+    purpose text DEFAULT 'generic',
+    correlation_id uuid DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    not_before timestamptz DEFAULT NULL,
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.id FROM ventros.enqueue_http_requests(ARRAY[url], ARRAY[method], ARRAY[headers], ARRAY[body], ARRAY[correlation_id],
+                                                   purpose, max_attempts, timeout_ms, not_before, retry_policy,
+                                                   max_response_size) r
+$$;
+COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer) IS
+    'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
+
+CREATE OR REPLACE FUNCTION ventros.contact_identity_of(contact_id uuid, types text[]) RETURNS ventros.contact_identities
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.contact_identities;
+BEGIN
+    SELECT i.* INTO result FROM ventros.contact_identities i
+     WHERE i.tenant_id = ventros.require_tenant() AND i.contact_id = contact_identity_of.contact_id
+       AND i.identity_type = ANY (types) AND i.deleted_at IS NULL
+     ORDER BY array_position(types, i.identity_type), i.created_at, i.id
+     LIMIT 1;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.contact_identity_of(uuid, text[]) IS
+    'A contact''s first live identity among the given types, preferring earlier types, then older identities';
+
+CREATE OR REPLACE FUNCTION ventros.reply_provider_id(m ventros.messages) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF m.reply_to_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT r.channel_message_id FROM ventros.messages r
+             WHERE r.tenant_id = m.tenant_id AND r.id = m.reply_to_id AND r.channel_id = m.channel_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.reply_provider_id(ventros.messages) IS
+    'The provider message id of the message m replies to, when it is on the same channel';
+
+CREATE OR REPLACE FUNCTION ventros.enqueue_provider_requests(reqs jsonb[], purpose text, correlation_ids uuid[], retry_policy text,
+                                                  max_response_size integer DEFAULT NULL)
+RETURNS TABLE (id uuid, correlation_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT r.id, r.correlation_id
+    FROM ventros.enqueue_http_requests(
+             ARRAY(SELECT q->>'url' FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->>'method', 'POST') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->'headers', '{}') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT CASE WHEN q->'body' IS NOT NULL AND q->'body' <> 'null'::jsonb
+                               THEN convert_to((q->'body')::text, 'UTF8') END
+                   FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             correlation_ids, purpose, retry_policy => enqueue_provider_requests.retry_policy,
+             max_response_size => enqueue_provider_requests.max_response_size) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_provider_requests(jsonb[], text, uuid[], text, integer) IS
+    'Queues requests built by a provider function ({method, url, headers, body}) for the acting tenant, in one INSERT; returns each id with its correlation id';
+
+CREATE OR REPLACE FUNCTION ventros.enqueue_provider_request(req jsonb, purpose text, correlation_id uuid, retry_policy text,
+                                                 max_response_size integer DEFAULT NULL)
+RETURNS uuid
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.id FROM ventros.enqueue_provider_requests(ARRAY[req], purpose, ARRAY[correlation_id], retry_policy,
+                                                       max_response_size) r
+$$;
+COMMENT ON FUNCTION ventros.enqueue_provider_request(jsonb, text, uuid, text, integer) IS
+    'Queues a request built by a provider function ({method, url, headers, body}) for the acting tenant';
+
+CREATE OR REPLACE FUNCTION ventros.message_send_request(ch ventros.channels, p ventros.channel_providers, m ventros.messages)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    req jsonb;
+BEGIN
+    IF p.channel_type IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s($1, $2)', p.build_send::regproc) INTO req USING ch, m;
+    IF req IS NULL THEN
+        RETURN NULL;    -- the channel is not configured for sending
+    END IF;
+    PERFORM ventros.check_message_window(m, p.window_hours);
+    RETURN req;
+END
+$$;
+COMMENT ON FUNCTION ventros.message_send_request(ventros.channels, ventros.channel_providers, ventros.messages) IS
+    'The provider request ({method, url, headers, body}) sending an outbound message on a channel, NULL when its type is not declared or not configured; 22023 when the contact has no address on the provider, or outside the WhatsApp 24-hour window for a free-form message';
+
+CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    WITH todo AS (
+        SELECT m, ch, p,
+               m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                               WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+        FROM unnest(ms) m
+        JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                              ORDER BY (t.m).id), '{}'),
+           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                        FILTER (WHERE r.request IS NOT NULL), '{}')
+    INTO built, requests
+    FROM todo t
+    LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
+
+CREATE OR REPLACE FUNCTION ventros.try_message_send_request(ch ventros.channels, p ventros.channel_providers, m ventros.messages,
+                                                 OUT request jsonb, OUT error_code text, OUT error text,
+                                                 OUT error_detail text, OUT error_hint text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    request := ventros.message_send_request(ch, p, m);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    error_detail := nullif(error_detail, '');
+    error_hint := nullif(error_hint, '');
+END
+$$;
+COMMENT ON FUNCTION ventros.try_message_send_request(ventros.channels, ventros.channel_providers, ventros.messages) IS
+    'ventros.message_send_request, its error returned (SQLSTATE, message, detail, hint) instead of raised';
+
+CREATE OR REPLACE FUNCTION ventros.queue_message_send(message_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    SELECT * INTO r FROM ventros.queue_message_sends(ARRAY[message_id]) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.request_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_send(uuid) IS
+    'Queues the provider request (purpose message.send) of a queued outbound message, once; NULL when its channel type is not declared or not configured; 22023 outside the WhatsApp 24-hour window for a free-form message';
+
+CREATE OR REPLACE FUNCTION ventros.consent_refusal(contact_id uuid, channel_id uuid) RETURNS ventros.message_send
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    r.contact_id := contact_id;
+    PERFORM ventros.require_consent(contact_id, channel_id);
+    RETURN r;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS r.error_code = RETURNED_SQLSTATE, r.error = MESSAGE_TEXT,
+                            r.error_detail = PG_EXCEPTION_DETAIL, r.error_hint = PG_EXCEPTION_HINT;
+    r.error_detail := nullif(r.error_detail, '');
+    r.error_hint := nullif(r.error_hint, '');
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.consent_refusal(uuid, uuid) IS
+    'The refusal of require_consent (VN010) for a contact on a channel, as a ventros.message_send row (error_code NULL when it may be messaged)';
+
+CREATE OR REPLACE FUNCTION ventros.send_messages(
+    channel_id   uuid,
+    contact_ids  uuid[],
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    sender ventros.agents;
+    tpl jsonb;
+    body text;
+    known uuid[];
+    ready uuid[];
+    sessions ventros.sessions[];
+    sent ventros.messages[];
+    queued ventros.message_send[];
+    refused ventros.message_send[];
+    state text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
+                                        'scheduled', 'test') THEN
+        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_messages.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    -- The contacts, share-locked in id order: a concurrent opt-out waits for this send, or this send sees it.
+    WITH locked AS (SELECT c.id FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (contact_ids)
+                    ORDER BY c.id FOR SHARE)
+    SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO known FROM locked l;
+    RETURN QUERY
+        SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
+    -- Consent: those who opted out are refused (VN010).
+    refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
+                     WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
+    RETURN QUERY SELECT * FROM unnest(refused);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
+    IF cardinality(ready) = 0 THEN
+        RETURN;
+    END IF;
+    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
+    IF agent_id IS NULL THEN
+        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
+            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
+    END IF;
+    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_messages.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF sender.type = 'virtual' OR NOT sender.active THEN
+        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual and inactive agents never send.';
+    END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
+    body := ventros.check_length(text, 4096, 'message text');
+    -- Sessions, messages, effects and requests for the contacts still ready.
+    -- A contact whose request cannot be built (no address on the provider,
+    -- the window closed) is refused: the round is undone (a subtransaction)
+    -- and done again without it, so nothing stays written for it.
+    FOR round IN 1..3 LOOP
+        BEGIN
+            sessions := ARRAY(SELECT s FROM ventros.start_or_continue_sessions(ready, ch.id, now()) s);
+            WITH inserted AS (
+                INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id,
+                                              contact_id, from_me, content_type, text, media_url, media_mimetype, reply_to_id,
+                                              status, agent_id, source, metadata)
+                SELECT now(), ch.project_id, ch.id, s.channel_type_id, send_messages.chat_id, s.id, s.contact_id, true,
+                       coalesce(send_messages.content_type, 'text'), body, send_messages.media_url,
+                       send_messages.media_mimetype, send_messages.reply_to_id, 'queued', sender.id, send_messages.source,
+                       send_messages.metadata
+                FROM unnest(sessions) s ORDER BY s.contact_id
+                RETURNING *)
+            SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
+            PERFORM ventros.record_messages_effects(sent);
+            -- The provider requests, in this transaction (queue_message_sends).
+            queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
+            refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
+            IF cardinality(refused) > 0 THEN
+                RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
+            END IF;
+            RETURN QUERY SELECT * FROM unnest(queued);
+            RETURN;
+        EXCEPTION
+            WHEN raise_exception THEN
+                GET STACKED DIAGNOSTICS state = MESSAGE_TEXT;
+                IF state <> 'ventros.send_messages: undo the round of refused contacts' THEN
+                    RAISE;
+                END IF;
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+        END;
+        RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
+                            r.error_hint
+                     FROM unnest(refused) r;
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
+        IF cardinality(ready) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not send to % contacts on channel %', cardinality(ready), channel_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
+
+CREATE OR REPLACE FUNCTION ventros.waha_chat_id(contact_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    i ventros.contact_identities := ventros.contact_identity_of(contact_id, '{whatsapp,whatsapp_lid}');
+BEGIN
+    IF i.id IS NOT NULL THEN
+        RETURN CASE WHEN i.identity_type = 'whatsapp' THEN split_part(i.value, '@', 1) || '@c.us' ELSE i.value END;
+    END IF;
+    RETURN (SELECT ltrim(c.phone, '+') || '@c.us' FROM ventros.contacts c
+             WHERE c.tenant_id = ventros.require_tenant() AND c.id = waha_chat_id.contact_id AND c.phone IS NOT NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_chat_id(uuid) IS
+    'WAHA chatId of a contact: its WhatsApp id (<digits>@c.us) first, else its @lid id, else <phone digits>@c.us';
+
+CREATE OR REPLACE FUNCTION ventros.journey_sends(channel_id uuid, contact_ids uuid[], template jsonb, source text, metadata jsonb)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+        SELECT * FROM ventros.send_messages(channel_id, contact_ids, text => template->>'content', source => source,
+                                            metadata => metadata,
+                                            template_name => CASE WHEN template->>'content' IS NULL
+                                                                  THEN coalesce(template->>'template_name', template->>'template_id') END,
+                                            template_language => template->>'language',
+                                            template_components => template->'components');
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_sends(uuid, uuid[], jsonb, text, jsonb) IS
+    'Sends a step''s message template (content, or template_name/template_id with language and components) to a set of contacts through send_messages; a refused contact is a row with its error';
+
+CREATE OR REPLACE FUNCTION ventros.journey_send(channel_id uuid, contact_id uuid, template jsonb, source text, metadata jsonb)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    SELECT * INTO r FROM ventros.journey_sends(channel_id, ARRAY[contact_id], template, source, metadata) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.message;
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_send(uuid, uuid, jsonb, text, jsonb) IS
+    'Sends a step''s message template (content, or template_name/template_id with language and components) to a contact through send_message';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_executions(b ventros.broadcasts, es ventros.broadcast_executions[], metadata jsonb)
+RETURNS SETOF ventros.broadcast_executions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    meta jsonb := jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}');
+    ids uuid[] := ARRAY(SELECT e.id FROM unnest(es) e WHERE e.status = 'pending');
+    contacts uuid[] := ARRAY(SELECT e.contact_id FROM unnest(es) e WHERE e.status = 'pending' ORDER BY e.contact_id);
+    sends ventros.message_send[];
+    one ventros.message_send[];
+    contact uuid;
+    failure text;
+    outcome jsonb;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(es));
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
+    BEGIN
+        sends := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, contacts, b.message_template, 'broadcast', meta) s);
+    EXCEPTION WHEN OTHERS THEN
+        sends := '{}';
+        FOREACH contact IN ARRAY contacts LOOP
+            BEGIN
+                one := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, ARRAY[contact], b.message_template,
+                                                                   'broadcast', meta) s);
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+                one := ARRAY[ROW(contact, NULL, NULL, 'XX000', failure, NULL, NULL)::ventros.message_send];
+            END;
+            sends := sends || one;
+        END LOOP;
+    END;
+    -- Each execution's outcome by its contact (a map: no join of two sets).
+    SELECT coalesce(jsonb_object_agg(s.contact_id, jsonb_build_object('message_id', (s.message).id, 'error', s.error)), '{}')
+    INTO outcome FROM unnest(sends) s;
+    -- pending -> sending, with the message queued for it
+    UPDATE ventros.broadcast_executions x
+    SET status = 'sending', message_id = (outcome->(x.contact_id::text)->>'message_id')::uuid, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'pending';
+    -- sending -> failed, with the refusal (a send with no answer at all fails too, never left hanging)
+    UPDATE ventros.broadcast_executions x
+    SET status = 'failed', error = left(coalesce(outcome->(x.contact_id::text)->>'error', 'the message was not sent'), 1000),
+        version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'sending' AND x.message_id IS NULL;
+    RETURN QUERY SELECT x.* FROM ventros.broadcast_executions x WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids)
+                 ORDER BY x.created_at, x.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb) IS
+    'Sends pending executions of a broadcast as one set through journey_sends (source broadcast): each sending with its message until the provider''s outcome, or failed with its refusal (opt-out, no recipient)';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
+RETURNS ventros.broadcast_executions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x FROM ventros.send_broadcast_executions(b, ARRAY[e], metadata) x
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
+    'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
+
+CREATE OR REPLACE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
+    es ventros.broadcast_executions[];
+    n integer;
+    failed integer;
+BEGIN
+    IF b.status <> 'running' THEN
+        RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
+    END IF;
+    es := ARRAY(SELECT x FROM ventros.broadcast_executions x
+                WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+                ORDER BY x.created_at, x.id
+                LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+                FOR UPDATE SKIP LOCKED);
+    SELECT count(*), count(*) FILTER (WHERE x.status = 'failed') INTO n, failed
+    FROM ventros.send_broadcast_executions(b, es, NULL) x;
+    UPDATE ventros.broadcasts x
+    SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
+    PERFORM ventros.finish_broadcast(b);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast as one set through send_messages (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+
+GRANT EXECUTE ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz),
+    ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]),
+    ventros.count_channel_messages(uuid, bigint, bigint, timestamptz),
+    ventros.record_messages_effects(ventros.messages[]),
+    ventros.queue_message_sends(uuid[]),
+    ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
+    ventros.journey_sends(uuid, uuid[], jsonb, text, jsonb),
+    ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.raise_refusal(ventros.message_send), ventros.consent_refusal(uuid, uuid),
+    ventros.plan_for_set(integer) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer)
+    TO ventros_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

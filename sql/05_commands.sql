@@ -207,13 +207,30 @@ GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.get_row(anyelement, text, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.lock_row(anyelement, text, uuid) TO ventros_agent;
+-- plan_for_set: the plans of a set-based function (one declared with SET
+-- plan_cache_mode = force_generic_plan) for a set of n rows.  Its one-row
+-- case keeps the generic plans, planned once per session (a custom plan
+-- sized for a one-element array would look cheaper every time and be
+-- planned again at every call); a set of more rows gets custom plans, sized
+-- for it and for the tables as they are now (a generic plan made while a
+-- table was empty would scan it whole for every row of a batch).  Local to
+-- the calling function, whose SET clause restores the setting on return.
+CREATE FUNCTION ventros.plan_for_set(n integer) RETURNS void
+LANGUAGE sql VOLATILE
+AS $$
+    SELECT CASE WHEN n > 1 THEN pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true) END;
+    SELECT NULL::void
+$$;
+COMMENT ON FUNCTION ventros.plan_for_set(integer) IS
+    'In a set-based function declared with SET plan_cache_mode = force_generic_plan: custom plans for a set of more than one row, the generic ones (planned once per session) for one row';
+
 -- stats_slot: which of a hot counter's slot rows this backend adds to.
 CREATE FUNCTION ventros.stats_slot() RETURNS smallint
 LANGUAGE sql VOLATILE PARALLEL SAFE
 AS $$ SELECT (pg_catalog.pg_backend_pid() % 16)::smallint $$;
 COMMENT ON FUNCTION ventros.stats_slot() IS 'The counter slot of this backend (0-15) for counters kept in slot rows (channel message counts, crm_daily_stats, automation_funnel_stats): concurrent writers of one hot key rarely share a row';
 
-GRANT EXECUTE ON FUNCTION ventros.stats_slot() TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.stats_slot(), ventros.plan_for_set(integer) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.apply_changes(anyelement, text, uuid, integer, jsonb, text[]),
     ventros.delete_row(regclass, text, uuid, integer)
     TO ventros_agent;

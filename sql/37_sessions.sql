@@ -247,106 +247,173 @@ $$;
 COMMENT ON FUNCTION ventros.wake_session(ventros.sessions, timestamptz) IS
     'Makes a locked snoozed session active again at an instant, expiring no earlier than a timeout later (internal); emits session.unsnoozed';
 
--- start_or_continue_session: the active session of (contact, channel), or a
--- new one.  A snoozed one wakes up; an active session past its expiry is
--- expired first.  Race-free: the insert arbitrates on sessions_one_active.
-CREATE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
-RETURNS ventros.sessions
+-- start_or_continue_sessions: the active session of each (contact, channel),
+-- or a new one.  A snoozed one wakes up; an active session past its expiry is
+-- expired first.  Race-free: the insert arbitrates on sessions_one_active; a
+-- contact whose session another transaction started meanwhile continues
+-- that one on the next round.  Set-based (one statement per table for the
+-- whole set, in contact order so that two callers lock in the same order):
+-- a broadcast starts a batch's sessions at once.  The one-contact case is
+-- ventros.start_or_continue_session.
+CREATE FUNCTION ventros.start_or_continue_sessions(contact_ids uuid[], channel_id uuid, at timestamptz DEFAULT now())
+RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
     tenant text := ventros.require_tenant();
-    result ventros.sessions;
+    todo uuid[] := ARRAY(SELECT DISTINCT x FROM unnest(contact_ids) x ORDER BY 1);
+    kept uuid[];
+    started ventros.sessions[];
+    s ventros.sessions;
     ch ventros.channels;
     timeout integer;
+    type_id integer;
 BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
     at := coalesce(at, now());
     FOR attempt IN 1..3 LOOP
-        SELECT * INTO result FROM ventros.sessions s
-        WHERE s.tenant_id = tenant AND s.contact_id = start_or_continue_session.contact_id
-          AND s.channel_id = start_or_continue_session.channel_id AND s.status IN ('active', 'snoozed')
-          AND s.deleted_at IS NULL
-        FOR UPDATE;
-        IF FOUND THEN
-            IF result.status = 'snoozed' THEN
-                result := ventros.wake_session(result, at);     -- a message wakes it
+        kept := '{}';
+        FOR s IN SELECT * FROM ventros.sessions x
+                 WHERE x.tenant_id = tenant AND x.contact_id = ANY (todo)
+                   AND x.channel_id = start_or_continue_sessions.channel_id AND x.status IN ('active', 'snoozed')
+                   AND x.deleted_at IS NULL
+                 ORDER BY x.contact_id
+                 FOR UPDATE
+        LOOP
+            IF s.status = 'snoozed' THEN
+                s := ventros.wake_session(s, at);     -- a message wakes it
             END IF;
-            IF at <= result.expires_at THEN
-                RETURN result;
+            IF at <= s.expires_at THEN
+                kept := kept || s.contact_id;
+                RETURN NEXT s;
+            ELSE
+                PERFORM ventros.finish_session(s, 'inactivity_timeout', s.expires_at);
             END IF;
-            PERFORM ventros.finish_session(result, 'inactivity_timeout', result.expires_at);
+        END LOOP;
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT unnest(kept)) d(x) ORDER BY 1);
+        IF cardinality(todo) = 0 THEN
+            RETURN;
         END IF;
         IF ch.id IS NULL THEN
-            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_session.channel_id;
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = start_or_continue_sessions.channel_id;
             IF NOT FOUND THEN
                 RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
             END IF;
             timeout := ventros.session_timeout_seconds(ch.id);
+            type_id := ventros.channel_type_id(ch.type);
         END IF;
-        INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
-                                      last_activity_at, timeout_seconds, expires_at)
-        VALUES (ch.project_id, contact_id, channel_id, ventros.channel_type_id(ch.type), ch.pipeline_id, at, at,
-                timeout, at + make_interval(secs => timeout))
-        ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL DO NOTHING
-        RETURNING * INTO result;
-        IF result.id IS NOT NULL THEN
-            RETURN result;
+        WITH inserted AS (
+            INSERT INTO ventros.sessions (project_id, contact_id, channel_id, channel_type_id, pipeline_id, started_at,
+                                          last_activity_at, timeout_seconds, expires_at)
+            SELECT ch.project_id, x, ch.id, type_id, ch.pipeline_id, at, at,
+                   timeout, at + make_interval(secs => timeout)
+            FROM unnest(todo) x ORDER BY x
+            ON CONFLICT (tenant_id, contact_id, channel_id) WHERE status IN ('active', 'snoozed') AND deleted_at IS NULL
+            DO NOTHING
+            RETURNING *)
+        SELECT coalesce(array_agg(i), '{}') INTO started FROM inserted i;
+        RETURN QUERY SELECT * FROM unnest(started);
+        -- Those another transaction started first: continue theirs next round.
+        todo := ARRAY(SELECT d.x FROM (SELECT unnest(todo) EXCEPT SELECT i.contact_id FROM unnest(started) i) d(x) ORDER BY 1);
+        IF cardinality(todo) = 0 THEN
+            RETURN;
         END IF;
-        result := NULL;
-        -- Another transaction started it first: continue that one.
     END LOOP;
-    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', contact_id, channel_id
+    RAISE EXCEPTION 'could not start or continue a session for contact % on channel %', todo[1], channel_id
         USING ERRCODE = '40001';
 EXCEPTION WHEN foreign_key_violation THEN
-    RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    RAISE EXCEPTION 'contact % not found', CASE WHEN cardinality(contact_ids) = 1 THEN contact_ids[1]::text
+                                                 ELSE 'of ' || cardinality(contact_ids) END
+        USING ERRCODE = 'P0002';
 END
+$$;
+COMMENT ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz) IS
+    'The active session of each contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active; set-based, locked in contact order); emits session.started, session.unsnoozed, and session.ended for an expired one';
+
+-- start_or_continue_session: the one-contact case.
+CREATE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s FROM ventros.start_or_continue_sessions(ARRAY[contact_id], channel_id, at) s
 $$;
 COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
     'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';
 
--- record_session_message: counters, response metrics, last activity.  The
--- caller holds the session's row lock (start_or_continue_session).
-CREATE FUNCTION ventros.record_session_message(s ventros.sessions, from_me boolean, at timestamptz, message_id uuid)
-RETURNS ventros.sessions
+-- record_session_messages: counters, response metrics, last activity, for
+-- one message on each of a set of sessions (parallel arrays: session, from_me,
+-- instant, message; a session at most once).  The caller holds the sessions'
+-- row locks (start_or_continue_sessions).  One UPDATE for the set; the
+-- one-message case is ventros.record_session_message.
+CREATE FUNCTION ventros.record_session_messages(sessions ventros.sessions[], from_me boolean[], ats timestamptz[],
+                                                message_ids uuid[])
+RETURNS SETOF ventros.sessions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    result ventros.sessions;
+    tenant text := ventros.require_tenant();
+    session_ids uuid[] := ARRAY(SELECT s.id FROM unnest(sessions) s);
+    bad ventros.sessions;
+    recorded ventros.sessions[];
 BEGIN
-    IF s.status <> 'active' THEN
-        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+    PERFORM ventros.plan_for_set(cardinality(sessions));
+    IF (SELECT count(DISTINCT x) <> count(*) FROM unnest(session_ids) x) THEN
+        RAISE EXCEPTION 'a session is recorded at most once per call' USING ERRCODE = '22023';
+    END IF;
+    SELECT s.* INTO bad FROM unnest(sessions) s WHERE s.status IS DISTINCT FROM 'active' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'session % is %', bad.id, bad.status USING ERRCODE = 'VN002',
             DETAIL = 'Messages are recorded on active sessions only.';
     END IF;
-    UPDATE ventros.sessions t
-    SET message_count = t.message_count + 1,
-        messages_from_contact = t.messages_from_contact + (NOT from_me)::integer,
-        messages_from_agent = t.messages_from_agent + from_me::integer,
-        last_activity_at = greatest(t.last_activity_at, at),
-        expires_at = greatest(t.last_activity_at, at) + make_interval(secs => t.timeout_seconds),
-        duration_seconds = extract(epoch FROM greatest(t.last_activity_at, at) - t.started_at)::integer,
-        first_contact_message_at = CASE WHEN NOT from_me THEN coalesce(t.first_contact_message_at, at)
-                                        ELSE t.first_contact_message_at END,
-        first_agent_response_at = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
-                                       THEN coalesce(t.first_agent_response_at, at) ELSE t.first_agent_response_at END,
-        agent_response_time_seconds = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
-                                            AND t.first_agent_response_at IS NULL
-                                           THEN greatest(0, extract(epoch FROM at - t.first_contact_message_at))::integer
-                                           ELSE t.agent_response_time_seconds END,
-        contact_wait_time_seconds = CASE WHEN from_me AND t.first_contact_message_at IS NOT NULL
-                                          AND t.first_agent_response_at IS NULL
-                                         THEN greatest(0, extract(epoch FROM at - t.first_contact_message_at))::integer
-                                         ELSE t.contact_wait_time_seconds END,
-        version = s.version
-    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
-    RETURNING * INTO result;
-    PERFORM ventros.emit('session.message_recorded', 'session', s.id,
-                         jsonb_build_object('message_id', message_id, 'from_me', from_me, 'at', at,
-                                            'message_count', result.message_count), result.version);
-    RETURN result;
+    WITH m AS (SELECT * FROM unnest(session_ids, from_me, ats, message_ids) AS m(session_id, from_me, at, message_id)),
+    updated AS (
+        UPDATE ventros.sessions t
+        SET message_count = t.message_count + 1,
+            messages_from_contact = t.messages_from_contact + (NOT m.from_me)::integer,
+            messages_from_agent = t.messages_from_agent + m.from_me::integer,
+            last_activity_at = greatest(t.last_activity_at, m.at),
+            expires_at = greatest(t.last_activity_at, m.at) + make_interval(secs => t.timeout_seconds),
+            duration_seconds = extract(epoch FROM greatest(t.last_activity_at, m.at) - t.started_at)::integer,
+            first_contact_message_at = CASE WHEN NOT m.from_me THEN coalesce(t.first_contact_message_at, m.at)
+                                            ELSE t.first_contact_message_at END,
+            first_agent_response_at = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                           THEN coalesce(t.first_agent_response_at, m.at) ELSE t.first_agent_response_at END,
+            agent_response_time_seconds = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                                AND t.first_agent_response_at IS NULL
+                                               THEN greatest(0, extract(epoch FROM m.at - t.first_contact_message_at))::integer
+                                               ELSE t.agent_response_time_seconds END,
+            contact_wait_time_seconds = CASE WHEN m.from_me AND t.first_contact_message_at IS NOT NULL
+                                              AND t.first_agent_response_at IS NULL
+                                             THEN greatest(0, extract(epoch FROM m.at - t.first_contact_message_at))::integer
+                                             ELSE t.contact_wait_time_seconds END,
+            version = t.version
+        FROM m
+        WHERE t.tenant_id = tenant AND t.id = m.session_id
+        RETURNING t, m.message_id, m.from_me, m.at)
+    SELECT coalesce(array_agg(u.t ORDER BY (u.t).id), '{}') INTO recorded
+    FROM updated u
+    CROSS JOIN LATERAL ventros.emit('session.message_recorded', 'session', (u.t).id,
+                                    jsonb_build_object('message_id', u.message_id, 'from_me', u.from_me, 'at', u.at,
+                                                       'message_count', (u.t).message_count), (u.t).version) e;
+    RETURN QUERY SELECT * FROM unnest(recorded);
 END
+$$;
+COMMENT ON FUNCTION ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]) IS
+    'Records one message on each of a set of locked active sessions (internal; VN002 for one that is not active): counters, first response, last activity, expiry; emits session.message_recorded per session';
+
+-- record_session_message: the one-message case.
+CREATE FUNCTION ventros.record_session_message(s ventros.sessions, from_me boolean, at timestamptz, message_id uuid)
+RETURNS ventros.sessions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r FROM ventros.record_session_messages(ARRAY[s], ARRAY[from_me], ARRAY[at], ARRAY[message_id]) r
 $$;
 COMMENT ON FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid) IS
     'Records a message on a locked active session (internal): counters, first response, last activity, expiry; emits session.message_recorded';
@@ -576,8 +643,9 @@ COMMENT ON FUNCTION ventros.get_session(uuid) IS 'A session of the acting tenant
 GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session_status_for(text),
     ventros.get_session(uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz),
-    ventros.start_or_continue_session(uuid, uuid, timestamptz),
-    ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid), ventros.lock_session(uuid, integer),
+    ventros.start_or_continue_session(uuid, uuid, timestamptz), ventros.start_or_continue_sessions(uuid[], uuid, timestamptz),
+    ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid),
+    ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]), ventros.lock_session(uuid, integer),
     ventros.close_session(uuid, integer, text, timestamptz), ventros.wake_session(ventros.sessions, timestamptz),
     ventros.snooze_session(uuid, timestamptz, integer), ventros.unsnooze_session(uuid, integer) TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:

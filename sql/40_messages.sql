@@ -216,32 +216,63 @@ COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, u
 -- agents receive and send messages but may not write counters; it touches
 -- the acting tenant's channel only.
 --
--- record_message_effects: what every new message does to its session (given,
--- locked), contact, channel and chat.
-CREATE FUNCTION ventros.record_message_effects(m ventros.messages, s ventros.sessions)
+-- record_messages_effects: what new messages do to their sessions (locked
+-- by the caller; one message per session), contacts, channels and chats, one
+-- statement per table for the set (a broadcast's batch); the one-message case
+-- is record_message_effects.
+CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
+DECLARE
+    counted record;
+    sessions ventros.sessions[];
+    from_me boolean[];
+    ats timestamptz[];
+    ids uuid[];
 BEGIN
-    IF s.id IS NOT NULL THEN
-        PERFORM ventros.record_session_message(s, m.from_me, m."timestamp", m.id);
+    PERFORM ventros.plan_for_set(cardinality(ms));
+    SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
+           array_agg(m.id ORDER BY s.id)
+    INTO sessions, from_me, ats, ids
+    FROM unnest(ms) m JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id;
+    IF sessions IS NOT NULL THEN
+        PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
     END IF;
     -- Interaction times are kept to the minute: a burst of messages writes
     -- the contact once (the session and the message hold the exact times).
     UPDATE ventros.contacts c
-    SET first_interaction_at = coalesce(c.first_interaction_at, m."timestamp"),
-        last_interaction_at = greatest(c.last_interaction_at, m."timestamp"), version = c.version
+    SET first_interaction_at = coalesce(c.first_interaction_at, m.first_at),
+        last_interaction_at = greatest(c.last_interaction_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.contact_id, min(m."timestamp") AS first_at, max(m."timestamp") AS last_at
+          FROM unnest(ms) m GROUP BY 1, 2) m
     WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
-      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m."timestamp" - interval '1 minute'
-           OR c.first_interaction_at > m."timestamp");
-    PERFORM ventros.count_channel_message(m.channel_id, m.from_me, m."timestamp");
-    IF m.chat_id IS NOT NULL THEN
-        UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m."timestamp"), version = c.version
-        WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
-    END IF;
+      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m.last_at - interval '1 minute'
+           OR c.first_interaction_at > m.first_at);
+    FOR counted IN SELECT m.channel_id, count(*) FILTER (WHERE NOT m.from_me) AS received,
+                          count(*) FILTER (WHERE m.from_me) AS sent, max(m."timestamp") AS last_at
+                   FROM unnest(ms) m GROUP BY 1 ORDER BY 1
+    LOOP
+        PERFORM ventros.count_channel_messages(counted.channel_id, counted.received, counted.sent, counted.last_at);
+    END LOOP;
+    UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
+          WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
 END
 $$;
+COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
+    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times), channels (counters) and chats, one statement per table (internal)';
+
+-- record_message_effects: what every new message does to its session (given,
+-- locked), contact, channel and chat: the one-message case.
+CREATE FUNCTION ventros.record_message_effects(m ventros.messages, s ventros.sessions)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.record_messages_effects(ARRAY[m]) $$;
 COMMENT ON FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions) IS
     'Records a new message on its session, contact (interaction times), channel (counters) and chat (internal)';
 
@@ -325,7 +356,46 @@ $$;
 COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
     'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
 
--- send_message: an outbound message, queued for the channel's sender.
+-- The outcome of one send of a set (send_messages, queue_message_sends):
+-- what was done, or why it was refused (the error the one-row form raises,
+-- as data, so that one contact of a batch fails alone).
+CREATE TYPE ventros.message_send AS (
+    contact_id   uuid,
+    message      ventros.messages,
+    request_id   uuid,
+    error_code   text,
+    error        text,
+    error_detail text,
+    error_hint   text
+);
+COMMENT ON TYPE ventros.message_send IS
+    'One send of a set (ventros.send_messages, ventros.queue_message_sends): the contact, its queued message and provider request, or the refusal (SQLSTATE, message, detail, hint)';
+
+-- A refusal raised as it was caught.
+CREATE FUNCTION ventros.raise_refusal(r ventros.message_send) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF r.error_code IS NULL THEN
+        RETURN;
+    ELSIF r.error_detail IS NOT NULL AND r.error_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, DETAIL = r.error_detail, HINT = r.error_hint;
+    ELSIF r.error_detail IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, DETAIL = r.error_detail;
+    ELSIF r.error_hint IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error, HINT = r.error_hint;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = r.error_code, MESSAGE = r.error;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.raise_refusal(ventros.message_send) IS
+    'Raises the refusal of a send (its SQLSTATE, message, detail and hint); nothing when it was not refused';
+
+-- send_message: an outbound message, queued for the channel's sender: the
+-- one-contact case of ventros.send_messages (sql/90_channel_send.sql), which
+-- holds the rules of every send; a refusal is raised.
 CREATE FUNCTION ventros.send_message(
     channel_id   uuid,
     contact_id   uuid,
@@ -346,65 +416,13 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tenant text := ventros.require_tenant();
-    ch ventros.channels;
-    sender ventros.agents;
-    s ventros.sessions;
-    result ventros.messages;
-    tpl jsonb;
+    r ventros.message_send;
 BEGIN
-    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
-                                        'scheduled', 'test') THEN
-        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
-    END IF;
-    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_message.channel_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
-    END IF;
-    -- The contact row is share-locked: a concurrent opt-out waits for this send, or this send sees it.
-    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = send_message.contact_id FOR SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
-    END IF;
-    PERFORM ventros.require_consent(contact_id, channel_id);
-    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
-    IF agent_id IS NULL THEN
-        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
-            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
-    END IF;
-    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_message.agent_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
-    END IF;
-    IF sender.type = 'virtual' OR NOT sender.active THEN
-        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
-            DETAIL = 'Virtual and inactive agents never send.';
-    END IF;
-    IF template_name IS NOT NULL THEN
-        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
-        -- kept in metadata.template, its body text as the message text.
-        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
-            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
-        END IF;
-        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
-        content_type := 'text';
-        text := coalesce(text, tpl->>'text');
-        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
-    END IF;
-    s := ventros.start_or_continue_session(contact_id, channel_id, now());
-    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
-                                  from_me, content_type, text, media_url, media_mimetype, reply_to_id, status, agent_id,
-                                  source, metadata)
-    VALUES (now(), ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact_id, true, coalesce(content_type, 'text'),
-            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, reply_to_id, 'queued',
-            sender.id, source, metadata)
-    RETURNING * INTO result;
-    PERFORM ventros.record_message_effects(result, s);
-    -- The provider request, in this transaction (sql/90_channel_send.sql).
-    PERFORM ventros.queue_message_send(result.id);
-    RETURN result;
-EXCEPTION WHEN check_violation THEN
-    RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+    SELECT * INTO r FROM ventros.send_messages(channel_id, ARRAY[contact_id], text, agent_id, source, content_type,
+                                               media_url, media_mimetype, reply_to_id, chat_id, metadata,
+                                               template_name, template_language, template_components) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.message;
 END
 $$;
 COMMENT ON FUNCTION ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
@@ -543,9 +561,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ventros.get_row(NULL::ventros.messages, 'message', message_id) $$;
 COMMENT ON FUNCTION ventros.get_message(uuid) IS 'A live message of the acting tenant, or P0002';
 
-GRANT EXECUTE ON FUNCTION ventros.sender_identity_type(text, text), ventros.get_message(uuid) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.sender_identity_type(text, text), ventros.get_message(uuid),
+    ventros.raise_refusal(ventros.message_send) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text),
     ventros.record_message_effects(ventros.messages, ventros.sessions),
+    ventros.record_messages_effects(ventros.messages[]),
     ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid),
     ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),

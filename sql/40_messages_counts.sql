@@ -27,7 +27,7 @@ CREATE POLICY ventros_tenant_select ON ventros.channel_message_counts FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.channel_message_counts TO ventros_viewer;
 
-CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+CREATE FUNCTION ventros.count_channel_messages(channel_id uuid, received bigint, sent bigint, at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -39,20 +39,30 @@ BEGIN
     -- only a live channel of the acting tenant: a count row for anything
     -- else could never be folded
     PERFORM FROM ventros.channels ch
-     WHERE ch.tenant_id = tenant AND ch.id = count_channel_message.channel_id AND ch.deleted_at IS NULL;
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_messages.channel_id AND ch.deleted_at IS NULL;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'channel % not found', count_channel_message.channel_id USING ERRCODE = 'P0002';
+        RAISE EXCEPTION 'channel % not found', count_channel_messages.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF received < 0 OR sent < 0 THEN
+        RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
     END IF;
     INSERT INTO ventros.channel_message_counts AS c
         (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
-    VALUES (tenant, count_channel_message.channel_id, ventros.stats_slot(),
-            (NOT from_me)::integer, from_me::integer, at)
+    VALUES (tenant, count_channel_messages.channel_id, ventros.stats_slot(), received, sent, at)
     ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
     SET messages_received = c.messages_received + EXCLUDED.messages_received,
         messages_sent = c.messages_sent + EXCLUDED.messages_sent,
         last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
 END
 $$;
+COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.count_channel_messages(channel_id, (NOT from_me)::integer, from_me::integer, at) $$;
 COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
     'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
 
@@ -125,7 +135,8 @@ $$;
 COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
     'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
 
-GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz),
+    ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.channel_message_counts(uuid) TO ventros_viewer;
 -- The scheduler's, never a tenant's (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_platform_admin;

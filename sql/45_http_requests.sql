@@ -107,6 +107,72 @@ COMMENT ON FUNCTION ventros.http_requests_wake() IS
 CREATE TRIGGER ventros_http_wake AFTER INSERT OR UPDATE ON ventros.http_requests
     FOR EACH STATEMENT EXECUTE FUNCTION ventros.http_requests_wake();
 
+-- enqueue_http_requests: a set of calls queued in one INSERT (parallel
+-- arrays: url, method, headers, body, correlation id; the rest shared), as a
+-- broadcast queues a batch's provider requests.  The one-call case is
+-- enqueue_http_request.
+CREATE FUNCTION ventros.enqueue_http_requests(
+    urls text[],
+    methods text[],
+    headers jsonb[],
+    bodies bytea[],
+    correlation_ids uuid[],
+    purpose text DEFAULT 'generic',
+    max_attempts integer DEFAULT NULL,
+    timeout_ms integer DEFAULT NULL,
+    not_before timestamptz DEFAULT NULL,
+    retry_policy text DEFAULT 'transient',
+    max_response_size integer DEFAULT NULL)
+RETURNS TABLE (id uuid, correlation_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    bad text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(urls));
+    IF cardinality(urls) IS DISTINCT FROM cardinality(methods) OR cardinality(urls) IS DISTINCT FROM cardinality(headers)
+       OR cardinality(urls) IS DISTINCT FROM cardinality(bodies)
+       OR cardinality(urls) IS DISTINCT FROM cardinality(correlation_ids) THEN
+        RAISE EXCEPTION 'urls, methods, headers, bodies and correlation_ids must have one element per call'
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT coalesce(quote_literal(left(u, 200)), 'NULL') INTO bad FROM unnest(urls) u
+    WHERE u IS NULL OR u !~* '^https?://[^/?#]' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'url must be an http or https URL'
+            USING ERRCODE = '22023', DETAIL = format('Got %s.', bad);
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(headers) x, jsonb_each(x) h
+                WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                   OR (h.value #>> '{}') ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'headers must be an object of header names to string values'
+            USING ERRCODE = '22023',
+                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
+    END IF;
+    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
+       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
+        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
+            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
+    END IF;
+    RETURN QUERY
+    INSERT INTO ventros.http_requests AS r
+        (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
+         timeout_ms, next_attempt_at, max_response_size)
+    SELECT tenant, upper(coalesce(c.method, 'POST')), c.url, coalesce(c.headers, '{}'), c.body,
+           coalesce(enqueue_http_requests.purpose, 'generic'), c.correlation_id,
+           coalesce(enqueue_http_requests.retry_policy, 'transient'),
+           coalesce(enqueue_http_requests.max_attempts, current_setting('ventros.http_max_attempts')::integer),
+           enqueue_http_requests.timeout_ms, coalesce(not_before, now()), enqueue_http_requests.max_response_size
+    FROM unnest(urls, methods, headers, bodies, correlation_ids) AS c(url, method, headers, body, correlation_id)
+    RETURNING r.id, r.correlation_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer) IS
+    'Queues a set of outbound HTTP calls for the acting tenant in one INSERT (one element per call in each array; the other arguments shared); the dispatcher sends them after commit. Returns each id with its correlation id';
+
 CREATE FUNCTION ventros.enqueue_http_request(
     url text,
     method text DEFAULT 'POST',
@@ -120,39 +186,12 @@ CREATE FUNCTION ventros.enqueue_http_request(
     retry_policy text DEFAULT 'transient',
     max_response_size integer DEFAULT NULL)
 RETURNS uuid
-LANGUAGE plpgsql VOLATILE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    tenant text := ventros.require_tenant();
-    new_id uuid;
-BEGIN
-    IF url IS NULL OR url !~* '^https?://[^/?#]' THEN
-        RAISE EXCEPTION 'url must be an http or https URL'
-            USING ERRCODE = '22023', DETAIL = format('Got %s.', coalesce(quote_literal(left(url, 200)), 'NULL'));
-    END IF;
-    IF headers IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_each(headers) h
-                                        WHERE jsonb_typeof(h.value) <> 'string' OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
-                                           OR (h.value #>> '{}') ~ '[\r\n]') THEN
-        RAISE EXCEPTION 'headers must be an object of header names to string values'
-            USING ERRCODE = '22023',
-                  DETAIL = 'Names are HTTP tokens; values are strings without line breaks.';
-    END IF;
-    IF retry_policy IS NOT NULL AND retry_policy NOT IN ('transient', 'any')
-       AND NOT EXISTS (SELECT 1 FROM ventros.http_retry_classifiers c WHERE c.policy = retry_policy) THEN
-        RAISE EXCEPTION 'unknown retry policy "%"', left(retry_policy, 64) USING ERRCODE = '22023',
-            HINT = 'Use transient, any, or a policy registered with ventros.register_http_retry_classifier.';
-    END IF;
-    INSERT INTO ventros.http_requests AS r
-        (tenant_id, method, url, headers, body, purpose, correlation_id, retry_policy, max_attempts,
-         timeout_ms, next_attempt_at, max_response_size)
-    VALUES (tenant, upper(method), url, coalesce(headers, '{}'), body, coalesce(purpose, 'generic'),
-            correlation_id, coalesce(retry_policy, 'transient'),
-            coalesce(max_attempts, current_setting('ventros.http_max_attempts')::integer),
-            timeout_ms, coalesce(not_before, now()), max_response_size)
-    RETURNING r.id INTO new_id;
-    RETURN new_id;
-END
+    SELECT r.id FROM ventros.enqueue_http_requests(ARRAY[url], ARRAY[method], ARRAY[headers], ARRAY[body], ARRAY[correlation_id],
+                                                   purpose, max_attempts, timeout_ms, not_before, retry_policy,
+                                                   max_response_size) r
 $$;
 COMMENT ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer) IS
     'Queues an outbound HTTP call for the acting tenant; the dispatcher sends it after commit. Returns its id';
@@ -620,7 +659,8 @@ COMMENT ON VIEW ventros.http_dispatcher_status IS
     'The HTTP dispatcher: its process, counters since start, last error, and the queue across all tenants';
 
 GRANT SELECT ON ventros.http_dispatcher_status TO ventros_platform_admin;
-GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer)
+GRANT EXECUTE ON FUNCTION ventros.enqueue_http_request(text, text, jsonb, bytea, text, uuid, integer, integer, timestamptz, text, integer),
+    ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer)
     TO ventros_admin;
 GRANT SELECT ON ventros.http_retry_classifiers TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.replay_http_request(uuid, integer) TO ventros_admin;

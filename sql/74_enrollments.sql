@@ -389,19 +389,40 @@ $$;
 COMMENT ON FUNCTION ventros.journey_exit_reason(uuid, uuid, jsonb) IS
     'Why a contact leaves a journey before a step: opted_out (of the channel, or of every channel), tag or status (exit_on.tags, exit_on.status_ids); NULL when it stays';
 
--- journey_send: a step's message to a contact, through send_message (the
--- template's content as text, or a provider template by name); an opt-out
--- raises VN010 as for any send.
-CREATE FUNCTION ventros.journey_send(channel_id uuid, contact_id uuid, template jsonb, source text, metadata jsonb)
-RETURNS ventros.messages
-LANGUAGE sql
+-- journey_sends: a step's message to a set of contacts, through
+-- send_messages (the template's content as text, or a provider template by
+-- name); each contact refused (an opt-out: VN010) is a row with its error.
+CREATE FUNCTION ventros.journey_sends(channel_id uuid, contact_ids uuid[], template jsonb, source text, metadata jsonb)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ventros.send_message(channel_id, contact_id, text => template->>'content', source => source, metadata => metadata,
-                                template_name => CASE WHEN template->>'content' IS NULL
-                                                      THEN coalesce(template->>'template_name', template->>'template_id') END,
-                                template_language => template->>'language',
-                                template_components => template->'components')
+BEGIN
+    RETURN QUERY
+        SELECT * FROM ventros.send_messages(channel_id, contact_ids, text => template->>'content', source => source,
+                                            metadata => metadata,
+                                            template_name => CASE WHEN template->>'content' IS NULL
+                                                                  THEN coalesce(template->>'template_name', template->>'template_id') END,
+                                            template_language => template->>'language',
+                                            template_components => template->'components');
+END
+$$;
+COMMENT ON FUNCTION ventros.journey_sends(uuid, uuid[], jsonb, text, jsonb) IS
+    'Sends a step''s message template (content, or template_name/template_id with language and components) to a set of contacts through send_messages; a refused contact is a row with its error';
+
+-- journey_send: the one-contact case; a refusal (an opt-out: VN010) is raised.
+CREATE FUNCTION ventros.journey_send(channel_id uuid, contact_id uuid, template jsonb, source text, metadata jsonb)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    SELECT * INTO r FROM ventros.journey_sends(channel_id, ARRAY[contact_id], template, source, metadata) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.message;
+END
 $$;
 COMMENT ON FUNCTION ventros.journey_send(uuid, uuid, jsonb, text, jsonb) IS
     'Sends a step''s message template (content, or template_name/template_id with language and components) to a contact through send_message';
@@ -413,7 +434,7 @@ GRANT EXECUTE ON FUNCTION ventros.next_step(anyelement, text, uuid, integer), ve
 GRANT EXECUTE ON FUNCTION ventros.enroll_contact(anyelement, text, uuid, integer, uuid, timestamptz, text),
     ventros.set_enrollment_due(anyelement, text, uuid, integer, timestamptz),
     ventros.finish_enrollment(anyelement, text, uuid, text, text, timestamptz),
-    ventros.journey_send(uuid, uuid, jsonb, text, jsonb) TO ventros_agent;
+    ventros.journey_send(uuid, uuid, jsonb, text, jsonb), ventros.journey_sends(uuid, uuid[], jsonb, text, jsonb) TO ventros_agent;
 -- The scheduler's, as every tick: its `now` is the caller's to choose.
 GRANT EXECUTE ON FUNCTION ventros.tick_enrollments(text, timestamptz, integer) TO ventros_platform_admin;
 

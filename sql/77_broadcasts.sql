@@ -7,11 +7,13 @@
 -- unique), skipping contacts who opted out of the channel.  Execution
 -- machine: pending -> sending -> sent | failed; sent -> failed; pending ->
 -- skipped.  ventros.tick_broadcasts starts due scheduled broadcasts and sends
--- up to rate_limit pending executions per call (one call a minute) through
--- ventros.send_message (source broadcast, its system agent).  An execution is
--- sending while its message waits for the provider: the message's outcome
--- moves it (a trigger on messages, whatever path changed the message: the
--- dispatcher's answer, a status webhook, confirm_message_status), to sent
+-- up to rate_limit pending executions per call (one call a minute) as one set
+-- through ventros.send_messages (source broadcast, its system agent; one
+-- statement per table for the batch; send_message is its one-contact case).
+-- An execution is sending while its message waits for the provider: the
+-- message's outcome moves it (a trigger on messages, whatever path changed
+-- the message: the dispatcher's answer, a status webhook,
+-- confirm_message_status), to sent
 -- when the provider accepted the message, to failed with the provider's
 -- error when it refused it or reported it failed later.  A send refused
 -- before any request (opt-out, no recipient) fails at once.  A broadcast
@@ -78,7 +80,10 @@ CREATE TABLE ventros.broadcast_executions (
     CONSTRAINT broadcast_executions_error_size CHECK (length(error) <= 1000)
 );
 CREATE UNIQUE INDEX broadcast_executions_unique ON ventros.broadcast_executions (tenant_id, broadcast_id, contact_id);
-CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at)
+-- The batch order (created_at, id): a batch reads its executions off the
+-- index (one list's executions share created_at; without id a batch would
+-- read and sort every pending one).
+CREATE INDEX broadcast_executions_pending ON ventros.broadcast_executions (tenant_id, broadcast_id, created_at, id)
     WHERE status = 'pending';
 CREATE INDEX broadcast_executions_by_message ON ventros.broadcast_executions (tenant_id, message_id)
     WHERE message_id IS NOT NULL;
@@ -249,33 +254,76 @@ AS $$
 $$;
 COMMENT ON FUNCTION ventros.fail_broadcast(uuid, integer, text) IS 'Marks a scheduled or running broadcast failed; emits broadcast.failed';
 
--- send_broadcast_execution: one pending execution sent (the step of the
--- journey engine, ventros.journey_send, source broadcast): sending with its
--- message until the message's outcome (broadcast_message_outcome), or failed
--- at once with the error (opt-outs included); the caller counts.
-CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
-RETURNS ventros.broadcast_executions
+-- send_broadcast_executions: pending executions of one broadcast sent as a
+-- set (the step of the journey engine, ventros.journey_sends, source
+-- broadcast: one statement per table for the whole set).  Each becomes
+-- sending with its message until the message's outcome
+-- (broadcast_message_outcome), or sending then failed at once with its
+-- refusal (opted out, no address on the provider).  A failure of the set as a
+-- whole (the template, the system agent, anything unexpected) is retried
+-- contact by contact, so that it fails only the sends it concerns.  The
+-- caller holds the executions' row locks and counts.
+CREATE FUNCTION ventros.send_broadcast_executions(b ventros.broadcasts, es ventros.broadcast_executions[], metadata jsonb)
+RETURNS SETOF ventros.broadcast_executions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    m ventros.messages;
-    message text;
-    result ventros.broadcast_executions;
+    meta jsonb := jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}');
+    ids uuid[] := ARRAY(SELECT e.id FROM unnest(es) e WHERE e.status = 'pending');
+    contacts uuid[] := ARRAY(SELECT e.contact_id FROM unnest(es) e WHERE e.status = 'pending' ORDER BY e.contact_id);
+    sends ventros.message_send[];
+    one ventros.message_send[];
+    contact uuid;
+    failure text;
+    outcome jsonb;
 BEGIN
-    UPDATE ventros.broadcast_executions x SET status = 'sending', version = x.version WHERE x.tenant_id = e.tenant_id AND x.id = e.id;
+    PERFORM ventros.plan_for_set(cardinality(es));
+    IF cardinality(ids) = 0 THEN
+        RETURN;
+    END IF;
     BEGIN
-        m := ventros.journey_send(b.channel_id, e.contact_id, b.message_template, 'broadcast',
-                                  jsonb_build_object('broadcast_id', b.id, 'template', b.message_template) || coalesce(metadata, '{}'));
-        UPDATE ventros.broadcast_executions x SET message_id = m.id, version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        sends := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, contacts, b.message_template, 'broadcast', meta) s);
     EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        UPDATE ventros.broadcast_executions x SET status = 'failed', error = left(message, 1000), version = x.version
-        WHERE x.tenant_id = e.tenant_id AND x.id = e.id RETURNING * INTO result;
+        sends := '{}';
+        FOREACH contact IN ARRAY contacts LOOP
+            BEGIN
+                one := ARRAY(SELECT s FROM ventros.journey_sends(b.channel_id, ARRAY[contact], b.message_template,
+                                                                   'broadcast', meta) s);
+            EXCEPTION WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+                one := ARRAY[ROW(contact, NULL, NULL, 'XX000', failure, NULL, NULL)::ventros.message_send];
+            END;
+            sends := sends || one;
+        END LOOP;
     END;
-    RETURN result;
+    -- Each execution's outcome by its contact (a map: no join of two sets).
+    SELECT coalesce(jsonb_object_agg(s.contact_id, jsonb_build_object('message_id', (s.message).id, 'error', s.error)), '{}')
+    INTO outcome FROM unnest(sends) s;
+    -- pending -> sending, with the message queued for it
+    UPDATE ventros.broadcast_executions x
+    SET status = 'sending', message_id = (outcome->(x.contact_id::text)->>'message_id')::uuid, version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'pending';
+    -- sending -> failed, with the refusal (a send with no answer at all fails too, never left hanging)
+    UPDATE ventros.broadcast_executions x
+    SET status = 'failed', error = left(coalesce(outcome->(x.contact_id::text)->>'error', 'the message was not sent'), 1000),
+        version = x.version
+    WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids) AND x.status = 'sending' AND x.message_id IS NULL;
+    RETURN QUERY SELECT x.* FROM ventros.broadcast_executions x WHERE x.tenant_id = b.tenant_id AND x.id = ANY (ids)
+                 ORDER BY x.created_at, x.id;
 END
+$$;
+COMMENT ON FUNCTION ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb) IS
+    'Sends pending executions of a broadcast as one set through journey_sends (source broadcast): each sending with its message until the provider''s outcome, or failed with its refusal (opt-out, no recipient)';
+
+-- send_broadcast_execution: the one-execution case.
+CREATE FUNCTION ventros.send_broadcast_execution(b ventros.broadcasts, e ventros.broadcast_executions, metadata jsonb)
+RETURNS ventros.broadcast_executions
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x FROM ventros.send_broadcast_executions(b, ARRAY[e], metadata) x
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb) IS
     'Sends one pending broadcast execution through journey_send (source broadcast): sending with its message until the provider''s outcome, or failed with the error';
@@ -334,9 +382,10 @@ $$;
 COMMENT ON FUNCTION ventros.finish_broadcast(ventros.broadcasts) IS
     'Completes a running broadcast once no execution is pending or sending (broadcast.completed); call it holding the broadcast''s row lock';
 
--- send_broadcast_batch: up to limit pending sends of one running broadcast.
--- Each send queues its message (and its provider request); the execution
--- stays sending until the message's outcome (broadcast_message_outcome).
+-- send_broadcast_batch: up to limit pending sends of one running broadcast,
+-- as one set (send_broadcast_executions).  Each send queues its message (and
+-- its provider request); the execution stays sending until the message's
+-- outcome (broadcast_message_outcome).
 CREATE FUNCTION ventros.send_broadcast_batch(broadcast_id uuid, batch integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql
@@ -344,24 +393,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     b ventros.broadcasts := ventros.get_broadcast(broadcast_id, true);
-    e ventros.broadcast_executions;
-    n integer := 0;
-    failed integer := 0;
+    es ventros.broadcast_executions[];
+    n integer;
+    failed integer;
 BEGIN
     IF b.status <> 'running' THEN
         RAISE EXCEPTION 'broadcast % is %, not running', broadcast_id, b.status USING ERRCODE = 'VN002';
     END IF;
-    FOR e IN SELECT * FROM ventros.broadcast_executions x
-             WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
-             ORDER BY x.created_at, x.id
-             LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
-             FOR UPDATE SKIP LOCKED
-    LOOP
-        IF (ventros.send_broadcast_execution(b, e, NULL)).status = 'failed' THEN
-            failed := failed + 1;
-        END IF;
-        n := n + 1;
-    END LOOP;
+    es := ARRAY(SELECT x FROM ventros.broadcast_executions x
+                WHERE x.tenant_id = b.tenant_id AND x.broadcast_id = b.id AND x.status = 'pending'
+                ORDER BY x.created_at, x.id
+                LIMIT coalesce(batch, nullif(b.rate_limit, 0), 1000)
+                FOR UPDATE SKIP LOCKED);
+    SELECT count(*), count(*) FILTER (WHERE x.status = 'failed') INTO n, failed
+    FROM ventros.send_broadcast_executions(b, es, NULL) x;
     UPDATE ventros.broadcasts x
     SET failed_count = x.failed_count + failed, pending_count = greatest(x.pending_count - n, 0), version = x.version
     WHERE x.tenant_id = b.tenant_id AND x.id = b.id;
@@ -370,7 +415,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.send_broadcast_batch(uuid, integer) IS
-    'Sends up to batch (default: the rate limit) pending executions of a running broadcast through send_message (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
+    'Sends up to batch (default: the rate limit) pending executions of a running broadcast as one set through send_messages (source broadcast): each stays sending until its message is sent or failed by the provider; a send refused at once (opt-out, no recipient) fails its execution; completes the broadcast when nothing is pending or sending (broadcast.completed)';
 
 -- broadcast_message_outcome: the provider's outcome of a broadcast message
 -- becomes its execution's.  A trigger, so that every path that moves a
@@ -443,6 +488,10 @@ $$;
 COMMENT ON FUNCTION ventros.tick_broadcasts(timestamptz) IS
     'Starts due scheduled broadcasts and sends one rate-limited batch of each running one (call once a minute); returns sends attempted';
 
+-- One snapshot for the broadcast's row and its executions' counts: the row
+-- is read by get_row (STABLE), not get_broadcast (VOLATILE: it would read
+-- with a newer snapshot than the counts, and a caller could see the
+-- broadcast completed, counted, while its executions still look sending).
 CREATE FUNCTION ventros.broadcast_stats(broadcast_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -479,6 +528,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_broadcast(text, uuid, uuid, jsonb, inte
     ventros.execute_broadcast(uuid, integer), ventros.cancel_broadcast(uuid, integer), ventros.fail_broadcast(uuid, integer, text),
     ventros.send_broadcast_batch(uuid, integer), ventros.finish_broadcast(ventros.broadcasts),
     ventros.send_broadcast_execution(ventros.broadcasts, ventros.broadcast_executions, jsonb),
+    ventros.send_broadcast_executions(ventros.broadcasts, ventros.broadcast_executions[], jsonb),
     ventros.broadcast_to_contact(uuid, uuid, jsonb)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:

@@ -90,26 +90,39 @@ $$;
 COMMENT ON FUNCTION ventros.json_body(bytea) IS 'A response body parsed as JSON, NULL when empty or not JSON';
 
 -- The first live identity of a contact among the given types, in that order.
+-- PL/pgSQL, as the helpers below: a provider builds one request per message
+-- of a batch, and a PL/pgSQL function keeps its plans for the session where a
+-- SQL function nested in another would be planned again at every call.
 CREATE FUNCTION ventros.contact_identity_of(contact_id uuid, types text[]) RETURNS ventros.contact_identities
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT i.* FROM ventros.contact_identities i
+DECLARE
+    result ventros.contact_identities;
+BEGIN
+    SELECT i.* INTO result FROM ventros.contact_identities i
      WHERE i.tenant_id = ventros.require_tenant() AND i.contact_id = contact_identity_of.contact_id
        AND i.identity_type = ANY (types) AND i.deleted_at IS NULL
      ORDER BY array_position(types, i.identity_type), i.created_at, i.id
-     LIMIT 1
+     LIMIT 1;
+    RETURN result;
+END
 $$;
 COMMENT ON FUNCTION ventros.contact_identity_of(uuid, text[]) IS
     'A contact''s first live identity among the given types, preferring earlier types, then older identities';
 
 -- The provider id of the message a reply refers to (NULL if none or unknown).
 CREATE FUNCTION ventros.reply_provider_id(m ventros.messages) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT r.channel_message_id FROM ventros.messages r
-     WHERE r.tenant_id = m.tenant_id AND r.id = m.reply_to_id AND r.channel_id = m.channel_id
+BEGIN
+    IF m.reply_to_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT r.channel_message_id FROM ventros.messages r
+             WHERE r.tenant_id = m.tenant_id AND r.id = m.reply_to_id AND r.channel_id = m.channel_id);
+END
 $$;
 COMMENT ON FUNCTION ventros.reply_provider_id(ventros.messages) IS
     'The provider message id of the message m replies to, when it is on the same channel';
@@ -182,18 +195,40 @@ COMMENT ON FUNCTION ventros.provider_error_text(ventros.http_requests) IS
 
 -- ---- queueing a send ------------------------------------------------------------
 
--- A request described as jsonb {method, url, headers, body, ...} queued.
+-- Requests described as jsonb {method, url, headers, body, ...} queued in
+-- one INSERT (one correlation id each); the one-request case is
+-- enqueue_provider_request.
+CREATE FUNCTION ventros.enqueue_provider_requests(reqs jsonb[], purpose text, correlation_ids uuid[], retry_policy text,
+                                                  max_response_size integer DEFAULT NULL)
+RETURNS TABLE (id uuid, correlation_id uuid)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT r.id, r.correlation_id
+    FROM ventros.enqueue_http_requests(
+             ARRAY(SELECT q->>'url' FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->>'method', 'POST') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT coalesce(q->'headers', '{}') FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             ARRAY(SELECT CASE WHEN q->'body' IS NOT NULL AND q->'body' <> 'null'::jsonb
+                               THEN convert_to((q->'body')::text, 'UTF8') END
+                   FROM unnest(reqs) WITH ORDINALITY x(q, n) ORDER BY n),
+             correlation_ids, purpose, retry_policy => enqueue_provider_requests.retry_policy,
+             max_response_size => enqueue_provider_requests.max_response_size) r;
+END
+$$;
+COMMENT ON FUNCTION ventros.enqueue_provider_requests(jsonb[], text, uuid[], text, integer) IS
+    'Queues requests built by a provider function ({method, url, headers, body}) for the acting tenant, in one INSERT; returns each id with its correlation id';
+
 CREATE FUNCTION ventros.enqueue_provider_request(req jsonb, purpose text, correlation_id uuid, retry_policy text,
                                                  max_response_size integer DEFAULT NULL)
 RETURNS uuid
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ventros.enqueue_http_request(req->>'url', coalesce(req->>'method', 'POST'), coalesce(req->'headers', '{}'),
-                                        CASE WHEN req->'body' IS NOT NULL AND req->'body' <> 'null'::jsonb
-                                             THEN convert_to((req->'body')::text, 'UTF8') END,
-                                        purpose, correlation_id, retry_policy => retry_policy,
-                                        max_response_size => max_response_size)
+    SELECT r.id FROM ventros.enqueue_provider_requests(ARRAY[req], purpose, ARRAY[correlation_id], retry_policy,
+                                                       max_response_size) r
 $$;
 COMMENT ON FUNCTION ventros.enqueue_provider_request(jsonb, text, uuid, text, integer) IS
     'Queues a request built by a provider function ({method, url, headers, body}) for the acting tenant';
@@ -226,34 +261,18 @@ $$;
 COMMENT ON FUNCTION ventros.check_message_window(ventros.messages, integer) IS
     'Refuses (22023, hint: a template is needed) a free-form message when the contact''s last inbound message on the channel is older than window_hours or absent';
 
--- Builds and queues the provider request of a queued outbound message.
--- SECURITY DEFINER: agents send messages but may not write http_requests
--- (their headers hold the channel's credentials); it acts on the caller's
--- tenant only, reads the message itself and queues at most one request.
-CREATE FUNCTION ventros.queue_message_send(message_id uuid) RETURNS uuid
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- The provider request of an outbound message (the channel type's
+-- build_send), refused (22023) outside the customer service window; NULL
+-- when the type is not declared or the channel is not configured for
+-- sending.
+CREATE FUNCTION ventros.message_send_request(ch ventros.channels, p ventros.channel_providers, m ventros.messages)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tenant text := ventros.require_tenant();
-    m ventros.messages;
-    ch ventros.channels;
-    p ventros.channel_providers;
     req jsonb;
 BEGIN
-    -- Locked: two calls for one message queue one request (the second sees the first's).
-    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL
-       FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
-    END IF;
-    IF NOT m.from_me OR m.status <> 'queued'
-       OR EXISTS (SELECT 1 FROM ventros.http_requests r
-                   WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') THEN
-        RETURN NULL;
-    END IF;
-    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = m.channel_id;
-    SELECT * INTO p FROM ventros.channel_providers x WHERE x.channel_type = ch.type;
     IF p.channel_type IS NULL THEN
         RETURN NULL;
     END IF;
@@ -262,11 +281,288 @@ BEGIN
         RETURN NULL;    -- the channel is not configured for sending
     END IF;
     PERFORM ventros.check_message_window(m, p.window_hours);
-    RETURN ventros.enqueue_provider_request(req, 'message.send', m.id, p.retry_policy);
+    RETURN req;
+END
+$$;
+COMMENT ON FUNCTION ventros.message_send_request(ventros.channels, ventros.channel_providers, ventros.messages) IS
+    'The provider request ({method, url, headers, body}) sending an outbound message on a channel, NULL when its type is not declared or not configured; 22023 when the contact has no address on the provider, or outside the WhatsApp 24-hour window for a free-form message';
+
+-- Builds and queues the provider requests (purpose message.send) of queued
+-- outbound messages, at most one per message, in one INSERT; a message whose
+-- request cannot be built (no address on the provider, the window closed)
+-- gets its refusal instead, and nothing is queued for it.  SECURITY DEFINER:
+-- agents send messages but may not write http_requests (their headers hold
+-- the channel's credentials); it acts on the caller's tenant only and reads
+-- the messages itself.  The one-message case is queue_message_send.
+CREATE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    WITH todo AS (
+        SELECT m, ch, p,
+               m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                               WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+        FROM unnest(ms) m
+        JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                              ORDER BY (t.m).id), '{}'),
+           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                        FILTER (WHERE r.request IS NOT NULL), '{}')
+    INTO built, requests
+    FROM todo t
+    LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
+
+-- The provider request of one message, or why it cannot be built (as data).
+CREATE FUNCTION ventros.try_message_send_request(ch ventros.channels, p ventros.channel_providers, m ventros.messages,
+                                                 OUT request jsonb, OUT error_code text, OUT error text,
+                                                 OUT error_detail text, OUT error_hint text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    request := ventros.message_send_request(ch, p, m);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS error_code = RETURNED_SQLSTATE, error = MESSAGE_TEXT,
+                            error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+    error_detail := nullif(error_detail, '');
+    error_hint := nullif(error_hint, '');
+END
+$$;
+COMMENT ON FUNCTION ventros.try_message_send_request(ventros.channels, ventros.channel_providers, ventros.messages) IS
+    'ventros.message_send_request, its error returned (SQLSTATE, message, detail, hint) instead of raised';
+
+-- Builds and queues the provider request of a queued outbound message: the
+-- one-message case of queue_message_sends (its refusal raised).
+CREATE FUNCTION ventros.queue_message_send(message_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    SELECT * INTO r FROM ventros.queue_message_sends(ARRAY[message_id]) x;
+    PERFORM ventros.raise_refusal(r);
+    RETURN r.request_id;
 END
 $$;
 COMMENT ON FUNCTION ventros.queue_message_send(uuid) IS
     'Queues the provider request (purpose message.send) of a queued outbound message, once; NULL when its channel type is not declared or not configured; 22023 outside the WhatsApp 24-hour window for a free-form message';
+
+-- ---- sending one message to many contacts ---------------------------------------
+
+-- A contact's refusal of consent (VN010, as require_consent raises it), as data.
+CREATE FUNCTION ventros.consent_refusal(contact_id uuid, channel_id uuid) RETURNS ventros.message_send
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r ventros.message_send;
+BEGIN
+    r.contact_id := contact_id;
+    PERFORM ventros.require_consent(contact_id, channel_id);
+    RETURN r;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS r.error_code = RETURNED_SQLSTATE, r.error = MESSAGE_TEXT,
+                            r.error_detail = PG_EXCEPTION_DETAIL, r.error_hint = PG_EXCEPTION_HINT;
+    r.error_detail := nullif(r.error_detail, '');
+    r.error_hint := nullif(r.error_hint, '');
+    RETURN r;
+END
+$$;
+COMMENT ON FUNCTION ventros.consent_refusal(uuid, uuid) IS
+    'The refusal of require_consent (VN010) for a contact on a channel, as a ventros.message_send row (error_code NULL when it may be messaged)';
+
+-- send_messages: one outbound message (the same content) to each of a set of
+-- contacts, queued with its provider request.  The rules of every send,
+-- once: the source, the channel, the sending agent (automated sources send
+-- as their system agent; virtual or inactive agents never send), a WhatsApp
+-- template validated, each contact share-locked (a concurrent opt-out waits
+-- for the send, or the send sees it) and its consent, its session started or
+-- continued, its address on the provider and the 24-hour window.  What
+-- concerns one contact refuses that contact only (a row with its error, and
+-- nothing written for it); what concerns the message refuses the call.  One
+-- statement per table for the set: the sessions, the messages (the engine's
+-- message.created; the reports' statement triggers run once), the sessions'
+-- counters (session.message_recorded), the contacts' interaction times, the
+-- channel's counters folded once, the provider requests.  send_message is its
+-- one-contact case; a broadcast sends each batch through it.  Plans: the
+-- generic ones for one contact (planned once per session), custom ones for a
+-- batch (ventros.plan_for_set); the statements join no two arrays, so that
+-- either stays linear in the set.
+CREATE FUNCTION ventros.send_messages(
+    channel_id   uuid,
+    contact_ids  uuid[],
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    sender ventros.agents;
+    tpl jsonb;
+    body text;
+    known uuid[];
+    ready uuid[];
+    sessions ventros.sessions[];
+    sent ventros.messages[];
+    queued ventros.message_send[];
+    refused ventros.message_send[];
+    state text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
+                                        'scheduled', 'test') THEN
+        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_messages.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    -- The contacts, share-locked in id order: a concurrent opt-out waits for this send, or this send sees it.
+    WITH locked AS (SELECT c.id FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (contact_ids)
+                    ORDER BY c.id FOR SHARE)
+    SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO known FROM locked l;
+    RETURN QUERY
+        SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
+    -- Consent: those who opted out are refused (VN010).
+    refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
+                     WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
+    RETURN QUERY SELECT * FROM unnest(refused);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
+    IF cardinality(ready) = 0 THEN
+        RETURN;
+    END IF;
+    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
+    IF agent_id IS NULL THEN
+        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
+            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
+    END IF;
+    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_messages.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF sender.type = 'virtual' OR NOT sender.active THEN
+        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual and inactive agents never send.';
+    END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
+    body := ventros.check_length(text, 4096, 'message text');
+    -- Sessions, messages, effects and requests for the contacts still ready.
+    -- A contact whose request cannot be built (no address on the provider,
+    -- the window closed) is refused: the round is undone (a subtransaction)
+    -- and done again without it, so nothing stays written for it.
+    FOR round IN 1..3 LOOP
+        BEGIN
+            sessions := ARRAY(SELECT s FROM ventros.start_or_continue_sessions(ready, ch.id, now()) s);
+            WITH inserted AS (
+                INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id,
+                                              contact_id, from_me, content_type, text, media_url, media_mimetype, reply_to_id,
+                                              status, agent_id, source, metadata)
+                SELECT now(), ch.project_id, ch.id, s.channel_type_id, send_messages.chat_id, s.id, s.contact_id, true,
+                       coalesce(send_messages.content_type, 'text'), body, send_messages.media_url,
+                       send_messages.media_mimetype, send_messages.reply_to_id, 'queued', sender.id, send_messages.source,
+                       send_messages.metadata
+                FROM unnest(sessions) s ORDER BY s.contact_id
+                RETURNING *)
+            SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
+            PERFORM ventros.record_messages_effects(sent);
+            -- The provider requests, in this transaction (queue_message_sends).
+            queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
+            refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
+            IF cardinality(refused) > 0 THEN
+                RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
+            END IF;
+            RETURN QUERY SELECT * FROM unnest(queued);
+            RETURN;
+        EXCEPTION
+            WHEN raise_exception THEN
+                GET STACKED DIAGNOSTICS state = MESSAGE_TEXT;
+                IF state <> 'ventros.send_messages: undo the round of refused contacts' THEN
+                    RAISE;
+                END IF;
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+        END;
+        RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
+                            r.error_hint
+                     FROM unnest(refused) r;
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
+        IF cardinality(ready) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not send to % contacts on channel %', cardinality(ready), channel_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
 
 -- ---- the message.send completion handler ----------------------------------------
 
@@ -513,5 +809,10 @@ GRANT EXECUTE ON FUNCTION ventros.json_body(bytea), ventros.contact_identity_of(
     ventros.reply_provider_id(ventros.messages), ventros.media_filename(ventros.messages),
     ventros.unsupported_content(text, text), ventros.no_recipient(text, uuid, text),
     ventros.check_message_window(ventros.messages, integer) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.queue_message_send(uuid), ventros.request_media_download(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.queue_message_send(uuid), ventros.queue_message_sends(uuid[]),
+    ventros.request_media_download(uuid),
+    ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.consent_refusal(uuid, uuid) TO ventros_viewer;
+-- message_send_request and try_message_send_request return the channel's
+-- credentials: queue_message_sends (SECURITY DEFINER) only calls them.
 GRANT SELECT ON ventros.channel_providers TO ventros_viewer;

@@ -5,14 +5,18 @@
 
 -- chatId: the contact's WhatsApp id as <digits>@c.us, else its @lid, else its phone.
 CREATE FUNCTION ventros.waha_chat_id(contact_id uuid) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(
-        (SELECT CASE WHEN i.identity_type = 'whatsapp' THEN split_part(i.value, '@', 1) || '@c.us' ELSE i.value END
-           FROM ventros.contact_identity_of(contact_id, '{whatsapp,whatsapp_lid}') i WHERE i.id IS NOT NULL),
-        (SELECT ltrim(c.phone, '+') || '@c.us' FROM ventros.contacts c
-          WHERE c.tenant_id = ventros.require_tenant() AND c.id = waha_chat_id.contact_id AND c.phone IS NOT NULL))
+DECLARE
+    i ventros.contact_identities := ventros.contact_identity_of(contact_id, '{whatsapp,whatsapp_lid}');
+BEGIN
+    IF i.id IS NOT NULL THEN
+        RETURN CASE WHEN i.identity_type = 'whatsapp' THEN split_part(i.value, '@', 1) || '@c.us' ELSE i.value END;
+    END IF;
+    RETURN (SELECT ltrim(c.phone, '+') || '@c.us' FROM ventros.contacts c
+             WHERE c.tenant_id = ventros.require_tenant() AND c.id = waha_chat_id.contact_id AND c.phone IS NOT NULL);
+END
 $$;
 COMMENT ON FUNCTION ventros.waha_chat_id(uuid) IS
     'WAHA chatId of a contact: its WhatsApp id (<digits>@c.us) first, else its @lid id, else <phone digits>@c.us';

@@ -104,11 +104,18 @@ command_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
 	vn_schema_oid = InvalidOid;
 }
 
-/* An argument that names the row or table to write: a building block's. */
+/*
+ * An argument that names the row or table to write: a building block's.  An
+ * array of rows names rows too (the set-based forms of the building blocks,
+ * record_messages_effects and record_session_messages).
+ */
 static bool
 is_row_argument(Oid type)
 {
-	return type == REGCLASSOID || IsPolymorphicType(type) || type_is_rowtype(type);
+	Oid elem = get_element_type(type);
+
+	return type == REGCLASSOID || IsPolymorphicType(type) || type_is_rowtype(type) ||
+		   (OidIsValid(elem) && type_is_rowtype(elem));
 }
 
 /* Decide from pg_proc; the caller is in a transaction. */
