@@ -87,7 +87,8 @@ DECLARE
     answer ventros.webhook_answer;
 BEGIN
     IF fn IS NULL THEN
-        RETURN QUERY SELECT 404, '{"error":"not_found"}'::jsonb;
+        -- (the answer of every unknown webhook path: nothing tells names apart)
+        RETURN QUERY SELECT 404, '{"error":"channel_not_found"}'::jsonb;
         RETURN;
     END IF;
     EXECUTE format('SELECT * FROM %s($1, $2)', fn::regproc) INTO answer

@@ -81,7 +81,7 @@ test('forged, replayed or unsigned deliveries are 400 and recorded nowhere', asy
 });
 
 test('only POST /webhooks/stripe: other names and methods are 404', async () => {
-  assert.equal((await http('POST', '/webhooks/paypal', { raw: true, body: '{}' })).status, 404);
+  assert.deepEqual(await http('POST', '/webhooks/paypal', { raw: true, body: '{}' }).then((r) => [r.status, r.json]), [404, { error: 'channel_not_found' }]);
   assert.equal((await http('GET', '/webhooks/stripe')).status, 404);
   assert.equal((await http('POST', '/webhooks/stripe/extra', { raw: true, body: '{}' })).status, 404);
 });
