@@ -20,6 +20,9 @@ BEGIN
                FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                WHERE s.nspname = 'ventros' AND c.relkind IN ('r', 'p')
+                 -- (the platform's tables no tenant role reads hold no contact's data:
+                 -- Stripe's event log, the webhook secrets, the outbox's in-flight marks)
+                 AND has_table_privilege(c.oid, 'SELECT')
                  AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'jsonb'::regtype,
                                     'json'::regtype, 'text[]'::regtype, 'name'::regtype)
     LOOP
