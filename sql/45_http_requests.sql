@@ -355,8 +355,8 @@ COMMENT ON FUNCTION ventros.http_attempt_headers(ventros.http_requests) IS
     'Dispatcher: the headers of a claimed attempt (the purpose''s preparer, else the stored headers)';
 
 -- The bytes a body_form streams: a message's media as its download stored
--- it (sql/90_channel_send.sql), or an enrichment's own download (a profile
--- picture, sql/98_enrichment.sql).  plpgsql, so those tables may come later.
+-- it (sql/90_channel_send_media.sql), or an enrichment's own download (a
+-- profile picture, sql/98_enrichment_chain.sql).  plpgsql, so those tables may come later.
 CREATE FUNCTION ventros.http_request_media(tenant_id text, media_id uuid) RETURNS bytea
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp

@@ -24,7 +24,7 @@ CREATE TABLE ventros.message_enrichments (
     error              text,
     context            text        NOT NULL DEFAULT 'chat_message',
     processed_at       timestamptz,
-    -- the provider fallback chain (sql/98_enrichment.sql, docs/ai.md)
+    -- the provider fallback chain (sql/98_enrichment_chain.sql, docs/ai.md)
     kind               text,
     model              text,
     language           text,

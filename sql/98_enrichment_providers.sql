@@ -1,6 +1,7 @@
 -- The enrichment providers (design channels.md 5.2-5.4, docs/ai.md): for
 -- each, its declaration, the function building its request and its answer
--- handler.  The chain, keys, caps and events are sql/98_enrichment.sql's.
+-- handler.  Keys and caps are sql/98_enrichment.sql's; the chain and its events
+-- sql/98_enrichment_chain.sql's.
 --
 --   groq, openai  Whisper transcriptions (the OpenAI API; a self-hosted
 --                 OpenAI-compatible server is the openai provider with its
