@@ -11935,6 +11935,37 @@ GRANT EXECUTE ON FUNCTION ventros.raise_refusal(ventros.message_send), ventros.c
 GRANT EXECUTE ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[], bytea[], uuid[], text, integer, integer, timestamptz, text, integer)
     TO ventros_admin;
 
+-- ---- reserved event types (sql/01_catalog.sql, 62_billing_accounts.sql, 74_automations.sql, 83_automation_rules.sql)
+-- Event types only the platform says: ventros.emit of them needs the role
+-- in emitted_by, whoever may change the aggregate (src/emit.c).
+ALTER TABLE ventros.event_types ADD COLUMN emitted_by name;
+COMMENT ON COLUMN ventros.event_types.emitted_by IS
+    'The role whose privileges ventros.emit needs for this type, whoever may change its aggregate (ventros.reserve_event_type); NULL: whoever may change the aggregate';
+CREATE FUNCTION ventros.reserve_event_type(event_type text, emitted_by name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = reserve_event_type.emitted_by) THEN
+        RAISE EXCEPTION 'role "%" does not exist', emitted_by USING ERRCODE = '42704';
+    END IF;
+    UPDATE ventros.event_types e SET emitted_by = reserve_event_type.emitted_by
+     WHERE e.event_type = reserve_event_type.event_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown event type "%"', event_type USING ERRCODE = '22023',
+            HINT = 'Register it with ventros.register_event_type first.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.reserve_event_type(text, name) IS
+    'Reserves an event type to a role: ventros.emit of it then needs that role''s privileges (or a superuser, or a SECURITY DEFINER command of the owner), whoever may change its aggregate; unknown types raise 22023, unknown roles 42704';
+SELECT ventros.reserve_event_type(t, 'ventros_platform_admin')
+  FROM unnest(ARRAY['automation.triggered', 'automation.executed', 'automation.failed',
+                    'automation.time_reached', 'automation.agents_notified',
+                    'billing_account.payment_activated', 'billing_account.suspended', 'billing_account.reactivated',
+                    'billing_account.canceled', 'billing_account.stripe_customer_linked']) t;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -190,6 +190,8 @@ GRANT SELECT ON ventros.automation_timers TO ventros_viewer;
 
 SELECT ventros.register_event_type('automation.time_reached', 'A time trigger of an automation fired (schedule, no reply, contact date).');
 SELECT ventros.register_event_type('automation.agents_notified', 'An automation notified agents (for a front end to show).');
+SELECT ventros.reserve_event_type(t, 'ventros_platform_admin')
+  FROM unnest(ARRAY['automation.time_reached', 'automation.agents_notified']) t;
 
 -- ---- enqueue: in the event's transaction --------------------------------------
 
