@@ -11966,6 +11966,74 @@ SELECT ventros.reserve_event_type(t, 'ventros_platform_admin')
                     'billing_account.payment_activated', 'billing_account.suspended', 'billing_account.reactivated',
                     'billing_account.canceled', 'billing_account.stripe_customer_linked']) t;
 
+-- ---- channel counts by the inserting statement (sql/40_messages.sql, 40_messages_counts.sql)
+-- Messages are counted on their channels by an AFTER INSERT statement trigger
+-- running as the owner; count_channel_message(s) are no longer a tenant
+-- role's to call (an agent could add any number of messages to a channel's
+-- counts).
+REVOKE EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz),
+    ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) FROM ventros_agent;
+CREATE OR REPLACE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    sessions ventros.sessions[];
+    from_me boolean[];
+    ats timestamptz[];
+    ids uuid[];
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(ms));
+    SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
+           array_agg(m.id ORDER BY s.id)
+    INTO sessions, from_me, ats, ids
+    FROM unnest(ms) m JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id;
+    IF sessions IS NOT NULL THEN
+        PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
+    END IF;
+    -- Interaction times are kept to the minute: a burst of messages writes
+    -- the contact once (the session and the message hold the exact times).
+    UPDATE ventros.contacts c
+    SET first_interaction_at = coalesce(c.first_interaction_at, m.first_at),
+        last_interaction_at = greatest(c.last_interaction_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.contact_id, min(m."timestamp") AS first_at, max(m."timestamp") AS last_at
+          FROM unnest(ms) m GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
+      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m.last_at - interval '1 minute'
+           OR c.first_interaction_at > m.first_at);
+    UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
+          WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
+    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times) and chats, one statement per table (internal)';
+
+CREATE FUNCTION ventros.count_new_messages() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    counted record;
+BEGIN
+    FOR counted IN SELECT m.channel_id, count(*) FILTER (WHERE NOT m.from_me) AS received,
+                          count(*) FILTER (WHERE m.from_me) AS sent, max(m."timestamp") AS last_at
+                   FROM new_messages m GROUP BY 1 ORDER BY 1
+    LOOP
+        PERFORM ventros.count_channel_messages(counted.channel_id, counted.received, counted.sent, counted.last_at);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.count_new_messages() IS
+    'AFTER INSERT statement trigger of ventros.messages: counts the inserted messages on their channels (count_channel_messages), as the owner';
+CREATE TRIGGER messages_counted AFTER INSERT ON ventros.messages
+    REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.count_new_messages();
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
