@@ -12034,6 +12034,12 @@ COMMENT ON FUNCTION ventros.count_new_messages() IS
 CREATE TRIGGER messages_counted AFTER INSERT ON ventros.messages
     REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.count_new_messages();
 
+-- ---- manual campaign conversions dropped (sql/75_campaigns.sql)
+-- Conversions are counted as they happen (journey_converted); the manual
+-- counter let an agent inflate a campaign's results without an enrollment
+-- or an event.
+DROP FUNCTION ventros.record_campaign_conversion(uuid);
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
