@@ -1,12 +1,19 @@
 -- Automation rules (sql/83_automation_rules.sql): the actions, each through
 -- the command a user would call; one rule run for one event; the
 -- executor's entry point; the dry run.
+--
+-- search_path: only ventros.run_automations, the entry point (SECURITY
+-- DEFINER), pins it.  The functions below it run only under it (EXECUTE is
+-- revoked from PUBLIC, no tenant role has it: sql/99_grants.sql), so they
+-- inherit the pinned path and carry no SET clause of their own: with one,
+-- every call saves the setting, sets it and restores it, and the path is
+-- looked up again after it (a few microseconds per call; the executor
+-- makes some ten such calls per event and rule that acts).
 
 -- ---- actions -------------------------------------------------------------------
 
 CREATE FUNCTION ventros.automation_require(value text, what text, action text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF value IS NULL OR value = '' THEN
@@ -21,7 +28,6 @@ COMMENT ON FUNCTION ventros.automation_require(text, text, text) IS
 -- One action, through the command a user would call.  Returns what it did.
 CREATE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     kind text := a->>'type';
@@ -147,7 +153,6 @@ COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
 -- subscription's secret as every delivery (sql/92_webhook_deliveries.sql).
 CREATE FUNCTION ventros.automation_call_webhook(p jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     w ventros.webhook_subscriptions;
@@ -196,7 +201,6 @@ COMMENT ON FUNCTION ventros.automation_call_webhook(jsonb, jsonb, ventros.automa
 -- again at every call (some 0.1 ms, twice per rule run).
 CREATE FUNCTION ventros.automation_report(rule ventros.automations, outcome text, run ventros.automation_runs) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM ventros.emit('automation.' || outcome, 'automation', rule.id,
@@ -214,7 +218,6 @@ COMMENT ON FUNCTION ventros.automation_report(ventros.automations, text, ventros
 CREATE FUNCTION ventros.automation_run_actions(rule ventros.automations, ctx jsonb, actions jsonb, run_id uuid,
                                                at timestamptz, OUT done jsonb, OUT waiting boolean)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     a jsonb;
@@ -255,7 +258,6 @@ CREATE FUNCTION ventros.automation_execute(rule ventros.automations, run ventros
                                            actions jsonb, at timestamptz)
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r record;
@@ -311,7 +313,6 @@ CREATE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros
                                             origin_event_id uuid, at timestamptz)
 RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     run ventros.automation_runs;
@@ -365,7 +366,6 @@ COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.out
 -- NULL depth clears them.
 CREATE FUNCTION ventros.automation_mark_cascade(depth integer, origin_event_id uuid) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM set_config('ventros.automation_depth', coalesce(depth + 1, 0)::text, true),
@@ -391,7 +391,6 @@ CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev vent
                                              settings ventros.automation_settings, at timestamptz)
 RETURNS uuid[]
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rule ventros.automations;
@@ -399,18 +398,30 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
+    holds boolean[];
+    ids uuid[];
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
-    FOREACH rule IN ARRAY rules LOOP
-        IF q.depth = 0 AND rule.conditions <> '[]' THEN
-            -- the common case first: no cascade to check, conditions to evaluate
-            ctx := coalesce(ctx, ventros.automation_context(ev, at));
-            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
-                skipped := skipped || rule.id;
-                CONTINUE;
-            END IF;
+    IF q.depth = 0 THEN
+        -- the common case: no cascade to check.  Every rule's conditions on
+        -- the one context, in one statement (they read nothing but the
+        -- context, so evaluating them before the first rule acts changes no
+        -- outcome; one that fails sends the event to the careful pass, as
+        -- it would have); a rule they skip is never unpacked
+        ctx := ventros.automation_context(ev, at);
+        SELECT array_agg(coalesce(ventros.automation_conditions_hold(u.conditions, ctx, settings.timezone, at), false)
+                         ORDER BY u.ordinality),
+               array_agg(u.id ORDER BY u.ordinality)
+          INTO holds, ids
+          FROM unnest(rules) WITH ORDINALITY u;
+    END IF;
+    FOR i IN 1 .. cardinality(rules) LOOP
+        IF q.depth = 0 AND NOT holds[i] THEN
+            skipped := skipped || ids[i];
+            CONTINUE;
         END IF;
+        rule := rules[i];
         run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
                    'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
         IF q.depth >= settings.max_depth THEN
@@ -467,7 +478,6 @@ CREATE FUNCTION ventros.automation_run_event_carefully(q ventros.automation_queu
                                                        settings ventros.automation_settings, at timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rule ventros.automations;
@@ -499,7 +509,6 @@ COMMENT ON FUNCTION ventros.automation_run_event_carefully(ventros.automation_qu
 -- A due wait: the rest of the run's actions.
 CREATE FUNCTION ventros.automation_resume(w ventros.automation_waits, at timestamptz) RETURNS text
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     run ventros.automation_runs;
@@ -528,29 +537,29 @@ $$;
 COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
--- The runs of the rules skipped by their conditions, of many events at once
--- (rule skipped_rule[i] for the event qs[skipped_of[i]], evaluated at
--- skipped_at[i]).  A run already there (an event queued again) stays.
-CREATE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
-                                               skipped_of integer[], skipped_at timestamptz[])
+-- The runs of the rules skipped by their conditions, of many events at once:
+-- one run per element of the arrays (the caller collects them as plain
+-- values, not as indexes into the batch's arrays of queued events and
+-- outbox rows: unpacking those rows again for every skipped run cost more
+-- than the insert).  A run already there (an event queued again) stays.
+CREATE FUNCTION ventros.automation_log_skipped(tenants text[], rules uuid[], event_ids uuid[], event_types text[],
+                                               origin_event_ids uuid[], depths integer[], ats timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF cardinality(skipped_rule) > 0 THEN
+    IF cardinality(rules) > 0 THEN
         INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
                                              started_at, finished_at)
-        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
-          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
-          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
-          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
+        SELECT s.tenant, s.rule, s.event_id, s.event_type, s.origin, s.depth, 'skipped', s.at, s.at
+          FROM unnest(tenants, rules, event_ids, event_types, origin_event_ids, depths, ats)
+               s(tenant, rule, event_id, event_type, origin, depth, at)
         ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
-    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
+COMMENT ON FUNCTION ventros.automation_log_skipped(text[], uuid[], uuid[], text[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once, one per element of the arrays (a run already there stays)';
 
 -- The events of a batch, in order, each tenant's as that tenant: rules,
 -- of_event and at_rule as ventros.run_automations matched them.  Without
@@ -565,16 +574,21 @@ CREATE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs 
                                              per_event boolean, at timestamptz)
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     event_rules ventros.automations[];
     k integer := 1;
     j integer;
     skipped uuid[];
-    skipped_rule uuid[] := '{}';
-    skipped_of integer[] := '{}';
-    skipped_at timestamptz[] := '{}';
+    n integer;
+    -- the skipped runs to write, one element each
+    s_tenant text[] := '{}';
+    s_rule uuid[] := '{}';
+    s_event uuid[] := '{}';
+    s_type text[] := '{}';
+    s_origin uuid[] := '{}';
+    s_depth integer[] := '{}';
+    s_at timestamptz[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -598,12 +612,16 @@ BEGIN
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
-        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
+        IF q.depth > 0 AND cardinality(s_rule) > 0 THEN
             -- the loop check of a cascade reads the runs: write those waiting
-            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
-            skipped_rule := '{}';
-            skipped_of := '{}';
-            skipped_at := '{}';
+            PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
+            s_tenant := '{}';
+            s_rule := '{}';
+            s_event := '{}';
+            s_type := '{}';
+            s_origin := '{}';
+            s_depth := '{}';
+            s_at := '{}';
         END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
@@ -621,13 +639,20 @@ BEGIN
                     END;
                 END;
             END IF;
-            skipped_rule := skipped_rule || skipped;
-            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
-            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
+            n := cardinality(skipped);
+            IF n > 0 THEN
+                s_rule := s_rule || skipped;
+                s_tenant := s_tenant || array_fill(q.tenant_id, ARRAY[n]);
+                s_event := s_event || array_fill(ev.event_id, ARRAY[n]);
+                s_type := s_type || array_fill(ev.event_type, ARRAY[n]);
+                s_origin := s_origin || array_fill(q.origin_event_id, ARRAY[n]);
+                s_depth := s_depth || array_fill(q.depth, ARRAY[n]);
+                s_at := s_at || array_fill(clock_timestamp(), ARRAY[n]);
+            END IF;
         END IF;
         k := j;
     END LOOP;
-    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+    PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
