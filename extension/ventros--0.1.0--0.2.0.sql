@@ -11938,12 +11938,9 @@ GRANT EXECUTE ON FUNCTION ventros.enqueue_http_requests(text[], text[], jsonb[],
 -- ---- automation executor throughput
 -- Issue 15: the executor's and the writers' cost per event.  The executor's
 -- internal functions inherit the search_path run_automations pins (no SET
--- clause of their own); a batch's skipped runs are collected as plain values
--- (automation_log_skipped takes arrays of them: a new signature); the rules
--- of an event at depth 0 have their conditions evaluated in one statement;
--- automation_enqueue (every writer's transaction) has no SET clause and no
--- ON CONFLICT (sql/83_automation_rules.sql, sql/84_automation_executor.sql).
-DROP FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]);
+-- clause of their own); automation_enqueue (in every writer's transaction)
+-- has no SET clause and no ON CONFLICT (sql/83_automation_rules.sql,
+-- sql/84_automation_executor.sql).
 CREATE OR REPLACE FUNCTION ventros.automation_enqueue(event_tenant text, event_id uuid, event_type text, aggregate_id uuid)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -11953,15 +11950,12 @@ BEGIN
     SELECT event_tenant, pg_catalog.currval('ventros.outbox_seq'), automation_enqueue.event_id, automation_enqueue.aggregate_id,
            coalesce(CAST(nullif(pg_catalog.current_setting('ventros.automation_depth', true), '') AS pg_catalog.int4), 0),
            coalesce(CAST(nullif(pg_catalog.current_setting('ventros.automation_origin', true), '') AS pg_catalog.uuid),
-                    automation_enqueue.event_id)
-     WHERE EXISTS (SELECT 1 FROM ventros.automations a
-                    WHERE a.tenant_id OPERATOR(pg_catalog.=) event_tenant AND a.enabled AND a.deleted_at IS NULL
-                      AND ventros.automation_trigger_matches(a.trigger, automation_enqueue.event_type));
-    RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;
+                    automation_enqueue.event_id);
+    RETURN 1;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_enqueue(text, uuid, text, uuid) IS
-    'Internal (the emitter, as table owner): queues the event just written for the automation executor when an enabled rule of its tenant selects it; returns 1 or 0';
+    'Internal (the emitter, as table owner, when the fan-out cache says an enabled rule of the tenant selects the event): queues the event just written for the automation executor; returns 1';
 
 
 CREATE OR REPLACE FUNCTION ventros.automation_require(value text, what text, action text) RETURNS text
@@ -12303,30 +12297,18 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
-    holds boolean[];
-    ids uuid[];
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
-    IF q.depth = 0 THEN
-        -- the common case: no cascade to check.  Every rule's conditions on
-        -- the one context, in one statement (they read nothing but the
-        -- context, so evaluating them before the first rule acts changes no
-        -- outcome; one that fails sends the event to the careful pass, as
-        -- it would have); a rule they skip is never unpacked
-        ctx := ventros.automation_context(ev, at);
-        SELECT array_agg(coalesce(ventros.automation_conditions_hold(u.conditions, ctx, settings.timezone, at), false)
-                         ORDER BY u.ordinality),
-               array_agg(u.id ORDER BY u.ordinality)
-          INTO holds, ids
-          FROM unnest(rules) WITH ORDINALITY u;
-    END IF;
-    FOR i IN 1 .. cardinality(rules) LOOP
-        IF q.depth = 0 AND NOT holds[i] THEN
-            skipped := skipped || ids[i];
-            CONTINUE;
+    FOREACH rule IN ARRAY rules LOOP
+        IF q.depth = 0 AND rule.conditions <> '[]' THEN
+            -- the common case first: no cascade to check, conditions to evaluate
+            ctx := coalesce(ctx, ventros.automation_context(ev, at));
+            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+                skipped := skipped || rule.id;
+                CONTINUE;
+            END IF;
         END IF;
-        rule := rules[i];
         run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
                    'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
         IF q.depth >= settings.max_depth THEN
@@ -12437,24 +12419,25 @@ $$;
 COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
-CREATE FUNCTION ventros.automation_log_skipped(tenants text[], rules uuid[], event_ids uuid[], event_types text[],
-                                               origin_event_ids uuid[], depths integer[], ats timestamptz[])
+CREATE OR REPLACE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
+                                               skipped_of integer[], skipped_at timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF cardinality(rules) > 0 THEN
+    IF cardinality(skipped_rule) > 0 THEN
         INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
                                              started_at, finished_at)
-        SELECT s.tenant, s.rule, s.event_id, s.event_type, s.origin, s.depth, 'skipped', s.at, s.at
-          FROM unnest(tenants, rules, event_ids, event_types, origin_event_ids, depths, ats)
-               s(tenant, rule, event_id, event_type, origin, depth, at)
+        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
+          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
         ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_skipped(text[], uuid[], uuid[], text[], uuid[], integer[], timestamptz[]) IS
-    'Writes the runs of automation rules skipped by their conditions for many events at once, one per element of the arrays (a run already there stays)';
+COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
 
 CREATE OR REPLACE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
                                              rules ventros.automations[], of_event integer[], at_rule integer[],
@@ -12467,15 +12450,9 @@ DECLARE
     k integer := 1;
     j integer;
     skipped uuid[];
-    n integer;
-    -- the skipped runs to write, one element each
-    s_tenant text[] := '{}';
-    s_rule uuid[] := '{}';
-    s_event uuid[] := '{}';
-    s_type text[] := '{}';
-    s_origin uuid[] := '{}';
-    s_depth integer[] := '{}';
-    s_at timestamptz[] := '{}';
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -12499,16 +12476,12 @@ BEGIN
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
-        IF q.depth > 0 AND cardinality(s_rule) > 0 THEN
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
             -- the loop check of a cascade reads the runs: write those waiting
-            PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
-            s_tenant := '{}';
-            s_rule := '{}';
-            s_event := '{}';
-            s_type := '{}';
-            s_origin := '{}';
-            s_depth := '{}';
-            s_at := '{}';
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
         END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
@@ -12526,97 +12499,17 @@ BEGIN
                     END;
                 END;
             END IF;
-            n := cardinality(skipped);
-            IF n > 0 THEN
-                s_rule := s_rule || skipped;
-                s_tenant := s_tenant || array_fill(q.tenant_id, ARRAY[n]);
-                s_event := s_event || array_fill(ev.event_id, ARRAY[n]);
-                s_type := s_type || array_fill(ev.event_type, ARRAY[n]);
-                s_origin := s_origin || array_fill(q.origin_event_id, ARRAY[n]);
-                s_depth := s_depth || array_fill(q.depth, ARRAY[n]);
-                s_at := s_at || array_fill(clock_timestamp(), ARRAY[n]);
-            END IF;
+            skipped_rule := skipped_rule || skipped;
+            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
         END IF;
         k := j;
     END LOOP;
-    PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
     'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed; writes the skipped runs';
-
-CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET ventros.tenant = ''
-AS $$
-DECLARE
-    qs ventros.automation_queue[];
-    evs ventros.outbox[];
-    of_event integer[];
-    at_rule integer[];
-    rules ventros.automations[];
-    w ventros.automation_waits;
-    n integer := 0;
-    saved_wait text := pg_catalog.current_setting('lock_timeout');
-BEGIN
-    PERFORM ventros.require_platform_admin();
-    -- a tenant's open transaction holding a row a rule needs fails that
-    -- rule's run (55P03), not the executor
-    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
-    SELECT coalesce(array_agg(c.x ORDER BY (c.x).seq), '{}'), coalesce(array_agg(o ORDER BY (c.x).seq), '{}')
-      INTO qs, evs
-      FROM (SELECT x FROM ventros.automation_queue x
-             WHERE NOT EXISTS (SELECT 1 FROM ventros.automation_queue y
-                                WHERE y.tenant_id = x.tenant_id AND y.aggregate_id = x.aggregate_id AND y.seq < x.seq)
-             ORDER BY x.seq
-             LIMIT batch_size
-             FOR UPDATE SKIP LOCKED) c
-      LEFT JOIN ventros.outbox o ON o.tenant_id = (c.x).tenant_id AND o.seq = (c.x).seq;
-    -- the rules of every event of the batch: rules holds the enabled rules
-    -- of the batch's tenants (each tenant's in priority order), one query
-    -- matches them with the events: of_event[m] is the event of
-    -- rules[at_rule[m]], each event's in priority order
-    SELECT coalesce(array_agg(a ORDER BY a.tenant_id, a.priority DESC, a.created_at, a.id), '{}') INTO rules
-      FROM ventros.automations a
-     WHERE a.tenant_id IN (SELECT DISTINCT x.tenant_id FROM unnest(qs) x) AND a.enabled AND a.deleted_at IS NULL;
-    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, r.ordinality), '{}'),
-           coalesce(array_agg(r.ordinality ORDER BY bq.ordinality, r.ordinality), '{}')
-      INTO of_event, at_rule
-      FROM unnest(qs) WITH ORDINALITY bq
-      JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = bq.ordinality
-      JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
-     WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
-       AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
-    -- the whole batch in one subtransaction; if anything in it fails, it
-    -- is rolled back and run again with a subtransaction per event
-    BEGIN
-        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, false, run_automations.now);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, true, run_automations.now);
-    END;
-    DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
-    n := cardinality(qs);
-    PERFORM ventros.automation_mark_cascade(NULL, NULL);
-    FOR w IN SELECT * FROM ventros.automation_waits x WHERE x.due_at <= run_automations.now
-              ORDER BY x.due_at LIMIT batch_size FOR UPDATE SKIP LOCKED LOOP
-        PERFORM pg_catalog.set_config('ventros.tenant', w.tenant_id, true);
-        BEGIN
-            PERFORM ventros.automation_resume(w, run_automations.now);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING 'automation executor: wait of run % of tenant % failed: %', w.run_id, w.tenant_id, SQLERRM;
-            DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
-        END;
-        n := n + 1;
-    END LOOP;
-    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
-    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED) and due waits, each tenant''s as that tenant, in this transaction; returns how many it took';
 
 
 -- ---- dump

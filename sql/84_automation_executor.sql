@@ -398,30 +398,18 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
-    holds boolean[];
-    ids uuid[];
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
-    IF q.depth = 0 THEN
-        -- the common case: no cascade to check.  Every rule's conditions on
-        -- the one context, in one statement (they read nothing but the
-        -- context, so evaluating them before the first rule acts changes no
-        -- outcome; one that fails sends the event to the careful pass, as
-        -- it would have); a rule they skip is never unpacked
-        ctx := ventros.automation_context(ev, at);
-        SELECT array_agg(coalesce(ventros.automation_conditions_hold(u.conditions, ctx, settings.timezone, at), false)
-                         ORDER BY u.ordinality),
-               array_agg(u.id ORDER BY u.ordinality)
-          INTO holds, ids
-          FROM unnest(rules) WITH ORDINALITY u;
-    END IF;
-    FOR i IN 1 .. cardinality(rules) LOOP
-        IF q.depth = 0 AND NOT holds[i] THEN
-            skipped := skipped || ids[i];
-            CONTINUE;
+    FOREACH rule IN ARRAY rules LOOP
+        IF q.depth = 0 AND rule.conditions <> '[]' THEN
+            -- the common case first: no cascade to check, conditions to evaluate
+            ctx := coalesce(ctx, ventros.automation_context(ev, at));
+            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+                skipped := skipped || rule.id;
+                CONTINUE;
+            END IF;
         END IF;
-        rule := rules[i];
         run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
                    'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
         IF q.depth >= settings.max_depth THEN
@@ -537,29 +525,28 @@ $$;
 COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
--- The runs of the rules skipped by their conditions, of many events at once:
--- one run per element of the arrays (the caller collects them as plain
--- values, not as indexes into the batch's arrays of queued events and
--- outbox rows: unpacking those rows again for every skipped run cost more
--- than the insert).  A run already there (an event queued again) stays.
-CREATE FUNCTION ventros.automation_log_skipped(tenants text[], rules uuid[], event_ids uuid[], event_types text[],
-                                               origin_event_ids uuid[], depths integer[], ats timestamptz[])
+-- The runs of the rules skipped by their conditions, of many events at once
+-- (rule skipped_rule[i] for the event qs[skipped_of[i]], evaluated at
+-- skipped_at[i]).  A run already there (an event queued again) stays.
+CREATE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
+                                               skipped_of integer[], skipped_at timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF cardinality(rules) > 0 THEN
+    IF cardinality(skipped_rule) > 0 THEN
         INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
                                              started_at, finished_at)
-        SELECT s.tenant, s.rule, s.event_id, s.event_type, s.origin, s.depth, 'skipped', s.at, s.at
-          FROM unnest(tenants, rules, event_ids, event_types, origin_event_ids, depths, ats)
-               s(tenant, rule, event_id, event_type, origin, depth, at)
+        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
+          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
         ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_skipped(text[], uuid[], uuid[], text[], uuid[], integer[], timestamptz[]) IS
-    'Writes the runs of automation rules skipped by their conditions for many events at once, one per element of the arrays (a run already there stays)';
+COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
+    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
 
 -- The events of a batch, in order, each tenant's as that tenant: rules,
 -- of_event and at_rule as ventros.run_automations matched them.  Without
@@ -580,15 +567,9 @@ DECLARE
     k integer := 1;
     j integer;
     skipped uuid[];
-    n integer;
-    -- the skipped runs to write, one element each
-    s_tenant text[] := '{}';
-    s_rule uuid[] := '{}';
-    s_event uuid[] := '{}';
-    s_type text[] := '{}';
-    s_origin uuid[] := '{}';
-    s_depth integer[] := '{}';
-    s_at timestamptz[] := '{}';
+    skipped_rule uuid[] := '{}';
+    skipped_of integer[] := '{}';
+    skipped_at timestamptz[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -612,16 +593,12 @@ BEGIN
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
-        IF q.depth > 0 AND cardinality(s_rule) > 0 THEN
+        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
             -- the loop check of a cascade reads the runs: write those waiting
-            PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
-            s_tenant := '{}';
-            s_rule := '{}';
-            s_event := '{}';
-            s_type := '{}';
-            s_origin := '{}';
-            s_depth := '{}';
-            s_at := '{}';
+            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+            skipped_rule := '{}';
+            skipped_of := '{}';
+            skipped_at := '{}';
         END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
@@ -639,20 +616,13 @@ BEGIN
                     END;
                 END;
             END IF;
-            n := cardinality(skipped);
-            IF n > 0 THEN
-                s_rule := s_rule || skipped;
-                s_tenant := s_tenant || array_fill(q.tenant_id, ARRAY[n]);
-                s_event := s_event || array_fill(ev.event_id, ARRAY[n]);
-                s_type := s_type || array_fill(ev.event_type, ARRAY[n]);
-                s_origin := s_origin || array_fill(q.origin_event_id, ARRAY[n]);
-                s_depth := s_depth || array_fill(q.depth, ARRAY[n]);
-                s_at := s_at || array_fill(clock_timestamp(), ARRAY[n]);
-            END IF;
+            skipped_rule := skipped_rule || skipped;
+            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
+            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
         END IF;
         k := j;
     END LOOP;
-    PERFORM ventros.automation_log_skipped(s_tenant, s_rule, s_event, s_type, s_origin, s_depth, s_at);
+    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
