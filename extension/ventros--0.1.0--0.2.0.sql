@@ -12425,7 +12425,21 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF cardinality(skipped_rule) > 0 THEN
+    IF cardinality(skipped_rule) = 0 THEN
+        RETURN;
+    END IF;
+    -- A plain insert first: with ON CONFLICT every row is looked up in the
+    -- run log's key before it is inserted into it (7 % of the executor's
+    -- CPU with 10 rules of which one acts).  A run already there only
+    -- when an event was queued again: then, all of them again, with it.
+    BEGIN
+        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                             started_at, finished_at)
+        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
+          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
+          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
+          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i;
+    EXCEPTION WHEN unique_violation THEN
         INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
                                              started_at, finished_at)
         SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
@@ -12433,7 +12447,7 @@ BEGIN
           JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
           JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
         ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
-    END IF;
+    END;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
