@@ -29,9 +29,9 @@
 --
 -- The parts, in order: this file (settings, the queue, the run log, waits
 -- and timers, enqueueing), sql/84_automation_conditions.sql (what a rule
--- sees and its conditions), sql/84_automation_executor.sql (actions, one
--- rule run, the executor's entry point, the dry run) and
--- sql/84_automation_time_triggers.sql.
+-- sees and its conditions), sql/84_automation_executor.sql (actions),
+-- sql/84_automation_executor_run.sql (one rule run, the executor's entry
+-- point, the dry run) and sql/84_automation_time_triggers.sql.
 
 -- ---- per-tenant settings ------------------------------------------------------
 

@@ -1,4 +1,4 @@
--- The automation executor's batches (sql/84_automation_executor.sql): many
+-- The automation executor's batches (sql/84_automation_executor_run.sql): many
 -- events in one call, in one subtransaction; when a rule fails, the batch
 -- again with one per event and that event with one per rule; a failing
 -- rule in a batch;
