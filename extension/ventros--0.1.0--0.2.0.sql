@@ -12612,6 +12612,82 @@ GRANT EXECUTE ON FUNCTION ventros.queue_status(), ventros.dead_letters(text, tex
     TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.metrics() TO ventros_authenticator, ventros_platform_admin;
 
+CREATE OR REPLACE VIEW ventros.http_rpc_functions WITH (security_invoker = true) AS
+SELECT p.oid::pg_catalog.regprocedure AS function,
+       p.proname::text AS name,
+       n.nspname::text AS schema_name,
+       coalesce(a.names, '{}') AS arg_names,
+       coalesce(a.types, '{}') AS arg_types,
+       coalesce(a.categories, '') AS arg_categories,
+       p.pronargs - p.pronargdefaults AS required_args,
+       pg_catalog.format_type(p.prorettype, NULL) AS result_type,
+       rt.typtype AS result_kind,
+       rt.typrelid AS result_relid,
+       p.proretset AS returns_set,
+       coalesce(o.columns, c.columns) AS result_columns,
+       CASE WHEN rt.typtype = 'd' AND rt.typname ~ '^[a-z]+/[-+.a-z0-9]+$' THEN rt.typname::text END AS result_media_type,
+       p.provolatile <> 'v' AS read_only,
+       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') AS description,
+       ARRAY(SELECT r FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+             WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE')) AS roles,
+       coalesce(pa.platform_only, false) AS platform_only
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype
+-- the input arguments (IN, INOUT, VARIADIC), in order
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.array_agg(coalesce(x.name, '') ORDER BY x.n) AS names,
+           pg_catalog.array_agg(pg_catalog.format_type(x.type, NULL) ORDER BY x.n) AS types,
+           pg_catalog.string_agg(t.typcategory::text, '' ORDER BY x.n) AS categories,
+           pg_catalog.bool_or(t.typtype = 'p' OR coalesce(x.name, '') = '') AS unservable
+    FROM unnest(coalesce(p.proallargtypes, p.proargtypes::pg_catalog.oid[]),
+                           coalesce(p.proargnames, '{}'),
+                           coalesce(p.proargmodes, '{}')) WITH ORDINALITY AS x(type, name, mode, n)
+    JOIN pg_catalog.pg_type t ON t.oid = x.type
+    WHERE coalesce(x.mode, 'i') IN ('i', 'b', 'v')
+) a ON true
+-- the result's columns: its OUT, INOUT and TABLE arguments ...
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', x.name, 'type', pg_catalog.format_type(x.type, NULL))
+                               ORDER BY x.n) AS columns
+    FROM unnest(p.proallargtypes, p.proargnames, p.proargmodes) WITH ORDINALITY AS x(type, name, mode, n)
+    WHERE x.mode IN ('o', 'b', 't')
+) o ON true
+-- ... or its composite type's attributes (multi-argument unnest is
+-- syntax, ROWS FROM, which takes no schema)
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', att.attname,
+                                                            'type', pg_catalog.format_type(att.atttypid, att.atttypmod))
+                               ORDER BY att.attnum) AS columns
+    FROM pg_catalog.pg_attribute att
+    WHERE att.attrelid = rt.typrelid AND att.attnum > 0 AND NOT att.attisdropped
+) c ON rt.typtype = 'c'
+-- platform functions: granted to ventros_platform_admin itself (not through
+-- a tenant role it holds) and to no tenant role; served to a request acting
+-- as ventros_platform_admin only (src/http/rpc.c), never listed for tenants
+LEFT JOIN LATERAL (
+    SELECT true AS platform_only
+    WHERE n.nspname = 'ventros'
+      AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) x
+                  JOIN pg_catalog.pg_roles g ON g.oid = x.grantee
+                  WHERE g.rolname = 'ventros_platform_admin' AND x.privilege_type = 'EXECUTE')
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                      WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+) pa ON true
+WHERE p.prokind = 'f'
+  AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
+  AND NOT coalesce(a.unservable, false)
+  AND p.provariadic = 0
+  AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.columns IS NULL)
+  AND (n.nspname = 'api'
+       OR (n.nspname = 'ventros'
+           AND (EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                        WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+                OR pa.platform_only)
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc q JOIN pg_catalog.pg_namespace qn ON qn.oid = q.pronamespace
+                           WHERE qn.nspname = 'api' AND q.proname = p.proname)));
+COMMENT ON VIEW ventros.http_rpc_functions IS
+    'The functions ventros-http serves under /rpc/<name>: schema api''s, those of ventros a tenant role may execute (arguments, result, comment, roles), and those granted to ventros_platform_admin only (platform_only: served to platform administrators'' tokens alone)';
 
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked

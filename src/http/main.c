@@ -63,10 +63,10 @@
 #include "guard.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
-#include "metrics.h"
 #include "webhooks.h"
 
 typedef struct VnConnState
