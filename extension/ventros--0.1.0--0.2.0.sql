@@ -11969,6 +11969,7 @@ COMMENT ON FUNCTION ventros.require_platform_admin() IS
 
 CREATE TABLE ventros.send_pauses (
     tenant_id  text        NOT NULL,
+    id         uuid        NOT NULL DEFAULT gen_random_uuid(),
     scope      text        NOT NULL,
     target_id  uuid,
     paused_at  timestamptz NOT NULL DEFAULT now(),
@@ -11977,6 +11978,7 @@ CREATE TABLE ventros.send_pauses (
     CONSTRAINT send_pauses_scope_known CHECK (scope IN ('tenant', 'channel', 'webhook_subscription')),
     CONSTRAINT send_pauses_target CHECK ((scope = 'tenant') = (target_id IS NULL)),
     CONSTRAINT send_pauses_reason_size CHECK (length(reason) <= 500),
+    PRIMARY KEY (tenant_id, id),
     CONSTRAINT send_pauses_once UNIQUE NULLS NOT DISTINCT (tenant_id, scope, target_id)
 );
 COMMENT ON TABLE ventros.send_pauses IS
