@@ -12049,6 +12049,18 @@ $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests not held by a pause (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
 
+CREATE FUNCTION ventros.http_next_due() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT min(r.next_attempt_at) FROM ventros.http_requests r
+     WHERE r.status = 'pending'
+       AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
+$$;
+COMMENT ON FUNCTION ventros.http_next_due() IS
+    'Dispatcher: the earliest next_attempt_at of the pending requests no pause holds (NULL: none), to sleep until';
+
 -- The operator's surface: what a platform administrator runs the queues
 -- with (docs/operations.md).  Three work queues carry everything Ventros
 -- does after a commit: the outbox (events to RabbitMQ), the inbox (provider

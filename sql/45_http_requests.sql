@@ -469,6 +469,20 @@ $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
     'Dispatcher: claims due requests not held by a pause (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
 
+-- When the dispatcher should look again: the earliest pending request no
+-- pause holds (a held one, due long ago, would have it claim in a loop).
+CREATE FUNCTION ventros.http_next_due() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT min(r.next_attempt_at) FROM ventros.http_requests r
+     WHERE r.status = 'pending'
+       AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
+$$;
+COMMENT ON FUNCTION ventros.http_next_due() IS
+    'Dispatcher: the earliest next_attempt_at of the pending requests no pause holds (NULL: none), to sleep until';
+
 -- Frees the rows a previous dispatcher process left in flight (it died).
 CREATE FUNCTION ventros.http_release_orphans() RETURNS integer
 LANGUAGE sql VOLATILE

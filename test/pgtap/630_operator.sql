@@ -6,7 +6,7 @@
 -- ventros_platform_admin is a platform administrator only while it acts as
 -- that role.
 BEGIN;
-SELECT plan(61);
+SELECT plan(62);
 
 SELECT ventros.create_tenant('op_a', 'Operator A');
 SELECT ventros.create_tenant('op_b', 'Operator B');
@@ -93,6 +93,12 @@ SELECT is((ventros.pause_sends('op_b')).scope, 'tenant', 'a tenant''s sends are 
 SELECT is((SELECT held FROM ventros.queue_status() WHERE queue = 'http'), 3::bigint,
           'queue_status counts the three held requests');
 
+UPDATE ventros.http_requests SET next_attempt_at = now() - interval '1 hour'
+ WHERE id IN (pg_temp.k('r1'), pg_temp.k('rs'), pg_temp.k('rb'));
+SELECT is(ventros.http_next_due(),
+          (SELECT min(next_attempt_at) FROM ventros.http_requests
+            WHERE status = 'pending' AND id NOT IN (pg_temp.k('r1'), pg_temp.k('rs'), pg_temp.k('rb'))),
+          'the dispatcher''s next due time passes over held requests (it would claim in a loop)');
 CREATE TEMP TABLE claimed AS SELECT c.id FROM ventros.http_claim(1000, '1 minute') c;
 SELECT ok(EXISTS (SELECT 1 FROM claimed WHERE id = pg_temp.k('r2')), 'the claim takes the unpaused channel''s send');
 SELECT is((SELECT count(*)::int FROM claimed WHERE id IN (pg_temp.k('r1'), pg_temp.k('rs'), pg_temp.k('rb'))), 0,
