@@ -271,6 +271,7 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	memset(&in, 0, sizeof(in));
 	if (!authenticate(cfg, req, resp, &who))
 		return;
+	in.platform_admin = strcmp(who.id.role, "ventros_platform_admin") == 0;
 	in.max_rows = cfg->max_rows;
 	in.max_embeds = cfg->max_embeds;
 	in.max_select = cfg->max_select;

@@ -70,7 +70,8 @@ static const char *funcs_sql =
 	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)), ''),"
 	"       coalesce((SELECT pg_catalog.string_agg(coalesce(t.typcategory::text, 'X'), '' ORDER BY c.n)"
 	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)"
-	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), '')"
+	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), ''),"
+	"       f.platform_only"
 	"  FROM ventros.http_rpc_functions f"
 	" ORDER BY f.name, f.schema_name, pg_catalog.cardinality(f.arg_names), f.function::pg_catalog.text";
 
@@ -287,6 +288,7 @@ load_function(VnSchema *s, PGresult *res, int i)
 	f->returns_void = strcmp(f->rettype, "void") == 0;
 	f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
 	f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
+	f->platform_only = PQgetvalue(res, i, 18)[0] == 't';
 	f->result_rel = -1;
 	if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
 		return false; /* cannot happen: the view names every argument */

@@ -67,6 +67,7 @@ typedef struct VnFunction
 	const char *schema;		   /* "api" or "ventros"; NULL: api */
 	int			result_rel;	   /* rows of the result: index into rels, -1 for scalars */
 	char	   *media_type;	   /* a result answered as is, e.g. "text/csv"; NULL: JSON */
+	bool		platform_only; /* served to ventros_platform_admin alone (sql/96_http_rpc.sql) */
 } VnFunction;
 
 typedef struct VnSchema
