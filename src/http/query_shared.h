@@ -16,7 +16,7 @@ typedef struct VnQueryCtx
 	VnQuery			   *q;
 	int					nconds;
 	bool			   *consumed;  /* query arguments taken by an embedded resource */
-	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
+	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the WHERE of their parent */
 	const VnFunction   *rpc_get;   /* /rpc/f with arguments in the query string: they are not filters */
 	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
 	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
@@ -72,6 +72,10 @@ extern bool vn_query_where(VnQueryCtx *c, const VnRelation *r, const char *al, b
 /* select.c */
 extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const char *spec, int depth,
 								 const char *prefix);
+
+/* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(' */
+extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,
+						   int depth, const char *prefix);
 
 /* order.c */
 extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);

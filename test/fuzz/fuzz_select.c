@@ -1,8 +1,9 @@
 /*
  * fuzz_select.c
- *	  The select= and embedding parser of src/http/query.c: aliases, casts,
- *	  JSON paths, embedded resources with hints (!inner, !fk), spreads and
- *	  the filters, order and limits scoped to an embedding.
+ *	  The select= and embedding parser of src/http/select.c and embed.c:
+ *	  aliases, casts, JSON paths, embedded resources of every relationship
+ *	  kind (keys, junctions, computed), hints (!inner at any depth, !fk,
+ *	  !column), spreads and the filters, order and limits of an embedding.
  *
  * Input: byte 0 picks the relation read (GET, or HEAD when its top bit is
  * set); the text up to the first '&' is the select= value and the rest more
