@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "query_shared.h"
+#include "response.h"
 
 typedef VnQueryCtx Ctx;
 
@@ -232,7 +233,48 @@ table_candidates(Ctx *c, int rel, const char *name, const char *hint, Rel *out, 
 	}
 }
 
-/* PGRST201's details and hint: every candidate, and how to name each */
+/* "name using rel(cols) and rel(cols)" of a key */
+static void
+key_text(VnBuf *b, const VnSchema *s, const VnForeignKey *k)
+{
+	vn_buf_addf(b, "%s using %s(", k->name, s->rels[k->from].name);
+	for (int j = 0; j < k->ncols; j++)
+		vn_buf_addf(b, "%s%s", j ? ", " : "", k->from_cols[j]);
+	vn_buf_addf(b, ") and %s(", s->rels[k->to].name);
+	for (int j = 0; j < k->ncols; j++)
+		vn_buf_addf(b, "%s%s", j ? ", " : "", k->to_cols[j]);
+	vn_buf_addc(b, ')');
+}
+
+/* one entry of PGRST201's details: {cardinality, embedding, relationship} */
+static void
+candidate_json(VnBuf *d, const VnSchema *s, int rel, const Rel *r)
+{
+	VnBuf t;
+
+	vn_buf_init(&t);
+	vn_buf_add(d, "{\"cardinality\":");
+	vn_buf_json_string(d, r->kind);
+	vn_buf_addf(&t, "%s with %s", s->rels[rel].name, s->rels[r->child].name);
+	vn_buf_add(d, ",\"embedding\":");
+	vn_buf_json_string(d, t.data);
+	vn_buf_reset(&t);
+	if (r->jn)
+	{
+		vn_buf_addf(&t, "%s using ", s->rels[r->jn->junction].name);
+		key_text(&t, s, &s->fks[r->jn->left]);
+		vn_buf_add(&t, ", ");
+		key_text(&t, s, &s->fks[r->jn->right]);
+	}
+	else
+		key_text(&t, s, r->fk);
+	vn_buf_add(d, ",\"relationship\":");
+	vn_buf_json_string(d, t.data);
+	vn_buf_addc(d, '}');
+	vn_buf_free(&t);
+}
+
+/* PGRST201: details list every candidate (JSON, as PostgREST), the hint how to name each */
 static bool
 ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
 {
@@ -243,15 +285,19 @@ ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
 
 	vn_buf_init(&details);
 	vn_buf_init(&hint);
+	vn_buf_addc(&details, VN_DETAILS_JSON);
+	vn_buf_addc(&details, '[');
 	vn_buf_addf(&hint, "Try changing '%.64s' to one of the following: ", name);
 	for (int i = 0; i < n && i < MAX_CANDIDATES; i++)
 	{
 		const char *key = cands[i].jn ? s->rels[cands[i].jn->junction].name : cands[i].fk->name;
 
-		vn_buf_addf(&details, "%s%s with %.64s using %s", i ? "; " : "", cands[i].kind, s->rels[rel].name,
-					key);
+		if (i)
+			vn_buf_addc(&details, ',');
+		candidate_json(&details, s, rel, &cands[i]);
 		vn_buf_addf(&hint, "%s'%.64s!%s'", i ? ", " : "", name, key);
 	}
+	vn_buf_addc(&details, ']');
 	vn_buf_add(&hint, ". Find the desired relationship in the 'details' key.");
 	ok = vn_query_fail(c->q, 300, "PGRST201", details.data, hint.data,
 					   "Could not embed because more than one relationship was found for '%s' and '%.64s'",

@@ -69,6 +69,10 @@ test('two keys between the same tables: 300 PGRST201 unless a hint names one', a
   assert.equal(r.json.message, "Could not embed because more than one relationship was found for 'orders' and 'addresses'");
   assert.match(r.json.hint, /'addresses!billing'/);
   assert.match(r.json.hint, /'addresses!shipping'/);
+  assert.deepEqual(r.json.details, [
+    { cardinality: 'many-to-one', embedding: 'orders with addresses', relationship: 'billing using orders(billing_address_id) and addresses(id)' },
+    { cardinality: 'many-to-one', embedding: 'orders with addresses', relationship: 'shipping using orders(shipping_address_id) and addresses(id)' },
+  ]);
   assert.equal((await get('/addresses?select=city,orders(id)')).json.code, 'PGRST201');
   assert.deepEqual(ok(await get('/orders?select=id,addresses!billing(city),ship:addresses!shipping_address_id(city)&id=eq.10')),
     [{ id: 10, addresses: { city: 'Lisbon' }, ship: { city: 'Porto' } }]);
