@@ -85,10 +85,11 @@ embed_paging(Ctx *c, const char *limit, const char *offset)
  * named <path>.<column|or|and|not.or|not.and|order|limit|offset>, where path
  * is the resource's label (alias or name) below its parents'.  Appended to
  * the embedded subquery's WHERE, with inner (the EXISTS of its own !inner
- * embeddings), then ORDER BY / LIMIT unless filters_only.
+ * embeddings), then unless filters_only the GROUP BY of its select list (if
+ * it aggregates), ORDER BY and LIMIT.
  */
 static bool
-embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const char *inner, bool filters_only)
+embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnBuf *inner, bool filters_only)
 {
 	const VnArgs	 *a = c->in->args;
 	const VnRelation *r = &c->in->schema->rels[child];
@@ -117,9 +118,10 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const cha
 		else if (!embed_filter(c, r, sub_al, k, rest, a->items[i].value))
 			return false;
 	}
-	vn_buf_add(&c->q->sql, inner);
+	vn_buf_add(&c->q->sql, inner->data);
 	if (filters_only)
 		return true;
+	vn_query_take_group(c, &c->q->sql);
 	if (order && !vn_query_order_spec(c, r, sub_al, order))
 		return false;
 	if (limit || offset)
@@ -396,7 +398,8 @@ embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, i
 
 /*
  * The select list of an embedded resource, with the EXISTS of its own
- * !inner embeddings collected apart (*inner, for its WHERE).
+ * !inner embeddings collected apart (*inner, for its WHERE); its GROUP BY
+ * stays in c->group for embed_clauses.
  */
 static bool
 embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner)
@@ -431,7 +434,7 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
 	if (ok)
 	{
 		embed_from(c, &c->q->sql, r, sub_al, al, depth);
-		ok = embed_clauses(c, r->child, sub_al, path, inner.data, false);
+		ok = embed_clauses(c, r->child, sub_al, path, &inner, false);
 	}
 	if (ok)
 	{
@@ -452,7 +455,7 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
  * (c->inner; parameters are numbered, so the text may go anywhere).
  */
 static bool
-embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *path, const char *inner,
+embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *path, const VnBuf *inner,
 			int depth)
 {
 	VnBuf saved = c->q->sql;
@@ -490,8 +493,8 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 		return false;
 	}
 	embed_from(c, b, r, sub_al, al, depth);
-	ok = embed_clauses(c, r->child, sub_al, path, inner.data, false) &&
-		 (!inner_join || embed_inner(c, r, al, sub_al, path, inner.data, depth));
+	ok = embed_clauses(c, r->child, sub_al, path, &inner, false) &&
+		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth));
 	vn_buf_free(&inner);
 	if (!ok)
 		return false;

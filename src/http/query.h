@@ -79,6 +79,7 @@ typedef struct VnQueryInput
 	long			max_rows;
 	int				max_embeds; /* embedded resources per request (54000 beyond) */
 	int				max_select; /* select-list items per request, at every level */
+	bool			aggregates; /* db-aggregates-enabled: avg() count() max() min() sum() in select= */
 } VnQueryInput;
 
 typedef struct VnQuery

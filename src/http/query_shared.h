@@ -23,6 +23,7 @@ typedef struct VnQueryCtx
 	int					nspreads;
 	int					nembeds; /* embedded resources so far, at every level */
 	int					nselect; /* select-list items so far, at every level */
+	char			   *group;	 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
 } VnQueryCtx;
 
 /* An operand of a filter, select item or order term (filter.c) */
@@ -72,6 +73,8 @@ extern bool vn_query_where(VnQueryCtx *c, const VnRelation *r, const char *al, b
 /* select.c */
 extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const char *spec, int depth,
 								 const char *prefix);
+/* appends the GROUP BY of the last select list (if it aggregates) to b, and forgets it */
+extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
 
 /* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(' */
 extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,

@@ -1,7 +1,8 @@
 /*
  * select.c
  *	  select= to a SQL select list: columns, JSON paths, renames, casts from a
- *	  fixed list; embedded resources are embed.c's.
+ *	  fixed list, aggregates (avg, count, max, min, sum) grouped by the
+ *	  list's other columns; embedded resources are embed.c's.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -18,31 +19,47 @@ static const char *casts[] = {
 	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL};
 
 
-/* a column or JSON path of a select list, with its cast (from casts[]) and alias */
+/* a cast of select= (from casts[]); false with 400 otherwise */
 static bool
-select_column(Ctx *c, int rel, const char *al, const char *alias, char *item)
+cast_known(Ctx *c, const char *cast)
+{
+	for (int k = 0; casts[k]; k++)
+		if (strcmp(casts[k], cast) == 0)
+			return true;
+	return vn_query_fail(c->q, 400, "PGRST100", NULL,
+						 "Casts: text, integer, bigint, numeric, boolean, date, timestamptz, uuid, json, jsonb and a few more.",
+						 "unsupported cast \"%.32s\"", cast);
+}
+
+/*
+ * A column or JSON path of a select list, with its cast (from casts[]) and
+ * alias; its expression also goes to group (when not NULL), the GROUP BY of
+ * a list with aggregates.
+ */
+static bool
+select_column(Ctx *c, int rel, const char *al, const char *alias, char *item, VnBuf *group)
 {
 	VnBuf  *b = &c->q->sql;
 	char   *cast = strstr(item, "::");
+	size_t	start = b->len;
 	Operand o;
 
 	if (cast)
 	{
-		bool known = false;
-
 		*cast = '\0';
 		cast += 2;
-		for (int k = 0; casts[k]; k++)
-			known |= strcmp(casts[k], cast) == 0;
-		if (!known)
-			return vn_query_fail(c->q, 400, "PGRST100", NULL,
-								 "Casts: text, integer, bigint, numeric, boolean, date, timestamptz, uuid, json, jsonb and a few more.",
-								 "unsupported cast \"%.32s\"", cast);
+		if (!cast_known(c, cast))
+			return false;
 	}
 	if (!vn_query_operand(c, &c->in->schema->rels[rel], al, item, &o, true))
 		return false;
 	if (cast)
 		vn_buf_addf(b, "::%s", cast);
+	if (group)
+	{
+		vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+		vn_buf_addn(group, b->data + start, b->len - start);
+	}
 	if (alias || cast || strstr(item, "->"))
 	{
 		vn_buf_add(b, " AS ");
@@ -51,9 +68,119 @@ select_column(Ctx *c, int rel, const char *al, const char *alias, char *item)
 	return true;
 }
 
-/* one item of a select list: [alias:]column[::cast], [alias:]rel(...), ...rel(...), * */
+/*
+ * An aggregate of select= (PostgREST 12): [alias:][column[::cast].]fn()[::cast]
+ * with fn avg, count, max, min or sum; count() alone counts rows.  Parsed in
+ * place: *expr ("" for count()), *fn, *cast (NULL: none).  False when item
+ * is no aggregate.
+ */
 static bool
-select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *prefix)
+parse_aggregate(char *item, char **expr, char **fn, char **cast)
+{
+	static const char *fns[] = {"avg", "count", "max", "min", "sum", NULL};
+	char			  *open = strrchr(item, '(');
+	char			  *dot;
+	bool			   known = false;
+
+	if (open == NULL || open[1] != ')' || (open[2] && strncmp(open + 2, "::", 2) != 0))
+		return false;
+	*cast = open[2] ? open + 4 : NULL;
+	*open = '\0';
+	dot = strrchr(item, '.');
+	*fn = dot ? dot + 1 : item;
+	*expr = dot ? item : "";
+	for (int k = 0; fns[k]; k++)
+		known |= strcmp(fns[k], *fn) == 0;
+	if (!known || (dot == NULL && strcmp(*fn, "count") != 0))
+	{
+		*open = '(';
+		return false;
+	}
+	if (dot)
+		*dot = '\0';
+	return true;
+}
+
+static bool
+is_aggregate(const char *item)
+{
+	char *copy = vn_strdup(item);
+	char *expr,
+		*fn,
+		*cast;
+	bool yes = parse_aggregate(copy, &expr, &fn, &cast);
+
+	free(copy);
+	return yes;
+}
+
+/* pg_catalog.fn(column[::cast])[::cast] AS alias-or-fn; 400 PGRST123 unless enabled */
+static bool
+select_aggregate(Ctx *c, int rel, const char *al, const char *alias, char *item)
+{
+	VnBuf *b = &c->q->sql;
+	char  *expr,
+		*fn,
+		*cast,
+		*inner_cast;
+	Operand o;
+
+	if (!c->in->aggregates)
+		return vn_query_fail(c->q, 400, "PGRST123", NULL, "Set VENTROS_HTTP_DB_AGGREGATES_ENABLED=true.",
+							 "Use of aggregate functions is not allowed");
+	parse_aggregate(item, &expr, &fn, &cast);
+	if ((cast && !cast_known(c, cast)))
+		return false;
+	vn_buf_addf(b, "pg_catalog.%s(", fn);
+	if (*expr == '\0')
+		vn_buf_addc(b, '*');
+	else
+	{
+		if ((inner_cast = strstr(expr, "::")) != NULL)
+		{
+			*inner_cast = '\0';
+			inner_cast += 2;
+			if (!cast_known(c, inner_cast))
+				return false;
+		}
+		if (!vn_query_operand(c, &c->in->schema->rels[rel], al, expr, &o, true))
+			return false;
+		if (inner_cast)
+			vn_buf_addf(b, "::%s", inner_cast);
+	}
+	vn_buf_addc(b, ')');
+	if (cast)
+		vn_buf_addf(b, "::%s", cast);
+	vn_buf_add(b, " AS ");
+	vn_buf_ident(b, alias ? alias : fn);
+	return true;
+}
+
+/* * beside aggregates: every column, each a key of the GROUP BY */
+static void
+select_star_grouped(Ctx *c, int rel, const char *al, VnBuf *group)
+{
+	const VnRelation *r = &c->in->schema->rels[rel];
+
+	for (int k = 0; k < r->ncols; k++)
+	{
+		size_t start;
+
+		vn_buf_add(&c->q->sql, k ? ", " : "");
+		start = c->q->sql.len;
+		vn_query_col_ref(&c->q->sql, al, r->cols[k].name);
+		vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+		vn_buf_addn(group, c->q->sql.data + start, c->q->sql.len - start);
+	}
+}
+
+/*
+ * One item of a select list: [alias:]column[::cast], [alias:]rel(...),
+ * ...rel(...), *, an aggregate; group: the list's GROUP BY when it has
+ * aggregates (NULL otherwise).
+ */
+static bool
+select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *prefix, VnBuf *group)
 {
 	char *alias = NULL;
 	char *paren = strchr(item, '(');
@@ -69,16 +196,24 @@ select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *
 				return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed alias in select");
 			break;
 		}
+	if (paren && is_aggregate(item))
+		return select_aggregate(c, rel, al, alias, item);
+	if (paren && group)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
+							 "embedding beside aggregate functions is not supported");
 	if (paren)
 		return vn_query_embed(c, rel, al, alias, item, paren, depth, prefix);
 	if (strcmp(item, "*") == 0)
 	{
 		if (alias)
 			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "* cannot be renamed");
-		vn_buf_addf(&c->q->sql, "%s.*", al);
+		if (group)
+			select_star_grouped(c, rel, al, group);
+		else
+			vn_buf_addf(&c->q->sql, "%s.*", al);
 		return true;
 	}
-	return select_column(c, rel, al, alias, item);
+	return select_column(c, rel, al, alias, item, group);
 }
 
 /* the output name of an embedding item (alias, or name before ! and (), in out; false for others */
@@ -137,6 +272,8 @@ vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int dept
 	char **items;
 	int	   n;
 	bool   ok = true;
+	bool   has_agg = false;
+	VnBuf  group;
 
 	if (spec == NULL || *spec == '\0')
 		spec = "*";
@@ -145,10 +282,15 @@ vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int dept
 		vn_query_free_list(items, n);
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed select \"%.64s\"", spec);
 	}
-	/* columns here; embedded resources are counted by embed() */
+	/* columns and aggregates here; embedded resources are counted by embed() */
 	for (int i = 0; i < n; i++)
-		if (strchr(items[i], '(') == NULL)
+	{
+		bool agg = strchr(items[i], '(') != NULL && is_aggregate(vn_query_trim(items[i]));
+
+		if (strchr(items[i], '(') == NULL || agg)
 			c->nselect++;
+		has_agg |= agg;
+	}
 	if (c->nselect > c->in->max_select)
 	{
 		vn_query_free_list(items, n);
@@ -156,12 +298,26 @@ vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int dept
 							 "a request selects at most %d columns (embedded resources' included)", c->in->max_select);
 	}
 	ok = labels_unique(c, items, n);
+	vn_buf_init(&group);
 	for (int i = 0; i < n && ok; i++)
 	{
 		if (i)
 			vn_buf_add(&c->q->sql, ", ");
-		ok = select_item(c, rel, al, vn_query_trim(items[i]), depth, prefix);
+		ok = select_item(c, rel, al, vn_query_trim(items[i]), depth, prefix, has_agg ? &group : NULL);
 	}
 	vn_query_free_list(items, n);
+	/* the caller puts it after its WHERE (vn_query_take_group) */
+	free(c->group);
+	c->group = group.len ? vn_strdup(group.data) : NULL;
+	vn_buf_free(&group);
 	return ok;
+}
+
+void
+vn_query_take_group(Ctx *c, VnBuf *b)
+{
+	if (c->group)
+		vn_buf_add(b, c->group);
+	free(c->group);
+	c->group = NULL;
 }

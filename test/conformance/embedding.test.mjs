@@ -163,3 +163,10 @@ test('two embeddings under one name: 400 42712', async () => {
   assert.equal(r.json.code, '42712');
   assert.equal((await get('/orders?select=id,a:customers(name),b:customers(id)&id=eq.10')).status, 200);
 });
+
+test('aggregates are off unless enabled: 400 PGRST123', async () => {
+  const r = await get('/items?select=quantity.sum()');
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.code, 'PGRST123');
+  assert.equal(r.json.message, 'Use of aggregate functions is not allowed');
+});
