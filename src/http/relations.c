@@ -20,7 +20,9 @@
  *   junction: many-to-many between the two relations they reference;
  * - a function of the schema taking one argument, the row type of an
  *   exposed relation, and returning rows of another is a computed
- *   relationship named like the function (to-one unless SETOF, or ROWS 1).
+ *   relationship named like the function (to-one unless SETOF, or ROWS 1);
+ *   returning one value, a computed field of the relation, read as a
+ *   column (PostgreSQL takes _t.f for f(_t)).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,16 @@ static const char *computed_sql =
 	"  JOIN pg_catalog.pg_type r ON r.oid = p.prorettype"
 	" WHERE n.nspname = $1 AND p.pronargs = 1 AND p.prokind = 'f' AND a.typrelid <> 0 AND r.typrelid <> 0"
 	" ORDER BY p.proname, p.oid";
+
+/* computed fields: functions of one row type returning one value of a base, domain, enum or range type */
+static const char *fields_sql =
+	"SELECT a.typrelid, p.proname, pg_catalog.format_type(p.prorettype, NULL), r.typcategory, r.typname = 'tsvector'"
+	"  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+	"  JOIN pg_catalog.pg_type a ON a.oid = p.proargtypes[0]"
+	"  JOIN pg_catalog.pg_type r ON r.oid = p.prorettype"
+	" WHERE n.nspname = $1 AND p.pronargs = 1 AND p.prokind = 'f' AND NOT p.proretset AND a.typrelid <> 0"
+	"   AND r.typtype IN ('b', 'd', 'e', 'r')"
+	" ORDER BY a.typrelid, p.proname, p.oid";
 
 typedef struct Origin
 {
@@ -362,6 +374,39 @@ computed(VnSchema *s, PGconn *conn, char **error)
 	return true;
 }
 
+/* computed fields, each on the relation of its argument unless a column has its name */
+static bool
+fields(VnSchema *s, PGconn *conn, char **error)
+{
+	PGresult *res;
+	int		  n;
+
+	if ((res = vn_schema_run(conn, fields_sql, s->name, error)) == NULL)
+		return false;
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++)
+	{
+		int			rel = rel_by_oid(s, (Oid) strtoul(PQgetvalue(res, i, 0), NULL, 10));
+		VnRelation *r;
+		VnColumn   *f;
+
+		if (rel < 0 || vn_schema_column(&s->rels[rel], PQgetvalue(res, i, 1)) ||
+			vn_schema_field(&s->rels[rel], PQgetvalue(res, i, 1)))
+			continue;
+		r = &s->rels[rel];
+		if (r->fields == NULL)
+			r->fields = vn_alloc(sizeof(VnColumn) * n);
+		f = &r->fields[r->nfields++];
+		f->name = vn_strdup(PQgetvalue(res, i, 1));
+		f->type = vn_strdup(PQgetvalue(res, i, 2));
+		f->category = PQgetvalue(res, i, 3)[0];
+		f->is_tsvector = PQgetvalue(res, i, 4)[0] == 't';
+		f->default_expr = vn_strdup("NULL");
+	}
+	PQclear(res);
+	return true;
+}
+
 bool
 vn_relations_load(VnSchema *s, PGconn *conn, char **error)
 {
@@ -374,5 +419,5 @@ vn_relations_load(VnSchema *s, PGconn *conn, char **error)
 		key_pairs(s, res, i, &cap);
 	PQclear(res);
 	junctions(s);
-	return computed(s, conn, error);
+	return computed(s, conn, error) && fields(s, conn, error);
 }

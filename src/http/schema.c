@@ -311,6 +311,15 @@ vn_schema_column(const VnRelation *r, const char *name)
 	return NULL;
 }
 
+const VnColumn *
+vn_schema_field(const VnRelation *r, const char *name)
+{
+	for (int i = 0; i < r->nfields; i++)
+		if (strcmp(r->fields[i].name, name) == 0)
+			return &r->fields[i];
+	return NULL;
+}
+
 const VnFunction *
 vn_schema_function(const VnSchema *s, const char *name)
 {

@@ -39,6 +39,8 @@ typedef struct VnRelation
 	VnColumn *cols;
 	Oid		  oid;	  /* the view itself */
 	bool	  hidden; /* an rpc result's columns, not a path */
+	int		  nfields;
+	VnColumn *fields; /* computed fields: functions of the row type, named as columns (relations.c) */
 } VnRelation;
 
 /*
@@ -123,6 +125,8 @@ extern bool				 vn_relations_load(VnSchema *s, PGconn *conn, char **error);
 extern const VnRelation *vn_schema_relation(const VnSchema *s, const char *name);
 extern int				 vn_schema_relation_index(const VnSchema *s, const char *name);
 extern const VnColumn	*vn_schema_column(const VnRelation *r, const char *name);
+/* a computed field of r (not a column: never written, not in *) */
+extern const VnColumn	*vn_schema_field(const VnRelation *r, const char *name);
 extern const VnFunction *vn_schema_function(const VnSchema *s, const char *name);
 /* the overloads of name: the first one, and how many follow it */
 extern const VnFunction *vn_schema_functions(const VnSchema *s, const char *name, int *n);

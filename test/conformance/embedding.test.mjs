@@ -117,6 +117,19 @@ test('computed relationships: functions of the row type, SETOF or one row (ROWS 
     [{ big_orders: [{ id: 11, items: [{ quantity: 1 }] }] }]);
 });
 
+test('computed fields: functions of the row type read as columns in select, filters and order, never in * nor writes', async () => {
+  assert.deepEqual(ok(await get('/customers?select=id,full_label&id=eq.1')), [{ id: 1, full_label: 'Ana #1' }]);
+  assert.deepEqual(ok(await get('/customers?select=id&full_label=eq.Bruno%20%232')), [{ id: 2 }]);
+  assert.deepEqual(ok(await get('/items?select=order_id,product_id,total:line_total&order=line_total.desc&limit=1')),
+    [{ order_id: 11, product_id: 3, total: 30 }]);
+  assert.deepEqual(ok(await get('/customers?id=eq.1')), [{ id: 1, name: 'Ana' }]);
+  assert.deepEqual(ok(await get('/orders?select=id,items(product_id,line_total)&id=eq.10&items.order=product_id')),
+    [{ id: 10, items: [{ product_id: 1, line_total: 10 }, { product_id: 2, line_total: 12 }] }]);
+  const w = await http('POST', '/customers', { headers: { 'Content-Profile': 'conformance' }, body: { id: 9, name: 'X', full_label: 'no' } });
+  assert.equal(w.status, 400, w.text);
+  assert.equal(w.json.code, 'PGRST204');
+});
+
 test('!inner keeps the parents with an embedded row, at any depth', async () => {
   assert.deepEqual(ok(await get('/customers?select=name,orders!inner(id)&orders.status=eq.shipped')),
     [{ name: 'Ana', orders: [{ id: 11 }] }]);

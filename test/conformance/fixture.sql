@@ -140,6 +140,11 @@ CREATE FUNCTION conformance.first_item(conformance.orders) RETURNS conformance.i
     LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.items i WHERE i.order_id = $1.id ORDER BY i.product_id LIMIT 1 $$;
 CREATE FUNCTION conformance.colleagues(conformance.staff) RETURNS SETOF conformance.staff ROWS 1
     LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.staff s WHERE s.id = $1.manager_id $$;
+-- computed fields: functions of the row type returning one value
+CREATE FUNCTION conformance.full_label(conformance.customers) RETURNS text
+    LANGUAGE sql STABLE AS $$ SELECT $1.name || ' #' || $1.id $$;
+CREATE FUNCTION conformance.line_total(conformance.items) RETURNS numeric
+    LANGUAGE sql STABLE AS $$ SELECT $1.quantity * p.price FROM conformance.products p WHERE p.id = $1.product_id $$;
 -- row-level security: the anonymous role sees no private order
 ALTER TABLE conformance.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY anon_public ON conformance.orders FOR SELECT TO conformance_anon USING (NOT private);
