@@ -504,9 +504,32 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 	return true;
 }
 
+/*
+ * A to-one embedding beside aggregates: the parent's columns of its key
+ * join the GROUP BY, so the groups are the embedded rows (PostgREST groups
+ * by the embedded row's value: two parents pointing to equal-looking rows
+ * make one group there, two here).
+ */
+static bool
+embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
+{
+	char **cols;
+
+	if (!r->to_one || r->fn || r->jn)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
+							 "only a to-one embedding through a foreign key may stand beside aggregate functions");
+	cols = r->parent_refs ? r->fk->from_cols : r->fk->to_cols;
+	for (int j = 0; j < r->fk->ncols; j++)
+	{
+		vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+		vn_query_col_ref(group, al, cols[j]);
+	}
+	return true;
+}
+
 static bool
 embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *spec, int depth,
-	  const char *prefix, bool spread)
+	  const char *prefix, bool spread, VnBuf *group)
 {
 	char *hint;
 	bool  inner_join;
@@ -527,6 +550,10 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (!embed_hint(c, name, &hint, &inner_join) || !embed_relationship(c, rel, name, hint, &r))
 		return false;
 	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
+	if (group && (spread || !embed_grouped(c, &r, al, group)))
+		return spread ? vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
+									  "a spread beside aggregate functions is not supported") :
+						false;
 	if (!spread)
 		return embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join);
 	if (!r.to_one)
@@ -541,7 +568,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 
 bool
 vn_query_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, char *paren, int depth,
-			   const char *prefix)
+			   const char *prefix, VnBuf *group)
 {
 	size_t len = strlen(paren);
 	char  *spec;
@@ -552,12 +579,12 @@ vn_query_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, c
 	*paren = '\0';
 	spec = vn_strndup(paren + 1, len - 2);
 	if (strncmp(item, "...", 3) != 0)
-		ok = embed(c, rel, al, alias, vn_query_trim(item), spec, depth, prefix, false);
+		ok = embed(c, rel, al, alias, vn_query_trim(item), spec, depth, prefix, false, group);
 	else if (!c->spread_ok || depth > 0)
 		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
 						   "spread embeddings (...rel(cols)) are supported at the top of a read only");
 	else
-		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), spec, depth, prefix, true);
+		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), spec, depth, prefix, true, group);
 	free(spec);
 	return ok;
 }

@@ -76,9 +76,10 @@ extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const c
 /* appends the GROUP BY of the last select list (if it aggregates) to b, and forgets it */
 extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
 
-/* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(' */
+/* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(';
+ * group: the list's GROUP BY when it has aggregates, else NULL */
 extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,
-						   int depth, const char *prefix);
+						   int depth, const char *prefix, VnBuf *group);
 
 /* order.c */
 extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);

@@ -198,11 +198,8 @@ select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *
 		}
 	if (paren && is_aggregate(item))
 		return select_aggregate(c, rel, al, alias, item);
-	if (paren && group)
-		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
-							 "embedding beside aggregate functions is not supported");
 	if (paren)
-		return vn_query_embed(c, rel, al, alias, item, paren, depth, prefix);
+		return vn_query_embed(c, rel, al, alias, item, paren, depth, prefix, group);
 	if (strcmp(item, "*") == 0)
 	{
 		if (alias)

@@ -51,8 +51,22 @@ test('aggregates inside embedded resources, grouped there, under row-level secur
     [{ id: 10, items: [{ status: 'back', sum: 1 }, { status: 'ok', sum: 2 }] }]);
 });
 
-test('not yet: an embedding beside aggregates answers 400', async () => {
-  const r = await get('/orders?select=id.count(),customers(name)');
-  assert.equal(r.status, 400, r.text);
-  assert.equal(r.json.code, 'PGRST100');
+test('a to-one embedding beside aggregates groups by the row it embeds', async () => {
+  assert.deepEqual(ok(await user('/orders?select=id.count(),customers(name)&order=customer_id')), [
+    { count: 2, customers: { name: 'Ana' } },
+    { count: 1, customers: { name: 'Bruno' } },
+  ]);
+  assert.deepEqual(ok(await get('/items?select=quantity.sum(),products(name)&order=product_id')), [
+    { sum: 7, products: { name: 'tea' } },
+    { sum: 1, products: { name: 'cup' } },
+    { sum: 1, products: { name: 'pot' } },
+  ]);
+});
+
+test('not yet: a to-many embedding or a spread beside aggregates answers 400', async () => {
+  for (const p of ['/customers?select=id.count(),orders(id)', '/orders?select=id.count(),...customers(name)']) {
+    const r = await get(p);
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.code, 'PGRST100');
+  }
 });
