@@ -292,7 +292,10 @@ ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
 	vn_buf_addf(&hint, "Try changing '%.64s' to one of the following: ", name);
 	for (int i = 0; i < n && i < MAX_CANDIDATES; i++)
 	{
-		const char *key = cands[i].jn ? s->rels[cands[i].jn->junction].name : cands[i].fk->name;
+		const char *target = s->rels[cands[i].child].name;
+		/* a column named as the target: the relations tell the candidates apart */
+		const char *key = strcmp(target, name) != 0 ? target : cands[i].jn ? s->rels[cands[i].jn->junction].name :
+																			 cands[i].fk->name;
 
 		if (i)
 			vn_buf_addc(&details, ',');

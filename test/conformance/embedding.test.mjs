@@ -83,6 +83,11 @@ test('a referencing column as the embedding\'s name: the row it points to', asyn
   assert.deepEqual(ok(await get('/orders?select=id,billing_address_id(city)&id=eq.10')),
     [{ id: 10, billing_address_id: { city: 'Lisbon' } }]);
   assert.deepEqual(ok(await get('/staff?select=name,manager_id(name)&id=eq.2')), [{ name: 'Dana', manager_id: { name: 'Boss' } }]);
+  // customers and the view buyers over it are both targets of customer_id: the hint names the relation
+  const r = await get('/orders?select=id,customer_id(name)&id=eq.10');
+  assert.equal(r.status, 300, r.text);
+  assert.match(r.json.hint, /'customer_id!customers', 'customer_id!buyers'|'customer_id!buyers', 'customer_id!customers'/);
+  assert.deepEqual(ok(await get('/orders?select=id,customer_id!buyers(name)&id=eq.10')), [{ id: 10, customer_id: { name: 'Ana' } }]);
 });
 
 test('a self-reference named by its table embeds the children', async () => {
