@@ -7,7 +7,7 @@
 // row-level security.  On the fixture's shop (fixture.sql).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startConformance, http, token, READ } from './helpers.mjs';
+import { startConformance, http, token, db, READ, waitForLog } from './helpers.mjs';
 
 let server;
 before(async () => { server = await startConformance(); });
@@ -187,4 +187,19 @@ test('aggregates are off unless enabled: 400 PGRST123', async () => {
   assert.equal(r.status, 400, r.text);
   assert.equal(r.json.code, 'PGRST123');
   assert.equal(r.json.message, 'Use of aggregate functions is not allowed');
+});
+
+test('the relationships are the schema cache\'s: a new foreign key embeds after NOTIFY pgrst', async () => {
+  assert.equal((await get('/customers?select=name,gift_notes(text)')).json.code, 'PGRST200');
+  const c = await db();
+  try {
+    await c.query('CREATE TABLE conformance.gift_notes (customer_id integer REFERENCES conformance.customers, text text)');
+    await c.query("INSERT INTO conformance.gift_notes VALUES (3, 'for Caio')");
+    await c.query('GRANT SELECT ON conformance.gift_notes TO conformance_anon');
+    await c.query("NOTIFY pgrst, 'reload schema'");
+  } finally {
+    await c.end();
+  }
+  await waitForLog(server, 'schema reloaded on NOTIFY pgrst');
+  assert.deepEqual(ok(await get('/customers?select=name,gift_notes(text)&id=eq.3')), [{ name: 'Caio', gift_notes: [{ text: 'for Caio' }] }]);
 });
