@@ -634,6 +634,9 @@ main(int argc, char **argv)
 	router_cfg.max_embeds = (int) env_long("VENTROS_HTTP_MAX_EMBEDS", 20, 0, 10000);
 	router_cfg.max_select = (int) env_long("VENTROS_HTTP_MAX_SELECT", 200, 1, 100000);
 	router_cfg.pool_wait_ms = (int) env_long("VENTROS_HTTP_POOL_WAIT_MS", 5000, 1, 600000);
+	/* PostgREST's db-aggregates-enabled: off unless true */
+	router_cfg.aggregates = getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED") &&
+							strcmp(getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED"), "true") == 0;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;

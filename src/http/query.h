@@ -80,6 +80,7 @@ typedef struct VnQueryInput
 	int				max_embeds;		/* embedded resources per request (54000 beyond) */
 	int				max_select;		/* select-list items per request, at every level */
 	bool			platform_admin; /* the request acts as ventros_platform_admin */
+	bool			aggregates;		/* db-aggregates-enabled: avg() count() max() min() sum() in select= */
 } VnQueryInput;
 
 typedef struct VnQuery

@@ -275,6 +275,7 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	in.max_rows = cfg->max_rows;
 	in.max_embeds = cfg->max_embeds;
 	in.max_select = cfg->max_select;
+	in.aggregates = cfg->aggregates;
 	vn_query_init(&q);
 	if (choose_schema(req, &in, &who.search_path, resp) && vn_request_input(req, &in, resp) &&
 		statement(req, ep, &in, &q, resp) && (res = execute(cfg, req, &who, &q, resp)) != NULL)
