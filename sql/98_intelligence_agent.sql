@@ -336,15 +336,17 @@ DECLARE
     s ventros.ai_settings := ventros.current_ai_settings();
     g ventros.message_groups;
     a ventros.ai_channel_agents;
-    handoff boolean := coalesce((j->>'handoff')::boolean, false);
+    handoff boolean;
     sentiment numeric := ventros.ai_number(j->'sentiment', -1, 1);
     reply text := btrim(j->>'reply');
-    m ventros.messages;
+    sent ventros.messages;
     turns integer;
 BEGIN
     IF j ? 'handoff' AND jsonb_typeof(j->'handoff') <> 'boolean' THEN
         RETURN '"handoff" that is not a boolean';
-    ELSIF j ? 'sentiment' AND sentiment IS NULL THEN
+    END IF;
+    handoff := coalesce((j->>'handoff')::boolean, false);
+    IF j ? 'sentiment' AND sentiment IS NULL THEN
         RETURN 'a "sentiment" that is not a number between -1 and 1';
     ELSIF (j ? 'reply' AND jsonb_typeof(j->'reply') <> 'string') OR (NOT handoff AND coalesce(reply, '') = '') THEN
         RETURN 'no "reply" string';
@@ -356,13 +358,13 @@ BEGIN
                WHERE m.tenant_id = c.tenant_id AND m.id = ANY (g.message_ids)), 65536),
         left(reply, 65536), c.provider, c.model, (extract(epoch FROM now() - c.updated_at) * 1000)::integer);
     IF coalesce(reply, '') <> '' THEN
-        m := ventros.send_message(g.channel_id, g.contact_id, left(reply, 4096), agent_id => a.agent_id, source => 'bot',
+        sent := ventros.send_message(g.channel_id, g.contact_id, left(reply, 4096), agent_id => a.agent_id, source => 'bot',
                                   metadata => jsonb_build_object('ai_completion_id', c.id));
         INSERT INTO ventros.ai_agent_sessions AS x (tenant_id, session_id, turns) VALUES (c.tenant_id, c.session_id, 1)
         ON CONFLICT ON CONSTRAINT ai_agent_sessions_pkey DO UPDATE SET turns = x.turns + 1, updated_at = now()
         RETURNING x.turns INTO turns;
         PERFORM ventros.emit('session.ai_replied', 'session', c.session_id,
-            jsonb_strip_nulls(jsonb_build_object('message_id', m.id, 'group_id', g.id, 'completion_id', c.id,
+            jsonb_strip_nulls(jsonb_build_object('message_id', sent.id, 'group_id', g.id, 'completion_id', c.id,
                                                  'turn', turns, 'sentiment', sentiment)));
     END IF;
     IF handoff THEN

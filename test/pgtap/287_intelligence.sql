@@ -191,5 +191,7 @@ SELECT is((SELECT count(*)::int FROM ventros.ai_completions c WHERE c::text LIKE
 SELECT is((SELECT count(*)::int FROM ventros.enrichment_status s WHERE s::text LIKE '%sk-intel-pgtap-secret%'), 0,
           'enrichment_status says has_key only');
 
+SELECT is((SELECT string_agg(handler_error, '; ') FROM ventros.http_requests WHERE handler_error IS NOT NULL), NULL,
+          'no answer handler failed');
 SELECT * FROM finish();
 ROLLBACK;
