@@ -217,13 +217,23 @@ CREATE FUNCTION ventros.ai_default_summary_prompt() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'You analyse a customer service conversation. Answer with one JSON object only, with these keys: '
+    SELECT 'You analyse a customer service conversation for the business''s team.'::text
+$$;
+COMMENT ON FUNCTION ventros.ai_default_summary_prompt() IS 'The instructions of a session summary when the tenant set none';
+
+-- The answer a summary must be, appended to any prompt (the tenant's
+-- prompt changes the instructions, never the shape the handler validates).
+CREATE FUNCTION ventros.ai_summary_format() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'Answer with one JSON object only, with these keys: '
         || '"summary" (string, at most 5 sentences, in the conversation''s language), '
         || '"sentiment" (object: "score", a number from -1 (very negative) to 1 (very positive), and "label", one of '
         || '"positive", "neutral", "negative", "mixed"), "language" (ISO-639-1 code of the customer''s language), '
         || '"topics" (array of at most 5 short lower-case strings), "next_best_action" (string: what the business should do next).'
 $$;
-COMMENT ON FUNCTION ventros.ai_default_summary_prompt() IS 'The system prompt of a session summary when the tenant set none';
+COMMENT ON FUNCTION ventros.ai_summary_format() IS 'The JSON answer a session summary asks for (appended to the tenant''s prompt or the default)';
 
 -- A session's conversation as chat messages: the customer is the user, the
 -- business the assistant; text only (with a media message's extracted
@@ -263,7 +273,8 @@ BEGIN
         RETURN ventros.ai_agent_messages(c, s);
     END IF;
     RETURN jsonb_build_array(
-        jsonb_build_object('role', 'system', 'content', coalesce(s.summary_prompt, ventros.ai_default_summary_prompt())),
+        jsonb_build_object('role', 'system', 'content',
+                           coalesce(s.summary_prompt, ventros.ai_default_summary_prompt()) || ' ' || ventros.ai_summary_format()),
         jsonb_build_object('role', 'user', 'content',
             'The conversation (JSON, oldest first):' || E'\n' || ventros.ai_conversation(c.session_id)::text));
 END
