@@ -13166,6 +13166,16 @@ BEGIN
     END IF;
     SELECT * INTO g FROM ventros.message_groups x WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id FOR UPDATE;
     SELECT * INTO a FROM ventros.ai_channel_agents x WHERE x.tenant_id = c.tenant_id AND x.channel_id = g.channel_id;
+    -- a human took the session (or the agent was turned off) while the
+    -- question was out: the answer is kept on the completion, never sent
+    IF g.status <> 'processing' OR NOT coalesce(a.enabled, false)
+       OR EXISTS (SELECT 1 FROM ventros.ai_agent_sessions x WHERE x.tenant_id = c.tenant_id AND x.session_id = c.session_id
+                    AND x.handed_off_at IS NOT NULL) THEN
+        IF g.status = 'processing' THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        RETURN NULL;
+    END IF;
     PERFORM ventros.complete_message_group(g.id, g.version,
         left((SELECT string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id) FROM ventros.messages m
                WHERE m.tenant_id = c.tenant_id AND m.id = ANY (g.message_ids)), 65536),
@@ -13191,10 +13201,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_agent_apply(ventros.ai_completions, jsonb) IS
-    'Validates an AI agent answer (reply, handoff, sentiment), sends the reply as the channel''s AI agent (session.ai_replied), completes the group, and hands off on the model''s signal, negative sentiment or max_turns; returns what is wrong, NULL when done';
+    'Validates an AI agent answer (reply, handoff, sentiment), sends the reply as the channel''s AI agent (session.ai_replied), completes the group, and hands off on the model''s signal, negative sentiment or max_turns (a session handed off meanwhile: nothing sent); returns what is wrong, NULL when done';
 
 -- A failed reply: said (session.ai_reply_failed); when it will not be tried
--- again, the group expires and a human takes the session.
+-- again (or only next month: the spending cap), the group expires and a
+-- human takes the session.
 CREATE FUNCTION ventros.ai_agent_failed(c ventros.ai_completions) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -13205,7 +13216,8 @@ BEGIN
     PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
         jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
                            'attempts', c.attempts, 'retry_at', c.retry_at));
-    IF c.retry_at IS NULL THEN
+    -- no retry, or not before next month (the cap): a human answers now
+    IF c.retry_at IS NULL OR c.error_code = 'spending_cap' THEN
         SELECT * INTO g FROM ventros.message_groups x
          WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
         IF FOUND THEN
@@ -13216,7 +13228,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_agent_failed(ventros.ai_completions) IS
-    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried, expires the group and hands the session off';
+    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried (or only after the spending cap), expires the group and hands the session off';
 
 -- resume_ai_agent: a human gives the session back to the AI agent.
 CREATE FUNCTION ventros.resume_ai_agent(session_id uuid) RETURNS ventros.ai_agent_sessions

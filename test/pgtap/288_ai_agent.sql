@@ -26,9 +26,12 @@ INSERT INTO ids SELECT 'team', id FROM ventros.create_team('Humans');
 SELECT ventros.add_team_member(pg_temp.id('team'), pg_temp.id('human'));
 SELECT ventros.add_knowledge_snippet('Horário', 'Atendemos de segunda a sexta, das 9h às 18h.');
 
+CREATE TEMP SEQUENCE ms;
+GRANT ALL ON SEQUENCE ms TO PUBLIC;
 CREATE FUNCTION pg_temp.inbound(sender text, body text) RETURNS uuid LANGUAGE sql AS $$
-    -- (clock_timestamp: messages of one transaction in the order written)
-    SELECT id FROM ventros.receive_message(pg_temp.id('ch'), sender, body, sender_name => 'Carla', sent_at => clock_timestamp())
+    -- messages of one transaction in the order written, a millisecond apart
+    SELECT id FROM ventros.receive_message(pg_temp.id('ch'), sender, body, sender_name => 'Carla',
+                                           sent_at => now() + nextval('pg_temp.ms') * interval '1 millisecond')
 $$;
 CREATE FUNCTION pg_temp.session_of(sender text) RETURNS uuid LANGUAGE sql AS $$
     SELECT s.id FROM ventros.sessions s JOIN ventros.contacts c ON c.id = s.contact_id WHERE c.phone = sender AND s.status = 'active'
@@ -161,6 +164,24 @@ SELECT is((SELECT jsonb_build_object('error', error, 'retry', retry_at) FROM pg_
 SELECT is((SELECT payload->>'reason' FROM ventros.outbox WHERE aggregate_id = pg_temp.session_of('+5511900000006')
              AND event_type = 'session.ai_handed_off'), 'failed', 'a reply failing for good hands off (reason failed)');
 SELECT is((SELECT status FROM ventros.message_groups WHERE session_id = pg_temp.session_of('+5511900000006')), 'expired', 'its group expired');
+
+-- ---- a human takes the session while the question is out: the answer is not sent -------------------
+SELECT pg_temp.inbound('+5511900000008', 'Oi');
+SELECT pg_temp.tick('16 seconds');
+SELECT ventros.hand_off_session(pg_temp.session_of('+5511900000008'));
+SELECT pg_temp.answer('+5511900000008', 'succeeded', 200, '{"reply": "Oi! Como posso ajudar?", "sentiment": 0}');
+SELECT is((SELECT count(*)::int FROM ventros.messages WHERE session_id = pg_temp.session_of('+5511900000008') AND from_me), 0,
+          'handed off meanwhile: the late answer is not sent');
+SELECT is((SELECT status FROM ventros.message_groups WHERE session_id = pg_temp.session_of('+5511900000008')), 'expired', 'its group expired');
+
+-- ---- the cap: a human answers now, not next month ------------------------------------------------------
+SELECT ventros.configure_enrichment(monthly_cap => 0.000001);
+SELECT pg_temp.inbound('+5511900000009', 'Oi');
+SELECT pg_temp.tick('16 seconds');
+SELECT is((SELECT error_code FROM pg_temp.pending('+5511900000009')), 'spending_cap', 'over the cap: spending_cap');
+SELECT is((SELECT payload->>'reason' FROM ventros.outbox WHERE aggregate_id = pg_temp.session_of('+5511900000009')
+             AND event_type = 'session.ai_handed_off'), 'failed', 'and the session goes to a human at once');
+SELECT ventros.configure_enrichment(remove_cap => true);
 
 -- ---- a channel turned off; by hand ------------------------------------------------------------------
 SELECT pg_temp.inbound('+5511900000007', 'Oi');
