@@ -12786,6 +12786,14 @@ BEGIN
               WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
               ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
     LOOP
+        -- an agent reply whose group closed meanwhile (handed off, agent
+        -- off) is not asked again: its retry time goes
+        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
+                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
+            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
+             WHERE x.tenant_id = tenant AND x.id = c.id;
+            CONTINUE;
+        END IF;
         PERFORM ventros.ai_completion_start(c);
         n := n + 1;
     END LOOP;
@@ -12793,7 +12801,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
-    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size); returns how many';
+    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
 
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-retry-ai-completions', '* * * * *',
@@ -13048,7 +13056,8 @@ $$;
 COMMENT ON FUNCTION ventros.ai_handoff_keyword(text, text[]) IS 'The first hand-off keyword a text holds as whole words, case-insensitive; NULL when none';
 
 -- Hands a session to a human: the hand-off team's rule assigns it, the
--- agent stops for it, its pending group expires.  Returns the session.
+-- agent stops for it, its open groups expire (an answer still out is then
+-- never sent).  Returns the session.
 CREATE FUNCTION ventros.ai_agent_hand_off(session_id uuid, reason text, detail text DEFAULT NULL)
 RETURNS ventros.sessions
 LANGUAGE plpgsql VOLATILE
@@ -13072,7 +13081,7 @@ BEGIN
         s := ventros.assign_session_to_team(s.id, team);
     END IF;
     FOR g IN SELECT * FROM ventros.message_groups x
-              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status = 'pending' FOR UPDATE LOOP
+              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status IN ('pending', 'processing') FOR UPDATE LOOP
         PERFORM ventros.expire_message_group(g.id, g.version);
     END LOOP;
     PERFORM ventros.emit('session.ai_handed_off', 'session', s.id,

@@ -531,6 +531,14 @@ BEGIN
               WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
               ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
     LOOP
+        -- an agent reply whose group closed meanwhile (handed off, agent
+        -- off) is not asked again: its retry time goes
+        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
+                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
+            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
+             WHERE x.tenant_id = tenant AND x.id = c.id;
+            CONTINUE;
+        END IF;
         PERFORM ventros.ai_completion_start(c);
         n := n + 1;
     END LOOP;
@@ -538,7 +546,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
-    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size); returns how many';
+    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
 
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-retry-ai-completions', '* * * * *',

@@ -235,7 +235,8 @@ $$;
 COMMENT ON FUNCTION ventros.ai_handoff_keyword(text, text[]) IS 'The first hand-off keyword a text holds as whole words, case-insensitive; NULL when none';
 
 -- Hands a session to a human: the hand-off team's rule assigns it, the
--- agent stops for it, its pending group expires.  Returns the session.
+-- agent stops for it, its open groups expire (an answer still out is then
+-- never sent).  Returns the session.
 CREATE FUNCTION ventros.ai_agent_hand_off(session_id uuid, reason text, detail text DEFAULT NULL)
 RETURNS ventros.sessions
 LANGUAGE plpgsql VOLATILE
@@ -259,7 +260,7 @@ BEGIN
         s := ventros.assign_session_to_team(s.id, team);
     END IF;
     FOR g IN SELECT * FROM ventros.message_groups x
-              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status = 'pending' FOR UPDATE LOOP
+              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status IN ('pending', 'processing') FOR UPDATE LOOP
         PERFORM ventros.expire_message_group(g.id, g.version);
     END LOOP;
     PERFORM ventros.emit('session.ai_handed_off', 'session', s.id,

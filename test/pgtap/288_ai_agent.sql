@@ -174,6 +174,14 @@ SELECT is((SELECT count(*)::int FROM ventros.messages WHERE session_id = pg_temp
           'handed off meanwhile: the late answer is not sent');
 SELECT is((SELECT status FROM ventros.message_groups WHERE session_id = pg_temp.session_of('+5511900000008')), 'expired', 'its group expired');
 
+-- ---- a failed reply whose session was handed off meanwhile is not asked again ------------------------
+SELECT pg_temp.inbound('+5511900000010', 'Oi');
+SELECT pg_temp.tick('16 seconds');
+SELECT pg_temp.answer('+5511900000010', 'dead', 500, 'boom');
+SELECT ventros.hand_off_session(pg_temp.session_of('+5511900000010'));
+SELECT is(ventros.retry_ai_completions(now() + interval '1 hour'), 0, 'its group closed: not retried');
+SELECT is((SELECT retry_at FROM pg_temp.pending('+5511900000010')), NULL, 'its retry time is gone');
+
 -- ---- the cap: a human answers now, not next month ------------------------------------------------------
 SELECT ventros.configure_enrichment(monthly_cap => 0.000001);
 SELECT pg_temp.inbound('+5511900000009', 'Oi');
