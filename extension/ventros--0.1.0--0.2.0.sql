@@ -13399,6 +13399,1354 @@ WHERE p.prokind = 'f'
 COMMENT ON VIEW ventros.http_rpc_functions IS
     'The functions ventros-http serves under /rpc/<name>: schema api''s, those of ventros a tenant role may execute (arguments, result, comment, roles), and those granted to ventros_platform_admin only (platform_only: served to platform administrators'' tokens alone)';
 
+-- ---- conversation intelligence and the AI agent (sql/98_intelligence.sql, sql/98_intelligence_agent.sql)
+-- Chat providers on the enrichment mechanism, ai_completions, summaries on
+-- demand and by the automation action summarize_session, conditions on the
+-- session's sentiment and topics, assignment of an ended session for review,
+-- and the AI agent with hand-off (docs/ai.md).  The changed functions first,
+-- then the two new files as they are.
+
+CREATE OR REPLACE FUNCTION ventros.automation_catalogue() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '{
+        "types": ["pipeline_based", "follow_up", "reengagement", "onboarding", "event", "scheduled", "scheduled_report",
+                  "time_notification", "webhook", "custom"],
+        "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
+                     "message": ["message.received"],
+                     "pipeline": ["status.changed", "stage.completed"],
+                     "temporal": ["after.delay", "scheduled", "date_field.reached"],
+                     "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
+                     "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
+        "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
+                    "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
+                    "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
+                    "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session", "summarize_session"],
+        "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
+                                "in", "not_in", "is_null", "is_not_null", "matches"],
+        "logic_operators": ["AND", "OR"],
+        "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
+    }'::jsonb
+$$;
+COMMENT ON FUNCTION ventros.automation_catalogue() IS
+    'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_condition_valid(c jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(c) <> 'object' THEN
+        RETURN false;
+    ELSIF c ? 'all' OR c ? 'any' THEN
+        RETURN jsonb_typeof(coalesce(c->'all', c->'any')) = 'array'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(c->'all', c->'any')) x
+                           WHERE NOT ventros.automation_condition_valid(x));
+    ELSIF c ? 'not' THEN
+        RETURN ventros.automation_condition_valid(c->'not');
+    ELSIF c ? 'keyword' THEN
+        RETURN jsonb_typeof(c->'keyword') IN ('string', 'array');
+    ELSIF c ? 'regex' THEN
+        RETURN jsonb_typeof(c->'regex') = 'string';
+    ELSIF c ? 'tag' THEN
+        RETURN jsonb_typeof(c->'tag') = 'string';
+    ELSIF c ? 'time_window' THEN
+        RETURN jsonb_typeof(c->'time_window') = 'object'
+           AND coalesce(c->'time_window'->>'from', '') ~ '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$'
+           AND coalesce(c->'time_window'->>'to', '') ~ '^([01][0-9]|2[0-4]):[0-5][0-9](:[0-5][0-9])?$'
+           AND (NOT c->'time_window' ? 'weekdays' OR jsonb_typeof(c->'time_window'->'weekdays') = 'array');
+    ELSIF c ? 'weekdays' THEN
+        RETURN jsonb_typeof(c->'weekdays') = 'array';
+    ELSIF c ? 'sentiment' THEN
+        RETURN jsonb_typeof(c->'sentiment') IN ('string', 'array');
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN jsonb_typeof(c->'sentiment_below') = 'number';
+    ELSIF c ? 'topic' THEN
+        RETURN jsonb_typeof(c->'topic') IN ('string', 'array');
+    END IF;
+    RETURN c ? 'field' AND jsonb_typeof(c->'field') = 'string'
+       AND coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_valid(jsonb) IS
+    'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, {sentiment}, {sentiment_below}, {topic}, or {all}/{any}/{not} of conditions';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    txt text;
+    w jsonb;
+BEGIN
+    -- the common shape first: a field, an operator, a value (and no other kind)
+    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays',
+                                      'sentiment', 'sentiment_below', 'topic'] THEN
+        RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+    ELSIF c ? 'all' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
+                           WHERE NOT ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'any' THEN
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements(c->'any') x
+                       WHERE ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'not' THEN
+        RETURN NOT ventros.automation_condition_holds(c->'not', ctx, tz, at);
+    ELSIF c ? 'keyword' THEN
+        -- whole words, case-insensitive; any of a list
+        txt := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'keyword') WHEN 'array' THEN c->'keyword'
+                                                                    ELSE jsonb_build_array(c->'keyword') END) k
+                       WHERE btrim(k) <> ''
+                         AND strpos(' ' || regexp_replace(txt, '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                                    ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0);
+    ELSIF c ? 'regex' THEN
+        RETURN lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', '')) ~* (c->>'regex');
+    ELSIF c ? 'tag' THEN
+        RETURN coalesce(ctx #> '{contact,tags}' ? (c->>'tag'), false);
+    ELSIF c ? 'time_window' THEN
+        w := c->'time_window';
+        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer) THEN
+            RETURN false;
+        END IF;
+        RETURN CASE WHEN (w->>'from')::time <= (w->>'to')::time
+                    THEN (at AT TIME ZONE tz)::time >= (w->>'from')::time
+                         AND ((at AT TIME ZONE tz)::time < (w->>'to')::time OR w->>'to' LIKE '24:%')
+                    ELSE (at AT TIME ZONE tz)::time >= (w->>'from')::time OR (at AT TIME ZONE tz)::time < (w->>'to')::time END;
+    ELSIF c ? 'weekdays' THEN
+        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer);
+    ELSIF c ? 'sentiment' THEN
+        -- the session's sentiment label (its AI summary, sql/98_intelligence.sql): one or any of a list
+        RETURN coalesce(CASE jsonb_typeof(c->'sentiment') WHEN 'array' THEN c->'sentiment'
+                             ELSE jsonb_build_array(c->'sentiment') END @> jsonb_build_array(ctx #> '{session,sentiment}'), false);
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN (ctx #>> '{session,sentiment_score}')::numeric < (c->>'sentiment_below')::numeric;
+    ELSIF c ? 'topic' THEN
+        -- any of the topics, case-insensitive
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'topic') WHEN 'array' THEN c->'topic'
+                                                                    ELSE jsonb_build_array(c->'topic') END) t,
+                                     jsonb_array_elements_text(CASE jsonb_typeof(ctx #> '{session,topics}') WHEN 'array'
+                                                                    THEN ctx #> '{session,topics}' END) st
+                       WHERE lower(st) = lower(t));
+    END IF;
+    RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz) IS
+    'Whether one condition holds in a rule''s context at an instant, in the tenant''s timezone (time windows and weekdays: ISO, 1 = Monday)';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        -- params.reason review: an ended session too (a supervisor after a negative summary)
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid,
+                                             reason => coalesce(p->>'reason', 'manual'));
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'summarize_session' THEN
+        -- a chat completion asked now, answered after commit (sql/98_intelligence.sql)
+        RETURN jsonb_build_object('type', kind, 'completion_id',
+            (ventros.summarize_session(ventros.automation_require(session::text, 'a session', kind)::uuid)).id);
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+
+CREATE OR REPLACE FUNCTION ventros.set_session_agent(s ventros.sessions, agent_id uuid, reason text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
+                                        'agent_offline', 'workload_balance', 'review') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline, workload_balance or review.';
+    END IF;
+    -- review: an ended session given to someone to look at (a supervisor
+    -- after a negative summary, docs/ai.md); every other reason needs it active
+    IF s.status <> 'active' AND NOT (reason = 'review' AND s.status IN ('ended', 'expired', 'manually_closed')) THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = set_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id, assigned_at = coalesce(at, now()),
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it), or an ended one for review (reason review); emits session.updated and session.agent_assigned with the reason';
+
+
+-- Conversation intelligence (docs/ai.md, "Conversation intelligence"): a
+-- session's summary, sentiment, language, topics and next best action from
+-- a chat-completions provider (the OpenAI-compatible API: OpenAI, Groq, a
+-- self-hosted server), and the completions the AI agent asks for
+-- (sql/98_intelligence_agent.sql).
+--
+-- The enrichment mechanism, reused (sql/98_enrichment*.sql):
+--   - the providers are rows of ventros.enrichment_providers of kind chat
+--     (openai_chat, groq_chat) with their prices; a tenant gives each its
+--     key, base URL and model with configure_enrichment_provider, as for
+--     transcription;
+--   - a completion's request is a dispatcher request of purpose
+--     enrichment.<provider> (enrichment_enqueue), whose preparer
+--     (enrichment_request_headers) adds the key at claim time: no key on any
+--     row, view or event;
+--   - cost = usage x prices (enrichment_cost); the tenant's monthly cap
+--     (enrichment_settings.monthly_cap) counts enrichments and completions.
+-- What is its own: ventros.ai_completions (one row per request for a
+-- summary or an agent reply, its status, attempts, retry time, usage, cost
+-- and the validated answer), the tenant's prompts and retry policy
+-- (ventros.ai_settings), and the answer handler ai_chat_answer.
+--
+-- When: on demand (ventros.summarize_session(session_id)) and when a
+-- session ends, through an automation rule on session.ended with the action
+-- summarize_session (the executor runs it after the session's transaction
+-- committed, never inside it).  A malformed answer or a provider failure
+-- fails the completion with an error code and an event; it is tried again
+-- after retry_delay x 2^(attempts - 1) (or the provider's Retry-After), at
+-- most max_attempts times (ventros.retry_ai_completions, scheduled).
+
+-- ---- providers ----------------------------------------------------------------------
+
+ALTER TABLE ventros.enrichment_providers DROP CONSTRAINT enrichment_providers_kind;
+ALTER TABLE ventros.enrichment_providers ADD CONSTRAINT enrichment_providers_kind
+    CHECK (kind IN ('transcription', 'vision', 'document', 'chat'));
+
+-- The request of a chat provider: POST <base_url>/v1/chat/completions with
+-- cfg.messages, asking for a JSON object.  (The enrichment builders' shape;
+-- a chat provider is never on a media route: no messages, 22023.)
+CREATE FUNCTION ventros.chat_completion_request(e ventros.message_enrichments, cfg jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(cfg->'messages') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'a chat completion needs messages' USING ERRCODE = '22023',
+            HINT = 'Chat providers answer summaries and the AI agent, not media routes.';
+    END IF;
+    RETURN jsonb_build_object(
+        'method', 'POST',
+        'url', (cfg->>'base_url') || '/v1/chat/completions',
+        'headers', jsonb_build_object('Content-Type', 'application/json'),
+        'body', jsonb_build_object('model', cfg->>'model', 'messages', cfg->'messages',
+                                   'temperature', coalesce((cfg->>'temperature')::numeric, 0.2),
+                                   'response_format', jsonb_build_object('type', 'json_object')));
+END
+$$;
+COMMENT ON FUNCTION ventros.chat_completion_request(ventros.message_enrichments, jsonb) IS
+    'Chat-completions request (OpenAI-compatible): POST <base_url>/v1/chat/completions, model, messages, temperature, response_format json_object';
+
+SELECT ventros.register_enrichment_provider('openai_chat', 'chat', 'https://api.openai.com', 'gpt-4o-mini',
+    'ventros.chat_completion_request(ventros.message_enrichments, jsonb)', 1,
+    '{"per_input_token": 0.00000015, "per_output_token": 0.0000006}', timeout_ms => 60000,
+    description => 'OpenAI chat completions (or any OpenAI-compatible server: set its base_url and model)');
+SELECT ventros.register_enrichment_provider('groq_chat', 'chat', 'https://api.groq.com/openai', 'llama-3.1-8b-instant',
+    'ventros.chat_completion_request(ventros.message_enrichments, jsonb)', 1,
+    '{"per_input_token": 0.00000005, "per_output_token": 0.00000008}', timeout_ms => 60000,
+    description => 'Groq chat completions (OpenAI-compatible)');
+
+-- ---- per tenant -------------------------------------------------------------------------
+
+CREATE TABLE ventros.ai_settings (
+    tenant_id          text        NOT NULL DEFAULT ventros.current_tenant(),
+    provider           text        NOT NULL DEFAULT 'openai_chat' REFERENCES ventros.enrichment_providers (provider),
+    summary_prompt     text,
+    agent_prompt       text,
+    temperature        numeric     NOT NULL DEFAULT 0.2,
+    retry_delay        interval    NOT NULL DEFAULT interval '1 minute',
+    max_attempts       integer     NOT NULL DEFAULT 5,
+    handoff_keywords   text[]      NOT NULL DEFAULT '{falar com humano,atendente,human agent}',
+    negative_threshold numeric     NOT NULL DEFAULT -0.5,
+    max_turns          integer     NOT NULL DEFAULT 10,
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id),
+    CONSTRAINT ai_settings_prompts CHECK (length(summary_prompt) <= 8000 AND length(agent_prompt) <= 8000),
+    CONSTRAINT ai_settings_numbers CHECK (temperature BETWEEN 0 AND 2 AND max_attempts BETWEEN 1 AND 20
+                                          AND negative_threshold BETWEEN -1 AND 1 AND max_turns BETWEEN 1 AND 100
+                                          AND retry_delay >= interval '1 second')
+);
+COMMENT ON TABLE ventros.ai_settings IS
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does';
+ALTER TABLE ventros.ai_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_settings FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_settings FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_settings TO ventros_viewer;
+
+CREATE TABLE ventros.ai_completions (
+    tenant_id    text        NOT NULL,
+    id           uuid        NOT NULL DEFAULT gen_random_uuid(),
+    kind         text        NOT NULL,
+    session_id   uuid        NOT NULL,
+    group_id     uuid,
+    provider     text,
+    model        text,
+    status       text        NOT NULL DEFAULT 'queued',
+    request_id   uuid,
+    attempts     integer     NOT NULL DEFAULT 0,
+    error_code   text,
+    error        text,
+    retry_at     timestamptz,
+    usage        jsonb,
+    cost         numeric,
+    result       jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
+    FOREIGN KEY (tenant_id, group_id) REFERENCES ventros.message_groups (tenant_id, id),
+    CONSTRAINT ai_completions_kind CHECK (kind IN ('session_summary', 'agent_reply')),
+    CONSTRAINT ai_completions_status CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
+    CONSTRAINT ai_completions_group CHECK ((kind = 'agent_reply') = (group_id IS NOT NULL)),
+    CONSTRAINT ai_completions_error_size CHECK (length(error) <= 2000)
+);
+CREATE INDEX ai_completions_by_session ON ventros.ai_completions (tenant_id, session_id, created_at);
+CREATE INDEX ai_completions_retry ON ventros.ai_completions (tenant_id, retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
+CREATE INDEX ai_completions_spending ON ventros.ai_completions (tenant_id, completed_at) WHERE cost IS NOT NULL;
+COMMENT ON TABLE ventros.ai_completions IS
+    'A chat completion asked for a session''s summary or an AI agent reply: provider, model, status, attempts, error code and retry time, usage and cost (USD), the validated answer';
+ALTER TABLE ventros.ai_completions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_completions FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_completions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_completions TO ventros_viewer;
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('session.ai_requested', 'A chat completion was asked for a session (a summary or an AI agent reply): provider, model, attempt.'),
+    ('session.summary_failed', 'A session''s summary failed (provider error, malformed answer, cap): the error code and when it is tried again.')) v(e, d);
+
+CREATE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
+                                     temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL)
+RETURNS ventros.ai_settings
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_settings;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    IF provider IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.enrichment_providers p
+                                             WHERE p.provider = configure_ai.provider AND p.kind = 'chat') THEN
+        RAISE EXCEPTION 'unknown chat provider "%"', left(provider, 64) USING ERRCODE = '22023',
+            HINT = 'See ventros.enrichment_providers where kind = ''chat''.';
+    END IF;
+    INSERT INTO ventros.ai_settings AS s (tenant_id) VALUES (tenant) ON CONFLICT ON CONSTRAINT ai_settings_pkey DO NOTHING;
+    UPDATE ventros.ai_settings s
+       SET provider = coalesce(configure_ai.provider, s.provider),
+           summary_prompt = coalesce(nullif(configure_ai.summary_prompt, ''), s.summary_prompt),
+           agent_prompt = coalesce(nullif(configure_ai.agent_prompt, ''), s.agent_prompt),
+           temperature = coalesce(configure_ai.temperature, s.temperature),
+           retry_delay = coalesce(configure_ai.retry_delay, s.retry_delay),
+           max_attempts = coalesce(configure_ai.max_attempts, s.max_attempts),
+           handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
+           negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
+           max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           updated_at = now()
+     WHERE s.tenant_id = tenant
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns; NULL keeps a value';
+
+-- The acting tenant's settings (the defaults when it set none).
+CREATE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings;
+BEGIN
+    SELECT * INTO s FROM ventros.ai_settings x WHERE x.tenant_id = tenant;
+    IF NOT FOUND THEN
+        s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
+                 'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
+                 'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
+                 'negative_threshold', -0.5, 'max_turns', 10));
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
+
+-- What the acting tenant's completions cost in a month, USD.
+CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(c.cost), 0) FROM ventros.ai_completions c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.cost IS NOT NULL
+       AND c.completed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
+       AND c.completed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
+$$;
+COMMENT ON FUNCTION ventros.ai_spending(date) IS 'What the acting tenant''s chat completions cost in a month (default: this one), USD';
+
+-- ---- the default prompts -------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_default_summary_prompt() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'You analyse a customer service conversation for the business''s team.'::text
+$$;
+COMMENT ON FUNCTION ventros.ai_default_summary_prompt() IS 'The instructions of a session summary when the tenant set none';
+
+-- The answer a summary must be, appended to any prompt (the tenant's
+-- prompt changes the instructions, never the shape the handler validates).
+CREATE FUNCTION ventros.ai_summary_format() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'Answer with one JSON object only, with these keys: '
+        || '"summary" (string, at most 5 sentences, in the conversation''s language), '
+        || '"sentiment" (object: "score", a number from -1 (very negative) to 1 (very positive), and "label", one of '
+        || '"positive", "neutral", "negative", "mixed"), "language" (ISO-639-1 code of the customer''s language), '
+        || '"topics" (array of at most 5 short lower-case strings), "next_best_action" (string: what the business should do next).'
+$$;
+COMMENT ON FUNCTION ventros.ai_summary_format() IS 'The JSON answer a session summary asks for (appended to the tenant''s prompt or the default)';
+
+-- A session's conversation as chat messages: the customer is the user, the
+-- business the assistant; text only (with a media message's extracted
+-- text); the last max_messages, oldest first.
+CREATE FUNCTION ventros.ai_conversation(session_id uuid, max_messages integer DEFAULT 50) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('role', CASE WHEN x.from_me THEN 'assistant' ELSE 'user' END,
+                                                 'content', x.content) ORDER BY x."timestamp", x.id), '[]')
+      FROM (SELECT m.id, m.from_me, m."timestamp",
+                   left(concat_ws(E'\n', m.text, (SELECT e.extracted_text FROM ventros.message_enrichments e
+                                                   WHERE e.tenant_id = m.tenant_id AND e.message_id = m.id
+                                                     AND e.status = 'completed' AND e.deleted_at IS NULL
+                                                   ORDER BY e.processed_at DESC LIMIT 1)), 4000) AS content
+              FROM ventros.messages m
+             WHERE m.tenant_id = ventros.require_tenant() AND m.session_id = ai_conversation.session_id
+               AND m.deleted_at IS NULL
+             ORDER BY m."timestamp" DESC, m.id DESC
+             LIMIT max_messages) x
+     WHERE x.content <> ''
+$$;
+COMMENT ON FUNCTION ventros.ai_conversation(uuid, integer) IS
+    'A session''s last messages as chat-completion messages (customer: user, business: assistant; media by their extracted text), oldest first';
+
+-- ---- one completion -------------------------------------------------------------------------
+
+-- The messages of a completion: a summary's system prompt and the
+-- conversation as one user message; an agent reply's are the agent's
+-- (ventros.ai_agent_messages, sql/98_intelligence_agent.sql).
+CREATE FUNCTION ventros.ai_completion_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF c.kind = 'agent_reply' THEN
+        RETURN ventros.ai_agent_messages(c, s);
+    END IF;
+    RETURN jsonb_build_array(
+        jsonb_build_object('role', 'system', 'content',
+                           coalesce(s.summary_prompt, ventros.ai_default_summary_prompt()) || ' ' || ventros.ai_summary_format()),
+        jsonb_build_object('role', 'user', 'content',
+            'The conversation (JSON, oldest first):' || E'\n' || ventros.ai_conversation(c.session_id)::text));
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The chat messages of a completion: the summary prompt and the conversation, or the AI agent''s';
+
+-- Fails a completion: error code, why, and (when it may be tried again and
+-- attempts remain) a retry time with backoff; emits its kind's failure.
+CREATE FUNCTION ventros.ai_completion_fail(c ventros.ai_completions, code text, why text, retryable boolean,
+                                           not_before timestamptz DEFAULT NULL)
+RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    next_at timestamptz;
+BEGIN
+    IF retryable AND c.attempts < s.max_attempts THEN
+        next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
+    ELSIF code = 'spending_cap' THEN
+        next_at := not_before;
+    END IF;
+    UPDATE ventros.ai_completions x
+       SET status = 'failed', error_code = code, error = left(why, 2000), retry_at = next_at, request_id = NULL,
+           updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    IF c.kind = 'session_summary' THEN
+        PERFORM ventros.emit('session.summary_failed', 'session', c.session_id,
+            jsonb_build_object('completion_id', c.id, 'error_code', code, 'error', c.error, 'attempts', c.attempts,
+                               'retry_at', c.retry_at));
+    ELSE
+        PERFORM ventros.ai_agent_failed(c);
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
+    'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
+
+-- Whether the tenant's monthly AI cap (enrichment_settings.monthly_cap) is
+-- reached by its enrichments and completions together.
+CREATE FUNCTION ventros.ai_cap_reached() RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cap numeric := (SELECT s.monthly_cap FROM ventros.enrichment_settings s WHERE s.tenant_id = ventros.require_tenant());
+BEGIN
+    RETURN cap IS NOT NULL AND ventros.enrichment_spending() + ventros.ai_spending() >= cap;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_cap_reached() IS
+    'True when this month''s enrichments and chat completions together reached the tenant''s monthly cap';
+
+-- Starts (or starts again) a completion: the tenant's chat provider with
+-- its key, unless the cap is reached; one dispatcher request.
+CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    es ventros.enrichment_settings;
+    cfg jsonb;
+    rid uuid;
+BEGIN
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
+    SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
+    c.provider := s.provider;
+    IF NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+        RETURN ventros.ai_completion_fail(c, 'no_provider',
+            format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
+    END IF;
+    IF ventros.ai_cap_reached() THEN
+        RETURN ventros.ai_completion_fail(c, 'spending_cap',
+            format('the monthly AI spending cap (%s USD) is reached', es.monthly_cap), false,
+            date_trunc('month', now()) + interval '1 month');
+    END IF;
+    cfg := ventros.enrichment_config(p, ps, es)
+        || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
+    rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
+                                          jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
+                                      p, cfg, ventros.chat_completion_request(NULL, cfg));
+    UPDATE ventros.ai_completions x
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid,
+           attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
+        jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts)));
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
+    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the cap is reached; emits session.ai_requested';
+
+-- summarize_session(session_id): on demand, or the automation action
+-- summarize_session.  Returns the completion; its answer lands on the
+-- session (summarize_session with the answer's fields).
+CREATE FUNCTION ventros.summarize_session(session_id uuid) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.ai_completions;
+BEGIN
+    -- SECURITY DEFINER: completions and their requests are written here only,
+    -- for the acting tenant's session
+    PERFORM 1 FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = summarize_session.session_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('session', session_id);
+    END IF;
+    -- one summary in flight per session
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = tenant AND x.session_id = summarize_session.session_id AND x.kind = 'session_summary'
+       AND x.status IN ('queued', 'processing');
+    IF FOUND THEN
+        RETURN c;
+    END IF;
+    INSERT INTO ventros.ai_completions (tenant_id, kind, session_id) VALUES (tenant, 'session_summary', session_id)
+    RETURNING * INTO c;
+    RETURN ventros.ai_completion_start(c);
+END
+$$;
+COMMENT ON FUNCTION ventros.summarize_session(uuid) IS
+    'Asks the tenant''s chat provider for a session''s summary, sentiment, language, topics and next best action (one in flight per session); the answer sets them on the session with session.summarized';
+
+-- ---- answers -----------------------------------------------------------------------------
+
+-- A number within bounds, or NULL.
+CREATE FUNCTION ventros.ai_number(v jsonb, lo numeric, hi numeric) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric BETWEEN lo AND hi THEN (v #>> '{}')::numeric END
+$$;
+COMMENT ON FUNCTION ventros.ai_number(jsonb, numeric, numeric) IS 'A JSON number within [lo, hi], else NULL';
+
+-- A summary answer validated and set on the session: NULL when done, else
+-- what is wrong with it.
+CREATE FUNCTION ventros.ai_summary_apply(c ventros.ai_completions, j jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    score numeric := ventros.ai_number(coalesce(j->'sentiment'->'score', j->'sentiment_score'), -1, 1);
+    label text := coalesce(j->'sentiment'->>'label', j->>'sentiment_label');
+    topics jsonb := j->'topics';
+BEGIN
+    IF jsonb_typeof(j->'summary') IS DISTINCT FROM 'string' OR btrim(j->>'summary') = '' THEN
+        RETURN 'no "summary" string';
+    ELSIF score IS NULL THEN
+        RETURN 'no "sentiment.score" number between -1 and 1';
+    ELSIF label IS NULL OR label NOT IN ('positive', 'neutral', 'negative', 'mixed') THEN
+        RETURN 'no "sentiment.label" among positive, neutral, negative, mixed';
+    ELSIF topics IS NOT NULL AND (jsonb_typeof(topics) <> 'array'
+                                  OR EXISTS (SELECT 1 FROM jsonb_array_elements(topics) t WHERE jsonb_typeof(t) <> 'string')) THEN
+        RETURN '"topics" is not an array of strings';
+    ELSIF j ? 'language' AND coalesce(j->>'language', '') !~ '^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$' THEN
+        RETURN '"language" is not a language code';
+    END IF;
+    PERFORM ventros.summarize_session(c.session_id, left(j->>'summary', 20000), label, score,
+        (SELECT jsonb_agg(lower(left(t, 100))) FROM jsonb_array_elements_text(coalesce(topics, '[]')) t),
+        CASE WHEN jsonb_typeof(j->'next_best_action') = 'string' THEN jsonb_build_array(left(j->>'next_best_action', 2000)) END);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_summary_apply(ventros.ai_completions, jsonb) IS
+    'Validates a summary answer (summary, sentiment score and label, language, topics) and sets it on the session (session.summarized); returns what is wrong, NULL when done';
+
+-- The handler of every chat provider's requests (purpose enrichment.<chat
+-- provider>): usage and cost, the JSON answer validated, then the
+-- completion's kind applies it; a failure is retried with backoff.
+CREATE FUNCTION ventros.ai_chat_answer(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.ai_completions;
+    a jsonb := ventros.json_body(r.response_body);
+    content text;
+    j jsonb;
+    u jsonb;
+    wrong text;
+    after_s text := r.response_headers->>'retry-after';
+BEGIN
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
+     FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- an answer to an older attempt
+    END IF;
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.ai_completion_fail(c, CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            ventros.enrichment_error_text(r), true,
+            CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END);
+        RETURN;
+    END IF;
+    -- tokens are spent even when the answer is unusable: usage and cost
+    -- first, summed over the completion's attempts
+    u := jsonb_strip_nulls(jsonb_build_object('input_tokens', a->'usage'->'prompt_tokens',
+                                              'output_tokens', a->'usage'->'completion_tokens'));
+    UPDATE ventros.ai_completions x
+       SET usage = (SELECT jsonb_object_agg(k, coalesce((x.usage->>k)::numeric, 0) + (u->>k)::numeric)
+                      FROM jsonb_object_keys(u) k),
+           model = coalesce(a->>'model', x.model), completed_at = now(),
+           cost = coalesce(x.cost, 0)
+                  + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    content := a->'choices'->0->'message'->>'content';
+    -- a JSON object, possibly in a markdown code fence
+    j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
+    IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer',
+            'the answer is not a JSON object: ' || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200),
+            true);
+        RETURN;
+    END IF;
+    wrong := CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
+    IF wrong IS NOT NULL THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer', 'the answer has ' || wrong, true);
+        RETURN;
+    END IF;
+    UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
+    'Answer handler of chat providers: records usage and cost, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
+
+-- ---- retries -------------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.retry_ai_completions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.ai_completions;
+    n integer := 0;
+BEGIN
+    -- SECURITY DEFINER: queues provider requests for the acting tenant only
+    FOR c IN SELECT * FROM ventros.ai_completions x
+              WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
+              ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
+    LOOP
+        -- an agent reply whose group closed meanwhile (handed off, agent
+        -- off) is not asked again: its retry time goes
+        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
+                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
+            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
+             WHERE x.tenant_id = tenant AND x.id = c.id;
+            CONTINUE;
+        END IF;
+        PERFORM ventros.ai_completion_start(c);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
+    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-retry-ai-completions', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-retry-ai-completions'', ''SELECT pg_catalog.to_jsonb(ventros.retry_ai_completions($1))'')',
+     'failed chat completions (summaries, AI agent replies) whose retry time passed');
+
+SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventros.ai_chat_answer(ventros.http_requests)'),
+       ventros.register_http_request_preparer('enrichment.' || p.provider,
+                                              'ventros.enrichment_request_headers(ventros.http_requests)')
+  FROM ventros.enrichment_providers p WHERE p.kind = 'chat';
+
+GRANT EXECUTE ON FUNCTION ventros.current_ai_settings(), ventros.ai_spending(date) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer),
+    ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;
+
+
+-- The AI agent with hand-off (docs/ai.md, "The AI agent"): per channel, off
+-- by default, an AI agent answers inbound messages until it hands the
+-- session to a human.
+--
+--   1. An inbound message on a channel whose agent is on, in a session not
+--      handed off, joins its contact's pending message group (the
+--      message_groups aggregate, sql/79_message_groups.sql): each message
+--      pushes the group's expiry to its time + the channel's
+--      debounce_timeout_ms (trigger ai_agent_on_message: one lookup).
+--   2. ventros.tick_ai_agent(now) (pg_cron, ventros-tick-ai-agent; tests
+--      pass any instant) moves the due groups to processing.  A group whose
+--      messages hold a hand-off keyword hands off at once; a session that
+--      reached max_turns too; else one chat completion
+--      (sql/98_intelligence.sql) gets the agent prompt, the tenant's
+--      knowledge snippets, the contact's fields and the conversation so far.
+--   3. The answer {"reply", "handoff", "handoff_reason", "sentiment"} is
+--      validated; the reply goes out with send_message as the channel's AI
+--      agent (source bot), the group completes with it
+--      (agent_ai_interactions); then the agent hands off when the model asks,
+--      when the sentiment is at or below the tenant's negative_threshold, or
+--      after max_turns replies.
+--   4. Hand-off: the session is put on the channel agent's hand-off team (else
+--      the channel's team) by the team's rule (assign_session_to_team), the
+--      agent stops for that session (ai_agent_sessions.handed_off_at) and
+--      session.ai_handed_off says why.
+
+CREATE TABLE ventros.ai_channel_agents (
+    tenant_id    text        NOT NULL DEFAULT ventros.current_tenant(),
+    channel_id   uuid        NOT NULL,
+    enabled      boolean     NOT NULL DEFAULT false,
+    agent_id     uuid        NOT NULL,
+    handoff_team_id uuid,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, channel_id),
+    FOREIGN KEY (tenant_id, channel_id) REFERENCES ventros.channels (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES ventros.agents (tenant_id, id),
+    FOREIGN KEY (tenant_id, handoff_team_id) REFERENCES ventros.teams (tenant_id, id)
+);
+COMMENT ON TABLE ventros.ai_channel_agents IS
+    'A channel''s AI agent: on or off (off by default), the agent it answers as, the team it hands sessions off to (NULL: the channel''s team)';
+ALTER TABLE ventros.ai_channel_agents ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_channel_agents FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_channel_agents FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_channel_agents TO ventros_viewer;
+
+CREATE TABLE ventros.ai_agent_sessions (
+    tenant_id      text        NOT NULL,
+    session_id     uuid        NOT NULL,
+    turns          integer     NOT NULL DEFAULT 0,
+    handed_off_at  timestamptz,
+    handoff_reason text,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, session_id),
+    FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
+    CONSTRAINT ai_agent_sessions_reason CHECK (handoff_reason IN ('keyword', 'model', 'negative_sentiment', 'max_turns',
+                                                                  'failed', 'manual'))
+);
+COMMENT ON TABLE ventros.ai_agent_sessions IS
+    'The AI agent in one session: replies sent (turns), and when and why it handed the session to a human (it stays silent after)';
+ALTER TABLE ventros.ai_agent_sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_agent_sessions FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_agent_sessions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_agent_sessions TO ventros_viewer;
+
+CREATE TABLE ventros.knowledge_snippets (
+    tenant_id  text        NOT NULL DEFAULT ventros.current_tenant(),
+    id         uuid        NOT NULL DEFAULT gen_random_uuid(),
+    title      text        NOT NULL,
+    content    text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT knowledge_snippets_sizes CHECK (btrim(title) <> '' AND length(title) <= 200
+                                               AND btrim(content) <> '' AND length(content) <= 4000)
+);
+COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content) given with every question';
+ALTER TABLE ventros.knowledge_snippets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.knowledge_snippets FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.knowledge_snippets FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.knowledge_snippets TO ventros_viewer;
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('session.ai_replied', 'The channel''s AI agent answered a group of inbound messages (the message sent, the turn).'),
+    ('session.ai_reply_failed', 'The AI agent could not answer a group (provider error, malformed answer): the error and the retry time.'),
+    ('session.ai_handed_off', 'The AI agent handed the session to a human (keyword, model, negative_sentiment, max_turns, failed, manual) and stopped for it.')) v(e, d);
+
+-- ---- configuration (tenant administrators) -------------------------------------------------
+
+CREATE FUNCTION ventros.configure_ai_agent(channel_id uuid, enabled boolean DEFAULT NULL, agent_id uuid DEFAULT NULL,
+                                           handoff_team_id uuid DEFAULT NULL)
+RETURNS ventros.ai_channel_agents
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_channel_agents;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    PERFORM 1 FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = configure_ai_agent.channel_id AND c.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('channel', channel_id);
+    END IF;
+    IF agent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.agents a WHERE a.tenant_id = tenant
+                                             AND a.id = configure_ai_agent.agent_id AND a.deleted_at IS NULL) THEN
+        PERFORM ventros.not_found('agent', agent_id);
+    END IF;
+    IF handoff_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.teams t WHERE t.tenant_id = tenant
+                                                    AND t.id = configure_ai_agent.handoff_team_id AND t.deleted_at IS NULL) THEN
+        PERFORM ventros.not_found('team', handoff_team_id);
+    END IF;
+    UPDATE ventros.ai_channel_agents x
+       SET enabled = coalesce(configure_ai_agent.enabled, x.enabled),
+           agent_id = coalesce(configure_ai_agent.agent_id, x.agent_id),
+           handoff_team_id = coalesce(configure_ai_agent.handoff_team_id, x.handoff_team_id), updated_at = now()
+     WHERE x.tenant_id = tenant AND x.channel_id = configure_ai_agent.channel_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        IF agent_id IS NULL THEN
+            RAISE EXCEPTION 'the AI agent of a channel needs the agent it answers as' USING ERRCODE = '23502',
+                HINT = 'Pass agent_id: an agent with the role ai_agent.';
+        END IF;
+        INSERT INTO ventros.ai_channel_agents (tenant_id, channel_id, enabled, agent_id, handoff_team_id)
+        VALUES (tenant, channel_id, coalesce(enabled, false), agent_id, handoff_team_id)
+        RETURNING * INTO result;
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid) IS
+    'Turns a channel''s AI agent on or off (off by default), the agent it answers as and the team it hands sessions off to (NULL: the channel''s team); NULL keeps a value';
+
+CREATE FUNCTION ventros.add_knowledge_snippet(title text, content text) RETURNS ventros.knowledge_snippets
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.knowledge_snippets;
+BEGIN
+    -- SECURITY DEFINER: snippets are written by these functions only
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content) VALUES (ventros.require_tenant(), title, content)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation OR not_null_violation THEN
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000)'
+        USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent is given with every question';
+
+CREATE FUNCTION ventros.delete_knowledge_snippet(snippet_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM ventros.knowledge_snippets k WHERE k.tenant_id = ventros.require_tenant() AND k.id = snippet_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('knowledge snippet', snippet_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_knowledge_snippet(uuid) IS 'Removes a knowledge snippet of the tenant''s AI agent';
+
+-- ---- 1. grouping ----------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_agent_on_message() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.ai_channel_agents a
+                WHERE a.tenant_id = NEW.tenant_id AND a.channel_id = NEW.channel_id AND a.enabled)
+       AND NOT EXISTS (SELECT 1 FROM ventros.ai_agent_sessions s
+                        WHERE s.tenant_id = NEW.tenant_id AND s.session_id = NEW.session_id AND s.handed_off_at IS NOT NULL) THEN
+        PERFORM ventros.add_message_to_group(NEW.id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_on_message() IS
+    'Trigger: an inbound message on a channel whose AI agent is on joins its pending message group, unless the session was handed off';
+CREATE TRIGGER ai_agent_on_message AFTER INSERT ON ventros.messages
+    FOR EACH ROW WHEN (NOT NEW.from_me AND NEW.session_id IS NOT NULL)
+    EXECUTE FUNCTION ventros.ai_agent_on_message();
+
+-- ---- 2. closing groups, the question --------------------------------------------------------
+
+-- The agent's messages: its prompt with the knowledge snippets and the
+-- contact's fields, then the conversation so far.
+CREATE FUNCTION ventros.ai_agent_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    contact jsonb;
+    knowledge text;
+BEGIN
+    SELECT jsonb_strip_nulls(jsonb_build_object('name', x.name, 'language', x.language, 'tags', x.tags,
+               'custom', (SELECT jsonb_object_agg(f.field_key, f.field_value) FROM ventros.contact_custom_fields f
+                           WHERE f.tenant_id = x.tenant_id AND f.contact_id = x.id AND f.deleted_at IS NULL)))
+      INTO contact
+      FROM ventros.sessions se JOIN ventros.contacts x ON x.tenant_id = se.tenant_id AND x.id = se.contact_id
+     WHERE se.tenant_id = c.tenant_id AND se.id = c.session_id;
+    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.created_at, k.id)
+      INTO knowledge
+      FROM (SELECT * FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id ORDER BY k.created_at, k.id LIMIT 50) k;
+    RETURN jsonb_build_array(jsonb_build_object('role', 'system', 'content',
+               coalesce(s.agent_prompt, 'You are the customer service assistant of this business. Be brief, kind and accurate; '
+                                        || 'answer only from what you know below; never invent prices or promises.')
+               || E'\n\nAnswer with one JSON object only: {"reply": string (your message to the customer, in their language), '
+               || '"handoff": boolean (true when a human should take over: the customer asks for one, is upset, or you cannot help), '
+               || '"handoff_reason": string, "sentiment": number from -1 (very negative) to 1 (very positive) for the customer''s mood}.'
+               || E'\n\nThe customer: ' || coalesce(contact::text, '{}')
+               || coalesce(E'\n\nWhat you know:\n' || knowledge, '')))
+        || ventros.ai_conversation(c.session_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the knowledge snippets, then the conversation';
+
+-- Whether a text holds one of the hand-off keywords (case and accents as
+-- written; whole words).
+CREATE FUNCTION ventros.ai_handoff_keyword(txt text, keywords text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k FROM unnest(keywords) k
+     WHERE btrim(k) <> ''
+       AND strpos(' ' || regexp_replace(lower(coalesce(txt, '')), '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                  ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION ventros.ai_handoff_keyword(text, text[]) IS 'The first hand-off keyword a text holds as whole words, case-insensitive; NULL when none';
+
+-- Hands a session to a human: the hand-off team's rule assigns it, the
+-- agent stops for it, its open groups expire (an answer still out is then
+-- never sent).  Returns the session.
+CREATE FUNCTION ventros.ai_agent_hand_off(session_id uuid, reason text, detail text DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.sessions;
+    team uuid;
+    g ventros.message_groups;
+BEGIN
+    SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = ai_agent_hand_off.session_id FOR UPDATE;
+    INSERT INTO ventros.ai_agent_sessions AS a (tenant_id, session_id, handed_off_at, handoff_reason)
+    VALUES (tenant, s.id, now(), reason)
+    ON CONFLICT ON CONSTRAINT ai_agent_sessions_pkey DO UPDATE
+       SET handed_off_at = coalesce(a.handed_off_at, now()), handoff_reason = coalesce(a.handoff_reason, reason), updated_at = now();
+    SELECT coalesce(a.handoff_team_id, ch.team_id) INTO team
+      FROM ventros.channels ch LEFT JOIN ventros.ai_channel_agents a ON a.tenant_id = ch.tenant_id AND a.channel_id = ch.id
+     WHERE ch.tenant_id = tenant AND ch.id = s.channel_id;
+    IF team IS NOT NULL AND s.status = 'active' THEN
+        s := ventros.assign_session_to_team(s.id, team);
+    END IF;
+    FOR g IN SELECT * FROM ventros.message_groups x
+              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status IN ('pending', 'processing') FOR UPDATE LOOP
+        PERFORM ventros.expire_message_group(g.id, g.version);
+    END LOOP;
+    PERFORM ventros.emit('session.ai_handed_off', 'session', s.id,
+        jsonb_strip_nulls(jsonb_build_object('reason', reason, 'detail', left(detail, 500), 'team_id', team,
+                                             'assigned_agent_id', s.assigned_agent_id)));
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_hand_off(uuid, text, text) IS
+    'Hands a session from the AI agent to a human: assigned by the hand-off team''s rule (else the channel''s team), the agent silent for it after; emits session.ai_handed_off (internal)';
+
+-- tick_ai_agent: the due groups of the acting tenant (pg_cron once a
+-- minute; any instant in tests).  Returns how many groups it handled.
+CREATE FUNCTION ventros.tick_ai_agent(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings := ventros.current_ai_settings();
+    g ventros.message_groups;
+    a ventros.ai_channel_agents;
+    st ventros.ai_agent_sessions;
+    c ventros.ai_completions;
+    word text;
+    n integer := 0;
+BEGIN
+    FOR g IN SELECT * FROM ventros.tick_message_groups(now, batch_size) LOOP
+        n := n + 1;
+        SELECT * INTO a FROM ventros.ai_channel_agents x WHERE x.tenant_id = tenant AND x.channel_id = g.channel_id;
+        SELECT * INTO st FROM ventros.ai_agent_sessions x WHERE x.tenant_id = tenant AND x.session_id = g.session_id;
+        IF NOT coalesce(a.enabled, false) OR st.handed_off_at IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = g.session_id
+                            AND x.status = 'active') THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            CONTINUE;
+        END IF;
+        SELECT ventros.ai_handoff_keyword(m.text, s.handoff_keywords) INTO word
+          FROM ventros.messages m WHERE m.tenant_id = tenant AND m.id = ANY (g.message_ids)
+               AND ventros.ai_handoff_keyword(m.text, s.handoff_keywords) IS NOT NULL
+         LIMIT 1;
+        IF word IS NOT NULL THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            PERFORM ventros.ai_agent_hand_off(g.session_id, 'keyword', format('the customer wrote "%s"', word));
+        ELSIF coalesce(st.turns, 0) >= s.max_turns THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            PERFORM ventros.ai_agent_hand_off(g.session_id, 'max_turns', format('%s replies', st.turns));
+        ELSE
+            INSERT INTO ventros.ai_completions (tenant_id, kind, session_id, group_id)
+            VALUES (tenant, 'agent_reply', g.session_id, g.id)
+            RETURNING * INTO c;
+            PERFORM ventros.ai_completion_start(c);
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) IS
+    'Closes the acting tenant''s message groups due at now: a hand-off keyword or max_turns hands the session off, else the AI agent is asked (one chat completion); a group of a channel whose agent is off, or of a session handed off or ended, expires';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-tick-ai-agent', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-ai-agent'', ''SELECT pg_catalog.to_jsonb(ventros.tick_ai_agent($1))'')',
+     'the AI agent: message groups past their debounce window are answered or handed off');
+
+-- ---- 3. the answer ---------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_agent_apply(c ventros.ai_completions, j jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    g ventros.message_groups;
+    a ventros.ai_channel_agents;
+    handoff boolean;
+    sentiment numeric := ventros.ai_number(j->'sentiment', -1, 1);
+    reply text := btrim(j->>'reply');
+    sent ventros.messages;
+    turns integer;
+BEGIN
+    IF j ? 'handoff' AND jsonb_typeof(j->'handoff') <> 'boolean' THEN
+        RETURN '"handoff" that is not a boolean';
+    END IF;
+    handoff := coalesce((j->>'handoff')::boolean, false);
+    IF j ? 'sentiment' AND sentiment IS NULL THEN
+        RETURN 'a "sentiment" that is not a number between -1 and 1';
+    ELSIF (j ? 'reply' AND jsonb_typeof(j->'reply') <> 'string') OR (NOT handoff AND coalesce(reply, '') = '') THEN
+        RETURN 'no "reply" string';
+    END IF;
+    SELECT * INTO g FROM ventros.message_groups x WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id FOR UPDATE;
+    SELECT * INTO a FROM ventros.ai_channel_agents x WHERE x.tenant_id = c.tenant_id AND x.channel_id = g.channel_id;
+    -- a human took the session (or the agent was turned off) while the
+    -- question was out: the answer is kept on the completion, never sent
+    IF g.status <> 'processing' OR NOT coalesce(a.enabled, false)
+       OR EXISTS (SELECT 1 FROM ventros.ai_agent_sessions x WHERE x.tenant_id = c.tenant_id AND x.session_id = c.session_id
+                    AND x.handed_off_at IS NOT NULL) THEN
+        IF g.status = 'processing' THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        RETURN NULL;
+    END IF;
+    PERFORM ventros.complete_message_group(g.id, g.version,
+        left((SELECT string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id) FROM ventros.messages m
+               WHERE m.tenant_id = c.tenant_id AND m.id = ANY (g.message_ids)), 65536),
+        left(reply, 65536), c.provider, c.model, (extract(epoch FROM now() - c.updated_at) * 1000)::integer);
+    IF coalesce(reply, '') <> '' THEN
+        sent := ventros.send_message(g.channel_id, g.contact_id, left(reply, 4096), agent_id => a.agent_id, source => 'bot',
+                                  metadata => jsonb_build_object('ai_completion_id', c.id));
+        INSERT INTO ventros.ai_agent_sessions AS x (tenant_id, session_id, turns) VALUES (c.tenant_id, c.session_id, 1)
+        ON CONFLICT ON CONSTRAINT ai_agent_sessions_pkey DO UPDATE SET turns = x.turns + 1, updated_at = now()
+        RETURNING x.turns INTO turns;
+        PERFORM ventros.emit('session.ai_replied', 'session', c.session_id,
+            jsonb_strip_nulls(jsonb_build_object('message_id', sent.id, 'group_id', g.id, 'completion_id', c.id,
+                                                 'turn', turns, 'sentiment', sentiment)));
+    END IF;
+    IF handoff THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'model', j->>'handoff_reason');
+    ELSIF sentiment <= s.negative_threshold THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'negative_sentiment', format('sentiment %s', sentiment));
+    ELSIF turns >= s.max_turns THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'max_turns', format('%s replies', turns));
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_apply(ventros.ai_completions, jsonb) IS
+    'Validates an AI agent answer (reply, handoff, sentiment), sends the reply as the channel''s AI agent (session.ai_replied), completes the group, and hands off on the model''s signal, negative sentiment or max_turns (a session handed off meanwhile: nothing sent); returns what is wrong, NULL when done';
+
+-- A failed reply: said (session.ai_reply_failed); when it will not be tried
+-- again (or only next month: the spending cap), the group expires and a
+-- human takes the session.
+CREATE FUNCTION ventros.ai_agent_failed(c ventros.ai_completions) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g ventros.message_groups;
+BEGIN
+    PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
+        jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
+                           'attempts', c.attempts, 'retry_at', c.retry_at));
+    -- no retry, or not before next month (the cap): a human answers now
+    IF c.retry_at IS NULL OR c.error_code = 'spending_cap' THEN
+        SELECT * INTO g FROM ventros.message_groups x
+         WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
+        IF FOUND THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'failed', c.error);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_failed(ventros.ai_completions) IS
+    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried (or only after the spending cap), expires the group and hands the session off';
+
+-- resume_ai_agent: a human gives the session back to the AI agent.
+CREATE FUNCTION ventros.resume_ai_agent(session_id uuid) RETURNS ventros.ai_agent_sessions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.ai_agent_sessions;
+BEGIN
+    -- SECURITY DEFINER: the agent's state is written here and by its own functions only
+    UPDATE ventros.ai_agent_sessions x SET handed_off_at = NULL, handoff_reason = NULL, turns = 0, updated_at = now()
+     WHERE x.tenant_id = ventros.require_tenant() AND x.session_id = resume_ai_agent.session_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('AI agent session', session_id);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.resume_ai_agent(uuid) IS 'Gives a handed-off session back to the AI agent (turns counted from zero again)';
+
+-- hand_off_session: an agent takes the session from the AI agent by hand.
+CREATE FUNCTION ventros.hand_off_session(session_id uuid) RETURNS ventros.sessions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- SECURITY DEFINER: the agent's state is written by these functions only
+    PERFORM 1 FROM ventros.sessions x WHERE x.tenant_id = ventros.require_tenant() AND x.id = hand_off_session.session_id
+                                        AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('session', session_id);
+    END IF;
+    RETURN ventros.ai_agent_hand_off(session_id, 'manual');
+END
+$$;
+COMMENT ON FUNCTION ventros.hand_off_session(uuid) IS
+    'Takes a session from the AI agent: assigned by the hand-off team''s rule, the agent silent for it; emits session.ai_handed_off';
+
+GRANT EXECUTE ON FUNCTION ventros.resume_ai_agent(uuid), ventros.hand_off_session(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid), ventros.add_knowledge_snippet(text, text),
+    ventros.delete_knowledge_snippet(uuid) TO ventros_admin;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a
+-- tenant's: its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) TO ventros_platform_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
