@@ -48,7 +48,7 @@ HTTP_SRCS   = $(sort $(wildcard src/http/*.c))
 HTTP_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -pthread -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 HTTP_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) \
-              -L$(shell $(PG_CONFIG) --libdir) -lpq -ljwt -lcrypto -pthread
+              -L$(shell $(PG_CONFIG) --libdir) -lpq -ljwt -lcrypto -lrabbitmq -pthread
 all: src/http/ventros-http
 src/http/ventros-http: $(HTTP_SRCS) $(wildcard src/http/*.h)
 	$(CC) $(HTTP_CFLAGS) -o $@ $(HTTP_SRCS) $(HTTP_LIBS)

@@ -21,6 +21,7 @@
 #include "pg.h"
 #include "request.h"
 #include "router.h"
+#include "stream.h"
 
 /* who the request runs as */
 typedef struct Caller
@@ -308,6 +309,18 @@ route_relation(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	serve(cfg, req, resp, EP_RELATION);
 }
 
+/* GET /events/stream: Server-Sent Events (stream.c) */
+static void
+route_stream(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
+{
+	Caller who;
+
+	memset(&who, 0, sizeof(who));
+	if (authenticate(cfg, req, resp, &who))
+		vn_stream_open(cfg, req, &who.id, who.api_key, resp);
+	free(who.id.claims);
+}
+
 /* the route table: the first entry whose method and path match serves */
 typedef struct Route
 {
@@ -321,6 +334,7 @@ static const Route routes[] = {
 	{NULL, "/health", route_health},
 	{NULL, "/", route_openapi},
 	{NULL, "/rpc/", route_rpc},
+	{"GET", "/events/stream", route_stream},
 	{NULL, NULL, route_relation},
 };
 
