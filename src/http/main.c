@@ -524,6 +524,14 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	return ret;
 }
 
+/* each loop's round: the event stream's wake-ups, then the guard's cuts */
+static void
+loop_tick(void *guard)
+{
+	vn_stream_loop_tick();
+	vn_guard_tick(guard);
+}
+
 /*
  * The listening socket, made here and shared by every loop's daemon: a
  * connection goes to whichever loop accepts it first.
@@ -696,7 +704,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
 			return 1;
 		}
-		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_ERROR_LOG,
+		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
 							 0, vn_guard_accept, guard, handler, NULL,
 							 MHD_OPTION_LISTEN_SOCKET, listen_fd,
 							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
@@ -706,7 +714,7 @@ main(int argc, char **argv)
 							 MHD_OPTION_NOTIFY_CONNECTION, vn_guard_notify, guard,
 							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
 							 MHD_OPTION_END);
-		if (d == NULL || vn_loop_start(d, pool, vn_guard_tick, guard, &error) == NULL)
+		if (d == NULL || vn_loop_start(d, pool, loop_tick, guard, &error) == NULL)
 		{
 			fprintf(stderr, "ventros-http: cannot start event loop %ld on port %ld%s%s\n", i, port,
 					d ? ": " : "", d ? error : "");

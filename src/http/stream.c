@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "loop.h"
@@ -68,6 +71,7 @@ typedef struct VnStream
 	int	  nagg_ids;
 	/* under lock */
 	struct MHD_Connection *con;
+	int					   wake_fd; /* the eventfd of the connection's loop */
 	VnStreamState		   state;
 	bool				   suspended; /* by reader(): resume when data comes */
 	bool				   dead;	  /* the answer is over: the feed frees it */
@@ -80,6 +84,23 @@ typedef struct VnStream
 	long long			   last_write_ms;
 	size_t				   bound; /* bytes out may hold: the buffer, and the gap */
 } VnStream;
+
+/*
+ * Waking a loop: libmicrohttpd's own inter-thread channel is off in
+ * external-epoll mode, so a connection resumed from the feed thread would
+ * wait for its loop's next round (up to 200 ms).  Each loop runs a task
+ * that waits on an eventfd of its own (vn_stream_loop_tick starts it); the
+ * feed thread writes to the eventfds of the loops it resumed connections
+ * of, once per batch of events (flush_wakes).
+ */
+static __thread int	 loop_wake_fd = -1;
+static __thread bool is_feed_thread;
+static int			 pending_fds[64];
+static int			 npending;
+
+/* the wakers run for the process's life: kept here, never freed */
+static VnTask *wakers[64];
+static int	   nwakers;
 
 static pthread_mutex_t hub_lock = PTHREAD_MUTEX_INITIALIZER;
 static VnStream		 **hub;
@@ -189,14 +210,83 @@ frame(VnBuf *b, long long seq, const char *type, const char *body, size_t len)
 	vn_buf_addc(b, '\n');
 }
 
+static void
+signal_fd(int fd)
+{
+	uint64_t one = 1;
+	ssize_t	 n = write(fd, &one, sizeof(one));
+
+	(void) n; /* EAGAIN: the counter is full, the loop is being woken anyway */
+}
+
+/* after the feed thread's batch: wake each loop it resumed connections of */
+static void
+flush_wakes(void)
+{
+	for (int i = 0; i < npending; i++)
+		signal_fd(pending_fds[i]);
+	npending = 0;
+}
+
 /* under s->lock: libmicrohttpd goes on with a connection reader() suspended */
 static void
 wake(VnStream *s)
 {
-	if (s->suspended && !s->dead && s->con)
+	bool listed = false;
+
+	if (!s->suspended || s->dead || s->con == NULL)
+		return;
+	s->suspended = false;
+	MHD_resume_connection(s->con);
+	if (s->wake_fd < 0)
+		return;
+	if (!is_feed_thread)
 	{
-		s->suspended = false;
-		MHD_resume_connection(s->con);
+		signal_fd(s->wake_fd);
+		return;
+	}
+	for (int i = 0; i < npending && !listed; i++)
+		listed = pending_fds[i] == s->wake_fd;
+	if (!listed && npending < (int) (sizeof(pending_fds) / sizeof(pending_fds[0])))
+		pending_fds[npending++] = s->wake_fd;
+	else if (!listed)
+		signal_fd(s->wake_fd);
+}
+
+/* the task of a loop thread that the feed thread wakes (never returns) */
+static void
+waker(void *arg)
+{
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+	if (fd < 0)
+		return; /* connections are then resumed at the loop's next round */
+	loop_wake_fd = fd;
+	for (;;)
+	{
+		uint64_t n;
+
+		vn_loop_wait_fd(fd, EPOLLIN);
+		while (read(fd, &n, sizeof(n)) > 0)
+			;
+	}
+}
+
+void
+vn_stream_loop_tick(void)
+{
+	static __thread bool started;
+
+	if (!started && configured)
+	{
+		VnTask *t;
+
+		started = true;
+		t = vn_task_start(waker, NULL);
+		pthread_mutex_lock(&hub_lock);
+		if (nwakers < 64)
+			wakers[nwakers++] = t;
+		pthread_mutex_unlock(&hub_lock);
 	}
 }
 
@@ -294,6 +384,7 @@ vn_stream_dispatch(const VnStreamEvent *ev)
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&hub_lock);
+	flush_wakes();
 	vn_buf_free(&f);
 }
 
@@ -342,6 +433,7 @@ vn_stream_tick(long long now_ms)
 		}
 	}
 	pthread_mutex_unlock(&hub_lock);
+	flush_wakes();
 }
 
 void
@@ -355,6 +447,13 @@ vn_stream_cut_all(const char *reason, const char *message)
 		pthread_mutex_unlock(&hub[i]->lock);
 	}
 	pthread_mutex_unlock(&hub_lock);
+	flush_wakes();
+}
+
+void
+vn_stream_feed_thread(void)
+{
+	is_feed_thread = true;
 }
 
 static void
@@ -433,6 +532,7 @@ vn_stream_queue(struct MHD_Connection *con, VnResponse *resp)
 	resp->stream = NULL;
 	pthread_mutex_lock(&s->lock);
 	s->con = con;
+	s->wake_fd = loop_wake_fd;
 	pthread_mutex_unlock(&s->lock);
 	mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, s, release);
 	if (mr == NULL)
@@ -717,6 +817,7 @@ vn_stream_open(const VnRouterConfig *cfg, VnRequest *req, const VnIdentity *id, 
 		return;
 	}
 	s = vn_alloc(sizeof(VnStream));
+	s->wake_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	vn_buf_init(&s->out);
 	if (!parse_request(req, s, &after, resp))

@@ -29,6 +29,8 @@ extern bool vn_stream_start(char **error);
  */
 extern void vn_stream_open(const VnRouterConfig *cfg, VnRequest *req, const VnIdentity *id, const char *api_key,
 						   VnResponse *resp);
+/* main.c: on each loop thread, every round (starts the loop's waker task) */
+extern void vn_stream_loop_tick(void);
 /* main.c: queues the streaming answer of resp->stream on con and takes it over */
 extern enum MHD_Result vn_stream_queue(struct MHD_Connection *con, VnResponse *resp);
 

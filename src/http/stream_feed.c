@@ -215,6 +215,7 @@ feed_main(void *arg)
 	char						err[200];
 	bool						said = false;
 
+	vn_stream_feed_thread();
 	amqp_default_connection_info(&ci);
 	feed_url_parsed = vn_strdup(feed_url);
 	amqp_parse_url(feed_url_parsed, &ci); /* checked in vn_stream_feed_start */

@@ -35,6 +35,8 @@ extern VnFeedState vn_stream_feed_state(void);
 extern void vn_stream_dispatch(const VnStreamEvent *ev);
 /* heartbeats due at now_ms, and frees the subscriptions whose connection ended */
 extern void vn_stream_tick(long long now_ms);
+/* marks the calling thread as the feed thread */
+extern void vn_stream_feed_thread(void);
 /* every subscriber is cut (the feed lost events: they must resume) */
 extern void vn_stream_cut_all(const char *reason, const char *message);
 

@@ -217,6 +217,7 @@ test('a slow client is cut off with a reason while a fast one receives everythin
   const big = 'x'.repeat(16000);
   const seqs = [];
   // lock-step: each event reaches the fast client before the next is written
+  const t0 = Date.now();
   for (let i = 0; i < 150; i++) {
     const seq = await emit('ta', 'stream_s_pinged', { i, big });
     seqs.push(seq);
