@@ -56,7 +56,7 @@ until grep -q 'event stream: consuming' "$RUN/http.log"; do sleep 0.1; done
 # the floor stops at 95 % of the events it expects (pgbench -R offers about the rate)
 expect=$((RATE * SECONDS_ * 95 / 200))
 rm -f "$RUN/subs.ready" "$RUN/floor.ready" "$RUN/done"
-(cd "$VENTROS_ROOT" && node "$HERE/stream_client.mjs" "http://127.0.0.1:$HTTP_PORT" "$RUN/jwt_secret" "$SUBS" "$TENANTS" \
+(cd "$VENTROS_ROOT" && exec node "$HERE/stream_client.mjs" "http://127.0.0.1:$HTTP_PORT" "$RUN/jwt_secret" "$SUBS" "$TENANTS" \
 	"$RUN/subs.ready" "$RUN/done" >"$RUN/stream.txt") &
 client=$!
 (cd "$VENTROS_ROOT" && node "$HERE/outbox_consumer.mjs" "$AMQP_URL" "$expect" "$RUN/floor.ready" $(((SECONDS_ + 60) * 1000)) >"$RUN/floor.txt") &
@@ -75,8 +75,12 @@ SELECT ventros.emit_custom_event('bench_' || :client_id,
        jsonb_build_object('sent_us', (extract(epoch FROM clock_timestamp()) * 1e6)::bigint, 'pad', repeat('x', 180)));
 COMMIT;
 SQL
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+f0=$(cpu_s "$HTTP_PID") c0=$(cpu_s "$client")
 "$PG_BIN/pgbench" -n -c 4 -j 2 -R "$RATE" -T "$SECONDS_" -f "$RUN/produce.sql" >"$RUN/pgbench.txt" 2>&1
 touch "$RUN/done"
+sleep 2
+f1=$(cpu_s "$HTTP_PID") c1=$(cpu_s "$client")
 wait "$floor" || true
 wait "$client"
 read -r -a produced < <(psql -X -tA -F ' ' -c "SELECT count(*) FILTER (WHERE tenant_id = 'benchlat'), count(*) FILTER (WHERE tenant_id = 'benchlb')
@@ -92,4 +96,6 @@ printf 'stream_rate       %d events/s delivered to clients\n' "$rate"
 printf 'stream_latency    commit->client  p50 %s ms  p99 %s ms  max %s ms\n' "$p50" "$p99" "$pmax"
 printf 'outbox_latency    commit->consumer (floor, %d events)  p50 %s ms  p99 %s ms  max %s ms\n' "$fgot" "$fp50" "$fp99" "$fmax"
 printf 'stream_ratio      p99 client / p99 floor %.2f  (target <= 2)\n' "$(echo "$p99 / $fp99" | bc -l)"
+printf 'stream_cpu        seconds of CPU while producing: ventros-http %.1f, the subscribers'"'"' client %.1f\n' \
+	"$(echo "$f1 - $f0" | bc -l)" "$(echo "$c1 - $c0" | bc -l)"
 echo "uptime: $(uptime)"
