@@ -704,7 +704,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
 			return 1;
 		}
-		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
 							 0, vn_guard_accept, guard, handler, NULL,
 							 MHD_OPTION_LISTEN_SOCKET, listen_fd,
 							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),

@@ -309,7 +309,7 @@ route_relation(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	serve(cfg, req, resp, EP_RELATION);
 }
 
-/* GET /events/stream: Server-Sent Events (stream.c) */
+/* GET /events/stream and /events/ws: Server-Sent Events, a WebSocket (stream.c) */
 static void
 route_stream(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 {
@@ -335,6 +335,7 @@ static const Route routes[] = {
 	{NULL, "/", route_openapi},
 	{NULL, "/rpc/", route_rpc},
 	{"GET", "/events/stream", route_stream},
+	{"GET", "/events/ws", route_stream},
 	{NULL, NULL, route_relation},
 };
 

@@ -39,51 +39,6 @@
 #include "stream.h"
 #include "stream_int.h"
 
-#define VN_STREAM_MAX_ITEMS 64 /* patterns, aggregate types or ids in a filter */
-#define VN_STREAM_ITEM_LEN 120 /* characters of one */
-
-typedef enum VnStreamState
-{
-	VN_STREAM_HOLDING, /* live events wait in held while the gap is read */
-	VN_STREAM_LIVE,
-	VN_STREAM_CUT /* out ends with the reason; nothing more is added */
-} VnStreamState;
-
-typedef struct VnHeld
-{
-	long long	   seq;
-	char		  *frame;
-	struct VnHeld *next;
-} VnHeld;
-
-typedef struct VnStream
-{
-	pthread_mutex_t lock;
-	/* set before the subscription is in the hub, read-only after */
-	char  tenant[130];
-	char *visible[VN_STREAM_MAX_ITEMS * 4]; /* aggregate types the role may read */
-	int	  nvisible;
-	char *patterns[VN_STREAM_MAX_ITEMS]; /* ?types= */
-	int	  npatterns;
-	char *agg_types[VN_STREAM_MAX_ITEMS]; /* ?aggregate_type= */
-	int	  nagg_types;
-	char *agg_ids[VN_STREAM_MAX_ITEMS]; /* ?aggregate_id= */
-	int	  nagg_ids;
-	/* under lock */
-	struct MHD_Connection *con;
-	int					   wake_fd; /* the eventfd of the connection's loop */
-	VnStreamState		   state;
-	bool				   suspended; /* by reader(): resume when data comes */
-	bool				   dead;	  /* the answer is over: the feed frees it */
-	VnBuf				   out;		  /* bytes to send, from pos */
-	size_t				   pos;
-	VnHeld				  *held; /* newest first, while HOLDING */
-	size_t				   held_bytes;
-	long long			  *gap; /* sorted seqs written from the gap */
-	int					   ngap;
-	long long			   last_write_ms;
-	size_t				   bound; /* bytes out may hold: the buffer, and the gap */
-} VnStream;
 
 /*
  * Waking a loop: libmicrohttpd's own inter-thread channel is off in
@@ -237,6 +192,11 @@ wake(VnStream *s)
 	if (!s->suspended || s->dead || s->con == NULL)
 		return;
 	s->suspended = false;
+	if (s->ws)
+	{
+		vn_stream_ws_wake(s);
+		return;
+	}
 	MHD_resume_connection(s->con);
 	if (s->wake_fd < 0)
 		return;
@@ -277,6 +237,7 @@ vn_stream_loop_tick(void)
 {
 	static __thread bool started;
 
+	vn_stream_ws_reap();
 	if (!started && configured)
 	{
 		VnTask *t;
@@ -296,6 +257,13 @@ cut(VnStream *s, const char *reason, const char *message)
 {
 	if (s->state == VN_STREAM_CUT)
 		return;
+	if (s->ws)
+	{
+		vn_stream_ws_closed(&s->out, reason, message);
+		s->state = VN_STREAM_CUT;
+		wake(s);
+		return;
+	}
 	vn_buf_add(&s->out, "event: closed\ndata: {\"reason\":");
 	vn_buf_json_string(&s->out, reason);
 	vn_buf_add(&s->out, ",\"message\":");
@@ -347,11 +315,12 @@ in_gap(const VnStream *s, long long seq)
 void
 vn_stream_dispatch(const VnStreamEvent *ev)
 {
-	VnBuf	  f;
-	bool	  built = false;
+	VnBuf sse,
+		ws;
 	long long now = vn_loop_now_ms();
 
-	vn_buf_init(&f);
+	vn_buf_init(&sse);
+	vn_buf_init(&ws);
 	pthread_mutex_lock(&hub_lock);
 	for (int i = 0; i < nhub; i++)
 	{
@@ -359,10 +328,14 @@ vn_stream_dispatch(const VnStreamEvent *ev)
 
 		if (!wants(s, ev->tenant, ev->type, ev->aggregate_type, ev->aggregate_id))
 			continue;
-		if (!built)
+		VnBuf *f = s->ws ? &ws : &sse;
+
+		if (f->len == 0)
 		{
-			frame(&f, ev->seq, ev->type, ev->body, ev->body_len);
-			built = true;
+			if (s->ws)
+				vn_stream_ws_message(f, ev->seq, ev->type, ev->body, ev->body_len);
+			else
+				frame(f, ev->seq, ev->type, ev->body, ev->body_len);
 		}
 		pthread_mutex_lock(&s->lock);
 		if (s->dead || in_gap(s, ev->seq))
@@ -372,20 +345,23 @@ vn_stream_dispatch(const VnStreamEvent *ev)
 			VnHeld *h = vn_alloc(sizeof(VnHeld));
 
 			h->seq = ev->seq;
-			h->frame = vn_strndup(f.data, f.len);
+			h->frame = vn_alloc(f->len);
+			memcpy(h->frame, f->data, f->len);
+			h->len = f->len;
 			h->next = s->held;
 			s->held = h;
-			s->held_bytes += f.len;
+			s->held_bytes += f->len;
 			if (s->held_bytes > stream_buffer)
 				cut(s, "slow_client", "too many events arrived while the gap was read");
 		}
 		else
-			push(s, f.data, f.len, now);
+			push(s, f->data, f->len, now);
 		pthread_mutex_unlock(&s->lock);
 	}
 	pthread_mutex_unlock(&hub_lock);
 	flush_wakes();
-	vn_buf_free(&f);
+	vn_buf_free(&sse);
+	vn_buf_free(&ws);
 }
 
 static void
@@ -423,7 +399,19 @@ vn_stream_tick(long long now_ms)
 		pthread_mutex_lock(&s->lock);
 		dead = s->dead;
 		if (!dead && s->state == VN_STREAM_LIVE && now_ms - s->last_write_ms >= heartbeat_ms)
-			push(s, ": heartbeat\n\n", 13, now_ms);
+		{
+			if (s->ws)
+			{
+				VnBuf ping;
+
+				vn_buf_init(&ping);
+				vn_stream_ws_ping(&ping);
+				push(s, ping.data, ping.len, now_ms);
+				vn_buf_free(&ping);
+			}
+			else
+				push(s, ": heartbeat\n\n", 13, now_ms);
+		}
 		pthread_mutex_unlock(&s->lock);
 		if (dead)
 		{
@@ -472,8 +460,8 @@ hub_add(VnStream *s)
 }
 
 /* the subscription is over: the feed thread frees it at its next tick */
-static void
-release(void *cls)
+void
+vn_stream_release(void *cls)
 {
 	VnStream *s = cls;
 
@@ -534,10 +522,12 @@ vn_stream_queue(struct MHD_Connection *con, VnResponse *resp)
 	s->con = con;
 	s->wake_fd = loop_wake_fd;
 	pthread_mutex_unlock(&s->lock);
-	mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, s, release);
+	if (s->ws)
+		return vn_stream_ws_queue(con, s);
+	mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, s, vn_stream_release);
 	if (mr == NULL)
 	{
-		release(s);
+		vn_stream_release(s);
 		return MHD_NO;
 	}
 	MHD_add_response_header(mr, "Content-Type", "text/event-stream; charset=utf-8");
@@ -719,7 +709,13 @@ read_gap(PGconn *conn, const VnSetup *setup, VnStream *s, long long after, VnRes
 		/* seq order: the array stays sorted */
 		s->gap[s->ngap++] = seq;
 		if (wants(s, s->tenant, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3)))
-			frame(&s->out, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
+		{
+			if (s->ws)
+				vn_stream_ws_message(&s->out, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4),
+									 (size_t) PQgetlength(res, i, 4));
+			else
+				frame(&s->out, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	PQclear(res);
@@ -752,7 +748,7 @@ go_live(VnStream *s)
 
 		rev = h->next;
 		if (!in_gap(s, h->seq))
-			push(s, h->frame, strlen(h->frame), s->last_write_ms);
+			push(s, h->frame, h->len, s->last_write_ms);
 		free(h->frame);
 		free(h);
 	}
@@ -818,6 +814,15 @@ vn_stream_open(const VnRouterConfig *cfg, VnRequest *req, const VnIdentity *id, 
 	}
 	s = vn_alloc(sizeof(VnStream));
 	s->wake_fd = -1;
+	s->ws_fd = -1;
+	s->ws = strcmp(req->path, "/events/ws") == 0;
+	if (s->ws && !vn_stream_ws_accept(req->headers_json, s->ws_accept, sizeof(s->ws_accept)))
+	{
+		vn_response_error(resp, 400, "22023", "/events/ws is a WebSocket: the request is not a WebSocket upgrade", NULL,
+						  "Send Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key.");
+		free(s);
+		return;
+	}
 	pthread_mutex_init(&s->lock, NULL);
 	vn_buf_init(&s->out);
 	if (!parse_request(req, s, &after, resp))
@@ -851,7 +856,7 @@ vn_stream_open(const VnRouterConfig *cfg, VnRequest *req, const VnIdentity *id, 
 		hub_add(s);
 		if (after >= 0 && !read_gap(conn, &setup, s, after, resp))
 		{
-			release(s); /* the feed thread frees it */
+			vn_stream_release(s); /* the feed thread frees it */
 			ok = false;
 		}
 	}

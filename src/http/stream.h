@@ -1,7 +1,8 @@
 /*
  * stream.h
  *	  GET /events/stream: the tenant's committed events as Server-Sent
- *	  Events (docs/realtime.md).  One feed per front (stream_feed.c, a
+ *	  Events, and GET /events/ws, the same over a WebSocket (stream_ws.c;
+ *	  docs/realtime.md).  One feed per front (stream_feed.c, a
  *	  RabbitMQ consumer thread) fanned out to every subscriber, each with a
  *	  bounded buffer; a resumed subscription reads only its gap from the
  *	  outbox (ventros.stream_gap).

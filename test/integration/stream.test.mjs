@@ -6,9 +6,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import crypto from 'node:crypto';
-import { startServer, BASE, auth, db } from './http_helpers.mjs';
-import { status, until } from './outbox_helpers.mjs';
+import { startServer, BASE, PORT, auth, db } from './http_helpers.mjs';
+import { status, until, brokerStop, brokerStart } from './outbox_helpers.mjs';
 
 const AMQP = process.env.VENTROS_AMQP_URL;
 const BUFFER = 65536;
@@ -36,6 +37,54 @@ function subscribe(path, { role = 'ventros_admin', tenant = 'ta', headers = {}, 
       resolve(s);
     });
     req.on('error', reject);
+  });
+}
+
+// A WebSocket subscription (RFC 6455, by hand: node 20 has no client without a
+// flag): the answer's status and headers, then the messages, pings and close.
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+function wsSubscribe(path, { role = 'ventros_admin', tenant = 'ta', headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    const key = crypto.randomBytes(16).toString('base64');
+    const sock = net.connect(PORT, '127.0.0.1');
+    const w = { status: 0, events: [], pings: 0, closeFrame: false, ended: false, buf: Buffer.alloc(0), head: '' };
+    w.expectedAccept = crypto.createHash('sha1').update(key + GUID).digest('base64');
+    w.close = () => sock.destroy();
+    open.push(w);
+    sock.on('connect', () => {
+      const h = { Host: `127.0.0.1:${PORT}`, Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': key,
+        'Sec-WebSocket-Version': '13', ...auth(role, tenant), ...headers };
+      sock.write(`GET ${path} HTTP/1.1\r\n${Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+    });
+    sock.on('data', (d) => {
+      w.buf = Buffer.concat([w.buf, d]);
+      if (!w.head) {
+        const i = w.buf.indexOf('\r\n\r\n');
+        if (i < 0) return;
+        w.head = w.buf.subarray(0, i).toString();
+        w.buf = w.buf.subarray(i + 4);
+        w.status = Number(w.head.split(' ')[1]);
+        w.accept = /^sec-websocket-accept: *(.*)$/im.exec(w.head)?.[1]?.trim();
+        resolve(w);
+        if (w.status !== 101) return;
+      }
+      for (;;) {
+        if (w.buf.length < 2) break;
+        const op = w.buf[0] & 0x0f;
+        let len = w.buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) { if (w.buf.length < 4) break; len = w.buf.readUInt16BE(2); off = 4; }
+        else if (len === 127) { if (w.buf.length < 10) break; len = Number(w.buf.readBigUInt64BE(2)); off = 10; }
+        if (w.buf.length < off + len) break;
+        const payload = w.buf.subarray(off, off + len);
+        w.buf = w.buf.subarray(off + len);
+        if (op === 1) w.events.push(JSON.parse(payload.toString()));
+        else if (op === 9) w.pings++;
+        else if (op === 8) w.closeFrame = true;
+      }
+    });
+    sock.on('close', () => { w.ended = true; });
+    sock.on('error', (e) => { w.ended = true; if (!w.head) reject(e); });
   });
 }
 
@@ -263,4 +312,65 @@ test('visibility follows the role: an aggregate whose table a role may not read 
     await c.query('REVOKE SELECT ON ventros.credentials FROM ventros_admin');
     await c.query('GRANT SELECT ON ventros.credentials TO ventros_viewer');
   }
+});
+
+test('a lost broker cuts every subscriber with feed_lost; after it is back, a resume reads the gap', async () => {
+  const s = await subscribe('/events/stream?types=custom.stream_l_pinged');
+  const s1 = await emit('ta', 'stream_l_pinged', { n: 1 });
+  await seen(s, s1, 'the event before the loss');
+  brokerStop();
+  try {
+    await until(() => s.ended, 'the subscriber to be cut', 60000, 20);
+    const closed = s.events.at(-1);
+    assert.equal(closed.event, 'closed');
+    assert.equal(closed.json.reason, 'feed_lost');
+    const r = await fetch(`${BASE}/events/stream`, { headers: auth('ventros_admin', 'ta') });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '1');
+    assert.match((await r.json()).message, /not connected/);
+  } finally {
+    brokerStart();
+  }
+  // committed while the broker was away (the outbox keeps it), read from the gap on resume
+  const s2 = await emit('ta', 'stream_l_pinged', { n: 2 });
+  let again;
+  await until(async () => {
+    const t = await subscribe('/events/stream?types=custom.stream_l_pinged', { headers: { 'Last-Event-ID': s1 } });
+    if (t.status === 200) again = t; else t.close();
+    return again;
+  }, 'the front to consume again', 60000, 200);
+  const s3 = await emit('ta', 'stream_l_pinged', { n: 3 });
+  await seen(again, s3, 'the live event after the broker came back');
+  assert.deepEqual(again.events.map((e) => e.id), [s2, s3]);
+  again.close();
+});
+
+test('/events/ws: the same feed over a WebSocket (handshake, filters, resume, pings, 401)', async () => {
+  const anon = await wsSubscribe('/events/ws', { role: 'ventros_anon', tenant: null });
+  assert.equal(anon.status, 401);
+  const plain = await fetch(`${BASE}/events/ws`, { headers: auth('ventros_admin', 'ta') });
+  assert.equal(plain.status, 400);
+  assert.equal((await plain.json()).code, '22023');
+  const a = await wsSubscribe('/events/ws?types=custom.stream_w_pinged', { tenant: 'ta' });
+  const b = await wsSubscribe('/events/ws?types=custom.stream_w_pinged', { tenant: 'tb' });
+  assert.equal(a.status, 101);
+  assert.equal(a.accept, a.expectedAccept);
+  const sb = await emit('tb', 'stream_w_pinged', { n: 0 });
+  const s1 = await emit('ta', 'stream_w_pinged', { n: 1 });
+  await emit('ta', 'stream_y_pinged');
+  const s2 = await emit('ta', 'stream_w_pinged', { n: 2 });
+  await until(() => a.events.some((e) => e.id === s2), 'the events over the WebSocket', 30000, 10);
+  await until(() => b.events.some((e) => e.id === sb), "tb's event", 30000, 10);
+  assert.deepEqual(a.events.map((e) => [e.id, e.event, e.data.data.n, e.data.tenantid]),
+    [[s1, 'custom.stream_w_pinged', 1, 'ta'], [s2, 'custom.stream_w_pinged', 2, 'ta']]);
+  assert.ok(b.events.every((e) => e.data.tenantid === 'tb'));
+  await until(() => a.pings >= 2, 'two pings', 30000, 20);
+  a.close();
+  const s3 = await emit('ta', 'stream_w_pinged', { n: 3 });
+  const again = await wsSubscribe('/events/ws?types=custom.stream_w_pinged', { headers: { 'Last-Event-ID': s1 } });
+  const s4 = await emit('ta', 'stream_w_pinged', { n: 4 });
+  await until(() => again.events.some((e) => e.id === s4), 'the resumed WebSocket', 30000, 10);
+  assert.deepEqual(again.events.map((e) => e.id), [s2, s3, s4]);
+  again.close();
+  b.close();
 });
