@@ -515,7 +515,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	if (st->resp.stream)
 	{
 		/* an event stream has no deadline: it ends when the client goes */
-		access_log(method, st->path, 200, &st->start, st->req.tenant);
+		access_log(method, st->path, st->resp.status, &st->start, st->req.tenant);
 		return vn_stream_queue(con, &st->resp);
 	}
 	vn_guard_phase(con, VN_PHASE_SENDING);

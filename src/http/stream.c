@@ -866,6 +866,6 @@ vn_stream_open(const VnRouterConfig *cfg, VnRequest *req, const VnIdentity *id, 
 	if (!ok)
 		return;
 	go_live(s);
-	resp->status = 200;
+	resp->status = s->ws ? 101 : 200; /* for the access log */
 	resp->stream = s;
 }
