@@ -206,6 +206,8 @@ test('filters: types with wildcards, aggregate_type, aggregate_id', async () => 
   const wild = await subscribe('/events/stream?types=contact.*,custom.stream_f*');
   const byType = await subscribe('/events/stream?aggregate_type=custom');
   const id = (await asTenant('ta', 'SELECT id FROM ventros.create_contact($1)', ['Stream Filter'])).rows[0].id;
+  // once its creation went out to the others, a later subscriber does not get it
+  await until(() => wild.events.some((e) => e.json.aggregateid === id), "the contact's creation");
   const byId = await subscribe(`/events/stream?aggregate_id=${id}`);
   await asTenant('ta', 'SELECT ventros.update_contact($1, 1, $2)', [id, { tags: ['streamed'] }]);
   await asTenant('ta', 'SELECT ventros.create_contact($1)', ['Stream Other']);
