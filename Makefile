@@ -48,7 +48,7 @@ HTTP_SRCS   = $(sort $(wildcard src/http/*.c))
 HTTP_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -pthread -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 HTTP_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) \
-              -L$(shell $(PG_CONFIG) --libdir) -lpq -ljwt -lcrypto -pthread
+              -L$(shell $(PG_CONFIG) --libdir) -lpq -ljwt -lcrypto -lrabbitmq -pthread
 # the agent console (console/): served from the binary, built into it
 CONSOLE_FILES  = $(sort $(wildcard console/*.html console/*.css console/*.js))
 CONSOLE_ASSETS = src/http/console_assets.h

@@ -21,6 +21,7 @@ SQL
 	http_stop "$run"
 	VENTROS_HTTP_DB="host=$run/sock port=$pg_port dbname=ventros user=ventros_http password=$password application_name=ventros-http" \
 	VENTROS_JWT_SECRET_FILE="$run/jwt_secret" VENTROS_HTTP_PORT="$http_port" \
+	VENTROS_HTTP_AMQP_URL="amqp://ventros:ventros@127.0.0.1:${AMQP_PORT:-56720}/%2F" \
 		setsid "$VENTROS_ROOT/src/http/ventros-http" >>"$run/http.log" 2>&1 </dev/null &
 	echo $! >"$run/http.pid"
 	local tries=0

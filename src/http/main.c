@@ -31,6 +31,8 @@
  *	                             (1000000; 0: no ceiling)
  *	VENTROS_HTTP_THREADS         event loops (one per two CPUs, at most the pool)
  *	VENTROS_HTTP_PREPARED        prepared statements kept per connection (100)
+ *	VENTROS_HTTP_AMQP_URL, VENTROS_HTTP_STREAM_*  the event stream (stream.c,
+ *	                             docs/realtime.md)
  *
  * A few event-loop threads (loop.c, one per two CPUs), each with its own libmicrohttpd daemon
  * on the shared listening socket and its own share of the database
@@ -67,6 +69,7 @@
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
+#include "stream.h"
 #include "webhooks.h"
 
 typedef struct VnConnState
@@ -516,11 +519,25 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	}
 	if (!st->done)
 		return MHD_YES;
+	if (st->resp.stream)
+	{
+		/* an event stream has no deadline: it ends when the client goes */
+		access_log(method, st->path, st->resp.status, &st->start, st->req.tenant);
+		return vn_stream_queue(con, &st->resp);
+	}
 	vn_guard_phase(con, VN_PHASE_SENDING);
 	ret = send_response(con, &st->resp);
 	access_log(method, st->path ? st->path : "(malformed)", st->resp.status, &st->start, st->req.tenant);
 	vn_metrics_request(st->path, st->resp.status, &st->start);
 	return ret;
+}
+
+/* each loop's round: the event stream's wake-ups, then the guard's cuts */
+static void
+loop_tick(void *guard)
+{
+	vn_stream_loop_tick();
+	vn_guard_tick(guard);
 }
 
 /*
@@ -626,6 +643,11 @@ main(int argc, char **argv)
 		fprintf(stderr, "ventros-http: cannot read the exposed schemas: %s", error);
 		return 1;
 	}
+	if (!vn_stream_start(&error))
+	{
+		fprintf(stderr, "ventros-http: %s", error);
+		return 2;
+	}
 	router_cfg.auth = &auth_cfg;
 	router_cfg.max_rows = env_long("VENTROS_HTTP_MAX_ROWS", 1000, 1, 100000);
 	router_cfg.statement_timeout = timeout;
@@ -694,7 +716,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "ventros-http: cannot open the connection pool: %s", error);
 			return 1;
 		}
-		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+		d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG,
 							 0, vn_guard_accept, guard, handler, NULL,
 							 MHD_OPTION_LISTEN_SOCKET, listen_fd,
 							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) env_long("VENTROS_HTTP_CLIENT_TIMEOUT", 10, 1, 3600),
@@ -704,7 +726,7 @@ main(int argc, char **argv)
 							 MHD_OPTION_NOTIFY_CONNECTION, vn_guard_notify, guard,
 							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 64 * 1024,
 							 MHD_OPTION_END);
-		if (d == NULL || vn_loop_start(d, pool, vn_guard_tick, guard, &error) == NULL)
+		if (d == NULL || vn_loop_start(d, pool, loop_tick, guard, &error) == NULL)
 		{
 			fprintf(stderr, "ventros-http: cannot start event loop %ld on port %ld%s%s\n", i, port,
 					d ? ": " : "", d ? error : "");

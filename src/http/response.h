@@ -15,13 +15,14 @@
 
 typedef struct VnResponse
 {
-	int			status;
-	const char *content_type;
-	bool		type_without_body; /* HEAD: the Content-Type GET would have */
-	VnBuf		body;
-	int			nheaders;
-	char	   *header_names[VN_MAX_HEADERS];
-	char	   *header_values[VN_MAX_HEADERS];
+	int				 status;
+	const char		*content_type;
+	bool			 type_without_body; /* HEAD: the Content-Type GET would have */
+	VnBuf			 body;
+	int				 nheaders;
+	char			*header_names[VN_MAX_HEADERS];
+	char			*header_values[VN_MAX_HEADERS];
+	struct VnStream *stream; /* GET /events/stream: the answer is this stream (stream.c) */
 } VnResponse;
 
 extern void vn_response_init(VnResponse *r);

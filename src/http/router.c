@@ -22,6 +22,7 @@
 #include "pg.h"
 #include "request.h"
 #include "router.h"
+#include "stream.h"
 
 /* who the request runs as */
 typedef struct Caller
@@ -317,6 +318,18 @@ route_console(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	vn_console_serve(req, resp);
 }
 
+/* GET /events/stream and /events/ws: Server-Sent Events, a WebSocket (stream.c) */
+static void
+route_stream(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
+{
+	Caller who;
+
+	memset(&who, 0, sizeof(who));
+	if (authenticate(cfg, req, resp, &who))
+		vn_stream_open(cfg, req, &who.id, who.api_key, resp);
+	free(who.id.claims);
+}
+
 /* the route table: the first entry whose method and path match serves */
 typedef struct Route
 {
@@ -332,6 +345,8 @@ static const Route routes[] = {
 	{NULL, "/console", route_console},
 	{NULL, "/console/", route_console},
 	{NULL, "/rpc/", route_rpc},
+	{"GET", "/events/stream", route_stream},
+	{"GET", "/events/ws", route_stream},
 	{NULL, NULL, route_relation},
 };
 

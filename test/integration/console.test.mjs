@@ -67,7 +67,8 @@ function rawGet(p) {
 const texts = (page, selector) => page.$$eval(selector, (es) => es.map((e) => e.textContent));
 
 before(async () => {
-  server = await startServer();
+  // the live stream's feed is the front's own RabbitMQ consumer (docs/realtime.md)
+  server = await startServer({ VENTROS_HTTP_AMQP_URL: process.env.VENTROS_AMQP_URL });
   c = await db();
   execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `demo_tenant=${TENANT}`, '-v', `other_tenant=${OTHER}`,
                         '-v', 'demo_login=console_demo_login', '-v', `demo_password=${PASSWORD}`,
