@@ -12856,7 +12856,13 @@ BEGIN
     IF obj IS NULL OR obj->>'object' IS DISTINCT FROM 'subscription' THEN
         RETURN;
     END IF;
-    PERFORM ventros.apply_stripe_subscription(ventros.get_billing_account(r.correlation_id), obj, false);
+    BEGIN
+        PERFORM ventros.apply_stripe_subscription(ventros.get_billing_account(r.correlation_id), obj, false);
+    EXCEPTION WHEN unique_violation THEN
+        -- Stripe's webhook of the same subscription mirrored it meanwhile:
+        -- it is committed now, so this applies to it
+        PERFORM ventros.apply_stripe_subscription(ventros.get_billing_account(r.correlation_id), obj, false);
+    END;
     item := obj #>> '{items,data,0,id}';
     SELECT * INTO s FROM ventros.subscriptions x
      WHERE x.tenant_id = r.tenant_id AND x.stripe_subscription_id = obj->>'id' AND x.deleted_at IS NULL;
