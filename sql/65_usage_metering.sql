@@ -198,6 +198,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    tenant text := ventros.require_tenant();
     p record := ventros.usage_period();
     limits jsonb := ventros.plan_limits(p.plan);
 BEGIN
@@ -281,6 +282,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    tenant text := ventros.require_tenant();
     p record := ventros.usage_period();
     cap bigint := (ventros.plan_limits(p.plan)->>metric)::bigint;
     used bigint;
