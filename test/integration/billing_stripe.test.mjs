@@ -6,7 +6,8 @@
 //     checkout.session.completed webhook comes back and activates it;
 //   - a subscription requested by the platform is mirrored from Stripe's
 //     answer, and its plan's limit answers 402 with PostgREST's JSON (VN020)
-//     once reached, with one billing.limit_reached;
+//     once reached, with one billing.limit_reached; a change of price sent to
+//     Stripe moves the mirror, and the bigger plan lets the send through;
 //   - the usage is reported as a meter event with an Idempotency-Key, and the
 //     same request replayed is answered the same without counting twice.
 import { test, before, after } from 'node:test';
@@ -22,6 +23,7 @@ const run = crypto.randomBytes(4).toString('hex');
 const KEY = `sk_test_${crypto.randomBytes(12).toString('hex')}`;
 const WHSEC = `whsec_${crypto.randomBytes(18).toString('base64url')}`;
 const PRICE = `price_Tiny${run}`;
+const BIG = `price_Big${run}`;
 const EMAIL = `owner-${run}@billing.example`;
 const settings = { 'ventros.http_allow_hosts': '127.0.0.1/32', 'ventros.http_timeout': '5000' };
 let server;
@@ -47,7 +49,7 @@ before(async () => {
 after(async () => {
   await c.query('DELETE FROM ventros.stripe_settings');
   await c.query('SELECT ventros.remove_stripe_webhook_secret($1)', [secretId]);
-  await c.query('DELETE FROM ventros.billing_plans WHERE plan = $1', [PRICE]);
+  await c.query('DELETE FROM ventros.billing_plans WHERE plan = ANY ($1)', [[PRICE, BIG]]);
   await resetSystem(c, settings);
   await c.end();
   await server.stop();
@@ -112,6 +114,17 @@ test('a subscription from Stripe names the plan; its limit answers 402 with Post
   const events = await q("SELECT payload FROM ventros.outbox WHERE event_type = 'billing.limit_reached'");
   assert.equal(events.length, 1);
   assert.deepEqual([events[0].payload.metric, events[0].payload.limit], ['messages_sent', 1]);
+
+  // a bigger plan: the change goes to Stripe, its answer moves the mirror's price, the send goes out
+  await q("SELECT ventros.set_billing_plan($1, 'Big', '{\"messages_sent\": 100}')", [BIG]);
+  await q('SELECT ventros.request_stripe_subscription_change($1, $2)', [sub.id, BIG]);
+  await waitFor('the new price mirrored', () =>
+    q('SELECT 1 FROM ventros.subscriptions WHERE id = $1 AND stripe_price_id = $2', [sub.id, BIG]).then((r) => r.length > 0));
+  const change = stripe.requests(`/v1/subscriptions/${sub.stripe_subscription_id}`)[0];
+  assert.deepEqual(parseForm(change.body_text), { items: [{ id: sub.metadata.stripe_item_id, price: BIG }],
+                                                  proration_behavior: 'create_prorations' });
+  const third = await send('on the bigger plan');
+  assert.equal(third.status, 200, third.text);
 });
 
 test('usage is reported as a Stripe meter event with an Idempotency-Key; a replay is answered the same and counts once', async () => {
@@ -120,16 +133,18 @@ test('usage is reported as a Stripe meter event with an Idempotency-Key; a repla
   const [meter] = await q(`SELECT * FROM ventros.create_usage_meter($1, 'messages_sent', 'ventros_messages.sent', 'mtr_${run}',
                                                                   now() - interval '1 hour', now() + interval '29 days')`, [b.id]);
   await q('SELECT ventros.fold_usage()');
-  assert.equal(Number((await q('SELECT quantity FROM ventros.usage_meters WHERE id = $1', [meter.id]))[0].quantity), 1);
+  const sent = Number((await q("SELECT quantity FROM ventros.usage_status() WHERE metric = 'messages_sent'"))[0].quantity);
+  assert.equal(sent, 2, 'the two messages sent in the test before');
+  assert.equal(Number((await q('SELECT quantity FROM ventros.usage_meters WHERE id = $1', [meter.id]))[0].quantity), sent);
   assert.equal((await q('SELECT ventros.report_usage_to_stripe() AS n'))[0].n, 1);
   const reported = await waitFor('the usage marked reported', () =>
-    q('SELECT reported_quantity FROM ventros.usage_meters WHERE id = $1 AND reported_quantity = 1', [meter.id]).then((r) => (r.length ? r : null)));
-  assert.equal(Number(reported[0].reported_quantity), 1);
+    q('SELECT reported_quantity FROM ventros.usage_meters WHERE id = $1 AND reported_quantity > 0', [meter.id]).then((r) => (r.length ? r : null)));
+  assert.equal(Number(reported[0].reported_quantity), sent);
   const [call] = stripe.requests('/v1/billing/meter_events');
-  assert.equal(call.headers['idempotency-key'], `usage-${meter.id}-1`);
+  assert.equal(call.headers['idempotency-key'], `usage-${meter.id}-${sent}`);
   const form = parseForm(call.body_text);
-  assert.deepEqual([form.event_name, form.identifier, form.payload], ['ventros_messages.sent', `usage-${meter.id}-1`,
-                                                                   { stripe_customer_id: b.stripe_customer_id, value: '1' }]);
+  assert.deepEqual([form.event_name, form.identifier, form.payload], ['ventros_messages.sent', `usage-${meter.id}-${sent}`,
+                                                                   { stripe_customer_id: b.stripe_customer_id, value: String(sent) }]);
   // the same request again, as a retry after a lost answer would send it
   const replay = await fetch(stripe.url + call.path, { method: 'POST', body: call.body_text, headers: {
     Authorization: `Bearer ${KEY}`, 'Content-Type': call.headers['content-type'], 'Idempotency-Key': call.headers['idempotency-key'] } });
