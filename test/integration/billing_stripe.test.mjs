@@ -34,6 +34,7 @@ let tenant;
 let token;
 
 const account = async () => (await c.query('SELECT * FROM ventros.billing_accounts WHERE billing_email = $1', [EMAIL])).rows[0];
+// (the superuser passes row-level security: every read names the tenant)
 const q = (sql, params) => asTenant(c, tenant, sql, params);
 
 before(async () => {
@@ -77,7 +78,7 @@ test('sign-up creates the Stripe customer; the account is active only once Strip
   const linked = await waitFor('the customer linked', async () => ((await account()).stripe_customer_id === customer ? account() : null));
   assert.equal(linked.payment_status, 'pending', 'a customer is not a payment');
   // the stored request carries the key's name, never the key
-  const [row] = await q("SELECT headers FROM ventros.http_requests WHERE purpose = 'stripe.customer'");
+  const [row] = await q("SELECT headers FROM ventros.http_requests WHERE tenant_id = $1 AND purpose = 'stripe.customer'", [tenant]);
   assert.deepEqual(Object.keys(row.headers).sort(), ['Content-Type', 'Idempotency-Key']);
 
   const delivery = await stripe.checkout(customer);
@@ -92,7 +93,7 @@ test('a subscription from Stripe names the plan; its limit answers 402 with Post
   const b = await account();
   await q('SELECT ventros.request_stripe_subscription($1, $2)', [b.id, PRICE]);
   const [sub] = await waitFor('the subscription mirrored with its item', () =>
-    q("SELECT * FROM ventros.subscriptions WHERE stripe_price_id = $1 AND metadata ? 'stripe_item_id'", [PRICE]).then((r) => (r.length ? r : null)));
+    q("SELECT * FROM ventros.subscriptions WHERE tenant_id = $1 AND stripe_price_id = $2 AND metadata ? 'stripe_item_id'", [tenant, PRICE]).then((r) => (r.length ? r : null)));
   assert.equal(sub.status, 'active');
   const [call] = stripe.requests('/v1/subscriptions');
   assert.deepEqual(parseForm(call.body_text).items, [{ price: PRICE }]);
@@ -101,7 +102,7 @@ test('a subscription from Stripe names the plan; its limit answers 402 with Post
   const h = { Authorization: `Bearer ${token}` };
   const [{ id: channel }] = await q("SELECT (ventros.create_channel('Billing WAHA', 'waha')).id");
   const [{ id: contact }] = await q("SELECT (ventros.create_contact('Ana', phone => '+5511955554444')).id");
-  const [{ id: agent }] = await q("SELECT id FROM ventros.agents WHERE type = 'human' LIMIT 1");
+  const [{ id: agent }] = await q("SELECT id FROM ventros.agents WHERE tenant_id = $1 AND type = 'human'", [tenant]);
   const send = (text) => http('POST', '/rpc/send_message', { headers: h, body: { channel_id: channel, contact_id: contact, agent_id: agent, text } });
   const first = await send('the one message of the plan');
   assert.equal(first.status, 200, first.text);
@@ -111,7 +112,7 @@ test('a subscription from Stripe names the plan; its limit answers 402 with Post
   assert.equal(second.json.message, 'plan limit reached: 1 messages sent');
   assert.match(second.json.details, /^1 of 1 used in the period/);
   assert.equal(second.json.hint, 'Upgrade the plan, or wait for the next billing period.');
-  const events = await q("SELECT payload FROM ventros.outbox WHERE event_type = 'billing.limit_reached'");
+  const events = await q("SELECT payload FROM ventros.outbox WHERE tenant_id = $1 AND event_type = 'billing.limit_reached'", [tenant]);
   assert.equal(events.length, 1);
   assert.deepEqual([events[0].payload.metric, events[0].payload.limit], ['messages_sent', 1]);
 

@@ -125,26 +125,26 @@ SELECT is(ventros.report_usage_to_stripe(), 0, 'not twice while the first is pen
 RESET ROLE;
 SELECT results_eq($$SELECT url, headers->>'Idempotency-Key', headers ? 'Authorization',
                            convert_from(body, 'UTF8') ~ 'payload\[value\]=6' AND convert_from(body, 'UTF8') ~ 'event_name=ventros_messages.sent'
-                      FROM ventros.http_requests WHERE purpose = 'stripe.meter_event'$$,
+                      FROM ventros.http_requests WHERE tenant_id = 't_usage' AND purpose = 'stripe.meter_event'$$,
                   format($$VALUES ('http://127.0.0.1:9/v1/billing/meter_events', 'usage-%s-6', false, true)$$, (SELECT meter FROM ids)),
                   'a form-encoded meter event with an Idempotency-Key; no key stored on the row');
-SELECT is((SELECT ventros.http_attempt_headers(r)->>'Authorization' FROM ventros.http_requests r WHERE purpose = 'stripe.meter_event'),
+SELECT is((SELECT ventros.http_attempt_headers(r)->>'Authorization' FROM ventros.http_requests r WHERE r.tenant_id = 't_usage' AND purpose = 'stripe.meter_event'),
           'Bearer sk_test_usagekey123', 'the key is added when an attempt is prepared');
 UPDATE ventros.http_requests SET status = 'succeeded', response_status = 200, response_body = convert_to('{"object": "billing.meter_event"}', 'UTF8')
- WHERE purpose = 'stripe.meter_event';
-SELECT ventros.run_http_request_handler(r) FROM ventros.http_requests r WHERE purpose = 'stripe.meter_event';
+ WHERE tenant_id = 't_usage' AND purpose = 'stripe.meter_event';
+SELECT ventros.run_http_request_handler(r) FROM ventros.http_requests r WHERE r.tenant_id = 't_usage' AND purpose = 'stripe.meter_event';
 SELECT results_eq($$SELECT quantity, reported_quantity FROM ventros.usage_meters WHERE id = (SELECT meter FROM ids)$$,
                   $$VALUES (6::bigint, 6::bigint)$$, 'Stripe''s answer marks the usage reported');
 -- the customer of a new account
 UPDATE ids SET account = (SELECT b.id FROM ventros.create_billing_account('Second', 'two@usage.example', gen_random_uuid()) b);
 SELECT isnt(ventros.stripe_customer_request(b), NULL, 'a customer is requested') FROM ids, ventros.billing_accounts b WHERE b.id = ids.account;
-SELECT results_eq($$SELECT url, headers->>'Idempotency-Key' FROM ventros.http_requests WHERE purpose = 'stripe.customer'$$,
+SELECT results_eq($$SELECT url, headers->>'Idempotency-Key' FROM ventros.http_requests WHERE tenant_id = 't_usage' AND purpose = 'stripe.customer'$$,
                   format($$VALUES ('http://127.0.0.1:9/v1/customers', 'ventros-customer-%s')$$, (SELECT account FROM ids)),
                   'POST /v1/customers keyed by the account: never two customers');
 UPDATE ventros.http_requests SET status = 'succeeded', response_status = 200,
        response_body = convert_to('{"id": "cus_Second1", "object": "customer"}', 'UTF8')
- WHERE purpose = 'stripe.customer';
-SELECT ventros.run_http_request_handler(r) FROM ventros.http_requests r WHERE purpose = 'stripe.customer';
+ WHERE tenant_id = 't_usage' AND purpose = 'stripe.customer';
+SELECT ventros.run_http_request_handler(r) FROM ventros.http_requests r WHERE r.tenant_id = 't_usage' AND purpose = 'stripe.customer';
 SELECT results_eq($$SELECT stripe_customer_id, payment_status FROM ventros.billing_accounts WHERE id = (SELECT account FROM ids)$$,
                   $$VALUES ('cus_Second1'::text, 'pending'::text)$$, 'the customer is linked; the account stays pending');
 
