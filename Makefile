@@ -49,8 +49,14 @@ HTTP_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno
               -pthread -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 HTTP_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) \
               -L$(shell $(PG_CONFIG) --libdir) -lpq -ljwt -lcrypto -pthread
+# the agent console (console/): served from the binary, built into it
+CONSOLE_FILES  = $(sort $(wildcard console/*.html console/*.css console/*.js))
+CONSOLE_ASSETS = src/http/console_assets.h
+$(CONSOLE_ASSETS): $(CONSOLE_FILES) scripts/c-assets.sh
+	sh scripts/c-assets.sh $(CONSOLE_FILES) > $@.tmp && mv $@.tmp $@
+EXTRA_CLEAN += $(CONSOLE_ASSETS)
 all: src/http/ventros-http
-src/http/ventros-http: $(HTTP_SRCS) $(wildcard src/http/*.h)
+src/http/ventros-http: $(HTTP_SRCS) $(wildcard src/http/*.h) $(CONSOLE_ASSETS)
 	$(CC) $(HTTP_CFLAGS) -o $@ $(HTTP_SRCS) $(HTTP_LIBS)
 EXTRA_CLEAN += src/http/ventros-http
 
@@ -62,7 +68,7 @@ HTTP_ASAN_CC     ?= clang
 HTTP_ASAN_CFLAGS  = $(filter-out -O2,$(HTTP_CFLAGS)) -O1 -fno-omit-frame-pointer \
                     -fsanitize=address,undefined -fno-sanitize-recover=all
 http-asan: src/http/ventros-http-asan
-src/http/ventros-http-asan: $(HTTP_SRCS) $(wildcard src/http/*.h)
+src/http/ventros-http-asan: $(HTTP_SRCS) $(wildcard src/http/*.h) $(CONSOLE_ASSETS)
 	$(HTTP_ASAN_CC) $(HTTP_ASAN_CFLAGS) -o $@ $(HTTP_SRCS) $(HTTP_LIBS)
 EXTRA_CLEAN += src/http/ventros-http-asan
 fuzz:

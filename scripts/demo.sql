@@ -1,5 +1,7 @@
 -- Demo data for scripts/up: two tenants with a channel and 20 contacts each,
--- and a login bound to the demo tenant.  Idempotent: run it as often as you like.
+-- a login bound to the demo tenant, and the demo tenant's console user
+-- (agent@<tenant>.example, the same password; scripts/demo_channels.sql
+-- makes it the demo agent).  Idempotent: run it as often as you like.
 \set ON_ERROR_STOP on
 
 SELECT ventros.create_tenant(t, initcap(t) || ' Inc.')
@@ -33,3 +35,10 @@ SELECT pg_temp.seed(:'other_tenant');
 COMMIT;
 
 SELECT ventros.bind_login(:'demo_login', :'demo_tenant', 'ventros_agent', :'demo_password');
+
+BEGIN;
+SELECT set_config('ventros.tenant', :'demo_tenant', true) \g /dev/null
+SELECT ventros.create_user('Demo Agent', format('agent@%s.example', :'demo_tenant'), :'demo_password', 'user')
+WHERE NOT EXISTS (SELECT 1 FROM ventros.users u
+                  WHERE u.tenant_id = :'demo_tenant' AND u.email = format('agent@%s.example', :'demo_tenant')) \g /dev/null
+COMMIT;

@@ -24,11 +24,14 @@ BEGIN
     RETURN ch.id;
 END
 $$;
+-- the demo agent is the console user of scripts/demo.sql, when there is one
 CREATE FUNCTION pg_temp.demo_agent(tenant text) RETURNS uuid
 LANGUAGE sql AS $$
     SELECT coalesce((SELECT a.id FROM ventros.agents a
                      WHERE a.tenant_id = tenant AND a.email = format('agent@%s.example', tenant) AND a.deleted_at IS NULL),
-                    (ventros.create_agent('Demo Agent', email => format('agent@%s.example', tenant))).id)
+                    (ventros.create_agent('Demo Agent', email => format('agent@%s.example', tenant),
+                                          user_id => (SELECT u.id FROM ventros.users u
+                                                      WHERE u.tenant_id = tenant AND u.email = format('agent@%s.example', tenant)))).id)
 $$;
 BEGIN;
 SELECT set_config('ventros.tenant', :'tenant', true) \g /dev/null

@@ -18,7 +18,8 @@ die() { printf '[ventros] error: %s\n' "$*" >&2; exit 1; }
 VENTROS_PACKAGES=(build-essential pkg-config postgresql-15 postgresql-server-dev-15
 	postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 	rabbitmq-server librabbitmq-dev libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev
-	libssl-dev openssl wrk curl bc jq nodejs npm clang libclang-rt-14-dev cppcheck clang-format)
+	libssl-dev openssl wrk curl bc jq nodejs npm clang libclang-rt-14-dev cppcheck clang-format
+	chromium)
 
 ensure_packages() {
 	local missing=() p

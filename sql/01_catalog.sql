@@ -33,10 +33,13 @@ CREATE TABLE ventros.event_types (
     CONSTRAINT event_types_name_valid CHECK (ventros.is_valid_event_name(event_type)),
     CONSTRAINT event_types_aggregate_prefix CHECK (pg_catalog.split_part(event_type, '.', 1) = aggregate),
     -- custom.<name> is the tenants' own namespace (ventros.emit_custom_event)
-    CONSTRAINT event_types_not_custom CHECK (aggregate <> 'custom')
+    CONSTRAINT event_types_not_custom CHECK (aggregate <> 'custom'),
+    emitted_by  name
 );
 COMMENT ON TABLE ventros.event_types IS
     'Catalog of every event type Ventros may emit; an unregistered name fails loudly';
+COMMENT ON COLUMN ventros.event_types.emitted_by IS
+    'The role whose privileges ventros.emit needs for this type, whoever may change its aggregate (ventros.reserve_event_type); NULL: whoever may change the aggregate';
 
 CREATE TABLE ventros.aggregates (
     aggregate        text PRIMARY KEY CHECK (aggregate ~ '^[a-z][a-z0-9]*(_[a-z0-9]+)*$'),
@@ -160,6 +163,29 @@ END
 $$;
 COMMENT ON FUNCTION ventros.register_event_type(text, text) IS
     'Adds an event type to the catalog (idempotent); malformed names raise 22023';
+
+-- Some events are the platform's word, not a change anyone who may edit the
+-- aggregate could report: the executor's runs of a rule agents may edit, an
+-- account's payment state that only Stripe or a platform admin sets.
+CREATE FUNCTION ventros.reserve_event_type(event_type text, emitted_by name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = reserve_event_type.emitted_by) THEN
+        RAISE EXCEPTION 'role "%" does not exist', emitted_by USING ERRCODE = '42704';
+    END IF;
+    UPDATE ventros.event_types e SET emitted_by = reserve_event_type.emitted_by
+     WHERE e.event_type = reserve_event_type.event_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown event type "%"', event_type USING ERRCODE = '22023',
+            HINT = 'Register it with ventros.register_event_type first.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.reserve_event_type(text, name) IS
+    'Reserves an event type to a role: ventros.emit of it then needs that role''s privileges (or a superuser, or a SECURITY DEFINER command of the owner), whoever may change its aggregate; unknown types raise 22023, unknown roles 42704';
 
 GRANT EXECUTE ON FUNCTION ventros.is_valid_event_name(text)
     TO ventros_viewer, ventros_anon, ventros_authenticator, ventros_platform_admin;

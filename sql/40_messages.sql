@@ -212,14 +212,11 @@ $$;
 COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text) IS
     'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (a tenant key lock); emits contact.created and contact_identity.created for a new sender';
 
--- count_channel_message: a channel's message counters.  SECURITY DEFINER:
--- agents receive and send messages but may not write counters; it touches
--- the acting tenant's channel only.
---
 -- record_messages_effects: what new messages do to their sessions (locked
--- by the caller; one message per session), contacts, channels and chats, one
+-- by the caller; one message per session), contacts and chats, one
 -- statement per table for the set (a broadcast's batch); the one-message case
--- is record_message_effects.
+-- is record_message_effects.  Channels count their messages themselves, as
+-- rows are inserted (count_new_messages, 40_messages_counts.sql).
 CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
 RETURNS void
 LANGUAGE plpgsql
@@ -227,7 +224,6 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    counted record;
     sessions ventros.sessions[];
     from_me boolean[];
     ats timestamptz[];
@@ -251,12 +247,6 @@ BEGIN
     WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
       AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m.last_at - interval '1 minute'
            OR c.first_interaction_at > m.first_at);
-    FOR counted IN SELECT m.channel_id, count(*) FILTER (WHERE NOT m.from_me) AS received,
-                          count(*) FILTER (WHERE m.from_me) AS sent, max(m."timestamp") AS last_at
-                   FROM unnest(ms) m GROUP BY 1 ORDER BY 1
-    LOOP
-        PERFORM ventros.count_channel_messages(counted.channel_id, counted.received, counted.sent, counted.last_at);
-    END LOOP;
     UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m.last_at), version = c.version
     FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
           WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
@@ -264,7 +254,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
-    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times), channels (counters) and chats, one statement per table (internal)';
+    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times) and chats, one statement per table (internal)';
 
 -- record_message_effects: what every new message does to its session (given,
 -- locked), contact, channel and chat: the one-message case.

@@ -69,6 +69,34 @@ AS $$ SELECT ventros.count_channel_messages(channel_id, (NOT from_me)::integer, 
 COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
     'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
 
+-- count_new_messages: every inserted message is counted on its channel, by
+-- the statement that inserts it, whoever inserts it and however (a send, a
+-- broadcast's set, an inbound message, a direct write).  The counters are
+-- the owner's: the tenant roles that write messages may not write counts
+-- (count_channel_messages is no tenant role's to call, or an agent could
+-- add a million messages to a channel's reports).
+CREATE FUNCTION ventros.count_new_messages() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    counted record;
+BEGIN
+    FOR counted IN SELECT m.channel_id, count(*) FILTER (WHERE NOT m.from_me) AS received,
+                          count(*) FILTER (WHERE m.from_me) AS sent, max(m."timestamp") AS last_at
+                   FROM new_messages m GROUP BY 1 ORDER BY 1
+    LOOP
+        PERFORM ventros.count_channel_messages(counted.channel_id, counted.received, counted.sent, counted.last_at);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.count_new_messages() IS
+    'AFTER INSERT statement trigger of ventros.messages: counts the inserted messages on their channels (count_channel_messages), as the owner';
+CREATE TRIGGER messages_counted AFTER INSERT ON ventros.messages
+    REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.count_new_messages();
+
 -- channel_message_counts: a channel's exact totals (folded + not yet folded).
 CREATE FUNCTION ventros.channel_message_counts(channel_id uuid,
     OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
@@ -138,8 +166,6 @@ $$;
 COMMENT ON FUNCTION ventros.fold_channel_message_counts() IS
     'Adds the counted slots to their live channels'' messages_received, messages_sent and last_message_at (quiet); per tenant, a failure recorded in ventros.scheduled_job_failures; returns the channels updated';
 
-GRANT EXECUTE ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz),
-    ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.channel_message_counts(uuid) TO ventros_viewer;
 -- The scheduler's, never a tenant's (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.fold_channel_message_counts() TO ventros_platform_admin;

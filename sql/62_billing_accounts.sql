@@ -52,6 +52,11 @@ SELECT ventros.register_aggregate('billing_account', 'ventros.billing_accounts',
     privileges => '{"ventros_viewer": ["SELECT"], "ventros_admin": ["INSERT", "UPDATE", "DELETE"]}',
     description => 'The paying customer');
 SELECT ventros.register_event_type('billing_account.stripe_customer_linked', 'A Stripe customer was linked to a billing account.');
+-- the payment state and the Stripe link are the platform's word (below):
+-- a tenant's admins, who may rename the account, may not announce them
+SELECT ventros.reserve_event_type(t, 'ventros_platform_admin')
+  FROM unnest(ARRAY['billing_account.payment_activated', 'billing_account.suspended', 'billing_account.reactivated',
+                    'billing_account.canceled', 'billing_account.stripe_customer_linked']) t;
 
 -- Invariant of the domain: a project is created (or moved) only under an
 -- active, unsuspended billing account.  The account row is share-locked, so

@@ -279,6 +279,10 @@ SELECT ventros.register_aggregate('automation_trigger', 'ventros.automation_trig
 SELECT ventros.register_event_type('automation.triggered', 'The trigger of an automation fired and its conditions held.');
 SELECT ventros.register_event_type('automation.executed', 'An automation ran its actions.');
 SELECT ventros.register_event_type('automation.failed', 'An automation failed to run its actions.');
+-- the executor's reports (it runs as the platform): agents may edit a rule,
+-- not say that it ran
+SELECT ventros.reserve_event_type(t, 'ventros_platform_admin')
+  FROM unnest(ARRAY['automation.triggered', 'automation.executed', 'automation.failed']) t;
 
 -- Whether a rule's trigger selects an event type: "*" every event,
 -- "message.*" every message.<action>, else equality (the patterns of

@@ -436,23 +436,6 @@ $$;
 COMMENT ON FUNCTION ventros.tick_campaigns(timestamptz, integer) IS
     'Starts due scheduled campaigns and advances due enrollments of active campaigns (ventros.tick_enrollments); returns how many advanced';
 
-CREATE FUNCTION ventros.record_campaign_conversion(campaign_id uuid) RETURNS ventros.campaigns
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.campaigns;
-BEGIN
-    UPDATE ventros.campaigns c SET conversions_count = c.conversions_count + 1, version = c.version
-    WHERE c.tenant_id = ventros.require_tenant() AND c.id = campaign_id RETURNING * INTO result;
-    IF NOT FOUND THEN
-        PERFORM ventros.not_found('campaign', campaign_id);
-    END IF;
-    RETURN result;
-END
-$$;
-COMMENT ON FUNCTION ventros.record_campaign_conversion(uuid) IS 'Counts a conversion (quiet: no version change, no event)';
-
 CREATE FUNCTION ventros.campaign_stats(campaign_id uuid) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -503,7 +486,7 @@ GRANT EXECUTE ON FUNCTION ventros.create_campaign(text, text, integer, text, tim
     ventros.add_campaign_step(uuid, integer, text, text, jsonb, jsonb), ventros.update_campaign_step(uuid, integer, jsonb),
     ventros.remove_campaign_step(uuid), ventros.enroll_in_campaign(uuid, uuid),
     ventros.set_campaign_enrollment_status(uuid, integer, text, text), ventros.advance_campaign_enrollment(uuid, timestamptz),
-    ventros.record_campaign_conversion(uuid), ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
+    ventros.campaign_reached(ventros.campaign_enrollments, timestamptz),
     ventros.execute_campaign_step(ventros.campaign_enrollments, ventros.campaign_steps, timestamptz)
     TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:

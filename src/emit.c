@@ -33,7 +33,10 @@
  * the current user (the function's owner inside SECURITY DEFINER commands):
  * an event of an aggregate needs UPDATE on the aggregate's table, so a caller
  * who cannot change invoices cannot say that one was paid; an aggregate
- * without a table is the superuser's.  Anything else a tenant wants to say
+ * without a table is the superuser's.  Some event types are said only by the
+ * platform, whoever may change their aggregate (the executor's reports on a
+ * rule agents may edit, an account's payment state): they are reserved to a
+ * role in the catalog (emitted_by) and need that role's privileges.  Anything else a tenant wants to say
  * goes through ventros.emit_custom_event(), as type custom.<name> of the
  * aggregate "custom", which no registered event type may use.
  *
@@ -136,6 +139,8 @@ typedef struct VnEventTypeEntry
 	char event_type[NAMEDATALEN * 2];
 	char aggregate[NAMEDATALEN];
 	Oid	 table_relid; /* InvalidOid: no registered table */
+	bool reserved;	  /* emitted only by members of emitter */
+	Oid	 emitter;	  /* InvalidOid when reserved: superusers only */
 } VnEventTypeEntry;
 
 /* custom events: custom.<name>, of this aggregate */
@@ -321,7 +326,12 @@ load_event_types(void)
 	vn_event_types_relid = vn_relid("event_types");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ret = SPI_execute("SELECT e.event_type, e.aggregate, a.table_name::oid "
+	/*
+	 * emitted_by through to_jsonb: a database still at 0.1.0, which has no
+	 * such column, runs this library between its install and its ALTER
+	 * EXTENSION UPDATE.
+	 */
+	ret = SPI_execute("SELECT e.event_type, e.aggregate, a.table_name::oid, pg_catalog.to_jsonb(e) ->> 'emitted_by' "
 					  "FROM ventros.event_types e LEFT JOIN ventros.aggregates a ON a.aggregate = e.aggregate",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
@@ -330,6 +340,7 @@ load_event_types(void)
 	{
 		char			 *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char			 *aggregate = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char			 *emitter;
 		bool			  isnull;
 		Datum			  relid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
 		VnEventTypeEntry *e;
@@ -339,6 +350,9 @@ load_event_types(void)
 		e = hash_search(h, name, HASH_ENTER, NULL);
 		strlcpy(e->aggregate, aggregate, NAMEDATALEN);
 		e->table_relid = isnull ? InvalidOid : DatumGetObjectId(relid);
+		emitter = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4);
+		e->reserved = emitter != NULL;
+		e->emitter = emitter != NULL ? get_role_oid(emitter, true) : InvalidOid;
 	}
 	SPI_finish();
 	vn_event_types = h;
@@ -385,14 +399,30 @@ vn_require_event_type(const char *event_type, const char *aggregate_type)
 /*
  * require_emit_privilege
  *		42501 unless the current user may change the event's aggregate:
- *		UPDATE on its table, or superuser when it has none.  The current user,
- *		not the session user: a SECURITY DEFINER command emits as its owner.
+ *		UPDATE on its table, or superuser when it has none.  An event type
+ *		reserved to a role (ventros.reserve_event_type: the executor's
+ *		reports, billing states set from Stripe) needs that role's privileges
+ *		instead, whoever may change the aggregate otherwise.  The current
+ *		user, not the session user: a SECURITY DEFINER command emits as its
+ *		owner.
  */
 static void
 require_emit_privilege(const VnEventTypeEntry *e)
 {
 	Oid user = GetUserId();
 
+	if (e->reserved)
+	{
+		if (superuser_arg(user) || (OidIsValid(e->emitter) && has_privs_of_role(user, e->emitter)))
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to emit event \"%s\"", e->event_type),
+				 errdetail("Only role \"%s\" emits \"%s\"; role \"%s\" may not.",
+						   OidIsValid(e->emitter) ? GetUserNameFromId(e->emitter, false) : "superuser",
+						   e->event_type, GetUserNameFromId(user, false)),
+				 errhint("Emit an event of your own with ventros.emit_custom_event(name, payload): its type is custom.<name>.")));
+	}
 	if (OidIsValid(e->table_relid) ?
 			pg_class_aclcheck(e->table_relid, user, ACL_UPDATE) == ACLCHECK_OK :
 			superuser_arg(user))

@@ -18,6 +18,7 @@
 
 #include "answer.h"
 #include "catalog.h"
+#include "console.h"
 #include "pg.h"
 #include "request.h"
 #include "router.h"
@@ -308,6 +309,12 @@ route_relation(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	serve(cfg, req, resp, EP_RELATION);
 }
 
+static void
+route_console(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
+{
+	vn_console_serve(req, resp);
+}
+
 /* the route table: the first entry whose method and path match serves */
 typedef struct Route
 {
@@ -320,6 +327,8 @@ static const Route routes[] = {
 	{"OPTIONS", NULL, route_options},
 	{NULL, "/health", route_health},
 	{NULL, "/", route_openapi},
+	{NULL, "/console", route_console},
+	{NULL, "/console/", route_console},
 	{NULL, "/rpc/", route_rpc},
 	{NULL, NULL, route_relation},
 };

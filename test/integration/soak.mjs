@@ -40,7 +40,7 @@
 // Needs the environment of scripts/test (VENTROS_PGURL, VENTROS_AMQP_URL,
 // VENTROS_AMQP_PORT, VENTROS_RUN_DIR, VENTROS_HTTP_PORT).
 import amqp from 'amqplib';
-import { startConsumer } from './soak_consumer.mjs';
+import { startConsumer, readyIn } from './soak_consumer.mjs';
 import { fileURLToPath } from 'node:url';
 import {
   AMQP_URL, AMQP_PORT, client, until, restartPublisher, sleep, brokerStartAsync, brokerSignal, pgRestartAsync,
@@ -370,7 +370,9 @@ export async function runSoak({
       sendsNotSucceeded: await pendingSends(),
       webhooks: accepted.length, webhooksLost, webhookDuplicates,
       faults, proxy: { broker: brokerProxy.stats(), provider: providerProxy.stats() },
-      consumer: { rounds: consumer.rounds, ends: consumer.ends },
+      // where lost events are: still in the queue (the consumer's side) or not
+      consumer: { rounds: consumer.rounds, ends: consumer.ends, lastDeliveryAgoMs: Date.now() - consumer.lastDelivery,
+                  queueReady: lost ? await readyIn(queue) : 0 },
       publisherFailedAttempts: a.n, seconds: Math.round((Date.now() - started) / 1000),
     };
     log(`events ${result.events}, lost ${lost}, duplicates ${duplicates}, order violations ${result.orderViolations}, ` +

@@ -5,7 +5,8 @@
 // It works in rounds: connect, open a channel, consume; a round ends when the
 // connection closes (the broker killed, a heartbeat missed), when the broker
 // closes the channel (the queue not back yet after a restart) or cancels the
-// consumer (the queue deleted), and the next round starts 250 ms later.
+// consumer (the queue deleted), or when it stalls (below), and the next round
+// starts 250 ms later.
 // A round's connection is let go with dropConnection, never with a bare
 // `await conn.close()`: amqplib's close waits for the broker's CloseOk and
 // its promise never settles when the connection dies meanwhile (a broker
@@ -29,15 +30,47 @@ export async function dropConnection(conn, boundMs = 2000) {
   conn.connection?.stream?.destroy();
 }
 
+// The messages ready in queue, asked on a connection of its own; null when
+// the broker does not answer within boundMs.
+export async function readyIn(queue, { url = AMQP_URL, boundMs = 3000 } = {}) {
+  let conn = null;
+  let timer;
+  try {
+    return await Promise.race([
+      (async () => {
+        conn = await amqp.connect(url, { timeout: boundMs });
+        conn.on('error', () => {});
+        const ch = await conn.createChannel();
+        ch.on('error', () => {});
+        return (await ch.checkQueue(queue)).messageCount;
+      })(),
+      new Promise((ok) => { timer = setTimeout(() => ok(null), boundMs); }),
+    ]);
+  } catch (e) {
+    return null;
+  } finally {
+    clearTimeout(timer);
+    if (conn) await dropConnection(conn, 1000);
+  }
+}
+
 // startConsumer(queue, tenant): counts per event id (copies), the sequence
 // of each first arrival (seqs), order problems (violations), and how the
 // rounds went (rounds, ends: reason -> count).  close() ends it.
-export function startConsumer(queue, tenant, { url = AMQP_URL, heartbeat = 5, prefetch = 1000 } = {}) {
+//
+// A round that has received nothing for stallMs while the queue holds ready
+// messages is ended ('stalled') and the next one consumes again: a client
+// left consuming nothing (a consume the broker never answered while its
+// queue came back after a restart, say) would otherwise read as events the
+// product lost.  Events really lost are not in the queue, and stay lost.
+export function startConsumer(queue, tenant, { url = AMQP_URL, heartbeat = 5, prefetch = 1000, stallMs = 10000 } = {}) {
   const st = {
     copies: new Map(), seqs: new Map(), violations: [], rounds: 0, ends: {}, stop: false, endRound: null,
+    lastDelivery: Date.now(),
   };
   const order = orderChecker();
   const onMessage = (ch, m) => {
+    st.lastDelivery = Date.now();
     if (m.properties.headers?.tenant_id === tenant) {
       const id = m.properties.messageId;
       const n = (st.copies.get(id) ?? 0) + 1;
@@ -63,6 +96,16 @@ export function startConsumer(queue, tenant, { url = AMQP_URL, heartbeat = 5, pr
         const ended = new Promise((ok) => { end = ok; });
         st.endRound = end;
         conn.on('close', () => end('connection closed'));
+        st.lastDelivery = Date.now();
+        let checking = false;
+        const watchdog = setInterval(async () => {
+          if (checking || Date.now() - st.lastDelivery < stallMs) return;
+          checking = true;
+          const ready = await readyIn(queue, { url });
+          checking = false;
+          if (ready > 0 && Date.now() - st.lastDelivery >= stallMs) end('stalled');
+        }, stallMs / 4);
+        ended.finally(() => clearInterval(watchdog));
         conn.on('error', () => {});
         (async () => {
           const ch = await conn.createChannel();

@@ -68,7 +68,7 @@ test('faults at small size: nothing lost, order per aggregate kept, nothing take
   fs.appendFileSync(path.join(RUN_DIR, 'soak_short.txt'), `${JSON.stringify(r)}\n`);
   assert.deepEqual(r.violations, []);
   assert.equal(r.orderViolations, 0);
-  assert.equal(r.lost, 0, `${r.lost} of ${r.events} events never reached the consumer`);
+  assert.equal(r.lost, 0, `${r.lost} of ${r.events} events never reached the consumer (${JSON.stringify(r.consumer)})`);
   assert.equal(r.phantoms, 0, 'events a consumer got that a crash took back');
   assert.equal(r.commandsLost, 0, `${r.commandsLost} of ${r.commands} HTTP commands answered 200 are not in the outbox`);
   assert.equal(r.webhooksLost, 0, `${r.webhooksLost} of ${r.webhooks} webhooks answered 200 never became a message`);

@@ -1,11 +1,12 @@
--- The automation executor's batches (sql/84_automation_executor.sql): many
+-- The automation executor's batches (sql/84_automation_executor_run.sql): many
 -- events in one call, in one subtransaction; when a rule fails, the batch
 -- again with one per event and that event with one per rule; a failing
 -- rule in a batch;
 -- order per aggregate; one context per event; an event queued again after a
--- rule with stop_processing ran; the loop check between events of one batch.
+-- rule with stop_processing ran; the loop check between events of one batch;
+-- an event queued again whose rules were skipped; a queued event no rule wants.
 BEGIN;
-SELECT plan(24);
+SELECT plan(30);
 SELECT ventros.create_tenant('t_exec', 'Executor');
 SET LOCAL ventros.tenant = 't_exec';
 SET LOCAL ROLE ventros_admin;
@@ -141,6 +142,38 @@ SELECT is((SELECT array_agg(outcome || '@' || depth || coalesce(': ' || left(err
              FROM ventros.automation_runs WHERE automation_id = pg_temp.id('catch')),
           ARRAY['executed@1', 'failed@1: loop: rule already ran for the originating event'],
           'the rule ran once for the originating event; the second is refused');
+
+
+-- 6. An event queued again whose rule its conditions skipped: the skipped
+--    runs are inserted plainly first, and again with ON CONFLICT when one is
+--    there already (without that second try the whole call would fail).
+SELECT count(ventros.set_automation_enabled(id, version, false)) FROM ventros.automations WHERE name IN ('Fan', 'Catch');
+INSERT INTO ids SELECT 'never', id FROM ventros.create_automation('Never', 'contact.lead_qualified',
+    '[{"type": "add_tag", "params": {"tag": "never"}}]', '[{"tag": "never"}]', automation_type => 'event');
+INSERT INTO ids SELECT 'c7', ventros_test.new_contact();
+INSERT INTO ids SELECT 'e8', pg_temp.qualify(pg_temp.id('c7'), 1);
+SELECT is(pg_temp.run_once(), 1, 'executor');
+RESET ROLE;
+INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, origin_event_id)
+SELECT tenant_id, seq, event_id, aggregate_id, event_id FROM ventros.outbox WHERE event_id = pg_temp.id('e8');
+SET LOCAL ROLE ventros_admin;
+SELECT is(pg_temp.run_once(), 1, 'the event queued again is taken');
+SELECT is((SELECT array_agg(a.name || '=' || r.outcome) FROM ventros.automation_runs r JOIN ventros.automations a ON a.id = r.automation_id
+            WHERE r.event_id = pg_temp.id('e8')),
+          '{Never=skipped}', 'still one skipped run');
+
+-- 7. A queued event no enabled rule wants (the writer queues on the fan-out
+--    cache's word, which a concurrent change may have made stale): taken,
+--    no run, nothing left queued.
+RESET ROLE;
+INSERT INTO ventros.automation_queue (tenant_id, seq, event_id, aggregate_id, origin_event_id)
+SELECT tenant_id, seq, event_id, aggregate_id, event_id FROM ventros.outbox
+ WHERE tenant_id = 't_exec' AND aggregate_id = pg_temp.id('c7') AND event_type = 'contact.created';
+SET LOCAL ROLE ventros_admin;
+SELECT is(pg_temp.run_once(), 1, 'the event is taken');
+SELECT is((SELECT count(*)::int FROM ventros.automation_runs r JOIN ventros.outbox o ON o.event_id = r.event_id
+            WHERE o.aggregate_id = pg_temp.id('c7') AND o.event_type = 'contact.created'), 0, 'no rule ran for it');
+SELECT is((SELECT count(*)::int FROM ventros.automation_queue), 0, 'nothing left queued');
 
 SELECT * FROM finish();
 ROLLBACK;

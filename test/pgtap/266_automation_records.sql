@@ -1,8 +1,8 @@
 -- What no tenant role may do to the executor's records (docs/security.md,
 -- issue 12's rule: tenant roles must not forge records), and the foreign key
--- of a campaign's conversion status.
+-- of a campaign's conversion status, and its conversions.
 BEGIN;
-SELECT plan(12);
+SELECT plan(14);
 SELECT ventros.create_tenant('t_records', 'Records');
 SELECT ventros.create_tenant('t_records2', 'Other');
 SET LOCAL ventros.tenant = 't_records';
@@ -43,6 +43,11 @@ SELECT is((SELECT outcome FROM ventros.automation_runs WHERE automation_id = pg_
 -- ---- campaigns.conversion_status_id: a pipeline status of the tenant
 INSERT INTO ids SELECT 'status', ventros_test.new_pipeline_status();
 INSERT INTO ids SELECT 'campaign', id FROM ventros.create_campaign('Spring');
+-- conversions are counted as they happen, never by hand
+SELECT is(ventros_test.run_as('ventros_agent', 't_records', format($$SELECT ventros.record_campaign_conversion(%L)$$, pg_temp.id('campaign'))),
+          'ERROR 42883: function ventros.record_campaign_conversion(unknown) does not exist',
+          'an agent cannot add a conversion to a campaign (record_campaign_conversion is gone)');
+SELECT is((SELECT conversions_count FROM ventros.campaigns WHERE id = pg_temp.id('campaign')), 0, 'nothing counted');
 SELECT is((ventros.update_campaign(pg_temp.id('campaign'), 1, jsonb_build_object('conversion_status_id', pg_temp.id('status')))).conversion_status_id,
           pg_temp.id('status'), 'a status of the tenant');
 SELECT throws_ok(format($$SELECT ventros.update_campaign(%L, 2, '{"conversion_status_id": "%s"}')$$, pg_temp.id('campaign'), gen_random_uuid()),

@@ -3,7 +3,7 @@
 -- in ventros.scheduled_job_status, and count_channel_message accepts only
 -- the caller's live channels.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 -- (the failures below are also warnings: expected)
 SET LOCAL client_min_messages = error;
 
@@ -17,21 +17,24 @@ GRANT SELECT ON ch TO PUBLIC;
 -- other tests' slots out of the way
 DELETE FROM ventros.channel_message_counts WHERE tenant_id NOT IN ('sched_a', 'sched_b');
 
--- count_channel_message: the caller's live channels only
+-- count_channel_message(s): the owner's (messages are counted as they are
+-- inserted, ventros.count_new_messages); no tenant role adds counts
 SET LOCAL ROLE ventros_agent;
+SELECT throws_ok($$SELECT ventros.count_channel_messages((SELECT id FROM ch WHERE tenant = 'b'), 1000000, 0, now())$$,
+                 '42501', NULL, 'an agent adds no count to a channel, not even of its tenant');
+RESET ROLE;
+-- and the owner only on the acting tenant's live channels
 SELECT lives_ok($$SELECT ventros.count_channel_message((SELECT id FROM ch WHERE tenant = 'b'), false, now())$$,
-                'an agent counts a message on a live channel of its tenant');
+                'a message counted on a live channel of the acting tenant');
 SELECT throws_ok($$SELECT ventros.count_channel_message((SELECT id FROM ch WHERE tenant = 'a'), false, now())$$,
                  'P0002', NULL, 'not on another tenant''s channel');
 SELECT throws_ok($$SELECT ventros.count_channel_message(gen_random_uuid(), false, now())$$,
                  'P0002', NULL, 'nor on a channel that does not exist');
-RESET ROLE;
 SET LOCAL ROLE ventros_admin;
 SELECT ventros.delete_channel((SELECT spare FROM ch WHERE tenant = 'b'));
-SET LOCAL ROLE ventros_agent;
+RESET ROLE;
 SELECT throws_ok($$SELECT ventros.count_channel_message((SELECT spare FROM ch WHERE tenant = 'b'), false, now())$$,
                  'P0002', NULL, 'nor on a deleted channel');
-RESET ROLE;
 
 -- A channel counted, then deleted (an ordinary admin action): the fold
 -- leaves its slots alone instead of failing
