@@ -12631,6 +12631,2122 @@ COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ven
     'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed; writes the skipped runs';
 
 
+-- ---- operator (sql/93_operator.sql, sql/45_http_requests.sql, sql/02_tenant.sql)
+-- The operator's surface (docs/operations.md): queue status, dead letters and
+-- replay, paused sends held by the dispatcher's claim, secret rotation,
+-- the database's side of GET /metrics; require_platform_admin looks at the
+-- role the session acts as, so a platform administrator's token can reach
+-- these functions through ventros-http while tenant tokens cannot.
+
+CREATE OR REPLACE FUNCTION ventros.require_platform_admin() RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- The role the session acts as (its SET ROLE, else its login): the
+    -- HTTP front's login may hold ventros_platform_admin so that a platform
+    -- administrator's token can SET ROLE to it, and then only a request
+    -- running as that role is one (a tenant's runs as its tenant role).
+    IF NOT ventros.session_is_trusted()
+       OR NOT (pg_has_role(CASE WHEN current_setting('role') = 'none' THEN session_user
+                                ELSE current_setting('role')::name END,
+                           'ventros_platform_admin', 'MEMBER')
+               OR (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)) THEN
+        RAISE EXCEPTION 'permission denied: only platform administrators may do this'
+            USING ERRCODE = '42501',
+                  DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_platform_admin.',
+                                             CASE WHEN current_setting('role') = 'none' THEN session_user
+                                                  ELSE current_setting('role')::name END);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.require_platform_admin() IS
+    'Raises 42501 unless the session user is a superuser, or the role the session acts as (its SET ROLE, else its login) is a member of ventros_platform_admin';
+
+CREATE TABLE ventros.send_pauses (
+    tenant_id  text        NOT NULL,
+    id         uuid        NOT NULL DEFAULT gen_random_uuid(),
+    scope      text        NOT NULL,
+    target_id  uuid,
+    paused_at  timestamptz NOT NULL DEFAULT now(),
+    paused_by  text,
+    reason     text,
+    CONSTRAINT send_pauses_scope_known CHECK (scope IN ('tenant', 'channel', 'webhook_subscription')),
+    CONSTRAINT send_pauses_target CHECK ((scope = 'tenant') = (target_id IS NULL)),
+    CONSTRAINT send_pauses_reason_size CHECK (length(reason) <= 500),
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT send_pauses_once UNIQUE NULLS NOT DISTINCT (tenant_id, scope, target_id)
+);
+COMMENT ON TABLE ventros.send_pauses IS
+    'Paused sends: while a row covers a request (a tenant''s, a channel''s, a webhook subscription''s), the HTTP dispatcher leaves it queued (ventros.pause_sends, resume_sends)';
+ALTER TABLE ventros.send_pauses ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.send_pauses FORCE ROW LEVEL SECURITY;
+-- Tenants see their own pauses; only the operator functions write.
+CREATE POLICY ventros_tenant_read ON ventros.send_pauses FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.send_pauses TO ventros_viewer;
+
+-- http_request_held: does a pause cover this request?  plpgsql: the tables
+-- it asks (messages, webhook_deliveries) are resolved when it runs.  The
+-- claim calls it only for tenants that have a pause.
+CREATE FUNCTION ventros.http_request_held(tenant text, purpose text, correlation uuid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1 FROM ventros.send_pauses p
+         WHERE p.tenant_id = tenant
+           AND (p.scope = 'tenant'
+                OR (p.scope = 'channel' AND correlation IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM ventros.messages m
+                                 WHERE m.tenant_id = tenant AND m.id = correlation AND m.channel_id = p.target_id))
+                OR (p.scope = 'webhook_subscription' AND purpose = 'webhook.delivery' AND correlation IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM ventros.webhook_deliveries d
+                                 WHERE d.tenant_id = tenant AND d.id = correlation
+                                   AND d.subscription_id = p.target_id))));
+END
+$$;
+COMMENT ON FUNCTION ventros.http_request_held(text, text, uuid) IS
+    'Dispatcher: whether a pause (ventros.send_pauses) covers a request of this tenant, purpose and correlation id';
+
+CREATE OR REPLACE FUNCTION ventros.http_claim(batch_size integer, lease interval)
+RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
+               attempts integer, timeout_ms integer, retry_policy text, max_response_size integer,
+               body_form jsonb, media bytea)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due_now AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+           AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                    AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
+         ORDER BY r.next_attempt_at LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    lease_expired AS (
+        SELECT r.tenant_id, r.id FROM ventros.http_requests r
+         WHERE r.status = 'in_flight' AND r.lease_until < now()
+         ORDER BY r.lease_until LIMIT batch_size FOR UPDATE SKIP LOCKED),
+    due AS (
+        SELECT * FROM due_now UNION ALL SELECT * FROM lease_expired LIMIT batch_size)
+    UPDATE ventros.http_requests r
+       SET status = 'in_flight', attempts = r.attempts + 1, lease_until = now() + lease,
+           claimed_by = pg_backend_pid(), last_attempt_at = now(), updated_at = now()
+      FROM due
+     WHERE r.tenant_id = due.tenant_id AND r.id = due.id
+    RETURNING r.tenant_id, r.id, r.method, r.url,
+              CASE WHEN EXISTS (SELECT 1 FROM ventros.http_request_preparers p WHERE p.purpose = r.purpose)
+                   THEN ventros.http_attempt_headers(r) ELSE r.headers END,
+              r.body, r.attempts, r.timeout_ms, r.retry_policy, r.max_response_size, r.body_form,
+              -- the media a body_form streams, as the media download stored it
+              CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_id) END
+$$;
+COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
+    'Dispatcher: claims due requests not held by a pause (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
+
+CREATE FUNCTION ventros.http_next_due() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT min(r.next_attempt_at) FROM ventros.http_requests r
+     WHERE r.status = 'pending'
+       AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
+$$;
+COMMENT ON FUNCTION ventros.http_next_due() IS
+    'Dispatcher: the earliest next_attempt_at of the pending requests no pause holds (NULL: none), to sleep until';
+
+-- The operator's surface: what a platform administrator runs the queues
+-- with (docs/operations.md).  Three work queues carry everything Ventros
+-- does after a commit: the outbox (events to RabbitMQ), the inbox (provider
+-- webhooks into the CRM) and the HTTP dispatcher's requests (sends, webhook
+-- deliveries, downloads, AI calls).  Here, for all three in one shape:
+--   queue_status    depth, due, in flight, held, dead, oldest age, recent arrivals and completions
+--   dead_letters    what gave up, filtered by queue, tenant, type and time
+--   replay_dead_letters  puts them back (the outbox's replay_dead_events, the
+--                   dispatcher's replay_http_request, the inbox's retry)
+-- and the levers: pause_sends / resume_sends (a tenant's, a channel's or a
+-- webhook subscription's outbound requests stay queued while paused:
+-- ventros.send_pauses, sql/45_http_requests.sql), rotate_channel_secret and
+-- rotate_subscription_secret.
+--
+-- Every function here is SECURITY DEFINER (it reads and writes across
+-- tenants), checks ventros.require_platform_admin(), and is granted to
+-- ventros_platform_admin only: tenant roles get 42501.  Every action is
+-- audited as an event with its actor (ventros.actor(): the token's subject
+-- over HTTP, else the login): on the channel or the webhook subscription it
+-- concerns, or, for what concerns a whole tenant, on the tenant's first
+-- project (the tenant's own aggregate).
+-- ventros.metrics() gives ventros-http's GET /metrics the database's figures
+-- in one call of bounded cost (counts over partial or BRIN indexes).
+
+-- ---- indexes the figures use -------------------------------------------------
+
+-- Dead letters of the inbox and the dispatcher are found without a scan of
+-- everything they ever held; recent arrivals through BRIN indexes of the
+-- arrival time (rows are appended in that order; next to nothing to keep).
+CREATE INDEX inbox_dead ON ventros.inbox (received_at)
+    WHERE status IN ('failed', 'unmatched') AND next_attempt_at IS NULL;
+CREATE INDEX inbox_received ON ventros.inbox USING brin (received_at) WITH (autosummarize = on);
+CREATE INDEX http_requests_dead ON ventros.http_requests (created_at) WHERE status IN ('dead', 'failed');
+CREATE INDEX http_requests_created ON ventros.http_requests USING brin (created_at) WITH (autosummarize = on);
+CREATE INDEX message_enrichments_created ON ventros.message_enrichments USING brin (created_at)
+    WITH (autosummarize = on);
+
+-- ---- queue figures ------------------------------------------------------------
+
+-- queue_figures: the figures of the three queues, one row each (internal:
+-- queue_status and metrics call it).  Completions are counted among what
+-- arrived in the last hour (BRIN-bounded): work that waited longer is not
+-- in done_last_5m.
+CREATE FUNCTION ventros.queue_figures(
+    OUT queue text, OUT depth bigint, OUT due bigint, OUT in_flight bigint, OUT held bigint,
+    OUT dead bigint, OUT oldest_age interval, OUT arrived_last_5m bigint, OUT done_last_5m bigint)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'outbox',
+           (SELECT count(*) FROM ventros.outbox_queue q WHERE NOT q.dead),
+           (SELECT count(*) FROM ventros.outbox_queue q
+             WHERE NOT q.dead AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= now())),
+           NULL::bigint, 0::bigint,
+           (SELECT count(*) FROM ventros.outbox_queue q WHERE q.dead),
+           now() - (SELECT o.occurred_at FROM ventros.outbox_queue q
+                      JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+                     WHERE NOT q.dead ORDER BY q.seq LIMIT 1),
+           (SELECT count(*) FROM ventros.outbox o WHERE o.occurred_at > now() - interval '5 minutes'),
+           (SELECT count(*) FROM ventros.outbox o
+             WHERE o.occurred_at > now() - interval '1 hour' AND o.status = 'published'
+               AND o.published_at > now() - interval '5 minutes')
+    UNION ALL
+    SELECT 'inbox', x.depth, x.due, NULL::bigint, 0::bigint,
+           (SELECT count(*) FROM ventros.inbox i
+             WHERE i.status IN ('failed', 'unmatched') AND i.next_attempt_at IS NULL),
+           now() - x.oldest,
+           (SELECT count(*) FROM ventros.inbox i WHERE i.received_at > now() - interval '5 minutes'),
+           (SELECT count(*) FROM ventros.inbox i
+             WHERE i.received_at > now() - interval '1 hour' AND i.processed_at > now() - interval '5 minutes')
+      FROM (SELECT count(*) AS depth, count(*) FILTER (WHERE i.next_attempt_at <= now()) AS due,
+                   min(i.received_at) AS oldest
+              FROM ventros.inbox i
+             WHERE i.status IN ('received', 'failed', 'unmatched') AND i.next_attempt_at IS NOT NULL) x
+    UNION ALL
+    SELECT 'http', x.depth, x.due,
+           (SELECT count(*) FROM ventros.http_requests r WHERE r.status = 'in_flight'),
+           x.held,
+           (SELECT count(*) FROM ventros.http_requests r WHERE r.status IN ('dead', 'failed')),
+           now() - x.oldest,
+           (SELECT count(*) FROM ventros.http_requests r WHERE r.created_at > now() - interval '5 minutes'),
+           (SELECT count(*) FROM ventros.http_requests r
+             WHERE r.created_at > now() - interval '1 hour' AND r.completed_at > now() - interval '5 minutes')
+      FROM (SELECT count(*) AS depth, count(*) FILTER (WHERE r.next_attempt_at <= now()) AS due,
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                                      AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id)) AS held,
+                   min(r.created_at) AS oldest
+              FROM ventros.http_requests r WHERE r.status = 'pending') x
+$$;
+COMMENT ON FUNCTION ventros.queue_figures() IS
+    'Internal: the figures of the outbox, inbox and HTTP dispatcher queues (ventros.queue_status, ventros.metrics)';
+
+CREATE FUNCTION ventros.queue_status(
+    OUT queue text, OUT depth bigint, OUT due bigint, OUT in_flight bigint, OUT held bigint,
+    OUT dead bigint, OUT oldest_age interval, OUT arrived_last_5m bigint, OUT done_last_5m bigint)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    RETURN QUERY SELECT * FROM ventros.queue_figures();
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_status() IS
+    'Platform admins: the outbox, inbox and HTTP dispatcher queues, one row each: depth (waiting), due now, in flight, held by a pause, dead letters, age of the oldest waiting item, arrivals and completions in the last 5 minutes';
+
+-- ---- dead letters -------------------------------------------------------------
+
+-- The queue argument: outbox, inbox, http or NULL (all three).
+CREATE FUNCTION ventros.check_queue_name(queue text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF queue IS NOT NULL AND queue NOT IN ('outbox', 'inbox', 'http') THEN
+        RAISE EXCEPTION 'unknown queue "%"', left(queue, 64)
+            USING ERRCODE = '22023', HINT = 'Queues are outbox, inbox and http.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_queue_name(text) IS
+    'Raises 22023 unless the queue is outbox, inbox, http or NULL (all)';
+
+-- What gave up: outbox events dead after their attempts, inbox items given
+-- up (failed or unmatched with no retry left), requests dead (attempts spent)
+-- or failed (refused for good).  type: the event type, the provider's event
+-- name, the request's purpose; at: when it occurred, arrived, was queued.
+CREATE FUNCTION ventros.dead_letter_rows(queue text, tenant text, type text, since timestamptz, until timestamptz)
+RETURNS TABLE (queue_name text, tenant_id text, id uuid, item_type text, at timestamptz, attempts integer,
+               last_error text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'outbox'::text, o.tenant_id, o.event_id, o.event_type, o.occurred_at, o.attempts, o.last_error
+      FROM ventros.outbox_queue q
+      JOIN ventros.outbox o ON o.tenant_id = q.tenant_id AND o.seq = q.seq
+     WHERE q.dead AND coalesce(dead_letter_rows.queue, 'outbox') = 'outbox'
+       AND (dead_letter_rows.tenant IS NULL OR q.tenant_id = dead_letter_rows.tenant)
+       AND (dead_letter_rows.type IS NULL OR o.event_type = dead_letter_rows.type)
+       AND (since IS NULL OR o.occurred_at >= since) AND (until IS NULL OR o.occurred_at < until)
+    UNION ALL
+    SELECT 'inbox', i.tenant_id, i.id, i.event, i.received_at, i.attempts, i.last_error
+      FROM ventros.inbox i
+     WHERE i.status IN ('failed', 'unmatched') AND i.next_attempt_at IS NULL
+       AND coalesce(dead_letter_rows.queue, 'inbox') = 'inbox'
+       AND (dead_letter_rows.tenant IS NULL OR i.tenant_id = dead_letter_rows.tenant)
+       AND (dead_letter_rows.type IS NULL OR i.event = dead_letter_rows.type)
+       AND (since IS NULL OR i.received_at >= since) AND (until IS NULL OR i.received_at < until)
+    UNION ALL
+    SELECT 'http', r.tenant_id, r.id, r.purpose, r.created_at, r.attempts, r.last_error
+      FROM ventros.http_requests r
+     WHERE r.status IN ('dead', 'failed') AND coalesce(dead_letter_rows.queue, 'http') = 'http'
+       AND (dead_letter_rows.tenant IS NULL OR r.tenant_id = dead_letter_rows.tenant)
+       AND (dead_letter_rows.type IS NULL OR r.purpose = dead_letter_rows.type)
+       AND (since IS NULL OR r.created_at >= since) AND (until IS NULL OR r.created_at < until)
+$$;
+COMMENT ON FUNCTION ventros.dead_letter_rows(text, text, text, timestamptz, timestamptz) IS
+    'Internal: the dead letters of ventros.dead_letters, unordered and unbounded (replay_dead_letters chooses from them)';
+
+CREATE FUNCTION ventros.dead_letters(queue text DEFAULT NULL, tenant text DEFAULT NULL, type text DEFAULT NULL,
+                                     since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL,
+                                     max_rows integer DEFAULT 100)
+RETURNS TABLE (queue_name text, tenant_id text, id uuid, item_type text, at timestamptz, attempts integer,
+               last_error text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    PERFORM ventros.check_queue_name(dead_letters.queue);
+    RETURN QUERY
+    SELECT d.* FROM ventros.dead_letter_rows(dead_letters.queue, dead_letters.tenant, dead_letters.type,
+                                             since, until) d
+    ORDER BY d.at DESC, d.id
+    LIMIT ventros.check_page_size(max_rows);
+END
+$$;
+COMMENT ON FUNCTION ventros.dead_letters(text, text, text, timestamptz, timestamptz, integer) IS
+    'Platform admins: dead letters of the outbox, inbox and HTTP dispatcher (queue NULL: all), newest first, filtered by tenant, type (event type, provider event, request purpose) and time range [since, until); at most max_rows (ventros.max_page_size)';
+
+-- ---- audit ----------------------------------------------------------------------
+
+-- operator_emit: an operator action's event, in the tenant it concerns.
+-- aggregate NULL: the tenant as a whole, on its first project (nothing is
+-- emitted for a tenant without one: nothing of it exists to audit).
+CREATE FUNCTION ventros.operator_emit(tenant text, event_type text, aggregate_type text, aggregate_id uuid,
+                                      payload jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target uuid := aggregate_id;
+BEGIN
+    PERFORM set_config('ventros.tenant', tenant, true);
+    IF aggregate_type = 'project' AND target IS NULL THEN
+        SELECT p.id INTO target FROM ventros.projects p WHERE p.tenant_id = tenant
+         ORDER BY p.created_at, p.id LIMIT 1;
+        IF target IS NULL THEN
+            RETURN;
+        END IF;
+    END IF;
+    PERFORM ventros.emit(event_type, aggregate_type, target, payload);
+END
+$$;
+COMMENT ON FUNCTION ventros.operator_emit(text, text, text, uuid, jsonb) IS
+    'Internal: emits an operator action''s event in the tenant it concerns (a tenant-wide one on the tenant''s first project)';
+
+SELECT ventros.register_event_type('project.sends_paused',
+    'A platform administrator paused the outbound requests of the whole tenant (they stay queued).');
+SELECT ventros.register_event_type('project.sends_resumed',
+    'A platform administrator resumed the outbound requests of the whole tenant.');
+SELECT ventros.register_event_type('project.dead_letters_replayed',
+    'A platform administrator put dead letters of the tenant back in their queue.');
+SELECT ventros.register_event_type('channel.sends_paused',
+    'A platform administrator paused the outbound requests of a channel (they stay queued).');
+SELECT ventros.register_event_type('channel.sends_resumed',
+    'A platform administrator resumed the outbound requests of a channel.');
+SELECT ventros.register_event_type('channel.secret_rotated',
+    'A platform administrator replaced the webhook secret of a channel (the payload names the key, never the value).');
+SELECT ventros.register_event_type('webhook_subscription.sends_paused',
+    'A platform administrator paused the deliveries of a webhook subscription (they stay queued).');
+SELECT ventros.register_event_type('webhook_subscription.sends_resumed',
+    'A platform administrator resumed the deliveries of a webhook subscription.');
+SELECT ventros.register_event_type('webhook_subscription.secret_rotated',
+    'A platform administrator replaced the signing secret of a webhook subscription.');
+
+-- ---- replay ---------------------------------------------------------------------
+
+-- replay_dead_letters: dead letters back in their queue, chosen by ids
+-- and/or tenant, type and time range (the filters of dead_letters).  The
+-- outbox's are replayed by ventros.replay_dead_events, the dispatcher's by
+-- ventros.replay_http_request (with a fresh ventros.http_max_attempts), the
+-- inbox's made due again with their attempts reset (the processors take
+-- them at their next poll).  One project.dead_letters_replayed event per
+-- tenant touched.  Returns how many.
+CREATE FUNCTION ventros.replay_dead_letters(queue text DEFAULT NULL, ids uuid[] DEFAULT NULL,
+                                            tenant text DEFAULT NULL, type text DEFAULT NULL,
+                                            since timestamptz DEFAULT NULL, until timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- the tenants chosen inside are forgotten when it returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    t record;
+    n bigint;
+    total bigint := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    PERFORM ventros.check_queue_name(replay_dead_letters.queue);
+    FOR t IN
+        SELECT d.queue_name AS queue, d.tenant_id, array_agg(d.id) AS ids
+          FROM ventros.dead_letter_rows(replay_dead_letters.queue, replay_dead_letters.tenant,
+                                        replay_dead_letters.type, since, until) d
+         WHERE replay_dead_letters.ids IS NULL OR d.id = ANY (replay_dead_letters.ids)
+         GROUP BY d.queue_name, d.tenant_id ORDER BY d.tenant_id, d.queue_name
+    LOOP
+        PERFORM set_config('ventros.tenant', t.tenant_id, true);
+        IF t.queue = 'outbox' THEN
+            n := ventros.replay_dead_events(t.tenant_id, t.ids, NULL);
+        ELSIF t.queue = 'http' THEN
+            PERFORM ventros.replay_http_request(x) FROM unnest(t.ids) x;
+            n := cardinality(t.ids);
+        ELSE
+            UPDATE ventros.inbox i SET next_attempt_at = now(), attempts = 0
+             WHERE i.tenant_id = t.tenant_id AND i.id = ANY (t.ids)
+               AND i.status IN ('failed', 'unmatched') AND i.next_attempt_at IS NULL;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+        PERFORM ventros.operator_emit(t.tenant_id, 'project.dead_letters_replayed', 'project', NULL,
+            jsonb_build_object('queue', t.queue, 'count', n, 'ids', to_jsonb(t.ids),
+                               'filters', jsonb_strip_nulls(jsonb_build_object(
+                                   'type', replay_dead_letters.type, 'since', since, 'until', until))));
+        total := total + n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+COMMENT ON FUNCTION ventros.replay_dead_letters(text, uuid[], text, text, timestamptz, timestamptz) IS
+    'Platform admins: puts dead letters back in their queue (queue NULL: all three), chosen by ids and/or tenant, type and time range [since, until); emits project.dead_letters_replayed per tenant; returns how many';
+
+-- ---- pause and resume -----------------------------------------------------------
+
+-- The scope of a pause from the ids given (none: the tenant), its target
+-- checked to exist (P0002).
+CREATE FUNCTION ventros.send_pause_target(tenant text, channel_id uuid, webhook_subscription_id uuid,
+                                          OUT scope text, OUT target_id uuid)
+RETURNS record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF tenant IS NULL OR NOT EXISTS (SELECT 1 FROM ventros.projects p WHERE p.tenant_id = tenant) THEN
+        RAISE EXCEPTION 'tenant "%" not found', left(tenant, 128) USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_id IS NOT NULL AND webhook_subscription_id IS NOT NULL THEN
+        RAISE EXCEPTION 'name a channel or a webhook subscription, not both' USING ERRCODE = '22023',
+            HINT = 'Without either, the pause covers the whole tenant.';
+    END IF;
+    IF channel_id IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM ventros.channels c
+                        WHERE c.tenant_id = tenant AND c.id = channel_id AND c.deleted_at IS NULL) THEN
+            PERFORM ventros.not_found('channel', channel_id);
+        END IF;
+        scope := 'channel';
+        target_id := channel_id;
+    ELSIF webhook_subscription_id IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM ventros.webhook_subscriptions w
+                        WHERE w.tenant_id = tenant AND w.id = webhook_subscription_id AND w.deleted_at IS NULL) THEN
+            PERFORM ventros.not_found('webhook subscription', webhook_subscription_id);
+        END IF;
+        scope := 'webhook_subscription';
+        target_id := webhook_subscription_id;
+    ELSE
+        scope := 'tenant';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.send_pause_target(text, uuid, uuid) IS
+    'Internal: the scope and target of a pause (tenant, channel or webhook subscription), checked to exist (P0002)';
+
+CREATE FUNCTION ventros.pause_sends(tenant text, channel_id uuid DEFAULT NULL,
+                                    webhook_subscription_id uuid DEFAULT NULL, reason text DEFAULT NULL)
+RETURNS ventros.send_pauses
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    target record;
+    result ventros.send_pauses;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    SELECT * INTO target FROM ventros.send_pause_target(tenant, channel_id, webhook_subscription_id);
+    INSERT INTO ventros.send_pauses AS p (tenant_id, scope, target_id, paused_by, reason)
+    VALUES (tenant, target.scope, target.target_id, ventros.actor(), ventros.check_length(reason, 500, 'reason'))
+    ON CONFLICT ON CONSTRAINT send_pauses_once DO NOTHING
+    RETURNING * INTO result;
+    IF result IS NULL THEN
+        RAISE EXCEPTION 'sends of % are already paused', coalesce(target.scope || ' ' || target.target_id, 'tenant ' || tenant)
+            USING ERRCODE = '23505', HINT = 'ventros.resume_sends resumes them.';
+    END IF;
+    PERFORM ventros.operator_emit(tenant,
+        CASE target.scope WHEN 'tenant' THEN 'project' ELSE target.scope END || '.sends_paused',
+        CASE target.scope WHEN 'tenant' THEN 'project' ELSE target.scope END, target.target_id,
+        jsonb_strip_nulls(jsonb_build_object('scope', target.scope, 'reason', reason)));
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.pause_sends(text, uuid, uuid, text) IS
+    'Platform admins: pauses the outbound requests of a tenant, or of one of its channels or webhook subscriptions; they stay queued until resume_sends (23505 when already paused); emits <project|channel|webhook_subscription>.sends_paused';
+
+CREATE FUNCTION ventros.resume_sends(tenant text, channel_id uuid DEFAULT NULL,
+                                     webhook_subscription_id uuid DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    target record;
+    held uuid[];
+    released integer;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    SELECT * INTO target FROM ventros.send_pause_target(tenant, channel_id, webhook_subscription_id);
+    SELECT array_agg(r.id) INTO held FROM ventros.http_requests r
+     WHERE r.tenant_id = tenant AND r.status = 'pending'
+       AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id);
+    DELETE FROM ventros.send_pauses p
+     WHERE p.tenant_id = tenant AND p.scope = target.scope AND p.target_id IS NOT DISTINCT FROM target.target_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sends of % are not paused', coalesce(target.scope || ' ' || target.target_id, 'tenant ' || tenant)
+            USING ERRCODE = 'P0002';
+    END IF;
+    -- The requests it held and no other pause holds are released: touched,
+    -- which wakes the dispatcher at commit (ventros_http_wake), and counted.
+    UPDATE ventros.http_requests r SET updated_at = now()
+     WHERE r.tenant_id = tenant AND r.id = ANY (held) AND r.status = 'pending'
+       AND NOT ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id);
+    GET DIAGNOSTICS released = ROW_COUNT;
+    PERFORM ventros.operator_emit(tenant,
+        CASE target.scope WHEN 'tenant' THEN 'project' ELSE target.scope END || '.sends_resumed',
+        CASE target.scope WHEN 'tenant' THEN 'project' ELSE target.scope END, target.target_id,
+        jsonb_build_object('scope', target.scope));
+    RETURN released;
+END
+$$;
+COMMENT ON FUNCTION ventros.resume_sends(text, uuid, uuid) IS
+    'Platform admins: resumes what pause_sends paused (P0002 when not paused); the held requests go out in their order; returns how many it released (those no other pause holds); emits <project|channel|webhook_subscription>.sends_resumed';
+
+-- ---- secrets --------------------------------------------------------------------
+
+-- A channel's webhook secret is a key of its (redacted) config: WAHA's
+-- webhook_secret, which Ventros may choose (random when not given), or
+-- Meta's app_secret, which Meta issues (new_secret required).  The change
+-- goes through update_channel (version, channel.updated without config).
+CREATE FUNCTION ventros.rotate_channel_secret(tenant text, channel_id uuid, new_secret text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    c ventros.channels;
+    key text;
+    secret text;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    PERFORM set_config('ventros.tenant', tenant, true);
+    SELECT * INTO c FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = channel_id AND ch.deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('channel', channel_id);
+    END IF;
+    key := CASE (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = c.type)
+           WHEN 'waha' THEN 'webhook_secret' ELSE 'app_secret' END;
+    IF new_secret IS NULL AND key = 'app_secret' THEN
+        RAISE EXCEPTION 'a % channel''s app secret must be given', c.type USING ERRCODE = '22023',
+            HINT = 'Meta issues the app secret: reset it in the app''s settings and pass it as new_secret.';
+    END IF;
+    IF length(new_secret) NOT BETWEEN 16 AND 256 THEN
+        RAISE EXCEPTION 'a channel secret has 16 to 256 characters' USING ERRCODE = '22023';
+    END IF;
+    secret := coalesce(new_secret, replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
+    PERFORM ventros.update_channel(channel_id, c.version,
+                                   jsonb_build_object('config', c.config || jsonb_build_object(key, secret)));
+    PERFORM ventros.operator_emit(tenant, 'channel.secret_rotated', 'channel', channel_id,
+                                  jsonb_build_object('key', key));
+    RETURN secret;
+END
+$$;
+COMMENT ON FUNCTION ventros.rotate_channel_secret(text, uuid, text) IS
+    'Platform admins: replaces a channel''s webhook secret (WAHA webhook_secret, random when not given; Meta app_secret, given); returns it once (the provider must be told); emits channel.updated and channel.secret_rotated';
+
+CREATE FUNCTION ventros.rotate_subscription_secret(tenant text, webhook_subscription_id uuid,
+                                                   new_secret text DEFAULT NULL,
+                                                   overlap interval DEFAULT '24 hours')
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    current_version integer;
+    result ventros.webhook_subscriptions;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    PERFORM set_config('ventros.tenant', tenant, true);
+    SELECT w.version INTO current_version FROM ventros.webhook_subscriptions w
+     WHERE w.tenant_id = tenant AND w.id = webhook_subscription_id AND w.deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('webhook subscription', webhook_subscription_id);
+    END IF;
+    result := ventros.rotate_webhook_secret(webhook_subscription_id, current_version, new_secret, overlap);
+    PERFORM ventros.operator_emit(tenant, 'webhook_subscription.secret_rotated', 'webhook_subscription',
+                                  webhook_subscription_id,
+                                  jsonb_build_object('previous_secret_expires_at', result.previous_secret_expires_at));
+    RETURN result.secret;
+END
+$$;
+COMMENT ON FUNCTION ventros.rotate_subscription_secret(text, uuid, text, interval) IS
+    'Platform admins: replaces a webhook subscription''s signing secret (ventros.rotate_webhook_secret: the previous one also signs until the overlap ends); returns the new one; emits webhook_subscription.updated and webhook_subscription.secret_rotated';
+
+-- ---- metrics --------------------------------------------------------------------
+
+-- metrics: the database's side of GET /metrics (ventros-http), one row per
+-- sample: metric name, type, help, labels (Prometheus text: k="v",...),
+-- value.  Called once per scrape by the front's login (granted to
+-- ventros_authenticator); its cost is bounded by the queues' depths (the
+-- figures above) and this month's enrichments (a BRIN range).  No tenant
+-- appears in a label: the series do not grow with tenants.
+CREATE FUNCTION ventros.metrics(OUT metric text, OUT kind text, OUT help text, OUT labels text,
+                                OUT value double precision)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record;
+    w record;
+    o record;
+    h record;
+    preloaded boolean := true;
+BEGIN
+    FOR q IN SELECT * FROM ventros.queue_figures() LOOP
+        labels := format('queue="%s"', q.queue);
+        metric := 'ventros_queue_depth'; kind := 'gauge';
+        help := 'Items waiting in the queue (due or not)'; value := q.depth; RETURN NEXT;
+        metric := 'ventros_queue_due'; help := 'Items waiting whose time has come'; value := q.due; RETURN NEXT;
+        metric := 'ventros_queue_held';
+        help := 'Items a pause holds (http only; ventros.pause_sends)'; value := q.held; RETURN NEXT;
+        IF q.in_flight IS NOT NULL THEN
+            metric := 'ventros_queue_in_flight'; help := 'Items claimed by a worker, not yet finished';
+            value := q.in_flight; RETURN NEXT;
+        END IF;
+        metric := 'ventros_queue_oldest_age_seconds'; help := 'Age of the oldest waiting item (0 when empty)';
+        value := coalesce(extract(epoch FROM q.oldest_age), 0); RETURN NEXT;
+        metric := 'ventros_dead_letters'; help := 'Dead letters of the queue (ventros.dead_letters)';
+        value := q.dead; RETURN NEXT;
+        metric := 'ventros_queue_arrived_last_5m'; help := 'Items that arrived in the last 5 minutes';
+        value := q.arrived_last_5m; RETURN NEXT;
+        metric := 'ventros_queue_done_last_5m';
+        help := 'Items finished in the last 5 minutes (of those that arrived within the hour)';
+        value := q.done_last_5m; RETURN NEXT;
+    END LOOP;
+    labels := '';
+    metric := 'ventros_sends_paused'; kind := 'gauge';
+    help := 'Pauses in force (ventros.send_pauses)';
+    value := (SELECT count(*) FROM ventros.send_pauses); RETURN NEXT;
+    metric := 'ventros_enrichment_spend_usd'; kind := 'gauge';
+    help := 'What enrichments cost this month across tenants, in US dollars';
+    value := (SELECT coalesce(sum(e.cost), 0) FROM ventros.message_enrichments e
+               WHERE e.created_at >= date_trunc('month', now()) AND e.cost IS NOT NULL);
+    RETURN NEXT;
+    -- The workers' shared counters need ventros preloaded (55000 without:
+    -- then no worker series at all).
+    BEGIN
+        SELECT * INTO o FROM ventros.outbox_worker_state();
+        SELECT * INTO h FROM ventros.http_dispatcher_state();
+    EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        preloaded := false;
+    END;
+    IF NOT preloaded THEN
+        RETURN;
+    END IF;
+    metric := 'ventros_worker_up'; kind := 'gauge';
+    help := 'A background worker slot is running (1) or not (0)';
+    FOR w IN SELECT * FROM ventros.worker_status() LOOP
+        labels := format('kind="%s",slot="%s"', w.kind, w.slot);
+        value := CASE WHEN w.pid IS NOT NULL THEN 1 ELSE 0 END;
+        RETURN NEXT;
+    END LOOP;
+    labels := '';
+    metric := 'ventros_broker_connected'; kind := 'gauge';
+    help := 'The outbox publisher is connected to RabbitMQ (1) or not (0)';
+    value := CASE WHEN o.connected THEN 1 ELSE 0 END; RETURN NEXT;
+    metric := 'ventros_events_published_total'; kind := 'counter';
+    help := 'Events the outbox publisher published (since the worker started)';
+    value := coalesce(o.published_total, 0); RETURN NEXT;
+    metric := 'ventros_events_publish_failures_total';
+    help := 'Failed publish attempts of the outbox publisher (since the worker started)';
+    value := coalesce(o.failed_total, 0); RETURN NEXT;
+    metric := 'ventros_dispatcher_attempts_total'; kind := 'counter';
+    help := 'Attempts of the HTTP dispatcher by outcome (since the server started)';
+    labels := 'outcome="succeeded"'; value := coalesce(h.succeeded, 0); RETURN NEXT;
+    labels := 'outcome="failed"'; value := coalesce(h.failed_attempts, 0); RETURN NEXT;
+    labels := 'outcome="refused"'; value := coalesce(h.refused, 0); RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION ventros.metrics() IS
+    'The database''s samples for GET /metrics (ventros-http): queue figures, workers, broker connection, events published, dispatcher attempts, pauses, enrichment spend; one row per sample, no tenant labels';
+
+GRANT EXECUTE ON FUNCTION ventros.queue_status(), ventros.dead_letters(text, text, text, timestamptz, timestamptz, integer),
+    ventros.replay_dead_letters(text, uuid[], text, text, timestamptz, timestamptz),
+    ventros.pause_sends(text, uuid, uuid, text), ventros.resume_sends(text, uuid, uuid),
+    ventros.rotate_channel_secret(text, uuid, text),
+    ventros.rotate_subscription_secret(text, uuid, text, interval)
+    TO ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.metrics() TO ventros_authenticator, ventros_platform_admin;
+
+CREATE OR REPLACE VIEW ventros.http_rpc_functions WITH (security_invoker = true) AS
+SELECT p.oid::pg_catalog.regprocedure AS function,
+       p.proname::text AS name,
+       n.nspname::text AS schema_name,
+       coalesce(a.names, '{}') AS arg_names,
+       coalesce(a.types, '{}') AS arg_types,
+       coalesce(a.categories, '') AS arg_categories,
+       p.pronargs - p.pronargdefaults AS required_args,
+       pg_catalog.format_type(p.prorettype, NULL) AS result_type,
+       rt.typtype AS result_kind,
+       rt.typrelid AS result_relid,
+       p.proretset AS returns_set,
+       coalesce(o.columns, c.columns) AS result_columns,
+       CASE WHEN rt.typtype = 'd' AND rt.typname ~ '^[a-z]+/[-+.a-z0-9]+$' THEN rt.typname::text END AS result_media_type,
+       p.provolatile <> 'v' AS read_only,
+       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') AS description,
+       ARRAY(SELECT r FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+             WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE')) AS roles,
+       coalesce(pa.platform_only, false) AS platform_only
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype
+-- the input arguments (IN, INOUT, VARIADIC), in order
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.array_agg(coalesce(x.name, '') ORDER BY x.n) AS names,
+           pg_catalog.array_agg(pg_catalog.format_type(x.type, NULL) ORDER BY x.n) AS types,
+           pg_catalog.string_agg(t.typcategory::text, '' ORDER BY x.n) AS categories,
+           pg_catalog.bool_or(t.typtype = 'p' OR coalesce(x.name, '') = '') AS unservable
+    FROM unnest(coalesce(p.proallargtypes, p.proargtypes::pg_catalog.oid[]),
+                           coalesce(p.proargnames, '{}'),
+                           coalesce(p.proargmodes, '{}')) WITH ORDINALITY AS x(type, name, mode, n)
+    JOIN pg_catalog.pg_type t ON t.oid = x.type
+    WHERE coalesce(x.mode, 'i') IN ('i', 'b', 'v')
+) a ON true
+-- the result's columns: its OUT, INOUT and TABLE arguments ...
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', x.name, 'type', pg_catalog.format_type(x.type, NULL))
+                               ORDER BY x.n) AS columns
+    FROM unnest(p.proallargtypes, p.proargnames, p.proargmodes) WITH ORDINALITY AS x(type, name, mode, n)
+    WHERE x.mode IN ('o', 'b', 't')
+) o ON true
+-- ... or its composite type's attributes (multi-argument unnest is
+-- syntax, ROWS FROM, which takes no schema)
+LEFT JOIN LATERAL (
+    SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', att.attname,
+                                                            'type', pg_catalog.format_type(att.atttypid, att.atttypmod))
+                               ORDER BY att.attnum) AS columns
+    FROM pg_catalog.pg_attribute att
+    WHERE att.attrelid = rt.typrelid AND att.attnum > 0 AND NOT att.attisdropped
+) c ON rt.typtype = 'c'
+-- platform functions: granted to ventros_platform_admin itself (not through
+-- a tenant role it holds) and to no tenant role; served to a request acting
+-- as ventros_platform_admin only (src/http/rpc.c), never listed for tenants
+LEFT JOIN LATERAL (
+    SELECT true AS platform_only
+    WHERE n.nspname = 'ventros'
+      AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) x
+                  JOIN pg_catalog.pg_roles g ON g.oid = x.grantee
+                  WHERE g.rolname = 'ventros_platform_admin' AND x.privilege_type = 'EXECUTE')
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                      WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+) pa ON true
+WHERE p.prokind = 'f'
+  AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
+  AND NOT coalesce(a.unservable, false)
+  AND p.provariadic = 0
+  AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.columns IS NULL)
+  AND (n.nspname = 'api'
+       OR (n.nspname = 'ventros'
+           AND (EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                        WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+                OR pa.platform_only)
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc q JOIN pg_catalog.pg_namespace qn ON qn.oid = q.pronamespace
+                           WHERE qn.nspname = 'api' AND q.proname = p.proname)));
+COMMENT ON VIEW ventros.http_rpc_functions IS
+    'The functions ventros-http serves under /rpc/<name>: schema api''s, those of ventros a tenant role may execute (arguments, result, comment, roles), and those granted to ventros_platform_admin only (platform_only: served to platform administrators'' tokens alone)';
+
+-- ---- conversation intelligence and the AI agent (sql/98_intelligence.sql, sql/98_intelligence_agent.sql)
+-- Chat providers on the enrichment mechanism, ai_completions, summaries on
+-- demand and by the automation action summarize_session, conditions on the
+-- session's sentiment and topics, assignment of an ended session for review,
+-- and the AI agent with hand-off (docs/ai.md).  The changed functions first,
+-- then the two new files as they are.
+
+CREATE OR REPLACE FUNCTION ventros.automation_catalogue() RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT '{
+        "types": ["pipeline_based", "follow_up", "reengagement", "onboarding", "event", "scheduled", "scheduled_report",
+                  "time_notification", "webhook", "custom"],
+        "triggers": {"session": ["session.ended", "session.timeout", "session.resolved", "session.escalated", "no_response.timeout"],
+                     "message": ["message.received"],
+                     "pipeline": ["status.changed", "stage.completed"],
+                     "temporal": ["after.delay", "scheduled", "date_field.reached"],
+                     "transaction": ["purchase.completed", "payment.received", "refund.issued", "cart.abandoned", "order.shipped"],
+                     "behavior": ["page.visited", "form.submitted", "file.downloaded"]},
+        "actions": ["send_message", "send_template", "change_pipeline_status", "assign_agent", "assign_to_queue", "create_task",
+                    "add_tag", "remove_tag", "update_custom_field", "create_note", "create_agent_report", "send_webhook",
+                    "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
+                    "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
+                    "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session", "summarize_session"],
+        "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
+                                "in", "not_in", "is_null", "is_not_null", "matches"],
+        "logic_operators": ["AND", "OR"],
+        "schedule_types": ["once", "daily", "weekly", "monthly", "cron"]
+    }'::jsonb
+$$;
+COMMENT ON FUNCTION ventros.automation_catalogue() IS
+    'Discovery: automation types, built-in triggers by category, actions, condition and logic operators, schedule types';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_condition_valid(c jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(c) <> 'object' THEN
+        RETURN false;
+    ELSIF c ? 'all' OR c ? 'any' THEN
+        RETURN jsonb_typeof(coalesce(c->'all', c->'any')) = 'array'
+           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(c->'all', c->'any')) x
+                           WHERE NOT ventros.automation_condition_valid(x));
+    ELSIF c ? 'not' THEN
+        RETURN ventros.automation_condition_valid(c->'not');
+    ELSIF c ? 'keyword' THEN
+        RETURN jsonb_typeof(c->'keyword') IN ('string', 'array');
+    ELSIF c ? 'regex' THEN
+        RETURN jsonb_typeof(c->'regex') = 'string';
+    ELSIF c ? 'tag' THEN
+        RETURN jsonb_typeof(c->'tag') = 'string';
+    ELSIF c ? 'time_window' THEN
+        RETURN jsonb_typeof(c->'time_window') = 'object'
+           AND coalesce(c->'time_window'->>'from', '') ~ '^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$'
+           AND coalesce(c->'time_window'->>'to', '') ~ '^([01][0-9]|2[0-4]):[0-5][0-9](:[0-5][0-9])?$'
+           AND (NOT c->'time_window' ? 'weekdays' OR jsonb_typeof(c->'time_window'->'weekdays') = 'array');
+    ELSIF c ? 'weekdays' THEN
+        RETURN jsonb_typeof(c->'weekdays') = 'array';
+    ELSIF c ? 'sentiment' THEN
+        RETURN jsonb_typeof(c->'sentiment') IN ('string', 'array');
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN jsonb_typeof(c->'sentiment_below') = 'number';
+    ELSIF c ? 'topic' THEN
+        RETURN jsonb_typeof(c->'topic') IN ('string', 'array');
+    END IF;
+    RETURN c ? 'field' AND jsonb_typeof(c->'field') = 'string'
+       AND coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_valid(jsonb) IS
+    'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, {sentiment}, {sentiment_below}, {topic}, or {all}/{any}/{not} of conditions';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_condition_holds(c jsonb, ctx jsonb, tz text, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    txt text;
+    w jsonb;
+BEGIN
+    -- the common shape first: a field, an operator, a value (and no other kind)
+    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays',
+                                      'sentiment', 'sentiment_below', 'topic'] THEN
+        RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+    ELSIF c ? 'all' THEN
+        RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
+                           WHERE NOT ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'any' THEN
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements(c->'any') x
+                       WHERE ventros.automation_condition_holds(x, ctx, tz, at));
+    ELSIF c ? 'not' THEN
+        RETURN NOT ventros.automation_condition_holds(c->'not', ctx, tz, at);
+    ELSIF c ? 'keyword' THEN
+        -- whole words, case-insensitive; any of a list
+        txt := lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', ''));
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'keyword') WHEN 'array' THEN c->'keyword'
+                                                                    ELSE jsonb_build_array(c->'keyword') END) k
+                       WHERE btrim(k) <> ''
+                         AND strpos(' ' || regexp_replace(txt, '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                                    ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0);
+    ELSIF c ? 'regex' THEN
+        RETURN lower(coalesce(ctx #>> '{message,text}', ctx #>> '{payload,text}', '')) ~* (c->>'regex');
+    ELSIF c ? 'tag' THEN
+        RETURN coalesce(ctx #> '{contact,tags}' ? (c->>'tag'), false);
+    ELSIF c ? 'time_window' THEN
+        w := c->'time_window';
+        IF w ? 'weekdays' AND NOT (w->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer) THEN
+            RETURN false;
+        END IF;
+        RETURN CASE WHEN (w->>'from')::time <= (w->>'to')::time
+                    THEN (at AT TIME ZONE tz)::time >= (w->>'from')::time
+                         AND ((at AT TIME ZONE tz)::time < (w->>'to')::time OR w->>'to' LIKE '24:%')
+                    ELSE (at AT TIME ZONE tz)::time >= (w->>'from')::time OR (at AT TIME ZONE tz)::time < (w->>'to')::time END;
+    ELSIF c ? 'weekdays' THEN
+        RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer);
+    ELSIF c ? 'sentiment' THEN
+        -- the session's sentiment label (its AI summary, sql/98_intelligence.sql): one or any of a list
+        RETURN coalesce(CASE jsonb_typeof(c->'sentiment') WHEN 'array' THEN c->'sentiment'
+                             ELSE jsonb_build_array(c->'sentiment') END @> jsonb_build_array(ctx #> '{session,sentiment}'), false);
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN (ctx #>> '{session,sentiment_score}')::numeric < (c->>'sentiment_below')::numeric;
+    ELSIF c ? 'topic' THEN
+        -- any of the topics, case-insensitive
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'topic') WHEN 'array' THEN c->'topic'
+                                                                    ELSE jsonb_build_array(c->'topic') END) t,
+                                     jsonb_array_elements_text(CASE jsonb_typeof(ctx #> '{session,topics}') WHEN 'array'
+                                                                    THEN ctx #> '{session,topics}' END) st
+                       WHERE lower(st) = lower(t));
+    END IF;
+    RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_condition_holds(jsonb, jsonb, text, timestamptz) IS
+    'Whether one condition holds in a rule''s context at an instant, in the tenant''s timezone (time windows and weekdays: ISO, 1 = Monday)';
+
+
+CREATE OR REPLACE FUNCTION ventros.automation_act(a jsonb, ctx jsonb, rule ventros.automations) RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    kind text := a->>'type';
+    p jsonb := coalesce(a->'params', '{}');
+    contact uuid := ventros.automation_uuid(ctx #>> '{contact,id}');
+    session uuid := ventros.automation_uuid(ctx #>> '{session,id}');
+    channel uuid := coalesce(ventros.automation_uuid(p->>'channel_id'), ventros.automation_uuid(ctx #>> '{channel,id}'));
+    c ventros.contacts;
+    tags text[];
+    txt text;
+    id uuid;
+    e ventros.sequence_enrollments;
+BEGIN
+    CASE kind
+    WHEN 'add_tag', 'remove_tag' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        tags := CASE kind WHEN 'add_tag' THEN (SELECT array_agg(DISTINCT t ORDER BY t) FROM unnest(c.tags || (p->>'tag')) t)
+                          ELSE array_remove(c.tags, p->>'tag') END;
+        PERFORM ventros.automation_require(p->>'tag', 'params.tag', kind);
+        IF tags IS DISTINCT FROM c.tags AND NOT (tags @> c.tags AND c.tags @> tags) THEN
+            PERFORM ventros.update_contact(contact, c.version, jsonb_build_object('tags', tags));
+        END IF;
+    WHEN 'set_field' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = rule.tenant_id AND x.id = contact FOR UPDATE;
+        PERFORM ventros.update_contact(contact, c.version,
+                                       jsonb_build_object(ventros.automation_require(p->>'field', 'params.field', kind), p->'value'));
+    WHEN 'set_custom_field', 'update_custom_field' THEN
+        PERFORM ventros.set_contact_custom_field(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                 ventros.automation_require(coalesce(p->>'key', p->>'field'), 'params.key', kind),
+                                                 coalesce(p->>'field_type', 'text'), p->'value');
+    WHEN 'change_pipeline_status' THEN
+        PERFORM ventros.change_contact_pipeline_status(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                       ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
+                                                       notes => 'automation ' || rule.name);
+    WHEN 'assign_agent' THEN
+        -- params.reason review: an ended session too (a supervisor after a negative summary)
+        PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid,
+                                             reason => coalesce(p->>'reason', 'manual'));
+    WHEN 'assign_team' THEN
+        PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                               ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
+    WHEN 'send_message', 'send_canned_response' THEN
+        PERFORM ventros.automation_require(contact::text, 'a contact', kind);
+        txt := CASE kind WHEN 'send_message' THEN ventros.automation_require(p->>'text', 'params.text', kind)
+                         ELSE ventros.render_canned_response(ventros.automation_require(p->>'shortcut', 'params.shortcut', kind),
+                                                             contact) END;
+        txt := replace(replace(txt, '{{contact.name}}', coalesce(ctx #>> '{contact,name}', '')),
+                       '{{contact.phone}}', coalesce(ctx #>> '{contact,phone}', ''));
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      contact, txt, source => 'trigger') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'send_template' THEN
+        SELECT m.id INTO id FROM ventros.send_message(ventros.automation_require(channel::text, 'a channel', kind)::uuid,
+                                                      ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                      source => 'trigger',
+                                                      template_name => ventros.automation_require(p->>'template_name', 'params.template_name', kind),
+                                                      template_language => coalesce(p->>'template_language', p->>'language'),
+                                                      template_components => p->'template_components') m;
+        RETURN jsonb_build_object('type', kind, 'message_id', id);
+    WHEN 'add_note', 'create_note' THEN
+        SELECT n.id INTO id FROM ventros.add_note(ventros.automation_require(contact::text, 'a contact', kind)::uuid,
+                                                  ventros.automation_require(coalesce(p->>'content', p->>'text'), 'params.content', kind),
+                                                  ventros.system_agent_id('trigger'), author_type => 'system',
+                                                  author_name => 'automation ' || rule.name, session_id => session) n;
+        RETURN jsonb_build_object('type', kind, 'note_id', id);
+    WHEN 'enroll_sequence' THEN
+        -- unless_enrolled (the rule a sequence keeps): a contact enrolled already is left alone
+        IF coalesce((p->>'unless_enrolled')::boolean, false) AND EXISTS (
+            SELECT 1 FROM ventros.sequence_enrollments x
+             WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+               AND x.sequence_id = ventros.automation_uuid(p->>'sequence_id')) THEN
+            RETURN jsonb_build_object('type', kind, 'enrolled', false, 'reason', 'enrolled already');
+        END IF;
+        SELECT x.id INTO id FROM ventros.enroll_in_sequence(ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid,
+                                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid) x;
+        RETURN jsonb_build_object('type', kind, 'enrolled', true, 'enrollment_id', id);
+    WHEN 'unenroll_sequence' THEN
+        FOR e IN SELECT * FROM ventros.sequence_enrollments x
+                  WHERE x.tenant_id = rule.tenant_id AND x.contact_id = contact AND x.status IN ('active', 'paused')
+                    AND x.sequence_id = ventros.automation_require(p->>'sequence_id', 'params.sequence_id', kind)::uuid LOOP
+            PERFORM ventros.set_sequence_enrollment_status(e.id, e.version, 'exited', 'automation');
+        END LOOP;
+    WHEN 'add_to_list' THEN
+        PERFORM ventros.add_contact_to_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                            ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'remove_from_list' THEN
+        PERFORM ventros.remove_contact_from_list(ventros.automation_require(p->>'list_id', 'params.list_id', kind)::uuid,
+                                                 ventros.automation_require(contact::text, 'a contact', kind)::uuid);
+    WHEN 'close_session' THEN
+        PERFORM ventros.close_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+                                      end_reason => 'system_close');
+    WHEN 'snooze_session' THEN
+        -- params.minutes from now, or params.until (an instant)
+        PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
+            coalesce((p->>'until')::timestamptz,
+                     now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'summarize_session' THEN
+        -- a chat completion asked now, answered after commit (sql/98_intelligence.sql)
+        RETURN jsonb_build_object('type', kind, 'completion_id',
+            (ventros.summarize_session(ventros.automation_require(session::text, 'a session', kind)::uuid)).id);
+    WHEN 'call_webhook', 'send_webhook' THEN
+        RETURN ventros.automation_call_webhook(p, ctx, rule);
+    WHEN 'emit_event' THEN
+        RETURN jsonb_build_object('type', kind, 'event_type',
+            ventros.emit_custom_event(ventros.automation_require(p->>'name', 'params.name', kind),
+                                      coalesce(p->'payload', '{}') || jsonb_build_object('automation_id', rule.id,
+                                                                                        'contact_id', contact)));
+    WHEN 'notify_agents', 'notify_agent', 'notify_coordinator' THEN
+        PERFORM ventros.emit('automation.agents_notified', 'automation', rule.id,
+            jsonb_build_object('message', coalesce(p->>'message', p->>'text', rule.name), 'agent_ids', p->'agent_ids',
+                               'agent_id', p->'agent_id', 'team_id', p->'team_id', 'contact_id', contact,
+                               'session_id', session, 'event_id', ctx #> '{event,id}'),
+            rule.version);
+    ELSE
+        RAISE EXCEPTION 'action "%" is not supported by the automation executor', left(kind, 64) USING ERRCODE = '0A000',
+            HINT = 'See docs/automation.md for the actions the executor runs.';
+    END CASE;
+    RETURN jsonb_build_object('type', kind);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_act(jsonb, jsonb, ventros.automations) IS
+    'Runs one automation action through the command a user would call (tags and fields: update_contact; send_message; add_note; enroll_in_sequence; ...); returns what it did; 0A000 for an action the executor does not run';
+
+
+CREATE OR REPLACE FUNCTION ventros.set_session_agent(s ventros.sessions, agent_id uuid, reason text, at timestamptz)
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a ventros.agents;
+    result ventros.sessions;
+BEGIN
+    IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
+                                        'agent_offline', 'workload_balance', 'review') THEN
+        RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline, workload_balance or review.';
+    END IF;
+    -- review: an ended session given to someone to look at (a supervisor
+    -- after a negative summary, docs/ai.md); every other reason needs it active
+    IF s.status <> 'active' AND NOT (reason = 'review' AND s.status IN ('ended', 'expired', 'manually_closed')) THEN
+        RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
+            DETAIL = 'Agents are assigned to active sessions only.';
+    END IF;
+    SELECT * INTO a FROM ventros.agents g WHERE g.tenant_id = s.tenant_id AND g.id = set_session_agent.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF a.type IN ('virtual', 'system') OR NOT a.active THEN
+        RAISE EXCEPTION 'agent % cannot be assigned', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual, system and inactive agents are never assigned.';
+    END IF;
+    IF s.assigned_agent_id = a.id THEN
+        RETURN s;
+    END IF;
+    UPDATE ventros.sessions t
+    SET assigned_agent_id = a.id, assigned_at = coalesce(at, now()),
+        agent_ids = CASE WHEN a.id = ANY (t.agent_ids) THEN t.agent_ids ELSE t.agent_ids || a.id END,
+        agent_transfers = t.agent_transfers + (t.assigned_agent_id IS NOT NULL)::integer,
+        version = s.version
+    WHERE t.tenant_id = s.tenant_id AND t.id = s.id
+    RETURNING * INTO result;
+    PERFORM ventros.emit('session.agent_assigned', 'session', s.id,
+                         jsonb_build_object('agent_id', a.id, 'previous_agent_id', s.assigned_agent_id,
+                                            'team_id', s.team_id, 'reason', reason,
+                                            'transfer', s.assigned_agent_id IS NOT NULL), result.version);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it), or an ended one for review (reason review); emits session.updated and session.agent_assigned with the reason';
+
+
+-- Conversation intelligence (docs/ai.md, "Conversation intelligence"): a
+-- session's summary, sentiment, language, topics and next best action from
+-- a chat-completions provider (the OpenAI-compatible API: OpenAI, Groq, a
+-- self-hosted server), and the completions the AI agent asks for
+-- (sql/98_intelligence_agent.sql).
+--
+-- The enrichment mechanism, reused (sql/98_enrichment*.sql):
+--   - the providers are rows of ventros.enrichment_providers of kind chat
+--     (openai_chat, groq_chat) with their prices; a tenant gives each its
+--     key, base URL and model with configure_enrichment_provider, as for
+--     transcription;
+--   - a completion's request is a dispatcher request of purpose
+--     enrichment.<provider> (enrichment_enqueue), whose preparer
+--     (enrichment_request_headers) adds the key at claim time: no key on any
+--     row, view or event;
+--   - cost = usage x prices (enrichment_cost); the tenant's monthly cap
+--     (enrichment_settings.monthly_cap) counts enrichments and completions.
+-- What is its own: ventros.ai_completions (one row per request for a
+-- summary or an agent reply, its status, attempts, retry time, usage, cost
+-- and the validated answer), the tenant's prompts and retry policy
+-- (ventros.ai_settings), and the answer handler ai_chat_answer.
+--
+-- When: on demand (ventros.summarize_session(session_id)) and when a
+-- session ends, through an automation rule on session.ended with the action
+-- summarize_session (the executor runs it after the session's transaction
+-- committed, never inside it).  A malformed answer or a provider failure
+-- fails the completion with an error code and an event; it is tried again
+-- after retry_delay x 2^(attempts - 1) (or the provider's Retry-After), at
+-- most max_attempts times (ventros.retry_ai_completions, scheduled).
+
+-- ---- providers ----------------------------------------------------------------------
+
+ALTER TABLE ventros.enrichment_providers DROP CONSTRAINT enrichment_providers_kind;
+ALTER TABLE ventros.enrichment_providers ADD CONSTRAINT enrichment_providers_kind
+    CHECK (kind IN ('transcription', 'vision', 'document', 'chat'));
+
+-- The request of a chat provider: POST <base_url>/v1/chat/completions with
+-- cfg.messages, asking for a JSON object.  (The enrichment builders' shape;
+-- a chat provider is never on a media route: no messages, 22023.)
+CREATE FUNCTION ventros.chat_completion_request(e ventros.message_enrichments, cfg jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF jsonb_typeof(cfg->'messages') IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'a chat completion needs messages' USING ERRCODE = '22023',
+            HINT = 'Chat providers answer summaries and the AI agent, not media routes.';
+    END IF;
+    RETURN jsonb_build_object(
+        'method', 'POST',
+        'url', (cfg->>'base_url') || '/v1/chat/completions',
+        'headers', jsonb_build_object('Content-Type', 'application/json'),
+        'body', jsonb_build_object('model', cfg->>'model', 'messages', cfg->'messages',
+                                   'temperature', coalesce((cfg->>'temperature')::numeric, 0.2),
+                                   'response_format', jsonb_build_object('type', 'json_object')));
+END
+$$;
+COMMENT ON FUNCTION ventros.chat_completion_request(ventros.message_enrichments, jsonb) IS
+    'Chat-completions request (OpenAI-compatible): POST <base_url>/v1/chat/completions, model, messages, temperature, response_format json_object';
+
+SELECT ventros.register_enrichment_provider('openai_chat', 'chat', 'https://api.openai.com', 'gpt-4o-mini',
+    'ventros.chat_completion_request(ventros.message_enrichments, jsonb)', 1,
+    '{"per_input_token": 0.00000015, "per_output_token": 0.0000006}', timeout_ms => 60000,
+    description => 'OpenAI chat completions (or any OpenAI-compatible server: set its base_url and model)');
+SELECT ventros.register_enrichment_provider('groq_chat', 'chat', 'https://api.groq.com/openai', 'llama-3.1-8b-instant',
+    'ventros.chat_completion_request(ventros.message_enrichments, jsonb)', 1,
+    '{"per_input_token": 0.00000005, "per_output_token": 0.00000008}', timeout_ms => 60000,
+    description => 'Groq chat completions (OpenAI-compatible)');
+
+-- ---- per tenant -------------------------------------------------------------------------
+
+CREATE TABLE ventros.ai_settings (
+    tenant_id          text        NOT NULL DEFAULT ventros.current_tenant(),
+    provider           text        NOT NULL DEFAULT 'openai_chat' REFERENCES ventros.enrichment_providers (provider),
+    summary_prompt     text,
+    agent_prompt       text,
+    temperature        numeric     NOT NULL DEFAULT 0.2,
+    retry_delay        interval    NOT NULL DEFAULT interval '1 minute',
+    max_attempts       integer     NOT NULL DEFAULT 5,
+    handoff_keywords   text[]      NOT NULL DEFAULT '{falar com humano,atendente,human agent}',
+    negative_threshold numeric     NOT NULL DEFAULT -0.5,
+    max_turns          integer     NOT NULL DEFAULT 10,
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id),
+    CONSTRAINT ai_settings_prompts CHECK (length(summary_prompt) <= 8000 AND length(agent_prompt) <= 8000),
+    CONSTRAINT ai_settings_numbers CHECK (temperature BETWEEN 0 AND 2 AND max_attempts BETWEEN 1 AND 20
+                                          AND negative_threshold BETWEEN -1 AND 1 AND max_turns BETWEEN 1 AND 100
+                                          AND retry_delay >= interval '1 second')
+);
+COMMENT ON TABLE ventros.ai_settings IS
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does';
+ALTER TABLE ventros.ai_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_settings FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_settings FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_settings TO ventros_viewer;
+
+CREATE TABLE ventros.ai_completions (
+    tenant_id    text        NOT NULL,
+    id           uuid        NOT NULL DEFAULT gen_random_uuid(),
+    kind         text        NOT NULL,
+    session_id   uuid        NOT NULL,
+    group_id     uuid,
+    provider     text,
+    model        text,
+    status       text        NOT NULL DEFAULT 'queued',
+    request_id   uuid,
+    attempts     integer     NOT NULL DEFAULT 0,
+    error_code   text,
+    error        text,
+    retry_at     timestamptz,
+    usage        jsonb,
+    cost         numeric,
+    result       jsonb,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz,
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
+    FOREIGN KEY (tenant_id, group_id) REFERENCES ventros.message_groups (tenant_id, id),
+    CONSTRAINT ai_completions_kind CHECK (kind IN ('session_summary', 'agent_reply')),
+    CONSTRAINT ai_completions_status CHECK (status IN ('queued', 'processing', 'completed', 'failed')),
+    CONSTRAINT ai_completions_group CHECK ((kind = 'agent_reply') = (group_id IS NOT NULL)),
+    CONSTRAINT ai_completions_error_size CHECK (length(error) <= 2000)
+);
+CREATE INDEX ai_completions_by_session ON ventros.ai_completions (tenant_id, session_id, created_at);
+CREATE INDEX ai_completions_retry ON ventros.ai_completions (tenant_id, retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
+CREATE INDEX ai_completions_spending ON ventros.ai_completions (tenant_id, completed_at) WHERE cost IS NOT NULL;
+COMMENT ON TABLE ventros.ai_completions IS
+    'A chat completion asked for a session''s summary or an AI agent reply: provider, model, status, attempts, error code and retry time, usage and cost (USD), the validated answer';
+ALTER TABLE ventros.ai_completions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_completions FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_completions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_completions TO ventros_viewer;
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('session.ai_requested', 'A chat completion was asked for a session (a summary or an AI agent reply): provider, model, attempt.'),
+    ('session.summary_failed', 'A session''s summary failed (provider error, malformed answer, cap): the error code and when it is tried again.')) v(e, d);
+
+CREATE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
+                                     temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL)
+RETURNS ventros.ai_settings
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_settings;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    IF provider IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.enrichment_providers p
+                                             WHERE p.provider = configure_ai.provider AND p.kind = 'chat') THEN
+        RAISE EXCEPTION 'unknown chat provider "%"', left(provider, 64) USING ERRCODE = '22023',
+            HINT = 'See ventros.enrichment_providers where kind = ''chat''.';
+    END IF;
+    INSERT INTO ventros.ai_settings AS s (tenant_id) VALUES (tenant) ON CONFLICT ON CONSTRAINT ai_settings_pkey DO NOTHING;
+    UPDATE ventros.ai_settings s
+       SET provider = coalesce(configure_ai.provider, s.provider),
+           summary_prompt = coalesce(nullif(configure_ai.summary_prompt, ''), s.summary_prompt),
+           agent_prompt = coalesce(nullif(configure_ai.agent_prompt, ''), s.agent_prompt),
+           temperature = coalesce(configure_ai.temperature, s.temperature),
+           retry_delay = coalesce(configure_ai.retry_delay, s.retry_delay),
+           max_attempts = coalesce(configure_ai.max_attempts, s.max_attempts),
+           handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
+           negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
+           max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           updated_at = now()
+     WHERE s.tenant_id = tenant
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns; NULL keeps a value';
+
+-- The acting tenant's settings (the defaults when it set none).
+CREATE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings;
+BEGIN
+    SELECT * INTO s FROM ventros.ai_settings x WHERE x.tenant_id = tenant;
+    IF NOT FOUND THEN
+        s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
+                 'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
+                 'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
+                 'negative_threshold', -0.5, 'max_turns', 10));
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
+
+-- What the acting tenant's completions cost in a month, USD.
+CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(sum(c.cost), 0) FROM ventros.ai_completions c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.cost IS NOT NULL
+       AND c.completed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
+       AND c.completed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
+$$;
+COMMENT ON FUNCTION ventros.ai_spending(date) IS 'What the acting tenant''s chat completions cost in a month (default: this one), USD';
+
+-- ---- the default prompts -------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_default_summary_prompt() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'You analyse a customer service conversation for the business''s team.'::text
+$$;
+COMMENT ON FUNCTION ventros.ai_default_summary_prompt() IS 'The instructions of a session summary when the tenant set none';
+
+-- The answer a summary must be, appended to any prompt (the tenant's
+-- prompt changes the instructions, never the shape the handler validates).
+CREATE FUNCTION ventros.ai_summary_format() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'Answer with one JSON object only, with these keys: '
+        || '"summary" (string, at most 5 sentences, in the conversation''s language), '
+        || '"sentiment" (object: "score", a number from -1 (very negative) to 1 (very positive), and "label", one of '
+        || '"positive", "neutral", "negative", "mixed"), "language" (ISO-639-1 code of the customer''s language), '
+        || '"topics" (array of at most 5 short lower-case strings), "next_best_action" (string: what the business should do next).'
+$$;
+COMMENT ON FUNCTION ventros.ai_summary_format() IS 'The JSON answer a session summary asks for (appended to the tenant''s prompt or the default)';
+
+-- A session's conversation as chat messages: the customer is the user, the
+-- business the assistant; text only (with a media message's extracted
+-- text); the last max_messages, oldest first.
+CREATE FUNCTION ventros.ai_conversation(session_id uuid, max_messages integer DEFAULT 50) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('role', CASE WHEN x.from_me THEN 'assistant' ELSE 'user' END,
+                                                 'content', x.content) ORDER BY x."timestamp", x.id), '[]')
+      FROM (SELECT m.id, m.from_me, m."timestamp",
+                   left(concat_ws(E'\n', m.text, (SELECT e.extracted_text FROM ventros.message_enrichments e
+                                                   WHERE e.tenant_id = m.tenant_id AND e.message_id = m.id
+                                                     AND e.status = 'completed' AND e.deleted_at IS NULL
+                                                   ORDER BY e.processed_at DESC LIMIT 1)), 4000) AS content
+              FROM ventros.messages m
+             WHERE m.tenant_id = ventros.require_tenant() AND m.session_id = ai_conversation.session_id
+               AND m.deleted_at IS NULL
+             ORDER BY m."timestamp" DESC, m.id DESC
+             LIMIT max_messages) x
+     WHERE x.content <> ''
+$$;
+COMMENT ON FUNCTION ventros.ai_conversation(uuid, integer) IS
+    'A session''s last messages as chat-completion messages (customer: user, business: assistant; media by their extracted text), oldest first';
+
+-- ---- one completion -------------------------------------------------------------------------
+
+-- The messages of a completion: a summary's system prompt and the
+-- conversation as one user message; an agent reply's are the agent's
+-- (ventros.ai_agent_messages, sql/98_intelligence_agent.sql).
+CREATE FUNCTION ventros.ai_completion_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF c.kind = 'agent_reply' THEN
+        RETURN ventros.ai_agent_messages(c, s);
+    END IF;
+    RETURN jsonb_build_array(
+        jsonb_build_object('role', 'system', 'content',
+                           coalesce(s.summary_prompt, ventros.ai_default_summary_prompt()) || ' ' || ventros.ai_summary_format()),
+        jsonb_build_object('role', 'user', 'content',
+            'The conversation (JSON, oldest first):' || E'\n' || ventros.ai_conversation(c.session_id)::text));
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The chat messages of a completion: the summary prompt and the conversation, or the AI agent''s';
+
+-- Fails a completion: error code, why, and (when it may be tried again and
+-- attempts remain) a retry time with backoff; emits its kind's failure.
+CREATE FUNCTION ventros.ai_completion_fail(c ventros.ai_completions, code text, why text, retryable boolean,
+                                           not_before timestamptz DEFAULT NULL)
+RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    next_at timestamptz;
+BEGIN
+    IF retryable AND c.attempts < s.max_attempts THEN
+        next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
+    ELSIF code = 'spending_cap' THEN
+        next_at := not_before;
+    END IF;
+    UPDATE ventros.ai_completions x
+       SET status = 'failed', error_code = code, error = left(why, 2000), retry_at = next_at, request_id = NULL,
+           updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    IF c.kind = 'session_summary' THEN
+        PERFORM ventros.emit('session.summary_failed', 'session', c.session_id,
+            jsonb_build_object('completion_id', c.id, 'error_code', code, 'error', c.error, 'attempts', c.attempts,
+                               'retry_at', c.retry_at));
+    ELSE
+        PERFORM ventros.ai_agent_failed(c);
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
+    'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
+
+-- Whether the tenant's monthly AI cap (enrichment_settings.monthly_cap) is
+-- reached by its enrichments and completions together.
+CREATE FUNCTION ventros.ai_cap_reached() RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cap numeric := (SELECT s.monthly_cap FROM ventros.enrichment_settings s WHERE s.tenant_id = ventros.require_tenant());
+BEGIN
+    RETURN cap IS NOT NULL AND ventros.enrichment_spending() + ventros.ai_spending() >= cap;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_cap_reached() IS
+    'True when this month''s enrichments and chat completions together reached the tenant''s monthly cap';
+
+-- Starts (or starts again) a completion: the tenant's chat provider with
+-- its key, unless the cap is reached; one dispatcher request.
+CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    es ventros.enrichment_settings;
+    cfg jsonb;
+    rid uuid;
+BEGIN
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
+    SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
+    c.provider := s.provider;
+    IF NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+        RETURN ventros.ai_completion_fail(c, 'no_provider',
+            format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
+    END IF;
+    IF ventros.ai_cap_reached() THEN
+        RETURN ventros.ai_completion_fail(c, 'spending_cap',
+            format('the monthly AI spending cap (%s USD) is reached', es.monthly_cap), false,
+            date_trunc('month', now()) + interval '1 month');
+    END IF;
+    cfg := ventros.enrichment_config(p, ps, es)
+        || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
+    rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
+                                          jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
+                                      p, cfg, ventros.chat_completion_request(NULL, cfg));
+    UPDATE ventros.ai_completions x
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid,
+           attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
+        jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts)));
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
+    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the cap is reached; emits session.ai_requested';
+
+-- summarize_session(session_id): on demand, or the automation action
+-- summarize_session.  Returns the completion; its answer lands on the
+-- session (summarize_session with the answer's fields).
+CREATE FUNCTION ventros.summarize_session(session_id uuid) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.ai_completions;
+BEGIN
+    -- SECURITY DEFINER: completions and their requests are written here only,
+    -- for the acting tenant's session
+    PERFORM 1 FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = summarize_session.session_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('session', session_id);
+    END IF;
+    -- one summary in flight per session
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = tenant AND x.session_id = summarize_session.session_id AND x.kind = 'session_summary'
+       AND x.status IN ('queued', 'processing');
+    IF FOUND THEN
+        RETURN c;
+    END IF;
+    INSERT INTO ventros.ai_completions (tenant_id, kind, session_id) VALUES (tenant, 'session_summary', session_id)
+    RETURNING * INTO c;
+    RETURN ventros.ai_completion_start(c);
+END
+$$;
+COMMENT ON FUNCTION ventros.summarize_session(uuid) IS
+    'Asks the tenant''s chat provider for a session''s summary, sentiment, language, topics and next best action (one in flight per session); the answer sets them on the session with session.summarized';
+
+-- ---- answers -----------------------------------------------------------------------------
+
+-- A number within bounds, or NULL.
+CREATE FUNCTION ventros.ai_number(v jsonb, lo numeric, hi numeric) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' AND (v #>> '{}')::numeric BETWEEN lo AND hi THEN (v #>> '{}')::numeric END
+$$;
+COMMENT ON FUNCTION ventros.ai_number(jsonb, numeric, numeric) IS 'A JSON number within [lo, hi], else NULL';
+
+-- A summary answer validated and set on the session: NULL when done, else
+-- what is wrong with it.
+CREATE FUNCTION ventros.ai_summary_apply(c ventros.ai_completions, j jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    score numeric := ventros.ai_number(coalesce(j->'sentiment'->'score', j->'sentiment_score'), -1, 1);
+    label text := coalesce(j->'sentiment'->>'label', j->>'sentiment_label');
+    topics jsonb := j->'topics';
+BEGIN
+    IF jsonb_typeof(j->'summary') IS DISTINCT FROM 'string' OR btrim(j->>'summary') = '' THEN
+        RETURN 'no "summary" string';
+    ELSIF score IS NULL THEN
+        RETURN 'no "sentiment.score" number between -1 and 1';
+    ELSIF label IS NULL OR label NOT IN ('positive', 'neutral', 'negative', 'mixed') THEN
+        RETURN 'no "sentiment.label" among positive, neutral, negative, mixed';
+    ELSIF topics IS NOT NULL AND (jsonb_typeof(topics) <> 'array'
+                                  OR EXISTS (SELECT 1 FROM jsonb_array_elements(topics) t WHERE jsonb_typeof(t) <> 'string')) THEN
+        RETURN '"topics" is not an array of strings';
+    ELSIF j ? 'language' AND coalesce(j->>'language', '') !~ '^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$' THEN
+        RETURN '"language" is not a language code';
+    END IF;
+    PERFORM ventros.summarize_session(c.session_id, left(j->>'summary', 20000), label, score,
+        (SELECT jsonb_agg(lower(left(t, 100))) FROM jsonb_array_elements_text(coalesce(topics, '[]')) t),
+        CASE WHEN jsonb_typeof(j->'next_best_action') = 'string' THEN jsonb_build_array(left(j->>'next_best_action', 2000)) END);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_summary_apply(ventros.ai_completions, jsonb) IS
+    'Validates a summary answer (summary, sentiment score and label, language, topics) and sets it on the session (session.summarized); returns what is wrong, NULL when done';
+
+-- The handler of every chat provider's requests (purpose enrichment.<chat
+-- provider>): usage and cost, the JSON answer validated, then the
+-- completion's kind applies it; a failure is retried with backoff.
+CREATE FUNCTION ventros.ai_chat_answer(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.ai_completions;
+    a jsonb := ventros.json_body(r.response_body);
+    content text;
+    j jsonb;
+    u jsonb;
+    wrong text;
+    after_s text := r.response_headers->>'retry-after';
+BEGIN
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
+     FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- an answer to an older attempt
+    END IF;
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.ai_completion_fail(c, CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            ventros.enrichment_error_text(r), true,
+            CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END);
+        RETURN;
+    END IF;
+    -- tokens are spent even when the answer is unusable: usage and cost
+    -- first, summed over the completion's attempts
+    u := jsonb_strip_nulls(jsonb_build_object('input_tokens', a->'usage'->'prompt_tokens',
+                                              'output_tokens', a->'usage'->'completion_tokens'));
+    UPDATE ventros.ai_completions x
+       SET usage = (SELECT jsonb_object_agg(k, coalesce((x.usage->>k)::numeric, 0) + (u->>k)::numeric)
+                      FROM jsonb_object_keys(u) k),
+           model = coalesce(a->>'model', x.model), completed_at = now(),
+           cost = coalesce(x.cost, 0)
+                  + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    content := a->'choices'->0->'message'->>'content';
+    -- a JSON object, possibly in a markdown code fence
+    j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
+    IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer',
+            'the answer is not a JSON object: ' || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200),
+            true);
+        RETURN;
+    END IF;
+    wrong := CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
+    IF wrong IS NOT NULL THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer', 'the answer has ' || wrong, true);
+        RETURN;
+    END IF;
+    UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
+    'Answer handler of chat providers: records usage and cost, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
+
+-- ---- retries -------------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.retry_ai_completions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.ai_completions;
+    n integer := 0;
+BEGIN
+    -- SECURITY DEFINER: queues provider requests for the acting tenant only
+    FOR c IN SELECT * FROM ventros.ai_completions x
+              WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
+              ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
+    LOOP
+        -- an agent reply whose group closed meanwhile (handed off, agent
+        -- off) is not asked again: its retry time goes
+        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
+                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
+            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
+             WHERE x.tenant_id = tenant AND x.id = c.id;
+            CONTINUE;
+        END IF;
+        PERFORM ventros.ai_completion_start(c);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
+    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-retry-ai-completions', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-retry-ai-completions'', ''SELECT pg_catalog.to_jsonb(ventros.retry_ai_completions($1))'')',
+     'failed chat completions (summaries, AI agent replies) whose retry time passed');
+
+SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventros.ai_chat_answer(ventros.http_requests)'),
+       ventros.register_http_request_preparer('enrichment.' || p.provider,
+                                              'ventros.enrichment_request_headers(ventros.http_requests)')
+  FROM ventros.enrichment_providers p WHERE p.kind = 'chat';
+
+GRANT EXECUTE ON FUNCTION ventros.current_ai_settings(), ventros.ai_spending(date) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer),
+    ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;
+
+
+-- The AI agent with hand-off (docs/ai.md, "The AI agent"): per channel, off
+-- by default, an AI agent answers inbound messages until it hands the
+-- session to a human.
+--
+--   1. An inbound message on a channel whose agent is on, in a session not
+--      handed off, joins its contact's pending message group (the
+--      message_groups aggregate, sql/79_message_groups.sql): each message
+--      pushes the group's expiry to its time + the channel's
+--      debounce_timeout_ms (trigger ai_agent_on_message: one lookup).
+--   2. ventros.tick_ai_agent(now) (pg_cron, ventros-tick-ai-agent; tests
+--      pass any instant) moves the due groups to processing.  A group whose
+--      messages hold a hand-off keyword hands off at once; a session that
+--      reached max_turns too; else one chat completion
+--      (sql/98_intelligence.sql) gets the agent prompt, the tenant's
+--      knowledge snippets, the contact's fields and the conversation so far.
+--   3. The answer {"reply", "handoff", "handoff_reason", "sentiment"} is
+--      validated; the reply goes out with send_message as the channel's AI
+--      agent (source bot), the group completes with it
+--      (agent_ai_interactions); then the agent hands off when the model asks,
+--      when the sentiment is at or below the tenant's negative_threshold, or
+--      after max_turns replies.
+--   4. Hand-off: the session is put on the channel agent's hand-off team (else
+--      the channel's team) by the team's rule (assign_session_to_team), the
+--      agent stops for that session (ai_agent_sessions.handed_off_at) and
+--      session.ai_handed_off says why.
+
+CREATE TABLE ventros.ai_channel_agents (
+    tenant_id    text        NOT NULL DEFAULT ventros.current_tenant(),
+    channel_id   uuid        NOT NULL,
+    enabled      boolean     NOT NULL DEFAULT false,
+    agent_id     uuid        NOT NULL,
+    handoff_team_id uuid,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, channel_id),
+    FOREIGN KEY (tenant_id, channel_id) REFERENCES ventros.channels (tenant_id, id),
+    FOREIGN KEY (tenant_id, agent_id) REFERENCES ventros.agents (tenant_id, id),
+    FOREIGN KEY (tenant_id, handoff_team_id) REFERENCES ventros.teams (tenant_id, id)
+);
+COMMENT ON TABLE ventros.ai_channel_agents IS
+    'A channel''s AI agent: on or off (off by default), the agent it answers as, the team it hands sessions off to (NULL: the channel''s team)';
+ALTER TABLE ventros.ai_channel_agents ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_channel_agents FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_channel_agents FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_channel_agents TO ventros_viewer;
+
+CREATE TABLE ventros.ai_agent_sessions (
+    tenant_id      text        NOT NULL,
+    session_id     uuid        NOT NULL,
+    turns          integer     NOT NULL DEFAULT 0,
+    handed_off_at  timestamptz,
+    handoff_reason text,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, session_id),
+    FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
+    CONSTRAINT ai_agent_sessions_reason CHECK (handoff_reason IN ('keyword', 'model', 'negative_sentiment', 'max_turns',
+                                                                  'failed', 'manual'))
+);
+COMMENT ON TABLE ventros.ai_agent_sessions IS
+    'The AI agent in one session: replies sent (turns), and when and why it handed the session to a human (it stays silent after)';
+ALTER TABLE ventros.ai_agent_sessions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.ai_agent_sessions FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.ai_agent_sessions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.ai_agent_sessions TO ventros_viewer;
+
+CREATE TABLE ventros.knowledge_snippets (
+    tenant_id  text        NOT NULL DEFAULT ventros.current_tenant(),
+    id         uuid        NOT NULL DEFAULT gen_random_uuid(),
+    title      text        NOT NULL,
+    content    text        NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT knowledge_snippets_sizes CHECK (btrim(title) <> '' AND length(title) <= 200
+                                               AND btrim(content) <> '' AND length(content) <= 4000)
+);
+COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content) given with every question';
+ALTER TABLE ventros.knowledge_snippets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.knowledge_snippets FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.knowledge_snippets FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.knowledge_snippets TO ventros_viewer;
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('session.ai_replied', 'The channel''s AI agent answered a group of inbound messages (the message sent, the turn).'),
+    ('session.ai_reply_failed', 'The AI agent could not answer a group (provider error, malformed answer): the error and the retry time.'),
+    ('session.ai_handed_off', 'The AI agent handed the session to a human (keyword, model, negative_sentiment, max_turns, failed, manual) and stopped for it.')) v(e, d);
+
+-- ---- configuration (tenant administrators) -------------------------------------------------
+
+CREATE FUNCTION ventros.configure_ai_agent(channel_id uuid, enabled boolean DEFAULT NULL, agent_id uuid DEFAULT NULL,
+                                           handoff_team_id uuid DEFAULT NULL)
+RETURNS ventros.ai_channel_agents
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_channel_agents;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    PERFORM 1 FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = configure_ai_agent.channel_id AND c.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('channel', channel_id);
+    END IF;
+    IF agent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.agents a WHERE a.tenant_id = tenant
+                                             AND a.id = configure_ai_agent.agent_id AND a.deleted_at IS NULL) THEN
+        PERFORM ventros.not_found('agent', agent_id);
+    END IF;
+    IF handoff_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.teams t WHERE t.tenant_id = tenant
+                                                    AND t.id = configure_ai_agent.handoff_team_id AND t.deleted_at IS NULL) THEN
+        PERFORM ventros.not_found('team', handoff_team_id);
+    END IF;
+    UPDATE ventros.ai_channel_agents x
+       SET enabled = coalesce(configure_ai_agent.enabled, x.enabled),
+           agent_id = coalesce(configure_ai_agent.agent_id, x.agent_id),
+           handoff_team_id = coalesce(configure_ai_agent.handoff_team_id, x.handoff_team_id), updated_at = now()
+     WHERE x.tenant_id = tenant AND x.channel_id = configure_ai_agent.channel_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        IF agent_id IS NULL THEN
+            RAISE EXCEPTION 'the AI agent of a channel needs the agent it answers as' USING ERRCODE = '23502',
+                HINT = 'Pass agent_id: an agent with the role ai_agent.';
+        END IF;
+        INSERT INTO ventros.ai_channel_agents (tenant_id, channel_id, enabled, agent_id, handoff_team_id)
+        VALUES (tenant, channel_id, coalesce(enabled, false), agent_id, handoff_team_id)
+        RETURNING * INTO result;
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid) IS
+    'Turns a channel''s AI agent on or off (off by default), the agent it answers as and the team it hands sessions off to (NULL: the channel''s team); NULL keeps a value';
+
+CREATE FUNCTION ventros.add_knowledge_snippet(title text, content text) RETURNS ventros.knowledge_snippets
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.knowledge_snippets;
+BEGIN
+    -- SECURITY DEFINER: snippets are written by these functions only
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content) VALUES (ventros.require_tenant(), title, content)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation OR not_null_violation THEN
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000)'
+        USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent is given with every question';
+
+CREATE FUNCTION ventros.delete_knowledge_snippet(snippet_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM ventros.knowledge_snippets k WHERE k.tenant_id = ventros.require_tenant() AND k.id = snippet_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('knowledge snippet', snippet_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.delete_knowledge_snippet(uuid) IS 'Removes a knowledge snippet of the tenant''s AI agent';
+
+-- ---- 1. grouping ----------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_agent_on_message() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM ventros.ai_channel_agents a
+                WHERE a.tenant_id = NEW.tenant_id AND a.channel_id = NEW.channel_id AND a.enabled)
+       AND NOT EXISTS (SELECT 1 FROM ventros.ai_agent_sessions s
+                        WHERE s.tenant_id = NEW.tenant_id AND s.session_id = NEW.session_id AND s.handed_off_at IS NOT NULL) THEN
+        PERFORM ventros.add_message_to_group(NEW.id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_on_message() IS
+    'Trigger: an inbound message on a channel whose AI agent is on joins its pending message group, unless the session was handed off';
+CREATE TRIGGER ai_agent_on_message AFTER INSERT ON ventros.messages
+    FOR EACH ROW WHEN (NOT NEW.from_me AND NEW.session_id IS NOT NULL)
+    EXECUTE FUNCTION ventros.ai_agent_on_message();
+
+-- ---- 2. closing groups, the question --------------------------------------------------------
+
+-- The agent's messages: its prompt with the knowledge snippets and the
+-- contact's fields, then the conversation so far.
+CREATE FUNCTION ventros.ai_agent_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    contact jsonb;
+    knowledge text;
+BEGIN
+    SELECT jsonb_strip_nulls(jsonb_build_object('name', x.name, 'language', x.language, 'tags', x.tags,
+               'custom', (SELECT jsonb_object_agg(f.field_key, f.field_value) FROM ventros.contact_custom_fields f
+                           WHERE f.tenant_id = x.tenant_id AND f.contact_id = x.id AND f.deleted_at IS NULL)))
+      INTO contact
+      FROM ventros.sessions se JOIN ventros.contacts x ON x.tenant_id = se.tenant_id AND x.id = se.contact_id
+     WHERE se.tenant_id = c.tenant_id AND se.id = c.session_id;
+    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.created_at, k.id)
+      INTO knowledge
+      FROM (SELECT * FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id ORDER BY k.created_at, k.id LIMIT 50) k;
+    RETURN jsonb_build_array(jsonb_build_object('role', 'system', 'content',
+               coalesce(s.agent_prompt, 'You are the customer service assistant of this business. Be brief, kind and accurate; '
+                                        || 'answer only from what you know below; never invent prices or promises.')
+               || E'\n\nAnswer with one JSON object only: {"reply": string (your message to the customer, in their language), '
+               || '"handoff": boolean (true when a human should take over: the customer asks for one, is upset, or you cannot help), '
+               || '"handoff_reason": string, "sentiment": number from -1 (very negative) to 1 (very positive) for the customer''s mood}.'
+               || E'\n\nThe customer: ' || coalesce(contact::text, '{}')
+               || coalesce(E'\n\nWhat you know:\n' || knowledge, '')))
+        || ventros.ai_conversation(c.session_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the knowledge snippets, then the conversation';
+
+-- Whether a text holds one of the hand-off keywords (case and accents as
+-- written; whole words).
+CREATE FUNCTION ventros.ai_handoff_keyword(txt text, keywords text[]) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k FROM unnest(keywords) k
+     WHERE btrim(k) <> ''
+       AND strpos(' ' || regexp_replace(lower(coalesce(txt, '')), '[^[:alnum:]_]+', ' ', 'g') || ' ',
+                  ' ' || btrim(regexp_replace(lower(k), '[^[:alnum:]_]+', ' ', 'g')) || ' ') > 0
+     LIMIT 1
+$$;
+COMMENT ON FUNCTION ventros.ai_handoff_keyword(text, text[]) IS 'The first hand-off keyword a text holds as whole words, case-insensitive; NULL when none';
+
+-- Hands a session to a human: the hand-off team's rule assigns it, the
+-- agent stops for it, its open groups expire (an answer still out is then
+-- never sent).  Returns the session.
+CREATE FUNCTION ventros.ai_agent_hand_off(session_id uuid, reason text, detail text DEFAULT NULL)
+RETURNS ventros.sessions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.sessions;
+    team uuid;
+    g ventros.message_groups;
+BEGIN
+    SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = ai_agent_hand_off.session_id FOR UPDATE;
+    INSERT INTO ventros.ai_agent_sessions AS a (tenant_id, session_id, handed_off_at, handoff_reason)
+    VALUES (tenant, s.id, now(), reason)
+    ON CONFLICT ON CONSTRAINT ai_agent_sessions_pkey DO UPDATE
+       SET handed_off_at = coalesce(a.handed_off_at, now()), handoff_reason = coalesce(a.handoff_reason, reason), updated_at = now();
+    SELECT coalesce(a.handoff_team_id, ch.team_id) INTO team
+      FROM ventros.channels ch LEFT JOIN ventros.ai_channel_agents a ON a.tenant_id = ch.tenant_id AND a.channel_id = ch.id
+     WHERE ch.tenant_id = tenant AND ch.id = s.channel_id;
+    IF team IS NOT NULL AND s.status = 'active' THEN
+        s := ventros.assign_session_to_team(s.id, team);
+    END IF;
+    FOR g IN SELECT * FROM ventros.message_groups x
+              WHERE x.tenant_id = tenant AND x.session_id = s.id AND x.status IN ('pending', 'processing') FOR UPDATE LOOP
+        PERFORM ventros.expire_message_group(g.id, g.version);
+    END LOOP;
+    PERFORM ventros.emit('session.ai_handed_off', 'session', s.id,
+        jsonb_strip_nulls(jsonb_build_object('reason', reason, 'detail', left(detail, 500), 'team_id', team,
+                                             'assigned_agent_id', s.assigned_agent_id)));
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_hand_off(uuid, text, text) IS
+    'Hands a session from the AI agent to a human: assigned by the hand-off team''s rule (else the channel''s team), the agent silent for it after; emits session.ai_handed_off (internal)';
+
+-- tick_ai_agent: the due groups of the acting tenant (pg_cron once a
+-- minute; any instant in tests).  Returns how many groups it handled.
+CREATE FUNCTION ventros.tick_ai_agent(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings := ventros.current_ai_settings();
+    g ventros.message_groups;
+    a ventros.ai_channel_agents;
+    st ventros.ai_agent_sessions;
+    c ventros.ai_completions;
+    word text;
+    n integer := 0;
+BEGIN
+    FOR g IN SELECT * FROM ventros.tick_message_groups(now, batch_size) LOOP
+        n := n + 1;
+        SELECT * INTO a FROM ventros.ai_channel_agents x WHERE x.tenant_id = tenant AND x.channel_id = g.channel_id;
+        SELECT * INTO st FROM ventros.ai_agent_sessions x WHERE x.tenant_id = tenant AND x.session_id = g.session_id;
+        IF NOT coalesce(a.enabled, false) OR st.handed_off_at IS NOT NULL
+           OR NOT EXISTS (SELECT 1 FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = g.session_id
+                            AND x.status = 'active') THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            CONTINUE;
+        END IF;
+        SELECT ventros.ai_handoff_keyword(m.text, s.handoff_keywords) INTO word
+          FROM ventros.messages m WHERE m.tenant_id = tenant AND m.id = ANY (g.message_ids)
+               AND ventros.ai_handoff_keyword(m.text, s.handoff_keywords) IS NOT NULL
+         LIMIT 1;
+        IF word IS NOT NULL THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            PERFORM ventros.ai_agent_hand_off(g.session_id, 'keyword', format('the customer wrote "%s"', word));
+        ELSIF coalesce(st.turns, 0) >= s.max_turns THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+            PERFORM ventros.ai_agent_hand_off(g.session_id, 'max_turns', format('%s replies', st.turns));
+        ELSE
+            INSERT INTO ventros.ai_completions (tenant_id, kind, session_id, group_id)
+            VALUES (tenant, 'agent_reply', g.session_id, g.id)
+            RETURNING * INTO c;
+            PERFORM ventros.ai_completion_start(c);
+        END IF;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) IS
+    'Closes the acting tenant''s message groups due at now: a hand-off keyword or max_turns hands the session off, else the AI agent is asked (one chat completion); a group of a channel whose agent is off, or of a session handed off or ended, expires';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-tick-ai-agent', '* * * * *',
+     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-ai-agent'', ''SELECT pg_catalog.to_jsonb(ventros.tick_ai_agent($1))'')',
+     'the AI agent: message groups past their debounce window are answered or handed off');
+
+-- ---- 3. the answer ---------------------------------------------------------------------------
+
+CREATE FUNCTION ventros.ai_agent_apply(c ventros.ai_completions, j jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    g ventros.message_groups;
+    a ventros.ai_channel_agents;
+    handoff boolean;
+    sentiment numeric := ventros.ai_number(j->'sentiment', -1, 1);
+    reply text := btrim(j->>'reply');
+    sent ventros.messages;
+    turns integer;
+BEGIN
+    IF j ? 'handoff' AND jsonb_typeof(j->'handoff') <> 'boolean' THEN
+        RETURN '"handoff" that is not a boolean';
+    END IF;
+    handoff := coalesce((j->>'handoff')::boolean, false);
+    IF j ? 'sentiment' AND sentiment IS NULL THEN
+        RETURN 'a "sentiment" that is not a number between -1 and 1';
+    ELSIF (j ? 'reply' AND jsonb_typeof(j->'reply') <> 'string') OR (NOT handoff AND coalesce(reply, '') = '') THEN
+        RETURN 'no "reply" string';
+    END IF;
+    SELECT * INTO g FROM ventros.message_groups x WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id FOR UPDATE;
+    SELECT * INTO a FROM ventros.ai_channel_agents x WHERE x.tenant_id = c.tenant_id AND x.channel_id = g.channel_id;
+    -- a human took the session (or the agent was turned off) while the
+    -- question was out: the answer is kept on the completion, never sent
+    IF g.status <> 'processing' OR NOT coalesce(a.enabled, false)
+       OR EXISTS (SELECT 1 FROM ventros.ai_agent_sessions x WHERE x.tenant_id = c.tenant_id AND x.session_id = c.session_id
+                    AND x.handed_off_at IS NOT NULL) THEN
+        IF g.status = 'processing' THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        RETURN NULL;
+    END IF;
+    PERFORM ventros.complete_message_group(g.id, g.version,
+        left((SELECT string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id) FROM ventros.messages m
+               WHERE m.tenant_id = c.tenant_id AND m.id = ANY (g.message_ids)), 65536),
+        left(reply, 65536), c.provider, c.model, (extract(epoch FROM now() - c.updated_at) * 1000)::integer);
+    IF coalesce(reply, '') <> '' THEN
+        sent := ventros.send_message(g.channel_id, g.contact_id, left(reply, 4096), agent_id => a.agent_id, source => 'bot',
+                                  metadata => jsonb_build_object('ai_completion_id', c.id));
+        INSERT INTO ventros.ai_agent_sessions AS x (tenant_id, session_id, turns) VALUES (c.tenant_id, c.session_id, 1)
+        ON CONFLICT ON CONSTRAINT ai_agent_sessions_pkey DO UPDATE SET turns = x.turns + 1, updated_at = now()
+        RETURNING x.turns INTO turns;
+        PERFORM ventros.emit('session.ai_replied', 'session', c.session_id,
+            jsonb_strip_nulls(jsonb_build_object('message_id', sent.id, 'group_id', g.id, 'completion_id', c.id,
+                                                 'turn', turns, 'sentiment', sentiment)));
+    END IF;
+    IF handoff THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'model', j->>'handoff_reason');
+    ELSIF sentiment <= s.negative_threshold THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'negative_sentiment', format('sentiment %s', sentiment));
+    ELSIF turns >= s.max_turns THEN
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'max_turns', format('%s replies', turns));
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_apply(ventros.ai_completions, jsonb) IS
+    'Validates an AI agent answer (reply, handoff, sentiment), sends the reply as the channel''s AI agent (session.ai_replied), completes the group, and hands off on the model''s signal, negative sentiment or max_turns (a session handed off meanwhile: nothing sent); returns what is wrong, NULL when done';
+
+-- A failed reply: said (session.ai_reply_failed); when it will not be tried
+-- again (or only next month: the spending cap), the group expires and a
+-- human takes the session.
+CREATE FUNCTION ventros.ai_agent_failed(c ventros.ai_completions) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g ventros.message_groups;
+BEGIN
+    PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
+        jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
+                           'attempts', c.attempts, 'retry_at', c.retry_at));
+    -- no retry, or not before next month (the cap): a human answers now
+    IF c.retry_at IS NULL OR c.error_code = 'spending_cap' THEN
+        SELECT * INTO g FROM ventros.message_groups x
+         WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
+        IF FOUND THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'failed', c.error);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_failed(ventros.ai_completions) IS
+    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried (or only after the spending cap), expires the group and hands the session off';
+
+-- resume_ai_agent: a human gives the session back to the AI agent.
+CREATE FUNCTION ventros.resume_ai_agent(session_id uuid) RETURNS ventros.ai_agent_sessions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.ai_agent_sessions;
+BEGIN
+    -- SECURITY DEFINER: the agent's state is written here and by its own functions only
+    UPDATE ventros.ai_agent_sessions x SET handed_off_at = NULL, handoff_reason = NULL, turns = 0, updated_at = now()
+     WHERE x.tenant_id = ventros.require_tenant() AND x.session_id = resume_ai_agent.session_id
+    RETURNING * INTO result;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('AI agent session', session_id);
+    END IF;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.resume_ai_agent(uuid) IS 'Gives a handed-off session back to the AI agent (turns counted from zero again)';
+
+-- hand_off_session: an agent takes the session from the AI agent by hand.
+CREATE FUNCTION ventros.hand_off_session(session_id uuid) RETURNS ventros.sessions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- SECURITY DEFINER: the agent's state is written by these functions only
+    PERFORM 1 FROM ventros.sessions x WHERE x.tenant_id = ventros.require_tenant() AND x.id = hand_off_session.session_id
+                                        AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('session', session_id);
+    END IF;
+    RETURN ventros.ai_agent_hand_off(session_id, 'manual');
+END
+$$;
+COMMENT ON FUNCTION ventros.hand_off_session(uuid) IS
+    'Takes a session from the AI agent: assigned by the hand-off team''s rule, the agent silent for it; emits session.ai_handed_off';
+
+GRANT EXECUTE ON FUNCTION ventros.resume_ai_agent(uuid), ventros.hand_off_session(uuid) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid), ventros.add_knowledge_snippet(text, text),
+    ventros.delete_knowledge_snippet(uuid) TO ventros_admin;
+-- The scheduler's (pg_cron runs it as a platform administrator), never a
+-- tenant's: its `now` is the caller's to choose (docs/security.md).
+GRANT EXECUTE ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) TO ventros_platform_admin;
+
 -- ---- usage metering and plan limits (sql/65_usage_metering.sql; sql/40_messages_counts.sql,
 -- sql/90_channel_send.sql, sql/98_enrichment_chain.sql, sql/97_schedule.sql)
 -- Usage appended as deltas on the hot path, folded every minute; plan limits

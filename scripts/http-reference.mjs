@@ -59,7 +59,7 @@ SELECT f.name, f.schema_name, f.arg_names, f.arg_types, f.required_args, f.resul
        coalesce(x.codes, '{}') AS codes
 FROM ventros.http_rpc_functions f
 LEFT JOIN raised x ON x.root = f.function::oid
-WHERE f.function::oid IN (SELECT objid FROM ext)
+WHERE f.function::oid IN (SELECT objid FROM ext) AND NOT f.platform_only
 ORDER BY f.name, f.schema_name, cardinality(f.arg_names), f.function::text`;
 
 // vn_status_rules of src/http/response.c: the first rule that matches wins

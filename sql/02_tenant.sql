@@ -45,17 +45,25 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- The role the session acts as (its SET ROLE, else its login): the
+    -- HTTP front's login may hold ventros_platform_admin so that a platform
+    -- administrator's token can SET ROLE to it, and then only a request
+    -- running as that role is one (a tenant's runs as its tenant role).
     IF NOT ventros.session_is_trusted()
-       OR NOT (pg_has_role(session_user, 'ventros_platform_admin', 'MEMBER')
+       OR NOT (pg_has_role(CASE WHEN current_setting('role') = 'none' THEN session_user
+                                ELSE current_setting('role')::name END,
+                           'ventros_platform_admin', 'MEMBER')
                OR (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)) THEN
         RAISE EXCEPTION 'permission denied: only platform administrators may do this'
             USING ERRCODE = '42501',
-                  DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_platform_admin.', session_user);
+                  DETAIL = pg_catalog.format('Role "%s" is not a member of ventros_platform_admin.',
+                                             CASE WHEN current_setting('role') = 'none' THEN session_user
+                                                  ELSE current_setting('role')::name END);
     END IF;
 END
 $$;
 COMMENT ON FUNCTION ventros.require_platform_admin() IS
-    'Raises 42501 unless the session user is a superuser or a member of ventros_platform_admin';
+    'Raises 42501 unless the session user is a superuser, or the role the session acts as (its SET ROLE, else its login) is a member of ventros_platform_admin';
 
 -- bind_login: create or update a login that acts for one tenant only, with one
 -- of the tenant roles.  SECURITY DEFINER because ventros.bound_tenant is a

@@ -20,11 +20,13 @@ DECLARE
     result ventros.sessions;
 BEGIN
     IF reason IS NULL OR reason NOT IN ('manual', 'round_robin', 'capacity', 'least_open', 'inactivity', 'no_response',
-                                        'agent_offline', 'workload_balance') THEN
+                                        'agent_offline', 'workload_balance', 'review') THEN
         RAISE EXCEPTION 'unknown assignment reason "%"', left(reason, 32) USING ERRCODE = '22023',
-            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline or workload_balance.';
+            HINT = 'Use manual, round_robin, capacity, least_open, inactivity, no_response, agent_offline, workload_balance or review.';
     END IF;
-    IF s.status <> 'active' THEN
+    -- review: an ended session given to someone to look at (a supervisor
+    -- after a negative summary, docs/ai.md); every other reason needs it active
+    IF s.status <> 'active' AND NOT (reason = 'review' AND s.status IN ('ended', 'expired', 'manually_closed')) THEN
         RAISE EXCEPTION 'session % is %', s.id, s.status USING ERRCODE = 'VN002',
             DETAIL = 'Agents are assigned to active sessions only.';
     END IF;
@@ -54,7 +56,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.set_session_agent(ventros.sessions, uuid, text, timestamptz) IS
-    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it); emits session.updated and session.agent_assigned with the reason';
+    'Assigns (or transfers, counting agent_transfers) a locked active session to an agent at an instant (internal: the commands and ticks call it), or an ended one for review (reason review); emits session.updated and session.agent_assigned with the reason';
 
 CREATE FUNCTION ventros.assign_session_agent(session_id uuid, agent_id uuid, expected_version integer DEFAULT NULL,
                                              reason text DEFAULT 'manual')

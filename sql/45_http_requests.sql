@@ -373,8 +373,68 @@ $$;
 COMMENT ON FUNCTION ventros.http_request_media(text, uuid) IS
     'Dispatcher: the downloaded media of a message or of an enrichment (NULL when it is not downloaded), streamed by a request''s body_form';
 
+-- ---- held sends --------------------------------------------------------------
+
+-- A platform administrator pauses the sends of a tenant, of a channel or of
+-- a webhook subscription (sql/93_operator.sql): a row here.  Paused requests
+-- stay pending in the queue, untouched; the claim passes them over while a
+-- pause covers them, and takes them when it is gone (resume), so nothing is
+-- lost or sent twice.  A request already in flight finishes its attempt.
+-- What a pause covers: scope tenant, every request of the tenant; channel,
+-- the requests serving a message of the channel (correlation_id = message
+-- id: sends, media downloads); webhook_subscription, its deliveries
+-- (correlation_id = the delivery, ventros.webhook_deliveries).
+CREATE TABLE ventros.send_pauses (
+    tenant_id  text        NOT NULL,
+    id         uuid        NOT NULL DEFAULT gen_random_uuid(),
+    scope      text        NOT NULL,
+    target_id  uuid,
+    paused_at  timestamptz NOT NULL DEFAULT now(),
+    paused_by  text,
+    reason     text,
+    CONSTRAINT send_pauses_scope_known CHECK (scope IN ('tenant', 'channel', 'webhook_subscription')),
+    CONSTRAINT send_pauses_target CHECK ((scope = 'tenant') = (target_id IS NULL)),
+    CONSTRAINT send_pauses_reason_size CHECK (length(reason) <= 500),
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT send_pauses_once UNIQUE NULLS NOT DISTINCT (tenant_id, scope, target_id)
+);
+COMMENT ON TABLE ventros.send_pauses IS
+    'Paused sends: while a row covers a request (a tenant''s, a channel''s, a webhook subscription''s), the HTTP dispatcher leaves it queued (ventros.pause_sends, resume_sends)';
+ALTER TABLE ventros.send_pauses ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.send_pauses FORCE ROW LEVEL SECURITY;
+-- Tenants see their own pauses; only the operator functions write.
+CREATE POLICY ventros_tenant_read ON ventros.send_pauses FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.send_pauses TO ventros_viewer;
+
+-- http_request_held: does a pause cover this request?  plpgsql: the tables
+-- it asks (messages, webhook_deliveries) are resolved when it runs.  The
+-- claim calls it only for tenants that have a pause.
+CREATE FUNCTION ventros.http_request_held(tenant text, purpose text, correlation uuid)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN EXISTS (
+        SELECT 1 FROM ventros.send_pauses p
+         WHERE p.tenant_id = tenant
+           AND (p.scope = 'tenant'
+                OR (p.scope = 'channel' AND correlation IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM ventros.messages m
+                                 WHERE m.tenant_id = tenant AND m.id = correlation AND m.channel_id = p.target_id))
+                OR (p.scope = 'webhook_subscription' AND purpose = 'webhook.delivery' AND correlation IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM ventros.webhook_deliveries d
+                                 WHERE d.tenant_id = tenant AND d.id = correlation
+                                   AND d.subscription_id = p.target_id))));
+END
+$$;
+COMMENT ON FUNCTION ventros.http_request_held(text, text, uuid) IS
+    'Dispatcher: whether a pause (ventros.send_pauses) covers a request of this tenant, purpose and correlation id';
+
 -- Claims up to batch_size due rows: SKIP LOCKED, one attempt counted, a lease.
 -- Rows whose lease expired (a dispatcher died mid-flight) are due again.
+-- Rows a pause covers are passed over (they stay pending).
 CREATE FUNCTION ventros.http_claim(batch_size integer, lease interval)
 RETURNS TABLE (tenant_id text, id uuid, method text, url text, headers jsonb, body bytea,
                attempts integer, timeout_ms integer, retry_policy text, max_response_size integer,
@@ -385,6 +445,8 @@ AS $$
     WITH due_now AS (
         SELECT r.tenant_id, r.id FROM ventros.http_requests r
          WHERE r.status = 'pending' AND r.next_attempt_at <= now()
+           AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                    AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
          ORDER BY r.next_attempt_at LIMIT batch_size FOR UPDATE SKIP LOCKED),
     lease_expired AS (
         SELECT r.tenant_id, r.id FROM ventros.http_requests r
@@ -405,7 +467,21 @@ AS $$
               CASE WHEN r.body_form IS NOT NULL THEN ventros.http_request_media(r.tenant_id, r.media_id) END
 $$;
 COMMENT ON FUNCTION ventros.http_claim(integer, interval) IS
-    'Dispatcher: claims due requests (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
+    'Dispatcher: claims due requests not held by a pause (and requests whose lease expired) with a lease, counting an attempt; with the media a body_form streams';
+
+-- When the dispatcher should look again: the earliest pending request no
+-- pause holds (a held one, due long ago, would have it claim in a loop).
+CREATE FUNCTION ventros.http_next_due() RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT min(r.next_attempt_at) FROM ventros.http_requests r
+     WHERE r.status = 'pending'
+       AND NOT (EXISTS (SELECT 1 FROM ventros.send_pauses p WHERE p.tenant_id = r.tenant_id)
+                AND ventros.http_request_held(r.tenant_id, r.purpose, r.correlation_id))
+$$;
+COMMENT ON FUNCTION ventros.http_next_due() IS
+    'Dispatcher: the earliest next_attempt_at of the pending requests no pause holds (NULL: none), to sleep until';
 
 -- Frees the rows a previous dispatcher process left in flight (it died).
 CREATE FUNCTION ventros.http_release_orphans() RETURNS integer

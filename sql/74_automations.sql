@@ -25,7 +25,7 @@ AS $$
                     "trigger_workflow", "notify_agent", "notify_coordinator", "send_email",
                     "assign_team", "set_field", "set_custom_field", "send_canned_response", "add_note",
                     "enroll_sequence", "unenroll_sequence", "add_to_list", "remove_from_list", "close_session",
-                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session"],
+                    "call_webhook", "emit_event", "notify_agents", "wait", "snooze_session", "summarize_session"],
         "condition_operators": ["eq", "ne", "gt", "lt", "gte", "lte", "contains", "not_contains", "starts_with", "ends_with",
                                 "in", "not_in", "is_null", "is_not_null", "matches"],
         "logic_operators": ["AND", "OR"],
@@ -39,7 +39,9 @@ COMMENT ON FUNCTION ventros.automation_catalogue() IS
 -- contact.<column>, contact.custom.<key>, session.<column>, message.<column>,
 -- channel.<column>, event.<attribute>, pipeline.status; a bare name is a
 -- payload field), a typed leaf ({keyword: [...]}, {regex: "..."}, {tag: "..."},
--- {time_window: {from, to, weekdays}}, {weekdays: [1..7]}), or a combination
+-- {time_window: {from, to, weekdays}}, {weekdays: [1..7]}, the session's
+-- AI analysis: {sentiment: label or [labels]}, {sentiment_below: n},
+-- {topic: t or [t, ...]}), or a combination
 -- ({all: [...]}, {any: [...]}, {not: {...}}).  docs/automation.md.
 CREATE FUNCTION ventros.automation_condition_valid(c jsonb) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -67,13 +69,19 @@ BEGIN
            AND (NOT c->'time_window' ? 'weekdays' OR jsonb_typeof(c->'time_window'->'weekdays') = 'array');
     ELSIF c ? 'weekdays' THEN
         RETURN jsonb_typeof(c->'weekdays') = 'array';
+    ELSIF c ? 'sentiment' THEN
+        RETURN jsonb_typeof(c->'sentiment') IN ('string', 'array');
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN jsonb_typeof(c->'sentiment_below') = 'number';
+    ELSIF c ? 'topic' THEN
+        RETURN jsonb_typeof(c->'topic') IN ('string', 'array');
     END IF;
     RETURN c ? 'field' AND jsonb_typeof(c->'field') = 'string'
        AND coalesce((c->'operator') <@ (ventros.automation_catalogue()->'condition_operators'), false);
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_condition_valid(jsonb) IS
-    'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, or {all}/{any}/{not} of conditions';
+    'True when one automation condition has a documented shape: {field, operator, value}, {keyword}, {regex}, {tag}, {time_window}, {weekdays}, {sentiment}, {sentiment_below}, {topic}, or {all}/{any}/{not} of conditions';
 
 -- ---- cron expressions (schedule {"type": "cron", "expression": "..."}) ------
 --

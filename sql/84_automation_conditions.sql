@@ -164,7 +164,8 @@ DECLARE
     w jsonb;
 BEGIN
     -- the common shape first: a field, an operator, a value (and no other kind)
-    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays'] THEN
+    IF c ? 'field' AND NOT c ?| ARRAY['all', 'any', 'not', 'keyword', 'regex', 'tag', 'time_window', 'weekdays',
+                                      'sentiment', 'sentiment_below', 'topic'] THEN
         RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
     ELSIF c ? 'all' THEN
         RETURN NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c->'all') x
@@ -197,6 +198,19 @@ BEGIN
                     ELSE (at AT TIME ZONE tz)::time >= (w->>'from')::time OR (at AT TIME ZONE tz)::time < (w->>'to')::time END;
     ELSIF c ? 'weekdays' THEN
         RETURN (c->'weekdays') @> to_jsonb(extract(isodow FROM at AT TIME ZONE tz)::integer);
+    ELSIF c ? 'sentiment' THEN
+        -- the session's sentiment label (its AI summary, sql/98_intelligence.sql): one or any of a list
+        RETURN coalesce(CASE jsonb_typeof(c->'sentiment') WHEN 'array' THEN c->'sentiment'
+                             ELSE jsonb_build_array(c->'sentiment') END @> jsonb_build_array(ctx #> '{session,sentiment}'), false);
+    ELSIF c ? 'sentiment_below' THEN
+        RETURN (ctx #>> '{session,sentiment_score}')::numeric < (c->>'sentiment_below')::numeric;
+    ELSIF c ? 'topic' THEN
+        -- any of the topics, case-insensitive
+        RETURN EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(c->'topic') WHEN 'array' THEN c->'topic'
+                                                                    ELSE jsonb_build_array(c->'topic') END) t,
+                                     jsonb_array_elements_text(CASE jsonb_typeof(ctx #> '{session,topics}') WHEN 'array'
+                                                                    THEN ctx #> '{session,topics}' END) st
+                       WHERE lower(st) = lower(t));
     END IF;
     RETURN ventros.automation_compare(ventros.automation_field(ctx, c->>'field'), c->>'operator', c->'value');
 END

@@ -67,8 +67,10 @@ BEGIN
                                                        ventros.automation_require(p->>'status_id', 'params.status_id', kind)::uuid,
                                                        notes => 'automation ' || rule.name);
     WHEN 'assign_agent' THEN
+        -- params.reason review: an ended session too (a supervisor after a negative summary)
         PERFORM ventros.assign_session_agent(ventros.automation_require(session::text, 'a session', kind)::uuid,
-                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid);
+                                             ventros.automation_require(p->>'agent_id', 'params.agent_id', kind)::uuid,
+                                             reason => coalesce(p->>'reason', 'manual'));
     WHEN 'assign_team' THEN
         PERFORM ventros.assign_session_to_team(ventros.automation_require(session::text, 'a session', kind)::uuid,
                                                ventros.automation_require(p->>'team_id', 'params.team_id', kind)::uuid);
@@ -127,6 +129,10 @@ BEGIN
         PERFORM ventros.snooze_session(ventros.automation_require(session::text, 'a session', kind)::uuid,
             coalesce((p->>'until')::timestamptz,
                      now() + make_interval(mins => ventros.automation_require(p->>'minutes', 'params.minutes or params.until', kind)::integer)));
+    WHEN 'summarize_session' THEN
+        -- a chat completion asked now, answered after commit (sql/98_intelligence.sql)
+        RETURN jsonb_build_object('type', kind, 'completion_id',
+            (ventros.summarize_session(ventros.automation_require(session::text, 'a session', kind)::uuid)).id);
     WHEN 'call_webhook', 'send_webhook' THEN
         RETURN ventros.automation_call_webhook(p, ctx, rule);
     WHEN 'emit_event' THEN

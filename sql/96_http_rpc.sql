@@ -8,8 +8,12 @@
 -- when a tenant role (ventros_viewer, ventros_agent, ventros_admin) may
 -- execute it: a command added later with its GRANT next to it is served
 -- without touching the front (SIGHUP or a restart re-reads the catalog).
--- What only platform admins, the scheduler or the workers run is granted to
--- no tenant role, so it is not served.  Schema api's functions (the sign-in
+-- What only the scheduler or the workers run is granted to no tenant role,
+-- so it is not served.  What is granted to ventros_platform_admin itself and
+-- to no tenant role (platform_only) is served to a request acting as
+-- ventros_platform_admin alone (a platform administrator's token, when the
+-- front may take that role: docs/operations.md); to every other caller it
+-- does not exist (404), and the tenants' reference leaves it out.  Schema api's functions (the sign-in
 -- flows) are served as before, and a name in api hides the same name in
 -- ventros.  Left out because no call with named JSON arguments can reach
 -- them: trigger functions, functions with an unnamed, polymorphic
@@ -35,7 +39,8 @@ SELECT p.oid::pg_catalog.regprocedure AS function,
        p.provolatile <> 'v' AS read_only,
        coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') AS description,
        ARRAY(SELECT r FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
-             WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE')) AS roles
+             WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE')) AS roles,
+       coalesce(pa.platform_only, false) AS platform_only
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype
@@ -67,6 +72,18 @@ LEFT JOIN LATERAL (
     FROM pg_catalog.pg_attribute att
     WHERE att.attrelid = rt.typrelid AND att.attnum > 0 AND NOT att.attisdropped
 ) c ON rt.typtype = 'c'
+-- platform functions: granted to ventros_platform_admin itself (not through
+-- a tenant role it holds) and to no tenant role; served to a request acting
+-- as ventros_platform_admin only (src/http/rpc.c), never listed for tenants
+LEFT JOIN LATERAL (
+    SELECT true AS platform_only
+    WHERE n.nspname = 'ventros'
+      AND EXISTS (SELECT 1 FROM pg_catalog.aclexplode(p.proacl) x
+                  JOIN pg_catalog.pg_roles g ON g.oid = x.grantee
+                  WHERE g.rolname = 'ventros_platform_admin' AND x.privilege_type = 'EXECUTE')
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                      WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+) pa ON true
 WHERE p.prokind = 'f'
   AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype, 'pg_catalog.event_trigger'::pg_catalog.regtype)
   AND NOT coalesce(a.unservable, false)
@@ -74,12 +91,13 @@ WHERE p.prokind = 'f'
   AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.columns IS NULL)
   AND (n.nspname = 'api'
        OR (n.nspname = 'ventros'
-           AND EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
-                       WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+           AND (EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['ventros_viewer', 'ventros_agent', 'ventros_admin']) r
+                        WHERE pg_catalog.has_function_privilege(r, p.oid, 'EXECUTE'))
+                OR pa.platform_only)
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc q JOIN pg_catalog.pg_namespace qn ON qn.oid = q.pronamespace
                            WHERE qn.nspname = 'api' AND q.proname = p.proname)));
 COMMENT ON VIEW ventros.http_rpc_functions IS
-    'The functions ventros-http serves under /rpc/<name>: schema api''s, and those of ventros a tenant role may execute (arguments, result, comment, roles)';
+    'The functions ventros-http serves under /rpc/<name>: schema api''s, those of ventros a tenant role may execute (arguments, result, comment, roles), and those granted to ventros_platform_admin only (platform_only: served to platform administrators'' tokens alone)';
 GRANT SELECT ON ventros.http_rpc_functions TO ventros_viewer, ventros_anon, ventros_authenticator;
 
 -- The JSON Schema of a value of a PostgreSQL type, for the OpenAPI document:

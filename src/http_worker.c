@@ -157,6 +157,7 @@ static VnWorkerKind http_kind = {
 /* what the dispatcher calls: there once the extension is */
 static const char *const http_functions[] = {
 	"ventros.http_record_attempt(text,uuid,integer,boolean,boolean,bigint,integer,text,bytea,boolean,text)",
+	"ventros.http_next_due()",
 };
 
 /* backend: this transaction changed the queue */
@@ -787,8 +788,8 @@ claim(int n, TimestampTz *next_due)
 	*next_due = 0;
 	if (count < n)
 	{
-		if (SPI_execute("SELECT min(next_attempt_at) FROM ventros.http_requests WHERE status = 'pending'",
-						true, 1) != SPI_OK_SELECT)
+		/* held requests (ventros.send_pauses) are not due: no claim loop */
+		if (SPI_execute("SELECT ventros.http_next_due()", true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not read the next due http request");
 		if (SPI_processed == 1)
 		{

@@ -20,6 +20,9 @@ vn_query_need_column(Ctx *c, const VnRelation *r, const char *name)
 {
 	const VnColumn *col = vn_schema_column(r, name);
 
+	/* a computed field reads as a column: _t."f" is f(_t) to PostgreSQL */
+	if (col == NULL)
+		col = vn_schema_field(r, name);
 	if (col == NULL)
 	{
 		char hint[256];

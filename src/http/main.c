@@ -63,6 +63,7 @@
 #include "guard.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pg.h"
 #include "router.h"
 #include "schema.h"
@@ -420,6 +421,12 @@ serve(void *arg)
 		vn_webhooks_handle(&router_cfg, con, st->method, st->path, &req->args, st->body.data, st->body.len, resp);
 		goto done;
 	}
+	if (vn_metrics_path(st->path))
+	{
+		/* the operator's scrape: its own access rule, no JWT (metrics.c) */
+		vn_metrics_handle(&router_cfg, con, st->method, resp);
+		goto done;
+	}
 	if (!vn_utf8_valid(st->body.data, st->body.len))
 	{
 		vn_response_error(resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
@@ -512,6 +519,7 @@ handler(void *cls, struct MHD_Connection *con, const char *url, const char *meth
 	vn_guard_phase(con, VN_PHASE_SENDING);
 	ret = send_response(con, &st->resp);
 	access_log(method, st->path ? st->path : "(malformed)", st->resp.status, &st->start, st->req.tenant);
+	vn_metrics_request(st->path, st->resp.status, &st->start);
 	return ret;
 }
 
@@ -607,6 +615,7 @@ main(int argc, char **argv)
 	max_body = (size_t) env_long("VENTROS_HTTP_MAX_BODY", 1024 * 1024, 1024, 64L * 1024 * 1024);
 	snprintf(timeout, sizeof(timeout), "%s", t && *t ? t : "10s");
 
+	vn_metrics_configure();
 	if (!roles_configure(&auth_cfg, &error) || !vn_catalog_configure(conninfo, &error))
 	{
 		fprintf(stderr, "ventros-http: %s", error);
@@ -625,6 +634,9 @@ main(int argc, char **argv)
 	router_cfg.max_embeds = (int) env_long("VENTROS_HTTP_MAX_EMBEDS", 20, 0, 10000);
 	router_cfg.max_select = (int) env_long("VENTROS_HTTP_MAX_SELECT", 200, 1, 100000);
 	router_cfg.pool_wait_ms = (int) env_long("VENTROS_HTTP_POOL_WAIT_MS", 5000, 1, 600000);
+	/* PostgREST's db-aggregates-enabled: off unless true */
+	router_cfg.aggregates = getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED") &&
+							strcmp(getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED"), "true") == 0;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;

@@ -29,6 +29,7 @@
 
 #include "buf.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pg.h"
 #include "task.h"
 
@@ -154,6 +155,7 @@ vn_pg_pool_create(const char *conninfo, int size, int max_stmts, char **error)
 		PQsetnonblocking(pool->conns[i], 1);
 		pool->stmts[i] = vn_alloc(sizeof(VnStmt) * pool->max_stmts);
 	}
+	vn_metrics_pool(size, 0, 0);
 	return pool;
 }
 
@@ -170,6 +172,7 @@ vn_pg_acquire(int timeout_ms)
 		{
 			pool->busy[i] = true;
 			found = pool->conns[i];
+			vn_metrics_pool(0, 1, 0);
 		}
 	if (found == NULL)
 	{
@@ -180,10 +183,13 @@ vn_pg_acquire(int timeout_ms)
 		while (*tail)
 			tail = &(*tail)->next;
 		*tail = &w;
+		vn_metrics_pool(0, 0, 1);
 		vn_loop_park(timeout_ms);
+		vn_metrics_pool(0, 0, -1);
 		found = w.conn;
 		if (found == NULL)
 		{
+			vn_metrics_pool_timeout();
 			/* timed out: leave the queue */
 			for (tail = &pool->waiters; *tail; tail = &(*tail)->next)
 				if (*tail == &w)
@@ -231,8 +237,11 @@ vn_pg_release(PGconn *conn)
 		return;
 	}
 	for (int i = 0; i < pool->size; i++)
-		if (pool->conns[i] == conn)
+		if (pool->conns[i] == conn && pool->busy[i])
+		{
 			pool->busy[i] = false;
+			vn_metrics_pool(0, -1, 0);
+		}
 }
 
 /*

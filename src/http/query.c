@@ -115,5 +115,6 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 	free(c.consumed);
 	vn_buf_free(&c.inner);
 	vn_buf_free(&c.lateral);
+	free(c.group);
 	return ok;
 }

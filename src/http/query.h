@@ -77,8 +77,10 @@ typedef struct VnQueryInput
 	long			range_offset;  /* -1: no Range header */
 	long			range_limit;   /* -1: open */
 	long			max_rows;
-	int				max_embeds; /* embedded resources per request (54000 beyond) */
-	int				max_select; /* select-list items per request, at every level */
+	int				max_embeds;		/* embedded resources per request (54000 beyond) */
+	int				max_select;		/* select-list items per request, at every level */
+	bool			platform_admin; /* the request acts as ventros_platform_admin */
+	bool			aggregates;		/* db-aggregates-enabled: avg() count() max() min() sum() in select= */
 } VnQueryInput;
 
 typedef struct VnQuery

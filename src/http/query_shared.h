@@ -16,13 +16,14 @@ typedef struct VnQueryCtx
 	VnQuery			   *q;
 	int					nconds;
 	bool			   *consumed;  /* query arguments taken by an embedded resource */
-	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the top WHERE */
+	VnBuf				inner;	   /* " AND EXISTS (...)" of !inner embeddings, for the WHERE of their parent */
 	const VnFunction   *rpc_get;   /* /rpc/f with arguments in the query string: they are not filters */
 	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
 	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
 	int					nspreads;
 	int					nembeds; /* embedded resources so far, at every level */
 	int					nselect; /* select-list items so far, at every level */
+	char			   *group;	 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
 } VnQueryCtx;
 
 /* An operand of a filter, select item or order term (filter.c) */
@@ -72,6 +73,13 @@ extern bool vn_query_where(VnQueryCtx *c, const VnRelation *r, const char *al, b
 /* select.c */
 extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const char *spec, int depth,
 								 const char *prefix);
+/* appends the GROUP BY of the last select list (if it aggregates) to b, and forgets it */
+extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
+
+/* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(';
+ * group: the list's GROUP BY when it has aggregates, else NULL */
+extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,
+						   int depth, const char *prefix, VnBuf *group);
 
 /* order.c */
 extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);

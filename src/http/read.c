@@ -57,6 +57,7 @@ vn_query_build_read(Ctx *c, int rel)
 		return false;
 	vn_buf_add(b, c->inner.data);
 	where_end = b->len;
+	vn_query_take_group(c, b);
 	if (!vn_query_order_by(c, r, "_t") || !vn_query_paging(c))
 		return false;
 	vn_buf_add(b, ") _r");
@@ -100,5 +101,8 @@ vn_query_rows(VnQueryCtx *c, int rel, const char *from)
 	vn_buf_add(b, " FROM ");
 	vn_buf_add(b, from);
 	vn_buf_add(b, " WHERE ");
-	return vn_query_where(c, r, "_t", false, NULL) && vn_query_order_by(c, r, "_t");
+	if (!vn_query_where(c, r, "_t", false, NULL))
+		return false;
+	vn_query_take_group(c, b);
+	return vn_query_order_by(c, r, "_t");
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "response.h"
 
 void
@@ -41,6 +42,22 @@ vn_response_header(VnResponse *r, const char *name, const char *value)
 	r->nheaders++;
 }
 
+/* a well-formed JSON array of objects: the answer stays JSON whoever wrote it */
+static bool
+json_array(const char *s)
+{
+	char	  **keys = NULL;
+	int			n = 0;
+	bool		is_array = false;
+	const char *error;
+	bool		ok = vn_json_scan(s, strlen(s), &keys, &n, &is_array, &error);
+
+	for (int i = 0; i < n; i++)
+		free(keys[i]);
+	free(keys);
+	return ok && is_array;
+}
+
 void
 vn_response_error(VnResponse *r, int status, const char *code, const char *message,
 				  const char *details, const char *hint)
@@ -53,7 +70,9 @@ vn_response_error(VnResponse *r, int status, const char *code, const char *messa
 	vn_buf_add(&r->body, ",\"message\":");
 	vn_buf_json_string(&r->body, message);
 	vn_buf_add(&r->body, ",\"details\":");
-	if (details)
+	if (details && details[0] == VN_DETAILS_JSON && json_array(details + 1))
+		vn_buf_add(&r->body, details + 1); /* the front's own JSON (PGRST201) */
+	else if (details)
 		vn_buf_json_string(&r->body, details);
 	else
 		vn_buf_add(&r->body, "null");
@@ -158,6 +177,9 @@ vn_response_pg_error(VnResponse *r, const PGresult *res, bool authenticated)
 		vn_response_error(r, 503, "PGRST001", "database connection error", NULL, NULL);
 		return;
 	}
+	/* the database's text is never taken for the front's JSON */
+	if (detail && detail[0] == VN_DETAILS_JSON)
+		detail++;
 	vn_response_error(r, vn_status_of_sqlstate(state, authenticated), state,
 					  message ? message : "error", detail, hint);
 }

@@ -27,7 +27,11 @@ typedef struct VnResponse
 extern void vn_response_init(VnResponse *r);
 extern void vn_response_free(VnResponse *r);
 extern void vn_response_header(VnResponse *r, const char *name, const char *value);
-/* an error answer in PostgREST's shape; details and hint may be NULL */
+/*
+ * an error answer in PostgREST's shape; details and hint may be NULL;
+ * details starting with VN_DETAILS_JSON are JSON the front wrote (the rest)
+ */
+#define VN_DETAILS_JSON '\x1f'
 extern void vn_response_error(VnResponse *r, int status, const char *code, const char *message,
 							  const char *details, const char *hint);
 /* an error answer from a PostgreSQL error result */

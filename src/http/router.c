@@ -271,9 +271,11 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	memset(&in, 0, sizeof(in));
 	if (!authenticate(cfg, req, resp, &who))
 		return;
+	in.platform_admin = strcmp(who.id.role, "ventros_platform_admin") == 0;
 	in.max_rows = cfg->max_rows;
 	in.max_embeds = cfg->max_embeds;
 	in.max_select = cfg->max_select;
+	in.aggregates = cfg->aggregates;
 	vn_query_init(&q);
 	if (choose_schema(req, &in, &who.search_path, resp) && vn_request_input(req, &in, resp) &&
 		statement(req, ep, &in, &q, resp) && (res = execute(cfg, req, &who, &q, resp)) != NULL)

@@ -21,6 +21,7 @@ typedef struct VnRouterConfig
 	int					max_embeds;	   /* embedded resources per request */
 	int					max_select;	   /* select-list items per request, embeds' own included */
 	int					pool_wait_ms;
+	bool				aggregates; /* db-aggregates-enabled */
 } VnRouterConfig;
 
 typedef struct VnRequest

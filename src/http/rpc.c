@@ -6,7 +6,9 @@
  * Which functions: the schema cache's (ventros.http_rpc_functions: those of
  * schema api, then those of ventros a tenant role may execute).  The
  * caller's own grants are PostgreSQL's to check at the call, as its row
- * policies are; the front adds no rule of its own.
+ * policies are.  The front's one rule of its own: a platform function
+ * (granted to ventros_platform_admin alone) is found only by a request
+ * acting as that role; to any other it does not exist (404, PGRST202).
  *
  * Arguments come, by name, from one of:
  *   - a JSON object body (POST): json_to_record() turns it into typed
@@ -196,6 +198,9 @@ resolve(VnQueryCtx *c, Call *k)
 	char			  why[160];
 	VnBuf			  list;
 
+	/* a platform function does not exist for anyone else (sql/96_http_rpc.sql) */
+	if (fs != NULL && fs[0].platform_only && !c->in->platform_admin)
+		fs = NULL;
 	if (fs == NULL)
 		return vn_query_fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
 							 "could not find the function %.64s", c->in->target);

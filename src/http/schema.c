@@ -4,9 +4,9 @@
  *
  * Only pg_catalog is read (and ventros.http_rpc_functions, a view over it),
  * so the front's login needs no privilege on Ventros' own tables.  A view's
- * table is found through its rewrite rule's dependencies; foreign keys
- * between two tables are offered for embedding when every column of the key
- * is exposed by both views.  A relation whose table carries the engine's
+ * table is found through its rewrite rule's dependencies; its columns'
+ * lineage and the relationships between relations (foreign keys, junctions,
+ * computed ones) are relations.c's.  A relation whose table carries the engine's
  * trigger is one of Ventros' aggregates, with its rules (version, soft
  * delete); a column is part of the primary key when its table's key has a
  * column of that name.  catalog.c loads every exposed schema and reloads.
@@ -23,7 +23,7 @@ static const char *columns_sql =
 	"         coalesce((SELECT d.refobjid FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_depend d"
 	"                     ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid"
 	"                    WHERE r.ev_class = c.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
-	"                      AND d.refobjid <> c.oid LIMIT 1), c.oid) AS base"
+	"                      AND d.refobjid <> c.oid LIMIT 1), c.oid) AS base, c.relkind"
 	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"   WHERE n.nspname = $1 AND c.relkind IN ('v', 'r', 'm', 'p', 'f'))"
 	"SELECT r.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory,"
@@ -37,21 +37,12 @@ static const char *columns_sql =
 	"                 ON ba.attrelid = i.indrelid AND ba.attnum = ANY (i.indkey)"
 	"                WHERE i.indrelid = r.base AND i.indisprimary AND ba.attname = a.attname),"
 	"       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g"
-	"                WHERE g.tgrelid = r.base AND g.tgname = 'ventros_engine_before')"
+	"                WHERE g.tgrelid = r.base AND g.tgname = 'ventros_engine_before'),"
+	"       a.attnum, r.relkind IN ('v', 'm')"
 	"  FROM rels r"
 	"  JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped"
 	"  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
 	" ORDER BY r.relname, a.attnum";
-
-static const char *fks_sql =
-	"SELECT k.conname, k.conrelid, k.confrelid,"
-	"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
-	"          FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY i(att, n)"
-	"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = i.att),"
-	"       (SELECT pg_catalog.array_to_string(pg_catalog.array_agg(a.attname ORDER BY i.n), chr(31))"
-	"          FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY i(att, n)"
-	"          JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = i.att)"
-	"  FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' ORDER BY k.conname";
 
 /*
  * The functions served under /rpc/: ventros.http_rpc_functions decides which
@@ -70,12 +61,13 @@ static const char *funcs_sql =
 	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)), ''),"
 	"       coalesce((SELECT pg_catalog.string_agg(coalesce(t.typcategory::text, 'X'), '' ORDER BY c.n)"
 	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)"
-	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), '')"
+	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), ''),"
+	"       f.platform_only"
 	"  FROM ventros.http_rpc_functions f"
 	" ORDER BY f.name, f.schema_name, pg_catalog.cardinality(f.arg_names), f.function::pg_catalog.text";
 
-static char **
-split(const char *s, int *n)
+char **
+vn_schema_split(const char *s, int *n)
 {
 	char	  **out;
 	int			count = 1;
@@ -107,8 +99,8 @@ split(const char *s, int *n)
 	return out;
 }
 
-static PGresult *
-run(PGconn *conn, const char *sql, const char *schema, char **error)
+PGresult *
+vn_schema_run(PGconn *conn, const char *sql, const char *schema, char **error)
 {
 	const char *values[1] = {schema};
 	PGresult   *res = PQexecParams(conn, sql, schema ? 1 : 0, NULL, values, NULL, NULL, 0);
@@ -120,15 +112,6 @@ run(PGconn *conn, const char *sql, const char *schema, char **error)
 		return NULL;
 	}
 	return res;
-}
-
-static int
-rel_by_base(VnSchema *s, Oid base)
-{
-	for (int i = 0; i < s->nrels; i++)
-		if (s->rels[i].base == base)
-			return i;
-	return -1;
 }
 
 /*
@@ -153,8 +136,8 @@ result_relation(VnSchema *s, PGresult *res, int row, const char *fname)
 	for (int i = 0; relid != InvalidOid && i < s->nrels; i++)
 		if (!s->rels[i].hidden && (s->rels[i].oid == relid || s->rels[i].base == relid))
 			return i;
-	names = split(PQgetvalue(res, row, 15), &nn);
-	types = split(PQgetvalue(res, row, 16), &nt);
+	names = vn_schema_split(PQgetvalue(res, row, 15), &nn);
+	types = vn_schema_split(PQgetvalue(res, row, 16), &nt);
 	if (nn == 0 || nn != nt || (int) strlen(cats) != nn)
 		return -1;
 	r = &s->rels[s->nrels];
@@ -184,7 +167,7 @@ load_relations(VnSchema *s, PGconn *conn, char **error)
 	PGresult *res;
 	int		  n;
 
-	if ((res = run(conn, columns_sql, s->name, error)) == NULL)
+	if ((res = vn_schema_run(conn, columns_sql, s->name, error)) == NULL)
 		return false;
 	n = PQntuples(res);
 	s->rels = vn_alloc(sizeof(VnRelation) * (n + 1));
@@ -216,51 +199,16 @@ load_relations(VnSchema *s, PGconn *conn, char **error)
 		c->is_tsvector = PQgetvalue(res, i, 4)[0] == 't';
 		c->default_expr = vn_strdup(PQgetvalue(res, i, 8));
 		c->is_pk = PQgetvalue(res, i, 9)[0] == 't';
+		c->attnum = atoi(PQgetvalue(res, i, 11));
+		/* a table's column is itself; a view's is found by relations.c */
+		c->src_rel = PQgetvalue(res, i, 12)[0] == 't' ? InvalidOid : r->oid;
+		c->src_att = c->attnum;
 		r->npk += c->is_pk;
 	}
 	PQclear(res);
 	for (int i = 0; i < s->nrels; i++)
 		s->rels[i].has_id = s->rels[i].aggregate && vn_schema_column(&s->rels[i], "tenant_id") &&
 							vn_schema_column(&s->rels[i], "id");
-	return true;
-}
-
-/* foreign keys between the schema's tables, all of whose columns are exposed */
-static bool
-load_keys(VnSchema *s, PGconn *conn, char **error)
-{
-	PGresult *res;
-	int		  n;
-
-	if ((res = run(conn, fks_sql, NULL, error)) == NULL)
-		return false;
-	n = PQntuples(res);
-	s->fks = vn_alloc(sizeof(VnForeignKey) * (n + 1));
-	for (int i = 0; i < n; i++)
-	{
-		int			 from = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 1), NULL, 10));
-		int			 to = rel_by_base(s, (Oid) strtoul(PQgetvalue(res, i, 2), NULL, 10));
-		VnForeignKey fk;
-		int			 n2;
-		bool		 ok = true;
-
-		if (from < 0 || to < 0)
-			continue;
-		fk.name = vn_strdup(PQgetvalue(res, i, 0));
-		fk.from = from;
-		fk.to = to;
-		fk.from_cols = split(PQgetvalue(res, i, 3), &fk.ncols);
-		fk.to_cols = split(PQgetvalue(res, i, 4), &n2);
-		if (n2 != fk.ncols || fk.ncols == 0)
-			continue;
-		for (int k = 0; k < fk.ncols; k++)
-			if (!vn_schema_column(&s->rels[from], fk.from_cols[k]) ||
-				!vn_schema_column(&s->rels[to], fk.to_cols[k]))
-				ok = false;
-		if (ok)
-			s->fks[s->nfks++] = fk;
-	}
-	PQclear(res);
 	return true;
 }
 
@@ -276,8 +224,8 @@ load_function(VnSchema *s, PGresult *res, int i)
 	f->schema = vn_strdup(PQgetvalue(res, i, 1));
 	f->nargs = atoi(PQgetvalue(res, i, 2));
 	f->nrequired = atoi(PQgetvalue(res, i, 3));
-	f->argnames = split(PQgetvalue(res, i, 4), &nn);
-	f->argtypes = split(PQgetvalue(res, i, 5), &nt);
+	f->argnames = vn_schema_split(PQgetvalue(res, i, 4), &nn);
+	f->argtypes = vn_schema_split(PQgetvalue(res, i, 5), &nt);
 	f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
 	f->rettype = vn_strdup(PQgetvalue(res, i, 7));
 	f->rettypekind = PQgetvalue(res, i, 8)[0];
@@ -287,6 +235,7 @@ load_function(VnSchema *s, PGresult *res, int i)
 	f->returns_void = strcmp(f->rettype, "void") == 0;
 	f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
 	f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
+	f->platform_only = PQgetvalue(res, i, 18)[0] == 't';
 	f->result_rel = -1;
 	if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
 		return false; /* cannot happen: the view names every argument */
@@ -309,7 +258,7 @@ load_functions(VnSchema *s, PGconn *conn, char **error)
 
 	if (!s->ventros)
 		return true;
-	if ((res = run(conn, funcs_sql, NULL, error)) == NULL)
+	if ((res = vn_schema_run(conn, funcs_sql, NULL, error)) == NULL)
 		return false;
 	n = PQntuples(res);
 	s->funcs = vn_alloc(sizeof(VnFunction) * (n + 1));
@@ -332,7 +281,8 @@ vn_schema_load(PGconn *conn, const char *name, char **error)
 
 	s->name = vn_strdup(name);
 	s->ventros = strcmp(name, "api") == 0;
-	if (!load_relations(s, conn, error) || !load_keys(s, conn, error) || !load_functions(s, conn, error))
+	if (!load_relations(s, conn, error) || !vn_relations_lineage(s, conn, error) ||
+		!vn_relations_load(s, conn, error) || !load_functions(s, conn, error))
 		return NULL;
 	return s;
 }
@@ -360,6 +310,15 @@ vn_schema_column(const VnRelation *r, const char *name)
 	for (int i = 0; i < r->ncols; i++)
 		if (strcmp(r->cols[i].name, name) == 0)
 			return &r->cols[i];
+	return NULL;
+}
+
+const VnColumn *
+vn_schema_field(const VnRelation *r, const char *name)
+{
+	for (int i = 0; i < r->nfields; i++)
+		if (strcmp(r->fields[i].name, name) == 0)
+			return &r->fields[i];
 	return NULL;
 }
 

@@ -22,6 +22,9 @@ typedef struct VnColumn
 	bool  is_tsvector;
 	char *default_expr; /* the table column's default (catalog text), "NULL" for none */
 	bool  is_pk;		/* part of the table's primary key */
+	int	  attnum;
+	Oid	  src_rel; /* lineage: the table column it is (a view's through its */
+	int	  src_att; /* query tree, relations.c); InvalidOid: computed */
 } VnColumn;
 
 typedef struct VnRelation
@@ -36,9 +39,15 @@ typedef struct VnRelation
 	VnColumn *cols;
 	Oid		  oid;	  /* the view itself */
 	bool	  hidden; /* an rpc result's columns, not a path */
+	int		  nfields;
+	VnColumn *fields; /* computed fields: functions of the row type, named as columns (relations.c) */
 } VnRelation;
 
-/* a foreign key from one exposed relation's table to another's */
+/*
+ * A foreign key between the tables under two exposed relations (tables or
+ * views, relations.c): one entry per pair of relations exposing both ends,
+ * with the columns as each relation names them.
+ */
 typedef struct VnForeignKey
 {
 	char  *name;
@@ -47,7 +56,28 @@ typedef struct VnForeignKey
 	int	   ncols;
 	char **from_cols;
 	char **to_cols;
+	bool   unique; /* the referencing columns are unique: one-to-one */
+	bool   in_pk;  /* and part of the referencing table's primary key */
 } VnForeignKey;
+
+/* many-to-many: from and to both referenced by a junction's primary key */
+typedef struct VnJunction
+{
+	int from;
+	int to;
+	int junction;
+	int left;  /* fks[]: junction -> from */
+	int right; /* fks[]: junction -> to */
+} VnJunction;
+
+/* a computed relationship: a function of the schema from a row of from */
+typedef struct VnComputed
+{
+	char *name;
+	int	  from;
+	int	  to;
+	bool  to_one; /* returns one row (not SETOF, or ROWS 1) */
+} VnComputed;
 
 typedef struct VnFunction
 {
@@ -67,6 +97,7 @@ typedef struct VnFunction
 	const char *schema;		   /* "api" or "ventros"; NULL: api */
 	int			result_rel;	   /* rows of the result: index into rels, -1 for scalars */
 	char	   *media_type;	   /* a result answered as is, e.g. "text/csv"; NULL: JSON */
+	bool		platform_only; /* served to ventros_platform_admin alone (sql/96_http_rpc.sql) */
 } VnFunction;
 
 typedef struct VnSchema
@@ -79,12 +110,24 @@ typedef struct VnSchema
 	VnForeignKey *fks;
 	int			  nfuncs;
 	VnFunction	 *funcs; /* by name: the overloads of a name are adjacent */
+	int			  njunctions;
+	VnJunction	 *junctions;
+	int			  ncomputed;
+	VnComputed	 *computed;
 } VnSchema;
 
-extern VnSchema			*vn_schema_load(PGconn *conn, const char *name, char **error);
+extern VnSchema *vn_schema_load(PGconn *conn, const char *name, char **error);
+/* schema.c's helpers: a query with $1 = schema (NULL: none), lists joined by chr(31) */
+extern PGresult *vn_schema_run(PGconn *conn, const char *sql, const char *schema, char **error);
+extern char	   **vn_schema_split(const char *s, int *n);
+/* relations.c: the lineage of views' columns, then every relationship */
+extern bool				 vn_relations_lineage(VnSchema *s, PGconn *conn, char **error);
+extern bool				 vn_relations_load(VnSchema *s, PGconn *conn, char **error);
 extern const VnRelation *vn_schema_relation(const VnSchema *s, const char *name);
 extern int				 vn_schema_relation_index(const VnSchema *s, const char *name);
 extern const VnColumn	*vn_schema_column(const VnRelation *r, const char *name);
+/* a computed field of r (not a column: never written, not in *) */
+extern const VnColumn	*vn_schema_field(const VnRelation *r, const char *name);
 extern const VnFunction *vn_schema_function(const VnSchema *s, const char *name);
 /* the overloads of name: the first one, and how many follow it */
 extern const VnFunction *vn_schema_functions(const VnSchema *s, const char *name, int *n);

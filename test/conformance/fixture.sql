@@ -66,6 +66,90 @@ CREATE TABLE conformance.contacts (
     name text
 );
 
+-- a small shop, for resource embedding (PostgREST 12's resource_embedding):
+-- many-to-one and one-to-many (orders, items), one-to-one by a primary key
+-- that is a foreign key (profiles) and by a unique one (loyalty_cards), two
+-- keys between the same tables (billing and shipping addresses), a
+-- many-to-many through a junction (products, tags, product_tags), a
+-- self-reference (staff.manager_id), a view renaming its columns, computed
+-- relationships, and row-level security on orders.
+CREATE TABLE conformance.customers (
+    id integer PRIMARY KEY,
+    name text NOT NULL
+);
+CREATE TABLE conformance.addresses (
+    id integer PRIMARY KEY,
+    customer_id integer NOT NULL REFERENCES conformance.customers,
+    city text NOT NULL
+);
+CREATE TABLE conformance.profiles (
+    customer_id integer PRIMARY KEY REFERENCES conformance.customers,
+    bio text
+);
+CREATE TABLE conformance.loyalty_cards (
+    number text PRIMARY KEY,
+    customer_id integer NOT NULL UNIQUE REFERENCES conformance.customers,
+    points integer NOT NULL DEFAULT 0
+);
+CREATE TABLE conformance.orders (
+    id integer PRIMARY KEY,
+    customer_id integer NOT NULL REFERENCES conformance.customers,
+    status text NOT NULL,
+    private boolean NOT NULL DEFAULT false,
+    billing_address_id integer CONSTRAINT billing REFERENCES conformance.addresses,
+    shipping_address_id integer CONSTRAINT shipping REFERENCES conformance.addresses
+);
+CREATE TABLE conformance.products (
+    id integer PRIMARY KEY,
+    name text NOT NULL,
+    price numeric NOT NULL
+);
+CREATE TABLE conformance.items (
+    order_id integer NOT NULL REFERENCES conformance.orders,
+    product_id integer NOT NULL REFERENCES conformance.products,
+    quantity integer NOT NULL,
+    status text NOT NULL DEFAULT 'ok',
+    PRIMARY KEY (order_id, product_id)
+);
+CREATE TABLE conformance.tags (
+    id integer PRIMARY KEY,
+    label text NOT NULL
+);
+CREATE TABLE conformance.product_tags (
+    product_id integer REFERENCES conformance.products,
+    tag_id integer REFERENCES conformance.tags,
+    PRIMARY KEY (product_id, tag_id)
+);
+CREATE TABLE conformance.staff (
+    id integer PRIMARY KEY,
+    name text NOT NULL,
+    manager_id integer REFERENCES conformance.staff
+);
+-- a view renaming the key columns: its relationships follow the lineage
+CREATE VIEW conformance.order_summaries WITH (security_invoker = true) AS
+    SELECT o.id AS order_no, o.customer_id AS buyer, pg_catalog.upper(o.status) AS shouted, o.status
+      FROM conformance.orders o;
+-- a view over the view, and a view over customers
+CREATE VIEW conformance.open_orders WITH (security_invoker = true) AS
+    SELECT order_no, buyer, status FROM conformance.order_summaries WHERE status = 'open';
+CREATE VIEW conformance.buyers WITH (security_invoker = true) AS SELECT id AS buyer_id, name FROM conformance.customers;
+-- computed relationships: a function of the row type
+CREATE FUNCTION conformance.big_orders(conformance.customers) RETURNS SETOF conformance.orders
+    LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.orders o WHERE o.customer_id = $1.id AND o.id >= 11 $$;
+CREATE FUNCTION conformance.first_item(conformance.orders) RETURNS conformance.items
+    LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.items i WHERE i.order_id = $1.id ORDER BY i.product_id LIMIT 1 $$;
+CREATE FUNCTION conformance.colleagues(conformance.staff) RETURNS SETOF conformance.staff ROWS 1
+    LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.staff s WHERE s.id = $1.manager_id $$;
+-- computed fields: functions of the row type returning one value
+CREATE FUNCTION conformance.full_label(conformance.customers) RETURNS text
+    LANGUAGE sql STABLE AS $$ SELECT $1.name || ' #' || $1.id $$;
+CREATE FUNCTION conformance.line_total(conformance.items) RETURNS numeric
+    LANGUAGE sql STABLE AS $$ SELECT $1.quantity * p.price FROM conformance.products p WHERE p.id = $1.product_id $$;
+-- row-level security: the anonymous role sees no private order
+ALTER TABLE conformance.orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY anon_public ON conformance.orders FOR SELECT TO conformance_anon USING (NOT private);
+CREATE POLICY user_all ON conformance.orders TO conformance_user USING (true) WITH CHECK (true);
+
 GRANT USAGE ON SCHEMA conformance TO conformance_anon, conformance_user;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA conformance TO conformance_anon, conformance_user;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA conformance TO conformance_anon, conformance_user;
@@ -73,6 +157,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA conformance TO conformance_anon, conforma
 GRANT USAGE ON SCHEMA ventros TO conformance_anon, conformance_user;
 GRANT EXECUTE ON FUNCTION ventros.http_csv(json), ventros.http_check_affected(bigint, bigint)
     TO conformance_anon, conformance_user;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA conformance TO conformance_anon, conformance_user;
 
 INSERT INTO conformance.boards (title, rank) VALUES ('alpha', 3), ('beta', 1), ('gamma', 2);
 INSERT INTO conformance.labels (code, color) VALUES ('bug', 'red'), ('idea', 'green');
@@ -80,3 +165,14 @@ INSERT INTO conformance.board_labels VALUES (1, 'bug'), (2, 'idea');
 INSERT INTO conformance.events VALUES ('open', 'first'), ('close', 'second'), ('open', 'third');
 INSERT INTO conformance."Odd Names" VALUES ('k 1', 1, 1);
 INSERT INTO conformance.contacts VALUES (1, 'from conformance');
+INSERT INTO conformance.customers VALUES (1, 'Ana'), (2, 'Bruno'), (3, 'Caio');
+INSERT INTO conformance.addresses VALUES (1, 1, 'Lisbon'), (2, 1, 'Porto'), (3, 2, 'Recife');
+INSERT INTO conformance.profiles VALUES (1, 'likes tea');
+INSERT INTO conformance.loyalty_cards VALUES ('L-1', 1, 10), ('L-2', 2, 20);
+INSERT INTO conformance.orders VALUES
+    (10, 1, 'open', false, 1, 2), (11, 1, 'shipped', false, 1, 1), (12, 2, 'open', true, 3, 3);
+INSERT INTO conformance.products VALUES (1, 'tea', 5), (2, 'cup', 12), (3, 'pot', 30);
+INSERT INTO conformance.items VALUES (10, 1, 2, 'ok'), (10, 2, 1, 'back'), (11, 3, 1, 'ok'), (12, 1, 5, 'ok');
+INSERT INTO conformance.tags VALUES (1, 'drink'), (2, 'kitchen');
+INSERT INTO conformance.product_tags VALUES (1, 1), (2, 2), (3, 2);
+INSERT INTO conformance.staff VALUES (1, 'Boss', NULL), (2, 'Dana', 1), (3, 'Eli', 1);

@@ -80,11 +80,14 @@ static VnForeignKey fks[] = {
 	{"messages_channel_id_fkey", 2, 1, 1, fk2_from, fk2_to},
 	{"notes_contact_id_fkey", 3, 0, 1, fk3_from, fk3_to},
 };
-static char *f1_names[] = {"name", "phone"}, *f1_types[] = {"text", "text"};
-static char *f3_names[] = {"email", "password"}, *f3_types[] = {"text", "text"};
-static char *f4_names[] = {"n", "tags", "doc"}, *f4_types[] = {"integer", "text[]", "jsonb"};
-static char *f5_names[] = {"csv", "project_id"}, *f5_types[] = {"text", "uuid"};
-static char *f6_names[] = {"aggregate_id", "field"}, *f6_types[] = {"uuid", "text"};
+/* many-to-many contacts <-> channels through messages' keys; a computed relationship */
+static VnJunction junctions[] = {{0, 1, 2, 0, 1}, {1, 0, 2, 1, 0}};
+static VnComputed computed[] = {{"recent_messages", 0, 2, false}, {"last_note", 0, 3, true}};
+static char		 *f1_names[] = {"name", "phone"}, *f1_types[] = {"text", "text"};
+static char		 *f3_names[] = {"email", "password"}, *f3_types[] = {"text", "text"};
+static char		 *f4_names[] = {"n", "tags", "doc"}, *f4_types[] = {"integer", "text[]", "jsonb"};
+static char		 *f5_names[] = {"csv", "project_id"}, *f5_types[] = {"text", "uuid"};
+static char		 *f6_names[] = {"aggregate_id", "field"}, *f6_types[] = {"uuid", "text"};
 /*
  * Each shape the router knows, with overloads of "square" told apart by
  * argument names (adjacent, as the schema cache keeps them).
@@ -101,7 +104,7 @@ static VnFunction funcs[] = {
 	{"square", NULL, 1, 0, f4_names, f4_types, "N", "integer", 'b', false, true, false, false, "ventros", -1, NULL},
 	{"trail", NULL, 2, 0, f6_names, f6_types, "US", "record", 'p', true, true, false, false, "ventros", 4, NULL},
 };
-static VnSchema fuzz_schema = {"api", true, 5, rels, 3, fks, 10, funcs};
+static VnSchema fuzz_schema = {"api", true, 5, rels, 3, fks, 10, funcs, 2, junctions, 2, computed};
 
 /*
  * Query arguments from text: "k=v&k=v", no %-decoding (the query-string

@@ -1,12 +1,14 @@
 /*
  * fuzz_select.c
- *	  The select= and embedding parser of src/http/query.c: aliases, casts,
- *	  JSON paths, embedded resources with hints (!inner, !fk), spreads and
- *	  the filters, order and limits scoped to an embedding.
+ *	  The select= and embedding parser of src/http/select.c and embed.c:
+ *	  aliases, casts, JSON paths, embedded resources of every relationship
+ *	  kind (keys, junctions, computed), hints (!inner at any depth, !fk,
+ *	  !column), spreads and the filters, order and limits of an embedding.
  *
  * Input: byte 0 picks the relation read (GET, or HEAD when its top bit is
- * set); the text up to the first '&' is the select= value and the rest more
- * "k=v" arguments (messages.order=..., contacts.name=eq.x, limit=...).
+ * set; aggregates enabled with bit 0x10); the text up to the first '&' is
+ * the select= value and the rest more "k=v" arguments (messages.order=...,
+ * contacts.name=eq.x, limit=...).
  */
 #include "fuzz_common.h"
 
@@ -33,6 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	in.target = rels[data[0] % fuzz_schema.nrels].name;
 	in.format = (VnFormat) ((data[0] >> 2) % 3);
 	in.count = (data[0] & 0x40) ? VN_COUNT_EXACT : VN_COUNT_NONE;
+	in.aggregates = (data[0] & 0x10) != 0;
 	in.range_offset = -1;
 	in.range_limit = -1;
 	in.max_affected = -1;

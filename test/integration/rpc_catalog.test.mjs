@@ -201,7 +201,7 @@ before(async () => {
     SELECT f.function::text AS function, f.name, f.arg_names, f.arg_types, f.required_args, f.result_type,
            f.result_kind, f.returns_set, f.read_only, f.result_media_type, f.roles, p.prosrc
     FROM ventros.http_rpc_functions f JOIN pg_proc p ON p.oid = f.function::oid
-    WHERE f.schema_name = 'ventros' ORDER BY f.name, f.function::text`)).rows;
+    WHERE f.schema_name = 'ventros' AND NOT f.platform_only ORDER BY f.name, f.function::text`)).rows;
 });
 
 after(async () => {

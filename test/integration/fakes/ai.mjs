@@ -20,9 +20,19 @@
 //     PENDING, SUCCESS; the last repeats); GET /api/v1/parsing/job/<id>/result/markdown ->
 //     {"markdown", "job_metadata": {"job_pages", "credits_used"}} (404 for an unknown job, 400
 //     before the job succeeded).
+//   POST /v1/chat/completions              OpenAI chat completions (or a self-hosted compatible server)
+//   POST /openai/v1/chat/completions       Groq chat completions
+//     Bearer key as for Whisper (401); JSON body with "model" among the provider's chat models or
+//     "chat_models" (404 model_not_found), "messages" a non-empty array of {role: system|user|assistant,
+//     content: string} (400), an optional response_format {type: text|json_object|json_schema}; with
+//     json_object the messages must say "json" somewhere, as OpenAI requires (400).  Answers
+//     chat.completion {id, model, choices[0].message.content, usage}: the content is the next of
+//     "chat_answers" (a queue; objects are sent as JSON text), else "chat_content".  429s, timeouts,
+//     resets and malformed bodies: recorder scripts on the path, as for the other providers.
 // Control (besides recorder's): POST /__fake/ai with any of {"keys": {"groq": [..], "openai": [..],
 // "gemini": [..], "llamaparse": [..]}, "transcript", "language", "duration", "vision_text",
-// "markdown", "pages", "job_statuses": [..]} changes what it accepts and answers;
+// "markdown", "pages", "job_statuses": [..], "chat_answers": [..], "chat_content", "chat_models": [..]}
+// changes what it accepts and answers;
 // GET /__fake/jobs lists the parsing jobs.
 //
 // In-process: const ai = await startAi({ keys: { groq: ['gsk_1'] } }); ai.url; await ai.close();
@@ -35,6 +45,10 @@ const MODELS = {
   groq: ['whisper-large-v3-turbo', 'whisper-large-v3'],
   openai: ['whisper-1', 'gpt-4o-transcribe', 'gpt-4o-mini-transcribe'],
   gemini: ['gemini-2.5-flash', 'gemini-2.5-pro', 'gemini-2.0-flash'],
+};
+const CHAT_MODELS = {
+  openai: ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini'],
+  groq: ['llama-3.1-8b-instant', 'llama-3.3-70b-versatile'],
 };
 
 const openaiError = (status, message, type = 'invalid_request_error', code = null) =>
@@ -79,6 +93,10 @@ export async function startAi({ port = 0, host = '127.0.0.1', keys = {}, onAnswe
     markdown: '# Orçamento\n\n| Item | Valor |\n|---|---|\n| Plano anual | R$ 1.200 |',
     pages: 2,
     job_statuses: ['PENDING', 'PENDING', 'SUCCESS'],
+    chat_answers: [],
+    chat_content: { summary: 'O cliente pediu informações.', sentiment: { score: 0, label: 'neutral' }, language: 'pt',
+                    topics: ['information'], next_best_action: 'Responder com os preços.' },
+    chat_models: [],
   };
   const jobs = new Map(); // id -> {polls, statuses, file}
 
@@ -108,6 +126,33 @@ export async function startAi({ port = 0, host = '127.0.0.1', keys = {}, onAnswe
       segments: [{ id: 0, seek: 0, start: 0.0, end: state.duration, text: state.transcript, tokens: [50365, 2],
                    temperature: 0.0, avg_logprob: -0.21, compression_ratio: 1.1, no_speech_prob: 0.01 }],
       x_groq: provider === 'groq' ? { id: `req_${crypto.randomBytes(8).toString('hex')}` } : undefined } };
+  }
+
+  function chat(provider, rec) {
+    if (!state.keys[provider].includes(bearer(rec)))
+      return openaiError(401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');
+    const b = rec.json;
+    if (!b || typeof b !== 'object') return openaiError(400, 'We could not parse the JSON body of your request.');
+    if (typeof b.model !== 'string') return openaiError(400, "you must provide a model parameter");
+    if (![...CHAT_MODELS[provider], ...state.chat_models].includes(b.model))
+      return openaiError(404, `The model \`${b.model}\` does not exist or you do not have access to it.`, 'invalid_request_error', 'model_not_found');
+    if (!Array.isArray(b.messages) || b.messages.length === 0)
+      return openaiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1.");
+    const bad = b.messages.findIndex((m) => !['system', 'user', 'assistant'].includes(m?.role) || typeof m.content !== 'string');
+    if (bad >= 0) return openaiError(400, `Invalid value for 'messages[${bad}]': a role (system, user, assistant) and a string content are required.`);
+    const format = b.response_format?.type ?? 'text';
+    if (!['text', 'json_object', 'json_schema'].includes(format))
+      return openaiError(400, `Invalid value: '${format}'. Supported values are: 'text', 'json_object' and 'json_schema'.`);
+    if (format === 'json_object' && !b.messages.some((m) => /json/i.test(m.content)))
+      return openaiError(400, "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.");
+    const next = state.chat_answers.length ? state.chat_answers.shift() : state.chat_content;
+    const content = typeof next === 'string' ? next : JSON.stringify(next);
+    const input = Math.ceil(b.messages.reduce((n, m) => n + m.content.length, 0) / 4);
+    const output = Math.ceil(content.length / 4);
+    return { status: 200, body: {
+      id: `chatcmpl-${crypto.randomBytes(8).toString('hex')}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000),
+      model: b.model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output } } };
   }
 
   function vision(model, rec) {
@@ -167,6 +212,8 @@ export async function startAi({ port = 0, host = '127.0.0.1', keys = {}, onAnswe
     const parts = rec.path.split('/').filter(Boolean);
     if (rec.method === 'POST' && rec.path === '/openai/v1/audio/transcriptions') return transcription('groq', rec);
     if (rec.method === 'POST' && rec.path === '/v1/audio/transcriptions') return transcription('openai', rec);
+    if (rec.method === 'POST' && rec.path === '/openai/v1/chat/completions') return chat('groq', rec);
+    if (rec.method === 'POST' && rec.path === '/v1/chat/completions') return chat('openai', rec);
     const g = /^\/v1beta\/models\/([^/:]+):generateContent$/.exec(rec.path);
     if (rec.method === 'POST' && g) return vision(g[1], rec);
     if (parts[0] === 'api' && parts[1] === 'v1' && parts[2] === 'parsing') return llamaparse(rec, parts);

@@ -1,0 +1,593 @@
+/*
+ * embed.c
+ *	  Resource embedding in select= (PostgREST 12): rel(...), alias:rel(...),
+ *	  rel!hint(...), rel!inner(...), ...rel(...), through the relationships
+ *	  of the schema cache (relations.c): many-to-one, one-to-many,
+ *	  one-to-one, many-to-many through a junction, computed (a function of
+ *	  the parent's row).  Each embedding is a subquery of the one statement:
+ *	  row_to_json of the row for a to-one relationship, json_agg of the rows
+ *	  (or []) for a to-many one, with the embedding's own filters, order
+ *	  and paging (<path>.<column>=, <path>.order=, <path>.limit=).  !inner
+ *	  keeps the parent rows that have an embedded row: an EXISTS of the same
+ *	  join in the parent's WHERE, at any depth.  A spread is a lateral join
+ *	  whose columns join the parent's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query_shared.h"
+#include "response.h"
+
+typedef VnQueryCtx Ctx;
+
+/* a relationship from the parent to the embedded relation */
+typedef struct Rel
+{
+	int					child;
+	bool				to_one;
+	const VnForeignKey *fk;
+	bool				parent_refs; /* the parent holds fk's referencing columns */
+	const VnJunction   *jn;
+	const VnComputed   *fn;
+	const char		   *kind; /* for PGRST201: many-to-one, ... */
+} Rel;
+
+#define MAX_CANDIDATES 8
+
+/* the filters of <path>.<key>=; false on error */
+static bool
+embed_filter(Ctx *c, const VnRelation *r, const char *sub_al, const char *k, const char *rest, const char *v)
+{
+	VnBuf *b = &c->q->sql;
+	bool   ok;
+
+	vn_buf_add(b, " AND (");
+	if (strcmp(rest, "or") == 0 || strcmp(rest, "and") == 0)
+		ok = vn_query_logic(c, r, sub_al, rest[0] == 'o' ? "OR" : "AND", false, v, 1);
+	else if (strcmp(rest, "not.or") == 0 || strcmp(rest, "not.and") == 0)
+		ok = vn_query_logic(c, r, sub_al, rest[4] == 'o' ? "OR" : "AND", true, v, 1);
+	else if (vn_query_is_reserved(rest))
+		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "%.64s is not supported on embedded resources", k);
+	else
+		ok = vn_query_condition(c, r, sub_al, rest, v);
+	vn_buf_addc(b, ')');
+	return ok;
+}
+
+/* " LIMIT $n OFFSET $m" of an embedding */
+static bool
+embed_paging(Ctx *c, const char *limit, const char *offset)
+{
+	VnBuf *b = &c->q->sql;
+	long   l = -1,
+		 o = 0;
+	char num[32];
+
+	if ((limit && !vn_query_number(limit, &l)) || (offset && !vn_query_number(offset, &o)))
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "limit and offset are non-negative integers");
+	if (l < 0 || l > c->in->max_rows)
+		l = c->in->max_rows;
+	vn_buf_add(b, " LIMIT ");
+	snprintf(num, sizeof(num), "%ld", l);
+	if (!vn_query_param_s(c->q, num))
+		return false;
+	vn_buf_add(b, "::bigint OFFSET ");
+	snprintf(num, sizeof(num), "%ld", o);
+	if (!vn_query_param_s(c->q, num))
+		return false;
+	vn_buf_add(b, "::bigint");
+	return true;
+}
+
+/*
+ * Filters, order, limit and offset of an embedded resource: query arguments
+ * named <path>.<column|or|and|not.or|not.and|order|limit|offset>, where path
+ * is the resource's label (alias or name) below its parents'.  Appended to
+ * the embedded subquery's WHERE, with inner (the EXISTS of its own !inner
+ * embeddings), then unless filters_only the GROUP BY of its select list (if
+ * it aggregates), ORDER BY and LIMIT.
+ */
+static bool
+embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnBuf *inner, bool filters_only)
+{
+	const VnArgs	 *a = c->in->args;
+	const VnRelation *r = &c->in->schema->rels[child];
+	size_t			  n = strlen(path);
+	const char		 *order = NULL,
+			   *limit = NULL,
+			   *offset = NULL;
+
+	for (int i = 0; i < a->n; i++)
+	{
+		const char *k = a->items[i].key;
+		const char *rest;
+
+		if (strncmp(k, path, n) != 0)
+			continue;
+		rest = k + n;
+		if (strchr(rest, '.') && strcmp(rest, "not.or") != 0 && strcmp(rest, "not.and") != 0)
+			continue; /* a deeper resource's */
+		c->consumed[i] = true;
+		if (strcmp(rest, "order") == 0)
+			order = a->items[i].value;
+		else if (strcmp(rest, "limit") == 0)
+			limit = a->items[i].value;
+		else if (strcmp(rest, "offset") == 0)
+			offset = a->items[i].value;
+		else if (!embed_filter(c, r, sub_al, k, rest, a->items[i].value))
+			return false;
+	}
+	vn_buf_add(&c->q->sql, inner->data);
+	if (filters_only)
+		return true;
+	vn_query_take_group(c, &c->q->sql);
+	if (order && !vn_query_order_spec(c, r, sub_al, order))
+		return false;
+	if (limit || offset)
+		return embed_paging(c, limit, offset);
+	return true;
+}
+
+/* name!hint!inner, name!inner, name!left: *hint (NULL: none) and *inner_join */
+static bool
+embed_hint(Ctx *c, char *name, char **hint, bool *inner_join)
+{
+	char *bang;
+
+	*hint = strchr(name, '!');
+	*inner_join = false;
+	if (*hint == NULL)
+		return true;
+	*(*hint)++ = '\0';
+	/* rel!inner, rel!left, rel!fk, rel!fk!inner */
+	if ((bang = strchr(*hint, '!')) != NULL)
+	{
+		*bang++ = '\0';
+		if (strcmp(bang, "inner") == 0)
+			*inner_join = true;
+		else if (strcmp(bang, "left") != 0)
+			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "unknown embedding hint \"%.32s\"", bang);
+	}
+	if (strcmp(*hint, "inner") == 0)
+	{
+		*inner_join = true;
+		*hint = NULL;
+	}
+	else if (strcmp(*hint, "left") == 0)
+		*hint = NULL;
+	return true;
+}
+
+/* the hint names the key, or one of its referencing columns (not tenant_id) */
+static bool
+hint_names_key(const VnForeignKey *k, const char *hint)
+{
+	if (hint == NULL || strcmp(hint, k->name) == 0)
+		return true;
+	for (int j = 0; j < k->ncols; j++)
+		if (strcmp(k->from_cols[j], hint) == 0 && strcmp(hint, "tenant_id") != 0)
+			return true;
+	return false;
+}
+
+/* the one referencing column of k besides tenant_id, or NULL */
+static const char *
+key_column(const VnForeignKey *k)
+{
+	const char *col = NULL;
+
+	for (int j = 0; j < k->ncols; j++)
+		if (strcmp(k->from_cols[j], "tenant_id") != 0)
+		{
+			if (col)
+				return NULL;
+			col = k->from_cols[j];
+		}
+	return col;
+}
+
+static void
+candidate(Rel *out, int *n, Rel r)
+{
+	if (*n < MAX_CANDIDATES)
+		out[*n] = r;
+	(*n)++;
+}
+
+/*
+ * The relationships from rel to the relation named, or through a key whose
+ * referencing column of rel is named (parent_id(*)): keys either way (a
+ * self-reference named by its table embeds the children, as PostgREST
+ * does), junctions (the hint may name the junction or either key).
+ */
+static void
+table_candidates(Ctx *c, int rel, const char *name, const char *hint, Rel *out, int *n)
+{
+	const VnSchema *s = c->in->schema;
+	int				child = vn_schema_relation_index(s, name);
+
+	for (int i = 0; i < s->nfks; i++)
+	{
+		const VnForeignKey *k = &s->fks[i];
+		const char		   *col = key_column(k);
+
+		if (child >= 0 && k->to == rel && k->from == child && hint_names_key(k, hint))
+			candidate(out, n,
+					  (Rel){child, k->unique, k, false, NULL, NULL, k->unique ? "one-to-one" : "one-to-many"});
+		else if (child >= 0 && k->from == rel && k->to == child && rel != child && hint_names_key(k, hint))
+			candidate(out, n,
+					  (Rel){child, true, k, true, NULL, NULL, k->unique ? "one-to-one" : "many-to-one"});
+		else if (child < 0 && k->from == rel && col && strcmp(col, name) == 0 &&
+				 (hint == NULL || strcmp(hint, s->rels[k->to].name) == 0 || strcmp(hint, k->name) == 0))
+			candidate(out, n, (Rel){k->to, true, k, true, NULL, NULL, "many-to-one"});
+	}
+	for (int i = 0; child >= 0 && i < s->njunctions; i++)
+	{
+		const VnJunction *j = &s->junctions[i];
+
+		if (j->from != rel || j->to != child)
+			continue;
+		if (hint && strcmp(hint, s->rels[j->junction].name) != 0 && strcmp(hint, s->fks[j->left].name) != 0 &&
+			strcmp(hint, s->fks[j->right].name) != 0)
+			continue;
+		candidate(out, n, (Rel){child, false, NULL, false, j, NULL, "many-to-many"});
+	}
+}
+
+/* "name using rel(cols) and rel(cols)" of a key */
+static void
+key_text(VnBuf *b, const VnSchema *s, const VnForeignKey *k)
+{
+	vn_buf_addf(b, "%s using %s(", k->name, s->rels[k->from].name);
+	for (int j = 0; j < k->ncols; j++)
+		vn_buf_addf(b, "%s%s", j ? ", " : "", k->from_cols[j]);
+	vn_buf_addf(b, ") and %s(", s->rels[k->to].name);
+	for (int j = 0; j < k->ncols; j++)
+		vn_buf_addf(b, "%s%s", j ? ", " : "", k->to_cols[j]);
+	vn_buf_addc(b, ')');
+}
+
+/* one entry of PGRST201's details: {cardinality, embedding, relationship} */
+static void
+candidate_json(VnBuf *d, const VnSchema *s, int rel, const Rel *r)
+{
+	VnBuf t;
+
+	vn_buf_init(&t);
+	vn_buf_add(d, "{\"cardinality\":");
+	vn_buf_json_string(d, r->kind);
+	vn_buf_addf(&t, "%s with %s", s->rels[rel].name, s->rels[r->child].name);
+	vn_buf_add(d, ",\"embedding\":");
+	vn_buf_json_string(d, t.data);
+	vn_buf_reset(&t);
+	if (r->jn)
+	{
+		vn_buf_addf(&t, "%s using ", s->rels[r->jn->junction].name);
+		key_text(&t, s, &s->fks[r->jn->left]);
+		vn_buf_add(&t, ", ");
+		key_text(&t, s, &s->fks[r->jn->right]);
+	}
+	else
+		key_text(&t, s, r->fk);
+	vn_buf_add(d, ",\"relationship\":");
+	vn_buf_json_string(d, t.data);
+	vn_buf_addc(d, '}');
+	vn_buf_free(&t);
+}
+
+/* PGRST201: details list every candidate (JSON, as PostgREST), the hint how to name each */
+static bool
+ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
+{
+	const VnSchema *s = c->in->schema;
+	VnBuf			details,
+		hint;
+	bool ok;
+
+	vn_buf_init(&details);
+	vn_buf_init(&hint);
+	vn_buf_addc(&details, VN_DETAILS_JSON);
+	vn_buf_addc(&details, '[');
+	vn_buf_addf(&hint, "Try changing '%.64s' to one of the following: ", name);
+	for (int i = 0; i < n && i < MAX_CANDIDATES; i++)
+	{
+		const char *target = s->rels[cands[i].child].name;
+		/* a column named as the target: the relations tell the candidates apart */
+		const char *key = strcmp(target, name) != 0 ? target : cands[i].jn ? s->rels[cands[i].jn->junction].name :
+																			 cands[i].fk->name;
+
+		if (i)
+			vn_buf_addc(&details, ',');
+		candidate_json(&details, s, rel, &cands[i]);
+		vn_buf_addf(&hint, "%s'%.64s!%s'", i ? ", " : "", name, key);
+	}
+	vn_buf_addc(&details, ']');
+	vn_buf_add(&hint, ". Find the desired relationship in the 'details' key.");
+	ok = vn_query_fail(c->q, 300, "PGRST201", details.data, hint.data,
+					   "Could not embed because more than one relationship was found for '%s' and '%.64s'",
+					   s->rels[rel].name, name);
+	vn_buf_free(&details);
+	vn_buf_free(&hint);
+	return ok;
+}
+
+/*
+ * The one relationship between rel and the resource named: a computed
+ * relationship of that name first (the schema's author defined it), then
+ * the tables'; 400 PGRST200 for none, 300 PGRST201 for several.
+ */
+static bool
+embed_relationship(Ctx *c, int rel, const char *name, const char *hint, Rel *out)
+{
+	const VnSchema *s = c->in->schema;
+	Rel				cands[MAX_CANDIDATES];
+	int				n = 0;
+	char			details[512];
+
+	for (int i = 0; i < s->ncomputed && hint == NULL; i++)
+		if (s->computed[i].from == rel && strcmp(s->computed[i].name, name) == 0)
+			candidate(cands, &n, (Rel){s->computed[i].to, s->computed[i].to_one, NULL, false, NULL, &s->computed[i], "computed"});
+	if (n == 0)
+		table_candidates(c, rel, name, hint, cands, &n);
+	if (n == 1)
+	{
+		*out = cands[0];
+		return true;
+	}
+	if (n > 1)
+		return ambiguous(c, rel, name, cands, n);
+	snprintf(details, sizeof(details),
+			 "Searched for a foreign key relationship between '%s' and '%.64s'%s%.64s%s in the schema '%s', but no matches were found.",
+			 s->rels[rel].name, name, hint ? " using the hint '" : "", hint ? hint : "", hint ? "'" : "", s->name);
+	return vn_query_fail(c->q, 400, "PGRST200", details, NULL,
+						 "Could not find a relationship between '%s' and '%.64s' in the schema cache",
+						 s->rels[rel].name, name);
+}
+
+/* "a.x = b.y AND ..." over the key's columns */
+static void
+join_cols(VnBuf *b, const char *a, char **acols, const char *bl, char **bcols, int n)
+{
+	for (int j = 0; j < n; j++)
+	{
+		if (j)
+			vn_buf_add(b, " AND ");
+		vn_query_col_ref(b, a, acols[j]);
+		vn_buf_add(b, " = ");
+		vn_query_col_ref(b, bl, bcols[j]);
+	}
+}
+
+/* " FROM <the embedded rows> sub_al WHERE <they are the parent's>" */
+static void
+embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, int depth)
+{
+	const VnSchema *s = c->in->schema;
+	char			j_al[16];
+
+	vn_buf_add(b, " FROM ");
+	if (r->fn)
+	{
+		/* a computed relationship: the function of the parent's row */
+		vn_buf_ident(b, s->name);
+		vn_buf_addc(b, '.');
+		vn_buf_ident(b, r->fn->name);
+		vn_buf_addf(b, "(%s) %s WHERE true", al, sub_al);
+		return;
+	}
+	vn_query_relation_ref(c, b, &s->rels[r->child]);
+	vn_buf_addf(b, " %s", sub_al);
+	if (r->jn)
+	{
+		const VnForeignKey *left = &s->fks[r->jn->left],
+						   *right = &s->fks[r->jn->right];
+
+		snprintf(j_al, sizeof(j_al), "_j%d", depth + 1);
+		vn_buf_add(b, " JOIN ");
+		vn_query_relation_ref(c, b, &s->rels[r->jn->junction]);
+		vn_buf_addf(b, " %s ON ", j_al);
+		join_cols(b, j_al, right->from_cols, sub_al, right->to_cols, right->ncols);
+		vn_buf_add(b, " WHERE ");
+		join_cols(b, j_al, left->from_cols, al, left->to_cols, left->ncols);
+		return;
+	}
+	vn_buf_add(b, " WHERE ");
+	if (r->parent_refs)
+		join_cols(b, sub_al, r->fk->to_cols, al, r->fk->from_cols, r->fk->ncols);
+	else
+		join_cols(b, sub_al, r->fk->from_cols, al, r->fk->to_cols, r->fk->ncols);
+}
+
+/*
+ * The select list of an embedded resource, with the EXISTS of its own
+ * !inner embeddings collected apart (*inner, for its WHERE); its GROUP BY
+ * stays in c->group for embed_clauses.
+ */
+static bool
+embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner)
+{
+	VnBuf saved = c->inner;
+	bool  ok;
+
+	vn_buf_init(&c->inner);
+	ok = vn_query_select_list(c, child, sub_al, spec, depth + 1, path);
+	*inner = c->inner;
+	c->inner = saved;
+	return ok;
+}
+
+/*
+ * Spread (...rel(cols)): the to-one row's columns become the parent's,
+ * through a lateral join after the parent's FROM (c->lateral).
+ */
+static bool
+embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *spec, int depth,
+			 const char *path)
+{
+	VnBuf saved = c->q->sql;
+	VnBuf inner;
+	char  sp_al[16];
+	bool  ok;
+
+	snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner);
+	if (ok)
+	{
+		embed_from(c, &c->q->sql, r, sub_al, al, depth);
+		ok = embed_clauses(c, r->child, sub_al, path, &inner, false);
+	}
+	if (ok)
+	{
+		vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
+		vn_buf_add(&c->lateral, c->q->sql.data);
+	}
+	vn_buf_free(&inner);
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	if (ok)
+		vn_buf_addf(&c->q->sql, "%s.*", sp_al);
+	return ok;
+}
+
+/*
+ * !inner: the parent keeps only rows with a matching embedded row: the
+ * same join, filters and inner conditions, as EXISTS in the parent's WHERE
+ * (c->inner; parameters are numbered, so the text may go anywhere).
+ */
+static bool
+embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *path, const VnBuf *inner,
+			int depth)
+{
+	VnBuf saved = c->q->sql;
+	bool  ok;
+
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1");
+	embed_from(c, &c->q->sql, r, sub_al, al, depth);
+	ok = embed_clauses(c, r->child, sub_al, path, inner, true);
+	if (ok)
+	{
+		vn_buf_addc(&c->q->sql, ')');
+		vn_buf_add(&c->inner, c->q->sql.data);
+	}
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	return ok;
+}
+
+/* the subquery of an embedding, AS its label */
+static bool
+embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const char *spec, int depth,
+			   const char *path, bool inner_join)
+{
+	VnBuf *b = &c->q->sql;
+	VnBuf  inner;
+	char   sub_al[16];
+	bool   ok;
+
+	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
+	vn_buf_add(b, r->to_one ? "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT " : "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
+	if (!embed_list(c, r->child, sub_al, spec, depth, path, &inner))
+	{
+		vn_buf_free(&inner);
+		return false;
+	}
+	embed_from(c, b, r, sub_al, al, depth);
+	ok = embed_clauses(c, r->child, sub_al, path, &inner, false) &&
+		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth));
+	vn_buf_free(&inner);
+	if (!ok)
+		return false;
+	/* a to-one function may answer several rows: the first */
+	vn_buf_add(b, r->to_one ? ") _e LIMIT 1) AS " : ") _e), '[]') AS ");
+	vn_buf_ident(b, label);
+	return true;
+}
+
+/*
+ * A to-one embedding beside aggregates: the parent's columns of its key
+ * join the GROUP BY, so the groups are the embedded rows (PostgREST groups
+ * by the embedded row's value: two parents pointing to equal-looking rows
+ * make one group there, two here).
+ */
+static bool
+embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
+{
+	char **cols;
+
+	if (!r->to_one || r->fn || r->jn)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
+							 "only a to-one embedding through a foreign key may stand beside aggregate functions");
+	cols = r->parent_refs ? r->fk->from_cols : r->fk->to_cols;
+	for (int j = 0; j < r->fk->ncols; j++)
+	{
+		vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+		vn_query_col_ref(group, al, cols[j]);
+	}
+	return true;
+}
+
+static bool
+embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *spec, int depth,
+	  const char *prefix, bool spread, VnBuf *group)
+{
+	char *hint;
+	bool  inner_join;
+	Rel	  r;
+	char  path[256];
+	char  sub_al[16];
+
+	if (depth >= 3)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
+	/*
+	 * Each embedding is a subquery: a request with a thousand of them is a
+	 * statement the planner and executor take a long time over, for rows
+	 * no client reads that way.
+	 */
+	if (++c->nembeds > c->in->max_embeds)
+		return vn_query_fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
+							 "a request embeds at most %d resources", c->in->max_embeds);
+	if (!embed_hint(c, name, &hint, &inner_join) || !embed_relationship(c, rel, name, hint, &r))
+		return false;
+	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
+	if (group && (spread || !embed_grouped(c, &r, al, group)))
+		return spread ? vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
+									  "a spread beside aggregate functions is not supported") :
+						false;
+	if (!spread)
+		return embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join);
+	if (!r.to_one)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
+							 "cannot spread the to-many relationship %s -> %.64s", c->in->schema->rels[rel].name,
+							 name);
+	if (inner_join || alias)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
+	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
+	return embed_spread(c, &r, al, sub_al, spec, depth, path);
+}
+
+bool
+vn_query_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, char *paren, int depth,
+			   const char *prefix, VnBuf *group)
+{
+	size_t len = strlen(paren);
+	char  *spec;
+	bool   ok;
+
+	if (paren[len - 1] != ')')
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "malformed embedding \"%.64s\"", item);
+	*paren = '\0';
+	spec = vn_strndup(paren + 1, len - 2);
+	if (strncmp(item, "...", 3) != 0)
+		ok = embed(c, rel, al, alias, vn_query_trim(item), spec, depth, prefix, false, group);
+	else if (!c->spread_ok || depth > 0)
+		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
+						   "spread embeddings (...rel(cols)) are supported at the top of a read only");
+	else
+		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), spec, depth, prefix, true, group);
+	free(spec);
+	return ok;
+}
