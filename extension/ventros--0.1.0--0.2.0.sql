@@ -14800,6 +14800,1122 @@ COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
 GRANT EXECUTE ON FUNCTION ventros.stream_open() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;
 
+-- ---- usage metering and plan limits (sql/65_usage_metering.sql; sql/40_messages_counts.sql,
+-- sql/90_channel_send.sql, sql/98_enrichment_chain.sql, sql/97_schedule.sql)
+-- Usage appended as deltas on the hot path, folded every minute; plan limits
+-- as data, enforced with VN020 and billing.limit_reached (docs/billing.md).
+
+-- Usage metered as it happens, and the plan limits it is held to
+-- (docs/billing.md).
+--
+-- The hot path never takes a shared row lock: a message, an enrichment or an
+-- AI answer appends one delta row (ventros.usage_deltas, insert only, no
+-- unique key and no foreign key another writer could meet), and
+-- ventros.fold_usage() (a scheduled job, every minute, one tenant at a time)
+-- moves the deltas into ventros.usage_totals (per metric, channel and UTC
+-- day) and the quantities of the live usage meters (sql/65_usage_meters.sql).
+-- Readers add the folded totals and the deltas not folded yet, so they are
+-- exact at any moment.
+--
+-- Limits are data: ventros.billing_plans maps a plan (the Stripe price of
+-- the tenant's current subscription, or "default" without one) to limits per
+-- metric and period.  A command that would go over a limit is refused with
+-- VN020 (402 over HTTP); the command that reaches a limit, or the fold that
+-- finds it reached by usage no command refuses (inbound messages), emits
+-- billing.limit_reached once per period and metric (ventros.usage_limit_hits).
+
+-- The metrics metered.  active_contacts is counted when read (contacts with a
+-- message in the period), never appended.
+CREATE FUNCTION ventros.usage_metrics() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['messages_sent', 'messages_received', 'enrichments', 'ai_tokens', 'active_contacts'] $$;
+COMMENT ON FUNCTION ventros.usage_metrics() IS
+    'The usage metrics: messages_sent and messages_received (per channel), enrichments, ai_tokens, active_contacts';
+
+CREATE TABLE ventros.usage_deltas (
+    tenant_id  text        NOT NULL,
+    id         bigint      GENERATED ALWAYS AS IDENTITY,
+    metric     text        NOT NULL,
+    channel_id uuid,
+    quantity   bigint      NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    CONSTRAINT usage_deltas_metric_format CHECK (metric ~ '^[a-z][a-z0-9_]{0,62}$'),
+    CONSTRAINT usage_deltas_quantity_positive CHECK (quantity > 0)
+);
+CREATE INDEX usage_deltas_by_metric ON ventros.usage_deltas (tenant_id, metric, at);
+COMMENT ON TABLE ventros.usage_deltas IS
+    'Usage counted since the last fold, one appended row per counted change (no row is ever updated, so writers never queue); folded by ventros.fold_usage';
+ALTER TABLE ventros.usage_deltas ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.usage_deltas FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.usage_deltas FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.usage_deltas TO ventros_viewer;
+
+CREATE TABLE ventros.usage_totals (
+    tenant_id  text    NOT NULL,
+    metric     text    NOT NULL,
+    day        date    NOT NULL,
+    -- the nil uuid: usage of no channel (enrichments, tokens)
+    channel_id uuid    NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
+    quantity   bigint  NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, metric, day, channel_id),
+    CONSTRAINT usage_totals_quantity_not_negative CHECK (quantity >= 0)
+);
+COMMENT ON TABLE ventros.usage_totals IS
+    'Folded usage per metric, UTC day and channel (nil uuid: none); written only by ventros.fold_usage';
+ALTER TABLE ventros.usage_totals ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.usage_totals FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.usage_totals FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.usage_totals TO ventros_viewer;
+
+-- The plans and their limits: platform data, readable by every tenant.
+CREATE TABLE ventros.billing_plans (
+    plan    text PRIMARY KEY,
+    name    text NOT NULL,
+    product ventros.product NOT NULL DEFAULT 'crm',
+    limits  jsonb NOT NULL DEFAULT '{}',
+    CONSTRAINT billing_plans_plan_format CHECK (plan = 'default' OR plan ~ '^price_[A-Za-z0-9]{1,200}$'),
+    CONSTRAINT billing_plans_limits_shape CHECK (jsonb_typeof(limits) = 'object')
+);
+COMMENT ON TABLE ventros.billing_plans IS
+    'Plans by Stripe price id ("default": tenants without a current subscription) and their limits per metric and billing period, e.g. {"messages_sent": 10000}';
+ALTER TABLE ventros.billing_plans ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.billing_plans FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.billing_plans FOR SELECT USING (true);
+GRANT SELECT ON ventros.billing_plans TO ventros_viewer;
+
+-- Limits reached, once per tenant, metric and period: the key that makes
+-- billing.limit_reached an event of its own period only once.
+CREATE TABLE ventros.usage_limit_hits (
+    tenant_id    text        NOT NULL,
+    metric       text        NOT NULL,
+    period_start timestamptz NOT NULL,
+    usage_limit  bigint      NOT NULL,
+    reached_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, metric, period_start)
+);
+COMMENT ON TABLE ventros.usage_limit_hits IS
+    'The plan limits a tenant reached, one row per metric and period (billing.limit_reached is emitted with the row)';
+ALTER TABLE ventros.usage_limit_hits ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.usage_limit_hits FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_select ON ventros.usage_limit_hits FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.usage_limit_hits TO ventros_viewer;
+
+SELECT ventros.register_event_type('billing.limit_reached',
+    'A tenant reached a limit of its plan in the current billing period (once per period and metric).');
+
+-- ---- metering ----------------------------------------------------------------
+
+-- meter_usage: appends usage of the acting tenant.  Internal: called by the
+-- commands that count (messages, enrichments), never granted to a tenant.
+CREATE FUNCTION ventros.meter_usage(metrics text[], quantities bigint[], channel_id uuid DEFAULT NULL,
+                                    at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(metrics) m WHERE m IS NULL OR m <> ALL (ventros.usage_metrics())
+                                                     OR m = 'active_contacts') THEN
+        RAISE EXCEPTION 'unknown usage metric in %', metrics USING ERRCODE = '22023',
+            HINT = 'Metered are messages_sent, messages_received, enrichments and ai_tokens.';
+    END IF;
+    INSERT INTO ventros.usage_deltas (tenant_id, metric, channel_id, quantity, at)
+    SELECT tenant, u.metric, meter_usage.channel_id, u.quantity, coalesce(meter_usage.at, now())
+    FROM unnest(metrics, quantities) u(metric, quantity)
+    WHERE u.quantity > 0;
+END
+$$;
+COMMENT ON FUNCTION ventros.meter_usage(text[], bigint[], uuid, timestamptz) IS
+    'Appends usage of the acting tenant (one row per metric with a positive quantity; no row lock); internal';
+
+-- ---- periods, plans and reading ---------------------------------------------
+
+-- The acting tenant's billing period: its current subscription's (active,
+-- trialing or past due), else the calendar month (UTC).
+CREATE FUNCTION ventros.usage_period(OUT period_start timestamptz, OUT period_end timestamptz, OUT plan text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT s.current_period_start, s.current_period_end, s.stripe_price_id INTO period_start, period_end, plan
+      FROM ventros.subscriptions s
+     WHERE s.tenant_id = ventros.require_tenant() AND s.deleted_at IS NULL
+       AND s.status IN ('active', 'trialing', 'past_due')
+       AND s.current_period_start <= now() AND s.current_period_end > now()
+     ORDER BY s.current_period_start DESC LIMIT 1;
+    IF NOT FOUND THEN
+        period_start := date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+        period_end := period_start + interval '1 month';
+        plan := 'default';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_period() IS
+    'The acting tenant''s billing period and plan: its current subscription''s (price id), else the UTC calendar month and "default"';
+
+-- The limits of the acting tenant's plan ({} when its plan has none).
+CREATE FUNCTION ventros.plan_limits(plan text) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT p.limits FROM ventros.billing_plans p WHERE p.plan = plan_limits.plan), '{}') $$;
+COMMENT ON FUNCTION ventros.plan_limits(text) IS 'The limits of a plan ({} for a plan without a row)';
+
+-- Usage of one metric since an instant: folded days from that instant's day
+-- (periods are counted in whole UTC days) plus the deltas not folded yet.
+CREATE FUNCTION ventros.usage_since(metric text, since timestamptz) RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT sum(t.quantity) FROM ventros.usage_totals t
+                      WHERE t.tenant_id = ventros.require_tenant() AND t.metric = usage_since.metric
+                        AND t.day >= (since AT TIME ZONE 'UTC')::date), 0)::bigint
+         + coalesce((SELECT sum(d.quantity) FROM ventros.usage_deltas d
+                      WHERE d.tenant_id = ventros.require_tenant() AND d.metric = usage_since.metric
+                        AND d.at >= date_trunc('day', since AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0)::bigint
+$$;
+COMMENT ON FUNCTION ventros.usage_since(text, timestamptz) IS
+    'The acting tenant''s usage of a metric from the UTC day of an instant: folded totals plus deltas not folded yet';
+
+-- Contacts with a message (either way) in the period.
+CREATE FUNCTION ventros.active_contacts_since(since timestamptz) RETURNS bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FROM ventros.contacts c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.deleted_at IS NULL AND c.last_interaction_at >= since
+$$;
+COMMENT ON FUNCTION ventros.active_contacts_since(timestamptz) IS
+    'The acting tenant''s contacts with a message since an instant (their last interaction, kept to the minute)';
+
+CREATE FUNCTION ventros.usage_status()
+RETURNS TABLE (metric text, quantity bigint, usage_limit bigint, period_start timestamptz, period_end timestamptz,
+               plan text, limit_reached boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p record := ventros.usage_period();
+    limits jsonb := ventros.plan_limits(p.plan);
+BEGIN
+    RETURN QUERY
+    SELECT m, q, (limits->>m)::bigint, p.period_start, p.period_end, p.plan, q >= (limits->>m)::bigint
+    FROM unnest(ventros.usage_metrics()) m,
+         LATERAL (SELECT CASE WHEN m = 'active_contacts' THEN ventros.active_contacts_since(p.period_start)
+                              ELSE ventros.usage_since(m, p.period_start) END) x(q);
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_status() IS
+    'The acting tenant''s usage in its current billing period, per metric, exact (folded + pending), with its plan''s limit and whether it is reached';
+
+CREATE FUNCTION ventros.usage_by_channel(since timestamptz DEFAULT NULL)
+RETURNS TABLE (channel_id uuid, messages_sent bigint, messages_received bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    start timestamptz := coalesce(since, (ventros.usage_period()).period_start);
+BEGIN
+    RETURN QUERY
+    SELECT u.channel_id, sum(u.q) FILTER (WHERE u.metric = 'messages_sent')::bigint,
+           sum(u.q) FILTER (WHERE u.metric = 'messages_received')::bigint
+    FROM (SELECT t.channel_id, t.metric, t.quantity AS q FROM ventros.usage_totals t
+           WHERE t.tenant_id = tenant AND t.day >= (start AT TIME ZONE 'UTC')::date
+             AND t.metric IN ('messages_sent', 'messages_received')
+          UNION ALL
+          SELECT d.channel_id, d.metric, d.quantity FROM ventros.usage_deltas d
+           WHERE d.tenant_id = tenant AND d.at >= date_trunc('day', start AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+             AND d.metric IN ('messages_sent', 'messages_received')) u
+    GROUP BY u.channel_id ORDER BY u.channel_id;
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_by_channel(timestamptz) IS
+    'The acting tenant''s messages sent and received per channel since an instant (default: the start of the billing period), exact';
+
+-- ---- limits --------------------------------------------------------------------
+
+-- note_limit_reached: the row of a reached limit, and billing.limit_reached
+-- with it the first time in the period (SECURITY DEFINER: the event belongs
+-- to no table a tenant may change).
+CREATE FUNCTION ventros.note_limit_reached(metric text, usage_limit bigint, used bigint,
+                                           period_start timestamptz, period_end timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    account uuid;
+BEGIN
+    INSERT INTO ventros.usage_limit_hits (tenant_id, metric, period_start, usage_limit)
+    VALUES (tenant, note_limit_reached.metric, note_limit_reached.period_start, usage_limit)
+    ON CONFLICT ON CONSTRAINT usage_limit_hits_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT b.id INTO account FROM ventros.billing_accounts b
+     WHERE b.tenant_id = tenant AND b.deleted_at IS NULL ORDER BY b.created_at LIMIT 1;
+    PERFORM ventros.emit('billing.limit_reached', 'billing', coalesce(account, '00000000-0000-0000-0000-000000000000'),
+        jsonb_build_object('metric', metric, 'limit', usage_limit, 'usage', used,
+                           'period_start', period_start, 'period_end', period_end, 'billing_account_id', account));
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ventros.note_limit_reached(text, bigint, bigint, timestamptz, timestamptz) IS
+    'Records that the acting tenant reached a limit in a period and emits billing.limit_reached, once per metric and period; internal';
+
+-- check_usage_limit: refuses (VN020) what would take the acting tenant over
+-- its plan's limit of a metric in the current period; notes the limit
+-- reached when this use reaches it exactly.  Reads only (no lock) until a
+-- limit is reached.
+CREATE FUNCTION ventros.check_usage_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p record := ventros.usage_period();
+    cap bigint := (ventros.plan_limits(p.plan)->>metric)::bigint;
+    used bigint;
+BEGIN
+    IF cap IS NULL OR coalesce(adding, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    used := ventros.usage_since(metric, p.period_start);
+    IF used + adding > cap THEN
+        RAISE EXCEPTION 'plan limit reached: % %', cap, replace(metric, '_', ' ')
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', used, cap,
+                                  p.period_start, p.period_end, adding),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF used + adding = cap THEN
+        PERFORM ventros.note_limit_reached(metric, cap, used + adding, p.period_start, p.period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_usage_limit(text, bigint) IS
+    'Raises VN020 when adding to a metric would take the acting tenant over its plan''s limit in the current period; emits billing.limit_reached when this use reaches it';
+
+CREATE FUNCTION ventros.set_billing_plan(plan text, name text, limits jsonb DEFAULT '{}',
+                                         product ventros.product DEFAULT 'crm')
+RETURNS ventros.billing_plans
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.billing_plans;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF jsonb_typeof(limits) IS DISTINCT FROM 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(limits) l
+                   WHERE l.key <> ALL (ventros.usage_metrics()) OR jsonb_typeof(l.value) <> 'number'
+                      OR (l.value #>> '{}')::numeric < 0 OR (l.value #>> '{}')::numeric <> trunc((l.value #>> '{}')::numeric)) THEN
+        RAISE EXCEPTION 'plan limits are an object of metric to a whole number of zero or more' USING ERRCODE = '22023',
+            DETAIL = format('Metrics: %s.', array_to_string(ventros.usage_metrics(), ', '));
+    END IF;
+    INSERT INTO ventros.billing_plans AS p (plan, name, product, limits)
+    VALUES (set_billing_plan.plan, set_billing_plan.name, set_billing_plan.product, set_billing_plan.limits)
+    ON CONFLICT ON CONSTRAINT billing_plans_pkey
+    DO UPDATE SET name = EXCLUDED.name, product = EXCLUDED.product, limits = EXCLUDED.limits
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_billing_plan(text, text, jsonb, ventros.product) IS
+    'Platform admins: declares a plan (a Stripe price id, or "default") with its limits per metric and period';
+
+-- ---- the fold -------------------------------------------------------------------
+
+-- fold_usage: moves the acting tenant's deltas into usage_totals, sets the
+-- quantities of its live usage meters of the current period (each change a
+-- usage_meter.updated of the engine) and notes limits reached
+-- by usage no command refused.  Without a tenant (the scheduled job, a
+-- platform administrator): every tenant with deltas, each on its own
+-- (ventros.run_per_tenant).
+CREATE FUNCTION ventros.fold_usage()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+    p record;
+    lim record;
+    used bigint;
+BEGIN
+    IF tenant IS NULL THEN
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-usage', 'SELECT pg_catalog.to_jsonb(ventros.fold_usage())',
+                   ARRAY(SELECT DISTINCT d.tenant_id FROM ventros.usage_deltas d ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.usage_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
+    sums AS (
+        INSERT INTO ventros.usage_totals AS t (tenant_id, metric, day, channel_id, quantity)
+        SELECT g.tenant_id, g.metric, (g.at AT TIME ZONE 'UTC')::date,
+               coalesce(g.channel_id, '00000000-0000-0000-0000-000000000000'), sum(g.quantity)
+          FROM gone g GROUP BY 1, 2, 3, 4
+        ON CONFLICT ON CONSTRAINT usage_totals_pkey DO UPDATE SET quantity = t.quantity + EXCLUDED.quantity
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM sums;
+    -- the meters of the current period follow the totals
+    UPDATE ventros.usage_meters m
+       SET quantity = greatest(m.reported_quantity, x.q), version = m.version
+      FROM (SELECT mm.id, CASE WHEN mm.metric_name = 'active_contacts' THEN ventros.active_contacts_since(mm.period_start)
+                               ELSE ventros.usage_since(mm.metric_name, mm.period_start) END AS q
+              FROM ventros.usage_meters mm
+             WHERE mm.tenant_id = tenant AND mm.deleted_at IS NULL AND mm.metric_name = ANY (ventros.usage_metrics())
+               AND mm.period_start <= now() AND mm.period_end > now()) x
+     WHERE m.tenant_id = tenant AND m.id = x.id AND m.quantity IS DISTINCT FROM greatest(m.reported_quantity, x.q);
+    -- limits reached by usage that nothing refuses (inbound messages)
+    p := ventros.usage_period();
+    FOR lim IN SELECT l.key AS metric, (l.value #>> '{}')::bigint AS cap
+                 FROM jsonb_each(ventros.plan_limits(p.plan)) l
+                WHERE NOT EXISTS (SELECT 1 FROM ventros.usage_limit_hits h
+                                   WHERE h.tenant_id = tenant AND h.metric = l.key AND h.period_start = p.period_start)
+    LOOP
+        used := CASE WHEN lim.metric = 'active_contacts' THEN ventros.active_contacts_since(p.period_start)
+                     ELSE ventros.usage_since(lim.metric, p.period_start) END;
+        IF used >= lim.cap THEN
+            PERFORM ventros.note_limit_reached(lim.metric, lim.cap, used, p.period_start, p.period_end);
+        END IF;
+    END LOOP;
+    RETURN folded;
+END
+$$;
+COMMENT ON FUNCTION ventros.fold_usage() IS
+    'Folds usage deltas into usage_totals and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
+
+GRANT EXECUTE ON FUNCTION ventros.usage_metrics(), ventros.usage_status(), ventros.usage_by_channel(timestamptz)
+    TO ventros_viewer;
+-- The commands that consume (send_messages) check as their caller.
+GRANT EXECUTE ON FUNCTION ventros.check_usage_limit(text, bigint) TO ventros_agent;
+GRANT EXECUTE ON FUNCTION ventros.set_billing_plan(text, text, jsonb, ventros.product), ventros.fold_usage()
+    TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_messages(channel_id uuid, received bigint, sent bigint, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_messages.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_messages.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF received < 0 OR sent < 0 THEN
+        RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.channel_message_counts AS c
+        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
+    VALUES (tenant, count_channel_messages.channel_id, ventros.stats_slot(), received, sent, at)
+    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
+    SET messages_received = c.messages_received + EXCLUDED.messages_received,
+        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
+        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+    -- the tenant's usage, appended (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['messages_received', 'messages_sent'], ARRAY[received, sent],
+                                count_channel_messages.channel_id, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+
+CREATE OR REPLACE FUNCTION ventros.send_messages(
+    channel_id   uuid,
+    contact_ids  uuid[],
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    sender ventros.agents;
+    tpl jsonb;
+    body text;
+    known uuid[];
+    ready uuid[];
+    sessions ventros.sessions[];
+    sent ventros.messages[];
+    queued ventros.message_send[];
+    refused ventros.message_send[];
+    state text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
+                                        'scheduled', 'test') THEN
+        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_messages.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    -- The contacts, share-locked in id order: a concurrent opt-out waits for this send, or this send sees it.
+    WITH locked AS (SELECT c.id FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (contact_ids)
+                    ORDER BY c.id FOR SHARE)
+    SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO known FROM locked l;
+    RETURN QUERY
+        SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
+    -- Consent: those who opted out are refused (VN010).
+    refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
+                     WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
+    RETURN QUERY SELECT * FROM unnest(refused);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
+    IF cardinality(ready) = 0 THEN
+        RETURN;
+    END IF;
+    -- the plan's limit of messages sent (VN020; sql/65_usage_metering.sql)
+    PERFORM ventros.check_usage_limit('messages_sent', cardinality(ready));
+    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
+    IF agent_id IS NULL THEN
+        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
+            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
+    END IF;
+    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_messages.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF sender.type = 'virtual' OR NOT sender.active THEN
+        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual and inactive agents never send.';
+    END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
+    body := ventros.check_length(text, 4096, 'message text');
+    -- Sessions, messages, effects and requests for the contacts still ready.
+    -- A contact whose request cannot be built (no address on the provider,
+    -- the window closed) is refused: the round is undone (a subtransaction)
+    -- and done again without it, so nothing stays written for it.
+    FOR round IN 1..3 LOOP
+        BEGIN
+            sessions := ARRAY(SELECT s FROM ventros.start_or_continue_sessions(ready, ch.id, now()) s);
+            WITH inserted AS (
+                INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id,
+                                              contact_id, from_me, content_type, text, media_url, media_mimetype, reply_to_id,
+                                              status, agent_id, source, metadata)
+                SELECT now(), ch.project_id, ch.id, s.channel_type_id, send_messages.chat_id, s.id, s.contact_id, true,
+                       coalesce(send_messages.content_type, 'text'), body, send_messages.media_url,
+                       send_messages.media_mimetype, send_messages.reply_to_id, 'queued', sender.id, send_messages.source,
+                       send_messages.metadata
+                FROM unnest(sessions) s ORDER BY s.contact_id
+                RETURNING *)
+            SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
+            PERFORM ventros.record_messages_effects(sent);
+            -- The provider requests, in this transaction (queue_message_sends).
+            queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
+            refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
+            IF cardinality(refused) > 0 THEN
+                RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
+            END IF;
+            RETURN QUERY SELECT * FROM unnest(queued);
+            RETURN;
+        EXCEPTION
+            WHEN raise_exception THEN
+                GET STACKED DIAGNOSTICS state = MESSAGE_TEXT;
+                IF state <> 'ventros.send_messages: undo the round of refused contacts' THEN
+                    RAISE;
+                END IF;
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+        END;
+        RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
+                            r.error_hint
+                     FROM unnest(refused) r;
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
+        IF cardinality(ready) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not send to % contacts on channel %', cardinality(ready), channel_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
+
+CREATE OR REPLACE FUNCTION ventros.enrichment_attempt_succeeded(r ventros.http_requests, result jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e ventros.message_enrichments;
+BEGIN
+    -- one statement (the dispatcher runs this for every answer): only while
+    -- this request is the enrichment's current attempt
+    UPDATE ventros.message_enrichments x
+       SET status = 'completed', extracted_text = result->>'text', language = left(result->>'language', 35),
+           attempts = x.attempts || jsonb_build_array(jsonb_build_object('provider', x.provider, 'request_id', r.id,
+                                                                         'outcome', 'succeeded', 'at', now())),
+           confidence = (result->>'confidence')::numeric, usage = result->'usage',
+           cost = ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider),
+                                          coalesce(result->'usage', '{}')),
+           model = coalesce(result->>'model', x.model),
+           metadata = coalesce(x.metadata, '{}') || coalesce(result->'metadata', '{}'),
+           request_id = NULL, processed_at = now(), version = x.version,
+           processing_time_ms = (extract(epoch FROM now() - x.created_at) * 1000)::integer
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
+    RETURNING * INTO e;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- the tenant's usage: one enrichment and the provider's tokens (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['enrichments', 'ai_tokens'],
+        ARRAY[1, (coalesce((e.usage->>'input_tokens')::numeric, 0) + coalesce((e.usage->>'output_tokens')::numeric, 0))::bigint]);
+    IF e.message_id IS NULL THEN
+        PERFORM ventros.emit('contact.profile_picture_scored', 'contact', e.contact_id,
+            jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'score', e.metadata->'score', 'provider', e.provider,
+                                                 'model', e.model, 'text', left(e.extracted_text, 500), 'cost', e.cost)));
+        RETURN;
+    END IF;
+    PERFORM ventros.emit('message.enriched', 'message', e.message_id,
+        jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'kind', e.kind, 'provider', e.provider, 'model', e.model,
+                           'language', e.language, 'confidence', e.confidence, 'usage', e.usage, 'cost', e.cost,
+                           'text', left(e.extracted_text, 2000), 'text_length', length(e.extracted_text))));
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_attempt_succeeded(ventros.http_requests, jsonb) IS
+    'Completes an enrichment with a provider''s result (text, language, confidence, usage, model) and its cost; emits message.enriched';
+
+INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
+    ('ventros-fold-usage', '* * * * *', 'SELECT ventros.fold_usage()',
+     'moves usage deltas into the usage totals and meters, notes plan limits reached'),
+    ('ventros-report-usage', '5 * * * *', 'SELECT ventros.report_usage_to_stripe()',
+     'reports the usage meters'' unreported usage to Stripe as meter events');
+
+
+-- ---- Stripe outbound calls (sql/66_stripe_outbound.sql; api.register in sql/12_users.sql)
+-- Customers, subscriptions and meter events through the dispatcher with an
+-- Idempotency-Key; sign-up no longer activates the account (docs/billing.md).
+
+-- Calls to Stripe's API (docs/billing.md): the customer of a new tenant,
+-- subscriptions created and changed, usage reported as meter events.
+--
+-- Every call is a row of the HTTP dispatcher's queue (sql/45_http_requests.sql),
+-- written in the transaction that decided it, of the tenant it bills:
+--   - form-encoded as Stripe's API takes it (ventros.stripe_form), with an
+--     Idempotency-Key chosen once per intent and kept on the row, so a retry
+--     of the dispatcher (a timeout after Stripe acted, say) is answered by
+--     Stripe with the first answer instead of a second customer or charge;
+--   - the platform's secret key is added per attempt by the purposes'
+--     preparer (ventros.stripe_request_headers): it is stored encrypted in
+--     ventros.stripe_settings and never on the row a tenant's admin may read;
+--   - Stripe's answer is applied by the purpose's handler through the
+--     platform-only commands (link_stripe_customer, the webhook's
+--     apply_stripe_subscription, the usage meter's report).
+-- Until a key is configured (ventros.configure_stripe) nothing is queued:
+-- a platform without Stripe keeps working, its accounts pending.
+
+CREATE TABLE ventros.stripe_settings (
+    id         boolean     PRIMARY KEY DEFAULT true,
+    api_key    bytea       NOT NULL,
+    api_base   text        NOT NULL DEFAULT 'https://api.stripe.com',
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT stripe_settings_one_row CHECK (id),
+    CONSTRAINT stripe_settings_api_base_http CHECK (api_base ~* '^https?://[^/?#]+$')
+);
+COMMENT ON TABLE ventros.stripe_settings IS
+    'The platform''s Stripe API key (encrypted with ventros.secret_key) and API base URL; one row; read by the dispatcher''s preparer only';
+ALTER TABLE ventros.stripe_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.stripe_settings FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON ventros.stripe_settings FROM PUBLIC;
+
+CREATE FUNCTION ventros.configure_stripe(api_key text, api_base text DEFAULT 'https://api.stripe.com')
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF api_key IS NULL OR api_key !~ '^(sk|rk)_(test|live)_[A-Za-z0-9]{8,247}$' THEN
+        RAISE EXCEPTION 'a Stripe secret key looks like sk_live_... or rk_live_...' USING ERRCODE = '22023',
+            HINT = 'Copy a secret or restricted key from the Stripe dashboard (Developers, API keys).';
+    END IF;
+    IF api_base IS NULL OR api_base !~* '^https?://[^/?#]+$' THEN
+        RAISE EXCEPTION 'the Stripe API base is a URL without a path, like https://api.stripe.com' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO ventros.stripe_settings AS s (id, api_key, api_base)
+    VALUES (true, ventros.encrypt_secret(api_key), api_base)
+    ON CONFLICT ON CONSTRAINT stripe_settings_pkey
+    DO UPDATE SET api_key = EXCLUDED.api_key, api_base = EXCLUDED.api_base, updated_at = now();
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_stripe(text, text) IS
+    'Platform admins: stores the Stripe secret key (encrypted) and API base URL the outbound calls use';
+
+-- application/x-www-form-urlencoded as Stripe reads it: nested objects and
+-- arrays as bracketed keys (items[0][price]=price_1), values percent-encoded.
+CREATE FUNCTION ventros.stripe_form_encode(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(CASE WHEN b ~ '^[A-Za-z0-9_.~-]$' THEN b ELSE upper(regexp_replace(encode(convert_to(b, 'UTF8'), 'hex'), '(..)', '%\1', 'g')) END, '' ORDER BY n)
+    FROM regexp_split_to_table(value, '') WITH ORDINALITY x(b, n)
+$$;
+COMMENT ON FUNCTION ventros.stripe_form_encode(text) IS 'Percent-encodes a form value (UTF-8; unreserved characters kept)';
+
+CREATE FUNCTION ventros.stripe_form(params jsonb, prefix text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parts text[] := '{}';
+    k text;
+    v jsonb;
+BEGIN
+    FOR k, v IN
+        SELECT CASE WHEN prefix IS NULL THEN e.key ELSE prefix || '[' || e.key || ']' END, e.value
+          FROM jsonb_each(CASE WHEN jsonb_typeof(params) = 'object' THEN params ELSE '{}' END) e
+        UNION ALL
+        SELECT prefix || '[' || (a.n - 1) || ']', a.value
+          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(params) = 'array' THEN params ELSE '[]' END)
+               WITH ORDINALITY a(value, n)
+    LOOP
+        IF jsonb_typeof(v) IN ('object', 'array') THEN
+            parts := parts || nullif(ventros.stripe_form(v, k), '');
+        ELSIF jsonb_typeof(v) <> 'null' THEN
+            parts := parts || (k || '=' || ventros.stripe_form_encode(v #>> '{}'));
+        END IF;
+    END LOOP;
+    RETURN array_to_string(parts, '&');
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_form(jsonb, text) IS
+    'A JSON object as a Stripe form body: nested keys in brackets (metadata[tenant]=x, items[0][price]=y), nulls left out';
+
+-- stripe_call: queues one call to Stripe for the acting tenant; NULL when
+-- Stripe is not configured.  Internal (the commands below and api.register).
+CREATE FUNCTION ventros.stripe_call(purpose text, method text, path text, params jsonb, idempotency_key text,
+                                    correlation_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := (SELECT s.api_base FROM ventros.stripe_settings s);
+BEGIN
+    IF base IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN ventros.enqueue_http_request(base || path, method,
+        jsonb_build_object('Content-Type', 'application/x-www-form-urlencoded', 'Idempotency-Key', idempotency_key),
+        convert_to(ventros.stripe_form(params), 'UTF8'), purpose, correlation_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_call(text, text, text, jsonb, text, uuid) IS
+    'Queues a form-encoded call to Stripe with an Idempotency-Key for the acting tenant (the key is added per attempt); NULL when Stripe is not configured; internal';
+
+-- The preparer of every stripe.* purpose: the stored headers plus the key.
+CREATE FUNCTION ventros.stripe_request_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    key text := (SELECT ventros.decrypt_secret(s.api_key) FROM ventros.stripe_settings s);
+BEGIN
+    IF key IS NULL THEN
+        RETURN r.headers;
+    END IF;
+    RETURN r.headers || jsonb_build_object('Authorization', 'Bearer ' || key);
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_request_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request)';
+
+-- Stripe's answer as JSON (NULL unless the request succeeded with an object).
+CREATE FUNCTION ventros.stripe_answer_object(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    doc jsonb;
+BEGIN
+    IF r.status <> 'succeeded' OR r.response_body IS NULL THEN
+        RETURN NULL;
+    END IF;
+    doc := convert_from(r.response_body, 'UTF8')::jsonb;
+    RETURN CASE WHEN jsonb_typeof(doc) = 'object' THEN doc END;
+EXCEPTION WHEN data_exception OR invalid_text_representation OR character_not_in_repertoire THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_answer_object(ventros.http_requests) IS
+    'The JSON object Stripe answered a succeeded request with; NULL otherwise';
+
+-- ---- customers ---------------------------------------------------------------
+
+CREATE FUNCTION ventros.stripe_customer_request(b ventros.billing_accounts) RETURNS uuid
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ventros.stripe_call('stripe.customer', 'POST', '/v1/customers',
+        jsonb_build_object('email', b.billing_email, 'name', b.name,
+                           'metadata', jsonb_build_object('tenant_id', b.tenant_id, 'billing_account_id', b.id)),
+        'ventros-customer-' || b.id, b.id)
+$$;
+COMMENT ON FUNCTION ventros.stripe_customer_request(ventros.billing_accounts) IS
+    'Queues the creation of the Stripe customer of a billing account (Idempotency-Key from the account: never two customers); internal';
+
+CREATE FUNCTION ventros.request_stripe_customer(billing_account_id uuid) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.billing_accounts := ventros.get_billing_account(billing_account_id);
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF b.stripe_customer_id IS NOT NULL THEN
+        RAISE EXCEPTION 'billing account % has Stripe customer % already', b.id, b.stripe_customer_id
+            USING ERRCODE = '23505';
+    END IF;
+    RETURN ventros.stripe_customer_request(b);
+END
+$$;
+COMMENT ON FUNCTION ventros.request_stripe_customer(uuid) IS
+    'Platform admins: queues the creation of a billing account''s Stripe customer (23505 when it has one); NULL when Stripe is not configured';
+
+-- Handler of stripe.customer: the answer's customer is linked to the account.
+CREATE FUNCTION ventros.stripe_customer_answered(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    obj jsonb := ventros.stripe_answer_object(r);
+    b ventros.billing_accounts;
+BEGIN
+    IF obj IS NULL THEN
+        RETURN;   -- refused or dead: the request keeps Stripe's answer for an operator
+    END IF;
+    b := ventros.get_billing_account(r.correlation_id);
+    IF b.stripe_customer_id IS DISTINCT FROM obj->>'id' THEN
+        PERFORM ventros.link_stripe_customer(b.id, b.version, obj->>'id');
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_customer_answered(ventros.http_requests) IS
+    'Handler of stripe.customer: links the customer Stripe created to the billing account (link_stripe_customer)';
+
+-- ---- subscriptions -------------------------------------------------------------
+
+CREATE FUNCTION ventros.request_stripe_subscription(billing_account_id uuid, price_id text) RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    b ventros.billing_accounts := ventros.get_billing_account(billing_account_id);
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF price_id IS NULL OR price_id !~ '^price_[A-Za-z0-9]{1,200}$' THEN
+        RAISE EXCEPTION 'malformed Stripe price id "%"', left(price_id, 64) USING ERRCODE = '22P02';
+    END IF;
+    IF b.stripe_customer_id IS NULL THEN
+        RAISE EXCEPTION 'billing account % has no Stripe customer', b.id USING ERRCODE = '23502',
+            HINT = 'Its customer is created at sign-up (ventros.request_stripe_customer).';
+    END IF;
+    RETURN ventros.stripe_call('stripe.subscription', 'POST', '/v1/subscriptions',
+        jsonb_build_object('customer', b.stripe_customer_id, 'items', jsonb_build_array(jsonb_build_object('price', price_id)),
+                           'metadata', jsonb_build_object('tenant_id', b.tenant_id, 'billing_account_id', b.id)),
+        'ventros-subscription-' || gen_random_uuid(), b.id);
+END
+$$;
+COMMENT ON FUNCTION ventros.request_stripe_subscription(uuid, text) IS
+    'Platform admins: queues a Stripe subscription of a billing account''s customer to a price; Stripe''s answer creates the mirrored subscription';
+
+CREATE FUNCTION ventros.request_stripe_subscription_change(subscription_id uuid, price_id text DEFAULT NULL,
+                                                           cancel_at_period_end boolean DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.subscriptions := ventros.get_subscription(subscription_id);
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF price_id IS NOT NULL AND price_id !~ '^price_[A-Za-z0-9]{1,200}$' THEN
+        RAISE EXCEPTION 'malformed Stripe price id "%"', left(price_id, 64) USING ERRCODE = '22P02';
+    END IF;
+    IF price_id IS NULL AND cancel_at_period_end IS NULL THEN
+        RAISE EXCEPTION 'nothing to change: give a price or cancel_at_period_end' USING ERRCODE = '22023';
+    END IF;
+    IF price_id IS NOT NULL AND s.metadata->>'stripe_item_id' IS NULL THEN
+        RAISE EXCEPTION 'subscription % has no known Stripe item to change', s.id USING ERRCODE = '55000',
+            HINT = 'Its item is learnt from Stripe''s answer when Ventros created it.';
+    END IF;
+    RETURN ventros.stripe_call('stripe.subscription', 'POST', '/v1/subscriptions/' || s.stripe_subscription_id,
+        jsonb_build_object('items', CASE WHEN price_id IS NOT NULL THEN
+                               jsonb_build_array(jsonb_build_object('id', s.metadata->>'stripe_item_id', 'price', price_id)) END,
+                           'proration_behavior', CASE WHEN price_id IS NOT NULL THEN 'create_prorations' END,
+                           'cancel_at_period_end', cancel_at_period_end),
+        'ventros-subscription-' || gen_random_uuid(), s.billing_account_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.request_stripe_subscription_change(uuid, text, boolean) IS
+    'Platform admins: queues a change of a Stripe subscription (its price, with prorations; cancellation at period end); Stripe''s answer updates the mirror';
+
+-- Handler of stripe.subscription: the answer is applied as the webhook
+-- applies customer.subscription.updated, and the item id kept for changes.
+CREATE FUNCTION ventros.stripe_subscription_answered(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    obj jsonb := ventros.stripe_answer_object(r);
+    s ventros.subscriptions;
+    item text;
+BEGIN
+    IF obj IS NULL OR obj->>'object' IS DISTINCT FROM 'subscription' THEN
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM ventros.apply_stripe_subscription(ventros.get_billing_account(r.correlation_id), obj, false);
+    EXCEPTION WHEN unique_violation THEN
+        -- Stripe's webhook of the same subscription mirrored it meanwhile:
+        -- it is committed now, so this applies to it
+        PERFORM ventros.apply_stripe_subscription(ventros.get_billing_account(r.correlation_id), obj, false);
+    END;
+    item := obj #>> '{items,data,0,id}';
+    SELECT * INTO s FROM ventros.subscriptions x
+     WHERE x.tenant_id = r.tenant_id AND x.stripe_subscription_id = obj->>'id' AND x.deleted_at IS NULL;
+    IF item IS NOT NULL AND s.metadata->>'stripe_item_id' IS DISTINCT FROM item THEN
+        PERFORM ventros.change_row(NULL::ventros.subscriptions, 'subscription', s.id, s.version,
+                                   jsonb_build_object('metadata', s.metadata || jsonb_build_object('stripe_item_id', item)));
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_subscription_answered(ventros.http_requests) IS
+    'Handler of stripe.subscription: applies Stripe''s subscription as customer.subscription.updated would, keeping its item id';
+
+-- ---- usage -------------------------------------------------------------------
+
+-- report_usage_to_stripe: one meter event per live meter with usage not
+-- reported yet, for the difference.  Its identifier (and Idempotency-Key)
+-- is the meter and the quantity reached: the same report twice is one event
+-- for Stripe.  Without a tenant: every tenant with such meters.
+CREATE FUNCTION ventros.report_usage_to_stripe() RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    queued integer := 0;
+    m ventros.usage_meters;
+    ident text;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    IF tenant IS NULL THEN
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO queued
+          FROM ventros.run_per_tenant('ventros-report-usage', 'SELECT pg_catalog.to_jsonb(ventros.report_usage_to_stripe())',
+                   ARRAY(SELECT DISTINCT u.tenant_id FROM ventros.usage_meters u
+                          WHERE u.deleted_at IS NULL AND u.quantity > u.reported_quantity ORDER BY 1)) r;
+        RETURN queued;
+    END IF;
+    FOR m IN SELECT * FROM ventros.usage_meters u
+              WHERE u.tenant_id = tenant AND u.deleted_at IS NULL AND u.quantity > u.reported_quantity
+                AND NOT EXISTS (SELECT 1 FROM ventros.http_requests q
+                                 WHERE q.tenant_id = tenant AND q.correlation_id = u.id AND q.purpose = 'stripe.meter_event'
+                                   AND q.status IN ('pending', 'in_flight'))
+              ORDER BY u.id
+    LOOP
+        ident := 'usage-' || m.id || '-' || m.quantity;
+        IF ventros.stripe_call('stripe.meter_event', 'POST', '/v1/billing/meter_events',
+               jsonb_build_object('event_name', m.event_name, 'identifier', ident,
+                                  'timestamp', extract(epoch FROM least(now(), m.period_end - interval '1 second'))::bigint,
+                                  'payload', jsonb_build_object('stripe_customer_id', m.stripe_customer_id,
+                                                                'value', m.quantity - m.reported_quantity)),
+               ident, m.id) IS NOT NULL THEN
+            queued := queued + 1;
+        END IF;
+    END LOOP;
+    RETURN queued;
+END
+$$;
+COMMENT ON FUNCTION ventros.report_usage_to_stripe() IS
+    'Platform admins and the scheduled job: queues a Stripe meter event for the unreported usage of each live meter (identifier and Idempotency-Key: meter and quantity); per tenant without one; returns the events queued';
+
+-- Handler of stripe.meter_event: the quantity Stripe accepted is reported.
+CREATE FUNCTION ventros.stripe_meter_event_answered(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.usage_meters;
+    upto bigint := substring(r.headers->>'Idempotency-Key' FROM '-([0-9]+)$')::bigint;
+    before bigint;
+BEGIN
+    IF r.status <> 'succeeded' OR upto IS NULL THEN
+        RETURN;
+    END IF;
+    m := ventros.get_usage_meter(r.correlation_id);
+    before := m.reported_quantity;
+    IF before >= upto THEN
+        RETURN;
+    END IF;
+    m := ventros.change_row(NULL::ventros.usage_meters, 'usage_meter', m.id, m.version,
+                            jsonb_build_object('reported_quantity', least(upto, m.quantity), 'last_reported_at', now()));
+    PERFORM ventros.emit('usage_meter.reported', 'usage_meter', m.id,
+        jsonb_build_object('metric_name', m.metric_name, 'stripe_meter_id', m.stripe_meter_id,
+                           'quantity', m.reported_quantity, 'delta', m.reported_quantity - before),
+        m.version);
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_meter_event_answered(ventros.http_requests) IS
+    'Handler of stripe.meter_event: marks the quantity Stripe accepted as reported on the meter; emits usage_meter.updated and usage_meter.reported';
+
+SELECT ventros.register_http_request_preparer(p, 'ventros.stripe_request_headers(ventros.http_requests)')
+  FROM unnest(ARRAY['stripe.customer', 'stripe.subscription', 'stripe.meter_event']) p;
+SELECT ventros.register_http_request_handler('stripe.customer', 'ventros.stripe_customer_answered(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('stripe.subscription', 'ventros.stripe_subscription_answered(ventros.http_requests)');
+SELECT ventros.register_http_request_handler('stripe.meter_event', 'ventros.stripe_meter_event_answered(ventros.http_requests)');
+
+GRANT EXECUTE ON FUNCTION ventros.configure_stripe(text, text), ventros.request_stripe_customer(uuid),
+    ventros.request_stripe_subscription(uuid, text), ventros.request_stripe_subscription_change(uuid, text, boolean),
+    ventros.report_usage_to_stripe()
+    TO ventros_platform_admin;
+
+CREATE OR REPLACE FUNCTION api.register(email text, password text, name text, tenant_name text DEFAULT NULL,
+                             payment_method jsonb DEFAULT NULL)
+RETURNS api.auth_grant
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    normalized text := ventros.normalize_email(email);
+    acting     text := ventros.current_tenant();
+    -- the caller's choice of tenant, restored on return (a SET clause would
+    -- clear it before acting is read)
+    previous   text := current_setting('ventros.tenant', true);
+    new_tenant text;
+    workspace  text;
+    u          ventros.users;
+    account    ventros.billing_accounts;
+    project    ventros.projects;
+    grant_     api.auth_grant;
+BEGIN
+    -- A payment method is Stripe's to confirm (a completed checkout, then
+    -- its webhook): one given here would activate an account nobody charged.
+    IF payment_method IS NOT NULL THEN
+        RAISE EXCEPTION 'a payment method is not taken at sign-up' USING ERRCODE = '22023',
+            HINT = 'The billing account is activated when Stripe confirms a checkout (docs/billing.md).';
+    END IF;
+    IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
+        RAISE EXCEPTION 'password must have 8 to 72 characters' USING ERRCODE = '22023';
+    END IF;
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'user name must not be null' USING ERRCODE = '23502';
+    END IF;
+    -- Idempotent by email: the same email and password answer as a login.
+    SELECT * INTO u FROM ventros.users x WHERE x.email = normalized AND x.deleted_at IS NULL;
+    IF FOUND THEN
+        IF ventros.password_matches(password, u.password_hash) THEN
+            PERFORM set_config('ventros.tenant', u.tenant_id, true);
+            grant_ := ventros.issue_grant(u);
+            PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+            RETURN grant_;
+        END IF;
+        RAISE EXCEPTION 'a user with email % already exists', normalized USING ERRCODE = '23505';
+    END IF;
+    IF acting IS NOT NULL THEN
+        -- An administrator of a tenant adds a user to it.
+        IF NOT ventros.caller_is_admin() THEN
+            RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
+        END IF;
+        new_tenant := acting;
+    ELSE
+        new_tenant := 't' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20);
+    END IF;
+    PERFORM set_config('ventros.tenant', new_tenant, true);
+    INSERT INTO ventros.users (tenant_id, name, email, password_hash, role)
+    VALUES (new_tenant, ventros.check_length(btrim(name), 200, 'user name'), normalized,
+            ventros.hash_password(password), CASE WHEN acting IS NULL THEN 'admin' ELSE 'user' END)
+    RETURNING * INTO u;
+    IF acting IS NULL THEN
+        -- Sign-up, in this one transaction: what a new tenant needs (domain
+        -- 29): the owner's billing account (pending until Stripe confirms a
+        -- checkout; its Stripe customer is requested here, through the
+        -- dispatcher, when Stripe is configured: sql/66_stripe_outbound.sql),
+        -- the default project (under the account once it is active), the
+        -- default pipeline, and the owner as a human agent.  API keys are
+        -- made on demand (api.create_api_key): one made here could never be
+        -- shown.
+        workspace := ventros.check_length(coalesce(tenant_name, btrim(name) || '''s workspace'), 200, 'workspace name');
+        account := ventros.create_billing_account(workspace, normalized, u.id);
+        PERFORM ventros.stripe_customer_request(account);
+        INSERT INTO ventros.projects (tenant_id, name, user_id, billing_account_id)
+        VALUES (new_tenant, workspace, u.id, CASE WHEN account.payment_status = 'active' THEN account.id END)
+        RETURNING * INTO project;
+        PERFORM ventros.create_pipeline('Default pipeline', project_id => project.id,
+                                        statuses => ARRAY['New', 'In progress', 'Done']);
+        PERFORM ventros.create_agent(u.name, 'human', email => u.email, user_id => u.id, role => 'admin',
+                                     project_id => project.id);
+    END IF;
+    PERFORM ventros.emit('user.registered', 'user', u.id, jsonb_build_object('email', u.email, 'role', u.role), u.version);
+    grant_ := ventros.issue_grant(u);
+    PERFORM set_config('ventros.tenant', coalesce(previous, ''), true);
+    RETURN grant_;
+END
+$$;
+COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
+    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (pending until Stripe confirms a checkout; its Stripe customer requested), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant; a payment method is refused (22023). Returns a login grant';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -254,6 +254,12 @@ DECLARE
     project    ventros.projects;
     grant_     api.auth_grant;
 BEGIN
+    -- A payment method is Stripe's to confirm (a completed checkout, then
+    -- its webhook): one given here would activate an account nobody charged.
+    IF payment_method IS NOT NULL THEN
+        RAISE EXCEPTION 'a payment method is not taken at sign-up' USING ERRCODE = '22023',
+            HINT = 'The billing account is activated when Stripe confirms a checkout (docs/billing.md).';
+    END IF;
     IF password IS NULL OR length(password) < 8 OR length(password) > 72 THEN
         RAISE EXCEPTION 'password must have 8 to 72 characters' USING ERRCODE = '22023';
     END IF;
@@ -276,10 +282,6 @@ BEGIN
         IF NOT ventros.caller_is_admin() THEN
             RAISE EXCEPTION 'only administrators add users to a tenant' USING ERRCODE = '42501';
         END IF;
-        IF payment_method IS NOT NULL THEN
-            RAISE EXCEPTION 'a payment method is given at sign-up only' USING ERRCODE = '22023',
-                HINT = 'The billing account is activated from Stripe (a completed checkout; docs/billing.md).';
-        END IF;
         new_tenant := acting;
     ELSE
         new_tenant := 't' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 20);
@@ -291,17 +293,16 @@ BEGIN
     RETURNING * INTO u;
     IF acting IS NULL THEN
         -- Sign-up, in this one transaction: what a new tenant needs (domain
-        -- 29): the owner's billing account (active when a payment method
-        -- comes with the sign-up, else pending until one is added), the
-        -- default project (under the account once it is active), the
+        -- 29): the owner's billing account (pending until Stripe confirms a
+        -- checkout; its Stripe customer is requested here, through the
+        -- dispatcher, when Stripe is configured: sql/66_stripe_outbound.sql),
+        -- the default project (under the account once it is active), the
         -- default pipeline, and the owner as a human agent.  API keys are
         -- made on demand (api.create_api_key): one made here could never be
         -- shown.
         workspace := ventros.check_length(coalesce(tenant_name, btrim(name) || '''s workspace'), 200, 'workspace name');
         account := ventros.create_billing_account(workspace, normalized, u.id);
-        IF payment_method IS NOT NULL THEN
-            account := ventros.activate_billing_payment(account.id, account.version, payment_method);
-        END IF;
+        PERFORM ventros.stripe_customer_request(account);
         INSERT INTO ventros.projects (tenant_id, name, user_id, billing_account_id)
         VALUES (new_tenant, workspace, u.id, CASE WHEN account.payment_status = 'active' THEN account.id END)
         RETURNING * INTO project;
@@ -317,7 +318,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
-    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (active when a payment method is given), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant. Returns a login grant';
+    'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (pending until Stripe confirms a checkout; its Stripe customer requested), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant; a payment method is refused (22023). Returns a login grant';
 
 CREATE FUNCTION api.login(email text, password text) RETURNS api.auth_grant
 LANGUAGE plpgsql

@@ -53,6 +53,9 @@ BEGIN
     SET messages_received = c.messages_received + EXCLUDED.messages_received,
         messages_sent = c.messages_sent + EXCLUDED.messages_sent,
         last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
+    -- the tenant's usage, appended (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['messages_received', 'messages_sent'], ARRAY[received, sent],
+                                count_channel_messages.channel_id, at);
 END
 $$;
 COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS

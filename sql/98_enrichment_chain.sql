@@ -573,6 +573,9 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- the tenant's usage: one enrichment and the provider's tokens (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['enrichments', 'ai_tokens'],
+        ARRAY[1, (coalesce((e.usage->>'input_tokens')::numeric, 0) + coalesce((e.usage->>'output_tokens')::numeric, 0))::bigint]);
     IF e.message_id IS NULL THEN
         PERFORM ventros.emit('contact.profile_picture_scored', 'contact', e.contact_id,
             jsonb_strip_nulls(jsonb_build_object('enrichment_id', e.id, 'score', e.metadata->'score', 'provider', e.provider,

@@ -20,5 +20,7 @@
 #define ERRCODE_VN_TRANSITION_NOT_ALLOWED MAKE_SQLSTATE('V', 'N', '0', '0', '2')
 /* a send to a contact who opted out of the channel (consent withheld) */
 #define ERRCODE_VN_OPTED_OUT MAKE_SQLSTATE('V', 'N', '0', '1', '0')
+/* a use the tenant's plan does not allow in its billing period (quota) */
+#define ERRCODE_VN_PLAN_LIMIT_REACHED MAKE_SQLSTATE('V', 'N', '0', '2', '0')
 
 #endif /* VENTROS_ERRORS_H */

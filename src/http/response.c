@@ -103,6 +103,7 @@ static const VnStatusRule vn_status_rules[] = {
 	{"VN001", 409}, /* stale version: re-read, then retry */
 	{"VN002", 409}, /* state transition not allowed */
 	{"VN010", 409}, /* a send to a contact who opted out (docs/sql.md) */
+	{"VN020", 402}, /* a plan limit reached: upgrade, or next period */
 	{"P0002", 404}, /* aggregate not found (absent, deleted, other tenant) */
 	{"54*", 413},	/* size or count limit: the request is too large */
 	{"55000", 503}, /* not preloaded, worker absent */

@@ -178,17 +178,20 @@ test('register: a sign-up creates the billing account, project, pipeline and own
   const agents = await http('GET', '/agents?select=name,email,user_id,role,type&type=eq.human', { headers: h });
   assert.deepEqual(agents.json, [{ name: 'Owner', email, user_id: me.id, role: 'admin', type: 'human' }]);
 
-  // with a payment method: the account is active and the project under it
+  // with a payment method: refused, only Stripe activates an account (docs/billing.md)
   const paid = `paid${Date.now()}@example.com`;
   const reg2 = await http('POST', '/rpc/register', {
     body: { email: paid, password: 'correct horse', name: 'Payer', payment_method: { id: 'pm_123', type: 'card' } },
   });
-  assert.equal(reg2.status, 200, reg2.text);
-  const h2 = { Authorization: `Bearer ${reg2.json.access_token}` };
+  assert.equal(reg2.status, 400, reg2.text);
+  assert.equal(reg2.json.code, '22023');
+  const again = await http('POST', '/rpc/register', { body: { email: paid, password: 'correct horse', name: 'Payer' } });
+  assert.equal(again.status, 200, again.text);
+  const h2 = { Authorization: `Bearer ${again.json.access_token}` };
   const [account] = (await http('GET', '/billing_accounts?select=id,payment_status', { headers: h2 })).json;
-  assert.equal(account.payment_status, 'active');
+  assert.equal(account.payment_status, 'pending');
   assert.deepEqual((await http('GET', '/projects?select=billing_account_id', { headers: h2 })).json,
-    [{ billing_account_id: account.id }]);
+    [{ billing_account_id: null }]);
 
   // an administrator adding a user to a tenant creates none of these
   const before = (await http('GET', '/billing_accounts?select=id', { headers: h })).json.length;

@@ -166,6 +166,8 @@ SELECT is((SELECT jsonb_build_object('text', extracted_text, 'usage', usage, 'co
           jsonb_build_object('text', E'Texto: OFERTA\nDescrição: um cartaz.', 'usage', '{"input_tokens": 300, "output_tokens": 20}'::jsonb,
                              'cost', 0.00014),
           'Gemini''s text parts, tokens and cost');
+SELECT is((SELECT quantity FROM ventros.usage_status() WHERE metric = 'ai_tokens'), 320::bigint,
+          'its tokens are metered as the tenant''s usage (sql/65_usage_metering.sql)');
 
 -- ---- a profile picture ---------------------------------------------------------------------------
 UPDATE ventros.contacts SET profile_picture_url = 'https://cdn.example/p.jpg', version = version

@@ -1,9 +1,9 @@
 // A provider stand-in: the fake WAHA (waha.mjs), the fake Graph API
-// (graph.mjs) or the fake AI providers (ai.mjs) run as a server of their own, as scripts/up starts them for the
+// (graph.mjs), the fake AI providers (ai.mjs) or the fake Stripe (stripe.mjs) run as a server of their own, as scripts/up starts them for the
 // demo channels (scripts/standins.sh) and the README round trip test
 // (test/integration/demo_roundtrip.test.mjs) starts them the same way.
 //
-//   node test/integration/fakes/standin.mjs waha|graph|ai CONFIG.json
+//   node test/integration/fakes/standin.mjs waha|graph|ai|stripe CONFIG.json
 //
 // CONFIG (written by scripts/up.d/webhooks.sh; mode 600, it holds secrets):
 //   {"ventros": "<ventros-http base URL: where status webhooks go>",
@@ -11,7 +11,9 @@
 //    "graph": {"host", "port", "log", "token", "app_secret", "statuses": ["delivered"],
 //              "channels": [{"provider": "whatsapp|messenger|instagram", "id": "<channel id>",
 //                            "account": "<phone_number_id | page_id | ig_account_id>"}]},
-//    "ai":    {"host", "port", "log", "keys": {"groq": [..], "openai": [..], "gemini": [..], "llamaparse": [..]}}}
+//    "ai":    {"host", "port", "log", "keys": {"groq": [..], "openai": [..], "gemini": [..], "llamaparse": [..]}},
+//    "stripe": {"host", "port", "log", "api_key", "webhook_secret"}}
+// (the Stripe stand-in posts its own signed webhooks to <ventros>/webhooks/stripe: stripe.mjs)
 //
 // What it does, besides answering as the provider does (see waha.mjs and
 // graph.mjs):
@@ -29,10 +31,12 @@ import fs from 'node:fs';
 import { startWaha } from './waha.mjs';
 import { startGraph } from './graph.mjs';
 import { startAi } from './ai.mjs';
+import { startStripe } from './stripe.mjs';
 import { metaMessaging, messengerDelivery, messengerRead, instagramRead } from './emit.mjs';
 
 const WAHA_ACKS = { sent: 1, delivered: 2, read: 3 };
 const SECRET_HEADERS = new Set(['x-api-key', 'authorization', 'x-goog-api-key']);
+const LOGGED_HEADERS = ['content-type', 'idempotency-key'];
 
 const parse = (text) => {
   try { return text ? JSON.parse(text) : null; } catch { return text; }
@@ -104,12 +108,12 @@ export async function startStandin(kind, config) {
     const request = parse(rec.body_text);
     const answer = parse(rec.response?.body_text);
     const headers = Object.fromEntries(Object.entries(rec.headers)
-      .filter(([k]) => ['content-type', ...SECRET_HEADERS].includes(k))
+      .filter(([k]) => [...LOGGED_HEADERS, ...SECRET_HEADERS].includes(k))
       .map(([k, v]) => [k, SECRET_HEADERS.has(k) ? '(redacted)' : v]));
     log({ kind: 'request', method: rec.method, path: rec.path, headers, body: request,
           status: rec.response?.status ?? null, answer });
     const ok = rec.response?.status >= 200 && rec.response?.status < 300;
-    if (!ok || !fake || kind === 'ai') return;   // the AI providers post no webhooks
+    if (!ok || !fake || kind === 'ai' || kind === 'stripe') return;   // the AI providers post none; Stripe's post their own
     queue = queue.then(() => (kind === 'waha' ? afterWaha(rec, answer) : afterGraph(rec, request, answer)))
       .catch((e) => log({ kind: 'error', error: String(e?.message ?? e) }));
   }
@@ -124,8 +128,11 @@ export async function startStandin(kind, config) {
                                               channel_id: wa?.id } });
   } else if (kind === 'ai') {
     fake = await startAi({ host: own.host, port: own.port, keys: own.keys ?? {}, onAnswer });
+  } else if (kind === 'stripe') {
+    fake = await startStripe({ host: own.host, port: own.port, keys: [own.api_key], onAnswer,
+                               webhook: own.webhook_secret ? { base: config.ventros, secret: own.webhook_secret } : null });
   } else {
-    throw new Error(`unknown stand-in "${kind}" (waha, graph or ai)`);
+    throw new Error(`unknown stand-in "${kind}" (waha, graph, ai or stripe)`);
   }
   log({ kind: 'listening', provider: kind, url: fake.url });
   return fake;
@@ -134,7 +141,7 @@ export async function startStandin(kind, config) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const [kind, file] = process.argv.slice(2);
   if (!kind || !file) {
-    console.error('usage: node standin.mjs waha|graph|ai CONFIG.json');
+    console.error('usage: node standin.mjs waha|graph|ai|stripe CONFIG.json');
     process.exit(2);
   }
   const fake = await startStandin(kind, JSON.parse(fs.readFileSync(file, 'utf8')));
