@@ -26,6 +26,7 @@ function el(tag, props = {}, ...children) {
 
 function say(text) {
   $('status').textContent = text;
+  if (text) document.body.dataset.said = text; // the last thing said, for whoever looks after it faded
   if (text) setTimeout(() => { if ($('status').textContent === text) $('status').textContent = ''; }, 4000);
 }
 
@@ -57,6 +58,11 @@ function signOut(message = '') {
   state.token = null;
   sessionStorage.removeItem('ventros.token');
   state.stream?.abort();
+  state.current = null;
+  delete $('conversation').dataset.session;
+  delete $('contact').dataset.contact;
+  $('conversation').replaceChildren(el('p', { class: 'empty' }, 'Choose a conversation.'));
+  $('contact').replaceChildren();
   $('app').hidden = true;
   $('signin').hidden = false;
   $('signin-error').textContent = message;
@@ -107,7 +113,11 @@ async function openConversation(id) {
   state.current = id;
   location.hash = id;
   renderConversations();
-  await renderConversation();
+  try {
+    await renderConversation();
+  } catch (e) {
+    say(e.message);
+  }
 }
 
 async function renderConversation() {
@@ -129,24 +139,31 @@ async function renderConversation() {
     }));
   assign.addEventListener('change', () => act(() => rpc('assign_session_agent',
     { session_id: id, agent_id: assign.value, expected_version: session.version }), 'Assigned'));
-  const list = el('div', { class: 'messages', id: 'messages' }, ...messages.map((m) => messageView(m, enrichments)));
-  const text = el('textarea', { id: 'reply-text', placeholder: 'Reply…', 'aria-label': 'Reply' });
-  const form = el('form', { class: 'reply', id: 'reply' }, text, el('button', { type: 'submit' }, 'Send'));
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    if (!text.value.trim()) return;
-    act(async () => {
-      await rpc('send_message', { channel_id: session.channel_id, contact_id: session.contact_id, text: text.value,
-                                  ...(state.agent ? { agent_id: state.agent.id } : {}) });
-      text.value = '';
-    }, 'Sent');
-  });
-  section.replaceChildren(
-    el('header', {}, el('strong', {}, state.contacts.get(session.contact_id)?.name ?? ''), ` ${session.status} `, assign,
-      el('button', { type: 'button', id: 'close-session', onclick: () => act(() => rpc('close_session',
-        { session_id: id, expected_version: session.version, end_reason: 'manually_closed' }), 'Closed') }, 'Close')),
-    list, form);
-  list.scrollTop = list.scrollHeight;
+  if (section.dataset.session !== id) {
+    // made once per conversation: a redraw after an event leaves the reply
+    // box, and what is being typed in it, alone
+    const text = el('textarea', { id: 'reply-text', placeholder: 'Reply…', 'aria-label': 'Reply' });
+    const form = el('form', { class: 'reply', id: 'reply' }, text, el('button', { type: 'submit' }, 'Send'));
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      if (!text.value.trim()) return;
+      act(async () => {
+        await rpc('send_message', { channel_id: session.channel_id, contact_id: session.contact_id, text: text.value,
+                                    ...(state.agent ? { agent_id: state.agent.id } : {}) });
+        text.value = '';
+      }, 'Sent');
+    });
+    section.replaceChildren(el('header', { id: 'conversation-header' }), el('div', { class: 'messages', id: 'messages' }), form);
+    section.dataset.session = id;
+  }
+  const list = $('messages');
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.replaceChildren(...messages.map((m) => messageView(m, enrichments)));
+  $('conversation-header').replaceChildren(
+    el('strong', {}, state.contacts.get(session.contact_id)?.name ?? ''), ` ${session.status} `, assign,
+    el('button', { type: 'button', id: 'close-session', onclick: () => act(() => rpc('close_session',
+      { session_id: id, expected_version: session.version, end_reason: 'manually_closed' }), 'Closed') }, 'Close'));
+  if (atBottom) list.scrollTop = list.scrollHeight;
   await renderContact(session.contact_id);
 }
 
@@ -167,27 +184,40 @@ function messageView(m, enrichments) {
 // ---- the contact panel
 
 async function renderContact(contactId) {
-  const [c] = await api('GET', `/contacts?id=eq.${contactId}&select=id,name,phone,email,language,tags,custom_fields,version`);
+  const [c] = await api('GET', `/contacts?id=eq.${contactId}&select=id,name,phone,email,language,tags,version`);
   if (!c) return;
+  const custom = await api('GET', `/contact_custom_fields?contact_id=eq.${contactId}&order=field_key&select=field_key,field_value`);
   state.contacts.set(c.id, c);
   const statuses = await api('GET', `/contact_pipeline_statuses?contact_id=eq.${contactId}&exited_at=is.null&select=status_id`);
   const names = statuses.length
     ? await api('GET', `/pipeline_statuses?id=in.${idList(statuses.map((s) => s.status_id))}&select=id,name`) : [];
   const notes = await rpc('list_notes', { contact_id: contactId, page_size: 20 });
-  const tag = el('input', { id: 'new-tag', placeholder: 'Add a tag', 'aria-label': 'Add a tag' });
-  const tagForm = el('form', { id: 'tag-form' }, tag, el('button', { type: 'submit' }, 'Tag'));
-  tagForm.addEventListener('submit', (e) => {
-    e.preventDefault();
-    const t = tag.value.trim();
-    if (t) act(() => rpc('update_contact', { contact_id: c.id, expected_version: c.version,
-                                              changes: { tags: [...new Set([...c.tags, t])] } }), 'Tagged');
-  });
+  const panel = $('contact');
+  if (panel.dataset.contact !== contactId) {
+    // made once per contact, as the reply box is
+    const tag = el('input', { id: 'new-tag', placeholder: 'Add a tag', 'aria-label': 'Add a tag' });
+    const tagForm = el('form', { id: 'tag-form' }, tag, el('button', { type: 'submit' }, 'Tag'));
+    tagForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const t = tag.value.trim();
+      // the tags as they are now (another agent may have tagged meanwhile)
+      if (t) act(async () => {
+        const [now] = await api('GET', `/contacts?id=eq.${contactId}&select=tags,version`);
+        await rpc('update_contact', { contact_id: contactId, expected_version: now.version,
+                                      changes: { tags: [...new Set([...now.tags, t])] } });
+        tag.value = '';
+      }, 'Tagged');
+    });
+    panel.replaceChildren(el('div', { id: 'contact-head' }), tagForm, el('div', { id: 'contact-more' }));
+    panel.dataset.contact = contactId;
+  }
   const fields = [['Phone', c.phone], ['Email', c.email], ['Language', c.language],
-                  ...Object.entries(c.custom_fields ?? {}).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])];
-  $('contact').replaceChildren(
+                  ...custom.map((f) => [f.field_key, typeof f.field_value === 'string' ? f.field_value : JSON.stringify(f.field_value)])];
+  $('contact-head').replaceChildren(
     el('h2', {}, c.name),
     el('dl', {}, ...fields.filter(([, v]) => v != null && v !== '').flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)])),
-    el('h3', {}, 'Tags'), el('div', { id: 'tags' }, ...c.tags.map((t) => el('span', { class: 'tag' }, t))), tagForm,
+    el('h3', {}, 'Tags'), el('div', { id: 'tags' }, ...c.tags.map((t) => el('span', { class: 'tag' }, t))));
+  $('contact-more').replaceChildren(
     el('h3', {}, 'Pipeline'), el('div', {}, names.map((n) => n.name).join(', ') || '—'),
     el('h3', {}, 'Notes'), ...(notes ?? []).map((n) => el('div', { class: 'note' }, n.content)));
 }

@@ -63,6 +63,18 @@ function rawGet(p) {
   });
 }
 
+// page.waitForFunction with a bound for loaded machines; a timeout names
+// what was awaited and what the page last said (its status line)
+async function until(page, what, fn, ...args) {
+  try {
+    await page.waitForFunction(fn, { timeout: 90000 }, ...args);
+  } catch (e) {
+    const said = await page.evaluate(() => `${document.body.dataset.said ?? ''} ${document.getElementById('signin-error').textContent}`)
+      .catch(() => '?');
+    throw new Error(`${what}: ${e.message} (the page said: ${said})`);
+  }
+}
+
 // text of the elements matching selector, read in the page
 const texts = (page, selector) => page.$$eval(selector, (es) => es.map((e) => e.textContent));
 
@@ -129,7 +141,7 @@ test('a wrong password is refused on the page', async () => {
   await page.type('#email', EMAIL);
   await page.type('#password', 'not the password');
   await page.click('#signin button[type=submit]');
-  await page.waitForFunction(() => document.getElementById('signin-error').textContent.length > 0, { timeout: 20000 });
+  await until(page, 'the refusal', () => document.getElementById('signin-error').textContent.length > 0);
   assert.equal(await page.$eval('#app', (e) => e.hidden), true);
   await page.close();
 });
@@ -144,40 +156,44 @@ test('sign in, an inbound message appears live, reply, the provider gets it, the
   await page.type('#email', EMAIL);
   await page.type('#password', PASSWORD);
   await page.click('#signin button[type=submit]');
-  await page.waitForFunction(() => !document.getElementById('app').hidden, { timeout: 20000 });
+  await until(page, 'signed in', () => !document.getElementById('app').hidden);
   assert.match(await page.$eval('#whoami', (e) => e.textContent), /Demo Agent/);
-  await page.waitForFunction(() => document.getElementById('live').classList.contains('on'), { timeout: 20000 });
+  await until(page, 'the stream open', () => document.getElementById('live').classList.contains('on'));
   await page.evaluate(() => { window.notReloaded = true; });
 
   // a customer writes: the conversation appears without a reload
   const from = `55119${String(Date.now()).slice(-8)}`;
   const r = await wahaWebhook(from, 'Oi! Vocês entregam no sábado?', 'Bia Console');
   assert.equal(r.status, 200);
-  await page.waitForFunction(() => [...document.querySelectorAll('#conversations a')].some((a) => a.textContent.includes('Bia Console')),
-                             { timeout: 30000 });
+  await until(page, 'the new conversation in the list', () => [...document.querySelectorAll('#conversations a')]
+    .some((a) => a.textContent.includes('Bia Console')));
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'the list was updated in place');
 
   // open it: the message, the contact panel
   await page.evaluate(() => [...document.querySelectorAll('#conversations a')].find((a) => a.textContent.includes('Bia Console')).click());
-  await page.waitForFunction(() => [...document.querySelectorAll('.message')].some((m) => m.textContent.includes('entregam no sábado')),
-                             { timeout: 20000 });
+  await until(page, 'the message', () => [...document.querySelectorAll('.message')].some((m) => m.textContent.includes('entregam no sábado')));
+  await until(page, 'the contact panel', () => document.querySelector('#contact h2') !== null);
   assert.match(await page.$eval('#contact h2', (e) => e.textContent), /Bia Console/);
 
   // reply
+  // (the page redraws a conversation when its events arrive, keeping what is
+  // typed: the form is found when it is submitted)
   await page.type('#reply-text', 'Entregamos sim, das 9h às 13h.');
-  await page.click('#reply button[type=submit]');
+  assert.equal(await page.$eval('#reply-text', (t) => t.value), 'Entregamos sim, das 9h às 13h.', 'what was typed is there');
+  await page.$eval('#reply', (f) => f.requestSubmit());
   const sent = await waitFor('the reply at the WAHA stand-in', async () =>
     logOf('waha').find((l) => l.kind === 'request' && l.path === '/api/sendText' && l.body?.text === 'Entregamos sim, das 9h às 13h.'));
   assert.equal(sent.body.chatId, `${from}@c.us`);
   // the stand-in's delivery status comes back signed; the page shows it live
-  await page.waitForFunction(() => [...document.querySelectorAll('.message.mine')]
-    .some((m) => m.textContent.includes('das 9h às 13h') && m.dataset.status === 'delivered'), { timeout: 30000 });
+  await until(page, 'the reply delivered', () => [...document.querySelectorAll('.message.mine')]
+    .some((m) => m.textContent.includes('das 9h às 13h') && m.dataset.status === 'delivered'));
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'no reload all along');
 
   // tag the contact from the panel
   await page.type('#new-tag', 'sabado');
-  await page.click('#tag-form button[type=submit]');
-  await page.waitForFunction(() => [...document.querySelectorAll('#tags .tag')].some((t) => t.textContent === 'sabado'), { timeout: 20000 });
+  assert.equal(await page.$eval('#new-tag', (t) => t.value), 'sabado', 'what was typed is there');
+  await page.$eval('#tag-form', (f) => f.requestSubmit());
+  await until(page, 'the tag', () => [...document.querySelectorAll('#tags .tag')].some((t) => t.textContent === 'sabado'));
   const [tagged] = (await c.query(`SELECT tags FROM ventros.contacts WHERE tenant_id = $1 AND name = 'Bia Console'`, [TENANT])).rows;
   assert.deepEqual(tagged.tags, ['sabado']);
 
