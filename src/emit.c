@@ -36,9 +36,10 @@
  * without a table is the superuser's.  Some event types are said only by the
  * platform, whoever may change their aggregate (the executor's reports on a
  * rule agents may edit, an account's payment state): they are reserved to a
- * role in the catalog (emitted_by) and need that role's privileges.  Anything else a tenant wants to say
- * goes through ventros.emit_custom_event(), as type custom.<name> of the
- * aggregate "custom", which no registered event type may use.
+ * role in the catalog (emitted_by) and need that role's privileges.
+ * Anything else a tenant wants to say goes through
+ * ventros.emit_custom_event(), as type custom.<name> of the aggregate
+ * "custom", which no registered event type may use.
  *
  *-------------------------------------------------------------------------
  */
