@@ -27,11 +27,13 @@ PGBENCH=$PG_BIN/pgbench
 declare -A script
 script[update_floor]="\\set n random(1, $ROWS)
 WITH u AS (UPDATE bench.floor_contacts c SET name = 'N' || (random() * 1e9)::int, version = c.version + 1, updated_at = now()
-           WHERE c.tenant_id = 'bench' AND c.id = (SELECT id FROM bench.ids WHERE n = :n)
-           RETURNING c.tenant_id, c.id, c.version, c.name)
+           FROM bench.floor_contacts o WHERE o.tenant_id = c.tenant_id AND o.id = c.id
+             AND c.tenant_id = 'bench' AND c.id = (SELECT id FROM bench.ids WHERE n = :n)
+           RETURNING c.tenant_id, c.id, c.version, c.name, o.name AS old_name)
 INSERT INTO bench.floor_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, payload, actor, occurred_at)
-SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), 'contact.updated', 'contact', id, version,
-       jsonb_build_object('changed', jsonb_build_object('name', name)), session_user, statement_timestamp() FROM u;"
+SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), e.type, 'contact', id, e.version, e.payload, session_user, statement_timestamp()
+FROM u, LATERAL (VALUES ('contact.updated', u.version, jsonb_build_object('changed', jsonb_build_object('name', u.name), 'previous', jsonb_build_object('name', u.old_name))),
+                        ('contact.name_changed', NULL, jsonb_build_object('name', u.name, 'previous_name', u.old_name))) e(type, version, payload);"
 script[update_ventros]="\\set n random(1, $ROWS)
 UPDATE ventros.contacts SET name = 'N' || (random() * 1e9)::int, version = version
 WHERE tenant_id = 'bench' AND id = (SELECT id FROM bench.ids WHERE n = :n);"

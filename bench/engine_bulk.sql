@@ -1,5 +1,6 @@
--- Bulk variants for bench/engine: each updates every bench row and writes one
--- event per row, and returns microseconds per row.  Run inside a transaction
+-- Bulk variants for bench/engine: each updates every bench row and writes the
+-- events Ventros writes for it (contact.updated, then contact.name_changed),
+-- and returns microseconds per row.  Run inside a transaction
 -- that is rolled back, so every round starts from the same tables.
 CREATE FUNCTION bench.bulk_floor() RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
@@ -10,9 +11,14 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO bench.floor_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id,
                                     aggregate_version, payload, actor, occurred_at)
-    SELECT tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), 'contact.updated', 'contact', id, version,
-           jsonb_build_object('changed', jsonb_build_object('name', name)), session_user, statement_timestamp()
-    FROM bench.floor_contacts;
+    SELECT c.tenant_id, nextval('bench.floor_seq'), gen_random_uuid(), e.type, 'contact', c.id, e.version, e.payload,
+           session_user, statement_timestamp()
+    FROM bench.floor_contacts c,
+         LATERAL (VALUES ('contact.updated', c.version,
+                          jsonb_build_object('changed', jsonb_build_object('name', c.name),
+                                             'previous', jsonb_build_object('name', left(c.name, -1)))),
+                         ('contact.name_changed', NULL,
+                          jsonb_build_object('name', c.name, 'previous_name', left(c.name, -1)))) e(type, version, payload);
     RETURN round(extract(epoch FROM clock_timestamp() - t0) * 1e6 / n, 2);
 END
 $$;

@@ -46,6 +46,12 @@ BEGIN
                                       aggregate_version, payload, actor, occurred_at)
     VALUES (NEW.tenant_id, nextval('bench.plpgsql_seq'), gen_random_uuid(), 'contact.updated', 'contact', NEW.id,
             NEW.version, jsonb_build_object('changed', changed, 'previous', previous), session_user, statement_timestamp());
+    IF NEW.name IS DISTINCT FROM OLD.name THEN
+        INSERT INTO bench.plpgsql_outbox (tenant_id, seq, event_id, event_type, aggregate_type, aggregate_id,
+                                          aggregate_version, payload, actor, occurred_at)
+        VALUES (NEW.tenant_id, nextval('bench.plpgsql_seq'), gen_random_uuid(), 'contact.name_changed', 'contact', NEW.id,
+                NULL, jsonb_build_object('name', NEW.name, 'previous_name', OLD.name), session_user, statement_timestamp());
+    END IF;
     RETURN NEW;
 END
 $$;

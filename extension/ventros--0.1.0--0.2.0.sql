@@ -7,6 +7,29 @@
 -- 0.2.0 is released; never after.
 \echo Use "ALTER EXTENSION ventros UPDATE" to load this file. \quit
 
+-- ---- aggregate_field_events
+-- First of all: the engine of 0.2.0 reads this table when it loads an
+-- aggregate, and the sections below write aggregates.
+-- The events that name a field's change (contact.name_changed), written by
+-- the engine after the aggregate's own updated event for each declared
+-- column a live row's update changed, with the payload
+-- {"<column>": new, "previous_<column>": old} (ventros.register_field_events).
+CREATE TABLE ventros.aggregate_field_events (
+    aggregate   text NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    column_name name NOT NULL,
+    event_type  text NOT NULL REFERENCES ventros.event_types,
+    PRIMARY KEY (aggregate, column_name)
+);
+COMMENT ON TABLE ventros.aggregate_field_events IS
+    'Per aggregate column, the event the engine writes when an update of a live row changes it (ventros.register_field_events)';
+
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_field_events FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+ALTER TABLE ventros.aggregate_field_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.aggregate_field_events FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_catalog_read ON ventros.aggregate_field_events FOR SELECT USING (true);
+GRANT SELECT ON ventros.aggregate_field_events TO ventros_viewer, ventros_anon;
+
 -- ---- openapi_version
 -- The OpenAPI document names the installed version instead of a constant.
 
@@ -15915,6 +15938,155 @@ END
 $$;
 COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
     'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (pending until Stripe confirms a checkout; its Stripe customer requested), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant; a payment method is refused (22023). Returns a login grant';
+
+-- ---- field events declared to the engine
+-- A field's own event (contact.name_changed, ...) is written by the aggregate
+-- engine after the row's updated event, from a declaration
+-- (ventros.aggregate_field_events), instead of by a PL/pgSQL trigger calling
+-- ventros.emit per field: a bulk update of contacts pays one row trigger.
+-- Tags keep their trigger, which now fires only when the tags changed.
+-- (ventros.aggregate_field_events is created by the first section: the
+-- engine of 0.2.0 reads it at the first write of any aggregate.)
+
+-- register_field_events: the events that name a field's change, as
+-- {"<column>": "<event type>", ...}.  The engine writes each one after the
+-- aggregate's own event of an update of a live row that changed the column
+-- (src/engine.c), with the payload {"<column>": new, "previous_<column>": old}
+-- and no aggregate_version: the engine's own events keep consecutive
+-- versions.  The event types are registered here.  Calling it again
+-- re-declares the aggregate's whole set.
+CREATE FUNCTION ventros.register_field_events(aggregate text, events jsonb, descriptions jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+    f record;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_field_events.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(events) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'field events of % must be a JSON object of column: event type', aggregate
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM ventros.aggregate_field_events e WHERE e.aggregate = register_field_events.aggregate;
+    FOR f IN SELECT key, value FROM jsonb_each(events) LOOP
+        IF jsonb_typeof(f.value) IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'the field event of column % of % must be an event type', f.key, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                       WHERE attrelid = target AND attname = f.key AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'aggregate table % has no column %', target, f.key USING ERRCODE = '22023';
+        END IF;
+        IF f.key IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at') THEN
+            RAISE EXCEPTION 'column % of % is the engine''s, not a field', f.key, aggregate USING ERRCODE = '22023';
+        END IF;
+        IF split_part(f.value #>> '{}', '.', 1) <> aggregate THEN
+            RAISE EXCEPTION 'field event % is not an event of %', f.value #>> '{}', aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        IF EXISTS (SELECT 1 FROM ventros.event_types t
+                   WHERE t.event_type = f.value #>> '{}' AND t.emitted_by IS NOT NULL) THEN
+            RAISE EXCEPTION 'event type % is reserved', f.value #>> '{}' USING ERRCODE = '22023',
+                DETAIL = 'A field event is written for whoever may change the field.';
+        END IF;
+        PERFORM ventros.register_event_type(f.value #>> '{}', descriptions ->> (f.value #>> '{}'));
+        INSERT INTO ventros.aggregate_field_events (aggregate, column_name, event_type)
+        VALUES (aggregate, f.key, f.value #>> '{}');
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_field_events(text, jsonb, jsonb) IS
+    'Declares the events the engine writes when an update changes a field of an aggregate (column: event type)';
+GRANT EXECUTE ON FUNCTION ventros.register_field_events(text, jsonb, jsonb) TO ventros_platform_admin;
+
+DROP TRIGGER ventros_events_contact_fields ON ventros.contacts;
+DROP TRIGGER ventros_events_contact_tags ON ventros.contacts;
+DROP FUNCTION ventros.emit_contact_field_events();
+
+-- The fields: declared to the engine, which writes their events after
+-- contact.updated (src/engine.c, ventros.register_field_events).
+SELECT ventros.register_field_events('contact', jsonb_build_object(
+    'name', 'contact.name_changed',
+    'email', 'contact.email_set',
+    'phone', 'contact.phone_set',
+    'external_id', 'contact.external_id_set',
+    'source_channel', 'contact.source_channel_set',
+    'language', 'contact.language_changed',
+    'timezone', 'contact.timezone_set',
+    'profile_picture_url', 'contact.profile_picture_updated'), jsonb_build_object(
+    'contact.name_changed', 'A contact''s name changed.',
+    'contact.email_set', 'A contact''s email was set, changed or cleared.',
+    'contact.phone_set', 'A contact''s phone was set, changed or cleared.',
+    'contact.external_id_set', 'A contact''s external id was set, changed or cleared.',
+    'contact.source_channel_set', 'A contact''s source channel was set or changed.',
+    'contact.language_changed', 'A contact''s language changed.',
+    'contact.timezone_set', 'A contact''s timezone was set, changed or cleared.',
+    'contact.profile_picture_updated', 'A contact''s profile picture URL changed.'));
+
+SELECT ventros.register_event_type(e, d) FROM (VALUES
+    ('contact.tag_added', 'A tag was added to a contact (one event per tag, also at creation).'),
+    ('contact.tag_removed', 'A tag was removed from a contact (one event per tag).'),
+    ('contact.tags_cleared', 'Every tag of a contact was removed at once.'),
+    ('contact.custom_field_set', 'A custom field of a contact was set or changed.'),
+    ('contact.lead_qualified', 'A contact qualified as a lead of a pipeline (score at or above its min_score).')) v(e, d);
+
+-- The tag events of one contact row whose tags changed (an insert: every tag
+-- is added).  Tags are a set, one event per element: not a field event.
+CREATE FUNCTION ventros.emit_contact_tag_events() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t text;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        FOR t IN SELECT x FROM unnest(NEW.tags) x ORDER BY x LOOP
+            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
+        END LOOP;
+        RETURN NULL;
+    END IF;
+    FOR t IN SELECT x FROM unnest(NEW.tags) x EXCEPT SELECT y FROM unnest(OLD.tags) y ORDER BY 1 LOOP
+        PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
+    END LOOP;
+    FOR t IN SELECT y FROM unnest(OLD.tags) y EXCEPT SELECT x FROM unnest(NEW.tags) x ORDER BY 1 LOOP
+        PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t));
+    END LOOP;
+    IF cardinality(NEW.tags) = 0 AND cardinality(OLD.tags) > 0 THEN
+        PERFORM ventros.emit('contact.tags_cleared', 'contact', NEW.id,
+                             jsonb_build_object('previous_tags', to_jsonb(OLD.tags)));
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.emit_contact_tag_events() IS
+    'Trigger: emits contact.tag_added/.tag_removed (one per tag) and .tags_cleared for a live contact''s changed tags (tag_added also at creation)';
+-- Named to fire after ventros_engine_after (triggers fire in name order):
+-- contact.updated and the field events come first in the stream, then the tags'.
+CREATE TRIGGER ventros_events_contact_tags AFTER INSERT ON ventros.contacts
+    FOR EACH ROW WHEN (cardinality(NEW.tags) > 0)
+    EXECUTE FUNCTION ventros.emit_contact_tag_events();
+CREATE TRIGGER ventros_events_contact_tags_changed AFTER UPDATE ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL AND OLD.tags IS DISTINCT FROM NEW.tags)
+    EXECUTE FUNCTION ventros.emit_contact_tag_events();
+
+-- ---- contact normalisation only when a field needs it
+-- normalize_contact runs on every insert, and on an update only when a field
+-- it would change changed (a name that is not trimmed or too long, phone,
+-- email, external id, tags): a bulk rename of clean names runs no PL/pgSQL.
+DROP TRIGGER contacts_normalize ON ventros.contacts;
+CREATE TRIGGER contacts_normalize BEFORE INSERT ON ventros.contacts
+    FOR EACH ROW EXECUTE FUNCTION ventros.normalize_contact();
+CREATE TRIGGER contacts_normalize_changes BEFORE UPDATE ON ventros.contacts
+    FOR EACH ROW WHEN ((NEW.name IS DISTINCT FROM OLD.name
+                        AND (NEW.name <> pg_catalog.btrim(NEW.name) OR pg_catalog.length(NEW.name) > 200))
+                       OR NEW.phone IS DISTINCT FROM OLD.phone OR NEW.email IS DISTINCT FROM OLD.email
+                       OR NEW.external_id IS DISTINCT FROM OLD.external_id OR NEW.tags IS DISTINCT FROM OLD.tags)
+    EXECUTE FUNCTION ventros.normalize_contact();
 
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked

@@ -96,6 +96,19 @@ CREATE TABLE ventros.aggregate_guards (
 COMMENT ON TABLE ventros.aggregate_guards IS
     'A child aggregate changes only while the parent its column names is in one of states (VN002 otherwise, with rule)';
 
+-- The events that name a field's change (contact.name_changed), written by
+-- the engine after the aggregate's own updated event for each declared
+-- column a live row's update changed, with the payload
+-- {"<column>": new, "previous_<column>": old} (ventros.register_field_events).
+CREATE TABLE ventros.aggregate_field_events (
+    aggregate   text NOT NULL REFERENCES ventros.aggregates ON DELETE CASCADE,
+    column_name name NOT NULL,
+    event_type  text NOT NULL REFERENCES ventros.event_types,
+    PRIMARY KEY (aggregate, column_name)
+);
+COMMENT ON TABLE ventros.aggregate_field_events IS
+    'Per aggregate column, the event the engine writes when an update of a live row changes it (ventros.register_field_events)';
+
 -- The engine's C entry points.
 CREATE FUNCTION ventros.engine_before() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'ventros_engine_before';
@@ -128,13 +141,16 @@ CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNC
     ON ventros.aggregate_writes FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
     ON ventros.aggregate_guards FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
+CREATE TRIGGER ventros_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+    ON ventros.aggregate_field_events FOR EACH STATEMENT EXECUTE FUNCTION ventros.catalog_changed();
 
 -- Readable by all, written by the owner only (RLS forced: no write policy).
 DO $catalog$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['event_types', 'aggregates', 'aggregate_transitions', 'aggregate_writes', 'aggregate_guards'] LOOP
+    FOREACH t IN ARRAY ARRAY['event_types', 'aggregates', 'aggregate_transitions', 'aggregate_writes', 'aggregate_guards',
+                              'aggregate_field_events'] LOOP
         EXECUTE pg_catalog.format('ALTER TABLE ventros.%I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format('ALTER TABLE ventros.%I FORCE ROW LEVEL SECURITY', t);
         EXECUTE pg_catalog.format('CREATE POLICY ventros_catalog_read ON ventros.%I FOR SELECT USING (true)', t);

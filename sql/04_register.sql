@@ -163,6 +163,62 @@ COMMENT ON FUNCTION ventros.register_quiet_columns(text, name[]) IS
     'Registers the columns whose changes alone neither bump an aggregate''s version nor emit events';
 GRANT EXECUTE ON FUNCTION ventros.register_quiet_columns(text, name[]) TO ventros_platform_admin;
 
+-- register_field_events: the events that name a field's change, as
+-- {"<column>": "<event type>", ...}.  The engine writes each one after the
+-- aggregate's own event of an update of a live row that changed the column
+-- (src/engine.c), with the payload {"<column>": new, "previous_<column>": old}
+-- and no aggregate_version: the engine's own events keep consecutive
+-- versions.  The event types are registered here.  Calling it again
+-- re-declares the aggregate's whole set.
+CREATE FUNCTION ventros.register_field_events(aggregate text, events jsonb, descriptions jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target regclass;
+    f record;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_field_events.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(events) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'field events of % must be a JSON object of column: event type', aggregate
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM ventros.aggregate_field_events e WHERE e.aggregate = register_field_events.aggregate;
+    FOR f IN SELECT key, value FROM jsonb_each(events) LOOP
+        IF jsonb_typeof(f.value) IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'the field event of column % of % must be an event type', f.key, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                       WHERE attrelid = target AND attname = f.key AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'aggregate table % has no column %', target, f.key USING ERRCODE = '22023';
+        END IF;
+        IF f.key IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at') THEN
+            RAISE EXCEPTION 'column % of % is the engine''s, not a field', f.key, aggregate USING ERRCODE = '22023';
+        END IF;
+        IF split_part(f.value #>> '{}', '.', 1) <> aggregate THEN
+            RAISE EXCEPTION 'field event % is not an event of %', f.value #>> '{}', aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        IF EXISTS (SELECT 1 FROM ventros.event_types t
+                   WHERE t.event_type = f.value #>> '{}' AND t.emitted_by IS NOT NULL) THEN
+            RAISE EXCEPTION 'event type % is reserved', f.value #>> '{}' USING ERRCODE = '22023',
+                DETAIL = 'A field event is written for whoever may change the field.';
+        END IF;
+        PERFORM ventros.register_event_type(f.value #>> '{}', descriptions ->> (f.value #>> '{}'));
+        INSERT INTO ventros.aggregate_field_events (aggregate, column_name, event_type)
+        VALUES (aggregate, f.key, f.value #>> '{}');
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.register_field_events(text, jsonb, jsonb) IS
+    'Declares the events the engine writes when an update changes a field of an aggregate (column: event type)';
+GRANT EXECUTE ON FUNCTION ventros.register_field_events(text, jsonb, jsonb) TO ventros_platform_admin;
+
 GRANT EXECUTE ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text)
     TO ventros_platform_admin;
 

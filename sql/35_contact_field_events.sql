@@ -2,37 +2,49 @@
 -- changed/previous payload), a change of a contact's field emits the event
 -- that names it, in the transaction of the change, so automation rules and
 -- sequences can trigger on "a tag was added" without reading change sets.
--- Triggers, not the commands: every writer (update_contact, merge, inbound
--- profiles, a direct UPDATE) gets them alike.  Soft deletes and erasure emit
+-- The engine and a trigger, not the commands: every writer (update_contact,
+-- merge, inbound profiles, a direct UPDATE) gets them alike.  Soft deletes and erasure emit
 -- none (contact.deleted / contact.erased say it).  last_interaction_at and
 -- first_interaction_at are quiet columns: their change is the message's event.
 -- These events carry no aggregate_version (NULL, as business events emitted
 -- without one): the contact's engine events keep consecutive versions, which
 -- consumers check (docs/outbox.md).
 
+-- The fields: declared to the engine, which writes their events after
+-- contact.updated (src/engine.c, ventros.register_field_events).
+SELECT ventros.register_field_events('contact', jsonb_build_object(
+    'name', 'contact.name_changed',
+    'email', 'contact.email_set',
+    'phone', 'contact.phone_set',
+    'external_id', 'contact.external_id_set',
+    'source_channel', 'contact.source_channel_set',
+    'language', 'contact.language_changed',
+    'timezone', 'contact.timezone_set',
+    'profile_picture_url', 'contact.profile_picture_updated'), jsonb_build_object(
+    'contact.name_changed', 'A contact''s name changed.',
+    'contact.email_set', 'A contact''s email was set, changed or cleared.',
+    'contact.phone_set', 'A contact''s phone was set, changed or cleared.',
+    'contact.external_id_set', 'A contact''s external id was set, changed or cleared.',
+    'contact.source_channel_set', 'A contact''s source channel was set or changed.',
+    'contact.language_changed', 'A contact''s language changed.',
+    'contact.timezone_set', 'A contact''s timezone was set, changed or cleared.',
+    'contact.profile_picture_updated', 'A contact''s profile picture URL changed.'));
+
 SELECT ventros.register_event_type(e, d) FROM (VALUES
-    ('contact.name_changed', 'A contact''s name changed.'),
-    ('contact.email_set', 'A contact''s email was set, changed or cleared.'),
-    ('contact.phone_set', 'A contact''s phone was set, changed or cleared.'),
-    ('contact.external_id_set', 'A contact''s external id was set, changed or cleared.'),
-    ('contact.source_channel_set', 'A contact''s source channel was set or changed.'),
-    ('contact.language_changed', 'A contact''s language changed.'),
-    ('contact.timezone_set', 'A contact''s timezone was set, changed or cleared.'),
     ('contact.tag_added', 'A tag was added to a contact (one event per tag, also at creation).'),
     ('contact.tag_removed', 'A tag was removed from a contact (one event per tag).'),
     ('contact.tags_cleared', 'Every tag of a contact was removed at once.'),
-    ('contact.profile_picture_updated', 'A contact''s profile picture URL changed.'),
     ('contact.custom_field_set', 'A custom field of a contact was set or changed.'),
     ('contact.lead_qualified', 'A contact qualified as a lead of a pipeline (score at or above its min_score).')) v(e, d);
 
--- The field events of one changed contact row (OLD NULL: an insert).
-CREATE FUNCTION ventros.emit_contact_field_events() RETURNS trigger
+-- The tag events of one contact row whose tags changed (an insert: every tag
+-- is added).  Tags are a set, one event per element: not a field event.
+CREATE FUNCTION ventros.emit_contact_tag_events() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t text;
-    field record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         FOR t IN SELECT x FROM unnest(NEW.tags) x ORDER BY x LOOP
@@ -40,47 +52,29 @@ BEGIN
         END LOOP;
         RETURN NULL;
     END IF;
-    FOR field IN
-        SELECT * FROM (VALUES
-            ('contact.name_changed', 'name', to_jsonb(NEW.name), to_jsonb(OLD.name)),
-            ('contact.email_set', 'email', to_jsonb(NEW.email), to_jsonb(OLD.email)),
-            ('contact.phone_set', 'phone', to_jsonb(NEW.phone), to_jsonb(OLD.phone)),
-            ('contact.external_id_set', 'external_id', to_jsonb(NEW.external_id), to_jsonb(OLD.external_id)),
-            ('contact.source_channel_set', 'source_channel', to_jsonb(NEW.source_channel), to_jsonb(OLD.source_channel)),
-            ('contact.language_changed', 'language', to_jsonb(NEW.language), to_jsonb(OLD.language)),
-            ('contact.timezone_set', 'timezone', to_jsonb(NEW.timezone), to_jsonb(OLD.timezone)),
-            ('contact.profile_picture_updated', 'profile_picture_url', to_jsonb(NEW.profile_picture_url),
-             to_jsonb(OLD.profile_picture_url))) f(event_type, name, value, previous)
-        WHERE f.value IS DISTINCT FROM f.previous
-    LOOP
-        PERFORM ventros.emit(field.event_type, 'contact', NEW.id,
-                             jsonb_build_object(field.name, field.value, 'previous_' || field.name, field.previous));
+    FOR t IN SELECT x FROM unnest(NEW.tags) x EXCEPT SELECT y FROM unnest(OLD.tags) y ORDER BY 1 LOOP
+        PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
     END LOOP;
-    IF NEW.tags IS DISTINCT FROM OLD.tags THEN
-        FOR t IN SELECT x FROM unnest(NEW.tags) x EXCEPT SELECT y FROM unnest(OLD.tags) y ORDER BY 1 LOOP
-            PERFORM ventros.emit('contact.tag_added', 'contact', NEW.id, jsonb_build_object('tag', t));
-        END LOOP;
-        FOR t IN SELECT y FROM unnest(OLD.tags) y EXCEPT SELECT x FROM unnest(NEW.tags) x ORDER BY 1 LOOP
-            PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t));
-        END LOOP;
-        IF cardinality(NEW.tags) = 0 AND cardinality(OLD.tags) > 0 THEN
-            PERFORM ventros.emit('contact.tags_cleared', 'contact', NEW.id,
-                                 jsonb_build_object('previous_tags', to_jsonb(OLD.tags)));
-        END IF;
+    FOR t IN SELECT y FROM unnest(OLD.tags) y EXCEPT SELECT x FROM unnest(NEW.tags) x ORDER BY 1 LOOP
+        PERFORM ventros.emit('contact.tag_removed', 'contact', NEW.id, jsonb_build_object('tag', t));
+    END LOOP;
+    IF cardinality(NEW.tags) = 0 AND cardinality(OLD.tags) > 0 THEN
+        PERFORM ventros.emit('contact.tags_cleared', 'contact', NEW.id,
+                             jsonb_build_object('previous_tags', to_jsonb(OLD.tags)));
     END IF;
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION ventros.emit_contact_field_events() IS
-    'Trigger: emits contact.name_changed, .email_set, .phone_set, .external_id_set, .source_channel_set, .language_changed, .timezone_set, .profile_picture_updated, .tag_added/.tag_removed (one per tag) and .tags_cleared for a live contact''s changed fields (tag_added also at creation)';
+COMMENT ON FUNCTION ventros.emit_contact_tag_events() IS
+    'Trigger: emits contact.tag_added/.tag_removed (one per tag) and .tags_cleared for a live contact''s changed tags (tag_added also at creation)';
 -- Named to fire after ventros_engine_after (triggers fire in name order):
--- contact.updated comes first in the stream, then its granular events.
-CREATE TRIGGER ventros_events_contact_fields AFTER UPDATE ON ventros.contacts
-    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL)
-    EXECUTE FUNCTION ventros.emit_contact_field_events();
+-- contact.updated and the field events come first in the stream, then the tags'.
 CREATE TRIGGER ventros_events_contact_tags AFTER INSERT ON ventros.contacts
     FOR EACH ROW WHEN (cardinality(NEW.tags) > 0)
-    EXECUTE FUNCTION ventros.emit_contact_field_events();
+    EXECUTE FUNCTION ventros.emit_contact_tag_events();
+CREATE TRIGGER ventros_events_contact_tags_changed AFTER UPDATE ON ventros.contacts
+    FOR EACH ROW WHEN (OLD.deleted_at IS NULL AND NEW.deleted_at IS NULL AND OLD.tags IS DISTINCT FROM NEW.tags)
+    EXECUTE FUNCTION ventros.emit_contact_tag_events();
 
 -- contact.custom_field_set: on the contact's stream, whoever wrote the field.
 CREATE FUNCTION ventros.emit_contact_custom_field_set() RETURNS trigger

@@ -26,6 +26,14 @@
  * explicitly.  An UPDATE that changes no field keeps version and updated_at
  * and emits nothing.
  *
+ * Field events (ventros.aggregate_field_events) name the change of one field:
+ * after the updated (or transition) event of a live row, each declared column
+ * the update changed gets its own event, {"<column>": new, "previous_<column>":
+ * old}, without an aggregate version (the engine's events keep consecutive
+ * versions).  Written here rather than by a trigger of the aggregate's own, so
+ * that a bulk update pays one row trigger, not two and a call of ventros.emit
+ * per field.
+ *
  * Quiet columns (ventros.aggregates.quiet_columns) are counters and marks the
  * system keeps up to date under the row lock (a session's message counters,
  * a channel's last_message_at).  An UPDATE that changes only quiet columns
@@ -48,6 +56,7 @@
 #include "access/htup_details.h"
 #include "access/sysattr.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -143,6 +152,42 @@ required_column(Relation rel, const char *aggregate, const char *column, Oid typ
 			 errmsg("table %s of aggregate %s has no column %s",
 					RelationGetRelationName(rel), aggregate, column)));
 	return InvalidAttrNumber;
+}
+
+/* agg's field events, into agg->cxt; the caller is connected to SPI. */
+static void
+load_field_events(VnAggregate *agg, Relation rel)
+{
+	Oid	  argtypes[1] = {TEXTOID};
+	Datum args[1];
+	int	  ret;
+
+	agg->field_events = MemoryContextAllocZero(agg->cxt, sizeof(char *) * (agg->natts + 1));
+	/*
+	 * A database still at 0.1.0, which has no such table, runs this library
+	 * between its install and its ALTER EXTENSION UPDATE: no field events.
+	 */
+	if (!OidIsValid(get_relname_relid("aggregate_field_events", get_namespace_oid("ventros", false))))
+		return;
+	args[0] = CStringGetTextDatum(agg->name);
+	ret = SPI_execute_with_args("SELECT column_name::text, event_type "
+								"FROM ventros.aggregate_field_events WHERE aggregate = $1",
+								1, argtypes, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read field events of %s: %s", agg->name, SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple  tuple = SPI_tuptable->vals[i];
+		char	  *column = SPI_getvalue(tuple, SPI_tuptable->tupdesc, 1);
+		char	  *event = SPI_getvalue(tuple, SPI_tuptable->tupdesc, 2);
+		AttrNumber att = required_column(rel, agg->name, column, InvalidOid);
+
+		agg->field_events[att] = MemoryContextStrdup(agg->cxt, event);
+		agg->has_field_events = true;
+	}
+	for (int a = 1; a <= agg->natts; a++)
+		if (agg->field_events[a])
+			vn_require_event_type(agg->field_events[a], agg->name);
 }
 
 /* Fill agg from the catalog; the caller is connected to SPI. */
@@ -251,6 +296,7 @@ load_aggregate(VnAggregate *agg, Relation rel)
 
 	vn_state_machine_load(agg);
 	vn_direct_writes_load(agg, rel);
+	load_field_events(agg, rel);
 	/*
 	 * <aggregate>.created is written for a creation whose initial state has
 	 * no event of its own; when every initial state declares one (session:
@@ -595,24 +641,34 @@ row_payload(VnAggregate *agg, Datum *values, bool *nulls)
 	return JsonbValueToJsonb(result);
 }
 
-/* {"changed": {col: new, ...}, "previous": {col: old, ...}} */
-static Jsonb *
-diff_payload(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
+/*
+ * Per attribute, whether an update changed it: the columns of the payload and
+ * those with a field event, never version and the timestamps.
+ */
+static bool *
+changed_columns(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue		*result;
-	bool			*changed = palloc0(sizeof(bool) * (agg->natts + 1));
+	bool *changed = palloc0(sizeof(bool) * (agg->natts + 1));
 
 	for (int a = 1; a <= agg->natts; a++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a - 1);
 
-		if (!agg->in_payload[a] || a == agg->att_version || a == agg->att_created ||
-			a == agg->att_updated)
+		if ((!agg->in_payload[a] && agg->field_events[a] == NULL) || a == agg->att_version ||
+			a == agg->att_created || a == agg->att_updated)
 			continue;
 		changed[a] = oldn[a - 1] != newn[a - 1] ||
 					 (!oldn[a - 1] && !datumIsEqual(oldv[a - 1], newv[a - 1], att->attbyval, att->attlen));
 	}
+	return changed;
+}
+
+/* {"changed": {col: new, ...}, "previous": {col: old, ...}} */
+static Jsonb *
+diff_payload(VnAggregate *agg, bool *changed, Datum *oldv, bool *oldn, Datum *newv, bool *newn)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue		*result;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int pass = 0; pass < 2; pass++)
@@ -621,7 +677,7 @@ diff_payload(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *n
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		for (int a = 1; a <= agg->natts; a++)
 		{
-			if (!changed[a])
+			if (!changed[a] || !agg->in_payload[a])
 				continue;
 			vn_json_push_key(&state, agg->colnames[a]);
 			if (pass == 0)
@@ -635,6 +691,30 @@ diff_payload(VnAggregate *agg, TupleDesc desc, Datum *oldv, bool *oldn, Datum *n
 	return JsonbValueToJsonb(result);
 }
 
+/* The field events of an update of a live row, after the row's own event. */
+static void
+emit_field_events(VnAggregate *agg, const VnEvent *row_event, bool *changed, Datum *oldv, bool *oldn,
+				  Datum *newv, bool *newn)
+{
+	for (int a = 1; a <= agg->natts; a++)
+	{
+		JsonbParseState *state = NULL;
+		VnEvent			 event = *row_event;
+
+		if (agg->field_events[a] == NULL || !changed[a])
+			continue;
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		vn_json_push_key(&state, agg->colnames[a]);
+		vn_json_push_datum(&state, WJB_VALUE, newv[a - 1], newn[a - 1], agg->coltypes[a]);
+		vn_json_push_key(&state, psprintf("previous_%s", agg->colnames[a]));
+		vn_json_push_datum(&state, WJB_VALUE, oldv[a - 1], oldn[a - 1], agg->coltypes[a]);
+		event.payload = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+		event.event_type = agg->field_events[a];
+		event.aggregate_version = 0;
+		vn_emit(&event);
+	}
+}
+
 Datum
 ventros_engine_after(PG_FUNCTION_ARGS)
 {
@@ -645,6 +725,7 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 	HeapTuple	 newtup;
 	Datum		*newv;
 	bool		*newn;
+	bool		*changed;
 
 	vn_engine_check_trigger(fcinfo, "ventros_engine_after", false);
 	agg = vn_aggregate_for(td->tg_relation);
@@ -696,7 +777,12 @@ ventros_engine_after(PG_FUNCTION_ARGS)
 					event.event_type = t->event_type;
 			}
 		}
-		event.payload = diff_payload(agg, desc, oldv, oldn, newv, newn);
+		changed = changed_columns(agg, desc, oldv, oldn, newv, newn);
+		event.payload = diff_payload(agg, changed, oldv, oldn, newv, newn);
+		vn_emit(&event);
+		if (agg->has_field_events && oldn[agg->att_deleted - 1] && newn[agg->att_deleted - 1])
+			emit_field_events(agg, &event, changed, oldv, oldn, newv, newn);
+		return PointerGetDatum(NULL);
 	}
 	else
 		ereport(ERROR,

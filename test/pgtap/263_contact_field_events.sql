@@ -1,7 +1,7 @@
 -- Granular contact events: each changed field emits the event that names it,
 -- in the transaction of the change, beside contact.updated; rules trigger on them.
 BEGIN;
-SELECT plan(22);
+SELECT plan(29);
 SELECT ventros.create_tenant('t_cfe', 'Contact field events');
 SET LOCAL ventros.tenant = 't_cfe';
 SET LOCAL ROLE ventros_admin;
@@ -126,6 +126,29 @@ SET LOCAL ROLE ventros_platform_admin;
 SELECT ok(ventros.run_automations(100, now()) >= 1, 'the executor runs the rule on contact.tag_added');
 SET LOCAL ROLE ventros_admin;
 SELECT is((SELECT outcome FROM ventros.automation_runs WHERE automation_id = pg_temp.id('rule')), 'executed', 'the rule on contact.tag_added executed');
+
+-- The field events are a declaration the engine reads (ventros.aggregate_field_events).
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM ventros.aggregate_field_events WHERE aggregate = 'contact'), 8,
+          'contact declares its eight field events to the engine');
+SELECT throws_ok($$SELECT ventros.register_field_events('contact', '{"nickname": "contact.nickname_changed"}')$$,
+                 '22023', 'aggregate table ventros.contacts has no column nickname', 'a column the table lacks is refused');
+SELECT throws_ok($$SELECT ventros.register_field_events('contact', '{"version": "contact.version_changed"}')$$,
+                 '22023', NULL, 'the engine''s own columns are not fields');
+SELECT throws_ok($$SELECT ventros.register_field_events('contact', '{"name": "note.name_changed"}')$$,
+                 '22023', 'field event note.name_changed is not an event of contact', 'an event of another aggregate is refused');
+SELECT throws_ok($$SELECT ventros.register_field_events('contact', '{"name": "automation.executed"}')$$,
+                 '22023', NULL, 'an event type of another aggregate (here a reserved one) is refused');
+SET LOCAL ROLE ventros_admin;
+SELECT throws_ok($$SELECT ventros.register_field_events('contact', '{}')$$, '42501', NULL,
+                 'tenant roles cannot declare field events');
+-- one UPDATE of many rows: each row's updated event, then its field events
+SELECT pg_temp.mark();
+UPDATE ventros.contacts SET name = name || '!', version = version WHERE id IN (pg_temp.id('ana'), pg_temp.id('p1'));
+SELECT is((SELECT array_agg(event_type ORDER BY seq) FROM ventros.outbox WHERE seq > (SELECT seq FROM mark) AND tenant_id = 't_cfe'
+             AND event_type LIKE 'contact.%'),
+          ARRAY['contact.updated', 'contact.name_changed', 'contact.updated', 'contact.name_changed'],
+          'a bulk UPDATE writes each row''s contact.updated followed by its contact.name_changed');
 
 SELECT * FROM finish();
 ROLLBACK;
