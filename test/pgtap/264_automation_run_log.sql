@@ -6,7 +6,7 @@
 -- (its conditions hold now); a rule skipped at depth 0 counts for the loop
 -- check of the cascade; the dry run sees a skipped run.
 BEGIN;
-SELECT plan(19);
+SELECT plan(22);
 SELECT ventros.create_tenant('t_runlog', 'Run log');
 SET LOCAL ventros.tenant = 't_runlog';
 CREATE TEMP TABLE ids (name text PRIMARY KEY, id uuid);
@@ -81,22 +81,28 @@ SELECT is((SELECT array_agg(event_type || '@' || depth || ' ' || (id IS NULL) ||
 SELECT is((ventros.test_automation(pg_temp.id('vip'), pg_temp.id('e1'))->>'already_ran')::boolean, true,
           'the dry run sees that a skipped rule ran for the event');
 
--- 2. The event queued again after a skipped rule's conditions came to hold:
---    the fast pass would run it (no run row of its own), the event's row
---    refuses the second pass, and the per-rule pass leaves it alone.
-SELECT ok((ventros.update_contact(id, version, '{"tags": ["hot", "vip_candidate"]}')).id IS NOT NULL, 'the skipped rule''s condition holds now')
-  FROM ventros.contacts WHERE id = pg_temp.id('c1');
-SELECT pg_temp.requeue(pg_temp.id('e1'));
+-- 2. An event all of whose rules were skipped, queued again after one
+--    rule's conditions came to hold: the fast pass runs it (it has no run
+--    row of its own to refuse it), the event's row refuses the second pass,
+--    and the per-rule pass leaves it alone.
+INSERT INTO ids SELECT 'c3', ventros_test.new_contact();
+INSERT INTO ids SELECT 'e3', pg_temp.qualify(pg_temp.id('c3'), 1);
+SELECT is(pg_temp.run_once(), 1, 'executor');
+SELECT is(pg_temp.runs(pg_temp.id('e3')), '{Act=skipped,Vip=skipped,Big=skipped}', 'every rule skipped');
+SELECT ok((ventros.update_contact(id, version, '{"tags": ["vip_candidate"]}')).id IS NOT NULL, 'one rule''s condition holds now')
+  FROM ventros.contacts WHERE id = pg_temp.id('c3');
+SELECT pg_temp.requeue(pg_temp.id('e3'));
 SELECT is(pg_temp.run_once(), 1, 'the event queued again is taken');
-SELECT is(pg_temp.runs(pg_temp.id('e1')), '{Act=executed,Vip=skipped,Big=skipped}', 'still one entry per rule');
-SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c1')), '{hot,vip_candidate}'::text[],
+SELECT is(pg_temp.runs(pg_temp.id('e3')), '{Act=skipped,Vip=skipped,Big=skipped}', 'still one entry per rule');
+SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c3')), '{vip_candidate}'::text[],
           'the rule skipped before did not act now');
 SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type IN ('automation.triggered', 'automation.executed', 'automation.failed')
-             AND payload->>'event_id' = pg_temp.id('e1')::text), 2, 'no report of a second run');
-SELECT is((SELECT count(*)::int FROM ventros.automation_event_runs WHERE event_id = pg_temp.id('e1')), 1, 'one row for the event');
+             AND payload->>'event_id' = pg_temp.id('e3')::text), 0, 'no report of a run');
+SELECT is((SELECT count(*)::int FROM ventros.automation_event_runs WHERE event_id = pg_temp.id('e3')), 1, 'one row for the event');
 
--- 3. Queued again once more, with a new rule its conditions skip: the new
---    rule joins the event's row (the per-rule pass completes it).
+-- 3. The first event queued again, with a new rule its conditions skip: the
+--    acting rule's run refuses the fast pass, and the per-rule pass adds the
+--    new rule to the event's row.
 INSERT INTO ids SELECT 'late', id FROM ventros.create_automation('Late', 'contact.lead_qualified',
     '[{"type": "add_tag", "params": {"tag": "late"}}]', '[{"tag": "never_set"}]', priority => 0, automation_type => 'event');
 SELECT pg_temp.requeue(pg_temp.id('e1'));
@@ -104,6 +110,7 @@ SELECT is(pg_temp.run_once(), 1, 'the event queued again is taken');
 SELECT is((SELECT skipped FROM ventros.automation_event_runs WHERE event_id = pg_temp.id('e1')),
           ARRAY[pg_temp.id('vip'), pg_temp.id('big'), pg_temp.id('late')], 'the new rule joins the skipped ones');
 SELECT is(pg_temp.runs(pg_temp.id('e1')), '{Act=executed,Vip=skipped,Big=skipped,Late=skipped}', 'one entry per rule');
+SELECT is((SELECT tags FROM ventros.contacts WHERE id = pg_temp.id('c1')), '{hot}'::text[], 'the acting rule did not act twice');
 
 -- 4. The loop check reads the skipped rules: a rule skipped for the
 --    originating event does not run for an event of its cascade.
