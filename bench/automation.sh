@@ -27,6 +27,13 @@
 # last run finished minus the time it was written): pgbench at half the
 # end-to-end sustainable rate for BENCH_SECONDS; p50 / p99.
 # BENCH_RULES ("10 100") chooses the rule counts (the lag needs 10).
+# BENCH_CPU=1: only the CPU time per event, which the load of a shared
+# machine disturbs far less than rates: in a database no executor serves
+# (ventros_cpu, not in ventros.databases), with 10 rules of each set, one
+# session writes BENCH_EVENTS events one per transaction (the writer's CPU
+# per event, queueing included), then one session drains them calling
+# ventros.run_automations(100) as the worker does (the executor's CPU per
+# event); each from its own /proc/self/schedstat.
 # Medians of BENCH_ROUNDS (3) rounds; the load average is printed beside the
 # figures.  No assertion: the machine may be shared and noisy; read the
 # ratios.  Targets: ratio >= 1.0 at 10 rules, p99 <= 100 ms.
@@ -84,6 +91,41 @@ executor_rate() {
 	printf '%.1f' "$(echo "$n / ($t1 - $t0)" | bc -l)"
 }
 
+# cpu MODE: the writer's and the executor's CPU per event, 10 rules of MODE,
+# in database ventros_cpu (no executor serves it)
+cpu() {
+	local mode=$1 batches=$((EVENTS / 100 + 2))
+	(
+		export PGDATABASE=ventros_cpu
+		set_rules 10 "$mode"
+		q "SELECT count(*) FROM ventros.outbox" >/dev/null
+		{
+			echo "SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0 \\gset"
+			for _ in $(seq "$EVENTS"); do echo "SELECT ventros.emit('contact.lead_qualified', 'contact', gen_random_uuid(), '{\"score\": 8}');"; done
+			echo "SELECT round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0) / 1000.0 / $EVENTS, 1) AS writer \\gset"
+			echo "\\echo :writer"
+		} >"$RUN/cpu_write.sql"
+		{
+			echo "SELECT split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint AS t0 \\gset"
+			for _ in $(seq "$batches"); do echo "SELECT ventros.run_automations(100);"; done
+			echo "SELECT round((split_part(pg_read_file('/proc/self/schedstat'), ' ', 1)::bigint - :t0) / 1000.0 / $EVENTS, 1) AS executor \\gset"
+			echo "\\echo :executor"
+		} >"$RUN/cpu_drain.sql"
+		w=$(psql -X -q -tA -v ON_ERROR_STOP=1 -f "$RUN/cpu_write.sql" | tail -1)
+		e=$(psql -X -q -tA -v ON_ERROR_STOP=1 -f "$RUN/cpu_drain.sql" | tail -1)
+		left=$(q "SELECT count(*) FROM ventros.automation_queue")
+		printf 'automation cpu  10 rules (%s) writer %7.1f us/event  executor %7.1f us/event  executor/writer %.2f  (%s events, %s left queued; load %s)\n' \
+			"$mode" "$w" "$e" "$(echo "$e / $w" | bc -l)" "$EVENTS" "$left" "$(load)"
+	)
+}
+if [ "${BENCH_CPU:-0}" = 1 ]; then
+	psql -X -q -d ventros -c "CREATE DATABASE ventros_cpu"
+	PGDATABASE=ventros_cpu psql -X -q -c "SET client_min_messages = warning" -c "CREATE EXTENSION ventros CASCADE" \
+		-c "SELECT ventros.create_tenant('bench', 'Bench')" >/dev/null
+	for mode in $MATCH; do cpu "$mode"; done
+	exit 0
+fi
+
 declare -A writes execs ends loads
 # run_set MODE RULES: the rounds of one set of rules
 run_set() {
@@ -112,7 +154,7 @@ lag() {
 	drained
 	# fresh statistics: with those of before the run, the join below may be
 	# planned as a nested loop over every run of the earlier sets
-	q "ANALYZE ventros.outbox, ventros.automation_runs" >/dev/null
+	q "ANALYZE ventros.outbox, ventros.automation_rule_runs, ventros.automation_event_runs" >/dev/null
 	q "SELECT format('automation lag commit->action at %s events/s (10 rules, %s): p50 %s ms  p99 %s ms  max %s ms  (%s events; load %s)',
 	                 $rate, '$mode', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
 	                 round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1), count(*),

@@ -82,12 +82,12 @@ BEGIN
         GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
     END;
     IF err IS NOT NULL THEN
-        UPDATE ventros.automation_runs x SET outcome = 'failed', error = left(state || ': ' || err, 2000),
+        UPDATE ventros.automation_rule_runs x SET outcome = 'failed', error = left(state || ': ' || err, 2000),
                                              finished_at = clock_timestamp()
          WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
         PERFORM ventros.automation_report(rule, 'failed', run);
     ELSE
-        UPDATE ventros.automation_runs x
+        UPDATE ventros.automation_rule_runs x
            SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = x.actions_done || r.done,
                finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
          WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
@@ -101,18 +101,24 @@ $$;
 COMMENT ON FUNCTION ventros.automation_execute(ventros.automations, ventros.automation_runs, jsonb, jsonb, timestamptz) IS
     'Runs a run''s actions in a subtransaction (a failure rolls them back and fails the run with its error), reports automation.executed or .failed';
 
--- The loop check: whether a rule ran (any outcome) for an originating
--- event, at depth 0 (the event itself) or in its cascade.  SQL without SET:
--- inlined into the caller's expression.
+-- The loop check: whether a rule ran (any outcome, skipped by its
+-- conditions too) for an originating event, at depth 0 (the event itself)
+-- or in its cascade.  SQL without SET: inlined into the caller's expression.
 CREATE FUNCTION ventros.automation_ran_for_origin(tenant text, automation_id uuid, origin_event_id uuid) RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
-    SELECT EXISTS (SELECT 1 FROM ventros.automation_runs x
+    SELECT EXISTS (SELECT 1 FROM ventros.automation_rule_runs x
                     WHERE x.tenant_id OPERATOR(pg_catalog.=) $1 AND x.automation_id OPERATOR(pg_catalog.=) $2
                       AND x.event_id OPERATOR(pg_catalog.=) $3)
-        OR EXISTS (SELECT 1 FROM ventros.automation_runs x
+        OR EXISTS (SELECT 1 FROM ventros.automation_rule_runs x
                     WHERE x.tenant_id OPERATOR(pg_catalog.=) $1 AND x.origin_event_id OPERATOR(pg_catalog.=) $3
                       AND x.automation_id OPERATOR(pg_catalog.=) $2 AND x.depth OPERATOR(pg_catalog.>) 0)
+        OR EXISTS (SELECT 1 FROM ventros.automation_event_runs e
+                    WHERE e.tenant_id OPERATOR(pg_catalog.=) $1 AND e.event_id OPERATOR(pg_catalog.=) $3
+                      AND $2 OPERATOR(pg_catalog.=) ANY (e.skipped))
+        OR EXISTS (SELECT 1 FROM ventros.automation_event_runs e
+                    WHERE e.tenant_id OPERATOR(pg_catalog.=) $1 AND e.origin_event_id OPERATOR(pg_catalog.=) $3
+                      AND e.depth OPERATOR(pg_catalog.>) 0 AND $2 OPERATOR(pg_catalog.=) ANY (e.skipped))
 $$;
 COMMENT ON FUNCTION ventros.automation_ran_for_origin(text, uuid, uuid) IS
     'Whether an automation rule ran (any outcome) for an originating event: for the event itself or for an event of its cascade';
@@ -134,10 +140,14 @@ DECLARE
     state text;
 BEGIN
     -- ran already (the event was queued again): nothing twice
-    SELECT * INTO run FROM ventros.automation_runs x
+    SELECT * INTO run FROM ventros.automation_rule_runs x
      WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id AND x.event_id = ev.event_id;
     IF FOUND THEN
         RETURN 'ran ' || run.outcome;
+    END IF;
+    IF EXISTS (SELECT 1 FROM ventros.automation_event_runs e
+                WHERE e.tenant_id = ev.tenant_id AND e.event_id = ev.event_id AND rule.id = ANY (e.skipped)) THEN
+        RETURN 'ran skipped';
     END IF;
     IF depth >= settings.max_depth THEN
         reason := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
@@ -154,24 +164,26 @@ BEGIN
             reason := 'conditions failed: ' || state || ': ' || err;
         END;
     END IF;
-    INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
-                                         error, finished_at)
+    IF reason IS NULL AND NOT holds THEN
+        -- the caller writes it in the event's row of the run log
+        RETURN 'skipped';
+    END IF;
+    INSERT INTO ventros.automation_rule_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                              error, finished_at)
     VALUES (ev.tenant_id, rule.id, ev.event_id, ev.event_type, origin_event_id, depth,
-            CASE WHEN reason IS NOT NULL THEN 'failed' WHEN holds THEN 'waiting' ELSE 'skipped' END,
-            left(reason, 2000), CASE WHEN reason IS NOT NULL OR NOT holds THEN clock_timestamp() END)
+            CASE WHEN reason IS NOT NULL THEN 'failed' ELSE 'waiting' END,
+            left(reason, 2000), CASE WHEN reason IS NOT NULL THEN clock_timestamp() END)
     RETURNING * INTO run;
     IF reason IS NOT NULL THEN
         PERFORM ventros.automation_report(rule, 'failed', run);
         RETURN 'failed';
-    ELSIF NOT holds THEN
-        RETURN 'skipped';
     END IF;
     PERFORM ventros.automation_report(rule, 'triggered', run);
     RETURN ventros.automation_execute(rule, run, ctx, rule.actions, at);
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, jsonb, text, ventros.automation_settings, integer, uuid, timestamptz) IS
-    'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
+    'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped, not written: the caller writes it in the event''s row; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
 
 -- The cascade marks of the events emitted from here on (the queue rows
 -- ventros.automation_enqueue writes): one level deeper, the same origin.
@@ -233,7 +245,7 @@ BEGIN
         IF run.error IS NOT NULL THEN
             run.outcome := 'failed';
             run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_runs VALUES (run.*);
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
             PERFORM ventros.automation_report(rule, 'failed', run);
             CONTINUE;
         END IF;
@@ -245,9 +257,9 @@ BEGIN
         END IF;
         PERFORM ventros.automation_report(rule, 'triggered', run);
         IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
-            INSERT INTO ventros.automation_runs VALUES (run.*);
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
             r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
-            UPDATE ventros.automation_runs x
+            UPDATE ventros.automation_rule_runs x
                SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = r.done,
                    finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
              WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
@@ -256,7 +268,7 @@ BEGIN
             run.outcome := 'executed';
             run.actions_done := r.done;
             run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_runs VALUES (run.*);
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
         END IF;
         IF run.outcome = 'executed' THEN
             PERFORM ventros.automation_report(rule, 'executed', run);
@@ -287,6 +299,7 @@ DECLARE
     n integer := 0;
     err text;
     state text;
+    skipped uuid[] := '{}';
 BEGIN
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
     BEGIN
@@ -297,14 +310,22 @@ BEGIN
     END;
     FOREACH rule IN ARRAY rules LOOP
         outcome := ventros.automation_run_rule(rule, ev, ctx, ctx_error, settings, q.depth, q.origin_event_id, at);
+        IF outcome = 'skipped' THEN
+            skipped := skipped || rule.id;
+        END IF;
         n := n + 1;
         EXIT WHEN rule.stop_processing AND outcome IN ('executed', 'waiting', 'ran executed', 'ran waiting');
     END LOOP;
+    -- the event's row: its rules ran; those skipped now join those skipped
+    -- before (an event queued again: automation_run_rule left them alone)
+    INSERT INTO ventros.automation_event_runs AS x (tenant_id, event_id, event_type, origin_event_id, depth, skipped)
+    VALUES (q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped)
+    ON CONFLICT (tenant_id, event_id) DO UPDATE SET skipped = x.skipped || excluded.skipped;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event_carefully(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers as ventros.automation_run_event does, each rule in its own subtransactions, so a failing rule is its own failed run and a rule that ran for the event already is left alone; returns how many rules ran';
+    'Runs the rules a queued event triggers as ventros.automation_run_event does, each rule in its own subtransactions, so a failing rule is its own failed run and a rule that ran for the event already is left alone; writes (or completes) the event''s row of the run log; returns how many rules ran';
 
 -- A due wait: the rest of the run's actions.
 CREATE FUNCTION ventros.automation_resume(w ventros.automation_waits, at timestamptz) RETURNS text
@@ -316,13 +337,13 @@ DECLARE
     ev ventros.outbox;
 BEGIN
     DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
-    SELECT * INTO run FROM ventros.automation_runs x WHERE x.tenant_id = w.tenant_id AND x.id = w.run_id;
+    SELECT * INTO run FROM ventros.automation_rule_runs x WHERE x.tenant_id = w.tenant_id AND x.id = w.run_id;
     SELECT * INTO rule FROM ventros.automations a WHERE a.tenant_id = w.tenant_id AND a.id = run.automation_id;
     SELECT * INTO ev FROM ventros.outbox o WHERE o.tenant_id = w.tenant_id AND o.event_id = run.event_id;
     PERFORM ventros.automation_mark_cascade(run.depth, run.origin_event_id);
     IF NOT rule.enabled OR rule.deleted_at IS NOT NULL OR ev.event_id IS NULL
        OR NOT (ventros.current_automation_settings()).enabled THEN
-        UPDATE ventros.automation_runs x SET outcome = 'failed', finished_at = clock_timestamp(),
+        UPDATE ventros.automation_rule_runs x SET outcome = 'failed', finished_at = clock_timestamp(),
                error = CASE WHEN ev.event_id IS NULL THEN 'the triggering event is gone' ELSE 'the rule was disabled while waiting' END
          WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
         PERFORM ventros.automation_report(rule, 'failed', run);
@@ -337,51 +358,31 @@ $$;
 COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestamptz) IS
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
--- The runs of the rules skipped by their conditions, of many events at once
--- (rule skipped_rule[i] for the event qs[skipped_of[i]], evaluated at
--- skipped_at[i]).  A run already there (an event queued again) stays.
-CREATE FUNCTION ventros.automation_log_skipped(qs ventros.automation_queue[], evs ventros.outbox[], skipped_rule uuid[],
-                                               skipped_of integer[], skipped_at timestamptz[])
+-- The run log's rows of many events at once: for each, the rules its
+-- conditions skipped.  A plain insert: a row already there (an event queued
+-- again) fails the key, and the caller runs the event the careful way.
+CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[])
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF cardinality(skipped_rule) = 0 THEN
-        RETURN;
-    END IF;
-    -- A plain insert first: with ON CONFLICT every row is looked up in the
-    -- run log's key before it is inserted into it (7 % of the executor's
-    -- CPU with 10 rules of which one acts).  A run already there only
-    -- when an event was queued again: then, all of them again, with it.
-    BEGIN
-        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
-                                             started_at, finished_at)
-        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
-          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
-          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
-          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i;
-    EXCEPTION WHEN unique_violation THEN
-        INSERT INTO ventros.automation_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
-                                             started_at, finished_at)
-        SELECT bq.tenant_id, s.rule, bo.event_id, bo.event_type, bq.origin_event_id, bq.depth, 'skipped', s.at, s.at
-          FROM unnest(skipped_rule, skipped_of, skipped_at) s(rule, i, at)
-          JOIN unnest(qs) WITH ORDINALITY bq ON bq.ordinality = s.i
-          JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = s.i
-        ON CONFLICT ON CONSTRAINT automation_runs_once DO NOTHING;
-    END;
+    INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_skipped(ventros.automation_queue[], ventros.outbox[], uuid[], integer[], timestamptz[]) IS
-    'Writes the runs of automation rules skipped by their conditions for many events at once (a run already there stays)';
+COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[]) IS
+    'Writes the run log''s rows of many events (the rules their conditions skipped) at once; a second row for an event fails';
 
 -- The events of a batch, in order, each tenant's as that tenant: rules,
 -- of_event and at_rule as ventros.run_automations matched them.  Without
 -- per_event, no subtransaction at all (any error propagates: the caller
 -- rolls the batch back and runs it again with per_event); with per_event,
 -- one per event, and an event whose fast run failed runs again with a
--- subtransaction per rule.  The runs skipped by their conditions are
--- written at once at the end (before an event of a cascade, whose loop
--- check reads them).
+-- subtransaction per rule.  Each event whose rules ran has its row in the
+-- run log (the rules its conditions skipped): without per_event, the rows of
+-- the whole batch are written at once at the end (before an event of a
+-- cascade, whose loop check reads them); with per_event, in the event's
+-- subtransaction, where a row already there (an event queued again) sends
+-- the event the careful way too.
 CREATE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
                                              rules ventros.automations[], of_event integer[], at_rule integer[],
                                              per_event boolean, at timestamptz)
@@ -393,9 +394,7 @@ DECLARE
     k integer := 1;
     j integer;
     skipped uuid[];
-    skipped_rule uuid[] := '{}';
-    skipped_of integer[] := '{}';
-    skipped_at timestamptz[] := '{}';
+    event_runs ventros.automation_event_runs[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -417,24 +416,26 @@ BEGIN
             PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
             settings := ventros.current_automation_settings();
         END IF;
+        IF q.depth > 0 AND cardinality(event_runs) > 0 THEN
+            -- the loop check of a cascade reads the run log: write what waits
+            PERFORM ventros.automation_log_events(event_runs);
+            event_runs := '{}';
+        END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
-        IF q.depth > 0 AND cardinality(skipped_rule) > 0 THEN
-            -- the loop check of a cascade reads the runs: write those waiting
-            PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
-            skipped_rule := '{}';
-            skipped_of := '{}';
-            skipped_at := '{}';
-        END IF;
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
                 skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped,
+                                                clock_timestamp())::ventros.automation_event_runs;
             ELSE
                 BEGIN
                     skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                    INSERT INTO ventros.automation_event_runs
+                    VALUES (q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped, clock_timestamp());
                 EXCEPTION WHEN OTHERS THEN
-                    -- a rule failed: all this event did is rolled back; again, a subtransaction per rule
-                    skipped := '{}';
+                    -- a rule failed, or the event ran before: all this event
+                    -- did is rolled back; again, a subtransaction per rule
                     BEGIN
                         PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, at);
                     EXCEPTION WHEN OTHERS THEN
@@ -442,17 +443,16 @@ BEGIN
                     END;
                 END;
             END IF;
-            skipped_rule := skipped_rule || skipped;
-            skipped_of := skipped_of || array_fill(i, ARRAY[cardinality(skipped)]);
-            skipped_at := skipped_at || array_fill(clock_timestamp(), ARRAY[cardinality(skipped)]);
         END IF;
         k := j;
     END LOOP;
-    PERFORM ventros.automation_log_skipped(qs, evs, skipped_rule, skipped_of, skipped_at);
+    IF cardinality(event_runs) > 0 THEN
+        PERFORM ventros.automation_log_events(event_runs);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
-    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed; writes the skipped runs';
+    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed or ran before; writes each event''s row of the run log (the rules its conditions skipped)';
 
 -- ---- the executor's entry point ---------------------------------------------------
 

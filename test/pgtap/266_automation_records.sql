@@ -2,7 +2,7 @@
 -- issue 12's rule: tenant roles must not forge records), and the foreign key
 -- of a campaign's conversion status, and its conversions.
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 SELECT ventros.create_tenant('t_records', 'Records');
 SELECT ventros.create_tenant('t_records2', 'Other');
 SET LOCAL ventros.tenant = 't_records';
@@ -18,12 +18,20 @@ SELECT is(ventros_test.run_as('ventros_agent', 't_records', format($$SELECT vent
                                                                   pg_temp.id('rule'))),
           'ERROR 42883: function ventros.record_automation_run(unknown, unknown, unknown) does not exist',
           'an agent cannot report a run the executor did not make (record_automation_run is gone)');
-SELECT alike(ventros_test.run_as('ventros_agent', 't_records', format($$INSERT INTO ventros.automation_runs (automation_id, event_id, event_type,
+SELECT alike(ventros_test.run_as('ventros_agent', 't_records', format($$INSERT INTO ventros.automation_rule_runs (automation_id, event_id, event_type,
                                     origin_event_id, depth, outcome) VALUES (%L, gen_random_uuid(), 'contact.created', gen_random_uuid(), 0, 'executed')
                                     RETURNING id$$, pg_temp.id('rule'))),
             'ERROR 42501:%', 'nor write a run log row');
-SELECT alike(ventros_test.run_as('ventros_admin', 't_records', $$UPDATE ventros.automation_runs SET outcome = 'executed' RETURNING id$$),
+SELECT alike(ventros_test.run_as('ventros_admin', 't_records', $$UPDATE ventros.automation_rule_runs SET outcome = 'executed' RETURNING id$$),
             'ERROR 42501:%', 'nor change one, even an administrator');
+SELECT alike(ventros_test.run_as('ventros_admin', 't_records', format($$INSERT INTO ventros.automation_event_runs (event_id, event_type,
+                                    origin_event_id, depth, skipped) VALUES (gen_random_uuid(), 'contact.created', gen_random_uuid(), 0, ARRAY[%L::uuid])
+                                    RETURNING event_id$$, pg_temp.id('rule'))),
+            'ERROR 42501:%', 'nor write the skipped rules of an event');
+SELECT alike(ventros_test.run_as('ventros_admin', 't_records', $$UPDATE ventros.automation_event_runs SET skipped = '{}' RETURNING event_id$$),
+            'ERROR 42501:%', 'nor change them');
+SELECT alike(ventros_test.run_as('ventros_admin', 't_records', $$DELETE FROM ventros.automation_runs RETURNING id$$),
+            'ERROR 55000:%', 'and the run log''s view is read only');
 SELECT alike(ventros_test.run_as('ventros_agent', 't_records', format($$SELECT ventros.automation_report(a, 'executed', NULL::ventros.automation_runs)
                                                                       FROM ventros.automations a WHERE a.id = %L$$, pg_temp.id('rule'))),
             'ERROR 42501:%', 'nor call the executor''s report');

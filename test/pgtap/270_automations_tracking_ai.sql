@@ -25,7 +25,7 @@ SELECT is((ventros.add_automation_rule(pg_temp.id('a'), 1, 'action', '{"type": "
           'add_tag', 'action appended');
 SELECT throws_ok($$SELECT ventros.add_automation_rule(pg_temp.id('a'), 2, 'action', '{"type": "nope"}')$$, '23514', NULL, 'malformed action refused');
 SELECT ok(to_regprocedure('ventros.record_automation_run(uuid, text, jsonb)') IS NULL, 'runs are recorded by the executor only (266_automation_records.sql)');
-SELECT throws_ok($$INSERT INTO ventros.automation_runs (automation_id, event_id, event_type, origin_event_id, depth)
+SELECT throws_ok($$INSERT INTO ventros.automation_rule_runs (automation_id, event_id, event_type, origin_event_id, depth)
                    VALUES (pg_temp.id('a'), gen_random_uuid(), 'session.ended', gen_random_uuid(), 0)$$, '42501', NULL, 'nor written directly');
 SELECT is((ventros.set_automation_enabled(pg_temp.id('a'), 2, false)).enabled, false, 'true -> false');
 SELECT throws_ok($$SELECT ventros.set_automation_enabled(pg_temp.id('a'), 2, true)$$, 'VN001', NULL, 'a stale version');
