@@ -15916,6 +15916,550 @@ $$;
 COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
     'Registers a user (idempotent by email): anonymous callers sign up a new tenant as its admin, with its billing account (pending until Stripe confirms a checkout; its Stripe customer requested), default project, default pipeline and the owner as a human agent; a tenant admin adds a user to the tenant; a payment method is refused (22023). Returns a login grant';
 
+-- ---- ai metering and routes
+-- Issue 16's rest (docs/ai.md, docs/billing.md): chat completions metered as
+-- enrichments are (the metric ai_completions, their tokens on ai_tokens);
+-- one AI spending ledger (ai_spending: enrichments and completions, which
+-- replaces enrichment_spending) and one gate of every provider request
+-- (ai_request_refusal: the monthly cap over that ledger, with
+-- billing.ai_spending_cap_reached, and the plan's limits of the AI metrics),
+-- which replaces enrichment_cap_reached and ai_cap_reached; the AI agent's
+-- message groups closed at their due time by the automation executor's wake
+-- (close_due_message_groups, from run_automations).
+
+CREATE OR REPLACE FUNCTION ventros.usage_metrics() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['messages_sent', 'messages_received', 'enrichments', 'ai_completions', 'ai_tokens', 'active_contacts'] $$;
+COMMENT ON FUNCTION ventros.usage_metrics() IS
+    'The usage metrics: messages_sent and messages_received (per channel), enrichments, ai_completions (chat completions answered: summaries, AI agent replies), ai_tokens (of both), active_contacts';
+
+CREATE OR REPLACE FUNCTION ventros.meter_usage(metrics text[], quantities bigint[], channel_id uuid DEFAULT NULL,
+                                    at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(metrics) m WHERE m IS NULL OR m <> ALL (ventros.usage_metrics())
+                                                     OR m = 'active_contacts') THEN
+        RAISE EXCEPTION 'unknown usage metric in %', metrics USING ERRCODE = '22023',
+            HINT = 'Metered are messages_sent, messages_received, enrichments, ai_completions and ai_tokens.';
+    END IF;
+    INSERT INTO ventros.usage_deltas (tenant_id, metric, channel_id, quantity, at)
+    SELECT tenant, u.metric, meter_usage.channel_id, u.quantity, coalesce(meter_usage.at, now())
+    FROM unnest(metrics, quantities) u(metric, quantity)
+    WHERE u.quantity > 0;
+END
+$$;
+COMMENT ON FUNCTION ventros.meter_usage(text[], bigint[], uuid, timestamptz) IS
+    'Appends usage of the acting tenant (one row per metric with a positive quantity; no row lock); internal';
+
+CREATE OR REPLACE FUNCTION ventros.usage_against_limit(metric text, OUT usage_limit bigint, OUT used bigint,
+                                            OUT period_start timestamptz, OUT period_end timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record := ventros.usage_period();
+BEGIN
+    period_start := p.period_start;
+    period_end := p.period_end;
+    usage_limit := (ventros.plan_limits(p.plan)->>metric)::bigint;
+    IF usage_limit IS NOT NULL THEN
+        used := ventros.usage_since(metric, p.period_start);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_against_limit(text) IS
+    'The acting tenant''s plan limit of a metric in its current period (NULL: none), what is used of it and the period; internal';
+
+CREATE OR REPLACE FUNCTION ventros.check_usage_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l record;
+BEGIN
+    IF coalesce(adding, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    l := ventros.usage_against_limit(metric);
+    IF l.usage_limit IS NULL THEN
+        RETURN;
+    END IF;
+    IF l.used + adding > l.usage_limit THEN
+        RAISE EXCEPTION 'plan limit reached: % %', l.usage_limit, replace(metric, '_', ' ')
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', l.used, l.usage_limit,
+                                  l.period_start, l.period_end, adding),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF l.used + adding = l.usage_limit THEN
+        PERFORM ventros.note_limit_reached(metric, l.usage_limit, l.used + adding, l.period_start, l.period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_usage_limit(text, bigint) IS
+    'Raises VN020 when adding to a metric would take the acting tenant over its plan''s limit in the current period; emits billing.limit_reached when this use reaches it';
+
+
+ALTER TABLE ventros.message_enrichments DROP CONSTRAINT message_enrichments_error_code,
+    ADD CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap', 'usage_limit',
+                                                                    'disabled', 'no_media'));
+COMMENT ON COLUMN ventros.message_enrichments.error_code IS 'Why it failed: providers_failed, no_provider, too_large, spending_cap (the tenant''s monthly AI cap), usage_limit (its plan''s limit), disabled, no_media';
+
+CREATE OR REPLACE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    since timestamptz := date_trunc('month', coalesce(month::timestamptz, now()));
+BEGIN
+    RETURN coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                      WHERE e.tenant_id = tenant AND e.cost IS NOT NULL
+                        AND e.processed_at >= since AND e.processed_at < since + interval '1 month'), 0)
+         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                      WHERE c.tenant_id = tenant AND c.cost IS NOT NULL
+                        AND c.completed_at >= since AND c.completed_at < since + interval '1 month'), 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_spending(date) IS
+    'What the acting tenant''s AI provider calls cost in a month (default: this one), USD: enrichments and chat completions, the ledger the monthly cap holds';
+
+
+CREATE OR REPLACE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
+    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
+           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
+           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
+                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
+                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
+              FROM ventros.enrichment_providers p
+              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
+      FROM ventros.enrichment_settings s,
+           LATERAL (SELECT ventros.ai_spending() AS spent) sp;
+COMMENT ON VIEW ventros.enrichment_status IS
+    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
+
+DROP FUNCTION ventros.enrichment_spending(date);
+DROP FUNCTION ventros.enrichment_cap_reached(ventros.message_enrichments, ventros.enrichment_settings);
+DROP FUNCTION ventros.ai_cap_reached();
+DELETE FROM ventros.event_types WHERE event_type = 'message_enrichment.spending_cap_reached';
+SELECT ventros.register_event_type('billing.ai_spending_cap_reached', 'The tenant''s monthly AI spending (enrichments and chat completions, one ledger) reached its cap: no new provider request this month.');
+
+CREATE OR REPLACE FUNCTION ventros.ai_request_refusal(metric text, aggregate_type text, aggregate_id uuid,
+                                           OUT error_code text, OUT error text, OUT retry_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    cap numeric;
+    spent numeric;
+    m text;
+    l record;
+BEGIN
+    SELECT s.monthly_cap INTO cap FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant;
+    IF cap IS NOT NULL THEN
+        spent := ventros.ai_spending();
+        IF spent >= cap THEN
+            error_code := 'spending_cap';
+            error := format('the monthly AI spending cap (%s USD) is reached: %s USD spent this month on enrichments and chat completions',
+                            cap, spent);
+            retry_at := date_trunc('month', now()) + interval '1 month';
+            UPDATE ventros.enrichment_settings x SET cap_reached_month = date_trunc('month', now())::date
+             WHERE x.tenant_id = tenant AND x.cap_reached_month IS DISTINCT FROM date_trunc('month', now())::date;
+            IF FOUND THEN
+                -- the tenant's, as billing.limit_reached: on its billing account
+                PERFORM ventros.emit('billing.ai_spending_cap_reached', 'billing',
+                    coalesce((SELECT b.id FROM ventros.billing_accounts b WHERE b.tenant_id = tenant AND b.deleted_at IS NULL
+                               ORDER BY b.created_at LIMIT 1), '00000000-0000-0000-0000-000000000000'),
+                    jsonb_build_object('monthly_cap', cap, 'spent', spent, 'month', date_trunc('month', now())::date,
+                                       'refused', jsonb_build_object('metric', metric, 'type', aggregate_type, 'id', aggregate_id)));
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    -- most plans limit no AI metric: one look at the plan first
+    IF NOT ventros.plan_limits((ventros.usage_period()).plan) ?| ARRAY[metric, 'ai_tokens'] THEN
+        RETURN;
+    END IF;
+    FOREACH m IN ARRAY ARRAY[metric, 'ai_tokens'] LOOP
+        l := ventros.usage_against_limit(m);
+        IF l.usage_limit IS NOT NULL AND l.used >= l.usage_limit THEN
+            error_code := 'usage_limit';
+            error := format('the plan''s limit of %s %s in this billing period is used up', l.usage_limit, replace(m, '_', ' '));
+            retry_at := l.period_end;
+            PERFORM ventros.note_limit_reached(m, l.usage_limit, l.used, l.period_start, l.period_end);
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_request_refusal(text, text, uuid) IS
+    'The gate of every AI provider request (enrichment, chat completion): NULL when it may go, else spending_cap (the month''s AI spending reached the tenant''s cap; billing.ai_spending_cap_reached once a month) or usage_limit (the plan''s limit of the metric or of ai_tokens; billing.limit_reached), the error and the retry time';
+
+CREATE OR REPLACE FUNCTION ventros.enrichment_advance(enrichment_id uuid)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    e ventros.message_enrichments;
+    s ventros.enrichment_settings;
+    mm ventros.message_media;
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    pos integer;
+    cfg jsonb;
+    req jsonb;
+    rid uuid;
+    tried boolean;
+    too_large boolean := false;
+    retry_after timestamptz;
+    refusal record;
+BEGIN
+    SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
+    SELECT * INTO s FROM ventros.enrichment_settings x WHERE x.tenant_id = tenant;
+    IF NOT coalesce(s.enabled, false) THEN
+        RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
+    END IF;
+    -- (not the bytes: only the dispatcher reads them)
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
+    IF mm.status IS DISTINCT FROM 'downloaded' THEN
+        RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
+                                                               'the media is not downloaded'), NULL);
+    END IF;
+    tried := EXISTS (SELECT 1 FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed');
+    pos := coalesce(e.route_position, 0);
+    LOOP
+        pos := pos + 1;
+        EXIT WHEN pos > coalesce(cardinality(e.route), 0);
+        SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = e.route[pos];
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = tenant AND x.provider = p.provider;
+        e.provider := p.provider;
+        e.request_id := NULL;
+        IF p.provider IS NULL OR NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+            e := ventros.enrichment_note(e, 'skipped', 'not configured for this tenant (no key, or disabled)');
+            CONTINUE;
+        END IF;
+        IF mm.size > p.max_media_size THEN
+            too_large := true;
+            e := ventros.enrichment_note(e, 'skipped', format('the media has %s bytes; %s takes at most %s', mm.size,
+                                                              p.provider, p.max_media_size));
+            CONTINUE;
+        END IF;
+        refusal := ventros.ai_request_refusal('enrichments', 'message_enrichment', e.id);
+        IF refusal.error_code IS NOT NULL THEN
+            RETURN ventros.enrichment_fail(e, refusal.error_code, refusal.error, refusal.retry_at);
+        END IF;
+        cfg := ventros.enrichment_config(p, ps, s);
+        EXECUTE format('SELECT %s($1, $2)', p.build_request::regproc) INTO req USING e, cfg;
+        rid := ventros.enrichment_enqueue(e, p, cfg, req);
+        UPDATE ventros.message_enrichments x
+           SET status = 'processing', provider = p.provider, route_position = pos, request_id = rid,
+               model = cfg->>'model', job_id = NULL, error = NULL, error_code = NULL, retry_at = NULL,
+               version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id
+        RETURNING * INTO e;
+        RETURN e;
+    END LOOP;
+    IF tried THEN
+        SELECT max((a->>'retry_after')::timestamptz) INTO retry_after FROM jsonb_array_elements(e.attempts) a;
+        RETURN ventros.enrichment_fail(e, 'providers_failed',
+            format('every provider of the route failed (%s)',
+                   (SELECT string_agg(format('%s: %s', a->>'provider', a->>'error'), '; ')
+                      FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed')),
+            greatest(now() + s.retry_delay, retry_after));
+    ELSIF too_large THEN
+        RETURN ventros.enrichment_fail(e, 'too_large',
+            format('the media (%s bytes) is larger than every provider of the route takes', mm.size), NULL);
+    END IF;
+    RETURN ventros.enrichment_fail(e, 'no_provider',
+        format('no provider of the route (%s) is configured for this tenant', array_to_string(e.route, ', ')), NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
+    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
+
+CREATE OR REPLACE FUNCTION ventros.ai_completion_fail(c ventros.ai_completions, code text, why text, retryable boolean,
+                                           not_before timestamptz DEFAULT NULL)
+RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    next_at timestamptz;
+BEGIN
+    IF retryable AND c.attempts < s.max_attempts THEN
+        next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
+    ELSIF code IN ('spending_cap', 'usage_limit') THEN
+        next_at := not_before;
+    END IF;
+    UPDATE ventros.ai_completions x
+       SET status = 'failed', error_code = code, error = left(why, 2000), retry_at = next_at, request_id = NULL,
+           updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    IF c.kind = 'session_summary' THEN
+        PERFORM ventros.emit('session.summary_failed', 'session', c.session_id,
+            jsonb_build_object('completion_id', c.id, 'error_code', code, 'error', c.error, 'attempts', c.attempts,
+                               'retry_at', c.retry_at));
+    ELSE
+        PERFORM ventros.ai_agent_failed(c);
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
+    'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
+
+CREATE OR REPLACE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    es ventros.enrichment_settings;
+    cfg jsonb;
+    rid uuid;
+    refusal record;
+BEGIN
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
+    SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
+    c.provider := s.provider;
+    IF NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+        RETURN ventros.ai_completion_fail(c, 'no_provider',
+            format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
+    END IF;
+    refusal := ventros.ai_request_refusal('ai_completions', 'session', c.session_id);
+    IF refusal.error_code IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, refusal.error_code, refusal.error, false, refusal.retry_at);
+    END IF;
+    cfg := ventros.enrichment_config(p, ps, es)
+        || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
+    rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
+                                          jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
+                                      p, cfg, ventros.chat_completion_request(NULL, cfg));
+    UPDATE ventros.ai_completions x
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid,
+           attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
+        jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts)));
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
+    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
+
+CREATE OR REPLACE FUNCTION ventros.ai_chat_answer(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.ai_completions;
+    a jsonb := ventros.json_body(r.response_body);
+    content text;
+    j jsonb;
+    u jsonb;
+    wrong text;
+    after_s text := r.response_headers->>'retry-after';
+BEGIN
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
+     FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- an answer to an older attempt
+    END IF;
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.ai_completion_fail(c, CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            ventros.enrichment_error_text(r), true,
+            CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END);
+        RETURN;
+    END IF;
+    -- tokens are spent even when the answer is unusable: usage and cost
+    -- first, summed over the completion's attempts
+    u := jsonb_strip_nulls(jsonb_build_object('input_tokens', a->'usage'->'prompt_tokens',
+                                              'output_tokens', a->'usage'->'completion_tokens'));
+    UPDATE ventros.ai_completions x
+       SET usage = (SELECT jsonb_object_agg(k, coalesce((x.usage->>k)::numeric, 0) + (u->>k)::numeric)
+                      FROM jsonb_object_keys(u) k),
+           model = coalesce(a->>'model', x.model), completed_at = now(),
+           cost = coalesce(x.cost, 0)
+                  + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    -- the tenant's usage, as an enrichment's (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['ai_completions', 'ai_tokens'],
+        ARRAY[1, (coalesce((u->>'input_tokens')::numeric, 0) + coalesce((u->>'output_tokens')::numeric, 0))::bigint]);
+    content := a->'choices'->0->'message'->>'content';
+    -- a JSON object, possibly in a markdown code fence
+    j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
+    IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer',
+            'the answer is not a JSON object: ' || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200),
+            true);
+        RETURN;
+    END IF;
+    wrong := CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
+    IF wrong IS NOT NULL THEN
+        PERFORM ventros.ai_completion_fail(c, 'malformed_answer', 'the answer has ' || wrong, true);
+        RETURN;
+    END IF;
+    UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
+    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
+
+CREATE OR REPLACE FUNCTION ventros.ai_agent_failed(c ventros.ai_completions) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g ventros.message_groups;
+BEGIN
+    PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
+        jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
+                           'attempts', c.attempts, 'retry_at', c.retry_at));
+    -- no retry, or not before the next month or period (the cap, the
+    -- plan's limit): a human answers now
+    IF c.retry_at IS NULL OR c.error_code IN ('spending_cap', 'usage_limit') THEN
+        SELECT * INTO g FROM ventros.message_groups x
+         WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
+        IF FOUND THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'failed', c.error);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_failed(ventros.ai_completions) IS
+    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried (or only after the spending cap), expires the group and hands the session off';
+
+CREATE OR REPLACE FUNCTION ventros.close_due_message_groups(now timestamptz, batch_size integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    FOR tenant IN SELECT DISTINCT x.tenant_id FROM ventros.message_groups x
+                   WHERE x.status = 'pending' AND x.expires_at <= close_due_message_groups.now LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+        BEGIN
+            n := n + ventros.tick_ai_agent(now, batch_size);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'closing the due message groups of tenant % failed: %', tenant, SQLERRM;
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.close_due_message_groups(timestamptz, integer) IS
+    'The automation executor''s (run_automations; platform admins): closes every tenant''s message groups due at now, each tenant''s as that tenant (tick_ai_agent); returns how many';
+
+CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    qs ventros.automation_queue[];
+    evs ventros.outbox[];
+    of_event integer[];
+    at_rule integer[];
+    rules ventros.automations[];
+    w ventros.automation_waits;
+    n integer := 0;
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- a tenant's open transaction holding a row a rule needs fails that
+    -- rule's run (55P03), not the executor
+    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+    SELECT coalesce(array_agg(c.x ORDER BY (c.x).seq), '{}'), coalesce(array_agg(o ORDER BY (c.x).seq), '{}')
+      INTO qs, evs
+      FROM (SELECT x FROM ventros.automation_queue x
+             WHERE NOT EXISTS (SELECT 1 FROM ventros.automation_queue y
+                                WHERE y.tenant_id = x.tenant_id AND y.aggregate_id = x.aggregate_id AND y.seq < x.seq)
+             ORDER BY x.seq
+             LIMIT batch_size
+             FOR UPDATE SKIP LOCKED) c
+      LEFT JOIN ventros.outbox o ON o.tenant_id = (c.x).tenant_id AND o.seq = (c.x).seq;
+    -- the rules of every event of the batch: rules holds the enabled rules
+    -- of the batch's tenants (each tenant's in priority order), one query
+    -- matches them with the events: of_event[m] is the event of
+    -- rules[at_rule[m]], each event's in priority order
+    SELECT coalesce(array_agg(a ORDER BY a.tenant_id, a.priority DESC, a.created_at, a.id), '{}') INTO rules
+      FROM ventros.automations a
+     WHERE a.tenant_id IN (SELECT DISTINCT x.tenant_id FROM unnest(qs) x) AND a.enabled AND a.deleted_at IS NULL;
+    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, r.ordinality), '{}'),
+           coalesce(array_agg(r.ordinality ORDER BY bq.ordinality, r.ordinality), '{}')
+      INTO of_event, at_rule
+      FROM unnest(qs) WITH ORDINALITY bq
+      JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = bq.ordinality
+      JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
+     WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
+       AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
+    -- the whole batch in one subtransaction; if anything in it fails, it
+    -- is rolled back and run again with a subtransaction per event
+    BEGIN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, false, run_automations.now);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, true, run_automations.now);
+    END;
+    DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
+    n := cardinality(qs);
+    PERFORM ventros.automation_mark_cascade(NULL, NULL);
+    FOR w IN SELECT * FROM ventros.automation_waits x WHERE x.due_at <= run_automations.now
+              ORDER BY x.due_at LIMIT batch_size FOR UPDATE SKIP LOCKED LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', w.tenant_id, true);
+        BEGIN
+            PERFORM ventros.automation_resume(w, run_automations.now);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'automation executor: wait of run % of tenant % failed: %', w.run_id, w.tenant_id, SQLERRM;
+            DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
+        END;
+        n := n + 1;
+    END LOOP;
+    -- the AI agent's message groups close at their due time on the same
+    -- wake (sql/98_intelligence_agent.sql)
+    n := n + ventros.close_due_message_groups(run_automations.now, batch_size);
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
+    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED), due waits and due AI agent message groups, each tenant''s as that tenant, in this transaction; returns how many it took';
+
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

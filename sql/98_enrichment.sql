@@ -192,7 +192,7 @@ GRANT SELECT ON ventros.enrichment_media TO ventros_viewer;
 SELECT ventros.register_event_type('contact.profile_picture_scored', 'A contact''s profile picture was scored 0-10 by a vision provider.');
 SELECT ventros.register_event_type('message.enriched', 'A media message''s text was extracted by an AI provider (transcript, image text, document).');
 SELECT ventros.register_event_type('message.enrichment_failed', 'Every provider of a media message''s route failed or was refused; the error code and the retry time say why and when.');
-SELECT ventros.register_event_type('message_enrichment.spending_cap_reached', 'The tenant''s monthly enrichment spending reached its cap: no new provider request this month.');
+SELECT ventros.register_event_type('billing.ai_spending_cap_reached', 'The tenant''s monthly AI spending (enrichments and chat completions, one ledger) reached its cap: no new provider request this month.');
 
 -- ---- configuration (tenant administrators) ------------------------------------------
 
@@ -339,17 +339,30 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_media_kind(text, text) IS
     'The enrichment route of a message''s content type: audio (audio, voice), image, document; NULL when none';
 
--- The month's spending of the acting tenant, in USD.
-CREATE FUNCTION ventros.enrichment_spending(month date DEFAULT NULL) RETURNS numeric
-LANGUAGE sql STABLE
+-- The one spending ledger of the acting tenant's AI provider calls, in USD:
+-- its enrichments and its chat completions (summaries, AI agent replies,
+-- sql/98_intelligence.sql) of a month.  The monthly cap
+-- (enrichment_settings.monthly_cap) is held against it by the one gate of
+-- every provider request, ventros.ai_request_refusal.  (PL/pgSQL: the
+-- completions' table is created after this file.)
+CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(sum(e.cost), 0) FROM ventros.message_enrichments e
-     WHERE e.tenant_id = ventros.require_tenant() AND e.cost IS NOT NULL
-       AND e.processed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
-       AND e.processed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
+DECLARE
+    tenant text := ventros.require_tenant();
+    since timestamptz := date_trunc('month', coalesce(month::timestamptz, now()));
+BEGIN
+    RETURN coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                      WHERE e.tenant_id = tenant AND e.cost IS NOT NULL
+                        AND e.processed_at >= since AND e.processed_at < since + interval '1 month'), 0)
+         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                      WHERE c.tenant_id = tenant AND c.cost IS NOT NULL
+                        AND c.completed_at >= since AND c.completed_at < since + interval '1 month'), 0);
+END
 $$;
-COMMENT ON FUNCTION ventros.enrichment_spending(date) IS 'What the acting tenant''s enrichments cost in a month (default: this one), USD';
+COMMENT ON FUNCTION ventros.ai_spending(date) IS
+    'What the acting tenant''s AI provider calls cost in a month (default: this one), USD: enrichments and chat completions, the ledger the monthly cap holds';
 
 CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
     SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
@@ -360,9 +373,7 @@ CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
               FROM ventros.enrichment_providers p
               LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
       FROM ventros.enrichment_settings s,
-           LATERAL (SELECT coalesce(sum(e.cost), 0) AS spent FROM ventros.message_enrichments e
-                     WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
-                       AND e.processed_at >= date_trunc('month', now())) sp;
+           LATERAL (SELECT ventros.ai_spending() AS spent) sp;
 COMMENT ON VIEW ventros.enrichment_status IS
-    'The acting tenant''s enrichment: on or off, cap and this month''s spending, per provider whether it is enabled and has a key (never the key)';
+    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
 GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;

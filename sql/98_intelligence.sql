@@ -13,8 +13,12 @@
 --     enrichment.<provider> (enrichment_enqueue), whose preparer
 --     (enrichment_request_headers) adds the key at claim time: no key on any
 --     row, view or event;
---   - cost = usage x prices (enrichment_cost); the tenant's monthly cap
---     (enrichment_settings.monthly_cap) counts enrichments and completions.
+--   - cost = usage x prices (enrichment_cost), on the one AI spending
+--     ledger (ai_spending: enrichments and completions); before a request
+--     is queued the one gate, ai_request_refusal, holds it to the tenant's
+--     monthly cap and its plan's limits of ai_completions and ai_tokens;
+--   - usage is metered as an enrichment's is (meter_usage: one
+--     ai_completions and the answer's tokens per provider answer).
 -- What is its own: ventros.ai_completions (one row per request for a
 -- summary or an agent reply, its status, attempts, retry time, usage, cost
 -- and the validated answer), the tenant's prompts and retry policy
@@ -199,18 +203,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
 
--- What the acting tenant's completions cost in a month, USD.
-CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(sum(c.cost), 0) FROM ventros.ai_completions c
-     WHERE c.tenant_id = ventros.require_tenant() AND c.cost IS NOT NULL
-       AND c.completed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
-       AND c.completed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
-$$;
-COMMENT ON FUNCTION ventros.ai_spending(date) IS 'What the acting tenant''s chat completions cost in a month (default: this one), USD';
-
 -- ---- the default prompts -------------------------------------------------------------------
 
 CREATE FUNCTION ventros.ai_default_summary_prompt() RETURNS text
@@ -296,7 +288,7 @@ DECLARE
 BEGIN
     IF retryable AND c.attempts < s.max_attempts THEN
         next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
-    ELSIF code = 'spending_cap' THEN
+    ELSIF code IN ('spending_cap', 'usage_limit') THEN
         next_at := not_before;
     END IF;
     UPDATE ventros.ai_completions x
@@ -317,21 +309,6 @@ $$;
 COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
     'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
 
--- Whether the tenant's monthly AI cap (enrichment_settings.monthly_cap) is
--- reached by its enrichments and completions together.
-CREATE FUNCTION ventros.ai_cap_reached() RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    cap numeric := (SELECT s.monthly_cap FROM ventros.enrichment_settings s WHERE s.tenant_id = ventros.require_tenant());
-BEGIN
-    RETURN cap IS NOT NULL AND ventros.enrichment_spending() + ventros.ai_spending() >= cap;
-END
-$$;
-COMMENT ON FUNCTION ventros.ai_cap_reached() IS
-    'True when this month''s enrichments and chat completions together reached the tenant''s monthly cap';
-
 -- Starts (or starts again) a completion: the tenant's chat provider with
 -- its key, unless the cap is reached; one dispatcher request.
 CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
@@ -345,6 +322,7 @@ DECLARE
     es ventros.enrichment_settings;
     cfg jsonb;
     rid uuid;
+    refusal record;
 BEGIN
     SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
     SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
@@ -354,10 +332,9 @@ BEGIN
         RETURN ventros.ai_completion_fail(c, 'no_provider',
             format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
     END IF;
-    IF ventros.ai_cap_reached() THEN
-        RETURN ventros.ai_completion_fail(c, 'spending_cap',
-            format('the monthly AI spending cap (%s USD) is reached', es.monthly_cap), false,
-            date_trunc('month', now()) + interval '1 month');
+    refusal := ventros.ai_request_refusal('ai_completions', 'session', c.session_id);
+    IF refusal.error_code IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, refusal.error_code, refusal.error, false, refusal.retry_at);
     END IF;
     cfg := ventros.enrichment_config(p, ps, es)
         || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
@@ -376,7 +353,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
-    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the cap is reached; emits session.ai_requested';
+    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
 
 -- summarize_session(session_id): on demand, or the automation action
 -- summarize_session.  Returns the completion; its answer lands on the
@@ -493,6 +470,9 @@ BEGIN
                   + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
      WHERE x.tenant_id = c.tenant_id AND x.id = c.id
     RETURNING * INTO c;
+    -- the tenant's usage, as an enrichment's (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['ai_completions', 'ai_tokens'],
+        ARRAY[1, (coalesce((u->>'input_tokens')::numeric, 0) + coalesce((u->>'output_tokens')::numeric, 0))::bigint]);
     content := a->'choices'->0->'message'->>'content';
     -- a JSON object, possibly in a markdown code fence
     j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
@@ -512,7 +492,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
-    'Answer handler of chat providers: records usage and cost, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
+    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
 
 -- ---- retries -------------------------------------------------------------------------------
 
@@ -558,7 +538,7 @@ SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventr
                                               'ventros.enrichment_request_headers(ventros.http_requests)')
   FROM ventros.enrichment_providers p WHERE p.kind = 'chat';
 
-GRANT EXECUTE ON FUNCTION ventros.current_ai_settings(), ventros.ai_spending(date) TO ventros_viewer;
+GRANT EXECUTE ON FUNCTION ventros.current_ai_settings() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer),
     ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;

@@ -7,8 +7,10 @@
 --      message_groups aggregate, sql/79_message_groups.sql): each message
 --      pushes the group's expiry to its time + the channel's
 --      debounce_timeout_ms (trigger ai_agent_on_message: one lookup).
---   2. ventros.tick_ai_agent(now) (pg_cron, ventros-tick-ai-agent; tests
---      pass any instant) moves the due groups to processing.  A group whose
+--   2. ventros.tick_ai_agent(now) moves the due groups to processing, at
+--      their due time: the automation executor's wake (every second, for
+--      its waits) calls it for every tenant with a group due
+--      (close_due_message_groups); tests pass any instant.  A group whose
 --      messages hold a hand-off keyword hands off at once; a session that
 --      reached max_turns too; else one chat completion
 --      (sql/98_intelligence.sql) gets the agent prompt, the tenant's
@@ -322,6 +324,39 @@ $$;
 COMMENT ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) IS
     'Closes the acting tenant''s message groups due at now: a hand-off keyword or max_turns hands the session off, else the AI agent is asked (one chat completion); a group of a channel whose agent is off, or of a session handed off or ended, expires';
 
+-- Groups close at their due time: the automation executor, which wakes
+-- every ventros.automation_poll_interval (1 s by default) for the waits that
+-- become due (src/automation_worker.c), closes the due groups of every
+-- tenant in the same call (ventros.run_automations): no loop of its own,
+-- a look at the pending groups' index (message_groups_due: only groups in
+-- their debounce window) when nothing is due.  The minute job below stays
+-- as the fallback of a server without the executor (not preloaded).
+
+CREATE FUNCTION ventros.close_due_message_groups(now timestamptz, batch_size integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    FOR tenant IN SELECT DISTINCT x.tenant_id FROM ventros.message_groups x
+                   WHERE x.status = 'pending' AND x.expires_at <= close_due_message_groups.now LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+        BEGIN
+            n := n + ventros.tick_ai_agent(now, batch_size);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'closing the due message groups of tenant % failed: %', tenant, SQLERRM;
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.close_due_message_groups(timestamptz, integer) IS
+    'The automation executor''s (run_automations; platform admins): closes every tenant''s message groups due at now, each tenant''s as that tenant (tick_ai_agent); returns how many';
+
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-tick-ai-agent', '* * * * *',
      'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-ai-agent'', ''SELECT pg_catalog.to_jsonb(ventros.tick_ai_agent($1))'')',
@@ -404,8 +439,9 @@ BEGIN
     PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
         jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
                            'attempts', c.attempts, 'retry_at', c.retry_at));
-    -- no retry, or not before next month (the cap): a human answers now
-    IF c.retry_at IS NULL OR c.error_code = 'spending_cap' THEN
+    -- no retry, or not before the next month or period (the cap, the
+    -- plan's limit): a human answers now
+    IF c.retry_at IS NULL OR c.error_code IN ('spending_cap', 'usage_limit') THEN
         SELECT * INTO g FROM ventros.message_groups x
          WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
         IF FOUND THEN

@@ -114,6 +114,10 @@ SELECT is((SELECT jsonb_build_object('status', status, 'language', result->>'lan
           'the completion: completed, the language, the model the provider named, the cost of its three answers (3 x (1000 x 0.15 + 100 x 0.6 per M))');
 SELECT is((pg_temp.comp(pg_temp.id('c1'))).usage, '{"input_tokens": 3000, "output_tokens": 300}'::jsonb, 'usage summed over the attempts');
 SELECT is(ventros.ai_spending(), 0.00063, 'the month''s AI spending counts every answer''s tokens');
+-- metered as an enrichment is: one ai_completions per provider answer, and its tokens
+SELECT results_eq($$SELECT metric, quantity FROM ventros.usage_status() WHERE metric IN ('ai_completions', 'ai_tokens') ORDER BY 1$$,
+                  $$VALUES ('ai_completions', 3::bigint), ('ai_tokens', 3300::bigint)$$,
+                  'completions are metered: three answers and their 3300 tokens');
 SELECT is(pg_temp.answer(pg_temp.id('c1'), 'succeeded', 200, pg_temp.good('positive', 1)), NULL, 'nothing pending any more');
 
 -- ---- 429 with Retry-After; attempts run out -------------------------------------------------
@@ -137,7 +141,29 @@ INSERT INTO ids SELECT 's3', (ventros.start_or_continue_session(ventros_test.new
 SELECT is((SELECT jsonb_build_object('code', error_code, 'retry', retry_at = date_trunc('month', now()) + interval '1 month')
              FROM ventros.summarize_session(pg_temp.id('s3'))),
           '{"code": "spending_cap", "retry": true}'::jsonb, 'over the cap: no request, tried again next month');
+-- one ledger: the enrichment gate sees the completions' spending too
+SELECT is((SELECT jsonb_build_object('spent', spent_this_month, 'reached', cap_reached) FROM ventros.enrichment_status),
+          '{"spent": 0.00063, "reached": true}'::jsonb, 'enrichment_status: the spending of enrichments and completions, against the cap');
+SELECT is((SELECT error_code FROM ventros.ai_request_refusal('enrichments', 'message', pg_temp.id('m1'))), 'spending_cap',
+          'an enrichment is refused by the chat completions'' spending');
+SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'billing.ai_spending_cap_reached'
+             AND tenant_id = 'intel_t1'), 1, 'billing.ai_spending_cap_reached, once a month');
 SELECT ventros.configure_enrichment(remove_cap => true);
+
+-- ---- plan limits: completions count against them -------------------------------------------------
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.set_billing_plan('default', 'Free', '{"ai_completions": 3}');
+RESET ROLE;
+INSERT INTO ids SELECT 's3b', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+SELECT is((SELECT jsonb_build_object('code', error_code, 'error', error, 'retry', retry_at = (ventros.usage_period()).period_end)
+             FROM ventros.summarize_session(pg_temp.id('s3b'))),
+          '{"code": "usage_limit", "error": "the plan''s limit of 3 ai completions in this billing period is used up", "retry": true}'::jsonb,
+          'the plan''s limit of ai_completions used up: no request, tried again next period');
+SELECT is((SELECT payload->>'metric' FROM ventros.outbox WHERE event_type = 'billing.limit_reached' AND tenant_id = 'intel_t1'),
+          'ai_completions', 'billing.limit_reached');
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.set_billing_plan('default', 'Free', '{}');
+RESET ROLE;
 
 -- ---- bad input -------------------------------------------------------------------------------
 SELECT throws_ok($$SELECT ventros.summarize_session(gen_random_uuid())$$, 'P0002', NULL, 'an unknown session is P0002');

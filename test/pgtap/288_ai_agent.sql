@@ -201,6 +201,23 @@ SELECT is((SELECT count(*)::int FROM ventros.ai_completions WHERE session_id = p
 SELECT is((ventros.hand_off_session(pg_temp.session_of('+5511900000007'))).assigned_agent_id, pg_temp.id('human'),
           'hand_off_session: by hand, the team''s rule');
 
+-- ---- a group closes at its due time: the automation executor's wake, not a minute tick ----------------
+SELECT ventros.configure_ai_agent(pg_temp.id('ch'), true);
+SELECT pg_temp.inbound('+5511900000011', 'Qual o horário de sábado?');
+CREATE TEMP TABLE due AS SELECT id, expires_at FROM ventros.message_groups
+ WHERE session_id = pg_temp.session_of('+5511900000011') AND status = 'pending';
+GRANT SELECT ON due TO PUBLIC;
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.run_automations(100, (SELECT expires_at - interval '1 millisecond' FROM due));
+SELECT is((SELECT status FROM ventros.message_groups WHERE id = (SELECT id FROM due)), 'pending',
+          'the executor''s wake a millisecond before the group''s due time leaves it pending');
+SELECT ventros.run_automations(100, (SELECT expires_at FROM due));
+RESET ROLE;
+SELECT is((SELECT status FROM ventros.message_groups WHERE id = (SELECT id FROM due)), 'processing',
+          'the executor''s wake at the due time closes it');
+SELECT is((SELECT jsonb_build_object('kind', kind, 'status', status) FROM pg_temp.pending('+5511900000011')),
+          '{"kind": "agent_reply", "status": "processing"}'::jsonb, 'and asks the AI agent at once');
+
 -- ---- who may ---------------------------------------------------------------------------------------
 SET LOCAL ROLE ventros_admin;
 SELECT throws_ok($$SELECT ventros.tick_ai_agent(now() + interval '1 year')$$, '42501', NULL,
