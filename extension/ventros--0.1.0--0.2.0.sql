@@ -16460,6 +16460,163 @@ COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
     'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED), due waits and due AI agent message groups, each tenant''s as that tenant, in this transaction; returns how many it took';
 
 
+-- The most relevant knowledge snippets (ai_knowledge_for), their number a
+-- tenant setting (ai_settings.knowledge_snippets, default 5).
+ALTER TABLE ventros.ai_settings ADD COLUMN knowledge_snippets integer NOT NULL DEFAULT 5,
+    ADD CONSTRAINT ai_settings_knowledge CHECK (knowledge_snippets BETWEEN 0 AND 50);
+COMMENT ON TABLE ventros.ai_settings IS
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does, how many knowledge snippets (the most relevant) a question gets';
+COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content); a question gets the most relevant (ai_settings.knowledge_snippets)';
+DROP FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer);
+CREATE OR REPLACE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
+                                     temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL,
+                                     knowledge_snippets integer DEFAULT NULL)
+RETURNS ventros.ai_settings
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_settings;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    IF provider IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.enrichment_providers p
+                                             WHERE p.provider = configure_ai.provider AND p.kind = 'chat') THEN
+        RAISE EXCEPTION 'unknown chat provider "%"', left(provider, 64) USING ERRCODE = '22023',
+            HINT = 'See ventros.enrichment_providers where kind = ''chat''.';
+    END IF;
+    INSERT INTO ventros.ai_settings AS s (tenant_id) VALUES (tenant) ON CONFLICT ON CONSTRAINT ai_settings_pkey DO NOTHING;
+    UPDATE ventros.ai_settings s
+       SET provider = coalesce(configure_ai.provider, s.provider),
+           summary_prompt = coalesce(nullif(configure_ai.summary_prompt, ''), s.summary_prompt),
+           agent_prompt = coalesce(nullif(configure_ai.agent_prompt, ''), s.agent_prompt),
+           temperature = coalesce(configure_ai.temperature, s.temperature),
+           retry_delay = coalesce(configure_ai.retry_delay, s.retry_delay),
+           max_attempts = coalesce(configure_ai.max_attempts, s.max_attempts),
+           handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
+           negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
+           max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           knowledge_snippets = coalesce(configure_ai.knowledge_snippets, s.knowledge_snippets),
+           updated_at = now()
+     WHERE s.tenant_id = tenant
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns, how many knowledge snippets (0-50, the most relevant; default 5) a question gets; NULL keeps a value';
+
+CREATE OR REPLACE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings;
+BEGIN
+    SELECT * INTO s FROM ventros.ai_settings x WHERE x.tenant_id = tenant;
+    IF NOT FOUND THEN
+        s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
+                 'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
+                 'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
+                 'negative_threshold', -0.5, 'max_turns', 10, 'knowledge_snippets', 5));
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
+
+CREATE OR REPLACE FUNCTION ventros.add_knowledge_snippet(title text, content text) RETURNS ventros.knowledge_snippets
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.knowledge_snippets;
+BEGIN
+    -- SECURITY DEFINER: snippets are written by these functions only
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content) VALUES (ventros.require_tenant(), title, content)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation OR not_null_violation THEN
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000)'
+        USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets)';
+
+CREATE OR REPLACE FUNCTION ventros.ai_knowledge_for(c ventros.ai_completions, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    txt text;
+    cfg regconfig;
+    q tsquery;
+BEGIN
+    SELECT left(string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id), 4000),
+           ventros.search_config(coalesce(min(m.language), min(x.language)))
+      INTO txt, cfg
+      FROM ventros.message_groups g
+      JOIN ventros.messages m ON m.tenant_id = g.tenant_id AND m.id = ANY (g.message_ids)
+      LEFT JOIN ventros.contacts x ON x.tenant_id = g.tenant_id AND x.id = g.contact_id
+     WHERE g.tenant_id = c.tenant_id AND g.id = c.group_id;
+    -- every word of the messages, OR'ed (a question rarely holds all of a
+    -- snippet's words)
+    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
+      FROM unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, '')))) l;
+    RETURN QUERY
+        SELECT row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
+          FROM (SELECT k.id, k.title, k.content, k.created_at,
+                       coalesce(ts_rank_cd(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), k.title || ' ' || k.content), q), 0)
+                           AS rank,
+                       coalesce(ventros.search_similarity(k.title, txt), 0) AS sim
+                  FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id) r
+         ORDER BY 1
+         LIMIT greatest(n, 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_knowledge_for(ventros.ai_completions, integer) IS
+    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie';
+
+CREATE OR REPLACE FUNCTION ventros.ai_agent_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    contact jsonb;
+    knowledge text;
+BEGIN
+    SELECT jsonb_strip_nulls(jsonb_build_object('name', x.name, 'language', x.language, 'tags', x.tags,
+               'custom', (SELECT jsonb_object_agg(f.field_key, f.field_value) FROM ventros.contact_custom_fields f
+                           WHERE f.tenant_id = x.tenant_id AND f.contact_id = x.id AND f.deleted_at IS NULL)))
+      INTO contact
+      FROM ventros.sessions se JOIN ventros.contacts x ON x.tenant_id = se.tenant_id AND x.id = se.contact_id
+     WHERE se.tenant_id = c.tenant_id AND se.id = c.session_id;
+    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.ord)
+      INTO knowledge
+      FROM ventros.ai_knowledge_for(c, s.knowledge_snippets) k;
+    RETURN jsonb_build_array(jsonb_build_object('role', 'system', 'content',
+               coalesce(s.agent_prompt, 'You are the customer service assistant of this business. Be brief, kind and accurate; '
+                                        || 'answer only from what you know below; never invent prices or promises.')
+               || E'\n\nAnswer with one JSON object only: {"reply": string (your message to the customer, in their language), '
+               || '"handoff": boolean (true when a human should take over: the customer asks for one, is upset, or you cannot help), '
+               || '"handoff_reason": string, "sentiment": number from -1 (very negative) to 1 (very positive) for the customer''s mood}.'
+               || E'\n\nThe customer: ' || coalesce(contact::text, '{}')
+               || coalesce(E'\n\nWhat you know:\n' || knowledge, '')))
+        || ventros.ai_conversation(c.session_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the most relevant knowledge snippets (ai_knowledge_for), then the conversation';
+
+GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer)
+    TO ventros_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -85,14 +85,16 @@ CREATE TABLE ventros.ai_settings (
     negative_threshold numeric     NOT NULL DEFAULT -0.5,
     max_turns          integer     NOT NULL DEFAULT 10,
     updated_at         timestamptz NOT NULL DEFAULT now(),
+    knowledge_snippets integer     NOT NULL DEFAULT 5,
     PRIMARY KEY (tenant_id),
+    CONSTRAINT ai_settings_knowledge CHECK (knowledge_snippets BETWEEN 0 AND 50),
     CONSTRAINT ai_settings_prompts CHECK (length(summary_prompt) <= 8000 AND length(agent_prompt) <= 8000),
     CONSTRAINT ai_settings_numbers CHECK (temperature BETWEEN 0 AND 2 AND max_attempts BETWEEN 1 AND 20
                                           AND negative_threshold BETWEEN -1 AND 1 AND max_turns BETWEEN 1 AND 100
                                           AND retry_delay >= interval '1 second')
 );
 COMMENT ON TABLE ventros.ai_settings IS
-    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does';
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does, how many knowledge snippets (the most relevant) a question gets';
 ALTER TABLE ventros.ai_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.ai_settings FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.ai_settings FOR SELECT
@@ -145,7 +147,8 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
 CREATE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
                                      temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
                                      max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
-                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL)
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL,
+                                     knowledge_snippets integer DEFAULT NULL)
 RETURNS ventros.ai_settings
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -171,6 +174,7 @@ BEGIN
            handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
            negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
            max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           knowledge_snippets = coalesce(configure_ai.knowledge_snippets, s.knowledge_snippets),
            updated_at = now()
      WHERE s.tenant_id = tenant
     RETURNING * INTO result;
@@ -179,8 +183,8 @@ EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
 END
 $$;
-COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer) IS
-    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns; NULL keeps a value';
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns, how many knowledge snippets (0-50, the most relevant; default 5) a question gets; NULL keeps a value';
 
 -- The acting tenant's settings (the defaults when it set none).
 CREATE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
@@ -196,7 +200,7 @@ BEGIN
         s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
                  'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
                  'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
-                 'negative_threshold', -0.5, 'max_turns', 10));
+                 'negative_threshold', -0.5, 'max_turns', 10, 'knowledge_snippets', 5));
     END IF;
     RETURN s;
 END
@@ -540,5 +544,5 @@ SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventr
 
 GRANT EXECUTE ON FUNCTION ventros.current_ai_settings() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer),
+GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer),
     ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;

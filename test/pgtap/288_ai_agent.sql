@@ -218,6 +218,21 @@ SELECT is((SELECT status FROM ventros.message_groups WHERE id = (SELECT id FROM 
 SELECT is((SELECT jsonb_build_object('kind', kind, 'status', status) FROM pg_temp.pending('+5511900000011')),
           '{"kind": "agent_reply", "status": "processing"}'::jsonb, 'and asks the AI agent at once');
 
+-- ---- a question gets the most relevant knowledge snippets, not the first ones ------------------------
+SELECT ventros.add_knowledge_snippet('Trocas e devoluções', 'Trocas em até 30 dias com a nota fiscal.');
+SELECT ventros.add_knowledge_snippet('Entrega', 'Entregamos em todo o Brasil em até 5 dias úteis; frete grátis acima de R$ 200.');
+SELECT ventros.add_knowledge_snippet('Pagamento', 'Aceitamos Pix, boleto e cartão em até 10 vezes.');
+SELECT is((ventros.configure_ai(knowledge_snippets => 1)).knowledge_snippets, 1, 'a tenant sets how many snippets a question gets');
+SELECT pg_temp.inbound('+5511900000012', 'Quanto tempo demora a entrega para Recife?');
+SELECT pg_temp.inbound('+5511900000012', 'E o frete?');
+SELECT pg_temp.tick('16 seconds');
+SELECT is((SELECT jsonb_build_object('titles', (SELECT jsonb_agg(t[1]) FROM regexp_matches(b->'messages'->0->>'content', E'\n## ([^\n]+)', 'g') t))
+             FROM (SELECT convert_from(body, 'UTF8')::jsonb b FROM ventros.http_requests
+                    WHERE correlation_id = (pg_temp.pending('+5511900000012')).id) x),
+          '{"titles": ["Entrega"]}'::jsonb, 'the snippet about delivery is the one sent, of four');
+SELECT throws_ok($$SELECT ventros.configure_ai(knowledge_snippets => 51)$$, '22023', NULL, 'more than 50 snippets is 22023');
+SELECT ventros.configure_ai(knowledge_snippets => 5);
+
 -- ---- who may ---------------------------------------------------------------------------------------
 SET LOCAL ROLE ventros_admin;
 SELECT throws_ok($$SELECT ventros.tick_ai_agent(now() + interval '1 year')$$, '42501', NULL,
