@@ -64,11 +64,11 @@ CREATE TABLE ventros.enrichment_routes (
     position   integer NOT NULL,
     provider   text    NOT NULL REFERENCES ventros.enrichment_providers (provider),
     PRIMARY KEY (media_kind, position),
-    CONSTRAINT enrichment_routes_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture')),
+    CONSTRAINT enrichment_routes_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat')),
     CONSTRAINT enrichment_routes_position CHECK (position BETWEEN 1 AND 10)
 );
 COMMENT ON TABLE ventros.enrichment_routes IS
-    'The default route of each media kind: its providers in the order they are tried';
+    'The default route of each media kind (and of chat completions, chat): its providers in the order they are tried';
 ALTER TABLE ventros.enrichment_routes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.enrichment_routes FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.enrichment_routes FOR SELECT USING (true);
@@ -152,7 +152,7 @@ CREATE TABLE ventros.enrichment_route_overrides (
     media_kind text   NOT NULL,
     providers  text[] NOT NULL,
     PRIMARY KEY (tenant_id, media_kind),
-    CONSTRAINT enrichment_route_overrides_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture')),
+    CONSTRAINT enrichment_route_overrides_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat')),
     CONSTRAINT enrichment_route_overrides_size CHECK (cardinality(providers) BETWEEN 1 AND 10)
 );
 COMMENT ON TABLE ventros.enrichment_route_overrides IS 'A tenant''s own route for a media kind, instead of ventros.enrichment_routes';
@@ -288,7 +288,7 @@ DECLARE
     unknown text;
 BEGIN
     -- SECURITY DEFINER: the overrides are written by this function only
-    PERFORM ventros.require_value(media_kind, ARRAY['audio', 'image', 'document', 'profile_picture'], 'media kind');
+    PERFORM ventros.require_value(media_kind, ARRAY['audio', 'image', 'document', 'profile_picture', 'chat'], 'media kind');
     IF providers IS NULL THEN
         DELETE FROM ventros.enrichment_route_overrides o WHERE o.tenant_id = tenant AND o.media_kind = set_enrichment_route.media_kind;
         RETURN ventros.enrichment_route(media_kind);
@@ -299,6 +299,13 @@ BEGIN
         RAISE EXCEPTION 'a route is 1 to 10 known providers' USING ERRCODE = '22023',
             DETAIL = format('Unknown: %s.', coalesce(unknown, 'none'));
     END IF;
+    -- chat providers answer the chat route only, and only they do
+    SELECT x INTO unknown FROM unnest(providers) x JOIN ventros.enrichment_providers p ON p.provider = x
+     WHERE (p.kind = 'chat') <> (set_enrichment_route.media_kind = 'chat') LIMIT 1;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'provider "%" does not answer the % route', unknown, media_kind USING ERRCODE = '22023',
+            HINT = 'The chat route takes chat providers (kind chat) only; media routes take the others.';
+    END IF;
     INSERT INTO ventros.enrichment_route_overrides AS o (tenant_id, media_kind, providers)
     VALUES (tenant, media_kind, providers)
     ON CONFLICT ON CONSTRAINT enrichment_route_overrides_pkey DO UPDATE SET providers = EXCLUDED.providers;
@@ -306,7 +313,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.set_enrichment_route(text, text[]) IS
-    'Sets the tenant''s route of a media kind (audio, image, document, profile_picture) to these providers in order; NULL: back to the default route';
+    'Sets the tenant''s route of a media kind (audio, image, document, profile_picture; chat: the chat providers its completions fall back to after its own) to these providers in order; NULL: back to the default route';
 
 CREATE FUNCTION ventros.enrichment_route(media_kind text) RETURNS text[]
 LANGUAGE plpgsql STABLE

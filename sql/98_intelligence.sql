@@ -71,6 +71,11 @@ SELECT ventros.register_enrichment_provider('groq_chat', 'chat', 'https://api.gr
     '{"per_input_token": 0.00000005, "per_output_token": 0.00000008}', timeout_ms => 60000,
     description => 'Groq chat completions (OpenAI-compatible)');
 
+-- The default chat route: a completion that fails on the tenant's provider
+-- (an error, 429, timeout, malformed answer) goes to the next of these that
+-- has a key for the tenant (ventros.ai_chat_route).
+INSERT INTO ventros.enrichment_routes (media_kind, position, provider) VALUES ('chat', 1, 'openai_chat'), ('chat', 2, 'groq_chat');
+
 -- ---- per tenant -------------------------------------------------------------------------
 
 CREATE TABLE ventros.ai_settings (
@@ -121,6 +126,7 @@ CREATE TABLE ventros.ai_completions (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
+    route_position integer,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
     FOREIGN KEY (tenant_id, group_id) REFERENCES ventros.message_groups (tenant_id, id),
@@ -133,7 +139,7 @@ CREATE INDEX ai_completions_by_session ON ventros.ai_completions (tenant_id, ses
 CREATE INDEX ai_completions_retry ON ventros.ai_completions (tenant_id, retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
 CREATE INDEX ai_completions_spending ON ventros.ai_completions (tenant_id, completed_at) WHERE cost IS NOT NULL;
 COMMENT ON TABLE ventros.ai_completions IS
-    'A chat completion asked for a session''s summary or an AI agent reply: provider, model, status, attempts, error code and retry time, usage and cost (USD), the validated answer';
+    'A chat completion asked for a session''s summary or an AI agent reply: provider (and its position on the tenant''s chat route), model, status, attempts (every provider request), error code and retry time, usage and cost (USD), the validated answer';
 ALTER TABLE ventros.ai_completions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.ai_completions FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.ai_completions FOR SELECT
@@ -313,51 +319,91 @@ $$;
 COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
     'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
 
--- Starts (or starts again) a completion: the tenant's chat provider with
--- its key, unless the cap is reached; one dispatcher request.
-CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+-- The tenant's chat route: its provider (ai_settings.provider) first, then
+-- the other providers of the route of kind chat (the routing table of
+-- enrichment, ventros.enrichment_routes, or the tenant's own,
+-- set_enrichment_route('chat', ...)), in order.
+CREATE FUNCTION ventros.ai_chat_route(s ventros.ai_settings) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[s.provider] || array_remove(ventros.enrichment_route('chat'), s.provider)
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_route(ventros.ai_settings) IS
+    'The chat providers a completion tries, in order: the tenant''s provider, then the rest of its chat route (enrichment_route(''chat''))';
+
+-- ai_completion_route: the completion goes to the first provider of the
+-- chat route, from a position on, that is enabled and has a key, unless
+-- the AI gate refuses (one dispatcher request, the key added at claim
+-- time).  failure: the previous provider's ({error_code, error,
+-- not_before}), when this is a fallback; with no provider left the
+-- completion fails with it (retried from the route's start), or with
+-- no_provider when none was tried.
+CREATE FUNCTION ventros.ai_completion_route(c ventros.ai_completions, from_position integer, failure jsonb DEFAULT NULL)
+RETURNS ventros.ai_completions
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s ventros.ai_settings := ventros.current_ai_settings();
+    route text[] := ventros.ai_chat_route(s);
     p ventros.enrichment_providers;
     ps ventros.enrichment_provider_settings;
     es ventros.enrichment_settings;
+    pos integer;
     cfg jsonb;
     rid uuid;
     refusal record;
 BEGIN
-    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
-    SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
-    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
-    c.provider := s.provider;
-    IF NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+    FOR i IN greatest(from_position, 1)..coalesce(cardinality(route), 0) LOOP
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = route[i];
+        IF coalesce(ps.enabled, false) AND ps.credential_id IS NOT NULL THEN
+            pos := i;
+            EXIT;
+        END IF;
+    END LOOP;
+    IF pos IS NULL AND failure IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, failure->>'error_code', failure->>'error', true,
+                                          (failure->>'not_before')::timestamptz);
+    ELSIF pos IS NULL THEN
+        c.provider := s.provider;
         RETURN ventros.ai_completion_fail(c, 'no_provider',
-            format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
+            format('no chat provider of the route (%s) has a key for this tenant (configure_enrichment_provider)',
+                   array_to_string(route, ', ')), false);
     END IF;
     refusal := ventros.ai_request_refusal('ai_completions', 'session', c.session_id);
     IF refusal.error_code IS NOT NULL THEN
         RETURN ventros.ai_completion_fail(c, refusal.error_code, refusal.error, false, refusal.retry_at);
     END IF;
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = route[pos];
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
     cfg := ventros.enrichment_config(p, ps, es)
         || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
     rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
                                           jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
                                       p, cfg, ventros.chat_completion_request(NULL, cfg));
     UPDATE ventros.ai_completions x
-       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid,
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid, route_position = pos,
            attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
      WHERE x.tenant_id = c.tenant_id AND x.id = c.id
     RETURNING * INTO c;
     PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
         jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
-                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts)));
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts,
+                                             'fallback_from', failure - 'not_before')));
     RETURN c;
 END
 $$;
+COMMENT ON FUNCTION ventros.ai_completion_route(ventros.ai_completions, integer, jsonb) IS
+    'Gives a completion to the first provider of the tenant''s chat route from a position on that is enabled and has a key, unless the AI gate refuses; with none left, fails it with the previous provider''s failure (or no_provider); emits session.ai_requested (fallback_from: the failure it follows)';
+
+-- Starts (or starts again) a completion: from the start of the route.
+CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.ai_completion_route(c, 1) $$;
 COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
-    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
+    'Asks the first provider of the tenant''s chat route that has a key for a completion (ai_completion_route) unless the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
 
 -- summarize_session(session_id): on demand, or the automation action
 -- summarize_session.  Returns the completion; its answer lands on the
@@ -456,10 +502,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;                 -- an answer to an older attempt
     END IF;
+    -- a failure moves to the next provider of the route at once; the last
+    -- one's fails the completion (retried with backoff from the start)
     IF r.status <> 'succeeded' THEN
-        PERFORM ventros.ai_completion_fail(c, CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
-            ventros.enrichment_error_text(r), true,
-            CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END);
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1, jsonb_build_object(
+            'error_code', CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            'error', ventros.enrichment_error_text(r), 'provider', c.provider,
+            'not_before', CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END));
         RETURN;
     END IF;
     -- tokens are spent even when the answer is unusable: usage and cost
@@ -481,14 +530,15 @@ BEGIN
     -- a JSON object, possibly in a markdown code fence
     j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
     IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
-        PERFORM ventros.ai_completion_fail(c, 'malformed_answer',
-            'the answer is not a JSON object: ' || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200),
-            true);
-        RETURN;
+        wrong := 'the answer is not a JSON object: '
+                 || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200);
+    ELSE
+        wrong := 'the answer has '
+                 || CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
     END IF;
-    wrong := CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
     IF wrong IS NOT NULL THEN
-        PERFORM ventros.ai_completion_fail(c, 'malformed_answer', 'the answer has ' || wrong, true);
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1,
+            jsonb_build_object('error_code', 'malformed_answer', 'error', wrong, 'provider', c.provider));
         RETURN;
     END IF;
     UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
@@ -496,7 +546,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
-    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
+    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer moves to the next provider of the chat route, and fails the completion with a retry time after the last';
 
 -- ---- retries -------------------------------------------------------------------------------
 

@@ -165,6 +165,44 @@ SET LOCAL ROLE ventros_platform_admin;
 SELECT ventros.set_billing_plan('default', 'Free', '{}');
 RESET ROLE;
 
+-- ---- the chat route: a provider fails, the next one answers ------------------------------------------
+INSERT INTO ids SELECT 'key2', id FROM ventros.create_credential('groq', 'api_key', 'gsk-intel-pgtap-secret');
+SELECT ventros.configure_enrichment_provider('groq_chat', pg_temp.id('key2'), base_url => 'https://groq.example/openai');
+SELECT is(ventros.ai_chat_route(ventros.current_ai_settings()), '{openai_chat,groq_chat}', 'the chat route: the tenant''s provider, then the others');
+INSERT INTO ids SELECT 's6', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+INSERT INTO ids SELECT 'c6', id FROM ventros.summarize_session(pg_temp.id('s6'));
+SELECT is((pg_temp.comp(pg_temp.id('c6'))).provider, 'openai_chat', 'the tenant''s provider is asked first');
+SELECT pg_temp.answer(pg_temp.id('c6'), 'dead', 500, '{"error": {"message": "boom"}}');
+SELECT is((SELECT jsonb_build_object('status', status, 'provider', provider, 'attempts', attempts, 'retry', retry_at)
+             FROM pg_temp.comp(pg_temp.id('c6'))),
+          '{"status": "processing", "provider": "groq_chat", "attempts": 2, "retry": null}'::jsonb,
+          'a 500: the next provider of the route is asked at once');
+SELECT is((SELECT url FROM ventros.http_requests WHERE correlation_id = pg_temp.id('c6') AND status = 'pending'),
+          'https://groq.example/openai/v1/chat/completions', 'Groq''s chat completions, with the tenant''s base URL');
+SELECT is((SELECT payload->'fallback_from' FROM ventros.outbox WHERE aggregate_id = pg_temp.id('s6')
+             AND event_type = 'session.ai_requested' ORDER BY seq DESC LIMIT 1),
+          '{"error_code": "provider_error", "error": "HTTP 500: boom", "provider": "openai_chat"}'::jsonb,
+          'session.ai_requested names the failure it follows');
+SELECT pg_temp.answer(pg_temp.id('c6'), 'succeeded', 200, pg_temp.good('neutral', 0));
+SELECT is((SELECT jsonb_build_object('status', status, 'provider', provider) FROM pg_temp.comp(pg_temp.id('c6'))),
+          '{"status": "completed", "provider": "groq_chat"}'::jsonb, 'the second provider answers: completed');
+SELECT is((SELECT sentiment FROM ventros.sessions WHERE id = pg_temp.id('s6')), 'neutral', 'the summary is on the session');
+-- a malformed answer moves on too; the last provider's 429 fails the completion, retried from the start
+INSERT INTO ids SELECT 's7', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+INSERT INTO ids SELECT 'c7', id FROM ventros.summarize_session(pg_temp.id('s7'));
+SELECT pg_temp.answer(pg_temp.id('c7'), 'succeeded', 200, pg_temp.chat('Claro! Aqui está o resumo.'));
+SELECT is((pg_temp.comp(pg_temp.id('c7'))).provider, 'groq_chat', 'a malformed answer: the next provider is asked');
+SELECT pg_temp.answer(pg_temp.id('c7'), 'dead', 429, '{"error": {"message": "slow down"}}', '{"retry-after": "120"}');
+SELECT is((SELECT jsonb_build_object('status', status, 'code', error_code, 'retry', retry_at >= now() + interval '120 seconds')
+             FROM pg_temp.comp(pg_temp.id('c7'))),
+          '{"status": "failed", "code": "rate_limited", "retry": true}'::jsonb, 'the route''s last provider failing: failed, retried later');
+SELECT is(ventros.retry_ai_completions(now() + interval '1 hour'), 1, 'the retry');
+SELECT is((pg_temp.comp(pg_temp.id('c7'))).provider, 'openai_chat', 'starts from the route''s start again');
+SELECT ventros.set_enrichment_route('chat', ARRAY['groq_chat']);
+SELECT is(ventros.ai_chat_route(ventros.current_ai_settings()), '{openai_chat,groq_chat}', 'a tenant''s own chat route (set_enrichment_route)');
+SELECT throws_ok($$SELECT ventros.set_enrichment_route('chat', ARRAY['groq'])$$, '22023', NULL, 'a media provider on the chat route is 22023');
+SELECT throws_ok($$SELECT ventros.set_enrichment_route('audio', ARRAY['groq_chat'])$$, '22023', NULL, 'a chat provider on a media route is 22023');
+
 -- ---- bad input -------------------------------------------------------------------------------
 SELECT throws_ok($$SELECT ventros.summarize_session(gen_random_uuid())$$, 'P0002', NULL, 'an unknown session is P0002');
 SELECT throws_ok($$SELECT ventros.configure_ai(provider => 'groq')$$, '22023', NULL, 'a provider that is not a chat provider is 22023');
