@@ -15988,6 +15988,8 @@ AS $$
 DECLARE
     l record;
 BEGIN
+    -- SECURITY DEFINER: the acting tenant's limit only
+    PERFORM ventros.require_tenant();
     IF coalesce(adding, 0) <= 0 THEN
         RETURN;
     END IF;
@@ -16045,7 +16047,14 @@ CREATE OR REPLACE VIEW ventros.enrichment_status WITH (security_invoker = true) 
               FROM ventros.enrichment_providers p
               LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
       FROM ventros.enrichment_settings s,
-           LATERAL (SELECT ventros.ai_spending() AS spent) sp;
+           -- the one ledger (as ai_spending), of the row's tenant: readable
+           -- without an acting tenant (platform administrators)
+           LATERAL (SELECT coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                                      WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
+                                        AND e.processed_at >= date_trunc('month', now())), 0)
+                         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                                      WHERE c.tenant_id = s.tenant_id AND c.cost IS NOT NULL
+                                        AND c.completed_at >= date_trunc('month', now())), 0) AS spent) sp;
 COMMENT ON VIEW ventros.enrichment_status IS
     'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
 

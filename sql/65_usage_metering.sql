@@ -309,6 +309,8 @@ AS $$
 DECLARE
     l record;
 BEGIN
+    -- SECURITY DEFINER: the acting tenant's limit only
+    PERFORM ventros.require_tenant();
     IF coalesce(adding, 0) <= 0 THEN
         RETURN;
     END IF;

@@ -346,41 +346,8 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_media_kind(text, text) IS
     'The enrichment route of a message''s content type: audio (audio, voice), image, document; NULL when none';
 
--- The one spending ledger of the acting tenant's AI provider calls, in USD:
--- its enrichments and its chat completions (summaries, AI agent replies,
--- sql/98_intelligence.sql) of a month.  The monthly cap
--- (enrichment_settings.monthly_cap) is held against it by the one gate of
--- every provider request, ventros.ai_request_refusal.  (PL/pgSQL: the
--- completions' table is created after this file.)
-CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    tenant text := ventros.require_tenant();
-    since timestamptz := date_trunc('month', coalesce(month::timestamptz, now()));
-BEGIN
-    RETURN coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
-                      WHERE e.tenant_id = tenant AND e.cost IS NOT NULL
-                        AND e.processed_at >= since AND e.processed_at < since + interval '1 month'), 0)
-         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
-                      WHERE c.tenant_id = tenant AND c.cost IS NOT NULL
-                        AND c.completed_at >= since AND c.completed_at < since + interval '1 month'), 0);
-END
-$$;
-COMMENT ON FUNCTION ventros.ai_spending(date) IS
-    'What the acting tenant''s AI provider calls cost in a month (default: this one), USD: enrichments and chat completions, the ledger the monthly cap holds';
+-- (ventros.ai_spending, the one AI spending ledger, and the gate of every
+-- provider request: sql/98_enrichment_spending.sql.)
 
-CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
-    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
-           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
-           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
-                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
-                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
-              FROM ventros.enrichment_providers p
-              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
-      FROM ventros.enrichment_settings s,
-           LATERAL (SELECT ventros.ai_spending() AS spent) sp;
-COMMENT ON VIEW ventros.enrichment_status IS
-    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
-GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;
+-- (ventros.enrichment_status, the tenant's enrichment and AI spending: in
+-- sql/98_intelligence.sql, after the completions' table.)

@@ -146,6 +146,27 @@ CREATE POLICY ventros_tenant_select ON ventros.ai_completions FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.ai_completions TO ventros_viewer;
 
+CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
+    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
+           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
+           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
+                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
+                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
+              FROM ventros.enrichment_providers p
+              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
+      FROM ventros.enrichment_settings s,
+           -- the one ledger (as ai_spending), of the row's tenant: readable
+           -- without an acting tenant (platform administrators)
+           LATERAL (SELECT coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                                      WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
+                                        AND e.processed_at >= date_trunc('month', now())), 0)
+                         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                                      WHERE c.tenant_id = s.tenant_id AND c.cost IS NOT NULL
+                                        AND c.completed_at >= date_trunc('month', now())), 0) AS spent) sp;
+COMMENT ON VIEW ventros.enrichment_status IS
+    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
+GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;
+
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.ai_requested', 'A chat completion was asked for a session (a summary or an AI agent reply): provider, model, attempt.'),
     ('session.summary_failed', 'A session''s summary failed (provider error, malformed answer, cap): the error code and when it is tried again.')) v(e, d);
@@ -547,52 +568,3 @@ END
 $$;
 COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
     'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer moves to the next provider of the chat route, and fails the completion with a retry time after the last';
-
--- ---- retries -------------------------------------------------------------------------------
-
-CREATE FUNCTION ventros.retry_ai_completions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
-RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    tenant text := ventros.require_tenant();
-    c ventros.ai_completions;
-    n integer := 0;
-BEGIN
-    -- SECURITY DEFINER: queues provider requests for the acting tenant only
-    FOR c IN SELECT * FROM ventros.ai_completions x
-              WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
-              ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
-    LOOP
-        -- an agent reply whose group closed meanwhile (handed off, agent
-        -- off) is not asked again: its retry time goes
-        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
-                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
-            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
-             WHERE x.tenant_id = tenant AND x.id = c.id;
-            CONTINUE;
-        END IF;
-        PERFORM ventros.ai_completion_start(c);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
-    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
-
-INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
-    ('ventros-retry-ai-completions', '* * * * *',
-     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-retry-ai-completions'', ''SELECT pg_catalog.to_jsonb(ventros.retry_ai_completions($1))'')',
-     'failed chat completions (summaries, AI agent replies) whose retry time passed');
-
-SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventros.ai_chat_answer(ventros.http_requests)'),
-       ventros.register_http_request_preparer('enrichment.' || p.provider,
-                                              'ventros.enrichment_request_headers(ventros.http_requests)')
-  FROM ventros.enrichment_providers p WHERE p.kind = 'chat';
-
-GRANT EXECUTE ON FUNCTION ventros.current_ai_settings() TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer),
-    ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;
