@@ -16597,6 +16597,802 @@ $$;
 COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
     'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed or ran before; writes each event''s row of the run log (the rules its conditions skipped)';
 
+-- ---- ai metering and routes
+-- Issue 16's rest (docs/ai.md, docs/billing.md): chat completions metered as
+-- enrichments are (the metric ai_completions, their tokens on ai_tokens);
+-- one AI spending ledger (ai_spending: enrichments and completions, which
+-- replaces enrichment_spending) and one gate of every provider request
+-- (ai_request_refusal: the monthly cap over that ledger, with
+-- billing.ai_spending_cap_reached, and the plan's limits of the AI metrics),
+-- which replaces enrichment_cap_reached and ai_cap_reached; the AI agent's
+-- message groups closed at their due time by the automation executor's wake
+-- (close_due_message_groups, from run_automations); a question's knowledge
+-- snippets chosen by relevance; chat completions on a route with fallback
+-- (the enrichment routing table's kind chat).
+
+CREATE OR REPLACE FUNCTION ventros.usage_metrics() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['messages_sent', 'messages_received', 'enrichments', 'ai_completions', 'ai_tokens', 'active_contacts'] $$;
+COMMENT ON FUNCTION ventros.usage_metrics() IS
+    'The usage metrics: messages_sent and messages_received (per channel), enrichments, ai_completions (chat completions answered: summaries, AI agent replies), ai_tokens (of both), active_contacts';
+
+CREATE OR REPLACE FUNCTION ventros.meter_usage(metrics text[], quantities bigint[], channel_id uuid DEFAULT NULL,
+                                    at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(metrics) m WHERE m IS NULL OR m <> ALL (ventros.usage_metrics())
+                                                     OR m = 'active_contacts') THEN
+        RAISE EXCEPTION 'unknown usage metric in %', metrics USING ERRCODE = '22023',
+            HINT = 'Metered are messages_sent, messages_received, enrichments, ai_completions and ai_tokens.';
+    END IF;
+    INSERT INTO ventros.usage_deltas (tenant_id, metric, channel_id, quantity, at)
+    SELECT tenant, u.metric, meter_usage.channel_id, u.quantity, coalesce(meter_usage.at, now())
+    FROM unnest(metrics, quantities) u(metric, quantity)
+    WHERE u.quantity > 0;
+END
+$$;
+COMMENT ON FUNCTION ventros.meter_usage(text[], bigint[], uuid, timestamptz) IS
+    'Appends usage of the acting tenant (one row per metric with a positive quantity; no row lock); internal';
+
+CREATE OR REPLACE FUNCTION ventros.usage_against_limit(metric text, OUT usage_limit bigint, OUT used bigint,
+                                            OUT period_start timestamptz, OUT period_end timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record := ventros.usage_period();
+BEGIN
+    period_start := p.period_start;
+    period_end := p.period_end;
+    usage_limit := (ventros.plan_limits(p.plan)->>metric)::bigint;
+    IF usage_limit IS NOT NULL THEN
+        used := ventros.usage_since(metric, p.period_start);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_against_limit(text) IS
+    'The acting tenant''s plan limit of a metric in its current period (NULL: none), what is used of it and the period; internal';
+
+CREATE OR REPLACE FUNCTION ventros.check_usage_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l record;
+BEGIN
+    -- SECURITY DEFINER: the acting tenant's limit only
+    PERFORM ventros.require_tenant();
+    IF coalesce(adding, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    l := ventros.usage_against_limit(metric);
+    IF l.usage_limit IS NULL THEN
+        RETURN;
+    END IF;
+    IF l.used + adding > l.usage_limit THEN
+        RAISE EXCEPTION 'plan limit reached: % %', l.usage_limit, replace(metric, '_', ' ')
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', l.used, l.usage_limit,
+                                  l.period_start, l.period_end, adding),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF l.used + adding = l.usage_limit THEN
+        PERFORM ventros.note_limit_reached(metric, l.usage_limit, l.used + adding, l.period_start, l.period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_usage_limit(text, bigint) IS
+    'Raises VN020 when adding to a metric would take the acting tenant over its plan''s limit in the current period; emits billing.limit_reached when this use reaches it';
+
+
+ALTER TABLE ventros.message_enrichments DROP CONSTRAINT message_enrichments_error_code,
+    ADD CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap', 'usage_limit',
+                                                                    'disabled', 'no_media'));
+COMMENT ON COLUMN ventros.message_enrichments.error_code IS 'Why it failed: providers_failed, no_provider, too_large, spending_cap (the tenant''s monthly AI cap), usage_limit (its plan''s limit), disabled, no_media';
+
+CREATE OR REPLACE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    since timestamptz := date_trunc('month', coalesce(month::timestamptz, now()));
+BEGIN
+    RETURN coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                      WHERE e.tenant_id = tenant AND e.cost IS NOT NULL
+                        AND e.processed_at >= since AND e.processed_at < since + interval '1 month'), 0)
+         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                      WHERE c.tenant_id = tenant AND c.cost IS NOT NULL
+                        AND c.completed_at >= since AND c.completed_at < since + interval '1 month'), 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_spending(date) IS
+    'What the acting tenant''s AI provider calls cost in a month (default: this one), USD: enrichments and chat completions, the ledger the monthly cap holds';
+
+
+CREATE OR REPLACE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
+    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
+           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
+           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
+                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
+                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
+              FROM ventros.enrichment_providers p
+              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
+      FROM ventros.enrichment_settings s,
+           -- the one ledger (as ai_spending), of the row's tenant: readable
+           -- without an acting tenant (platform administrators)
+           LATERAL (SELECT coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                                      WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
+                                        AND e.processed_at >= date_trunc('month', now())), 0)
+                         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                                      WHERE c.tenant_id = s.tenant_id AND c.cost IS NOT NULL
+                                        AND c.completed_at >= date_trunc('month', now())), 0) AS spent) sp;
+COMMENT ON VIEW ventros.enrichment_status IS
+    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
+
+DROP FUNCTION ventros.enrichment_spending(date);
+DROP FUNCTION ventros.enrichment_cap_reached(ventros.message_enrichments, ventros.enrichment_settings);
+DROP FUNCTION ventros.ai_cap_reached();
+DELETE FROM ventros.event_types WHERE event_type = 'message_enrichment.spending_cap_reached';
+SELECT ventros.register_event_type('billing.ai_spending_cap_reached', 'The tenant''s monthly AI spending (enrichments and chat completions, one ledger) reached its cap: no new provider request this month.');
+
+CREATE OR REPLACE FUNCTION ventros.ai_request_refusal(metric text, aggregate_type text, aggregate_id uuid,
+                                           OUT error_code text, OUT error text, OUT retry_at timestamptz)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    cap numeric;
+    spent numeric;
+    m text;
+    l record;
+BEGIN
+    SELECT s.monthly_cap INTO cap FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant;
+    IF cap IS NOT NULL THEN
+        spent := ventros.ai_spending();
+        IF spent >= cap THEN
+            error_code := 'spending_cap';
+            error := format('the monthly AI spending cap (%s USD) is reached: %s USD spent this month on enrichments and chat completions',
+                            cap, spent);
+            retry_at := date_trunc('month', now()) + interval '1 month';
+            UPDATE ventros.enrichment_settings x SET cap_reached_month = date_trunc('month', now())::date
+             WHERE x.tenant_id = tenant AND x.cap_reached_month IS DISTINCT FROM date_trunc('month', now())::date;
+            IF FOUND THEN
+                -- the tenant's, as billing.limit_reached: on its billing account
+                PERFORM ventros.emit('billing.ai_spending_cap_reached', 'billing',
+                    coalesce((SELECT b.id FROM ventros.billing_accounts b WHERE b.tenant_id = tenant AND b.deleted_at IS NULL
+                               ORDER BY b.created_at LIMIT 1), '00000000-0000-0000-0000-000000000000'),
+                    jsonb_build_object('monthly_cap', cap, 'spent', spent, 'month', date_trunc('month', now())::date,
+                                       'refused', jsonb_build_object('metric', metric, 'type', aggregate_type, 'id', aggregate_id)));
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    -- most plans limit no AI metric: one look at the plan first
+    IF NOT ventros.plan_limits((ventros.usage_period()).plan) ?| ARRAY[metric, 'ai_tokens'] THEN
+        RETURN;
+    END IF;
+    FOREACH m IN ARRAY ARRAY[metric, 'ai_tokens'] LOOP
+        l := ventros.usage_against_limit(m);
+        IF l.usage_limit IS NOT NULL AND l.used >= l.usage_limit THEN
+            error_code := 'usage_limit';
+            error := format('the plan''s limit of %s %s in this billing period is used up', l.usage_limit, replace(m, '_', ' '));
+            retry_at := l.period_end;
+            PERFORM ventros.note_limit_reached(m, l.usage_limit, l.used, l.period_start, l.period_end);
+            RETURN;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_request_refusal(text, text, uuid) IS
+    'The gate of every AI provider request (enrichment, chat completion): NULL when it may go, else spending_cap (the month''s AI spending reached the tenant''s cap; billing.ai_spending_cap_reached once a month) or usage_limit (the plan''s limit of the metric or of ai_tokens; billing.limit_reached), the error and the retry time';
+
+CREATE OR REPLACE FUNCTION ventros.enrichment_advance(enrichment_id uuid)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    e ventros.message_enrichments;
+    s ventros.enrichment_settings;
+    mm ventros.message_media;
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    pos integer;
+    cfg jsonb;
+    req jsonb;
+    rid uuid;
+    tried boolean;
+    too_large boolean := false;
+    retry_after timestamptz;
+    refusal record;
+BEGIN
+    SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
+    SELECT * INTO s FROM ventros.enrichment_settings x WHERE x.tenant_id = tenant;
+    IF NOT coalesce(s.enabled, false) THEN
+        RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
+    END IF;
+    -- (not the bytes: only the dispatcher reads them)
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
+    IF mm.status IS DISTINCT FROM 'downloaded' THEN
+        RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
+                                                               'the media is not downloaded'), NULL);
+    END IF;
+    tried := EXISTS (SELECT 1 FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed');
+    pos := coalesce(e.route_position, 0);
+    LOOP
+        pos := pos + 1;
+        EXIT WHEN pos > coalesce(cardinality(e.route), 0);
+        SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = e.route[pos];
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = tenant AND x.provider = p.provider;
+        e.provider := p.provider;
+        e.request_id := NULL;
+        IF p.provider IS NULL OR NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+            e := ventros.enrichment_note(e, 'skipped', 'not configured for this tenant (no key, or disabled)');
+            CONTINUE;
+        END IF;
+        IF mm.size > p.max_media_size THEN
+            too_large := true;
+            e := ventros.enrichment_note(e, 'skipped', format('the media has %s bytes; %s takes at most %s', mm.size,
+                                                              p.provider, p.max_media_size));
+            CONTINUE;
+        END IF;
+        refusal := ventros.ai_request_refusal('enrichments', 'message_enrichment', e.id);
+        IF refusal.error_code IS NOT NULL THEN
+            RETURN ventros.enrichment_fail(e, refusal.error_code, refusal.error, refusal.retry_at);
+        END IF;
+        cfg := ventros.enrichment_config(p, ps, s);
+        EXECUTE format('SELECT %s($1, $2)', p.build_request::regproc) INTO req USING e, cfg;
+        rid := ventros.enrichment_enqueue(e, p, cfg, req);
+        UPDATE ventros.message_enrichments x
+           SET status = 'processing', provider = p.provider, route_position = pos, request_id = rid,
+               model = cfg->>'model', job_id = NULL, error = NULL, error_code = NULL, retry_at = NULL,
+               version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id
+        RETURNING * INTO e;
+        RETURN e;
+    END LOOP;
+    IF tried THEN
+        SELECT max((a->>'retry_after')::timestamptz) INTO retry_after FROM jsonb_array_elements(e.attempts) a;
+        RETURN ventros.enrichment_fail(e, 'providers_failed',
+            format('every provider of the route failed (%s)',
+                   (SELECT string_agg(format('%s: %s', a->>'provider', a->>'error'), '; ')
+                      FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed')),
+            greatest(now() + s.retry_delay, retry_after));
+    ELSIF too_large THEN
+        RETURN ventros.enrichment_fail(e, 'too_large',
+            format('the media (%s bytes) is larger than every provider of the route takes', mm.size), NULL);
+    END IF;
+    RETURN ventros.enrichment_fail(e, 'no_provider',
+        format('no provider of the route (%s) is configured for this tenant', array_to_string(e.route, ', ')), NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
+    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
+
+CREATE OR REPLACE FUNCTION ventros.ai_completion_fail(c ventros.ai_completions, code text, why text, retryable boolean,
+                                           not_before timestamptz DEFAULT NULL)
+RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    next_at timestamptz;
+BEGIN
+    IF retryable AND c.attempts < s.max_attempts THEN
+        next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
+    ELSIF code IN ('spending_cap', 'usage_limit') THEN
+        next_at := not_before;
+    END IF;
+    UPDATE ventros.ai_completions x
+       SET status = 'failed', error_code = code, error = left(why, 2000), retry_at = next_at, request_id = NULL,
+           updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    IF c.kind = 'session_summary' THEN
+        PERFORM ventros.emit('session.summary_failed', 'session', c.session_id,
+            jsonb_build_object('completion_id', c.id, 'error_code', code, 'error', c.error, 'attempts', c.attempts,
+                               'retry_at', c.retry_at));
+    ELSE
+        PERFORM ventros.ai_agent_failed(c);
+    END IF;
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
+    'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
+
+CREATE OR REPLACE FUNCTION ventros.ai_chat_route(s ventros.ai_settings) RETURNS text[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[s.provider] || array_remove(ventros.enrichment_route('chat'), s.provider)
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_route(ventros.ai_settings) IS
+    'The chat providers a completion tries, in order: the tenant''s provider, then the rest of its chat route (enrichment_route(''chat''))';
+
+CREATE OR REPLACE FUNCTION ventros.ai_completion_route(c ventros.ai_completions, from_position integer, failure jsonb DEFAULT NULL)
+RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.ai_settings := ventros.current_ai_settings();
+    route text[] := ventros.ai_chat_route(s);
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    es ventros.enrichment_settings;
+    pos integer;
+    cfg jsonb;
+    rid uuid;
+    refusal record;
+BEGIN
+    FOR i IN greatest(from_position, 1)..coalesce(cardinality(route), 0) LOOP
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = route[i];
+        IF coalesce(ps.enabled, false) AND ps.credential_id IS NOT NULL THEN
+            pos := i;
+            EXIT;
+        END IF;
+    END LOOP;
+    IF pos IS NULL AND failure IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, failure->>'error_code', failure->>'error', true,
+                                          (failure->>'not_before')::timestamptz);
+    ELSIF pos IS NULL THEN
+        c.provider := s.provider;
+        RETURN ventros.ai_completion_fail(c, 'no_provider',
+            format('no chat provider of the route (%s) has a key for this tenant (configure_enrichment_provider)',
+                   array_to_string(route, ', ')), false);
+    END IF;
+    refusal := ventros.ai_request_refusal('ai_completions', 'session', c.session_id);
+    IF refusal.error_code IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, refusal.error_code, refusal.error, false, refusal.retry_at);
+    END IF;
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = route[pos];
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
+    cfg := ventros.enrichment_config(p, ps, es)
+        || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
+    rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
+                                          jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
+                                      p, cfg, ventros.chat_completion_request(NULL, cfg));
+    UPDATE ventros.ai_completions x
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid, route_position = pos,
+           attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
+        jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts,
+                                             'fallback_from', failure - 'not_before')));
+    RETURN c;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_completion_route(ventros.ai_completions, integer, jsonb) IS
+    'Gives a completion to the first provider of the tenant''s chat route from a position on that is enabled and has a key, unless the AI gate refuses; with none left, fails it with the previous provider''s failure (or no_provider); emits session.ai_requested (fallback_from: the failure it follows)';
+
+CREATE OR REPLACE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.ai_completion_route(c, 1) $$;
+COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
+    'Asks the first provider of the tenant''s chat route that has a key for a completion (ai_completion_route) unless the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
+
+CREATE OR REPLACE FUNCTION ventros.ai_chat_answer(r ventros.http_requests) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c ventros.ai_completions;
+    a jsonb := ventros.json_body(r.response_body);
+    content text;
+    j jsonb;
+    u jsonb;
+    wrong text;
+    after_s text := r.response_headers->>'retry-after';
+BEGIN
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = r.tenant_id AND x.id = r.correlation_id AND x.request_id = r.id AND x.status = 'processing'
+     FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;                 -- an answer to an older attempt
+    END IF;
+    -- a failure moves to the next provider of the route at once; the last
+    -- one's fails the completion (retried with backoff from the start)
+    IF r.status <> 'succeeded' THEN
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1, jsonb_build_object(
+            'error_code', CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            'error', ventros.enrichment_error_text(r), 'provider', c.provider,
+            'not_before', CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END));
+        RETURN;
+    END IF;
+    -- tokens are spent even when the answer is unusable: usage and cost
+    -- first, summed over the completion's attempts
+    u := jsonb_strip_nulls(jsonb_build_object('input_tokens', a->'usage'->'prompt_tokens',
+                                              'output_tokens', a->'usage'->'completion_tokens'));
+    UPDATE ventros.ai_completions x
+       SET usage = (SELECT jsonb_object_agg(k, coalesce((x.usage->>k)::numeric, 0) + (u->>k)::numeric)
+                      FROM jsonb_object_keys(u) k),
+           model = coalesce(a->>'model', x.model), completed_at = now(),
+           cost = coalesce(x.cost, 0)
+                  + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id
+    RETURNING * INTO c;
+    -- the tenant's usage, as an enrichment's (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['ai_completions', 'ai_tokens'],
+        ARRAY[1, (coalesce((u->>'input_tokens')::numeric, 0) + coalesce((u->>'output_tokens')::numeric, 0))::bigint]);
+    content := a->'choices'->0->'message'->>'content';
+    -- a JSON object, possibly in a markdown code fence
+    j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
+    IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
+        wrong := 'the answer is not a JSON object: '
+                 || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200);
+    ELSE
+        wrong := 'the answer has '
+                 || CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
+    END IF;
+    IF wrong IS NOT NULL THEN
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1,
+            jsonb_build_object('error_code', 'malformed_answer', 'error', wrong, 'provider', c.provider));
+        RETURN;
+    END IF;
+    UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
+     WHERE x.tenant_id = c.tenant_id AND x.id = c.id;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
+    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer moves to the next provider of the chat route, and fails the completion with a retry time after the last';
+
+CREATE OR REPLACE FUNCTION ventros.ai_agent_failed(c ventros.ai_completions) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    g ventros.message_groups;
+BEGIN
+    PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
+        jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
+                           'attempts', c.attempts, 'retry_at', c.retry_at));
+    -- no retry, or not before the next month or period (the cap, the
+    -- plan's limit): a human answers now
+    IF c.retry_at IS NULL OR c.error_code IN ('spending_cap', 'usage_limit') THEN
+        SELECT * INTO g FROM ventros.message_groups x
+         WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
+        IF FOUND THEN
+            PERFORM ventros.expire_message_group(g.id, g.version);
+        END IF;
+        PERFORM ventros.ai_agent_hand_off(c.session_id, 'failed', c.error);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_failed(ventros.ai_completions) IS
+    'A failed AI agent reply: emits session.ai_reply_failed; when it will not be retried (or only after the spending cap), expires the group and hands the session off';
+
+CREATE OR REPLACE FUNCTION ventros.close_due_message_groups(now timestamptz, batch_size integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    FOR tenant IN SELECT DISTINCT x.tenant_id FROM ventros.message_groups x
+                   WHERE x.status = 'pending' AND x.expires_at <= close_due_message_groups.now LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+        BEGIN
+            n := n + ventros.tick_ai_agent(now, batch_size);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'closing the due message groups of tenant % failed: %', tenant, SQLERRM;
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.close_due_message_groups(timestamptz, integer) IS
+    'The automation executor''s (run_automations; platform admins): closes every tenant''s message groups due at now, each tenant''s as that tenant (tick_ai_agent); returns how many';
+
+CREATE OR REPLACE FUNCTION ventros.run_automations(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    qs ventros.automation_queue[];
+    evs ventros.outbox[];
+    of_event integer[];
+    at_rule integer[];
+    rules ventros.automations[];
+    w ventros.automation_waits;
+    n integer := 0;
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- a tenant's open transaction holding a row a rule needs fails that
+    -- rule's run (55P03), not the executor
+    PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+    SELECT coalesce(array_agg(c.x ORDER BY (c.x).seq), '{}'), coalesce(array_agg(o ORDER BY (c.x).seq), '{}')
+      INTO qs, evs
+      FROM (SELECT x FROM ventros.automation_queue x
+             WHERE NOT EXISTS (SELECT 1 FROM ventros.automation_queue y
+                                WHERE y.tenant_id = x.tenant_id AND y.aggregate_id = x.aggregate_id AND y.seq < x.seq)
+             ORDER BY x.seq
+             LIMIT batch_size
+             FOR UPDATE SKIP LOCKED) c
+      LEFT JOIN ventros.outbox o ON o.tenant_id = (c.x).tenant_id AND o.seq = (c.x).seq;
+    -- the rules of every event of the batch: rules holds the enabled rules
+    -- of the batch's tenants (each tenant's in priority order), one query
+    -- matches them with the events: of_event[m] is the event of
+    -- rules[at_rule[m]], each event's in priority order
+    SELECT coalesce(array_agg(a ORDER BY a.tenant_id, a.priority DESC, a.created_at, a.id), '{}') INTO rules
+      FROM ventros.automations a
+     WHERE a.tenant_id IN (SELECT DISTINCT x.tenant_id FROM unnest(qs) x) AND a.enabled AND a.deleted_at IS NULL;
+    SELECT coalesce(array_agg(bq.ordinality ORDER BY bq.ordinality, r.ordinality), '{}'),
+           coalesce(array_agg(r.ordinality ORDER BY bq.ordinality, r.ordinality), '{}')
+      INTO of_event, at_rule
+      FROM unnest(qs) WITH ORDINALITY bq
+      JOIN unnest(evs) WITH ORDINALITY bo ON bo.ordinality = bq.ordinality
+      JOIN unnest(rules) WITH ORDINALITY r ON r.tenant_id = bq.tenant_id
+     WHERE (ventros.automation_trigger_matches(r.trigger, bo.event_type) OR r.id = bq.automation_id)
+       AND NOT (r.trigger = 'message.received' AND coalesce((bo.payload->>'from_me')::boolean, false));
+    -- the whole batch in one subtransaction; if anything in it fails, it
+    -- is rolled back and run again with a subtransaction per event
+    BEGIN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, false, run_automations.now);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM ventros.automation_run_batch(qs, evs, rules, of_event, at_rule, true, run_automations.now);
+    END;
+    DELETE FROM ventros.automation_queue x USING unnest(qs) u WHERE x.tenant_id = u.tenant_id AND x.seq = u.seq;
+    n := cardinality(qs);
+    PERFORM ventros.automation_mark_cascade(NULL, NULL);
+    FOR w IN SELECT * FROM ventros.automation_waits x WHERE x.due_at <= run_automations.now
+              ORDER BY x.due_at LIMIT batch_size FOR UPDATE SKIP LOCKED LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', w.tenant_id, true);
+        BEGIN
+            PERFORM ventros.automation_resume(w, run_automations.now);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'automation executor: wait of run % of tenant % failed: %', w.run_id, w.tenant_id, SQLERRM;
+            DELETE FROM ventros.automation_waits x WHERE x.tenant_id = w.tenant_id AND x.run_id = w.run_id;
+        END;
+        n := n + 1;
+    END LOOP;
+    -- the AI agent's message groups close at their due time on the same
+    -- wake (sql/98_intelligence_agent.sql)
+    n := n + ventros.close_due_message_groups(run_automations.now, batch_size);
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
+    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED), due waits and due AI agent message groups, each tenant''s as that tenant, in this transaction; returns how many it took';
+
+
+-- The most relevant knowledge snippets (ai_knowledge_for), their number a
+-- tenant setting (ai_settings.knowledge_snippets, default 5).
+ALTER TABLE ventros.ai_settings ADD COLUMN knowledge_snippets integer NOT NULL DEFAULT 5,
+    ADD CONSTRAINT ai_settings_knowledge CHECK (knowledge_snippets BETWEEN 0 AND 50);
+COMMENT ON TABLE ventros.ai_settings IS
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does, how many knowledge snippets (the most relevant) a question gets';
+COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content); a question gets the most relevant (ai_settings.knowledge_snippets)';
+DROP FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer);
+CREATE OR REPLACE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
+                                     temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
+                                     max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL,
+                                     knowledge_snippets integer DEFAULT NULL)
+RETURNS ventros.ai_settings
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    result ventros.ai_settings;
+BEGIN
+    -- SECURITY DEFINER: the settings are written by this function only
+    IF provider IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ventros.enrichment_providers p
+                                             WHERE p.provider = configure_ai.provider AND p.kind = 'chat') THEN
+        RAISE EXCEPTION 'unknown chat provider "%"', left(provider, 64) USING ERRCODE = '22023',
+            HINT = 'See ventros.enrichment_providers where kind = ''chat''.';
+    END IF;
+    INSERT INTO ventros.ai_settings AS s (tenant_id) VALUES (tenant) ON CONFLICT ON CONSTRAINT ai_settings_pkey DO NOTHING;
+    UPDATE ventros.ai_settings s
+       SET provider = coalesce(configure_ai.provider, s.provider),
+           summary_prompt = coalesce(nullif(configure_ai.summary_prompt, ''), s.summary_prompt),
+           agent_prompt = coalesce(nullif(configure_ai.agent_prompt, ''), s.agent_prompt),
+           temperature = coalesce(configure_ai.temperature, s.temperature),
+           retry_delay = coalesce(configure_ai.retry_delay, s.retry_delay),
+           max_attempts = coalesce(configure_ai.max_attempts, s.max_attempts),
+           handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
+           negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
+           max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           knowledge_snippets = coalesce(configure_ai.knowledge_snippets, s.knowledge_snippets),
+           updated_at = now()
+     WHERE s.tenant_id = tenant
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns, how many knowledge snippets (0-50, the most relevant; default 5) a question gets; NULL keeps a value';
+
+CREATE OR REPLACE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    s ventros.ai_settings;
+BEGIN
+    SELECT * INTO s FROM ventros.ai_settings x WHERE x.tenant_id = tenant;
+    IF NOT FOUND THEN
+        s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
+                 'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
+                 'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
+                 'negative_threshold', -0.5, 'max_turns', 10, 'knowledge_snippets', 5));
+    END IF;
+    RETURN s;
+END
+$$;
+COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
+
+CREATE OR REPLACE FUNCTION ventros.add_knowledge_snippet(title text, content text) RETURNS ventros.knowledge_snippets
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.knowledge_snippets;
+BEGIN
+    -- SECURITY DEFINER: snippets are written by these functions only
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content) VALUES (ventros.require_tenant(), title, content)
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation OR not_null_violation THEN
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000)'
+        USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets)';
+
+CREATE OR REPLACE FUNCTION ventros.ai_knowledge_for(c ventros.ai_completions, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    txt text;
+    cfg regconfig;
+    q tsquery;
+BEGIN
+    SELECT left(string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id), 4000),
+           ventros.search_config(coalesce(min(m.language), min(x.language)))
+      INTO txt, cfg
+      FROM ventros.message_groups g
+      JOIN ventros.messages m ON m.tenant_id = g.tenant_id AND m.id = ANY (g.message_ids)
+      LEFT JOIN ventros.contacts x ON x.tenant_id = g.tenant_id AND x.id = g.contact_id
+     WHERE g.tenant_id = c.tenant_id AND g.id = c.group_id;
+    -- every word of the messages, OR'ed (a question rarely holds all of a
+    -- snippet's words)
+    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
+      FROM unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, '')))) l;
+    RETURN QUERY
+        SELECT row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
+          FROM (SELECT k.id, k.title, k.content, k.created_at,
+                       coalesce(ts_rank_cd(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), k.title || ' ' || k.content), q), 0)
+                           AS rank,
+                       coalesce(ventros.search_similarity(k.title, txt), 0) AS sim
+                  FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id) r
+         ORDER BY 1
+         LIMIT greatest(n, 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_knowledge_for(ventros.ai_completions, integer) IS
+    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie';
+
+CREATE OR REPLACE FUNCTION ventros.ai_agent_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    contact jsonb;
+    knowledge text;
+BEGIN
+    SELECT jsonb_strip_nulls(jsonb_build_object('name', x.name, 'language', x.language, 'tags', x.tags,
+               'custom', (SELECT jsonb_object_agg(f.field_key, f.field_value) FROM ventros.contact_custom_fields f
+                           WHERE f.tenant_id = x.tenant_id AND f.contact_id = x.id AND f.deleted_at IS NULL)))
+      INTO contact
+      FROM ventros.sessions se JOIN ventros.contacts x ON x.tenant_id = se.tenant_id AND x.id = se.contact_id
+     WHERE se.tenant_id = c.tenant_id AND se.id = c.session_id;
+    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.ord)
+      INTO knowledge
+      FROM ventros.ai_knowledge_for(c, s.knowledge_snippets) k;
+    RETURN jsonb_build_array(jsonb_build_object('role', 'system', 'content',
+               coalesce(s.agent_prompt, 'You are the customer service assistant of this business. Be brief, kind and accurate; '
+                                        || 'answer only from what you know below; never invent prices or promises.')
+               || E'\n\nAnswer with one JSON object only: {"reply": string (your message to the customer, in their language), '
+               || '"handoff": boolean (true when a human should take over: the customer asks for one, is upset, or you cannot help), '
+               || '"handoff_reason": string, "sentiment": number from -1 (very negative) to 1 (very positive) for the customer''s mood}.'
+               || E'\n\nThe customer: ' || coalesce(contact::text, '{}')
+               || coalesce(E'\n\nWhat you know:\n' || knowledge, '')))
+        || ventros.ai_conversation(c.session_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_agent_messages(ventros.ai_completions, ventros.ai_settings) IS
+    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the most relevant knowledge snippets (ai_knowledge_for), then the conversation';
+
+GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer)
+    TO ventros_admin;
+
+-- Chat completions on a route with fallback: the routing table of
+-- enrichment takes the kind chat; a completion remembers its position.
+ALTER TABLE ventros.ai_completions ADD COLUMN route_position integer;
+COMMENT ON TABLE ventros.ai_completions IS
+    'A chat completion asked for a session''s summary or an AI agent reply: provider (and its position on the tenant''s chat route), model, status, attempts (every provider request), error code and retry time, usage and cost (USD), the validated answer';
+ALTER TABLE ventros.enrichment_routes DROP CONSTRAINT enrichment_routes_media_kind,
+    ADD CONSTRAINT enrichment_routes_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat'));
+ALTER TABLE ventros.enrichment_route_overrides DROP CONSTRAINT enrichment_route_overrides_media_kind,
+    ADD CONSTRAINT enrichment_route_overrides_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat'));
+COMMENT ON TABLE ventros.enrichment_routes IS
+    'The default route of each media kind (and of chat completions, chat): its providers in the order they are tried';
+INSERT INTO ventros.enrichment_routes (media_kind, position, provider) VALUES ('chat', 1, 'openai_chat'), ('chat', 2, 'groq_chat');
+CREATE OR REPLACE FUNCTION ventros.set_enrichment_route(media_kind text, providers text[])
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    unknown text;
+BEGIN
+    -- SECURITY DEFINER: the overrides are written by this function only
+    PERFORM ventros.require_value(media_kind, ARRAY['audio', 'image', 'document', 'profile_picture', 'chat'], 'media kind');
+    IF providers IS NULL THEN
+        DELETE FROM ventros.enrichment_route_overrides o WHERE o.tenant_id = tenant AND o.media_kind = set_enrichment_route.media_kind;
+        RETURN ventros.enrichment_route(media_kind);
+    END IF;
+    SELECT x INTO unknown FROM unnest(providers) x
+     WHERE NOT EXISTS (SELECT 1 FROM ventros.enrichment_providers p WHERE p.provider = x) LIMIT 1;
+    IF unknown IS NOT NULL OR cardinality(providers) NOT BETWEEN 1 AND 10 THEN
+        RAISE EXCEPTION 'a route is 1 to 10 known providers' USING ERRCODE = '22023',
+            DETAIL = format('Unknown: %s.', coalesce(unknown, 'none'));
+    END IF;
+    -- chat providers answer the chat route only, and only they do
+    SELECT x INTO unknown FROM unnest(providers) x JOIN ventros.enrichment_providers p ON p.provider = x
+     WHERE (p.kind = 'chat') <> (set_enrichment_route.media_kind = 'chat') LIMIT 1;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'provider "%" does not answer the % route', unknown, media_kind USING ERRCODE = '22023',
+            HINT = 'The chat route takes chat providers (kind chat) only; media routes take the others.';
+    END IF;
+    INSERT INTO ventros.enrichment_route_overrides AS o (tenant_id, media_kind, providers)
+    VALUES (tenant, media_kind, providers)
+    ON CONFLICT ON CONSTRAINT enrichment_route_overrides_pkey DO UPDATE SET providers = EXCLUDED.providers;
+    RETURN providers;
+END
+$$;
+COMMENT ON FUNCTION ventros.set_enrichment_route(text, text[]) IS
+    'Sets the tenant''s route of a media kind (audio, image, document, profile_picture; chat: the chat providers its completions fall back to after its own) to these providers in order; NULL: back to the default route';
+
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -21,9 +21,9 @@
 -- message in the period), never appended.
 CREATE FUNCTION ventros.usage_metrics() RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT ARRAY['messages_sent', 'messages_received', 'enrichments', 'ai_tokens', 'active_contacts'] $$;
+AS $$ SELECT ARRAY['messages_sent', 'messages_received', 'enrichments', 'ai_completions', 'ai_tokens', 'active_contacts'] $$;
 COMMENT ON FUNCTION ventros.usage_metrics() IS
-    'The usage metrics: messages_sent and messages_received (per channel), enrichments, ai_tokens, active_contacts';
+    'The usage metrics: messages_sent and messages_received (per channel), enrichments, ai_completions (chat completions answered: summaries, AI agent replies), ai_tokens (of both), active_contacts';
 
 CREATE TABLE ventros.usage_deltas (
     tenant_id  text        NOT NULL,
@@ -103,7 +103,8 @@ SELECT ventros.register_event_type('billing.limit_reached',
 -- ---- metering ----------------------------------------------------------------
 
 -- meter_usage: appends usage of the acting tenant.  Internal: called by the
--- commands that count (messages, enrichments), never granted to a tenant.
+-- commands that count (messages, enrichments, chat completions), never
+-- granted to a tenant.
 CREATE FUNCTION ventros.meter_usage(metrics text[], quantities bigint[], channel_id uuid DEFAULT NULL,
                                     at timestamptz DEFAULT now())
 RETURNS void
@@ -117,7 +118,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(metrics) m WHERE m IS NULL OR m <> ALL (ventros.usage_metrics())
                                                      OR m = 'active_contacts') THEN
         RAISE EXCEPTION 'unknown usage metric in %', metrics USING ERRCODE = '22023',
-            HINT = 'Metered are messages_sent, messages_received, enrichments and ai_tokens.';
+            HINT = 'Metered are messages_sent, messages_received, enrichments, ai_completions and ai_tokens.';
     END IF;
     INSERT INTO ventros.usage_deltas (tenant_id, metric, channel_id, quantity, at)
     SELECT tenant, u.metric, meter_usage.channel_id, u.quantity, coalesce(meter_usage.at, now())
@@ -271,6 +272,30 @@ $$;
 COMMENT ON FUNCTION ventros.note_limit_reached(text, bigint, bigint, timestamptz, timestamptz) IS
     'Records that the acting tenant reached a limit in a period and emits billing.limit_reached, once per metric and period; internal';
 
+-- usage_against_limit: the acting tenant's plan limit of a metric in its
+-- current period and what is used of it (usage_limit NULL: no limit, and
+-- nothing read).  The one reading of a limit: check_usage_limit raises with
+-- it, the AI gate (ventros.ai_request_refusal) refuses a provider request.
+CREATE FUNCTION ventros.usage_against_limit(metric text, OUT usage_limit bigint, OUT used bigint,
+                                            OUT period_start timestamptz, OUT period_end timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record := ventros.usage_period();
+BEGIN
+    period_start := p.period_start;
+    period_end := p.period_end;
+    usage_limit := (ventros.plan_limits(p.plan)->>metric)::bigint;
+    IF usage_limit IS NOT NULL THEN
+        used := ventros.usage_since(metric, p.period_start);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.usage_against_limit(text) IS
+    'The acting tenant''s plan limit of a metric in its current period (NULL: none), what is used of it and the period; internal';
+
 -- check_usage_limit: refuses (VN020) what would take the acting tenant over
 -- its plan's limit of a metric in the current period; notes the limit
 -- reached when this use reaches it exactly.  Reads only (no lock) until a
@@ -282,24 +307,26 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    tenant text := ventros.require_tenant();
-    p record := ventros.usage_period();
-    cap bigint := (ventros.plan_limits(p.plan)->>metric)::bigint;
-    used bigint;
+    l record;
 BEGIN
-    IF cap IS NULL OR coalesce(adding, 0) <= 0 THEN
+    -- SECURITY DEFINER: the acting tenant's limit only
+    PERFORM ventros.require_tenant();
+    IF coalesce(adding, 0) <= 0 THEN
         RETURN;
     END IF;
-    used := ventros.usage_since(metric, p.period_start);
-    IF used + adding > cap THEN
-        RAISE EXCEPTION 'plan limit reached: % %', cap, replace(metric, '_', ' ')
+    l := ventros.usage_against_limit(metric);
+    IF l.usage_limit IS NULL THEN
+        RETURN;
+    END IF;
+    IF l.used + adding > l.usage_limit THEN
+        RAISE EXCEPTION 'plan limit reached: % %', l.usage_limit, replace(metric, '_', ' ')
             USING ERRCODE = 'VN020',
-                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', used, cap,
-                                  p.period_start, p.period_end, adding),
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', l.used, l.usage_limit,
+                                  l.period_start, l.period_end, adding),
                   HINT = 'Upgrade the plan, or wait for the next billing period.';
     END IF;
-    IF used + adding = cap THEN
-        PERFORM ventros.note_limit_reached(metric, cap, used + adding, p.period_start, p.period_end);
+    IF l.used + adding = l.usage_limit THEN
+        PERFORM ventros.note_limit_reached(metric, l.usage_limit, l.used + adding, l.period_start, l.period_end);
     END IF;
 END
 $$;

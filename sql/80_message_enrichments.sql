@@ -51,7 +51,7 @@ CREATE TABLE ventros.message_enrichments (
     CONSTRAINT message_enrichments_outcome CHECK ((status <> 'completed' OR extracted_text IS NOT NULL)
                                                   AND (status <> 'failed' OR error IS NOT NULL)),
     CONSTRAINT message_enrichments_kind CHECK (kind IN ('transcription', 'vision', 'document', 'profile_score')),
-    CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap',
+    CONSTRAINT message_enrichments_error_code CHECK (error_code IN ('providers_failed', 'no_provider', 'too_large', 'spending_cap', 'usage_limit',
                                                                     'disabled', 'no_media')),
     CONSTRAINT message_enrichments_numbers CHECK (confidence BETWEEN 0 AND 1 AND cost >= 0),
     CONSTRAINT message_enrichments_subject CHECK (message_id IS NOT NULL OR context = 'profile_picture')
@@ -68,7 +68,7 @@ COMMENT ON COLUMN ventros.message_enrichments.usage IS 'What the provider counte
 COMMENT ON COLUMN ventros.message_enrichments.cost IS 'US dollars, from usage and the provider''s declared prices (ventros.enrichment_providers.prices)';
 COMMENT ON COLUMN ventros.message_enrichments.route IS 'The providers tried in order (the route of the media kind, the tenant''s override first)';
 COMMENT ON COLUMN ventros.message_enrichments.request_id IS 'The http_requests row of the current attempt: answers of older attempts are ignored';
-COMMENT ON COLUMN ventros.message_enrichments.error_code IS 'Why it failed: providers_failed, no_provider, too_large, spending_cap, disabled, no_media';
+COMMENT ON COLUMN ventros.message_enrichments.error_code IS 'Why it failed: providers_failed, no_provider, too_large, spending_cap (the tenant''s monthly AI cap), usage_limit (its plan''s limit), disabled, no_media';
 COMMENT ON COLUMN ventros.message_enrichments.retry_at IS 'When a failed enrichment is tried again (ventros.retry_enrichments); NULL: never by itself';
 COMMENT ON COLUMN ventros.message_enrichments.attempts IS 'One entry per provider tried: provider, request id, outcome, error';
 COMMENT ON COLUMN ventros.message_enrichments.search_vector IS 'Full-text vector of extracted_text (simple configuration), for search over messages';

@@ -527,12 +527,15 @@ BEGIN
         END;
         n := n + 1;
     END LOOP;
+    -- the AI agent's message groups close at their due time on the same
+    -- wake (sql/98_intelligence_agent.sql)
+    n := n + ventros.close_due_message_groups(run_automations.now, batch_size);
     PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION ventros.run_automations(integer, timestamptz) IS
-    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED) and due waits, each tenant''s as that tenant, in this transaction; returns how many it took';
+    'The automation executor (src/automation_worker.c; platform admins): runs the rules of up to batch_size queued events (the first of each aggregate, SKIP LOCKED), due waits and due AI agent message groups, each tenant''s as that tenant, in this transaction; returns how many it took';
 
 -- ---- dry run ------------------------------------------------------------------------
 

@@ -64,11 +64,11 @@ CREATE TABLE ventros.enrichment_routes (
     position   integer NOT NULL,
     provider   text    NOT NULL REFERENCES ventros.enrichment_providers (provider),
     PRIMARY KEY (media_kind, position),
-    CONSTRAINT enrichment_routes_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture')),
+    CONSTRAINT enrichment_routes_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat')),
     CONSTRAINT enrichment_routes_position CHECK (position BETWEEN 1 AND 10)
 );
 COMMENT ON TABLE ventros.enrichment_routes IS
-    'The default route of each media kind: its providers in the order they are tried';
+    'The default route of each media kind (and of chat completions, chat): its providers in the order they are tried';
 ALTER TABLE ventros.enrichment_routes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.enrichment_routes FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_catalog_read ON ventros.enrichment_routes FOR SELECT USING (true);
@@ -152,7 +152,7 @@ CREATE TABLE ventros.enrichment_route_overrides (
     media_kind text   NOT NULL,
     providers  text[] NOT NULL,
     PRIMARY KEY (tenant_id, media_kind),
-    CONSTRAINT enrichment_route_overrides_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture')),
+    CONSTRAINT enrichment_route_overrides_media_kind CHECK (media_kind IN ('audio', 'image', 'document', 'profile_picture', 'chat')),
     CONSTRAINT enrichment_route_overrides_size CHECK (cardinality(providers) BETWEEN 1 AND 10)
 );
 COMMENT ON TABLE ventros.enrichment_route_overrides IS 'A tenant''s own route for a media kind, instead of ventros.enrichment_routes';
@@ -192,7 +192,7 @@ GRANT SELECT ON ventros.enrichment_media TO ventros_viewer;
 SELECT ventros.register_event_type('contact.profile_picture_scored', 'A contact''s profile picture was scored 0-10 by a vision provider.');
 SELECT ventros.register_event_type('message.enriched', 'A media message''s text was extracted by an AI provider (transcript, image text, document).');
 SELECT ventros.register_event_type('message.enrichment_failed', 'Every provider of a media message''s route failed or was refused; the error code and the retry time say why and when.');
-SELECT ventros.register_event_type('message_enrichment.spending_cap_reached', 'The tenant''s monthly enrichment spending reached its cap: no new provider request this month.');
+SELECT ventros.register_event_type('billing.ai_spending_cap_reached', 'The tenant''s monthly AI spending (enrichments and chat completions, one ledger) reached its cap: no new provider request this month.');
 
 -- ---- configuration (tenant administrators) ------------------------------------------
 
@@ -288,7 +288,7 @@ DECLARE
     unknown text;
 BEGIN
     -- SECURITY DEFINER: the overrides are written by this function only
-    PERFORM ventros.require_value(media_kind, ARRAY['audio', 'image', 'document', 'profile_picture'], 'media kind');
+    PERFORM ventros.require_value(media_kind, ARRAY['audio', 'image', 'document', 'profile_picture', 'chat'], 'media kind');
     IF providers IS NULL THEN
         DELETE FROM ventros.enrichment_route_overrides o WHERE o.tenant_id = tenant AND o.media_kind = set_enrichment_route.media_kind;
         RETURN ventros.enrichment_route(media_kind);
@@ -299,6 +299,13 @@ BEGIN
         RAISE EXCEPTION 'a route is 1 to 10 known providers' USING ERRCODE = '22023',
             DETAIL = format('Unknown: %s.', coalesce(unknown, 'none'));
     END IF;
+    -- chat providers answer the chat route only, and only they do
+    SELECT x INTO unknown FROM unnest(providers) x JOIN ventros.enrichment_providers p ON p.provider = x
+     WHERE (p.kind = 'chat') <> (set_enrichment_route.media_kind = 'chat') LIMIT 1;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'provider "%" does not answer the % route', unknown, media_kind USING ERRCODE = '22023',
+            HINT = 'The chat route takes chat providers (kind chat) only; media routes take the others.';
+    END IF;
     INSERT INTO ventros.enrichment_route_overrides AS o (tenant_id, media_kind, providers)
     VALUES (tenant, media_kind, providers)
     ON CONFLICT ON CONSTRAINT enrichment_route_overrides_pkey DO UPDATE SET providers = EXCLUDED.providers;
@@ -306,7 +313,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.set_enrichment_route(text, text[]) IS
-    'Sets the tenant''s route of a media kind (audio, image, document, profile_picture) to these providers in order; NULL: back to the default route';
+    'Sets the tenant''s route of a media kind (audio, image, document, profile_picture; chat: the chat providers its completions fall back to after its own) to these providers in order; NULL: back to the default route';
 
 CREATE FUNCTION ventros.enrichment_route(media_kind text) RETURNS text[]
 LANGUAGE plpgsql STABLE
@@ -339,30 +346,8 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_media_kind(text, text) IS
     'The enrichment route of a message''s content type: audio (audio, voice), image, document; NULL when none';
 
--- The month's spending of the acting tenant, in USD.
-CREATE FUNCTION ventros.enrichment_spending(month date DEFAULT NULL) RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(sum(e.cost), 0) FROM ventros.message_enrichments e
-     WHERE e.tenant_id = ventros.require_tenant() AND e.cost IS NOT NULL
-       AND e.processed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
-       AND e.processed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
-$$;
-COMMENT ON FUNCTION ventros.enrichment_spending(date) IS 'What the acting tenant''s enrichments cost in a month (default: this one), USD';
+-- (ventros.ai_spending, the one AI spending ledger, and the gate of every
+-- provider request: sql/98_enrichment_spending.sql.)
 
-CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
-    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
-           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
-           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
-                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
-                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
-              FROM ventros.enrichment_providers p
-              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
-      FROM ventros.enrichment_settings s,
-           LATERAL (SELECT coalesce(sum(e.cost), 0) AS spent FROM ventros.message_enrichments e
-                     WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
-                       AND e.processed_at >= date_trunc('month', now())) sp;
-COMMENT ON VIEW ventros.enrichment_status IS
-    'The acting tenant''s enrichment: on or off, cap and this month''s spending, per provider whether it is enabled and has a key (never the key)';
-GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;
+-- (ventros.enrichment_status, the tenant's enrichment and AI spending: in
+-- sql/98_intelligence.sql, after the completions' table.)

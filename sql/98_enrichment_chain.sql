@@ -100,35 +100,6 @@ $$;
 COMMENT ON FUNCTION ventros.enrichment_note(ventros.message_enrichments, text, text) IS
     'Appends an attempt (provider, request, outcome, error) to an enrichment''s trail';
 
--- Whether the tenant's monthly cap is reached; the first time in a month it
--- says so with message_enrichment.spending_cap_reached.
-CREATE FUNCTION ventros.enrichment_cap_reached(e ventros.message_enrichments, s ventros.enrichment_settings)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    spent numeric;
-BEGIN
-    IF s.monthly_cap IS NULL THEN
-        RETURN false;
-    END IF;
-    spent := ventros.enrichment_spending();
-    IF spent < s.monthly_cap THEN
-        RETURN false;
-    END IF;
-    UPDATE ventros.enrichment_settings x SET cap_reached_month = date_trunc('month', now())::date
-     WHERE x.tenant_id = s.tenant_id AND x.cap_reached_month IS DISTINCT FROM date_trunc('month', now())::date;
-    IF FOUND THEN
-        PERFORM ventros.emit('message_enrichment.spending_cap_reached', 'message_enrichment', e.id,
-            jsonb_build_object('monthly_cap', s.monthly_cap, 'spent', spent, 'month', date_trunc('month', now())::date));
-    END IF;
-    RETURN true;
-END
-$$;
-COMMENT ON FUNCTION ventros.enrichment_cap_reached(ventros.message_enrichments, ventros.enrichment_settings) IS
-    'True when this month''s spending reached the tenant''s cap; emits message_enrichment.spending_cap_reached once a month';
-
 -- Queues one provider request for an enrichment: the builder's
 -- {method, url, headers, body, form (multipart parts), inline_base64 (the
 -- marker in body replaced by the media's base64), media (bool)}.  The key is
@@ -184,6 +155,7 @@ DECLARE
     tried boolean;
     too_large boolean := false;
     retry_after timestamptz;
+    refusal record;
 BEGIN
     SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
     SELECT * INTO s FROM ventros.enrichment_settings x WHERE x.tenant_id = tenant;
@@ -221,10 +193,9 @@ BEGIN
                                                               p.provider, p.max_media_size));
             CONTINUE;
         END IF;
-        IF ventros.enrichment_cap_reached(e, s) THEN
-            RETURN ventros.enrichment_fail(e, 'spending_cap',
-                format('the monthly enrichment spending cap (%s USD) is reached', s.monthly_cap),
-                date_trunc('month', now()) + interval '1 month');
+        refusal := ventros.ai_request_refusal('enrichments', 'message_enrichment', e.id);
+        IF refusal.error_code IS NOT NULL THEN
+            RETURN ventros.enrichment_fail(e, refusal.error_code, refusal.error, refusal.retry_at);
         END IF;
         cfg := ventros.enrichment_config(p, ps, s);
         EXECUTE format('SELECT %s($1, $2)', p.build_request::regproc) INTO req USING e, cfg;
@@ -253,7 +224,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
-    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the spending cap is reached; fails it when none is left';
+    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
 
 -- A profile picture's download (purpose enrichment.picture): the contact's
 -- picture URL, its bytes kept in ventros.enrichment_media.
@@ -662,7 +633,7 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
      'SELECT count(*) FROM ventros.run_per_tenant(''ventros-retry-enrichments'', ''SELECT pg_catalog.to_jsonb(ventros.retry_enrichments($1))'')',
      'failed media enrichments whose retry time passed');
 
-GRANT EXECUTE ON FUNCTION ventros.enrichment_route(text), ventros.enrichment_spending(date),
+GRANT EXECUTE ON FUNCTION ventros.enrichment_route(text),
     ventros.enrichment_media_kind(text, text) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.enrich_message(uuid), ventros.enrich_profile_picture(uuid) TO ventros_agent;
 GRANT EXECUTE ON FUNCTION ventros.configure_enrichment(boolean, numeric, text, boolean, interval, boolean),

@@ -13,8 +13,12 @@
 --     enrichment.<provider> (enrichment_enqueue), whose preparer
 --     (enrichment_request_headers) adds the key at claim time: no key on any
 --     row, view or event;
---   - cost = usage x prices (enrichment_cost); the tenant's monthly cap
---     (enrichment_settings.monthly_cap) counts enrichments and completions.
+--   - cost = usage x prices (enrichment_cost), on the one AI spending
+--     ledger (ai_spending: enrichments and completions); before a request
+--     is queued the one gate, ai_request_refusal, holds it to the tenant's
+--     monthly cap and its plan's limits of ai_completions and ai_tokens;
+--   - usage is metered as an enrichment's is (meter_usage: one
+--     ai_completions and the answer's tokens per provider answer).
 -- What is its own: ventros.ai_completions (one row per request for a
 -- summary or an agent reply, its status, attempts, retry time, usage, cost
 -- and the validated answer), the tenant's prompts and retry policy
@@ -67,6 +71,11 @@ SELECT ventros.register_enrichment_provider('groq_chat', 'chat', 'https://api.gr
     '{"per_input_token": 0.00000005, "per_output_token": 0.00000008}', timeout_ms => 60000,
     description => 'Groq chat completions (OpenAI-compatible)');
 
+-- The default chat route: a completion that fails on the tenant's provider
+-- (an error, 429, timeout, malformed answer) goes to the next of these that
+-- has a key for the tenant (ventros.ai_chat_route).
+INSERT INTO ventros.enrichment_routes (media_kind, position, provider) VALUES ('chat', 1, 'openai_chat'), ('chat', 2, 'groq_chat');
+
 -- ---- per tenant -------------------------------------------------------------------------
 
 CREATE TABLE ventros.ai_settings (
@@ -81,14 +90,16 @@ CREATE TABLE ventros.ai_settings (
     negative_threshold numeric     NOT NULL DEFAULT -0.5,
     max_turns          integer     NOT NULL DEFAULT 10,
     updated_at         timestamptz NOT NULL DEFAULT now(),
+    knowledge_snippets integer     NOT NULL DEFAULT 5,
     PRIMARY KEY (tenant_id),
+    CONSTRAINT ai_settings_knowledge CHECK (knowledge_snippets BETWEEN 0 AND 50),
     CONSTRAINT ai_settings_prompts CHECK (length(summary_prompt) <= 8000 AND length(agent_prompt) <= 8000),
     CONSTRAINT ai_settings_numbers CHECK (temperature BETWEEN 0 AND 2 AND max_attempts BETWEEN 1 AND 20
                                           AND negative_threshold BETWEEN -1 AND 1 AND max_turns BETWEEN 1 AND 100
                                           AND retry_delay >= interval '1 second')
 );
 COMMENT ON TABLE ventros.ai_settings IS
-    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does';
+    'A tenant''s conversation intelligence and AI agent: the chat provider, the summary and agent prompts (NULL: the defaults), temperature, retry delay and attempts, hand-off keywords, the sentiment at or below which the agent hands off, the turns after which it does, how many knowledge snippets (the most relevant) a question gets';
 ALTER TABLE ventros.ai_settings ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.ai_settings FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.ai_settings FOR SELECT
@@ -115,6 +126,7 @@ CREATE TABLE ventros.ai_completions (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
+    route_position integer,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, session_id) REFERENCES ventros.sessions (tenant_id, id),
     FOREIGN KEY (tenant_id, group_id) REFERENCES ventros.message_groups (tenant_id, id),
@@ -127,12 +139,33 @@ CREATE INDEX ai_completions_by_session ON ventros.ai_completions (tenant_id, ses
 CREATE INDEX ai_completions_retry ON ventros.ai_completions (tenant_id, retry_at) WHERE status = 'failed' AND retry_at IS NOT NULL;
 CREATE INDEX ai_completions_spending ON ventros.ai_completions (tenant_id, completed_at) WHERE cost IS NOT NULL;
 COMMENT ON TABLE ventros.ai_completions IS
-    'A chat completion asked for a session''s summary or an AI agent reply: provider, model, status, attempts, error code and retry time, usage and cost (USD), the validated answer';
+    'A chat completion asked for a session''s summary or an AI agent reply: provider (and its position on the tenant''s chat route), model, status, attempts (every provider request), error code and retry time, usage and cost (USD), the validated answer';
 ALTER TABLE ventros.ai_completions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.ai_completions FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.ai_completions FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.ai_completions TO ventros_viewer;
+
+CREATE VIEW ventros.enrichment_status WITH (security_invoker = true) AS
+    SELECT s.tenant_id, s.enabled, s.auto, s.monthly_cap, sp.spent AS spent_this_month,
+           s.monthly_cap IS NOT NULL AND sp.spent >= s.monthly_cap AS cap_reached,
+           (SELECT coalesce(jsonb_object_agg(p.provider, jsonb_build_object(
+                   'enabled', coalesce(ps.enabled, false), 'has_key', ps.credential_id IS NOT NULL,
+                   'base_url', coalesce(ps.base_url, p.base_url), 'model', coalesce(ps.model, p.model))), '{}')
+              FROM ventros.enrichment_providers p
+              LEFT JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = s.tenant_id AND ps.provider = p.provider) AS providers
+      FROM ventros.enrichment_settings s,
+           -- the one ledger (as ai_spending), of the row's tenant: readable
+           -- without an acting tenant (platform administrators)
+           LATERAL (SELECT coalesce((SELECT sum(e.cost) FROM ventros.message_enrichments e
+                                      WHERE e.tenant_id = s.tenant_id AND e.cost IS NOT NULL
+                                        AND e.processed_at >= date_trunc('month', now())), 0)
+                         + coalesce((SELECT sum(c.cost) FROM ventros.ai_completions c
+                                      WHERE c.tenant_id = s.tenant_id AND c.cost IS NOT NULL
+                                        AND c.completed_at >= date_trunc('month', now())), 0) AS spent) sp;
+COMMENT ON VIEW ventros.enrichment_status IS
+    'The acting tenant''s enrichment: on or off, the AI cap and this month''s AI spending (enrichments and chat completions), per provider whether it is enabled and has a key (never the key)';
+GRANT SELECT ON ventros.enrichment_status TO ventros_viewer;
 
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.ai_requested', 'A chat completion was asked for a session (a summary or an AI agent reply): provider, model, attempt.'),
@@ -141,7 +174,8 @@ SELECT ventros.register_event_type(e, d) FROM (VALUES
 CREATE FUNCTION ventros.configure_ai(provider text DEFAULT NULL, summary_prompt text DEFAULT NULL, agent_prompt text DEFAULT NULL,
                                      temperature numeric DEFAULT NULL, retry_delay interval DEFAULT NULL,
                                      max_attempts integer DEFAULT NULL, handoff_keywords text[] DEFAULT NULL,
-                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL)
+                                     negative_threshold numeric DEFAULT NULL, max_turns integer DEFAULT NULL,
+                                     knowledge_snippets integer DEFAULT NULL)
 RETURNS ventros.ai_settings
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -167,6 +201,7 @@ BEGIN
            handoff_keywords = coalesce(configure_ai.handoff_keywords, s.handoff_keywords),
            negative_threshold = coalesce(configure_ai.negative_threshold, s.negative_threshold),
            max_turns = coalesce(configure_ai.max_turns, s.max_turns),
+           knowledge_snippets = coalesce(configure_ai.knowledge_snippets, s.knowledge_snippets),
            updated_at = now()
      WHERE s.tenant_id = tenant
     RETURNING * INTO result;
@@ -175,8 +210,8 @@ EXCEPTION WHEN check_violation THEN
     RAISE EXCEPTION 'invalid AI settings: %', SQLERRM USING ERRCODE = '22023';
 END
 $$;
-COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer) IS
-    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns; NULL keeps a value';
+COMMENT ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer, integer) IS
+    'Sets the tenant''s chat provider (openai_chat, groq_chat; its key, base URL and model: configure_enrichment_provider), summary and agent prompts, temperature, retry delay and attempts, hand-off keywords, negative sentiment threshold and turns, how many knowledge snippets (0-50, the most relevant; default 5) a question gets; NULL keeps a value';
 
 -- The acting tenant's settings (the defaults when it set none).
 CREATE FUNCTION ventros.current_ai_settings() RETURNS ventros.ai_settings
@@ -192,24 +227,12 @@ BEGIN
         s := jsonb_populate_record(NULL::ventros.ai_settings, jsonb_build_object(
                  'tenant_id', tenant, 'provider', 'openai_chat', 'temperature', 0.2, 'retry_delay', '1 minute',
                  'max_attempts', 5, 'handoff_keywords', ARRAY['falar com humano', 'atendente', 'human agent'],
-                 'negative_threshold', -0.5, 'max_turns', 10));
+                 'negative_threshold', -0.5, 'max_turns', 10, 'knowledge_snippets', 5));
     END IF;
     RETURN s;
 END
 $$;
 COMMENT ON FUNCTION ventros.current_ai_settings() IS 'The acting tenant''s AI settings, the defaults when it set none';
-
--- What the acting tenant's completions cost in a month, USD.
-CREATE FUNCTION ventros.ai_spending(month date DEFAULT NULL) RETURNS numeric
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(sum(c.cost), 0) FROM ventros.ai_completions c
-     WHERE c.tenant_id = ventros.require_tenant() AND c.cost IS NOT NULL
-       AND c.completed_at >= date_trunc('month', coalesce(month::timestamptz, now()))
-       AND c.completed_at < date_trunc('month', coalesce(month::timestamptz, now())) + interval '1 month'
-$$;
-COMMENT ON FUNCTION ventros.ai_spending(date) IS 'What the acting tenant''s chat completions cost in a month (default: this one), USD';
 
 -- ---- the default prompts -------------------------------------------------------------------
 
@@ -296,7 +319,7 @@ DECLARE
 BEGIN
     IF retryable AND c.attempts < s.max_attempts THEN
         next_at := greatest(now() + s.retry_delay * power(2, greatest(c.attempts - 1, 0)), not_before);
-    ELSIF code = 'spending_cap' THEN
+    ELSIF code IN ('spending_cap', 'usage_limit') THEN
         next_at := not_before;
     END IF;
     UPDATE ventros.ai_completions x
@@ -317,66 +340,91 @@ $$;
 COMMENT ON FUNCTION ventros.ai_completion_fail(ventros.ai_completions, text, text, boolean, timestamptz) IS
     'Fails a completion with an error code and a retry time (retry_delay x 2^(attempts-1), at most max_attempts); emits session.summary_failed or the agent''s failure';
 
--- Whether the tenant's monthly AI cap (enrichment_settings.monthly_cap) is
--- reached by its enrichments and completions together.
-CREATE FUNCTION ventros.ai_cap_reached() RETURNS boolean
-LANGUAGE plpgsql STABLE
+-- The tenant's chat route: its provider (ai_settings.provider) first, then
+-- the other providers of the route of kind chat (the routing table of
+-- enrichment, ventros.enrichment_routes, or the tenant's own,
+-- set_enrichment_route('chat', ...)), in order.
+CREATE FUNCTION ventros.ai_chat_route(s ventros.ai_settings) RETURNS text[]
+LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    cap numeric := (SELECT s.monthly_cap FROM ventros.enrichment_settings s WHERE s.tenant_id = ventros.require_tenant());
-BEGIN
-    RETURN cap IS NOT NULL AND ventros.enrichment_spending() + ventros.ai_spending() >= cap;
-END
+    SELECT ARRAY[s.provider] || array_remove(ventros.enrichment_route('chat'), s.provider)
 $$;
-COMMENT ON FUNCTION ventros.ai_cap_reached() IS
-    'True when this month''s enrichments and chat completions together reached the tenant''s monthly cap';
+COMMENT ON FUNCTION ventros.ai_chat_route(ventros.ai_settings) IS
+    'The chat providers a completion tries, in order: the tenant''s provider, then the rest of its chat route (enrichment_route(''chat''))';
 
--- Starts (or starts again) a completion: the tenant's chat provider with
--- its key, unless the cap is reached; one dispatcher request.
-CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+-- ai_completion_route: the completion goes to the first provider of the
+-- chat route, from a position on, that is enabled and has a key, unless
+-- the AI gate refuses (one dispatcher request, the key added at claim
+-- time).  failure: the previous provider's ({error_code, error,
+-- not_before}), when this is a fallback; with no provider left the
+-- completion fails with it (retried from the route's start), or with
+-- no_provider when none was tried.
+CREATE FUNCTION ventros.ai_completion_route(c ventros.ai_completions, from_position integer, failure jsonb DEFAULT NULL)
+RETURNS ventros.ai_completions
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s ventros.ai_settings := ventros.current_ai_settings();
+    route text[] := ventros.ai_chat_route(s);
     p ventros.enrichment_providers;
     ps ventros.enrichment_provider_settings;
     es ventros.enrichment_settings;
+    pos integer;
     cfg jsonb;
     rid uuid;
+    refusal record;
 BEGIN
-    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = s.provider;
-    SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = s.provider;
-    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
-    c.provider := s.provider;
-    IF NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+    FOR i IN greatest(from_position, 1)..coalesce(cardinality(route), 0) LOOP
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = c.tenant_id AND x.provider = route[i];
+        IF coalesce(ps.enabled, false) AND ps.credential_id IS NOT NULL THEN
+            pos := i;
+            EXIT;
+        END IF;
+    END LOOP;
+    IF pos IS NULL AND failure IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, failure->>'error_code', failure->>'error', true,
+                                          (failure->>'not_before')::timestamptz);
+    ELSIF pos IS NULL THEN
+        c.provider := s.provider;
         RETURN ventros.ai_completion_fail(c, 'no_provider',
-            format('the chat provider %s has no key for this tenant (configure_enrichment_provider)', s.provider), false);
+            format('no chat provider of the route (%s) has a key for this tenant (configure_enrichment_provider)',
+                   array_to_string(route, ', ')), false);
     END IF;
-    IF ventros.ai_cap_reached() THEN
-        RETURN ventros.ai_completion_fail(c, 'spending_cap',
-            format('the monthly AI spending cap (%s USD) is reached', es.monthly_cap), false,
-            date_trunc('month', now()) + interval '1 month');
+    refusal := ventros.ai_request_refusal('ai_completions', 'session', c.session_id);
+    IF refusal.error_code IS NOT NULL THEN
+        RETURN ventros.ai_completion_fail(c, refusal.error_code, refusal.error, false, refusal.retry_at);
     END IF;
+    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = route[pos];
+    SELECT * INTO es FROM ventros.enrichment_settings x WHERE x.tenant_id = c.tenant_id;
     cfg := ventros.enrichment_config(p, ps, es)
         || jsonb_build_object('temperature', s.temperature, 'messages', ventros.ai_completion_messages(c, s));
     rid := ventros.enrichment_enqueue(jsonb_populate_record(NULL::ventros.message_enrichments,
                                           jsonb_build_object('tenant_id', c.tenant_id, 'id', c.id)),
                                       p, cfg, ventros.chat_completion_request(NULL, cfg));
     UPDATE ventros.ai_completions x
-       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid,
+       SET status = 'processing', provider = p.provider, model = cfg->>'model', request_id = rid, route_position = pos,
            attempts = x.attempts + 1, error_code = NULL, error = NULL, retry_at = NULL, updated_at = now()
      WHERE x.tenant_id = c.tenant_id AND x.id = c.id
     RETURNING * INTO c;
     PERFORM ventros.emit('session.ai_requested', 'session', c.session_id,
         jsonb_strip_nulls(jsonb_build_object('completion_id', c.id, 'kind', c.kind, 'group_id', c.group_id,
-                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts)));
+                                             'provider', c.provider, 'model', c.model, 'attempt', c.attempts,
+                                             'fallback_from', failure - 'not_before')));
     RETURN c;
 END
 $$;
+COMMENT ON FUNCTION ventros.ai_completion_route(ventros.ai_completions, integer, jsonb) IS
+    'Gives a completion to the first provider of the tenant''s chat route from a position on that is enabled and has a key, unless the AI gate refuses; with none left, fails it with the previous provider''s failure (or no_provider); emits session.ai_requested (fallback_from: the failure it follows)';
+
+-- Starts (or starts again) a completion: from the start of the route.
+CREATE FUNCTION ventros.ai_completion_start(c ventros.ai_completions) RETURNS ventros.ai_completions
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ventros.ai_completion_route(c, 1) $$;
 COMMENT ON FUNCTION ventros.ai_completion_start(ventros.ai_completions) IS
-    'Asks the tenant''s chat provider for a completion (one dispatcher request, the key added at claim time) unless it has no key or the cap is reached; emits session.ai_requested';
+    'Asks the first provider of the tenant''s chat route that has a key for a completion (ai_completion_route) unless the AI gate refuses (spending cap, plan limit); emits session.ai_requested';
 
 -- summarize_session(session_id): on demand, or the automation action
 -- summarize_session.  Returns the completion; its answer lands on the
@@ -475,10 +523,13 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;                 -- an answer to an older attempt
     END IF;
+    -- a failure moves to the next provider of the route at once; the last
+    -- one's fails the completion (retried with backoff from the start)
     IF r.status <> 'succeeded' THEN
-        PERFORM ventros.ai_completion_fail(c, CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
-            ventros.enrichment_error_text(r), true,
-            CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END);
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1, jsonb_build_object(
+            'error_code', CASE r.response_status WHEN 429 THEN 'rate_limited' ELSE 'provider_error' END,
+            'error', ventros.enrichment_error_text(r), 'provider', c.provider,
+            'not_before', CASE WHEN after_s ~ '^[0-9]{1,7}$' THEN now() + make_interval(secs => after_s::integer) END));
         RETURN;
     END IF;
     -- tokens are spent even when the answer is unusable: usage and cost
@@ -493,18 +544,22 @@ BEGIN
                   + ventros.enrichment_cost((SELECT p.prices FROM ventros.enrichment_providers p WHERE p.provider = x.provider), u)
      WHERE x.tenant_id = c.tenant_id AND x.id = c.id
     RETURNING * INTO c;
+    -- the tenant's usage, as an enrichment's (sql/65_usage_metering.sql)
+    PERFORM ventros.meter_usage(ARRAY['ai_completions', 'ai_tokens'],
+        ARRAY[1, (coalesce((u->>'input_tokens')::numeric, 0) + coalesce((u->>'output_tokens')::numeric, 0))::bigint]);
     content := a->'choices'->0->'message'->>'content';
     -- a JSON object, possibly in a markdown code fence
     j := ventros.json_body(convert_to(regexp_replace(coalesce(content, ''), '^\s*```(json)?\s*|\s*```\s*$', '', 'g'), 'UTF8'));
     IF jsonb_typeof(j) IS DISTINCT FROM 'object' THEN
-        PERFORM ventros.ai_completion_fail(c, 'malformed_answer',
-            'the answer is not a JSON object: ' || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200),
-            true);
-        RETURN;
+        wrong := 'the answer is not a JSON object: '
+                 || left(coalesce(content, convert_from(coalesce(r.response_body, ''), 'SQL_ASCII')), 200);
+    ELSE
+        wrong := 'the answer has '
+                 || CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
     END IF;
-    wrong := CASE c.kind WHEN 'session_summary' THEN ventros.ai_summary_apply(c, j) ELSE ventros.ai_agent_apply(c, j) END;
     IF wrong IS NOT NULL THEN
-        PERFORM ventros.ai_completion_fail(c, 'malformed_answer', 'the answer has ' || wrong, true);
+        PERFORM ventros.ai_completion_route(c, c.route_position + 1,
+            jsonb_build_object('error_code', 'malformed_answer', 'error', wrong, 'provider', c.provider));
         RETURN;
     END IF;
     UPDATE ventros.ai_completions x SET status = 'completed', result = j, updated_at = now()
@@ -512,53 +567,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_chat_answer(ventros.http_requests) IS
-    'Answer handler of chat providers: records usage and cost, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer fails the completion with a retry time';
-
--- ---- retries -------------------------------------------------------------------------------
-
-CREATE FUNCTION ventros.retry_ai_completions(now timestamptz DEFAULT now(), batch_size integer DEFAULT 100)
-RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    tenant text := ventros.require_tenant();
-    c ventros.ai_completions;
-    n integer := 0;
-BEGIN
-    -- SECURITY DEFINER: queues provider requests for the acting tenant only
-    FOR c IN SELECT * FROM ventros.ai_completions x
-              WHERE x.tenant_id = tenant AND x.status = 'failed' AND x.retry_at <= retry_ai_completions.now
-              ORDER BY x.retry_at LIMIT batch_size FOR UPDATE SKIP LOCKED
-    LOOP
-        -- an agent reply whose group closed meanwhile (handed off, agent
-        -- off) is not asked again: its retry time goes
-        IF c.kind = 'agent_reply' AND NOT EXISTS (SELECT 1 FROM ventros.message_groups g
-                                                   WHERE g.tenant_id = tenant AND g.id = c.group_id AND g.status = 'processing') THEN
-            UPDATE ventros.ai_completions x SET retry_at = NULL, updated_at = now()
-             WHERE x.tenant_id = tenant AND x.id = c.id;
-            CONTINUE;
-        END IF;
-        PERFORM ventros.ai_completion_start(c);
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION ventros.retry_ai_completions(timestamptz, integer) IS
-    'Starts again the acting tenant''s failed completions whose retry time passed (at most batch_size; an agent reply whose group closed meanwhile loses its retry time instead); returns how many';
-
-INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
-    ('ventros-retry-ai-completions', '* * * * *',
-     'SELECT count(*) FROM ventros.run_per_tenant(''ventros-retry-ai-completions'', ''SELECT pg_catalog.to_jsonb(ventros.retry_ai_completions($1))'')',
-     'failed chat completions (summaries, AI agent replies) whose retry time passed');
-
-SELECT ventros.register_http_request_handler('enrichment.' || p.provider, 'ventros.ai_chat_answer(ventros.http_requests)'),
-       ventros.register_http_request_preparer('enrichment.' || p.provider,
-                                              'ventros.enrichment_request_headers(ventros.http_requests)')
-  FROM ventros.enrichment_providers p WHERE p.kind = 'chat';
-
-GRANT EXECUTE ON FUNCTION ventros.current_ai_settings(), ventros.ai_spending(date) TO ventros_viewer;
-GRANT EXECUTE ON FUNCTION ventros.summarize_session(uuid) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.configure_ai(text, text, text, numeric, interval, integer, text[], numeric, integer),
-    ventros.retry_ai_completions(timestamptz, integer) TO ventros_admin;
+    'Answer handler of chat providers: records usage and cost, meters one ai_completions and the tokens, validates the JSON answer and applies it (summary or agent reply); an error, 429 or malformed answer moves to the next provider of the chat route, and fails the completion with a retry time after the last';

@@ -7,8 +7,10 @@
 --      message_groups aggregate, sql/79_message_groups.sql): each message
 --      pushes the group's expiry to its time + the channel's
 --      debounce_timeout_ms (trigger ai_agent_on_message: one lookup).
---   2. ventros.tick_ai_agent(now) (pg_cron, ventros-tick-ai-agent; tests
---      pass any instant) moves the due groups to processing.  A group whose
+--   2. ventros.tick_ai_agent(now) moves the due groups to processing, at
+--      their due time: the automation executor's wake (every second, for
+--      its waits) calls it for every tenant with a group due
+--      (close_due_message_groups); tests pass any instant.  A group whose
 --      messages hold a hand-off keyword hands off at once; a session that
 --      reached max_turns too; else one chat completion
 --      (sql/98_intelligence.sql) gets the agent prompt, the tenant's
@@ -74,7 +76,7 @@ CREATE TABLE ventros.knowledge_snippets (
     CONSTRAINT knowledge_snippets_sizes CHECK (btrim(title) <> '' AND length(title) <= 200
                                                AND btrim(content) <> '' AND length(content) <= 4000)
 );
-COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content) given with every question';
+COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content); a question gets the most relevant (ai_settings.knowledge_snippets)';
 ALTER TABLE ventros.knowledge_snippets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.knowledge_snippets FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.knowledge_snippets FOR SELECT
@@ -148,7 +150,7 @@ EXCEPTION WHEN check_violation OR not_null_violation THEN
         USING ERRCODE = '22023';
 END
 $$;
-COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent is given with every question';
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets)';
 
 CREATE FUNCTION ventros.delete_knowledge_snippet(snippet_id uuid) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -187,8 +189,49 @@ CREATE TRIGGER ai_agent_on_message AFTER INSERT ON ventros.messages
 
 -- ---- 2. closing groups, the question --------------------------------------------------------
 
--- The agent's messages: its prompt with the knowledge snippets and the
--- contact's fields, then the conversation so far.
+-- The knowledge snippets a question gets: the tenant's top n by relevance
+-- to the group's messages, as search ranks (sql/82_search.sql): full text
+-- in the messages' language (search_config; the contact's language, else
+-- simple), every word of the messages OR'ed, ranked by ts_rank_cd; then
+-- how much a snippet's title is like a part of the messages (pg_trgm: typos,
+-- accents); the oldest first on a tie (so with none relevant, the first n).
+CREATE FUNCTION ventros.ai_knowledge_for(c ventros.ai_completions, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    txt text;
+    cfg regconfig;
+    q tsquery;
+BEGIN
+    SELECT left(string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id), 4000),
+           ventros.search_config(coalesce(min(m.language), min(x.language)))
+      INTO txt, cfg
+      FROM ventros.message_groups g
+      JOIN ventros.messages m ON m.tenant_id = g.tenant_id AND m.id = ANY (g.message_ids)
+      LEFT JOIN ventros.contacts x ON x.tenant_id = g.tenant_id AND x.id = g.contact_id
+     WHERE g.tenant_id = c.tenant_id AND g.id = c.group_id;
+    -- every word of the messages, OR'ed (a question rarely holds all of a
+    -- snippet's words)
+    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
+      FROM unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, '')))) l;
+    RETURN QUERY
+        SELECT row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
+          FROM (SELECT k.id, k.title, k.content, k.created_at,
+                       coalesce(ts_rank_cd(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), k.title || ' ' || k.content), q), 0)
+                           AS rank,
+                       coalesce(ventros.search_similarity(k.title, txt), 0) AS sim
+                  FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id) r
+         ORDER BY 1
+         LIMIT greatest(n, 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_knowledge_for(ventros.ai_completions, integer) IS
+    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie';
+
+-- The agent's messages: its prompt with the most relevant knowledge
+-- snippets and the contact's fields, then the conversation so far.
 CREATE FUNCTION ventros.ai_agent_messages(c ventros.ai_completions, s ventros.ai_settings) RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -203,9 +246,9 @@ BEGIN
       INTO contact
       FROM ventros.sessions se JOIN ventros.contacts x ON x.tenant_id = se.tenant_id AND x.id = se.contact_id
      WHERE se.tenant_id = c.tenant_id AND se.id = c.session_id;
-    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.created_at, k.id)
+    SELECT string_agg(format('## %s%s%s', k.title, E'\n', k.content), E'\n\n' ORDER BY k.ord)
       INTO knowledge
-      FROM (SELECT * FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id ORDER BY k.created_at, k.id LIMIT 50) k;
+      FROM ventros.ai_knowledge_for(c, s.knowledge_snippets) k;
     RETURN jsonb_build_array(jsonb_build_object('role', 'system', 'content',
                coalesce(s.agent_prompt, 'You are the customer service assistant of this business. Be brief, kind and accurate; '
                                         || 'answer only from what you know below; never invent prices or promises.')
@@ -218,7 +261,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_agent_messages(ventros.ai_completions, ventros.ai_settings) IS
-    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the knowledge snippets, then the conversation';
+    'The AI agent''s chat messages: its prompt (the tenant''s or the default) with the JSON it must answer, the contact''s fields, the most relevant knowledge snippets (ai_knowledge_for), then the conversation';
 
 -- Whether a text holds one of the hand-off keywords (case and accents as
 -- written; whole words).
@@ -322,6 +365,39 @@ $$;
 COMMENT ON FUNCTION ventros.tick_ai_agent(timestamptz, integer) IS
     'Closes the acting tenant''s message groups due at now: a hand-off keyword or max_turns hands the session off, else the AI agent is asked (one chat completion); a group of a channel whose agent is off, or of a session handed off or ended, expires';
 
+-- Groups close at their due time: the automation executor, which wakes
+-- every ventros.automation_poll_interval (1 s by default) for the waits that
+-- become due (src/automation_worker.c), closes the due groups of every
+-- tenant in the same call (ventros.run_automations): no loop of its own,
+-- a look at the pending groups' index (message_groups_due: only groups in
+-- their debounce window) when nothing is due.  The minute job below stays
+-- as the fallback of a server without the executor (not preloaded).
+
+CREATE FUNCTION ventros.close_due_message_groups(now timestamptz, batch_size integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text;
+    n integer := 0;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    FOR tenant IN SELECT DISTINCT x.tenant_id FROM ventros.message_groups x
+                   WHERE x.status = 'pending' AND x.expires_at <= close_due_message_groups.now LOOP
+        PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+        BEGIN
+            n := n + ventros.tick_ai_agent(now, batch_size);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'closing the due message groups of tenant % failed: %', tenant, SQLERRM;
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('ventros.tenant', '', true);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.close_due_message_groups(timestamptz, integer) IS
+    'The automation executor''s (run_automations; platform admins): closes every tenant''s message groups due at now, each tenant''s as that tenant (tick_ai_agent); returns how many';
+
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-tick-ai-agent', '* * * * *',
      'SELECT count(*) FROM ventros.run_per_tenant(''ventros-tick-ai-agent'', ''SELECT pg_catalog.to_jsonb(ventros.tick_ai_agent($1))'')',
@@ -404,8 +480,9 @@ BEGIN
     PERFORM ventros.emit('session.ai_reply_failed', 'session', c.session_id,
         jsonb_build_object('completion_id', c.id, 'group_id', c.group_id, 'error_code', c.error_code, 'error', c.error,
                            'attempts', c.attempts, 'retry_at', c.retry_at));
-    -- no retry, or not before next month (the cap): a human answers now
-    IF c.retry_at IS NULL OR c.error_code = 'spending_cap' THEN
+    -- no retry, or not before the next month or period (the cap, the
+    -- plan's limit): a human answers now
+    IF c.retry_at IS NULL OR c.error_code IN ('spending_cap', 'usage_limit') THEN
         SELECT * INTO g FROM ventros.message_groups x
          WHERE x.tenant_id = c.tenant_id AND x.id = c.group_id AND x.status IN ('pending', 'processing') FOR UPDATE;
         IF FOUND THEN

@@ -341,20 +341,20 @@ test('routes are data: a tenant override, and a self-hosted OpenAI-compatible se
 
 test('spending cap: once this month\'s costs reach it, no new request; a clear status and one event', async () => {
   await resetProviders();
-  const [{ spent }] = await q('SELECT ventros.enrichment_spending() AS spent');
+  const [{ spent }] = await q('SELECT ventros.ai_spending() AS spent');
   assert.ok(Number(spent) > 0);
   await q('SELECT ventros.configure_enrichment(monthly_cap => $1)', [spent]);
   const m = await mediaMessage('voice', 'audio/ogg');
   const e = await enrich(m);
   assert.equal(e.status, 'failed');
   assert.equal(e.error_code, 'spending_cap');
-  assert.match(e.error, /monthly enrichment spending cap \(.+ USD\) is reached/);
+  assert.match(e.error, /monthly AI spending cap \(.+ USD\) is reached/);
   const [{ next_month }] = await q(`SELECT $1::timestamptz = date_trunc('month', now()) + interval '1 month' AS next_month`, [e.retry_at]);
   assert.ok(next_month);
   assert.equal(ai.requests().length, 0, 'no provider request');
   const m2 = await mediaMessage('voice', 'audio/ogg');
   assert.equal((await enrich(m2)).error_code, 'spending_cap');
-  const capEvents = await q(`SELECT payload FROM ventros.outbox WHERE event_type = 'message_enrichment.spending_cap_reached'
+  const capEvents = await q(`SELECT payload FROM ventros.outbox WHERE event_type = 'billing.ai_spending_cap_reached'
                                AND tenant_id = $1`, [TENANT]);
   assert.equal(capEvents.length, 1, 'one event a month');
   const [status] = await q('SELECT * FROM ventros.enrichment_status WHERE tenant_id = $1', [TENANT]);

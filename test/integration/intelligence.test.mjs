@@ -192,3 +192,48 @@ test('the chat key: in no request row, event, completion, setting or server log 
     assert.ok(!text.includes(LLM_KEY), what);
   assert.ok(chats().every((r) => r.headers.authorization === `Bearer ${LLM_KEY}`), 'the key did reach the provider');
 });
+
+// 4. The chat route: the tenant's provider (OpenAI) fails, the next one of
+// the route that has a key (Groq) answers at once.
+const GROQ_KEY = `gsk-intel-${crypto.randomBytes(12).toString('hex')}`;
+let groqReady = false;
+for (const [why, script, code] of [
+  ['a 429', { status: 429, headers: { 'Retry-After': '30' }, body: { error: { message: 'Rate limit reached', type: 'tokens', code: 'rate_limit_exceeded' } } }, 'rate_limited'],
+  ['a 500', { status: 500, body: { error: { message: 'Internal server error', type: 'internal_server_error' } } }, 'provider_error'],
+  ['a malformed answer', { status: 200, raw: 'not json at all' }, 'malformed_answer'],
+]) {
+  test(`chat fallback: ${why} from OpenAI moves to Groq, which answers`, async () => {
+    if (!groqReady) {
+      await q('SELECT ventros.configure_ai_agent($1, false)', [ch.id]);
+      ai.configure({ keys: { openai: [LLM_KEY], groq: [GROQ_KEY] } });
+      const [{ id: cred }] = await q(`SELECT id FROM ventros.create_credential('Groq', 'api_key', $1)`, [GROQ_KEY]);
+      await q(`SELECT ventros.configure_enrichment_provider('groq_chat', $1, base_url => $2)`, [cred, `${ai.url}/openai`]);
+      groqReady = true;
+    }
+    ai.reset();
+    ai.script({ method: 'POST', path: '/v1/chat/completions', responses: [script] });
+    ai.configure({ chat_answers: [{ summary: 'Cliente pergunta sobre o prazo.', sentiment: { score: 0.1, label: 'neutral' },
+                                    language: 'pt', topics: ['delivery'], next_best_action: 'Informar o prazo.' }] });
+    const m = await inbound(`55119777710${code.length}`, `Qual o prazo de entrega? (${why})`);
+    await q('SELECT ventros.summarize_session($1)', [m.session_id]);
+    const done = await waitFor('the summary from the second provider', async () => {
+      const [x] = await q(`SELECT * FROM ventros.ai_completions WHERE session_id = $1 AND status IN ('completed', 'failed')`, [m.session_id]);
+      return x;
+    }, { timeoutMs: 30000 });
+    assert.equal(done.status, 'completed', done.error);
+    assert.equal(done.provider, 'groq_chat');
+    assert.equal(done.attempts, 2);
+    const [first] = ai.requests('/v1/chat/completions');
+    assert.equal(first.headers.authorization, `Bearer ${LLM_KEY}`);
+    const [second] = ai.requests('/openai/v1/chat/completions');
+    assert.equal(second.headers.authorization, `Bearer ${GROQ_KEY}`);
+    assert.equal(second.json.model, 'llama-3.1-8b-instant');
+    assert.equal(second.response.status, 200);
+    const asked = await q(`SELECT payload FROM ventros.outbox WHERE aggregate_id = $1 AND event_type = 'session.ai_requested' ORDER BY seq`,
+                          [m.session_id]);
+    assert.deepEqual(asked.map((e) => e.payload.provider), ['openai_chat', 'groq_chat']);
+    assert.equal(asked[1].payload.fallback_from.error_code, code);
+    const [s] = await q('SELECT summary, sentiment FROM ventros.sessions WHERE id = $1', [m.session_id]);
+    assert.deepEqual(s, { summary: 'Cliente pergunta sobre o prazo.', sentiment: 'neutral' });
+  });
+}

@@ -4,7 +4,7 @@
 -- driven by answers written here and handed to the purposes' handlers:
 -- 429 -> next provider -> transcript (message.enriched), every provider
 -- failing (message.enrichment_failed, a retry time, retry_enrichments), the
--- spending cap (message_enrichment.spending_cap_reached), a disabled tenant,
+-- spending cap (billing.ai_spending_cap_reached), a disabled tenant,
 -- and a profile picture scored (contact.profile_picture_scored).
 -- End to end over HTTP: test/integration/enrichment*.test.mjs.
 BEGIN;
@@ -99,7 +99,7 @@ SELECT is((SELECT jsonb_build_object('status', status, 'text', extracted_text, '
           'the result: text, language, confidence, usage and cost');
 SELECT ok('message.enriched' = ANY (pg_temp.events(pg_temp.id('m1'))), 'message.enriched');
 SELECT ok((SELECT search_vector @@ to_tsquery('simple', 'orçamento') FROM pg_temp.enr(pg_temp.id('m1'))), 'the text is searchable');
-SELECT is(ventros.enrichment_spending(), 0.00025, 'the month''s spending');
+SELECT is(ventros.ai_spending(), 0.00025, 'the month''s spending');
 SELECT is(pg_temp.answer((pg_temp.enr(pg_temp.id('m1'))).id, 'succeeded', 200, '{"text": "late"}'), NULL,
           'nothing is pending any more (an older attempt''s answer changes nothing)');
 
@@ -138,8 +138,8 @@ SELECT is((SELECT jsonb_build_object('code', error_code, 'retry', retry_at = dat
           '{"code": "spending_cap", "retry": true}'::jsonb, 'over the cap: no request, retried next month');
 SELECT is((SELECT count(*)::int FROM ventros.http_requests WHERE correlation_id = (pg_temp.enr(pg_temp.id('m5'))).id), 0,
           'no provider request');
-SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'message_enrichment.spending_cap_reached'
-             AND tenant_id = 'enr_t1'), 1, 'message_enrichment.spending_cap_reached');
+SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'billing.ai_spending_cap_reached'
+             AND tenant_id = 'enr_t1'), 1, 'billing.ai_spending_cap_reached');
 SELECT ventros.configure_enrichment(remove_cap => true);
 
 -- ---- an image: Gemini, the image inline as base64 ------------------------------------------------

@@ -114,6 +114,10 @@ SELECT is((SELECT jsonb_build_object('status', status, 'language', result->>'lan
           'the completion: completed, the language, the model the provider named, the cost of its three answers (3 x (1000 x 0.15 + 100 x 0.6 per M))');
 SELECT is((pg_temp.comp(pg_temp.id('c1'))).usage, '{"input_tokens": 3000, "output_tokens": 300}'::jsonb, 'usage summed over the attempts');
 SELECT is(ventros.ai_spending(), 0.00063, 'the month''s AI spending counts every answer''s tokens');
+-- metered as an enrichment is: one ai_completions per provider answer, and its tokens
+SELECT results_eq($$SELECT metric, quantity FROM ventros.usage_status() WHERE metric IN ('ai_completions', 'ai_tokens') ORDER BY 1$$,
+                  $$VALUES ('ai_completions', 3::bigint), ('ai_tokens', 3300::bigint)$$,
+                  'completions are metered: three answers and their 3300 tokens');
 SELECT is(pg_temp.answer(pg_temp.id('c1'), 'succeeded', 200, pg_temp.good('positive', 1)), NULL, 'nothing pending any more');
 
 -- ---- 429 with Retry-After; attempts run out -------------------------------------------------
@@ -137,7 +141,67 @@ INSERT INTO ids SELECT 's3', (ventros.start_or_continue_session(ventros_test.new
 SELECT is((SELECT jsonb_build_object('code', error_code, 'retry', retry_at = date_trunc('month', now()) + interval '1 month')
              FROM ventros.summarize_session(pg_temp.id('s3'))),
           '{"code": "spending_cap", "retry": true}'::jsonb, 'over the cap: no request, tried again next month');
+-- one ledger: the enrichment gate sees the completions' spending too
+SELECT is((SELECT jsonb_build_object('spent', spent_this_month, 'reached', cap_reached) FROM ventros.enrichment_status),
+          '{"spent": 0.00063, "reached": true}'::jsonb, 'enrichment_status: the spending of enrichments and completions, against the cap');
+SELECT is((SELECT error_code FROM ventros.ai_request_refusal('enrichments', 'message', pg_temp.id('m1'))), 'spending_cap',
+          'an enrichment is refused by the chat completions'' spending');
+SELECT is((SELECT count(*)::int FROM ventros.outbox WHERE event_type = 'billing.ai_spending_cap_reached'
+             AND tenant_id = 'intel_t1'), 1, 'billing.ai_spending_cap_reached, once a month');
 SELECT ventros.configure_enrichment(remove_cap => true);
+
+-- ---- plan limits: completions count against them -------------------------------------------------
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.set_billing_plan('default', 'Free', '{"ai_completions": 3}');
+RESET ROLE;
+INSERT INTO ids SELECT 's3b', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+SELECT is((SELECT jsonb_build_object('code', error_code, 'error', error, 'retry', retry_at = (ventros.usage_period()).period_end)
+             FROM ventros.summarize_session(pg_temp.id('s3b'))),
+          '{"code": "usage_limit", "error": "the plan''s limit of 3 ai completions in this billing period is used up", "retry": true}'::jsonb,
+          'the plan''s limit of ai_completions used up: no request, tried again next period');
+SELECT is((SELECT payload->>'metric' FROM ventros.outbox WHERE event_type = 'billing.limit_reached' AND tenant_id = 'intel_t1'),
+          'ai_completions', 'billing.limit_reached');
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.set_billing_plan('default', 'Free', '{}');
+RESET ROLE;
+
+-- ---- the chat route: a provider fails, the next one answers ------------------------------------------
+INSERT INTO ids SELECT 'key2', id FROM ventros.create_credential('groq', 'api_key', 'gsk-intel-pgtap-secret');
+SELECT ventros.configure_enrichment_provider('groq_chat', pg_temp.id('key2'), base_url => 'https://groq.example/openai');
+SELECT is(ventros.ai_chat_route(ventros.current_ai_settings()), '{openai_chat,groq_chat}', 'the chat route: the tenant''s provider, then the others');
+INSERT INTO ids SELECT 's6', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+INSERT INTO ids SELECT 'c6', id FROM ventros.summarize_session(pg_temp.id('s6'));
+SELECT is((pg_temp.comp(pg_temp.id('c6'))).provider, 'openai_chat', 'the tenant''s provider is asked first');
+SELECT pg_temp.answer(pg_temp.id('c6'), 'dead', 500, '{"error": {"message": "boom"}}');
+SELECT is((SELECT jsonb_build_object('status', status, 'provider', provider, 'attempts', attempts, 'retry', retry_at)
+             FROM pg_temp.comp(pg_temp.id('c6'))),
+          '{"status": "processing", "provider": "groq_chat", "attempts": 2, "retry": null}'::jsonb,
+          'a 500: the next provider of the route is asked at once');
+SELECT is((SELECT url FROM ventros.http_requests WHERE correlation_id = pg_temp.id('c6') AND status = 'pending'),
+          'https://groq.example/openai/v1/chat/completions', 'Groq''s chat completions, with the tenant''s base URL');
+SELECT is((SELECT payload->'fallback_from' FROM ventros.outbox WHERE aggregate_id = pg_temp.id('s6')
+             AND event_type = 'session.ai_requested' ORDER BY seq DESC LIMIT 1),
+          '{"error_code": "provider_error", "error": "HTTP 500: boom", "provider": "openai_chat"}'::jsonb,
+          'session.ai_requested names the failure it follows');
+SELECT pg_temp.answer(pg_temp.id('c6'), 'succeeded', 200, pg_temp.good('neutral', 0));
+SELECT is((SELECT jsonb_build_object('status', status, 'provider', provider) FROM pg_temp.comp(pg_temp.id('c6'))),
+          '{"status": "completed", "provider": "groq_chat"}'::jsonb, 'the second provider answers: completed');
+SELECT is((SELECT sentiment FROM ventros.sessions WHERE id = pg_temp.id('s6')), 'neutral', 'the summary is on the session');
+-- a malformed answer moves on too; the last provider's 429 fails the completion, retried from the start
+INSERT INTO ids SELECT 's7', (ventros.start_or_continue_session(ventros_test.new_contact(), pg_temp.id('ch'))).id;
+INSERT INTO ids SELECT 'c7', id FROM ventros.summarize_session(pg_temp.id('s7'));
+SELECT pg_temp.answer(pg_temp.id('c7'), 'succeeded', 200, pg_temp.chat('Claro! Aqui está o resumo.'));
+SELECT is((pg_temp.comp(pg_temp.id('c7'))).provider, 'groq_chat', 'a malformed answer: the next provider is asked');
+SELECT pg_temp.answer(pg_temp.id('c7'), 'dead', 429, '{"error": {"message": "slow down"}}', '{"retry-after": "120"}');
+SELECT is((SELECT jsonb_build_object('status', status, 'code', error_code, 'retry', retry_at >= now() + interval '120 seconds')
+             FROM pg_temp.comp(pg_temp.id('c7'))),
+          '{"status": "failed", "code": "rate_limited", "retry": true}'::jsonb, 'the route''s last provider failing: failed, retried later');
+SELECT is(ventros.retry_ai_completions(now() + interval '1 hour'), 1, 'the retry');
+SELECT is((pg_temp.comp(pg_temp.id('c7'))).provider, 'openai_chat', 'starts from the route''s start again');
+SELECT ventros.set_enrichment_route('chat', ARRAY['groq_chat']);
+SELECT is(ventros.ai_chat_route(ventros.current_ai_settings()), '{openai_chat,groq_chat}', 'a tenant''s own chat route (set_enrichment_route)');
+SELECT throws_ok($$SELECT ventros.set_enrichment_route('chat', ARRAY['groq'])$$, '22023', NULL, 'a media provider on the chat route is 22023');
+SELECT throws_ok($$SELECT ventros.set_enrichment_route('audio', ARRAY['groq_chat'])$$, '22023', NULL, 'a chat provider on a media route is 22023');
 
 -- ---- bad input -------------------------------------------------------------------------------
 SELECT throws_ok($$SELECT ventros.summarize_session(gen_random_uuid())$$, 'P0002', NULL, 'an unknown session is P0002');

@@ -201,6 +201,38 @@ SELECT is((SELECT count(*)::int FROM ventros.ai_completions WHERE session_id = p
 SELECT is((ventros.hand_off_session(pg_temp.session_of('+5511900000007'))).assigned_agent_id, pg_temp.id('human'),
           'hand_off_session: by hand, the team''s rule');
 
+-- ---- a group closes at its due time: the automation executor's wake, not a minute tick ----------------
+SELECT ventros.configure_ai_agent(pg_temp.id('ch'), true);
+SELECT pg_temp.inbound('+5511900000011', 'Qual o horário de sábado?');
+CREATE TEMP TABLE due AS SELECT id, expires_at FROM ventros.message_groups
+ WHERE session_id = pg_temp.session_of('+5511900000011') AND status = 'pending';
+GRANT SELECT ON due TO PUBLIC;
+SET LOCAL ROLE ventros_platform_admin;
+SELECT ventros.run_automations(100, (SELECT expires_at - interval '1 millisecond' FROM due));
+SELECT is((SELECT status FROM ventros.message_groups WHERE id = (SELECT id FROM due)), 'pending',
+          'the executor''s wake a millisecond before the group''s due time leaves it pending');
+SELECT ventros.run_automations(100, (SELECT expires_at FROM due));
+RESET ROLE;
+SELECT is((SELECT status FROM ventros.message_groups WHERE id = (SELECT id FROM due)), 'processing',
+          'the executor''s wake at the due time closes it');
+SELECT is((SELECT jsonb_build_object('kind', kind, 'status', status) FROM pg_temp.pending('+5511900000011')),
+          '{"kind": "agent_reply", "status": "processing"}'::jsonb, 'and asks the AI agent at once');
+
+-- ---- a question gets the most relevant knowledge snippets, not the first ones ------------------------
+SELECT ventros.add_knowledge_snippet('Trocas e devoluções', 'Trocas em até 30 dias com a nota fiscal.');
+SELECT ventros.add_knowledge_snippet('Entrega', 'Entregamos em todo o Brasil em até 5 dias úteis; frete grátis acima de R$ 200.');
+SELECT ventros.add_knowledge_snippet('Pagamento', 'Aceitamos Pix, boleto e cartão em até 10 vezes.');
+SELECT is((ventros.configure_ai(knowledge_snippets => 1)).knowledge_snippets, 1, 'a tenant sets how many snippets a question gets');
+SELECT pg_temp.inbound('+5511900000012', 'Quanto tempo demora a entrega para Recife?');
+SELECT pg_temp.inbound('+5511900000012', 'E o frete?');
+SELECT pg_temp.tick('16 seconds');
+SELECT is((SELECT jsonb_build_object('titles', (SELECT jsonb_agg(t[1]) FROM regexp_matches(b->'messages'->0->>'content', E'\n## ([^\n]+)', 'g') t))
+             FROM (SELECT convert_from(body, 'UTF8')::jsonb b FROM ventros.http_requests
+                    WHERE correlation_id = (pg_temp.pending('+5511900000012')).id) x),
+          '{"titles": ["Entrega"]}'::jsonb, 'the snippet about delivery is the one sent, of four');
+SELECT throws_ok($$SELECT ventros.configure_ai(knowledge_snippets => 51)$$, '22023', NULL, 'more than 50 snippets is 22023');
+SELECT ventros.configure_ai(knowledge_snippets => 5);
+
 -- ---- who may ---------------------------------------------------------------------------------------
 SET LOCAL ROLE ventros_admin;
 SELECT throws_ok($$SELECT ventros.tick_ai_agent(now() + interval '1 year')$$, '42501', NULL,
