@@ -16393,6 +16393,80 @@ $$;
 COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
     'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
 
+CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    -- The whole set is built at once (no subtransaction per message); only
+    -- when a builder refuses a message (no address, the window closed) is it
+    -- built again message by message, each refusal caught as data.
+    FOR attempt IN 1..2 LOOP
+        BEGIN
+            WITH todo AS (
+                SELECT m, ch, p,
+                       m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                                       WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+                FROM unnest(ms) m
+                JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+                LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+            SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                                      ORDER BY (t.m).id), '{}'),
+                   coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                                FILTER (WHERE r.request IS NOT NULL), '{}')
+            INTO built, requests
+            FROM todo t
+            LEFT JOIN LATERAL (SELECT x.* FROM ventros.try_message_send_request(t.ch, t.p, t.m) x
+                               WHERE t.due AND attempt = 2
+                               UNION ALL
+                               SELECT ventros.message_send_request(t.ch, t.p, t.m), NULL, NULL, NULL, NULL
+                               WHERE t.due AND attempt = 1) r ON true;
+            EXIT;
+        EXCEPTION WHEN OTHERS THEN
+            IF attempt = 2 THEN
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
+
 REVOKE EXECUTE ON FUNCTION ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[])
     FROM ventros_agent;
 DROP FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions);
