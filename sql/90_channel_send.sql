@@ -337,7 +337,7 @@ BEGIN
                 FROM unnest($1) m
                 JOIN ventros.channels ch ON ch.tenant_id = $2 AND ch.id = m.channel_id
                 JOIN ventros.channel_providers p ON p.channel_type = ch.type AND p.build_send = $3
-                CROSS JOIN LATERAL (SELECT %s(ch, m) AS request) r
+                CROSS JOIN LATERAL %s(ch, m) AS r(request)   -- in FROM: called once per message
                 WHERE m.from_me AND m.status = 'queued'
                   AND NOT EXISTS (SELECT 1 FROM ventros.http_requests x
                                   WHERE x.tenant_id = $2 AND x.correlation_id = m.id AND x.purpose = 'message.send')$q$,
