@@ -15,7 +15,9 @@
 #            messages and the provider requests Ventros wrote, read back)
 #            into copies of those tables (same columns, CHECKs and indexes;
 #            no triggers, RLS or foreign keys), in the same run.
-# Prints both times and the ratio (target <= 3).  The contacts and the list
+# Prints both times and the ratio (target <= 3), and the CPU time of each
+# side's backend (user + system, from its /proc/self/stat as it ends), which
+# a loaded machine disturbs far less than wall time.  The contacts and the list
 # are generated with triggers off (setup, not timed).  BENCH_PROFILE=1 also
 # prints the functions with the most self time.  No assertion: the
 # machine may be shared and noisy; read the ratio.
@@ -31,6 +33,9 @@ trap 'pg_stop "$RUN"' EXIT
 bench_pg "$RUN" "$PORT"
 P() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
+# The last statement of a timed session: its backend's CPU seconds so far (user + system).
+HZ=$(getconf CLK_TCK)
+CPU_SQL="SELECT 'cpu ' || round((split_part(f, ' ', 14)::numeric + split_part(f, ' ', 15)::numeric) / $HZ, 2) FROM pg_read_file('/proc/self/stat') f;"
 
 P >/dev/null <<SQL
 SELECT ventros.create_tenant('bench', 'Bench');
@@ -63,9 +68,12 @@ t0=$(now)
 	echo "SET ventros.tenant = 'bench';"
 	echo "SELECT 1 FROM ventros.execute_broadcast('$B');"
 	for _ in $(seq $(((CONTACTS + BATCH - 1) / BATCH))); do echo "SELECT ventros.send_broadcast_batch('$B', $BATCH);"; done
-} | P >/dev/null
+	echo "\\o $RUN/cpu-ventros"
+	echo "$CPU_SQL"
+} | P -tA >/dev/null
 t1=$(now)
 VEN=$(echo "$t1 - $t0" | bc -l)
+VENCPU=$(sed -n 's/^cpu //p' "$RUN/cpu-ventros")
 WROTE=$(P -tAc "SELECT (SELECT count(*) FROM ventros.broadcast_executions WHERE tenant_id = 'bench') || ' executions, '
              || (SELECT count(*) FROM ventros.messages WHERE tenant_id = 'bench' AND source = 'broadcast') || ' messages, '
              || (SELECT count(*) FROM ventros.http_requests WHERE tenant_id = 'bench' AND purpose = 'message.send') || ' provider requests, '
@@ -82,15 +90,20 @@ fi
 log "floor: INSERT ... SELECT of the same rows"
 P -c "CHECKPOINT" >/dev/null
 t0=$(now)
-P >/dev/null <<SQL
+P -tA >/dev/null <<SQL
 BEGIN;
 INSERT INTO raw.broadcast_executions SELECT * FROM ventros.broadcast_executions WHERE tenant_id = 'bench';
 INSERT INTO raw.messages SELECT * FROM ventros.messages WHERE tenant_id = 'bench' AND source = 'broadcast';
 INSERT INTO raw.http_requests SELECT * FROM ventros.http_requests WHERE tenant_id = 'bench' AND purpose = 'message.send';
 COMMIT;
+\o $RUN/cpu-floor
+$CPU_SQL
 SQL
 t1=$(now)
 FLOOR=$(echo "$t1 - $t0" | bc -l)
+FLOORCPU=$(sed -n 's/^cpu //p' "$RUN/cpu-floor")
 log "floor wrote $(P -tAc "SELECT (SELECT count(*) FROM raw.broadcast_executions) || ' executions, ' || (SELECT count(*) FROM raw.messages) || ' messages, ' || (SELECT count(*) FROM raw.http_requests) || ' provider requests'")"
 printf 'broadcast %s contacts (%s sends a transaction): floor %.2f s  ventros %.2f s  ratio %.1f (target <= 3; same run)\n' \
 	"$CONTACTS" "$BATCH" "$FLOOR" "$VEN" "$(echo "$VEN / $FLOOR" | bc -l)"
+printf 'CPU time (each side'\''s backend): floor %.2f s  ventros %.2f s  ratio %.1f; load: %s\n' \
+	"$FLOORCPU" "$VENCPU" "$(echo "$VENCPU / $FLOORCPU" | bc -l)" "$(uptime)"

@@ -17393,6 +17393,581 @@ COMMENT ON FUNCTION ventros.set_enrichment_route(text, text[]) IS
     'Sets the tenant''s route of a media kind (audio, image, document, profile_picture; chat: the chat providers its completions fall back to after its own) to these providers in order; NULL: back to the default route';
 
 
+-- ---- broadcast set-based
+-- Sends and broadcasts (docs/automation.md, "Broadcasts"), and a hole closed
+-- (docs/security.md): every inserted message is recorded on its session,
+-- contact and chat by the messages' AFTER INSERT statement trigger
+-- messages_recorded (record_new_messages, as the owner); the functions that
+-- recorded messages on a caller's word (record_messages_effects,
+-- record_message_effects, record_session_message, recount_session) are
+-- dropped, record_session_messages is no tenant role's.  The writers no
+-- longer call them.
+
+CREATE FUNCTION ventros.record_new_messages() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    ms ventros.messages[] := ARRAY(SELECT m FROM new_messages m);
+    sessions ventros.sessions[];
+    from_me boolean[];
+    ats timestamptz[];
+    ids uuid[];
+    rounds integer;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(ms));
+    SELECT max(x.n) INTO rounds
+    FROM (SELECT count(*) AS n FROM unnest(ms) m WHERE m.session_id IS NOT NULL GROUP BY m.session_id) x;
+    FOR round IN 1..coalesce(rounds, 0) LOOP
+        SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
+               array_agg(m.id ORDER BY s.id)
+        INTO sessions, from_me, ats, ids
+        FROM (SELECT m.*, row_number() OVER (PARTITION BY m.session_id ORDER BY m."timestamp", m.id) AS nth
+              FROM unnest(ms) m) m
+        JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id
+        WHERE m.nth = round;
+        IF sessions IS NOT NULL THEN
+            PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
+        END IF;
+    END LOOP;
+    -- Interaction times are kept to the minute: a burst of messages writes
+    -- the contact once (the session and the message hold the exact times).
+    UPDATE ventros.contacts c
+    SET first_interaction_at = coalesce(c.first_interaction_at, m.first_at),
+        last_interaction_at = greatest(c.last_interaction_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.contact_id, min(m."timestamp") AS first_at, max(m."timestamp") AS last_at
+          FROM unnest(ms) m GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.contact_id
+      AND (c.last_interaction_at IS NULL OR c.last_interaction_at < m.last_at - interval '1 minute'
+           OR c.first_interaction_at > m.first_at);
+    UPDATE ventros.chats c SET last_message_at = greatest(c.last_message_at, m.last_at), version = c.version
+    FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
+          WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
+    WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.record_new_messages() IS
+    'AFTER INSERT statement trigger of ventros.messages: records the inserted messages on their sessions (locked by the writer; counters, first response, last activity, expiry: session.message_recorded), contacts (interaction times) and chats, as the owner';
+
+CREATE TRIGGER messages_recorded AFTER INSERT ON ventros.messages
+    REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.record_new_messages();
+
+CREATE OR REPLACE FUNCTION ventros.receive_message(
+    channel_id         uuid,
+    sender             text,
+    text               text        DEFAULT NULL,
+    content_type       text        DEFAULT 'text',
+    channel_message_id text        DEFAULT NULL,
+    sent_at            timestamptz DEFAULT NULL,
+    sender_name        text        DEFAULT NULL,
+    media_url          text        DEFAULT NULL,
+    media_mimetype     text        DEFAULT NULL,
+    metadata           jsonb       DEFAULT NULL,
+    chat_id            uuid        DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    contact uuid;
+    s ventros.sessions;
+    result ventros.messages;
+    at timestamptz := coalesce(sent_at, now());
+BEGIN
+    IF sender IS NULL OR btrim(sender) = '' THEN
+        RAISE EXCEPTION 'sender of an inbound message must not be empty' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = receive_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF channel_message_id IS NOT NULL THEN
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        IF FOUND THEN
+            RETURN result;      -- a repeated webhook: nothing happens
+        END IF;
+    END IF;
+    contact := ventros.upsert_contact_by_identity(ventros.sender_identity_type(ch.type, sender), sender, sender_name,
+                                                  ch.project_id, ch.id, ch.type);
+    -- a reply exits sequences and converts campaigns (before the session: the lock order of a tick)
+    PERFORM ventros.journey_reply(contact, at);
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    IF s.message_count = 0 AND s.assigned_agent_id IS NULL AND s.team_id IS NULL AND ch.team_id IS NOT NULL THEN
+        s := ventros.auto_assign_session(s, at);     -- a new inbound session: the channel's rule
+    END IF;
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id, contact_id,
+                                  from_me, content_type, text, media_url, media_mimetype, channel_message_id, status,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, chat_id, s.id, contact, false, coalesce(content_type, 'text'),
+            ventros.check_length(text, 4096, 'message text'), media_url, media_mimetype, channel_message_id, 'delivered',
+            'manual', metadata)
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    IF result.id IS NULL THEN
+        -- The same provider message was stored by a concurrent transaction.
+        SELECT * INTO result FROM ventros.messages m
+        WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = receive_message.channel_message_id
+          AND m.deleted_at IS NULL;
+        RETURN result;
+    END IF;
+    IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
+       AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
+        PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
+                             jsonb_build_object('session_id', s.id, 'media_url', result.media_url,
+                                                'media_mimetype', result.media_mimetype), result.version);
+    END IF;
+    RETURN result;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid inbound message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid) IS
+    'Inbound message: contact by sender identity (created if new), its journeys told of the reply (ventros.journey_reply), session started or continued (a new one assigned by its channel''s rule), message stored (idempotent on channel_message_id), counters kept; emits message.created, session.message_recorded (and contact.created, session.started, session.agent_assigned or session.queued, message.*_processing_requested, sequence.enrollment_exited, campaign.contact_converted when they apply)';
+
+CREATE OR REPLACE FUNCTION ventros.import_message(channel_id uuid, contact_id uuid, from_me boolean, "timestamp" timestamptz,
+                                       channel_message_id text, text text DEFAULT NULL, content_type text DEFAULT 'text',
+                                       media_url text DEFAULT NULL, agent_id uuid DEFAULT NULL)
+RETURNS ventros.messages
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    s ventros.sessions;
+    result ventros.messages;
+BEGIN
+    IF channel_message_id IS NULL OR "timestamp" IS NULL OR from_me IS NULL THEN
+        RAISE EXCEPTION 'an imported message needs from_me, timestamp and its provider id' USING ERRCODE = '23502';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = import_message.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO result FROM ventros.messages m
+    WHERE m.tenant_id = tenant AND m.channel_id = ch.id AND m.channel_message_id = import_message.channel_message_id AND m.deleted_at IS NULL;
+    IF FOUND THEN
+        RETURN result;
+    END IF;
+    s := ventros.start_or_continue_session(contact_id, ch.id, "timestamp");
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, session_id, contact_id, from_me,
+                                  content_type, text, media_url, channel_message_id, status, agent_id, source)
+    VALUES ("timestamp", ch.project_id, ch.id, s.channel_type_id, s.id, contact_id, from_me, content_type,
+            ventros.check_length(text, 4096, 'message text'), media_url, channel_message_id, 'delivered',
+            CASE WHEN from_me THEN coalesce(agent_id, ch.default_agent_id, ventros.system_agent_id('default')) END,
+            'history_import')
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.import_message(uuid, uuid, boolean, timestamptz, text, text, text, text, uuid) IS
+    'Imports one historical message (idempotent on channel_message_id; outbound ones sent by the channel''s default agent or the default system agent); emits message.created';
+
+CREATE OR REPLACE FUNCTION ventros.inbound_message(
+    ch             ventros.channels,
+    sender         text,
+    from_me        boolean,
+    provider_id    text,
+    content_type   text,
+    body           text,
+    at             timestamptz,
+    sender_name    text DEFAULT NULL,
+    media_url      text DEFAULT NULL,
+    media_mimetype text DEFAULT NULL,
+    metadata       jsonb DEFAULT NULL,
+    replied_id     text DEFAULT NULL,
+    chat_id        uuid DEFAULT NULL)
+RETURNS ventros.inbox_outcome
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m ventros.messages;
+    contact uuid;
+    s ventros.sessions;
+    extra jsonb;
+    placeholder text;
+BEGIN
+    provider_id := ventros.inbound_require(provider_id, 'message id');
+    sender := ventros.inbound_require(sender, CASE WHEN from_me THEN 'recipient' ELSE 'sender' END);
+    at := coalesce(at, now());
+    body := nullif(body, '');
+    -- Media without a usable URL (not downloaded by WAHA, expired, ...): the
+    -- message is kept as text saying so, the media details in metadata.
+    IF content_type IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') AND media_url IS NULL THEN
+        placeholder := '[' || content_type || ']';
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('media_missing', true, 'media_type', content_type);
+        content_type := 'text';
+        body := coalesce(body, placeholder);
+    END IF;
+    IF content_type = 'text' AND body IS NULL THEN
+        RAISE EXCEPTION 'webhook message % has no text', provider_id USING ERRCODE = '22023';
+    END IF;
+    IF NOT from_me THEN
+        m := ventros.receive_message(ch.id, sender, body, content_type, provider_id, at, sender_name, media_url,
+                                     media_mimetype, metadata, chat_id);
+        m := ventros.inbound_link_reply(ch, m, replied_id);
+        extra := ventros.inbound_media_hook(m);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, extra);
+    END IF;
+
+    -- An echo: ours (known id), ours still being sent, or sent from another device.
+    m := ventros.inbound_find_message(ch, provider_id);
+    IF m.id IS NOT NULL THEN
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    contact := ventros.inbound_contact(ch, sender);
+    SELECT * INTO m FROM ventros.messages x
+    WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id AND x.contact_id = contact AND x.from_me
+      AND x.channel_message_id IS NULL AND x.deleted_at IS NULL AND x.status IN ('queued', 'sent')
+      AND x.text IS NOT DISTINCT FROM body
+      -- sent moments ago (by our clock or the provider's, whichever is earlier)
+      AND x."timestamp" BETWEEN least(at, now()) - interval '10 minutes' AND greatest(at, now()) + interval '10 minutes'
+    ORDER BY x."timestamp", x.id LIMIT 1
+    FOR UPDATE;
+    IF m.id IS NOT NULL AND m.status = 'queued' THEN
+        -- Our send has not recorded its answer yet: wait for it (the id will match).
+        RETURN ventros.inbox_outcome('unmatched', m.id, contact, '{"echo": "send in progress"}');
+    ELSIF m.id IS NOT NULL THEN
+        -- Sent, but the provider answered without an id: this echo tells it.
+        UPDATE ventros.messages x SET channel_message_id = provider_id, version = m.version
+        WHERE x.tenant_id = m.tenant_id AND x.id = m.id RETURNING * INTO m;
+        RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "bound"}');
+    END IF;
+    s := ventros.start_or_continue_session(contact, ch.id, at);
+    INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, session_id, contact_id, from_me,
+                                  content_type, text, media_url, media_mimetype, channel_message_id, status, agent_id,
+                                  source, metadata)
+    VALUES (at, ch.project_id, ch.id, s.channel_type_id, s.id, contact, true, content_type,
+            ventros.check_length(body, 4096, 'message text'), media_url, media_mimetype, provider_id, 'sent',
+            coalesce(ch.default_agent_id, ventros.system_agent_id('default')), 'manual',
+            coalesce(metadata, '{}') || '{"echo": true}')
+    ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
+    DO NOTHING
+    RETURNING * INTO m;
+    IF m.id IS NULL THEN
+        m := ventros.inbound_find_message(ch, provider_id);
+        RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
+    END IF;
+    m := ventros.inbound_link_reply(ch, m, replied_id);
+    RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "other_device"}');
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION 'invalid webhook message: %', SQLERRM USING ERRCODE = '23514';
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_message(ventros.channels, text, boolean, text, text, text, timestamptz, text, text, text, jsonb, text, uuid) IS
+    'Records an inbound message (receive_message), or an echo of an outbound one: matched to the message we sent (by provider id; an id-less sent one with the same text gets the id; a queued one makes the echo wait, unmatched), else stored as sent from another device; chat_id: the group chat an inbound message belongs to';
+
+CREATE OR REPLACE FUNCTION ventros.consolidate_sessions(contact_id uuid, channel_id uuid)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ended ventros.sessions[];
+    s ventros.sessions;
+    keep ventros.sessions;
+    recounted ventros.sessions;
+    merged uuid[] := '{}';
+    run_merged uuid[] := '{}';
+    total integer := 0;
+BEGIN
+    PERFORM 1 FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = consolidate_sessions.contact_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
+    END IF;
+    ended := ARRAY(SELECT x FROM ventros.sessions x
+                   WHERE x.tenant_id = tenant AND x.contact_id = consolidate_sessions.contact_id
+                     AND x.channel_id = consolidate_sessions.channel_id AND x.status <> 'active' AND x.deleted_at IS NULL
+                   ORDER BY x.started_at, x.id
+                   FOR UPDATE);
+    -- One step past the last session (s is NULL there) closes the last run.
+    FOR i IN 1..cardinality(ended) + 1 LOOP
+        s := ended[i];
+        IF s.id IS NOT NULL AND keep.id IS NOT NULL AND s.started_at - keep.last_activity_at <= make_interval(secs => keep.timeout_seconds) THEN
+            UPDATE ventros.messages m SET session_id = keep.id, version = m.version
+            WHERE m.tenant_id = tenant AND m.session_id = s.id;
+            UPDATE ventros.notes n SET session_id = keep.id, version = n.version
+            WHERE n.tenant_id = tenant AND n.session_id = s.id;
+            DELETE FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = s.id;
+            keep.last_activity_at := greatest(keep.last_activity_at, s.last_activity_at);
+            keep.ended_at := greatest(keep.ended_at, s.ended_at);
+            run_merged := run_merged || s.id;
+            CONTINUE;
+        END IF;
+        IF cardinality(run_merged) > 0 THEN
+            -- The kept session's counters and end, recomputed from its messages.
+            UPDATE ventros.sessions t
+            SET (message_count, messages_from_contact, messages_from_agent, first_contact_message_at, last_activity_at) =
+                    (SELECT count(*), count(*) FILTER (WHERE NOT m.from_me), count(*) FILTER (WHERE m.from_me),
+                            min(m."timestamp") FILTER (WHERE NOT m.from_me), greatest(t.started_at, max(m."timestamp"))
+                     FROM ventros.messages m WHERE m.tenant_id = t.tenant_id AND m.session_id = t.id),
+                ended_at = keep.ended_at,
+                duration_seconds = extract(epoch FROM keep.ended_at - t.started_at)::integer,
+                version = t.version
+            WHERE t.tenant_id = tenant AND t.id = keep.id
+            RETURNING * INTO recounted;
+            PERFORM ventros.emit('session.consolidated', 'session', keep.id,
+                                 jsonb_build_object('merged_session_ids', to_jsonb(run_merged),
+                                                    'message_count', recounted.message_count), recounted.version);
+            merged := merged || run_merged;
+        END IF;
+        keep := s;
+        run_merged := '{}';
+    END LOOP;
+    RETURN cardinality(merged);
+END
+$$;
+COMMENT ON FUNCTION ventros.consolidate_sessions(uuid, uuid) IS
+    'Merges a contact''s ended sessions on a channel whose gaps are within the timeout (history import); returns how many were merged away; emits message.updated per moved message, session.deleted per emptied session, session.updated and session.consolidated for each kept one';
+
+CREATE OR REPLACE FUNCTION ventros.send_messages(
+    channel_id   uuid,
+    contact_ids  uuid[],
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    sender ventros.agents;
+    tpl jsonb;
+    body text;
+    known uuid[];
+    ready uuid[];
+    sessions ventros.sessions[];
+    sent ventros.messages[];
+    queued ventros.message_send[];
+    refused ventros.message_send[];
+    state text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
+                                        'scheduled', 'test') THEN
+        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_messages.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    -- The contacts, share-locked in id order: a concurrent opt-out waits for this send, or this send sees it.
+    WITH locked AS (SELECT c.id FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (contact_ids)
+                    ORDER BY c.id FOR SHARE)
+    SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO known FROM locked l;
+    RETURN QUERY
+        SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
+    -- Consent: those who opted out are refused (VN010).
+    refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
+                     WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
+    RETURN QUERY SELECT * FROM unnest(refused);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
+    IF cardinality(ready) = 0 THEN
+        RETURN;
+    END IF;
+    -- the plan's limit of messages sent (VN020; sql/65_usage_metering.sql)
+    PERFORM ventros.check_usage_limit('messages_sent', cardinality(ready));
+    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
+    IF agent_id IS NULL THEN
+        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
+            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
+    END IF;
+    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_messages.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF sender.type = 'virtual' OR NOT sender.active THEN
+        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual and inactive agents never send.';
+    END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
+    body := ventros.check_length(text, 4096, 'message text');
+    -- Sessions, messages, effects and requests for the contacts still ready.
+    -- A contact whose request cannot be built (no address on the provider,
+    -- the window closed) is refused: the round is undone (a subtransaction)
+    -- and done again without it, so nothing stays written for it.
+    FOR round IN 1..3 LOOP
+        BEGIN
+            sessions := ARRAY(SELECT s FROM ventros.start_or_continue_sessions(ready, ch.id, now()) s);
+            WITH inserted AS (
+                INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id,
+                                              contact_id, from_me, content_type, text, media_url, media_mimetype, reply_to_id,
+                                              status, agent_id, source, metadata)
+                SELECT now(), ch.project_id, ch.id, s.channel_type_id, send_messages.chat_id, s.id, s.contact_id, true,
+                       coalesce(send_messages.content_type, 'text'), body, send_messages.media_url,
+                       send_messages.media_mimetype, send_messages.reply_to_id, 'queued', sender.id, send_messages.source,
+                       send_messages.metadata
+                FROM unnest(sessions) s ORDER BY s.contact_id
+                RETURNING *)
+            SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
+            -- The provider requests, in this transaction (queue_message_sends).
+            queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
+            refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
+            IF cardinality(refused) > 0 THEN
+                RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
+            END IF;
+            RETURN QUERY SELECT * FROM unnest(queued);
+            RETURN;
+        EXCEPTION
+            WHEN raise_exception THEN
+                GET STACKED DIAGNOSTICS state = MESSAGE_TEXT;
+                IF state <> 'ventros.send_messages: undo the round of refused contacts' THEN
+                    RAISE;
+                END IF;
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+        END;
+        RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
+                            r.error_hint
+                     FROM unnest(refused) r;
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
+        IF cardinality(ready) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not send to % contacts on channel %', cardinality(ready), channel_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
+
+CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb := '{}';
+    builder regprocedure;
+    part jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    -- The set is built with one statement per provider (its builder called
+    -- for each message of the set, planned once), then the customer service
+    -- window checked for the set; only when a message is refused (no address
+    -- on the provider, the window closed) is the set built again message by
+    -- message, each refusal caught as data (try_message_send_request).
+    BEGIN
+        FOR builder IN SELECT DISTINCT p.build_send FROM unnest(ms) m
+                       JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+                       JOIN ventros.channel_providers p ON p.channel_type = ch.type
+                       WHERE m.from_me AND m.status = 'queued' LOOP
+            EXECUTE format($q$
+                SELECT coalesce(jsonb_object_agg(m.id, jsonb_build_object('request', r.request, 'retry_policy', p.retry_policy))
+                                    FILTER (WHERE r.request IS NOT NULL), '{}')
+                FROM unnest($1) m
+                JOIN ventros.channels ch ON ch.tenant_id = $2 AND ch.id = m.channel_id
+                JOIN ventros.channel_providers p ON p.channel_type = ch.type AND p.build_send = $3
+                CROSS JOIN LATERAL %s(ch, m) AS r(request)   -- in FROM: called once per message
+                WHERE m.from_me AND m.status = 'queued'
+                  AND NOT EXISTS (SELECT 1 FROM ventros.http_requests x
+                                  WHERE x.tenant_id = $2 AND x.correlation_id = m.id AND x.purpose = 'message.send')$q$,
+                builder::regproc) INTO part USING ms, tenant, builder;
+            requests := requests || part;
+        END LOOP;
+        PERFORM ventros.check_message_window(m, p.window_hours)
+        FROM unnest(ms) m
+        JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+        JOIN ventros.channel_providers p ON p.channel_type = ch.type
+        WHERE p.window_hours IS NOT NULL AND requests ? m.id::text;
+        built := ARRAY(SELECT ROW(m.contact_id, m, NULL, NULL, NULL, NULL, NULL)::ventros.message_send FROM unnest(ms) m ORDER BY m.id);
+    EXCEPTION WHEN OTHERS THEN
+        WITH todo AS (
+            SELECT m, ch, p,
+                   m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                                   WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+            FROM unnest(ms) m
+            JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+            LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+        SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                                  ORDER BY (t.m).id), '{}'),
+               coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                            FILTER (WHERE r.request IS NOT NULL), '{}')
+        INTO built, requests
+        FROM todo t
+        LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    END;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
+
+REVOKE EXECUTE ON FUNCTION ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[])
+    FROM ventros_agent;
+DROP FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions);
+DROP FUNCTION ventros.record_messages_effects(ventros.messages[]);
+DROP FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid);
+DROP FUNCTION ventros.recount_session(ventros.sessions, uuid[]);
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

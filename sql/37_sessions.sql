@@ -346,9 +346,11 @@ COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) I
 
 -- record_session_messages: counters, response metrics, last activity, for
 -- one message on each of a set of sessions (parallel arrays: session, from_me,
--- instant, message; a session at most once).  The caller holds the sessions'
--- row locks (start_or_continue_sessions).  One UPDATE for the set; the
--- one-message case is ventros.record_session_message.
+-- instant, message; a session at most once).  Internal: called by the
+-- messages' insert trigger (record_new_messages, as the owner) and no
+-- tenant role's, so counters follow the messages written, never a caller's
+-- word.  The writer holds the sessions' row locks (start_or_continue_sessions).
+-- One UPDATE for the set.
 CREATE FUNCTION ventros.record_session_messages(sessions ventros.sessions[], from_me boolean[], ats timestamptz[],
                                                 message_ids uuid[])
 RETURNS SETOF ventros.sessions
@@ -406,17 +408,6 @@ END
 $$;
 COMMENT ON FUNCTION ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]) IS
     'Records one message on each of a set of locked active sessions (internal; VN002 for one that is not active): counters, first response, last activity, expiry; emits session.message_recorded per session';
-
--- record_session_message: the one-message case.
-CREATE FUNCTION ventros.record_session_message(s ventros.sessions, from_me boolean, at timestamptz, message_id uuid)
-RETURNS ventros.sessions
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT r FROM ventros.record_session_messages(ARRAY[s], ARRAY[from_me], ARRAY[at], ARRAY[message_id]) r
-$$;
-COMMENT ON FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid) IS
-    'Records a message on a locked active session (internal): counters, first response, last activity, expiry; emits session.message_recorded';
 
 CREATE FUNCTION ventros.lock_session(session_id uuid, expected_version integer DEFAULT NULL)
 RETURNS ventros.sessions
@@ -562,8 +553,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     tenant text := ventros.require_tenant();
+    ended ventros.sessions[];
     s ventros.sessions;
     keep ventros.sessions;
+    recounted ventros.sessions;
     merged uuid[] := '{}';
     run_merged uuid[] := '{}';
     total integer := 0;
@@ -572,14 +565,15 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'contact % not found', contact_id USING ERRCODE = 'P0002';
     END IF;
-    FOR s IN
-        SELECT * FROM ventros.sessions x
-        WHERE x.tenant_id = tenant AND x.contact_id = consolidate_sessions.contact_id
-          AND x.channel_id = consolidate_sessions.channel_id AND x.status <> 'active' AND x.deleted_at IS NULL
-        ORDER BY x.started_at, x.id
-        FOR UPDATE
-    LOOP
-        IF keep.id IS NOT NULL AND s.started_at - keep.last_activity_at <= make_interval(secs => keep.timeout_seconds) THEN
+    ended := ARRAY(SELECT x FROM ventros.sessions x
+                   WHERE x.tenant_id = tenant AND x.contact_id = consolidate_sessions.contact_id
+                     AND x.channel_id = consolidate_sessions.channel_id AND x.status <> 'active' AND x.deleted_at IS NULL
+                   ORDER BY x.started_at, x.id
+                   FOR UPDATE);
+    -- One step past the last session (s is NULL there) closes the last run.
+    FOR i IN 1..cardinality(ended) + 1 LOOP
+        s := ended[i];
+        IF s.id IS NOT NULL AND keep.id IS NOT NULL AND s.started_at - keep.last_activity_at <= make_interval(secs => keep.timeout_seconds) THEN
             UPDATE ventros.messages m SET session_id = keep.id, version = m.version
             WHERE m.tenant_id = tenant AND m.session_id = s.id;
             UPDATE ventros.notes n SET session_id = keep.id, version = n.version
@@ -591,48 +585,30 @@ BEGIN
             CONTINUE;
         END IF;
         IF cardinality(run_merged) > 0 THEN
-            PERFORM ventros.recount_session(keep, run_merged);
+            -- The kept session's counters and end, recomputed from its messages.
+            UPDATE ventros.sessions t
+            SET (message_count, messages_from_contact, messages_from_agent, first_contact_message_at, last_activity_at) =
+                    (SELECT count(*), count(*) FILTER (WHERE NOT m.from_me), count(*) FILTER (WHERE m.from_me),
+                            min(m."timestamp") FILTER (WHERE NOT m.from_me), greatest(t.started_at, max(m."timestamp"))
+                     FROM ventros.messages m WHERE m.tenant_id = t.tenant_id AND m.session_id = t.id),
+                ended_at = keep.ended_at,
+                duration_seconds = extract(epoch FROM keep.ended_at - t.started_at)::integer,
+                version = t.version
+            WHERE t.tenant_id = tenant AND t.id = keep.id
+            RETURNING * INTO recounted;
+            PERFORM ventros.emit('session.consolidated', 'session', keep.id,
+                                 jsonb_build_object('merged_session_ids', to_jsonb(run_merged),
+                                                    'message_count', recounted.message_count), recounted.version);
             merged := merged || run_merged;
         END IF;
         keep := s;
         run_merged := '{}';
     END LOOP;
-    IF cardinality(run_merged) > 0 THEN
-        PERFORM ventros.recount_session(keep, run_merged);
-        merged := merged || run_merged;
-    END IF;
     RETURN cardinality(merged);
 END
 $$;
 COMMENT ON FUNCTION ventros.consolidate_sessions(uuid, uuid) IS
     'Merges a contact''s ended sessions on a channel whose gaps are within the timeout (history import); returns how many were merged away; emits message.updated per moved message, session.deleted per emptied session, session.updated and session.consolidated for each kept one';
-
--- recount_session: a kept session's counters and end after consolidation.
-CREATE FUNCTION ventros.recount_session(keep ventros.sessions, merged_ids uuid[])
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result ventros.sessions;
-BEGIN
-    UPDATE ventros.sessions t
-    SET (message_count, messages_from_contact, messages_from_agent, first_contact_message_at, last_activity_at) =
-            (SELECT count(*), count(*) FILTER (WHERE NOT m.from_me), count(*) FILTER (WHERE m.from_me),
-                    min(m."timestamp") FILTER (WHERE NOT m.from_me), greatest(t.started_at, max(m."timestamp"))
-             FROM ventros.messages m WHERE m.tenant_id = t.tenant_id AND m.session_id = t.id),
-        ended_at = keep.ended_at,
-        duration_seconds = extract(epoch FROM keep.ended_at - t.started_at)::integer,
-        version = t.version
-    WHERE t.tenant_id = keep.tenant_id AND t.id = keep.id
-    RETURNING * INTO result;
-    PERFORM ventros.emit('session.consolidated', 'session', keep.id,
-                         jsonb_build_object('merged_session_ids', to_jsonb(merged_ids), 'message_count', result.message_count),
-                         result.version);
-END
-$$;
-COMMENT ON FUNCTION ventros.recount_session(ventros.sessions, uuid[]) IS
-    'Recomputes a consolidated session''s counters and end (internal); emits session.consolidated';
 
 CREATE FUNCTION ventros.get_session(session_id uuid) RETURNS ventros.sessions
 LANGUAGE sql STABLE
@@ -644,12 +620,10 @@ GRANT EXECUTE ON FUNCTION ventros.session_timeout_seconds(uuid), ventros.session
     ventros.get_session(uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.finish_session(ventros.sessions, text, timestamptz),
     ventros.start_or_continue_session(uuid, uuid, timestamptz), ventros.start_or_continue_sessions(uuid[], uuid, timestamptz),
-    ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid),
-    ventros.record_session_messages(ventros.sessions[], boolean[], timestamptz[], uuid[]), ventros.lock_session(uuid, integer),
+    ventros.lock_session(uuid, integer),
     ventros.close_session(uuid, integer, text, timestamptz), ventros.wake_session(ventros.sessions, timestamptz),
     ventros.snooze_session(uuid, timestamptz, integer), ventros.unsnooze_session(uuid, integer) TO ventros_agent;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a tenant's:
 -- its `now` is the caller's to choose (docs/security.md).
 GRANT EXECUTE ON FUNCTION ventros.tick_sessions(timestamptz, integer) TO ventros_platform_admin;
-GRANT EXECUTE ON FUNCTION ventros.consolidate_sessions(uuid, uuid), ventros.recount_session(ventros.sessions, uuid[])
-    TO ventros_admin;
+GRANT EXECUTE ON FUNCTION ventros.consolidate_sessions(uuid, uuid) TO ventros_admin;

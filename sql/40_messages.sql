@@ -212,31 +212,49 @@ $$;
 COMMENT ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text) IS
     'The contact holding an identity, else one with its phone, else a new contact; race-free per identity (a tenant key lock); emits contact.created and contact_identity.created for a new sender';
 
--- record_messages_effects: what new messages do to their sessions (locked
--- by the caller; one message per session), contacts and chats, one
--- statement per table for the set (a broadcast's batch); the one-message case
--- is record_message_effects.  Channels count their messages themselves, as
--- rows are inserted (count_new_messages, 40_messages_counts.sql).
-CREATE FUNCTION ventros.record_messages_effects(ms ventros.messages[])
-RETURNS void
+-- record_new_messages: what every inserted message does to its session,
+-- contact and chat, done by the statement that inserts it, whoever inserts it
+-- and however (a send, a broadcast's set, an inbound message, an import):
+-- the session's counters, response times, last activity and expiry
+-- (record_session_messages: session.message_recorded), the contact's
+-- interaction times, the chat's last message; one statement per table for
+-- the set.  As the owner: tenant roles write messages through commands but
+-- may not record them (record_session_messages is no tenant role's to call,
+-- or an agent could record messages that were never written and forge a
+-- session's counters and first-response times; docs/security.md).  The
+-- writer holds the sessions' row locks (start_or_continue_sessions).  Several
+-- messages of one session in a statement are recorded one round each, in
+-- order.  Channels count their messages in their own trigger
+-- (count_new_messages, 40_messages_counts.sql).
+CREATE FUNCTION ventros.record_new_messages() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
+    ms ventros.messages[] := ARRAY(SELECT m FROM new_messages m);
     sessions ventros.sessions[];
     from_me boolean[];
     ats timestamptz[];
     ids uuid[];
+    rounds integer;
 BEGIN
     PERFORM ventros.plan_for_set(cardinality(ms));
-    SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
-           array_agg(m.id ORDER BY s.id)
-    INTO sessions, from_me, ats, ids
-    FROM unnest(ms) m JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id;
-    IF sessions IS NOT NULL THEN
-        PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
-    END IF;
+    SELECT max(x.n) INTO rounds
+    FROM (SELECT count(*) AS n FROM unnest(ms) m WHERE m.session_id IS NOT NULL GROUP BY m.session_id) x;
+    FOR round IN 1..coalesce(rounds, 0) LOOP
+        SELECT array_agg(s ORDER BY s.id), array_agg(m.from_me ORDER BY s.id), array_agg(m."timestamp" ORDER BY s.id),
+               array_agg(m.id ORDER BY s.id)
+        INTO sessions, from_me, ats, ids
+        FROM (SELECT m.*, row_number() OVER (PARTITION BY m.session_id ORDER BY m."timestamp", m.id) AS nth
+              FROM unnest(ms) m) m
+        JOIN ventros.sessions s ON s.tenant_id = m.tenant_id AND s.id = m.session_id
+        WHERE m.nth = round;
+        IF sessions IS NOT NULL THEN
+            PERFORM ventros.record_session_messages(sessions, from_me, ats, ids);
+        END IF;
+    END LOOP;
     -- Interaction times are kept to the minute: a burst of messages writes
     -- the contact once (the session and the message hold the exact times).
     UPDATE ventros.contacts c
@@ -251,20 +269,13 @@ BEGIN
     FROM (SELECT m.tenant_id, m.chat_id, max(m."timestamp") AS last_at FROM unnest(ms) m
           WHERE m.chat_id IS NOT NULL GROUP BY 1, 2) m
     WHERE c.tenant_id = m.tenant_id AND c.id = m.chat_id;
+    RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION ventros.record_messages_effects(ventros.messages[]) IS
-    'Records new messages on their sessions (locked by the caller, one message each), contacts (interaction times) and chats, one statement per table (internal)';
-
--- record_message_effects: what every new message does to its session (given,
--- locked), contact, channel and chat: the one-message case.
-CREATE FUNCTION ventros.record_message_effects(m ventros.messages, s ventros.sessions)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT ventros.record_messages_effects(ARRAY[m]) $$;
-COMMENT ON FUNCTION ventros.record_message_effects(ventros.messages, ventros.sessions) IS
-    'Records a new message on its session, contact (interaction times), channel (counters) and chat (internal)';
+COMMENT ON FUNCTION ventros.record_new_messages() IS
+    'AFTER INSERT statement trigger of ventros.messages: records the inserted messages on their sessions (locked by the writer; counters, first response, last activity, expiry: session.message_recorded), contacts (interaction times) and chats, as the owner';
+CREATE TRIGGER messages_recorded AFTER INSERT ON ventros.messages
+    REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.record_new_messages();
 
 -- receive_message: the inbound pipeline, in one transaction.
 CREATE FUNCTION ventros.receive_message(
@@ -331,7 +342,6 @@ BEGIN
           AND m.deleted_at IS NULL;
         RETURN result;
     END IF;
-    PERFORM ventros.record_message_effects(result, s);
     IF ch.ai_enabled AND result.content_type IN ('image', 'video', 'audio', 'voice')
        AND coalesce((ch.config->'ai'->>result.content_type)::boolean, false) THEN
         PERFORM ventros.emit('message.' || result.content_type || '_processing_requested', 'message', result.id,
@@ -529,9 +539,6 @@ BEGIN
     ON CONFLICT (tenant_id, channel_id, channel_message_id) WHERE deleted_at IS NULL AND channel_message_id IS NOT NULL
     DO NOTHING
     RETURNING * INTO result;
-    IF result.id IS NOT NULL THEN
-        PERFORM ventros.record_message_effects(result, s);
-    END IF;
     RETURN result;
 END
 $$;
@@ -554,8 +561,6 @@ COMMENT ON FUNCTION ventros.get_message(uuid) IS 'A live message of the acting t
 GRANT EXECUTE ON FUNCTION ventros.sender_identity_type(text, text), ventros.get_message(uuid),
     ventros.raise_refusal(ventros.message_send) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.upsert_contact_by_identity(text, text, text, uuid, uuid, text),
-    ventros.record_message_effects(ventros.messages, ventros.sessions),
-    ventros.record_messages_effects(ventros.messages[]),
     ventros.receive_message(uuid, text, text, text, text, timestamptz, text, text, text, jsonb, uuid),
     ventros.send_message(uuid, uuid, text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb),
     ventros.confirm_message_status(text, uuid, uuid, text, text), ventros.mark_message_sent(uuid, text),

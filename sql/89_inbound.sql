@@ -316,7 +316,6 @@ BEGIN
         m := ventros.inbound_find_message(ch, provider_id);
         RETURN ventros.inbox_outcome('processed', m.id, m.contact_id, '{"echo": "known"}');
     END IF;
-    PERFORM ventros.record_message_effects(m, s);
     m := ventros.inbound_link_reply(ch, m, replied_id);
     RETURN ventros.inbox_outcome('processed', m.id, contact, '{"echo": "other_device"}');
 EXCEPTION WHEN check_violation THEN

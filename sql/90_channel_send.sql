@@ -303,7 +303,9 @@ DECLARE
     tenant text := ventros.require_tenant();
     ms ventros.messages[];
     built ventros.message_send[];
-    requests jsonb;
+    requests jsonb := '{}';
+    builder regprocedure;
+    part jsonb;
     queued jsonb := '{}';
     policy text;
 BEGIN
@@ -319,21 +321,52 @@ BEGIN
         FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
     -- One request per queued outbound message that has none yet, on a
     -- channel whose type is declared; the others are answered without one.
-    WITH todo AS (
-        SELECT m, ch, p,
-               m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
-                               WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+    -- The set is built with one statement per provider (its builder called
+    -- for each message of the set, planned once), then the customer service
+    -- window checked for the set; only when a message is refused (no address
+    -- on the provider, the window closed) is the set built again message by
+    -- message, each refusal caught as data (try_message_send_request).
+    BEGIN
+        FOR builder IN SELECT DISTINCT p.build_send FROM unnest(ms) m
+                       JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+                       JOIN ventros.channel_providers p ON p.channel_type = ch.type
+                       WHERE m.from_me AND m.status = 'queued' LOOP
+            EXECUTE format($q$
+                SELECT coalesce(jsonb_object_agg(m.id, jsonb_build_object('request', r.request, 'retry_policy', p.retry_policy))
+                                    FILTER (WHERE r.request IS NOT NULL), '{}')
+                FROM unnest($1) m
+                JOIN ventros.channels ch ON ch.tenant_id = $2 AND ch.id = m.channel_id
+                JOIN ventros.channel_providers p ON p.channel_type = ch.type AND p.build_send = $3
+                CROSS JOIN LATERAL %s(ch, m) AS r(request)   -- in FROM: called once per message
+                WHERE m.from_me AND m.status = 'queued'
+                  AND NOT EXISTS (SELECT 1 FROM ventros.http_requests x
+                                  WHERE x.tenant_id = $2 AND x.correlation_id = m.id AND x.purpose = 'message.send')$q$,
+                builder::regproc) INTO part USING ms, tenant, builder;
+            requests := requests || part;
+        END LOOP;
+        PERFORM ventros.check_message_window(m, p.window_hours)
         FROM unnest(ms) m
         JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
-        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
-    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
-                              ORDER BY (t.m).id), '{}'),
-           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
-                        FILTER (WHERE r.request IS NOT NULL), '{}')
-    INTO built, requests
-    FROM todo t
-    LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+        JOIN ventros.channel_providers p ON p.channel_type = ch.type
+        WHERE p.window_hours IS NOT NULL AND requests ? m.id::text;
+        built := ARRAY(SELECT ROW(m.contact_id, m, NULL, NULL, NULL, NULL, NULL)::ventros.message_send FROM unnest(ms) m ORDER BY m.id);
+    EXCEPTION WHEN OTHERS THEN
+        WITH todo AS (
+            SELECT m, ch, p,
+                   m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                                   WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+            FROM unnest(ms) m
+            JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+            LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+        SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                                  ORDER BY (t.m).id), '{}'),
+               coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                            FILTER (WHERE r.request IS NOT NULL), '{}')
+        INTO built, requests
+        FROM todo t
+        LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    END;
     -- The requests, one INSERT per retry policy (one per channel type).
     FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
         SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
@@ -533,7 +566,6 @@ BEGIN
                 FROM unnest(sessions) s ORDER BY s.contact_id
                 RETURNING *)
             SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
-            PERFORM ventros.record_messages_effects(sent);
             -- The provider requests, in this transaction (queue_message_sends).
             queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
             refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);

@@ -107,7 +107,7 @@ command_cache_callback(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * An argument that names the row or table to write: a building block's.  An
  * array of rows names rows too (the set-based forms of the building blocks,
- * record_messages_effects and record_session_messages).
+ * record_session_messages).
  */
 static bool
 is_row_argument(Oid type)
