@@ -320,13 +320,15 @@ BEGIN
     -- One request per queued outbound message that has none yet, on a
     -- channel whose type is declared; the others are answered without one.
     WITH todo AS (
-        SELECT m, ch, p,
+        SELECT m, cs.ch, p,
                m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
                                WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
         FROM unnest(ms) m
-        JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
-        LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+        -- with its secrets, decrypted once per channel (sql/68_credentials_channels.sql)
+        JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+              WHERE c.tenant_id = tenant AND c.id IN (SELECT x.channel_id FROM unnest(ms) x)) cs ON (cs.ch).id = m.channel_id
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type)
     SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
                               ORDER BY (t.m).id), '{}'),
            coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
