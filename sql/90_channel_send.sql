@@ -492,6 +492,8 @@ BEGIN
     END IF;
     -- the plan's limit of messages sent (VN020; sql/65_usage_metering.sql)
     PERFORM ventros.check_usage_limit('messages_sent', cardinality(ready));
+    -- and of active contacts, for those without a message in the period yet
+    PERFORM ventros.check_active_contacts_limit(ready);
     agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
     IF agent_id IS NULL THEN
         RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
