@@ -16789,6 +16789,116 @@ $$;
 COMMENT ON FUNCTION ventros.summarize_session(uuid) IS
     'Asks the tenant''s chat provider for a session''s summary, sentiment, language, topics and next best action (one in flight per session); the answer sets them on the session with session.summarized';
 
+-- ---- stream resume without the late-commit gap (sql/40_outbox_stream.sql)
+-- stream_gap also sends again the events before Last-Event-ID that were
+-- published at or after it, or are still pending (committed after it).
+CREATE OR REPLACE FUNCTION ventros.stream_gap(after_seq bigint, max_events integer)
+RETURNS TABLE (seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH visible AS (
+        SELECT pg_catalog.unnest(s.aggregate_types) AS aggregate_type FROM ventros.stream_open() s),
+    seen AS (
+        SELECT o.status, o.published_at FROM ventros.outbox o
+         WHERE o.tenant_id = ventros.current_tenant() AND o.seq = after_seq AND o.status <> 'dead'),
+    gap AS (
+        (SELECT o AS r FROM ventros.outbox o
+          WHERE o.tenant_id = ventros.current_tenant() AND o.seq > after_seq
+            AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+          ORDER BY o.seq
+          LIMIT max_events)
+        UNION ALL
+        (SELECT o FROM ventros.outbox o, seen l
+          WHERE o.tenant_id = ventros.current_tenant()
+            AND o.seq < after_seq AND o.seq > after_seq - 100000
+            AND (o.status = 'pending' OR (l.status = 'published' AND o.status = 'published'
+                                          AND o.published_at >= l.published_at))
+            AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)))
+    SELECT (g.r).seq, (g.r).event_type, (g.r).aggregate_type, (g.r).aggregate_id, ventros.envelope(g.r)::text
+      FROM gap g
+     ORDER BY (g.r).seq
+     LIMIT max_events
+$$;
+COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
+    'Events of the acting tenant after after_seq still in the outbox, and those before it that were published at or after it or are still pending (committed after it was seen), of the aggregate types the current role may see (ventros.stream_open), in seq order, at most max_events: the gap an event-stream subscriber resuming with Last-Event-ID missed';
+
+-- ---- Stripe Checkout (sql/66_stripe_outbound.sql)
+-- A tenant's admin creates a Checkout Session through the dispatcher
+-- (purpose stripe.checkout, the key added by the stripe.* preparer) and reads
+-- its URL from Stripe's answer.
+CREATE FUNCTION ventros.create_stripe_checkout(billing_account_id uuid, price_id text, success_url text,
+                                               cancel_url text)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    b ventros.billing_accounts;
+    request uuid;
+BEGIN
+    -- SECURITY DEFINER: queues a call with the platform's key for the acting tenant's account
+    SELECT * INTO b FROM ventros.billing_accounts x
+     WHERE x.tenant_id = tenant AND x.id = billing_account_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('billing account', billing_account_id);
+    END IF;
+    IF price_id IS NULL OR price_id !~ '^price_[A-Za-z0-9]{1,200}$' THEN
+        RAISE EXCEPTION 'malformed Stripe price id "%"', left(price_id, 64) USING ERRCODE = '22P02';
+    END IF;
+    IF success_url IS NULL OR success_url !~* '^https?://\S+$' OR length(success_url) > 2048
+       OR cancel_url IS NULL OR cancel_url !~* '^https?://\S+$' OR length(cancel_url) > 2048 THEN
+        RAISE EXCEPTION 'success_url and cancel_url are http(s) URLs' USING ERRCODE = '22023';
+    END IF;
+    IF b.stripe_customer_id IS NULL THEN
+        RAISE EXCEPTION 'billing account % has no Stripe customer yet', b.id USING ERRCODE = '55000',
+            HINT = 'Its customer is created at sign-up; try again once it is linked.';
+    END IF;
+    request := ventros.stripe_call('stripe.checkout', 'POST', '/v1/checkout/sessions',
+        jsonb_build_object('customer', b.stripe_customer_id, 'mode', 'subscription',
+                           'line_items', jsonb_build_array(jsonb_build_object('price', price_id, 'quantity', 1)),
+                           'success_url', success_url, 'cancel_url', cancel_url, 'client_reference_id', b.id,
+                           'metadata', jsonb_build_object('tenant_id', b.tenant_id, 'billing_account_id', b.id)),
+        'ventros-checkout-' || gen_random_uuid(), b.id);
+    IF request IS NULL THEN
+        RAISE EXCEPTION 'Stripe is not configured on this platform' USING ERRCODE = '55000',
+            HINT = 'A platform administrator sets the key with ventros.configure_stripe.';
+    END IF;
+    RETURN request;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text) IS
+    'Creates a Stripe Checkout Session (subscription to a price) for a billing account of the acting tenant through the dispatcher, with an Idempotency-Key; returns the request id, whose session URL ventros.stripe_checkout_session gives once Stripe answered; 55000 without a Stripe customer or configuration';
+
+CREATE FUNCTION ventros.stripe_checkout_session(request_id uuid)
+RETURNS TABLE (status text, session_id text, url text, error text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    r ventros.http_requests;
+    obj jsonb;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests x
+     WHERE x.tenant_id = tenant AND x.id = request_id AND x.purpose = 'stripe.checkout';
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('checkout request', request_id);
+    END IF;
+    obj := ventros.stripe_answer_object(r);
+    RETURN QUERY SELECT r.status, obj->>'id', obj->>'url', CASE WHEN r.status IN ('failed', 'dead') THEN r.last_error END;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_checkout_session(uuid) IS
+    'The Checkout Session a create_stripe_checkout request made: the request''s status, and once Stripe answered the session id and the URL to send the payer to (or why it failed)';
+
+SELECT ventros.register_http_request_preparer('stripe.checkout', 'ventros.stripe_request_headers(ventros.http_requests)');
+GRANT EXECUTE ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text), ventros.stripe_checkout_session(uuid)
+    TO ventros_admin;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
