@@ -35,51 +35,21 @@ COMMENT ON FUNCTION ventros.stream_open() IS
 -- see, in seq order, at most max_events (the front asks one more to know
 -- the gap is larger).  Pending events are included: they are committed,
 -- and the live feed's copy is dropped by seq.
---
--- And the late ones before it.  seq is taken before commit, so an event of
--- a lower seq may commit (and be published, and so reach the live feed)
--- after the one the subscriber saw last: it was not received, and seq alone
--- would skip it.  The live feed is the publisher's order, which its
--- published_at follows (one publisher per database; batches are recorded in
--- the order they were published, each at its transaction's start): an event
--- of a lower seq published at or after the last one seen (or not published
--- yet) may be missing, and is sent again; one published before it was
--- received.  When the last one seen is itself not recorded as published
--- yet, every pending event before it is.  At-least-once: an event published
--- in the same recording as the last one seen, just before it, is sent again
--- (its id tells it apart).  The re-read looks back 100,000 seqs (of all
--- tenants): a transaction that committed more than that many events after
--- taking its seq is not found again.
 CREATE FUNCTION ventros.stream_gap(after_seq bigint, max_events integer)
 RETURNS TABLE (seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH visible AS (
-        SELECT pg_catalog.unnest(s.aggregate_types) AS aggregate_type FROM ventros.stream_open() s),
-    seen AS (
-        SELECT o.status, o.published_at FROM ventros.outbox o
-         WHERE o.tenant_id = ventros.current_tenant() AND o.seq = after_seq AND o.status <> 'dead'),
-    gap AS (
-        (SELECT o AS r FROM ventros.outbox o
-          WHERE o.tenant_id = ventros.current_tenant() AND o.seq > after_seq
-            AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
-          ORDER BY o.seq
-          LIMIT max_events)
-        UNION ALL
-        (SELECT o FROM ventros.outbox o, seen l
-          WHERE o.tenant_id = ventros.current_tenant()
-            AND o.seq < after_seq AND o.seq > after_seq - 100000
-            AND (o.status = 'pending' OR (l.status = 'published' AND o.status = 'published'
-                                          AND o.published_at >= l.published_at))
-            AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)))
-    SELECT (g.r).seq, (g.r).event_type, (g.r).aggregate_type, (g.r).aggregate_id, ventros.envelope(g.r)::text
-      FROM gap g
-     ORDER BY (g.r).seq
+    SELECT o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text
+      FROM ventros.outbox o
+     WHERE o.tenant_id = ventros.current_tenant()
+       AND o.seq > after_seq
+       AND o.aggregate_type IN (SELECT pg_catalog.unnest(s.aggregate_types) FROM ventros.stream_open() s)
+     ORDER BY o.seq
      LIMIT max_events
 $$;
 COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
-    'Events of the acting tenant after after_seq still in the outbox, and those before it that were published at or after it or are still pending (committed after it was seen), of the aggregate types the current role may see (ventros.stream_open), in seq order, at most max_events: the gap an event-stream subscriber resuming with Last-Event-ID missed';
+    'Events of the acting tenant after after_seq still in the outbox, of the aggregate types the current role may see (ventros.stream_open), in seq order, at most max_events: the gap an event-stream subscriber resuming with Last-Event-ID missed';
 
 GRANT EXECUTE ON FUNCTION ventros.stream_open() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;
