@@ -17968,6 +17968,1050 @@ DROP FUNCTION ventros.record_messages_effects(ventros.messages[]);
 DROP FUNCTION ventros.record_session_message(ventros.sessions, boolean, timestamptz, uuid);
 DROP FUNCTION ventros.recount_session(ventros.sessions, uuid[]);
 
+-- ---- channel secrets (sql/68_credentials_channels.sql, sql/93_operator.sql)
+-- The secret keys of a channel's config move to ventros.channel_secrets,
+-- encrypted with ventros.encrypt_secret (the existing channels' secrets too:
+-- ventros.secret_key must be set when any channel has one); the functions
+-- that hand a channel to its provider read them through channel_with_secrets;
+-- rotate_channel_secret gains an overlap window.
+CREATE TABLE ventros.channel_secrets (
+    tenant_id           text        NOT NULL,
+    channel_id          uuid        NOT NULL,
+    key                 text        NOT NULL,
+    secret              bytea       NOT NULL,
+    previous_secret     bytea,
+    previous_expires_at timestamptz,
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, channel_id, key),
+    -- deferred: the trigger stores the secrets of a new channel before its row exists
+    FOREIGN KEY (tenant_id, channel_id) REFERENCES ventros.channels (tenant_id, id)
+        ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT channel_secrets_key_known CHECK (key IN ('app_secret', 'webhook_secret', 'webhook_token', 'verify_token',
+                                                        'access_token', 'api_key')),
+    CONSTRAINT channel_secrets_previous_expires CHECK ((previous_secret IS NULL) = (previous_expires_at IS NULL))
+);
+COMMENT ON TABLE ventros.channel_secrets IS
+    'The secrets of channels (webhook verification secrets, provider tokens), encrypted with ventros.encrypt_secret; the previous value of a rotated one until previous_expires_at; granted to nobody';
+COMMENT ON COLUMN ventros.channel_secrets.key IS 'The config key the secret is read as (app_secret, webhook_secret, webhook_token, verify_token, access_token, api_key)';
+COMMENT ON COLUMN ventros.channel_secrets.previous_secret IS 'The value before the last rotation (encrypted), still accepted by webhook verification until previous_expires_at';
+ALTER TABLE ventros.channel_secrets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.channel_secrets FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_all ON ventros.channel_secrets
+    USING (tenant_id = (SELECT ventros.current_tenant()))
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.channel_secrets FROM PUBLIC;
+
+CREATE FUNCTION ventros.channel_secret_keys() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined)
+AS $$ SELECT '{app_secret,webhook_secret,webhook_token,verify_token,access_token,api_key}'::text[] $$;
+COMMENT ON FUNCTION ventros.channel_secret_keys() IS
+    'The keys of a channel''s config that are secrets, kept encrypted in ventros.channel_secrets instead of the config';
+
+-- The trigger: the secret keys of NEW.config go to channel_secrets.
+-- SECURITY DEFINER: only the key's owner may encrypt, and tenant roles may
+-- not write the table; it acts on the row's own tenant and channel.
+CREATE FUNCTION ventros.channel_secrets_take() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k text;
+    v jsonb;
+BEGIN
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(NEW.config) e
+                WHERE e.key = ANY (ventros.channel_secret_keys()) LOOP
+        IF jsonb_typeof(v) = 'string' AND btrim(v #>> '{}') <> '' THEN
+            IF length(v #>> '{}') > 4096 THEN
+                RAISE EXCEPTION 'channel secret "%" is longer than 4096 characters', k USING ERRCODE = '22001';
+            END IF;
+            INSERT INTO ventros.channel_secrets AS s (tenant_id, channel_id, key, secret)
+            VALUES (NEW.tenant_id, NEW.id, k, ventros.encrypt_secret(v #>> '{}'))
+            ON CONFLICT ON CONSTRAINT channel_secrets_pkey DO UPDATE
+                SET secret = EXCLUDED.secret, previous_secret = NULL, previous_expires_at = NULL, updated_at = now();
+        ELSIF jsonb_typeof(v) = 'null' OR (jsonb_typeof(v) = 'string' AND btrim(v #>> '{}') = '') THEN
+            DELETE FROM ventros.channel_secrets s WHERE s.tenant_id = NEW.tenant_id AND s.channel_id = NEW.id AND s.key = k;
+        ELSE
+            RAISE EXCEPTION 'channel secret "%" must be a string', k USING ERRCODE = '22023';
+        END IF;
+    END LOOP;
+    NEW.config := NEW.config - ventros.channel_secret_keys();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_secrets_take() IS
+    'Trigger on ventros.channels: moves the secret keys of config into ventros.channel_secrets, encrypted (a string sets, null or '''' removes); the stored config never holds them';
+REVOKE EXECUTE ON FUNCTION ventros.channel_secrets_take() FROM PUBLIC;
+
+-- named to fire after ventros_engine_before, which sets tenant_id (triggers fire by name)
+CREATE TRIGGER ventros_secrets_take BEFORE INSERT OR UPDATE OF config ON ventros.channels
+    FOR EACH ROW WHEN (NEW.config ?| '{app_secret,webhook_secret,webhook_token,verify_token,access_token,api_key}'::text[])
+    EXECUTE FUNCTION ventros.channel_secrets_take();
+
+-- A channel row as its provider functions read it: config with the current
+-- secrets (previous = false), or with the previous values of those rotated
+-- and still valid at the instant given over them (previous = true; NULL when
+-- none is).  Granted to nobody:
+-- SECURITY DEFINER entry points and the workers (superuser) call it.
+CREATE FUNCTION ventros.channel_with_secrets(ch ventros.channels, previous boolean DEFAULT false,
+                                             at timestamptz DEFAULT now())
+RETURNS ventros.channels
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    secrets jsonb;
+    older jsonb;
+BEGIN
+    IF ch.id IS NULL THEN
+        RETURN ch;
+    END IF;
+    SELECT jsonb_object_agg(s.key, ventros.decrypt_secret(s.secret)),
+           jsonb_object_agg(s.key, ventros.decrypt_secret(s.previous_secret)) FILTER (WHERE previous AND s.previous_expires_at > at)
+      INTO secrets, older
+    FROM ventros.channel_secrets s WHERE s.tenant_id = ch.tenant_id AND s.channel_id = ch.id;
+    IF previous AND older IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- the previous values over the current ones: a key not rotated keeps its value
+    ch.config := ch.config || coalesce(secrets, '{}') || CASE WHEN previous THEN older ELSE '{}' END;
+    RETURN ch;
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_with_secrets(ventros.channels, boolean, timestamptz) IS
+    'A channel with its secrets decrypted into config (the previous ones still valid at "at" when previous, NULL when none is); internal: granted to nobody';
+REVOKE EXECUTE ON FUNCTION ventros.channel_with_secrets(ventros.channels, boolean, timestamptz) FROM PUBLIC;
+
+-- Whether a delivery is authentic for a channel at an instant: the
+-- provider's verify function with the current secrets, then, when that
+-- refuses the signature or token, with the previous ones still inside their
+-- overlap window.  NULL when authentic, else the first refusal's reason.
+CREATE FUNCTION ventros.verify_channel_webhook(provider text, ch ventros.channels, headers jsonb, body bytea,
+                                               at timestamptz DEFAULT now())
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failure text := ventros.verify_webhook(provider, (ventros.channel_with_secrets(ch)).config, headers, body);
+    older ventros.channels;
+BEGIN
+    IF failure IN ('invalid_signature', 'invalid_token') THEN
+        older := ventros.channel_with_secrets(ch, true, at);
+        IF older.id IS NOT NULL AND ventros.verify_webhook(provider, older.config, headers, body) IS NULL THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN failure;
+END
+$$;
+COMMENT ON FUNCTION ventros.verify_channel_webhook(text, ventros.channels, jsonb, bytea, timestamptz) IS
+    'NULL when a delivery verifies with the channel''s current secrets, or with the previous ones inside their overlap window at "at"; else the reason (ventros.verify_webhook); internal: granted to nobody';
+REVOKE EXECUTE ON FUNCTION ventros.verify_channel_webhook(text, ventros.channels, jsonb, bytea, timestamptz) FROM PUBLIC;
+
+-- The secrets already in configs, moved without the engine's triggers (no
+-- event: nothing about the channels changed but where the secrets are kept).
+INSERT INTO ventros.channel_secrets (tenant_id, channel_id, key, secret)
+SELECT c.tenant_id, c.id, e.key, ventros.encrypt_secret(e.value #>> '{}')
+FROM ventros.channels c, jsonb_each(c.config) e
+WHERE e.key = ANY (ventros.channel_secret_keys()) AND jsonb_typeof(e.value) = 'string' AND btrim(e.value #>> '{}') <> '';
+SET LOCAL session_replication_role = replica;
+UPDATE ventros.channels c SET config = c.config - ventros.channel_secret_keys()
+ WHERE c.config ?| ventros.channel_secret_keys();
+RESET session_replication_role;
+
+CREATE OR REPLACE FUNCTION ventros.accept_webhook(provider text, channel_id text, headers jsonb, body bytea)
+RETURNS TABLE (http_status integer, response jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    ch ventros.channels;
+    hdrs jsonb;
+    failure text;
+    doc jsonb;
+    parse_error text;
+    it ventros.inbox_item;
+    new_id uuid;
+    head uuid;
+    n integer := 0;
+    stored uuid[] := '{}';
+    kept jsonb;
+    row_ ventros.inbox;
+    p ventros.inbound_providers;
+BEGIN
+    provider := lower(provider);
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = accept_webhook.provider;
+    ch := ventros.webhook_channel(provider, channel_id);
+    IF p.provider IS NULL OR ch.id IS NULL THEN
+        RETURN QUERY SELECT 404, '{"error":"channel_not_found"}'::jsonb;
+        RETURN;
+    END IF;
+    PERFORM set_config('ventros.tenant', ch.tenant_id, true);
+    hdrs := ventros.webhook_headers(headers);
+    body := coalesce(body, ''::bytea);
+
+    -- the channel's secrets, and the previous ones inside a rotation's overlap (sql/68_credentials_channels.sql)
+    failure := ventros.verify_channel_webhook(provider, ch, hdrs, body);
+    IF failure IS NOT NULL THEN
+        INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
+        VALUES (ch.tenant_id, ch.id, 1, now(), failure)
+        ON CONFLICT ON CONSTRAINT channel_webhook_rejections_pkey DO UPDATE
+            SET rejected = x.rejected + 1, last_rejected_at = now(), last_reason = EXCLUDED.last_reason;
+        RETURN QUERY SELECT 401, '{"error":"invalid_signature"}'::jsonb;
+        RETURN;
+    END IF;
+
+    kept := ventros.webhook_headers_to_keep(hdrs);
+    BEGIN
+        doc := convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        parse_error := SQLERRM;
+    END;
+    IF parse_error IS NOT NULL OR doc IS NULL THEN
+        -- Stored with its error (nothing is lost), answered 400.
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, body, headers,
+                                   status, last_error)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, 'invalid', ventros.body_sha256(body), new_id, body, kept,
+                'failed', left('22P02: body is not JSON: ' || coalesce(parse_error, 'empty'), 2000))
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING;
+        RETURN QUERY SELECT 400, '{"error":"invalid_json"}'::jsonb;
+        RETURN;
+    END IF;
+
+    FOR it IN EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', p.split::regproc) USING ch.config, doc, body, hdrs
+    LOOP
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox AS i (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, item_index,
+                                        body, item, headers, ref_id, status, last_error, next_attempt_at)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, it.event, left(it.dedupe_key, 1024), coalesce(head, new_id), n,
+                CASE WHEN head IS NULL THEN body END, it.item, kept, it.ref_id, it.status, it.last_error,
+                CASE WHEN it.status = 'received' THEN now() END)
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING
+        RETURNING i.id INTO new_id;
+        n := n + 1;
+        IF FOUND THEN
+            head := coalesce(head, new_id);
+            stored := stored || new_id;
+        END IF;
+    END LOOP;
+
+    IF head IS NULL THEN
+        RETURN QUERY SELECT 200, '{"status":"duplicate"}'::jsonb;
+        RETURN;
+    END IF;
+    -- Deferred (the default): the inbox processor takes the new items right
+    -- after this transaction commits (src/inbox_worker.c; the statement
+    -- trigger ventros_inbox_wake wakes it).  Inline: process what is new
+    -- here, each item in its own subtransaction (inbox_run).
+    IF current_setting('ventros.inbox_processing') = 'inline' THEN
+        FOR row_ IN SELECT * FROM ventros.inbox i
+                    WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
+                    ORDER BY i.item_index LOOP
+            PERFORM ventros.inbox_run(row_, now());
+        END LOOP;
+    END IF;
+    RETURN QUERY SELECT 200, jsonb_build_object('status', 'accepted', 'inbox_id', head);
+END
+$$;
+COMMENT ON FUNCTION ventros.accept_webhook(text, text, jsonb, bytea) IS
+    'A provider webhook for a channel (any tenant: the channel names it): 404 unknown channel, 401 bad signature (counted), 400 not JSON (stored with its error), else 200 accepted (items stored idempotently; processed here when ventros.inbox_processing is inline, else by the inbox processor after commit) or duplicate';
+
+CREATE OR REPLACE FUNCTION ventros.webhook_challenge(provider text, channel_id text, mode text, verify_token text, challenge text)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p ventros.inbound_providers;
+    ch ventros.channels;
+    answer text;
+BEGIN
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = lower(webhook_challenge.provider);
+    IF NOT FOUND THEN
+        -- the front answers 404, as accept_webhook does for an unknown provider
+        RAISE EXCEPTION 'unknown webhook provider "%"', left(provider, 64) USING ERRCODE = 'P0002';
+    END IF;
+    IF p.challenge IS NULL THEN
+        RETURN NULL;
+    END IF;
+    ch := ventros.webhook_channel(p.provider, channel_id);
+    IF ch.id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', p.challenge::regproc) INTO answer
+        USING (ventros.channel_with_secrets(ch)).config, mode, verify_token, challenge;
+    RETURN answer;
+END
+$$;
+COMMENT ON FUNCTION ventros.webhook_challenge(text, text, text, text, text) IS
+    'A provider''s verification handshake (Meta''s): the challenge to echo when the provider''s challenge function accepts mode and verify token for the channel, else NULL (answer 403); P0002 for a provider not registered (answer 404)';
+
+CREATE OR REPLACE FUNCTION ventros.inbound_request_profile(ch ventros.channels, contact uuid, scoped_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text;
+    c ventros.contacts;
+    request uuid;
+BEGIN
+    IF ch.type NOT IN ('instagram', 'messenger') OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    -- the token is kept encrypted (sql/68_credentials_channels.sql): decrypted only when needed
+    token := nullif((ventros.channel_with_secrets(ch)).config->>'access_token', '');
+    IF token IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;
+    IF c.name IS DISTINCT FROM scoped_id OR c.created_at <> now()
+       OR EXISTS (SELECT 1 FROM ventros.http_requests r
+                  WHERE r.tenant_id = ch.tenant_id AND r.correlation_id = contact AND r.purpose = 'contact.profile') THEN
+        RETURN NULL;
+    END IF;
+    request := ventros.enqueue_http_request(
+        ventros.graph_url(ch, scoped_id)
+            || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
+        'GET', jsonb_build_object('Authorization', 'Bearer ' || token), NULL, 'contact.profile', contact, 3);
+    RETURN jsonb_build_object('profile_request', request);
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_request_profile(ventros.channels, uuid, text) IS
+    'Queues a Graph profile lookup (purpose contact.profile) for an Instagram/Messenger contact created now and named by its scoped id, when the channel has an access token';
+
+CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    WITH todo AS (
+        SELECT m, cs.ch, p,
+               m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                               WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+        FROM unnest(ms) m
+        -- with its secrets, decrypted once per channel (sql/68_credentials_channels.sql)
+        JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+              WHERE c.tenant_id = tenant AND c.id IN (SELECT x.channel_id FROM unnest(ms) x)) cs ON (cs.ch).id = m.channel_id
+        LEFT JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type)
+    SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                              ORDER BY (t.m).id), '{}'),
+           coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                        FILTER (WHERE r.request IS NOT NULL), '{}')
+    INTO built, requests
+    FROM todo t
+    LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+COMMENT ON FUNCTION ventros.queue_message_sends(uuid[]) IS
+    'Queues the provider requests (purpose message.send) of queued outbound messages, once each; returns one row per message: its request (NULL when its channel type is not declared or not configured, or it has one already), or its refusal (P0002 for a message not found; 22023 for a contact without an address on the provider, or outside the WhatsApp 24-hour window for a free-form message)';
+
+CREATE OR REPLACE FUNCTION ventros.request_media_download(message_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    m ventros.messages;
+    ch ventros.channels;
+    p ventros.channel_providers;
+    req jsonb;
+BEGIN
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'message % not found', message_id USING ERRCODE = 'P0002';
+    END IF;
+    IF m.content_type NOT IN ('image', 'video', 'audio', 'voice', 'document', 'sticker') THEN
+        RAISE EXCEPTION 'message % has no media', message_id USING ERRCODE = '22023',
+            DETAIL = format('Its content type is %s.', m.content_type);
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = m.channel_id;
+    ch := ventros.channel_with_secrets(ch);    -- its token (sql/68_credentials_channels.sql)
+    SELECT * INTO p FROM ventros.channel_providers x WHERE x.channel_type = ch.type;
+    IF p.build_media IS NOT NULL THEN
+        EXECUTE format('SELECT %s($1, $2)', p.build_media::regproc) INTO req USING ch, m;
+    END IF;
+    IF req IS NULL THEN
+        IF m.media_url IS NULL THEN
+            RAISE EXCEPTION 'message % has no media URL and its channel cannot look it up', message_id USING ERRCODE = '22023';
+        END IF;
+        req := jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
+    END IF;
+    INSERT INTO ventros.message_media AS mm (tenant_id, message_id, content_type, expected_sha256)
+    VALUES (tenant, m.id, m.media_mimetype,
+            coalesce(m.metadata->>'media_sha256', m.metadata->'media'->>'sha256'))
+    ON CONFLICT ON CONSTRAINT message_media_pkey DO UPDATE
+       SET status = 'requested', error = NULL, requested_at = now();
+    RETURN ventros.enqueue_provider_request(req, CASE WHEN req->>'step' = 'lookup' THEN 'media.lookup' ELSE 'media.download' END,
+                                            m.id, coalesce(p.media_retry_policy, 'transient'),
+                                            ventros.media_download_cap(req));
+END
+$$;
+COMMENT ON FUNCTION ventros.request_media_download(uuid) IS
+    'Queues the download of a message''s media (WAHA: GET its URL on the WAHA host with X-Api-Key; Cloud API: media lookup then download with the Bearer token; Messenger / Instagram: the CDN URL); the handlers fill ventros.message_media';
+
+CREATE OR REPLACE FUNCTION ventros.sync_whatsapp_templates(channel_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+-- SECURITY DEFINER to read the channel's token (sql/68_credentials_channels.sql);
+-- it acts on the caller's tenant only
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch ventros.channels;
+BEGIN
+    SELECT * INTO ch FROM ventros.channels c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.id = sync_whatsapp_templates.channel_id AND c.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    ch := ventros.channel_with_secrets(ch);
+    IF ch.type NOT IN ('whatsapp', 'whatsapp_business') OR coalesce(ch.config->>'waba_id', '') = ''
+       OR coalesce(ch.config->>'access_token', '') = '' THEN
+        RAISE EXCEPTION 'channel % cannot sync WhatsApp templates', channel_id USING ERRCODE = '22023',
+            HINT = 'Templates are synced for WhatsApp Cloud channels whose config has waba_id and access_token.';
+    END IF;
+    IF ch.config->>'waba_id' !~ '^[0-9A-Za-z_]{1,64}$' THEN
+        RAISE EXCEPTION 'malformed waba_id "%"', left(ch.config->>'waba_id', 64) USING ERRCODE = '22P02';
+    END IF;
+    RETURN ventros.enqueue_http_request(ventros.template_sync_url(ch), 'GET', ventros.graph_headers(ch, false), NULL,
+                                        'template.sync', ch.id, retry_policy => 'graph');
+END
+$$;
+COMMENT ON FUNCTION ventros.sync_whatsapp_templates(uuid) IS
+    'Queues the sync of a WhatsApp Cloud channel''s templates from GET /<ver>/<waba_id>/message_templates (purpose template.sync); returns the request id';
+
+DROP FUNCTION ventros.rotate_channel_secret(text, uuid, text);
+CREATE FUNCTION ventros.rotate_channel_secret(tenant text, channel_id uuid, new_secret text DEFAULT NULL,
+                                              overlap interval DEFAULT '24 hours')
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    c ventros.channels;
+    which text;
+    secret text;
+    expires timestamptz;
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    PERFORM set_config('ventros.tenant', tenant, true);
+    SELECT * INTO c FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = channel_id AND ch.deleted_at IS NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('channel', channel_id);
+    END IF;
+    which := CASE (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = c.type)
+           WHEN 'waha' THEN 'webhook_secret' ELSE 'app_secret' END;
+    IF new_secret IS NULL AND which = 'app_secret' THEN
+        RAISE EXCEPTION 'a % channel''s app secret must be given', c.type USING ERRCODE = '22023',
+            HINT = 'Meta issues the app secret: reset it in the app''s settings and pass it as new_secret.';
+    END IF;
+    IF length(new_secret) NOT BETWEEN 16 AND 256 THEN
+        RAISE EXCEPTION 'a channel secret has 16 to 256 characters' USING ERRCODE = '22023';
+    END IF;
+    IF overlap IS NULL OR overlap < interval '0' OR overlap > interval '30 days' THEN
+        RAISE EXCEPTION 'the overlap of a secret rotation is between 0 and 30 days' USING ERRCODE = '22023';
+    END IF;
+    secret := coalesce(new_secret, replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
+    -- no overlap when there was no previous value to keep
+    expires := CASE WHEN overlap > interval '0' AND EXISTS (SELECT 1 FROM ventros.channel_secrets s
+                                                             WHERE s.tenant_id = c.tenant_id AND s.channel_id = c.id
+                                                               AND s.key = which)
+                    THEN now() + overlap END;
+    INSERT INTO ventros.channel_secrets AS s (tenant_id, channel_id, key, secret)
+    VALUES (c.tenant_id, c.id, which, ventros.encrypt_secret(secret))
+    ON CONFLICT ON CONSTRAINT channel_secrets_pkey DO UPDATE
+        SET previous_secret = CASE WHEN expires IS NOT NULL THEN s.secret END, previous_expires_at = expires,
+            secret = EXCLUDED.secret, updated_at = now();
+    PERFORM ventros.operator_emit(tenant, 'channel.secret_rotated', 'channel', channel_id,
+                                  jsonb_build_object('key', which, 'previous_secret_expires_at', expires));
+    RETURN secret;
+END
+$$;
+COMMENT ON FUNCTION ventros.rotate_channel_secret(text, uuid, text, interval) IS
+    'Platform admins: replaces a channel''s webhook secret (WAHA webhook_secret, random when not given; Meta app_secret, given), stored encrypted; the previous one still verifies deliveries until the overlap (0 to 30 days, default 24 hours) ends; returns the new one once (the provider must be told); emits channel.secret_rotated (the key and when the previous one expires, never a value)';
+GRANT EXECUTE ON FUNCTION ventros.rotate_channel_secret(text, uuid, text, interval) TO ventros_platform_admin;
+
+-- ---- plan limits on contacts, enrichments and AI requests (sql/65_usage_metering.sql)
+-- check_plan_limit (active contacts counted, the metered metrics through
+-- check_usage_limit) and check_active_contacts_limit, called by
+-- create_contact, send_messages, enrich_message, enrich_profile_picture and
+-- summarize_session.
+CREATE FUNCTION ventros.check_plan_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p record;
+    cap bigint;
+    used bigint;
+BEGIN
+    IF metric IS DISTINCT FROM 'active_contacts' THEN
+        PERFORM ventros.check_usage_limit(metric, adding);
+        RETURN;
+    END IF;
+    p := ventros.usage_period();
+    cap := (ventros.plan_limits(p.plan)->>'active_contacts')::bigint;
+    IF cap IS NULL OR adding IS NULL OR adding < 0 THEN
+        RETURN;
+    END IF;
+    used := ventros.active_contacts_since(p.period_start);
+    IF used + adding > cap OR (adding = 0 AND used >= cap) THEN
+        RAISE EXCEPTION 'plan limit reached: % active contacts', cap
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s active in the period from %s to %s; this needs %s more.', used, cap,
+                                  p.period_start, p.period_end, greatest(adding, 1)),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF adding > 0 AND used + adding = cap THEN
+        PERFORM ventros.note_limit_reached('active_contacts', cap, used + adding, p.period_start, p.period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_plan_limit(text, bigint) IS
+    'Raises VN020 when a command would take the acting tenant over its plan''s limit of a metric in the period (metered metrics: ventros.check_usage_limit; active_contacts: counted, adding = contacts made active, 0 = refused once reached); emits billing.limit_reached when this use reaches it';
+
+CREATE FUNCTION ventros.check_active_contacts_limit(contact_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record := ventros.usage_period();
+    adding bigint;
+BEGIN
+    IF ventros.plan_limits(p.plan)->'active_contacts' IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT count(*) INTO adding FROM ventros.contacts c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.id = ANY (contact_ids) AND c.deleted_at IS NULL
+       AND (c.last_interaction_at IS NULL OR c.last_interaction_at < p.period_start);
+    IF adding > 0 THEN
+        PERFORM ventros.check_plan_limit('active_contacts', adding);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_active_contacts_limit(uuid[]) IS
+    'Raises VN020 when messaging these contacts would make more of the acting tenant''s contacts active in the period than its plan allows; emits billing.limit_reached when it reaches the limit';
+
+GRANT EXECUTE ON FUNCTION ventros.check_plan_limit(text, bigint), ventros.check_active_contacts_limit(uuid[]) TO ventros_agent;
+
+CREATE OR REPLACE FUNCTION ventros.create_contact(
+    name           text,
+    phone          text    DEFAULT NULL,
+    email          text    DEFAULT NULL,
+    project_id     uuid    DEFAULT NULL,
+    external_id    text    DEFAULT NULL,
+    source_channel text    DEFAULT NULL,
+    language       text    DEFAULT 'en',
+    timezone       text    DEFAULT NULL,
+    tags           text[]  DEFAULT '{}')
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.contacts;
+    constraint_name text;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'contact name must not be null' USING ERRCODE = '23502';
+    END IF;
+    -- The plan's limit of active contacts (VN020; sql/65_usage_metering.sql)
+    -- holds the tenant's commands: refused once it is reached.  A contact the
+    -- platform creates for an inbound delivery (the webhook entry point and
+    -- the inbox worker act as the extension's owner) is not: a provider's
+    -- delivery cannot be refused, and the fold notes the limit it reaches.
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        PERFORM ventros.check_plan_limit('active_contacts', 0);
+    END IF;
+    INSERT INTO ventros.contacts (project_id, name, phone, email, external_id, source_channel,
+                                  language, timezone, tags)
+    VALUES (coalesce(project_id, ventros.default_project()),
+            ventros.check_length(btrim(name), 200, 'contact name'),
+            ventros.normalize_phone(phone), ventros.normalize_email(email),
+            ventros.check_length(external_id, 200, 'contact external id'), source_channel,
+            coalesce(language, 'en'), timezone,
+            ARRAY(SELECT DISTINCT t FROM unnest(coalesce(tags, '{}')) t ORDER BY t))
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS constraint_name = CONSTRAINT_NAME;
+    PERFORM ventros.raise_contact_duplicate(constraint_name, ventros.normalize_phone(phone),
+                                            ventros.normalize_email(email), external_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.create_contact(text, text, text, uuid, text, text, text, text, text[]) IS
+    'Creates a contact in the acting tenant (default project unless given); VN020 once the plan''s limit of active contacts is reached; emits contact.created';
+
+CREATE OR REPLACE FUNCTION ventros.send_messages(
+    channel_id   uuid,
+    contact_ids  uuid[],
+    text         text    DEFAULT NULL,
+    agent_id     uuid    DEFAULT NULL,
+    source       text    DEFAULT 'manual',
+    content_type text    DEFAULT 'text',
+    media_url    text    DEFAULT NULL,
+    media_mimetype text  DEFAULT NULL,
+    reply_to_id  uuid    DEFAULT NULL,
+    chat_id      uuid    DEFAULT NULL,
+    metadata     jsonb   DEFAULT NULL,
+    template_name       text  DEFAULT NULL,
+    template_language   text  DEFAULT NULL,
+    template_components jsonb DEFAULT NULL)
+RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ch ventros.channels;
+    sender ventros.agents;
+    tpl jsonb;
+    body text;
+    known uuid[];
+    ready uuid[];
+    sessions ventros.sessions[];
+    sent ventros.messages[];
+    queued ventros.message_send[];
+    refused ventros.message_send[];
+    state text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(contact_ids));
+    IF source IS NULL OR source NOT IN ('manual', 'broadcast', 'sequence', 'trigger', 'bot', 'system', 'webhook',
+                                        'scheduled', 'test') THEN
+        RAISE EXCEPTION 'unknown message source "%"', left(source, 32) USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = send_messages.channel_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
+    END IF;
+    -- The contacts, share-locked in id order: a concurrent opt-out waits for this send, or this send sees it.
+    WITH locked AS (SELECT c.id FROM ventros.contacts c WHERE c.tenant_id = tenant AND c.id = ANY (contact_ids)
+                    ORDER BY c.id FOR SHARE)
+    SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO known FROM locked l;
+    RETURN QUERY
+        SELECT u.x, NULL::ventros.messages, NULL::uuid, 'P0002', format('contact %s not found', coalesce(u.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(contact_ids) EXCEPT SELECT unnest(known)) u(x);
+    -- Consent: those who opted out are refused (VN010).
+    refused := ARRAY(SELECT ventros.consent_refusal(x, ch.id) FROM unnest(known) x
+                     WHERE NOT ventros.may_message(x, ch.id) ORDER BY x);
+    RETURN QUERY SELECT * FROM unnest(refused);
+    ready := ARRAY(SELECT d.x FROM (SELECT unnest(known) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x) ORDER BY 1);
+    IF cardinality(ready) = 0 THEN
+        RETURN;
+    END IF;
+    -- the plan's limit of messages sent (VN020; sql/65_usage_metering.sql)
+    PERFORM ventros.check_usage_limit('messages_sent', cardinality(ready));
+    -- and of active contacts, for those without a message in the period yet
+    PERFORM ventros.check_active_contacts_limit(ready);
+    agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
+    IF agent_id IS NULL THEN
+        RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',
+            HINT = 'Pass agent_id, or a source such as broadcast whose system agent sends.';
+    END IF;
+    SELECT * INTO sender FROM ventros.agents a WHERE a.tenant_id = tenant AND a.id = send_messages.agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'agent % not found', agent_id USING ERRCODE = 'P0002';
+    END IF;
+    IF sender.type = 'virtual' OR NOT sender.active THEN
+        RAISE EXCEPTION 'agent % cannot send messages', agent_id USING ERRCODE = '22023',
+            DETAIL = 'Virtual and inactive agents never send.';
+    END IF;
+    IF template_name IS NOT NULL THEN
+        -- A WhatsApp template (sql/91_whatsapp_templates.sql): validated now,
+        -- kept in metadata.template, its body text as the message text.
+        IF ch.type NOT IN ('whatsapp', 'whatsapp_business') THEN
+            RAISE EXCEPTION 'templates are sent on WhatsApp Cloud channels only' USING ERRCODE = '22023';
+        END IF;
+        tpl := ventros.prepare_template_message(ch.id, template_name, template_language, template_components);
+        content_type := 'text';
+        text := coalesce(text, tpl->>'text');
+        metadata := coalesce(metadata, '{}') || jsonb_build_object('template', tpl->'template');
+    END IF;
+    body := ventros.check_length(text, 4096, 'message text');
+    -- Sessions, messages, effects and requests for the contacts still ready.
+    -- A contact whose request cannot be built (no address on the provider,
+    -- the window closed) is refused: the round is undone (a subtransaction)
+    -- and done again without it, so nothing stays written for it.
+    FOR round IN 1..3 LOOP
+        BEGIN
+            sessions := ARRAY(SELECT s FROM ventros.start_or_continue_sessions(ready, ch.id, now()) s);
+            WITH inserted AS (
+                INSERT INTO ventros.messages ("timestamp", project_id, channel_id, channel_type_id, chat_id, session_id,
+                                              contact_id, from_me, content_type, text, media_url, media_mimetype, reply_to_id,
+                                              status, agent_id, source, metadata)
+                SELECT now(), ch.project_id, ch.id, s.channel_type_id, send_messages.chat_id, s.id, s.contact_id, true,
+                       coalesce(send_messages.content_type, 'text'), body, send_messages.media_url,
+                       send_messages.media_mimetype, send_messages.reply_to_id, 'queued', sender.id, send_messages.source,
+                       send_messages.metadata
+                FROM unnest(sessions) s ORDER BY s.contact_id
+                RETURNING *)
+            SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
+            PERFORM ventros.record_messages_effects(sent);
+            -- The provider requests, in this transaction (queue_message_sends).
+            queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
+            refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
+            IF cardinality(refused) > 0 THEN
+                RAISE EXCEPTION 'ventros.send_messages: undo the round of refused contacts' USING ERRCODE = 'P0001';
+            END IF;
+            RETURN QUERY SELECT * FROM unnest(queued);
+            RETURN;
+        EXCEPTION
+            WHEN raise_exception THEN
+                GET STACKED DIAGNOSTICS state = MESSAGE_TEXT;
+                IF state <> 'ventros.send_messages: undo the round of refused contacts' THEN
+                    RAISE;
+                END IF;
+            WHEN check_violation THEN
+                RAISE EXCEPTION 'invalid outbound message: %', SQLERRM USING ERRCODE = '23514';
+        END;
+        RETURN QUERY SELECT r.contact_id, NULL::ventros.messages, NULL::uuid, r.error_code, r.error, r.error_detail,
+                            r.error_hint
+                     FROM unnest(refused) r;
+        ready := ARRAY(SELECT d.x FROM (SELECT unnest(ready) EXCEPT SELECT r.contact_id FROM unnest(refused) r) d(x)
+                       ORDER BY 1);
+        IF cardinality(ready) = 0 THEN
+            RETURN;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'could not send to % contacts on channel %', cardinality(ready), channel_id USING ERRCODE = '40001';
+END
+$$;
+COMMENT ON FUNCTION ventros.send_messages(uuid, uuid[], text, uuid, text, text, text, text, uuid, uuid, jsonb, text, text, jsonb) IS
+    'One outbound message to each of a set of contacts, queued with its provider request (message.send), one statement per table for the set: a contact not found (P0002), opted out (VN010), without an address on the provider or outside the WhatsApp 24-hour window (22023) is refused alone (a row with its error; nothing written for it); the source, channel, agent (virtual or inactive: 22023) and template are checked once and refuse the call; automated sources send as their system agent; emits message.created and session.message_recorded per message (and session.started for a new session)';
+
+CREATE OR REPLACE FUNCTION ventros.enrich_message(message_id uuid) RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    m ventros.messages;
+    e ventros.message_enrichments;
+BEGIN
+    -- SECURITY DEFINER: queues provider requests (tenant administrators only
+    -- read the queue) for the acting tenant's message
+    SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = tenant AND x.id = message_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('message', message_id);
+    END IF;
+    IF ventros.enrichment_media_kind(m.content_type, m.media_mimetype) IS NULL THEN
+        RAISE EXCEPTION 'message % has no media to enrich', message_id USING ERRCODE = '22023',
+            DETAIL = format('Its content type is %s; audio, voice, image and document messages are enriched.', m.content_type);
+    END IF;
+    IF NOT coalesce((SELECT s.enabled FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant), false) THEN
+        RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
+            HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';
+    END IF;
+    PERFORM ventros.check_plan_limit('enrichments', 1);     -- VN020 (sql/65_usage_metering.sql)
+    e := ventros.enrichment_of(m);
+    IF e.status IN ('processing') THEN
+        RETURN e;
+    END IF;
+    RETURN ventros.enrichment_start(e);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrich_message(uuid) IS
+    'Enriches a media message (audio: transcript; image: text and description; document: markdown) through its route''s providers, again when it failed or completed; 55000 when enrichment is off; emits message.enriched or message.enrichment_failed when done';
+
+CREATE OR REPLACE FUNCTION ventros.enrich_profile_picture(contact_id uuid) RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.contacts;
+    e ventros.message_enrichments;
+    route text[];
+BEGIN
+    -- SECURITY DEFINER: queues provider requests for the acting tenant's contact
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = tenant AND x.id = contact_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('contact', contact_id);
+    END IF;
+    IF c.profile_picture_url !~* '^https?://' THEN
+        RAISE EXCEPTION 'contact % has no profile picture URL', contact_id USING ERRCODE = '22023';
+    END IF;
+    PERFORM ventros.check_plan_limit('enrichments', 1);     -- VN020 (sql/65_usage_metering.sql)
+    IF NOT coalesce((SELECT s.enabled FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant), false) THEN
+        RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
+            HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';
+    END IF;
+    SELECT * INTO e FROM ventros.message_enrichments x
+     WHERE x.tenant_id = tenant AND x.contact_id = c.id AND x.context = 'profile_picture' AND x.kind IS NOT NULL
+       AND x.deleted_at IS NULL
+     FOR UPDATE;
+    IF FOUND AND e.status = 'processing' THEN
+        RETURN e;
+    ELSIF FOUND THEN
+        UPDATE ventros.message_enrichments x SET media_url = c.profile_picture_url, version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id AND x.media_url IS DISTINCT FROM c.profile_picture_url;
+        SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = e.id;
+        DELETE FROM ventros.enrichment_media em WHERE em.tenant_id = tenant AND em.enrichment_id = e.id;
+    ELSE
+        route := ventros.enrichment_route('profile_picture');
+        INSERT INTO ventros.message_enrichments (tenant_id, contact_id, content_type, provider, media_url, context, kind, route,
+                                                 route_position)
+        VALUES (tenant, c.id, 'image', coalesce(route[1], 'gemini'), c.profile_picture_url, 'profile_picture',
+                'profile_score', route, 0)
+        RETURNING * INTO e;
+    END IF;
+    RETURN ventros.enrichment_start(e);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrich_profile_picture(uuid) IS
+    'Scores a contact''s profile picture 0-10 (metadata.score) through the profile_picture route: downloads it, then asks the vision provider; 55000 when enrichment is off; emits contact.profile_picture_scored';
+
+CREATE OR REPLACE FUNCTION ventros.summarize_session(session_id uuid) RETURNS ventros.ai_completions
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    c ventros.ai_completions;
+BEGIN
+    -- SECURITY DEFINER: completions and their requests are written here only,
+    -- for the acting tenant's session
+    PERFORM 1 FROM ventros.sessions x WHERE x.tenant_id = tenant AND x.id = summarize_session.session_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('session', session_id);
+    END IF;
+    -- one summary in flight per session
+    SELECT * INTO c FROM ventros.ai_completions x
+     WHERE x.tenant_id = tenant AND x.session_id = summarize_session.session_id AND x.kind = 'session_summary'
+       AND x.status IN ('queued', 'processing');
+    IF FOUND THEN
+        RETURN c;
+    END IF;
+    -- refused once the period's AI tokens reached the plan's limit (VN020; sql/65_usage_metering.sql)
+    PERFORM ventros.check_plan_limit('ai_tokens', 1);
+    INSERT INTO ventros.ai_completions (tenant_id, kind, session_id) VALUES (tenant, 'session_summary', session_id)
+    RETURNING * INTO c;
+    RETURN ventros.ai_completion_start(c);
+END
+$$;
+COMMENT ON FUNCTION ventros.summarize_session(uuid) IS
+    'Asks the tenant''s chat provider for a session''s summary, sentiment, language, topics and next best action (one in flight per session); the answer sets them on the session with session.summarized';
+
+-- ---- Stripe Checkout (sql/66_stripe_outbound.sql)
+-- A tenant's admin creates a Checkout Session through the dispatcher
+-- (purpose stripe.checkout, the key added by the stripe.* preparer) and reads
+-- its URL from Stripe's answer.
+CREATE FUNCTION ventros.create_stripe_checkout(billing_account_id uuid, price_id text, success_url text,
+                                               cancel_url text)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    b ventros.billing_accounts;
+    request uuid;
+BEGIN
+    -- SECURITY DEFINER: queues a call with the platform's key for the acting tenant's account
+    SELECT * INTO b FROM ventros.billing_accounts x
+     WHERE x.tenant_id = tenant AND x.id = billing_account_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('billing account', billing_account_id);
+    END IF;
+    IF price_id IS NULL OR price_id !~ '^price_[A-Za-z0-9]{1,200}$' THEN
+        RAISE EXCEPTION 'malformed Stripe price id "%"', left(price_id, 64) USING ERRCODE = '22P02';
+    END IF;
+    IF success_url IS NULL OR success_url !~* '^https?://\S+$' OR length(success_url) > 2048
+       OR cancel_url IS NULL OR cancel_url !~* '^https?://\S+$' OR length(cancel_url) > 2048 THEN
+        RAISE EXCEPTION 'success_url and cancel_url are http(s) URLs' USING ERRCODE = '22023';
+    END IF;
+    IF b.stripe_customer_id IS NULL THEN
+        RAISE EXCEPTION 'billing account % has no Stripe customer yet', b.id USING ERRCODE = '55000',
+            HINT = 'Its customer is created at sign-up; try again once it is linked.';
+    END IF;
+    request := ventros.stripe_call('stripe.checkout', 'POST', '/v1/checkout/sessions',
+        jsonb_build_object('customer', b.stripe_customer_id, 'mode', 'subscription',
+                           'line_items', jsonb_build_array(jsonb_build_object('price', price_id, 'quantity', 1)),
+                           'success_url', success_url, 'cancel_url', cancel_url, 'client_reference_id', b.id,
+                           'metadata', jsonb_build_object('tenant_id', b.tenant_id, 'billing_account_id', b.id)),
+        'ventros-checkout-' || gen_random_uuid(), b.id);
+    IF request IS NULL THEN
+        RAISE EXCEPTION 'Stripe is not configured on this platform' USING ERRCODE = '55000',
+            HINT = 'A platform administrator sets the key with ventros.configure_stripe.';
+    END IF;
+    RETURN request;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text) IS
+    'Creates a Stripe Checkout Session (subscription to a price) for a billing account of the acting tenant through the dispatcher, with an Idempotency-Key; returns the request id, whose session URL ventros.stripe_checkout_session gives once Stripe answered; 55000 without a Stripe customer or configuration';
+
+CREATE FUNCTION ventros.stripe_checkout_session(request_id uuid)
+RETURNS TABLE (status text, session_id text, url text, error text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    r ventros.http_requests;
+    obj jsonb;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests x
+     WHERE x.tenant_id = tenant AND x.id = request_id AND x.purpose = 'stripe.checkout';
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('checkout request', request_id);
+    END IF;
+    obj := ventros.stripe_answer_object(r);
+    RETURN QUERY SELECT r.status, obj->>'id', obj->>'url', CASE WHEN r.status IN ('failed', 'dead') THEN r.last_error END;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_checkout_session(uuid) IS
+    'The Checkout Session a create_stripe_checkout request made: the request''s status, and once Stripe answered the session id and the URL to send the payer to (or why it failed)';
+
+SELECT ventros.register_http_request_preparer('stripe.checkout', 'ventros.stripe_request_headers(ventros.http_requests)');
+GRANT EXECUTE ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text), ventros.stripe_checkout_session(uuid)
+    TO ventros_admin;
+
+-- ---- sends set-based, with channel secrets
+-- queue_message_sends as both changes made it: the requests built for the set
+-- (broadcast set-based), the channel read with its secrets (channel secrets).
+CREATE OR REPLACE FUNCTION ventros.queue_message_sends(message_ids uuid[]) RETURNS SETOF ventros.message_send
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    ms ventros.messages[];
+    built ventros.message_send[];
+    requests jsonb := '{}';
+    builder regprocedure;
+    part jsonb;
+    queued jsonb := '{}';
+    policy text;
+BEGIN
+    PERFORM ventros.plan_for_set(cardinality(message_ids));
+    -- Locked in id order: two calls for one message queue one request (the second sees the first's).
+    WITH locked AS (SELECT x.* FROM ventros.messages x
+                    WHERE x.tenant_id = tenant AND x.id = ANY (message_ids) AND x.deleted_at IS NULL
+                    ORDER BY x.id FOR UPDATE)
+    SELECT coalesce(array_agg(l ORDER BY l.id), '{}') INTO ms FROM locked l;
+    RETURN QUERY
+        SELECT NULL::uuid, NULL::ventros.messages, NULL::uuid, 'P0002', format('message %s not found', coalesce(d.x::text, '<NULL>')),
+               NULL::text, NULL::text
+        FROM (SELECT unnest(message_ids) EXCEPT SELECT m.id FROM unnest(ms) m) d(x);
+    -- One request per queued outbound message that has none yet, on a
+    -- channel whose type is declared; the others are answered without one.
+    -- The set is built with one statement per provider (its builder called
+    -- for each message of the set, planned once), then the customer service
+    -- window checked for the set; only when a message is refused (no address
+    -- on the provider, the window closed) is the set built again message by
+    -- message, each refusal caught as data (try_message_send_request).
+    BEGIN
+        FOR builder IN SELECT DISTINCT p.build_send FROM unnest(ms) m
+                       JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+                       JOIN ventros.channel_providers p ON p.channel_type = ch.type
+                       WHERE m.from_me AND m.status = 'queued' LOOP
+            EXECUTE format($q$
+                SELECT coalesce(jsonb_object_agg(m.id, jsonb_build_object('request', r.request, 'retry_policy', p.retry_policy))
+                                    FILTER (WHERE r.request IS NOT NULL), '{}')
+                FROM unnest($1) m
+                -- with its secrets, decrypted once per channel (sql/68_credentials_channels.sql)
+                JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+                      WHERE c.tenant_id = $2 AND c.id IN (SELECT x.channel_id FROM unnest($1) x)) cs ON (cs.ch).id = m.channel_id
+                JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type AND p.build_send = $3
+                CROSS JOIN LATERAL %s(cs.ch, m) AS r(request)   -- in FROM: called once per message
+                WHERE m.from_me AND m.status = 'queued'
+                  AND NOT EXISTS (SELECT 1 FROM ventros.http_requests x
+                                  WHERE x.tenant_id = $2 AND x.correlation_id = m.id AND x.purpose = 'message.send')$q$,
+                builder::regproc) INTO part USING ms, tenant, builder;
+            requests := requests || part;
+        END LOOP;
+        PERFORM ventros.check_message_window(m, p.window_hours)
+        FROM unnest(ms) m
+        JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
+        JOIN ventros.channel_providers p ON p.channel_type = ch.type
+        WHERE p.window_hours IS NOT NULL AND requests ? m.id::text;
+        built := ARRAY(SELECT ROW(m.contact_id, m, NULL, NULL, NULL, NULL, NULL)::ventros.message_send FROM unnest(ms) m ORDER BY m.id);
+    EXCEPTION WHEN OTHERS THEN
+        WITH todo AS (
+            SELECT m, cs.ch, p,
+                   m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
+                                   WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
+            FROM unnest(ms) m
+            JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+                  WHERE c.tenant_id = tenant AND c.id IN (SELECT x.channel_id FROM unnest(ms) x)) cs ON (cs.ch).id = m.channel_id
+            LEFT JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type)
+        SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
+                                  ORDER BY (t.m).id), '{}'),
+               coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
+                            FILTER (WHERE r.request IS NOT NULL), '{}')
+        INTO built, requests
+        FROM todo t
+        LEFT JOIN LATERAL (SELECT * FROM ventros.try_message_send_request(t.ch, t.p, t.m) WHERE t.due) r ON true;
+    END;
+    -- The requests, one INSERT per retry policy (one per channel type).
+    FOR policy IN SELECT DISTINCT q.value->>'retry_policy' FROM jsonb_each(requests) q LOOP
+        SELECT coalesce(jsonb_object_agg(e.correlation_id, e.id), '{}') || queued INTO queued
+        FROM ventros.enqueue_provider_requests(
+                 ARRAY(SELECT q.value->'request' FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 'message.send',
+                 ARRAY(SELECT q.key::uuid FROM jsonb_each(requests) q WHERE q.value->>'retry_policy' = policy ORDER BY q.key),
+                 policy) e;
+    END LOOP;
+    RETURN QUERY
+        SELECT b.contact_id, b.message, (queued->>((b.message).id::text))::uuid, b.error_code, b.error, b.error_detail,
+               b.error_hint
+        FROM unnest(built) b;
+END
+$$;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -333,6 +333,80 @@ $$;
 COMMENT ON FUNCTION ventros.check_usage_limit(text, bigint) IS
     'Raises VN020 when adding to a metric would take the acting tenant over its plan''s limit in the current period; emits billing.limit_reached when this use reaches it';
 
+-- check_plan_limit: the limit check of the commands that start costly work,
+-- for every metric.  A metered metric is check_usage_limit's.  Active
+-- contacts are counted, not metered: adding is how many contacts the
+-- command makes active in the period (a send to contacts without a message
+-- in it), refused over the limit and noted when it reaches it; a command
+-- that adds contacts which may become active (create_contact, an import)
+-- passes 0 and is refused once the limit is reached.  For AI requests, whose
+-- tokens are known only after the call, ai_tokens with 1: refused once the
+-- tokens used reached the limit.
+CREATE FUNCTION ventros.check_plan_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p record;
+    cap bigint;
+    used bigint;
+BEGIN
+    IF metric IS DISTINCT FROM 'active_contacts' THEN
+        PERFORM ventros.check_usage_limit(metric, adding);
+        RETURN;
+    END IF;
+    p := ventros.usage_period();
+    cap := (ventros.plan_limits(p.plan)->>'active_contacts')::bigint;
+    IF cap IS NULL OR adding IS NULL OR adding < 0 THEN
+        RETURN;
+    END IF;
+    used := ventros.active_contacts_since(p.period_start);
+    IF used + adding > cap OR (adding = 0 AND used >= cap) THEN
+        RAISE EXCEPTION 'plan limit reached: % active contacts', cap
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s active in the period from %s to %s; this needs %s more.', used, cap,
+                                  p.period_start, p.period_end, greatest(adding, 1)),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF adding > 0 AND used + adding = cap THEN
+        PERFORM ventros.note_limit_reached('active_contacts', cap, used + adding, p.period_start, p.period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_plan_limit(text, bigint) IS
+    'Raises VN020 when a command would take the acting tenant over its plan''s limit of a metric in the period (metered metrics: ventros.check_usage_limit; active_contacts: counted, adding = contacts made active, 0 = refused once reached); emits billing.limit_reached when this use reaches it';
+GRANT EXECUTE ON FUNCTION ventros.check_plan_limit(text, bigint) TO ventros_agent;
+
+-- The active-contacts check of a send: the contacts it messages that have
+-- no message in the period yet become active (ventros.check_plan_limit).
+CREATE FUNCTION ventros.check_active_contacts_limit(contact_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record := ventros.usage_period();
+    adding bigint;
+BEGIN
+    IF ventros.plan_limits(p.plan)->'active_contacts' IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT count(*) INTO adding FROM ventros.contacts c
+     WHERE c.tenant_id = ventros.require_tenant() AND c.id = ANY (contact_ids) AND c.deleted_at IS NULL
+       AND (c.last_interaction_at IS NULL OR c.last_interaction_at < p.period_start);
+    IF adding > 0 THEN
+        PERFORM ventros.check_plan_limit('active_contacts', adding);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.check_active_contacts_limit(uuid[]) IS
+    'Raises VN020 when messaging these contacts would make more of the acting tenant''s contacts active in the period than its plan allows; emits billing.limit_reached when it reaches the limit';
+GRANT EXECUTE ON FUNCTION ventros.check_active_contacts_limit(uuid[]) TO ventros_agent;
+
 CREATE FUNCTION ventros.set_billing_plan(plan text, name text, limits jsonb DEFAULT '{}',
                                          product ventros.product DEFAULT 'crm')
 RETURNS ventros.billing_plans

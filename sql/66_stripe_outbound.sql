@@ -377,8 +377,85 @@ $$;
 COMMENT ON FUNCTION ventros.stripe_meter_event_answered(ventros.http_requests) IS
     'Handler of stripe.meter_event: marks the quantity Stripe accepted as reported on the meter; emits usage_meter.updated and usage_meter.reported';
 
+-- ---- checkout -------------------------------------------------------------------
+
+-- A tenant's administrator pays on Stripe's hosted page: a Checkout Session
+-- (mode subscription, one price) for the account's customer, created
+-- through the dispatcher with an Idempotency-Key of its own (a retry after
+-- a timeout gets the first session back, never a second), whose URL
+-- ventros.stripe_checkout_session reads from Stripe's answer.  Its
+-- completion comes back as checkout.session.completed on /webhooks/stripe
+-- (ventros.apply_stripe_checkout), which activates the account.
+CREATE FUNCTION ventros.create_stripe_checkout(billing_account_id uuid, price_id text, success_url text,
+                                               cancel_url text)
+RETURNS uuid
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    b ventros.billing_accounts;
+    request uuid;
+BEGIN
+    -- SECURITY DEFINER: queues a call with the platform's key for the acting tenant's account
+    SELECT * INTO b FROM ventros.billing_accounts x
+     WHERE x.tenant_id = tenant AND x.id = billing_account_id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('billing account', billing_account_id);
+    END IF;
+    IF price_id IS NULL OR price_id !~ '^price_[A-Za-z0-9]{1,200}$' THEN
+        RAISE EXCEPTION 'malformed Stripe price id "%"', left(price_id, 64) USING ERRCODE = '22P02';
+    END IF;
+    IF success_url IS NULL OR success_url !~* '^https?://\S+$' OR length(success_url) > 2048
+       OR cancel_url IS NULL OR cancel_url !~* '^https?://\S+$' OR length(cancel_url) > 2048 THEN
+        RAISE EXCEPTION 'success_url and cancel_url are http(s) URLs' USING ERRCODE = '22023';
+    END IF;
+    IF b.stripe_customer_id IS NULL THEN
+        RAISE EXCEPTION 'billing account % has no Stripe customer yet', b.id USING ERRCODE = '55000',
+            HINT = 'Its customer is created at sign-up; try again once it is linked.';
+    END IF;
+    request := ventros.stripe_call('stripe.checkout', 'POST', '/v1/checkout/sessions',
+        jsonb_build_object('customer', b.stripe_customer_id, 'mode', 'subscription',
+                           'line_items', jsonb_build_array(jsonb_build_object('price', price_id, 'quantity', 1)),
+                           'success_url', success_url, 'cancel_url', cancel_url, 'client_reference_id', b.id,
+                           'metadata', jsonb_build_object('tenant_id', b.tenant_id, 'billing_account_id', b.id)),
+        'ventros-checkout-' || gen_random_uuid(), b.id);
+    IF request IS NULL THEN
+        RAISE EXCEPTION 'Stripe is not configured on this platform' USING ERRCODE = '55000',
+            HINT = 'A platform administrator sets the key with ventros.configure_stripe.';
+    END IF;
+    RETURN request;
+END
+$$;
+COMMENT ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text) IS
+    'Creates a Stripe Checkout Session (subscription to a price) for a billing account of the acting tenant through the dispatcher, with an Idempotency-Key; returns the request id, whose session URL ventros.stripe_checkout_session gives once Stripe answered; 55000 without a Stripe customer or configuration';
+
+CREATE FUNCTION ventros.stripe_checkout_session(request_id uuid)
+RETURNS TABLE (status text, session_id text, url text, error text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    r ventros.http_requests;
+    obj jsonb;
+BEGIN
+    SELECT * INTO r FROM ventros.http_requests x
+     WHERE x.tenant_id = tenant AND x.id = request_id AND x.purpose = 'stripe.checkout';
+    IF NOT FOUND THEN
+        PERFORM ventros.not_found('checkout request', request_id);
+    END IF;
+    obj := ventros.stripe_answer_object(r);
+    RETURN QUERY SELECT r.status, obj->>'id', obj->>'url', CASE WHEN r.status IN ('failed', 'dead') THEN r.last_error END;
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_checkout_session(uuid) IS
+    'The Checkout Session a create_stripe_checkout request made: the request''s status, and once Stripe answered the session id and the URL to send the payer to (or why it failed)';
+
 SELECT ventros.register_http_request_preparer(p, 'ventros.stripe_request_headers(ventros.http_requests)')
-  FROM unnest(ARRAY['stripe.customer', 'stripe.subscription', 'stripe.meter_event']) p;
+  FROM unnest(ARRAY['stripe.customer', 'stripe.subscription', 'stripe.meter_event', 'stripe.checkout']) p;
 SELECT ventros.register_http_request_handler('stripe.customer', 'ventros.stripe_customer_answered(ventros.http_requests)');
 SELECT ventros.register_http_request_handler('stripe.subscription', 'ventros.stripe_subscription_answered(ventros.http_requests)');
 SELECT ventros.register_http_request_handler('stripe.meter_event', 'ventros.stripe_meter_event_answered(ventros.http_requests)');
@@ -387,3 +464,5 @@ GRANT EXECUTE ON FUNCTION ventros.configure_stripe(text, text), ventros.request_
     ventros.request_stripe_subscription(uuid, text), ventros.request_stripe_subscription_change(uuid, text, boolean),
     ventros.report_usage_to_stripe()
     TO ventros_platform_admin;
+GRANT EXECUTE ON FUNCTION ventros.create_stripe_checkout(uuid, text, text, text), ventros.stripe_checkout_session(uuid)
+    TO ventros_admin;

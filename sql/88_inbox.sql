@@ -370,7 +370,8 @@ BEGIN
     hdrs := ventros.webhook_headers(headers);
     body := coalesce(body, ''::bytea);
 
-    failure := ventros.verify_webhook(provider, ch.config, hdrs, body);
+    -- the channel's secrets, and the previous ones inside a rotation's overlap (sql/68_credentials_channels.sql)
+    failure := ventros.verify_channel_webhook(provider, ch, hdrs, body);
     IF failure IS NOT NULL THEN
         INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
         VALUES (ch.tenant_id, ch.id, 1, now(), failure)
@@ -461,7 +462,8 @@ BEGIN
     IF ch.id IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT %s($1, $2, $3, $4)', p.challenge::regproc) INTO answer USING ch.config, mode, verify_token, challenge;
+    EXECUTE format('SELECT %s($1, $2, $3, $4)', p.challenge::regproc) INTO answer
+        USING (ventros.channel_with_secrets(ch)).config, mode, verify_token, challenge;
     RETURN answer;
 END
 $$;

@@ -227,11 +227,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    token text := nullif(ch.config->>'access_token', '');
+    token text;
     c ventros.contacts;
     request uuid;
 BEGIN
-    IF ch.type NOT IN ('instagram', 'messenger') OR token IS NULL OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+    IF ch.type NOT IN ('instagram', 'messenger') OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    -- the token is kept encrypted (sql/68_credentials_channels.sql): decrypted only when needed
+    token := nullif((ventros.channel_with_secrets(ch)).config->>'access_token', '');
+    IF token IS NULL THEN
         RETURN NULL;
     END IF;
     SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;

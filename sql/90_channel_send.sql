@@ -335,9 +335,11 @@ BEGIN
                 SELECT coalesce(jsonb_object_agg(m.id, jsonb_build_object('request', r.request, 'retry_policy', p.retry_policy))
                                     FILTER (WHERE r.request IS NOT NULL), '{}')
                 FROM unnest($1) m
-                JOIN ventros.channels ch ON ch.tenant_id = $2 AND ch.id = m.channel_id
-                JOIN ventros.channel_providers p ON p.channel_type = ch.type AND p.build_send = $3
-                CROSS JOIN LATERAL %s(ch, m) AS r(request)   -- in FROM: called once per message
+                -- with its secrets, decrypted once per channel (sql/68_credentials_channels.sql)
+                JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+                      WHERE c.tenant_id = $2 AND c.id IN (SELECT x.channel_id FROM unnest($1) x)) cs ON (cs.ch).id = m.channel_id
+                JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type AND p.build_send = $3
+                CROSS JOIN LATERAL %s(cs.ch, m) AS r(request)   -- in FROM: called once per message
                 WHERE m.from_me AND m.status = 'queued'
                   AND NOT EXISTS (SELECT 1 FROM ventros.http_requests x
                                   WHERE x.tenant_id = $2 AND x.correlation_id = m.id AND x.purpose = 'message.send')$q$,
@@ -352,13 +354,14 @@ BEGIN
         built := ARRAY(SELECT ROW(m.contact_id, m, NULL, NULL, NULL, NULL, NULL)::ventros.message_send FROM unnest(ms) m ORDER BY m.id);
     EXCEPTION WHEN OTHERS THEN
         WITH todo AS (
-            SELECT m, ch, p,
+            SELECT m, cs.ch, p,
                    m.from_me AND m.status = 'queued' AND p.channel_type IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM ventros.http_requests r
                                    WHERE r.tenant_id = tenant AND r.correlation_id = m.id AND r.purpose = 'message.send') AS due
             FROM unnest(ms) m
-            JOIN ventros.channels ch ON ch.tenant_id = tenant AND ch.id = m.channel_id
-            LEFT JOIN ventros.channel_providers p ON p.channel_type = ch.type)
+            JOIN (SELECT ventros.channel_with_secrets(c) AS ch FROM ventros.channels c
+                  WHERE c.tenant_id = tenant AND c.id IN (SELECT x.channel_id FROM unnest(ms) x)) cs ON (cs.ch).id = m.channel_id
+            LEFT JOIN ventros.channel_providers p ON p.channel_type = (cs.ch).type)
         SELECT coalesce(array_agg(ROW((t.m).contact_id, t.m, NULL, r.error_code, r.error, r.error_detail, r.error_hint)::ventros.message_send
                                   ORDER BY (t.m).id), '{}'),
                coalesce(jsonb_object_agg((t.m).id, jsonb_build_object('request', r.request, 'retry_policy', (t.p).retry_policy))
@@ -523,6 +526,8 @@ BEGIN
     END IF;
     -- the plan's limit of messages sent (VN020; sql/65_usage_metering.sql)
     PERFORM ventros.check_usage_limit('messages_sent', cardinality(ready));
+    -- and of active contacts, for those without a message in the period yet
+    PERFORM ventros.check_active_contacts_limit(ready);
     agent_id := coalesce(agent_id, CASE WHEN source NOT IN ('manual', 'bot') THEN ventros.system_agent_id(source) END);
     IF agent_id IS NULL THEN
         RAISE EXCEPTION 'an outbound message needs its sending agent' USING ERRCODE = '23502',

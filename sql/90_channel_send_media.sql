@@ -69,6 +69,7 @@ BEGIN
             DETAIL = format('Its content type is %s.', m.content_type);
     END IF;
     SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = tenant AND c.id = m.channel_id;
+    ch := ventros.channel_with_secrets(ch);    -- its token (sql/68_credentials_channels.sql)
     SELECT * INTO p FROM ventros.channel_providers x WHERE x.channel_type = ch.type;
     IF p.build_media IS NOT NULL THEN
         EXECUTE format('SELECT %s($1, $2)', p.build_media::regproc) INTO req USING ch, m;

@@ -143,6 +143,9 @@ COMMENT ON FUNCTION ventros.template_sync_url(ventros.channels, text) IS
 
 CREATE FUNCTION ventros.sync_whatsapp_templates(channel_id uuid) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
+-- SECURITY DEFINER to read the channel's token (sql/68_credentials_channels.sql);
+-- it acts on the caller's tenant only
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -153,6 +156,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'channel % not found', channel_id USING ERRCODE = 'P0002';
     END IF;
+    ch := ventros.channel_with_secrets(ch);
     IF ch.type NOT IN ('whatsapp', 'whatsapp_business') OR coalesce(ch.config->>'waba_id', '') = ''
        OR coalesce(ch.config->>'access_token', '') = '' THEN
         RAISE EXCEPTION 'channel % cannot sync WhatsApp templates', channel_id USING ERRCODE = '22023',

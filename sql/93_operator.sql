@@ -395,11 +395,14 @@ COMMENT ON FUNCTION ventros.resume_sends(text, uuid, uuid) IS
 
 -- ---- secrets --------------------------------------------------------------------
 
--- A channel's webhook secret is a key of its (redacted) config: WAHA's
--- webhook_secret, which Ventros may choose (random when not given), or
--- Meta's app_secret, which Meta issues (new_secret required).  The change
--- goes through update_channel (version, channel.updated without config).
-CREATE FUNCTION ventros.rotate_channel_secret(tenant text, channel_id uuid, new_secret text DEFAULT NULL)
+-- A channel's webhook secret is one of its secrets (ventros.channel_secrets,
+-- encrypted; sql/68_credentials_channels.sql): WAHA's webhook_secret, which
+-- Ventros may choose (random when not given), or Meta's app_secret, which
+-- Meta issues (new_secret required).  The previous value still verifies
+-- deliveries until the overlap ends (deliveries the provider signed before
+-- it switched, retries of older ones); a zero overlap drops it at once.
+CREATE FUNCTION ventros.rotate_channel_secret(tenant text, channel_id uuid, new_secret text DEFAULT NULL,
+                                              overlap interval DEFAULT '24 hours')
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -407,8 +410,9 @@ SET ventros.tenant = ''
 AS $$
 DECLARE
     c ventros.channels;
-    key text;
+    which text;
     secret text;
+    expires timestamptz;
 BEGIN
     PERFORM ventros.require_platform_admin();
     PERFORM set_config('ventros.tenant', tenant, true);
@@ -417,25 +421,36 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM ventros.not_found('channel', channel_id);
     END IF;
-    key := CASE (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = c.type)
+    which := CASE (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = c.type)
            WHEN 'waha' THEN 'webhook_secret' ELSE 'app_secret' END;
-    IF new_secret IS NULL AND key = 'app_secret' THEN
+    IF new_secret IS NULL AND which = 'app_secret' THEN
         RAISE EXCEPTION 'a % channel''s app secret must be given', c.type USING ERRCODE = '22023',
             HINT = 'Meta issues the app secret: reset it in the app''s settings and pass it as new_secret.';
     END IF;
     IF length(new_secret) NOT BETWEEN 16 AND 256 THEN
         RAISE EXCEPTION 'a channel secret has 16 to 256 characters' USING ERRCODE = '22023';
     END IF;
+    IF overlap IS NULL OR overlap < interval '0' OR overlap > interval '30 days' THEN
+        RAISE EXCEPTION 'the overlap of a secret rotation is between 0 and 30 days' USING ERRCODE = '22023';
+    END IF;
     secret := coalesce(new_secret, replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
-    PERFORM ventros.update_channel(channel_id, c.version,
-                                   jsonb_build_object('config', c.config || jsonb_build_object(key, secret)));
+    -- no overlap when there was no previous value to keep
+    expires := CASE WHEN overlap > interval '0' AND EXISTS (SELECT 1 FROM ventros.channel_secrets s
+                                                             WHERE s.tenant_id = c.tenant_id AND s.channel_id = c.id
+                                                               AND s.key = which)
+                    THEN now() + overlap END;
+    INSERT INTO ventros.channel_secrets AS s (tenant_id, channel_id, key, secret)
+    VALUES (c.tenant_id, c.id, which, ventros.encrypt_secret(secret))
+    ON CONFLICT ON CONSTRAINT channel_secrets_pkey DO UPDATE
+        SET previous_secret = CASE WHEN expires IS NOT NULL THEN s.secret END, previous_expires_at = expires,
+            secret = EXCLUDED.secret, updated_at = now();
     PERFORM ventros.operator_emit(tenant, 'channel.secret_rotated', 'channel', channel_id,
-                                  jsonb_build_object('key', key));
+                                  jsonb_build_object('key', which, 'previous_secret_expires_at', expires));
     RETURN secret;
 END
 $$;
-COMMENT ON FUNCTION ventros.rotate_channel_secret(text, uuid, text) IS
-    'Platform admins: replaces a channel''s webhook secret (WAHA webhook_secret, random when not given; Meta app_secret, given); returns it once (the provider must be told); emits channel.updated and channel.secret_rotated';
+COMMENT ON FUNCTION ventros.rotate_channel_secret(text, uuid, text, interval) IS
+    'Platform admins: replaces a channel''s webhook secret (WAHA webhook_secret, random when not given; Meta app_secret, given), stored encrypted; the previous one still verifies deliveries until the overlap (0 to 30 days, default 24 hours) ends; returns the new one once (the provider must be told); emits channel.secret_rotated (the key and when the previous one expires, never a value)';
 
 CREATE FUNCTION ventros.rotate_subscription_secret(tenant text, webhook_subscription_id uuid,
                                                    new_secret text DEFAULT NULL,
@@ -558,7 +573,7 @@ COMMENT ON FUNCTION ventros.metrics() IS
 GRANT EXECUTE ON FUNCTION ventros.queue_status(), ventros.dead_letters(text, text, text, timestamptz, timestamptz, integer),
     ventros.replay_dead_letters(text, uuid[], text, text, timestamptz, timestamptz),
     ventros.pause_sends(text, uuid, uuid, text), ventros.resume_sends(text, uuid, uuid),
-    ventros.rotate_channel_secret(text, uuid, text),
+    ventros.rotate_channel_secret(text, uuid, text, interval),
     ventros.rotate_subscription_secret(text, uuid, text, interval)
     TO ventros_platform_admin;
 GRANT EXECUTE ON FUNCTION ventros.metrics() TO ventros_authenticator, ventros_platform_admin;

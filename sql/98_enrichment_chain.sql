@@ -361,6 +361,7 @@ BEGIN
         RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
             HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';
     END IF;
+    PERFORM ventros.check_plan_limit('enrichments', 1);     -- VN020 (sql/65_usage_metering.sql)
     e := ventros.enrichment_of(m);
     IF e.status IN ('processing') THEN
         RETURN e;
@@ -389,6 +390,7 @@ BEGIN
     IF c.profile_picture_url !~* '^https?://' THEN
         RAISE EXCEPTION 'contact % has no profile picture URL', contact_id USING ERRCODE = '22023';
     END IF;
+    PERFORM ventros.check_plan_limit('enrichments', 1);     -- VN020 (sql/65_usage_metering.sql)
     IF NOT coalesce((SELECT s.enabled FROM ventros.enrichment_settings s WHERE s.tenant_id = tenant), false) THEN
         RAISE EXCEPTION 'enrichment is disabled for this tenant' USING ERRCODE = '55000',
             HINT = 'A tenant administrator turns it on with ventros.configure_enrichment(enabled => true).';

@@ -450,6 +450,8 @@ BEGIN
     IF FOUND THEN
         RETURN c;
     END IF;
+    -- refused once the period's AI tokens reached the plan's limit (VN020; sql/65_usage_metering.sql)
+    PERFORM ventros.check_plan_limit('ai_tokens', 1);
     INSERT INTO ventros.ai_completions (tenant_id, kind, session_id) VALUES (tenant, 'session_summary', session_id)
     RETURNING * INTO c;
     RETURN ventros.ai_completion_start(c);

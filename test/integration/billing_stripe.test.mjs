@@ -2,7 +2,9 @@
 // stand-in (fakes/stripe.mjs) and the real dispatcher and front:
 //   - a sign-up over HTTP creates the tenant's Stripe customer through the
 //     dispatcher (form-encoded, Bearer key, Idempotency-Key); Stripe's answer
-//     links it; the account stays pending until Stripe's signed
+//     links it; the tenant's admin creates a Checkout Session over /rpc
+//     (through the dispatcher, with an Idempotency-Key) and reads its URL;
+//     the account stays pending until Stripe's signed
 //     checkout.session.completed webhook comes back and activates it;
 //   - a subscription requested by the platform is mirrored from Stripe's
 //     answer, and its plan's limit answers 402 with PostgREST's JSON (VN020)
@@ -81,11 +83,41 @@ test('sign-up creates the Stripe customer; the account is active only once Strip
   const [row] = await q("SELECT headers FROM ventros.http_requests WHERE tenant_id = $1 AND purpose = 'stripe.customer'", [tenant]);
   assert.deepEqual(Object.keys(row.headers).sort(), ['Content-Type', 'Idempotency-Key']);
 
-  const delivery = await stripe.checkout(customer);
+  // Checkout: the tenant's admin asks for a session over /rpc; the dispatcher creates it at Stripe
+  const h = { Authorization: `Bearer ${token}` };
+  const made = await http('POST', '/rpc/create_stripe_checkout', { headers: h, body: {
+    billing_account_id: b.id, price_id: PRICE, success_url: 'https://app.example/paid?session={CHECKOUT_SESSION_ID}',
+    cancel_url: 'https://app.example/plans' } });
+  assert.equal(made.status, 200, made.text);
+  const [session] = await waitFor('the checkout session URL', async () => {
+    const r = await http('POST', '/rpc/stripe_checkout_session', { headers: h, body: { request_id: made.json } });
+    assert.equal(r.status, 200, r.text);
+    return r.json[0]?.url ? r.json : null;
+  });
+  assert.equal(session.status, 'succeeded');
+  assert.ok(session.url.startsWith(`${stripe.url}/c/pay/${session.session_id}`), session.url);
+  const [created] = stripe.requests('/v1/checkout/sessions');
+  assert.equal(created.headers.authorization, `Bearer ${KEY}`);
+  assert.match(created.headers['idempotency-key'], /^ventros-checkout-[0-9a-f-]{36}$/);
+  assert.deepEqual(parseForm(created.body_text), {
+    customer, mode: 'subscription', line_items: [{ price: PRICE, quantity: '1' }],
+    success_url: 'https://app.example/paid?session={CHECKOUT_SESSION_ID}', cancel_url: 'https://app.example/plans',
+    client_reference_id: b.id, metadata: { tenant_id: tenant, billing_account_id: b.id } });
+  // a retry of the dispatcher (the same key and body) gets the same session, not a second one
+  const retry = await fetch(stripe.url + created.path, { method: 'POST', body: created.body_text, headers: {
+    Authorization: `Bearer ${KEY}`, 'Content-Type': created.headers['content-type'],
+    'Idempotency-Key': created.headers['idempotency-key'] } });
+  assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+  assert.equal(JSON.parse(await retry.text()).id, session.session_id);
+  assert.equal(stripe.sessions().length, 1);
+  assert.equal((await account()).payment_status, 'pending', 'a session is not a payment');
+
+  // the payer completes it on Stripe's page: checkout.session.completed comes back signed
+  const delivery = await stripe.completeSession(session.session_id);
   assert.deepEqual([delivery.status, delivery.body], [200, { received: true, outcome: 'applied' }]);
   const active = await account();
   assert.equal(active.payment_status, 'active');
-  assert.equal(active.payment_methods[0].type, 'stripe_checkout');
+  assert.deepEqual([active.payment_methods[0].type, active.payment_methods[0].id], ['stripe_checkout', session.session_id]);
 });
 
 test('a subscription from Stripe names the plan; its limit answers 402 with PostgREST JSON and one billing.limit_reached', async () => {

@@ -170,8 +170,9 @@ SELECT is((SELECT array_agg(tenant_id || ' ' || (payload->>'queue') || ' ' || (p
 
 -- ---- secrets ----
 SELECT is(length(ventros.rotate_channel_secret('op_a', pg_temp.k('ch1'))), 64, 'a WAHA secret is chosen when not given');
-SELECT is((SELECT config->>'webhook_secret' FROM ventros.channels WHERE id = pg_temp.k('ch1')) <> 'old-secret-0123456789',
-          true, 'and replaces the old one in the channel''s config');
+SELECT is((SELECT (ventros.channel_with_secrets(c)).config->>'webhook_secret' FROM ventros.channels c WHERE id = pg_temp.k('ch1'))
+             <> 'old-secret-0123456789',
+          true, 'and replaces the old one among the channel''s secrets');
 SELECT throws_ok($$SELECT ventros.rotate_channel_secret('op_a', pg_temp.k('wa'))$$, '22023', NULL,
                  'Meta''s app secret must be given');
 SELECT is(ventros.rotate_channel_secret('op_a', pg_temp.k('wa'), 'new-meta-secret-0123456789'), 'new-meta-secret-0123456789',

@@ -16,13 +16,17 @@
 //     -> the updated subscription;
 //     POST /v1/billing/meter_events {event_name, identifier, timestamp,
 //     payload[stripe_customer_id], payload[value]} -> billing.meter_event (an
-//     identifier seen before is 400, as Stripe enforces their uniqueness).
+//     identifier seen before is 400, as Stripe enforces their uniqueness);
+//     POST /v1/checkout/sessions {customer, mode, line_items[0][price],
+//     line_items[0][quantity], success_url, cancel_url, client_reference_id,
+//     metadata} -> checkout.session (cs_test_..., open, url on this stand-in).
 // Webhooks: given webhook {base, secret}, what Stripe sends after those calls
 // (customer.created, customer.subscription.created / updated) is posted to
 // <base>/webhooks/stripe, signed as Stripe signs: Stripe-Signature
 // t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>" under the endpoint's secret>, after
-// the answer went out, one at a time.  POST /__fake/checkout {"customer"}
-// completes a checkout for a customer (checkout.session.completed); POST
+// the answer went out, one at a time.  POST /__fake/checkout {"customer"} or
+// {"session"} completes a checkout for a customer, or a session created
+// through the API (checkout.session.completed); POST
 // /__fake/event {"type", "object"} posts any event; both answer {status, body}
 // of the delivery.  GET /__fake/webhooks lists the deliveries; GET
 // /__fake/meter_events the accepted meter events; GET /__fake/customers the
@@ -66,6 +70,7 @@ export async function startStripe({ port = 0, host = '127.0.0.1', keys = [], web
   const idempotent = new Map(); // key -> {fingerprint, answer}
   const identifiers = new Set();
   const meterEvents = [];
+  const sessions = new Map(); // checkout sessions by id
   const deliveries = [];
   let outbox = Promise.resolve();
 
@@ -130,6 +135,18 @@ export async function startStripe({ port = 0, host = '127.0.0.1', keys = [], web
       later('customer.subscription.updated', obj);
       return { status: 200, body: obj };
     }],
+    ['POST', /^\/v1\/checkout\/sessions$/, (p) => {
+      if (!customers.has(p.customer)) return stripeError(400, `No such customer: '${p.customer}'`, { code: 'resource_missing', param: 'customer' });
+      if (!p.line_items?.[0]?.price) return stripeError(400, 'Missing required param: line_items[0][price].', { code: 'parameter_missing', param: 'line_items' });
+      if (!p.success_url) return stripeError(400, 'Missing required param: success_url.', { code: 'parameter_missing', param: 'success_url' });
+      const cs = { id: id('cs_test'), object: 'checkout.session', customer: p.customer, mode: p.mode ?? 'payment',
+                   status: 'open', payment_status: 'unpaid', client_reference_id: p.client_reference_id ?? null,
+                   metadata: p.metadata ?? {}, success_url: p.success_url, cancel_url: p.cancel_url ?? null,
+                   line_items: p.line_items, expires_at: now() + 86400, livemode: false, subscription: null };
+      cs.url = `${rec.url}/c/pay/${cs.id}`;
+      sessions.set(cs.id, cs);
+      return { status: 200, body: cs };
+    }],
     ['POST', /^\/v1\/billing\/meter_events$/, (p) => {
       const value = p.payload?.value;
       if (!p.event_name) return stripeError(400, 'Missing required param: event_name.', { code: 'parameter_missing', param: 'event_name' });
@@ -174,8 +191,11 @@ export async function startStripe({ port = 0, host = '127.0.0.1', keys = [], web
 
   async function control(method, path, json) {
     if (method === 'POST' && path === '/__fake/checkout') {
-      const session = { id: id('cs'), object: 'checkout.session', customer: json.customer, mode: 'subscription',
-                        status: 'complete', payment_status: 'paid', subscription: json.subscription ?? null };
+      // a session created through the API (json.session), or one made up for a customer
+      const made = sessions.get(json.session);
+      const session = made ? Object.assign(made, { status: 'complete', payment_status: 'paid' })
+        : { id: id('cs'), object: 'checkout.session', customer: json.customer, mode: 'subscription',
+            status: 'complete', payment_status: 'paid', subscription: json.subscription ?? null };
       return deliver('checkout.session.completed', session);
     }
     if (method === 'POST' && path === '/__fake/event') return deliver(json.type, json.object);
@@ -194,6 +214,8 @@ export async function startStripe({ port = 0, host = '127.0.0.1', keys = [], web
   return {
     ...rec,
     checkout: (customer) => control('POST', '/__fake/checkout', { customer }),
+    completeSession: (session) => control('POST', '/__fake/checkout', { session }),
+    sessions: () => [...sessions.values()],
     webhooks: () => [...deliveries],
     meterEvents: () => [...meterEvents],
     customers: () => [...customers.values()],
