@@ -370,6 +370,17 @@ access_log(const char *method, const char *path, int status, const struct timesp
 	vn_log_line("%s %s %s %d %.1fms tenant=%s", ts, method, safe, status, ms, tenant);
 }
 
+/* POST /rpc/<f> with Content-Type: application/octet-stream: the body is bytes, not text */
+static bool
+binary_rpc_body(struct MHD_Connection *con, const char *path)
+{
+	const char *type = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type");
+
+	return type != NULL && strncmp(path, "/rpc/", 5) == 0 &&
+		   strncasecmp(type, "application/octet-stream", 24) == 0 &&
+		   (type[24] == '\0' || type[24] == ';' || type[24] == ' ');
+}
+
 /*
  * The request itself, on a task of its own: it may wait for the database
  * (the task yields and the connection is suspended), and ends with the
@@ -430,7 +441,8 @@ serve(void *arg)
 		vn_metrics_handle(&router_cfg, con, st->method, resp);
 		goto done;
 	}
-	if (!vn_utf8_valid(st->body.data, st->body.len))
+	/* a binary body is only ever bytes for a function's bytea argument (rpc.c) */
+	if (!binary_rpc_body(con, st->path) && !vn_utf8_valid(st->body.data, st->body.len))
 	{
 		vn_response_error(resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
 		goto done;

@@ -145,6 +145,49 @@ CREATE FUNCTION conformance.full_label(conformance.customers) RETURNS text
     LANGUAGE sql STABLE AS $$ SELECT $1.name || ' #' || $1.id $$;
 CREATE FUNCTION conformance.line_total(conformance.items) RETURNS numeric
     LANGUAGE sql STABLE AS $$ SELECT $1.quantity * p.price FROM conformance.products p WHERE p.id = $1.product_id $$;
+-- functions of every signature kind, served under /rpc/ (PostgREST 12's
+-- references/api/functions): named arguments, overloads, a single unnamed
+-- json / text / xml / bytea argument (the body goes to it), arrays,
+-- VARIADIC, OUT / INOUT / TABLE results, rows of a table, a volatile one
+CREATE FUNCTION conformance.sum_of(a integer, b integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a + b $$;
+CREATE FUNCTION conformance.shout(word text) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.upper(word) $$;
+CREATE FUNCTION conformance.shout(word text, times integer) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.repeat(pg_catalog.upper(word), times) $$;
+CREATE FUNCTION conformance.shout(number integer) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT 'N' || number $$;
+CREATE FUNCTION conformance.product_of(json) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT ($1->>'x')::integer * ($1->>'y')::integer $$;
+CREATE FUNCTION conformance.count_lines(text) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.array_length(pg_catalog.string_to_array($1, E'\n'), 1) $$;
+CREATE FUNCTION conformance.xml_root(xml) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT (pg_catalog.xpath('name(/*)', $1))[1]::text $$;
+CREATE FUNCTION conformance.byte_size(bytea) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.length($1) $$;
+CREATE FUNCTION conformance.incremented(arr integer[]) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.array_agg(n + 1 ORDER BY o) FROM pg_catalog.unnest(arr) WITH ORDINALITY u(n, o) $$;
+CREATE FUNCTION conformance.total(VARIADIC v integer[]) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.sum(n)::integer FROM pg_catalog.unnest(v) n $$;
+CREATE FUNCTION conformance.joined(sep text, VARIADIC parts text[]) RETURNS text
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.array_to_string(parts, sep) $$;
+CREATE FUNCTION conformance.halves(n integer, OUT low integer, OUT high integer)
+    LANGUAGE sql IMMUTABLE AS $$ SELECT n / 2, n - n / 2 $$;
+CREATE FUNCTION conformance.doubled(INOUT n integer)
+    LANGUAGE sql IMMUTABLE AS $$ SELECT n * 2 $$;
+CREATE FUNCTION conformance.board_ranks(min_rank integer DEFAULT 0) RETURNS TABLE (title text, rank integer)
+    LANGUAGE sql STABLE AS $$ SELECT b.title, b.rank FROM conformance.boards b WHERE b.rank >= min_rank $$;
+CREATE FUNCTION conformance.boards_from(first_id integer) RETURNS SETOF conformance.boards
+    LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.boards WHERE id >= first_id $$;
+CREATE FUNCTION conformance.settings(payload jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE AS $$ SELECT payload $$;
+CREATE FUNCTION conformance.add_event(kind text) RETURNS integer
+    LANGUAGE sql VOLATILE AS $$ INSERT INTO conformance.events (kind) VALUES (kind); SELECT pg_catalog.count(*)::integer FROM conformance.events $$;
+CREATE FUNCTION conformance.entries(jsonb) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.jsonb_array_length($1) $$;
+CREATE FUNCTION conformance.shared_args(integer, integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE AS $$ SELECT $1 + $2 $$;
+
 -- row-level security: the anonymous role sees no private order
 ALTER TABLE conformance.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY anon_public ON conformance.orders FOR SELECT TO conformance_anon USING (NOT private);
