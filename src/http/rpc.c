@@ -494,6 +494,23 @@ values_from(VnBuf *b, const Call *k)
 }
 
 /*
+ * The response.headers and response.status a function set (PostgREST's
+ * GUCs), read after the call in the same statement, as the fourth and fifth
+ * columns: the headers as "name<US>value" pairs joined by <RS> (answer.c
+ * checks and adds them), the status as text.  Both are read where the
+ * statement projects its one row, after the call's rows are consumed.
+ */
+static void
+response_gucs(VnBuf *b)
+{
+	vn_buf_add(b, ", (SELECT pg_catalog.string_agg(_e.key || chr(31) || _e.value, chr(30))"
+				  " FROM pg_catalog.json_array_elements(NULLIF("
+				  "pg_catalog.current_setting('response.headers', true), '')::json) _h(v),"
+				  " pg_catalog.json_each_text(_h.v) _e),"
+				  " NULLIF(pg_catalog.current_setting('response.status', true), '')");
+}
+
+/*
  * Rows: the call's columns as its relation shows them (an aggregate's
  * view's columns, not the table's), then select=, filters, order, paging.
  * With Prefer: count=exact the call's rows are a materialized CTE, so the
@@ -541,6 +558,7 @@ shape_rows(VnQueryCtx *c, const Call *k)
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r) -> 0)::text, 'null')");
 	vn_buf_add(b, ", pg_catalog.count(*), ");
 	total_at = b->len;
+	response_gucs(b);
 	vn_buf_add(b, " FROM (SELECT ");
 	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!f->retset || vn_query_paging(c));
 	vn_buf_add(b, ") _r");
@@ -583,7 +601,9 @@ shape_values(VnQueryCtx *c, const Call *k)
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r._v) -> 0)::text, '')");
 	else
 		vn_buf_add(b, "coalesce(pg_catalog.json_agg(_r._v)::text, '[]')");
-	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT _f._v");
+	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint");
+	response_gucs(b);
+	vn_buf_add(b, " FROM (SELECT _f._v");
 	call_from(b, k, "AS _f(_v)");
 	ok = vn_query_paging(c);
 	vn_buf_add(b, ") _r");
@@ -605,15 +625,20 @@ shape_value(VnQueryCtx *c, const Call *k)
 	{
 		snprintf(c->q->media_type, sizeof(c->q->media_type), "%s", f->media_type);
 		vn_buf_addf(b, "SELECT coalesce((%s)::text, ''), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
 	}
 	else if (c->in->format == VN_FORMAT_CSV)
 	{
 		vn_buf_add(b, "SELECT ventros.http_csv(pg_catalog.json_build_array(pg_catalog.json_build_object(");
 		vn_buf_literal(b, f->name);
 		vn_buf_addf(b, ", %s))), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
 	}
 	else
+	{
 		vn_buf_addf(b, "SELECT coalesce(pg_catalog.to_json(%s)::text, 'null'), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
+	}
 	values_from(b, k);
 }
 
@@ -641,6 +666,7 @@ shape(VnQueryCtx *c, const Call *k)
 		c->q->void_result = true;
 		c->q->returns_body = false;
 		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		response_gucs(b);
 		call_from(b, k, "_v");
 		return true;
 	}

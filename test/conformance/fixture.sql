@@ -188,6 +188,40 @@ CREATE FUNCTION conformance.entries(jsonb) RETURNS integer
 CREATE FUNCTION conformance.shared_args(integer, integer) RETURNS integer
     LANGUAGE sql IMMUTABLE AS $$ SELECT $1 + $2 $$;
 
+-- functions that set the answer's status and headers (PostgREST's
+-- response.status and response.headers)
+CREATE FUNCTION conformance.made(label text) RETURNS json
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('response.status', '201', true);
+    PERFORM pg_catalog.set_config('response.headers',
+        '[{"Location": "/boards?title=eq.' || label || '"}, {"X-Made-By": "made"}]', true);
+    RETURN pg_catalog.json_build_object('label', label);
+END $$;
+CREATE FUNCTION conformance.brew() RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('response.status', '418', true);
+END $$;
+CREATE FUNCTION conformance.rows_with_header() RETURNS SETOF conformance.labels
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('response.headers', '[{"Cache-Control": "max-age=60"}]', true);
+    RETURN QUERY SELECT * FROM conformance.labels ORDER BY code;
+END $$;
+CREATE FUNCTION conformance.bad_status() RETURNS integer
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('response.status', 'teapot', true);
+    RETURN 1;
+END $$;
+CREATE FUNCTION conformance.bad_headers() RETURNS integer
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('response.headers', '[{"Bad Name": "x"}]', true);
+    RETURN 1;
+END $$;
+
 -- row-level security: the anonymous role sees no private order
 ALTER TABLE conformance.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY anon_public ON conformance.orders FOR SELECT TO conformance_anon USING (NOT private);

@@ -165,3 +165,30 @@ test('an api function with an unnamed argument does not break GET /', async () =
     await c.end();
   }
 });
+
+test('response.status and response.headers set by a function shape the answer', async () => {
+  const m = await post('/rpc/made', { label: 'delta' });
+  assert.equal(m.status, 201, m.text);
+  assert.equal(m.headers.get('location'), '/boards?title=eq.delta');
+  assert.equal(m.headers.get('x-made-by'), 'made');
+  assert.deepEqual(m.json, { label: 'delta' });
+  const t = await get('/rpc/brew');
+  assert.equal(t.status, 418, t.text);
+  const r = await get('/rpc/rows_with_header?select=code');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('cache-control'), 'max-age=60');
+  assert.deepEqual(r.json, [{ code: 'bug' }, { code: 'idea' }]);
+  // nothing set: a plain answer, even on a connection a function set them on before
+  const plain = await get('/rpc/sum_of?a=1&b=1');
+  assert.equal(plain.status, 200);
+  assert.equal(plain.headers.get('x-made-by'), null);
+});
+
+test('an invalid response.status or response.headers is the function\'s error (500)', async () => {
+  const s = await get('/rpc/bad_status');
+  assert.equal(s.status, 500, s.text);
+  assert.equal(s.json.code, 'PGRST112');
+  const h = await get('/rpc/bad_headers');
+  assert.equal(h.status, 500, h.text);
+  assert.equal(h.json.code, 'PGRST111');
+});
