@@ -671,6 +671,8 @@ main(int argc, char **argv)
 	/* PostgREST's db-aggregates-enabled: off unless true */
 	router_cfg.aggregates = getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED") &&
 							strcmp(getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED"), "true") == 0;
+	/* PostgREST's db-plan-enabled: off unless true (never for api: router.c) */
+	router_cfg.plan = getenv("VENTROS_HTTP_DB_PLAN_ENABLED") && strcmp(getenv("VENTROS_HTTP_DB_PLAN_ENABLED"), "true") == 0;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "plan.h"
 #include "schema.h"
 
 #define VN_MAX_PARAMS 256
@@ -81,6 +82,7 @@ typedef struct VnQueryInput
 	int				max_select;		/* select-list items per request, at every level */
 	bool			platform_admin; /* the request acts as ventros_platform_admin */
 	bool			aggregates;		/* db-aggregates-enabled: avg() count() max() min() sum() in select= */
+	VnPlan			plan;			/* Accept: application/vnd.pgrst.plan (plan.c) */
 } VnQueryInput;
 
 typedef struct VnQuery

@@ -68,6 +68,17 @@ parse_range(const char *h, long *offset, long *limit)
 static bool
 media_type(const char *accept, VnQueryInput *in, VnResponse *resp)
 {
+	if (!vn_plan_parse(accept, &in->plan))
+	{
+		vn_response_error(resp, 406, "PGRST107", "none of these media types is available", accept,
+						  "The plan's options are analyze, verbose, settings, buffers and wal.");
+		return false;
+	}
+	if (in->plan.on)
+	{
+		/* the statement explained is the one of the media type named by for= */
+		accept = in->plan.target;
+	}
 	if (vn_request_has_token(accept, "application/vnd.pgrst.object+json") ||
 		vn_request_has_token(accept, "application/vnd.pgrst.object"))
 		in->format = VN_FORMAT_OBJECT;
