@@ -142,7 +142,20 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
 	else if (post)
 		resp->content_type = NULL;
-	snprintf(cr, sizeof(cr), "*/%ld", n);
+	/*
+	 * PostgREST's shapes: a PATCH or DELETE answers the range of the rows
+	 * it changed, 0-1 out of an unknown total (the total with Prefer:
+	 * count=exact), or no range for none; a POST the count of rows it
+	 * created.
+	 */
+	if (post)
+		snprintf(cr, sizeof(cr), "*/%ld", n);
+	else if (n > 0 && a->in->count == VN_COUNT_EXACT)
+		snprintf(cr, sizeof(cr), "0-%ld/%ld", n - 1, n);
+	else if (n > 0)
+		snprintf(cr, sizeof(cr), "0-%ld/*", n - 1);
+	else
+		snprintf(cr, sizeof(cr), "*/%s", a->in->count == VN_COUNT_EXACT ? "0" : "*");
 	vn_response_header(resp, "Content-Range", cr);
 	if (post && n == 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3))
 	{

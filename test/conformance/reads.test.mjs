@@ -54,3 +54,26 @@ test('the singular object and CSV media types', async () => {
   assert.match(csv.headers.get('content-type'), /^text\/csv/);
   assert.equal(csv.text.trim().split('\n')[0], 'code,color');
 });
+
+test('in.() takes double-quoted values with commas, parentheses and escaped quotes', async () => {
+  const ins = await http('POST', '/labels', {
+    headers: { 'Content-Profile': 'conformance' },
+    body: [{ code: 'a,b' }, { code: 'say "hi"' }, { code: 'x(y)' }, { code: 'back\\slash' }],
+  });
+  assert.equal(ins.status, 201, ins.text);
+  const q = encodeURIComponent('("a,b","say \\"hi\\"","x(y)","back\\\\slash",bug)');
+  const r = await get(`/labels?select=code&code=in.${q}&order=code`);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.map((x) => x.code).sort(), ['a,b', 'back\\slash', 'bug', 'say "hi"', 'x(y)'].sort());
+});
+
+test('CSV quotes values holding commas, quotes or line breaks; null is empty', async () => {
+  const ins = await http('POST', '/events', {
+    headers: { 'Content-Profile': 'conformance' },
+    body: [{ kind: 'csv', note: 'one, "two"\nthree' }, { kind: 'csv', note: null }],
+  });
+  assert.equal(ins.status, 201, ins.text);
+  const r = await get('/events?kind=eq.csv&select=kind,note', { Accept: 'text/csv' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.text, 'kind,note\ncsv,"one, ""two""\nthree"\ncsv,');
+});
