@@ -15,7 +15,8 @@
 #include "schema.h"
 
 #define VN_MAX_PARAMS 256
-#define VN_MAX_DEPTH 8 /* or=/and= nesting */
+#define VN_MAX_DEPTH 8		 /* or=/and= nesting */
+#define VN_MAX_EMBED_DEPTH 8 /* embedded resources inside embedded resources */
 
 typedef struct VnArg
 {
