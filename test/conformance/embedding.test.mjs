@@ -233,3 +233,14 @@ test('more than eight levels of embedding is refused (400)', async () => {
   assert.equal(r.status, 400, r.text);
   assert.match(r.json.message, /at most 8 levels/);
 });
+
+test('a junction that is a view: many-to-many through it', async () => {
+  const r = ok(await get('/boards?select=title,customers(name)&order=id&customers.order=name'));
+  assert.deepEqual(r, [
+    { title: 'alpha', customers: [{ name: 'Ana' }, { name: 'Bruno' }] },
+    { title: 'beta', customers: [] },
+    { title: 'gamma', customers: [{ name: 'Bruno' }] },
+  ]);
+  const back = ok(await get('/customers?select=name,boards!board_watchers(title)&id=eq.2&boards.order=id'));
+  assert.deepEqual(back, [{ name: 'Bruno', boards: [{ title: 'alpha' }, { title: 'gamma' }] }]);
+});

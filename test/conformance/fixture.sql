@@ -5,6 +5,7 @@
 -- shape.  Written for Ventros from PostgREST's documentation; loaded again
 -- (from scratch) by each test file that uses it.
 DROP SCHEMA IF EXISTS conformance CASCADE;
+DROP SCHEMA IF EXISTS conformance_private CASCADE;
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'conformance_anon') THEN
@@ -133,6 +134,14 @@ CREATE VIEW conformance.order_summaries WITH (security_invoker = true) AS
 CREATE VIEW conformance.open_orders WITH (security_invoker = true) AS
     SELECT order_no, buyer, status FROM conformance.order_summaries WHERE status = 'open';
 CREATE VIEW conformance.buyers WITH (security_invoker = true) AS SELECT id AS buyer_id, name FROM conformance.customers;
+-- a junction that is a view: its table lives in a schema that is not exposed
+CREATE SCHEMA conformance_private;
+CREATE TABLE conformance_private.board_watchers (
+    board_id integer REFERENCES conformance.boards,
+    customer_id integer REFERENCES conformance.customers,
+    PRIMARY KEY (board_id, customer_id)
+);
+CREATE VIEW conformance.board_watchers AS SELECT board_id, customer_id FROM conformance_private.board_watchers;
 -- computed relationships: a function of the row type
 CREATE FUNCTION conformance.big_orders(conformance.customers) RETURNS SETOF conformance.orders
     LANGUAGE sql STABLE AS $$ SELECT * FROM conformance.orders o WHERE o.customer_id = $1.id AND o.id >= 11 $$;
@@ -252,4 +261,5 @@ INSERT INTO conformance.products VALUES (1, 'tea', 5), (2, 'cup', 12), (3, 'pot'
 INSERT INTO conformance.items VALUES (10, 1, 2, 'ok'), (10, 2, 1, 'back'), (11, 3, 1, 'ok'), (12, 1, 5, 'ok');
 INSERT INTO conformance.tags VALUES (1, 'drink'), (2, 'kitchen');
 INSERT INTO conformance.product_tags VALUES (1, 1), (2, 2), (3, 2);
+INSERT INTO conformance_private.board_watchers VALUES (1, 1), (1, 2), (3, 2);
 INSERT INTO conformance.staff VALUES (1, 'Boss', NULL), (2, 'Dana', 1), (3, 'Eli', 1);
