@@ -106,6 +106,10 @@ typedef struct VnQuery
 	char *hint;
 } VnQuery;
 
+/* parse.c: key=value&... (query string, form body), %-decoded; false when malformed */
+extern bool vn_args_parse(const char *s, size_t len, VnArgs *args);
+extern void vn_args_free(VnArgs *args);
+
 extern void vn_query_init(VnQuery *q);
 extern void vn_query_free(VnQuery *q);
 /* true when q holds a statement; false when q holds an error */

@@ -54,10 +54,11 @@
 
 typedef enum ArgSource
 {
-	ARGS_JSON,	/* a JSON object body */
-	ARGS_QUERY, /* the query string */
-	ARGS_RAW,	/* a raw text body, and the query string */
-	ARGS_SINGLE /* the whole body, one json argument */
+	ARGS_JSON,	 /* a JSON object body */
+	ARGS_QUERY,	 /* the query string */
+	ARGS_RAW,	 /* a raw text body, and the query string */
+	ARGS_SINGLE, /* the whole body, one json argument */
+	ARGS_FORM	 /* an application/x-www-form-urlencoded body */
 } ArgSource;
 
 /* a raw body's media type (Content-Type), and the argument type it goes to */
@@ -74,6 +75,8 @@ typedef struct Call
 	ArgSource		  src;
 	RawKind			  raw;		  /* ARGS_RAW: what the body is */
 	bool			  array_body; /* a JSON array body: only a single unnamed json argument takes it */
+	const VnArgs	 *named;	  /* the key=value arguments: the query string's, or the form body's */
+	VnArgs			  form;		  /* ARGS_FORM: the body's */
 	char			**keys;		  /* ARGS_JSON: the body's keys */
 	int				  nkeys;
 	const VnFunction *f;		 /* the function chosen */
@@ -113,6 +116,20 @@ json_type(const char *type)
 	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0;
 }
 
+/* Content-Type is type (its parameters aside) */
+static bool
+type_is(const char *content_type, const char *type)
+{
+	size_t n = strlen(type);
+
+	if (content_type == NULL)
+		return false;
+	while (*content_type == ' ')
+		content_type++;
+	return strncasecmp(content_type, type, n) == 0 &&
+		   (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
+}
+
 /* the kind of raw body the request's Content-Type says (parameters aside) */
 static RawKind
 raw_body(const char *content_type)
@@ -127,18 +144,9 @@ raw_body(const char *content_type)
 				 {"application/octet-stream", RAW_BINARY},
 				 {NULL, RAW_NONE}};
 
-	if (content_type == NULL)
-		return RAW_NONE;
-	while (*content_type == ' ')
-		content_type++;
 	for (int i = 0; types[i].type; i++)
-	{
-		size_t n = strlen(types[i].type);
-
-		if (strncasecmp(content_type, types[i].type, n) == 0 &&
-			(content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' '))
+		if (type_is(content_type, types[i].type))
 			return types[i].kind;
-	}
 	return RAW_NONE;
 }
 
@@ -169,7 +177,7 @@ raw_arg(const VnFunction *f, RawKind kind)
 static const char *
 misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_t len)
 {
-	const VnArgs *a = c->in->args;
+	const VnArgs *a = k->named;
 	bool		 *given = calloc(f->nargs + 1, sizeof(bool));
 	const char	 *result = NULL;
 
@@ -213,7 +221,7 @@ misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_
 
 		if (n >= 0 && given[n] && !(f->variadic && n == f->nargs - 1))
 			snprintf(why, len, "is given argument %.64s twice", a->items[i].key);
-		else if (n < 0 && !vn_query_is_reserved(a->items[i].key) && f->result_rel < 0)
+		else if (n < 0 && (k->src == ARGS_FORM || (!vn_query_is_reserved(a->items[i].key) && f->result_rel < 0)))
 			snprintf(why, len, "has no argument %.64s", a->items[i].key);
 		else
 		{
@@ -365,7 +373,7 @@ binary_param(VnQueryCtx *c, VnBuf *dst)
 static bool
 variadic_values(VnQueryCtx *c, Call *k, int n)
 {
-	const VnArgs *a = c->in->args;
+	const VnArgs *a = k->named;
 	bool		  first = true;
 	bool		  ok = true;
 
@@ -429,6 +437,7 @@ build_call(VnQueryCtx *c, Call *k)
 	}
 	else if (k->src != ARGS_JSON)
 	{
+		/* the query string's or the form body's key=value arguments, and a raw body */
 		bool variadic_done = false;
 
 		if (k->src == ARGS_RAW)
@@ -442,9 +451,9 @@ build_call(VnQueryCtx *c, Call *k)
 				vn_buf_addf(&k->call, "::%s", f->argtypes[k->raw_arg]);
 			}
 		}
-		for (int i = 0; i < c->in->args->n && ok; i++)
+		for (int i = 0; i < k->named->n && ok; i++)
 		{
-			int n = arg_index(f, c->in->args->items[i].key);
+			int n = arg_index(f, k->named->items[i].key);
 
 			if (n < 0 || (k->src == ARGS_RAW && n == k->raw_arg))
 				continue; /* a filter on the rows, or select, order ... */
@@ -459,7 +468,7 @@ build_call(VnQueryCtx *c, Call *k)
 				continue;
 			}
 			named(k, n, &first);
-			ok = param_into(c, &k->call, c->in->args->items[i].value, strlen(c->in->args->items[i].value));
+			ok = param_into(c, &k->call, k->named->items[i].value, strlen(k->named->items[i].value));
 			vn_buf_addf(&k->call, "::%s", f->argtypes[n]);
 		}
 	}
@@ -693,30 +702,39 @@ vn_rpc_build(VnQueryCtx *c)
 	k.src = get ? ARGS_QUERY : in->single_object ? ARGS_SINGLE :
 						   k.raw != RAW_NONE	 ? ARGS_RAW :
 												   ARGS_JSON;
-	if (k.src == ARGS_JSON && in->body_len > 0)
+	k.named = in->args;
+	if (k.src == ARGS_JSON && type_is(in->content_type, "application/x-www-form-urlencoded"))
+	{
+		/* PostgREST's form body: key=value pairs, a VARIADIC key repeated */
+		k.src = ARGS_FORM;
+		k.named = &k.form;
+		if (!vn_args_parse(in->body ? in->body : "", in->body_len, &k.form))
+			ok = vn_query_fail(c->q, 400, "PGRST102", NULL, "Percent-encode the body as UTF-8.",
+							   "malformed application/x-www-form-urlencoded body");
+	}
+	if (ok && k.src == ARGS_JSON && in->body_len > 0)
 	{
 		bool is_array = false;
 
-		if (!vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array))
-			return false;
+		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array);
 		k.array_body = is_array;
 	}
-	if (!resolve(c, &k))
-	{
-		vn_query_free_list(k.keys, k.nkeys);
-		return false;
-	}
-	for (int n = 0; n < k.f->nargs; n++)
+	ok = ok && resolve(c, &k);
+	for (int n = 0; ok && n < k.f->nargs; n++)
 		if (!plain_name(k.f->argnames[n]))
 			ok = vn_query_fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of %s are not plain", k.f->name);
-	k.raw_arg = raw_arg(k.f, k.raw);
-	/* arguments in the query string are not filters on the result's rows */
-	c->rpc_get = k.src == ARGS_QUERY || k.src == ARGS_RAW ? k.f : NULL;
-	vn_buf_init(&k.call);
-	vn_buf_init(&k.args_from);
-	ok = ok && build_call(c, &k) && shape(c, &k);
-	vn_buf_free(&k.call);
-	vn_buf_free(&k.args_from);
+	if (ok)
+	{
+		k.raw_arg = raw_arg(k.f, k.raw);
+		/* arguments in the query string are not filters on the result's rows */
+		c->rpc_get = k.src == ARGS_QUERY || k.src == ARGS_RAW ? k.f : NULL;
+		vn_buf_init(&k.call);
+		vn_buf_init(&k.args_from);
+		ok = build_call(c, &k) && shape(c, &k);
+		vn_buf_free(&k.call);
+		vn_buf_free(&k.args_from);
+	}
 	vn_query_free_list(k.keys, k.nkeys);
+	vn_args_free(&k.form);
 	return ok;
 }

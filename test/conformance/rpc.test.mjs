@@ -192,3 +192,23 @@ test('an invalid response.status or response.headers is the function\'s error (5
   assert.equal(h.status, 500, h.text);
   assert.equal(h.json.code, 'PGRST111');
 });
+
+test('a form body (application/x-www-form-urlencoded) names the arguments, a VARIADIC key repeated', async () => {
+  const form = (p, body) => raw(p, body, 'application/x-www-form-urlencoded');
+  const v = await form('/rpc/total', 'v=1&v=2&v=3&v=4');
+  assert.equal(v.status, 200, v.text);
+  assert.equal(v.json, 10);
+  const s = await form('/rpc/shout', 'word=caf%C3%A9+ok&times=2');
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.json, 'CAFÉ OKCAFÉ OK');
+  // query-string keys stay filters and select= on the rows
+  const rows = await form('/rpc/boards_from?select=title&order=id.desc&limit=1', 'first_id=1');
+  assert.equal(rows.status, 200, rows.text);
+  assert.deepEqual(rows.json, [{ title: 'gamma' }]);
+  const unknown = await form('/rpc/sum_of', 'a=1&b=2&c=3');
+  assert.equal(unknown.status, 404, unknown.text);
+  assert.equal(unknown.json.code, 'PGRST202');
+  const bad = await form('/rpc/sum_of', 'a=%zz');
+  assert.equal(bad.status, 400, bad.text);
+  assert.equal(bad.json.code, 'PGRST102');
+});
