@@ -79,3 +79,16 @@ test('no plan for Ventros\' api, nor with an option EXPLAIN does not know', asyn
   const bad = await http('GET', '/boards', { headers: { ...READ, Accept: 'application/vnd.pgrst.plan+json; options=costs' } });
   assert.equal(bad.status, 406, bad.text);
 });
+
+test('Prefer: handling=strict refuses preferences it cannot honour (PGRST122); lenient ignores them', async () => {
+  const strict = await http('GET', '/boards', { headers: { ...READ, Prefer: 'handling=strict, foo, bar' } });
+  assert.equal(strict.status, 400, strict.text);
+  assert.equal(strict.json.code, 'PGRST122');
+  assert.equal(strict.json.message, 'Invalid preferences given with handling=strict');
+  assert.equal(strict.json.details, 'Invalid preferences: foo, bar');
+  const lenient = await http('GET', '/boards?select=id&id=eq.1', { headers: { ...READ, Prefer: 'handling=lenient, foo, bar' } });
+  assert.equal(lenient.status, 200, lenient.text);
+  const known = await http('GET', '/boards?select=id&id=eq.1', { headers: { ...READ, Prefer: 'handling=strict, count=exact' } });
+  assert.equal(known.status, 200, known.text);
+  assert.equal(known.headers.get('content-range'), '0-0/1');
+});
