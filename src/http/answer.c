@@ -4,9 +4,11 @@
  *	  204, 206, 406, 416), Content-Range, Preference-Applied, Location, the
  *	  media type, and the body the statement made (or a token it granted).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "answer.h"
 #include "request.h"
@@ -140,7 +142,20 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));
 	else if (post)
 		resp->content_type = NULL;
-	snprintf(cr, sizeof(cr), "*/%ld", n);
+	/*
+	 * PostgREST's shapes: a PATCH or DELETE answers the range of the rows
+	 * it changed, 0-1 out of an unknown total (the total with Prefer:
+	 * count=exact), or no range for none; a POST the count of rows it
+	 * created.
+	 */
+	if (post)
+		snprintf(cr, sizeof(cr), "*/%ld", n);
+	else if (n > 0 && a->in->count == VN_COUNT_EXACT)
+		snprintf(cr, sizeof(cr), "0-%ld/%ld", n - 1, n);
+	else if (n > 0)
+		snprintf(cr, sizeof(cr), "0-%ld/*", n - 1);
+	else
+		snprintf(cr, sizeof(cr), "*/%s", a->in->count == VN_COUNT_EXACT ? "0" : "*");
 	vn_response_header(resp, "Content-Range", cr);
 	if (post && n == 1 && PQnfields(res) >= 4 && !PQgetisnull(res, 0, 3))
 	{
@@ -150,6 +165,62 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 		vn_buf_addf(&loc, "/%s?%s", a->in->target, PQgetvalue(res, 0, 3));
 		vn_response_header(resp, "Location", loc.data);
 		vn_buf_free(&loc);
+	}
+}
+
+/* an HTTP header name: RFC 9110's token characters */
+static bool
+header_name(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char) *s) || strchr("!#$%&'*+-.^_`|~", *s)))
+			return false;
+	return true;
+}
+
+/*
+ * What a function set in response.headers and response.status (rpc.c's
+ * fourth and fifth columns): its headers are added (a Content-Type
+ * replaces the answer's), its status replaces the answer's.  Headers that
+ * are not name and value, or a status that is not a number from 100 to
+ * 599, answer 500 with PostgREST's codes: the function's fault, not the
+ * client's.
+ */
+static void
+function_response(PGresult *res, VnResponse *resp)
+{
+	if (!PQgetisnull(res, 0, 3))
+	{
+		char *list = vn_strdup(PQgetvalue(res, 0, 3));
+		char *save = NULL;
+
+		for (char *pair = strtok_r(list, "\x1e", &save); pair; pair = strtok_r(NULL, "\x1e", &save))
+		{
+			char *value = strchr(pair, 31);
+
+			if (value == NULL || (*value = '\0', !header_name(pair)) || strpbrk(value + 1, "\r\n"))
+			{
+				free(list);
+				vn_response_error(resp, 500, "PGRST111", "response.headers guc must be a JSON array composed of objects with a single key and a string value", NULL, NULL);
+				return;
+			}
+			vn_response_header(resp, pair, value + 1);
+			if (strcasecmp(pair, "Content-Type") == 0)
+				resp->content_type = NULL;
+		}
+		free(list);
+	}
+	if (!PQgetisnull(res, 0, 4))
+	{
+		char *end;
+		long  status = strtol(PQgetvalue(res, 0, 4), &end, 10);
+
+		if (*end != '\0' || status < 100 || status > 599)
+			vn_response_error(resp, 500, "PGRST112", "response.status guc must be a valid status code", NULL, NULL);
+		else
+			resp->status = (int) status;
 	}
 }
 
@@ -189,4 +260,6 @@ vn_answer(const VnAnswerInput *a, PGresult *res, VnResponse *resp)
 	}
 	else
 		answer_write(a, res, n, resp);
+	if (a->in->rpc && !a->openapi && resp->status < 400 && PQnfields(res) >= 5)
+		function_response(res, resp);
 }

@@ -242,3 +242,58 @@ vn_hash_string(const char *s)
 {
 	return vn_hash_bytes(s, strlen(s));
 }
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %-decoding (and + as space in query strings); NULL when malformed or not UTF-8 */
+char *
+vn_url_decode(const char *s, size_t n, bool plus)
+{
+	char  *out = vn_alloc(n + 1);
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		if (s[i] == '%')
+		{
+			int h,
+				l;
+
+			if (i + 2 >= n)
+			{
+				free(out);
+				return NULL;
+			}
+			h = hexval(s[i + 1]);
+			l = hexval(s[i + 2]);
+			if (h < 0 || l < 0)
+			{
+				free(out);
+				return NULL;
+			}
+			out[k++] = (char) (h * 16 + l);
+			i += 2;
+		}
+		else if (plus && s[i] == '+')
+			out[k++] = ' ';
+		else
+			out[k++] = s[i];
+	}
+	out[k] = '\0';
+	if (!vn_utf8_valid(out, k))
+	{
+		free(out);
+		return NULL;
+	}
+	return out;
+}

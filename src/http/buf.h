@@ -37,6 +37,8 @@ extern char *vn_strdup(const char *s);
 extern char *vn_strndup(const char *s, size_t n);
 extern void *vn_alloc(size_t n);
 extern bool	 vn_utf8_valid(const char *s, size_t len);
+/* %-decoding (and + as space when plus); malloc'd, NULL when malformed or not UTF-8 */
+extern char *vn_url_decode(const char *s, size_t n, bool plus);
 /* FNV-1a, 64 bits: the front's one hash (caches, tables); not for secrets */
 extern unsigned long long vn_hash_bytes(const void *p, size_t len);
 extern unsigned long long vn_hash_string(const char *s);

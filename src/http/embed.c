@@ -540,8 +540,14 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	char  path[256];
 	char  sub_al[16];
 
-	if (depth >= 3)
-		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most three levels deep");
+	/*
+	 * Each level is a subquery inside its parent's, built by recursion on
+	 * the request's own stack (task.c): eight levels are far more than any
+	 * schema's chain of keys, and bound the recursion.
+	 */
+	if (depth >= VN_MAX_EMBED_DEPTH)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "embedding nests at most %d levels deep",
+							 VN_MAX_EMBED_DEPTH);
 	/*
 	 * Each embedding is a subquery: a request with a thousand of them is a
 	 * statement the planner and executor take a long time over, for rows

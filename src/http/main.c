@@ -159,60 +159,6 @@ completed(void *cls, struct MHD_Connection *con, void **con_cls, enum MHD_Reques
 	*con_cls = NULL;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* %-decoding (and + as space in query strings); NULL when malformed or not UTF-8 */
-static char *
-url_decode(const char *s, size_t n, bool plus)
-{
-	char  *out = vn_alloc(n + 1);
-	size_t k = 0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		if (s[i] == '%')
-		{
-			int h,
-				l;
-
-			if (i + 2 >= n)
-			{
-				free(out);
-				return NULL;
-			}
-			h = hexval(s[i + 1]);
-			l = hexval(s[i + 2]);
-			if (h < 0 || l < 0)
-			{
-				free(out);
-				return NULL;
-			}
-			out[k++] = (char) (h * 16 + l);
-			i += 2;
-		}
-		else if (plus && s[i] == '+')
-			out[k++] = ' ';
-		else
-			out[k++] = s[i];
-	}
-	out[k] = '\0';
-	if (!vn_utf8_valid(out, k))
-	{
-		free(out);
-		return NULL;
-	}
-	return out;
-}
 
 /*
  * A path is routed by its decoded segments: an encoded slash (%2F) or NUL
@@ -229,59 +175,17 @@ path_plain(const char *s, size_t n)
 	return true;
 }
 
+/* the query string's arguments (parse.c's decoder, shared with form bodies) */
 static bool
 parse_query(const char *qs, VnArgs *args)
 {
-	int			cap = 8;
-	const char *p = qs;
-
-	args->n = 0;
-	args->items = vn_alloc(sizeof(VnArg) * cap);
-	while (*p)
-	{
-		const char *amp = strchr(p, '&');
-		const char *end = amp ? amp : p + strlen(p);
-		const char *eq = memchr(p, '=', end - p);
-		char	   *k,
-			*v;
-
-		if (end > p)
-		{
-			if (args->n >= 200)
-				return false;
-			k = url_decode(p, (eq ? eq : end) - p, true);
-			v = eq ? url_decode(eq + 1, end - eq - 1, true) : vn_strdup("");
-			if (k == NULL || v == NULL)
-			{
-				free(k);
-				free(v);
-				return false;
-			}
-			if (args->n == cap)
-			{
-				cap *= 2;
-				args->items = realloc(args->items, sizeof(VnArg) * cap);
-				if (args->items == NULL)
-					abort();
-			}
-			args->items[args->n].key = k;
-			args->items[args->n].value = v;
-			args->n++;
-		}
-		p = amp ? amp + 1 : end;
-	}
-	return true;
+	return vn_args_parse(qs, strlen(qs), args);
 }
 
 static void
 free_args(VnArgs *args)
 {
-	for (int i = 0; i < args->n; i++)
-	{
-		free(args->items[i].key);
-		free(args->items[i].value);
-	}
-	free(args->items);
+	vn_args_free(args);
 }
 
 typedef struct HeaderCollect
@@ -370,6 +274,17 @@ access_log(const char *method, const char *path, int status, const struct timesp
 	vn_log_line("%s %s %s %d %.1fms tenant=%s", ts, method, safe, status, ms, tenant);
 }
 
+/* POST /rpc/<f> with Content-Type: application/octet-stream: the body is bytes, not text */
+static bool
+binary_rpc_body(struct MHD_Connection *con, const char *path)
+{
+	const char *type = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "Content-Type");
+
+	return type != NULL && strncmp(path, "/rpc/", 5) == 0 &&
+		   strncasecmp(type, "application/octet-stream", 24) == 0 &&
+		   (type[24] == '\0' || type[24] == ';' || type[24] == ' ');
+}
+
 /*
  * The request itself, on a task of its own: it may wait for the database
  * (the task yields and the connection is suspended), and ends with the
@@ -411,7 +326,7 @@ serve(void *arg)
 							  "A slash or a NUL byte in a path is never percent-encoded.");
 		goto done;
 	}
-	st->path = url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
+	st->path = vn_url_decode(st->uri, q ? (size_t) (q - st->uri) : strlen(st->uri), false);
 	if (st->path == NULL || st->path[0] != '/' || !parse_query(q ? q + 1 : "", &req->args))
 	{
 		vn_response_error(resp, 400, "PGRST100", "malformed URL", NULL,
@@ -430,7 +345,8 @@ serve(void *arg)
 		vn_metrics_handle(&router_cfg, con, st->method, resp);
 		goto done;
 	}
-	if (!vn_utf8_valid(st->body.data, st->body.len))
+	/* a binary body is only ever bytes for a function's bytea argument (rpc.c) */
+	if (!binary_rpc_body(con, st->path) && !vn_utf8_valid(st->body.data, st->body.len))
 	{
 		vn_response_error(resp, 400, "PGRST102", "the request body is not valid UTF-8", NULL, NULL);
 		goto done;
@@ -659,6 +575,8 @@ main(int argc, char **argv)
 	/* PostgREST's db-aggregates-enabled: off unless true */
 	router_cfg.aggregates = getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED") &&
 							strcmp(getenv("VENTROS_HTTP_DB_AGGREGATES_ENABLED"), "true") == 0;
+	/* PostgREST's db-plan-enabled: off unless true (never for api: router.c) */
+	router_cfg.plan = getenv("VENTROS_HTTP_DB_PLAN_ENABLED") && strcmp(getenv("VENTROS_HTTP_DB_PLAN_ENABLED"), "true") == 0;
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;

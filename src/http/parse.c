@@ -157,3 +157,66 @@ vn_query_scan_body(Ctx *c, char ***keys, int *nkeys, bool *is_array)
 		return vn_query_fail(c->q, 400, "PGRST102", err, NULL, "invalid JSON in the request body");
 	return true;
 }
+
+/*
+ * key=value&... (a query string, or an application/x-www-form-urlencoded
+ * body) into args, each key and value %-decoded with + as space; false
+ * when malformed, not UTF-8, or over 200 arguments.
+ */
+bool
+vn_args_parse(const char *s, size_t len, VnArgs *args)
+{
+	int			cap = 8;
+	const char *p = s;
+	const char *stop = s + len;
+
+	args->n = 0;
+	args->items = vn_alloc(sizeof(VnArg) * cap);
+	while (p < stop)
+	{
+		const char *amp = memchr(p, '&', stop - p);
+		const char *end = amp ? amp : stop;
+		const char *eq = memchr(p, '=', end - p);
+		char	   *k,
+			*v;
+
+		if (end > p)
+		{
+			if (args->n >= 200)
+				return false;
+			k = vn_url_decode(p, (eq ? eq : end) - p, true);
+			v = eq ? vn_url_decode(eq + 1, end - eq - 1, true) : vn_strdup("");
+			if (k == NULL || v == NULL)
+			{
+				free(k);
+				free(v);
+				return false;
+			}
+			if (args->n == cap)
+			{
+				cap *= 2;
+				args->items = realloc(args->items, sizeof(VnArg) * cap);
+				if (args->items == NULL)
+					abort();
+			}
+			args->items[args->n].key = k;
+			args->items[args->n].value = v;
+			args->n++;
+		}
+		p = amp ? amp + 1 : end;
+	}
+	return true;
+}
+
+void
+vn_args_free(VnArgs *args)
+{
+	for (int i = 0; i < args->n; i++)
+	{
+		free(args->items[i].key);
+		free(args->items[i].value);
+	}
+	free(args->items);
+	args->items = NULL;
+	args->n = 0;
+}

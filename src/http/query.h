@@ -11,10 +11,12 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "plan.h"
 #include "schema.h"
 
 #define VN_MAX_PARAMS 256
-#define VN_MAX_DEPTH 8 /* or=/and= nesting */
+#define VN_MAX_DEPTH 8		 /* or=/and= nesting */
+#define VN_MAX_EMBED_DEPTH 8 /* embedded resources inside embedded resources */
 
 typedef struct VnArg
 {
@@ -81,6 +83,7 @@ typedef struct VnQueryInput
 	int				max_select;		/* select-list items per request, at every level */
 	bool			platform_admin; /* the request acts as ventros_platform_admin */
 	bool			aggregates;		/* db-aggregates-enabled: avg() count() max() min() sum() in select= */
+	VnPlan			plan;			/* Accept: application/vnd.pgrst.plan (plan.c) */
 } VnQueryInput;
 
 typedef struct VnQuery
@@ -102,6 +105,10 @@ typedef struct VnQuery
 	char *details;
 	char *hint;
 } VnQuery;
+
+/* parse.c: key=value&... (query string, form body), %-decoded; false when malformed */
+extern bool vn_args_parse(const char *s, size_t len, VnArgs *args);
+extern void vn_args_free(VnArgs *args);
 
 extern void vn_query_init(VnQuery *q);
 extern void vn_query_free(VnQuery *q);

@@ -90,7 +90,8 @@ extern bool vn_query_paging(VnQueryCtx *c);
 /* the answer's text from the rows _r: JSON array, object or CSV */
 extern void vn_query_body_expr(VnQueryCtx *c);
 /* "<select list> FROM <from> WHERE <filters> ORDER BY ...": rows aliased _t */
-extern bool vn_query_rows(VnQueryCtx *c, int rel, const char *from);
+/* where: when not NULL, a copy of the WHERE clause's conditions (malloc'd) */
+extern bool vn_query_rows(VnQueryCtx *c, int rel, const char *from, char **where);
 extern bool vn_query_build_read(VnQueryCtx *c, int rel);
 
 /* write.c */

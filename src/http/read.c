@@ -91,18 +91,22 @@ vn_query_build_read(Ctx *c, int rel)
 }
 
 bool
-vn_query_rows(VnQueryCtx *c, int rel, const char *from)
+vn_query_rows(VnQueryCtx *c, int rel, const char *from, char **where)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
 	VnBuf			 *b = &c->q->sql;
+	size_t			  where_start;
 
 	if (!vn_query_select_list(c, rel, "_t", vn_query_arg(c->in->args, "select"), 0, ""))
 		return false;
 	vn_buf_add(b, " FROM ");
 	vn_buf_add(b, from);
 	vn_buf_add(b, " WHERE ");
+	where_start = b->len;
 	if (!vn_query_where(c, r, "_t", false, NULL))
 		return false;
+	if (where)
+		*where = vn_strndup(b->data + where_start, b->len - where_start);
 	vn_query_take_group(c, b);
 	return vn_query_order_by(c, r, "_t");
 }

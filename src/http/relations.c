@@ -16,8 +16,9 @@
  *   renamed columns included, and a table and every view over it each have
  *   their own;
  * - a key whose columns are unique in their table is one-to-one;
- * - an exposed table whose primary key holds two foreign keys is a
- *   junction: many-to-many between the two relations they reference;
+ * - an exposed table whose primary key holds two foreign keys, or a view
+ *   exposing such a table's keys, is a junction: many-to-many between the
+ *   two relations they reference;
  * - a function of the schema taking one argument, the row type of an
  *   exposed relation, and returning rows of another is a computed
  *   relationship named like the function (to-one unless SETOF, or ROWS 1);
@@ -305,7 +306,11 @@ key_pairs(VnSchema *s, PGresult *res, int row, int *cap)
 	}
 }
 
-/* junctions: an exposed table with two keys in its primary key */
+/*
+ * junctions: an exposed relation with two keys in its primary key: a table,
+ * or a view whose columns are those of such a table (its keys are the
+ * table's, relations.c's lineage), as PostgREST takes views for junctions
+ */
 static void
 junctions(VnSchema *s)
 {
@@ -320,7 +325,7 @@ junctions(VnSchema *s)
 			VnJunction		 *x;
 
 			if (i == j || l->from != r->from || !l->in_pk || !r->in_pk || strcmp(l->name, r->name) == 0 ||
-				jr->ncols == 0 || jr->cols[0].src_rel != jr->oid)
+				jr->ncols == 0)
 				continue;
 			if (s->njunctions == cap)
 			{

@@ -68,6 +68,17 @@ parse_range(const char *h, long *offset, long *limit)
 static bool
 media_type(const char *accept, VnQueryInput *in, VnResponse *resp)
 {
+	if (!vn_plan_parse(accept, &in->plan))
+	{
+		vn_response_error(resp, 406, "PGRST107", "none of these media types is available", accept,
+						  "The plan's options are analyze, verbose, settings, buffers and wal.");
+		return false;
+	}
+	if (in->plan.on)
+	{
+		/* the statement explained is the one of the media type named by for= */
+		accept = in->plan.target;
+	}
 	if (vn_request_has_token(accept, "application/vnd.pgrst.object+json") ||
 		vn_request_has_token(accept, "application/vnd.pgrst.object"))
 		in->format = VN_FORMAT_OBJECT;
@@ -84,6 +95,69 @@ media_type(const char *accept, VnQueryInput *in, VnResponse *resp)
 		return false;
 	}
 	return true;
+}
+
+/* a preference the front reads (or, missing=default and handling, keeps by default) */
+static bool
+preference_known(const char *p, size_t n)
+{
+	static const char *known[] = {"count=exact",
+								  "count=planned",
+								  "count=estimated",
+								  "return=minimal",
+								  "return=headers-only",
+								  "return=representation",
+								  "resolution=merge-duplicates",
+								  "resolution=ignore-duplicates",
+								  "params=single-object",
+								  "missing=default",
+								  "handling=strict",
+								  "handling=lenient",
+								  "tx=commit",
+								  "tx=rollback",
+								  NULL};
+
+	for (int i = 0; known[i]; i++)
+		if (strlen(known[i]) == n && strncmp(p, known[i], n) == 0)
+			return true;
+	return n > 13 && strncmp(p, "max-affected=", 13) == 0 && strspn(p + 13, "0123456789") == n - 13;
+}
+
+/*
+ * Prefer: handling=strict: a preference the front does not know or cannot
+ * honour is an error, 400 PGRST122 naming them (PostgREST's rule; lenient,
+ * the default, ignores them).
+ */
+static bool
+strict_preferences(const char *prefer, VnResponse *resp)
+{
+	VnBuf		bad;
+	const char *p = prefer;
+	bool		ok;
+
+	if (!vn_request_has_token(prefer, "handling=strict"))
+		return true;
+	vn_buf_init(&bad);
+	while (*p)
+	{
+		size_t n;
+
+		p += strspn(p, ", ");
+		n = strcspn(p, ",");
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n > 0 && !preference_known(p, n))
+		{
+			vn_buf_add(&bad, bad.len ? ", " : "Invalid preferences: ");
+			vn_buf_addn(&bad, p, n);
+		}
+		p += n;
+	}
+	ok = bad.len == 0;
+	if (!ok)
+		vn_response_error(resp, 400, "PGRST122", "Invalid preferences given with handling=strict", bad.data, NULL);
+	vn_buf_free(&bad);
+	return ok;
 }
 
 /* Prefer: count, return, resolution, params, max-affected */
@@ -110,6 +184,8 @@ preferences(const char *prefer, VnQueryInput *in, VnResponse *resp)
 	in->ignore_duplicates = vn_request_has_token(prefer, "resolution=ignore-duplicates");
 	in->single_object = vn_request_has_token(prefer, "params=single-object");
 	in->max_affected = -1;
+	if (!strict_preferences(prefer, resp))
+		return false;
 	if (prefer && strstr(prefer, "max-affected="))
 	{
 		char	   *end;

@@ -11,7 +11,7 @@
 
 #include "buf.h"
 
-#define VN_MAX_HEADERS 8
+#define VN_MAX_HEADERS 16
 
 typedef struct VnResponse
 {

@@ -200,6 +200,8 @@ statement(VnRequest *req, Endpoint ep, VnQueryInput *in, VnQuery *q, VnResponse 
 						  q->message[0] ? q->message : "bad request", q->details, q->hint);
 		return false;
 	}
+	if (in->plan.on)
+		vn_plan_wrap(&in->plan, &q->sql);
 	return true;
 }
 
@@ -258,6 +260,24 @@ execute(const VnRouterConfig *cfg, const VnRequest *req, const Caller *who, cons
 	return res;
 }
 
+/*
+ * A plan is served when the configuration enables it (PostgREST's
+ * db-plan-enabled), never for Ventros' own schema: its estimates come from
+ * statistics over every tenant's rows (docs/http.md, "Counting").  Else the
+ * media type is one the front does not offer: 406, as PostgREST.
+ */
+static bool
+plan_allowed(const VnRouterConfig *cfg, const VnQueryInput *in, Endpoint ep, VnResponse *resp)
+{
+	if (!in->plan.on)
+		return true;
+	if (cfg->plan && !in->schema->ventros && ep != EP_OPENAPI)
+		return true;
+	vn_response_error(resp, 406, "PGRST107", "none of these media types is available", "application/vnd.pgrst.plan",
+					  "Plans are served when VENTROS_HTTP_DB_PLAN_ENABLED=true, for schemas other than api.");
+	return false;
+}
+
 /* /, /rpc/<function>, /<relation>: the endpoints served from the database */
 static void
 serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
@@ -279,8 +299,17 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	in.aggregates = cfg->aggregates;
 	vn_query_init(&q);
 	if (choose_schema(req, &in, &who.search_path, resp) && vn_request_input(req, &in, resp) &&
-		statement(req, ep, &in, &q, resp) && (res = execute(cfg, req, &who, &q, resp)) != NULL)
+		plan_allowed(cfg, &in, ep, resp) && statement(req, ep, &in, &q, resp) &&
+		(res = execute(cfg, req, &who, &q, resp)) != NULL)
 	{
+		if (in.plan.on)
+		{
+			vn_plan_answer(&in.plan, res, resp);
+			PQclear(res);
+			vn_query_free(&q);
+			free(who.id.claims);
+			return;
+		}
 		a.cfg = cfg;
 		a.req = req;
 		a.in = &in;

@@ -22,6 +22,7 @@ typedef struct VnRouterConfig
 	int					max_select;	   /* select-list items per request, embeds' own included */
 	int					pool_wait_ms;
 	bool				aggregates; /* db-aggregates-enabled */
+	bool				plan;		/* db-plan-enabled: Accept: application/vnd.pgrst.plan (plan.c) */
 } VnRouterConfig;
 
 typedef struct VnRequest

@@ -3,8 +3,9 @@
  *	  /rpc/<name>: the call of a function served by the front, in
  *	  PostgREST's dialect.
  *
- * Which functions: the schema cache's (ventros.http_rpc_functions: those of
- * schema api, then those of ventros a tenant role may execute).  The
+ * Which functions: the schema cache's (for api, ventros.http_rpc_functions:
+ * those of schema api, then those of ventros a tenant role may execute; for
+ * any other exposed schema, every function of it, as PostgREST).  The
  * caller's own grants are PostgreSQL's to check at the call, as its row
  * policies are.  The front's one rule of its own: a platform function
  * (granted to ventros_platform_admin alone) is found only by a request
@@ -22,7 +23,13 @@
  *     one with optional companions is the closest equivalent that leaves the
  *     SQL signature as it is (import_contacts(csv, project_id)).
  *   - Prefer: params=single-object: the whole body to a function of one
- *     json or jsonb argument.
+ *     json or jsonb argument;
+ *   - a function of a single unnamed argument (PostgREST's rule): a JSON
+ *     body, object or array, to a json/jsonb one when no other overload
+ *     takes the call; a text/plain, text/xml or application/octet-stream
+ *     body to a text, xml or bytea one.
+ * A VARIADIC argument takes a JSON array, or its key repeated in the query
+ * string (?v=1&v=2), one array either way.
  * Overloads are told apart by the names of the arguments given (PostgREST's
  * rule): a call fits a function when it names only its arguments and all of
  * its required ones; when several fit, the call is ambiguous (300,
@@ -47,16 +54,30 @@
 
 typedef enum ArgSource
 {
-	ARGS_JSON,	/* a JSON object body */
-	ARGS_QUERY, /* the query string */
-	ARGS_RAW,	/* a raw text body, and the query string */
-	ARGS_SINGLE /* the whole body, one json argument */
+	ARGS_JSON,	 /* a JSON object body */
+	ARGS_QUERY,	 /* the query string */
+	ARGS_RAW,	 /* a raw text body, and the query string */
+	ARGS_SINGLE, /* the whole body, one json argument */
+	ARGS_FORM	 /* an application/x-www-form-urlencoded body */
 } ArgSource;
+
+/* a raw body's media type (Content-Type), and the argument type it goes to */
+typedef enum RawKind
+{
+	RAW_NONE,
+	RAW_TEXT,  /* text/plain, text/csv: text */
+	RAW_XML,   /* text/xml: xml */
+	RAW_BINARY /* application/octet-stream: bytea */
+} RawKind;
 
 typedef struct Call
 {
 	ArgSource		  src;
-	char			**keys; /* ARGS_JSON: the body's keys */
+	RawKind			  raw;		  /* ARGS_RAW: what the body is */
+	bool			  array_body; /* a JSON array body: only a single unnamed json argument takes it */
+	const VnArgs	 *named;	  /* the key=value arguments: the query string's, or the form body's */
+	VnArgs			  form;		  /* ARGS_FORM: the body's */
+	char			**keys;		  /* ARGS_JSON: the body's keys */
 	int				  nkeys;
 	const VnFunction *f;		 /* the function chosen */
 	int				  raw_arg;	 /* ARGS_RAW: the argument the body goes to */
@@ -82,32 +103,68 @@ arg_index(const VnFunction *f, const char *name)
 	return -1;
 }
 
-/* the request's Content-Type is text/csv or text/plain (parameters aside) */
+/* a function of a single unnamed argument: the body goes to it (PostgREST's rule) */
 static bool
-raw_body(const char *content_type)
+unnamed(const VnFunction *f)
 {
-	static const char *types[] = {"text/csv", "text/plain", NULL};
+	return f->nargs == 1 && f->argnames[0][0] == '\0';
+}
+
+static bool
+json_type(const char *type)
+{
+	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0;
+}
+
+/* Content-Type is type (its parameters aside) */
+static bool
+type_is(const char *content_type, const char *type)
+{
+	size_t n = strlen(type);
 
 	if (content_type == NULL)
 		return false;
 	while (*content_type == ' ')
 		content_type++;
-	for (int i = 0; types[i]; i++)
-	{
-		size_t n = strlen(types[i]);
-
-		if (strncasecmp(content_type, types[i], n) == 0 &&
-			(content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' '))
-			return true;
-	}
-	return false;
+	return strncasecmp(content_type, type, n) == 0 &&
+		   (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
 }
 
-/* the one argument without a default, when it is text: where a raw body goes */
-static int
-raw_arg(const VnFunction *f)
+/* the kind of raw body the request's Content-Type says (parameters aside) */
+static RawKind
+raw_body(const char *content_type)
 {
-	if (f->nrequired != 1 || strcmp(f->argtypes[0], "text") != 0)
+	static const struct
+	{
+		const char *type;
+		RawKind		kind;
+	} types[] = {{"text/csv", RAW_TEXT},
+				 {"text/plain", RAW_TEXT},
+				 {"text/xml", RAW_XML},
+				 {"application/octet-stream", RAW_BINARY},
+				 {NULL, RAW_NONE}};
+
+	for (int i = 0; types[i].type; i++)
+		if (type_is(content_type, types[i].type))
+			return types[i].kind;
+	return RAW_NONE;
+}
+
+/*
+ * Where a raw body goes: a single unnamed argument of the body's type (text,
+ * xml, bytea: PostgREST's rule), or Ventros' own rule for text, the one
+ * argument without a default when it is text.  -1: none.
+ */
+static int
+raw_arg(const VnFunction *f, RawKind kind)
+{
+	static const char *types[] = {NULL, "text", "xml", "bytea"};
+
+	if (kind == RAW_NONE)
+		return -1;
+	if (unnamed(f))
+		return strcmp(f->argtypes[0], types[kind]) == 0 ? 0 : -1;
+	if (kind != RAW_TEXT || f->nrequired != 1 || strcmp(f->argtypes[0], "text") != 0)
 		return -1;
 	return 0;
 }
@@ -120,7 +177,7 @@ raw_arg(const VnFunction *f)
 static const char *
 misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_t len)
 {
-	const VnArgs *a = c->in->args;
+	const VnArgs *a = k->named;
 	bool		 *given = calloc(f->nargs + 1, sizeof(bool));
 	const char	 *result = NULL;
 
@@ -128,17 +185,23 @@ misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_
 		abort();
 	if (k->src == ARGS_SINGLE)
 	{
-		if (f->nargs != 1 || (strcmp(f->argtypes[0], "json") != 0 && strcmp(f->argtypes[0], "jsonb") != 0))
+		if (f->nargs != 1 || !json_type(f->argtypes[0]))
 			result = "does not take a single JSON object";
 		free(given);
 		return result;
 	}
 	if (k->src == ARGS_RAW)
 	{
-		if (raw_arg(f) < 0)
-			result = "does not take a raw body: it needs exactly one argument without a default, of type text";
+		if (raw_arg(f, k->raw) < 0)
+			result = "does not take a raw body: it needs exactly one argument without a default, of the body's type";
 		else
-			given[raw_arg(f)] = true;
+			given[raw_arg(f, k->raw)] = true;
+	}
+	else if (unnamed(f))
+	{
+		/* only a body, whole, reaches an unnamed argument (resolve()) */
+		free(given);
+		return "takes a single unnamed argument: the body";
 	}
 	for (int i = 0; k->src == ARGS_JSON && i < k->nkeys && !result; i++)
 	{
@@ -156,9 +219,9 @@ misfit(const VnQueryCtx *c, const Call *k, const VnFunction *f, char *why, size_
 	{
 		int n = arg_index(f, a->items[i].key);
 
-		if (n >= 0 && given[n])
+		if (n >= 0 && given[n] && !(f->variadic && n == f->nargs - 1))
 			snprintf(why, len, "is given argument %.64s twice", a->items[i].key);
-		else if (n < 0 && !vn_query_is_reserved(a->items[i].key) && f->result_rel < 0)
+		else if (n < 0 && (k->src == ARGS_FORM || (!vn_query_is_reserved(a->items[i].key) && f->result_rel < 0)))
 			snprintf(why, len, "has no argument %.64s", a->items[i].key);
 		else
 		{
@@ -204,12 +267,27 @@ resolve(VnQueryCtx *c, Call *k)
 	if (fs == NULL)
 		return vn_query_fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
 							 "could not find the function %.64s", c->in->target);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && !k->array_body; i++)
 		if (misfit(c, k, &fs[i], why, sizeof(why)) == NULL)
 		{
 			nfit++;
 			fit = &fs[i];
 		}
+	/*
+	 * A JSON body no other overload takes goes whole to a single unnamed
+	 * json or jsonb argument (PostgREST's fallback), an array body too.
+	 */
+	for (int i = 0; i < n && nfit == 0 && k->src == ARGS_JSON; i++)
+		if (unnamed(&fs[i]) && json_type(fs[i].argtypes[0]))
+		{
+			k->src = ARGS_SINGLE;
+			k->f = &fs[i];
+			return true;
+		}
+	if (k->array_body)
+		return vn_query_fail(c->q, 400, "PGRST102", NULL,
+							 "A JSON array goes to a function of a single unnamed json or jsonb argument.",
+							 "functions take a JSON object of named arguments");
 	if (nfit == 1)
 	{
 		k->f = fit;
@@ -250,14 +328,66 @@ param_into(VnQueryCtx *c, VnBuf *dst, const char *value, size_t len)
 	return ok;
 }
 
+/* "name => " before argument n's value ("VARIADIC name => "); nothing for an unnamed one */
 static void
 named(Call *k, int n, bool *first)
 {
 	if (!*first)
 		vn_buf_add(&k->call, ", ");
 	*first = false;
+	if (k->f->variadic && n == k->f->nargs - 1)
+		vn_buf_add(&k->call, "VARIADIC ");
+	if (k->f->argnames[n][0] == '\0')
+		return;
 	vn_buf_ident(&k->call, k->f->argnames[n]);
 	vn_buf_add(&k->call, " => ");
+}
+
+/* a binary body as one bound parameter: its hex digits, decoded in SQL */
+static bool
+binary_param(VnQueryCtx *c, VnBuf *dst)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t			  len = c->in->body_len;
+	char			 *hex = malloc(len * 2 + 1);
+	bool			  ok;
+
+	if (hex == NULL)
+		abort();
+	for (size_t i = 0; i < len; i++)
+	{
+		hex[2 * i] = digits[((unsigned char) c->in->body[i]) >> 4];
+		hex[2 * i + 1] = digits[((unsigned char) c->in->body[i]) & 15];
+	}
+	vn_buf_add(dst, "pg_catalog.decode(");
+	ok = param_into(c, dst, hex, len * 2);
+	vn_buf_add(dst, ", 'hex')");
+	free(hex);
+	return ok;
+}
+
+/*
+ * The values of a VARIADIC argument in the query string: every one given
+ * under its name (?v=1&v=2), as one array of its type.
+ */
+static bool
+variadic_values(VnQueryCtx *c, Call *k, int n)
+{
+	const VnArgs *a = k->named;
+	bool		  first = true;
+	bool		  ok = true;
+
+	vn_buf_add(&k->call, "ARRAY[");
+	for (int i = 0; i < a->n && ok; i++)
+		if (strcmp(a->items[i].key, k->f->argnames[n]) == 0)
+		{
+			if (!first)
+				vn_buf_add(&k->call, ", ");
+			first = false;
+			ok = param_into(c, &k->call, a->items[i].value, strlen(a->items[i].value));
+		}
+	vn_buf_addf(&k->call, "]::%s", k->f->argtypes[n]);
+	return ok;
 }
 
 /*
@@ -307,20 +437,38 @@ build_call(VnQueryCtx *c, Call *k)
 	}
 	else if (k->src != ARGS_JSON)
 	{
+		/* the query string's or the form body's key=value arguments, and a raw body */
+		bool variadic_done = false;
+
 		if (k->src == ARGS_RAW)
 		{
 			named(k, k->raw_arg, &first);
-			ok = param_into(c, &k->call, c->in->body ? c->in->body : "", c->in->body_len);
-			vn_buf_addf(&k->call, "::%s", f->argtypes[k->raw_arg]);
+			if (k->raw == RAW_BINARY)
+				ok = binary_param(c, &k->call);
+			else
+			{
+				ok = param_into(c, &k->call, c->in->body ? c->in->body : "", c->in->body_len);
+				vn_buf_addf(&k->call, "::%s", f->argtypes[k->raw_arg]);
+			}
 		}
-		for (int i = 0; i < c->in->args->n && ok; i++)
+		for (int i = 0; i < k->named->n && ok; i++)
 		{
-			int n = arg_index(f, c->in->args->items[i].key);
+			int n = arg_index(f, k->named->items[i].key);
 
-			if (n < 0)
+			if (n < 0 || (k->src == ARGS_RAW && n == k->raw_arg))
 				continue; /* a filter on the rows, or select, order ... */
+			if (f->variadic && n == f->nargs - 1)
+			{
+				if (!variadic_done)
+				{
+					named(k, n, &first);
+					ok = variadic_values(c, k, n);
+				}
+				variadic_done = true;
+				continue;
+			}
 			named(k, n, &first);
-			ok = param_into(c, &k->call, c->in->args->items[i].value, strlen(c->in->args->items[i].value));
+			ok = param_into(c, &k->call, k->named->items[i].value, strlen(k->named->items[i].value));
 			vn_buf_addf(&k->call, "::%s", f->argtypes[n]);
 		}
 	}
@@ -355,8 +503,27 @@ values_from(VnBuf *b, const Call *k)
 }
 
 /*
+ * The response.headers and response.status a function set (PostgREST's
+ * GUCs), read after the call in the same statement, as the fourth and fifth
+ * columns: the headers as "name<US>value" pairs joined by <RS> (answer.c
+ * checks and adds them), the status as text.  Both are read where the
+ * statement projects its one row, after the call's rows are consumed.
+ */
+static void
+response_gucs(VnBuf *b)
+{
+	vn_buf_add(b, ", (SELECT pg_catalog.string_agg(_e.key || chr(31) || _e.value, chr(30))"
+				  " FROM pg_catalog.json_array_elements(NULLIF("
+				  "pg_catalog.current_setting('response.headers', true), '')::json) _h(v),"
+				  " pg_catalog.json_each_text(_h.v) _e),"
+				  " NULLIF(pg_catalog.current_setting('response.status', true), '')");
+}
+
+/*
  * Rows: the call's columns as its relation shows them (an aggregate's
  * view's columns, not the table's), then select=, filters, order, paging.
+ * With Prefer: count=exact the call's rows are a materialized CTE, so the
+ * function runs once for both the page and the total of the filtered rows.
  */
 static bool
 shape_rows(VnQueryCtx *c, const Call *k)
@@ -364,31 +531,61 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	const VnFunction *f = k->f;
 	const VnRelation *r = &c->in->schema->rels[f->result_rel];
 	VnBuf			 *b = &c->q->sql;
+	VnBuf			  inner;
 	VnBuf			  src;
+	bool			  count = f->retset && c->in->count == VN_COUNT_EXACT;
+	char			 *where = NULL;
+	size_t			  total_at;
 	bool			  ok;
 
-	vn_buf_init(&src);
-	vn_buf_add(&src, "(SELECT ");
+	vn_buf_init(&inner);
+	vn_buf_add(&inner, "SELECT ");
 	for (int i = 0; i < r->ncols; i++)
 	{
 		if (i)
-			vn_buf_add(&src, ", ");
-		vn_buf_add(&src, "_f.");
-		vn_buf_ident(&src, r->cols[i].name);
+			vn_buf_add(&inner, ", ");
+		vn_buf_add(&inner, "_f.");
+		vn_buf_ident(&inner, r->cols[i].name);
 	}
-	call_from(&src, k, "_f");
+	call_from(&inner, k, "_f");
 	if (!f->retset)
-		vn_buf_add(&src, " WHERE NOT (_f IS NULL)"); /* a NULL row is no row */
-	vn_buf_add(&src, ") _t");
+		vn_buf_add(&inner, " WHERE NOT (_f IS NULL)"); /* a NULL row is no row */
+	vn_buf_init(&src);
+	if (count)
+	{
+		vn_buf_addf(b, "WITH _c AS MATERIALIZED (%s) ", inner.data);
+		vn_buf_add(&src, "_c _t");
+	}
+	else
+		vn_buf_addf(&src, "(%s) _t", inner.data);
+	vn_buf_free(&inner);
 
 	vn_buf_add(b, "SELECT ");
 	if (f->retset || c->in->format == VN_FORMAT_CSV)
 		vn_query_body_expr(c);
 	else
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r) -> 0)::text, 'null')");
-	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT ");
-	ok = vn_query_rows(c, f->result_rel, src.data) && (!f->retset || vn_query_paging(c));
+	vn_buf_add(b, ", pg_catalog.count(*), ");
+	total_at = b->len;
+	response_gucs(b);
+	vn_buf_add(b, " FROM (SELECT ");
+	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!f->retset || vn_query_paging(c));
 	vn_buf_add(b, ") _r");
+	if (ok)
+	{
+		VnBuf out;
+
+		vn_buf_init(&out);
+		vn_buf_addn(&out, b->data, total_at);
+		if (count)
+			vn_buf_addf(&out, "(SELECT pg_catalog.count(*) FROM _c _t WHERE %s)", where);
+		else
+			vn_buf_add(&out, "NULL::bigint");
+		vn_buf_add(&out, b->data + total_at);
+		vn_buf_free(b);
+		*b = out;
+	}
+	free(where);
 	vn_buf_free(&src);
 	c->q->is_read = f->retset;
 	c->q->is_rpc_scalar = !f->retset;
@@ -413,7 +610,9 @@ shape_values(VnQueryCtx *c, const Call *k)
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r._v) -> 0)::text, '')");
 	else
 		vn_buf_add(b, "coalesce(pg_catalog.json_agg(_r._v)::text, '[]')");
-	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint FROM (SELECT _f._v");
+	vn_buf_add(b, ", pg_catalog.count(*), NULL::bigint");
+	response_gucs(b);
+	vn_buf_add(b, " FROM (SELECT _f._v");
 	call_from(b, k, "AS _f(_v)");
 	ok = vn_query_paging(c);
 	vn_buf_add(b, ") _r");
@@ -435,15 +634,20 @@ shape_value(VnQueryCtx *c, const Call *k)
 	{
 		snprintf(c->q->media_type, sizeof(c->q->media_type), "%s", f->media_type);
 		vn_buf_addf(b, "SELECT coalesce((%s)::text, ''), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
 	}
 	else if (c->in->format == VN_FORMAT_CSV)
 	{
 		vn_buf_add(b, "SELECT ventros.http_csv(pg_catalog.json_build_array(pg_catalog.json_build_object(");
 		vn_buf_literal(b, f->name);
 		vn_buf_addf(b, ", %s))), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
 	}
 	else
+	{
 		vn_buf_addf(b, "SELECT coalesce(pg_catalog.to_json(%s)::text, 'null'), 1::bigint, NULL::bigint", k->call.data);
+		response_gucs(b);
+	}
 	values_from(b, k);
 }
 
@@ -471,6 +675,7 @@ shape(VnQueryCtx *c, const Call *k)
 		c->q->void_result = true;
 		c->q->returns_body = false;
 		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		response_gucs(b);
 		call_from(b, k, "_v");
 		return true;
 	}
@@ -493,37 +698,43 @@ vn_rpc_build(VnQueryCtx *c)
 	if (!get && strcmp(in->method, "POST") != 0)
 		return vn_query_fail(c->q, 405, "PGRST101", NULL, NULL, "functions are called with GET or POST");
 	memset(&k, 0, sizeof(k));
-	k.src = get ? ARGS_QUERY : in->single_object	  ? ARGS_SINGLE :
-						   raw_body(in->content_type) ? ARGS_RAW :
-														ARGS_JSON;
-	if (k.src == ARGS_JSON && in->body_len > 0)
+	k.raw = get ? RAW_NONE : raw_body(in->content_type);
+	k.src = get ? ARGS_QUERY : in->single_object ? ARGS_SINGLE :
+						   k.raw != RAW_NONE	 ? ARGS_RAW :
+												   ARGS_JSON;
+	k.named = in->args;
+	if (k.src == ARGS_JSON && type_is(in->content_type, "application/x-www-form-urlencoded"))
+	{
+		/* PostgREST's form body: key=value pairs, a VARIADIC key repeated */
+		k.src = ARGS_FORM;
+		k.named = &k.form;
+		if (!vn_args_parse(in->body ? in->body : "", in->body_len, &k.form))
+			ok = vn_query_fail(c->q, 400, "PGRST102", NULL, "Percent-encode the body as UTF-8.",
+							   "malformed application/x-www-form-urlencoded body");
+	}
+	if (ok && k.src == ARGS_JSON && in->body_len > 0)
 	{
 		bool is_array = false;
 
-		if (!vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array))
-			return false;
-		if (is_array)
-		{
-			vn_query_free_list(k.keys, k.nkeys);
-			return vn_query_fail(c->q, 400, "PGRST102", NULL, NULL, "functions take a JSON object of named arguments");
-		}
+		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array);
+		k.array_body = is_array;
 	}
-	if (!resolve(c, &k))
-	{
-		vn_query_free_list(k.keys, k.nkeys);
-		return false;
-	}
-	for (int n = 0; n < k.f->nargs; n++)
+	ok = ok && resolve(c, &k);
+	for (int n = 0; ok && n < k.f->nargs; n++)
 		if (!plain_name(k.f->argnames[n]))
 			ok = vn_query_fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of %s are not plain", k.f->name);
-	k.raw_arg = raw_arg(k.f);
-	/* arguments in the query string are not filters on the result's rows */
-	c->rpc_get = k.src == ARGS_QUERY || k.src == ARGS_RAW ? k.f : NULL;
-	vn_buf_init(&k.call);
-	vn_buf_init(&k.args_from);
-	ok = ok && build_call(c, &k) && shape(c, &k);
-	vn_buf_free(&k.call);
-	vn_buf_free(&k.args_from);
+	if (ok)
+	{
+		k.raw_arg = raw_arg(k.f, k.raw);
+		/* arguments in the query string are not filters on the result's rows */
+		c->rpc_get = k.src == ARGS_QUERY || k.src == ARGS_RAW ? k.f : NULL;
+		vn_buf_init(&k.call);
+		vn_buf_init(&k.args_from);
+		ok = build_call(c, &k) && shape(c, &k);
+		vn_buf_free(&k.call);
+		vn_buf_free(&k.args_from);
+	}
 	vn_query_free_list(k.keys, k.nkeys);
+	vn_args_free(&k.form);
 	return ok;
 }

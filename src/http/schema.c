@@ -62,9 +62,64 @@ static const char *funcs_sql =
 	"       coalesce((SELECT pg_catalog.string_agg(coalesce(t.typcategory::text, 'X'), '' ORDER BY c.n)"
 	"                   FROM pg_catalog.json_array_elements(f.result_columns) WITH ORDINALITY c(value, n)"
 	"                   LEFT JOIN pg_catalog.pg_type t ON t.oid = pg_catalog.to_regtype(c.value->>'type')), ''),"
-	"       f.platform_only"
+	"       f.platform_only, false"
 	"  FROM ventros.http_rpc_functions f"
 	" ORDER BY f.name, f.schema_name, pg_catalog.cardinality(f.arg_names), f.function::pg_catalog.text";
+
+/*
+ * The functions of any other exposed schema, PostgREST's rule: every
+ * function of the schema (PostgreSQL checks EXECUTE at the call), the same
+ * columns as funcs_sql plus whether the last argument is VARIADIC.  Left
+ * out, as no call could name their arguments or take their result:
+ * trigger functions, polymorphic (pseudo-type) arguments, unnamed
+ * arguments except a function's single one (the body goes to it), and a
+ * record without OUT columns.  Procedures are not functions (PostgREST
+ * serves none either).  unnest() of several arrays is syntax (ROWS FROM):
+ * it takes no schema.
+ */
+static const char *schema_funcs_sql =
+	"SELECT p.proname, n.nspname, pg_catalog.cardinality(a.names), p.pronargs - p.pronargdefaults,"
+	"       pg_catalog.array_to_string(a.names, chr(31)), pg_catalog.array_to_string(a.types, chr(31)),"
+	"       a.categories, pg_catalog.format_type(p.prorettype, NULL), rt.typtype, p.proretset,"
+	"       p.provolatile <> 'v', coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), ''),"
+	"       rt.typrelid, CASE WHEN rt.typtype = 'd' AND rt.typname ~ '^[a-z]+/[-+.a-z0-9]+$'"
+	"                         THEN rt.typname::text ELSE '' END,"
+	"       coalesce(o.names, c.names) IS NOT NULL, coalesce(o.names, c.names, ''),"
+	"       coalesce(o.types, c.types, ''), coalesce(o.cats, c.cats, ''), false, p.provariadic <> 0"
+	"  FROM pg_catalog.pg_proc p"
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+	"  JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype"
+	"  CROSS JOIN LATERAL ("
+	"    SELECT coalesce(pg_catalog.array_agg(coalesce(x.name, '') ORDER BY x.k), '{}') AS names,"
+	"           coalesce(pg_catalog.array_agg(pg_catalog.format_type(x.type, NULL) ORDER BY x.k), '{}') AS types,"
+	"           coalesce(pg_catalog.string_agg(t.typcategory::text, '' ORDER BY x.k), '') AS categories,"
+	"           coalesce(pg_catalog.bool_or(t.typtype = 'p'), false) AS pseudo,"
+	"           pg_catalog.count(*) FILTER (WHERE coalesce(x.name, '') = '') AS unnamed, pg_catalog.count(*) AS n"
+	"      FROM unnest(coalesce(p.proallargtypes, p.proargtypes::pg_catalog.oid[]),"
+	"                             coalesce(p.proargnames, '{}'), coalesce(p.proargmodes, '{}'))"
+	"           WITH ORDINALITY AS x(type, name, mode, k)"
+	"      JOIN pg_catalog.pg_type t ON t.oid = x.type"
+	"     WHERE coalesce(x.mode, 'i') IN ('i', 'b', 'v')) a"
+	"  LEFT JOIN LATERAL ("
+	"    SELECT pg_catalog.string_agg(x.name, chr(31) ORDER BY x.k) AS names,"
+	"           pg_catalog.string_agg(pg_catalog.format_type(x.type, NULL), chr(31) ORDER BY x.k) AS types,"
+	"           pg_catalog.string_agg(t.typcategory::text, '' ORDER BY x.k) AS cats"
+	"      FROM unnest(p.proallargtypes, p.proargnames, p.proargmodes) WITH ORDINALITY AS x(type, name, mode, k)"
+	"      JOIN pg_catalog.pg_type t ON t.oid = x.type"
+	"     WHERE x.mode IN ('o', 'b', 't')) o ON o.names IS NOT NULL"
+	"  LEFT JOIN LATERAL ("
+	"    SELECT pg_catalog.string_agg(att.attname, chr(31) ORDER BY att.attnum) AS names,"
+	"           pg_catalog.string_agg(pg_catalog.format_type(att.atttypid, att.atttypmod), chr(31)"
+	"                                 ORDER BY att.attnum) AS types,"
+	"           pg_catalog.string_agg(t.typcategory::text, '' ORDER BY att.attnum) AS cats"
+	"      FROM pg_catalog.pg_attribute att JOIN pg_catalog.pg_type t ON t.oid = att.atttypid"
+	"     WHERE att.attrelid = rt.typrelid AND att.attnum > 0 AND NOT att.attisdropped) c ON rt.typtype = 'c'"
+	" WHERE n.nspname = $1 AND p.prokind = 'f' AND NOT a.pseudo"
+	"   AND p.prorettype NOT IN ('pg_catalog.trigger'::pg_catalog.regtype,"
+	"                            'pg_catalog.event_trigger'::pg_catalog.regtype)"
+	"   AND (a.unnamed = 0 OR (a.unnamed = 1 AND a.n = 1))"
+	"   AND NOT (p.prorettype = 'pg_catalog.record'::pg_catalog.regtype AND o.names IS NULL)"
+	" ORDER BY p.proname, pg_catalog.cardinality(a.names), p.oid::pg_catalog.regprocedure::pg_catalog.text";
 
 char **
 vn_schema_split(const char *s, int *n)
@@ -225,6 +280,13 @@ load_function(VnSchema *s, PGresult *res, int i)
 	f->nargs = atoi(PQgetvalue(res, i, 2));
 	f->nrequired = atoi(PQgetvalue(res, i, 3));
 	f->argnames = vn_schema_split(PQgetvalue(res, i, 4), &nn);
+	if (f->nargs == 1 && nn == 0)
+	{
+		/* a single unnamed argument: its name is "" (rpc.c gives it the body) */
+		f->argnames = vn_alloc(sizeof(char *));
+		f->argnames[0] = vn_strdup("");
+		nn = 1;
+	}
 	f->argtypes = vn_schema_split(PQgetvalue(res, i, 5), &nt);
 	f->argcategories = vn_strdup(PQgetvalue(res, i, 6));
 	f->rettype = vn_strdup(PQgetvalue(res, i, 7));
@@ -236,6 +298,7 @@ load_function(VnSchema *s, PGresult *res, int i)
 	f->returns_grant = strcmp(f->rettype, "api.auth_grant") == 0;
 	f->media_type = *PQgetvalue(res, i, 13) ? vn_strdup(PQgetvalue(res, i, 13)) : NULL;
 	f->platform_only = PQgetvalue(res, i, 18)[0] == 't';
+	f->variadic = PQgetvalue(res, i, 19)[0] == 't';
 	f->result_rel = -1;
 	if (nn != f->nargs || nt != f->nargs || (int) strlen(f->argcategories) != f->nargs)
 		return false; /* cannot happen: the view names every argument */
@@ -246,8 +309,8 @@ load_function(VnSchema *s, PGresult *res, int i)
 
 /*
  * Functions, and the relations their rows are answered as: those of
- * ventros.http_rpc_functions are Ventros' api's; another schema serves
- * none yet (docs/http.md).
+ * ventros.http_rpc_functions are Ventros' api's; another schema's are all
+ * of its own (schema_funcs_sql).
  */
 static bool
 load_functions(VnSchema *s, PGconn *conn, char **error)
@@ -256,9 +319,8 @@ load_functions(VnSchema *s, PGconn *conn, char **error)
 	int			n;
 	VnRelation *all;
 
-	if (!s->ventros)
-		return true;
-	if ((res = vn_schema_run(conn, funcs_sql, NULL, error)) == NULL)
+	if ((res = vn_schema_run(conn, s->ventros ? funcs_sql : schema_funcs_sql, s->ventros ? NULL : s->name, error)) ==
+		NULL)
 		return false;
 	n = PQntuples(res);
 	s->funcs = vn_alloc(sizeof(VnFunction) * (n + 1));

@@ -94,10 +94,11 @@ typedef struct VnFunction
 	bool		stable; /* callable with GET */
 	bool		returns_void;
 	bool		returns_grant; /* api.auth_grant: the front signs the claims */
-	const char *schema;		   /* "api" or "ventros"; NULL: api */
+	const char *schema;		   /* "api", "ventros" or another exposed schema; NULL: api */
 	int			result_rel;	   /* rows of the result: index into rels, -1 for scalars */
 	char	   *media_type;	   /* a result answered as is, e.g. "text/csv"; NULL: JSON */
 	bool		platform_only; /* served to ventros_platform_admin alone (sql/96_http_rpc.sql) */
+	bool		variadic;	   /* the last argument is VARIADIC (an array) */
 } VnFunction;
 
 typedef struct VnSchema

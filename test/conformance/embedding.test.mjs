@@ -203,3 +203,44 @@ test('the relationships are the schema cache\'s: a new foreign key embeds after 
   await waitForLog(server, 'schema reloaded on NOTIFY pgrst');
   assert.deepEqual(ok(await get('/customers?select=name,gift_notes(text)&id=eq.3')), [{ name: 'Caio', gift_notes: [{ text: 'for Caio' }] }]);
 });
+
+test('embedding nests deeper than three levels, with filters and !inner down there', async () => {
+  // customers -> orders -> items -> products -> tags (through product_tags): four levels
+  const r = ok(await get('/customers?select=name,orders(id,items(quantity,products(name,tags(label))))'
+    + '&id=eq.1&orders.order=id&orders.items.order=product_id'));
+  assert.deepEqual(r, [{
+    name: 'Ana',
+    orders: [
+      { id: 10, items: [
+        { quantity: 2, products: { name: 'tea', tags: [{ label: 'drink' }] } },
+        { quantity: 1, products: { name: 'cup', tags: [{ label: 'kitchen' }] } },
+      ] },
+      { id: 11, items: [{ quantity: 1, products: { name: 'pot', tags: [{ label: 'kitchen' }] } }] },
+    ],
+  }]);
+  // a filter and !inner on the fourth level narrow every level above
+  const inner = ok(await get('/customers?select=name,orders!inner(id,items!inner(products!inner(tags!inner(label))))'
+    + '&orders.items.products.tags.label=eq.drink'));
+  assert.deepEqual(inner, [{ name: 'Ana', orders: [{ id: 10, items: [{ products: { tags: [{ label: 'drink' }] } }] }] }]);
+  // a self-reference five levels down: the children of the children ...
+  const s = ok(await get('/staff?select=name,staff(name,staff(name,staff(name,staff(name))))&id=eq.1&staff.order=name'));
+  assert.deepEqual(s, [{ name: 'Boss', staff: [{ name: 'Dana', staff: [] }, { name: 'Eli', staff: [] }] }]);
+});
+
+test('more than eight levels of embedding is refused (400)', async () => {
+  const deep = 'staff(name,'.repeat(9) + 'name' + ')'.repeat(9);
+  const r = await get(`/staff?select=name,${deep}`);
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.message, /at most 8 levels/);
+});
+
+test('a junction that is a view: many-to-many through it', async () => {
+  const r = ok(await get('/boards?select=title,customers(name)&order=id&customers.order=name'));
+  assert.deepEqual(r, [
+    { title: 'alpha', customers: [{ name: 'Ana' }, { name: 'Bruno' }] },
+    { title: 'beta', customers: [] },
+    { title: 'gamma', customers: [{ name: 'Bruno' }] },
+  ]);
+  const back = ok(await get('/customers?select=name,boards!board_watchers(title)&id=eq.2&boards.order=id'));
+  assert.deepEqual(back, [{ name: 'Bruno', boards: [{ title: 'alpha' }, { title: 'gamma' }] }]);
+});

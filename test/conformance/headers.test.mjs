@@ -1,13 +1,14 @@
 // Headers and operators as PostgREST 12 reads them: several Prefer headers
-// make one list (RFC 7240), is.null/is.true in any case, and HEAD answers
-// the headers GET would (references/api/preferences, tables_views).
+// make one list (RFC 7240), is.null/is.true in any case, HEAD answers the
+// headers GET would, and the execution plan media type with db-plan-enabled
+// (references/api/preferences, tables_views, observability).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import nodeHttp from 'node:http';
 import { startConformance, http, READ } from './helpers.mjs';
 
 let server;
-before(async () => { server = await startConformance(); });
+before(async () => { server = await startConformance({ VENTROS_HTTP_DB_PLAN_ENABLED: 'true' }); });
 after(async () => { await server?.stop(); });
 
 // node:http sends an array value as several header lines (fetch would join them)
@@ -50,4 +51,44 @@ test('HEAD answers the Content-Type GET would', async () => {
   assert.match(r.headers.get('content-type'), /^application\/json/);
   const csv = await http('HEAD', '/boards', { headers: { ...READ, Accept: 'text/csv' } });
   assert.match(csv.headers.get('content-type'), /^text\/csv/);
+});
+
+test('Accept: application/vnd.pgrst.plan+json answers the plan of the request', async () => {
+  const r = await http('GET', '/boards?id=eq.1', { headers: { ...READ, Accept: 'application/vnd.pgrst.plan+json' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('content-type'), 'application/vnd.pgrst.plan+json; for="application/json"; charset=utf-8');
+  assert.ok(r.json[0].Plan, r.text);
+  assert.equal(r.json[0]['Execution Time'], undefined);
+  // postgrest-js's explain(): a for= media type and options
+  const a = await http('GET', '/boards?select=title', {
+    headers: { ...READ, Accept: 'application/vnd.pgrst.plan+json; for="text/csv"; options=analyze|verbose;' },
+  });
+  assert.equal(a.status, 200, a.text);
+  assert.match(a.headers.get('content-type'), /for="text\/csv"/);
+  assert.ok(a.json[0]['Execution Time'] !== undefined, a.text);
+  const t = await http('GET', '/rpc/boards_from?first_id=2', { headers: { ...READ, Accept: 'application/vnd.pgrst.plan' } });
+  assert.equal(t.status, 200, t.text);
+  assert.match(t.headers.get('content-type'), /^application\/vnd\.pgrst\.plan\+text/);
+  assert.match(t.text, /cost=/);
+});
+
+test('no plan for Ventros\' api, nor with an option EXPLAIN does not know', async () => {
+  const api = await http('GET', '/contacts', { headers: { Accept: 'application/vnd.pgrst.plan+json' } });
+  assert.equal(api.status, 406, api.text);
+  assert.equal(api.json.code, 'PGRST107');
+  const bad = await http('GET', '/boards', { headers: { ...READ, Accept: 'application/vnd.pgrst.plan+json; options=costs' } });
+  assert.equal(bad.status, 406, bad.text);
+});
+
+test('Prefer: handling=strict refuses preferences it cannot honour (PGRST122); lenient ignores them', async () => {
+  const strict = await http('GET', '/boards', { headers: { ...READ, Prefer: 'handling=strict, foo, bar' } });
+  assert.equal(strict.status, 400, strict.text);
+  assert.equal(strict.json.code, 'PGRST122');
+  assert.equal(strict.json.message, 'Invalid preferences given with handling=strict');
+  assert.equal(strict.json.details, 'Invalid preferences: foo, bar');
+  const lenient = await http('GET', '/boards?select=id&id=eq.1', { headers: { ...READ, Prefer: 'handling=lenient, foo, bar' } });
+  assert.equal(lenient.status, 200, lenient.text);
+  const known = await http('GET', '/boards?select=id&id=eq.1', { headers: { ...READ, Prefer: 'handling=strict, count=exact' } });
+  assert.equal(known.status, 200, known.text);
+  assert.equal(known.headers.get('content-range'), '0-0/1');
 });

@@ -54,3 +54,42 @@ test('the singular object and CSV media types', async () => {
   assert.match(csv.headers.get('content-type'), /^text\/csv/);
   assert.equal(csv.text.trim().split('\n')[0], 'code,color');
 });
+
+test('in.() takes double-quoted values with commas, parentheses and escaped quotes', async () => {
+  const ins = await http('POST', '/labels', {
+    headers: { 'Content-Profile': 'conformance' },
+    body: [{ code: 'a,b' }, { code: 'say "hi"' }, { code: 'x(y)' }, { code: 'back\\slash' }],
+  });
+  assert.equal(ins.status, 201, ins.text);
+  const q = encodeURIComponent('("a,b","say \\"hi\\"","x(y)","back\\\\slash",bug)');
+  const r = await get(`/labels?select=code&code=in.${q}&order=code`);
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json.map((x) => x.code).sort(), ['a,b', 'back\\slash', 'bug', 'say "hi"', 'x(y)'].sort());
+});
+
+test('CSV quotes values holding commas, quotes or line breaks; null is empty', async () => {
+  const ins = await http('POST', '/events', {
+    headers: { 'Content-Profile': 'conformance' },
+    body: [{ kind: 'csv', note: 'one, "two"\nthree' }, { kind: 'csv', note: null }],
+  });
+  assert.equal(ins.status, 201, ins.text);
+  const r = await get('/events?kind=eq.csv&select=kind,note', { Accept: 'text/csv' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.text, 'kind,note\ncsv,"one, ""two""\nthree"\ncsv,');
+});
+
+test('select= casts to any type by name, schema-qualified and arrays too', async () => {
+  // an array type is a cast of ours; integer to bigint[] is PostgreSQL's refusal (42846), not a syntax error
+  const r = await get('/boards?select=id::int8[]&id=eq.1');
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.code, '42846');
+  const ok = await get('/boards?select=id::int8,title::conformance.short_text,rank::oid,big:rank::float8&id=eq.1');
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual(ok.json, [{ id: 1, title: 'alpha', rank: '3', big: 3 }]); // json has no oid: a string
+  const unknown = await get('/boards?select=title::no_such_type');
+  assert.equal(unknown.status, 400, unknown.text);
+  assert.equal(unknown.json.code, '42704');
+  const bad = await get('/boards?select=title::text);select(1');
+  assert.equal(bad.status, 400, bad.text);
+  assert.equal(bad.json.code, 'PGRST100');
+});

@@ -112,3 +112,15 @@ test('Location names the primary key of the row created, whatever its columns', 
   assert.equal(c.status, 201);
   assert.equal(c.headers.get('location'), null);
 });
+
+test('Content-Range of PATCH and DELETE: the range of the rows changed, out of *', async () => {
+  const p = await http('PATCH', '/boards?rank=gte.2', { headers: WRITE, body: { archived: false } });
+  assert.equal(p.status, 204, p.text);
+  assert.equal(p.headers.get('content-range'), '0-1/*');
+  const counted = await http('PATCH', '/boards?rank=gte.2', { headers: { ...WRITE, Prefer: 'count=exact' }, body: { archived: false } });
+  assert.equal(counted.headers.get('content-range'), '0-1/2');
+  const none = await http('PATCH', '/boards?rank=gt.100', { headers: WRITE, body: { archived: true } });
+  assert.equal(none.headers.get('content-range'), '*/*');
+  const d = await http('DELETE', '/events?kind=eq.nothing', { headers: WRITE });
+  assert.equal(d.headers.get('content-range'), '*/*');
+});
