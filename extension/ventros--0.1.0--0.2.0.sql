@@ -18695,7 +18695,6 @@ BEGIN
                 FROM unnest(sessions) s ORDER BY s.contact_id
                 RETURNING *)
             SELECT coalesce(array_agg(i ORDER BY i.contact_id), '{}') INTO sent FROM inserted i;
-            PERFORM ventros.record_messages_effects(sent);
             -- The provider requests, in this transaction (queue_message_sends).
             queued := ARRAY(SELECT q FROM ventros.queue_message_sends(ARRAY(SELECT m.id FROM unnest(sent) m)) q);
             refused := ARRAY(SELECT q FROM unnest(queued) q WHERE q.error_code IS NOT NULL);
