@@ -16172,6 +16172,142 @@ SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, 
            'ventros.meta_webhook_challenge(jsonb, text, text, text)', 'ventros.meta_messaging_conversation(jsonb)')
   FROM unnest('{instagram,messenger}'::text[]) p;
 
+-- Channel counters: a message is only metered (the usage delta is the
+-- channel's count too, folded into the channel's columns by fold_usage); the
+-- slot rows are no longer written, and those left from 0.1.0 are still read
+-- and folded by fold_channel_message_counts.
+COMMENT ON TABLE ventros.channel_message_counts IS
+    'Messages counted per channel before 0.2.0 and not folded yet, spread over 16 slots (no longer written: messages are counted by their usage deltas, folded by ventros.fold_usage)';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_messages(channel_id uuid, received bigint, sent bigint, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_messages.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_messages.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF received < 0 OR sent < 0 THEN
+        RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
+    END IF;
+    -- the tenant's usage and the channel's counts: appended deltas, no row
+    -- lock (sql/65_usage_metering.sql; fold_usage folds them into both)
+    PERFORM ventros.meter_usage(ARRAY['messages_received', 'messages_sent'], ARRAY[received, sent],
+                                count_channel_messages.channel_id, at);
+END
+$$;
+
+COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other): appended usage deltas, folded into the channel''s counters by fold_usage (no row lock)';
+
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other): an appended usage delta (see count_channel_messages)';
+
+CREATE OR REPLACE FUNCTION ventros.channel_message_counts(channel_id uuid,
+    OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ch.messages_received + coalesce(c.received, 0) + coalesce(d.received, 0),
+           ch.messages_sent + coalesce(c.sent, 0) + coalesce(d.sent, 0),
+           greatest(ch.last_message_at, c.last_at, d.last_at)
+      FROM ventros.channels ch
+      LEFT JOIN LATERAL (SELECT sum(x.messages_received) AS received, sum(x.messages_sent) AS sent,
+                                max(x.last_message_at) AS last_at
+                           FROM ventros.channel_message_counts x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id) c ON true
+      LEFT JOIN LATERAL (SELECT sum(x.quantity) FILTER (WHERE x.metric = 'messages_received') AS received,
+                                sum(x.quantity) FILTER (WHERE x.metric = 'messages_sent') AS sent, max(x.at) AS last_at
+                           FROM ventros.usage_deltas x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id
+                            AND x.metric IN ('messages_received', 'messages_sent')) d ON true
+     WHERE ch.tenant_id = ventros.require_tenant() AND ch.id = channel_message_counts.channel_id
+$$;
+
+COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
+    'A channel''s exact message totals and last message time: its columns plus the usage deltas (and pre-0.2.0 slots) not folded yet';
+
+CREATE OR REPLACE FUNCTION ventros.fold_usage()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+    p record;
+    lim record;
+    used bigint;
+BEGIN
+    IF tenant IS NULL THEN
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-usage', 'SELECT pg_catalog.to_jsonb(ventros.fold_usage())',
+                   ARRAY(SELECT DISTINCT d.tenant_id FROM ventros.usage_deltas d ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.usage_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
+    -- the channels' message counters (quiet columns: no version, no event),
+    -- counted by these deltas only (sql/40_messages_counts.sql)
+    counted AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + c.received,
+               messages_sent = ch.messages_sent + c.sent,
+               last_message_at = greatest(ch.last_message_at, c.last_at),
+               version = ch.version
+          FROM (SELECT g.channel_id, coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_received'), 0) AS received,
+                       coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_sent'), 0) AS sent, max(g.at) AS last_at
+                  FROM gone g WHERE g.metric IN ('messages_received', 'messages_sent') AND g.channel_id IS NOT NULL
+                 GROUP BY 1) c
+         WHERE ch.tenant_id = tenant AND ch.id = c.channel_id
+        RETURNING 1),
+    sums AS (
+        INSERT INTO ventros.usage_totals AS t (tenant_id, metric, day, channel_id, quantity)
+        SELECT g.tenant_id, g.metric, (g.at AT TIME ZONE 'UTC')::date,
+               coalesce(g.channel_id, '00000000-0000-0000-0000-000000000000'), sum(g.quantity)
+          FROM gone g GROUP BY 1, 2, 3, 4
+        ON CONFLICT ON CONSTRAINT usage_totals_pkey DO UPDATE SET quantity = t.quantity + EXCLUDED.quantity
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM sums;
+    -- the meters of the current period follow the totals
+    UPDATE ventros.usage_meters m
+       SET quantity = greatest(m.reported_quantity, x.q), version = m.version
+      FROM (SELECT mm.id, CASE WHEN mm.metric_name = 'active_contacts' THEN ventros.active_contacts_since(mm.period_start)
+                               ELSE ventros.usage_since(mm.metric_name, mm.period_start) END AS q
+              FROM ventros.usage_meters mm
+             WHERE mm.tenant_id = tenant AND mm.deleted_at IS NULL AND mm.metric_name = ANY (ventros.usage_metrics())
+               AND mm.period_start <= now() AND mm.period_end > now()) x
+     WHERE m.tenant_id = tenant AND m.id = x.id AND m.quantity IS DISTINCT FROM greatest(m.reported_quantity, x.q);
+    -- limits reached by usage that nothing refuses (inbound messages)
+    p := ventros.usage_period();
+    FOR lim IN SELECT l.key AS metric, (l.value #>> '{}')::bigint AS cap
+                 FROM jsonb_each(ventros.plan_limits(p.plan)) l
+                WHERE NOT EXISTS (SELECT 1 FROM ventros.usage_limit_hits h
+                                   WHERE h.tenant_id = tenant AND h.metric = l.key AND h.period_start = p.period_start)
+    LOOP
+        used := CASE WHEN lim.metric = 'active_contacts' THEN ventros.active_contacts_since(p.period_start)
+                     ELSE ventros.usage_since(lim.metric, p.period_start) END;
+        IF used >= lim.cap THEN
+            PERFORM ventros.note_limit_reached(lim.metric, lim.cap, used, p.period_start, p.period_end);
+        END IF;
+    END LOOP;
+    RETURN folded;
+END
+$$;
+
+COMMENT ON FUNCTION ventros.fold_usage() IS
+    'Folds usage deltas into usage_totals, the channels'' message counters (quiet) and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
