@@ -56,7 +56,7 @@ static long		   n;
 static int		   clients;
 static const char *run_id;
 static long		   contacts;
-static double	   rate;		/* messages/s over all clients; 0: as fast as answered */
+static double	   rate; /* messages/s over all clients; 0: as fast as answered */
 static double	   start_ms;
 
 static double
