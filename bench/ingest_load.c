@@ -5,7 +5,7 @@
  *	  signed as WAHA signs them (X-Webhook-Hmac: hex HMAC-SHA512), or
  *	  INSERTed into a plain table over libpq (the floor).
  *
- *	  ingest_load http <host> <port> <path> <hmac key> <n> <clients> <run id> <contacts>
+ *	  ingest_load http <host> <port> <path> <hmac key> <n> <clients> <run id> <contacts> [<rate>]
  *	  ingest_load pg <conninfo> <n> <clients> <run id> <contacts>
  *
  * Each of <clients> threads keeps one connection (HTTP/1.1 keep-alive, or a
@@ -14,7 +14,9 @@
  * Prints one line: "<n/s> <p50 ms> <p99 ms> <ok> <failed> <seconds>", where
  * ok counts 200 answers with "accepted" (http) or committed INSERTs (pg);
  * a request is timed from its first byte sent to its answer read, the rate
- * from the first request sent to the last answer read.
+ * from the first request sent to the last answer read.  With <rate> (http,
+ * messages per second over all clients), message i is sent no earlier than
+ * i / rate seconds after the start: the answers' latency at a given load.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,6 +56,8 @@ static long		   n;
 static int		   clients;
 static const char *run_id;
 static long		   contacts;
+static double	   rate; /* messages/s over all clients; 0: as fast as answered */
+static double	   start_ms;
 
 static double
 now_ms(void)
@@ -198,6 +202,13 @@ http_worker(void *arg)
 			 closing = false;
 		double t0;
 
+		if (rate > 0)
+		{
+			double wait = start_ms + i * 1000.0 / rate - now_ms();
+
+			if (wait > 0)
+				usleep((useconds_t) (wait * 1000));
+		}
 		HMAC(EVP_sha512(), key, (int) strlen(key), (unsigned char *) body, (size_t) blen, mac, &maclen);
 		for (unsigned int k = 0; k < maclen; k++)
 			sprintf(hex + 2 * k, "%02x", mac[k]);
@@ -303,7 +314,7 @@ main(int argc, char **argv)
 		goto usage;
 	mode = argv[1];
 	http = strcmp(mode, "http") == 0;
-	if (http && argc == 10)
+	if (http && (argc == 10 || argc == 11))
 	{
 		host = argv[2];
 		port = atoi(argv[3]);
@@ -313,6 +324,7 @@ main(int argc, char **argv)
 		clients = atoi(argv[7]);
 		run_id = argv[8];
 		contacts = atol(argv[9]);
+		rate = argc == 11 ? atof(argv[10]) : 0;
 	}
 	else if (strcmp(mode, "pg") == 0 && argc == 7)
 	{
@@ -334,7 +346,7 @@ main(int argc, char **argv)
 		jobs[t].t = t;
 		jobs[t].lat_ms = calloc((size_t) (n / clients + 2), sizeof(double));
 	}
-	t0 = now_ms();
+	t0 = start_ms = now_ms();
 	for (int t = 0; t < clients; t++)
 		pthread_create(&threads[t], NULL, http ? http_worker : pg_worker, &jobs[t]);
 	for (int t = 0; t < clients; t++)
@@ -357,7 +369,7 @@ main(int argc, char **argv)
 	return failed > 0 ? 1 : 0;
 
 usage:
-	fprintf(stderr, "usage: ingest_load http <host> <port> <path> <hmac key> <n> <clients> <run id (<= 8 chars)> <contacts>\n"
+	fprintf(stderr, "usage: ingest_load http <host> <port> <path> <hmac key> <n> <clients> <run id (<= 8 chars)> <contacts> [<rate>]\n"
 					"       ingest_load pg <conninfo> <n> <clients> <run id> <contacts>\n");
 	return 2;
 }

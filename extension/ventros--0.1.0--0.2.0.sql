@@ -19011,6 +19011,398 @@ BEGIN
 END
 $$;
 
+-- ---- inbound without channel locks
+-- Issue 19: the inbox processors take the items of one channel in parallel
+-- and keep each conversation's order.  A provider may register a
+-- conversation function (the chat or sender of an item: a new column of
+-- ventros.inbound_providers and a new last parameter of
+-- register_inbound_provider, defaulting to none); accept_webhook stores its
+-- answer in the new column ventros.inbox.conversation, and process_inbox
+-- leaves an item due ("waiting") while an earlier item of its conversation
+-- is still received (test/isolation/specs/inbox_conversation_order.spec).
+ALTER TABLE ventros.inbound_providers ADD COLUMN conversation regprocedure;
+COMMENT ON TABLE ventros.inbound_providers IS
+    'Per webhook provider: verify(config jsonb, headers jsonb, body bytea) -> NULL or why not authentic; split(config jsonb, doc jsonb, body bytea, headers jsonb) -> SETOF ventros.inbox_item; process(ventros.inbox, ventros.channels) -> ventros.inbox_outcome; challenge(config jsonb, mode text, verify_token text, challenge text) -> the text to echo or NULL (no handshake when NULL); conversation(item jsonb) -> the chat or sender an item belongs to, or NULL (items of one conversation are processed in order; none kept when NULL)';
+ALTER TABLE ventros.inbox ADD COLUMN conversation text;
+CREATE INDEX inbox_conversation_pending ON ventros.inbox (tenant_id, channel_id, conversation, received_at, item_index)
+    WHERE status = 'received' AND conversation IS NOT NULL;
+COMMENT ON COLUMN ventros.inbox.conversation IS
+    'The conversation of the item on its channel as its provider''s conversation function says it (the chat or sender id; NULL: none): the processors keep the order of the items of one conversation and take different conversations in parallel';
+DROP FUNCTION ventros.register_inbound_provider(text, regprocedure, regprocedure, regprocedure, regprocedure);
+
+CREATE FUNCTION ventros.register_inbound_provider(provider text, verify regprocedure, split regprocedure,
+                                                  process regprocedure, challenge regprocedure DEFAULT NULL,
+                                                  conversation regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.require_function_shape(verify, ARRAY['jsonb', 'jsonb', 'bytea']::regtype[], 'text', 'verify');
+    PERFORM ventros.require_function_shape(split, ARRAY['jsonb', 'jsonb', 'bytea', 'jsonb']::regtype[],
+                                           'ventros.inbox_item', 'split');
+    PERFORM ventros.require_function_shape(process, ARRAY['ventros.inbox', 'ventros.channels']::regtype[],
+                                           'ventros.inbox_outcome', 'process');
+    IF challenge IS NOT NULL THEN
+        PERFORM ventros.require_function_shape(challenge, ARRAY['jsonb', 'text', 'text', 'text']::regtype[], 'text',
+                                               'challenge');
+    END IF;
+    IF conversation IS NOT NULL THEN
+        PERFORM ventros.require_function_shape(conversation, ARRAY['jsonb']::regtype[], 'text', 'conversation');
+    END IF;
+    INSERT INTO ventros.inbound_providers AS p (provider, verify, split, process, challenge, conversation)
+    VALUES (register_inbound_provider.provider, register_inbound_provider.verify, register_inbound_provider.split,
+            register_inbound_provider.process, register_inbound_provider.challenge,
+            register_inbound_provider.conversation)
+    ON CONFLICT ON CONSTRAINT inbound_providers_pkey DO UPDATE
+       SET verify = EXCLUDED.verify, split = EXCLUDED.split, process = EXCLUDED.process, challenge = EXCLUDED.challenge,
+           conversation = EXCLUDED.conversation;
+END
+$$;
+
+COMMENT ON FUNCTION ventros.register_inbound_provider(text, regprocedure, regprocedure, regprocedure, regprocedure, regprocedure) IS
+    'Registers how the webhooks of a provider are verified, split into inbox items, processed, (optionally) subscribed to, and which conversation an item belongs to (optional; see ventros.inbound_providers)';
+
+CREATE OR REPLACE FUNCTION ventros.accept_webhook(provider text, channel_id text, headers jsonb, body bytea)
+RETURNS TABLE (http_status integer, response jsonb)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- the tenant chosen inside is restored when the function returns
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    ch ventros.channels;
+    hdrs jsonb;
+    failure text;
+    doc jsonb;
+    parse_error text;
+    it ventros.inbox_item;
+    new_id uuid;
+    head uuid;
+    n integer := 0;
+    stored uuid[] := '{}';
+    kept jsonb;
+    row_ ventros.inbox;
+    p ventros.inbound_providers;
+    conv text;
+BEGIN
+    provider := lower(provider);
+    SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = accept_webhook.provider;
+    ch := ventros.webhook_channel(provider, channel_id);
+    IF p.provider IS NULL OR ch.id IS NULL THEN
+        RETURN QUERY SELECT 404, '{"error":"channel_not_found"}'::jsonb;
+        RETURN;
+    END IF;
+    PERFORM set_config('ventros.tenant', ch.tenant_id, true);
+    hdrs := ventros.webhook_headers(headers);
+    body := coalesce(body, ''::bytea);
+
+    failure := ventros.verify_webhook(provider, ch.config, hdrs, body);
+    IF failure IS NOT NULL THEN
+        INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
+        VALUES (ch.tenant_id, ch.id, 1, now(), failure)
+        ON CONFLICT ON CONSTRAINT channel_webhook_rejections_pkey DO UPDATE
+            SET rejected = x.rejected + 1, last_rejected_at = now(), last_reason = EXCLUDED.last_reason;
+        RETURN QUERY SELECT 401, '{"error":"invalid_signature"}'::jsonb;
+        RETURN;
+    END IF;
+
+    kept := ventros.webhook_headers_to_keep(hdrs);
+    BEGIN
+        doc := convert_from(body, 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        parse_error := SQLERRM;
+    END;
+    IF parse_error IS NOT NULL OR doc IS NULL THEN
+        -- Stored with its error (nothing is lost), answered 400.
+        new_id := gen_random_uuid();
+        INSERT INTO ventros.inbox (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, body, headers,
+                                   status, last_error)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, 'invalid', ventros.body_sha256(body), new_id, body, kept,
+                'failed', left('22P02: body is not JSON: ' || coalesce(parse_error, 'empty'), 2000))
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING;
+        RETURN QUERY SELECT 400, '{"error":"invalid_json"}'::jsonb;
+        RETURN;
+    END IF;
+
+    FOR it IN EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', p.split::regproc) USING ch.config, doc, body, hdrs
+    LOOP
+        new_id := gen_random_uuid();
+        conv := NULL;
+        IF p.conversation IS NOT NULL AND it.status = 'received' THEN
+            EXECUTE format('SELECT %s($1)', p.conversation::regproc) INTO conv USING it.item;
+        END IF;
+        INSERT INTO ventros.inbox AS i (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, item_index,
+                                        body, item, headers, ref_id, status, last_error, next_attempt_at, conversation)
+        VALUES (ch.tenant_id, new_id, ch.id, provider, it.event, left(it.dedupe_key, 1024), coalesce(head, new_id), n,
+                CASE WHEN head IS NULL THEN body END, it.item, kept, it.ref_id, it.status, it.last_error,
+                CASE WHEN it.status = 'received' THEN now() END, left(conv, 256))
+        ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING
+        RETURNING i.id INTO new_id;
+        n := n + 1;
+        IF FOUND THEN
+            head := coalesce(head, new_id);
+            stored := stored || new_id;
+        END IF;
+    END LOOP;
+
+    IF head IS NULL THEN
+        RETURN QUERY SELECT 200, '{"status":"duplicate"}'::jsonb;
+        RETURN;
+    END IF;
+    -- Deferred (the default): the inbox processor takes the new items right
+    -- after this transaction commits (src/inbox_worker.c; the statement
+    -- trigger ventros_inbox_wake wakes it).  Inline: process what is new
+    -- here, each item in its own subtransaction (inbox_run).
+    IF current_setting('ventros.inbox_processing') = 'inline' THEN
+        FOR row_ IN SELECT * FROM ventros.inbox i
+                    WHERE i.tenant_id = ch.tenant_id AND i.id = ANY (stored) AND i.status = 'received'
+                    ORDER BY i.item_index LOOP
+            PERFORM ventros.inbox_run(row_, now());
+        END LOOP;
+    END IF;
+    RETURN QUERY SELECT 200, jsonb_build_object('status', 'accepted', 'inbox_id', head);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.process_inbox(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
+RETURNS TABLE (status text, items integer)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET ventros.tenant = ''
+AS $$
+DECLARE
+    r ventros.inbox;
+    outcome text;
+    counts jsonb := '{}';
+    held_up text[] := '{}';     -- tenants whose item waited past the lock timeout
+    wait text := pg_catalog.current_setting('ventros.inbox_lock_timeout', true);
+    saved_wait text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    PERFORM ventros.require_platform_admin();
+    -- No tenant holds up the others: an item waits for a lock at most this
+    -- long, and then the rest of its tenant's items in the batch are put off
+    -- with it, so one tenant's open transaction costs a processor one wait
+    -- every few seconds, not one per item.
+    IF wait IS NOT NULL AND wait NOT IN ('0', '0ms') THEN
+        PERFORM pg_catalog.set_config('lock_timeout', wait, true);
+    END IF;
+    FOR r IN SELECT * FROM ventros.inbox i
+             WHERE i.status IN ('received', 'failed', 'unmatched') AND i.next_attempt_at <= process_inbox.now
+             ORDER BY i.next_attempt_at, i.received_at, i.item_index
+             LIMIT batch_size
+             FOR UPDATE SKIP LOCKED LOOP
+        IF r.tenant_id = ANY (held_up) THEN
+            UPDATE ventros.inbox i SET next_attempt_at = process_inbox.now + interval '5 seconds'
+            WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
+            outcome := 'deferred';
+        ELSIF r.conversation IS NOT NULL AND r.status = 'received'
+              AND EXISTS (SELECT 1 FROM ventros.inbox e
+                           WHERE e.tenant_id = r.tenant_id AND e.channel_id = r.channel_id
+                             AND e.conversation = r.conversation AND e.status = 'received'
+                             AND (e.received_at, e.item_index) < (r.received_at, r.item_index)) THEN
+            -- an earlier item of its conversation is not done (another
+            -- processor has it, or it was not claimed): this one waits
+            outcome := 'waiting';
+        ELSE
+            PERFORM set_config('ventros.tenant', r.tenant_id, true);
+            outcome := ventros.inbox_run(r, process_inbox.now);
+            IF outcome = 'deferred' THEN
+                held_up := held_up || r.tenant_id;
+            END IF;
+        END IF;
+        counts := jsonb_set(counts, ARRAY[outcome], to_jsonb(coalesce((counts->>outcome)::integer, 0) + 1));
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', saved_wait, true);
+    RETURN QUERY SELECT c.key, c.value::text::integer FROM jsonb_each(counts) c ORDER BY c.key;
+END
+$$;
+
+COMMENT ON FUNCTION ventros.process_inbox(integer, timestamptz) IS
+    'Platform admins / scheduler: processes up to batch_size due inbox items of every tenant (received, failed with retries left, unmatched), each in its own subtransaction, in the order of each conversation (an item whose conversation has an earlier item still received is left due: status waiting); an item that waits for a lock past ventros.inbox_lock_timeout is put off 5 s with the rest of its tenant''s batch (status deferred, no attempt counted); returns how many ended in each status';
+
+CREATE FUNCTION ventros.waha_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT CASE WHEN ventros.json_text(item, 'payload', 'fromMe') = 'true' THEN ventros.json_text(item, 'payload', 'to')
+                ELSE ventros.json_text(item, 'payload', 'from') END
+$$;
+
+COMMENT ON FUNCTION ventros.waha_conversation(jsonb) IS
+    'The chat of a WAHA inbox item (payload.to for our own messages, else payload.from): the processors keep its items in order';
+
+CREATE FUNCTION ventros.whatsapp_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT coalesce(ventros.json_text(item, 'message', 'from'), ventros.json_text(item, 'status', 'recipient_id')) $$;
+
+COMMENT ON FUNCTION ventros.whatsapp_conversation(jsonb) IS
+    'The customer of a WhatsApp Cloud inbox item (message.from, status.recipient_id): the processors keep its items in order';
+
+CREATE FUNCTION ventros.meta_messaging_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT CASE WHEN ventros.json_text(item, 'event', 'message', 'is_echo') = 'true'
+                THEN ventros.json_text(item, 'event', 'recipient', 'id')
+                ELSE ventros.json_text(item, 'event', 'sender', 'id') END
+$$;
+
+COMMENT ON FUNCTION ventros.meta_messaging_conversation(jsonb) IS
+    'The other party of an Instagram/Messenger inbox item (event.sender.id, event.recipient.id for echoes): the processors keep its items in order';
+
+-- the providers of this extension, with their conversations
+SELECT ventros.register_inbound_provider('waha', 'ventros.verify_waha_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)',
+           conversation => 'ventros.waha_conversation(jsonb)');
+SELECT ventros.register_inbound_provider('whatsapp', 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           'ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb)', 'ventros.whatsapp_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)', 'ventros.whatsapp_conversation(jsonb)');
+SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
+           format('ventros.split_%s(jsonb, jsonb, bytea, jsonb)', p)::regprocedure,
+           'ventros.meta_messaging_process(ventros.inbox, ventros.channels)',
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)', 'ventros.meta_messaging_conversation(jsonb)')
+  FROM unnest('{instagram,messenger}'::text[]) p;
+
+-- Channel counters: a message is only metered (the usage delta is the
+-- channel's count too, folded into the channel's columns by fold_usage); the
+-- slot rows are no longer written, and those left from 0.1.0 are still read
+-- and folded by fold_channel_message_counts.
+COMMENT ON TABLE ventros.channel_message_counts IS
+    'Messages counted per channel before 0.2.0 and not folded yet, spread over 16 slots (no longer written: messages are counted by their usage deltas, folded by ventros.fold_usage)';
+
+CREATE OR REPLACE FUNCTION ventros.count_channel_messages(channel_id uuid, received bigint, sent bigint, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+BEGIN
+    -- only a live channel of the acting tenant: a count row for anything
+    -- else could never be folded
+    PERFORM FROM ventros.channels ch
+     WHERE ch.tenant_id = tenant AND ch.id = count_channel_messages.channel_id AND ch.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % not found', count_channel_messages.channel_id USING ERRCODE = 'P0002';
+    END IF;
+    IF received < 0 OR sent < 0 THEN
+        RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
+    END IF;
+    -- the tenant's usage and the channel's counts: appended deltas, no row
+    -- lock (sql/65_usage_metering.sql; fold_usage folds them into both)
+    PERFORM ventros.meter_usage(ARRAY['messages_received', 'messages_sent'], ARRAY[received, sent],
+                                count_channel_messages.channel_id, at);
+END
+$$;
+
+COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other): appended usage deltas, folded into the channel''s counters by fold_usage (no row lock)';
+
+COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
+    'Counts a message on a live channel of the acting tenant (P0002 for any other): an appended usage delta (see count_channel_messages)';
+
+CREATE OR REPLACE FUNCTION ventros.channel_message_counts(channel_id uuid,
+    OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ch.messages_received + coalesce(c.received, 0) + coalesce(d.received, 0),
+           ch.messages_sent + coalesce(c.sent, 0) + coalesce(d.sent, 0),
+           greatest(ch.last_message_at, c.last_at, d.last_at)
+      FROM ventros.channels ch
+      LEFT JOIN LATERAL (SELECT sum(x.messages_received) AS received, sum(x.messages_sent) AS sent,
+                                max(x.last_message_at) AS last_at
+                           FROM ventros.channel_message_counts x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id) c ON true
+      LEFT JOIN LATERAL (SELECT sum(x.quantity) FILTER (WHERE x.metric = 'messages_received') AS received,
+                                sum(x.quantity) FILTER (WHERE x.metric = 'messages_sent') AS sent, max(x.at) AS last_at
+                           FROM ventros.usage_deltas x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id
+                            AND x.metric IN ('messages_received', 'messages_sent')) d ON true
+     WHERE ch.tenant_id = ventros.require_tenant() AND ch.id = channel_message_counts.channel_id
+$$;
+
+COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
+    'A channel''s exact message totals and last message time: its columns plus the usage deltas (and pre-0.2.0 slots) not folded yet';
+
+CREATE OR REPLACE FUNCTION ventros.fold_usage()
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.current_tenant();
+    folded integer;
+    p record;
+    lim record;
+    used bigint;
+BEGIN
+    IF tenant IS NULL THEN
+        PERFORM ventros.require_platform_admin();
+        SELECT coalesce(sum((r.result #>> '{}')::integer), 0)::integer INTO folded
+          FROM ventros.run_per_tenant('ventros-fold-usage', 'SELECT pg_catalog.to_jsonb(ventros.fold_usage())',
+                   ARRAY(SELECT DISTINCT d.tenant_id FROM ventros.usage_deltas d ORDER BY 1)) r;
+        RETURN folded;
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.usage_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
+    -- the channels' message counters (quiet columns: no version, no event),
+    -- counted by these deltas only (sql/40_messages_counts.sql)
+    counted AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + c.received,
+               messages_sent = ch.messages_sent + c.sent,
+               last_message_at = greatest(ch.last_message_at, c.last_at),
+               version = ch.version
+          FROM (SELECT g.channel_id, coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_received'), 0) AS received,
+                       coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_sent'), 0) AS sent, max(g.at) AS last_at
+                  FROM gone g WHERE g.metric IN ('messages_received', 'messages_sent') AND g.channel_id IS NOT NULL
+                 GROUP BY 1) c
+         WHERE ch.tenant_id = tenant AND ch.id = c.channel_id
+        RETURNING 1),
+    sums AS (
+        INSERT INTO ventros.usage_totals AS t (tenant_id, metric, day, channel_id, quantity)
+        SELECT g.tenant_id, g.metric, (g.at AT TIME ZONE 'UTC')::date,
+               coalesce(g.channel_id, '00000000-0000-0000-0000-000000000000'), sum(g.quantity)
+          FROM gone g GROUP BY 1, 2, 3, 4
+        ON CONFLICT ON CONSTRAINT usage_totals_pkey DO UPDATE SET quantity = t.quantity + EXCLUDED.quantity
+        RETURNING 1)
+    SELECT count(*)::integer INTO folded FROM sums;
+    -- the meters of the current period follow the totals
+    UPDATE ventros.usage_meters m
+       SET quantity = greatest(m.reported_quantity, x.q), version = m.version
+      FROM (SELECT mm.id, CASE WHEN mm.metric_name = 'active_contacts' THEN ventros.active_contacts_since(mm.period_start)
+                               ELSE ventros.usage_since(mm.metric_name, mm.period_start) END AS q
+              FROM ventros.usage_meters mm
+             WHERE mm.tenant_id = tenant AND mm.deleted_at IS NULL AND mm.metric_name = ANY (ventros.usage_metrics())
+               AND mm.period_start <= now() AND mm.period_end > now()) x
+     WHERE m.tenant_id = tenant AND m.id = x.id AND m.quantity IS DISTINCT FROM greatest(m.reported_quantity, x.q);
+    -- limits reached by usage that nothing refuses (inbound messages)
+    p := ventros.usage_period();
+    FOR lim IN SELECT l.key AS metric, (l.value #>> '{}')::bigint AS cap
+                 FROM jsonb_each(ventros.plan_limits(p.plan)) l
+                WHERE NOT EXISTS (SELECT 1 FROM ventros.usage_limit_hits h
+                                   WHERE h.tenant_id = tenant AND h.metric = l.key AND h.period_start = p.period_start)
+    LOOP
+        used := CASE WHEN lim.metric = 'active_contacts' THEN ventros.active_contacts_since(p.period_start)
+                     ELSE ventros.usage_since(lim.metric, p.period_start) END;
+        IF used >= lim.cap THEN
+            PERFORM ventros.note_limit_reached(lim.metric, lim.cap, used, p.period_start, p.period_end);
+        END IF;
+    END LOOP;
+    RETURN folded;
+END
+$$;
+
+COMMENT ON FUNCTION ventros.fold_usage() IS
+    'Folds usage deltas into usage_totals, the channels'' message counters (quiet) and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

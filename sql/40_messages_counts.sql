@@ -2,13 +2,19 @@
 -- sent, kept without a shared row lock on the channel.  The messages
 -- themselves: 40_messages.sql.
 
--- Channel counters are slotted.  Every message of a channel used to update
--- the channel's row, so all messages of one channel queued behind each
--- other's row lock until commit (one busy WhatsApp number = one lane).  A
--- message now adds to one of 16 slot rows of its channel (ventros.stats_slot),
--- so concurrent writers rarely meet; ventros.fold_channel_message_counts()
--- (a scheduled job, every minute) moves the slots into the channel's quiet
--- columns, and ventros.channel_message_counts() reads the exact totals.
+-- Channel counters take no shared row lock.  Every message of a channel
+-- used to update the channel's row, so all messages of one channel queued
+-- behind each other's row lock until commit (one busy WhatsApp number = one
+-- lane); then it added to one of 16 slot rows of its channel, which
+-- backends sharing a slot (and an inbox processor's batch, holding its slot
+-- for the whole batch) still queued on.  A message is now only metered: the
+-- usage delta appended by ventros.meter_usage (sql/65_usage_metering.sql,
+-- insert only) is the channel's count too, and ventros.fold_usage (the
+-- scheduled job, every minute) adds the deltas to the channel's quiet
+-- columns as it folds them into the usage totals.
+-- ventros.channel_message_counts() reads the exact totals: the columns,
+-- plus the deltas not folded yet, plus slot rows written before 0.2.0 (folded
+-- by ventros.fold_channel_message_counts, the job of the slots, kept for them).
 CREATE TABLE ventros.channel_message_counts (
     tenant_id         text        NOT NULL DEFAULT ventros.current_tenant(),
     channel_id        uuid        NOT NULL,
@@ -20,7 +26,7 @@ CREATE TABLE ventros.channel_message_counts (
     CONSTRAINT channel_message_counts_slot_range CHECK (slot BETWEEN 0 AND 15)
 );
 COMMENT ON TABLE ventros.channel_message_counts IS
-    'Messages counted per channel since the last fold, spread over 16 slots so concurrent writers do not queue on one row';
+    'Messages counted per channel before 0.2.0 and not folded yet, spread over 16 slots (no longer written: messages are counted by their usage deltas, folded by ventros.fold_usage)';
 ALTER TABLE ventros.channel_message_counts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.channel_message_counts FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.channel_message_counts FOR SELECT
@@ -46,20 +52,14 @@ BEGIN
     IF received < 0 OR sent < 0 THEN
         RAISE EXCEPTION 'message counts are not negative' USING ERRCODE = '22023';
     END IF;
-    INSERT INTO ventros.channel_message_counts AS c
-        (tenant_id, channel_id, slot, messages_received, messages_sent, last_message_at)
-    VALUES (tenant, count_channel_messages.channel_id, ventros.stats_slot(), received, sent, at)
-    ON CONFLICT ON CONSTRAINT channel_message_counts_pkey DO UPDATE
-    SET messages_received = c.messages_received + EXCLUDED.messages_received,
-        messages_sent = c.messages_sent + EXCLUDED.messages_sent,
-        last_message_at = greatest(c.last_message_at, EXCLUDED.last_message_at);
-    -- the tenant's usage, appended (sql/65_usage_metering.sql)
+    -- the tenant's usage and the channel's counts: appended deltas, no row
+    -- lock (sql/65_usage_metering.sql; fold_usage folds them into both)
     PERFORM ventros.meter_usage(ARRAY['messages_received', 'messages_sent'], ARRAY[received, sent],
                                 count_channel_messages.channel_id, at);
 END
 $$;
 COMMENT ON FUNCTION ventros.count_channel_messages(uuid, bigint, bigint, timestamptz) IS
-    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+    'Counts messages received and sent (last at an instant) on a live channel of the acting tenant (P0002 for any other): appended usage deltas, folded into the channel''s counters by fold_usage (no row lock)';
 
 CREATE FUNCTION ventros.count_channel_message(channel_id uuid, from_me boolean, at timestamptz)
 RETURNS void
@@ -67,7 +67,7 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ventros.count_channel_messages(channel_id, (NOT from_me)::integer, from_me::integer, at) $$;
 COMMENT ON FUNCTION ventros.count_channel_message(uuid, boolean, timestamptz) IS
-    'Counts a message on a live channel of the acting tenant (P0002 for any other), in the channel''s slot rows (see channel_message_counts)';
+    'Counts a message on a live channel of the acting tenant (P0002 for any other): an appended usage delta (see count_channel_messages)';
 
 -- count_new_messages: every inserted message is counted on its channel, by
 -- the statement that inserts it, whoever inserts it and however (a send, a
@@ -97,22 +97,30 @@ COMMENT ON FUNCTION ventros.count_new_messages() IS
 CREATE TRIGGER messages_counted AFTER INSERT ON ventros.messages
     REFERENCING NEW TABLE AS new_messages FOR EACH STATEMENT EXECUTE FUNCTION ventros.count_new_messages();
 
--- channel_message_counts: a channel's exact totals (folded + not yet folded).
+-- channel_message_counts: a channel's exact totals (folded + not yet folded:
+-- the usage deltas, and slot rows from before 0.2.0).
 CREATE FUNCTION ventros.channel_message_counts(channel_id uuid,
     OUT messages_received bigint, OUT messages_sent bigint, OUT last_message_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ch.messages_received + coalesce(sum(c.messages_received), 0),
-           ch.messages_sent + coalesce(sum(c.messages_sent), 0),
-           greatest(ch.last_message_at, max(c.last_message_at))
+    SELECT ch.messages_received + coalesce(c.received, 0) + coalesce(d.received, 0),
+           ch.messages_sent + coalesce(c.sent, 0) + coalesce(d.sent, 0),
+           greatest(ch.last_message_at, c.last_at, d.last_at)
       FROM ventros.channels ch
-      LEFT JOIN ventros.channel_message_counts c ON c.tenant_id = ch.tenant_id AND c.channel_id = ch.id
+      LEFT JOIN LATERAL (SELECT sum(x.messages_received) AS received, sum(x.messages_sent) AS sent,
+                                max(x.last_message_at) AS last_at
+                           FROM ventros.channel_message_counts x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id) c ON true
+      LEFT JOIN LATERAL (SELECT sum(x.quantity) FILTER (WHERE x.metric = 'messages_received') AS received,
+                                sum(x.quantity) FILTER (WHERE x.metric = 'messages_sent') AS sent, max(x.at) AS last_at
+                           FROM ventros.usage_deltas x
+                          WHERE x.tenant_id = ch.tenant_id AND x.channel_id = ch.id
+                            AND x.metric IN ('messages_received', 'messages_sent')) d ON true
      WHERE ch.tenant_id = ventros.require_tenant() AND ch.id = channel_message_counts.channel_id
-     GROUP BY ch.messages_received, ch.messages_sent, ch.last_message_at
 $$;
 COMMENT ON FUNCTION ventros.channel_message_counts(uuid) IS
-    'A channel''s exact message totals and last message time: its columns plus the slots not folded yet';
+    'A channel''s exact message totals and last message time: its columns plus the usage deltas (and pre-0.2.0 slots) not folded yet';
 
 -- fold_channel_message_counts: moves the slots into the channels' quiet
 -- columns (no version, no event).  The acting tenant's channels, or every

@@ -466,6 +466,20 @@ BEGIN
     END IF;
     WITH gone AS (
         DELETE FROM ventros.usage_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
+    -- the channels' message counters (quiet columns: no version, no event),
+    -- counted by these deltas only (sql/40_messages_counts.sql)
+    counted AS (
+        UPDATE ventros.channels ch
+           SET messages_received = ch.messages_received + c.received,
+               messages_sent = ch.messages_sent + c.sent,
+               last_message_at = greatest(ch.last_message_at, c.last_at),
+               version = ch.version
+          FROM (SELECT g.channel_id, coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_received'), 0) AS received,
+                       coalesce(sum(g.quantity) FILTER (WHERE g.metric = 'messages_sent'), 0) AS sent, max(g.at) AS last_at
+                  FROM gone g WHERE g.metric IN ('messages_received', 'messages_sent') AND g.channel_id IS NOT NULL
+                 GROUP BY 1) c
+         WHERE ch.tenant_id = tenant AND ch.id = c.channel_id
+        RETURNING 1),
     sums AS (
         INSERT INTO ventros.usage_totals AS t (tenant_id, metric, day, channel_id, quantity)
         SELECT g.tenant_id, g.metric, (g.at AT TIME ZONE 'UTC')::date,
@@ -500,7 +514,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.fold_usage() IS
-    'Folds usage deltas into usage_totals and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
+    'Folds usage deltas into usage_totals, the channels'' message counters (quiet) and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
 
 GRANT EXECUTE ON FUNCTION ventros.usage_metrics(), ventros.usage_status(), ventros.usage_by_channel(timestamptz)
     TO ventros_viewer;

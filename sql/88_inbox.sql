@@ -58,11 +58,12 @@ CREATE TABLE ventros.inbound_providers (
     split     regprocedure NOT NULL,
     process   regprocedure NOT NULL,
     challenge regprocedure,
+    conversation regprocedure,
     -- the URL segment: lower case, and short enough for the front (15 bytes)
     CONSTRAINT inbound_providers_name_format CHECK (provider ~ '^[a-z][a-z0-9_]{0,14}$')
 );
 COMMENT ON TABLE ventros.inbound_providers IS
-    'Per webhook provider: verify(config jsonb, headers jsonb, body bytea) -> NULL or why not authentic; split(config jsonb, doc jsonb, body bytea, headers jsonb) -> SETOF ventros.inbox_item; process(ventros.inbox, ventros.channels) -> ventros.inbox_outcome; challenge(config jsonb, mode text, verify_token text, challenge text) -> the text to echo or NULL (no handshake when NULL)';
+    'Per webhook provider: verify(config jsonb, headers jsonb, body bytea) -> NULL or why not authentic; split(config jsonb, doc jsonb, body bytea, headers jsonb) -> SETOF ventros.inbox_item; process(ventros.inbox, ventros.channels) -> ventros.inbox_outcome; challenge(config jsonb, mode text, verify_token text, challenge text) -> the text to echo or NULL (no handshake when NULL); conversation(item jsonb) -> the chat or sender an item belongs to, or NULL (items of one conversation are processed in order; none kept when NULL)';
 
 -- A catalogue shared by every tenant: readable by all, written by registrations only.
 ALTER TABLE ventros.inbound_providers ENABLE ROW LEVEL SECURITY;
@@ -71,7 +72,8 @@ CREATE POLICY ventros_catalog_read ON ventros.inbound_providers FOR SELECT USING
 GRANT SELECT ON ventros.inbound_providers TO ventros_viewer;
 
 CREATE FUNCTION ventros.register_inbound_provider(provider text, verify regprocedure, split regprocedure,
-                                                  process regprocedure, challenge regprocedure DEFAULT NULL)
+                                                  process regprocedure, challenge regprocedure DEFAULT NULL,
+                                                  conversation regprocedure DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -86,15 +88,20 @@ BEGIN
         PERFORM ventros.require_function_shape(challenge, ARRAY['jsonb', 'text', 'text', 'text']::regtype[], 'text',
                                                'challenge');
     END IF;
-    INSERT INTO ventros.inbound_providers AS p (provider, verify, split, process, challenge)
+    IF conversation IS NOT NULL THEN
+        PERFORM ventros.require_function_shape(conversation, ARRAY['jsonb']::regtype[], 'text', 'conversation');
+    END IF;
+    INSERT INTO ventros.inbound_providers AS p (provider, verify, split, process, challenge, conversation)
     VALUES (register_inbound_provider.provider, register_inbound_provider.verify, register_inbound_provider.split,
-            register_inbound_provider.process, register_inbound_provider.challenge)
+            register_inbound_provider.process, register_inbound_provider.challenge,
+            register_inbound_provider.conversation)
     ON CONFLICT ON CONSTRAINT inbound_providers_pkey DO UPDATE
-       SET verify = EXCLUDED.verify, split = EXCLUDED.split, process = EXCLUDED.process, challenge = EXCLUDED.challenge;
+       SET verify = EXCLUDED.verify, split = EXCLUDED.split, process = EXCLUDED.process, challenge = EXCLUDED.challenge,
+           conversation = EXCLUDED.conversation;
 END
 $$;
-COMMENT ON FUNCTION ventros.register_inbound_provider(text, regprocedure, regprocedure, regprocedure, regprocedure) IS
-    'Registers how the webhooks of a provider are verified, split into inbox items, processed and (optionally) subscribed to (see ventros.inbound_providers)';
+COMMENT ON FUNCTION ventros.register_inbound_provider(text, regprocedure, regprocedure, regprocedure, regprocedure, regprocedure) IS
+    'Registers how the webhooks of a provider are verified, split into inbox items, processed, (optionally) subscribed to, and which conversation an item belongs to (optional; see ventros.inbound_providers)';
 
 -- ---- the inbox --------------------------------------------------------------
 
@@ -120,6 +127,7 @@ CREATE TABLE ventros.inbox (
     message_id      uuid,
     contact_id      uuid,
     result          jsonb,
+    conversation    text,
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, channel_id) REFERENCES ventros.channels (tenant_id, id),
     CONSTRAINT inbox_unique_dedupe_key UNIQUE (tenant_id, channel_id, dedupe_key),
@@ -146,6 +154,10 @@ CREATE TRIGGER ventros_inbox_wake AFTER INSERT ON ventros.inbox
 CREATE INDEX inbox_unmatched ON ventros.inbox (tenant_id, channel_id, ref_id) WHERE status = 'unmatched';
 CREATE INDEX inbox_by_channel ON ventros.inbox (tenant_id, channel_id, received_at);
 CREATE INDEX inbox_by_contact ON ventros.inbox (tenant_id, contact_id) WHERE contact_id IS NOT NULL;
+-- process_inbox keeps each conversation's order: an item waits while an
+-- earlier item of its conversation is still to be processed.
+CREATE INDEX inbox_conversation_pending ON ventros.inbox (tenant_id, channel_id, conversation, received_at, item_index)
+    WHERE status = 'received' AND conversation IS NOT NULL;
 COMMENT ON TABLE ventros.inbox IS
     'Inbound webhook items: verified, stored idempotently per (channel, dedupe key), then processed into the domain';
 COMMENT ON COLUMN ventros.inbox.provider IS 'The provider of the webhook URL the item came in by (ventros.inbound_providers: waha, whatsapp, instagram, messenger, ...)';
@@ -166,6 +178,8 @@ COMMENT ON COLUMN ventros.inbox.next_attempt_at IS 'When ventros.process_inbox t
 COMMENT ON COLUMN ventros.inbox.message_id IS 'The message the item created or changed';
 COMMENT ON COLUMN ventros.inbox.contact_id IS 'The contact the item concerned (erasure deletes the contact''s inbox rows)';
 COMMENT ON COLUMN ventros.inbox.result IS 'What processing did or why it did nothing';
+COMMENT ON COLUMN ventros.inbox.conversation IS
+    'The conversation of the item on its channel as its provider''s conversation function says it (the chat or sender id; NULL: none): the processors keep the order of the items of one conversation and take different conversations in parallel';
 
 ALTER TABLE ventros.inbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.inbox FORCE ROW LEVEL SECURITY;
@@ -358,6 +372,7 @@ DECLARE
     kept jsonb;
     row_ ventros.inbox;
     p ventros.inbound_providers;
+    conv text;
 BEGIN
     provider := lower(provider);
     SELECT * INTO p FROM ventros.inbound_providers x WHERE x.provider = accept_webhook.provider;
@@ -402,11 +417,15 @@ BEGIN
     FOR it IN EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', p.split::regproc) USING ch.config, doc, body, hdrs
     LOOP
         new_id := gen_random_uuid();
+        conv := NULL;
+        IF p.conversation IS NOT NULL AND it.status = 'received' THEN
+            EXECUTE format('SELECT %s($1)', p.conversation::regproc) INTO conv USING it.item;
+        END IF;
         INSERT INTO ventros.inbox AS i (tenant_id, id, channel_id, provider, event, dedupe_key, delivery_id, item_index,
-                                        body, item, headers, ref_id, status, last_error, next_attempt_at)
+                                        body, item, headers, ref_id, status, last_error, next_attempt_at, conversation)
         VALUES (ch.tenant_id, new_id, ch.id, provider, it.event, left(it.dedupe_key, 1024), coalesce(head, new_id), n,
                 CASE WHEN head IS NULL THEN body END, it.item, kept, it.ref_id, it.status, it.last_error,
-                CASE WHEN it.status = 'received' THEN now() END)
+                CASE WHEN it.status = 'received' THEN now() END, left(conv, 256))
         ON CONFLICT ON CONSTRAINT inbox_unique_dedupe_key DO NOTHING
         RETURNING i.id INTO new_id;
         n := n + 1;

@@ -110,6 +110,18 @@ $$;
 -- process_inbox: the retry loop, across tenants, for a scheduler (pg_cron
 -- job ventros-process-inbox, sql/98_inbox_jobs.sql) or an operator.  Time is a parameter.
 -- SECURITY DEFINER to read every tenant's rows; platform admins only.
+--
+-- Several processors run it at once (src/inbox_worker.c), on the items of
+-- one channel as well as of many: nothing is locked per channel.  Each
+-- claims its batch FOR UPDATE SKIP LOCKED (an item is processed by one
+-- processor once), and keeps each conversation's order (inbox.conversation:
+-- the chat its provider's conversation function names): an item is processed only when no
+-- earlier item of its conversation is still received, as the committed state
+-- shows it, so an item that another processor holds uncommitted holds the
+-- later ones back.  Those are left due and counted "waiting" (the caller
+-- takes them again once the earlier ones are done); the processor holding
+-- the earlier items processes the later ones of its own batch in order.
+-- test/isolation/specs/inbox_conversation_order.spec.
 CREATE FUNCTION ventros.process_inbox(batch_size integer DEFAULT 100, now timestamptz DEFAULT now())
 RETURNS TABLE (status text, items integer)
 LANGUAGE plpgsql
@@ -142,6 +154,14 @@ BEGIN
             UPDATE ventros.inbox i SET next_attempt_at = process_inbox.now + interval '5 seconds'
             WHERE i.tenant_id = r.tenant_id AND i.id = r.id;
             outcome := 'deferred';
+        ELSIF r.conversation IS NOT NULL AND r.status = 'received'
+              AND EXISTS (SELECT 1 FROM ventros.inbox e
+                           WHERE e.tenant_id = r.tenant_id AND e.channel_id = r.channel_id
+                             AND e.conversation = r.conversation AND e.status = 'received'
+                             AND (e.received_at, e.item_index) < (r.received_at, r.item_index)) THEN
+            -- an earlier item of its conversation is not done (another
+            -- processor has it, or it was not claimed): this one waits
+            outcome := 'waiting';
         ELSE
             PERFORM set_config('ventros.tenant', r.tenant_id, true);
             outcome := ventros.inbox_run(r, process_inbox.now);
@@ -156,7 +176,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.process_inbox(integer, timestamptz) IS
-    'Platform admins / scheduler: processes up to batch_size due inbox items of every tenant (received, failed with retries left, unmatched), each in its own subtransaction; an item that waits for a lock past ventros.inbox_lock_timeout is put off 5 s with the rest of its tenant''s batch (status deferred, no attempt counted); returns how many ended in each status';
+    'Platform admins / scheduler: processes up to batch_size due inbox items of every tenant (received, failed with retries left, unmatched), each in its own subtransaction, in the order of each conversation (an item whose conversation has an earlier item still received is left due: status waiting); an item that waits for a lock past ventros.inbox_lock_timeout is put off 5 s with the rest of its tenant''s batch (status deferred, no attempt counted); returns how many ended in each status';
 
 -- The role the session acts as: its SET ROLE, else its login.  Inside a
 -- SECURITY DEFINER function current_user is the definer (a superuser, a

@@ -453,12 +453,25 @@ $$;
 COMMENT ON FUNCTION ventros.meta_messaging_process(ventros.inbox, ventros.channels) IS
     'Processes an Instagram/Messenger messaging event: message, echo, deletion, edit, reaction, read (mid or watermark), delivery (mids or watermark), postback, referral';
 
+-- The conversation of an Instagram or Messenger item: the other party (the
+-- sender, or the recipient of our echo), for the processors' order.
+CREATE FUNCTION ventros.meta_messaging_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT CASE WHEN ventros.json_text(item, 'event', 'message', 'is_echo') = 'true'
+                THEN ventros.json_text(item, 'event', 'recipient', 'id')
+                ELSE ventros.json_text(item, 'event', 'sender', 'id') END
+$$;
+COMMENT ON FUNCTION ventros.meta_messaging_conversation(jsonb) IS
+    'The other party of an Instagram/Messenger inbox item (event.sender.id, event.recipient.id for echoes): the processors keep its items in order';
+
 -- ---- registration ---------------------------------------------------------------
 
 SELECT ventros.register_inbound_provider(p, 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
            format('ventros.split_%s(jsonb, jsonb, bytea, jsonb)', p)::regprocedure,
            'ventros.meta_messaging_process(ventros.inbox, ventros.channels)',
-           'ventros.meta_webhook_challenge(jsonb, text, text, text)')
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)', 'ventros.meta_messaging_conversation(jsonb)')
   FROM unnest('{instagram,messenger}'::text[]) p;
 
 GRANT EXECUTE ON FUNCTION ventros.verify_meta_webhook(jsonb, jsonb, bytea) TO ventros_admin;

@@ -328,9 +328,22 @@ $$;
 COMMENT ON FUNCTION ventros.waha_process(ventros.inbox, ventros.channels) IS
     'Processes a WAHA inbox item: message.any, message.ack (-1 failed, 1 sent, 2 delivered, 3 read, 4 played/read), message.reaction, message.revoked, message.edited, session.status';
 
+-- The conversation of a WAHA item: its chat, the other party of the message
+-- (the group for a group's), for the processors' order.
+CREATE FUNCTION ventros.waha_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$
+    SELECT CASE WHEN ventros.json_text(item, 'payload', 'fromMe') = 'true' THEN ventros.json_text(item, 'payload', 'to')
+                ELSE ventros.json_text(item, 'payload', 'from') END
+$$;
+COMMENT ON FUNCTION ventros.waha_conversation(jsonb) IS
+    'The chat of a WAHA inbox item (payload.to for our own messages, else payload.from): the processors keep its items in order';
+
 -- ---- registration ---------------------------------------------------------------
 
 SELECT ventros.register_inbound_provider('waha', 'ventros.verify_waha_webhook(jsonb, jsonb, bytea)',
-           'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)');
+           'ventros.split_waha(jsonb, jsonb, bytea, jsonb)', 'ventros.waha_process(ventros.inbox, ventros.channels)',
+           conversation => 'ventros.waha_conversation(jsonb)');
 
 GRANT EXECUTE ON FUNCTION ventros.verify_waha_webhook(jsonb, jsonb, bytea) TO ventros_admin;

@@ -194,8 +194,17 @@ $$;
 COMMENT ON FUNCTION ventros.whatsapp_process(ventros.inbox, ventros.channels) IS
     'Processes a WhatsApp Cloud inbox item: messages (ventros.whatsapp_message), statuses (ventros.whatsapp_status); anything else unparsed';
 
+-- The conversation of a WhatsApp Cloud item: the customer's wa_id (the
+-- sender of a message, the recipient of a status), for the processors' order.
+CREATE FUNCTION ventros.whatsapp_conversation(item jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- (no SET clause: small enough to be inlined; every name is qualified)
+AS $$ SELECT coalesce(ventros.json_text(item, 'message', 'from'), ventros.json_text(item, 'status', 'recipient_id')) $$;
+COMMENT ON FUNCTION ventros.whatsapp_conversation(jsonb) IS
+    'The customer of a WhatsApp Cloud inbox item (message.from, status.recipient_id): the processors keep its items in order';
+
 -- ---- registration ---------------------------------------------------------------
 
 SELECT ventros.register_inbound_provider('whatsapp', 'ventros.verify_meta_webhook(jsonb, jsonb, bytea)',
            'ventros.split_whatsapp(jsonb, jsonb, bytea, jsonb)', 'ventros.whatsapp_process(ventros.inbox, ventros.channels)',
-           'ventros.meta_webhook_challenge(jsonb, text, text, text)');
+           'ventros.meta_webhook_challenge(jsonb, text, text, text)', 'ventros.whatsapp_conversation(jsonb)');

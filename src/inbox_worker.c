@@ -10,8 +10,9 @@
  * does not depend on the CRM work behind it.  This background worker does
  * that work: woken at the commit of a transaction that stored items, it
  * calls ventros.process_inbox(ventros.inbox_batch_size) — every due item of
- * every tenant, each in its own subtransaction, SKIP LOCKED — until a call
- * finds fewer items than a batch, then sleeps.  ventros.inbox_workers
+ * every tenant, each in its own subtransaction, SKIP LOCKED, in the order of
+ * each conversation but with no lock per channel — until a call finds fewer
+ * items than a batch, then sleeps.  ventros.inbox_workers
  * processors run in each database of ventros.databases; the commit wakes
  * the database's first, and a processor that finds a
  * full batch wakes the next, so a backlog is worked in parallel while a
@@ -106,7 +107,14 @@ static const VnQueueWorker inbox_queue = {
 	.activity = "processing ventros.inbox",
 	.functions = inbox_functions,
 	.nfunctions = lengthof(inbox_functions),
-	.batch_sql = "SELECT coalesce(sum(items), 0)::integer FROM ventros.process_inbox($1)",
+	/*
+	 * Items left waiting behind an earlier item of their conversation that
+	 * another processor holds count as taken (more may be due behind them),
+	 * unless the batch was nothing else: then this processor sleeps rather
+	 * than spin on them, and the holder comes back for them.
+	 */
+	.batch_sql = "SELECT CASE WHEN count(*) FILTER (WHERE status <> 'waiting') > 0 "
+				 "THEN sum(items) ELSE 0 END::integer FROM ventros.process_inbox($1)",
 	.batch_size = &vn_inbox_batch_size,
 	.poll_interval = &vn_inbox_poll_interval,
 	.again_on_any = false, /* a short batch: nothing more is due */

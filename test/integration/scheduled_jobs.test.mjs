@@ -1,7 +1,8 @@
 // Scheduled work per tenant against a tenant holding locks (issue 12, hole
 // 5, docs/security.md "Shared locks, queues and scheduled work"): a tenant
 // administrator keeps a transaction open with its channel row locked; the
-// channel counter fold, run as pg_cron runs it, fails that tenant's part
+// usage fold (which adds the channels' message counts to their rows), run as
+// pg_cron runs it, fails that tenant's part
 // only (lock_timeout; the runner caps it at 10 s, this test sets less) and
 // folds the other tenant.  Deterministic: the lock is held for the whole
 // run, so the step times out whatever the machine's speed.
@@ -52,8 +53,8 @@ test('a tenant holding its channel row fails only its own part of the fold', asy
   try {
     await c.query("SET lock_timeout = '300ms'");
     const r = await c.query(`SELECT r.tenant_id, r.error IS NULL AS ok
-                               FROM ventros.run_per_tenant('ventros-fold-channel-counts',
-                                      'SELECT pg_catalog.to_jsonb(ventros.fold_channel_message_counts())',
+                               FROM ventros.run_per_tenant('ventros-fold-usage',
+                                      'SELECT pg_catalog.to_jsonb(ventros.fold_usage())',
                                       ARRAY[$1, $2]) r ORDER BY 1`, [A, B]);
     assert.deepEqual(r.rows, [{ tenant_id: A, ok: false }, { tenant_id: B, ok: true }]);
     const s = await c.query(`SELECT tenant_id, sqlstate, failures FROM ventros.scheduled_job_status
@@ -67,7 +68,7 @@ test('a tenant holding its channel row fails only its own part of the fold', asy
     await c.query('RESET lock_timeout');
   }
   // the lock gone, the next run folds A and clears its failure
-  await c.query('SELECT ventros.fold_channel_message_counts()');
+  await c.query('SELECT ventros.fold_usage()');
   const [a] = await asTenant(c, A, 'SELECT messages_received FROM ventros.channels WHERE id = $1', [ch[A]]);
   assert.equal(a.messages_received, 1, "A's channel is folded once the lock is gone");
   const s = await c.query('SELECT count(*)::int AS n FROM ventros.scheduled_job_status WHERE tenant_id = $1', [A]);

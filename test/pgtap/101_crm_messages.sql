@@ -2,7 +2,7 @@
 -- allowed transition, a sample of disallowed ones), sending with consent and
 -- agent rules, history import, bad input.
 BEGIN;
-SELECT plan(53);
+SELECT plan(55);
 
 SELECT ventros.create_tenant('crm_m', 'Messages');
 SET LOCAL ventros.tenant = 'crm_m';
@@ -32,13 +32,17 @@ SELECT results_eq($$SELECT message_count, messages_from_contact, first_contact_m
                   $$VALUES (1, 1, true, 1)$$, 'the session counts it (quiet columns: version unchanged)');
 SELECT results_eq($$SELECT messages_received, messages_sent, last_message_at IS NOT NULL
                       FROM ventros.channel_message_counts((SELECT channel FROM ids))$$,
-                  $$VALUES (1::bigint, 0::bigint, true)$$, 'the channel counts it (in its slot rows)');
+                  $$VALUES (1::bigint, 0::bigint, true)$$, 'the channel counts it');
+SELECT is((SELECT count(*)::int FROM ventros.channel_message_counts), 0,
+          'in no row another sender of the channel could lock (no slot row written)');
+SELECT results_eq($$SELECT metric, quantity FROM ventros.usage_deltas WHERE channel_id = (SELECT channel FROM ids)$$,
+                  $$VALUES ('messages_received'::text, 1::bigint)$$, 'but in an appended usage delta');
 SET LOCAL ROLE ventros_platform_admin;  -- the scheduler's (500_security_authz.sql)
-SELECT is(ventros.fold_channel_message_counts(), 1, 'folding the slots updates the channel');
+SELECT is(ventros.fold_usage(), 1, 'folding the usage');
 SET LOCAL ROLE ventros_agent;
 SELECT results_eq($$SELECT messages_received, version FROM ventros.channels WHERE id = (SELECT channel FROM ids)$$,
-                  $$VALUES (1, 2)$$, 'into its counters, without a new version');
-SELECT is((SELECT count(*)::int FROM ventros.channel_message_counts), 0, 'and empties the slots');
+                  $$VALUES (1, 2)$$, 'updates the channel''s counters, without a new version');
+SELECT is((SELECT count(*)::int FROM ventros.usage_deltas), 0, 'and empties the deltas');
 SELECT results_eq($$SELECT messages_received FROM ventros.channel_message_counts((SELECT channel FROM ids))$$,
                   $$VALUES (1::bigint)$$, 'the exact total is the same after the fold');
 SELECT isnt((SELECT last_interaction_at FROM ventros.contacts WHERE id = (SELECT contact_id FROM m1)), NULL,

@@ -36,10 +36,15 @@ RESET ROLE;
 SELECT throws_ok($$SELECT ventros.count_channel_message((SELECT spare FROM ch WHERE tenant = 'b'), false, now())$$,
                  'P0002', NULL, 'nor on a deleted channel');
 
+-- Messages are counted by usage deltas (folded by fold_usage); the slot rows
+-- fold_channel_message_counts folds are those left from 0.1.0: one of B's
+INSERT INTO ventros.channel_message_counts (tenant_id, channel_id, slot, messages_received)
+VALUES ('sched_b', (SELECT id FROM ch WHERE tenant = 'b'), 0, 1);
 -- A channel counted, then deleted (an ordinary admin action): the fold
 -- leaves its slots alone instead of failing
 SET LOCAL ventros.tenant = 'sched_a';
-SELECT ventros.count_channel_message((SELECT spare FROM ch WHERE tenant = 'a'), true, now());
+INSERT INTO ventros.channel_message_counts (tenant_id, channel_id, slot, messages_sent)
+VALUES ('sched_a', (SELECT spare FROM ch WHERE tenant = 'a'), 0, 1);
 SELECT ventros.delete_channel((SELECT spare FROM ch WHERE tenant = 'a'));
 -- and a row no fold can add (the channel's counter would overflow): bad data
 INSERT INTO ventros.channel_message_counts (tenant_id, channel_id, slot, messages_received)
