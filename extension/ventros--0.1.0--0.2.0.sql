@@ -19098,7 +19098,8 @@ BEGIN
     hdrs := ventros.webhook_headers(headers);
     body := coalesce(body, ''::bytea);
 
-    failure := ventros.verify_webhook(provider, ch.config, hdrs, body);
+    -- the channel's secrets, and the previous ones inside a rotation's overlap (sql/68_credentials_channels.sql)
+    failure := ventros.verify_channel_webhook(provider, ch, hdrs, body);
     IF failure IS NOT NULL THEN
         INSERT INTO ventros.channel_webhook_rejections AS x (tenant_id, channel_id, rejected, last_rejected_at, last_reason)
         VALUES (ch.tenant_id, ch.id, 1, now(), failure)
