@@ -15955,32 +15955,118 @@ COMMENT ON FUNCTION api.register(text, text, text, text, jsonb) IS
 -- and no aggregate_version: the engine's own events keep consecutive
 -- versions.  The event types are registered here.  Calling it again
 -- re-declares the aggregate's whole set.
+-- registered_table: the table of a registered aggregate that has every one
+-- of columns; 22023 naming the unknown aggregate or the first missing column.
+-- The declarations that add to an aggregate (quiet columns, field events,
+-- direct writes) start with it.
+CREATE FUNCTION ventros.registered_table(aggregate text, columns name[] DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target  regclass;
+    missing name;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = registered_table.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    SELECT c INTO missing FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
+                      WHERE attrelid = target AND attname = c AND attnum > 0 AND NOT attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION ventros.registered_table(text, name[]) IS
+    'The table of a registered aggregate having every one of columns; 22023 otherwise';
+GRANT EXECUTE ON FUNCTION ventros.registered_table(text, name[]) TO ventros_platform_admin;
+CREATE OR REPLACE FUNCTION ventros.register_quiet_columns(aggregate text, columns name[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM ventros.registered_table(aggregate, columns);
+    UPDATE ventros.aggregates a SET quiet_columns = coalesce(columns, '{}')
+    WHERE a.aggregate = register_quiet_columns.aggregate;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.register_writes(
+    aggregate      text,
+    inserts        text[],
+    updates        text[],
+    deletes        text[],
+    direct         text[] DEFAULT '{}',
+    insert_columns name[] DEFAULT NULL,
+    update_columns name[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target    regclass;
+    operation text;
+    commands  text[];
+    columns   name[];
+    missing   text;
+BEGIN
+    target := ventros.registered_table(aggregate, coalesce(insert_columns, '{}') || coalesce(update_columns, '{}'));
+    direct := coalesce(direct, '{}');
+    SELECT d INTO missing FROM unnest(direct) d WHERE d NOT IN ('INSERT', 'UPDATE', 'DELETE') LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown operation "%" in direct writes of %', missing, aggregate
+            USING ERRCODE = '22023', HINT = 'Use INSERT, UPDATE or DELETE.';
+    END IF;
+    -- a direct INSERT leaves the columns it may not set NULL: they must allow it
+    SELECT a.attname INTO missing FROM pg_attribute a
+    WHERE 'INSERT' = ANY (direct) AND insert_columns IS NOT NULL
+      AND a.attrelid = target AND a.attnum > 0 AND NOT a.attisdropped
+      AND a.attname NOT IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at')
+      AND NOT a.attname = ANY (insert_columns) AND (a.attnotnull OR a.atthasdef)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'column % of % is left out of its direct inserts but has a default or is NOT NULL', missing, target
+            USING ERRCODE = '22023', HINT = 'List it in insert_columns.';
+    END IF;
+    DELETE FROM ventros.aggregate_writes w WHERE w.aggregate = register_writes.aggregate;
+    FOREACH operation IN ARRAY ARRAY['INSERT', 'UPDATE', 'DELETE'] LOOP
+        commands := coalesce(CASE operation WHEN 'INSERT' THEN inserts WHEN 'UPDATE' THEN updates ELSE deletes END, '{}');
+        IF operation = ANY (direct) AND cardinality(commands) = 0 THEN
+            RAISE EXCEPTION 'a direct % of % must name the command it is the same as', operation, aggregate
+                USING ERRCODE = '22023';
+        END IF;
+        columns := CASE WHEN operation = ANY (direct) THEN
+                       CASE operation WHEN 'INSERT' THEN insert_columns WHEN 'UPDATE' THEN update_columns END END;
+        INSERT INTO ventros.aggregate_writes (aggregate, operation, direct, commands, columns)
+        VALUES (aggregate, operation, operation = ANY (direct), commands, columns);
+    END LOOP;
+END
+$$;
+
 CREATE FUNCTION ventros.register_field_events(aggregate text, events jsonb, descriptions jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    target regclass;
     f record;
 BEGIN
-    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_field_events.aggregate;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
-    END IF;
     IF jsonb_typeof(events) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'field events of % must be a JSON object of column: event type', aggregate
             USING ERRCODE = '22023';
     END IF;
+    PERFORM ventros.registered_table(aggregate, ARRAY(SELECT jsonb_object_keys(events))::name[]);
     DELETE FROM ventros.aggregate_field_events e WHERE e.aggregate = register_field_events.aggregate;
     FOR f IN SELECT key, value FROM jsonb_each(events) LOOP
         IF jsonb_typeof(f.value) IS DISTINCT FROM 'string' THEN
             RAISE EXCEPTION 'the field event of column % of % must be an event type', f.key, aggregate
                 USING ERRCODE = '22023';
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                       WHERE attrelid = target AND attname = f.key AND attnum > 0 AND NOT attisdropped) THEN
-            RAISE EXCEPTION 'aggregate table % has no column %', target, f.key USING ERRCODE = '22023';
         END IF;
         IF f.key IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at') THEN
             RAISE EXCEPTION 'column % of % is the engine''s, not a field', f.key, aggregate USING ERRCODE = '22023';

@@ -129,6 +129,37 @@ $$;
 COMMENT ON FUNCTION ventros.register_aggregate(text, regclass, text, name, jsonb, name[], jsonb, text) IS
     'Puts a table under the aggregate engine: catalog entry, events, triggers, forced RLS and grants';
 
+-- registered_table: the table of a registered aggregate that has every one
+-- of columns; 22023 naming the unknown aggregate or the first missing column.
+-- The declarations that add to an aggregate (quiet columns, field events,
+-- direct writes) start with it.
+CREATE FUNCTION ventros.registered_table(aggregate text, columns name[] DEFAULT '{}')
+RETURNS regclass
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    target  regclass;
+    missing name;
+BEGIN
+    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = registered_table.aggregate;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
+    END IF;
+    SELECT c INTO missing FROM unnest(columns) c
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
+                      WHERE attrelid = target AND attname = c AND attnum > 0 AND NOT attisdropped)
+    LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
+    END IF;
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION ventros.registered_table(text, name[]) IS
+    'The table of a registered aggregate having every one of columns; 22023 otherwise';
+GRANT EXECUTE ON FUNCTION ventros.registered_table(text, name[]) TO ventros_platform_admin;
+
 -- register_quiet_columns: the counters and marks of an aggregate that the
 -- system keeps under the row lock (a session's message counts, a channel's
 -- last_message_at).  An update that changes only them keeps version and
@@ -140,21 +171,8 @@ RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    target regclass;
-    missing name;
 BEGIN
-    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_quiet_columns.aggregate;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
-    END IF;
-    SELECT c INTO missing FROM unnest(columns) c
-    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute
-                      WHERE attrelid = target AND attname = c AND attnum > 0 AND NOT attisdropped)
-    LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
-    END IF;
+    PERFORM ventros.registered_table(aggregate, columns);
     UPDATE ventros.aggregates a SET quiet_columns = coalesce(columns, '{}')
     WHERE a.aggregate = register_quiet_columns.aggregate;
 END
@@ -176,26 +194,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    target regclass;
     f record;
 BEGIN
-    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_field_events.aggregate;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
-    END IF;
     IF jsonb_typeof(events) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'field events of % must be a JSON object of column: event type', aggregate
             USING ERRCODE = '22023';
     END IF;
+    PERFORM ventros.registered_table(aggregate, ARRAY(SELECT jsonb_object_keys(events))::name[]);
     DELETE FROM ventros.aggregate_field_events e WHERE e.aggregate = register_field_events.aggregate;
     FOR f IN SELECT key, value FROM jsonb_each(events) LOOP
         IF jsonb_typeof(f.value) IS DISTINCT FROM 'string' THEN
             RAISE EXCEPTION 'the field event of column % of % must be an event type', f.key, aggregate
                 USING ERRCODE = '22023';
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                       WHERE attrelid = target AND attname = f.key AND attnum > 0 AND NOT attisdropped) THEN
-            RAISE EXCEPTION 'aggregate table % has no column %', target, f.key USING ERRCODE = '22023';
         END IF;
         IF f.key IN ('id', 'tenant_id', 'version', 'created_at', 'updated_at', 'deleted_at') THEN
             RAISE EXCEPTION 'column % of % is the engine''s, not a field', f.key, aggregate USING ERRCODE = '22023';
@@ -253,21 +263,12 @@ DECLARE
     columns   name[];
     missing   text;
 BEGIN
-    SELECT a.table_name INTO target FROM ventros.aggregates a WHERE a.aggregate = register_writes.aggregate;
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'aggregate "%" is not registered', aggregate USING ERRCODE = '22023';
-    END IF;
+    target := ventros.registered_table(aggregate, coalesce(insert_columns, '{}') || coalesce(update_columns, '{}'));
     direct := coalesce(direct, '{}');
     SELECT d INTO missing FROM unnest(direct) d WHERE d NOT IN ('INSERT', 'UPDATE', 'DELETE') LIMIT 1;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'unknown operation "%" in direct writes of %', missing, aggregate
             USING ERRCODE = '22023', HINT = 'Use INSERT, UPDATE or DELETE.';
-    END IF;
-    SELECT c INTO missing FROM unnest(coalesce(insert_columns, '{}') || coalesce(update_columns, '{}')) c
-    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = target AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
-    LIMIT 1;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'aggregate table % has no column %', target, missing USING ERRCODE = '22023';
     END IF;
     -- a direct INSERT leaves the columns it may not set NULL: they must allow it
     SELECT a.attname INTO missing FROM pg_attribute a
