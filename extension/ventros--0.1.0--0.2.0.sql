@@ -19490,6 +19490,78 @@ $$;
 COMMENT ON FUNCTION ventros.fold_usage() IS
     'Folds usage deltas into usage_totals, the channels'' message counters (quiet) and the quantities of the current usage meters, and notes limits reached; per tenant (ventros.run_per_tenant) without one; returns the totals rows written';
 
+-- ---- one rule for plan limits
+-- check_usage_limit and check_plan_limit hold to a limit through one function.
+CREATE FUNCTION ventros.hold_to_limit(metric text, cap bigint, used bigint, adding bigint,
+                                      period_start timestamptz, period_end timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF used + adding > cap OR (adding = 0 AND used >= cap) THEN
+        RAISE EXCEPTION 'plan limit reached: % %', cap, replace(metric, '_', ' ')
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', used, cap,
+                                  period_start, period_end, greatest(adding, 1)),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF adding > 0 AND used + adding = cap THEN
+        PERFORM ventros.note_limit_reached(metric, cap, used + adding, period_start, period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.hold_to_limit(text, bigint, bigint, bigint, timestamptz, timestamptz) IS
+    'Raises VN020 when adding takes used past cap (or adding 0 once cap is reached); notes the limit reached when this use reaches it; internal';
+
+CREATE OR REPLACE FUNCTION ventros.check_usage_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    l record;
+BEGIN
+    -- SECURITY DEFINER: the acting tenant's limit only
+    PERFORM ventros.require_tenant();
+    IF coalesce(adding, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    l := ventros.usage_against_limit(metric);
+    IF l.usage_limit IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM ventros.hold_to_limit(metric, l.usage_limit, l.used, adding, l.period_start, l.period_end);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION ventros.check_plan_limit(metric text, adding bigint DEFAULT 1)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    p record;
+    cap bigint;
+    used bigint;
+BEGIN
+    IF metric IS DISTINCT FROM 'active_contacts' THEN
+        PERFORM ventros.check_usage_limit(metric, adding);
+        RETURN;
+    END IF;
+    p := ventros.usage_period();
+    cap := (ventros.plan_limits(p.plan)->>'active_contacts')::bigint;
+    IF cap IS NULL OR adding IS NULL OR adding < 0 THEN
+        RETURN;
+    END IF;
+    used := ventros.active_contacts_since(p.period_start);
+    PERFORM ventros.hold_to_limit('active_contacts', cap, used, adding, p.period_start, p.period_end);
+END
+$$;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

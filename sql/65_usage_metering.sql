@@ -296,6 +296,32 @@ $$;
 COMMENT ON FUNCTION ventros.usage_against_limit(text) IS
     'The acting tenant''s plan limit of a metric in its current period (NULL: none), what is used of it and the period; internal';
 
+-- hold_to_limit: the one rule of a plan limit.  What would take used past
+-- cap is refused (VN020); adding 0 (a command that may add, such as
+-- create_contact) is refused once the limit is reached; the use that
+-- reaches the limit exactly notes it (billing.limit_reached, once a period).
+CREATE FUNCTION ventros.hold_to_limit(metric text, cap bigint, used bigint, adding bigint,
+                                      period_start timestamptz, period_end timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF used + adding > cap OR (adding = 0 AND used >= cap) THEN
+        RAISE EXCEPTION 'plan limit reached: % %', cap, replace(metric, '_', ' ')
+            USING ERRCODE = 'VN020',
+                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', used, cap,
+                                  period_start, period_end, greatest(adding, 1)),
+                  HINT = 'Upgrade the plan, or wait for the next billing period.';
+    END IF;
+    IF adding > 0 AND used + adding = cap THEN
+        PERFORM ventros.note_limit_reached(metric, cap, used + adding, period_start, period_end);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.hold_to_limit(text, bigint, bigint, bigint, timestamptz, timestamptz) IS
+    'Raises VN020 when adding takes used past cap (or adding 0 once cap is reached); notes the limit reached when this use reaches it; internal';
+
 -- check_usage_limit: refuses (VN020) what would take the acting tenant over
 -- its plan's limit of a metric in the current period; notes the limit
 -- reached when this use reaches it exactly.  Reads only (no lock) until a
@@ -318,16 +344,7 @@ BEGIN
     IF l.usage_limit IS NULL THEN
         RETURN;
     END IF;
-    IF l.used + adding > l.usage_limit THEN
-        RAISE EXCEPTION 'plan limit reached: % %', l.usage_limit, replace(metric, '_', ' ')
-            USING ERRCODE = 'VN020',
-                  DETAIL = format('%s of %s used in the period from %s to %s; this needs %s more.', l.used, l.usage_limit,
-                                  l.period_start, l.period_end, adding),
-                  HINT = 'Upgrade the plan, or wait for the next billing period.';
-    END IF;
-    IF l.used + adding = l.usage_limit THEN
-        PERFORM ventros.note_limit_reached(metric, l.usage_limit, l.used + adding, l.period_start, l.period_end);
-    END IF;
+    PERFORM ventros.hold_to_limit(metric, l.usage_limit, l.used, adding, l.period_start, l.period_end);
 END
 $$;
 COMMENT ON FUNCTION ventros.check_usage_limit(text, bigint) IS
@@ -364,16 +381,7 @@ BEGIN
         RETURN;
     END IF;
     used := ventros.active_contacts_since(p.period_start);
-    IF used + adding > cap OR (adding = 0 AND used >= cap) THEN
-        RAISE EXCEPTION 'plan limit reached: % active contacts', cap
-            USING ERRCODE = 'VN020',
-                  DETAIL = format('%s of %s active in the period from %s to %s; this needs %s more.', used, cap,
-                                  p.period_start, p.period_end, greatest(adding, 1)),
-                  HINT = 'Upgrade the plan, or wait for the next billing period.';
-    END IF;
-    IF adding > 0 AND used + adding = cap THEN
-        PERFORM ventros.note_limit_reached('active_contacts', cap, used + adding, p.period_start, p.period_end);
-    END IF;
+    PERFORM ventros.hold_to_limit('active_contacts', cap, used, adding, p.period_start, p.period_end);
 END
 $$;
 COMMENT ON FUNCTION ventros.check_plan_limit(text, bigint) IS
