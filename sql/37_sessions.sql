@@ -85,6 +85,8 @@ CREATE UNIQUE INDEX sessions_one_active ON ventros.sessions (tenant_id, contact_
 CREATE INDEX sessions_snoozed ON ventros.sessions (snoozed_until) WHERE status = 'snoozed' AND deleted_at IS NULL;
 CREATE INDEX sessions_expiry ON ventros.sessions (expires_at) WHERE status = 'active' AND deleted_at IS NULL;
 CREATE INDEX sessions_by_contact ON ventros.sessions (tenant_id, contact_id, started_at DESC, id DESC);
+-- The inbox's order (the console's conversation list): by last activity.
+CREATE INDEX sessions_by_activity ON ventros.sessions (tenant_id, last_activity_at DESC, id DESC);
 CREATE INDEX sessions_open_by_agent ON ventros.sessions (tenant_id, assigned_agent_id, channel_id, last_activity_at DESC, id DESC)
     WHERE status = 'active' AND deleted_at IS NULL;
 COMMENT ON TABLE ventros.sessions IS 'Session: a conversation window between a contact and the business on one channel';

@@ -36,7 +36,9 @@ CREATE TABLE ventros.notes (
     CONSTRAINT notes_tags_distinct CHECK (ventros.is_distinct_array(tags)),
     CONSTRAINT notes_attachments_urls CHECK (array_to_string(attachments, ' ') !~ '(^| )(?!https?://)\S')
 );
-CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_at DESC, id DESC) WHERE deleted_at IS NULL;
+-- Not partial: the tenant policies hide deleted notes with an OR the planner
+-- cannot match to a predicate, so a partial index would serve no list read.
+CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_at DESC, id DESC);
 CREATE INDEX notes_by_session ON ventros.notes (tenant_id, session_id) WHERE deleted_at IS NULL AND session_id IS NOT NULL;
 COMMENT ON TABLE ventros.notes IS 'Note: a free-text annotation on a contact, optionally on a session';
 
