@@ -75,6 +75,7 @@ typedef struct VnQueryInput
 	bool			merge_duplicates;
 	bool			ignore_duplicates;
 	bool			single_object; /* Prefer: params=single-object */
+	bool			missing_null;  /* Prefer: missing=null: an absent key inserts NULL */
 	long			max_affected;  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
 	long			range_offset;  /* -1: no Range header */
 	long			range_limit;   /* -1: open */

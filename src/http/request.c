@@ -111,6 +111,7 @@ preference_known(const char *p, size_t n)
 								  "resolution=ignore-duplicates",
 								  "params=single-object",
 								  "missing=default",
+								  "missing=null",
 								  "handling=strict",
 								  "handling=lenient",
 								  "tx=commit",
@@ -183,6 +184,7 @@ preferences(const char *prefer, VnQueryInput *in, VnResponse *resp)
 	in->merge_duplicates = vn_request_has_token(prefer, "resolution=merge-duplicates");
 	in->ignore_duplicates = vn_request_has_token(prefer, "resolution=ignore-duplicates");
 	in->single_object = vn_request_has_token(prefer, "params=single-object");
+	in->missing_null = vn_request_has_token(prefer, "missing=null");
 	in->max_affected = -1;
 	if (!strict_preferences(prefer, resp))
 		return false;
