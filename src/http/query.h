@@ -76,6 +76,7 @@ typedef struct VnQueryInput
 	bool			ignore_duplicates;
 	bool			single_object; /* Prefer: params=single-object */
 	bool			missing_null;  /* Prefer: missing=null: an absent key inserts NULL */
+	const char	   *timezone;	   /* Prefer: timezone=, when pg_timezone_names has it; else NULL */
 	long			max_affected;  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
 	long			range_offset;  /* -1: no Range header */
 	long			range_limit;   /* -1: open */
