@@ -116,5 +116,7 @@ extern void vn_query_init(VnQuery *q);
 extern void vn_query_free(VnQuery *q);
 /* true when q holds a statement; false when q holds an error */
 extern bool vn_query_build(const VnQueryInput *in, VnQuery *q);
+/* GET / of a schema other than api: its OpenAPI document, as the role sees it (openapi.c) */
+extern bool vn_openapi_statement(const VnQueryInput *in, VnQuery *q);
 
 #endif

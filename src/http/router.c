@@ -177,6 +177,8 @@ statement(VnRequest *req, Endpoint ep, VnQueryInput *in, VnQuery *q, VnResponse 
 			vn_response_error(resp, 405, "PGRST101", "only GET is served at /", NULL, NULL);
 			return false;
 		}
+		if (!in->schema->ventros)
+			return vn_openapi_statement(in, q);
 		vn_buf_add(&q->sql, "SELECT ventros.http_openapi()::text, 1::bigint, NULL::bigint");
 		return true;
 	}
