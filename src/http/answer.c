@@ -80,6 +80,8 @@ preference_applied(const VnAnswerInput *a, VnResponse *resp)
 		vn_buf_add(&applied, ", params=single-object");
 	if (in->max_affected >= 0 && write && strcmp(in->method, "POST") != 0)
 		vn_buf_addf(&applied, ", max-affected=%ld", in->max_affected);
+	if (in->timezone)
+		vn_buf_addf(&applied, ", timezone=%s", in->timezone);
 	if (vn_request_has_token(prefer, "tx=rollback"))
 		vn_buf_add(&applied, ", tx=rollback");
 	else if (vn_request_has_token(prefer, "tx=commit"))

@@ -93,6 +93,51 @@ vn_catalog_configure(const char *info, char **error)
 	return true;
 }
 
+/*
+ * The time zones a request may ask for with Prefer: timezone=, read with
+ * the schema cache as PostgREST does: the view reads every zone file, too
+ * slow to consult per request.  COLLATE "C" sorts them as strcmp does.
+ */
+static bool
+load_timezones(VnCatalog *c, PGconn *conn, char **error)
+{
+	PGresult *res = vn_schema_run(
+		conn, "SELECT name FROM pg_catalog.pg_timezone_names ORDER BY name COLLATE \"C\"", NULL, error);
+
+	if (res == NULL)
+		return false;
+	c->ntimezones = PQntuples(res);
+	c->timezones = vn_alloc(sizeof(char *) * (c->ntimezones + 1));
+	for (int i = 0; i < c->ntimezones; i++)
+		c->timezones[i] = vn_strdup(PQgetvalue(res, i, 0));
+	PQclear(res);
+	return true;
+}
+
+const char *
+vn_catalog_timezone(const char *name, size_t n)
+{
+	const VnCatalog *c = vn_catalog_current();
+	int				 lo = 0;
+	int				 hi = c ? c->ntimezones - 1 : -1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		const char *t = c->timezones[mid];
+		int			cmp = strncmp(t, name, n);
+
+		if (cmp == 0 && t[n] == '\0')
+			return t;
+		/* equal on n bytes but longer: t sorts after name */
+		if (cmp >= 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
 static VnCatalog *
 load(PGconn *conn, char **error)
 {
@@ -120,7 +165,7 @@ load(PGconn *conn, char **error)
 	}
 	c->names = vn_strdup(list.data);
 	vn_buf_free(&list);
-	return c;
+	return load_timezones(c, conn, error) ? c : NULL;
 }
 
 bool

@@ -106,7 +106,8 @@ static const char *setup_sql =
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true),"
 	" pg_catalog.set_config('transaction_read_only',"
 	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
-	" pg_catalog.set_config('search_path', coalesce($9, pg_catalog.current_setting('search_path')), true)," VN_SYNC_COMMIT;
+	" pg_catalog.set_config('search_path', coalesce($9, pg_catalog.current_setting('search_path')), true),"
+	" pg_catalog.set_config('timezone', coalesce($10, pg_catalog.current_setting('timezone')), true)," VN_SYNC_COMMIT;
 
 /* API keys: the key's claims are looked up in the same statement */
 static const char *setup_key_sql =
@@ -116,7 +117,8 @@ static const char *setup_key_sql =
 	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true),"
 	" pg_catalog.set_config('transaction_read_only',"
 	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
-	" pg_catalog.set_config('search_path', coalesce($8, pg_catalog.current_setting('search_path')), true)," VN_SYNC_COMMIT
+	" pg_catalog.set_config('search_path', coalesce($8, pg_catalog.current_setting('search_path')), true),"
+	" pg_catalog.set_config('timezone', coalesce($9, pg_catalog.current_setting('timezone')), true)," VN_SYNC_COMMIT
 	" FROM ventros.api_key_claims($5) c";
 
 PGconn *
@@ -497,17 +499,19 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
 	if (setup->api_key)
 	{
-		const char *v[8] = {setup->method, setup->path, setup->headers, setup->timeout, setup->api_key,
-							setup->max_plan_cost, read_only, setup->search_path};
-		VnParams	key_params = {8, v, NULL, NULL, NULL};
+		const char *v[9] = {setup->method, setup->path, setup->headers,
+							setup->timeout, setup->api_key, setup->max_plan_cost,
+							read_only, setup->search_path, setup->timezone};
+		VnParams	key_params = {9, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
 	}
 	else
 	{
-		const char *v[9] = {setup->role, setup->claims, setup->method, setup->path, setup->headers,
-							setup->timeout, setup->max_plan_cost, read_only, setup->search_path};
-		VnParams	setup_params = {9, v, NULL, NULL, NULL};
+		const char *v[10] = {setup->role, setup->claims, setup->method, setup->path,
+							 setup->headers, setup->timeout, setup->max_plan_cost, read_only,
+							 setup->search_path, setup->timezone};
+		VnParams	setup_params = {10, v, NULL, NULL, NULL};
 
 		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
 	}

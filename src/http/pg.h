@@ -22,6 +22,7 @@ typedef struct VnSetup
 	bool		rollback;	   /* undo the request's changes (Prefer: tx=rollback) */
 	bool		read_only;	   /* a read-only transaction (GET, HEAD) */
 	const char *search_path;   /* the request's schema and the extra ones; NULL: the login's */
+	const char *timezone;	   /* Prefer: timezone=, a name of pg_timezone_names; NULL: the login's */
 } VnSetup;
 
 /*

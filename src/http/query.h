@@ -75,6 +75,8 @@ typedef struct VnQueryInput
 	bool			merge_duplicates;
 	bool			ignore_duplicates;
 	bool			single_object; /* Prefer: params=single-object */
+	bool			missing_null;  /* Prefer: missing=null: an absent key inserts NULL */
+	const char	   *timezone;	   /* Prefer: timezone=, when pg_timezone_names has it; else NULL */
 	long			max_affected;  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
 	long			range_offset;  /* -1: no Range header */
 	long			range_limit;   /* -1: open */
@@ -114,5 +116,7 @@ extern void vn_query_init(VnQuery *q);
 extern void vn_query_free(VnQuery *q);
 /* true when q holds a statement; false when q holds an error */
 extern bool vn_query_build(const VnQueryInput *in, VnQuery *q);
+/* GET / of a schema other than api: its OpenAPI document, as the role sees it (openapi.c) */
+extern bool vn_openapi_statement(const VnQueryInput *in, VnQuery *q);
 
 #endif

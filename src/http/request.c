@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog.h"
 #include "request.h"
 
 bool
@@ -111,6 +112,7 @@ preference_known(const char *p, size_t n)
 								  "resolution=ignore-duplicates",
 								  "params=single-object",
 								  "missing=default",
+								  "missing=null",
 								  "handling=strict",
 								  "handling=lenient",
 								  "tx=commit",
@@ -120,7 +122,34 @@ preference_known(const char *p, size_t n)
 	for (int i = 0; known[i]; i++)
 		if (strlen(known[i]) == n && strncmp(p, known[i], n) == 0)
 			return true;
+	if (n > 9 && strncmp(p, "timezone=", 9) == 0)
+		return vn_catalog_timezone(p + 9, n - 9) != NULL;
 	return n > 13 && strncmp(p, "max-affected=", 13) == 0 && strspn(p + 13, "0123456789") == n - 13;
+}
+
+/*
+ * Prefer: timezone=<name>: the transaction's TimeZone when the name is one
+ * of pg_timezone_names (as written: PostgREST compares exactly); any other
+ * is ignored, as PostgREST 12 documents (an error under handling=strict).
+ */
+static const char *
+timezone_preference(const char *prefer)
+{
+	const char *p = prefer;
+
+	while (p && *p)
+	{
+		size_t n;
+
+		p += strspn(p, ", ");
+		n = strcspn(p, ",");
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n > 9 && strncmp(p, "timezone=", 9) == 0)
+			return vn_catalog_timezone(p + 9, n - 9);
+		p += n;
+	}
+	return NULL;
 }
 
 /*
@@ -183,6 +212,8 @@ preferences(const char *prefer, VnQueryInput *in, VnResponse *resp)
 	in->merge_duplicates = vn_request_has_token(prefer, "resolution=merge-duplicates");
 	in->ignore_duplicates = vn_request_has_token(prefer, "resolution=ignore-duplicates");
 	in->single_object = vn_request_has_token(prefer, "params=single-object");
+	in->missing_null = vn_request_has_token(prefer, "missing=null");
+	in->timezone = timezone_preference(prefer);
 	in->max_affected = -1;
 	if (!strict_preferences(prefer, resp))
 		return false;

@@ -177,6 +177,8 @@ statement(VnRequest *req, Endpoint ep, VnQueryInput *in, VnQuery *q, VnResponse 
 			vn_response_error(resp, 405, "PGRST101", "only GET is served at /", NULL, NULL);
 			return false;
 		}
+		if (!in->schema->ventros)
+			return vn_openapi_statement(in, q);
 		vn_buf_add(&q->sql, "SELECT ventros.http_openapi()::text, 1::bigint, NULL::bigint");
 		return true;
 	}
@@ -207,7 +209,8 @@ statement(VnRequest *req, Endpoint ep, VnQueryInput *in, VnQuery *q, VnResponse 
 
 /* the statement in one round trip; NULL with resp an error */
 static PGresult *
-execute(const VnRouterConfig *cfg, const VnRequest *req, const Caller *who, const VnQuery *q, VnResponse *resp)
+execute(const VnRouterConfig *cfg, const VnRequest *req, const Caller *who, const VnQueryInput *in, const VnQuery *q,
+		VnResponse *resp)
 {
 	VnSetup	  setup;
 	VnParams  params = {0};
@@ -229,6 +232,7 @@ execute(const VnRouterConfig *cfg, const VnRequest *req, const Caller *who, cons
 	/* GET and HEAD read: a function called so may not write (PostgREST's rule) */
 	setup.read_only = read;
 	setup.search_path = who->search_path;
+	setup.timezone = in->timezone;
 	params.n = q->nparams;
 	params.values = (const char *const *) q->params;
 	conn = vn_pg_acquire(cfg->pool_wait_ms);
@@ -300,7 +304,7 @@ serve(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp, Endpoint ep)
 	vn_query_init(&q);
 	if (choose_schema(req, &in, &who.search_path, resp) && vn_request_input(req, &in, resp) &&
 		plan_allowed(cfg, &in, ep, resp) && statement(req, ep, &in, &q, resp) &&
-		(res = execute(cfg, req, &who, &q, resp)) != NULL)
+		(res = execute(cfg, req, &who, &in, &q, resp)) != NULL)
 	{
 		if (in.plan.on)
 		{

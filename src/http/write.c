@@ -181,7 +181,8 @@ column_list(Ctx *c, const VnRelation *r, const char *list, const char *what, cha
 /*
  * The rows of an insert: "SELECT <values> FROM <the body>".  A key missing
  * from an object takes the column's default (PostgREST's Prefer:
- * missing=default); an explicit null stays null.  One object without
+ * missing=default), or NULL under Prefer: missing=null, which json_to_record
+ * gives for an absent key; an explicit null stays null.  One object without
  * columns= has every key it names: no test needed.  No key at all ({} or
  * [{}, ...]): a SELECT of no column, which PostgreSQL fills with every
  * column's default, one row per object ([] inserts none).
@@ -199,7 +200,7 @@ insert_rows(Ctx *c, const VnRelation *r, char **keys, int nkeys, bool is_array, 
 
 		if (i)
 			vn_buf_add(b, ", ");
-		if (strcmp(col->default_expr, "NULL") == 0 || one)
+		if (strcmp(col->default_expr, "NULL") == 0 || one || c->in->missing_null)
 			vn_query_col_ref(b, "_b", keys[i]);
 		else
 		{

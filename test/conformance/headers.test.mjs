@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import nodeHttp from 'node:http';
-import { startConformance, http, READ } from './helpers.mjs';
+import { startConformance, http, READ, WRITE } from './helpers.mjs';
 
 let server;
 before(async () => { server = await startConformance({ VENTROS_HTTP_DB_PLAN_ENABLED: 'true' }); });
@@ -91,4 +91,48 @@ test('Prefer: handling=strict refuses preferences it cannot honour (PGRST122); l
   const known = await http('GET', '/boards?select=id&id=eq.1', { headers: { ...READ, Prefer: 'handling=strict, count=exact' } });
   assert.equal(known.status, 200, known.text);
   assert.equal(known.headers.get('content-range'), '0-0/1');
+});
+
+/*
+ * PostgREST 12, "Prefer: timezone" (references/api/preferences): a zone of
+ * pg_timezone_names renders timestamptz values in it and is named in
+ * Preference-Applied; any other is ignored (the login's zone, no
+ * Preference-Applied), and is an invalid preference under handling=strict.
+ */
+test('Prefer: timezone=<zone> renders timestamptz in that zone', async () => {
+  const r = await http('GET', '/stamps?select=t', { headers: { ...READ, Prefer: 'timezone=America/Los_Angeles' } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, [{ t: '2023-10-18T05:37:59.611-07:00' }]);
+  assert.match(r.headers.get('preference-applied') || '', /(^|, )timezone=America\/Los_Angeles($|,)/);
+  const asia = await http('GET', '/stamps?select=t', { headers: { ...READ, Prefer: 'count=exact, timezone=Asia/Kolkata' } });
+  assert.deepEqual(asia.json, [{ t: '2023-10-18T18:07:59.611+05:30' }]);
+});
+
+test('Prefer: timezone with an unknown zone is ignored, and refused under handling=strict', async () => {
+  const utc = await http('GET', '/stamps?select=t', { headers: READ });
+  const r = await http('GET', '/stamps?select=t', { headers: { ...READ, Prefer: 'timezone=Jupiter/Red_Spot' } });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, utc.json);
+  assert.doesNotMatch(r.headers.get('preference-applied') || '', /timezone/);
+  const strict = await http('GET', '/stamps?select=t', {
+    headers: { ...READ, Prefer: 'handling=strict, timezone=Jupiter/Red_Spot' },
+  });
+  assert.equal(strict.status, 400);
+  assert.equal(strict.json.code, 'PGRST122');
+  assert.match(strict.json.details, /timezone=Jupiter\/Red_Spot/);
+  const ok = await http('GET', '/stamps?select=t', { headers: { ...READ, Prefer: 'handling=strict, timezone=Europe/Lisbon' } });
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual(ok.json, [{ t: '2023-10-18T13:37:59.611+01:00' }]);
+});
+
+test('the zone holds for the request only, writes included', async () => {
+  const w = await http('PATCH', '/stamps?id=eq.1', {
+    headers: { ...WRITE, Prefer: 'return=representation, timezone=Asia/Tokyo' },
+    body: { t: '2023-10-18 21:37:59.611' },
+  });
+  assert.equal(w.status, 200, w.text);
+  /* a zoneless literal is read in the request's zone: 21:37 Tokyo is 12:37 UTC */
+  assert.deepEqual(w.json, [{ id: 1, t: '2023-10-18T21:37:59.611+09:00' }]);
+  const after = await http('GET', '/stamps?select=t', { headers: { ...READ, Prefer: 'timezone=UTC' } });
+  assert.deepEqual(after.json, [{ t: '2023-10-18T12:37:59.611+00:00' }]);
 });

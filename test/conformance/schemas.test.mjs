@@ -100,3 +100,54 @@ test('jwt-role-claim-key and db-extra-search-path are configuration', async () =
   const anon = await http('POST', '/sessions', { headers: { ...WRITE, ...bearer(token('conformance_user')), Prefer: 'return=representation' }, body: { id: 105 } });
   assert.equal(anon.json[0].role_name, 'conformance_anon');
 });
+
+/*
+ * PostgREST 12, OpenAPI (references/api/openapi): GET / with a profile
+ * describes that schema, following the role's privileges (the default
+ * openapi-mode, follow-privileges): tables and views with the methods the
+ * role may use, their columns, and the functions it may execute.
+ */
+test('GET / with Accept-Profile describes that schema as the role may use it', async () => {
+  const r = await http('GET', '/', { headers: READ });
+  assert.equal(r.status, 200, r.text);
+  assert.match(r.headers.get('content-type'), /^application\/openapi\+json/);
+  assert.equal(r.json.openapi, '3.0.3');
+  assert.equal(r.json.info.description, 'ventros-http conformance fixture (test/conformance)');
+  const boards = r.json.paths['/boards'];
+  assert.deepEqual(Object.keys(boards).sort(), ['delete', 'get', 'patch', 'post']);
+  const schema = r.json.components.schemas.boards;
+  assert.deepEqual(schema.properties.id, { type: 'integer', format: 'integer' });
+  assert.deepEqual(schema.properties.archived, { type: 'boolean', format: 'boolean' });
+  /* required: NOT NULL without a default (title), not the identity nor archived */
+  assert.deepEqual(schema.required, ['title']);
+  /* an IMMUTABLE function: POST with its arguments as the body, and GET */
+  const sum = r.json.paths['/rpc/sum_of'];
+  assert.deepEqual(Object.keys(sum.post.requestBody.content['application/json'].schema.properties), ['a', 'b']);
+  assert.deepEqual(sum.get.parameters.map((p) => p.name), ['a', 'b']);
+  /* a VOLATILE one: POST only */
+  assert.ok(r.json.paths['/rpc/add_event'].post);
+  assert.equal(r.json.paths['/rpc/add_event'].get, undefined);
+  /* api's views are not this schema's */
+  assert.equal(r.json.paths['/conversations'], undefined);
+});
+
+test('GET / of a schema leaves out what the role holds no privilege on', async () => {
+  const c = await db();
+  try {
+    await c.query('CREATE TABLE conformance.oas_hidden (id integer)');
+    await c.query('CREATE TABLE conformance.oas_read (id integer)');
+    await c.query('GRANT SELECT ON conformance.oas_read TO conformance_anon');
+    await c.query('CREATE FUNCTION conformance.oas_private() RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$');
+    await c.query('REVOKE EXECUTE ON FUNCTION conformance.oas_private() FROM PUBLIC');
+    const r = await http('GET', '/', { headers: READ });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.paths['/oas_hidden'], undefined);
+    assert.equal(r.json.components.schemas.oas_hidden, undefined);
+    assert.deepEqual(Object.keys(r.json.paths['/oas_read']), ['get']);
+    assert.equal(r.json.paths['/rpc/oas_private'], undefined);
+  } finally {
+    await c.query('DROP TABLE IF EXISTS conformance.oas_hidden, conformance.oas_read');
+    await c.query('DROP FUNCTION IF EXISTS conformance.oas_private()');
+    await c.end();
+  }
+});

@@ -65,6 +65,44 @@ test('columns= takes double-quoted names, as PostgREST clients send them', async
   assert.deepEqual(r.json, [{ 'Key Part': 'k 2', 'with,comma': 5, plain: 7 }]);
 });
 
+/*
+ * PostgREST 12, "Prefer: missing" (references/api/tables_views, bulk insert
+ * with default values): with columns=, a column an object leaves out is
+ * null under missing=null and takes its DEFAULT under missing=default.
+ */
+test('Prefer: missing=null inserts null where an object leaves a columns= key out', async () => {
+  const path = '/Odd%20Names?columns=%22Key%20Part%22,plain';
+  const nul = await http('POST', path, {
+    headers: { ...WRITE, Prefer: 'return=representation, missing=null' },
+    body: [{ 'Key Part': 'm 1' }, { 'Key Part': 'm 2', plain: 3 }],
+  });
+  assert.equal(nul.status, 201, nul.text);
+  assert.deepEqual(nul.json.map((r) => r.plain), [null, 3]);
+  const def = await http('POST', path, {
+    headers: { ...WRITE, Prefer: 'return=representation, missing=default' },
+    body: [{ 'Key Part': 'm 3' }],
+  });
+  assert.equal(def.status, 201, def.text);
+  assert.equal(def.json[0].plain, 7);
+});
+
+test('Prefer: missing=null on an upsert sets the left-out column to null', async () => {
+  const r = await http('POST', '/Odd%20Names?columns=%22Key%20Part%22,plain', {
+    headers: { ...WRITE, Prefer: 'resolution=merge-duplicates, return=representation, missing=null' },
+    body: [{ 'Key Part': 'm 2' }],
+  });
+  assert.equal(r.status, 201, r.text);
+  assert.deepEqual(r.json, [{ 'Key Part': 'm 2', 'with,comma': null, plain: null }]);
+});
+
+test('handling=strict accepts missing=null and missing=default', async () => {
+  const r = await http('POST', '/Odd%20Names', {
+    headers: { ...WRITE, Prefer: 'handling=strict, missing=null' },
+    body: [{ 'Key Part': 'm 4' }],
+  });
+  assert.equal(r.status, 201, r.text);
+});
+
 test('an empty object inserts a row of defaults; an empty array inserts nothing', async () => {
   const one = await http('POST', '/ticks', { headers: REP, body: {} });
   assert.equal(one.status, 201, one.text);
