@@ -67,16 +67,22 @@ async function lastSeq() {
 // (advancing its seeded campaigns and sequences, say): their writes are
 // theirs, not the request's, and each of their transactions emits.
 async function writtenSince(tbl, before, seq, subject) {
-  const ev = (await pg.query(
-    `SELECT string_agg(event_type, ', ' ORDER BY seq) FILTER (WHERE actor = $3) AS own,
-            coalesce(array_agg(DISTINCT xmin::text) FILTER (WHERE actor IS DISTINCT FROM $3), '{}') AS others
-       FROM ventros.outbox WHERE tenant_id = $1 AND seq > $2::bigint`, [T, seq, subject])).rows[0];
-  const others = new Set(ev.others);
+  const own = (await pg.query(
+    `SELECT string_agg(event_type, ', ' ORDER BY seq) AS own
+       FROM ventros.outbox WHERE tenant_id = $1 AND seq > $2::bigint AND actor = $3`, [T, seq, subject])).rows[0].own;
   const after = await snapshot(tbl);
-  const rows = [...after].filter(([id, v]) => before.get(id) !== v && !others.has(v.split('/')[1])).length;
+  const candidates = [...after].filter(([id, v]) => before.get(id) !== v);
+  // the writers of the changed rows that emitted as someone else, whatever
+  // the seq of their events: a transaction that emitted before the request
+  // began may commit after it
+  const others = new Set((await pg.query(
+    `SELECT coalesce(array_agg(DISTINCT xmin::text), '{}') AS x FROM ventros.outbox
+      WHERE tenant_id = $1 AND xmin::text = ANY ($2) AND actor IS DISTINCT FROM $3`,
+    [T, candidates.map(([, v]) => v.split('/')[1]), subject])).rows[0].x);
+  const rows = candidates.filter(([, v]) => !others.has(v.split('/')[1])).length;
   const removed = [...before.keys()].filter((id) => !after.has(id)).length;
   const what = [];
-  if (ev.own) what.push(`events ${ev.own}`);
+  if (own) what.push(`events ${own}`);
   if (rows) what.push(`${rows} rows written`);
   if (removed) what.push(`${removed} rows removed`);
   return what.join(', ');

@@ -120,8 +120,7 @@ function leaks(text, other) {
 }
 
 // Every tenant's rows of every view: "view/tenant/id" -> its version and
-// deleted mark (what a write changes) and the transaction that wrote it; and
-// the outbox's last seq.
+// deleted mark (what a write changes) and the transaction that wrote it.
 async function snapshot() {
   const c = await db();
   try {
@@ -130,8 +129,7 @@ async function snapshot() {
       const r = await c.query(`SELECT tenant_id, id, version, deleted_at IS NOT NULL AS deleted, xmin::text AS x FROM ventros.${v.relname}`);
       for (const row of r.rows) rows.set(`${v.relname}/${row.tenant_id}/${row.id}`, { v: `${row.version}/${row.deleted}`, x: row.x });
     }
-    const seq = (await c.query('SELECT coalesce(max(seq), 0)::text AS s FROM ventros.outbox')).rows[0].s;
-    return { rows, seq };
+    return { rows };
   } finally {
     await c.end();
   }
@@ -144,16 +142,19 @@ async function snapshot() {
 // writes are theirs, not the requests' under test.
 async function changedSince(before, subject) {
   const after = await snapshot();
+  const candidates = [...after.rows].filter(([k, a]) => before.rows.get(k)?.v !== a.v);
   const c = await db();
   let others;
   try {
+    // by the writer's transaction, whatever the seq of its events: a
+    // transaction that emitted before the first snapshot may commit after it
     others = new Set((await c.query(
       `SELECT coalesce(array_agg(DISTINCT xmin::text), '{}') AS x FROM ventros.outbox
-        WHERE seq > $1::bigint AND actor IS DISTINCT FROM $2`, [before.seq, subject])).rows[0].x);
+        WHERE xmin::text = ANY ($1) AND actor IS DISTINCT FROM $2`, [candidates.map(([, a]) => a.x), subject])).rows[0].x);
   } finally {
     await c.end();
   }
-  const changed = [...after.rows].filter(([k, a]) => before.rows.get(k)?.v !== a.v && !others.has(a.x)).map(([k]) => k);
+  const changed = candidates.filter(([, a]) => !others.has(a.x)).map(([k]) => k);
   const removed = [...before.rows.keys()].filter((k) => !after.rows.has(k));
   return [...changed, ...removed.map((k) => `${k} removed`)];
 }
