@@ -129,34 +129,31 @@ async function snapshot() {
       const r = await c.query(`SELECT tenant_id, id, version, deleted_at IS NOT NULL AS deleted, xmin::text AS x FROM ventros.${v.relname}`);
       for (const row of r.rows) rows.set(`${v.relname}/${row.tenant_id}/${row.id}`, { v: `${row.version}/${row.deleted}`, x: row.x });
     }
-    return { rows };
+    const seq = (await c.query('SELECT coalesce(max(seq), 0)::text AS s FROM ventros.outbox')).rows[0].s;
+    return { rows, seq };
   } finally {
     await c.end();
   }
 }
 
-// The rows changed, added or removed since before, less those written by
-// transactions that emitted as someone other than subject: the scheduled
-// ticks and the executor keep working meanwhile (advancing seeded campaigns,
-// closing due message groups), each of their transactions emits, and their
-// writes are theirs, not the requests' under test.
+// What the requests under test wrote since before: the events they emitted
+// (every change of an aggregate row writes one in its transaction, with the
+// request's JWT subject as its actor) and the rows removed.  Not the rows
+// whose version moved: the scheduled ticks and the executor keep working
+// meanwhile (closing due message groups, advancing campaigns), and their
+// writes are theirs.
 async function changedSince(before, subject) {
   const after = await snapshot();
-  const candidates = [...after.rows].filter(([k, a]) => before.rows.get(k)?.v !== a.v);
   const c = await db();
-  let others;
+  let own;
   try {
-    // by the writer's transaction, whatever the seq of its events: a
-    // transaction that emitted before the first snapshot may commit after it
-    others = new Set((await c.query(
-      `SELECT coalesce(array_agg(DISTINCT xmin::text), '{}') AS x FROM ventros.outbox
-        WHERE xmin::text = ANY ($1) AND actor IS DISTINCT FROM $2`, [candidates.map(([, a]) => a.x), subject])).rows[0].x);
+    own = (await c.query(`SELECT coalesce(array_agg(event_type || ' ' || aggregate_id ORDER BY seq), '{}') AS e
+                            FROM ventros.outbox WHERE seq > $1::bigint AND actor = $2`, [before.seq, subject])).rows[0].e;
   } finally {
     await c.end();
   }
-  const changed = candidates.filter(([, a]) => !others.has(a.x)).map(([k]) => k);
   const removed = [...before.rows.keys()].filter((k) => !after.rows.has(k));
-  return [...changed, ...removed.map((k) => `${k} removed`)];
+  return [...own, ...removed.map((k) => `${k} removed`)];
 }
 
 for (const tenant of TENANTS) {
