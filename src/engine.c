@@ -163,6 +163,7 @@ load_field_events(VnAggregate *agg, Relation rel)
 	int	  ret;
 
 	agg->field_events = MemoryContextAllocZero(agg->cxt, sizeof(char *) * (agg->natts + 1));
+	agg->previous_names = MemoryContextAllocZero(agg->cxt, sizeof(char *) * (agg->natts + 1));
 	/*
 	 * A database still at 0.1.0, which has no such table, runs this library
 	 * between its install and its ALTER EXTENSION UPDATE: no field events.
@@ -183,6 +184,7 @@ load_field_events(VnAggregate *agg, Relation rel)
 		AttrNumber att = required_column(rel, agg->name, column, InvalidOid);
 
 		agg->field_events[att] = MemoryContextStrdup(agg->cxt, event);
+		agg->previous_names[att] = MemoryContextStrdup(agg->cxt, psprintf("previous_%s", column));
 		agg->has_field_events = true;
 	}
 	for (int a = 1; a <= agg->natts; a++)
@@ -706,7 +708,7 @@ emit_field_events(VnAggregate *agg, const VnEvent *row_event, bool *changed, Dat
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 		vn_json_push_key(&state, agg->colnames[a]);
 		vn_json_push_datum(&state, WJB_VALUE, newv[a - 1], newn[a - 1], agg->coltypes[a]);
-		vn_json_push_key(&state, psprintf("previous_%s", agg->colnames[a]));
+		vn_json_push_key(&state, agg->previous_names[a]);
 		vn_json_push_datum(&state, WJB_VALUE, oldv[a - 1], oldn[a - 1], agg->coltypes[a]);
 		event.payload = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 		event.event_type = agg->field_events[a];

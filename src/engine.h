@@ -59,10 +59,11 @@ typedef struct VnAggregate
 	AttrNumber	  att_created;
 	AttrNumber	  att_updated;
 	AttrNumber	  att_deleted;
-	AttrNumber	  att_state;	/* InvalidAttrNumber: no state machine */
-	bool		 *in_payload;	/* per attribute: part of event payloads */
-	bool		 *quiet;		/* per attribute: changes alone keep the version */
-	char		**field_events; /* per attribute: the event naming its change, or NULL */
+	AttrNumber	  att_state;	  /* InvalidAttrNumber: no state machine */
+	bool		 *in_payload;	  /* per attribute: part of event payloads */
+	bool		 *quiet;		  /* per attribute: changes alone keep the version */
+	char		**field_events;	  /* per attribute: the event naming its change, or NULL */
+	char		**previous_names; /* per attribute with a field event: "previous_<column>" */
 	bool		  has_field_events;
 	char		**colnames;
 	VnJsonType	**coltypes;
