@@ -118,10 +118,19 @@ export async function setConf(c, settings, { connected = true } = {}) {
 export async function restartPublisher(c, { connected = true } = {}) {
   const before = (await status(c)).worker_pid;
   await c.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ventros outbox publisher'`);
-  return until(async () => {
-    const s = await status(c);
-    return s.worker_pid && s.worker_pid !== before && (!connected || s.worker_connected) && s;
-  }, 'a new publisher', 60000);
+  let last;
+  try {
+    return await until(async () => {
+      const s = (last = await status(c));
+      return s.worker_pid && s.worker_pid !== before && (!connected || s.worker_connected) && s;
+    }, 'a new publisher', 60000);
+  } catch (e) {
+    // say what the publisher was doing: a bound hit on a loaded machine is
+    // told apart from a publisher that never came back
+    const seen = last && { pid: last.worker_pid, before, connected: last.worker_connected,
+                           last_error: last.last_error, last_error_at: last.last_error_at };
+    throw new Error(`${e.message} (last status: ${JSON.stringify(seen)})`);
+  }
 }
 
 // The order guarantee (docs/outbox.md, docs/reliability.md guarantee 4), as
