@@ -19572,6 +19572,69 @@ CREATE INDEX sessions_by_activity ON ventros.sessions (tenant_id, last_activity_
 DROP INDEX ventros.notes_by_contact;
 CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_at DESC, id DESC);
 
+-- ---- hot helpers out of SQL-language functions
+-- SQL-language functions that cannot be inlined (a SET clause, a sub-select,
+-- two statements) are parsed and planned again at every call from PL/pgSQL or
+-- a CHECK: the helpers every inbound message calls become PL/pgSQL (plans
+-- kept per session), and require_tenant() is the C check the engine uses.
+CREATE OR REPLACE FUNCTION ventros.require_tenant() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_require_tenant';
+CREATE OR REPLACE FUNCTION ventros.is_distinct_array(items text[]) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+-- (no SET clause: CHECKs call it on every write; every name is qualified)
+AS $$
+BEGIN
+    -- (count skips NULLs: a NULL element fails, as a repeated one does)
+    RETURN pg_catalog.cardinality(items) OPERATOR(pg_catalog.=)
+           (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x);
+END
+$$;
+CREATE OR REPLACE FUNCTION ventros.plan_for_set(n integer) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    -- no SET clause: the setting is the calling function's, restored by its own
+    IF n > 1 THEN
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true);
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
+RETURNS ventros.sessions
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.sessions;
+BEGIN
+    SELECT * INTO s FROM ventros.start_or_continue_sessions(ARRAY[contact_id], channel_id, at);
+    RETURN s;
+END
+$$;
+CREATE OR REPLACE FUNCTION ventros.webhook_headers(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}')
+              FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+             WHERE jsonb_typeof(h.value) = 'string');
+END
+$$;
+CREATE OR REPLACE FUNCTION ventros.webhook_headers_to_keep(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(lower(h.key), left(h.value #>> '{}', 1024)), '{}')
+              FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+             WHERE lower(h.key) IN ('content-type', 'user-agent', 'x-webhook-request-id', 'x-webhook-timestamp',
+                                    'x-webhook-hmac-algorithm', 'x-webhook-hmac', 'x-hub-signature-256', 'x-request-id',
+                                    'x-forwarded-for', 'x-real-ip')
+               AND jsonb_typeof(h.value) = 'string');
+END
+$$;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

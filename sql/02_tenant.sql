@@ -23,20 +23,7 @@ COMMENT ON FUNCTION ventros.include_deleted() IS
     'Whether queries show soft-deleted rows (setting ventros.include_deleted)';
 
 CREATE FUNCTION ventros.require_tenant() RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    tenant text := ventros.current_tenant();
-BEGIN
-    IF tenant IS NULL THEN
-        RAISE EXCEPTION 'no acting tenant'
-            USING ERRCODE = '42501',
-                  HINT = 'Trusted sessions run SET LOCAL ventros.tenant = ''<tenant id>''; logins are bound with ventros.bind_login().';
-    END IF;
-    RETURN tenant;
-END
-$$;
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'ventros_require_tenant';
 COMMENT ON FUNCTION ventros.require_tenant() IS
     'The acting tenant, or 42501 when there is none';
 

@@ -198,8 +198,15 @@ COMMENT ON FUNCTION ventros.delete_row(regclass, text, uuid, integer) IS
     'Generic soft delete: P0002 when absent or deleted, VN001 when expected_version is stale';
 
 CREATE FUNCTION ventros.is_distinct_array(items text[]) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pg_catalog.cardinality(items) = (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x) $$;
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+-- (no SET clause: CHECKs call it on every write; every name is qualified)
+AS $$
+BEGIN
+    -- (count skips NULLs: a NULL element fails, as a repeated one does)
+    RETURN pg_catalog.cardinality(items) OPERATOR(pg_catalog.=)
+           (SELECT pg_catalog.count(DISTINCT x) FROM pg_catalog.unnest(items) x);
+END
+$$;
 COMMENT ON FUNCTION ventros.is_distinct_array(text[]) IS 'True when no element repeats (used by CHECKs on tag arrays)';
 
 GRANT EXECUTE ON FUNCTION ventros.normalize_phone(text), ventros.normalize_email(text),
@@ -216,10 +223,14 @@ GRANT EXECUTE ON FUNCTION ventros.lock_row(anyelement, text, uuid) TO ventros_ag
 -- table was empty would scan it whole for every row of a batch).  Local to
 -- the calling function, whose SET clause restores the setting on return.
 CREATE FUNCTION ventros.plan_for_set(n integer) RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 AS $$
-    SELECT CASE WHEN n > 1 THEN pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true) END;
-    SELECT NULL::void
+BEGIN
+    -- no SET clause: the setting is the calling function's, restored by its own
+    IF n > 1 THEN
+        PERFORM pg_catalog.set_config('plan_cache_mode', 'force_custom_plan', true);
+    END IF;
+END
 $$;
 COMMENT ON FUNCTION ventros.plan_for_set(integer) IS
     'In a set-based function declared with SET plan_cache_mode = force_generic_plan: custom plans for a set of more than one row, the generic ones (planned once per session) for one row';

@@ -338,10 +338,15 @@ COMMENT ON FUNCTION ventros.start_or_continue_sessions(uuid[], uuid, timestamptz
 -- start_or_continue_session: the one-contact case.
 CREATE FUNCTION ventros.start_or_continue_session(contact_id uuid, channel_id uuid, at timestamptz DEFAULT now())
 RETURNS ventros.sessions
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s FROM ventros.start_or_continue_sessions(ARRAY[contact_id], channel_id, at) s
+DECLARE
+    s ventros.sessions;
+BEGIN
+    SELECT * INTO s FROM ventros.start_or_continue_sessions(ARRAY[contact_id], channel_id, at);
+    RETURN s;
+END
 $$;
 COMMENT ON FUNCTION ventros.start_or_continue_session(uuid, uuid, timestamptz) IS
     'The active session of a contact on a channel, started if there is none or it expired, woken if snoozed (race-free on sessions_one_active); emits session.started, session.unsnoozed, and session.ended for an expired one';

@@ -64,12 +64,14 @@ COMMENT ON FUNCTION ventros.register_platform_webhook(text, regprocedure) IS
 -- A webhook's headers as the front hands them over ({"Name": "value"}), with
 -- lower-case names and only string values: what every verifier reads.
 CREATE FUNCTION ventros.webhook_headers(headers jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}')
-    FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
-    WHERE jsonb_typeof(h.value) = 'string'
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(lower(h.key), h.value), '{}')
+              FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+             WHERE jsonb_typeof(h.value) = 'string');
+END
 $$;
 COMMENT ON FUNCTION ventros.webhook_headers(jsonb) IS
     'A webhook''s headers with lower-case names and only string values (non-objects: {})';

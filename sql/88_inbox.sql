@@ -332,15 +332,17 @@ COMMENT ON FUNCTION ventros.json_text(jsonb, text[]) IS 'A scalar at a JSON path
 
 -- The headers kept with a delivery: no tokens, keys nor cookies.
 CREATE FUNCTION ventros.webhook_headers_to_keep(headers jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(jsonb_object_agg(lower(h.key), left(h.value #>> '{}', 1024)), '{}')
-    FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
-    WHERE lower(h.key) IN ('content-type', 'user-agent', 'x-webhook-request-id', 'x-webhook-timestamp',
-                           'x-webhook-hmac-algorithm', 'x-webhook-hmac', 'x-hub-signature-256', 'x-request-id',
-                           'x-forwarded-for', 'x-real-ip')
-      AND jsonb_typeof(h.value) = 'string'
+BEGIN
+    RETURN (SELECT coalesce(jsonb_object_agg(lower(h.key), left(h.value #>> '{}', 1024)), '{}')
+              FROM jsonb_each(CASE WHEN jsonb_typeof(headers) = 'object' THEN headers ELSE '{}' END) h
+             WHERE lower(h.key) IN ('content-type', 'user-agent', 'x-webhook-request-id', 'x-webhook-timestamp',
+                                    'x-webhook-hmac-algorithm', 'x-webhook-hmac', 'x-hub-signature-256', 'x-request-id',
+                                    'x-forwarded-for', 'x-real-ip')
+               AND jsonb_typeof(h.value) = 'string');
+END
 $$;
 COMMENT ON FUNCTION ventros.webhook_headers_to_keep(jsonb) IS
     'The request headers stored with a delivery (content type, user agent, request ids, signatures); tokens and keys never';

@@ -56,6 +56,7 @@ static char *vn_claims_subject = NULL;
 #define VN_TENANT_MAX_LEN 128
 
 PG_FUNCTION_INFO_V1(ventros_current_tenant);
+PG_FUNCTION_INFO_V1(ventros_require_tenant);
 PG_FUNCTION_INFO_V1(ventros_actor);
 PG_FUNCTION_INFO_V1(ventros_session_is_trusted);
 
@@ -237,7 +238,7 @@ vn_require_tenant(void)
 				 errmsg("no acting tenant"),
 				 errdetail("Role \"%s\" has not chosen a tenant and is not bound to one.",
 						   GetUserNameFromId(GetSessionUserId(), false)),
-				 errhint("Trusted sessions run SET LOCAL ventros.tenant = '<tenant id>'.")));
+				 errhint("Trusted sessions run SET LOCAL ventros.tenant = '<tenant id>'; logins are bound with ventros.bind_login().")));
 	return tenant;
 }
 
@@ -269,6 +270,13 @@ ventros_current_tenant(PG_FUNCTION_ARGS)
 	if (tenant == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(tenant));
+}
+
+/* ventros.require_tenant(): in C, as every command and policy calls it */
+Datum
+ventros_require_tenant(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(vn_require_tenant()));
 }
 
 Datum
