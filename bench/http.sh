@@ -2,6 +2,7 @@
 # bench/http: ventros-http against the floor, in one run on a throwaway server.
 #   read:  GET /contacts?limit=20&order=created_at.desc   (wrk)
 #          vs  SELECT ... ORDER BY created_at DESC LIMIT 20 (pgbench)
+#          and, as a reading aid, the JSON statement ventros-http sends (pgbench -M prepared)
 #   write: POST /contacts {"name": ...}                     (wrk)
 #          vs  INSERT INTO ventros.contacts ...              (pgbench)
 # Same concurrency on both sides (BENCH_CLIENTS, default 8).  The floor runs
@@ -66,6 +67,14 @@ LUA
 cat >"$RUN/read.sql" <<'SQL'
 SELECT * FROM ventros.contacts ORDER BY created_at DESC LIMIT 20;
 SQL
+# Not the floor, a reading aid: the statement ventros-http sends for the GET
+# (the page as one JSON document, built by PostgreSQL), run by pgbench
+# prepared, as ventros-http prepares it (no planning per request).  Between
+# it and ventros-http's backends is the rest of a request in PostgreSQL (the
+# setup statement, the commit); ventros-http's own cost is beside them.
+cat >"$RUN/json.sql" <<'SQL'
+SELECT coalesce(pg_catalog.json_agg(_r)::text, '[]'), pg_catalog.count(*), NULL::bigint FROM (SELECT _t.* FROM "api"."contacts" _t WHERE TRUE ORDER BY _t."created_at" DESC LIMIT 20) _r;
+SQL
 cat >"$RUN/insert.sql" <<SQL
 INSERT INTO ventros.contacts (project_id, name) VALUES ('$PROJECT', 'Bench contact');
 SQL
@@ -110,11 +119,11 @@ run_http() {
 }
 # pgbench as the bound login: "tps p50_ms p99_ms backends_us"
 run_pgbench() {
-	local dir=$RUN/pgbench-$1 c0 n
+	local dir=$RUN/pgbench-$1 mode=${2:-simple} c0 n
 	rm -rf "$dir"; mkdir -p "$dir"
 	c0=$(reaped)
 	(cd "$dir" && PGHOST=127.0.0.1 PGUSER=bench_floor PGPASSWORD=bench-floor-password \
-		"$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -f "$RUN/$1.sql" ventros >"$dir/out" 2>&1)
+		"$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -M "$mode" -l -f "$RUN/$1.sql" ventros >"$dir/out" 2>&1)
 	floor_gone
 	local tps
 	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out")
@@ -138,6 +147,8 @@ for round in $(seq "$ROUNDS"); do
 	R[g_rps]+="$a "; R[g_p50]+="$b "; R[g_p99]+="$c "; R[g_bad]+="$d "; R[g_fcpu]+="$e "; R[g_bcpu]+="$f "
 	read -r a b c d < <(run_pgbench read)
 	R[f_rps]+="$a "; R[f_p50]+="$b "; R[f_p99]+="$c "; R[f_cpu]+="$d "
+	read -r a b c d < <(run_pgbench json prepared)
+	R[j_rps]+="$a "; R[j_p50]+="$b "; R[j_p99]+="$c "; R[j_cpu]+="$d "
 	log "read round $round of $ROUNDS done"
 done
 for round in $(seq "$ROUNDS"); do
@@ -163,6 +174,7 @@ echo "bench/http: $CLIENTS clients, $ROUNDS rounds of ${SECONDS_PER_RUN}s, media
 printf '%-38s %10s %9s %9s %18s\n' "" "req/s" "p50 ms" "p99 ms" "CPU us/request"
 printf '%-38s %10s %9s %9s %18s\n' "GET /contacts?limit=20 (ventros-http)" "$g_rps" "$g_p50" "$g_p99" "$g_fcpu + $g_bcpu"
 printf '%-38s %10s %9s %9s %18s\n' "SELECT ... LIMIT 20 (pgbench floor)" "$f_rps" "$f_p50" "$f_p99" "$f_cpu"
+printf '%-38s %10s %9s %9s %18s\n' "its statement, prepared (pgbench)" "$j_rps" "$j_p50" "$j_p99" "$j_cpu"
 printf '%-38s %10s %9s %9s %18s\n' "POST /contacts (ventros-http)" "$p_rps" "$p_p50" "$p_p99" "$p_fcpu + $p_bcpu"
 printf '%-38s %10s %9s %9s %18s\n' "INSERT (pgbench floor)" "$i_rps" "$i_p50" "$i_p99" "$i_cpu"
 echo "(CPU: ventros-http's own + its backends', against the floor's backends')"
