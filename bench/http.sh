@@ -2,6 +2,7 @@
 # bench/http: ventros-http against the floor, in one run on a throwaway server.
 #   read:  GET /contacts?limit=20&order=created_at.desc   (wrk)
 #          vs  SELECT ... ORDER BY created_at DESC LIMIT 20 (pgbench)
+#          and, as a reading aid, the JSON statement ventros-http sends (pgbench -M prepared)
 #   write: POST /contacts {"name": ...}                     (wrk)
 #          vs  INSERT INTO ventros.contacts ...              (pgbench)
 # Same concurrency on both sides (BENCH_CLIENTS, default 8).  The floor runs
@@ -12,9 +13,12 @@
 # own share of the CPUs), its access log going to a file, and a pool of
 # BENCH_CLIENTS connections.
 # Prints requests/s, p50 and p99 (medians of BENCH_ROUNDS interleaved rounds,
-# default 3 of BENCH_SECONDS=5) for both sides and the ratios; targets are
-# >= 0.7 x the floor's requests/s and p99 <= 2 x the floor's.  No assertion:
-# read the figures.
+# default 3 of BENCH_SECONDS=5) for both sides and the ratios; targets
+# (issue 19) are >= 0.9 x the floor's requests/s and p99 <= 1.5 x the
+# floor's + 1 ms.  Beside them, the CPU time per request (from /proc, which
+# other jobs on the machine disturb far less than rates): ventros-http's own
+# and its pooled backends' against the floor's backends' (the clients, wrk
+# and pgbench, are counted on neither side).  No assertion: read the figures.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 RUN=$VENTROS_ROOT/.run/bench-http
@@ -63,6 +67,14 @@ LUA
 cat >"$RUN/read.sql" <<'SQL'
 SELECT * FROM ventros.contacts ORDER BY created_at DESC LIMIT 20;
 SQL
+# Not the floor, a reading aid: the statement ventros-http sends for the GET
+# (the page as one JSON document, built by PostgreSQL), run by pgbench
+# prepared, as ventros-http prepares it (no planning per request).  Between
+# it and ventros-http's backends is the rest of a request in PostgreSQL (the
+# setup statement, the commit); ventros-http's own cost is beside them.
+cat >"$RUN/json.sql" <<'SQL'
+SELECT coalesce(pg_catalog.json_agg(_r)::text, '[]'), pg_catalog.count(*), NULL::bigint FROM (SELECT _t.* FROM "api"."contacts" _t WHERE TRUE ORDER BY _t."created_at" DESC LIMIT 20) _r;
+SQL
 cat >"$RUN/insert.sql" <<SQL
 INSERT INTO ventros.contacts (project_id, name) VALUES ('$PROJECT', 'Bench contact');
 SQL
@@ -77,18 +89,47 @@ run_wrk() {
 		/^ +50%/ { p50 = ms($2) }
 		/^ +99%/ { p99 = ms($2) }
 		/Non-2xx/ { bad = $NF }
-		END { printf "%.0f %.2f %.2f %s\n", rps, p50, p99, bad + 0 }'
+		/ requests in / { n = $1 }
+		END { printf "%.0f %.2f %.2f %s %d\n", rps, p50, p99, bad + 0, n }'
 }
-# pgbench as the bound login: "tps p50_ms p99_ms"
+# CPU time per request, from /proc: clock ticks of pids (user + system), of
+# the postmaster's reaped children (the floor's backends, once pgbench has
+# disconnected), and microseconds per request
+TICK=$(getconf CLK_TCK)
+ticks() { local p s=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$s"; }
+reaped() { awk '{print $16 + $17}' "/proc/$(head -1 "$RUN/pg/postmaster.pid")/stat"; }
+floor_gone() {
+	for _ in $(seq 50); do
+		[ "$(psql -X -tA -c "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE usename = 'bench_floor'")" = 0 ] && break
+		sleep 0.1
+	done
+	sleep 0.2 # the postmaster reaps them after they left pg_stat_activity
+}
+us_per() { awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.0f", (n > 0) ? t * 1e6 / hz / n : 0 }'; }
+# wrk against ventros-http: "rps p50_ms p99_ms non2xx front_us backends_us"
+run_http() {
+	local backends h0 b0 out
+	# shellcheck disable=SC2207
+	backends=($(psql -X -tA -c "SELECT pid FROM pg_catalog.pg_stat_activity WHERE usename = 'bench_http'"))
+	h0=$(ticks "$HTTP_PID"); b0=$(ticks "${backends[@]}")
+	out=$(run_wrk "$@")
+	# shellcheck disable=SC2086
+	set -- $out
+	echo "$1 $2 $3 $4 $(us_per $(($(ticks "$HTTP_PID") - h0)) "$5") $(us_per $(($(ticks "${backends[@]}") - b0)) "$5")"
+}
+# pgbench as the bound login: "tps p50_ms p99_ms backends_us"
 run_pgbench() {
-	local dir=$RUN/pgbench-$1
+	local dir=$RUN/pgbench-$1 mode=${2:-simple} c0 n
 	rm -rf "$dir"; mkdir -p "$dir"
+	c0=$(reaped)
 	(cd "$dir" && PGHOST=127.0.0.1 PGUSER=bench_floor PGPASSWORD=bench-floor-password \
-		"$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -l -f "$RUN/$1.sql" ventros >"$dir/out" 2>&1)
+		"$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -M "$mode" -l -f "$RUN/$1.sql" ventros >"$dir/out" 2>&1)
+	floor_gone
 	local tps
 	tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$dir/out")
-	cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -g | awk -v tps="$tps" '
-		{ a[NR] = $1 } END { printf "%.0f %.2f %.2f\n", tps, a[int(NR * 0.5) + 1], a[int(NR * 0.99) + 1] }'
+	n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$dir/out")
+	cat "$dir"/pgbench_log.* | awk '{print $3 / 1000}' | sort -g | awk -v tps="$tps" -v us="$(us_per $(($(reaped) - c0)) "$n")" '
+		{ a[NR] = $1 } END { printf "%.0f %.2f %.2f %s\n", tps, a[int(NR * 0.5) + 1], a[int(NR * 0.99) + 1], us }'
 }
 
 # sanity: the answers are what we measure
@@ -102,17 +143,19 @@ run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_
 declare -A R
 # Reads first (the table keeps its size), then writes.
 for round in $(seq "$ROUNDS"); do
-	read -r a b c d < <(run_wrk -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")
-	R[g_rps]+="$a "; R[g_p50]+="$b "; R[g_p99]+="$c "; R[g_bad]+="$d "
-	read -r a b c < <(run_pgbench read)
-	R[f_rps]+="$a "; R[f_p50]+="$b "; R[f_p99]+="$c "
+	read -r a b c d e f < <(run_http -H "Authorization: Bearer $TOKEN" "$URL/contacts?limit=20&order=created_at.desc")
+	R[g_rps]+="$a "; R[g_p50]+="$b "; R[g_p99]+="$c "; R[g_bad]+="$d "; R[g_fcpu]+="$e "; R[g_bcpu]+="$f "
+	read -r a b c d < <(run_pgbench read)
+	R[f_rps]+="$a "; R[f_p50]+="$b "; R[f_p99]+="$c "; R[f_cpu]+="$d "
+	read -r a b c d < <(run_pgbench json prepared)
+	R[j_rps]+="$a "; R[j_p50]+="$b "; R[j_p99]+="$c "; R[j_cpu]+="$d "
 	log "read round $round of $ROUNDS done"
 done
 for round in $(seq "$ROUNDS"); do
-	read -r a b c d < <(run_wrk -s "$RUN/post.lua" "$URL/contacts")
-	R[p_rps]+="$a "; R[p_p50]+="$b "; R[p_p99]+="$c "; R[p_bad]+="$d "
-	read -r a b c < <(run_pgbench insert)
-	R[i_rps]+="$a "; R[i_p50]+="$b "; R[i_p99]+="$c "
+	read -r a b c d e f < <(run_http -s "$RUN/post.lua" "$URL/contacts")
+	R[p_rps]+="$a "; R[p_p50]+="$b "; R[p_p99]+="$c "; R[p_bad]+="$d "; R[p_fcpu]+="$e "; R[p_bcpu]+="$f "
+	read -r a b c d < <(run_pgbench insert)
+	R[i_rps]+="$a "; R[i_p50]+="$b "; R[i_p99]+="$c "; R[i_cpu]+="$d "
 	log "write round $round of $ROUNDS done"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -125,11 +168,15 @@ sum() { printf '%s\n' "$@" | awk '{s += $1} END {print s + 0}'; }
 g_bad=$(sum ${R[g_bad]}); p_bad=$(sum ${R[p_bad]})
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+# p99 target: 1.5 x the floor's + 1 ms
+p99_max() { awk -v f="$1" 'BEGIN { printf "%.2f", 1.5 * f + 1 }'; }
 echo "bench/http: $CLIENTS clients, $ROUNDS rounds of ${SECONDS_PER_RUN}s, medians, $ROWS contacts, $(nproc) CPUs (wrk, ventros-http and PostgreSQL share them; load $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%-38s %10s %9s %9s\n' "" "req/s" "p50 ms" "p99 ms"
-printf '%-38s %10s %9s %9s\n' "GET /contacts?limit=20 (ventros-http)" "$g_rps" "$g_p50" "$g_p99"
-printf '%-38s %10s %9s %9s\n' "SELECT ... LIMIT 20 (pgbench floor)" "$f_rps" "$f_p50" "$f_p99"
-printf '%-38s %10s %9s %9s\n' "POST /contacts (ventros-http)" "$p_rps" "$p_p50" "$p_p99"
-printf '%-38s %10s %9s %9s\n' "INSERT (pgbench floor)" "$i_rps" "$i_p50" "$i_p99"
-echo "read:  req/s ratio $(ratio "$g_rps" "$f_rps") (target >= 0.70), p99 ratio $(ratio "$g_p99" "$f_p99") (target <= 2.00), non-2xx $g_bad"
-echo "write: req/s ratio $(ratio "$p_rps" "$i_rps") (target >= 0.70), p99 ratio $(ratio "$p_p99" "$i_p99") (target <= 2.00), non-2xx $p_bad"
+printf '%-38s %10s %9s %9s %18s\n' "" "req/s" "p50 ms" "p99 ms" "CPU us/request"
+printf '%-38s %10s %9s %9s %18s\n' "GET /contacts?limit=20 (ventros-http)" "$g_rps" "$g_p50" "$g_p99" "$g_fcpu + $g_bcpu"
+printf '%-38s %10s %9s %9s %18s\n' "SELECT ... LIMIT 20 (pgbench floor)" "$f_rps" "$f_p50" "$f_p99" "$f_cpu"
+printf '%-38s %10s %9s %9s %18s\n' "its statement, prepared (pgbench)" "$j_rps" "$j_p50" "$j_p99" "$j_cpu"
+printf '%-38s %10s %9s %9s %18s\n' "POST /contacts (ventros-http)" "$p_rps" "$p_p50" "$p_p99" "$p_fcpu + $p_bcpu"
+printf '%-38s %10s %9s %9s %18s\n' "INSERT (pgbench floor)" "$i_rps" "$i_p50" "$i_p99" "$i_cpu"
+echo "(CPU: ventros-http's own + its backends', against the floor's backends')"
+echo "read:  req/s ratio $(ratio "$g_rps" "$f_rps") (target >= 0.90), p99 $g_p99 ms (target <= $(p99_max "$f_p99")), CPU ratio $(ratio "$f_cpu" "$(sum "$g_fcpu" "$g_bcpu")"), non-2xx $g_bad"
+echo "write: req/s ratio $(ratio "$p_rps" "$i_rps") (target >= 0.90), p99 $p_p99 ms (target <= $(p99_max "$i_p99")), CPU ratio $(ratio "$i_cpu" "$(sum "$p_fcpu" "$p_bcpu")"), non-2xx $p_bad"

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -99,27 +100,67 @@ static void reset(PGconn *conn, int ci);
 	" pg_catalog.set_config('synchronous_commit', CASE pg_catalog.current_setting('synchronous_commit')" \
 	" WHEN 'off' THEN 'on' ELSE pg_catalog.current_setting('synchronous_commit') END, true)"
 
-static const char *setup_sql =
-	"SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('request.jwt.claims', $2, true),"
-	" pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
-	" pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
-	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true),"
-	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $8 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
-	" pg_catalog.set_config('search_path', coalesce($9, pg_catalog.current_setting('search_path')), true),"
-	" pg_catalog.set_config('timezone', coalesce($10, pg_catalog.current_setting('timezone')), true)," VN_SYNC_COMMIT;
+/*
+ * The setup statement, in variants: a setting whose value would not change
+ * is left out rather than set to what it is (each set_config is a function
+ * call the executor prepares, a GUC saved and restored at commit, about a
+ * tenth of a cached read's cost in the backend).  A read-write request
+ * leaves transaction_read_only as it is, a read-only one waits for no
+ * commit so synchronous_commit does not matter, without Prefer: timezone
+ * the login's timezone stays, and without a schema (webhooks, streams) the
+ * login's search_path.  The parameters keep their numbers
+ * in every variant (all typed text, so that one a variant does not use is
+ * no error): $1 role, $2 claims, $3 method, $4 path, $5 headers,
+ * $6 statement_timeout, $7 max_plan_cost, $8 search_path, $9 timezone, and
+ * with an API key $10 the key, whose claims are looked up in the same
+ * statement.
+ */
+#define VN_SETUP_PARAMS 10
+#define VN_SETUP_API_KEY 1
+#define VN_SETUP_READ_ONLY 2
+#define VN_SETUP_TIMEZONE 4
+#define VN_SETUP_SEARCH_PATH 8
+#define VN_SETUP_VARIANTS 16
 
-/* API keys: the key's claims are looked up in the same statement */
-static const char *setup_key_sql =
-	"SELECT pg_catalog.set_config('role', c->>'role', true), pg_catalog.set_config('request.jwt.claims', c::text, true),"
-	" pg_catalog.set_config('request.method', $1, true), pg_catalog.set_config('request.path', $2, true),"
-	" pg_catalog.set_config('request.headers', $3, true), pg_catalog.set_config('statement_timeout', $4, true),"
-	" pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $6, true),"
-	" pg_catalog.set_config('transaction_read_only',"
-	"   CASE $7 WHEN 'on' THEN 'on' ELSE pg_catalog.current_setting('transaction_read_only') END, true),"
-	" pg_catalog.set_config('search_path', coalesce($8, pg_catalog.current_setting('search_path')), true),"
-	" pg_catalog.set_config('timezone', coalesce($9, pg_catalog.current_setting('timezone')), true)," VN_SYNC_COMMIT
-	" FROM ventros.api_key_claims($5) c";
+static char				 *setup_variants[VN_SETUP_VARIANTS];
+static unsigned long long setup_hashes[VN_SETUP_VARIANTS];
+static pthread_once_t	  setup_once = PTHREAD_ONCE_INIT;
+
+static void
+build_setup_variants(void)
+{
+	for (int v = 0; v < VN_SETUP_VARIANTS; v++)
+	{
+		VnBuf b;
+		bool  key = (v & VN_SETUP_API_KEY) != 0;
+
+		vn_buf_init(&b);
+		vn_buf_add(&b, key ? "SELECT pg_catalog.set_config('role', c->>'role', true),"
+							 " pg_catalog.set_config('request.jwt.claims', c::text, true)," :
+							 "SELECT pg_catalog.set_config('role', $1, true),"
+							 " pg_catalog.set_config('request.jwt.claims', $2, true),");
+		vn_buf_add(&b, " pg_catalog.set_config('request.method', $3, true), pg_catalog.set_config('request.path', $4, true),"
+					   " pg_catalog.set_config('request.headers', $5, true), pg_catalog.set_config('statement_timeout', $6, true),"
+					   " pg_catalog.set_config('jit', 'off', true), pg_catalog.set_config('ventros.max_plan_cost', $7, true)");
+		if (v & VN_SETUP_SEARCH_PATH)
+			vn_buf_add(&b, ", pg_catalog.set_config('search_path', $8, true)");
+		/*
+		 * GET and HEAD: the transaction is read-only (25006 on a write).  A
+		 * read-write request keeps the server's default rather than setting
+		 * off, which a default_transaction_read_only server would refuse.
+		 */
+		if (v & VN_SETUP_READ_ONLY)
+			vn_buf_add(&b, ", pg_catalog.set_config('transaction_read_only', 'on', true)");
+		else
+			vn_buf_add(&b, "," VN_SYNC_COMMIT);
+		if (v & VN_SETUP_TIMEZONE)
+			vn_buf_add(&b, ", pg_catalog.set_config('timezone', $9, true)");
+		if (key)
+			vn_buf_add(&b, " FROM ventros.api_key_claims($10) c");
+		setup_variants[v] = b.data;
+		setup_hashes[v] = vn_hash_string(b.data);
+	}
+}
 
 PGconn *
 vn_pg_connect_one(const char *conninfo, char **error)
@@ -373,10 +414,10 @@ take_slot(int ci)
 
 /* is sql one to keep prepared on ci?  Marks it used when it is there already */
 static bool
-needs_slot(int ci, const char *sql)
+needs_slot(int ci, const char *sql, unsigned long long h)
 {
 	VnPool *pool = vn_loop_pool();
-	int		k = find_statement(ci, sql, vn_hash_string(sql));
+	int		k = find_statement(ci, sql, h);
 
 	if (k >= 0)
 		pool->stmts[ci][k].used = ++pool->clock;
@@ -392,13 +433,14 @@ needs_slot(int ci, const char *sql)
  * used, so they are never the ones to go.  False on send failure.
  */
 static bool
-make_room(PGconn *conn, int ci, const char *setup_sql_text, const char *sql,
+make_room(PGconn *conn, int ci, int setup_variant, const char *sql, unsigned long long sql_hash,
 		  VnItem *items, int *nitems, int *prepared_slot, bool *is_main)
 {
 	VnPool *pool = vn_loop_pool();
 	VnStmt *st = pool->stmts[ci];
-	int		need = (needs_slot(ci, setup_sql_text) ? 1 : 0) + (needs_slot(ci, sql) ? 1 : 0);
-	int		room = pool->max_stmts - pool->nstmts[ci];
+	int		need = (needs_slot(ci, setup_variants[setup_variant], setup_hashes[setup_variant]) ? 1 : 0) +
+			   (needs_slot(ci, sql, sql_hash) ? 1 : 0);
+	int room = pool->max_stmts - pool->nstmts[ci];
 
 	for (int k = 0; k < pool->nstmts[ci]; k++)
 		if (st[k].sql == NULL)
@@ -428,13 +470,12 @@ make_room(PGconn *conn, int ci, const char *setup_sql_text, const char *sql,
 
 /* queues one statement: prepared, to be prepared, or unnamed; false on send failure */
 static bool
-send_statement(PGconn *conn, int ci, const char *sql, const VnParams *p,
+send_statement(PGconn *conn, int ci, const char *sql, unsigned long long h, const VnParams *p,
 			   VnItem *items, int *nitems, int *prepared_slot, bool *is_main, bool main)
 {
-	VnPool			  *pool = vn_loop_pool();
-	unsigned long long h = vn_hash_string(sql);
-	int				   k = find_statement(ci, sql, h);
-	char			   name[32];
+	VnPool *pool = vn_loop_pool();
+	int		k = find_statement(ci, sql, h);
+	char	name[32];
 
 	if (k < 0 && ci >= 0 && strlen(sql) <= VN_STMT_MAX_SQL && (k = take_slot(ci)) >= 0)
 	{
@@ -468,23 +509,27 @@ PGresult *
 vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *params)
 {
 	static const VnParams none = {0, NULL, NULL, NULL, NULL};
+	static const Oid	  text_types[VN_SETUP_PARAMS] = {25, 25, 25, 25, 25, 25, 25, 25, 25, 25};
 	VnPool				 *pool = vn_loop_pool();
 	PGresult			 *res;
 	PGresult			 *answer = NULL;
 	bool				  ok;
 	int					  ci = conn_index(conn);
 	VnItem				  items[10]; /* up to two DEALLOCATEs, BEGIN, two PREPAREs, three EXECUTEs */
-	/*
-	 * GET and HEAD: the transaction is read-only (25006 on a write).  A
-	 * read-write request keeps the server's default rather than setting
-	 * off, which a default_transaction_read_only server would refuse.
-	 */
-	const char *read_only = setup->read_only ? "on" : "off";
-	int			prepared_slot[10];
-	bool		is_main[10];
-	int			nitems = 0;
-	bool		broken = false;
+	int					  prepared_slot[10];
+	bool				  is_main[10];
+	int					  nitems = 0;
+	bool				  broken = false;
+	int					  variant = (setup->api_key ? VN_SETUP_API_KEY : 0) | (setup->read_only ? VN_SETUP_READ_ONLY : 0) |
+				  (setup->timezone ? VN_SETUP_TIMEZONE : 0) | (setup->search_path ? VN_SETUP_SEARCH_PATH : 0);
+	const char *values[VN_SETUP_PARAMS] = {setup->role, setup->claims, setup->method, setup->path,
+										   setup->headers, setup->timeout, setup->max_plan_cost,
+										   setup->search_path, setup->timezone, setup->api_key};
+	VnParams	setup_params = {VN_SETUP_PARAMS, values, text_types, NULL, NULL};
+	/* hashed once: the statement cache looks it up twice */
+	unsigned long long sql_hash = vn_hash_string(sql);
 
+	pthread_once(&setup_once, build_setup_variants);
 	if (!PQenterPipelineMode(conn))
 		return NULL;
 	/*
@@ -493,31 +538,14 @@ vn_pg_run(PGconn *conn, const VnSetup *setup, const char *sql, const VnParams *p
 	 * up to the Sync) and leaves the failed block open: it is rolled back
 	 * below, an extra round trip on that path only.
 	 */
-	ok = ci < 0 || make_room(conn, ci, setup->api_key ? setup_key_sql : setup_sql, sql, items, &nitems,
-							 prepared_slot, is_main);
+	ok = ci < 0 || make_room(conn, ci, variant, sql, sql_hash, items, &nitems, prepared_slot, is_main);
 	ok = ok && (!setup->rollback ||
-				send_statement(conn, -1, "BEGIN", &none, items, &nitems, prepared_slot, is_main, false));
-	if (setup->api_key)
-	{
-		const char *v[9] = {setup->method, setup->path, setup->headers,
-							setup->timeout, setup->api_key, setup->max_plan_cost,
-							read_only, setup->search_path, setup->timezone};
-		VnParams	key_params = {9, v, NULL, NULL, NULL};
-
-		ok = ok && send_statement(conn, ci, setup_key_sql, &key_params, items, &nitems, prepared_slot, is_main, false);
-	}
-	else
-	{
-		const char *v[10] = {setup->role, setup->claims, setup->method, setup->path,
-							 setup->headers, setup->timeout, setup->max_plan_cost, read_only,
-							 setup->search_path, setup->timezone};
-		VnParams	setup_params = {10, v, NULL, NULL, NULL};
-
-		ok = ok && send_statement(conn, ci, setup_sql, &setup_params, items, &nitems, prepared_slot, is_main, false);
-	}
-	ok = ok && send_statement(conn, ci, sql, params, items, &nitems, prepared_slot, is_main, true);
+				send_statement(conn, -1, "BEGIN", 0, &none, items, &nitems, prepared_slot, is_main, false));
+	ok = ok && send_statement(conn, ci, setup_variants[variant], setup_hashes[variant], &setup_params, items, &nitems,
+							  prepared_slot, is_main, false);
+	ok = ok && send_statement(conn, ci, sql, sql_hash, params, items, &nitems, prepared_slot, is_main, true);
 	ok = ok && (!setup->rollback ||
-				send_statement(conn, -1, "ROLLBACK", &none, items, &nitems, prepared_slot, is_main, false));
+				send_statement(conn, -1, "ROLLBACK", 0, &none, items, &nitems, prepared_slot, is_main, false));
 	ok = ok && PQpipelineSync(conn);
 	if (!ok)
 	{
