@@ -19634,6 +19634,17 @@ BEGIN
                AND jsonb_typeof(h.value) = 'string');
 END
 $$;
+CREATE OR REPLACE FUNCTION ventros.default_project() RETURNS uuid
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL: a column default called on every insert keeps its plan)
+AS $$
+BEGIN
+    RETURN (SELECT id FROM ventros.projects
+             WHERE tenant_id = ventros.require_tenant() AND deleted_at IS NULL
+             ORDER BY created_at, id LIMIT 1);
+END
+$$;
 
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked

@@ -39,12 +39,15 @@ SELECT ventros.register_aggregate('project', 'ventros.projects', 'core',
 
 -- The tenant's default project: its oldest live one.
 CREATE FUNCTION ventros.default_project() RETURNS uuid
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL: a column default called on every insert keeps its plan)
 AS $$
-    SELECT id FROM ventros.projects
-    WHERE tenant_id = ventros.require_tenant() AND deleted_at IS NULL
-    ORDER BY created_at, id LIMIT 1
+BEGIN
+    RETURN (SELECT id FROM ventros.projects
+             WHERE tenant_id = ventros.require_tenant() AND deleted_at IS NULL
+             ORDER BY created_at, id LIMIT 1);
+END
 $$;
 COMMENT ON FUNCTION ventros.default_project() IS 'The acting tenant''s default (oldest live) project';
 
