@@ -21,17 +21,7 @@
 
 typedef VnQueryCtx Ctx;
 
-/* a relationship from the parent to the embedded relation */
-typedef struct Rel
-{
-	int					child;
-	bool				to_one;
-	const VnForeignKey *fk;
-	bool				parent_refs; /* the parent holds fk's referencing columns */
-	const VnJunction   *jn;
-	const VnComputed   *fn;
-	const char		   *kind; /* for PGRST201: many-to-one, ... */
-} Rel;
+typedef VnEmbedRel Rel;
 
 #define MAX_CANDIDATES 8
 
@@ -122,7 +112,7 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnB
 	if (filters_only)
 		return true;
 	vn_query_take_group(c, &c->q->sql);
-	if (order && !vn_query_order_spec(c, r, sub_al, order))
+	if (order && !vn_query_order_at(c, r, sub_al, order, path))
 		return false;
 	if (limit || offset)
 		return embed_paging(c, limit, offset);
@@ -530,6 +520,110 @@ embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
 	return true;
 }
 
+/* PGRST118 (order) or PGRST119 (spread) on a to-many relationship, PostgREST 12's words */
+static bool
+not_to_one(Ctx *c, const char *code, const char *fmt, int rel, const char *name)
+{
+	char details[256];
+
+	snprintf(details, sizeof(details), "'%s' and '%.64s' do not form a many-to-one or one-to-one relationship",
+			 c->in->schema->rels[rel].name, name);
+	return vn_query_fail(c->q, 400, code, details, NULL, fmt, name);
+}
+
+/* remembers an embedding for order=label(col) of its parent's level */
+static void
+seen(Ctx *c, const char *prefix, const char *label, const char *name, const char *al, int rel, int depth,
+	 const Rel *r)
+{
+	VnEmbedSeen *e;
+
+	if ((c->nseen & (c->nseen - 1)) == 0) /* 0, 1, 2, 4 ...: grow to twice */
+	{
+		VnEmbedSeen *more = vn_alloc(sizeof(VnEmbedSeen) * (c->nseen ? 2 * c->nseen : 1));
+
+		if (c->nseen)
+			memcpy(more, c->seen, sizeof(VnEmbedSeen) * c->nseen);
+		free(c->seen);
+		c->seen = more;
+	}
+	e = &c->seen[c->nseen++];
+	e->prefix = vn_strdup(prefix);
+	e->label = vn_strdup(label);
+	e->name = vn_strdup(name);
+	snprintf(e->al, sizeof(e->al), "%s", al);
+	e->parent = rel;
+	e->depth = depth;
+	e->r = *r;
+}
+
+void
+vn_query_embed_forget(Ctx *c)
+{
+	for (int i = 0; i < c->nseen; i++)
+	{
+		free(c->seen[i].prefix);
+		free(c->seen[i].label);
+		free(c->seen[i].name);
+	}
+	free(c->seen);
+	c->seen = NULL;
+	c->nseen = 0;
+}
+
+/*
+ * order=label(col): PostgREST orders the parents by a column of a to-one
+ * embedding of the same level (its lateral join's column).  Here it is a
+ * scalar subquery of the same join and the embedding's filters, so a
+ * parent whose embedded row is absent or filtered out sorts as NULL.
+ * term is "label(col)"; the ASC/DESC/NULLS that follow are order.c's.
+ */
+bool
+vn_query_embed_order(Ctx *c, const char *prefix, const char *al, const char *term)
+{
+	VnBuf	   *b = &c->q->sql;
+	const char *open = strchr(term, '(');
+	size_t		len = strlen(term);
+	char		label[128],
+		col[128],
+		path[256];
+	const VnEmbedSeen *e = NULL;
+	VnBuf			   none;
+	Operand			   o;
+	bool			   ok;
+
+	if (open == NULL || term[len - 1] != ')' || open == term || (size_t) (open - term) >= sizeof(label) ||
+		len - (open - term) - 2 >= sizeof(col) || len - (open - term) - 2 == 0)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Order by an embedded column as rel(column).desc.",
+							 "malformed order term \"%.64s\"", term);
+	snprintf(label, sizeof(label), "%.*s", (int) (open - term), term);
+	snprintf(col, sizeof(col), "%.*s", (int) (len - (open - term) - 2), open + 1);
+	for (int i = 0; i < c->nseen && e == NULL; i++)
+		if (strcmp(c->seen[i].prefix, prefix) == 0 && strcmp(c->seen[i].label, label) == 0 &&
+			strcmp(c->seen[i].al, al) == 0)
+			e = &c->seen[i];
+	if (e == NULL)
+	{
+		char hint[256];
+
+		snprintf(hint, sizeof(hint), "Verify that '%.64s' is included in the 'select' query parameter.", label);
+		return vn_query_fail(c->q, 400, "PGRST108", NULL, hint, "'%.64s' is not an embedded resource in this request",
+							 label);
+	}
+	if (!e->r.to_one)
+		return not_to_one(c, "PGRST118", "A related order on '%.64s' is not possible", e->parent, e->name);
+	vn_buf_add(b, "(SELECT ");
+	if (!vn_query_operand(c, &c->in->schema->rels[e->r.child], "_ob", col, &o, true))
+		return false;
+	embed_from(c, b, &e->r, "_ob", al, e->depth);
+	snprintf(path, sizeof(path), "%s%s.", prefix, label);
+	vn_buf_init(&none);
+	ok = embed_clauses(c, e->r.child, "_ob", path, &none, true);
+	vn_buf_free(&none);
+	vn_buf_add(b, " LIMIT 1)");
+	return ok;
+}
+
 static bool
 embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char *spec, int depth,
 	  const char *prefix, bool spread, VnBuf *group)
@@ -559,6 +653,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (!embed_hint(c, name, &hint, &inner_join) || !embed_relationship(c, rel, name, hint, &r))
 		return false;
 	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
+	seen(c, prefix, alias ? alias : name, name, al, rel, depth, &r);
 	if (group && (spread || !embed_grouped(c, &r, al, group)))
 		return spread ? vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
 									  "a spread beside aggregate functions is not supported") :
@@ -566,9 +661,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (!spread)
 		return embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join);
 	if (!r.to_one)
-		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
-							 "cannot spread the to-many relationship %s -> %.64s", c->in->schema->rels[rel].name,
-							 name);
+		return not_to_one(c, "PGRST119", "A spread operation on '%.64s' is not possible", rel, name);
 	if (inner_join || alias)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);

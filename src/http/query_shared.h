@@ -10,6 +10,30 @@
 
 #include "query.h"
 
+/* a relationship from a parent to an embedded relation (embed.c) */
+typedef struct VnEmbedRel
+{
+	int					child;
+	bool				to_one;
+	const VnForeignKey *fk;
+	bool				parent_refs; /* the parent holds fk's referencing columns */
+	const VnJunction   *jn;
+	const VnComputed   *fn;
+	const char		   *kind; /* for PGRST201: many-to-one, ... */
+} VnEmbedRel;
+
+/* an embedding of the request, for order=rel(col) of its parent's level */
+typedef struct VnEmbedSeen
+{
+	char	  *prefix; /* the parent's path: "" at the top, "orders." below */
+	char	  *label;  /* alias or name */
+	char	  *name;   /* as the request names it, hints aside */
+	char	   al[16]; /* the parent's alias */
+	int		   parent;
+	int		   depth;
+	VnEmbedRel r;
+} VnEmbedSeen;
+
 typedef struct VnQueryCtx
 {
 	const VnQueryInput *in;
@@ -24,6 +48,8 @@ typedef struct VnQueryCtx
 	int					nembeds; /* embedded resources so far, at every level */
 	int					nselect; /* select-list items so far, at every level */
 	char			   *group;	 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
+	VnEmbedSeen		   *seen;	 /* the embeddings so far (embed.c), for order=rel(col) */
+	int					nseen;
 } VnQueryCtx;
 
 /* An operand of a filter, select item or order term (filter.c) */
@@ -81,9 +107,21 @@ extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
 extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,
 						   int depth, const char *prefix, VnBuf *group);
 
+/*
+ * order=rel(col)[.desc]: the to-one embedding labelled rel of the level
+ * whose path is prefix, its column col as an expression of the parent's row
+ * (al); 400 PGRST108 when not embedded there, PGRST118 when to-many
+ */
+extern bool vn_query_embed_order(VnQueryCtx *c, const char *prefix, const char *al, const char *term);
+/* forgets the embeddings seen (query.c, when the statement is built) */
+extern void vn_query_embed_forget(VnQueryCtx *c);
+
 /* order.c */
 extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);
 extern bool vn_query_order_spec(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec);
+/* order= of an embedded resource whose path is prefix ("orders.") */
+extern bool vn_query_order_at(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec,
+							  const char *prefix);
 extern bool vn_query_paging(VnQueryCtx *c);
 
 /* read.c */
