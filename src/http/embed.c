@@ -10,7 +10,8 @@
  *	  and paging (<path>.<column>=, <path>.order=, <path>.limit=).  !inner
  *	  keeps the parent rows that have an embedded row: an EXISTS of the same
  *	  join in the parent's WHERE, at any depth.  A spread is a lateral join
- *	  whose columns join the parent's.
+ *	  whose columns join the parent's, at any depth (each level's spreads
+ *	  join that level's FROM).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,9 +350,13 @@ join_cols(VnBuf *b, const char *a, char **acols, const char *bl, char **bcols, i
 	}
 }
 
-/* " FROM <the embedded rows> sub_al WHERE <they are the parent's>" */
+/*
+ * " FROM <the embedded rows> sub_al <lateral> WHERE <they are the
+ * parent's>"; lateral: the joins of the spreads of the embedded select list
+ * (NULL: none)
+ */
 static void
-embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, int depth)
+embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, int depth, const char *lateral)
 {
 	const VnSchema *s = c->in->schema;
 	char			j_al[16];
@@ -363,11 +368,11 @@ embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, i
 		vn_buf_ident(b, s->name);
 		vn_buf_addc(b, '.');
 		vn_buf_ident(b, r->fn->name);
-		vn_buf_addf(b, "(%s) %s WHERE true", al, sub_al);
+		vn_buf_addf(b, "(%s) %s%s WHERE true", al, sub_al, lateral ? lateral : "");
 		return;
 	}
 	vn_query_relation_ref(c, b, &s->rels[r->child]);
-	vn_buf_addf(b, " %s", sub_al);
+	vn_buf_addf(b, " %s%s", sub_al, lateral ? lateral : "");
 	if (r->jn)
 	{
 		const VnForeignKey *left = &s->fks[r->jn->left],
@@ -391,19 +396,25 @@ embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, i
 
 /*
  * The select list of an embedded resource, with the EXISTS of its own
- * !inner embeddings collected apart (*inner, for its WHERE); its GROUP BY
- * stays in c->group for embed_clauses.
+ * !inner embeddings collected apart (*inner, for its WHERE) and the lateral
+ * joins of its spreads (*lateral, for its FROM); its GROUP BY stays in
+ * c->group for embed_clauses.
  */
 static bool
-embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner)
+embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner,
+		   VnBuf *lateral)
 {
-	VnBuf saved = c->inner;
-	bool  ok;
+	VnBuf saved = c->inner,
+		  saved_lateral = c->lateral;
+	bool ok;
 
 	vn_buf_init(&c->inner);
+	vn_buf_init(&c->lateral);
 	ok = vn_query_select_list(c, child, sub_al, spec, depth + 1, path);
 	*inner = c->inner;
+	*lateral = c->lateral;
 	c->inner = saved;
+	c->lateral = saved_lateral;
 	return ok;
 }
 
@@ -416,19 +427,21 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
 			 const char *path)
 {
 	VnBuf saved = c->q->sql;
-	VnBuf inner;
-	char  sp_al[16];
-	bool  ok;
+	VnBuf inner,
+		lateral;
+	char sp_al[16];
+	bool ok;
 
 	snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
 	vn_buf_init(&c->q->sql);
 	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
-	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner);
+	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
 	if (ok)
 	{
-		embed_from(c, &c->q->sql, r, sub_al, al, depth);
+		embed_from(c, &c->q->sql, r, sub_al, al, depth, lateral.data);
 		ok = embed_clauses(c, r->child, sub_al, path, &inner, false);
 	}
+	vn_buf_free(&lateral);
 	if (ok)
 	{
 		vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
@@ -456,7 +469,7 @@ embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char
 
 	vn_buf_init(&c->q->sql);
 	vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1");
-	embed_from(c, &c->q->sql, r, sub_al, al, depth);
+	embed_from(c, &c->q->sql, r, sub_al, al, depth, NULL);
 	ok = embed_clauses(c, r->child, sub_al, path, inner, true);
 	if (ok)
 	{
@@ -474,18 +487,22 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 			   const char *path, bool inner_join)
 {
 	VnBuf *b = &c->q->sql;
-	VnBuf  inner;
-	char   sub_al[16];
-	bool   ok;
+	VnBuf  inner,
+		lateral;
+	char sub_al[16];
+	bool ok;
 
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
 	vn_buf_add(b, r->to_one ? "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT " : "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
-	if (!embed_list(c, r->child, sub_al, spec, depth, path, &inner))
+	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
+	if (ok)
+		embed_from(c, b, r, sub_al, al, depth, lateral.data);
+	vn_buf_free(&lateral);
+	if (!ok)
 	{
 		vn_buf_free(&inner);
 		return false;
 	}
-	embed_from(c, b, r, sub_al, al, depth);
 	ok = embed_clauses(c, r->child, sub_al, path, &inner, false) &&
 		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth));
 	vn_buf_free(&inner);
@@ -615,7 +632,7 @@ vn_query_embed_order(Ctx *c, const char *prefix, const char *al, const char *ter
 	vn_buf_add(b, "(SELECT ");
 	if (!vn_query_operand(c, &c->in->schema->rels[e->r.child], "_ob", col, &o, true))
 		return false;
-	embed_from(c, b, &e->r, "_ob", al, e->depth);
+	embed_from(c, b, &e->r, "_ob", al, e->depth, NULL);
 	snprintf(path, sizeof(path), "%s%s.", prefix, label);
 	vn_buf_init(&none);
 	ok = embed_clauses(c, e->r.child, "_ob", path, &none, true);
@@ -682,9 +699,9 @@ vn_query_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, c
 	spec = vn_strndup(paren + 1, len - 2);
 	if (strncmp(item, "...", 3) != 0)
 		ok = embed(c, rel, al, alias, vn_query_trim(item), spec, depth, prefix, false, group);
-	else if (!c->spread_ok || depth > 0)
+	else if (!c->spread_ok)
 		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
-						   "spread embeddings (...rel(cols)) are supported at the top of a read only");
+						   "spread embeddings (...rel(cols)) are supported in reads only");
 	else
 		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), spec, depth, prefix, true, group);
 	free(spec);

@@ -109,6 +109,27 @@ test('spreading a to-many relationship is 400 PGRST119, as PostgREST 12', async 
   }
 });
 
+test('spreads at any level: inside an embedding, inside a spread, beside !inner', async () => {
+  assert.deepEqual(ok(await get('/items?select=quantity,orders(id,...customers(customer:name))&order_id=eq.11')), [
+    { quantity: 1, orders: { id: 11, customer: 'Ana' } },
+  ]);
+  assert.deepEqual(ok(await user('/customers?select=name,orders(id,...addresses!shipping(city))&id=eq.1&orders.order=id')), [
+    { name: 'Ana', orders: [{ id: 10, city: 'Porto' }, { id: 11, city: 'Lisbon' }] },
+  ]);
+  assert.deepEqual(ok(await get('/items?select=quantity,...orders(order_id:id,...customers(customer:name))&order_id=eq.11')), [
+    { quantity: 1, order_id: 11, customer: 'Ana' },
+  ]);
+  // the embedding's filters narrow the spread row: a parent without it has nulls
+  assert.deepEqual(ok(await user('/customers?select=name,orders(id,...addresses!shipping(city))&id=eq.1&orders.order=id&orders.addresses.city=eq.Porto')), [
+    { name: 'Ana', orders: [{ id: 10, city: 'Porto' }, { id: 11, city: null }] },
+  ]);
+  // a to-many spread below an embedding is PostgREST 12's PGRST119 too
+  const r = await get('/orders?select=id,customers(name,...orders(id))');
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.code, 'PGRST119');
+  assert.equal(r.json.details, "'customers' and 'orders' do not form a many-to-one or one-to-one relationship");
+});
+
 test('OpenAPI: columns note their primary and foreign keys, after their comment', async () => {
   const r = await get('/');
   assert.equal(r.status, 200, r.text);
