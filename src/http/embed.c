@@ -2,29 +2,29 @@
  * embed.c
  *	  Resource embedding in select= (PostgREST 12): rel(...), alias:rel(...),
  *	  rel!hint(...), rel!inner(...), ...rel(...), through the relationships
- *	  of the schema cache (relations.c): many-to-one, one-to-many,
- *	  one-to-one, many-to-many through a junction, computed (a function of
- *	  the parent's row).  Each embedding is a subquery of the one statement:
+ *	  of the schema cache (relations.c) as embed_rel.c resolves them:
+ *	  many-to-one, one-to-many, one-to-one, many-to-many through a junction,
+ *	  computed (a function of the parent's row).  Each embedding is a subquery of the one statement:
  *	  row_to_json of the row for a to-one relationship, json_agg of the rows
  *	  (or []) for a to-many one, with the embedding's own filters, order
  *	  and paging (<path>.<column>=, <path>.order=, <path>.limit=).  !inner
  *	  keeps the parent rows that have an embedded row: an EXISTS of the same
  *	  join in the parent's WHERE, at any depth.  A spread is a lateral join
  *	  whose columns join the parent's, at any depth (each level's spreads
- *	  join that level's FROM).
+ *	  join that level's FROM).  rel=is.null / rel=not.is.null filter the
+ *	  parents by whether they have an embedded row; order=rel(col) orders
+ *	  them by a column of a to-one one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "query_shared.h"
-#include "response.h"
 
 typedef VnQueryCtx Ctx;
 
 typedef VnEmbedRel Rel;
-
-#define MAX_CANDIDATES 8
 
 /* the filters of <path>.<key>=; false on error */
 static bool
@@ -71,6 +71,16 @@ embed_paging(Ctx *c, const char *limit, const char *offset)
 	return true;
 }
 
+/* an embedding below the level of path is labelled label */
+static bool
+child_label(const Ctx *c, const char *path, const char *label)
+{
+	for (int i = 0; i < c->nseen; i++)
+		if (strcmp(c->seen[i].prefix, path) == 0 && strcmp(c->seen[i].label, label) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Filters, order, limit and offset of an embedded resource: query arguments
  * named <path>.<column|or|and|not.or|not.and|order|limit|offset>, where path
@@ -99,6 +109,8 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnB
 		rest = k + n;
 		if (strchr(rest, '.') && strcmp(rest, "not.or") != 0 && strcmp(rest, "not.and") != 0)
 			continue; /* a deeper resource's */
+		if (child_label(c, path, rest))
+			continue; /* <path>.<child>=is.null: the child's (embed_null_filter) */
 		c->consumed[i] = true;
 		if (strcmp(rest, "order") == 0)
 			order = a->items[i].value;
@@ -148,192 +160,6 @@ embed_hint(Ctx *c, char *name, char **hint, bool *inner_join)
 	else if (strcmp(*hint, "left") == 0)
 		*hint = NULL;
 	return true;
-}
-
-/* the hint names the key, or one of its referencing columns (not tenant_id) */
-static bool
-hint_names_key(const VnForeignKey *k, const char *hint)
-{
-	if (hint == NULL || strcmp(hint, k->name) == 0)
-		return true;
-	for (int j = 0; j < k->ncols; j++)
-		if (strcmp(k->from_cols[j], hint) == 0 && strcmp(hint, "tenant_id") != 0)
-			return true;
-	return false;
-}
-
-/* the one referencing column of k besides tenant_id, or NULL */
-static const char *
-key_column(const VnForeignKey *k)
-{
-	const char *col = NULL;
-
-	for (int j = 0; j < k->ncols; j++)
-		if (strcmp(k->from_cols[j], "tenant_id") != 0)
-		{
-			if (col)
-				return NULL;
-			col = k->from_cols[j];
-		}
-	return col;
-}
-
-static void
-candidate(Rel *out, int *n, Rel r)
-{
-	if (*n < MAX_CANDIDATES)
-		out[*n] = r;
-	(*n)++;
-}
-
-/*
- * The relationships from rel to the relation named, or through a key whose
- * referencing column of rel is named (parent_id(*)): keys either way (a
- * self-reference named by its table embeds the children, as PostgREST
- * does), junctions (the hint may name the junction or either key).
- */
-static void
-table_candidates(Ctx *c, int rel, const char *name, const char *hint, Rel *out, int *n)
-{
-	const VnSchema *s = c->in->schema;
-	int				child = vn_schema_relation_index(s, name);
-
-	for (int i = 0; i < s->nfks; i++)
-	{
-		const VnForeignKey *k = &s->fks[i];
-		const char		   *col = key_column(k);
-
-		if (child >= 0 && k->to == rel && k->from == child && hint_names_key(k, hint))
-			candidate(out, n,
-					  (Rel){child, k->unique, k, false, NULL, NULL, k->unique ? "one-to-one" : "one-to-many"});
-		else if (child >= 0 && k->from == rel && k->to == child && rel != child && hint_names_key(k, hint))
-			candidate(out, n,
-					  (Rel){child, true, k, true, NULL, NULL, k->unique ? "one-to-one" : "many-to-one"});
-		else if (child < 0 && k->from == rel && col && strcmp(col, name) == 0 &&
-				 (hint == NULL || strcmp(hint, s->rels[k->to].name) == 0 || strcmp(hint, k->name) == 0))
-			candidate(out, n, (Rel){k->to, true, k, true, NULL, NULL, "many-to-one"});
-	}
-	for (int i = 0; child >= 0 && i < s->njunctions; i++)
-	{
-		const VnJunction *j = &s->junctions[i];
-
-		if (j->from != rel || j->to != child)
-			continue;
-		if (hint && strcmp(hint, s->rels[j->junction].name) != 0 && strcmp(hint, s->fks[j->left].name) != 0 &&
-			strcmp(hint, s->fks[j->right].name) != 0)
-			continue;
-		candidate(out, n, (Rel){child, false, NULL, false, j, NULL, "many-to-many"});
-	}
-}
-
-/* "name using rel(cols) and rel(cols)" of a key */
-static void
-key_text(VnBuf *b, const VnSchema *s, const VnForeignKey *k)
-{
-	vn_buf_addf(b, "%s using %s(", k->name, s->rels[k->from].name);
-	for (int j = 0; j < k->ncols; j++)
-		vn_buf_addf(b, "%s%s", j ? ", " : "", k->from_cols[j]);
-	vn_buf_addf(b, ") and %s(", s->rels[k->to].name);
-	for (int j = 0; j < k->ncols; j++)
-		vn_buf_addf(b, "%s%s", j ? ", " : "", k->to_cols[j]);
-	vn_buf_addc(b, ')');
-}
-
-/* one entry of PGRST201's details: {cardinality, embedding, relationship} */
-static void
-candidate_json(VnBuf *d, const VnSchema *s, int rel, const Rel *r)
-{
-	VnBuf t;
-
-	vn_buf_init(&t);
-	vn_buf_add(d, "{\"cardinality\":");
-	vn_buf_json_string(d, r->kind);
-	vn_buf_addf(&t, "%s with %s", s->rels[rel].name, s->rels[r->child].name);
-	vn_buf_add(d, ",\"embedding\":");
-	vn_buf_json_string(d, t.data);
-	vn_buf_reset(&t);
-	if (r->jn)
-	{
-		vn_buf_addf(&t, "%s using ", s->rels[r->jn->junction].name);
-		key_text(&t, s, &s->fks[r->jn->left]);
-		vn_buf_add(&t, ", ");
-		key_text(&t, s, &s->fks[r->jn->right]);
-	}
-	else
-		key_text(&t, s, r->fk);
-	vn_buf_add(d, ",\"relationship\":");
-	vn_buf_json_string(d, t.data);
-	vn_buf_addc(d, '}');
-	vn_buf_free(&t);
-}
-
-/* PGRST201: details list every candidate (JSON, as PostgREST), the hint how to name each */
-static bool
-ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
-{
-	const VnSchema *s = c->in->schema;
-	VnBuf			details,
-		hint;
-	bool ok;
-
-	vn_buf_init(&details);
-	vn_buf_init(&hint);
-	vn_buf_addc(&details, VN_DETAILS_JSON);
-	vn_buf_addc(&details, '[');
-	vn_buf_addf(&hint, "Try changing '%.64s' to one of the following: ", name);
-	for (int i = 0; i < n && i < MAX_CANDIDATES; i++)
-	{
-		const char *target = s->rels[cands[i].child].name;
-		/* a column named as the target: the relations tell the candidates apart */
-		const char *key = strcmp(target, name) != 0 ? target : cands[i].jn ? s->rels[cands[i].jn->junction].name :
-																			 cands[i].fk->name;
-
-		if (i)
-			vn_buf_addc(&details, ',');
-		candidate_json(&details, s, rel, &cands[i]);
-		vn_buf_addf(&hint, "%s'%.64s!%s'", i ? ", " : "", name, key);
-	}
-	vn_buf_addc(&details, ']');
-	vn_buf_add(&hint, ". Find the desired relationship in the 'details' key.");
-	ok = vn_query_fail(c->q, 300, "PGRST201", details.data, hint.data,
-					   "Could not embed because more than one relationship was found for '%s' and '%.64s'",
-					   s->rels[rel].name, name);
-	vn_buf_free(&details);
-	vn_buf_free(&hint);
-	return ok;
-}
-
-/*
- * The one relationship between rel and the resource named: a computed
- * relationship of that name first (the schema's author defined it), then
- * the tables'; 400 PGRST200 for none, 300 PGRST201 for several.
- */
-static bool
-embed_relationship(Ctx *c, int rel, const char *name, const char *hint, Rel *out)
-{
-	const VnSchema *s = c->in->schema;
-	Rel				cands[MAX_CANDIDATES];
-	int				n = 0;
-	char			details[512];
-
-	for (int i = 0; i < s->ncomputed && hint == NULL; i++)
-		if (s->computed[i].from == rel && strcmp(s->computed[i].name, name) == 0)
-			candidate(cands, &n, (Rel){s->computed[i].to, s->computed[i].to_one, NULL, false, NULL, &s->computed[i], "computed"});
-	if (n == 0)
-		table_candidates(c, rel, name, hint, cands, &n);
-	if (n == 1)
-	{
-		*out = cands[0];
-		return true;
-	}
-	if (n > 1)
-		return ambiguous(c, rel, name, cands, n);
-	snprintf(details, sizeof(details),
-			 "Searched for a foreign key relationship between '%s' and '%.64s'%s%.64s%s in the schema '%s', but no matches were found.",
-			 s->rels[rel].name, name, hint ? " using the hint '" : "", hint ? hint : "", hint ? "'" : "", s->name);
-	return vn_query_fail(c->q, 400, "PGRST200", details, NULL,
-						 "Could not find a relationship between '%s' and '%.64s' in the schema cache",
-						 s->rels[rel].name, name);
 }
 
 /* "a.x = b.y AND ..." over the key's columns */
@@ -459,16 +285,17 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
  * !inner: the parent keeps only rows with a matching embedded row: the
  * same join, filters and inner conditions, as EXISTS in the parent's WHERE
  * (c->inner; parameters are numbered, so the text may go anywhere).
+ * negate: NOT EXISTS, the parents without one (rel=is.null).
  */
 static bool
 embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *path, const VnBuf *inner,
-			int depth)
+			int depth, bool negate)
 {
 	VnBuf saved = c->q->sql;
 	bool  ok;
 
 	vn_buf_init(&c->q->sql);
-	vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1");
+	vn_buf_add(&c->q->sql, negate ? " AND NOT EXISTS (SELECT 1" : " AND EXISTS (SELECT 1");
 	embed_from(c, &c->q->sql, r, sub_al, al, depth, NULL);
 	ok = embed_clauses(c, r->child, sub_al, path, inner, true);
 	if (ok)
@@ -481,10 +308,42 @@ embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char
 	return ok;
 }
 
-/* the subquery of an embedding, AS its label */
+/*
+ * <prefix><label>=not.is.null keeps the parents with an embedded row (as
+ * !inner), =is.null those without (an anti-join), as PostgREST 12; any
+ * other operator on an embedded resource is 400 PGRST120.  *mode: 1 not
+ * null, -1 null, 0 no such filter.
+ */
+static bool
+embed_null_filter(Ctx *c, const char *prefix, const char *label, int *mode)
+{
+	const VnArgs *a = c->in->args;
+	size_t		  n = strlen(prefix);
+
+	*mode = 0;
+	for (int i = 0; i < a->n; i++)
+	{
+		const char *k = a->items[i].key,
+				   *v = a->items[i].value;
+
+		if (strncmp(k, prefix, n) != 0 || strcmp(k + n, label) != 0)
+			continue;
+		c->consumed[i] = true;
+		if (strcasecmp(v, "is.null") == 0)
+			*mode = -1;
+		else if (strcasecmp(v, "not.is.null") == 0 || strcasecmp(v, "is.not_null") == 0)
+			*mode = 1;
+		else
+			return vn_query_fail(c->q, 400, "PGRST120", "Only is null or not is null filters are allowed on embedded resources",
+								 NULL, "Bad operator on the '%.64s' embedded resource", label);
+	}
+	return true;
+}
+
+/* the subquery of an embedding, AS its label; null_filter: embed_null_filter's mode */
 static bool
 embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const char *spec, int depth,
-			   const char *path, bool inner_join)
+			   const char *path, bool inner_join, int null_filter)
 {
 	VnBuf *b = &c->q->sql;
 	VnBuf  inner,
@@ -504,7 +363,8 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 		return false;
 	}
 	ok = embed_clauses(c, r->child, sub_al, path, &inner, false) &&
-		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth));
+		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth, false)) &&
+		 (null_filter == 0 || embed_inner(c, r, al, sub_al, path, &inner, depth, null_filter < 0));
 	vn_buf_free(&inner);
 	if (!ok)
 		return false;
@@ -650,6 +510,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	Rel	  r;
 	char  path[256];
 	char  sub_al[16];
+	int	  null_filter;
 
 	/*
 	 * Each level is a subquery inside its parent's, built by recursion on
@@ -667,7 +528,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (++c->nembeds > c->in->max_embeds)
 		return vn_query_fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
 							 "a request embeds at most %d resources", c->in->max_embeds);
-	if (!embed_hint(c, name, &hint, &inner_join) || !embed_relationship(c, rel, name, hint, &r))
+	if (!embed_hint(c, name, &hint, &inner_join) || !vn_query_embed_relationship(c, rel, name, hint, &r))
 		return false;
 	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
 	seen(c, prefix, alias ? alias : name, name, al, rel, depth, &r);
@@ -676,7 +537,8 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 									  "a spread beside aggregate functions is not supported") :
 						false;
 	if (!spread)
-		return embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join);
+		return embed_null_filter(c, prefix, alias ? alias : name, &null_filter) &&
+			   embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join, null_filter);
 	if (!r.to_one)
 		return not_to_one(c, "PGRST119", "A spread operation on '%.64s' is not possible", rel, name);
 	if (inner_join || alias)

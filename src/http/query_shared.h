@@ -102,6 +102,9 @@ extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const c
 /* appends the GROUP BY of the last select list (if it aggregates) to b, and forgets it */
 extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
 
+/* embed_rel.c: the one relationship from rel to the resource named (with its hint, or NULL) */
+extern bool vn_query_embed_relationship(VnQueryCtx *c, int rel, const char *name, const char *hint, VnEmbedRel *out);
+
 /* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(';
  * group: the list's GROUP BY when it has aggregates, else NULL */
 extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,

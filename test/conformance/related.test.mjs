@@ -5,7 +5,9 @@
 //   order=rel(col).desc.nullsfirst, at any level; a to-many one is 400
 //   PGRST118, one not embedded 400 PGRST108;
 // * spreading a to-many relationship is 400 PGRST119 in PostgREST 12
-//   (version 13 spreads it into arrays);
+//   (version 13 spreads it into arrays); spreads at any level;
+// * rel=is.null / rel=not.is.null on an embedded resource (anti-joins),
+//   any other operator 400 PGRST120;
 // * the OpenAPI document notes primary and foreign keys on the columns;
 // * Prefer: count=estimated answers the exact count, Content-Range as
 //   PostgREST's.
@@ -128,6 +130,40 @@ test('spreads at any level: inside an embedding, inside a spread, beside !inner'
   assert.equal(r.status, 400, r.text);
   assert.equal(r.json.code, 'PGRST119');
   assert.equal(r.json.details, "'customers' and 'orders' do not form a many-to-one or one-to-one relationship");
+});
+
+test('rel=not.is.null keeps parents with an embedded row, rel=is.null those without', async () => {
+  // anonymous: Bruno's one order is private
+  assert.deepEqual(ok(await get('/customers?select=name,orders(id)&orders=not.is.null&order=id&orders.order=id')), [
+    { name: 'Ana', orders: [{ id: 10 }, { id: 11 }] },
+  ]);
+  assert.deepEqual(ok(await get('/customers?select=name,orders(id)&orders=is.null&order=id')), [
+    { name: 'Bruno', orders: [] },
+    { name: 'Caio', orders: [] },
+  ]);
+  // with the embedding's filters, and an alias
+  assert.deepEqual(ok(await user('/customers?select=name,o:orders(id)&o.status=eq.shipped&o=not.is.null')), [
+    { name: 'Ana', o: [{ id: 11 }] },
+  ]);
+  assert.deepEqual(ok(await get('/customers?select=name,loyalty_cards(number)&loyalty_cards=is.null')), [
+    { name: 'Caio', loyalty_cards: null },
+  ]);
+  // below the top: the embedded customer is kept only with(out) a profile
+  assert.deepEqual(ok(await get('/orders?select=id,customers(name,profiles(bio))&customers.profiles=is.null&order=id')), [
+    { id: 10, customers: null },
+    { id: 11, customers: null },
+  ]);
+  assert.deepEqual(ok(await get('/orders?select=id,customers(name,profiles(bio))&customers.profiles=not.is.null&id=eq.10')), [
+    { id: 10, customers: { name: 'Ana', profiles: { bio: 'likes tea' } } },
+  ]);
+  const bad = await get('/customers?select=name,orders(id)&orders=eq.1');
+  assert.equal(bad.status, 400, bad.text);
+  assert.deepEqual(bad.json, {
+    code: 'PGRST120',
+    message: "Bad operator on the 'orders' embedded resource",
+    details: 'Only is null or not is null filters are allowed on embedded resources',
+    hint: null,
+  });
 });
 
 test('OpenAPI: columns note their primary and foreign keys, after their comment', async () => {
