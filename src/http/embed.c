@@ -246,22 +246,34 @@ embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, c
 
 /*
  * Spread (...rel(cols)): the to-one row's columns become the parent's,
- * through a lateral join after the parent's FROM (c->lateral).
+ * through a lateral join after the parent's FROM (c->lateral).  Beside
+ * aggregates (group), its columns group the rows, as PostgREST 12 does:
+ * their names are collected while its select list is built (c->names).
  */
 static bool
 embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *spec, int depth,
-			 const char *path)
+			 const char *path, VnBuf *group, int seen_index)
 {
 	VnBuf saved = c->q->sql;
 	VnBuf inner,
-		lateral;
-	char sp_al[16];
-	bool ok;
+		lateral,
+		names;
+	VnBuf *outer_names = c->names;
+	char   sp_al[16];
+	int	   naggregates;
+	bool   ok;
 
 	snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
 	vn_buf_init(&c->q->sql);
 	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+	vn_buf_init(&names);
+	c->names = &names;
+	naggregates = c->naggregates;
 	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
+	c->names = outer_names;
+	if (ok && c->naggregates > naggregates)
+		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate beside the spread instead: col.sum(),...rel(cols).",
+						   "aggregate functions inside a spread are not supported");
 	if (ok)
 	{
 		embed_from(c, &c->q->sql, r, sub_al, al, depth, lateral.data);
@@ -278,6 +290,28 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
 	c->q->sql = saved;
 	if (ok)
 		vn_buf_addf(&c->q->sql, "%s.*", sp_al);
+	if (ok)
+	{
+		/* for order=rel(col) beside aggregates: its grouped columns */
+		VnEmbedSeen *e = &c->seen[seen_index];
+
+		snprintf(e->sp_al, sizeof(e->sp_al), "%s", sp_al);
+		e->names = vn_alloc(names.len + 1);
+		memcpy(e->names, names.data, names.len);
+		e->names_len = names.len;
+	}
+	/* its columns are the parent's: an outer spread's too, the GROUP BY's beside aggregates */
+	for (const char *n = names.data; ok && n < names.data + names.len; n += strlen(n) + 1)
+	{
+		if (outer_names)
+			vn_buf_addn(outer_names, n, strlen(n) + 1);
+		if (group)
+		{
+			vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+			vn_query_col_ref(group, sp_al, n);
+		}
+	}
+	vn_buf_free(&names);
 	return ok;
 }
 
@@ -348,12 +382,15 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 	VnBuf *b = &c->q->sql;
 	VnBuf  inner,
 		lateral;
-	char sub_al[16];
-	bool ok;
+	VnBuf *outer_names = c->names;
+	char   sub_al[16];
+	bool   ok;
 
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
 	vn_buf_add(b, r->to_one ? "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT " : "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
+	c->names = NULL; /* its columns are its own, not a spread's */
 	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
+	c->names = outer_names;
 	if (ok)
 		embed_from(c, b, r, sub_al, al, depth, lateral.data);
 	vn_buf_free(&lateral);
@@ -375,10 +412,10 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 }
 
 /*
- * A to-one embedding beside aggregates: the parent's columns of its key
- * join the GROUP BY, so the groups are the embedded rows (PostgREST groups
- * by the embedded row's value: two parents pointing to equal-looking rows
- * make one group there, two here).
+ * A to-one embedding through a key beside aggregates: the parent's columns
+ * of its key join the GROUP BY, so the groups are the embedded rows
+ * (PostgREST groups by the embedded row's value: two parents pointing to
+ * equal-looking rows make one group there, two here).
  */
 static bool
 embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
@@ -387,13 +424,46 @@ embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
 
 	if (!r->to_one || r->fn || r->jn)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
-							 "only a to-one embedding through a foreign key may stand beside aggregate functions");
+							 "only a to-one embedding through a foreign key may stand beside aggregate functions here");
 	cols = r->parent_refs ? r->fk->from_cols : r->fk->to_cols;
 	for (int j = 0; j < r->fk->ncols; j++)
 	{
 		vn_buf_add(group, group->len ? ", " : " GROUP BY ");
 		vn_query_col_ref(group, al, cols[j]);
 	}
+	return true;
+}
+
+/*
+ * A to-many or computed embedding beside aggregates in a read: PostgREST
+ * groups by the embedded value, so it is computed once per row in a lateral
+ * join (c->lateral) and the rows are grouped by its text; equal embedded
+ * arrays make one group.
+ */
+static bool
+embed_grouped_value(Ctx *c, const Rel *r, const char *al, const char *label, const char *spec, int depth,
+					const char *path, bool inner_join, int null_filter, VnBuf *group)
+{
+	VnBuf saved = c->q->sql;
+	char  g_al[16];
+	bool  ok;
+
+	snprintf(g_al, sizeof(g_al), "_g%d", ++c->nspreads);
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+	ok = embed_subquery(c, r, al, "v", spec, depth, path, inner_join, null_filter);
+	if (ok)
+	{
+		vn_buf_addf(&c->q->sql, ") %s ON true", g_al);
+		vn_buf_add(&c->lateral, c->q->sql.data);
+	}
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	if (!ok)
+		return false;
+	vn_buf_addf(&c->q->sql, "(%s.v::text)::json AS ", g_al);
+	vn_buf_ident(&c->q->sql, label);
+	vn_buf_addf(group, "%s%s.v::text", group->len ? ", " : " GROUP BY ", g_al);
 	return true;
 }
 
@@ -432,6 +502,9 @@ seen(Ctx *c, const char *prefix, const char *label, const char *name, const char
 	e->parent = rel;
 	e->depth = depth;
 	e->r = *r;
+	e->sp_al[0] = '\0';
+	e->names = NULL;
+	e->names_len = 0;
 }
 
 void
@@ -442,6 +515,7 @@ vn_query_embed_forget(Ctx *c)
 		free(c->seen[i].prefix);
 		free(c->seen[i].label);
 		free(c->seen[i].name);
+		free(c->seen[i].names);
 	}
 	free(c->seen);
 	c->seen = NULL;
@@ -489,6 +563,13 @@ vn_query_embed_order(Ctx *c, const char *prefix, const char *al, const char *ter
 	}
 	if (!e->r.to_one)
 		return not_to_one(c, "PGRST118", "A related order on '%.64s' is not possible", e->parent, e->name);
+	/* a column a spread answers: its lateral join's (grouped beside aggregates) */
+	for (const char *n = e->names; e->sp_al[0] && n < e->names + e->names_len; n += strlen(n) + 1)
+		if (strcmp(n, col) == 0)
+		{
+			vn_query_col_ref(b, e->sp_al, col);
+			return true;
+		}
 	vn_buf_add(b, "(SELECT ");
 	if (!vn_query_operand(c, &c->in->schema->rels[e->r.child], "_ob", col, &o, true))
 		return false;
@@ -532,19 +613,20 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 		return false;
 	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
 	seen(c, prefix, alias ? alias : name, name, al, rel, depth, &r);
-	if (group && (spread || !embed_grouped(c, &r, al, group)))
-		return spread ? vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
-									  "a spread beside aggregate functions is not supported") :
-						false;
+	if (spread && !r.to_one)
+		return not_to_one(c, "PGRST119", "A spread operation on '%.64s' is not possible", rel, name);
+	if (group && !spread && c->spread_ok && (!r.to_one || r.fn))
+		return embed_null_filter(c, prefix, alias ? alias : name, &null_filter) &&
+			   embed_grouped_value(c, &r, al, alias ? alias : name, spec, depth, path, inner_join, null_filter, group);
+	if (group && !spread && !embed_grouped(c, &r, al, group))
+		return false;
 	if (!spread)
 		return embed_null_filter(c, prefix, alias ? alias : name, &null_filter) &&
 			   embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join, null_filter);
-	if (!r.to_one)
-		return not_to_one(c, "PGRST119", "A spread operation on '%.64s' is not possible", rel, name);
 	if (inner_join || alias)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
-	return embed_spread(c, &r, al, sub_al, spec, depth, path);
+	return embed_spread(c, &r, al, sub_al, spec, depth, path, group, c->nseen - 1);
 }
 
 bool

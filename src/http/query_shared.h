@@ -32,6 +32,9 @@ typedef struct VnEmbedSeen
 	int		   parent;
 	int		   depth;
 	VnEmbedRel r;
+	char	   sp_al[16]; /* a spread's lateral join, "" for an embedding */
+	char	  *names;	  /* a spread's columns, '\0' after each */
+	size_t	   names_len;
 } VnEmbedSeen;
 
 typedef struct VnQueryCtx
@@ -45,10 +48,12 @@ typedef struct VnQueryCtx
 	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
 	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
 	int					nspreads;
-	int					nembeds; /* embedded resources so far, at every level */
-	int					nselect; /* select-list items so far, at every level */
-	char			   *group;	 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
-	VnEmbedSeen		   *seen;	 /* the embeddings so far (embed.c), for order=rel(col) */
+	int					nembeds;	 /* embedded resources so far, at every level */
+	int					nselect;	 /* select-list items so far, at every level */
+	char			   *group;		 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
+	int					naggregates; /* aggregate functions so far, at every level */
+	VnBuf			   *names;		 /* the output names of the spread being built ('\0' after each), or NULL */
+	VnEmbedSeen		   *seen;		 /* the embeddings so far (embed.c), for order=rel(col) */
 	int					nseen;
 } VnQueryCtx;
 
