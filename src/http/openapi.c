@@ -131,6 +131,25 @@ column_key(const VnSchema *s, int rel, const char *col)
 	return found;
 }
 
+/*
+ * A column of the primary key: a table's, or a view column that is one by
+ * its lineage (relations.c), when the table is exposed in the schema too
+ */
+static bool
+column_pk(const VnSchema *s, const VnRelation *r, const VnColumn *col)
+{
+	if (col->is_pk)
+		return true;
+	if (col->src_rel == InvalidOid || col->src_rel == r->oid)
+		return false;
+	for (int i = 0; i < s->nrels; i++)
+		if (s->rels[i].oid == col->src_rel)
+			for (int j = 0; j < s->rels[i].ncols; j++)
+				if (s->rels[i].cols[j].attnum == col->src_att)
+					return s->rels[i].cols[j].is_pk;
+	return false;
+}
+
 /* {"relation": {"column": "Note:\n...", ...}, ...} of every column with a key */
 static void
 key_notes(const VnSchema *s, VnBuf *out)
@@ -150,12 +169,13 @@ key_notes(const VnSchema *s, VnBuf *out)
 		for (int j = 0; j < r->ncols; j++)
 		{
 			const VnForeignKey *k = column_key(s, i, r->cols[j].name);
+			bool				pk = column_pk(s, r, &r->cols[j]);
 
-			if (!r->cols[j].is_pk && k == NULL)
+			if (!pk && k == NULL)
 				continue;
 			vn_buf_reset(&note);
 			vn_buf_add(&note, "Note:");
-			if (r->cols[j].is_pk)
+			if (pk)
 				vn_buf_add(&note, "\nThis is a Primary Key.<pk/>");
 			if (k)
 				vn_buf_addf(&note, "\nThis is a Foreign Key to `%s.%s`.<fk table='%s' column='%s'/>", s->rels[k->to].name,

@@ -181,6 +181,9 @@ test('OpenAPI: columns note their primary and foreign keys, after their comment'
   // a view's column takes the key of the table column it is
   assert.equal(props('order_summaries').buyer.description,
     "Note:\nThis is a Foreign Key to `customers.id`.<fk table='customers' column='id'/>");
+  // and its primary key by its lineage, renamed
+  assert.equal(props('order_summaries').order_no.description, 'Note:\nThis is a Primary Key.<pk/>');
+  assert.equal(props('order_summaries').shouted.description, undefined);
   // a key of two columns is no column's
   assert.equal(props('items').order_id.description,
     "Note:\nThis is a Primary Key.<pk/>\nThis is a Foreign Key to `orders.id`.<fk table='orders' column='id'/>");
