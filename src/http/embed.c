@@ -2,38 +2,29 @@
  * embed.c
  *	  Resource embedding in select= (PostgREST 12): rel(...), alias:rel(...),
  *	  rel!hint(...), rel!inner(...), ...rel(...), through the relationships
- *	  of the schema cache (relations.c): many-to-one, one-to-many,
- *	  one-to-one, many-to-many through a junction, computed (a function of
- *	  the parent's row).  Each embedding is a subquery of the one statement:
+ *	  of the schema cache (relations.c) as embed_rel.c resolves them:
+ *	  many-to-one, one-to-many, one-to-one, many-to-many through a junction,
+ *	  computed (a function of the parent's row).  Each embedding is a subquery of the one statement:
  *	  row_to_json of the row for a to-one relationship, json_agg of the rows
  *	  (or []) for a to-many one, with the embedding's own filters, order
  *	  and paging (<path>.<column>=, <path>.order=, <path>.limit=).  !inner
  *	  keeps the parent rows that have an embedded row: an EXISTS of the same
  *	  join in the parent's WHERE, at any depth.  A spread is a lateral join
- *	  whose columns join the parent's.
+ *	  whose columns join the parent's, at any depth (each level's spreads
+ *	  join that level's FROM).  rel=is.null / rel=not.is.null filter the
+ *	  parents by whether they have an embedded row; order=rel(col) orders
+ *	  them by a column of a to-one one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "query_shared.h"
-#include "response.h"
 
 typedef VnQueryCtx Ctx;
 
-/* a relationship from the parent to the embedded relation */
-typedef struct Rel
-{
-	int					child;
-	bool				to_one;
-	const VnForeignKey *fk;
-	bool				parent_refs; /* the parent holds fk's referencing columns */
-	const VnJunction   *jn;
-	const VnComputed   *fn;
-	const char		   *kind; /* for PGRST201: many-to-one, ... */
-} Rel;
-
-#define MAX_CANDIDATES 8
+typedef VnEmbedRel Rel;
 
 /* the filters of <path>.<key>=; false on error */
 static bool
@@ -80,6 +71,16 @@ embed_paging(Ctx *c, const char *limit, const char *offset)
 	return true;
 }
 
+/* an embedding below the level of path is labelled label */
+static bool
+child_label(const Ctx *c, const char *path, const char *label)
+{
+	for (int i = 0; i < c->nseen; i++)
+		if (strcmp(c->seen[i].prefix, path) == 0 && strcmp(c->seen[i].label, label) == 0)
+			return true;
+	return false;
+}
+
 /*
  * Filters, order, limit and offset of an embedded resource: query arguments
  * named <path>.<column|or|and|not.or|not.and|order|limit|offset>, where path
@@ -108,6 +109,8 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnB
 		rest = k + n;
 		if (strchr(rest, '.') && strcmp(rest, "not.or") != 0 && strcmp(rest, "not.and") != 0)
 			continue; /* a deeper resource's */
+		if (child_label(c, path, rest))
+			continue; /* <path>.<child>=is.null: the child's (embed_null_filter) */
 		c->consumed[i] = true;
 		if (strcmp(rest, "order") == 0)
 			order = a->items[i].value;
@@ -122,7 +125,7 @@ embed_clauses(Ctx *c, int child, const char *sub_al, const char *path, const VnB
 	if (filters_only)
 		return true;
 	vn_query_take_group(c, &c->q->sql);
-	if (order && !vn_query_order_spec(c, r, sub_al, order))
+	if (order && !vn_query_order_at(c, r, sub_al, order, path))
 		return false;
 	if (limit || offset)
 		return embed_paging(c, limit, offset);
@@ -159,192 +162,6 @@ embed_hint(Ctx *c, char *name, char **hint, bool *inner_join)
 	return true;
 }
 
-/* the hint names the key, or one of its referencing columns (not tenant_id) */
-static bool
-hint_names_key(const VnForeignKey *k, const char *hint)
-{
-	if (hint == NULL || strcmp(hint, k->name) == 0)
-		return true;
-	for (int j = 0; j < k->ncols; j++)
-		if (strcmp(k->from_cols[j], hint) == 0 && strcmp(hint, "tenant_id") != 0)
-			return true;
-	return false;
-}
-
-/* the one referencing column of k besides tenant_id, or NULL */
-static const char *
-key_column(const VnForeignKey *k)
-{
-	const char *col = NULL;
-
-	for (int j = 0; j < k->ncols; j++)
-		if (strcmp(k->from_cols[j], "tenant_id") != 0)
-		{
-			if (col)
-				return NULL;
-			col = k->from_cols[j];
-		}
-	return col;
-}
-
-static void
-candidate(Rel *out, int *n, Rel r)
-{
-	if (*n < MAX_CANDIDATES)
-		out[*n] = r;
-	(*n)++;
-}
-
-/*
- * The relationships from rel to the relation named, or through a key whose
- * referencing column of rel is named (parent_id(*)): keys either way (a
- * self-reference named by its table embeds the children, as PostgREST
- * does), junctions (the hint may name the junction or either key).
- */
-static void
-table_candidates(Ctx *c, int rel, const char *name, const char *hint, Rel *out, int *n)
-{
-	const VnSchema *s = c->in->schema;
-	int				child = vn_schema_relation_index(s, name);
-
-	for (int i = 0; i < s->nfks; i++)
-	{
-		const VnForeignKey *k = &s->fks[i];
-		const char		   *col = key_column(k);
-
-		if (child >= 0 && k->to == rel && k->from == child && hint_names_key(k, hint))
-			candidate(out, n,
-					  (Rel){child, k->unique, k, false, NULL, NULL, k->unique ? "one-to-one" : "one-to-many"});
-		else if (child >= 0 && k->from == rel && k->to == child && rel != child && hint_names_key(k, hint))
-			candidate(out, n,
-					  (Rel){child, true, k, true, NULL, NULL, k->unique ? "one-to-one" : "many-to-one"});
-		else if (child < 0 && k->from == rel && col && strcmp(col, name) == 0 &&
-				 (hint == NULL || strcmp(hint, s->rels[k->to].name) == 0 || strcmp(hint, k->name) == 0))
-			candidate(out, n, (Rel){k->to, true, k, true, NULL, NULL, "many-to-one"});
-	}
-	for (int i = 0; child >= 0 && i < s->njunctions; i++)
-	{
-		const VnJunction *j = &s->junctions[i];
-
-		if (j->from != rel || j->to != child)
-			continue;
-		if (hint && strcmp(hint, s->rels[j->junction].name) != 0 && strcmp(hint, s->fks[j->left].name) != 0 &&
-			strcmp(hint, s->fks[j->right].name) != 0)
-			continue;
-		candidate(out, n, (Rel){child, false, NULL, false, j, NULL, "many-to-many"});
-	}
-}
-
-/* "name using rel(cols) and rel(cols)" of a key */
-static void
-key_text(VnBuf *b, const VnSchema *s, const VnForeignKey *k)
-{
-	vn_buf_addf(b, "%s using %s(", k->name, s->rels[k->from].name);
-	for (int j = 0; j < k->ncols; j++)
-		vn_buf_addf(b, "%s%s", j ? ", " : "", k->from_cols[j]);
-	vn_buf_addf(b, ") and %s(", s->rels[k->to].name);
-	for (int j = 0; j < k->ncols; j++)
-		vn_buf_addf(b, "%s%s", j ? ", " : "", k->to_cols[j]);
-	vn_buf_addc(b, ')');
-}
-
-/* one entry of PGRST201's details: {cardinality, embedding, relationship} */
-static void
-candidate_json(VnBuf *d, const VnSchema *s, int rel, const Rel *r)
-{
-	VnBuf t;
-
-	vn_buf_init(&t);
-	vn_buf_add(d, "{\"cardinality\":");
-	vn_buf_json_string(d, r->kind);
-	vn_buf_addf(&t, "%s with %s", s->rels[rel].name, s->rels[r->child].name);
-	vn_buf_add(d, ",\"embedding\":");
-	vn_buf_json_string(d, t.data);
-	vn_buf_reset(&t);
-	if (r->jn)
-	{
-		vn_buf_addf(&t, "%s using ", s->rels[r->jn->junction].name);
-		key_text(&t, s, &s->fks[r->jn->left]);
-		vn_buf_add(&t, ", ");
-		key_text(&t, s, &s->fks[r->jn->right]);
-	}
-	else
-		key_text(&t, s, r->fk);
-	vn_buf_add(d, ",\"relationship\":");
-	vn_buf_json_string(d, t.data);
-	vn_buf_addc(d, '}');
-	vn_buf_free(&t);
-}
-
-/* PGRST201: details list every candidate (JSON, as PostgREST), the hint how to name each */
-static bool
-ambiguous(Ctx *c, int rel, const char *name, const Rel *cands, int n)
-{
-	const VnSchema *s = c->in->schema;
-	VnBuf			details,
-		hint;
-	bool ok;
-
-	vn_buf_init(&details);
-	vn_buf_init(&hint);
-	vn_buf_addc(&details, VN_DETAILS_JSON);
-	vn_buf_addc(&details, '[');
-	vn_buf_addf(&hint, "Try changing '%.64s' to one of the following: ", name);
-	for (int i = 0; i < n && i < MAX_CANDIDATES; i++)
-	{
-		const char *target = s->rels[cands[i].child].name;
-		/* a column named as the target: the relations tell the candidates apart */
-		const char *key = strcmp(target, name) != 0 ? target : cands[i].jn ? s->rels[cands[i].jn->junction].name :
-																			 cands[i].fk->name;
-
-		if (i)
-			vn_buf_addc(&details, ',');
-		candidate_json(&details, s, rel, &cands[i]);
-		vn_buf_addf(&hint, "%s'%.64s!%s'", i ? ", " : "", name, key);
-	}
-	vn_buf_addc(&details, ']');
-	vn_buf_add(&hint, ". Find the desired relationship in the 'details' key.");
-	ok = vn_query_fail(c->q, 300, "PGRST201", details.data, hint.data,
-					   "Could not embed because more than one relationship was found for '%s' and '%.64s'",
-					   s->rels[rel].name, name);
-	vn_buf_free(&details);
-	vn_buf_free(&hint);
-	return ok;
-}
-
-/*
- * The one relationship between rel and the resource named: a computed
- * relationship of that name first (the schema's author defined it), then
- * the tables'; 400 PGRST200 for none, 300 PGRST201 for several.
- */
-static bool
-embed_relationship(Ctx *c, int rel, const char *name, const char *hint, Rel *out)
-{
-	const VnSchema *s = c->in->schema;
-	Rel				cands[MAX_CANDIDATES];
-	int				n = 0;
-	char			details[512];
-
-	for (int i = 0; i < s->ncomputed && hint == NULL; i++)
-		if (s->computed[i].from == rel && strcmp(s->computed[i].name, name) == 0)
-			candidate(cands, &n, (Rel){s->computed[i].to, s->computed[i].to_one, NULL, false, NULL, &s->computed[i], "computed"});
-	if (n == 0)
-		table_candidates(c, rel, name, hint, cands, &n);
-	if (n == 1)
-	{
-		*out = cands[0];
-		return true;
-	}
-	if (n > 1)
-		return ambiguous(c, rel, name, cands, n);
-	snprintf(details, sizeof(details),
-			 "Searched for a foreign key relationship between '%s' and '%.64s'%s%.64s%s in the schema '%s', but no matches were found.",
-			 s->rels[rel].name, name, hint ? " using the hint '" : "", hint ? hint : "", hint ? "'" : "", s->name);
-	return vn_query_fail(c->q, 400, "PGRST200", details, NULL,
-						 "Could not find a relationship between '%s' and '%.64s' in the schema cache",
-						 s->rels[rel].name, name);
-}
-
 /* "a.x = b.y AND ..." over the key's columns */
 static void
 join_cols(VnBuf *b, const char *a, char **acols, const char *bl, char **bcols, int n)
@@ -359,9 +176,13 @@ join_cols(VnBuf *b, const char *a, char **acols, const char *bl, char **bcols, i
 	}
 }
 
-/* " FROM <the embedded rows> sub_al WHERE <they are the parent's>" */
+/*
+ * " FROM <the embedded rows> sub_al <lateral> WHERE <they are the
+ * parent's>"; lateral: the joins of the spreads of the embedded select list
+ * (NULL: none)
+ */
 static void
-embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, int depth)
+embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, int depth, const char *lateral)
 {
 	const VnSchema *s = c->in->schema;
 	char			j_al[16];
@@ -373,11 +194,11 @@ embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, i
 		vn_buf_ident(b, s->name);
 		vn_buf_addc(b, '.');
 		vn_buf_ident(b, r->fn->name);
-		vn_buf_addf(b, "(%s) %s WHERE true", al, sub_al);
+		vn_buf_addf(b, "(%s) %s%s WHERE true", al, sub_al, lateral ? lateral : "");
 		return;
 	}
 	vn_query_relation_ref(c, b, &s->rels[r->child]);
-	vn_buf_addf(b, " %s", sub_al);
+	vn_buf_addf(b, " %s%s", sub_al, lateral ? lateral : "");
 	if (r->jn)
 	{
 		const VnForeignKey *left = &s->fks[r->jn->left],
@@ -401,44 +222,64 @@ embed_from(Ctx *c, VnBuf *b, const Rel *r, const char *sub_al, const char *al, i
 
 /*
  * The select list of an embedded resource, with the EXISTS of its own
- * !inner embeddings collected apart (*inner, for its WHERE); its GROUP BY
- * stays in c->group for embed_clauses.
+ * !inner embeddings collected apart (*inner, for its WHERE) and the lateral
+ * joins of its spreads (*lateral, for its FROM); its GROUP BY stays in
+ * c->group for embed_clauses.
  */
 static bool
-embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner)
+embed_list(Ctx *c, int child, const char *sub_al, const char *spec, int depth, const char *path, VnBuf *inner,
+		   VnBuf *lateral)
 {
-	VnBuf saved = c->inner;
-	bool  ok;
+	VnBuf saved = c->inner,
+		  saved_lateral = c->lateral;
+	bool ok;
 
 	vn_buf_init(&c->inner);
+	vn_buf_init(&c->lateral);
 	ok = vn_query_select_list(c, child, sub_al, spec, depth + 1, path);
 	*inner = c->inner;
+	*lateral = c->lateral;
 	c->inner = saved;
+	c->lateral = saved_lateral;
 	return ok;
 }
 
 /*
  * Spread (...rel(cols)): the to-one row's columns become the parent's,
- * through a lateral join after the parent's FROM (c->lateral).
+ * through a lateral join after the parent's FROM (c->lateral).  Beside
+ * aggregates (group), its columns group the rows, as PostgREST 12 does:
+ * their names are collected while its select list is built (c->names).
  */
 static bool
 embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *spec, int depth,
-			 const char *path)
+			 const char *path, VnBuf *group, int seen_index)
 {
 	VnBuf saved = c->q->sql;
-	VnBuf inner;
-	char  sp_al[16];
-	bool  ok;
+	VnBuf inner,
+		lateral,
+		names;
+	VnBuf *outer_names = c->names;
+	char   sp_al[16];
+	int	   naggregates;
+	bool   ok;
 
 	snprintf(sp_al, sizeof(sp_al), "_sp%d", ++c->nspreads);
 	vn_buf_init(&c->q->sql);
 	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
-	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner);
+	vn_buf_init(&names);
+	c->names = &names;
+	naggregates = c->naggregates;
+	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
+	c->names = outer_names;
+	if (ok && c->naggregates > naggregates)
+		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate beside the spread instead: col.sum(),...rel(cols).",
+						   "aggregate functions inside a spread are not supported");
 	if (ok)
 	{
-		embed_from(c, &c->q->sql, r, sub_al, al, depth);
+		embed_from(c, &c->q->sql, r, sub_al, al, depth, lateral.data);
 		ok = embed_clauses(c, r->child, sub_al, path, &inner, false);
 	}
+	vn_buf_free(&lateral);
 	if (ok)
 	{
 		vn_buf_addf(&c->q->sql, ") %s ON true", sp_al);
@@ -449,6 +290,28 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
 	c->q->sql = saved;
 	if (ok)
 		vn_buf_addf(&c->q->sql, "%s.*", sp_al);
+	if (ok)
+	{
+		/* for order=rel(col) beside aggregates: its grouped columns */
+		VnEmbedSeen *e = &c->seen[seen_index];
+
+		snprintf(e->sp_al, sizeof(e->sp_al), "%s", sp_al);
+		e->names = vn_alloc(names.len + 1);
+		memcpy(e->names, names.data, names.len);
+		e->names_len = names.len;
+	}
+	/* its columns are the parent's: an outer spread's too, the GROUP BY's beside aggregates */
+	for (const char *n = names.data; ok && n < names.data + names.len; n += strlen(n) + 1)
+	{
+		if (outer_names)
+			vn_buf_addn(outer_names, n, strlen(n) + 1);
+		if (group)
+		{
+			vn_buf_add(group, group->len ? ", " : " GROUP BY ");
+			vn_query_col_ref(group, sp_al, n);
+		}
+	}
+	vn_buf_free(&names);
 	return ok;
 }
 
@@ -456,17 +319,18 @@ embed_spread(Ctx *c, const Rel *r, const char *al, const char *sub_al, const cha
  * !inner: the parent keeps only rows with a matching embedded row: the
  * same join, filters and inner conditions, as EXISTS in the parent's WHERE
  * (c->inner; parameters are numbered, so the text may go anywhere).
+ * negate: NOT EXISTS, the parents without one (rel=is.null).
  */
 static bool
 embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char *path, const VnBuf *inner,
-			int depth)
+			int depth, bool negate)
 {
 	VnBuf saved = c->q->sql;
 	bool  ok;
 
 	vn_buf_init(&c->q->sql);
-	vn_buf_add(&c->q->sql, " AND EXISTS (SELECT 1");
-	embed_from(c, &c->q->sql, r, sub_al, al, depth);
+	vn_buf_add(&c->q->sql, negate ? " AND NOT EXISTS (SELECT 1" : " AND EXISTS (SELECT 1");
+	embed_from(c, &c->q->sql, r, sub_al, al, depth, NULL);
 	ok = embed_clauses(c, r->child, sub_al, path, inner, true);
 	if (ok)
 	{
@@ -478,26 +342,66 @@ embed_inner(Ctx *c, const Rel *r, const char *al, const char *sub_al, const char
 	return ok;
 }
 
-/* the subquery of an embedding, AS its label */
+/*
+ * <prefix><label>=not.is.null keeps the parents with an embedded row (as
+ * !inner), =is.null those without (an anti-join), as PostgREST 12; any
+ * other operator on an embedded resource is 400 PGRST120.  *mode: 1 not
+ * null, -1 null, 0 no such filter.
+ */
+static bool
+embed_null_filter(Ctx *c, const char *prefix, const char *label, int *mode)
+{
+	const VnArgs *a = c->in->args;
+	size_t		  n = strlen(prefix);
+
+	*mode = 0;
+	for (int i = 0; i < a->n; i++)
+	{
+		const char *k = a->items[i].key,
+				   *v = a->items[i].value;
+
+		if (strncmp(k, prefix, n) != 0 || strcmp(k + n, label) != 0)
+			continue;
+		c->consumed[i] = true;
+		if (strcasecmp(v, "is.null") == 0)
+			*mode = -1;
+		else if (strcasecmp(v, "not.is.null") == 0 || strcasecmp(v, "is.not_null") == 0)
+			*mode = 1;
+		else
+			return vn_query_fail(c->q, 400, "PGRST120", "Only is null or not is null filters are allowed on embedded resources",
+								 NULL, "Bad operator on the '%.64s' embedded resource", label);
+	}
+	return true;
+}
+
+/* the subquery of an embedding, AS its label; null_filter: embed_null_filter's mode */
 static bool
 embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const char *spec, int depth,
-			   const char *path, bool inner_join)
+			   const char *path, bool inner_join, int null_filter)
 {
 	VnBuf *b = &c->q->sql;
-	VnBuf  inner;
+	VnBuf  inner,
+		lateral;
+	VnBuf *outer_names = c->names;
 	char   sub_al[16];
 	bool   ok;
 
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
 	vn_buf_add(b, r->to_one ? "(SELECT pg_catalog.row_to_json(_e) FROM (SELECT " : "coalesce((SELECT pg_catalog.json_agg(_e) FROM (SELECT ");
-	if (!embed_list(c, r->child, sub_al, spec, depth, path, &inner))
+	c->names = NULL; /* its columns are its own, not a spread's */
+	ok = embed_list(c, r->child, sub_al, spec, depth, path, &inner, &lateral);
+	c->names = outer_names;
+	if (ok)
+		embed_from(c, b, r, sub_al, al, depth, lateral.data);
+	vn_buf_free(&lateral);
+	if (!ok)
 	{
 		vn_buf_free(&inner);
 		return false;
 	}
-	embed_from(c, b, r, sub_al, al, depth);
 	ok = embed_clauses(c, r->child, sub_al, path, &inner, false) &&
-		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth));
+		 (!inner_join || embed_inner(c, r, al, sub_al, path, &inner, depth, false)) &&
+		 (null_filter == 0 || embed_inner(c, r, al, sub_al, path, &inner, depth, null_filter < 0));
 	vn_buf_free(&inner);
 	if (!ok)
 		return false;
@@ -508,10 +412,10 @@ embed_subquery(Ctx *c, const Rel *r, const char *al, const char *label, const ch
 }
 
 /*
- * A to-one embedding beside aggregates: the parent's columns of its key
- * join the GROUP BY, so the groups are the embedded rows (PostgREST groups
- * by the embedded row's value: two parents pointing to equal-looking rows
- * make one group there, two here).
+ * A to-one embedding through a key beside aggregates: the parent's columns
+ * of its key join the GROUP BY, so the groups are the embedded rows
+ * (PostgREST groups by the embedded row's value: two parents pointing to
+ * equal-looking rows make one group there, two here).
  */
 static bool
 embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
@@ -520,7 +424,7 @@ embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
 
 	if (!r->to_one || r->fn || r->jn)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Aggregate inside the embedded resource instead: rel(col.sum()).",
-							 "only a to-one embedding through a foreign key may stand beside aggregate functions");
+							 "only a to-one embedding through a foreign key may stand beside aggregate functions here");
 	cols = r->parent_refs ? r->fk->from_cols : r->fk->to_cols;
 	for (int j = 0; j < r->fk->ncols; j++)
 	{
@@ -528,6 +432,154 @@ embed_grouped(Ctx *c, const Rel *r, const char *al, VnBuf *group)
 		vn_query_col_ref(group, al, cols[j]);
 	}
 	return true;
+}
+
+/*
+ * A to-many or computed embedding beside aggregates in a read: PostgREST
+ * groups by the embedded value, so it is computed once per row in a lateral
+ * join (c->lateral) and the rows are grouped by its text; equal embedded
+ * arrays make one group.
+ */
+static bool
+embed_grouped_value(Ctx *c, const Rel *r, const char *al, const char *label, const char *spec, int depth,
+					const char *path, bool inner_join, int null_filter, VnBuf *group)
+{
+	VnBuf saved = c->q->sql;
+	char  g_al[16];
+	bool  ok;
+
+	snprintf(g_al, sizeof(g_al), "_g%d", ++c->nspreads);
+	vn_buf_init(&c->q->sql);
+	vn_buf_add(&c->q->sql, " LEFT JOIN LATERAL (SELECT ");
+	ok = embed_subquery(c, r, al, "v", spec, depth, path, inner_join, null_filter);
+	if (ok)
+	{
+		vn_buf_addf(&c->q->sql, ") %s ON true", g_al);
+		vn_buf_add(&c->lateral, c->q->sql.data);
+	}
+	vn_buf_free(&c->q->sql);
+	c->q->sql = saved;
+	if (!ok)
+		return false;
+	vn_buf_addf(&c->q->sql, "(%s.v::text)::json AS ", g_al);
+	vn_buf_ident(&c->q->sql, label);
+	vn_buf_addf(group, "%s%s.v::text", group->len ? ", " : " GROUP BY ", g_al);
+	return true;
+}
+
+/* PGRST118 (order) or PGRST119 (spread) on a to-many relationship, PostgREST 12's words */
+static bool
+not_to_one(Ctx *c, const char *code, const char *fmt, int rel, const char *name)
+{
+	char details[256];
+
+	snprintf(details, sizeof(details), "'%s' and '%.64s' do not form a many-to-one or one-to-one relationship",
+			 c->in->schema->rels[rel].name, name);
+	return vn_query_fail(c->q, 400, code, details, NULL, fmt, name);
+}
+
+/* remembers an embedding for order=label(col) of its parent's level */
+static void
+seen(Ctx *c, const char *prefix, const char *label, const char *name, const char *al, int rel, int depth,
+	 const Rel *r)
+{
+	VnEmbedSeen *e;
+
+	if ((c->nseen & (c->nseen - 1)) == 0) /* 0, 1, 2, 4 ...: grow to twice */
+	{
+		VnEmbedSeen *more = vn_alloc(sizeof(VnEmbedSeen) * (c->nseen ? 2 * c->nseen : 1));
+
+		if (c->nseen)
+			memcpy(more, c->seen, sizeof(VnEmbedSeen) * c->nseen);
+		free(c->seen);
+		c->seen = more;
+	}
+	e = &c->seen[c->nseen++];
+	e->prefix = vn_strdup(prefix);
+	e->label = vn_strdup(label);
+	e->name = vn_strdup(name);
+	snprintf(e->al, sizeof(e->al), "%s", al);
+	e->parent = rel;
+	e->depth = depth;
+	e->r = *r;
+	e->sp_al[0] = '\0';
+	e->names = NULL;
+	e->names_len = 0;
+}
+
+void
+vn_query_embed_forget(Ctx *c)
+{
+	for (int i = 0; i < c->nseen; i++)
+	{
+		free(c->seen[i].prefix);
+		free(c->seen[i].label);
+		free(c->seen[i].name);
+		free(c->seen[i].names);
+	}
+	free(c->seen);
+	c->seen = NULL;
+	c->nseen = 0;
+}
+
+/*
+ * order=label(col): PostgREST orders the parents by a column of a to-one
+ * embedding of the same level (its lateral join's column).  Here it is a
+ * scalar subquery of the same join and the embedding's filters, so a
+ * parent whose embedded row is absent or filtered out sorts as NULL.
+ * term is "label(col)"; the ASC/DESC/NULLS that follow are order.c's.
+ */
+bool
+vn_query_embed_order(Ctx *c, const char *prefix, const char *al, const char *term)
+{
+	VnBuf	   *b = &c->q->sql;
+	const char *open = strchr(term, '(');
+	size_t		len = strlen(term);
+	char		label[128],
+		col[128],
+		path[256];
+	const VnEmbedSeen *e = NULL;
+	VnBuf			   none;
+	Operand			   o;
+	bool			   ok;
+
+	if (open == NULL || term[len - 1] != ')' || open == term || (size_t) (open - term) >= sizeof(label) ||
+		len - (open - term) - 2 >= sizeof(col) || len - (open - term) - 2 == 0)
+		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Order by an embedded column as rel(column).desc.",
+							 "malformed order term \"%.64s\"", term);
+	snprintf(label, sizeof(label), "%.*s", (int) (open - term), term);
+	snprintf(col, sizeof(col), "%.*s", (int) (len - (open - term) - 2), open + 1);
+	for (int i = 0; i < c->nseen && e == NULL; i++)
+		if (strcmp(c->seen[i].prefix, prefix) == 0 && strcmp(c->seen[i].label, label) == 0 &&
+			strcmp(c->seen[i].al, al) == 0)
+			e = &c->seen[i];
+	if (e == NULL)
+	{
+		char hint[256];
+
+		snprintf(hint, sizeof(hint), "Verify that '%.64s' is included in the 'select' query parameter.", label);
+		return vn_query_fail(c->q, 400, "PGRST108", NULL, hint, "'%.64s' is not an embedded resource in this request",
+							 label);
+	}
+	if (!e->r.to_one)
+		return not_to_one(c, "PGRST118", "A related order on '%.64s' is not possible", e->parent, e->name);
+	/* a column a spread answers: its lateral join's (grouped beside aggregates) */
+	for (const char *n = e->names; e->sp_al[0] && n < e->names + e->names_len; n += strlen(n) + 1)
+		if (strcmp(n, col) == 0)
+		{
+			vn_query_col_ref(b, e->sp_al, col);
+			return true;
+		}
+	vn_buf_add(b, "(SELECT ");
+	if (!vn_query_operand(c, &c->in->schema->rels[e->r.child], "_ob", col, &o, true))
+		return false;
+	embed_from(c, b, &e->r, "_ob", al, e->depth, NULL);
+	snprintf(path, sizeof(path), "%s%s.", prefix, label);
+	vn_buf_init(&none);
+	ok = embed_clauses(c, e->r.child, "_ob", path, &none, true);
+	vn_buf_free(&none);
+	vn_buf_add(b, " LIMIT 1)");
+	return ok;
 }
 
 static bool
@@ -539,6 +591,7 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	Rel	  r;
 	char  path[256];
 	char  sub_al[16];
+	int	  null_filter;
 
 	/*
 	 * Each level is a subquery inside its parent's, built by recursion on
@@ -556,23 +609,24 @@ embed(Ctx *c, int rel, const char *al, const char *alias, char *name, const char
 	if (++c->nembeds > c->in->max_embeds)
 		return vn_query_fail(c->q, 400, "54000", NULL, "Split the request, or embed through a view.",
 							 "a request embeds at most %d resources", c->in->max_embeds);
-	if (!embed_hint(c, name, &hint, &inner_join) || !embed_relationship(c, rel, name, hint, &r))
+	if (!embed_hint(c, name, &hint, &inner_join) || !vn_query_embed_relationship(c, rel, name, hint, &r))
 		return false;
 	snprintf(path, sizeof(path), "%s%s.", prefix, alias ? alias : name);
-	if (group && (spread || !embed_grouped(c, &r, al, group)))
-		return spread ? vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
-									  "a spread beside aggregate functions is not supported") :
-						false;
+	seen(c, prefix, alias ? alias : name, name, al, rel, depth, &r);
+	if (spread && !r.to_one)
+		return not_to_one(c, "PGRST119", "A spread operation on '%.64s' is not possible", rel, name);
+	if (group && !spread && c->spread_ok && (!r.to_one || r.fn))
+		return embed_null_filter(c, prefix, alias ? alias : name, &null_filter) &&
+			   embed_grouped_value(c, &r, al, alias ? alias : name, spec, depth, path, inner_join, null_filter, group);
+	if (group && !spread && !embed_grouped(c, &r, al, group))
+		return false;
 	if (!spread)
-		return embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join);
-	if (!r.to_one)
-		return vn_query_fail(c->q, 400, "PGRST100", NULL, "Spread a to-one relationship (the row a foreign key points to).",
-							 "cannot spread the to-many relationship %s -> %.64s", c->in->schema->rels[rel].name,
-							 name);
+		return embed_null_filter(c, prefix, alias ? alias : name, &null_filter) &&
+			   embed_subquery(c, &r, al, alias ? alias : name, spec, depth, path, inner_join, null_filter);
 	if (inner_join || alias)
 		return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "a spread embedding takes no alias nor !inner");
 	snprintf(sub_al, sizeof(sub_al), "_t%d", depth + 1);
-	return embed_spread(c, &r, al, sub_al, spec, depth, path);
+	return embed_spread(c, &r, al, sub_al, spec, depth, path, group, c->nseen - 1);
 }
 
 bool
@@ -589,9 +643,9 @@ vn_query_embed(Ctx *c, int rel, const char *al, const char *alias, char *item, c
 	spec = vn_strndup(paren + 1, len - 2);
 	if (strncmp(item, "...", 3) != 0)
 		ok = embed(c, rel, al, alias, vn_query_trim(item), spec, depth, prefix, false, group);
-	else if (!c->spread_ok || depth > 0)
+	else if (!c->spread_ok)
 		ok = vn_query_fail(c->q, 400, "PGRST100", NULL, NULL,
-						   "spread embeddings (...rel(cols)) are supported at the top of a read only");
+						   "spread embeddings (...rel(cols)) are supported in reads only");
 	else
 		ok = embed(c, rel, al, alias, vn_query_trim(item + 3), spec, depth, prefix, true, group);
 	free(spec);

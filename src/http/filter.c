@@ -510,6 +510,12 @@ vn_query_where(Ctx *c, const VnRelation *r, const char *al, bool writes, int *ve
 				continue;
 		}
 		vn_buf_add(b, " AND (");
+		if (c->consumed && c->consumed[i] && strchr(k, '.') == NULL)
+		{
+			/* rel=is.null, rel=not.is.null: the embedding's (embed.c) */
+			vn_buf_add(b, "TRUE)");
+			continue;
+		}
 		if (strcmp(k, "or") == 0 || strcmp(k, "and") == 0)
 		{
 			if (!vn_query_logic(c, r, al, k[0] == 'o' ? "OR" : "AND", false, v, 1))

@@ -1,8 +1,9 @@
 /*
  * order.c
- *	  order= to ORDER BY, and limit=, offset= and the Range header to LIMIT and
- *	  OFFSET (the limit written into the text, a later page's offset bound;
- *	  capped at the maximum page size).
+ *	  order= to ORDER BY (columns, JSON paths, computed fields, and columns
+ *	  of to-one embeddings: order=rel(col).desc), and limit=, offset= and
+ *	  the Range header to LIMIT and OFFSET (the limit written into the text,
+ *	  a later page's offset bound; capped at the maximum page size).
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -21,6 +22,16 @@ vn_query_order_by(Ctx *c, const VnRelation *r, const char *al)
 
 bool
 vn_query_order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spec)
+{
+	return vn_query_order_at(c, r, al, spec, "");
+}
+
+/*
+ * column[.asc|.desc][.nullsfirst|.nullslast], or rel(column)... naming a
+ * to-one embedding of this level (embed.c), whose path is prefix
+ */
+bool
+vn_query_order_at(Ctx *c, const VnRelation *r, const char *al, const char *spec, const char *prefix)
 {
 	char **items;
 	int	   n;
@@ -51,6 +62,15 @@ vn_query_order_spec(Ctx *c, const VnRelation *r, const char *al, const char *spe
 		}
 		if (i)
 			vn_buf_add(b, ", ");
+		if (strchr(parts[0], '(') != NULL)
+		{
+			if (!vn_query_embed_order(c, prefix, al, parts[0]))
+			{
+				ok = false;
+				break;
+			}
+		}
+		else
 		{
 			Operand o;
 

@@ -116,5 +116,6 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 	vn_buf_free(&c.inner);
 	vn_buf_free(&c.lateral);
 	free(c.group);
+	vn_query_embed_forget(&c);
 	return ok;
 }

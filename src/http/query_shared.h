@@ -10,6 +10,33 @@
 
 #include "query.h"
 
+/* a relationship from a parent to an embedded relation (embed.c) */
+typedef struct VnEmbedRel
+{
+	int					child;
+	bool				to_one;
+	const VnForeignKey *fk;
+	bool				parent_refs; /* the parent holds fk's referencing columns */
+	const VnJunction   *jn;
+	const VnComputed   *fn;
+	const char		   *kind; /* for PGRST201: many-to-one, ... */
+} VnEmbedRel;
+
+/* an embedding of the request, for order=rel(col) of its parent's level */
+typedef struct VnEmbedSeen
+{
+	char	  *prefix; /* the parent's path: "" at the top, "orders." below */
+	char	  *label;  /* alias or name */
+	char	  *name;   /* as the request names it, hints aside */
+	char	   al[16]; /* the parent's alias */
+	int		   parent;
+	int		   depth;
+	VnEmbedRel r;
+	char	   sp_al[16]; /* a spread's lateral join, "" for an embedding */
+	char	  *names;	  /* a spread's columns, '\0' after each */
+	size_t	   names_len;
+} VnEmbedSeen;
+
 typedef struct VnQueryCtx
 {
 	const VnQueryInput *in;
@@ -21,9 +48,13 @@ typedef struct VnQueryCtx
 	bool				spread_ok; /* a read's top select list may spread (...rel(cols)) */
 	VnBuf				lateral;   /* " LEFT JOIN LATERAL (...) _spN ON true" of spreads */
 	int					nspreads;
-	int					nembeds; /* embedded resources so far, at every level */
-	int					nselect; /* select-list items so far, at every level */
-	char			   *group;	 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
+	int					nembeds;	 /* embedded resources so far, at every level */
+	int					nselect;	 /* select-list items so far, at every level */
+	char			   *group;		 /* " GROUP BY ..." of the last select list with aggregates, or NULL */
+	int					naggregates; /* aggregate functions so far, at every level */
+	VnBuf			   *names;		 /* the output names of the spread being built ('\0' after each), or NULL */
+	VnEmbedSeen		   *seen;		 /* the embeddings so far (embed.c), for order=rel(col) */
+	int					nseen;
 } VnQueryCtx;
 
 /* An operand of a filter, select item or order term (filter.c) */
@@ -76,14 +107,29 @@ extern bool vn_query_select_list(VnQueryCtx *c, int rel, const char *al, const c
 /* appends the GROUP BY of the last select list (if it aggregates) to b, and forgets it */
 extern void vn_query_take_group(VnQueryCtx *c, VnBuf *b);
 
+/* embed_rel.c: the one relationship from rel to the resource named (with its hint, or NULL) */
+extern bool vn_query_embed_relationship(VnQueryCtx *c, int rel, const char *name, const char *hint, VnEmbedRel *out);
+
 /* embed.c: rel(...), alias:rel(...), ...rel(...) of a select list, paren at its '(';
  * group: the list's GROUP BY when it has aggregates, else NULL */
 extern bool vn_query_embed(VnQueryCtx *c, int rel, const char *al, const char *alias, char *item, char *paren,
 						   int depth, const char *prefix, VnBuf *group);
 
+/*
+ * order=rel(col)[.desc]: the to-one embedding labelled rel of the level
+ * whose path is prefix, its column col as an expression of the parent's row
+ * (al); 400 PGRST108 when not embedded there, PGRST118 when to-many
+ */
+extern bool vn_query_embed_order(VnQueryCtx *c, const char *prefix, const char *al, const char *term);
+/* forgets the embeddings seen (query.c, when the statement is built) */
+extern void vn_query_embed_forget(VnQueryCtx *c);
+
 /* order.c */
 extern bool vn_query_order_by(VnQueryCtx *c, const VnRelation *r, const char *al);
 extern bool vn_query_order_spec(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec);
+/* order= of an embedded resource whose path is prefix ("orders.") */
+extern bool vn_query_order_at(VnQueryCtx *c, const VnRelation *r, const char *al, const char *spec,
+							  const char *prefix);
 extern bool vn_query_paging(VnQueryCtx *c);
 
 /* read.c */

@@ -97,6 +97,14 @@ cast_add(VnBuf *b, const char *cast)
 	vn_buf_add(b, p); /* the [] suffixes */
 }
 
+/* the output name of an item of a spread's list (c->names, embed.c) */
+static void
+spread_name(Ctx *c, const char *name)
+{
+	if (c->names)
+		vn_buf_addn(c->names, name, strlen(name) + 1);
+}
+
 /*
  * A column or JSON path of a select list, with its cast (from casts[]) and
  * alias; its expression also goes to group (when not NULL), the GROUP BY of
@@ -131,6 +139,7 @@ select_column(Ctx *c, int rel, const char *al, const char *alias, char *item, Vn
 		vn_buf_add(b, " AS ");
 		vn_buf_ident(b, alias ? alias : o.label);
 	}
+	spread_name(c, alias ? alias : o.label);
 	return true;
 }
 
@@ -194,6 +203,7 @@ select_aggregate(Ctx *c, int rel, const char *al, const char *alias, char *item)
 	if (!c->in->aggregates)
 		return vn_query_fail(c->q, 400, "PGRST123", NULL, "Set VENTROS_HTTP_DB_AGGREGATES_ENABLED=true.",
 							 "Use of aggregate functions is not allowed");
+	c->naggregates++;
 	parse_aggregate(item, &expr, &fn, &cast);
 	if ((cast && !cast_known(c, cast)))
 		return false;
@@ -219,6 +229,7 @@ select_aggregate(Ctx *c, int rel, const char *al, const char *alias, char *item)
 		cast_add(b, cast);
 	vn_buf_add(b, " AS ");
 	vn_buf_ident(b, alias ? alias : fn);
+	spread_name(c, alias ? alias : fn);
 	return true;
 }
 
@@ -239,6 +250,8 @@ select_star_grouped(Ctx *c, int rel, const char *al, VnBuf *group)
 		vn_buf_addn(group, c->q->sql.data + start, c->q->sql.len - start);
 	}
 }
+
+static bool embed_label(const char *item, char *out, size_t size);
 
 /*
  * One item of a select list: [alias:]column[::cast], [alias:]rel(...),
@@ -265,11 +278,22 @@ select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *
 	if (paren && is_aggregate(item))
 		return select_aggregate(c, rel, al, alias, item);
 	if (paren)
+	{
+		char label[128];
+
+		/* a spread names its own columns (embed.c); an embedding its label */
+		if (alias)
+			spread_name(c, alias);
+		else if (embed_label(item, label, sizeof(label)))
+			spread_name(c, label);
 		return vn_query_embed(c, rel, al, alias, item, paren, depth, prefix, group);
+	}
 	if (strcmp(item, "*") == 0)
 	{
 		if (alias)
 			return vn_query_fail(c->q, 400, "PGRST100", NULL, NULL, "* cannot be renamed");
+		for (int k = 0; k < c->in->schema->rels[rel].ncols; k++)
+			spread_name(c, c->in->schema->rels[rel].cols[k].name);
 		if (group)
 			select_star_grouped(c, rel, al, group);
 		else

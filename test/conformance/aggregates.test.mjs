@@ -63,10 +63,9 @@ test('a to-one embedding beside aggregates groups by the row it embeds', async (
   ]);
 });
 
-test('not yet: a to-many embedding or a spread beside aggregates answers 400', async () => {
-  for (const p of ['/customers?select=id.count(),orders(id)', '/orders?select=id.count(),...customers(name)']) {
-    const r = await get(p);
-    assert.equal(r.status, 400, r.text);
-    assert.equal(r.json.code, 'PGRST100');
-  }
+test('not yet: aggregates inside a spread (PostgREST hoists them to the parent) answer 400', async () => {
+  // a to-many embedding or a spread beside aggregates groups by it: aggregates_embed.test.mjs
+  const r = await get('/orders?select=id,...customers(id.count())');
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.code, 'PGRST100');
 });

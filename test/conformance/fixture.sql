@@ -271,3 +271,7 @@ INSERT INTO conformance.tags VALUES (1, 'drink'), (2, 'kitchen');
 INSERT INTO conformance.product_tags VALUES (1, 1), (2, 2), (3, 2);
 INSERT INTO conformance_private.board_watchers VALUES (1, 1), (1, 2), (3, 2);
 INSERT INTO conformance.staff VALUES (1, 'Boss', NULL), (2, 'Dana', 1), (3, 'Eli', 1);
+
+-- column comments: the OpenAPI document gives them before its key notes (related.test.mjs)
+COMMENT ON COLUMN conformance.addresses.customer_id IS 'who lives there';
+COMMENT ON COLUMN conformance.addresses.city IS 'where, by its usual name';

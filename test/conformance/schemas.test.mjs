@@ -116,7 +116,7 @@ test('GET / with Accept-Profile describes that schema as the role may use it', a
   const boards = r.json.paths['/boards'];
   assert.deepEqual(Object.keys(boards).sort(), ['delete', 'get', 'patch', 'post']);
   const schema = r.json.components.schemas.boards;
-  assert.deepEqual(schema.properties.id, { type: 'integer', format: 'integer' });
+  assert.deepEqual(schema.properties.id, { type: 'integer', format: 'integer', description: 'Note:\nThis is a Primary Key.<pk/>' });
   assert.deepEqual(schema.properties.archived, { type: 'boolean', format: 'boolean' });
   /* required: NOT NULL without a default (title), not the identity nor archived */
   assert.deepEqual(schema.required, ['title']);
