@@ -19646,6 +19646,325 @@ BEGIN
 END
 $$;
 
+-- ---- knowledge snippets served by indexes
+-- Issue 16: the AI agent's knowledge snippets get a language and three
+-- indexes (full text in the snippet's language, title trigrams, the oldest
+-- first); the ranking (knowledge_ranked, inlined into ai_knowledge_for)
+-- takes its candidates from them only.  add_knowledge_snippet takes the
+-- language (a new argument: the function is replaced).
+ALTER TABLE ventros.knowledge_snippets ADD COLUMN language text,
+    ADD CONSTRAINT knowledge_snippets_language CHECK (language ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$');
+COMMENT ON COLUMN ventros.knowledge_snippets.language IS
+    'The language of the snippet (a code, as contacts.language): its words are indexed with that language''s text search configuration (search_config); NULL: simple (exact words)';
+-- The indexes of the ranking (ai_knowledge_for, knowledge_ranked): the
+-- full text in the snippet's own language, the title's trigrams, and the
+-- oldest first (the snippets a question gets when none is relevant).
+CREATE INDEX knowledge_snippets_search ON ventros.knowledge_snippets
+    USING gin (to_tsvector(ventros.search_config(language), title || ' ' || content));
+CREATE INDEX knowledge_snippets_oldest ON ventros.knowledge_snippets (tenant_id, created_at, id);
+DO $trgm$
+BEGIN
+    EXECUTE pg_catalog.format('CREATE INDEX knowledge_snippets_title_trgm ON ventros.knowledge_snippets USING gin (title %1$I.gin_trgm_ops)',
+                              (SELECT n.nspname FROM pg_catalog.pg_extension e
+                                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'));
+END
+$trgm$;
+
+DROP FUNCTION ventros.add_knowledge_snippet(text, text);
+CREATE FUNCTION ventros.add_knowledge_snippet(title text, content text, language text DEFAULT NULL)
+RETURNS ventros.knowledge_snippets
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.knowledge_snippets;
+BEGIN
+    -- SECURITY DEFINER: snippets are written by these functions only
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content, language)
+    VALUES (ventros.require_tenant(), title, content, lower(language))
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN check_violation OR not_null_violation THEN
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000), and a language code or none'
+        USING ERRCODE = '22023';
+END
+$$;
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets), in a language (pt, es, en...: its words are stemmed; NULL: exact words)';
+
+GRANT EXECUTE ON FUNCTION ventros.add_knowledge_snippet(text, text, text) TO ventros_admin;
+
+CREATE FUNCTION ventros.knowledge_ranked(tenant text, q tsquery, words text[], txt text, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE sql STABLE
+-- (no SET clause, not strict: inlined; every name is qualified)
+AS $$
+    SELECT pg_catalog.row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
+      FROM (SELECT c.id, c.title, c.content, c.created_at,
+                   coalesce(pg_catalog.ts_rank_cd(pg_catalog.to_tsvector(ventros.search_config(c.language),
+                                                                         c.title OPERATOR(pg_catalog.||) ' '
+                                                                         OPERATOR(pg_catalog.||) c.content), q), 0) AS rank,
+                   coalesce(ventros.search_similarity(c.title, txt), 0) AS sim
+              FROM (SELECT k.id, k.title, k.content, k.created_at, k.language
+                      FROM ventros.knowledge_snippets k
+                     WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant
+                       AND pg_catalog.to_tsvector(ventros.search_config(k.language),
+                                                  k.title OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) k.content)
+                           OPERATOR(pg_catalog.@@) q
+                    UNION
+                    SELECT k.id, k.title, k.content, k.created_at, k.language
+                      FROM pg_catalog.unnest(words) w, ventros.knowledge_snippets k
+                     WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant AND ventros.search_similar(w, k.title)
+                    UNION
+                    (SELECT k.id, k.title, k.content, k.created_at, k.language
+                       FROM ventros.knowledge_snippets k
+                      WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant
+                      ORDER BY k.created_at, k.id
+                      LIMIT greatest(n, 0))) c) r
+     ORDER BY 1
+     LIMIT greatest(n, 0)
+$$;
+COMMENT ON FUNCTION ventros.knowledge_ranked(text, tsquery, text[], text, integer) IS
+    'A tenant''s top n knowledge snippets for a full-text query, the words of a question and its text: candidates from the indexes (full text, title trigrams, the oldest n), ranked by ts_rank_cd, then title likeness, then age';
+
+-- The top n snippets for a question's text in a language: its words OR'ed
+-- (a question rarely holds all of a snippet's words), parsed in that
+-- language and as they are (snippets with no language), and its words of
+-- three letters or more (the first 64) for the titles' trigrams.
+-- SECURITY DEFINER (not granted to tenants): under row-level security the
+-- planner could not use the GIN indexes (@@ and <% are not leakproof), so,
+-- as ventros.search does, the tenant's condition is applied here.
+CREATE FUNCTION ventros.knowledge_for_text(tenant text, txt text, cfg regconfig, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET pg_trgm.word_similarity_threshold = 0.4
+AS $$
+DECLARE
+    q tsquery;
+    words text[];
+BEGIN
+    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
+      FROM (SELECT unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, ''))))
+            UNION
+            SELECT unnest(tsvector_to_array(to_tsvector('pg_catalog.simple'::regconfig, coalesce(txt, ''))))) x(l);
+    words := ARRAY(SELECT l FROM unnest(tsvector_to_array(to_tsvector('pg_catalog.simple'::regconfig, coalesce(txt, '')))) l
+                    WHERE length(l) >= 3 LIMIT 64);
+    RETURN QUERY SELECT * FROM ventros.knowledge_ranked(tenant, q, words, txt, n);
+END
+$$;
+COMMENT ON FUNCTION ventros.knowledge_for_text(text, text, regconfig, integer) IS
+    'A tenant''s top n knowledge snippets for a text in a language (its words OR''ed, in that language and as they are): knowledge_ranked';
+
+-- The question of a completion: its group's messages, in their language
+-- (the contact's when they name none).
+CREATE OR REPLACE FUNCTION ventros.ai_knowledge_for(c ventros.ai_completions, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    txt text;
+    cfg regconfig;
+BEGIN
+    SELECT left(string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id), 4000),
+           ventros.search_config(coalesce(min(m.language), min(x.language)))
+      INTO txt, cfg
+      FROM ventros.message_groups g
+      JOIN ventros.messages m ON m.tenant_id = g.tenant_id AND m.id = ANY (g.message_ids)
+      LEFT JOIN ventros.contacts x ON x.tenant_id = g.tenant_id AND x.id = g.contact_id
+     WHERE g.tenant_id = c.tenant_id AND g.id = c.group_id;
+    RETURN QUERY SELECT * FROM ventros.knowledge_for_text(c.tenant_id, txt, cfg, n);
+END
+$$;
+COMMENT ON FUNCTION ventros.ai_knowledge_for(ventros.ai_completions, integer) IS
+    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie; candidates from indexes only (knowledge_for_text, knowledge_ranked)';
+
+-- ---- enrichment: fewer statements per request
+-- Issue 16 (bench/enrich.sh): enrichment_start hands the enrichment it holds
+-- locked and its media to enrichment_advance_from instead of having them
+-- read again; the preparer reads the provider and the credential in one
+-- statement.
+CREATE OR REPLACE FUNCTION ventros.enrichment_advance(enrichment_id uuid)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := ventros.require_tenant();
+    e ventros.message_enrichments;
+    mm ventros.message_media;
+BEGIN
+    SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
+    -- (not the bytes: only the dispatcher reads them)
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
+    RETURN ventros.enrichment_advance_from(e, mm);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
+    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
+
+-- The same, for an enrichment its caller holds locked with its media's
+-- status, size and error (mm; not the bytes: only the dispatcher reads them):
+-- enrichment_start has read both, so they are not read again.
+CREATE FUNCTION ventros.enrichment_advance_from(e ventros.message_enrichments, mm ventros.message_media)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := e.tenant_id;
+    s ventros.enrichment_settings;
+    p ventros.enrichment_providers;
+    ps ventros.enrichment_provider_settings;
+    pos integer;
+    cfg jsonb;
+    req jsonb;
+    rid uuid;
+    tried boolean;
+    too_large boolean := false;
+    retry_after timestamptz;
+    refusal record;
+BEGIN
+    SELECT * INTO s FROM ventros.enrichment_settings x WHERE x.tenant_id = tenant;
+    IF NOT coalesce(s.enabled, false) THEN
+        RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
+    END IF;
+    IF mm.status IS DISTINCT FROM 'downloaded' THEN
+        RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
+                                                               'the media is not downloaded'), NULL);
+    END IF;
+    tried := EXISTS (SELECT 1 FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed');
+    pos := coalesce(e.route_position, 0);
+    LOOP
+        pos := pos + 1;
+        EXIT WHEN pos > coalesce(cardinality(e.route), 0);
+        SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = e.route[pos];
+        SELECT * INTO ps FROM ventros.enrichment_provider_settings x WHERE x.tenant_id = tenant AND x.provider = p.provider;
+        e.provider := p.provider;
+        e.request_id := NULL;
+        IF p.provider IS NULL OR NOT coalesce(ps.enabled, false) OR ps.credential_id IS NULL THEN
+            e := ventros.enrichment_note(e, 'skipped', 'not configured for this tenant (no key, or disabled)');
+            CONTINUE;
+        END IF;
+        IF mm.size > p.max_media_size THEN
+            too_large := true;
+            e := ventros.enrichment_note(e, 'skipped', format('the media has %s bytes; %s takes at most %s', mm.size,
+                                                              p.provider, p.max_media_size));
+            CONTINUE;
+        END IF;
+        refusal := ventros.ai_request_refusal('enrichments', 'message_enrichment', e.id);
+        IF refusal.error_code IS NOT NULL THEN
+            RETURN ventros.enrichment_fail(e, refusal.error_code, refusal.error, refusal.retry_at);
+        END IF;
+        cfg := ventros.enrichment_config(p, ps, s);
+        EXECUTE format('SELECT %s($1, $2)', p.build_request::regproc) INTO req USING e, cfg;
+        rid := ventros.enrichment_enqueue(e, p, cfg, req);
+        UPDATE ventros.message_enrichments x
+           SET status = 'processing', provider = p.provider, route_position = pos, request_id = rid,
+               model = cfg->>'model', job_id = NULL, error = NULL, error_code = NULL, retry_at = NULL,
+               version = x.version
+         WHERE x.tenant_id = tenant AND x.id = e.id
+        RETURNING * INTO e;
+        RETURN e;
+    END LOOP;
+    IF tried THEN
+        SELECT max((a->>'retry_after')::timestamptz) INTO retry_after FROM jsonb_array_elements(e.attempts) a;
+        RETURN ventros.enrichment_fail(e, 'providers_failed',
+            format('every provider of the route failed (%s)',
+                   (SELECT string_agg(format('%s: %s', a->>'provider', a->>'error'), '; ')
+                      FROM jsonb_array_elements(e.attempts) a WHERE a->>'outcome' = 'failed')),
+            greatest(now() + s.retry_delay, retry_after));
+    ELSIF too_large THEN
+        RETURN ventros.enrichment_fail(e, 'too_large',
+            format('the media (%s bytes) is larger than every provider of the route takes', mm.size), NULL);
+    END IF;
+    RETURN ventros.enrichment_fail(e, 'no_provider',
+        format('no provider of the route (%s) is configured for this tenant', array_to_string(e.route, ', ')), NULL);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_advance_from(ventros.message_enrichments, ventros.message_media) IS
+    'enrichment_advance for an enrichment its caller holds locked, with its media''s status, size and error';
+
+CREATE OR REPLACE FUNCTION ventros.enrichment_start(e ventros.message_enrichments)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    mm ventros.message_media;
+BEGIN
+    -- a new enrichment (pending, nothing tried) is at the start already
+    IF NOT (e.status = 'pending' AND e.route_position = 0 AND e.attempts = '[]') THEN
+        UPDATE ventros.message_enrichments x
+           SET status = 'pending', route = ventros.enrichment_route(ventros.enrichment_media_kind(x.content_type, NULL)),
+               route_position = 0, request_id = NULL, attempts = '[]', error = NULL, error_code = NULL, retry_at = NULL,
+               version = x.version
+         WHERE x.tenant_id = e.tenant_id AND x.id = e.id
+        RETURNING * INTO e;
+    END IF;
+    IF e.message_id IS NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = e.tenant_id AND x.enrichment_id = e.id;
+        IF mm.status IS DISTINCT FROM 'downloaded' THEN
+            PERFORM ventros.enrichment_download_picture(e);
+            RETURN e;       -- the download's handler moves it on
+        END IF;
+        RETURN ventros.enrichment_advance_from(e, mm);
+    END IF;
+    SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+      FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
+    IF NOT FOUND THEN
+        PERFORM ventros.request_media_download(e.message_id);
+        RETURN e;       -- the download's end moves it on (trigger below)
+    ELSIF mm.status = 'requested' THEN
+        RETURN e;
+    END IF;
+    -- (e is locked: enrichment_of, or the reset above)
+    RETURN ventros.enrichment_advance_from(e, mm);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_start(ventros.message_enrichments) IS
+    'Puts an enrichment back at the start of its route; it goes to the first provider once its media is downloaded';
+
+CREATE OR REPLACE FUNCTION ventros.enrichment_request_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p ventros.enrichment_providers;
+    cred uuid;
+    secret text;
+    slot text;
+BEGIN
+    SELECT x.provider, x.auth_header, x.auth_scheme, ps.credential_id INTO p.provider, p.auth_header, p.auth_scheme, cred
+      FROM ventros.enrichment_providers x
+      JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = r.tenant_id AND ps.provider = x.provider
+     WHERE x.provider = substr(r.purpose, length('enrichment.') + 1);
+    IF cred IS NULL THEN
+        RETURN r.headers;
+    END IF;
+    -- A claim prepares many attempts in one transaction: the key is
+    -- decrypted (and its use recorded, credential.used) once per credential
+    -- and transaction, and kept only until that transaction ends (is_local),
+    -- in the dispatcher's own backend.
+    slot := 'ventros_enrichment_keys.k' || replace(cred::text, '-', '');   -- (ventros.* is reserved)
+    secret := nullif(current_setting(slot, true), '');
+    IF secret IS NULL THEN
+        secret := (ventros.reveal_credential(cred)).value;
+        PERFORM set_config(slot, secret, true);
+    END IF;
+    RETURN r.headers || jsonb_build_object(p.auth_header, concat_ws(' ', p.auth_scheme, secret));
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_request_headers(ventros.http_requests) IS
+    'Preparer of enrichment requests: the stored headers plus the provider''s key from the tenant''s credential (never stored on the request)';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -144,8 +144,34 @@ AS $$
 DECLARE
     tenant text := ventros.require_tenant();
     e ventros.message_enrichments;
-    s ventros.enrichment_settings;
     mm ventros.message_media;
+BEGIN
+    SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
+    -- (not the bytes: only the dispatcher reads them)
+    IF e.message_id IS NOT NULL THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
+    ELSE
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
+    END IF;
+    RETURN ventros.enrichment_advance_from(e, mm);
+END
+$$;
+COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
+    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
+
+-- The same, for an enrichment its caller holds locked with its media's
+-- status, size and error (mm; not the bytes: only the dispatcher reads them):
+-- enrichment_start has read both, so they are not read again.
+CREATE FUNCTION ventros.enrichment_advance_from(e ventros.message_enrichments, mm ventros.message_media)
+RETURNS ventros.message_enrichments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tenant text := e.tenant_id;
+    s ventros.enrichment_settings;
     p ventros.enrichment_providers;
     ps ventros.enrichment_provider_settings;
     pos integer;
@@ -157,18 +183,9 @@ DECLARE
     retry_after timestamptz;
     refusal record;
 BEGIN
-    SELECT * INTO e FROM ventros.message_enrichments x WHERE x.tenant_id = tenant AND x.id = enrichment_id FOR UPDATE;
     SELECT * INTO s FROM ventros.enrichment_settings x WHERE x.tenant_id = tenant;
     IF NOT coalesce(s.enabled, false) THEN
         RETURN ventros.enrichment_fail(e, 'disabled', 'enrichment is disabled for this tenant', NULL);
-    END IF;
-    -- (not the bytes: only the dispatcher reads them)
-    IF e.message_id IS NOT NULL THEN
-        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
-          FROM ventros.message_media x WHERE x.tenant_id = tenant AND x.message_id = e.message_id;
-    ELSE
-        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
-          FROM ventros.enrichment_media x WHERE x.tenant_id = tenant AND x.enrichment_id = e.id;
     END IF;
     IF mm.status IS DISTINCT FROM 'downloaded' THEN
         RETURN ventros.enrichment_fail(e, 'no_media', coalesce('the media download failed: ' || mm.error,
@@ -223,8 +240,8 @@ BEGIN
         format('no provider of the route (%s) is configured for this tenant', array_to_string(e.route, ', ')), NULL);
 END
 $$;
-COMMENT ON FUNCTION ventros.enrichment_advance(uuid) IS
-    'Gives an enrichment to the next provider of its route that is enabled, has a key and takes the media''s size, unless the AI gate refuses (spending cap, plan limit); fails it when none is left';
+COMMENT ON FUNCTION ventros.enrichment_advance_from(ventros.message_enrichments, ventros.message_media) IS
+    'enrichment_advance for an enrichment its caller holds locked, with its media''s status, size and error';
 
 -- A profile picture's download (purpose enrichment.picture): the contact's
 -- picture URL, its bytes kept in ventros.enrichment_media.
@@ -279,7 +296,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    download text;
+    mm ventros.message_media;
 BEGIN
     -- a new enrichment (pending, nothing tried) is at the start already
     IF NOT (e.status = 'pending' AND e.route_position = 0 AND e.attempts = '[]') THEN
@@ -291,21 +308,24 @@ BEGIN
         RETURNING * INTO e;
     END IF;
     IF e.message_id IS NULL THEN
-        SELECT x.status INTO download FROM ventros.enrichment_media x WHERE x.tenant_id = e.tenant_id AND x.enrichment_id = e.id;
-        IF download IS DISTINCT FROM 'downloaded' THEN
+        SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+          FROM ventros.enrichment_media x WHERE x.tenant_id = e.tenant_id AND x.enrichment_id = e.id;
+        IF mm.status IS DISTINCT FROM 'downloaded' THEN
             PERFORM ventros.enrichment_download_picture(e);
             RETURN e;       -- the download's handler moves it on
         END IF;
-        RETURN ventros.enrichment_advance(e.id);
+        RETURN ventros.enrichment_advance_from(e, mm);
     END IF;
-    SELECT x.status INTO download FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
+    SELECT x.status, x.size, x.error INTO mm.status, mm.size, mm.error
+      FROM ventros.message_media x WHERE x.tenant_id = e.tenant_id AND x.message_id = e.message_id;
     IF NOT FOUND THEN
         PERFORM ventros.request_media_download(e.message_id);
         RETURN e;       -- the download's end moves it on (trigger below)
-    ELSIF download = 'requested' THEN
+    ELSIF mm.status = 'requested' THEN
         RETURN e;
     END IF;
-    RETURN ventros.enrichment_advance(e.id);
+    -- (e is locked: enrichment_of, or the reset above)
+    RETURN ventros.enrichment_advance_from(e, mm);
 END
 $$;
 COMMENT ON FUNCTION ventros.enrichment_start(ventros.message_enrichments) IS
@@ -576,9 +596,10 @@ DECLARE
     secret text;
     slot text;
 BEGIN
-    SELECT * INTO p FROM ventros.enrichment_providers x WHERE x.provider = substr(r.purpose, length('enrichment.') + 1);
-    SELECT ps.credential_id INTO cred FROM ventros.enrichment_provider_settings ps
-     WHERE ps.tenant_id = r.tenant_id AND ps.provider = p.provider;
+    SELECT x.provider, x.auth_header, x.auth_scheme, ps.credential_id INTO p.provider, p.auth_header, p.auth_scheme, cred
+      FROM ventros.enrichment_providers x
+      JOIN ventros.enrichment_provider_settings ps ON ps.tenant_id = r.tenant_id AND ps.provider = x.provider
+     WHERE x.provider = substr(r.purpose, length('enrichment.') + 1);
     IF cred IS NULL THEN
         RETURN r.headers;
     END IF;

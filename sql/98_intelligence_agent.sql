@@ -72,9 +72,11 @@ CREATE TABLE ventros.knowledge_snippets (
     title      text        NOT NULL,
     content    text        NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
+    language   text,
     PRIMARY KEY (tenant_id, id),
     CONSTRAINT knowledge_snippets_sizes CHECK (btrim(title) <> '' AND length(title) <= 200
-                                               AND btrim(content) <> '' AND length(content) <= 4000)
+                                               AND btrim(content) <> '' AND length(content) <= 4000),
+    CONSTRAINT knowledge_snippets_language CHECK (language ~ '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$')
 );
 COMMENT ON TABLE ventros.knowledge_snippets IS 'What the tenant''s AI agent knows: short texts (title, content); a question gets the most relevant (ai_settings.knowledge_snippets)';
 ALTER TABLE ventros.knowledge_snippets ENABLE ROW LEVEL SECURITY;
@@ -82,6 +84,21 @@ ALTER TABLE ventros.knowledge_snippets FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.knowledge_snippets FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.knowledge_snippets TO ventros_viewer;
+COMMENT ON COLUMN ventros.knowledge_snippets.language IS
+    'The language of the snippet (a code, as contacts.language): its words are indexed with that language''s text search configuration (search_config); NULL: simple (exact words)';
+-- The indexes of the ranking (ai_knowledge_for, knowledge_ranked): the
+-- full text in the snippet's own language, the title's trigrams, and the
+-- oldest first (the snippets a question gets when none is relevant).
+CREATE INDEX knowledge_snippets_search ON ventros.knowledge_snippets
+    USING gin (to_tsvector(ventros.search_config(language), title || ' ' || content));
+CREATE INDEX knowledge_snippets_oldest ON ventros.knowledge_snippets (tenant_id, created_at, id);
+DO $trgm$
+BEGIN
+    EXECUTE pg_catalog.format('CREATE INDEX knowledge_snippets_title_trgm ON ventros.knowledge_snippets USING gin (title %1$I.gin_trgm_ops)',
+                              (SELECT n.nspname FROM pg_catalog.pg_extension e
+                                 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'));
+END
+$trgm$;
 
 SELECT ventros.register_event_type(e, d) FROM (VALUES
     ('session.ai_replied', 'The channel''s AI agent answered a group of inbound messages (the message sent, the turn).'),
@@ -134,7 +151,8 @@ $$;
 COMMENT ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid) IS
     'Turns a channel''s AI agent on or off (off by default), the agent it answers as and the team it hands sessions off to (NULL: the channel''s team); NULL keeps a value';
 
-CREATE FUNCTION ventros.add_knowledge_snippet(title text, content text) RETURNS ventros.knowledge_snippets
+CREATE FUNCTION ventros.add_knowledge_snippet(title text, content text, language text DEFAULT NULL)
+RETURNS ventros.knowledge_snippets
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -142,15 +160,16 @@ DECLARE
     result ventros.knowledge_snippets;
 BEGIN
     -- SECURITY DEFINER: snippets are written by these functions only
-    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content) VALUES (ventros.require_tenant(), title, content)
+    INSERT INTO ventros.knowledge_snippets (tenant_id, title, content, language)
+    VALUES (ventros.require_tenant(), title, content, lower(language))
     RETURNING * INTO result;
     RETURN result;
 EXCEPTION WHEN check_violation OR not_null_violation THEN
-    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000)'
+    RAISE EXCEPTION 'a knowledge snippet needs a title (at most 200 characters) and content (at most 4000), and a language code or none'
         USING ERRCODE = '22023';
 END
 $$;
-COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets)';
+COMMENT ON FUNCTION ventros.add_knowledge_snippet(text, text, text) IS 'Adds a text the tenant''s AI agent knows (a question gets the most relevant: configure_ai knowledge_snippets), in a language (pt, es, en...: its words are stemmed; NULL: exact words)';
 
 CREATE FUNCTION ventros.delete_knowledge_snippet(snippet_id uuid) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -190,11 +209,81 @@ CREATE TRIGGER ai_agent_on_message AFTER INSERT ON ventros.messages
 -- ---- 2. closing groups, the question --------------------------------------------------------
 
 -- The knowledge snippets a question gets: the tenant's top n by relevance
--- to the group's messages, as search ranks (sql/82_search.sql): full text
--- in the messages' language (search_config; the contact's language, else
--- simple), every word of the messages OR'ed, ranked by ts_rank_cd; then
--- how much a snippet's title is like a part of the messages (pg_trgm: typos,
--- accents); the oldest first on a tie (so with none relevant, the first n).
+-- to the group's messages, as search ranks (sql/82_search.sql).  The
+-- candidates come from indexes only, so thousands of snippets cost what a
+-- few do: the snippets matching a word of the messages in full text (each
+-- snippet's vector in its own language: the question's words are parsed in
+-- the messages' language and with simple, OR'ed; knowledge_snippets_search),
+-- those whose title holds a word like one of the messages' (pg_trgm word
+-- similarity over 0.4: typos, accents; knowledge_snippets_title_trgm), and
+-- the n oldest (knowledge_snippets_oldest).  They are ranked by ts_rank_cd,
+-- then by how much the title is like a part of the messages, the oldest
+-- first on a tie (so with none relevant, the first n).  A plain SQL function
+-- the planner inlines: 289_knowledge_index.sql reads its plan.
+CREATE FUNCTION ventros.knowledge_ranked(tenant text, q tsquery, words text[], txt text, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE sql STABLE
+-- (no SET clause, not strict: inlined; every name is qualified)
+AS $$
+    SELECT pg_catalog.row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
+      FROM (SELECT c.id, c.title, c.content, c.created_at,
+                   coalesce(pg_catalog.ts_rank_cd(pg_catalog.to_tsvector(ventros.search_config(c.language),
+                                                                         c.title OPERATOR(pg_catalog.||) ' '
+                                                                         OPERATOR(pg_catalog.||) c.content), q), 0) AS rank,
+                   coalesce(ventros.search_similarity(c.title, txt), 0) AS sim
+              FROM (SELECT k.id, k.title, k.content, k.created_at, k.language
+                      FROM ventros.knowledge_snippets k
+                     WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant
+                       AND pg_catalog.to_tsvector(ventros.search_config(k.language),
+                                                  k.title OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) k.content)
+                           OPERATOR(pg_catalog.@@) q
+                    UNION
+                    SELECT k.id, k.title, k.content, k.created_at, k.language
+                      FROM pg_catalog.unnest(words) w, ventros.knowledge_snippets k
+                     WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant AND ventros.search_similar(w, k.title)
+                    UNION
+                    (SELECT k.id, k.title, k.content, k.created_at, k.language
+                       FROM ventros.knowledge_snippets k
+                      WHERE k.tenant_id OPERATOR(pg_catalog.=) tenant
+                      ORDER BY k.created_at, k.id
+                      LIMIT greatest(n, 0))) c) r
+     ORDER BY 1
+     LIMIT greatest(n, 0)
+$$;
+COMMENT ON FUNCTION ventros.knowledge_ranked(text, tsquery, text[], text, integer) IS
+    'A tenant''s top n knowledge snippets for a full-text query, the words of a question and its text: candidates from the indexes (full text, title trigrams, the oldest n), ranked by ts_rank_cd, then title likeness, then age';
+
+-- The top n snippets for a question's text in a language: its words OR'ed
+-- (a question rarely holds all of a snippet's words), parsed in that
+-- language and as they are (snippets with no language), and its words of
+-- three letters or more (the first 64) for the titles' trigrams.
+-- SECURITY DEFINER (not granted to tenants): under row-level security the
+-- planner could not use the GIN indexes (@@ and <% are not leakproof), so,
+-- as ventros.search does, the tenant's condition is applied here.
+CREATE FUNCTION ventros.knowledge_for_text(tenant text, txt text, cfg regconfig, n integer)
+RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET pg_trgm.word_similarity_threshold = 0.4
+AS $$
+DECLARE
+    q tsquery;
+    words text[];
+BEGIN
+    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
+      FROM (SELECT unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, ''))))
+            UNION
+            SELECT unnest(tsvector_to_array(to_tsvector('pg_catalog.simple'::regconfig, coalesce(txt, ''))))) x(l);
+    words := ARRAY(SELECT l FROM unnest(tsvector_to_array(to_tsvector('pg_catalog.simple'::regconfig, coalesce(txt, '')))) l
+                    WHERE length(l) >= 3 LIMIT 64);
+    RETURN QUERY SELECT * FROM ventros.knowledge_ranked(tenant, q, words, txt, n);
+END
+$$;
+COMMENT ON FUNCTION ventros.knowledge_for_text(text, text, regconfig, integer) IS
+    'A tenant''s top n knowledge snippets for a text in a language (its words OR''ed, in that language and as they are): knowledge_ranked';
+
+-- The question of a completion: its group's messages, in their language
+-- (the contact's when they name none).
 CREATE FUNCTION ventros.ai_knowledge_for(c ventros.ai_completions, n integer)
 RETURNS TABLE (ord bigint, id uuid, title text, content text, rank real)
 LANGUAGE plpgsql STABLE
@@ -203,7 +292,6 @@ AS $$
 DECLARE
     txt text;
     cfg regconfig;
-    q tsquery;
 BEGIN
     SELECT left(string_agg(m.text, E'\n' ORDER BY m."timestamp", m.id), 4000),
            ventros.search_config(coalesce(min(m.language), min(x.language)))
@@ -212,23 +300,11 @@ BEGIN
       JOIN ventros.messages m ON m.tenant_id = g.tenant_id AND m.id = ANY (g.message_ids)
       LEFT JOIN ventros.contacts x ON x.tenant_id = g.tenant_id AND x.id = g.contact_id
      WHERE g.tenant_id = c.tenant_id AND g.id = c.group_id;
-    -- every word of the messages, OR'ed (a question rarely holds all of a
-    -- snippet's words)
-    SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO q
-      FROM unnest(tsvector_to_array(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), coalesce(txt, '')))) l;
-    RETURN QUERY
-        SELECT row_number() OVER (ORDER BY r.rank DESC, r.sim DESC, r.created_at, r.id), r.id, r.title, r.content, r.rank
-          FROM (SELECT k.id, k.title, k.content, k.created_at,
-                       coalesce(ts_rank_cd(to_tsvector(coalesce(cfg, 'pg_catalog.simple'::regconfig), k.title || ' ' || k.content), q), 0)
-                           AS rank,
-                       coalesce(ventros.search_similarity(k.title, txt), 0) AS sim
-                  FROM ventros.knowledge_snippets k WHERE k.tenant_id = c.tenant_id) r
-         ORDER BY 1
-         LIMIT greatest(n, 0);
+    RETURN QUERY SELECT * FROM ventros.knowledge_for_text(c.tenant_id, txt, cfg, n);
 END
 $$;
 COMMENT ON FUNCTION ventros.ai_knowledge_for(ventros.ai_completions, integer) IS
-    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie';
+    'The top n knowledge snippets for an AI agent question: ranked by full text (the messages'' language, their words OR''ed) against the group''s messages, then trigram likeness of the title; the oldest first on a tie; candidates from indexes only (knowledge_for_text, knowledge_ranked)';
 
 -- The agent's messages: its prompt with the most relevant knowledge
 -- snippets and the contact's fields, then the conversation so far.
@@ -534,7 +610,7 @@ COMMENT ON FUNCTION ventros.hand_off_session(uuid) IS
     'Takes a session from the AI agent: assigned by the hand-off team''s rule, the agent silent for it; emits session.ai_handed_off';
 
 GRANT EXECUTE ON FUNCTION ventros.resume_ai_agent(uuid), ventros.hand_off_session(uuid) TO ventros_agent;
-GRANT EXECUTE ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid), ventros.add_knowledge_snippet(text, text),
+GRANT EXECUTE ON FUNCTION ventros.configure_ai_agent(uuid, boolean, uuid, uuid), ventros.add_knowledge_snippet(text, text, text),
     ventros.delete_knowledge_snippet(uuid) TO ventros_admin;
 -- The scheduler's (pg_cron runs it as a platform administrator), never a
 -- tenant's: its `now` is the caller's to choose (docs/security.md).
