@@ -33,7 +33,8 @@
 #    engine's events, counters, deltas), in statements of 100,000 rows, and
 #    prints its rate.
 # Settings: BENCH_INBOUND (1; 0 skips part 1), MESSAGES, BENCH_GENERATE,
-# ROUNDS, SECONDS_PER_RUN, CLIENTS, SENDERS; VENTROS_BENCH_PG_PORT (54379).
+# ROUNDS, SECONDS_PER_RUN, CLIENTS, SENDERS; VENTROS_BENCH_PG_PORT (54379);
+# BENCH_KEEP=1 leaves the server running.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 
@@ -51,7 +52,7 @@ build_install
 pg_stop "$RUN"
 rm -rf "$RUN"
 pg_start "$RUN" "$PORT"
-trap 'pg_stop "$RUN"' EXIT
+trap '[ -n "${BENCH_KEEP:-}" ] || pg_stop "$RUN"' EXIT
 export PGHOST=$RUN/sock PGPORT=$PORT PGUSER=postgres
 psql -X -q -d postgres -c "CREATE DATABASE bench" >/dev/null
 P() { psql -X -q -v ON_ERROR_STOP=1 -d bench "$@"; }
@@ -215,42 +216,55 @@ SELECT ventros.fold_crm_stats();   -- the minute job
 VACUUM ANALYZE ventros.messages;   -- as autovacuum would: also merges the GIN pending list
 VACUUM ANALYZE ventros.crm_daily_stats;
 VACUUM ANALYZE ventros.crm_channel_days;
+VACUUM ANALYZE ventros.crm_staff_days;
 SQL
 COUNT=$(P -tAc "SELECT count(*) FROM ventros.messages WHERE tenant_id = 'report'")
 printf 'domain_report generated %s messages (%s) in %.0f s: %.0f messages/s\n' "$COUNT" "$GENERATE" \
 	"$(echo "$GEN_END - $GEN_START" | bc -l)" "$(echo "$COUNT / ($GEN_END - $GEN_START)" | bc -l)"
 REP_LINE=$(P -tA 2>&1 <<'SQL' | sed -n 's/.*NOTICE: *//p'
 SET ventros.tenant = 'report';
-SET ROLE ventros_viewer;
+-- each query as a tenant's viewer; the backend's CPU time around each run
+-- from /proc/<pid>/schedstat (read as the superuser), which the machine's
+-- load disturbs far less than the wall time
+CREATE FUNCTION pg_temp.cpu_ns() RETURNS bigint LANGUAGE sql
+AS $$ SELECT split_part(pg_read_file('/proc/' || pg_backend_pid() || '/schedstat'), ' ', 1)::bigint $$;
 DO $$
 DECLARE
     t timestamptz;
+    c bigint;
     q text;
     times float8[];
+    cpus float8[];
     n bigint;
 BEGIN
     FOREACH q IN ARRAY ARRAY[
         'SELECT count(*) FROM ventros.crm_report(current_date - 30, current_date, ''agent'')',
         'SELECT count(*) FROM ventros.crm_report(current_date - 89, current_date, ''day_channel'')',
-        -- the same read from the per-agent summary, as 0.1.0's crm_report did
-        'SELECT count(*) FROM (SELECT day, channel_id, sum(messages_in), sum(messages_out), sum(sessions_started),
-                                      sum(sessions_ended), sum(first_responses), sum(first_response_seconds),
-                                      sum(resolutions), sum(resolution_seconds)
-                                 FROM ventros.crm_daily_stats
-                                WHERE tenant_id = ''report'' AND day BETWEEN current_date - 89 AND current_date
-                                GROUP BY 1, 2) before_0_2',
+        'SELECT count(*) FROM ventros.crm_report(current_date - 89, current_date, ''day'')',
+        'SELECT count(*) FROM ventros.crm_report(current_date - 89, current_date, ''day_agent'')',
+        'SELECT count(*) FROM ventros.crm_report(current_date - 366, current_date, ''channel'')',
+        -- the same 90 days by day and channel from the per-agent summary, as 0.1.0's crm_report read it
+        'SELECT count(*) FROM (SELECT day, channel_id, sum(messages_in), sum(messages_out), sum(sessions_started), sum(sessions_ended), sum(first_responses), sum(first_response_seconds), sum(resolutions), sum(resolution_seconds) FROM ventros.crm_daily_stats WHERE tenant_id = ''report'' AND day BETWEEN current_date - 89 AND current_date GROUP BY 1, 2) as_in_0_1',
         'SELECT count(*) FROM ventros.contact_timeline((SELECT id FROM ventros.contacts LIMIT 1), page_size => 50)',
         'SELECT count(*) FROM ventros.search_messages(''4242'', page_size => 50)'] LOOP
         times := '{}';
+        cpus := '{}';
         FOR i IN 1..11 LOOP
+            c := pg_temp.cpu_ns();
+            EXECUTE 'SET ROLE ventros_viewer';
             t := clock_timestamp();
             EXECUTE q INTO n;
             IF i > 1 THEN   -- the first run warms the cache
                 times := times || extract(epoch FROM clock_timestamp() - t) * 1000;
             END IF;
+            EXECUTE 'RESET ROLE';
+            IF i > 1 THEN
+                cpus := cpus || (pg_temp.cpu_ns() - c) / 1e6::float8;
+            END IF;
         END LOOP;
-        RAISE NOTICE '% rows=% median_ms=%', q, n,
-            round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(times) x)::numeric, 2);
+        RAISE NOTICE '% rows=% median_ms=% cpu_ms=%', q, n,
+            round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(times) x)::numeric, 2),
+            round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(cpus) x)::numeric, 2);
     END LOOP;
     -- for scale, once: the 90-day report by day and channel counted by a scan
     -- of the messages, what the summaries spare (and the check that both agree)

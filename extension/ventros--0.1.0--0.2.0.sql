@@ -19575,8 +19575,9 @@ CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_a
 -- ---- CRM report deltas (sql/50_crm_reports.sql)
 -- The report triggers append deltas (no shared row lock on the hot path);
 -- fold_crm_stats (job ventros-fold-crm-stats) moves them into
--- crm_daily_stats and the new per-channel summary crm_channel_days, which
--- reports by day and channel read (docs/performance.md, issue 19).
+-- crm_daily_stats and the new summaries crm_channel_days and crm_staff_days,
+-- which reports by day and channel, and by agent or team, read
+-- (docs/performance.md, issue 19).
 COMMENT ON TABLE ventros.crm_daily_stats IS
     'CRM report counters per tenant, UTC day, channel, agent and team (nil uuid = none), folded from crm_stats_deltas by fold_crm_stats; sum over slot (slots > 0: written by 0.1.0)';
 -- The deltas the hot path appends: one row per statement and key (no row is
@@ -19599,7 +19600,7 @@ CREATE TABLE ventros.crm_stats_deltas (
 );
 CREATE INDEX crm_stats_deltas_by_day ON ventros.crm_stats_deltas (tenant_id, day);
 COMMENT ON TABLE ventros.crm_stats_deltas IS
-    'CRM report counters appended by the triggers since the last fold (insert only: writers never queue); folded into crm_daily_stats and crm_channel_days by fold_crm_stats';
+    'CRM report counters appended by the triggers since the last fold (insert only: writers never queue); folded into crm_daily_stats, crm_channel_days and crm_staff_days by fold_crm_stats';
 ALTER TABLE ventros.crm_stats_deltas ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.crm_stats_deltas FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_read ON ventros.crm_stats_deltas FOR SELECT
@@ -19633,7 +19634,33 @@ CREATE POLICY ventros_tenant_read ON ventros.crm_channel_days FOR SELECT
 REVOKE ALL ON ventros.crm_channel_days FROM PUBLIC;
 GRANT SELECT ON ventros.crm_channel_days TO ventros_viewer;
 
--- the per-channel summary of the history counted so far
+-- The same counters per tenant, day, agent and team, over every channel:
+-- what reports by agent or team read.
+CREATE TABLE ventros.crm_staff_days (
+    tenant_id              text     NOT NULL,
+    day                    date     NOT NULL,
+    agent_id               uuid     NOT NULL,
+    team_id                uuid     NOT NULL,
+    messages_in            bigint   NOT NULL DEFAULT 0,
+    messages_out           bigint   NOT NULL DEFAULT 0,
+    sessions_started       bigint   NOT NULL DEFAULT 0,
+    sessions_ended         bigint   NOT NULL DEFAULT 0,
+    first_responses        bigint   NOT NULL DEFAULT 0,
+    first_response_seconds bigint   NOT NULL DEFAULT 0,
+    resolutions            bigint   NOT NULL DEFAULT 0,
+    resolution_seconds     bigint   NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, agent_id, team_id)
+);
+COMMENT ON TABLE ventros.crm_staff_days IS
+    'CRM report counters per tenant, UTC day, agent and team (nil uuid = none) over every channel, folded from crm_stats_deltas by fold_crm_stats (reports by agent or team)';
+ALTER TABLE ventros.crm_staff_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.crm_staff_days FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_read ON ventros.crm_staff_days FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.crm_staff_days FROM PUBLIC;
+GRANT SELECT ON ventros.crm_staff_days TO ventros_viewer;
+
+-- the summaries of the history counted so far
 INSERT INTO ventros.crm_channel_days
     (tenant_id, day, channel_id, messages_in, messages_out, sessions_started, sessions_ended,
      first_responses, first_response_seconds, resolutions, resolution_seconds)
@@ -19641,6 +19668,13 @@ SELECT s.tenant_id, s.day, s.channel_id, sum(s.messages_in), sum(s.messages_out)
        sum(s.sessions_ended), sum(s.first_responses), sum(s.first_response_seconds), sum(s.resolutions),
        sum(s.resolution_seconds)
   FROM ventros.crm_daily_stats s GROUP BY 1, 2, 3;
+INSERT INTO ventros.crm_staff_days
+    (tenant_id, day, agent_id, team_id, messages_in, messages_out, sessions_started, sessions_ended,
+     first_responses, first_response_seconds, resolutions, resolution_seconds)
+SELECT s.tenant_id, s.day, s.agent_id, s.team_id, sum(s.messages_in), sum(s.messages_out), sum(s.sessions_started),
+       sum(s.sessions_ended), sum(s.first_responses), sum(s.first_response_seconds), sum(s.resolutions),
+       sum(s.resolution_seconds)
+  FROM ventros.crm_daily_stats s GROUP BY 1, 2, 3, 4;
 
 CREATE OR REPLACE FUNCTION ventros.stats_count_messages() RETURNS trigger
 LANGUAGE plpgsql
@@ -19730,7 +19764,7 @@ BEGIN
     END IF;
     WITH gone AS (
         DELETE FROM ventros.crm_stats_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
-    by_staff AS (
+    by_key AS (
         INSERT INTO ventros.crm_daily_stats AS d
             (tenant_id, day, channel_id, agent_id, team_id, slot, messages_in, messages_out, sessions_started,
              sessions_ended, first_responses, first_response_seconds, resolutions, resolution_seconds)
@@ -19763,13 +19797,30 @@ BEGIN
             first_response_seconds = c.first_response_seconds + EXCLUDED.first_response_seconds,
             resolutions = c.resolutions + EXCLUDED.resolutions,
             resolution_seconds = c.resolution_seconds + EXCLUDED.resolution_seconds
+        RETURNING 1),
+    by_staff_day AS (
+        INSERT INTO ventros.crm_staff_days AS a
+            (tenant_id, day, agent_id, team_id, messages_in, messages_out, sessions_started, sessions_ended,
+             first_responses, first_response_seconds, resolutions, resolution_seconds)
+        SELECT g.tenant_id, g.day, g.agent_id, g.team_id, sum(g.messages_in), sum(g.messages_out),
+               sum(g.sessions_started), sum(g.sessions_ended), sum(g.first_responses), sum(g.first_response_seconds),
+               sum(g.resolutions), sum(g.resolution_seconds)
+        FROM gone g GROUP BY 1, 2, 3, 4
+        ON CONFLICT (tenant_id, day, agent_id, team_id) DO UPDATE
+        SET messages_in = a.messages_in + EXCLUDED.messages_in, messages_out = a.messages_out + EXCLUDED.messages_out,
+            sessions_started = a.sessions_started + EXCLUDED.sessions_started,
+            sessions_ended = a.sessions_ended + EXCLUDED.sessions_ended,
+            first_responses = a.first_responses + EXCLUDED.first_responses,
+            first_response_seconds = a.first_response_seconds + EXCLUDED.first_response_seconds,
+            resolutions = a.resolutions + EXCLUDED.resolutions,
+            resolution_seconds = a.resolution_seconds + EXCLUDED.resolution_seconds
         RETURNING 1)
     SELECT count(*) INTO folded FROM gone;   -- the inserts run too: DML in WITH always does
     RETURN folded;
 END
 $$;
 COMMENT ON FUNCTION ventros.fold_crm_stats() IS
-    'Folds crm_stats_deltas into crm_daily_stats and crm_channel_days (the acting tenant''s, or every tenant''s one at a time for a platform administrator); returns the delta rows folded';
+    'Folds crm_stats_deltas into crm_daily_stats, crm_channel_days and crm_staff_days (the acting tenant''s, or every tenant''s one at a time for a platform administrator); returns the delta rows folded';
 
 CREATE OR REPLACE FUNCTION ventros.crm_report(from_day date, to_day date, group_by text DEFAULT 'day',
                                    channel_id uuid DEFAULT NULL, agent_id uuid DEFAULT NULL, team_id uuid DEFAULT NULL)
@@ -19782,6 +19833,7 @@ AS $$
 DECLARE
     tenant text;
     by_channel boolean;
+    by_staff boolean;
 BEGIN
     IF group_by IS NULL OR group_by NOT IN ('day', 'channel', 'agent', 'team', 'day_channel', 'day_agent', 'day_team') THEN
         RAISE EXCEPTION 'unknown report grouping "%"', left(group_by, 32) USING ERRCODE = '22023',
@@ -19792,10 +19844,13 @@ BEGIN
     END IF;
     tenant := ventros.require_tenant();
     -- By day and channel alone: the per-channel summary (its rows do not
-    -- multiply with agents and teams); otherwise crm_daily_stats.  Both with
-    -- the deltas not folded yet.
+    -- multiply with agents and teams); by day, agent and team over every
+    -- channel: the per-agent one; otherwise crm_daily_stats.  Each with the
+    -- deltas not folded yet.
     by_channel := group_by IN ('day', 'channel', 'day_channel') AND crm_report.agent_id IS NULL
                   AND crm_report.team_id IS NULL;
+    by_staff := NOT by_channel AND group_by <> 'channel' AND group_by <> 'day_channel'
+                AND crm_report.channel_id IS NULL;
     RETURN QUERY
     SELECT CASE WHEN group_by LIKE 'day%' THEN d.day END,
            CASE WHEN group_by LIKE '%channel' THEN d.channel_id WHEN group_by LIKE '%agent' THEN d.agent_id
@@ -19812,10 +19867,17 @@ BEGIN
            WHERE by_channel AND c.tenant_id = tenant AND c.day BETWEEN from_day AND to_day
              AND (crm_report.channel_id IS NULL OR c.channel_id = crm_report.channel_id)
           UNION ALL
+          SELECT a.day, NULL::uuid, a.agent_id, a.team_id, a.messages_in, a.messages_out, a.sessions_started,
+                 a.sessions_ended, a.first_responses, a.first_response_seconds, a.resolutions, a.resolution_seconds
+            FROM ventros.crm_staff_days a
+           WHERE by_staff AND a.tenant_id = tenant AND a.day BETWEEN from_day AND to_day
+             AND (crm_report.agent_id IS NULL OR a.agent_id = crm_report.agent_id)
+             AND (crm_report.team_id IS NULL OR a.team_id = crm_report.team_id)
+          UNION ALL
           SELECT s.day, s.channel_id, s.agent_id, s.team_id, s.messages_in, s.messages_out, s.sessions_started,
                  s.sessions_ended, s.first_responses, s.first_response_seconds, s.resolutions, s.resolution_seconds
             FROM ventros.crm_daily_stats s
-           WHERE NOT by_channel AND s.tenant_id = tenant AND s.day BETWEEN from_day AND to_day
+           WHERE NOT by_channel AND NOT by_staff AND s.tenant_id = tenant AND s.day BETWEEN from_day AND to_day
              AND (crm_report.channel_id IS NULL OR s.channel_id = crm_report.channel_id)
              AND (crm_report.agent_id IS NULL OR s.agent_id = crm_report.agent_id)
              AND (crm_report.team_id IS NULL OR s.team_id = crm_report.team_id)
@@ -19832,7 +19894,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) IS
-    'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_channel_days (by day and channel) or crm_daily_stats, with the deltas not folded yet';
+    'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_channel_days (by day and channel), crm_staff_days (by day, agent and team over every channel) or crm_daily_stats, with the deltas not folded yet';
 
 GRANT EXECUTE ON FUNCTION ventros.fold_crm_stats() TO ventros_platform_admin;
 INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES

@@ -15,8 +15,13 @@
 --                     for "none", so they can be part of the key);
 --   crm_channel_days  per tenant, day and channel (reports by day and
 --                     channel: one row per channel and day whatever the
---                     number of agents and teams, so their cost does not
---                     grow with the staff or the history).
+--                     number of agents and teams);
+--   crm_staff_days    per tenant, day, agent and team (reports by agent or
+--                     team over every channel: one row per agent and day
+--                     whatever the number of channels).
+-- So a report reads one row per day and key of its grouping (crm_daily_stats
+-- only for an agent or team report of one channel), and its cost does not
+-- grow with the history.
 -- Reports add the folded rows and the deltas not folded yet, so they are
 -- exact at any moment.  crm_daily_stats' slot rows were written by 0.1.0
 -- (a hot key spread over a few rows); compact_crm_daily_stats folds them.
@@ -73,7 +78,7 @@ CREATE TABLE ventros.crm_stats_deltas (
 );
 CREATE INDEX crm_stats_deltas_by_day ON ventros.crm_stats_deltas (tenant_id, day);
 COMMENT ON TABLE ventros.crm_stats_deltas IS
-    'CRM report counters appended by the triggers since the last fold (insert only: writers never queue); folded into crm_daily_stats and crm_channel_days by fold_crm_stats';
+    'CRM report counters appended by the triggers since the last fold (insert only: writers never queue); folded into crm_daily_stats, crm_channel_days and crm_staff_days by fold_crm_stats';
 ALTER TABLE ventros.crm_stats_deltas ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.crm_stats_deltas FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_read ON ventros.crm_stats_deltas FOR SELECT
@@ -106,6 +111,32 @@ CREATE POLICY ventros_tenant_read ON ventros.crm_channel_days FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 REVOKE ALL ON ventros.crm_channel_days FROM PUBLIC;
 GRANT SELECT ON ventros.crm_channel_days TO ventros_viewer;
+
+-- The same counters per tenant, day, agent and team, over every channel:
+-- what reports by agent or team read.
+CREATE TABLE ventros.crm_staff_days (
+    tenant_id              text     NOT NULL,
+    day                    date     NOT NULL,
+    agent_id               uuid     NOT NULL,
+    team_id                uuid     NOT NULL,
+    messages_in            bigint   NOT NULL DEFAULT 0,
+    messages_out           bigint   NOT NULL DEFAULT 0,
+    sessions_started       bigint   NOT NULL DEFAULT 0,
+    sessions_ended         bigint   NOT NULL DEFAULT 0,
+    first_responses        bigint   NOT NULL DEFAULT 0,
+    first_response_seconds bigint   NOT NULL DEFAULT 0,
+    resolutions            bigint   NOT NULL DEFAULT 0,
+    resolution_seconds     bigint   NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day, agent_id, team_id)
+);
+COMMENT ON TABLE ventros.crm_staff_days IS
+    'CRM report counters per tenant, UTC day, agent and team (nil uuid = none) over every channel, folded from crm_stats_deltas by fold_crm_stats (reports by agent or team)';
+ALTER TABLE ventros.crm_staff_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.crm_staff_days FORCE ROW LEVEL SECURITY;
+CREATE POLICY ventros_tenant_read ON ventros.crm_staff_days FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+REVOKE ALL ON ventros.crm_staff_days FROM PUBLIC;
+GRANT SELECT ON ventros.crm_staff_days TO ventros_viewer;
 
 -- The triggers run as the extension's owner: tenants read the tables only.
 CREATE FUNCTION ventros.stats_count_messages() RETURNS trigger
@@ -233,10 +264,10 @@ COMMENT ON FUNCTION ventros.compact_crm_daily_stats(date) IS
     'Folds the slots of days before before_day into slot 0 (the acting tenant''s, or every tenant''s for a platform administrator); returns the slot rows folded away';
 
 -- fold_crm_stats: moves the acting tenant's deltas into crm_daily_stats
--- (slot 0) and crm_channel_days, in one statement (readers see the deltas or
--- their sums, never both nor neither).  Without a tenant (the scheduled job,
--- a platform administrator): every tenant with deltas, each on its own
--- (ventros.run_per_tenant).  Returns the delta rows folded.
+-- (slot 0), crm_channel_days and crm_staff_days, in one statement (readers
+-- see the deltas or their sums, never both nor neither).  Without a tenant
+-- (the scheduled job, a platform administrator): every tenant with deltas,
+-- each on its own (ventros.run_per_tenant).  Returns the delta rows folded.
 CREATE FUNCTION ventros.fold_crm_stats()
 RETURNS bigint
 LANGUAGE plpgsql
@@ -256,7 +287,7 @@ BEGIN
     END IF;
     WITH gone AS (
         DELETE FROM ventros.crm_stats_deltas d WHERE d.tenant_id = tenant RETURNING d.*),
-    by_staff AS (
+    by_key AS (
         INSERT INTO ventros.crm_daily_stats AS d
             (tenant_id, day, channel_id, agent_id, team_id, slot, messages_in, messages_out, sessions_started,
              sessions_ended, first_responses, first_response_seconds, resolutions, resolution_seconds)
@@ -289,13 +320,30 @@ BEGIN
             first_response_seconds = c.first_response_seconds + EXCLUDED.first_response_seconds,
             resolutions = c.resolutions + EXCLUDED.resolutions,
             resolution_seconds = c.resolution_seconds + EXCLUDED.resolution_seconds
+        RETURNING 1),
+    by_staff_day AS (
+        INSERT INTO ventros.crm_staff_days AS a
+            (tenant_id, day, agent_id, team_id, messages_in, messages_out, sessions_started, sessions_ended,
+             first_responses, first_response_seconds, resolutions, resolution_seconds)
+        SELECT g.tenant_id, g.day, g.agent_id, g.team_id, sum(g.messages_in), sum(g.messages_out),
+               sum(g.sessions_started), sum(g.sessions_ended), sum(g.first_responses), sum(g.first_response_seconds),
+               sum(g.resolutions), sum(g.resolution_seconds)
+        FROM gone g GROUP BY 1, 2, 3, 4
+        ON CONFLICT (tenant_id, day, agent_id, team_id) DO UPDATE
+        SET messages_in = a.messages_in + EXCLUDED.messages_in, messages_out = a.messages_out + EXCLUDED.messages_out,
+            sessions_started = a.sessions_started + EXCLUDED.sessions_started,
+            sessions_ended = a.sessions_ended + EXCLUDED.sessions_ended,
+            first_responses = a.first_responses + EXCLUDED.first_responses,
+            first_response_seconds = a.first_response_seconds + EXCLUDED.first_response_seconds,
+            resolutions = a.resolutions + EXCLUDED.resolutions,
+            resolution_seconds = a.resolution_seconds + EXCLUDED.resolution_seconds
         RETURNING 1)
     SELECT count(*) INTO folded FROM gone;   -- the inserts run too: DML in WITH always does
     RETURN folded;
 END
 $$;
 COMMENT ON FUNCTION ventros.fold_crm_stats() IS
-    'Folds crm_stats_deltas into crm_daily_stats and crm_channel_days (the acting tenant''s, or every tenant''s one at a time for a platform administrator); returns the delta rows folded';
+    'Folds crm_stats_deltas into crm_daily_stats, crm_channel_days and crm_staff_days (the acting tenant''s, or every tenant''s one at a time for a platform administrator); returns the delta rows folded';
 
 -- crm_report: the counters summed by day, channel, agent or team over a date
 -- range (UTC days, both ends included), with the average first response and
@@ -311,6 +359,7 @@ AS $$
 DECLARE
     tenant text;
     by_channel boolean;
+    by_staff boolean;
 BEGIN
     IF group_by IS NULL OR group_by NOT IN ('day', 'channel', 'agent', 'team', 'day_channel', 'day_agent', 'day_team') THEN
         RAISE EXCEPTION 'unknown report grouping "%"', left(group_by, 32) USING ERRCODE = '22023',
@@ -321,10 +370,13 @@ BEGIN
     END IF;
     tenant := ventros.require_tenant();
     -- By day and channel alone: the per-channel summary (its rows do not
-    -- multiply with agents and teams); otherwise crm_daily_stats.  Both with
-    -- the deltas not folded yet.
+    -- multiply with agents and teams); by day, agent and team over every
+    -- channel: the per-agent one; otherwise crm_daily_stats.  Each with the
+    -- deltas not folded yet.
     by_channel := group_by IN ('day', 'channel', 'day_channel') AND crm_report.agent_id IS NULL
                   AND crm_report.team_id IS NULL;
+    by_staff := NOT by_channel AND group_by <> 'channel' AND group_by <> 'day_channel'
+                AND crm_report.channel_id IS NULL;
     RETURN QUERY
     SELECT CASE WHEN group_by LIKE 'day%' THEN d.day END,
            CASE WHEN group_by LIKE '%channel' THEN d.channel_id WHEN group_by LIKE '%agent' THEN d.agent_id
@@ -341,10 +393,17 @@ BEGIN
            WHERE by_channel AND c.tenant_id = tenant AND c.day BETWEEN from_day AND to_day
              AND (crm_report.channel_id IS NULL OR c.channel_id = crm_report.channel_id)
           UNION ALL
+          SELECT a.day, NULL::uuid, a.agent_id, a.team_id, a.messages_in, a.messages_out, a.sessions_started,
+                 a.sessions_ended, a.first_responses, a.first_response_seconds, a.resolutions, a.resolution_seconds
+            FROM ventros.crm_staff_days a
+           WHERE by_staff AND a.tenant_id = tenant AND a.day BETWEEN from_day AND to_day
+             AND (crm_report.agent_id IS NULL OR a.agent_id = crm_report.agent_id)
+             AND (crm_report.team_id IS NULL OR a.team_id = crm_report.team_id)
+          UNION ALL
           SELECT s.day, s.channel_id, s.agent_id, s.team_id, s.messages_in, s.messages_out, s.sessions_started,
                  s.sessions_ended, s.first_responses, s.first_response_seconds, s.resolutions, s.resolution_seconds
             FROM ventros.crm_daily_stats s
-           WHERE NOT by_channel AND s.tenant_id = tenant AND s.day BETWEEN from_day AND to_day
+           WHERE NOT by_channel AND NOT by_staff AND s.tenant_id = tenant AND s.day BETWEEN from_day AND to_day
              AND (crm_report.channel_id IS NULL OR s.channel_id = crm_report.channel_id)
              AND (crm_report.agent_id IS NULL OR s.agent_id = crm_report.agent_id)
              AND (crm_report.team_id IS NULL OR s.team_id = crm_report.team_id)
@@ -361,7 +420,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) IS
-    'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_channel_days (by day and channel) or crm_daily_stats, with the deltas not folded yet';
+    'Messages in/out, sessions started/ended, average first response and resolution times per day, channel, agent or team (nil uuid key = none), from crm_channel_days (by day and channel), crm_staff_days (by day, agent and team over every channel) or crm_daily_stats, with the deltas not folded yet';
 
 GRANT EXECUTE ON FUNCTION ventros.crm_report(date, date, text, uuid, uuid, uuid) TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.compact_crm_daily_stats(date), ventros.fold_crm_stats() TO ventros_platform_admin;

@@ -4,7 +4,7 @@
 -- messages and sessions before the fold (deltas pending), after it, and
 -- with both.
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 
 SELECT ventros.create_tenant('crm_cd', 'Channel days');
 SELECT ventros.create_tenant('crm_cd2', 'Other');
@@ -83,6 +83,17 @@ SELECT is((SELECT count(*)::int FROM ventros.crm_channel_days), (SELECT count(*)
 SELECT set_eq($$SELECT * FROM reported$$, $$SELECT * FROM direct$$, 'the report still equals the direct counts, folded');
 SELECT results_eq($$SELECT * FROM ventros.crm_report('2026-01-01', current_date, 'day_agent')$$, $$SELECT * FROM before_fold$$,
                   'and the report by agent is unchanged');
+SELECT is((SELECT count(*)::int FROM ventros.crm_staff_days),
+          (SELECT count(*)::int FROM (SELECT DISTINCT day, agent_id, team_id FROM ventros.crm_daily_stats) k),
+          'one crm_staff_days row per day, agent and team');
+SELECT set_eq($$SELECT key, messages_in, messages_out, sessions_started, sessions_ended, first_responses
+                  FROM ventros.crm_report('2026-01-01', current_date, 'agent')$$,
+              $$SELECT key, sum(messages_in)::bigint AS i, sum(messages_out)::bigint AS o, sum(sessions_started)::bigint AS s,
+                       sum(sessions_ended)::bigint AS e, sum(first_responses)::bigint AS f
+                  FROM (SELECT r.* FROM ids, LATERAL (VALUES (ids.ch1), (ids.ch2)) c(ch),
+                                        LATERAL ventros.crm_report('2026-01-01', current_date, 'agent', channel_id => c.ch) r) x
+                 GROUP BY 1$$,
+              'by agent over every channel (crm_staff_days) equals the sum of each channel''s (crm_daily_stats)');
 SELECT results_eq($$SELECT day, messages_in, messages_out, sessions_started FROM ventros.crm_report('2026-03-01', '2026-03-02', 'day')$$,
                   $$SELECT day, sum(messages_in)::bigint, sum(messages_out)::bigint, sum(sessions_started)::bigint
                       FROM direct WHERE day BETWEEN '2026-03-01' AND '2026-03-02' GROUP BY 1 ORDER BY 1$$,
