@@ -19901,6 +19901,41 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-fold-crm-stats', '* * * * *', 'SELECT ventros.fold_crm_stats()',
      'moves the CRM report deltas into the report summaries');
 
+-- ---- message search without parallel workers (sql/51_crm_queries.sql)
+-- A page of search results never pays two workers' start-up (issue 19).
+CREATE OR REPLACE FUNCTION ventros.search_messages(query text, channel_id uuid DEFAULT NULL, contact_id uuid DEFAULT NULL,
+                                        before_timestamp timestamptz DEFAULT NULL, before_id uuid DEFAULT NULL,
+                                        page_size integer DEFAULT 50)
+RETURNS SETOF ventros.messages
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET max_parallel_workers_per_gather = 0
+AS $$
+DECLARE
+    q_any tsquery;
+    tenant text := ventros.require_tenant();
+BEGIN
+    IF query IS NULL OR btrim(query) = '' THEN
+        RAISE EXCEPTION 'search query must not be empty' USING ERRCODE = '22023';
+    END IF;
+    q_any := ventros.search_tsquery(ventros.check_length(query, 500, 'search query'));
+    RETURN QUERY
+    SELECT m.* FROM ventros.messages m
+    WHERE m.tenant_id = tenant AND m.deleted_at IS NULL
+      AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, '')) @@ q_any
+      AND to_tsvector(ventros.search_config(m.language), coalesce(m.text, ''))
+          @@ websearch_to_tsquery(ventros.search_config(m.language), query)
+      AND (search_messages.channel_id IS NULL OR m.channel_id = search_messages.channel_id)
+      AND (search_messages.contact_id IS NULL OR m.contact_id = search_messages.contact_id)
+      AND (before_id IS NULL OR (m."timestamp", m.id) < (before_timestamp, before_id))
+    ORDER BY m."timestamp" DESC, m.id DESC
+    LIMIT ventros.check_page_size(page_size);
+END
+$$;
+COMMENT ON FUNCTION ventros.search_messages(text, uuid, uuid, timestamptz, uuid, integer) IS
+    'Messages whose text matches a web-search style query (full text in each message''s language, GIN), newest first, keyset paged by (timestamp, id)';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
