@@ -194,7 +194,10 @@ else
 		hi=$((lo + 999999 < MESSAGES ? lo + 999999 : MESSAGES))
 		# generation only: no triggers, no FK checks; then the report deltas
 		# the statement trigger would have appended for this statement
-		{ echo "BEGIN; SET LOCAL session_replication_role = replica;"; gen_sql "$lo" "$hi"
+		# (and the GIN indexes' new entries in their pending lists, merged
+		# in bulk by the VACUUM below rather than 4 MB at a time)
+		{ echo "BEGIN; SET LOCAL session_replication_role = replica; SET LOCAL gin_pending_list_limit = '1GB';"
+		  gen_sql "$lo" "$hi"
 		  cat <<SQL
 INSERT INTO ventros.crm_stats_deltas (tenant_id, day, channel_id, agent_id, messages_in, messages_out)
 SELECT 'report', ((now() - (g % 90) * interval '1 day' - (g % 86400) * interval '1 second') AT TIME ZONE 'UTC')::date,
