@@ -5,13 +5,13 @@
 #   single row: pgbench TPS at 1 and 8 clients, UPDATE and INSERT
 #   bulk: UPDATE of BENCH_ROWS rows (default 100,000), microseconds per row
 # BENCH_MODE=bulk runs the bulk update only; BENCH_PERF=<file> records the
-# backend of the bulk updates with perf (perf record -g), into <file>.floor
+# backend of the bulk updates with perf (perf record, self time), into <file>.floor
 # and <file>.ventros, for `perf report -i`.
 # Prints one line per measure with the ratios; medians of BENCH_ROUNDS rounds.
 # No assertion: these machines are noisy, read the ratios.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
-RUN=$VENTROS_ROOT/.run/bench
+RUN=${VENTROS_BENCH_RUN_DIR:-$VENTROS_ROOT/.run/bench-engine}
 PORT=${VENTROS_BENCH_PG_PORT:-54349}
 ROWS=${BENCH_ROWS:-100000}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -70,7 +70,7 @@ bulk() {	# variant
 	coproc BULK { psql -X -tA -q; }
 	echo "SELECT pg_backend_pid();" >&"${BULK[1]}"
 	read -r pid <&"${BULK[0]}"
-	perf record -q -g -p "$pid" -o "$BENCH_PERF.$1" 2>/dev/null &
+	perf record -q -p "$pid" -o "$BENCH_PERF.$1" 2>/dev/null &
 	perf_pid=$!
 	sleep 1
 	printf 'BEGIN;\nSELECT bench.bulk_%s();\nROLLBACK;\n' "$1" >&"${BULK[1]}"
