@@ -70,5 +70,5 @@ SET session_replication_role = replica;
 INSERT INTO bench.floor_contacts SELECT * FROM ventros.contacts WHERE tenant_id = 'bench';
 INSERT INTO bench.plpgsql_contacts SELECT * FROM ventros.contacts WHERE tenant_id = 'bench';
 RESET session_replication_role;
-TRUNCATE ventros.outbox, ventros.outbox_queue;
+TRUNCATE ventros.outbox;   -- and its queue (its truncate trigger)
 VACUUM ANALYZE;

@@ -63,6 +63,7 @@ GRANT SELECT ON ventros.crm_daily_stats TO ventros_viewer;
 -- fold_crm_stats.
 CREATE TABLE ventros.crm_stats_deltas (
     tenant_id              text     NOT NULL,
+    id                     bigint   GENERATED ALWAYS AS IDENTITY,
     day                    date     NOT NULL,
     channel_id             uuid     NOT NULL,
     agent_id               uuid     NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
@@ -74,7 +75,8 @@ CREATE TABLE ventros.crm_stats_deltas (
     first_responses        bigint   NOT NULL DEFAULT 0,
     first_response_seconds bigint   NOT NULL DEFAULT 0,
     resolutions            bigint   NOT NULL DEFAULT 0,
-    resolution_seconds     bigint   NOT NULL DEFAULT 0
+    resolution_seconds     bigint   NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX crm_stats_deltas_by_day ON ventros.crm_stats_deltas (tenant_id, day);
 COMMENT ON TABLE ventros.crm_stats_deltas IS
