@@ -19903,8 +19903,9 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
     ('ventros-fold-crm-stats', '* * * * *', 'SELECT ventros.fold_crm_stats()',
      'moves the CRM report deltas into the report summaries');
 
--- ---- message search without parallel workers (sql/51_crm_queries.sql)
--- A page of search results never pays two workers' start-up (issue 19).
+-- ---- message search without parallel workers nor JIT (sql/51_crm_queries.sql)
+-- A page of search results never pays two workers' start-up nor a plan's
+-- compilation (issue 19).
 CREATE OR REPLACE FUNCTION ventros.search_messages(query text, channel_id uuid DEFAULT NULL, contact_id uuid DEFAULT NULL,
                                         before_timestamp timestamptz DEFAULT NULL, before_id uuid DEFAULT NULL,
                                         page_size integer DEFAULT 50)
@@ -19913,6 +19914,7 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 DECLARE
     q_any tsquery;
