@@ -12,6 +12,8 @@ SELECT ventros.create_tenant('bench', 'Bench') WHERE NOT EXISTS (SELECT 1 FROM v
 CREATE TABLE bench.floor_contacts (LIKE ventros.contacts INCLUDING ALL);
 CREATE TABLE bench.floor_outbox (LIKE ventros.outbox INCLUDING ALL);
 CREATE SEQUENCE bench.floor_seq CACHE 1;
+-- the publisher's queue rows Ventros writes beside each event (bulk_floor_queue)
+CREATE TABLE bench.floor_outbox_queue (LIKE ventros.outbox_queue INCLUDING ALL);
 CREATE TABLE bench.plpgsql_contacts (LIKE ventros.contacts INCLUDING ALL);
 CREATE TABLE bench.plpgsql_outbox (LIKE ventros.outbox INCLUDING ALL);
 CREATE SEQUENCE bench.plpgsql_seq CACHE 1;
@@ -68,5 +70,5 @@ SET session_replication_role = replica;
 INSERT INTO bench.floor_contacts SELECT * FROM ventros.contacts WHERE tenant_id = 'bench';
 INSERT INTO bench.plpgsql_contacts SELECT * FROM ventros.contacts WHERE tenant_id = 'bench';
 RESET session_replication_role;
-TRUNCATE ventros.outbox;
+TRUNCATE ventros.outbox;   -- and its queue (its truncate trigger)
 VACUUM ANALYZE;

@@ -33,6 +33,13 @@
 # as many as clients).  ventros-http runs with a pool of
 # BENCH_CLIENTS connections.  Ports: VENTROS_BENCH_PG_PORT (54379),
 # VENTROS_BENCH_HTTP_PORT (54389 and the next).
+# Growth (BENCH_GROWTH, e.g. "10000 100000 1000000"): instead of the rounds
+# above, the tenant's history is grown to each number of messages in turn
+# (messages of one other contact over 90 days on the same channel, written
+# by INSERT ... SELECT with triggers off, and as many rows in the floor's
+# copy of the table), and at each size accept_webhook over libpq and the
+# rows floor are measured (BENCH_ROUNDS rounds of BENCH_MESSAGES): CPU per
+# message, and its ratio to the floor's, which should stay flat.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 RUN=$VENTROS_ROOT/.run/bench-ingest
@@ -229,16 +236,46 @@ run_floor() {
 	echo "$out"
 }
 
-log "warming up"
-run_http w 500 "$HTTP_PORT" >/dev/null
-run_http wi 500 "$((HTTP_PORT + 1))" >/dev/null
-run_floor w 500 >/dev/null
-run_sql w 496 >/dev/null
-run_rows w 496 >/dev/null
-psql -X -q -c "VACUUM ANALYZE" >/dev/null
+# ---- growth: the cost per message as the tenant's history grows ----------
+growth() {
+	local size have t0 t1 lo hi cpu_s cpu_w rate_s rate_w r
+	run_sql w 496 >/dev/null
+	run_rows w 496 >/dev/null
+	FILLER=$(psql -X -q -tA -c "SET ventros.tenant = 'bench'" -c "SELECT (ventros.create_contact('History', phone => '+5521900000009')).id")
+	echo "bench/ingest growth: $CLIENTS clients, $ROUNDS rounds of $MESSAGES messages from $CONTACTS senders per size, medians, $(nproc) CPUs"
+	printf '%-28s %14s %14s %10s %10s %10s\n' "messages in the tenant" "sql CPU us/msg" "floor us/msg" "x floor" "sql msg/s" "floor msg/s"
+	for size in $BENCH_GROWTH; do
+		have=$(psql -X -tA -c "SELECT count(*) FROM ventros.messages WHERE tenant_id = 'bench'")
+		for ((lo = have + 1; lo <= size; lo += 1000000)); do
+			hi=$((lo + 999999 < size ? lo + 999999 : size))
+			psql -X -q -v ON_ERROR_STOP=1 <<SQL
+BEGIN;
+SET LOCAL session_replication_role = replica;   -- history only: no triggers, no FK checks
+INSERT INTO ventros.messages (tenant_id, "timestamp", project_id, channel_id, contact_id, text, status, source, channel_message_id)
+SELECT 'bench', now() - (g % 90) * interval '1 day' - (g % 86400) * interval '1 second', '$PROJ', '$CHANNEL', '$FILLER',
+       'history ' || g, 'delivered', 'webhook', 'history-' || g
+FROM generate_series($lo, $hi) g;
+INSERT INTO raw.messages (tenant_id, "timestamp", project_id, channel_id, contact_id, text, status, source, channel_message_id)
+SELECT 'bench', now() - (g % 90) * interval '1 day' - (g % 86400) * interval '1 second', '$PROJ', '$CHANNEL', '$FILLER',
+       'history ' || g, 'delivered', 'webhook', 'history-' || g
+FROM generate_series($lo, $hi) g;
+COMMIT;
+SQL
+		done
+		psql -X -q -c "VACUUM ANALYZE" >/dev/null
+		R=()
+		for r in $(seq "$ROUNDS"); do
+			measure s run_sql "g${size}s$r" "$MESSAGES"
+			measure w run_rows "g${size}w$r" "$MESSAGES"
+		done
+		# shellcheck disable=SC2086
+		cpu_s=$(median ${R[s_cpu]}); cpu_w=$(median ${R[w_cpu]}); rate_s=$(median ${R[s_rate]}); rate_w=$(median ${R[w_rate]})
+		printf '%-28s %14s %14s %10s %10s %10s\n' "$(psql -X -tA -c "SELECT count(*) FROM ventros.messages WHERE tenant_id = 'bench'")" \
+			"$cpu_s" "$cpu_w" "$(ratio "$cpu_s" "$cpu_w")" "$rate_s" "$rate_w"
+	done
+	echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
 declare -A R
-# one measure: the runner's "<rate> <p50> <p99>" into R[<key>_*], with the
-# CPU per message around it
 measure() {	# key, runner and its arguments
 	local key=$1 t0 t1 a b c
 	shift
@@ -248,6 +285,20 @@ measure() {	# key, runner and its arguments
 	R[${key}_rate]+="$a "; R[${key}_p50]+="$b "; R[${key}_p99]+="$c "
 	R[${key}_cpu]+="$(cpu_us_per_msg "$t0" "$t1" "$MESSAGES") "
 }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+if [ -n "${BENCH_GROWTH:-}" ]; then
+	growth
+	exit 0
+fi
+
+log "warming up"
+run_http w 500 "$HTTP_PORT" >/dev/null
+run_http wi 500 "$((HTTP_PORT + 1))" >/dev/null
+run_floor w 500 >/dev/null
+run_sql w 496 >/dev/null
+run_rows w 496 >/dev/null
+psql -X -q -c "VACUUM ANALYZE" >/dev/null
 for round in $(seq "$ROUNDS"); do
 	measure h run_http "r$round" "$MESSAGES" "$HTTP_PORT"
 	measure i run_http "i$round" "$MESSAGES" "$((HTTP_PORT + 1))"
@@ -256,7 +307,6 @@ for round in $(seq "$ROUNDS"); do
 	measure f run_floor "r$round" "$MESSAGES"
 	log "round $round of $ROUNDS done"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 for k in "${!R[@]}"; do
 	# shellcheck disable=SC2086
 	printf -v "$k" '%s' "$(median ${R[$k]})"
@@ -265,7 +315,6 @@ done
 # (BENCH_PACED_MESSAGES, 600): issue 19's p99 <= 20 ms
 half=$(awk -v r="$h_rate" 'BEGIN { printf "%.0f", r / 2 }')
 read -r _ half_p50 half_p99 _ < <(run_http paced "${BENCH_PACED_MESSAGES:-600}" "$HTTP_PORT" "$half")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 echo "bench/ingest: $CLIENTS clients, $(psql -X -tA -c "SHOW ventros.inbox_workers") inbox processors, $ROUNDS rounds of $MESSAGES messages from $CONTACTS senders on one channel, medians, $(nproc) CPUs (loader, ventros-http and PostgreSQL share them; load $(cut -d' ' -f1-3 /proc/loadavg))"
 printf '%-52s %10s %9s %9s %12s\n' "" "msgs/s" "p50 ms" "p99 ms" "CPU us/msg"
 printf '%-52s %10s %9s %9s %12s\n' "POST /webhooks/waha -> message, deferred (default)" "$h_rate" "$h_p50" "$h_p99" "$h_cpu"

@@ -157,6 +157,11 @@ COMMENT ON FUNCTION ventros.pipeline_status_contacts(uuid, timestamptz, uuid, in
 -- SECURITY DEFINER: under row-level security the planner may not use the GIN
 -- index for @@ (not leakproof, so it must run after the policy's filter);
 -- the function states the tenant and live-row conditions itself instead.
+-- No parallel workers and no JIT: the GIN scan's estimate (thousands of
+-- rows for any word) made the planner start two workers for a page of
+-- results, whose start-up cost 40-60 ms on a loaded machine, and at
+-- 10,000,000 messages compile the plan (40 ms), against 0.2 ms of work
+-- (bench/domain.sh, docs/performance.md).
 CREATE FUNCTION ventros.search_messages(query text, channel_id uuid DEFAULT NULL, contact_id uuid DEFAULT NULL,
                                         before_timestamp timestamptz DEFAULT NULL, before_id uuid DEFAULT NULL,
                                         page_size integer DEFAULT 50)
@@ -164,6 +169,8 @@ RETURNS SETOF ventros.messages
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET max_parallel_workers_per_gather = 0
+SET jit = off
 AS $$
 DECLARE
     q_any tsquery;

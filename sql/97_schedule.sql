@@ -160,6 +160,8 @@ INSERT INTO ventros.scheduled_jobs (name, schedule, command, purpose) VALUES
      'moves the slotted message counts of channels into their counters'),
     ('ventros-fold-usage', '* * * * *', 'SELECT ventros.fold_usage()',
      'moves usage deltas into the usage totals and meters, notes plan limits reached'),
+    ('ventros-fold-crm-stats', '* * * * *', 'SELECT ventros.fold_crm_stats()',
+     'moves the CRM report deltas into the report summaries'),
     ('ventros-report-usage', '5 * * * *', 'SELECT ventros.report_usage_to_stripe()',
      'reports the usage meters'' unreported usage to Stripe as meter events'),
     ('ventros-tick-automation-rules', '* * * * *',

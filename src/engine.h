@@ -77,7 +77,12 @@ typedef struct VnAggregate
 } VnAggregate;
 
 /* in engine.c */
-extern void			vn_engine_init(void);
+extern void vn_engine_init(void);
+/*
+ * The cached metadata of rel's aggregate, built on first use and rebuilt
+ * after a relcache invalidation; the entry asked for last is returned without
+ * a hash lookup.  Valid until the next invalidation of rel.
+ */
 extern VnAggregate *vn_aggregate_for(Relation rel);
 extern TriggerData *vn_engine_check_trigger(FunctionCallInfo fcinfo, const char *name, bool before);
 

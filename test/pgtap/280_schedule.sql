@@ -4,13 +4,13 @@ BEGIN;
 SELECT plan(13);
 
 SELECT results_eq($$SELECT name FROM ventros.scheduled_jobs ORDER BY 1$$,
-                  $$VALUES ('ventros-fold-channel-counts'), ('ventros-fold-usage'), ('ventros-process-inbox'),
+                  $$VALUES ('ventros-fold-channel-counts'), ('ventros-fold-crm-stats'), ('ventros-fold-usage'), ('ventros-process-inbox'),
                            ('ventros-prune-inbox'), ('ventros-report-usage'),
                            ('ventros-retry-ai-completions'), ('ventros-retry-enrichments'), ('ventros-run-automations'),
                            ('ventros-tick-ai-agent'), ('ventros-tick-assignments'),
                            ('ventros-tick-automation'), ('ventros-tick-automation-rules'), ('ventros-tick-maintenance'),
                            ('ventros-tick-sessions'), ('ventros-tick-webhooks')$$,
-                  'the fifteen jobs are declared');
+                  'the sixteen jobs are declared');
 SELECT throws_ok($$INSERT INTO ventros.scheduled_jobs VALUES ('Bad Name', '* * * * *', 'SELECT 1', 'x')$$, '23514', NULL,
                  'job names are ventros-<words>');
 
