@@ -19572,6 +19572,221 @@ CREATE INDEX sessions_by_activity ON ventros.sessions (tenant_id, last_activity_
 DROP INDEX ventros.notes_by_contact;
 CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_at DESC, id DESC);
 
+-- ---- stream resume by publish position (sql/03_outbox.sql, sql/40_outbox_publisher.sql, sql/40_outbox_stream.sql)
+-- Events commit, and are published, out of seq order: the event stream
+-- resumed "after seq N" missed an event with a lower seq published after N.
+-- The publisher now gives each event a publish position when it claims it
+-- (ventros.outbox_log_in_flight), carries it in the message and records it
+-- (ventros.outbox.position, indexed per tenant by ventros.outbox_positions);
+-- ventros.stream_gap resumes after a position.  The position sequence starts
+-- above every seq already taken, so a Last-Event-ID a client kept from
+-- before the update (a seq) is below every position: it reads every event
+-- published since the update.
+CREATE SEQUENCE ventros.outbox_position AS bigint;
+COMMENT ON SEQUENCE ventros.outbox_position IS
+    'Publish order of events: taken by the outbox publisher when it claims an event, carried in the message (header position), kept in ventros.outbox.position';
+
+SELECT pg_catalog.setval('ventros.outbox_position', pg_catalog.nextval('ventros.outbox_seq'));
+
+ALTER TABLE ventros.outbox ADD COLUMN position bigint;
+ALTER TABLE ventros.outbox_in_flight ADD COLUMN positions bigint[];
+COMMENT ON TABLE ventros.outbox_in_flight IS
+    'Batches the outbox publisher has sent but not recorded yet (seqs, and the publish position of each); left over only by a publisher that crashed';
+CREATE TABLE ventros.outbox_positions (
+    tenant_id text   NOT NULL,
+    position  bigint NOT NULL,
+    seq       bigint NOT NULL,
+    PRIMARY KEY (tenant_id, position)
+);
+COMMENT ON TABLE ventros.outbox_positions IS
+    'Published events by tenant in publish order (position, from ventros.outbox_position): the index of ventros.outbox.position the event stream resumes by';
+ALTER TABLE ventros.outbox_positions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.outbox_positions FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON ventros.outbox_positions FROM PUBLIC;
+CREATE POLICY ventros_tenant_read ON ventros.outbox_positions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.outbox_positions TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.outbox_forget_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE ventros.outbox_queue, ventros.outbox_positions;
+    ELSE
+        DELETE FROM ventros.outbox_queue q USING gone g WHERE q.seq = g.seq;
+        DELETE FROM ventros.outbox_positions p USING gone g
+         WHERE p.tenant_id = g.tenant_id AND p.position = g.position;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_forget_deleted() IS
+    'Trigger: deleted (or truncated) outbox events leave ventros.outbox_queue and ventros.outbox_positions too';
+DROP FUNCTION ventros.outbox_published(bigint[], tid[], tid[]);
+DROP FUNCTION ventros.outbox_published(bigint[]);
+DROP FUNCTION ventros.outbox_mark_published(text, uuid, bigint);
+CREATE FUNCTION ventros.outbox_mark_published(tenant text, aggregate uuid, event_seq bigint,
+                                               event_position bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH marked AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = COALESCE(event_position, pg_catalog.nextval('ventros.outbox_position'))
+         WHERE o.tenant_id = tenant AND o.aggregate_id = aggregate AND o.seq = event_seq AND o.status = 'pending'
+        RETURNING o.tenant_id, o.position, o.seq)
+    INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+    SELECT m.tenant_id, m.position, m.seq FROM marked m
+$$;
+COMMENT ON FUNCTION ventros.outbox_mark_published(text, uuid, bigint, bigint) IS
+    'Marks one pending event published by its key (tenant, aggregate, seq) at its publish position (a new one from ventros.outbox_position when NULL); its queue row is already deleted (publisher use)';
+
+-- positions: the publish position of each event (ventros.outbox_log_in_flight
+-- gave them when it was claimed), in the order of seqs; NULL (tests, a
+-- manual recording): new ones, in seq order.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], positions bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN WITH gone AS (DELETE FROM ventros.outbox_queue q
+                            WHERE q.seq = ANY (seqs) AND NOT q.dead
+                           RETURNING q.tenant_id, q.aggregate_id, q.seq)
+             SELECT g.* FROM gone g ORDER BY g.seq LOOP
+        PERFORM ventros.outbox_mark_published(r.tenant_id, r.aggregate_id, r.seq,
+                                              positions[pg_catalog.array_position(seqs, r.seq)]);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL): their queue rows go (publisher use)';
+
+-- The publisher's way: the same, finding the rows by the addresses its claim
+-- returned (outbox_row, queue_row), without an index probe.  A row updated
+-- since its claim (its address is then that of a dead version: no match) is
+-- found by its key instead.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], outbox_rows tid[], queue_rows tid[],
+                                         positions bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- row addresses only: whatever the statistics say, a TID scan per row
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_indexscan = off
+SET enable_indexonlyscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    ndone integer;
+    gone_tenants text[];
+    gone_aggregates uuid[];
+    gone_seqs bigint[];
+    gone_positions bigint[];
+BEGIN
+    IF positions IS NULL THEN
+        positions := ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                             FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)));
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.outbox_queue q
+         USING unnest(seqs, outbox_rows, queue_rows, positions) AS u(seq, outbox_row, queue_row, position)
+         WHERE q.ctid = u.queue_row AND q.seq = u.seq AND NOT q.dead
+        RETURNING q.tenant_id, q.aggregate_id, q.seq, u.outbox_row, u.position),
+    done AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = g.position
+          FROM gone g
+         WHERE o.ctid = g.outbox_row AND o.tenant_id = g.tenant_id AND o.seq = g.seq
+        RETURNING o.tenant_id, o.position, o.seq),
+    indexed AS (
+        INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+        SELECT d.tenant_id, d.position, d.seq FROM done d
+        RETURNING 1)
+    SELECT (SELECT pg_catalog.count(*)::integer FROM indexed),
+           (SELECT pg_catalog.array_agg(g.tenant_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.aggregate_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.seq) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.position) FROM gone g)
+      INTO ndone, gone_tenants, gone_aggregates, gone_seqs, gone_positions;
+    IF ndone < COALESCE(pg_catalog.cardinality(gone_seqs), 0) THEN
+        -- queue rows gone whose outbox rows moved: by the primary key
+        -- (marks only the ones still pending)
+        PERFORM ventros.outbox_mark_published(g.tenant_id, g.aggregate_id, g.seq, g.position)
+           FROM unnest(gone_tenants, gone_aggregates, gone_seqs, gone_positions) AS g(tenant_id, aggregate_id, seq, position);
+    END IF;
+    IF COALESCE(pg_catalog.cardinality(gone_seqs), 0) < pg_catalog.cardinality(seqs) THEN
+        -- queue rows that moved (or are not pending any more): by seq
+        RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0) + ventros.outbox_published(seqs, positions);
+    END IF;
+    RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], tid[], tid[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL), found by the row addresses ventros.outbox_claim returned (by seq when they moved) (publisher use)';
+
+CREATE FUNCTION ventros.outbox_log_in_flight(seqs bigint[], OUT id bigint, OUT positions bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ventros.outbox_in_flight (seqs, positions)
+    VALUES (seqs, ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                          FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)) AS g(i)))
+    RETURNING id, positions
+$$;
+COMMENT ON FUNCTION ventros.outbox_log_in_flight(bigint[]) IS
+    'Logs a claimed batch in ventros.outbox_in_flight with a new publish position per event (ventros.outbox_position, in the order of seqs); returns its id and the positions (publisher use)';
+
+DROP FUNCTION ventros.stream_gap(bigint, integer);
+CREATE FUNCTION ventros.stream_gap(after_position bigint, max_events integer)
+RETURNS TABLE ("position" bigint, seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH visible AS (SELECT pg_catalog.unnest(s.aggregate_types) AS aggregate_type FROM ventros.stream_open() s),
+    published AS (
+        SELECT p.position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_positions p
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = p.tenant_id AND o.seq = p.seq OFFSET 0) o
+         WHERE p.tenant_id = ventros.current_tenant()
+           AND p.position > after_position
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY p.position
+         LIMIT max_events),
+    pending AS (
+        SELECT NULL::bigint AS position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_queue q
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq OFFSET 0) o
+         WHERE q.tenant_id = ventros.current_tenant()
+           AND NOT q.dead
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY q.seq
+         LIMIT max_events)
+    SELECT g.* FROM (SELECT * FROM published UNION ALL SELECT * FROM pending) g
+     ORDER BY g.position NULLS LAST, g.seq
+     LIMIT max_events
+$$;
+COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
+    'Events of the acting tenant an event-stream subscriber resuming after publish position after_position (Last-Event-ID) may have missed, of the aggregate types the current role may see (ventros.stream_open): those published after it in publish order, then those not yet recorded as published (position NULL) in seq order, at most max_events';
+
+GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
