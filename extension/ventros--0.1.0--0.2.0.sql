@@ -19787,6 +19787,233 @@ COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
 
 GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;
 
+-- ---- channel tokens out of http_requests (sql/90_channel_send.sql, sql/90_channel_send_meta.sql, sql/90_channel_send_waha.sql, sql/89_inbound_meta.sql)
+-- A request to a provider stored in ventros.http_requests (readable and
+-- writable by the tenant's administrators) names the channel secret it
+-- needs instead of carrying it: a header value holds a reference,
+-- {channel_secret:<channel id>:<key>} (ventros.channel_secret_ref), which
+-- the dispatcher replaces by the secret for each attempt, at send time
+-- (ventros.channel_request_headers, the preparer of every purpose that
+-- calls a provider with a channel's token: message.send, media.lookup,
+-- media.download, template.sync, contact.profile).  As Stripe's key
+-- (ventros.stripe_request_headers).  The reference is no secret; since an
+-- administrator may write a request (or change its URL), a secret is put
+-- only into a request to its channel's own provider: a URL whose origin is
+-- the channel's WAHA base_url, or for Meta channels its Graph root or
+-- Meta's media host (lookaside.fbsbx.com, the Cloud API media URLs);
+-- elsewhere the reference is sent empty.  A rotated token applies to the
+-- requests already queued.
+
+CREATE FUNCTION ventros.channel_secret_ref(ch ventros.channels, key text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{channel_secret:' || ch.id || ':' || key || '}'
+$$;
+COMMENT ON FUNCTION ventros.channel_secret_ref(ventros.channels, text) IS
+    'The reference a stored provider request holds instead of a channel secret ({channel_secret:<channel id>:<key>}); the dispatcher puts the secret in its place per attempt (ventros.channel_request_headers)';
+-- no secret: the providers' request builders (granted, as ventros.graph_headers) call it
+GRANT EXECUTE ON FUNCTION ventros.channel_secret_ref(ventros.channels, text) TO ventros_viewer;
+
+-- The origins a channel's secrets may be sent to.
+CREATE FUNCTION ventros.channel_secret_origins(ch ventros.channels) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = ch.type) = 'waha' THEN
+        RETURN ARRAY[lower(substring(ch.config->>'base_url' FROM '^https?://[^/?#]+'))];
+    END IF;
+    RETURN ARRAY[lower(substring(ventros.graph_base(ch) FROM '^https?://[^/?#]+')), 'https://lookaside.fbsbx.com'];
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_secret_origins(ventros.channels) IS
+    'The URL origins a channel''s secrets may be sent to: its WAHA base_url, or its Graph root and Meta''s media host';
+
+CREATE FUNCTION ventros.channel_request_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+    ref text[];
+    ch ventros.channels;
+    secret text;
+    value text;
+    result jsonb := r.headers;
+    origin text := lower(substring(r.url FROM '^https?://[^/?#]+'));
+BEGIN
+    FOR h IN SELECT x.key, x.value FROM jsonb_each_text(r.headers) x WHERE x.value LIKE '%{channel\_secret:%' LOOP
+        value := h.value;
+        FOR ref IN SELECT regexp_matches(h.value, '\{channel_secret:([0-9a-f-]{36}):([a-z_]+)\}', 'g') LOOP
+            secret := NULL;
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = ref[1]::uuid;
+            IF FOUND AND ref[2] = ANY (ventros.channel_secret_keys()) AND origin = ANY (ventros.channel_secret_origins(ch)) THEN
+                secret := (ventros.channel_with_secrets(ch)).config->>ref[2];
+            END IF;
+            value := replace(value, '{channel_secret:' || ref[1] || ':' || ref[2] || '}', coalesce(secret, ''));
+        END LOOP;
+        result := result || jsonb_build_object(h.key, value);
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_request_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of an attempt of a provider request, each channel secret reference replaced by the secret when the URL is on the channel''s provider (ventros.channel_secret_origins), else by nothing; the stored row never holds the secret';
+REVOKE EXECUTE ON FUNCTION ventros.channel_request_headers(ventros.http_requests) FROM PUBLIC;
+
+SELECT ventros.register_http_request_preparer(p, 'ventros.channel_request_headers(ventros.http_requests)')
+  FROM unnest(ARRAY['message.send', 'media.lookup', 'media.download', 'template.sync', 'contact.profile']) p;
+
+CREATE OR REPLACE FUNCTION ventros.graph_headers(ch ventros.channels, json boolean DEFAULT true) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(ch, 'access_token'))
+           || CASE WHEN json THEN '{"Content-Type": "application/json"}'::jsonb ELSE '{}'::jsonb END
+$$;
+COMMENT ON FUNCTION ventros.graph_headers(ventros.channels, boolean) IS
+    'Headers of a Graph call: Authorization: Bearer and a reference to the channel''s access_token (the dispatcher puts the token in per attempt: ventros.channel_request_headers; never the access_token query parameter), and the JSON content type';
+
+CREATE OR REPLACE FUNCTION ventros.waha_send_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := rtrim(ch.config->>'base_url', '/');
+    session text := ch.config->>'session';
+    chat text;
+    file jsonb;
+    path text;
+    body jsonb;
+BEGIN
+    IF coalesce(base, '') = '' OR coalesce(session, '') = '' THEN
+        RETURN NULL;
+    END IF;
+    chat := ventros.waha_chat_id(m.contact_id);
+    IF chat IS NULL THEN
+        RETURN ventros.no_recipient('waha', m.contact_id, 'WhatsApp id or phone');
+    END IF;
+    file := jsonb_strip_nulls(jsonb_build_object(
+        'mimetype', coalesce(m.media_mimetype, CASE m.content_type WHEN 'image' THEN 'image/jpeg'
+                                                   WHEN 'voice' THEN 'audio/ogg; codecs=opus' WHEN 'audio' THEN 'audio/ogg; codecs=opus'
+                                                   WHEN 'video' THEN 'video/mp4' ELSE 'application/octet-stream' END),
+        'filename', CASE WHEN m.content_type IN ('image', 'document') THEN ventros.media_filename(m) END,
+        'url', m.media_url));
+    body := jsonb_build_object('session', session, 'chatId', chat);
+    CASE m.content_type
+        WHEN 'text' THEN
+            path := '/api/sendText';
+            body := body || jsonb_build_object('text', m.text, 'reply_to', ventros.reply_provider_id(m), 'linkPreview', true);
+        WHEN 'image' THEN
+            path := '/api/sendImage';
+            body := body || jsonb_build_object('file', file, 'caption', m.text);
+        WHEN 'document' THEN
+            path := '/api/sendFile';
+            body := body || jsonb_build_object('file', file, 'caption', m.text);
+        WHEN 'voice', 'audio' THEN
+            path := '/api/sendVoice';
+            body := body || jsonb_build_object('file', file, 'convert', true);
+        WHEN 'video' THEN
+            path := '/api/sendVideo';
+            body := body || jsonb_build_object('file', file, 'caption', m.text, 'asNote', false, 'convert', true);
+        ELSE
+            RETURN ventros.unsupported_content('WAHA', m.content_type);
+    END CASE;
+    IF m.content_type <> 'text' AND m.reply_to_id IS NOT NULL THEN
+        body := body || jsonb_build_object('reply_to', ventros.reply_provider_id(m));
+    END IF;
+    RETURN jsonb_build_object(
+        'method', 'POST', 'url', base || path, 'body', body,
+        'headers', jsonb_strip_nulls(jsonb_build_object('Content-Type', 'application/json',
+                                                        'X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                         THEN ventros.channel_secret_ref(ch, 'api_key') END)));
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_send_request(ventros.channels, ventros.messages) IS
+    'The WAHA request sending a message: POST <base_url>/api/sendText|sendImage|sendFile|sendVoice|sendVideo with X-Api-Key (a reference to the channel''s api_key, put in per attempt: ventros.channel_request_headers); NULL when the channel has no base_url or session';
+
+-- The id in WAHA's answer: id (a string), id._serialized, _data.id._serialized,
+-- then NOWEB's key.id; NULL for an empty or unknown body.
+CREATE OR REPLACE FUNCTION ventros.waha_media_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := rtrim(ch.config->>'base_url', '/');
+BEGIN
+    IF m.media_url IS NULL THEN
+        RAISE EXCEPTION 'message % has no media URL', m.id USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(base, '') <> '' AND substring(m.media_url FROM '^https?://[^/?#]+') = substring(base FROM '^https?://[^/?#]+') THEN
+        RETURN jsonb_build_object('method', 'GET', 'url', m.media_url,
+                                  'headers', jsonb_strip_nulls(jsonb_build_object('X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                                     THEN ventros.channel_secret_ref(ch, 'api_key') END)));
+    END IF;
+    -- Another host (S3 storage, a CDN): no credentials go there; the
+    -- dispatcher's SSRF guard judges the URL.
+    RETURN jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_media_request(ventros.channels, ventros.messages) IS
+    'The request fetching a WAHA message''s media: GET media_url, with X-Api-Key (a reference to the channel''s api_key, put in per attempt) only when it is on the channel''s WAHA host';
+
+-- WAHA: 422 (session not WORKING yet) is retried, other 4xx are final.
+CREATE OR REPLACE FUNCTION ventros.inbound_request_profile(ch ventros.channels, contact uuid, scoped_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text;
+    c ventros.contacts;
+    request uuid;
+BEGIN
+    IF ch.type NOT IN ('instagram', 'messenger') OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    -- the token is kept encrypted (sql/68_credentials_channels.sql): decrypted only when needed
+    token := nullif((ventros.channel_with_secrets(ch)).config->>'access_token', '');
+    IF token IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;
+    IF c.name IS DISTINCT FROM scoped_id OR c.created_at <> now()
+       OR EXISTS (SELECT 1 FROM ventros.http_requests r
+                  WHERE r.tenant_id = ch.tenant_id AND r.correlation_id = contact AND r.purpose = 'contact.profile') THEN
+        RETURN NULL;
+    END IF;
+    request := ventros.enqueue_http_request(
+        ventros.graph_url(ch, scoped_id)
+            || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
+        'GET', ventros.graph_headers(ch, false), NULL, 'contact.profile', contact, 3);
+    RETURN jsonb_build_object('profile_request', request);
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_request_profile(ventros.channels, uuid, text) IS
+    'Queues a Graph profile lookup (purpose contact.profile) for an Instagram/Messenger contact created now and named by its scoped id, when the channel has an access token';
+
+-- Requests queued before the update carry the tokens themselves: the
+-- pending ones get references instead (the dispatcher puts the current
+-- secret in), and no row keeps a token in its headers.
+UPDATE ventros.http_requests r
+   SET headers = r.headers
+       || CASE WHEN r.headers ? 'Authorization' AND r.headers->>'Authorization' LIKE 'Bearer %'
+               THEN jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(c, 'access_token')) ELSE '{}' END
+       || CASE WHEN r.headers ? 'X-Api-Key'
+               THEN jsonb_build_object('X-Api-Key', ventros.channel_secret_ref(c, 'api_key')) ELSE '{}' END
+  FROM ventros.messages m JOIN ventros.channels c ON c.tenant_id = m.tenant_id AND c.id = m.channel_id
+ WHERE r.purpose IN ('message.send', 'media.lookup', 'media.download')
+   AND m.tenant_id = r.tenant_id AND m.id = r.correlation_id
+   AND (r.headers ? 'Authorization' OR r.headers ? 'X-Api-Key');
+UPDATE ventros.http_requests r
+   SET headers = r.headers || jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(c, 'access_token'))
+  FROM ventros.channels c
+ WHERE r.purpose = 'template.sync' AND c.tenant_id = r.tenant_id AND c.id = r.correlation_id AND r.headers ? 'Authorization';
+-- a profile lookup names no channel: its token goes (a pending one is refused by Graph, the contact keeps its name)
+UPDATE ventros.http_requests r
+   SET headers = r.headers || '{"Authorization": "Bearer "}'::jsonb
+ WHERE r.purpose = 'contact.profile' AND r.headers ? 'Authorization';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
