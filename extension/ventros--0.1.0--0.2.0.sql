@@ -20014,6 +20014,77 @@ UPDATE ventros.http_requests r
    SET headers = r.headers || '{"Authorization": "Bearer "}'::jsonb
  WHERE r.purpose = 'contact.profile' AND r.headers ? 'Authorization';
 
+-- ---- direct inserts of contacts held to the active-contacts limit (sql/65_usage_metering.sql, sql/20_contacts.sql)
+-- create_contact checked the plan's limit of active contacts, direct writes
+-- (POST /contacts, INSERT into api.contacts) did not: the check moves into a
+-- statement trigger of ventros.contacts that holds both.
+-- The active-contacts limit of every insert of contacts by a tenant role:
+-- create_contact, an import, and direct writes (POST /contacts, INSERT into
+-- api.contacts or ventros.contacts), once per statement: refused (VN020,
+-- 402 over HTTP) once the limit is reached, as ventros.check_plan_limit
+-- with adding 0.  A contact the platform creates for an inbound delivery
+-- (the webhook entry point and the inbox worker act as the extension's
+-- owner, a superuser) is not: a provider's delivery cannot be refused, and
+-- the fold notes the limit it reaches.
+CREATE FUNCTION ventros.contacts_plan_limit() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        PERFORM ventros.check_plan_limit('active_contacts', 0);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.contacts_plan_limit() IS
+    'Trigger: an insert of contacts by a tenant role (command or direct write) is refused with VN020 once the plan''s limit of active contacts is reached';
+CREATE TRIGGER contacts_plan_limit BEFORE INSERT ON ventros.contacts
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.contacts_plan_limit();
+
+CREATE OR REPLACE FUNCTION ventros.create_contact(
+    name           text,
+    phone          text    DEFAULT NULL,
+    email          text    DEFAULT NULL,
+    project_id     uuid    DEFAULT NULL,
+    external_id    text    DEFAULT NULL,
+    source_channel text    DEFAULT NULL,
+    language       text    DEFAULT 'en',
+    timezone       text    DEFAULT NULL,
+    tags           text[]  DEFAULT '{}')
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.contacts;
+    constraint_name text;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'contact name must not be null' USING ERRCODE = '23502';
+    END IF;
+    -- The plan's limit of active contacts (VN020) is held by the insert's
+    -- statement trigger, for this command and direct writes alike
+    -- (ventros.contacts_plan_limit, sql/65_usage_metering.sql).
+    INSERT INTO ventros.contacts (project_id, name, phone, email, external_id, source_channel,
+                                  language, timezone, tags)
+    VALUES (coalesce(project_id, ventros.default_project()),
+            ventros.check_length(btrim(name), 200, 'contact name'),
+            ventros.normalize_phone(phone), ventros.normalize_email(email),
+            ventros.check_length(external_id, 200, 'contact external id'), source_channel,
+            coalesce(language, 'en'), timezone,
+            ARRAY(SELECT DISTINCT t FROM unnest(coalesce(tags, '{}')) t ORDER BY t))
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS constraint_name = CONSTRAINT_NAME;
+    PERFORM ventros.raise_contact_duplicate(constraint_name, ventros.normalize_phone(phone),
+                                            ventros.normalize_email(email), external_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.create_contact(text, text, text, uuid, text, text, text, text, text[]) IS
+    'Creates a contact in the acting tenant (default project unless given); VN020 once the plan''s limit of active contacts is reached; emits contact.created';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).
