@@ -20333,6 +20333,519 @@ $$;
 COMMENT ON FUNCTION ventros.search_messages(text, uuid, uuid, timestamptz, uuid, integer) IS
     'Messages whose text matches a web-search style query (full text in each message''s language, GIN), newest first, keyset paged by (timestamp, id)';
 
+-- ---- stream resume by publish position (sql/03_outbox.sql, sql/40_outbox_publisher.sql, sql/40_outbox_stream.sql)
+-- Events commit, and are published, out of seq order: the event stream
+-- resumed "after seq N" missed an event with a lower seq published after N.
+-- The publisher now gives each event a publish position when it claims it
+-- (ventros.outbox_log_in_flight), carries it in the message and records it
+-- (ventros.outbox.position, indexed per tenant by ventros.outbox_positions);
+-- ventros.stream_gap resumes after a position.  The position sequence starts
+-- above every seq already taken, so a Last-Event-ID a client kept from
+-- before the update (a seq) is below every position: it reads every event
+-- published since the update.
+CREATE SEQUENCE ventros.outbox_position AS bigint;
+COMMENT ON SEQUENCE ventros.outbox_position IS
+    'Publish order of events: taken by the outbox publisher when it claims an event, carried in the message (header position), kept in ventros.outbox.position';
+
+SELECT pg_catalog.setval('ventros.outbox_position', pg_catalog.nextval('ventros.outbox_seq'));
+
+ALTER TABLE ventros.outbox ADD COLUMN position bigint;
+ALTER TABLE ventros.outbox_in_flight ADD COLUMN positions bigint[];
+COMMENT ON TABLE ventros.outbox_in_flight IS
+    'Batches the outbox publisher has sent but not recorded yet (seqs, and the publish position of each); left over only by a publisher that crashed';
+CREATE TABLE ventros.outbox_positions (
+    tenant_id text   NOT NULL,
+    position  bigint NOT NULL,
+    seq       bigint NOT NULL,
+    PRIMARY KEY (tenant_id, position)
+);
+COMMENT ON TABLE ventros.outbox_positions IS
+    'Published events by tenant in publish order (position, from ventros.outbox_position): the index of ventros.outbox.position the event stream resumes by';
+ALTER TABLE ventros.outbox_positions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.outbox_positions FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON ventros.outbox_positions FROM PUBLIC;
+CREATE POLICY ventros_tenant_read ON ventros.outbox_positions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.outbox_positions TO ventros_viewer;
+
+CREATE OR REPLACE FUNCTION ventros.outbox_forget_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE ventros.outbox_queue, ventros.outbox_positions;
+    ELSE
+        DELETE FROM ventros.outbox_queue q USING gone g WHERE q.seq = g.seq;
+        DELETE FROM ventros.outbox_positions p USING gone g
+         WHERE p.tenant_id = g.tenant_id AND p.position = g.position;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_forget_deleted() IS
+    'Trigger: deleted (or truncated) outbox events leave ventros.outbox_queue and ventros.outbox_positions too';
+DROP FUNCTION ventros.outbox_published(bigint[], tid[], tid[]);
+DROP FUNCTION ventros.outbox_published(bigint[]);
+DROP FUNCTION ventros.outbox_mark_published(text, uuid, bigint);
+CREATE FUNCTION ventros.outbox_mark_published(tenant text, aggregate uuid, event_seq bigint,
+                                               event_position bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH marked AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = COALESCE(event_position, pg_catalog.nextval('ventros.outbox_position'))
+         WHERE o.tenant_id = tenant AND o.aggregate_id = aggregate AND o.seq = event_seq AND o.status = 'pending'
+        RETURNING o.tenant_id, o.position, o.seq)
+    INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+    SELECT m.tenant_id, m.position, m.seq FROM marked m
+$$;
+COMMENT ON FUNCTION ventros.outbox_mark_published(text, uuid, bigint, bigint) IS
+    'Marks one pending event published by its key (tenant, aggregate, seq) at its publish position (a new one from ventros.outbox_position when NULL); its queue row is already deleted (publisher use)';
+
+-- positions: the publish position of each event (ventros.outbox_log_in_flight
+-- gave them when it was claimed), in the order of seqs; NULL (tests, a
+-- manual recording): new ones, in seq order.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], positions bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN WITH gone AS (DELETE FROM ventros.outbox_queue q
+                            WHERE q.seq = ANY (seqs) AND NOT q.dead
+                           RETURNING q.tenant_id, q.aggregate_id, q.seq)
+             SELECT g.* FROM gone g ORDER BY g.seq LOOP
+        PERFORM ventros.outbox_mark_published(r.tenant_id, r.aggregate_id, r.seq,
+                                              positions[pg_catalog.array_position(seqs, r.seq)]);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL): their queue rows go (publisher use)';
+
+-- The publisher's way: the same, finding the rows by the addresses its claim
+-- returned (outbox_row, queue_row), without an index probe.  A row updated
+-- since its claim (its address is then that of a dead version: no match) is
+-- found by its key instead.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], outbox_rows tid[], queue_rows tid[],
+                                         positions bigint[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+-- row addresses only: whatever the statistics say, a TID scan per row
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+SET enable_indexscan = off
+SET enable_indexonlyscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+DECLARE
+    ndone integer;
+    gone_tenants text[];
+    gone_aggregates uuid[];
+    gone_seqs bigint[];
+    gone_positions bigint[];
+BEGIN
+    IF positions IS NULL THEN
+        positions := ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                             FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)));
+    END IF;
+    WITH gone AS (
+        DELETE FROM ventros.outbox_queue q
+         USING unnest(seqs, outbox_rows, queue_rows, positions) AS u(seq, outbox_row, queue_row, position)
+         WHERE q.ctid = u.queue_row AND q.seq = u.seq AND NOT q.dead
+        RETURNING q.tenant_id, q.aggregate_id, q.seq, u.outbox_row, u.position),
+    done AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = g.position
+          FROM gone g
+         WHERE o.ctid = g.outbox_row AND o.tenant_id = g.tenant_id AND o.seq = g.seq
+        RETURNING o.tenant_id, o.position, o.seq),
+    indexed AS (
+        INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+        SELECT d.tenant_id, d.position, d.seq FROM done d
+        RETURNING 1)
+    SELECT (SELECT pg_catalog.count(*)::integer FROM indexed),
+           (SELECT pg_catalog.array_agg(g.tenant_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.aggregate_id) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.seq) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.position) FROM gone g)
+      INTO ndone, gone_tenants, gone_aggregates, gone_seqs, gone_positions;
+    IF ndone < COALESCE(pg_catalog.cardinality(gone_seqs), 0) THEN
+        -- queue rows gone whose outbox rows moved: by the primary key
+        -- (marks only the ones still pending)
+        PERFORM ventros.outbox_mark_published(g.tenant_id, g.aggregate_id, g.seq, g.position)
+           FROM unnest(gone_tenants, gone_aggregates, gone_seqs, gone_positions) AS g(tenant_id, aggregate_id, seq, position);
+    END IF;
+    IF COALESCE(pg_catalog.cardinality(gone_seqs), 0) < pg_catalog.cardinality(seqs) THEN
+        -- queue rows that moved (or are not pending any more): by seq
+        RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0) + ventros.outbox_published(seqs, positions);
+    END IF;
+    RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0);
+END
+$$;
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], tid[], tid[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL), found by the row addresses ventros.outbox_claim returned (by seq when they moved) (publisher use)';
+
+CREATE FUNCTION ventros.outbox_log_in_flight(seqs bigint[], OUT id bigint, OUT positions bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ventros.outbox_in_flight (seqs, positions)
+    VALUES (seqs, ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                          FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)) AS g(i)))
+    RETURNING id, positions
+$$;
+COMMENT ON FUNCTION ventros.outbox_log_in_flight(bigint[]) IS
+    'Logs a claimed batch in ventros.outbox_in_flight with a new publish position per event (ventros.outbox_position, in the order of seqs); returns its id and the positions (publisher use)';
+
+DROP FUNCTION ventros.stream_gap(bigint, integer);
+CREATE FUNCTION ventros.stream_gap(after_position bigint, max_events integer)
+RETURNS TABLE ("position" bigint, seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH visible AS (SELECT pg_catalog.unnest(s.aggregate_types) AS aggregate_type FROM ventros.stream_open() s),
+    published AS (
+        SELECT p.position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_positions p
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = p.tenant_id AND o.seq = p.seq OFFSET 0) o
+         WHERE p.tenant_id = ventros.current_tenant()
+           AND p.position > after_position
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY p.position
+         LIMIT max_events),
+    pending AS (
+        SELECT NULL::bigint AS position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_queue q
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq OFFSET 0) o
+         WHERE q.tenant_id = ventros.current_tenant()
+           AND NOT q.dead
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY q.seq
+         LIMIT max_events)
+    SELECT g.* FROM (SELECT * FROM published UNION ALL SELECT * FROM pending) g
+     ORDER BY g.position NULLS LAST, g.seq
+     LIMIT max_events
+$$;
+COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
+    'Events of the acting tenant an event-stream subscriber resuming after publish position after_position (Last-Event-ID) may have missed, of the aggregate types the current role may see (ventros.stream_open): those published after it in publish order, then those not yet recorded as published (position NULL) in seq order, at most max_events';
+
+GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;
+
+-- ---- channel tokens out of http_requests (sql/90_channel_send.sql, sql/90_channel_send_meta.sql, sql/90_channel_send_waha.sql, sql/89_inbound_meta.sql)
+-- A request to a provider stored in ventros.http_requests (readable and
+-- writable by the tenant's administrators) names the channel secret it
+-- needs instead of carrying it: a header value holds a reference,
+-- {channel_secret:<channel id>:<key>} (ventros.channel_secret_ref), which
+-- the dispatcher replaces by the secret for each attempt, at send time
+-- (ventros.channel_request_headers, the preparer of every purpose that
+-- calls a provider with a channel's token: message.send, media.lookup,
+-- media.download, template.sync, contact.profile).  As Stripe's key
+-- (ventros.stripe_request_headers).  The reference is no secret; since an
+-- administrator may write a request (or change its URL), a secret is put
+-- only into a request to its channel's own provider: a URL whose origin is
+-- the channel's WAHA base_url, or for Meta channels its Graph root or
+-- Meta's media host (lookaside.fbsbx.com, the Cloud API media URLs);
+-- elsewhere the reference is sent empty.  A rotated token applies to the
+-- requests already queued.
+
+CREATE FUNCTION ventros.channel_secret_ref(ch ventros.channels, key text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT '{channel_secret:' || ch.id || ':' || key || '}'
+$$;
+COMMENT ON FUNCTION ventros.channel_secret_ref(ventros.channels, text) IS
+    'The reference a stored provider request holds instead of a channel secret ({channel_secret:<channel id>:<key>}); the dispatcher puts the secret in its place per attempt (ventros.channel_request_headers)';
+-- no secret: the providers' request builders (granted, as ventros.graph_headers) call it
+GRANT EXECUTE ON FUNCTION ventros.channel_secret_ref(ventros.channels, text) TO ventros_viewer;
+
+-- The origins a channel's secrets may be sent to.
+CREATE FUNCTION ventros.channel_secret_origins(ch ventros.channels) RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (SELECT p.provider FROM ventros.channel_providers p WHERE p.channel_type = ch.type) = 'waha' THEN
+        RETURN ARRAY[lower(substring(ch.config->>'base_url' FROM '^https?://[^/?#]+'))];
+    END IF;
+    RETURN ARRAY[lower(substring(ventros.graph_base(ch) FROM '^https?://[^/?#]+')), 'https://lookaside.fbsbx.com'];
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_secret_origins(ventros.channels) IS
+    'The URL origins a channel''s secrets may be sent to: its WAHA base_url, or its Graph root and Meta''s media host';
+
+CREATE FUNCTION ventros.channel_request_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    h record;
+    ref text[];
+    ch ventros.channels;
+    secret text;
+    value text;
+    result jsonb := r.headers;
+    origin text := lower(substring(r.url FROM '^https?://[^/?#]+'));
+BEGIN
+    FOR h IN SELECT x.key, x.value FROM jsonb_each_text(r.headers) x WHERE x.value LIKE '%{channel\_secret:%' LOOP
+        value := h.value;
+        FOR ref IN SELECT regexp_matches(h.value, '\{channel_secret:([0-9a-f-]{36}):([a-z_]+)\}', 'g') LOOP
+            secret := NULL;
+            SELECT * INTO ch FROM ventros.channels c WHERE c.tenant_id = r.tenant_id AND c.id = ref[1]::uuid;
+            IF FOUND AND ref[2] = ANY (ventros.channel_secret_keys()) AND origin = ANY (ventros.channel_secret_origins(ch)) THEN
+                secret := (ventros.channel_with_secrets(ch)).config->>ref[2];
+            END IF;
+            value := replace(value, '{channel_secret:' || ref[1] || ':' || ref[2] || '}', coalesce(secret, ''));
+        END LOOP;
+        result := result || jsonb_build_object(h.key, value);
+    END LOOP;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION ventros.channel_request_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of an attempt of a provider request, each channel secret reference replaced by the secret when the URL is on the channel''s provider (ventros.channel_secret_origins), else by nothing; the stored row never holds the secret';
+REVOKE EXECUTE ON FUNCTION ventros.channel_request_headers(ventros.http_requests) FROM PUBLIC;
+
+SELECT ventros.register_http_request_preparer(p, 'ventros.channel_request_headers(ventros.http_requests)')
+  FROM unnest(ARRAY['message.send', 'media.lookup', 'media.download', 'template.sync', 'contact.profile']) p;
+
+CREATE OR REPLACE FUNCTION ventros.graph_headers(ch ventros.channels, json boolean DEFAULT true) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(ch, 'access_token'))
+           || CASE WHEN json THEN '{"Content-Type": "application/json"}'::jsonb ELSE '{}'::jsonb END
+$$;
+COMMENT ON FUNCTION ventros.graph_headers(ventros.channels, boolean) IS
+    'Headers of a Graph call: Authorization: Bearer and a reference to the channel''s access_token (the dispatcher puts the token in per attempt: ventros.channel_request_headers; never the access_token query parameter), and the JSON content type';
+
+CREATE OR REPLACE FUNCTION ventros.waha_send_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := rtrim(ch.config->>'base_url', '/');
+    session text := ch.config->>'session';
+    chat text;
+    file jsonb;
+    path text;
+    body jsonb;
+BEGIN
+    IF coalesce(base, '') = '' OR coalesce(session, '') = '' THEN
+        RETURN NULL;
+    END IF;
+    chat := ventros.waha_chat_id(m.contact_id);
+    IF chat IS NULL THEN
+        RETURN ventros.no_recipient('waha', m.contact_id, 'WhatsApp id or phone');
+    END IF;
+    file := jsonb_strip_nulls(jsonb_build_object(
+        'mimetype', coalesce(m.media_mimetype, CASE m.content_type WHEN 'image' THEN 'image/jpeg'
+                                                   WHEN 'voice' THEN 'audio/ogg; codecs=opus' WHEN 'audio' THEN 'audio/ogg; codecs=opus'
+                                                   WHEN 'video' THEN 'video/mp4' ELSE 'application/octet-stream' END),
+        'filename', CASE WHEN m.content_type IN ('image', 'document') THEN ventros.media_filename(m) END,
+        'url', m.media_url));
+    body := jsonb_build_object('session', session, 'chatId', chat);
+    CASE m.content_type
+        WHEN 'text' THEN
+            path := '/api/sendText';
+            body := body || jsonb_build_object('text', m.text, 'reply_to', ventros.reply_provider_id(m), 'linkPreview', true);
+        WHEN 'image' THEN
+            path := '/api/sendImage';
+            body := body || jsonb_build_object('file', file, 'caption', m.text);
+        WHEN 'document' THEN
+            path := '/api/sendFile';
+            body := body || jsonb_build_object('file', file, 'caption', m.text);
+        WHEN 'voice', 'audio' THEN
+            path := '/api/sendVoice';
+            body := body || jsonb_build_object('file', file, 'convert', true);
+        WHEN 'video' THEN
+            path := '/api/sendVideo';
+            body := body || jsonb_build_object('file', file, 'caption', m.text, 'asNote', false, 'convert', true);
+        ELSE
+            RETURN ventros.unsupported_content('WAHA', m.content_type);
+    END CASE;
+    IF m.content_type <> 'text' AND m.reply_to_id IS NOT NULL THEN
+        body := body || jsonb_build_object('reply_to', ventros.reply_provider_id(m));
+    END IF;
+    RETURN jsonb_build_object(
+        'method', 'POST', 'url', base || path, 'body', body,
+        'headers', jsonb_strip_nulls(jsonb_build_object('Content-Type', 'application/json',
+                                                        'X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                         THEN ventros.channel_secret_ref(ch, 'api_key') END)));
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_send_request(ventros.channels, ventros.messages) IS
+    'The WAHA request sending a message: POST <base_url>/api/sendText|sendImage|sendFile|sendVoice|sendVideo with X-Api-Key (a reference to the channel''s api_key, put in per attempt: ventros.channel_request_headers); NULL when the channel has no base_url or session';
+
+-- The id in WAHA's answer: id (a string), id._serialized, _data.id._serialized,
+-- then NOWEB's key.id; NULL for an empty or unknown body.
+CREATE OR REPLACE FUNCTION ventros.waha_media_request(ch ventros.channels, m ventros.messages) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := rtrim(ch.config->>'base_url', '/');
+BEGIN
+    IF m.media_url IS NULL THEN
+        RAISE EXCEPTION 'message % has no media URL', m.id USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(base, '') <> '' AND substring(m.media_url FROM '^https?://[^/?#]+') = substring(base FROM '^https?://[^/?#]+') THEN
+        RETURN jsonb_build_object('method', 'GET', 'url', m.media_url,
+                                  'headers', jsonb_strip_nulls(jsonb_build_object('X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                                     THEN ventros.channel_secret_ref(ch, 'api_key') END)));
+    END IF;
+    -- Another host (S3 storage, a CDN): no credentials go there; the
+    -- dispatcher's SSRF guard judges the URL.
+    RETURN jsonb_build_object('method', 'GET', 'url', m.media_url, 'headers', '{}'::jsonb);
+END
+$$;
+COMMENT ON FUNCTION ventros.waha_media_request(ventros.channels, ventros.messages) IS
+    'The request fetching a WAHA message''s media: GET media_url, with X-Api-Key (a reference to the channel''s api_key, put in per attempt) only when it is on the channel''s WAHA host';
+
+-- WAHA: 422 (session not WORKING yet) is retried, other 4xx are final.
+CREATE OR REPLACE FUNCTION ventros.inbound_request_profile(ch ventros.channels, contact uuid, scoped_id text) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    token text;
+    c ventros.contacts;
+    request uuid;
+BEGIN
+    IF ch.type NOT IN ('instagram', 'messenger') OR contact IS NULL OR scoped_id !~ '^[0-9]{5,32}$' THEN
+        RETURN NULL;
+    END IF;
+    -- the token is kept encrypted (sql/68_credentials_channels.sql): decrypted only when needed
+    token := nullif((ventros.channel_with_secrets(ch)).config->>'access_token', '');
+    IF token IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ch.tenant_id AND x.id = contact;
+    IF c.name IS DISTINCT FROM scoped_id OR c.created_at <> now()
+       OR EXISTS (SELECT 1 FROM ventros.http_requests r
+                  WHERE r.tenant_id = ch.tenant_id AND r.correlation_id = contact AND r.purpose = 'contact.profile') THEN
+        RETURN NULL;
+    END IF;
+    request := ventros.enqueue_http_request(
+        ventros.graph_url(ch, scoped_id)
+            || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
+        'GET', ventros.graph_headers(ch, false), NULL, 'contact.profile', contact, 3);
+    RETURN jsonb_build_object('profile_request', request);
+END
+$$;
+COMMENT ON FUNCTION ventros.inbound_request_profile(ventros.channels, uuid, text) IS
+    'Queues a Graph profile lookup (purpose contact.profile) for an Instagram/Messenger contact created now and named by its scoped id, when the channel has an access token';
+
+-- Requests queued before the update carry the tokens themselves: the
+-- pending ones get references instead (the dispatcher puts the current
+-- secret in), and no row keeps a token in its headers.
+UPDATE ventros.http_requests r
+   SET headers = r.headers
+       || CASE WHEN r.headers ? 'Authorization' AND r.headers->>'Authorization' LIKE 'Bearer %'
+               THEN jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(c, 'access_token')) ELSE '{}' END
+       || CASE WHEN r.headers ? 'X-Api-Key'
+               THEN jsonb_build_object('X-Api-Key', ventros.channel_secret_ref(c, 'api_key')) ELSE '{}' END
+  FROM ventros.messages m JOIN ventros.channels c ON c.tenant_id = m.tenant_id AND c.id = m.channel_id
+ WHERE r.purpose IN ('message.send', 'media.lookup', 'media.download')
+   AND m.tenant_id = r.tenant_id AND m.id = r.correlation_id
+   AND (r.headers ? 'Authorization' OR r.headers ? 'X-Api-Key');
+UPDATE ventros.http_requests r
+   SET headers = r.headers || jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(c, 'access_token'))
+  FROM ventros.channels c
+ WHERE r.purpose = 'template.sync' AND c.tenant_id = r.tenant_id AND c.id = r.correlation_id AND r.headers ? 'Authorization';
+-- a profile lookup names no channel: its token goes (a pending one is refused by Graph, the contact keeps its name)
+UPDATE ventros.http_requests r
+   SET headers = r.headers || '{"Authorization": "Bearer "}'::jsonb
+ WHERE r.purpose = 'contact.profile' AND r.headers ? 'Authorization';
+
+-- ---- direct inserts of contacts held to the active-contacts limit (sql/65_usage_metering.sql, sql/20_contacts.sql)
+-- create_contact checked the plan's limit of active contacts, direct writes
+-- (POST /contacts, INSERT into api.contacts) did not: the check moves into a
+-- statement trigger of ventros.contacts that holds both.
+-- The active-contacts limit of every insert of contacts by a tenant role:
+-- create_contact, an import, and direct writes (POST /contacts, INSERT into
+-- api.contacts or ventros.contacts), once per statement: refused (VN020,
+-- 402 over HTTP) once the limit is reached, as ventros.check_plan_limit
+-- with adding 0.  A contact the platform creates for an inbound delivery
+-- (the webhook entry point and the inbox worker act as the extension's
+-- owner, a superuser) is not: a provider's delivery cannot be refused, and
+-- the fold notes the limit it reaches.
+CREATE FUNCTION ventros.contacts_plan_limit() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        PERFORM ventros.check_plan_limit('active_contacts', 0);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.contacts_plan_limit() IS
+    'Trigger: an insert of contacts by a tenant role (command or direct write) is refused with VN020 once the plan''s limit of active contacts is reached';
+CREATE TRIGGER contacts_plan_limit BEFORE INSERT ON ventros.contacts
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.contacts_plan_limit();
+
+CREATE OR REPLACE FUNCTION ventros.create_contact(
+    name           text,
+    phone          text    DEFAULT NULL,
+    email          text    DEFAULT NULL,
+    project_id     uuid    DEFAULT NULL,
+    external_id    text    DEFAULT NULL,
+    source_channel text    DEFAULT NULL,
+    language       text    DEFAULT 'en',
+    timezone       text    DEFAULT NULL,
+    tags           text[]  DEFAULT '{}')
+RETURNS ventros.contacts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result ventros.contacts;
+    constraint_name text;
+BEGIN
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'contact name must not be null' USING ERRCODE = '23502';
+    END IF;
+    -- The plan's limit of active contacts (VN020) is held by the insert's
+    -- statement trigger, for this command and direct writes alike
+    -- (ventros.contacts_plan_limit, sql/65_usage_metering.sql).
+    INSERT INTO ventros.contacts (project_id, name, phone, email, external_id, source_channel,
+                                  language, timezone, tags)
+    VALUES (coalesce(project_id, ventros.default_project()),
+            ventros.check_length(btrim(name), 200, 'contact name'),
+            ventros.normalize_phone(phone), ventros.normalize_email(email),
+            ventros.check_length(external_id, 200, 'contact external id'), source_channel,
+            coalesce(language, 'en'), timezone,
+            ARRAY(SELECT DISTINCT t FROM unnest(coalesce(tags, '{}')) t ORDER BY t))
+    RETURNING * INTO result;
+    RETURN result;
+EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS constraint_name = CONSTRAINT_NAME;
+    PERFORM ventros.raise_contact_duplicate(constraint_name, ventros.normalize_phone(phone),
+                                            ventros.normalize_email(email), external_id);
+END
+$$;
+COMMENT ON FUNCTION ventros.create_contact(text, text, text, uuid, text, text, text, text, text[]) IS
+    'Creates a contact in the acting tenant (default project unless given); VN020 once the plan''s limit of active contacts is reached; emits contact.created';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -11,6 +11,19 @@
 CREATE SEQUENCE ventros.outbox_seq AS bigint CACHE 1;
 COMMENT ON SEQUENCE ventros.outbox_seq IS 'Order of events; CACHE 1 keeps per-aggregate order';
 
+-- seq is taken before commit, so events commit, and are published, out of
+-- seq order: a consumer that resumes "after seq N" would miss an event with
+-- a lower seq published after N.  The publisher gives each event, when it
+-- claims it for publishing, a position from this sequence: it alone takes
+-- them (under the publisher lock), in the order it publishes, so positions
+-- grow in the order a consumer of ventros.events receives the events.  A
+-- position is carried in the message (header "position") and kept in
+-- ventros.outbox.position once the broker confirmed the event; the event
+-- stream resumes by position (sql/40_outbox_stream.sql, docs/realtime.md).
+CREATE SEQUENCE ventros.outbox_position AS bigint;
+COMMENT ON SEQUENCE ventros.outbox_position IS
+    'Publish order of events: taken by the outbox publisher when it claims an event, carried in the message (header position), kept in ventros.outbox.position';
+
 CREATE TABLE ventros.outbox (
     tenant_id         text        NOT NULL,
     seq               bigint      NOT NULL,
@@ -28,10 +41,11 @@ CREATE TABLE ventros.outbox (
     next_attempt_at   timestamptz,
     last_error        text,
     published_at      timestamptz,
+    position          bigint,
     PRIMARY KEY (tenant_id, seq)
 )
 -- No index of ventros.outbox covers a column the publisher writes (status,
--- attempts, next_attempt_at, last_error, published_at), not even in a
+-- attempts, next_attempt_at, last_error, published_at, position), not even in a
 -- predicate, so its updates are HOT: a new version of the row on the same
 -- page and no index entry at all.  Pending rows are found through
 -- ventros.outbox_queue instead.  Half of each page is left free for the
@@ -91,9 +105,33 @@ CREATE POLICY ventros_tenant_read ON ventros.outbox_queue FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
 GRANT SELECT ON ventros.outbox_queue TO ventros_viewer;
 
+-- The publish order of each tenant's published events, an index of
+-- ventros.outbox.position kept by hand: an index of the outbox on position
+-- would make every publish update a non-HOT one (a new entry in each index
+-- of the outbox).  One row per published event, written in the statement
+-- that marks it published (ventros.outbox_mark_published and
+-- ventros.outbox_published), deleted with its event (the trigger below).
+-- Read by ventros.stream_gap: the events a subscriber missed after a
+-- position, in the order it would have received them.
+CREATE TABLE ventros.outbox_positions (
+    tenant_id text   NOT NULL,
+    position  bigint NOT NULL,
+    seq       bigint NOT NULL,
+    PRIMARY KEY (tenant_id, position)
+);
+COMMENT ON TABLE ventros.outbox_positions IS
+    'Published events by tenant in publish order (position, from ventros.outbox_position): the index of ventros.outbox.position the event stream resumes by';
+ALTER TABLE ventros.outbox_positions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ventros.outbox_positions FORCE ROW LEVEL SECURITY;
+REVOKE ALL ON ventros.outbox_positions FROM PUBLIC;
+CREATE POLICY ventros_tenant_read ON ventros.outbox_positions FOR SELECT
+    USING (tenant_id = (SELECT ventros.current_tenant()));
+GRANT SELECT ON ventros.outbox_positions TO ventros_viewer;
+
 -- Events deleted from the outbox (pruning, tests, a bulk clean-up) leave
 -- the queue with them: a queue row whose event is gone would be pending
--- for ever.  A statement trigger: pruning deletes published events, which
+-- for ever; and ventros.outbox_positions (by its key, from the position
+-- the deleted row held).  A statement trigger: pruning deletes published events, which
 -- have no queue row, in chunks.
 CREATE FUNCTION ventros.outbox_forget_deleted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -101,15 +139,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        TRUNCATE ventros.outbox_queue;
+        TRUNCATE ventros.outbox_queue, ventros.outbox_positions;
     ELSE
         DELETE FROM ventros.outbox_queue q USING gone g WHERE q.seq = g.seq;
+        DELETE FROM ventros.outbox_positions p USING gone g
+         WHERE p.tenant_id = g.tenant_id AND p.position = g.position;
     END IF;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION ventros.outbox_forget_deleted() IS
-    'Trigger: deleted (or truncated) outbox events leave ventros.outbox_queue too';
+    'Trigger: deleted (or truncated) outbox events leave ventros.outbox_queue and ventros.outbox_positions too';
 CREATE TRIGGER outbox_forget_deleted AFTER DELETE ON ventros.outbox
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION ventros.outbox_forget_deleted();
 CREATE TRIGGER outbox_forget_truncated AFTER TRUNCATE ON ventros.outbox

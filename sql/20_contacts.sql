@@ -166,14 +166,9 @@ BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION 'contact name must not be null' USING ERRCODE = '23502';
     END IF;
-    -- The plan's limit of active contacts (VN020; sql/65_usage_metering.sql)
-    -- holds the tenant's commands: refused once it is reached.  A contact the
-    -- platform creates for an inbound delivery (the webhook entry point and
-    -- the inbox worker act as the extension's owner) is not: a provider's
-    -- delivery cannot be refused, and the fold notes the limit it reaches.
-    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
-        PERFORM ventros.check_plan_limit('active_contacts', 0);
-    END IF;
+    -- The plan's limit of active contacts (VN020) is held by the insert's
+    -- statement trigger, for this command and direct writes alike
+    -- (ventros.contacts_plan_limit, sql/65_usage_metering.sql).
     INSERT INTO ventros.contacts (project_id, name, phone, email, external_id, source_channel,
                                   language, timezone, tags)
     VALUES (coalesce(project_id, ventros.default_project()),

@@ -127,19 +127,28 @@ COMMENT ON FUNCTION ventros.outbox_release_publisher() IS
 -- faster variant below; this one is its fallback (and the tests').
 -- An event whose queue row is gone marked published in the outbox, through
 -- its primary key (both ways of recording below come here by key).
-CREATE FUNCTION ventros.outbox_mark_published(tenant text, aggregate uuid, event_seq bigint)
+CREATE FUNCTION ventros.outbox_mark_published(tenant text, aggregate uuid, event_seq bigint,
+                                               event_position bigint DEFAULT NULL)
 RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE ventros.outbox o
-       SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
-     WHERE o.tenant_id = tenant AND o.aggregate_id = aggregate AND o.seq = event_seq AND o.status = 'pending'
+    WITH marked AS (
+        UPDATE ventros.outbox o
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = COALESCE(event_position, pg_catalog.nextval('ventros.outbox_position'))
+         WHERE o.tenant_id = tenant AND o.aggregate_id = aggregate AND o.seq = event_seq AND o.status = 'pending'
+        RETURNING o.tenant_id, o.position, o.seq)
+    INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+    SELECT m.tenant_id, m.position, m.seq FROM marked m
 $$;
-COMMENT ON FUNCTION ventros.outbox_mark_published(text, uuid, bigint) IS
-    'Marks one pending event published by its key (tenant, aggregate, seq); its queue row is already deleted (publisher use)';
+COMMENT ON FUNCTION ventros.outbox_mark_published(text, uuid, bigint, bigint) IS
+    'Marks one pending event published by its key (tenant, aggregate, seq) at its publish position (a new one from ventros.outbox_position when NULL); its queue row is already deleted (publisher use)';
 
-CREATE FUNCTION ventros.outbox_published(seqs bigint[])
+-- positions: the publish position of each event (ventros.outbox_log_in_flight
+-- gave them when it was claimed), in the order of seqs; NULL (tests, a
+-- manual recording): new ones, in seq order.
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], positions bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -150,23 +159,26 @@ DECLARE
     r record;
     n integer := 0;
 BEGIN
-    FOR r IN DELETE FROM ventros.outbox_queue q
-              WHERE q.seq = ANY (seqs) AND NOT q.dead
-             RETURNING q.tenant_id, q.aggregate_id, q.seq LOOP
-        PERFORM ventros.outbox_mark_published(r.tenant_id, r.aggregate_id, r.seq);
+    FOR r IN WITH gone AS (DELETE FROM ventros.outbox_queue q
+                            WHERE q.seq = ANY (seqs) AND NOT q.dead
+                           RETURNING q.tenant_id, q.aggregate_id, q.seq)
+             SELECT g.* FROM gone g ORDER BY g.seq LOOP
+        PERFORM ventros.outbox_mark_published(r.tenant_id, r.aggregate_id, r.seq,
+                                              positions[pg_catalog.array_position(seqs, r.seq)]);
         n := n + 1;
     END LOOP;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION ventros.outbox_published(bigint[]) IS
-    'Marks events published after the broker confirmed them: their queue rows go (publisher use)';
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL): their queue rows go (publisher use)';
 
 -- The publisher's way: the same, finding the rows by the addresses its claim
 -- returned (outbox_row, queue_row), without an index probe.  A row updated
 -- since its claim (its address is then that of a dead version: no match) is
 -- found by its key instead.
-CREATE FUNCTION ventros.outbox_published(seqs bigint[], outbox_rows tid[], queue_rows tid[])
+CREATE FUNCTION ventros.outbox_published(seqs bigint[], outbox_rows tid[], queue_rows tid[],
+                                         positions bigint[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -183,37 +195,49 @@ DECLARE
     gone_tenants text[];
     gone_aggregates uuid[];
     gone_seqs bigint[];
+    gone_positions bigint[];
 BEGIN
+    IF positions IS NULL THEN
+        positions := ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                             FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)));
+    END IF;
     WITH gone AS (
         DELETE FROM ventros.outbox_queue q
-         USING unnest(seqs, outbox_rows, queue_rows) AS u(seq, outbox_row, queue_row)
+         USING unnest(seqs, outbox_rows, queue_rows, positions) AS u(seq, outbox_row, queue_row, position)
          WHERE q.ctid = u.queue_row AND q.seq = u.seq AND NOT q.dead
-        RETURNING q.tenant_id, q.aggregate_id, q.seq, u.outbox_row),
+        RETURNING q.tenant_id, q.aggregate_id, q.seq, u.outbox_row, u.position),
     done AS (
         UPDATE ventros.outbox o
-           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL
+           SET status = 'published', published_at = pg_catalog.now(), next_attempt_at = NULL,
+               position = g.position
           FROM gone g
          WHERE o.ctid = g.outbox_row AND o.tenant_id = g.tenant_id AND o.seq = g.seq
+        RETURNING o.tenant_id, o.position, o.seq),
+    indexed AS (
+        INSERT INTO ventros.outbox_positions (tenant_id, position, seq)
+        SELECT d.tenant_id, d.position, d.seq FROM done d
         RETURNING 1)
-    SELECT (SELECT pg_catalog.count(*)::integer FROM done),
+    SELECT (SELECT pg_catalog.count(*)::integer FROM indexed),
            (SELECT pg_catalog.array_agg(g.tenant_id) FROM gone g),
            (SELECT pg_catalog.array_agg(g.aggregate_id) FROM gone g),
-           (SELECT pg_catalog.array_agg(g.seq) FROM gone g)
-      INTO ndone, gone_tenants, gone_aggregates, gone_seqs;
+           (SELECT pg_catalog.array_agg(g.seq) FROM gone g),
+           (SELECT pg_catalog.array_agg(g.position) FROM gone g)
+      INTO ndone, gone_tenants, gone_aggregates, gone_seqs, gone_positions;
     IF ndone < COALESCE(pg_catalog.cardinality(gone_seqs), 0) THEN
         -- queue rows gone whose outbox rows moved: by the primary key
-        PERFORM ventros.outbox_mark_published(g.tenant_id, g.aggregate_id, g.seq)
-           FROM unnest(gone_tenants, gone_aggregates, gone_seqs) AS g(tenant_id, aggregate_id, seq);
+        -- (marks only the ones still pending)
+        PERFORM ventros.outbox_mark_published(g.tenant_id, g.aggregate_id, g.seq, g.position)
+           FROM unnest(gone_tenants, gone_aggregates, gone_seqs, gone_positions) AS g(tenant_id, aggregate_id, seq, position);
     END IF;
     IF COALESCE(pg_catalog.cardinality(gone_seqs), 0) < pg_catalog.cardinality(seqs) THEN
         -- queue rows that moved (or are not pending any more): by seq
-        RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0) + ventros.outbox_published(seqs);
+        RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0) + ventros.outbox_published(seqs, positions);
     END IF;
     RETURN COALESCE(pg_catalog.cardinality(gone_seqs), 0);
 END
 $$;
-COMMENT ON FUNCTION ventros.outbox_published(bigint[], tid[], tid[]) IS
-    'Marks events published after the broker confirmed them, found by the row addresses ventros.outbox_claim returned (by seq when they moved) (publisher use)';
+COMMENT ON FUNCTION ventros.outbox_published(bigint[], tid[], tid[], bigint[]) IS
+    'Marks events published after the broker confirmed them, at their publish positions (new ones when NULL), found by the row addresses ventros.outbox_claim returned (by seq when they moved) (publisher use)';
 
 CREATE FUNCTION ventros.outbox_failed(seqs bigint[], errors text[],
                                       max_attempts integer, backoff_min_ms integer,
@@ -272,15 +296,35 @@ COMMENT ON FUNCTION ventros.outbox_failed(bigint[], text[], integer, integer, in
 -- so an event that keeps killing the publisher is dead-lettered after
 -- ventros.outbox_max_attempts instead of retried without end.
 CREATE TABLE ventros.outbox_in_flight (
-    id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    seqs bigint[] NOT NULL
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    seqs      bigint[] NOT NULL,
+    positions bigint[]
 );
 COMMENT ON TABLE ventros.outbox_in_flight IS
-    'Batches the outbox publisher has sent but not recorded yet (seqs); left over only by a publisher that crashed';
+    'Batches the outbox publisher has sent but not recorded yet (seqs, and the publish position of each); left over only by a publisher that crashed';
 ALTER TABLE ventros.outbox_in_flight ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.outbox_in_flight FORCE ROW LEVEL SECURITY;
 -- the publisher runs as a superuser; nobody else reads or writes it
 REVOKE ALL ON ventros.outbox_in_flight FROM PUBLIC;
+
+-- A claimed batch is logged with a publish position per event, taken here
+-- from ventros.outbox_position in the order of seqs (the order the
+-- publisher sends them).  Only the publisher, holding the publisher lock,
+-- takes positions, and it publishes each batch after the transaction that
+-- logged it committed, in the order it logged them: positions grow in
+-- publish order, across publishers too (a sequence never goes back, and the
+-- commit made its advance durable before any message carried it).
+CREATE FUNCTION ventros.outbox_log_in_flight(seqs bigint[], OUT id bigint, OUT positions bigint[])
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO ventros.outbox_in_flight (seqs, positions)
+    VALUES (seqs, ARRAY(SELECT pg_catalog.nextval('ventros.outbox_position')
+                          FROM pg_catalog.generate_series(1, pg_catalog.cardinality(seqs)) AS g(i)))
+    RETURNING id, positions
+$$;
+COMMENT ON FUNCTION ventros.outbox_log_in_flight(bigint[]) IS
+    'Logs a claimed batch in ventros.outbox_in_flight with a new publish position per event (ventros.outbox_position, in the order of seqs); returns its id and the positions (publisher use)';
 
 CREATE FUNCTION ventros.outbox_recover_in_flight(max_attempts integer, backoff_min_ms integer, backoff_max_ms integer)
 RETURNS integer

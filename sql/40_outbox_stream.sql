@@ -30,26 +30,51 @@ $$;
 COMMENT ON FUNCTION ventros.stream_open() IS
     'The acting tenant and the aggregate types whose events the current role may see on the event stream (registered aggregates whose table it may read, and custom); 42501 when it may not read the outbox';
 
--- The gap of a resumed subscription: the tenant's events after after_seq
--- (Last-Event-ID) still in the outbox, of the aggregate types the role may
--- see, in seq order, at most max_events (the front asks one more to know
--- the gap is larger).  Pending events are included: they are committed,
--- and the live feed's copy is dropped by seq.
-CREATE FUNCTION ventros.stream_gap(after_seq bigint, max_events integer)
-RETURNS TABLE (seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
+-- The gap of a resumed subscription: the tenant's events a subscriber that
+-- received the event at publish position after_position (Last-Event-ID) may
+-- have missed, of the aggregate types the role may see, at most max_events
+-- (the front asks one more to know the gap is larger):
+--   * the events published after it, in publish order (position): through
+--     ventros.outbox_positions, never by seq, since events are published
+--     out of seq order (a seq taken before a higher one, committed after);
+--   * then the events not recorded as published yet (pending, with no
+--     position: in flight, or waiting), in seq order.  Some may have reached
+--     the front before the subscription joined its feed (in flight: sent,
+--     not yet confirmed); those that did not arrive live later, where the
+--     front drops their copy by seq.
+-- An event that is neither was received before after_position, or is dead.
+CREATE FUNCTION ventros.stream_gap(after_position bigint, max_events integer)
+RETURNS TABLE ("position" bigint, seq bigint, event_type text, aggregate_type text, aggregate_id uuid, envelope text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text
-      FROM ventros.outbox o
-     WHERE o.tenant_id = ventros.current_tenant()
-       AND o.seq > after_seq
-       AND o.aggregate_type IN (SELECT pg_catalog.unnest(s.aggregate_types) FROM ventros.stream_open() s)
-     ORDER BY o.seq
+    WITH visible AS (SELECT pg_catalog.unnest(s.aggregate_types) AS aggregate_type FROM ventros.stream_open() s),
+    published AS (
+        SELECT p.position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_positions p
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = p.tenant_id AND o.seq = p.seq OFFSET 0) o
+         WHERE p.tenant_id = ventros.current_tenant()
+           AND p.position > after_position
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY p.position
+         LIMIT max_events),
+    pending AS (
+        SELECT NULL::bigint AS position, o.seq, o.event_type, o.aggregate_type, o.aggregate_id, ventros.envelope(o)::text AS envelope
+          FROM ventros.outbox_queue q
+          CROSS JOIN LATERAL (SELECT o.* FROM ventros.outbox o
+                               WHERE o.tenant_id = q.tenant_id AND o.seq = q.seq OFFSET 0) o
+         WHERE q.tenant_id = ventros.current_tenant()
+           AND NOT q.dead
+           AND o.aggregate_type IN (SELECT v.aggregate_type FROM visible v)
+         ORDER BY q.seq
+         LIMIT max_events)
+    SELECT g.* FROM (SELECT * FROM published UNION ALL SELECT * FROM pending) g
+     ORDER BY g.position NULLS LAST, g.seq
      LIMIT max_events
 $$;
 COMMENT ON FUNCTION ventros.stream_gap(bigint, integer) IS
-    'Events of the acting tenant after after_seq still in the outbox, of the aggregate types the current role may see (ventros.stream_open), in seq order, at most max_events: the gap an event-stream subscriber resuming with Last-Event-ID missed';
+    'Events of the acting tenant an event-stream subscriber resuming after publish position after_position (Last-Event-ID) may have missed, of the aggregate types the current role may see (ventros.stream_open): those published after it in publish order, then those not yet recorded as published (position NULL) in seq order, at most max_events';
 
 GRANT EXECUTE ON FUNCTION ventros.stream_open() TO ventros_viewer;
 GRANT EXECUTE ON FUNCTION ventros.stream_gap(bigint, integer) TO ventros_viewer;

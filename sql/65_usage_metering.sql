@@ -415,6 +415,30 @@ COMMENT ON FUNCTION ventros.check_active_contacts_limit(uuid[]) IS
     'Raises VN020 when messaging these contacts would make more of the acting tenant''s contacts active in the period than its plan allows; emits billing.limit_reached when it reaches the limit';
 GRANT EXECUTE ON FUNCTION ventros.check_active_contacts_limit(uuid[]) TO ventros_agent;
 
+-- The active-contacts limit of every insert of contacts by a tenant role:
+-- create_contact, an import, and direct writes (POST /contacts, INSERT into
+-- api.contacts or ventros.contacts), once per statement: refused (VN020,
+-- 402 over HTTP) once the limit is reached, as ventros.check_plan_limit
+-- with adding 0.  A contact the platform creates for an inbound delivery
+-- (the webhook entry point and the inbox worker act as the extension's
+-- owner, a superuser) is not: a provider's delivery cannot be refused, and
+-- the fold notes the limit it reaches.
+CREATE FUNCTION ventros.contacts_plan_limit() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        PERFORM ventros.check_plan_limit('active_contacts', 0);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ventros.contacts_plan_limit() IS
+    'Trigger: an insert of contacts by a tenant role (command or direct write) is refused with VN020 once the plan''s limit of active contacts is reached';
+CREATE TRIGGER contacts_plan_limit BEFORE INSERT ON ventros.contacts
+    FOR EACH STATEMENT EXECUTE FUNCTION ventros.contacts_plan_limit();
+
 CREATE FUNCTION ventros.set_billing_plan(plan text, name text, limits jsonb DEFAULT '{}',
                                          product ventros.product DEFAULT 'crm')
 RETURNS ventros.billing_plans

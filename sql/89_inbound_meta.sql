@@ -248,7 +248,7 @@ BEGIN
     request := ventros.enqueue_http_request(
         ventros.graph_url(ch, scoped_id)
             || CASE ch.type WHEN 'instagram' THEN '?fields=name,username,profile_pic' ELSE '?fields=first_name,last_name,profile_pic' END,
-        'GET', jsonb_build_object('Authorization', 'Bearer ' || token), NULL, 'contact.profile', contact, 3);
+        'GET', ventros.graph_headers(ch, false), NULL, 'contact.profile', contact, 3);
     RETURN jsonb_build_object('profile_request', request);
 END
 $$;

@@ -20,11 +20,11 @@ CREATE FUNCTION ventros.graph_headers(ch ventros.channels, json boolean DEFAULT 
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object('Authorization', 'Bearer ' || (ch.config->>'access_token'))
+    SELECT jsonb_build_object('Authorization', 'Bearer ' || ventros.channel_secret_ref(ch, 'access_token'))
            || CASE WHEN json THEN '{"Content-Type": "application/json"}'::jsonb ELSE '{}'::jsonb END
 $$;
 COMMENT ON FUNCTION ventros.graph_headers(ventros.channels, boolean) IS
-    'Headers of a Graph call: Authorization: Bearer <access_token> (never the access_token query parameter), and the JSON content type';
+    'Headers of a Graph call: Authorization: Bearer and a reference to the channel''s access_token (the dispatcher puts the token in per attempt: ventros.channel_request_headers; never the access_token query parameter), and the JSON content type';
 
 -- WhatsApp Cloud "to": the contact's WhatsApp number (digits), else its phone.
 CREATE FUNCTION ventros.whatsapp_to(contact_id uuid) RETURNS text

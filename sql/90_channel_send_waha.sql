@@ -72,11 +72,12 @@ BEGIN
     RETURN jsonb_build_object(
         'method', 'POST', 'url', base || path, 'body', body,
         'headers', jsonb_strip_nulls(jsonb_build_object('Content-Type', 'application/json',
-                                                        'X-Api-Key', nullif(ch.config->>'api_key', ''))));
+                                                        'X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                         THEN ventros.channel_secret_ref(ch, 'api_key') END)));
 END
 $$;
 COMMENT ON FUNCTION ventros.waha_send_request(ventros.channels, ventros.messages) IS
-    'The WAHA request sending a message: POST <base_url>/api/sendText|sendImage|sendFile|sendVoice|sendVideo with X-Api-Key; NULL when the channel has no base_url or session';
+    'The WAHA request sending a message: POST <base_url>/api/sendText|sendImage|sendFile|sendVoice|sendVideo with X-Api-Key (a reference to the channel''s api_key, put in per attempt: ventros.channel_request_headers); NULL when the channel has no base_url or session';
 
 -- The id in WAHA's answer: id (a string), id._serialized, _data.id._serialized,
 -- then NOWEB's key.id; NULL for an empty or unknown body.
@@ -104,7 +105,8 @@ BEGIN
     END IF;
     IF coalesce(base, '') <> '' AND substring(m.media_url FROM '^https?://[^/?#]+') = substring(base FROM '^https?://[^/?#]+') THEN
         RETURN jsonb_build_object('method', 'GET', 'url', m.media_url,
-                                  'headers', jsonb_strip_nulls(jsonb_build_object('X-Api-Key', nullif(ch.config->>'api_key', ''))));
+                                  'headers', jsonb_strip_nulls(jsonb_build_object('X-Api-Key', CASE WHEN nullif(ch.config->>'api_key', '') IS NOT NULL
+                                                                                     THEN ventros.channel_secret_ref(ch, 'api_key') END)));
     END IF;
     -- Another host (S3 storage, a CDN): no credentials go there; the
     -- dispatcher's SSRF guard judges the URL.
@@ -112,7 +114,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ventros.waha_media_request(ventros.channels, ventros.messages) IS
-    'The request fetching a WAHA message''s media: GET media_url, with X-Api-Key only when it is on the channel''s WAHA host';
+    'The request fetching a WAHA message''s media: GET media_url, with X-Api-Key (a reference to the channel''s api_key, put in per attempt) only when it is on the channel''s WAHA host';
 
 -- WAHA: 422 (session not WORKING yet) is retried, other 4xx are final.
 CREATE FUNCTION ventros.classify_waha_answer(status integer, body bytea, retryable boolean) RETURNS boolean

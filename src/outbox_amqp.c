@@ -373,7 +373,7 @@ handle_frame(VnAmqp *a, amqp_frame_t *frame, char *err, size_t errlen)
 bool
 vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err, size_t errlen)
 {
-	amqp_table_entry_t		headers[3];
+	amqp_table_entry_t		headers[4];
 	amqp_basic_properties_t props;
 
 	for (int i = 0; i < n; i++)
@@ -404,7 +404,10 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 	headers[2].key = amqp_cstring_bytes("aggregate_id");
 	for (int h = 0; h < 3; h++)
 		headers[h].value.kind = AMQP_FIELD_KIND_UTF8;
-	props.headers.num_entries = 3;
+	/* the publish position: what a consumer resumes after (docs/realtime.md) */
+	headers[3].key = amqp_cstring_bytes("position");
+	headers[3].value.kind = AMQP_FIELD_KIND_I64;
+	props.headers.num_entries = 4;
 	props.headers.entries = headers;
 
 	for (int i = 0; i < n; i++)
@@ -417,6 +420,7 @@ vn_amqp_publish(VnAmqp *a, VnAmqpMessage *msgs, int n, bool mandatory, char *err
 		headers[0].value.value.bytes = amqp_cstring_bytes(msgs[i].tenant_id);
 		headers[1].value.value.bytes = amqp_cstring_bytes(msgs[i].aggregate_type);
 		headers[2].value.value.bytes = amqp_cstring_bytes(msgs[i].aggregate_id);
+		headers[3].value.value.i64 = msgs[i].position;
 		rc = amqp_basic_publish(a->conn, VN_AMQP_CHANNEL, amqp_cstring_bytes(VN_AMQP_EXCHANGE),
 								amqp_cstring_bytes(msgs[i].routing_key), mandatory, 0, &props,
 								amqp_cstring_bytes(msgs[i].body));

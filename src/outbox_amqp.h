@@ -28,6 +28,7 @@ typedef struct VnAmqpMessage
 	const char *aggregate_type;
 	const char *aggregate_id;
 	const char *body;	   /* the CloudEvents envelope, JSON */
+	int64		position;  /* publish position (header "position") */
 	int64		timestamp; /* seconds since the Unix epoch */
 	/* out */
 	VnAmqpOutcome outcome;

@@ -25,6 +25,16 @@
  * row of an aggregate is claimed only once its earlier rows are recorded
  * (never while one is in flight, whose failure would have to come first).
  *
+ * Publish order is kept too: each claimed event gets a position from the
+ * sequence ventros.outbox_position when its batch is logged in flight
+ * (ventros.outbox_log_in_flight, in the claim's transaction, committed and
+ * flushed before the batch is sent), carried in its message (header
+ * "position") and recorded with it (ventros.outbox.position).  Only the
+ * lock holder takes positions and it sends batches in the order it logged
+ * them, so positions grow in the order a consumer receives the events,
+ * which seq does not (a seq is taken before commit): the event stream
+ * resumes by position (docs/realtime.md).
+ *
  * One publisher per database: the claim takes the publisher lock, a
  * session lock of a class no SQL function can take (locks.c), which this
  * worker takes at start and holds while it lives, so no other session
@@ -152,7 +162,8 @@ static VnWorkerKind outbox_kind = {
  */
 static const char *const outbox_functions[] = {
 	"ventros.outbox_claim(integer,uuid[])",
-	"ventros.outbox_published(bigint[],tid[],tid[])",
+	"ventros.outbox_published(bigint[],tid[],tid[],bigint[])",
+	"ventros.outbox_log_in_flight(bigint[])",
 	"ventros.outbox_recover_in_flight(integer,integer,integer)",
 	"ventros.outbox_failed(bigint[],text[],integer,integer,integer)",
 	"ventros.outbox_prune(interval,integer)",
@@ -440,6 +451,7 @@ typedef struct VnBatch
 	VnAmqpMessage	*msgs;
 	char		   **tenants;
 	int64			*seqs;
+	int64			*positions;	  /* publish position of each (outbox_log_in_flight) */
 	ItemPointerData *outbox_rows; /* where the claim found each event ... */
 	ItemPointerData *queue_rows;  /* ... and its queue row */
 	Datum			*aggregates;  /* uuid Datums: the in-flight set of the next claims */
@@ -526,19 +538,39 @@ claim_batch(VnBatch *b, int limit)
 	}
 	MemoryContextSwitchTo(old);
 
-	/* the batch is in flight once this transaction commits: log it */
+	/*
+	 * The batch is in flight once this transaction commits: log it, with
+	 * the publish position of each event (in the order it is sent).
+	 */
 	b->flight_id = 0;
+	b->positions = NULL;
 	if (b->n > 0)
 	{
-		Oid	  seqtype[1] = {INT8ARRAYOID};
-		Datum seqarg[1];
-		bool  isnull;
+		Oid		   seqtype[1] = {INT8ARRAYOID};
+		Datum	   seqarg[1];
+		bool	   isnull;
+		ArrayType *pos;
+		Datum	  *items;
+		int		   nitems;
 
 		seqarg[0] = PointerGetDatum(int8_array(b->seqs, b->n));
-		if (execute_saved(VN_SAVED_LOG_FLIGHT, "INSERT INTO ventros.outbox_in_flight (seqs) VALUES ($1) RETURNING id",
-						  1, seqtype, seqarg, 1) != SPI_OK_INSERT_RETURNING)
+		if (execute_saved(VN_SAVED_LOG_FLIGHT, "SELECT id, positions FROM ventros.outbox_log_in_flight($1)",
+						  1, seqtype, seqarg, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
 			elog(ERROR, "could not log the outbox batch in flight");
 		b->flight_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		old = MemoryContextSwitchTo(b->ctx);
+		pos = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		deconstruct_array(pos, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &items, NULL, &nitems);
+		if (nitems != b->n)
+			elog(ERROR, "ventros.outbox_log_in_flight returned %d positions for %d events", nitems, b->n);
+		b->positions = palloc(sizeof(int64) * b->n);
+		for (int i = 0; i < b->n; i++)
+		{
+			b->positions[i] = DatumGetInt64(items[i]);
+			b->msgs[i].position = b->positions[i];
+		}
+		MemoryContextSwitchTo(old);
 	}
 }
 
@@ -555,6 +587,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 {
 	char **bad_errors;
 	int64 *ok_seqs,
+		*ok_positions,
 		*bad_seqs;
 	ItemPointerData *ok_outbox_rows,
 		*ok_queue_rows;
@@ -573,6 +606,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "ventros outbox record", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(tmp);
 	ok_seqs = palloc(sizeof(int64) * Max(total, 1));
+	ok_positions = palloc(sizeof(int64) * Max(total, 1));
 	ok_outbox_rows = palloc(sizeof(ItemPointerData) * Max(total, 1));
 	ok_queue_rows = palloc(sizeof(ItemPointerData) * Max(total, 1));
 	bad_seqs = palloc(sizeof(int64) * Max(total, 1));
@@ -587,6 +621,7 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			{
 				ok_outbox_rows[nacked] = b->outbox_rows[i];
 				ok_queue_rows[nacked] = b->queue_rows[i];
+				ok_positions[nacked] = b->positions[i];
 				ok_seqs[nacked++] = b->seqs[i];
 			}
 			else
@@ -604,14 +639,15 @@ record_batches(int count, const char *conn_error, bool in_xact)
 			caller = vn_worker_begin("ventros outbox: recording confirms");
 		if (nacked > 0)
 		{
-			Oid	  argtypes[3] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID};
-			Datum args[3];
+			Oid	  argtypes[4] = {INT8ARRAYOID, TIDARRAYOID, TIDARRAYOID, INT8ARRAYOID};
+			Datum args[4];
 
 			args[0] = PointerGetDatum(int8_array(ok_seqs, nacked));
 			args[1] = PointerGetDatum(tid_array(ok_outbox_rows, nacked));
 			args[2] = PointerGetDatum(tid_array(ok_queue_rows, nacked));
-			if (execute_saved(VN_SAVED_PUBLISHED, "SELECT ventros.outbox_published($1, $2, $3)",
-							  3, argtypes, args, 1) != SPI_OK_SELECT)
+			args[3] = PointerGetDatum(int8_array(ok_positions, nacked));
+			if (execute_saved(VN_SAVED_PUBLISHED, "SELECT ventros.outbox_published($1, $2, $3, $4)",
+							  4, argtypes, args, 1) != SPI_OK_SELECT)
 				elog(ERROR, "ventros.outbox_published failed");
 		}
 		if (nfailed > 0)

@@ -16,12 +16,19 @@
  * is cut (a last "closed" event, then the end of the answer) and receives
  * nothing more.
  *
- * Resuming (Last-Event-ID: the outbox seq of the last event received): the
- * subscription is registered first, holding the live events it matches,
- * then its gap is read from the outbox (ventros.stream_gap, as the
- * subscriber's role); an event in both is written once, from the gap (the
- * gap's seqs are kept, sorted, for the subscription's life: a pending event
- * of the gap is published, and so arrives live, later).
+ * An event's SSE id is its publish position (the message's header
+ * "position", set by the outbox publisher in the order it publishes), not
+ * its seq: events are published out of seq order, positions grow in the
+ * order the feed receives them.  Resuming (Last-Event-ID: the position of
+ * the last event received): the subscription is registered first, holding
+ * the live events it matches, then its gap is read from the outbox
+ * (ventros.stream_gap, as the subscriber's role: the events published after
+ * that position, then those not yet recorded as published, which have no
+ * position yet and are written without an id line, so a client's
+ * Last-Event-ID stays the last position it got); an event in both is
+ * written once, from the gap (the gap's seqs are kept, sorted, for the
+ * subscription's life: a pending event of the gap is published, and so
+ * arrives live, later).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -141,11 +148,13 @@ wants(const VnStream *s, const char *tenant, const char *type, const char *agg_t
 		   (s->nagg_ids == 0 || in_list(s->agg_ids, s->nagg_ids, agg_id));
 }
 
-/* one SSE message: id, event, and the envelope as data lines */
+/* one SSE message: id (none when position < 0), event, and the envelope as data lines */
 static void
-frame(VnBuf *b, long long seq, const char *type, const char *body, size_t len)
+frame(VnBuf *b, long long position, const char *type, const char *body, size_t len)
 {
-	vn_buf_addf(b, "id: %lld\nevent: %s\n", seq, type);
+	if (position >= 0)
+		vn_buf_addf(b, "id: %lld\n", position);
+	vn_buf_addf(b, "event: %s\n", type);
 	while (len > 0)
 	{
 		const char *nl = memchr(body, '\n', len);
@@ -333,9 +342,9 @@ vn_stream_dispatch(const VnStreamEvent *ev)
 		if (f->len == 0)
 		{
 			if (s->ws)
-				vn_stream_ws_message(f, ev->seq, ev->type, ev->body, ev->body_len);
+				vn_stream_ws_message(f, ev->position, ev->type, ev->body, ev->body_len);
 			else
-				frame(f, ev->seq, ev->type, ev->body, ev->body_len);
+				frame(f, ev->position, ev->type, ev->body, ev->body_len);
 		}
 		pthread_mutex_lock(&s->lock);
 		if (s->dead || in_gap(s, ev->seq))
@@ -664,7 +673,16 @@ parse_visible(VnStream *s, const char *array)
 	}
 }
 
-/* the gap after `after`, written to s (HOLDING); false with resp an error */
+static int
+cmp_seq(const void *a, const void *b)
+{
+	long long x = *(const long long *) a,
+			  y = *(const long long *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* the gap after position `after`, written to s (HOLDING); false with resp an error */
 static bool
 read_gap(PGconn *conn, const VnSetup *setup, VnStream *s, long long after, VnResponse *resp)
 {
@@ -678,7 +696,7 @@ read_gap(PGconn *conn, const VnSetup *setup, VnStream *s, long long after, VnRes
 	snprintf(after_s, sizeof(after_s), "%lld", after);
 	snprintf(max_s, sizeof(max_s), "%d", gap_max + 1);
 	res = vn_pg_run(conn, setup,
-					"SELECT seq, event_type, aggregate_type, aggregate_id::text, envelope FROM ventros.stream_gap($1::bigint, $2::integer)",
+					"SELECT seq, event_type, aggregate_type, aggregate_id::text, envelope, position FROM ventros.stream_gap($1::bigint, $2::integer)",
 					&params);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
 	{
@@ -704,19 +722,20 @@ read_gap(PGconn *conn, const VnSetup *setup, VnStream *s, long long after, VnRes
 	s->gap = vn_alloc(sizeof(long long) * (n ? n : 1));
 	for (int i = 0; i < n; i++)
 	{
-		long long seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		long long position = PQgetisnull(res, i, 5) ? -1 : strtoll(PQgetvalue(res, i, 5), NULL, 10);
 
-		/* seq order: the array stays sorted */
-		s->gap[s->ngap++] = seq;
+		s->gap[s->ngap++] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
 		if (wants(s, s->tenant, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3)))
 		{
 			if (s->ws)
-				vn_stream_ws_message(&s->out, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4),
+				vn_stream_ws_message(&s->out, position, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4),
 									 (size_t) PQgetlength(res, i, 4));
 			else
-				frame(&s->out, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
+				frame(&s->out, position, PQgetvalue(res, i, 1), PQgetvalue(res, i, 4), (size_t) PQgetlength(res, i, 4));
 		}
 	}
+	/* written in publish order; looked up by seq (in_gap) */
+	qsort(s->gap, (size_t) s->ngap, sizeof(long long), cmp_seq);
 	pthread_mutex_unlock(&s->lock);
 	PQclear(res);
 	return true;

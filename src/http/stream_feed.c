@@ -139,6 +139,34 @@ header(const amqp_basic_properties_t *p, const char *name, char *out, size_t out
 	}
 }
 
+/* an integer header's value (-1 when absent) */
+static long long
+int_header(const amqp_basic_properties_t *p, const char *name)
+{
+	if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
+		return -1;
+	for (int i = 0; i < p->headers.num_entries; i++)
+	{
+		const amqp_table_entry_t *e = &p->headers.entries[i];
+		size_t					  n = strlen(name);
+
+		if (e->key.len != n || memcmp(e->key.bytes, name, n) != 0)
+			continue;
+		switch (e->value.kind)
+		{
+			case AMQP_FIELD_KIND_I64:
+				return (long long) e->value.value.i64;
+			case AMQP_FIELD_KIND_U64:
+				return (long long) e->value.value.u64;
+			case AMQP_FIELD_KIND_I32:
+				return (long long) e->value.value.i32;
+			default:
+				return -1;
+		}
+	}
+	return -1;
+}
+
 /* one delivery to the subscribers */
 static void
 deliver(const amqp_envelope_t *env)
@@ -162,6 +190,8 @@ deliver(const amqp_envelope_t *env)
 	if (at == NULL || tenant[0] == '\0' || agg_type[0] == '\0')
 		return; /* not an event of the outbox publisher */
 	ev.seq = strtoll(at + strlen(key), NULL, 10);
+	/* the publish position: the SSE id (docs/realtime.md) */
+	ev.position = int_header(p, "position");
 	ev.type = type;
 	ev.tenant = tenant;
 	ev.aggregate_type = agg_type;

@@ -74,7 +74,8 @@ struct VnStream
 /* one event of the feed; strings NUL-terminated, body not necessarily */
 typedef struct VnStreamEvent
 {
-	long long	seq;
+	long long	seq;	  /* the outbox seq: what a gap's copy is recognised by */
+	long long	position; /* the publish position, the SSE id (-1: none) */
 	const char *type;
 	const char *tenant;
 	const char *aggregate_type;
@@ -100,7 +101,7 @@ extern void vn_stream_dispatch(const VnStreamEvent *ev);
 extern void vn_stream_tick(long long now_ms);
 /* in stream_ws.c */
 extern bool			   vn_stream_ws_accept(const char *headers_json, char *accept, size_t len);
-extern void			   vn_stream_ws_message(VnBuf *b, long long seq, const char *type, const char *body, size_t len);
+extern void			   vn_stream_ws_message(VnBuf *b, long long position, const char *type, const char *body, size_t len);
 extern void			   vn_stream_ws_closed(VnBuf *b, const char *reason, const char *message);
 extern void			   vn_stream_ws_ping(VnBuf *b);
 extern void			   vn_stream_ws_wake(VnStream *s);

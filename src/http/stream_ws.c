@@ -5,7 +5,7 @@
  *
  * The subscription is the same (filters, visibility, resume, bounded
  * buffer); only its bytes differ: each event is one text message
- * {"id": "<seq>", "event": "<type>", "data": <envelope>}, a heartbeat is a
+ * {"id": "<position>", "event": "<type>", "data": <envelope>}, a heartbeat is a
  * ping, and a cut is a last text message {"event": "closed", "data":
  * {"reason", "message"}} followed by a close frame.
  *
@@ -105,12 +105,16 @@ frame_head(VnBuf *b, unsigned char opcode, size_t n)
 }
 
 void
-vn_stream_ws_message(VnBuf *b, long long seq, const char *type, const char *body, size_t len)
+vn_stream_ws_message(VnBuf *b, long long position, const char *type, const char *body, size_t len)
 {
 	VnBuf m;
 
 	vn_buf_init(&m);
-	vn_buf_addf(&m, "{\"id\": \"%lld\", \"event\": ", seq);
+	/* the publish position, as SSE's id; null for an event not yet recorded as published */
+	if (position >= 0)
+		vn_buf_addf(&m, "{\"id\": \"%lld\", \"event\": ", position);
+	else
+		vn_buf_add(&m, "{\"id\": null, \"event\": ");
 	vn_buf_json_string(&m, type);
 	vn_buf_add(&m, ", \"data\": ");
 	vn_buf_addn(&m, body, len);

@@ -335,3 +335,29 @@ test('template sync over two pages, then a template send outside the window with
                                                      template_components: JSON.stringify(components.slice(1)) }),
                        (e) => e.code === '22023' && /header expects 1 parameter/.test(e.message));
 });
+
+test('no http_requests row or view a tenant administrator may read holds a channel token', async () => {
+  // after the sends, media downloads and template sync above on WAHA, Cloud API, Instagram and Messenger
+  const views = (await q(`SELECT DISTINCT v.oid::regclass::text AS rel
+                            FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class
+                           WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = 'ventros.http_requests'::regclass
+                             AND v.oid <> 'ventros.http_requests'::regclass
+                             AND has_table_privilege('ventros_admin', v.oid, 'SELECT')`)).map((r) => r.rel);
+  let rows = 0;
+  await db.query('BEGIN');
+  try {
+    await db.query('SET LOCAL ROLE ventros_admin');
+    for (const rel of ['ventros.http_requests', ...views]) {
+      const got = await q(`SELECT row_to_json(x)::text AS j FROM ${rel} x`);
+      rows += got.length;
+      for (const { j } of got) {
+        assert.ok(!j.includes(TOKEN) && !j.includes(WAHA_KEY), `${rel} shows a channel token: ${j.slice(0, 300)}`);
+      }
+    }
+  } finally {
+    await db.query('ROLLBACK');
+  }
+  const purposes = (await q('SELECT DISTINCT purpose FROM ventros.http_requests WHERE tenant_id = $1', [TENANT])).map((r) => r.purpose);
+  for (const p of ['message.send', 'media.lookup', 'media.download', 'template.sync']) assert.ok(purposes.includes(p), `a ${p} request was read`);
+  assert.ok(rows > 10, `rows read: ${rows}`);
+});

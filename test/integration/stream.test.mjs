@@ -125,7 +125,12 @@ async function asTenant(tenant, sql, params = []) {
   return r;
 }
 
-const has = (s, seq) => s.events.some((e) => e.id === seq);
+// An event is recognised by its outbox seq (the envelope's sequence); its
+// SSE id is its publish position, what Last-Event-ID sends back.
+const seqOf = (e) => String((e.json ?? e.data)?.sequence);
+const seqs = (s) => s.events.filter((e) => e.event !== 'closed').map(seqOf);
+const idOf = (s, seq) => s.events.find((e) => seqOf(e) === seq).id;
+const has = (s, seq) => s.events.some((e) => seqOf(e) === seq);
 const seen = (s, seq, what) => until(() => has(s, seq), what, 30000, 10);
 
 before(async () => {
@@ -184,7 +189,8 @@ test("events arrive for the caller's tenant only, with id, type and envelope", a
   const sa = await emit('ta', 'stream_a_pinged', { n: 2 });
   await seen(a, sa, "ta's event");
   await seen(b, sb, "tb's event");
-  const ea = a.events.find((e) => e.id === sa);
+  const ea = a.events.find((e) => seqOf(e) === sa);
+  assert.match(ea.id, /^[0-9]+$/, 'its publish position as id');
   assert.equal(ea.event, 'custom.stream_a_pinged');
   assert.equal(ea.json.tenantid, 'ta');
   assert.equal(String(ea.json.sequence), sa);
@@ -221,7 +227,7 @@ test('filters: types with wildcards, aggregate_type, aggregate_id', async () => 
   assert.deepEqual(wild.events.map((e) => e.event), ['contact.created', 'contact.updated', 'contact.tag_added', 'contact.created', 'custom.stream_f_pinged']);
   assert.ok(created.events.every((e) => e.event === 'contact.created'));
   assert.ok(byType.events.every((e) => e.json.aggregatetype === 'custom'));
-  assert.ok(!wild.events.some((e) => e.id === other), 'custom.stream_g_* is not custom.stream_f*');
+  assert.ok(!has(wild, other), 'custom.stream_g_* is not custom.stream_f*');
   // the contact's own events only (subscribed after its creation)
   await until(() => byId.events.length >= 2, "the contact's update and tag");
   assert.deepEqual(byId.events.map((e) => [e.event, e.json.aggregateid]), [['contact.updated', id], ['contact.tag_added', id]]);
@@ -233,25 +239,59 @@ test('Last-Event-ID resumes without loss or duplicate', async () => {
   const s1 = await emit('ta', 'stream_r_pinged', { n: 1 });
   const s2 = await emit('ta', 'stream_r_pinged', { n: 2 });
   await seen(first, s2, 'the first two');
+  const id2 = idOf(first, s2);
   first.close();
   await until(() => first.ended, 'the first subscription to end');
   // missed while disconnected, one of them of another type (filtered in the gap as live)
   const s3 = await emit('ta', 'stream_r_pinged', { n: 3 });
   await emit('ta', 'stream_x_pinged');
   const s4 = await emit('ta', 'stream_r_pinged', { n: 4 });
-  const again = await subscribe('/events/stream?types=custom.stream_r_pinged', { headers: { 'Last-Event-ID': s2 } });
+  const again = await subscribe('/events/stream?types=custom.stream_r_pinged', { headers: { 'Last-Event-ID': id2 } });
   await until(() => again.status !== 200 ? again.ended : true, 'an answer');
   assert.equal(again.status, 200, again.body);
   const s5 = await emit('ta', 'stream_r_pinged', { n: 5 });
   await seen(again, s5, 'the live event after the resume');
-  assert.deepEqual(again.events.map((e) => e.id), [s3, s4, s5]);
+  assert.deepEqual(seqs(again), [s3, s4, s5]);
   assert.deepEqual(again.events.map((e) => e.json.data.n), [3, 4, 5]);
   // the same with the query parameter (EventSource cannot set headers on its first request)
-  const q = await subscribe(`/events/stream?types=custom.stream_r_pinged&last_event_id=${s1}`);
+  const q = await subscribe(`/events/stream?types=custom.stream_r_pinged&last_event_id=${idOf(first, s1)}`);
   await seen(q, s5, 'the gap up to the last event');
-  assert.deepEqual(q.events.map((e) => e.id), [s2, s3, s4, s5]);
+  assert.deepEqual(seqs(q), [s2, s3, s4, s5]);
   again.close();
   q.close();
+});
+
+test('resuming after an event does not miss one with a lower seq committed after it (publish order, not seq order)', async () => {
+  const sub = await subscribe('/events/stream?types=custom.stream_o_*');
+  // w takes the lower seq and commits last: the publisher publishes its event after b's
+  const w = await db();
+  let sa;
+  let idB;
+  try {
+    await w.query('BEGIN');
+    await w.query("SELECT set_config('ventros.tenant', 'ta', true)");
+    // (two names: two aggregates, so that b is not held behind a)
+    await w.query('SELECT ventros.emit_custom_event($1, $2)', ['stream_o_first', { n: 'a' }]);
+    sa = String((await w.query("SELECT max(seq) AS seq FROM ventros.outbox WHERE event_type = 'custom.stream_o_first'")).rows[0].seq);
+    const sb = await emit('ta', 'stream_o_second', { n: 'b' });
+    assert.ok(BigInt(sa) < BigInt(sb), 'a has the lower seq');
+    await seen(sub, sb, 'b, published while a is not committed');
+    idB = idOf(sub, sb);
+    sub.close();
+    await until(() => sub.ended, 'the subscription to end');
+    await w.query('COMMIT');
+  } finally {
+    await w.end();
+  }
+  // a is published now, after b (at a higher position): the client missed it
+  await until(async () => (await c.query('SELECT status FROM ventros.outbox WHERE seq = $1', [sa])).rows[0].status === 'published',
+    'a to be published');
+  const again = await subscribe('/events/stream?types=custom.stream_o_*', { headers: { 'Last-Event-ID': idB } });
+  const sc = await emit('ta', 'stream_o_second', { n: 'c' });
+  await seen(again, sc, 'the live event after the resume');
+  assert.deepEqual(seqs(again), [sa, sc], 'a from the gap, then c');
+  assert.ok(BigInt(again.events[0].id) > BigInt(idB), "a's id (its position) is above b's");
+  again.close();
 });
 
 test('heartbeats keep an idle subscription open', async () => {
@@ -266,15 +306,15 @@ test('a slow client is cut off with a reason while a fast one receives everythin
   const fast = await subscribe('/events/stream?types=custom.stream_s_pinged');
   const slow = await subscribe('/events/stream?types=custom.stream_s_pinged', { pause: true });
   const big = 'x'.repeat(16000);
-  const seqs = [];
+  const sent = [];
   // lock-step: each event reaches the fast client before the next is written
   const t0 = Date.now();
   for (let i = 0; i < 150; i++) {
     const seq = await emit('ta', 'stream_s_pinged', { i, big });
-    seqs.push(seq);
+    sent.push(seq);
     await seen(fast, seq, `event ${i} on the fast client`);
   }
-  assert.deepEqual(fast.events.map((e) => e.id), seqs, 'the fast client has every event once, in order');
+  assert.deepEqual(fast.events.map(seqOf), sent, 'the fast client has every event once, in order');
   assert.equal(fast.ended, false);
   slow.res.resume();
   await until(() => slow.ended, 'the slow client to be cut', 30000, 20);
@@ -282,9 +322,9 @@ test('a slow client is cut off with a reason while a fast one receives everythin
   assert.ok(closed, 'a closed event before the end');
   assert.equal(closed.json.reason, 'slow_client');
   assert.equal(slow.events.at(-1), closed, 'nothing after it');
-  const got = slow.events.filter((e) => e.event !== 'closed').map((e) => e.id);
-  assert.ok(got.length < seqs.length, `the slow client missed events (${got.length})`);
-  assert.deepEqual(got, seqs.slice(0, got.length), 'what it got is a prefix, in order');
+  const got = seqs(slow);
+  assert.ok(got.length < sent.length, `the slow client missed events (${got.length})`);
+  assert.deepEqual(got, sent.slice(0, got.length), 'what it got is a prefix, in order');
   fast.close();
 });
 
@@ -320,6 +360,7 @@ test('a lost broker cuts every subscriber with feed_lost; after it is back, a re
   const s = await subscribe('/events/stream?types=custom.stream_l_pinged');
   const s1 = await emit('ta', 'stream_l_pinged', { n: 1 });
   await seen(s, s1, 'the event before the loss');
+  const id1 = idOf(s, s1);
   brokerStop();
   try {
     await until(() => s.ended, 'the subscriber to be cut', 60000, 20);
@@ -337,13 +378,13 @@ test('a lost broker cuts every subscriber with feed_lost; after it is back, a re
   const s2 = await emit('ta', 'stream_l_pinged', { n: 2 });
   let again;
   await until(async () => {
-    const t = await subscribe('/events/stream?types=custom.stream_l_pinged', { headers: { 'Last-Event-ID': s1 } });
+    const t = await subscribe('/events/stream?types=custom.stream_l_pinged', { headers: { 'Last-Event-ID': id1 } });
     if (t.status === 200) again = t; else t.close();
     return again;
   }, 'the front to consume again', 60000, 200);
   const s3 = await emit('ta', 'stream_l_pinged', { n: 3 });
   await seen(again, s3, 'the live event after the broker came back');
-  assert.deepEqual(again.events.map((e) => e.id), [s2, s3]);
+  assert.deepEqual(seqs(again), [s2, s3]);
   again.close();
 });
 
@@ -361,18 +402,19 @@ test('/events/ws: the same feed over a WebSocket (handshake, filters, resume, pi
   const s1 = await emit('ta', 'stream_w_pinged', { n: 1 });
   await emit('ta', 'stream_y_pinged');
   const s2 = await emit('ta', 'stream_w_pinged', { n: 2 });
-  await until(() => a.events.some((e) => e.id === s2), 'the events over the WebSocket', 30000, 10);
-  await until(() => b.events.some((e) => e.id === sb), "tb's event", 30000, 10);
-  assert.deepEqual(a.events.map((e) => [e.id, e.event, e.data.data.n, e.data.tenantid]),
+  await until(() => has(a, s2), 'the events over the WebSocket', 30000, 10);
+  await until(() => has(b, sb), "tb's event", 30000, 10);
+  assert.deepEqual(a.events.map((e) => [seqOf(e), e.event, e.data.data.n, e.data.tenantid]),
     [[s1, 'custom.stream_w_pinged', 1, 'ta'], [s2, 'custom.stream_w_pinged', 2, 'ta']]);
+  assert.ok(a.events.every((e) => /^[0-9]+$/.test(e.id)), 'each with its publish position as id');
   assert.ok(b.events.every((e) => e.data.tenantid === 'tb'));
   await until(() => a.pings >= 2, 'two pings', 30000, 20);
   a.close();
   const s3 = await emit('ta', 'stream_w_pinged', { n: 3 });
-  const again = await wsSubscribe('/events/ws?types=custom.stream_w_pinged', { headers: { 'Last-Event-ID': s1 } });
+  const again = await wsSubscribe('/events/ws?types=custom.stream_w_pinged', { headers: { 'Last-Event-ID': idOf(a, s1) } });
   const s4 = await emit('ta', 'stream_w_pinged', { n: 4 });
-  await until(() => again.events.some((e) => e.id === s4), 'the resumed WebSocket', 30000, 10);
-  assert.deepEqual(again.events.map((e) => e.id), [s2, s3, s4]);
+  await until(() => has(again, s4), 'the resumed WebSocket', 30000, 10);
+  assert.deepEqual(seqs(again), [s2, s3, s4]);
   again.close();
   b.close();
 });

@@ -5,7 +5,7 @@
 BEGIN;
 -- processed inside accept_webhook, so the outcome is visible in this transaction
 SET LOCAL ventros.inbox_processing = inline;
-SELECT plan(64);
+SELECT plan(65);
 
 SELECT ventros.create_tenant('inb_meta', 'Inbox Meta');
 SET LOCAL ventros.tenant = 'inb_meta';
@@ -168,8 +168,10 @@ SELECT matches(ventros_test.post_fixture('messenger', pg_temp.o('fb2'), 'messeng
 SELECT results_eq($$SELECT r.method, r.url, r.headers->>'Authorization', r.correlation_id
                     FROM ventros.http_requests r WHERE r.purpose = 'contact.profile' AND r.tenant_id = 'inb_meta'$$,
                   $$SELECT 'GET'::text, 'http://127.0.0.1:9/graph/v23.0/6000000000000009?fields=first_name,last_name,profile_pic'::text,
-                           'Bearer EAAtoken'::text, contact_id FROM pg_temp.msg('m_PROFILE1')$$,
-                  'asks the Graph API for the profile, with the page token');
+                           'Bearer {channel_secret:' || pg_temp.o('fb2') || ':access_token}', contact_id FROM pg_temp.msg('m_PROFILE1')$$,
+                  'asks the Graph API for the profile, with (a reference to) the page token');
+SELECT is((SELECT ventros.http_attempt_headers(r)->>'Authorization' FROM ventros.http_requests r
+            WHERE r.purpose = 'contact.profile' AND r.tenant_id = 'inb_meta'), 'Bearer EAAtoken', 'the dispatcher sends the page token');
 SELECT matches(ventros_test.post_fixture('messenger', pg_temp.o('fb2'), 'messenger_text', '{"entry": [{"id": "106000000000001", "messaging": [{"sender": {"id": "6000000000000009"}, "recipient": {"id": "106000000000001"}, "timestamp": 1458692752479, "message": {"mid": "m_PROFILE2", "text": "again"}}]}]}'),
                '^200 ', 'a second message');
 SELECT is((SELECT count(*)::int FROM ventros.http_requests WHERE purpose = 'contact.profile' AND tenant_id = 'inb_meta'), 1, 'asks only once');

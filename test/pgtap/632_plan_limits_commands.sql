@@ -6,7 +6,7 @@
 -- period; contacts created for inbound deliveries by the platform are not
 -- refused.
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT ventros.create_tenant('t_lim', 'Limits');
 SET LOCAL ventros.tenant = 't_lim';
@@ -34,6 +34,8 @@ SELECT is(pg_temp.limit_events('active_contacts'), 1::bigint, 'billing.limit_rea
 SELECT lives_ok($$SELECT pg_temp.send(a) FROM ids$$, 'a contact already active is messaged again');
 SELECT throws_ok($$SELECT ventros.create_contact('Cris', phone => '+5511955550003')$$, 'VN020',
                  'plan limit reached: 2 active contacts', 'a new contact is refused once the limit is reached');
+SELECT throws_ok($$INSERT INTO api.contacts (name, phone) VALUES ('Dora', '+5511955550005')$$, 'VN020',
+                 'plan limit reached: 2 active contacts', 'a direct write (POST /contacts) too');
 RESET ROLE;
 UPDATE ids SET c = (ventros.create_contact('Cris', phone => '+5511955550003')).id;
 SET LOCAL ROLE ventros_admin;
