@@ -20846,6 +20846,39 @@ $$;
 COMMENT ON FUNCTION ventros.create_contact(text, text, text, uuid, text, text, text, text, text[]) IS
     'Creates a contact in the acting tenant (default project unless given); VN020 once the plan''s limit of active contacts is reached; emits contact.created';
 
+-- ---- requests to Stripe are the platform's
+-- A tenant administrator could queue a stripe.* request (or turn one) to a host
+-- of its own: the preparer added the platform's secret key whatever the URL, and
+-- the answer handlers applied whatever that host answered (a subscription, a
+-- customer id).  The key now goes to the configured origin only, and tenant roles
+-- can neither insert nor update stripe.* requests.
+CREATE OR REPLACE FUNCTION ventros.stripe_request_headers(r ventros.http_requests) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s ventros.stripe_settings := (SELECT x FROM ventros.stripe_settings x);
+BEGIN
+    -- The key goes only to the configured Stripe origin (api_base has no
+    -- path: a URL that starts with it and a slash is on that origin).
+    IF s.api_key IS NULL OR NOT starts_with(r.url, s.api_base || '/') THEN
+        RETURN r.headers;
+    END IF;
+    RETURN r.headers || jsonb_build_object('Authorization', 'Bearer ' || ventros.decrypt_secret(s.api_key));
+END
+$$;
+COMMENT ON FUNCTION ventros.stripe_request_headers(ventros.http_requests) IS
+    'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request) when the URL is on the configured Stripe origin';
+
+-- Requests to Stripe are the platform's: a tenant role (whose administrators may
+-- queue and change their own requests directly) can neither queue one nor change
+-- one, so it cannot point the platform's key at a host of its choosing nor have
+-- a stripe.* answer handler apply an answer its own server made up.
+CREATE POLICY stripe_requests_platform_insert ON ventros.http_requests AS RESTRICTIVE FOR INSERT TO ventros_viewer
+    WITH CHECK (NOT starts_with(purpose, 'stripe.'));
+CREATE POLICY stripe_requests_platform_update ON ventros.http_requests AS RESTRICTIVE FOR UPDATE TO ventros_viewer
+    USING (NOT starts_with(purpose, 'stripe.')) WITH CHECK (NOT starts_with(purpose, 'stripe.'));
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

@@ -123,16 +123,27 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    key text := (SELECT ventros.decrypt_secret(s.api_key) FROM ventros.stripe_settings s);
+    s ventros.stripe_settings := (SELECT x FROM ventros.stripe_settings x);
 BEGIN
-    IF key IS NULL THEN
+    -- The key goes only to the configured Stripe origin (api_base has no
+    -- path: a URL that starts with it and a slash is on that origin).
+    IF s.api_key IS NULL OR NOT starts_with(r.url, s.api_base || '/') THEN
         RETURN r.headers;
     END IF;
-    RETURN r.headers || jsonb_build_object('Authorization', 'Bearer ' || key);
+    RETURN r.headers || jsonb_build_object('Authorization', 'Bearer ' || ventros.decrypt_secret(s.api_key));
 END
 $$;
 COMMENT ON FUNCTION ventros.stripe_request_headers(ventros.http_requests) IS
-    'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request)';
+    'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request) when the URL is on the configured Stripe origin';
+
+-- Requests to Stripe are the platform's: a tenant role (whose administrators may
+-- queue and change their own requests directly) can neither queue one nor change
+-- one, so it cannot point the platform's key at a host of its choosing nor have
+-- a stripe.* answer handler apply an answer its own server made up.
+CREATE POLICY stripe_requests_platform_insert ON ventros.http_requests AS RESTRICTIVE FOR INSERT TO ventros_viewer
+    WITH CHECK (NOT starts_with(purpose, 'stripe.'));
+CREATE POLICY stripe_requests_platform_update ON ventros.http_requests AS RESTRICTIVE FOR UPDATE TO ventros_viewer
+    USING (NOT starts_with(purpose, 'stripe.')) WITH CHECK (NOT starts_with(purpose, 'stripe.'));
 
 -- Stripe's answer as JSON (NULL unless the request succeeded with an object).
 CREATE FUNCTION ventros.stripe_answer_object(r ventros.http_requests) RETURNS jsonb
