@@ -20850,8 +20850,8 @@ COMMENT ON FUNCTION ventros.create_contact(text, text, text, uuid, text, text, t
 -- A tenant administrator could queue a stripe.* request (or turn one) to a host
 -- of its own: the preparer added the platform's secret key whatever the URL, and
 -- the answer handlers applied whatever that host answered (a subscription, a
--- customer id).  The key now goes to the configured origin only, and tenant roles
--- can neither insert nor update stripe.* requests.
+-- customer id).  The key now goes to the configured origin only, and the tenant
+-- policies of http_requests let no tenant role insert or update a stripe.* request.
 CREATE OR REPLACE FUNCTION ventros.stripe_request_headers(r ventros.http_requests) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -20870,14 +20870,11 @@ $$;
 COMMENT ON FUNCTION ventros.stripe_request_headers(ventros.http_requests) IS
     'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request) when the URL is on the configured Stripe origin';
 
--- Requests to Stripe are the platform's: a tenant role (whose administrators may
--- queue and change their own requests directly) can neither queue one nor change
--- one, so it cannot point the platform's key at a host of its choosing nor have
--- a stripe.* answer handler apply an answer its own server made up.
-CREATE POLICY stripe_requests_platform_insert ON ventros.http_requests AS RESTRICTIVE FOR INSERT TO ventros_viewer
-    WITH CHECK (NOT starts_with(purpose, 'stripe.'));
-CREATE POLICY stripe_requests_platform_update ON ventros.http_requests AS RESTRICTIVE FOR UPDATE TO ventros_viewer
-    USING (NOT starts_with(purpose, 'stripe.')) WITH CHECK (NOT starts_with(purpose, 'stripe.'));
+ALTER POLICY ventros_tenant_insert ON ventros.http_requests
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'));
+ALTER POLICY ventros_tenant_update ON ventros.http_requests
+    USING (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'))
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'));
 
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked

@@ -91,11 +91,16 @@ ALTER TABLE ventros.http_requests ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ventros.http_requests FORCE ROW LEVEL SECURITY;
 CREATE POLICY ventros_tenant_select ON ventros.http_requests FOR SELECT
     USING (tenant_id = (SELECT ventros.current_tenant()));
+-- Requests to Stripe (stripe.*) are the platform's, queued by its own code
+-- (sql/66_stripe_outbound.sql): a tenant administrator, who may queue and change
+-- the tenant's own requests, can neither queue one nor change one (nor turn one of
+-- its own into one): their preparer adds the platform's key and their answer
+-- handlers apply what the answer says.
 CREATE POLICY ventros_tenant_insert ON ventros.http_requests FOR INSERT
-    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()));
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'));
 CREATE POLICY ventros_tenant_update ON ventros.http_requests FOR UPDATE
-    USING (tenant_id = (SELECT ventros.current_tenant()))
-    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()));
+    USING (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'))
+    WITH CHECK (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'));
 -- Requests carry credentials in their headers: only tenant administrators see them.
 GRANT SELECT, INSERT, UPDATE ON ventros.http_requests TO ventros_admin;
 

@@ -136,14 +136,8 @@ $$;
 COMMENT ON FUNCTION ventros.stripe_request_headers(ventros.http_requests) IS
     'Dispatcher: the headers of an attempt to Stripe, with the platform''s secret key (never stored on the request) when the URL is on the configured Stripe origin';
 
--- Requests to Stripe are the platform's: a tenant role (whose administrators may
--- queue and change their own requests directly) can neither queue one nor change
--- one, so it cannot point the platform's key at a host of its choosing nor have
--- a stripe.* answer handler apply an answer its own server made up.
-CREATE POLICY stripe_requests_platform_insert ON ventros.http_requests AS RESTRICTIVE FOR INSERT TO ventros_viewer
-    WITH CHECK (NOT starts_with(purpose, 'stripe.'));
-CREATE POLICY stripe_requests_platform_update ON ventros.http_requests AS RESTRICTIVE FOR UPDATE TO ventros_viewer
-    USING (NOT starts_with(purpose, 'stripe.')) WITH CHECK (NOT starts_with(purpose, 'stripe.'));
+-- Tenant roles can neither queue nor change a stripe.* request: the
+-- policies of ventros.http_requests (sql/45_http_requests.sql).
 
 -- Stripe's answer as JSON (NULL unless the request succeeded with an object).
 CREATE FUNCTION ventros.stripe_answer_object(r ventros.http_requests) RETURNS jsonb
