@@ -19572,6 +19572,160 @@ CREATE INDEX sessions_by_activity ON ventros.sessions (tenant_id, last_activity_
 DROP INDEX ventros.notes_by_contact;
 CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_at DESC, id DESC);
 
+-- ---- automation executor speed
+-- The executor evaluates conditions in C (src/automation_conditions.c), the
+-- PL/pgSQL evaluator staying the reference; an event's rules at depth 0 are
+-- filtered by one C call (docs/automation.md, "Where the time went").
+
+CREATE FUNCTION ventros.automation_conditions_hold_c(conditions jsonb, ctx jsonb, tz text, at timestamptz)
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'vn_automation_conditions_hold';
+COMMENT ON FUNCTION ventros.automation_conditions_hold_c(jsonb, jsonb, text, timestamptz) IS
+    'ventros.automation_conditions_hold evaluated in C (the executor''s): the same answer, NULL and errors included';
+
+CREATE FUNCTION ventros.automation_rules_holding(rules ventros.automations[], ctx jsonb, tz text, at timestamptz,
+                                                 OUT acting integer[], OUT skipped uuid[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'vn_automation_rules_holding';
+COMMENT ON FUNCTION ventros.automation_rules_holding(ventros.automations[], jsonb, text, timestamptz) IS
+    'The rules of an event (in priority order) whose conditions hold (acting: positions from 1) and those they skip (skipped: ids), up to the first rule that holds with stop_processing; conditions as ventros.automation_conditions_hold';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros.outbox, ctx jsonb, ctx_error text,
+                                            settings ventros.automation_settings, depth integer,
+                                            origin_event_id uuid, at timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run ventros.automation_runs;
+    holds boolean;
+    reason text;
+    err text;
+    state text;
+BEGIN
+    -- ran already (the event was queued again): nothing twice
+    SELECT * INTO run FROM ventros.automation_rule_runs x
+     WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id AND x.event_id = ev.event_id;
+    IF FOUND THEN
+        RETURN 'ran ' || run.outcome;
+    END IF;
+    IF EXISTS (SELECT 1 FROM ventros.automation_event_runs e
+                WHERE e.tenant_id = ev.tenant_id AND e.event_id = ev.event_id AND rule.id = ANY (e.skipped)) THEN
+        RETURN 'ran skipped';
+    END IF;
+    IF depth >= settings.max_depth THEN
+        reason := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                         settings.max_depth, ev.event_type, depth, origin_event_id);
+    ELSIF depth > 0 AND ventros.automation_ran_for_origin(ev.tenant_id, rule.id, origin_event_id) THEN
+        reason := format('loop: rule already ran for the originating event %s', origin_event_id);
+    ELSIF ctx_error IS NOT NULL THEN
+        reason := 'conditions failed: ' || ctx_error;
+    ELSE
+        BEGIN
+            holds := coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            reason := 'conditions failed: ' || state || ': ' || err;
+        END;
+    END IF;
+    IF reason IS NULL AND NOT holds THEN
+        -- the caller writes it in the event's row of the run log
+        RETURN 'skipped';
+    END IF;
+    INSERT INTO ventros.automation_rule_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                              error, finished_at)
+    VALUES (ev.tenant_id, rule.id, ev.event_id, ev.event_type, origin_event_id, depth,
+            CASE WHEN reason IS NOT NULL THEN 'failed' ELSE 'waiting' END,
+            left(reason, 2000), CASE WHEN reason IS NOT NULL THEN clock_timestamp() END)
+    RETURNING * INTO run;
+    IF reason IS NOT NULL THEN
+        PERFORM ventros.automation_report(rule, 'failed', run);
+        RETURN 'failed';
+    END IF;
+    PERFORM ventros.automation_report(rule, 'triggered', run);
+    RETURN ventros.automation_execute(rule, run, ctx, rule.actions, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, jsonb, text, ventros.automation_settings, integer, uuid, timestamptz) IS
+    'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped, not written: the caller writes it in the event''s row; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
+                                             settings ventros.automation_settings, at timestamptz)
+RETURNS uuid[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rule ventros.automations;
+    ctx jsonb;
+    run ventros.automation_runs;
+    r record;
+    skipped uuid[] := '{}';
+    todo integer[];
+    i integer;
+BEGIN
+    -- everything the rules emit (their actions', their own reports) is one level deeper
+    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    IF q.depth = 0 AND settings.max_depth > 0 THEN
+        -- the common case: no depth limit or loop to check; the conditions
+        -- of the rules in C, in priority order, up to the first rule that
+        -- holds and has stop_processing (src/automation_conditions.c)
+        ctx := ventros.automation_context(ev, at);
+        SELECT h.acting, h.skipped INTO todo, skipped
+          FROM ventros.automation_rules_holding(rules, ctx, settings.timezone, at) h;
+    ELSE
+        todo := ARRAY(SELECT pg_catalog.generate_series(1, cardinality(rules)));
+    END IF;
+    FOREACH i IN ARRAY todo LOOP
+        rule := rules[i];
+        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
+        IF q.depth > 0 OR settings.max_depth <= 0 THEN
+            IF q.depth >= settings.max_depth THEN
+                run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                                    settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
+            ELSIF ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
+                run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
+            END IF;
+            IF run.error IS NOT NULL THEN
+                run.outcome := 'failed';
+                run.finished_at := clock_timestamp();
+                INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+                PERFORM ventros.automation_report(rule, 'failed', run);
+                CONTINUE;
+            END IF;
+            ctx := coalesce(ctx, ventros.automation_context(ev, at));
+            IF NOT coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false) THEN
+                skipped := skipped || rule.id;
+                CONTINUE;
+            END IF;
+        END IF;
+        PERFORM ventros.automation_report(rule, 'triggered', run);
+        IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            UPDATE ventros.automation_rule_runs x
+               SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = r.done,
+                   finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
+             WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        ELSE
+            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            run.outcome := 'executed';
+            run.actions_done := r.done;
+            run.finished_at := clock_timestamp();
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+        END IF;
+        IF run.outcome = 'executed' THEN
+            PERFORM ventros.automation_report(rule, 'executed', run);
+        END IF;
+        EXIT WHEN rule.stop_processing;
+    END LOOP;
+    RETURN skipped;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

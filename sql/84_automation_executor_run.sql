@@ -158,7 +158,7 @@ BEGIN
         reason := 'conditions failed: ' || ctx_error;
     ELSE
         BEGIN
-            holds := coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false);
+            holds := coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
             reason := 'conditions failed: ' || state || ': ' || err;
@@ -222,38 +222,44 @@ DECLARE
     run ventros.automation_runs;
     r record;
     skipped uuid[] := '{}';
+    todo integer[];
+    i integer;
 BEGIN
     -- everything the rules emit (their actions', their own reports) is one level deeper
     PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
-    FOREACH rule IN ARRAY rules LOOP
-        IF q.depth = 0 AND rule.conditions <> '[]' THEN
-            -- the common case first: no cascade to check, conditions to evaluate
+    IF q.depth = 0 AND settings.max_depth > 0 THEN
+        -- the common case: no depth limit or loop to check; the conditions
+        -- of the rules in C, in priority order, up to the first rule that
+        -- holds and has stop_processing (src/automation_conditions.c)
+        ctx := ventros.automation_context(ev, at);
+        SELECT h.acting, h.skipped INTO todo, skipped
+          FROM ventros.automation_rules_holding(rules, ctx, settings.timezone, at) h;
+    ELSE
+        todo := ARRAY(SELECT pg_catalog.generate_series(1, cardinality(rules)));
+    END IF;
+    FOREACH i IN ARRAY todo LOOP
+        rule := rules[i];
+        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
+        IF q.depth > 0 OR settings.max_depth <= 0 THEN
+            IF q.depth >= settings.max_depth THEN
+                run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                                    settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
+            ELSIF ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
+                run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
+            END IF;
+            IF run.error IS NOT NULL THEN
+                run.outcome := 'failed';
+                run.finished_at := clock_timestamp();
+                INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+                PERFORM ventros.automation_report(rule, 'failed', run);
+                CONTINUE;
+            END IF;
             ctx := coalesce(ctx, ventros.automation_context(ev, at));
-            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+            IF NOT coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false) THEN
                 skipped := skipped || rule.id;
                 CONTINUE;
             END IF;
-        END IF;
-        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
-                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
-        IF q.depth >= settings.max_depth THEN
-            run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
-                                settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
-        ELSIF q.depth > 0 AND ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
-            run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
-        END IF;
-        IF run.error IS NOT NULL THEN
-            run.outcome := 'failed';
-            run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
-            PERFORM ventros.automation_report(rule, 'failed', run);
-            CONTINUE;
-        END IF;
-        ctx := coalesce(ctx, ventros.automation_context(ev, at));
-        IF q.depth > 0
-           AND NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
-            skipped := skipped || rule.id;
-            CONTINUE;
         END IF;
         PERFORM ventros.automation_report(rule, 'triggered', run);
         IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
