@@ -19591,6 +19591,76 @@ AS 'MODULE_PATHNAME', 'vn_automation_rules_holding';
 COMMENT ON FUNCTION ventros.automation_rules_holding(ventros.automations[], jsonb, text, timestamptz) IS
     'The rules of an event (in priority order) whose conditions hold (acting: positions from 1) and those they skip (skipped: ids), up to the first rule that holds with stop_processing; conditions as ventros.automation_conditions_hold';
 
+CREATE OR REPLACE FUNCTION ventros.automation_context(ev ventros.outbox, at timestamptz) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    m ventros.messages;
+    s ventros.sessions;
+    c ventros.contacts;
+    ch ventros.channels;
+    message_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'message' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'message_id'));
+    session_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'session' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'session_id'));
+    contact_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'contact' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'contact_id'));
+    channel_id uuid := ventros.automation_uuid(ev.payload->>'channel_id');
+    ctx jsonb;
+BEGIN
+    IF message_id IS NOT NULL THEN
+        SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = ev.tenant_id AND x.id = message_id;
+        session_id := coalesce(session_id, m.session_id);
+        contact_id := coalesce(contact_id, m.contact_id);
+        channel_id := coalesce(channel_id, m.channel_id);
+    END IF;
+    IF session_id IS NOT NULL THEN
+        SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = ev.tenant_id AND x.id = session_id;
+        contact_id := coalesce(contact_id, s.contact_id);
+        channel_id := coalesce(channel_id, s.channel_id);
+    END IF;
+    IF contact_id IS NOT NULL THEN
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ev.tenant_id AND x.id = contact_id;
+    END IF;
+    IF channel_id IS NOT NULL THEN
+        SELECT * INTO ch FROM ventros.channels x WHERE x.tenant_id = ev.tenant_id AND x.id = channel_id;
+    END IF;
+    ctx := jsonb_build_object(
+        'event', jsonb_build_object('id', ev.event_id, 'type', ev.event_type, 'aggregate_type', ev.aggregate_type,
+                                    'aggregate_id', ev.aggregate_id, 'actor', ev.actor, 'occurred_at', ev.occurred_at),
+        'payload', ev.payload);
+    IF c.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('contact', to_jsonb(c) - 'tenant_id'
+            || jsonb_build_object('custom', coalesce((SELECT jsonb_object_agg(f.field_key, f.field_value)
+                                                       FROM ventros.contact_custom_fields f
+                                                      WHERE f.tenant_id = ev.tenant_id AND f.contact_id = c.id
+                                                        AND f.deleted_at IS NULL), '{}')),
+            'pipeline', (SELECT jsonb_build_object('status_ids', coalesce(jsonb_agg(p.status_id), '[]'),
+                                                   'statuses', coalesce(jsonb_agg(st.name), '[]'),
+                                                   'pipeline_ids', coalesce(jsonb_agg(p.pipeline_id), '[]'))
+                           FROM ventros.contact_pipeline_statuses p
+                           JOIN ventros.pipeline_statuses st ON st.tenant_id = p.tenant_id AND st.id = p.status_id
+                          WHERE p.tenant_id = ev.tenant_id AND p.contact_id = c.id AND p.exited_at IS NULL
+                            AND p.deleted_at IS NULL));
+    END IF;
+    IF m.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('message', to_jsonb(m) - 'tenant_id');
+    END IF;
+    IF s.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session', to_jsonb(s) - 'tenant_id'
+            || jsonb_build_object('duration_minutes',
+                   round(extract(epoch FROM coalesce(s.ended_at, at) - s.started_at) / 60, 2)));
+    END IF;
+    IF ch.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('channel', jsonb_build_object('id', ch.id, 'name', ch.name, 'type', ch.type,
+                                                                       'status', ch.status));
+    END IF;
+    RETURN ctx;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_context(ventros.outbox, timestamptz) IS
+    'What an automation rule sees of an event: event, payload, contact (with custom fields), pipeline statuses, message, session (with duration_minutes) and channel';
+
 CREATE OR REPLACE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros.outbox, ctx jsonb, ctx_error text,
                                             settings ventros.automation_settings, depth integer,
                                             origin_event_id uuid, at timestamptz)
@@ -19664,8 +19734,11 @@ DECLARE
     todo integer[];
     i integer;
 BEGIN
-    -- everything the rules emit (their actions', their own reports) is one level deeper
-    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    -- everything the rules emit (their actions', their own reports) is one
+    -- level deeper (ventros.automation_mark_cascade, inlined: this runs for
+    -- every event)
+    PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
+            pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
     IF q.depth = 0 AND settings.max_depth > 0 THEN
         -- the common case: no depth limit or loop to check; the conditions
         -- of the rules in C, in priority order, up to the first rule that
@@ -19700,7 +19773,12 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        PERFORM ventros.automation_report(rule, 'triggered', run);
+        -- the reports inlined (ventros.automation_report: the same payload)
+        PERFORM ventros.emit('automation.triggered', 'automation', rule.id,
+            jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                 'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                 'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+            rule.version);
         IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
             INSERT INTO ventros.automation_rule_runs VALUES (run.*);
             r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
@@ -19709,14 +19787,22 @@ BEGIN
                    finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
              WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
         ELSE
-            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            -- no wait: ventros.automation_run_actions' loop, inlined
+            FOR k IN 0 .. jsonb_array_length(rule.actions) - 1 LOOP
+                IF rule.actions->k->>'type' <> 'wait' THEN
+                    run.actions_done := run.actions_done || ventros.automation_act(rule.actions->k, ctx, rule);
+                END IF;
+            END LOOP;
             run.outcome := 'executed';
-            run.actions_done := r.done;
             run.finished_at := clock_timestamp();
             INSERT INTO ventros.automation_rule_runs VALUES (run.*);
         END IF;
         IF run.outcome = 'executed' THEN
-            PERFORM ventros.automation_report(rule, 'executed', run);
+            PERFORM ventros.emit('automation.executed', 'automation', rule.id,
+                jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                     'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                     'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+                rule.version);
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;

@@ -13,9 +13,13 @@ COMMENT ON FUNCTION ventros.automation_uuid(text) IS 'A text as a uuid, NULL whe
 -- The event, its payload, and the contact, custom fields, pipeline statuses,
 -- message, session and channel it concerns, as one JSON document; a
 -- condition's field is a path into it.  Called with the event's tenant acting.
+-- No SET search_path (as the condition functions below): it runs once per
+-- event in the executor, which pins its own path, and a SET clause saves,
+-- sets and restores the path at every call and makes the caller's next
+-- statements look the path up again; it is not SECURITY DEFINER and names
+-- every object but pg_catalog's with its schema.
 CREATE FUNCTION ventros.automation_context(ev ventros.outbox, at timestamptz) RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m ventros.messages;

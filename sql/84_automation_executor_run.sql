@@ -225,8 +225,11 @@ DECLARE
     todo integer[];
     i integer;
 BEGIN
-    -- everything the rules emit (their actions', their own reports) is one level deeper
-    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
+    -- everything the rules emit (their actions', their own reports) is one
+    -- level deeper (ventros.automation_mark_cascade, inlined: this runs for
+    -- every event)
+    PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
+            pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
     IF q.depth = 0 AND settings.max_depth > 0 THEN
         -- the common case: no depth limit or loop to check; the conditions
         -- of the rules in C, in priority order, up to the first rule that
@@ -261,7 +264,12 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        PERFORM ventros.automation_report(rule, 'triggered', run);
+        -- the reports inlined (ventros.automation_report: the same payload)
+        PERFORM ventros.emit('automation.triggered', 'automation', rule.id,
+            jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                 'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                 'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+            rule.version);
         IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
             INSERT INTO ventros.automation_rule_runs VALUES (run.*);
             r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
@@ -270,14 +278,22 @@ BEGIN
                    finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
              WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
         ELSE
-            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            -- no wait: ventros.automation_run_actions' loop, inlined
+            FOR k IN 0 .. jsonb_array_length(rule.actions) - 1 LOOP
+                IF rule.actions->k->>'type' <> 'wait' THEN
+                    run.actions_done := run.actions_done || ventros.automation_act(rule.actions->k, ctx, rule);
+                END IF;
+            END LOOP;
             run.outcome := 'executed';
-            run.actions_done := r.done;
             run.finished_at := clock_timestamp();
             INSERT INTO ventros.automation_rule_runs VALUES (run.*);
         END IF;
         IF run.outcome = 'executed' THEN
-            PERFORM ventros.automation_report(rule, 'executed', run);
+            PERFORM ventros.emit('automation.executed', 'automation', rule.id,
+                jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                     'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                     'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+                rule.version);
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;

@@ -55,60 +55,72 @@ typedef enum VnTri
 /* The PL/pgSQL reference functions, looked up once per call site. */
 typedef struct VnCondCache
 {
-	FmgrInfo	list;			/* automation_conditions_hold */
-	FmgrInfo	node;			/* automation_condition_holds */
-	FmgrInfo	compare;		/* automation_compare */
+	FmgrInfo	  list;	   /* automation_conditions_hold */
+	FmgrInfo	  node;	   /* automation_condition_holds */
+	FmgrInfo	  compare; /* automation_compare */
+	MemoryContext mcxt;	   /* where they live */
 } VnCondCache;
 
 /* What every node of one evaluation needs. */
 typedef struct VnCondEval
 {
 	VnCondCache *cache;
-	Jsonb	   *ctx;
-	Datum		tz;
-	Datum		at;
+	Jsonb		*ctx;
+	Datum		 tz;
+	Datum		 at;
 } VnCondEval;
 
 static const char *const other_kinds[] = {
 	"all", "any", "not", "keyword", "regex", "tag", "time_window", "weekdays",
-	"sentiment", "sentiment_below", "topic"
-};
+	"sentiment", "sentiment_below", "topic"};
 
 static const char *const context_roots[] = {
-	"payload", "event", "contact", "message", "session", "channel", "pipeline"
-};
+	"payload", "event", "contact", "message", "session", "channel", "pipeline"};
 
 static void
 lookup_reference(FmgrInfo *flinfo, const char *signature, MemoryContext mcxt)
 {
-	Oid			fn;
+	Oid fn;
 
 	fn = DatumGetObjectId(DirectFunctionCall1(regprocedurein, CStringGetDatum(signature)));
 	fmgr_info_cxt(fn, flinfo, mcxt);
 }
 
+/*
+ * The cache of a call site; the reference functions are looked up only when
+ * a node needs one (rare: most rules use the shapes evaluated here).
+ */
 static VnCondCache *
 cond_cache(FunctionCallInfo fcinfo)
 {
-	VnCondCache *cache = (VnCondCache *) fcinfo->flinfo->fn_extra;
-	MemoryContext mcxt = fcinfo->flinfo->fn_mcxt;
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		VnCondCache *cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(VnCondCache));
 
-	if (cache != NULL)
-		return cache;
-	cache = MemoryContextAllocZero(mcxt, sizeof(VnCondCache));
-	lookup_reference(&cache->list, "ventros.automation_conditions_hold(jsonb,jsonb,text,timestamptz)", mcxt);
-	lookup_reference(&cache->node, "ventros.automation_condition_holds(jsonb,jsonb,text,timestamptz)", mcxt);
-	lookup_reference(&cache->compare, "ventros.automation_compare(jsonb,text,jsonb)", mcxt);
-	fcinfo->flinfo->fn_extra = cache;
-	return cache;
+		cache->mcxt = fcinfo->flinfo->fn_mcxt;
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	return (VnCondCache *) fcinfo->flinfo->fn_extra;
 }
+
+static FmgrInfo *
+reference(VnCondCache *cache, FmgrInfo *flinfo, const char *signature)
+{
+	if (flinfo->fn_oid == InvalidOid)
+		lookup_reference(flinfo, signature, cache->mcxt);
+	return flinfo;
+}
+
+#define REF_LIST(cache) reference((cache), &(cache)->list, "ventros.automation_conditions_hold(jsonb,jsonb,text,timestamptz)")
+#define REF_NODE(cache) reference((cache), &(cache)->node, "ventros.automation_condition_holds(jsonb,jsonb,text,timestamptz)")
+#define REF_COMPARE(cache) reference((cache), &(cache)->compare, "ventros.automation_compare(jsonb,text,jsonb)")
 
 /* Calls a (non-strict) reference function; NULL arguments are NULL pointers. */
 static VnTri
 call_reference(FmgrInfo *flinfo, int nargs, Datum *args, bool *nulls)
 {
 	LOCAL_FCINFO(fc, 4);
-	Datum		result;
+	Datum result;
 
 	InitFunctionCallInfoData(*fc, flinfo, nargs, InvalidOid, NULL, NULL);
 	for (int i = 0; i < nargs; i++)
@@ -125,8 +137,8 @@ call_reference(FmgrInfo *flinfo, int nargs, Datum *args, bool *nulls)
 static VnTri
 reference_holds(VnCondEval *ev, FmgrInfo *flinfo, Jsonb *c)
 {
-	Datum		args[4] = {PointerGetDatum(c), PointerGetDatum(ev->ctx), ev->tz, ev->at};
-	bool		nulls[4] = {c == NULL, false, false, false};
+	Datum args[4] = {PointerGetDatum(c), PointerGetDatum(ev->ctx), ev->tz, ev->at};
+	bool  nulls[4] = {c == NULL, false, false, false};
 
 	return call_reference(flinfo, 4, args, nulls);
 }
@@ -164,7 +176,7 @@ object_get(Jsonb *obj, const char *key)
 static bool
 object_has(Jsonb *obj, const char *key)
 {
-	JsonbValue	k;
+	JsonbValue k;
 
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
@@ -176,7 +188,7 @@ object_has(Jsonb *obj, const char *key)
 static const char *
 json_type(Jsonb *j)
 {
-	JsonbValue	v;
+	JsonbValue v;
 
 	if (j == NULL)
 		return NULL;
@@ -204,8 +216,8 @@ json_type(Jsonb *j)
 static text *
 json_text(Jsonb *j)
 {
-	bool		isnull = false;
-	Datum		d;
+	bool  isnull = false;
+	Datum d;
 
 	if (j == NULL)
 		return NULL;
@@ -218,8 +230,8 @@ static Jsonb *
 json_wrap(Jsonb *j)
 {
 	JsonbParseState *state = NULL;
-	JsonbValue	v;
-	JsonbValue *res;
+	JsonbValue		 v;
+	JsonbValue		*res;
 
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	if (j == NULL)
@@ -296,6 +308,8 @@ context_field(Jsonb *ctx, const char *field)
 
 	if (len > 0)
 	{
+		size_t first = strcspn(field, ".");
+
 		for (const char *p = field;; p++)
 		{
 			if (*p == '.' || *p == '\0')
@@ -307,7 +321,7 @@ context_field(Jsonb *ctx, const char *field)
 			}
 		}
 		for (int i = 0; i < (int) lengthof(context_roots); i++)
-			if (strcmp(text_to_cstring(DatumGetTextPP(path[0])), context_roots[i]) == 0)
+			if (strncmp(field, context_roots[i], first) == 0 && context_roots[i][first] == '\0')
 				rooted = true;
 	}
 	if (!rooted)
@@ -326,33 +340,41 @@ context_field(Jsonb *ctx, const char *field)
 static bool
 compare_known(Jsonb *actual, const char *op, Jsonb *expected, VnTri *result)
 {
-	text	   *a = json_text(actual);
-	text	   *e = json_text(expected);
 	const char *ta = json_type(actual);
 	const char *te = json_type(expected);
+	text	   *a;
+	text	   *e;
+
+	/* two numbers compared: no text needed */
+	if ((op[0] != 'g' && op[0] != 'l') || strcmp(ta, "number") != 0 || te == NULL || strcmp(te, "number") != 0)
+	{
+		a = json_text(actual);
+		e = json_text(expected);
+	}
+	else
+		a = e = NULL;
 
 	if (strcmp(op, "eq") == 0)
 	{
-		VnTri		same = expected == NULL ? VN_NULL
-			: tri_bool(DatumGetBool(DirectFunctionCall2(jsonb_eq, PointerGetDatum(actual), PointerGetDatum(expected))));
-		VnTri		same_text = e == NULL ? VN_NULL : tri_bool(text_call(texteq, a, e));
+		VnTri same = expected == NULL ? VN_NULL : tri_bool(DatumGetBool(DirectFunctionCall2(jsonb_eq, PointerGetDatum(actual), PointerGetDatum(expected))));
+		VnTri same_text = e == NULL ? VN_NULL : tri_bool(text_call(texteq, a, e));
 
-		*result = (same == VN_TRUE || same_text == VN_TRUE) ? VN_TRUE
-			: (same == VN_NULL || same_text == VN_NULL) ? VN_NULL : VN_FALSE;
+		*result = (same == VN_TRUE || same_text == VN_TRUE) ? VN_TRUE : (same == VN_NULL || same_text == VN_NULL) ? VN_NULL :
+																													VN_FALSE;
 	}
 	else if (strcmp(op, "gt") == 0 || strcmp(op, "lt") == 0 || strcmp(op, "gte") == 0 || strcmp(op, "lte") == 0)
 	{
-		int			cmp;
+		int cmp;
 
-		if (e == NULL)
+		if (te == NULL || strcmp(te, "null") == 0)
 		{
 			*result = VN_NULL;
 			return true;
 		}
-		if (strcmp(ta, "number") == 0 && te != NULL && strcmp(te, "number") == 0)
+		if (strcmp(ta, "number") == 0 && strcmp(te, "number") == 0)
 		{
-			JsonbValue	va,
-						ve;
+			JsonbValue va,
+				ve;
 
 			JsonbExtractScalar(&actual->root, &va);
 			JsonbExtractScalar(&expected->root, &ve);
@@ -367,8 +389,7 @@ compare_known(Jsonb *actual, const char *op, Jsonb *expected, VnTri *result)
 	else if (strcmp(op, "contains") == 0)
 	{
 		if (strcmp(ta, "array") == 0)
-			*result = tri_bool(json_contains(actual, (te != NULL && strcmp(te, "array") == 0) ? expected
-											 : json_wrap(expected)));
+			*result = tri_bool(json_contains(actual, (te != NULL && strcmp(te, "array") == 0) ? expected : json_wrap(expected)));
 		else if (e == NULL)
 			*result = VN_NULL;
 		else
@@ -384,8 +405,8 @@ compare_known(Jsonb *actual, const char *op, Jsonb *expected, VnTri *result)
 			*result = VN_NULL;
 		else
 		{
-			Datum		tail = DirectFunctionCall2(text_right, PointerGetDatum(lower_text(a)),
-												   DirectFunctionCall1(textlen, PointerGetDatum(e)));
+			Datum tail = DirectFunctionCall2(text_right, PointerGetDatum(lower_text(a)),
+											 DirectFunctionCall1(textlen, PointerGetDatum(e)));
 
 			*result = tri_bool(text_call(texteq, DatumGetTextPP(tail), lower_text(e)));
 		}
@@ -401,10 +422,10 @@ compare_known(Jsonb *actual, const char *op, Jsonb *expected, VnTri *result)
 		else
 		{
 			/* EXISTS (SELECT 1 FROM jsonb_array_elements_text(expected) x WHERE x = a) */
-			JsonbIterator *it = JsonbIteratorInit(&expected->root);
-			JsonbValue	v;
+			JsonbIterator	  *it = JsonbIteratorInit(&expected->root);
+			JsonbValue		   v;
 			JsonbIteratorToken tok;
-			bool		found = false;
+			bool			   found = false;
 
 			while (!found && (tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 			{
@@ -429,9 +450,9 @@ compare_known(Jsonb *actual, const char *op, Jsonb *expected, VnTri *result)
 static VnTri
 compare(VnCondEval *ev, Jsonb *actual, text *op_text, Jsonb *expected)
 {
-	char	   *op = op_text == NULL ? NULL : text_to_cstring(op_text);
-	bool		missing = actual == NULL || strcmp(json_type(actual), "null") == 0;
-	VnTri		result;
+	char *op = op_text == NULL ? NULL : text_to_cstring(op_text);
+	bool  missing = actual == NULL || strcmp(json_type(actual), "null") == 0;
+	VnTri result;
 
 	if (op != NULL)
 	{
@@ -452,10 +473,10 @@ compare(VnCondEval *ev, Jsonb *actual, text *op_text, Jsonb *expected)
 			return result;
 	}
 	{
-		Datum		args[3] = {PointerGetDatum(actual), PointerGetDatum(op_text), PointerGetDatum(expected)};
-		bool		nulls[3] = {actual == NULL, op_text == NULL, expected == NULL};
+		Datum args[3] = {PointerGetDatum(actual), PointerGetDatum(op_text), PointerGetDatum(expected)};
+		bool  nulls[3] = {actual == NULL, op_text == NULL, expected == NULL};
 
-		return call_reference(&ev->cache->compare, 3, args, nulls);
+		return call_reference(REF_COMPARE(ev->cache), 3, args, nulls);
 	}
 }
 
@@ -467,10 +488,10 @@ static VnTri node_holds(VnCondEval *ev, Jsonb *c);
 static VnTri
 group_holds(VnCondEval *ev, Jsonb *c, Jsonb *list, bool all)
 {
-	int			n;
+	int n;
 
 	if (list == NULL || !JB_ROOT_IS_ARRAY(list) || JB_ROOT_IS_SCALAR(list))
-		return reference_holds(ev, &ev->cache->node, c);
+		return reference_holds(ev, REF_NODE(ev->cache), c);
 	n = JB_ROOT_COUNT(list);
 	for (int i = 0; i < n; i++)
 	{
@@ -488,11 +509,11 @@ group_holds(VnCondEval *ev, Jsonb *c, Jsonb *list, bool all)
 static VnTri
 node_holds(VnCondEval *ev, Jsonb *c)
 {
-	bool		other = false;
-	Jsonb	   *field;
+	bool   other = false;
+	Jsonb *field;
 
 	if (c == NULL || !JB_ROOT_IS_OBJECT(c))
-		return reference_holds(ev, &ev->cache->node, c);
+		return reference_holds(ev, REF_NODE(ev->cache), c);
 	for (int i = 0; i < (int) lengthof(other_kinds); i++)
 		other = other || object_has(c, other_kinds[i]);
 	if (!other)
@@ -501,7 +522,7 @@ node_holds(VnCondEval *ev, Jsonb *c)
 		if (field != NULL && strcmp(json_type(field), "string") == 0)
 			return compare(ev, context_field(ev->ctx, text_to_cstring(json_text(field))),
 						   json_text(object_get(c, "operator")), object_get(c, "value"));
-		return reference_holds(ev, &ev->cache->node, c);
+		return reference_holds(ev, REF_NODE(ev->cache), c);
 	}
 	if (object_has(c, "all"))
 		return group_holds(ev, c, object_get(c, "all"), true);
@@ -509,7 +530,7 @@ node_holds(VnCondEval *ev, Jsonb *c)
 		return group_holds(ev, c, object_get(c, "any"), false);
 	if (object_has(c, "not"))
 		return tri_not(node_holds(ev, object_get(c, "not")));
-	return reference_holds(ev, &ev->cache->node, c);
+	return reference_holds(ev, REF_NODE(ev->cache), c);
 }
 
 /* ---- ventros.automation_conditions_hold ------------------------------------- */
@@ -518,8 +539,8 @@ node_holds(VnCondEval *ev, Jsonb *c)
 static bool
 is_or(Jsonb *c)
 {
-	Jsonb	   *logic;
-	text	   *t;
+	Jsonb *logic;
+	text  *t;
 
 	if (!JB_ROOT_IS_OBJECT(c) || JB_ROOT_IS_SCALAR(c))
 		return false;
@@ -539,18 +560,18 @@ is_or(Jsonb *c)
 static VnTri
 list_holds(VnCondEval *ev, Jsonb *conditions)
 {
-	VnTri		result = VN_TRUE;
-	int			n;
+	VnTri result = VN_TRUE;
+	int	  n;
 
 	if (conditions == NULL)
 		return VN_TRUE;
 	if (!JB_ROOT_IS_ARRAY(conditions) || JB_ROOT_IS_SCALAR(conditions))
-		return reference_holds(ev, &ev->cache->list, conditions);
+		return reference_holds(ev, REF_LIST(ev->cache), conditions);
 	n = JB_ROOT_COUNT(conditions);
 	for (int i = 0; i < n; i++)
 	{
-		Jsonb	   *c = JsonbValueToJsonb(getIthJsonbValueFromContainer(&conditions->root, i));
-		VnTri		x;
+		Jsonb *c = JsonbValueToJsonb(getIthJsonbValueFromContainer(&conditions->root, i));
+		VnTri  x;
 
 		if (i == 0)
 			result = node_holds(ev, c);
@@ -559,13 +580,15 @@ list_holds(VnCondEval *ev, Jsonb *conditions)
 			if (result != VN_TRUE)
 			{
 				x = node_holds(ev, c);
-				result = x == VN_TRUE ? VN_TRUE : (result == VN_NULL || x == VN_NULL) ? VN_NULL : VN_FALSE;
+				result = x == VN_TRUE ? VN_TRUE : (result == VN_NULL || x == VN_NULL) ? VN_NULL :
+																						VN_FALSE;
 			}
 		}
 		else if (result != VN_FALSE)
 		{
 			x = node_holds(ev, c);
-			result = x == VN_FALSE ? VN_FALSE : (result == VN_NULL || x == VN_NULL) ? VN_NULL : VN_TRUE;
+			result = x == VN_FALSE ? VN_FALSE : (result == VN_NULL || x == VN_NULL) ? VN_NULL :
+																					  VN_TRUE;
 		}
 	}
 	return result;
@@ -579,21 +602,21 @@ list_holds(VnCondEval *ev, Jsonb *conditions)
 Datum
 vn_automation_conditions_hold(PG_FUNCTION_ARGS)
 {
-	VnCondEval	ev;
-	VnTri		result;
+	VnCondEval ev;
+	VnTri	   result;
 
 	ev.cache = cond_cache(fcinfo);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 	{
-		Datum		args[4];
-		bool		nulls[4];
+		Datum args[4];
+		bool  nulls[4];
 
 		for (int i = 0; i < 4; i++)
 		{
 			args[i] = PG_GETARG_DATUM(i);
 			nulls[i] = PG_ARGISNULL(i);
 		}
-		result = call_reference(&ev.cache->list, 4, args, nulls);
+		result = call_reference(REF_LIST(ev.cache), 4, args, nulls);
 	}
 	else
 	{
@@ -620,21 +643,21 @@ vn_automation_conditions_hold(PG_FUNCTION_ARGS)
 Datum
 vn_automation_rules_holding(PG_FUNCTION_ARGS)
 {
-	ArrayType  *rules = PG_GETARG_ARRAYTYPE_P(0);
-	VnCondEval	ev;
-	TupleDesc	desc;
-	Datum	   *elems;
-	bool	   *elem_nulls;
-	int			n;
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	Datum	   *acting;
-	Datum	   *skipped;
-	int			nacting = 0;
-	int			nskipped = 0;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	ArrayType *rules = PG_GETARG_ARRAYTYPE_P(0);
+	VnCondEval ev;
+	TupleDesc  desc;
+	Datum	  *elems;
+	bool	  *elem_nulls;
+	int		   n;
+	int16	   typlen;
+	bool	   typbyval;
+	char	   typalign;
+	Datum	  *acting;
+	Datum	  *skipped;
+	int		   nacting = 0;
+	int		   nskipped = 0;
+	Datum	   values[2];
+	bool	   nulls[2] = {false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("function returning record called in context that cannot accept type record")));
@@ -649,9 +672,9 @@ vn_automation_rules_holding(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		HeapTupleHeader rule;
-		bool		isnull;
-		Datum		d;
-		Jsonb	   *conditions;
+		bool			isnull;
+		Datum			d;
+		Jsonb		   *conditions;
 
 		if (elem_nulls[i])
 			continue;
