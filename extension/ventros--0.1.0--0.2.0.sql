@@ -19575,7 +19575,14 @@ CREATE INDEX notes_by_contact ON ventros.notes (tenant_id, contact_id, created_a
 -- ---- automation executor speed
 -- The executor evaluates conditions in C (src/automation_conditions.c), the
 -- PL/pgSQL evaluator staying the reference; an event's rules at depth 0 are
--- filtered by one C call (docs/automation.md, "Where the time went").
+-- filtered by one C call; the runs of the rules that acted are written with
+-- the batch's run log in one statement (automation_run_event returns them:
+-- a new result type, so it is dropped first; automation_log_events takes
+-- them: a new argument).
+
+DROP FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[],
+                                           ventros.automation_settings, timestamptz);
+DROP FUNCTION ventros.automation_log_events(ventros.automation_event_runs[]);
 
 CREATE FUNCTION ventros.automation_conditions_hold_c(conditions jsonb, ctx jsonb, tz text, at timestamptz)
 RETURNS boolean
@@ -19720,9 +19727,9 @@ $$;
 COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, jsonb, text, ventros.automation_settings, integer, uuid, timestamptz) IS
     'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped, not written: the caller writes it in the event''s row; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
 
-CREATE OR REPLACE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
-                                             settings ventros.automation_settings, at timestamptz)
-RETURNS uuid[]
+CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
+                                             settings ventros.automation_settings, at timestamptz,
+                                             OUT skipped uuid[], OUT runs ventros.automation_runs[])
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -19730,7 +19737,6 @@ DECLARE
     ctx jsonb;
     run ventros.automation_runs;
     r record;
-    skipped uuid[] := '{}';
     todo integer[];
     i integer;
 BEGIN
@@ -19739,6 +19745,8 @@ BEGIN
     -- every event)
     PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
             pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
+    skipped := '{}';
+    runs := '{}';
     IF q.depth = 0 AND settings.max_depth > 0 THEN
         -- the common case: no depth limit or loop to check; the conditions
         -- of the rules in C, in priority order, up to the first rule that
@@ -19795,7 +19803,7 @@ BEGIN
             END LOOP;
             run.outcome := 'executed';
             run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+            runs := runs || run;
         END IF;
         IF run.outcome = 'executed' THEN
             PERFORM ventros.emit('automation.executed', 'automation', rule.id,
@@ -19806,11 +19814,102 @@ BEGIN
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;
-    RETURN skipped;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped and the finished runs of the rules that acted, which the caller writes (a second run of a rule for the event fails there, on the run log''s key)';
+
+CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[],
+                                              runs ventros.automation_runs[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF cardinality(event_runs) > 0 THEN
+        INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    END IF;
+    IF cardinality(runs) > 0 THEN
+        INSERT INTO ventros.automation_rule_runs SELECT * FROM unnest(runs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[], ventros.automation_runs[]) IS
+    'Writes the run log''s rows of many events (the rules their conditions skipped) and the runs of the rules that acted, at once; a second row for an event, or a second run of a rule for an event, fails';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
+                                             rules ventros.automations[], of_event integer[], at_rule integer[],
+                                             per_event boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    event_rules ventros.automations[];
+    k integer := 1;
+    j integer;
+    done record;
+    event_runs ventros.automation_event_runs[] := '{}';
+    runs ventros.automation_runs[] := '{}';
+    q ventros.automation_queue;
+    ev ventros.outbox;
+    settings ventros.automation_settings;
+    tenant text;
+BEGIN
+    FOR i IN 1 .. cardinality(qs) LOOP
+        q := qs[i];
+        ev := evs[i];
+        -- this event's rules (element by element: a slice of a big array
+        -- would flatten all of it for every event)
+        event_rules := '{}';
+        j := k;
+        WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
+            event_rules := event_rules || rules[at_rule[j]];
+            j := j + 1;
+        END LOOP;
+        IF tenant IS DISTINCT FROM q.tenant_id THEN
+            tenant := q.tenant_id;
+            PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+            settings := ventros.current_automation_settings();
+        END IF;
+        IF q.depth > 0 AND (cardinality(event_runs) > 0 OR cardinality(runs) > 0) THEN
+            -- the loop check of a cascade reads the run log: write what waits
+            PERFORM ventros.automation_log_events(event_runs, runs);
+            event_runs := '{}';
+            runs := '{}';
+        END IF;
+        -- nothing when no rule wants it (any more), the tenant disabled its
+        -- rules, or the event was pruned or erased meanwhile
+        IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
+            IF NOT per_event THEN
+                done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                                                done.skipped, clock_timestamp())::ventros.automation_event_runs;
+                runs := runs || done.runs;
+            ELSE
+                BEGIN
+                    done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                    PERFORM ventros.automation_log_events(
+                        ARRAY[ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, done.skipped,
+                                  clock_timestamp())::ventros.automation_event_runs], done.runs);
+                EXCEPTION WHEN OTHERS THEN
+                    -- a rule failed, or the event ran before: all this event
+                    -- did is rolled back; again, a subtransaction per rule
+                    BEGIN
+                        PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, at);
+                    EXCEPTION WHEN OTHERS THEN
+                        RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
+                    END;
+                END;
+            END IF;
+        END IF;
+        k := j;
+    END LOOP;
+    IF cardinality(event_runs) > 0 OR cardinality(runs) > 0 THEN
+        PERFORM ventros.automation_log_events(event_runs, runs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
+    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed or ran before; writes each event''s row of the run log (the rules its conditions skipped)';
 
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked

@@ -203,17 +203,19 @@ COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
 -- order, ventros.run_automations matched them for the whole batch at once),
 -- until a rule with stop_processing that ran, with no subtransaction of its
 -- own.  The context is built once for all the rules (they all see the event
--- as it was when its rules started); the run of a rule that acts is written
--- once, after its actions (before them when it may wait: the wait refers to
--- it); the rules its conditions skipped are returned, and the caller writes
--- their runs with those of the whole batch.  Any error propagates, a second
--- run of an acting rule for the event too (the run log's key): the caller
--- rolls the whole event back and runs it again with
--- ventros.automation_run_event_carefully, so the outcome is the same as if
--- every rule had had its own subtransaction.
+-- as it was when its rules started); the run of a rule that acts is
+-- returned (runs), finished, after its actions, and the caller writes it
+-- with the runs of the whole batch in one statement (a rule that may wait
+-- writes it before its actions: the wait refers to it); the rules its
+-- conditions skipped are returned (skipped), and the caller writes them in
+-- the event's row of the run log.  Any error propagates, and so does a
+-- second run of an acting rule for the event when the caller writes the
+-- runs (the run log's key): the caller rolls the whole event back and runs
+-- it again with ventros.automation_run_event_carefully, so the outcome is
+-- the same as if every rule had had its own subtransaction.
 CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
-                                             settings ventros.automation_settings, at timestamptz)
-RETURNS uuid[]
+                                             settings ventros.automation_settings, at timestamptz,
+                                             OUT skipped uuid[], OUT runs ventros.automation_runs[])
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -221,7 +223,6 @@ DECLARE
     ctx jsonb;
     run ventros.automation_runs;
     r record;
-    skipped uuid[] := '{}';
     todo integer[];
     i integer;
 BEGIN
@@ -230,6 +231,8 @@ BEGIN
     -- every event)
     PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
             pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
+    skipped := '{}';
+    runs := '{}';
     IF q.depth = 0 AND settings.max_depth > 0 THEN
         -- the common case: no depth limit or loop to check; the conditions
         -- of the rules in C, in priority order, up to the first rule that
@@ -286,7 +289,7 @@ BEGIN
             END LOOP;
             run.outcome := 'executed';
             run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+            runs := runs || run;
         END IF;
         IF run.outcome = 'executed' THEN
             PERFORM ventros.emit('automation.executed', 'automation', rule.id,
@@ -297,11 +300,10 @@ BEGIN
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;
-    RETURN skipped;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped and the finished runs of the rules that acted, which the caller writes (a second run of a rule for the event fails there, on the run log''s key)';
 
 -- One queued event, the careful way: the same, each rule in its own
 -- subtransactions (ventros.automation_run_rule), a rule that ran for the
@@ -381,18 +383,26 @@ COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestam
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
 -- The run log's rows of many events at once: for each, the rules its
--- conditions skipped.  A plain insert: a row already there (an event queued
--- again) fails the key, and the caller runs the event the careful way.
-CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[])
+-- conditions skipped; and the runs of the rules that acted (one statement
+-- for a batch, not one per run).  Plain inserts: a row already there (an
+-- event queued again, a rule run again for an event) fails a key, and the
+-- caller runs the event the careful way.
+CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[],
+                                              runs ventros.automation_runs[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    IF cardinality(event_runs) > 0 THEN
+        INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    END IF;
+    IF cardinality(runs) > 0 THEN
+        INSERT INTO ventros.automation_rule_runs SELECT * FROM unnest(runs);
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[]) IS
-    'Writes the run log''s rows of many events (the rules their conditions skipped) at once; a second row for an event fails';
+COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[], ventros.automation_runs[]) IS
+    'Writes the run log''s rows of many events (the rules their conditions skipped) and the runs of the rules that acted, at once; a second row for an event, or a second run of a rule for an event, fails';
 
 -- The events of a batch, in order, each tenant's as that tenant: rules,
 -- of_event and at_rule as ventros.run_automations matched them.  Without
@@ -415,8 +425,9 @@ DECLARE
     event_rules ventros.automations[];
     k integer := 1;
     j integer;
-    skipped uuid[];
+    done record;
     event_runs ventros.automation_event_runs[] := '{}';
+    runs ventros.automation_runs[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -438,23 +449,26 @@ BEGIN
             PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
             settings := ventros.current_automation_settings();
         END IF;
-        IF q.depth > 0 AND cardinality(event_runs) > 0 THEN
+        IF q.depth > 0 AND (cardinality(event_runs) > 0 OR cardinality(runs) > 0) THEN
             -- the loop check of a cascade reads the run log: write what waits
-            PERFORM ventros.automation_log_events(event_runs);
+            PERFORM ventros.automation_log_events(event_runs, runs);
             event_runs := '{}';
+            runs := '{}';
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
-                skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
-                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped,
-                                                clock_timestamp())::ventros.automation_event_runs;
+                done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                                                done.skipped, clock_timestamp())::ventros.automation_event_runs;
+                runs := runs || done.runs;
             ELSE
                 BEGIN
-                    skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
-                    INSERT INTO ventros.automation_event_runs
-                    VALUES (q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped, clock_timestamp());
+                    done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                    PERFORM ventros.automation_log_events(
+                        ARRAY[ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, done.skipped,
+                                  clock_timestamp())::ventros.automation_event_runs], done.runs);
                 EXCEPTION WHEN OTHERS THEN
                     -- a rule failed, or the event ran before: all this event
                     -- did is rolled back; again, a subtransaction per rule
@@ -468,8 +482,8 @@ BEGIN
         END IF;
         k := j;
     END LOOP;
-    IF cardinality(event_runs) > 0 THEN
-        PERFORM ventros.automation_log_events(event_runs);
+    IF cardinality(event_runs) > 0 OR cardinality(runs) > 0 THEN
+        PERFORM ventros.automation_log_events(event_runs, runs);
     END IF;
 END
 $$;
