@@ -39,6 +39,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/typcache.h"
 #include "utils/uuid.h"
 
 PG_FUNCTION_INFO_V1(vn_automation_conditions_hold);
@@ -640,12 +641,31 @@ vn_automation_conditions_hold(PG_FUNCTION_ARGS)
  * after it are not evaluated, as in ventros.automation_run_event).  The
  * columns are read by name.
  */
+/* The attribute number of a column of a row type, by name. */
+static AttrNumber
+column_number(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return att->attnum;
+	}
+	ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN), errmsg("automation rules have no column \"%s\"", name)));
+	return InvalidAttrNumber;
+}
+
 Datum
 vn_automation_rules_holding(PG_FUNCTION_ARGS)
 {
 	ArrayType *rules = PG_GETARG_ARRAYTYPE_P(0);
 	VnCondEval ev;
 	TupleDesc  desc;
+	TupleDesc  rule_desc;
+	AttrNumber conditions_att;
+	AttrNumber id_att;
+	AttrNumber stop_att;
 	Datum	  *elems;
 	bool	  *elem_nulls;
 	int		   n;
@@ -660,38 +680,48 @@ vn_automation_rules_holding(PG_FUNCTION_ARGS)
 	bool	   nulls[2] = {false, false};
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("function returning record called in context that cannot accept type record")));
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("function returning record called in context that cannot accept type record")));
 	ev.cache = cond_cache(fcinfo);
 	ev.ctx = PG_GETARG_JSONB_P(1);
 	ev.tz = PG_GETARG_DATUM(2);
 	ev.at = PG_GETARG_DATUM(3);
+	/* the columns by name, once (not GetAttributeByName per rule) */
+	rule_desc = lookup_rowtype_tupdesc(ARR_ELEMTYPE(rules), -1);
+	conditions_att = column_number(rule_desc, "conditions");
+	id_att = column_number(rule_desc, "id");
+	stop_att = column_number(rule_desc, "stop_processing");
 	get_typlenbyvalalign(ARR_ELEMTYPE(rules), &typlen, &typbyval, &typalign);
 	deconstruct_array(rules, ARR_ELEMTYPE(rules), typlen, typbyval, typalign, &elems, &elem_nulls, &n);
 	acting = palloc(sizeof(Datum) * (n + 1));
 	skipped = palloc(sizeof(Datum) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
-		HeapTupleHeader rule;
-		bool			isnull;
-		Datum			d;
-		Jsonb		   *conditions;
+		HeapTupleData rule;
+		bool		  isnull;
+		Datum		  d;
+		Jsonb		 *conditions;
 
 		if (elem_nulls[i])
 			continue;
-		rule = DatumGetHeapTupleHeader(elems[i]);
-		d = GetAttributeByName(rule, "conditions", &isnull);
+		rule.t_data = DatumGetHeapTupleHeader(elems[i]);
+		rule.t_len = HeapTupleHeaderGetDatumLength(rule.t_data);
+		ItemPointerSetInvalid(&rule.t_self);
+		rule.t_tableOid = InvalidOid;
+		d = heap_getattr(&rule, conditions_att, rule_desc, &isnull);
 		conditions = isnull ? NULL : DatumGetJsonbP(d);
 		if (list_holds(&ev, conditions) != VN_TRUE)
 		{
-			skipped[nskipped++] = GetAttributeByName(rule, "id", &isnull);
+			skipped[nskipped++] = heap_getattr(&rule, id_att, rule_desc, &isnull);
 			continue;
 		}
 		acting[nacting++] = Int32GetDatum(i + 1);
-		d = GetAttributeByName(rule, "stop_processing", &isnull);
+		d = heap_getattr(&rule, stop_att, rule_desc, &isnull);
 		if (!isnull && DatumGetBool(d))
 			break;
 	}
 	values[0] = PointerGetDatum(construct_array(acting, nacting, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 	values[1] = PointerGetDatum(construct_array(skipped, nskipped, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+	ReleaseTupleDesc(rule_desc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
