@@ -463,6 +463,13 @@ BEGIN
                 event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
                                                 done.skipped, clock_timestamp())::ventros.automation_event_runs;
                 runs := runs || done.runs;
+                IF cardinality(runs) >= 200 THEN
+                    -- (each || copies the array: written in parts, not
+                    -- quadratically when every rule acts)
+                    PERFORM ventros.automation_log_events(event_runs, runs);
+                    event_runs := '{}';
+                    runs := '{}';
+                END IF;
             ELSE
                 BEGIN
                     done := ventros.automation_run_event(q, ev, event_rules, settings, at);
