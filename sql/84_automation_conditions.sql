@@ -253,7 +253,7 @@ COMMENT ON FUNCTION ventros.automation_conditions_hold(jsonb, jsonb, text, times
 -- The executor's evaluation, in C (src/automation_conditions.c): the same
 -- answer as ventros.automation_conditions_hold, which stays the reference
 -- (the C code hands it every shape it does not evaluate itself, and
--- test/pgtap/268_automation_conditions_c.sql runs both on the same cases);
+-- test/pgtap/271_automation_conditions_c.sql runs both on the same cases);
 -- without a PL/pgSQL call per condition and per rule.
 CREATE FUNCTION ventros.automation_conditions_hold_c(conditions jsonb, ctx jsonb, tz text, at timestamptz)
 RETURNS boolean

@@ -17,7 +17,7 @@
  * comparison with a missing value is NULL, and the list, all, any and not
  * treat NULL as the PL/pgSQL statements do (all: NOT EXISTS (... WHERE NOT
  * x), any: EXISTS (... WHERE x), the list: AND / OR, evaluated left to
- * right and stopping as the executor does).  test/pgtap/268 runs both on
+ * right and stopping as the executor does).  test/pgtap/271 runs both on
  * the same cases.
  *
  * Every comparison of text uses the database's default collation, as the
