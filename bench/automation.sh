@@ -26,6 +26,9 @@
 # Then, with 10 rules of each set, the lag from commit to action (the event's
 # last run finished minus the time it was written): pgbench at half the
 # end-to-end sustainable rate for BENCH_SECONDS; p50 / p99.
+# Last, one line per set with the two targets from this same run: the
+# ratio executor/write at 10 rules (and executor/floor beside it) and the
+# p99 at half the sustainable rate.
 # BENCH_RULES ("10 100") chooses the rule counts (the lag needs 10).
 # BENCH_CPU=1: only the CPU time per event, which the load of a shared
 # machine disturbs far less than rates: in a database no executor serves
@@ -126,7 +129,7 @@ if [ "${BENCH_CPU:-0}" = 1 ]; then
 	exit 0
 fi
 
-declare -A writes execs ends loads
+declare -A writes execs ends loads lags ratios
 # run_set MODE RULES: the rounds of one set of rules
 run_set() {
 	local mode=$1 rules=$2 n=$EVENTS key="$1 $2" t0 t1 w
@@ -155,14 +158,17 @@ lag() {
 	# fresh statistics: with those of before the run, the join below may be
 	# planned as a nested loop over every run of the earlier sets
 	q "ANALYZE ventros.outbox, ventros.automation_rule_runs, ventros.automation_event_runs" >/dev/null
-	q "SELECT format('automation lag commit->action at %s events/s (10 rules, %s): p50 %s ms  p99 %s ms  max %s ms  (%s events; load %s)',
-	                 $rate, '$mode', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
-	                 round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1), count(*),
-	                 '$(load)')
+	local row
+	row=$(q "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1) || ' ' ||
+	                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1) || ' ' || round(max(ms)::numeric, 1) || ' ' || count(*)
 	   FROM (SELECT extract(epoch FROM max(r.finished_at) - o.occurred_at) * 1000 AS ms
 	         FROM ventros.outbox o JOIN ventros.automation_runs r ON r.tenant_id = o.tenant_id AND r.event_id = o.event_id
 	         WHERE o.seq > $mark AND r.started_at >= '$since' AND o.event_type = 'contact.lead_qualified'
-	         GROUP BY o.event_id, o.occurred_at) x"
+	         GROUP BY o.event_id, o.occurred_at) x")
+	read -r p50 p99 pmax pcount <<<"$row"
+	printf 'automation lag commit->action at %s events/s (10 rules, %s): p50 %s ms  p99 %s ms  max %s ms  (%s events; load %s)\n' \
+		"$rate" "$mode" "$p50" "$p99" "$pmax" "$pcount" "$(load)"
+	lags[$mode]="p99 $p99 ms at $rate events/s (half the end-to-end rate)"
 }
 
 run_set all 0
@@ -179,11 +185,16 @@ for mode in $MATCH; do
 		printf 'automation %3s rules (%s) write %9.1f events/s (%.3f of the floor)  executor %9.1f events/s  ratio executor/write %.3f  end to end %9.1f events/s  (rounds: write%s; executor%s; end to end%s; load %s)\n' \
 			"$rules" "$mode" "$w" "$(echo "$w / $floor" | bc -l)" "$e" "$(echo "$e / $w" | bc -l)" "$x" \
 			"${writes[$key]}" "${execs[$key]}" "${ends[$key]}" "${loads[$key]}"
-		[ "$rules" -ne 10 ] || sustainable10=$x
+		[ "$rules" -ne 10 ] || { sustainable10=$x; ratios[$mode]=$(printf 'executor/write %.3f, executor/floor %.3f' "$(echo "$e / $w" | bc -l)" "$(echo "$e / $floor" | bc -l)"); }
 	done
 	# lag at half the sustainable rate, 10 rules
 	[ -z "${sustainable10:-}" ] || lag "$mode" "$(printf '%.0f' "$(echo "$sustainable10 / 2" | bc -l)")"
 	unset sustainable10
+done
+# the targets, side by side, from this run: ratio >= 1.0 at 10 rules, p99 <= 100 ms
+for mode in $MATCH; do
+	[ -z "${ratios[$mode]:-}" ] || printf 'automation targets 10 rules (%s): %s (target >= 1.0); %s (target <= 100 ms)  (load %s)\n' \
+		"$mode" "${ratios[$mode]}" "${lags[$mode]:-no lag measured}" "$(load)"
 done
 q "SELECT 'runs not executed: ' || count(*) FILTER (WHERE outcome NOT IN ('executed', 'skipped')) || ', skipped: ' || count(*) FILTER (WHERE outcome = 'skipped')
    FROM ventros.automation_runs"

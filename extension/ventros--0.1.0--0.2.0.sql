@@ -20876,6 +20876,352 @@ ALTER POLICY ventros_tenant_update ON ventros.http_requests
     USING (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'))
     WITH CHECK (tenant_id = (SELECT ventros.current_tenant()) AND NOT starts_with(purpose, 'stripe.'));
 
+-- ---- automation executor speed
+-- The executor evaluates conditions in C (src/automation_conditions.c), the
+-- PL/pgSQL evaluator staying the reference; an event's rules at depth 0 are
+-- filtered by one C call; the runs of the rules that acted are written with
+-- the batch's run log in one statement (automation_run_event returns them:
+-- a new result type, so it is dropped first; automation_log_events takes
+-- them: a new argument).
+
+DROP FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[],
+                                           ventros.automation_settings, timestamptz);
+DROP FUNCTION ventros.automation_log_events(ventros.automation_event_runs[]);
+
+CREATE FUNCTION ventros.automation_conditions_hold_c(conditions jsonb, ctx jsonb, tz text, at timestamptz)
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'vn_automation_conditions_hold';
+COMMENT ON FUNCTION ventros.automation_conditions_hold_c(jsonb, jsonb, text, timestamptz) IS
+    'ventros.automation_conditions_hold evaluated in C (the executor''s): the same answer, NULL and errors included';
+
+CREATE FUNCTION ventros.automation_rules_holding(rules ventros.automations[], ctx jsonb, tz text, at timestamptz,
+                                                 OUT acting integer[], OUT skipped uuid[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'vn_automation_rules_holding';
+COMMENT ON FUNCTION ventros.automation_rules_holding(ventros.automations[], jsonb, text, timestamptz) IS
+    'The rules of an event (in priority order) whose conditions hold (acting: positions from 1) and those they skip (skipped: ids), up to the first rule that holds with stop_processing; conditions as ventros.automation_conditions_hold';
+
+CREATE OR REPLACE FUNCTION ventros.automation_context(ev ventros.outbox, at timestamptz) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    m ventros.messages;
+    s ventros.sessions;
+    c ventros.contacts;
+    ch ventros.channels;
+    message_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'message' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'message_id'));
+    session_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'session' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'session_id'));
+    contact_id uuid := coalesce(CASE WHEN ev.aggregate_type = 'contact' THEN ev.aggregate_id END,
+                                ventros.automation_uuid(ev.payload->>'contact_id'));
+    channel_id uuid := ventros.automation_uuid(ev.payload->>'channel_id');
+    ctx jsonb;
+BEGIN
+    IF message_id IS NOT NULL THEN
+        SELECT * INTO m FROM ventros.messages x WHERE x.tenant_id = ev.tenant_id AND x.id = message_id;
+        session_id := coalesce(session_id, m.session_id);
+        contact_id := coalesce(contact_id, m.contact_id);
+        channel_id := coalesce(channel_id, m.channel_id);
+    END IF;
+    IF session_id IS NOT NULL THEN
+        SELECT * INTO s FROM ventros.sessions x WHERE x.tenant_id = ev.tenant_id AND x.id = session_id;
+        contact_id := coalesce(contact_id, s.contact_id);
+        channel_id := coalesce(channel_id, s.channel_id);
+    END IF;
+    IF contact_id IS NOT NULL THEN
+        SELECT * INTO c FROM ventros.contacts x WHERE x.tenant_id = ev.tenant_id AND x.id = contact_id;
+    END IF;
+    IF channel_id IS NOT NULL THEN
+        SELECT * INTO ch FROM ventros.channels x WHERE x.tenant_id = ev.tenant_id AND x.id = channel_id;
+    END IF;
+    ctx := jsonb_build_object(
+        'event', jsonb_build_object('id', ev.event_id, 'type', ev.event_type, 'aggregate_type', ev.aggregate_type,
+                                    'aggregate_id', ev.aggregate_id, 'actor', ev.actor, 'occurred_at', ev.occurred_at),
+        'payload', ev.payload);
+    IF c.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('contact', to_jsonb(c) - 'tenant_id'
+            || jsonb_build_object('custom', coalesce((SELECT jsonb_object_agg(f.field_key, f.field_value)
+                                                       FROM ventros.contact_custom_fields f
+                                                      WHERE f.tenant_id = ev.tenant_id AND f.contact_id = c.id
+                                                        AND f.deleted_at IS NULL), '{}')),
+            'pipeline', (SELECT jsonb_build_object('status_ids', coalesce(jsonb_agg(p.status_id), '[]'),
+                                                   'statuses', coalesce(jsonb_agg(st.name), '[]'),
+                                                   'pipeline_ids', coalesce(jsonb_agg(p.pipeline_id), '[]'))
+                           FROM ventros.contact_pipeline_statuses p
+                           JOIN ventros.pipeline_statuses st ON st.tenant_id = p.tenant_id AND st.id = p.status_id
+                          WHERE p.tenant_id = ev.tenant_id AND p.contact_id = c.id AND p.exited_at IS NULL
+                            AND p.deleted_at IS NULL));
+    END IF;
+    IF m.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('message', to_jsonb(m) - 'tenant_id');
+    END IF;
+    IF s.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('session', to_jsonb(s) - 'tenant_id'
+            || jsonb_build_object('duration_minutes',
+                   round(extract(epoch FROM coalesce(s.ended_at, at) - s.started_at) / 60, 2)));
+    END IF;
+    IF ch.id IS NOT NULL THEN
+        ctx := ctx || jsonb_build_object('channel', jsonb_build_object('id', ch.id, 'name', ch.name, 'type', ch.type,
+                                                                       'status', ch.status));
+    END IF;
+    RETURN ctx;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_context(ventros.outbox, timestamptz) IS
+    'What an automation rule sees of an event: event, payload, contact (with custom fields), pipeline statuses, message, session (with duration_minutes) and channel';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_rule(rule ventros.automations, ev ventros.outbox, ctx jsonb, ctx_error text,
+                                            settings ventros.automation_settings, depth integer,
+                                            origin_event_id uuid, at timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    run ventros.automation_runs;
+    holds boolean;
+    reason text;
+    err text;
+    state text;
+BEGIN
+    -- ran already (the event was queued again): nothing twice
+    SELECT * INTO run FROM ventros.automation_rule_runs x
+     WHERE x.tenant_id = ev.tenant_id AND x.automation_id = rule.id AND x.event_id = ev.event_id;
+    IF FOUND THEN
+        RETURN 'ran ' || run.outcome;
+    END IF;
+    IF EXISTS (SELECT 1 FROM ventros.automation_event_runs e
+                WHERE e.tenant_id = ev.tenant_id AND e.event_id = ev.event_id AND rule.id = ANY (e.skipped)) THEN
+        RETURN 'ran skipped';
+    END IF;
+    IF depth >= settings.max_depth THEN
+        reason := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                         settings.max_depth, ev.event_type, depth, origin_event_id);
+    ELSIF depth > 0 AND ventros.automation_ran_for_origin(ev.tenant_id, rule.id, origin_event_id) THEN
+        reason := format('loop: rule already ran for the originating event %s', origin_event_id);
+    ELSIF ctx_error IS NOT NULL THEN
+        reason := 'conditions failed: ' || ctx_error;
+    ELSE
+        BEGIN
+            holds := coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            reason := 'conditions failed: ' || state || ': ' || err;
+        END;
+    END IF;
+    IF reason IS NULL AND NOT holds THEN
+        -- the caller writes it in the event's row of the run log
+        RETURN 'skipped';
+    END IF;
+    INSERT INTO ventros.automation_rule_runs (tenant_id, automation_id, event_id, event_type, origin_event_id, depth, outcome,
+                                              error, finished_at)
+    VALUES (ev.tenant_id, rule.id, ev.event_id, ev.event_type, origin_event_id, depth,
+            CASE WHEN reason IS NOT NULL THEN 'failed' ELSE 'waiting' END,
+            left(reason, 2000), CASE WHEN reason IS NOT NULL THEN clock_timestamp() END)
+    RETURNING * INTO run;
+    IF reason IS NOT NULL THEN
+        PERFORM ventros.automation_report(rule, 'failed', run);
+        RETURN 'failed';
+    END IF;
+    PERFORM ventros.automation_report(rule, 'triggered', run);
+    RETURN ventros.automation_execute(rule, run, ctx, rule.actions, at);
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_rule(ventros.automations, ventros.outbox, jsonb, text, ventros.automation_settings, integer, uuid, timestamptz) IS
+    'Runs one rule for one event once, each step in a subtransaction: refuses past the depth limit or a second run for the same originating event (failed, with the reason), evaluates its conditions (skipped, not written: the caller writes it in the event''s row; failed when they or the context cannot be evaluated), runs its actions (executed, waiting, failed); returns the outcome, or ''ran <outcome>'' when it ran for the event already';
+
+CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
+                                             settings ventros.automation_settings, at timestamptz,
+                                             OUT skipped uuid[], OUT runs ventros.automation_runs[])
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rule ventros.automations;
+    ctx jsonb;
+    run ventros.automation_runs;
+    r record;
+    todo integer[];
+    i integer;
+BEGIN
+    -- everything the rules emit (their actions', their own reports) is one
+    -- level deeper (ventros.automation_mark_cascade, inlined: this runs for
+    -- every event)
+    PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
+            pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
+    skipped := '{}';
+    runs := '{}';
+    IF q.depth = 0 AND settings.max_depth > 0 THEN
+        -- the common case: no depth limit or loop to check; the conditions
+        -- of the rules in C, in priority order, up to the first rule that
+        -- holds and has stop_processing (src/automation_conditions.c)
+        ctx := ventros.automation_context(ev, at);
+        SELECT h.acting, h.skipped INTO todo, skipped
+          FROM ventros.automation_rules_holding(rules, ctx, settings.timezone, at) h;
+    ELSE
+        todo := ARRAY(SELECT pg_catalog.generate_series(1, cardinality(rules)));
+    END IF;
+    FOREACH i IN ARRAY todo LOOP
+        rule := rules[i];
+        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
+        IF q.depth > 0 OR settings.max_depth <= 0 THEN
+            IF q.depth >= settings.max_depth THEN
+                run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                                    settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
+            ELSIF ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
+                run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
+            END IF;
+            IF run.error IS NOT NULL THEN
+                run.outcome := 'failed';
+                run.finished_at := clock_timestamp();
+                INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+                PERFORM ventros.automation_report(rule, 'failed', run);
+                CONTINUE;
+            END IF;
+            ctx := coalesce(ctx, ventros.automation_context(ev, at));
+            IF NOT coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false) THEN
+                skipped := skipped || rule.id;
+                CONTINUE;
+            END IF;
+        END IF;
+        -- the reports inlined (ventros.automation_report: the same payload)
+        PERFORM ventros.emit('automation.triggered', 'automation', rule.id,
+            jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                 'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                 'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+            rule.version);
+        IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
+            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            UPDATE ventros.automation_rule_runs x
+               SET outcome = CASE WHEN r.waiting THEN 'waiting' ELSE 'executed' END, actions_done = r.done,
+                   finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
+             WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
+        ELSE
+            -- no wait: ventros.automation_run_actions' loop, inlined
+            FOR k IN 0 .. jsonb_array_length(rule.actions) - 1 LOOP
+                IF rule.actions->k->>'type' <> 'wait' THEN
+                    run.actions_done := run.actions_done || ventros.automation_act(rule.actions->k, ctx, rule);
+                END IF;
+            END LOOP;
+            run.outcome := 'executed';
+            run.finished_at := clock_timestamp();
+            runs := runs || run;
+        END IF;
+        IF run.outcome = 'executed' THEN
+            PERFORM ventros.emit('automation.executed', 'automation', rule.id,
+                jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                     'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                     'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+                rule.version);
+        END IF;
+        EXIT WHEN rule.stop_processing;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped and the finished runs of the rules that acted, which the caller writes (a second run of a rule for the event fails there, on the run log''s key)';
+
+CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[],
+                                              runs ventros.automation_runs[] DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF cardinality(event_runs) > 0 THEN
+        INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    END IF;
+    IF cardinality(runs) > 0 THEN
+        INSERT INTO ventros.automation_rule_runs SELECT * FROM unnest(runs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[], ventros.automation_runs[]) IS
+    'Writes the run log''s rows of many events (the rules their conditions skipped) and the runs of the rules that acted, at once; a second row for an event, or a second run of a rule for an event, fails';
+
+CREATE OR REPLACE FUNCTION ventros.automation_run_batch(qs ventros.automation_queue[], evs ventros.outbox[],
+                                             rules ventros.automations[], of_event integer[], at_rule integer[],
+                                             per_event boolean, at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    event_rules ventros.automations[];
+    k integer := 1;
+    j integer;
+    done record;
+    event_runs ventros.automation_event_runs[] := '{}';
+    runs ventros.automation_runs[] := '{}';
+    q ventros.automation_queue;
+    ev ventros.outbox;
+    settings ventros.automation_settings;
+    tenant text;
+BEGIN
+    FOR i IN 1 .. cardinality(qs) LOOP
+        q := qs[i];
+        ev := evs[i];
+        -- this event's rules (element by element: a slice of a big array
+        -- would flatten all of it for every event)
+        event_rules := '{}';
+        j := k;
+        WHILE j <= cardinality(of_event) AND of_event[j] = i LOOP
+            event_rules := event_rules || rules[at_rule[j]];
+            j := j + 1;
+        END LOOP;
+        IF tenant IS DISTINCT FROM q.tenant_id THEN
+            tenant := q.tenant_id;
+            PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
+            settings := ventros.current_automation_settings();
+        END IF;
+        IF q.depth > 0 AND (cardinality(event_runs) > 0 OR cardinality(runs) > 0) THEN
+            -- the loop check of a cascade reads the run log: write what waits
+            PERFORM ventros.automation_log_events(event_runs, runs);
+            event_runs := '{}';
+            runs := '{}';
+        END IF;
+        -- nothing when no rule wants it (any more), the tenant disabled its
+        -- rules, or the event was pruned or erased meanwhile
+        IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
+            IF NOT per_event THEN
+                done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                                                done.skipped, clock_timestamp())::ventros.automation_event_runs;
+                runs := runs || done.runs;
+                IF cardinality(runs) >= 200 THEN
+                    -- (each || copies the array: written in parts, not
+                    -- quadratically when every rule acts)
+                    PERFORM ventros.automation_log_events(event_runs, runs);
+                    event_runs := '{}';
+                    runs := '{}';
+                END IF;
+            ELSE
+                BEGIN
+                    done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                    PERFORM ventros.automation_log_events(
+                        ARRAY[ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, done.skipped,
+                                  clock_timestamp())::ventros.automation_event_runs], done.runs);
+                EXCEPTION WHEN OTHERS THEN
+                    -- a rule failed, or the event ran before: all this event
+                    -- did is rolled back; again, a subtransaction per rule
+                    BEGIN
+                        PERFORM ventros.automation_run_event_carefully(q, ev, event_rules, settings, at);
+                    EXCEPTION WHEN OTHERS THEN
+                        RAISE WARNING 'automation executor: event % of tenant % failed: %', q.event_id, q.tenant_id, SQLERRM;
+                    END;
+                END;
+            END IF;
+        END IF;
+        k := j;
+    END LOOP;
+    IF cardinality(event_runs) > 0 OR cardinality(runs) > 0 THEN
+        PERFORM ventros.automation_log_events(event_runs, runs);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ventros.automation_run_batch(ventros.automation_queue[], ventros.outbox[], ventros.automations[], integer[], integer[], boolean, timestamptz) IS
+    'Runs the rules of a batch of queued events in order, each tenant''s as that tenant: without subtransactions (any error propagates), or with one per event and a per-rule second pass for an event whose rules failed or ran before; writes each event''s row of the run log (the rules its conditions skipped)';
+
 -- ---- dump
 -- pg_dump keeps the tenants' data: every tenant table and sequence is marked
 -- with pg_extension_config_dump (sql/99_dump.sql).

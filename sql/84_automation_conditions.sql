@@ -13,9 +13,13 @@ COMMENT ON FUNCTION ventros.automation_uuid(text) IS 'A text as a uuid, NULL whe
 -- The event, its payload, and the contact, custom fields, pipeline statuses,
 -- message, session and channel it concerns, as one JSON document; a
 -- condition's field is a path into it.  Called with the event's tenant acting.
+-- No SET search_path (as the condition functions below): it runs once per
+-- event in the executor, which pins its own path, and a SET clause saves,
+-- sets and restores the path at every call and makes the caller's next
+-- statements look the path up again; it is not SECURITY DEFINER and names
+-- every object but pg_catalog's with its schema.
 CREATE FUNCTION ventros.automation_context(ev ventros.outbox, at timestamptz) RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     m ventros.messages;
@@ -245,6 +249,29 @@ END
 $$;
 COMMENT ON FUNCTION ventros.automation_conditions_hold(jsonb, jsonb, text, timestamptz) IS
     'Whether a rule''s conditions hold: all of them, an element with "logic": "OR" or-ed with what precedes it; none: true';
+
+-- The executor's evaluation, in C (src/automation_conditions.c): the same
+-- answer as ventros.automation_conditions_hold, which stays the reference
+-- (the C code hands it every shape it does not evaluate itself, and
+-- test/pgtap/271_automation_conditions_c.sql runs both on the same cases);
+-- without a PL/pgSQL call per condition and per rule.
+CREATE FUNCTION ventros.automation_conditions_hold_c(conditions jsonb, ctx jsonb, tz text, at timestamptz)
+RETURNS boolean
+LANGUAGE c STABLE
+AS 'MODULE_PATHNAME', 'vn_automation_conditions_hold';
+COMMENT ON FUNCTION ventros.automation_conditions_hold_c(jsonb, jsonb, text, timestamptz) IS
+    'ventros.automation_conditions_hold evaluated in C (the executor''s): the same answer, NULL and errors included';
+
+-- An event's rules at depth 0 (no depth limit or loop to check), in
+-- priority order: which hold (acting: their positions in rules, from 1) and
+-- which their conditions skip (skipped: their ids), up to the first rule
+-- that holds and has stop_processing.
+CREATE FUNCTION ventros.automation_rules_holding(rules ventros.automations[], ctx jsonb, tz text, at timestamptz,
+                                                 OUT acting integer[], OUT skipped uuid[])
+LANGUAGE c STABLE STRICT
+AS 'MODULE_PATHNAME', 'vn_automation_rules_holding';
+COMMENT ON FUNCTION ventros.automation_rules_holding(ventros.automations[], jsonb, text, timestamptz) IS
+    'The rules of an event (in priority order) whose conditions hold (acting: positions from 1) and those they skip (skipped: ids), up to the first rule that holds with stop_processing; conditions as ventros.automation_conditions_hold';
 
 GRANT EXECUTE ON FUNCTION ventros.automation_uuid(text),
     ventros.automation_compare(jsonb, text, jsonb), ventros.automation_field(jsonb, text),

@@ -158,7 +158,7 @@ BEGIN
         reason := 'conditions failed: ' || ctx_error;
     ELSE
         BEGIN
-            holds := coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false);
+            holds := coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS err = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
             reason := 'conditions failed: ' || state || ': ' || err;
@@ -203,17 +203,19 @@ COMMENT ON FUNCTION ventros.automation_mark_cascade(integer, uuid) IS
 -- order, ventros.run_automations matched them for the whole batch at once),
 -- until a rule with stop_processing that ran, with no subtransaction of its
 -- own.  The context is built once for all the rules (they all see the event
--- as it was when its rules started); the run of a rule that acts is written
--- once, after its actions (before them when it may wait: the wait refers to
--- it); the rules its conditions skipped are returned, and the caller writes
--- their runs with those of the whole batch.  Any error propagates, a second
--- run of an acting rule for the event too (the run log's key): the caller
--- rolls the whole event back and runs it again with
--- ventros.automation_run_event_carefully, so the outcome is the same as if
--- every rule had had its own subtransaction.
+-- as it was when its rules started); the run of a rule that acts is
+-- returned (runs), finished, after its actions, and the caller writes it
+-- with the runs of the whole batch in one statement (a rule that may wait
+-- writes it before its actions: the wait refers to it); the rules its
+-- conditions skipped are returned (skipped), and the caller writes them in
+-- the event's row of the run log.  Any error propagates, and so does a
+-- second run of an acting rule for the event when the caller writes the
+-- runs (the run log's key): the caller rolls the whole event back and runs
+-- it again with ventros.automation_run_event_carefully, so the outcome is
+-- the same as if every rule had had its own subtransaction.
 CREATE FUNCTION ventros.automation_run_event(q ventros.automation_queue, ev ventros.outbox, rules ventros.automations[],
-                                             settings ventros.automation_settings, at timestamptz)
-RETURNS uuid[]
+                                             settings ventros.automation_settings, at timestamptz,
+                                             OUT skipped uuid[], OUT runs ventros.automation_runs[])
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -221,41 +223,56 @@ DECLARE
     ctx jsonb;
     run ventros.automation_runs;
     r record;
-    skipped uuid[] := '{}';
+    todo integer[];
+    i integer;
 BEGIN
-    -- everything the rules emit (their actions', their own reports) is one level deeper
-    PERFORM ventros.automation_mark_cascade(q.depth, q.origin_event_id);
-    FOREACH rule IN ARRAY rules LOOP
-        IF q.depth = 0 AND rule.conditions <> '[]' THEN
-            -- the common case first: no cascade to check, conditions to evaluate
+    -- everything the rules emit (their actions', their own reports) is one
+    -- level deeper (ventros.automation_mark_cascade, inlined: this runs for
+    -- every event)
+    PERFORM pg_catalog.set_config('ventros.automation_depth', (q.depth + 1)::text, true),
+            pg_catalog.set_config('ventros.automation_origin', q.origin_event_id::text, true);
+    skipped := '{}';
+    runs := '{}';
+    IF q.depth = 0 AND settings.max_depth > 0 THEN
+        -- the common case: no depth limit or loop to check; the conditions
+        -- of the rules in C, in priority order, up to the first rule that
+        -- holds and has stop_processing (src/automation_conditions.c)
+        ctx := ventros.automation_context(ev, at);
+        SELECT h.acting, h.skipped INTO todo, skipped
+          FROM ventros.automation_rules_holding(rules, ctx, settings.timezone, at) h;
+    ELSE
+        todo := ARRAY(SELECT pg_catalog.generate_series(1, cardinality(rules)));
+    END IF;
+    FOREACH i IN ARRAY todo LOOP
+        rule := rules[i];
+        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
+        IF q.depth > 0 OR settings.max_depth <= 0 THEN
+            IF q.depth >= settings.max_depth THEN
+                run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
+                                    settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
+            ELSIF ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
+                run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
+            END IF;
+            IF run.error IS NOT NULL THEN
+                run.outcome := 'failed';
+                run.finished_at := clock_timestamp();
+                INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+                PERFORM ventros.automation_report(rule, 'failed', run);
+                CONTINUE;
+            END IF;
             ctx := coalesce(ctx, ventros.automation_context(ev, at));
-            IF NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
+            IF NOT coalesce(ventros.automation_conditions_hold_c(rule.conditions, ctx, settings.timezone, at), false) THEN
                 skipped := skipped || rule.id;
                 CONTINUE;
             END IF;
         END IF;
-        run := ROW(q.tenant_id, gen_random_uuid(), rule.id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
-                   'waiting', '[]'::jsonb, NULL, clock_timestamp(), NULL)::ventros.automation_runs;
-        IF q.depth >= settings.max_depth THEN
-            run.error := format('cascade depth limit %s reached (event %s at depth %s, originating event %s)',
-                                settings.max_depth, ev.event_type, q.depth, q.origin_event_id);
-        ELSIF q.depth > 0 AND ventros.automation_ran_for_origin(q.tenant_id, rule.id, q.origin_event_id) THEN
-            run.error := format('loop: rule already ran for the originating event %s', q.origin_event_id);
-        END IF;
-        IF run.error IS NOT NULL THEN
-            run.outcome := 'failed';
-            run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
-            PERFORM ventros.automation_report(rule, 'failed', run);
-            CONTINUE;
-        END IF;
-        ctx := coalesce(ctx, ventros.automation_context(ev, at));
-        IF q.depth > 0
-           AND NOT coalesce(ventros.automation_conditions_hold(rule.conditions, ctx, settings.timezone, at), false) THEN
-            skipped := skipped || rule.id;
-            CONTINUE;
-        END IF;
-        PERFORM ventros.automation_report(rule, 'triggered', run);
+        -- the reports inlined (ventros.automation_report: the same payload)
+        PERFORM ventros.emit('automation.triggered', 'automation', rule.id,
+            jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                 'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                 'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+            rule.version);
         IF rule.actions @? '$[*] ? (@.type == "wait" || exists(@.delay_minutes))' THEN
             INSERT INTO ventros.automation_rule_runs VALUES (run.*);
             r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
@@ -264,22 +281,29 @@ BEGIN
                    finished_at = CASE WHEN NOT r.waiting THEN clock_timestamp() END
              WHERE x.tenant_id = run.tenant_id AND x.id = run.id RETURNING * INTO run;
         ELSE
-            r := ventros.automation_run_actions(rule, ctx, rule.actions, run.id, at);
+            -- no wait: ventros.automation_run_actions' loop, inlined
+            FOR k IN 0 .. jsonb_array_length(rule.actions) - 1 LOOP
+                IF rule.actions->k->>'type' <> 'wait' THEN
+                    run.actions_done := run.actions_done || ventros.automation_act(rule.actions->k, ctx, rule);
+                END IF;
+            END LOOP;
             run.outcome := 'executed';
-            run.actions_done := r.done;
             run.finished_at := clock_timestamp();
-            INSERT INTO ventros.automation_rule_runs VALUES (run.*);
+            runs := runs || run;
         END IF;
         IF run.outcome = 'executed' THEN
-            PERFORM ventros.automation_report(rule, 'executed', run);
+            PERFORM ventros.emit('automation.executed', 'automation', rule.id,
+                jsonb_strip_nulls(jsonb_build_object('trigger', rule.trigger, 'run_id', run.id, 'event_id', run.event_id,
+                                                     'event_type', run.event_type, 'origin_event_id', run.origin_event_id,
+                                                     'depth', run.depth, 'actions', run.actions_done, 'error', run.error)),
+                rule.version);
         END IF;
         EXIT WHEN rule.stop_processing;
     END LOOP;
-    RETURN skipped;
 END
 $$;
 COMMENT ON FUNCTION ventros.automation_run_event(ventros.automation_queue, ventros.outbox, ventros.automations[], ventros.automation_settings, timestamptz) IS
-    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error, a second run of an acting rule for the event too, propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped, whose runs the caller writes';
+    'Runs the rules a queued event triggers (given in priority order), stopping after a rule with stop_processing that ran, without subtransactions: any error propagates (the executor then runs the event with ventros.automation_run_event_carefully); returns the rules its conditions skipped and the finished runs of the rules that acted, which the caller writes (a second run of a rule for the event fails there, on the run log''s key)';
 
 -- One queued event, the careful way: the same, each rule in its own
 -- subtransactions (ventros.automation_run_rule), a rule that ran for the
@@ -359,18 +383,26 @@ COMMENT ON FUNCTION ventros.automation_resume(ventros.automation_waits, timestam
     'Continues a waiting run with the actions left (failed when its rule was disabled or its event is gone)';
 
 -- The run log's rows of many events at once: for each, the rules its
--- conditions skipped.  A plain insert: a row already there (an event queued
--- again) fails the key, and the caller runs the event the careful way.
-CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[])
+-- conditions skipped; and the runs of the rules that acted (one statement
+-- for a batch, not one per run).  Plain inserts: a row already there (an
+-- event queued again, a rule run again for an event) fails a key, and the
+-- caller runs the event the careful way.
+CREATE FUNCTION ventros.automation_log_events(event_runs ventros.automation_event_runs[],
+                                              runs ventros.automation_runs[] DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    IF cardinality(event_runs) > 0 THEN
+        INSERT INTO ventros.automation_event_runs SELECT * FROM unnest(event_runs);
+    END IF;
+    IF cardinality(runs) > 0 THEN
+        INSERT INTO ventros.automation_rule_runs SELECT * FROM unnest(runs);
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[]) IS
-    'Writes the run log''s rows of many events (the rules their conditions skipped) at once; a second row for an event fails';
+COMMENT ON FUNCTION ventros.automation_log_events(ventros.automation_event_runs[], ventros.automation_runs[]) IS
+    'Writes the run log''s rows of many events (the rules their conditions skipped) and the runs of the rules that acted, at once; a second row for an event, or a second run of a rule for an event, fails';
 
 -- The events of a batch, in order, each tenant's as that tenant: rules,
 -- of_event and at_rule as ventros.run_automations matched them.  Without
@@ -393,8 +425,9 @@ DECLARE
     event_rules ventros.automations[];
     k integer := 1;
     j integer;
-    skipped uuid[];
+    done record;
     event_runs ventros.automation_event_runs[] := '{}';
+    runs ventros.automation_runs[] := '{}';
     q ventros.automation_queue;
     ev ventros.outbox;
     settings ventros.automation_settings;
@@ -416,23 +449,33 @@ BEGIN
             PERFORM pg_catalog.set_config('ventros.tenant', tenant, true);
             settings := ventros.current_automation_settings();
         END IF;
-        IF q.depth > 0 AND cardinality(event_runs) > 0 THEN
+        IF q.depth > 0 AND (cardinality(event_runs) > 0 OR cardinality(runs) > 0) THEN
             -- the loop check of a cascade reads the run log: write what waits
-            PERFORM ventros.automation_log_events(event_runs);
+            PERFORM ventros.automation_log_events(event_runs, runs);
             event_runs := '{}';
+            runs := '{}';
         END IF;
         -- nothing when no rule wants it (any more), the tenant disabled its
         -- rules, or the event was pruned or erased meanwhile
         IF j > k AND settings.enabled AND ev.event_id IS NOT NULL THEN
             IF NOT per_event THEN
-                skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
-                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped,
-                                                clock_timestamp())::ventros.automation_event_runs;
+                done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                event_runs := event_runs || ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth,
+                                                done.skipped, clock_timestamp())::ventros.automation_event_runs;
+                runs := runs || done.runs;
+                IF cardinality(runs) >= 200 THEN
+                    -- (each || copies the array: written in parts, not
+                    -- quadratically when every rule acts)
+                    PERFORM ventros.automation_log_events(event_runs, runs);
+                    event_runs := '{}';
+                    runs := '{}';
+                END IF;
             ELSE
                 BEGIN
-                    skipped := ventros.automation_run_event(q, ev, event_rules, settings, at);
-                    INSERT INTO ventros.automation_event_runs
-                    VALUES (q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, skipped, clock_timestamp());
+                    done := ventros.automation_run_event(q, ev, event_rules, settings, at);
+                    PERFORM ventros.automation_log_events(
+                        ARRAY[ROW(q.tenant_id, ev.event_id, ev.event_type, q.origin_event_id, q.depth, done.skipped,
+                                  clock_timestamp())::ventros.automation_event_runs], done.runs);
                 EXCEPTION WHEN OTHERS THEN
                     -- a rule failed, or the event ran before: all this event
                     -- did is rolled back; again, a subtransaction per rule
@@ -446,8 +489,8 @@ BEGIN
         END IF;
         k := j;
     END LOOP;
-    IF cardinality(event_runs) > 0 THEN
-        PERFORM ventros.automation_log_events(event_runs);
+    IF cardinality(event_runs) > 0 OR cardinality(runs) > 0 THEN
+        PERFORM ventros.automation_log_events(event_runs, runs);
     END IF;
 END
 $$;
