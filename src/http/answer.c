@@ -78,6 +78,8 @@ preference_applied(const VnAnswerInput *a, VnResponse *resp)
 	}
 	if (in->rpc && in->single_object)
 		vn_buf_add(&applied, ", params=single-object");
+	else if (in->rpc && in->multiple_objects && strcmp(in->method, "POST") == 0)
+		vn_buf_add(&applied, ", params=multiple-objects");
 	if (in->max_affected >= 0 && write && strcmp(in->method, "POST") != 0)
 		vn_buf_addf(&applied, ", max-affected=%ld", in->max_affected);
 	if (in->timezone)

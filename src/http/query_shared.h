@@ -55,8 +55,16 @@ extern char		  *vn_query_unquote(const char *s);
 extern const char *vn_query_arg(const VnArgs *a, const char *key);
 extern bool		   vn_query_is_reserved(const char *key);
 extern bool		   vn_query_number(const char *s, long *out);
-/* the top-level keys of the JSON body (malloc'd, vn_query_free_list) */
-extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array);
+/* the top-level keys of the JSON body (malloc'd, vn_query_free_list); uniform: all objects' keys must match */
+extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array, bool uniform);
+/* Content-Type is type, its parameters aside */
+extern bool vn_query_content_type_is(const char *content_type, const char *type);
+/* a form body as the JSON object of its strings (PostgREST's, for tables); false: 400 in c->q */
+extern bool vn_query_form_json(VnQueryCtx *c, VnBuf *json);
+/* "::type" of a cast's type name, modifiers and [] included, to out (may be NULL); false when malformed */
+extern bool vn_query_cast_type(const char *cast, VnBuf *out);
+/* the first '(' of a select item that is not a cast's type modifier, or NULL */
+extern char *vn_query_item_paren(const char *item);
 
 /* filter.c: operands and WHERE */
 extern const VnColumn *vn_query_need_column(VnQueryCtx *c, const VnRelation *r, const char *name);

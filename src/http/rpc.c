@@ -74,7 +74,8 @@ typedef struct Call
 {
 	ArgSource		  src;
 	RawKind			  raw;		  /* ARGS_RAW: what the body is */
-	bool			  array_body; /* a JSON array body: only a single unnamed json argument takes it */
+	bool			  array_body; /* a JSON array body: its first object is the call, or each is (bulk) */
+	bool			  bulk;		  /* Prefer: params=multiple-objects: a call per object of the array */
 	const VnArgs	 *named;	  /* the key=value arguments: the query string's, or the form body's */
 	VnArgs			  form;		  /* ARGS_FORM: the body's */
 	char			**keys;		  /* ARGS_JSON: the body's keys */
@@ -267,7 +268,7 @@ resolve(VnQueryCtx *c, Call *k)
 	if (fs == NULL)
 		return vn_query_fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
 							 "could not find the function %.64s", c->in->target);
-	for (int i = 0; i < n && !k->array_body; i++)
+	for (int i = 0; i < n; i++)
 		if (misfit(c, k, &fs[i], why, sizeof(why)) == NULL)
 		{
 			nfit++;
@@ -284,10 +285,6 @@ resolve(VnQueryCtx *c, Call *k)
 			k->f = &fs[i];
 			return true;
 		}
-	if (k->array_body)
-		return vn_query_fail(c->q, 400, "PGRST102", NULL,
-							 "A JSON array goes to a function of a single unnamed json or jsonb argument.",
-							 "functions take a JSON object of named arguments");
 	if (nfit == 1)
 	{
 		k->f = fit;
@@ -412,11 +409,24 @@ build_call(VnQueryCtx *c, Call *k)
 		ok = param_into(c, &k->call, body, c->in->body_len ? c->in->body_len : 2);
 		vn_buf_addf(&k->call, "::%s", f->argtypes[0]);
 	}
+	else if (k->bulk && k->nkeys == 0)
+	{
+		/* objects without keys: a call without arguments for each */
+		vn_buf_add(&k->args_from, "pg_catalog.json_array_elements(");
+		ok = param_into(c, &k->args_from, c->in->body, c->in->body_len);
+		vn_buf_add(&k->args_from, "::json) AS _a(o)");
+	}
 	else if (k->src == ARGS_JSON && k->nkeys > 0)
 	{
-		vn_buf_add(&k->args_from, "pg_catalog.json_to_record(");
+		/*
+		 * An object: its values.  An array: each object's values for a bulk
+		 * call, else the first object's (PostgREST 12 reads an array body
+		 * this way, as one call of the first object).
+		 */
+		vn_buf_add(&k->args_from, k->bulk ? "pg_catalog.json_to_recordset(" : "pg_catalog.json_to_record(");
+		vn_buf_add(&k->args_from, k->array_body && !k->bulk ? "(" : "");
 		ok = param_into(c, &k->args_from, c->in->body, c->in->body_len);
-		vn_buf_add(&k->args_from, "::json) AS _a(");
+		vn_buf_add(&k->args_from, k->array_body && !k->bulk ? "::json -> 0)) AS _a(" : "::json) AS _a(");
 		for (int n = 0; n < f->nargs; n++)
 		{
 			bool given = false;
@@ -533,7 +543,8 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	VnBuf			 *b = &c->q->sql;
 	VnBuf			  inner;
 	VnBuf			  src;
-	bool			  count = f->retset && c->in->count == VN_COUNT_EXACT;
+	bool			  set = f->retset || k->bulk; /* a bulk call's rows are a set */
+	bool			  count = set && c->in->count == VN_COUNT_EXACT;
 	char			 *where = NULL;
 	size_t			  total_at;
 	bool			  ok;
@@ -561,7 +572,7 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	vn_buf_free(&inner);
 
 	vn_buf_add(b, "SELECT ");
-	if (f->retset || c->in->format == VN_FORMAT_CSV)
+	if (set || c->in->format == VN_FORMAT_CSV)
 		vn_query_body_expr(c);
 	else
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r) -> 0)::text, 'null')");
@@ -569,7 +580,7 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	total_at = b->len;
 	response_gucs(b);
 	vn_buf_add(b, " FROM (SELECT ");
-	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!f->retset || vn_query_paging(c));
+	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!set || vn_query_paging(c));
 	vn_buf_add(b, ") _r");
 	if (ok)
 	{
@@ -587,8 +598,8 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	}
 	free(where);
 	vn_buf_free(&src);
-	c->q->is_read = f->retset;
-	c->q->is_rpc_scalar = !f->retset;
+	c->q->is_read = set;
+	c->q->is_rpc_scalar = !set;
 	return ok;
 }
 
@@ -663,6 +674,9 @@ shape(VnQueryCtx *c, const Call *k)
 	 * when the function is not volatile, and the call (with its checks and
 	 * its privilege check) would never happen.
 	 */
+	if (k->bulk && f->returns_grant)
+		return vn_query_fail(c->q, 400, "PGRST102", NULL, "Call it once per request.",
+							 "%s returns a login grant: it cannot be called in bulk", f->name);
 	if (f->returns_grant)
 	{
 		c->q->shape = VN_SHAPE_GRANT;
@@ -674,14 +688,16 @@ shape(VnQueryCtx *c, const Call *k)
 	{
 		c->q->void_result = true;
 		c->q->returns_body = false;
-		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		/* one row whatever the calls (a bulk call's are counted) */
+		vn_buf_add(b, k->bulk ? "SELECT '', pg_catalog.count(*), NULL::bigint" : "SELECT '', 1::bigint, NULL::bigint");
 		response_gucs(b);
 		call_from(b, k, "_v");
 		return true;
 	}
 	if (f->result_rel >= 0)
 		return shape_rows(c, k);
-	if (f->retset)
+	/* a bulk call of a scalar function: the array of its values, one per call */
+	if (f->retset || k->bulk)
 		return shape_values(c, k);
 	shape_value(c, k);
 	return true;
@@ -716,10 +732,12 @@ vn_rpc_build(VnQueryCtx *c)
 	{
 		bool is_array = false;
 
-		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array);
+		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array, true);
 		k.array_body = is_array;
 	}
 	ok = ok && resolve(c, &k);
+	/* a bulk call (PostgREST 10's, see docs/http.md): named arguments from an array's objects */
+	k.bulk = ok && k.array_body && in->multiple_objects && k.src == ARGS_JSON;
 	for (int n = 0; ok && n < k.f->nargs; n++)
 		if (!plain_name(k.f->argnames[n]))
 			ok = vn_query_fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of %s are not plain", k.f->name);
