@@ -188,6 +188,25 @@ vn_query_content_type_is(const char *content_type, const char *type)
 }
 
 /*
+ * The body is a form: Content-Type application/x-www-form-urlencoded, and
+ * the body is not JSON.  curl -d sends JSON under that type unless told
+ * otherwise, and Ventros' documentation and scripts do so: a body opening
+ * with { or [ is read as JSON (no form's first key starts so; PostgREST
+ * would read it as one).
+ */
+bool
+vn_query_is_form(const VnQueryInput *in)
+{
+	size_t i = 0;
+
+	if (!vn_query_content_type_is(in->content_type, "application/x-www-form-urlencoded"))
+		return false;
+	while (i < in->body_len && isspace((unsigned char) in->body[i]))
+		i++;
+	return i == in->body_len || (in->body[i] != '{' && in->body[i] != '[');
+}
+
+/*
  * An application/x-www-form-urlencoded body as PostgREST reads it for a
  * table: one JSON object whose values are the strings given (PostgreSQL
  * turns each into the column's type, as from a JSON string); of a key given

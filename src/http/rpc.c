@@ -285,6 +285,14 @@ resolve(VnQueryCtx *c, Call *k)
 			k->f = &fs[i];
 			return true;
 		}
+	/*
+	 * Elsewhere an array is one call of its first object (PostgREST 12);
+	 * Ventros' commands refuse it rather than drop the other objects.
+	 */
+	if (k->array_body && c->in->schema->ventros && !c->in->multiple_objects)
+		return vn_query_fail(c->q, 400, "PGRST102", NULL,
+							 "Send one object, or call once per object with Prefer: params=multiple-objects.",
+							 "a command takes one JSON object of named arguments");
 	if (nfit == 1)
 	{
 		k->f = fit;
@@ -719,7 +727,7 @@ vn_rpc_build(VnQueryCtx *c)
 						   k.raw != RAW_NONE	 ? ARGS_RAW :
 												   ARGS_JSON;
 	k.named = in->args;
-	if (k.src == ARGS_JSON && type_is(in->content_type, "application/x-www-form-urlencoded"))
+	if (k.src == ARGS_JSON && vn_query_is_form(in))
 	{
 		/* PostgREST's form body: key=value pairs, a VARIADIC key repeated */
 		k.src = ARGS_FORM;

@@ -332,7 +332,7 @@ static bool
 form_body(Ctx *c, VnQueryInput *in, VnBuf *json)
 {
 	vn_buf_init(json);
-	if (!vn_query_content_type_is(c->in->content_type, "application/x-www-form-urlencoded"))
+	if (!vn_query_is_form(c->in))
 		return true;
 	if (!vn_query_form_json(c, json))
 		return false;

@@ -80,3 +80,16 @@ test('a bulk call of a void function answers as one call would', async () => {
   assert.equal(r.status, 418, r.text); /* the status brew() sets */
   assert.equal(r.text, '');
 });
+
+test('Ventros\' own commands (schema api) refuse an array rather than drop objects', async () => {
+  const r = await http('POST', '/rpc/login', { body: [{ email: 'a@example.com', password: 'x' }] });
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.code, 'PGRST102');
+  // a function answering a login grant is never called in bulk
+  const bulk = await http('POST', '/rpc/login', {
+    headers: { Prefer: 'params=multiple-objects' },
+    body: [{ email: 'a@example.com', password: 'x' }],
+  });
+  assert.equal(bulk.status, 400, bulk.text);
+  assert.equal(bulk.json.code, 'PGRST102');
+});

@@ -50,3 +50,13 @@ test('a value that is not of the column\'s type, an unknown column, a malformed 
   assert.equal(bad.status, 400, bad.text);
   assert.equal(bad.json.code, 'PGRST102');
 });
+
+// curl -d sends this type by default; Ventros' docs and scripts send JSON so (docs/http.md)
+test('a body opening with { or [ under the form type is read as JSON', async () => {
+  const r = await form('POST', '/labels', '{"code": "curl-d", "color": "teal"}', 'return=representation');
+  assert.equal(r.status, 201, r.text);
+  assert.deepEqual(r.json, [{ code: 'curl-d', color: 'teal' }]);
+  const call = await form('POST', '/rpc/sum_of', ' {"a": 1, "b": 1}');
+  assert.equal(call.status, 200, call.text);
+  assert.equal(call.json, 2);
+});
