@@ -59,6 +59,8 @@ extern bool		   vn_query_number(const char *s, long *out);
 extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array, bool uniform);
 /* Content-Type is type, its parameters aside */
 extern bool vn_query_content_type_is(const char *content_type, const char *type);
+/* body.c: a text/csv body as the JSON array of its lines' objects (PostgREST's bulk insert); false: error in c->q */
+extern bool vn_query_csv_json(VnQueryCtx *c, VnBuf *json);
 /* a form body (not one opening with { or [: curl -d's JSON) */
 extern bool vn_query_is_form(const VnQueryInput *in);
 /* a form body as the JSON object of its strings (PostgREST's, for tables); false: 400 in c->q */

@@ -48,7 +48,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "rpc.h"
 
@@ -117,20 +116,6 @@ json_type(const char *type)
 	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0;
 }
 
-/* Content-Type is type (its parameters aside) */
-static bool
-type_is(const char *content_type, const char *type)
-{
-	size_t n = strlen(type);
-
-	if (content_type == NULL)
-		return false;
-	while (*content_type == ' ')
-		content_type++;
-	return strncasecmp(content_type, type, n) == 0 &&
-		   (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
-}
-
 /* the kind of raw body the request's Content-Type says (parameters aside) */
 static RawKind
 raw_body(const char *content_type)
@@ -146,7 +131,7 @@ raw_body(const char *content_type)
 				 {NULL, RAW_NONE}};
 
 	for (int i = 0; types[i].type; i++)
-		if (type_is(content_type, types[i].type))
+		if (vn_query_content_type_is(content_type, types[i].type))
 			return types[i].kind;
 	return RAW_NONE;
 }
@@ -711,8 +696,8 @@ shape(VnQueryCtx *c, const Call *k)
 	return true;
 }
 
-bool
-vn_rpc_build(VnQueryCtx *c)
+static bool
+build(VnQueryCtx *c)
 {
 	const VnQueryInput *in = c->in;
 	bool				get = strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0;
@@ -762,5 +747,35 @@ vn_rpc_build(VnQueryCtx *c)
 	}
 	vn_query_free_list(k.keys, k.nkeys);
 	vn_args_free(&k.form);
+	return ok;
+}
+
+/*
+ * A bulk call with a text/csv body (PostgREST 10's example of one): the
+ * first line names the arguments, each line after it is a call; read as
+ * the JSON array of its lines (body.c).  Any other text/csv body is a raw
+ * one (build()).
+ */
+bool
+vn_rpc_build(VnQueryCtx *c)
+{
+	const VnQueryInput *given = c->in;
+	VnQueryInput		csv;
+	VnBuf				json;
+	bool				ok = true;
+
+	vn_buf_init(&json);
+	if (given->multiple_objects && strcmp(given->method, "POST") == 0 && vn_query_content_type_is(given->content_type, "text/csv"))
+	{
+		ok = vn_query_csv_json(c, &json);
+		csv = *given;
+		csv.body = json.data;
+		csv.body_len = json.len;
+		csv.content_type = "application/json";
+		c->in = &csv;
+	}
+	ok = ok && build(c);
+	c->in = given;
+	vn_buf_free(&json);
 	return ok;
 }

@@ -324,17 +324,23 @@ on_conflict_clause(Ctx *c, const VnRelation *r, char **keys, int nkeys)
 }
 
 /*
- * An application/x-www-form-urlencoded body (PostgREST's, for tables): the
- * write goes on as if the request had sent the JSON object of its strings
- * (parse.c), in *in, which c->in points to until the caller restores it.
+ * An application/x-www-form-urlencoded body, or a text/csv one to insert
+ * (PostgREST's, for tables): the write goes on as if the request had sent
+ * the JSON of its strings (parse.c, body.c), in *in, which c->in points to
+ * until the caller restores it.
  */
 static bool
-form_body(Ctx *c, VnQueryInput *in, VnBuf *json)
+form_body(Ctx *c, VnQueryInput *in, VnBuf *json, bool csv)
 {
 	vn_buf_init(json);
-	if (!vn_query_is_form(c->in))
+	if (csv && vn_query_content_type_is(c->in->content_type, "text/csv"))
+	{
+		if (!vn_query_csv_json(c, json))
+			return false;
+	}
+	else if (!vn_query_is_form(c->in))
 		return true;
-	if (!vn_query_form_json(c, json))
+	else if (!vn_query_form_json(c, json))
 		return false;
 	*in = *c->in;
 	in->body = json->data;
@@ -352,7 +358,7 @@ vn_query_build_insert(Ctx *c, int rel)
 	const VnQueryInput *given = c->in;
 	VnQueryInput		form;
 	VnBuf				json;
-	bool				ok = form_body(c, &form, &json) && build_insert(c, rel);
+	bool				ok = form_body(c, &form, &json, true) && build_insert(c, rel);
 
 	c->in = given;
 	vn_buf_free(&json);
@@ -365,7 +371,7 @@ vn_query_build_update(Ctx *c, int rel)
 	const VnQueryInput *given = c->in;
 	VnQueryInput		form;
 	VnBuf				json;
-	bool				ok = form_body(c, &form, &json) && build_update(c, rel);
+	bool				ok = form_body(c, &form, &json, false) && build_update(c, rel);
 
 	c->in = given;
 	vn_buf_free(&json);
