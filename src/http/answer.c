@@ -164,6 +164,13 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 	bool post = strcmp(a->in->method, "POST") == 0;
 	char cr[64];
 
+	if (a->q->put && n == 0)
+	{
+		/* the body's key was not the URL's: nothing was written (put.c) */
+		vn_response_error(resp, 400, "PGRST115", "Payload values do not match URL in primary key column(s)", NULL,
+						  "The body names the row the URL names.");
+		return;
+	}
 	resp->status = post ? 201 : (a->q->returns_body ? 200 : 204);
 	if (a->q->returns_body)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));

@@ -110,6 +110,8 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 		ok = vn_query_build_update(&c, rel);
 	else if (strcmp(in->method, "DELETE") == 0)
 		ok = vn_query_build_delete(&c, rel);
+	else if (strcmp(in->method, "PUT") == 0)
+		ok = vn_query_build_put(&c, rel);
 	else
 		ok = vn_query_fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
 	free(c.consumed);

@@ -101,6 +101,7 @@ typedef struct VnQuery
 	bool	void_result;
 	bool	is_read;
 	bool	is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	bool	put;			/* PUT: no row means the body's key is not the URL's (400 PGRST115) */
 	char	media_type[64]; /* the body is a document of this type, not JSON */
 	/* error */
 	int	  status;

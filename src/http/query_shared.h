@@ -110,5 +110,12 @@ extern bool vn_query_build_read(VnQueryCtx *c, int rel);
 extern bool vn_query_build_insert(VnQueryCtx *c, int rel);
 extern bool vn_query_build_update(VnQueryCtx *c, int rel);
 extern bool vn_query_build_delete(VnQueryCtx *c, int rel);
+/* put.c: PUT of one row by its primary key */
+extern bool vn_query_build_put(VnQueryCtx *c, int rel);
+/* write.c's pieces for put.c */
+extern bool vn_query_body_keys(VnQueryCtx *c, const VnRelation *r, char ***keys, int *nkeys, bool *is_array);
+extern bool vn_query_insert_rows(VnQueryCtx *c, const VnRelation *r, char **keys, int nkeys, bool is_array);
+extern bool vn_query_upsert_clause(VnQueryCtx *c, const VnRelation *r, char **keys, int nkeys);
+extern bool vn_query_write_end(VnQueryCtx *c, int rel);
 
 #endif

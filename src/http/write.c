@@ -584,3 +584,40 @@ vn_query_build_delete(Ctx *c, int rel)
 		write_tail(c, rel, false);
 	return ok && c->q->status == 0;
 }
+
+/* put.c's pieces of an insert: the body's keys (checked, uniform), its rows, the upsert, the tail */
+bool
+vn_query_body_keys(Ctx *c, const VnRelation *r, char ***keys, int *nkeys, bool *is_array)
+{
+	if (!vn_query_scan_body(c, keys, nkeys, is_array, true))
+		return false;
+	if (check_keys(c, r, *keys, *nkeys))
+		return true;
+	vn_query_free_list(*keys, *nkeys);
+	*keys = NULL;
+	*nkeys = 0;
+	return false;
+}
+
+bool
+vn_query_insert_rows(Ctx *c, const VnRelation *r, char **keys, int nkeys, bool is_array)
+{
+	return insert_rows(c, r, keys, nkeys, is_array, false);
+}
+
+bool
+vn_query_upsert_clause(Ctx *c, const VnRelation *r, char **keys, int nkeys)
+{
+	return on_conflict_clause(c, r, keys, nkeys);
+}
+
+bool
+vn_query_write_end(Ctx *c, int rel)
+{
+	bool ok = true;
+
+	returning(c, rel, &ok);
+	if (ok)
+		write_tail(c, rel, false);
+	return ok && c->q->status == 0;
+}
