@@ -2,7 +2,8 @@
  * parse.c
  *	  The request parser's small pieces of PostgREST's syntax: lists split at
  *	  top-level commas, quoted values, query arguments, numbers, and the
- *	  argument names that are not filters, the keys of a JSON body.
+ *	  argument names that are not filters, the keys of a JSON body, a form
+ *	  body as JSON, the type names of casts.
  */
 #include <ctype.h>
 #include <stdio.h>

@@ -8,7 +8,8 @@
  *
  * Invariants: an identifier reaches the SQL text only after it was found in
  * the schema cache (or it is an alias, which is quoted); a cast reaches it
- * only from a fixed list of type names; every value of the request goes as
+ * only as a quoted name or one of SQL's spellings, digits for its modifier
+ * (parse.c); every value of the request goes as
  * a parameter ($n).  Any input the front does not understand is a 4xx with
  * a message naming what was wrong, never a statement sent on a guess.
  *

@@ -14,6 +14,9 @@
  * Arguments come, by name, from one of:
  *   - a JSON object body (POST): json_to_record() turns it into typed
  *     values, as PostgREST does, so arrays, rows and json are given as JSON;
+ *     an array body is one call of its first object (PostgREST 12), refused
+ *     by api's commands, or with Prefer: params=multiple-objects a call per
+ *     object (a bulk call, PostgREST 10's), whose results make one array;
  *   - the query string (GET and HEAD, which run read-only): one bound
  *     parameter per argument, cast to its type;
  *   - a raw body (POST with Content-Type text/csv or text/plain): it goes to
