@@ -55,37 +55,62 @@ shape_grant(const VnRouterConfig *cfg, PGresult *res, VnResponse *resp)
 	vn_response_header(resp, "Cache-Control", "no-store");
 }
 
-/* Preference-Applied: the preferences this answer honoured */
+/* ", token" when the request's Prefer names it */
+static void
+echo(VnBuf *applied, const char *prefer, const char *token)
+{
+	if (vn_request_has_token(prefer, token))
+		vn_buf_addf(applied, ", %s", token);
+}
+
+/*
+ * Preference-Applied: the preferences this answer honoured, those the
+ * request sent, in PostgREST 12's order (resolution, missing, return,
+ * params, count, tx, handling, timezone, max-affected).  Ventros' one
+ * addition: count=planned and count=estimated are answered, and named, as
+ * count=exact (docs/http.md, Counting).
+ */
 static void
 preference_applied(const VnAnswerInput *a, VnResponse *resp)
 {
 	const VnQueryInput *in = a->in;
 	const char		   *prefer = a->req->prefer;
 	bool				write = !a->q->is_read && !in->rpc && !a->openapi;
+	bool				post = strcmp(in->method, "POST") == 0;
 	VnBuf				applied;
 
 	vn_buf_init(&applied);
-	if (in->count == VN_COUNT_EXACT)
-		vn_buf_add(&applied, ", count=exact");
+	if (write && post && (in->merge_duplicates || in->ignore_duplicates))
+		vn_buf_add(&applied, in->merge_duplicates ? ", resolution=merge-duplicates" : ", resolution=ignore-duplicates");
+	if (write && post)
+	{
+		echo(&applied, prefer, "missing=default");
+		echo(&applied, prefer, "missing=null");
+	}
 	if (write)
 	{
-		vn_buf_add(&applied, in->ret == VN_RETURN_REPRESENTATION ? ", return=representation" :
-							 in->ret == VN_RETURN_HEADERS		 ? ", return=headers-only" :
-																   ", return=minimal");
-		if (strcmp(in->method, "POST") == 0 && (in->merge_duplicates || in->ignore_duplicates))
-			vn_buf_add(&applied,
-					   in->merge_duplicates ? ", resolution=merge-duplicates" : ", resolution=ignore-duplicates");
+		echo(&applied, prefer, "return=representation");
+		echo(&applied, prefer, "return=headers-only");
+		echo(&applied, prefer, "return=minimal");
 	}
 	if (in->rpc && in->single_object)
 		vn_buf_add(&applied, ", params=single-object");
-	if (in->max_affected >= 0 && write && strcmp(in->method, "POST") != 0)
-		vn_buf_addf(&applied, ", max-affected=%ld", in->max_affected);
-	if (in->timezone)
-		vn_buf_addf(&applied, ", timezone=%s", in->timezone);
+	else if (in->rpc && in->multiple_objects && post)
+		vn_buf_add(&applied, ", params=multiple-objects");
+	if (in->count == VN_COUNT_EXACT)
+		vn_buf_add(&applied, ", count=exact");
 	if (vn_request_has_token(prefer, "tx=rollback"))
 		vn_buf_add(&applied, ", tx=rollback");
 	else if (vn_request_has_token(prefer, "tx=commit"))
 		vn_buf_add(&applied, ", tx=commit");
+	if (vn_request_has_token(prefer, "handling=strict"))
+		vn_buf_add(&applied, ", handling=strict");
+	else
+		echo(&applied, prefer, "handling=lenient");
+	if (in->timezone)
+		vn_buf_addf(&applied, ", timezone=%s", in->timezone);
+	if (in->max_affected >= 0 && write && !post)
+		vn_buf_addf(&applied, ", max-affected=%ld", in->max_affected);
 	if (applied.len > 2)
 		vn_response_header(resp, "Preference-Applied", applied.data + 2);
 	vn_buf_free(&applied);
@@ -139,6 +164,13 @@ answer_write(const VnAnswerInput *a, PGresult *res, long n, VnResponse *resp)
 	bool post = strcmp(a->in->method, "POST") == 0;
 	char cr[64];
 
+	if (a->q->put && n == 0)
+	{
+		/* the body's key was not the URL's: nothing was written (put.c) */
+		vn_response_error(resp, 400, "PGRST115", "Payload values do not match URL in primary key column(s)", NULL,
+						  "The body names the row the URL names.");
+		return;
+	}
 	resp->status = post ? 201 : (a->q->returns_body ? 200 : 204);
 	if (a->q->returns_body)
 		vn_buf_add(&resp->body, PQgetvalue(res, 0, 0));

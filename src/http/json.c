@@ -22,7 +22,11 @@ typedef struct Scan
 	int			nkeys;
 	int			cap;
 	const char *error;
-	bool		exact; /* keys decoded exactly, and a repeated key is an error */
+	bool		exact;	  /* keys decoded exactly, and a repeated key is an error */
+	int		   *last;	  /* per key: the last object (1, 2 ...) that named it */
+	int			obj;	  /* the objects whose keys were collected so far */
+	int			obj_keys; /* distinct keys of the current object */
+	int			min_keys; /* the fewest distinct keys of an object, -1 before the first */
 } Scan;
 
 static void
@@ -131,15 +135,29 @@ scan_string(Scan *s, VnBuf *out)
 
 static bool scan_value(Scan *s, bool collect);
 
+/* the end of an object whose keys were collected: the fewest keys so far */
+static bool
+object_done(Scan *s, bool collect)
+{
+	if (collect && (s->min_keys < 0 || s->obj_keys < s->min_keys))
+		s->min_keys = s->obj_keys;
+	return true;
+}
+
 static bool
 scan_object(Scan *s, bool collect)
 {
+	if (collect)
+	{
+		s->obj++;
+		s->obj_keys = 0;
+	}
 	s->p++;
 	ws(s);
 	if (s->p < s->end && *s->p == '}')
 	{
 		s->p++;
-		return true;
+		return object_done(s, collect);
 	}
 	for (;;)
 	{
@@ -151,18 +169,18 @@ scan_object(Scan *s, bool collect)
 		ok = scan_string(s, collect ? &key : NULL);
 		if (ok && collect)
 		{
-			bool seen = false;
+			int seen = -1;
 
 			for (int i = 0; i < s->nkeys; i++)
 				if (strcmp(s->keys[i], key.data) == 0)
-					seen = true;
-			if (seen && s->exact)
+					seen = i;
+			if (seen >= 0 && s->exact)
 			{
 				vn_buf_free(&key);
 				s->error = "A key appears twice.";
 				return false;
 			}
-			if (!seen)
+			if (seen < 0)
 			{
 				if (s->nkeys >= 1000)
 				{
@@ -174,10 +192,18 @@ scan_object(Scan *s, bool collect)
 				{
 					s->cap = s->cap ? s->cap * 2 : 16;
 					s->keys = realloc(s->keys, sizeof(char *) * s->cap);
-					if (s->keys == NULL)
+					s->last = realloc(s->last, sizeof(int) * s->cap);
+					if (s->keys == NULL || s->last == NULL)
 						abort();
 				}
+				seen = s->nkeys;
+				s->last[seen] = 0;
 				s->keys[s->nkeys++] = vn_strdup(key.data);
+			}
+			if (s->last[seen] != s->obj)
+			{
+				s->last[seen] = s->obj;
+				s->obj_keys++;
 			}
 		}
 		vn_buf_free(&key);
@@ -198,7 +224,7 @@ scan_object(Scan *s, bool collect)
 		if (s->p < s->end && *s->p == '}')
 		{
 			s->p++;
-			return true;
+			return object_done(s, collect);
 		}
 		return false;
 	}
@@ -294,7 +320,14 @@ scan_value(Scan *s, bool collect)
 bool
 vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error)
 {
-	Scan s = {str, str + len, 0, NULL, 0, 0, NULL, false};
+	return vn_json_scan_uniform(str, len, keys, nkeys, is_array, NULL, error);
+}
+
+bool
+vn_json_scan_uniform(const char *str, size_t len, char ***keys, int *nkeys, bool *is_array, bool *uniform,
+					 const char **error)
+{
+	Scan s = {str, str + len, 0, NULL, 0, 0, NULL, false, NULL, 0, 0, -1};
 	bool ok;
 
 	ws(&s);
@@ -314,6 +347,10 @@ vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_arr
 		ok = false;
 	*keys = s.keys;
 	*nkeys = s.nkeys;
+	/* every object names every key: each has as many distinct keys as all of them */
+	if (uniform)
+		*uniform = s.min_keys < 0 || s.min_keys == s.nkeys;
+	free(s.last);
 	if (!ok)
 	{
 		*error = s.error ? s.error : "Malformed JSON.";
@@ -329,7 +366,7 @@ vn_json_scan(const char *str, size_t len, char ***keys, int *nkeys, bool *is_arr
 bool
 vn_json_object_keys(const char *str, size_t len, char ***keys, int *nkeys)
 {
-	Scan s = {str, str + len, 1, NULL, 0, 0, NULL, true};
+	Scan s = {str, str + len, 1, NULL, 0, 0, NULL, true, NULL, 0, 0, -1};
 	bool ok;
 
 	ws(&s);
@@ -338,6 +375,7 @@ vn_json_object_keys(const char *str, size_t len, char ***keys, int *nkeys)
 	ok = ok && s.p == s.end;
 	*keys = s.keys;
 	*nkeys = s.nkeys;
+	free(s.last);
 	if (!ok)
 	{
 		for (int i = 0; i < s.nkeys; i++)

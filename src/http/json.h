@@ -10,6 +10,9 @@
 
 /* top-level keys of a JSON object or array of objects; false when malformed */
 extern bool vn_json_scan(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, const char **error);
+/* the same, and whether every object of an array names the same keys (PostgREST's "All object keys must match") */
+extern bool vn_json_scan_uniform(const char *s, size_t len, char ***keys, int *nkeys, bool *is_array, bool *uniform,
+								 const char **error);
 
 /*
  * The top-level keys of one JSON object, decoded exactly (escapes

@@ -8,7 +8,8 @@
  *
  * Invariants: an identifier reaches the SQL text only after it was found in
  * the schema cache (or it is an alias, which is quoted); a cast reaches it
- * only from a fixed list of type names; every value of the request goes as
+ * only as a quoted name or one of SQL's spellings, digits for its modifier
+ * (parse.c); every value of the request goes as
  * a parameter ($n).  Any input the front does not understand is a 4xx with
  * a message naming what was wrong, never a statement sent on a guess.
  *
@@ -110,6 +111,8 @@ vn_query_build(const VnQueryInput *in, VnQuery *q)
 		ok = vn_query_build_update(&c, rel);
 	else if (strcmp(in->method, "DELETE") == 0)
 		ok = vn_query_build_delete(&c, rel);
+	else if (strcmp(in->method, "PUT") == 0)
+		ok = vn_query_build_put(&c, rel);
 	else
 		ok = vn_query_fail(q, 405, "PGRST105", NULL, NULL, "method %s is not supported", in->method);
 	free(c.consumed);

@@ -74,12 +74,14 @@ typedef struct VnQueryInput
 	VnReturn		ret;
 	bool			merge_duplicates;
 	bool			ignore_duplicates;
-	bool			single_object; /* Prefer: params=single-object */
-	bool			missing_null;  /* Prefer: missing=null: an absent key inserts NULL */
-	const char	   *timezone;	   /* Prefer: timezone=, when pg_timezone_names has it; else NULL */
-	long			max_affected;  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
-	long			range_offset;  /* -1: no Range header */
-	long			range_limit;   /* -1: open */
+	bool			single_object;	  /* Prefer: params=single-object */
+	bool			missing_null;	  /* Prefer: missing=null: an absent key inserts NULL */
+	bool			missing_default;  /* Prefer: missing=default: an absent key of columns= takes the default */
+	bool			multiple_objects; /* Prefer: params=multiple-objects: a call per object of an array body */
+	const char	   *timezone;		  /* Prefer: timezone=, when pg_timezone_names has it; else NULL */
+	long			max_affected;	  /* Prefer: max-affected=N on PATCH/DELETE, -1: none */
+	long			range_offset;	  /* -1: no Range header */
+	long			range_limit;	  /* -1: open */
 	long			max_rows;
 	int				max_embeds;		/* embedded resources per request (54000 beyond) */
 	int				max_select;		/* select-list items per request, at every level */
@@ -99,6 +101,7 @@ typedef struct VnQuery
 	bool	void_result;
 	bool	is_read;
 	bool	is_rpc_scalar;	/* single (non-set) rpc result: no Content-Range */
+	bool	put;			/* PUT: no row means the body's key is not the URL's (400 PGRST115) */
 	char	media_type[64]; /* the body is a document of this type, not JSON */
 	/* error */
 	int	  status;

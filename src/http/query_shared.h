@@ -86,8 +86,20 @@ extern char		  *vn_query_unquote(const char *s);
 extern const char *vn_query_arg(const VnArgs *a, const char *key);
 extern bool		   vn_query_is_reserved(const char *key);
 extern bool		   vn_query_number(const char *s, long *out);
-/* the top-level keys of the JSON body (malloc'd, vn_query_free_list) */
-extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array);
+/* the top-level keys of the JSON body (malloc'd, vn_query_free_list); uniform: all objects' keys must match */
+extern bool vn_query_scan_body(VnQueryCtx *c, char ***keys, int *nkeys, bool *is_array, bool uniform);
+/* Content-Type is type, its parameters aside */
+extern bool vn_query_content_type_is(const char *content_type, const char *type);
+/* body.c: a text/csv body as the JSON array of its lines' objects (PostgREST's bulk insert); false: error in c->q */
+extern bool vn_query_csv_json(VnQueryCtx *c, VnBuf *json);
+/* a form body (not one opening with { or [: curl -d's JSON) */
+extern bool vn_query_is_form(const VnQueryInput *in);
+/* a form body as the JSON object of its strings (PostgREST's, for tables); false: 400 in c->q */
+extern bool vn_query_form_json(VnQueryCtx *c, VnBuf *json);
+/* "::type" of a cast's type name, modifiers and [] included, to out (may be NULL); false when malformed */
+extern bool vn_query_cast_type(const char *cast, VnBuf *out);
+/* the first '(' of a select item that is not a cast's type modifier, or NULL */
+extern char *vn_query_item_paren(const char *item);
 
 /* filter.c: operands and WHERE */
 extern const VnColumn *vn_query_need_column(VnQueryCtx *c, const VnRelation *r, const char *name);
@@ -144,5 +156,12 @@ extern bool vn_query_build_read(VnQueryCtx *c, int rel);
 extern bool vn_query_build_insert(VnQueryCtx *c, int rel);
 extern bool vn_query_build_update(VnQueryCtx *c, int rel);
 extern bool vn_query_build_delete(VnQueryCtx *c, int rel);
+/* put.c: PUT of one row by its primary key */
+extern bool vn_query_build_put(VnQueryCtx *c, int rel);
+/* write.c's pieces for put.c */
+extern bool vn_query_body_keys(VnQueryCtx *c, const VnRelation *r, char ***keys, int *nkeys, bool *is_array);
+extern bool vn_query_insert_rows(VnQueryCtx *c, const VnRelation *r, char **keys, int nkeys, bool is_array);
+extern bool vn_query_upsert_clause(VnQueryCtx *c, const VnRelation *r, char **keys, int nkeys);
+extern bool vn_query_write_end(VnQueryCtx *c, int rel);
 
 #endif

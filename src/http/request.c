@@ -111,6 +111,7 @@ preference_known(const char *p, size_t n)
 								  "resolution=merge-duplicates",
 								  "resolution=ignore-duplicates",
 								  "params=single-object",
+								  "params=multiple-objects",
 								  "missing=default",
 								  "missing=null",
 								  "handling=strict",
@@ -213,6 +214,8 @@ preferences(const char *prefer, VnQueryInput *in, VnResponse *resp)
 	in->ignore_duplicates = vn_request_has_token(prefer, "resolution=ignore-duplicates");
 	in->single_object = vn_request_has_token(prefer, "params=single-object");
 	in->missing_null = vn_request_has_token(prefer, "missing=null");
+	in->missing_default = vn_request_has_token(prefer, "missing=default");
+	in->multiple_objects = vn_request_has_token(prefer, "params=multiple-objects");
 	in->timezone = timezone_preference(prefer);
 	in->max_affected = -1;
 	if (!strict_preferences(prefer, resp))

@@ -78,11 +78,11 @@ route_options(const VnRouterConfig *cfg, VnRequest *req, VnResponse *resp)
 	/* a CORS preflight: what a browser may send */
 	resp->status = 200;
 	resp->content_type = NULL;
-	vn_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+	vn_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
 	vn_response_header(resp, "Access-Control-Allow-Headers",
 					   "Authorization, Content-Type, Accept, Prefer, Range, Range-Unit, apikey, X-Client-Info, Accept-Profile, Content-Profile");
 	vn_response_header(resp, "Access-Control-Max-Age", "86400");
-	vn_response_header(resp, "Allow", "GET, HEAD, POST, PATCH, DELETE, OPTIONS");
+	vn_response_header(resp, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
 }
 
 static void
@@ -191,7 +191,7 @@ statement(VnRequest *req, Endpoint ep, VnQueryInput *in, VnQuery *q, VnResponse 
 	}
 	in->target = name;
 	if (!in->rpc && strcmp(req->method, "GET") != 0 && !head && strcmp(req->method, "POST") != 0 &&
-		strcmp(req->method, "PATCH") != 0 && strcmp(req->method, "DELETE") != 0)
+		strcmp(req->method, "PATCH") != 0 && strcmp(req->method, "DELETE") != 0 && strcmp(req->method, "PUT") != 0)
 	{
 		vn_response_error(resp, 405, "PGRST101", "method not allowed", NULL, NULL);
 		return false;

@@ -14,6 +14,9 @@
  * Arguments come, by name, from one of:
  *   - a JSON object body (POST): json_to_record() turns it into typed
  *     values, as PostgREST does, so arrays, rows and json are given as JSON;
+ *     an array body is one call of its first object (PostgREST 12), refused
+ *     by api's commands, or with Prefer: params=multiple-objects a call per
+ *     object (a bulk call, PostgREST 10's), whose results make one array;
  *   - the query string (GET and HEAD, which run read-only): one bound
  *     parameter per argument, cast to its type;
  *   - a raw body (POST with Content-Type text/csv or text/plain): it goes to
@@ -48,7 +51,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "rpc.h"
 
@@ -74,7 +76,8 @@ typedef struct Call
 {
 	ArgSource		  src;
 	RawKind			  raw;		  /* ARGS_RAW: what the body is */
-	bool			  array_body; /* a JSON array body: only a single unnamed json argument takes it */
+	bool			  array_body; /* a JSON array body: its first object is the call, or each is (bulk) */
+	bool			  bulk;		  /* Prefer: params=multiple-objects: a call per object of the array */
 	const VnArgs	 *named;	  /* the key=value arguments: the query string's, or the form body's */
 	VnArgs			  form;		  /* ARGS_FORM: the body's */
 	char			**keys;		  /* ARGS_JSON: the body's keys */
@@ -116,20 +119,6 @@ json_type(const char *type)
 	return strcmp(type, "json") == 0 || strcmp(type, "jsonb") == 0;
 }
 
-/* Content-Type is type (its parameters aside) */
-static bool
-type_is(const char *content_type, const char *type)
-{
-	size_t n = strlen(type);
-
-	if (content_type == NULL)
-		return false;
-	while (*content_type == ' ')
-		content_type++;
-	return strncasecmp(content_type, type, n) == 0 &&
-		   (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
-}
-
 /* the kind of raw body the request's Content-Type says (parameters aside) */
 static RawKind
 raw_body(const char *content_type)
@@ -145,7 +134,7 @@ raw_body(const char *content_type)
 				 {NULL, RAW_NONE}};
 
 	for (int i = 0; types[i].type; i++)
-		if (type_is(content_type, types[i].type))
+		if (vn_query_content_type_is(content_type, types[i].type))
 			return types[i].kind;
 	return RAW_NONE;
 }
@@ -267,7 +256,7 @@ resolve(VnQueryCtx *c, Call *k)
 	if (fs == NULL)
 		return vn_query_fail(c->q, 404, "PGRST202", NULL, "Functions are listed at GET /.",
 							 "could not find the function %.64s", c->in->target);
-	for (int i = 0; i < n && !k->array_body; i++)
+	for (int i = 0; i < n; i++)
 		if (misfit(c, k, &fs[i], why, sizeof(why)) == NULL)
 		{
 			nfit++;
@@ -284,10 +273,14 @@ resolve(VnQueryCtx *c, Call *k)
 			k->f = &fs[i];
 			return true;
 		}
-	if (k->array_body)
+	/*
+	 * Elsewhere an array is one call of its first object (PostgREST 12);
+	 * Ventros' commands refuse it rather than drop the other objects.
+	 */
+	if (k->array_body && c->in->schema->ventros && !c->in->multiple_objects)
 		return vn_query_fail(c->q, 400, "PGRST102", NULL,
-							 "A JSON array goes to a function of a single unnamed json or jsonb argument.",
-							 "functions take a JSON object of named arguments");
+							 "Send one object, or call once per object with Prefer: params=multiple-objects.",
+							 "a command takes one JSON object of named arguments");
 	if (nfit == 1)
 	{
 		k->f = fit;
@@ -412,11 +405,24 @@ build_call(VnQueryCtx *c, Call *k)
 		ok = param_into(c, &k->call, body, c->in->body_len ? c->in->body_len : 2);
 		vn_buf_addf(&k->call, "::%s", f->argtypes[0]);
 	}
+	else if (k->bulk && k->nkeys == 0)
+	{
+		/* objects without keys: a call without arguments for each */
+		vn_buf_add(&k->args_from, "pg_catalog.json_array_elements(");
+		ok = param_into(c, &k->args_from, c->in->body, c->in->body_len);
+		vn_buf_add(&k->args_from, "::json) AS _a(o)");
+	}
 	else if (k->src == ARGS_JSON && k->nkeys > 0)
 	{
-		vn_buf_add(&k->args_from, "pg_catalog.json_to_record(");
+		/*
+		 * An object: its values.  An array: each object's values for a bulk
+		 * call, else the first object's (PostgREST 12 reads an array body
+		 * this way, as one call of the first object).
+		 */
+		vn_buf_add(&k->args_from, k->bulk ? "pg_catalog.json_to_recordset(" : "pg_catalog.json_to_record(");
+		vn_buf_add(&k->args_from, k->array_body && !k->bulk ? "(" : "");
 		ok = param_into(c, &k->args_from, c->in->body, c->in->body_len);
-		vn_buf_add(&k->args_from, "::json) AS _a(");
+		vn_buf_add(&k->args_from, k->array_body && !k->bulk ? "::json -> 0)) AS _a(" : "::json) AS _a(");
 		for (int n = 0; n < f->nargs; n++)
 		{
 			bool given = false;
@@ -533,7 +539,8 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	VnBuf			 *b = &c->q->sql;
 	VnBuf			  inner;
 	VnBuf			  src;
-	bool			  count = f->retset && c->in->count == VN_COUNT_EXACT;
+	bool			  set = f->retset || k->bulk; /* a bulk call's rows are a set */
+	bool			  count = set && c->in->count == VN_COUNT_EXACT;
 	char			 *where = NULL;
 	size_t			  total_at;
 	bool			  ok;
@@ -561,7 +568,7 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	vn_buf_free(&inner);
 
 	vn_buf_add(b, "SELECT ");
-	if (f->retset || c->in->format == VN_FORMAT_CSV)
+	if (set || c->in->format == VN_FORMAT_CSV)
 		vn_query_body_expr(c);
 	else
 		vn_buf_add(b, "coalesce((pg_catalog.json_agg(_r) -> 0)::text, 'null')");
@@ -569,7 +576,7 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	total_at = b->len;
 	response_gucs(b);
 	vn_buf_add(b, " FROM (SELECT ");
-	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!f->retset || vn_query_paging(c));
+	ok = vn_query_rows(c, f->result_rel, src.data, count ? &where : NULL) && (!set || vn_query_paging(c));
 	vn_buf_add(b, ") _r");
 	if (ok)
 	{
@@ -587,8 +594,8 @@ shape_rows(VnQueryCtx *c, const Call *k)
 	}
 	free(where);
 	vn_buf_free(&src);
-	c->q->is_read = f->retset;
-	c->q->is_rpc_scalar = !f->retset;
+	c->q->is_read = set;
+	c->q->is_rpc_scalar = !set;
 	return ok;
 }
 
@@ -663,6 +670,9 @@ shape(VnQueryCtx *c, const Call *k)
 	 * when the function is not volatile, and the call (with its checks and
 	 * its privilege check) would never happen.
 	 */
+	if (k->bulk && f->returns_grant)
+		return vn_query_fail(c->q, 400, "PGRST102", NULL, "Call it once per request.",
+							 "%s returns a login grant: it cannot be called in bulk", f->name);
 	if (f->returns_grant)
 	{
 		c->q->shape = VN_SHAPE_GRANT;
@@ -674,21 +684,23 @@ shape(VnQueryCtx *c, const Call *k)
 	{
 		c->q->void_result = true;
 		c->q->returns_body = false;
-		vn_buf_add(b, "SELECT '', 1::bigint, NULL::bigint");
+		/* one row whatever the calls (a bulk call's are counted) */
+		vn_buf_add(b, k->bulk ? "SELECT '', pg_catalog.count(*), NULL::bigint" : "SELECT '', 1::bigint, NULL::bigint");
 		response_gucs(b);
 		call_from(b, k, "_v");
 		return true;
 	}
 	if (f->result_rel >= 0)
 		return shape_rows(c, k);
-	if (f->retset)
+	/* a bulk call of a scalar function: the array of its values, one per call */
+	if (f->retset || k->bulk)
 		return shape_values(c, k);
 	shape_value(c, k);
 	return true;
 }
 
-bool
-vn_rpc_build(VnQueryCtx *c)
+static bool
+build(VnQueryCtx *c)
 {
 	const VnQueryInput *in = c->in;
 	bool				get = strcmp(in->method, "GET") == 0 || strcmp(in->method, "HEAD") == 0;
@@ -703,7 +715,7 @@ vn_rpc_build(VnQueryCtx *c)
 						   k.raw != RAW_NONE	 ? ARGS_RAW :
 												   ARGS_JSON;
 	k.named = in->args;
-	if (k.src == ARGS_JSON && type_is(in->content_type, "application/x-www-form-urlencoded"))
+	if (k.src == ARGS_JSON && vn_query_is_form(in))
 	{
 		/* PostgREST's form body: key=value pairs, a VARIADIC key repeated */
 		k.src = ARGS_FORM;
@@ -716,10 +728,12 @@ vn_rpc_build(VnQueryCtx *c)
 	{
 		bool is_array = false;
 
-		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array);
+		ok = vn_query_scan_body(c, &k.keys, &k.nkeys, &is_array, true);
 		k.array_body = is_array;
 	}
 	ok = ok && resolve(c, &k);
+	/* a bulk call (PostgREST 10's, see docs/http.md): named arguments from an array's objects */
+	k.bulk = ok && k.array_body && in->multiple_objects && k.src == ARGS_JSON;
 	for (int n = 0; ok && n < k.f->nargs; n++)
 		if (!plain_name(k.f->argnames[n]))
 			ok = vn_query_fail(c->q, 500, "PGRST000", NULL, NULL, "argument names of %s are not plain", k.f->name);
@@ -736,5 +750,35 @@ vn_rpc_build(VnQueryCtx *c)
 	}
 	vn_query_free_list(k.keys, k.nkeys);
 	vn_args_free(&k.form);
+	return ok;
+}
+
+/*
+ * A bulk call with a text/csv body (PostgREST 10's example of one): the
+ * first line names the arguments, each line after it is a call; read as
+ * the JSON array of its lines (body.c).  Any other text/csv body is a raw
+ * one (build()).
+ */
+bool
+vn_rpc_build(VnQueryCtx *c)
+{
+	const VnQueryInput *given = c->in;
+	VnQueryInput		csv;
+	VnBuf				json;
+	bool				ok = true;
+
+	vn_buf_init(&json);
+	if (given->multiple_objects && strcmp(given->method, "POST") == 0 && vn_query_content_type_is(given->content_type, "text/csv"))
+	{
+		ok = vn_query_csv_json(c, &json);
+		csv = *given;
+		csv.body = json.data;
+		csv.body_len = json.len;
+		csv.content_type = "application/json";
+		c->in = &csv;
+	}
+	ok = ok && build(c);
+	c->in = given;
+	vn_buf_free(&json);
 	return ok;
 }

@@ -13,52 +13,17 @@
 
 typedef VnQueryCtx Ctx;
 
-static const char *casts[] = {
-	"text", "integer", "int", "int4", "bigint", "int8", "smallint", "int2", "numeric", "real", "float4",
-	"double precision", "float8", "boolean", "bool", "date", "time", "timestamp", "timestamptz",
-	"timestamp with time zone", "interval", "uuid", "json", "jsonb", "varchar", "char", "text[]", NULL};
-
-
-/* one identifier of a type name: letters, digits, _, not starting with a digit */
-static size_t
-type_ident(const char *s)
-{
-	size_t n = 0;
-
-	if (!(isalpha((unsigned char) *s) || *s == '_'))
-		return 0;
-	while (isalnum((unsigned char) s[n]) || s[n] == '_')
-		n++;
-	return n < 64 ? n : 0;
-}
-
 /*
- * A cast of select=: one of casts[] (SQL's own spellings, multi-word ones
- * included), or any type by its catalog name, schema-qualified or not, an
- * array of it with [] (int4, inet, citext, conformance.mood, int8[]),
- * which cast_add() quotes; PostgreSQL answers a type that does not exist
- * (42704, 400).  False with 400 for anything else.
+ * A cast of select=: SQL's spellings or any type by its catalog name, with
+ * a type modifier and [] (parse.c's grammar); 400 for anything else.
  */
 static bool
 cast_known(Ctx *c, const char *cast)
 {
-	const char *p = cast;
-	size_t		n;
-
-	for (int k = 0; casts[k]; k++)
-		if (strcmp(casts[k], cast) == 0)
-			return true;
-	if ((n = type_ident(p)) > 0)
-	{
-		p += n;
-		if (*p == '.' && (n = type_ident(p + 1)) > 0)
-			p += n + 1;
-		while (strncmp(p, "[]", 2) == 0)
-			p += 2;
-		if (*p == '\0')
-			return true;
-	}
-	return vn_query_fail(c->q, 400, "PGRST100", NULL, "A cast names a type: integer, text, int8[], a_schema.a_type.",
+	if (vn_query_cast_type(cast, NULL))
+		return true;
+	return vn_query_fail(c->q, 400, "PGRST100", NULL,
+						 "A cast names a type: integer, text, int8[], numeric(10,2), a_schema.a_type.",
 						 "unsupported cast \"%.32s\"", cast);
 }
 
@@ -66,35 +31,7 @@ cast_known(Ctx *c, const char *cast)
 static void
 cast_add(VnBuf *b, const char *cast)
 {
-	const char *p = cast;
-	size_t		n;
-
-	vn_buf_add(b, "::");
-	for (int k = 0; casts[k]; k++)
-		if (strcmp(casts[k], cast) == 0)
-		{
-			vn_buf_add(b, cast);
-			return;
-		}
-	n = type_ident(p);
-	{
-		char part[64];
-
-		memcpy(part, p, n);
-		part[n] = '\0';
-		vn_buf_ident(b, part);
-		p += n;
-		if (*p == '.')
-		{
-			n = type_ident(++p);
-			memcpy(part, p, n);
-			part[n] = '\0';
-			vn_buf_addc(b, '.');
-			vn_buf_ident(b, part);
-			p += n;
-		}
-	}
-	vn_buf_add(b, p); /* the [] suffixes */
+	vn_query_cast_type(cast, b);
 }
 
 /* the output name of an item of a spread's list (c->names, embed.c) */
@@ -153,10 +90,13 @@ static bool
 parse_aggregate(char *item, char **expr, char **fn, char **cast)
 {
 	static const char *fns[] = {"avg", "count", "max", "min", "sum", NULL};
-	char			  *open = strrchr(item, '(');
+	char			  *open = NULL;
 	char			  *dot;
 	bool			   known = false;
 
+	/* the last "()" (a cast after it may have a modifier's parentheses) */
+	for (char *p = strstr(item, "()"); p; p = strstr(p + 1, "()"))
+		open = p;
 	if (open == NULL || open[1] != ')' || (open[2] && strncmp(open + 2, "::", 2) != 0))
 		return false;
 	*cast = open[2] ? open + 4 : NULL;
@@ -262,7 +202,7 @@ static bool
 select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *prefix, VnBuf *group)
 {
 	char *alias = NULL;
-	char *paren = strchr(item, '(');
+	char *paren = vn_query_item_paren(item);
 
 	/* alias:... (but not the :: of a cast) */
 	for (char *p = item; *p && (paren == NULL || p < paren); p++)
@@ -307,7 +247,7 @@ select_item(Ctx *c, int rel, const char *al, char *item, int depth, const char *
 static bool
 embed_label(const char *item, char *out, size_t size)
 {
-	const char *paren = strchr(item, '(');
+	const char *paren = vn_query_item_paren(item);
 	const char *start = item,
 			   *end;
 
@@ -372,9 +312,9 @@ vn_query_select_list(Ctx *c, int rel, const char *al, const char *spec, int dept
 	/* columns and aggregates here; embedded resources are counted by embed() */
 	for (int i = 0; i < n; i++)
 	{
-		bool agg = strchr(items[i], '(') != NULL && is_aggregate(vn_query_trim(items[i]));
+		bool agg = vn_query_item_paren(items[i]) != NULL && is_aggregate(vn_query_trim(items[i]));
 
-		if (strchr(items[i], '(') == NULL || agg)
+		if (vn_query_item_paren(items[i]) == NULL || agg)
 			c->nselect++;
 		has_agg |= agg;
 	}

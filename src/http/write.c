@@ -179,19 +179,24 @@ column_list(Ctx *c, const VnRelation *r, const char *list, const char *what, cha
 }
 
 /*
- * The rows of an insert: "SELECT <values> FROM <the body>".  A key missing
- * from an object takes the column's default (PostgREST's Prefer:
- * missing=default), or NULL under Prefer: missing=null, which json_to_record
- * gives for an absent key; an explicit null stays null.  One object without
- * columns= has every key it names: no test needed.  No key at all ({} or
- * [{}, ...]): a SELECT of no column, which PostgreSQL fills with every
- * column's default, one row per object ([] inserts none).
+ * The rows of an insert: "SELECT <values> FROM <the body>".  A column the
+ * insert names that an object leaves out (a key of columns=, or of another
+ * object of an aggregate's array) is NULL, which json_to_record gives for an
+ * absent key, or the column's default: PostgREST's rule is NULL unless
+ * Prefer: missing=default; an aggregate of Ventros keeps its default unless
+ * Prefer: missing=null, which Ventros' own clients rely on.  An explicit
+ * null stays null.  One object without columns= has every key it names: no
+ * test needed, and the columns it leaves out are not in the insert (their
+ * defaults, as PostgREST).  No key at all ({} or [{}, ...]): a SELECT of no
+ * column, which PostgreSQL fills with every column's default, one row per
+ * object ([] inserts none).
  */
 static bool
 insert_rows(Ctx *c, const VnRelation *r, char **keys, int nkeys, bool is_array, bool columns)
 {
 	VnBuf *b = &c->q->sql;
 	bool   one = !is_array && !columns && nkeys > 0;
+	bool   defaults = r->aggregate ? !c->in->missing_null : c->in->missing_default;
 
 	vn_buf_add(b, " SELECT ");
 	for (int i = 0; i < nkeys; i++)
@@ -200,7 +205,7 @@ insert_rows(Ctx *c, const VnRelation *r, char **keys, int nkeys, bool is_array, 
 
 		if (i)
 			vn_buf_add(b, ", ");
-		if (strcmp(col->default_expr, "NULL") == 0 || one || c->in->missing_null)
+		if (strcmp(col->default_expr, "NULL") == 0 || one || !defaults)
 			vn_query_col_ref(b, "_b", keys[i]);
 		else
 		{
@@ -318,8 +323,63 @@ on_conflict_clause(Ctx *c, const VnRelation *r, char **keys, int nkeys)
 	return true;
 }
 
+/*
+ * An application/x-www-form-urlencoded body, or a text/csv one to insert
+ * (PostgREST's, for tables): the write goes on as if the request had sent
+ * the JSON of its strings (parse.c, body.c), in *in, which c->in points to
+ * until the caller restores it.
+ */
+static bool
+form_body(Ctx *c, VnQueryInput *in, VnBuf *json, bool csv)
+{
+	vn_buf_init(json);
+	if (csv && vn_query_content_type_is(c->in->content_type, "text/csv"))
+	{
+		if (!vn_query_csv_json(c, json))
+			return false;
+	}
+	else if (!vn_query_is_form(c->in))
+		return true;
+	else if (!vn_query_form_json(c, json))
+		return false;
+	*in = *c->in;
+	in->body = json->data;
+	in->body_len = json->len;
+	c->in = in;
+	return true;
+}
+
+static bool build_insert(Ctx *c, int rel);
+static bool build_update(Ctx *c, int rel);
+
 bool
 vn_query_build_insert(Ctx *c, int rel)
+{
+	const VnQueryInput *given = c->in;
+	VnQueryInput		form;
+	VnBuf				json;
+	bool				ok = form_body(c, &form, &json, true) && build_insert(c, rel);
+
+	c->in = given;
+	vn_buf_free(&json);
+	return ok;
+}
+
+bool
+vn_query_build_update(Ctx *c, int rel)
+{
+	const VnQueryInput *given = c->in;
+	VnQueryInput		form;
+	VnBuf				json;
+	bool				ok = form_body(c, &form, &json, false) && build_update(c, rel);
+
+	c->in = given;
+	vn_buf_free(&json);
+	return ok;
+}
+
+static bool
+build_insert(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
 	VnBuf			 *b = &c->q->sql;
@@ -329,7 +389,12 @@ vn_query_build_insert(Ctx *c, int rel)
 	bool			  ok;
 	const char		 *columns = vn_query_arg(c->in->args, "columns");
 
-	if (!vn_query_scan_body(c, &keys, &nkeys, &is_array))
+	/*
+	 * The objects of an array without columns= name the same keys
+	 * (PostgREST's rule: 400 otherwise); an aggregate's may differ, each
+	 * absent key taking its default (insert_rows()).
+	 */
+	if (!vn_query_scan_body(c, &keys, &nkeys, &is_array, !columns && !r->aggregate))
 		return false;
 	if (columns)
 	{
@@ -402,8 +467,8 @@ update_nothing(Ctx *c, int rel)
 	return ok && c->q->status == 0;
 }
 
-bool
-vn_query_build_update(Ctx *c, int rel)
+static bool
+build_update(Ctx *c, int rel)
 {
 	const VnRelation *r = &c->in->schema->rels[rel];
 	VnBuf			 *b = &c->q->sql;
@@ -416,7 +481,7 @@ vn_query_build_update(Ctx *c, int rel)
 	size_t			  set_end;
 	const char		 *columns = vn_query_arg(c->in->args, "columns");
 
-	if (!vn_query_scan_body(c, &keys, &nkeys, &is_array))
+	if (!vn_query_scan_body(c, &keys, &nkeys, &is_array, false))
 		return false;
 	if (is_array)
 	{
@@ -514,6 +579,43 @@ vn_query_build_delete(Ctx *c, int rel)
 	vn_buf_add(b, " AS _t WHERE ");
 	if (!vn_query_where(c, r, "_t", true, NULL))
 		return false;
+	returning(c, rel, &ok);
+	if (ok)
+		write_tail(c, rel, false);
+	return ok && c->q->status == 0;
+}
+
+/* put.c's pieces of an insert: the body's keys (checked, uniform), its rows, the upsert, the tail */
+bool
+vn_query_body_keys(Ctx *c, const VnRelation *r, char ***keys, int *nkeys, bool *is_array)
+{
+	if (!vn_query_scan_body(c, keys, nkeys, is_array, true))
+		return false;
+	if (check_keys(c, r, *keys, *nkeys))
+		return true;
+	vn_query_free_list(*keys, *nkeys);
+	*keys = NULL;
+	*nkeys = 0;
+	return false;
+}
+
+bool
+vn_query_insert_rows(Ctx *c, const VnRelation *r, char **keys, int nkeys, bool is_array)
+{
+	return insert_rows(c, r, keys, nkeys, is_array, false);
+}
+
+bool
+vn_query_upsert_clause(Ctx *c, const VnRelation *r, char **keys, int nkeys)
+{
+	return on_conflict_clause(c, r, keys, nkeys);
+}
+
+bool
+vn_query_write_end(Ctx *c, int rel)
+{
+	bool ok = true;
+
 	returning(c, rel, &ok);
 	if (ok)
 		write_tail(c, rel, false);

@@ -112,7 +112,11 @@ test('single and maybeSingle', async () => {
 test('insert, upsert, update, delete, with and without returning', async () => {
   const made = ok(await api.from('labels').insert({ code: 'new', color: 'blue' }).select(), 201);
   assert.deepEqual(made, [{ code: 'new', color: 'blue' }]);
-  const bulk = ok(await api.from('labels').insert([{ code: 'n1' }, { code: 'n2', color: 'black' }]).select('code, color'), 201);
+  // an array is sent with columns=: a key an object leaves out is null, or its default with defaultToNull: false
+  const nulls = await api.from('labels').insert([{ code: 'n1' }, { code: 'n2', color: 'black' }]);
+  assert.equal(nulls.error?.code, '23502'); // color is NOT NULL
+  const bulk = ok(await api.from('labels').insert([{ code: 'n1' }, { code: 'n2', color: 'black' }], { defaultToNull: false })
+    .select('code, color'), 201);
   assert.deepEqual(bulk, [{ code: 'n1', color: 'grey' }, { code: 'n2', color: 'black' }]);
   const quiet = await api.from('ticks').insert({});
   assert.equal(quiet.error, null);
