@@ -428,7 +428,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
               `HTTP commands lost ${r.commandsLost}, webhooks lost ${r.webhooksLost}, sends lost ${r.sendsLost}`);
   process.exitCode = passed(r) ? 0 : 1;
   setTimeout(() => {
-    const open = process._getActiveHandles().map((h) => h.constructor.name);
+    // a socket names its peer: which client (PostgreSQL, the broker, the front,
+    // a stand-in or a proxy) was left open
+    const open = process._getActiveHandles().map((h) => (h.constructor.name === 'Socket' && h.remotePort
+      ? `Socket(${h.localPort}->${h.remotePort}${h.destroyed ? ', destroyed' : ''})` : h.constructor.name));
     console.error(`soak: still open 20 s after the result: ${open.join(', ')}`);
     process.exit(3);
   }, 20000).unref();
