@@ -4,7 +4,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloudEvent } from 'cloudevents';
-import { client, consumer, until, status, setConf, checkOrder, sleep } from './outbox_helpers.mjs';
+import { client, consumer, until, status, setConf, checkOrder, sleep, publisherActivity } from './outbox_helpers.mjs';
 
 let db;
 let q;
@@ -158,7 +158,10 @@ test('a failing event blocks only its aggregate, is dead-lettered after max atte
     await db.query(`SELECT ventros.emit('obtest.happened', 'obtest', $1, '{"n": 1}')`, [stuck]);
     await db.query('COMMIT');
     await until(async () => (await db.query(`SELECT status FROM ventros.outbox WHERE aggregate_id = $1`, [stuck])).rows[0].status === 'dead',
-      'the unroutable event to be dead-lettered', 30000);
+      'the unroutable event to be dead-lettered', 30000).catch(async (e) => {
+      const row = (await db.query(`SELECT status, attempts, last_error FROM ventros.outbox WHERE aggregate_id = $1`, [stuck])).rows[0];
+      throw new Error(`${e.message} (the event: ${JSON.stringify(row)}; ${await publisherActivity(db)})`);
+    });
     const dead = (await db.query(`SELECT attempts, last_error FROM ventros.outbox WHERE aggregate_id = $1`, [stuck])).rows[0];
     assert.equal(dead.attempts, 3);
     assert.match(dead.last_error, /returned/);

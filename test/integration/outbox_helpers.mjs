@@ -129,7 +129,24 @@ export async function restartPublisher(c, { connected = true } = {}) {
     // told apart from a publisher that never came back
     const seen = last && { pid: last.worker_pid, before, connected: last.worker_connected,
                            last_error: last.last_error, last_error_at: last.last_error_at };
-    throw new Error(`${e.message} (last status: ${JSON.stringify(seen)})`);
+    throw new Error(`${e.message} (last status: ${JSON.stringify(seen)}; ${await publisherActivity(c)})`);
+  }
+}
+
+// What the publisher's backend is doing, and who blocks it: for the message
+// of a wait that ran out (a publisher that neither publishes nor exits).
+export async function publisherActivity(c) {
+  try {
+    const rows = (await c.query(`
+      SELECT p.pid, p.state, p.wait_event_type, p.wait_event, left(p.query, 120) AS query,
+             (SELECT json_agg(json_build_object('pid', b.pid, 'type', b.backend_type, 'app', b.application_name,
+                                                'state', b.state, 'xact_age', now() - b.xact_start,
+                                                'query', left(b.query, 120)))
+                FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(p.pid))) AS blocked_by
+        FROM pg_stat_activity p WHERE p.backend_type = 'ventros outbox publisher'`)).rows;
+    return `publisher activity: ${JSON.stringify(rows)}`;
+  } catch (e) {
+    return `publisher activity unknown: ${e.message}`;
   }
 }
 
